@@ -1,0 +1,5 @@
+export * from './nix32.js';
+export * from './hash.js';
+export * from './store-path.js';
+export * from './narinfo.js';
+export * from './signing.js';
