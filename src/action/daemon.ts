@@ -1,0 +1,172 @@
+/**
+ * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
+ * docs/architecture.md: a 0600 config file as argv, `<stateDir>/ready.json` once listening,
+ * `/_sluice/*` control endpoints on loopback.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Compression } from './inputs.js';
+
+export interface DaemonConfig {
+  listen: string;
+  server: string;
+  /** null: anonymous, read-only. */
+  token: string | null;
+  tokenExpiresAt: string | null;
+  audience: string;
+  idTokenRequest?: { url: string; token: string };
+  push: { enabled: boolean; filter?: string; upstreamCaches: string[]; compression: Compression };
+  stateDir: string;
+}
+
+export interface DaemonStats {
+  hits: number;
+  misses: number;
+  bytesDownloaded: number;
+  pushed: { paths: number; bytes: number };
+  skipped: { alreadyCached: number; upstream: number; filtered: number };
+  failed: { path: string; error: string }[];
+  pushSeconds: number;
+  queued: number;
+  read: string[];
+  write: string | null;
+  errors: string[];
+}
+
+export interface RunningDaemon {
+  pid: number;
+  url: string;
+  logFile: string;
+}
+
+export class DaemonStartError extends Error {}
+
+const READY_TIMEOUT_MS = 20_000;
+
+export function writeDaemonConfig(config: DaemonConfig): string {
+  const file = join(config.stateDir, 'daemon.json');
+  // Written then renamed so the token never sits in a file with wider permissions, even briefly.
+  writeFileSync(`${file}.tmp`, JSON.stringify(config), { mode: 0o600 });
+  renameSync(`${file}.tmp`, file);
+  return file;
+}
+
+/** Spawns the daemon detached, its output in a log file (never the step's pipes), and waits until it is ready. */
+export async function startDaemon(
+  bundle: string,
+  configFile: string,
+  stateDir: string,
+  host: string,
+): Promise<RunningDaemon> {
+  const logFile = join(stateDir, 'daemon.log');
+  const logFd = openSync(logFile, 'a');
+  const child = spawn(process.execPath, [bundle, configFile], {
+    detached: true,
+    stdio: ['ignore', logFd, logFd],
+  });
+  closeSync(logFd);
+  let exited: string | undefined;
+  child.on('exit', (code, signal) => (exited = signal ? `killed by ${signal}` : `exited with code ${code}`));
+  child.on('error', (error) => (exited = `could not start: ${error.message}`));
+  child.unref();
+  const pid = child.pid;
+  if (pid !== undefined) writeFileSync(join(stateDir, 'daemon.pid'), `${pid}\n`);
+
+  const readyFile = join(stateDir, 'ready.json');
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (exited) throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
+    if (existsSync(readyFile)) {
+      const ready = JSON.parse(readFileSync(readyFile, 'utf8')) as { pid: number; port: number };
+      const url = `http://${host}:${ready.port}`;
+      if (await healthy(url)) return { pid: ready.pid, url, logFile };
+    }
+    await sleep(100);
+  }
+  if (pid !== undefined) killQuietly(pid, 'SIGKILL');
+  throw new DaemonStartError(
+    `the proxy daemon was not ready within ${READY_TIMEOUT_MS / 1000} s.\n${tail(logFile)}`,
+  );
+}
+
+async function healthy(url: string): Promise<boolean> {
+  try {
+    const response = await fetch(`${url}/_sluice/health`, { signal: AbortSignal.timeout(2_000) });
+    await response.body?.cancel();
+    return response.ok;
+  } catch {
+    return false;
+  }
+}
+
+/** The last lines of the daemon's log, to say why it failed. */
+export function tail(logFile: string, lines = 20): string {
+  try {
+    const text = readFileSync(logFile, 'utf8').trimEnd();
+    return text === '' ? '(the daemon log is empty)' : text.split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no daemon log)';
+  }
+}
+
+export async function control<T>(url: string, path: string, body: unknown, timeoutMs: number): Promise<T> {
+  const response = await fetch(`${url}/_sluice/${path}`, {
+    method: body === undefined ? 'GET' : 'POST',
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await response.text();
+  if (!response.ok)
+    throw new Error(`/_sluice/${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
+  return (text ? JSON.parse(text) : {}) as T;
+}
+
+/** True while the process exists and is not a zombie (a reaped-late child counts as gone). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return true;
+  }
+}
+
+function killQuietly(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+async function waitForExit(pid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (!isAlive(pid)) return true;
+    await sleep(50);
+  }
+  return !isAlive(pid);
+}
+
+/**
+ * Makes sure the daemon is gone: give it `graceMs` to exit after a shutdown request, then SIGTERM,
+ * then SIGKILL. Returns how it ended, for the log.
+ */
+export async function ensureStopped(
+  pid: number,
+  graceMs = 5_000,
+): Promise<'exited' | 'terminated' | 'killed' | 'survived'> {
+  if (await waitForExit(pid, graceMs)) return 'exited';
+  killQuietly(pid, 'SIGTERM');
+  if (await waitForExit(pid, 3_000)) return 'terminated';
+  killQuietly(pid, 'SIGKILL');
+  return (await waitForExit(pid, 2_000)) ? 'killed' : 'survived';
+}

@@ -1,0 +1,137 @@
+/**
+ * The Action's inputs, read once inside run() into a typed object. Every invalid value is misuse
+ * of the Action, so it throws an error naming the input and what it accepts.
+ */
+import * as core from '@actions/core';
+import { Inputs } from './constants.js';
+
+export type PushMode = 'auto' | 'true' | 'false';
+export type Compression = 'zstd' | 'xz' | 'none';
+
+export interface ActionInputs {
+  server: URL;
+  audience: string;
+  push: PushMode;
+  /** Source of a regular expression; store paths it matches are never pushed. */
+  pushFilter: string | undefined;
+  upstreamCaches: string[];
+  compression: Compression;
+  /** host:port for the local proxy; port 0 lets the daemon pick one. */
+  listen: { host: string; port: number };
+  drainTimeoutSeconds: number;
+  strict: boolean;
+  summary: boolean;
+}
+
+export class InputError extends Error {}
+
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+
+export function readInputs(): ActionInputs {
+  return {
+    server: parseServer(core.getInput(Inputs.Server, { required: true })),
+    audience: nonEmpty(Inputs.Audience, core.getInput(Inputs.Audience) || 'sluice'),
+    push: oneOf(Inputs.Push, core.getInput(Inputs.Push) || 'auto', ['auto', 'true', 'false'] as const),
+    pushFilter: parseRegex(Inputs.PushFilter, core.getInput(Inputs.PushFilter)),
+    upstreamCaches: parseUrls(Inputs.UpstreamCaches, core.getInput(Inputs.UpstreamCaches)),
+    compression: oneOf(Inputs.Compression, core.getInput(Inputs.Compression) || 'zstd', [
+      'zstd',
+      'xz',
+      'none',
+    ] as const),
+    listen: parseListen(core.getInput(Inputs.Listen) || '127.0.0.1:37515'),
+    drainTimeoutSeconds: parseSeconds(Inputs.DrainTimeout, core.getInput(Inputs.DrainTimeout) || '120'),
+    strict: parseBoolean(Inputs.Strict, core.getInput(Inputs.Strict) || 'false'),
+    summary: parseBoolean(Inputs.Summary, core.getInput(Inputs.Summary) || 'true'),
+  };
+}
+
+function nonEmpty(name: string, value: string): string {
+  if (value.trim() === '') throw new InputError(`Input '${name}' must not be empty.`);
+  return value.trim();
+}
+
+export function parseServer(value: string): URL {
+  let url: URL;
+  try {
+    url = new URL(value.trim());
+  } catch {
+    throw new InputError(
+      `Input 'server' must be an http(s) URL such as https://cache.example.com; got '${value}'.`,
+    );
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new InputError(`Input 'server' must be an http(s) URL; got protocol '${url.protocol}'.`);
+  }
+  if (url.username || url.password) {
+    throw new InputError(
+      `Input 'server' must not carry credentials: Sluice authenticates with the workflow's OIDC token.`,
+    );
+  }
+  // Keep a trailing slash so relative API paths resolve under a server mounted at a sub-path.
+  if (!url.pathname.endsWith('/')) url.pathname += '/';
+  return url;
+}
+
+function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  const v = value.trim().toLowerCase();
+  if ((allowed as readonly string[]).includes(v)) return v as T;
+  throw new InputError(
+    `Input '${name}' must be one of ${allowed.map((a) => `'${a}'`).join(', ')}; got '${value}'.`,
+  );
+}
+
+function parseBoolean(name: string, value: string): boolean {
+  return oneOf(name, value, ['true', 'false'] as const) === 'true';
+}
+
+export function parseRegex(name: string, value: string): string | undefined {
+  const source = value.trim();
+  if (source === '') return undefined;
+  try {
+    new RegExp(source);
+  } catch (error) {
+    throw new InputError(`Input '${name}' is not a valid regular expression: ${(error as Error).message}`);
+  }
+  return source;
+}
+
+export function parseUrls(name: string, value: string): string[] {
+  const raw = value.trim() === '' ? [] : value.trim().split(/\s+/);
+  return raw.map((u) => {
+    try {
+      const url = new URL(u);
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error();
+      return u.replace(/\/+$/, '');
+    } catch {
+      throw new InputError(
+        `Input '${name}' must list http(s) URLs separated by spaces or newlines; '${u}' is not one.`,
+      );
+    }
+  });
+}
+
+export function parseListen(value: string): { host: string; port: number } {
+  const match = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(value.trim());
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new InputError(
+      `Input 'listen' must be host:port, such as 127.0.0.1:37515 (port 0 picks a free port); got '${value}'.`,
+    );
+  }
+  const host = match[1]!;
+  if (!LOOPBACK_HOSTS.has(host)) {
+    throw new InputError(
+      `Input 'listen' must be a loopback address (127.0.0.1, ::1 or localhost): the proxy holds the cache token; got '${host}'.`,
+    );
+  }
+  return { host, port };
+}
+
+export function parseSeconds(name: string, value: string): number {
+  const seconds = Number(value.trim());
+  if (!Number.isFinite(seconds) || seconds < 0) {
+    throw new InputError(`Input '${name}' must be a number of seconds (0 or more); got '${value}'.`);
+  }
+  return seconds;
+}

@@ -1,0 +1,168 @@
+/**
+ * Points Nix at the proxy: a marked block in a nix.conf that adds the proxy as a substituter, trusts
+ * the server's keys, turns on `fallback` and installs the post-build hook.
+ *
+ * `post-build-hook` and `substituters` are honoured only from the configuration of whoever runs the
+ * builds. Without a Nix daemon (single-user) that is the runner user, so the user's nix.conf is
+ * enough. With a daemon, builds run inside the daemon, which reads only the system nix.conf, so that
+ * file changes and the daemon restarts (systemd on Linux, launchd on macOS).
+ */
+import { execFile } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { NIX_CONF_BLOCK_BEGIN, NIX_CONF_BLOCK_END } from './constants.js';
+
+const execFileAsync = promisify(execFile);
+
+export type NixConfScope = 'user' | 'system';
+
+export interface NixSettings {
+  substituter: string;
+  publicKeys: string[];
+  postBuildHook?: string;
+}
+
+const DAEMON_SOCKET = '/nix/var/nix/daemon-socket/socket';
+const NIX_DB = '/nix/var/nix/db';
+
+/** The Nix version string, or undefined when no `nix` is on PATH. */
+export async function nixVersion(env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+  try {
+    const { stdout } = await execFileAsync('nix', ['--version'], { env, timeout: 30_000 });
+    return stdout.trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether builds go through a Nix daemon (multi-user) or run as this user (single-user). */
+export function detectScope(env: NodeJS.ProcessEnv = process.env): NixConfScope {
+  const remote = env.NIX_REMOTE ?? '';
+  if (remote === 'daemon' || remote.startsWith('unix://')) return 'system';
+  if (remote !== '' && remote !== 'auto') return 'user';
+  // "auto": Nix talks to the daemon when it cannot write the store database itself.
+  if (!existsSync(DAEMON_SOCKET)) return 'user';
+  try {
+    accessSync(NIX_DB, constants.W_OK);
+    return 'user';
+  } catch {
+    return 'system';
+  }
+}
+
+export function confFile(scope: NixConfScope, env: NodeJS.ProcessEnv = process.env): string {
+  if (scope === 'system') return join(env.NIX_CONF_DIR || '/etc/nix', 'nix.conf');
+  const userFiles = env.NIX_USER_CONF_FILES?.split(':').filter(Boolean);
+  if (userFiles?.[0]) return userFiles[0];
+  return join(env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config'), 'nix', 'nix.conf');
+}
+
+export function renderBlock(settings: NixSettings): string {
+  const lines = [
+    NIX_CONF_BLOCK_BEGIN,
+    `extra-substituters = ${settings.substituter}`,
+    `extra-trusted-public-keys = ${settings.publicKeys.join(' ')}`,
+    // The proxy or the server may go away mid-job: Nix then builds instead of failing.
+    'fallback = true',
+  ];
+  if (settings.postBuildHook) lines.push(`post-build-hook = ${settings.postBuildHook}`);
+  lines.push(NIX_CONF_BLOCK_END);
+  return lines.join('\n') + '\n';
+}
+
+/** The file's text with any earlier Sluice block removed, so writing twice never stacks blocks. */
+export function withoutBlock(text: string): string {
+  const begin = text.indexOf(NIX_CONF_BLOCK_BEGIN);
+  if (begin === -1) return text;
+  const endMarker = text.indexOf(NIX_CONF_BLOCK_END, begin);
+  const end = endMarker === -1 ? text.length : endMarker + NIX_CONF_BLOCK_END.length + 1;
+  return text.slice(0, begin) + text.slice(end);
+}
+
+function readIfExists(file: string): string {
+  return existsSync(file) ? readFileSync(file, 'utf8') : '';
+}
+
+/** Writes a file, through `sudo` when this user may not (the system nix.conf on a hosted runner). */
+async function writeMaybeSudo(file: string, text: string): Promise<void> {
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, text);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM') throw error;
+    await new Promise<void>((resolve, reject) => {
+      const child = execFile('sudo', ['-n', 'tee', file], (err) => (err ? reject(err) : resolve()));
+      child.stdin?.end(text);
+    });
+  }
+}
+
+export async function writeNixConf(file: string, settings: NixSettings): Promise<void> {
+  const current = withoutBlock(readIfExists(file));
+  const separator = current === '' || current.endsWith('\n') ? '' : '\n';
+  await writeMaybeSudo(file, current + separator + renderBlock(settings));
+}
+
+/** Takes the Sluice block out again; true when there was one. */
+export async function removeNixConf(file: string): Promise<boolean> {
+  const current = readIfExists(file);
+  const cleaned = withoutBlock(current);
+  if (cleaned === current) return false;
+  await writeMaybeSudo(file, cleaned);
+  return true;
+}
+
+/** Restarts the Nix daemon so it reads the changed system nix.conf; returns how, or throws. */
+export async function restartNixDaemon(): Promise<string> {
+  if (process.platform === 'darwin') {
+    await execFileAsync('sudo', ['-n', 'launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'], {
+      timeout: 60_000,
+    });
+    return 'launchctl kickstart -k system/org.nixos.nix-daemon';
+  }
+  await execFileAsync('sudo', ['-n', 'systemctl', 'restart', 'nix-daemon.service'], { timeout: 60_000 });
+  return 'systemctl restart nix-daemon.service';
+}
+
+/** The effective substituters as Nix itself sees them, to check that the change took. */
+export async function effectiveSubstituters(env: NodeJS.ProcessEnv = process.env): Promise<string[]> {
+  const { stdout } = await execFileAsync(
+    'nix',
+    ['--extra-experimental-features', 'nix-command', 'show-config', '--json'],
+    { env, timeout: 30_000, maxBuffer: 16 * 1024 * 1024 },
+  );
+  const config = JSON.parse(stdout) as { substituters?: { value?: string[] } };
+  return config.substituters?.value ?? [];
+}
+
+/**
+ * The post-build hook: a shell script (Nix runs it with no arguments) that hands the build to the
+ * daemon through the hook bundle. It always exits 0 and gives up quickly, because a failing hook
+ * stops Nix from running further builds.
+ */
+export function writeHookScript(
+  stateDir: string,
+  nodePath: string,
+  hookBundle: string,
+  proxyUrl: string,
+): string {
+  const file = join(stateDir, 'post-build-hook.sh');
+  const script = [
+    '#!/bin/sh',
+    '# Sluice: reports each local build to the proxy, which pushes it. Never fails the build.',
+    `if [ -x ${sh(nodePath)} ] && [ -f ${sh(hookBundle)} ]; then`,
+    `  ${sh(nodePath)} ${sh(hookBundle)} ${sh(proxyUrl)} >/dev/null 2>&1 </dev/null || true`,
+    'fi',
+    'exit 0',
+    '',
+  ].join('\n');
+  writeFileSync(file, script, { mode: 0o755 });
+  return file;
+}
+
+function sh(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}

@@ -1,0 +1,32 @@
+/** What the main step hands to the post step, through saved state (the only channel between them). */
+import * as core from '@actions/core';
+import { State } from './constants.js';
+
+export interface SavedState {
+  /** This use of the Action found Sluice already configured by an earlier use: post does nothing. */
+  reused?: boolean;
+  strict: boolean;
+  summary: boolean;
+  drainTimeoutSeconds: number;
+  /** Problems met by the main step, each with what to do about it, for the job summary. */
+  problems: string[];
+  /** How the main step ended up configuring the cache, for the summary. */
+  mode?: 'read-write' | 'read-only' | 'anonymous' | 'off';
+  stateDir?: string;
+  daemon?: { pid: number; url: string; logFile: string };
+  /** File listing the store's entries when the main step ran, for post's fallback diff. */
+  storeListFile?: string;
+  nixConfig?: { file: string; scope: 'user' | 'system' };
+  read?: string[];
+  write?: string | null;
+}
+
+export function saveState(state: SavedState): void {
+  core.saveState(State.Saved, JSON.stringify(state));
+}
+
+export function loadState(): SavedState | undefined {
+  const raw = core.getState(State.Saved);
+  if (!raw) return undefined;
+  return JSON.parse(raw) as SavedState;
+}

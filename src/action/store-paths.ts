@@ -1,0 +1,32 @@
+/**
+ * The store's entries at the start of the job, so the post step can find paths the post-build hook
+ * did not see (builds by a daemon without our hook, `nix copy` from elsewhere, ...).
+ */
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export function storeDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.NIX_STORE_DIR || '/nix/store';
+}
+
+function listStore(dir: string): string[] {
+  // Derivations and temporary/lock entries are never pushed.
+  return readdirSync(dir).filter(
+    (name) => /^[0-9a-z]{32}-/.test(name) && !name.endsWith('.drv') && !name.endsWith('.lock'),
+  );
+}
+
+export function recordStore(file: string, env: NodeJS.ProcessEnv = process.env): number {
+  const names = listStore(storeDir(env));
+  writeFileSync(file, names.join('\n'));
+  return names.length;
+}
+
+/** Full store paths that appeared since `recordStore` wrote `file`. */
+export function newStorePaths(file: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  const dir = storeDir(env);
+  const before = new Set(readFileSync(file, 'utf8').split('\n'));
+  return listStore(dir)
+    .filter((name) => !before.has(name))
+    .map((name) => join(dir, name));
+}

@@ -1,0 +1,3 @@
+import { run } from '../action/hook.js';
+
+await run(process.argv.slice(2));
