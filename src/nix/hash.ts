@@ -14,7 +14,9 @@ export class Hash {
     readonly digest: Buffer,
   ) {
     if (digest.length !== DIGEST_BYTES[algorithm]) {
-      throw new HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
+      throw new HashError(
+        `${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`,
+      );
     }
   }
 
@@ -24,7 +26,11 @@ export class Hash {
    */
   static parse(text: string, expected?: HashAlgorithm): Hash {
     const sri = /^(md5|sha1|sha256|sha512)-([A-Za-z0-9+/]+={0,2})$/.exec(text);
-    if (sri) return Hash.fromDigestText(sri[1] as HashAlgorithm, sri[2]!, 'base64', text);
+    if (sri) {
+      if (expected !== undefined && sri[1] !== expected)
+        throw new HashError(`expected a ${expected} hash, got '${text}'`);
+      return Hash.fromDigestText(sri[1] as HashAlgorithm, sri[2]!, 'base64', text);
+    }
     const colon = text.indexOf(':');
     let algorithm: string | undefined;
     let digest: string;
@@ -36,7 +42,8 @@ export class Hash {
       digest = text.slice(colon + 1);
     }
     if (algorithm === undefined) throw new HashError(`hash '${text}' does not name its algorithm`);
-    if (!(algorithm in DIGEST_BYTES)) throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
+    if (!(algorithm in DIGEST_BYTES))
+      throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
     if (expected !== undefined && algorithm !== expected) {
       throw new HashError(`expected a ${expected} hash, got '${text}'`);
     }
@@ -51,7 +58,7 @@ export class Hash {
   ): Hash {
     const bytes = DIGEST_BYTES[algorithm];
     if (encoding === undefined) {
-      if (digest.length === bytes * 2 && /^[0-9a-f]+$/.test(digest)) {
+      if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
         return new Hash(algorithm, Buffer.from(digest, 'hex'));
       }
       if (digest.length === nix32Length(bytes) && isNix32(digest)) {
@@ -60,7 +67,9 @@ export class Hash {
     }
     if (digest.length === Math.ceil(bytes / 3) * 4 && /^[A-Za-z0-9+/]+={0,2}$/.test(digest)) {
       const decoded = Buffer.from(digest, 'base64');
-      if (decoded.length === bytes) return new Hash(algorithm, decoded);
+      // Node ignores stray bits in the last character: insist on the one canonical spelling.
+      if (decoded.length === bytes && decoded.toString('base64') === digest)
+        return new Hash(algorithm, decoded);
     }
     throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
   }

@@ -3,3 +3,4 @@ export * from './hash.js';
 export * from './store-path.js';
 export * from './narinfo.js';
 export * from './signing.js';
+export * from './nar.js';

@@ -6,7 +6,11 @@
 import { Hash, HashError } from './hash.js';
 import { DEFAULT_STORE_DIR, StorePath, StorePathError } from './store-path.js';
 
-export const NARINFO_MAX_BYTES = 64 * 1024;
+/** Far above any real narinfo (even thousands of references), low enough to refuse abuse. */
+export const NARINFO_MAX_BYTES = 1024 * 1024;
+
+// Field names as Nix writes them; anything else in a key (spaces, colons) is a corrupt line.
+const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9-]*$/;
 
 /** Compression methods Nix can read from a binary cache. */
 export const COMPRESSIONS = ['none', 'xz', 'bzip2', 'zstd', 'br', 'gzip', 'lz4', 'lzip'] as const;
@@ -54,13 +58,17 @@ function parseSize(field: string, value: string): number {
   return size;
 }
 
+/** A `sha256:...` (or SRI) hash, the only kind Nix writes into narinfos. */
 function parseHash(field: string, value: string): Hash {
+  let hash: Hash;
   try {
-    return Hash.parse(value);
+    hash = Hash.parse(value);
   } catch (e) {
     if (e instanceof HashError) throw new NarInfoError(`${field}: ${e.message}`);
     throw e;
   }
+  if (hash.algorithm !== 'sha256') throw new NarInfoError(`${field} '${value}' is not a sha256 hash`);
+  return hash;
 }
 
 function checkBaseName(field: string, value: string): string {
@@ -72,29 +80,34 @@ function checkBaseName(field: string, value: string): string {
   }
 }
 
-export function parseNarInfo(
-  text: string,
-  options: { storeDir?: string; maxBytes?: number } = {},
-): NarInfo {
+export function parseNarInfo(text: string, options: { storeDir?: string; maxBytes?: number } = {}): NarInfo {
   const storeDir = options.storeDir ?? DEFAULT_STORE_DIR;
   const maxBytes = options.maxBytes ?? NARINFO_MAX_BYTES;
   if (Buffer.byteLength(text) > maxBytes) throw new NarInfoError(`narinfo is larger than ${maxBytes} bytes`);
 
+  if (!text.endsWith('\n')) throw new NarInfoError(`narinfo does not end with a newline`);
+
   const fields = new Map<string, string>();
+  const seen = new Set<string>();
   const sigs: string[] = [];
   const extra: [string, string][] = [];
   const lines = text.split('\n');
-  if (lines.at(-1) === '') lines.pop();
+  lines.pop();
   lines.forEach((line, index) => {
     const sep = line.indexOf(': ');
-    if (sep <= 0) throw new NarInfoError(`line ${index + 1} is not 'Key: value': '${line.slice(0, 80)}'`);
-    const key = line.slice(0, sep);
+    const key = line.slice(0, Math.max(sep, 0));
+    if (sep <= 0 || !KEY_PATTERN.test(key)) {
+      throw new NarInfoError(`line ${index + 1} is not 'Key: value': '${line.slice(0, 80)}'`);
+    }
     const value = line.slice(sep + 2);
     if (key === 'Sig') {
+      if (!/^[^:\s]+:[A-Za-z0-9+/]+={0,2}$/.test(value))
+        throw new NarInfoError(`Sig '${value}' is not 'keyname:base64'`);
       sigs.push(value);
       return;
     }
-    if (fields.has(key) || extra.some(([k]) => k === key)) throw new NarInfoError(`duplicate field '${key}'`);
+    if (seen.has(key)) throw new NarInfoError(`duplicate field '${key}'`);
+    seen.add(key);
     if (KNOWN_FIELDS.has(key)) fields.set(key, value);
     else extra.push([key, value]);
   });
@@ -128,6 +141,7 @@ export function parseNarInfo(
     sigs,
     extra,
   };
+  if (info.narSize === 0) throw new NarInfoError(`NarSize is 0: no NAR is empty`);
   const fileHash = fields.get('FileHash');
   if (fileHash !== undefined) info.fileHash = parseHash('FileHash', fileHash);
   const fileSize = fields.get('FileSize');
@@ -135,7 +149,9 @@ export function parseNarInfo(
   const references = fields.get('References');
   if (references) info.references = references.split(' ').map((r) => checkBaseName('References', r));
   const deriver = fields.get('Deriver');
-  if (deriver !== undefined) info.deriver = checkBaseName('Deriver', deriver);
+  // Old caches write `unknown-deriver`; Nix reads that as no deriver, and so do we.
+  if (deriver !== undefined && deriver !== 'unknown-deriver')
+    info.deriver = checkBaseName('Deriver', deriver);
   const system = fields.get('System');
   if (system !== undefined) info.system = system;
   const ca = fields.get('CA');
@@ -143,18 +159,33 @@ export function parseNarInfo(
   return info;
 }
 
+/** Writes `info` in the order Nix writes; refuses values that would break the line format. */
 export function serializeNarInfo(info: NarInfo): string {
-  let out = `StorePath: ${info.storePath}\nURL: ${info.url}\nCompression: ${info.compression}\n`;
-  if (info.fileHash) out += `FileHash: ${info.fileHash.toString()}\n`;
-  if (info.fileSize !== undefined) out += `FileSize: ${info.fileSize}\n`;
-  out += `NarHash: ${info.narHash.toString()}\nNarSize: ${info.narSize}\n`;
-  out += `References: ${info.references.join(' ')}\n`;
-  if (info.deriver !== undefined) out += `Deriver: ${info.deriver}\n`;
-  if (info.system !== undefined) out += `System: ${info.system}\n`;
-  for (const sig of info.sigs) out += `Sig: ${sig}\n`;
-  if (info.ca !== undefined) out += `CA: ${info.ca}\n`;
-  for (const [key, value] of info.extra) out += `${key}: ${value}\n`;
-  return out;
+  const lines: string[] = [];
+  const line = (key: string, value: string | number | Hash | undefined): void => {
+    if (value === undefined) return;
+    const text = String(value);
+    if (text.includes('\n')) throw new NarInfoError(`field '${key}' contains a newline`);
+    lines.push(`${key}: ${text}\n`);
+  };
+  line('StorePath', info.storePath);
+  line('URL', info.url);
+  line('Compression', info.compression);
+  line('FileHash', info.fileHash);
+  line('FileSize', info.fileSize);
+  line('NarHash', info.narHash);
+  line('NarSize', info.narSize);
+  line('References', info.references.join(' '));
+  line('Deriver', info.deriver);
+  line('System', info.system);
+  for (const sig of info.sigs) line('Sig', sig);
+  line('CA', info.ca);
+  for (const [key, value] of info.extra) {
+    if (!KEY_PATTERN.test(key) || KNOWN_FIELDS.has(key))
+      throw new NarInfoError(`cannot write extra field '${key}'`);
+    line(key, value);
+  }
+  return lines.join('');
 }
 
 /** The hash part of the narinfo's store path, which names the `.narinfo` file. */

@@ -2,7 +2,16 @@
  * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
  * A secret key is `name:base64(seed ‖ public key)` (64 bytes), a public key `name:base64(public key)`.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  sign,
+  verify,
+  type KeyObject,
+} from 'node:crypto';
+import { Hash } from './hash.js';
+import type { NarInfo } from './narinfo.js';
 import { DEFAULT_STORE_DIR } from './store-path.js';
 
 // DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) and SPKI (public).
@@ -37,7 +46,11 @@ function splitKey(text: string, what: string): [string, Buffer] {
 }
 
 function publicKeyFromRaw(name: string, raw: Buffer): PublicKey {
-  const key = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: 'der', type: 'spki' });
+  const key = createPublicKey({
+    key: Buffer.concat([SPKI_ED25519_PREFIX, raw]),
+    format: 'der',
+    type: 'spki',
+  });
   return { name, key, text: `${name}:${raw.toString('base64')}` };
 }
 
@@ -51,12 +64,21 @@ export function parseSecretKey(text: string): SecretKey {
   const [name, raw] = splitKey(text, 'secret key');
   if (raw.length !== 64) throw new KeyError(`secret key '${name}' must be 64 bytes, got ${raw.length}`);
   const seed = raw.subarray(0, 32);
-  const key = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+  const key = createPrivateKey({
+    key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
+    format: 'der',
+    type: 'pkcs8',
+  });
   const derivedPublic = rawPublicKey(createPublicKey(key));
   if (!derivedPublic.equals(raw.subarray(32))) {
     throw new KeyError(`secret key '${name}' does not match the public key stored in it`);
   }
-  return { name, key, publicKey: publicKeyFromRaw(name, derivedPublic), text: `${name}:${raw.toString('base64')}` };
+  return {
+    name,
+    key,
+    publicKey: publicKeyFromRaw(name, derivedPublic),
+    text: `${name}:${raw.toString('base64')}`,
+  };
 }
 
 function rawPublicKey(key: KeyObject): Buffer {
@@ -65,7 +87,8 @@ function rawPublicKey(key: KeyObject): Buffer {
 
 /** A fresh key pair, like `nix-store --generate-binary-cache-key name`. */
 export function generateSecretKey(name: string): SecretKey {
-  if (!name || name.includes(':')) throw new KeyError(`key name '${name}' must be non-empty and contain no ':'`);
+  if (!name || name.includes(':'))
+    throw new KeyError(`key name '${name}' must be non-empty and contain no ':'`);
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_ED25519_PREFIX.length);
   return parseSecretKey(`${name}:${Buffer.concat([seed, rawPublicKey(publicKey)]).toString('base64')}`);
@@ -73,17 +96,29 @@ export function generateSecretKey(name: string): SecretKey {
 
 /**
  * The string Nix signs: `1;<store path>;<nar hash>;<nar size>;<references as full paths, comma-separated>`.
- * `narHash` is in `sha256:<nix32>` form; `references` are base names.
+ * `narHash` is a Hash or any text form of one (written as `sha256:<nix32>`); `references` are base
+ * names. Nix holds references in a sorted set, so they are sorted and deduplicated here too: a
+ * narinfo listing them in another order still gets the signature Nix expects.
  */
 export function fingerprint(
   storePath: string,
-  narHash: string,
+  narHash: Hash | string,
   narSize: number,
   references: readonly string[],
   storeDir = DEFAULT_STORE_DIR,
 ): string {
-  const refs = references.map((r) => `${storeDir}/${r}`).join(',');
-  return `1;${storePath};${narHash};${narSize};${refs}`;
+  const hash = typeof narHash === 'string' ? Hash.parse(narHash) : narHash;
+  const dir = storeDir.replace(/\/+$/, '');
+  const refs = [...new Set(references)]
+    .sort()
+    .map((r) => `${dir}/${r}`)
+    .join(',');
+  return `1;${storePath};${hash.toString()};${narSize};${refs}`;
+}
+
+/** The fingerprint of a narinfo, the text its `Sig:` lines sign. */
+export function narInfoFingerprint(info: NarInfo, storeDir = DEFAULT_STORE_DIR): string {
+  return fingerprint(info.storePath, info.narHash, info.narSize, info.references, storeDir);
 }
 
 /** Signs a fingerprint; returns a `Sig:` value, `name:base64(signature)`. */

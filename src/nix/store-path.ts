@@ -1,10 +1,10 @@
-/** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`. */
+/** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
 import { isNix32 } from './nix32.js';
 
 export const DEFAULT_STORE_DIR = '/nix/store';
 export const HASH_PART_LENGTH = 32;
-/** Nix limits a store path's base name to 211 characters: 32 for the hash, one dash, 178 for the name. */
-export const MAX_NAME_LENGTH = 211 - HASH_PART_LENGTH - 1;
+/** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
+export const MAX_NAME_LENGTH = 211;
 
 const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
 
@@ -19,15 +19,38 @@ export function validateHashPart(hashPart: string): string {
   return hashPart;
 }
 
-function validateName(name: string, baseName: string): void {
+/**
+ * Checks a store path name. Nix 2.8 itself accepts any name made of the allowed characters (so
+ * `.hidden` is a path Nix builds); like later Nix versions we also refuse `.`, `..` and names whose
+ * first dash-separated part is one of those, which only ever serve path tricks.
+ */
+export function validateName(name: string, baseName = name): string {
   if (name.length === 0) throw new StorePathError(`store path '${baseName}' has an empty name`);
   if (name.length > MAX_NAME_LENGTH) {
     throw new StorePathError(`store path name in '${baseName}' is longer than ${MAX_NAME_LENGTH} characters`);
   }
-  if (name.startsWith('.')) throw new StorePathError(`store path name in '${baseName}' starts with '.'`);
-  if (!NAME_PATTERN.test(name)) {
-    throw new StorePathError(`store path name in '${baseName}' has characters outside [A-Za-z0-9+-._?=]`);
+  const bad = NAME_PATTERN.test(name) ? undefined : [...name].find((c) => !NAME_PATTERN.test(c));
+  if (bad !== undefined) {
+    throw new StorePathError(
+      `store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`,
+    );
   }
+  const firstPart = name.split('-', 1)[0];
+  if (firstPart === '.' || firstPart === '..') {
+    throw new StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
+  }
+  return name;
+}
+
+function normalizeStoreDir(storeDir: string): string {
+  const trimmed = storeDir.replace(/\/+$/, '');
+  const segments = trimmed.split('/').slice(1);
+  if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..')) {
+    throw new StorePathError(
+      `store dir '${storeDir}' must be an absolute, canonical directory other than '/'`,
+    );
+  }
+  return trimmed;
 }
 
 export class StorePath {
@@ -38,23 +61,34 @@ export class StorePath {
 
   /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
   static fromBaseName(baseName: string): StorePath {
-    const dash = baseName.indexOf('-');
-    if (dash !== HASH_PART_LENGTH) {
+    if (baseName.length < HASH_PART_LENGTH + 2 || baseName[HASH_PART_LENGTH] !== '-') {
       throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
     }
-    const hashPart = validateHashPart(baseName.slice(0, dash));
-    const name = baseName.slice(dash + 1);
-    validateName(name, baseName);
+    const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
+    const name = validateName(baseName.slice(HASH_PART_LENGTH + 1), baseName);
     return new StorePath(hashPart, name);
   }
 
-  /** Parses a full path inside `storeDir`. */
+  /** Parses a full path directly inside `storeDir` (default `/nix/store`). */
   static parse(path: string, storeDir = DEFAULT_STORE_DIR): StorePath {
-    const prefix = storeDir.endsWith('/') ? storeDir : `${storeDir}/`;
-    if (!path.startsWith(prefix)) throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
+    const prefix = `${normalizeStoreDir(storeDir)}/`;
+    if (!path.startsWith(prefix))
+      throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
     const baseName = path.slice(prefix.length);
-    if (baseName.includes('/')) throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
+    if (baseName.includes('/'))
+      throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
     return StorePath.fromBaseName(baseName);
+  }
+
+  /** True when `path` is a valid store path in `storeDir`. */
+  static isValid(path: string, storeDir = DEFAULT_STORE_DIR): boolean {
+    try {
+      StorePath.parse(path, storeDir);
+      return true;
+    } catch (e) {
+      if (e instanceof StorePathError) return false;
+      throw e;
+    }
   }
 
   get baseName(): string {
@@ -62,7 +96,7 @@ export class StorePath {
   }
 
   toPath(storeDir = DEFAULT_STORE_DIR): string {
-    return `${storeDir.replace(/\/$/, '')}/${this.baseName}`;
+    return `${normalizeStoreDir(storeDir)}/${this.baseName}`;
   }
 
   toString(): string {

@@ -1,0 +1,213 @@
+/**
+ * Streaming NAR hashing, compression and decompression. Nothing here holds a NAR in memory: data
+ * flows through in chunks, so a multi-gigabyte upload costs a few buffers.
+ *
+ * zstd comes from Node 24's zlib. xz runs the system `xz` program as a child process, both ways:
+ * Node has no xz, and the WASM decompressor on npm (xz-decompress) is correct (multi-block,
+ * multi-stream, integrity checks) but serializes every decompression in the process behind one
+ * global lock, so one slow xz upload would stall all others. `xz` is native, concurrent and
+ * multi-threaded; the `xz` program (Debian: xz-utils) must be on PATH when xz is used.
+ */
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { Duplex, PassThrough, Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { constants as zlibConstants, createZstdCompress, createZstdDecompress } from 'node:zlib';
+import { Hash } from './hash.js';
+
+/** Compressions Sluice can verify and produce (a subset of what Nix reads). */
+export const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'] as const;
+export type NarCompression = (typeof NAR_COMPRESSIONS)[number];
+
+/** File name extensions Nix gives compressed NARs (`nar/<filehash>.nar<ext>`). */
+export const NAR_EXTENSIONS: Record<NarCompression, string> = { none: '', zstd: '.zst', xz: '.xz' };
+
+export class CompressionError extends Error {}
+
+function checkCompression(compression: string): NarCompression {
+  if (!(NAR_COMPRESSIONS as readonly string[]).includes(compression)) {
+    throw new CompressionError(
+      `unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`,
+    );
+  }
+  return compression as NarCompression;
+}
+
+/** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
+class ProcessStream extends Duplex {
+  private readonly child: ChildProcessByStdio<Writable, Readable, Readable>;
+  private stderr = '';
+
+  constructor(
+    command: string,
+    args: string[],
+    private readonly what: string,
+  ) {
+    super();
+    this.child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    // EPIPE when the program quits early (corrupt input): its exit status tells why.
+    this.child.stdin.on('error', () => {});
+    this.child.stderr.setEncoding('utf8').on('data', (text: string) => {
+      if (this.stderr.length < 4096) this.stderr += text;
+    });
+    this.child.stdout.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) this.child.stdout.pause();
+    });
+    this.child.on('error', (error: NodeJS.ErrnoException) => {
+      this.destroy(
+        error.code === 'ENOENT'
+          ? new CompressionError(
+              `${what} needs the '${command}' program on PATH (Debian: apt-get install xz-utils)`,
+            )
+          : error,
+      );
+    });
+    this.child.on('close', (code, signal) => {
+      if (this.destroyed) return;
+      if (code === 0) this.push(null);
+      else {
+        const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
+        this.destroy(new CompressionError(`${this.what} failed: ${detail}`));
+      }
+    });
+  }
+
+  override _read(): void {
+    this.child.stdout.resume();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.child.stdin.write(chunk)) callback();
+    else this.child.stdin.once('drain', () => callback());
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.child.stdin.end();
+    callback();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill();
+    callback(error);
+  }
+}
+
+/** A stream that turns a compressed NAR file back into the NAR. */
+export function createDecompressor(compression: string): Duplex {
+  switch (checkCompression(compression)) {
+    case 'none':
+      return new PassThrough();
+    case 'zstd':
+      return createZstdDecompress();
+    case 'xz':
+      return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet'], 'xz decompression');
+  }
+}
+
+/**
+ * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
+ * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
+ */
+export function createCompressor(compression: string, options: { level?: number } = {}): Duplex {
+  const { level } = options;
+  switch (checkCompression(compression)) {
+    case 'none':
+      return new PassThrough();
+    case 'zstd':
+      return createZstdCompress(
+        level === undefined ? {} : { params: { [zlibConstants.ZSTD_c_compressionLevel]: level } },
+      );
+    case 'xz': {
+      if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
+        throw new CompressionError(`xz level must be 0-9, got ${level}`);
+      }
+      const args = [
+        '--compress',
+        '--stdout',
+        '--quiet',
+        '--threads=0',
+        ...(level === undefined ? [] : [`-${level}`]),
+      ];
+      return new ProcessStream('xz', args, 'xz compression');
+    }
+  }
+}
+
+/** A passthrough that sha256-hashes and counts what flows through it; read `hash()` and `size` after it ends. */
+export class HashingStream extends Transform {
+  private readonly hasher = createHash('sha256');
+  private bytes = 0;
+  private result: Hash | undefined;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.hasher.update(chunk);
+    this.bytes += chunk.length;
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.result = new Hash('sha256', this.hasher.digest());
+    callback();
+  }
+
+  /** Bytes seen so far. */
+  get size(): number {
+    return this.bytes;
+  }
+
+  hash(): Hash {
+    if (this.result === undefined)
+      throw new Error('HashingStream.hash() is only known once the stream has ended');
+    return this.result;
+  }
+}
+
+export interface NarDigest {
+  narHash: Hash;
+  narSize: number;
+}
+
+function discard(): Writable {
+  return new Writable({ write: (_chunk, _encoding, callback) => callback() });
+}
+
+/** Decompresses and hashes a (compressed) NAR stream: its NarHash and NarSize, as a narinfo states them. */
+export async function hashNar(
+  source: Readable | AsyncIterable<Uint8Array>,
+  compression: string,
+): Promise<NarDigest> {
+  const decompressor = createDecompressor(compression);
+  const nar = new HashingStream();
+  await pipeline(source, decompressor, nar, discard());
+  return { narHash: nar.hash(), narSize: nar.size };
+}
+
+export interface NarFileDigest extends NarDigest {
+  fileHash: Hash;
+  fileSize: number;
+}
+
+/**
+ * Streams a compressed NAR file from `source` into `sink` (e.g. a file in storage) while computing
+ * both the file's FileHash/FileSize and the NAR's NarHash/NarSize. Rejects if either side fails
+ * (a corrupt file, a failing sink); the caller then discards what reached the sink.
+ */
+export async function digestNarFile(
+  source: Readable | AsyncIterable<Uint8Array>,
+  compression: string,
+  sink: Writable,
+): Promise<NarFileDigest> {
+  const decompressor = createDecompressor(compression);
+  const file = new HashingStream();
+  const nar = new HashingStream();
+  // `file` feeds two pipes; an error in either pipeline destroys `file`, which ends the other.
+  const results = await Promise.allSettled([
+    pipeline(source, file, sink),
+    pipeline(file, decompressor, nar, discard()),
+  ]);
+  const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
+  if (errors.length > 0) {
+    throw errors.find((e) => (e as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') ?? errors[0];
+  }
+  return { fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size };
+}
