@@ -1,0 +1,115 @@
+/**
+ * Cache tokens: short JWTs this server signs (EdDSA, with the server token key) and only this
+ * server verifies. They carry what the policy granted, so the cache protocol needs no policy lookup.
+ */
+import { createPublicKey, randomUUID, type KeyObject } from 'node:crypto';
+import { jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import type { CiIdentity } from './identity.js';
+import { joseErrorToHttp, unauthorized } from './jwt-errors.js';
+import { isSliceName, isSlicePattern } from './slice-names.js';
+
+export const CACHE_TOKEN_ISSUER = 'sluice';
+export const CACHE_TOKEN_AUDIENCE = 'sluice-cache';
+const CACHE_TOKEN = 'cache token';
+
+export interface ReadTokenIdentity {
+  /** What the read token was made for (`laptop`, `deploy-eu-1`). */
+  name: string;
+}
+
+export interface CacheGrant {
+  /** `ci`: from the OIDC exchange; `read`: made by `sluice token create`, never writes. */
+  kind: 'ci' | 'read';
+  /** Slice names and `*` patterns the token may read. */
+  read: string[];
+  /** The one slice the token may write, or null. */
+  write: string | null;
+  identity: CiIdentity | ReadTokenIdentity;
+}
+
+export interface CacheTokens {
+  issue(grant: CacheGrant, ttlSeconds: number): Promise<{ token: string; expiresAt: Date }>;
+  /** Throws HttpError 401 naming why the token is unusable. */
+  verify(token: string): Promise<CacheGrant>;
+}
+
+function isStringRecord(value: unknown): value is Record<string, string> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    Object.values(value).every((item) => typeof item === 'string')
+  );
+}
+
+/** Re-checks a signed payload's shape: defence in depth should the key ever sign something odd. */
+function grantFromPayload(payload: JWTPayload): CacheGrant {
+  const { kind, read, write, identity } = payload;
+  const validKind = kind === 'ci' || kind === 'read';
+  const validRead =
+    Array.isArray(read) && read.every((item) => typeof item === 'string' && isSlicePattern(item));
+  const validWrite = write === null || (typeof write === 'string' && isSliceName(write) && kind === 'ci');
+  if (!validKind || !validRead || !validWrite || !isStringRecord(identity)) {
+    throw unauthorized(CACHE_TOKEN, 'malformed claims', 'malformed_token');
+  }
+  return {
+    kind,
+    read: read as string[],
+    write: write as string | null,
+    identity: identity as CiIdentity | ReadTokenIdentity,
+  };
+}
+
+function subjectOf(grant: CacheGrant): string {
+  if ('name' in grant.identity && grant.kind === 'read') return `read:${grant.identity.name}`;
+  const identity = grant.identity as CiIdentity;
+  return `${identity.issuer}:${identity.repository ?? identity.sub ?? 'unknown'}`;
+}
+
+export function createCacheTokens(tokenKey: KeyObject, now: () => number = Date.now): CacheTokens {
+  if (tokenKey.type !== 'private' || tokenKey.asymmetricKeyType !== 'ed25519') {
+    throw new TypeError('the token key must be an ed25519 private key');
+  }
+  const publicKey = createPublicKey(tokenKey);
+  return {
+    async issue(grant, ttlSeconds) {
+      if (grant.kind === 'read' && grant.write !== null) throw new TypeError('a read token cannot write');
+      const issuedAt = Math.floor(now() / 1000);
+      const expiresAt = issuedAt + ttlSeconds;
+      const token = await new SignJWT({
+        kind: grant.kind,
+        read: grant.read,
+        write: grant.write,
+        identity: grant.identity,
+      })
+        .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' })
+        .setIssuer(CACHE_TOKEN_ISSUER)
+        .setAudience(CACHE_TOKEN_AUDIENCE)
+        .setSubject(subjectOf(grant))
+        .setJti(randomUUID())
+        .setIssuedAt(issuedAt)
+        .setExpirationTime(expiresAt)
+        .sign(tokenKey);
+      return { token, expiresAt: new Date(expiresAt * 1000) };
+    },
+
+    async verify(token) {
+      try {
+        const { payload } = await jwtVerify(token, publicKey, {
+          issuer: CACHE_TOKEN_ISSUER,
+          audience: CACHE_TOKEN_AUDIENCE,
+          algorithms: ['EdDSA'],
+          requiredClaims: ['exp', 'jti'],
+          currentDate: new Date(now()),
+        });
+        return grantFromPayload(payload);
+      } catch (error) {
+        const httpError = joseErrorToHttp(CACHE_TOKEN, error);
+        // Our own key is local: anything jose cannot attribute to a claim is a token we did not sign.
+        if (httpError.status === 503)
+          throw unauthorized(CACHE_TOKEN, 'not signed by this server', 'forged_token');
+        throw httpError;
+      }
+    },
+  };
+}

@@ -1,0 +1,59 @@
+/**
+ * `POST /_api/v1/token`: `Authorization: Bearer <CI OIDC ID token>` → the cache token and what it
+ * grants. Errors are thrown as HttpError for the router to answer.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HttpError } from '../../http/errors.js';
+import type { Exchange } from './index.js';
+
+export interface TokenHandlerOptions {
+  exchange: Exchange;
+  /** The narinfo signing keys, `name:base64`, for the client's `trusted-public-keys`. */
+  publicKeys: string[];
+  /** The cache's base URL as clients should use it. */
+  cacheUrl: string;
+}
+
+export interface TokenResponse {
+  token: string;
+  expires_at: string;
+  read: string[];
+  write: string | null;
+  public_keys: string[];
+  cache_url: string;
+}
+
+/** The token of an `Authorization: Bearer …` header, or a 401 saying what is missing. */
+export function bearerToken(req: IncomingMessage): string {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+  if (!match) {
+    throw new HttpError(401, 'missing Authorization: Bearer <CI OIDC ID token>', 'missing_token', {
+      'www-authenticate': 'Bearer',
+    });
+  }
+  return match[1] as string;
+}
+
+export function createTokenHandler(
+  options: TokenHandlerOptions,
+): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  return async (req, res) => {
+    req.resume(); // the request body, if any, carries nothing
+    const { token, expiresAt, grant } = await options.exchange.exchange(bearerToken(req));
+    const body: TokenResponse = {
+      token,
+      expires_at: expiresAt.toISOString(),
+      read: grant.read,
+      write: grant.write,
+      public_keys: options.publicKeys,
+      cache_url: options.cacheUrl,
+    };
+    const text = JSON.stringify(body);
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+      'cache-control': 'no-store',
+    });
+    res.end(text);
+  };
+}

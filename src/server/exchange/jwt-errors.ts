@@ -1,0 +1,45 @@
+/**
+ * Turns jose's verification errors into 401s whose message says why a token is unusable, without
+ * echoing the token. Shared by the OIDC ID token and the cache token verification.
+ */
+import { errors } from 'jose';
+import { HttpError } from '../../http/errors.js';
+
+export function unauthorized(what: string, problem: string, reason: string): HttpError {
+  return new HttpError(401, `${what}: ${problem}`, reason, { 'www-authenticate': 'Bearer' });
+}
+
+export function joseErrorToHttp(what: string, error: unknown): HttpError {
+  if (error instanceof HttpError) return error;
+  if (error instanceof errors.JWTExpired) return unauthorized(what, 'expired', 'token_expired');
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    switch (error.claim) {
+      case 'aud':
+        return unauthorized(what, 'wrong audience', 'wrong_audience');
+      case 'iss':
+        return unauthorized(what, 'wrong issuer', 'wrong_issuer');
+      case 'nbf':
+        return unauthorized(what, 'not valid yet (nbf is in the future)', 'not_yet_valid');
+      case 'iat':
+        return unauthorized(what, 'issued in the future (iat)', 'not_yet_valid');
+      default:
+        return unauthorized(what, `claim '${error.claim}' is invalid`, 'invalid_claims');
+    }
+  }
+  if (error instanceof errors.JOSEAlgNotAllowed || error instanceof errors.JOSENotSupported) {
+    return unauthorized(what, 'signing algorithm not allowed', 'alg_not_allowed');
+  }
+  if (error instanceof errors.JWSSignatureVerificationFailed)
+    return unauthorized(what, 'bad signature', 'bad_signature');
+  if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) {
+    return unauthorized(what, 'signed with a key the issuer does not publish', 'unknown_key');
+  }
+  if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) {
+    return unauthorized(what, 'malformed token', 'malformed_token');
+  }
+  return new HttpError(
+    503,
+    `${what}: cannot verify now (the issuer's keys are unavailable)`,
+    'issuer_unavailable',
+  );
+}
