@@ -1,0 +1,3 @@
+import { run } from '../proxy/daemon.js';
+
+await run();

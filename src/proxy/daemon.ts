@@ -1,0 +1,148 @@
+/**
+ * The daemon's lifecycle: read the config, wire the parts, listen, announce readiness in
+ * `<stateDir>/ready.json`, and shut down cleanly on `/_sluice/shutdown` or SIGTERM.
+ */
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DestinationStream } from 'pino';
+import { parseListen, readConfig, type DaemonConfig } from './config.js';
+import { createLogger, Secrets, type Logger } from './log.js';
+import { PushQueue } from './push.js';
+import { CacheRoutes } from './routes.js';
+import { startProxyServer } from './server.js';
+import { Stats } from './stats.js';
+import { LocalStore } from './store.js';
+import { TokenKeeper } from './token.js';
+import { Upstream } from './upstream.js';
+
+export interface DaemonOptions {
+  /** Environment of the `nix` commands the daemon runs. */
+  env?: NodeJS.ProcessEnv;
+  /** Where log lines go (stdout by default). */
+  logDestination?: DestinationStream;
+  /** Called after `/_sluice/shutdown` closed the daemon. */
+  onShutdown?: () => void;
+}
+
+export interface Daemon {
+  port: number;
+  url: string;
+  stats: Stats;
+  log: Logger;
+  /** Stops everything: server, pushes in flight, token refresh, connections. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Writes then renames, so a reader never sees half a file. */
+async function writeReadyFile(stateDir: string, port: number): Promise<void> {
+  const path = join(stateDir, 'ready.json');
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify({ pid: process.pid, port }));
+  await rename(tmp, path);
+}
+
+export async function startDaemon(config: DaemonConfig, options: DaemonOptions = {}): Promise<Daemon> {
+  const secrets = new Secrets();
+  secrets.add(config.token);
+  const log = createLogger(secrets, options.logDestination);
+  const { host, port } = parseListen(config.listen);
+  await mkdir(config.stateDir, { recursive: true });
+
+  let queue: PushQueue | undefined;
+  const stats = new Stats(config.read, config.write, () => queue?.queued ?? 0);
+  const tokens = new TokenKeeper(
+    { token: config.token, expiresAt: config.tokenExpiresAt ?? Infinity },
+    {
+      server: config.server,
+      audience: config.audience,
+      idTokenRequest: config.idTokenRequest,
+      secrets,
+      stats,
+      log,
+    },
+  );
+  const server = new Upstream(config.server, {
+    token: () => tokens.current(),
+    onUnauthorized: () => tokens.refresh(),
+    onRetry: (info) => log.info(info, 'retrying a request to the cache server'),
+  });
+  const store = new LocalStore(options.env);
+  const routes = new CacheRoutes(server, stats, log);
+  if (config.push.enabled) {
+    queue = new PushQueue({
+      config: config.push,
+      server,
+      store,
+      stats,
+      log,
+      workDir: PushQueue.workDirIn(config.stateDir),
+      onPushed: (hashPart) => routes.forgetMiss(hashPart),
+    });
+  }
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      log.info({ stats: stats.toJSON() }, 'shutting down');
+      tokens.stop();
+      await queue?.close();
+      await Promise.all([proxy.close(), server.destroy()]);
+      log.flush();
+    })());
+
+  const proxy = await startProxyServer(
+    host,
+    port,
+    routes,
+    {
+      stats,
+      queue,
+      store,
+      log,
+      health: () => ({
+        ok: true,
+        pid: process.pid,
+        port: proxy.port,
+        pushing: queue !== undefined,
+        tokenExpiresAt: Number.isFinite(tokens.expiresAt) ? new Date(tokens.expiresAt).toISOString() : null,
+      }),
+      shutdown: () => void close().then(options.onShutdown),
+    },
+    log,
+  );
+  tokens.start();
+  await writeReadyFile(config.stateDir, proxy.port);
+  log.info(
+    {
+      port: proxy.port,
+      server: config.server,
+      pushing: config.push.enabled,
+      compression: config.push.compression,
+    },
+    'listening',
+  );
+  return { port: proxy.port, url: `http://127.0.0.1:${proxy.port}`, stats, log, close };
+}
+
+/** The bundle's entry: `node dist/proxy/index.js <config.json>`. */
+export async function run(configPath = process.argv[2]): Promise<void> {
+  if (!configPath) {
+    process.stderr.write('usage: sluice-proxy <config.json>\n');
+    process.exit(2);
+  }
+  let daemon: Daemon;
+  try {
+    daemon = await startDaemon(await readConfig(configPath), { onShutdown: () => process.exit(0) });
+  } catch (e) {
+    process.stdout.write(
+      `${JSON.stringify({ level: 50, msg: 'daemon failed to start', err: (e as Error).message })}\n`,
+    );
+    process.exit(1);
+  }
+  const stop = (signal: string): void => {
+    daemon.log.info({ signal }, 'signal received');
+    void daemon.close().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}

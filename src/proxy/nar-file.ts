@@ -1,0 +1,71 @@
+/**
+ * Makes the compressed NAR file of one store path in a single pass: `nix-store --dump` → size
+ * count → compressor → sha256 + size of what is written → a temp file. The file's hash names it on
+ * the server (`nar/<FileHash>.nar.<ext>`), so it must exist before the upload starts.
+ */
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Hash } from '../nix/hash.js';
+import { createCompressor, HashingStream, NAR_EXTENSIONS } from '../nix/nar.js';
+import { ByteCounter } from './byte-counter.js';
+import type { PushCompression } from './config.js';
+import type { LocalStore, PathInfo } from './store.js';
+
+/** Fast zstd: pushing must keep up with the build; ratios barely differ from the default level. */
+const COMPRESSION_LEVELS: Partial<Record<PushCompression, number>> = { zstd: 1 };
+
+export interface NarFile {
+  path: string;
+  /** `nar/<filehash>.nar<ext>`, the URL in the narinfo. */
+  url: string;
+  fileHash: Hash;
+  fileSize: number;
+  remove(): Promise<void>;
+}
+
+export async function makeNarFile(
+  store: LocalStore,
+  info: PathInfo,
+  compression: PushCompression,
+  dir: string,
+  signal?: AbortSignal,
+): Promise<NarFile> {
+  const path = join(dir, `${randomBytes(8).toString('hex')}.nar.tmp`);
+  const remove = (): Promise<void> => rm(path, { force: true });
+  const dump = store.dump(info.path);
+  const nar = new ByteCounter();
+  const file = new HashingStream();
+  const level = COMPRESSION_LEVELS[compression];
+  try {
+    await Promise.all([
+      pipeline(
+        dump.stream,
+        nar,
+        createCompressor(compression, level === undefined ? {} : { level }),
+        file,
+        createWriteStream(path),
+        { signal },
+      ),
+      dump.exited,
+    ]);
+  } catch (e) {
+    dump.kill();
+    await remove();
+    throw e;
+  }
+  if (nar.bytes !== info.narSize) {
+    await remove();
+    throw new Error(`the NAR of ${info.path} is ${nar.bytes} bytes, but the store says ${info.narSize}`);
+  }
+  const fileHash = file.hash();
+  return {
+    path,
+    url: `nar/${fileHash.nix32}.nar${NAR_EXTENSIONS[compression]}`,
+    fileHash,
+    fileSize: file.size,
+    remove,
+  };
+}

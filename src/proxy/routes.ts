@@ -1,0 +1,159 @@
+/**
+ * What Nix sees: a binary cache at the daemon's address. `/nix-cache-info` is answered here;
+ * narinfo lookups and NAR downloads go to the server with the token. Upstream trouble becomes a
+ * 404 for narinfos (Nix then builds: a cache outage must not fail a build) and a 502 for NARs,
+ * and is recorded in the stats.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { HttpError } from '../http/errors.js';
+import { ByteCounter } from './byte-counter.js';
+import { forwardableHeaders } from './headers.js';
+import type { Logger } from './log.js';
+import type { Stats } from './stats.js';
+import { describeNetworkError, type Upstream } from './upstream.js';
+
+/** Priority 30 sorts before cache.nixos.org (40), so Nix asks the proxy first. */
+export const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
+
+const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
+const NAR_PATH = /^\/nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
+/** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
+const SERVER_DOWN_BACKOFF_MS = 10_000;
+const NARINFO_TIMEOUT_MS = 15_000;
+const PROXY_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
+
+export class CacheRoutes {
+  /** Narinfo hash parts the server said it does not have: asked once per job. */
+  private readonly misses = new Set<string>();
+  private serverDownUntil = 0;
+
+  constructor(
+    private readonly server: Upstream,
+    private readonly stats: Stats,
+    private readonly log: Logger,
+  ) {}
+
+  /** The push engine just uploaded this narinfo: forget an earlier miss. */
+  forgetMiss(hashPart: string): void {
+    this.misses.delete(hashPart);
+  }
+
+  /** Answers the request if it is a cache route; false if not. */
+  async handle(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<boolean> {
+    const method = req.method ?? 'GET';
+    if (pathname === '/nix-cache-info') {
+      if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method, 'GET, HEAD');
+      res.writeHead(200, {
+        'content-type': 'text/x-nix-cache-info',
+        'content-length': NIX_CACHE_INFO.length,
+      });
+      res.end(method === 'HEAD' ? undefined : NIX_CACHE_INFO);
+      return true;
+    }
+    const narinfo = NARINFO_PATH.exec(pathname);
+    if (narinfo) {
+      if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method, 'GET, HEAD');
+      await this.narinfo(method, narinfo[1]!, pathname, res);
+      return true;
+    }
+    if (NAR_PATH.test(pathname)) {
+      if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method, 'GET, HEAD');
+      await this.nar(method, pathname, res);
+      return true;
+    }
+    return false;
+  }
+
+  private miss(res: ServerResponse, why: string): void {
+    this.stats.misses++;
+    const body = `${why}\n`;
+    res.writeHead(404, {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+    });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+  }
+
+  private upstreamFailed(message: string, network: boolean): void {
+    this.stats.error(message);
+    this.log.warn({ err: message }, 'cache server lookup failed');
+    if (network) this.serverDownUntil = Date.now() + SERVER_DOWN_BACKOFF_MS;
+  }
+
+  private async narinfo(
+    method: 'GET' | 'HEAD',
+    hashPart: string,
+    path: string,
+    res: ServerResponse,
+  ): Promise<void> {
+    if (this.misses.has(hashPart)) return this.miss(res, 'not in the cache');
+    if (Date.now() < this.serverDownUntil) return this.miss(res, 'the cache server is unreachable');
+    let response;
+    try {
+      response = await this.server.request({
+        method,
+        path,
+        retry: PROXY_RETRY,
+        signal: AbortSignal.timeout(NARINFO_TIMEOUT_MS),
+      });
+    } catch (e) {
+      this.upstreamFailed(`narinfo lookup failed: ${describeNetworkError(e)}`, true);
+      return this.miss(res, 'the cache server is unreachable');
+    }
+    if (response.statusCode === 200) {
+      const body = method === 'GET' ? Buffer.from(await response.body.arrayBuffer()) : undefined;
+      if (method === 'HEAD') await response.body.dump();
+      this.stats.hits++;
+      res.writeHead(200, {
+        'content-type': 'text/x-nix-narinfo',
+        ...(body ? { 'content-length': body.length } : {}),
+      });
+      res.end(body);
+      return;
+    }
+    const text = (await response.body.text()).slice(0, 200).trim();
+    if (response.statusCode === 404) {
+      this.misses.add(hashPart);
+      return this.miss(res, 'not in the cache');
+    }
+    this.upstreamFailed(`narinfo lookup answered HTTP ${response.statusCode}: ${text}`, false);
+    return this.miss(res, `the cache server answered HTTP ${response.statusCode}`);
+  }
+
+  private async nar(method: 'GET' | 'HEAD', path: string, res: ServerResponse): Promise<void> {
+    let response;
+    try {
+      response = await this.server.request({ method, path, retry: PROXY_RETRY });
+    } catch (e) {
+      this.upstreamFailed(`NAR download failed: ${describeNetworkError(e)}`, true);
+      throw new HttpError(502, 'the cache server is unreachable', 'upstream');
+    }
+    if (response.statusCode !== 200) {
+      const text = (await response.body.text()).slice(0, 200).trim();
+      if (response.statusCode === 404) throw new HttpError(404, 'NAR not in the cache', 'not_found');
+      this.upstreamFailed(`NAR download answered HTTP ${response.statusCode}: ${text}`, false);
+      throw new HttpError(502, `the cache server answered HTTP ${response.statusCode}`, 'upstream');
+    }
+    res.writeHead(200, forwardableHeaders(response.headers));
+    if (method === 'HEAD') {
+      await response.body.dump();
+      res.end();
+      return;
+    }
+    const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
+    try {
+      await pipeline(response.body, counter, res);
+    } catch (e) {
+      // Headers are sent: all that is left is to cut the connection so Nix sees a short NAR.
+      this.upstreamFailed(`NAR download broke off: ${describeNetworkError(e)}`, false);
+      res.destroy();
+    }
+  }
+}
+
+export function methodNotAllowed(method: string, allowed: string): HttpError {
+  return new HttpError(405, `method ${method} is not allowed here; use ${allowed}`, 'method', {
+    allow: allowed,
+  });
+}

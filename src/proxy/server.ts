@@ -1,0 +1,52 @@
+/** The daemon's HTTP server: loopback only, routing to the cache routes or the control endpoints. */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { HttpError, sendError } from '../http/errors.js';
+import { handleControl, type ControlContext } from './control.js';
+import type { Logger } from './log.js';
+import type { CacheRoutes } from './routes.js';
+
+export interface ProxyServer {
+  server: Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startProxyServer(
+  host: string,
+  port: number,
+  routes: CacheRoutes,
+  control: ControlContext,
+  log: Logger,
+): Promise<ProxyServer> {
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const pathname = new URL(req.url ?? '/', 'http://proxy').pathname;
+    try {
+      if (pathname.startsWith('/_sluice/')) await handleControl(req, res, pathname, control);
+      else if (!(await routes.handle(req, res, pathname))) {
+        throw new HttpError(404, `${pathname} is not served here`, 'not_found');
+      }
+    } catch (e) {
+      if (!(e instanceof HttpError))
+        log.error({ err: (e as Error).message, path: pathname }, 'request failed');
+      sendError(res, e);
+    }
+  };
+  const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => void handle(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,158 @@
+/**
+ * Keeps the cache token fresh: before it expires, ask the runner for a new OIDC ID token (the call
+ * `core.getIDToken` makes) and exchange it at the server. A failed refresh keeps the old token,
+ * records the error and tries again later.
+ */
+import { request } from 'undici';
+import { parseExpiry, type IdTokenRequest } from './config.js';
+import type { Logger, Secrets } from './log.js';
+import type { Stats } from './stats.js';
+
+export interface CacheToken {
+  /** null: anonymous, nothing to refresh. */
+  token: string | null;
+  /** Unix milliseconds. */
+  expiresAt: number;
+}
+
+export interface TokenKeeperOptions {
+  server: string;
+  audience: string;
+  idTokenRequest?: IdTokenRequest;
+  secrets: Secrets;
+  stats: Stats;
+  log: Logger;
+}
+
+const REQUEST_TIMEOUT_MS = 30_000;
+/** Refresh this long before expiry at most; a quarter of the remaining lifetime for short tokens. */
+const MAX_REFRESH_LEAD_MS = 120_000;
+const MAX_FAILED_RETRY_MS = 30_000;
+
+/** How long to wait before refreshing a token that expires in `remainingMs`. */
+export function refreshDelay(remainingMs: number): number {
+  if (remainingMs <= 0) return 0;
+  return remainingMs - Math.min(MAX_REFRESH_LEAD_MS, remainingMs / 4);
+}
+
+async function readJson(
+  response: Awaited<ReturnType<typeof request>>,
+  what: string,
+): Promise<Record<string, unknown>> {
+  const text = await response.body.text();
+  if (response.statusCode !== 200) {
+    throw new Error(`${what} answered HTTP ${response.statusCode}: ${text.slice(0, 200).trim()}`);
+  }
+  try {
+    const json: unknown = JSON.parse(text);
+    if (typeof json === 'object' && json !== null) return json as Record<string, unknown>;
+  } catch {
+    // reported below
+  }
+  throw new Error(`${what} did not answer a JSON object`);
+}
+
+export class TokenKeeper {
+  private token: CacheToken;
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<boolean> | undefined;
+  private stopped = false;
+
+  constructor(
+    initial: CacheToken,
+    private readonly options: TokenKeeperOptions,
+  ) {
+    this.token = initial;
+    options.secrets.add(initial.token);
+    options.secrets.add(options.idTokenRequest?.token);
+  }
+
+  current(): string | undefined {
+    return this.token.token ?? undefined;
+  }
+
+  get expiresAt(): number {
+    return this.token.expiresAt;
+  }
+
+  get canRefresh(): boolean {
+    return this.token.token !== null && this.options.idTokenRequest !== undefined;
+  }
+
+  /** Schedules refreshes for as long as the daemon runs. */
+  start(): void {
+    if (this.canRefresh) this.schedule(refreshDelay(this.token.expiresAt - Date.now()));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  /** Gets a new token now (one refresh at a time); true when the token changed. */
+  refresh(): Promise<boolean> {
+    if (!this.canRefresh) return Promise.resolve(false);
+    this.inFlight ??= this.doRefresh().finally(() => {
+      this.inFlight = undefined;
+    });
+    return this.inFlight;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      void this.refresh();
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  private async doRefresh(): Promise<boolean> {
+    const { log, stats } = this.options;
+    try {
+      const fresh = await this.exchange(await this.requestIdToken());
+      this.options.secrets.add(fresh.token);
+      this.token = fresh;
+      log.info({ expiresAt: new Date(fresh.expiresAt).toISOString() }, 'cache token refreshed');
+      this.schedule(refreshDelay(fresh.expiresAt - Date.now()));
+      return true;
+    } catch (e) {
+      const message = `token refresh failed: ${(e as Error).message}`;
+      stats.error(message);
+      log.warn({ err: message }, 'token refresh failed; keeping the current token');
+      const remaining = this.token.expiresAt - Date.now();
+      this.schedule(Math.min(MAX_FAILED_RETRY_MS, Math.max(1000, remaining / 2)));
+      return false;
+    }
+  }
+
+  private async requestIdToken(): Promise<string> {
+    const { url, token } = this.options.idTokenRequest!;
+    const target = new URL(url);
+    target.searchParams.set('audience', this.options.audience);
+    const response = await request(target, {
+      method: 'GET',
+      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+    const json = await readJson(response, 'the ID token request endpoint');
+    if (typeof json.value !== 'string' || json.value === '') {
+      throw new Error('the ID token request endpoint answered no token (no "value")');
+    }
+    this.options.secrets.add(json.value);
+    return json.value;
+  }
+
+  private async exchange(idToken: string): Promise<CacheToken> {
+    const response = await request(`${this.options.server}/_api/v1/token`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${idToken}`, accept: 'application/json' },
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+    const json = await readJson(response, 'the token exchange');
+    if (typeof json.token !== 'string' || json.token === '') {
+      throw new Error('the token exchange answered no token');
+    }
+    return { token: json.token, expiresAt: parseExpiry(json.expires_at, 'expires_at') };
+  }
+}
