@@ -56,6 +56,8 @@ export class PushQueue {
   private readonly uploading = new Set<string>();
   private readonly failedPaths = new Set<string>();
   private planning: Promise<void> | undefined;
+  /** Paths being planned (roots, then their closure while it is checked against the caches). */
+  private inPlanning = 0;
   private idleWaiters: (() => void)[] = [];
   private readonly filter: RegExp | undefined;
   private readonly upstreamCaches: Upstream[];
@@ -78,7 +80,7 @@ export class PushQueue {
 
   /** Paths not yet pushed, skipped or failed: roots not planned yet, waiting and uploading paths. */
   get queued(): number {
-    return this.pendingRoots.length + this.waiting.size + this.uploading.size;
+    return this.pendingRoots.length + this.inPlanning + this.waiting.size + this.uploading.size;
   }
 
   get isIdle(): boolean {
@@ -148,8 +150,10 @@ export class PushQueue {
   /** Finds what of the roots' closures needs pushing, and schedules it. */
   private async plan(roots: string[]): Promise<void> {
     const { stats, log } = this.options;
+    this.inPlanning = roots.length;
     const fresh = (await this.closureOf(roots)).filter((info) => !this.seen.has(info.path));
     for (const info of fresh) this.seen.add(info.path);
+    this.inPlanning = fresh.length;
     const toPush: PathInfo[] = [];
     const candidates: PathInfo[] = [];
     for (const info of fresh) {
@@ -163,6 +167,7 @@ export class PushQueue {
       else toPush.push(info);
     });
     log.info({ roots: roots.length, closure: fresh.length, toPush: toPush.length }, 'planned push');
+    this.inPlanning = 0;
     for (const info of toPush) this.waiting.set(info.path, { info, waitingOn: new Set() });
     for (const info of toPush) {
       const upload = this.waiting.get(info.path)!;

@@ -1,0 +1,62 @@
+/** Shared by the proxy tests: start the real daemon in-process from a real config file, capture its log. */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { readConfig } from '../../src/proxy/config.js';
+import { startDaemon, type Daemon } from '../../src/proxy/daemon.js';
+import type { StatsJson } from '../../src/proxy/stats.js';
+import type { NixMachine } from '../support/nix.js';
+
+export interface TestDaemon extends Daemon {
+  stateDir: string;
+  /** Everything the daemon logged so far. */
+  logText(): string;
+  control<T = StatsJson>(path: string, body?: unknown): Promise<{ status: number; json: T }>;
+}
+
+export async function startTestDaemon(
+  config: Record<string, unknown>,
+  machine?: NixMachine,
+): Promise<TestDaemon> {
+  const stateDir = mkdtempSync(join(tmpdir(), 'sluice-proxy-'));
+  const configFile = join(stateDir, 'daemon.json');
+  writeFileSync(
+    configFile,
+    JSON.stringify({ listen: '127.0.0.1:0', audience: 'sluice', stateDir, ...config }),
+    {
+      mode: 0o600,
+    },
+  );
+  let log = '';
+  const destination = new Writable({
+    write(chunk, _encoding, done) {
+      log += String(chunk);
+      done();
+    },
+  });
+  const daemon = await startDaemon(await readConfig(configFile), {
+    env: machine?.env,
+    logDestination: destination,
+  });
+  return {
+    ...daemon,
+    stateDir,
+    logText: () => log,
+    async control<T>(path: string, body?: unknown) {
+      const response = await fetch(`${daemon.url}/_sluice/${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await response.text();
+      let json: unknown = text;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        // plain-text error bodies stay text
+      }
+      return { status: response.status, json: json as T };
+    },
+  };
+}
