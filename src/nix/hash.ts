@@ -1,6 +1,6 @@
 /** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
 import { createHash } from 'node:crypto';
-import { decodeNix32, encodeNix32, isNix32, nix32Length } from './nix32.js';
+import { decodeNix32, encodeNix32, isNix32, Nix32Error, nix32Length } from './nix32.js';
 
 export type HashAlgorithm = 'md5' | 'sha1' | 'sha256' | 'sha512';
 
@@ -62,7 +62,13 @@ export class Hash {
         return new Hash(algorithm, Buffer.from(digest, 'hex'));
       }
       if (digest.length === nix32Length(bytes) && isNix32(digest)) {
-        return new Hash(algorithm, decodeNix32(digest, bytes));
+        try {
+          return new Hash(algorithm, decodeNix32(digest, bytes));
+        } catch (e) {
+          if (e instanceof Nix32Error)
+            throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
+          throw e;
+        }
       }
     }
     if (digest.length === Math.ceil(bytes / 3) * 4 && /^[A-Za-z0-9+/]+={0,2}$/.test(digest)) {

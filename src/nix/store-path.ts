@@ -61,7 +61,7 @@ export class StorePath {
 
   /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
   static fromBaseName(baseName: string): StorePath {
-    if (baseName.length < HASH_PART_LENGTH + 2 || baseName[HASH_PART_LENGTH] !== '-') {
+    if (baseName.length < HASH_PART_LENGTH + 1 || baseName[HASH_PART_LENGTH] !== '-') {
       throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
     }
     const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
