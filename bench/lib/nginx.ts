@@ -1,0 +1,63 @@
+/**
+ * nginx (the Debian package) serving a directory of narinfo files on loopback: the lookup baseline.
+ * It runs with a config of its own (own pid, logs and temp dirs); the system nginx config is never read.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort, startProcess, stopProcess, waitForHttp } from './processes.js';
+
+export const NGINX_INSTALL_HINT = 'apt-get install -y nginx-light   (Debian/Ubuntu; any nginx ≥ 1.19 works)';
+
+export function findNginx(): string | undefined {
+  return ['/usr/sbin/nginx', '/usr/bin/nginx', '/usr/local/sbin/nginx'].find((path) => existsSync(path));
+}
+
+export interface StaticServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startNginx(binary: string, root: string, workDir: string): Promise<StaticServer> {
+  mkdirSync(join(workDir, 'temp'), { recursive: true });
+  const port = await freePort();
+  const temp = (name: string) => `${name}_temp_path ${join(workDir, 'temp', name)};`;
+  // As Debian ships it: one worker per core, sendfile; access log off as any cache operator would.
+  const config = `
+worker_processes auto;
+pid ${join(workDir, 'nginx.pid')};
+error_log ${join(workDir, 'error.log')} warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  keepalive_requests 100000;
+  ${temp('client_body')} ${temp('proxy')} ${temp('fastcgi')} ${temp('uwsgi')} ${temp('scgi')}
+  types { text/x-nix-narinfo narinfo; text/plain nix-cache-info; }
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:${port};
+    root ${root};
+  }
+}
+`;
+  const configFile = join(workDir, 'nginx.conf');
+  writeFileSync(configFile, config);
+  const child = startProcess(binary, [
+    '-p',
+    workDir,
+    '-e',
+    join(workDir, 'error.log'),
+    '-c',
+    configFile,
+    '-g',
+    'daemon off;',
+  ]);
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitForHttp(`${url}/nix-cache-info`, 10_000, child);
+  } catch (error) {
+    await stopProcess(child);
+    throw new Error(`nginx did not start: ${String(error)}\n${child.output()}`);
+  }
+  return { url, close: () => stopProcess(child) };
+}

@@ -1,0 +1,71 @@
+/** Child processes the benchmark starts (nginx, the Sluice server, proxy daemons) and their memory. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** A free loopback port, for programs that cannot listen on port 0 and report the port (nginx). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+/** Polls `url` until it answers 2xx, or fails after `timeoutMs` naming the last error. */
+export async function waitForHttp(url: string, timeoutMs = 15_000, child?: ChildProcess): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (child && child.exitCode !== null)
+      throw new Error(`process exited (${child.exitCode}) before ${url} answered`);
+    try {
+      const response = await fetch(url);
+      if (response.ok) return;
+      last = `HTTP ${response.status}`;
+    } catch (error) {
+      last = String(error);
+    }
+    await sleep(50);
+  }
+  throw new Error(`${url} not ready after ${timeoutMs} ms: ${last}`);
+}
+
+/** Starts a program with its output kept (for error messages), not inherited. */
+export function startProcess(
+  command: string,
+  args: string[],
+  env?: NodeJS.ProcessEnv,
+): ChildProcess & { output: () => string } {
+  const child = spawn(command, args, { env: env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-20_000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  return Object.assign(child, { output: () => output });
+}
+
+/** Stops a child we started (SIGTERM, then SIGKILL after a grace period) and waits for it. */
+export async function stopProcess(child: ChildProcess, graceMs = 5_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/**
+ * Peak resident memory of a live process in MB: the kernel's high-water mark (VmHWM), which
+ * catches short spikes that sampling would miss. Read it before the process exits.
+ */
+export function peakRssMB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /^VmHWM:\s+(\d+) kB$/m.exec(status);
+  if (!match) throw new Error(`no VmHWM in /proc/${pid}/status`);
+  return Number(match[1]) / 1024;
+}

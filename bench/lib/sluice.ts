@@ -1,0 +1,210 @@
+/**
+ * The Sluice side of the scenarios, driven only through public interfaces: the server started by
+ * its CLI (`sluice serve --listen --data --config`), cache tokens from the OIDC exchange, the proxy
+ * daemon started from its bundle with a config file, and pushes through `POST /_sluice/drain`.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Context } from './context.js';
+import { peakRssMB, startProcess, stopProcess, waitForHttp } from './processes.js';
+
+export const AUDIENCE = 'sluice';
+const SLICE = 'bench/app';
+
+/** An OIDC ID token minted by the local issuer the server trusts (GitHub's stand-in). */
+export interface IdTokenSource {
+  issuerUrl: string;
+  mint(claims: Record<string, string>): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface SluiceServer {
+  url: string;
+  publicKey: string;
+  pid: number;
+  peakRssMB(): number;
+  close(): Promise<void>;
+}
+
+export interface Daemon {
+  url: string;
+  pid: number;
+  peakRssMB(): number;
+  /** Pushes `paths` (and their closures) and waits until the queue is empty. */
+  drain(paths: string[], deadlineSeconds?: number): Promise<DrainStats>;
+  close(): Promise<void>;
+}
+
+export interface DrainStats {
+  pushed: { paths: number; bytes: number };
+  skipped: { alreadyCached: number; upstream: number; filtered: number };
+  failed: { path: string; error: string }[];
+  queued: number;
+  errors: string[];
+}
+
+/** Why the Sluice side cannot run in this tree yet, or undefined when it can. */
+export function sluiceUnavailable(context: Context, parts: ('cli' | 'proxy')[]): string | undefined {
+  for (const part of parts) {
+    const why = context.bundles.unavailable[part];
+    if (why) return why;
+  }
+  return undefined;
+}
+
+function serverConfigYaml(issuerUrl: string): string {
+  return `issuers:
+  - name: bench
+    issuer: ${issuerUrl}
+    audience: ${AUDIENCE}
+    allow_insecure_http: true
+slices:
+  - name: ${SLICE}
+    read:
+      - { issuer: bench }
+    write:
+      - { issuer: bench }
+`;
+}
+
+export async function startSluiceServer(context: Context, issuerUrl: string): Promise<SluiceServer> {
+  const dir = context.scratch('server');
+  const configFile = join(dir, 'sluice.yml');
+  writeFileSync(configFile, serverConfigYaml(issuerUrl));
+  const bundle = join(context.bundles.dir, 'cli', 'index.js');
+  const child = startProcess(process.execPath, [
+    bundle,
+    'serve',
+    '--listen',
+    '127.0.0.1:0',
+    '--data',
+    join(dir, 'data'),
+    '--config',
+    configFile,
+  ]);
+  // The CLI prints the URL and the public key once it listens.
+  const deadline = Date.now() + 20_000;
+  let url: string | undefined;
+  let publicKey: string | undefined;
+  while (Date.now() < deadline && (url === undefined || publicKey === undefined)) {
+    if (child.exitCode !== null)
+      throw new Error(`sluice serve exited (${child.exitCode}):\n${child.output()}`);
+    url = /http:\/\/127\.0\.0\.1:\d+/.exec(child.output())?.[0];
+    publicKey = /\b[\w.-]+:[A-Za-z0-9+/]{43}=/.exec(child.output())?.[0];
+    await sleep(50);
+  }
+  if (url === undefined || publicKey === undefined) {
+    await stopProcess(child);
+    throw new Error(`sluice serve printed no URL and public key:\n${child.output()}`);
+  }
+  await waitForHttp(`${url}/_api/v1/health`, 10_000, child);
+  return {
+    url,
+    publicKey,
+    pid: child.pid!,
+    peakRssMB: () => peakRssMB(child.pid!),
+    close: () => stopProcess(child),
+  };
+}
+
+export interface CacheToken {
+  token: string;
+  expiresAt: unknown;
+  read: string[];
+  write: string | null;
+}
+
+/** The token exchange a job's main step does. Each job gets its own repository claims. */
+export async function exchangeToken(server: SluiceServer, ids: IdTokenSource, job = 1): Promise<CacheToken> {
+  const idToken = await ids.mint({
+    repository: 'bench/app',
+    repository_id: '1000',
+    repository_owner: 'bench',
+    repository_owner_id: '100',
+    ref: 'refs/heads/main',
+    event_name: 'push',
+    run_id: String(job),
+  });
+  const response = await fetch(`${server.url}/_api/v1/token`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${idToken}` },
+  });
+  if (!response.ok) throw new Error(`token exchange answered ${response.status}: ${await response.text()}`);
+  const body = (await response.json()) as {
+    token: string;
+    expires_at: unknown;
+    read: string[];
+    write: string | null;
+  };
+  return { token: body.token, expiresAt: body.expires_at, read: body.read, write: body.write };
+}
+
+/** A netrc that lets plain Nix read from the server directly (Basic auth, the token as password). */
+export function writeNetrc(dir: string, token: string): string {
+  const file = join(dir, 'netrc');
+  writeFileSync(file, `machine 127.0.0.1\npassword ${token}\n`, { mode: 0o600 });
+  return file;
+}
+
+/** Starts one job's proxy daemon from its bundle, as the Action's main step does. */
+export async function startDaemon(
+  context: Context,
+  server: SluiceServer,
+  token: CacheToken,
+): Promise<Daemon> {
+  const stateDir = context.scratch('daemon');
+  mkdirSync(stateDir, { recursive: true });
+  const configFile = join(stateDir, 'daemon.json');
+  const config = {
+    listen: '127.0.0.1:0',
+    server: server.url,
+    token: token.token,
+    tokenExpiresAt: token.expiresAt,
+    audience: AUDIENCE,
+    // No upstream caches: the machine is offline and every bench path is new anyway.
+    push: { enabled: true, upstreamCaches: [], compression: 'zstd' },
+    stateDir,
+    read: token.read,
+    write: token.write,
+  };
+  writeFileSync(configFile, JSON.stringify(config), { mode: 0o600 });
+  const child = startProcess(process.execPath, [join(context.bundles.dir, 'proxy', 'index.js'), configFile]);
+  const readyFile = join(stateDir, 'ready.json');
+  const deadline = Date.now() + 20_000;
+  while (!existsSync(readyFile)) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      await stopProcess(child);
+      throw new Error(`proxy daemon not ready (exit ${child.exitCode}):\n${child.output()}`);
+    }
+    await sleep(25);
+  }
+  const { port } = JSON.parse(readFileSync(readyFile, 'utf8')) as { port: number };
+  const url = `http://127.0.0.1:${port}`;
+  await waitForHttp(`${url}/_sluice/health`, 10_000, child);
+  return {
+    url,
+    pid: child.pid!,
+    peakRssMB: () => peakRssMB(child.pid!),
+    drain: async (paths, deadlineSeconds = 3600) => {
+      const response = await fetch(`${url}/_sluice/drain`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ deadlineSeconds, paths }),
+        signal: AbortSignal.timeout((deadlineSeconds + 60) * 1000),
+      });
+      if (!response.ok) throw new Error(`drain answered ${response.status}: ${await response.text()}`);
+      const stats = (await response.json()) as DrainStats;
+      if (stats.failed.length > 0 || stats.queued > 0) {
+        throw new Error(
+          `drain left work undone: ${JSON.stringify({ failed: stats.failed.slice(0, 3), queued: stats.queued })}`,
+        );
+      }
+      return stats;
+    },
+    close: async () => {
+      await fetch(`${url}/_sluice/shutdown`, { method: 'POST' }).catch(() => undefined);
+      await stopProcess(child);
+    },
+  };
+}

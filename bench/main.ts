@@ -1,0 +1,97 @@
+/**
+ * `npm run bench [-- --quick] [-- --only lookups,substitution,push,concurrent] [-- --repetitions N]`
+ *
+ * Runs every scenario side by side with its baseline, prints a markdown table of medians and
+ * ratios (Sluice / baseline), and writes bench/results/<date>[-quick].md and .json.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { makeContext, type Context } from './lib/context.js';
+import { describeMachine, type MachineDescription } from './lib/machine.js';
+import { findNginx, NGINX_INSTALL_HINT } from './lib/nginx.js';
+import { markdownTable, rowsAsJson, type Row } from './lib/report.js';
+import { concurrentScenario } from './scenarios/concurrent.js';
+import { lookupScenarios } from './scenarios/lookups.js';
+import { pushScenarios } from './scenarios/push.js';
+import { substitutionScenarios } from './scenarios/substitution.js';
+
+const SCENARIOS: Record<string, (context: Context) => Promise<Row[]>> = {
+  lookups: lookupScenarios,
+  substitution: substitutionScenarios,
+  push: pushScenarios,
+  concurrent: concurrentScenario,
+};
+
+function machineMarkdown(machine: MachineDescription): string {
+  return [
+    `- CPU: ${machine.cpuModel}, ${machine.nproc} cores (nproc); memory ${machine.memoryGiB} GiB`,
+    `- ${machine.kernel}; Node ${machine.node}; ${machine.nix}; ${machine.nginx}`,
+  ].join('\n');
+}
+
+export async function run(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      repetitions: { type: 'string' },
+    },
+  });
+  const selected = values.only ? values.only.split(',') : Object.keys(SCENARIOS);
+  const unknown = selected.filter((name) => !(name in SCENARIOS));
+  if (unknown.length > 0)
+    throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${Object.keys(SCENARIOS).join(', ')}`);
+
+  const nginx = findNginx();
+  if (!nginx)
+    process.stderr.write(
+      `nginx not found: the lookup baseline needs it. Install it with:\n  ${NGINX_INSTALL_HINT}\n`,
+    );
+  const context = makeContext(values.quick, nginx);
+  if (values.repetitions) context.sizes = { ...context.sizes, repetitions: Number(values.repetitions) };
+  const machine = describeMachine(nginx);
+  const started = new Date();
+
+  const rows: Row[] = [];
+  try {
+    for (const name of selected) {
+      context.log(`scenario ${name}`);
+      rows.push(...(await SCENARIOS[name]!(context)));
+    }
+  } finally {
+    context.cleanup();
+  }
+
+  const minutes = ((Date.now() - started.getTime()) / 60_000).toFixed(1);
+  const title = `Sluice benchmarks, ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC${values.quick ? ' (--quick sizes)' : ''}`;
+  const markdown = [
+    `# ${title}`,
+    '',
+    machineMarkdown(machine),
+    `- ${context.sizes.repetitions} repetitions per side, sides alternated; medians shown; run took ${minutes} min`,
+    '',
+    markdownTable(rows.filter((row) => row.group !== 'growth')),
+    '',
+    '## How cost grows',
+    '',
+    markdownTable(rows.filter((row) => row.group === 'growth')),
+    '',
+  ].join('\n');
+  process.stdout.write(`\n${markdown}`);
+
+  const resultsDir = join(process.cwd(), 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const name = `${started.toISOString().slice(0, 10)}${values.quick ? '-quick' : ''}`;
+  writeFileSync(join(resultsDir, `${name}.md`), markdown);
+  const json = {
+    started: started.toISOString(),
+    quick: values.quick,
+    sizes: context.sizes,
+    machine,
+    rows: rowsAsJson(rows),
+  };
+  writeFileSync(join(resultsDir, `${name}.json`), `${JSON.stringify(json, null, 2)}\n`);
+  process.stderr.write(`results written to bench/results/${name}.md and .json\n`);
+}

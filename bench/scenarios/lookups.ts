@@ -1,0 +1,100 @@
+/**
+ * narinfo lookups: distinct GETs, half hits, through the proxy (proxy → server) against nginx
+ * serving the same narinfo files statically. Also how lookup time grows with the request count.
+ */
+import { copyToFileCache, makeSigningKey } from '../lib/binary-cache.js';
+import { buildPaths } from '../lib/closures.js';
+import type { Context } from '../lib/context.js';
+import { lookupRequests } from '../lib/hashes.js';
+import { expectHitsAndMisses, getAll } from '../lib/load.js';
+import { NGINX_INSTALL_HINT, startNginx, type StaticServer } from '../lib/nginx.js';
+import type { Row, Side } from '../lib/report.js';
+import { startStack, type Stack } from '../lib/stack.js';
+import { rotate } from '../lib/stats.js';
+
+export const GROWTH_FACTORS = [1, 4, 16];
+
+export async function lookupScenarios(context: Context): Promise<Row[]> {
+  const { sizes, log } = context;
+  const counts = [sizes.lookups, ...GROWTH_FACTORS.map((factor) => factor * sizes.growthLookups)];
+  const knownCount = Math.max(...counts) / 2;
+  log(`lookups: building ${knownCount} small store paths`);
+  const known = await buildPaths([{ count: knownCount, bytes: 1024 }]);
+
+  const cacheDir = context.scratch('lookup-file-cache');
+  await copyToFileCache(known.paths, cacheDir, await makeSigningKey(context.scratch('lookup-key')));
+
+  let nginx: StaticServer | undefined;
+  let nginxMissing: string | undefined;
+  if (context.nginx) nginx = await startNginx(context.nginx, cacheDir, context.scratch('nginx'));
+  else nginxMissing = `nginx is not installed (${NGINX_INSTALL_HINT})`;
+
+  let stack: Stack | undefined;
+  let sluiceMissing: string | undefined;
+  try {
+    stack = await startStack(context, ['cli', 'proxy']);
+    log(`lookups: pushing ${knownCount} paths to the server`);
+    const seeder = await stack.startJob();
+    await seeder.drain(known.paths);
+    await seeder.close();
+  } catch (error) {
+    sluiceMissing = String(error instanceof Error ? error.message : error).split('\n')[0]!;
+    await stack?.close();
+    stack = undefined;
+  }
+
+  /** Each repetition gets fresh misses and a fresh daemon (a new job), so nothing is answered from memory. */
+  const measure = async (total: number): Promise<{ sluice: Side; baseline: Side }> => {
+    const viaProxy = async () => {
+      const daemon = await stack!.startJob();
+      try {
+        const requests = lookupRequests(known.paths, total);
+        const result = await getAll(daemon.url, requests.paths);
+        expectHitsAndMisses(result, requests.hits, total, 'the proxy');
+        return result.seconds;
+      } finally {
+        await daemon.close();
+      }
+    };
+    const viaNginx = async () => {
+      const requests = lookupRequests(known.paths, total);
+      const result = await getAll(nginx!.url, requests.paths);
+      expectHitsAndMisses(result, requests.hits, total, 'nginx');
+      return result.seconds;
+    };
+    const sides = [...(stack ? [viaProxy] : []), ...(nginx ? [viaNginx] : [])];
+    const samples = await rotate(sizes.repetitions, sides);
+    const sluice: Side = stack ? { samples: samples[0]! } : { unavailable: sluiceMissing! };
+    const baseline: Side = nginx ? { samples: samples[stack ? 1 : 0]! } : { unavailable: nginxMissing! };
+    return { sluice, baseline };
+  };
+
+  try {
+    log(`lookups: ${sizes.lookups} GETs, proxy vs nginx`);
+    const main = await measure(sizes.lookups);
+    const rows: Row[] = [
+      {
+        scenario: `narinfo lookups: ${sizes.lookups.toLocaleString('en-US')} distinct GETs, half hits (proxy → server vs nginx)`,
+        unit: 's',
+        ...main,
+        target: `≤ 1 s for 10,000; ≥ 0.5× nginx's rate (ratio ≤ 2)`,
+        met: (seconds, ratio) => seconds <= sizes.lookups / 10_000 && ratio !== undefined && ratio <= 2,
+      },
+    ];
+    for (const factor of GROWTH_FACTORS) {
+      const total = factor * sizes.growthLookups;
+      log(`lookups growth ${factor}×: ${total} GETs`);
+      rows.push({
+        group: 'growth',
+        scenario: `growth: lookups ${factor}× (${total.toLocaleString('en-US')} GETs)`,
+        unit: 's',
+        ...(await measure(total)),
+        target: 'linear',
+      });
+    }
+    return rows;
+  } finally {
+    await nginx?.close();
+    await stack?.close();
+  }
+}

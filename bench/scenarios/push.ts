@@ -1,0 +1,156 @@
+/**
+ * Pushing: the post step's drain of new paths against `nix copy --to file://…?compression=zstd`,
+ * the memory the proxy and server need meanwhile, the "nothing new" post step, and how push time
+ * grows with the path count.
+ */
+import { rmSync } from 'node:fs';
+import { copyToFileCache, makeSigningKey, type SigningKey } from '../lib/binary-cache.js';
+import { buildPaths, deletePaths, type Closure, type PathGroup } from '../lib/closures.js';
+import type { Context } from '../lib/context.js';
+import type { Row, Side } from '../lib/report.js';
+import { startStack, type Stack } from '../lib/stack.js';
+import { MiB, rotate, timed } from '../lib/stats.js';
+import { GROWTH_FACTORS } from './lookups.js';
+
+function describe(groups: PathGroup[]): string {
+  const parts = groups.map((group) => `${group.count} × ${Math.round((group.bytes / MiB) * 10) / 10} MiB`);
+  const total = groups.reduce((sum, group) => sum + group.count * group.bytes, 0);
+  return `${Math.round(total / MiB)} MiB (${parts.join(' + ')})`;
+}
+
+interface PushComparison {
+  sluice: Side;
+  baseline: Side;
+  proxyRss: number[];
+  serverRss: number[];
+}
+
+/** Per repetition: fresh paths, pushed by a new job's daemon and copied by `nix copy` to a new file:// cache. */
+async function comparePush(
+  context: Context,
+  groups: PathGroup[],
+  stack: Stack | undefined,
+  sluiceMissing: string,
+  key: SigningKey,
+): Promise<PushComparison> {
+  const closures = new Map<number, Promise<Closure>>();
+  const closureFor = (repetition: number) => {
+    if (!closures.has(repetition)) closures.set(repetition, buildPaths(groups));
+    return closures.get(repetition)!;
+  };
+  const proxyRss: number[] = [];
+  const serverRss: number[] = [];
+  const viaSluice = async (repetition: number) => {
+    const closure = await closureFor(repetition);
+    const daemon = await stack!.startJob(10 + repetition);
+    try {
+      const { seconds, value: stats } = await timed(() => daemon.drain(closure.paths));
+      if (stats.pushed.paths !== closure.paths.length) {
+        throw new Error(`the daemon pushed ${stats.pushed.paths} paths, expected ${closure.paths.length}`);
+      }
+      proxyRss.push(daemon.peakRssMB());
+      serverRss.push(stack!.server.peakRssMB());
+      return seconds;
+    } finally {
+      await daemon.close();
+    }
+  };
+  const viaNixCopy = async (repetition: number) => {
+    const closure = await closureFor(repetition);
+    const dir = context.scratch('push-file-cache');
+    try {
+      return (await timed(() => copyToFileCache(closure.paths, dir, key))).seconds;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  const samples = await rotate(context.sizes.repetitions, stack ? [viaSluice, viaNixCopy] : [viaNixCopy]);
+  for (const closure of closures.values()) await deletePaths(await closure);
+  return {
+    sluice: stack ? { samples: samples[0]! } : { unavailable: sluiceMissing },
+    baseline: { samples: samples[stack ? 1 : 0]! },
+    proxyRss,
+    serverRss,
+  };
+}
+
+export async function pushScenarios(context: Context): Promise<Row[]> {
+  const { sizes, log } = context;
+  const key = await makeSigningKey(context.scratch('push-key'));
+  let stack: Stack | undefined;
+  let sluiceMissing = '';
+  try {
+    stack = await startStack(context, ['cli', 'proxy']);
+  } catch (error) {
+    sluiceMissing = (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
+  }
+  const unavailable: Side = { unavailable: sluiceMissing };
+  try {
+    log(`push: ${describe(sizes.push)}, ${sizes.repetitions} repetitions`);
+    const push = await comparePush(context, sizes.push, stack, sluiceMissing, key);
+    const rows: Row[] = [
+      {
+        scenario: `push: post step pushing ${describe(sizes.push)}, zstd, vs nix copy to file://`,
+        unit: 's',
+        sluice: push.sluice,
+        baseline: push.baseline,
+        target: '≤ 1.3×',
+        met: (_seconds, ratio) => ratio !== undefined && ratio <= 1.3,
+      },
+      {
+        scenario: 'memory: proxy peak RSS while pushing',
+        unit: 'MB',
+        sluice: stack ? { samples: push.proxyRss } : unavailable,
+        target: '≤ 100 MB',
+        met: (megabytes) => megabytes <= 100,
+      },
+      {
+        scenario: 'memory: server peak RSS while pushing',
+        unit: 'MB',
+        sluice: stack ? { samples: push.serverRss } : unavailable,
+        target: '≤ 200 MB',
+        met: (megabytes) => megabytes <= 200,
+      },
+    ];
+
+    log('nothing new: drain with nothing to push');
+    rows.push({
+      scenario: 'nothing new: post step when the job built nothing',
+      unit: 's',
+      sluice: stack ? { samples: await nothingNew(context, stack) } : unavailable,
+      target: '≤ 1 s',
+      met: (seconds) => seconds <= 1,
+    });
+
+    for (const factor of GROWTH_FACTORS) {
+      const groups = [{ ...sizes.growthPush, count: factor * sizes.growthPush.count }];
+      log(`push growth ${factor}×: ${describe(groups)}`);
+      const growth = await comparePush(context, groups, stack, sluiceMissing, key);
+      rows.push({
+        group: 'growth',
+        scenario: `growth: push ${factor}× (${groups[0]!.count} paths of ${Math.round(sizes.growthPush.bytes / 1024)} KiB)`,
+        unit: 's',
+        sluice: growth.sluice,
+        baseline: growth.baseline,
+        target: 'linear',
+      });
+    }
+    return rows;
+  } finally {
+    await stack?.close();
+  }
+}
+
+/** A job that built nothing: its daemon is asked to drain an empty queue. */
+async function nothingNew(context: Context, stack: Stack): Promise<number[]> {
+  const samples: number[] = [];
+  for (let repetition = 0; repetition < context.sizes.repetitions; repetition++) {
+    const daemon = await stack.startJob(100 + repetition);
+    try {
+      samples.push((await timed(() => daemon.drain([]))).seconds);
+    } finally {
+      await daemon.close();
+    }
+  }
+  return samples;
+}

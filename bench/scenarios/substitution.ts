@@ -1,0 +1,89 @@
+/**
+ * Substitution: Nix fetches a whole closure into an empty store through the proxy, directly from
+ * the server, and from a file:// binary cache with the same compression (the local limit).
+ */
+import {
+  copyToFileCache,
+  makeSigningKey,
+  substituteIntoFreshStore,
+  type Substituter,
+} from '../lib/binary-cache.js';
+import { buildFan } from '../lib/closures.js';
+import type { Context } from '../lib/context.js';
+import type { Row, Side } from '../lib/report.js';
+import { writeNetrc } from '../lib/sluice.js';
+import { startStack, type Stack } from '../lib/stack.js';
+import { MiB, rotate, timed } from '../lib/stats.js';
+
+export async function substitutionScenarios(context: Context): Promise<Row[]> {
+  const { sizes, log } = context;
+  const closure = await buildFan(sizes.substitution);
+  const description = `${closure.paths.length}-path, ${Math.round(closure.bytes / MiB)} MiB closure`;
+  log(`substitution: built a ${description}`);
+
+  const cacheDir = context.scratch('substitution-file-cache');
+  const key = await makeSigningKey(context.scratch('substitution-key'));
+  await copyToFileCache([closure.root!], cacheDir, key);
+  const fromFile: Substituter = { url: `file://${cacheDir}`, publicKey: key.publicKey };
+
+  let stack: Stack | undefined;
+  let sluiceMissing = '';
+  let direct: Substituter | undefined;
+  try {
+    stack = await startStack(context, ['cli', 'proxy']);
+    const pusher = await stack.startJob();
+    await pusher.drain([closure.root!]);
+    await pusher.close();
+    const reader = await stack.token(2);
+    direct = {
+      url: stack.server.url,
+      publicKey: stack.server.publicKey,
+      netrcFile: writeNetrc(context.scratch('netrc'), reader.token),
+    };
+  } catch (error) {
+    sluiceMissing = (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
+    await stack?.close();
+    stack = undefined;
+  }
+
+  const viaFile = async () => (await timed(() => substituteIntoFreshStore(closure.root!, fromFile))).seconds;
+  const viaServer = async () => (await timed(() => substituteIntoFreshStore(closure.root!, direct!))).seconds;
+  const viaProxy = async () => {
+    const daemon = await stack!.startJob(3);
+    try {
+      const from = { url: daemon.url, publicKey: stack!.server.publicKey };
+      return (await timed(() => substituteIntoFreshStore(closure.root!, from))).seconds;
+    } finally {
+      await daemon.close();
+    }
+  };
+
+  try {
+    log(`substitution: ${sizes.repetitions} repetitions of ${stack ? 'proxy, server, file://' : 'file://'}`);
+    const samples = await rotate(sizes.repetitions, stack ? [viaProxy, viaServer, viaFile] : [viaFile]);
+    const unavailable: Side = { unavailable: sluiceMissing };
+    const proxy: Side = stack ? { samples: samples[0]! } : unavailable;
+    const server: Side = stack ? { samples: samples[1]! } : unavailable;
+    const file: Side = { samples: samples[stack ? 2 : 0]! };
+    return [
+      {
+        scenario: `proxy overhead: Nix substitutes a ${description} through the proxy vs directly from the server`,
+        unit: 's',
+        sluice: proxy,
+        baseline: server,
+        target: '≤ 1.15×',
+        met: (_seconds, ratio) => ratio !== undefined && ratio <= 1.15,
+      },
+      {
+        scenario: `substitution vs the local limit: same closure through the proxy vs from file:// (zstd)`,
+        unit: 's',
+        sluice: proxy,
+        baseline: file,
+        target: '≤ 1.5×',
+        met: (_seconds, ratio) => ratio !== undefined && ratio <= 1.5,
+      },
+    ];
+  } finally {
+    await stack?.close();
+  }
+}
