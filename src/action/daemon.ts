@@ -19,6 +19,9 @@ export interface DaemonConfig {
   idTokenRequest?: { url: string; token: string };
   push: { enabled: boolean; filter?: string; upstreamCaches: string[]; compression: Compression };
   stateDir: string;
+  /** The slices granted, only for the daemon's stats. */
+  read: string[];
+  write: string | null;
 }
 
 export interface DaemonStats {

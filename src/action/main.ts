@@ -119,6 +119,8 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
       compression: inputs.compression,
     },
     stateDir,
+    read: state.read,
+    write: state.write,
   });
 
   let daemon: RunningDaemon;
