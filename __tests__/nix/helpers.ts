@@ -1,0 +1,39 @@
+/** Helpers shared by the src/nix tests: binary caches written by the real `nix copy`. */
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { nix } from '../support/nix.js';
+
+export interface PathInfoJson {
+  path: string;
+  narHash: string;
+  narSize: number;
+  references: string[];
+  deriver?: string;
+  signatures?: string[];
+}
+
+export async function pathInfo(paths: string[], extraArgs: string[] = []): Promise<PathInfoJson[]> {
+  return JSON.parse(await nix('nix', ['path-info', '--json', ...extraArgs, ...paths])) as PathInfoJson[];
+}
+
+/** `nix copy --to file://<new dir>?<params>`; returns the cache dir. */
+export async function copyToFileCache(paths: string[], params: string): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-file-cache-'));
+  await nix('nix', ['copy', '--to', `file://${dir}?${params}`, ...paths]);
+  return dir;
+}
+
+/** The narinfo files of a file:// cache, by hash part. */
+export function readNarInfos(cacheDir: string): Map<string, string> {
+  const infos = new Map<string, string>();
+  for (const file of readdirSync(cacheDir)) {
+    if (file.endsWith('.narinfo'))
+      infos.set(file.slice(0, -'.narinfo'.length), readFileSync(join(cacheDir, file), 'utf8'));
+  }
+  return infos;
+}
+
+export function hashPartOf(storePath: string): string {
+  return storePath.slice('/nix/store/'.length, '/nix/store/'.length + 32);
+}
