@@ -59,7 +59,8 @@ export interface Bundles {
 
 export function loadBundles(): Bundles {
   const dir = process.env.SLUICE_BENCH_BUNDLES;
-  if (!dir) throw new Error('run the benchmark with `npm run bench` (bench/run.js bundles it first)');
+  if (!dir)
+    throw new Error('run the benchmark with `npm run bench` (bench/run.js bundles the Sluice parts first)');
   const unavailable = JSON.parse(readFileSync(join(dir, 'unavailable.json'), 'utf8')) as Record<
     string,
     string

@@ -10,11 +10,16 @@ import type { Context } from './context.js';
 import { peakRssMB, startProcess, stopProcess, waitForHttp } from './processes.js';
 
 export const AUDIENCE = 'sluice';
+
+/** The bundles a scenario needs (built by bench/run.js). */
+export type SluicePart = 'cli' | 'proxy' | 'main' | 'post' | 'hook';
 const SLICE = 'bench/app';
 
 /** An OIDC ID token minted by the local issuer the server trusts (GitHub's stand-in). */
 export interface IdTokenSource {
   issuerUrl: string;
+  /** The runner's ID-token endpoint (ACTIONS_ID_TOKEN_REQUEST_URL / _TOKEN), for the Action's steps. */
+  runnerEndpoint: { url: string; token: string };
   mint(claims: Record<string, string>): Promise<string>;
   close(): Promise<void>;
 }
@@ -44,8 +49,15 @@ export interface DrainStats {
   errors: string[];
 }
 
+/** An error as one short line, for a table cell that says why a side could not be measured. */
+export function reason(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  const line = text.replace(/\s*\n\s*/g, ' / ').trim();
+  return line.length > 200 ? `${line.slice(0, 200)}…` : line;
+}
+
 /** Why the Sluice side cannot run in this tree yet, or undefined when it can. */
-export function sluiceUnavailable(context: Context, parts: ('cli' | 'proxy')[]): string | undefined {
+export function sluiceUnavailable(context: Context, parts: SluicePart[]): string | undefined {
   for (const part of parts) {
     const why = context.bundles.unavailable[part];
     if (why) return why;
@@ -115,17 +127,9 @@ export interface CacheToken {
   write: string | null;
 }
 
-/** The token exchange a job's main step does. Each job gets its own repository claims. */
+/** The token exchange a job's main step does: GitHub-shaped claims of a push to main, one run id per job. */
 export async function exchangeToken(server: SluiceServer, ids: IdTokenSource, job = 1): Promise<CacheToken> {
-  const idToken = await ids.mint({
-    repository: 'bench/app',
-    repository_id: '1000',
-    repository_owner: 'bench',
-    repository_owner_id: '100',
-    ref: 'refs/heads/main',
-    event_name: 'push',
-    run_id: String(job),
-  });
+  const idToken = await ids.mint({ run_id: String(job) });
   const response = await fetch(`${server.url}/_api/v1/token`, {
     method: 'POST',
     headers: { authorization: `Bearer ${idToken}` },

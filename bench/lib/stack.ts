@@ -2,6 +2,7 @@
 import type { Context } from './context.js';
 import { startIdTokenSource } from './id-tokens.js';
 import {
+  AUDIENCE,
   exchangeToken,
   sluiceUnavailable,
   startDaemon,
@@ -9,11 +10,13 @@ import {
   type CacheToken,
   type Daemon,
   type IdTokenSource,
+  type SluicePart,
   type SluiceServer,
 } from './sluice.js';
 
 export interface Stack {
   server: SluiceServer;
+  ids: IdTokenSource;
   /** A cache token as job `job`'s main step would get it. */
   token(job?: number): Promise<CacheToken>;
   /** A new job: its own token and its own proxy daemon. */
@@ -22,10 +25,10 @@ export interface Stack {
 }
 
 /** Starts issuer and server; throws with the reason when a part is not available in this tree. */
-export async function startStack(context: Context, parts: ('cli' | 'proxy')[]): Promise<Stack> {
+export async function startStack(context: Context, parts: SluicePart[]): Promise<Stack> {
   const missing = sluiceUnavailable(context, parts);
   if (missing) throw new Error(missing);
-  const ids: IdTokenSource = await startIdTokenSource();
+  const ids: IdTokenSource = await startIdTokenSource(AUDIENCE);
   let server: SluiceServer;
   try {
     server = await startSluiceServer(context, ids.issuerUrl);
@@ -36,6 +39,7 @@ export async function startStack(context: Context, parts: ('cli' | 'proxy')[]): 
   const token = (job = 1) => exchangeToken(server, ids, job);
   return {
     server,
+    ids,
     token,
     startJob: async (job = 1) => startDaemon(context, server, await token(job)),
     close: async () => {

@@ -5,6 +5,7 @@
 import { buildPaths, deletePaths, type Closure } from '../lib/closures.js';
 import type { Context } from '../lib/context.js';
 import type { Row } from '../lib/report.js';
+import { reason } from '../lib/sluice.js';
 import { startStack, type Stack } from '../lib/stack.js';
 import { MiB, rotate, timed } from '../lib/stats.js';
 
@@ -21,7 +22,7 @@ export async function concurrentScenario(context: Context): Promise<Row[]> {
     stack = await startStack(context, ['cli', 'proxy']);
   } catch (error) {
     const unavailable = {
-      unavailable: (error instanceof Error ? error.message : String(error)).split('\n')[0]!,
+      unavailable: reason(error),
     };
     return [{ scenario, unit: 's', sluice: unavailable, baseline: unavailable, target }];
   }

@@ -9,6 +9,7 @@ import { lookupRequests } from '../lib/hashes.js';
 import { expectHitsAndMisses, getAll } from '../lib/load.js';
 import { NGINX_INSTALL_HINT, startNginx, type StaticServer } from '../lib/nginx.js';
 import type { Row, Side } from '../lib/report.js';
+import { reason } from '../lib/sluice.js';
 import { startStack, type Stack } from '../lib/stack.js';
 import { rotate } from '../lib/stats.js';
 
@@ -38,7 +39,7 @@ export async function lookupScenarios(context: Context): Promise<Row[]> {
     await seeder.drain(known.paths);
     await seeder.close();
   } catch (error) {
-    sluiceMissing = String(error instanceof Error ? error.message : error).split('\n')[0]!;
+    sluiceMissing = reason(error);
     await stack?.close();
     stack = undefined;
   }

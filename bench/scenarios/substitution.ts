@@ -11,7 +11,7 @@ import {
 import { buildFan } from '../lib/closures.js';
 import type { Context } from '../lib/context.js';
 import type { Row, Side } from '../lib/report.js';
-import { writeNetrc } from '../lib/sluice.js';
+import { reason, writeNetrc } from '../lib/sluice.js';
 import { startStack, type Stack } from '../lib/stack.js';
 import { MiB, rotate, timed } from '../lib/stats.js';
 
@@ -41,7 +41,7 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
       netrcFile: writeNetrc(context.scratch('netrc'), reader.token),
     };
   } catch (error) {
-    sluiceMissing = (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
+    sluiceMissing = reason(error);
     await stack?.close();
     stack = undefined;
   }
