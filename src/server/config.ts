@@ -125,7 +125,7 @@ export function parseSize(value: unknown): number {
 export function parseListen(value: unknown): Listen {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(String(value).trim());
   const port = match ? Number(match[3]) : NaN;
-  if (!match || port > 65535) throw new ConfigError(`${JSON.stringify(value)} is not HOST:PORT`);
+  if (!match || port > 65535) throw new ConfigError(`${JSON.stringify(String(value))} is not HOST:PORT`);
   return { host: (match[1] ?? match[2]) as string, port };
 }
 
