@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -159,6 +159,15 @@ slices:
     writeFileSync(path, 'token_ttl: 2 hours\n');
     await expect(loadConfig(path)).rejects.toThrow(`${path}:1: token_ttl:`);
     await expect(loadConfig(join(dir, 'missing.yml'))).rejects.toThrow('cannot read the config file: ENOENT');
+  });
+
+  it('parses every complete YAML example of docs/policy.md', () => {
+    const docs = readFileSync(new URL('../../docs/policy.md', import.meta.url), 'utf8');
+    const examples = [...docs.matchAll(/```yaml\n([\s\S]*?)```/g)].map((match) => match[1] as string);
+    const complete = examples.filter((yaml) => !yaml.includes('<rule>'));
+    expect(complete.length).toBe(5);
+    for (const yaml of complete)
+      expect(parseConfig(yaml, 'docs/policy.md').slices?.length).toBeGreaterThan(0);
   });
 
   it('lets --listen and --data win over the file', () => {
