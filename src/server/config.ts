@@ -185,6 +185,12 @@ class Validator {
     return value;
   }
 
+  nonEmptyList(path: Path, value: unknown, what: string): unknown[] {
+    const list = this.list(path, value);
+    if (list.length === 0) this.fail(path, `must list at least one ${what}`);
+    return list;
+  }
+
   string(path: Path, value: unknown): string {
     if (typeof value !== 'string' || value.trim() === '') this.fail(path, 'expected a non-empty string');
     return value;
@@ -228,9 +234,7 @@ const ISSUER_NAME = /^[a-z0-9][a-z0-9_-]*$/;
 const CLAIM_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]*$/;
 
 function parseIssuers(v: Validator, value: unknown): IssuerConfig[] {
-  const list = v.list(['issuers'], value);
-  if (list.length === 0)
-    v.fail(['issuers'], 'must list at least one issuer (omit the key to trust GitHub Actions)');
+  const list = v.nonEmptyList(['issuers'], value, 'issuer (omit the key to trust GitHub Actions)');
   const issuers = list.map((item, i): IssuerConfig => {
     const path = ['issuers', i];
     const raw = v.object(path, item, ISSUER_KEYS);
@@ -304,9 +308,7 @@ function parseRule(
 }
 
 function parseSlices(v: Validator, value: unknown, issuers: IssuerConfig[]): SliceConfig[] {
-  const list = v.list(['slices'], value);
-  if (list.length === 0)
-    v.fail(['slices'], 'must list at least one slice (omit the key for the default policy)');
+  const list = v.nonEmptyList(['slices'], value, 'slice (omit the key for the default policy)');
   const slices = list.map((item, i): SliceConfig => {
     const path = ['slices', i];
     const raw = v.object(path, item, SLICE_KEYS);
