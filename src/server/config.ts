@@ -94,27 +94,26 @@ const SIZE_UNITS: Record<string, number> = {
   tib: 1024 ** 4,
 };
 
+/** A whole number with a unit from `units` (a bare number takes `bareUnit`) → the number times the unit, or NaN. */
+function numberWithUnit(value: unknown, units: Record<string, number>, bareUnit: string): number {
+  const text = typeof value === 'number' ? `${value}${bareUnit}` : String(value).trim();
+  const match = /^(\d+)\s*([a-z]*)$/i.exec(text);
+  const unit = match ? units[(match[2] as string).toLowerCase()] : undefined;
+  return match && unit !== undefined ? Number(match[1]) * unit : NaN;
+}
+
 /** `30s`, `15m`, `1h`, `30d` (or a number of seconds) → seconds. Throws a `ConfigError` otherwise. */
 export function parseDuration(value: unknown): number {
-  const match =
-    typeof value === 'number'
-      ? [String(value), String(value), 's']
-      : /^(\d+)\s*([smhd])$/.exec(String(value).trim());
-  const seconds = match ? Number(match[1]) * (DURATION_UNITS[match[2] as string] as number) : NaN;
+  const seconds = numberWithUnit(value, DURATION_UNITS, 's');
   if (!Number.isSafeInteger(seconds) || seconds <= 0) {
     throw new ConfigError(`${JSON.stringify(value)} is not a duration such as 30s, 15m, 1h or 30d`);
   }
   return seconds;
 }
 
-/** `10GiB`, `512MiB`, `1G`, `4096` (binary units) → bytes. */
+/** `10GiB`, `512MiB`, `1G`, `4096` (binary units; a number is bytes) → bytes. */
 export function parseSize(value: unknown): number {
-  const match =
-    typeof value === 'number'
-      ? [String(value), String(value), '']
-      : /^(\d+)\s*([a-z]*)$/i.exec(String(value).trim());
-  const unit = match ? SIZE_UNITS[(match[2] as string).toLowerCase()] : undefined;
-  const bytes = match && unit !== undefined ? Number(match[1]) * unit : NaN;
+  const bytes = numberWithUnit(value, SIZE_UNITS, '');
   if (!Number.isSafeInteger(bytes) || bytes <= 0) {
     throw new ConfigError(`${JSON.stringify(value)} is not a size such as 512MiB or 10GiB`);
   }
