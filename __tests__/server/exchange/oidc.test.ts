@@ -75,18 +75,29 @@ describe('OIDC ID token verification (a real local issuer, real jose)', () => {
     const rotating = await startOidcIssuer();
     try {
       const exchange = exchangeFor(rotating, '', { jwksCooldownMs: 0 });
+      const patient = exchangeFor(rotating); // the default 30 s cooldown
       await exchange.exchange(await rotating.sign());
       await exchange.exchange(await rotating.sign());
-      expect(rotating.jwksRequests).toBe(1);
+      await patient.exchange(await rotating.sign());
+      expect(rotating.jwksRequests).toBe(2);
       const oldKid = rotating.kid;
       const newKid = await rotating.rotateKey();
       expect(newKid).not.toBe(oldKid);
       const { grant } = await exchange.exchange(await rotating.sign());
       expect(grant.write).toBe('acme/app');
-      expect(rotating.jwksRequests).toBe(2);
+      expect(rotating.jwksRequests).toBe(3);
+      // Within the cooldown an unknown kid does not fetch again: forged kids cannot hammer the issuer.
+      await expectHttpError(patient.exchange(await rotating.sign()), 401, /key the issuer does not publish/);
+      expect(rotating.jwksRequests).toBe(3);
     } finally {
       await rotating.close();
     }
+  });
+
+  it('answers 503 naming the problem when discovery names another issuer', async () => {
+    const exchange = exchangeFor({ ...issuer, url: `${issuer.url}/` } as OidcIssuer);
+    const token = await issuer.sign({ ...githubClaims(), iss: `${issuer.url}/` });
+    await expectHttpError(exchange.exchange(token), 503, /OIDC discovery at .* names another issuer$/);
   });
 
   it('uses an explicit jwks_uri without discovery', async () => {

@@ -37,9 +37,11 @@ export function joseErrorToHttp(what: string, error: unknown): HttpError {
   if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) {
     return unauthorized(what, 'malformed token', 'malformed_token');
   }
+  // Not the token's fault: the keys could not be fetched (network, discovery, JWKS answer).
+  const detail = error instanceof Error ? `: ${error.message}` : '';
   return new HttpError(
     503,
-    `${what}: cannot verify now (the issuer's keys are unavailable)`,
+    `${what}: cannot verify now, the issuer's keys are unavailable${detail}`,
     'issuer_unavailable',
   );
 }
