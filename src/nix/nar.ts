@@ -14,6 +14,7 @@ import { Duplex, PassThrough, Transform, Writable, type Readable, type Transform
 import { pipeline } from 'node:stream/promises';
 import { constants as zlibConstants, createZstdCompress, createZstdDecompress } from 'node:zlib';
 import { Hash } from './hash.js';
+import { ZstdFrameSplitter } from './zstd-frames.js';
 
 /** Compressions Sluice can verify and produce (a subset of what Nix reads). */
 export const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'] as const;
@@ -98,7 +99,8 @@ export function createDecompressor(compression: string): Duplex {
     case 'none':
       return new PassThrough();
     case 'zstd':
-      return createZstdDecompress();
+      // Node's decoder alone drops frames that follow another in the same chunk: split them first.
+      return new ZstdFrameSplitter().compose(createZstdDecompress()) as unknown as Duplex;
     case 'xz':
       return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet'], 'xz decompression');
   }
@@ -114,9 +116,13 @@ export function createCompressor(compression: string, options: { level?: number 
     case 'none':
       return new PassThrough();
     case 'zstd':
-      return createZstdCompress(
-        level === undefined ? {} : { params: { [zlibConstants.ZSTD_c_compressionLevel]: level } },
-      );
+      // With a checksum, as the zstd tool writes by default: corruption fails decompression loudly.
+      return createZstdCompress({
+        params: {
+          [zlibConstants.ZSTD_c_checksumFlag]: 1,
+          ...(level === undefined ? {} : { [zlibConstants.ZSTD_c_compressionLevel]: level }),
+        },
+      });
     case 'xz': {
       if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
         throw new CompressionError(`xz level must be 0-9, got ${level}`);

@@ -1,0 +1,136 @@
+/**
+ * Node 24's zstd decompressor silently drops whatever follows the end of a frame within the same
+ * chunk, so concatenated frames (pzstd, files compressed in parts) lose data or fail with "Unknown
+ * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
+ * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
+ * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+
+const ZSTD_MAGIC = 0xfd2fb528;
+const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
+const SKIPPABLE_MAGIC = 0x184d2a50;
+
+type Unit =
+  | 'magic'
+  | 'descriptor'
+  | 'headerRest'
+  | 'blockHeader'
+  | 'blockContent'
+  | 'checksum'
+  | 'skipSize'
+  | 'skipContent';
+
+// Units whose bytes are parsed (the others are only counted).
+const PARSED: ReadonlySet<Unit> = new Set(['magic', 'descriptor', 'blockHeader', 'skipSize']);
+const DICT_ID_BYTES = [0, 1, 2, 4];
+const CONTENT_SIZE_BYTES = [0, 2, 4, 8];
+
+export class ZstdFrameError extends Error {}
+
+export class ZstdFrameSplitter extends Transform {
+  private unit: Unit = 'magic';
+  private need = 4;
+  private parsed: number[] = [];
+  private checksum = false;
+  private lastBlock = false;
+  private offset = 0;
+  /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
+  private forwarding = false;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    let start = 0;
+    let i = 0;
+    try {
+      while (i < chunk.length) {
+        const take = Math.min(this.need, chunk.length - i);
+        if (PARSED.has(this.unit)) this.parsed.push(...chunk.subarray(i, i + take));
+        i += take;
+        this.need -= take;
+        if (this.need > 0) break;
+        const unit = this.unit;
+        const frameEnded = this.advance();
+        if (unit === 'magic') start = i; // advance() pushed the magic itself, once it knew the kind
+        if (frameEnded) {
+          if (this.forwarding && i > start) this.push(chunk.subarray(start, i));
+          start = i;
+          this.forwarding = false;
+        }
+      }
+      if (this.forwarding && i > start) this.push(chunk.subarray(start, i));
+      this.offset += chunk.length;
+    } catch (error) {
+      callback(error as Error);
+      return;
+    }
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.unit !== 'magic' || this.need !== 4) {
+      callback(new ZstdFrameError('zstd data ends in the middle of a frame (truncated)'));
+    } else callback();
+  }
+
+  /** Moves past a completed unit; returns true when a frame (zstd or skippable) ended with it. */
+  private advance(): boolean {
+    const bytes = Buffer.from(this.parsed);
+    this.parsed = [];
+    switch (this.unit) {
+      case 'magic': {
+        const magic = bytes.readUInt32LE(0);
+        if (magic === ZSTD_MAGIC) {
+          this.push(bytes);
+          this.forwarding = true;
+          return this.next('descriptor', 1);
+        }
+        if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) return this.next('skipSize', 4);
+        throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.offset}`);
+      }
+      case 'descriptor': {
+        const d = bytes[0]!;
+        if (d & 0x08) throw new ZstdFrameError('zstd frame header has its reserved bit set');
+        const singleSegment = (d >> 5) & 1;
+        const contentSizeFlag = d >> 6;
+        this.checksum = ((d >> 2) & 1) === 1;
+        const rest =
+          (singleSegment ? 0 : 1) +
+          DICT_ID_BYTES[d & 3]! +
+          (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]!);
+        return this.next('headerRest', rest);
+      }
+      case 'headerRest':
+        return this.next('blockHeader', 3);
+      case 'blockHeader': {
+        const header = bytes[0]! | (bytes[1]! << 8) | (bytes[2]! << 16);
+        this.lastBlock = (header & 1) === 1;
+        const type = (header >> 1) & 3;
+        if (type === 3) throw new ZstdFrameError('zstd block has the reserved block type');
+        return this.next('blockContent', type === 1 ? 1 : header >>> 3);
+      }
+      case 'blockContent':
+        if (!this.lastBlock) return this.next('blockHeader', 3);
+        if (this.checksum) return this.next('checksum', 4);
+        return this.endFrame();
+      case 'checksum':
+        return this.endFrame();
+      case 'skipSize':
+        return this.next('skipContent', bytes.readUInt32LE(0));
+      case 'skipContent':
+        return this.endFrame();
+    }
+  }
+
+  private next(unit: Unit, need: number): boolean {
+    this.unit = unit;
+    this.need = need;
+    // Zero-length units (an empty header rest, an empty raw block) complete at once.
+    return need === 0 ? this.advance() : false;
+  }
+
+  private endFrame(): boolean {
+    this.unit = 'magic';
+    this.need = 4;
+    return true;
+  }
+}
