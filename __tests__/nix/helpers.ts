@@ -1,5 +1,5 @@
 /** Helpers shared by the src/nix tests: binary caches written by the real `nix copy`. */
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nix } from '../support/nix.js';
@@ -17,9 +17,12 @@ export async function pathInfo(paths: string[], extraArgs: string[] = []): Promi
   return JSON.parse(await nix('nix', ['path-info', '--json', ...extraArgs, ...paths])) as PathInfoJson[];
 }
 
-/** `nix copy --to file://<new dir>?<params>`; returns the cache dir. */
+const fileCaches: string[] = [];
+
+/** `nix copy --to file://<new dir>?<params>`; returns the cache dir (removed by removeFileCaches). */
 export async function copyToFileCache(paths: string[], params: string): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-file-cache-'));
+  fileCaches.push(dir);
   await nix('nix', ['copy', '--to', `file://${dir}?${params}`, ...paths]);
   return dir;
 }
@@ -36,4 +39,9 @@ export function readNarInfos(cacheDir: string): Map<string, string> {
 
 export function hashPartOf(storePath: string): string {
   return storePath.slice('/nix/store/'.length, '/nix/store/'.length + 32);
+}
+
+/** Removes every cache copyToFileCache made in this test file (call in afterAll). */
+export function removeFileCaches(): void {
+  for (const dir of fileCaches.splice(0)) rmSync(dir, { recursive: true, force: true });
 }

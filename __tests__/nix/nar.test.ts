@@ -34,7 +34,7 @@ import { serializeNarInfo } from '../../src/nix/narinfo.js';
 import { generateSecretKey, narInfoFingerprint, signFingerprint } from '../../src/nix/signing.js';
 import { StorePath } from '../../src/nix/store-path.js';
 import { nix, nixBuild, randomChainExpr, salt } from '../support/nix.js';
-import { copyToFileCache, pathInfo } from './helpers.js';
+import { copyToFileCache, pathInfo, removeFileCaches } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -89,6 +89,7 @@ async function compressFile(input: string, compression: NarCompression, output: 
 }
 
 afterAll(async () => {
+  removeFileCaches();
   rmSync(work, { recursive: true, force: true });
   if (made.length > 0) await nix('nix-store', ['--delete', ...made]).catch(() => undefined);
 });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createReadStream, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import fc from 'fast-check';
@@ -13,24 +14,24 @@ import {
   serializeNarInfo,
   type NarInfo,
 } from '../../src/nix/narinfo.js';
-import { makeNixMachine, nix, nixBuild, randomChainExpr } from '../support/nix.js';
-import { copyToFileCache, hashPartOf, pathInfo, readNarInfos } from './helpers.js';
+import { nix, nixBuild, randomChainExpr } from '../support/nix.js';
+import { copyToFileCache, hashPartOf, pathInfo, readNarInfos, removeFileCaches } from './helpers.js';
 
-const machine = makeNixMachine();
+const work = mkdtempSync(join(tmpdir(), 'sluice-narinfo-'));
 let chain: string[] = []; // [bottom, top]: top refers to bottom, both have a deriver
 let added = ''; // `nix-store --add`: no deriver, no references, content-addressed (CA field)
-const caches: string[] = [];
 
 beforeAll(async () => {
   const [top] = await nixBuild(randomChainExpr(2, 4096));
   chain = (await nix('nix-store', ['-qR', top!])).trim().split('\n');
-  const file = join(machine.dir, 'added-file');
+  const file = join(work, 'added-file');
   writeFileSync(file, `sluice ${Math.random()}\n`);
   added = (await nix('nix-store', ['--add', file])).trim();
 });
 
 afterAll(async () => {
-  for (const dir of caches) rmSync(dir, { recursive: true, force: true });
+  removeFileCaches();
+  rmSync(work, { recursive: true, force: true });
   await nix('nix-store', ['--delete', ...chain.reverse(), added]).catch(() => undefined);
 });
 
@@ -40,7 +41,6 @@ describe('narinfo as nix copy writes it', () => {
     async (compression) => {
       const paths = [...chain, added];
       const cache = await copyToFileCache(paths, `compression=${compression}`);
-      caches.push(cache);
       const infos = readNarInfos(cache);
       expect(infos.size).toBe(paths.length);
       for (const pi of await pathInfo(paths)) {

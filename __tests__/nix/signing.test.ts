@@ -16,7 +16,14 @@ import {
   type SecretKey,
 } from '../../src/nix/signing.js';
 import { nix, nixBuild, randomChainExpr } from '../support/nix.js';
-import { copyToFileCache, hashPartOf, pathInfo, readNarInfos, type PathInfoJson } from './helpers.js';
+import {
+  copyToFileCache,
+  hashPartOf,
+  pathInfo,
+  readNarInfos,
+  type PathInfoJson,
+  removeFileCaches,
+} from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-signing-'));
 let chain: string[] = []; // [bottom, top]; top refers to bottom
@@ -32,6 +39,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  removeFileCaches();
   rmSync(dir, { recursive: true, force: true });
   await nix('nix-store', ['--delete', ...[...chain].reverse()]).catch(() => undefined);
 });

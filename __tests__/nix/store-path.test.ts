@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MAX_NAME_LENGTH, StorePath, StorePathError } from '../../src/nix/store-path.js';
@@ -24,6 +24,8 @@ async function nixAccepts(path: string, storeDir = '/nix/store'): Promise<{ ok: 
     return { ok: out.trim() === path, message: out.trim() };
   } catch (e) {
     return { ok: false, message: String((e as { stderr?: string }).stderr ?? e) };
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
   }
 }
 
