@@ -145,7 +145,8 @@ export class Job {
   readonly exported: Record<string, string> = {};
   /** Secrets registered with `::add-mask::`. */
   readonly secrets = new Set<string>();
-  state: Record<string, string> = {};
+  /** Saved state per use of the Action in the job (`uses:` twice gives two). */
+  readonly states = new Map<string, Record<string, string>>();
   main?: StepResult;
   post?: StepResult;
 
@@ -160,14 +161,22 @@ export class Job {
     return { ...this.machine.env, ...this.options.env, ...this.exported };
   }
 
-  async runMain(): Promise<StepResult> {
-    this.main = await this.step('main');
+  /** The main step of one use of the Action (`use` tells uses apart; inputs override the job's). */
+  async runMain(use = 'sluice', inputs: Record<string, string> = {}): Promise<StepResult> {
+    this.main = await this.step('main', use, inputs);
     return this.main;
   }
 
-  async runPost(): Promise<StepResult> {
-    this.post = await this.step('post');
+  /** The post step of one use; the runner runs post steps in the reverse order of the uses. */
+  async runPost(use = 'sluice', inputs: Record<string, string> = {}): Promise<StepResult> {
+    this.post = await this.step('post', use, inputs);
     return this.post;
+  }
+
+  /** What the main step of `use` saved, as the Action's JSON state. */
+  savedState(use = 'sluice'): Record<string, unknown> | undefined {
+    const raw = this.states.get(use)?.SLUICE_STATE;
+    return raw ? (JSON.parse(raw) as Record<string, unknown>) : undefined;
   }
 
   /** A user `run:` step with Nix: the job's environment and Nix configuration. */
@@ -188,7 +197,11 @@ export class Job {
       .join('\n');
   }
 
-  private async step(name: 'main' | 'post'): Promise<StepResult> {
+  private async step(
+    name: 'main' | 'post',
+    use: string,
+    inputs: Record<string, string>,
+  ): Promise<StepResult> {
     const files = mkdtempSync(join(this.runnerTemp, `_runner_file_commands_${name}_`));
     const fileFor = (kind: string) => {
       const path = join(files, `${kind}_${randomUUID()}`);
@@ -202,10 +215,12 @@ export class Job {
       GITHUB_STEP_SUMMARY: fileFor('step_summary'),
       GITHUB_PATH: fileFor('add_path'),
     };
-    const stateEnv = Object.fromEntries(Object.entries(this.state).map(([k, v]) => [`STATE_${k}`, v]));
+    const stateEnv = Object.fromEntries(
+      Object.entries(this.states.get(use) ?? {}).map(([k, v]) => [`STATE_${k}`, v]),
+    );
     const env: NodeJS.ProcessEnv = {
       ...this.env,
-      ...inputEnv(this.options.inputs),
+      ...inputEnv({ ...this.options.inputs, ...inputs }),
       ...stateEnv,
       ...paths,
       GITHUB_ACTIONS: 'true',
@@ -225,7 +240,7 @@ export class Job {
     const { exitCode, output } = await runNode(join(this.dist, name, 'index.js'), env);
     const durationMs = Date.now() - started;
 
-    if (name === 'main') this.state = parseFileCommands(readFileSync(paths.GITHUB_STATE, 'utf8'));
+    if (name === 'main') this.states.set(use, parseFileCommands(readFileSync(paths.GITHUB_STATE, 'utf8')));
     Object.assign(this.exported, parseFileCommands(readFileSync(paths.GITHUB_ENV, 'utf8')));
     return {
       exitCode,

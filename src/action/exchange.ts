@@ -73,16 +73,19 @@ function parseGrant(body: string): CacheGrant {
 }
 
 /**
- * Without an ID token the proxy can still read when the server serves the cache anonymously.
- * The server's signing keys then come from its health document.
+ * Without an ID token the proxy can still read when the server serves public slices to anyone.
+ * The server says so, with its signing keys, in its health document (`public_reads: true`).
  */
 export async function probeAnonymousReads(server: URL): Promise<{ publicKeys: string[] } | undefined> {
   try {
-    const info = await fetch(new URL('nix-cache-info', server), { signal: AbortSignal.timeout(10_000) });
-    await info.body?.cancel();
-    if (!info.ok) return undefined;
     const health = await fetch(new URL('_api/v1/health', server), { signal: AbortSignal.timeout(10_000) });
-    const json = (await health.json()) as { public_keys?: unknown; public_key?: unknown };
+    if (!health.ok) return undefined;
+    const json = (await health.json()) as {
+      public_reads?: unknown;
+      public_keys?: unknown;
+      public_key?: unknown;
+    };
+    if (json.public_reads !== true) return undefined;
     const keys = isStringArray(json.public_keys)
       ? json.public_keys
       : typeof json.public_key === 'string'

@@ -1,0 +1,141 @@
+/**
+ * End to end: the bundled main and post steps run as the runner runs them, with real Nix, the real
+ * server and the real proxy daemon. Job 1 builds and pushes; job 2 on a store without those paths
+ * substitutes everything and builds nothing.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { readFileSync, statSync } from 'node:fs';
+import { isAlive } from '../../src/action/daemon.js';
+import { salt } from '../support/nix.js';
+import { buildActionBundles, Job } from '../support/runner.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+import {
+  deletePaths,
+  derivationExpr,
+  hashPart,
+  outPathsOf,
+  startStaticUpstream,
+  type StaticUpstream,
+} from './support.js';
+
+let dist: string;
+let server: TestServer;
+let upstream: StaticUpstream;
+const tag = salt();
+// `a` and `b` (which refers to `a`) are ours to push; upstream serves `up`; `skip` matches push-filter.
+const expression = `let
+  a = ${derivationExpr('sluice-e2e-a', tag)};
+  b = ${derivationExpr('sluice-e2e-b', tag, ['a'])};
+  up = ${derivationExpr('sluice-e2e-up', tag)};
+  skip = ${derivationExpr('sluice-e2e-skip', tag)};
+in [ a b up skip ]`;
+const pushable = `let
+  a = ${derivationExpr('sluice-e2e-a', tag)};
+  b = ${derivationExpr('sluice-e2e-b', tag, ['a'])};
+in [ a b ]`;
+let paths: { a: string; b: string; up: string; skip: string };
+
+interface SavedDaemon {
+  daemon?: { pid: number; logFile: string };
+  stateDir?: string;
+}
+
+async function onServer(path: string): Promise<boolean> {
+  const token = await server.ciToken();
+  const response = await fetch(`${server.url}/${hashPart(path)}.narinfo`, {
+    method: 'HEAD',
+    headers: { authorization: `Bearer ${token}` },
+  });
+  return response.status === 200;
+}
+
+/** Everything a user could read: step logs (minus `::add-mask::` commands), summaries, the daemon log. */
+function readable(job: Job): string {
+  const logs = job.everything
+    .split('\n')
+    .filter((line) => !line.startsWith('::add-mask::'))
+    .join('\n');
+  const { daemon } = job.savedState() as SavedDaemon;
+  return `${logs}\n${daemon ? readFileSync(daemon.logFile, 'utf8') : ''}`;
+}
+
+beforeAll(async () => {
+  dist = buildActionBundles();
+  server = await startTestServer();
+  const probe = new Job({ dist, inputs: { server: 'http://127.0.0.1:1' } });
+  const [a, b, up, skip] = await outPathsOf(probe, expression);
+  paths = { a: a!, b: b!, up: up!, skip: skip! };
+  upstream = await startStaticUpstream([paths.up]);
+});
+afterAll(async () => {
+  await server?.close();
+  await upstream?.close();
+});
+
+describe('two jobs through the Action', () => {
+  const inputs = () => ({
+    server: server.url,
+    'upstream-caches': upstream.url,
+    'push-filter': '-sluice-e2e-skip$',
+    listen: '127.0.0.1:0',
+    'drain-timeout': '60',
+  });
+
+  it('job 1 pushes exactly its new paths, none that upstream has or the filter excludes', async () => {
+    const job = new Job({ dist, inputs: inputs(), idTokenRequest: server.issuer.runner });
+    const main = await job.runMain();
+    expect(main.exitCode).toBe(0);
+    expect(main.warnings).toEqual([]);
+    expect(main.outputs.substituter).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(job.exported.SLUICE_PROXY_URL).toBe(main.outputs.substituter);
+
+    const built = await job.nixBuild(expression);
+    expect(built).toEqual([paths.a, paths.b, paths.up, paths.skip]);
+
+    const post = await job.runPost();
+    expect(post.exitCode).toBe(0);
+    expect(post.warnings).toEqual([]);
+    expect(await onServer(paths.a)).toBe(true);
+    expect(await onServer(paths.b)).toBe(true);
+    expect(await onServer(paths.up)).toBe(false);
+    expect(await onServer(paths.skip)).toBe(false);
+    // The store is shared with concurrently running tests: their new paths may be pushed too.
+    expect(Number(post.outputs['pushed-paths'])).toBeGreaterThanOrEqual(2);
+    expect(Number(post.outputs['pushed-bytes'])).toBeGreaterThan(0);
+    expect(post.summary).toContain('Sluice cache');
+    expect(post.summary).toContain('acme/app');
+
+    const { daemon, stateDir } = job.savedState() as SavedDaemon;
+    expect(isAlive(daemon!.pid)).toBe(false);
+    expect(statSync(`${stateDir}/daemon.json`).mode & 0o777).toBe(0o600);
+    expect(job.secrets.size).toBeGreaterThanOrEqual(2); // the ID token and the cache token
+    const text = readable(job);
+    for (const secret of job.secrets) expect(text).not.toContain(secret);
+    // Post took the Sluice block out of nix.conf again: the proxy is gone.
+    const conf = readFileSync(`${job.machine.env.XDG_CONFIG_HOME}/nix/nix.conf`, 'utf8');
+    expect(conf).not.toContain('sluice');
+  }, 180_000);
+
+  it('job 2, without those paths, substitutes everything and builds nothing', async () => {
+    await deletePaths(new Job({ dist, inputs: { server: server.url } }), [
+      paths.b,
+      paths.a,
+      paths.up,
+      paths.skip,
+    ]);
+    const job = new Job({ dist, inputs: inputs(), idTokenRequest: server.issuer.runner });
+    expect((await job.runMain()).exitCode).toBe(0);
+    // --max-jobs 0: Nix fails rather than build anything.
+    const out = await job.run('nix-build', ['--no-out-link', '--max-jobs', '0', '--expr', pushable]);
+    expect(out.trim().split('\n')).toEqual([paths.a, paths.b]);
+
+    const post = await job.runPost();
+    expect(post.exitCode).toBe(0);
+    expect(post.outputs.hits).toBe('2');
+    expect(post.outputs.misses).toBe('0');
+    expect(post.outputs['pushed-paths']).toBe('0');
+    expect(post.summary).toContain('100%');
+    const { daemon } = job.savedState() as SavedDaemon;
+    expect(isAlive(daemon!.pid)).toBe(false);
+  }, 180_000);
+});

@@ -1,0 +1,157 @@
+/**
+ * End to end, the awkward jobs: no OIDC token, the Action used twice, a job that outlives its cache
+ * token, a server that hangs or goes away mid-job. Real Nix, real server, real daemon.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isAlive } from '../../src/action/daemon.js';
+import { salt } from '../support/nix.js';
+import { buildActionBundles, Job } from '../support/runner.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+import { derivationExpr, hashPart, startRelay } from './support.js';
+
+let dist: string;
+let server: TestServer;
+
+beforeAll(async () => {
+  dist = buildActionBundles();
+  server = await startTestServer();
+});
+afterAll(async () => {
+  await server?.close();
+});
+
+async function onServer(target: TestServer, path: string): Promise<boolean> {
+  const response = await fetch(`${target.url}/${hashPart(path)}.narinfo`, {
+    method: 'HEAD',
+    headers: { authorization: `Bearer ${await target.ciToken()}` },
+  });
+  return response.status === 200;
+}
+
+function daemonPid(job: Job, use = 'sluice'): number | undefined {
+  return (job.savedState(use) as { daemon?: { pid: number } } | undefined)?.daemon?.pid;
+}
+
+const inputs = (url: string, extra: Record<string, string> = {}) => ({
+  server: url,
+  listen: '127.0.0.1:0',
+  'upstream-caches': '',
+  ...extra,
+});
+
+describe('jobs that cannot or may not use the cache fully', () => {
+  it.each([
+    ['no ID token at all (a fork PR)', false],
+    ['the ID-token endpoint refuses', true],
+  ])('%s: green, a notice naming the permission, nothing pushed', async (_case, refuse) => {
+    if (refuse) server.issuer.runner.refuse('Can not issue ID tokens for pull requests from forks');
+    try {
+      const job = new Job({
+        dist,
+        inputs: inputs(server.url),
+        ...(refuse ? { idTokenRequest: server.issuer.runner } : {}),
+      });
+      const main = await job.runMain();
+      expect(main.exitCode).toBe(0);
+      expect(main.notices.join('\n')).toContain('`permissions: id-token: write`');
+      expect(daemonPid(job)).toBeUndefined();
+      const [built] = await job.nixBuild(derivationExpr('sluice-e2e-fork', salt()));
+      const post = await job.runPost();
+      expect(post.exitCode).toBe(0);
+      expect(post.outputs['pushed-paths']).toBeUndefined();
+      expect(await onServer(server, built!)).toBe(false);
+    } finally {
+      server.issuer.runner.refuse(null);
+    }
+  });
+});
+
+describe('the Action used twice in one job', () => {
+  it('the second use reuses the first one’s proxy; both post steps end cleanly', async () => {
+    const job = new Job({ dist, inputs: inputs(server.url), idTokenRequest: server.issuer.runner });
+    const first = await job.runMain('first');
+    const second = await job.runMain('second');
+    expect(second.exitCode).toBe(0);
+    expect(second.outputs.substituter).toBe(first.outputs.substituter);
+    expect(second.log).toContain('already set up in this job');
+    expect(daemonPid(job, 'second')).toBeUndefined();
+
+    const [built] = await job.nixBuild(derivationExpr('sluice-e2e-twice', salt()));
+    // Post steps run in reverse order: the second use's post first, and it leaves the proxy alone.
+    const secondPost = await job.runPost('second');
+    expect(secondPost.exitCode).toBe(0);
+    expect(secondPost.summary).toBe('');
+    expect(isAlive(daemonPid(job, 'first')!)).toBe(true);
+    const firstPost = await job.runPost('first');
+    expect(firstPost.exitCode).toBe(0);
+    expect(firstPost.outputs['pushed-paths']).not.toBe('0');
+    expect(await onServer(server, built!)).toBe(true);
+    expect(isAlive(daemonPid(job, 'first')!)).toBe(false);
+  }, 180_000);
+});
+
+describe('a job longer than its cache token', () => {
+  let shortLived: TestServer;
+  beforeAll(async () => {
+    shortLived = await startTestServer({ yaml: 'token_ttl: 4s\n' });
+  });
+  afterAll(async () => {
+    await shortLived?.close();
+  });
+
+  it('still pushes at the end: the proxy got a fresh token', async () => {
+    const job = new Job({ dist, inputs: inputs(shortLived.url), idTokenRequest: shortLived.issuer.runner });
+    expect((await job.runMain()).exitCode).toBe(0);
+    const requestsAtStart = shortLived.issuer.runner.audiences.length;
+    await sleep(6_000); // the first token has expired
+    const [built] = await job.nixBuild(derivationExpr('sluice-e2e-long', salt()));
+    const post = await job.runPost();
+    expect(post.exitCode).toBe(0);
+    expect(post.warnings).toEqual([]);
+    expect(await onServer(shortLived, built!)).toBe(true);
+    expect(shortLived.issuer.runner.audiences.length).toBeGreaterThan(requestsAtStart);
+  }, 180_000);
+});
+
+describe('a server that fails mid-job', () => {
+  it('hanging: post gives up at drain-timeout, stops the daemon, stays green and says so', async () => {
+    const relay = await startRelay(server.url);
+    try {
+      const drainTimeout = 3;
+      const job = new Job({
+        dist,
+        inputs: inputs(relay.url, { 'drain-timeout': String(drainTimeout) }),
+        idTokenRequest: server.issuer.runner,
+      });
+      expect((await job.runMain()).exitCode).toBe(0);
+      relay.hang(true);
+      await job.nixBuild(derivationExpr('sluice-e2e-hang', salt()));
+      const post = await job.runPost();
+      expect(post.exitCode).toBe(0);
+      expect(post.warnings.length).toBeGreaterThan(0);
+      expect(post.summary).toContain('What went wrong');
+      // drain-timeout, the post step's grace for the daemon's answer, and the stop sequence.
+      expect(post.durationMs).toBeLessThan((drainTimeout + 10 + 10) * 1000);
+      expect(isAlive(daemonPid(job)!)).toBe(false);
+    } finally {
+      await relay.close();
+    }
+  }, 120_000);
+
+  it('gone, with `strict: true`: the post step fails the job', async () => {
+    const relay = await startRelay(server.url);
+    const job = new Job({
+      dist,
+      inputs: inputs(relay.url, { strict: 'true', 'drain-timeout': '10' }),
+      idTokenRequest: server.issuer.runner,
+    });
+    expect((await job.runMain()).exitCode).toBe(0);
+    await relay.close();
+    await job.nixBuild(derivationExpr('sluice-e2e-gone', salt()));
+    const post = await job.runPost();
+    expect(post.exitCode).toBe(1);
+    expect(post.errors.length).toBeGreaterThan(0);
+    expect(isAlive(daemonPid(job)!)).toBe(false);
+  }, 120_000);
+});
