@@ -14,7 +14,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
@@ -225,6 +225,11 @@ describe('NAR decompression', () => {
       /xz decompression failed: .*format not recognized/,
     );
     await expect(hashNar(corrupt(zst), 'zstd')).rejects.toThrow(/checksum/i);
+    // digestNarFile reports the decompression failure itself, not the sink's premature close.
+    const sink = new Writable({ write: (_c, _e, cb) => cb() });
+    await expect(digestNarFile(corrupt(xz), 'xz', sink)).rejects.toThrow(
+      /xz decompression failed: .*corrupt/,
+    );
     await expect(hashNar(truncated(zst), 'zstd')).rejects.toThrow(
       'zstd data ends in the middle of a frame (truncated)',
     );
@@ -237,7 +242,9 @@ describe('NAR decompression', () => {
     );
     expect(() => createCompressor('gzip')).toThrow("unsupported compression 'gzip'");
     expect(() => createCompressor('xz', { level: 12 })).toThrow('xz level must be 0-9, got 12');
-    await expect(hashNar(createReadStream(nar), 'lz4')).rejects.toThrow("unsupported compression 'lz4'");
+    const unread = Readable.from([Buffer.from('x')]);
+    await expect(hashNar(unread, 'lz4')).rejects.toThrow("unsupported compression 'lz4'");
+    expect(unread.destroyed).toBe(true); // the caller's source is closed, not leaked
   });
 
   it('HashingStream passes data through and knows its hash only once ended', async () => {

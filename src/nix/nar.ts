@@ -173,6 +173,16 @@ export interface NarDigest {
   narSize: number;
 }
 
+/** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */
+function decompressorFor(source: Readable | AsyncIterable<Uint8Array>, compression: string): Duplex {
+  try {
+    return createDecompressor(compression);
+  } catch (error) {
+    if ('destroy' in source && typeof source.destroy === 'function') source.destroy();
+    throw error;
+  }
+}
+
 function discard(): Writable {
   return new Writable({ write: (_chunk, _encoding, callback) => callback() });
 }
@@ -182,7 +192,7 @@ export async function hashNar(
   source: Readable | AsyncIterable<Uint8Array>,
   compression: string,
 ): Promise<NarDigest> {
-  const decompressor = createDecompressor(compression);
+  const decompressor = decompressorFor(source, compression);
   const nar = new HashingStream();
   await pipeline(source, decompressor, nar, discard());
   return { narHash: nar.hash(), narSize: nar.size };
@@ -203,7 +213,7 @@ export async function digestNarFile(
   compression: string,
   sink: Writable,
 ): Promise<NarFileDigest> {
-  const decompressor = createDecompressor(compression);
+  const decompressor = decompressorFor(source, compression);
   const file = new HashingStream();
   const nar = new HashingStream();
   // `file` feeds two pipes; an error in either pipeline destroys `file`, which ends the other.
