@@ -45,3 +45,35 @@ export function hashPartOf(storePath: string): string {
 export function removeFileCaches(): void {
   for (const dir of fileCaches.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
+
+/**
+ * `nix-store --realise path` into a fresh, empty store (a new machine's), substituting only from
+ * `file://cacheDir` and trusting only `publicKey`. `inspect` sees the fresh store's root before it is
+ * removed. Returns what nix-store printed (the realised path).
+ */
+export async function substituteIntoFreshStore(
+  cacheDir: string,
+  publicKey: string,
+  path: string,
+  inspect: (storeRoot: string) => void = () => {},
+): Promise<string> {
+  const store = mkdtempSync(join(tmpdir(), 'sluice-fresh-store-'));
+  try {
+    const out = await nix('nix-store', [
+      '--store',
+      store,
+      '--realise',
+      path,
+      '--option',
+      'substituters',
+      `file://${cacheDir}`,
+      '--option',
+      'trusted-public-keys',
+      publicKey,
+    ]);
+    inspect(store);
+    return out.trim();
+  } finally {
+    rmSync(store, { recursive: true, force: true });
+  }
+}

@@ -34,7 +34,7 @@ import { serializeNarInfo } from '../../src/nix/narinfo.js';
 import { generateSecretKey, narInfoFingerprint, signFingerprint } from '../../src/nix/signing.js';
 import { StorePath } from '../../src/nix/store-path.js';
 import { nix, nixBuild, randomChainExpr, salt } from '../support/nix.js';
-import { copyToFileCache, pathInfo, removeFileCaches } from './helpers.js';
+import { copyToFileCache, pathInfo, removeFileCaches, substituteIntoFreshStore } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -302,25 +302,13 @@ describe('NARs we compress, in a cache we write and sign', () => {
           serializeNarInfo(narInfo),
         );
       }
-      const store = mkdtempSync(join(tmpdir(), 'sluice-fresh-store-'));
       try {
-        const out = await nix('nix-store', [
-          '--store',
-          store,
-          '--realise',
-          top!,
-          '--option',
-          'substituters',
-          `file://${cache}`,
-          '--option',
-          'trusted-public-keys',
-          key.publicKey.text,
-        ]);
-        expect(out.trim()).toBe(top);
-        const substituted = join(store, top!, 'data');
-        expect(readFileSync(substituted).equals(readFileSync(join(top!, 'data')))).toBe(true);
+        const realised = await substituteIntoFreshStore(cache, key.publicKey.text, top!, (store) => {
+          const substituted = join(store, top!, 'data');
+          expect(readFileSync(substituted).equals(readFileSync(join(top!, 'data')))).toBe(true);
+        });
+        expect(realised).toBe(top);
       } finally {
-        rmSync(store, { recursive: true, force: true });
         rmSync(cache, { recursive: true, force: true });
       }
     },

@@ -23,6 +23,7 @@ import {
   readNarInfos,
   type PathInfoJson,
   removeFileCaches,
+  substituteIntoFreshStore,
 } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-signing-'));
@@ -144,26 +145,8 @@ describe('a binary cache signed by our code', () => {
     return cache;
   }
 
-  /** `nix-store -r` of the chain's top into a fresh store, trusting only `publicKey`. */
-  async function substitute(cache: string, publicKey: string): Promise<string> {
-    const store = mkdtempSync(join(tmpdir(), 'sluice-fresh-store-'));
-    try {
-      return await nix('nix-store', [
-        '--store',
-        store,
-        '--realise',
-        chain[1]!,
-        '--option',
-        'substituters',
-        `file://${cache}`,
-        '--option',
-        'trusted-public-keys',
-        publicKey,
-      ]);
-    } finally {
-      rmSync(store, { recursive: true, force: true });
-    }
-  }
+  const substitute = (cache: string, publicKey: string) =>
+    substituteIntoFreshStore(cache, publicKey, chain[1]!);
 
   let ours: SecretKey;
   beforeAll(() => {
@@ -175,7 +158,7 @@ describe('a binary cache signed by our code', () => {
     expect(readFileSync(join(cache, `${hashPartOf(chain[1]!)}.narinfo`), 'utf8')).toMatch(
       /^Sig: sluice-test-1:/m,
     );
-    expect((await substitute(cache, ours.publicKey.text)).trim()).toBe(chain[1]);
+    expect(await substitute(cache, ours.publicKey.text)).toBe(chain[1]);
     rmSync(cache, { recursive: true, force: true });
   });
 
