@@ -6,6 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
 import type { Context } from './context.js';
 import { peakRssMB, startProcess, stopProcess, waitForHttp } from './processes.js';
 
@@ -14,6 +15,9 @@ export const AUDIENCE = 'sluice';
 /** The bundles a scenario needs (built by bench/run.js). */
 export type SluicePart = 'cli' | 'proxy' | 'main' | 'post' | 'hook';
 const SLICE = 'bench/app';
+/** The ids in the local issuer's GitHub-shaped claims (githubClaims' defaults, set explicitly here). */
+const REPOSITORY_ID = '100001';
+const REPOSITORY_OWNER_ID = '5001';
 
 /** An OIDC ID token minted by the local issuer the server trusts (GitHub's stand-in). */
 export interface IdTokenSource {
@@ -28,6 +32,8 @@ export interface SluiceServer {
   url: string;
   publicKey: string;
   pid: number;
+  /** The tail of its log, for error messages. */
+  output(): string;
   peakRssMB(): number;
   close(): Promise<void>;
 }
@@ -35,6 +41,8 @@ export interface SluiceServer {
 export interface Daemon {
   url: string;
   pid: number;
+  /** The tail of its log, for error messages. */
+  output(): string;
   peakRssMB(): number;
   /** Pushes `paths` (and their closures) and waits until the queue is empty. */
   drain(paths: string[], deadlineSeconds?: number): Promise<DrainStats>;
@@ -74,9 +82,9 @@ function serverConfigYaml(issuerUrl: string): string {
 slices:
   - name: ${SLICE}
     read:
-      - { issuer: bench }
+      - { issuer: bench, repository_owner_id: "${REPOSITORY_OWNER_ID}" }
     write:
-      - { issuer: bench }
+      - { issuer: bench, repository_id: "${REPOSITORY_ID}", ref: refs/heads/main }
 `;
 }
 
@@ -115,6 +123,7 @@ export async function startSluiceServer(context: Context, issuerUrl: string): Pr
     url,
     publicKey,
     pid: child.pid!,
+    output: child.output,
     peakRssMB: () => peakRssMB(child.pid!),
     close: () => stopProcess(child),
   };
@@ -129,7 +138,12 @@ export interface CacheToken {
 
 /** The token exchange a job's main step does: GitHub-shaped claims of a push to main, one run id per job. */
 export async function exchangeToken(server: SluiceServer, ids: IdTokenSource, job = 1): Promise<CacheToken> {
-  const idToken = await ids.mint({ run_id: String(job) });
+  const idToken = await ids.mint({
+    repository_id: REPOSITORY_ID,
+    repository_owner_id: REPOSITORY_OWNER_ID,
+    ref: 'refs/heads/main',
+    run_id: String(job),
+  });
   const response = await fetch(`${server.url}/_api/v1/token`, {
     method: 'POST',
     headers: { authorization: `Bearer ${idToken}` },
@@ -189,16 +203,19 @@ export async function startDaemon(
   return {
     url,
     pid: child.pid!,
+    output: child.output,
     peakRssMB: () => peakRssMB(child.pid!),
     drain: async (paths, deadlineSeconds = 3600) => {
-      const response = await fetch(`${url}/_sluice/drain`, {
+      // undici's request, not fetch: fetch gives up waiting for headers after 300 s, a big push may take longer.
+      const response = await request(`${url}/_sluice/drain`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ deadlineSeconds, paths }),
-        signal: AbortSignal.timeout((deadlineSeconds + 60) * 1000),
+        headersTimeout: (deadlineSeconds + 60) * 1000,
       });
-      if (!response.ok) throw new Error(`drain answered ${response.status}: ${await response.text()}`);
-      const stats = (await response.json()) as DrainStats;
+      const text = await response.body.text();
+      if (response.statusCode !== 200) throw new Error(`drain answered ${response.statusCode}: ${text}`);
+      const stats = JSON.parse(text) as DrainStats;
       if (stats.failed.length > 0 || stats.queued > 0) {
         throw new Error(
           `drain left work undone: ${JSON.stringify({ failed: stats.failed.slice(0, 3), queued: stats.queued })}`,
