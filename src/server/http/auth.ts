@@ -1,0 +1,75 @@
+/**
+ * Who is asking: the cache token from `Authorization: Bearer <token>` or from Basic auth, whose
+ * password is the token (Nix 2.8 only sends Basic, from a netrc file; the username is ignored).
+ */
+import type { IncomingMessage } from 'node:http';
+import { HttpError } from '../../http/errors.js';
+import type { SliceFilter, WriterIdentity } from '../storage/metadata-store.js';
+
+/** What a request may do, resolved from its token (or the lack of one). */
+export interface Access {
+  /** Whether the request carried a valid token. */
+  authenticated: boolean;
+  canRead: SliceFilter;
+  write: string | null;
+  identity: WriterIdentity;
+}
+
+/** Verifies a cache token; throws (any error) when the token is unusable. */
+export type TokenVerifier = (token: string) => Promise<Omit<Access, 'authenticated'>>;
+
+/** The token in the request, or null when there is no Authorization header. */
+export function requestToken(req: IncomingMessage): string | null {
+  const header = req.headers.authorization;
+  if (header === undefined || header === '') return null;
+  const space = header.indexOf(' ');
+  const scheme = space === -1 ? header : header.slice(0, space);
+  const value = space === -1 ? '' : header.slice(space + 1).trim();
+  if (/^bearer$/i.test(scheme)) {
+    if (!value) throw new HttpError(401, 'empty Bearer token', 'bad_token', { 'www-authenticate': 'Bearer' });
+    return value;
+  }
+  if (/^basic$/i.test(scheme)) {
+    const decoded = Buffer.from(value, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    const password = colon === -1 ? '' : decoded.slice(colon + 1);
+    if (!password)
+      throw new HttpError(
+        401,
+        'Basic auth without a password: put the cache token in the password',
+        'bad_token',
+      );
+    return password;
+  }
+  throw new HttpError(401, `unsupported Authorization scheme '${scheme}' (use Bearer or Basic)`, 'bad_token');
+}
+
+export async function resolveAccess(
+  req: IncomingMessage,
+  verify: TokenVerifier,
+  isPublic: SliceFilter,
+): Promise<Access> {
+  const token = requestToken(req);
+  if (token === null) return { authenticated: false, canRead: isPublic, write: null, identity: {} };
+  let access: Omit<Access, 'authenticated'>;
+  try {
+    access = await verify(token);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new HttpError(401, `invalid cache token: ${reason}`, 'bad_token', { 'www-authenticate': 'Bearer' });
+  }
+  const canRead = access.canRead;
+  return { ...access, authenticated: true, canRead: (slice) => isPublic(slice) || canRead(slice) };
+}
+
+/** The write slice, or the reason there is none: 401 without a token, 403 with a read-only one. */
+export function requireWriteSlice(access: Access): string {
+  if (!access.authenticated) {
+    throw new HttpError(401, 'uploads need a cache token with a write slice', 'unauthenticated', {
+      'www-authenticate': 'Bearer',
+    });
+  }
+  if (access.write === null)
+    throw new HttpError(403, 'this cache token grants no write slice', 'read_only_token');
+  return access.write;
+}

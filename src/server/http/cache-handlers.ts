@@ -1,0 +1,286 @@
+/**
+ * The Nix binary cache protocol: nix-cache-info, narinfo and NAR reads from the union of readable
+ * slices, and verified uploads into the token's write slice.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { HttpError } from '../../http/errors.js';
+import { Hash } from '../../nix/hash.js';
+import type { NarCompression } from '../../nix/nar.js';
+import {
+  NarInfoError,
+  parseNarInfo,
+  serializeNarInfo,
+  type NarInfo,
+  NARINFO_MAX_BYTES,
+} from '../../nix/narinfo.js';
+import { fingerprint, signFingerprint, type SecretKey } from '../../nix/signing.js';
+import { StorePath } from '../../nix/store-path.js';
+import type { Logger } from '../log.js';
+import type { ServerMetrics } from '../metrics.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import type { MetadataStore, NarFacts } from '../storage/metadata-store.js';
+import { requireWriteSlice, type Access } from './auth.js';
+import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
+import { EXTENSION_COMPRESSION } from './paths.js';
+import { parseRange } from './range.js';
+import { verifyNarUpload } from './nar-upload.js';
+
+export interface CacheDeps {
+  blobs: BlobStore;
+  meta: MetadataStore;
+  signingKey: SecretKey;
+  maxNarSize: number;
+  metrics: ServerMetrics;
+  log: Logger;
+}
+
+export interface CacheRequest {
+  req: IncomingMessage;
+  res: ServerResponse;
+  access(): Promise<Access>;
+}
+
+export const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 41\n';
+
+function send(
+  res: ServerResponse,
+  status: number,
+  headers: Record<string, string | number>,
+  body = '',
+): void {
+  res.writeHead(status, { 'content-length': Buffer.byteLength(body), ...headers });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+export function getNixCacheInfo({ res }: CacheRequest): void {
+  send(res, 200, { 'content-type': 'text/x-nix-cache-info' }, NIX_CACHE_INFO);
+}
+
+/** Nix PUTs a nix-cache-info when it finds none: ours is fixed, so the upload is read and dropped. */
+export async function putNixCacheInfo({ req, res }: CacheRequest): Promise<void> {
+  checkDeclaredLength(req, NARINFO_MAX_BYTES, 'nix-cache-info');
+  acceptBody(req, res);
+  await readSmallBody(req, NARINFO_MAX_BYTES, 'nix-cache-info');
+  send(res, 204, {});
+}
+
+function notFound(what: string): HttpError {
+  return new HttpError(404, `${what} not found`, 'not_found');
+}
+
+/** The stored narinfo with the server's signature in place of any other. */
+function signedNarInfo(text: string, key: SecretKey): string {
+  const info = parseNarInfo(text);
+  const fp = fingerprint(info.storePath, info.narHash.toString(), info.narSize, info.references);
+  return serializeNarInfo({ ...info, sigs: [signFingerprint(fp, key)] });
+}
+
+export async function getNarInfo(deps: CacheDeps, request: CacheRequest, hashPart: string): Promise<void> {
+  const access = await request.access();
+  const record = await deps.meta.findNarInfo(hashPart, access.canRead);
+  deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
+  if (!record) throw notFound(`${hashPart}.narinfo`);
+  const body = signedNarInfo(record.narinfo, deps.signingKey);
+  send(
+    request.res,
+    200,
+    { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'private, no-cache' },
+    body,
+  );
+}
+
+/**
+ * Whether the requester may see this NAR. Readers see NARs a readable narinfo points to. A writer's
+ * HEAD answers from its own slice: if it said yes for a NAR only another slice holds, `nix copy`
+ * would skip the upload and the narinfo would then be refused for lack of it.
+ */
+async function narVisible(deps: CacheDeps, access: Access, key: string, method: string): Promise<boolean> {
+  const ownUpload = access.write !== null && (await deps.meta.uploadedNar(access.write, key)) !== null;
+  if (method === 'HEAD' && access.write !== null) return ownUpload;
+  return ownUpload || (await deps.meta.isNarReadable(key, access.canRead));
+}
+
+export async function getNar(deps: CacheDeps, request: CacheRequest, key: string): Promise<void> {
+  const { req, res } = request;
+  const access = await request.access();
+  const head = (await narVisible(deps, access, key, req.method ?? 'GET')) ? await deps.blobs.head(key) : null;
+  if (!head) throw notFound(`nar/${key}`);
+  const etag = `"${key}"`;
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/x-nix-nar',
+    'cache-control': 'private, max-age=31536000, immutable',
+    etag,
+    'accept-ranges': 'bytes',
+  };
+  if (req.headers['if-none-match'] === etag) {
+    res.writeHead(304, headers).end();
+    return;
+  }
+  const range = parseRange(req.headers.range, head.size);
+  const status = range ? 206 : 200;
+  const length = range ? range.end - range.start + 1 : head.size;
+  if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${head.size}`;
+  headers['content-length'] = length;
+  if (req.method === 'HEAD') {
+    res.writeHead(status, headers).end();
+    return;
+  }
+  const body = await deps.blobs.get(key, range ?? undefined);
+  if (!body) throw notFound(`nar/${key}`);
+  res.writeHead(status, headers);
+  body.on('data', (chunk: Buffer) => deps.metrics.bytesOut.inc(chunk.length));
+  await pipeline(body, res);
+}
+
+/** Refuses a write into a slice another repository wrote first (names can change hands on GitHub). */
+async function checkSliceOwner(deps: CacheDeps, access: Access, slice: string): Promise<void> {
+  const { repositoryId, repositoryOwnerId } = access.identity;
+  if (!repositoryId) return;
+  const owner = await deps.meta.bindSlice(slice, {
+    repositoryId,
+    repositoryOwnerId: repositoryOwnerId ?? '',
+  });
+  if (owner.repositoryId !== repositoryId) {
+    throw new HttpError(
+      403,
+      `slice '${slice}' belongs to another repository (id ${owner.repositoryId})`,
+      'slice_owner',
+    );
+  }
+}
+
+export async function putNar(
+  deps: CacheDeps,
+  request: CacheRequest,
+  nar: { key: string; fileHash: string; compression: NarCompression },
+): Promise<void> {
+  const { req, res } = request;
+  const access = await request.access();
+  const slice = requireWriteSlice(access);
+  checkDeclaredLength(req, deps.maxNarSize, 'NAR file');
+  await checkSliceOwner(deps, access, slice);
+  acceptBody(req, res);
+  const upload = verifyNarUpload(req, {
+    fileHash: Hash.parse(`sha256:${nar.fileHash}`),
+    compression: nar.compression,
+    maxSize: deps.maxNarSize,
+  });
+  let outcome: 'created' | 'exists';
+  try {
+    outcome = await deps.blobs.put(nar.key, upload.body);
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    if (req.readableAborted || (error as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') {
+      throw new HttpError(400, 'the upload ended before its Content-Length', 'truncated');
+    }
+    throw error;
+  }
+  const digest = upload.digest();
+  deps.metrics.bytesIn.inc(digest.fileSize);
+  const facts: NarFacts = {
+    key: nar.key,
+    compression: nar.compression,
+    fileSize: digest.fileSize,
+    narHash: digest.narHash.toString(),
+    narSize: digest.narSize,
+  };
+  await deps.meta.recordUpload(slice, facts);
+  deps.log.info({ slice, nar: nar.key, fileSize: facts.fileSize, stored: outcome }, 'NAR uploaded');
+  send(res, outcome === 'created' ? 201 : 200, {});
+}
+
+function mismatch(message: string, reason = 'narinfo_mismatch'): HttpError {
+  return new HttpError(400, message, reason);
+}
+
+/** Checks a narinfo against the URL it was uploaded to and the NAR the slice uploaded; returns the NAR facts. */
+async function checkNarInfo(
+  deps: CacheDeps,
+  slice: string,
+  hashPart: string,
+  info: NarInfo,
+): Promise<NarFacts> {
+  const storePath = StorePath.parse(info.storePath);
+  if (storePath.hashPart !== hashPart) {
+    throw mismatch(`StorePath ${info.storePath} does not match the uploaded name ${hashPart}.narinfo`);
+  }
+  const url = /^nar\/([0-9a-z]{52})\.nar(\.[a-z0-9]+)?$/.exec(info.url);
+  if (!url) throw mismatch(`URL '${info.url}' is not nar/<filehash>.nar[.zst|.xz]`);
+  const key = info.url.slice('nar/'.length);
+  const compression = EXTENSION_COMPRESSION[url[2] ?? ''];
+  if (compression !== info.compression) {
+    throw mismatch(`Compression '${info.compression}' does not match the URL '${info.url}'`);
+  }
+  const facts = await deps.meta.uploadedNar(slice, key);
+  if (!facts)
+    throw mismatch(
+      `its NAR ${info.url} was not uploaded to slice '${slice}': upload the NAR first`,
+      'nar_missing',
+    );
+  if (info.fileHash && info.fileHash.nix32 !== url[1]) {
+    throw mismatch(`FileHash ${info.fileHash.toString()} does not match the URL '${info.url}'`);
+  }
+  if (info.fileSize !== undefined && info.fileSize !== facts.fileSize) {
+    throw mismatch(`FileSize ${info.fileSize} does not match the ${facts.fileSize} bytes uploaded`);
+  }
+  if (!info.narHash.equals(Hash.parse(facts.narHash))) {
+    throw mismatch(`NarHash ${info.narHash.toString()} does not match the uploaded NAR (${facts.narHash})`);
+  }
+  if (info.narSize !== facts.narSize) {
+    throw mismatch(`NarSize ${info.narSize} does not match the uploaded NAR (${facts.narSize} bytes)`);
+  }
+  if (!(await deps.blobs.head(key))) throw mismatch(`its NAR ${info.url} is no longer stored`, 'nar_missing');
+  return facts;
+}
+
+export async function putNarInfo(deps: CacheDeps, request: CacheRequest, hashPart: string): Promise<void> {
+  const { req, res } = request;
+  const access = await request.access();
+  const slice = requireWriteSlice(access);
+  checkDeclaredLength(req, NARINFO_MAX_BYTES, 'narinfo');
+  await checkSliceOwner(deps, access, slice);
+  acceptBody(req, res);
+  const text = (await readSmallBody(req, NARINFO_MAX_BYTES, 'narinfo')).toString('utf8');
+  let info: NarInfo;
+  try {
+    info = parseNarInfo(text);
+  } catch (error) {
+    if (error instanceof NarInfoError)
+      throw new HttpError(400, `malformed narinfo: ${error.message}`, 'bad_narinfo');
+    throw error;
+  }
+  const facts = await checkNarInfo(deps, slice, hashPart, info);
+  const stored: NarInfo = {
+    ...info,
+    url: `nar/${facts.key}`,
+    fileHash: Hash.parse(`sha256:${facts.key.slice(0, 52)}`),
+    fileSize: facts.fileSize,
+    sigs: [],
+  };
+  const { identity } = access;
+  const now = new Date();
+  const outcome = await deps.meta.putNarInfo(
+    {
+      slice,
+      hashPart,
+      storePath: info.storePath,
+      narKey: facts.key,
+      narinfo: serializeNarInfo(stored),
+      createdAt: now,
+    },
+    {
+      ...identity,
+      time: now,
+      slice,
+      storePath: info.storePath,
+      narSize: facts.narSize,
+      fileSize: facts.fileSize,
+    },
+  );
+  deps.log.info(
+    { slice, storePath: info.storePath, stored: outcome, repository: identity.repository },
+    'narinfo uploaded',
+  );
+  send(res, outcome === 'created' ? 201 : 200, {});
+}

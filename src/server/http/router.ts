@@ -1,0 +1,123 @@
+/**
+ * Request dispatch: path → route (paths.ts), method → handler, errors → a status and a message.
+ * Every request is counted by route and status and logged from a fixed list of fields.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HttpError, sendError } from '../../http/errors.js';
+import type { Logger } from '../log.js';
+import type { ServerMetrics } from '../metrics.js';
+import type { SliceFilter } from '../storage/metadata-store.js';
+import { resolveAccess, type Access, type TokenVerifier } from './auth.js';
+import {
+  getNar,
+  getNarInfo,
+  getNixCacheInfo,
+  putNar,
+  putNarInfo,
+  putNixCacheInfo,
+  type CacheDeps,
+  type CacheRequest,
+} from './cache-handlers.js';
+import { matchRoute, type Route } from './paths.js';
+
+export type RawHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+
+export interface RouterDeps extends CacheDeps {
+  metrics: ServerMetrics;
+  log: Logger;
+  verifyToken: TokenVerifier;
+  isPublic: SliceFilter;
+  tokenHandler: RawHandler;
+  health: () => object;
+}
+
+type Handler = (route: Route, request: CacheRequest) => Promise<void> | void;
+type MethodTable = Partial<Record<string, Handler>>;
+
+function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
+  const narinfo: Handler = (route, request) =>
+    getNarInfo(deps, request, (route as { hashPart: string }).hashPart);
+  const nar: Handler = (route, request) => getNar(deps, request, (route as { key: string }).key);
+  return {
+    'nix-cache-info': {
+      GET: (_route, request) => getNixCacheInfo(request),
+      HEAD: (_route, request) => getNixCacheInfo(request),
+      PUT: (_route, request) => putNixCacheInfo(request),
+    },
+    narinfo: {
+      GET: narinfo,
+      HEAD: narinfo,
+      PUT: (route, request) => putNarInfo(deps, request, (route as { hashPart: string }).hashPart),
+    },
+    nar: {
+      GET: nar,
+      HEAD: nar,
+      PUT: (route, request) => putNar(deps, request, route as Extract<Route, { name: 'nar' }>),
+    },
+    health: {
+      GET: (_route, { res }) => {
+        const body = JSON.stringify(deps.health());
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+      },
+    },
+    token: { POST: (_route, { req, res }) => deps.tokenHandler(req, res) },
+    metrics: {
+      GET: async (_route, { res }) => {
+        const body = await deps.metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': deps.metrics.registry.contentType });
+        res.end(body);
+      },
+    },
+  };
+}
+
+function isUpload(req: IncomingMessage): boolean {
+  return req.method === 'PUT' || req.method === 'POST';
+}
+
+export function createRouter(deps: RouterDeps): RawHandler {
+  const table = routeTable(deps);
+  return async (req, res) => {
+    const started = performance.now();
+    const path = (req.url ?? '/').split('?', 1)[0]?.slice(0, 200);
+    let routeName = 'unknown';
+    res.on('finish', () => {
+      const status = res.statusCode;
+      deps.metrics.requests.inc({ route: routeName, method: req.method ?? '', status });
+      deps.log.info(
+        { method: req.method, path, route: routeName, status, ms: Math.round(performance.now() - started) },
+        'request',
+      );
+    });
+    try {
+      const route = matchRoute(req.url ?? '/');
+      routeName = route.name;
+      const methods = table[route.name];
+      const handler = methods[req.method ?? ''];
+      if (!handler) {
+        const allow = Object.keys(methods).join(', ');
+        throw new HttpError(
+          405,
+          `${req.method} is not allowed on ${path} (allowed: ${allow})`,
+          'bad_method',
+          { allow },
+        );
+      }
+      let access: Promise<Access> | undefined;
+      const request: CacheRequest = {
+        req,
+        res,
+        access: () => (access ??= resolveAccess(req, deps.verifyToken, deps.isPublic)),
+      };
+      await handler(route, request);
+    } catch (error) {
+      if (!(error instanceof HttpError)) deps.log.error({ err: error, path }, 'request failed');
+      else if (isUpload(req) && routeName !== 'token')
+        deps.metrics.rejectedUploads.inc({ reason: error.reason });
+      // A body we did not read would be parsed as the next request: close the connection instead.
+      if (isUpload(req) && !req.complete && !res.headersSent) res.setHeader('connection', 'close');
+      sendError(res, error);
+    }
+  };
+}

@@ -1,0 +1,142 @@
+/**
+ * `startServer(config)`: opens the data directory (keys, SQLite metadata, NAR files), wires the
+ * token exchange and the cache protocol, listens. `close()` stops accepting connections and lets
+ * requests in flight (uploads included) finish before the database closes.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import type { DestinationStream } from 'pino';
+import type { Config } from './config.js';
+import {
+  createExchange,
+  createTokenHandler,
+  loadOrCreateTokenKey,
+  sliceMatches,
+  tokenKeyPath,
+  type CacheGrant,
+  type CiIdentity,
+  type ExchangeOptions,
+} from './exchange/index.js';
+import type { Access } from './http/auth.js';
+import { createRouter } from './http/router.js';
+import { createLogger, type Logger } from './log.js';
+import { ServerMetrics } from './metrics.js';
+import { defaultKeyName, loadOrCreateSigningKey } from './signing-key.js';
+import { FsBlobStore } from './storage/fs-blob-store.js';
+import type { WriterIdentity } from './storage/metadata-store.js';
+import { SqliteMetadataStore } from './storage/sqlite-metadata-store.js';
+
+export interface StartOptions {
+  /** Where JSON logs go (default: stdout). */
+  logDestination?: DestinationStream;
+  exchange?: ExchangeOptions;
+}
+
+export interface RunningServer {
+  url: string;
+  /** `name:base64`, for `trusted-public-keys`. */
+  publicKey: string;
+  dataDir: string;
+  log: Logger;
+  close(): Promise<void>;
+}
+
+export const DATABASE_FILE = 'sluice.db';
+export const NAR_DIR = 'nars';
+
+function writerIdentity(grant: CacheGrant): WriterIdentity {
+  if (grant.kind !== 'ci') return {};
+  const id = grant.identity as CiIdentity;
+  return {
+    repository: id.repository,
+    repositoryId: id.repository_id,
+    repositoryOwnerId: id.repository_owner_id,
+    ref: id.ref,
+    workflow: id.workflow,
+    runId: id.run_id,
+    sha: id.sha,
+  };
+}
+
+function accessFromGrant(grant: CacheGrant): Omit<Access, 'authenticated'> {
+  const canRead = (slice: string) =>
+    slice === grant.write || grant.read.some((pattern) => sliceMatches(pattern, slice));
+  return { canRead, write: grant.write, identity: writerIdentity(grant) };
+}
+
+function urlOf(address: AddressInfo): string {
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
+}
+
+export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
+  const log = createLogger(options.logDestination);
+  const dataDir = resolve(config.data);
+  const signingKey = await loadOrCreateSigningKey(dataDir, defaultKeyName(config.publicUrl));
+  const { key: tokenKey } = await loadOrCreateTokenKey(tokenKeyPath(dataDir));
+  const blobs = await FsBlobStore.open(join(dataDir, NAR_DIR));
+  const meta = new SqliteMetadataStore(join(dataDir, DATABASE_FILE));
+  const metrics = new ServerMetrics();
+  const exchange = createExchange(config, tokenKey, options.exchange);
+  const publicSlices = exchange.publicSlices();
+  const isPublic = (slice: string) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
+
+  let cacheUrl = config.publicUrl ?? '';
+  const server: Server = createServer();
+  const router = createRouter({
+    blobs,
+    meta,
+    signingKey,
+    maxNarSize: config.maxNarSize,
+    metrics,
+    log,
+    verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
+    isPublic,
+    tokenHandler: (req, res) =>
+      createTokenHandler({ exchange, publicKeys: [signingKey.publicKey.text], cacheUrl })(req, res),
+    health: () => ({ status: 'ok', public_key: signingKey.publicKey.text }),
+  });
+  let stopping = false;
+  const handle = (req: Parameters<typeof router>[0], res: Parameters<typeof router>[1]) => {
+    if (stopping) {
+      // Draining: finish this request, then let its keep-alive connection go.
+      res.setHeader('connection', 'close');
+      res.on('finish', () => server.closeIdleConnections());
+    }
+    void router(req, res);
+  };
+  server.on('request', handle);
+  // With a 'checkContinue' listener Node leaves the 100 Continue to us: handlers send it only once
+  // the token and the declared size passed, so a refused upload's body is never sent.
+  server.on('checkContinue', handle);
+
+  await new Promise<void>((resolveListen, reject) => {
+    server.once('error', reject);
+    server.listen(config.listen.port, config.listen.host, () => {
+      server.off('error', reject);
+      resolveListen();
+    });
+  });
+  const url = urlOf(server.address() as AddressInfo);
+  cacheUrl ||= url;
+  log.info({ url, dataDir, publicKey: signingKey.publicKey.text }, 'sluice server listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    publicKey: signingKey.publicKey.text,
+    dataDir,
+    log,
+    close: () =>
+      (closing ??= (async () => {
+        stopping = true;
+        await new Promise<void>((done) => {
+          server.close(() => done());
+          server.closeIdleConnections();
+        });
+        await meta.close();
+        log.info('sluice server stopped');
+      })()),
+  };
+}

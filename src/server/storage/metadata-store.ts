@@ -1,0 +1,70 @@
+/**
+ * What the server knows besides NAR bytes: narinfos per slice, which slice proved it holds which
+ * NAR, who owns a slice, and the audit log. Every method is async so a networked database
+ * (PostgreSQL) can implement the same interface; SQLite is the default.
+ */
+
+/** Facts about a NAR file, computed by the server while the upload streamed in. */
+export interface NarFacts {
+  /** The blob key, `<filehash>.nar[.ext]`. */
+  key: string;
+  compression: 'none' | 'xz' | 'zstd';
+  fileSize: number;
+  /** `sha256:<nix32>` of the uncompressed NAR. */
+  narHash: string;
+  narSize: number;
+}
+
+export interface NarInfoRecord {
+  slice: string;
+  hashPart: string;
+  storePath: string;
+  narKey: string;
+  /** The narinfo as served, without signatures (the server signs when serving). */
+  narinfo: string;
+  createdAt: Date;
+}
+
+/** CI identity of a write, as carried by the cache token. */
+export interface WriterIdentity {
+  repository?: string;
+  repositoryId?: string;
+  repositoryOwnerId?: string;
+  ref?: string;
+  workflow?: string;
+  runId?: string;
+  sha?: string;
+}
+
+export interface AuditEntry extends WriterIdentity {
+  time: Date;
+  slice: string;
+  storePath: string;
+  narSize: number;
+  fileSize: number;
+}
+
+export interface SliceOwner {
+  repositoryId: string;
+  repositoryOwnerId: string;
+}
+
+/** Decides which slices a request may see (read patterns with globs, plus public slices). */
+export type SliceFilter = (slice: string) => boolean;
+
+export interface MetadataStore {
+  /** Records that `slice` uploaded (so provably holds) this NAR. Idempotent. */
+  recordUpload(slice: string, facts: NarFacts): Promise<void>;
+  /** The NAR's facts if `slice` uploaded it, else null: a writer may only reference its own NARs. */
+  uploadedNar(slice: string, key: string): Promise<NarFacts | null>;
+  /** Inserts the narinfo and its audit row in one transaction, unless the slice has it already. */
+  putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists'>;
+  /** A narinfo for `hashPart` in a slice the filter admits (the oldest, for stable answers). */
+  findNarInfo(hashPart: string, readable: SliceFilter): Promise<NarInfoRecord | null>;
+  /** Whether a narinfo in a slice the filter admits points to this NAR. */
+  isNarReadable(key: string, readable: SliceFilter): Promise<boolean>;
+  /** Binds the slice to `owner` if it has no owner yet; returns the owner it has now. */
+  bindSlice(slice: string, owner: SliceOwner): Promise<SliceOwner>;
+  listAudit(filter: { slice?: string; since?: Date; limit?: number }): Promise<AuditEntry[]>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,174 @@
+/** MetadataStore on SQLite (`node:sqlite`), one file in the data directory, WAL mode. */
+import { DatabaseSync } from 'node:sqlite';
+import type {
+  AuditEntry,
+  MetadataStore,
+  NarFacts,
+  NarInfoRecord,
+  SliceFilter,
+  SliceOwner,
+} from './metadata-store.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS slice_nars (
+  slice TEXT NOT NULL, key TEXT NOT NULL, compression TEXT NOT NULL, file_size INTEGER NOT NULL,
+  nar_hash TEXT NOT NULL, nar_size INTEGER NOT NULL, created_at INTEGER NOT NULL,
+  PRIMARY KEY (slice, key)
+);
+CREATE TABLE IF NOT EXISTS narinfos (
+  slice TEXT NOT NULL, hash_part TEXT NOT NULL, store_path TEXT NOT NULL, nar_key TEXT NOT NULL,
+  narinfo TEXT NOT NULL, created_at INTEGER NOT NULL,
+  PRIMARY KEY (slice, hash_part)
+);
+CREATE INDEX IF NOT EXISTS narinfos_by_hash ON narinfos (hash_part);
+CREATE INDEX IF NOT EXISTS narinfos_by_nar ON narinfos (nar_key);
+CREATE TABLE IF NOT EXISTS slices (
+  name TEXT PRIMARY KEY, repository_id TEXT NOT NULL, repository_owner_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, slice TEXT NOT NULL,
+  store_path TEXT NOT NULL, nar_size INTEGER NOT NULL, file_size INTEGER NOT NULL,
+  repository TEXT, repository_id TEXT, ref TEXT, workflow TEXT, run_id TEXT, sha TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_by_slice_time ON audit (slice, time);
+`;
+
+type Row = Record<string, string | number | null>;
+
+const str = (v: unknown): string => String(v);
+const optional = (v: unknown): string | undefined => (v === null || v === undefined ? undefined : String(v));
+
+export class SqliteMetadataStore implements MetadataStore {
+  private readonly db: DatabaseSync;
+
+  constructor(path: string) {
+    this.db = new DatabaseSync(path);
+    this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;');
+    this.db.exec(SCHEMA);
+  }
+
+  async recordUpload(slice: string, facts: NarFacts): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT OR IGNORE INTO slice_nars (slice, key, compression, file_size, nar_hash, nar_size, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(slice, facts.key, facts.compression, facts.fileSize, facts.narHash, facts.narSize, Date.now());
+  }
+
+  async uploadedNar(slice: string, key: string): Promise<NarFacts | null> {
+    const row = this.db.prepare('SELECT * FROM slice_nars WHERE slice = ? AND key = ?').get(slice, key) as
+      Row | undefined;
+    if (!row) return null;
+    return {
+      key: str(row.key),
+      compression: str(row.compression) as NarFacts['compression'],
+      fileSize: Number(row.file_size),
+      narHash: str(row.nar_hash),
+      narSize: Number(row.nar_size),
+    };
+  }
+
+  async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists'> {
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      const inserted = this.db
+        .prepare(
+          `INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at)
+           VALUES (?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          record.slice,
+          record.hashPart,
+          record.storePath,
+          record.narKey,
+          record.narinfo,
+          +record.createdAt,
+        );
+      if (inserted.changes === 0) {
+        this.db.exec('ROLLBACK');
+        return 'exists';
+      }
+      this.db
+        .prepare(
+          `INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
+             workflow, run_id, sha) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          +audit.time,
+          audit.slice,
+          audit.storePath,
+          audit.narSize,
+          audit.fileSize,
+          audit.repository ?? null,
+          audit.repositoryId ?? null,
+          audit.ref ?? null,
+          audit.workflow ?? null,
+          audit.runId ?? null,
+          audit.sha ?? null,
+        );
+      this.db.exec('COMMIT');
+      return 'created';
+    } catch (e) {
+      if (this.db.isTransaction) this.db.exec('ROLLBACK');
+      throw e;
+    }
+  }
+
+  async findNarInfo(hashPart: string, readable: SliceFilter): Promise<NarInfoRecord | null> {
+    const rows = this.db
+      .prepare('SELECT * FROM narinfos WHERE hash_part = ? ORDER BY created_at, slice')
+      .all(hashPart) as Row[];
+    const row = rows.find((r) => readable(str(r.slice)));
+    if (!row) return null;
+    return {
+      slice: str(row.slice),
+      hashPart: str(row.hash_part),
+      storePath: str(row.store_path),
+      narKey: str(row.nar_key),
+      narinfo: str(row.narinfo),
+      createdAt: new Date(Number(row.created_at)),
+    };
+  }
+
+  async isNarReadable(key: string, readable: SliceFilter): Promise<boolean> {
+    const rows = this.db.prepare('SELECT DISTINCT slice FROM narinfos WHERE nar_key = ?').all(key) as Row[];
+    return rows.some((r) => readable(str(r.slice)));
+  }
+
+  async bindSlice(slice: string, owner: SliceOwner): Promise<SliceOwner> {
+    this.db
+      .prepare(
+        'INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at) VALUES (?, ?, ?, ?)',
+      )
+      .run(slice, owner.repositoryId, owner.repositoryOwnerId, Date.now());
+    const row = this.db.prepare('SELECT * FROM slices WHERE name = ?').get(slice) as Row;
+    return { repositoryId: str(row.repository_id), repositoryOwnerId: str(row.repository_owner_id) };
+  }
+
+  async listAudit(filter: { slice?: string; since?: Date; limit?: number }): Promise<AuditEntry[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM audit WHERE (?1 IS NULL OR slice = ?1) AND time >= ?2 ORDER BY time, id LIMIT ?3`,
+      )
+      .all(filter.slice ?? null, filter.since ? +filter.since : 0, filter.limit ?? -1) as Row[];
+    return rows.map((r) => ({
+      time: new Date(Number(r.time)),
+      slice: str(r.slice),
+      storePath: str(r.store_path),
+      narSize: Number(r.nar_size),
+      fileSize: Number(r.file_size),
+      repository: optional(r.repository),
+      repositoryId: optional(r.repository_id),
+      ref: optional(r.ref),
+      workflow: optional(r.workflow),
+      runId: optional(r.run_id),
+      sha: optional(r.sha),
+    }));
+  }
+
+  async close(): Promise<void> {
+    if (this.db.isOpen) this.db.close();
+  }
+}
