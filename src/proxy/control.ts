@@ -10,7 +10,6 @@ import type { Logger } from './log.js';
 import type { PushQueue } from './push.js';
 import { methodNotAllowed } from './routes.js';
 import type { Stats } from './stats.js';
-import type { LocalStore } from './store.js';
 
 /** A store diff of a big job can list tens of thousands of paths. */
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -20,7 +19,6 @@ export interface ControlContext {
   stats: Stats;
   /** Absent when pushing is disabled. */
   queue?: PushQueue;
-  store: LocalStore;
   log: Logger;
   health: () => Record<string, unknown>;
   /** Starts the shutdown once the answer is sent. */
@@ -120,17 +118,8 @@ async function built(req: IncomingMessage, res: ServerResponse, ctx: ControlCont
   const queue = ctx.queue;
   sendJson(res, 202, { pushing: queue !== undefined });
   if (!queue) return;
-  if (outPaths.length > 0) {
-    queue.enqueue(outPaths);
-    return;
-  }
-  try {
-    queue.enqueue(await ctx.store.derivationOutputs(drvPath!));
-  } catch (e) {
-    const message = `cannot find the outputs of ${drvPath}: ${(e as Error).message}`;
-    ctx.stats.error(message);
-    ctx.log.warn({ err: message }, 'built path report ignored');
-  }
+  if (outPaths.length > 0) queue.enqueue(outPaths);
+  else await queue.enqueueOutputsOf(drvPath!);
 }
 
 async function drain(req: IncomingMessage, res: ServerResponse, ctx: ControlContext): Promise<void> {

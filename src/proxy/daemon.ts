@@ -97,7 +97,6 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
     {
       stats,
       queue,
-      store,
       log,
       health: () => ({
         ok: true,

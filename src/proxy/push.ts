@@ -58,6 +58,8 @@ export class PushQueue {
   private planning: Promise<void> | undefined;
   /** Paths being planned (roots, then their closure while it is checked against the caches). */
   private inPlanning = 0;
+  /** Derivations whose outputs are being looked up. */
+  private resolving = 0;
   private idleWaiters: (() => void)[] = [];
   private readonly filter: RegExp | undefined;
   private readonly upstreamCaches: Upstream[];
@@ -80,7 +82,9 @@ export class PushQueue {
 
   /** Paths not yet pushed, skipped or failed: roots not planned yet, waiting and uploading paths. */
   get queued(): number {
-    return this.pendingRoots.length + this.inPlanning + this.waiting.size + this.uploading.size;
+    return (
+      this.pendingRoots.length + this.resolving + this.inPlanning + this.waiting.size + this.uploading.size
+    );
   }
 
   get isIdle(): boolean {
@@ -95,6 +99,24 @@ export class PushQueue {
     if (fresh.length === 0) return;
     this.pendingRoots.push(...fresh);
     this.kickPlanner();
+  }
+
+  /**
+   * Queues the outputs of a derivation (what the post-build hook reports: Nix 2.8 leaves OUT_PATHS
+   * empty). A drain waits for the lookup too.
+   */
+  async enqueueOutputsOf(drvPath: string): Promise<void> {
+    this.resolving++;
+    try {
+      this.enqueue(await this.options.store.derivationOutputs(drvPath));
+    } catch (e) {
+      const message = `cannot find the outputs of ${drvPath}: ${(e as Error).message}`;
+      this.options.stats.error(message);
+      this.options.log.warn({ err: message }, 'built path report ignored');
+    } finally {
+      this.resolving--;
+      this.checkIdle();
+    }
   }
 
   /** Resolves when everything queued so far is pushed, skipped or failed. */

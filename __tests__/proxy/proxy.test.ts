@@ -1,0 +1,251 @@
+/**
+ * The daemon with the real server, real Nix and a real cache token from the real exchange: Nix
+ * substitutes through it; built paths get pushed (exactly the new ones); retries; token refresh.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { StorePath } from '../../src/nix/store-path.js';
+import { makeNixMachine, nix, nixBuild, randomChainExpr, salt } from '../support/nix.js';
+import { startTestDaemon, type TestDaemon } from './helpers.js';
+import { startFront, startStack, startStaticCache, type Stack } from './stack.js';
+
+let stack: Stack;
+const cleanups: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  stack = await startStack();
+});
+afterAll(async () => {
+  await stack.close();
+});
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function daemonFor(
+  server: string,
+  push: Record<string, unknown> | undefined,
+  extra: Record<string, unknown> = {},
+) {
+  const grant = await stack.cacheToken();
+  const d = await startTestDaemon({
+    server,
+    token: grant.token,
+    tokenExpiresAt: grant.expiresAt,
+    read: grant.read,
+    write: grant.write,
+    ...(push ? { push: { enabled: true, upstreamCaches: [], ...push } } : {}),
+    ...extra,
+  });
+  cleanups.push(() => d.close());
+  return { d, token: grant.token };
+}
+
+/** Puts paths on the server through a daemon of their own (the push engine under test elsewhere). */
+async function pushToServer(paths: string[]): Promise<void> {
+  const { d } = await daemonFor(stack.server.url, {});
+  const stats = (await d.control('drain', { deadlineSeconds: 60, paths })).json;
+  if (stats.failed.length > 0 || stats.queued > 0)
+    throw new Error(`could not seed the cache: ${JSON.stringify(stats)}`);
+  await d.close();
+}
+
+/** Substitutes `path` into a brand-new store through `substituter`, trusting the server's key. */
+async function substituteIntoFreshStore(path: string, substituter: string): Promise<string> {
+  const store = mkdtempSync(join(tmpdir(), 'sluice-store-'));
+  const machine = makeNixMachine();
+  await nix(
+    'nix-store',
+    [
+      '--store',
+      store,
+      '-r',
+      path,
+      '--option',
+      'substituters',
+      substituter,
+      '--option',
+      'trusted-public-keys',
+      stack.server.publicKey,
+    ],
+    { machine },
+  );
+  return (await nix('nix-store', ['--store', store, '-qR', path], { machine })).trim();
+}
+
+async function narinfoStatus(path: string, token: string): Promise<number> {
+  const response = await fetch(`${stack.server.url}/${StorePath.parse(path).hashPart}.narinfo`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  await response.arrayBuffer();
+  return response.status;
+}
+
+const drv = (name: string, tag: string, script: string) =>
+  `derivation { name = "${name}"; system = builtins.currentSystem; builder = "/bin/sh"; salt = "${tag}"; args = [ "-c" ${JSON.stringify(script)} ]; }`;
+
+describe('proxy for Nix', () => {
+  it('lets Nix substitute a closure the server has, counting hits and remembering misses', async () => {
+    const [top] = await nixBuild(randomChainExpr(3, 4096));
+    const closure = (await nix('nix-store', ['-qR', top!])).trim().split('\n');
+    await pushToServer([top!]);
+
+    const front = await startFront(stack.server.url);
+    cleanups.push(front.close);
+    const { d, token } = await daemonFor(front.url, undefined);
+
+    const substituted = await substituteIntoFreshStore(top!, d.url);
+    expect(substituted.split('\n').sort()).toEqual(closure.sort());
+    let stats = (await d.control('stats')).json;
+    expect(stats.hits).toBeGreaterThanOrEqual(3);
+    expect(stats.bytesDownloaded).toBeGreaterThan(3 * 4096 * 0.5);
+    expect(stats.errors).toEqual([]);
+
+    const absent = `${d.url}/${'1'.repeat(32)}.narinfo`;
+    expect((await fetch(absent)).status).toBe(404);
+    expect((await fetch(absent, { method: 'HEAD' })).status).toBe(404);
+    stats = (await d.control('stats')).json;
+    expect(stats.misses).toBeGreaterThanOrEqual(2);
+    expect(front.requests.filter((r) => r.includes('1'.repeat(32)))).toHaveLength(1);
+    expect(d.logText()).not.toContain(token);
+  });
+});
+
+describe('pushing', () => {
+  it('pushes exactly the new paths of a build, references first, skipping cached, upstream and filtered ones', async () => {
+    const tag = salt();
+    const cachedExpr = drv('sluice-cached', tag, 'echo cached > $out');
+    const upstreamExpr = drv('sluice-upstream', tag, 'echo upstream > $out');
+    const filteredExpr = drv('sluice-vendored', tag, 'echo vendored > $out');
+    const new1Expr = drv('sluice-new1', tag, '/usr/bin/head -c 100000 /dev/urandom > $out');
+    const topExpr = `let c = ${cachedExpr}; u = ${upstreamExpr}; f = ${filteredExpr}; n1 = ${new1Expr};
+      n2 = derivation { name = "sluice-new2"; system = builtins.currentSystem; builder = "/bin/sh"; salt = "${tag}"; args = [ "-c" "echo \${n1} > $out" ]; };
+      in derivation { name = "sluice-top"; system = builtins.currentSystem; builder = "/bin/sh"; salt = "${tag}";
+        args = [ "-c" "echo \${c} \${u} \${f} \${n2} > $out" ]; }`;
+    const [top] = await nixBuild(topExpr);
+    const closure = (await nix('nix-store', ['-qR', top!])).trim().split('\n');
+    const byName = (name: string) => closure.find((p) => p.endsWith(`-${name}`))!;
+    const [cached, upstream, filtered, new1, new2] = [
+      'sluice-cached',
+      'sluice-upstream',
+      'sluice-vendored',
+      'sluice-new1',
+      'sluice-new2',
+    ].map(byName);
+    await pushToServer([cached!]);
+    const upstreamCache = await startStaticCache([StorePath.parse(upstream!).hashPart]);
+    cleanups.push(upstreamCache.close);
+
+    const front = await startFront(stack.server.url);
+    cleanups.push(front.close);
+    const { d, token } = await daemonFor(front.url, {
+      filter: '-sluice-vendored$',
+      upstreamCaches: [upstreamCache.url],
+      concurrency: 2,
+    });
+    const drvPath = (await nix('nix-store', ['--query', '--deriver', top!])).trim();
+    // What Nix 2.8's post-build hook reports: the derivation, OUT_PATHS empty.
+    expect(await d.control('built', { drvPath, outPaths: [] })).toMatchObject({ status: 202 });
+    const stats = (await d.control('drain', { deadlineSeconds: 60, paths: [drvPath] })).json;
+
+    expect(stats.failed).toEqual([]);
+    expect(stats.pushed.paths).toBe(3);
+    expect(stats.skipped).toEqual({ alreadyCached: 1, upstream: 1, filtered: 1 });
+    expect(stats.queued).toBe(0);
+    expect(stats.write).toBe('acme/app');
+    for (const path of [top!, new1!, new2!, cached!]) expect(await narinfoStatus(path, token)).toBe(200);
+    for (const path of [upstream!, filtered!]) expect(await narinfoStatus(path, token)).toBe(404);
+    // References before referrers: each narinfo goes up only after those of its references.
+    const narinfoPut = (path: string) =>
+      front.requests.indexOf(`PUT /${StorePath.parse(path).hashPart}.narinfo`);
+    expect(narinfoPut(new1!)).toBeGreaterThanOrEqual(0);
+    expect(narinfoPut(new1!)).toBeLessThan(narinfoPut(new2!));
+    expect(narinfoPut(new2!)).toBeLessThan(narinfoPut(top!));
+    expect(front.requests.filter((r) => r.startsWith('PUT /nar/'))).toHaveLength(3);
+    // The upstream cache was asked only about paths the server lacked, and without credentials.
+    expect(upstreamCache.requests.every((r) => r.startsWith('HEAD /'))).toBe(true);
+    expect(upstreamCache.requests.some((r) => r.includes(StorePath.parse(cached!).hashPart))).toBe(false);
+
+    // What was pushed is a working cache: new2 and its reference substitute into an empty store.
+    const substituted = await substituteIntoFreshStore(new2!, d.url);
+    expect(substituted.split('\n').sort()).toEqual([new1!, new2!].sort());
+
+    // Reported again: nothing new to do.
+    const again = (await d.control('drain', { deadlineSeconds: 10, paths: [top!] })).json;
+    expect(again.pushed.paths).toBe(3);
+    expect(d.logText()).not.toContain(token);
+  });
+
+  it('retries uploads answered 429 with Retry-After, then succeeds', async () => {
+    const [path] = await nixBuild(drv('sluice-retry', salt(), 'echo retry > $out'));
+    const front = await startFront(stack.server.url, {
+      failures: 2,
+      status: 429,
+      retryAfter: '1',
+      failWhen: (method) => method === 'PUT',
+    });
+    cleanups.push(front.close);
+    const { d, token } = await daemonFor(front.url, {});
+    const stats = (await d.control('drain', { deadlineSeconds: 60, paths: [path] })).json;
+    expect(stats.failed).toEqual([]);
+    expect(stats.pushed.paths).toBe(1);
+    expect(front.failed).toBe(2);
+    expect(await narinfoStatus(path!, token)).toBe(200);
+  });
+
+  it('records a path whose upload keeps failing, and fails its referrers without uploading them', async () => {
+    const tag = salt();
+    const [top] = await nixBuild(
+      `let a = ${drv('sluice-fails', tag, 'echo a > $out')}; in derivation { name = "sluice-referrer"; system = builtins.currentSystem; builder = "/bin/sh"; salt = "${tag}"; args = [ "-c" "echo \${a} > $out" ]; }`,
+    );
+    const front = await startFront(stack.server.url, {
+      failures: 1000,
+      status: 500,
+      failWhen: (method, url) => method === 'PUT' && url.startsWith('/nar/'),
+    });
+    cleanups.push(front.close);
+    const { d } = await daemonFor(front.url, {});
+    const stats = (await d.control('drain', { deadlineSeconds: 60, paths: [top] })).json;
+    expect(stats.pushed.paths).toBe(0);
+    expect(stats.failed).toHaveLength(2);
+    expect(stats.failed.find((f) => f.path.endsWith('-sluice-fails'))?.error).toMatch(/HTTP 500/);
+    expect(stats.failed.find((f) => f.path === top)?.error).toMatch(/its reference .*sluice-fails failed/);
+    // Only the first path's NAR was tried (1 + 5 retries); the referrer never was.
+    expect(front.requests.filter((r) => r.startsWith('PUT /nar/'))).toHaveLength(6);
+  }, 120_000);
+});
+
+describe('token refresh', () => {
+  let shortStack: Stack;
+  beforeAll(async () => {
+    shortStack = await startStack({ tokenTtlSeconds: 3 });
+  });
+  afterAll(async () => {
+    await shortStack.close();
+  });
+
+  it('pushes after the first cache token expired, with a token got from a new ID token', async () => {
+    const grant = await shortStack.cacheToken();
+    const d = await startTestDaemon({
+      server: shortStack.server.url,
+      token: grant.token,
+      tokenExpiresAt: grant.expiresAt,
+      idTokenRequest: { url: shortStack.issuer.runner.url, token: shortStack.issuer.runner.token },
+      push: { enabled: true, upstreamCaches: [] },
+    });
+    cleanups.push(() => d.close());
+    await new Promise((resolve) => setTimeout(resolve, 4_500));
+    expect(Date.now()).toBeGreaterThan(Date.parse(grant.expiresAt));
+    const [path] = await nixBuild(drv('sluice-late', salt(), 'echo late > $out'));
+    const stats = (await d.control('drain', { deadlineSeconds: 60, paths: [path] })).json;
+    expect(stats.failed).toEqual([]);
+    expect(stats.pushed.paths).toBe(1);
+    expect(shortStack.issuer.runner.audiences).toContain('sluice');
+    const log = d.logText();
+    expect(log).toContain('cache token refreshed');
+    expect(log).not.toContain(grant.token);
+    expect(log).not.toContain(shortStack.issuer.runner.token);
+  });
+});

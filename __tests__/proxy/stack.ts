@@ -1,0 +1,147 @@
+/**
+ * A real Sluice for the proxy tests: the local OIDC issuer, the real server trusting it, and cache
+ * tokens got through the real exchange. Plus two small real HTTP servers a test may need: a static
+ * "upstream cache" and a front that answers 503 a few times before forwarding.
+ */
+import { mkdtempSync } from 'node:fs';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { defaultConfig, type Config } from '../../src/server/config.js';
+import { startServer, type RunningServer } from '../../src/server/index.js';
+import { githubClaims, startOidcIssuer, type OidcIssuer } from '../support/oidc-issuer.js';
+
+export interface Stack {
+  issuer: OidcIssuer;
+  server: RunningServer;
+  /** A cache token for a push to main of acme/app, through the real exchange. */
+  cacheToken(): Promise<{ token: string; expiresAt: string; read: string[]; write: string | null }>;
+  close(): Promise<void>;
+}
+
+const quiet = () =>
+  new Writable({
+    write(_chunk, _encoding, done) {
+      done();
+    },
+  });
+
+export async function startStack(overrides: Partial<Config> = {}): Promise<Stack> {
+  const issuer = await startOidcIssuer();
+  const config: Config = {
+    ...defaultConfig(),
+    listen: { host: '127.0.0.1', port: 0 },
+    data: mkdtempSync(join(tmpdir(), 'sluice-server-')),
+    issuers: [issuer.issuerConfig()],
+    ...overrides,
+  };
+  const server = await startServer(config, { logDestination: quiet() });
+  return {
+    issuer,
+    server,
+    async cacheToken() {
+      const response = await fetch(`${server.url}/_api/v1/token`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await issuer.sign(githubClaims())}` },
+      });
+      if (response.status !== 200) throw new Error(`exchange: ${response.status} ${await response.text()}`);
+      const json = (await response.json()) as {
+        token: string;
+        expires_at: string;
+        read: string[];
+        write: string | null;
+      };
+      return { token: json.token, expiresAt: json.expires_at, read: json.read, write: json.write };
+    },
+    async close() {
+      await server.close();
+      await issuer.close();
+    },
+  };
+}
+
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+function closer(server: Server): () => Promise<void> {
+  return () =>
+    new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+}
+
+/** A static binary cache that serves a narinfo for exactly the given store path hashes. */
+export async function startStaticCache(
+  hashParts: string[],
+): Promise<{ url: string; requests: string[]; close(): Promise<void> }> {
+  const requests: string[] = [];
+  const server = createServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    const match = /^\/([0-9a-z]{32})\.narinfo$/.exec(req.url ?? '');
+    if (match && hashParts.includes(match[1]!)) {
+      res.writeHead(200, { 'content-type': 'text/x-nix-narinfo' }).end('StorePath: irrelevant for HEAD\n');
+    } else res.writeHead(404).end();
+  });
+  return { url: await listen(server), requests, close: closer(server) };
+}
+
+/**
+ * A front for the real server: requests matching `failWhen` get `status` (with Retry-After) the
+ * first `failures` times, everything else is forwarded unchanged. Counts requests per path.
+ */
+export async function startFront(
+  target: string,
+  options: {
+    failures?: number;
+    status?: number;
+    retryAfter?: string;
+    failWhen?: (method: string, url: string) => boolean;
+  } = {},
+): Promise<{ url: string; requests: string[]; failed: number; close(): Promise<void> }> {
+  const requests: string[] = [];
+  const state = { failed: 0 };
+  const targetUrl = new URL(target);
+  const server = createServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    if (
+      (options.failWhen?.(req.method ?? '', req.url ?? '') ?? true) &&
+      state.failed < (options.failures ?? 0)
+    ) {
+      state.failed++;
+      req.resume();
+      res
+        .writeHead(options.status ?? 503, options.retryAfter ? { 'retry-after': options.retryAfter } : {})
+        .end('busy');
+      return;
+    }
+    const forward = httpRequest(
+      {
+        host: targetUrl.hostname,
+        port: targetUrl.port,
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+      },
+      (upstream) => {
+        res.writeHead(upstream.statusCode ?? 502, upstream.headers);
+        upstream.pipe(res);
+      },
+    );
+    forward.on('error', () => res.destroy());
+    req.pipe(forward);
+  });
+  const url = await listen(server);
+  return {
+    url,
+    requests,
+    get failed() {
+      return state.failed;
+    },
+    close: closer(server),
+  };
+}
