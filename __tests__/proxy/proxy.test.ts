@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StorePath } from '../../src/nix/store-path.js';
 import { makeNixMachine, nix, nixBuild, randomChainExpr, salt } from '../support/nix.js';
-import { startTestDaemon, type TestDaemon } from './helpers.js';
+import { startTestDaemon } from './helpers.js';
 import { startFront, startStack, startStaticCache, type Stack } from './stack.js';
 
 let stack: Stack;
