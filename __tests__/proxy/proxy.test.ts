@@ -220,7 +220,7 @@ describe('pushing', () => {
 describe('token refresh', () => {
   let shortStack: Stack;
   beforeAll(async () => {
-    shortStack = await startStack({ tokenTtlSeconds: 3 });
+    shortStack = await startStack('token_ttl: 3s');
   });
   afterAll(async () => {
     await shortStack.close();
@@ -232,7 +232,10 @@ describe('token refresh', () => {
       server: shortStack.server.url,
       token: grant.token,
       tokenExpiresAt: grant.expiresAt,
-      idTokenRequest: { url: shortStack.issuer.runner.url, token: shortStack.issuer.runner.token },
+      idTokenRequest: {
+        url: shortStack.server.issuer.runner.url,
+        token: shortStack.server.issuer.runner.token,
+      },
       push: { enabled: true, upstreamCaches: [] },
     });
     cleanups.push(() => d.close());
@@ -242,10 +245,10 @@ describe('token refresh', () => {
     const stats = (await d.control('drain', { deadlineSeconds: 60, paths: [path] })).json;
     expect(stats.failed).toEqual([]);
     expect(stats.pushed.paths).toBe(1);
-    expect(shortStack.issuer.runner.audiences).toContain('sluice');
+    expect(shortStack.server.issuer.runner.audiences).toContain('sluice');
     const log = d.logText();
     expect(log).toContain('cache token refreshed');
     expect(log).not.toContain(grant.token);
-    expect(log).not.toContain(shortStack.issuer.runner.token);
+    expect(log).not.toContain(shortStack.server.issuer.runner.token);
   });
 });

@@ -1,50 +1,29 @@
 /**
- * A real Sluice for the proxy tests: the local OIDC issuer, the real server trusting it, and cache
- * tokens got through the real exchange. Plus two small real HTTP servers a test may need: a static
- * "upstream cache" and a front that answers 503 a few times before forwarding.
+ * A real Sluice for the proxy tests (the shared test server: real server, local OIDC issuer), cache
+ * tokens got through the real exchange with its whole answer, and two small real HTTP servers a
+ * test may need: a static "upstream cache" and a front that fails some requests before forwarding.
  */
-import { mkdtempSync } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { defaultConfig, type Config } from '../../src/server/config.js';
-import { startServer, type RunningServer } from '../../src/server/index.js';
-import { githubClaims, startOidcIssuer, type OidcIssuer } from '../support/oidc-issuer.js';
+import { githubClaims } from '../support/oidc-issuer.js';
+import { startTestServer, type TestServer } from '../support/server.js';
 
 export interface Stack {
-  issuer: OidcIssuer;
-  server: RunningServer;
-  /** A cache token for a push to main of acme/app, through the real exchange. */
+  server: TestServer;
+  /** The exchange's answer for a push to main of acme/app. */
   cacheToken(): Promise<{ token: string; expiresAt: string; read: string[]; write: string | null }>;
   close(): Promise<void>;
 }
 
-const quiet = () =>
-  new Writable({
-    write(_chunk, _encoding, done) {
-      done();
-    },
-  });
-
-export async function startStack(overrides: Partial<Config> = {}): Promise<Stack> {
-  const issuer = await startOidcIssuer();
-  const config: Config = {
-    ...defaultConfig(),
-    listen: { host: '127.0.0.1', port: 0 },
-    data: mkdtempSync(join(tmpdir(), 'sluice-server-')),
-    issuers: [issuer.issuerConfig()],
-    ...overrides,
-  };
-  const server = await startServer(config, { logDestination: quiet() });
+/** `yaml`: extra server config, e.g. `token_ttl: 3s`. */
+export async function startStack(yaml?: string): Promise<Stack> {
+  const server = await startTestServer(yaml ? { yaml } : {});
   return {
-    issuer,
     server,
     async cacheToken() {
       const response = await fetch(`${server.url}/_api/v1/token`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${await issuer.sign(githubClaims())}` },
+        headers: { authorization: `Bearer ${await server.issuer.sign(githubClaims())}` },
       });
       if (response.status !== 200) throw new Error(`exchange: ${response.status} ${await response.text()}`);
       const json = (await response.json()) as {
@@ -55,10 +34,7 @@ export async function startStack(overrides: Partial<Config> = {}): Promise<Stack
       };
       return { token: json.token, expiresAt: json.expires_at, read: json.read, write: json.write };
     },
-    async close() {
-      await server.close();
-      await issuer.close();
-    },
+    close: () => server.close(),
   };
 }
 
