@@ -2,9 +2,11 @@
  * The real Sluice server on 127.0.0.1:0 with a temp data dir, trusting a local OIDC issuer; token
  * helpers (exchanged CI tokens, read tokens) and a netrc writer so real Nix can authenticate.
  */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseConfig, type Config } from '../../src/server/config.js';
 import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../src/server/exchange/index.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
@@ -72,4 +74,26 @@ export function writeNetrc(dir: string, token: string): string {
   const path = join(dir, 'netrc');
   writeFileSync(path, `machine 127.0.0.1\nlogin sluice\npassword ${token}\n`, { mode: 0o600 });
   return path;
+}
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/**
+ * Spawns `sluice <args>` from the TypeScript sources with Node 24 (the `node` devDependency), as
+ * `npx sluice` runs the bundle: a separate process, its own cwd, real signals. The sources rather
+ * than dist/, because dist/ is rebuilt by the lead and may lag behind the code under test.
+ */
+export function spawnCli(args: string[], options: { cwd: string }): ChildProcessWithoutNullStreams {
+  return spawn(
+    join(ROOT, 'node_modules/.bin/node'),
+    [
+      '--experimental-transform-types',
+      '--no-warnings',
+      '--import',
+      join(ROOT, '__tests__/support/ts-loader.mjs'),
+      join(ROOT, 'src/entrypoints/cli.ts'),
+      ...args,
+    ],
+    { cwd: options.cwd, env: { ...process.env, NODE_OPTIONS: '' }, stdio: 'pipe' },
+  );
 }

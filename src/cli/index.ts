@@ -1,16 +1,39 @@
-/** The `sluice` command line. Subcommands are added by the server issue. */
+/** The `sluice` command line: `serve`, `token create`, `audit`. */
+import { AUDIT_USAGE, runAudit } from './audit.js';
+import { runServe, SERVE_USAGE } from './serve.js';
 import { runToken, TOKEN_USAGE } from './token.js';
+
+const COMMANDS: Record<string, { usage: string; run: (argv: string[]) => Promise<number> }> = {
+  serve: { usage: SERVE_USAGE, run: runServe },
+  token: { usage: TOKEN_USAGE, run: runToken },
+  audit: { usage: AUDIT_USAGE, run: runAudit },
+};
+
+const USAGE = `usage: sluice <command> [options]
+
+commands:
+  serve          run the cache server
+  token create   print a read-only cache token (for people and machines)
+  audit          list accepted writes
+
+'sluice <command> --help' explains a command.
+`;
 
 export async function run(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
-  if (command === undefined || command === '--help' || command === 'help') {
-    process.stdout.write(`usage: sluice <command>\n  ${TOKEN_USAGE.replace(/^usage: /, '')}`);
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(USAGE);
     return;
   }
-  if (command === 'token') {
-    process.exitCode = await runToken(rest);
+  const entry = COMMANDS[command];
+  if (!entry) {
+    process.stderr.write(`sluice: unknown command '${command}'\n${USAGE}`);
+    process.exitCode = 2;
     return;
   }
-  process.stderr.write(`sluice: unknown command '${command}'\n`);
-  process.exitCode = 2;
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(entry.usage);
+    return;
+  }
+  process.exitCode = await entry.run(rest);
 }

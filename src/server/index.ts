@@ -5,9 +5,9 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join, resolve } from 'node:path';
 import type { DestinationStream } from 'pino';
 import type { Config } from './config.js';
+import { dataPaths } from './data-dir.js';
 import {
   createExchange,
   createTokenHandler,
@@ -42,9 +42,6 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export const DATABASE_FILE = 'sluice.db';
-export const NAR_DIR = 'nars';
-
 function writerIdentity(grant: CacheGrant): WriterIdentity {
   if (grant.kind !== 'ci') return {};
   const id = grant.identity as CiIdentity;
@@ -72,11 +69,12 @@ function urlOf(address: AddressInfo): string {
 
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const log = createLogger(options.logDestination);
-  const dataDir = resolve(config.data);
+  const paths = dataPaths(config.data);
+  const dataDir = paths.root;
   const signingKey = await loadOrCreateSigningKey(dataDir, defaultKeyName(config.publicUrl));
   const { key: tokenKey } = await loadOrCreateTokenKey(tokenKeyPath(dataDir));
-  const blobs = await FsBlobStore.open(join(dataDir, NAR_DIR));
-  const meta = new SqliteMetadataStore(join(dataDir, DATABASE_FILE));
+  const blobs = await FsBlobStore.open(paths.nars);
+  const meta = new SqliteMetadataStore(paths.database);
   const metrics = new ServerMetrics();
   const exchange = createExchange(config, tokenKey, options.exchange);
   const publicSlices = exchange.publicSlices();
