@@ -2,14 +2,18 @@
  * The real Sluice server on 127.0.0.1:0 with a temp data dir, trusting a local OIDC issuer; token
  * helpers (exchanged CI tokens, read tokens) and a netrc writer so real Nix can authenticate.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Hash } from '../../src/nix/hash.js';
+import { serializeNarInfo, type NarInfo } from '../../src/nix/narinfo.js';
 import { parseConfig, type Config } from '../../src/server/config.js';
 import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../src/server/exchange/index.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
+import { makeNixMachine } from './nix.js';
 import { githubClaims, startOidcIssuer, type Claims, type OidcIssuer } from './oidc-issuer.js';
 
 export interface TestServer extends RunningServer {
@@ -96,4 +100,74 @@ export function spawnCli(args: string[], options: { cwd: string }): ChildProcess
     ],
     { cwd: options.cwd, env: { ...process.env, NODE_OPTIONS: '' }, stdio: 'pipe' },
   );
+}
+
+/** A store path's NAR (uncompressed) and the narinfo `nix copy` would upload for it. */
+export interface NarUpload {
+  hashPart: string;
+  storePath: string;
+  /** `nar/<filehash>.nar`. */
+  narUrl: string;
+  nar: Buffer;
+  narinfo: NarInfo;
+}
+
+export async function narUploadFor(storePath: string): Promise<NarUpload> {
+  const machine = makeNixMachine();
+  const run = promisify(execFile);
+  const { stdout: nar } = await run('nix-store', ['--dump', storePath], {
+    env: machine.env,
+    encoding: 'buffer',
+    maxBuffer: 1 << 28,
+  });
+  const { stdout: refs } = await run('nix-store', ['--query', '--references', storePath], {
+    env: machine.env,
+  });
+  const fileHash = Hash.of('sha256', nar);
+  const narUrl = `nar/${fileHash.nix32}.nar`;
+  const narinfo: NarInfo = {
+    storePath,
+    url: narUrl,
+    compression: 'none',
+    fileHash,
+    fileSize: nar.length,
+    narHash: fileHash,
+    narSize: nar.length,
+    references: refs
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((path) => path.slice('/nix/store/'.length)),
+    sigs: [],
+    extra: [],
+  };
+  return {
+    hashPart: storePath.slice('/nix/store/'.length, '/nix/store/'.length + 32),
+    storePath,
+    narUrl,
+    nar,
+    narinfo,
+  };
+}
+
+/** PUTs a NAR and its narinfo the way Nix does; returns both statuses. */
+export async function pushRaw(
+  url: string,
+  token: string | null,
+  upload: NarUpload,
+): Promise<[number, number]> {
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+  const nar = await fetch(`${url}/${upload.narUrl}`, {
+    method: 'PUT',
+    headers,
+    body: new Uint8Array(upload.nar),
+  });
+  await nar.arrayBuffer();
+  const narinfo = await fetch(`${url}/${upload.hashPart}.narinfo`, {
+    method: 'PUT',
+    headers,
+    body: serializeNarInfo(upload.narinfo),
+  });
+  await narinfo.arrayBuffer();
+  return [nar.status, narinfo.status];
 }
