@@ -62,7 +62,9 @@ function problem(state: SavedState, message: string): void {
 async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
   const earlier = process.env[JobEnv.ProxyUrl];
   if (earlier) {
-    core.info(`Sluice is already set up in this job (proxy at ${earlier}): this step reuses it.`);
+    core.info(
+      `Sluice is already set up in this job (proxy at ${earlier}): this step reuses it and ignores its own inputs.`,
+    );
     core.setOutput(Outputs.Substituter, earlier);
     state.reused = true;
     return;
