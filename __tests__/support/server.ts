@@ -3,11 +3,13 @@
  * helpers (exchanged CI tokens, read tokens) and a netrc writer so real Nix can authenticate.
  */
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { DatabaseSync } from 'node:sqlite';
 import { Hash } from '../../src/nix/hash.js';
 import { serializeNarInfo, type NarInfo } from '../../src/nix/narinfo.js';
 import { parseConfig, type Config } from '../../src/server/config.js';
@@ -170,4 +172,71 @@ export async function pushRaw(
   });
   await narinfo.arrayBuffer();
   return [nar.status, narinfo.status];
+}
+
+/** What the server holds: NAR files (and leftover temp files), narinfos, uploads, audit rows. */
+export interface StoredState {
+  files: string[];
+  narinfos: number;
+  uploads: number;
+  audit: number;
+}
+
+export function storedState(dataDir: string): StoredState {
+  const db = new DatabaseSync(join(dataDir, 'sluice.db'), { readOnly: true });
+  try {
+    const count = (table: string) =>
+      Number((db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n);
+    return {
+      files: readdirSync(join(dataDir, 'nars')).sort(),
+      narinfos: count('narinfos'),
+      uploads: count('slice_nars'),
+      audit: count('audit'),
+    };
+  } finally {
+    db.close();
+  }
+}
+
+export interface RawResponse {
+  status: number;
+  text: string;
+  headers: IncomingHttpHeaders;
+  /** Whether the server asked for the body with 100 Continue. */
+  continued: boolean;
+}
+
+/**
+ * An HTTP request with the path sent exactly as given (fetch would normalise `..` away). With
+ * `Expect: 100-continue`, the body is sent only if the server asks for it, as curl does.
+ */
+export function rawRequest(
+  url: string,
+  method: string,
+  path: string,
+  options: { headers?: Record<string, string>; body?: Buffer | string } = {},
+): Promise<RawResponse> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    let continued = false;
+    const body = options.body === undefined ? undefined : Buffer.from(options.body);
+    const headers: Record<string, string> = {
+      ...(body ? { 'content-length': String(body.length) } : {}),
+      ...options.headers,
+    };
+    const req = httpRequest({ hostname, port, method, path, headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text, headers: res.headers, continued }));
+    });
+    req.on('error', reject);
+    const expectContinue = /100-continue/i.test(headers.expect ?? '');
+    if (expectContinue) {
+      req.on('continue', () => {
+        continued = true;
+        req.end(body);
+      });
+    } else req.end(body);
+  });
 }

@@ -7,14 +7,8 @@ import { pipeline } from 'node:stream/promises';
 import { HttpError } from '../../http/errors.js';
 import { Hash } from '../../nix/hash.js';
 import type { NarCompression } from '../../nix/nar.js';
-import {
-  NarInfoError,
-  parseNarInfo,
-  serializeNarInfo,
-  type NarInfo,
-  NARINFO_MAX_BYTES,
-} from '../../nix/narinfo.js';
-import { fingerprint, signFingerprint, type SecretKey } from '../../nix/signing.js';
+import { NarInfoError, parseNarInfo, serializeNarInfo, type NarInfo } from '../../nix/narinfo.js';
+import { narInfoFingerprint, signFingerprint, type SecretKey } from '../../nix/signing.js';
 import { StorePath } from '../../nix/store-path.js';
 import type { Logger } from '../log.js';
 import type { ServerMetrics } from '../metrics.js';
@@ -41,6 +35,9 @@ export interface CacheRequest {
   access(): Promise<Access>;
 }
 
+/** The upload limit for narinfos (and nix-cache-info), as the issue sets it. */
+export const NARINFO_UPLOAD_LIMIT = 64 * 1024;
+
 export const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 41\n';
 
 function send(
@@ -59,9 +56,9 @@ export function getNixCacheInfo({ res }: CacheRequest): void {
 
 /** Nix PUTs a nix-cache-info when it finds none: ours is fixed, so the upload is read and dropped. */
 export async function putNixCacheInfo({ req, res }: CacheRequest): Promise<void> {
-  checkDeclaredLength(req, NARINFO_MAX_BYTES, 'nix-cache-info');
+  checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
   acceptBody(req, res);
-  await readSmallBody(req, NARINFO_MAX_BYTES, 'nix-cache-info');
+  await readSmallBody(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
   send(res, 204, {});
 }
 
@@ -72,8 +69,7 @@ function notFound(what: string): HttpError {
 /** The stored narinfo with the server's signature in place of any other. */
 function signedNarInfo(text: string, key: SecretKey): string {
   const info = parseNarInfo(text);
-  const fp = fingerprint(info.storePath, info.narHash.toString(), info.narSize, info.references);
-  return serializeNarInfo({ ...info, sigs: [signFingerprint(fp, key)] });
+  return serializeNarInfo({ ...info, sigs: [signFingerprint(narInfoFingerprint(info), key)] });
 }
 
 export async function getNarInfo(deps: CacheDeps, request: CacheRequest, hashPart: string): Promise<void> {
@@ -238,13 +234,13 @@ export async function putNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
   const { req, res } = request;
   const access = await request.access();
   const slice = requireWriteSlice(access);
-  checkDeclaredLength(req, NARINFO_MAX_BYTES, 'narinfo');
+  checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'narinfo');
   await checkSliceOwner(deps, access, slice);
   acceptBody(req, res);
-  const text = (await readSmallBody(req, NARINFO_MAX_BYTES, 'narinfo')).toString('utf8');
+  const text = (await readSmallBody(req, NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
   let info: NarInfo;
   try {
-    info = parseNarInfo(text);
+    info = parseNarInfo(text, { maxBytes: NARINFO_UPLOAD_LIMIT });
   } catch (error) {
     if (error instanceof NarInfoError)
       throw new HttpError(400, `malformed narinfo: ${error.message}`, 'bad_narinfo');
