@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { ConfigError, parseConfig } from '../../src/proxy/config.js';
 import { NIX_CACHE_INFO } from '../../src/proxy/routes.js';
 import { nixBuild, randomChainExpr } from '../support/nix.js';
-import { startTestDaemon, type TestDaemon } from './helpers.js';
+import { refusedUrl as refused, startTestDaemon, type TestDaemon } from './helpers.js';
 
 const TOKEN = 'sluice-test-token-that-must-never-be-logged';
 const cleanups: (() => Promise<void>)[] = [];
@@ -30,15 +30,6 @@ async function blackHole(): Promise<string> {
     await new Promise((resolve) => server.close(resolve));
   });
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-/** A URL nothing listens on. */
-async function refused(): Promise<string> {
-  const server = createTcpServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return `http://127.0.0.1:${port}`;
 }
 
 const base = { token: TOKEN, tokenExpiresAt: new Date(Date.now() + 3600_000).toISOString() };

@@ -2,6 +2,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { readConfig } from '../../src/proxy/config.js';
 import { startDaemon, type Daemon } from '../../src/proxy/daemon.js';
@@ -59,4 +60,13 @@ export async function startTestDaemon(
       return { status: response.status, json: json as T };
     },
   };
+}
+
+/** A URL nothing listens on (a port that was just free): connections are refused. */
+export async function refusedUrl(): Promise<string> {
+  const server = createTcpServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return `http://127.0.0.1:${port}`;
 }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StorePath } from '../../src/nix/store-path.js';
 import { makeNixMachine, nix, nixBuild, randomChainExpr, salt } from '../support/nix.js';
-import { startTestDaemon } from './helpers.js';
+import { refusedUrl, startTestDaemon } from './helpers.js';
 import { startFront, startStack, startStaticCache, type Stack } from './stack.js';
 
 let stack: Stack;
@@ -187,33 +187,42 @@ describe('pushing', () => {
       failWhen: (method) => method === 'PUT',
     });
     cleanups.push(front.close);
-    const { d, token } = await daemonFor(front.url, {});
+    // An unreachable upstream cache (an offline runner) serves nothing: the path is pushed.
+    const { d, token } = await daemonFor(front.url, { upstreamCaches: [await refusedUrl()] });
     const stats = (await d.control('drain', { deadlineSeconds: 60, paths: [path] })).json;
     expect(stats.failed).toEqual([]);
     expect(stats.pushed.paths).toBe(1);
+    expect(stats.skipped.upstream).toBe(0);
     expect(front.failed).toBe(2);
+    expect(d.logText()).toContain('upstream cache unreachable');
     expect(await narinfoStatus(path!, token)).toBe(200);
   });
 
-  it('records a path whose upload keeps failing, and fails its referrers without uploading them', async () => {
+  it('records a path whose upload keeps failing, and never shows its referrers', async () => {
     const tag = salt();
     const [top] = await nixBuild(
       `let a = ${drv('sluice-fails', tag, 'echo a > $out')}; in derivation { name = "sluice-referrer"; system = builtins.currentSystem; builder = "/bin/sh"; salt = "${tag}"; args = [ "-c" "echo \${a} > $out" ]; }`,
     );
+    const failing = (await nix('nix-store', ['-qR', top!]))
+      .trim()
+      .split('\n')
+      .find((p) => p.endsWith('-sluice-fails'))!;
+    const failingNarInfo = `/${StorePath.parse(failing).hashPart}.narinfo`;
     const front = await startFront(stack.server.url, {
       failures: 1000,
       status: 500,
-      failWhen: (method, url) => method === 'PUT' && url.startsWith('/nar/'),
+      failWhen: (method, url) => method === 'PUT' && url === failingNarInfo,
     });
     cleanups.push(front.close);
-    const { d } = await daemonFor(front.url, {});
+    const { d, token } = await daemonFor(front.url, {});
     const stats = (await d.control('drain', { deadlineSeconds: 60, paths: [top] })).json;
     expect(stats.pushed.paths).toBe(0);
     expect(stats.failed).toHaveLength(2);
-    expect(stats.failed.find((f) => f.path.endsWith('-sluice-fails'))?.error).toMatch(/HTTP 500/);
+    expect(stats.failed.find((f) => f.path === failing)?.error).toMatch(/HTTP 500/);
     expect(stats.failed.find((f) => f.path === top)?.error).toMatch(/its reference .*sluice-fails failed/);
-    // Only the first path's NAR was tried (1 + 5 retries); the referrer never was.
-    expect(front.requests.filter((r) => r.startsWith('PUT /nar/'))).toHaveLength(6);
+    // The failing narinfo was tried 1 + 5 times; the referrer's narinfo never went up.
+    expect(front.requests.filter((r) => r === `PUT ${failingNarInfo}`)).toHaveLength(6);
+    expect(await narinfoStatus(top!, token)).toBe(404);
   }, 120_000);
 });
 

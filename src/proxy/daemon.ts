@@ -142,6 +142,11 @@ export async function run(configPath = process.argv[2]): Promise<void> {
     daemon.log.info({ signal }, 'signal received');
     void daemon.close().then(() => process.exit(0));
   };
+  // A stray error must not take the substituter away mid-job: log it and keep serving.
+  process.on('uncaughtException', (e) =>
+    daemon.log.error({ err: e.message, stack: e.stack }, 'uncaught exception'),
+  );
+  process.on('unhandledRejection', (e) => daemon.log.error({ err: String(e) }, 'unhandled rejection'));
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
 }

@@ -1,5 +1,5 @@
 /**
- * Makes the compressed NAR file of one store path in a single pass: `nix-store --dump` → size
+ * Makes the compressed NAR file of one store path in a single pass: the NAR (dumped in-process) → size
  * count → compressor → sha256 + size of what is written → a temp file. The file's hash names it on
  * the server (`nar/<FileHash>.nar.<ext>`), so it must exist before the upload starts.
  */
@@ -12,7 +12,8 @@ import type { Hash } from '../nix/hash.js';
 import { createCompressor, HashingStream, NAR_EXTENSIONS } from '../nix/nar.js';
 import { ByteCounter } from './byte-counter.js';
 import type { PushCompression } from './config.js';
-import type { LocalStore, PathInfo } from './store.js';
+import { dumpNar } from './nar-dump.js';
+import type { PathInfo } from './store.js';
 
 /** Fast zstd: pushing must keep up with the build; ratios barely differ from the default level. */
 const COMPRESSION_LEVELS: Partial<Record<PushCompression, number>> = { zstd: 1 };
@@ -27,7 +28,6 @@ export interface NarFile {
 }
 
 export async function makeNarFile(
-  store: LocalStore,
   info: PathInfo,
   compression: PushCompression,
   dir: string,
@@ -35,24 +35,19 @@ export async function makeNarFile(
 ): Promise<NarFile> {
   const path = join(dir, `${randomBytes(8).toString('hex')}.nar.tmp`);
   const remove = (): Promise<void> => rm(path, { force: true });
-  const dump = store.dump(info.path);
   const nar = new ByteCounter();
   const file = new HashingStream();
   const level = COMPRESSION_LEVELS[compression];
   try {
-    await Promise.all([
-      pipeline(
-        dump.stream,
-        nar,
-        createCompressor(compression, level === undefined ? {} : { level }),
-        file,
-        createWriteStream(path),
-        { signal },
-      ),
-      dump.exited,
-    ]);
+    await pipeline(
+      dumpNar(info.path),
+      nar,
+      createCompressor(compression, level === undefined ? {} : { level }),
+      file,
+      createWriteStream(path),
+      { signal },
+    );
   } catch (e) {
-    dump.kill();
     await remove();
     throw e;
   }

@@ -1,24 +1,21 @@
 /**
  * The push queue: built paths in, their closures out to the server, minus what the cache already
- * has, what upstream caches serve and what the filter excludes. References are uploaded before
- * their referrers, so a narinfo only appears once what it refers to is there; several uploads run
- * at once.
+ * has, what upstream caches serve and what the filter excludes. Planning (closure, checks) happens
+ * here; the uploads themselves in the Uploader.
  */
-import { mkdir } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
-import { serializeNarInfo, type NarInfo } from '../nix/narinfo.js';
 import { StorePath } from '../nix/store-path.js';
 import type { PushConfig } from './config.js';
 import type { Logger } from './log.js';
-import { makeNarFile } from './nar-file.js';
 import type { Stats } from './stats.js';
 import type { LocalStore, PathInfo } from './store.js';
-import { describeNetworkError, Upstream, UpstreamError } from './upstream.js';
+import { Uploader } from './uploader.js';
+import { describeNetworkError, Upstream } from './upstream.js';
 
 /** Narinfo existence checks (server and upstream caches) in flight at once. */
 const CHECK_CONCURRENCY = 16;
 const UPSTREAM_CACHE_TIMEOUT_MS = 5_000;
+const UPSTREAM_CACHE_DOWN_MS = 60_000;
 
 export interface PushQueueOptions {
   config: PushConfig;
@@ -32,12 +29,6 @@ export interface PushQueueOptions {
   onPushed?: (hashPart: string) => void;
 }
 
-interface Upload {
-  info: PathInfo;
-  /** References still waiting to be uploaded. */
-  waitingOn: Set<string>;
-}
-
 /** Runs `fn` over `items`, at most `limit` at a time. */
 async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -49,12 +40,10 @@ async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Pro
 
 export class PushQueue {
   /** Roots reported but not yet planned. */
-  private pendingRoots: string[] = [];
+  private pendingRoots = new Set<string>();
   /** Every path ever planned (pushed, skipped, failed or on its way): each is considered once. */
   private readonly seen = new Set<string>();
-  private readonly waiting = new Map<string, Upload>();
-  private readonly uploading = new Set<string>();
-  private readonly failedPaths = new Set<string>();
+  private readonly uploader: Uploader;
   private planning: Promise<void> | undefined;
   /** Paths being planned (roots, then their closure while it is checked against the caches). */
   private inPlanning = 0;
@@ -63,8 +52,9 @@ export class PushQueue {
   private idleWaiters: (() => void)[] = [];
   private readonly filter: RegExp | undefined;
   private readonly upstreamCaches: Upstream[];
+  /** Upstream caches that failed on the network: not asked again for a while (an offline runner). */
+  private readonly upstreamDownUntil = new Map<Upstream, number>();
   private readonly abort = new AbortController();
-  private workDirReady: Promise<unknown> | undefined;
 
   constructor(private readonly options: PushQueueOptions) {
     this.filter = options.config.filter ? new RegExp(options.config.filter) : undefined;
@@ -78,13 +68,22 @@ export class PushQueue {
           bodyTimeoutMs: UPSTREAM_CACHE_TIMEOUT_MS,
         }),
     );
+    this.uploader = new Uploader({
+      concurrency: options.config.concurrency,
+      compression: options.config.compression,
+      server: options.server,
+      stats: options.stats,
+      log: options.log,
+      workDir: options.workDir,
+      signal: this.abort.signal,
+      onPushed: options.onPushed,
+      onSettled: () => this.checkIdle(),
+    });
   }
 
-  /** Paths not yet pushed, skipped or failed: roots not planned yet, waiting and uploading paths. */
+  /** Paths not yet pushed, skipped or failed: roots not planned yet, paths being planned or uploaded. */
   get queued(): number {
-    return (
-      this.pendingRoots.length + this.resolving + this.inPlanning + this.waiting.size + this.uploading.size
-    );
+    return this.pendingRoots.size + this.resolving + this.inPlanning + this.uploader.pending;
   }
 
   get isIdle(): boolean {
@@ -93,11 +92,9 @@ export class PushQueue {
 
   /** Queues store paths (and so their closures). Derivation files are not pushed. */
   enqueue(paths: string[]): void {
-    const fresh = paths.filter(
-      (p) => !p.endsWith('.drv') && !this.seen.has(p) && !this.pendingRoots.includes(p),
-    );
+    const fresh = paths.filter((p) => !p.endsWith('.drv') && !this.seen.has(p) && !this.pendingRoots.has(p));
     if (fresh.length === 0) return;
-    this.pendingRoots.push(...fresh);
+    for (const p of fresh) this.pendingRoots.add(p);
     this.kickPlanner();
   }
 
@@ -141,14 +138,16 @@ export class PushQueue {
   private kickPlanner(): void {
     if (this.planning || this.abort.signal.aborted) return;
     this.planning = (async () => {
-      while (this.pendingRoots.length > 0 && !this.abort.signal.aborted) {
-        const roots = this.pendingRoots;
-        this.pendingRoots = [];
+      this.options.stats.pushStarted();
+      while (this.pendingRoots.size > 0 && !this.abort.signal.aborted) {
+        const roots = [...this.pendingRoots];
+        this.pendingRoots = new Set();
         await this.plan(roots);
       }
     })()
       .catch((e: unknown) => this.options.log.error({ err: (e as Error).message }, 'push planner failed'))
       .finally(() => {
+        this.options.stats.pushFinished();
         this.planning = undefined;
         this.checkIdle();
       });
@@ -159,7 +158,8 @@ export class PushQueue {
       return await this.options.store.closureInfo(roots);
     } catch (e) {
       if (roots.length === 1) {
-        this.fail(roots[0]!, (e as Error).message);
+        this.options.stats.pushFailed(roots[0]!, (e as Error).message);
+        this.options.log.warn({ path: roots[0], err: (e as Error).message }, 'push failed');
         return [];
       }
       // One bad root fails the whole query: ask per root, so the others still get pushed.
@@ -190,23 +190,7 @@ export class PushQueue {
     });
     log.info({ roots: roots.length, closure: fresh.length, toPush: toPush.length }, 'planned push');
     this.inPlanning = 0;
-    for (const info of toPush) this.waiting.set(info.path, { info, waitingOn: new Set() });
-    for (const info of toPush) {
-      const upload = this.waiting.get(info.path)!;
-      for (const ref of info.references) {
-        if (ref === upload.info.path) continue;
-        if (this.failedPaths.has(ref)) upload.waitingOn.add(ref);
-        else if (this.waiting.has(ref) || this.uploading.has(ref)) upload.waitingOn.add(ref);
-      }
-    }
-    for (const info of toPush) {
-      const upload = this.waiting.get(info.path);
-      const failedRef = upload && [...upload.waitingOn].find((r) => this.failedPaths.has(r));
-      if (failedRef && this.waiting.delete(info.path)) {
-        this.fail(info.path, `not pushed: its reference ${failedRef} failed to push`);
-      }
-    }
-    this.startUploads();
+    this.uploader.add(toPush);
   }
 
   /** 'server' if the cache has the path, 'upstream' if an upstream cache serves it. */
@@ -224,6 +208,7 @@ export class PushQueue {
       // The upload will try (and report) again.
     }
     for (const cache of this.upstreamCaches) {
+      if ((this.upstreamDownUntil.get(cache) ?? 0) > Date.now()) continue;
       try {
         const response = await cache.request({
           method: 'HEAD',
@@ -232,115 +217,19 @@ export class PushQueue {
         });
         await response.body.dump();
         if (response.statusCode === 200) return 'upstream';
-      } catch {
-        // An unreachable upstream cache serves nothing.
+      } catch (e) {
+        if (this.abort.signal.aborted) break;
+        // An unreachable upstream cache serves nothing; say so once, then stop asking for a while.
+        if (!this.upstreamDownUntil.has(cache)) {
+          this.options.log.warn(
+            { cache: cache.baseUrl, err: describeNetworkError(e) },
+            'upstream cache unreachable',
+          );
+        }
+        this.upstreamDownUntil.set(cache, Date.now() + UPSTREAM_CACHE_DOWN_MS);
       }
     }
     return undefined;
-  }
-
-  private startUploads(): void {
-    const limit = this.options.config.concurrency;
-    for (const [path, upload] of this.waiting) {
-      if (this.uploading.size >= limit || this.abort.signal.aborted) break;
-      if (upload.waitingOn.size > 0) continue;
-      this.waiting.delete(path);
-      this.uploading.add(path);
-      void this.uploadOne(upload.info);
-    }
-    this.checkIdle();
-  }
-
-  private async uploadOne(info: PathInfo): Promise<void> {
-    const { stats, log } = this.options;
-    stats.pushStarted();
-    try {
-      const bytes = await this.upload(info);
-      stats.pushedPaths++;
-      stats.pushedBytes += bytes;
-      log.info({ path: info.path, bytes }, 'pushed');
-      this.options.onPushed?.(StorePath.parse(info.path).hashPart);
-      this.uploading.delete(info.path);
-      for (const other of this.waiting.values()) other.waitingOn.delete(info.path);
-    } catch (e) {
-      this.uploading.delete(info.path);
-      this.fail(info.path, e instanceof UpstreamError ? e.message : describeNetworkError(e));
-    } finally {
-      stats.pushFinished();
-      this.startUploads();
-    }
-  }
-
-  /** Marks a path failed, and every waiting path that refers to it, transitively. */
-  private fail(path: string, error: string): void {
-    this.failedPaths.add(path);
-    this.options.stats.pushFailed(path, error);
-    this.options.log.warn({ path, err: error }, 'push failed');
-    for (const [other, upload] of this.waiting) {
-      if (upload.waitingOn.has(path) && this.waiting.delete(other)) {
-        this.fail(other, `not pushed: its reference ${path} failed to push`);
-      }
-    }
-  }
-
-  /** Makes the NAR file, uploads it, then the narinfo. Returns the bytes uploaded. */
-  private async upload(info: PathInfo): Promise<number> {
-    const { config, store, workDir } = this.options;
-    const signal = this.abort.signal;
-    this.workDirReady ??= mkdir(workDir, { recursive: true });
-    await this.workDirReady;
-    const storePath = StorePath.parse(info.path);
-    const file = await makeNarFile(store, info, config.compression, workDir, signal);
-    try {
-      const url = file.url;
-      await this.put(`/${url}`, () => createReadStream(file.path), {
-        'content-type': 'application/x-nix-nar',
-        'content-length': String(file.fileSize),
-      });
-      const narinfo: NarInfo = {
-        storePath: info.path,
-        url,
-        compression: config.compression,
-        fileHash: file.fileHash,
-        fileSize: file.fileSize,
-        narHash: info.narHash,
-        narSize: info.narSize,
-        references: info.references.map((r) => StorePath.parse(r).baseName),
-        sigs: [],
-        extra: [],
-      };
-      if (info.deriver) narinfo.deriver = StorePath.parse(info.deriver).baseName;
-      if (info.ca) narinfo.ca = info.ca;
-      const text = serializeNarInfo(narinfo);
-      await this.put(`/${storePath.hashPart}.narinfo`, () => text, {
-        'content-type': 'text/x-nix-narinfo',
-        'content-length': String(Buffer.byteLength(text)),
-      });
-      return file.fileSize + Buffer.byteLength(text);
-    } finally {
-      await file.remove();
-    }
-  }
-
-  private async put(
-    path: string,
-    body: () => ReturnType<typeof createReadStream> | string,
-    headers: Record<string, string>,
-  ): Promise<void> {
-    const response = await this.options.server.request({
-      method: 'PUT',
-      path,
-      body,
-      headers,
-      signal: this.abort.signal,
-    });
-    const text = await response.body.text();
-    if (response.statusCode < 200 || response.statusCode > 299) {
-      throw new UpstreamError(
-        `PUT ${path}: HTTP ${response.statusCode} ${text.slice(0, 300).trim()}`,
-        response.statusCode,
-      );
-    }
   }
 
   /** The directory for temp NAR files. */

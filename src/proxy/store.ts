@@ -1,9 +1,8 @@
 /**
  * What the push engine asks of the local Nix store, through the real `nix` commands: path
- * metadata for a closure, the outputs of a derivation, and a NAR dump as a stream.
+ * metadata for a closure and the outputs of a derivation.
  */
-import { execFile, spawn, type ChildProcessByStdio } from 'node:child_process';
-import type { Readable } from 'node:stream';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Hash } from '../nix/hash.js';
 
@@ -21,6 +20,7 @@ export interface PathInfo {
 
 /** `nix` with the CLI enabled whatever the machine's nix.conf says. */
 const NIX_COMMAND = ['--extra-experimental-features', 'nix-command'];
+const MAX_PATHS_PER_COMMAND = 1000;
 
 export class LocalStore {
   constructor(private readonly env: NodeJS.ProcessEnv = process.env) {}
@@ -43,7 +43,17 @@ export class LocalStore {
 
   /** Metadata of every path in the closure of `paths` (the paths themselves included). */
   async closureInfo(paths: string[]): Promise<PathInfo[]> {
-    if (paths.length === 0) return [];
+    // A store diff can list more paths than one command line holds.
+    const infos = new Map<string, PathInfo>();
+    for (let i = 0; i < paths.length; i += MAX_PATHS_PER_COMMAND) {
+      for (const info of await this.closureInfoBatch(paths.slice(i, i + MAX_PATHS_PER_COMMAND))) {
+        infos.set(info.path, info);
+      }
+    }
+    return [...infos.values()];
+  }
+
+  private async closureInfoBatch(paths: string[]): Promise<PathInfo[]> {
     const out = await this.run('nix', [...NIX_COMMAND, 'path-info', '--json', '--recursive', '--', ...paths]);
     const json = JSON.parse(out) as {
       path: string;
@@ -74,28 +84,5 @@ export class LocalStore {
   async derivationOutputs(drvPath: string): Promise<string[]> {
     const out = await this.run('nix-store', ['--query', '--outputs', drvPath]);
     return out.split('\n').filter(Boolean);
-  }
-
-  /** `nix-store --dump path`: the NAR on stdout; the caller checks `exited`. */
-  dump(path: string): { stream: Readable; exited: Promise<void>; kill: () => void } {
-    const child: ChildProcessByStdio<null, Readable, Readable> = spawn('nix-store', ['--dump', path], {
-      env: this.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      if (stderr.length < 4096) stderr += chunk;
-    });
-    const exited = new Promise<void>((resolve, reject) => {
-      child.on('error', reject);
-      child.on('close', (code, signal) => {
-        if (code === 0) resolve();
-        else
-          reject(
-            new Error(`nix-store --dump ${path} failed (${signal ?? `exit ${code}`}): ${stderr.trim()}`),
-          );
-      });
-    });
-    return { stream: child.stdout, exited, kill: () => child.kill('SIGKILL') };
   }
 }

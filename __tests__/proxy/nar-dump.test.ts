@@ -1,0 +1,45 @@
+import { describe, expect, it } from '@jest/globals';
+import { createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { dumpNar } from '../../src/proxy/nar-dump.js';
+import { nixBuild, salt } from '../support/nix.js';
+
+const execFileAsync = promisify(execFile);
+
+async function sha256(stream: AsyncIterable<Buffer>): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of stream) hash.update(chunk);
+  return hash.digest('hex');
+}
+
+describe('dumpNar', () => {
+  it('writes exactly the bytes nix-store --dump writes', async () => {
+    // Regular, executable, empty and odd-sized files, nested dirs, symlinks, names whose byte order
+    // differs from their UTF-16 order, and a 3 MiB file spanning several read chunks.
+    const script = [
+      'set -e',
+      '/bin/mkdir -p $out/dir/sub $out/empty-dir',
+      'echo hello > $out/dir/a.txt',
+      ': > $out/empty',
+      'printf 1234567 > $out/seven',
+      '/usr/bin/head -c 3145731 /dev/urandom > $out/big',
+      'echo "#!/bin/sh" > $out/dir/run && /bin/chmod +x $out/dir/run',
+      '/bin/ln -s dir/a.txt $out/link && /bin/ln -s /nonexistent $out/dangling',
+      'echo x > "$out/dir/sub/\u00e9t\u00e9" && echo y > "$out/dir/sub/\u{1F600}" && echo z > "$out/dir/sub/\uFB01" && echo w > $out/dir/sub/Z',
+    ].join('\n');
+    const [out] = await nixBuild(
+      `derivation { name = "sluice-nar-dump"; system = builtins.currentSystem; builder = "/bin/sh"; salt = "${salt()}"; args = [ "-c" ${JSON.stringify(script)} ]; }`,
+    );
+    const [single] = await nixBuild(
+      `derivation { name = "sluice-nar-file"; system = builtins.currentSystem; builder = "/bin/sh"; salt = "${salt()}"; args = [ "-c" "echo just-a-file > $out" ]; }`,
+    );
+    for (const path of [out!, single!]) {
+      const { stdout } = await execFileAsync('nix-store', ['--dump', path], {
+        encoding: 'buffer',
+        maxBuffer: 64 << 20,
+      });
+      expect(await sha256(dumpNar(path))).toBe(createHash('sha256').update(stdout).digest('hex'));
+    }
+  });
+});

@@ -1,0 +1,187 @@
+/**
+ * Uploads store paths: a bounded number of NAR files made and PUT at once, in any order; each
+ * narinfo only once the narinfos of its references are up, so the cache never shows a path whose
+ * references it lacks. A path whose reference failed is failed too (its NAR may already be up:
+ * harmless, nothing points to it).
+ */
+import { createReadStream, type ReadStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { serializeNarInfo, type NarInfo } from '../nix/narinfo.js';
+import { StorePath } from '../nix/store-path.js';
+import type { PushCompression } from './config.js';
+import type { Logger } from './log.js';
+import { makeNarFile, type NarFile } from './nar-file.js';
+import type { Stats } from './stats.js';
+import type { PathInfo } from './store.js';
+import { describeNetworkError, type Upstream, UpstreamError } from './upstream.js';
+
+export interface UploaderOptions {
+  concurrency: number;
+  compression: PushCompression;
+  server: Upstream;
+  stats: Stats;
+  log: Logger;
+  /** Temp NAR files go here. */
+  workDir: string;
+  signal: AbortSignal;
+  /** A narinfo is now on the server. */
+  onPushed?: (hashPart: string) => void;
+  /** A path finished (pushed or failed). */
+  onSettled: () => void;
+}
+
+/** References first: a depth-first post-order over the references within `infos`. */
+export function referencesFirst(infos: PathInfo[]): PathInfo[] {
+  const byPath = new Map(infos.map((info) => [info.path, info]));
+  const ordered: PathInfo[] = [];
+  const visited = new Set<string>();
+  const visit = (info: PathInfo): void => {
+    if (visited.has(info.path)) return;
+    visited.add(info.path);
+    for (const ref of info.references) {
+      const refInfo = byPath.get(ref);
+      if (refInfo) visit(refInfo);
+    }
+    ordered.push(info);
+  };
+  infos.forEach(visit);
+  return ordered;
+}
+
+export class Uploader {
+  private readonly queue: PathInfo[] = [];
+  private active = 0;
+  /** NAR uploaded, narinfo waiting for its references or being put. */
+  private finishing = 0;
+  /** Per path given to this uploader: resolves to whether its narinfo made it to the server. */
+  private readonly outcomes = new Map<string, Promise<boolean>>();
+  private readonly settle = new Map<string, (ok: boolean) => void>();
+  private workDirReady: Promise<unknown> | undefined;
+
+  constructor(private readonly options: UploaderOptions) {}
+
+  get pending(): number {
+    return this.queue.length + this.active + this.finishing;
+  }
+
+  add(infos: PathInfo[]): void {
+    for (const info of referencesFirst(infos)) {
+      this.outcomes.set(info.path, new Promise((resolve) => this.settle.set(info.path, resolve)));
+      this.queue.push(info);
+    }
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.active < this.options.concurrency && this.queue.length > 0 && !this.options.signal.aborted) {
+      const info = this.queue.shift()!;
+      this.active++;
+      void this.run(info);
+    }
+  }
+
+  private async run(info: PathInfo): Promise<void> {
+    const { stats, log } = this.options;
+    stats.pushStarted();
+    let file: NarFile | undefined;
+    let ok = false;
+    try {
+      try {
+        file = await this.uploadNar(info);
+      } finally {
+        this.active--;
+        this.finishing++;
+        this.pump();
+      }
+      const failedRef = await this.failedReference(info);
+      if (failedRef) throw new Error(`not pushed: its reference ${failedRef} failed to push`);
+      const narinfoBytes = await this.uploadNarInfo(info, file);
+      stats.pushedPaths++;
+      stats.pushedBytes += file.fileSize + narinfoBytes;
+      log.info({ path: info.path, bytes: file.fileSize }, 'pushed');
+      this.options.onPushed?.(StorePath.parse(info.path).hashPart);
+      ok = true;
+    } catch (e) {
+      const error = e instanceof UpstreamError ? e.message : describeNetworkError(e);
+      stats.pushFailed(info.path, error);
+      log.warn({ path: info.path, err: error }, 'push failed');
+    } finally {
+      this.finishing--;
+      await file?.remove();
+      this.settle.get(info.path)!(ok);
+      stats.pushFinished();
+      this.options.onSettled();
+    }
+  }
+
+  /** Waits for the references given to this uploader; the first that failed, if any. */
+  private async failedReference(info: PathInfo): Promise<string | undefined> {
+    for (const ref of info.references) {
+      const outcome = ref === info.path ? undefined : this.outcomes.get(ref);
+      if (outcome && !(await outcome)) return ref;
+    }
+    return undefined;
+  }
+
+  private async uploadNar(info: PathInfo): Promise<NarFile> {
+    const { workDir, compression, signal } = this.options;
+    this.workDirReady ??= mkdir(workDir, { recursive: true });
+    await this.workDirReady;
+    const file = await makeNarFile(info, compression, workDir, signal);
+    try {
+      await this.put(`/${file.url}`, () => createReadStream(file.path), {
+        'content-type': 'application/x-nix-nar',
+        'content-length': String(file.fileSize),
+      });
+    } catch (e) {
+      await file.remove();
+      throw e;
+    }
+    return file;
+  }
+
+  /** PUTs the narinfo (unsigned: the server signs); returns its size. */
+  private async uploadNarInfo(info: PathInfo, file: NarFile): Promise<number> {
+    const narinfo: NarInfo = {
+      storePath: info.path,
+      url: file.url,
+      compression: this.options.compression,
+      fileHash: file.fileHash,
+      fileSize: file.fileSize,
+      narHash: info.narHash,
+      narSize: info.narSize,
+      references: info.references.map((r) => StorePath.parse(r).baseName),
+      sigs: [],
+      extra: [],
+    };
+    if (info.deriver) narinfo.deriver = StorePath.parse(info.deriver).baseName;
+    if (info.ca) narinfo.ca = info.ca;
+    const text = serializeNarInfo(narinfo);
+    await this.put(`/${StorePath.parse(info.path).hashPart}.narinfo`, () => text, {
+      'content-type': 'text/x-nix-narinfo',
+      'content-length': String(Buffer.byteLength(text)),
+    });
+    return Buffer.byteLength(text);
+  }
+
+  private async put(
+    path: string,
+    body: () => ReadStream | string,
+    headers: Record<string, string>,
+  ): Promise<void> {
+    const response = await this.options.server.request({
+      method: 'PUT',
+      path,
+      body,
+      headers,
+      signal: this.options.signal,
+    });
+    const text = await response.body.text();
+    if (response.statusCode < 200 || response.statusCode > 299) {
+      throw new UpstreamError(
+        `PUT ${path}: HTTP ${response.statusCode} ${text.slice(0, 300).trim()}`,
+        response.statusCode,
+      );
+    }
+  }
+}
