@@ -97,11 +97,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   });
   let stopping = false;
   const handle = (req: Parameters<typeof router>[0], res: Parameters<typeof router>[1]) => {
-    if (stopping) {
-      // Draining: finish this request, then let its keep-alive connection go.
-      res.setHeader('connection', 'close');
-      res.on('finish', () => server.closeIdleConnections());
-    }
+    // Draining: answer, then let the keep-alive connection go instead of waiting for its timeout.
+    if (stopping) res.setHeader('connection', 'close');
+    res.on('finish', () => {
+      if (stopping) setImmediate(() => server.closeIdleConnections());
+    });
     void router(req, res);
   };
   server.on('request', handle);
