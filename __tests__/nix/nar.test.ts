@@ -242,9 +242,53 @@ describe('NAR decompression', () => {
     );
     expect(() => createCompressor('gzip')).toThrow("unsupported compression 'gzip'");
     expect(() => createCompressor('xz', { level: 12 })).toThrow('xz level must be 0-9, got 12');
+    // A file that asks for a 384 MiB dictionary (xz -9 uses 64 MiB) is refused, not obeyed.
+    const greedy = join(work, 'greedy.xz');
+    await execFileAsync('sh', [
+      '-c',
+      `head -c 1000 "$1" | xz --lzma2=dict=300MiB,mf=hc3,mode=fast > "$2"`,
+      'sh',
+      nar,
+      greedy,
+    ]);
+    await expect(hashNar(createReadStream(greedy), 'xz')).rejects.toThrow(
+      /xz decompression failed: .*Memory usage limit/,
+    );
     const unread = Readable.from([Buffer.from('x')]);
     await expect(hashNar(unread, 'lz4')).rejects.toThrow("unsupported compression 'lz4'");
     expect(unread.destroyed).toBe(true); // the caller's source is closed, not leaked
+  });
+
+  it('stops the xz process when the consumer gives up half way', async () => {
+    const controller = new AbortController();
+    const decompressor = createDecompressor('xz');
+    let seen = 0;
+    const consumer = pipeline(
+      createReadStream(await compressFile(nar, 'xz', join(work, 'abort.nar.xz'))),
+      decompressor,
+      async (source: AsyncIterable<Buffer>) => {
+        for await (const chunk of source) {
+          seen += chunk.length;
+          if (seen > 1024 * 1024) controller.abort();
+        }
+      },
+      { signal: controller.signal },
+    );
+    await expect(consumer).rejects.toThrow(/aborted/);
+    expect(decompressor.destroyed).toBe(true);
+    expect(seen).toBeLessThan(statSync(nar).size);
+    // The xz child is killed, not left running: none of this process's children is xz any more.
+    const xzChildren = async () =>
+      (
+        await execFileAsync('ps', ['-o', 'args=', '--ppid', String(process.pid)]).catch(() => ({
+          stdout: '',
+        }))
+      ).stdout
+        .split('\n')
+        .filter((args) => args.startsWith('xz --decompress'));
+    for (let i = 0; i < 50 && (await xzChildren()).length > 0; i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(await xzChildren()).toEqual([]);
   });
 
   it('HashingStream passes data through and knows its hash only once ended', async () => {

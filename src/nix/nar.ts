@@ -25,6 +25,8 @@ export const NAR_EXTENSIONS: Record<NarCompression, string> = { none: '', zstd: 
 
 export class CompressionError extends Error {}
 
+const XZ_DECOMPRESS_MEMLIMIT = '256MiB';
+
 function checkCompression(compression: string): NarCompression {
   if (!(NAR_COMPRESSIONS as readonly string[]).includes(compression)) {
     throw new CompressionError(
@@ -102,7 +104,12 @@ export function createDecompressor(compression: string): Duplex {
       // Node's decoder alone drops frames that follow another in the same chunk: split them first.
       return new ZstdFrameSplitter().compose(createZstdDecompress()) as unknown as Duplex;
     case 'xz':
-      return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet'], 'xz decompression');
+      // xz -9 needs 65 MiB to decompress; a file asking for far more is refused, not obeyed.
+      return new ProcessStream(
+        'xz',
+        ['--decompress', '--stdout', '--quiet', `--memlimit-decompress=${XZ_DECOMPRESS_MEMLIMIT}`],
+        'xz decompression',
+      );
   }
 }
 
