@@ -9,7 +9,7 @@ import { control, ensureStopped, isAlive, type DaemonStats } from './daemon.js';
 import { describeFetchError } from './exchange.js';
 import { removeNixConf, restartNixDaemon } from './nix-config.js';
 import { loadState, type SavedState } from './state.js';
-import { newStorePaths } from './store-paths.js';
+import { newStorePaths, validPaths } from './store-paths.js';
 import { buildSummary, hitRate } from './summary.js';
 
 /** Time the daemon gets beyond the drain deadline to answer, before post stops waiting. */

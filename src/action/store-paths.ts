@@ -3,7 +3,11 @@
  * did not see (builds by a daemon without our hook, `nix copy` from elsewhere, ...).
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
 
 export function storeDir(env: NodeJS.ProcessEnv = process.env): string {
   return env.NIX_STORE_DIR || '/nix/store';
@@ -29,4 +33,21 @@ export function newStorePaths(file: string, env: NodeJS.ProcessEnv = process.env
   return listStore(dir)
     .filter((name) => !before.has(name))
     .map((name) => join(dir, name));
+}
+
+/**
+ * The paths Nix has registered as valid: an entry can be in the store directory without being a
+ * path yet (a build still writing it) or any more (being deleted), and those cannot be pushed.
+ */
+export async function validPaths(paths: string[], env: NodeJS.ProcessEnv = process.env): Promise<string[]> {
+  const invalid = new Set<string>();
+  for (let i = 0; i < paths.length; i += 500) {
+    const { stdout } = await execFileAsync(
+      'nix-store',
+      ['--check-validity', '--print-invalid', ...paths.slice(i, i + 500)],
+      { env, maxBuffer: 16 * 1024 * 1024, timeout: 60_000 },
+    );
+    for (const line of stdout.split('\n')) if (line) invalid.add(line);
+  }
+  return paths.filter((path) => !invalid.has(path));
 }
