@@ -68,7 +68,9 @@ async function finish(state: SavedState, problems: string[]): Promise<DaemonStat
   let stats: DaemonStats | undefined;
   try {
     const paths =
-      state.storeListFile && existsSync(state.storeListFile) ? newStorePaths(state.storeListFile) : [];
+      state.storeListFile && existsSync(state.storeListFile)
+        ? await validPaths(newStorePaths(state.storeListFile))
+        : [];
     core.info(
       `Draining pushes for up to ${state.drainTimeoutSeconds} s (${paths.length} new store paths found).`,
     );
