@@ -236,6 +236,10 @@ describe('NAR decompression', () => {
     await expect(hashNar(Readable.from([Buffer.from('not zstd at all')]), 'zstd')).rejects.toThrow(
       'not zstd data: no frame magic number at byte 0',
     );
+    const zstBytes = readFileSync(zst);
+    await expect(
+      hashNar(Readable.from([zstBytes, Buffer.from('junk after the frame')]), 'zstd'),
+    ).rejects.toThrow(`not zstd data: no frame magic number at byte ${zstBytes.length}`);
     expect(() => createDecompressor('bzip2')).toThrow(CompressionError);
     expect(() => createDecompressor('bzip2')).toThrow(
       "unsupported compression 'bzip2' (supported: none, zstd, xz)",

@@ -34,7 +34,8 @@ export class ZstdFrameSplitter extends Transform {
   private parsed: number[] = [];
   private checksum = false;
   private lastBlock = false;
-  private offset = 0;
+  /** Bytes of input consumed so far, for error messages. */
+  private position = 0;
   /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
   private forwarding = false;
 
@@ -46,6 +47,7 @@ export class ZstdFrameSplitter extends Transform {
         const take = Math.min(this.need, chunk.length - i);
         if (PARSED.has(this.unit)) this.parsed.push(...chunk.subarray(i, i + take));
         i += take;
+        this.position += take;
         this.need -= take;
         if (this.need > 0) break;
         const unit = this.unit;
@@ -58,7 +60,6 @@ export class ZstdFrameSplitter extends Transform {
         }
       }
       if (this.forwarding && i > start) this.push(chunk.subarray(start, i));
-      this.offset += chunk.length;
     } catch (error) {
       callback(error as Error);
       return;
@@ -85,7 +86,7 @@ export class ZstdFrameSplitter extends Transform {
           return this.next('descriptor', 1);
         }
         if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) return this.next('skipSize', 4);
-        throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.offset}`);
+        throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.position - 4}`);
       }
       case 'descriptor': {
         const d = bytes[0]!;
