@@ -1,4 +1,4 @@
-import { describe, expect, it } from '@jest/globals';
+import { afterAll, describe, expect, it } from '@jest/globals';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +6,11 @@ import { MAX_NAME_LENGTH, StorePath, StorePathError } from '../../src/nix/store-
 import { nix, nixBuild, salt } from '../support/nix.js';
 
 const HASH = '0123456789abcdfghijklmnpqrsvwxyz';
+const built: string[] = [];
+
+afterAll(async () => {
+  if (built.length > 0) await nix('nix-store', ['--delete', ...built]).catch(() => undefined);
+});
 
 /**
  * Asks Nix whether it accepts `path` as a store path: an empty binary cache parses the path and
@@ -45,6 +50,7 @@ describe('StorePath against paths Nix builds', () => {
     const [out] = await nixBuild(
       `derivation { name = "${name}"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "echo hi > $out"]; }`,
     );
+    built.push(out!);
     const path = StorePath.parse(out!);
     expect(path.name).toBe(name);
     expect(path.hashPart).toBe(out!.slice('/nix/store/'.length, '/nix/store/'.length + 32));
