@@ -81,6 +81,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const isPublic = (slice: string) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
 
   let cacheUrl = config.publicUrl ?? '';
+  let tokenHandler: ReturnType<typeof createTokenHandler> | undefined;
   const server: Server = createServer();
   const router = createRouter({
     blobs,
@@ -91,8 +92,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     log,
     verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
     isPublic,
+    // Made on first use: the cache URL is known only once listening (port 0).
     tokenHandler: (req, res) =>
-      createTokenHandler({ exchange, publicKeys: [signingKey.publicKey.text], cacheUrl })(req, res),
+      (tokenHandler ??= createTokenHandler({ exchange, publicKeys: [signingKey.publicKey.text], cacheUrl }))(
+        req,
+        res,
+      ),
     health: () => ({ status: 'ok', public_key: signingKey.publicKey.text }),
   });
   let stopping = false;

@@ -55,6 +55,7 @@ export async function resolveAccess(
   try {
     access = await verify(token);
   } catch (error) {
+    if (error instanceof HttpError && error.status === 401) throw error; // already names the problem
     const reason = error instanceof Error ? error.message : String(error);
     throw new HttpError(401, `invalid cache token: ${reason}`, 'bad_token', { 'www-authenticate': 'Bearer' });
   }

@@ -18,6 +18,7 @@ import {
   type CacheDeps,
   type CacheRequest,
 } from './cache-handlers.js';
+import { acceptBody } from './body.js';
 import { matchRoute, type Route } from './paths.js';
 
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
@@ -61,7 +62,12 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
         res.end(body);
       },
     },
-    token: { POST: (_route, { req, res }) => deps.tokenHandler(req, res) },
+    token: {
+      POST: (_route, { req, res }) => {
+        acceptBody(req, res);
+        return deps.tokenHandler(req, res);
+      },
+    },
     metrics: {
       GET: async (_route, { res }) => {
         const body = await deps.metrics.registry.metrics();

@@ -30,11 +30,15 @@ export class FsBlobStore implements BlobStore {
 
   async put(key: string, body: Readable): Promise<'created' | 'exists'> {
     const finalPath = this.path(key);
+    // The body may fail while the temp file is being opened, before anything reads it.
+    let failure: Error | undefined;
+    body.on('error', (error: Error) => (failure ??= error));
     const tempPath = join(this.dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
     const file = await open(tempPath, 'wx', 0o644);
     try {
       // Writing chunk by chunk keeps backpressure and surfaces an error of `body` (a failed check) here.
       for await (const chunk of body as AsyncIterable<Buffer>) await file.write(chunk);
+      if (failure) throw failure;
       await file.sync();
       await file.close();
       try {

@@ -1,0 +1,90 @@
+/** The storage backends on real files: put-if-absent, atomic visibility, ranges, slice-filtered lookups. */
+import { describe, expect, it } from '@jest/globals';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { text } from 'node:stream/consumers';
+import { FsBlobStore } from '../../src/server/storage/fs-blob-store.js';
+import { SqliteMetadataStore } from '../../src/server/storage/sqlite-metadata-store.js';
+
+const tempDir = () => mkdtempSync(join(tmpdir(), 'sluice-storage-'));
+
+describe('FsBlobStore', () => {
+  it('stores once, reads whole or by range, heads and deletes', async () => {
+    const dir = tempDir();
+    const store = await FsBlobStore.open(dir);
+    expect(await store.put('abc.nar', Readable.from([Buffer.from('hello '), Buffer.from('world')]))).toBe(
+      'created',
+    );
+    expect(await store.put('abc.nar', Readable.from([Buffer.from('other')]))).toBe('exists');
+    expect(await text((await store.get('abc.nar'))!)).toBe('hello world');
+    expect(await text((await store.get('abc.nar', { start: 6, end: 10 }))!)).toBe('world');
+    expect(await store.head('abc.nar')).toEqual({ size: 11 });
+    await store.delete('abc.nar');
+    expect([await store.head('abc.nar'), await store.get('abc.nar')]).toEqual([null, null]);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('a body that fails leaves nothing, not even a temp file', async () => {
+    const dir = tempDir();
+    const store = await FsBlobStore.open(dir);
+    const failing = new Readable({ read() {} });
+    failing.push(Buffer.from('partial'));
+    setImmediate(() => failing.destroy(new Error('check failed')));
+    await expect(store.put('abc.nar', failing)).rejects.toThrow('check failed');
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('refuses keys that are not plain file names', async () => {
+    const store = await FsBlobStore.open(tempDir());
+    for (const key of ['../x', 'a/b', '.hidden', 'A.nar', '..']) {
+      await expect(store.head(key)).rejects.toThrow(`invalid blob key '${key}'`);
+    }
+  });
+});
+
+describe('SqliteMetadataStore', () => {
+  const facts = { key: 'k.nar', compression: 'none' as const, fileSize: 3, narHash: 'sha256:x', narSize: 3 };
+  const record = (slice: string, createdAt: number) => ({
+    slice,
+    hashPart: 'h'.repeat(32),
+    storePath: `/nix/store/${'h'.repeat(32)}-x`,
+    narKey: 'k.nar',
+    narinfo: `StorePath: in ${slice}\n`,
+    createdAt: new Date(createdAt),
+  });
+  const audit = (slice: string) => ({
+    time: new Date(),
+    slice,
+    storePath: '/nix/store/p',
+    narSize: 3,
+    fileSize: 3,
+  });
+
+  it('answers lookups only from the slices the filter admits', async () => {
+    const meta = new SqliteMetadataStore(join(tempDir(), 'sluice.db'));
+    await meta.recordUpload('a', facts);
+    expect(await meta.uploadedNar('a', 'k.nar')).toEqual(facts);
+    expect(await meta.uploadedNar('b', 'k.nar')).toBeNull();
+    expect(await meta.putNarInfo(record('b', 2), audit('b'))).toBe('created');
+    expect(await meta.putNarInfo(record('a', 1), audit('a'))).toBe('created');
+    expect(await meta.putNarInfo(record('a', 3), audit('a'))).toBe('exists');
+    expect((await meta.findNarInfo('h'.repeat(32), (s) => s === 'b'))?.narinfo).toBe('StorePath: in b\n');
+    expect((await meta.findNarInfo('h'.repeat(32), () => true))?.slice).toBe('a'); // the oldest
+    expect(await meta.findNarInfo('h'.repeat(32), (s) => s === 'c')).toBeNull();
+    expect(await meta.isNarReadable('k.nar', (s) => s === 'c')).toBe(false);
+    expect(await meta.isNarReadable('k.nar', (s) => s === 'b')).toBe(true);
+    expect((await meta.listAudit({})).map((e) => e.slice)).toEqual(['b', 'a']);
+    expect((await meta.listAudit({ slice: 'a' })).length).toBe(1);
+    await meta.close();
+  });
+
+  it('binds a slice to the first owner', async () => {
+    const meta = new SqliteMetadataStore(join(tempDir(), 'sluice.db'));
+    const first = { repositoryId: '1', repositoryOwnerId: '9' };
+    expect(await meta.bindSlice('s', first)).toEqual(first);
+    expect(await meta.bindSlice('s', { repositoryId: '2', repositoryOwnerId: '9' })).toEqual(first);
+    await meta.close();
+  });
+});
