@@ -2,11 +2,11 @@
  * Run as a child process by nar.test.ts: hashes one (compressed) NAR file with hashNar and reports
  * the result and how much the process's peak RSS grew while doing it.
  *
- * Node frees stream buffers lazily (V8 collects them once tens of MB of garbage have piled up), so
- * any stream, however well it streams, lifts RSS by a fixed amount. To measure what grows with the
- * data, the child first hashes the file's first 32 MiB as a warm-up (all code loaded, the garbage
- * float reached), takes the peak RSS then as baseline and reports the growth over it for the whole.
- * Usage: node --experimental-transform-types --import ./ts-hooks.mjs hash-nar-child.ts FILE COMPRESSION
+ * Node frees spent stream buffers lazily, so any stream lifts RSS by some garbage not yet
+ * collected; nar.test.ts runs this with a small young generation to keep that float small. To
+ * measure only what grows with the data, the child first hashes the file's first 32 MiB as a
+ * warm-up (all code loaded), takes the peak RSS then as baseline and reports the growth over it.
+ * Usage: node --max-semi-space-size=1 --experimental-transform-types --import ./ts-hooks.mjs hash-nar-child.ts FILE COMPRESSION
  */
 import { createReadStream } from 'node:fs';
 import { hashNar } from '../../src/nix/nar.js';
