@@ -4,7 +4,7 @@
  * references it lacks. A path whose reference failed is failed too (its NAR may already be up:
  * harmless, nothing points to it).
  */
-import { createReadStream, type ReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { mkdir } from 'node:fs/promises';
 import { serializeNarInfo, type NarInfo } from '../nix/narinfo.js';
 import { StorePath } from '../nix/store-path.js';
@@ -129,7 +129,7 @@ export class Uploader {
     await this.workDirReady;
     const file = await makeNarFile(info, compression, workDir, signal);
     try {
-      await this.put(`/${file.url}`, () => createReadStream(file.path), {
+      await this.put(`/${file.url}`, () => file.body(), {
         'content-type': 'application/x-nix-nar',
         'content-length': String(file.fileSize),
       });
@@ -166,7 +166,7 @@ export class Uploader {
 
   private async put(
     path: string,
-    body: () => ReadStream | string,
+    body: () => Readable | Buffer | string,
     headers: Record<string, string>,
   ): Promise<void> {
     const response = await this.options.server.request({
