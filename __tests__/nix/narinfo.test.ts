@@ -193,6 +193,9 @@ describe('narinfo parse errors name the problem', () => {
     expect(() => serializeNarInfo({ ...info, system: 'x86_64-linux\nNarSize: 1' })).toThrow(
       "field 'System' contains a newline",
     );
+    expect(() => serializeNarInfo({ ...info, references: ['a b'] })).toThrow(
+      "References: 'a b' is not a store path base name",
+    );
     expect(() => serializeNarInfo({ ...info, extra: [['Bad Key', 'v']] })).toThrow(
       "cannot write extra field 'Bad Key'",
     );

@@ -175,8 +175,9 @@ export function serializeNarInfo(info: NarInfo): string {
   line('FileSize', info.fileSize);
   line('NarHash', info.narHash);
   line('NarSize', info.narSize);
-  line('References', info.references.join(' '));
-  line('Deriver', info.deriver);
+  // A malformed base name (one with a space, say) would read back as other references.
+  line('References', info.references.map((r) => checkBaseName('References', r)).join(' '));
+  line('Deriver', info.deriver === undefined ? undefined : checkBaseName('Deriver', info.deriver));
   line('System', info.system);
   for (const sig of info.sigs) line('Sig', sig);
   line('CA', info.ca);
