@@ -3,11 +3,8 @@
  * and a fresh store substitutes all of it trusting only the server's key.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { makeNixMachine, nix, nixBuild, randomChainExpr } from '../support/nix.js';
-import { startTestServer, writeNetrc, type TestServer } from '../support/server.js';
+import { startTestServer, substituteFresh, writeNetrc, type TestServer } from '../support/server.js';
 
 let server: TestServer;
 
@@ -45,34 +42,11 @@ describe.each(['zstd', 'xz', 'none'])('nix copy with compression=%s', (compressi
       { machine: pusher },
     );
 
-    const puller = makeNixMachine();
-    const pullerNetrc = writeNetrc(puller.dir, await server.readToken(['acme/*']));
-    const store = mkdtempSync(join(tmpdir(), 'sluice-store-'));
-    await nix(
-      'nix-store',
-      [
-        '--store',
-        store,
-        '-r',
-        top as string,
-        '--option',
-        'netrc-file',
-        pullerNetrc,
-        '--option',
-        'substituters',
-        server.url,
-        '--option',
-        'trusted-public-keys',
-        server.publicKey,
-      ],
-      { machine: puller },
-    );
-    const substituted = (
-      await nix('nix-store', ['--store', store, '-qR', top as string], { machine: puller })
-    )
-      .trim()
-      .split('\n')
-      .sort();
+    const {
+      machine: puller,
+      store,
+      closure: substituted,
+    } = await substituteFresh(server, top as string, await server.readToken(['acme/*']));
     expect(substituted).toEqual(closure);
     // The substituted contents are the built ones, byte for byte.
     for (const path of closure) {

@@ -10,6 +10,7 @@ import {
   narUploadFor,
   pushRaw,
   startTestServer,
+  substituteFresh,
   writeNetrc,
   type NarUpload,
   type TestServer,
@@ -139,27 +140,8 @@ describe('slices', () => {
     expect(await get(pathOss.narUrl, null)).toBe(200);
     expect(await get(`${pathA.hashPart}.narinfo`, null)).toBe(404);
     // Real Nix substitutes it anonymously, trusting only the server key.
-    const machine = makeNixMachine();
-    const store = `${machine.dir}/store`;
-    await nix(
-      'nix-store',
-      [
-        '--store',
-        store,
-        '-r',
-        pathOss.storePath,
-        '--option',
-        'substituters',
-        server.url,
-        '--option',
-        'trusted-public-keys',
-        server.publicKey,
-      ],
-      { machine },
-    );
-    expect((await nix('nix-store', ['--store', store, '-qR', pathOss.storePath], { machine })).trim()).toBe(
-      pathOss.storePath,
-    );
+    const { closure } = await substituteFresh(server, pathOss.storePath);
+    expect(closure).toEqual([pathOss.storePath]);
   });
 
   it('a NAR held only by another slice: HEAD says 404, the narinfo needs the bytes uploaded, which dedupes', async () => {

@@ -15,7 +15,7 @@ import { serializeNarInfo, type NarInfo } from '../../src/nix/narinfo.js';
 import { parseConfig, type Config } from '../../src/server/config.js';
 import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../src/server/exchange/index.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
-import { makeNixMachine } from './nix.js';
+import { makeNixMachine, nix, type NixMachine } from './nix.js';
 import { githubClaims, startOidcIssuer, type Claims, type OidcIssuer } from './oidc-issuer.js';
 
 export interface TestServer extends RunningServer {
@@ -239,4 +239,26 @@ export function rawRequest(
       });
     } else req.end(body);
   });
+}
+
+/**
+ * Substitutes `path` from the server into a fresh store of a fresh Nix "machine", trusting only the
+ * server's key (and authenticating with `token` through a netrc, if given). Returns that machine,
+ * the store and the closure it now holds, sorted.
+ */
+export async function substituteFresh(
+  server: { url: string; publicKey: string },
+  path: string,
+  token?: string,
+): Promise<{ machine: NixMachine; store: string; closure: string[] }> {
+  const machine = makeNixMachine();
+  const store = join(machine.dir, 'store');
+  const netrc = token ? ['--option', 'netrc-file', writeNetrc(machine.dir, token)] : [];
+  const trust = ['--option', 'substituters', server.url, '--option', 'trusted-public-keys', server.publicKey];
+  await nix('nix-store', ['--store', store, '-r', path, ...netrc, ...trust], { machine });
+  const closure = (await nix('nix-store', ['--store', store, '-qR', path], { machine }))
+    .trim()
+    .split('\n')
+    .sort();
+  return { machine, store, closure };
 }

@@ -126,7 +126,12 @@ export async function getNar(deps: CacheDeps, request: CacheRequest, key: string
   if (!body) throw notFound(`nar/${key}`);
   res.writeHead(status, headers);
   body.on('data', (chunk: Buffer) => deps.metrics.bytesOut.inc(chunk.length));
-  await pipeline(body, res);
+  try {
+    await pipeline(body, res);
+  } catch (error) {
+    // The client went away mid-download: nothing to answer, nothing to report.
+    if ((error as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') throw error;
+  }
 }
 
 /** Refuses a write into a slice another repository wrote first (names can change hands on GitHub). */

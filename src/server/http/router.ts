@@ -88,8 +88,9 @@ export function createRouter(deps: RouterDeps): RawHandler {
     const started = performance.now();
     const path = (req.url ?? '/').split('?', 1)[0]?.slice(0, 200);
     let routeName = 'unknown';
-    res.on('finish', () => {
-      const status = res.statusCode;
+    // 'close' rather than 'finish': a download the client abandons is counted and logged too.
+    res.once('close', () => {
+      const status = res.writableFinished ? res.statusCode : 499;
       deps.metrics.requests.inc({ route: routeName, method: req.method ?? '', status });
       deps.log.info(
         { method: req.method, path, route: routeName, status, ms: Math.round(performance.now() - started) },
