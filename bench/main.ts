@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { makeContext, type Context } from './lib/context.js';
 import { describeMachine, type MachineDescription } from './lib/machine.js';
 import { findNginx, NGINX_INSTALL_HINT } from './lib/nginx.js';
-import { markdownTable, rowsAsJson, type Row } from './lib/report.js';
+import { markdownTable, notesMarkdown, rowsAsJson, type Row } from './lib/report.js';
 import { concurrentScenario } from './scenarios/concurrent.js';
 import { lookupScenarios } from './scenarios/lookups.js';
 import { pushScenarios } from './scenarios/push.js';
@@ -77,6 +77,8 @@ export async function run(argv: string[]): Promise<void> {
     '## How cost grows',
     '',
     markdownTable(rows.filter((row) => row.group === 'growth')),
+    '',
+    notesMarkdown(rows),
     '',
   ].join('\n');
   process.stdout.write(`\n${markdown}`);

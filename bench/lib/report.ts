@@ -84,3 +84,9 @@ export function rowsAsJson(rows: Row[]): object[] {
     note: row.note ?? null,
   }));
 }
+
+/** The rows' notes (where the time went, why a side is missing), as a list under the tables. */
+export function notesMarkdown(rows: Row[]): string {
+  const notes = rows.filter((row) => row.note).map((row) => `- ${row.scenario}: ${row.note}`);
+  return notes.length > 0 ? ['Notes:', '', ...notes].join('\n') : '';
+}

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import type { Context } from './context.js';
-import { peakRssMB, startProcess, stopProcess, waitForHttp } from './processes.js';
+import { cpuSeconds, peakRssMB, startProcess, stopProcess, waitForHttp } from './processes.js';
 
 export const AUDIENCE = 'sluice';
 
@@ -35,6 +35,7 @@ export interface SluiceServer {
   /** The tail of its log, for error messages. */
   output(): string;
   peakRssMB(): number;
+  cpuSeconds(): number;
   close(): Promise<void>;
 }
 
@@ -44,6 +45,7 @@ export interface Daemon {
   /** The tail of its log, for error messages. */
   output(): string;
   peakRssMB(): number;
+  cpuSeconds(): number;
   /** Pushes `paths` (and their closures) and waits until the queue is empty. */
   drain(paths: string[], deadlineSeconds?: number): Promise<DrainStats>;
   close(): Promise<void>;
@@ -125,6 +127,7 @@ export async function startSluiceServer(context: Context, issuerUrl: string): Pr
     pid: child.pid!,
     output: child.output,
     peakRssMB: () => peakRssMB(child.pid!),
+    cpuSeconds: () => cpuSeconds(child.pid!),
     close: () => stopProcess(child),
   };
 }
@@ -205,6 +208,7 @@ export async function startDaemon(
     pid: child.pid!,
     output: child.output,
     peakRssMB: () => peakRssMB(child.pid!),
+    cpuSeconds: () => cpuSeconds(child.pid!),
     drain: async (paths, deadlineSeconds = 3600) => {
       // undici's request, not fetch: fetch gives up waiting for headers after 300 s, a big push may take longer.
       const response = await request(`${url}/_sluice/drain`, {

@@ -25,6 +25,15 @@ interface PushComparison {
   baseline: Side;
   proxyRss: number[];
   serverRss: number[];
+  /** Where the time went on the Sluice side, per repetition (CPU seconds of each process). */
+  cpu: { wall: number; daemon: number; server: number }[];
+}
+
+/** A short account of CPU use during the pushes: tells CPU-bound from waiting. */
+function cpuNote(cpu: PushComparison['cpu']): string | undefined {
+  if (cpu.length === 0) return undefined;
+  const mid = [...cpu].sort((a, b) => a.wall - b.wall)[Math.floor(cpu.length / 2)]!;
+  return `median run: ${mid.wall.toFixed(1)} s wall; daemon ${mid.daemon.toFixed(1)} s CPU, server ${mid.server.toFixed(1)} s CPU`;
 }
 
 /** Per repetition: fresh paths, pushed by a new job's daemon and copied by `nix copy` to a new file:// cache. */
@@ -42,11 +51,19 @@ async function comparePush(
   };
   const proxyRss: number[] = [];
   const serverRss: number[] = [];
+  const cpu: PushComparison['cpu'] = [];
   const viaSluice = async (repetition: number) => {
     const closure = await closureFor(repetition);
     const daemon = await stack!.startJob(10 + repetition);
     try {
+      const serverCpuBefore = stack!.server.cpuSeconds();
+      const daemonCpuBefore = daemon.cpuSeconds();
       const { seconds, value: stats } = await timed(() => daemon.drain(closure.paths));
+      cpu.push({
+        wall: seconds,
+        daemon: daemon.cpuSeconds() - daemonCpuBefore,
+        server: stack!.server.cpuSeconds() - serverCpuBefore,
+      });
       if (stats.pushed.paths !== closure.paths.length) {
         throw new Error(`the daemon pushed ${stats.pushed.paths} paths, expected ${closure.paths.length}`);
       }
@@ -73,6 +90,7 @@ async function comparePush(
     baseline: { samples: samples[stack ? 1 : 0]! },
     proxyRss,
     serverRss,
+    cpu,
   };
 }
 
@@ -98,6 +116,7 @@ export async function pushScenarios(context: Context): Promise<Row[]> {
         baseline: push.baseline,
         target: '≤ 1.3×',
         met: (_seconds, ratio) => ratio !== undefined && ratio <= 1.3,
+        note: cpuNote(push.cpu),
       },
       {
         scenario: 'memory: proxy peak RSS while pushing',
@@ -143,6 +162,7 @@ export async function pushScenarios(context: Context): Promise<Row[]> {
         sluice: growth.sluice,
         baseline: growth.baseline,
         target: 'linear',
+        note: cpuNote(growth.cpu),
       });
     }
     return rows;
