@@ -174,12 +174,14 @@ export async function pushRaw(
   return [nar.status, narinfo.status];
 }
 
-/** What the server holds: NAR files (and leftover temp files), narinfos, uploads, audit rows. */
+/** What the server holds: NAR files (and leftover temp files), narinfos, uploads, audit rows, slice owners. */
 export interface StoredState {
   files: string[];
   narinfos: number;
   uploads: number;
   audit: number;
+  /** Slices bound to a repository. */
+  slices: number;
 }
 
 export function storedState(dataDir: string): StoredState {
@@ -192,6 +194,7 @@ export function storedState(dataDir: string): StoredState {
       narinfos: count('narinfos'),
       uploads: count('slice_nars'),
       audit: count('audit'),
+      slices: count('slices'),
     };
   } finally {
     db.close();

@@ -134,15 +134,17 @@ export async function getNar(deps: CacheDeps, request: CacheRequest, key: string
   }
 }
 
-/** Refuses a write into a slice another repository wrote first (names can change hands on GitHub). */
-async function checkSliceOwner(deps: CacheDeps, access: Access, slice: string): Promise<void> {
+/**
+ * Refuses a write into a slice another repository wrote first (names change hands on GitHub; ids
+ * do not). Uploads only check; an accepted narinfo binds the slice, so a refused request changes nothing.
+ */
+async function checkSliceOwner(deps: CacheDeps, access: Access, slice: string, bind: boolean): Promise<void> {
   const { repositoryId, repositoryOwnerId } = access.identity;
   if (!repositoryId) return;
-  const owner = await deps.meta.bindSlice(slice, {
-    repositoryId,
-    repositoryOwnerId: repositoryOwnerId ?? '',
-  });
-  if (owner.repositoryId !== repositoryId) {
+  const owner = bind
+    ? await deps.meta.bindSlice(slice, { repositoryId, repositoryOwnerId: repositoryOwnerId ?? '' })
+    : await deps.meta.sliceOwner(slice);
+  if (owner && owner.repositoryId !== repositoryId) {
     throw new HttpError(
       403,
       `slice '${slice}' belongs to another repository (id ${owner.repositoryId})`,
@@ -160,7 +162,7 @@ export async function putNar(
   const access = await request.access();
   const slice = requireWriteSlice(access);
   checkDeclaredLength(req, deps.maxNarSize, 'NAR file');
-  await checkSliceOwner(deps, access, slice);
+  await checkSliceOwner(deps, access, slice, false);
   acceptBody(req, res);
   const upload = verifyNarUpload(req, {
     fileHash: Hash.parse(`sha256:${nar.fileHash}`),
@@ -240,7 +242,7 @@ export async function putNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
   const access = await request.access();
   const slice = requireWriteSlice(access);
   checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'narinfo');
-  await checkSliceOwner(deps, access, slice);
+  await checkSliceOwner(deps, access, slice, false);
   acceptBody(req, res);
   const text = (await readSmallBody(req, NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
   let info: NarInfo;
@@ -252,6 +254,7 @@ export async function putNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
     throw error;
   }
   const facts = await checkNarInfo(deps, slice, hashPart, info);
+  await checkSliceOwner(deps, access, slice, true);
   const stored: NarInfo = {
     ...info,
     url: `nar/${facts.key}`,

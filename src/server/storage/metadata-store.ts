@@ -63,6 +63,8 @@ export interface MetadataStore {
   findNarInfo(hashPart: string, readable: SliceFilter): Promise<NarInfoRecord | null>;
   /** Whether a narinfo in a slice the filter admits points to this NAR. */
   isNarReadable(key: string, readable: SliceFilter): Promise<boolean>;
+  /** The repository a slice belongs to, or null before its first accepted write. */
+  sliceOwner(slice: string): Promise<SliceOwner | null>;
   /** Binds the slice to `owner` if it has no owner yet; returns the owner it has now. */
   bindSlice(slice: string, owner: SliceOwner): Promise<SliceOwner>;
   listAudit(filter: { slice?: string; since?: Date; limit?: number }): Promise<AuditEntry[]>;

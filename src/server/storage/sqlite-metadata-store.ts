@@ -1,5 +1,5 @@
 /** MetadataStore on SQLite (`node:sqlite`), one file in the data directory, WAL mode. */
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type {
   AuditEntry,
   MetadataStore,
@@ -41,6 +41,7 @@ const optional = (v: unknown): string | undefined => (v === null || v === undefi
 
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: DatabaseSync;
+  private readonly statements = new Map<string, StatementSync>();
 
   constructor(path: string) {
     this.db = new DatabaseSync(path);
@@ -48,17 +49,25 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.exec(SCHEMA);
   }
 
+  /** Prepared once, reused: narinfo lookups are the hot path (Nix asks for every path of a closure). */
+  private sql(text: string): StatementSync {
+    let statement = this.statements.get(text);
+    if (!statement) {
+      statement = this.db.prepare(text);
+      this.statements.set(text, statement);
+    }
+    return statement;
+  }
+
   async recordUpload(slice: string, facts: NarFacts): Promise<void> {
-    this.db
-      .prepare(
-        `INSERT OR IGNORE INTO slice_nars (slice, key, compression, file_size, nar_hash, nar_size, created_at)
+    this.sql(
+      `INSERT OR IGNORE INTO slice_nars (slice, key, compression, file_size, nar_hash, nar_size, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(slice, facts.key, facts.compression, facts.fileSize, facts.narHash, facts.narSize, Date.now());
+    ).run(slice, facts.key, facts.compression, facts.fileSize, facts.narHash, facts.narSize, Date.now());
   }
 
   async uploadedNar(slice: string, key: string): Promise<NarFacts | null> {
-    const row = this.db.prepare('SELECT * FROM slice_nars WHERE slice = ? AND key = ?').get(slice, key) as
+    const row = this.sql('SELECT * FROM slice_nars WHERE slice = ? AND key = ?').get(slice, key) as
       Row | undefined;
     if (!row) return null;
     return {
@@ -73,41 +82,37 @@ export class SqliteMetadataStore implements MetadataStore {
   async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists'> {
     this.db.exec('BEGIN IMMEDIATE');
     try {
-      const inserted = this.db
-        .prepare(
-          `INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at)
+      const inserted = this.sql(
+        `INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at)
            VALUES (?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          record.slice,
-          record.hashPart,
-          record.storePath,
-          record.narKey,
-          record.narinfo,
-          +record.createdAt,
-        );
+      ).run(
+        record.slice,
+        record.hashPart,
+        record.storePath,
+        record.narKey,
+        record.narinfo,
+        +record.createdAt,
+      );
       if (inserted.changes === 0) {
         this.db.exec('ROLLBACK');
         return 'exists';
       }
-      this.db
-        .prepare(
-          `INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
+      this.sql(
+        `INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
              workflow, run_id, sha) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          +audit.time,
-          audit.slice,
-          audit.storePath,
-          audit.narSize,
-          audit.fileSize,
-          audit.repository ?? null,
-          audit.repositoryId ?? null,
-          audit.ref ?? null,
-          audit.workflow ?? null,
-          audit.runId ?? null,
-          audit.sha ?? null,
-        );
+      ).run(
+        +audit.time,
+        audit.slice,
+        audit.storePath,
+        audit.narSize,
+        audit.fileSize,
+        audit.repository ?? null,
+        audit.repositoryId ?? null,
+        audit.ref ?? null,
+        audit.workflow ?? null,
+        audit.runId ?? null,
+        audit.sha ?? null,
+      );
       this.db.exec('COMMIT');
       return 'created';
     } catch (e) {
@@ -117,9 +122,9 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async findNarInfo(hashPart: string, readable: SliceFilter): Promise<NarInfoRecord | null> {
-    const rows = this.db
-      .prepare('SELECT * FROM narinfos WHERE hash_part = ? ORDER BY created_at, slice')
-      .all(hashPart) as Row[];
+    const rows = this.sql('SELECT * FROM narinfos WHERE hash_part = ? ORDER BY created_at, slice').all(
+      hashPart,
+    ) as Row[];
     const row = rows.find((r) => readable(str(r.slice)));
     if (!row) return null;
     return {
@@ -133,26 +138,28 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async isNarReadable(key: string, readable: SliceFilter): Promise<boolean> {
-    const rows = this.db.prepare('SELECT DISTINCT slice FROM narinfos WHERE nar_key = ?').all(key) as Row[];
+    const rows = this.sql('SELECT DISTINCT slice FROM narinfos WHERE nar_key = ?').all(key) as Row[];
     return rows.some((r) => readable(str(r.slice)));
   }
 
+  async sliceOwner(slice: string): Promise<SliceOwner | null> {
+    const row = this.sql('SELECT * FROM slices WHERE name = ?').get(slice) as Row | undefined;
+    return row
+      ? { repositoryId: str(row.repository_id), repositoryOwnerId: str(row.repository_owner_id) }
+      : null;
+  }
+
   async bindSlice(slice: string, owner: SliceOwner): Promise<SliceOwner> {
-    this.db
-      .prepare(
-        'INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at) VALUES (?, ?, ?, ?)',
-      )
-      .run(slice, owner.repositoryId, owner.repositoryOwnerId, Date.now());
-    const row = this.db.prepare('SELECT * FROM slices WHERE name = ?').get(slice) as Row;
-    return { repositoryId: str(row.repository_id), repositoryOwnerId: str(row.repository_owner_id) };
+    this.sql(
+      'INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at) VALUES (?, ?, ?, ?)',
+    ).run(slice, owner.repositoryId, owner.repositoryOwnerId, Date.now());
+    return (await this.sliceOwner(slice)) as SliceOwner;
   }
 
   async listAudit(filter: { slice?: string; since?: Date; limit?: number }): Promise<AuditEntry[]> {
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM audit WHERE (?1 IS NULL OR slice = ?1) AND time >= ?2 ORDER BY time, id LIMIT ?3`,
-      )
-      .all(filter.slice ?? null, filter.since ? +filter.since : 0, filter.limit ?? -1) as Row[];
+    const rows = this.sql(
+      `SELECT * FROM audit WHERE (?1 IS NULL OR slice = ?1) AND time >= ?2 ORDER BY time, id LIMIT ?3`,
+    ).all(filter.slice ?? null, filter.since ? +filter.since : 0, filter.limit ?? -1) as Row[];
     return rows.map((r) => ({
       time: new Date(Number(r.time)),
       slice: str(r.slice),
