@@ -122,3 +122,14 @@ export async function deletePaths(job: Job, paths: string[]): Promise<void> {
 export function hashPart(storePath: string): string {
   return storePath.slice('/nix/store/'.length, '/nix/store/'.length + 32);
 }
+
+/**
+ * Warnings, minus those only about store paths of other tests: the store is shared with tests
+ * running at the same time, and post's store diff sees their paths come and go.
+ */
+export function warningsAbout(warnings: string[], ours: string[]): string[] {
+  return warnings.filter((warning) => {
+    const mentioned = warning.match(/\/nix\/store\/[0-9a-z]{32}-[^\s:)]+/g) ?? [];
+    return mentioned.length === 0 || mentioned.some((path) => ours.includes(path));
+  });
+}
