@@ -3,7 +3,7 @@
  * a temp file), no narinfo, no recorded upload, no audit row.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
-import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -118,11 +118,44 @@ describe('tokens', () => {
         .setExpirationTime('1h')
         .sign(generateKeyPairSync('ed25519').privateKey),
       garbage: 'not-a-jwt',
+      // Signed with the server's real token key, but wrong in one claim each.
+      expired: await new SignJWT(claims)
+        .setProtectedHeader({ alg: 'EdDSA' })
+        .setJti(randomUUID())
+        .setIssuer('sluice')
+        .setAudience('sluice-cache')
+        .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
+        .setExpirationTime(Math.floor(Date.now() / 1000) - 3600)
+        .sign(createPrivateKey(tokenKey)),
+      wrongIssuer: await new SignJWT(claims)
+        .setProtectedHeader({ alg: 'EdDSA' })
+        .setJti(randomUUID())
+        .setIssuer('someone-else')
+        .setAudience('sluice-cache')
+        .setExpirationTime('1h')
+        .sign(createPrivateKey(tokenKey)),
+      wrongAudience: await new SignJWT(claims)
+        .setProtectedHeader({ alg: 'EdDSA' })
+        .setJti(randomUUID())
+        .setIssuer('sluice')
+        .setAudience('another-service')
+        .setExpirationTime('1h')
+        .sign(createPrivateKey(tokenKey)),
     };
-    for (const [kind, token] of Object.entries(forged)) {
+    const expected: Record<keyof typeof forged, RegExp> = {
+      algNone: /algorithm not allowed/,
+      hs256WithPublicKey: /algorithm not allowed/,
+      otherKey: /bad signature/,
+      garbage: /malformed/,
+      expired: /expired/,
+      wrongIssuer: /iss/,
+      wrongAudience: /aud/,
+    };
+    for (const [kind, token] of Object.entries(forged) as [keyof typeof forged, string][]) {
       const res = await put(auth(token));
       expect([kind, res.status]).toEqual([kind, 401]);
-      expect(res.text).toMatch(/cache token/);
+      expect([kind, res.text]).toEqual([kind, expect.stringMatching(/^cache token: \S/)]);
+      expect([kind, res.text]).toEqual([kind, expect.stringMatching(expected[kind])]);
     }
     // Basic auth carries the token as its password: a forged one fares no better.
     const basic = Buffer.from(`x:${forged.otherKey}`).toString('base64');
