@@ -102,6 +102,19 @@ describe('tokens', () => {
     const tokenKey = readFileSync(join(server.dataDir, 'token-key.pem'), 'utf8');
     const publicPem = createPublicKey(tokenKey).export({ type: 'spki', format: 'pem' }) as string;
     const claims = { kind: 'ci', read: ['acme/app'], write: 'acme/app', identity: { issuer: 'github' } };
+    const now = () => Math.floor(Date.now() / 1000);
+    /** A token with the real key and the right claims, except for `overrides`. */
+    const signed = (overrides: Record<string, unknown>) =>
+      new SignJWT({
+        iss: 'sluice',
+        aud: 'sluice-cache',
+        exp: now() + 3600,
+        jti: randomUUID(),
+        ...claims,
+        ...overrides,
+      })
+        .setProtectedHeader({ alg: 'EdDSA' })
+        .sign(createPrivateKey(tokenKey));
     const base = () => new SignJWT(claims).setIssuer('sluice').setAudience('sluice-cache').setIssuedAt();
     const forged = {
       algNone: new UnsecuredJWT(claims)
@@ -119,28 +132,9 @@ describe('tokens', () => {
         .sign(generateKeyPairSync('ed25519').privateKey),
       garbage: 'not-a-jwt',
       // Signed with the server's real token key, but wrong in one claim each.
-      expired: await new SignJWT(claims)
-        .setProtectedHeader({ alg: 'EdDSA' })
-        .setJti(randomUUID())
-        .setIssuer('sluice')
-        .setAudience('sluice-cache')
-        .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
-        .setExpirationTime(Math.floor(Date.now() / 1000) - 3600)
-        .sign(createPrivateKey(tokenKey)),
-      wrongIssuer: await new SignJWT(claims)
-        .setProtectedHeader({ alg: 'EdDSA' })
-        .setJti(randomUUID())
-        .setIssuer('someone-else')
-        .setAudience('sluice-cache')
-        .setExpirationTime('1h')
-        .sign(createPrivateKey(tokenKey)),
-      wrongAudience: await new SignJWT(claims)
-        .setProtectedHeader({ alg: 'EdDSA' })
-        .setJti(randomUUID())
-        .setIssuer('sluice')
-        .setAudience('another-service')
-        .setExpirationTime('1h')
-        .sign(createPrivateKey(tokenKey)),
+      expired: await signed({ exp: now() - 3600, iat: now() - 7200 }),
+      wrongIssuer: await signed({ iss: 'someone-else' }),
+      wrongAudience: await signed({ aud: 'another-service' }),
     };
     const expected: Record<keyof typeof forged, RegExp> = {
       algNone: /algorithm not allowed/,

@@ -78,6 +78,14 @@ afterAll(async () => {
   await server?.close();
 });
 
+async function putNar(token: string, upload: NarUpload): Promise<Response> {
+  return fetch(`${server.url}/${upload.narUrl}`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${token}` },
+    body: new Uint8Array(upload.nar),
+  });
+}
+
 async function narUrlServed(hashPart: string, token: string): Promise<string> {
   const res = await fetch(`${server.url}/${hashPart}.narinfo`, {
     headers: { authorization: `Bearer ${token}` },
@@ -122,11 +130,7 @@ describe('slices', () => {
     expect(await get(`${pathA.hashPart}.narinfo`, pr)).toBe(200);
     const [top] = await nixBuild(randomChainExpr(1, 300));
     const upload = await narUploadFor(top as string);
-    const res = await fetch(`${server.url}/${upload.narUrl}`, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${pr}` },
-      body: new Uint8Array(upload.nar),
-    });
+    const res = await putNar(pr, upload);
     expect(res.status).toBe(403);
     expect(await res.text()).toBe('this cache token grants no write slice\n');
     await expect(nixCopy(pr, top as string)).rejects.toThrow(
@@ -163,11 +167,7 @@ describe('slices', () => {
     const impostor = await server.ciToken({ repository: 'acme/app', repository_id: '9999' });
     const [top] = await nixBuild(randomChainExpr(1, 300));
     const upload = await narUploadFor(top as string);
-    const res = await fetch(`${server.url}/${upload.narUrl}`, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${impostor}` },
-      body: new Uint8Array(upload.nar),
-    });
+    const res = await putNar(impostor, upload);
     expect(res.status).toBe(403);
     expect(await res.text()).toContain("slice 'acme/app' belongs to another repository");
   });
