@@ -1,15 +1,17 @@
 /**
- * `npm run bench [-- --quick] [-- --only lookups,substitution,push,concurrent] [-- --repetitions N]`
+ * `npm run bench [-- --quick] [--only lookups,substitution,push,concurrent] [--repetitions N] [--profile]`
  *
  * Runs every scenario side by side with its baseline, prints a markdown table of medians and
  * ratios (Sluice / baseline), and writes bench/results/<date>[-quick].md and .json.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { makeContext, type Context } from './lib/context.js';
 import { describeMachine, type MachineDescription } from './lib/machine.js';
 import { findNginx, NGINX_INSTALL_HINT } from './lib/nginx.js';
+import { summariseProfiles } from './lib/profile.js';
 import { markdownTable, notesMarkdown, rowsAsJson, type Row } from './lib/report.js';
 import { concurrentScenario } from './scenarios/concurrent.js';
 import { lookupScenarios } from './scenarios/lookups.js';
@@ -37,6 +39,7 @@ export async function run(argv: string[]): Promise<void> {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
       repetitions: { type: 'string' },
+      profile: { type: 'boolean', default: false },
     },
   });
   const selected = values.only ? values.only.split(',') : Object.keys(SCENARIOS);
@@ -49,7 +52,8 @@ export async function run(argv: string[]): Promise<void> {
     process.stderr.write(
       `nginx not found: the lookup baseline needs it. Install it with:\n  ${NGINX_INSTALL_HINT}\n`,
     );
-  const context = makeContext(values.quick, nginx);
+  const profileDir = values.profile ? mkdtempSync(join(tmpdir(), 'sluice-bench-profiles-')) : undefined;
+  const context = makeContext(values.quick, nginx, profileDir);
   if (values.repetitions) context.sizes = { ...context.sizes, repetitions: Number(values.repetitions) };
   const machine = describeMachine(nginx);
   const started = new Date();
@@ -80,6 +84,9 @@ export async function run(argv: string[]): Promise<void> {
     '',
     notesMarkdown(rows),
     '',
+    ...(profileDir
+      ? ['## CPU profiles (top self time)', '', summariseProfiles(profileDir, context.processLabels), '']
+      : []),
   ].join('\n');
   process.stdout.write(`\n${markdown}`);
 

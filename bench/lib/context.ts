@@ -74,12 +74,15 @@ export interface Context {
   bundles: Bundles;
   nginx: string | undefined;
   log: (message: string) => void;
+  /** With `--profile`: where the Sluice processes write CPU profiles, and what each pid was. */
+  profileDir?: string;
+  processLabels: Map<number, string>;
   /** A fresh scratch directory, removed at the end of the run. */
   scratch: (name: string) => string;
   cleanup: () => void;
 }
 
-export function makeContext(quick: boolean, nginx: string | undefined): Context {
+export function makeContext(quick: boolean, nginx: string | undefined, profileDir?: string): Context {
   // Readable by others: nginx's workers run as an unprivileged user and serve files from here.
   const root = mkdtempSync(join(tmpdir(), 'sluice-bench-work-'));
   chmodSync(root, 0o755);
@@ -90,6 +93,8 @@ export function makeContext(quick: boolean, nginx: string | undefined): Context 
     sizes: quick ? QUICK : FULL,
     bundles: loadBundles(),
     nginx,
+    ...(profileDir ? { profileDir } : {}),
+    processLabels: new Map(),
     log: (message) =>
       process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(0)}s] ${message}\n`),
     scratch: (name) => {

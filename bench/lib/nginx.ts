@@ -42,16 +42,11 @@ http {
 `;
   const configFile = join(workDir, 'nginx.conf');
   writeFileSync(configFile, config);
-  const child = startProcess(binary, [
-    '-p',
-    workDir,
-    '-e',
-    join(workDir, 'error.log'),
-    '-c',
-    configFile,
-    '-g',
-    'daemon off;',
-  ]);
+  const child = startProcess(
+    binary,
+    ['-p', workDir, '-e', join(workDir, 'error.log'), '-c', configFile, '-g', 'daemon off;'],
+    join(workDir, 'nginx.out'),
+  );
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitForHttp(`${url}/nix-cache-info`, 10_000, child);

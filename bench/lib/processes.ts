@@ -1,6 +1,6 @@
 /** Child processes the benchmark starts (nginx, the Sluice server, proxy daemons) and their memory. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -33,25 +33,43 @@ export async function waitForHttp(url: string, timeoutMs = 15_000, child?: Child
   throw new Error(`${url} not ready after ${timeoutMs} ms: ${last}`);
 }
 
-/** Starts a program with its output kept (for error messages), not inherited. */
+/**
+ * Starts a program with its output going to `logFile`, as a deployment would log to a file: a pipe
+ * read by the benchmark would make the benchmark process (also the load generator) do the
+ * program's log handling. `output()` is the log's tail, for error messages.
+ */
 export function startProcess(
   command: string,
   args: string[],
+  logFile: string,
   env?: NodeJS.ProcessEnv,
 ): ChildProcess & { output: () => string } {
-  const child = spawn(command, args, { env: env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-20_000);
+  const fd = openSync(logFile, 'a');
+  const child = spawn(command, args, { env: env ?? process.env, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  const output = () => {
+    try {
+      return readFileSync(logFile, 'utf8').slice(-20_000);
+    } catch {
+      return '';
+    }
   };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  return Object.assign(child, { output: () => output });
+  return Object.assign(child, { output });
+}
+
+function hasExited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
+/** Waits up to `ms` for a child to exit on its own (e.g. after a shutdown request). */
+export async function waitForExit(child: ChildProcess, ms: number): Promise<void> {
+  if (hasExited(child)) return;
+  await Promise.race([new Promise((resolve) => child.once('exit', resolve)), sleep(ms)]);
 }
 
 /** Stops a child we started (SIGTERM, then SIGKILL after a grace period) and waits for it. */
 export async function stopProcess(child: ChildProcess, graceMs = 5_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
+  if (hasExited(child)) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);

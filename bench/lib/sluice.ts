@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import type { Context } from './context.js';
-import { cpuSeconds, peakRssMB, startProcess, stopProcess, waitForHttp } from './processes.js';
+import { profilingFlags } from './profile.js';
+import { cpuSeconds, peakRssMB, startProcess, stopProcess, waitForExit, waitForHttp } from './processes.js';
 
 export const AUDIENCE = 'sluice';
 
@@ -95,16 +96,22 @@ export async function startSluiceServer(context: Context, issuerUrl: string): Pr
   const configFile = join(dir, 'sluice.yml');
   writeFileSync(configFile, serverConfigYaml(issuerUrl));
   const bundle = join(context.bundles.dir, 'cli', 'index.js');
-  const child = startProcess(process.execPath, [
-    bundle,
-    'serve',
-    '--listen',
-    '127.0.0.1:0',
-    '--data',
-    join(dir, 'data'),
-    '--config',
-    configFile,
-  ]);
+  const child = startProcess(
+    process.execPath,
+    [
+      ...profilingFlags(context.profileDir),
+      bundle,
+      'serve',
+      '--listen',
+      '127.0.0.1:0',
+      '--data',
+      join(dir, 'data'),
+      '--config',
+      configFile,
+    ],
+    join(dir, 'server.log'),
+  );
+  context.processLabels.set(child.pid!, 'server');
   // The CLI prints the URL and the public key once it listens.
   const deadline = Date.now() + 20_000;
   let url: string | undefined;
@@ -173,6 +180,7 @@ export async function startDaemon(
   context: Context,
   server: SluiceServer,
   token: CacheToken,
+  label = 'daemon',
 ): Promise<Daemon> {
   const stateDir = context.scratch('daemon');
   mkdirSync(stateDir, { recursive: true });
@@ -190,7 +198,12 @@ export async function startDaemon(
     write: token.write,
   };
   writeFileSync(configFile, JSON.stringify(config), { mode: 0o600 });
-  const child = startProcess(process.execPath, [join(context.bundles.dir, 'proxy', 'index.js'), configFile]);
+  const child = startProcess(
+    process.execPath,
+    [...profilingFlags(context.profileDir), join(context.bundles.dir, 'proxy', 'index.js'), configFile],
+    join(stateDir, 'daemon.log'),
+  );
+  context.processLabels.set(child.pid!, label);
   const readyFile = join(stateDir, 'ready.json');
   const deadline = Date.now() + 20_000;
   while (!existsSync(readyFile)) {
@@ -229,6 +242,7 @@ export async function startDaemon(
     },
     close: async () => {
       await fetch(`${url}/_sluice/shutdown`, { method: 'POST' }).catch(() => undefined);
+      await waitForExit(child, 5_000);
       await stopProcess(child);
     },
   };

@@ -41,7 +41,7 @@ export async function startStack(context: Context, parts: SluicePart[]): Promise
     server,
     ids,
     token,
-    startJob: async (job = 1) => startDaemon(context, server, await token(job)),
+    startJob: async (job = 1) => startDaemon(context, server, await token(job), `daemon of job ${job}`),
     close: async () => {
       await server.close();
       await ids.close();
