@@ -3,6 +3,7 @@
  * token, a server that hangs or goes away mid-job. Real Nix, real server, real daemon.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isAlive } from '../../src/action/daemon.js';
 import { salt } from '../support/nix.js';
@@ -63,6 +64,30 @@ describe('jobs that cannot or may not use the cache fully', () => {
       expect(await onServer(server, built!)).toBe(false);
     } finally {
       server.issuer.runner.refuse(null);
+    }
+  });
+});
+
+describe('a proxy that cannot start', () => {
+  it('says why (the end of its log) and the job goes on without the cache', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as { port: number };
+    try {
+      const job = new Job({
+        dist,
+        inputs: inputs(server.url, { listen: `127.0.0.1:${port}` }),
+        idTokenRequest: server.issuer.runner,
+      });
+      const main = await job.runMain();
+      expect(main.exitCode).toBe(0);
+      expect(main.warnings.join('\n')).toMatch(/proxy did not start[\s\S]*EADDRINUSE/);
+      expect(job.exported).toEqual({});
+      const post = await job.runPost();
+      expect(post.exitCode).toBe(0);
+      expect(post.summary).toContain('proxy did not start');
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
     }
   });
 });

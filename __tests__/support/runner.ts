@@ -18,6 +18,8 @@ import {
   renameSync,
   rmSync,
   writeFileSync,
+  cpSync,
+  symlinkSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -32,6 +34,8 @@ const ACTION_BUNDLES = ['main', 'post', 'hook', 'proxy'];
 /**
  * Bundles the Action's entry points from the current sources into a temporary dist/ (never the
  * committed one), reused while the sources are unchanged so each test file does not pay for ncc.
+ * ncc type-checks every file its tsconfig includes, so the build runs on a copy of `src/` alone:
+ * half-written tests or benchmarks elsewhere in the tree cannot break it, errors in `src/` still do.
  */
 export function buildActionBundles(): string {
   const entries = ACTION_BUNDLES.filter((name) => existsSync(join(REPO, 'src', 'entrypoints', `${name}.ts`)));
@@ -40,27 +44,35 @@ export function buildActionBundles(): string {
   hash.update(readFileSync(join(REPO, 'package-lock.json')));
   const dist = join(tmpdir(), `sluice-action-dist-${hash.digest('hex').slice(0, 16)}`);
   if (existsSync(dist)) return dist;
-  const building = `${dist}.${process.pid}.tmp`;
-  rmSync(building, { recursive: true, force: true });
-  for (const name of entries) {
-    execFileSync(
-      NODE24,
-      [
-        join(REPO, 'node_modules/@vercel/ncc/dist/ncc/cli.js'),
-        'build',
-        `src/entrypoints/${name}.ts`,
-        '-o',
-        join(building, name),
-        '--quiet',
-        '--no-source-map-register',
-      ],
-      { cwd: REPO, stdio: ['ignore', 'ignore', 'inherit'] },
-    );
-  }
+  const work = mkdtempSync(join(tmpdir(), 'sluice-action-src-'));
+  const building = join(work, 'dist');
   try {
+    cpSync(join(REPO, 'src'), join(work, 'src'), { recursive: true });
+    cpSync(join(REPO, 'package.json'), join(work, 'package.json'));
+    symlinkSync(join(REPO, 'node_modules'), join(work, 'node_modules'));
+    const tsconfig = JSON.parse(readFileSync(join(REPO, 'tsconfig.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(work, 'tsconfig.json'), JSON.stringify({ ...tsconfig, include: ['src'] }));
+    for (const name of entries) {
+      execFileSync(
+        NODE24,
+        [
+          join(REPO, 'node_modules/@vercel/ncc/dist/ncc/cli.js'),
+          'build',
+          `src/entrypoints/${name}.ts`,
+          '-o',
+          join(building, name),
+          '--quiet',
+          '--no-source-map-register',
+        ],
+        { cwd: work, stdio: ['ignore', 'ignore', 'inherit'] },
+      );
+    }
     renameSync(building, dist);
-  } catch {
-    rmSync(building, { recursive: true, force: true }); // Another worker built the same sources first.
+  } catch (error) {
+    if (!existsSync(dist)) throw error;
+    // Another worker built the same sources first.
+  } finally {
+    rmSync(work, { recursive: true, force: true });
   }
   return dist;
 }
