@@ -103,6 +103,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
         pid: process.pid,
         port: proxy.port,
         pushing: queue !== undefined,
+        memory: process.memoryUsage(),
         tokenExpiresAt: Number.isFinite(tokens.expiresAt) ? new Date(tokens.expiresAt).toISOString() : null,
       }),
       shutdown: () => void close().then(options.onShutdown),

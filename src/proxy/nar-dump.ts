@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 
-const FILE_CHUNK_BYTES = 1024 * 1024;
+const FILE_CHUNK_BYTES = 128 * 1024;
 const PADDING = Buffer.alloc(8);
 
 /** A NAR string: little-endian u64 length, the bytes, zero padding to a multiple of 8. */
