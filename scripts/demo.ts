@@ -4,25 +4,11 @@
  * with real Nix in an isolated offline configuration. Job 1 builds a few derivations and pushes
  * them; job 2, on a store without them, substitutes everything and builds nothing.
  */
-import { nix, salt } from '../__tests__/support/nix.js';
+import { nix, randomChainExpr } from '../__tests__/support/nix.js';
 import { buildActionBundles, Job, type StepResult } from '../__tests__/support/runner.js';
 import { startTestServer } from '../__tests__/support/server.js';
 
 const COUNT = 4;
-
-/** A chain of derivations: each refers to the one before, so the last one's closure is all of them. */
-function chain(tag: string): string {
-  return `let
-    mk = i: prev: derivation {
-      name = "sluice-demo-\${toString i}";
-      system = builtins.currentSystem;
-      builder = "/bin/sh";
-      salt = "${tag}";
-      args = [ "-c" "/bin/mkdir $out && /usr/bin/head -c 200000 /dev/urandom > $out/data && echo \${prev} > $out/prev" ];
-    };
-    go = i: prev: if i > ${COUNT} then prev else go (i + 1) (mk i prev);
-  in go 1 ""`;
-}
 
 /** The job summary (HTML, as GitHub renders it) as plain text for a terminal. */
 function summaryText(summary: string): string {
@@ -51,7 +37,8 @@ async function main(): Promise<void> {
   const server = await startTestServer();
   console.log(`Sluice server at ${server.url} (data in ${server.dataDir}), signing as ${server.publicKey}`);
   const inputs = { server: server.url, listen: '127.0.0.1:0', 'upstream-caches': '' };
-  const expression = chain(salt());
+  // A chain of derivations, each referring to the one before, with 200 kB of random data each.
+  const expression = randomChainExpr(COUNT, 200_000);
   let closure: string[] = [];
   try {
     console.log(`\n=== Job 1: build ${COUNT} derivations and push them ===`);

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { StatsJson } from '../proxy/stats.js';
 import type { Compression } from './inputs.js';
 
 export interface DaemonConfig {
@@ -24,19 +25,8 @@ export interface DaemonConfig {
   write: string | null;
 }
 
-export interface DaemonStats {
-  hits: number;
-  misses: number;
-  bytesDownloaded: number;
-  pushed: { paths: number; bytes: number };
-  skipped: { alreadyCached: number; upstream: number; filtered: number };
-  failed: { path: string; error: string }[];
-  pushSeconds: number;
-  queued: number;
-  read: string[];
-  write: string | null;
-  errors: string[];
-}
+/** The daemon's stats JSON (the contract's own type, from the daemon: a type-only import). */
+export type DaemonStats = StatsJson;
 
 export interface RunningDaemon {
   pid: number;
