@@ -35,10 +35,18 @@ export function refreshDelay(remainingMs: number): number {
   return remainingMs - Math.min(MAX_REFRESH_LEAD_MS, remainingMs / 4);
 }
 
-async function readJson(
-  response: Awaited<ReturnType<typeof request>>,
+/** One JSON request with a bearer token; throws naming `what` on a non-200 or non-object answer. */
+async function requestJson(
+  url: URL | string,
+  method: 'GET' | 'POST',
+  bearer: string,
   what: string,
 ): Promise<Record<string, unknown>> {
+  const response = await request(url, {
+    method,
+    headers: { authorization: `Bearer ${bearer}`, accept: 'application/json' },
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
   const text = await response.body.text();
   if (response.statusCode !== 200) {
     throw new Error(`${what} answered HTTP ${response.statusCode}: ${text.slice(0, 200).trim()}`);
@@ -130,12 +138,7 @@ export class TokenKeeper {
     const { url, token } = this.options.idTokenRequest!;
     const target = new URL(url);
     target.searchParams.set('audience', this.options.audience);
-    const response = await request(target, {
-      method: 'GET',
-      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-    const json = await readJson(response, 'the ID token request endpoint');
+    const json = await requestJson(target, 'GET', token, 'the ID token request endpoint');
     if (typeof json.value !== 'string' || json.value === '') {
       throw new Error('the ID token request endpoint answered no token (no "value")');
     }
@@ -144,12 +147,8 @@ export class TokenKeeper {
   }
 
   private async exchange(idToken: string): Promise<CacheToken> {
-    const response = await request(`${this.options.server}/_api/v1/token`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${idToken}`, accept: 'application/json' },
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-    const json = await readJson(response, 'the token exchange');
+    const url = `${this.options.server}/_api/v1/token`;
+    const json = await requestJson(url, 'POST', idToken, 'the token exchange');
     if (typeof json.token !== 'string' || json.token === '') {
       throw new Error('the token exchange answered no token');
     }
