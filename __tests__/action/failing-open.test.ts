@@ -76,6 +76,18 @@ describe('the Action failing open', () => {
     expect(post.summary).toContain('server is unavailable');
   });
 
+  it('with `summary: false`: the warning still, no job summary', async () => {
+    const job = new Job({
+      dist,
+      inputs: { server: deadServer, summary: 'false' },
+      idTokenRequest: issuer.runner,
+    });
+    expect((await job.runMain()).warnings.join('\n')).toContain('server is unavailable');
+    const post = await job.runPost();
+    expect(post.exitCode).toBe(0);
+    expect(post.summary).toBe('');
+  });
+
   it('with the server down and `strict: true`: the job fails', async () => {
     const job = new Job({
       dist,

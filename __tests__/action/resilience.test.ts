@@ -3,6 +3,7 @@
  * token, a server that hangs or goes away mid-job. Real Nix, real server, real daemon.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isAlive } from '../../src/action/daemon.js';
@@ -90,6 +91,23 @@ describe('a proxy that cannot start', () => {
       await new Promise((resolve) => taken.close(resolve));
     }
   });
+});
+
+describe('a proxy that dies mid-job', () => {
+  it('post says so, stays green and leaves nix.conf clean', async () => {
+    const job = new Job({ dist, inputs: inputs(server.url), idTokenRequest: server.issuer.runner });
+    expect((await job.runMain()).exitCode).toBe(0);
+    const pid = daemonPid(job)!;
+    process.kill(pid, 'SIGKILL');
+    while (isAlive(pid)) await sleep(50);
+    // Nix falls back to building when its substituter is gone.
+    await job.nixBuild(derivationExpr('sluice-e2e-died', salt()));
+    const post = await job.runPost();
+    expect(post.exitCode).toBe(0);
+    expect(post.warnings.join('\n')).toContain(`proxy (pid ${pid}) died during the job`);
+    expect(post.summary).toContain('died during the job');
+    expect(readFileSync(`${job.machine.env.XDG_CONFIG_HOME}/nix/nix.conf`, 'utf8')).not.toContain('sluice');
+  }, 120_000);
 });
 
 describe('the Action used twice in one job', () => {
