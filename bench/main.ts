@@ -40,6 +40,8 @@ export async function run(argv: string[]): Promise<void> {
       only: { type: 'string' },
       repetitions: { type: 'string' },
       profile: { type: 'boolean', default: false },
+      // Read by bench/run.js (which sources it bundles); accepted here so parseArgs does not refuse it.
+      worktree: { type: 'boolean', default: false },
     },
   });
   const selected = values.only ? values.only.split(',') : Object.keys(SCENARIOS);
@@ -74,6 +76,7 @@ export async function run(argv: string[]): Promise<void> {
     `# ${title}`,
     '',
     machineMarkdown(machine),
+    `- Sluice built from: ${process.env.SLUICE_BENCH_SOURCES ?? 'unknown'}`,
     `- ${context.sizes.repetitions} repetitions per side, sides alternated; medians shown; run took ${minutes} min`,
     '',
     markdownTable(rows.filter((row) => row.group !== 'growth')),
@@ -96,6 +99,7 @@ export async function run(argv: string[]): Promise<void> {
   writeFileSync(join(resultsDir, `${name}.md`), markdown);
   const json = {
     started: started.toISOString(),
+    sources: process.env.SLUICE_BENCH_SOURCES ?? null,
     quick: values.quick,
     sizes: context.sizes,
     machine,
