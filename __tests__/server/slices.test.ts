@@ -25,6 +25,9 @@ slices:
   - name: "acme/*"
     read:
       - { repository: acme/ops }
+  - name: acme/releases
+    write:
+      - { repository: "acme/*", event_name: release }
   - name: oss/tool
     public: true
     write:
@@ -170,5 +173,15 @@ describe('slices', () => {
     const res = await putNar(impostor, upload);
     expect(res.status).toBe(403);
     expect(await res.text()).toContain("slice 'acme/app' belongs to another repository");
+  });
+
+  it('a slice named in the config is shared by every repository its write rules admit', async () => {
+    for (const repo of [A, B]) {
+      const token = await server.ciToken({ ...repo, event_name: 'release' });
+      const [top] = await nixBuild(randomChainExpr(1, 300));
+      const upload = await narUploadFor(top as string);
+      expect(await pushRaw(server.url, token, upload)).toEqual([201, 201]);
+      expect(await get(`${upload.hashPart}.narinfo`, await server.readToken(['acme/releases']))).toBe(200);
+    }
   });
 });

@@ -59,7 +59,12 @@ function writerIdentity(grant: CacheGrant): WriterIdentity {
 function accessFromGrant(grant: CacheGrant): Omit<Access, 'authenticated'> {
   const canRead = (slice: string) =>
     slice === grant.write || grant.read.some((pattern) => sliceMatches(pattern, slice));
-  return { canRead, write: grant.write, identity: writerIdentity(grant) };
+  return {
+    canRead,
+    write: grant.write,
+    bindWrite: grant.bindWrite === true,
+    identity: writerIdentity(grant),
+  };
 }
 
 function urlOf(address: AddressInfo): string {

@@ -78,6 +78,7 @@ describe('cache tokens', () => {
       kind: 'read',
       read: ['acme/*', 'oss/tools'],
       write: null,
+      bindWrite: false,
       identity: { name: 'laptop' },
     });
     expect(Math.round((expiresAt.getTime() - Date.now()) / 1000 / 3600)).toBe(24);

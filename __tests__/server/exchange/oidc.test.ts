@@ -18,6 +18,7 @@ describe('OIDC ID token verification (a real local issuer, real jose)', () => {
       kind: 'ci',
       read: ['acme/app', 'acme/*'],
       write: 'acme/app',
+      bindWrite: true, // the default policy's `${repository}` template
       identity: expect.objectContaining({
         issuer: 'github',
         repository: 'acme/app',

@@ -49,6 +49,7 @@ describe('sluice token create', () => {
       kind: 'read',
       read: ['acme/*', 'oss/tools', 'oss/docs'],
       write: null,
+      bindWrite: false,
       identity: { name: 'laptop' },
     });
   });

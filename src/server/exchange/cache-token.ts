@@ -24,6 +24,8 @@ export interface CacheGrant {
   read: string[];
   /** The one slice the token may write, or null. */
   write: string | null;
+  /** The write slice belongs to the first repository that writes it (see PolicyDecision.bindWrite). */
+  bindWrite?: boolean;
   identity: CiIdentity | ReadTokenIdentity;
 }
 
@@ -44,18 +46,20 @@ function isStringRecord(value: unknown): value is Record<string, string> {
 
 /** Re-checks a signed payload's shape: defence in depth should the key ever sign something odd. */
 function grantFromPayload(payload: JWTPayload): CacheGrant {
-  const { kind, read, write, identity } = payload;
+  const { kind, read, write, identity, bind_write: bindWrite } = payload;
   const validKind = kind === 'ci' || kind === 'read';
   const validRead =
     Array.isArray(read) && read.every((item) => typeof item === 'string' && isSlicePattern(item));
   const validWrite = write === null || (typeof write === 'string' && isSliceName(write) && kind === 'ci');
-  if (!validKind || !validRead || !validWrite || !isStringRecord(identity)) {
+  const validBind = bindWrite === undefined || typeof bindWrite === 'boolean';
+  if (!validKind || !validRead || !validWrite || !validBind || !isStringRecord(identity)) {
     throw unauthorized(CACHE_TOKEN, 'malformed claims', 'malformed_token');
   }
   return {
     kind,
     read: read as string[],
     write: write as string | null,
+    bindWrite: bindWrite === true,
     identity: identity as CiIdentity | ReadTokenIdentity,
   };
 }
@@ -80,6 +84,7 @@ export function createCacheTokens(tokenKey: KeyObject, now: () => number = Date.
         kind: grant.kind,
         read: grant.read,
         write: grant.write,
+        bind_write: grant.bindWrite === true,
         identity: grant.identity,
       })
         .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' })

@@ -37,6 +37,12 @@ export interface PolicyDecision {
   /** Slice names and patterns the token may read (the write slice included). */
   read: string[];
   write: string | null;
+  /**
+   * The write slice's name came from a template (`${repository}`): the server binds such a slice to
+   * the first repository that writes it, so a re-registered name cannot write into it. A slice named
+   * in the config is governed by its write rules alone, and may be shared by several repositories.
+   */
+  bindWrite: boolean;
 }
 
 export interface Policy {
@@ -79,6 +85,7 @@ export function createPolicy(slices: SliceConfig[]): Policy {
     evaluate(issuerName, claims) {
       const read = new Set<string>();
       let write: string | null = null;
+      let bindWrite = false;
       const refusals: string[] = [];
       for (const slice of slices) {
         const name: TemplateResult = isTemplate(slice.name)
@@ -94,7 +101,10 @@ export function createPolicy(slices: SliceConfig[]): Policy {
             refusals.push(`slice '${slice.name}' ${access}: ${name.problem}`);
           } else {
             // The first matching write slice wins: a token writes exactly one slice.
-            if (access === 'write' && write === null) write = name.name;
+            if (access === 'write' && write === null) {
+              write = name.name;
+              bindWrite = isTemplate(slice.name);
+            }
             if (access === 'read' || write === name.name) read.add(name.name);
           }
         }
@@ -106,7 +116,7 @@ export function createPolicy(slices: SliceConfig[]): Policy {
           'policy_denied',
         );
       }
-      return { read: [...read], write };
+      return { read: [...read], write, bindWrite: write !== null && bindWrite };
     },
     publicSlices() {
       return slices.filter((slice) => slice.public).map((slice) => slice.name);

@@ -12,6 +12,8 @@ export interface Access {
   authenticated: boolean;
   canRead: SliceFilter;
   write: string | null;
+  /** Bind the write slice to the writer's repository on its first accepted narinfo. */
+  bindWrite: boolean;
   identity: WriterIdentity;
 }
 
@@ -50,7 +52,8 @@ export async function resolveAccess(
   isPublic: SliceFilter,
 ): Promise<Access> {
   const token = requestToken(req);
-  if (token === null) return { authenticated: false, canRead: isPublic, write: null, identity: {} };
+  if (token === null)
+    return { authenticated: false, canRead: isPublic, write: null, bindWrite: false, identity: {} };
   let access: Omit<Access, 'authenticated'>;
   try {
     access = await verify(token);

@@ -135,12 +135,13 @@ export async function getNar(deps: CacheDeps, request: CacheRequest, key: string
 }
 
 /**
- * Refuses a write into a slice another repository wrote first (names change hands on GitHub; ids
- * do not). Uploads only check; an accepted narinfo binds the slice, so a refused request changes nothing.
+ * Refuses a write into a template slice another repository wrote first (names change hands on
+ * GitHub; ids do not). Slices named in the config follow their write rules alone. Uploads only
+ * check; an accepted narinfo binds the slice, so a refused request changes nothing.
  */
 async function checkSliceOwner(deps: CacheDeps, access: Access, slice: string, bind: boolean): Promise<void> {
   const { repositoryId, repositoryOwnerId } = access.identity;
-  if (!repositoryId) return;
+  if (!repositoryId || !access.bindWrite) return;
   const owner = bind
     ? await deps.meta.bindSlice(slice, { repositoryId, repositoryOwnerId: repositoryOwnerId ?? '' })
     : await deps.meta.sliceOwner(slice);
