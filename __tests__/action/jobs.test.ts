@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync, statSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isAlive } from '../../src/action/daemon.js';
 import { salt } from '../support/nix.js';
 import { buildActionBundles, Job } from '../support/runner.js';
@@ -60,6 +61,19 @@ function readable(job: Job): string {
   return `${logs}\n${daemon ? readFileSync(daemon.logFile, 'utf8') : ''}`;
 }
 
+/** Waits (up to 30 s) until the server has `storePaths`, while the job's daemon runs. */
+async function pushedInBackground(proxyUrl: string, storePaths: string[]): Promise<boolean> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const present = await Promise.all(storePaths.map(onServer));
+    if (present.every(Boolean)) return true;
+    const stats = (await (await fetch(`${proxyUrl}/_sluice/stats`)).json()) as { failed: unknown[] };
+    if (stats.failed.length > 0) return false;
+    await sleep(200);
+  }
+  return false;
+}
+
 beforeAll(async () => {
   dist = buildActionBundles();
   server = await startTestServer();
@@ -92,6 +106,9 @@ describe('two jobs through the Action', () => {
 
     const built = await job.nixBuild(expression);
     expect(built).toEqual([paths.a, paths.b, paths.up, paths.skip]);
+
+    // The post-build hook told the daemon, which pushes in the background, before any post step.
+    expect(await pushedInBackground(main.outputs.substituter!, [paths.a, paths.b])).toBe(true);
 
     const post = await job.runPost();
     expect(post.exitCode).toBe(0);
