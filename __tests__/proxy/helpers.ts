@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { readConfig } from '../../src/proxy/config.js';
 import { startDaemon, type Daemon } from '../../src/proxy/daemon.js';
 import type { StatsJson } from '../../src/proxy/stats.js';
-import type { NixMachine } from '../support/nix.js';
+import { makeNixMachine, type NixMachine } from '../support/nix.js';
 
 export interface TestDaemon extends Daemon {
   stateDir: string;
@@ -37,7 +37,8 @@ export async function startTestDaemon(
     },
   });
   const daemon = await startDaemon(await readConfig(configFile), {
-    env: machine?.env,
+    // The daemon's nix commands run in the tests' isolated, offline Nix configuration.
+    env: (machine ?? makeNixMachine()).env,
     logDestination: destination,
   });
   return {

@@ -178,6 +178,16 @@ describe('pushing', () => {
     expect(d.logText()).not.toContain(token);
   });
 
+  it('pushes the valid paths of a drain list and reports the ones no longer in the store', async () => {
+    const [path] = await nixBuild(drv('sluice-valid', salt(), 'echo valid > $out'));
+    const gone = `/nix/store/${'0'.repeat(32)}-sluice-garbage-collected`;
+    const { d, token } = await daemonFor(stack.server.url, {});
+    const stats = (await d.control('drain', { deadlineSeconds: 60, paths: [gone, path] })).json;
+    expect(stats.pushed.paths).toBe(1);
+    expect(stats.failed).toEqual([{ path: gone, error: expect.stringMatching(/not a valid store path/) }]);
+    expect(await narinfoStatus(path!, token)).toBe(200);
+  });
+
   it('retries uploads answered 429 with Retry-After, then succeeds', async () => {
     const [path] = await nixBuild(drv('sluice-retry', salt(), 'echo retry > $out'));
     const front = await startFront(stack.server.url, {

@@ -154,18 +154,19 @@ export class PushQueue {
   }
 
   private async closureOf(roots: string[]): Promise<PathInfo[]> {
+    const { store, stats, log } = this.options;
     try {
-      return await this.options.store.closureInfo(roots);
+      return await store.closureInfo(roots);
     } catch (e) {
-      if (roots.length === 1) {
-        this.options.stats.pushFailed(roots[0]!, (e as Error).message);
-        this.options.log.warn({ path: roots[0], err: (e as Error).message }, 'push failed');
-        return [];
+      // Usually a root that is no longer valid (garbage-collected): set those aside, try the rest once.
+      const invalid = new Set(await store.invalidPaths(roots).catch(() => []));
+      const failed = invalid.size > 0 ? [...invalid] : roots;
+      const error = invalid.size > 0 ? 'not a valid store path (garbage-collected?)' : (e as Error).message;
+      for (const path of failed) {
+        stats.pushFailed(path, error);
+        log.warn({ path, err: error }, 'push failed');
       }
-      // One bad root fails the whole query: ask per root, so the others still get pushed.
-      const infos = new Map<string, PathInfo>();
-      for (const root of roots) for (const info of await this.closureOf([root])) infos.set(info.path, info);
-      return [...infos.values()];
+      return invalid.size > 0 ? this.closureOf(roots.filter((r) => !invalid.has(r))) : [];
     }
   }
 

@@ -80,6 +80,17 @@ export class LocalStore {
     });
   }
 
+  /** Those of `paths` that are not valid in the store. */
+  async invalidPaths(paths: string[]): Promise<string[]> {
+    const invalid: string[] = [];
+    for (let i = 0; i < paths.length; i += MAX_PATHS_PER_COMMAND) {
+      const batch = paths.slice(i, i + MAX_PATHS_PER_COMMAND);
+      const out = await this.run('nix-store', ['--check-validity', '--print-invalid', ...batch]);
+      invalid.push(...out.split('\n').filter(Boolean));
+    }
+    return invalid;
+  }
+
   /** The output paths of a derivation (the post-build hook's fallback when OUT_PATHS is empty). */
   async derivationOutputs(drvPath: string): Promise<string[]> {
     const out = await this.run('nix-store', ['--query', '--outputs', drvPath]);
