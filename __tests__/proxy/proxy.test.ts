@@ -103,6 +103,15 @@ describe('proxy for Nix', () => {
     expect(stats.bytesDownloaded).toBeGreaterThan(3 * 4096 * 0.5);
     expect(stats.errors).toEqual([]);
 
+    // NARs stream through, whole or (a resumed download) by range.
+    const narinfo = await (await fetch(`${d.url}/${StorePath.parse(top!).hashPart}.narinfo`)).text();
+    const narUrl = `${d.url}/${/^URL: (.*)$/m.exec(narinfo)![1]}`;
+    const fileSize = Number(/^FileSize: (\d+)$/m.exec(narinfo)![1]);
+    expect((await (await fetch(narUrl)).arrayBuffer()).byteLength).toBe(fileSize);
+    const partial = await fetch(narUrl, { headers: { range: 'bytes=0-9' } });
+    expect(partial.status).toBe(206);
+    expect((await partial.arrayBuffer()).byteLength).toBe(10);
+
     const absent = `${d.url}/${'1'.repeat(32)}.narinfo`;
     expect((await fetch(absent)).status).toBe(404);
     expect((await fetch(absent, { method: 'HEAD' })).status).toBe(404);

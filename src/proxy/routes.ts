@@ -59,7 +59,7 @@ export class CacheRoutes {
     }
     if (NAR_PATH.test(pathname)) {
       if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method, 'GET, HEAD');
-      await this.nar(method, pathname, res);
+      await this.nar(method, pathname, req, res);
       return true;
     }
     return false;
@@ -121,21 +121,34 @@ export class CacheRoutes {
     return this.miss(res, `the cache server answered HTTP ${response.statusCode}`);
   }
 
-  private async nar(method: 'GET' | 'HEAD', path: string, res: ServerResponse): Promise<void> {
+  private async nar(
+    method: 'GET' | 'HEAD',
+    path: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<void> {
+    // A resumed download asks for the rest only: pass the range on, and the 206 back.
+    const range = req.headers.range;
     let response;
     try {
-      response = await this.server.request({ method, path, retry: PROXY_RETRY });
+      response = await this.server.request({
+        method,
+        path,
+        retry: PROXY_RETRY,
+        ...(range ? { headers: { range } } : {}),
+      });
     } catch (e) {
       this.upstreamFailed(`NAR download failed: ${describeNetworkError(e)}`, true);
       throw new HttpError(502, 'the cache server is unreachable', 'upstream');
     }
-    if (response.statusCode !== 200) {
+    if (response.statusCode !== 200 && response.statusCode !== 206) {
       const text = (await response.body.text()).slice(0, 200).trim();
       if (response.statusCode === 404) throw new HttpError(404, 'NAR not in the cache', 'not_found');
+      if (response.statusCode === 416) throw new HttpError(416, 'range not satisfiable', 'range');
       this.upstreamFailed(`NAR download answered HTTP ${response.statusCode}: ${text}`, false);
       throw new HttpError(502, `the cache server answered HTTP ${response.statusCode}`, 'upstream');
     }
-    res.writeHead(200, forwardableHeaders(response.headers));
+    res.writeHead(response.statusCode, forwardableHeaders(response.headers));
     if (method === 'HEAD') {
       await response.body.dump();
       res.end();
