@@ -10,6 +10,7 @@ interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
   hitCount?: number;
+  children?: number[];
 }
 
 interface CpuProfile {
@@ -24,24 +25,62 @@ export function profilingFlags(dir: string | undefined): string[] {
   return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
 }
 
-/** The top functions by self time of one profile, as markdown lines. */
+function frameName(node: ProfileNode): string {
+  const { functionName, url, lineNumber } = node.callFrame;
+  const where = url ? `${basename(url)}:${lineNumber + 1}` : 'native';
+  return `${functionName || '(anonymous)'} (${where})`;
+}
+
+function percentLines(samples: Map<string, number>, total: number, top: number): string[] {
+  return [...samples.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([name, count]) => `  ${((count / total) * 100).toFixed(1).padStart(5)}%  ${name}`);
+}
+
+/**
+ * One profile: the functions with the most self time, then Sluice's own named functions (frames
+ * of the bundle) by inclusive time, which is where "verifying the token" or "signing the narinfo"
+ * shows up as a whole.
+ */
 export function summariseProfile(file: string, top = 12): string[] {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
-  const totalSamples = profile.samples.length || 1;
-  const selfSamples = new Map<string, number>();
-  for (const node of profile.nodes) {
-    const { functionName, url, lineNumber } = node.callFrame;
-    const where = url ? `${basename(url)}:${lineNumber + 1}` : 'native';
-    const key = `${functionName || '(anonymous)'} (${where})`;
-    selfSamples.set(key, (selfSamples.get(key) ?? 0) + (node.hitCount ?? 0));
-  }
+  const total = profile.samples.length || 1;
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const self = new Map<string, number>();
+  for (const node of profile.nodes)
+    self.set(frameName(node), (self.get(frameName(node)) ?? 0) + (node.hitCount ?? 0));
+
+  // Inclusive samples per node, then per function, counting a function once per call stack.
+  const inclusiveOf = new Map<number, number>();
+  const inclusive = (id: number): number => {
+    const known = inclusiveOf.get(id);
+    if (known !== undefined) return known;
+    const node = byId.get(id)!;
+    const sum =
+      (node.hitCount ?? 0) + (node.children ?? []).reduce((acc, child) => acc + inclusive(child), 0);
+    inclusiveOf.set(id, sum);
+    return sum;
+  };
+  const own = new Map<string, number>();
+  const walk = (id: number, onStack: Set<string>): void => {
+    const node = byId.get(id)!;
+    const name = frameName(node);
+    const ours = node.callFrame.url.endsWith('/index.js') && node.callFrame.functionName !== '';
+    const counted = ours && !onStack.has(name);
+    if (counted) own.set(name, (own.get(name) ?? 0) + inclusive(id));
+    const next = counted ? new Set(onStack).add(name) : onStack;
+    for (const child of node.children ?? []) walk(child, next);
+  };
+  walk(profile.nodes[0]!.id, new Set());
+
   const seconds = (profile.endTime - profile.startTime) / 1e6;
   return [
     `${basename(file)}: ${seconds.toFixed(1)} s profiled`,
-    ...[...selfSamples.entries()]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, top)
-      .map(([name, samples]) => `  ${((samples / totalSamples) * 100).toFixed(1).padStart(5)}%  ${name}`),
+    'self time:',
+    ...percentLines(self, total, top),
+    'inclusive time, bundle functions:',
+    ...percentLines(own, total, top),
   ];
 }
 
