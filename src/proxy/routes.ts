@@ -11,7 +11,12 @@ import { ByteCounter } from './byte-counter.js';
 import { forwardableHeaders } from './headers.js';
 import type { Logger } from './log.js';
 import type { Stats } from './stats.js';
-import { describeNetworkError, type Upstream } from './upstream.js';
+import {
+  describeNetworkError,
+  type Upstream,
+  type UpstreamRequest,
+  type UpstreamResponse,
+} from './upstream.js';
 
 /** Priority 30 sorts before cache.nixos.org (40), so Nix asks the proxy first. */
 export const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
@@ -81,6 +86,16 @@ export class CacheRoutes {
     if (network) this.serverDownUntil = Date.now() + SERVER_DOWN_BACKOFF_MS;
   }
 
+  /** The server's answer, or undefined after a network failure (recorded; the server is marked down). */
+  private async ask(what: string, request: UpstreamRequest): Promise<UpstreamResponse | undefined> {
+    try {
+      return await this.server.request({ retry: PROXY_RETRY, ...request });
+    } catch (e) {
+      this.upstreamFailed(`${what} failed: ${describeNetworkError(e)}`, true);
+      return undefined;
+    }
+  }
+
   private async narinfo(
     method: 'GET' | 'HEAD',
     hashPart: string,
@@ -89,18 +104,12 @@ export class CacheRoutes {
   ): Promise<void> {
     if (this.misses.has(hashPart)) return this.miss(res, 'not in the cache');
     if (Date.now() < this.serverDownUntil) return this.miss(res, 'the cache server is unreachable');
-    let response;
-    try {
-      response = await this.server.request({
-        method,
-        path,
-        retry: PROXY_RETRY,
-        signal: AbortSignal.timeout(NARINFO_TIMEOUT_MS),
-      });
-    } catch (e) {
-      this.upstreamFailed(`narinfo lookup failed: ${describeNetworkError(e)}`, true);
-      return this.miss(res, 'the cache server is unreachable');
-    }
+    const response = await this.ask('narinfo lookup', {
+      method,
+      path,
+      signal: AbortSignal.timeout(NARINFO_TIMEOUT_MS),
+    });
+    if (!response) return this.miss(res, 'the cache server is unreachable');
     if (response.statusCode === 200) {
       const body = method === 'GET' ? Buffer.from(await response.body.arrayBuffer()) : undefined;
       if (method === 'HEAD') await response.body.dump();
@@ -129,18 +138,12 @@ export class CacheRoutes {
   ): Promise<void> {
     // A resumed download asks for the rest only: pass the range on, and the 206 back.
     const range = req.headers.range;
-    let response;
-    try {
-      response = await this.server.request({
-        method,
-        path,
-        retry: PROXY_RETRY,
-        ...(range ? { headers: { range } } : {}),
-      });
-    } catch (e) {
-      this.upstreamFailed(`NAR download failed: ${describeNetworkError(e)}`, true);
-      throw new HttpError(502, 'the cache server is unreachable', 'upstream');
-    }
+    const response = await this.ask('NAR download', {
+      method,
+      path,
+      ...(range ? { headers: { range } } : {}),
+    });
+    if (!response) throw new HttpError(502, 'the cache server is unreachable', 'upstream');
     if (response.statusCode !== 200 && response.statusCode !== 206) {
       const text = (await response.body.text()).slice(0, 200).trim();
       if (response.statusCode === 404) throw new HttpError(404, 'NAR not in the cache', 'not_found');
