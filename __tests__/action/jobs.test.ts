@@ -5,7 +5,6 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync, statSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { isAlive } from '../../src/action/daemon.js';
 import { salt } from '../support/nix.js';
 import { buildActionBundles, Job } from '../support/runner.js';
@@ -13,8 +12,9 @@ import { startTestServer, type TestServer } from '../support/server.js';
 import {
   deletePaths,
   derivationExpr,
-  hashPart,
+  onServer,
   outPathsOf,
+  pushedInBackground,
   startStaticUpstream,
   type StaticUpstream,
   warningsAbout,
@@ -42,15 +42,6 @@ interface SavedDaemon {
   stateDir?: string;
 }
 
-async function onServer(path: string): Promise<boolean> {
-  const token = await server.ciToken();
-  const response = await fetch(`${server.url}/${hashPart(path)}.narinfo`, {
-    method: 'HEAD',
-    headers: { authorization: `Bearer ${token}` },
-  });
-  return response.status === 200;
-}
-
 /** Everything a user could read: step logs (minus `::add-mask::` commands), summaries, the daemon log. */
 function readable(job: Job): string {
   const logs = job.everything
@@ -59,19 +50,6 @@ function readable(job: Job): string {
     .join('\n');
   const { daemon } = job.savedState() as SavedDaemon;
   return `${logs}\n${daemon ? readFileSync(daemon.logFile, 'utf8') : ''}`;
-}
-
-/** Waits (up to 30 s) until the server has `storePaths`, while the job's daemon runs. */
-async function pushedInBackground(proxyUrl: string, storePaths: string[]): Promise<boolean> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    const present = await Promise.all(storePaths.map(onServer));
-    if (present.every(Boolean)) return true;
-    const stats = (await (await fetch(`${proxyUrl}/_sluice/stats`)).json()) as { failed: unknown[] };
-    if (stats.failed.length > 0) return false;
-    await sleep(200);
-  }
-  return false;
 }
 
 beforeAll(async () => {
@@ -108,15 +86,15 @@ describe('two jobs through the Action', () => {
     expect(built).toEqual([paths.a, paths.b, paths.up, paths.skip]);
 
     // The post-build hook told the daemon, which pushes in the background, before any post step.
-    expect(await pushedInBackground(main.outputs.substituter!, [paths.a, paths.b])).toBe(true);
+    expect(await pushedInBackground(server, main.outputs.substituter!, [paths.a, paths.b])).toBe(true);
 
     const post = await job.runPost();
     expect(post.exitCode).toBe(0);
     expect(warningsAbout(post.warnings, built)).toEqual([]);
-    expect(await onServer(paths.a)).toBe(true);
-    expect(await onServer(paths.b)).toBe(true);
-    expect(await onServer(paths.up)).toBe(false);
-    expect(await onServer(paths.skip)).toBe(false);
+    expect(await onServer(server, paths.a)).toBe(true);
+    expect(await onServer(server, paths.b)).toBe(true);
+    expect(await onServer(server, paths.up)).toBe(false);
+    expect(await onServer(server, paths.skip)).toBe(false);
     // The store is shared with concurrently running tests: their new paths may be pushed too.
     expect(Number(post.outputs['pushed-paths'])).toBeGreaterThanOrEqual(2);
     expect(Number(post.outputs['pushed-bytes'])).toBeGreaterThan(0);
@@ -152,7 +130,7 @@ describe('two jobs through the Action', () => {
     // Hits count narinfo lookups, and Nix looks a path up more than once with this test's disk-cache TTLs of 0.
     expect(Number(post.outputs.hits)).toBeGreaterThanOrEqual(2);
     expect(post.outputs.misses).toBe('0');
-    expect(post.outputs['pushed-paths']).toBe('0');
+    // (pushed-paths is not asserted: concurrently running tests' new store paths show up in the diff.)
     expect(post.summary).toContain('100%');
     const { daemon } = job.savedState() as SavedDaemon;
     expect(isAlive(daemon!.pid)).toBe(false);

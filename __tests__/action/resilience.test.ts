@@ -10,7 +10,7 @@ import { isAlive } from '../../src/action/daemon.js';
 import { salt } from '../support/nix.js';
 import { buildActionBundles, Job } from '../support/runner.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { derivationExpr, hashPart, startRelay, warningsAbout } from './support.js';
+import { derivationExpr, onServer, startRelay, warningsAbout } from './support.js';
 
 let dist: string;
 let server: TestServer;
@@ -22,14 +22,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close();
 });
-
-async function onServer(target: TestServer, path: string): Promise<boolean> {
-  const response = await fetch(`${target.url}/${hashPart(path)}.narinfo`, {
-    method: 'HEAD',
-    headers: { authorization: `Bearer ${await target.ciToken()}` },
-  });
-  return response.status === 200;
-}
 
 function daemonPid(job: Job, use = 'sluice'): number | undefined {
   return (job.savedState(use) as { daemon?: { pid: number } } | undefined)?.daemon?.pid;

@@ -1,7 +1,9 @@
 /** Pieces the Action's end-to-end tests share: a static upstream cache, a fault-injecting TCP relay, store helpers. */
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createTcpServer, connect, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Job } from '../support/runner.js';
+import type { TestServer } from '../support/server.js';
 
 export interface StaticUpstream {
   url: string;
@@ -132,4 +134,30 @@ export function warningsAbout(warnings: string[], ours: string[]): string[] {
     const mentioned = warning.match(/\/nix\/store\/[0-9a-z]{32}-[^\s:)]+/g) ?? [];
     return mentioned.length === 0 || mentioned.some((path) => ours.includes(path));
   });
+}
+
+/** Whether the server holds a narinfo for `storePath` (asked with a CI cache token of the default job). */
+export async function onServer(server: TestServer, storePath: string): Promise<boolean> {
+  const response = await fetch(`${server.url}/${hashPart(storePath)}.narinfo`, {
+    method: 'HEAD',
+    headers: { authorization: `Bearer ${await server.ciToken()}` },
+  });
+  return response.status === 200;
+}
+
+/** Waits (up to 30 s) until the server has `storePaths`, pushed by the job's daemon while it runs. */
+export async function pushedInBackground(
+  server: TestServer,
+  proxyUrl: string,
+  storePaths: string[],
+): Promise<boolean> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const present = await Promise.all(storePaths.map((path) => onServer(server, path)));
+    if (present.every(Boolean)) return true;
+    const stats = (await (await fetch(`${proxyUrl}/_sluice/stats`)).json()) as { failed: unknown[] };
+    if (stats.failed.length > 0) return false;
+    await sleep(200);
+  }
+  return false;
 }

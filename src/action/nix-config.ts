@@ -123,6 +123,12 @@ export async function restartNixDaemon(): Promise<string> {
     });
     return 'launchctl kickstart -k system/org.nixos.nix-daemon';
   }
+  if (!existsSync('/run/systemd/system')) {
+    // Containers and self-hosted runners without systemd start nix-daemon some other way.
+    throw new Error(
+      'systemd is not running here, so the Action cannot restart nix-daemon: restart it after this step',
+    );
+  }
   await execFileAsync('sudo', ['-n', 'systemctl', 'restart', 'nix-daemon.service'], { timeout: 60_000 });
   return 'systemctl restart nix-daemon.service';
 }

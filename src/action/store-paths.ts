@@ -41,13 +41,17 @@ export function newStorePaths(file: string, env: NodeJS.ProcessEnv = process.env
  */
 export async function validPaths(paths: string[], env: NodeJS.ProcessEnv = process.env): Promise<string[]> {
   const invalid = new Set<string>();
-  for (let i = 0; i < paths.length; i += 500) {
-    const { stdout } = await execFileAsync(
-      'nix-store',
-      ['--check-validity', '--print-invalid', ...paths.slice(i, i + 500)],
-      { env, maxBuffer: 16 * 1024 * 1024, timeout: 60_000 },
-    );
-    for (const line of stdout.split('\n')) if (line) invalid.add(line);
+  try {
+    for (let i = 0; i < paths.length; i += 500) {
+      const { stdout } = await execFileAsync(
+        'nix-store',
+        ['--check-validity', '--print-invalid', ...paths.slice(i, i + 500)],
+        { env, maxBuffer: 16 * 1024 * 1024, timeout: 60_000 },
+      );
+      for (const line of stdout.split('\n')) if (line) invalid.add(line);
+    }
+  } catch {
+    // Unchecked paths are still worth offering: the daemon reports the ones it cannot push.
   }
   return paths.filter((path) => !invalid.has(path));
 }
