@@ -176,22 +176,30 @@ export class PushQueue {
     this.inPlanning = roots.length;
     const fresh = (await this.closureOf(roots)).filter((info) => !this.seen.has(info.path));
     for (const info of fresh) this.seen.add(info.path);
-    this.inPlanning = fresh.length;
-    const toPush: PathInfo[] = [];
+    let toPush = 0;
     const candidates: PathInfo[] = [];
     for (const info of fresh) {
       if (this.filter?.test(info.path)) stats.skippedFiltered++;
       else candidates.push(info);
     }
+    this.inPlanning = candidates.length;
+    // Uploads start as soon as a path is found missing; narinfo order is kept by the uploader,
+    // which knows (expect) every path that may still come.
+    this.uploader.expect(candidates.map((info) => info.path));
     await forEachLimited(candidates, CHECK_CONCURRENCY, async (info) => {
       const where = await this.whereCached(info.path);
       if (where === 'server') stats.skippedAlreadyCached++;
       else if (where === 'upstream') stats.skippedUpstream++;
-      else toPush.push(info);
+      if (where) {
+        this.uploader.skip(info.path);
+      } else {
+        toPush++;
+        this.uploader.add([info]);
+      }
+      this.inPlanning--;
     });
-    log.info({ roots: roots.length, closure: fresh.length, toPush: toPush.length }, 'planned push');
+    log.info({ roots: roots.length, closure: fresh.length, toPush }, 'planned push');
     this.inPlanning = 0;
-    this.uploader.add(toPush);
   }
 
   /** 'server' if the cache has the path, 'upstream' if an upstream cache serves it. */

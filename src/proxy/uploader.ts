@@ -64,11 +64,27 @@ export class Uploader {
     return this.queue.length + this.active + this.finishing;
   }
 
-  add(infos: PathInfo[]): void {
-    for (const info of referencesFirst(infos)) {
-      this.outcomes.set(info.path, new Promise((resolve) => this.settle.set(info.path, resolve)));
-      this.queue.push(info);
+  /**
+   * Announces paths that may be added soon (still being checked): a referrer added before them
+   * then waits for their outcome before its narinfo goes up.
+   */
+  expect(paths: string[]): void {
+    for (const path of paths) {
+      if (!this.outcomes.has(path)) {
+        this.outcomes.set(path, new Promise((resolve) => this.settle.set(path, resolve)));
+      }
     }
+  }
+
+  /** An expected path that needs no upload after all (the cache or an upstream cache has it). */
+  skip(path: string): void {
+    this.settle.get(path)?.(true);
+  }
+
+  add(infos: PathInfo[]): void {
+    const ordered = referencesFirst(infos);
+    this.expect(ordered.map((info) => info.path));
+    this.queue.push(...ordered);
     this.pump();
   }
 
