@@ -19,9 +19,43 @@ export interface Closure {
   bytes: number;
 }
 
-function leavesExpr(groups: PathGroup[], tag: string): string {
-  const lists = groups.map(
-    (group, index) => `(builtins.genList (leaf "g${index}" ${group.bytes}) ${group.count})`,
+/** Nix 2.8 schedules thousands of goals in one nix-build slowly (5,000 took minutes): build in chunks. */
+const CHUNK = 500;
+
+/** A group cut into chunks of at most CHUNK paths, each knowing where its indices start. */
+interface Chunk extends PathGroup {
+  group: number;
+  first: number;
+}
+
+function chunksOf(groups: PathGroup[]): Chunk[][] {
+  const all: Chunk[] = [];
+  groups.forEach((group, index) => {
+    for (let first = 0; first < group.count; first += CHUNK) {
+      all.push({ group: index, first, count: Math.min(CHUNK, group.count - first), bytes: group.bytes });
+    }
+  });
+  // Pack chunks into builds of at most CHUNK paths.
+  const builds: Chunk[][] = [];
+  let current: Chunk[] = [];
+  let size = 0;
+  for (const chunk of all) {
+    if (size + chunk.count > CHUNK && current.length > 0) {
+      builds.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(chunk);
+    size += chunk.count;
+  }
+  if (current.length > 0) builds.push(current);
+  return builds;
+}
+
+function leavesExpr(chunks: Chunk[], tag: string): string {
+  const lists = chunks.map(
+    (chunk) =>
+      `(builtins.genList (i: leaf "g${chunk.group}" ${chunk.bytes} (i + ${chunk.first})) ${chunk.count})`,
   );
   return `leaf = group: size: i: derivation {
       name = "sluice-bench-\${group}-\${toString i}";
@@ -45,22 +79,26 @@ function totalBytes(groups: PathGroup[]): number {
 
 /** Independent paths (no references between them): what one job builds and pushes. */
 export async function buildPaths(groups: PathGroup[], machine?: NixMachine): Promise<Closure> {
-  const paths = await build(`let ${leavesExpr(groups, salt())} in leaves`, machine);
+  const tag = salt();
+  const paths: string[] = [];
+  for (const chunks of chunksOf(groups))
+    paths.push(...(await build(`let ${leavesExpr(chunks, tag)} in leaves`, machine)));
   return { paths, bytes: totalBytes(groups) };
 }
 
 /** Leaves plus one root path that refers to all of them: a closure to substitute by its root. */
 export async function buildFan(groups: PathGroup[], machine?: NixMachine): Promise<Closure> {
-  const expression = `let ${leavesExpr(groups, salt())}
-    root = derivation {
+  const leaves = await buildPaths(groups, machine);
+  // The root's builder mentions every leaf, so Nix finds them all as references.
+  const expression = `derivation {
       name = "sluice-bench-root";
       system = builtins.currentSystem;
       builder = "/bin/sh";
-      args = [ "-c" "echo \${toString leaves} > $out" ];
-    };
-  in leaves ++ [ root ]`;
-  const paths = await build(expression, machine);
-  return { paths, root: paths[paths.length - 1]!, bytes: totalBytes(groups) };
+      salt = "${salt()}";
+      args = [ "-c" "echo ${leaves.paths.map((path) => `\${builtins.storePath "${path}"}`).join(' ')} > $out" ];
+    }`;
+  const [root] = await build(expression, machine);
+  return { paths: [...leaves.paths, root!], root: root!, bytes: leaves.bytes };
 }
 
 /** Removes paths this benchmark built (never anything else), so repeated full runs do not fill the disk. */
