@@ -17,15 +17,8 @@ import {
   type CacheGrant,
 } from './exchange.js';
 import { readInputs, type ActionInputs } from './inputs.js';
-import {
-  confFile,
-  detectScope,
-  effectiveSubstituters,
-  nixVersion,
-  restartNixDaemon,
-  writeHookScript,
-  writeNixConf,
-} from './nix-config.js';
+import { configureNix } from './configure-nix.js';
+import { nixVersion } from './nix-config.js';
 import { saveState, type SavedState } from './state.js';
 import { recordStore } from './store-paths.js';
 
@@ -141,31 +134,15 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
   state.daemon = daemon;
   core.info(`Sluice's proxy is listening at ${daemon.url} (pid ${daemon.pid}).`);
 
-  const scope = detectScope();
-  const file = confFile(scope);
-  const hook = pushEnabled
-    ? writeHookScript(stateDir, process.execPath, join(bundles, HOOK_BUNDLE, 'index.js'), daemon.url)
-    : undefined;
-  await writeNixConf(file, {
-    substituter: daemon.url,
-    publicKeys: access.publicKeys,
-    ...(hook ? { postBuildHook: hook } : {}),
-  });
-  state.nixConfig = { file, scope };
-  if (scope === 'system') {
-    try {
-      const how = await restartNixDaemon();
-      core.info(`Nix runs builds through its daemon: changed ${file} and restarted it (${how}).`);
-    } catch (error) {
-      problem(
-        state,
-        `Sluice changed ${file} but could not restart the Nix daemon (${(error as Error).message}): Nix may not use the cache. Restarting needs passwordless sudo.`,
-      );
-    }
-  } else {
-    core.info(`Nix runs builds as this user: configured ${file}.`);
-  }
-  await checkNixSeesProxy(state, daemon.url);
+  state.nixConfig = await configureNix(
+    {
+      stateDir,
+      proxyUrl: daemon.url,
+      publicKeys: access.publicKeys,
+      ...(pushEnabled ? { hookBundle: join(bundles, HOOK_BUNDLE, 'index.js') } : {}),
+    },
+    (message) => problem(state, message),
+  );
 
   core.exportVariable(JobEnv.ProxyUrl, daemon.url);
   core.setOutput(Outputs.Substituter, daemon.url);
@@ -173,20 +150,6 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
   const count = recordStore(storeListFile);
   state.storeListFile = storeListFile;
   core.info(`Recorded ${count} store paths present before the job's builds.`);
-}
-
-async function checkNixSeesProxy(state: SavedState, url: string): Promise<void> {
-  try {
-    const substituters = await effectiveSubstituters();
-    if (!substituters.some((s) => s.replace(/\/$/, '') === url)) {
-      problem(
-        state,
-        `Nix does not list Sluice's proxy among its substituters (${substituters.join(' ') || 'none'}): another nix.conf may override it with \`substituters = …\` in a later position.`,
-      );
-    }
-  } catch (error) {
-    core.debug(`could not read Nix's configuration: ${(error as Error).message}`);
-  }
 }
 
 interface Access {
