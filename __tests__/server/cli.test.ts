@@ -40,7 +40,12 @@ describe('sluice serve', () => {
 
     const health = await fetch(`${url}/_api/v1/health`);
     expect(health.status).toBe(200);
-    expect(await health.json()).toEqual({ status: 'ok', public_key: publicKey });
+    expect(await health.json()).toEqual({
+      status: 'ok',
+      public_key: publicKey,
+      public_keys: [publicKey],
+      public_reads: false,
+    });
     const info = await fetch(`${url}/nix-cache-info`);
     expect(await info.text()).toContain('StoreDir: /nix/store');
 

@@ -103,7 +103,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         req,
         res,
       ),
-    health: () => ({ status: 'ok', public_key: signingKey.publicKey.text }),
+    // public_reads tells the Action whether a job without an ID token (a fork's pull request) can
+    // still read: only when some slice is public.
+    health: () => ({
+      status: 'ok',
+      public_key: signingKey.publicKey.text,
+      public_keys: [signingKey.publicKey.text],
+      public_reads: publicSlices.length > 0,
+    }),
   });
   let stopping = false;
   const handle = (req: Parameters<typeof router>[0], res: Parameters<typeof router>[1]) => {
