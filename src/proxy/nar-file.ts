@@ -10,7 +10,6 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable, type Duplex, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { constants as zlibConstants, createZstdCompress } from 'node:zlib';
 import type { Hash } from '../nix/hash.js';
 import { createCompressor, HashingStream, NAR_EXTENSIONS } from '../nix/nar.js';
 import { ByteCounter } from './byte-counter.js';
@@ -20,20 +19,11 @@ import type { PathInfo } from './store.js';
 
 /** Fast zstd: pushing must keep up with the build; ratios barely differ from the default level. */
 const ZSTD_LEVEL = 1;
-/**
- * Output chunk of the zstd stream. Node's default (16 KiB) makes a thread-pool round trip per
- * 16 KiB: measured here, 3× the CPU of 256 KiB chunks on incompressible data.
- */
-const ZSTD_CHUNK_BYTES = 256 * 1024;
 /** Read size of a temp file being uploaded: fewer, larger writes to the socket. */
 const UPLOAD_CHUNK_BYTES = 256 * 1024;
 
 function compressor(compression: PushCompression): Duplex {
-  if (compression !== 'zstd') return createCompressor(compression);
-  return createZstdCompress({
-    chunkSize: ZSTD_CHUNK_BYTES,
-    params: { [zlibConstants.ZSTD_c_compressionLevel]: ZSTD_LEVEL },
-  });
+  return createCompressor(compression, compression === 'zstd' ? { level: ZSTD_LEVEL } : {});
 }
 
 /** NARs up to this size are compressed into memory: a temp file per small path costs more than it saves. */
