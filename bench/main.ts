@@ -95,7 +95,10 @@ export async function run(argv: string[]): Promise<void> {
 
   const resultsDir = join(process.cwd(), 'bench', 'results');
   mkdirSync(resultsDir, { recursive: true });
-  const name = `${started.toISOString().slice(0, 10)}${values.quick ? '-quick' : ''}`;
+  // One file per run (several people may run it the same day); partial runs say so in the name.
+  const stamp = started.toISOString().slice(0, 16).replace(/:/g, '');
+  const partial = values.only !== undefined || values.repetitions !== undefined || values.worktree;
+  const name = `${stamp}Z${values.quick ? '-quick' : ''}${partial ? '-partial' : ''}`;
   writeFileSync(join(resultsDir, `${name}.md`), markdown);
   const json = {
     started: started.toISOString(),
