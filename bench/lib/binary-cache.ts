@@ -40,7 +40,11 @@ export interface Substituter {
  */
 export async function substituteIntoFreshStore(root: string, from: Substituter): Promise<void> {
   const storeDir = mkdtempSync(join(tmpdir(), 'sluice-bench-store-'));
-  const machine: NixMachine = makeNixMachine();
+  // Nix's default narinfo TTLs, as on a CI runner: the test config's 0 makes Nix re-query every
+  // narinfo several times during one substitution (its in-memory cache honours the same TTL).
+  const machine: NixMachine = makeNixMachine(
+    'narinfo-cache-positive-ttl = 2592000\nnarinfo-cache-negative-ttl = 3600\n',
+  );
   const options = [
     ['substituters', from.url],
     ['trusted-public-keys', from.publicKey],
