@@ -36,6 +36,20 @@ describe('cache tokens', () => {
     expect((await justBefore.verifyCacheToken(token)).write).toBe('acme/app');
   });
 
+  it('remembers a verified token only until its expiry, and only that exact token', async () => {
+    let clock = Date.now();
+    const tokens = createCacheTokens(tokenKey, () => clock);
+    const grant = { kind: 'read' as const, read: ['acme/app'], write: null, identity: { name: 'x' } };
+    const { token, expiresAt } = await tokens.issue(grant, 60);
+    expect((await tokens.verify(token)).read).toEqual(['acme/app']);
+    expect((await tokens.verify(token)).read).toEqual(['acme/app']); // now from the cache
+    const [header, , signature] = token.split('.') as [string, string, string];
+    const widened = Buffer.from(JSON.stringify({ ...decodeJwt(token), read: ['*'] })).toString('base64url');
+    await expectHttpError(tokens.verify(`${header}.${widened}.${signature}`), 401, /bad signature/);
+    clock = expiresAt.getTime();
+    await expectHttpError(tokens.verify(token), 401, /^cache token: expired$/);
+  });
+
   it('refuses forged and foreign tokens with 401 naming the reason', async () => {
     const { token, grant } = await exchange.exchange(await issuer.sign());
     const payload = { ...decodeJwt(token) };

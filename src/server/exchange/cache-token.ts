@@ -11,6 +11,12 @@ import { isSliceName, isSlicePattern } from './slice-names.js';
 export const CACHE_TOKEN_ISSUER = 'sluice';
 export const CACHE_TOKEN_AUDIENCE = 'sluice-cache';
 const CACHE_TOKEN = 'cache token';
+/**
+ * Verified tokens remembered, so a job's thousands of narinfo GETs do not each pay for an EdDSA
+ * verification. Bounded (a job holds one token at a time; old entries go first) and never past
+ * the token's own expiry.
+ */
+const VERIFIED_CACHE_SIZE = 1024;
 
 export interface ReadTokenIdentity {
   /** What the read token was made for (`laptop`, `deploy-eu-1`). */
@@ -75,6 +81,11 @@ export function createCacheTokens(tokenKey: KeyObject, now: () => number = Date.
     throw new TypeError('the token key must be an ed25519 private key');
   }
   const publicKey = createPublicKey(tokenKey);
+  const verified = new Map<string, { grant: CacheGrant; expiresAtMs: number }>();
+  const remember = (token: string, grant: CacheGrant, expiresAtMs: number) => {
+    if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
+    verified.set(token, { grant, expiresAtMs });
+  };
   return {
     async issue(grant, ttlSeconds) {
       if (grant.kind === 'read' && grant.write !== null) throw new TypeError('a read token cannot write');
@@ -99,6 +110,10 @@ export function createCacheTokens(tokenKey: KeyObject, now: () => number = Date.
     },
 
     async verify(token) {
+      const known = verified.get(token);
+      // jose refuses a token once now >= exp: so does the cache, and the full check then names why.
+      if (known && now() < known.expiresAtMs) return known.grant;
+      if (known) verified.delete(token);
       try {
         const { payload } = await jwtVerify(token, publicKey, {
           issuer: CACHE_TOKEN_ISSUER,
@@ -107,7 +122,9 @@ export function createCacheTokens(tokenKey: KeyObject, now: () => number = Date.
           requiredClaims: ['exp', 'jti'],
           currentDate: new Date(now()),
         });
-        return grantFromPayload(payload);
+        const grant = grantFromPayload(payload);
+        remember(token, grant, (payload.exp as number) * 1000);
+        return grant;
       } catch (error) {
         const httpError = joseErrorToHttp(CACHE_TOKEN, error);
         // Our own key is local: anything jose cannot attribute to a claim is a token we did not sign.
