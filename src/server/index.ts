@@ -19,6 +19,7 @@ import {
   type ExchangeOptions,
 } from './exchange/index.js';
 import type { Access } from './http/auth.js';
+import { NarInfoSigner } from './http/narinfo-signer.js';
 import { createRouter } from './http/router.js';
 import { createLogger, type Logger } from './log.js';
 import { ServerMetrics } from './metrics.js';
@@ -91,7 +92,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const router = createRouter({
     blobs,
     meta,
-    signingKey,
+    narinfoSigner: new NarInfoSigner(signingKey),
     maxNarSize: config.maxNarSize,
     metrics,
     log,

@@ -8,7 +8,6 @@ import { HttpError } from '../../http/errors.js';
 import { Hash } from '../../nix/hash.js';
 import type { NarCompression } from '../../nix/nar.js';
 import { NarInfoError, parseNarInfo, serializeNarInfo, type NarInfo } from '../../nix/narinfo.js';
-import { narInfoFingerprint, signFingerprint, type SecretKey } from '../../nix/signing.js';
 import { StorePath } from '../../nix/store-path.js';
 import type { Logger } from '../log.js';
 import type { ServerMetrics } from '../metrics.js';
@@ -16,6 +15,7 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore, NarFacts } from '../storage/metadata-store.js';
 import { requireWriteSlice, type Access } from './auth.js';
 import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
+import type { NarInfoSigner } from './narinfo-signer.js';
 import { EXTENSION_COMPRESSION } from './paths.js';
 import { parseRange } from './range.js';
 import { verifyNarUpload } from './nar-upload.js';
@@ -23,7 +23,7 @@ import { verifyNarUpload } from './nar-upload.js';
 export interface CacheDeps {
   blobs: BlobStore;
   meta: MetadataStore;
-  signingKey: SecretKey;
+  narinfoSigner: NarInfoSigner;
   maxNarSize: number;
   metrics: ServerMetrics;
   log: Logger;
@@ -66,18 +66,12 @@ function notFound(what: string): HttpError {
   return new HttpError(404, `${what} not found`, 'not_found');
 }
 
-/** The stored narinfo with the server's signature in place of any other. */
-function signedNarInfo(text: string, key: SecretKey): string {
-  const info = parseNarInfo(text);
-  return serializeNarInfo({ ...info, sigs: [signFingerprint(narInfoFingerprint(info), key)] });
-}
-
 export async function getNarInfo(deps: CacheDeps, request: CacheRequest, hashPart: string): Promise<void> {
   const access = await request.access();
   const record = await deps.meta.findNarInfo(hashPart, access.canRead);
   deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
   if (!record) throw notFound(`${hashPart}.narinfo`);
-  const body = signedNarInfo(record.narinfo, deps.signingKey);
+  const body = deps.narinfoSigner.sign(record.narinfo);
   send(
     request.res,
     200,
@@ -265,13 +259,14 @@ export async function putNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
   };
   const { identity } = access;
   const now = new Date();
+  const storedText = serializeNarInfo(stored);
   const outcome = await deps.meta.putNarInfo(
     {
       slice,
       hashPart,
       storePath: info.storePath,
       narKey: facts.key,
-      narinfo: serializeNarInfo(stored),
+      narinfo: storedText,
       createdAt: now,
     },
     {
@@ -287,5 +282,7 @@ export async function putNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
     { slice, storePath: info.storePath, stored: outcome, repository: identity.repository },
     'narinfo uploaded',
   );
+  // Signed once here, so the lookups that follow (the rest of this job, the next jobs) need not.
+  if (outcome === 'created') deps.narinfoSigner.sign(storedText);
   send(res, outcome === 'created' ? 201 : 200, {});
 }
