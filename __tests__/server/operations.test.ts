@@ -146,6 +146,23 @@ describe('metrics and logs', () => {
   });
 });
 
+describe('lookup logging', () => {
+  it('logs narinfo hits and misses at debug only, a refused lookup at info', async () => {
+    const missPath = `/${'1'.repeat(32)}.narinfo`;
+    const refusedPath = `/${'2'.repeat(32)}.narinfo`;
+    const miss = await fetch(`${server.url}${missPath}`, { headers: { authorization: `Bearer ${token}` } });
+    expect(miss.status).toBe(404);
+    const refused = await fetch(`${server.url}${refusedPath}`, {
+      headers: { authorization: 'Bearer x.y.z' },
+    });
+    expect(refused.status).toBe(401);
+    await new Promise((resolve) => setImmediate(resolve));
+    const lines = server.logs.map((line) => JSON.parse(line) as { path?: string; level: number });
+    expect(lines.filter((line) => line.path === missPath)).toEqual([]);
+    expect(lines.filter((line) => line.path === refusedPath).map((line) => line.level)).toEqual([30]);
+  });
+});
+
 describe('graceful shutdown', () => {
   it('close() lets an upload in flight finish, and refuses new connections', async () => {
     const own = await startTestServer();

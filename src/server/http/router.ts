@@ -1,6 +1,7 @@
 /**
  * Request dispatch: path → route (paths.ts), method → handler, errors → a status and a message.
- * Every request is counted by route and status and logged from a fixed list of fields.
+ * Every request is counted by route and status and logged from a fixed list of fields (narinfo
+ * lookups answered 200 or 404 at debug level).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError, sendError } from '../../http/errors.js';
@@ -78,6 +79,14 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
   };
 }
 
+/** A narinfo (or nix-cache-info) read: Nix asks thousands per job. */
+function isLookup(req: IncomingMessage, routeName: string): boolean {
+  return (
+    (req.method === 'GET' || req.method === 'HEAD') &&
+    (routeName === 'narinfo' || routeName === 'nix-cache-info')
+  );
+}
+
 function isUpload(req: IncomingMessage): boolean {
   return req.method === 'PUT' || req.method === 'POST';
 }
@@ -92,10 +101,14 @@ export function createRouter(deps: RouterDeps): RawHandler {
     res.once('close', () => {
       const status = res.writableFinished ? res.statusCode : 499;
       deps.metrics.requests.inc({ route: routeName, method: req.method ?? '', status });
-      deps.log.info(
-        { method: req.method, path, route: routeName, status, ms: Math.round(performance.now() - started) },
-        'request',
-      );
+      // A lookup's log line cost as much CPU as the lookup: hits and misses go to debug (the
+      // metrics count them all the same); errors and everything else stay at info.
+      const level = isLookup(req, routeName) && (status === 200 || status === 404) ? 'debug' : 'info';
+      if (deps.log.isLevelEnabled(level))
+        deps.log[level](
+          { method: req.method, path, route: routeName, status, ms: Math.round(performance.now() - started) },
+          'request',
+        );
     });
     try {
       const route = matchRoute(req.url ?? '/');
