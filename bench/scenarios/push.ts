@@ -192,7 +192,13 @@ async function nothingNew(context: Context, stack: Stack): Promise<number[]> {
         throw new Error(`main step failed (${main.exitCode}): ${main.warnings.join('; ') || main.log}`);
       }
       const post = await job.runPost();
-      if (post.exitCode !== 0 || post.warnings.length > 0 || post.outputs['pushed-paths'] !== '0') {
+      if (post.outputs['pushed-paths'] !== '0' && post.exitCode === 0) {
+        // The post step pushes the store diff: on a shared machine, paths other people built meanwhile.
+        throw new Error(
+          `the post step found ${post.outputs['pushed-paths']} new paths in the shared /nix/store (built by other processes during the job)`,
+        );
+      }
+      if (post.exitCode !== 0 || post.warnings.length > 0) {
         throw new Error(
           `post step: exit ${post.exitCode}, ${post.warnings.join('; ')}, outputs ${JSON.stringify(post.outputs)}`,
         );
