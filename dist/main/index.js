@@ -28370,7 +28370,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 9445:
+/***/ 9251:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -31601,6 +31601,167 @@ function describeFetchError(error) {
     return cause?.code ?? cause?.message ?? error.message;
 }
 
+;// CONCATENATED MODULE: external "node:fs/promises"
+const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+;// CONCATENATED MODULE: ./src/proxy/config.ts
+/**
+ * The daemon's config file, written by the Action's main step (mode 0600: it holds the token).
+ * Parsed strictly: a bad file is a clear error naming the field, before anything starts.
+ */
+
+class ConfigError extends (/* unused pure expression or super */ null && (Error)) {
+}
+/** The hosts the daemon will listen on: it holds the cache token, so never a routable address. */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+const DEFAULT_UPSTREAM_CACHES = (/* unused pure expression or super */ null && (['https://cache.nixos.org']));
+const DEFAULT_PUSH_CONCURRENCY = 4;
+function parseListen(listen) {
+    const match = /^(.*):(\d+)$/.exec(listen);
+    if (!match)
+        throw new ConfigError(`listen '${listen}' is not host:port`);
+    const host = match[1];
+    const port = Number(match[2]);
+    if (!LOOPBACK_HOSTS.has(host)) {
+        throw new ConfigError(`listen host '${host}' is not a loopback address: the daemon only listens on 127.0.0.1`);
+    }
+    if (port > 65535)
+        throw new ConfigError(`listen port ${port} is out of range`);
+    return { host: host === 'localhost' ? '127.0.0.1' : host.replace(/^\[(.*)\]$/, '$1'), port };
+}
+/** `expires_at` as the exchange answers it: unix seconds, unix milliseconds or an ISO date. */
+function parseExpiry(value, field = 'tokenExpiresAt') {
+    if (typeof value === 'number' && Number.isFinite(value))
+        return value < 1e12 ? value * 1000 : value;
+    if (typeof value === 'string') {
+        if (/^\d+$/.test(value))
+            return parseExpiry(Number(value), field);
+        const ms = Date.parse(value);
+        if (!Number.isNaN(ms))
+            return ms;
+    }
+    throw new ConfigError(`${field} '${String(value)}' is not a date or unix time`);
+}
+function isRecord(value) {
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+function requireString(obj, key, where = '') {
+    const value = obj[key];
+    if (typeof value !== 'string' || value.length === 0) {
+        throw new ConfigError(`${where}${key} must be a non-empty string`);
+    }
+    return value;
+}
+function requireUrl(value, field) {
+    let url;
+    try {
+        url = new URL(value);
+    }
+    catch {
+        throw new ConfigError(`${field} '${value}' is not a URL`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+        throw new ConfigError(`${field} '${value}' must be an http(s) URL`);
+    }
+    return value.replace(/\/+$/, '');
+}
+function parsePush(value) {
+    if (value === undefined) {
+        return {
+            enabled: false,
+            upstreamCaches: DEFAULT_UPSTREAM_CACHES,
+            compression: 'zstd',
+            concurrency: DEFAULT_PUSH_CONCURRENCY,
+        };
+    }
+    if (!isRecord(value))
+        throw new ConfigError('push must be an object');
+    const push = {
+        enabled: value.enabled === true,
+        upstreamCaches: DEFAULT_UPSTREAM_CACHES,
+        compression: 'zstd',
+        concurrency: DEFAULT_PUSH_CONCURRENCY,
+    };
+    if (value.filter !== undefined && value.filter !== '') {
+        if (typeof value.filter !== 'string')
+            throw new ConfigError('push.filter must be a string');
+        try {
+            new RegExp(value.filter);
+        }
+        catch (e) {
+            throw new ConfigError(`push.filter is not a valid regular expression: ${e.message}`);
+        }
+        push.filter = value.filter;
+    }
+    if (value.upstreamCaches !== undefined) {
+        if (!Array.isArray(value.upstreamCaches) || value.upstreamCaches.some((u) => typeof u !== 'string')) {
+            throw new ConfigError('push.upstreamCaches must be an array of URLs');
+        }
+        push.upstreamCaches = value.upstreamCaches
+            .filter((u) => u.trim() !== '')
+            .map((u, i) => requireUrl(u.trim(), `push.upstreamCaches[${i}]`));
+    }
+    if (value.compression !== undefined) {
+        if (value.compression !== 'zstd' && value.compression !== 'xz' && value.compression !== 'none') {
+            throw new ConfigError(`push.compression '${String(value.compression)}' is not one of zstd, xz, none`);
+        }
+        push.compression = value.compression;
+    }
+    if (value.concurrency !== undefined) {
+        if (!Number.isInteger(value.concurrency) ||
+            value.concurrency < 1 ||
+            value.concurrency > 64) {
+            throw new ConfigError('push.concurrency must be an integer from 1 to 64');
+        }
+        push.concurrency = value.concurrency;
+    }
+    return push;
+}
+function parseConfig(value) {
+    if (!isRecord(value))
+        throw new ConfigError('config must be a JSON object');
+    const listen = requireString(value, 'listen');
+    parseListen(listen);
+    const config = {
+        listen,
+        server: requireUrl(requireString(value, 'server'), 'server'),
+        token: value.token === null || value.token === undefined ? null : requireString(value, 'token'),
+        tokenExpiresAt: null,
+        audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : 'sluice',
+        push: parsePush(value.push),
+        stateDir: requireString(value, 'stateDir'),
+        read: Array.isArray(value.read) ? value.read.filter((s) => typeof s === 'string') : [],
+        write: typeof value.write === 'string' ? value.write : null,
+    };
+    if (config.token !== null)
+        config.tokenExpiresAt = parseExpiry(value.tokenExpiresAt);
+    if (value.idTokenRequest !== undefined && config.token !== null) {
+        if (!isRecord(value.idTokenRequest))
+            throw new ConfigError('idTokenRequest must be an object { url, token }');
+        config.idTokenRequest = {
+            url: requireUrl(requireString(value.idTokenRequest, 'url', 'idTokenRequest.'), 'idTokenRequest.url'),
+            token: requireString(value.idTokenRequest, 'token', 'idTokenRequest.'),
+        };
+    }
+    return config;
+}
+async function readConfig(path) {
+    let text;
+    try {
+        text = await readFile(path, 'utf8');
+    }
+    catch (e) {
+        throw new ConfigError(`cannot read config file ${path}: ${e.message}`);
+    }
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch (e) {
+        throw new ConfigError(`config file ${path} is not JSON: ${e.message}`);
+    }
+    return parseConfig(json);
+}
+
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
 /**
  * The Action's inputs, read once inside run() into a typed object. Every invalid value is misuse
@@ -31608,9 +31769,9 @@ function describeFetchError(error) {
  */
 
 
+
 class InputError extends Error {
 }
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 function readInputs() {
     return {
         server: parseServer(getInput(Inputs.Server, { required: true })),
@@ -31623,7 +31784,7 @@ function readInputs() {
             'xz',
             'none',
         ]),
-        listen: parseListen(getInput(Inputs.Listen) || '127.0.0.1:37515'),
+        listen: inputs_parseListen(getInput(Inputs.Listen) || '127.0.0.1:37515'),
         drainTimeoutSeconds: parseSeconds(Inputs.DrainTimeout, getInput(Inputs.DrainTimeout) || '120'),
         strict: parseBoolean(Inputs.Strict, getInput(Inputs.Strict) || 'false'),
         summary: parseBoolean(Inputs.Summary, getInput(Inputs.Summary) || 'true'),
@@ -31688,7 +31849,7 @@ function parseUrls(name, value) {
         }
     });
 }
-function parseListen(value) {
+function inputs_parseListen(value) {
     const match = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(value.trim());
     const port = match ? Number(match[2]) : NaN;
     if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
@@ -32148,7 +32309,7 @@ async function anonymous(inputs, state) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9445);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9251);
 
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 process.exit(); // keep-alive sockets must not keep the step running

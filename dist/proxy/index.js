@@ -47524,6 +47524,7 @@ var external_node_path_ = __nccwpck_require__(6760);
 
 class ConfigError extends Error {
 }
+/** The hosts the daemon will listen on: it holds the cache token, so never a routable address. */
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 const DEFAULT_UPSTREAM_CACHES = ['https://cache.nixos.org'];
 const DEFAULT_PUSH_CONCURRENCY = 4;

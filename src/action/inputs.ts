@@ -4,6 +4,7 @@
  */
 import * as core from '@actions/core';
 import { Inputs } from './constants.js';
+import { LOOPBACK_HOSTS } from '../proxy/config.js';
 
 export type PushMode = 'auto' | 'true' | 'false';
 export type Compression = 'zstd' | 'xz' | 'none';
@@ -24,8 +25,6 @@ export interface ActionInputs {
 }
 
 export class InputError extends Error {}
-
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
 export function readInputs(): ActionInputs {
   return {

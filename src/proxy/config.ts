@@ -41,7 +41,8 @@ export interface DaemonConfig {
 
 export class ConfigError extends Error {}
 
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+/** The hosts the daemon will listen on: it holds the cache token, so never a routable address. */
+export const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 export const DEFAULT_UPSTREAM_CACHES = ['https://cache.nixos.org'];
 export const DEFAULT_PUSH_CONCURRENCY = 4;
 
