@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StorePath } from '../../src/nix/store-path.js';
 import { makeNixMachine, nix, nixBuild, randomChainExpr, salt } from '../support/nix.js';
+import { parseCandidate, substitutionOrder } from '../../src/proxy/readahead.js';
+import { substituteFresh } from '../support/server.js';
 import { refusedUrl, startTestDaemon } from './helpers.js';
 import { startFront, startStack, startStaticCache, type Stack } from './stack.js';
 
@@ -119,6 +121,83 @@ describe('proxy for Nix', () => {
     expect(stats.misses).toBeGreaterThanOrEqual(2);
     expect(front.requests.filter((r) => r.includes('1'.repeat(32)))).toHaveLength(1);
     expect(d.logText()).not.toContain(token);
+  });
+});
+
+/** Leaves whose names sort otherwise than their hashes, a path between, and a chain. */
+async function buildMixedClosure(): Promise<string> {
+  const tag = salt();
+  const [top] = await nixBuild(`let
+      mk = name: script: derivation {
+        name = "sluice-ra-\${name}"; system = builtins.currentSystem; builder = "/bin/sh";
+        salt = "${tag}"; args = [ "-c" script ];
+      };
+      leaf = name: mk name "/usr/bin/head -c 4096 /dev/urandom > $out";
+      chain = ${randomChainExpr(3, 4096, tag)};
+      mid = mk "mid" "echo \${leaf "c"} \${leaf "a"} > $out";
+    in mk "top" "echo \${mid} \${leaf "b"} \${leaf "d"} \${chain} > $out"`);
+  return top!;
+}
+
+describe('NAR readahead', () => {
+  it('foresees the order in which Nix asks for NARs, closely enough', async () => {
+    const top = await buildMixedClosure();
+    const closure = (await nix('nix-store', ['-qR', top])).trim().split('\n');
+    await pushToServer([top]);
+    const { token } = await daemonFor(stack.server.url, undefined);
+    const narinfos = await Promise.all(
+      closure.map(async (path) => {
+        const response = await fetch(`${stack.server.url}/${StorePath.parse(path).hashPart}.narinfo`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        return response.text();
+      }),
+    );
+    const foreseen = substitutionOrder(narinfos.map((text) => parseCandidate(text)!)).map((c) => c.narPath);
+
+    // Nix straight from the server (through a recording front), without the proxy.
+    const front = await startFront(stack.server.url);
+    cleanups.push(front.close);
+    const fresh = await substituteFresh({ url: front.url, publicKey: stack.server.publicKey }, top, token);
+    expect(fresh.closure).toEqual([...closure].sort());
+    const asked = front.requests.filter((r) => r.startsWith('GET /nar/')).map((r) => r.slice('GET '.length));
+    // Each NAR Nix asks for is the next or the one after in the foreseen order (Nix finds some
+    // references later than it starts substituting): the readahead fetches several at once.
+    expect([...asked].sort()).toEqual([...foreseen].sort());
+    const remaining = [...foreseen];
+    for (const nar of asked) {
+      expect(remaining.indexOf(nar)).toBeLessThan(2);
+      remaining.splice(remaining.indexOf(nar), 1);
+    }
+  });
+
+  it('fetches the NARs of a closure ahead once Nix downloads, each from the server exactly once', async () => {
+    const top = await buildMixedClosure();
+    const closure = (await nix('nix-store', ['-qR', top])).trim().split('\n');
+    await pushToServer([top]);
+
+    const front = await startFront(stack.server.url);
+    cleanups.push(front.close);
+    const { d } = await daemonFor(front.url, undefined);
+
+    // Only looking paths up fetches no NAR.
+    for (const path of closure) {
+      const lookup = await fetch(`${d.url}/${StorePath.parse(path).hashPart}.narinfo`);
+      expect(lookup.status).toBe(200);
+      await lookup.text();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(front.requests.filter((r) => r.startsWith('GET /nar/'))).toEqual([]);
+
+    const substituted = await substituteIntoFreshStore(top, d.url);
+    expect(substituted.split('\n').sort()).toEqual(closure.sort());
+    const narGets = front.requests.filter((r) => r.startsWith('GET /nar/'));
+    expect(narGets).toHaveLength(closure.length);
+    expect(new Set(narGets).size).toBe(closure.length);
+    const stats = (await d.control('stats')).json;
+    // Nix's order is foreseen: every NAR after the first one comes from the readahead.
+    expect(stats.narsReadAhead).toBe(closure.length - 1);
+    expect(stats.errors).toEqual([]);
   });
 });
 

@@ -10,6 +10,7 @@ import { HttpError } from '../http/errors.js';
 import { ByteCounter } from './byte-counter.js';
 import { forwardableHeaders } from './headers.js';
 import type { Logger } from './log.js';
+import { Readahead } from './readahead.js';
 import type { Stats } from './stats.js';
 import {
   describeNetworkError,
@@ -32,12 +33,20 @@ export class CacheRoutes {
   /** Narinfo hash parts the server said it does not have: asked once per job. */
   private readonly misses = new Set<string>();
   private serverDownUntil = 0;
+  private readonly readahead: Readahead;
 
   constructor(
     private readonly server: Upstream,
     private readonly stats: Stats,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.readahead = new Readahead(server, log);
+  }
+
+  /** Drops the NARs fetched ahead. */
+  close(): void {
+    this.readahead.close();
+  }
 
   /** The push engine just uploaded this narinfo: forget an earlier miss. */
   forgetMiss(hashPart: string): void {
@@ -114,6 +123,7 @@ export class CacheRoutes {
       const body = method === 'GET' ? Buffer.from(await response.body.arrayBuffer()) : undefined;
       if (method === 'HEAD') await response.body.dump();
       this.stats.hits++;
+      if (body) this.readahead.noteHit(body.toString('latin1'));
       res.writeHead(200, {
         'content-type': 'text/x-nix-narinfo',
         ...(body ? { 'content-length': body.length } : {}),
@@ -138,6 +148,18 @@ export class CacheRoutes {
   ): Promise<void> {
     // A resumed download asks for the rest only: pass the range on, and the 206 back.
     const range = req.headers.range;
+    if (method === 'GET' && !range) {
+      const nar = await this.readahead.take(path);
+      if (nar) {
+        this.stats.narsReadAhead++;
+        this.stats.bytesDownloaded += nar.size;
+        res.writeHead(200, forwardableHeaders(nar.headers));
+        res.cork();
+        for (const chunk of nar.chunks) res.write(chunk);
+        res.end();
+        return;
+      }
+    }
     const response = await this.ask('NAR download', {
       method,
       path,

@@ -4,6 +4,8 @@ export interface StatsJson {
   hits: number;
   misses: number;
   bytesDownloaded: number;
+  /** NARs handed to Nix from the readahead rather than streamed on request. */
+  narsReadAhead: number;
   pushed: { paths: number; bytes: number };
   skipped: { alreadyCached: number; upstream: number; filtered: number };
   failed: { path: string; error: string }[];
@@ -21,6 +23,7 @@ export class Stats {
   hits = 0;
   misses = 0;
   bytesDownloaded = 0;
+  narsReadAhead = 0;
   pushedPaths = 0;
   pushedBytes = 0;
   skippedAlreadyCached = 0;
@@ -68,6 +71,7 @@ export class Stats {
       hits: this.hits,
       misses: this.misses,
       bytesDownloaded: this.bytesDownloaded,
+      narsReadAhead: this.narsReadAhead,
       pushed: { paths: this.pushedPaths, bytes: this.pushedBytes },
       skipped: {
         alreadyCached: this.skippedAlreadyCached,

@@ -1,0 +1,258 @@
+/**
+ * NAR readahead. Nix 2.8 substitutes one path at a time (`max-jobs` 1 by default), so every NAR
+ * pays a round trip through the proxy and the server before Nix sees its first byte, and the bytes
+ * cross two HTTP hops while Nix waits. But Nix asks for the narinfos of everything it will
+ * substitute first. So once Nix starts downloading NARs, the proxy fetches the NARs of the other
+ * narinfos it answered, in the order Nix will ask for them, a few at a time and within a memory
+ * budget, and hands each one over from memory when Nix asks for it. Until Nix downloads a first NAR nothing is fetched: a job that only
+ * looks paths up costs the server nothing more. Large NARs are left to stream through: for them
+ * the round trip is small next to the transfer.
+ */
+import type { Logger } from './log.js';
+import { describeNetworkError, type Upstream } from './upstream.js';
+
+export interface ReadaheadLimits {
+  /** NARs fetched at once. */
+  concurrency: number;
+  /** Bytes held in memory (fetched or being fetched, not yet handed over). */
+  budgetBytes: number;
+  /** Larger NARs are not fetched ahead. */
+  maxFileBytes: number;
+  /** A fetched NAR Nix has not asked for within this long is dropped. */
+  holdMs: number;
+  /** Narinfo hits remembered as candidates; later ones are not fetched ahead. */
+  maxCandidates: number;
+}
+
+export const DEFAULT_READAHEAD: ReadaheadLimits = {
+  concurrency: 4,
+  budgetBytes: 32 * 1024 * 1024,
+  maxFileBytes: 8 * 1024 * 1024,
+  holdMs: 120_000,
+  maxCandidates: 10_000,
+};
+
+/** A NAR fetched ahead: its answer's headers and bytes. */
+export interface FetchedNar {
+  headers: Record<string, string | string[]>;
+  /** The bytes as they arrived: joining them would cost a copy and an allocation per NAR. */
+  chunks: Buffer[];
+  size: number;
+}
+
+interface Fetch {
+  size: number;
+  startedAt: number;
+  result: Promise<FetchedNar | undefined>;
+}
+
+/** A NAR that may be fetched ahead: what its narinfo says. */
+export interface Candidate {
+  /** `/nar/…` */
+  narPath: string;
+  size: number;
+  hashPart: string;
+  /** Hash parts of its references. */
+  references: string[];
+  /** Nix's order among goals that may run: by name, then by path. */
+  key: string;
+}
+
+const STORE_PATH_LINE = /^StorePath: \/nix\/store\/([0-9a-z]{32})-(.+)$/m;
+const URL_LINE = /^URL: (nar\/[0-9a-z]+\.nar(?:\.[a-z0-9]+)?)$/m;
+const FILE_SIZE_LINE = /^FileSize: (\d+)$/m;
+const REFERENCES_LINE = /^References: (.*)$/m;
+
+export function parseCandidate(narinfo: string): Candidate | undefined {
+  const storePath = STORE_PATH_LINE.exec(narinfo);
+  const url = URL_LINE.exec(narinfo)?.[1];
+  const size = Number(FILE_SIZE_LINE.exec(narinfo)?.[1]);
+  if (!storePath || !url || !(size > 0)) return undefined;
+  const [, hashPart, name] = storePath as unknown as [string, string, string];
+  const references = (REFERENCES_LINE.exec(narinfo)?.[1] ?? '')
+    .split(' ')
+    .filter((ref) => ref.length > 32 && !ref.startsWith(hashPart))
+    .map((ref) => ref.slice(0, 32));
+  return { narPath: `/${url}`, size, hashPart, references, key: `${name}$${hashPart}` };
+}
+
+/**
+ * The order Nix 2.8 will ask for these NARs in: a path after its references, and among paths
+ * that may go next, by name then path (its goals are kept sorted that way).
+ */
+export function substitutionOrder(candidates: Iterable<Candidate>): Candidate[] {
+  const pending = new Map<string, Candidate>();
+  for (const candidate of candidates) pending.set(candidate.hashPart, candidate);
+  const blockers = new Map<string, number>();
+  const dependents = new Map<string, Candidate[]>();
+  for (const candidate of pending.values()) {
+    const waitingFor = candidate.references.filter((ref) => pending.has(ref));
+    blockers.set(candidate.hashPart, waitingFor.length);
+    for (const ref of waitingFor) {
+      const list = dependents.get(ref);
+      if (list) list.push(candidate);
+      else dependents.set(ref, [candidate]);
+    }
+  }
+  // Sorted descending, so the next one pops off the end.
+  const ready = [...pending.values()].filter((c) => blockers.get(c.hashPart) === 0);
+  ready.sort((a, b) => (a.key < b.key ? 1 : -1));
+  const order: Candidate[] = [];
+  while (ready.length > 0) {
+    const next = ready.pop()!;
+    order.push(next);
+    for (const dependent of dependents.get(next.hashPart) ?? []) {
+      const left = blockers.get(dependent.hashPart)! - 1;
+      blockers.set(dependent.hashPart, left);
+      if (left > 0) continue;
+      let low = 0;
+      let high = ready.length;
+      while (low < high) {
+        const mid = (low + high) >> 1;
+        if (ready[mid]!.key > dependent.key) low = mid + 1;
+        else high = mid;
+      }
+      ready.splice(low, 0, dependent);
+    }
+  }
+  return order;
+}
+
+export class Readahead {
+  /** Narinfo hits whose NARs Nix has not asked for and that are not fetched, by hash part. */
+  private readonly candidates = new Map<string, Candidate>();
+  private readonly byNarPath = new Map<string, string>();
+  /** `candidates` in substitution order, worked out again when a candidate arrives. */
+  private plan: Candidate[] = [];
+  private planned = true;
+  private readonly fetches = new Map<string, Fetch>();
+  private held = 0;
+  private inFlight = 0;
+  private active = false;
+  private closed = false;
+
+  constructor(
+    private readonly server: Upstream,
+    private readonly log: Logger,
+    private readonly limits: ReadaheadLimits = DEFAULT_READAHEAD,
+  ) {}
+
+  /** A narinfo Nix got from the server: its NAR may be fetched ahead. */
+  noteHit(narinfo: string): void {
+    if (this.closed) return;
+    const candidate = parseCandidate(narinfo);
+    if (!candidate || candidate.size > this.limits.maxFileBytes) return;
+    if (this.fetches.has(candidate.narPath) || this.candidates.has(candidate.hashPart)) return;
+    if (this.candidates.size >= this.limits.maxCandidates) return;
+    this.candidates.set(candidate.hashPart, candidate);
+    this.byNarPath.set(candidate.narPath, candidate.hashPart);
+    this.planned = false;
+    this.pump();
+  }
+
+  /**
+   * Nix asks for the NAR at `path`: the bytes if they were fetched ahead (waiting for a fetch in
+   * flight), otherwise undefined and the caller streams it. The first call starts the readahead.
+   */
+  async take(path: string): Promise<FetchedNar | undefined> {
+    this.active = true;
+    this.forget(path);
+    const fetch = this.fetches.get(path);
+    this.pump();
+    if (!fetch) return undefined;
+    const nar = await fetch.result;
+    if (this.fetches.get(path) !== fetch) return undefined;
+    this.release(path, fetch);
+    this.pump();
+    return nar;
+  }
+
+  /** Drops everything held; nothing more is fetched. */
+  close(): void {
+    this.closed = true;
+    this.candidates.clear();
+    this.byNarPath.clear();
+    this.plan = [];
+    for (const [path, fetch] of this.fetches) this.release(path, fetch);
+  }
+
+  private release(path: string, fetch: Fetch): void {
+    this.fetches.delete(path);
+    this.held -= fetch.size;
+  }
+
+  /** A NAR Nix asked for (or that is being fetched) is no candidate any more. */
+  private forget(narPath: string): void {
+    const hashPart = this.byNarPath.get(narPath);
+    if (hashPart === undefined) return;
+    this.byNarPath.delete(narPath);
+    this.candidates.delete(hashPart);
+  }
+
+  /** Starts fetches in Nix's order while there is room; never skips ahead of a NAR that does not fit. */
+  private pump(): void {
+    if (!this.active || this.closed) return;
+    this.dropStale();
+    if (!this.planned) {
+      this.plan = substitutionOrder(this.candidates.values()).reverse();
+      this.planned = true;
+    }
+    while (this.inFlight < this.limits.concurrency && this.plan.length > 0) {
+      const next = this.plan[this.plan.length - 1]!;
+      if (!this.candidates.has(next.hashPart)) {
+        this.plan.pop();
+        continue;
+      }
+      if (this.held + next.size > this.limits.budgetBytes) return;
+      this.plan.pop();
+      this.forget(next.narPath);
+      this.start(next.narPath, next.size);
+    }
+  }
+
+  private start(path: string, size: number): void {
+    this.held += size;
+    this.inFlight++;
+    const result = fetchWhole(this.server, path)
+      .catch((e: unknown) => {
+        this.log.debug({ path, err: describeNetworkError(e) }, 'NAR readahead failed');
+        return undefined;
+      })
+      .finally(() => {
+        this.inFlight--;
+        this.pump();
+      });
+    const fetch: Fetch = { size, startedAt: Date.now(), result };
+    this.fetches.set(path, fetch);
+    // A failed fetch holds nothing: Nix's own request will stream the NAR.
+    void result.then((nar) => {
+      if (!nar && this.fetches.get(path) === fetch) {
+        this.release(path, fetch);
+        this.pump();
+      }
+    });
+  }
+
+  private dropStale(): void {
+    const cutoff = Date.now() - this.limits.holdMs;
+    for (const [path, fetch] of this.fetches) {
+      if (fetch.startedAt < cutoff) this.release(path, fetch);
+    }
+  }
+}
+
+/** GETs a NAR whole; undefined unless the server answered 200. */
+async function fetchWhole(server: Upstream, path: string): Promise<FetchedNar | undefined> {
+  const response = await server.request({ method: 'GET', path, retry: { retries: 0 } });
+  if (response.statusCode !== 200) {
+    await response.body.dump();
+    return undefined;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of response.body) {
+    chunks.push(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { headers: response.headers as Record<string, string | string[]>, chunks, size };
+}
