@@ -33,9 +33,10 @@ const PROXY_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
 export const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
 /**
  * Lookups per batch and batches at once. Nix has at most `http-connections` (25) lookups in
- * flight, so a batch holds what arrived while the previous one was out.
+ * flight, so a batch holds what arrived while the previous one was out. One batch at a time cost
+ * less CPU on both sides than two (bigger batches) and was no slower.
  */
-const NARINFO_BATCHING = { maxBatch: 100, maxInFlight: 2 };
+const NARINFO_BATCHING = { maxBatch: 100, maxInFlight: 1 };
 
 /** What the server said about one narinfo: its signed text, that it has none, or why it could not say. */
 type NarInfoAnswer = { narinfo: string } | { missing: true } | { failed: string };
@@ -158,6 +159,8 @@ export class CacheRoutes {
    */
   private async fetchNarInfos(hashParts: string[]): Promise<Map<string, NarInfoAnswer>> {
     const everyone = (answer: NarInfoAnswer) => new Map(hashParts.map((hashPart) => [hashPart, answer]));
+    // Lookups that queued while the previous batch found the server down need not wait again.
+    if (Date.now() < this.serverDownUntil) return everyone({ failed: 'the cache server is unreachable' });
     if (!this.batchUnsupported) {
       const response = await this.ask('narinfo lookup', {
         method: 'POST',

@@ -50,6 +50,13 @@ function narInfoRecord(row: Row): NarInfoRecord {
   };
 }
 
+/** findNarInfo's order: oldest first, then by slice name. */
+function isOlder(row: Row, than: NarInfoRecord): boolean {
+  const createdAt = Number(row.created_at);
+  const time = +than.createdAt;
+  return createdAt < time || (createdAt === time && str(row.slice) < than.slice);
+}
+
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: DatabaseSync;
   private readonly statements = new Map<string, StatementSync>();
@@ -148,14 +155,18 @@ export class SqliteMetadataStore implements MetadataStore {
     readable: SliceFilter,
   ): Promise<Map<string, NarInfoRecord>> {
     // One statement for the batch: the hash parts go in as one JSON array (no SQL built from input).
-    const rows = this.sql(
-      `SELECT * FROM narinfos WHERE hash_part IN (SELECT value FROM json_each(?))
-         ORDER BY created_at, slice`,
-    ).all(JSON.stringify(hashParts)) as Row[];
+    // No ORDER BY (a temporary B-tree per batch): the oldest readable row per hash part is picked
+    // here, as findNarInfo's order does.
+    const rows = this.sql('SELECT * FROM narinfos WHERE hash_part IN (SELECT value FROM json_each(?))').all(
+      JSON.stringify(hashParts),
+    ) as Row[];
     const found = new Map<string, NarInfoRecord>();
     for (const row of rows) {
+      if (!readable(str(row.slice))) continue;
       const hashPart = str(row.hash_part);
-      if (!found.has(hashPart) && readable(str(row.slice))) found.set(hashPart, narInfoRecord(row));
+      const earlier = found.get(hashPart);
+      if (earlier && !isOlder(row, earlier)) continue;
+      found.set(hashPart, narInfoRecord(row));
     }
     return found;
   }
