@@ -41,6 +41,7 @@ const NARINFO_BATCHING = { maxBatch: 100, maxInFlight: 1 };
 /** What the server said about one narinfo: its signed text, that it has none, or why it could not say. */
 type NarInfoAnswer = { narinfo: string } | { missing: true } | { failed: string };
 const MISSING: NarInfoAnswer = { missing: true };
+const UNREACHABLE = { failed: 'the cache server is unreachable' };
 
 /** The batch route's answer, `{"narinfos": {"<hash part>": "<signed narinfo>"}}`; undefined if not that. */
 function parseBatchAnswer(text: string): Record<string, unknown> | undefined {
@@ -131,7 +132,7 @@ export class CacheRoutes {
 
   private async narinfo(method: 'GET' | 'HEAD', hashPart: string, res: ServerResponse): Promise<void> {
     if (this.misses.has(hashPart)) return this.miss(res, 'not in the cache');
-    if (Date.now() < this.serverDownUntil) return this.miss(res, 'the cache server is unreachable');
+    if (Date.now() < this.serverDownUntil) return this.miss(res, UNREACHABLE.failed);
     let answer: NarInfoAnswer | undefined;
     try {
       answer = await this.narinfos.lookup(hashPart);
@@ -160,24 +161,17 @@ export class CacheRoutes {
   private async fetchNarInfos(hashParts: string[]): Promise<Map<string, NarInfoAnswer>> {
     const everyone = (answer: NarInfoAnswer) => new Map(hashParts.map((hashPart) => [hashPart, answer]));
     // Lookups that queued while the previous batch found the server down need not wait again.
-    if (Date.now() < this.serverDownUntil) return everyone({ failed: 'the cache server is unreachable' });
+    if (Date.now() < this.serverDownUntil) return everyone(UNREACHABLE);
     if (!this.batchUnsupported) {
-      const response = await this.ask('narinfo lookup', {
+      const response = await this.lookupRequest({
         method: 'POST',
         path: NARINFO_BATCH_PATH,
         headers: { 'content-type': 'application/json' },
         body: () => JSON.stringify({ hashParts }),
-        signal: AbortSignal.timeout(NARINFO_TIMEOUT_MS),
       });
-      if (!response) return everyone({ failed: 'the cache server is unreachable' });
-      let text: string;
-      try {
-        text = await response.body.text();
-      } catch (e) {
-        this.upstreamFailed(`narinfo lookup broke off: ${describeNetworkError(e)}`, true);
-        return everyone({ failed: 'the cache server is unreachable' });
-      }
-      if (response.statusCode === 200) {
+      if ('failed' in response) return everyone(response);
+      const { status, text } = response;
+      if (status === 200) {
         const narinfos = parseBatchAnswer(text);
         if (!narinfos) {
           this.upstreamFailed(`narinfo lookup answered an unexpected body: ${text.slice(0, 100)}`, false);
@@ -190,14 +184,10 @@ export class CacheRoutes {
           }),
         );
       }
-      if (response.statusCode !== 404 && response.statusCode !== 405) {
-        const status = response.statusCode;
-        this.upstreamFailed(`narinfo lookup answered HTTP ${status}: ${text.slice(0, 200).trim()}`, false);
-        return everyone({ failed: `the cache server answered HTTP ${status}` });
-      }
+      if (status !== 404 && status !== 405) return everyone(this.lookupFailed(status, text));
       this.batchUnsupported = true;
       this.log.info(
-        { status: response.statusCode },
+        { status },
         'the cache server has no batch narinfo lookups: asking one narinfo at a time',
       );
     }
@@ -210,22 +200,32 @@ export class CacheRoutes {
 
   /** One narinfo, the way a binary cache client asks: `GET /<hash>.narinfo`. */
   private async fetchNarInfo(hashPart: string): Promise<NarInfoAnswer> {
+    const response = await this.lookupRequest({ method: 'GET', path: `/${hashPart}.narinfo` });
+    if ('failed' in response) return response;
+    if (response.status === 200) return { narinfo: response.text };
+    if (response.status === 404) return MISSING;
+    return this.lookupFailed(response.status, response.text);
+  }
+
+  /** A lookup request's status and body, or why there is none (recorded; the server marked down). */
+  private async lookupRequest(
+    request: UpstreamRequest,
+  ): Promise<{ status: number; text: string } | { failed: string }> {
     const response = await this.ask('narinfo lookup', {
-      method: 'GET',
-      path: `/${hashPart}.narinfo`,
+      ...request,
       signal: AbortSignal.timeout(NARINFO_TIMEOUT_MS),
     });
-    if (!response) return { failed: 'the cache server is unreachable' };
-    let text: string;
+    if (!response) return UNREACHABLE;
     try {
-      text = await response.body.text();
+      return { status: response.statusCode, text: await response.body.text() };
     } catch (e) {
       this.upstreamFailed(`narinfo lookup broke off: ${describeNetworkError(e)}`, true);
-      return { failed: 'the cache server is unreachable' };
+      return UNREACHABLE;
     }
-    if (response.statusCode === 200) return { narinfo: text };
-    if (response.statusCode === 404) return MISSING;
-    const status = response.statusCode;
+  }
+
+  /** An answer that is neither a hit nor a miss: recorded, and a 404 for Nix. */
+  private lookupFailed(status: number, text: string): NarInfoAnswer {
     this.upstreamFailed(`narinfo lookup answered HTTP ${status}: ${text.slice(0, 200).trim()}`, false);
     return { failed: `the cache server answered HTTP ${status}` };
   }
