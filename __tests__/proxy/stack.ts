@@ -68,7 +68,8 @@ export async function startStaticCache(
 
 /**
  * A front for the real server: requests matching `failWhen` get `status` (with Retry-After) the
- * first `failures` times, everything else is forwarded unchanged. Counts requests per path.
+ * first `failures` times, everything else is forwarded unchanged. Records each request's method
+ * and path, and the bodies of POSTs (the batch lookups).
  */
 export async function startFront(
   target: string,
@@ -78,12 +79,24 @@ export async function startFront(
     retryAfter?: string;
     failWhen?: (method: string, url: string) => boolean;
   } = {},
-): Promise<{ url: string; requests: string[]; failed: number; close(): Promise<void> }> {
+): Promise<{
+  url: string;
+  requests: string[];
+  posted: { url: string; body: string }[];
+  failed: number;
+  close(): Promise<void>;
+}> {
   const requests: string[] = [];
+  const posted: { url: string; body: string }[] = [];
   const state = { failed: 0 };
   const targetUrl = new URL(target);
   const server = createServer((req, res) => {
     requests.push(`${req.method} ${req.url}`);
+    if (req.method === 'POST') {
+      const entry = { url: req.url ?? '', body: '' };
+      posted.push(entry);
+      req.on('data', (chunk: Buffer) => (entry.body += chunk.toString('utf8')));
+    }
     if (
       (options.failWhen?.(req.method ?? '', req.url ?? '') ?? true) &&
       state.failed < (options.failures ?? 0)
@@ -115,6 +128,7 @@ export async function startFront(
   return {
     url,
     requests,
+    posted,
     get failed() {
       return state.failed;
     },

@@ -73,6 +73,15 @@ describe('SqliteMetadataStore', () => {
     expect((await meta.findNarInfo('h'.repeat(32), (s) => s === 'b'))?.narinfo).toBe('StorePath: in b\n');
     expect((await meta.findNarInfo('h'.repeat(32), () => true))?.slice).toBe('a'); // the oldest
     expect(await meta.findNarInfo('h'.repeat(32), (s) => s === 'c')).toBeNull();
+    // The batch form answers as findNarInfo would, for each hash part, hits only.
+    const batch = async (readable: (slice: string) => boolean) =>
+      [...(await meta.findNarInfos(['h'.repeat(32), 'x'.repeat(32)], readable))].map(([hashPart, found]) => [
+        hashPart,
+        found.slice,
+      ]);
+    expect(await batch(() => true)).toEqual([['h'.repeat(32), 'a']]);
+    expect(await batch((s) => s === 'b')).toEqual([['h'.repeat(32), 'b']]);
+    expect(await batch((s) => s === 'c')).toEqual([]);
     expect(await meta.isNarReadable('k.nar', (s) => s === 'c')).toBe(false);
     expect(await meta.isNarReadable('k.nar', (s) => s === 'b')).toBe(true);
     expect((await meta.listAudit({})).map((e) => e.slice)).toEqual(['b', 'a']);

@@ -17,6 +17,23 @@ export interface Row {
   note?: string;
 }
 
+/** CPU seconds of the Sluice processes (and, for lookups, the load generator) during one repetition. */
+export interface CpuSample {
+  wall: number;
+  daemon: number;
+  server: number;
+  loadGenerator?: number;
+}
+
+/** A short account of CPU use in the median repetition: tells CPU-bound from waiting. */
+export function cpuNote(cpu: CpuSample[], digits = 1): string | undefined {
+  if (cpu.length === 0) return undefined;
+  const mid = [...cpu].sort((a, b) => a.wall - b.wall)[Math.floor(cpu.length / 2)]!;
+  const load =
+    mid.loadGenerator === undefined ? '' : `, load generator ${mid.loadGenerator.toFixed(digits)} s CPU`;
+  return `median run: ${mid.wall.toFixed(digits)} s wall; daemon ${mid.daemon.toFixed(digits)} s CPU, server ${mid.server.toFixed(digits)} s CPU${load}`;
+}
+
 export function sideMedian(side: Side | undefined): number | undefined {
   return side && 'samples' in side && side.samples.length > 0 ? median(side.samples) : undefined;
 }

@@ -8,7 +8,7 @@ import type { Context } from '../lib/context.js';
 import { lookupRequests } from '../lib/hashes.js';
 import { expectHitsAndMisses, getAll } from '../lib/load.js';
 import { NGINX_INSTALL_HINT, startNginx, type StaticServer } from '../lib/nginx.js';
-import type { Row, Side } from '../lib/report.js';
+import { cpuNote, type CpuSample, type Row, type Side } from '../lib/report.js';
 import { reason } from '../lib/sluice.js';
 import { startStack, type Stack } from '../lib/stack.js';
 import { rotate } from '../lib/stats.js';
@@ -45,12 +45,25 @@ export async function lookupScenarios(context: Context): Promise<Row[]> {
   }
 
   /** Each repetition gets fresh misses and a fresh daemon (a new job), so nothing is answered from memory. */
-  const measure = async (total: number): Promise<{ sluice: Side; baseline: Side }> => {
+  const measure = async (total: number): Promise<{ sluice: Side; baseline: Side; note?: string }> => {
+    const cpu: CpuSample[] = [];
     const viaProxy = async () => {
       const daemon = await stack!.startJob();
       try {
         const requests = lookupRequests(known.paths, total);
+        const before = {
+          daemon: daemon.cpuSeconds(),
+          server: stack!.server.cpuSeconds(),
+          self: process.cpuUsage(),
+        };
         const result = await getAll(daemon.url, requests.paths);
+        const self = process.cpuUsage(before.self);
+        cpu.push({
+          wall: result.seconds,
+          daemon: daemon.cpuSeconds() - before.daemon,
+          server: stack!.server.cpuSeconds() - before.server,
+          loadGenerator: (self.user + self.system) / 1e6,
+        });
         expectHitsAndMisses(result, requests.hits, total, 'the proxy');
         return result.seconds;
       } finally {
@@ -67,7 +80,8 @@ export async function lookupScenarios(context: Context): Promise<Row[]> {
     const samples = await rotate(sizes.repetitions, sides);
     const sluice: Side = stack ? { samples: samples[0]! } : { unavailable: sluiceMissing! };
     const baseline: Side = nginx ? { samples: samples[stack ? 1 : 0]! } : { unavailable: nginxMissing! };
-    return { sluice, baseline };
+    const note = cpuNote(cpu, 2);
+    return { sluice, baseline, ...(note ? { note } : {}) };
   };
 
   try {

@@ -7,7 +7,7 @@ import { rmSync } from 'node:fs';
 import { copyToFileCache, makeSigningKey, type SigningKey } from '../lib/binary-cache.js';
 import { buildPaths, deletePaths, type Closure, type PathGroup } from '../lib/closures.js';
 import type { Context } from '../lib/context.js';
-import type { Row, Side } from '../lib/report.js';
+import { cpuNote, type CpuSample, type Row, type Side } from '../lib/report.js';
 import { Job } from '../../__tests__/support/runner.js';
 import { reason, sluiceUnavailable } from '../lib/sluice.js';
 import { startStack, type Stack } from '../lib/stack.js';
@@ -26,14 +26,7 @@ interface PushComparison {
   proxyRss: number[];
   serverRss: number[];
   /** Where the time went on the Sluice side, per repetition (CPU seconds of each process). */
-  cpu: { wall: number; daemon: number; server: number }[];
-}
-
-/** A short account of CPU use during the pushes: tells CPU-bound from waiting. */
-function cpuNote(cpu: PushComparison['cpu']): string | undefined {
-  if (cpu.length === 0) return undefined;
-  const mid = [...cpu].sort((a, b) => a.wall - b.wall)[Math.floor(cpu.length / 2)]!;
-  return `median run: ${mid.wall.toFixed(1)} s wall; daemon ${mid.daemon.toFixed(1)} s CPU, server ${mid.server.toFixed(1)} s CPU`;
+  cpu: CpuSample[];
 }
 
 /** Per repetition: fresh paths, pushed by a new job's daemon and copied by `nix copy` to a new file:// cache. */

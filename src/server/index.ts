@@ -98,6 +98,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     log,
     verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
     isPublic,
+    publicReads: publicSlices.length > 0,
     // Made on first use: the cache URL is known only once listening (port 0).
     tokenHandler: (req, res) =>
       (tokenHandler ??= createTokenHandler({ exchange, publicKeys: [signingKey.publicKey.text], cacheUrl }))(

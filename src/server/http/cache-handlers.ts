@@ -40,7 +40,7 @@ export const NARINFO_UPLOAD_LIMIT = 64 * 1024;
 
 export const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 41\n';
 
-function send(
+export function send(
   res: ServerResponse,
   status: number,
   headers: Record<string, string | number>,

@@ -17,7 +17,7 @@ export const EXTENSION_COMPRESSION: Record<string, NarCompression> = {
 };
 
 export type Route =
-  | { name: 'nix-cache-info' | 'health' | 'token' | 'metrics' }
+  | { name: 'nix-cache-info' | 'health' | 'token' | 'metrics' | 'narinfos' }
   | { name: 'narinfo'; hashPart: string }
   | { name: 'nar'; fileHash: string; compression: NarCompression; key: string };
 
@@ -64,6 +64,8 @@ export function matchRoute(rawUrl: string): Route {
       return { name: 'health' };
     case '/_api/v1/token':
       return { name: 'token' };
+    case '/_api/v1/narinfos':
+      return { name: 'narinfos' };
     case '/metrics':
       return { name: 'metrics' };
   }

@@ -20,6 +20,7 @@ import {
   type CacheRequest,
 } from './cache-handlers.js';
 import { acceptBody } from './body.js';
+import { postNarInfos } from './narinfo-batch.js';
 import { matchRoute, type Route } from './paths.js';
 
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
@@ -29,6 +30,8 @@ export interface RouterDeps extends CacheDeps {
   log: Logger;
   verifyToken: TokenVerifier;
   isPublic: SliceFilter;
+  /** Whether any slice is public (readable without a token). */
+  publicReads: boolean;
   tokenHandler: RawHandler;
   health: () => object;
 }
@@ -56,6 +59,9 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
       HEAD: nar,
       PUT: (route, request) => putNar(deps, request, route as Extract<Route, { name: 'nar' }>),
     },
+    narinfos: {
+      POST: (_route, request) => postNarInfos(deps, request, deps.publicReads),
+    },
     health: {
       GET: (_route, { res }) => {
         const body = JSON.stringify(deps.health());
@@ -79,15 +85,17 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
   };
 }
 
-/** A narinfo (or nix-cache-info) read: Nix asks thousands per job. */
+/** A narinfo (or nix-cache-info) read, alone or batched: Nix asks thousands per job. */
 function isLookup(req: IncomingMessage, routeName: string): boolean {
+  if (routeName === 'narinfos') return true;
   return (
     (req.method === 'GET' || req.method === 'HEAD') &&
     (routeName === 'narinfo' || routeName === 'nix-cache-info')
   );
 }
 
-function isUpload(req: IncomingMessage): boolean {
+/** A request with a body: one we did not read must close the connection. */
+function hasBody(req: IncomingMessage): boolean {
   return req.method === 'PUT' || req.method === 'POST';
 }
 
@@ -133,10 +141,10 @@ export function createRouter(deps: RouterDeps): RawHandler {
       await handler(route, request);
     } catch (error) {
       if (!(error instanceof HttpError)) deps.log.error({ err: error, path }, 'request failed');
-      else if (isUpload(req) && routeName !== 'token')
+      else if (hasBody(req) && routeName !== 'token' && routeName !== 'narinfos')
         deps.metrics.rejectedUploads.inc({ reason: error.reason });
       // A body we did not read would be parsed as the next request: close the connection instead.
-      if (isUpload(req) && !req.complete && !res.headersSent) res.setHeader('connection', 'close');
+      if (hasBody(req) && !req.complete && !res.headersSent) res.setHeader('connection', 'close');
       sendError(res, error);
     }
   };

@@ -61,6 +61,8 @@ export interface MetadataStore {
   putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists'>;
   /** A narinfo for `hashPart` in a slice the filter admits (the oldest, for stable answers). */
   findNarInfo(hashPart: string, readable: SliceFilter): Promise<NarInfoRecord | null>;
+  /** `findNarInfo` for many hash parts at once: the hits only, by hash part. */
+  findNarInfos(hashParts: readonly string[], readable: SliceFilter): Promise<Map<string, NarInfoRecord>>;
   /** Whether a narinfo in a slice the filter admits points to this NAR. */
   isNarReadable(key: string, readable: SliceFilter): Promise<boolean>;
   /** The repository a slice belongs to, or null before its first accepted write. */

@@ -39,6 +39,24 @@ type Row = Record<string, string | number | null>;
 const str = (v: unknown): string => String(v);
 const optional = (v: unknown): string | undefined => (v === null || v === undefined ? undefined : String(v));
 
+function narInfoRecord(row: Row): NarInfoRecord {
+  return {
+    slice: str(row.slice),
+    hashPart: str(row.hash_part),
+    storePath: str(row.store_path),
+    narKey: str(row.nar_key),
+    narinfo: str(row.narinfo),
+    createdAt: new Date(Number(row.created_at)),
+  };
+}
+
+/** findNarInfo's order: oldest first, then by slice name. */
+function isOlder(row: Row, than: NarInfoRecord): boolean {
+  const createdAt = Number(row.created_at);
+  const time = +than.createdAt;
+  return createdAt < time || (createdAt === time && str(row.slice) < than.slice);
+}
+
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: DatabaseSync;
   private readonly statements = new Map<string, StatementSync>();
@@ -129,15 +147,28 @@ export class SqliteMetadataStore implements MetadataStore {
       hashPart,
     ) as Row[];
     const row = rows.find((r) => readable(str(r.slice)));
-    if (!row) return null;
-    return {
-      slice: str(row.slice),
-      hashPart: str(row.hash_part),
-      storePath: str(row.store_path),
-      narKey: str(row.nar_key),
-      narinfo: str(row.narinfo),
-      createdAt: new Date(Number(row.created_at)),
-    };
+    return row ? narInfoRecord(row) : null;
+  }
+
+  async findNarInfos(
+    hashParts: readonly string[],
+    readable: SliceFilter,
+  ): Promise<Map<string, NarInfoRecord>> {
+    // One statement for the batch: the hash parts go in as one JSON array (no SQL built from input).
+    // No ORDER BY (a temporary B-tree per batch): the oldest readable row per hash part is picked
+    // here, as findNarInfo's order does.
+    const rows = this.sql('SELECT * FROM narinfos WHERE hash_part IN (SELECT value FROM json_each(?))').all(
+      JSON.stringify(hashParts),
+    ) as Row[];
+    const found = new Map<string, NarInfoRecord>();
+    for (const row of rows) {
+      if (!readable(str(row.slice))) continue;
+      const hashPart = str(row.hash_part);
+      const earlier = found.get(hashPart);
+      if (earlier && !isOlder(row, earlier)) continue;
+      found.set(hashPart, narInfoRecord(row));
+    }
+    return found;
   }
 
   async isNarReadable(key: string, readable: SliceFilter): Promise<boolean> {
