@@ -9,11 +9,12 @@ import {
   type Substituter,
 } from '../lib/binary-cache.js';
 import { buildFan } from '../lib/closures.js';
+import { NGINX_INSTALL_HINT, startNginx } from '../lib/nginx.js';
 import type { Context } from '../lib/context.js';
 import type { Row, Side } from '../lib/report.js';
 import { reason, writeNetrc } from '../lib/sluice.js';
 import { startStack, type Stack } from '../lib/stack.js';
-import { MiB, rotate, timed } from '../lib/stats.js';
+import { median, MiB, rotate, timed } from '../lib/stats.js';
 
 export async function substitutionScenarios(context: Context): Promise<Row[]> {
   const { sizes, log } = context;
@@ -25,6 +26,10 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
   const key = await makeSigningKey(context.scratch('substitution-key'));
   await copyToFileCache([closure.root!], cacheDir, key);
   const fromFile: Substituter = { url: `file://${cacheDir}`, publicKey: key.publicKey };
+  // What HTTP itself costs here: nginx serving the very files of the file:// cache.
+  const nginx = context.nginx
+    ? await startNginx(context.nginx, cacheDir, context.scratch('nginx'))
+    : undefined;
 
   let stack: Stack | undefined;
   let sluiceMissing = '';
@@ -47,6 +52,12 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
   }
 
   const viaFile = async () => (await timed(() => substituteIntoFreshStore(closure.root!, fromFile))).seconds;
+  const viaNginx = async () =>
+    (
+      await timed(() =>
+        substituteIntoFreshStore(closure.root!, { url: nginx!.url, publicKey: key.publicKey }),
+      )
+    ).seconds;
   const viaServer = async () => (await timed(() => substituteIntoFreshStore(closure.root!, direct!))).seconds;
   const viaProxy = async () => {
     const daemon = await stack!.startJob(3);
@@ -60,11 +71,17 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
 
   try {
     log(`substitution: ${sizes.repetitions} repetitions of ${stack ? 'proxy, server, file://' : 'file://'}`);
-    const samples = await rotate(sizes.repetitions, stack ? [viaProxy, viaServer, viaFile] : [viaFile]);
+    const sides = [...(stack ? [viaProxy, viaServer] : []), viaFile, ...(nginx ? [viaNginx] : [])];
+    const samples = await rotate(sizes.repetitions, sides);
     const unavailable: Side = { unavailable: sluiceMissing };
     const proxy: Side = stack ? { samples: samples[0]! } : unavailable;
     const server: Side = stack ? { samples: samples[1]! } : unavailable;
     const file: Side = { samples: samples[stack ? 2 : 0]! };
+    const nginxSamples = nginx ? samples[stack ? 3 : 1]! : undefined;
+    const httpNote = nginxSamples
+      ? `for reference, nginx serving the same files over HTTP: ${median(nginxSamples).toFixed(2)} s, ` +
+        `${(median(nginxSamples) / median(samples[stack ? 2 : 0]!)).toFixed(2)}× file://`
+      : `nginx is not installed (${NGINX_INSTALL_HINT}): no HTTP reference`;
     return [
       {
         scenario: `proxy overhead: Nix substitutes a ${description} through the proxy vs directly from the server`,
@@ -81,9 +98,11 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
         baseline: file,
         target: '≤ 1.5×',
         met: (_seconds, ratio) => ratio !== undefined && ratio <= 1.5,
+        note: httpNote,
       },
     ];
   } finally {
+    await nginx?.close();
     await stack?.close();
   }
 }
