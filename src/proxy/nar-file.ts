@@ -1,87 +1,56 @@
 /**
- * Makes the compressed NAR file of one store path in a single pass: the NAR (dumped in-process) →
- * size count → compressor → sha256 + size of what is written → a temp file (memory for small
- * NARs). The file's hash names it on the server (`nar/<FileHash>.nar.<ext>`), so it must exist
- * before the upload starts.
+ * The compressed NAR of one store path as an upload body, made while it is sent: the NAR (dumped
+ * in-process) → its size checked against the store's NarSize → compressor. Nothing goes to disk and
+ * nothing is hashed here: the upload is named by the NarHash the Nix database already holds, and
+ * the server hashes what arrives (the file for its FileHash, the NAR against the name).
  */
-import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { Writable, type Duplex, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { Hash } from '../nix/hash.js';
-import { createCompressor, HashingStream, NAR_EXTENSIONS } from '../nix/nar.js';
-import { ByteCounter } from './byte-counter.js';
+import { pipeline, Transform, type Duplex, type Readable, type TransformCallback } from 'node:stream';
+import { createCompressor } from '../nix/nar.js';
 import type { PushCompression } from './config.js';
 import { dumpNar } from './nar-dump.js';
 import type { PathInfo } from './store.js';
 
 /** Fast zstd: pushing must keep up with the build; ratios barely differ from the default level. */
 const ZSTD_LEVEL = 1;
-/** Read size of a temp file being uploaded: fewer, larger writes to the socket. */
-const UPLOAD_CHUNK_BYTES = 256 * 1024;
 
 function compressor(compression: PushCompression): Duplex {
   return createCompressor(compression, compression === 'zstd' ? { level: ZSTD_LEVEL } : {});
 }
 
-/** NARs up to this size are compressed into memory: a temp file per small path costs more than it saves. */
-const IN_MEMORY_MAX_NAR_BYTES = 1024 * 1024;
-
-export interface NarFile {
-  /** `nar/<filehash>.nar<ext>`, the URL in the narinfo. */
-  url: string;
-  fileHash: Hash;
-  fileSize: number;
-  /** The compressed file, afresh for each attempt. */
-  body(): Readable | Buffer;
-  remove(): Promise<void>;
+/** The store path's NAR is not the size the Nix database says: sending it again would not help. */
+export class NarSizeError extends Error {
+  readonly retryable = false;
 }
 
-/** Collects a small stream's bytes. */
-class Collector extends Writable {
-  private readonly chunks: Buffer[] = [];
+/** Passes the NAR on, failing the stream (before its end reaches the server) if its size is wrong. */
+class NarSizeCheck extends Transform {
+  private bytes = 0;
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
-    this.chunks.push(chunk);
-    done();
+  constructor(private readonly info: PathInfo) {
+    super();
   }
 
-  bytes(): Buffer {
-    return Buffer.concat(this.chunks);
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.info.narSize) done(this.error());
+    else done(null, chunk);
+  }
+
+  override _flush(done: TransformCallback): void {
+    done(this.bytes === this.info.narSize ? null : this.error());
+  }
+
+  private error(): NarSizeError {
+    const size = this.bytes > this.info.narSize ? `more than ${this.info.narSize}` : String(this.bytes);
+    return new NarSizeError(
+      `the NAR of ${this.info.path} is ${size} bytes, but the store says ${this.info.narSize}`,
+    );
   }
 }
 
-export async function makeNarFile(
-  info: PathInfo,
-  compression: PushCompression,
-  dir: string,
-  signal?: AbortSignal,
-): Promise<NarFile> {
-  const inMemory = info.narSize <= IN_MEMORY_MAX_NAR_BYTES;
-  const path = join(dir, `${randomBytes(8).toString('hex')}.nar.tmp`);
-  const remove = (): Promise<void> => (inMemory ? Promise.resolve() : rm(path, { force: true }));
-  const sink = inMemory ? new Collector() : createWriteStream(path);
-  const nar = new ByteCounter();
-  const file = new HashingStream();
-  try {
-    await pipeline(dumpNar(info.path), nar, compressor(compression), file, sink, { signal });
-  } catch (e) {
-    await remove();
-    throw e;
-  }
-  if (nar.bytes !== info.narSize) {
-    await remove();
-    throw new Error(`the NAR of ${info.path} is ${nar.bytes} bytes, but the store says ${info.narSize}`);
-  }
-  const fileHash = file.hash();
-  const bytes = sink instanceof Collector ? sink.bytes() : undefined;
-  return {
-    url: `nar/${fileHash.nix32}.nar${NAR_EXTENSIONS[compression]}`,
-    fileHash,
-    fileSize: file.size,
-    body: () => bytes ?? createReadStream(path, { highWaterMark: UPLOAD_CHUNK_BYTES }),
-    remove,
-  };
+/** A fresh stream of the compressed NAR (one per attempt); it errors if the NAR is not as the store says. */
+export function compressedNar(info: PathInfo, compression: PushCompression): Readable {
+  return pipeline(dumpNar(info.path), new NarSizeCheck(info), compressor(compression), () => {
+    // Errors reach whoever reads the last stream: pipeline destroys it with the error.
+  });
 }

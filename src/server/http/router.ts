@@ -14,6 +14,7 @@ import {
   getNarInfo,
   getNixCacheInfo,
   putNar,
+  putNarByNarHash,
   putNarInfo,
   putNixCacheInfo,
   type CacheDeps,
@@ -55,6 +56,10 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
       GET: nar,
       HEAD: nar,
       PUT: (route, request) => putNar(deps, request, route as Extract<Route, { name: 'nar' }>),
+    },
+    'nar-upload': {
+      PUT: (route, request) =>
+        putNarByNarHash(deps, request, route as Extract<Route, { name: 'nar-upload' }>),
     },
     health: {
       GET: (_route, { res }) => {
