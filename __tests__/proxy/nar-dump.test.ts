@@ -52,7 +52,7 @@ describe('dumpNar', () => {
 describe('compressedNar', () => {
   it('is the zstd NAR of the path, and fails if the NAR is not the size the store says', async () => {
     const [path] = await nixBuild(
-      `derivation { name = "sluice-nar-body"; system = builtins.currentSystem; builder = "/bin/sh"; salt = "${salt()}"; args = [ "-c" "/usr/bin/head -c 300000 /dev/urandom > $out" ]; }`,
+      `derivation { name = "sluice-nar-body"; system = builtins.currentSystem; builder = "/bin/sh"; salt = "${salt()}"; args = [ "-c" "/usr/bin/head -c 700000 /dev/urandom > $out" ]; }`,
     );
     const { stdout: nar } = await execFileAsync('nix-store', ['--dump', path!], {
       encoding: 'buffer',
@@ -61,6 +61,8 @@ describe('compressedNar', () => {
     const info = { path: path!, narHash: Hash.of('sha256', nar), narSize: nar.length, references: [] };
     const file = await buffer(compressedNar(info, 'zstd'));
     expect(await buffer(Readable.from([file]).pipe(createDecompressor('zstd')))).toEqual(nar);
+    // Uncompressed, the chunks pass on as they are: each must be its own copy, not the reused buffer.
+    expect(await buffer(compressedNar(info, 'none'))).toEqual(nar);
 
     for (const narSize of [nar.length - 1, nar.length + 1]) {
       const error = await buffer(compressedNar({ ...info, narSize }, 'zstd')).catch((e: unknown) => e);

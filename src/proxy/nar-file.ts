@@ -1,17 +1,23 @@
 /**
  * The compressed NAR of one store path as an upload body, made while it is sent: the NAR (dumped
- * in-process) → its size checked against the store's NarSize → compressor. Nothing goes to disk and
- * nothing is hashed here: the upload is named by the NarHash the Nix database already holds, and
- * the server hashes what arrives (the file for its FileHash, the NAR against the name).
+ * in-process into a reused buffer) → its size checked against the store's NarSize → compressor.
+ * Nothing goes to disk and nothing is hashed here: the upload is named by the NarHash the Nix
+ * database already holds, and the server hashes what arrives (the file for its FileHash, the NAR
+ * against the name).
  */
-import { pipeline, Transform, type Duplex, type Readable, type TransformCallback } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import { createCompressor } from '../nix/nar.js';
 import type { PushCompression } from './config.js';
-import { dumpNar } from './nar-dump.js';
+import { narChunks } from './nar-dump.js';
 import type { PathInfo } from './store.js';
 
 /** Fast zstd: pushing must keep up with the build; ratios barely differ from the default level. */
 const ZSTD_LEVEL = 1;
+/** The NAR goes to the compressor in chunks of this size (a thread-pool round trip each). */
+const CHUNK_BYTES = 256 * 1024;
+/** Chunk buffers kept for the next uploads (one per upload in flight). */
+const POOL_MAX = 8;
+const pool: Buffer[] = [];
 
 function compressor(compression: PushCompression): Duplex {
   return createCompressor(compression, compression === 'zstd' ? { level: ZSTD_LEVEL } : {});
@@ -22,35 +28,41 @@ export class NarSizeError extends Error {
   readonly retryable = false;
 }
 
-/** Passes the NAR on, failing the stream (before its end reaches the server) if its size is wrong. */
-class NarSizeCheck extends Transform {
-  private bytes = 0;
+function sizeError(info: PathInfo, bytes: number): NarSizeError {
+  const size = bytes > info.narSize ? `more than ${info.narSize}` : String(bytes);
+  return new NarSizeError(`the NAR of ${info.path} is ${size} bytes, but the store says ${info.narSize}`);
+}
 
-  constructor(private readonly info: PathInfo) {
-    super();
-  }
+/** Resolves once `sink` has taken `chunk` in: for zlib, once it is compressed and may be reused. */
+function written(sink: Writable, chunk: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => sink.write(chunk, (error) => (error ? reject(error) : resolve())));
+}
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
-    this.bytes += chunk.length;
-    if (this.bytes > this.info.narSize) done(this.error());
-    else done(null, chunk);
+/**
+ * Writes the NAR into `sink` chunk by chunk. zlib is done with a chunk when its write callback
+ * runs, so the buffer is reused; xz (a pipe) and none (passed on as is) still hold it then, so
+ * they get copies.
+ */
+async function feed(info: PathInfo, compression: PushCompression, sink: Writable): Promise<void> {
+  const buffer = pool.pop() ?? Buffer.allocUnsafe(CHUNK_BYTES);
+  let bytes = 0;
+  for await (const chunk of narChunks(info.path, buffer)) {
+    bytes += chunk.length;
+    // Fails the body before its end reaches the server, which then stores nothing.
+    if (bytes > info.narSize) throw sizeError(info, bytes);
+    await written(sink, compression === 'zstd' ? chunk : Buffer.from(chunk));
   }
-
-  override _flush(done: TransformCallback): void {
-    done(this.bytes === this.info.narSize ? null : this.error());
-  }
-
-  private error(): NarSizeError {
-    const size = this.bytes > this.info.narSize ? `more than ${this.info.narSize}` : String(this.bytes);
-    return new NarSizeError(
-      `the NAR of ${this.info.path} is ${size} bytes, but the store says ${this.info.narSize}`,
-    );
-  }
+  if (bytes !== info.narSize) throw sizeError(info, bytes);
+  // Only after a clean end: after an error the compressor may still be reading the buffer.
+  if (pool.length < POOL_MAX) pool.push(buffer);
 }
 
 /** A fresh stream of the compressed NAR (one per attempt); it errors if the NAR is not as the store says. */
 export function compressedNar(info: PathInfo, compression: PushCompression): Readable {
-  return pipeline(dumpNar(info.path), new NarSizeCheck(info), compressor(compression), () => {
-    // Errors reach whoever reads the last stream: pipeline destroys it with the error.
-  });
+  const out = compressor(compression);
+  feed(info, compression, out).then(
+    () => out.end(),
+    (error: unknown) => out.destroy(error as Error),
+  );
+  return out;
 }
