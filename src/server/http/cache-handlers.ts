@@ -172,7 +172,7 @@ async function storeNarUpload(
   } catch (error) {
     if (error instanceof HttpError) throw error;
     if (req.readableAborted || (error as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') {
-      throw new HttpError(400, 'the upload ended before its Content-Length', 'truncated');
+      throw new HttpError(400, 'the upload ended before its body was complete', 'truncated');
     }
     throw error;
   }
