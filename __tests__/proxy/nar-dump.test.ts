@@ -2,6 +2,11 @@ import { describe, expect, it } from '@jest/globals';
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+import { Hash } from '../../src/nix/hash.js';
+import { createDecompressor } from '../../src/nix/nar.js';
+import { compressedNar, NarSizeError } from '../../src/proxy/nar-file.js';
 import { dumpNar } from '../../src/proxy/nar-dump.js';
 import { nixBuild, salt } from '../support/nix.js';
 
@@ -40,6 +45,31 @@ describe('dumpNar', () => {
         maxBuffer: 64 << 20,
       });
       expect(await sha256(dumpNar(path))).toBe(createHash('sha256').update(stdout).digest('hex'));
+    }
+  });
+});
+
+describe('compressedNar', () => {
+  it('is the zstd NAR of the path, and fails if the NAR is not the size the store says', async () => {
+    const [path] = await nixBuild(
+      `derivation { name = "sluice-nar-body"; system = builtins.currentSystem; builder = "/bin/sh"; salt = "${salt()}"; args = [ "-c" "/usr/bin/head -c 700000 /dev/urandom > $out" ]; }`,
+    );
+    const { stdout: nar } = await execFileAsync('nix-store', ['--dump', path!], {
+      encoding: 'buffer',
+      maxBuffer: 64 << 20,
+    });
+    const info = { path: path!, narHash: Hash.of('sha256', nar), narSize: nar.length, references: [] };
+    const file = await buffer(compressedNar(info, 'zstd'));
+    expect(await buffer(Readable.from([file]).pipe(createDecompressor('zstd')))).toEqual(nar);
+    // Uncompressed, the chunks pass on as they are: each must be its own copy, not the reused buffer.
+    expect(await buffer(compressedNar(info, 'none'))).toEqual(nar);
+
+    for (const narSize of [nar.length - 1, nar.length + 1]) {
+      const error = await buffer(compressedNar({ ...info, narSize }, 'zstd')).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(NarSizeError);
+      expect((error as Error).message).toMatch(
+        new RegExp(`^the NAR of ${path} is (more than )?\\d+ bytes, but the store says ${narSize}$`),
+      );
     }
   });
 });

@@ -252,7 +252,7 @@ describe('pushing', () => {
     expect(narinfoPut(new1!)).toBeGreaterThanOrEqual(0);
     expect(narinfoPut(new1!)).toBeLessThan(narinfoPut(new2!));
     expect(narinfoPut(new2!)).toBeLessThan(narinfoPut(top!));
-    expect(front.requests.filter((r) => r.startsWith('PUT /nar/'))).toHaveLength(3);
+    expect(front.requests.filter((r) => r.startsWith('PUT /_api/v1/nar/'))).toHaveLength(3);
     // The upstream cache was asked only about paths the server lacked, and without credentials.
     expect(upstreamCache.requests.every((r) => r.startsWith('HEAD /'))).toBe(true);
     expect(upstreamCache.requests.some((r) => r.includes(StorePath.parse(cached!).hashPart))).toBe(false);

@@ -2,6 +2,8 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { NarSizeError } from '../../src/proxy/nar-file.js';
 import { parseRetryAfter, retryDelay, DEFAULT_RETRY_POLICY } from '../../src/proxy/retry.js';
 import { Upstream } from '../../src/proxy/upstream.js';
 
@@ -121,6 +123,34 @@ describe('Upstream', () => {
     token = 'second-token-value';
     await (await upstream.request({ method: 'GET', path: '/q' })).body.dump();
     expect(seen[2]!.authorization).toBe('Bearer second-token-value');
+  });
+
+  it('retries a body that fails, unless its error says retrying cannot help', async () => {
+    // Reads whatever arrives; an upload cut short is simply dropped.
+    const server = createServer((req, res) => {
+      req.on('error', () => undefined).on('end', () => res.end());
+      req.resume();
+    });
+    const upstream = client(await listen(server), { retry: { ...FAST, retries: 2 } });
+    const failingBody = (error: Error) => () =>
+      new Readable({
+        read() {
+          this.push('partial');
+          this.destroy(error);
+        },
+      });
+    let made = 0;
+    const flaky = new Error('read failed');
+    await expect(
+      upstream.request({ method: 'PUT', path: '/a', body: () => (made++, failingBody(flaky)()) }),
+    ).rejects.toThrow('read failed');
+    expect(made).toBe(3);
+    made = 0;
+    const wrongSize = new NarSizeError('the NAR of /nix/store/x is 3 bytes, but the store says 4');
+    await expect(
+      upstream.request({ method: 'PUT', path: '/b', body: () => (made++, failingBody(wrongSize)()) }),
+    ).rejects.toBe(wrongSize);
+    expect(made).toBe(1);
   });
 
   it('on 401 asks for a fresh token once and tries again', async () => {

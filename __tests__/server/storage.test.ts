@@ -3,6 +3,7 @@ import { describe, expect, it } from '@jest/globals';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { FsBlobStore } from '../../src/server/storage/fs-blob-store.js';
@@ -45,7 +46,14 @@ describe('FsBlobStore', () => {
 });
 
 describe('SqliteMetadataStore', () => {
-  const facts = { key: 'k.nar', compression: 'none' as const, fileSize: 3, narHash: 'sha256:x', narSize: 3 };
+  const facts = {
+    key: 'k.nar',
+    compression: 'none' as const,
+    fileHash: 'sha256:f',
+    fileSize: 3,
+    narHash: 'sha256:x',
+    narSize: 3,
+  };
   const record = (slice: string, createdAt: number) => ({
     slice,
     hashPart: 'h'.repeat(32),
@@ -86,6 +94,32 @@ describe('SqliteMetadataStore', () => {
     expect(await meta.isNarReadable('k.nar', (s) => s === 'b')).toBe(true);
     expect((await meta.listAudit({})).map((e) => e.slice)).toEqual(['b', 'a']);
     expect((await meta.listAudit({ slice: 'a' })).length).toBe(1);
+    await meta.close();
+  });
+
+  it('opens a database made before uploads recorded their FileHash, reading it from the key', async () => {
+    const path = join(tempDir(), 'sluice.db');
+    const fileHash = '1'.repeat(52);
+    const old = new DatabaseSync(path);
+    old.exec(`CREATE TABLE slice_nars (
+      slice TEXT NOT NULL, key TEXT NOT NULL, compression TEXT NOT NULL, file_size INTEGER NOT NULL,
+      nar_hash TEXT NOT NULL, nar_size INTEGER NOT NULL, created_at INTEGER NOT NULL,
+      PRIMARY KEY (slice, key))`);
+    old
+      .prepare('INSERT INTO slice_nars VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run('a', `${fileHash}.nar.zst`, 'zstd', 7, 'sha256:x', 9, 0);
+    old.close();
+    const meta = new SqliteMetadataStore(path);
+    expect(await meta.uploadedNar('a', `${fileHash}.nar.zst`)).toEqual({
+      key: `${fileHash}.nar.zst`,
+      compression: 'zstd',
+      fileHash: `sha256:${fileHash}`,
+      fileSize: 7,
+      narHash: 'sha256:x',
+      narSize: 9,
+    });
+    await meta.recordUpload('a', facts);
+    expect(await meta.uploadedNar('a', 'k.nar')).toEqual(facts);
     await meta.close();
   });
 

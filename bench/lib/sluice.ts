@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
+import { DAEMON_NODE_ARGS, daemonEnv } from '../../src/proxy/runtime.js';
 import type { Context } from './context.js';
 import { profilingFlags } from './profile.js';
 import { cpuSeconds, peakRssMB, startProcess, stopProcess, waitForExit, waitForHttp } from './processes.js';
@@ -200,8 +201,14 @@ export async function startDaemon(
   writeFileSync(configFile, JSON.stringify(config), { mode: 0o600 });
   const child = startProcess(
     process.execPath,
-    [...profilingFlags(context.profileDir), join(context.bundles.dir, 'proxy', 'index.js'), configFile],
+    [
+      ...profilingFlags(context.profileDir),
+      ...DAEMON_NODE_ARGS,
+      join(context.bundles.dir, 'proxy', 'index.js'),
+      configFile,
+    ],
     join(stateDir, 'daemon.log'),
+    daemonEnv(process.env),
   );
   context.processLabels.set(child.pid!, label);
   const readyFile = join(stateDir, 'ready.json');

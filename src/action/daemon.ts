@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DAEMON_NODE_ARGS, daemonEnv } from '../proxy/runtime.js';
 import type { StatsJson } from '../proxy/stats.js';
 import type { Compression } from './inputs.js';
 
@@ -55,7 +56,8 @@ export async function startDaemon(
 ): Promise<RunningDaemon> {
   const logFile = join(stateDir, 'daemon.log');
   const logFd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [bundle, configFile], {
+  const child = spawn(process.execPath, [...DAEMON_NODE_ARGS, bundle, configFile], {
+    env: daemonEnv(process.env),
     detached: true,
     stdio: ['ignore', logFd, logFd],
   });

@@ -75,7 +75,6 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
       store,
       stats,
       log,
-      workDir: PushQueue.workDirIn(config.stateDir),
       onPushed: (hashPart) => routes.forgetMiss(hashPart),
     });
   }

@@ -1,87 +1,68 @@
 /**
- * Makes the compressed NAR file of one store path in a single pass: the NAR (dumped in-process) →
- * size count → compressor → sha256 + size of what is written → a temp file (memory for small
- * NARs). The file's hash names it on the server (`nar/<FileHash>.nar.<ext>`), so it must exist
- * before the upload starts.
+ * The compressed NAR of one store path as an upload body, made while it is sent: the NAR (dumped
+ * in-process into a reused buffer) → its size checked against the store's NarSize → compressor.
+ * Nothing goes to disk and nothing is hashed here: the upload is named by the NarHash the Nix
+ * database already holds, and the server hashes what arrives (the file for its FileHash, the NAR
+ * against the name).
  */
-import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { Writable, type Duplex, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { Hash } from '../nix/hash.js';
-import { createCompressor, HashingStream, NAR_EXTENSIONS } from '../nix/nar.js';
-import { ByteCounter } from './byte-counter.js';
+import type { Duplex, Readable, Writable } from 'node:stream';
+import { createCompressor } from '../nix/nar.js';
 import type { PushCompression } from './config.js';
-import { dumpNar } from './nar-dump.js';
+import { narChunks } from './nar-dump.js';
 import type { PathInfo } from './store.js';
 
 /** Fast zstd: pushing must keep up with the build; ratios barely differ from the default level. */
 const ZSTD_LEVEL = 1;
-/** Read size of a temp file being uploaded: fewer, larger writes to the socket. */
-const UPLOAD_CHUNK_BYTES = 256 * 1024;
+/** The NAR goes to the compressor in chunks of this size (a thread-pool round trip each). */
+const CHUNK_BYTES = 256 * 1024;
+/** Chunk buffers kept for the next uploads (one per upload in flight). */
+const POOL_MAX = 8;
+const pool: Buffer[] = [];
 
 function compressor(compression: PushCompression): Duplex {
   return createCompressor(compression, compression === 'zstd' ? { level: ZSTD_LEVEL } : {});
 }
 
-/** NARs up to this size are compressed into memory: a temp file per small path costs more than it saves. */
-const IN_MEMORY_MAX_NAR_BYTES = 1024 * 1024;
-
-export interface NarFile {
-  /** `nar/<filehash>.nar<ext>`, the URL in the narinfo. */
-  url: string;
-  fileHash: Hash;
-  fileSize: number;
-  /** The compressed file, afresh for each attempt. */
-  body(): Readable | Buffer;
-  remove(): Promise<void>;
+/** The store path's NAR is not the size the Nix database says: sending it again would not help. */
+export class NarSizeError extends Error {
+  readonly retryable = false;
 }
 
-/** Collects a small stream's bytes. */
-class Collector extends Writable {
-  private readonly chunks: Buffer[] = [];
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
-    this.chunks.push(chunk);
-    done();
-  }
-
-  bytes(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
+function sizeError(info: PathInfo, bytes: number): NarSizeError {
+  const size = bytes > info.narSize ? `more than ${info.narSize}` : String(bytes);
+  return new NarSizeError(`the NAR of ${info.path} is ${size} bytes, but the store says ${info.narSize}`);
 }
 
-export async function makeNarFile(
-  info: PathInfo,
-  compression: PushCompression,
-  dir: string,
-  signal?: AbortSignal,
-): Promise<NarFile> {
-  const inMemory = info.narSize <= IN_MEMORY_MAX_NAR_BYTES;
-  const path = join(dir, `${randomBytes(8).toString('hex')}.nar.tmp`);
-  const remove = (): Promise<void> => (inMemory ? Promise.resolve() : rm(path, { force: true }));
-  const sink = inMemory ? new Collector() : createWriteStream(path);
-  const nar = new ByteCounter();
-  const file = new HashingStream();
-  try {
-    await pipeline(dumpNar(info.path), nar, compressor(compression), file, sink, { signal });
-  } catch (e) {
-    await remove();
-    throw e;
+/** Resolves once `sink` has taken `chunk` in: for zlib, once it is compressed and may be reused. */
+function written(sink: Writable, chunk: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => sink.write(chunk, (error) => (error ? reject(error) : resolve())));
+}
+
+/**
+ * Writes the NAR into `sink` chunk by chunk. zlib is done with a chunk when its write callback
+ * runs, so the buffer is reused; xz (a pipe) and none (passed on as is) still hold it then, so
+ * they get copies.
+ */
+async function feed(info: PathInfo, compression: PushCompression, sink: Writable): Promise<void> {
+  const buffer = pool.pop() ?? Buffer.allocUnsafe(CHUNK_BYTES);
+  let bytes = 0;
+  for await (const chunk of narChunks(info.path, buffer)) {
+    bytes += chunk.length;
+    // Fails the body before its end reaches the server, which then stores nothing.
+    if (bytes > info.narSize) throw sizeError(info, bytes);
+    await written(sink, compression === 'zstd' ? chunk : Buffer.from(chunk));
   }
-  if (nar.bytes !== info.narSize) {
-    await remove();
-    throw new Error(`the NAR of ${info.path} is ${nar.bytes} bytes, but the store says ${info.narSize}`);
-  }
-  const fileHash = file.hash();
-  const bytes = sink instanceof Collector ? sink.bytes() : undefined;
-  return {
-    url: `nar/${fileHash.nix32}.nar${NAR_EXTENSIONS[compression]}`,
-    fileHash,
-    fileSize: file.size,
-    body: () => bytes ?? createReadStream(path, { highWaterMark: UPLOAD_CHUNK_BYTES }),
-    remove,
-  };
+  if (bytes !== info.narSize) throw sizeError(info, bytes);
+  // Only after a clean end: after an error the compressor may still be reading the buffer.
+  if (pool.length < POOL_MAX) pool.push(buffer);
+}
+
+/** A fresh stream of the compressed NAR (one per attempt); it errors if the NAR is not as the store says. */
+export function compressedNar(info: PathInfo, compression: PushCompression): Readable {
+  const out = compressor(compression);
+  feed(info, compression, out).then(
+    () => out.end(),
+    (error: unknown) => out.destroy(error as Error),
+  );
+  return out;
 }

@@ -3,7 +3,6 @@
  * has, what upstream caches serve and what the filter excludes. Planning (closure, checks) happens
  * here; the uploads themselves in the Uploader.
  */
-import { join } from 'node:path';
 import { StorePath } from '../nix/store-path.js';
 import type { PushConfig } from './config.js';
 import type { Logger } from './log.js';
@@ -23,8 +22,6 @@ export interface PushQueueOptions {
   store: LocalStore;
   stats: Stats;
   log: Logger;
-  /** Temp NAR files go here. */
-  workDir: string;
   /** Told about every narinfo now on the server, so the proxy forgets an earlier miss. */
   onPushed?: (hashPart: string) => void;
 }
@@ -74,7 +71,6 @@ export class PushQueue {
       server: options.server,
       stats: options.stats,
       log: options.log,
-      workDir: options.workDir,
       signal: this.abort.signal,
       onPushed: options.onPushed,
       onSettled: () => this.checkIdle(),
@@ -239,10 +235,5 @@ export class PushQueue {
       }
     }
     return undefined;
-  }
-
-  /** The directory for temp NAR files. */
-  static workDirIn(stateDir: string): string {
-    return join(stateDir, 'push');
   }
 }

@@ -1,16 +1,21 @@
 /**
- * Uploads store paths: a bounded number of NAR files made and PUT at once, in any order; each
- * narinfo only once the narinfos of its references are up, so the cache never shows a path whose
- * references it lacks. A path whose reference failed is failed too (its NAR may already be up:
- * harmless, nothing points to it).
+ * Uploads store paths: a bounded number of NARs compressed and streamed to the server at once, in
+ * any order; each narinfo only once the narinfos of its references are up, so the cache never
+ * shows a path whose references it lacks. A path whose reference failed is failed too (its NAR may
+ * already be up: harmless, nothing points to it).
+ *
+ * A NAR goes to `PUT /_api/v1/nar/<narhash>.nar<ext>`: named by the NarHash the Nix database holds,
+ * so it streams as it is compressed; the server verifies the NAR against the name and answers the
+ * file's URL, FileHash and FileSize, which the narinfo then states.
  */
 import type { Readable } from 'node:stream';
-import { mkdir } from 'node:fs/promises';
+import { Hash } from '../nix/hash.js';
+import { NAR_EXTENSIONS } from '../nix/nar.js';
 import { serializeNarInfo, type NarInfo } from '../nix/narinfo.js';
 import { StorePath } from '../nix/store-path.js';
 import type { PushCompression } from './config.js';
 import type { Logger } from './log.js';
-import { makeNarFile, type NarFile } from './nar-file.js';
+import { compressedNar } from './nar-file.js';
 import type { Stats } from './stats.js';
 import type { PathInfo } from './store.js';
 import { describeNetworkError, type Upstream, UpstreamError } from './upstream.js';
@@ -21,8 +26,6 @@ export interface UploaderOptions {
   server: Upstream;
   stats: Stats;
   log: Logger;
-  /** Temp NAR files go here. */
-  workDir: string;
   signal: AbortSignal;
   /** A narinfo is now on the server. */
   onPushed?: (hashPart: string) => void;
@@ -48,6 +51,34 @@ export function referencesFirst(infos: PathInfo[]): PathInfo[] {
   return ordered;
 }
 
+/** What the server stored for a NAR: what the narinfo must say about the file. */
+export interface StoredNar {
+  url: string;
+  fileHash: Hash;
+  fileSize: number;
+}
+
+/** The server's answer to a NAR upload, checked against the path it was for. */
+function parseStoredNar(text: string, info: PathInfo, compression: PushCompression): StoredNar {
+  const answer = JSON.parse(text) as Record<string, unknown>;
+  const { url, file_hash: fileHash, file_size: fileSize, nar_hash: narHash, nar_size: narSize } = answer;
+  if (
+    typeof url !== 'string' ||
+    !url.startsWith('nar/') ||
+    !url.endsWith(`.nar${NAR_EXTENSIONS[compression]}`) ||
+    typeof fileHash !== 'string' ||
+    typeof fileSize !== 'number' ||
+    typeof narHash !== 'string' ||
+    narSize !== info.narSize ||
+    !Hash.parse(narHash).equals(info.narHash)
+  ) {
+    throw new UpstreamError(
+      `the server's answer to the NAR upload of ${info.path} does not fit it: ${text.slice(0, 300)}`,
+    );
+  }
+  return { url, fileHash: Hash.parse(fileHash), fileSize };
+}
+
 export class Uploader {
   private readonly queue: PathInfo[] = [];
   private active = 0;
@@ -56,7 +87,6 @@ export class Uploader {
   /** Per path given to this uploader: resolves to whether its narinfo made it to the server. */
   private readonly outcomes = new Map<string, Promise<boolean>>();
   private readonly settle = new Map<string, (ok: boolean) => void>();
-  private workDirReady: Promise<unknown> | undefined;
 
   constructor(private readonly options: UploaderOptions) {}
 
@@ -99,7 +129,7 @@ export class Uploader {
   private async run(info: PathInfo): Promise<void> {
     const { stats, log } = this.options;
     stats.pushStarted();
-    let file: NarFile | undefined;
+    let file: StoredNar | undefined;
     let ok = false;
     try {
       try {
@@ -123,7 +153,6 @@ export class Uploader {
       log.warn({ path: info.path, err: error }, 'push failed');
     } finally {
       this.finishing--;
-      await file?.remove();
       this.settle.get(info.path)!(ok);
       stats.pushFinished();
       this.options.onSettled();
@@ -139,25 +168,18 @@ export class Uploader {
     return undefined;
   }
 
-  private async uploadNar(info: PathInfo): Promise<NarFile> {
-    const { workDir, compression, signal } = this.options;
-    this.workDirReady ??= mkdir(workDir, { recursive: true });
-    await this.workDirReady;
-    const file = await makeNarFile(info, compression, workDir, signal);
-    try {
-      await this.put(`/${file.url}`, () => file.body(), {
-        'content-type': 'application/x-nix-nar',
-        'content-length': String(file.fileSize),
-      });
-    } catch (e) {
-      await file.remove();
-      throw e;
-    }
-    return file;
+  private async uploadNar(info: PathInfo): Promise<StoredNar> {
+    const { compression } = this.options;
+    const path = `/_api/v1/nar/${info.narHash.nix32}.nar${NAR_EXTENSIONS[compression]}`;
+    // No Content-Length: the compressed size is known only once it is sent (chunked encoding).
+    const text = await this.put(path, () => compressedNar(info, compression), {
+      'content-type': 'application/x-nix-nar',
+    });
+    return parseStoredNar(text, info, compression);
   }
 
   /** PUTs the narinfo (unsigned: the server signs); returns its size. */
-  private async uploadNarInfo(info: PathInfo, file: NarFile): Promise<number> {
+  private async uploadNarInfo(info: PathInfo, file: StoredNar): Promise<number> {
     const narinfo: NarInfo = {
       storePath: info.path,
       url: file.url,
@@ -184,7 +206,7 @@ export class Uploader {
     path: string,
     body: () => Readable | Buffer | string,
     headers: Record<string, string>,
-  ): Promise<void> {
+  ): Promise<string> {
     const response = await this.options.server.request({
       method: 'PUT',
       path,
@@ -199,5 +221,6 @@ export class Uploader {
         response.statusCode,
       );
     }
+    return text;
   }
 }

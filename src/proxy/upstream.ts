@@ -108,7 +108,7 @@ export class Upstream {
         reason = `HTTP ${response.statusCode}`;
         await response.body.dump();
       } catch (e) {
-        if (req.signal?.aborted || attempt >= policy.retries) throw e;
+        if (req.signal?.aborted || attempt >= policy.retries || !isRetryableError(e)) throw e;
         reason = describeNetworkError(e);
       }
       const delayMs = retryDelay(attempt, policy, retryAfterMs);
@@ -138,6 +138,11 @@ export class Upstream {
   async destroy(): Promise<void> {
     await this.pool.destroy();
   }
+}
+
+/** Network errors are worth another try; an error marked `retryable: false` (a bad body) is not. */
+function isRetryableError(error: unknown): boolean {
+  return (error as { retryable?: unknown } | null)?.retryable !== false;
 }
 
 /** A network error's message with its cause (undici wraps the socket error), never headers. */

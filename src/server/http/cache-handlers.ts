@@ -3,10 +3,11 @@
  * slices, and verified uploads into the token's write slice.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { HttpError } from '../../http/errors.js';
 import { Hash } from '../../nix/hash.js';
-import type { NarCompression } from '../../nix/nar.js';
+import { HashingStream, type NarCompression } from '../../nix/nar.js';
 import { NarInfoError, parseNarInfo, serializeNarInfo, type NarInfo } from '../../nix/narinfo.js';
 import { StorePath } from '../../nix/store-path.js';
 import type { Logger } from '../log.js';
@@ -18,7 +19,7 @@ import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
 import type { NarInfoSigner } from './narinfo-signer.js';
 import { EXTENSION_COMPRESSION } from './paths.js';
 import { parseRange } from './range.js';
-import { verifyNarUpload } from './nar-upload.js';
+import { verifyNarUpload, type NarUploadName } from './nar-upload.js';
 
 export interface CacheDeps {
   blobs: BlobStore;
@@ -148,11 +149,12 @@ async function checkSliceOwner(deps: CacheDeps, access: Access, slice: string, b
   }
 }
 
-export async function putNar(
+/** Streams an upload through the verification into the BlobStore and records it for the write slice. */
+async function storeNarUpload(
   deps: CacheDeps,
   request: CacheRequest,
-  nar: { key: string; fileHash: string; compression: NarCompression },
-): Promise<void> {
+  nar: { key: string; compression: NarCompression; name: NarUploadName },
+): Promise<{ outcome: 'created' | 'exists'; facts: NarFacts }> {
   const { req, res } = request;
   const access = await request.access();
   const slice = requireWriteSlice(access);
@@ -160,7 +162,7 @@ export async function putNar(
   await checkSliceOwner(deps, access, slice, false);
   acceptBody(req, res);
   const upload = verifyNarUpload(req, {
-    fileHash: Hash.parse(`sha256:${nar.fileHash}`),
+    ...nar.name,
     compression: nar.compression,
     maxSize: deps.maxNarSize,
   });
@@ -170,22 +172,78 @@ export async function putNar(
   } catch (error) {
     if (error instanceof HttpError) throw error;
     if (req.readableAborted || (error as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') {
-      throw new HttpError(400, 'the upload ended before its Content-Length', 'truncated');
+      throw new HttpError(400, 'the upload ended before its body was complete', 'truncated');
     }
     throw error;
   }
   const digest = upload.digest();
   deps.metrics.bytesIn.inc(digest.fileSize);
+  // A NAR named by its NarHash may already be stored as other bytes (another compressor, level or
+  // version): the narinfo must describe the file that is served, so that one is hashed.
+  const stored =
+    outcome === 'exists' && 'narHash' in nar.name ? await storedFileDigest(deps.blobs, nar.key) : digest;
   const facts: NarFacts = {
     key: nar.key,
     compression: nar.compression,
-    fileSize: digest.fileSize,
+    fileHash: stored.fileHash.toString(),
+    fileSize: stored.fileSize,
     narHash: digest.narHash.toString(),
     narSize: digest.narSize,
   };
   await deps.meta.recordUpload(slice, facts);
   deps.log.info({ slice, nar: nar.key, fileSize: facts.fileSize, stored: outcome }, 'NAR uploaded');
-  send(res, outcome === 'created' ? 201 : 200, {});
+  return { outcome, facts };
+}
+
+async function storedFileDigest(
+  blobs: BlobStore,
+  key: string,
+): Promise<{ fileHash: Hash; fileSize: number }> {
+  const body = await blobs.get(key);
+  if (!body) throw new Error(`NAR file ${key} vanished while being uploaded again`);
+  const file = new HashingStream();
+  await pipeline(body, file, new Writable({ write: (_chunk, _encoding, done) => done() }));
+  return { fileHash: file.hash(), fileSize: file.size };
+}
+
+/** `PUT /nar/<filehash>.nar[.ext]`, as Nix uploads: the file must hash to its name. */
+export async function putNar(
+  deps: CacheDeps,
+  request: CacheRequest,
+  nar: { key: string; fileHash: string; compression: NarCompression },
+): Promise<void> {
+  const { outcome } = await storeNarUpload(deps, request, {
+    key: nar.key,
+    compression: nar.compression,
+    name: { fileHash: Hash.parse(`sha256:${nar.fileHash}`) },
+  });
+  send(request.res, outcome === 'created' ? 201 : 200, {});
+}
+
+/**
+ * `PUT /_api/v1/nar/<narhash>.nar[.ext]`, as the Action's proxy uploads: the NAR inside must hash to
+ * the name, which the uploader knows before compressing, so it streams without a FileHash pass of
+ * its own. The answer tells it what its narinfo must say about the file.
+ */
+export async function putNarByNarHash(
+  deps: CacheDeps,
+  request: CacheRequest,
+  nar: { key: string; narHash: string; compression: NarCompression },
+): Promise<void> {
+  const { outcome, facts } = await storeNarUpload(deps, request, {
+    key: nar.key,
+    compression: nar.compression,
+    name: { narHash: Hash.parse(`sha256:${nar.narHash}`) },
+  });
+  const body = JSON.stringify({
+    url: `nar/${facts.key}`,
+    compression: facts.compression,
+    file_hash: facts.fileHash,
+    file_size: facts.fileSize,
+    nar_hash: facts.narHash,
+    nar_size: facts.narSize,
+  });
+  send(request.res, outcome === 'created' ? 201 : 200, { 'content-type': 'application/json' }, body);
 }
 
 function mismatch(message: string, reason = 'narinfo_mismatch'): HttpError {
@@ -204,7 +262,7 @@ async function checkNarInfo(
     throw mismatch(`StorePath ${info.storePath} does not match the uploaded name ${hashPart}.narinfo`);
   }
   const url = /^nar\/([0-9a-z]{52})\.nar(\.[a-z0-9]+)?$/.exec(info.url);
-  if (!url) throw mismatch(`URL '${info.url}' is not nar/<filehash>.nar[.zst|.xz]`);
+  if (!url) throw mismatch(`URL '${info.url}' is not nar/<hash>.nar[.zst|.xz]`);
   const key = info.url.slice('nar/'.length);
   const compression = EXTENSION_COMPRESSION[url[2] ?? ''];
   if (compression !== info.compression) {
@@ -216,8 +274,10 @@ async function checkNarInfo(
       `its NAR ${info.url} was not uploaded to slice '${slice}': upload the NAR first`,
       'nar_missing',
     );
-  if (info.fileHash && info.fileHash.nix32 !== url[1]) {
-    throw mismatch(`FileHash ${info.fileHash.toString()} does not match the URL '${info.url}'`);
+  if (info.fileHash && !info.fileHash.equals(Hash.parse(facts.fileHash))) {
+    throw mismatch(
+      `FileHash ${info.fileHash.toString()} does not match the file uploaded (${facts.fileHash})`,
+    );
   }
   if (info.fileSize !== undefined && info.fileSize !== facts.fileSize) {
     throw mismatch(`FileSize ${info.fileSize} does not match the ${facts.fileSize} bytes uploaded`);
@@ -253,7 +313,7 @@ export async function putNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
   const stored: NarInfo = {
     ...info,
     url: `nar/${facts.key}`,
-    fileHash: Hash.parse(`sha256:${facts.key.slice(0, 52)}`),
+    fileHash: Hash.parse(facts.fileHash),
     fileSize: facts.fileSize,
     sigs: [],
   };

@@ -2,7 +2,8 @@
  * The verifying stream every NAR upload goes through on its way to the BlobStore. It passes the
  * file's bytes on, and meanwhile hashes them (FileHash/FileSize) and decompresses and hashes the
  * NAR inside (NarHash/NarSize). It ends in an error, so the store commits nothing, when the file
- * is larger than allowed, does not decompress, or does not hash to the name it was uploaded as.
+ * is larger than allowed, does not decompress, or does not hash to the name it was uploaded as:
+ * the file's hash (Nix's `PUT /nar/<filehash>`) or the NAR's (`PUT /_api/v1/nar/<narhash>`).
  */
 import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -10,13 +11,16 @@ import { HttpError } from '../../http/errors.js';
 import type { Hash } from '../../nix/hash.js';
 import { createDecompressor, HashingStream, type NarCompression } from '../../nix/nar.js';
 
-export interface ExpectedNarFile {
-  fileHash: Hash;
+/** The hash an upload's name states: of the file as uploaded, or of the NAR inside it. */
+export type NarUploadName = { fileHash: Hash } | { narHash: Hash };
+
+export type ExpectedNarFile = NarUploadName & {
   compression: NarCompression;
   maxSize: number;
-}
+};
 
 export interface NarFileDigest {
+  fileHash: Hash;
   fileSize: number;
   narHash: Hash;
   narSize: number;
@@ -27,6 +31,24 @@ export interface VerifiedNarStream {
   body: Readable;
   /** The digest, known once `body` has ended without error. */
   digest(): NarFileDigest;
+}
+
+/** The error for a file or NAR that does not hash to its name, or undefined if it does. */
+function nameMismatch(
+  expected: ExpectedNarFile,
+  file: HashingStream,
+  nar: HashingStream,
+): HttpError | undefined {
+  const [what, actual, wanted, reason] =
+    'fileHash' in expected
+      ? ['NAR file', file.hash(), expected.fileHash, 'file_hash_mismatch']
+      : ['NAR', nar.hash(), expected.narHash, 'nar_hash_mismatch'];
+  if (actual.equals(wanted)) return undefined;
+  return new HttpError(
+    400,
+    `${what} hashes to ${actual.toString()}, not to ${wanted.toString()} as its name says`,
+    reason,
+  );
 }
 
 export function verifyNarUpload(source: Readable, expected: ExpectedNarFile): VerifiedNarStream {
@@ -56,18 +78,7 @@ export function verifyNarUpload(source: Readable, expected: ExpectedNarFile): Ve
     flush(callback) {
       decompressor.end();
       narDone.then(
-        () => {
-          const actual = file.hash();
-          if (!actual.equals(expected.fileHash)) {
-            callback(
-              new HttpError(
-                400,
-                `NAR file hashes to ${actual.toString()}, not to ${expected.fileHash.toString()} as its name says`,
-                'file_hash_mismatch',
-              ),
-            );
-          } else callback();
-        },
+        () => callback(nameMismatch(expected, file, nar)),
         (error) => callback(corrupt(error)),
       );
     },
@@ -82,6 +93,6 @@ export function verifyNarUpload(source: Readable, expected: ExpectedNarFile): Ve
 
   return {
     body: gate,
-    digest: () => ({ fileSize: file.size, narHash: nar.hash(), narSize: nar.size }),
+    digest: () => ({ fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size }),
   };
 }

@@ -9,6 +9,9 @@ import type { NarCompression } from '../../nix/nar.js';
 const NIX32 = '[0-9abcdfghijklmnpqrsvwxyz]';
 const NARINFO = new RegExp(`^/(${NIX32}{32})\\.narinfo$`);
 const NAR = new RegExp(`^/nar/(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
+/** Sluice's own upload route: the NAR file named by the NarHash of the NAR inside it. */
+const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
+const NAR_UPLOAD = new RegExp(`^${NAR_UPLOAD_PREFIX}(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
 
 export const EXTENSION_COMPRESSION: Record<string, NarCompression> = {
   '': 'none',
@@ -19,7 +22,8 @@ export const EXTENSION_COMPRESSION: Record<string, NarCompression> = {
 export type Route =
   | { name: 'nix-cache-info' | 'health' | 'token' | 'metrics' | 'narinfos' }
   | { name: 'narinfo'; hashPart: string }
-  | { name: 'nar'; fileHash: string; compression: NarCompression; key: string };
+  | { name: 'nar'; fileHash: string; compression: NarCompression; key: string }
+  | { name: 'nar-upload'; narHash: string; compression: NarCompression; key: string };
 
 /** Repeatedly percent-decodes (bounded), so double encoding cannot hide a `..` or a separator. */
 function fullyDecoded(path: string): string {
@@ -55,6 +59,18 @@ export function checkPath(rawUrl: string): string {
   return path;
 }
 
+function compressionOf(extension = ''): NarCompression {
+  const compression = EXTENSION_COMPRESSION[extension];
+  if (compression === undefined) {
+    throw new HttpError(
+      400,
+      `unsupported NAR compression '${extension}' (use .nar, .nar.zst or .nar.xz)`,
+      'bad_name',
+    );
+  }
+  return compression;
+}
+
 export function matchRoute(rawUrl: string): Route {
   const path = checkPath(rawUrl);
   switch (path) {
@@ -80,21 +96,30 @@ export function matchRoute(rawUrl: string): Route {
   }
   const nar = NAR.exec(path);
   if (nar) {
-    const extension = nar[2] ?? '';
-    const compression = EXTENSION_COMPRESSION[extension];
-    if (compression === undefined) {
-      throw new HttpError(
-        400,
-        `unsupported NAR compression '${extension}' (use .nar, .nar.zst or .nar.xz)`,
-        'bad_name',
-      );
-    }
+    const compression = compressionOf(nar[2]);
     return { name: 'nar', fileHash: nar[1] as string, compression, key: path.slice('/nar/'.length) };
   }
   if (path.startsWith('/nar/')) {
     throw new HttpError(
       400,
       `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`,
+      'bad_name',
+    );
+  }
+  const upload = NAR_UPLOAD.exec(path);
+  if (upload) {
+    const compression = compressionOf(upload[2]);
+    return {
+      name: 'nar-upload',
+      narHash: upload[1] as string,
+      compression,
+      key: path.slice(NAR_UPLOAD_PREFIX.length),
+    };
+  }
+  if (path.startsWith(NAR_UPLOAD_PREFIX)) {
+    throw new HttpError(
+      400,
+      `'${path.slice(1, 120)}' is not ${NAR_UPLOAD_PREFIX.slice(1)}<52-character nix32 NarHash>.nar[.zst|.xz]`,
       'bad_name',
     );
   }

@@ -14,6 +14,7 @@ import {
   getNarInfo,
   getNixCacheInfo,
   putNar,
+  putNarByNarHash,
   putNarInfo,
   putNixCacheInfo,
   type CacheDeps,
@@ -61,6 +62,10 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
     },
     narinfos: {
       POST: (_route, request) => postNarInfos(deps, request, deps.publicReads),
+    },
+    'nar-upload': {
+      PUT: (route, request) =>
+        putNarByNarHash(deps, request, route as Extract<Route, { name: 'nar-upload' }>),
     },
     health: {
       GET: (_route, { res }) => {

@@ -6,9 +6,11 @@
 
 /** Facts about a NAR file, computed by the server while the upload streamed in. */
 export interface NarFacts {
-  /** The blob key, `<filehash>.nar[.ext]`. */
+  /** The blob key: `<filehash>.nar[.ext]` (Nix's uploads) or `<narhash>.nar[.ext]` (the Action's). */
   key: string;
   compression: 'none' | 'xz' | 'zstd';
+  /** `sha256:<nix32>` of the stored file. */
+  fileHash: string;
   fileSize: number;
   /** `sha256:<nix32>` of the uncompressed NAR. */
   narHash: string;

@@ -12,7 +12,7 @@ import type {
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS slice_nars (
   slice TEXT NOT NULL, key TEXT NOT NULL, compression TEXT NOT NULL, file_size INTEGER NOT NULL,
-  nar_hash TEXT NOT NULL, nar_size INTEGER NOT NULL, created_at INTEGER NOT NULL,
+  nar_hash TEXT NOT NULL, nar_size INTEGER NOT NULL, created_at INTEGER NOT NULL, file_hash TEXT,
   PRIMARY KEY (slice, key)
 );
 CREATE TABLE IF NOT EXISTS narinfos (
@@ -68,6 +68,18 @@ export class SqliteMetadataStore implements MetadataStore {
     // which a cache survives: blobs are durable before their record, a lost narinfo is pushed again.
     this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
     this.db.exec(SCHEMA);
+    this.addFileHashColumn();
+  }
+
+  /**
+   * Databases made before NARs could be named by their NarHash lack `file_hash`: their keys are all
+   * `<filehash>.nar[.ext]`, so a null there is read from the key.
+   */
+  private addFileHashColumn(): void {
+    const columns = this.db.prepare('PRAGMA table_info(slice_nars)').all() as Row[];
+    if (!columns.some((column) => column.name === 'file_hash')) {
+      this.db.exec('ALTER TABLE slice_nars ADD COLUMN file_hash TEXT');
+    }
   }
 
   /** Prepared once, reused: narinfo lookups are the hot path (Nix asks for every path of a closure). */
@@ -82,9 +94,19 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async recordUpload(slice: string, facts: NarFacts): Promise<void> {
     this.sql(
-      `INSERT OR IGNORE INTO slice_nars (slice, key, compression, file_size, nar_hash, nar_size, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-    ).run(slice, facts.key, facts.compression, facts.fileSize, facts.narHash, facts.narSize, Date.now());
+      `INSERT OR IGNORE INTO slice_nars
+         (slice, key, compression, file_hash, file_size, nar_hash, nar_size, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      slice,
+      facts.key,
+      facts.compression,
+      facts.fileHash,
+      facts.fileSize,
+      facts.narHash,
+      facts.narSize,
+      Date.now(),
+    );
   }
 
   async uploadedNar(slice: string, key: string): Promise<NarFacts | null> {
@@ -94,6 +116,7 @@ export class SqliteMetadataStore implements MetadataStore {
     return {
       key: str(row.key),
       compression: str(row.compression) as NarFacts['compression'],
+      fileHash: optional(row.file_hash) ?? `sha256:${str(row.key).slice(0, 52)}`,
       fileSize: Number(row.file_size),
       narHash: str(row.nar_hash),
       narSize: Number(row.nar_size),
