@@ -9,6 +9,8 @@ export default {
   },
   testMatch: ['<rootDir>/__tests__/**/*.test.ts'],
   testTimeout: 120_000,
+  globalSetup: '<rootDir>/scripts/jest-global-setup.js',
+  globalTeardown: '<rootDir>/scripts/jest-global-teardown.js',
   reporters: ['default', '<rootDir>/scripts/jest-summary-reporter.js'],
   // Integration tests share one Nix store and start real servers: two workers suit the 2-core machines.
   maxWorkers: 2,
