@@ -6357,7 +6357,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 8429:
+/***/ 5294:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -6814,7 +6814,7 @@ const external_node_sqlite_namespaceObject = __WEBPACK_EXTERNAL_createRequire(im
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS slice_nars (
   slice TEXT NOT NULL, key TEXT NOT NULL, compression TEXT NOT NULL, file_size INTEGER NOT NULL,
-  nar_hash TEXT NOT NULL, nar_size INTEGER NOT NULL, created_at INTEGER NOT NULL,
+  nar_hash TEXT NOT NULL, nar_size INTEGER NOT NULL, created_at INTEGER NOT NULL, file_hash TEXT,
   PRIMARY KEY (slice, key)
 );
 CREATE TABLE IF NOT EXISTS narinfos (
@@ -6837,6 +6837,22 @@ CREATE INDEX IF NOT EXISTS audit_by_slice_time ON audit (slice, time);
 `;
 const str = (v) => String(v);
 const optional = (v) => (v === null || v === undefined ? undefined : String(v));
+function narInfoRecord(row) {
+    return {
+        slice: str(row.slice),
+        hashPart: str(row.hash_part),
+        storePath: str(row.store_path),
+        narKey: str(row.nar_key),
+        narinfo: str(row.narinfo),
+        createdAt: new Date(Number(row.created_at)),
+    };
+}
+/** findNarInfo's order: oldest first, then by slice name. */
+function isOlder(row, than) {
+    const createdAt = Number(row.created_at);
+    const time = +than.createdAt;
+    return createdAt < time || (createdAt === time && str(row.slice) < than.slice);
+}
 class SqliteMetadataStore {
     db;
     statements = new Map();
@@ -6847,6 +6863,17 @@ class SqliteMetadataStore {
         // which a cache survives: blobs are durable before their record, a lost narinfo is pushed again.
         this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
         this.db.exec(SCHEMA);
+        this.addFileHashColumn();
+    }
+    /**
+     * Databases made before NARs could be named by their NarHash lack `file_hash`: their keys are all
+     * `<filehash>.nar[.ext]`, so a null there is read from the key.
+     */
+    addFileHashColumn() {
+        const columns = this.db.prepare('PRAGMA table_info(slice_nars)').all();
+        if (!columns.some((column) => column.name === 'file_hash')) {
+            this.db.exec('ALTER TABLE slice_nars ADD COLUMN file_hash TEXT');
+        }
     }
     /** Prepared once, reused: narinfo lookups are the hot path (Nix asks for every path of a closure). */
     sql(text) {
@@ -6858,8 +6885,9 @@ class SqliteMetadataStore {
         return statement;
     }
     async recordUpload(slice, facts) {
-        this.sql(`INSERT OR IGNORE INTO slice_nars (slice, key, compression, file_size, nar_hash, nar_size, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`).run(slice, facts.key, facts.compression, facts.fileSize, facts.narHash, facts.narSize, Date.now());
+        this.sql(`INSERT OR IGNORE INTO slice_nars
+         (slice, key, compression, file_hash, file_size, nar_hash, nar_size, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(slice, facts.key, facts.compression, facts.fileHash, facts.fileSize, facts.narHash, facts.narSize, Date.now());
     }
     async uploadedNar(slice, key) {
         const row = this.sql('SELECT * FROM slice_nars WHERE slice = ? AND key = ?').get(slice, key);
@@ -6868,6 +6896,7 @@ class SqliteMetadataStore {
         return {
             key: str(row.key),
             compression: str(row.compression),
+            fileHash: optional(row.file_hash) ?? `sha256:${str(row.key).slice(0, 52)}`,
             fileSize: Number(row.file_size),
             narHash: str(row.nar_hash),
             narSize: Number(row.nar_size),
@@ -6896,16 +6925,24 @@ class SqliteMetadataStore {
     async findNarInfo(hashPart, readable) {
         const rows = this.sql('SELECT * FROM narinfos WHERE hash_part = ? ORDER BY created_at, slice').all(hashPart);
         const row = rows.find((r) => readable(str(r.slice)));
-        if (!row)
-            return null;
-        return {
-            slice: str(row.slice),
-            hashPart: str(row.hash_part),
-            storePath: str(row.store_path),
-            narKey: str(row.nar_key),
-            narinfo: str(row.narinfo),
-            createdAt: new Date(Number(row.created_at)),
-        };
+        return row ? narInfoRecord(row) : null;
+    }
+    async findNarInfos(hashParts, readable) {
+        // One statement for the batch: the hash parts go in as one JSON array (no SQL built from input).
+        // No ORDER BY (a temporary B-tree per batch): the oldest readable row per hash part is picked
+        // here, as findNarInfo's order does.
+        const rows = this.sql('SELECT * FROM narinfos WHERE hash_part IN (SELECT value FROM json_each(?))').all(JSON.stringify(hashParts));
+        const found = new Map();
+        for (const row of rows) {
+            if (!readable(str(row.slice)))
+                continue;
+            const hashPart = str(row.hash_part);
+            const earlier = found.get(hashPart);
+            if (earlier && !isOlder(row, earlier))
+                continue;
+            found.set(hashPart, narInfoRecord(row));
+        }
+        return found;
     }
     async isNarReadable(key, readable) {
         const rows = this.sql('SELECT DISTINCT slice FROM narinfos WHERE nar_key = ?').all(key);
@@ -9267,148 +9304,10 @@ function requireWriteSlice(access) {
     return access.write;
 }
 
-;// CONCATENATED MODULE: external "node:stream/promises"
-const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
-;// CONCATENATED MODULE: ./src/server/http/body.ts
-
-/** Refuses a declared Content-Length over `limit` before any of the body is read. */
-function checkDeclaredLength(req, limit, what) {
-    const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > limit) {
-        throw new HttpError(413, `${what} of ${declared} bytes is larger than the limit of ${limit} bytes`, 'too_large');
-    }
-}
-/** Tells a client waiting on `Expect: 100-continue` to send the body: every check before it passed. */
-function acceptBody(req, res) {
-    if (/100-continue/i.test(req.headers.expect ?? ''))
-        res.writeContinue();
-}
-async function readSmallBody(req, limit, what) {
-    const chunks = [];
-    let size = 0;
-    for await (const chunk of req) {
-        size += chunk.length;
-        if (size > limit)
-            throw new HttpError(413, `${what} is larger than the limit of ${limit} bytes`, 'too_large');
-        chunks.push(chunk);
-    }
-    return Buffer.concat(chunks);
-}
-
-;// CONCATENATED MODULE: ./src/server/http/paths.ts
-/**
- * Request paths → routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
- * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
- * no decoding step for a traversal to hide behind.
- */
-
-const NIX32 = '[0-9abcdfghijklmnpqrsvwxyz]';
-const NARINFO = new RegExp(`^/(${NIX32}{32})\\.narinfo$`);
-const NAR = new RegExp(`^/nar/(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
-const EXTENSION_COMPRESSION = {
-    '': 'none',
-    '.zst': 'zstd',
-    '.xz': 'xz',
-};
-/** Repeatedly percent-decodes (bounded), so double encoding cannot hide a `..` or a separator. */
-function fullyDecoded(path) {
-    let current = path;
-    for (let i = 0; i < 4; i++) {
-        let next;
-        try {
-            next = decodeURIComponent(current);
-        }
-        catch {
-            return current;
-        }
-        if (next === current)
-            break;
-        current = next;
-    }
-    return current;
-}
-function checkPath(rawUrl) {
-    if (!rawUrl.startsWith('/'))
-        throw new HttpError(400, `request target '${rawUrl.slice(0, 100)}' is not a path`, 'bad_path');
-    const path = rawUrl.split('?', 1)[0];
-    const decoded = fullyDecoded(path);
-    if (decoded.includes('\\') ||
-        decoded.split('/').some((segment) => segment === '..' || segment === '.') ||
-        /\0/.test(decoded)) {
-        throw new HttpError(400, 'path traversal is not allowed', 'bad_path');
-    }
-    if (path.includes('%'))
-        throw new HttpError(400, 'percent-encoded characters are not allowed in cache paths', 'bad_path');
-    if (path.includes('//'))
-        throw new HttpError(400, 'empty path segments are not allowed', 'bad_path');
-    return path;
-}
-function matchRoute(rawUrl) {
-    const path = checkPath(rawUrl);
-    switch (path) {
-        case '/nix-cache-info':
-            return { name: 'nix-cache-info' };
-        case '/_api/v1/health':
-            return { name: 'health' };
-        case '/_api/v1/token':
-            return { name: 'token' };
-        case '/metrics':
-            return { name: 'metrics' };
-    }
-    const narinfo = NARINFO.exec(path);
-    if (narinfo)
-        return { name: 'narinfo', hashPart: narinfo[1] };
-    if (path.endsWith('.narinfo') && !path.slice(1).includes('/')) {
-        throw new HttpError(400, `'${path.slice(1, 120)}' is not <32-character nix32 store path hash>.narinfo`, 'bad_name');
-    }
-    const nar = NAR.exec(path);
-    if (nar) {
-        const extension = nar[2] ?? '';
-        const compression = EXTENSION_COMPRESSION[extension];
-        if (compression === undefined) {
-            throw new HttpError(400, `unsupported NAR compression '${extension}' (use .nar, .nar.zst or .nar.xz)`, 'bad_name');
-        }
-        return { name: 'nar', fileHash: nar[1], compression, key: path.slice('/nar/'.length) };
-    }
-    if (path.startsWith('/nar/')) {
-        throw new HttpError(400, `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`, 'bad_name');
-    }
-    throw new HttpError(404, `no such endpoint: ${path.slice(0, 120)}`, 'not_found');
-}
-
-;// CONCATENATED MODULE: ./src/server/http/range.ts
-/** Single byte ranges (`Range: bytes=a-b`, `bytes=a-`, `bytes=-n`), which is what download tools ask for. */
-
-/** The range to send, or null for the whole body (no header, or several ranges, which we may ignore). */
-function parseRange(header, size) {
-    if (header === undefined)
-        return null;
-    const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-    if (!match)
-        return null;
-    const [, first, last] = match;
-    let start;
-    let end;
-    if (first === '') {
-        if (last === '')
-            return null;
-        start = Math.max(0, size - Number(last));
-        end = size - 1;
-    }
-    else {
-        start = Number(first);
-        end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
-    }
-    if (start > end || start >= size) {
-        throw new HttpError(416, `range ${header} is outside the ${size} bytes of the file`, 'bad_range', {
-            'content-range': `bytes */${size}`,
-        });
-    }
-    return { start, end };
-}
-
 ;// CONCATENATED MODULE: external "node:stream"
 const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 ;// CONCATENATED MODULE: external "node:zlib"
@@ -9748,17 +9647,186 @@ async function digestNarFile(source, compression, sink) {
     return { fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size };
 }
 
+;// CONCATENATED MODULE: ./src/server/http/body.ts
+
+/** Refuses a declared Content-Length over `limit` before any of the body is read. */
+function checkDeclaredLength(req, limit, what) {
+    const declared = req.headers['content-length'];
+    if (declared !== undefined && Number(declared) > limit) {
+        throw new HttpError(413, `${what} of ${declared} bytes is larger than the limit of ${limit} bytes`, 'too_large');
+    }
+}
+/** Tells a client waiting on `Expect: 100-continue` to send the body: every check before it passed. */
+function acceptBody(req, res) {
+    if (/100-continue/i.test(req.headers.expect ?? ''))
+        res.writeContinue();
+}
+async function readSmallBody(req, limit, what) {
+    const chunks = [];
+    let size = 0;
+    for await (const chunk of req) {
+        size += chunk.length;
+        if (size > limit)
+            throw new HttpError(413, `${what} is larger than the limit of ${limit} bytes`, 'too_large');
+        chunks.push(chunk);
+    }
+    return Buffer.concat(chunks);
+}
+
+;// CONCATENATED MODULE: ./src/server/http/paths.ts
+/**
+ * Request paths → routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
+ * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
+ * no decoding step for a traversal to hide behind.
+ */
+
+const NIX32 = '[0-9abcdfghijklmnpqrsvwxyz]';
+const NARINFO = new RegExp(`^/(${NIX32}{32})\\.narinfo$`);
+const NAR = new RegExp(`^/nar/(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
+/** Sluice's own upload route: the NAR file named by the NarHash of the NAR inside it. */
+const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
+const NAR_UPLOAD = new RegExp(`^${NAR_UPLOAD_PREFIX}(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
+const EXTENSION_COMPRESSION = {
+    '': 'none',
+    '.zst': 'zstd',
+    '.xz': 'xz',
+};
+/** Repeatedly percent-decodes (bounded), so double encoding cannot hide a `..` or a separator. */
+function fullyDecoded(path) {
+    let current = path;
+    for (let i = 0; i < 4; i++) {
+        let next;
+        try {
+            next = decodeURIComponent(current);
+        }
+        catch {
+            return current;
+        }
+        if (next === current)
+            break;
+        current = next;
+    }
+    return current;
+}
+function checkPath(rawUrl) {
+    if (!rawUrl.startsWith('/'))
+        throw new HttpError(400, `request target '${rawUrl.slice(0, 100)}' is not a path`, 'bad_path');
+    const path = rawUrl.split('?', 1)[0];
+    const decoded = fullyDecoded(path);
+    if (decoded.includes('\\') ||
+        decoded.split('/').some((segment) => segment === '..' || segment === '.') ||
+        /\0/.test(decoded)) {
+        throw new HttpError(400, 'path traversal is not allowed', 'bad_path');
+    }
+    if (path.includes('%'))
+        throw new HttpError(400, 'percent-encoded characters are not allowed in cache paths', 'bad_path');
+    if (path.includes('//'))
+        throw new HttpError(400, 'empty path segments are not allowed', 'bad_path');
+    return path;
+}
+function compressionOf(extension = '') {
+    const compression = EXTENSION_COMPRESSION[extension];
+    if (compression === undefined) {
+        throw new HttpError(400, `unsupported NAR compression '${extension}' (use .nar, .nar.zst or .nar.xz)`, 'bad_name');
+    }
+    return compression;
+}
+function matchRoute(rawUrl) {
+    const path = checkPath(rawUrl);
+    switch (path) {
+        case '/nix-cache-info':
+            return { name: 'nix-cache-info' };
+        case '/_api/v1/health':
+            return { name: 'health' };
+        case '/_api/v1/token':
+            return { name: 'token' };
+        case '/_api/v1/narinfos':
+            return { name: 'narinfos' };
+        case '/metrics':
+            return { name: 'metrics' };
+    }
+    const narinfo = NARINFO.exec(path);
+    if (narinfo)
+        return { name: 'narinfo', hashPart: narinfo[1] };
+    if (path.endsWith('.narinfo') && !path.slice(1).includes('/')) {
+        throw new HttpError(400, `'${path.slice(1, 120)}' is not <32-character nix32 store path hash>.narinfo`, 'bad_name');
+    }
+    const nar = NAR.exec(path);
+    if (nar) {
+        const compression = compressionOf(nar[2]);
+        return { name: 'nar', fileHash: nar[1], compression, key: path.slice('/nar/'.length) };
+    }
+    if (path.startsWith('/nar/')) {
+        throw new HttpError(400, `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`, 'bad_name');
+    }
+    const upload = NAR_UPLOAD.exec(path);
+    if (upload) {
+        const compression = compressionOf(upload[2]);
+        return {
+            name: 'nar-upload',
+            narHash: upload[1],
+            compression,
+            key: path.slice(NAR_UPLOAD_PREFIX.length),
+        };
+    }
+    if (path.startsWith(NAR_UPLOAD_PREFIX)) {
+        throw new HttpError(400, `'${path.slice(1, 120)}' is not ${NAR_UPLOAD_PREFIX.slice(1)}<52-character nix32 NarHash>.nar[.zst|.xz]`, 'bad_name');
+    }
+    throw new HttpError(404, `no such endpoint: ${path.slice(0, 120)}`, 'not_found');
+}
+
+;// CONCATENATED MODULE: ./src/server/http/range.ts
+/** Single byte ranges (`Range: bytes=a-b`, `bytes=a-`, `bytes=-n`), which is what download tools ask for. */
+
+/** The range to send, or null for the whole body (no header, or several ranges, which we may ignore). */
+function parseRange(header, size) {
+    if (header === undefined)
+        return null;
+    const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+    if (!match)
+        return null;
+    const [, first, last] = match;
+    let start;
+    let end;
+    if (first === '') {
+        if (last === '')
+            return null;
+        start = Math.max(0, size - Number(last));
+        end = size - 1;
+    }
+    else {
+        start = Number(first);
+        end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
+    }
+    if (start > end || start >= size) {
+        throw new HttpError(416, `range ${header} is outside the ${size} bytes of the file`, 'bad_range', {
+            'content-range': `bytes */${size}`,
+        });
+    }
+    return { start, end };
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/nar-upload.ts
 /**
  * The verifying stream every NAR upload goes through on its way to the BlobStore. It passes the
  * file's bytes on, and meanwhile hashes them (FileHash/FileSize) and decompresses and hashes the
  * NAR inside (NarHash/NarSize). It ends in an error, so the store commits nothing, when the file
- * is larger than allowed, does not decompress, or does not hash to the name it was uploaded as.
+ * is larger than allowed, does not decompress, or does not hash to the name it was uploaded as:
+ * the file's hash (Nix's `PUT /nar/<filehash>`) or the NAR's (`PUT /_api/v1/nar/<narhash>`).
  */
 
 
 
 
+/** The error for a file or NAR that does not hash to its name, or undefined if it does. */
+function nameMismatch(expected, file, nar) {
+    const [what, actual, wanted, reason] = 'fileHash' in expected
+        ? ['NAR file', file.hash(), expected.fileHash, 'file_hash_mismatch']
+        : ['NAR', nar.hash(), expected.narHash, 'nar_hash_mismatch'];
+    if (actual.equals(wanted))
+        return undefined;
+    return new HttpError(400, `${what} hashes to ${actual.toString()}, not to ${wanted.toString()} as its name says`, reason);
+}
 function verifyNarUpload(source, expected) {
     const file = new HashingStream();
     const decompressor = createDecompressor(expected.compression);
@@ -9778,14 +9846,7 @@ function verifyNarUpload(source, expected) {
         },
         flush(callback) {
             decompressor.end();
-            narDone.then(() => {
-                const actual = file.hash();
-                if (!actual.equals(expected.fileHash)) {
-                    callback(new HttpError(400, `NAR file hashes to ${actual.toString()}, not to ${expected.fileHash.toString()} as its name says`, 'file_hash_mismatch'));
-                }
-                else
-                    callback();
-            }, (error) => callback(corrupt(error)));
+            narDone.then(() => callback(nameMismatch(expected, file, nar)), (error) => callback(corrupt(error)));
         },
         destroy(error, callback) {
             decompressor.destroy();
@@ -9797,11 +9858,13 @@ function verifyNarUpload(source, expected) {
     (0,external_node_stream_promises_namespaceObject.pipeline)(source, file, gate).catch((error) => gate.destroy(error));
     return {
         body: gate,
-        digest: () => ({ fileSize: file.size, narHash: nar.hash(), narSize: nar.size }),
+        digest: () => ({ fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size }),
     };
 }
 
 ;// CONCATENATED MODULE: ./src/server/http/cache-handlers.ts
+
+
 
 
 
@@ -9909,7 +9972,8 @@ async function checkSliceOwner(deps, access, slice, bind) {
         throw new HttpError(403, `slice '${slice}' belongs to another repository (id ${owner.repositoryId})`, 'slice_owner');
     }
 }
-async function putNar(deps, request, nar) {
+/** Streams an upload through the verification into the BlobStore and records it for the write slice. */
+async function storeNarUpload(deps, request, nar) {
     const { req, res } = request;
     const access = await request.access();
     const slice = requireWriteSlice(access);
@@ -9917,7 +9981,7 @@ async function putNar(deps, request, nar) {
     await checkSliceOwner(deps, access, slice, false);
     acceptBody(req, res);
     const upload = verifyNarUpload(req, {
-        fileHash: Hash.parse(`sha256:${nar.fileHash}`),
+        ...nar.name,
         compression: nar.compression,
         maxSize: deps.maxNarSize,
     });
@@ -9929,22 +9993,64 @@ async function putNar(deps, request, nar) {
         if (error instanceof HttpError)
             throw error;
         if (req.readableAborted || error.code === 'ERR_STREAM_PREMATURE_CLOSE') {
-            throw new HttpError(400, 'the upload ended before its Content-Length', 'truncated');
+            throw new HttpError(400, 'the upload ended before its body was complete', 'truncated');
         }
         throw error;
     }
     const digest = upload.digest();
     deps.metrics.bytesIn.inc(digest.fileSize);
+    // A NAR named by its NarHash may already be stored as other bytes (another compressor, level or
+    // version): the narinfo must describe the file that is served, so that one is hashed.
+    const stored = outcome === 'exists' && 'narHash' in nar.name ? await storedFileDigest(deps.blobs, nar.key) : digest;
     const facts = {
         key: nar.key,
         compression: nar.compression,
-        fileSize: digest.fileSize,
+        fileHash: stored.fileHash.toString(),
+        fileSize: stored.fileSize,
         narHash: digest.narHash.toString(),
         narSize: digest.narSize,
     };
     await deps.meta.recordUpload(slice, facts);
     deps.log.info({ slice, nar: nar.key, fileSize: facts.fileSize, stored: outcome }, 'NAR uploaded');
-    send(res, outcome === 'created' ? 201 : 200, {});
+    return { outcome, facts };
+}
+async function storedFileDigest(blobs, key) {
+    const body = await blobs.get(key);
+    if (!body)
+        throw new Error(`NAR file ${key} vanished while being uploaded again`);
+    const file = new HashingStream();
+    await (0,external_node_stream_promises_namespaceObject.pipeline)(body, file, new external_node_stream_namespaceObject.Writable({ write: (_chunk, _encoding, done) => done() }));
+    return { fileHash: file.hash(), fileSize: file.size };
+}
+/** `PUT /nar/<filehash>.nar[.ext]`, as Nix uploads: the file must hash to its name. */
+async function putNar(deps, request, nar) {
+    const { outcome } = await storeNarUpload(deps, request, {
+        key: nar.key,
+        compression: nar.compression,
+        name: { fileHash: Hash.parse(`sha256:${nar.fileHash}`) },
+    });
+    send(request.res, outcome === 'created' ? 201 : 200, {});
+}
+/**
+ * `PUT /_api/v1/nar/<narhash>.nar[.ext]`, as the Action's proxy uploads: the NAR inside must hash to
+ * the name, which the uploader knows before compressing, so it streams without a FileHash pass of
+ * its own. The answer tells it what its narinfo must say about the file.
+ */
+async function putNarByNarHash(deps, request, nar) {
+    const { outcome, facts } = await storeNarUpload(deps, request, {
+        key: nar.key,
+        compression: nar.compression,
+        name: { narHash: Hash.parse(`sha256:${nar.narHash}`) },
+    });
+    const body = JSON.stringify({
+        url: `nar/${facts.key}`,
+        compression: facts.compression,
+        file_hash: facts.fileHash,
+        file_size: facts.fileSize,
+        nar_hash: facts.narHash,
+        nar_size: facts.narSize,
+    });
+    send(request.res, outcome === 'created' ? 201 : 200, { 'content-type': 'application/json' }, body);
 }
 function mismatch(message, reason = 'narinfo_mismatch') {
     return new HttpError(400, message, reason);
@@ -9957,7 +10063,7 @@ async function checkNarInfo(deps, slice, hashPart, info) {
     }
     const url = /^nar\/([0-9a-z]{52})\.nar(\.[a-z0-9]+)?$/.exec(info.url);
     if (!url)
-        throw mismatch(`URL '${info.url}' is not nar/<filehash>.nar[.zst|.xz]`);
+        throw mismatch(`URL '${info.url}' is not nar/<hash>.nar[.zst|.xz]`);
     const key = info.url.slice('nar/'.length);
     const compression = EXTENSION_COMPRESSION[url[2] ?? ''];
     if (compression !== info.compression) {
@@ -9966,8 +10072,8 @@ async function checkNarInfo(deps, slice, hashPart, info) {
     const facts = await deps.meta.uploadedNar(slice, key);
     if (!facts)
         throw mismatch(`its NAR ${info.url} was not uploaded to slice '${slice}': upload the NAR first`, 'nar_missing');
-    if (info.fileHash && info.fileHash.nix32 !== url[1]) {
-        throw mismatch(`FileHash ${info.fileHash.toString()} does not match the URL '${info.url}'`);
+    if (info.fileHash && !info.fileHash.equals(Hash.parse(facts.fileHash))) {
+        throw mismatch(`FileHash ${info.fileHash.toString()} does not match the file uploaded (${facts.fileHash})`);
     }
     if (info.fileSize !== undefined && info.fileSize !== facts.fileSize) {
         throw mismatch(`FileSize ${info.fileSize} does not match the ${facts.fileSize} bytes uploaded`);
@@ -10004,7 +10110,7 @@ async function putNarInfo(deps, request, hashPart) {
     const stored = {
         ...info,
         url: `nar/${facts.key}`,
-        fileHash: Hash.parse(`sha256:${facts.key.slice(0, 52)}`),
+        fileHash: Hash.parse(facts.fileHash),
         fileSize: facts.fileSize,
         sigs: [],
     };
@@ -10033,7 +10139,72 @@ async function putNarInfo(deps, request, hashPart) {
     send(res, outcome === 'created' ? 201 : 200, {});
 }
 
+;// CONCATENATED MODULE: ./src/server/http/narinfo-batch.ts
+/**
+ * `POST /_api/v1/narinfos`: many narinfo lookups in one request, for the Action's proxy, which
+ * gathers the lookups Nix makes at the same moment. The access rules are those of
+ * `GET /<hash>.narinfo` (the union of readable slices, public slices without a token); the answer
+ * holds the signed narinfo of every hit and nothing for a miss.
+ */
+
+
+
+/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
+const NARINFO_BATCH_LIMIT = 1000;
+/** 1000 hash parts as JSON are ~35 KB. */
+const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
+const HASH_PART = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/;
+function badRequest(message) {
+    return new HttpError(400, message, 'bad_request');
+}
+/** `{"hashParts": [...]}` → the distinct hash parts, each checked; errors name the bad one. */
+function parseBatchRequest(body) {
+    let json;
+    try {
+        json = JSON.parse(body.toString('utf8'));
+    }
+    catch (error) {
+        throw badRequest(`request body is not JSON: ${error.message}`);
+    }
+    const hashParts = json?.hashParts;
+    if (typeof json !== 'object' || Array.isArray(json) || !Array.isArray(hashParts))
+        throw badRequest('request body must be {"hashParts": ["<32-character nix32 hash>", ...]}');
+    if (hashParts.length > NARINFO_BATCH_LIMIT) {
+        throw new HttpError(413, `${hashParts.length} hash parts in one request; at most ${NARINFO_BATCH_LIMIT}`, 'too_many');
+    }
+    hashParts.forEach((hashPart, index) => {
+        if (typeof hashPart !== 'string' || !HASH_PART.test(hashPart)) {
+            throw badRequest(`hashParts[${index}] ${JSON.stringify(hashPart)?.slice(0, 80)} is not a 32-character nix32 store path hash`);
+        }
+    });
+    return [...new Set(hashParts)];
+}
+async function postNarInfos(deps, request, publicReads) {
+    const { req, res } = request;
+    const access = await request.access();
+    // A GET without a token is answered from public slices; with none, say what is missing
+    // rather than answer every lookup with a miss.
+    if (!access.authenticated && !publicReads) {
+        throw new HttpError(401, 'narinfo lookups need a cache token: no slice is public', 'unauthenticated', {
+            'www-authenticate': 'Bearer',
+        });
+    }
+    checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
+    acceptBody(req, res);
+    const hashParts = parseBatchRequest(await readSmallBody(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'));
+    const records = await deps.meta.findNarInfos(hashParts, access.canRead);
+    const narinfos = {};
+    for (const [hashPart, record] of records)
+        narinfos[hashPart] = deps.narinfoSigner.sign(record.narinfo);
+    if (records.size > 0)
+        deps.metrics.narinfoLookups.inc({ result: 'hit' }, records.size);
+    if (hashParts.length > records.size)
+        deps.metrics.narinfoLookups.inc({ result: 'miss' }, hashParts.length - records.size);
+    send(res, 200, { 'content-type': 'application/json', 'cache-control': 'private, no-cache' }, JSON.stringify({ narinfos }));
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/router.ts
+
 
 
 
@@ -10058,6 +10229,12 @@ function routeTable(deps) {
             HEAD: nar,
             PUT: (route, request) => putNar(deps, request, route),
         },
+        narinfos: {
+            POST: (_route, request) => postNarInfos(deps, request, deps.publicReads),
+        },
+        'nar-upload': {
+            PUT: (route, request) => putNarByNarHash(deps, request, route),
+        },
         health: {
             GET: (_route, { res }) => {
                 const body = JSON.stringify(deps.health());
@@ -10080,12 +10257,15 @@ function routeTable(deps) {
         },
     };
 }
-/** A narinfo (or nix-cache-info) read: Nix asks thousands per job. */
+/** A narinfo (or nix-cache-info) read, alone or batched: Nix asks thousands per job. */
 function isLookup(req, routeName) {
+    if (routeName === 'narinfos')
+        return true;
     return ((req.method === 'GET' || req.method === 'HEAD') &&
         (routeName === 'narinfo' || routeName === 'nix-cache-info'));
 }
-function isUpload(req) {
+/** A request with a body: one we did not read must close the connection. */
+function hasBody(req) {
     return req.method === 'PUT' || req.method === 'POST';
 }
 function createRouter(deps) {
@@ -10124,10 +10304,10 @@ function createRouter(deps) {
         catch (error) {
             if (!(error instanceof HttpError))
                 deps.log.error({ err: error, path }, 'request failed');
-            else if (isUpload(req) && routeName !== 'token')
+            else if (hasBody(req) && routeName !== 'token' && routeName !== 'narinfos')
                 deps.metrics.rejectedUploads.inc({ reason: error.reason });
             // A body we did not read would be parsed as the next request: close the connection instead.
-            if (isUpload(req) && !req.complete && !res.headersSent)
+            if (hasBody(req) && !req.complete && !res.headersSent)
                 res.setHeader('connection', 'close');
             sendError(res, error);
         }
@@ -10437,6 +10617,7 @@ async function startServer(config, options = {}) {
         log,
         verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
         isPublic,
+        publicReads: publicSlices.length > 0,
         // Made on first use: the cache URL is known only once listening (port 0).
         tokenHandler: (req, res) => (tokenHandler ??= createTokenHandler({ exchange, publicKeys: [signingKey.publicKey.text], cacheUrl }))(req, res),
         // public_reads tells the Action whether a job without an ID token (a fork's pull request) can
@@ -10690,7 +10871,7 @@ async function run(argv) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8429);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5294);
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
 

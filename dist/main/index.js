@@ -28370,7 +28370,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 9251:
+/***/ 3075:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -31376,12 +31376,32 @@ const NIX_CONF_BLOCK_END = '# sluice: end';
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 ;// CONCATENATED MODULE: external "node:timers/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
+;// CONCATENATED MODULE: ./src/proxy/runtime.ts
+/**
+ * How the daemon's Node process is started: the same for the Action's main step and the
+ * benchmark. Measured on a 1 GiB push: peak RSS ~176 → ~118 MB, CPU no worse.
+ */
+/**
+ * A 1 MiB young generation (by default it grows to 16 MiB per semi-space): the daemon's JS objects
+ * are few and short-lived, and the buffers they hold are freed at each scavenge rather than piling
+ * up until a full GC.
+ */
+const DAEMON_NODE_ARGS = ['--max-semi-space-size=1'];
+/**
+ * One malloc arena: zstd allocates its work buffers on the thread-pool threads, and each such
+ * thread would otherwise keep an arena (and its freed memory) of its own.
+ */
+function daemonEnv(env) {
+    return { ...env, MALLOC_ARENA_MAX: env.MALLOC_ARENA_MAX ?? '1' };
+}
+
 ;// CONCATENATED MODULE: ./src/action/daemon.ts
 /**
  * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
  * docs/architecture.md: a 0600 config file as argv, `<stateDir>/ready.json` once listening,
  * `/_sluice/*` control endpoints on loopback.
  */
+
 
 
 
@@ -31400,7 +31420,8 @@ function writeDaemonConfig(config) {
 async function startDaemon(bundle, configFile, stateDir, host) {
     const logFile = (0,external_node_path_namespaceObject.join)(stateDir, 'daemon.log');
     const logFd = (0,external_node_fs_namespaceObject.openSync)(logFile, 'a');
-    const child = (0,external_node_child_process_namespaceObject.spawn)(process.execPath, [bundle, configFile], {
+    const child = (0,external_node_child_process_namespaceObject.spawn)(process.execPath, [...DAEMON_NODE_ARGS, bundle, configFile], {
+        env: daemonEnv(process.env),
         detached: true,
         stdio: ['ignore', logFd, logFd],
     });
@@ -32309,7 +32330,7 @@ async function anonymous(inputs, state) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9251);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3075);
 
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 process.exit(); // keep-alive sockets must not keep the step running

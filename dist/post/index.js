@@ -31382,6 +31382,7 @@ const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.ur
 
 
 
+
 class DaemonStartError extends (/* unused pure expression or super */ null && (Error)) {
 }
 const READY_TIMEOUT_MS = 20_000;
@@ -31396,7 +31397,8 @@ function writeDaemonConfig(config) {
 async function startDaemon(bundle, configFile, stateDir, host) {
     const logFile = join(stateDir, 'daemon.log');
     const logFd = openSync(logFile, 'a');
-    const child = spawn(process.execPath, [bundle, configFile], {
+    const child = spawn(process.execPath, [...DAEMON_NODE_ARGS, bundle, configFile], {
+        env: daemonEnv(process.env),
         detached: true,
         stdio: ['ignore', logFd, logFd],
     });
