@@ -8,7 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StorePath } from '../../src/nix/store-path.js';
 import { makeNixMachine, nix, nixBuild, randomChainExpr, salt } from '../support/nix.js';
-import { parseCandidate, substitutionOrder } from '../../src/proxy/readahead.js';
+import { createLogger, Secrets } from '../../src/proxy/log.js';
+import {
+  DEFAULT_READAHEAD,
+  parseCandidate,
+  Readahead,
+  substitutionOrder,
+} from '../../src/proxy/readahead.js';
+import { Upstream } from '../../src/proxy/upstream.js';
 import { substituteFresh } from '../support/server.js';
 import { refusedUrl, startTestDaemon } from './helpers.js';
 import { startFront, startStack, startStaticCache, type Stack } from './stack.js';
@@ -199,6 +206,60 @@ describe('NAR readahead', () => {
     // Nix's order is foreseen: every NAR after the first one comes from the readahead.
     expect(stats.narsReadAhead).toBe(closure.length - 1);
     expect(stats.errors).toEqual([]);
+  });
+});
+
+describe('NAR readahead limits', () => {
+  it('fetches nothing larger than the file limit, and never holds more than the budget', async () => {
+    const top = await buildMixedClosure();
+    const closure = (await nix('nix-store', ['-qR', top])).trim().split('\n');
+    await pushToServer([top]);
+    const { token } = await daemonFor(stack.server.url, undefined);
+    const front = await startFront(stack.server.url);
+    cleanups.push(front.close);
+    const server = new Upstream(front.url, { token: () => token });
+    cleanups.push(() => server.close());
+    const narinfos = await Promise.all(
+      closure.map(async (path) => {
+        const response = await fetch(`${stack.server.url}/${StorePath.parse(path).hashPart}.narinfo`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        return response.text();
+      }),
+    );
+    const candidates = narinfos.map((text) => parseCandidate(text)!);
+    const largest = Math.max(...candidates.map((c) => c.size));
+    const narGets = () =>
+      front.requests.filter((r) => r.startsWith('GET /nar/')).map((r) => r.slice('GET '.length));
+    const log = createLogger(new Secrets(), { write: () => {} });
+    const settle = () => new Promise((resolve) => setTimeout(resolve, 300));
+
+    const tooSmall = new Readahead(server, log, { ...DEFAULT_READAHEAD, maxFileBytes: largest - 1 });
+    const fitting = candidates.filter((c) => c.size <= largest - 1).map((c) => c.narPath);
+    for (const text of narinfos) tooSmall.noteHit(text);
+    expect(await tooSmall.take('/nar/none.nar.zst')).toBeUndefined();
+    await settle();
+    expect(narGets().sort()).toEqual(fitting.sort());
+    tooSmall.close();
+
+    // A budget of exactly the next two NARs: those two are fetched; handing one over makes room
+    // for as many of the following ones, in order, as then fit.
+    front.requests.length = 0;
+    const order = substitutionOrder(candidates);
+    const budgetBytes = order[1]!.size + order[2]!.size;
+    const bounded = new Readahead(server, log, { ...DEFAULT_READAHEAD, budgetBytes });
+    for (const text of narinfos) bounded.noteHit(text);
+    expect(await bounded.take(order[0]!.narPath)).toBeUndefined(); // the first request starts it
+    await settle();
+    expect(narGets()).toEqual([order[1]!.narPath, order[2]!.narPath]);
+    const handed = await bounded.take(order[1]!.narPath);
+    expect(handed?.size).toBe(order[1]!.size);
+    await settle();
+    let held = order[2]!.size;
+    let next = 3;
+    while (next < order.length && held + order[next]!.size <= budgetBytes) held += order[next++]!.size;
+    expect(narGets()).toEqual(order.slice(1, next).map((c) => c.narPath));
+    bounded.close();
   });
 });
 

@@ -130,6 +130,7 @@ export class Readahead {
   private inFlight = 0;
   private active = false;
   private closed = false;
+  private pumpScheduled = false;
 
   constructor(
     private readonly server: Upstream,
@@ -147,7 +148,14 @@ export class Readahead {
     this.candidates.set(candidate.hashPart, candidate);
     this.byNarPath.set(candidate.narPath, candidate.hashPart);
     this.planned = false;
-    this.pump();
+    // A batch answers many lookups at once: plan once for all of them.
+    if (this.active && !this.pumpScheduled) {
+      this.pumpScheduled = true;
+      setImmediate(() => {
+        this.pumpScheduled = false;
+        this.pump();
+      });
+    }
   }
 
   /**
