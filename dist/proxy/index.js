@@ -49475,6 +49475,7 @@ class Readahead {
     inFlight = 0;
     active = false;
     closed = false;
+    pumpScheduled = false;
     constructor(server, log, limits = DEFAULT_READAHEAD) {
         this.server = server;
         this.log = log;
@@ -49494,7 +49495,14 @@ class Readahead {
         this.candidates.set(candidate.hashPart, candidate);
         this.byNarPath.set(candidate.narPath, candidate.hashPart);
         this.planned = false;
-        this.pump();
+        // A batch answers many lookups at once: plan once for all of them.
+        if (this.active && !this.pumpScheduled) {
+            this.pumpScheduled = true;
+            setImmediate(() => {
+                this.pumpScheduled = false;
+                this.pump();
+            });
+        }
     }
     /**
      * Nix asks for the NAR at `path`: the bytes if they were fetched ahead (waiting for a fetch in
