@@ -119,9 +119,8 @@ export function substitutionOrder(candidates: Iterable<Candidate>): Candidate[] 
 }
 
 export class Readahead {
-  /** Narinfo hits whose NARs Nix has not asked for and that are not fetched, by hash part. */
+  /** Narinfo hits whose NARs Nix has not asked for and that are not fetched, by NAR path. */
   private readonly candidates = new Map<string, Candidate>();
-  private readonly byNarPath = new Map<string, string>();
   /** `candidates` in substitution order, worked out again when a candidate arrives. */
   private plan: Candidate[] = [];
   private planned = true;
@@ -143,10 +142,9 @@ export class Readahead {
     if (this.closed) return;
     const candidate = parseCandidate(narinfo);
     if (!candidate || candidate.size > this.limits.maxFileBytes) return;
-    if (this.fetches.has(candidate.narPath) || this.candidates.has(candidate.hashPart)) return;
+    if (this.fetches.has(candidate.narPath) || this.candidates.has(candidate.narPath)) return;
     if (this.candidates.size >= this.limits.maxCandidates) return;
-    this.candidates.set(candidate.hashPart, candidate);
-    this.byNarPath.set(candidate.narPath, candidate.hashPart);
+    this.candidates.set(candidate.narPath, candidate);
     this.planned = false;
     // A batch answers many lookups at once: plan once for all of them.
     if (this.active && !this.pumpScheduled) {
@@ -164,7 +162,7 @@ export class Readahead {
    */
   async take(path: string): Promise<FetchedNar | undefined> {
     this.active = true;
-    this.forget(path);
+    this.candidates.delete(path);
     const fetch = this.fetches.get(path);
     this.pump();
     if (!fetch) return undefined;
@@ -179,7 +177,6 @@ export class Readahead {
   close(): void {
     this.closed = true;
     this.candidates.clear();
-    this.byNarPath.clear();
     this.plan = [];
     for (const [path, fetch] of this.fetches) this.release(path, fetch);
   }
@@ -187,14 +184,6 @@ export class Readahead {
   private release(path: string, fetch: Fetch): void {
     this.fetches.delete(path);
     this.held -= fetch.size;
-  }
-
-  /** A NAR Nix asked for (or that is being fetched) is no candidate any more. */
-  private forget(narPath: string): void {
-    const hashPart = this.byNarPath.get(narPath);
-    if (hashPart === undefined) return;
-    this.byNarPath.delete(narPath);
-    this.candidates.delete(hashPart);
   }
 
   /** Starts fetches in Nix's order while there is room; never skips ahead of a NAR that does not fit. */
@@ -207,13 +196,14 @@ export class Readahead {
     }
     while (this.inFlight < this.limits.concurrency && this.plan.length > 0) {
       const next = this.plan[this.plan.length - 1]!;
-      if (!this.candidates.has(next.hashPart)) {
+      // Asked for by Nix or fetched meanwhile (two store paths with the same contents share a NAR).
+      if (!this.candidates.has(next.narPath)) {
         this.plan.pop();
         continue;
       }
       if (this.held + next.size > this.limits.budgetBytes) return;
       this.plan.pop();
-      this.forget(next.narPath);
+      this.candidates.delete(next.narPath);
       this.start(next.narPath, next.size);
     }
   }
