@@ -49464,9 +49464,8 @@ class Readahead {
     server;
     log;
     limits;
-    /** Narinfo hits whose NARs Nix has not asked for and that are not fetched, by hash part. */
+    /** Narinfo hits whose NARs Nix has not asked for and that are not fetched, by NAR path. */
     candidates = new Map();
-    byNarPath = new Map();
     /** `candidates` in substitution order, worked out again when a candidate arrives. */
     plan = [];
     planned = true;
@@ -49488,12 +49487,11 @@ class Readahead {
         const candidate = parseCandidate(narinfo);
         if (!candidate || candidate.size > this.limits.maxFileBytes)
             return;
-        if (this.fetches.has(candidate.narPath) || this.candidates.has(candidate.hashPart))
+        if (this.fetches.has(candidate.narPath) || this.candidates.has(candidate.narPath))
             return;
         if (this.candidates.size >= this.limits.maxCandidates)
             return;
-        this.candidates.set(candidate.hashPart, candidate);
-        this.byNarPath.set(candidate.narPath, candidate.hashPart);
+        this.candidates.set(candidate.narPath, candidate);
         this.planned = false;
         // A batch answers many lookups at once: plan once for all of them.
         if (this.active && !this.pumpScheduled) {
@@ -49510,7 +49508,7 @@ class Readahead {
      */
     async take(path) {
         this.active = true;
-        this.forget(path);
+        this.candidates.delete(path);
         const fetch = this.fetches.get(path);
         this.pump();
         if (!fetch)
@@ -49526,7 +49524,6 @@ class Readahead {
     close() {
         this.closed = true;
         this.candidates.clear();
-        this.byNarPath.clear();
         this.plan = [];
         for (const [path, fetch] of this.fetches)
             this.release(path, fetch);
@@ -49534,14 +49531,6 @@ class Readahead {
     release(path, fetch) {
         this.fetches.delete(path);
         this.held -= fetch.size;
-    }
-    /** A NAR Nix asked for (or that is being fetched) is no candidate any more. */
-    forget(narPath) {
-        const hashPart = this.byNarPath.get(narPath);
-        if (hashPart === undefined)
-            return;
-        this.byNarPath.delete(narPath);
-        this.candidates.delete(hashPart);
     }
     /** Starts fetches in Nix's order while there is room; never skips ahead of a NAR that does not fit. */
     pump() {
@@ -49554,14 +49543,15 @@ class Readahead {
         }
         while (this.inFlight < this.limits.concurrency && this.plan.length > 0) {
             const next = this.plan[this.plan.length - 1];
-            if (!this.candidates.has(next.hashPart)) {
+            // Asked for by Nix or fetched meanwhile (two store paths with the same contents share a NAR).
+            if (!this.candidates.has(next.narPath)) {
                 this.plan.pop();
                 continue;
             }
             if (this.held + next.size > this.limits.budgetBytes)
                 return;
             this.plan.pop();
-            this.forget(next.narPath);
+            this.candidates.delete(next.narPath);
             this.start(next.narPath, next.size);
         }
     }
