@@ -147,20 +147,31 @@ async function buildMixedClosure(): Promise<string> {
   return top!;
 }
 
+/** The mixed closure on the server, a reader's token, and the narinfos the server signs for it. */
+async function seedMixedClosure() {
+  const top = await buildMixedClosure();
+  const closure = (await nix('nix-store', ['-qR', top])).trim().split('\n');
+  await pushToServer([top]);
+  const { token } = await daemonFor(stack.server.url, undefined);
+  const narinfos = await Promise.all(
+    closure.map(async (path) => {
+      const response = await fetch(`${stack.server.url}/${StorePath.parse(path).hashPart}.narinfo`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      return response.text();
+    }),
+  );
+  return { top, closure, token, narinfos };
+}
+
+/** The NAR paths a recording front was asked to GET, in order. */
+function narGets(front: { requests: string[] }): string[] {
+  return front.requests.filter((r) => r.startsWith('GET /nar/')).map((r) => r.slice('GET '.length));
+}
+
 describe('NAR readahead', () => {
   it('foresees the order in which Nix asks for NARs, closely enough', async () => {
-    const top = await buildMixedClosure();
-    const closure = (await nix('nix-store', ['-qR', top])).trim().split('\n');
-    await pushToServer([top]);
-    const { token } = await daemonFor(stack.server.url, undefined);
-    const narinfos = await Promise.all(
-      closure.map(async (path) => {
-        const response = await fetch(`${stack.server.url}/${StorePath.parse(path).hashPart}.narinfo`, {
-          headers: { authorization: `Bearer ${token}` },
-        });
-        return response.text();
-      }),
-    );
+    const { top, closure, token, narinfos } = await seedMixedClosure();
     const foreseen = substitutionOrder(narinfos.map((text) => parseCandidate(text)!)).map((c) => c.narPath);
 
     // Nix straight from the server (through a recording front), without the proxy.
@@ -168,7 +179,7 @@ describe('NAR readahead', () => {
     cleanups.push(front.close);
     const fresh = await substituteFresh({ url: front.url, publicKey: stack.server.publicKey }, top, token);
     expect(fresh.closure).toEqual([...closure].sort());
-    const asked = front.requests.filter((r) => r.startsWith('GET /nar/')).map((r) => r.slice('GET '.length));
+    const asked = narGets(front);
     // Each NAR Nix asks for is the next or the one after in the foreseen order (Nix finds some
     // references later than it starts substituting): the readahead fetches several at once.
     expect([...asked].sort()).toEqual([...foreseen].sort());
@@ -195,13 +206,12 @@ describe('NAR readahead', () => {
       await lookup.text();
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(front.requests.filter((r) => r.startsWith('GET /nar/'))).toEqual([]);
+    expect(narGets(front)).toEqual([]);
 
     const substituted = await substituteIntoFreshStore(top, d.url);
     expect(substituted.split('\n').sort()).toEqual(closure.sort());
-    const narGets = front.requests.filter((r) => r.startsWith('GET /nar/'));
-    expect(narGets).toHaveLength(closure.length);
-    expect(new Set(narGets).size).toBe(closure.length);
+    expect(narGets(front)).toHaveLength(closure.length);
+    expect(new Set(narGets(front)).size).toBe(closure.length);
     const stats = (await d.control('stats')).json;
     // Nix's order is foreseen: every NAR after the first one comes from the readahead.
     expect(stats.narsReadAhead).toBe(closure.length - 1);
@@ -211,26 +221,13 @@ describe('NAR readahead', () => {
 
 describe('NAR readahead limits', () => {
   it('fetches nothing larger than the file limit, and never holds more than the budget', async () => {
-    const top = await buildMixedClosure();
-    const closure = (await nix('nix-store', ['-qR', top])).trim().split('\n');
-    await pushToServer([top]);
-    const { token } = await daemonFor(stack.server.url, undefined);
+    const { token, narinfos } = await seedMixedClosure();
     const front = await startFront(stack.server.url);
     cleanups.push(front.close);
     const server = new Upstream(front.url, { token: () => token });
     cleanups.push(() => server.close());
-    const narinfos = await Promise.all(
-      closure.map(async (path) => {
-        const response = await fetch(`${stack.server.url}/${StorePath.parse(path).hashPart}.narinfo`, {
-          headers: { authorization: `Bearer ${token}` },
-        });
-        return response.text();
-      }),
-    );
     const candidates = narinfos.map((text) => parseCandidate(text)!);
     const largest = Math.max(...candidates.map((c) => c.size));
-    const narGets = () =>
-      front.requests.filter((r) => r.startsWith('GET /nar/')).map((r) => r.slice('GET '.length));
     const log = createLogger(new Secrets(), { write: () => {} });
     const settle = () => new Promise((resolve) => setTimeout(resolve, 300));
 
@@ -239,7 +236,7 @@ describe('NAR readahead limits', () => {
     for (const text of narinfos) tooSmall.noteHit(text);
     expect(await tooSmall.take('/nar/none.nar.zst')).toBeUndefined();
     await settle();
-    expect(narGets().sort()).toEqual(fitting.sort());
+    expect(narGets(front).sort()).toEqual(fitting.sort());
     tooSmall.close();
 
     // A budget of exactly the next two NARs: those two are fetched; handing one over makes room
@@ -251,14 +248,14 @@ describe('NAR readahead limits', () => {
     for (const text of narinfos) bounded.noteHit(text);
     expect(await bounded.take(order[0]!.narPath)).toBeUndefined(); // the first request starts it
     await settle();
-    expect(narGets()).toEqual([order[1]!.narPath, order[2]!.narPath]);
+    expect(narGets(front)).toEqual([order[1]!.narPath, order[2]!.narPath]);
     const handed = await bounded.take(order[1]!.narPath);
     expect(handed?.size).toBe(order[1]!.size);
     await settle();
     let held = order[2]!.size;
     let next = 3;
     while (next < order.length && held + order[next]!.size <= budgetBytes) held += order[next++]!.size;
-    expect(narGets()).toEqual(order.slice(1, next).map((c) => c.narPath));
+    expect(narGets(front)).toEqual(order.slice(1, next).map((c) => c.narPath));
     bounded.close();
   });
 });
