@@ -8,6 +8,8 @@
  * looks paths up costs the server nothing more. Large NARs are left to stream through: for them
  * the round trip is small next to the transfer.
  */
+import { parseNarInfo, type NarInfo } from '../nix/narinfo.js';
+import { StorePath } from '../nix/store-path.js';
 import type { Logger } from './log.js';
 import { describeNetworkError, type Upstream } from './upstream.js';
 
@@ -58,22 +60,29 @@ export interface Candidate {
   key: string;
 }
 
-const STORE_PATH_LINE = /^StorePath: \/nix\/store\/([0-9a-z]{32})-(.+)$/m;
-const URL_LINE = /^URL: (nar\/[0-9a-z]+\.nar(?:\.[a-z0-9]+)?)$/m;
-const FILE_SIZE_LINE = /^FileSize: (\d+)$/m;
-const REFERENCES_LINE = /^References: (.*)$/m;
+/** The NAR URLs the server writes: anything else in a narinfo is not fetched. */
+const NAR_URL = /^nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
 
 export function parseCandidate(narinfo: string): Candidate | undefined {
-  const storePath = STORE_PATH_LINE.exec(narinfo);
-  const url = URL_LINE.exec(narinfo)?.[1];
-  const size = Number(FILE_SIZE_LINE.exec(narinfo)?.[1]);
-  if (!storePath || !url || !(size > 0)) return undefined;
-  const [, hashPart, name] = storePath as unknown as [string, string, string];
-  const references = (REFERENCES_LINE.exec(narinfo)?.[1] ?? '')
-    .split(' ')
-    .filter((ref) => ref.length > 32 && !ref.startsWith(hashPart))
-    .map((ref) => ref.slice(0, 32));
-  return { narPath: `/${url}`, size, hashPart, references, key: `${name}$${hashPart}` };
+  let info: NarInfo;
+  let path: StorePath;
+  try {
+    info = parseNarInfo(narinfo);
+    path = StorePath.parse(info.storePath);
+  } catch {
+    return undefined;
+  }
+  if (!NAR_URL.test(info.url) || !info.fileSize) return undefined;
+  const references = info.references
+    .map((ref) => ref.slice(0, 32))
+    .filter((hashPart) => hashPart !== path.hashPart);
+  return {
+    narPath: `/${info.url}`,
+    size: info.fileSize,
+    hashPart: path.hashPart,
+    references,
+    key: `${path.name}$${path.hashPart}`,
+  };
 }
 
 /**
@@ -121,6 +130,8 @@ export function substitutionOrder(candidates: Iterable<Candidate>): Candidate[] 
 export class Readahead {
   /** Narinfo hits whose NARs Nix has not asked for and that are not fetched, by NAR path. */
   private readonly candidates = new Map<string, Candidate>();
+  /** Narinfos answered before Nix's first NAR request, parsed only if one comes. */
+  private unparsed: string[] = [];
   /** `candidates` in substitution order, worked out again when a candidate arrives. */
   private plan: Candidate[] = [];
   private planned = true;
@@ -140,14 +151,13 @@ export class Readahead {
   /** A narinfo Nix got from the server: its NAR may be fetched ahead. */
   noteHit(narinfo: string): void {
     if (this.closed) return;
-    const candidate = parseCandidate(narinfo);
-    if (!candidate || candidate.size > this.limits.maxFileBytes) return;
-    if (this.fetches.has(candidate.narPath) || this.candidates.has(candidate.narPath)) return;
-    if (this.candidates.size >= this.limits.maxCandidates) return;
-    this.candidates.set(candidate.narPath, candidate);
-    this.planned = false;
+    if (!this.active) {
+      if (this.unparsed.length < this.limits.maxCandidates) this.unparsed.push(narinfo);
+      return;
+    }
+    this.addCandidate(narinfo);
     // A batch answers many lookups at once: plan once for all of them.
-    if (this.active && !this.pumpScheduled) {
+    if (!this.pumpScheduled) {
       this.pumpScheduled = true;
       setImmediate(() => {
         this.pumpScheduled = false;
@@ -156,12 +166,25 @@ export class Readahead {
     }
   }
 
+  private addCandidate(narinfo: string): void {
+    const candidate = parseCandidate(narinfo);
+    if (!candidate || candidate.size > this.limits.maxFileBytes) return;
+    if (this.fetches.has(candidate.narPath) || this.candidates.has(candidate.narPath)) return;
+    if (this.candidates.size >= this.limits.maxCandidates) return;
+    this.candidates.set(candidate.narPath, candidate);
+    this.planned = false;
+  }
+
   /**
    * Nix asks for the NAR at `path`: the bytes if they were fetched ahead (waiting for a fetch in
    * flight), otherwise undefined and the caller streams it. The first call starts the readahead.
    */
   async take(path: string): Promise<FetchedNar | undefined> {
-    this.active = true;
+    if (!this.active) {
+      this.active = true;
+      for (const narinfo of this.unparsed) this.addCandidate(narinfo);
+      this.unparsed = [];
+    }
     this.candidates.delete(path);
     const fetch = this.fetches.get(path);
     this.pump();
@@ -177,6 +200,7 @@ export class Readahead {
   close(): void {
     this.closed = true;
     this.candidates.clear();
+    this.unparsed = [];
     this.plan = [];
     for (const [path, fetch] of this.fetches) this.release(path, fetch);
   }
