@@ -47772,15 +47772,15 @@ const HASH_PART_LENGTH = 32;
 /** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
 const MAX_NAME_LENGTH = 211;
 const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
-class store_path_StorePathError extends Error {
+class StorePathError extends Error {
 }
 /** Checks a store path hash part (the 32 nix32 characters); throws naming the problem. */
 function validateHashPart(hashPart) {
     if (hashPart.length !== HASH_PART_LENGTH) {
-        throw new store_path_StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
+        throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
     }
     if (!isNix32(hashPart))
-        throw new store_path_StorePathError(`store path hash '${hashPart}' is not nix32`);
+        throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
     return hashPart;
 }
 /**
@@ -47790,17 +47790,17 @@ function validateHashPart(hashPart) {
  */
 function validateName(name, baseName = name) {
     if (name.length === 0)
-        throw new store_path_StorePathError(`store path '${baseName}' has an empty name`);
+        throw new StorePathError(`store path '${baseName}' has an empty name`);
     if (name.length > MAX_NAME_LENGTH) {
-        throw new store_path_StorePathError(`store path name in '${baseName}' is longer than ${MAX_NAME_LENGTH} characters`);
+        throw new StorePathError(`store path name in '${baseName}' is longer than ${MAX_NAME_LENGTH} characters`);
     }
     const bad = NAME_PATTERN.test(name) ? undefined : [...name].find((c) => !NAME_PATTERN.test(c));
     if (bad !== undefined) {
-        throw new store_path_StorePathError(`store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`);
+        throw new StorePathError(`store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`);
     }
     const firstPart = name.split('-', 1)[0];
     if (firstPart === '.' || firstPart === '..') {
-        throw new store_path_StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
+        throw new StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
     }
     return name;
 }
@@ -47808,7 +47808,7 @@ function normalizeStoreDir(storeDir) {
     const trimmed = storeDir.replace(/\/+$/, '');
     const segments = trimmed.split('/').slice(1);
     if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..')) {
-        throw new store_path_StorePathError(`store dir '${storeDir}' must be an absolute, canonical directory other than '/'`);
+        throw new StorePathError(`store dir '${storeDir}' must be an absolute, canonical directory other than '/'`);
     }
     return trimmed;
 }
@@ -47822,7 +47822,7 @@ class store_path_StorePath {
     /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
     static fromBaseName(baseName) {
         if (baseName.length < HASH_PART_LENGTH + 1 || baseName[HASH_PART_LENGTH] !== '-') {
-            throw new store_path_StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
+            throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
         }
         const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
         const name = validateName(baseName.slice(HASH_PART_LENGTH + 1), baseName);
@@ -47832,10 +47832,10 @@ class store_path_StorePath {
     static parse(path, storeDir = store_path_DEFAULT_STORE_DIR) {
         const prefix = `${normalizeStoreDir(storeDir)}/`;
         if (!path.startsWith(prefix))
-            throw new store_path_StorePathError(`path '${path}' is not in the store '${storeDir}'`);
+            throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
         const baseName = path.slice(prefix.length);
         if (baseName.includes('/'))
-            throw new store_path_StorePathError(`path '${path}' is inside a store path, not a store path`);
+            throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
         return store_path_StorePath.fromBaseName(baseName);
     }
     /** True when `path` is a valid store path in `storeDir`. */
@@ -47845,7 +47845,7 @@ class store_path_StorePath {
             return true;
         }
         catch (e) {
-            if (e instanceof store_path_StorePathError)
+            if (e instanceof StorePathError)
                 return false;
             throw e;
         }
@@ -47868,7 +47868,7 @@ var external_node_crypto_ = __nccwpck_require__(7598);
 
 
 const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
-class hash_HashError extends Error {
+class HashError extends Error {
 }
 class hash_Hash {
     algorithm;
@@ -47877,7 +47877,7 @@ class hash_Hash {
         this.algorithm = algorithm;
         this.digest = digest;
         if (digest.length !== DIGEST_BYTES[algorithm]) {
-            throw new hash_HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
+            throw new HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
         }
     }
     /**
@@ -47888,7 +47888,7 @@ class hash_Hash {
         const sri = /^(md5|sha1|sha256|sha512)-([A-Za-z0-9+/]+={0,2})$/.exec(text);
         if (sri) {
             if (expected !== undefined && sri[1] !== expected)
-                throw new hash_HashError(`expected a ${expected} hash, got '${text}'`);
+                throw new HashError(`expected a ${expected} hash, got '${text}'`);
             return hash_Hash.fromDigestText(sri[1], sri[2], 'base64', text);
         }
         const colon = text.indexOf(':');
@@ -47903,11 +47903,11 @@ class hash_Hash {
             digest = text.slice(colon + 1);
         }
         if (algorithm === undefined)
-            throw new hash_HashError(`hash '${text}' does not name its algorithm`);
+            throw new HashError(`hash '${text}' does not name its algorithm`);
         if (!(algorithm in DIGEST_BYTES))
-            throw new hash_HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
+            throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
         if (expected !== undefined && algorithm !== expected) {
-            throw new hash_HashError(`expected a ${expected} hash, got '${text}'`);
+            throw new HashError(`expected a ${expected} hash, got '${text}'`);
         }
         return hash_Hash.fromDigestText(algorithm, digest, undefined, text);
     }
@@ -47923,7 +47923,7 @@ class hash_Hash {
                 }
                 catch (e) {
                     if (e instanceof Nix32Error)
-                        throw new hash_HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
+                        throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
                     throw e;
                 }
             }
@@ -47934,7 +47934,7 @@ class hash_Hash {
             if (decoded.length === bytes && decoded.toString('base64') === digest)
                 return new hash_Hash(algorithm, decoded);
         }
-        throw new hash_HashError(`'${original}' is not a valid ${algorithm} hash`);
+        throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
     }
     static of(algorithm, data) {
         return new hash_Hash(algorithm, (0,external_node_crypto_.createHash)(algorithm).update(data).digest());
@@ -48315,11 +48315,11 @@ async function digestNarFile(source, compression, sink) {
 
 
 /** Far above any real narinfo (even thousands of references), low enough to refuse abuse. */
-const NARINFO_MAX_BYTES = (/* unused pure expression or super */ null && (1024 * 1024));
+const NARINFO_MAX_BYTES = 1024 * 1024;
 // Field names as Nix writes them; anything else in a key (spaces, colons) is a corrupt line.
 const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9-]*$/;
 /** Compression methods Nix can read from a binary cache. */
-const COMPRESSIONS = (/* unused pure expression or super */ null && (['none', 'xz', 'bzip2', 'zstd', 'br', 'gzip', 'lz4', 'lzip']));
+const COMPRESSIONS = ['none', 'xz', 'bzip2', 'zstd', 'br', 'gzip', 'lz4', 'lzip'];
 class NarInfoError extends Error {
 }
 const KNOWN_FIELDS = new Set([
@@ -48348,7 +48348,7 @@ function parseSize(field, value) {
 function parseHash(field, value) {
     let hash;
     try {
-        hash = Hash.parse(value);
+        hash = hash_Hash.parse(value);
     }
     catch (e) {
         if (e instanceof HashError)
@@ -48364,13 +48364,13 @@ function checkBaseName(field, value) {
         return store_path_StorePath.fromBaseName(value).baseName;
     }
     catch (e) {
-        if (e instanceof store_path_StorePathError)
+        if (e instanceof StorePathError)
             throw new NarInfoError(`${field}: ${e.message}`);
         throw e;
     }
 }
 function parseNarInfo(text, options = {}) {
-    const storeDir = options.storeDir ?? DEFAULT_STORE_DIR;
+    const storeDir = options.storeDir ?? store_path_DEFAULT_STORE_DIR;
     const maxBytes = options.maxBytes ?? NARINFO_MAX_BYTES;
     if (Buffer.byteLength(text) > maxBytes)
         throw new NarInfoError(`narinfo is larger than ${maxBytes} bytes`);
@@ -48411,7 +48411,7 @@ function parseNarInfo(text, options = {}) {
     };
     const storePath = required('StorePath');
     try {
-        StorePath.parse(storePath, storeDir);
+        store_path_StorePath.parse(storePath, storeDir);
     }
     catch (e) {
         if (e instanceof StorePathError)
@@ -49388,6 +49388,18 @@ function forwardableHeaders(headers) {
 }
 
 ;// CONCATENATED MODULE: ./src/proxy/readahead.ts
+/**
+ * NAR readahead. Nix 2.8 substitutes one path at a time (`max-jobs` 1 by default), so every NAR
+ * pays a round trip through the proxy and the server before Nix sees its first byte, and the bytes
+ * cross two HTTP hops while Nix waits. But Nix asks for the narinfos of everything it will
+ * substitute first. So once Nix starts downloading NARs, the proxy fetches the NARs of the other
+ * narinfos it answered, in the order Nix will ask for them, a few at a time and within a memory
+ * budget, and hands each one over from memory when Nix asks for it. Until Nix downloads a first NAR nothing is fetched: a job that only
+ * looks paths up costs the server nothing more. Large NARs are left to stream through: for them
+ * the round trip is small next to the transfer.
+ */
+
+
 
 const DEFAULT_READAHEAD = {
     concurrency: 4,
@@ -49396,22 +49408,30 @@ const DEFAULT_READAHEAD = {
     holdMs: 120_000,
     maxCandidates: 10_000,
 };
-const STORE_PATH_LINE = /^StorePath: \/nix\/store\/([0-9a-z]{32})-(.+)$/m;
-const URL_LINE = /^URL: (nar\/[0-9a-z]+\.nar(?:\.[a-z0-9]+)?)$/m;
-const FILE_SIZE_LINE = /^FileSize: (\d+)$/m;
-const REFERENCES_LINE = /^References: (.*)$/m;
+/** The NAR URLs the server writes: anything else in a narinfo is not fetched. */
+const NAR_URL = /^nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
 function parseCandidate(narinfo) {
-    const storePath = STORE_PATH_LINE.exec(narinfo);
-    const url = URL_LINE.exec(narinfo)?.[1];
-    const size = Number(FILE_SIZE_LINE.exec(narinfo)?.[1]);
-    if (!storePath || !url || !(size > 0))
+    let info;
+    let path;
+    try {
+        info = parseNarInfo(narinfo);
+        path = store_path_StorePath.parse(info.storePath);
+    }
+    catch {
         return undefined;
-    const [, hashPart, name] = storePath;
-    const references = (REFERENCES_LINE.exec(narinfo)?.[1] ?? '')
-        .split(' ')
-        .filter((ref) => ref.length > 32 && !ref.startsWith(hashPart))
-        .map((ref) => ref.slice(0, 32));
-    return { narPath: `/${url}`, size, hashPart, references, key: `${name}$${hashPart}` };
+    }
+    if (!NAR_URL.test(info.url) || !info.fileSize)
+        return undefined;
+    const references = info.references
+        .map((ref) => ref.slice(0, 32))
+        .filter((hashPart) => hashPart !== path.hashPart);
+    return {
+        narPath: `/${info.url}`,
+        size: info.fileSize,
+        hashPart: path.hashPart,
+        references,
+        key: `${path.name}$${path.hashPart}`,
+    };
 }
 /**
  * The order Nix 2.8 will ask for these NARs in: a path after its references, and among paths
@@ -49466,6 +49486,8 @@ class Readahead {
     limits;
     /** Narinfo hits whose NARs Nix has not asked for and that are not fetched, by NAR path. */
     candidates = new Map();
+    /** Narinfos answered before Nix's first NAR request, parsed only if one comes. */
+    unparsed = [];
     /** `candidates` in substitution order, worked out again when a candidate arrives. */
     plan = [];
     planned = true;
@@ -49484,6 +49506,22 @@ class Readahead {
     noteHit(narinfo) {
         if (this.closed)
             return;
+        if (!this.active) {
+            if (this.unparsed.length < this.limits.maxCandidates)
+                this.unparsed.push(narinfo);
+            return;
+        }
+        this.addCandidate(narinfo);
+        // A batch answers many lookups at once: plan once for all of them.
+        if (!this.pumpScheduled) {
+            this.pumpScheduled = true;
+            setImmediate(() => {
+                this.pumpScheduled = false;
+                this.pump();
+            });
+        }
+    }
+    addCandidate(narinfo) {
         const candidate = parseCandidate(narinfo);
         if (!candidate || candidate.size > this.limits.maxFileBytes)
             return;
@@ -49493,21 +49531,18 @@ class Readahead {
             return;
         this.candidates.set(candidate.narPath, candidate);
         this.planned = false;
-        // A batch answers many lookups at once: plan once for all of them.
-        if (this.active && !this.pumpScheduled) {
-            this.pumpScheduled = true;
-            setImmediate(() => {
-                this.pumpScheduled = false;
-                this.pump();
-            });
-        }
     }
     /**
      * Nix asks for the NAR at `path`: the bytes if they were fetched ahead (waiting for a fetch in
      * flight), otherwise undefined and the caller streams it. The first call starts the readahead.
      */
     async take(path) {
-        this.active = true;
+        if (!this.active) {
+            this.active = true;
+            for (const narinfo of this.unparsed)
+                this.addCandidate(narinfo);
+            this.unparsed = [];
+        }
         this.candidates.delete(path);
         const fetch = this.fetches.get(path);
         this.pump();
@@ -49524,6 +49559,7 @@ class Readahead {
     close() {
         this.closed = true;
         this.candidates.clear();
+        this.unparsed = [];
         this.plan = [];
         for (const [path, fetch] of this.fetches)
             this.release(path, fetch);
@@ -49911,7 +49947,7 @@ function storePathField(value, field) {
         store_path_StorePath.parse(value);
     }
     catch (e) {
-        if (e instanceof store_path_StorePathError)
+        if (e instanceof StorePathError)
             throw new HttpError(400, `${field}: ${e.message}`, 'bad_request');
         throw e;
     }
