@@ -311,6 +311,14 @@ describe('pushing', () => {
     expect(narinfoPut(new1!)).toBeLessThan(narinfoPut(new2!));
     expect(narinfoPut(new2!)).toBeLessThan(narinfoPut(top!));
     expect(front.requests.filter((r) => r.startsWith('PUT /_api/v1/nar/'))).toHaveLength(3);
+    // "Already cached?" was one batch lookup naming every candidate, not one HEAD per path.
+    const candidates = [cached!, upstream!, new1!, new2!, top!].map((p) => StorePath.parse(p).hashPart);
+    const batches = front.posted.filter((p) => p.url === '/_api/v1/narinfos');
+    expect(batches).toHaveLength(1);
+    expect((JSON.parse(batches[0]!.body) as { hashParts: string[] }).hashParts.sort()).toEqual(
+      candidates.sort(),
+    );
+    expect(front.requests.filter((r) => r.startsWith('HEAD /'))).toEqual([]);
     // The upstream cache was asked only about paths the server lacked, and without credentials.
     expect(upstreamCache.requests.every((r) => r.startsWith('HEAD /'))).toBe(true);
     expect(upstreamCache.requests.some((r) => r.includes(StorePath.parse(cached!).hashPart))).toBe(false);
@@ -333,6 +341,33 @@ describe('pushing', () => {
     expect(stats.pushed.paths).toBe(1);
     expect(stats.failed).toEqual([{ path: gone, error: expect.stringMatching(/not a valid store path/) }]);
     expect(await narinfoStatus(path!, token)).toBe(200);
+  });
+
+  it('asks a server without the batch route one HEAD per path whether it is cached', async () => {
+    const tag = salt();
+    const [cached, fresh] = await nixBuild(
+      `[ (${drv('sluice-head-cached', tag, 'echo cached > $out')}) (${drv('sluice-head-new', tag, 'echo new > $out')}) ]`,
+    );
+    await pushToServer([cached!]);
+    const front = await startFront(stack.server.url, {
+      failures: 1000,
+      status: 405,
+      failWhen: (method, url) => method === 'POST' && url === '/_api/v1/narinfos',
+    });
+    cleanups.push(front.close);
+    const { d, token } = await daemonFor(front.url, {});
+    const stats = (await d.control('drain', { deadlineSeconds: 60, paths: [cached!, fresh!] })).json;
+    expect(stats.failed).toEqual([]);
+    expect(stats.pushed.paths).toBe(1);
+    expect(stats.skipped).toMatchObject({ alreadyCached: 1 });
+    expect(front.requests.filter((r) => r.startsWith('HEAD /')).sort()).toEqual(
+      [cached!, fresh!].map((p) => `HEAD /${StorePath.parse(p).hashPart}.narinfo`).sort(),
+    );
+    expect(await narinfoStatus(fresh!, token)).toBe(200);
+    // Found out once: the next push goes straight to HEADs.
+    const [later] = await nixBuild(drv('sluice-head-later', tag, 'echo later > $out'));
+    await d.control('drain', { deadlineSeconds: 60, paths: [later!] });
+    expect(front.failed).toBe(1);
   });
 
   it('retries uploads answered 429 with Retry-After, then succeeds', async () => {

@@ -9,6 +9,12 @@ import type { Logger } from './log.js';
 import type { Stats } from './stats.js';
 import type { LocalStore, PathInfo } from './store.js';
 import { Uploader } from './uploader.js';
+import {
+  batchRouteMissing,
+  NARINFO_BATCH_LIMIT,
+  narInfoBatchRequest,
+  parseNarInfoBatch,
+} from './narinfo-batch.js';
 import { describeNetworkError, Upstream } from './upstream.js';
 
 /** Narinfo existence checks (server and upstream caches) in flight at once. */
@@ -52,6 +58,8 @@ export class PushQueue {
   /** Upstream caches that failed on the network: not asked again for a while (an offline runner). */
   private readonly upstreamDownUntil = new Map<Upstream, number>();
   private readonly abort = new AbortController();
+  /** Set when the server answered the batch lookup route 404/405: it predates it. */
+  private batchUnsupported = false;
 
   constructor(private readonly options: PushQueueOptions) {
     this.filter = options.config.filter ? new RegExp(options.config.filter) : undefined;
@@ -182,8 +190,9 @@ export class PushQueue {
     // Uploads start as soon as a path is found missing; narinfo order is kept by the uploader,
     // which knows (expect) every path that may still come.
     this.uploader.expect(candidates.map((info) => info.path));
+    const onServer = await this.serverHas(candidates.map((info) => StorePath.parse(info.path).hashPart));
     await forEachLimited(candidates, CHECK_CONCURRENCY, async (info) => {
-      const where = await this.whereCached(info.path);
+      const where = await this.whereCached(info.path, onServer);
       if (where === 'server') stats.skippedAlreadyCached++;
       else if (where === 'upstream') stats.skippedUpstream++;
       if (where) {
@@ -198,20 +207,63 @@ export class PushQueue {
     this.inPlanning = 0;
   }
 
-  /** 'server' if the cache has the path, 'upstream' if an upstream cache serves it. */
-  private async whereCached(path: string): Promise<'server' | 'upstream' | undefined> {
-    const narinfo = `/${StorePath.parse(path).hashPart}.narinfo`;
+  /**
+   * Which of these narinfos the server has, asked in batches; undefined when it cannot say (a server
+   * without the batch route, or trouble), and each path is then asked about on its own.
+   */
+  private async serverHas(hashParts: string[]): Promise<Set<string> | undefined> {
+    if (this.batchUnsupported || hashParts.length === 0) return undefined;
+    const found = new Set<string>();
+    try {
+      for (let start = 0; start < hashParts.length; start += NARINFO_BATCH_LIMIT) {
+        const response = await this.options.server.request({
+          ...narInfoBatchRequest(hashParts.slice(start, start + NARINFO_BATCH_LIMIT)),
+          signal: this.abort.signal,
+        });
+        const text = await response.body.text();
+        if (batchRouteMissing(response.statusCode)) this.batchUnsupported = true;
+        const narinfos = response.statusCode === 200 ? parseNarInfoBatch(text) : undefined;
+        if (!narinfos) return undefined;
+        for (const hashPart of Object.keys(narinfos)) found.add(hashPart);
+      }
+    } catch {
+      return undefined;
+    }
+    return found;
+  }
+
+  /**
+   * 'server' if the cache has the path, 'upstream' if an upstream cache serves it. `onServer` is
+   * the batch answer, when there is one.
+   */
+  private async whereCached(
+    path: string,
+    onServer?: Set<string>,
+  ): Promise<'server' | 'upstream' | undefined> {
+    const hashPart = StorePath.parse(path).hashPart;
+    if (onServer) {
+      if (onServer.has(hashPart)) return 'server';
+    } else if (await this.serverAnswers(hashPart)) return 'server';
+    return this.upstreamHas(`/${hashPart}.narinfo`);
+  }
+
+  /** Whether the server answers a HEAD of the narinfo with 200. */
+  private async serverAnswers(hashPart: string): Promise<boolean> {
     try {
       const response = await this.options.server.request({
         method: 'HEAD',
-        path: narinfo,
+        path: `/${hashPart}.narinfo`,
         signal: this.abort.signal,
       });
       await response.body.dump();
-      if (response.statusCode === 200) return 'server';
+      return response.statusCode === 200;
     } catch {
-      // The upload will try (and report) again.
+      return false; // the upload will try (and report) again
     }
+  }
+
+  /** 'upstream' if an upstream cache serves the narinfo. */
+  private async upstreamHas(narinfo: string): Promise<'upstream' | undefined> {
     for (const cache of this.upstreamCaches) {
       if ((this.upstreamDownUntil.get(cache) ?? 0) > Date.now()) continue;
       try {

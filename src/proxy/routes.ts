@@ -12,6 +12,7 @@ import { Batcher } from './batcher.js';
 import { ByteCounter } from './byte-counter.js';
 import { forwardableHeaders } from './headers.js';
 import type { Logger } from './log.js';
+import { batchRouteMissing, narInfoBatchRequest, parseNarInfoBatch } from './narinfo-batch.js';
 import { Readahead } from './readahead.js';
 import type { Stats } from './stats.js';
 import {
@@ -30,8 +31,6 @@ const NAR_PATH = /^\/nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
 const PROXY_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
-/** The server's batch lookup route (one request for many narinfos). */
-export const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
 /**
  * Lookups per batch and batches at once. Nix has at most `http-connections` (25) lookups in
  * flight, so a batch holds what arrived while the previous one was out. One batch at a time cost
@@ -43,19 +42,6 @@ const NARINFO_BATCHING = { maxBatch: 100, maxInFlight: 1 };
 type NarInfoAnswer = { narinfo: string } | { missing: true } | { failed: string };
 const MISSING: NarInfoAnswer = { missing: true };
 const UNREACHABLE = { failed: 'the cache server is unreachable' };
-
-/** The batch route's answer, `{"narinfos": {"<hash part>": "<signed narinfo>"}}`; undefined if not that. */
-function parseBatchAnswer(text: string): Record<string, unknown> | undefined {
-  try {
-    const json = JSON.parse(text) as { narinfos?: unknown } | null;
-    const narinfos = json?.narinfos;
-    if (typeof narinfos === 'object' && narinfos !== null && !Array.isArray(narinfos))
-      return narinfos as Record<string, unknown>;
-  } catch {
-    // reported by the caller
-  }
-  return undefined;
-}
 
 export class CacheRoutes {
   /** Narinfo hash parts the server said it does not have: asked once per job. */
@@ -173,16 +159,11 @@ export class CacheRoutes {
     // Lookups that queued while the previous batch found the server down need not wait again.
     if (Date.now() < this.serverDownUntil) return everyone(UNREACHABLE);
     if (!this.batchUnsupported) {
-      const response = await this.lookupRequest({
-        method: 'POST',
-        path: NARINFO_BATCH_PATH,
-        headers: { 'content-type': 'application/json' },
-        body: () => JSON.stringify({ hashParts }),
-      });
+      const response = await this.lookupRequest(narInfoBatchRequest(hashParts));
       if ('failed' in response) return everyone(response);
       const { status, text } = response;
       if (status === 200) {
-        const narinfos = parseBatchAnswer(text);
+        const narinfos = parseNarInfoBatch(text);
         if (!narinfos) {
           this.upstreamFailed(`narinfo lookup answered an unexpected body: ${text.slice(0, 100)}`, false);
           return everyone({ failed: 'the cache server answered something unexpected' });
@@ -194,7 +175,7 @@ export class CacheRoutes {
           }),
         );
       }
-      if (status !== 404 && status !== 405) return everyone(this.lookupFailed(status, text));
+      if (!batchRouteMissing(status)) return everyone(this.lookupFailed(status, text));
       this.batchUnsupported = true;
       this.log.info(
         { status },
