@@ -77,7 +77,7 @@ export async function run(argv: string[]): Promise<void> {
     '',
     machineMarkdown(machine),
     `- Sluice built from: ${process.env.SLUICE_BENCH_SOURCES ?? 'unknown'}`,
-    `- ${context.sizes.repetitions} repetitions per side, sides alternated; medians shown; run took ${minutes} min`,
+    `- ${context.sizes.repetitions} repetitions per side (substitution: ${context.sizes.repetitions * 2 + 1}), sides alternated; medians shown; run took ${minutes} min`,
     '',
     markdownTable(rows.filter((row) => row.group !== 'growth')),
     '',

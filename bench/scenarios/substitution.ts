@@ -70,9 +70,12 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
   };
 
   try {
-    log(`substitution: ${sizes.repetitions} repetitions of ${stack ? 'proxy, server, file://' : 'file://'}`);
+    // Each side takes about a second, so one busy moment of the machine moves a median of three:
+    // these sides run more repetitions.
+    const repetitions = sizes.repetitions * 2 + 1;
+    log(`substitution: ${repetitions} repetitions of ${stack ? 'proxy, server, file://' : 'file://'}`);
     const sides = [...(stack ? [viaProxy, viaServer] : []), viaFile, ...(nginx ? [viaNginx] : [])];
-    const samples = await rotate(sizes.repetitions, sides);
+    const samples = await rotate(repetitions, sides);
     const unavailable: Side = { unavailable: sluiceMissing };
     const proxy: Side = stack ? { samples: samples[0]! } : unavailable;
     const server: Side = stack ? { samples: samples[1]! } : unavailable;
