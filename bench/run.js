@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync 
 import { registerHooks } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { escapeNonAscii } from '../scripts/ascii-bundle.js';
 
 registerHooks({
   resolve(specifier, context, nextResolve) {
@@ -49,6 +50,7 @@ for (const name of ['cli', 'proxy', 'main', 'post', 'hook']) {
       ],
       { stdio: ['ignore', 'ignore', 'pipe'], cwd: sources },
     );
+    escapeNonAscii(join(bundles, name, 'index.js'));
   } catch (error) {
     unavailable[name] = `${entry} does not build: ${String(error.stderr ?? error).split('\n')[0]}`;
   }

@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { escapeNonAscii } from './ascii-bundle.js';
 
 const entries = readdirSync('src/entrypoints')
   .filter((f) => f.endsWith('.ts'))
@@ -27,6 +28,7 @@ for (const name of entries) {
     ],
     { stdio: 'inherit' },
   );
+  escapeNonAscii(join(out, 'index.js'));
 }
 
 if (check) {

@@ -2,7 +2,7 @@
 import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /******/ var __webpack_modules__ = ({
 
-/***/ 7769:
+/***/ 921:
 /***/ ((module) => {
 
 
@@ -538,7 +538,7 @@ module.exports = slowRedact
 
 /***/ }),
 
-/***/ 479:
+/***/ 2015:
 /***/ ((module) => {
 
 
@@ -583,22 +583,22 @@ if (typeof SharedArrayBuffer !== 'undefined' && typeof Atomics !== 'undefined') 
 
 /***/ }),
 
-/***/ 7750:
+/***/ 5558:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 module.exports = {
-    RBTree: __nccwpck_require__(5004),
-    BinTree: __nccwpck_require__(2663)
+    RBTree: __nccwpck_require__(92),
+    BinTree: __nccwpck_require__(8980)
 };
 
 
 /***/ }),
 
-/***/ 2663:
+/***/ 8980:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-var TreeBase = __nccwpck_require__(253);
+var TreeBase = __nccwpck_require__(7677);
 
 function Node(data) {
     this.data = data;
@@ -709,11 +709,11 @@ module.exports = BinTree;
 
 /***/ }),
 
-/***/ 5004:
+/***/ 92:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-var TreeBase = __nccwpck_require__(253);
+var TreeBase = __nccwpck_require__(7677);
 
 function Node(data) {
     this.data = data;
@@ -934,7 +934,7 @@ module.exports = RBTree;
 
 /***/ }),
 
-/***/ 253:
+/***/ 7677:
 /***/ ((module) => {
 
 
@@ -1176,7 +1176,7 @@ module.exports = TreeBase;
 
 /***/ }),
 
-/***/ 9761:
+/***/ 1921:
 /***/ ((module) => {
 
 
@@ -1291,7 +1291,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5222:
+/***/ 7318:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
@@ -1302,8 +1302,8 @@ var __webpack_unused_export__;
 
 
 
-exports.register = __nccwpck_require__(1627).globalRegistry;
-exports.Registry = __nccwpck_require__(1627);
+exports.register = __nccwpck_require__(5483).globalRegistry;
+exports.Registry = __nccwpck_require__(5483);
 __webpack_unused_export__ = ({
 	configurable: false,
 	enumerable: true,
@@ -1316,26 +1316,26 @@ __webpack_unused_export__ = ({
 });
 __webpack_unused_export__ = exports.Registry.PROMETHEUS_CONTENT_TYPE;
 __webpack_unused_export__ = exports.Registry.OPENMETRICS_CONTENT_TYPE;
-/* unused reexport */ __nccwpck_require__(1539).validateMetricName;
+/* unused reexport */ __nccwpck_require__(3075).validateMetricName;
 
-exports.Counter = __nccwpck_require__(8606);
-/* unused reexport */ __nccwpck_require__(7173);
-/* unused reexport */ __nccwpck_require__(5416);
-/* unused reexport */ __nccwpck_require__(5910);
-/* unused reexport */ __nccwpck_require__(7524);
+exports.Counter = __nccwpck_require__(225);
+/* unused reexport */ __nccwpck_require__(7029);
+/* unused reexport */ __nccwpck_require__(2296);
+/* unused reexport */ __nccwpck_require__(2534);
+/* unused reexport */ __nccwpck_require__(4340);
 
-/* unused reexport */ __nccwpck_require__(964);
-/* unused reexport */ __nccwpck_require__(964);
+/* unused reexport */ __nccwpck_require__(5428);
+/* unused reexport */ __nccwpck_require__(5428);
 
-exports.collectDefaultMetrics = __nccwpck_require__(5106);
+exports.collectDefaultMetrics = __nccwpck_require__(5794);
 
-/* unused reexport */ __nccwpck_require__(5924).aggregators;
-/* unused reexport */ __nccwpck_require__(816);
+/* unused reexport */ __nccwpck_require__(3380).aggregators;
+/* unused reexport */ __nccwpck_require__(8720);
 
 
 /***/ }),
 
-/***/ 964:
+/***/ 5428:
 /***/ ((__unused_webpack_module, exports) => {
 
 var __webpack_unused_export__;
@@ -1374,7 +1374,7 @@ __webpack_unused_export__ = (start, factor, count) => {
 
 /***/ }),
 
-/***/ 816:
+/***/ 8720:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -1387,9 +1387,9 @@ __webpack_unused_export__ = (start, factor, count) => {
  * cluster master.
  */
 
-const Registry = __nccwpck_require__(1627);
-const { Grouper } = __nccwpck_require__(9588);
-const { aggregators } = __nccwpck_require__(5924);
+const Registry = __nccwpck_require__(5483);
+const { Grouper } = __nccwpck_require__(7604);
+const { aggregators } = __nccwpck_require__(3380);
 // We need to lazy-load the 'cluster' module as some application servers -
 // namely Passenger - crash when it is imported.
 let cluster = () => {
@@ -1600,7 +1600,7 @@ module.exports = AggregatorRegistry;
 
 /***/ }),
 
-/***/ 8606:
+/***/ 225:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /**
@@ -1615,10 +1615,10 @@ const {
 	getLabels,
 	removeLabels,
 	nowTimestamp,
-} = __nccwpck_require__(9588);
-const { validateLabel } = __nccwpck_require__(1539);
-const { Metric } = __nccwpck_require__(2476);
-const Exemplar = __nccwpck_require__(9024);
+} = __nccwpck_require__(7604);
+const { validateLabel } = __nccwpck_require__(3075);
+const { Metric } = __nccwpck_require__(4316);
+const Exemplar = __nccwpck_require__(4096);
 
 class Counter extends Metric {
 	constructor(config) {
@@ -1754,27 +1754,27 @@ module.exports = Counter;
 
 /***/ }),
 
-/***/ 5106:
+/***/ 5794:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { isObject } = __nccwpck_require__(9588);
+const { isObject } = __nccwpck_require__(7604);
 
 // Default metrics.
-const processCpuTotal = __nccwpck_require__(8293);
-const processStartTime = __nccwpck_require__(8228);
-const osMemoryHeap = __nccwpck_require__(3981);
-const processOpenFileDescriptors = __nccwpck_require__(5217);
-const processMaxFileDescriptors = __nccwpck_require__(9655);
-const eventLoopLag = __nccwpck_require__(4460);
-const processHandles = __nccwpck_require__(5490);
-const processRequests = __nccwpck_require__(7439);
-const processResources = __nccwpck_require__(884);
-const heapSizeAndUsed = __nccwpck_require__(2365);
-const heapSpacesSizeAndUsed = __nccwpck_require__(3844);
-const version = __nccwpck_require__(3344);
-const gc = __nccwpck_require__(9336);
+const processCpuTotal = __nccwpck_require__(8821);
+const processStartTime = __nccwpck_require__(3796);
+const osMemoryHeap = __nccwpck_require__(8349);
+const processOpenFileDescriptors = __nccwpck_require__(6177);
+const processMaxFileDescriptors = __nccwpck_require__(8263);
+const eventLoopLag = __nccwpck_require__(2300);
+const processHandles = __nccwpck_require__(7010);
+const processRequests = __nccwpck_require__(6268);
+const processResources = __nccwpck_require__(4100);
+const heapSizeAndUsed = __nccwpck_require__(333);
+const heapSpacesSizeAndUsed = __nccwpck_require__(8052);
+const version = __nccwpck_require__(1280);
+const gc = __nccwpck_require__(56);
 
 const metrics = {
 	processCpuTotal,
@@ -1812,7 +1812,7 @@ module.exports.metricsList = metricsList;
 
 /***/ }),
 
-/***/ 9024:
+/***/ 4096:
 /***/ ((module) => {
 
 
@@ -1856,7 +1856,7 @@ module.exports = Exemplar;
 
 /***/ }),
 
-/***/ 7173:
+/***/ 7029:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /**
@@ -1873,9 +1873,9 @@ const {
 	hashObject,
 	isObject,
 	removeLabels,
-} = __nccwpck_require__(9588);
-const { validateLabel } = __nccwpck_require__(1539);
-const { Metric } = __nccwpck_require__(2476);
+} = __nccwpck_require__(7604);
+const { validateLabel } = __nccwpck_require__(3075);
+const { Metric } = __nccwpck_require__(4316);
 
 class Gauge extends Metric {
 	constructor(config) {
@@ -2036,7 +2036,7 @@ module.exports = Gauge;
 
 /***/ }),
 
-/***/ 5416:
+/***/ 2296:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /**
@@ -2051,10 +2051,10 @@ const {
 	isObject,
 	removeLabels,
 	nowTimestamp,
-} = __nccwpck_require__(9588);
-const { validateLabel } = __nccwpck_require__(1539);
-const { Metric } = __nccwpck_require__(2476);
-const Exemplar = __nccwpck_require__(9024);
+} = __nccwpck_require__(7604);
+const { validateLabel } = __nccwpck_require__(3075);
+const { Metric } = __nccwpck_require__(4316);
+const Exemplar = __nccwpck_require__(4096);
 
 class Histogram extends Metric {
 	constructor(config) {
@@ -2394,14 +2394,14 @@ module.exports = Histogram;
 
 /***/ }),
 
-/***/ 2476:
+/***/ 4316:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Registry = __nccwpck_require__(1627);
-const { isObject } = __nccwpck_require__(9588);
-const { validateMetricName, validateLabelName } = __nccwpck_require__(1539);
+const Registry = __nccwpck_require__(5483);
+const { isObject } = __nccwpck_require__(7604);
+const { validateMetricName, validateLabelName } = __nccwpck_require__(3075);
 
 /**
  * @abstract
@@ -2474,12 +2474,12 @@ module.exports = { Metric };
 
 /***/ }),
 
-/***/ 5924:
+/***/ 3380:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-const { Grouper, hashObject } = __nccwpck_require__(9588);
+const { Grouper, hashObject } = __nccwpck_require__(7604);
 
 /**
  * Returns a new function that applies the `aggregatorFn` to the values.
@@ -2562,12 +2562,12 @@ exports.aggregators = {
 
 /***/ }),
 
-/***/ 4460:
+/***/ 2300:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
+const Gauge = __nccwpck_require__(7029);
 
 // Check if perf_hooks module is available
 let perf_hooks;
@@ -2712,11 +2712,11 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 9336:
+/***/ 56:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-const Histogram = __nccwpck_require__(5416);
+const Histogram = __nccwpck_require__(2296);
 
 let perf_hooks;
 
@@ -2777,13 +2777,13 @@ module.exports.metricNames = [NODEJS_GC_DURATION_SECONDS];
 
 /***/ }),
 
-/***/ 2365:
+/***/ 333:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
-const safeMemoryUsage = __nccwpck_require__(1315);
+const Gauge = __nccwpck_require__(7029);
+const safeMemoryUsage = __nccwpck_require__(6851);
 
 const NODEJS_HEAP_SIZE_TOTAL = 'nodejs_heap_size_total_bytes';
 const NODEJS_HEAP_SIZE_USED = 'nodejs_heap_size_used_bytes';
@@ -2840,12 +2840,12 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 3844:
+/***/ 8052:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
+const Gauge = __nccwpck_require__(7029);
 const v8 = __nccwpck_require__(1493);
 
 const METRICS = ['total', 'used', 'available'];
@@ -2904,7 +2904,7 @@ module.exports.metricNames = Object.values(NODEJS_HEAP_SIZE);
 
 /***/ }),
 
-/***/ 7965:
+/***/ 4221:
 /***/ ((module) => {
 
 
@@ -2943,7 +2943,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1315:
+/***/ 6851:
 /***/ ((module) => {
 
 
@@ -2962,14 +2962,14 @@ module.exports = safeMemoryUsage;
 
 /***/ }),
 
-/***/ 3981:
+/***/ 8349:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
-const linuxVariant = __nccwpck_require__(7567);
-const safeMemoryUsage = __nccwpck_require__(1315);
+const Gauge = __nccwpck_require__(7029);
+const linuxVariant = __nccwpck_require__(3887);
+const safeMemoryUsage = __nccwpck_require__(6851);
 
 const PROCESS_RESIDENT_MEMORY = 'process_resident_memory_bytes';
 
@@ -3007,12 +3007,12 @@ module.exports.metricNames =
 
 /***/ }),
 
-/***/ 7567:
+/***/ 3887:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
+const Gauge = __nccwpck_require__(7029);
 const fs = __nccwpck_require__(9896);
 
 const values = ['VmSize', 'VmRSS', 'VmData'];
@@ -3096,13 +3096,13 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 8293:
+/***/ 8821:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const OtelApi = __nccwpck_require__(1408);
-const Counter = __nccwpck_require__(8606);
+const OtelApi = __nccwpck_require__(7572);
+const Counter = __nccwpck_require__(225);
 
 const PROCESS_CPU_USER_SECONDS = 'process_cpu_user_seconds_total';
 const PROCESS_CPU_SYSTEM_SECONDS = 'process_cpu_system_seconds_total';
@@ -3191,14 +3191,14 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 5490:
+/***/ 7010:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { aggregateByObjectName } = __nccwpck_require__(7965);
-const { updateMetrics } = __nccwpck_require__(7965);
-const Gauge = __nccwpck_require__(7173);
+const { aggregateByObjectName } = __nccwpck_require__(4221);
+const { updateMetrics } = __nccwpck_require__(4221);
+const Gauge = __nccwpck_require__(7029);
 
 const NODEJS_ACTIVE_HANDLES = 'nodejs_active_handles';
 const NODEJS_ACTIVE_HANDLES_TOTAL = 'nodejs_active_handles_total';
@@ -3244,12 +3244,12 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 9655:
+/***/ 8263:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
+const Gauge = __nccwpck_require__(7029);
 const fs = __nccwpck_require__(9896);
 
 const PROCESS_MAX_FDS = 'process_max_fds';
@@ -3296,12 +3296,12 @@ module.exports.metricNames = [PROCESS_MAX_FDS];
 
 /***/ }),
 
-/***/ 5217:
+/***/ 6177:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
+const Gauge = __nccwpck_require__(7029);
 const fs = __nccwpck_require__(9896);
 const process = __nccwpck_require__(932);
 
@@ -3339,13 +3339,13 @@ module.exports.metricNames = [PROCESS_OPEN_FDS];
 
 /***/ }),
 
-/***/ 7439:
+/***/ 6268:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-const Gauge = __nccwpck_require__(7173);
-const { aggregateByObjectName } = __nccwpck_require__(7965);
-const { updateMetrics } = __nccwpck_require__(7965);
+const Gauge = __nccwpck_require__(7029);
+const { aggregateByObjectName } = __nccwpck_require__(4221);
+const { updateMetrics } = __nccwpck_require__(4221);
 
 const NODEJS_ACTIVE_REQUESTS = 'nodejs_active_requests';
 const NODEJS_ACTIVE_REQUESTS_TOTAL = 'nodejs_active_requests_total';
@@ -3391,12 +3391,12 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 884:
+/***/ 4100:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-const Gauge = __nccwpck_require__(7173);
-const { updateMetrics } = __nccwpck_require__(7965);
+const Gauge = __nccwpck_require__(7029);
+const { updateMetrics } = __nccwpck_require__(4221);
 
 const NODEJS_ACTIVE_RESOURCES = 'nodejs_active_resources';
 const NODEJS_ACTIVE_RESOURCES_TOTAL = 'nodejs_active_resources_total';
@@ -3455,12 +3455,12 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 8228:
+/***/ 3796:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
+const Gauge = __nccwpck_require__(7029);
 const startInSeconds = Math.round(Date.now() / 1000 - process.uptime());
 
 const PROCESS_START_TIME = 'process_start_time_seconds';
@@ -3487,12 +3487,12 @@ module.exports.metricNames = [PROCESS_START_TIME];
 
 /***/ }),
 
-/***/ 3344:
+/***/ 1280:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
+const Gauge = __nccwpck_require__(7029);
 const version = process.version;
 const versionSegments = version.slice(1).split('.').map(Number);
 
@@ -3527,7 +3527,7 @@ module.exports.metricNames = [NODE_VERSION_INFO];
 
 /***/ }),
 
-/***/ 7524:
+/***/ 4340:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -3536,7 +3536,7 @@ const url = __nccwpck_require__(7016);
 const http = __nccwpck_require__(8611);
 const https = __nccwpck_require__(5692);
 const { gzipSync } = __nccwpck_require__(3106);
-const { globalRegistry } = __nccwpck_require__(1627);
+const { globalRegistry } = __nccwpck_require__(5483);
 
 class Pushgateway {
 	constructor(gatewayUrl, options, registry) {
@@ -3670,12 +3670,12 @@ module.exports = Pushgateway;
 
 /***/ }),
 
-/***/ 1627:
+/***/ 5483:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { getValueAsString } = __nccwpck_require__(9588);
+const { getValueAsString } = __nccwpck_require__(7604);
 
 class Registry {
 	static get PROMETHEUS_CONTENT_TYPE() {
@@ -3919,7 +3919,7 @@ module.exports.globalRegistry = new Registry();
 
 /***/ }),
 
-/***/ 5910:
+/***/ 2534:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /**
@@ -3928,10 +3928,10 @@ module.exports.globalRegistry = new Registry();
 
 
 const util = __nccwpck_require__(9023);
-const { getLabels, hashObject, removeLabels } = __nccwpck_require__(9588);
-const { validateLabel } = __nccwpck_require__(1539);
-const { Metric } = __nccwpck_require__(2476);
-const timeWindowQuantiles = __nccwpck_require__(7639);
+const { getLabels, hashObject, removeLabels } = __nccwpck_require__(7604);
+const { validateLabel } = __nccwpck_require__(3075);
+const { Metric } = __nccwpck_require__(4316);
+const timeWindowQuantiles = __nccwpck_require__(3079);
 
 const DEFAULT_COMPRESS_COUNT = 1000; // every 1000 measurements
 
@@ -4134,12 +4134,12 @@ module.exports = Summary;
 
 /***/ }),
 
-/***/ 7639:
+/***/ 3079:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { TDigest } = __nccwpck_require__(3528);
+const { TDigest } = __nccwpck_require__(4376);
 
 class TimeWindowQuantiles {
 	constructor(maxAgeSeconds, ageBuckets) {
@@ -4208,7 +4208,7 @@ module.exports = TimeWindowQuantiles;
 
 /***/ }),
 
-/***/ 9588:
+/***/ 7604:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -4345,7 +4345,7 @@ exports.Grouper = Grouper;
 
 /***/ }),
 
-/***/ 1539:
+/***/ 3075:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -4379,7 +4379,7 @@ exports.validateLabel = function validateLabel(savedLabels, labels) {
 
 /***/ }),
 
-/***/ 6868:
+/***/ 6420:
 /***/ ((module) => {
 
 
@@ -4495,7 +4495,7 @@ function format(f, args, opts) {
 
 /***/ }),
 
-/***/ 7467:
+/***/ 1227:
 /***/ ((module, exports) => {
 
 
@@ -5127,7 +5127,7 @@ function configure (options) {
 
 /***/ }),
 
-/***/ 3528:
+/***/ 4376:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 //
@@ -5135,7 +5135,7 @@ function configure (options) {
 //
 // approximate distribution percentiles from a stream of reals
 //
-var RBTree = (__nccwpck_require__(7750).RBTree);
+var RBTree = (__nccwpck_require__(5558).RBTree);
 
 function TDigest(delta, K, CX) {
     // allocate a TDigest structure.
@@ -5527,22 +5527,22 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1367:
+/***/ 1671:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { version } = __nccwpck_require__(5847)
+const { version } = __nccwpck_require__(9341)
 const { EventEmitter } = __nccwpck_require__(4434)
 const { Worker } = __nccwpck_require__(8167)
 const { join } = __nccwpck_require__(6928)
 const { pathToFileURL } = __nccwpck_require__(7016)
-const { wait } = __nccwpck_require__(8862)
+const { wait } = __nccwpck_require__(990)
 const {
   WRITE_INDEX,
   READ_INDEX,
   SEQ_INDEX
-} = __nccwpck_require__(5835)
+} = __nccwpck_require__(491)
 const buffer = __nccwpck_require__(181)
 const assert = __nccwpck_require__(2613)
 
@@ -6237,7 +6237,7 @@ module.exports = ThreadStream
 
 /***/ }),
 
-/***/ 5835:
+/***/ 491:
 /***/ ((module) => {
 
 
@@ -6255,7 +6255,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8862:
+/***/ 990:
 /***/ ((module) => {
 
 
@@ -6357,7 +6357,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 5294:
+/***/ 4094:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -6372,8 +6372,8 @@ var external_node_util_ = __nccwpck_require__(7975);
 var external_node_fs_ = __nccwpck_require__(3024);
 ;// CONCATENATED MODULE: external "node:fs/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
+// EXTERNAL MODULE: ../main/node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(3439);
 ;// CONCATENATED MODULE: ./src/server/exchange/slice-names.ts
 /**
  * Slice names, slice patterns and `${claim}` templates.
@@ -6449,7 +6449,7 @@ function templateShape(template) {
 }
 /**
  * Fills `${claim}` placeholders from the token's claims. A claim that is missing, or whose value
- * would not make a plain slice name (`..`, `*`, `%`, spaces…), fails the template: a token must
+ * would not make a plain slice name (`..`, `*`, `%`, spaces\u2026), fails the template: a token must
  * never be able to steer itself into someone else's slice through an odd claim value.
  */
 function fillTemplate(template, claims) {
@@ -6476,7 +6476,7 @@ function fillTemplate(template, claims) {
 
 ;// CONCATENATED MODULE: ./src/server/config.ts
 /**
- * The server's YAML configuration → a typed, validated `Config`. Every key is optional; a bad key or
+ * The server's YAML configuration \u2192 a typed, validated `Config`. Every key is optional; a bad key or
  * value is refused with `file:line: key.path: problem`, so a typo never silently weakens the policy.
  */
 
@@ -6511,14 +6511,14 @@ const SIZE_UNITS = {
     t: 1024 ** 4,
     tib: 1024 ** 4,
 };
-/** A whole number with a unit from `units` (a bare number takes `bareUnit`) → the number times the unit, or NaN. */
+/** A whole number with a unit from `units` (a bare number takes `bareUnit`) \u2192 the number times the unit, or NaN. */
 function numberWithUnit(value, units, bareUnit) {
     const text = typeof value === 'number' ? `${value}${bareUnit}` : String(value).trim();
     const match = /^(\d+)\s*([a-z]*)$/i.exec(text);
     const unit = match ? units[match[2].toLowerCase()] : undefined;
     return match && unit !== undefined ? Number(match[1]) * unit : NaN;
 }
-/** `30s`, `15m`, `1h`, `30d` (or a number of seconds) → seconds. Throws a `ConfigError` otherwise. */
+/** `30s`, `15m`, `1h`, `30d` (or a number of seconds) \u2192 seconds. Throws a `ConfigError` otherwise. */
 function parseDuration(value) {
     const seconds = numberWithUnit(value, DURATION_UNITS, 's');
     if (!Number.isSafeInteger(seconds) || seconds <= 0) {
@@ -6526,7 +6526,7 @@ function parseDuration(value) {
     }
     return seconds;
 }
-/** `10GiB`, `512MiB`, `1G`, `4096` (binary units; a number is bytes) → bytes. */
+/** `10GiB`, `512MiB`, `1G`, `4096` (binary units; a number is bytes) \u2192 bytes. */
 function parseSize(value) {
     const bytes = numberWithUnit(value, SIZE_UNITS, '');
     if (!Number.isSafeInteger(bytes) || bytes <= 0) {
@@ -7100,7 +7100,7 @@ async function runAudit(argv, io = process) {
 const external_node_http_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http");
 ;// CONCATENATED MODULE: external "node:crypto"
 const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/buffer_utils.js
+;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/lib/buffer_utils.js
 const buffer_utils_encoder = new TextEncoder(), decoder = new TextDecoder(), strictDecoder = new TextDecoder("utf-8", { fatal: !0 }), UINT32_RANGE = (/* unused pure expression or super */ null && (2 ** 32));
 function concat(...buffers) {
   const size = buffers.reduce((acc, { length }) => acc + length, 0), buf = new Uint8Array(size);
@@ -7166,7 +7166,7 @@ async function digest(algorithm, data) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/util/base64url.js
+;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/util/base64url.js
 
 const invalid = "The input to be decoded is not correctly encoded.";
 function decode(input) {
@@ -7181,7 +7181,7 @@ function base64url_encode(input) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/util/errors.js
+;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/util/errors.js
 class JOSEError extends Error {
   static code = "ERR_JOSE_GENERIC";
   code = "ERR_JOSE_GENERIC";
@@ -7276,7 +7276,7 @@ class JWSSignatureVerificationFailed extends JOSEError {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/key_descriptor.js
+;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/lib/key_descriptor.js
 function table(entries) {
   const out = { __proto__: null };
   for (const alg in entries)
@@ -7285,7 +7285,7 @@ function table(entries) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/jws_algorithms.js
+;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/lib/jws_algorithms.js
 
 
 const sig = [["verify"], ["sign"]];
@@ -7358,7 +7358,7 @@ function jwsAlgorithm(alg) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/validate.js
+;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/lib/validate.js
 
 
 
@@ -7466,7 +7466,7 @@ function serializeJoseHeader(Err, header) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/key.js
+;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/lib/key.js
 
 
 
@@ -7608,7 +7608,7 @@ async function rawKey(key, expected, usage, extractable = !1) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/jws_sign.js
+;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/lib/jws_sign.js
 
 
 
@@ -7653,7 +7653,7 @@ async function createCompactSignature(payload, protectedHeader, crit, key, rejec
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/jwt_claims_set.js
+;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/lib/jwt_claims_set.js
 
 
 
@@ -7799,7 +7799,7 @@ class JWTClaimsBuilder {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/jwt/sign.js
+;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/jwt/sign.js
 
 
 
@@ -7818,7 +7818,7 @@ class SignJWT extends SignJWT_base {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/jws_verify.js
+;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/lib/jws_verify.js
 
 
 
@@ -7902,7 +7902,7 @@ async function verifyCompact(jws, shared, key) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/jwt/verify.js
+;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/jwt/verify.js
 
 
 
@@ -7921,7 +7921,7 @@ class HttpError extends Error {
     reason;
     headers;
     constructor(status, message, 
-    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=…}`). */
+    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
     reason = 'error', headers = {}) {
         super(message);
         this.status = status;
@@ -8146,7 +8146,7 @@ function identityFromClaims(issuerName, claims) {
     return identity;
 }
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/jwks/local.js
+;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/jwks/local.js
 
 
 
@@ -8206,7 +8206,7 @@ function createLocalJWKSet(jwks) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/jwks/remote.js
+;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/jwks/remote.js
 
 
 
@@ -8307,7 +8307,7 @@ function createRemoteJWKSet(url, options) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/util/decode_jwt.js
+;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/util/decode_jwt.js
 
 
 
@@ -8590,7 +8590,7 @@ async function loadOrCreateTokenKey(path) {
 
 ;// CONCATENATED MODULE: ./src/server/exchange/handler.ts
 
-/** The token of an `Authorization: Bearer …` header, or a 401 saying what is missing. */
+/** The token of an `Authorization: Bearer \u2026` header, or a 401 saying what is missing. */
 function bearerToken(req) {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
     if (!match) {
@@ -9115,7 +9115,7 @@ function narInfoHashPart(info, storeDir = DEFAULT_STORE_DIR) {
 ;// CONCATENATED MODULE: ./src/nix/signing.ts
 /**
  * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
- * A secret key is `name:base64(seed ‖ public key)` (64 bytes), a public key `name:base64(public key)`.
+ * A secret key is `name:base64(seed \u2016 public key)` (64 bytes), a public key `name:base64(public key)`.
  */
 
 
@@ -9532,7 +9532,7 @@ class ProcessStream extends external_node_stream_namespaceObject.Duplex {
 }
 /**
  * Output chunk of Node's zstd streams. The default (16 KiB) costs a thread-pool round trip per
- * 16 KiB: on incompressible data that is 3× the CPU of 256 KiB chunks.
+ * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
  */
 const ZSTD_CHUNK_BYTES = 256 * 1024;
 /** A stream that turns a compressed NAR file back into the NAR. */
@@ -9675,7 +9675,7 @@ async function readSmallBody(req, limit, what) {
 
 ;// CONCATENATED MODULE: ./src/server/http/paths.ts
 /**
- * Request paths → routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
+ * Request paths \u2192 routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
  * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
  * no decoding step for a traversal to hide behind.
  */
@@ -10157,7 +10157,7 @@ const HASH_PART = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/;
 function badRequest(message) {
     return new HttpError(400, message, 'bad_request');
 }
-/** `{"hashParts": [...]}` → the distinct hash parts, each checked; errors name the bad one. */
+/** `{"hashParts": [...]}` \u2192 the distinct hash parts, each checked; errors name the bad one. */
 function parseBatchRequest(body) {
     let json;
     try {
@@ -10314,8 +10314,8 @@ function createRouter(deps) {
     };
 }
 
-// EXTERNAL MODULE: ./node_modules/pino/pino.js
-var pino = __nccwpck_require__(5005);
+// EXTERNAL MODULE: ../main/node_modules/pino/pino.js
+var pino = __nccwpck_require__(4461);
 ;// CONCATENATED MODULE: ./src/server/log.ts
 /**
  * Structured JSON logs (pino). Requests are logged from an explicit allow-list of fields, and
@@ -10343,8 +10343,8 @@ function createLogger(destination, level = process.env.SLUICE_LOG_LEVEL ?? 'info
     return destination ? (0,pino.pino)(options, destination) : (0,pino.pino)(options);
 }
 
-// EXTERNAL MODULE: ./node_modules/prom-client/index.js
-var prom_client = __nccwpck_require__(5222);
+// EXTERNAL MODULE: ../main/node_modules/prom-client/index.js
+var prom_client = __nccwpck_require__(7318);
 ;// CONCATENATED MODULE: ./src/server/metrics.ts
 /** Prometheus metrics on a registry of the server's own (so two servers in one process don't mix). */
 
@@ -10730,7 +10730,7 @@ async function startFromArgs(argv, io) {
         return 1;
     }
 }
-/** Runs `sluice serve …` until a signal; returns the exit code. */
+/** Runs `sluice serve \u2026` until a signal; returns the exit code. */
 async function runServe(argv, io = process) {
     const started = await startFromArgs(argv, io);
     if (typeof started === 'number')
@@ -10751,15 +10751,15 @@ async function runServe(argv, io = process) {
 
 ;// CONCATENATED MODULE: ./src/cli/token.ts
 /**
- * `sluice token create --read PATTERN [--read …] [--ttl 30d] [--name NAME] [--data DIR] [--config FILE]`:
+ * `sluice token create --read PATTERN [--read \u2026] [--ttl 30d] [--name NAME] [--data DIR] [--config FILE]`:
  * prints one read-only cache token, signed with the server token key in the data directory.
  */
 
 
 
-const TOKEN_USAGE = "usage: sluice token create --read 'owner/*' [--read …] [--ttl 30d] [--name NAME] [--data DIR] [--config FILE]\n";
+const TOKEN_USAGE = "usage: sluice token create --read 'owner/*' [--read \u2026] [--ttl 30d] [--name NAME] [--data DIR] [--config FILE]\n";
 const DEFAULT_READ_TOKEN_TTL = '30d';
-/** Runs `sluice token …` (argv after `token`); returns the exit code. */
+/** Runs `sluice token \u2026` (argv after `token`); returns the exit code. */
 async function runToken(argv, io = process) {
     const [subcommand, ...rest] = argv;
     if (subcommand !== 'create') {
@@ -10867,11 +10867,11 @@ async function run(argv) {
 
 /***/ }),
 
-/***/ 9921:
+/***/ 9455:
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5294);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4094);
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
 
@@ -11041,15 +11041,15 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("zlib");
 
 /***/ }),
 
-/***/ 1245:
+/***/ 8749:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const errSerializer = __nccwpck_require__(4746)
-const errWithCauseSerializer = __nccwpck_require__(5037)
-const reqSerializers = __nccwpck_require__(7377)
-const resSerializers = __nccwpck_require__(6895)
+const errSerializer = __nccwpck_require__(4138)
+const errWithCauseSerializer = __nccwpck_require__(8045)
+const reqSerializers = __nccwpck_require__(3233)
+const resSerializers = __nccwpck_require__(5359)
 
 module.exports = {
   err: errSerializer,
@@ -11084,7 +11084,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1422:
+/***/ 1006:
 /***/ ((module) => {
 
 
@@ -11209,7 +11209,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1709:
+/***/ 4778:
 /***/ ((module) => {
 
 
@@ -11264,15 +11264,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5037:
+/***/ 8045:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 module.exports = errWithCauseSerializer
 
-const { isErrorLike } = __nccwpck_require__(1422)
-const { pinoErrProto, pinoErrorSymbols } = __nccwpck_require__(1709)
+const { isErrorLike } = __nccwpck_require__(1006)
+const { pinoErrProto, pinoErrorSymbols } = __nccwpck_require__(4778)
 const { seen } = pinoErrorSymbols
 
 const { toString } = Object.prototype
@@ -11319,15 +11319,15 @@ function errWithCauseSerializer (err) {
 
 /***/ }),
 
-/***/ 4746:
+/***/ 4138:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 module.exports = errSerializer
 
-const { messageWithCauses, stackWithCauses, isErrorLike } = __nccwpck_require__(1422)
-const { pinoErrProto, pinoErrorSymbols } = __nccwpck_require__(1709)
+const { messageWithCauses, stackWithCauses, isErrorLike } = __nccwpck_require__(1006)
+const { pinoErrProto, pinoErrorSymbols } = __nccwpck_require__(4778)
 const { seen } = pinoErrorSymbols
 
 const { toString } = Object.prototype
@@ -11371,7 +11371,7 @@ function errSerializer (err) {
 
 /***/ }),
 
-/***/ 7377:
+/***/ 3233:
 /***/ ((module) => {
 
 
@@ -11478,7 +11478,7 @@ function mapHttpRequest (req) {
 
 /***/ }),
 
-/***/ 6895:
+/***/ 5359:
 /***/ ((module) => {
 
 
@@ -11532,7 +11532,7 @@ function mapHttpResponse (res) {
 
 /***/ }),
 
-/***/ 450:
+/***/ 3170:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -11579,7 +11579,7 @@ module.exports = function getCallers () {
 
 /***/ }),
 
-/***/ 3256:
+/***/ 3208:
 /***/ ((module) => {
 
 /**
@@ -11614,7 +11614,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3114:
+/***/ 7530:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -11627,9 +11627,9 @@ const {
   formattersSym,
   hooksSym,
   levelCompSym
-} = __nccwpck_require__(2520)
-const { noop, genLog } = __nccwpck_require__(2694)
-const { DEFAULT_LEVELS, SORTING_ORDER } = __nccwpck_require__(3256)
+} = __nccwpck_require__(1880)
+const { noop, genLog } = __nccwpck_require__(6454)
+const { DEFAULT_LEVELS, SORTING_ORDER } = __nccwpck_require__(3208)
 
 const levelMethods = {
   fatal: (hook) => {
@@ -11862,7 +11862,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4052:
+/***/ 7108:
 /***/ ((module) => {
 
 
@@ -11872,13 +11872,13 @@ module.exports = { version: '10.4.0' }
 
 /***/ }),
 
-/***/ 112:
+/***/ 3648:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const metadata = Symbol.for('pino.metadata')
-const { DEFAULT_LEVELS } = __nccwpck_require__(3256)
+const { DEFAULT_LEVELS } = __nccwpck_require__(3208)
 
 const DEFAULT_INFO_LEVEL = DEFAULT_LEVELS.info
 
@@ -12090,7 +12090,7 @@ module.exports = multistream
 
 /***/ }),
 
-/***/ 1239:
+/***/ 3031:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -12123,7 +12123,7 @@ const {
   stringifiersSym,
   msgPrefixSym,
   hooksSym
-} = __nccwpck_require__(2520)
+} = __nccwpck_require__(1880)
 const {
   getLevel,
   setLevel,
@@ -12132,18 +12132,18 @@ const {
   initialLsCache,
   genLsCache,
   assertNoLevelCollisions
-} = __nccwpck_require__(3114)
+} = __nccwpck_require__(7530)
 const {
   asChindings,
   asJson,
   buildFormatters,
   stringify,
   noop
-} = __nccwpck_require__(2694)
+} = __nccwpck_require__(6454)
 const {
   version
-} = __nccwpck_require__(4052)
-const redaction = __nccwpck_require__(9096)
+} = __nccwpck_require__(7108)
+const redaction = __nccwpck_require__(4488)
 
 // note: use of class is satirical
 // https://github.com/pinojs/pino/pull/433#pullrequestreview-127703127
@@ -12353,13 +12353,13 @@ function flush (cb) {
 
 /***/ }),
 
-/***/ 9096:
+/***/ 4488:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Redact = __nccwpck_require__(7769)
-const { redactFmtSym, wildcardFirstSym } = __nccwpck_require__(2520)
+const Redact = __nccwpck_require__(921)
+const { redactFmtSym, wildcardFirstSym } = __nccwpck_require__(1880)
 
 // Custom rx regex equivalent to fast-redact's rx
 const rx = /[^.[\]]+|\[([^[\]]*?)\]/g
@@ -12468,7 +12468,7 @@ function handle (opts) {
     return opts
   }
   let { paths, censor = CENSOR, remove } = opts
-  if (Array.isArray(paths) === false) { throw Error('pino – redact must contain an array of strings') }
+  if (Array.isArray(paths) === false) { throw Error('pino \u2013 redact must contain an array of strings') }
   if (remove === true) censor = undefined
 
   return { paths, censor, remove }
@@ -12479,7 +12479,7 @@ module.exports = redaction
 
 /***/ }),
 
-/***/ 2520:
+/***/ 1880:
 /***/ ((module) => {
 
 
@@ -12562,7 +12562,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4416:
+/***/ 336:
 /***/ ((module) => {
 
 
@@ -12608,7 +12608,7 @@ module.exports = { nullTime, epochTime, unixTime, isoTime, isoTimeNano }
 
 /***/ }),
 
-/***/ 2694:
+/***/ 6454:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -12616,10 +12616,10 @@ module.exports = { nullTime, epochTime, unixTime, isoTime, isoTimeNano }
 /* eslint no-prototype-builtins: 0 */
 
 const diagChan = __nccwpck_require__(3053)
-const format = __nccwpck_require__(6868)
-const { mapHttpRequest, mapHttpResponse } = __nccwpck_require__(1245)
-const SonicBoom = __nccwpck_require__(1037)
-const onExit = __nccwpck_require__(9761)
+const format = __nccwpck_require__(6420)
+const { mapHttpRequest, mapHttpResponse } = __nccwpck_require__(8749)
+const SonicBoom = __nccwpck_require__(9533)
+const onExit = __nccwpck_require__(1921)
 const {
   lsCacheSym,
   chindingsSym,
@@ -12637,9 +12637,9 @@ const {
   errorKeySym,
   nestedKeyStrSym,
   msgPrefixSym
-} = __nccwpck_require__(2520)
+} = __nccwpck_require__(1880)
 const { isMainThread } = __nccwpck_require__(8167)
-const transport = __nccwpck_require__(4124)
+const transport = __nccwpck_require__(1708)
 const [nodeMajor] = process.versions.node.split('.').map(v => Number(v))
 
 const asJsonChan = diagChan.tracingChannel('pino_asJson')
@@ -13042,21 +13042,21 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4124:
+/***/ 1708:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { createRequire } = __nccwpck_require__(3339)
 const { existsSync } = __nccwpck_require__(3024)
-const getCallers = __nccwpck_require__(450)
+const getCallers = __nccwpck_require__(3170)
 const { join, isAbsolute, sep } = __nccwpck_require__(6760)
 const { fileURLToPath } = __nccwpck_require__(3136)
-const sleep = __nccwpck_require__(479)
-const onExit = __nccwpck_require__(9761)
-const ThreadStream = __nccwpck_require__(1367)
+const sleep = __nccwpck_require__(2015)
+const onExit = __nccwpck_require__(1921)
+const ThreadStream = __nccwpck_require__(1671)
 
-const { transportUsesMultistreamSym } = __nccwpck_require__(2520)
+const { transportUsesMultistreamSym } = __nccwpck_require__(1880)
 
 function setupOnExit (stream) {
   // This is leak free, it does not leave event handlers
@@ -13351,21 +13351,21 @@ module.exports = transport
 
 /***/ }),
 
-/***/ 5005:
+/***/ 4461:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const os = __nccwpck_require__(8161)
-const stdSerializers = __nccwpck_require__(1245)
-const caller = __nccwpck_require__(450)
-const redaction = __nccwpck_require__(9096)
-const time = __nccwpck_require__(4416)
-const proto = __nccwpck_require__(1239)
-const symbols = __nccwpck_require__(2520)
-const { configure } = __nccwpck_require__(7467)
-const { assertDefaultLevelFound, mappings, genLsCache, genLevelComparison, assertLevelComparison } = __nccwpck_require__(3114)
-const { DEFAULT_LEVELS, SORTING_ORDER } = __nccwpck_require__(3256)
+const stdSerializers = __nccwpck_require__(8749)
+const caller = __nccwpck_require__(3170)
+const redaction = __nccwpck_require__(4488)
+const time = __nccwpck_require__(336)
+const proto = __nccwpck_require__(3031)
+const symbols = __nccwpck_require__(1880)
+const { configure } = __nccwpck_require__(1227)
+const { assertDefaultLevelFound, mappings, genLsCache, genLevelComparison, assertLevelComparison } = __nccwpck_require__(7530)
+const { DEFAULT_LEVELS, SORTING_ORDER } = __nccwpck_require__(3208)
 const {
   createArgsNormalizer,
   asChindings,
@@ -13374,8 +13374,8 @@ const {
   stringify,
   normalizeDestFileDescriptor,
   noop
-} = __nccwpck_require__(2694)
-const { version } = __nccwpck_require__(4052)
+} = __nccwpck_require__(6454)
+const { version } = __nccwpck_require__(7108)
 const {
   chindingsSym,
   redactFmtSym,
@@ -13601,8 +13601,8 @@ module.exports.destination = (dest = process.stdout.fd) => {
   }
 }
 
-module.exports.transport = __nccwpck_require__(4124)
-module.exports.multistream = __nccwpck_require__(112)
+module.exports.transport = __nccwpck_require__(1708)
+module.exports.multistream = __nccwpck_require__(3648)
 
 module.exports.levels = mappings()
 module.exports.stdSerializers = serializers
@@ -13617,7 +13617,7 @@ module.exports.pino = pino
 
 /***/ }),
 
-/***/ 1037:
+/***/ 9533:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -13626,7 +13626,7 @@ const fs = __nccwpck_require__(9896)
 const EventEmitter = __nccwpck_require__(4434)
 const inherits = (__nccwpck_require__(9023).inherits)
 const path = __nccwpck_require__(6928)
-const sleep = __nccwpck_require__(479)
+const sleep = __nccwpck_require__(2015)
 const assert = __nccwpck_require__(2613)
 
 const BUSY_WRITE_TIMEOUT = 100
@@ -14357,18 +14357,18 @@ module.exports = SonicBoom
 
 /***/ }),
 
-/***/ 7349:
+/***/ 2197:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
-var YAMLMap = __nccwpck_require__(4454);
-var YAMLSeq = __nccwpck_require__(2223);
-var resolveBlockMap = __nccwpck_require__(7103);
-var resolveBlockSeq = __nccwpck_require__(334);
-var resolveFlowCollection = __nccwpck_require__(3142);
+var identity = __nccwpck_require__(4919);
+var Scalar = __nccwpck_require__(389);
+var YAMLMap = __nccwpck_require__(5462);
+var YAMLSeq = __nccwpck_require__(6831);
+var resolveBlockMap = __nccwpck_require__(143);
+var resolveBlockSeq = __nccwpck_require__(1854);
+var resolveFlowCollection = __nccwpck_require__(9030);
 
 function resolveCollection(CN, ctx, token, onError, tagName, tag) {
     const coll = token.type === 'block-map'
@@ -14454,15 +14454,15 @@ exports.composeCollection = composeCollection;
 
 /***/ }),
 
-/***/ 3683:
+/***/ 83:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Document = __nccwpck_require__(3021);
-var composeNode = __nccwpck_require__(5937);
-var resolveEnd = __nccwpck_require__(7788);
-var resolveProps = __nccwpck_require__(4631);
+var Document = __nccwpck_require__(573);
+var composeNode = __nccwpck_require__(4961);
+var resolveEnd = __nccwpck_require__(1020);
+var resolveProps = __nccwpck_require__(775);
 
 function composeDoc(options, directives, { offset, start, value, end }, onError) {
     const opts = Object.assign({ _directives: directives }, options);
@@ -14506,17 +14506,17 @@ exports.composeDoc = composeDoc;
 
 /***/ }),
 
-/***/ 5937:
+/***/ 4961:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(4065);
-var identity = __nccwpck_require__(1127);
-var composeCollection = __nccwpck_require__(7349);
-var composeScalar = __nccwpck_require__(5413);
-var resolveEnd = __nccwpck_require__(7788);
-var utilEmptyScalarPosition = __nccwpck_require__(2599);
+var Alias = __nccwpck_require__(7105);
+var identity = __nccwpck_require__(4919);
+var composeCollection = __nccwpck_require__(2197);
+var composeScalar = __nccwpck_require__(3573);
+var resolveEnd = __nccwpck_require__(1020);
+var utilEmptyScalarPosition = __nccwpck_require__(8407);
 
 const CN = { composeNode, composeEmptyNode };
 function composeNode(ctx, token, props, onError) {
@@ -14625,15 +14625,15 @@ exports.composeNode = composeNode;
 
 /***/ }),
 
-/***/ 5413:
+/***/ 3573:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
-var resolveBlockScalar = __nccwpck_require__(8913);
-var resolveFlowScalar = __nccwpck_require__(6842);
+var identity = __nccwpck_require__(4919);
+var Scalar = __nccwpck_require__(389);
+var resolveBlockScalar = __nccwpck_require__(5089);
+var resolveFlowScalar = __nccwpck_require__(5882);
 
 function composeScalar(ctx, token, tagToken, onError) {
     const { value, type, comment, range } = token.type === 'block-scalar'
@@ -14720,18 +14720,18 @@ exports.composeScalar = composeScalar;
 
 /***/ }),
 
-/***/ 9984:
+/***/ 3104:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_process = __nccwpck_require__(932);
-var directives = __nccwpck_require__(1342);
-var Document = __nccwpck_require__(3021);
-var errors = __nccwpck_require__(1464);
-var identity = __nccwpck_require__(1127);
-var composeDoc = __nccwpck_require__(3683);
-var resolveEnd = __nccwpck_require__(7788);
+var directives = __nccwpck_require__(2606);
+var Document = __nccwpck_require__(573);
+var errors = __nccwpck_require__(152);
+var identity = __nccwpck_require__(4919);
+var composeDoc = __nccwpck_require__(83);
+var resolveEnd = __nccwpck_require__(1020);
 
 function getErrorPos(src) {
     if (typeof src === 'number')
@@ -14951,17 +14951,17 @@ exports.Composer = Composer;
 
 /***/ }),
 
-/***/ 7103:
+/***/ 143:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Pair = __nccwpck_require__(7165);
-var YAMLMap = __nccwpck_require__(4454);
-var resolveProps = __nccwpck_require__(4631);
-var utilContainsNewline = __nccwpck_require__(9499);
-var utilFlowIndentCheck = __nccwpck_require__(4051);
-var utilMapIncludes = __nccwpck_require__(1187);
+var Pair = __nccwpck_require__(5773);
+var YAMLMap = __nccwpck_require__(5462);
+var resolveProps = __nccwpck_require__(775);
+var utilContainsNewline = __nccwpck_require__(4283);
+var utilFlowIndentCheck = __nccwpck_require__(1795);
+var utilMapIncludes = __nccwpck_require__(1091);
 
 const startColMsg = 'All mapping items must start at the same column';
 function resolveBlockMap({ composeNode, composeEmptyNode }, ctx, bm, onError, tag) {
@@ -15075,12 +15075,12 @@ exports.resolveBlockMap = resolveBlockMap;
 
 /***/ }),
 
-/***/ 8913:
+/***/ 5089:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
+var Scalar = __nccwpck_require__(389);
 
 function resolveBlockScalar(ctx, scalar, onError) {
     const start = scalar.offset;
@@ -15282,14 +15282,14 @@ exports.resolveBlockScalar = resolveBlockScalar;
 
 /***/ }),
 
-/***/ 334:
+/***/ 1854:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var YAMLSeq = __nccwpck_require__(2223);
-var resolveProps = __nccwpck_require__(4631);
-var utilFlowIndentCheck = __nccwpck_require__(4051);
+var YAMLSeq = __nccwpck_require__(6831);
+var resolveProps = __nccwpck_require__(775);
+var utilFlowIndentCheck = __nccwpck_require__(1795);
 
 function resolveBlockSeq({ composeNode, composeEmptyNode }, ctx, bs, onError, tag) {
     const NodeClass = tag?.nodeClass ?? YAMLSeq.YAMLSeq;
@@ -15340,7 +15340,7 @@ exports.resolveBlockSeq = resolveBlockSeq;
 
 /***/ }),
 
-/***/ 7788:
+/***/ 1020:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -15386,19 +15386,19 @@ exports.resolveEnd = resolveEnd;
 
 /***/ }),
 
-/***/ 3142:
+/***/ 9030:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var YAMLMap = __nccwpck_require__(4454);
-var YAMLSeq = __nccwpck_require__(2223);
-var resolveEnd = __nccwpck_require__(7788);
-var resolveProps = __nccwpck_require__(4631);
-var utilContainsNewline = __nccwpck_require__(9499);
-var utilMapIncludes = __nccwpck_require__(1187);
+var identity = __nccwpck_require__(4919);
+var Pair = __nccwpck_require__(5773);
+var YAMLMap = __nccwpck_require__(5462);
+var YAMLSeq = __nccwpck_require__(6831);
+var resolveEnd = __nccwpck_require__(1020);
+var resolveProps = __nccwpck_require__(775);
+var utilContainsNewline = __nccwpck_require__(4283);
+var utilMapIncludes = __nccwpck_require__(1091);
 
 const blockMsg = 'Block collections are not allowed within flow collections';
 const isBlock = (token) => token && (token.type === 'block-map' || token.type === 'block-seq');
@@ -15480,7 +15480,7 @@ function resolveFlowCollection({ composeNode, composeEmptyNode }, ctx, fc, onErr
         }
         if (!isMap && !sep && !props.found) {
             // item is a value in a seq
-            // → key & sep are empty, start does not include ? or :
+            // \u2192 key & sep are empty, start does not include ? or :
             const valueNode = value
                 ? composeNode(ctx, value, props, onError)
                 : composeEmptyNode(ctx, props.end, sep, null, props, onError);
@@ -15602,13 +15602,13 @@ exports.resolveFlowCollection = resolveFlowCollection;
 
 /***/ }),
 
-/***/ 6842:
+/***/ 5882:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
-var resolveEnd = __nccwpck_require__(7788);
+var Scalar = __nccwpck_require__(389);
+var resolveEnd = __nccwpck_require__(1020);
 
 function resolveFlowScalar(scalar, strict, onError) {
     const { offset, type, source, end } = scalar;
@@ -15837,7 +15837,7 @@ exports.resolveFlowScalar = resolveFlowScalar;
 
 /***/ }),
 
-/***/ 4631:
+/***/ 775:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -15992,7 +15992,7 @@ exports.resolveProps = resolveProps;
 
 /***/ }),
 
-/***/ 9499:
+/***/ 4283:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -16035,7 +16035,7 @@ exports.containsNewline = containsNewline;
 
 /***/ }),
 
-/***/ 2599:
+/***/ 8407:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -16070,12 +16070,12 @@ exports.emptyScalarPosition = emptyScalarPosition;
 
 /***/ }),
 
-/***/ 4051:
+/***/ 1795:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var utilContainsNewline = __nccwpck_require__(9499);
+var utilContainsNewline = __nccwpck_require__(4283);
 
 function flowIndentCheck(indent, fc, onError) {
     if (fc?.type === 'flow-collection') {
@@ -16094,12 +16094,12 @@ exports.flowIndentCheck = flowIndentCheck;
 
 /***/ }),
 
-/***/ 1187:
+/***/ 1091:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
+var identity = __nccwpck_require__(4919);
 
 function mapIncludes(ctx, items, search) {
     const { uniqueKeys } = ctx.options;
@@ -16116,22 +16116,22 @@ exports.mapIncludes = mapIncludes;
 
 /***/ }),
 
-/***/ 3021:
+/***/ 573:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(4065);
-var Collection = __nccwpck_require__(101);
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var toJS = __nccwpck_require__(4043);
-var Schema = __nccwpck_require__(5840);
-var stringifyDocument = __nccwpck_require__(6829);
-var anchors = __nccwpck_require__(1596);
-var applyReviver = __nccwpck_require__(3661);
-var createNode = __nccwpck_require__(2404);
-var directives = __nccwpck_require__(1342);
+var Alias = __nccwpck_require__(7105);
+var Collection = __nccwpck_require__(4661);
+var identity = __nccwpck_require__(4919);
+var Pair = __nccwpck_require__(5773);
+var toJS = __nccwpck_require__(3899);
+var Schema = __nccwpck_require__(8224);
+var stringifyDocument = __nccwpck_require__(2285);
+var anchors = __nccwpck_require__(9196);
+var applyReviver = __nccwpck_require__(909);
+var createNode = __nccwpck_require__(1732);
+var directives = __nccwpck_require__(2606);
 
 class Document {
     constructor(value, replacer, options) {
@@ -16460,13 +16460,13 @@ exports.Document = Document;
 
 /***/ }),
 
-/***/ 1596:
+/***/ 9196:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var visit = __nccwpck_require__(204);
+var identity = __nccwpck_require__(4919);
+var visit = __nccwpck_require__(2588);
 
 /**
  * Verify that the input string is a valid anchor.
@@ -16543,7 +16543,7 @@ exports.findNewAnchor = findNewAnchor;
 
 /***/ }),
 
-/***/ 3661:
+/***/ 909:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -16607,14 +16607,14 @@ exports.applyReviver = applyReviver;
 
 /***/ }),
 
-/***/ 2404:
+/***/ 1732:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(4065);
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
+var Alias = __nccwpck_require__(7105);
+var identity = __nccwpck_require__(4919);
+var Scalar = __nccwpck_require__(389);
 
 const defaultTagPrefix = 'tag:yaml.org,2002:';
 function findTagObject(value, tagName, tags) {
@@ -16704,13 +16704,13 @@ exports.createNode = createNode;
 
 /***/ }),
 
-/***/ 1342:
+/***/ 2606:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var visit = __nccwpck_require__(204);
+var identity = __nccwpck_require__(4919);
+var visit = __nccwpck_require__(2588);
 
 const escapeChars = {
     '!': '%21',
@@ -16889,7 +16889,7 @@ exports.Directives = Directives;
 
 /***/ }),
 
-/***/ 1464:
+/***/ 152:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -16926,17 +16926,17 @@ const prettifyError = (src, lc) => (error) => {
     // Trim to max 80 chars, keeping col position near the middle
     if (ci >= 60 && lineStr.length > 80) {
         const trimStart = Math.min(ci - 39, lineStr.length - 79);
-        lineStr = '…' + lineStr.substring(trimStart);
+        lineStr = '\u2026' + lineStr.substring(trimStart);
         ci -= trimStart - 1;
     }
     if (lineStr.length > 80)
-        lineStr = lineStr.substring(0, 79) + '…';
+        lineStr = lineStr.substring(0, 79) + '\u2026';
     // Include previous line in context if pointing at line start
     if (line > 1 && /^ *$/.test(lineStr.substring(0, ci))) {
         // Regexp won't match if start is trimmed
         let prev = src.substring(lc.lineStarts[line - 2], lc.lineStarts[line - 1]);
         if (prev.length > 80)
-            prev = prev.substring(0, 79) + '…\n';
+            prev = prev.substring(0, 79) + '\u2026\n';
         lineStr = prev + lineStr;
     }
     if (/[^ ]/.test(lineStr)) {
@@ -16958,28 +16958,28 @@ exports.prettifyError = prettifyError;
 
 /***/ }),
 
-/***/ 8815:
+/***/ 3439:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
 
 
-var composer = __nccwpck_require__(9984);
-var Document = __nccwpck_require__(3021);
-var Schema = __nccwpck_require__(5840);
-var errors = __nccwpck_require__(1464);
-var Alias = __nccwpck_require__(4065);
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var Scalar = __nccwpck_require__(3301);
-var YAMLMap = __nccwpck_require__(4454);
-var YAMLSeq = __nccwpck_require__(2223);
-var cst = __nccwpck_require__(3461);
-var lexer = __nccwpck_require__(361);
-var lineCounter = __nccwpck_require__(6628);
-var parser = __nccwpck_require__(3456);
-var publicApi = __nccwpck_require__(4047);
-var visit = __nccwpck_require__(204);
+var composer = __nccwpck_require__(3104);
+var Document = __nccwpck_require__(573);
+var Schema = __nccwpck_require__(8224);
+var errors = __nccwpck_require__(152);
+var Alias = __nccwpck_require__(7105);
+var identity = __nccwpck_require__(4919);
+var Pair = __nccwpck_require__(5773);
+var Scalar = __nccwpck_require__(389);
+var YAMLMap = __nccwpck_require__(5462);
+var YAMLSeq = __nccwpck_require__(6831);
+var cst = __nccwpck_require__(9877);
+var lexer = __nccwpck_require__(5145);
+var lineCounter = __nccwpck_require__(1460);
+var parser = __nccwpck_require__(2064);
+var publicApi = __nccwpck_require__(4543);
+var visit = __nccwpck_require__(2588);
 
 
 
@@ -17016,7 +17016,7 @@ __webpack_unused_export__ = visit.visitAsync;
 
 /***/ }),
 
-/***/ 7249:
+/***/ 7297:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -17042,16 +17042,16 @@ exports.warn = warn;
 
 /***/ }),
 
-/***/ 4065:
+/***/ 7105:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var anchors = __nccwpck_require__(1596);
-var visit = __nccwpck_require__(204);
-var identity = __nccwpck_require__(1127);
-var Node = __nccwpck_require__(6673);
-var toJS = __nccwpck_require__(4043);
+var anchors = __nccwpck_require__(9196);
+var visit = __nccwpck_require__(2588);
+var identity = __nccwpck_require__(4919);
+var Node = __nccwpck_require__(4833);
+var toJS = __nccwpck_require__(3899);
 
 class Alias extends Node.NodeBase {
     constructor(source) {
@@ -17169,14 +17169,14 @@ exports.Alias = Alias;
 
 /***/ }),
 
-/***/ 101:
+/***/ 4661:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(2404);
-var identity = __nccwpck_require__(1127);
-var Node = __nccwpck_require__(6673);
+var createNode = __nccwpck_require__(1732);
+var identity = __nccwpck_require__(4919);
+var Node = __nccwpck_require__(4833);
 
 function collectionFromPath(schema, path, value) {
     let v = value;
@@ -17327,14 +17327,14 @@ exports.isEmptyPath = isEmptyPath;
 
 /***/ }),
 
-/***/ 6673:
+/***/ 4833:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var applyReviver = __nccwpck_require__(3661);
-var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(4043);
+var applyReviver = __nccwpck_require__(909);
+var identity = __nccwpck_require__(4919);
+var toJS = __nccwpck_require__(3899);
 
 class NodeBase {
     constructor(type) {
@@ -17374,15 +17374,15 @@ exports.NodeBase = NodeBase;
 
 /***/ }),
 
-/***/ 7165:
+/***/ 5773:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(2404);
-var stringifyPair = __nccwpck_require__(9748);
-var addPairToJSMap = __nccwpck_require__(7104);
-var identity = __nccwpck_require__(1127);
+var createNode = __nccwpck_require__(1732);
+var stringifyPair = __nccwpck_require__(7764);
+var addPairToJSMap = __nccwpck_require__(8768);
+var identity = __nccwpck_require__(4919);
 
 function createPair(key, value, ctx) {
     const k = createNode.createNode(key, undefined, ctx);
@@ -17420,14 +17420,14 @@ exports.createPair = createPair;
 
 /***/ }),
 
-/***/ 3301:
+/***/ 389:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Node = __nccwpck_require__(6673);
-var toJS = __nccwpck_require__(4043);
+var identity = __nccwpck_require__(4919);
+var Node = __nccwpck_require__(4833);
+var toJS = __nccwpck_require__(3899);
 
 const isScalarValue = (value) => !value || (typeof value !== 'function' && typeof value !== 'object');
 class Scalar extends Node.NodeBase {
@@ -17454,17 +17454,17 @@ exports.isScalarValue = isScalarValue;
 
 /***/ }),
 
-/***/ 4454:
+/***/ 5462:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyCollection = __nccwpck_require__(1212);
-var addPairToJSMap = __nccwpck_require__(7104);
-var Collection = __nccwpck_require__(101);
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var Scalar = __nccwpck_require__(3301);
+var stringifyCollection = __nccwpck_require__(4156);
+var addPairToJSMap = __nccwpck_require__(8768);
+var Collection = __nccwpck_require__(4661);
+var identity = __nccwpck_require__(4919);
+var Pair = __nccwpck_require__(5773);
+var Scalar = __nccwpck_require__(389);
 
 function findPair(items, key) {
     const k = identity.isScalar(key) ? key.value : key;
@@ -17608,17 +17608,17 @@ exports.findPair = findPair;
 
 /***/ }),
 
-/***/ 2223:
+/***/ 6831:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(2404);
-var stringifyCollection = __nccwpck_require__(1212);
-var Collection = __nccwpck_require__(101);
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
-var toJS = __nccwpck_require__(4043);
+var createNode = __nccwpck_require__(1732);
+var stringifyCollection = __nccwpck_require__(4156);
+var Collection = __nccwpck_require__(4661);
+var identity = __nccwpck_require__(4919);
+var Scalar = __nccwpck_require__(389);
+var toJS = __nccwpck_require__(3899);
 
 class YAMLSeq extends Collection.Collection {
     static get tagName() {
@@ -17730,16 +17730,16 @@ exports.YAMLSeq = YAMLSeq;
 
 /***/ }),
 
-/***/ 7104:
+/***/ 8768:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var log = __nccwpck_require__(7249);
-var merge = __nccwpck_require__(452);
-var stringify = __nccwpck_require__(2148);
-var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(4043);
+var log = __nccwpck_require__(7297);
+var merge = __nccwpck_require__(9380);
+var stringify = __nccwpck_require__(9300);
+var identity = __nccwpck_require__(4919);
+var toJS = __nccwpck_require__(3899);
 
 function addPairToJSMap(ctx, map, { key, value }) {
     if (identity.isNode(key) && key.addToJSMap)
@@ -17802,7 +17802,7 @@ exports.addPairToJSMap = addPairToJSMap;
 
 /***/ }),
 
-/***/ 1127:
+/***/ 4919:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -17862,12 +17862,12 @@ exports.isSeq = isSeq;
 
 /***/ }),
 
-/***/ 4043:
+/***/ 3899:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
+var identity = __nccwpck_require__(4919);
 
 /**
  * Recursively convert any node or its contents to native JavaScript
@@ -17908,15 +17908,15 @@ exports.toJS = toJS;
 
 /***/ }),
 
-/***/ 110:
+/***/ 334:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var resolveBlockScalar = __nccwpck_require__(8913);
-var resolveFlowScalar = __nccwpck_require__(6842);
-var errors = __nccwpck_require__(1464);
-var stringifyString = __nccwpck_require__(3069);
+var resolveBlockScalar = __nccwpck_require__(5089);
+var resolveFlowScalar = __nccwpck_require__(5882);
+var errors = __nccwpck_require__(152);
+var stringifyString = __nccwpck_require__(1773);
 
 function resolveAsScalar(token, strict = true, onError) {
     if (token) {
@@ -18133,7 +18133,7 @@ exports.setScalarValue = setScalarValue;
 
 /***/ }),
 
-/***/ 1733:
+/***/ 3701:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -18203,7 +18203,7 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 7715:
+/***/ 5235:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -18217,13 +18217,13 @@ const REMOVE = Symbol('remove item');
  * Walks through the tree (depth-first) starting from the root, calling a
  * `visitor` function with two arguments when entering each item:
  *   - `item`: The current item, which included the following members:
- *     - `start: SourceToken[]` – Source tokens before the key or value,
+ *     - `start: SourceToken[]` \u2013 Source tokens before the key or value,
  *       possibly including its anchor or tag.
- *     - `key?: Token | null` – Set for pair values. May then be `null`, if
+ *     - `key?: Token | null` \u2013 Set for pair values. May then be `null`, if
  *       the key before the `:` separator is empty.
- *     - `sep?: SourceToken[]` – Source tokens between the key and the value,
+ *     - `sep?: SourceToken[]` \u2013 Source tokens between the key and the value,
  *       which should include the `:` map value indicator if `value` is set.
- *     - `value?: Token` – The value of a sequence item, or of a map pair.
+ *     - `value?: Token` \u2013 The value of a sequence item, or of a map pair.
  *   - `path`: The steps from the root to the current node, as an array of
  *     `['key' | 'value', number]` tuples.
  *
@@ -18309,14 +18309,14 @@ exports.visit = visit;
 
 /***/ }),
 
-/***/ 3461:
+/***/ 9877:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var cstScalar = __nccwpck_require__(110);
-var cstStringify = __nccwpck_require__(1733);
-var cstVisit = __nccwpck_require__(7715);
+var cstScalar = __nccwpck_require__(334);
+var cstStringify = __nccwpck_require__(3701);
+var cstVisit = __nccwpck_require__(5235);
 
 /** The byte order mark */
 const BOM = '\u{FEFF}';
@@ -18428,12 +18428,12 @@ exports.tokenType = tokenType;
 
 /***/ }),
 
-/***/ 361:
+/***/ 5145:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var cst = __nccwpck_require__(3461);
+var cst = __nccwpck_require__(9877);
 
 /*
 START -> stream
@@ -19158,7 +19158,7 @@ exports.Lexer = Lexer;
 
 /***/ }),
 
-/***/ 6628:
+/***/ 1460:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -19206,14 +19206,14 @@ exports.LineCounter = LineCounter;
 
 /***/ }),
 
-/***/ 3456:
+/***/ 2064:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_process = __nccwpck_require__(932);
-var cst = __nccwpck_require__(3461);
-var lexer = __nccwpck_require__(361);
+var cst = __nccwpck_require__(9877);
+var lexer = __nccwpck_require__(5145);
 
 function includesToken(list, type) {
     for (let i = 0; i < list.length; ++i)
@@ -20193,18 +20193,18 @@ exports.Parser = Parser;
 
 /***/ }),
 
-/***/ 4047:
+/***/ 4543:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var composer = __nccwpck_require__(9984);
-var Document = __nccwpck_require__(3021);
-var errors = __nccwpck_require__(1464);
-var log = __nccwpck_require__(7249);
-var identity = __nccwpck_require__(1127);
-var lineCounter = __nccwpck_require__(6628);
-var parser = __nccwpck_require__(3456);
+var composer = __nccwpck_require__(3104);
+var Document = __nccwpck_require__(573);
+var errors = __nccwpck_require__(152);
+var log = __nccwpck_require__(7297);
+var identity = __nccwpck_require__(4919);
+var lineCounter = __nccwpck_require__(1460);
+var parser = __nccwpck_require__(2064);
 
 function parseOptions(options) {
     const prettyErrors = options.prettyErrors !== false;
@@ -20307,16 +20307,16 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 5840:
+/***/ 8224:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var map = __nccwpck_require__(7451);
-var seq = __nccwpck_require__(1706);
-var string = __nccwpck_require__(6464);
-var tags = __nccwpck_require__(18);
+var identity = __nccwpck_require__(4919);
+var map = __nccwpck_require__(4043);
+var seq = __nccwpck_require__(7562);
+var string = __nccwpck_require__(4704);
+var tags = __nccwpck_require__(6178);
 
 const sortMapEntriesByKey = (a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 class Schema {
@@ -20353,13 +20353,13 @@ exports.Schema = Schema;
 
 /***/ }),
 
-/***/ 7451:
+/***/ 4043:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var YAMLMap = __nccwpck_require__(4454);
+var identity = __nccwpck_require__(4919);
+var YAMLMap = __nccwpck_require__(5462);
 
 const map = {
     collection: 'map',
@@ -20379,12 +20379,12 @@ exports.map = map;
 
 /***/ }),
 
-/***/ 3632:
+/***/ 5632:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
+var Scalar = __nccwpck_require__(389);
 
 const nullTag = {
     identify: value => value == null,
@@ -20403,13 +20403,13 @@ exports.nullTag = nullTag;
 
 /***/ }),
 
-/***/ 1706:
+/***/ 7562:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var YAMLSeq = __nccwpck_require__(2223);
+var identity = __nccwpck_require__(4919);
+var YAMLSeq = __nccwpck_require__(6831);
 
 const seq = {
     collection: 'seq',
@@ -20429,12 +20429,12 @@ exports.seq = seq;
 
 /***/ }),
 
-/***/ 6464:
+/***/ 4704:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyString = __nccwpck_require__(3069);
+var stringifyString = __nccwpck_require__(1773);
 
 const string = {
     identify: value => typeof value === 'string',
@@ -20452,12 +20452,12 @@ exports.string = string;
 
 /***/ }),
 
-/***/ 3959:
+/***/ 4359:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
+var Scalar = __nccwpck_require__(389);
 
 const boolTag = {
     identify: value => typeof value === 'boolean',
@@ -20480,13 +20480,13 @@ exports.boolTag = boolTag;
 
 /***/ }),
 
-/***/ 8405:
+/***/ 6229:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
-var stringifyNumber = __nccwpck_require__(8689);
+var Scalar = __nccwpck_require__(389);
+var stringifyNumber = __nccwpck_require__(3569);
 
 const floatNaN = {
     identify: value => typeof value === 'number',
@@ -20534,12 +20534,12 @@ exports.floatNaN = floatNaN;
 
 /***/ }),
 
-/***/ 9874:
+/***/ 7602:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(8689);
+var stringifyNumber = __nccwpck_require__(3569);
 
 const intIdentify = (value) => typeof value === 'bigint' || Number.isInteger(value);
 const intResolve = (str, offset, radix, { intAsBigInt }) => (intAsBigInt ? BigInt(str) : parseInt(str.substring(offset), radix));
@@ -20583,18 +20583,18 @@ exports.intOct = intOct;
 
 /***/ }),
 
-/***/ 896:
+/***/ 7904:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(7451);
-var _null = __nccwpck_require__(3632);
-var seq = __nccwpck_require__(1706);
-var string = __nccwpck_require__(6464);
-var bool = __nccwpck_require__(3959);
-var float = __nccwpck_require__(8405);
-var int = __nccwpck_require__(9874);
+var map = __nccwpck_require__(4043);
+var _null = __nccwpck_require__(5632);
+var seq = __nccwpck_require__(7562);
+var string = __nccwpck_require__(4704);
+var bool = __nccwpck_require__(4359);
+var float = __nccwpck_require__(6229);
+var int = __nccwpck_require__(7602);
 
 const schema = [
     map.map,
@@ -20615,14 +20615,14 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 3559:
+/***/ 8647:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
-var map = __nccwpck_require__(7451);
-var seq = __nccwpck_require__(1706);
+var Scalar = __nccwpck_require__(389);
+var map = __nccwpck_require__(4043);
+var seq = __nccwpck_require__(7562);
 
 function intIdentify(value) {
     return typeof value === 'bigint' || Number.isInteger(value);
@@ -20686,27 +20686,27 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 18:
+/***/ 6178:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(7451);
-var _null = __nccwpck_require__(3632);
-var seq = __nccwpck_require__(1706);
-var string = __nccwpck_require__(6464);
-var bool = __nccwpck_require__(3959);
-var float = __nccwpck_require__(8405);
-var int = __nccwpck_require__(9874);
-var schema = __nccwpck_require__(896);
-var schema$1 = __nccwpck_require__(3559);
-var binary = __nccwpck_require__(6083);
-var merge = __nccwpck_require__(452);
-var omap = __nccwpck_require__(303);
-var pairs = __nccwpck_require__(8385);
-var schema$2 = __nccwpck_require__(5913);
-var set = __nccwpck_require__(1528);
-var timestamp = __nccwpck_require__(6752);
+var map = __nccwpck_require__(4043);
+var _null = __nccwpck_require__(5632);
+var seq = __nccwpck_require__(7562);
+var string = __nccwpck_require__(4704);
+var bool = __nccwpck_require__(4359);
+var float = __nccwpck_require__(6229);
+var int = __nccwpck_require__(7602);
+var schema = __nccwpck_require__(7904);
+var schema$1 = __nccwpck_require__(8647);
+var binary = __nccwpck_require__(4355);
+var merge = __nccwpck_require__(9380);
+var omap = __nccwpck_require__(6431);
+var pairs = __nccwpck_require__(9281);
+var schema$2 = __nccwpck_require__(3081);
+var set = __nccwpck_require__(2504);
+var timestamp = __nccwpck_require__(4960);
 
 const schemas = new Map([
     ['core', schema.schema],
@@ -20792,14 +20792,14 @@ exports.getTags = getTags;
 
 /***/ }),
 
-/***/ 6083:
+/***/ 4355:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_buffer = __nccwpck_require__(181);
-var Scalar = __nccwpck_require__(3301);
-var stringifyString = __nccwpck_require__(3069);
+var Scalar = __nccwpck_require__(389);
+var stringifyString = __nccwpck_require__(1773);
 
 const binary = {
     identify: value => value instanceof Uint8Array, // Buffer inherits from Uint8Array
@@ -20869,12 +20869,12 @@ exports.binary = binary;
 
 /***/ }),
 
-/***/ 8398:
+/***/ 6158:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
+var Scalar = __nccwpck_require__(389);
 
 function boolStringify({ value, source }, ctx) {
     const boolObj = value ? trueTag : falseTag;
@@ -20905,13 +20905,13 @@ exports.trueTag = trueTag;
 
 /***/ }),
 
-/***/ 5782:
+/***/ 838:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
-var stringifyNumber = __nccwpck_require__(8689);
+var Scalar = __nccwpck_require__(389);
+var stringifyNumber = __nccwpck_require__(3569);
 
 const floatNaN = {
     identify: value => typeof value === 'number',
@@ -20962,12 +20962,12 @@ exports.floatNaN = floatNaN;
 
 /***/ }),
 
-/***/ 873:
+/***/ 5609:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(8689);
+var stringifyNumber = __nccwpck_require__(3569);
 
 const intIdentify = (value) => typeof value === 'bigint' || Number.isInteger(value);
 function intResolve(str, offset, radix, { intAsBigInt }) {
@@ -21045,13 +21045,13 @@ exports.intOct = intOct;
 
 /***/ }),
 
-/***/ 452:
+/***/ 9380:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
+var identity = __nccwpck_require__(4919);
+var Scalar = __nccwpck_require__(389);
 
 // If the value associated with a merge key is a single mapping node, each of
 // its key/value pairs is inserted into the current mapping, unless the key
@@ -21123,16 +21123,16 @@ exports.merge = merge;
 
 /***/ }),
 
-/***/ 303:
+/***/ 6431:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(4043);
-var YAMLMap = __nccwpck_require__(4454);
-var YAMLSeq = __nccwpck_require__(2223);
-var pairs = __nccwpck_require__(8385);
+var identity = __nccwpck_require__(4919);
+var toJS = __nccwpck_require__(3899);
+var YAMLMap = __nccwpck_require__(5462);
+var YAMLSeq = __nccwpck_require__(6831);
+var pairs = __nccwpck_require__(9281);
 
 class YAMLOMap extends YAMLSeq.YAMLSeq {
     constructor() {
@@ -21207,15 +21207,15 @@ exports.omap = omap;
 
 /***/ }),
 
-/***/ 8385:
+/***/ 9281:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var Scalar = __nccwpck_require__(3301);
-var YAMLSeq = __nccwpck_require__(2223);
+var identity = __nccwpck_require__(4919);
+var Pair = __nccwpck_require__(5773);
+var Scalar = __nccwpck_require__(389);
+var YAMLSeq = __nccwpck_require__(6831);
 
 function resolvePairs(seq, onError) {
     if (identity.isSeq(seq)) {
@@ -21296,24 +21296,24 @@ exports.resolvePairs = resolvePairs;
 
 /***/ }),
 
-/***/ 5913:
+/***/ 3081:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(7451);
-var _null = __nccwpck_require__(3632);
-var seq = __nccwpck_require__(1706);
-var string = __nccwpck_require__(6464);
-var binary = __nccwpck_require__(6083);
-var bool = __nccwpck_require__(8398);
-var float = __nccwpck_require__(5782);
-var int = __nccwpck_require__(873);
-var merge = __nccwpck_require__(452);
-var omap = __nccwpck_require__(303);
-var pairs = __nccwpck_require__(8385);
-var set = __nccwpck_require__(1528);
-var timestamp = __nccwpck_require__(6752);
+var map = __nccwpck_require__(4043);
+var _null = __nccwpck_require__(5632);
+var seq = __nccwpck_require__(7562);
+var string = __nccwpck_require__(4704);
+var binary = __nccwpck_require__(4355);
+var bool = __nccwpck_require__(6158);
+var float = __nccwpck_require__(838);
+var int = __nccwpck_require__(5609);
+var merge = __nccwpck_require__(9380);
+var omap = __nccwpck_require__(6431);
+var pairs = __nccwpck_require__(9281);
+var set = __nccwpck_require__(2504);
+var timestamp = __nccwpck_require__(4960);
 
 const schema = [
     map.map,
@@ -21344,14 +21344,14 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 1528:
+/***/ 2504:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var YAMLMap = __nccwpck_require__(4454);
+var identity = __nccwpck_require__(4919);
+var Pair = __nccwpck_require__(5773);
+var YAMLMap = __nccwpck_require__(5462);
 
 class YAMLSet extends YAMLMap.YAMLMap {
     constructor(schema) {
@@ -21447,12 +21447,12 @@ exports.set = set;
 
 /***/ }),
 
-/***/ 6752:
+/***/ 4960:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(8689);
+var stringifyNumber = __nccwpck_require__(3569);
 
 /** Internal types handle bigint as number, because TS can't figure it out. */
 function parseSexagesimal(str, asBigInt) {
@@ -21559,7 +21559,7 @@ exports.timestamp = timestamp;
 
 /***/ }),
 
-/***/ 4475:
+/***/ 9915:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -21717,15 +21717,15 @@ exports.foldFlowLines = foldFlowLines;
 
 /***/ }),
 
-/***/ 2148:
+/***/ 9300:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var anchors = __nccwpck_require__(1596);
-var identity = __nccwpck_require__(1127);
-var stringifyComment = __nccwpck_require__(9799);
-var stringifyString = __nccwpck_require__(3069);
+var anchors = __nccwpck_require__(9196);
+var identity = __nccwpck_require__(4919);
+var stringifyComment = __nccwpck_require__(6599);
+var stringifyString = __nccwpck_require__(1773);
 
 function createStringifyContext(doc, options) {
     const opt = Object.assign({
@@ -21856,14 +21856,14 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 1212:
+/***/ 4156:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var stringify = __nccwpck_require__(2148);
-var stringifyComment = __nccwpck_require__(9799);
+var identity = __nccwpck_require__(4919);
+var stringify = __nccwpck_require__(9300);
+var stringifyComment = __nccwpck_require__(6599);
 
 function stringifyCollection(collection, ctx, options) {
     const flow = ctx.inFlow ?? collection.flow;
@@ -22018,7 +22018,7 @@ exports.stringifyCollection = stringifyCollection;
 
 /***/ }),
 
-/***/ 9799:
+/***/ 6599:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -22049,14 +22049,14 @@ exports.stringifyComment = stringifyComment;
 
 /***/ }),
 
-/***/ 6829:
+/***/ 2285:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var stringify = __nccwpck_require__(2148);
-var stringifyComment = __nccwpck_require__(9799);
+var identity = __nccwpck_require__(4919);
+var stringify = __nccwpck_require__(9300);
+var stringifyComment = __nccwpck_require__(6599);
 
 function stringifyDocument(doc, options) {
     const lines = [];
@@ -22143,7 +22143,7 @@ exports.stringifyDocument = stringifyDocument;
 
 /***/ }),
 
-/***/ 8689:
+/***/ 3569:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -22177,15 +22177,15 @@ exports.stringifyNumber = stringifyNumber;
 
 /***/ }),
 
-/***/ 9748:
+/***/ 7764:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
-var stringify = __nccwpck_require__(2148);
-var stringifyComment = __nccwpck_require__(9799);
+var identity = __nccwpck_require__(4919);
+var Scalar = __nccwpck_require__(389);
+var stringify = __nccwpck_require__(9300);
+var stringifyComment = __nccwpck_require__(6599);
 
 function stringifyPair({ key, value }, ctx, onComment, onChompKeep) {
     const { allNullValues, doc, indent, indentStep, options: { commentString, indentSeq, simpleKeys } } = ctx;
@@ -22336,13 +22336,13 @@ exports.stringifyPair = stringifyPair;
 
 /***/ }),
 
-/***/ 3069:
+/***/ 1773:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
-var foldFlowLines = __nccwpck_require__(4475);
+var Scalar = __nccwpck_require__(389);
+var foldFlowLines = __nccwpck_require__(9915);
 
 const getFoldOptions = (ctx, isBlock) => ({
     indentAtStart: isBlock ? ctx.indent.length : ctx.indentAtStart,
@@ -22681,12 +22681,12 @@ exports.stringifyString = stringifyString;
 
 /***/ }),
 
-/***/ 204:
+/***/ 2588:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
+var identity = __nccwpck_require__(4919);
 
 const BREAK = Symbol('break visit');
 const SKIP = Symbol('skip children');
@@ -22924,12 +22924,12 @@ exports.visitAsync = visitAsync;
 
 /***/ }),
 
-/***/ 8352:
+/***/ 6300:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_global_utils = __nccwpck_require__(9227);
-const require_diag = __nccwpck_require__(9982);
-const require_NoopContextManager = __nccwpck_require__(6);
+const require_global_utils = __nccwpck_require__(3223);
+const require_diag = __nccwpck_require__(1882);
+const require_NoopContextManager = __nccwpck_require__(634);
 //#region src/api/context.ts
 const API_NAME = "context";
 const NOOP_CONTEXT_MANAGER = new require_NoopContextManager.NoopContextManager();
@@ -23030,13 +23030,13 @@ exports.ContextAPI = ContextAPI;
 
 /***/ }),
 
-/***/ 9982:
+/***/ 1882:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_global_utils = __nccwpck_require__(9227);
-const require_ComponentLogger = __nccwpck_require__(1977);
-__nccwpck_require__(4351);
-const require_logLevelLogger = __nccwpck_require__(1714);
+const require_global_utils = __nccwpck_require__(3223);
+const require_ComponentLogger = __nccwpck_require__(5029);
+__nccwpck_require__(4475);
+const require_logLevelLogger = __nccwpck_require__(8870);
 //#region src/api/diag.ts
 const API_NAME = "diag";
 /**
@@ -23104,12 +23104,12 @@ exports.DiagAPI = DiagAPI;
 
 /***/ }),
 
-/***/ 9102:
+/***/ 5666:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_global_utils = __nccwpck_require__(9227);
-const require_diag = __nccwpck_require__(9982);
-const require_ProxyLoggerProvider = __nccwpck_require__(9035);
+const require_global_utils = __nccwpck_require__(3223);
+const require_diag = __nccwpck_require__(1882);
+const require_ProxyLoggerProvider = __nccwpck_require__(5279);
 //#region src/api/logs.ts
 const API_NAME = "logs";
 /**
@@ -23169,12 +23169,12 @@ exports.e = LogsAPI;
 
 /***/ }),
 
-/***/ 3510:
+/***/ 4834:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_global_utils = __nccwpck_require__(9227);
-const require_diag = __nccwpck_require__(9982);
-const require_NoopMeterProvider = __nccwpck_require__(7554);
+const require_global_utils = __nccwpck_require__(3223);
+const require_diag = __nccwpck_require__(1882);
+const require_NoopMeterProvider = __nccwpck_require__(1638);
 //#region src/api/metrics.ts
 const API_NAME = "metrics";
 /**
@@ -23221,15 +23221,15 @@ exports.k = MetricsAPI;
 
 /***/ }),
 
-/***/ 3007:
+/***/ 5915:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_global_utils = __nccwpck_require__(9227);
-const require_diag = __nccwpck_require__(9982);
-const require_utils = __nccwpck_require__(5196);
-const require_TextMapPropagator = __nccwpck_require__(3565);
-const require_NoopTextMapPropagator = __nccwpck_require__(345);
-const require_context_helpers = __nccwpck_require__(7510);
+const require_global_utils = __nccwpck_require__(3223);
+const require_diag = __nccwpck_require__(1882);
+const require_utils = __nccwpck_require__(3912);
+const require_TextMapPropagator = __nccwpck_require__(9849);
+const require_NoopTextMapPropagator = __nccwpck_require__(2493);
+const require_context_helpers = __nccwpck_require__(7474);
 //#region src/api/propagation.ts
 const API_NAME = "propagation";
 const NOOP_TEXT_MAP_PROPAGATOR = new require_NoopTextMapPropagator.NoopTextMapPropagator();
@@ -23301,14 +23301,14 @@ exports.R = PropagationAPI;
 
 /***/ }),
 
-/***/ 5446:
+/***/ 3434:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_global_utils = __nccwpck_require__(9227);
-const require_diag = __nccwpck_require__(9982);
-const require_context_utils = __nccwpck_require__(3779);
-const require_spancontext_utils = __nccwpck_require__(3723);
-const require_ProxyTracerProvider = __nccwpck_require__(5930);
+const require_global_utils = __nccwpck_require__(3223);
+const require_diag = __nccwpck_require__(1882);
+const require_context_utils = __nccwpck_require__(9407);
+const require_spancontext_utils = __nccwpck_require__(3263);
+const require_ProxyTracerProvider = __nccwpck_require__(9590);
 //#region src/api/trace.ts
 const API_NAME = "trace";
 /**
@@ -23369,11 +23369,11 @@ exports.C = TraceAPI;
 
 /***/ }),
 
-/***/ 7510:
+/***/ 7474:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_context = __nccwpck_require__(3041);
-const require_context$1 = __nccwpck_require__(8352);
+const require_context = __nccwpck_require__(5269);
+const require_context$1 = __nccwpck_require__(6300);
 //#region src/baggage/context-helpers.ts
 /**
 * Baggage key
@@ -23423,7 +23423,7 @@ exports.setBaggage = setBaggage;
 
 /***/ }),
 
-/***/ 176:
+/***/ 3596:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/baggage/internal/baggage-impl.ts
@@ -23465,7 +23465,7 @@ exports.BaggageImpl = BaggageImpl;
 
 /***/ }),
 
-/***/ 9333:
+/***/ 7073:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/baggage/internal/symbol.ts
@@ -23480,12 +23480,12 @@ exports.baggageEntryMetadataSymbol = baggageEntryMetadataSymbol;
 
 /***/ }),
 
-/***/ 5196:
+/***/ 3912:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_diag = __nccwpck_require__(9982);
-const require_baggage_impl = __nccwpck_require__(176);
-const require_symbol = __nccwpck_require__(9333);
+const require_diag = __nccwpck_require__(1882);
+const require_baggage_impl = __nccwpck_require__(3596);
+const require_symbol = __nccwpck_require__(7073);
 //#region src/baggage/utils.ts
 const diag = require_diag.DiagAPI.instance();
 /**
@@ -23523,7 +23523,7 @@ exports.createBaggage = createBaggage;
 
 /***/ }),
 
-/***/ 2534:
+/***/ 3538:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 //#region src/context-api.ts
@@ -23531,7 +23531,7 @@ exports.createBaggage = createBaggage;
 * Entrypoint for context API
 * @since 1.0.0
 */
-const context = (__nccwpck_require__(8352).ContextAPI).getInstance();
+const context = (__nccwpck_require__(6300).ContextAPI).getInstance();
 //#endregion
 exports.context = context;
 
@@ -23539,10 +23539,10 @@ exports.context = context;
 
 /***/ }),
 
-/***/ 6:
+/***/ 634:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_context = __nccwpck_require__(3041);
+const require_context = __nccwpck_require__(5269);
 //#region src/context/NoopContextManager.ts
 var NoopContextManager = class {
 	active() {
@@ -23572,7 +23572,7 @@ exports.NoopContextManager = NoopContextManager;
 
 /***/ }),
 
-/***/ 3041:
+/***/ 5269:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/context/context.ts
@@ -23619,7 +23619,7 @@ exports.createContextKey = createContextKey;
 
 /***/ }),
 
-/***/ 1778:
+/***/ 6590:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 //#region src/diag-api.ts
@@ -23631,7 +23631,7 @@ exports.createContextKey = createContextKey;
 *
 * @since 1.0.0
 */
-const diag = (__nccwpck_require__(9982).DiagAPI).instance();
+const diag = (__nccwpck_require__(1882).DiagAPI).instance();
 //#endregion
 exports.diag = diag;
 
@@ -23639,10 +23639,10 @@ exports.diag = diag;
 
 /***/ }),
 
-/***/ 1977:
+/***/ 5029:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_global_utils = __nccwpck_require__(9227);
+const require_global_utils = __nccwpck_require__(3223);
 //#region src/diag/ComponentLogger.ts
 /**
 * Component Logger which is meant to be used as part of any component which
@@ -23685,7 +23685,7 @@ exports.DiagComponentLogger = DiagComponentLogger;
 
 /***/ }),
 
-/***/ 9199:
+/***/ 9611:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/diag/consoleLogger.ts
@@ -23753,10 +23753,10 @@ exports._originalConsoleMethods = _originalConsoleMethods;
 
 /***/ }),
 
-/***/ 1714:
+/***/ 8870:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-__nccwpck_require__(4351);
+__nccwpck_require__(4475);
 //#region src/diag/internal/logLevelLogger.ts
 function createLogLevelDiagLogger(maxLevel, logger) {
 	if (maxLevel < 0) maxLevel = 0;
@@ -23782,7 +23782,7 @@ exports.createLogLevelDiagLogger = createLogLevelDiagLogger;
 
 /***/ }),
 
-/***/ 4351:
+/***/ 4475:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/diag/types.ts
@@ -23820,37 +23820,37 @@ exports.DiagLogLevel = DiagLogLevel;
 
 /***/ }),
 
-/***/ 1408:
+/***/ 7572:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 Object.defineProperties(exports, {
 	__esModule: { value: true },
 	[Symbol.toStringTag]: { value: "Module" }
 });
-const require_types = __nccwpck_require__(4351);
-const require_utils = __nccwpck_require__(5196);
-const require_context = __nccwpck_require__(3041);
-const require_consoleLogger = __nccwpck_require__(9199);
-const require_NoopMeter = __nccwpck_require__(1677);
-const require_Metric = __nccwpck_require__(626);
-const require_NoopLogger = __nccwpck_require__(9140);
-const require_LogRecord = __nccwpck_require__(8973);
-const require_TextMapPropagator = __nccwpck_require__(3565);
-const require_trace_flags = __nccwpck_require__(3245);
-const require_invalid_span_constants = __nccwpck_require__(3552);
-const require_spancontext_utils = __nccwpck_require__(3723);
-const require_ProxyTracer = __nccwpck_require__(3861);
-const require_span_kind = __nccwpck_require__(7483);
-const require_status = __nccwpck_require__(7632);
-const require_utils$1 = __nccwpck_require__(2219);
-const require_ProxyTracerProvider = __nccwpck_require__(5930);
-const require_SamplingResult = __nccwpck_require__(5346);
-const require_context_api = __nccwpck_require__(2534);
-const require_diag_api = __nccwpck_require__(1778);
-const require_logs_api = __nccwpck_require__(5662);
-const require_metrics_api = __nccwpck_require__(7876);
-const require_propagation_api = __nccwpck_require__(7045);
-const require_trace_api = __nccwpck_require__(8936);
+const require_types = __nccwpck_require__(4475);
+const require_utils = __nccwpck_require__(3912);
+const require_context = __nccwpck_require__(5269);
+const require_consoleLogger = __nccwpck_require__(9611);
+const require_NoopMeter = __nccwpck_require__(9313);
+const require_Metric = __nccwpck_require__(6222);
+const require_NoopLogger = __nccwpck_require__(6976);
+const require_LogRecord = __nccwpck_require__(3521);
+const require_TextMapPropagator = __nccwpck_require__(9849);
+const require_trace_flags = __nccwpck_require__(7825);
+const require_invalid_span_constants = __nccwpck_require__(5100);
+const require_spancontext_utils = __nccwpck_require__(3263);
+const require_ProxyTracer = __nccwpck_require__(2753);
+const require_span_kind = __nccwpck_require__(9279);
+const require_status = __nccwpck_require__(4228);
+const require_utils$1 = __nccwpck_require__(2559);
+const require_ProxyTracerProvider = __nccwpck_require__(9590);
+const require_SamplingResult = __nccwpck_require__(7166);
+const require_context_api = __nccwpck_require__(3538);
+const require_diag_api = __nccwpck_require__(6590);
+const require_logs_api = __nccwpck_require__(1266);
+const require_metrics_api = __nccwpck_require__(4992);
+const require_propagation_api = __nccwpck_require__(1761);
+const require_trace_api = __nccwpck_require__(6156);
 //#region src/index.ts
 var src_default = {
 	context: require_context_api.context,
@@ -23897,11 +23897,11 @@ exports.trace = require_trace_api.trace;
 
 /***/ }),
 
-/***/ 9227:
+/***/ 3223:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_version = __nccwpck_require__(9128);
-const require_semver = __nccwpck_require__(1418);
+const require_version = __nccwpck_require__(7540);
+const require_semver = __nccwpck_require__(902);
 //#region src/internal/global-utils.ts
 const major = require_version.VERSION.split(".")[0];
 const GLOBAL_OPENTELEMETRY_API_KEY = Symbol.for(`opentelemetry.js.api.${major}`);
@@ -23955,10 +23955,10 @@ exports.unregisterGlobal = unregisterGlobal;
 
 /***/ }),
 
-/***/ 1418:
+/***/ 902:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_version = __nccwpck_require__(9128);
+const require_version = __nccwpck_require__(7540);
 //#region src/internal/semver.ts
 const re = /^(\d+)\.(\d+)\.(\d+)(-(.+))?$/;
 /**
@@ -24044,7 +24044,7 @@ exports.isCompatible = isCompatible;
 
 /***/ }),
 
-/***/ 5662:
+/***/ 1266:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 //#region src/logs-api.ts
@@ -24053,7 +24053,7 @@ exports.isCompatible = isCompatible;
 *
 * @since 1.10.0
 */
-const logs = (__nccwpck_require__(9102)/* .LogsAPI */ .e).getInstance();
+const logs = (__nccwpck_require__(5666)/* .LogsAPI */ .e).getInstance();
 //#endregion
 exports.logs = logs;
 
@@ -24061,7 +24061,7 @@ exports.logs = logs;
 
 /***/ }),
 
-/***/ 8973:
+/***/ 3521:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/logs/LogRecord.ts
@@ -24100,7 +24100,7 @@ exports.SeverityNumber = SeverityNumber;
 
 /***/ }),
 
-/***/ 9140:
+/***/ 6976:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/logs/NoopLogger.ts
@@ -24126,10 +24126,10 @@ exports.createNoopLogger = createNoopLogger;
 
 /***/ }),
 
-/***/ 1995:
+/***/ 7927:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_NoopLogger = __nccwpck_require__(9140);
+const require_NoopLogger = __nccwpck_require__(6976);
 //#region src/logs/NoopLoggerProvider.ts
 var NoopLoggerProvider = class {
 	getLogger(_name, _version, _options) {
@@ -24145,10 +24145,10 @@ exports.NoopLoggerProvider = NoopLoggerProvider;
 
 /***/ }),
 
-/***/ 8916:
+/***/ 5432:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_NoopLogger = __nccwpck_require__(9140);
+const require_NoopLogger = __nccwpck_require__(6976);
 //#region src/logs/ProxyLogger.ts
 var ProxyLogger = class {
 	constructor(provider, name, version, options) {
@@ -24187,11 +24187,11 @@ exports.ProxyLogger = ProxyLogger;
 
 /***/ }),
 
-/***/ 9035:
+/***/ 5279:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_NoopLoggerProvider = __nccwpck_require__(1995);
-const require_ProxyLogger = __nccwpck_require__(8916);
+const require_NoopLoggerProvider = __nccwpck_require__(7927);
+const require_ProxyLogger = __nccwpck_require__(5432);
 //#region src/logs/ProxyLoggerProvider.ts
 var ProxyLoggerProvider = class {
 	getLogger(name, version, options) {
@@ -24229,7 +24229,7 @@ exports.ProxyLoggerProvider = ProxyLoggerProvider;
 
 /***/ }),
 
-/***/ 7876:
+/***/ 4992:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 //#region src/metrics-api.ts
@@ -24238,7 +24238,7 @@ exports.ProxyLoggerProvider = ProxyLoggerProvider;
 *
 * @since 1.3.0
 */
-const metrics = (__nccwpck_require__(3510)/* .MetricsAPI */ .k).getInstance();
+const metrics = (__nccwpck_require__(4834)/* .MetricsAPI */ .k).getInstance();
 //#endregion
 exports.metrics = metrics;
 
@@ -24246,7 +24246,7 @@ exports.metrics = metrics;
 
 /***/ }),
 
-/***/ 626:
+/***/ 6222:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/metrics/Metric.ts
@@ -24267,7 +24267,7 @@ exports.ValueType = ValueType;
 
 /***/ }),
 
-/***/ 1677:
+/***/ 9313:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/metrics/NoopMeter.ts
@@ -24389,10 +24389,10 @@ exports.createNoopMeter = createNoopMeter;
 
 /***/ }),
 
-/***/ 7554:
+/***/ 1638:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_NoopMeter = __nccwpck_require__(1677);
+const require_NoopMeter = __nccwpck_require__(9313);
 //#region src/metrics/NoopMeterProvider.ts
 /**
 * An implementation of the {@link MeterProvider} which returns an impotent Meter
@@ -24412,7 +24412,7 @@ exports.NoopMeterProvider = NoopMeterProvider;
 
 /***/ }),
 
-/***/ 7045:
+/***/ 1761:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 //#region src/propagation-api.ts
@@ -24421,7 +24421,7 @@ exports.NoopMeterProvider = NoopMeterProvider;
 *
 * @since 1.0.0
 */
-const propagation = (__nccwpck_require__(3007)/* .PropagationAPI */ .R).getInstance();
+const propagation = (__nccwpck_require__(5915)/* .PropagationAPI */ .R).getInstance();
 //#endregion
 exports.propagation = propagation;
 
@@ -24429,7 +24429,7 @@ exports.propagation = propagation;
 
 /***/ }),
 
-/***/ 345:
+/***/ 2493:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/propagation/NoopTextMapPropagator.ts
@@ -24454,7 +24454,7 @@ exports.NoopTextMapPropagator = NoopTextMapPropagator;
 
 /***/ }),
 
-/***/ 3565:
+/***/ 9849:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/propagation/TextMapPropagator.ts
@@ -24486,7 +24486,7 @@ exports.defaultTextMapSetter = defaultTextMapSetter;
 
 /***/ }),
 
-/***/ 8936:
+/***/ 6156:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 //#region src/trace-api.ts
@@ -24495,7 +24495,7 @@ exports.defaultTextMapSetter = defaultTextMapSetter;
 *
 * @since 1.0.0
 */
-const trace = (__nccwpck_require__(5446)/* .TraceAPI */ .C).getInstance();
+const trace = (__nccwpck_require__(3434)/* .TraceAPI */ .C).getInstance();
 //#endregion
 exports.trace = trace;
 
@@ -24503,10 +24503,10 @@ exports.trace = trace;
 
 /***/ }),
 
-/***/ 5744:
+/***/ 2484:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_invalid_span_constants = __nccwpck_require__(3552);
+const require_invalid_span_constants = __nccwpck_require__(5100);
 //#region src/trace/NonRecordingSpan.ts
 /**
 * The NonRecordingSpan is the default {@link Span} that is used when no Span
@@ -24554,13 +24554,13 @@ exports.NonRecordingSpan = NonRecordingSpan;
 
 /***/ }),
 
-/***/ 1725:
+/***/ 9233:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_context = __nccwpck_require__(8352);
-const require_NonRecordingSpan = __nccwpck_require__(5744);
-const require_context_utils = __nccwpck_require__(3779);
-const require_spancontext_utils = __nccwpck_require__(3723);
+const require_context = __nccwpck_require__(6300);
+const require_NonRecordingSpan = __nccwpck_require__(2484);
+const require_context_utils = __nccwpck_require__(9407);
+const require_spancontext_utils = __nccwpck_require__(3263);
 //#region src/trace/NoopTracer.ts
 const contextApi = require_context.ContextAPI.getInstance();
 /**
@@ -24604,10 +24604,10 @@ exports.NoopTracer = NoopTracer;
 
 /***/ }),
 
-/***/ 3186:
+/***/ 6262:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_NoopTracer = __nccwpck_require__(1725);
+const require_NoopTracer = __nccwpck_require__(9233);
 //#region src/trace/NoopTracerProvider.ts
 /**
 * An implementation of the {@link TracerProvider} which returns an impotent
@@ -24627,11 +24627,11 @@ exports.b = NoopTracerProvider;
 
 /***/ }),
 
-/***/ 3861:
+/***/ 2753:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 //#region src/trace/ProxyTracer.ts
-const NOOP_TRACER = new (__nccwpck_require__(1725).NoopTracer)();
+const NOOP_TRACER = new (__nccwpck_require__(9233).NoopTracer)();
 /**
 * Proxy tracer provided by the proxy tracer provider
 *
@@ -24670,12 +24670,12 @@ exports.ProxyTracer = ProxyTracer;
 
 /***/ }),
 
-/***/ 5930:
+/***/ 9590:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_ProxyTracer = __nccwpck_require__(3861);
+const require_ProxyTracer = __nccwpck_require__(2753);
 //#region src/trace/ProxyTracerProvider.ts
-const NOOP_TRACER_PROVIDER = new (__nccwpck_require__(3186)/* .NoopTracerProvider */ .b)();
+const NOOP_TRACER_PROVIDER = new (__nccwpck_require__(6262)/* .NoopTracerProvider */ .b)();
 /**
 * Tracer provider which provides {@link ProxyTracer}s.
 *
@@ -24717,7 +24717,7 @@ exports.ProxyTracerProvider = ProxyTracerProvider;
 
 /***/ }),
 
-/***/ 5346:
+/***/ 7166:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/trace/SamplingResult.ts
@@ -24753,12 +24753,12 @@ exports.SamplingDecision = SamplingDecision;
 
 /***/ }),
 
-/***/ 3779:
+/***/ 9407:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_context = __nccwpck_require__(3041);
-const require_context$1 = __nccwpck_require__(8352);
-const require_NonRecordingSpan = __nccwpck_require__(5744);
+const require_context = __nccwpck_require__(5269);
+const require_context$1 = __nccwpck_require__(6300);
+const require_NonRecordingSpan = __nccwpck_require__(2484);
 //#region src/trace/context-utils.ts
 /**
 * span key
@@ -24826,10 +24826,10 @@ exports.setSpanContext = setSpanContext;
 
 /***/ }),
 
-/***/ 8457:
+/***/ 1717:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_tracestate_validators = __nccwpck_require__(8534);
+const require_tracestate_validators = __nccwpck_require__(9050);
 //#region src/trace/internal/tracestate-impl.ts
 const MAX_TRACE_STATE_ITEMS = 32;
 const MAX_TRACE_STATE_LEN = 512;
@@ -24909,7 +24909,7 @@ exports.TraceStateImpl = TraceStateImpl;
 
 /***/ }),
 
-/***/ 8534:
+/***/ 9050:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/trace/internal/tracestate-validators.ts
@@ -24943,10 +24943,10 @@ exports.validateValue = validateValue;
 
 /***/ }),
 
-/***/ 2219:
+/***/ 2559:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_tracestate_impl = __nccwpck_require__(8457);
+const require_tracestate_impl = __nccwpck_require__(1717);
 //#region src/trace/internal/utils.ts
 /**
 * @deprecated Use TraceState from "@opentelemetry/core". This will be removed in the next major version.
@@ -24962,10 +24962,10 @@ exports.createTraceState = createTraceState;
 
 /***/ }),
 
-/***/ 3552:
+/***/ 5100:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-__nccwpck_require__(3245);
+__nccwpck_require__(7825);
 //#region src/trace/invalid-span-constants.ts
 /**
 * @since 1.0.0
@@ -24992,7 +24992,7 @@ exports.INVALID_TRACEID = INVALID_TRACEID;
 
 /***/ }),
 
-/***/ 7483:
+/***/ 9279:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/trace/span_kind.ts
@@ -25033,11 +25033,11 @@ exports.SpanKind = SpanKind;
 
 /***/ }),
 
-/***/ 3723:
+/***/ 3263:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-__nccwpck_require__(3552);
-const require_NonRecordingSpan = __nccwpck_require__(5744);
+__nccwpck_require__(5100);
+const require_NonRecordingSpan = __nccwpck_require__(2484);
 //#region src/trace/spancontext-utils.ts
 const isHex = new Uint8Array([
 	0,
@@ -25190,7 +25190,7 @@ exports.wrapSpanContext = wrapSpanContext;
 
 /***/ }),
 
-/***/ 7632:
+/***/ 4228:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/trace/status.ts
@@ -25222,7 +25222,7 @@ exports.SpanStatusCode = SpanStatusCode;
 
 /***/ }),
 
-/***/ 3245:
+/***/ 7825:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/trace/trace_flags.ts
@@ -25243,7 +25243,7 @@ exports.TraceFlags = TraceFlags;
 
 /***/ }),
 
-/***/ 9128:
+/***/ 7540:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/version.ts
@@ -25255,7 +25255,7 @@ exports.VERSION = VERSION;
 
 /***/ }),
 
-/***/ 5847:
+/***/ 9341:
 /***/ ((module) => {
 
 module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2.1","description":"A streaming way to send data to a Node.js Worker Thread","main":"index.js","types":"index.d.ts","engines":{"node":">=20"},"dependencies":{"real-require":"^1.0.0"},"devDependencies":{"@types/node":"^26.1.1","@yao-pkg/pkg":"^6.0.0","borp":"^1.0.0","desm":"^1.3.0","eslint":"^9.39.1","fastbench":"^1.0.1","neostandard":"^0.13.0","pino-elasticsearch":"^9.0.0","sonic-boom":"^5.0.0","ts-node":"^10.8.0","tsd":"^0.33.0","typescript":"~5.7.3"},"scripts":{"build":"tsc --noEmit","lint":"eslint","test":"npm run lint && npm run build && npm run test:types && npm run transpile && borp --expose-gc --pattern \\"test/*.test.{js,mjs}\\"","test:ci":"npm run lint && npm run test:types && npm run transpile && borp --expose-gc --pattern \\"test/*.test.{js,mjs}\\"","test:types":"tsd","test:yarn":"npm run transpile && borp --expose-gc --pattern \\"test/*.test.js\\"","transpile":"sh ./test/ts/transpile.sh"},"tsd":{"directory":"test/types"},"repository":{"type":"git","url":"git+https://github.com/mcollina/thread-stream.git"},"keywords":["worker","thread","threads","stream"],"author":"Matteo Collina <hello@matteocollina.com>","license":"MIT","bugs":{"url":"https://github.com/mcollina/thread-stream/issues"},"homepage":"https://github.com/mcollina/thread-stream#readme"}');
@@ -25389,6 +25389,6 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ // startup
 /******/ // Load entry module and return exports
 /******/ // This entry module used 'module' so it can't be inlined
-/******/ var __webpack_exports__ = __nccwpck_require__(9921);
+/******/ var __webpack_exports__ = __nccwpck_require__(9455);
 /******/ __webpack_exports__ = await __webpack_exports__;
 /******/ 

@@ -8,6 +8,7 @@
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { createCompressor } from '../nix/nar.js';
 import type { PushCompression } from './config.js';
+import { buffersSpent } from './gc-pacer.js';
 import { narChunks } from './nar-dump.js';
 import type { PathInfo } from './store.js';
 
@@ -51,6 +52,8 @@ async function feed(info: PathInfo, compression: PushCompression, sink: Writable
     // Fails the body before its end reaches the server, which then stores nothing.
     if (bytes > info.narSize) throw sizeError(info, bytes);
     await written(sink, compression === 'zstd' ? chunk : Buffer.from(chunk));
+    // About as many bytes of compressed output (or copies) that will be garbage once sent.
+    buffersSpent(chunk.length);
   }
   if (bytes !== info.narSize) throw sizeError(info, bytes);
   // Only after a clean end: after an error the compressor may still be reading the buffer.
@@ -60,6 +63,8 @@ async function feed(info: PathInfo, compression: PushCompression, sink: Writable
 /** A fresh stream of the compressed NAR (one per attempt); it errors if the NAR is not as the store says. */
 export function compressedNar(info: PathInfo, compression: PushCompression): Readable {
   const out = compressor(compression);
+  // zlib allocates an output buffer of the chunk size with each stream, however small the NAR.
+  buffersSpent(CHUNK_BYTES);
   feed(info, compression, out).then(
     () => out.end(),
     (error: unknown) => out.destroy(error as Error),
