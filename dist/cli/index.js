@@ -2,7 +2,7 @@
 import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /******/ var __webpack_modules__ = ({
 
-/***/ 921:
+/***/ 7769:
 /***/ ((module) => {
 
 
@@ -538,7 +538,7 @@ module.exports = slowRedact
 
 /***/ }),
 
-/***/ 2015:
+/***/ 479:
 /***/ ((module) => {
 
 
@@ -583,22 +583,22 @@ if (typeof SharedArrayBuffer !== 'undefined' && typeof Atomics !== 'undefined') 
 
 /***/ }),
 
-/***/ 5558:
+/***/ 7750:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 module.exports = {
-    RBTree: __nccwpck_require__(92),
-    BinTree: __nccwpck_require__(8980)
+    RBTree: __nccwpck_require__(5004),
+    BinTree: __nccwpck_require__(2663)
 };
 
 
 /***/ }),
 
-/***/ 8980:
+/***/ 2663:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-var TreeBase = __nccwpck_require__(7677);
+var TreeBase = __nccwpck_require__(253);
 
 function Node(data) {
     this.data = data;
@@ -709,11 +709,11 @@ module.exports = BinTree;
 
 /***/ }),
 
-/***/ 92:
+/***/ 5004:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-var TreeBase = __nccwpck_require__(7677);
+var TreeBase = __nccwpck_require__(253);
 
 function Node(data) {
     this.data = data;
@@ -934,7 +934,7 @@ module.exports = RBTree;
 
 /***/ }),
 
-/***/ 7677:
+/***/ 253:
 /***/ ((module) => {
 
 
@@ -1176,7 +1176,7 @@ module.exports = TreeBase;
 
 /***/ }),
 
-/***/ 1921:
+/***/ 9761:
 /***/ ((module) => {
 
 
@@ -1291,7 +1291,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7318:
+/***/ 5222:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
@@ -1302,8 +1302,8 @@ var __webpack_unused_export__;
 
 
 
-exports.register = __nccwpck_require__(5483).globalRegistry;
-exports.Registry = __nccwpck_require__(5483);
+exports.register = __nccwpck_require__(1627).globalRegistry;
+exports.Registry = __nccwpck_require__(1627);
 __webpack_unused_export__ = ({
 	configurable: false,
 	enumerable: true,
@@ -1316,26 +1316,26 @@ __webpack_unused_export__ = ({
 });
 __webpack_unused_export__ = exports.Registry.PROMETHEUS_CONTENT_TYPE;
 __webpack_unused_export__ = exports.Registry.OPENMETRICS_CONTENT_TYPE;
-/* unused reexport */ __nccwpck_require__(3075).validateMetricName;
+/* unused reexport */ __nccwpck_require__(1539).validateMetricName;
 
-exports.Counter = __nccwpck_require__(225);
-/* unused reexport */ __nccwpck_require__(7029);
-/* unused reexport */ __nccwpck_require__(2296);
-/* unused reexport */ __nccwpck_require__(2534);
-/* unused reexport */ __nccwpck_require__(4340);
+exports.Counter = __nccwpck_require__(8606);
+/* unused reexport */ __nccwpck_require__(7173);
+/* unused reexport */ __nccwpck_require__(5416);
+/* unused reexport */ __nccwpck_require__(5910);
+/* unused reexport */ __nccwpck_require__(7524);
 
-/* unused reexport */ __nccwpck_require__(5428);
-/* unused reexport */ __nccwpck_require__(5428);
+/* unused reexport */ __nccwpck_require__(964);
+/* unused reexport */ __nccwpck_require__(964);
 
-exports.collectDefaultMetrics = __nccwpck_require__(5794);
+exports.collectDefaultMetrics = __nccwpck_require__(5106);
 
-/* unused reexport */ __nccwpck_require__(3380).aggregators;
-/* unused reexport */ __nccwpck_require__(8720);
+/* unused reexport */ __nccwpck_require__(5924).aggregators;
+/* unused reexport */ __nccwpck_require__(816);
 
 
 /***/ }),
 
-/***/ 5428:
+/***/ 964:
 /***/ ((__unused_webpack_module, exports) => {
 
 var __webpack_unused_export__;
@@ -1374,7 +1374,7 @@ __webpack_unused_export__ = (start, factor, count) => {
 
 /***/ }),
 
-/***/ 8720:
+/***/ 816:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -1387,9 +1387,9 @@ __webpack_unused_export__ = (start, factor, count) => {
  * cluster master.
  */
 
-const Registry = __nccwpck_require__(5483);
-const { Grouper } = __nccwpck_require__(7604);
-const { aggregators } = __nccwpck_require__(3380);
+const Registry = __nccwpck_require__(1627);
+const { Grouper } = __nccwpck_require__(9588);
+const { aggregators } = __nccwpck_require__(5924);
 // We need to lazy-load the 'cluster' module as some application servers -
 // namely Passenger - crash when it is imported.
 let cluster = () => {
@@ -1600,7 +1600,7 @@ module.exports = AggregatorRegistry;
 
 /***/ }),
 
-/***/ 225:
+/***/ 8606:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /**
@@ -1615,10 +1615,10 @@ const {
 	getLabels,
 	removeLabels,
 	nowTimestamp,
-} = __nccwpck_require__(7604);
-const { validateLabel } = __nccwpck_require__(3075);
-const { Metric } = __nccwpck_require__(4316);
-const Exemplar = __nccwpck_require__(4096);
+} = __nccwpck_require__(9588);
+const { validateLabel } = __nccwpck_require__(1539);
+const { Metric } = __nccwpck_require__(2476);
+const Exemplar = __nccwpck_require__(9024);
 
 class Counter extends Metric {
 	constructor(config) {
@@ -1754,27 +1754,27 @@ module.exports = Counter;
 
 /***/ }),
 
-/***/ 5794:
+/***/ 5106:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { isObject } = __nccwpck_require__(7604);
+const { isObject } = __nccwpck_require__(9588);
 
 // Default metrics.
-const processCpuTotal = __nccwpck_require__(8821);
-const processStartTime = __nccwpck_require__(3796);
-const osMemoryHeap = __nccwpck_require__(8349);
-const processOpenFileDescriptors = __nccwpck_require__(6177);
-const processMaxFileDescriptors = __nccwpck_require__(8263);
-const eventLoopLag = __nccwpck_require__(2300);
-const processHandles = __nccwpck_require__(7010);
-const processRequests = __nccwpck_require__(6268);
-const processResources = __nccwpck_require__(4100);
-const heapSizeAndUsed = __nccwpck_require__(333);
-const heapSpacesSizeAndUsed = __nccwpck_require__(8052);
-const version = __nccwpck_require__(1280);
-const gc = __nccwpck_require__(56);
+const processCpuTotal = __nccwpck_require__(8293);
+const processStartTime = __nccwpck_require__(8228);
+const osMemoryHeap = __nccwpck_require__(3981);
+const processOpenFileDescriptors = __nccwpck_require__(5217);
+const processMaxFileDescriptors = __nccwpck_require__(9655);
+const eventLoopLag = __nccwpck_require__(4460);
+const processHandles = __nccwpck_require__(5490);
+const processRequests = __nccwpck_require__(7439);
+const processResources = __nccwpck_require__(884);
+const heapSizeAndUsed = __nccwpck_require__(2365);
+const heapSpacesSizeAndUsed = __nccwpck_require__(3844);
+const version = __nccwpck_require__(3344);
+const gc = __nccwpck_require__(9336);
 
 const metrics = {
 	processCpuTotal,
@@ -1812,7 +1812,7 @@ module.exports.metricsList = metricsList;
 
 /***/ }),
 
-/***/ 4096:
+/***/ 9024:
 /***/ ((module) => {
 
 
@@ -1856,7 +1856,7 @@ module.exports = Exemplar;
 
 /***/ }),
 
-/***/ 7029:
+/***/ 7173:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /**
@@ -1873,9 +1873,9 @@ const {
 	hashObject,
 	isObject,
 	removeLabels,
-} = __nccwpck_require__(7604);
-const { validateLabel } = __nccwpck_require__(3075);
-const { Metric } = __nccwpck_require__(4316);
+} = __nccwpck_require__(9588);
+const { validateLabel } = __nccwpck_require__(1539);
+const { Metric } = __nccwpck_require__(2476);
 
 class Gauge extends Metric {
 	constructor(config) {
@@ -2036,7 +2036,7 @@ module.exports = Gauge;
 
 /***/ }),
 
-/***/ 2296:
+/***/ 5416:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /**
@@ -2051,10 +2051,10 @@ const {
 	isObject,
 	removeLabels,
 	nowTimestamp,
-} = __nccwpck_require__(7604);
-const { validateLabel } = __nccwpck_require__(3075);
-const { Metric } = __nccwpck_require__(4316);
-const Exemplar = __nccwpck_require__(4096);
+} = __nccwpck_require__(9588);
+const { validateLabel } = __nccwpck_require__(1539);
+const { Metric } = __nccwpck_require__(2476);
+const Exemplar = __nccwpck_require__(9024);
 
 class Histogram extends Metric {
 	constructor(config) {
@@ -2394,14 +2394,14 @@ module.exports = Histogram;
 
 /***/ }),
 
-/***/ 4316:
+/***/ 2476:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Registry = __nccwpck_require__(5483);
-const { isObject } = __nccwpck_require__(7604);
-const { validateMetricName, validateLabelName } = __nccwpck_require__(3075);
+const Registry = __nccwpck_require__(1627);
+const { isObject } = __nccwpck_require__(9588);
+const { validateMetricName, validateLabelName } = __nccwpck_require__(1539);
 
 /**
  * @abstract
@@ -2474,12 +2474,12 @@ module.exports = { Metric };
 
 /***/ }),
 
-/***/ 3380:
+/***/ 5924:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-const { Grouper, hashObject } = __nccwpck_require__(7604);
+const { Grouper, hashObject } = __nccwpck_require__(9588);
 
 /**
  * Returns a new function that applies the `aggregatorFn` to the values.
@@ -2562,12 +2562,12 @@ exports.aggregators = {
 
 /***/ }),
 
-/***/ 2300:
+/***/ 4460:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7029);
+const Gauge = __nccwpck_require__(7173);
 
 // Check if perf_hooks module is available
 let perf_hooks;
@@ -2712,11 +2712,11 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 56:
+/***/ 9336:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-const Histogram = __nccwpck_require__(2296);
+const Histogram = __nccwpck_require__(5416);
 
 let perf_hooks;
 
@@ -2777,13 +2777,13 @@ module.exports.metricNames = [NODEJS_GC_DURATION_SECONDS];
 
 /***/ }),
 
-/***/ 333:
+/***/ 2365:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7029);
-const safeMemoryUsage = __nccwpck_require__(6851);
+const Gauge = __nccwpck_require__(7173);
+const safeMemoryUsage = __nccwpck_require__(1315);
 
 const NODEJS_HEAP_SIZE_TOTAL = 'nodejs_heap_size_total_bytes';
 const NODEJS_HEAP_SIZE_USED = 'nodejs_heap_size_used_bytes';
@@ -2840,12 +2840,12 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 8052:
+/***/ 3844:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7029);
+const Gauge = __nccwpck_require__(7173);
 const v8 = __nccwpck_require__(1493);
 
 const METRICS = ['total', 'used', 'available'];
@@ -2904,7 +2904,7 @@ module.exports.metricNames = Object.values(NODEJS_HEAP_SIZE);
 
 /***/ }),
 
-/***/ 4221:
+/***/ 7965:
 /***/ ((module) => {
 
 
@@ -2943,7 +2943,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6851:
+/***/ 1315:
 /***/ ((module) => {
 
 
@@ -2962,14 +2962,14 @@ module.exports = safeMemoryUsage;
 
 /***/ }),
 
-/***/ 8349:
+/***/ 3981:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7029);
-const linuxVariant = __nccwpck_require__(3887);
-const safeMemoryUsage = __nccwpck_require__(6851);
+const Gauge = __nccwpck_require__(7173);
+const linuxVariant = __nccwpck_require__(7567);
+const safeMemoryUsage = __nccwpck_require__(1315);
 
 const PROCESS_RESIDENT_MEMORY = 'process_resident_memory_bytes';
 
@@ -3007,12 +3007,12 @@ module.exports.metricNames =
 
 /***/ }),
 
-/***/ 3887:
+/***/ 7567:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7029);
+const Gauge = __nccwpck_require__(7173);
 const fs = __nccwpck_require__(9896);
 
 const values = ['VmSize', 'VmRSS', 'VmData'];
@@ -3096,13 +3096,13 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 8821:
+/***/ 8293:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const OtelApi = __nccwpck_require__(7572);
-const Counter = __nccwpck_require__(225);
+const OtelApi = __nccwpck_require__(1408);
+const Counter = __nccwpck_require__(8606);
 
 const PROCESS_CPU_USER_SECONDS = 'process_cpu_user_seconds_total';
 const PROCESS_CPU_SYSTEM_SECONDS = 'process_cpu_system_seconds_total';
@@ -3191,14 +3191,14 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 7010:
+/***/ 5490:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { aggregateByObjectName } = __nccwpck_require__(4221);
-const { updateMetrics } = __nccwpck_require__(4221);
-const Gauge = __nccwpck_require__(7029);
+const { aggregateByObjectName } = __nccwpck_require__(7965);
+const { updateMetrics } = __nccwpck_require__(7965);
+const Gauge = __nccwpck_require__(7173);
 
 const NODEJS_ACTIVE_HANDLES = 'nodejs_active_handles';
 const NODEJS_ACTIVE_HANDLES_TOTAL = 'nodejs_active_handles_total';
@@ -3244,12 +3244,12 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 8263:
+/***/ 9655:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7029);
+const Gauge = __nccwpck_require__(7173);
 const fs = __nccwpck_require__(9896);
 
 const PROCESS_MAX_FDS = 'process_max_fds';
@@ -3296,12 +3296,12 @@ module.exports.metricNames = [PROCESS_MAX_FDS];
 
 /***/ }),
 
-/***/ 6177:
+/***/ 5217:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7029);
+const Gauge = __nccwpck_require__(7173);
 const fs = __nccwpck_require__(9896);
 const process = __nccwpck_require__(932);
 
@@ -3339,13 +3339,13 @@ module.exports.metricNames = [PROCESS_OPEN_FDS];
 
 /***/ }),
 
-/***/ 6268:
+/***/ 7439:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-const Gauge = __nccwpck_require__(7029);
-const { aggregateByObjectName } = __nccwpck_require__(4221);
-const { updateMetrics } = __nccwpck_require__(4221);
+const Gauge = __nccwpck_require__(7173);
+const { aggregateByObjectName } = __nccwpck_require__(7965);
+const { updateMetrics } = __nccwpck_require__(7965);
 
 const NODEJS_ACTIVE_REQUESTS = 'nodejs_active_requests';
 const NODEJS_ACTIVE_REQUESTS_TOTAL = 'nodejs_active_requests_total';
@@ -3391,12 +3391,12 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 4100:
+/***/ 884:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-const Gauge = __nccwpck_require__(7029);
-const { updateMetrics } = __nccwpck_require__(4221);
+const Gauge = __nccwpck_require__(7173);
+const { updateMetrics } = __nccwpck_require__(7965);
 
 const NODEJS_ACTIVE_RESOURCES = 'nodejs_active_resources';
 const NODEJS_ACTIVE_RESOURCES_TOTAL = 'nodejs_active_resources_total';
@@ -3455,12 +3455,12 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 3796:
+/***/ 8228:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7029);
+const Gauge = __nccwpck_require__(7173);
 const startInSeconds = Math.round(Date.now() / 1000 - process.uptime());
 
 const PROCESS_START_TIME = 'process_start_time_seconds';
@@ -3487,12 +3487,12 @@ module.exports.metricNames = [PROCESS_START_TIME];
 
 /***/ }),
 
-/***/ 1280:
+/***/ 3344:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7029);
+const Gauge = __nccwpck_require__(7173);
 const version = process.version;
 const versionSegments = version.slice(1).split('.').map(Number);
 
@@ -3527,7 +3527,7 @@ module.exports.metricNames = [NODE_VERSION_INFO];
 
 /***/ }),
 
-/***/ 4340:
+/***/ 7524:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -3536,7 +3536,7 @@ const url = __nccwpck_require__(7016);
 const http = __nccwpck_require__(8611);
 const https = __nccwpck_require__(5692);
 const { gzipSync } = __nccwpck_require__(3106);
-const { globalRegistry } = __nccwpck_require__(5483);
+const { globalRegistry } = __nccwpck_require__(1627);
 
 class Pushgateway {
 	constructor(gatewayUrl, options, registry) {
@@ -3670,12 +3670,12 @@ module.exports = Pushgateway;
 
 /***/ }),
 
-/***/ 5483:
+/***/ 1627:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { getValueAsString } = __nccwpck_require__(7604);
+const { getValueAsString } = __nccwpck_require__(9588);
 
 class Registry {
 	static get PROMETHEUS_CONTENT_TYPE() {
@@ -3919,7 +3919,7 @@ module.exports.globalRegistry = new Registry();
 
 /***/ }),
 
-/***/ 2534:
+/***/ 5910:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /**
@@ -3928,10 +3928,10 @@ module.exports.globalRegistry = new Registry();
 
 
 const util = __nccwpck_require__(9023);
-const { getLabels, hashObject, removeLabels } = __nccwpck_require__(7604);
-const { validateLabel } = __nccwpck_require__(3075);
-const { Metric } = __nccwpck_require__(4316);
-const timeWindowQuantiles = __nccwpck_require__(3079);
+const { getLabels, hashObject, removeLabels } = __nccwpck_require__(9588);
+const { validateLabel } = __nccwpck_require__(1539);
+const { Metric } = __nccwpck_require__(2476);
+const timeWindowQuantiles = __nccwpck_require__(7639);
 
 const DEFAULT_COMPRESS_COUNT = 1000; // every 1000 measurements
 
@@ -4134,12 +4134,12 @@ module.exports = Summary;
 
 /***/ }),
 
-/***/ 3079:
+/***/ 7639:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { TDigest } = __nccwpck_require__(4376);
+const { TDigest } = __nccwpck_require__(3528);
 
 class TimeWindowQuantiles {
 	constructor(maxAgeSeconds, ageBuckets) {
@@ -4208,7 +4208,7 @@ module.exports = TimeWindowQuantiles;
 
 /***/ }),
 
-/***/ 7604:
+/***/ 9588:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -4345,7 +4345,7 @@ exports.Grouper = Grouper;
 
 /***/ }),
 
-/***/ 3075:
+/***/ 1539:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -4379,7 +4379,7 @@ exports.validateLabel = function validateLabel(savedLabels, labels) {
 
 /***/ }),
 
-/***/ 6420:
+/***/ 6868:
 /***/ ((module) => {
 
 
@@ -4495,7 +4495,7 @@ function format(f, args, opts) {
 
 /***/ }),
 
-/***/ 1227:
+/***/ 7467:
 /***/ ((module, exports) => {
 
 
@@ -5127,7 +5127,7 @@ function configure (options) {
 
 /***/ }),
 
-/***/ 4376:
+/***/ 3528:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 //
@@ -5135,7 +5135,7 @@ function configure (options) {
 //
 // approximate distribution percentiles from a stream of reals
 //
-var RBTree = (__nccwpck_require__(5558).RBTree);
+var RBTree = (__nccwpck_require__(7750).RBTree);
 
 function TDigest(delta, K, CX) {
     // allocate a TDigest structure.
@@ -5527,22 +5527,22 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1671:
+/***/ 1367:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { version } = __nccwpck_require__(9341)
+const { version } = __nccwpck_require__(5847)
 const { EventEmitter } = __nccwpck_require__(4434)
 const { Worker } = __nccwpck_require__(8167)
 const { join } = __nccwpck_require__(6928)
 const { pathToFileURL } = __nccwpck_require__(7016)
-const { wait } = __nccwpck_require__(990)
+const { wait } = __nccwpck_require__(8862)
 const {
   WRITE_INDEX,
   READ_INDEX,
   SEQ_INDEX
-} = __nccwpck_require__(491)
+} = __nccwpck_require__(5835)
 const buffer = __nccwpck_require__(181)
 const assert = __nccwpck_require__(2613)
 
@@ -6237,7 +6237,7 @@ module.exports = ThreadStream
 
 /***/ }),
 
-/***/ 491:
+/***/ 5835:
 /***/ ((module) => {
 
 
@@ -6255,7 +6255,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 990:
+/***/ 8862:
 /***/ ((module) => {
 
 
@@ -6357,7 +6357,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 4094:
+/***/ 5294:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -6372,8 +6372,8 @@ var external_node_util_ = __nccwpck_require__(7975);
 var external_node_fs_ = __nccwpck_require__(3024);
 ;// CONCATENATED MODULE: external "node:fs/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
-// EXTERNAL MODULE: ../main/node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(3439);
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./src/server/exchange/slice-names.ts
 /**
  * Slice names, slice patterns and `${claim}` templates.
@@ -7100,7 +7100,7 @@ async function runAudit(argv, io = process) {
 const external_node_http_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http");
 ;// CONCATENATED MODULE: external "node:crypto"
 const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
-;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/lib/buffer_utils.js
+;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/buffer_utils.js
 const buffer_utils_encoder = new TextEncoder(), decoder = new TextDecoder(), strictDecoder = new TextDecoder("utf-8", { fatal: !0 }), UINT32_RANGE = (/* unused pure expression or super */ null && (2 ** 32));
 function concat(...buffers) {
   const size = buffers.reduce((acc, { length }) => acc + length, 0), buf = new Uint8Array(size);
@@ -7166,7 +7166,7 @@ async function digest(algorithm, data) {
 }
 
 
-;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/util/base64url.js
+;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/util/base64url.js
 
 const invalid = "The input to be decoded is not correctly encoded.";
 function decode(input) {
@@ -7181,7 +7181,7 @@ function base64url_encode(input) {
 }
 
 
-;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/util/errors.js
+;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/util/errors.js
 class JOSEError extends Error {
   static code = "ERR_JOSE_GENERIC";
   code = "ERR_JOSE_GENERIC";
@@ -7276,7 +7276,7 @@ class JWSSignatureVerificationFailed extends JOSEError {
 }
 
 
-;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/lib/key_descriptor.js
+;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/key_descriptor.js
 function table(entries) {
   const out = { __proto__: null };
   for (const alg in entries)
@@ -7285,7 +7285,7 @@ function table(entries) {
 }
 
 
-;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/lib/jws_algorithms.js
+;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/jws_algorithms.js
 
 
 const sig = [["verify"], ["sign"]];
@@ -7358,7 +7358,7 @@ function jwsAlgorithm(alg) {
 }
 
 
-;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/lib/validate.js
+;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/validate.js
 
 
 
@@ -7466,7 +7466,7 @@ function serializeJoseHeader(Err, header) {
 }
 
 
-;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/lib/key.js
+;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/key.js
 
 
 
@@ -7608,7 +7608,7 @@ async function rawKey(key, expected, usage, extractable = !1) {
 }
 
 
-;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/lib/jws_sign.js
+;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/jws_sign.js
 
 
 
@@ -7653,7 +7653,7 @@ async function createCompactSignature(payload, protectedHeader, crit, key, rejec
 }
 
 
-;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/lib/jwt_claims_set.js
+;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/jwt_claims_set.js
 
 
 
@@ -7799,7 +7799,7 @@ class JWTClaimsBuilder {
 }
 
 
-;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/jwt/sign.js
+;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/jwt/sign.js
 
 
 
@@ -7818,7 +7818,7 @@ class SignJWT extends SignJWT_base {
 }
 
 
-;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/lib/jws_verify.js
+;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/jws_verify.js
 
 
 
@@ -7902,7 +7902,7 @@ async function verifyCompact(jws, shared, key) {
 }
 
 
-;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/jwt/verify.js
+;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/jwt/verify.js
 
 
 
@@ -8146,7 +8146,7 @@ function identityFromClaims(issuerName, claims) {
     return identity;
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/jwks/local.js
+;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/jwks/local.js
 
 
 
@@ -8206,7 +8206,7 @@ function createLocalJWKSet(jwks) {
 }
 
 
-;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/jwks/remote.js
+;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/jwks/remote.js
 
 
 
@@ -8307,7 +8307,7 @@ function createRemoteJWKSet(url, options) {
 }
 
 
-;// CONCATENATED MODULE: ../main/node_modules/jose/dist/webapi/util/decode_jwt.js
+;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/util/decode_jwt.js
 
 
 
@@ -10314,8 +10314,8 @@ function createRouter(deps) {
     };
 }
 
-// EXTERNAL MODULE: ../main/node_modules/pino/pino.js
-var pino = __nccwpck_require__(4461);
+// EXTERNAL MODULE: ./node_modules/pino/pino.js
+var pino = __nccwpck_require__(5005);
 ;// CONCATENATED MODULE: ./src/server/log.ts
 /**
  * Structured JSON logs (pino). Requests are logged from an explicit allow-list of fields, and
@@ -10343,8 +10343,8 @@ function createLogger(destination, level = process.env.SLUICE_LOG_LEVEL ?? 'info
     return destination ? (0,pino.pino)(options, destination) : (0,pino.pino)(options);
 }
 
-// EXTERNAL MODULE: ../main/node_modules/prom-client/index.js
-var prom_client = __nccwpck_require__(7318);
+// EXTERNAL MODULE: ./node_modules/prom-client/index.js
+var prom_client = __nccwpck_require__(5222);
 ;// CONCATENATED MODULE: ./src/server/metrics.ts
 /** Prometheus metrics on a registry of the server's own (so two servers in one process don't mix). */
 
@@ -10867,11 +10867,11 @@ async function run(argv) {
 
 /***/ }),
 
-/***/ 9455:
+/***/ 9921:
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4094);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5294);
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
 
@@ -11041,15 +11041,15 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("zlib");
 
 /***/ }),
 
-/***/ 8749:
+/***/ 1245:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const errSerializer = __nccwpck_require__(4138)
-const errWithCauseSerializer = __nccwpck_require__(8045)
-const reqSerializers = __nccwpck_require__(3233)
-const resSerializers = __nccwpck_require__(5359)
+const errSerializer = __nccwpck_require__(4746)
+const errWithCauseSerializer = __nccwpck_require__(5037)
+const reqSerializers = __nccwpck_require__(7377)
+const resSerializers = __nccwpck_require__(6895)
 
 module.exports = {
   err: errSerializer,
@@ -11084,7 +11084,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1006:
+/***/ 1422:
 /***/ ((module) => {
 
 
@@ -11209,7 +11209,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4778:
+/***/ 1709:
 /***/ ((module) => {
 
 
@@ -11264,15 +11264,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8045:
+/***/ 5037:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 module.exports = errWithCauseSerializer
 
-const { isErrorLike } = __nccwpck_require__(1006)
-const { pinoErrProto, pinoErrorSymbols } = __nccwpck_require__(4778)
+const { isErrorLike } = __nccwpck_require__(1422)
+const { pinoErrProto, pinoErrorSymbols } = __nccwpck_require__(1709)
 const { seen } = pinoErrorSymbols
 
 const { toString } = Object.prototype
@@ -11319,15 +11319,15 @@ function errWithCauseSerializer (err) {
 
 /***/ }),
 
-/***/ 4138:
+/***/ 4746:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 module.exports = errSerializer
 
-const { messageWithCauses, stackWithCauses, isErrorLike } = __nccwpck_require__(1006)
-const { pinoErrProto, pinoErrorSymbols } = __nccwpck_require__(4778)
+const { messageWithCauses, stackWithCauses, isErrorLike } = __nccwpck_require__(1422)
+const { pinoErrProto, pinoErrorSymbols } = __nccwpck_require__(1709)
 const { seen } = pinoErrorSymbols
 
 const { toString } = Object.prototype
@@ -11371,7 +11371,7 @@ function errSerializer (err) {
 
 /***/ }),
 
-/***/ 3233:
+/***/ 7377:
 /***/ ((module) => {
 
 
@@ -11478,7 +11478,7 @@ function mapHttpRequest (req) {
 
 /***/ }),
 
-/***/ 5359:
+/***/ 6895:
 /***/ ((module) => {
 
 
@@ -11532,7 +11532,7 @@ function mapHttpResponse (res) {
 
 /***/ }),
 
-/***/ 3170:
+/***/ 450:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -11579,7 +11579,7 @@ module.exports = function getCallers () {
 
 /***/ }),
 
-/***/ 3208:
+/***/ 3256:
 /***/ ((module) => {
 
 /**
@@ -11614,7 +11614,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7530:
+/***/ 3114:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -11627,9 +11627,9 @@ const {
   formattersSym,
   hooksSym,
   levelCompSym
-} = __nccwpck_require__(1880)
-const { noop, genLog } = __nccwpck_require__(6454)
-const { DEFAULT_LEVELS, SORTING_ORDER } = __nccwpck_require__(3208)
+} = __nccwpck_require__(2520)
+const { noop, genLog } = __nccwpck_require__(2694)
+const { DEFAULT_LEVELS, SORTING_ORDER } = __nccwpck_require__(3256)
 
 const levelMethods = {
   fatal: (hook) => {
@@ -11862,7 +11862,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7108:
+/***/ 4052:
 /***/ ((module) => {
 
 
@@ -11872,13 +11872,13 @@ module.exports = { version: '10.4.0' }
 
 /***/ }),
 
-/***/ 3648:
+/***/ 112:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const metadata = Symbol.for('pino.metadata')
-const { DEFAULT_LEVELS } = __nccwpck_require__(3208)
+const { DEFAULT_LEVELS } = __nccwpck_require__(3256)
 
 const DEFAULT_INFO_LEVEL = DEFAULT_LEVELS.info
 
@@ -12090,7 +12090,7 @@ module.exports = multistream
 
 /***/ }),
 
-/***/ 3031:
+/***/ 1239:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -12123,7 +12123,7 @@ const {
   stringifiersSym,
   msgPrefixSym,
   hooksSym
-} = __nccwpck_require__(1880)
+} = __nccwpck_require__(2520)
 const {
   getLevel,
   setLevel,
@@ -12132,18 +12132,18 @@ const {
   initialLsCache,
   genLsCache,
   assertNoLevelCollisions
-} = __nccwpck_require__(7530)
+} = __nccwpck_require__(3114)
 const {
   asChindings,
   asJson,
   buildFormatters,
   stringify,
   noop
-} = __nccwpck_require__(6454)
+} = __nccwpck_require__(2694)
 const {
   version
-} = __nccwpck_require__(7108)
-const redaction = __nccwpck_require__(4488)
+} = __nccwpck_require__(4052)
+const redaction = __nccwpck_require__(9096)
 
 // note: use of class is satirical
 // https://github.com/pinojs/pino/pull/433#pullrequestreview-127703127
@@ -12353,13 +12353,13 @@ function flush (cb) {
 
 /***/ }),
 
-/***/ 4488:
+/***/ 9096:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Redact = __nccwpck_require__(921)
-const { redactFmtSym, wildcardFirstSym } = __nccwpck_require__(1880)
+const Redact = __nccwpck_require__(7769)
+const { redactFmtSym, wildcardFirstSym } = __nccwpck_require__(2520)
 
 // Custom rx regex equivalent to fast-redact's rx
 const rx = /[^.[\]]+|\[([^[\]]*?)\]/g
@@ -12479,7 +12479,7 @@ module.exports = redaction
 
 /***/ }),
 
-/***/ 1880:
+/***/ 2520:
 /***/ ((module) => {
 
 
@@ -12562,7 +12562,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 336:
+/***/ 4416:
 /***/ ((module) => {
 
 
@@ -12608,7 +12608,7 @@ module.exports = { nullTime, epochTime, unixTime, isoTime, isoTimeNano }
 
 /***/ }),
 
-/***/ 6454:
+/***/ 2694:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -12616,10 +12616,10 @@ module.exports = { nullTime, epochTime, unixTime, isoTime, isoTimeNano }
 /* eslint no-prototype-builtins: 0 */
 
 const diagChan = __nccwpck_require__(3053)
-const format = __nccwpck_require__(6420)
-const { mapHttpRequest, mapHttpResponse } = __nccwpck_require__(8749)
-const SonicBoom = __nccwpck_require__(9533)
-const onExit = __nccwpck_require__(1921)
+const format = __nccwpck_require__(6868)
+const { mapHttpRequest, mapHttpResponse } = __nccwpck_require__(1245)
+const SonicBoom = __nccwpck_require__(1037)
+const onExit = __nccwpck_require__(9761)
 const {
   lsCacheSym,
   chindingsSym,
@@ -12637,9 +12637,9 @@ const {
   errorKeySym,
   nestedKeyStrSym,
   msgPrefixSym
-} = __nccwpck_require__(1880)
+} = __nccwpck_require__(2520)
 const { isMainThread } = __nccwpck_require__(8167)
-const transport = __nccwpck_require__(1708)
+const transport = __nccwpck_require__(4124)
 const [nodeMajor] = process.versions.node.split('.').map(v => Number(v))
 
 const asJsonChan = diagChan.tracingChannel('pino_asJson')
@@ -13042,21 +13042,21 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1708:
+/***/ 4124:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { createRequire } = __nccwpck_require__(3339)
 const { existsSync } = __nccwpck_require__(3024)
-const getCallers = __nccwpck_require__(3170)
+const getCallers = __nccwpck_require__(450)
 const { join, isAbsolute, sep } = __nccwpck_require__(6760)
 const { fileURLToPath } = __nccwpck_require__(3136)
-const sleep = __nccwpck_require__(2015)
-const onExit = __nccwpck_require__(1921)
-const ThreadStream = __nccwpck_require__(1671)
+const sleep = __nccwpck_require__(479)
+const onExit = __nccwpck_require__(9761)
+const ThreadStream = __nccwpck_require__(1367)
 
-const { transportUsesMultistreamSym } = __nccwpck_require__(1880)
+const { transportUsesMultistreamSym } = __nccwpck_require__(2520)
 
 function setupOnExit (stream) {
   // This is leak free, it does not leave event handlers
@@ -13351,21 +13351,21 @@ module.exports = transport
 
 /***/ }),
 
-/***/ 4461:
+/***/ 5005:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const os = __nccwpck_require__(8161)
-const stdSerializers = __nccwpck_require__(8749)
-const caller = __nccwpck_require__(3170)
-const redaction = __nccwpck_require__(4488)
-const time = __nccwpck_require__(336)
-const proto = __nccwpck_require__(3031)
-const symbols = __nccwpck_require__(1880)
-const { configure } = __nccwpck_require__(1227)
-const { assertDefaultLevelFound, mappings, genLsCache, genLevelComparison, assertLevelComparison } = __nccwpck_require__(7530)
-const { DEFAULT_LEVELS, SORTING_ORDER } = __nccwpck_require__(3208)
+const stdSerializers = __nccwpck_require__(1245)
+const caller = __nccwpck_require__(450)
+const redaction = __nccwpck_require__(9096)
+const time = __nccwpck_require__(4416)
+const proto = __nccwpck_require__(1239)
+const symbols = __nccwpck_require__(2520)
+const { configure } = __nccwpck_require__(7467)
+const { assertDefaultLevelFound, mappings, genLsCache, genLevelComparison, assertLevelComparison } = __nccwpck_require__(3114)
+const { DEFAULT_LEVELS, SORTING_ORDER } = __nccwpck_require__(3256)
 const {
   createArgsNormalizer,
   asChindings,
@@ -13374,8 +13374,8 @@ const {
   stringify,
   normalizeDestFileDescriptor,
   noop
-} = __nccwpck_require__(6454)
-const { version } = __nccwpck_require__(7108)
+} = __nccwpck_require__(2694)
+const { version } = __nccwpck_require__(4052)
 const {
   chindingsSym,
   redactFmtSym,
@@ -13601,8 +13601,8 @@ module.exports.destination = (dest = process.stdout.fd) => {
   }
 }
 
-module.exports.transport = __nccwpck_require__(1708)
-module.exports.multistream = __nccwpck_require__(3648)
+module.exports.transport = __nccwpck_require__(4124)
+module.exports.multistream = __nccwpck_require__(112)
 
 module.exports.levels = mappings()
 module.exports.stdSerializers = serializers
@@ -13617,7 +13617,7 @@ module.exports.pino = pino
 
 /***/ }),
 
-/***/ 9533:
+/***/ 1037:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -13626,7 +13626,7 @@ const fs = __nccwpck_require__(9896)
 const EventEmitter = __nccwpck_require__(4434)
 const inherits = (__nccwpck_require__(9023).inherits)
 const path = __nccwpck_require__(6928)
-const sleep = __nccwpck_require__(2015)
+const sleep = __nccwpck_require__(479)
 const assert = __nccwpck_require__(2613)
 
 const BUSY_WRITE_TIMEOUT = 100
@@ -14357,18 +14357,18 @@ module.exports = SonicBoom
 
 /***/ }),
 
-/***/ 2197:
+/***/ 7349:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
-var YAMLMap = __nccwpck_require__(5462);
-var YAMLSeq = __nccwpck_require__(6831);
-var resolveBlockMap = __nccwpck_require__(143);
-var resolveBlockSeq = __nccwpck_require__(1854);
-var resolveFlowCollection = __nccwpck_require__(9030);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
+var YAMLMap = __nccwpck_require__(4454);
+var YAMLSeq = __nccwpck_require__(2223);
+var resolveBlockMap = __nccwpck_require__(7103);
+var resolveBlockSeq = __nccwpck_require__(334);
+var resolveFlowCollection = __nccwpck_require__(3142);
 
 function resolveCollection(CN, ctx, token, onError, tagName, tag) {
     const coll = token.type === 'block-map'
@@ -14454,15 +14454,15 @@ exports.composeCollection = composeCollection;
 
 /***/ }),
 
-/***/ 83:
+/***/ 3683:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Document = __nccwpck_require__(573);
-var composeNode = __nccwpck_require__(4961);
-var resolveEnd = __nccwpck_require__(1020);
-var resolveProps = __nccwpck_require__(775);
+var Document = __nccwpck_require__(3021);
+var composeNode = __nccwpck_require__(5937);
+var resolveEnd = __nccwpck_require__(7788);
+var resolveProps = __nccwpck_require__(4631);
 
 function composeDoc(options, directives, { offset, start, value, end }, onError) {
     const opts = Object.assign({ _directives: directives }, options);
@@ -14506,17 +14506,17 @@ exports.composeDoc = composeDoc;
 
 /***/ }),
 
-/***/ 4961:
+/***/ 5937:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(7105);
-var identity = __nccwpck_require__(4919);
-var composeCollection = __nccwpck_require__(2197);
-var composeScalar = __nccwpck_require__(3573);
-var resolveEnd = __nccwpck_require__(1020);
-var utilEmptyScalarPosition = __nccwpck_require__(8407);
+var Alias = __nccwpck_require__(4065);
+var identity = __nccwpck_require__(1127);
+var composeCollection = __nccwpck_require__(7349);
+var composeScalar = __nccwpck_require__(5413);
+var resolveEnd = __nccwpck_require__(7788);
+var utilEmptyScalarPosition = __nccwpck_require__(2599);
 
 const CN = { composeNode, composeEmptyNode };
 function composeNode(ctx, token, props, onError) {
@@ -14625,15 +14625,15 @@ exports.composeNode = composeNode;
 
 /***/ }),
 
-/***/ 3573:
+/***/ 5413:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
-var resolveBlockScalar = __nccwpck_require__(5089);
-var resolveFlowScalar = __nccwpck_require__(5882);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
+var resolveBlockScalar = __nccwpck_require__(8913);
+var resolveFlowScalar = __nccwpck_require__(6842);
 
 function composeScalar(ctx, token, tagToken, onError) {
     const { value, type, comment, range } = token.type === 'block-scalar'
@@ -14720,18 +14720,18 @@ exports.composeScalar = composeScalar;
 
 /***/ }),
 
-/***/ 3104:
+/***/ 9984:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_process = __nccwpck_require__(932);
-var directives = __nccwpck_require__(2606);
-var Document = __nccwpck_require__(573);
-var errors = __nccwpck_require__(152);
-var identity = __nccwpck_require__(4919);
-var composeDoc = __nccwpck_require__(83);
-var resolveEnd = __nccwpck_require__(1020);
+var directives = __nccwpck_require__(1342);
+var Document = __nccwpck_require__(3021);
+var errors = __nccwpck_require__(1464);
+var identity = __nccwpck_require__(1127);
+var composeDoc = __nccwpck_require__(3683);
+var resolveEnd = __nccwpck_require__(7788);
 
 function getErrorPos(src) {
     if (typeof src === 'number')
@@ -14951,17 +14951,17 @@ exports.Composer = Composer;
 
 /***/ }),
 
-/***/ 143:
+/***/ 7103:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Pair = __nccwpck_require__(5773);
-var YAMLMap = __nccwpck_require__(5462);
-var resolveProps = __nccwpck_require__(775);
-var utilContainsNewline = __nccwpck_require__(4283);
-var utilFlowIndentCheck = __nccwpck_require__(1795);
-var utilMapIncludes = __nccwpck_require__(1091);
+var Pair = __nccwpck_require__(7165);
+var YAMLMap = __nccwpck_require__(4454);
+var resolveProps = __nccwpck_require__(4631);
+var utilContainsNewline = __nccwpck_require__(9499);
+var utilFlowIndentCheck = __nccwpck_require__(4051);
+var utilMapIncludes = __nccwpck_require__(1187);
 
 const startColMsg = 'All mapping items must start at the same column';
 function resolveBlockMap({ composeNode, composeEmptyNode }, ctx, bm, onError, tag) {
@@ -15075,12 +15075,12 @@ exports.resolveBlockMap = resolveBlockMap;
 
 /***/ }),
 
-/***/ 5089:
+/***/ 8913:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
+var Scalar = __nccwpck_require__(3301);
 
 function resolveBlockScalar(ctx, scalar, onError) {
     const start = scalar.offset;
@@ -15282,14 +15282,14 @@ exports.resolveBlockScalar = resolveBlockScalar;
 
 /***/ }),
 
-/***/ 1854:
+/***/ 334:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var YAMLSeq = __nccwpck_require__(6831);
-var resolveProps = __nccwpck_require__(775);
-var utilFlowIndentCheck = __nccwpck_require__(1795);
+var YAMLSeq = __nccwpck_require__(2223);
+var resolveProps = __nccwpck_require__(4631);
+var utilFlowIndentCheck = __nccwpck_require__(4051);
 
 function resolveBlockSeq({ composeNode, composeEmptyNode }, ctx, bs, onError, tag) {
     const NodeClass = tag?.nodeClass ?? YAMLSeq.YAMLSeq;
@@ -15340,7 +15340,7 @@ exports.resolveBlockSeq = resolveBlockSeq;
 
 /***/ }),
 
-/***/ 1020:
+/***/ 7788:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -15386,19 +15386,19 @@ exports.resolveEnd = resolveEnd;
 
 /***/ }),
 
-/***/ 9030:
+/***/ 3142:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var YAMLMap = __nccwpck_require__(5462);
-var YAMLSeq = __nccwpck_require__(6831);
-var resolveEnd = __nccwpck_require__(1020);
-var resolveProps = __nccwpck_require__(775);
-var utilContainsNewline = __nccwpck_require__(4283);
-var utilMapIncludes = __nccwpck_require__(1091);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var YAMLMap = __nccwpck_require__(4454);
+var YAMLSeq = __nccwpck_require__(2223);
+var resolveEnd = __nccwpck_require__(7788);
+var resolveProps = __nccwpck_require__(4631);
+var utilContainsNewline = __nccwpck_require__(9499);
+var utilMapIncludes = __nccwpck_require__(1187);
 
 const blockMsg = 'Block collections are not allowed within flow collections';
 const isBlock = (token) => token && (token.type === 'block-map' || token.type === 'block-seq');
@@ -15602,13 +15602,13 @@ exports.resolveFlowCollection = resolveFlowCollection;
 
 /***/ }),
 
-/***/ 5882:
+/***/ 6842:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
-var resolveEnd = __nccwpck_require__(1020);
+var Scalar = __nccwpck_require__(3301);
+var resolveEnd = __nccwpck_require__(7788);
 
 function resolveFlowScalar(scalar, strict, onError) {
     const { offset, type, source, end } = scalar;
@@ -15837,7 +15837,7 @@ exports.resolveFlowScalar = resolveFlowScalar;
 
 /***/ }),
 
-/***/ 775:
+/***/ 4631:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -15992,7 +15992,7 @@ exports.resolveProps = resolveProps;
 
 /***/ }),
 
-/***/ 4283:
+/***/ 9499:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -16035,7 +16035,7 @@ exports.containsNewline = containsNewline;
 
 /***/ }),
 
-/***/ 8407:
+/***/ 2599:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -16070,12 +16070,12 @@ exports.emptyScalarPosition = emptyScalarPosition;
 
 /***/ }),
 
-/***/ 1795:
+/***/ 4051:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var utilContainsNewline = __nccwpck_require__(4283);
+var utilContainsNewline = __nccwpck_require__(9499);
 
 function flowIndentCheck(indent, fc, onError) {
     if (fc?.type === 'flow-collection') {
@@ -16094,12 +16094,12 @@ exports.flowIndentCheck = flowIndentCheck;
 
 /***/ }),
 
-/***/ 1091:
+/***/ 1187:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
+var identity = __nccwpck_require__(1127);
 
 function mapIncludes(ctx, items, search) {
     const { uniqueKeys } = ctx.options;
@@ -16116,22 +16116,22 @@ exports.mapIncludes = mapIncludes;
 
 /***/ }),
 
-/***/ 573:
+/***/ 3021:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(7105);
-var Collection = __nccwpck_require__(4661);
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var toJS = __nccwpck_require__(3899);
-var Schema = __nccwpck_require__(8224);
-var stringifyDocument = __nccwpck_require__(2285);
-var anchors = __nccwpck_require__(9196);
-var applyReviver = __nccwpck_require__(909);
-var createNode = __nccwpck_require__(1732);
-var directives = __nccwpck_require__(2606);
+var Alias = __nccwpck_require__(4065);
+var Collection = __nccwpck_require__(101);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var toJS = __nccwpck_require__(4043);
+var Schema = __nccwpck_require__(5840);
+var stringifyDocument = __nccwpck_require__(6829);
+var anchors = __nccwpck_require__(1596);
+var applyReviver = __nccwpck_require__(3661);
+var createNode = __nccwpck_require__(2404);
+var directives = __nccwpck_require__(1342);
 
 class Document {
     constructor(value, replacer, options) {
@@ -16460,13 +16460,13 @@ exports.Document = Document;
 
 /***/ }),
 
-/***/ 9196:
+/***/ 1596:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var visit = __nccwpck_require__(2588);
+var identity = __nccwpck_require__(1127);
+var visit = __nccwpck_require__(204);
 
 /**
  * Verify that the input string is a valid anchor.
@@ -16543,7 +16543,7 @@ exports.findNewAnchor = findNewAnchor;
 
 /***/ }),
 
-/***/ 909:
+/***/ 3661:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -16607,14 +16607,14 @@ exports.applyReviver = applyReviver;
 
 /***/ }),
 
-/***/ 1732:
+/***/ 2404:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(7105);
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
+var Alias = __nccwpck_require__(4065);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
 
 const defaultTagPrefix = 'tag:yaml.org,2002:';
 function findTagObject(value, tagName, tags) {
@@ -16704,13 +16704,13 @@ exports.createNode = createNode;
 
 /***/ }),
 
-/***/ 2606:
+/***/ 1342:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var visit = __nccwpck_require__(2588);
+var identity = __nccwpck_require__(1127);
+var visit = __nccwpck_require__(204);
 
 const escapeChars = {
     '!': '%21',
@@ -16889,7 +16889,7 @@ exports.Directives = Directives;
 
 /***/ }),
 
-/***/ 152:
+/***/ 1464:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -16958,28 +16958,28 @@ exports.prettifyError = prettifyError;
 
 /***/ }),
 
-/***/ 3439:
+/***/ 8815:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
 
 
-var composer = __nccwpck_require__(3104);
-var Document = __nccwpck_require__(573);
-var Schema = __nccwpck_require__(8224);
-var errors = __nccwpck_require__(152);
-var Alias = __nccwpck_require__(7105);
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var Scalar = __nccwpck_require__(389);
-var YAMLMap = __nccwpck_require__(5462);
-var YAMLSeq = __nccwpck_require__(6831);
-var cst = __nccwpck_require__(9877);
-var lexer = __nccwpck_require__(5145);
-var lineCounter = __nccwpck_require__(1460);
-var parser = __nccwpck_require__(2064);
-var publicApi = __nccwpck_require__(4543);
-var visit = __nccwpck_require__(2588);
+var composer = __nccwpck_require__(9984);
+var Document = __nccwpck_require__(3021);
+var Schema = __nccwpck_require__(5840);
+var errors = __nccwpck_require__(1464);
+var Alias = __nccwpck_require__(4065);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var Scalar = __nccwpck_require__(3301);
+var YAMLMap = __nccwpck_require__(4454);
+var YAMLSeq = __nccwpck_require__(2223);
+var cst = __nccwpck_require__(3461);
+var lexer = __nccwpck_require__(361);
+var lineCounter = __nccwpck_require__(6628);
+var parser = __nccwpck_require__(3456);
+var publicApi = __nccwpck_require__(4047);
+var visit = __nccwpck_require__(204);
 
 
 
@@ -17016,7 +17016,7 @@ __webpack_unused_export__ = visit.visitAsync;
 
 /***/ }),
 
-/***/ 7297:
+/***/ 7249:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -17042,16 +17042,16 @@ exports.warn = warn;
 
 /***/ }),
 
-/***/ 7105:
+/***/ 4065:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var anchors = __nccwpck_require__(9196);
-var visit = __nccwpck_require__(2588);
-var identity = __nccwpck_require__(4919);
-var Node = __nccwpck_require__(4833);
-var toJS = __nccwpck_require__(3899);
+var anchors = __nccwpck_require__(1596);
+var visit = __nccwpck_require__(204);
+var identity = __nccwpck_require__(1127);
+var Node = __nccwpck_require__(6673);
+var toJS = __nccwpck_require__(4043);
 
 class Alias extends Node.NodeBase {
     constructor(source) {
@@ -17169,14 +17169,14 @@ exports.Alias = Alias;
 
 /***/ }),
 
-/***/ 4661:
+/***/ 101:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(1732);
-var identity = __nccwpck_require__(4919);
-var Node = __nccwpck_require__(4833);
+var createNode = __nccwpck_require__(2404);
+var identity = __nccwpck_require__(1127);
+var Node = __nccwpck_require__(6673);
 
 function collectionFromPath(schema, path, value) {
     let v = value;
@@ -17327,14 +17327,14 @@ exports.isEmptyPath = isEmptyPath;
 
 /***/ }),
 
-/***/ 4833:
+/***/ 6673:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var applyReviver = __nccwpck_require__(909);
-var identity = __nccwpck_require__(4919);
-var toJS = __nccwpck_require__(3899);
+var applyReviver = __nccwpck_require__(3661);
+var identity = __nccwpck_require__(1127);
+var toJS = __nccwpck_require__(4043);
 
 class NodeBase {
     constructor(type) {
@@ -17374,15 +17374,15 @@ exports.NodeBase = NodeBase;
 
 /***/ }),
 
-/***/ 5773:
+/***/ 7165:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(1732);
-var stringifyPair = __nccwpck_require__(7764);
-var addPairToJSMap = __nccwpck_require__(8768);
-var identity = __nccwpck_require__(4919);
+var createNode = __nccwpck_require__(2404);
+var stringifyPair = __nccwpck_require__(9748);
+var addPairToJSMap = __nccwpck_require__(7104);
+var identity = __nccwpck_require__(1127);
 
 function createPair(key, value, ctx) {
     const k = createNode.createNode(key, undefined, ctx);
@@ -17420,14 +17420,14 @@ exports.createPair = createPair;
 
 /***/ }),
 
-/***/ 389:
+/***/ 3301:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Node = __nccwpck_require__(4833);
-var toJS = __nccwpck_require__(3899);
+var identity = __nccwpck_require__(1127);
+var Node = __nccwpck_require__(6673);
+var toJS = __nccwpck_require__(4043);
 
 const isScalarValue = (value) => !value || (typeof value !== 'function' && typeof value !== 'object');
 class Scalar extends Node.NodeBase {
@@ -17454,17 +17454,17 @@ exports.isScalarValue = isScalarValue;
 
 /***/ }),
 
-/***/ 5462:
+/***/ 4454:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyCollection = __nccwpck_require__(4156);
-var addPairToJSMap = __nccwpck_require__(8768);
-var Collection = __nccwpck_require__(4661);
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var Scalar = __nccwpck_require__(389);
+var stringifyCollection = __nccwpck_require__(1212);
+var addPairToJSMap = __nccwpck_require__(7104);
+var Collection = __nccwpck_require__(101);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var Scalar = __nccwpck_require__(3301);
 
 function findPair(items, key) {
     const k = identity.isScalar(key) ? key.value : key;
@@ -17608,17 +17608,17 @@ exports.findPair = findPair;
 
 /***/ }),
 
-/***/ 6831:
+/***/ 2223:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(1732);
-var stringifyCollection = __nccwpck_require__(4156);
-var Collection = __nccwpck_require__(4661);
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
-var toJS = __nccwpck_require__(3899);
+var createNode = __nccwpck_require__(2404);
+var stringifyCollection = __nccwpck_require__(1212);
+var Collection = __nccwpck_require__(101);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
+var toJS = __nccwpck_require__(4043);
 
 class YAMLSeq extends Collection.Collection {
     static get tagName() {
@@ -17730,16 +17730,16 @@ exports.YAMLSeq = YAMLSeq;
 
 /***/ }),
 
-/***/ 8768:
+/***/ 7104:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var log = __nccwpck_require__(7297);
-var merge = __nccwpck_require__(9380);
-var stringify = __nccwpck_require__(9300);
-var identity = __nccwpck_require__(4919);
-var toJS = __nccwpck_require__(3899);
+var log = __nccwpck_require__(7249);
+var merge = __nccwpck_require__(452);
+var stringify = __nccwpck_require__(2148);
+var identity = __nccwpck_require__(1127);
+var toJS = __nccwpck_require__(4043);
 
 function addPairToJSMap(ctx, map, { key, value }) {
     if (identity.isNode(key) && key.addToJSMap)
@@ -17802,7 +17802,7 @@ exports.addPairToJSMap = addPairToJSMap;
 
 /***/ }),
 
-/***/ 4919:
+/***/ 1127:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -17862,12 +17862,12 @@ exports.isSeq = isSeq;
 
 /***/ }),
 
-/***/ 3899:
+/***/ 4043:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
+var identity = __nccwpck_require__(1127);
 
 /**
  * Recursively convert any node or its contents to native JavaScript
@@ -17908,15 +17908,15 @@ exports.toJS = toJS;
 
 /***/ }),
 
-/***/ 334:
+/***/ 110:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var resolveBlockScalar = __nccwpck_require__(5089);
-var resolveFlowScalar = __nccwpck_require__(5882);
-var errors = __nccwpck_require__(152);
-var stringifyString = __nccwpck_require__(1773);
+var resolveBlockScalar = __nccwpck_require__(8913);
+var resolveFlowScalar = __nccwpck_require__(6842);
+var errors = __nccwpck_require__(1464);
+var stringifyString = __nccwpck_require__(3069);
 
 function resolveAsScalar(token, strict = true, onError) {
     if (token) {
@@ -18133,7 +18133,7 @@ exports.setScalarValue = setScalarValue;
 
 /***/ }),
 
-/***/ 3701:
+/***/ 1733:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -18203,7 +18203,7 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 5235:
+/***/ 7715:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -18309,14 +18309,14 @@ exports.visit = visit;
 
 /***/ }),
 
-/***/ 9877:
+/***/ 3461:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var cstScalar = __nccwpck_require__(334);
-var cstStringify = __nccwpck_require__(3701);
-var cstVisit = __nccwpck_require__(5235);
+var cstScalar = __nccwpck_require__(110);
+var cstStringify = __nccwpck_require__(1733);
+var cstVisit = __nccwpck_require__(7715);
 
 /** The byte order mark */
 const BOM = '\u{FEFF}';
@@ -18428,12 +18428,12 @@ exports.tokenType = tokenType;
 
 /***/ }),
 
-/***/ 5145:
+/***/ 361:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var cst = __nccwpck_require__(9877);
+var cst = __nccwpck_require__(3461);
 
 /*
 START -> stream
@@ -19158,7 +19158,7 @@ exports.Lexer = Lexer;
 
 /***/ }),
 
-/***/ 1460:
+/***/ 6628:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -19206,14 +19206,14 @@ exports.LineCounter = LineCounter;
 
 /***/ }),
 
-/***/ 2064:
+/***/ 3456:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_process = __nccwpck_require__(932);
-var cst = __nccwpck_require__(9877);
-var lexer = __nccwpck_require__(5145);
+var cst = __nccwpck_require__(3461);
+var lexer = __nccwpck_require__(361);
 
 function includesToken(list, type) {
     for (let i = 0; i < list.length; ++i)
@@ -20193,18 +20193,18 @@ exports.Parser = Parser;
 
 /***/ }),
 
-/***/ 4543:
+/***/ 4047:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var composer = __nccwpck_require__(3104);
-var Document = __nccwpck_require__(573);
-var errors = __nccwpck_require__(152);
-var log = __nccwpck_require__(7297);
-var identity = __nccwpck_require__(4919);
-var lineCounter = __nccwpck_require__(1460);
-var parser = __nccwpck_require__(2064);
+var composer = __nccwpck_require__(9984);
+var Document = __nccwpck_require__(3021);
+var errors = __nccwpck_require__(1464);
+var log = __nccwpck_require__(7249);
+var identity = __nccwpck_require__(1127);
+var lineCounter = __nccwpck_require__(6628);
+var parser = __nccwpck_require__(3456);
 
 function parseOptions(options) {
     const prettyErrors = options.prettyErrors !== false;
@@ -20307,16 +20307,16 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 8224:
+/***/ 5840:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var map = __nccwpck_require__(4043);
-var seq = __nccwpck_require__(7562);
-var string = __nccwpck_require__(4704);
-var tags = __nccwpck_require__(6178);
+var identity = __nccwpck_require__(1127);
+var map = __nccwpck_require__(7451);
+var seq = __nccwpck_require__(1706);
+var string = __nccwpck_require__(6464);
+var tags = __nccwpck_require__(18);
 
 const sortMapEntriesByKey = (a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 class Schema {
@@ -20353,13 +20353,13 @@ exports.Schema = Schema;
 
 /***/ }),
 
-/***/ 4043:
+/***/ 7451:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var YAMLMap = __nccwpck_require__(5462);
+var identity = __nccwpck_require__(1127);
+var YAMLMap = __nccwpck_require__(4454);
 
 const map = {
     collection: 'map',
@@ -20379,12 +20379,12 @@ exports.map = map;
 
 /***/ }),
 
-/***/ 5632:
+/***/ 3632:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
+var Scalar = __nccwpck_require__(3301);
 
 const nullTag = {
     identify: value => value == null,
@@ -20403,13 +20403,13 @@ exports.nullTag = nullTag;
 
 /***/ }),
 
-/***/ 7562:
+/***/ 1706:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var YAMLSeq = __nccwpck_require__(6831);
+var identity = __nccwpck_require__(1127);
+var YAMLSeq = __nccwpck_require__(2223);
 
 const seq = {
     collection: 'seq',
@@ -20429,12 +20429,12 @@ exports.seq = seq;
 
 /***/ }),
 
-/***/ 4704:
+/***/ 6464:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyString = __nccwpck_require__(1773);
+var stringifyString = __nccwpck_require__(3069);
 
 const string = {
     identify: value => typeof value === 'string',
@@ -20452,12 +20452,12 @@ exports.string = string;
 
 /***/ }),
 
-/***/ 4359:
+/***/ 3959:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
+var Scalar = __nccwpck_require__(3301);
 
 const boolTag = {
     identify: value => typeof value === 'boolean',
@@ -20480,13 +20480,13 @@ exports.boolTag = boolTag;
 
 /***/ }),
 
-/***/ 6229:
+/***/ 8405:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
-var stringifyNumber = __nccwpck_require__(3569);
+var Scalar = __nccwpck_require__(3301);
+var stringifyNumber = __nccwpck_require__(8689);
 
 const floatNaN = {
     identify: value => typeof value === 'number',
@@ -20534,12 +20534,12 @@ exports.floatNaN = floatNaN;
 
 /***/ }),
 
-/***/ 7602:
+/***/ 9874:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(3569);
+var stringifyNumber = __nccwpck_require__(8689);
 
 const intIdentify = (value) => typeof value === 'bigint' || Number.isInteger(value);
 const intResolve = (str, offset, radix, { intAsBigInt }) => (intAsBigInt ? BigInt(str) : parseInt(str.substring(offset), radix));
@@ -20583,18 +20583,18 @@ exports.intOct = intOct;
 
 /***/ }),
 
-/***/ 7904:
+/***/ 896:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(4043);
-var _null = __nccwpck_require__(5632);
-var seq = __nccwpck_require__(7562);
-var string = __nccwpck_require__(4704);
-var bool = __nccwpck_require__(4359);
-var float = __nccwpck_require__(6229);
-var int = __nccwpck_require__(7602);
+var map = __nccwpck_require__(7451);
+var _null = __nccwpck_require__(3632);
+var seq = __nccwpck_require__(1706);
+var string = __nccwpck_require__(6464);
+var bool = __nccwpck_require__(3959);
+var float = __nccwpck_require__(8405);
+var int = __nccwpck_require__(9874);
 
 const schema = [
     map.map,
@@ -20615,14 +20615,14 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 8647:
+/***/ 3559:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
-var map = __nccwpck_require__(4043);
-var seq = __nccwpck_require__(7562);
+var Scalar = __nccwpck_require__(3301);
+var map = __nccwpck_require__(7451);
+var seq = __nccwpck_require__(1706);
 
 function intIdentify(value) {
     return typeof value === 'bigint' || Number.isInteger(value);
@@ -20686,27 +20686,27 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 6178:
+/***/ 18:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(4043);
-var _null = __nccwpck_require__(5632);
-var seq = __nccwpck_require__(7562);
-var string = __nccwpck_require__(4704);
-var bool = __nccwpck_require__(4359);
-var float = __nccwpck_require__(6229);
-var int = __nccwpck_require__(7602);
-var schema = __nccwpck_require__(7904);
-var schema$1 = __nccwpck_require__(8647);
-var binary = __nccwpck_require__(4355);
-var merge = __nccwpck_require__(9380);
-var omap = __nccwpck_require__(6431);
-var pairs = __nccwpck_require__(9281);
-var schema$2 = __nccwpck_require__(3081);
-var set = __nccwpck_require__(2504);
-var timestamp = __nccwpck_require__(4960);
+var map = __nccwpck_require__(7451);
+var _null = __nccwpck_require__(3632);
+var seq = __nccwpck_require__(1706);
+var string = __nccwpck_require__(6464);
+var bool = __nccwpck_require__(3959);
+var float = __nccwpck_require__(8405);
+var int = __nccwpck_require__(9874);
+var schema = __nccwpck_require__(896);
+var schema$1 = __nccwpck_require__(3559);
+var binary = __nccwpck_require__(6083);
+var merge = __nccwpck_require__(452);
+var omap = __nccwpck_require__(303);
+var pairs = __nccwpck_require__(8385);
+var schema$2 = __nccwpck_require__(5913);
+var set = __nccwpck_require__(1528);
+var timestamp = __nccwpck_require__(6752);
 
 const schemas = new Map([
     ['core', schema.schema],
@@ -20792,14 +20792,14 @@ exports.getTags = getTags;
 
 /***/ }),
 
-/***/ 4355:
+/***/ 6083:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_buffer = __nccwpck_require__(181);
-var Scalar = __nccwpck_require__(389);
-var stringifyString = __nccwpck_require__(1773);
+var Scalar = __nccwpck_require__(3301);
+var stringifyString = __nccwpck_require__(3069);
 
 const binary = {
     identify: value => value instanceof Uint8Array, // Buffer inherits from Uint8Array
@@ -20869,12 +20869,12 @@ exports.binary = binary;
 
 /***/ }),
 
-/***/ 6158:
+/***/ 8398:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
+var Scalar = __nccwpck_require__(3301);
 
 function boolStringify({ value, source }, ctx) {
     const boolObj = value ? trueTag : falseTag;
@@ -20905,13 +20905,13 @@ exports.trueTag = trueTag;
 
 /***/ }),
 
-/***/ 838:
+/***/ 5782:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
-var stringifyNumber = __nccwpck_require__(3569);
+var Scalar = __nccwpck_require__(3301);
+var stringifyNumber = __nccwpck_require__(8689);
 
 const floatNaN = {
     identify: value => typeof value === 'number',
@@ -20962,12 +20962,12 @@ exports.floatNaN = floatNaN;
 
 /***/ }),
 
-/***/ 5609:
+/***/ 873:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(3569);
+var stringifyNumber = __nccwpck_require__(8689);
 
 const intIdentify = (value) => typeof value === 'bigint' || Number.isInteger(value);
 function intResolve(str, offset, radix, { intAsBigInt }) {
@@ -21045,13 +21045,13 @@ exports.intOct = intOct;
 
 /***/ }),
 
-/***/ 9380:
+/***/ 452:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
 
 // If the value associated with a merge key is a single mapping node, each of
 // its key/value pairs is inserted into the current mapping, unless the key
@@ -21123,16 +21123,16 @@ exports.merge = merge;
 
 /***/ }),
 
-/***/ 6431:
+/***/ 303:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var toJS = __nccwpck_require__(3899);
-var YAMLMap = __nccwpck_require__(5462);
-var YAMLSeq = __nccwpck_require__(6831);
-var pairs = __nccwpck_require__(9281);
+var identity = __nccwpck_require__(1127);
+var toJS = __nccwpck_require__(4043);
+var YAMLMap = __nccwpck_require__(4454);
+var YAMLSeq = __nccwpck_require__(2223);
+var pairs = __nccwpck_require__(8385);
 
 class YAMLOMap extends YAMLSeq.YAMLSeq {
     constructor() {
@@ -21207,15 +21207,15 @@ exports.omap = omap;
 
 /***/ }),
 
-/***/ 9281:
+/***/ 8385:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var Scalar = __nccwpck_require__(389);
-var YAMLSeq = __nccwpck_require__(6831);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var Scalar = __nccwpck_require__(3301);
+var YAMLSeq = __nccwpck_require__(2223);
 
 function resolvePairs(seq, onError) {
     if (identity.isSeq(seq)) {
@@ -21296,24 +21296,24 @@ exports.resolvePairs = resolvePairs;
 
 /***/ }),
 
-/***/ 3081:
+/***/ 5913:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(4043);
-var _null = __nccwpck_require__(5632);
-var seq = __nccwpck_require__(7562);
-var string = __nccwpck_require__(4704);
-var binary = __nccwpck_require__(4355);
-var bool = __nccwpck_require__(6158);
-var float = __nccwpck_require__(838);
-var int = __nccwpck_require__(5609);
-var merge = __nccwpck_require__(9380);
-var omap = __nccwpck_require__(6431);
-var pairs = __nccwpck_require__(9281);
-var set = __nccwpck_require__(2504);
-var timestamp = __nccwpck_require__(4960);
+var map = __nccwpck_require__(7451);
+var _null = __nccwpck_require__(3632);
+var seq = __nccwpck_require__(1706);
+var string = __nccwpck_require__(6464);
+var binary = __nccwpck_require__(6083);
+var bool = __nccwpck_require__(8398);
+var float = __nccwpck_require__(5782);
+var int = __nccwpck_require__(873);
+var merge = __nccwpck_require__(452);
+var omap = __nccwpck_require__(303);
+var pairs = __nccwpck_require__(8385);
+var set = __nccwpck_require__(1528);
+var timestamp = __nccwpck_require__(6752);
 
 const schema = [
     map.map,
@@ -21344,14 +21344,14 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 2504:
+/***/ 1528:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var YAMLMap = __nccwpck_require__(5462);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var YAMLMap = __nccwpck_require__(4454);
 
 class YAMLSet extends YAMLMap.YAMLMap {
     constructor(schema) {
@@ -21447,12 +21447,12 @@ exports.set = set;
 
 /***/ }),
 
-/***/ 4960:
+/***/ 6752:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(3569);
+var stringifyNumber = __nccwpck_require__(8689);
 
 /** Internal types handle bigint as number, because TS can't figure it out. */
 function parseSexagesimal(str, asBigInt) {
@@ -21559,7 +21559,7 @@ exports.timestamp = timestamp;
 
 /***/ }),
 
-/***/ 9915:
+/***/ 4475:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -21717,15 +21717,15 @@ exports.foldFlowLines = foldFlowLines;
 
 /***/ }),
 
-/***/ 9300:
+/***/ 2148:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var anchors = __nccwpck_require__(9196);
-var identity = __nccwpck_require__(4919);
-var stringifyComment = __nccwpck_require__(6599);
-var stringifyString = __nccwpck_require__(1773);
+var anchors = __nccwpck_require__(1596);
+var identity = __nccwpck_require__(1127);
+var stringifyComment = __nccwpck_require__(9799);
+var stringifyString = __nccwpck_require__(3069);
 
 function createStringifyContext(doc, options) {
     const opt = Object.assign({
@@ -21856,14 +21856,14 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 4156:
+/***/ 1212:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var stringify = __nccwpck_require__(9300);
-var stringifyComment = __nccwpck_require__(6599);
+var identity = __nccwpck_require__(1127);
+var stringify = __nccwpck_require__(2148);
+var stringifyComment = __nccwpck_require__(9799);
 
 function stringifyCollection(collection, ctx, options) {
     const flow = ctx.inFlow ?? collection.flow;
@@ -22018,7 +22018,7 @@ exports.stringifyCollection = stringifyCollection;
 
 /***/ }),
 
-/***/ 6599:
+/***/ 9799:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -22049,14 +22049,14 @@ exports.stringifyComment = stringifyComment;
 
 /***/ }),
 
-/***/ 2285:
+/***/ 6829:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var stringify = __nccwpck_require__(9300);
-var stringifyComment = __nccwpck_require__(6599);
+var identity = __nccwpck_require__(1127);
+var stringify = __nccwpck_require__(2148);
+var stringifyComment = __nccwpck_require__(9799);
 
 function stringifyDocument(doc, options) {
     const lines = [];
@@ -22143,7 +22143,7 @@ exports.stringifyDocument = stringifyDocument;
 
 /***/ }),
 
-/***/ 3569:
+/***/ 8689:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -22177,15 +22177,15 @@ exports.stringifyNumber = stringifyNumber;
 
 /***/ }),
 
-/***/ 7764:
+/***/ 9748:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
-var stringify = __nccwpck_require__(9300);
-var stringifyComment = __nccwpck_require__(6599);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
+var stringify = __nccwpck_require__(2148);
+var stringifyComment = __nccwpck_require__(9799);
 
 function stringifyPair({ key, value }, ctx, onComment, onChompKeep) {
     const { allNullValues, doc, indent, indentStep, options: { commentString, indentSeq, simpleKeys } } = ctx;
@@ -22336,13 +22336,13 @@ exports.stringifyPair = stringifyPair;
 
 /***/ }),
 
-/***/ 1773:
+/***/ 3069:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
-var foldFlowLines = __nccwpck_require__(9915);
+var Scalar = __nccwpck_require__(3301);
+var foldFlowLines = __nccwpck_require__(4475);
 
 const getFoldOptions = (ctx, isBlock) => ({
     indentAtStart: isBlock ? ctx.indent.length : ctx.indentAtStart,
@@ -22681,12 +22681,12 @@ exports.stringifyString = stringifyString;
 
 /***/ }),
 
-/***/ 2588:
+/***/ 204:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
+var identity = __nccwpck_require__(1127);
 
 const BREAK = Symbol('break visit');
 const SKIP = Symbol('skip children');
@@ -22924,12 +22924,12 @@ exports.visitAsync = visitAsync;
 
 /***/ }),
 
-/***/ 6300:
+/***/ 8352:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_global_utils = __nccwpck_require__(3223);
-const require_diag = __nccwpck_require__(1882);
-const require_NoopContextManager = __nccwpck_require__(634);
+const require_global_utils = __nccwpck_require__(9227);
+const require_diag = __nccwpck_require__(9982);
+const require_NoopContextManager = __nccwpck_require__(6);
 //#region src/api/context.ts
 const API_NAME = "context";
 const NOOP_CONTEXT_MANAGER = new require_NoopContextManager.NoopContextManager();
@@ -23030,13 +23030,13 @@ exports.ContextAPI = ContextAPI;
 
 /***/ }),
 
-/***/ 1882:
+/***/ 9982:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_global_utils = __nccwpck_require__(3223);
-const require_ComponentLogger = __nccwpck_require__(5029);
-__nccwpck_require__(4475);
-const require_logLevelLogger = __nccwpck_require__(8870);
+const require_global_utils = __nccwpck_require__(9227);
+const require_ComponentLogger = __nccwpck_require__(1977);
+__nccwpck_require__(4351);
+const require_logLevelLogger = __nccwpck_require__(1714);
 //#region src/api/diag.ts
 const API_NAME = "diag";
 /**
@@ -23104,12 +23104,12 @@ exports.DiagAPI = DiagAPI;
 
 /***/ }),
 
-/***/ 5666:
+/***/ 9102:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_global_utils = __nccwpck_require__(3223);
-const require_diag = __nccwpck_require__(1882);
-const require_ProxyLoggerProvider = __nccwpck_require__(5279);
+const require_global_utils = __nccwpck_require__(9227);
+const require_diag = __nccwpck_require__(9982);
+const require_ProxyLoggerProvider = __nccwpck_require__(9035);
 //#region src/api/logs.ts
 const API_NAME = "logs";
 /**
@@ -23169,12 +23169,12 @@ exports.e = LogsAPI;
 
 /***/ }),
 
-/***/ 4834:
+/***/ 3510:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_global_utils = __nccwpck_require__(3223);
-const require_diag = __nccwpck_require__(1882);
-const require_NoopMeterProvider = __nccwpck_require__(1638);
+const require_global_utils = __nccwpck_require__(9227);
+const require_diag = __nccwpck_require__(9982);
+const require_NoopMeterProvider = __nccwpck_require__(7554);
 //#region src/api/metrics.ts
 const API_NAME = "metrics";
 /**
@@ -23221,15 +23221,15 @@ exports.k = MetricsAPI;
 
 /***/ }),
 
-/***/ 5915:
+/***/ 3007:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_global_utils = __nccwpck_require__(3223);
-const require_diag = __nccwpck_require__(1882);
-const require_utils = __nccwpck_require__(3912);
-const require_TextMapPropagator = __nccwpck_require__(9849);
-const require_NoopTextMapPropagator = __nccwpck_require__(2493);
-const require_context_helpers = __nccwpck_require__(7474);
+const require_global_utils = __nccwpck_require__(9227);
+const require_diag = __nccwpck_require__(9982);
+const require_utils = __nccwpck_require__(5196);
+const require_TextMapPropagator = __nccwpck_require__(3565);
+const require_NoopTextMapPropagator = __nccwpck_require__(345);
+const require_context_helpers = __nccwpck_require__(7510);
 //#region src/api/propagation.ts
 const API_NAME = "propagation";
 const NOOP_TEXT_MAP_PROPAGATOR = new require_NoopTextMapPropagator.NoopTextMapPropagator();
@@ -23301,14 +23301,14 @@ exports.R = PropagationAPI;
 
 /***/ }),
 
-/***/ 3434:
+/***/ 5446:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_global_utils = __nccwpck_require__(3223);
-const require_diag = __nccwpck_require__(1882);
-const require_context_utils = __nccwpck_require__(9407);
-const require_spancontext_utils = __nccwpck_require__(3263);
-const require_ProxyTracerProvider = __nccwpck_require__(9590);
+const require_global_utils = __nccwpck_require__(9227);
+const require_diag = __nccwpck_require__(9982);
+const require_context_utils = __nccwpck_require__(3779);
+const require_spancontext_utils = __nccwpck_require__(3723);
+const require_ProxyTracerProvider = __nccwpck_require__(5930);
 //#region src/api/trace.ts
 const API_NAME = "trace";
 /**
@@ -23369,11 +23369,11 @@ exports.C = TraceAPI;
 
 /***/ }),
 
-/***/ 7474:
+/***/ 7510:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_context = __nccwpck_require__(5269);
-const require_context$1 = __nccwpck_require__(6300);
+const require_context = __nccwpck_require__(3041);
+const require_context$1 = __nccwpck_require__(8352);
 //#region src/baggage/context-helpers.ts
 /**
 * Baggage key
@@ -23423,7 +23423,7 @@ exports.setBaggage = setBaggage;
 
 /***/ }),
 
-/***/ 3596:
+/***/ 176:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/baggage/internal/baggage-impl.ts
@@ -23465,7 +23465,7 @@ exports.BaggageImpl = BaggageImpl;
 
 /***/ }),
 
-/***/ 7073:
+/***/ 9333:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/baggage/internal/symbol.ts
@@ -23480,12 +23480,12 @@ exports.baggageEntryMetadataSymbol = baggageEntryMetadataSymbol;
 
 /***/ }),
 
-/***/ 3912:
+/***/ 5196:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_diag = __nccwpck_require__(1882);
-const require_baggage_impl = __nccwpck_require__(3596);
-const require_symbol = __nccwpck_require__(7073);
+const require_diag = __nccwpck_require__(9982);
+const require_baggage_impl = __nccwpck_require__(176);
+const require_symbol = __nccwpck_require__(9333);
 //#region src/baggage/utils.ts
 const diag = require_diag.DiagAPI.instance();
 /**
@@ -23523,7 +23523,7 @@ exports.createBaggage = createBaggage;
 
 /***/ }),
 
-/***/ 3538:
+/***/ 2534:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 //#region src/context-api.ts
@@ -23531,7 +23531,7 @@ exports.createBaggage = createBaggage;
 * Entrypoint for context API
 * @since 1.0.0
 */
-const context = (__nccwpck_require__(6300).ContextAPI).getInstance();
+const context = (__nccwpck_require__(8352).ContextAPI).getInstance();
 //#endregion
 exports.context = context;
 
@@ -23539,10 +23539,10 @@ exports.context = context;
 
 /***/ }),
 
-/***/ 634:
+/***/ 6:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_context = __nccwpck_require__(5269);
+const require_context = __nccwpck_require__(3041);
 //#region src/context/NoopContextManager.ts
 var NoopContextManager = class {
 	active() {
@@ -23572,7 +23572,7 @@ exports.NoopContextManager = NoopContextManager;
 
 /***/ }),
 
-/***/ 5269:
+/***/ 3041:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/context/context.ts
@@ -23619,7 +23619,7 @@ exports.createContextKey = createContextKey;
 
 /***/ }),
 
-/***/ 6590:
+/***/ 1778:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 //#region src/diag-api.ts
@@ -23631,7 +23631,7 @@ exports.createContextKey = createContextKey;
 *
 * @since 1.0.0
 */
-const diag = (__nccwpck_require__(1882).DiagAPI).instance();
+const diag = (__nccwpck_require__(9982).DiagAPI).instance();
 //#endregion
 exports.diag = diag;
 
@@ -23639,10 +23639,10 @@ exports.diag = diag;
 
 /***/ }),
 
-/***/ 5029:
+/***/ 1977:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_global_utils = __nccwpck_require__(3223);
+const require_global_utils = __nccwpck_require__(9227);
 //#region src/diag/ComponentLogger.ts
 /**
 * Component Logger which is meant to be used as part of any component which
@@ -23685,7 +23685,7 @@ exports.DiagComponentLogger = DiagComponentLogger;
 
 /***/ }),
 
-/***/ 9611:
+/***/ 9199:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/diag/consoleLogger.ts
@@ -23753,10 +23753,10 @@ exports._originalConsoleMethods = _originalConsoleMethods;
 
 /***/ }),
 
-/***/ 8870:
+/***/ 1714:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-__nccwpck_require__(4475);
+__nccwpck_require__(4351);
 //#region src/diag/internal/logLevelLogger.ts
 function createLogLevelDiagLogger(maxLevel, logger) {
 	if (maxLevel < 0) maxLevel = 0;
@@ -23782,7 +23782,7 @@ exports.createLogLevelDiagLogger = createLogLevelDiagLogger;
 
 /***/ }),
 
-/***/ 4475:
+/***/ 4351:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/diag/types.ts
@@ -23820,37 +23820,37 @@ exports.DiagLogLevel = DiagLogLevel;
 
 /***/ }),
 
-/***/ 7572:
+/***/ 1408:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 Object.defineProperties(exports, {
 	__esModule: { value: true },
 	[Symbol.toStringTag]: { value: "Module" }
 });
-const require_types = __nccwpck_require__(4475);
-const require_utils = __nccwpck_require__(3912);
-const require_context = __nccwpck_require__(5269);
-const require_consoleLogger = __nccwpck_require__(9611);
-const require_NoopMeter = __nccwpck_require__(9313);
-const require_Metric = __nccwpck_require__(6222);
-const require_NoopLogger = __nccwpck_require__(6976);
-const require_LogRecord = __nccwpck_require__(3521);
-const require_TextMapPropagator = __nccwpck_require__(9849);
-const require_trace_flags = __nccwpck_require__(7825);
-const require_invalid_span_constants = __nccwpck_require__(5100);
-const require_spancontext_utils = __nccwpck_require__(3263);
-const require_ProxyTracer = __nccwpck_require__(2753);
-const require_span_kind = __nccwpck_require__(9279);
-const require_status = __nccwpck_require__(4228);
-const require_utils$1 = __nccwpck_require__(2559);
-const require_ProxyTracerProvider = __nccwpck_require__(9590);
-const require_SamplingResult = __nccwpck_require__(7166);
-const require_context_api = __nccwpck_require__(3538);
-const require_diag_api = __nccwpck_require__(6590);
-const require_logs_api = __nccwpck_require__(1266);
-const require_metrics_api = __nccwpck_require__(4992);
-const require_propagation_api = __nccwpck_require__(1761);
-const require_trace_api = __nccwpck_require__(6156);
+const require_types = __nccwpck_require__(4351);
+const require_utils = __nccwpck_require__(5196);
+const require_context = __nccwpck_require__(3041);
+const require_consoleLogger = __nccwpck_require__(9199);
+const require_NoopMeter = __nccwpck_require__(1677);
+const require_Metric = __nccwpck_require__(626);
+const require_NoopLogger = __nccwpck_require__(9140);
+const require_LogRecord = __nccwpck_require__(8973);
+const require_TextMapPropagator = __nccwpck_require__(3565);
+const require_trace_flags = __nccwpck_require__(3245);
+const require_invalid_span_constants = __nccwpck_require__(3552);
+const require_spancontext_utils = __nccwpck_require__(3723);
+const require_ProxyTracer = __nccwpck_require__(3861);
+const require_span_kind = __nccwpck_require__(7483);
+const require_status = __nccwpck_require__(7632);
+const require_utils$1 = __nccwpck_require__(2219);
+const require_ProxyTracerProvider = __nccwpck_require__(5930);
+const require_SamplingResult = __nccwpck_require__(5346);
+const require_context_api = __nccwpck_require__(2534);
+const require_diag_api = __nccwpck_require__(1778);
+const require_logs_api = __nccwpck_require__(5662);
+const require_metrics_api = __nccwpck_require__(7876);
+const require_propagation_api = __nccwpck_require__(7045);
+const require_trace_api = __nccwpck_require__(8936);
 //#region src/index.ts
 var src_default = {
 	context: require_context_api.context,
@@ -23897,11 +23897,11 @@ exports.trace = require_trace_api.trace;
 
 /***/ }),
 
-/***/ 3223:
+/***/ 9227:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_version = __nccwpck_require__(7540);
-const require_semver = __nccwpck_require__(902);
+const require_version = __nccwpck_require__(9128);
+const require_semver = __nccwpck_require__(1418);
 //#region src/internal/global-utils.ts
 const major = require_version.VERSION.split(".")[0];
 const GLOBAL_OPENTELEMETRY_API_KEY = Symbol.for(`opentelemetry.js.api.${major}`);
@@ -23955,10 +23955,10 @@ exports.unregisterGlobal = unregisterGlobal;
 
 /***/ }),
 
-/***/ 902:
+/***/ 1418:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_version = __nccwpck_require__(7540);
+const require_version = __nccwpck_require__(9128);
 //#region src/internal/semver.ts
 const re = /^(\d+)\.(\d+)\.(\d+)(-(.+))?$/;
 /**
@@ -24044,7 +24044,7 @@ exports.isCompatible = isCompatible;
 
 /***/ }),
 
-/***/ 1266:
+/***/ 5662:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 //#region src/logs-api.ts
@@ -24053,7 +24053,7 @@ exports.isCompatible = isCompatible;
 *
 * @since 1.10.0
 */
-const logs = (__nccwpck_require__(5666)/* .LogsAPI */ .e).getInstance();
+const logs = (__nccwpck_require__(9102)/* .LogsAPI */ .e).getInstance();
 //#endregion
 exports.logs = logs;
 
@@ -24061,7 +24061,7 @@ exports.logs = logs;
 
 /***/ }),
 
-/***/ 3521:
+/***/ 8973:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/logs/LogRecord.ts
@@ -24100,7 +24100,7 @@ exports.SeverityNumber = SeverityNumber;
 
 /***/ }),
 
-/***/ 6976:
+/***/ 9140:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/logs/NoopLogger.ts
@@ -24126,10 +24126,10 @@ exports.createNoopLogger = createNoopLogger;
 
 /***/ }),
 
-/***/ 7927:
+/***/ 1995:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_NoopLogger = __nccwpck_require__(6976);
+const require_NoopLogger = __nccwpck_require__(9140);
 //#region src/logs/NoopLoggerProvider.ts
 var NoopLoggerProvider = class {
 	getLogger(_name, _version, _options) {
@@ -24145,10 +24145,10 @@ exports.NoopLoggerProvider = NoopLoggerProvider;
 
 /***/ }),
 
-/***/ 5432:
+/***/ 8916:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_NoopLogger = __nccwpck_require__(6976);
+const require_NoopLogger = __nccwpck_require__(9140);
 //#region src/logs/ProxyLogger.ts
 var ProxyLogger = class {
 	constructor(provider, name, version, options) {
@@ -24187,11 +24187,11 @@ exports.ProxyLogger = ProxyLogger;
 
 /***/ }),
 
-/***/ 5279:
+/***/ 9035:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_NoopLoggerProvider = __nccwpck_require__(7927);
-const require_ProxyLogger = __nccwpck_require__(5432);
+const require_NoopLoggerProvider = __nccwpck_require__(1995);
+const require_ProxyLogger = __nccwpck_require__(8916);
 //#region src/logs/ProxyLoggerProvider.ts
 var ProxyLoggerProvider = class {
 	getLogger(name, version, options) {
@@ -24229,7 +24229,7 @@ exports.ProxyLoggerProvider = ProxyLoggerProvider;
 
 /***/ }),
 
-/***/ 4992:
+/***/ 7876:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 //#region src/metrics-api.ts
@@ -24238,7 +24238,7 @@ exports.ProxyLoggerProvider = ProxyLoggerProvider;
 *
 * @since 1.3.0
 */
-const metrics = (__nccwpck_require__(4834)/* .MetricsAPI */ .k).getInstance();
+const metrics = (__nccwpck_require__(3510)/* .MetricsAPI */ .k).getInstance();
 //#endregion
 exports.metrics = metrics;
 
@@ -24246,7 +24246,7 @@ exports.metrics = metrics;
 
 /***/ }),
 
-/***/ 6222:
+/***/ 626:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/metrics/Metric.ts
@@ -24267,7 +24267,7 @@ exports.ValueType = ValueType;
 
 /***/ }),
 
-/***/ 9313:
+/***/ 1677:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/metrics/NoopMeter.ts
@@ -24389,10 +24389,10 @@ exports.createNoopMeter = createNoopMeter;
 
 /***/ }),
 
-/***/ 1638:
+/***/ 7554:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_NoopMeter = __nccwpck_require__(9313);
+const require_NoopMeter = __nccwpck_require__(1677);
 //#region src/metrics/NoopMeterProvider.ts
 /**
 * An implementation of the {@link MeterProvider} which returns an impotent Meter
@@ -24412,7 +24412,7 @@ exports.NoopMeterProvider = NoopMeterProvider;
 
 /***/ }),
 
-/***/ 1761:
+/***/ 7045:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 //#region src/propagation-api.ts
@@ -24421,7 +24421,7 @@ exports.NoopMeterProvider = NoopMeterProvider;
 *
 * @since 1.0.0
 */
-const propagation = (__nccwpck_require__(5915)/* .PropagationAPI */ .R).getInstance();
+const propagation = (__nccwpck_require__(3007)/* .PropagationAPI */ .R).getInstance();
 //#endregion
 exports.propagation = propagation;
 
@@ -24429,7 +24429,7 @@ exports.propagation = propagation;
 
 /***/ }),
 
-/***/ 2493:
+/***/ 345:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/propagation/NoopTextMapPropagator.ts
@@ -24454,7 +24454,7 @@ exports.NoopTextMapPropagator = NoopTextMapPropagator;
 
 /***/ }),
 
-/***/ 9849:
+/***/ 3565:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/propagation/TextMapPropagator.ts
@@ -24486,7 +24486,7 @@ exports.defaultTextMapSetter = defaultTextMapSetter;
 
 /***/ }),
 
-/***/ 6156:
+/***/ 8936:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 //#region src/trace-api.ts
@@ -24495,7 +24495,7 @@ exports.defaultTextMapSetter = defaultTextMapSetter;
 *
 * @since 1.0.0
 */
-const trace = (__nccwpck_require__(3434)/* .TraceAPI */ .C).getInstance();
+const trace = (__nccwpck_require__(5446)/* .TraceAPI */ .C).getInstance();
 //#endregion
 exports.trace = trace;
 
@@ -24503,10 +24503,10 @@ exports.trace = trace;
 
 /***/ }),
 
-/***/ 2484:
+/***/ 5744:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_invalid_span_constants = __nccwpck_require__(5100);
+const require_invalid_span_constants = __nccwpck_require__(3552);
 //#region src/trace/NonRecordingSpan.ts
 /**
 * The NonRecordingSpan is the default {@link Span} that is used when no Span
@@ -24554,13 +24554,13 @@ exports.NonRecordingSpan = NonRecordingSpan;
 
 /***/ }),
 
-/***/ 9233:
+/***/ 1725:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_context = __nccwpck_require__(6300);
-const require_NonRecordingSpan = __nccwpck_require__(2484);
-const require_context_utils = __nccwpck_require__(9407);
-const require_spancontext_utils = __nccwpck_require__(3263);
+const require_context = __nccwpck_require__(8352);
+const require_NonRecordingSpan = __nccwpck_require__(5744);
+const require_context_utils = __nccwpck_require__(3779);
+const require_spancontext_utils = __nccwpck_require__(3723);
 //#region src/trace/NoopTracer.ts
 const contextApi = require_context.ContextAPI.getInstance();
 /**
@@ -24604,10 +24604,10 @@ exports.NoopTracer = NoopTracer;
 
 /***/ }),
 
-/***/ 6262:
+/***/ 3186:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_NoopTracer = __nccwpck_require__(9233);
+const require_NoopTracer = __nccwpck_require__(1725);
 //#region src/trace/NoopTracerProvider.ts
 /**
 * An implementation of the {@link TracerProvider} which returns an impotent
@@ -24627,11 +24627,11 @@ exports.b = NoopTracerProvider;
 
 /***/ }),
 
-/***/ 2753:
+/***/ 3861:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 //#region src/trace/ProxyTracer.ts
-const NOOP_TRACER = new (__nccwpck_require__(9233).NoopTracer)();
+const NOOP_TRACER = new (__nccwpck_require__(1725).NoopTracer)();
 /**
 * Proxy tracer provided by the proxy tracer provider
 *
@@ -24670,12 +24670,12 @@ exports.ProxyTracer = ProxyTracer;
 
 /***/ }),
 
-/***/ 9590:
+/***/ 5930:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_ProxyTracer = __nccwpck_require__(2753);
+const require_ProxyTracer = __nccwpck_require__(3861);
 //#region src/trace/ProxyTracerProvider.ts
-const NOOP_TRACER_PROVIDER = new (__nccwpck_require__(6262)/* .NoopTracerProvider */ .b)();
+const NOOP_TRACER_PROVIDER = new (__nccwpck_require__(3186)/* .NoopTracerProvider */ .b)();
 /**
 * Tracer provider which provides {@link ProxyTracer}s.
 *
@@ -24717,7 +24717,7 @@ exports.ProxyTracerProvider = ProxyTracerProvider;
 
 /***/ }),
 
-/***/ 7166:
+/***/ 5346:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/trace/SamplingResult.ts
@@ -24753,12 +24753,12 @@ exports.SamplingDecision = SamplingDecision;
 
 /***/ }),
 
-/***/ 9407:
+/***/ 3779:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_context = __nccwpck_require__(5269);
-const require_context$1 = __nccwpck_require__(6300);
-const require_NonRecordingSpan = __nccwpck_require__(2484);
+const require_context = __nccwpck_require__(3041);
+const require_context$1 = __nccwpck_require__(8352);
+const require_NonRecordingSpan = __nccwpck_require__(5744);
 //#region src/trace/context-utils.ts
 /**
 * span key
@@ -24826,10 +24826,10 @@ exports.setSpanContext = setSpanContext;
 
 /***/ }),
 
-/***/ 1717:
+/***/ 8457:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_tracestate_validators = __nccwpck_require__(9050);
+const require_tracestate_validators = __nccwpck_require__(8534);
 //#region src/trace/internal/tracestate-impl.ts
 const MAX_TRACE_STATE_ITEMS = 32;
 const MAX_TRACE_STATE_LEN = 512;
@@ -24909,7 +24909,7 @@ exports.TraceStateImpl = TraceStateImpl;
 
 /***/ }),
 
-/***/ 9050:
+/***/ 8534:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/trace/internal/tracestate-validators.ts
@@ -24943,10 +24943,10 @@ exports.validateValue = validateValue;
 
 /***/ }),
 
-/***/ 2559:
+/***/ 2219:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-const require_tracestate_impl = __nccwpck_require__(1717);
+const require_tracestate_impl = __nccwpck_require__(8457);
 //#region src/trace/internal/utils.ts
 /**
 * @deprecated Use TraceState from "@opentelemetry/core". This will be removed in the next major version.
@@ -24962,10 +24962,10 @@ exports.createTraceState = createTraceState;
 
 /***/ }),
 
-/***/ 5100:
+/***/ 3552:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-__nccwpck_require__(7825);
+__nccwpck_require__(3245);
 //#region src/trace/invalid-span-constants.ts
 /**
 * @since 1.0.0
@@ -24992,7 +24992,7 @@ exports.INVALID_TRACEID = INVALID_TRACEID;
 
 /***/ }),
 
-/***/ 9279:
+/***/ 7483:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/trace/span_kind.ts
@@ -25033,11 +25033,11 @@ exports.SpanKind = SpanKind;
 
 /***/ }),
 
-/***/ 3263:
+/***/ 3723:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-__nccwpck_require__(5100);
-const require_NonRecordingSpan = __nccwpck_require__(2484);
+__nccwpck_require__(3552);
+const require_NonRecordingSpan = __nccwpck_require__(5744);
 //#region src/trace/spancontext-utils.ts
 const isHex = new Uint8Array([
 	0,
@@ -25190,7 +25190,7 @@ exports.wrapSpanContext = wrapSpanContext;
 
 /***/ }),
 
-/***/ 4228:
+/***/ 7632:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/trace/status.ts
@@ -25222,7 +25222,7 @@ exports.SpanStatusCode = SpanStatusCode;
 
 /***/ }),
 
-/***/ 7825:
+/***/ 3245:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/trace/trace_flags.ts
@@ -25243,7 +25243,7 @@ exports.TraceFlags = TraceFlags;
 
 /***/ }),
 
-/***/ 7540:
+/***/ 9128:
 /***/ ((__unused_webpack_module, exports) => {
 
 //#region src/version.ts
@@ -25255,7 +25255,7 @@ exports.VERSION = VERSION;
 
 /***/ }),
 
-/***/ 9341:
+/***/ 5847:
 /***/ ((module) => {
 
 module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2.1","description":"A streaming way to send data to a Node.js Worker Thread","main":"index.js","types":"index.d.ts","engines":{"node":">=20"},"dependencies":{"real-require":"^1.0.0"},"devDependencies":{"@types/node":"^26.1.1","@yao-pkg/pkg":"^6.0.0","borp":"^1.0.0","desm":"^1.3.0","eslint":"^9.39.1","fastbench":"^1.0.1","neostandard":"^0.13.0","pino-elasticsearch":"^9.0.0","sonic-boom":"^5.0.0","ts-node":"^10.8.0","tsd":"^0.33.0","typescript":"~5.7.3"},"scripts":{"build":"tsc --noEmit","lint":"eslint","test":"npm run lint && npm run build && npm run test:types && npm run transpile && borp --expose-gc --pattern \\"test/*.test.{js,mjs}\\"","test:ci":"npm run lint && npm run test:types && npm run transpile && borp --expose-gc --pattern \\"test/*.test.{js,mjs}\\"","test:types":"tsd","test:yarn":"npm run transpile && borp --expose-gc --pattern \\"test/*.test.js\\"","transpile":"sh ./test/ts/transpile.sh"},"tsd":{"directory":"test/types"},"repository":{"type":"git","url":"git+https://github.com/mcollina/thread-stream.git"},"keywords":["worker","thread","threads","stream"],"author":"Matteo Collina <hello@matteocollina.com>","license":"MIT","bugs":{"url":"https://github.com/mcollina/thread-stream/issues"},"homepage":"https://github.com/mcollina/thread-stream#readme"}');
@@ -25389,6 +25389,6 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ // startup
 /******/ // Load entry module and return exports
 /******/ // This entry module used 'module' so it can't be inlined
-/******/ var __webpack_exports__ = __nccwpck_require__(9455);
+/******/ var __webpack_exports__ = __nccwpck_require__(9921);
 /******/ __webpack_exports__ = await __webpack_exports__;
 /******/ 

@@ -1,6 +1,6 @@
 /******/ var __webpack_modules__ = ({
 
-/***/ 65:
+/***/ 843:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
@@ -36,11 +36,11 @@ async function run(argv, env = process.env) {
 
 /***/ }),
 
-/***/ 994:
+/***/ 824:
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_hook_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(65);
+/* harmony import */ var _action_hook_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(843);
 
 await (0,_action_hook_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
 
@@ -176,6 +176,6 @@ __webpack_async_result__();
 /******/ // startup
 /******/ // Load entry module and return exports
 /******/ // This entry module used 'module' so it can't be inlined
-/******/ var __webpack_exports__ = __nccwpck_require__(994);
+/******/ var __webpack_exports__ = __nccwpck_require__(824);
 /******/ __webpack_exports__ = await __webpack_exports__;
 /******/ 
