@@ -3,18 +3,14 @@
  * has, what upstream caches serve and what the filter excludes. Planning (closure, checks) happens
  * here; the uploads themselves in the Uploader.
  */
+import { NARINFO_BATCH_LIMIT } from '../http/narinfo-batch.js';
 import { StorePath } from '../nix/store-path.js';
 import type { PushConfig } from './config.js';
 import type { Logger } from './log.js';
 import type { Stats } from './stats.js';
 import type { LocalStore, PathInfo } from './store.js';
 import { Uploader } from './uploader.js';
-import {
-  batchRouteMissing,
-  NARINFO_BATCH_LIMIT,
-  narInfoBatchRequest,
-  parseNarInfoBatch,
-} from './narinfo-batch.js';
+import { batchRouteMissing, narInfoBatchRequest, parseNarInfoBatch } from './narinfo-batch.js';
 import { describeNetworkError, Upstream } from './upstream.js';
 
 /** Narinfo existence checks (server and upstream caches) in flight at once. */

@@ -5,11 +5,10 @@
  * holds the signed narinfo of every hit and nothing for a miss.
  */
 import { HttpError } from '../../http/errors.js';
+import { NARINFO_BATCH_LIMIT } from '../../http/narinfo-batch.js';
 import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
 import { send, type CacheDeps, type CacheRequest } from './cache-handlers.js';
 
-/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
-export const NARINFO_BATCH_LIMIT = 1000;
 /** 1000 hash parts as JSON are ~35 KB. */
 export const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
 

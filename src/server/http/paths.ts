@@ -4,6 +4,7 @@
  * no decoding step for a traversal to hide behind.
  */
 import { HttpError } from '../../http/errors.js';
+import { NARINFO_BATCH_PATH } from '../../http/narinfo-batch.js';
 import type { NarCompression } from '../../nix/nar.js';
 
 const NIX32 = '[0-9abcdfghijklmnpqrsvwxyz]';
@@ -80,7 +81,7 @@ export function matchRoute(rawUrl: string): Route {
       return { name: 'health' };
     case '/_api/v1/token':
       return { name: 'token' };
-    case '/_api/v1/narinfos':
+    case NARINFO_BATCH_PATH:
       return { name: 'narinfos' };
     case '/metrics':
       return { name: 'metrics' };
