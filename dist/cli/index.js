@@ -6357,7 +6357,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 5294:
+/***/ 1614:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -9673,12 +9673,22 @@ async function readSmallBody(req, limit, what) {
     return Buffer.concat(chunks);
 }
 
+;// CONCATENATED MODULE: ./src/http/narinfo-batch.ts
+/**
+ * The batch narinfo lookup route as server and proxy both know it: where it is and how many hash
+ * parts one request may name.
+ */
+const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
+/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
+const NARINFO_BATCH_LIMIT = 1000;
+
 ;// CONCATENATED MODULE: ./src/server/http/paths.ts
 /**
  * Request paths \u2192 routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
  * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
  * no decoding step for a traversal to hide behind.
  */
+
 
 const NIX32 = '[0-9abcdfghijklmnpqrsvwxyz]';
 const NARINFO = new RegExp(`^/(${NIX32}{32})\\.narinfo$`);
@@ -9740,7 +9750,7 @@ function matchRoute(rawUrl) {
             return { name: 'health' };
         case '/_api/v1/token':
             return { name: 'token' };
-        case '/_api/v1/narinfos':
+        case NARINFO_BATCH_PATH:
             return { name: 'narinfos' };
         case '/metrics':
             return { name: 'metrics' };
@@ -10149,8 +10159,7 @@ async function putNarInfo(deps, request, hashPart) {
 
 
 
-/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
-const NARINFO_BATCH_LIMIT = 1000;
+
 /** 1000 hash parts as JSON are ~35 KB. */
 const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
 const HASH_PART = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/;
@@ -10871,7 +10880,7 @@ async function run(argv) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5294);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1614);
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
 

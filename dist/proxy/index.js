@@ -47492,7 +47492,7 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5189);
+/* harmony import */ var _proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6895);
 
 await (0,_proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -47501,7 +47501,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5189:
+/***/ 6895:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -47708,6 +47708,15 @@ function createLogger(secrets, destination) {
         hooks: { streamWrite: (line) => secrets.redact(line) },
     }, destination ?? pino.pino.destination({ dest: 1, sync: true }));
 }
+
+;// CONCATENATED MODULE: ./src/http/narinfo-batch.ts
+/**
+ * The batch narinfo lookup route as server and proxy both know it: where it is and how many hash
+ * parts one request may name.
+ */
+const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
+/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
+const NARINFO_BATCH_LIMIT = 1000;
 
 ;// CONCATENATED MODULE: ./src/nix/nix32.ts
 /**
@@ -49033,9 +49042,11 @@ class Uploader {
 }
 
 ;// CONCATENATED MODULE: ./src/proxy/narinfo-batch.ts
-const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
-/** The most hash parts the server takes in one batch. */
-const NARINFO_BATCH_LIMIT = 1000;
+/**
+ * The server's batch lookup route, `POST /_api/v1/narinfos`: one request for many narinfos. Nix's
+ * lookups (routes.ts) and the push engine's "already cached?" checks (push.ts) both use it.
+ */
+
 /** The request for `hashParts` (at most NARINFO_BATCH_LIMIT of them). */
 function narInfoBatchRequest(hashParts) {
     return {
@@ -49069,6 +49080,7 @@ function batchRouteMissing(status) {
  * has, what upstream caches serve and what the filter excludes. Planning (closure, checks) happens
  * here; the uploads themselves in the Uploader.
  */
+
 
 
 
@@ -50827,7 +50839,7 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("worker_threa
 const errSerializer = __nccwpck_require__(4746)
 const errWithCauseSerializer = __nccwpck_require__(5037)
 const reqSerializers = __nccwpck_require__(7377)
-const resSerializers = __nccwpck_require__(6895)
+const resSerializers = __nccwpck_require__(9276)
 
 module.exports = {
   err: errSerializer,
@@ -51256,7 +51268,7 @@ function mapHttpRequest (req) {
 
 /***/ }),
 
-/***/ 6895:
+/***/ 9276:
 /***/ ((module) => {
 
 
