@@ -16,7 +16,7 @@ import { markdownTable, notesMarkdown, rowsAsJson, type Row } from './lib/report
 import { concurrentScenario } from './scenarios/concurrent.js';
 import { lookupScenarios } from './scenarios/lookups.js';
 import { pushScenarios } from './scenarios/push.js';
-import { substitutionScenarios } from './scenarios/substitution.js';
+import { substitutionRepetitions, substitutionScenarios } from './scenarios/substitution.js';
 
 const SCENARIOS: Record<string, (context: Context) => Promise<Row[]>> = {
   lookups: lookupScenarios,
@@ -77,7 +77,7 @@ export async function run(argv: string[]): Promise<void> {
     '',
     machineMarkdown(machine),
     `- Sluice built from: ${process.env.SLUICE_BENCH_SOURCES ?? 'unknown'}`,
-    `- ${context.sizes.repetitions} repetitions per side (substitution: ${context.sizes.repetitions * 2 + 1}), sides alternated; medians shown; run took ${minutes} min`,
+    `- ${context.sizes.repetitions} repetitions per side (substitution: ${substitutionRepetitions(context.sizes)}), sides alternated; medians shown; run took ${minutes} min`,
     '',
     markdownTable(rows.filter((row) => row.group !== 'growth')),
     '',

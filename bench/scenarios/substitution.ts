@@ -10,11 +10,19 @@ import {
 } from '../lib/binary-cache.js';
 import { buildFan } from '../lib/closures.js';
 import { NGINX_INSTALL_HINT, startNginx } from '../lib/nginx.js';
-import type { Context } from '../lib/context.js';
+import type { Context, Sizes } from '../lib/context.js';
 import type { Row, Side } from '../lib/report.js';
 import { reason, writeNetrc } from '../lib/sluice.js';
 import { startStack, type Stack } from '../lib/stack.js';
 import { median, MiB, rotate, timed } from '../lib/stats.js';
+
+/**
+ * Each substitution side takes about a second, so one busy moment of the machine moves a median
+ * of three: these sides run more repetitions than the others.
+ */
+export function substitutionRepetitions(sizes: Sizes): number {
+  return sizes.repetitions * 2 + 1;
+}
 
 export async function substitutionScenarios(context: Context): Promise<Row[]> {
   const { sizes, log } = context;
@@ -70,9 +78,7 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
   };
 
   try {
-    // Each side takes about a second, so one busy moment of the machine moves a median of three:
-    // these sides run more repetitions.
-    const repetitions = sizes.repetitions * 2 + 1;
+    const repetitions = substitutionRepetitions(sizes);
     log(`substitution: ${repetitions} repetitions of ${stack ? 'proxy, server, file://' : 'file://'}`);
     const sides = [...(stack ? [viaProxy, viaServer] : []), viaFile, ...(nginx ? [viaNginx] : [])];
     const samples = await rotate(repetitions, sides);
