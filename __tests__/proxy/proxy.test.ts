@@ -7,7 +7,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StorePath } from '../../src/nix/store-path.js';
-import { makeNixMachine, nix, nixBuild, randomChainExpr, salt } from '../support/nix.js';
+import { NARINFO_BATCH_LIMIT } from '../../src/http/narinfo-batch.js';
+import { addTinyPaths, makeNixMachine, nix, nixBuild, randomChainExpr, salt } from '../support/nix.js';
 import { createLogger, Secrets } from '../../src/proxy/log.js';
 import {
   DEFAULT_READAHEAD,
@@ -331,6 +332,54 @@ describe('pushing', () => {
     const again = (await d.control('drain', { deadlineSeconds: 10, paths: [top!] })).json;
     expect(again.pushed.paths).toBe(3);
     expect(d.logText()).not.toContain(token);
+  });
+
+  it('asks about more candidates than one batch lookup may name in several, each candidate once', async () => {
+    const count = NARINFO_BATCH_LIMIT + 100;
+    const paths = await addTinyPaths(count, 'sluice-many');
+    const hashPart = (path: string) => StorePath.parse(path).hashPart;
+    // Every tenth already on the server, so that each batch has some: the skips add up over batches.
+    const cached = paths.filter((_, i) => i % 10 === 0);
+    const cachedHashParts = new Set(cached.map(hashPart));
+    await pushToServer(cached);
+
+    const front = await startFront(stack.server.url);
+    cleanups.push(front.close);
+    const { d, token } = await daemonFor(front.url, {});
+    const stats = (await d.control('drain', { deadlineSeconds: 60, paths })).json;
+
+    expect(stats.failed).toEqual([]);
+    expect(stats.queued).toBe(0);
+    expect(stats.pushed.paths).toBe(count - cached.length);
+    expect(stats.skipped).toEqual({ alreadyCached: cached.length, upstream: 0, filtered: 0 });
+    const batches = front.posted
+      .filter((p) => p.url === '/_api/v1/narinfos')
+      .map((p) => (JSON.parse(p.body) as { hashParts: string[] }).hashParts);
+    expect(batches).toHaveLength(Math.ceil(count / NARINFO_BATCH_LIMIT));
+    for (const batch of batches) {
+      expect(batch.length).toBeLessThanOrEqual(NARINFO_BATCH_LIMIT);
+      expect(batch.some((h) => cachedHashParts.has(h))).toBe(true);
+    }
+    expect(batches.flat().sort()).toEqual(paths.map(hashPart).sort());
+    expect(front.requests.filter((r) => r.startsWith('HEAD /'))).toEqual([]);
+    const puts = (pattern: RegExp) => front.requests.filter((r) => pattern.test(r)).length;
+    expect(puts(/^PUT \/_api\/v1\/nar\//)).toBe(count - cached.length);
+    expect(puts(/^PUT \/[0-9a-z]{32}\.narinfo$/)).toBe(count - cached.length);
+    const missing: string[] = [];
+    for (let i = 0; i < paths.length; i += 50) {
+      const group = paths.slice(i, i + 50);
+      const statuses = await Promise.all(group.map((path) => narinfoStatus(path, token)));
+      missing.push(...group.filter((_, j) => statuses[j] !== 200));
+    }
+    expect(missing).toEqual([]);
+
+    // A second push of them all (another runner, say): the same batches find every path, nothing goes up.
+    front.requests.length = 0;
+    const { d: second } = await daemonFor(front.url, {});
+    const again = (await second.control('drain', { deadlineSeconds: 60, paths })).json;
+    expect(again.pushed.paths).toBe(0);
+    expect(again.skipped).toEqual({ alreadyCached: count, upstream: 0, filtered: 0 });
+    expect(front.requests).toEqual(batches.map(() => 'POST /_api/v1/narinfos'));
   });
 
   it('pushes the valid paths of a drain list and reports the ones no longer in the store', async () => {

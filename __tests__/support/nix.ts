@@ -5,7 +5,7 @@
  * changed), its own narinfo disk cache (XDG_CACHE_HOME) and no default substituters.
  */
 import { execFile, type ExecFileOptions } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -89,4 +89,21 @@ export function randomChainExpr(count: number, bytesEach: number, tag = salt()):
     };
     go = i: prev: if i > ${count} then prev else go (i + 1) (mk i prev);
   in go 1 ""`;
+}
+
+/**
+ * `count` new tiny store paths without references (`<prefix>-<i>`, i from 0), added by one
+ * `nix-store --add` (a build per path would take minutes). Returned in the order of i.
+ */
+export async function addTinyPaths(count: number, prefix: string, machine?: NixMachine): Promise<string[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-tiny-'));
+  try {
+    const tag = salt();
+    const names = Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
+    for (const name of names) writeFileSync(join(dir, name), `${name} ${tag}\n`);
+    const out = await nix('nix-store', ['--add', ...names.map((name) => join(dir, name))], { machine });
+    return out.trim().split('\n');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
