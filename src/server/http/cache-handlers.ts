@@ -2,12 +2,12 @@
  * The Nix binary cache protocol: nix-cache-info, narinfo and NAR reads from the union of readable
  * slices, and verified uploads into the token's write slice.
  */
+import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { HttpError } from '../../http/errors.js';
 import { Hash } from '../../nix/hash.js';
-import { HashingStream, type NarCompression } from '../../nix/nar.js';
+import type { NarCompression } from '../../nix/nar.js';
 import { NarInfoError, parseNarInfo, serializeNarInfo, type NarInfo } from '../../nix/narinfo.js';
 import { StorePath } from '../../nix/store-path.js';
 import type { Logger } from '../log.js';
@@ -117,16 +117,17 @@ export async function getNar(deps: CacheDeps, request: CacheRequest, key: string
     res.writeHead(status, headers).end();
     return;
   }
-  const body = await deps.blobs.get(key, range ?? undefined);
+  const body = await deps.blobs.open(key, range ?? undefined);
   if (!body) throw notFound(`nar/${key}`);
   res.writeHead(status, headers);
-  body.on('data', (chunk: Buffer) => deps.metrics.bytesOut.inc(chunk.length));
   try {
-    await pipeline(body, res);
+    await body.writeTo(res, (bytes) => deps.metrics.bytesOut.inc(bytes));
   } catch (error) {
     // The client went away mid-download: nothing to answer, nothing to report.
-    if ((error as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') throw error;
+    if (!res.destroyed) throw error;
+    return;
   }
+  res.end();
 }
 
 /**
@@ -199,11 +200,19 @@ async function storedFileDigest(
   blobs: BlobStore,
   key: string,
 ): Promise<{ fileHash: Hash; fileSize: number }> {
-  const body = await blobs.get(key);
+  const body = await blobs.open(key);
   if (!body) throw new Error(`NAR file ${key} vanished while being uploaded again`);
-  const file = new HashingStream();
-  await pipeline(body, file, new Writable({ write: (_chunk, _encoding, done) => done() }));
-  return { fileHash: file.hash(), fileSize: file.size };
+  const hasher = createHash('sha256');
+  let fileSize = 0;
+  const sink = new Writable({
+    write: (chunk: Buffer, _encoding, done) => {
+      hasher.update(chunk);
+      fileSize += chunk.length;
+      done();
+    },
+  });
+  await body.writeTo(sink);
+  return { fileHash: new Hash('sha256', hasher.digest()), fileSize };
 }
 
 /** `PUT /nar/<filehash>.nar[.ext]`, as Nix uploads: the file must hash to its name. */

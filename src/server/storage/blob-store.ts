@@ -3,7 +3,7 @@
  * stored once whatever slice uploaded it. The interface assumes only what S3 also offers:
  * put-if-absent of a complete object, ranged reads, head, delete. No rename or append.
  */
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 export interface ByteRange {
   /** First byte, inclusive. */
@@ -19,10 +19,21 @@ export interface BlobStore {
    * The body is always read to its end, so a check at its end runs even for an existing key.
    */
   put(key: string, body: Readable): Promise<'created' | 'exists'>;
-  /** The object's bytes (or a range of them), or null when absent. */
-  get(key: string, range?: ByteRange): Promise<Readable | null>;
+  /** The object (or a range of it) opened for one read, or null when absent. */
+  open(key: string, range?: ByteRange): Promise<BlobReader | null>;
   head(key: string): Promise<{ size: number } | null>;
   delete(key: string): Promise<void>;
+}
+
+/** An object opened for reading: written out once, or closed unread. */
+export interface BlobReader {
+  /**
+   * Writes the bytes into `sink` (without ending it), calling `sent` with each chunk's size once
+   * `sink` has it, then closes. A chunk's buffer may be reused as soon as its write callback has
+   * run, so `sink` must be done with it by then, as a socket or a hash is (a PassThrough is not).
+   */
+  writeTo(sink: Writable, sent?: (bytes: number) => void): Promise<void>;
+  close(): Promise<void>;
 }
 
 /** Blob keys are plain file names: no separators, no dot segments, nothing to encode. */
