@@ -12,6 +12,7 @@ import { addTinyPaths, makeNixMachine, nix, nixBuild, randomChainExpr, salt } fr
 import { createLogger, Secrets } from '../../src/proxy/log.js';
 import {
   DEFAULT_READAHEAD,
+  PagePool,
   parseCandidate,
   Readahead,
   substitutionOrder,
@@ -150,7 +151,11 @@ async function buildMixedClosure(): Promise<string> {
 
 /** The mixed closure on the server, a reader's token, and the narinfos the server signs for it. */
 async function seedMixedClosure() {
-  const top = await buildMixedClosure();
+  return seedClosure(await buildMixedClosure());
+}
+
+/** `top`'s closure on the server, a reader's token, and the narinfos the server signs for it. */
+async function seedClosure(top: string) {
   const closure = (await nix('nix-store', ['-qR', top])).trim().split('\n');
   await pushToServer([top]);
   const { token } = await daemonFor(stack.server.url, undefined);
@@ -258,6 +263,45 @@ describe('NAR readahead limits', () => {
     while (next < order.length && held + order[next]!.size <= budgetBytes) held += order[next++]!.size;
     expect(narGets(front)).toEqual(order.slice(1, next).map((c) => c.narPath));
     bounded.close();
+  });
+
+  it('copies NARs onto pages, byte for byte, and reuses the pages of NARs handed over', async () => {
+    const [top] = await nixBuild(randomChainExpr(4, 600 * 1024));
+    const { token, narinfos } = await seedClosure(top!);
+    const server = new Upstream(stack.server.url, { token: () => token });
+    cleanups.push(() => server.close());
+    const order = substitutionOrder(narinfos.map((text) => parseCandidate(text)!));
+    const sizes = order.map((c) => c.size);
+    expect(Math.min(...sizes)).toBeGreaterThan(PagePool.PAGE_BYTES);
+    // One NAR at a time: the fetch of the fourth starts once the second was handed over and released.
+    const log = createLogger(new Secrets(), { write: () => {} });
+    const limits = { ...DEFAULT_READAHEAD, concurrency: 1, budgetBytes: Math.max(...sizes) };
+    const readahead = new Readahead(server, log, limits);
+    for (const text of narinfos) readahead.noteHit(text);
+    expect(await readahead.take(order[0]!.narPath)).toBeUndefined();
+    const released = new Set<ArrayBufferLike>();
+    let reusedPages = 0;
+    for (const candidate of order.slice(1)) {
+      const nar = (await readahead.take(candidate.narPath))!;
+      const direct = await server.request({ method: 'GET', path: candidate.narPath });
+      expect(Buffer.concat(nar.chunks).equals(Buffer.from(await direct.body.arrayBuffer()))).toBe(true);
+      reusedPages += nar.chunks.filter((chunk) => released.has(chunk.buffer)).length;
+      for (const chunk of nar.chunks) released.add(chunk.buffer);
+      nar.release();
+    }
+    expect(reusedPages).toBeGreaterThan(0);
+    readahead.close();
+  });
+
+  it('keeps no more pages than it may hold, and none once idle', async () => {
+    const pool = new PagePool(2, 50);
+    const pages = [pool.take(), pool.take(), pool.take()];
+    expect(new Set(pages).size).toBe(3);
+    pool.give(pages);
+    expect(pool.kept).toBe(2);
+    expect(pages).toContain(pool.take());
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(pool.kept).toBe(0);
   });
 });
 

@@ -37,9 +37,49 @@ export const DEFAULT_READAHEAD: ReadaheadLimits = {
 /** A NAR fetched ahead: its answer's headers and bytes. */
 export interface FetchedNar {
   headers: Record<string, string | string[]>;
-  /** The bytes as they arrived: joining them would cost a copy and an allocation per NAR. */
+  /** The bytes, on pages of the readahead's pool. */
   chunks: Buffer[];
   size: number;
+  /** Gives the pages back: call once nothing reads `chunks` any more (the response is closed). */
+  release(): void;
+}
+
+/**
+ * The pages NARs fetched ahead are copied into as they arrive. The network's buffers then die
+ * young, and the pages are used again and again: holding the network's own buffers for the
+ * second or so until Nix asked made V8 promote them and run a full collection every few MiB,
+ * and each new buffer cost page faults. Pages beyond what the budget can hold are not kept, and
+ * none are kept once the readahead has been idle for a while.
+ */
+export class PagePool {
+  static readonly PAGE_BYTES = 256 * 1024;
+  private readonly free: Buffer[] = [];
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly maxPages: number,
+    private readonly idleMs = 10_000,
+  ) {}
+
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(PagePool.PAGE_BYTES);
+  }
+
+  give(pages: Buffer[]): void {
+    for (const page of pages) if (this.free.length < this.maxPages) this.free.push(page);
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
+  }
+
+  /** Pages kept for the next fetches. */
+  get kept(): number {
+    return this.free.length;
+  }
+
+  clear(): void {
+    clearTimeout(this.idleTimer);
+    this.free.length = 0;
+  }
 }
 
 interface Fetch {
@@ -136,6 +176,7 @@ export class Readahead {
   private plan: Candidate[] = [];
   private planned = true;
   private readonly fetches = new Map<string, Fetch>();
+  private readonly pages: PagePool;
   private held = 0;
   private inFlight = 0;
   private active = false;
@@ -146,7 +187,10 @@ export class Readahead {
     private readonly server: Upstream,
     private readonly log: Logger,
     private readonly limits: ReadaheadLimits = DEFAULT_READAHEAD,
-  ) {}
+  ) {
+    // The budget's worth, and a partly filled page for each fetch in flight.
+    this.pages = new PagePool(Math.ceil(limits.budgetBytes / PagePool.PAGE_BYTES) + limits.concurrency);
+  }
 
   /** A narinfo Nix got from the server: its NAR may be fetched ahead. */
   noteHit(narinfo: string): void {
@@ -191,7 +235,7 @@ export class Readahead {
     if (!fetch) return undefined;
     const nar = await fetch.result;
     if (this.fetches.get(path) !== fetch) return undefined;
-    this.release(path, fetch);
+    this.forget(path, fetch);
     this.pump();
     return nar;
   }
@@ -202,12 +246,20 @@ export class Readahead {
     this.candidates.clear();
     this.unparsed = [];
     this.plan = [];
-    for (const [path, fetch] of this.fetches) this.release(path, fetch);
+    for (const [path, fetch] of this.fetches) this.drop(path, fetch);
+    this.pages.clear();
   }
 
-  private release(path: string, fetch: Fetch): void {
+  /** The fetch is no longer held here: handed over, or failed. */
+  private forget(path: string, fetch: Fetch): void {
     this.fetches.delete(path);
     this.held -= fetch.size;
+  }
+
+  /** Forgets the fetch, and gives its pages back once (if) it completes. */
+  private drop(path: string, fetch: Fetch): void {
+    this.forget(path, fetch);
+    void fetch.result.then((nar) => nar?.release());
   }
 
   /** Starts fetches in Nix's order while there is room; never skips ahead of a NAR that does not fit. */
@@ -235,7 +287,7 @@ export class Readahead {
   private start(path: string, size: number): void {
     this.held += size;
     this.inFlight++;
-    const result = fetchWhole(this.server, path)
+    const result = fetchWhole(this.server, path, this.pages)
       .catch((e: unknown) => {
         this.log.debug({ path, err: describeNetworkError(e) }, 'NAR readahead failed');
         return undefined;
@@ -249,7 +301,7 @@ export class Readahead {
     // A failed fetch holds nothing: Nix's own request will stream the NAR.
     void result.then((nar) => {
       if (!nar && this.fetches.get(path) === fetch) {
-        this.release(path, fetch);
+        this.forget(path, fetch);
         this.pump();
       }
     });
@@ -258,23 +310,43 @@ export class Readahead {
   private dropStale(): void {
     const cutoff = Date.now() - this.limits.holdMs;
     for (const [path, fetch] of this.fetches) {
-      if (fetch.startedAt < cutoff) this.release(path, fetch);
+      if (fetch.startedAt < cutoff) this.drop(path, fetch);
     }
   }
 }
 
-/** GETs a NAR whole; undefined unless the server answered 200. */
-async function fetchWhole(server: Upstream, path: string): Promise<FetchedNar | undefined> {
+/** GETs a NAR whole onto pages of `pool`; undefined unless the server answered 200. */
+async function fetchWhole(server: Upstream, path: string, pool: PagePool): Promise<FetchedNar | undefined> {
   const response = await server.request({ method: 'GET', path, retry: { retries: 0 } });
   if (response.statusCode !== 200) {
     await response.body.dump();
     return undefined;
   }
-  const chunks: Buffer[] = [];
+  const pages: Buffer[] = [];
+  let used = PagePool.PAGE_BYTES;
   let size = 0;
-  for await (const chunk of response.body) {
-    chunks.push(chunk as Buffer);
-    size += (chunk as Buffer).length;
+  try {
+    for await (const chunk of response.body as AsyncIterable<Buffer>) {
+      for (let offset = 0; offset < chunk.length;) {
+        if (used === PagePool.PAGE_BYTES) {
+          pages.push(pool.take());
+          used = 0;
+        }
+        const copied = chunk.copy(pages[pages.length - 1]!, used, offset);
+        used += copied;
+        offset += copied;
+      }
+      size += chunk.length;
+    }
+  } catch (error) {
+    pool.give(pages);
+    throw error;
   }
-  return { headers: response.headers as Record<string, string | string[]>, chunks, size };
+  const chunks = pages.map((page, i) => (i === pages.length - 1 ? page.subarray(0, used) : page));
+  let released = false;
+  const release = () => {
+    if (!released) pool.give(pages);
+    released = true;
+  };
+  return { headers: response.headers as Record<string, string | string[]>, chunks, size, release };
 }

@@ -234,6 +234,8 @@ export class CacheRoutes {
       if (nar) {
         this.stats.narsReadAhead++;
         this.stats.bytesDownloaded += nar.size;
+        // The pages go back to the pool once the socket is done with them.
+        res.once('close', nar.release);
         res.writeHead(200, forwardableHeaders(nar.headers));
         res.cork();
         for (const chunk of nar.chunks) res.write(chunk);
