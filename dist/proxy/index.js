@@ -49527,6 +49527,42 @@ const DEFAULT_READAHEAD = {
     holdMs: 120_000,
     maxCandidates: 10_000,
 };
+/**
+ * The pages NARs fetched ahead are copied into as they arrive. The network's buffers then die
+ * young, and the pages are used again and again: holding the network's own buffers for the
+ * second or so until Nix asked made V8 promote them and run a full collection every few MiB,
+ * and each new buffer cost page faults. Pages beyond what the budget can hold are not kept, and
+ * none are kept once the readahead has been idle for a while.
+ */
+class PagePool {
+    maxPages;
+    idleMs;
+    static PAGE_BYTES = 256 * 1024;
+    free = [];
+    idleTimer;
+    constructor(maxPages, idleMs = 10_000) {
+        this.maxPages = maxPages;
+        this.idleMs = idleMs;
+    }
+    take() {
+        return this.free.pop() ?? Buffer.allocUnsafeSlow(PagePool.PAGE_BYTES);
+    }
+    give(pages) {
+        for (const page of pages)
+            if (this.free.length < this.maxPages)
+                this.free.push(page);
+        clearTimeout(this.idleTimer);
+        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
+    }
+    /** Pages kept for the next fetches. */
+    get kept() {
+        return this.free.length;
+    }
+    clear() {
+        clearTimeout(this.idleTimer);
+        this.free.length = 0;
+    }
+}
 /** The NAR URLs the server writes: anything else in a narinfo is not fetched. */
 const NAR_URL = /^nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
 function parseCandidate(narinfo) {
@@ -49611,6 +49647,7 @@ class Readahead {
     plan = [];
     planned = true;
     fetches = new Map();
+    pages;
     held = 0;
     inFlight = 0;
     active = false;
@@ -49620,6 +49657,8 @@ class Readahead {
         this.server = server;
         this.log = log;
         this.limits = limits;
+        // The budget's worth, and a partly filled page for each fetch in flight.
+        this.pages = new PagePool(Math.ceil(limits.budgetBytes / PagePool.PAGE_BYTES) + limits.concurrency);
     }
     /** A narinfo Nix got from the server: its NAR may be fetched ahead. */
     noteHit(narinfo) {
@@ -49670,7 +49709,7 @@ class Readahead {
         const nar = await fetch.result;
         if (this.fetches.get(path) !== fetch)
             return undefined;
-        this.release(path, fetch);
+        this.forget(path, fetch);
         this.pump();
         return nar;
     }
@@ -49681,11 +49720,18 @@ class Readahead {
         this.unparsed = [];
         this.plan = [];
         for (const [path, fetch] of this.fetches)
-            this.release(path, fetch);
+            this.drop(path, fetch);
+        this.pages.clear();
     }
-    release(path, fetch) {
+    /** The fetch is no longer held here: handed over, or failed. */
+    forget(path, fetch) {
         this.fetches.delete(path);
         this.held -= fetch.size;
+    }
+    /** Forgets the fetch, and gives its pages back once (if) it completes. */
+    drop(path, fetch) {
+        this.forget(path, fetch);
+        void fetch.result.then((nar) => nar?.release());
     }
     /** Starts fetches in Nix's order while there is room; never skips ahead of a NAR that does not fit. */
     pump() {
@@ -49713,7 +49759,7 @@ class Readahead {
     start(path, size) {
         this.held += size;
         this.inFlight++;
-        const result = fetchWhole(this.server, path)
+        const result = fetchWhole(this.server, path, this.pages)
             .catch((e) => {
             this.log.debug({ path, err: describeNetworkError(e) }, 'NAR readahead failed');
             return undefined;
@@ -49727,7 +49773,7 @@ class Readahead {
         // A failed fetch holds nothing: Nix's own request will stream the NAR.
         void result.then((nar) => {
             if (!nar && this.fetches.get(path) === fetch) {
-                this.release(path, fetch);
+                this.forget(path, fetch);
                 this.pump();
             }
         });
@@ -49736,24 +49782,46 @@ class Readahead {
         const cutoff = Date.now() - this.limits.holdMs;
         for (const [path, fetch] of this.fetches) {
             if (fetch.startedAt < cutoff)
-                this.release(path, fetch);
+                this.drop(path, fetch);
         }
     }
 }
-/** GETs a NAR whole; undefined unless the server answered 200. */
-async function fetchWhole(server, path) {
+/** GETs a NAR whole onto pages of `pool`; undefined unless the server answered 200. */
+async function fetchWhole(server, path, pool) {
     const response = await server.request({ method: 'GET', path, retry: { retries: 0 } });
     if (response.statusCode !== 200) {
         await response.body.dump();
         return undefined;
     }
-    const chunks = [];
+    const pages = [];
+    let used = PagePool.PAGE_BYTES;
     let size = 0;
-    for await (const chunk of response.body) {
-        chunks.push(chunk);
-        size += chunk.length;
+    try {
+        for await (const chunk of response.body) {
+            for (let offset = 0; offset < chunk.length;) {
+                if (used === PagePool.PAGE_BYTES) {
+                    pages.push(pool.take());
+                    used = 0;
+                }
+                const copied = chunk.copy(pages[pages.length - 1], used, offset);
+                used += copied;
+                offset += copied;
+            }
+            size += chunk.length;
+        }
     }
-    return { headers: response.headers, chunks, size };
+    catch (error) {
+        pool.give(pages);
+        throw error;
+    }
+    const chunks = pages.map((page, i) => (i === pages.length - 1 ? page.subarray(0, used) : page));
+    let released = false;
+    const release = () => {
+        if (!released)
+            pool.give(pages);
+        released = true;
+    };
+    return { headers: response.headers, chunks, size, release };
 }
 
 ;// CONCATENATED MODULE: ./src/proxy/routes.ts
@@ -49960,6 +50028,8 @@ class CacheRoutes {
             if (nar) {
                 this.stats.narsReadAhead++;
                 this.stats.bytesDownloaded += nar.size;
+                // The pages go back to the pool once the socket is done with them.
+                res.once('close', nar.release);
                 res.writeHead(200, forwardableHeaders(nar.headers));
                 res.cork();
                 for (const chunk of nar.chunks)
