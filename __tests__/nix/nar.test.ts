@@ -24,11 +24,13 @@ import {
   CompressionError,
   createCompressor,
   createDecompressor,
+  createNarHasher,
   digestNarFile,
   hashNar,
   HashingStream,
   NAR_EXTENSIONS,
   type NarCompression,
+  type NarDigest,
 } from '../../src/nix/nar.js';
 import { serializeNarInfo } from '../../src/nix/narinfo.js';
 import { generateSecretKey, narInfoFingerprint, signFingerprint } from '../../src/nix/signing.js';
@@ -55,6 +57,25 @@ async function nixNarDigest(path: string): Promise<{ narHash: string; narSize: n
   const queried = (await nix('nix-store', ['--query', '--hash', path])).trim();
   expect(Hash.parse(queried).toSRI()).toBe(info!.narHash);
   return { narHash: Hash.parse(info!.narHash).toString(), narSize: info!.narSize };
+}
+
+/**
+ * createNarHasher fed `chunks` as the server's upload path feeds it: each chunk through one reused
+ * buffer, overwritten as soon as its write has resolved.
+ */
+async function narHasherDigest(chunks: Buffer[], compression: string): Promise<NarDigest> {
+  const hasher = createNarHasher(compression);
+  const reused = Buffer.alloc(Math.max(1, ...chunks.map((c) => c.length)));
+  try {
+    for (const chunk of chunks) {
+      chunk.copy(reused);
+      await hasher.write(reused.subarray(0, chunk.length));
+      reused.fill(0xee);
+    }
+    return await hasher.end();
+  } finally {
+    hasher.destroy();
+  }
 }
 
 /** hashNar in a child process, which also reports how much its peak RSS grew. */
@@ -184,6 +205,7 @@ describe('NAR decompression', () => {
       );
       // One chunk holding both streams: Node's own zstd decoder would drop the second frame here.
       expect(await hashNar(Readable.from([Buffer.concat(parts)]), compression)).toEqual(expected);
+      expect(await narHasherDigest([Buffer.concat(parts)], compression)).toEqual(expected);
     }
   });
 
@@ -201,6 +223,7 @@ describe('NAR decompression', () => {
           const bounds = [0, ...cuts.sort((a, b) => a - b), file.length];
           const chunks = bounds.slice(1).map((end, i) => file.subarray(bounds[i], end));
           expect(await hashNar(Readable.from(chunks), 'zstd')).toEqual(expected);
+          expect(await narHasherDigest(chunks, 'zstd')).toEqual(expected);
         },
       ),
       { numRuns: 40 },
@@ -243,6 +266,26 @@ describe('NAR decompression', () => {
     await expect(
       hashNar(Readable.from([zstBytes, Buffer.from('junk after the frame')]), 'zstd'),
     ).rejects.toThrow(`not zstd data: no frame magic number at byte ${zstBytes.length}`);
+    // The same failures from createNarHasher, as uploads meet them.
+    const bytesOf = async (stream: Readable) => [Buffer.concat(await stream.toArray())];
+    await expect(narHasherDigest(await bytesOf(corrupt(zst)), 'zstd')).rejects.toThrow(/checksum/i);
+    await expect(narHasherDigest(await bytesOf(truncated(zst)), 'zstd')).rejects.toThrow(
+      'zstd data ends in the middle of a frame (truncated)',
+    );
+    await expect(narHasherDigest([zstBytes, Buffer.from('junk after the frame')], 'zstd')).rejects.toThrow(
+      `not zstd data: no frame magic number at byte ${zstBytes.length}`,
+    );
+    await expect(narHasherDigest(await bytesOf(corrupt(xz)), 'xz')).rejects.toThrow(
+      /xz decompression failed: .*corrupt/,
+    );
+    await expect(narHasherDigest(await bytesOf(truncated(xz)), 'xz')).rejects.toThrow(
+      /xz decompression failed: .*(Unexpected end|truncated)/,
+    );
+    expect(await narHasherDigest([readFileSync(nar)], 'none')).toEqual({
+      narHash: Hash.of('sha256', readFileSync(nar)),
+      narSize: statSync(nar).size,
+    });
+    expect(() => createNarHasher('bzip2')).toThrow("unsupported compression 'bzip2'");
     expect(() => createDecompressor('bzip2')).toThrow(CompressionError);
     expect(() => createDecompressor('bzip2')).toThrow(
       "unsupported compression 'bzip2' (supported: none, zstd, xz)",

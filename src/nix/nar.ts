@@ -11,10 +11,10 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { Duplex, PassThrough, Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { constants as zlibConstants, createZstdCompress, createZstdDecompress } from 'node:zlib';
 import { Hash } from './hash.js';
-import { ZstdFrameSplitter } from './zstd-frames.js';
+import { ZstdFrameScanner, ZstdFrameSplitter } from './zstd-frames.js';
 
 /** Compressions Sluice can verify and produce (a subset of what Nix reads). */
 export const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'] as const;
@@ -187,6 +187,122 @@ export class HashingStream extends Transform {
 export interface NarDigest {
   narHash: Hash;
   narSize: number;
+}
+
+/**
+ * Decompresses a NAR file fed chunk by chunk and hashes the NAR inside, without a stream of its
+ * own to pass through: the upload path feeds it the chunks it also writes to storage.
+ */
+export interface NarHasher {
+  /** Resolves once `chunk` is consumed (its buffer may then be reused); rejects if it is corrupt. */
+  write(chunk: Buffer): Promise<void>;
+  /** The NAR's digest once the file has ended where a NAR may end; rejects otherwise. */
+  end(): Promise<NarDigest>;
+  /** Stops early, freeing the decompressor. */
+  destroy(): void;
+}
+
+export function createNarHasher(compression: string): NarHasher {
+  switch (checkCompression(compression)) {
+    case 'none':
+      return new PlainNarHasher();
+    case 'zstd': {
+      // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
+      const scanner = new ZstdFrameScanner();
+      return new StreamNarHasher(
+        createZstdDecompress({ chunkSize: ZSTD_CHUNK_BYTES }),
+        (chunk, write) => scanner.split(chunk, write),
+        () => scanner.finish(),
+      );
+    }
+    case 'xz':
+      // The program's stdin may still hold a written chunk after its callback: it gets a copy.
+      return new StreamNarHasher(createDecompressor('xz'), (chunk, write) => write(Buffer.from(chunk)));
+  }
+}
+
+class PlainNarHasher implements NarHasher {
+  private readonly hasher = createHash('sha256');
+  private size = 0;
+
+  write(chunk: Buffer): Promise<void> {
+    this.hasher.update(chunk);
+    this.size += chunk.length;
+    return Promise.resolve();
+  }
+
+  end(): Promise<NarDigest> {
+    return Promise.resolve({ narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size });
+  }
+
+  destroy(): void {}
+}
+
+/** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
+class StreamNarHasher implements NarHasher {
+  private readonly hasher = createHash('sha256');
+  private size = 0;
+  private failure: Error | undefined;
+  /** Settles the promise of the write in progress. */
+  private settle: ((error?: Error | null) => void) | undefined;
+
+  constructor(
+    private readonly decompressor: Duplex,
+    /** Writes `chunk` into the decompressor, in one or more pieces. */
+    private readonly feed: (chunk: Buffer, write: (piece: Buffer) => void) => void,
+    /** Throws if the input so far cannot be a whole file. */
+    private readonly checkEnd: () => void = () => undefined,
+  ) {
+    decompressor.on('data', (chunk: Buffer) => {
+      this.hasher.update(chunk);
+      this.size += chunk.length;
+    });
+    decompressor.on('error', (error: Error) => this.fail(error));
+    decompressor.on('close', () => {
+      if (!decompressor.readableEnded) this.fail(new Error('the decompressor closed early'));
+    });
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    this.settle?.(this.failure);
+  }
+
+  write(chunk: Buffer): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    const pieces: Buffer[] = [];
+    try {
+      this.feed(chunk, (piece) => pieces.push(piece));
+    } catch (error) {
+      this.failure ??= error as Error;
+      return Promise.reject(this.failure);
+    }
+    if (pieces.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.settle = (error) => {
+        this.settle = undefined;
+        if (error) reject(error);
+        else resolve();
+      };
+      // Write callbacks run in order: the last one means every piece is consumed.
+      for (const [i, piece] of pieces.entries()) {
+        this.decompressor.write(piece, i === pieces.length - 1 ? (error) => this.settle?.(error) : undefined);
+      }
+    });
+  }
+
+  async end(): Promise<NarDigest> {
+    if (this.failure) throw this.failure;
+    this.checkEnd();
+    this.decompressor.end();
+    await finished(this.decompressor);
+    if (this.failure) throw this.failure;
+    return { narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size };
+  }
+
+  destroy(): void {
+    this.decompressor.destroy();
+  }
 }
 
 /** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */

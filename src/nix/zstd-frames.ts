@@ -28,7 +28,36 @@ const CONTENT_SIZE_BYTES = [0, 2, 4, 8];
 
 export class ZstdFrameError extends Error {}
 
+/** A Transform over ZstdFrameScanner: what it emits, it pushes. */
 export class ZstdFrameSplitter extends Transform {
+  private readonly scanner = new ZstdFrameScanner();
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    try {
+      this.scanner.split(chunk, (piece) => this.push(piece));
+    } catch (error) {
+      callback(error as Error);
+      return;
+    }
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    try {
+      this.scanner.finish();
+    } catch (error) {
+      callback(error as Error);
+      return;
+    }
+    callback();
+  }
+}
+
+/**
+ * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
+ * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
+ */
+export class ZstdFrameScanner {
   private unit: Unit = 'magic';
   private need = 4;
   private parsed: number[] = [];
@@ -38,39 +67,38 @@ export class ZstdFrameSplitter extends Transform {
   private position = 0;
   /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
   private forwarding = false;
+  /** Where the current `split` call emits (advance() emits a frame's magic number). */
+  private emit: (piece: Buffer) => void = () => undefined;
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+  /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
+  split(chunk: Buffer, emit: (piece: Buffer) => void): void {
+    this.emit = emit;
     let start = 0;
     let i = 0;
-    try {
-      while (i < chunk.length) {
-        const take = Math.min(this.need, chunk.length - i);
-        if (PARSED.has(this.unit)) this.parsed.push(...chunk.subarray(i, i + take));
-        i += take;
-        this.position += take;
-        this.need -= take;
-        if (this.need > 0) break;
-        const unit = this.unit;
-        const frameEnded = this.advance();
-        if (unit === 'magic') start = i; // advance() pushed the magic itself, once it knew the kind
-        if (frameEnded) {
-          if (this.forwarding && i > start) this.push(chunk.subarray(start, i));
-          start = i;
-          this.forwarding = false;
-        }
+    while (i < chunk.length) {
+      const take = Math.min(this.need, chunk.length - i);
+      if (PARSED.has(this.unit)) this.parsed.push(...chunk.subarray(i, i + take));
+      i += take;
+      this.position += take;
+      this.need -= take;
+      if (this.need > 0) break;
+      const unit = this.unit;
+      const frameEnded = this.advance();
+      if (unit === 'magic') start = i; // advance() emitted the magic itself, once it knew the kind
+      if (frameEnded) {
+        if (this.forwarding && i > start) emit(chunk.subarray(start, i));
+        start = i;
+        this.forwarding = false;
       }
-      if (this.forwarding && i > start) this.push(chunk.subarray(start, i));
-    } catch (error) {
-      callback(error as Error);
-      return;
     }
-    callback();
+    if (this.forwarding && i > start) emit(chunk.subarray(start, i));
   }
 
-  override _flush(callback: TransformCallback): void {
+  /** Throws unless the data so far ended at the end of a frame. */
+  finish(): void {
     if (this.unit !== 'magic' || this.need !== 4) {
-      callback(new ZstdFrameError('zstd data ends in the middle of a frame (truncated)'));
-    } else callback();
+      throw new ZstdFrameError('zstd data ends in the middle of a frame (truncated)');
+    }
   }
 
   /** Moves past a completed unit; returns true when a frame (zstd or skippable) ended with it. */
@@ -81,7 +109,7 @@ export class ZstdFrameSplitter extends Transform {
       case 'magic': {
         const magic = bytes.readUInt32LE(0);
         if (magic === ZSTD_MAGIC) {
-          this.push(bytes);
+          this.emit(bytes);
           this.forwarding = true;
           return this.next('descriptor', 1);
         }

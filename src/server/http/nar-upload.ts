@@ -1,15 +1,19 @@
 /**
- * The verifying stream every NAR upload goes through on its way to the BlobStore. It passes the
+ * The verifying pass every NAR upload goes through on its way to the BlobStore. It hands the
  * file's bytes on, and meanwhile hashes them (FileHash/FileSize) and decompresses and hashes the
  * NAR inside (NarHash/NarSize). It ends in an error, so the store commits nothing, when the file
  * is larger than allowed, does not decompress, or does not hash to the name it was uploaded as:
  * the file's hash (Nix's `PUT /nar/<filehash>`) or the NAR's (`PUT /_api/v1/nar/<narhash>`).
+ *
+ * One loop does all of it, with no stream per step: the request's chunks are hashed, then copied
+ * into one of two reused buffers, and each full buffer goes to the decompressor and to storage at
+ * once. Few large writes cost fewer thread-pool round trips than a write per received chunk, and
+ * reused buffers cost no allocations (page faults, garbage collections), which weigh more here.
  */
-import { Transform, Writable, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { createHash } from 'node:crypto';
 import { HttpError } from '../../http/errors.js';
-import type { Hash } from '../../nix/hash.js';
-import { createDecompressor, HashingStream, type NarCompression } from '../../nix/nar.js';
+import { Hash } from '../../nix/hash.js';
+import { createNarHasher, type NarCompression, type NarDigest } from '../../nix/nar.js';
 
 /** The hash an upload's name states: of the file as uploaded, or of the NAR inside it. */
 export type NarUploadName = { fileHash: Hash } | { narHash: Hash };
@@ -26,23 +30,28 @@ export interface NarFileDigest {
   narSize: number;
 }
 
-export interface VerifiedNarStream {
-  /** What to store: the uploaded bytes, erroring at the end unless every check passed. */
-  body: Readable;
+export interface VerifiedNarUpload {
+  /**
+   * What to store: the uploaded bytes, in chunks whose buffers are reused once the next chunk is
+   * asked for, and an error at the end unless every check passed.
+   */
+  body: AsyncIterable<Buffer>;
   /** The digest, known once `body` has ended without error. */
   digest(): NarFileDigest;
 }
 
+/** Size of the two buffers an upload's bytes are gathered in. */
+const STAGE_BYTES = 1024 * 1024;
+/** Buffers kept for the next uploads. */
+const STAGE_POOL_MAX = 8;
+const stagePool: Buffer[] = [];
+
 /** The error for a file or NAR that does not hash to its name, or undefined if it does. */
-function nameMismatch(
-  expected: ExpectedNarFile,
-  file: HashingStream,
-  nar: HashingStream,
-): HttpError | undefined {
+function nameMismatch(expected: ExpectedNarFile, digest: NarFileDigest): HttpError | undefined {
   const [what, actual, wanted, reason] =
     'fileHash' in expected
-      ? ['NAR file', file.hash(), expected.fileHash, 'file_hash_mismatch']
-      : ['NAR', nar.hash(), expected.narHash, 'nar_hash_mismatch'];
+      ? ['NAR file', digest.fileHash, expected.fileHash, 'file_hash_mismatch']
+      : ['NAR', digest.narHash, expected.narHash, 'nar_hash_mismatch'];
   if (actual.equals(wanted)) return undefined;
   return new HttpError(
     400,
@@ -51,11 +60,8 @@ function nameMismatch(
   );
 }
 
-export function verifyNarUpload(source: Readable, expected: ExpectedNarFile): VerifiedNarStream {
-  const file = new HashingStream();
-  const decompressor = createDecompressor(expected.compression);
-  const nar = new HashingStream();
-  const narDone = pipeline(decompressor, nar, new Writable({ write: (_chunk, _encoding, done) => done() }));
+export function verifyNarUpload(source: AsyncIterable<Buffer>, expected: ExpectedNarFile): VerifiedNarUpload {
+  let digest: NarFileDigest | undefined;
 
   const corrupt = (error: unknown) =>
     new HttpError(
@@ -64,35 +70,79 @@ export function verifyNarUpload(source: Readable, expected: ExpectedNarFile): Ve
       'corrupt_nar',
     );
 
-  const gate = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      if (file.size > expected.maxSize) {
-        callback(
-          new HttpError(413, `NAR file is larger than the limit of ${expected.maxSize} bytes`, 'too_large'),
-        );
-        return;
+  async function* body(): AsyncGenerator<Buffer> {
+    const file = createHash('sha256');
+    let fileSize = 0;
+    const nar = createNarHasher(expected.compression);
+    const stages = [stagePool.pop() ?? Buffer.allocUnsafe(STAGE_BYTES)];
+    let stage = stages[0]!;
+    let filled = 0;
+    // The decompression of the last full stage, which runs while the next one fills.
+    let decompressing: Promise<void> | undefined;
+    const decompressed = async () => {
+      try {
+        await decompressing;
+      } catch (error) {
+        throw corrupt(error);
       }
-      if (decompressor.write(chunk)) callback(null, chunk);
-      else decompressor.once('drain', () => callback(null, chunk));
-    },
-    flush(callback) {
-      decompressor.end();
-      narDone.then(
-        () => callback(nameMismatch(expected, file, nar)),
-        (error) => callback(corrupt(error)),
-      );
-    },
-    destroy(error, callback) {
-      decompressor.destroy();
-      callback(error);
-    },
-  });
-  // A decompression error mid-stream may leave a write waiting for 'drain' forever: fail the gate now.
-  narDone.catch((error: unknown) => gate.destroy(corrupt(error)));
-  pipeline(source, file, gate).catch((error: unknown) => gate.destroy(error as Error));
+    };
+    try {
+      for await (const chunk of source) {
+        fileSize += chunk.length;
+        if (fileSize > expected.maxSize) {
+          throw new HttpError(
+            413,
+            `NAR file is larger than the limit of ${expected.maxSize} bytes`,
+            'too_large',
+          );
+        }
+        file.update(chunk);
+        for (let offset = 0; offset < chunk.length;) {
+          const copied = chunk.copy(stage, filled, offset);
+          offset += copied;
+          filled += copied;
+          if (filled < stage.length) continue;
+          // The other stage must be done decompressing before it is filled again.
+          await decompressed();
+          decompressing = nar.write(stage);
+          // Its failure is taken up at the next await; until then it must not count as unhandled.
+          decompressing.catch(() => undefined);
+          // Resumed once the store has written the stage.
+          yield stage;
+          if (stages.length < 2) stages.push(stagePool.pop() ?? Buffer.allocUnsafe(STAGE_BYTES));
+          stage = stages[stage === stages[0] ? 1 : 0]!;
+          filled = 0;
+        }
+      }
+      await decompressed();
+      if (filled > 0) {
+        decompressing = nar.write(stage.subarray(0, filled));
+        decompressing.catch(() => undefined);
+        yield stage.subarray(0, filled);
+        await decompressed();
+      }
+      let narDigest: NarDigest;
+      try {
+        narDigest = await nar.end();
+      } catch (error) {
+        throw corrupt(error);
+      }
+      const result = { fileHash: new Hash('sha256', file.digest()), fileSize, ...narDigest };
+      const mismatch = nameMismatch(expected, result);
+      if (mismatch) throw mismatch;
+      digest = result;
+    } finally {
+      nar.destroy();
+      // A destroyed decompressor may still be reading its last stage: harmless, it only reads.
+      for (const buffer of stages) if (stagePool.length < STAGE_POOL_MAX) stagePool.push(buffer);
+    }
+  }
 
   return {
-    body: gate,
-    digest: () => ({ fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size }),
+    body: body(),
+    digest: () => {
+      if (!digest) throw new Error('the upload digest is only known once its body has ended');
+      return digest;
+    },
   };
 }

@@ -3,7 +3,7 @@
  * stored once whatever slice uploaded it. The interface assumes only what S3 also offers:
  * put-if-absent of a complete object, ranged reads, head, delete. No rename or append.
  */
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 
 export interface ByteRange {
   /** First byte, inclusive. */
@@ -17,8 +17,9 @@ export interface BlobStore {
    * Streams `body` under `key` unless the key already exists. The object becomes visible only once
    * complete and durable; if `body` errors (a failed check, a dropped connection) nothing is left.
    * The body is always read to its end, so a check at its end runs even for an existing key.
+   * A chunk's buffer may be reused by the body once the next chunk is asked for.
    */
-  put(key: string, body: Readable): Promise<'created' | 'exists'>;
+  put(key: string, body: AsyncIterable<Buffer>): Promise<'created' | 'exists'>;
   /** The object (or a range of it) opened for one read, or null when absent. */
   open(key: string, range?: ByteRange): Promise<BlobReader | null>;
   head(key: string): Promise<{ size: number } | null>;

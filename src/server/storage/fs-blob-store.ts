@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { link, mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { isValidBlobKey, type BlobReader, type BlobStore, type ByteRange } from './blob-store.js';
 
 const TEMP_PREFIX = '.upload-';
@@ -33,17 +33,31 @@ export class FsBlobStore implements BlobStore {
     return join(this.dir, key);
   }
 
-  async put(key: string, body: Readable): Promise<'created' | 'exists'> {
+  async put(key: string, body: AsyncIterable<Buffer>): Promise<'created' | 'exists'> {
     const finalPath = this.path(key);
-    // The body may fail while the temp file is being opened, before anything reads it.
-    let failure: Error | undefined;
-    body.on('error', (error: Error) => (failure ??= error));
+    // Asking for the first chunk now reads the body while the temp file is being opened, and
+    // catches a failure of the body meanwhile; it is taken up by the loop below.
+    const chunks = body[Symbol.asyncIterator]();
+    const first = chunks.next();
+    first.catch(() => undefined);
     const tempPath = join(this.dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
-    const file = await open(tempPath, 'wx', 0o644);
+    let file: FileHandle;
     try {
-      // Writing chunk by chunk keeps backpressure and surfaces an error of `body` (a failed check) here.
-      for await (const chunk of body as AsyncIterable<Buffer>) await file.write(chunk);
-      if (failure) throw failure;
+      file = await open(tempPath, 'wx', 0o644);
+    } catch (error) {
+      await chunks.return?.();
+      throw error;
+    }
+    try {
+      // A chunk at a time: the body's next chunk is asked for once this one is written, and a
+      // failed check of the body surfaces here.
+      try {
+        for (let next = await first; !next.done; next = await chunks.next()) await file.write(next.value);
+      } catch (error) {
+        // A failed write leaves the body unfinished: it is told to stop.
+        await chunks.return?.();
+        throw error;
+      }
       await file.sync();
       await file.close();
       try {
