@@ -40,10 +40,10 @@ export interface VerifiedNarUpload {
   digest(): NarFileDigest;
 }
 
-/** Size of the two buffers an upload's bytes are gathered in. */
-const STAGE_BYTES = 1024 * 1024;
+/** Size of the two buffers an upload's bytes are gathered in (1 MiB: same CPU, 7 MB more RSS). */
+const STAGE_BYTES = 256 * 1024;
 /** Buffers kept for the next uploads. */
-const STAGE_POOL_MAX = 8;
+const STAGE_POOL_MAX = 16;
 const stagePool: Buffer[] = [];
 
 /** The error for a file or NAR that does not hash to its name, or undefined if it does. */
