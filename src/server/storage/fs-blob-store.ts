@@ -45,7 +45,8 @@ export class FsBlobStore implements BlobStore {
     try {
       file = await open(tempPath, 'wx', 0o644);
     } catch (error) {
-      await chunks.return?.();
+      // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
+      void chunks.return?.().catch(() => undefined);
       throw error;
     }
     try {
