@@ -47998,7 +47998,35 @@ const DICT_ID_BYTES = (/* unused pure expression or super */ null && ([0, 1, 2, 
 const CONTENT_SIZE_BYTES = (/* unused pure expression or super */ null && ([0, 2, 4, 8]));
 class ZstdFrameError extends (/* unused pure expression or super */ null && (Error)) {
 }
+/** A Transform over ZstdFrameScanner: what it emits, it pushes. */
 class zstd_frames_ZstdFrameSplitter extends (/* unused pure expression or super */ null && (Transform)) {
+    scanner = new zstd_frames_ZstdFrameScanner();
+    _transform(chunk, _encoding, callback) {
+        try {
+            this.scanner.split(chunk, (piece) => this.push(piece));
+        }
+        catch (error) {
+            callback(error);
+            return;
+        }
+        callback();
+    }
+    _flush(callback) {
+        try {
+            this.scanner.finish();
+        }
+        catch (error) {
+            callback(error);
+            return;
+        }
+        callback();
+    }
+}
+/**
+ * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
+ * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
+ */
+class zstd_frames_ZstdFrameScanner {
     unit = 'magic';
     need = 4;
     parsed = [];
@@ -48008,45 +48036,41 @@ class zstd_frames_ZstdFrameSplitter extends (/* unused pure expression or super 
     position = 0;
     /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
     forwarding = false;
-    _transform(chunk, _encoding, callback) {
+    /** Where the current `split` call emits (advance() emits a frame's magic number). */
+    emit = () => undefined;
+    /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
+    split(chunk, emit) {
+        this.emit = emit;
         let start = 0;
         let i = 0;
-        try {
-            while (i < chunk.length) {
-                const take = Math.min(this.need, chunk.length - i);
-                if (PARSED.has(this.unit))
-                    this.parsed.push(...chunk.subarray(i, i + take));
-                i += take;
-                this.position += take;
-                this.need -= take;
-                if (this.need > 0)
-                    break;
-                const unit = this.unit;
-                const frameEnded = this.advance();
-                if (unit === 'magic')
-                    start = i; // advance() pushed the magic itself, once it knew the kind
-                if (frameEnded) {
-                    if (this.forwarding && i > start)
-                        this.push(chunk.subarray(start, i));
-                    start = i;
-                    this.forwarding = false;
-                }
+        while (i < chunk.length) {
+            const take = Math.min(this.need, chunk.length - i);
+            if (PARSED.has(this.unit))
+                this.parsed.push(...chunk.subarray(i, i + take));
+            i += take;
+            this.position += take;
+            this.need -= take;
+            if (this.need > 0)
+                break;
+            const unit = this.unit;
+            const frameEnded = this.advance();
+            if (unit === 'magic')
+                start = i; // advance() emitted the magic itself, once it knew the kind
+            if (frameEnded) {
+                if (this.forwarding && i > start)
+                    emit(chunk.subarray(start, i));
+                start = i;
+                this.forwarding = false;
             }
-            if (this.forwarding && i > start)
-                this.push(chunk.subarray(start, i));
         }
-        catch (error) {
-            callback(error);
-            return;
-        }
-        callback();
+        if (this.forwarding && i > start)
+            emit(chunk.subarray(start, i));
     }
-    _flush(callback) {
+    /** Throws unless the data so far ended at the end of a frame. */
+    finish() {
         if (this.unit !== 'magic' || this.need !== 4) {
-            callback(new ZstdFrameError('zstd data ends in the middle of a frame (truncated)'));
+            throw new ZstdFrameError('zstd data ends in the middle of a frame (truncated)');
         }
-        else
-            callback();
     }
     /** Moves past a completed unit; returns true when a frame (zstd or skippable) ended with it. */
     advance() {
@@ -48056,7 +48080,7 @@ class zstd_frames_ZstdFrameSplitter extends (/* unused pure expression or super 
             case 'magic': {
                 const magic = bytes.readUInt32LE(0);
                 if (magic === ZSTD_MAGIC) {
-                    this.push(bytes);
+                    this.emit(bytes);
                     this.forwarding = true;
                     return this.next('descriptor', 1);
                 }
@@ -48271,6 +48295,106 @@ class HashingStream extends (/* unused pure expression or super */ null && (Tran
         if (this.result === undefined)
             throw new Error('HashingStream.hash() is only known once the stream has ended');
         return this.result;
+    }
+}
+function createNarHasher(compression) {
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new PlainNarHasher();
+        case 'zstd': {
+            // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
+            const scanner = new ZstdFrameScanner();
+            return new StreamNarHasher(createZstdDecompress({ chunkSize: ZSTD_CHUNK_BYTES }), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
+        }
+        case 'xz':
+            // The program's stdin may still hold a written chunk after its callback: it gets a copy.
+            return new StreamNarHasher(createDecompressor('xz'), (chunk, write) => write(Buffer.from(chunk)));
+    }
+}
+class PlainNarHasher {
+    hasher = createHash('sha256');
+    size = 0;
+    write(chunk) {
+        this.hasher.update(chunk);
+        this.size += chunk.length;
+        return Promise.resolve();
+    }
+    end() {
+        return Promise.resolve({ narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size });
+    }
+    destroy() { }
+}
+/** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
+class StreamNarHasher {
+    decompressor;
+    feed;
+    checkEnd;
+    hasher = createHash('sha256');
+    size = 0;
+    failure;
+    /** Settles the promise of the write in progress. */
+    settle;
+    constructor(decompressor, 
+    /** Writes `chunk` into the decompressor, in one or more pieces. */
+    feed, 
+    /** Throws if the input so far cannot be a whole file. */
+    checkEnd = () => undefined) {
+        this.decompressor = decompressor;
+        this.feed = feed;
+        this.checkEnd = checkEnd;
+        decompressor.on('data', (chunk) => {
+            this.hasher.update(chunk);
+            this.size += chunk.length;
+        });
+        decompressor.on('error', (error) => this.fail(error));
+        decompressor.on('close', () => {
+            if (!decompressor.readableEnded)
+                this.fail(new Error('the decompressor closed early'));
+        });
+    }
+    fail(error) {
+        this.failure ??= error;
+        this.settle?.(this.failure);
+    }
+    write(chunk) {
+        if (this.failure)
+            return Promise.reject(this.failure);
+        const pieces = [];
+        try {
+            this.feed(chunk, (piece) => pieces.push(piece));
+        }
+        catch (error) {
+            this.failure ??= error;
+            return Promise.reject(this.failure);
+        }
+        if (pieces.length === 0)
+            return Promise.resolve();
+        return new Promise((resolve, reject) => {
+            this.settle = (error) => {
+                this.settle = undefined;
+                if (error)
+                    reject(error);
+                else
+                    resolve();
+            };
+            // Write callbacks run in order: the last one means every piece is consumed.
+            for (const [i, piece] of pieces.entries()) {
+                this.decompressor.write(piece, i === pieces.length - 1 ? (error) => this.settle?.(error) : undefined);
+            }
+        });
+    }
+    async end() {
+        if (this.failure)
+            throw this.failure;
+        this.checkEnd();
+        this.decompressor.end();
+        await finished(this.decompressor);
+        if (this.failure)
+            throw this.failure;
+        return { narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size };
+    }
+    destroy() {
+        this.decompressor.destroy();
     }
 }
 /** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */
