@@ -12,7 +12,7 @@ import { addTinyPaths, makeNixMachine, nix, nixBuild, randomChainExpr, salt } fr
 import { createLogger, Secrets } from '../../src/proxy/log.js';
 import {
   DEFAULT_READAHEAD,
-  PagePool,
+  PAGE_BYTES,
   parseCandidate,
   Readahead,
   substitutionOrder,
@@ -272,7 +272,7 @@ describe('NAR readahead limits', () => {
     cleanups.push(() => server.close());
     const order = substitutionOrder(narinfos.map((text) => parseCandidate(text)!));
     const sizes = order.map((c) => c.size);
-    expect(Math.min(...sizes)).toBeGreaterThan(PagePool.PAGE_BYTES);
+    expect(Math.min(...sizes)).toBeGreaterThan(PAGE_BYTES);
     // One NAR at a time: the fetch of the fourth starts once the second was handed over and released.
     const log = createLogger(new Secrets(), { write: () => {} });
     const limits = { ...DEFAULT_READAHEAD, concurrency: 1, budgetBytes: Math.max(...sizes) };
@@ -291,17 +291,6 @@ describe('NAR readahead limits', () => {
     }
     expect(reusedPages).toBeGreaterThan(0);
     readahead.close();
-  });
-
-  it('keeps no more pages than it may hold, and none once idle', async () => {
-    const pool = new PagePool(2, 50);
-    const pages = [pool.take(), pool.take(), pool.take()];
-    expect(new Set(pages).size).toBe(3);
-    pool.give(pages);
-    expect(pool.kept).toBe(2);
-    expect(pages).toContain(pool.take());
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(pool.kept).toBe(0);
   });
 });
 

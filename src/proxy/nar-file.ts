@@ -6,6 +6,7 @@
  * against the name).
  */
 import type { Duplex, Readable, Writable } from 'node:stream';
+import { BufferPool } from '../nix/buffer-pool.js';
 import { createCompressor } from '../nix/nar.js';
 import type { PushCompression } from './config.js';
 import { buffersSpent } from './gc-pacer.js';
@@ -16,9 +17,8 @@ import type { PathInfo } from './store.js';
 const ZSTD_LEVEL = 1;
 /** The NAR goes to the compressor in chunks of this size (a thread-pool round trip each). */
 const CHUNK_BYTES = 256 * 1024;
-/** Chunk buffers kept for the next uploads (one per upload in flight). */
-const POOL_MAX = 8;
-const pool: Buffer[] = [];
+/** Chunk buffers, kept for the next uploads (one per upload in flight). */
+const chunkBuffers = new BufferPool(CHUNK_BYTES, 8);
 
 function compressor(compression: PushCompression): Duplex {
   return createCompressor(compression, compression === 'zstd' ? { level: ZSTD_LEVEL } : {});
@@ -45,7 +45,7 @@ function written(sink: Writable, chunk: Buffer): Promise<void> {
  * they get copies.
  */
 async function feed(info: PathInfo, compression: PushCompression, sink: Writable): Promise<void> {
-  const buffer = pool.pop() ?? Buffer.allocUnsafe(CHUNK_BYTES);
+  const buffer = chunkBuffers.take();
   let bytes = 0;
   for await (const chunk of narChunks(info.path, buffer)) {
     bytes += chunk.length;
@@ -57,7 +57,7 @@ async function feed(info: PathInfo, compression: PushCompression, sink: Writable
   }
   if (bytes !== info.narSize) throw sizeError(info, bytes);
   // Only after a clean end: after an error the compressor may still be reading the buffer.
-  if (pool.length < POOL_MAX) pool.push(buffer);
+  chunkBuffers.give([buffer]);
 }
 
 /** A fresh stream of the compressed NAR (one per attempt); it errors if the NAR is not as the store says. */

@@ -8,6 +8,7 @@
  * looks paths up costs the server nothing more. Large NARs are left to stream through: for them
  * the round trip is small next to the transfer.
  */
+import { BufferPool } from '../nix/buffer-pool.js';
 import { parseNarInfo, type NarInfo } from '../nix/narinfo.js';
 import { StorePath } from '../nix/store-path.js';
 import type { Logger } from './log.js';
@@ -45,42 +46,13 @@ export interface FetchedNar {
 }
 
 /**
- * The pages NARs fetched ahead are copied into as they arrive. The network's buffers then die
- * young, and the pages are used again and again: holding the network's own buffers for the
- * second or so until Nix asked made V8 promote them and run a full collection every few MiB,
- * and each new buffer cost page faults. Pages beyond what the budget can hold are not kept, and
- * none are kept once the readahead has been idle for a while.
+ * NARs fetched ahead are copied onto pages of this size as they arrive, from a pool. The
+ * network's buffers then die young: holding them for the second or so until Nix asked made V8
+ * promote them and run a full collection every few MiB.
  */
-export class PagePool {
-  static readonly PAGE_BYTES = 256 * 1024;
-  private readonly free: Buffer[] = [];
-  private idleTimer: NodeJS.Timeout | undefined;
-
-  constructor(
-    private readonly maxPages: number,
-    private readonly idleMs = 10_000,
-  ) {}
-
-  take(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(PagePool.PAGE_BYTES);
-  }
-
-  give(pages: Buffer[]): void {
-    for (const page of pages) if (this.free.length < this.maxPages) this.free.push(page);
-    clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
-  }
-
-  /** Pages kept for the next fetches. */
-  get kept(): number {
-    return this.free.length;
-  }
-
-  clear(): void {
-    clearTimeout(this.idleTimer);
-    this.free.length = 0;
-  }
-}
+export const PAGE_BYTES = 256 * 1024;
+/** The readahead keeps no pages once it has been idle this long. */
+const PAGES_IDLE_MS = 10_000;
 
 interface Fetch {
   size: number;
@@ -176,7 +148,7 @@ export class Readahead {
   private plan: Candidate[] = [];
   private planned = true;
   private readonly fetches = new Map<string, Fetch>();
-  private readonly pages: PagePool;
+  private readonly pages: BufferPool;
   private held = 0;
   private inFlight = 0;
   private active = false;
@@ -189,7 +161,8 @@ export class Readahead {
     private readonly limits: ReadaheadLimits = DEFAULT_READAHEAD,
   ) {
     // The budget's worth, and a partly filled page for each fetch in flight.
-    this.pages = new PagePool(Math.ceil(limits.budgetBytes / PagePool.PAGE_BYTES) + limits.concurrency);
+    const pages = Math.ceil(limits.budgetBytes / PAGE_BYTES) + limits.concurrency;
+    this.pages = new BufferPool(PAGE_BYTES, pages, PAGES_IDLE_MS);
   }
 
   /** A narinfo Nix got from the server: its NAR may be fetched ahead. */
@@ -316,19 +289,19 @@ export class Readahead {
 }
 
 /** GETs a NAR whole onto pages of `pool`; undefined unless the server answered 200. */
-async function fetchWhole(server: Upstream, path: string, pool: PagePool): Promise<FetchedNar | undefined> {
+async function fetchWhole(server: Upstream, path: string, pool: BufferPool): Promise<FetchedNar | undefined> {
   const response = await server.request({ method: 'GET', path, retry: { retries: 0 } });
   if (response.statusCode !== 200) {
     await response.body.dump();
     return undefined;
   }
   const pages: Buffer[] = [];
-  let used = PagePool.PAGE_BYTES;
+  let used = PAGE_BYTES;
   let size = 0;
   try {
     for await (const chunk of response.body as AsyncIterable<Buffer>) {
       for (let offset = 0; offset < chunk.length;) {
-        if (used === PagePool.PAGE_BYTES) {
+        if (used === PAGE_BYTES) {
           pages.push(pool.take());
           used = 0;
         }

@@ -7,14 +7,12 @@ import { randomBytes } from 'node:crypto';
 import { link, mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
+import { BufferPool } from '../../nix/buffer-pool.js';
 import { isValidBlobKey, type BlobReader, type BlobStore, type ByteRange } from './blob-store.js';
 
 const TEMP_PREFIX = '.upload-';
-/** Reads go into buffers of this size, two per download (one read into while the other is sent). */
-const READ_CHUNK_BYTES = 256 * 1024;
-/** Read buffers kept for the next downloads. */
-const READ_POOL_MAX = 16;
-const readPool: Buffer[] = [];
+/** Reads go into 256 KiB buffers, two per download (one read into while the other is sent). */
+const readBuffers = new BufferPool(256 * 1024, 16);
 
 export class FsBlobStore implements BlobStore {
   private constructor(private readonly dir: string) {}
@@ -122,10 +120,7 @@ class FileReader implements BlobReader {
   ) {}
 
   async writeTo(sink: Writable, sent?: (bytes: number) => void): Promise<void> {
-    const buffers = [
-      readPool.pop() ?? Buffer.allocUnsafe(READ_CHUNK_BYTES),
-      readPool.pop() ?? Buffer.allocUnsafe(READ_CHUNK_BYTES),
-    ];
+    const buffers = [readBuffers.take(), readBuffers.take()];
     let sending: Promise<void> | undefined;
     try {
       for (let position = this.start, turn = 0; position < this.end; turn++) {
@@ -150,7 +145,7 @@ class FileReader implements BlobReader {
     } finally {
       await this.close();
     }
-    for (const buffer of buffers) if (readPool.length < READ_POOL_MAX) readPool.push(buffer);
+    readBuffers.give(buffers);
   }
 
   async close(): Promise<void> {
