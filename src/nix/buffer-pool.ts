@@ -1,3 +1,5 @@
+import type { Writable } from 'node:stream';
+
 /**
  * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
  * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
@@ -35,4 +37,20 @@ export class BufferPool {
     clearTimeout(this.idleTimer);
     this.free.length = 0;
   }
+}
+
+/**
+ * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
+ * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
+ */
+export function written(sink: Writable, chunk: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const closed = () => reject(new Error('the destination closed before taking all the bytes'));
+    sink.once('close', closed);
+    sink.write(chunk, (error) => {
+      sink.off('close', closed);
+      if (error) reject(error);
+      else resolve();
+    });
+  });
 }

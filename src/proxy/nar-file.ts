@@ -6,7 +6,7 @@
  * against the name).
  */
 import type { Duplex, Readable, Writable } from 'node:stream';
-import { BufferPool } from '../nix/buffer-pool.js';
+import { BufferPool, written } from '../nix/buffer-pool.js';
 import { createCompressor } from '../nix/nar.js';
 import type { PushCompression } from './config.js';
 import { buffersSpent } from './gc-pacer.js';
@@ -32,11 +32,6 @@ export class NarSizeError extends Error {
 function sizeError(info: PathInfo, bytes: number): NarSizeError {
   const size = bytes > info.narSize ? `more than ${info.narSize}` : String(bytes);
   return new NarSizeError(`the NAR of ${info.path} is ${size} bytes, but the store says ${info.narSize}`);
-}
-
-/** Resolves once `sink` has taken `chunk` in: for zlib, once it is compressed and may be reused. */
-function written(sink: Writable, chunk: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => sink.write(chunk, (error) => (error ? reject(error) : resolve())));
 }
 
 /**

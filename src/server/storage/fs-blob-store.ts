@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { link, mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { BufferPool } from '../../nix/buffer-pool.js';
+import { BufferPool, written } from '../../nix/buffer-pool.js';
 import { isValidBlobKey, type BlobReader, type BlobStore, type ByteRange } from './blob-store.js';
 
 const TEMP_PREFIX = '.upload-';
@@ -151,19 +151,6 @@ class FileReader implements BlobReader {
   async close(): Promise<void> {
     await this.file.close();
   }
-}
-
-/** Resolves once `sink` is done with `chunk`; rejects if it fails or closes first. */
-function written(sink: Writable, chunk: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const closed = () => reject(new Error('the destination closed before taking all the bytes'));
-    sink.once('close', closed);
-    sink.write(chunk, (error) => {
-      sink.off('close', closed);
-      if (error) reject(error);
-      else resolve();
-    });
-  });
 }
 
 /** Makes the new directory entry durable too, not only the file's bytes. */
