@@ -6357,7 +6357,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 1614:
+/***/ 4539:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -9475,6 +9475,64 @@ function parseRange(header, size) {
     return { start, end };
 }
 
+;// CONCATENATED MODULE: ./src/nix/buffer-pool.ts
+/**
+ * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
+ * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
+ * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
+ * none once the pool has gone unused that long.
+ */
+class BufferPool {
+    size;
+    maxKept;
+    idleMs;
+    free = [];
+    idleTimer;
+    constructor(size, maxKept, idleMs) {
+        this.size = size;
+        this.maxKept = maxKept;
+        this.idleMs = idleMs;
+    }
+    take() {
+        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    }
+    /** Only buffers nothing reads or writes any more, and that came from `take`. */
+    give(buffers) {
+        for (const buffer of buffers)
+            if (this.free.length < this.maxKept)
+                this.free.push(buffer);
+        if (this.idleMs === undefined)
+            return;
+        clearTimeout(this.idleTimer);
+        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
+    }
+    /** Buffers kept for the next `take`s. */
+    get kept() {
+        return this.free.length;
+    }
+    clear() {
+        clearTimeout(this.idleTimer);
+        this.free.length = 0;
+    }
+}
+/**
+ * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
+ * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
+ */
+function written(sink, chunk) {
+    return new Promise((resolve, reject) => {
+        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
+        sink.once('close', closed);
+        sink.write(chunk, (error) => {
+            sink.off('close', closed);
+            if (error)
+                reject(error);
+            else
+                resolve();
+        });
+    });
+}
+
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 ;// CONCATENATED MODULE: external "node:stream/promises"
@@ -9957,11 +10015,9 @@ async function digestNarFile(source, compression, sink) {
 
 
 
-/** Size of the two buffers an upload's bytes are gathered in (1 MiB: same CPU, 7 MB more RSS). */
-const STAGE_BYTES = 256 * 1024;
-/** Buffers kept for the next uploads. */
-const STAGE_POOL_MAX = 16;
-const stagePool = [];
+
+/** The two buffers an upload's bytes are gathered in, of 256 KiB (1 MiB: same CPU, 7 MB more RSS). */
+const stageBuffers = new BufferPool(256 * 1024, 16);
 /** The error for a file or NAR that does not hash to its name, or undefined if it does. */
 function nameMismatch(expected, digest) {
     const [what, actual, wanted, reason] = 'fileHash' in expected
@@ -9978,7 +10034,7 @@ function verifyNarUpload(source, expected) {
         const file = (0,external_node_crypto_namespaceObject.createHash)('sha256');
         let fileSize = 0;
         const nar = createNarHasher(expected.compression);
-        const stages = [stagePool.pop() ?? Buffer.allocUnsafe(STAGE_BYTES)];
+        const stages = [stageBuffers.take()];
         let stage = stages[0];
         let filled = 0;
         // The decompression of the last full stage, which runs while the next one fills.
@@ -10012,7 +10068,7 @@ function verifyNarUpload(source, expected) {
                     // Resumed once the store has written the stage.
                     yield stage;
                     if (stages.length < 2)
-                        stages.push(stagePool.pop() ?? Buffer.allocUnsafe(STAGE_BYTES));
+                        stages.push(stageBuffers.take());
                     stage = stages[stage === stages[0] ? 1 : 0];
                     filled = 0;
                 }
@@ -10040,9 +10096,7 @@ function verifyNarUpload(source, expected) {
         finally {
             nar.destroy();
             // A destroyed decompressor may still be reading its last stage: harmless, it only reads.
-            for (const buffer of stages)
-                if (stagePool.length < STAGE_POOL_MAX)
-                    stagePool.push(buffer);
+            stageBuffers.give(stages);
         }
     }
     return {
@@ -10662,12 +10716,10 @@ function isValidBlobKey(key) {
 
 
 
+
 const TEMP_PREFIX = '.upload-';
-/** Reads go into buffers of this size, two per download (one read into while the other is sent). */
-const READ_CHUNK_BYTES = 256 * 1024;
-/** Read buffers kept for the next downloads. */
-const READ_POOL_MAX = 16;
-const readPool = [];
+/** Reads go into 256 KiB buffers, two per download (one read into while the other is sent). */
+const readBuffers = new BufferPool(256 * 1024, 16);
 class FsBlobStore {
     dir;
     constructor(dir) {
@@ -10788,10 +10840,7 @@ class FileReader {
         this.end = end;
     }
     async writeTo(sink, sent) {
-        const buffers = [
-            readPool.pop() ?? Buffer.allocUnsafe(READ_CHUNK_BYTES),
-            readPool.pop() ?? Buffer.allocUnsafe(READ_CHUNK_BYTES),
-        ];
+        const buffers = [readBuffers.take(), readBuffers.take()];
         let sending;
         try {
             for (let position = this.start, turn = 0; position < this.end; turn++) {
@@ -10814,27 +10863,11 @@ class FileReader {
         finally {
             await this.close();
         }
-        for (const buffer of buffers)
-            if (readPool.length < READ_POOL_MAX)
-                readPool.push(buffer);
+        readBuffers.give(buffers);
     }
     async close() {
         await this.file.close();
     }
-}
-/** Resolves once `sink` is done with `chunk`; rejects if it fails or closes first. */
-function written(sink, chunk) {
-    return new Promise((resolve, reject) => {
-        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
-        sink.once('close', closed);
-        sink.write(chunk, (error) => {
-            sink.off('close', closed);
-            if (error)
-                reject(error);
-            else
-                resolve();
-        });
-    });
 }
 /** Makes the new directory entry durable too, not only the file's bytes. */
 async function syncDir(dir) {
@@ -11168,7 +11201,7 @@ async function run(argv) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1614);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4539);
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
 

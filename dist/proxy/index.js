@@ -47492,7 +47492,7 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6895);
+/* harmony import */ var _proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9303);
 
 await (0,_proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -47501,7 +47501,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 6895:
+/***/ 9303:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -48628,6 +48628,64 @@ function narInfoHashPart(info, storeDir = DEFAULT_STORE_DIR) {
     return StorePath.parse(info.storePath, storeDir).hashPart;
 }
 
+;// CONCATENATED MODULE: ./src/nix/buffer-pool.ts
+/**
+ * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
+ * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
+ * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
+ * none once the pool has gone unused that long.
+ */
+class BufferPool {
+    size;
+    maxKept;
+    idleMs;
+    free = [];
+    idleTimer;
+    constructor(size, maxKept, idleMs) {
+        this.size = size;
+        this.maxKept = maxKept;
+        this.idleMs = idleMs;
+    }
+    take() {
+        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    }
+    /** Only buffers nothing reads or writes any more, and that came from `take`. */
+    give(buffers) {
+        for (const buffer of buffers)
+            if (this.free.length < this.maxKept)
+                this.free.push(buffer);
+        if (this.idleMs === undefined)
+            return;
+        clearTimeout(this.idleTimer);
+        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
+    }
+    /** Buffers kept for the next `take`s. */
+    get kept() {
+        return this.free.length;
+    }
+    clear() {
+        clearTimeout(this.idleTimer);
+        this.free.length = 0;
+    }
+}
+/**
+ * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
+ * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
+ */
+function written(sink, chunk) {
+    return new Promise((resolve, reject) => {
+        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
+        sink.once('close', closed);
+        sink.write(chunk, (error) => {
+            sink.off('close', closed);
+            if (error)
+                reject(error);
+            else
+                resolve();
+        });
+    });
+}
+
 ;// CONCATENATED MODULE: ./src/proxy/gc-pacer.ts
 const collect = globalThis.gc;
 const MINOR_EVERY_BYTES = 2 * 1024 * 1024;
@@ -48768,13 +48826,13 @@ function dumpNar(path) {
 
 
 
+
 /** Fast zstd: pushing must keep up with the build; ratios barely differ from the default level. */
 const ZSTD_LEVEL = 1;
 /** The NAR goes to the compressor in chunks of this size (a thread-pool round trip each). */
 const CHUNK_BYTES = 256 * 1024;
-/** Chunk buffers kept for the next uploads (one per upload in flight). */
-const POOL_MAX = 8;
-const pool = [];
+/** Chunk buffers, kept for the next uploads (one per upload in flight). */
+const chunkBuffers = new BufferPool(CHUNK_BYTES, 8);
 function compressor(compression) {
     return createCompressor(compression, compression === 'zstd' ? { level: ZSTD_LEVEL } : {});
 }
@@ -48786,17 +48844,13 @@ function sizeError(info, bytes) {
     const size = bytes > info.narSize ? `more than ${info.narSize}` : String(bytes);
     return new NarSizeError(`the NAR of ${info.path} is ${size} bytes, but the store says ${info.narSize}`);
 }
-/** Resolves once `sink` has taken `chunk` in: for zlib, once it is compressed and may be reused. */
-function written(sink, chunk) {
-    return new Promise((resolve, reject) => sink.write(chunk, (error) => (error ? reject(error) : resolve())));
-}
 /**
  * Writes the NAR into `sink` chunk by chunk. zlib is done with a chunk when its write callback
  * runs, so the buffer is reused; xz (a pipe) and none (passed on as is) still hold it then, so
  * they get copies.
  */
 async function feed(info, compression, sink) {
-    const buffer = pool.pop() ?? Buffer.allocUnsafe(CHUNK_BYTES);
+    const buffer = chunkBuffers.take();
     let bytes = 0;
     for await (const chunk of narChunks(info.path, buffer)) {
         bytes += chunk.length;
@@ -48810,8 +48864,7 @@ async function feed(info, compression, sink) {
     if (bytes !== info.narSize)
         throw sizeError(info, bytes);
     // Only after a clean end: after an error the compressor may still be reading the buffer.
-    if (pool.length < POOL_MAX)
-        pool.push(buffer);
+    chunkBuffers.give([buffer]);
 }
 /** A fresh stream of the compressed NAR (one per attempt); it errors if the NAR is not as the store says. */
 function compressedNar(info, compression) {
@@ -49644,6 +49697,7 @@ function forwardableHeaders(headers) {
 
 
 
+
 const DEFAULT_READAHEAD = {
     concurrency: 4,
     budgetBytes: 32 * 1024 * 1024,
@@ -49652,41 +49706,13 @@ const DEFAULT_READAHEAD = {
     maxCandidates: 10_000,
 };
 /**
- * The pages NARs fetched ahead are copied into as they arrive. The network's buffers then die
- * young, and the pages are used again and again: holding the network's own buffers for the
- * second or so until Nix asked made V8 promote them and run a full collection every few MiB,
- * and each new buffer cost page faults. Pages beyond what the budget can hold are not kept, and
- * none are kept once the readahead has been idle for a while.
+ * NARs fetched ahead are copied onto pages of this size as they arrive, from a pool. The
+ * network's buffers then die young: holding them for the second or so until Nix asked made V8
+ * promote them and run a full collection every few MiB.
  */
-class PagePool {
-    maxPages;
-    idleMs;
-    static PAGE_BYTES = 256 * 1024;
-    free = [];
-    idleTimer;
-    constructor(maxPages, idleMs = 10_000) {
-        this.maxPages = maxPages;
-        this.idleMs = idleMs;
-    }
-    take() {
-        return this.free.pop() ?? Buffer.allocUnsafeSlow(PagePool.PAGE_BYTES);
-    }
-    give(pages) {
-        for (const page of pages)
-            if (this.free.length < this.maxPages)
-                this.free.push(page);
-        clearTimeout(this.idleTimer);
-        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
-    }
-    /** Pages kept for the next fetches. */
-    get kept() {
-        return this.free.length;
-    }
-    clear() {
-        clearTimeout(this.idleTimer);
-        this.free.length = 0;
-    }
-}
+const PAGE_BYTES = 256 * 1024;
+/** The readahead keeps no pages once it has been idle this long. */
+const PAGES_IDLE_MS = 10_000;
 /** The NAR URLs the server writes: anything else in a narinfo is not fetched. */
 const NAR_URL = /^nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
 function parseCandidate(narinfo) {
@@ -49782,7 +49808,8 @@ class Readahead {
         this.log = log;
         this.limits = limits;
         // The budget's worth, and a partly filled page for each fetch in flight.
-        this.pages = new PagePool(Math.ceil(limits.budgetBytes / PagePool.PAGE_BYTES) + limits.concurrency);
+        const pages = Math.ceil(limits.budgetBytes / PAGE_BYTES) + limits.concurrency;
+        this.pages = new BufferPool(PAGE_BYTES, pages, PAGES_IDLE_MS);
     }
     /** A narinfo Nix got from the server: its NAR may be fetched ahead. */
     noteHit(narinfo) {
@@ -49918,12 +49945,12 @@ async function fetchWhole(server, path, pool) {
         return undefined;
     }
     const pages = [];
-    let used = PagePool.PAGE_BYTES;
+    let used = PAGE_BYTES;
     let size = 0;
     try {
         for await (const chunk of response.body) {
             for (let offset = 0; offset < chunk.length;) {
-                if (used === PagePool.PAGE_BYTES) {
+                if (used === PAGE_BYTES) {
                     pages.push(pool.take());
                     used = 0;
                 }
@@ -51033,7 +51060,7 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("worker_threa
 const errSerializer = __nccwpck_require__(4746)
 const errWithCauseSerializer = __nccwpck_require__(5037)
 const reqSerializers = __nccwpck_require__(7377)
-const resSerializers = __nccwpck_require__(9276)
+const resSerializers = __nccwpck_require__(6895)
 
 module.exports = {
   err: errSerializer,
@@ -51462,7 +51489,7 @@ function mapHttpRequest (req) {
 
 /***/ }),
 
-/***/ 9276:
+/***/ 6895:
 /***/ ((module) => {
 
 
