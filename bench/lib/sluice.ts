@@ -62,6 +62,14 @@ export interface DrainStats {
 }
 
 /** An error as one short line, for a table cell that says why a side could not be measured. */
+/**
+ * Extra Node flags for the server or the daemons from the environment (space-separated), for
+ * experiments such as `SLUICE_BENCH_SERVER_NODE_ARGS=--trace-gc` (the output lands in the process's log).
+ */
+function extraNodeArgs(variable: string): string[] {
+  return (process.env[variable] ?? '').split(' ').filter(Boolean);
+}
+
 export function reason(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   const line = text.replace(/\s*\n\s*/g, ' / ').trim();
@@ -101,6 +109,7 @@ export async function startSluiceServer(context: Context, issuerUrl: string): Pr
     process.execPath,
     [
       ...profilingFlags(context.profileDir),
+      ...extraNodeArgs('SLUICE_BENCH_SERVER_NODE_ARGS'),
       bundle,
       'serve',
       '--listen',
@@ -204,6 +213,7 @@ export async function startDaemon(
     [
       ...profilingFlags(context.profileDir),
       ...DAEMON_NODE_ARGS,
+      ...extraNodeArgs('SLUICE_BENCH_DAEMON_NODE_ARGS'),
       join(context.bundles.dir, 'proxy', 'index.js'),
       configFile,
     ],
