@@ -197,4 +197,55 @@ describe('Upstream', () => {
     ).rejects.toThrow();
     expect(sockets.length).toBeGreaterThanOrEqual(1);
   });
+
+  it('requestText: reads small answers whole, with the same retries, token and 401 refresh', async () => {
+    const { url, seen } = await scriptedServer([
+      status(503),
+      status(401),
+      (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"narinfos":{}}'),
+    ]);
+    let token = 'expired-token-value';
+    const upstream = client(url, {
+      token: () => token,
+      onUnauthorized: async () => {
+        token = 'fresh-token-value';
+        return true;
+      },
+    });
+    const response = await upstream.requestText({
+      method: 'POST',
+      path: '/_api/v1/narinfos',
+      headers: { 'content-type': 'application/json' },
+      body: () => '{"hashParts":[]}',
+    });
+    expect(response).toMatchObject({ statusCode: 200, text: '{"narinfos":{}}' });
+    expect(response.headers['content-type']).toBe('application/json');
+    expect(seen.map((s) => [s.method, s.body, s.authorization])).toEqual([
+      ['POST', '{"hashParts":[]}', 'Bearer expired-token-value'],
+      ['POST', '{"hashParts":[]}', 'Bearer expired-token-value'],
+      ['POST', '{"hashParts":[]}', 'Bearer fresh-token-value'],
+    ]);
+  });
+
+  it('requestText: retries refused connections, and stops waiting when the signal aborts', async () => {
+    const tcp = createTcpServer();
+    const refused = await listen(tcp);
+    await new Promise<void>((resolve) => tcp.close(() => resolve()));
+    const retries: string[] = [];
+    const upstream = client(refused, {
+      retry: { ...FAST, retries: 2 },
+      onRetry: (info) => retries.push(info.reason),
+    });
+    await expect(upstream.requestText({ method: 'GET', path: '/s' })).rejects.toThrow(/ECONNREFUSED/);
+    expect(retries).toHaveLength(2);
+
+    const sockets: Socket[] = [];
+    const silent = createTcpServer((socket) => sockets.push(socket));
+    const silentUrl = await listen(silent);
+    cleanups.push(async () => sockets.forEach((s) => s.destroy()));
+    await expect(
+      client(silentUrl).requestText({ method: 'GET', path: '/t', signal: AbortSignal.timeout(300) }),
+    ).rejects.toThrow();
+    expect(sockets.length).toBeGreaterThanOrEqual(1);
+  });
 });

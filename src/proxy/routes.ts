@@ -202,15 +202,15 @@ export class CacheRoutes {
   private async lookupRequest(
     request: UpstreamRequest,
   ): Promise<{ status: number; text: string } | { failed: string }> {
-    const response = await this.ask('narinfo lookup', {
-      ...request,
-      signal: AbortSignal.timeout(NARINFO_TIMEOUT_MS),
-    });
-    if (!response) return UNREACHABLE;
     try {
-      return { status: response.statusCode, text: await response.body.text() };
+      const response = await this.server.requestText({
+        retry: PROXY_RETRY,
+        ...request,
+        signal: AbortSignal.timeout(NARINFO_TIMEOUT_MS),
+      });
+      return { status: response.statusCode, text: response.text };
     } catch (e) {
-      this.upstreamFailed(`narinfo lookup broke off: ${describeNetworkError(e)}`, true);
+      this.upstreamFailed(`narinfo lookup failed: ${describeNetworkError(e)}`, true);
       return UNREACHABLE;
     }
   }
