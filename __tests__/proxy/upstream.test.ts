@@ -51,6 +51,18 @@ const status =
     res.end(`status ${code}`);
   };
 
+/** A token that starts expired and is replaced by a fresh one when the client reports a 401. */
+function refreshableToken(): ConstructorParameters<typeof Upstream>[1] {
+  let token = 'expired-token-value';
+  return {
+    token: () => token,
+    onUnauthorized: async () => {
+      token = 'fresh-token-value';
+      return true;
+    },
+  };
+}
+
 function client(url: string, options: ConstructorParameters<typeof Upstream>[1] = {}): Upstream {
   const upstream = new Upstream(url, { retry: FAST, ...options });
   cleanups.push(() => upstream.destroy());
@@ -155,14 +167,7 @@ describe('Upstream', () => {
 
   it('on 401 asks for a fresh token once and tries again', async () => {
     const { url, seen } = await scriptedServer([status(401), status(200)]);
-    let token = 'expired-token-value';
-    const upstream = client(url, {
-      token: () => token,
-      onUnauthorized: async () => {
-        token = 'fresh-token-value';
-        return true;
-      },
-    });
+    const upstream = client(url, refreshableToken());
     const response = await upstream.request({ method: 'GET', path: '/r' });
     await response.body.dump();
     expect(response.statusCode).toBe(200);
@@ -210,14 +215,7 @@ describe('Upstream', () => {
       status(401),
       (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"narinfos":{}}'),
     ]);
-    let token = 'expired-token-value';
-    const upstream = client(url, {
-      token: () => token,
-      onUnauthorized: async () => {
-        token = 'fresh-token-value';
-        return true;
-      },
-    });
+    const upstream = client(url, refreshableToken());
     const response = await upstream.requestText({
       method: 'POST',
       path: '/_api/v1/narinfos',
