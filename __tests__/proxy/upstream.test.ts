@@ -137,7 +137,10 @@ describe('Upstream', () => {
     expect(seen[2]!.authorization).toBe('Bearer second-token-value');
   });
 
-  it('retries a body that fails, unless its error says retrying cannot help', async () => {
+  // Both ways of asking (an answer streamed, or a small one read whole) share the retry loop.
+  const SENDS = ['request', 'requestText'] as const;
+
+  it.each(SENDS)('%s retries a body that fails, unless its error says retrying cannot help', async (send) => {
     // Reads whatever arrives; an upload cut short is simply dropped.
     const server = createServer((req, res) => {
       req.on('error', () => undefined).on('end', () => res.end());
@@ -154,13 +157,13 @@ describe('Upstream', () => {
     let made = 0;
     const flaky = new Error('read failed');
     await expect(
-      upstream.request({ method: 'PUT', path: '/a', body: () => (made++, failingBody(flaky)()) }),
+      upstream[send]({ method: 'PUT', path: '/a', body: () => (made++, failingBody(flaky)()) }),
     ).rejects.toThrow('read failed');
     expect(made).toBe(3);
     made = 0;
     const wrongSize = new NarSizeError('the NAR of /nix/store/x is 3 bytes, but the store says 4');
     await expect(
-      upstream.request({ method: 'PUT', path: '/b', body: () => (made++, failingBody(wrongSize)()) }),
+      upstream[send]({ method: 'PUT', path: '/b', body: () => (made++, failingBody(wrongSize)()) }),
     ).rejects.toBe(wrongSize);
     expect(made).toBe(1);
   });
@@ -176,9 +179,6 @@ describe('Upstream', () => {
       'Bearer fresh-token-value',
     ]);
   });
-
-  // Both ways of asking (a streamed body, or a small one read whole) share the retry loop.
-  const SENDS = ['request', 'requestText'] as const;
 
   it.each(SENDS)('%s retries network errors, then throws naming the cause', async (send) => {
     // A port that was just free: connections are refused.

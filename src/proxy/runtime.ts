@@ -1,7 +1,7 @@
 /**
  * How the daemon's Node process is started: the same for the Action's main step and the
  * benchmark. Measured on a 1 GiB push: peak RSS ~176 → ~118 MB, CPU no worse (with
- * the GC pacing below, ~118 → ~97 MB).
+ * the GC pacing below, ~118 → ~92 MB).
  */
 
 /**

@@ -8,7 +8,6 @@
  * so it streams as it is compressed; the server verifies the NAR against the name and answers the
  * file's URL, FileHash and FileSize, which the narinfo then states.
  */
-import type { Readable } from 'node:stream';
 import { Hash } from '../nix/hash.js';
 import { NAR_EXTENSIONS } from '../nix/nar.js';
 import { serializeNarInfo, type NarInfo } from '../nix/narinfo.js';
@@ -204,22 +203,18 @@ export class Uploader {
 
   private async put(
     path: string,
-    body: () => Readable | Buffer | string,
+    body: () => AsyncIterable<Buffer> | string,
     headers: Record<string, string>,
   ): Promise<string> {
-    const response = await this.options.server.request({
+    const { statusCode, text } = await this.options.server.requestText({
       method: 'PUT',
       path,
       body,
       headers,
       signal: this.options.signal,
     });
-    const text = await response.body.text();
-    if (response.statusCode < 200 || response.statusCode > 299) {
-      throw new UpstreamError(
-        `PUT ${path}: HTTP ${response.statusCode} ${text.slice(0, 300).trim()}`,
-        response.statusCode,
-      );
+    if (statusCode < 200 || statusCode > 299) {
+      throw new UpstreamError(`PUT ${path}: HTTP ${statusCode} ${text.slice(0, 300).trim()}`, statusCode);
     }
     return text;
   }

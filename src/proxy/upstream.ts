@@ -1,14 +1,21 @@
 /**
  * The one module that talks HTTP to the Sluice server (and, without credentials, to upstream
  * caches): a keep-alive undici Pool per origin, timeouts, the cache token injected here and nowhere
- * else, retries on 5xx/429/network errors, and close. Small requests read whole (narinfo lookups)
- * go through a keep-alive node:http Agent instead: Node's native parser made such a request cost
- * about half the CPU of undici's (~140 vs ~290 µs each, more before undici's WASM parser warms up).
+ * else, retries on 5xx/429/network errors, and close. Requests whose answer is small and read whole
+ * (narinfo lookups, uploads) go through a keep-alive node:http Agent instead: Node's native parser
+ * made a lookup cost about half the CPU of undici's (~140 vs ~290 µs each, more before undici's
+ * WASM parser warms up), and its write callbacks tell an upload when a buffer may be reused.
  */
-import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import {
+  Agent as HttpAgent,
+  request as httpRequest,
+  type ClientRequest,
+  type IncomingHttpHeaders,
+} from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
+import { written } from '../nix/buffer-pool.js';
 import {
   DEFAULT_RETRY_POLICY,
   isRetryableStatus,
@@ -43,8 +50,11 @@ export interface UpstreamRequest {
   /** Path below the base URL, starting with `/`. */
   path: string;
   headers?: Record<string, string>;
-  /** A factory, so that a retry can send the body again. */
-  body?: () => Readable | string | Buffer;
+  /**
+   * A factory, so that a retry can send the body again. A streamed body's chunk may be reused by
+   * its maker once the next is asked for (`requestText` waits for the socket until then).
+   */
+  body?: () => AsyncIterable<Buffer> | string | Buffer;
   signal?: AbortSignal;
   retry?: Partial<RetryPolicy>;
 }
@@ -121,8 +131,7 @@ export class Upstream {
 
   /**
    * The same request, retried the same way, with the answer's body read whole as text: for small
-   * answers (narinfos), whose body must be a string or Buffer. Throws as `request` does, and also
-   * when the body broke off.
+   * answers (narinfos, upload results). Throws as `request` does, and also when the answer broke off.
    */
   requestText(req: UpstreamRequest): Promise<TextResponse> {
     return this.retrying(
@@ -176,21 +185,23 @@ export class Upstream {
   }
 
   private send(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const body = req.body?.();
     return this.pool.request({
       method: req.method,
       path: this.basePath + req.path,
       headers: this.headers(req),
-      body: req.body?.() ?? null,
+      body:
+        body === undefined || typeof body === 'string' || Buffer.isBuffer(body) ? body : Readable.from(body),
       signal: req.signal ?? null,
     });
   }
 
   private sendText(req: UpstreamRequest): Promise<TextResponse> {
     const body = req.body?.();
-    if (body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body))
-      throw Object.assign(new Error('requestText sends only a string or Buffer body'), { retryable: false });
+    const whole = body === undefined || typeof body === 'string' || Buffer.isBuffer(body);
     const headers = this.headers(req);
-    if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
+    // A streamed body goes chunked: its size is known only once it is sent.
+    if (whole && body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
     const timeoutMs = this.options.headersTimeoutMs ?? 120_000;
     return new Promise((resolve, reject) => {
       const request = (this.target.https ? httpsRequest : httpRequest)(
@@ -220,7 +231,8 @@ export class Upstream {
           Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' }),
         ),
       );
-      request.end(body);
+      if (whole) request.end(body);
+      else sendBody(request, body).catch((error: unknown) => request.destroy(error as Error));
     });
   }
 
@@ -234,6 +246,12 @@ export class Upstream {
     this.agent.destroy();
     await this.pool.destroy();
   }
+}
+
+/** Writes each chunk once the socket is done with the one before, so its maker may reuse buffers. */
+async function sendBody(request: ClientRequest, body: AsyncIterable<Buffer>): Promise<void> {
+  for await (const chunk of body) await written(request, chunk);
+  request.end();
 }
 
 /** Network errors are worth another try; an error marked `retryable: false` (a bad body) is not. */
