@@ -31380,7 +31380,7 @@ const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.ur
 /**
  * How the daemon's Node process is started: the same for the Action's main step and the
  * benchmark. Measured on a 1 GiB push: peak RSS ~176 \u2192 ~118 MB, CPU no worse (with
- * the GC pacing below, ~118 \u2192 ~97 MB).
+ * the GC pacing below, ~118 \u2192 ~92 MB).
  */
 /**
  * A 1 MiB young generation (by default it grows to 16 MiB per semi-space): the daemon's JS objects

@@ -48689,10 +48689,10 @@ function written(sink, chunk) {
 ;// CONCATENATED MODULE: ./src/proxy/gc-pacer.ts
 const collect = globalThis.gc;
 const MINOR_EVERY_BYTES = 2 * 1024 * 1024;
-const MAJOR_EVERY_BYTES = 16 * 1024 * 1024;
+const MAJOR_EVERY_BYTES = 32 * 1024 * 1024;
 let sinceMinor = 0;
 let sinceMajor = 0;
-/** `bytes` of buffers were allocated that will be garbage once sent. */
+/** `bytes` of buffers became garbage. */
 function buffersSpent(bytes) {
     if (collect === undefined)
         return;
@@ -48829,10 +48829,12 @@ function dumpNar(path) {
 
 /** Fast zstd: pushing must keep up with the build; ratios barely differ from the default level. */
 const ZSTD_LEVEL = 1;
-/** The NAR goes to the compressor in chunks of this size (a thread-pool round trip each). */
+/** The NAR goes to the compressor, and its output to the socket, in chunks of this size. */
 const CHUNK_BYTES = 256 * 1024;
-/** Chunk buffers, kept for the next uploads (one per upload in flight). */
-const chunkBuffers = new BufferPool(CHUNK_BYTES, 8);
+/** Compressed chunks made ahead of the socket, per upload; then the compressor waits for input. */
+const CHUNKS_AHEAD = 1;
+/** NAR chunks (one per upload in flight) and compressed chunks (a few per upload), kept for reuse. */
+const chunkBuffers = new BufferPool(CHUNK_BYTES, 24, 10_000);
 function compressor(compression) {
     return createCompressor(compression, compression === 'zstd' ? { level: ZSTD_LEVEL } : {});
 }
@@ -48845,11 +48847,11 @@ function sizeError(info, bytes) {
     return new NarSizeError(`the NAR of ${info.path} is ${size} bytes, but the store says ${info.narSize}`);
 }
 /**
- * Writes the NAR into `sink` chunk by chunk. zlib is done with a chunk when its write callback
- * runs, so the buffer is reused; xz (a pipe) and none (passed on as is) still hold it then, so
- * they get copies.
+ * Writes the NAR into `sink` chunk by chunk, each once `room` allows. zlib is done with a chunk
+ * when its write callback runs, so the buffer is reused; xz (a pipe) and none (passed on as is)
+ * still hold it then, so they get copies.
  */
-async function feed(info, compression, sink) {
+async function feed(info, compression, sink, room) {
     const buffer = chunkBuffers.take();
     let bytes = 0;
     for await (const chunk of narChunks(info.path, buffer)) {
@@ -48857,22 +48859,94 @@ async function feed(info, compression, sink) {
         // Fails the body before its end reaches the server, which then stores nothing.
         if (bytes > info.narSize)
             throw sizeError(info, bytes);
+        await room();
         await written(sink, compression === 'zstd' ? chunk : Buffer.from(chunk));
-        // About as many bytes of compressed output (or copies) that will be garbage once sent.
-        buffersSpent(chunk.length);
     }
     if (bytes !== info.narSize)
         throw sizeError(info, bytes);
     // Only after a clean end: after an error the compressor may still be reading the buffer.
     chunkBuffers.give([buffer]);
 }
-/** A fresh stream of the compressed NAR (one per attempt); it errors if the NAR is not as the store says. */
-function compressedNar(info, compression) {
+/**
+ * The compressed NAR, freshly made for each attempt, as chunks on reused buffers: a chunk may be
+ * reused once the next one is asked for, so the consumer must be done with it by then (a socket:
+ * once its write callback ran). Fails if the NAR is not as the store says.
+ *
+ * Why the copy: zlib hands out its output in fresh 256 KiB buffers. Sent as they were, they waited
+ * in the socket's queue long enough to reach V8's old generation, where only full collections free
+ * them (the daemon ran one per 16 MiB pushed for that). Copied out as soon as they are made, they
+ * die young, and young-generation collections free them cheaply.
+ */
+async function* compressedNar(info, compression) {
     const out = compressor(compression);
     // zlib allocates an output buffer of the chunk size with each stream, however small the NAR.
     buffersSpent(CHUNK_BYTES);
-    feed(info, compression, out).then(() => out.end(), (error) => out.destroy(error));
-    return out;
+    /** Full chunks, and last the partial one, each with the length of its bytes. */
+    const ready = [];
+    let filling;
+    let used = 0;
+    let ended = false;
+    let failure;
+    // The generator waits for a chunk, the feeder for room: each is woken by what it waits for.
+    let chunkArrived;
+    let roomMade;
+    const wake = (waiter) => void waiter?.();
+    const room = () => ready.length < CHUNKS_AHEAD || failure !== undefined
+        ? Promise.resolve()
+        : new Promise((resolve) => (roomMade = resolve));
+    out.on('data', (chunk) => {
+        for (let offset = 0; offset < chunk.length;) {
+            filling ??= chunkBuffers.take();
+            const copied = chunk.copy(filling, used, offset);
+            used += copied;
+            offset += copied;
+            if (used === CHUNK_BYTES) {
+                ready.push({ buffer: filling, length: used });
+                filling = undefined;
+                used = 0;
+            }
+        }
+        // zlib's buffer for this output is garbage now (its stream's, once full).
+        buffersSpent(chunk.length);
+        chunkArrived = wake(chunkArrived);
+    });
+    out.on('end', () => {
+        if (filling)
+            ready.push({ buffer: filling, length: used });
+        ended = true;
+        chunkArrived = wake(chunkArrived);
+    });
+    out.on('error', (error) => {
+        failure ??= error;
+        chunkArrived = wake(chunkArrived);
+    });
+    feed(info, compression, out, room).then(() => out.end(), (error) => out.destroy(error));
+    try {
+        for (;;) {
+            const chunk = ready.shift();
+            if (chunk) {
+                roomMade = wake(roomMade);
+                yield chunk.length === CHUNK_BYTES ? chunk.buffer : chunk.buffer.subarray(0, chunk.length);
+                chunkBuffers.give([chunk.buffer]);
+            }
+            else if (failure) {
+                throw failure;
+            }
+            else if (ended) {
+                return;
+            }
+            else {
+                await new Promise((resolve) => (chunkArrived = resolve));
+            }
+        }
+    }
+    finally {
+        // Abandoned (the request failed) or failed: the feeder must not wait for room that never comes.
+        failure ??= new Error('the upload body was abandoned');
+        roomMade = wake(roomMade);
+        if (!ended)
+            out.destroy();
+    }
 }
 
 // EXTERNAL MODULE: external "node:http"
@@ -48939,10 +49013,13 @@ function sleep(ms, signal) {
 /**
  * The one module that talks HTTP to the Sluice server (and, without credentials, to upstream
  * caches): a keep-alive undici Pool per origin, timeouts, the cache token injected here and nowhere
- * else, retries on 5xx/429/network errors, and close. Small requests read whole (narinfo lookups)
- * go through a keep-alive node:http Agent instead: Node's native parser made such a request cost
- * about half the CPU of undici's (~140 vs ~290 \u00b5s each, more before undici's WASM parser warms up).
+ * else, retries on 5xx/429/network errors, and close. Requests whose answer is small and read whole
+ * (narinfo lookups, uploads) go through a keep-alive node:http Agent instead: Node's native parser
+ * made a lookup cost about half the CPU of undici's (~140 vs ~290 \u00b5s each, more before undici's
+ * WASM parser warms up), and its write callbacks tell an upload when a buffer may be reused.
  */
+
+
 
 
 
@@ -48996,8 +49073,7 @@ class Upstream {
     }
     /**
      * The same request, retried the same way, with the answer's body read whole as text: for small
-     * answers (narinfos), whose body must be a string or Buffer. Throws as `request` does, and also
-     * when the body broke off.
+     * answers (narinfos, upload results). Throws as `request` does, and also when the answer broke off.
      */
     requestText(req) {
         return this.retrying(req, () => this.sendText(req), async () => undefined);
@@ -49044,20 +49120,21 @@ class Upstream {
         return headers;
     }
     send(req) {
+        const body = req.body?.();
         return this.pool.request({
             method: req.method,
             path: this.basePath + req.path,
             headers: this.headers(req),
-            body: req.body?.() ?? null,
+            body: body === undefined || typeof body === 'string' || Buffer.isBuffer(body) ? body : external_node_stream_.Readable.from(body),
             signal: req.signal ?? null,
         });
     }
     sendText(req) {
         const body = req.body?.();
-        if (body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body))
-            throw Object.assign(new Error('requestText sends only a string or Buffer body'), { retryable: false });
+        const whole = body === undefined || typeof body === 'string' || Buffer.isBuffer(body);
         const headers = this.headers(req);
-        if (body !== undefined)
+        // A streamed body goes chunked: its size is known only once it is sent.
+        if (whole && body !== undefined)
             headers['content-length'] = String(Buffer.byteLength(body));
         const timeoutMs = this.options.headersTimeoutMs ?? 120_000;
         return new Promise((resolve, reject) => {
@@ -49079,7 +49156,10 @@ class Upstream {
             });
             request.on('error', reject);
             request.on('timeout', () => request.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
-            request.end(body);
+            if (whole)
+                request.end(body);
+            else
+                sendBody(request, body).catch((error) => request.destroy(error));
         });
     }
     async close() {
@@ -49091,6 +49171,12 @@ class Upstream {
         this.agent.destroy();
         await this.pool.destroy();
     }
+}
+/** Writes each chunk once the socket is done with the one before, so its maker may reuse buffers. */
+async function sendBody(request, body) {
+    for await (const chunk of body)
+        await written(request, chunk);
+    request.end();
 }
 /** Network errors are worth another try; an error marked `retryable: false` (a bad body) is not. */
 function isRetryableError(error) {
@@ -49107,6 +49193,16 @@ function describeNetworkError(error) {
 }
 
 ;// CONCATENATED MODULE: ./src/proxy/uploader.ts
+/**
+ * Uploads store paths: a bounded number of NARs compressed and streamed to the server at once, in
+ * any order; each narinfo only once the narinfos of its references are up, so the cache never
+ * shows a path whose references it lacks. A path whose reference failed is failed too (its NAR may
+ * already be up: harmless, nothing points to it).
+ *
+ * A NAR goes to `PUT /_api/v1/nar/<narhash>.nar<ext>`: named by the NarHash the Nix database holds,
+ * so it streams as it is compressed; the server verifies the NAR against the name and answers the
+ * file's URL, FileHash and FileSize, which the narinfo then states.
+ */
 
 
 
@@ -49271,16 +49367,15 @@ class Uploader {
         return Buffer.byteLength(text);
     }
     async put(path, body, headers) {
-        const response = await this.options.server.request({
+        const { statusCode, text } = await this.options.server.requestText({
             method: 'PUT',
             path,
             body,
             headers,
             signal: this.options.signal,
         });
-        const text = await response.body.text();
-        if (response.statusCode < 200 || response.statusCode > 299) {
-            throw new UpstreamError(`PUT ${path}: HTTP ${response.statusCode} ${text.slice(0, 300).trim()}`, response.statusCode);
+        if (statusCode < 200 || statusCode > 299) {
+            throw new UpstreamError(`PUT ${path}: HTTP ${statusCode} ${text.slice(0, 300).trim()}`, statusCode);
         }
         return text;
     }
