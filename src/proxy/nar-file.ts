@@ -68,8 +68,8 @@ async function feed(
  *
  * Why the copy: zlib hands out its output in fresh 256 KiB buffers. Sent as they were, they waited
  * in the socket's queue long enough to reach V8's old generation, where only full collections free
- * them (the daemon ran one per 16 MiB pushed for that). Copied out as soon as they are made, they
- * die young, and young-generation collections free them cheaply.
+ * them. Copied out as soon as they are made, most die young, and the cheap young-generation
+ * collections free them (gc-pacer.ts).
  */
 export async function* compressedNar(info: PathInfo, compression: PushCompression): AsyncGenerator<Buffer> {
   const out = compressor(compression);
