@@ -212,13 +212,12 @@ export class PushQueue {
     const found = new Set<string>();
     try {
       for (let start = 0; start < hashParts.length; start += NARINFO_BATCH_LIMIT) {
-        const response = await this.options.server.request({
+        const { statusCode, text } = await this.options.server.requestText({
           ...narInfoBatchRequest(hashParts.slice(start, start + NARINFO_BATCH_LIMIT)),
           signal: this.abort.signal,
         });
-        const text = await response.body.text();
-        if (batchRouteMissing(response.statusCode)) this.batchUnsupported = true;
-        const narinfos = response.statusCode === 200 ? parseNarInfoBatch(text) : undefined;
+        if (batchRouteMissing(statusCode)) this.batchUnsupported = true;
+        const narinfos = statusCode === 200 ? parseNarInfoBatch(text) : undefined;
         if (!narinfos) return undefined;
         for (const hashPart of Object.keys(narinfos)) found.add(hashPart);
       }
@@ -246,13 +245,12 @@ export class PushQueue {
   /** Whether the server answers a HEAD of the narinfo with 200. */
   private async serverAnswers(hashPart: string): Promise<boolean> {
     try {
-      const response = await this.options.server.request({
+      const { statusCode } = await this.options.server.requestText({
         method: 'HEAD',
         path: `/${hashPart}.narinfo`,
         signal: this.abort.signal,
       });
-      await response.body.dump();
-      return response.statusCode === 200;
+      return statusCode === 200;
     } catch {
       return false; // the upload will try (and report) again
     }

@@ -1,10 +1,11 @@
 /**
  * The one module that talks HTTP to the Sluice server (and, without credentials, to upstream
  * caches): a keep-alive undici Pool per origin, timeouts, the cache token injected here and nowhere
- * else, retries on 5xx/429/network errors, and close. Requests whose answer is small and read whole
- * (narinfo lookups, uploads) go through a keep-alive node:http Agent instead: Node's native parser
- * made a lookup cost about half the CPU of undici's (~140 vs ~290 µs each, more before undici's
- * WASM parser warms up), and its write callbacks tell an upload when a buffer may be reused.
+ * else, retries on 5xx/429/network errors, and close. Requests whose answer is small and read
+ * whole (narinfo lookups, the push's checks, uploads) go through a keep-alive node:http Agent
+ * instead: Node's native parser made a lookup cost about half the CPU of undici's (~140 vs ~290 µs
+ * each, more before undici's WASM parser warms up), and its write callbacks tell an upload when a
+ * buffer may be reused.
  */
 import {
   Agent as HttpAgent,
