@@ -49013,10 +49013,11 @@ function sleep(ms, signal) {
 /**
  * The one module that talks HTTP to the Sluice server (and, without credentials, to upstream
  * caches): a keep-alive undici Pool per origin, timeouts, the cache token injected here and nowhere
- * else, retries on 5xx/429/network errors, and close. Requests whose answer is small and read whole
- * (narinfo lookups, uploads) go through a keep-alive node:http Agent instead: Node's native parser
- * made a lookup cost about half the CPU of undici's (~140 vs ~290 \u00b5s each, more before undici's
- * WASM parser warms up), and its write callbacks tell an upload when a buffer may be reused.
+ * else, retries on 5xx/429/network errors, and close. Requests whose answer is small and read
+ * whole (narinfo lookups, the push's checks, uploads) go through a keep-alive node:http Agent
+ * instead: Node's native parser made a lookup cost about half the CPU of undici's (~140 vs ~290 \u00b5s
+ * each, more before undici's WASM parser warms up), and its write callbacks tell an upload when a
+ * buffer may be reused.
  */
 
 
@@ -49616,14 +49617,13 @@ class PushQueue {
         const found = new Set();
         try {
             for (let start = 0; start < hashParts.length; start += NARINFO_BATCH_LIMIT) {
-                const response = await this.options.server.request({
+                const { statusCode, text } = await this.options.server.requestText({
                     ...narInfoBatchRequest(hashParts.slice(start, start + NARINFO_BATCH_LIMIT)),
                     signal: this.abort.signal,
                 });
-                const text = await response.body.text();
-                if (batchRouteMissing(response.statusCode))
+                if (batchRouteMissing(statusCode))
                     this.batchUnsupported = true;
-                const narinfos = response.statusCode === 200 ? parseNarInfoBatch(text) : undefined;
+                const narinfos = statusCode === 200 ? parseNarInfoBatch(text) : undefined;
                 if (!narinfos)
                     return undefined;
                 for (const hashPart of Object.keys(narinfos))
@@ -49652,13 +49652,12 @@ class PushQueue {
     /** Whether the server answers a HEAD of the narinfo with 200. */
     async serverAnswers(hashPart) {
         try {
-            const response = await this.options.server.request({
+            const { statusCode } = await this.options.server.requestText({
                 method: 'HEAD',
                 path: `/${hashPart}.narinfo`,
                 signal: this.abort.signal,
             });
-            await response.body.dump();
-            return response.statusCode === 200;
+            return statusCode === 200;
         }
         catch {
             return false; // the upload will try (and report) again
