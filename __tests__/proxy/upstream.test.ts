@@ -168,6 +168,28 @@ describe('Upstream', () => {
     expect(made).toBe(1);
   });
 
+  it('requestText stops making and sending a streamed body once the server has answered', async () => {
+    // Answers at once, without reading the body (as the server does for a bad token or a file too large).
+    const server = createServer((_req, res) => res.writeHead(413).end('too large'));
+    const upstream = client(await listen(server));
+    const CHUNK = Buffer.alloc(256 * 1024, 1);
+    let made = 0;
+    let abandoned!: () => void;
+    const bodyAbandoned = new Promise<void>((resolve) => (abandoned = resolve));
+    // 1 GiB if it were all sent.
+    async function* body(): AsyncGenerator<Buffer> {
+      try {
+        for (; made < 4096; made++) yield CHUNK;
+      } finally {
+        abandoned();
+      }
+    }
+    const response = await upstream.requestText({ method: 'PUT', path: '/big', body });
+    expect(response).toMatchObject({ statusCode: 413, text: 'too large' });
+    await bodyAbandoned;
+    expect(made).toBeLessThan(4096);
+  });
+
   it('on 401 asks for a fresh token once and tries again', async () => {
     const { url, seen } = await scriptedServer([status(401), status(200)]);
     const upstream = client(url, refreshableToken());
