@@ -49153,7 +49153,13 @@ class Upstream {
                 response.setEncoding('utf8');
                 response.on('data', (chunk) => (text += chunk));
                 response.on('error', reject);
-                response.on('end', () => resolve({ statusCode: response.statusCode ?? 0, headers: response.headers, text }));
+                response.on('end', () => {
+                    resolve({ statusCode: response.statusCode ?? 0, headers: response.headers, text });
+                    // Answered before the body was all sent (a 401 or 413 the server gave at once): the
+                    // rest would be made and sent for nothing.
+                    if (!request.writableFinished)
+                        request.destroy();
+                });
             });
             request.on('error', reject);
             request.on('timeout', () => request.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
