@@ -191,18 +191,16 @@ export class Upstream {
       method: req.method,
       path: this.basePath + req.path,
       headers: this.headers(req),
-      body:
-        body === undefined || typeof body === 'string' || Buffer.isBuffer(body) ? body : Readable.from(body),
+      body: isWhole(body) ? body : Readable.from(body),
       signal: req.signal ?? null,
     });
   }
 
   private sendText(req: UpstreamRequest): Promise<TextResponse> {
     const body = req.body?.();
-    const whole = body === undefined || typeof body === 'string' || Buffer.isBuffer(body);
     const headers = this.headers(req);
     // A streamed body goes chunked: its size is known only once it is sent.
-    if (whole && body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
+    if (isWhole(body) && body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
     const timeoutMs = this.options.headersTimeoutMs ?? 120_000;
     return new Promise((resolve, reject) => {
       const request = (this.target.https ? httpsRequest : httpRequest)(
@@ -235,7 +233,7 @@ export class Upstream {
           Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' }),
         ),
       );
-      if (whole) request.end(body);
+      if (isWhole(body)) request.end(body);
       else sendBody(request, body).catch((error: unknown) => request.destroy(error as Error));
     });
   }
@@ -250,6 +248,13 @@ export class Upstream {
     this.agent.destroy();
     await this.pool.destroy();
   }
+}
+
+/** A body given whole (or none), as opposed to one streamed chunk by chunk. */
+function isWhole(
+  body: ReturnType<NonNullable<UpstreamRequest['body']>> | undefined,
+): body is string | Buffer | undefined {
+  return body === undefined || typeof body === 'string' || Buffer.isBuffer(body);
 }
 
 /** Writes each chunk once the socket is done with the one before, so its maker may reuse buffers. */
