@@ -49126,16 +49126,15 @@ class Upstream {
             method: req.method,
             path: this.basePath + req.path,
             headers: this.headers(req),
-            body: body === undefined || typeof body === 'string' || Buffer.isBuffer(body) ? body : external_node_stream_.Readable.from(body),
+            body: isWhole(body) ? body : external_node_stream_.Readable.from(body),
             signal: req.signal ?? null,
         });
     }
     sendText(req) {
         const body = req.body?.();
-        const whole = body === undefined || typeof body === 'string' || Buffer.isBuffer(body);
         const headers = this.headers(req);
         // A streamed body goes chunked: its size is known only once it is sent.
-        if (whole && body !== undefined)
+        if (isWhole(body) && body !== undefined)
             headers['content-length'] = String(Buffer.byteLength(body));
         const timeoutMs = this.options.headersTimeoutMs ?? 120_000;
         return new Promise((resolve, reject) => {
@@ -49163,7 +49162,7 @@ class Upstream {
             });
             request.on('error', reject);
             request.on('timeout', () => request.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
-            if (whole)
+            if (isWhole(body))
                 request.end(body);
             else
                 sendBody(request, body).catch((error) => request.destroy(error));
@@ -49178,6 +49177,10 @@ class Upstream {
         this.agent.destroy();
         await this.pool.destroy();
     }
+}
+/** A body given whole (or none), as opposed to one streamed chunk by chunk. */
+function isWhole(body) {
+    return body === undefined || typeof body === 'string' || Buffer.isBuffer(body);
 }
 /** Writes each chunk once the socket is done with the one before, so its maker may reuse buffers. */
 async function sendBody(request, body) {
