@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isAlive } from '../../src/action/daemon.js';
+import { isAlive } from '../../src/action/daemon-client.js';
 import { salt } from '../support/nix.js';
 import { buildActionBundles, Job } from '../support/runner.js';
 import { startTestServer, type TestServer } from '../support/server.js';

@@ -3,8 +3,8 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { ConfigError, parseConfig } from '../../src/proxy/config.js';
-import { NIX_CACHE_INFO } from '../../src/proxy/routes.js';
+import { ConfigError, parseConfig } from '../../src/contracts/daemon-config.js';
+import { NIX_CACHE_INFO } from '../../src/proxy/pull/nix-routes.js';
 import { nixBuild, randomChainExpr } from '../support/nix.js';
 import { refusedUrl as refused, startTestDaemon, type TestDaemon } from './helpers.js';
 

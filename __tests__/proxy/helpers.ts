@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
-import { readConfig } from '../../src/proxy/config.js';
-import { startDaemon, type Daemon } from '../../src/proxy/daemon.js';
-import type { StatsJson } from '../../src/proxy/stats.js';
+import { readConfig } from '../../src/contracts/daemon-config.js';
+import { startDaemon, type Daemon } from '../../src/proxy/runtime/daemon-main.js';
+import type { StatsJson } from '../../src/proxy/report/stats.js';
 import { makeNixMachine, type NixMachine } from '../support/nix.js';
 
 export interface TestDaemon extends Daemon {

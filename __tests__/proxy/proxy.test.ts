@@ -7,17 +7,17 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StorePath } from '../../src/nix/store-path.js';
-import { NARINFO_BATCH_LIMIT } from '../../src/http/narinfo-batch.js';
+import { NARINFO_BATCH_LIMIT } from '../../src/contracts/narinfo-batch.js';
 import { addTinyPaths, makeNixMachine, nix, nixBuild, randomChainExpr, salt } from '../support/nix.js';
-import { createLogger, Secrets } from '../../src/proxy/log.js';
+import { createLogger, Secrets } from '../../src/proxy/report/daemon-log.js';
 import {
   DEFAULT_READAHEAD,
   PAGE_BYTES,
   parseCandidate,
   Readahead,
   substitutionOrder,
-} from '../../src/proxy/readahead.js';
-import { Upstream } from '../../src/proxy/upstream.js';
+} from '../../src/proxy/pull/readahead.js';
+import { Upstream } from '../../src/proxy/upstream/upstream-client.js';
 import { substituteFresh } from '../support/server.js';
 import { refusedUrl, startTestDaemon } from './helpers.js';
 import { startFront, startStack, startStaticCache, type Stack } from './stack.js';

@@ -11,7 +11,7 @@ import {
   parseConfig,
   parseDuration,
   parseSize,
-} from '../../src/server/config.js';
+} from '../../src/server/config/server-config.js';
 
 describe('server config', () => {
   it('defaults every key: loopback 8080, ./sluice-data, 1h tokens, GitHub as issuer, the default policy', async () => {

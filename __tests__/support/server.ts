@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { DatabaseSync } from 'node:sqlite';
 import { Hash } from '../../src/nix/hash.js';
 import { serializeNarInfo, type NarInfo } from '../../src/nix/narinfo.js';
-import { parseConfig, type Config } from '../../src/server/config.js';
+import { parseConfig, type Config } from '../../src/server/config/server-config.js';
 import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../src/server/exchange/index.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { makeNixMachine, nix, type NixMachine } from './nix.js';

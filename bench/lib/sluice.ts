@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { DAEMON_NODE_ARGS, daemonEnv } from '../../src/proxy/runtime.js';
+import { DAEMON_NODE_ARGS, daemonEnv } from '../../src/contracts/daemon-process.js';
 import type { Context } from './context.js';
 import { profilingFlags } from './profile.js';
 import { cpuSeconds, peakRssMB, startProcess, stopProcess, waitForExit, waitForHttp } from './processes.js';

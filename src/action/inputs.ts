@@ -4,7 +4,7 @@
  */
 import * as core from '@actions/core';
 import { Inputs } from './constants.js';
-import { LOOPBACK_HOSTS } from '../proxy/config.js';
+import { LOOPBACK_HOSTS } from '../contracts/daemon-config.js';
 
 export type PushMode = 'auto' | 'true' | 'false';
 export type Compression = 'zstd' | 'xz' | 'none';

@@ -8,14 +8,14 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { HOOK_BUNDLE, JobEnv, Outputs, PROXY_BUNDLE } from './constants.js';
-import { DaemonStartError, startDaemon, writeDaemonConfig, type RunningDaemon } from './daemon.js';
+import { DaemonStartError, startDaemon, writeDaemonConfig, type RunningDaemon } from './daemon-client.js';
 import {
   ExchangeRefusedError,
   exchangeToken,
   getIdToken,
   probeAnonymousReads,
   type CacheGrant,
-} from './exchange.js';
+} from './exchange-client.js';
 import { readInputs, type ActionInputs } from './inputs.js';
 import { configureNix } from './configure-nix.js';
 import { nixVersion } from './nix-config.js';

@@ -5,8 +5,8 @@
 import * as core from '@actions/core';
 import { existsSync, readFileSync } from 'node:fs';
 import { Outputs } from './constants.js';
-import { control, ensureStopped, isAlive, type DaemonStats } from './daemon.js';
-import { describeFetchError } from './exchange.js';
+import { control, ensureStopped, isAlive, type DaemonStats } from './daemon-client.js';
+import { describeFetchError } from './exchange-client.js';
 import { removeNixConf, restartNixDaemon } from './nix-config.js';
 import { loadState, type SavedState } from './state.js';
 import { newStorePaths, validPaths } from './store-paths.js';

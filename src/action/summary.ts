@@ -1,6 +1,6 @@
 /** The job summary: what the cache did for this job, and what went wrong with what to do about it. */
 import * as core from '@actions/core';
-import type { DaemonStats } from './daemon.js';
+import type { DaemonStats } from './daemon-client.js';
 import type { SavedState } from './state.js';
 
 export function formatBytes(bytes: number): string {

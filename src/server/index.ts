@@ -6,7 +6,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream } from 'pino';
-import type { Config } from './config.js';
+import type { Config } from './config/server-config.js';
 import { dataPaths } from './data-dir.js';
 import {
   createExchange,
@@ -19,9 +19,9 @@ import {
   type ExchangeOptions,
 } from './exchange/index.js';
 import type { Access } from './http/auth.js';
-import { NarInfoSigner } from './http/narinfo-signer.js';
+import { NarInfoSigner } from './cache/narinfo-signer.js';
 import { createRouter } from './http/router.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, type Logger } from './server-log.js';
 import { ServerMetrics } from './metrics.js';
 import { defaultKeyName, loadOrCreateSigningKey } from './signing-key.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';

@@ -1,9 +1,9 @@
 /** Shared set-up for the exchange tests: a config trusting the local issuer, and a fresh token key. */
 import { generateKeyPairSync } from 'node:crypto';
 import { expect } from '@jest/globals';
-import { parseConfig } from '../../../src/server/config.js';
+import { parseConfig } from '../../../src/server/config/server-config.js';
 import { createExchange, type Exchange, type ExchangeOptions } from '../../../src/server/exchange/index.js';
-import { HttpError } from '../../../src/http/errors.js';
+import { HttpError } from '../../../src/contracts/http-error.js';
 import type { OidcIssuer } from '../../support/oidc-issuer.js';
 
 /** YAML trusting `issuer` as `github`, followed by `rest` (e.g. a `slices:` block). */

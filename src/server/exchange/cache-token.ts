@@ -6,7 +6,7 @@ import { createPublicKey, randomUUID, type KeyObject } from 'node:crypto';
 import { jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import type { CiIdentity } from './identity.js';
 import { joseErrorToHttp, unauthorized } from './jwt-errors.js';
-import { isSliceName, isSlicePattern } from './slice-names.js';
+import { isSliceName, isSlicePattern } from '../slices/slice-names.js';
 
 export const CACHE_TOKEN_ISSUER = 'sluice';
 export const CACHE_TOKEN_AUDIENCE = 'sluice-cache';

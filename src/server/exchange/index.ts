@@ -3,19 +3,19 @@
  * tokens for humans and machines. The server's HTTP layer codes against `Exchange`.
  */
 import type { KeyObject } from 'node:crypto';
-import type { Config } from '../config.js';
+import type { Config } from '../config/server-config.js';
 import { createCacheTokens, type CacheGrant } from './cache-token.js';
 import { identityFromClaims } from './identity.js';
 import { createOidcVerifier, type OidcOptions } from './oidc.js';
 import { createPolicy, defaultSlices } from './policy.js';
-import { isSlicePattern, normalizeSliceName } from './slice-names.js';
+import { isSlicePattern, normalizeSliceName } from '../slices/slice-names.js';
 
 export type { CacheGrant, ReadTokenIdentity } from './cache-token.js';
 export type { CiIdentity } from './identity.js';
-export { sliceMatches, isSliceName, isSlicePattern, normalizeSliceName } from './slice-names.js';
+export { sliceMatches, isSliceName, isSlicePattern, normalizeSliceName } from '../slices/slice-names.js';
 export { loadOrCreateTokenKey, tokenKeyPath, TOKEN_KEY_FILE } from './token-key.js';
 export { DEFAULT_WRITE_EVENTS, defaultSlices } from './policy.js';
-export { createTokenHandler, type TokenHandlerOptions } from './handler.js';
+export { createTokenHandler, type TokenHandlerOptions } from '../http/token-handler.js';
 
 export interface Exchange {
   /** Verifies a CI OIDC ID token, applies the policy, issues a cache token. Throws HttpError 401 (unusable token, with the reason) or 403 (no rule grants anything, naming the claims that failed); 503 when the issuer's keys cannot be fetched. */

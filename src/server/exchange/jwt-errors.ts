@@ -3,7 +3,7 @@
  * echoing the token. Shared by the OIDC ID token and the cache token verification.
  */
 import { errors } from 'jose';
-import { HttpError } from '../../http/errors.js';
+import { HttpError } from '../../contracts/http-error.js';
 
 export function unauthorized(what: string, problem: string, reason: string): HttpError {
   return new HttpError(401, `${what}: ${problem}`, reason, { 'www-authenticate': 'Bearer' });

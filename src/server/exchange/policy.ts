@@ -4,10 +4,10 @@
  * `${claim}` templates in slice names are filled from the token's claims.
  */
 import type { JWTPayload } from 'jose';
-import type { IssuerConfig, Rule, SliceConfig } from '../config.js';
-import { HttpError } from '../../http/errors.js';
+import type { IssuerConfig, Rule, SliceConfig } from '../config/server-config.js';
+import { HttpError } from '../../contracts/http-error.js';
 import { claimString } from './identity.js';
-import { fillTemplate, globMatches, isTemplate, type TemplateResult } from './slice-names.js';
+import { fillTemplate, globMatches, isTemplate, type TemplateResult } from '../slices/slice-names.js';
 
 /** Events whose workflows run trusted code of the repository: never pull_request(_target). */
 export const DEFAULT_WRITE_EVENTS = ['push', 'schedule', 'workflow_dispatch', 'merge_group', 'release'];

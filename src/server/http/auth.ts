@@ -3,7 +3,7 @@
  * password is the token (Nix 2.8 only sends Basic, from a netrc file; the username is ignored).
  */
 import type { IncomingMessage } from 'node:http';
-import { HttpError } from '../../http/errors.js';
+import { HttpError } from '../../contracts/http-error.js';
 import type { SliceFilter, WriterIdentity } from '../storage/metadata-store.js';
 
 /** What a request may do, resolved from its token (or the lack of one). */

@@ -1,6 +1,6 @@
 /** Request bodies: size limits checked from Content-Length before reading, and again while reading. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HttpError } from '../../http/errors.js';
+import { HttpError } from '../../contracts/http-error.js';
 
 /** Refuses a declared Content-Length over `limit` before any of the body is read. */
 export function checkDeclaredLength(req: IncomingMessage, limit: number, what: string): void {

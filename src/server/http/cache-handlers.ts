@@ -5,21 +5,21 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
-import { HttpError } from '../../http/errors.js';
+import { HttpError } from '../../contracts/http-error.js';
 import { Hash } from '../../nix/hash.js';
 import type { NarCompression } from '../../nix/nar.js';
 import { NarInfoError, parseNarInfo, serializeNarInfo, type NarInfo } from '../../nix/narinfo.js';
 import { StorePath } from '../../nix/store-path.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../server-log.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore, NarFacts } from '../storage/metadata-store.js';
 import { requireWriteSlice, type Access } from './auth.js';
 import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
-import type { NarInfoSigner } from './narinfo-signer.js';
+import type { NarInfoSigner } from '../cache/narinfo-signer.js';
 import { EXTENSION_COMPRESSION } from './paths.js';
 import { parseRange } from './range.js';
-import { verifyNarUpload, type NarUploadName } from './nar-upload.js';
+import { verifyNarUpload, type NarUploadName } from '../cache/nar-verifier.js';
 
 export interface CacheDeps {
   blobs: BlobStore;

@@ -3,8 +3,8 @@
  * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
  * no decoding step for a traversal to hide behind.
  */
-import { HttpError } from '../../http/errors.js';
-import { NARINFO_BATCH_PATH } from '../../http/narinfo-batch.js';
+import { HttpError } from '../../contracts/http-error.js';
+import { NARINFO_BATCH_PATH } from '../../contracts/narinfo-batch.js';
 import type { NarCompression } from '../../nix/nar.js';
 
 const NIX32 = '[0-9abcdfghijklmnpqrsvwxyz]';

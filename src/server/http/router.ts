@@ -4,8 +4,8 @@
  * lookups answered 200 or 404 at debug level).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HttpError, sendError } from '../../http/errors.js';
-import type { Logger } from '../log.js';
+import { HttpError, sendError } from '../../contracts/http-error.js';
+import type { Logger } from '../server-log.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { SliceFilter } from '../storage/metadata-store.js';
 import { resolveAccess, type Access, type TokenVerifier } from './auth.js';
@@ -21,7 +21,7 @@ import {
   type CacheRequest,
 } from './cache-handlers.js';
 import { acceptBody } from './body.js';
-import { postNarInfos } from './narinfo-batch.js';
+import { postNarInfos } from './narinfo-batch-handler.js';
 import { matchRoute, type Route } from './paths.js';
 
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;

@@ -7,20 +7,20 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import { HttpError } from '../http/errors.js';
-import { Batcher } from './batcher.js';
+import { HttpError } from '../../contracts/http-error.js';
+import { Batcher } from './lookup-batcher.js';
 import { ByteCounter } from './byte-counter.js';
-import { forwardableHeaders } from './headers.js';
-import type { Logger } from './log.js';
-import { batchRouteMissing, narInfoBatchRequest, parseNarInfoBatch } from './narinfo-batch.js';
+import { forwardableHeaders } from './response-headers.js';
+import type { Logger } from '../report/daemon-log.js';
+import { batchRouteMissing, narInfoBatchRequest, parseNarInfoBatch } from '../upstream/batch-lookup.js';
 import { Readahead } from './readahead.js';
-import type { Stats } from './stats.js';
+import type { Stats } from '../report/stats.js';
 import {
   describeNetworkError,
   type Upstream,
   type UpstreamRequest,
   type UpstreamResponse,
-} from './upstream.js';
+} from '../upstream/upstream-client.js';
 
 /** Priority 30 sorts before cache.nixos.org (40), so Nix asks the proxy first. */
 export const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';

@@ -4,8 +4,8 @@
  * `GET /<hash>.narinfo` (the union of readable slices, public slices without a token); the answer
  * holds the signed narinfo of every hit and nothing for a miss.
  */
-import { HttpError } from '../../http/errors.js';
-import { NARINFO_BATCH_LIMIT } from '../../http/narinfo-batch.js';
+import { HttpError } from '../../contracts/http-error.js';
+import { NARINFO_BATCH_LIMIT } from '../../contracts/narinfo-batch.js';
 import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
 import { send, type CacheDeps, type CacheRequest } from './cache-handlers.js';
 

@@ -1,10 +1,10 @@
 /** The daemon's HTTP server: loopback only, routing to the cache routes or the control endpoints. */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { HttpError, sendError } from '../http/errors.js';
-import { handleControl, type ControlContext } from './control.js';
-import type { Logger } from './log.js';
-import type { CacheRoutes } from './routes.js';
+import { HttpError, sendError } from '../../contracts/http-error.js';
+import { handleControl, type ControlContext } from './control-routes.js';
+import type { Logger } from '../report/daemon-log.js';
+import type { CacheRoutes } from '../pull/nix-routes.js';
 
 export interface ProxyServer {
   server: Server;

@@ -6,12 +6,12 @@
  * its FileHash, the NAR against the name).
  */
 import type { Duplex, Writable } from 'node:stream';
-import { BufferPool, written } from '../nix/buffer-pool.js';
-import { createCompressor } from '../nix/nar.js';
-import type { PushCompression } from './config.js';
+import { BufferPool, written } from '../../nix/buffer-pool.js';
+import { createCompressor } from '../../nix/nar.js';
+import type { PushCompression } from '../../contracts/daemon-config.js';
 import { buffersSpent } from './gc-pacer.js';
 import { narChunks } from './nar-dump.js';
-import type { PathInfo } from './store.js';
+import type { PathInfo } from './local-store.js';
 
 /** Fast zstd: pushing must keep up with the build; ratios barely differ from the default level. */
 const ZSTD_LEVEL = 1;

@@ -16,7 +16,7 @@ import {
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
-import { written } from '../nix/buffer-pool.js';
+import { written } from '../../nix/buffer-pool.js';
 import {
   DEFAULT_RETRY_POLICY,
   isRetryableStatus,

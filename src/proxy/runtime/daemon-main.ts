@@ -5,15 +5,15 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DestinationStream } from 'pino';
-import { parseListen, readConfig, type DaemonConfig } from './config.js';
-import { createLogger, Secrets, type Logger } from './log.js';
-import { PushQueue } from './push.js';
-import { CacheRoutes } from './routes.js';
-import { startProxyServer } from './server.js';
-import { Stats } from './stats.js';
-import { LocalStore } from './store.js';
-import { TokenKeeper } from './token.js';
-import { Upstream } from './upstream.js';
+import { parseListen, readConfig, type DaemonConfig } from '../../contracts/daemon-config.js';
+import { createLogger, Secrets, type Logger } from '../report/daemon-log.js';
+import { PushQueue } from '../push/push-queue.js';
+import { CacheRoutes } from '../pull/nix-routes.js';
+import { startProxyServer } from './proxy-server.js';
+import { Stats } from '../report/stats.js';
+import { LocalStore } from '../push/local-store.js';
+import { TokenKeeper } from '../upstream/token-keeper.js';
+import { Upstream } from '../upstream/upstream-client.js';
 
 export interface DaemonOptions {
   /** Environment of the `nix` commands the daemon runs. */

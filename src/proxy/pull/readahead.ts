@@ -8,11 +8,11 @@
  * looks paths up costs the server nothing more. Large NARs are left to stream through: for them
  * the round trip is small next to the transfer.
  */
-import { BufferPool } from '../nix/buffer-pool.js';
-import { parseNarInfo, type NarInfo } from '../nix/narinfo.js';
-import { StorePath } from '../nix/store-path.js';
-import type { Logger } from './log.js';
-import { describeNetworkError, type Upstream } from './upstream.js';
+import { BufferPool } from '../../nix/buffer-pool.js';
+import { parseNarInfo, type NarInfo } from '../../nix/narinfo.js';
+import { StorePath } from '../../nix/store-path.js';
+import type { Logger } from '../report/daemon-log.js';
+import { describeNetworkError, type Upstream } from '../upstream/upstream-client.js';
 
 export interface ReadaheadLimits {
   /** NARs fetched at once. */

@@ -11,7 +11,7 @@
  * reused buffers cost no allocations (page faults, garbage collections), which weigh more here.
  */
 import { createHash } from 'node:crypto';
-import { HttpError } from '../../http/errors.js';
+import { HttpError } from '../../contracts/http-error.js';
 import { BufferPool } from '../../nix/buffer-pool.js';
 import { Hash } from '../../nix/hash.js';
 import { createNarHasher, type NarCompression, type NarDigest } from '../../nix/nar.js';

@@ -4,12 +4,12 @@
  * `/_sluice/shutdown`. Bodies are JSON; bad ones get a 400 naming the problem.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HttpError } from '../http/errors.js';
-import { StorePath, StorePathError } from '../nix/store-path.js';
-import type { Logger } from './log.js';
-import type { PushQueue } from './push.js';
-import { methodNotAllowed } from './routes.js';
-import type { Stats } from './stats.js';
+import { HttpError } from '../../contracts/http-error.js';
+import { StorePath, StorePathError } from '../../nix/store-path.js';
+import type { Logger } from '../report/daemon-log.js';
+import type { PushQueue } from '../push/push-queue.js';
+import { methodNotAllowed } from '../pull/nix-routes.js';
+import type { Stats } from '../report/stats.js';
 
 /** A store diff of a big job can list tens of thousands of paths. */
 const MAX_BODY_BYTES = 16 * 1024 * 1024;

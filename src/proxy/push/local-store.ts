@@ -4,7 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { Hash } from '../nix/hash.js';
+import { Hash } from '../../nix/hash.js';
 
 const execFileAsync = promisify(execFile);
 

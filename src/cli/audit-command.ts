@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import type { Writable } from 'node:stream';
 import { AUDIT_COLUMNS, auditRecord, parseSince, readAudit } from '../server/audit.js';
-import { applyCliOverrides, loadConfig } from '../server/config.js';
+import { applyCliOverrides, loadConfig } from '../server/config/server-config.js';
 
 export const AUDIT_USAGE = `usage: sluice audit [--slice S] [--since T] [--data DIR] [--config FILE] [--json]
 

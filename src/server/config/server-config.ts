@@ -10,7 +10,7 @@ import {
   isTemplate,
   normalizeSliceName,
   templateShape,
-} from './exchange/slice-names.js';
+} from '../slices/slice-names.js';
 
 export interface Listen {
   host: string;

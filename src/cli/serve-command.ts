@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { Writable } from 'node:stream';
-import { applyCliOverrides, ConfigError, loadConfig } from '../server/config.js';
+import { applyCliOverrides, ConfigError, loadConfig } from '../server/config/server-config.js';
 import { startServer, type RunningServer } from '../server/index.js';
 
 export const SERVE_USAGE = `usage: sluice serve [--config sluice.yml] [--listen HOST:PORT] [--data DIR]

@@ -3,15 +3,15 @@
  * has, what upstream caches serve and what the filter excludes. Planning (closure, checks) happens
  * here; the uploads themselves in the Uploader.
  */
-import { NARINFO_BATCH_LIMIT } from '../http/narinfo-batch.js';
-import { StorePath } from '../nix/store-path.js';
-import type { PushConfig } from './config.js';
-import type { Logger } from './log.js';
-import type { Stats } from './stats.js';
-import type { LocalStore, PathInfo } from './store.js';
+import { NARINFO_BATCH_LIMIT } from '../../contracts/narinfo-batch.js';
+import { StorePath } from '../../nix/store-path.js';
+import type { PushConfig } from '../../contracts/daemon-config.js';
+import type { Logger } from '../report/daemon-log.js';
+import type { Stats } from '../report/stats.js';
+import type { LocalStore, PathInfo } from './local-store.js';
 import { Uploader } from './uploader.js';
-import { batchRouteMissing, narInfoBatchRequest, parseNarInfoBatch } from './narinfo-batch.js';
-import { describeNetworkError, Upstream } from './upstream.js';
+import { batchRouteMissing, narInfoBatchRequest, parseNarInfoBatch } from '../upstream/batch-lookup.js';
+import { describeNetworkError, Upstream } from '../upstream/upstream-client.js';
 
 /** Narinfo existence checks (server and upstream caches) in flight at once. */
 const CHECK_CONCURRENCY = 16;

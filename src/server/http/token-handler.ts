@@ -3,8 +3,8 @@
  * grants. Errors are thrown as HttpError for the router to answer.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HttpError } from '../../http/errors.js';
-import type { Exchange } from './index.js';
+import { HttpError } from '../../contracts/http-error.js';
+import type { Exchange } from '../exchange/index.js';
 
 export interface TokenHandlerOptions {
   exchange: Exchange;

@@ -8,16 +8,16 @@
  * so it streams as it is compressed; the server verifies the NAR against the name and answers the
  * file's URL, FileHash and FileSize, which the narinfo then states.
  */
-import { Hash } from '../nix/hash.js';
-import { NAR_EXTENSIONS } from '../nix/nar.js';
-import { serializeNarInfo, type NarInfo } from '../nix/narinfo.js';
-import { StorePath } from '../nix/store-path.js';
-import type { PushCompression } from './config.js';
-import type { Logger } from './log.js';
+import { Hash } from '../../nix/hash.js';
+import { NAR_EXTENSIONS } from '../../nix/nar.js';
+import { serializeNarInfo, type NarInfo } from '../../nix/narinfo.js';
+import { StorePath } from '../../nix/store-path.js';
+import type { PushCompression } from '../../contracts/daemon-config.js';
+import type { Logger } from '../report/daemon-log.js';
 import { compressedNar } from './nar-file.js';
-import type { Stats } from './stats.js';
-import type { PathInfo } from './store.js';
-import { describeNetworkError, type Upstream, UpstreamError } from './upstream.js';
+import type { Stats } from '../report/stats.js';
+import type { PathInfo } from './local-store.js';
+import { describeNetworkError, type Upstream, UpstreamError } from '../upstream/upstream-client.js';
 
 export interface UploaderOptions {
   concurrency: number;

@@ -4,9 +4,9 @@
  * records the error and tries again later.
  */
 import { request } from 'undici';
-import { parseExpiry, type IdTokenRequest } from './config.js';
-import type { Logger, Secrets } from './log.js';
-import type { Stats } from './stats.js';
+import { parseExpiry, type IdTokenRequest } from '../../contracts/daemon-config.js';
+import type { Logger, Secrets } from '../report/daemon-log.js';
+import type { Stats } from '../report/stats.js';
 
 export interface CacheToken {
   /** null: anonymous, nothing to refresh. */

@@ -7,8 +7,8 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DAEMON_NODE_ARGS, daemonEnv } from '../proxy/runtime.js';
-import type { StatsJson } from '../proxy/stats.js';
+import { DAEMON_NODE_ARGS, daemonEnv } from '../contracts/daemon-process.js';
+import type { StatsJson } from '../proxy/report/stats.js';
 import type { Compression } from './inputs.js';
 
 export interface DaemonConfig {

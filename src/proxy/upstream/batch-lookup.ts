@@ -2,8 +2,8 @@
  * The server's batch lookup route, `POST /_api/v1/narinfos`: one request for many narinfos. Nix's
  * lookups (routes.ts) and the push engine's "already cached?" checks (push.ts) both use it.
  */
-import { NARINFO_BATCH_PATH } from '../http/narinfo-batch.js';
-import type { UpstreamRequest } from './upstream.js';
+import { NARINFO_BATCH_PATH } from '../../contracts/narinfo-batch.js';
+import type { UpstreamRequest } from './upstream-client.js';
 
 /** The request for `hashParts` (at most NARINFO_BATCH_LIMIT of them). */
 export function narInfoBatchRequest(hashParts: string[]): UpstreamRequest {

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { Writable } from 'node:stream';
-import { applyCliOverrides, ConfigError, loadConfig, parseDuration } from '../server/config.js';
+import { applyCliOverrides, ConfigError, loadConfig, parseDuration } from '../server/config/server-config.js';
 import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../server/exchange/index.js';
 
 export const TOKEN_USAGE =
