@@ -10,7 +10,6 @@ import type { Config } from './config/server-config.js';
 import { dataPaths } from './data-dir.js';
 import {
   createExchange,
-  createTokenHandler,
   loadOrCreateTokenKey,
   sliceMatches,
   tokenKeyPath,
@@ -21,6 +20,7 @@ import {
 import type { Access } from './http/auth.js';
 import { NarInfoSigner } from './cache/narinfo-signer.js';
 import { createRouter } from './http/router.js';
+import { createTokenHandler } from './http/token-handler.js';
 import { createLogger, type Logger } from './server-log.js';
 import { ServerMetrics } from './metrics.js';
 import { defaultKeyName, loadOrCreateSigningKey } from './signing-key.js';

@@ -15,12 +15,12 @@ export type { CiIdentity } from './identity.js';
 export { sliceMatches, isSliceName, isSlicePattern, normalizeSliceName } from '../slices/slice-names.js';
 export { loadOrCreateTokenKey, tokenKeyPath, TOKEN_KEY_FILE } from './token-key.js';
 export { DEFAULT_WRITE_EVENTS, defaultSlices } from './policy.js';
-export { createTokenHandler, type TokenHandlerOptions } from '../http/token-handler.js';
+export { ExchangeError, type ExchangeErrorKind } from './exchange-error.js';
 
 export interface Exchange {
-  /** Verifies a CI OIDC ID token, applies the policy, issues a cache token. Throws HttpError 401 (unusable token, with the reason) or 403 (no rule grants anything, naming the claims that failed); 503 when the issuer's keys cannot be fetched. */
+  /** Verifies a CI OIDC ID token, applies the policy, issues a cache token. Throws ExchangeError: unauthorized (unusable token, with the reason), forbidden (no rule grants anything, naming the claims that failed), unavailable (the issuer's keys cannot be fetched). */
   exchange(idToken: string): Promise<{ token: string; expiresAt: Date; grant: CacheGrant }>;
-  /** Verifies a cache token. Throws HttpError 401 with the reason. */
+  /** Verifies a cache token. Throws ExchangeError (unauthorized) with the reason. */
   verifyCacheToken(token: string): Promise<CacheGrant>;
   /** A token that can read `read` (slice names or patterns) and never write. */
   createReadToken(opts: {

@@ -5,7 +5,7 @@
  */
 import type { JWTPayload } from 'jose';
 import type { IssuerConfig, Rule, SliceConfig } from '../config/server-config.js';
-import { HttpError } from '../../contracts/http-error.js';
+import { ExchangeError } from './exchange-error.js';
 import { claimString } from './identity.js';
 import { fillTemplate, globMatches, isTemplate, type TemplateResult } from '../slices/slice-names.js';
 
@@ -46,7 +46,7 @@ export interface PolicyDecision {
 }
 
 export interface Policy {
-  /** Throws HttpError 403 naming the claims that failed when nothing is granted. */
+  /** Throws ExchangeError (forbidden) naming the claims that failed when nothing is granted. */
   evaluate(issuerName: string, claims: JWTPayload): PolicyDecision;
   publicSlices(): string[];
 }
@@ -110,8 +110,8 @@ export function createPolicy(slices: SliceConfig[]): Policy {
         }
       }
       if (read.size === 0 && write === null) {
-        throw new HttpError(
-          403,
+        throw new ExchangeError(
+          'forbidden',
           `no slice is granted to this token: ${refusals.join('; ')}`,
           'policy_denied',
         );

@@ -1,10 +1,13 @@
 /**
  * `POST /_api/v1/token`: `Authorization: Bearer <CI OIDC ID token>` → the cache token and what it
- * grants. Errors are thrown as HttpError for the router to answer.
+ * grants. Errors are thrown as HttpError (the exchange's mapped by exchange-status.ts) for the router to answer.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from '../../contracts/http-error.js';
+import type { TokenExchangeResponse } from '../../contracts/server-api.js';
 import type { Exchange } from '../exchange/index.js';
+import { bearerCredential } from './auth.js';
+import { asHttp } from './exchange-status.js';
 
 export interface TokenHandlerOptions {
   exchange: Exchange;
@@ -14,24 +17,15 @@ export interface TokenHandlerOptions {
   cacheUrl: string;
 }
 
-export interface TokenResponse {
-  token: string;
-  expires_at: string;
-  read: string[];
-  write: string | null;
-  public_keys: string[];
-  cache_url: string;
-}
-
 /** The token of an `Authorization: Bearer …` header, or a 401 saying what is missing. */
-export function bearerToken(req: IncomingMessage): string {
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-  if (!match) {
+function bearerToken(req: IncomingMessage): string {
+  const token = bearerCredential(req.headers.authorization);
+  if (!token) {
     throw new HttpError(401, 'missing Authorization: Bearer <CI OIDC ID token>', 'missing_token', {
       'www-authenticate': 'Bearer',
     });
   }
-  return match[1] as string;
+  return token;
 }
 
 export function createTokenHandler(
@@ -39,8 +33,9 @@ export function createTokenHandler(
 ): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   return async (req, res) => {
     req.resume(); // the request body, if any, carries nothing
-    const { token, expiresAt, grant } = await options.exchange.exchange(bearerToken(req));
-    const body: TokenResponse = {
+    const idToken = bearerToken(req);
+    const { token, expiresAt, grant } = await asHttp(() => options.exchange.exchange(idToken));
+    const body: TokenExchangeResponse = {
       token,
       expires_at: expiresAt.toISOString(),
       read: grant.read,
