@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
-import { readConfig } from '../../src/contracts/daemon-config.js';
+import { readDaemonConfig } from '../../src/contracts/daemon-config.js';
 import { startDaemon, type Daemon } from '../../src/proxy/runtime/daemon-main.js';
-import type { StatsJson } from '../../src/proxy/report/stats.js';
+import type { DaemonStats as StatsJson } from '../../src/contracts/control-api.js';
 import { makeNixMachine, type NixMachine } from '../support/nix.js';
 
 export interface TestDaemon extends Daemon {
@@ -36,7 +36,7 @@ export async function startTestDaemon(
       done();
     },
   });
-  const daemon = await startDaemon(await readConfig(configFile), {
+  const daemon = await startDaemon(await readDaemonConfig(configFile), {
     // The daemon's nix commands run in the tests' isolated, offline Nix configuration.
     env: (machine ?? makeNixMachine()).env,
     logDestination: destination,

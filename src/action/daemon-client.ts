@@ -4,30 +4,14 @@
  * `/_sluice/*` control endpoints on loopback.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { controlPath, ControlRoute } from '../contracts/control-api.js';
 import { DAEMON_NODE_ARGS, daemonEnv } from '../contracts/daemon-process.js';
-import type { StatsJson } from '../proxy/report/stats.js';
-import type { Compression } from './inputs.js';
+import { readReadyFile } from '../contracts/ready-file.js';
 
-export interface DaemonConfig {
-  listen: string;
-  server: string;
-  /** null: anonymous, read-only. */
-  token: string | null;
-  tokenExpiresAt: string | null;
-  audience: string;
-  idTokenRequest?: { url: string; token: string };
-  push: { enabled: boolean; filter?: string; upstreamCaches: string[]; compression: Compression };
-  stateDir: string;
-  /** The slices granted, only for the daemon's stats. */
-  read: string[];
-  write: string | null;
-}
-
-/** The daemon's stats JSON (the contract's own type, from the daemon: a type-only import). */
-export type DaemonStats = StatsJson;
+export type { DaemonStats } from '../contracts/control-api.js';
 
 export interface RunningDaemon {
   pid: number;
@@ -38,14 +22,6 @@ export interface RunningDaemon {
 export class DaemonStartError extends Error {}
 
 const READY_TIMEOUT_MS = 20_000;
-
-export function writeDaemonConfig(config: DaemonConfig): string {
-  const file = join(config.stateDir, 'daemon.json');
-  // Written then renamed so the token never sits in a file with wider permissions, even briefly.
-  writeFileSync(`${file}.tmp`, JSON.stringify(config), { mode: 0o600 });
-  renameSync(`${file}.tmp`, file);
-  return file;
-}
 
 /** Spawns the daemon detached, its output in a log file (never the step's pipes), and waits until it is ready. */
 export async function startDaemon(
@@ -69,12 +45,11 @@ export async function startDaemon(
   const pid = child.pid;
   if (pid !== undefined) writeFileSync(join(stateDir, 'daemon.pid'), `${pid}\n`);
 
-  const readyFile = join(stateDir, 'ready.json');
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (exited) throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
-    if (existsSync(readyFile)) {
-      const ready = JSON.parse(readFileSync(readyFile, 'utf8')) as { pid: number; port: number };
+    const ready = readReadyFile(stateDir);
+    if (ready) {
       const url = `http://${host}:${ready.port}`;
       if (await healthy(url)) return { pid: ready.pid, url, logFile };
     }
@@ -88,7 +63,9 @@ export async function startDaemon(
 
 async function healthy(url: string): Promise<boolean> {
   try {
-    const response = await fetch(`${url}/_sluice/health`, { signal: AbortSignal.timeout(2_000) });
+    const response = await fetch(`${url}${controlPath(ControlRoute.Health)}`, {
+      signal: AbortSignal.timeout(2_000),
+    });
     await response.body?.cancel();
     return response.ok;
   } catch {
@@ -106,16 +83,21 @@ export function tail(logFile: string, lines = 20): string {
   }
 }
 
-export async function control<T>(url: string, path: string, body: unknown, timeoutMs: number): Promise<T> {
-  const response = await fetch(`${url}/_sluice/${path}`, {
+export async function control<T>(
+  url: string,
+  route: ControlRoute,
+  body: unknown,
+  timeoutMs: number,
+): Promise<T> {
+  const path = controlPath(route);
+  const response = await fetch(`${url}${path}`, {
     method: body === undefined ? 'GET' : 'POST',
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(timeoutMs),
   });
   const text = await response.text();
-  if (!response.ok)
-    throw new Error(`/_sluice/${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
+  if (!response.ok) throw new Error(`${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
   return (text ? JSON.parse(text) : {}) as T;
 }
 

@@ -3,15 +3,14 @@
  * token (`POST /_api/v1/token`), or, when there is no ID token, whether anonymous reads are allowed.
  */
 import * as core from '@actions/core';
-
-export interface CacheGrant {
-  token: string;
-  expiresAt: string;
-  read: string[];
-  write: string | null;
-  publicKeys: string[];
-  cacheUrl: string;
-}
+import {
+  anonymousReadKeys,
+  HEALTH_PATH,
+  parseTokenExchangeResponse,
+  ServerAnswerError,
+  TOKEN_EXCHANGE_PATH,
+  type ExchangedToken,
+} from '../contracts/server-api.js';
 
 /** A failure to reach or use the server, as opposed to the server refusing this job. */
 export class ServerUnavailableError extends Error {}
@@ -25,8 +24,8 @@ export async function getIdToken(audience: string): Promise<string> {
   return token;
 }
 
-export async function exchangeToken(server: URL, idToken: string): Promise<CacheGrant> {
-  const url = new URL('_api/v1/token', server);
+export async function exchangeToken(server: URL, idToken: string): Promise<ExchangedToken> {
+  const url = new URL(TOKEN_EXCHANGE_PATH.slice(1), server);
   let response: Response;
   try {
     response = await fetch(url, {
@@ -46,30 +45,15 @@ export async function exchangeToken(server: URL, idToken: string): Promise<Cache
       `${url.href} refused the token exchange (${response.status}): ${body.trim().slice(0, 300)}`,
     );
   }
-  const grant = parseGrant(body);
+  let grant: ExchangedToken;
+  try {
+    grant = parseTokenExchangeResponse(body);
+  } catch (error) {
+    if (error instanceof ServerAnswerError) throw new ServerUnavailableError(error.message);
+    throw error;
+  }
   core.setSecret(grant.token);
   return grant;
-}
-
-function parseGrant(body: string): CacheGrant {
-  let json: Record<string, unknown>;
-  try {
-    json = JSON.parse(body) as Record<string, unknown>;
-  } catch {
-    throw new ServerUnavailableError('the token exchange answered something that is not JSON');
-  }
-  const { token, expires_at, read, write, public_keys, cache_url } = json;
-  if (
-    typeof token !== 'string' ||
-    typeof expires_at !== 'string' ||
-    !isStringArray(read) ||
-    !(write === null || typeof write === 'string') ||
-    !isStringArray(public_keys) ||
-    typeof cache_url !== 'string'
-  ) {
-    throw new ServerUnavailableError('the token exchange answered JSON without the expected fields');
-  }
-  return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
 }
 
 /**
@@ -78,27 +62,15 @@ function parseGrant(body: string): CacheGrant {
  */
 export async function probeAnonymousReads(server: URL): Promise<{ publicKeys: string[] } | undefined> {
   try {
-    const health = await fetch(new URL('_api/v1/health', server), { signal: AbortSignal.timeout(10_000) });
+    const health = await fetch(new URL(HEALTH_PATH.slice(1), server), {
+      signal: AbortSignal.timeout(10_000),
+    });
     if (!health.ok) return undefined;
-    const json = (await health.json()) as {
-      public_reads?: unknown;
-      public_keys?: unknown;
-      public_key?: unknown;
-    };
-    if (json.public_reads !== true) return undefined;
-    const keys = isStringArray(json.public_keys)
-      ? json.public_keys
-      : typeof json.public_key === 'string'
-        ? [json.public_key]
-        : [];
-    return keys.length > 0 ? { publicKeys: keys } : undefined;
+    const keys = anonymousReadKeys(await health.text());
+    return keys ? { publicKeys: keys } : undefined;
   } catch {
     return undefined;
   }
-}
-
-function isStringArray(value: unknown): value is string[] {
-  return Array.isArray(value) && value.every((v) => typeof v === 'string');
 }
 
 export function describeFetchError(error: unknown): string {

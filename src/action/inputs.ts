@@ -4,7 +4,8 @@
  */
 import * as core from '@actions/core';
 import { Inputs } from './constants.js';
-import { LOOPBACK_HOSTS } from '../contracts/daemon-config.js';
+import { isLoopbackHost, parseHostPort, urlHost, type HostPort } from '../contracts/listen.js';
+import { DEFAULT_AUDIENCE } from '../contracts/server-api.js';
 
 export type PushMode = 'auto' | 'true' | 'false';
 export type Compression = 'zstd' | 'xz' | 'none';
@@ -29,7 +30,7 @@ export class InputError extends Error {}
 export function readInputs(): ActionInputs {
   return {
     server: parseServer(core.getInput(Inputs.Server, { required: true })),
-    audience: nonEmpty(Inputs.Audience, core.getInput(Inputs.Audience) || 'sluice'),
+    audience: nonEmpty(Inputs.Audience, core.getInput(Inputs.Audience) || DEFAULT_AUDIENCE),
     push: oneOf(Inputs.Push, core.getInput(Inputs.Push) || 'auto', ['auto', 'true', 'false'] as const),
     pushFilter: parseRegex(Inputs.PushFilter, core.getInput(Inputs.PushFilter)),
     upstreamCaches: parseUrls(Inputs.UpstreamCaches, core.getInput(Inputs.UpstreamCaches)),
@@ -110,21 +111,23 @@ export function parseUrls(name: string, value: string): string[] {
   });
 }
 
-export function parseListen(value: string): { host: string; port: number } {
-  const match = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(value.trim());
-  const port = match ? Number(match[2]) : NaN;
-  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
+/** The proxy's address; `host` as it goes into a URL (`[::1]`). */
+export function parseListen(value: string): HostPort {
+  let host: string;
+  let port: number;
+  try {
+    ({ host, port } = parseHostPort(value));
+  } catch {
     throw new InputError(
       `Input 'listen' must be host:port, such as 127.0.0.1:37515 (port 0 picks a free port); got '${value}'.`,
     );
   }
-  const host = match[1]!;
-  if (!LOOPBACK_HOSTS.has(host)) {
+  if (!isLoopbackHost(host)) {
     throw new InputError(
       `Input 'listen' must be a loopback address (127.0.0.1, ::1 or localhost): the proxy holds the cache token; got '${host}'.`,
     );
   }
-  return { host, port };
+  return { host: urlHost(host), port };
 }
 
 export function parseSeconds(name: string, value: string): number {

@@ -8,14 +8,10 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { HOOK_BUNDLE, JobEnv, Outputs, PROXY_BUNDLE } from './constants.js';
-import { DaemonStartError, startDaemon, writeDaemonConfig, type RunningDaemon } from './daemon-client.js';
-import {
-  ExchangeRefusedError,
-  exchangeToken,
-  getIdToken,
-  probeAnonymousReads,
-  type CacheGrant,
-} from './exchange-client.js';
+import { writeDaemonConfig } from '../contracts/daemon-config.js';
+import { DaemonStartError, startDaemon, type RunningDaemon } from './daemon-client.js';
+import { ExchangeRefusedError, exchangeToken, getIdToken, probeAnonymousReads } from './exchange-client.js';
+import type { ExchangedToken } from '../contracts/server-api.js';
 import { readInputs, type ActionInputs } from './inputs.js';
 import { configureNix } from './configure-nix.js';
 import { nixVersion } from './nix-config.js';
@@ -97,7 +93,7 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
   const listen = `${inputs.listen.host}:${inputs.listen.port}`;
   const idTokenUrl = process.env.ACTIONS_ID_TOKEN_REQUEST_URL;
   const idTokenRequestToken = process.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN;
-  const configFile = writeDaemonConfig({
+  const configFile = await writeDaemonConfig({
     listen,
     server: inputs.server.href,
     token: access.grant?.token ?? null,
@@ -114,8 +110,8 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
       compression: inputs.compression,
     },
     stateDir,
-    read: state.read,
-    write: state.write,
+    read: access.grant?.read ?? [],
+    write: access.grant?.write ?? null,
   });
 
   let daemon: RunningDaemon;
@@ -154,7 +150,7 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
 
 interface Access {
   /** Absent: anonymous, read-only through the proxy. */
-  grant?: CacheGrant;
+  grant?: ExchangedToken;
   publicKeys: string[];
 }
 

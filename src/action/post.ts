@@ -5,6 +5,7 @@
 import * as core from '@actions/core';
 import { existsSync, readFileSync } from 'node:fs';
 import { Outputs } from './constants.js';
+import { ControlRoute } from '../contracts/control-api.js';
 import { control, ensureStopped, isAlive, type DaemonStats } from './daemon-client.js';
 import { describeFetchError } from './exchange-client.js';
 import { removeNixConf, restartNixDaemon } from './nix-config.js';
@@ -76,7 +77,7 @@ async function finish(state: SavedState, problems: string[]): Promise<DaemonStat
     );
     stats = await control<DaemonStats>(
       daemon.url,
-      'drain',
+      ControlRoute.Drain,
       { deadlineSeconds: state.drainTimeoutSeconds, paths },
       state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS,
     );
@@ -84,9 +85,11 @@ async function finish(state: SavedState, problems: string[]): Promise<DaemonStat
     problems.push(
       `Sluice's proxy did not finish pushing in time (${describeFetchError(error)}): some builds were not pushed. Raise \`drain-timeout\` if this repeats.`,
     );
-    stats = await control<DaemonStats>(daemon.url, 'stats', undefined, 5_000).catch(() => undefined);
+    stats = await control<DaemonStats>(daemon.url, ControlRoute.Stats, undefined, 5_000).catch(
+      () => undefined,
+    );
   }
-  await control(daemon.url, 'shutdown', {}, 5_000).catch(() => undefined);
+  await control(daemon.url, ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
   const ended = await ensureStopped(daemon.pid);
   if (ended === 'survived') problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
   else if (ended !== 'exited') core.info(`Sluice's proxy did not exit on request and was ${ended}.`);

@@ -1,8 +1,12 @@
 /**
- * The daemon's config file, written by the Action's main step (mode 0600: it holds the token).
- * Parsed strictly: a bad file is a clear error naming the field, before anything starts.
+ * The daemon's config file, written by the Action's main step and the benchmark (mode 0600: it
+ * holds the token), read by the daemon. Parsed strictly: a bad file is a clear error naming the
+ * field, before anything starts.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isLoopbackHost, ListenError, parseHostPort, type HostPort } from './listen.js';
+import { DEFAULT_AUDIENCE } from './server-api.js';
 
 export type PushCompression = 'zstd' | 'xz' | 'none';
 
@@ -28,8 +32,8 @@ export interface DaemonConfig {
   server: string;
   /** null: no cache token (anonymous, read-only): requests go without credentials. */
   token: string | null;
-  /** Unix milliseconds; null without a token. */
-  tokenExpiresAt: number | null;
+  /** ISO 8601, as the exchange answered it; null without a token. */
+  tokenExpiresAt: string | null;
   audience: string;
   idTokenRequest?: IdTokenRequest;
   push: PushConfig;
@@ -39,36 +43,39 @@ export interface DaemonConfig {
   write: string | null;
 }
 
-export class ConfigError extends Error {}
+/** The file as its writers may write it: push settings left out take their defaults. */
+export type DaemonConfigFile = Omit<DaemonConfig, 'push'> & {
+  push: Partial<PushConfig> & { enabled: boolean };
+};
 
-/** The hosts the daemon will listen on: it holds the cache token, so never a routable address. */
-export const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+export class DaemonConfigError extends Error {}
+
+export const DAEMON_CONFIG_FILE = 'daemon.json';
 export const DEFAULT_UPSTREAM_CACHES = ['https://cache.nixos.org'];
 export const DEFAULT_PUSH_CONCURRENCY = 4;
 
-export function parseListen(listen: string): { host: string; port: number } {
-  const match = /^(.*):(\d+)$/.exec(listen);
-  if (!match) throw new ConfigError(`listen '${listen}' is not host:port`);
-  const host = match[1]!;
-  const port = Number(match[2]);
-  if (!LOOPBACK_HOSTS.has(host)) {
-    throw new ConfigError(
-      `listen host '${host}' is not a loopback address: the daemon only listens on 127.0.0.1`,
+/** The daemon's `listen`: HOST:PORT on a loopback host (`localhost` listens on 127.0.0.1). */
+export function parseDaemonListen(listen: string): HostPort {
+  let parsed: HostPort;
+  try {
+    parsed = parseHostPort(listen);
+  } catch (error) {
+    if (error instanceof ListenError) throw new DaemonConfigError(`listen '${listen}' is not host:port`);
+    throw error;
+  }
+  if (!isLoopbackHost(parsed.host)) {
+    throw new DaemonConfigError(
+      `listen host '${parsed.host}' is not a loopback address: the daemon only listens on 127.0.0.1`,
     );
   }
-  if (port > 65535) throw new ConfigError(`listen port ${port} is out of range`);
-  return { host: host === 'localhost' ? '127.0.0.1' : host.replace(/^\[(.*)\]$/, '$1'), port };
+  return { host: parsed.host === 'localhost' ? '127.0.0.1' : parsed.host, port: parsed.port };
 }
 
-/** `expires_at` as the exchange answers it: unix seconds, unix milliseconds or an ISO date. */
+/** An ISO 8601 date (the exchange's `expires_at`) → unix milliseconds; a DaemonConfigError otherwise. */
 export function parseExpiry(value: unknown, field = 'tokenExpiresAt'): number {
-  if (typeof value === 'number' && Number.isFinite(value)) return value < 1e12 ? value * 1000 : value;
-  if (typeof value === 'string') {
-    if (/^\d+$/.test(value)) return parseExpiry(Number(value), field);
-    const ms = Date.parse(value);
-    if (!Number.isNaN(ms)) return ms;
-  }
-  throw new ConfigError(`${field} '${String(value)}' is not a date or unix time`);
+  const ms = typeof value === 'string' && !/^\d+$/.test(value) ? Date.parse(value) : NaN;
+  if (Number.isNaN(ms)) throw new DaemonConfigError(`${field} '${String(value)}' is not an ISO 8601 date`);
+  return ms;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -78,7 +85,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 function requireString(obj: Record<string, unknown>, key: string, where = ''): string {
   const value = obj[key];
   if (typeof value !== 'string' || value.length === 0) {
-    throw new ConfigError(`${where}${key} must be a non-empty string`);
+    throw new DaemonConfigError(`${where}${key} must be a non-empty string`);
   }
   return value;
 }
@@ -88,10 +95,10 @@ function requireUrl(value: string, field: string): string {
   try {
     url = new URL(value);
   } catch {
-    throw new ConfigError(`${field} '${value}' is not a URL`);
+    throw new DaemonConfigError(`${field} '${value}' is not a URL`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new ConfigError(`${field} '${value}' must be an http(s) URL`);
+    throw new DaemonConfigError(`${field} '${value}' must be an http(s) URL`);
   }
   return value.replace(/\/+$/, '');
 }
@@ -105,7 +112,7 @@ function parsePush(value: unknown): PushConfig {
       concurrency: DEFAULT_PUSH_CONCURRENCY,
     };
   }
-  if (!isRecord(value)) throw new ConfigError('push must be an object');
+  if (!isRecord(value)) throw new DaemonConfigError('push must be an object');
   const push: PushConfig = {
     enabled: value.enabled === true,
     upstreamCaches: DEFAULT_UPSTREAM_CACHES,
@@ -113,17 +120,17 @@ function parsePush(value: unknown): PushConfig {
     concurrency: DEFAULT_PUSH_CONCURRENCY,
   };
   if (value.filter !== undefined && value.filter !== '') {
-    if (typeof value.filter !== 'string') throw new ConfigError('push.filter must be a string');
+    if (typeof value.filter !== 'string') throw new DaemonConfigError('push.filter must be a string');
     try {
       new RegExp(value.filter);
     } catch (e) {
-      throw new ConfigError(`push.filter is not a valid regular expression: ${(e as Error).message}`);
+      throw new DaemonConfigError(`push.filter is not a valid regular expression: ${(e as Error).message}`);
     }
     push.filter = value.filter;
   }
   if (value.upstreamCaches !== undefined) {
     if (!Array.isArray(value.upstreamCaches) || value.upstreamCaches.some((u) => typeof u !== 'string')) {
-      throw new ConfigError('push.upstreamCaches must be an array of URLs');
+      throw new DaemonConfigError('push.upstreamCaches must be an array of URLs');
     }
     push.upstreamCaches = (value.upstreamCaches as string[])
       .filter((u) => u.trim() !== '')
@@ -131,7 +138,9 @@ function parsePush(value: unknown): PushConfig {
   }
   if (value.compression !== undefined) {
     if (value.compression !== 'zstd' && value.compression !== 'xz' && value.compression !== 'none') {
-      throw new ConfigError(`push.compression '${String(value.compression)}' is not one of zstd, xz, none`);
+      throw new DaemonConfigError(
+        `push.compression '${String(value.compression)}' is not one of zstd, xz, none`,
+      );
     }
     push.compression = value.compression;
   }
@@ -141,32 +150,35 @@ function parsePush(value: unknown): PushConfig {
       (value.concurrency as number) < 1 ||
       (value.concurrency as number) > 64
     ) {
-      throw new ConfigError('push.concurrency must be an integer from 1 to 64');
+      throw new DaemonConfigError('push.concurrency must be an integer from 1 to 64');
     }
     push.concurrency = value.concurrency as number;
   }
   return push;
 }
 
-export function parseConfig(value: unknown): DaemonConfig {
-  if (!isRecord(value)) throw new ConfigError('config must be a JSON object');
+export function parseDaemonConfig(value: unknown): DaemonConfig {
+  if (!isRecord(value)) throw new DaemonConfigError('config must be a JSON object');
   const listen = requireString(value, 'listen');
-  parseListen(listen);
+  parseDaemonListen(listen);
   const config: DaemonConfig = {
     listen,
     server: requireUrl(requireString(value, 'server'), 'server'),
     token: value.token === null || value.token === undefined ? null : requireString(value, 'token'),
     tokenExpiresAt: null,
-    audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : 'sluice',
+    audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : DEFAULT_AUDIENCE,
     push: parsePush(value.push),
     stateDir: requireString(value, 'stateDir'),
     read: Array.isArray(value.read) ? value.read.filter((s): s is string => typeof s === 'string') : [],
     write: typeof value.write === 'string' ? value.write : null,
   };
-  if (config.token !== null) config.tokenExpiresAt = parseExpiry(value.tokenExpiresAt);
+  if (config.token !== null) {
+    parseExpiry(value.tokenExpiresAt);
+    config.tokenExpiresAt = value.tokenExpiresAt as string;
+  }
   if (value.idTokenRequest !== undefined && config.token !== null) {
     if (!isRecord(value.idTokenRequest))
-      throw new ConfigError('idTokenRequest must be an object { url, token }');
+      throw new DaemonConfigError('idTokenRequest must be an object { url, token }');
     config.idTokenRequest = {
       url: requireUrl(requireString(value.idTokenRequest, 'url', 'idTokenRequest.'), 'idTokenRequest.url'),
       token: requireString(value.idTokenRequest, 'token', 'idTokenRequest.'),
@@ -175,18 +187,26 @@ export function parseConfig(value: unknown): DaemonConfig {
   return config;
 }
 
-export async function readConfig(path: string): Promise<DaemonConfig> {
+/** Written then renamed, so the token never sits in a file with wider permissions, even briefly. */
+export async function writeDaemonConfig(config: DaemonConfigFile): Promise<string> {
+  const file = join(config.stateDir, DAEMON_CONFIG_FILE);
+  await writeFile(`${file}.tmp`, JSON.stringify(config), { mode: 0o600 });
+  await rename(`${file}.tmp`, file);
+  return file;
+}
+
+export async function readDaemonConfig(path: string): Promise<DaemonConfig> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
-    throw new ConfigError(`cannot read config file ${path}: ${(e as Error).message}`);
+    throw new DaemonConfigError(`cannot read config file ${path}: ${(e as Error).message}`);
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new ConfigError(`config file ${path} is not JSON: ${(e as Error).message}`);
+    throw new DaemonConfigError(`config file ${path} is not JSON: ${(e as Error).message}`);
   }
-  return parseConfig(json);
+  return parseDaemonConfig(json);
 }

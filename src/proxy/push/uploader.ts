@@ -13,6 +13,7 @@ import { NAR_EXTENSIONS } from '../../nix/nar.js';
 import { serializeNarInfo, type NarInfo } from '../../nix/narinfo.js';
 import { StorePath } from '../../nix/store-path.js';
 import type { PushCompression } from '../../contracts/daemon-config.js';
+import { NAR_UPLOAD_PREFIX, type NarUploadResponse } from '../../contracts/server-api.js';
 import type { Logger } from '../report/daemon-log.js';
 import { compressedNar } from './nar-file.js';
 import type { Stats } from '../report/stats.js';
@@ -59,7 +60,7 @@ export interface StoredNar {
 
 /** The server's answer to a NAR upload, checked against the path it was for. */
 function parseStoredNar(text: string, info: PathInfo, compression: PushCompression): StoredNar {
-  const answer = JSON.parse(text) as Record<string, unknown>;
+  const answer = JSON.parse(text) as Partial<Record<keyof NarUploadResponse, unknown>>;
   const { url, file_hash: fileHash, file_size: fileSize, nar_hash: narHash, nar_size: narSize } = answer;
   if (
     typeof url !== 'string' ||
@@ -169,7 +170,7 @@ export class Uploader {
 
   private async uploadNar(info: PathInfo): Promise<StoredNar> {
     const { compression } = this.options;
-    const path = `/_api/v1/nar/${info.narHash.nix32}.nar${NAR_EXTENSIONS[compression]}`;
+    const path = `${NAR_UPLOAD_PREFIX}${info.narHash.nix32}.nar${NAR_EXTENSIONS[compression]}`;
     // No Content-Length: the compressed size is known only once it is sent (chunked encoding).
     const text = await this.put(path, () => compressedNar(info, compression), {
       'content-type': 'application/x-nix-nar',

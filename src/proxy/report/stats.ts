@@ -1,20 +1,5 @@
 /** The daemon's counters, reported as the stats JSON of the Action ↔ daemon contract. */
-
-export interface StatsJson {
-  hits: number;
-  misses: number;
-  bytesDownloaded: number;
-  /** NARs handed to Nix from the readahead rather than streamed on request. */
-  narsReadAhead: number;
-  pushed: { paths: number; bytes: number };
-  skipped: { alreadyCached: number; upstream: number; filtered: number };
-  failed: { path: string; error: string }[];
-  pushSeconds: number;
-  queued: number;
-  read: string[];
-  write: string | null;
-  errors: string[];
-}
+import type { DaemonStats } from '../../contracts/control-api.js';
 
 /** Distinct error messages kept, so a long outage cannot grow the stats without bound. */
 const MAX_ERRORS = 50;
@@ -65,7 +50,7 @@ export class Stats {
     }
   }
 
-  toJSON(): StatsJson {
+  toJSON(): DaemonStats {
     const activeMs = this.pushActiveSince === undefined ? 0 : Date.now() - this.pushActiveSince;
     return {
       hits: this.hits,

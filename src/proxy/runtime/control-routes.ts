@@ -4,6 +4,12 @@
  * `/_sluice/shutdown`. Bodies are JSON; bad ones get a 400 naming the problem.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  controlPath,
+  ControlRoute,
+  MAX_DRAIN_DEADLINE_SECONDS,
+  type DaemonHealth,
+} from '../../contracts/control-api.js';
 import { HttpError } from '../../contracts/http-error.js';
 import { StorePath, StorePathError } from '../../nix/store-path.js';
 import type { Logger } from '../report/daemon-log.js';
@@ -13,14 +19,13 @@ import type { Stats } from '../report/stats.js';
 
 /** A store diff of a big job can list tens of thousands of paths. */
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
-const MAX_DEADLINE_SECONDS = 6 * 3600;
 
 export interface ControlContext {
   stats: Stats;
   /** Absent when pushing is disabled. */
   queue?: PushQueue;
   log: Logger;
-  health: () => Record<string, unknown>;
+  health: () => DaemonHealth;
   /** Starts the shutdown once the answer is sent. */
   shutdown: () => void;
 }
@@ -84,19 +89,19 @@ export async function handleControl(
     if (method !== allowed) throw methodNotAllowed(method, allowed);
   };
   switch (pathname) {
-    case '/_sluice/health':
+    case controlPath(ControlRoute.Health):
       expect('GET');
       return sendJson(res, 200, ctx.health());
-    case '/_sluice/stats':
+    case controlPath(ControlRoute.Stats):
       expect('GET');
       return sendJson(res, 200, ctx.stats.toJSON());
-    case '/_sluice/built':
+    case controlPath(ControlRoute.Built):
       expect('POST');
       return built(req, res, ctx);
-    case '/_sluice/drain':
+    case controlPath(ControlRoute.Drain):
       expect('POST');
       return drain(req, res, ctx);
-    case '/_sluice/shutdown':
+    case controlPath(ControlRoute.Shutdown):
       expect('POST');
       sendJson(res, 200, { shuttingDown: true });
       res.once('finish', ctx.shutdown);
@@ -128,11 +133,11 @@ async function drain(req: IncomingMessage, res: ServerResponse, ctx: ControlCont
   if (
     typeof deadlineSeconds !== 'number' ||
     !(deadlineSeconds >= 0) ||
-    deadlineSeconds > MAX_DEADLINE_SECONDS
+    deadlineSeconds > MAX_DRAIN_DEADLINE_SECONDS
   ) {
     throw new HttpError(
       400,
-      `deadlineSeconds must be a number from 0 to ${MAX_DEADLINE_SECONDS}`,
+      `deadlineSeconds must be a number from 0 to ${MAX_DRAIN_DEADLINE_SECONDS}`,
       'bad_request',
     );
   }

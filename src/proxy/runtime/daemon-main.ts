@@ -2,10 +2,15 @@
  * The daemon's lifecycle: read the config, wire the parts, listen, announce readiness in
  * `<stateDir>/ready.json`, and shut down cleanly on `/_sluice/shutdown` or SIGTERM.
  */
-import { mkdir, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
 import type { DestinationStream } from 'pino';
-import { parseListen, readConfig, type DaemonConfig } from '../../contracts/daemon-config.js';
+import {
+  parseDaemonListen,
+  parseExpiry,
+  readDaemonConfig,
+  type DaemonConfig,
+} from '../../contracts/daemon-config.js';
+import { writeReadyFile } from '../../contracts/ready-file.js';
 import { createLogger, Secrets, type Logger } from '../report/daemon-log.js';
 import { PushQueue } from '../push/push-queue.js';
 import { CacheRoutes } from '../pull/nix-routes.js';
@@ -33,25 +38,20 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
-/** Writes then renames, so a reader never sees half a file. */
-async function writeReadyFile(stateDir: string, port: number): Promise<void> {
-  const path = join(stateDir, 'ready.json');
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify({ pid: process.pid, port }));
-  await rename(tmp, path);
-}
-
 export async function startDaemon(config: DaemonConfig, options: DaemonOptions = {}): Promise<Daemon> {
   const secrets = new Secrets();
   secrets.add(config.token);
   const log = createLogger(secrets, options.logDestination);
-  const { host, port } = parseListen(config.listen);
+  const { host, port } = parseDaemonListen(config.listen);
   await mkdir(config.stateDir, { recursive: true });
 
   let queue: PushQueue | undefined;
   const stats = new Stats(config.read, config.write, () => queue?.queued ?? 0);
   const tokens = new TokenKeeper(
-    { token: config.token, expiresAt: config.tokenExpiresAt ?? Infinity },
+    {
+      token: config.token,
+      expiresAt: config.tokenExpiresAt === null ? Infinity : parseExpiry(config.tokenExpiresAt),
+    },
     {
       server: config.server,
       audience: config.audience,
@@ -111,7 +111,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
     log,
   );
   tokens.start();
-  await writeReadyFile(config.stateDir, proxy.port);
+  await writeReadyFile(config.stateDir, { pid: process.pid, port: proxy.port });
   log.info(
     {
       port: proxy.port,
@@ -132,7 +132,7 @@ export async function run(configPath = process.argv[2]): Promise<void> {
   }
   let daemon: Daemon;
   try {
-    daemon = await startDaemon(await readConfig(configPath), { onShutdown: () => process.exit(0) });
+    daemon = await startDaemon(await readDaemonConfig(configPath), { onShutdown: () => process.exit(0) });
   } catch (e) {
     process.stdout.write(
       `${JSON.stringify({ level: 50, msg: 'daemon failed to start', err: (e as Error).message })}\n`,

@@ -1,4 +1,5 @@
 /** The daemon's HTTP server: loopback only, routing to the cache routes or the control endpoints. */
+import { CONTROL_PREFIX } from '../../contracts/control-api.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { HttpError, sendError } from '../../contracts/http-error.js';
@@ -31,7 +32,7 @@ export async function startProxyServer(
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const pathname = requestPath(req.url);
     try {
-      if (pathname.startsWith('/_sluice/')) await handleControl(req, res, pathname, control);
+      if (pathname.startsWith(CONTROL_PREFIX)) await handleControl(req, res, pathname, control);
       else if (!(await routes.handle(req, res, pathname))) {
         throw new HttpError(404, `${pathname} is not served here`, 'not_found');
       }

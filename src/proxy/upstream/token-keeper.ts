@@ -4,7 +4,8 @@
  * records the error and tries again later.
  */
 import { request } from 'undici';
-import { parseExpiry, type IdTokenRequest } from '../../contracts/daemon-config.js';
+import type { IdTokenRequest } from '../../contracts/daemon-config.js';
+import { parseTokenExchangeResponse, TOKEN_EXCHANGE_PATH } from '../../contracts/server-api.js';
 import type { Logger, Secrets } from '../report/daemon-log.js';
 import type { Stats } from '../report/stats.js';
 
@@ -35,13 +36,13 @@ export function refreshDelay(remainingMs: number): number {
   return remainingMs - Math.min(MAX_REFRESH_LEAD_MS, remainingMs / 4);
 }
 
-/** One JSON request with a bearer token; throws naming `what` on a non-200 or non-object answer. */
-async function requestJson(
+/** One request with a bearer token; its body, or an error naming `what` on a non-200 answer. */
+async function requestText(
   url: URL | string,
   method: 'GET' | 'POST',
   bearer: string,
   what: string,
-): Promise<Record<string, unknown>> {
+): Promise<string> {
   const response = await request(url, {
     method,
     headers: { authorization: `Bearer ${bearer}`, accept: 'application/json' },
@@ -51,13 +52,7 @@ async function requestJson(
   if (response.statusCode !== 200) {
     throw new Error(`${what} answered HTTP ${response.statusCode}: ${text.slice(0, 200).trim()}`);
   }
-  try {
-    const json: unknown = JSON.parse(text);
-    if (typeof json === 'object' && json !== null) return json as Record<string, unknown>;
-  } catch {
-    // reported below
-  }
-  throw new Error(`${what} did not answer a JSON object`);
+  return text;
 }
 
 export class TokenKeeper {
@@ -138,7 +133,15 @@ export class TokenKeeper {
     const { url, token } = this.options.idTokenRequest!;
     const target = new URL(url);
     target.searchParams.set('audience', this.options.audience);
-    const json = await requestJson(target, 'GET', token, 'the ID token request endpoint');
+    const text = await requestText(target, 'GET', token, 'the ID token request endpoint');
+    let json: { value?: unknown } | null = null;
+    try {
+      json = JSON.parse(text) as { value?: unknown } | null;
+    } catch {
+      // reported below
+    }
+    if (typeof json !== 'object' || json === null)
+      throw new Error('the ID token request endpoint did not answer a JSON object');
     if (typeof json.value !== 'string' || json.value === '') {
       throw new Error('the ID token request endpoint answered no token (no "value")');
     }
@@ -147,11 +150,8 @@ export class TokenKeeper {
   }
 
   private async exchange(idToken: string): Promise<CacheToken> {
-    const url = `${this.options.server}/_api/v1/token`;
-    const json = await requestJson(url, 'POST', idToken, 'the token exchange');
-    if (typeof json.token !== 'string' || json.token === '') {
-      throw new Error('the token exchange answered no token');
-    }
-    return { token: json.token, expiresAt: parseExpiry(json.expires_at, 'expires_at') };
+    const url = `${this.options.server}${TOKEN_EXCHANGE_PATH}`;
+    const answer = parseTokenExchangeResponse(await requestText(url, 'POST', idToken, 'the token exchange'));
+    return { token: answer.token, expiresAt: Date.parse(answer.expiresAt) };
   }
 }

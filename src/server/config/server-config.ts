@@ -3,6 +3,7 @@
  * value is refused with `file:line: key.path: problem`, so a typo never silently weakens the policy.
  */
 import { readFile } from 'node:fs/promises';
+import { DEFAULT_AUDIENCE } from '../../contracts/server-api.js';
 import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
 import {
   isSliceName,
@@ -63,7 +64,6 @@ export interface Config {
 }
 
 export const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
-export const DEFAULT_AUDIENCE = 'sluice';
 export const DEFAULT_MAX_NAR_SIZE = 10 * 1024 ** 3;
 
 export function defaultConfig(): Config {

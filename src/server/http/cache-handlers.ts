@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
 import { HttpError } from '../../contracts/http-error.js';
+import type { NarUploadResponse } from '../../contracts/server-api.js';
 import { Hash } from '../../nix/hash.js';
 import type { NarCompression } from '../../nix/nar.js';
 import { NarInfoError, parseNarInfo, serializeNarInfo, type NarInfo } from '../../nix/narinfo.js';
@@ -244,14 +245,15 @@ export async function putNarByNarHash(
     compression: nar.compression,
     name: { narHash: Hash.parse(`sha256:${nar.narHash}`) },
   });
-  const body = JSON.stringify({
+  const answer: NarUploadResponse = {
     url: `nar/${facts.key}`,
     compression: facts.compression,
     file_hash: facts.fileHash,
     file_size: facts.fileSize,
     nar_hash: facts.narHash,
     nar_size: facts.narSize,
-  });
+  };
+  const body = JSON.stringify(answer);
   send(request.res, outcome === 'created' ? 201 : 200, { 'content-type': 'application/json' }, body);
 }
 

@@ -5,13 +5,12 @@
  */
 import { HttpError } from '../../contracts/http-error.js';
 import { NARINFO_BATCH_PATH } from '../../contracts/narinfo-batch.js';
+import { HEALTH_PATH, NAR_UPLOAD_PREFIX, TOKEN_EXCHANGE_PATH } from '../../contracts/server-api.js';
 import type { NarCompression } from '../../nix/nar.js';
 
 const NIX32 = '[0-9abcdfghijklmnpqrsvwxyz]';
 const NARINFO = new RegExp(`^/(${NIX32}{32})\\.narinfo$`);
 const NAR = new RegExp(`^/nar/(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
-/** Sluice's own upload route: the NAR file named by the NarHash of the NAR inside it. */
-const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
 const NAR_UPLOAD = new RegExp(`^${NAR_UPLOAD_PREFIX}(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
 
 export const EXTENSION_COMPRESSION: Record<string, NarCompression> = {
@@ -77,9 +76,9 @@ export function matchRoute(rawUrl: string): Route {
   switch (path) {
     case '/nix-cache-info':
       return { name: 'nix-cache-info' };
-    case '/_api/v1/health':
+    case HEALTH_PATH:
       return { name: 'health' };
-    case '/_api/v1/token':
+    case TOKEN_EXCHANGE_PATH:
       return { name: 'token' };
     case NARINFO_BATCH_PATH:
       return { name: 'narinfos' };
