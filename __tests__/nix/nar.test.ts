@@ -28,10 +28,10 @@ import {
   digestNarFile,
   hashNar,
   HashingStream,
-  NAR_EXTENSIONS,
   type NarCompression,
   type NarDigest,
 } from '../../src/nix/nar.js';
+import { NAR_EXTENSIONS } from '../../src/nix/nar-url.js';
 import { serializeNarInfo } from '../../src/nix/narinfo.js';
 import { generateSecretKey, narInfoFingerprint, signFingerprint } from '../../src/nix/signing.js';
 import { StorePath } from '../../src/nix/store-path.js';

@@ -20,9 +20,6 @@ import { ZstdFrameScanner, ZstdFrameSplitter } from './zstd-frames.js';
 export const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'] as const;
 export type NarCompression = (typeof NAR_COMPRESSIONS)[number];
 
-/** File name extensions Nix gives compressed NARs (`nar/<filehash>.nar<ext>`). */
-export const NAR_EXTENSIONS: Record<NarCompression, string> = { none: '', zstd: '.zst', xz: '.xz' };
-
 export class CompressionError extends Error {}
 
 const XZ_DECOMPRESS_MEMLIMIT = '256MiB';

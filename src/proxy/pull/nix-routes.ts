@@ -8,6 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { HttpError } from '../../contracts/http-error.js';
+import { parseNarUrl } from '../../nix/nar-url.js';
 import { Batcher } from './lookup-batcher.js';
 import { ByteCounter } from './byte-counter.js';
 import { forwardableHeaders } from './response-headers.js';
@@ -26,7 +27,6 @@ import {
 export const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
 
 const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
-const NAR_PATH = /^\/nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
@@ -91,7 +91,7 @@ export class CacheRoutes {
       await this.narinfo(method, narinfo[1]!, res);
       return true;
     }
-    if (NAR_PATH.test(pathname)) {
+    if (pathname.startsWith('/') && parseNarUrl(pathname.slice(1))) {
       if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method, 'GET, HEAD');
       await this.nar(method, pathname, req, res);
       return true;

@@ -9,6 +9,7 @@
  * the round trip is small next to the transfer.
  */
 import { BufferPool } from '../../nix/buffer-pool.js';
+import { parseNarUrl } from '../../nix/nar-url.js';
 import { parseNarInfo, type NarInfo } from '../../nix/narinfo.js';
 import { StorePath } from '../../nix/store-path.js';
 import type { Logger } from '../report/daemon-log.js';
@@ -73,7 +74,6 @@ export interface Candidate {
 }
 
 /** The NAR URLs the server writes: anything else in a narinfo is not fetched. */
-const NAR_URL = /^nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
 
 export function parseCandidate(narinfo: string): Candidate | undefined {
   let info: NarInfo;
@@ -84,7 +84,7 @@ export function parseCandidate(narinfo: string): Candidate | undefined {
   } catch {
     return undefined;
   }
-  if (!NAR_URL.test(info.url) || !info.fileSize) return undefined;
+  if (!parseNarUrl(info.url) || !info.fileSize) return undefined;
   const references = info.references
     .map((ref) => ref.slice(0, 32))
     .filter((hashPart) => hashPart !== path.hashPart);

@@ -9,7 +9,7 @@
  * file's URL, FileHash and FileSize, which the narinfo then states.
  */
 import { Hash } from '../../nix/hash.js';
-import { NAR_EXTENSIONS } from '../../nix/nar.js';
+import { narFileName, parseNarUrl } from '../../nix/nar-url.js';
 import { serializeNarInfo, type NarInfo } from '../../nix/narinfo.js';
 import { StorePath } from '../../nix/store-path.js';
 import type { PushCompression } from '../../contracts/daemon-config.js';
@@ -64,8 +64,7 @@ function parseStoredNar(text: string, info: PathInfo, compression: PushCompressi
   const { url, file_hash: fileHash, file_size: fileSize, nar_hash: narHash, nar_size: narSize } = answer;
   if (
     typeof url !== 'string' ||
-    !url.startsWith('nar/') ||
-    !url.endsWith(`.nar${NAR_EXTENSIONS[compression]}`) ||
+    parseNarUrl(url)?.compression !== compression ||
     typeof fileHash !== 'string' ||
     typeof fileSize !== 'number' ||
     typeof narHash !== 'string' ||
@@ -170,7 +169,7 @@ export class Uploader {
 
   private async uploadNar(info: PathInfo): Promise<StoredNar> {
     const { compression } = this.options;
-    const path = `${NAR_UPLOAD_PREFIX}${info.narHash.nix32}.nar${NAR_EXTENSIONS[compression]}`;
+    const path = `${NAR_UPLOAD_PREFIX}${narFileName(info.narHash.nix32, compression)}`;
     // No Content-Length: the compressed size is known only once it is sent (chunked encoding).
     const text = await this.put(path, () => compressedNar(info, compression), {
       'content-type': 'application/x-nix-nar',

@@ -9,6 +9,7 @@ import { HttpError } from '../../contracts/http-error.js';
 import type { NarUploadResponse } from '../../contracts/server-api.js';
 import { Hash } from '../../nix/hash.js';
 import type { NarCompression } from '../../nix/nar.js';
+import { parseNarUrl } from '../../nix/nar-url.js';
 import { NarInfoError, parseNarInfo, serializeNarInfo, type NarInfo } from '../../nix/narinfo.js';
 import { StorePath } from '../../nix/store-path.js';
 import type { Logger } from '../server-log.js';
@@ -18,7 +19,6 @@ import type { MetadataStore, NarFacts } from '../storage/metadata-store.js';
 import { requireWriteSlice, type Access } from './auth.js';
 import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
 import type { NarInfoSigner } from '../cache/narinfo-signer.js';
-import { EXTENSION_COMPRESSION } from './paths.js';
 import { parseRange } from './range.js';
 import { verifyNarUpload, type NarUploadName } from '../cache/nar-verifier.js';
 
@@ -272,11 +272,10 @@ async function checkNarInfo(
   if (storePath.hashPart !== hashPart) {
     throw mismatch(`StorePath ${info.storePath} does not match the uploaded name ${hashPart}.narinfo`);
   }
-  const url = /^nar\/([0-9a-z]{52})\.nar(\.[a-z0-9]+)?$/.exec(info.url);
+  const url = parseNarUrl(info.url);
   if (!url) throw mismatch(`URL '${info.url}' is not nar/<hash>.nar[.zst|.xz]`);
-  const key = info.url.slice('nar/'.length);
-  const compression = EXTENSION_COMPRESSION[url[2] ?? ''];
-  if (compression !== info.compression) {
+  const key = url.key;
+  if (url.compression !== info.compression) {
     throw mismatch(`Compression '${info.compression}' does not match the URL '${info.url}'`);
   }
   const facts = await deps.meta.uploadedNar(slice, key);

@@ -6,13 +6,12 @@
  */
 import { HttpError } from '../../contracts/http-error.js';
 import { NARINFO_BATCH_LIMIT } from '../../contracts/narinfo-batch.js';
+import { HASH_PART_PATTERN } from '../../nix/store-path.js';
 import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
 import { send, type CacheDeps, type CacheRequest } from './cache-handlers.js';
 
 /** 1000 hash parts as JSON are ~35 KB. */
 export const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
-
-const HASH_PART = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/;
 
 function badRequest(message: string): HttpError {
   return new HttpError(400, message, 'bad_request');
@@ -37,7 +36,7 @@ export function parseBatchRequest(body: Buffer): string[] {
     );
   }
   hashParts.forEach((hashPart: unknown, index) => {
-    if (typeof hashPart !== 'string' || !HASH_PART.test(hashPart)) {
+    if (typeof hashPart !== 'string' || !HASH_PART_PATTERN.test(hashPart)) {
       throw badRequest(
         `hashParts[${index}] ${JSON.stringify(hashPart)?.slice(0, 80)} is not a 32-character nix32 store path hash`,
       );
