@@ -2,16 +2,9 @@ import { describe, expect, it } from '@jest/globals';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  applyCliOverrides,
-  DEFAULT_MAX_NAR_SIZE,
-  defaultConfig,
-  GITHUB_ISSUER,
-  loadConfig,
-  parseConfig,
-  parseDuration,
-  parseSize,
-} from '../../src/server/config/server-config.js';
+import { DEFAULT_MAX_NAR_SIZE, defaultConfig, GITHUB_ISSUER } from '../../src/server/config/config-schema.js';
+import { applyCliOverrides, loadConfig, parseConfig } from '../../src/server/config/server-config.js';
+import { parseDuration, parseSize } from '../../src/server/config/units.js';
 
 describe('server config', () => {
   it('defaults every key: loopback 8080, ./sluice-data, 1h tokens, GitHub as issuer, the default policy', async () => {

@@ -6,7 +6,8 @@
  */
 import { parseArgs } from 'node:util';
 import type { Writable } from 'node:stream';
-import { applyCliOverrides, ConfigError, loadConfig } from '../server/config/server-config.js';
+import { ConfigError } from '../server/config/config-schema.js';
+import { applyCliOverrides, loadConfig } from '../server/config/server-config.js';
 import { startServer, type RunningServer } from '../server/index.js';
 
 export const SERVE_USAGE = `usage: sluice serve [--config sluice.yml] [--listen HOST:PORT] [--data DIR]

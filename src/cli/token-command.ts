@@ -4,7 +4,9 @@
  */
 import { parseArgs } from 'node:util';
 import type { Writable } from 'node:stream';
-import { applyCliOverrides, ConfigError, loadConfig, parseDuration } from '../server/config/server-config.js';
+import { ConfigError } from '../server/config/config-schema.js';
+import { applyCliOverrides, loadConfig } from '../server/config/server-config.js';
+import { parseDuration } from '../server/config/units.js';
 import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../server/exchange/index.js';
 
 export const TOKEN_USAGE =

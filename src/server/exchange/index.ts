@@ -3,7 +3,7 @@
  * tokens for humans and machines. The server's HTTP layer codes against `Exchange`.
  */
 import type { KeyObject } from 'node:crypto';
-import type { Config } from '../config/server-config.js';
+import type { Config } from '../config/config-schema.js';
 import { createCacheTokens, type CacheGrant } from './cache-token.js';
 import { identityFromClaims } from './identity.js';
 import { createOidcVerifier, type OidcOptions } from './oidc.js';

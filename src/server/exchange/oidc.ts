@@ -3,7 +3,7 @@
  * signature against the issuer's published keys, then `iss`, `aud`, `exp`, `nbf` and `iat`.
  */
 import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
-import type { IssuerConfig } from '../config/server-config.js';
+import type { IssuerConfig } from '../config/config-schema.js';
 import { joseErrorToExchange, unauthorized } from './jwt-errors.js';
 
 /** Asymmetric algorithms only: `none` and HMAC (which a public key could forge) never pass. */

@@ -4,7 +4,7 @@
  * `${claim}` templates in slice names are filled from the token's claims.
  */
 import type { JWTPayload } from 'jose';
-import type { IssuerConfig, Rule, SliceConfig } from '../config/server-config.js';
+import type { IssuerConfig, Rule, SliceConfig } from '../config/config-schema.js';
 import { ExchangeError } from './exchange-error.js';
 import { claimString } from './identity.js';
 import { fillTemplate, globMatches, isTemplate, type TemplateResult } from '../slices/slice-names.js';

@@ -1,0 +1,70 @@
+/** The server's configuration as the code uses it: types, defaults, and the error a bad one gets. */
+import { DEFAULT_AUDIENCE } from '../../contracts/server-api.js';
+
+export interface Listen {
+  host: string;
+  port: number;
+}
+
+export interface IssuerConfig {
+  /** The name rules use to refer to this issuer (`issuer: github`). */
+  name: string;
+  /** The exact `iss` claim of its tokens. */
+  issuer: string;
+  /** The `aud` claim its tokens must carry. */
+  audience: string;
+  /** Where its signing keys are; default: OIDC discovery at `<issuer>/.well-known/openid-configuration`. */
+  jwksUri?: string;
+  /** Accept `http://` issuer and JWKS URLs: only for tests on loopback. */
+  allowInsecureHttp: boolean;
+}
+
+/** A rule matches a token when every listed claim matches one of its globs. */
+export interface Rule {
+  /** The configured issuer's name; absent only when a single issuer is configured. */
+  issuer?: string;
+  /** Claim name → globs (`*` matches any run of characters); any one of them may match. */
+  claims: Record<string, string[]>;
+}
+
+export interface SliceConfig {
+  /** A slice name, a pattern with `*` (read-only slices), or a template such as `${repository}`. */
+  name: string;
+  /** Readable by anyone, without a token. */
+  public: boolean;
+  read: Rule[];
+  write: Rule[];
+}
+
+export interface Config {
+  listen: Listen;
+  /** The data directory, as written (relative paths are relative to the current directory). */
+  data: string;
+  /** Lifetime of the cache tokens issued by the OIDC exchange. */
+  tokenTtlSeconds: number;
+  /** Largest NAR upload accepted, in bytes. */
+  maxNarSize: number;
+  /** The URL clients should use for the cache, when it differs from the listen address (reverse proxy). */
+  publicUrl?: string;
+  issuers: IssuerConfig[];
+  /** The configured slices; absent means the default policy (one slice per repository). */
+  slices?: SliceConfig[];
+}
+
+export const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
+export const DEFAULT_MAX_NAR_SIZE = 10 * 1024 ** 3;
+
+export function defaultConfig(): Config {
+  return {
+    listen: { host: '127.0.0.1', port: 8080 },
+    data: './sluice-data',
+    tokenTtlSeconds: 3600,
+    maxNarSize: DEFAULT_MAX_NAR_SIZE,
+    issuers: [
+      { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
+    ],
+  };
+}
+
+/** A bad config file or flag: the message says where (`file:line: key.path: problem`). */
+export class ConfigError extends Error {}
