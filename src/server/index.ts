@@ -6,7 +6,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream } from 'pino';
-import type { Config } from './config/server-config.js';
+import type { Config } from './config/config-schema.js';
 import { dataPaths } from './data-dir.js';
 import {
   createExchange,
@@ -18,6 +18,7 @@ import {
   type ExchangeOptions,
 } from './exchange/index.js';
 import type { Access } from './http/auth.js';
+import { CacheService } from './cache/cache-service.js';
 import { NarInfoSigner } from './cache/narinfo-signer.js';
 import { createRouter } from './http/router.js';
 import { createTokenHandler } from './http/token-handler.js';
@@ -89,11 +90,16 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   let cacheUrl = config.publicUrl ?? '';
   let tokenHandler: ReturnType<typeof createTokenHandler> | undefined;
   const server: Server = createServer();
-  const router = createRouter({
+  const cache = new CacheService({
     blobs,
     meta,
     narinfoSigner: new NarInfoSigner(signingKey),
     maxNarSize: config.maxNarSize,
+    metrics,
+    log,
+  });
+  const router = createRouter({
+    cache,
     metrics,
     log,
     verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),

@@ -10,10 +10,10 @@
  * once. Few large writes cost fewer thread-pool round trips than a write per received chunk, and
  * reused buffers cost no allocations (page faults, garbage collections), which weigh more here.
  */
-import { createHash } from 'node:crypto';
 import { HttpError } from '../../contracts/http-error.js';
 import { BufferPool } from '../../nix/buffer-pool.js';
-import { Hash } from '../../nix/hash.js';
+import { FileHasher } from '../../nix/file-hash.js';
+import type { Hash } from '../../nix/hash.js';
 import { createNarHasher, type NarCompression, type NarDigest } from '../../nix/nar.js';
 
 /** The hash an upload's name states: of the file as uploaded, or of the NAR inside it. */
@@ -69,8 +69,7 @@ export function verifyNarUpload(source: AsyncIterable<Buffer>, expected: Expecte
     );
 
   async function* body(): AsyncGenerator<Buffer> {
-    const file = createHash('sha256');
-    let fileSize = 0;
+    const file = new FileHasher();
     const nar = createNarHasher(expected.compression);
     const stages = [stageBuffers.take()];
     let stage = stages[0]!;
@@ -86,15 +85,14 @@ export function verifyNarUpload(source: AsyncIterable<Buffer>, expected: Expecte
     };
     try {
       for await (const chunk of source) {
-        fileSize += chunk.length;
-        if (fileSize > expected.maxSize) {
+        file.update(chunk);
+        if (file.fileSize > expected.maxSize) {
           throw new HttpError(
             413,
             `NAR file is larger than the limit of ${expected.maxSize} bytes`,
             'too_large',
           );
         }
-        file.update(chunk);
         for (let offset = 0; offset < chunk.length;) {
           const copied = chunk.copy(stage, filled, offset);
           offset += copied;
@@ -125,7 +123,7 @@ export function verifyNarUpload(source: AsyncIterable<Buffer>, expected: Expecte
       } catch (error) {
         throw corrupt(error);
       }
-      const result = { fileHash: new Hash('sha256', file.digest()), fileSize, ...narDigest };
+      const result = { ...file.digest(), ...narDigest };
       const mismatch = nameMismatch(expected, result);
       if (mismatch) throw mismatch;
       digest = result;

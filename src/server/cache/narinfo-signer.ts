@@ -4,7 +4,7 @@
  * the one server key: so recent results are kept (every job asks for the same closures), bounded,
  * oldest first out.
  */
-import { parseNarInfo, serializeNarInfo } from '../../nix/narinfo.js';
+import { parseNarInfo, serializeNarInfo, type NarInfo } from '../../nix/narinfo.js';
 import { narInfoFingerprint, signFingerprint, type SecretKey } from '../../nix/signing.js';
 
 /** About 1 KiB each (stored text as the key, signed text as the value). */
@@ -20,13 +20,19 @@ export class NarInfoSigner {
 
   /** The stored narinfo with the server's signature in place of any other. */
   sign(stored: string): string {
-    let body = this.signed.get(stored);
-    if (body === undefined) {
-      const info = parseNarInfo(stored);
-      body = serializeNarInfo({ ...info, sigs: [signFingerprint(narInfoFingerprint(info), this.key)] });
-      if (this.signed.size >= this.capacity) this.signed.delete(this.signed.keys().next().value!);
-      this.signed.set(stored, body);
-    }
+    return this.signed.get(stored) ?? this.remember(stored, parseNarInfo(stored));
+  }
+
+  /** The text a narinfo is stored as: unsigned (the server signs when serving). */
+  serializeUnsigned(info: NarInfo): string {
+    return serializeNarInfo({ ...info, sigs: [] });
+  }
+
+  /** Signs `info`, already parsed from (or serialized as) `stored`, and keeps the result. */
+  remember(stored: string, info: NarInfo): string {
+    const body = serializeNarInfo({ ...info, sigs: [signFingerprint(narInfoFingerprint(info), this.key)] });
+    if (this.signed.size >= this.capacity) this.signed.delete(this.signed.keys().next().value!);
+    this.signed.set(stored, body);
     return body;
   }
 }

@@ -8,7 +8,8 @@ import { HttpError } from '../../contracts/http-error.js';
 import { NARINFO_BATCH_LIMIT } from '../../contracts/narinfo-batch.js';
 import { HASH_PART_PATTERN } from '../../nix/store-path.js';
 import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
-import { send, type CacheDeps, type CacheRequest } from './cache-handlers.js';
+import type { CacheService } from '../cache/cache-service.js';
+import { send, type CacheRequest } from './cache-handlers.js';
 
 /** 1000 hash parts as JSON are ~35 KB. */
 export const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
@@ -46,7 +47,7 @@ export function parseBatchRequest(body: Buffer): string[] {
 }
 
 export async function postNarInfos(
-  deps: CacheDeps,
+  cache: CacheService,
   request: CacheRequest,
   publicReads: boolean,
 ): Promise<void> {
@@ -64,12 +65,7 @@ export async function postNarInfos(
   const hashParts = parseBatchRequest(
     await readSmallBody(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'),
   );
-  const records = await deps.meta.findNarInfos(hashParts, access.canRead);
-  const narinfos: Record<string, string> = {};
-  for (const [hashPart, record] of records) narinfos[hashPart] = deps.narinfoSigner.sign(record.narinfo);
-  if (records.size > 0) deps.metrics.narinfoLookups.inc({ result: 'hit' }, records.size);
-  if (hashParts.length > records.size)
-    deps.metrics.narinfoLookups.inc({ result: 'miss' }, hashParts.length - records.size);
+  const narinfos = await cache.narInfos(hashParts, access);
   send(
     res,
     200,

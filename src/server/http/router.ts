@@ -17,16 +17,17 @@ import {
   putNarByNarHash,
   putNarInfo,
   putNixCacheInfo,
-  type CacheDeps,
   type CacheRequest,
 } from './cache-handlers.js';
 import { acceptBody } from './body.js';
 import { postNarInfos } from './narinfo-batch-handler.js';
+import type { CacheService } from '../cache/cache-service.js';
 import { matchRoute, type Route } from './paths.js';
 
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
-export interface RouterDeps extends CacheDeps {
+export interface RouterDeps {
+  cache: CacheService;
   metrics: ServerMetrics;
   log: Logger;
   verifyToken: TokenVerifier;
@@ -42,8 +43,8 @@ type MethodTable = Partial<Record<string, Handler>>;
 
 function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
   const narinfo: Handler = (route, request) =>
-    getNarInfo(deps, request, (route as { hashPart: string }).hashPart);
-  const nar: Handler = (route, request) => getNar(deps, request, (route as { key: string }).key);
+    getNarInfo(deps.cache, request, (route as { hashPart: string }).hashPart);
+  const nar: Handler = (route, request) => getNar(deps.cache, request, (route as { key: string }).key);
   return {
     'nix-cache-info': {
       GET: (_route, request) => getNixCacheInfo(request),
@@ -53,19 +54,19 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
     narinfo: {
       GET: narinfo,
       HEAD: narinfo,
-      PUT: (route, request) => putNarInfo(deps, request, (route as { hashPart: string }).hashPart),
+      PUT: (route, request) => putNarInfo(deps.cache, request, (route as { hashPart: string }).hashPart),
     },
     nar: {
       GET: nar,
       HEAD: nar,
-      PUT: (route, request) => putNar(deps, request, route as Extract<Route, { name: 'nar' }>),
+      PUT: (route, request) => putNar(deps.cache, request, route as Extract<Route, { name: 'nar' }>),
     },
     narinfos: {
-      POST: (_route, request) => postNarInfos(deps, request, deps.publicReads),
+      POST: (_route, request) => postNarInfos(deps.cache, request, deps.publicReads),
     },
     'nar-upload': {
       PUT: (route, request) =>
-        putNarByNarHash(deps, request, route as Extract<Route, { name: 'nar-upload' }>),
+        putNarByNarHash(deps.cache, request, route as Extract<Route, { name: 'nar-upload' }>),
     },
     health: {
       GET: (_route, { res }) => {

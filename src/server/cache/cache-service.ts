@@ -1,0 +1,194 @@
+/**
+ * The Nix binary cache as a service, free of HTTP: lookups in the union of readable slices, NAR
+ * uploads verified on their way into the BlobStore, narinfos checked against what their slice
+ * uploaded, slice ownership, signing. The HTTP handlers (src/server/http/cache-handlers.ts) only
+ * read requests and write answers; storage backends plug in as BlobStore and MetadataStore.
+ */
+import { Writable } from 'node:stream';
+import { HttpError } from '../../contracts/http-error.js';
+import { FileHasher, type FileDigest } from '../../nix/file-hash.js';
+import type { NarCompression } from '../../nix/nar.js';
+import type { NarInfo } from '../../nix/narinfo.js';
+import type { ServerMetrics } from '../metrics.js';
+import type { Logger } from '../server-log.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import type { MetadataStore, SliceFilter } from '../storage/metadata-store.js';
+import { verifyNarUpload, type NarUploadName } from './nar-verifier.js';
+import { checkNarInfo } from './narinfo-check.js';
+import type { NarInfoSigner } from './narinfo-signer.js';
+import { checkSliceOwner, type Writer } from './slice-owner.js';
+import { toNarFacts, type VerifiedNar } from './verified-nar.js';
+
+export interface CacheServiceDeps {
+  blobs: BlobStore;
+  meta: MetadataStore;
+  narinfoSigner: NarInfoSigner;
+  maxNarSize: number;
+  metrics: ServerMetrics;
+  log: Logger;
+}
+
+/** Who reads: the slices a request may see, and the slice it writes (HEAD answers from that one). */
+export interface Reader {
+  canRead: SliceFilter;
+  write: string | null;
+}
+
+/** A NAR upload: its blob key, compression and the hash its name states. */
+export interface NarUpload {
+  key: string;
+  compression: NarCompression;
+  name: NarUploadName;
+}
+
+export class CacheService {
+  constructor(private readonly deps: CacheServiceDeps) {}
+
+  get maxNarSize(): number {
+    return this.deps.maxNarSize;
+  }
+
+  /** The signed narinfo of `hashPart` in a readable slice, or undefined. */
+  async narInfo(hashPart: string, reader: Reader): Promise<string | undefined> {
+    const record = await this.deps.meta.findNarInfo(hashPart, reader.canRead);
+    this.deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
+    return record ? this.deps.narinfoSigner.sign(record.narinfo) : undefined;
+  }
+
+  /** The signed narinfos of the readable hits among `hashParts`. */
+  async narInfos(hashParts: string[], reader: Reader): Promise<Record<string, string>> {
+    const records = await this.deps.meta.findNarInfos(hashParts, reader.canRead);
+    const narinfos: Record<string, string> = {};
+    for (const [hashPart, record] of records)
+      narinfos[hashPart] = this.deps.narinfoSigner.sign(record.narinfo);
+    const { narinfoLookups } = this.deps.metrics;
+    if (records.size > 0) narinfoLookups.inc({ result: 'hit' }, records.size);
+    if (hashParts.length > records.size)
+      narinfoLookups.inc({ result: 'miss' }, hashParts.length - records.size);
+    return narinfos;
+  }
+
+  /**
+   * Whether the reader may see this NAR. Readers see NARs a readable narinfo points to. A writer's
+   * HEAD answers from its own slice: if it said yes for a NAR only another slice holds, `nix copy`
+   * would skip the upload and the narinfo would then be refused for lack of it.
+   */
+  async narVisible(reader: Reader, key: string, head: boolean): Promise<boolean> {
+    const { meta } = this.deps;
+    const ownUpload = reader.write !== null && (await meta.uploadedNar(reader.write, key)) !== null;
+    if (head && reader.write !== null) return ownUpload;
+    return ownUpload || (await meta.isNarReadable(key, reader.canRead));
+  }
+
+  get blobs(): BlobStore {
+    return this.deps.blobs;
+  }
+
+  countBytesOut(bytes: number): void {
+    this.deps.metrics.bytesOut.inc(bytes);
+  }
+
+  /** The checks a write passes before its body is read: the slice is the writer's to write. */
+  checkWriter(writer: Writer): Promise<void> {
+    return checkSliceOwner(this.deps.meta, writer, false);
+  }
+
+  /**
+   * Streams an upload through the verification into the BlobStore and records it for the writer's
+   * slice. `aborted` tells a client that went away from a failing store.
+   */
+  async storeNar(
+    writer: Writer,
+    upload: NarUpload,
+    body: AsyncIterable<Buffer>,
+    aborted: () => boolean,
+  ): Promise<{ outcome: 'created' | 'exists'; nar: VerifiedNar }> {
+    const { blobs, meta, metrics, log, maxNarSize } = this.deps;
+    const verified = verifyNarUpload(body, {
+      ...upload.name,
+      compression: upload.compression,
+      maxSize: maxNarSize,
+    });
+    let outcome: 'created' | 'exists';
+    try {
+      outcome = await blobs.put(upload.key, verified.body);
+    } catch (error) {
+      if (error instanceof HttpError) throw error;
+      if (aborted() || (error as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') {
+        throw new HttpError(400, 'the upload ended before its body was complete', 'truncated');
+      }
+      throw error;
+    }
+    const digest = verified.digest();
+    metrics.bytesIn.inc(digest.fileSize);
+    // A NAR named by its NarHash may already be stored as other bytes (another compressor, level or
+    // version): the narinfo must describe the file that is served, so that one is hashed.
+    const stored: FileDigest =
+      outcome === 'exists' && 'narHash' in upload.name ? await this.storedFileDigest(upload.key) : digest;
+    const nar: VerifiedNar = {
+      key: upload.key,
+      compression: upload.compression,
+      fileHash: stored.fileHash,
+      fileSize: stored.fileSize,
+      narHash: digest.narHash,
+      narSize: digest.narSize,
+    };
+    await meta.recordUpload(writer.slice, toNarFacts(nar));
+    log.info(
+      { slice: writer.slice, nar: upload.key, fileSize: nar.fileSize, stored: outcome },
+      'NAR uploaded',
+    );
+    return { outcome, nar };
+  }
+
+  private async storedFileDigest(key: string): Promise<FileDigest> {
+    const body = await this.deps.blobs.open(key);
+    if (!body) throw new Error(`NAR file ${key} vanished while being uploaded again`);
+    const hasher = new FileHasher();
+    const sink = new Writable({
+      write: (chunk: Buffer, _encoding, done) => {
+        hasher.update(chunk);
+        done();
+      },
+    });
+    await body.writeTo(sink);
+    return hasher.digest();
+  }
+
+  /** Checks an uploaded narinfo (parsed once, by the caller) and stores it for the writer's slice. */
+  async storeNarInfo(writer: Writer, hashPart: string, info: NarInfo): Promise<'created' | 'exists'> {
+    const { meta, log, narinfoSigner } = this.deps;
+    const { slice, identity } = writer;
+    const nar = await checkNarInfo(this.deps, slice, hashPart, info);
+    await checkSliceOwner(meta, writer, true);
+    const stored: NarInfo = {
+      ...info,
+      url: `nar/${nar.key}`,
+      fileHash: nar.fileHash,
+      fileSize: nar.fileSize,
+      sigs: [],
+    };
+    const now = new Date();
+    const storedText = narinfoSigner.serializeUnsigned(stored);
+    const outcome = await meta.putNarInfo(
+      { slice, hashPart, storePath: info.storePath, narKey: nar.key, narinfo: storedText, createdAt: now },
+      {
+        ...identity,
+        time: now,
+        slice,
+        storePath: info.storePath,
+        narSize: nar.narSize,
+        fileSize: nar.fileSize,
+      },
+    );
+    log.info(
+      { slice, storePath: info.storePath, stored: outcome, repository: identity.repository },
+      'narinfo uploaded',
+    );
+    // Signed once here, from the parsed narinfo, so the lookups that follow need not parse it again.
+    if (outcome === 'created') narinfoSigner.remember(storedText, stored);
+    return outcome;
+  }
+}
+
+export type { Writer } from './slice-owner.js';
