@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import { readDaemonConfig } from '../../src/contracts/daemon-config.js';
 import { startDaemon, type Daemon } from '../../src/proxy/runtime/daemon-main.js';
 import type { DaemonStats as StatsJson } from '../../src/contracts/control-api.js';
+import type { Clock } from '../../src/proxy/upstream/clock.js';
 import { makeNixMachine, type NixMachine } from '../support/nix.js';
 
 export interface TestDaemon extends Daemon {
@@ -19,6 +20,7 @@ export interface TestDaemon extends Daemon {
 export async function startTestDaemon(
   config: Record<string, unknown>,
   machine?: NixMachine,
+  clock?: Clock,
 ): Promise<TestDaemon> {
   const stateDir = mkdtempSync(join(tmpdir(), 'sluice-proxy-'));
   const configFile = join(stateDir, 'daemon.json');
@@ -40,6 +42,7 @@ export async function startTestDaemon(
     // The daemon's nix commands run in the tests' isolated, offline Nix configuration.
     env: (machine ?? makeNixMachine()).env,
     logDestination: destination,
+    ...(clock ? { clock } : {}),
   });
   return {
     ...daemon,

@@ -21,6 +21,7 @@ import { Upstream } from '../../src/proxy/upstream/upstream-client.js';
 import { substituteFresh } from '../support/server.js';
 import { refusedUrl, startTestDaemon } from './helpers.js';
 import { startFront, startStack, startStaticCache, type Stack } from './stack.js';
+import { ManualClock } from '../support/clock.js';
 
 let stack: Stack;
 const cleanups: (() => Promise<void>)[] = [];
@@ -502,8 +503,9 @@ describe('pushing', () => {
 
 describe('token refresh', () => {
   let shortStack: Stack;
+  const clock = new ManualClock();
   beforeAll(async () => {
-    shortStack = await startStack('token_ttl: 3s');
+    shortStack = await startStack('token_ttl: 3s', clock.now);
   });
   afterAll(async () => {
     await shortStack.close();
@@ -511,19 +513,23 @@ describe('token refresh', () => {
 
   it('pushes after the first cache token expired, with a token got from a new ID token', async () => {
     const grant = await shortStack.cacheToken();
-    const d = await startTestDaemon({
-      server: shortStack.server.url,
-      token: grant.token,
-      tokenExpiresAt: grant.expiresAt,
-      idTokenRequest: {
-        url: shortStack.server.issuer.runner.url,
-        token: shortStack.server.issuer.runner.token,
+    const d = await startTestDaemon(
+      {
+        server: shortStack.server.url,
+        token: grant.token,
+        tokenExpiresAt: grant.expiresAt,
+        idTokenRequest: {
+          url: shortStack.server.issuer.runner.url,
+          token: shortStack.server.issuer.runner.token,
+        },
+        push: { enabled: true, upstreamCaches: [] },
       },
-      push: { enabled: true, upstreamCaches: [] },
-    });
+      undefined,
+      clock,
+    );
     cleanups.push(() => d.close());
-    await new Promise((resolve) => setTimeout(resolve, 4_500));
-    expect(Date.now()).toBeGreaterThan(Date.parse(grant.expiresAt));
+    clock.advance(4_500);
+    expect(clock.now()).toBeGreaterThan(Date.parse(grant.expiresAt));
     const [path] = await nixBuild(drv('sluice-late', salt(), 'echo late > $out'));
     const stats = (await d.control('drain', { deadlineSeconds: 60, paths: [path] })).json;
     expect(stats.failed).toEqual([]);

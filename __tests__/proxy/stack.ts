@@ -15,9 +15,9 @@ export interface Stack {
   close(): Promise<void>;
 }
 
-/** `yaml`: extra server config, e.g. `token_ttl: 3s`. */
-export async function startStack(yaml?: string): Promise<Stack> {
-  const server = await startTestServer(yaml ? { yaml } : {});
+/** `yaml`: extra server config, e.g. `token_ttl: 3s`; `now`: the server's clock. */
+export async function startStack(yaml?: string, now?: () => number): Promise<Stack> {
+  const server = await startTestServer({ ...(yaml ? { yaml } : {}), ...(now ? { now } : {}) });
   return {
     server,
     async cacheToken() {

@@ -35,6 +35,8 @@ export interface TestServerOptions {
   yaml?: string;
   maxNarSize?: number;
   dataDir?: string;
+  /** The server's clock (token expiry), e.g. a ManualClock's `now`. */
+  now?: () => number;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -48,9 +50,12 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...(options.maxNarSize ? { maxNarSize: options.maxNarSize } : {}),
   };
   const logs: string[] = [];
-  const server = await startServer(config, { logDestination: { write: (line: string) => logs.push(line) } });
+  const server = await startServer(config, {
+    logDestination: { write: (line: string) => logs.push(line) },
+    ...(options.now ? { exchange: { now: options.now } } : {}),
+  });
   const tokenKey = (await loadOrCreateTokenKey(tokenKeyPath(server.dataDir))).key;
-  const exchange = createExchange(config, tokenKey);
+  const exchange = createExchange(config, tokenKey, options.now ? { now: options.now } : {});
 
   return {
     ...server,

@@ -17,6 +17,7 @@ import { CacheRoutes } from '../pull/nix-routes.js';
 import { startProxyServer } from './proxy-server.js';
 import { Stats } from '../report/stats.js';
 import { LocalStore } from '../push/local-store.js';
+import type { Clock } from '../upstream/clock.js';
 import { TokenKeeper } from '../upstream/token-keeper.js';
 import { Upstream } from '../upstream/upstream-client.js';
 
@@ -27,6 +28,8 @@ export interface DaemonOptions {
   logDestination?: DestinationStream;
   /** Called after `/_sluice/shutdown` closed the daemon. */
   onShutdown?: () => void;
+  /** The time the token handling reads (tests move it; the system clock otherwise). */
+  clock?: Clock;
 }
 
 export interface Daemon {
@@ -59,6 +62,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
       secrets,
       stats,
       log,
+      ...(options.clock ? { clock: options.clock } : {}),
     },
   );
   const server = new Upstream(config.server, {

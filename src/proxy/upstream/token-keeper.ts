@@ -7,6 +7,7 @@ import { request } from 'undici';
 import type { IdTokenRequest } from '../../contracts/daemon-config.js';
 import { parseTokenExchangeResponse, TOKEN_EXCHANGE_PATH } from '../../contracts/server-api.js';
 import type { Logger, Secrets } from '../report/daemon-log.js';
+import { systemClock, type Clock } from './clock.js';
 import type { Stats } from '../report/stats.js';
 
 export interface CacheToken {
@@ -23,6 +24,7 @@ export interface TokenKeeperOptions {
   secrets: Secrets;
   stats: Stats;
   log: Logger;
+  clock?: Clock;
 }
 
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -57,7 +59,8 @@ async function requestText(
 
 export class TokenKeeper {
   private token: CacheToken;
-  private timer: NodeJS.Timeout | undefined;
+  private cancelTimer: (() => void) | undefined;
+  private readonly clock: Clock;
   private inFlight: Promise<boolean> | undefined;
   private stopped = false;
 
@@ -66,6 +69,7 @@ export class TokenKeeper {
     private readonly options: TokenKeeperOptions,
   ) {
     this.token = initial;
+    this.clock = options.clock ?? systemClock;
     options.secrets.add(initial.token);
     options.secrets.add(options.idTokenRequest?.token);
   }
@@ -84,12 +88,12 @@ export class TokenKeeper {
 
   /** Schedules refreshes for as long as the daemon runs. */
   start(): void {
-    if (this.canRefresh) this.schedule(refreshDelay(this.token.expiresAt - Date.now()));
+    if (this.canRefresh) this.schedule(refreshDelay(this.token.expiresAt - this.clock.now()));
   }
 
   stop(): void {
     this.stopped = true;
-    clearTimeout(this.timer);
+    this.cancelTimer?.();
   }
 
   /** Gets a new token now (one refresh at a time); true when the token changed. */
@@ -103,11 +107,8 @@ export class TokenKeeper {
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      void this.refresh();
-    }, delayMs);
-    this.timer.unref();
+    this.cancelTimer?.();
+    this.cancelTimer = this.clock.setTimer(() => void this.refresh(), delayMs);
   }
 
   private async doRefresh(): Promise<boolean> {
@@ -117,13 +118,13 @@ export class TokenKeeper {
       this.options.secrets.add(fresh.token);
       this.token = fresh;
       log.info({ expiresAt: new Date(fresh.expiresAt).toISOString() }, 'cache token refreshed');
-      this.schedule(refreshDelay(fresh.expiresAt - Date.now()));
+      this.schedule(refreshDelay(fresh.expiresAt - this.clock.now()));
       return true;
     } catch (e) {
       const message = `token refresh failed: ${(e as Error).message}`;
       stats.error(message);
       log.warn({ err: message }, 'token refresh failed; keeping the current token');
-      const remaining = this.token.expiresAt - Date.now();
+      const remaining = this.token.expiresAt - this.clock.now();
       this.schedule(Math.min(MAX_FAILED_RETRY_MS, Math.max(1000, remaining / 2)));
       return false;
     }
