@@ -5,10 +5,10 @@
 import * as core from '@actions/core';
 import { Inputs } from './constants.js';
 import { isLoopbackHost, parseHostPort, urlHost, type HostPort } from '../contracts/listen.js';
+import type { PushCompression } from '../contracts/daemon-config.js';
 import { DEFAULT_AUDIENCE } from '../contracts/server-api.js';
 
 export type PushMode = 'auto' | 'true' | 'false';
-export type Compression = 'zstd' | 'xz' | 'none';
 
 export interface ActionInputs {
   server: URL;
@@ -17,7 +17,7 @@ export interface ActionInputs {
   /** Source of a regular expression; store paths it matches are never pushed. */
   pushFilter: string | undefined;
   upstreamCaches: string[];
-  compression: Compression;
+  compression: PushCompression;
   /** host:port for the local proxy; port 0 lets the daemon pick one. */
   listen: { host: string; port: number };
   drainTimeoutSeconds: number;

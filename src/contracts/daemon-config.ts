@@ -5,10 +5,12 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { NarCompression } from '../nix/nar.js';
 import { isLoopbackHost, ListenError, parseHostPort, type HostPort } from './listen.js';
 import { DEFAULT_AUDIENCE } from './server-api.js';
 
-export type PushCompression = 'zstd' | 'xz' | 'none';
+/** What the daemon compresses NARs with: the compressions Sluice verifies. */
+export type PushCompression = NarCompression;
 
 export interface IdTokenRequest {
   url: string;
