@@ -7,7 +7,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { controlPath, ControlRoute, type DaemonStats } from '../../src/contracts/control-api.js';
+import {
+  controlPath,
+  ControlRoute,
+  type DaemonStats,
+  type DrainRequest,
+} from '../../src/contracts/control-api.js';
 import { writeDaemonConfig, type DaemonConfigFile } from '../../src/contracts/daemon-config.js';
 import { DAEMON_NODE_ARGS, daemonEnv } from '../../src/contracts/daemon-process.js';
 import { readReadyFile } from '../../src/contracts/ready-file.js';
@@ -236,7 +241,7 @@ export async function startDaemon(
       const response = await request(`${url}${controlPath(ControlRoute.Drain)}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ deadlineSeconds, paths }),
+        body: JSON.stringify({ deadlineSeconds, paths } satisfies DrainRequest),
         headersTimeout: (deadlineSeconds + 60) * 1000,
       });
       const text = await response.body.text();

@@ -5,7 +5,7 @@
 import * as core from '@actions/core';
 import { existsSync, readFileSync } from 'node:fs';
 import { Outputs } from './constants.js';
-import { ControlRoute } from '../contracts/control-api.js';
+import { ControlRoute, type DrainRequest } from '../contracts/control-api.js';
 import { control, ensureStopped, isAlive, type DaemonStats } from './daemon-client.js';
 import { describeFetchError } from './exchange-client.js';
 import { removeNixConf, restartNixDaemon } from './nix-config.js';
@@ -78,7 +78,7 @@ async function finish(state: SavedState, problems: string[]): Promise<DaemonStat
     stats = await control<DaemonStats>(
       daemon.url,
       ControlRoute.Drain,
-      { deadlineSeconds: state.drainTimeoutSeconds, paths },
+      { deadlineSeconds: state.drainTimeoutSeconds, paths } satisfies DrainRequest,
       state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS,
     );
   } catch (error) {

@@ -6,6 +6,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream } from 'pino';
+import type { ServerHealth } from '../contracts/server-api.js';
 import type { Config } from './config/config-schema.js';
 import { dataPaths } from './data-dir.js';
 import {
@@ -113,7 +114,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       ),
     // public_reads tells the Action whether a job without an ID token (a fork's pull request) can
     // still read: only when some slice is public.
-    health: () => ({
+    health: (): ServerHealth => ({
       status: 'ok',
       public_key: signingKey.publicKey.text,
       public_keys: [signingKey.publicKey.text],
