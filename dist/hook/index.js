@@ -1,15 +1,44 @@
 /******/ var __webpack_modules__ = ({
 
-/***/ 843:
+/***/ 765:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   e: () => (/* binding */ run)
-/* harmony export */ });
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  e: () => (/* binding */ run)
+});
+
+;// CONCATENATED MODULE: ./src/contracts/control-api.ts
+/**
+ * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
+ * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
+ */
+const CONTROL_PREFIX = '/_sluice/';
+const ControlRoute = {
+    /** `GET` \u2192 DaemonHealth. */
+    Health: 'health',
+    /** `GET` \u2192 DaemonStats. */
+    Stats: 'stats',
+    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
+    Built: 'built',
+    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
+    Drain: 'drain',
+    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
+    Shutdown: 'shutdown',
+};
+function controlPath(route) {
+    return `${CONTROL_PREFIX}${route}`;
+}
+/** Drain deadlines above this are refused. */
+const MAX_DRAIN_DEADLINE_SECONDS = (/* unused pure expression or super */ null && (6 * 3600));
+
+;// CONCATENATED MODULE: ./src/action/hook.ts
 /**
  * The post-build hook's program: Nix runs it (through the script from nix-config.ts) after every
  * local build; it tells the proxy daemon what was built. It must never fail or stall a build.
  */
+
 const HOOK_TIMEOUT_MS = 5_000;
 async function run(argv, env = process.env) {
     const proxyUrl = argv[0];
@@ -18,7 +47,7 @@ async function run(argv, env = process.env) {
     const outPaths = (env.OUT_PATHS ?? '').split(/\s+/).filter(Boolean);
     if (proxyUrl && (drvPath || outPaths.length > 0)) {
         try {
-            const response = await fetch(`${proxyUrl}/_sluice/built`, {
+            const response = await fetch(`${proxyUrl}${controlPath(ControlRoute.Built)}`, {
                 method: 'POST',
                 headers: { 'content-type': 'application/json' },
                 body: JSON.stringify({ drvPath, outPaths }),
@@ -40,7 +69,7 @@ async function run(argv, env = process.env) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_hook_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(843);
+/* harmony import */ var _action_hook_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(765);
 
 await (0,_action_hook_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
 

@@ -28370,7 +28370,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 3075:
+/***/ 7810:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -29510,7 +29510,7 @@ var summary_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _
 };
 
 
-const { access, appendFile, writeFile } = external_fs_namespaceObject.promises;
+const { access, appendFile, writeFile: summary_writeFile } = external_fs_namespaceObject.promises;
 const SUMMARY_ENV_VAR = 'GITHUB_STEP_SUMMARY';
 const SUMMARY_DOCS_URL = 'https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary';
 class Summary {
@@ -29571,7 +29571,7 @@ class Summary {
         return summary_awaiter(this, void 0, void 0, function* () {
             const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
             const filePath = yield this.filePath();
-            const writeFunc = overwrite ? writeFile : appendFile;
+            const writeFunc = overwrite ? summary_writeFile : appendFile;
             yield writeFunc(filePath, this._buffer, { encoding: 'utf8' });
             return this.emptyBuffer();
         });
@@ -29833,7 +29833,7 @@ var io_util_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _
 };
 
 
-const { chmod, copyFile, lstat, mkdir, open: io_util_open, readdir, rename, rm, rmdir, stat, symlink, unlink } = external_fs_namespaceObject.promises;
+const { chmod, copyFile, lstat, mkdir, open: io_util_open, readdir, rename: io_util_rename, rm, rmdir, stat, symlink, unlink } = external_fs_namespaceObject.promises;
 // export const {open} = 'fs'
 const IS_WINDOWS = process.platform === 'win32';
 /**
@@ -31372,11 +31372,230 @@ const HOOK_BUNDLE = 'hook';
 const NIX_CONF_BLOCK_BEGIN = '# sluice: begin (written by the Sluice GitHub Action)';
 const NIX_CONF_BLOCK_END = '# sluice: end';
 
+;// CONCATENATED MODULE: external "node:fs/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+;// CONCATENATED MODULE: ./src/contracts/listen.ts
+/**
+ * Listen addresses, one grammar for the server's `listen`/`--listen`, the Action's `listen` input
+ * and the daemon's config: `host:port` or `[ipv6]:port`, port 0\u201365535 (0: any free port).
+ */
+/** The hosts the daemon may listen on: it holds the cache token, so never a routable address. */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1']);
+class listen_ListenError extends Error {
+}
+/** `host:port` or `[ipv6]:port` \u2192 its parts; a ListenError saying the grammar otherwise. */
+function listen_parseHostPort(value) {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(String(value).trim());
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port > 65535)
+        throw new listen_ListenError(`${JSON.stringify(String(value))} is not HOST:PORT`);
+    return { host: (match[1] ?? match[2]), port };
+}
+function listen_isLoopbackHost(host) {
+    return LOOPBACK_HOSTS.has(host);
+}
+/** The host as it goes into a URL: IPv6 addresses in brackets. */
+function urlHost(host) {
+    return host.includes(':') ? `[${host}]` : host;
+}
+
+;// CONCATENATED MODULE: ./src/contracts/daemon-config.ts
+/**
+ * The daemon's config file, written by the Action's main step and the benchmark (mode 0600: it
+ * holds the token), read by the daemon. Parsed strictly: a bad file is a clear error naming the
+ * field, before anything starts.
+ */
+
+
+
+
+class DaemonConfigError extends (/* unused pure expression or super */ null && (Error)) {
+}
+const DAEMON_CONFIG_FILE = 'daemon.json';
+const DEFAULT_UPSTREAM_CACHES = (/* unused pure expression or super */ null && (['https://cache.nixos.org']));
+const DEFAULT_PUSH_CONCURRENCY = 4;
+/** The daemon's `listen`: HOST:PORT on a loopback host (`localhost` listens on 127.0.0.1). */
+function parseDaemonListen(listen) {
+    let parsed;
+    try {
+        parsed = parseHostPort(listen);
+    }
+    catch (error) {
+        if (error instanceof ListenError)
+            throw new DaemonConfigError(`listen '${listen}' is not host:port`);
+        throw error;
+    }
+    if (!isLoopbackHost(parsed.host)) {
+        throw new DaemonConfigError(`listen host '${parsed.host}' is not a loopback address: the daemon only listens on 127.0.0.1`);
+    }
+    return { host: parsed.host === 'localhost' ? '127.0.0.1' : parsed.host, port: parsed.port };
+}
+/** An ISO 8601 date (the exchange's `expires_at`) \u2192 unix milliseconds; a DaemonConfigError otherwise. */
+function parseExpiry(value, field = 'tokenExpiresAt') {
+    const ms = typeof value === 'string' && !/^\d+$/.test(value) ? Date.parse(value) : NaN;
+    if (Number.isNaN(ms))
+        throw new DaemonConfigError(`${field} '${String(value)}' is not an ISO 8601 date`);
+    return ms;
+}
+function isRecord(value) {
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+function requireString(obj, key, where = '') {
+    const value = obj[key];
+    if (typeof value !== 'string' || value.length === 0) {
+        throw new DaemonConfigError(`${where}${key} must be a non-empty string`);
+    }
+    return value;
+}
+function requireUrl(value, field) {
+    let url;
+    try {
+        url = new URL(value);
+    }
+    catch {
+        throw new DaemonConfigError(`${field} '${value}' is not a URL`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+        throw new DaemonConfigError(`${field} '${value}' must be an http(s) URL`);
+    }
+    return value.replace(/\/+$/, '');
+}
+function parsePush(value) {
+    if (value === undefined) {
+        return {
+            enabled: false,
+            upstreamCaches: DEFAULT_UPSTREAM_CACHES,
+            compression: 'zstd',
+            concurrency: DEFAULT_PUSH_CONCURRENCY,
+        };
+    }
+    if (!isRecord(value))
+        throw new DaemonConfigError('push must be an object');
+    const push = {
+        enabled: value.enabled === true,
+        upstreamCaches: DEFAULT_UPSTREAM_CACHES,
+        compression: 'zstd',
+        concurrency: DEFAULT_PUSH_CONCURRENCY,
+    };
+    if (value.filter !== undefined && value.filter !== '') {
+        if (typeof value.filter !== 'string')
+            throw new DaemonConfigError('push.filter must be a string');
+        try {
+            new RegExp(value.filter);
+        }
+        catch (e) {
+            throw new DaemonConfigError(`push.filter is not a valid regular expression: ${e.message}`);
+        }
+        push.filter = value.filter;
+    }
+    if (value.upstreamCaches !== undefined) {
+        if (!Array.isArray(value.upstreamCaches) || value.upstreamCaches.some((u) => typeof u !== 'string')) {
+            throw new DaemonConfigError('push.upstreamCaches must be an array of URLs');
+        }
+        push.upstreamCaches = value.upstreamCaches
+            .filter((u) => u.trim() !== '')
+            .map((u, i) => requireUrl(u.trim(), `push.upstreamCaches[${i}]`));
+    }
+    if (value.compression !== undefined) {
+        if (value.compression !== 'zstd' && value.compression !== 'xz' && value.compression !== 'none') {
+            throw new DaemonConfigError(`push.compression '${String(value.compression)}' is not one of zstd, xz, none`);
+        }
+        push.compression = value.compression;
+    }
+    if (value.concurrency !== undefined) {
+        if (!Number.isInteger(value.concurrency) ||
+            value.concurrency < 1 ||
+            value.concurrency > 64) {
+            throw new DaemonConfigError('push.concurrency must be an integer from 1 to 64');
+        }
+        push.concurrency = value.concurrency;
+    }
+    return push;
+}
+function parseDaemonConfig(value) {
+    if (!isRecord(value))
+        throw new DaemonConfigError('config must be a JSON object');
+    const listen = requireString(value, 'listen');
+    parseDaemonListen(listen);
+    const config = {
+        listen,
+        server: requireUrl(requireString(value, 'server'), 'server'),
+        token: value.token === null || value.token === undefined ? null : requireString(value, 'token'),
+        tokenExpiresAt: null,
+        audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : DEFAULT_AUDIENCE,
+        push: parsePush(value.push),
+        stateDir: requireString(value, 'stateDir'),
+        read: Array.isArray(value.read) ? value.read.filter((s) => typeof s === 'string') : [],
+        write: typeof value.write === 'string' ? value.write : null,
+    };
+    if (config.token !== null) {
+        parseExpiry(value.tokenExpiresAt);
+        config.tokenExpiresAt = value.tokenExpiresAt;
+    }
+    if (value.idTokenRequest !== undefined && config.token !== null) {
+        if (!isRecord(value.idTokenRequest))
+            throw new DaemonConfigError('idTokenRequest must be an object { url, token }');
+        config.idTokenRequest = {
+            url: requireUrl(requireString(value.idTokenRequest, 'url', 'idTokenRequest.'), 'idTokenRequest.url'),
+            token: requireString(value.idTokenRequest, 'token', 'idTokenRequest.'),
+        };
+    }
+    return config;
+}
+/** Written then renamed, so the token never sits in a file with wider permissions, even briefly. */
+async function writeDaemonConfig(config) {
+    const file = (0,external_node_path_namespaceObject.join)(config.stateDir, DAEMON_CONFIG_FILE);
+    await (0,promises_namespaceObject.writeFile)(`${file}.tmp`, JSON.stringify(config), { mode: 0o600 });
+    await (0,promises_namespaceObject.rename)(`${file}.tmp`, file);
+    return file;
+}
+async function readDaemonConfig(path) {
+    let text;
+    try {
+        text = await readFile(path, 'utf8');
+    }
+    catch (e) {
+        throw new DaemonConfigError(`cannot read config file ${path}: ${e.message}`);
+    }
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch (e) {
+        throw new DaemonConfigError(`config file ${path} is not JSON: ${e.message}`);
+    }
+    return parseDaemonConfig(json);
+}
+
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 ;// CONCATENATED MODULE: external "node:timers/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
-;// CONCATENATED MODULE: ./src/proxy/runtime.ts
+const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
+;// CONCATENATED MODULE: ./src/contracts/control-api.ts
+/**
+ * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
+ * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
+ */
+const CONTROL_PREFIX = '/_sluice/';
+const ControlRoute = {
+    /** `GET` \u2192 DaemonHealth. */
+    Health: 'health',
+    /** `GET` \u2192 DaemonStats. */
+    Stats: 'stats',
+    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
+    Built: 'built',
+    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
+    Drain: 'drain',
+    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
+    Shutdown: 'shutdown',
+};
+function control_api_controlPath(route) {
+    return `${CONTROL_PREFIX}${route}`;
+}
+/** Drain deadlines above this are refused. */
+const MAX_DRAIN_DEADLINE_SECONDS = (/* unused pure expression or super */ null && (6 * 3600));
+
+;// CONCATENATED MODULE: ./src/contracts/daemon-process.ts
 /**
  * How the daemon's Node process is started: the same for the Action's main step and the
  * benchmark. Measured on a 1 GiB push: peak RSS ~176 \u2192 ~118 MB, CPU no worse (with
@@ -31397,7 +31616,37 @@ function daemonEnv(env) {
     return { ...env, MALLOC_ARENA_MAX: env.MALLOC_ARENA_MAX ?? '1' };
 }
 
-;// CONCATENATED MODULE: ./src/action/daemon.ts
+;// CONCATENATED MODULE: ./src/contracts/ready-file.ts
+/**
+ * How the daemon says it is listening: `<stateDir>/ready.json` `{ pid, port }`, written then
+ * renamed so a reader never sees half a file. The Action and the benchmark wait for it.
+ */
+
+
+
+const READY_FILE = 'ready.json';
+async function writeReadyFile(stateDir, ready) {
+    const path = join(stateDir, READY_FILE);
+    const tmp = `${path}.${ready.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(ready));
+    await rename(tmp, path);
+}
+/** The ready file's content, or undefined while there is none. */
+function readReadyFile(stateDir) {
+    let text;
+    try {
+        text = (0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(stateDir, READY_FILE), 'utf8');
+    }
+    catch {
+        return undefined;
+    }
+    const json = JSON.parse(text);
+    if (typeof json.pid !== 'number' || typeof json.port !== 'number')
+        throw new Error(`${READY_FILE} is not { pid, port }: ${text.slice(0, 100)}`);
+    return { pid: json.pid, port: json.port };
+}
+
+;// CONCATENATED MODULE: ./src/action/daemon-client.ts
 /**
  * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
  * docs/architecture.md: a 0600 config file as argv, `<stateDir>/ready.json` once listening,
@@ -31408,16 +31657,11 @@ function daemonEnv(env) {
 
 
 
+
+
 class DaemonStartError extends Error {
 }
 const READY_TIMEOUT_MS = 20_000;
-function writeDaemonConfig(config) {
-    const file = (0,external_node_path_namespaceObject.join)(config.stateDir, 'daemon.json');
-    // Written then renamed so the token never sits in a file with wider permissions, even briefly.
-    (0,external_node_fs_namespaceObject.writeFileSync)(`${file}.tmp`, JSON.stringify(config), { mode: 0o600 });
-    (0,external_node_fs_namespaceObject.renameSync)(`${file}.tmp`, file);
-    return file;
-}
 /** Spawns the daemon detached, its output in a log file (never the step's pipes), and waits until it is ready. */
 async function startDaemon(bundle, configFile, stateDir, host) {
     const logFile = (0,external_node_path_namespaceObject.join)(stateDir, 'daemon.log');
@@ -31435,18 +31679,17 @@ async function startDaemon(bundle, configFile, stateDir, host) {
     const pid = child.pid;
     if (pid !== undefined)
         (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(stateDir, 'daemon.pid'), `${pid}\n`);
-    const readyFile = (0,external_node_path_namespaceObject.join)(stateDir, 'ready.json');
     const deadline = Date.now() + READY_TIMEOUT_MS;
     while (Date.now() < deadline) {
         if (exited)
             throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
-        if ((0,external_node_fs_namespaceObject.existsSync)(readyFile)) {
-            const ready = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)(readyFile, 'utf8'));
+        const ready = readReadyFile(stateDir);
+        if (ready) {
             const url = `http://${host}:${ready.port}`;
             if (await healthy(url))
                 return { pid: ready.pid, url, logFile };
         }
-        await (0,promises_namespaceObject.setTimeout)(100);
+        await (0,external_node_timers_promises_namespaceObject.setTimeout)(100);
     }
     if (pid !== undefined)
         killQuietly(pid, 'SIGKILL');
@@ -31454,7 +31697,9 @@ async function startDaemon(bundle, configFile, stateDir, host) {
 }
 async function healthy(url) {
     try {
-        const response = await fetch(`${url}/_sluice/health`, { signal: AbortSignal.timeout(2_000) });
+        const response = await fetch(`${url}${control_api_controlPath(ControlRoute.Health)}`, {
+            signal: AbortSignal.timeout(2_000),
+        });
         await response.body?.cancel();
         return response.ok;
     }
@@ -31472,8 +31717,9 @@ function tail(logFile, lines = 20) {
         return '(no daemon log)';
     }
 }
-async function control(url, path, body, timeoutMs) {
-    const response = await fetch(`${url}/_sluice/${path}`, {
+async function control(url, route, body, timeoutMs) {
+    const path = controlPath(route);
+    const response = await fetch(`${url}${path}`, {
         method: body === undefined ? 'GET' : 'POST',
         headers: body === undefined ? {} : { 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -31481,7 +31727,7 @@ async function control(url, path, body, timeoutMs) {
     });
     const text = await response.text();
     if (!response.ok)
-        throw new Error(`/_sluice/${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
+        throw new Error(`${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
     return (text ? JSON.parse(text) : {});
 }
 /** True while the process exists and is not a zombie (a reaped-late child counts as gone). */
@@ -31531,11 +31777,78 @@ async function ensureStopped(pid, graceMs = 5_000) {
     return (await waitForExit(pid, 2_000)) ? 'killed' : 'survived';
 }
 
-;// CONCATENATED MODULE: ./src/action/exchange.ts
+;// CONCATENATED MODULE: ./src/contracts/server-api.ts
+/**
+ * The server's own API as its clients (the Action's main step, the daemon, the benchmark) see it:
+ * the routes, the token exchange's answer and its one parser, the health document, the answer to
+ * Sluice's NAR upload route. The server builds these types; every client parses with these functions.
+ */
+/** `POST` with `Authorization: Bearer <CI OIDC ID token>`. */
+const TOKEN_EXCHANGE_PATH = '/_api/v1/token';
+const HEALTH_PATH = '/_api/v1/health';
+/** `PUT <prefix><narhash>.nar[.ext]`: a NAR file named by the NarHash of the NAR inside it. */
+const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
+/** The `aud` CI ID tokens are requested with, unless the Action's `audience` input says otherwise. */
+const server_api_DEFAULT_AUDIENCE = 'sluice';
+/** An answer that is not the contract's: the server is not (this version of) Sluice. */
+class ServerAnswerError extends Error {
+}
+function isStringArray(value) {
+    return Array.isArray(value) && value.every((v) => typeof v === 'string');
+}
+function jsonObject(text, what) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch {
+        throw new ServerAnswerError(`${what} answered something that is not JSON`);
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json))
+        throw new ServerAnswerError(`${what} did not answer a JSON object`);
+    return json;
+}
+/** The one parser of the token exchange's answer. */
+function parseTokenExchangeResponse(text) {
+    const json = jsonObject(text, 'the token exchange');
+    const { token, expires_at, read, write, public_keys, cache_url } = json;
+    if (typeof token !== 'string' ||
+        token === '' ||
+        typeof expires_at !== 'string' ||
+        Number.isNaN(Date.parse(expires_at)) ||
+        !isStringArray(read) ||
+        !(write === null || typeof write === 'string') ||
+        !isStringArray(public_keys) ||
+        typeof cache_url !== 'string') {
+        throw new ServerAnswerError('the token exchange answered JSON without the expected fields');
+    }
+    return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
+}
+/** Whether anonymous reads are allowed, and with which keys; undefined when not. */
+function anonymousReadKeys(text) {
+    let json;
+    try {
+        json = jsonObject(text, 'the health route');
+    }
+    catch {
+        return undefined;
+    }
+    if (json.public_reads !== true)
+        return undefined;
+    const keys = isStringArray(json.public_keys)
+        ? json.public_keys
+        : typeof json.public_key === 'string'
+            ? [json.public_key]
+            : [];
+    return keys.length > 0 ? keys : undefined;
+}
+
+;// CONCATENATED MODULE: ./src/action/exchange-client.ts
 /**
  * The main step's talk with the Sluice server: the workflow's OIDC ID token for a short-lived cache
  * token (`POST /_api/v1/token`), or, when there is no ID token, whether anonymous reads are allowed.
  */
+
 
 /** A failure to reach or use the server, as opposed to the server refusing this job. */
 class ServerUnavailableError extends Error {
@@ -31549,7 +31862,7 @@ async function getIdToken(audience) {
     return token;
 }
 async function exchangeToken(server, idToken) {
-    const url = new URL('_api/v1/token', server);
+    const url = new URL(TOKEN_EXCHANGE_PATH.slice(1), server);
     let response;
     try {
         response = await fetch(url, {
@@ -31568,28 +31881,17 @@ async function exchangeToken(server, idToken) {
     if (!response.ok) {
         throw new ExchangeRefusedError(`${url.href} refused the token exchange (${response.status}): ${body.trim().slice(0, 300)}`);
     }
-    const grant = parseGrant(body);
+    let grant;
+    try {
+        grant = parseTokenExchangeResponse(body);
+    }
+    catch (error) {
+        if (error instanceof ServerAnswerError)
+            throw new ServerUnavailableError(error.message);
+        throw error;
+    }
     setSecret(grant.token);
     return grant;
-}
-function parseGrant(body) {
-    let json;
-    try {
-        json = JSON.parse(body);
-    }
-    catch {
-        throw new ServerUnavailableError('the token exchange answered something that is not JSON');
-    }
-    const { token, expires_at, read, write, public_keys, cache_url } = json;
-    if (typeof token !== 'string' ||
-        typeof expires_at !== 'string' ||
-        !isStringArray(read) ||
-        !(write === null || typeof write === 'string') ||
-        !isStringArray(public_keys) ||
-        typeof cache_url !== 'string') {
-        throw new ServerUnavailableError('the token exchange answered JSON without the expected fields');
-    }
-    return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
 }
 /**
  * Without an ID token the proxy can still read when the server serves public slices to anyone.
@@ -31597,192 +31899,23 @@ function parseGrant(body) {
  */
 async function probeAnonymousReads(server) {
     try {
-        const health = await fetch(new URL('_api/v1/health', server), { signal: AbortSignal.timeout(10_000) });
+        const health = await fetch(new URL(HEALTH_PATH.slice(1), server), {
+            signal: AbortSignal.timeout(10_000),
+        });
         if (!health.ok)
             return undefined;
-        const json = (await health.json());
-        if (json.public_reads !== true)
-            return undefined;
-        const keys = isStringArray(json.public_keys)
-            ? json.public_keys
-            : typeof json.public_key === 'string'
-                ? [json.public_key]
-                : [];
-        return keys.length > 0 ? { publicKeys: keys } : undefined;
+        const keys = anonymousReadKeys(await health.text());
+        return keys ? { publicKeys: keys } : undefined;
     }
     catch {
         return undefined;
     }
-}
-function isStringArray(value) {
-    return Array.isArray(value) && value.every((v) => typeof v === 'string');
 }
 function describeFetchError(error) {
     if (error instanceof Error && error.name === 'TimeoutError')
         return 'timed out';
     const cause = error.cause;
     return cause?.code ?? cause?.message ?? error.message;
-}
-
-;// CONCATENATED MODULE: external "node:fs/promises"
-const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
-;// CONCATENATED MODULE: ./src/proxy/config.ts
-/**
- * The daemon's config file, written by the Action's main step (mode 0600: it holds the token).
- * Parsed strictly: a bad file is a clear error naming the field, before anything starts.
- */
-
-class ConfigError extends (/* unused pure expression or super */ null && (Error)) {
-}
-/** The hosts the daemon will listen on: it holds the cache token, so never a routable address. */
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
-const DEFAULT_UPSTREAM_CACHES = (/* unused pure expression or super */ null && (['https://cache.nixos.org']));
-const DEFAULT_PUSH_CONCURRENCY = 4;
-function parseListen(listen) {
-    const match = /^(.*):(\d+)$/.exec(listen);
-    if (!match)
-        throw new ConfigError(`listen '${listen}' is not host:port`);
-    const host = match[1];
-    const port = Number(match[2]);
-    if (!LOOPBACK_HOSTS.has(host)) {
-        throw new ConfigError(`listen host '${host}' is not a loopback address: the daemon only listens on 127.0.0.1`);
-    }
-    if (port > 65535)
-        throw new ConfigError(`listen port ${port} is out of range`);
-    return { host: host === 'localhost' ? '127.0.0.1' : host.replace(/^\[(.*)\]$/, '$1'), port };
-}
-/** `expires_at` as the exchange answers it: unix seconds, unix milliseconds or an ISO date. */
-function parseExpiry(value, field = 'tokenExpiresAt') {
-    if (typeof value === 'number' && Number.isFinite(value))
-        return value < 1e12 ? value * 1000 : value;
-    if (typeof value === 'string') {
-        if (/^\d+$/.test(value))
-            return parseExpiry(Number(value), field);
-        const ms = Date.parse(value);
-        if (!Number.isNaN(ms))
-            return ms;
-    }
-    throw new ConfigError(`${field} '${String(value)}' is not a date or unix time`);
-}
-function isRecord(value) {
-    return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-function requireString(obj, key, where = '') {
-    const value = obj[key];
-    if (typeof value !== 'string' || value.length === 0) {
-        throw new ConfigError(`${where}${key} must be a non-empty string`);
-    }
-    return value;
-}
-function requireUrl(value, field) {
-    let url;
-    try {
-        url = new URL(value);
-    }
-    catch {
-        throw new ConfigError(`${field} '${value}' is not a URL`);
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-        throw new ConfigError(`${field} '${value}' must be an http(s) URL`);
-    }
-    return value.replace(/\/+$/, '');
-}
-function parsePush(value) {
-    if (value === undefined) {
-        return {
-            enabled: false,
-            upstreamCaches: DEFAULT_UPSTREAM_CACHES,
-            compression: 'zstd',
-            concurrency: DEFAULT_PUSH_CONCURRENCY,
-        };
-    }
-    if (!isRecord(value))
-        throw new ConfigError('push must be an object');
-    const push = {
-        enabled: value.enabled === true,
-        upstreamCaches: DEFAULT_UPSTREAM_CACHES,
-        compression: 'zstd',
-        concurrency: DEFAULT_PUSH_CONCURRENCY,
-    };
-    if (value.filter !== undefined && value.filter !== '') {
-        if (typeof value.filter !== 'string')
-            throw new ConfigError('push.filter must be a string');
-        try {
-            new RegExp(value.filter);
-        }
-        catch (e) {
-            throw new ConfigError(`push.filter is not a valid regular expression: ${e.message}`);
-        }
-        push.filter = value.filter;
-    }
-    if (value.upstreamCaches !== undefined) {
-        if (!Array.isArray(value.upstreamCaches) || value.upstreamCaches.some((u) => typeof u !== 'string')) {
-            throw new ConfigError('push.upstreamCaches must be an array of URLs');
-        }
-        push.upstreamCaches = value.upstreamCaches
-            .filter((u) => u.trim() !== '')
-            .map((u, i) => requireUrl(u.trim(), `push.upstreamCaches[${i}]`));
-    }
-    if (value.compression !== undefined) {
-        if (value.compression !== 'zstd' && value.compression !== 'xz' && value.compression !== 'none') {
-            throw new ConfigError(`push.compression '${String(value.compression)}' is not one of zstd, xz, none`);
-        }
-        push.compression = value.compression;
-    }
-    if (value.concurrency !== undefined) {
-        if (!Number.isInteger(value.concurrency) ||
-            value.concurrency < 1 ||
-            value.concurrency > 64) {
-            throw new ConfigError('push.concurrency must be an integer from 1 to 64');
-        }
-        push.concurrency = value.concurrency;
-    }
-    return push;
-}
-function parseConfig(value) {
-    if (!isRecord(value))
-        throw new ConfigError('config must be a JSON object');
-    const listen = requireString(value, 'listen');
-    parseListen(listen);
-    const config = {
-        listen,
-        server: requireUrl(requireString(value, 'server'), 'server'),
-        token: value.token === null || value.token === undefined ? null : requireString(value, 'token'),
-        tokenExpiresAt: null,
-        audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : 'sluice',
-        push: parsePush(value.push),
-        stateDir: requireString(value, 'stateDir'),
-        read: Array.isArray(value.read) ? value.read.filter((s) => typeof s === 'string') : [],
-        write: typeof value.write === 'string' ? value.write : null,
-    };
-    if (config.token !== null)
-        config.tokenExpiresAt = parseExpiry(value.tokenExpiresAt);
-    if (value.idTokenRequest !== undefined && config.token !== null) {
-        if (!isRecord(value.idTokenRequest))
-            throw new ConfigError('idTokenRequest must be an object { url, token }');
-        config.idTokenRequest = {
-            url: requireUrl(requireString(value.idTokenRequest, 'url', 'idTokenRequest.'), 'idTokenRequest.url'),
-            token: requireString(value.idTokenRequest, 'token', 'idTokenRequest.'),
-        };
-    }
-    return config;
-}
-async function readConfig(path) {
-    let text;
-    try {
-        text = await readFile(path, 'utf8');
-    }
-    catch (e) {
-        throw new ConfigError(`cannot read config file ${path}: ${e.message}`);
-    }
-    let json;
-    try {
-        json = JSON.parse(text);
-    }
-    catch (e) {
-        throw new ConfigError(`config file ${path} is not JSON: ${e.message}`);
-    }
-    return parseConfig(json);
 }
 
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
@@ -31793,12 +31926,13 @@ async function readConfig(path) {
 
 
 
+
 class InputError extends Error {
 }
 function readInputs() {
     return {
         server: parseServer(getInput(Inputs.Server, { required: true })),
-        audience: nonEmpty(Inputs.Audience, getInput(Inputs.Audience) || 'sluice'),
+        audience: nonEmpty(Inputs.Audience, getInput(Inputs.Audience) || server_api_DEFAULT_AUDIENCE),
         push: oneOf(Inputs.Push, getInput(Inputs.Push) || 'auto', ['auto', 'true', 'false']),
         pushFilter: parseRegex(Inputs.PushFilter, getInput(Inputs.PushFilter)),
         upstreamCaches: parseUrls(Inputs.UpstreamCaches, getInput(Inputs.UpstreamCaches)),
@@ -31807,7 +31941,7 @@ function readInputs() {
             'xz',
             'none',
         ]),
-        listen: inputs_parseListen(getInput(Inputs.Listen) || '127.0.0.1:37515'),
+        listen: parseListen(getInput(Inputs.Listen) || '127.0.0.1:37515'),
         drainTimeoutSeconds: parseSeconds(Inputs.DrainTimeout, getInput(Inputs.DrainTimeout) || '120'),
         strict: parseBoolean(Inputs.Strict, getInput(Inputs.Strict) || 'false'),
         summary: parseBoolean(Inputs.Summary, getInput(Inputs.Summary) || 'true'),
@@ -31872,17 +32006,20 @@ function parseUrls(name, value) {
         }
     });
 }
-function inputs_parseListen(value) {
-    const match = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(value.trim());
-    const port = match ? Number(match[2]) : NaN;
-    if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
+/** The proxy's address; `host` as it goes into a URL (`[::1]`). */
+function parseListen(value) {
+    let host;
+    let port;
+    try {
+        ({ host, port } = listen_parseHostPort(value));
+    }
+    catch {
         throw new InputError(`Input 'listen' must be host:port, such as 127.0.0.1:37515 (port 0 picks a free port); got '${value}'.`);
     }
-    const host = match[1];
-    if (!LOOPBACK_HOSTS.has(host)) {
+    if (!listen_isLoopbackHost(host)) {
         throw new InputError(`Input 'listen' must be a loopback address (127.0.0.1, ::1 or localhost): the proxy holds the cache token; got '${host}'.`);
     }
-    return { host, port };
+    return { host: urlHost(host), port };
 }
 function parseSeconds(name, value) {
     const seconds = Number(value.trim());
@@ -32177,6 +32314,7 @@ async function validPaths(paths, env = process.env) {
 
 
 
+
 async function run() {
     let inputs;
     try {
@@ -32244,7 +32382,7 @@ async function setUp(inputs, state) {
     const listen = `${inputs.listen.host}:${inputs.listen.port}`;
     const idTokenUrl = process.env.ACTIONS_ID_TOKEN_REQUEST_URL;
     const idTokenRequestToken = process.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN;
-    const configFile = writeDaemonConfig({
+    const configFile = await writeDaemonConfig({
         listen,
         server: inputs.server.href,
         token: access.grant?.token ?? null,
@@ -32261,8 +32399,8 @@ async function setUp(inputs, state) {
             compression: inputs.compression,
         },
         stateDir,
-        read: state.read,
-        write: state.write,
+        read: access.grant?.read ?? [],
+        write: access.grant?.write ?? null,
     });
     let daemon;
     try {
@@ -32332,7 +32470,7 @@ async function anonymous(inputs, state) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3075);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7810);
 
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 process.exit(); // keep-alive sockets must not keep the step running

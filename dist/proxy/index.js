@@ -47492,16 +47492,16 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7350);
+/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3695);
 
-await (0,_proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
+await (0,_proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 7350:
+/***/ 3695:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -47516,43 +47516,134 @@ __nccwpck_require__.d(__webpack_exports__, {
 var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
-;// CONCATENATED MODULE: ./src/proxy/config.ts
+;// CONCATENATED MODULE: ./src/contracts/listen.ts
 /**
- * The daemon's config file, written by the Action's main step (mode 0600: it holds the token).
- * Parsed strictly: a bad file is a clear error naming the field, before anything starts.
+ * Listen addresses, one grammar for the server's `listen`/`--listen`, the Action's `listen` input
+ * and the daemon's config: `host:port` or `[ipv6]:port`, port 0\u201365535 (0: any free port).
+ */
+/** The hosts the daemon may listen on: it holds the cache token, so never a routable address. */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1']);
+class ListenError extends Error {
+}
+/** `host:port` or `[ipv6]:port` \u2192 its parts; a ListenError saying the grammar otherwise. */
+function parseHostPort(value) {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(String(value).trim());
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port > 65535)
+        throw new ListenError(`${JSON.stringify(String(value))} is not HOST:PORT`);
+    return { host: (match[1] ?? match[2]), port };
+}
+function isLoopbackHost(host) {
+    return LOOPBACK_HOSTS.has(host);
+}
+/** The host as it goes into a URL: IPv6 addresses in brackets. */
+function urlHost(host) {
+    return host.includes(':') ? `[${host}]` : host;
+}
+
+;// CONCATENATED MODULE: ./src/contracts/server-api.ts
+/**
+ * The server's own API as its clients (the Action's main step, the daemon, the benchmark) see it:
+ * the routes, the token exchange's answer and its one parser, the health document, the answer to
+ * Sluice's NAR upload route. The server builds these types; every client parses with these functions.
+ */
+/** `POST` with `Authorization: Bearer <CI OIDC ID token>`. */
+const TOKEN_EXCHANGE_PATH = '/_api/v1/token';
+const HEALTH_PATH = '/_api/v1/health';
+/** `PUT <prefix><narhash>.nar[.ext]`: a NAR file named by the NarHash of the NAR inside it. */
+const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
+/** The `aud` CI ID tokens are requested with, unless the Action's `audience` input says otherwise. */
+const DEFAULT_AUDIENCE = 'sluice';
+/** An answer that is not the contract's: the server is not (this version of) Sluice. */
+class ServerAnswerError extends Error {
+}
+function isStringArray(value) {
+    return Array.isArray(value) && value.every((v) => typeof v === 'string');
+}
+function jsonObject(text, what) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch {
+        throw new ServerAnswerError(`${what} answered something that is not JSON`);
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json))
+        throw new ServerAnswerError(`${what} did not answer a JSON object`);
+    return json;
+}
+/** The one parser of the token exchange's answer. */
+function parseTokenExchangeResponse(text) {
+    const json = jsonObject(text, 'the token exchange');
+    const { token, expires_at, read, write, public_keys, cache_url } = json;
+    if (typeof token !== 'string' ||
+        token === '' ||
+        typeof expires_at !== 'string' ||
+        Number.isNaN(Date.parse(expires_at)) ||
+        !isStringArray(read) ||
+        !(write === null || typeof write === 'string') ||
+        !isStringArray(public_keys) ||
+        typeof cache_url !== 'string') {
+        throw new ServerAnswerError('the token exchange answered JSON without the expected fields');
+    }
+    return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
+}
+/** Whether anonymous reads are allowed, and with which keys; undefined when not. */
+function anonymousReadKeys(text) {
+    let json;
+    try {
+        json = jsonObject(text, 'the health route');
+    }
+    catch {
+        return undefined;
+    }
+    if (json.public_reads !== true)
+        return undefined;
+    const keys = isStringArray(json.public_keys)
+        ? json.public_keys
+        : typeof json.public_key === 'string'
+            ? [json.public_key]
+            : [];
+    return keys.length > 0 ? keys : undefined;
+}
+
+;// CONCATENATED MODULE: ./src/contracts/daemon-config.ts
+/**
+ * The daemon's config file, written by the Action's main step and the benchmark (mode 0600: it
+ * holds the token), read by the daemon. Parsed strictly: a bad file is a clear error naming the
+ * field, before anything starts.
  */
 
-class ConfigError extends Error {
+
+
+
+class DaemonConfigError extends Error {
 }
-/** The hosts the daemon will listen on: it holds the cache token, so never a routable address. */
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+const DAEMON_CONFIG_FILE = 'daemon.json';
 const DEFAULT_UPSTREAM_CACHES = ['https://cache.nixos.org'];
 const DEFAULT_PUSH_CONCURRENCY = 4;
-function parseListen(listen) {
-    const match = /^(.*):(\d+)$/.exec(listen);
-    if (!match)
-        throw new ConfigError(`listen '${listen}' is not host:port`);
-    const host = match[1];
-    const port = Number(match[2]);
-    if (!LOOPBACK_HOSTS.has(host)) {
-        throw new ConfigError(`listen host '${host}' is not a loopback address: the daemon only listens on 127.0.0.1`);
+/** The daemon's `listen`: HOST:PORT on a loopback host (`localhost` listens on 127.0.0.1). */
+function parseDaemonListen(listen) {
+    let parsed;
+    try {
+        parsed = parseHostPort(listen);
     }
-    if (port > 65535)
-        throw new ConfigError(`listen port ${port} is out of range`);
-    return { host: host === 'localhost' ? '127.0.0.1' : host.replace(/^\[(.*)\]$/, '$1'), port };
+    catch (error) {
+        if (error instanceof ListenError)
+            throw new DaemonConfigError(`listen '${listen}' is not host:port`);
+        throw error;
+    }
+    if (!isLoopbackHost(parsed.host)) {
+        throw new DaemonConfigError(`listen host '${parsed.host}' is not a loopback address: the daemon only listens on 127.0.0.1`);
+    }
+    return { host: parsed.host === 'localhost' ? '127.0.0.1' : parsed.host, port: parsed.port };
 }
-/** `expires_at` as the exchange answers it: unix seconds, unix milliseconds or an ISO date. */
+/** An ISO 8601 date (the exchange's `expires_at`) \u2192 unix milliseconds; a DaemonConfigError otherwise. */
 function parseExpiry(value, field = 'tokenExpiresAt') {
-    if (typeof value === 'number' && Number.isFinite(value))
-        return value < 1e12 ? value * 1000 : value;
-    if (typeof value === 'string') {
-        if (/^\d+$/.test(value))
-            return parseExpiry(Number(value), field);
-        const ms = Date.parse(value);
-        if (!Number.isNaN(ms))
-            return ms;
-    }
-    throw new ConfigError(`${field} '${String(value)}' is not a date or unix time`);
+    const ms = typeof value === 'string' && !/^\d+$/.test(value) ? Date.parse(value) : NaN;
+    if (Number.isNaN(ms))
+        throw new DaemonConfigError(`${field} '${String(value)}' is not an ISO 8601 date`);
+    return ms;
 }
 function isRecord(value) {
     return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -47560,7 +47651,7 @@ function isRecord(value) {
 function requireString(obj, key, where = '') {
     const value = obj[key];
     if (typeof value !== 'string' || value.length === 0) {
-        throw new ConfigError(`${where}${key} must be a non-empty string`);
+        throw new DaemonConfigError(`${where}${key} must be a non-empty string`);
     }
     return value;
 }
@@ -47570,10 +47661,10 @@ function requireUrl(value, field) {
         url = new URL(value);
     }
     catch {
-        throw new ConfigError(`${field} '${value}' is not a URL`);
+        throw new DaemonConfigError(`${field} '${value}' is not a URL`);
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-        throw new ConfigError(`${field} '${value}' must be an http(s) URL`);
+        throw new DaemonConfigError(`${field} '${value}' must be an http(s) URL`);
     }
     return value.replace(/\/+$/, '');
 }
@@ -47587,7 +47678,7 @@ function parsePush(value) {
         };
     }
     if (!isRecord(value))
-        throw new ConfigError('push must be an object');
+        throw new DaemonConfigError('push must be an object');
     const push = {
         enabled: value.enabled === true,
         upstreamCaches: DEFAULT_UPSTREAM_CACHES,
@@ -47596,18 +47687,18 @@ function parsePush(value) {
     };
     if (value.filter !== undefined && value.filter !== '') {
         if (typeof value.filter !== 'string')
-            throw new ConfigError('push.filter must be a string');
+            throw new DaemonConfigError('push.filter must be a string');
         try {
             new RegExp(value.filter);
         }
         catch (e) {
-            throw new ConfigError(`push.filter is not a valid regular expression: ${e.message}`);
+            throw new DaemonConfigError(`push.filter is not a valid regular expression: ${e.message}`);
         }
         push.filter = value.filter;
     }
     if (value.upstreamCaches !== undefined) {
         if (!Array.isArray(value.upstreamCaches) || value.upstreamCaches.some((u) => typeof u !== 'string')) {
-            throw new ConfigError('push.upstreamCaches must be an array of URLs');
+            throw new DaemonConfigError('push.upstreamCaches must be an array of URLs');
         }
         push.upstreamCaches = value.upstreamCaches
             .filter((u) => u.trim() !== '')
@@ -47615,7 +47706,7 @@ function parsePush(value) {
     }
     if (value.compression !== undefined) {
         if (value.compression !== 'zstd' && value.compression !== 'xz' && value.compression !== 'none') {
-            throw new ConfigError(`push.compression '${String(value.compression)}' is not one of zstd, xz, none`);
+            throw new DaemonConfigError(`push.compression '${String(value.compression)}' is not one of zstd, xz, none`);
         }
         push.compression = value.compression;
     }
@@ -47623,33 +47714,35 @@ function parsePush(value) {
         if (!Number.isInteger(value.concurrency) ||
             value.concurrency < 1 ||
             value.concurrency > 64) {
-            throw new ConfigError('push.concurrency must be an integer from 1 to 64');
+            throw new DaemonConfigError('push.concurrency must be an integer from 1 to 64');
         }
         push.concurrency = value.concurrency;
     }
     return push;
 }
-function parseConfig(value) {
+function parseDaemonConfig(value) {
     if (!isRecord(value))
-        throw new ConfigError('config must be a JSON object');
+        throw new DaemonConfigError('config must be a JSON object');
     const listen = requireString(value, 'listen');
-    parseListen(listen);
+    parseDaemonListen(listen);
     const config = {
         listen,
         server: requireUrl(requireString(value, 'server'), 'server'),
         token: value.token === null || value.token === undefined ? null : requireString(value, 'token'),
         tokenExpiresAt: null,
-        audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : 'sluice',
+        audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : DEFAULT_AUDIENCE,
         push: parsePush(value.push),
         stateDir: requireString(value, 'stateDir'),
         read: Array.isArray(value.read) ? value.read.filter((s) => typeof s === 'string') : [],
         write: typeof value.write === 'string' ? value.write : null,
     };
-    if (config.token !== null)
-        config.tokenExpiresAt = parseExpiry(value.tokenExpiresAt);
+    if (config.token !== null) {
+        parseExpiry(value.tokenExpiresAt);
+        config.tokenExpiresAt = value.tokenExpiresAt;
+    }
     if (value.idTokenRequest !== undefined && config.token !== null) {
         if (!isRecord(value.idTokenRequest))
-            throw new ConfigError('idTokenRequest must be an object { url, token }');
+            throw new DaemonConfigError('idTokenRequest must be an object { url, token }');
         config.idTokenRequest = {
             url: requireUrl(requireString(value.idTokenRequest, 'url', 'idTokenRequest.'), 'idTokenRequest.url'),
             token: requireString(value.idTokenRequest, 'token', 'idTokenRequest.'),
@@ -47657,27 +47750,66 @@ function parseConfig(value) {
     }
     return config;
 }
-async function readConfig(path) {
+/** Written then renamed, so the token never sits in a file with wider permissions, even briefly. */
+async function writeDaemonConfig(config) {
+    const file = join(config.stateDir, DAEMON_CONFIG_FILE);
+    await writeFile(`${file}.tmp`, JSON.stringify(config), { mode: 0o600 });
+    await rename(`${file}.tmp`, file);
+    return file;
+}
+async function readDaemonConfig(path) {
     let text;
     try {
         text = await (0,promises_.readFile)(path, 'utf8');
     }
     catch (e) {
-        throw new ConfigError(`cannot read config file ${path}: ${e.message}`);
+        throw new DaemonConfigError(`cannot read config file ${path}: ${e.message}`);
     }
     let json;
     try {
         json = JSON.parse(text);
     }
     catch (e) {
-        throw new ConfigError(`config file ${path} is not JSON: ${e.message}`);
+        throw new DaemonConfigError(`config file ${path} is not JSON: ${e.message}`);
     }
-    return parseConfig(json);
+    return parseDaemonConfig(json);
+}
+
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+;// CONCATENATED MODULE: ./src/contracts/ready-file.ts
+/**
+ * How the daemon says it is listening: `<stateDir>/ready.json` `{ pid, port }`, written then
+ * renamed so a reader never sees half a file. The Action and the benchmark wait for it.
+ */
+
+
+
+const READY_FILE = 'ready.json';
+async function writeReadyFile(stateDir, ready) {
+    const path = (0,external_node_path_.join)(stateDir, READY_FILE);
+    const tmp = `${path}.${ready.pid}.tmp`;
+    await (0,promises_.writeFile)(tmp, JSON.stringify(ready));
+    await (0,promises_.rename)(tmp, path);
+}
+/** The ready file's content, or undefined while there is none. */
+function readReadyFile(stateDir) {
+    let text;
+    try {
+        text = readFileSync(join(stateDir, READY_FILE), 'utf8');
+    }
+    catch {
+        return undefined;
+    }
+    const json = JSON.parse(text);
+    if (typeof json.pid !== 'number' || typeof json.port !== 'number')
+        throw new Error(`${READY_FILE} is not { pid, port }: ${text.slice(0, 100)}`);
+    return { pid: json.pid, port: json.port };
 }
 
 // EXTERNAL MODULE: ./node_modules/pino/pino.js
 var pino = __nccwpck_require__(5005);
-;// CONCATENATED MODULE: ./src/proxy/log.ts
+;// CONCATENATED MODULE: ./src/proxy/report/daemon-log.ts
 /**
  * JSON-lines logging (pino) with secret redaction at the last moment: every serialized line is
  * scrubbed of the tokens registered so far, whatever field or error message they hid in.
@@ -47709,7 +47841,7 @@ function createLogger(secrets, destination) {
     }, destination ?? pino.pino.destination({ dest: 1, sync: true }));
 }
 
-;// CONCATENATED MODULE: ./src/http/narinfo-batch.ts
+;// CONCATENATED MODULE: ./src/contracts/narinfo-batch.ts
 /**
  * The batch narinfo lookup route as server and proxy both know it: where it is and how many hash
  * parts one request may name.
@@ -47724,6 +47856,8 @@ const NARINFO_BATCH_LIMIT = 1000;
  * the end, so the first character carries the most significant bits of the last byte.
  */
 const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
+/** One nix32 character, as a regular-expression class. */
+const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
 const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
 /** Length in characters of the nix32 form of `byteLength` bytes. */
 function nix32Length(byteLength) {
@@ -47778,6 +47912,8 @@ function isNix32(text) {
 
 const store_path_DEFAULT_STORE_DIR = '/nix/store';
 const HASH_PART_LENGTH = 32;
+/** A store path's hash part: 32 nix32 characters (160 bits). */
+const HASH_PART_PATTERN = new RegExp(`^${NIX32_CLASS}{${HASH_PART_LENGTH}}$`);
 /** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
 const MAX_NAME_LENGTH = 211;
 const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
@@ -47972,471 +48108,35 @@ class hash_Hash {
     }
 }
 
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
-;// CONCATENATED MODULE: external "node:stream/promises"
-const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
-// EXTERNAL MODULE: external "node:zlib"
-var external_node_zlib_ = __nccwpck_require__(8522);
-;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
-/**
- * Node 24's zstd decompressor silently drops whatever follows the end of a frame within the same
- * chunk, so concatenated frames (pzstd, files compressed in parts) lose data or fail with "Unknown
- * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
- * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
- * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
- */
+;// CONCATENATED MODULE: ./src/nix/nar-url.ts
 
-const ZSTD_MAGIC = 0xfd2fb528;
-const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
-const SKIPPABLE_MAGIC = 0x184d2a50;
-// Units whose bytes are parsed (the others are only counted).
-const PARSED = new Set(['magic', 'descriptor', 'blockHeader', 'skipSize']);
-const DICT_ID_BYTES = (/* unused pure expression or super */ null && ([0, 1, 2, 4]));
-const CONTENT_SIZE_BYTES = (/* unused pure expression or super */ null && ([0, 2, 4, 8]));
-class ZstdFrameError extends (/* unused pure expression or super */ null && (Error)) {
-}
-/** A Transform over ZstdFrameScanner: what it emits, it pushes. */
-class zstd_frames_ZstdFrameSplitter extends (/* unused pure expression or super */ null && (Transform)) {
-    scanner = new zstd_frames_ZstdFrameScanner();
-    _transform(chunk, _encoding, callback) {
-        try {
-            this.scanner.split(chunk, (piece) => this.push(piece));
-        }
-        catch (error) {
-            callback(error);
-            return;
-        }
-        callback();
-    }
-    _flush(callback) {
-        try {
-            this.scanner.finish();
-        }
-        catch (error) {
-            callback(error);
-            return;
-        }
-        callback();
-    }
-}
-/**
- * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
- * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
- */
-class zstd_frames_ZstdFrameScanner {
-    unit = 'magic';
-    need = 4;
-    parsed = [];
-    checksum = false;
-    lastBlock = false;
-    /** Bytes of input consumed so far, for error messages. */
-    position = 0;
-    /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
-    forwarding = false;
-    /** Where the current `split` call emits (advance() emits a frame's magic number). */
-    emit = () => undefined;
-    /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
-    split(chunk, emit) {
-        this.emit = emit;
-        let start = 0;
-        let i = 0;
-        while (i < chunk.length) {
-            const take = Math.min(this.need, chunk.length - i);
-            if (PARSED.has(this.unit))
-                this.parsed.push(...chunk.subarray(i, i + take));
-            i += take;
-            this.position += take;
-            this.need -= take;
-            if (this.need > 0)
-                break;
-            const unit = this.unit;
-            const frameEnded = this.advance();
-            if (unit === 'magic')
-                start = i; // advance() emitted the magic itself, once it knew the kind
-            if (frameEnded) {
-                if (this.forwarding && i > start)
-                    emit(chunk.subarray(start, i));
-                start = i;
-                this.forwarding = false;
-            }
-        }
-        if (this.forwarding && i > start)
-            emit(chunk.subarray(start, i));
-    }
-    /** Throws unless the data so far ended at the end of a frame. */
-    finish() {
-        if (this.unit !== 'magic' || this.need !== 4) {
-            throw new ZstdFrameError('zstd data ends in the middle of a frame (truncated)');
-        }
-    }
-    /** Moves past a completed unit; returns true when a frame (zstd or skippable) ended with it. */
-    advance() {
-        const bytes = Buffer.from(this.parsed);
-        this.parsed = [];
-        switch (this.unit) {
-            case 'magic': {
-                const magic = bytes.readUInt32LE(0);
-                if (magic === ZSTD_MAGIC) {
-                    this.emit(bytes);
-                    this.forwarding = true;
-                    return this.next('descriptor', 1);
-                }
-                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC)
-                    return this.next('skipSize', 4);
-                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.position - 4}`);
-            }
-            case 'descriptor': {
-                const d = bytes[0];
-                if (d & 0x08)
-                    throw new ZstdFrameError('zstd frame header has its reserved bit set');
-                const singleSegment = (d >> 5) & 1;
-                const contentSizeFlag = d >> 6;
-                this.checksum = ((d >> 2) & 1) === 1;
-                const rest = (singleSegment ? 0 : 1) +
-                    DICT_ID_BYTES[d & 3] +
-                    (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
-                return this.next('headerRest', rest);
-            }
-            case 'headerRest':
-                return this.next('blockHeader', 3);
-            case 'blockHeader': {
-                const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
-                this.lastBlock = (header & 1) === 1;
-                const type = (header >> 1) & 3;
-                if (type === 3)
-                    throw new ZstdFrameError('zstd block has the reserved block type');
-                return this.next('blockContent', type === 1 ? 1 : header >>> 3);
-            }
-            case 'blockContent':
-                if (!this.lastBlock)
-                    return this.next('blockHeader', 3);
-                if (this.checksum)
-                    return this.next('checksum', 4);
-                return this.endFrame();
-            case 'checksum':
-                return this.endFrame();
-            case 'skipSize':
-                return this.next('skipContent', bytes.readUInt32LE(0));
-            case 'skipContent':
-                return this.endFrame();
-        }
-    }
-    next(unit, need) {
-        this.unit = unit;
-        this.need = need;
-        // Zero-length units (an empty header rest, an empty raw block) complete at once.
-        return need === 0 ? this.advance() : false;
-    }
-    endFrame() {
-        this.unit = 'magic';
-        this.need = 4;
-        return true;
-    }
-}
-
-;// CONCATENATED MODULE: ./src/nix/nar.ts
-/**
- * Streaming NAR hashing, compression and decompression. Nothing here holds a NAR in memory: data
- * flows through in chunks, so a multi-gigabyte upload costs a few buffers.
- *
- * zstd comes from Node 24's zlib. xz runs the system `xz` program as a child process, both ways:
- * Node has no xz, and the WASM decompressor on npm (xz-decompress) is correct (multi-block,
- * multi-stream, integrity checks) but serializes every decompression in the process behind one
- * global lock, so one slow xz upload would stall all others. `xz` is native, concurrent and
- * multi-threaded; the `xz` program (Debian: xz-utils) must be on PATH when xz is used.
- */
-
-
-
-
-
-
-
-/** Compressions Sluice can verify and produce (a subset of what Nix reads). */
-const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
-/** File name extensions Nix gives compressed NARs (`nar/<filehash>.nar<ext>`). */
+/** File name extensions Nix gives compressed NARs. */
 const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
-class CompressionError extends Error {
+const COMPRESSION_OF_EXTENSION = new Map(Object.entries(NAR_EXTENSIONS).map(([compression, ext]) => [ext, compression]));
+/** `<hash>.nar<ext>`, the file name part; the extension any `.[a-z0-9]+` so an unknown one can be named. */
+const NAR_FILE_NAME = new RegExp(`^(${NIX32_CLASS}{52})\\.nar((?:\\.[a-z0-9]+)?)$`);
+/** `<hash>.nar<ext>` \u2192 its parts; undefined when it is not that shape. */
+function parseNarFileName(name) {
+    const match = NAR_FILE_NAME.exec(name);
+    if (!match)
+        return undefined;
+    const extension = match[2];
+    return {
+        hash: match[1],
+        extension,
+        compression: COMPRESSION_OF_EXTENSION.get(extension),
+        key: name,
+    };
 }
-const XZ_DECOMPRESS_MEMLIMIT = '256MiB';
-function checkCompression(compression) {
-    if (!NAR_COMPRESSIONS.includes(compression)) {
-        throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
-    }
-    return compression;
+/** A narinfo's `URL:` (`nar/<hash>.nar<ext>`) \u2192 its parts; undefined when it is not that shape. */
+function parseNarUrl(url) {
+    return url.startsWith('nar/') ? parseNarFileName(url.slice('nar/'.length)) : undefined;
 }
-/** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
-class ProcessStream extends external_node_stream_.Duplex {
-    what;
-    child;
-    stderr = '';
-    constructor(command, args, what) {
-        super();
-        this.what = what;
-        this.child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-        // EPIPE when the program quits early (corrupt input): its exit status tells why.
-        this.child.stdin.on('error', () => { });
-        this.child.stderr.setEncoding('utf8').on('data', (text) => {
-            if (this.stderr.length < 4096)
-                this.stderr += text;
-        });
-        this.child.stdout.on('data', (chunk) => {
-            if (!this.push(chunk))
-                this.child.stdout.pause();
-        });
-        this.child.on('error', (error) => {
-            this.destroy(error.code === 'ENOENT'
-                ? new CompressionError(`${what} needs the '${command}' program on PATH (Debian: apt-get install xz-utils)`)
-                : error);
-        });
-        this.child.on('close', (code, signal) => {
-            if (this.destroyed)
-                return;
-            if (code === 0)
-                this.push(null);
-            else {
-                const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
-                this.destroy(new CompressionError(`${this.what} failed: ${detail}`));
-            }
-        });
-    }
-    _read() {
-        this.child.stdout.resume();
-    }
-    _write(chunk, _encoding, callback) {
-        if (this.child.stdin.write(chunk))
-            callback();
-        else
-            this.child.stdin.once('drain', () => callback());
-    }
-    _final(callback) {
-        this.child.stdin.end();
-        callback();
-    }
-    _destroy(error, callback) {
-        if (this.child.exitCode === null && this.child.signalCode === null)
-            this.child.kill();
-        callback(error);
-    }
+function narFileName(hashNix32, compression) {
+    return `${hashNix32}.nar${NAR_EXTENSIONS[compression]}`;
 }
-/**
- * Output chunk of Node's zstd streams. The default (16 KiB) costs a thread-pool round trip per
- * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
- */
-const ZSTD_CHUNK_BYTES = 256 * 1024;
-/** A stream that turns a compressed NAR file back into the NAR. */
-function createDecompressor(compression) {
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new PassThrough();
-        case 'zstd':
-            // Node's decoder alone drops frames that follow another in the same chunk: split them first.
-            return new ZstdFrameSplitter().compose(createZstdDecompress({ chunkSize: ZSTD_CHUNK_BYTES }));
-        case 'xz':
-            // xz -9 needs 65 MiB to decompress; a file asking for far more is refused, not obeyed.
-            return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', `--memlimit-decompress=${XZ_DECOMPRESS_MEMLIMIT}`], 'xz decompression');
-    }
-}
-/**
- * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
- * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
- */
-function createCompressor(compression, options = {}) {
-    const { level } = options;
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new external_node_stream_.PassThrough();
-        case 'zstd':
-            // With a checksum, as the zstd tool writes by default: corruption fails decompression loudly.
-            return (0,external_node_zlib_.createZstdCompress)({
-                chunkSize: ZSTD_CHUNK_BYTES,
-                params: {
-                    [external_node_zlib_.constants.ZSTD_c_checksumFlag]: 1,
-                    ...(level === undefined ? {} : { [external_node_zlib_.constants.ZSTD_c_compressionLevel]: level }),
-                },
-            });
-        case 'xz': {
-            if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
-                throw new CompressionError(`xz level must be 0-9, got ${level}`);
-            }
-            const args = [
-                '--compress',
-                '--stdout',
-                '--quiet',
-                '--threads=0',
-                ...(level === undefined ? [] : [`-${level}`]),
-            ];
-            return new ProcessStream('xz', args, 'xz compression');
-        }
-    }
-}
-/** A passthrough that sha256-hashes and counts what flows through it; read `hash()` and `size` after it ends. */
-class HashingStream extends (/* unused pure expression or super */ null && (Transform)) {
-    hasher = createHash('sha256');
-    bytes = 0;
-    result;
-    _transform(chunk, _encoding, callback) {
-        this.hasher.update(chunk);
-        this.bytes += chunk.length;
-        callback(null, chunk);
-    }
-    _flush(callback) {
-        this.result = new Hash('sha256', this.hasher.digest());
-        callback();
-    }
-    /** Bytes seen so far. */
-    get size() {
-        return this.bytes;
-    }
-    hash() {
-        if (this.result === undefined)
-            throw new Error('HashingStream.hash() is only known once the stream has ended');
-        return this.result;
-    }
-}
-function createNarHasher(compression) {
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new PlainNarHasher();
-        case 'zstd': {
-            // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
-            const scanner = new ZstdFrameScanner();
-            return new StreamNarHasher(createZstdDecompress({ chunkSize: ZSTD_CHUNK_BYTES }), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
-        }
-        case 'xz':
-            // The program's stdin may still hold a written chunk after its callback: it gets a copy.
-            return new StreamNarHasher(createDecompressor('xz'), (chunk, write) => write(Buffer.from(chunk)));
-    }
-}
-class PlainNarHasher {
-    hasher = createHash('sha256');
-    size = 0;
-    write(chunk) {
-        this.hasher.update(chunk);
-        this.size += chunk.length;
-        return Promise.resolve();
-    }
-    end() {
-        return Promise.resolve({ narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size });
-    }
-    destroy() { }
-}
-/** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
-class StreamNarHasher {
-    decompressor;
-    feed;
-    checkEnd;
-    hasher = createHash('sha256');
-    size = 0;
-    failure;
-    /** Settles the promise of the write in progress. */
-    settle;
-    constructor(decompressor, 
-    /** Writes `chunk` into the decompressor, in one or more pieces. */
-    feed, 
-    /** Throws if the input so far cannot be a whole file. */
-    checkEnd = () => undefined) {
-        this.decompressor = decompressor;
-        this.feed = feed;
-        this.checkEnd = checkEnd;
-        decompressor.on('data', (chunk) => {
-            this.hasher.update(chunk);
-            this.size += chunk.length;
-        });
-        decompressor.on('error', (error) => this.fail(error));
-        decompressor.on('close', () => {
-            if (!decompressor.readableEnded)
-                this.fail(new Error('the decompressor closed early'));
-        });
-    }
-    fail(error) {
-        this.failure ??= error;
-        this.settle?.(this.failure);
-    }
-    write(chunk) {
-        if (this.failure)
-            return Promise.reject(this.failure);
-        const pieces = [];
-        try {
-            this.feed(chunk, (piece) => pieces.push(piece));
-        }
-        catch (error) {
-            this.failure ??= error;
-            return Promise.reject(this.failure);
-        }
-        if (pieces.length === 0)
-            return Promise.resolve();
-        return new Promise((resolve, reject) => {
-            this.settle = (error) => {
-                this.settle = undefined;
-                if (error)
-                    reject(error);
-                else
-                    resolve();
-            };
-            // Write callbacks run in order: the last one means every piece is consumed.
-            for (const [i, piece] of pieces.entries()) {
-                this.decompressor.write(piece, i === pieces.length - 1 ? (error) => this.settle?.(error) : undefined);
-            }
-        });
-    }
-    async end() {
-        if (this.failure)
-            throw this.failure;
-        this.checkEnd();
-        this.decompressor.end();
-        await finished(this.decompressor);
-        if (this.failure)
-            throw this.failure;
-        return { narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size };
-    }
-    destroy() {
-        this.decompressor.destroy();
-    }
-}
-/** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */
-function decompressorFor(source, compression) {
-    try {
-        return createDecompressor(compression);
-    }
-    catch (error) {
-        if ('destroy' in source && typeof source.destroy === 'function')
-            source.destroy();
-        throw error;
-    }
-}
-function discard() {
-    return new Writable({ write: (_chunk, _encoding, callback) => callback() });
-}
-/** Decompresses and hashes a (compressed) NAR stream: its NarHash and NarSize, as a narinfo states them. */
-async function hashNar(source, compression) {
-    const decompressor = decompressorFor(source, compression);
-    const nar = new HashingStream();
-    await pipeline(source, decompressor, nar, discard());
-    return { narHash: nar.hash(), narSize: nar.size };
-}
-/**
- * Streams a compressed NAR file from `source` into `sink` (e.g. a file in storage) while computing
- * both the file's FileHash/FileSize and the NAR's NarHash/NarSize. Rejects if either side fails
- * (a corrupt file, a failing sink); the caller then discards what reached the sink.
- */
-async function digestNarFile(source, compression, sink) {
-    const decompressor = decompressorFor(source, compression);
-    const file = new HashingStream();
-    const nar = new HashingStream();
-    // `file` feeds two pipes; an error in either pipeline destroys `file`, which ends the other.
-    const results = await Promise.allSettled([
-        pipeline(source, file, sink),
-        pipeline(file, decompressor, nar, discard()),
-    ]);
-    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
-    if (errors.length > 0) {
-        throw errors.find((e) => e.code !== 'ERR_STREAM_PREMATURE_CLOSE') ?? errors[0];
-    }
-    return { fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size };
+function narUrl(hashNix32, compression) {
+    return `nar/${narFileName(hashNix32, compression)}`;
 }
 
 ;// CONCATENATED MODULE: ./src/nix/narinfo.ts
@@ -48686,7 +48386,407 @@ function written(sink, chunk) {
     });
 }
 
-;// CONCATENATED MODULE: ./src/proxy/gc-pacer.ts
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+// EXTERNAL MODULE: external "node:zlib"
+var external_node_zlib_ = __nccwpck_require__(8522);
+;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
+/**
+ * Node 24's zstd decompressor silently drops whatever follows the end of a frame within the same
+ * chunk, so concatenated frames (pzstd, files compressed in parts) lose data or fail with "Unknown
+ * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
+ * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
+ * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
+ */
+
+const ZSTD_MAGIC = 0xfd2fb528;
+const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
+const SKIPPABLE_MAGIC = 0x184d2a50;
+// Units whose bytes are parsed (the others are only counted).
+const PARSED = new Set(['magic', 'descriptor', 'blockHeader', 'skipSize']);
+const DICT_ID_BYTES = (/* unused pure expression or super */ null && ([0, 1, 2, 4]));
+const CONTENT_SIZE_BYTES = (/* unused pure expression or super */ null && ([0, 2, 4, 8]));
+class ZstdFrameError extends (/* unused pure expression or super */ null && (Error)) {
+}
+/** A Transform over ZstdFrameScanner: what it emits, it pushes. */
+class zstd_frames_ZstdFrameSplitter extends (/* unused pure expression or super */ null && (Transform)) {
+    scanner = new zstd_frames_ZstdFrameScanner();
+    _transform(chunk, _encoding, callback) {
+        try {
+            this.scanner.split(chunk, (piece) => this.push(piece));
+        }
+        catch (error) {
+            callback(error);
+            return;
+        }
+        callback();
+    }
+    _flush(callback) {
+        try {
+            this.scanner.finish();
+        }
+        catch (error) {
+            callback(error);
+            return;
+        }
+        callback();
+    }
+}
+/**
+ * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
+ * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
+ */
+class zstd_frames_ZstdFrameScanner {
+    unit = 'magic';
+    need = 4;
+    parsed = [];
+    checksum = false;
+    lastBlock = false;
+    /** Bytes of input consumed so far, for error messages. */
+    position = 0;
+    /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
+    forwarding = false;
+    /** Where the current `split` call emits (advance() emits a frame's magic number). */
+    emit = () => undefined;
+    /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
+    split(chunk, emit) {
+        this.emit = emit;
+        let start = 0;
+        let i = 0;
+        while (i < chunk.length) {
+            const take = Math.min(this.need, chunk.length - i);
+            if (PARSED.has(this.unit))
+                this.parsed.push(...chunk.subarray(i, i + take));
+            i += take;
+            this.position += take;
+            this.need -= take;
+            if (this.need > 0)
+                break;
+            const unit = this.unit;
+            const frameEnded = this.advance();
+            if (unit === 'magic')
+                start = i; // advance() emitted the magic itself, once it knew the kind
+            if (frameEnded) {
+                if (this.forwarding && i > start)
+                    emit(chunk.subarray(start, i));
+                start = i;
+                this.forwarding = false;
+            }
+        }
+        if (this.forwarding && i > start)
+            emit(chunk.subarray(start, i));
+    }
+    /** Throws unless the data so far ended at the end of a frame. */
+    finish() {
+        if (this.unit !== 'magic' || this.need !== 4) {
+            throw new ZstdFrameError('zstd data ends in the middle of a frame (truncated)');
+        }
+    }
+    /** Moves past a completed unit; returns true when a frame (zstd or skippable) ended with it. */
+    advance() {
+        const bytes = Buffer.from(this.parsed);
+        this.parsed = [];
+        switch (this.unit) {
+            case 'magic': {
+                const magic = bytes.readUInt32LE(0);
+                if (magic === ZSTD_MAGIC) {
+                    this.emit(bytes);
+                    this.forwarding = true;
+                    return this.next('descriptor', 1);
+                }
+                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC)
+                    return this.next('skipSize', 4);
+                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.position - 4}`);
+            }
+            case 'descriptor': {
+                const d = bytes[0];
+                if (d & 0x08)
+                    throw new ZstdFrameError('zstd frame header has its reserved bit set');
+                const singleSegment = (d >> 5) & 1;
+                const contentSizeFlag = d >> 6;
+                this.checksum = ((d >> 2) & 1) === 1;
+                const rest = (singleSegment ? 0 : 1) +
+                    DICT_ID_BYTES[d & 3] +
+                    (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
+                return this.next('headerRest', rest);
+            }
+            case 'headerRest':
+                return this.next('blockHeader', 3);
+            case 'blockHeader': {
+                const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
+                this.lastBlock = (header & 1) === 1;
+                const type = (header >> 1) & 3;
+                if (type === 3)
+                    throw new ZstdFrameError('zstd block has the reserved block type');
+                return this.next('blockContent', type === 1 ? 1 : header >>> 3);
+            }
+            case 'blockContent':
+                if (!this.lastBlock)
+                    return this.next('blockHeader', 3);
+                if (this.checksum)
+                    return this.next('checksum', 4);
+                return this.endFrame();
+            case 'checksum':
+                return this.endFrame();
+            case 'skipSize':
+                return this.next('skipContent', bytes.readUInt32LE(0));
+            case 'skipContent':
+                return this.endFrame();
+        }
+    }
+    next(unit, need) {
+        this.unit = unit;
+        this.need = need;
+        // Zero-length units (an empty header rest, an empty raw block) complete at once.
+        return need === 0 ? this.advance() : false;
+    }
+    endFrame() {
+        this.unit = 'magic';
+        this.need = 4;
+        return true;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar.ts
+/**
+ * Streaming NAR hashing, compression and decompression. Nothing here holds a NAR in memory: data
+ * flows through in chunks, so a multi-gigabyte upload costs a few buffers.
+ *
+ * zstd comes from Node 24's zlib. xz runs the system `xz` program as a child process, both ways:
+ * Node has no xz, and the WASM decompressor on npm (xz-decompress) is correct (multi-block,
+ * multi-stream, integrity checks) but serializes every decompression in the process behind one
+ * global lock, so one slow xz upload would stall all others. `xz` is native, concurrent and
+ * multi-threaded; the `xz` program (Debian: xz-utils) must be on PATH when xz is used.
+ */
+
+
+
+
+
+
+
+/** Compressions Sluice can verify and produce (a subset of what Nix reads). */
+const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
+class CompressionError extends Error {
+}
+const XZ_DECOMPRESS_MEMLIMIT = '256MiB';
+function checkCompression(compression) {
+    if (!NAR_COMPRESSIONS.includes(compression)) {
+        throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
+    }
+    return compression;
+}
+/** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
+class ProcessStream extends external_node_stream_.Duplex {
+    what;
+    child;
+    stderr = '';
+    constructor(command, args, what) {
+        super();
+        this.what = what;
+        this.child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+        // EPIPE when the program quits early (corrupt input): its exit status tells why.
+        this.child.stdin.on('error', () => { });
+        this.child.stderr.setEncoding('utf8').on('data', (text) => {
+            if (this.stderr.length < 4096)
+                this.stderr += text;
+        });
+        this.child.stdout.on('data', (chunk) => {
+            if (!this.push(chunk))
+                this.child.stdout.pause();
+        });
+        this.child.on('error', (error) => {
+            this.destroy(error.code === 'ENOENT'
+                ? new CompressionError(`${what} needs the '${command}' program on PATH (Debian: apt-get install xz-utils)`)
+                : error);
+        });
+        this.child.on('close', (code, signal) => {
+            if (this.destroyed)
+                return;
+            if (code === 0)
+                this.push(null);
+            else {
+                const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
+                this.destroy(new CompressionError(`${this.what} failed: ${detail}`));
+            }
+        });
+    }
+    _read() {
+        this.child.stdout.resume();
+    }
+    _write(chunk, _encoding, callback) {
+        if (this.child.stdin.write(chunk))
+            callback();
+        else
+            this.child.stdin.once('drain', () => callback());
+    }
+    _final(callback) {
+        this.child.stdin.end();
+        callback();
+    }
+    _destroy(error, callback) {
+        if (this.child.exitCode === null && this.child.signalCode === null)
+            this.child.kill();
+        callback(error);
+    }
+}
+/**
+ * Output chunk of Node's zstd streams. The default (16 KiB) costs a thread-pool round trip per
+ * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
+ */
+const ZSTD_CHUNK_BYTES = 256 * 1024;
+/** A stream that turns a compressed NAR file back into the NAR. */
+function createDecompressor(compression) {
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new PassThrough();
+        case 'zstd':
+            // Node's decoder alone drops frames that follow another in the same chunk: split them first.
+            return new ZstdFrameSplitter().compose(createZstdDecompress({ chunkSize: ZSTD_CHUNK_BYTES }));
+        case 'xz':
+            // xz -9 needs 65 MiB to decompress; a file asking for far more is refused, not obeyed.
+            return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', `--memlimit-decompress=${XZ_DECOMPRESS_MEMLIMIT}`], 'xz decompression');
+    }
+}
+/**
+ * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
+ * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
+ */
+function createCompressor(compression, options = {}) {
+    const { level } = options;
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new external_node_stream_.PassThrough();
+        case 'zstd':
+            // With a checksum, as the zstd tool writes by default: corruption fails decompression loudly.
+            return (0,external_node_zlib_.createZstdCompress)({
+                chunkSize: ZSTD_CHUNK_BYTES,
+                params: {
+                    [external_node_zlib_.constants.ZSTD_c_checksumFlag]: 1,
+                    ...(level === undefined ? {} : { [external_node_zlib_.constants.ZSTD_c_compressionLevel]: level }),
+                },
+            });
+        case 'xz': {
+            if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
+                throw new CompressionError(`xz level must be 0-9, got ${level}`);
+            }
+            const args = [
+                '--compress',
+                '--stdout',
+                '--quiet',
+                '--threads=0',
+                ...(level === undefined ? [] : [`-${level}`]),
+            ];
+            return new ProcessStream('xz', args, 'xz compression');
+        }
+    }
+}
+function createNarHasher(compression) {
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new PlainNarHasher();
+        case 'zstd': {
+            // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
+            const scanner = new ZstdFrameScanner();
+            return new StreamNarHasher(createZstdDecompress({ chunkSize: ZSTD_CHUNK_BYTES }), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
+        }
+        case 'xz':
+            // The program's stdin may still hold a written chunk after its callback: it gets a copy.
+            return new StreamNarHasher(createDecompressor('xz'), (chunk, write) => write(Buffer.from(chunk)));
+    }
+}
+class PlainNarHasher {
+    hasher = createHash('sha256');
+    size = 0;
+    write(chunk) {
+        this.hasher.update(chunk);
+        this.size += chunk.length;
+        return Promise.resolve();
+    }
+    end() {
+        return Promise.resolve({ narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size });
+    }
+    destroy() { }
+}
+/** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
+class StreamNarHasher {
+    decompressor;
+    feed;
+    checkEnd;
+    hasher = createHash('sha256');
+    size = 0;
+    failure;
+    /** Settles the promise of the write in progress. */
+    settle;
+    constructor(decompressor, 
+    /** Writes `chunk` into the decompressor, in one or more pieces. */
+    feed, 
+    /** Throws if the input so far cannot be a whole file. */
+    checkEnd = () => undefined) {
+        this.decompressor = decompressor;
+        this.feed = feed;
+        this.checkEnd = checkEnd;
+        decompressor.on('data', (chunk) => {
+            this.hasher.update(chunk);
+            this.size += chunk.length;
+        });
+        decompressor.on('error', (error) => this.fail(error));
+        decompressor.on('close', () => {
+            if (!decompressor.readableEnded)
+                this.fail(new Error('the decompressor closed early'));
+        });
+    }
+    fail(error) {
+        this.failure ??= error;
+        this.settle?.(this.failure);
+    }
+    write(chunk) {
+        if (this.failure)
+            return Promise.reject(this.failure);
+        const pieces = [];
+        try {
+            this.feed(chunk, (piece) => pieces.push(piece));
+        }
+        catch (error) {
+            this.failure ??= error;
+            return Promise.reject(this.failure);
+        }
+        if (pieces.length === 0)
+            return Promise.resolve();
+        return new Promise((resolve, reject) => {
+            this.settle = (error) => {
+                this.settle = undefined;
+                if (error)
+                    reject(error);
+                else
+                    resolve();
+            };
+            // Write callbacks run in order: the last one means every piece is consumed.
+            for (const [i, piece] of pieces.entries()) {
+                this.decompressor.write(piece, i === pieces.length - 1 ? (error) => this.settle?.(error) : undefined);
+            }
+        });
+    }
+    async end() {
+        if (this.failure)
+            throw this.failure;
+        this.checkEnd();
+        this.decompressor.end();
+        await finished(this.decompressor);
+        if (this.failure)
+            throw this.failure;
+        return { narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size };
+    }
+    destroy() {
+        this.decompressor.destroy();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/proxy/push/gc-pacer.ts
 const collect = globalThis.gc;
 const MINOR_EVERY_BYTES = 2 * 1024 * 1024;
 const MAJOR_EVERY_BYTES = 32 * 1024 * 1024;
@@ -48709,7 +48809,7 @@ function buffersSpent(bytes) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/nar-dump.ts
+;// CONCATENATED MODULE: ./src/proxy/push/nar-dump.ts
 /**
  * Serializes a store path as a NAR in-process, the bytes `nix-store --dump` writes: starting one
  * `nix-store` per path costs ~25 ms, which dominated pushing many small paths. Directory entries
@@ -48822,7 +48922,7 @@ function dumpNar(path) {
     return Readable.from(copies(), { objectMode: false });
 }
 
-;// CONCATENATED MODULE: ./src/proxy/nar-file.ts
+;// CONCATENATED MODULE: ./src/proxy/push/nar-file.ts
 
 
 
@@ -48955,7 +49055,7 @@ var external_node_http_ = __nccwpck_require__(7067);
 const external_node_https_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
 // EXTERNAL MODULE: ./node_modules/undici/index.js
 var undici = __nccwpck_require__(6752);
-;// CONCATENATED MODULE: ./src/proxy/retry.ts
+;// CONCATENATED MODULE: ./src/proxy/upstream/retry.ts
 /**
  * When and how long to wait before trying a request again: exponential backoff with full jitter on
  * 5xx, 429 and network errors, and the server's `Retry-After` honoured when it says more.
@@ -49009,7 +49109,7 @@ function sleep(ms, signal) {
     });
 }
 
-;// CONCATENATED MODULE: ./src/proxy/upstream.ts
+;// CONCATENATED MODULE: ./src/proxy/upstream/upstream-client.ts
 /**
  * The one module that talks HTTP to the Sluice server (and, without credentials, to upstream
  * caches): a keep-alive undici Pool per origin, timeouts, the cache token injected here and nowhere
@@ -49202,7 +49302,7 @@ function describeNetworkError(error) {
     return `${code ? `${code} ` : ''}${error.message}${causeText}`;
 }
 
-;// CONCATENATED MODULE: ./src/proxy/uploader.ts
+;// CONCATENATED MODULE: ./src/proxy/push/uploader.ts
 /**
  * Uploads store paths: a bounded number of NARs compressed and streamed to the server at once, in
  * any order; each narinfo only once the narinfos of its references are up, so the cache never
@@ -49213,6 +49313,7 @@ function describeNetworkError(error) {
  * so it streams as it is compressed; the server verifies the NAR against the name and answers the
  * file's URL, FileHash and FileSize, which the narinfo then states.
  */
+
 
 
 
@@ -49243,8 +49344,7 @@ function parseStoredNar(text, info, compression) {
     const answer = JSON.parse(text);
     const { url, file_hash: fileHash, file_size: fileSize, nar_hash: narHash, nar_size: narSize } = answer;
     if (typeof url !== 'string' ||
-        !url.startsWith('nar/') ||
-        !url.endsWith(`.nar${NAR_EXTENSIONS[compression]}`) ||
+        parseNarUrl(url)?.compression !== compression ||
         typeof fileHash !== 'string' ||
         typeof fileSize !== 'number' ||
         typeof narHash !== 'string' ||
@@ -49344,7 +49444,7 @@ class Uploader {
     }
     async uploadNar(info) {
         const { compression } = this.options;
-        const path = `/_api/v1/nar/${info.narHash.nix32}.nar${NAR_EXTENSIONS[compression]}`;
+        const path = `${NAR_UPLOAD_PREFIX}${narFileName(info.narHash.nix32, compression)}`;
         // No Content-Length: the compressed size is known only once it is sent (chunked encoding).
         const text = await this.put(path, () => compressedNar(info, compression), {
             'content-type': 'application/x-nix-nar',
@@ -49391,7 +49491,7 @@ class Uploader {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/narinfo-batch.ts
+;// CONCATENATED MODULE: ./src/proxy/upstream/batch-lookup.ts
 /**
  * The server's batch lookup route, `POST /_api/v1/narinfos`: one request for many narinfos. Nix's
  * lookups (routes.ts) and the push engine's "already cached?" checks (push.ts) both use it.
@@ -49424,7 +49524,7 @@ function batchRouteMissing(status) {
     return status === 404 || status === 405;
 }
 
-;// CONCATENATED MODULE: ./src/proxy/push.ts
+;// CONCATENATED MODULE: ./src/proxy/push/push-queue.ts
 /**
  * The push queue: built paths in, their closures out to the server, minus what the cache already
  * has, what upstream caches serve and what the filter excludes. Planning (closure, checks) happens
@@ -49701,7 +49801,7 @@ class PushQueue {
     }
 }
 
-;// CONCATENATED MODULE: ./src/http/errors.ts
+;// CONCATENATED MODULE: ./src/contracts/http-error.ts
 class HttpError extends Error {
     status;
     reason;
@@ -49735,7 +49835,7 @@ function sendError(res, error) {
     res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
-;// CONCATENATED MODULE: ./src/proxy/batcher.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/lookup-batcher.ts
 /**
  * Coalesces lookups into batches: keys asked in the same event-loop turn, or while the batches in
  * flight are out, go to `fetch` together (at most `maxBatch` keys each, at most `maxInFlight`
@@ -49805,7 +49905,7 @@ class Batcher {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/byte-counter.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/byte-counter.ts
 
 /** A passthrough that counts bytes, calling `onBytes` per chunk (for live stats). */
 class ByteCounter extends external_node_stream_.Transform {
@@ -49822,7 +49922,7 @@ class ByteCounter extends external_node_stream_.Transform {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/headers.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/response-headers.ts
 /** The one place that decides which upstream response headers reach Nix. */
 /** RFC 9110 \u00a77.6.1 hop-by-hop headers, plus what undici or Node set themselves. */
 const HOP_BY_HOP = new Set([
@@ -49854,7 +49954,7 @@ function forwardableHeaders(headers) {
     return out;
 }
 
-;// CONCATENATED MODULE: ./src/proxy/readahead.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/readahead.ts
 /**
  * NAR readahead. Nix 2.8 substitutes one path at a time (`max-jobs` 1 by default), so every NAR
  * pays a round trip through the proxy and the server before Nix sees its first byte, and the bytes
@@ -49865,6 +49965,7 @@ function forwardableHeaders(headers) {
  * looks paths up costs the server nothing more. Large NARs are left to stream through: for them
  * the round trip is small next to the transfer.
  */
+
 
 
 
@@ -49885,7 +49986,6 @@ const PAGE_BYTES = 256 * 1024;
 /** The readahead keeps no pages once it has been idle this long. */
 const PAGES_IDLE_MS = 10_000;
 /** The NAR URLs the server writes: anything else in a narinfo is not fetched. */
-const NAR_URL = /^nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
 function parseCandidate(narinfo) {
     let info;
     let path;
@@ -49896,7 +49996,7 @@ function parseCandidate(narinfo) {
     catch {
         return undefined;
     }
-    if (!NAR_URL.test(info.url) || !info.fileSize)
+    if (!parseNarUrl(info.url) || !info.fileSize)
         return undefined;
     const references = info.references
         .map((ref) => ref.slice(0, 32))
@@ -50146,7 +50246,8 @@ async function fetchWhole(server, path, pool) {
     return { headers: response.headers, chunks, size, release };
 }
 
-;// CONCATENATED MODULE: ./src/proxy/routes.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/nix-routes.ts
+
 
 
 
@@ -50158,7 +50259,6 @@ async function fetchWhole(server, path, pool) {
 /** Priority 30 sorts before cache.nixos.org (40), so Nix asks the proxy first. */
 const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
 const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
-const NAR_PATH = /^\/nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
@@ -50216,7 +50316,7 @@ class CacheRoutes {
             await this.narinfo(method, narinfo[1], res);
             return true;
         }
-        if (NAR_PATH.test(pathname)) {
+        if (pathname.startsWith('/') && parseNarUrl(pathname.slice(1))) {
             if (method !== 'GET' && method !== 'HEAD')
                 throw methodNotAllowed(method, 'GET, HEAD');
             await this.nar(method, pathname, req, res);
@@ -50398,13 +50498,37 @@ function methodNotAllowed(method, allowed) {
     });
 }
 
-;// CONCATENATED MODULE: ./src/proxy/control.ts
+;// CONCATENATED MODULE: ./src/contracts/control-api.ts
+/**
+ * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
+ * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
+ */
+const CONTROL_PREFIX = '/_sluice/';
+const ControlRoute = {
+    /** `GET` \u2192 DaemonHealth. */
+    Health: 'health',
+    /** `GET` \u2192 DaemonStats. */
+    Stats: 'stats',
+    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
+    Built: 'built',
+    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
+    Drain: 'drain',
+    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
+    Shutdown: 'shutdown',
+};
+function controlPath(route) {
+    return `${CONTROL_PREFIX}${route}`;
+}
+/** Drain deadlines above this are refused. */
+const MAX_DRAIN_DEADLINE_SECONDS = 6 * 3600;
+
+;// CONCATENATED MODULE: ./src/proxy/runtime/control-routes.ts
+
 
 
 
 /** A store diff of a big job can list tens of thousands of paths. */
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
-const MAX_DEADLINE_SECONDS = 6 * 3600;
 async function readJsonBody(req) {
     const chunks = [];
     let size = 0;
@@ -50461,19 +50585,19 @@ async function handleControl(req, res, pathname, ctx) {
             throw methodNotAllowed(method, allowed);
     };
     switch (pathname) {
-        case '/_sluice/health':
+        case controlPath(ControlRoute.Health):
             expect('GET');
             return sendJson(res, 200, ctx.health());
-        case '/_sluice/stats':
+        case controlPath(ControlRoute.Stats):
             expect('GET');
             return sendJson(res, 200, ctx.stats.toJSON());
-        case '/_sluice/built':
+        case controlPath(ControlRoute.Built):
             expect('POST');
             return built(req, res, ctx);
-        case '/_sluice/drain':
+        case controlPath(ControlRoute.Drain):
             expect('POST');
             return drain(req, res, ctx);
-        case '/_sluice/shutdown':
+        case controlPath(ControlRoute.Shutdown):
             expect('POST');
             sendJson(res, 200, { shuttingDown: true });
             res.once('finish', ctx.shutdown);
@@ -50504,8 +50628,8 @@ async function drain(req, res, ctx) {
     const deadlineSeconds = body.deadlineSeconds;
     if (typeof deadlineSeconds !== 'number' ||
         !(deadlineSeconds >= 0) ||
-        deadlineSeconds > MAX_DEADLINE_SECONDS) {
-        throw new HttpError(400, `deadlineSeconds must be a number from 0 to ${MAX_DEADLINE_SECONDS}`, 'bad_request');
+        deadlineSeconds > MAX_DRAIN_DEADLINE_SECONDS) {
+        throw new HttpError(400, `deadlineSeconds must be a number from 0 to ${MAX_DRAIN_DEADLINE_SECONDS}`, 'bad_request');
     }
     const paths = storePathsField(body.paths, 'paths');
     const queue = ctx.queue;
@@ -50522,8 +50646,9 @@ async function drain(req, res, ctx) {
     sendJson(res, 200, ctx.stats.toJSON());
 }
 
-;// CONCATENATED MODULE: ./src/proxy/server.ts
+;// CONCATENATED MODULE: ./src/proxy/runtime/proxy-server.ts
 /** The daemon's HTTP server: loopback only, routing to the cache routes or the control endpoints. */
+
 
 
 
@@ -50539,7 +50664,7 @@ async function startProxyServer(host, port, routes, control, log) {
     const handle = async (req, res) => {
         const pathname = requestPath(req.url);
         try {
-            if (pathname.startsWith('/_sluice/'))
+            if (pathname.startsWith(CONTROL_PREFIX))
                 await handleControl(req, res, pathname, control);
             else if (!(await routes.handle(req, res, pathname))) {
                 throw new HttpError(404, `${pathname} is not served here`, 'not_found');
@@ -50569,8 +50694,7 @@ async function startProxyServer(host, port, routes, control, log) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/proxy/stats.ts
-/** The daemon's counters, reported as the stats JSON of the Action \u2194 daemon contract. */
+;// CONCATENATED MODULE: ./src/proxy/report/stats.ts
 /** Distinct error messages kept, so a long outage cannot grow the stats without bound. */
 const MAX_ERRORS = 50;
 class Stats {
@@ -50645,7 +50769,7 @@ class Stats {
 
 // EXTERNAL MODULE: external "node:util"
 var external_node_util_ = __nccwpck_require__(7975);
-;// CONCATENATED MODULE: ./src/proxy/store.ts
+;// CONCATENATED MODULE: ./src/proxy/push/local-store.ts
 /**
  * What the push engine asks of the local Nix store, through the real `nix` commands: path
  * metadata for a closure and the outputs of a derivation.
@@ -50724,12 +50848,23 @@ class LocalStore {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/token.ts
+;// CONCATENATED MODULE: ./src/proxy/upstream/clock.ts
+const systemClock = {
+    now: () => Date.now(),
+    setTimer(fn, ms) {
+        const timer = setTimeout(fn, ms);
+        timer.unref();
+        return () => clearTimeout(timer);
+    },
+};
+
+;// CONCATENATED MODULE: ./src/proxy/upstream/token-keeper.ts
 /**
  * Keeps the cache token fresh: before it expires, ask the runner for a new OIDC ID token (the call
  * `core.getIDToken` makes) and exchange it at the server. A failed refresh keeps the old token,
  * records the error and tries again later.
  */
+
 
 
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -50742,8 +50877,8 @@ function refreshDelay(remainingMs) {
         return 0;
     return remainingMs - Math.min(MAX_REFRESH_LEAD_MS, remainingMs / 4);
 }
-/** One JSON request with a bearer token; throws naming `what` on a non-200 or non-object answer. */
-async function requestJson(url, method, bearer, what) {
+/** One request with a bearer token; its body, or an error naming `what` on a non-200 answer. */
+async function requestText(url, method, bearer, what) {
     const response = await (0,undici/* request */.Em)(url, {
         method,
         headers: { authorization: `Bearer ${bearer}`, accept: 'application/json' },
@@ -50753,25 +50888,19 @@ async function requestJson(url, method, bearer, what) {
     if (response.statusCode !== 200) {
         throw new Error(`${what} answered HTTP ${response.statusCode}: ${text.slice(0, 200).trim()}`);
     }
-    try {
-        const json = JSON.parse(text);
-        if (typeof json === 'object' && json !== null)
-            return json;
-    }
-    catch {
-        // reported below
-    }
-    throw new Error(`${what} did not answer a JSON object`);
+    return text;
 }
 class TokenKeeper {
     options;
     token;
-    timer;
+    cancelTimer;
+    clock;
     inFlight;
     stopped = false;
     constructor(initial, options) {
         this.options = options;
         this.token = initial;
+        this.clock = options.clock ?? systemClock;
         options.secrets.add(initial.token);
         options.secrets.add(options.idTokenRequest?.token);
     }
@@ -50787,11 +50916,11 @@ class TokenKeeper {
     /** Schedules refreshes for as long as the daemon runs. */
     start() {
         if (this.canRefresh)
-            this.schedule(refreshDelay(this.token.expiresAt - Date.now()));
+            this.schedule(refreshDelay(this.token.expiresAt - this.clock.now()));
     }
     stop() {
         this.stopped = true;
-        clearTimeout(this.timer);
+        this.cancelTimer?.();
     }
     /** Gets a new token now (one refresh at a time); true when the token changed. */
     refresh() {
@@ -50805,11 +50934,8 @@ class TokenKeeper {
     schedule(delayMs) {
         if (this.stopped)
             return;
-        clearTimeout(this.timer);
-        this.timer = setTimeout(() => {
-            void this.refresh();
-        }, delayMs);
-        this.timer.unref();
+        this.cancelTimer?.();
+        this.cancelTimer = this.clock.setTimer(() => void this.refresh(), delayMs);
     }
     async doRefresh() {
         const { log, stats } = this.options;
@@ -50818,14 +50944,14 @@ class TokenKeeper {
             this.options.secrets.add(fresh.token);
             this.token = fresh;
             log.info({ expiresAt: new Date(fresh.expiresAt).toISOString() }, 'cache token refreshed');
-            this.schedule(refreshDelay(fresh.expiresAt - Date.now()));
+            this.schedule(refreshDelay(fresh.expiresAt - this.clock.now()));
             return true;
         }
         catch (e) {
             const message = `token refresh failed: ${e.message}`;
             stats.error(message);
             log.warn({ err: message }, 'token refresh failed; keeping the current token');
-            const remaining = this.token.expiresAt - Date.now();
+            const remaining = this.token.expiresAt - this.clock.now();
             this.schedule(Math.min(MAX_FAILED_RETRY_MS, Math.max(1000, remaining / 2)));
             return false;
         }
@@ -50834,7 +50960,16 @@ class TokenKeeper {
         const { url, token } = this.options.idTokenRequest;
         const target = new URL(url);
         target.searchParams.set('audience', this.options.audience);
-        const json = await requestJson(target, 'GET', token, 'the ID token request endpoint');
+        const text = await requestText(target, 'GET', token, 'the ID token request endpoint');
+        let json = null;
+        try {
+            json = JSON.parse(text);
+        }
+        catch {
+            // reported below
+        }
+        if (typeof json !== 'object' || json === null)
+            throw new Error('the ID token request endpoint did not answer a JSON object');
         if (typeof json.value !== 'string' || json.value === '') {
             throw new Error('the ID token request endpoint answered no token (no "value")');
         }
@@ -50842,16 +50977,13 @@ class TokenKeeper {
         return json.value;
     }
     async exchange(idToken) {
-        const url = `${this.options.server}/_api/v1/token`;
-        const json = await requestJson(url, 'POST', idToken, 'the token exchange');
-        if (typeof json.token !== 'string' || json.token === '') {
-            throw new Error('the token exchange answered no token');
-        }
-        return { token: json.token, expiresAt: parseExpiry(json.expires_at, 'expires_at') };
+        const url = `${this.options.server}${TOKEN_EXCHANGE_PATH}`;
+        const answer = parseTokenExchangeResponse(await requestText(url, 'POST', idToken, 'the token exchange'));
+        return { token: answer.token, expiresAt: Date.parse(answer.expiresAt) };
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/daemon.ts
+;// CONCATENATED MODULE: ./src/proxy/runtime/daemon-main.ts
 /**
  * The daemon's lifecycle: read the config, wire the parts, listen, announce readiness in
  * `<stateDir>/ready.json`, and shut down cleanly on `/_sluice/shutdown` or SIGTERM.
@@ -50867,28 +50999,25 @@ class TokenKeeper {
 
 
 
-/** Writes then renames, so a reader never sees half a file. */
-async function writeReadyFile(stateDir, port) {
-    const path = (0,external_node_path_.join)(stateDir, 'ready.json');
-    const tmp = `${path}.${process.pid}.tmp`;
-    await (0,promises_.writeFile)(tmp, JSON.stringify({ pid: process.pid, port }));
-    await (0,promises_.rename)(tmp, path);
-}
 async function startDaemon(config, options = {}) {
     const secrets = new Secrets();
     secrets.add(config.token);
     const log = createLogger(secrets, options.logDestination);
-    const { host, port } = parseListen(config.listen);
+    const { host, port } = parseDaemonListen(config.listen);
     await (0,promises_.mkdir)(config.stateDir, { recursive: true });
     let queue;
     const stats = new Stats(config.read, config.write, () => queue?.queued ?? 0);
-    const tokens = new TokenKeeper({ token: config.token, expiresAt: config.tokenExpiresAt ?? Infinity }, {
+    const tokens = new TokenKeeper({
+        token: config.token,
+        expiresAt: config.tokenExpiresAt === null ? Infinity : parseExpiry(config.tokenExpiresAt),
+    }, {
         server: config.server,
         audience: config.audience,
         idTokenRequest: config.idTokenRequest,
         secrets,
         stats,
         log,
+        ...(options.clock ? { clock: options.clock } : {}),
     });
     const server = new Upstream(config.server, {
         token: () => tokens.current(),
@@ -50931,7 +51060,7 @@ async function startDaemon(config, options = {}) {
         shutdown: () => void close().then(options.onShutdown),
     }, log);
     tokens.start();
-    await writeReadyFile(config.stateDir, proxy.port);
+    await writeReadyFile(config.stateDir, { pid: process.pid, port: proxy.port });
     log.info({
         port: proxy.port,
         server: config.server,
@@ -50948,7 +51077,7 @@ async function run(configPath = process.argv[2]) {
     }
     let daemon;
     try {
-        daemon = await startDaemon(await readConfig(configPath), { onShutdown: () => process.exit(0) });
+        daemon = await startDaemon(await readDaemonConfig(configPath), { onShutdown: () => process.exit(0) });
     }
     catch (e) {
         process.stdout.write(`${JSON.stringify({ level: 50, msg: 'daemon failed to start', err: e.message })}\n`);
