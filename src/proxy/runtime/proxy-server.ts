@@ -1,7 +1,7 @@
 /** The daemon's HTTP server: loopback only, routing to the cache routes or the control endpoints. */
-import { CONTROL_PREFIX } from '../../contracts/control-api.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { CONTROL_PREFIX } from '../../contracts/control-api.js';
 import { HttpError, sendError } from '../../contracts/http-error.js';
 import { handleControl, type ControlContext } from './control-routes.js';
 import type { Logger } from '../report/daemon-log.js';
