@@ -66,5 +66,4 @@ export function defaultConfig(): Config {
   };
 }
 
-/** A bad config file or flag: the message says where (`file:line: key.path: problem`). */
-export class ConfigError extends Error {}
+export { ConfigError } from './config-error.js';

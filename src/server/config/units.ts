@@ -1,6 +1,6 @@
 /** Values with units in the server's config: durations, sizes, listen addresses. */
-import { ListenError, parseHostPort } from '../../contracts/listen.js';
-import { ConfigError, type Listen } from './config-schema.js';
+import { ListenError, parseHostPort, type HostPort } from '../../contracts/listen.js';
+import { ConfigError } from './config-error.js';
 
 const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 const SIZE_UNITS: Record<string, number> = {
@@ -43,7 +43,7 @@ export function parseSize(value: unknown): number {
 }
 
 /** `host:port` or `[ipv6]:port` (the one listen grammar, src/contracts/listen.ts). */
-export function parseListen(value: unknown): Listen {
+export function parseListen(value: unknown): HostPort {
   try {
     return parseHostPort(value);
   } catch (error) {

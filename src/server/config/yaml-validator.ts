@@ -1,6 +1,6 @@
 /** Checks a parsed YAML document key by key; every problem is a ConfigError naming its file, line and key path. */
 import { isMap, isPair, isScalar, type Document, type LineCounter } from 'yaml';
-import { ConfigError } from './config-schema.js';
+import { ConfigError } from './config-error.js';
 
 export type Path = (string | number)[];
 
