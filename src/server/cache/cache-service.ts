@@ -15,8 +15,10 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore, SliceFilter } from '../storage/metadata-store.js';
 import { verifyNarUpload, type NarUploadName } from './nar-verifier.js';
 import { checkNarInfo } from './narinfo-check.js';
+import { lookupNarInfos } from './narinfo-lookup.js';
 import type { NarInfoSigner } from './narinfo-signer.js';
 import { checkSliceOwner, type Writer } from './slice-owner.js';
+import type { SliceRank } from './union-read.js';
 import { toNarFacts, type VerifiedNar } from './verified-nar.js';
 
 export interface CacheServiceDeps {
@@ -28,10 +30,13 @@ export interface CacheServiceDeps {
   log: Logger;
 }
 
-/** Who reads: the slices a request may see, and the slice it writes (HEAD answers from that one). */
+/** Who reads: the slices a request may see and their precedence, and the slice it writes (HEAD answers from that one). */
 export interface Reader {
   canRead: SliceFilter;
+  rank: SliceRank;
   write: string | null;
+  /** The write slice is a template's: it holds it only while bound to the reader (or unbound). */
+  bindWrite: boolean;
 }
 
 /** A NAR upload: its blob key, compression and the hash its name states. */
@@ -50,14 +55,14 @@ export class CacheService {
 
   /** The signed narinfo of `hashPart` in a readable slice, or undefined. */
   async narInfo(hashPart: string, reader: Reader): Promise<string | undefined> {
-    const record = await this.deps.meta.findNarInfo(hashPart, reader.canRead);
+    const record = (await lookupNarInfos(this.deps, reader, [hashPart])).get(hashPart);
     this.deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
     return record ? this.deps.narinfoSigner.sign(record.narinfo) : undefined;
   }
 
   /** The signed narinfos of the readable hits among `hashParts`. */
   async narInfos(hashParts: string[], reader: Reader): Promise<Record<string, string>> {
-    const records = await this.deps.meta.findNarInfos(hashParts, reader.canRead);
+    const records = await lookupNarInfos(this.deps, reader, hashParts);
     const narinfos: Record<string, string> = {};
     for (const [hashPart, record] of records)
       narinfos[hashPart] = this.deps.narinfoSigner.sign(record.narinfo);
@@ -75,9 +80,19 @@ export class CacheService {
    */
   async narVisible(reader: Reader, key: string, head: boolean): Promise<boolean> {
     const { meta } = this.deps;
-    const ownUpload = reader.write !== null && (await meta.uploadedNar(reader.write, key)) !== null;
+    const ownUpload =
+      reader.write !== null &&
+      (await meta.uploadedNar(reader.write, key)) !== null &&
+      (await this.holdsWriteSlice(reader, reader.write));
     if (head && reader.write !== null) return ownUpload;
     return ownUpload || (await meta.isNarReadable(key, reader.canRead));
+  }
+
+  /** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
+  private async holdsWriteSlice(reader: Reader, slice: string): Promise<boolean> {
+    if (!reader.bindWrite) return true;
+    const owner = await this.deps.meta.sliceOwner(slice);
+    return owner === null || reader.rank(slice, owner) === 0;
   }
 
   get blobs(): BlobStore {
