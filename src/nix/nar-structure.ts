@@ -91,12 +91,9 @@ export class NarStructureChecker {
 
   /** Throws unless the bytes so far are one whole NAR. */
   end(): void {
-    if (!this.finished) {
-      throw new NarFormatError(
-        this.size === 0 ? 'the upload is empty, not a NAR' : `the NAR is cut off after ${this.size} bytes`,
-        this.size === 0 ? 'not_a_nar' : 'bad_nar',
-      );
-    }
+    if (this.finished) return;
+    if (this.expect === 'magic') this.fail('cut off');
+    throw new NarFormatError(`the NAR is cut off after ${this.size} bytes`, 'bad_nar');
   }
 
   private fail(message: string): never {

@@ -78,7 +78,7 @@ export async function getNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
   const record = await deps.meta.findNarInfo(hashPart, access.canRead);
   deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
   if (!record) throw notFound(`${hashPart}.narinfo`);
-  const body = deps.narinfoSigner.sign(record.narinfo);
+  const body = deps.narinfoSigner.served(record);
   send(
     request.res,
     200,
@@ -358,14 +358,16 @@ export async function putNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
   };
   const { identity } = access;
   const now = new Date();
-  const storedText = serializeNarInfo(stored);
+  // Signed once here, so the lookups that follow (the rest of this job, the next jobs) need not.
+  const signed = deps.narinfoSigner.signForStorage(serializeNarInfo(stored));
   const outcome = await deps.meta.putNarInfo(
     {
       slice,
       hashPart,
       storePath: info.storePath,
       narKey: facts.key,
-      narinfo: storedText,
+      narinfo: signed.narinfo,
+      signedBy: signed.signedBy,
       createdAt: now,
     },
     {
@@ -381,7 +383,5 @@ export async function putNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
     { slice, storePath: info.storePath, stored: outcome, repository: identity.repository },
     'narinfo uploaded',
   );
-  // Signed once here, so the lookups that follow (the rest of this job, the next jobs) need not.
-  if (outcome === 'created') deps.narinfoSigner.sign(storedText);
   send(res, outcome === 'created' ? 201 : 200, {});
 }

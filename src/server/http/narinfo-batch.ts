@@ -67,7 +67,7 @@ export async function postNarInfos(
   );
   const records = await deps.meta.findNarInfos(hashParts, access.canRead);
   const narinfos: Record<string, string> = {};
-  for (const [hashPart, record] of records) narinfos[hashPart] = deps.narinfoSigner.sign(record.narinfo);
+  for (const [hashPart, record] of records) narinfos[hashPart] = deps.narinfoSigner.served(record);
   if (records.size > 0) deps.metrics.narinfoLookups.inc({ result: 'hit' }, records.size);
   if (hashParts.length > records.size)
     deps.metrics.narinfoLookups.inc({ result: 'miss' }, hashParts.length - records.size);

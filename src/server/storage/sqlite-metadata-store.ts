@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS narinfos (
   narinfo TEXT NOT NULL, created_at INTEGER NOT NULL,
   PRIMARY KEY (slice, hash_part)
 );
-CREATE INDEX IF NOT EXISTS narinfos_by_hash ON narinfos (hash_part);
+CREATE INDEX IF NOT EXISTS narinfos_by_hash_slice ON narinfos (hash_part, slice);
+DROP INDEX IF EXISTS narinfos_by_hash;
 CREATE INDEX IF NOT EXISTS narinfos_by_nar ON narinfos (nar_key);
 CREATE TABLE IF NOT EXISTS slices (
   name TEXT PRIMARY KEY, repository_id TEXT NOT NULL, repository_owner_id TEXT NOT NULL,
@@ -40,6 +41,7 @@ const str = (v: unknown): string => String(v);
 const optional = (v: unknown): string | undefined => (v === null || v === undefined ? undefined : String(v));
 
 function narInfoRecord(row: Row): NarInfoRecord {
+  const signedBy = optional(row.signed_by);
   return {
     slice: str(row.slice),
     hashPart: str(row.hash_part),
@@ -47,6 +49,7 @@ function narInfoRecord(row: Row): NarInfoRecord {
     narKey: str(row.nar_key),
     narinfo: str(row.narinfo),
     createdAt: new Date(Number(row.created_at)),
+    ...(signedBy === undefined ? {} : { signedBy }),
   };
 }
 
@@ -60,6 +63,8 @@ function isOlder(row: Row, than: NarInfoRecord): boolean {
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: DatabaseSync;
   private readonly statements = new Map<string, StatementSync>();
+  /** The filter of the query running now, for `sluice_readable(slice)` (queries run synchronously). */
+  private readable: SliceFilter = () => false;
 
   constructor(path: string) {
     this.db = new DatabaseSync(path);
@@ -69,6 +74,27 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
     this.db.exec(SCHEMA);
     this.addFileHashColumn();
+    this.addColumn('narinfos', 'signed_by', 'TEXT');
+    // Slices are filtered inside the query, on the (hash_part, slice) index: a narinfo in a slice the
+    // reader cannot see is never read, so it costs (and times) like one that does not exist.
+    this.db.function('sluice_readable', (slice) => (this.readable(String(slice)) ? 1 : 0));
+  }
+
+  /** Runs `query` with `readable` as the filter `sluice_readable(slice)` applies. */
+  private filtered<T>(readable: SliceFilter, query: () => T): T {
+    this.readable = readable;
+    try {
+      return query();
+    } finally {
+      this.readable = () => false;
+    }
+  }
+
+  private addColumn(table: string, column: string, type: string): void {
+    const columns = this.db.prepare(`PRAGMA table_info(${table})`).all() as Row[];
+    if (!columns.some((existing) => existing.name === column)) {
+      this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+    }
   }
 
   /**
@@ -127,8 +153,8 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.exec('BEGIN IMMEDIATE');
     try {
       const inserted = this.sql(
-        `INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at)
-           VALUES (?, ?, ?, ?, ?, ?)`,
+        `INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ).run(
         record.slice,
         record.hashPart,
@@ -136,6 +162,7 @@ export class SqliteMetadataStore implements MetadataStore {
         record.narKey,
         record.narinfo,
         +record.createdAt,
+        record.signedBy ?? null,
       );
       if (inserted.changes === 0) {
         this.db.exec('ROLLBACK');
@@ -166,10 +193,11 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async findNarInfo(hashPart: string, readable: SliceFilter): Promise<NarInfoRecord | null> {
-    const rows = this.sql('SELECT * FROM narinfos WHERE hash_part = ? ORDER BY created_at, slice').all(
-      hashPart,
-    ) as Row[];
-    const row = rows.find((r) => readable(str(r.slice)));
+    const row = this.filtered(readable, () =>
+      this.sql(
+        'SELECT * FROM narinfos WHERE hash_part = ? AND sluice_readable(slice) ORDER BY created_at, slice LIMIT 1',
+      ).get(hashPart),
+    ) as Row | undefined;
     return row ? narInfoRecord(row) : null;
   }
 
@@ -180,12 +208,13 @@ export class SqliteMetadataStore implements MetadataStore {
     // One statement for the batch: the hash parts go in as one JSON array (no SQL built from input).
     // No ORDER BY (a temporary B-tree per batch): the oldest readable row per hash part is picked
     // here, as findNarInfo's order does.
-    const rows = this.sql('SELECT * FROM narinfos WHERE hash_part IN (SELECT value FROM json_each(?))').all(
-      JSON.stringify(hashParts),
+    const rows = this.filtered(readable, () =>
+      this.sql(
+        'SELECT * FROM narinfos WHERE hash_part IN (SELECT value FROM json_each(?)) AND sluice_readable(slice)',
+      ).all(JSON.stringify(hashParts)),
     ) as Row[];
     const found = new Map<string, NarInfoRecord>();
     for (const row of rows) {
-      if (!readable(str(row.slice))) continue;
       const hashPart = str(row.hash_part);
       const earlier = found.get(hashPart);
       if (earlier && !isOlder(row, earlier)) continue;
