@@ -302,7 +302,7 @@ describe('NAR decompression', () => {
       greedy,
     ]);
     await expect(hashNar(createReadStream(greedy), 'xz')).rejects.toThrow(
-      /xz decompression failed: .*Memory usage limit/,
+      /xz data needs more memory to decompress than the limit of 256 MiB/,
     );
     const unread = Readable.from([Buffer.from('x')]);
     await expect(hashNar(unread, 'lz4')).rejects.toThrow("unsupported compression 'lz4'");
