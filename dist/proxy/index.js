@@ -47987,20 +47987,31 @@ var external_node_zlib_ = __nccwpck_require__(8522);
  * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
  * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
  * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
+ *
+ * For uploads the walk also refuses what a NAR file has no use for: skippable frames (padding that
+ * would be stored and served) and frames whose window needs more memory than allowed.
  */
 
 const ZSTD_MAGIC = 0xfd2fb528;
 const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
 const SKIPPABLE_MAGIC = 0x184d2a50;
 // Units whose bytes are parsed (the others are only counted).
-const PARSED = new Set(['magic', 'descriptor', 'blockHeader', 'skipSize']);
+const PARSED = new Set(['magic', 'descriptor', 'headerRest', 'blockHeader', 'skipSize']);
 const DICT_ID_BYTES = (/* unused pure expression or super */ null && ([0, 1, 2, 4]));
 const CONTENT_SIZE_BYTES = (/* unused pure expression or super */ null && ([0, 2, 4, 8]));
 class ZstdFrameError extends (/* unused pure expression or super */ null && (Error)) {
 }
+/** A frame asks for a larger window (decoder memory) than `maxWindowBytes`. */
+class ZstdWindowError extends (/* unused pure expression or super */ null && (ZstdFrameError)) {
+}
+/** A skippable frame where `refuseSkippable` is set. */
+class ZstdSkippableFrameError extends (/* unused pure expression or super */ null && (ZstdFrameError)) {
+}
+const MiB = (/* unused pure expression or super */ null && (1024 * 1024));
+const mib = (bytes) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
 /** A Transform over ZstdFrameScanner: what it emits, it pushes. */
 class zstd_frames_ZstdFrameSplitter extends (/* unused pure expression or super */ null && (Transform)) {
-    scanner = new zstd_frames_ZstdFrameScanner();
+    scanner = new ZstdFrameScanner();
     _transform(chunk, _encoding, callback) {
         try {
             this.scanner.split(chunk, (piece) => this.push(piece));
@@ -48026,11 +48037,16 @@ class zstd_frames_ZstdFrameSplitter extends (/* unused pure expression or super 
  * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
  * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
  */
-class zstd_frames_ZstdFrameScanner {
+class ZstdFrameScanner {
+    rules;
     unit = 'magic';
     need = 4;
     parsed = [];
     checksum = false;
+    singleSegment = false;
+    dictIdBytes = 0;
+    /** Where the current frame began, for messages. */
+    frameStart = 0;
     lastBlock = false;
     /** Bytes of input consumed so far, for error messages. */
     position = 0;
@@ -48038,6 +48054,9 @@ class zstd_frames_ZstdFrameScanner {
     forwarding = false;
     /** Where the current `split` call emits (advance() emits a frame's magic number). */
     emit = () => undefined;
+    constructor(rules = {}) {
+        this.rules = rules;
+    }
     /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
     split(chunk, emit) {
         this.emit = emit;
@@ -48079,14 +48098,19 @@ class zstd_frames_ZstdFrameScanner {
         switch (this.unit) {
             case 'magic': {
                 const magic = bytes.readUInt32LE(0);
+                this.frameStart = this.position - 4;
                 if (magic === ZSTD_MAGIC) {
                     this.emit(bytes);
                     this.forwarding = true;
                     return this.next('descriptor', 1);
                 }
-                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC)
+                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) {
+                    if (this.rules.refuseSkippable) {
+                        throw new ZstdSkippableFrameError(`zstd skippable frame at byte ${this.frameStart}: padding is not accepted in a NAR file`);
+                    }
                     return this.next('skipSize', 4);
-                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.position - 4}`);
+                }
+                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.frameStart}`);
             }
             case 'descriptor': {
                 const d = bytes[0];
@@ -48095,12 +48119,15 @@ class zstd_frames_ZstdFrameScanner {
                 const singleSegment = (d >> 5) & 1;
                 const contentSizeFlag = d >> 6;
                 this.checksum = ((d >> 2) & 1) === 1;
+                this.singleSegment = singleSegment === 1;
+                this.dictIdBytes = DICT_ID_BYTES[d & 3];
                 const rest = (singleSegment ? 0 : 1) +
                     DICT_ID_BYTES[d & 3] +
                     (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
                 return this.next('headerRest', rest);
             }
             case 'headerRest':
+                this.checkWindow(bytes);
                 return this.next('blockHeader', 3);
             case 'blockHeader': {
                 const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
@@ -48122,6 +48149,31 @@ class zstd_frames_ZstdFrameScanner {
                 return this.next('skipContent', bytes.readUInt32LE(0));
             case 'skipContent':
                 return this.endFrame();
+        }
+    }
+    /** The window the frame header declares (RFC 8878 3.1.1.1.2), against `maxWindowBytes`. */
+    checkWindow(rest) {
+        const max = this.rules.maxWindowBytes;
+        if (max === undefined)
+            return;
+        let window;
+        if (this.singleSegment) {
+            // No window descriptor: the window is the whole content, whose size follows the dictionary id.
+            const sizeBytes = rest.subarray(this.dictIdBytes);
+            window =
+                sizeBytes.length === 2
+                    ? sizeBytes.readUInt16LE(0) + 256
+                    : sizeBytes.length === 8
+                        ? Number(sizeBytes.readBigUInt64LE(0))
+                        : sizeBytes.readUIntLE(0, sizeBytes.length);
+        }
+        else {
+            const descriptor = rest[0];
+            const base = 2 ** (10 + (descriptor >> 3));
+            window = base + (base / 8) * (descriptor & 7);
+        }
+        if (window > max) {
+            throw new ZstdWindowError(`zstd frame at byte ${this.frameStart} needs a ${mib(window)} window to decompress, over the limit of ${mib(max)}`);
         }
     }
     next(unit, need) {
@@ -48161,7 +48213,12 @@ const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
 const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
 class CompressionError extends Error {
 }
-const XZ_DECOMPRESS_MEMLIMIT = '256MiB';
+/** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
+class DecompressionMemoryError extends (/* unused pure expression or super */ null && (CompressionError)) {
+}
+/** Without a stated limit: xz -9 needs 65 MiB to decompress; a file asking for far more is refused. */
+const XZ_DECOMPRESS_MEMLIMIT = (/* unused pure expression or super */ null && (256 * 1024 * 1024));
+const nar_mib = (bytes) => `${Math.round((bytes / 2 ** 20) * 10) / 10} MiB`;
 function checkCompression(compression) {
     if (!NAR_COMPRESSIONS.includes(compression)) {
         throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
@@ -48171,11 +48228,15 @@ function checkCompression(compression) {
 /** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
 class ProcessStream extends external_node_stream_.Duplex {
     what;
+    explain;
     child;
     stderr = '';
-    constructor(command, args, what) {
+    constructor(command, args, what, 
+    /** Turns the program's stderr into a more specific error, where it recognises one. */
+    explain = () => undefined) {
         super();
         this.what = what;
+        this.explain = explain;
         this.child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
         // EPIPE when the program quits early (corrupt input): its exit status tells why.
         this.child.stdin.on('error', () => { });
@@ -48199,7 +48260,7 @@ class ProcessStream extends external_node_stream_.Duplex {
                 this.push(null);
             else {
                 const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
-                this.destroy(new CompressionError(`${this.what} failed: ${detail}`));
+                this.destroy(this.explain(this.stderr) ?? new CompressionError(`${this.what} failed: ${detail}`));
             }
         });
     }
@@ -48227,17 +48288,30 @@ class ProcessStream extends external_node_stream_.Duplex {
  * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
  */
 const ZSTD_CHUNK_BYTES = 256 * 1024;
+/** Node's zstd decoder, its window bounded by `maxMemory` (default: zstd's own limit, 128 MiB). */
+function createZstdDecoder(maxMemory) {
+    const windowLogMax = maxMemory === undefined ? undefined : Math.min(31, Math.max(10, Math.floor(Math.log2(maxMemory))));
+    return createZstdDecompress({
+        chunkSize: ZSTD_CHUNK_BYTES,
+        ...(windowLogMax === undefined ? {} : { params: { [zlibConstants.ZSTD_d_windowLogMax]: windowLogMax } }),
+    });
+}
+/** The `xz` program decompressing within `maxMemory`, on one thread (one dictionary per upload). */
+function createXzDecoder(maxMemory = XZ_DECOMPRESS_MEMLIMIT) {
+    return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', '--threads=1', `--memlimit-decompress=${maxMemory}`], 'xz decompression', (stderr) => /memory usage limit reached/i.test(stderr)
+        ? new DecompressionMemoryError(`xz data needs more memory to decompress than the limit of ${nar_mib(maxMemory)} (its dictionary is larger)`)
+        : undefined);
+}
 /** A stream that turns a compressed NAR file back into the NAR. */
-function createDecompressor(compression) {
+function createDecompressor(compression, options = {}) {
     switch (checkCompression(compression)) {
         case 'none':
             return new PassThrough();
         case 'zstd':
             // Node's decoder alone drops frames that follow another in the same chunk: split them first.
-            return new ZstdFrameSplitter().compose(createZstdDecompress({ chunkSize: ZSTD_CHUNK_BYTES }));
+            return new ZstdFrameSplitter().compose(createZstdDecoder(options.maxMemory));
         case 'xz':
-            // xz -9 needs 65 MiB to decompress; a file asking for far more is refused, not obeyed.
-            return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', `--memlimit-decompress=${XZ_DECOMPRESS_MEMLIMIT}`], 'xz decompression');
+            return createXzDecoder(options.maxMemory);
     }
 }
 /**
@@ -48295,106 +48369,6 @@ class HashingStream extends (/* unused pure expression or super */ null && (Tran
         if (this.result === undefined)
             throw new Error('HashingStream.hash() is only known once the stream has ended');
         return this.result;
-    }
-}
-function createNarHasher(compression) {
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new PlainNarHasher();
-        case 'zstd': {
-            // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
-            const scanner = new ZstdFrameScanner();
-            return new StreamNarHasher(createZstdDecompress({ chunkSize: ZSTD_CHUNK_BYTES }), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
-        }
-        case 'xz':
-            // The program's stdin may still hold a written chunk after its callback: it gets a copy.
-            return new StreamNarHasher(createDecompressor('xz'), (chunk, write) => write(Buffer.from(chunk)));
-    }
-}
-class PlainNarHasher {
-    hasher = createHash('sha256');
-    size = 0;
-    write(chunk) {
-        this.hasher.update(chunk);
-        this.size += chunk.length;
-        return Promise.resolve();
-    }
-    end() {
-        return Promise.resolve({ narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size });
-    }
-    destroy() { }
-}
-/** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
-class StreamNarHasher {
-    decompressor;
-    feed;
-    checkEnd;
-    hasher = createHash('sha256');
-    size = 0;
-    failure;
-    /** Settles the promise of the write in progress. */
-    settle;
-    constructor(decompressor, 
-    /** Writes `chunk` into the decompressor, in one or more pieces. */
-    feed, 
-    /** Throws if the input so far cannot be a whole file. */
-    checkEnd = () => undefined) {
-        this.decompressor = decompressor;
-        this.feed = feed;
-        this.checkEnd = checkEnd;
-        decompressor.on('data', (chunk) => {
-            this.hasher.update(chunk);
-            this.size += chunk.length;
-        });
-        decompressor.on('error', (error) => this.fail(error));
-        decompressor.on('close', () => {
-            if (!decompressor.readableEnded)
-                this.fail(new Error('the decompressor closed early'));
-        });
-    }
-    fail(error) {
-        this.failure ??= error;
-        this.settle?.(this.failure);
-    }
-    write(chunk) {
-        if (this.failure)
-            return Promise.reject(this.failure);
-        const pieces = [];
-        try {
-            this.feed(chunk, (piece) => pieces.push(piece));
-        }
-        catch (error) {
-            this.failure ??= error;
-            return Promise.reject(this.failure);
-        }
-        if (pieces.length === 0)
-            return Promise.resolve();
-        return new Promise((resolve, reject) => {
-            this.settle = (error) => {
-                this.settle = undefined;
-                if (error)
-                    reject(error);
-                else
-                    resolve();
-            };
-            // Write callbacks run in order: the last one means every piece is consumed.
-            for (const [i, piece] of pieces.entries()) {
-                this.decompressor.write(piece, i === pieces.length - 1 ? (error) => this.settle?.(error) : undefined);
-            }
-        });
-    }
-    async end() {
-        if (this.failure)
-            throw this.failure;
-        this.checkEnd();
-        this.decompressor.end();
-        await finished(this.decompressor);
-        if (this.failure)
-            throw this.failure;
-        return { narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size };
-    }
-    destroy() {
-        this.decompressor.destroy();
     }
 }
 /** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */
