@@ -86,7 +86,7 @@ describe('two jobs through the Action', () => {
     expect(built).toEqual([paths.a, paths.b, paths.up, paths.skip]);
 
     // The post-build hook told the daemon, which pushes in the background, before any post step.
-    expect(await pushedInBackground(server, main.outputs.substituter!, [paths.a, paths.b])).toBe(true);
+    expect(await pushedInBackground(server, job, [paths.a, paths.b])).toBe(true);
 
     const post = await job.runPost();
     expect(post.exitCode).toBe(0);

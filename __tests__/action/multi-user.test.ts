@@ -70,7 +70,7 @@ describe('with a Nix daemon running the builds', () => {
     await startNixDaemon();
     const [built] = await job.nixBuild(derivationExpr('sluice-e2e-multi-user', salt()));
     // The daemon ran the post-build hook: the path is pushed during the job, before the post step.
-    expect(await pushedInBackground(server, main.outputs.substituter!, [built!])).toBe(true);
+    expect(await pushedInBackground(server, job, [built!])).toBe(true);
 
     const post = await job.runPost();
     expect(post.exitCode).toBe(0);
