@@ -21,6 +21,9 @@ let issuer: OidcIssuer;
 let hostile: Server;
 let hostileUrl: string;
 
+// Bundling the Action from the sources takes minutes on a loaded machine.
+const BUNDLE_TIMEOUT_MS = 600_000;
+
 beforeAll(async () => {
   dist = buildActionBundles();
   issuer = await startOidcIssuer();
@@ -39,7 +42,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => hostile.listen(0, '127.0.0.1', resolve));
   hostileUrl = `http://127.0.0.1:${(hostile.address() as { port: number }).port}`;
-});
+}, BUNDLE_TIMEOUT_MS);
 afterAll(async () => {
   await new Promise((resolve) => hostile?.close(resolve));
   await issuer?.close();

@@ -18,10 +18,13 @@ import { derivationExpr, hashPart, onServer, pushedInBackground } from './suppor
 let dist: string;
 let server: TestServer;
 
+// Bundling the Action from the sources takes minutes on a loaded machine.
+const BUNDLE_TIMEOUT_MS = 600_000;
+
 beforeAll(async () => {
   dist = buildActionBundles();
   server = await startTestServer();
-});
+}, BUNDLE_TIMEOUT_MS);
 afterAll(async () => {
   await server?.close();
 });
