@@ -47492,35 +47492,128 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7350);
+/* harmony import */ var _proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3521);
 
-await (0,_proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
+await (0,_proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .eF)();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 7350:
+/***/ 3521:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  e: () => (/* binding */ run)
+  eF: () => (/* binding */ run)
 });
 
-// UNUSED EXPORTS: startDaemon
+// UNUSED EXPORTS: removeSecretFiles, startDaemon
 
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: ./src/http/errors.ts
+class HttpError extends Error {
+    status;
+    reason;
+    headers;
+    constructor(status, message, 
+    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
+    reason = 'error', headers = {}) {
+        super(message);
+        this.status = status;
+        this.reason = reason;
+        this.headers = headers;
+    }
+}
+/**
+ * Answers with the error's status and a plain-text message. When headers were already sent the
+ * response cannot change status any more, so it is destroyed instead.
+ */
+function sendError(res, error) {
+    const status = error instanceof HttpError ? error.status : 500;
+    const message = error instanceof HttpError ? error.message : 'internal server error';
+    if (res.headersSent) {
+        res.destroy(error instanceof Error ? error : undefined);
+        return;
+    }
+    const body = `${message}\n`;
+    res.writeHead(status, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        ...(error instanceof HttpError ? error.headers : {}),
+    });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+;// CONCATENATED MODULE: ./src/proxy/auth.ts
+/**
+ * Who may talk to the daemon. The port is reachable by every local process, fixed-output
+ * derivations included (they share the host's network), so every request carries a per-job
+ * credential: the cache routes live under a secret path prefix (Nix sends it as part of the
+ * substituter URL, which only a 0600 file holds), the control routes need a second secret as
+ * `Authorization: Bearer` (read by the post-build hook and the post step from a 0600 file).
+ * Anything else gets a 401 before any other work, and never reaches the cache server.
+ */
+
+
+/** What a per-job secret looks like: URL-safe, at least 192 bits of base64url. */
+const SECRET_PATTERN = /^[A-Za-z0-9_-]{32,128}$/;
+function digest(value) {
+    return (0,external_node_crypto_.createHash)('sha256').update(value).digest();
+}
+/** Equal strings, in time that does not depend on where they differ. */
+function sameSecret(given, expected) {
+    return (0,external_node_crypto_.timingSafeEqual)(digest(given), expected);
+}
+class RequestGate {
+    cachePrefix;
+    controlSecret;
+    constructor(auth) {
+        this.cachePrefix = digest(auth.cachePrefix);
+        this.controlSecret = digest(auth.controlSecret);
+    }
+    /** Throws a 401 unless the control request carries the control secret. */
+    checkControl(req) {
+        const header = req.headers.authorization ?? '';
+        const match = /^Bearer (\S+)$/.exec(header);
+        if (!match) {
+            throw unauthorized("the proxy's control routes need the job's control secret as `Authorization: Bearer`; this request has none", 'Bearer realm="sluice-proxy"');
+        }
+        if (!sameSecret(match[1], this.controlSecret)) {
+            throw unauthorized("the control secret in this request is not this job's", 'Bearer realm="sluice-proxy", error="invalid_token"');
+        }
+    }
+    /**
+     * The cache route inside a request path (`/<prefix>/nar/x.nar` \u2192 `/nar/x.nar`), or a 401 when
+     * the path does not start with the job's prefix. The secret never travels further than here.
+     */
+    cachePath(pathname) {
+        const end = pathname.indexOf('/', 1);
+        const prefix = end === -1 ? pathname.slice(1) : pathname.slice(1, end);
+        if (end === -1 || !sameSecret(prefix, this.cachePrefix)) {
+            throw unauthorized("this proxy serves the binary cache only under the job's secret path (the substituter URL Sluice put in Nix's configuration); this request is not under it");
+        }
+        return pathname.slice(end);
+    }
+}
+function unauthorized(message, challenge) {
+    return new HttpError(401, message, 'unauthorized', challenge ? { 'www-authenticate': challenge } : {});
+}
+
 ;// CONCATENATED MODULE: ./src/proxy/config.ts
 /**
  * The daemon's config file, written by the Action's main step (mode 0600: it holds the token).
  * Parsed strictly: a bad file is a clear error naming the field, before anything starts.
  */
+
+
 
 class ConfigError extends Error {
 }
@@ -47629,6 +47722,31 @@ function parsePush(value) {
     }
     return push;
 }
+function parseAuth(value) {
+    if (!isRecord(value))
+        throw new ConfigError('auth must be an object { cachePrefix, controlSecret }');
+    const auth = {
+        cachePrefix: requireString(value, 'cachePrefix', 'auth.'),
+        controlSecret: requireString(value, 'controlSecret', 'auth.'),
+    };
+    for (const [key, secret] of Object.entries(auth)) {
+        if (!SECRET_PATTERN.test(secret)) {
+            throw new ConfigError(`auth.${key} must be 32 to 128 characters of base64url`);
+        }
+    }
+    if (auth.cachePrefix === auth.controlSecret) {
+        throw new ConfigError('auth.cachePrefix and auth.controlSecret must differ');
+    }
+    return auth;
+}
+function parseSecretFiles(value) {
+    if (value === undefined)
+        return [];
+    if (!Array.isArray(value) || value.some((f) => typeof f !== 'string' || !(0,external_node_path_.isAbsolute)(f))) {
+        throw new ConfigError('secretFiles must be an array of absolute paths');
+    }
+    return value;
+}
 function parseConfig(value) {
     if (!isRecord(value))
         throw new ConfigError('config must be a JSON object');
@@ -47644,6 +47762,8 @@ function parseConfig(value) {
         stateDir: requireString(value, 'stateDir'),
         read: Array.isArray(value.read) ? value.read.filter((s) => typeof s === 'string') : [],
         write: typeof value.write === 'string' ? value.write : null,
+        auth: parseAuth(value.auth),
+        secretFiles: parseSecretFiles(value.secretFiles),
     };
     if (config.token !== null)
         config.tokenExpiresAt = parseExpiry(value.tokenExpiresAt);
@@ -47870,8 +47990,6 @@ class store_path_StorePath {
     }
 }
 
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/nix/hash.ts
 /** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
 
@@ -49675,40 +49793,6 @@ class PushQueue {
     }
 }
 
-;// CONCATENATED MODULE: ./src/http/errors.ts
-class HttpError extends Error {
-    status;
-    reason;
-    headers;
-    constructor(status, message, 
-    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
-    reason = 'error', headers = {}) {
-        super(message);
-        this.status = status;
-        this.reason = reason;
-        this.headers = headers;
-    }
-}
-/**
- * Answers with the error's status and a plain-text message. When headers were already sent the
- * response cannot change status any more, so it is destroyed instead.
- */
-function sendError(res, error) {
-    const status = error instanceof HttpError ? error.status : 500;
-    const message = error instanceof HttpError ? error.message : 'internal server error';
-    if (res.headersSent) {
-        res.destroy(error instanceof Error ? error : undefined);
-        return;
-    }
-    const body = `${message}\n`;
-    res.writeHead(status, {
-        'content-type': 'text/plain; charset=utf-8',
-        'content-length': Buffer.byteLength(body),
-        ...(error instanceof HttpError ? error.headers : {}),
-    });
-    res.end(res.req.method === 'HEAD' ? undefined : body);
-}
-
 ;// CONCATENATED MODULE: ./src/proxy/batcher.ts
 /**
  * Coalesces lookups into batches: keys asked in the same event-loop turn, or while the batches in
@@ -50509,18 +50593,32 @@ function requestPath(target = '/') {
     const query = target.indexOf('?');
     return query === -1 ? target : target.slice(0, query);
 }
-async function startProxyServer(host, port, routes, control, log) {
+async function startProxyServer(host, port, routes, control, gate, log) {
+    let refusals = 0;
     const handle = async (req, res) => {
-        const pathname = requestPath(req.url);
+        const target = requestPath(req.url);
+        // Until the request is authenticated its path is only the caller's word: logs never show it.
+        let pathname = '(unauthenticated)';
         try {
-            if (pathname.startsWith('/_sluice/'))
+            if (target.startsWith('/_sluice/')) {
+                gate.checkControl(req);
+                pathname = target;
                 await handleControl(req, res, pathname, control);
-            else if (!(await routes.handle(req, res, pathname))) {
-                throw new HttpError(404, `${pathname} is not served here`, 'not_found');
+            }
+            else {
+                pathname = gate.cachePath(target);
+                if (!(await routes.handle(req, res, pathname))) {
+                    throw new HttpError(404, `${pathname} is not served here`, 'not_found');
+                }
             }
         }
         catch (e) {
-            if (!(e instanceof HttpError))
+            if (e instanceof HttpError && e.status === 401) {
+                // A few lines say someone tried; a flood of attempts cannot flood the log.
+                if (++refusals <= 20)
+                    log.warn({ method: req.method, err: e.message }, 'refused a request');
+            }
+            else if (!(e instanceof HttpError))
                 log.error({ err: e.message, path: pathname }, 'request failed');
             sendError(res, e);
         }
@@ -50841,6 +50939,7 @@ class TokenKeeper {
 
 
 
+
 /** Writes then renames, so a reader never sees half a file. */
 async function writeReadyFile(stateDir, port) {
     const path = (0,external_node_path_.join)(stateDir, 'ready.json');
@@ -50848,9 +50947,15 @@ async function writeReadyFile(stateDir, port) {
     await (0,promises_.writeFile)(tmp, JSON.stringify({ pid: process.pid, port }));
     await (0,promises_.rename)(tmp, path);
 }
+/** Deletes the files that hold the job's secrets: they are no use once the daemon is gone. */
+async function removeSecretFiles(files) {
+    await Promise.all(files.map((file) => (0,promises_.rm)(file, { force: true }).catch(() => undefined)));
+}
 async function startDaemon(config, options = {}) {
     const secrets = new Secrets();
     secrets.add(config.token);
+    secrets.add(config.auth.cachePrefix);
+    secrets.add(config.auth.controlSecret);
     const log = createLogger(secrets, options.logDestination);
     const { host, port } = parseListen(config.listen);
     await (0,promises_.mkdir)(config.stateDir, { recursive: true });
@@ -50888,6 +50993,7 @@ async function startDaemon(config, options = {}) {
         await queue?.close();
         routes.close();
         await Promise.all([proxy.close(), server.destroy()]);
+        await removeSecretFiles(config.secretFiles);
         log.flush();
     })());
     const proxy = await startProxyServer(host, port, routes, {
@@ -50903,7 +51009,7 @@ async function startDaemon(config, options = {}) {
             tokenExpiresAt: Number.isFinite(tokens.expiresAt) ? new Date(tokens.expiresAt).toISOString() : null,
         }),
         shutdown: () => void close().then(options.onShutdown),
-    }, log);
+    }, new RequestGate(config.auth), log);
     tokens.start();
     await writeReadyFile(config.stateDir, proxy.port);
     log.info({
@@ -50920,13 +51026,28 @@ async function run(configPath = process.argv[2]) {
         process.stderr.write('usage: sluice-proxy <config.json>\n');
         process.exit(2);
     }
-    let daemon;
+    const failed = async (e, secretFiles) => {
+        process.stdout.write(`${JSON.stringify({ level: 50, msg: 'daemon failed to start', err: e.message })}\n`);
+        await removeSecretFiles(secretFiles);
+        process.exit(1);
+    };
+    let config;
     try {
-        daemon = await startDaemon(await readConfig(configPath), { onShutdown: () => process.exit(0) });
+        config = await readConfig(configPath);
     }
     catch (e) {
-        process.stdout.write(`${JSON.stringify({ level: 50, msg: 'daemon failed to start', err: e.message })}\n`);
-        process.exit(1);
+        return failed(e, [configPath]);
+    }
+    finally {
+        // The config holds the cache token and the job's secrets: from here they live in memory only.
+        await (0,promises_.rm)(configPath, { force: true }).catch(() => undefined);
+    }
+    let daemon;
+    try {
+        daemon = await startDaemon(config, { onShutdown: () => process.exit(0) });
+    }
+    catch (e) {
+        return failed(e, config.secretFiles);
     }
     const stop = (signal) => {
         daemon.log.info({ signal }, 'signal received');
