@@ -24,10 +24,10 @@ import {
   CompressionError,
   createCompressor,
   createDecompressor,
-  createNarHasher,
   type NarCompression,
   type NarDigest,
 } from '../../src/nix/nar.js';
+import { createNarHasher } from '../../src/nix/nar-hasher.js';
 import { NAR_EXTENSIONS } from '../../src/nix/nar-url.js';
 import { digestNarFile, hashNar } from './nar-digest.js';
 import { serializeNarInfo } from '../../src/nix/narinfo.js';
@@ -295,7 +295,7 @@ describe('NAR decompression', () => {
       greedy,
     ]);
     await expect(hashNar(createReadStream(greedy), 'xz')).rejects.toThrow(
-      /xz decompression failed: .*Memory usage limit/,
+      /xz data needs more memory to decompress than the limit of 256 MiB/,
     );
     const unread = Readable.from([Buffer.from('x')]);
     await expect(hashNar(unread, 'lz4')).rejects.toThrow("unsupported compression 'lz4'");

@@ -16,6 +16,7 @@ import type { Config } from '../../src/server/config/config-schema.js';
 import { parseConfig } from '../../src/server/config/server-config.js';
 import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../src/server/exchange/index.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
+import type { UploadLimits } from '../../src/server/config/upload-limits.js';
 import { makeNixMachine, nix, type NixMachine } from './nix.js';
 import { githubClaims, startOidcIssuer, type Claims, type OidcIssuer } from './oidc-issuer.js';
 
@@ -36,6 +37,8 @@ export interface TestServerOptions {
   /** Extra YAML (e.g. `slices:`), parsed by the real config parser; issuers are set to the local one. */
   yaml?: string;
   maxNarSize?: number;
+  /** Upload limits to set besides the defaults (times in milliseconds, which the file cannot say). */
+  uploads?: Partial<UploadLimits>;
   dataDir?: string;
   /** The server's clock (token expiry), e.g. a ManualClock's `now`. */
   now?: () => number;
@@ -60,6 +63,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     data: options.dataDir ?? mkdtempSync(join(tmpdir(), 'sluice-data-')),
     issuers,
     ...(options.maxNarSize ? { maxNarSize: options.maxNarSize } : {}),
+    uploads: { ...parsed.uploads, ...options.uploads },
   };
   const logs: string[] = [];
   const server = await startServer(config, {

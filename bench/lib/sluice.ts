@@ -3,6 +3,7 @@
  * its CLI (`sluice serve --listen --data --config`), cache tokens from the OIDC exchange, the proxy
  * daemon started from its bundle with a config file, and pushes through `POST /_sluice/drain`.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -57,6 +58,7 @@ export interface SluiceServer {
 }
 
 export interface Daemon {
+  /** The substituter URL: the daemon's address and the job's secret path. */
   url: string;
   pid: number;
   /** The tail of its log, for error messages. */
@@ -192,7 +194,13 @@ export async function startDaemon(
 ): Promise<Daemon> {
   const stateDir = context.scratch('daemon');
   mkdirSync(stateDir, { recursive: true });
+  const auth = {
+    cachePrefix: randomBytes(32).toString('base64url'),
+    controlSecret: randomBytes(32).toString('base64url'),
+  };
+  const authorization = `Bearer ${auth.controlSecret}`;
   const config: DaemonConfigFile = {
+    auth,
     listen: '127.0.0.1:0',
     server: server.url,
     token: token.token,
@@ -229,9 +237,9 @@ export async function startDaemon(
     ready = readReadyFile(stateDir);
   }
   const url = `http://127.0.0.1:${ready.port}`;
-  await waitForHttp(`${url}${controlPath(ControlRoute.Health)}`, 10_000, child);
+  await waitForHttp(`${url}${controlPath(ControlRoute.Health)}`, 10_000, child, { authorization });
   return {
-    url,
+    url: `${url}/${auth.cachePrefix}`,
     pid: child.pid!,
     output: child.output,
     peakRssMB: () => peakRssMB(child.pid!),
@@ -240,7 +248,7 @@ export async function startDaemon(
       // undici's request, not fetch: fetch gives up waiting for headers after 300 s, a big push may take longer.
       const response = await request(`${url}${controlPath(ControlRoute.Drain)}`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization },
         body: JSON.stringify({ deadlineSeconds, paths } satisfies DrainRequest),
         headersTimeout: (deadlineSeconds + 60) * 1000,
       });
@@ -255,7 +263,10 @@ export async function startDaemon(
       return stats;
     },
     close: async () => {
-      await fetch(`${url}${controlPath(ControlRoute.Shutdown)}`, { method: 'POST' }).catch(() => undefined);
+      await fetch(`${url}${controlPath(ControlRoute.Shutdown)}`, {
+        method: 'POST',
+        headers: { authorization },
+      }).catch(() => undefined);
       await waitForExit(child, 5_000);
       await stopProcess(child);
     },

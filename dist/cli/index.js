@@ -6357,7 +6357,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 9258:
+/***/ 1421:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -6370,11 +6370,14 @@ __nccwpck_require__.d(__webpack_exports__, {
 var external_node_util_ = __nccwpck_require__(7975);
 // EXTERNAL MODULE: external "node:fs"
 var external_node_fs_ = __nccwpck_require__(3024);
+;// CONCATENATED MODULE: external "node:net"
+const external_node_net_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:net");
 ;// CONCATENATED MODULE: ./src/contracts/listen.ts
 /**
  * Listen addresses, one grammar for the server's `listen`/`--listen`, the Action's `listen` input
  * and the daemon's config: `host:port` or `[ipv6]:port`, port 0\u201365535 (0: any free port).
  */
+
 /** The hosts the daemon may listen on: it holds the cache token, so never a routable address. */
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1']);
 class ListenError extends Error {
@@ -6390,9 +6393,16 @@ function parseHostPort(value) {
 function isLoopbackHost(host) {
     return LOOPBACK_HOSTS.has(host);
 }
-/** The host as it goes into a URL: IPv6 addresses in brackets. */
+/** Any loopback address (127.0.0.0/8, ::1, localhost; brackets allowed), where plain http never leaves the machine. */
+function isLoopbackAddress(hostname) {
+    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    if (host === 'localhost' || host === '::1')
+        return true;
+    return isIP(host) === 4 && host.startsWith('127.');
+}
+/** The host as it goes into a URL: IPv6 addresses in brackets (once). */
 function urlHost(host) {
-    return host.includes(':') ? `[${host}]` : host;
+    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
 
 ;// CONCATENATED MODULE: ./src/server/config/config-error.ts
@@ -6401,7 +6411,7 @@ class ConfigError extends Error {
 }
 
 ;// CONCATENATED MODULE: ./src/server/config/units.ts
-/** Values with units in the server's config: durations, sizes, listen addresses. */
+/** Values in the server's config: durations, sizes, counts and listen addresses, each refused with a ConfigError naming the problem. */
 
 
 const DURATION_UNITS = { s: 1, m: 60, h: 3600, d: 86400 };
@@ -6439,6 +6449,14 @@ function parseSize(value) {
         throw new ConfigError(`${JSON.stringify(value)} is not a size such as 512MiB or 10GiB`);
     }
     return bytes;
+}
+/** A whole number of at least `min`. */
+function parseCount(value, min = 1) {
+    const count = typeof value === 'number' ? value : NaN;
+    if (!Number.isSafeInteger(count) || count < min) {
+        throw new ConfigError(`${JSON.stringify(value)} is not a whole number of at least ${min}`);
+    }
+    return count;
 }
 /** `host:port` or `[ipv6]:port` (the one listen grammar, src/contracts/listen.ts). */
 function parseListen(value) {
@@ -6480,7 +6498,8 @@ CREATE TABLE IF NOT EXISTS narinfos (
   narinfo TEXT NOT NULL, created_at INTEGER NOT NULL,
   PRIMARY KEY (slice, hash_part)
 );
-CREATE INDEX IF NOT EXISTS narinfos_by_hash ON narinfos (hash_part);
+CREATE INDEX IF NOT EXISTS narinfos_by_hash_slice ON narinfos (hash_part, slice);
+DROP INDEX IF EXISTS narinfos_by_hash;
 CREATE INDEX IF NOT EXISTS narinfos_by_nar ON narinfos (nar_key);
 CREATE TABLE IF NOT EXISTS slices (
   name TEXT PRIMARY KEY, repository_id TEXT NOT NULL, repository_owner_id TEXT NOT NULL,
@@ -6505,6 +6524,7 @@ function sliceOwner(row, prefix = '') {
     };
 }
 function narInfoRecord(row) {
+    const signedBy = optional(row.signed_by);
     return {
         slice: str(row.slice),
         hashPart: str(row.hash_part),
@@ -6513,6 +6533,7 @@ function narInfoRecord(row) {
         narinfo: str(row.narinfo),
         createdAt: new Date(Number(row.created_at)),
         owner: sliceOwner(row, 'owner_'),
+        ...(signedBy === undefined ? {} : { signedBy }),
     };
 }
 /** Narinfo rows with their slice's binding, for the lookups' filters. */
@@ -6522,6 +6543,8 @@ const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_
 class SqliteMetadataStore {
     db;
     statements = new Map();
+    /** The filter of the query running now, for `sluice_readable(slice)` (queries run synchronously). */
+    readable = () => false;
     constructor(path) {
         this.db = new external_node_sqlite_namespaceObject.DatabaseSync(path);
         // WAL + synchronous=NORMAL: no fsync per commit (FULL's fsync blocked the event loop ~2 ms per
@@ -6530,13 +6553,29 @@ class SqliteMetadataStore {
         this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
         this.db.exec(SCHEMA);
         this.addFileHashColumn();
-        this.addIssuerColumn();
+        this.addColumn('narinfos', 'signed_by', 'TEXT');
+        // Bindings made before several issuers were kept apart were all made by the default issuer.
+        this.addColumn('slices', 'issuer', `TEXT NOT NULL DEFAULT 'github'`);
+        // Slices are filtered inside the query, on the (hash_part, slice) index: a narinfo in a slice the
+        // reader cannot see is never returned, so it costs (and times) about like one that does not exist.
+        this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) => this.readable(String(slice), sliceOwner({ issuer, repository_id: repositoryId, repository_owner_id: repositoryOwnerId }))
+            ? 1
+            : 0);
     }
-    /** Bindings made before several issuers were kept apart were all made by the default issuer. */
-    addIssuerColumn() {
-        const columns = this.db.prepare('PRAGMA table_info(slices)').all();
-        if (!columns.some((column) => column.name === 'issuer')) {
-            this.db.exec(`ALTER TABLE slices ADD COLUMN issuer TEXT NOT NULL DEFAULT 'github'`);
+    /** Runs `query` with `readable` as the filter `sluice_readable(...)` applies. */
+    filtered(readable, query) {
+        this.readable = readable;
+        try {
+            return query();
+        }
+        finally {
+            this.readable = () => false;
+        }
+    }
+    addColumn(table, column, type) {
+        const columns = this.db.prepare(`PRAGMA table_info(${table})`).all();
+        if (!columns.some((existing) => existing.name === column)) {
+            this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
         }
     }
     /**
@@ -6579,8 +6618,8 @@ class SqliteMetadataStore {
     async putNarInfo(record, audit) {
         this.db.exec('BEGIN IMMEDIATE');
         try {
-            const inserted = this.sql(`INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at)
-           VALUES (?, ?, ?, ?, ?, ?)`).run(record.slice, record.hashPart, record.storePath, record.narKey, record.narinfo, +record.createdAt);
+            const inserted = this.sql(`INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`).run(record.slice, record.hashPart, record.storePath, record.narKey, record.narinfo, +record.createdAt, record.signedBy ?? null);
             if (inserted.changes === 0) {
                 this.db.exec('ROLLBACK');
                 return 'exists';
@@ -6598,8 +6637,9 @@ class SqliteMetadataStore {
     }
     async findNarInfos(hashParts, readable) {
         // One statement for the batch: the hash parts go in as one JSON array (no SQL built from input).
-        const rows = this.sql(`${NARINFOS_WITH_OWNER} WHERE n.hash_part IN (SELECT value FROM json_each(?))`).all(JSON.stringify(hashParts));
-        return rows.map(narInfoRecord).filter((record) => readable(record.slice, record.owner ?? null));
+        const rows = this.filtered(readable, () => this.sql(`${NARINFOS_WITH_OWNER} WHERE n.hash_part IN (SELECT value FROM json_each(?))
+           AND sluice_readable(n.slice, s.issuer, s.repository_id, s.repository_owner_id)`).all(JSON.stringify(hashParts)));
+        return rows.map(narInfoRecord);
     }
     async isNarReadable(key, readable) {
         const rows = this.sql(`SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
@@ -6765,8 +6805,49 @@ function anonymousReadKeys(text) {
     return keys.length > 0 ? keys : undefined;
 }
 
+;// CONCATENATED MODULE: ./src/server/config/upload-limits.ts
+/**
+ * What one upload may cost the server, besides `max_nar_size`: how far a NAR may inflate, how much
+ * memory its decompressor may take, how many uploads run at once, and how long a request body may
+ * sit idle. Defaults fit what `nix copy` and the Action's proxy send (see docs/server.md).
+ */
+
+const DEFAULT_UPLOAD_LIMITS = {
+    maxCompressionRatio: 1000,
+    // zstd up to level 19 (8 MiB windows; nix copy's level 3: 2 MiB), xz up to level 6 (nix copy's
+    // default: 9 MiB). xz -7..-9 and zstd --long or --ultra need more and are refused.
+    maxDecompressionMemory: 16 * 1024 * 1024,
+    maxConcurrentUploads: 32,
+    // The Action's proxy sends 4 at a time by default.
+    maxConcurrentUploadsPerToken: 8,
+    // The proxy's xz -T0 emits nothing until a whole block (24 MiB at level 6) is compressed.
+    bodyIdleTimeoutMs: 30_000,
+};
+/** Config file keys \u2192 the field they set and how the value is written. */
+const UPLOAD_LIMIT_KEYS = {
+    max_compression_ratio: { field: 'maxCompressionRatio', kind: 'ratio' },
+    max_decompression_memory: { field: 'maxDecompressionMemory', kind: 'size' },
+    max_concurrent_uploads: { field: 'maxConcurrentUploads', kind: 'count' },
+    max_concurrent_uploads_per_token: { field: 'maxConcurrentUploadsPerToken', kind: 'count' },
+    body_idle_timeout: { field: 'bodyIdleTimeoutMs', kind: 'milliseconds' },
+};
+/** A value of `kind` from the config file. */
+function parseUploadLimit(kind, value) {
+    switch (kind) {
+        case 'ratio':
+            return parseCount(value, 0);
+        case 'size':
+            return parseSize(value);
+        case 'count':
+            return parseCount(value);
+        case 'milliseconds':
+            return parseDuration(value) * 1000;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/server/config/config-schema.ts
 /** The server's configuration as the code uses it: types, defaults, and the error a bad one gets. */
+
 
 const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
 const DEFAULT_MAX_NAR_SIZE = 10 * 1024 ** 3;
@@ -6776,6 +6857,7 @@ function defaultConfig() {
         data: './sluice-data',
         tokenTtlSeconds: 3600,
         maxNarSize: DEFAULT_MAX_NAR_SIZE,
+        uploads: { ...DEFAULT_UPLOAD_LIMITS },
         issuers: [
             { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
         ],
@@ -7106,12 +7188,14 @@ class Validator {
 
 
 
+
 const TOP_LEVEL_KEYS = [
     'listen',
     'data',
     'token_ttl',
     'max_nar_size',
     'public_url',
+    ...Object.keys(UPLOAD_LIMIT_KEYS),
     'issuers',
     'slices',
 ];
@@ -7138,6 +7222,10 @@ function parseConfig(text, source = 'config') {
         config.tokenTtlSeconds = v.parse(['token_ttl'], raw.token_ttl, parseDuration);
     if (raw.max_nar_size !== undefined)
         config.maxNarSize = v.parse(['max_nar_size'], raw.max_nar_size, parseSize);
+    for (const [key, { field, kind }] of Object.entries(UPLOAD_LIMIT_KEYS)) {
+        if (raw[key] !== undefined)
+            config.uploads[field] = v.parse([key], raw[key], (value) => parseUploadLimit(kind, value));
+    }
     if (raw.public_url !== undefined)
         config.publicUrl = v.url(['public_url'], raw.public_url, true).replace(/\/+$/, '');
     if (raw.issuers !== undefined)
@@ -9052,6 +9140,37 @@ class FileHasher {
     }
 }
 
+;// CONCATENATED MODULE: ./src/nix/nar-url.ts
+
+/** File name extensions Nix gives compressed NARs. */
+const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
+const COMPRESSION_OF_EXTENSION = new Map(Object.entries(NAR_EXTENSIONS).map(([compression, ext]) => [ext, compression]));
+/** `<hash>.nar<ext>`, the file name part; the extension any `.[a-z0-9]+` so an unknown one can be named. */
+const NAR_FILE_NAME = new RegExp(`^(${NIX32_CLASS}{52})\\.nar((?:\\.[a-z0-9]+)?)$`);
+/** `<hash>.nar<ext>` \u2192 its parts; undefined when it is not that shape. */
+function parseNarFileName(name) {
+    const match = NAR_FILE_NAME.exec(name);
+    if (!match)
+        return undefined;
+    const extension = match[2];
+    return {
+        hash: match[1],
+        extension,
+        compression: COMPRESSION_OF_EXTENSION.get(extension),
+        key: name,
+    };
+}
+/** A narinfo's `URL:` (`nar/<hash>.nar<ext>`) \u2192 its parts; undefined when it is not that shape. */
+function parseNarUrl(url) {
+    return url.startsWith('nar/') ? parseNarFileName(url.slice('nar/'.length)) : undefined;
+}
+function narFileName(hashNix32, compression) {
+    return `${hashNix32}.nar${NAR_EXTENSIONS[compression]}`;
+}
+function narUrl(hashNix32, compression) {
+    return `nar/${narFileName(hashNix32, compression)}`;
+}
+
 ;// CONCATENATED MODULE: ./src/nix/buffer-pool.ts
 /**
  * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
@@ -9110,10 +9229,10 @@ function written(sink, chunk) {
     });
 }
 
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 ;// CONCATENATED MODULE: external "node:stream/promises"
 const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 ;// CONCATENATED MODULE: external "node:zlib"
 const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
 ;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
@@ -9123,17 +9242,28 @@ const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(impo
  * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
  * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
  * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
+ *
+ * For uploads the walk also refuses what a NAR file has no use for: skippable frames (padding that
+ * would be stored and served) and frames whose window needs more memory than allowed.
  */
 
 const ZSTD_MAGIC = 0xfd2fb528;
 const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
 const SKIPPABLE_MAGIC = 0x184d2a50;
 // Units whose bytes are parsed (the others are only counted).
-const PARSED = new Set(['magic', 'descriptor', 'blockHeader', 'skipSize']);
+const PARSED = new Set(['magic', 'descriptor', 'headerRest', 'blockHeader', 'skipSize']);
 const DICT_ID_BYTES = [0, 1, 2, 4];
 const CONTENT_SIZE_BYTES = [0, 2, 4, 8];
 class ZstdFrameError extends Error {
 }
+/** A frame asks for a larger window (decoder memory) than `maxWindowBytes`. */
+class ZstdWindowError extends ZstdFrameError {
+}
+/** A skippable frame where `refuseSkippable` is set. */
+class ZstdSkippableFrameError extends ZstdFrameError {
+}
+const MiB = 1024 * 1024;
+const mib = (bytes) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
 /** A Transform over ZstdFrameScanner: what it emits, it pushes. */
 class ZstdFrameSplitter extends external_node_stream_namespaceObject.Transform {
     scanner = new ZstdFrameScanner();
@@ -9163,10 +9293,15 @@ class ZstdFrameSplitter extends external_node_stream_namespaceObject.Transform {
  * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
  */
 class ZstdFrameScanner {
+    rules;
     unit = 'magic';
     need = 4;
     parsed = [];
     checksum = false;
+    singleSegment = false;
+    dictIdBytes = 0;
+    /** Where the current frame began, for messages. */
+    frameStart = 0;
     lastBlock = false;
     /** Bytes of input consumed so far, for error messages. */
     position = 0;
@@ -9174,6 +9309,9 @@ class ZstdFrameScanner {
     forwarding = false;
     /** Where the current `split` call emits (advance() emits a frame's magic number). */
     emit = () => undefined;
+    constructor(rules = {}) {
+        this.rules = rules;
+    }
     /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
     split(chunk, emit) {
         this.emit = emit;
@@ -9215,14 +9353,19 @@ class ZstdFrameScanner {
         switch (this.unit) {
             case 'magic': {
                 const magic = bytes.readUInt32LE(0);
+                this.frameStart = this.position - 4;
                 if (magic === ZSTD_MAGIC) {
                     this.emit(bytes);
                     this.forwarding = true;
                     return this.next('descriptor', 1);
                 }
-                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC)
+                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) {
+                    if (this.rules.refuseSkippable) {
+                        throw new ZstdSkippableFrameError(`zstd skippable frame at byte ${this.frameStart}: padding is not accepted in a NAR file`);
+                    }
                     return this.next('skipSize', 4);
-                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.position - 4}`);
+                }
+                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.frameStart}`);
             }
             case 'descriptor': {
                 const d = bytes[0];
@@ -9231,12 +9374,15 @@ class ZstdFrameScanner {
                 const singleSegment = (d >> 5) & 1;
                 const contentSizeFlag = d >> 6;
                 this.checksum = ((d >> 2) & 1) === 1;
+                this.singleSegment = singleSegment === 1;
+                this.dictIdBytes = DICT_ID_BYTES[d & 3];
                 const rest = (singleSegment ? 0 : 1) +
                     DICT_ID_BYTES[d & 3] +
                     (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
                 return this.next('headerRest', rest);
             }
             case 'headerRest':
+                this.checkWindow(bytes);
                 return this.next('blockHeader', 3);
             case 'blockHeader': {
                 const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
@@ -9258,6 +9404,31 @@ class ZstdFrameScanner {
                 return this.next('skipContent', bytes.readUInt32LE(0));
             case 'skipContent':
                 return this.endFrame();
+        }
+    }
+    /** The window the frame header declares (RFC 8878 3.1.1.1.2), against `maxWindowBytes`. */
+    checkWindow(rest) {
+        const max = this.rules.maxWindowBytes;
+        if (max === undefined)
+            return;
+        let window;
+        if (this.singleSegment) {
+            // No window descriptor: the window is the whole content, whose size follows the dictionary id.
+            const sizeBytes = rest.subarray(this.dictIdBytes);
+            window =
+                sizeBytes.length === 2
+                    ? sizeBytes.readUInt16LE(0) + 256
+                    : sizeBytes.length === 8
+                        ? Number(sizeBytes.readBigUInt64LE(0))
+                        : sizeBytes.readUIntLE(0, sizeBytes.length);
+        }
+        else {
+            const descriptor = rest[0];
+            const base = 2 ** (10 + (descriptor >> 3));
+            window = base + (base / 8) * (descriptor & 7);
+        }
+        if (window > max) {
+            throw new ZstdWindowError(`zstd frame at byte ${this.frameStart} needs a ${mib(window)} window to decompress, over the limit of ${mib(max)}`);
         }
     }
     next(unit, need) {
@@ -9288,14 +9459,16 @@ class ZstdFrameScanner {
 
 
 
-
-
-
 /** Compressions Sluice can verify and produce (a subset of what Nix reads). */
 const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
 class CompressionError extends Error {
 }
-const XZ_DECOMPRESS_MEMLIMIT = '256MiB';
+/** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
+class DecompressionMemoryError extends CompressionError {
+}
+/** Without a stated limit: xz -9 needs 65 MiB to decompress; a file asking for far more is refused. */
+const XZ_DECOMPRESS_MEMLIMIT = 256 * 1024 * 1024;
+const nar_mib = (bytes) => `${Math.round((bytes / 2 ** 20) * 10) / 10} MiB`;
 function checkCompression(compression) {
     if (!NAR_COMPRESSIONS.includes(compression)) {
         throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
@@ -9305,11 +9478,15 @@ function checkCompression(compression) {
 /** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
 class ProcessStream extends external_node_stream_namespaceObject.Duplex {
     what;
+    explain;
     child;
     stderr = '';
-    constructor(command, args, what) {
+    constructor(command, args, what, 
+    /** Turns the program's stderr into a more specific error, where it recognises one. */
+    explain = () => undefined) {
         super();
         this.what = what;
+        this.explain = explain;
         this.child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
         // EPIPE when the program quits early (corrupt input): its exit status tells why.
         this.child.stdin.on('error', () => { });
@@ -9333,7 +9510,7 @@ class ProcessStream extends external_node_stream_namespaceObject.Duplex {
                 this.push(null);
             else {
                 const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
-                this.destroy(new CompressionError(`${this.what} failed: ${detail}`));
+                this.destroy(this.explain(this.stderr) ?? new CompressionError(`${this.what} failed: ${detail}`));
             }
         });
     }
@@ -9361,17 +9538,30 @@ class ProcessStream extends external_node_stream_namespaceObject.Duplex {
  * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
  */
 const ZSTD_CHUNK_BYTES = 256 * 1024;
+/** Node's zstd decoder, its window bounded by `maxMemory` (default: zstd's own limit, 128 MiB). */
+function createZstdDecoder(maxMemory) {
+    const windowLogMax = maxMemory === undefined ? undefined : Math.min(31, Math.max(10, Math.floor(Math.log2(maxMemory))));
+    return (0,external_node_zlib_namespaceObject.createZstdDecompress)({
+        chunkSize: ZSTD_CHUNK_BYTES,
+        ...(windowLogMax === undefined ? {} : { params: { [external_node_zlib_namespaceObject.constants.ZSTD_d_windowLogMax]: windowLogMax } }),
+    });
+}
+/** The `xz` program decompressing within `maxMemory`, on one thread (one dictionary per upload). */
+function createXzDecoder(maxMemory = XZ_DECOMPRESS_MEMLIMIT) {
+    return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', '--threads=1', `--memlimit-decompress=${maxMemory}`], 'xz decompression', (stderr) => /memory usage limit reached/i.test(stderr)
+        ? new DecompressionMemoryError(`xz data needs more memory to decompress than the limit of ${nar_mib(maxMemory)} (its dictionary is larger)`)
+        : undefined);
+}
 /** A stream that turns a compressed NAR file back into the NAR. */
-function createDecompressor(compression) {
+function createDecompressor(compression, options = {}) {
     switch (checkCompression(compression)) {
         case 'none':
             return new external_node_stream_namespaceObject.PassThrough();
         case 'zstd':
             // Node's decoder alone drops frames that follow another in the same chunk: split them first.
-            return new ZstdFrameSplitter().compose((0,external_node_zlib_namespaceObject.createZstdDecompress)({ chunkSize: ZSTD_CHUNK_BYTES }));
+            return new ZstdFrameSplitter().compose(createZstdDecoder(options.maxMemory));
         case 'xz':
-            // xz -9 needs 65 MiB to decompress; a file asking for far more is refused, not obeyed.
-            return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', `--memlimit-decompress=${XZ_DECOMPRESS_MEMLIMIT}`], 'xz decompression');
+            return createXzDecoder(options.maxMemory);
     }
 }
 /**
@@ -9407,54 +9597,364 @@ function createCompressor(compression, options = {}) {
         }
     }
 }
-function createNarHasher(compression) {
+
+;// CONCATENATED MODULE: ./src/nix/nar-structure.ts
+/**
+ * Checks, as the bytes stream past, that they are one NAR and nothing else: the `nix-archive-1`
+ * magic, then nodes as Nix's parser accepts them (regular files, symlinks, directories with valid,
+ * sorted entry names, zero padding), and no byte after the top node's end. Only the framing is
+ * parsed: file contents are counted, not kept, so checking costs little besides the hash.
+ *
+ * Knowing the framing lets an upload be refused early: bytes that are not a NAR fail on their first
+ * 8 bytes, and a file whose declared length passes a limit fails before its contents are inflated.
+ */
+class NarFormatError extends Error {
+    reason;
+    constructor(message, 
+    /** `not_a_nar` (wrong start), `trailing_data` (bytes after the NAR) or `bad_nar` (malformed). */
+    reason) {
+        super(message);
+        this.reason = reason;
+    }
+}
+const MAGIC = 'nix-archive-1';
+/** Longest keyword of the format ('nix-archive-1'). */
+const KEYWORD_MAX = 16;
+/** NAME_MAX and PATH_MAX on Linux: longer names or link targets cannot be restored. */
+const NAME_MAX = 255;
+const TARGET_MAX = 4096;
+/** Deeper than PATH_MAX allows anyway (each level adds at least `x/`); bounds the memory kept per level. */
+const DEPTH_MAX = 2048;
+const padding = (length) => (8 - (length % 8)) % 8;
+class NarStructureChecker {
+    expect = 'magic';
+    /** Per open directory, the name of its last entry (entries must be sorted). */
+    directories = [];
+    phase = 'length';
+    /** Bytes still needed to complete the phase. */
+    need = 8;
+    gathered = [];
+    stringLength = 0;
+    finished = false;
+    /** Bytes checked so far. */
+    size = 0;
+    /**
+     * The least the NAR's size can be, given what it has declared: the bytes so far plus the rest of
+     * the file contents being read. Past a limit, the upload can be refused before inflating them.
+     */
+    get declaredSize() {
+        return this.phase === 'contents' ? this.size + this.need + padding(this.stringLength) : this.size;
+    }
+    /** Checks the next bytes; throws a NarFormatError at the first one that does not fit. */
+    update(chunk) {
+        for (let i = 0; i < chunk.length;) {
+            if (this.finished) {
+                throw new NarFormatError(`the NAR ends at byte ${this.size}, but more data follows it`, 'trailing_data');
+            }
+            const take = Math.min(this.need, chunk.length - i);
+            // Copied: the caller may reuse its buffer once this returns, and a string may span chunks.
+            if (this.phase !== 'contents')
+                this.gathered.push(Buffer.from(chunk.subarray(i, i + take)));
+            i += take;
+            this.need -= take;
+            this.size += take;
+            if (this.need === 0)
+                this.completePhase();
+        }
+    }
+    /** Throws unless the bytes so far are one whole NAR. */
+    end() {
+        if (this.finished)
+            return;
+        if (this.expect === 'magic')
+            this.fail('cut off');
+        throw new NarFormatError(`the NAR is cut off after ${this.size} bytes`, 'bad_nar');
+    }
+    fail(message) {
+        if (this.expect === 'magic') {
+            throw new NarFormatError(`the upload is not a NAR: it does not start with '${MAGIC}'`, 'not_a_nar');
+        }
+        throw new NarFormatError(`malformed NAR at byte ${this.size}: ${message}`, 'bad_nar');
+    }
+    take() {
+        const bytes = this.gathered.length === 1 ? this.gathered[0] : Buffer.concat(this.gathered);
+        this.gathered = [];
+        return bytes;
+    }
+    completePhase() {
+        // Zero-length phases (an empty string, empty contents, no padding) complete at once.
+        do {
+            switch (this.phase) {
+                case 'length':
+                    this.lengthRead(this.take().readBigUInt64LE(0));
+                    break;
+                case 'string': {
+                    const bytes = this.take();
+                    this.checkPadding(bytes.subarray(this.stringLength));
+                    this.phase = 'length';
+                    this.need = 8;
+                    this.token(bytes.subarray(0, this.stringLength));
+                    break;
+                }
+                case 'contents':
+                    this.phase = 'padding';
+                    this.need = padding(this.stringLength);
+                    break;
+                case 'padding':
+                    this.checkPadding(this.take());
+                    this.phase = 'length';
+                    this.need = 8;
+                    this.expect = 'close';
+                    break;
+            }
+        } while (this.need === 0 && !this.finished);
+    }
+    lengthRead(length) {
+        if (this.expect === 'contentsLength') {
+            if (length > BigInt(Number.MAX_SAFE_INTEGER))
+                this.fail(`a file of ${length} bytes`);
+            this.stringLength = Number(length);
+            this.phase = 'contents';
+            this.need = this.stringLength;
+            return;
+        }
+        const max = this.expect === 'name' ? NAME_MAX : this.expect === 'target' ? TARGET_MAX : KEYWORD_MAX;
+        if (length > BigInt(max))
+            this.fail(`a string of ${length} bytes where ${this.describe()} belongs`);
+        this.stringLength = Number(length);
+        this.phase = 'string';
+        this.need = this.stringLength + padding(this.stringLength);
+    }
+    checkPadding(bytes) {
+        if (bytes.some((byte) => byte !== 0))
+            this.fail('non-zero padding');
+    }
+    describe() {
+        return this.expect === 'name'
+            ? 'a file name'
+            : this.expect === 'target'
+                ? 'a symlink target'
+                : 'a keyword';
+    }
+    /** Moves on from a complete string (other than file contents). */
+    token(value) {
+        const text = this.expect === 'name' || this.expect === 'target' ? '' : value.toString('latin1');
+        const want = (keyword, next) => {
+            if (text !== keyword)
+                this.fail(`expected '${keyword}', found '${text.slice(0, 16)}'`);
+            this.expect = next;
+        };
+        switch (this.expect) {
+            case 'magic':
+                return want(MAGIC, 'open');
+            case 'open':
+                return want('(', 'typeKey');
+            case 'typeKey':
+                return want('type', 'type');
+            case 'type':
+                if (text === 'regular')
+                    this.expect = 'regularTag';
+                else if (text === 'symlink')
+                    this.expect = 'targetKey';
+                else if (text === 'directory')
+                    this.openDirectory();
+                else
+                    this.fail(`unknown node type '${text.slice(0, 16)}'`);
+                return;
+            case 'regularTag':
+                if (text === 'executable')
+                    this.expect = 'executableValue';
+                else
+                    want('contents', 'contentsLength');
+                return;
+            case 'executableValue':
+                return want('', 'contentsKey');
+            case 'contentsKey':
+                return want('contents', 'contentsLength');
+            case 'targetKey':
+                return want('target', 'target');
+            case 'target':
+                if (value.length === 0 || value.includes(0))
+                    this.fail('an empty symlink target or one with a NUL byte');
+                this.expect = 'close';
+                return;
+            case 'directoryTag':
+                if (text === ')')
+                    return this.closeDirectory();
+                return want('entry', 'entryOpen');
+            case 'entryOpen':
+                return want('(', 'nameKey');
+            case 'nameKey':
+                return want('name', 'name');
+            case 'name':
+                return this.entryName(value);
+            case 'nodeKey':
+                return want('node', 'open');
+            case 'entryClose':
+                return want(')', 'directoryTag');
+            case 'close':
+                want(')', 'close');
+                return this.nodeEnded();
+            case 'contentsLength':
+                throw new Error('unreachable: a file length is not a string');
+        }
+    }
+    openDirectory() {
+        if (this.directories.length >= DEPTH_MAX)
+            this.fail(`directories nested deeper than ${DEPTH_MAX}`);
+        this.directories.push(null);
+        this.expect = 'directoryTag';
+    }
+    closeDirectory() {
+        this.directories.pop();
+        this.nodeEnded();
+    }
+    entryName(name) {
+        const text = name.toString('latin1');
+        if (name.length === 0 || text === '.' || text === '..' || name.includes(0x2f) || name.includes(0)) {
+            this.fail(`invalid file name '${name.toString('utf8').slice(0, 64)}'`);
+        }
+        const depth = this.directories.length - 1;
+        const previous = this.directories[depth];
+        if (previous && Buffer.compare(previous, name) >= 0)
+            this.fail('directory entries are not sorted');
+        this.directories[depth] = name;
+        this.expect = 'nodeKey';
+    }
+    /** A node's closing `)` was read: the NAR ends, or the directory entry holding the node does. */
+    nodeEnded() {
+        if (this.directories.length === 0)
+            this.finished = true;
+        else
+            this.expect = 'entryClose';
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar-hasher.ts
+/**
+ * Decompresses a NAR file fed chunk by chunk and hashes the NAR inside, without a stream of its
+ * own to pass through: the upload path feeds it the chunks it also writes to storage.
+ *
+ * Given limits (as the server's uploads are), it also refuses what is not worth inflating: bytes
+ * that are not exactly one NAR, a NAR past the size limit (as soon as the NAR declares a file that
+ * would pass it), output out of all proportion to the input, skippable zstd frames, and frames or
+ * dictionaries that need more decoder memory than allowed. The decompressor stops at once.
+ */
+
+
+
+
+
+
+/** Below this, any ratio is fine: inflating 64 MiB costs a fraction of a second. */
+const RATIO_FLOOR_BYTES = 64 * 1024 * 1024;
+class NarLimitError extends Error {
+    limit;
+    constructor(message, limit) {
+        super(message);
+        this.limit = limit;
+    }
+}
+function createNarHasher(compression, limits) {
+    const output = new NarOutput(limits);
     switch (checkCompression(compression)) {
         case 'none':
-            return new PlainNarHasher();
+            return new PlainNarHasher(output);
         case 'zstd': {
             // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
-            const scanner = new ZstdFrameScanner();
-            return new StreamNarHasher((0,external_node_zlib_namespaceObject.createZstdDecompress)({ chunkSize: ZSTD_CHUNK_BYTES }), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
+            const scanner = new ZstdFrameScanner(limits ? { refuseSkippable: true, maxWindowBytes: limits.maxDecompressionMemory } : {});
+            return new StreamNarHasher(output, createZstdDecoder(limits?.maxDecompressionMemory), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
         }
         case 'xz':
             // The program's stdin may still hold a written chunk after its callback: it gets a copy.
-            return new StreamNarHasher(createDecompressor('xz'), (chunk, write) => write(Buffer.from(chunk)));
+            return new StreamNarHasher(output, createDecompressor('xz', { maxMemory: limits?.maxDecompressionMemory }), (chunk, write) => write(Buffer.from(chunk)));
+    }
+}
+/** Hashes and counts the NAR as it comes out of the decompressor, and checks it against the limits. */
+class NarOutput {
+    limits;
+    hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
+    structure;
+    size = 0;
+    /** Compressed bytes given to the decompressor so far. */
+    fed = 0;
+    constructor(limits) {
+        this.limits = limits;
+        this.structure = limits ? new NarStructureChecker() : undefined;
+    }
+    /** Takes the next NAR bytes; throws if they break the format or a limit. */
+    take(chunk) {
+        this.structure?.update(chunk);
+        this.hasher.update(chunk);
+        this.size += chunk.length;
+        const limits = this.limits;
+        if (!limits || !this.structure)
+            return;
+        if (this.structure.declaredSize > limits.maxNarSize) {
+            throw new NarLimitError(`the NAR is larger than the limit of ${limits.maxNarSize} bytes` +
+                (this.structure.declaredSize > this.size
+                    ? ' (it declares a file that takes it past the limit)'
+                    : ''), 'nar_size');
+        }
+        if (limits.maxRatio > 0 && this.size > RATIO_FLOOR_BYTES && this.size > limits.maxRatio * this.fed) {
+            throw new NarLimitError(`the upload decompresses to more than ${limits.maxRatio} times its size ` +
+                `(${this.size} NAR bytes from ${this.fed} bytes so far)`, 'compression_ratio');
+        }
+    }
+    digest() {
+        this.structure?.end();
+        return { narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size };
     }
 }
 class PlainNarHasher {
-    hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
-    size = 0;
+    output;
+    constructor(output) {
+        this.output = output;
+    }
     write(chunk) {
-        this.hasher.update(chunk);
-        this.size += chunk.length;
+        this.output.fed += chunk.length;
+        try {
+            this.output.take(chunk);
+        }
+        catch (error) {
+            return Promise.reject(error);
+        }
         return Promise.resolve();
     }
-    end() {
-        return Promise.resolve({ narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size });
+    async end() {
+        return this.output.digest();
     }
     destroy() { }
 }
 /** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
 class StreamNarHasher {
+    output;
     decompressor;
     feed;
     checkEnd;
-    hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
-    size = 0;
     failure;
     /** Settles the promise of the write in progress. */
     settle;
-    constructor(decompressor, 
+    constructor(output, decompressor, 
     /** Writes `chunk` into the decompressor, in one or more pieces. */
     feed, 
     /** Throws if the input so far cannot be a whole file. */
     checkEnd = () => undefined) {
+        this.output = output;
         this.decompressor = decompressor;
         this.feed = feed;
         this.checkEnd = checkEnd;
         decompressor.on('data', (chunk) => {
-            this.hasher.update(chunk);
-            this.size += chunk.length;
+            if (this.failure)
+                return;
+            try {
+                output.take(chunk);
+            }
+            catch (error) {
+                // Not one more byte inflated for an upload that is refused anyway.
+                this.fail(error);
+                decompressor.destroy();
+            }
         });
         decompressor.on('error', (error) => this.fail(error));
         decompressor.on('close', () => {
@@ -9477,6 +9977,7 @@ class StreamNarHasher {
             this.failure ??= error;
             return Promise.reject(this.failure);
         }
+        this.output.fed += chunk.length;
         if (pieces.length === 0)
             return Promise.resolve();
         return new Promise((resolve, reject) => {
@@ -9498,10 +9999,13 @@ class StreamNarHasher {
             throw this.failure;
         this.checkEnd();
         this.decompressor.end();
-        await (0,external_node_stream_promises_namespaceObject.finished)(this.decompressor);
+        // A decompressor stopped by a refusal ends "prematurely": the refusal is the news.
+        await (0,external_node_stream_promises_namespaceObject.finished)(this.decompressor).catch((error) => {
+            throw this.failure ?? error;
+        });
         if (this.failure)
             throw this.failure;
-        return { narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size };
+        return this.output.digest();
     }
     destroy() {
         this.decompressor.destroy();
@@ -9515,12 +10019,18 @@ class StreamNarHasher {
  * NAR inside (NarHash/NarSize). It ends in an error, so the store commits nothing, when the file
  * is larger than allowed, does not decompress, or does not hash to the name it was uploaded as:
  * the file's hash (Nix's `PUT /nar/<filehash>`) or the NAR's (`PUT /_api/v1/nar/<narhash>`).
+ * Within the limits (NarHasher's): exactly one NAR, no padding, bounded size, ratio and decoder
+ * memory, so that a few kilobytes cannot buy minutes of CPU, gigabytes of memory, or a file
+ * larger than the NAR it holds.
  *
  * One loop does all of it, with no stream per step: the request's chunks are hashed, then copied
  * into one of two reused buffers, and each full buffer goes to the decompressor and to storage at
  * once. Few large writes cost fewer thread-pool round trips than a write per received chunk, and
  * reused buffers cost no allocations (page faults, garbage collections), which weigh more here.
  */
+
+
+
 
 
 
@@ -9536,12 +10046,36 @@ function nameMismatch(expected, digest) {
         return undefined;
     return new HttpError(400, `${what} hashes to ${actual.toString()}, not to ${wanted.toString()} as its name says`, reason);
 }
+/**
+ * What compressors add to incompressible data, with room to spare: zstd ~700 bytes on 30 MB,
+ * xz ~2.5 KB (multi-threaded, level 0) on 30 MB, and ~60 bytes on an empty file. More is padding.
+ */
+function maxFileOverhead(narSize) {
+    return Math.floor(narSize / 1024) + 4096;
+}
+/** The answer to a failed decompression or check: what was refused and why. */
+function refusal(error, compression) {
+    if (error instanceof HttpError)
+        return error;
+    if (error instanceof NarLimitError) {
+        return new HttpError(413, error.message, error.limit === 'nar_size' ? 'too_large' : error.limit);
+    }
+    if (error instanceof NarFormatError)
+        return new HttpError(400, error.message, error.reason);
+    if (error instanceof ZstdSkippableFrameError)
+        return new HttpError(400, error.message, 'padding');
+    if (error instanceof ZstdWindowError || error instanceof DecompressionMemoryError) {
+        return new HttpError(400, `${error.message} (max_decompression_memory)`, 'decompression_memory');
+    }
+    return new HttpError(400, `NAR file does not decompress as ${compression}: ${error.message}`, 'corrupt_nar');
+}
 function verifyNarUpload(source, expected) {
     let digest;
-    const corrupt = (error) => new HttpError(400, `NAR file does not decompress as ${expected.compression}: ${error.message}`, 'corrupt_nar');
+    const { limits, compression } = expected;
+    const corrupt = (error) => refusal(error, compression);
     async function* body() {
         const file = new FileHasher();
-        const nar = createNarHasher(expected.compression);
+        const nar = createNarHasher(compression, limits);
         const stages = [stageBuffers.take()];
         let stage = stages[0];
         let filled = 0;
@@ -9558,8 +10092,8 @@ function verifyNarUpload(source, expected) {
         try {
             for await (const chunk of source) {
                 file.update(chunk);
-                if (file.fileSize > expected.maxSize) {
-                    throw new HttpError(413, `NAR file is larger than the limit of ${expected.maxSize} bytes`, 'too_large');
+                if (file.fileSize > limits.maxNarSize) {
+                    throw new HttpError(413, `NAR file is larger than the limit of ${limits.maxNarSize} bytes`, 'too_large');
                 }
                 for (let offset = 0; offset < chunk.length;) {
                     const copied = chunk.copy(stage, filled, offset);
@@ -9594,6 +10128,11 @@ function verifyNarUpload(source, expected) {
             catch (error) {
                 throw corrupt(error);
             }
+            const { fileSize } = file;
+            if (compression !== 'none' && fileSize > narDigest.narSize + maxFileOverhead(narDigest.narSize)) {
+                throw new HttpError(400, `NAR file of ${fileSize} bytes holds a NAR of ${narDigest.narSize} bytes: more than ${compression} adds, ` +
+                    'and padding is not accepted', 'padding');
+            }
             const result = { ...file.digest(), ...narDigest };
             const mismatch = nameMismatch(expected, result);
             if (mismatch)
@@ -9614,37 +10153,6 @@ function verifyNarUpload(source, expected) {
             return digest;
         },
     };
-}
-
-;// CONCATENATED MODULE: ./src/nix/nar-url.ts
-
-/** File name extensions Nix gives compressed NARs. */
-const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
-const COMPRESSION_OF_EXTENSION = new Map(Object.entries(NAR_EXTENSIONS).map(([compression, ext]) => [ext, compression]));
-/** `<hash>.nar<ext>`, the file name part; the extension any `.[a-z0-9]+` so an unknown one can be named. */
-const NAR_FILE_NAME = new RegExp(`^(${NIX32_CLASS}{52})\\.nar((?:\\.[a-z0-9]+)?)$`);
-/** `<hash>.nar<ext>` \u2192 its parts; undefined when it is not that shape. */
-function parseNarFileName(name) {
-    const match = NAR_FILE_NAME.exec(name);
-    if (!match)
-        return undefined;
-    const extension = match[2];
-    return {
-        hash: match[1],
-        extension,
-        compression: COMPRESSION_OF_EXTENSION.get(extension),
-        key: name,
-    };
-}
-/** A narinfo's `URL:` (`nar/<hash>.nar<ext>`) \u2192 its parts; undefined when it is not that shape. */
-function parseNarUrl(url) {
-    return url.startsWith('nar/') ? parseNarFileName(url.slice('nar/'.length)) : undefined;
-}
-function narFileName(hashNix32, compression) {
-    return `${hashNix32}.nar${NAR_EXTENSIONS[compression]}`;
-}
-function narUrl(hashNix32, compression) {
-    return `nar/${narFileName(hashNix32, compression)}`;
 }
 
 ;// CONCATENATED MODULE: ./src/nix/store-path.ts
@@ -9925,26 +10433,28 @@ async function checkSliceOwner(meta, writer, bind) {
 
 
 
+
+
 class CacheService {
     deps;
     constructor(deps) {
         this.deps = deps;
     }
     get maxNarSize() {
-        return this.deps.maxNarSize;
+        return this.deps.narLimits.maxNarSize;
     }
     /** The signed narinfo of `hashPart` in a readable slice, or undefined. */
     async narInfo(hashPart, reader) {
         const record = (await lookupNarInfos(this.deps, reader, [hashPart])).get(hashPart);
         this.deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
-        return record ? this.deps.narinfoSigner.sign(record.narinfo) : undefined;
+        return record ? this.deps.narinfoSigner.served(record) : undefined;
     }
     /** The signed narinfos of the readable hits among `hashParts`. */
     async narInfos(hashParts, reader) {
         const records = await lookupNarInfos(this.deps, reader, hashParts);
         const narinfos = {};
         for (const [hashPart, record] of records)
-            narinfos[hashPart] = this.deps.narinfoSigner.sign(record.narinfo);
+            narinfos[hashPart] = this.deps.narinfoSigner.served(record);
         const { narinfoLookups } = this.deps.metrics;
         if (records.size > 0)
             narinfoLookups.inc({ result: 'hit' }, records.size);
@@ -9985,14 +10495,17 @@ class CacheService {
     }
     /**
      * Streams an upload through the verification into the BlobStore and records it for the writer's
-     * slice. `aborted` tells a client that went away from a failing store.
+     * slice. `aborted` tells a client that went away from a failing store. The outcome depends only
+     * on the slice's own uploads: `exists` if it had uploaded this NAR before, else `created`,
+     * whether or not another slice holds the same file (which a writer must not learn).
      */
     async storeNar(writer, upload, body, aborted) {
-        const { blobs, meta, metrics, log, maxNarSize } = this.deps;
+        const { blobs, meta, metrics, log, narLimits } = this.deps;
+        const hadIt = (await meta.uploadedNar(writer.slice, upload.key)) !== null;
         const verified = verifyNarUpload(body, {
             ...upload.name,
             compression: upload.compression,
-            maxSize: maxNarSize,
+            limits: narLimits,
         });
         let outcome;
         try {
@@ -10008,8 +10521,9 @@ class CacheService {
         }
         const digest = verified.digest();
         metrics.bytesIn.inc(digest.fileSize);
-        // A NAR named by its NarHash may already be stored as other bytes (another compressor, level or
-        // version): the narinfo must describe the file that is served, so that one is hashed.
+        // A key named by FileHash holds these very bytes. One named by NarHash is the slice's own
+        // (narHashKey), but may hold other bytes it uploaded before (another compressor or level): the
+        // narinfo must describe the file that is served, so that one is hashed.
         const stored = outcome === 'exists' && 'narHash' in upload.name ? await this.storedFileDigest(upload.key) : digest;
         const nar = {
             key: upload.key,
@@ -10021,7 +10535,7 @@ class CacheService {
         };
         await meta.recordUpload(writer.slice, toNarFacts(nar));
         log.info({ slice: writer.slice, nar: upload.key, fileSize: nar.fileSize, stored: outcome }, 'NAR uploaded');
-        return { outcome, nar };
+        return { outcome: hadIt ? 'exists' : 'created', nar };
     }
     async storedFileDigest(key) {
         const body = await this.deps.blobs.open(key);
@@ -10051,8 +10565,17 @@ class CacheService {
             sigs: [],
         };
         const now = new Date();
-        const storedText = narinfoSigner.serializeUnsigned(stored);
-        const outcome = await meta.putNarInfo({ slice, hashPart, storePath: info.storePath, narKey: nar.key, narinfo: storedText, createdAt: now }, {
+        // Signed once here, from the narinfo parsed once, so the lookups that follow need not.
+        const signed = narinfoSigner.signForStorage(stored);
+        const outcome = await meta.putNarInfo({
+            slice,
+            hashPart,
+            storePath: info.storePath,
+            narKey: nar.key,
+            narinfo: signed.narinfo,
+            signedBy: signed.signedBy,
+            createdAt: now,
+        }, {
             ...identity,
             time: now,
             slice,
@@ -10061,11 +10584,18 @@ class CacheService {
             fileSize: nar.fileSize,
         });
         log.info({ slice, storePath: info.storePath, stored: outcome, repository: identity.repository }, 'narinfo uploaded');
-        // Signed once here, from the parsed narinfo, so the lookups that follow need not parse it again.
-        if (outcome === 'created')
-            narinfoSigner.remember(storedText, stored);
         return outcome;
     }
+}
+/**
+ * The blob key of a NAR uploaded by its NarHash: one per slice and NAR. Keyed by the NarHash alone,
+ * the first slice to upload a NAR would choose the bytes (and their size) every later uploader's
+ * narinfo must describe, and a 200 would tell the next uploader that someone holds it. A file
+ * named by its FileHash (Nix's uploads) is shared: the same name means the same bytes.
+ */
+function narHashKey(slice, narHash, compression) {
+    const hash = Hash.of('sha256', Buffer.from(`sluice nar upload\0${slice}\0${narHash}`));
+    return narFileName(hash.nix32, compression);
 }
 
 ;// CONCATENATED MODULE: ./src/nix/narinfo.ts
@@ -10365,9 +10895,12 @@ function verifyFingerprint(fp, sig, keys) {
 ;// CONCATENATED MODULE: ./src/server/cache/narinfo-signer.ts
 /**
  * The server's signature on stored narinfos. Parsing, fingerprinting and ed25519-signing cost more
- * than the rest of a narinfo GET together, yet the signed text depends only on the stored text and
- * the one server key: so recent results are kept (every job asks for the same closures), bounded,
- * oldest first out.
+ * than the rest of a narinfo GET together, so a narinfo is signed once, as it is stored, and the
+ * record keeps the public key that signed it. Reads serve the stored text as it is.
+ *
+ * A record signed by another key (the signing key was replaced) or by none (stored before
+ * signatures were) is signed when read, as every read once was: those results are kept, bounded,
+ * oldest first out, so a closure asked for by every job is signed once per key.
  */
 
 
@@ -10381,20 +10914,32 @@ class NarInfoSigner {
         this.key = key;
         this.capacity = capacity;
     }
+    /** The public key this signer signs for, as records name it. */
+    get publicKey() {
+        return this.key.publicKey.text;
+    }
+    /** A narinfo (parsed once, by the upload) as it is to be stored: signed now, with the key that signed it. */
+    signForStorage(info) {
+        const narinfo = serializeNarInfo({
+            ...info,
+            sigs: [signFingerprint(narInfoFingerprint(info), this.key)],
+        });
+        return { narinfo, signedBy: this.publicKey };
+    }
+    /** What to serve for a record: its stored text when this key signed it, else signed now. */
+    served(record) {
+        return record.signedBy === this.publicKey ? record.narinfo : this.sign(record.narinfo);
+    }
     /** The stored narinfo with the server's signature in place of any other. */
     sign(stored) {
-        return this.signed.get(stored) ?? this.remember(stored, parseNarInfo(stored));
-    }
-    /** The text a narinfo is stored as: unsigned (the server signs when serving). */
-    serializeUnsigned(info) {
-        return serializeNarInfo({ ...info, sigs: [] });
-    }
-    /** Signs `info`, already parsed from (or serialized as) `stored`, and keeps the result. */
-    remember(stored, info) {
-        const body = serializeNarInfo({ ...info, sigs: [signFingerprint(narInfoFingerprint(info), this.key)] });
-        if (this.signed.size >= this.capacity)
-            this.signed.delete(this.signed.keys().next().value);
-        this.signed.set(stored, body);
+        let body = this.signed.get(stored);
+        if (body === undefined) {
+            const info = parseNarInfo(stored);
+            body = serializeNarInfo({ ...info, sigs: [signFingerprint(narInfoFingerprint(info), this.key)] });
+            if (this.signed.size >= this.capacity)
+                this.signed.delete(this.signed.keys().next().value);
+            this.signed.set(stored, body);
+        }
         return body;
     }
 }
@@ -10507,16 +11052,51 @@ function acceptBody(req, res) {
     if (/100-continue/i.test(req.headers.expect ?? ''))
         res.writeContinue();
 }
-async function readSmallBody(req, limit, what) {
+async function readSmallBody(body, limit, what) {
     const chunks = [];
     let size = 0;
-    for await (const chunk of req) {
+    for await (const chunk of body) {
         size += chunk.length;
         if (size > limit)
             throw new HttpError(413, `${what} is larger than the limit of ${limit} bytes`, 'too_large');
         chunks.push(chunk);
     }
     return Buffer.concat(chunks);
+}
+/**
+ * `source`, failing with 408 when a chunk takes longer than `idleMs` to arrive. Only the wait for
+ * the client counts: while the consumer is busy (writing to storage, decompressing) nothing is
+ * asked for and no timer runs. After a timeout the request is left as it is, so that the 408 can
+ * still be sent on its connection (which the router then closes).
+ */
+function withIdleTimeout(source, idleMs) {
+    return {
+        [Symbol.asyncIterator]() {
+            const inner = source[Symbol.asyncIterator]();
+            let timedOut = false;
+            return {
+                next() {
+                    const next = inner.next();
+                    let timer;
+                    const timeout = new Promise((_resolve, reject) => {
+                        timer = setTimeout(() => {
+                            timedOut = true;
+                            // The chunk asked for may still come, or the connection fail: neither matters now.
+                            next.catch(() => undefined);
+                            reject(new HttpError(408, `the request body sent nothing for ${idleMs / 1000} s (body_idle_timeout): abandoned`, 'idle_body'));
+                        }, idleMs);
+                    });
+                    return Promise.race([next, timeout]).finally(() => clearTimeout(timer));
+                },
+                return(value) {
+                    // Ending the inner iterator destroys the request, and with it the socket the 408 needs.
+                    if (timedOut)
+                        return Promise.resolve({ done: true, value: undefined });
+                    return inner.return?.(value) ?? Promise.resolve({ done: true, value: undefined });
+                },
+            };
+        },
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/server/http/range.ts
@@ -10557,6 +11137,7 @@ function parseRange(header, size) {
 
 
 
+
 /** The upload limit for narinfos (and nix-cache-info), as the issue sets it. */
 const NARINFO_UPLOAD_LIMIT = 64 * 1024;
 const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 41\n';
@@ -10568,10 +11149,10 @@ function getNixCacheInfo({ res }) {
     send(res, 200, { 'content-type': 'text/x-nix-cache-info' }, NIX_CACHE_INFO);
 }
 /** Nix PUTs a nix-cache-info when it finds none: ours is fixed, so the upload is read and dropped. */
-async function putNixCacheInfo({ req, res }) {
+async function putNixCacheInfo({ req, res, body }) {
     checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
     acceptBody(req, res);
-    await readSmallBody(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
+    await readSmallBody(body(), NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
     send(res, 204, {});
 }
 function notFound(what) {
@@ -10628,9 +11209,10 @@ async function getNar(cache, request, key) {
 }
 /**
  * The preamble of every write, before its body is read: a token with a write slice, a declared
- * size within `limit`, a slice the writer may write; then `100 Continue`.
+ * size within `limit`, a slice the writer may write; then `100 Continue` (unless `accept` is false:
+ * the caller sends it once it has taken what else the write needs).
  */
-async function beginWrite(cache, request, limit, what) {
+async function beginWrite(cache, request, limit, what, accept = true) {
     const access = await request.access();
     const writer = {
         slice: requireWriteSlice(access),
@@ -10639,18 +11221,26 @@ async function beginWrite(cache, request, limit, what) {
     };
     checkDeclaredLength(request.req, limit, what);
     await cache.checkWriter(writer);
-    acceptBody(request.req, request.res);
+    if (accept)
+        acceptBody(request.req, request.res);
     return writer;
 }
-async function storeNar(cache, request, nar) {
-    const writer = await beginWrite(cache, request, cache.maxNarSize, 'NAR file');
-    const upload = nar;
-    const { req } = request;
-    return cache.storeNar(writer, upload, req, () => req.readableAborted);
+/** A NAR upload: the preamble, an upload slot (429/503 when none is free), then the service. */
+async function storeNar(deps, request, writer, upload) {
+    const { req, res } = request;
+    const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
+    try {
+        acceptBody(req, res);
+        return await deps.cache.storeNar(writer, upload, request.body(), () => req.readableAborted);
+    }
+    finally {
+        release();
+    }
 }
 /** `PUT /nar/<filehash>.nar[.ext]`, as Nix uploads: the file must hash to its name. */
-async function putNar(cache, request, nar) {
-    const { outcome } = await storeNar(cache, request, {
+async function putNar(deps, request, nar) {
+    const writer = await beginWrite(deps.cache, request, deps.cache.maxNarSize, 'NAR file', false);
+    const { outcome } = await storeNar(deps, request, writer, {
         key: nar.key,
         compression: nar.compression,
         name: { fileHash: Hash.parse(`sha256:${nar.fileHash}`) },
@@ -10660,11 +11250,13 @@ async function putNar(cache, request, nar) {
 /**
  * `PUT /_api/v1/nar/<narhash>.nar[.ext]`, as the Action's proxy uploads: the NAR inside must hash to
  * the name, which the uploader knows before compressing, so it streams without a FileHash pass of
- * its own. The answer tells it what its narinfo must say about the file.
+ * its own. It is stored under the slice's own key (narHashKey), and the answer tells the uploader
+ * what its narinfo must say about the file: its URL, FileHash and FileSize.
  */
-async function putNarByNarHash(cache, request, nar) {
-    const { outcome, nar: stored } = await storeNar(cache, request, {
-        key: nar.key,
+async function putNarByNarHash(deps, request, nar) {
+    const writer = await beginWrite(deps.cache, request, deps.cache.maxNarSize, 'NAR file', false);
+    const { outcome, nar: stored } = await storeNar(deps, request, writer, {
+        key: narHashKey(writer.slice, nar.narHash, nar.compression),
         compression: nar.compression,
         name: { narHash: Hash.parse(`sha256:${nar.narHash}`) },
     });
@@ -10681,7 +11273,7 @@ async function putNarByNarHash(cache, request, nar) {
 }
 async function putNarInfo(cache, request, hashPart) {
     const writer = await beginWrite(cache, request, NARINFO_UPLOAD_LIMIT, 'narinfo');
-    const text = (await readSmallBody(request.req, NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
+    const text = (await readSmallBody(request.body(), NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
     let info;
     try {
         info = parseNarInfo(text, { maxBytes: NARINFO_UPLOAD_LIMIT });
@@ -10755,7 +11347,7 @@ async function postNarInfos(cache, request, publicReads) {
     }
     checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
     acceptBody(req, res);
-    const hashParts = parseBatchRequest(await readSmallBody(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'));
+    const hashParts = parseBatchRequest(await readSmallBody(request.body(), NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'));
     const narinfos = await cache.narInfos(hashParts, access);
     send(res, 200, { 'content-type': 'application/json', 'cache-control': 'private, no-cache' }, JSON.stringify({ narinfos }));
 }
@@ -10871,13 +11463,13 @@ function routeTable(deps) {
         nar: {
             GET: nar,
             HEAD: nar,
-            PUT: (route, request) => putNar(deps.cache, request, route),
+            PUT: (route, request) => putNar(deps, request, route),
         },
         narinfos: {
             POST: (_route, request) => postNarInfos(deps.cache, request, deps.publicReads),
         },
         'nar-upload': {
-            PUT: (route, request) => putNarByNarHash(deps.cache, request, route),
+            PUT: (route, request) => putNarByNarHash(deps, request, route),
         },
         health: {
             GET: (_route, { res }) => {
@@ -10942,6 +11534,7 @@ function createRouter(deps) {
                 req,
                 res,
                 access: () => (access ??= resolveAccess(req, deps.verifyToken, deps.isPublic)),
+                body: () => withIdleTimeout(req, deps.bodyIdleTimeoutMs),
             };
             await handler(route, request);
         }
@@ -10956,6 +11549,56 @@ function createRouter(deps) {
             sendError(res, error);
         }
     };
+}
+
+;// CONCATENATED MODULE: ./src/server/http/upload-slots.ts
+/**
+ * How many NAR uploads run at once, in all and per token. Each holds a decompressor (up to
+ * `max_decompression_memory`) and two stage buffers for as long as its body takes, so the count is
+ * what bounds the memory uploads can cost. Beyond it a new upload is refused before its body is
+ * asked for: 429 when its own token has too many (that client should slow down), 503 when the
+ * server is full; both with Retry-After, which the Action's proxy honours and Nix retries through.
+ */
+
+
+/** Seconds: an upload slot frees up as soon as any upload ends. */
+const UPLOAD_RETRY_AFTER_SECONDS = 2;
+class UploadSlots {
+    limits;
+    active = 0;
+    /** Uploads in progress per token, keyed by the token's hash (no token kept in memory). */
+    perToken = new Map();
+    constructor(limits) {
+        this.limits = limits;
+    }
+    /** Takes a slot for an upload made with `token`, or throws 429/503; call the result once it ends. */
+    acquire(token) {
+        const key = (0,external_node_crypto_namespaceObject.createHash)('sha256').update(token).digest('base64url');
+        const mine = this.perToken.get(key) ?? 0;
+        const retryAfter = { 'retry-after': String(UPLOAD_RETRY_AFTER_SECONDS) };
+        if (mine >= this.limits.maxConcurrentUploadsPerToken) {
+            throw new HttpError(429, `this token already has ${mine} uploads in progress, the most one token may have ` +
+                '(max_concurrent_uploads_per_token): retry once one has ended', 'token_upload_limit', retryAfter);
+        }
+        if (this.active >= this.limits.maxConcurrentUploads) {
+            throw new HttpError(503, `the server has ${this.active} uploads in progress, the most it takes at once ` +
+                '(max_concurrent_uploads): retry shortly', 'server_upload_limit', retryAfter);
+        }
+        this.active++;
+        this.perToken.set(key, mine + 1);
+        let released = false;
+        return () => {
+            if (released)
+                return;
+            released = true;
+            this.active--;
+            const left = (this.perToken.get(key) ?? 1) - 1;
+            if (left === 0)
+                this.perToken.delete(key);
+            else
+                this.perToken.set(key, left);
+        };
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/server/http/token-handler.ts
@@ -11198,16 +11841,18 @@ class FsBlobStore {
             }
             await file.sync();
             await file.close();
+            let outcome = 'created';
             try {
                 await (0,promises_namespaceObject.link)(tempPath, finalPath);
             }
             catch (e) {
-                if (e.code === 'EEXIST')
-                    return 'exists';
-                throw e;
+                if (e.code !== 'EEXIST')
+                    throw e;
+                outcome = 'exists';
             }
+            // Synced either way: the time an upload takes must not tell whether the file was there.
             await syncDir(this.dir);
-            return 'created';
+            return outcome;
         }
         finally {
             await file.close().catch(() => undefined);
@@ -11327,6 +11972,7 @@ async function syncDir(dir) {
 
 
 
+
 function writerIdentity(grant) {
     if (grant.kind !== 'ci')
         return {};
@@ -11373,12 +12019,18 @@ async function startServer(config, options = {}) {
         blobs,
         meta,
         narinfoSigner: new NarInfoSigner(signingKey),
-        maxNarSize: config.maxNarSize,
+        narLimits: {
+            maxNarSize: config.maxNarSize,
+            maxRatio: config.uploads.maxCompressionRatio,
+            maxDecompressionMemory: config.uploads.maxDecompressionMemory,
+        },
         metrics,
         log,
     });
     const router = createRouter({
         cache,
+        uploadSlots: new UploadSlots(config.uploads),
+        bodyIdleTimeoutMs: config.uploads.bodyIdleTimeoutMs,
         metrics,
         log,
         verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
@@ -11640,7 +12292,7 @@ async function run(argv) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9258);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1421);
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
 

@@ -28370,7 +28370,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 1276:
+/***/ 6530:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -31392,10 +31392,47 @@ const MAX_DRAIN_DEADLINE_SECONDS = (/* unused pure expression or super */ null &
 
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: external "node:path"
 const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: external "node:timers/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+;// CONCATENATED MODULE: ./src/contracts/listen.ts
+/**
+ * Listen addresses, one grammar for the server's `listen`/`--listen`, the Action's `listen` input
+ * and the daemon's config: `host:port` or `[ipv6]:port`, port 0\u201365535 (0: any free port).
+ */
+
+/** The hosts the daemon may listen on: it holds the cache token, so never a routable address. */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1']);
+class ListenError extends (/* unused pure expression or super */ null && (Error)) {
+}
+/** `host:port` or `[ipv6]:port` \u2192 its parts; a ListenError saying the grammar otherwise. */
+function parseHostPort(value) {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(String(value).trim());
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port > 65535)
+        throw new ListenError(`${JSON.stringify(String(value))} is not HOST:PORT`);
+    return { host: (match[1] ?? match[2]), port };
+}
+function isLoopbackHost(host) {
+    return LOOPBACK_HOSTS.has(host);
+}
+/** Any loopback address (127.0.0.0/8, ::1, localhost; brackets allowed), where plain http never leaves the machine. */
+function listen_isLoopbackAddress(hostname) {
+    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    if (host === 'localhost' || host === '::1')
+        return true;
+    return isIP(host) === 4 && host.startsWith('127.');
+}
+/** The host as it goes into a URL: IPv6 addresses in brackets (once). */
+function listen_urlHost(host) {
+    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
 ;// CONCATENATED MODULE: external "node:fs/promises"
 const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
 ;// CONCATENATED MODULE: ./src/contracts/ready-file.ts
@@ -31431,8 +31468,9 @@ function ready_file_readReadyFile(stateDir) {
 ;// CONCATENATED MODULE: ./src/action/daemon-client.ts
 /**
  * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
- * docs/architecture.md: a 0600 config file as argv, `<stateDir>/ready.json` once listening,
- * `/_sluice/*` control endpoints on loopback.
+ * docs/architecture.md: a 0600 config file as argv (the daemon deletes it once read),
+ * `<stateDir>/ready.json` once listening, `/_sluice/*` control endpoints on loopback that need the
+ * job's control secret.
  */
 
 
@@ -31441,11 +31479,38 @@ function ready_file_readReadyFile(stateDir) {
 
 
 
+
+
+function newJobSecrets() {
+    return {
+        cachePrefix: randomBytes(32).toString('base64url'),
+        controlSecret: randomBytes(32).toString('base64url'),
+    };
+}
+/** The control secret's file (0600): the post-build hook and the post step read it. */
+function writeControlSecret(stateDir, secret) {
+    const file = join(stateDir, 'control.secret');
+    writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+    return file;
+}
+function readControlSecret(file) {
+    try {
+        return (0,external_node_fs_namespaceObject.readFileSync)(file, 'utf8').trim();
+    }
+    catch {
+        return undefined;
+    }
+}
+/** Deletes files holding the job's secrets; those already gone are fine. */
+function removeFiles(files) {
+    for (const file of files)
+        (0,external_node_fs_namespaceObject.rmSync)(file, { force: true });
+}
 class DaemonStartError extends (/* unused pure expression or super */ null && (Error)) {
 }
 const READY_TIMEOUT_MS = 20_000;
 /** Spawns the daemon detached, its output in a log file (never the step's pipes), and waits until it is ready. */
-async function startDaemon(bundle, configFile, stateDir, host) {
+async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
     const logFile = join(stateDir, 'daemon.log');
     const logFd = openSync(logFile, 'a');
     const child = spawn(process.execPath, [...DAEMON_NODE_ARGS, bundle, configFile], {
@@ -31467,8 +31532,8 @@ async function startDaemon(bundle, configFile, stateDir, host) {
             throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
         const ready = readReadyFile(stateDir);
         if (ready) {
-            const url = `http://${host}:${ready.port}`;
-            if (await healthy(url))
+            const url = `http://${urlHost(host)}:${ready.port}`;
+            if (await healthy(url, controlSecret))
                 return { pid: ready.pid, url, logFile };
         }
         await sleep(100);
@@ -31477,9 +31542,10 @@ async function startDaemon(bundle, configFile, stateDir, host) {
         killQuietly(pid, 'SIGKILL');
     throw new DaemonStartError(`the proxy daemon was not ready within ${READY_TIMEOUT_MS / 1000} s.\n${tail(logFile)}`);
 }
-async function healthy(url) {
+async function healthy(url, controlSecret) {
     try {
         const response = await fetch(`${url}${controlPath(ControlRoute.Health)}`, {
+            headers: { authorization: `Bearer ${controlSecret}` },
             signal: AbortSignal.timeout(2_000),
         });
         await response.body?.cancel();
@@ -31499,11 +31565,12 @@ function tail(logFile, lines = 20) {
         return '(no daemon log)';
     }
 }
-async function control(url, route, body, timeoutMs) {
+async function control(url, controlSecret, route, body, timeoutMs) {
+    const authorization = `Bearer ${controlSecret}`;
     const path = control_api_controlPath(route);
     const response = await fetch(`${url}${path}`, {
         method: body === undefined ? 'GET' : 'POST',
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(timeoutMs),
     });
@@ -31641,13 +31708,17 @@ var external_node_util_ = __nccwpck_require__(7975);
 ;// CONCATENATED MODULE: ./src/action/nix-config.ts
 /**
  * Points Nix at the proxy: a marked block in a nix.conf that adds the proxy as a substituter, trusts
- * the server's keys, turns on `fallback` and installs the post-build hook.
+ * the server's keys, turns on `fallback` and installs the post-build hook. The substituter URL holds
+ * the job's secret path, so it sits in a 0600 file of its own that the block `!include`s: nix.conf
+ * stays world-readable, and a reader who may not read the file (another user, a sandboxed build)
+ * learns nothing (Nix skips an `!include` it cannot read).
  *
  * `post-build-hook` and `substituters` are honoured only from the configuration of whoever runs the
  * builds. Without a Nix daemon (single-user) that is the runner user, so the user's nix.conf is
  * enough. With a daemon, builds run inside the daemon, which reads only the system nix.conf, so that
  * file changes and the daemon restarts (systemd on Linux, launchd on macOS).
  */
+
 
 
 
@@ -31693,16 +31764,18 @@ function confFile(scope, env = process.env) {
         return userFiles[0];
     return join(env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config'), 'nix', 'nix.conf');
 }
+/** The block; throws NixConfValueError when a value does not look exactly as it should. */
 function renderBlock(settings) {
     const lines = [
         NIX_CONF_BLOCK_BEGIN,
-        `extra-substituters = ${settings.substituter}`,
-        `extra-trusted-public-keys = ${settings.publicKeys.join(' ')}`,
+        // `!include`: a file that is gone or unreadable is skipped, not an error.
+        `!include ${checkPath(settings.substituterFile, 'the substituter file')}`,
+        `extra-trusted-public-keys = ${settings.publicKeys.map(checkPublicKey).join(' ')}`,
         // The proxy or the server may go away mid-job: Nix then builds instead of failing.
         'fallback = true',
     ];
     if (settings.postBuildHook)
-        lines.push(`post-build-hook = ${settings.postBuildHook}`);
+        lines.push(`post-build-hook = ${checkPath(settings.postBuildHook, 'the post-build hook')}`);
     lines.push(NIX_CONF_BLOCK_END);
     return lines.join('\n') + '\n';
 }
@@ -31734,10 +31807,20 @@ async function writeMaybeSudo(file, text) {
         });
     }
 }
+/**
+ * The substituter setting, in a file only this user can read (and root: in multi-user mode the Nix
+ * daemon, which runs as root, reads it; the build users cannot).
+ */
+function writeSubstituterFile(stateDir, proxyUrl) {
+    const file = join(stateDir, 'nix-substituter.conf');
+    writeFileSync(file, `extra-substituters = ${checkProxyUrl(proxyUrl)}\n`, { mode: 0o600 });
+    return file;
+}
 async function writeNixConf(file, settings) {
+    const block = renderBlock(settings);
     const current = withoutBlock(readIfExists(file));
     const separator = current === '' || current.endsWith('\n') ? '' : '\n';
-    await writeMaybeSudo(file, current + separator + renderBlock(settings));
+    await writeMaybeSudo(file, current + separator + block);
 }
 /** Takes the Sluice block out again; true when there was one. */
 async function removeNixConf(file) {
@@ -31774,13 +31857,15 @@ async function effectiveSubstituters(env = process.env) {
  * daemon through the hook bundle. It always exits 0 and gives up quickly, because a failing hook
  * stops Nix from running further builds.
  */
-function writeHookScript(stateDir, nodePath, hookBundle, proxyUrl) {
+function writeHookScript(stateDir, nodePath, hookBundle, proxyUrl, controlSecretFile) {
     const file = join(stateDir, 'post-build-hook.sh');
+    // The control secret's file, not the secret: argv is visible to every local process.
+    const program = [nodePath, hookBundle, proxyUrl, controlSecretFile].map(sh).join(' ');
     const script = [
         '#!/bin/sh',
         '# Sluice: reports each local build to the proxy, which pushes it. Never fails the build.',
         `if [ -x ${sh(nodePath)} ] && [ -f ${sh(hookBundle)} ]; then`,
-        `  ${sh(nodePath)} ${sh(hookBundle)} ${sh(proxyUrl)} >/dev/null 2>&1 </dev/null || true`,
+        `  ${program} >/dev/null 2>&1 </dev/null || true`,
         'fi',
         'exit 0',
         '',
@@ -31969,6 +32054,13 @@ async function run() {
     catch (error) {
         problems.push(`Sluice could not clean up nix.conf: ${error.message}`);
     }
+    try {
+        // The daemon deletes these when it stops; not when it was killed or never started.
+        removeFiles(state.secretFiles ?? []);
+    }
+    catch (error) {
+        problems.push(`Sluice could not delete its secret files: ${error.message}`);
+    }
     const newProblems = problems.slice(state.problems.length);
     for (const message of newProblems)
         warning(message);
@@ -32002,19 +32094,25 @@ async function finish(state, problems) {
         problems.push(`Sluice's proxy (pid ${daemon.pid}) died during the job; what it did not push is lost. See its log below.`);
         return undefined;
     }
+    const secret = state.controlSecretFile ? readControlSecret(state.controlSecretFile) : undefined;
+    if (!secret) {
+        problems.push(`Sluice's control secret (${state.controlSecretFile ?? 'no file'}) is gone, so the proxy could not be asked to push; it is stopped.`);
+        await ensureStopped(daemon.pid, 0);
+        return undefined;
+    }
     let stats;
     try {
         const paths = state.storeListFile && (0,external_node_fs_namespaceObject.existsSync)(state.storeListFile)
             ? await validPaths(newStorePaths(state.storeListFile))
             : [];
         info(`Draining pushes for up to ${state.drainTimeoutSeconds} s (${paths.length} new store paths found).`);
-        stats = await control(daemon.url, control_api_ControlRoute.Drain, { deadlineSeconds: state.drainTimeoutSeconds, paths }, state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS);
+        stats = await control(daemon.url, secret, control_api_ControlRoute.Drain, { deadlineSeconds: state.drainTimeoutSeconds, paths }, state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS);
     }
     catch (error) {
         problems.push(`Sluice's proxy did not finish pushing in time (${describeFetchError(error)}): some builds were not pushed. Raise \`drain-timeout\` if this repeats.`);
-        stats = await control(daemon.url, control_api_ControlRoute.Stats, undefined, 5_000).catch(() => undefined);
+        stats = await control(daemon.url, secret, control_api_ControlRoute.Stats, undefined, 5_000).catch(() => undefined);
     }
-    await control(daemon.url, control_api_ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
+    await control(daemon.url, secret, control_api_ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
     const ended = await ensureStopped(daemon.pid);
     if (ended === 'survived')
         problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
@@ -32059,7 +32157,7 @@ function showLog(logFile) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1276);
+/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6530);
 
 await (0,_action_post_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 process.exit(); // keep-alive sockets must not keep the step running

@@ -1,17 +1,51 @@
 /**
  * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
- * docs/architecture.md: a 0600 config file as argv, `<stateDir>/ready.json` once listening,
- * `/_sluice/*` control endpoints on loopback.
+ * docs/architecture.md: a 0600 config file as argv (the daemon deletes it once read),
+ * `<stateDir>/ready.json` once listening, `/_sluice/*` control endpoints on loopback that need the
+ * job's control secret.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { controlPath, ControlRoute } from '../contracts/control-api.js';
 import { DAEMON_NODE_ARGS, daemonEnv } from '../contracts/daemon-process.js';
+import { urlHost } from '../contracts/listen.js';
+import type { ProxyAuth } from '../contracts/proxy-auth.js';
 import { readReadyFile } from '../contracts/ready-file.js';
 
 export type { DaemonStats } from '../contracts/control-api.js';
+
+/** The per-job credentials of the proxy (src/contracts/proxy-auth.ts). */
+export type JobSecrets = ProxyAuth;
+
+export function newJobSecrets(): JobSecrets {
+  return {
+    cachePrefix: randomBytes(32).toString('base64url'),
+    controlSecret: randomBytes(32).toString('base64url'),
+  };
+}
+
+/** The control secret's file (0600): the post-build hook and the post step read it. */
+export function writeControlSecret(stateDir: string, secret: string): string {
+  const file = join(stateDir, 'control.secret');
+  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  return file;
+}
+
+export function readControlSecret(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Deletes files holding the job's secrets; those already gone are fine. */
+export function removeFiles(files: string[]): void {
+  for (const file of files) rmSync(file, { force: true });
+}
 
 export interface RunningDaemon {
   pid: number;
@@ -29,6 +63,7 @@ export async function startDaemon(
   configFile: string,
   stateDir: string,
   host: string,
+  controlSecret: string,
 ): Promise<RunningDaemon> {
   const logFile = join(stateDir, 'daemon.log');
   const logFd = openSync(logFile, 'a');
@@ -50,8 +85,8 @@ export async function startDaemon(
     if (exited) throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
     const ready = readReadyFile(stateDir);
     if (ready) {
-      const url = `http://${host}:${ready.port}`;
-      if (await healthy(url)) return { pid: ready.pid, url, logFile };
+      const url = `http://${urlHost(host)}:${ready.port}`;
+      if (await healthy(url, controlSecret)) return { pid: ready.pid, url, logFile };
     }
     await sleep(100);
   }
@@ -61,9 +96,10 @@ export async function startDaemon(
   );
 }
 
-async function healthy(url: string): Promise<boolean> {
+async function healthy(url: string, controlSecret: string): Promise<boolean> {
   try {
     const response = await fetch(`${url}${controlPath(ControlRoute.Health)}`, {
+      headers: { authorization: `Bearer ${controlSecret}` },
       signal: AbortSignal.timeout(2_000),
     });
     await response.body?.cancel();
@@ -85,14 +121,16 @@ export function tail(logFile: string, lines = 20): string {
 
 export async function control<T>(
   url: string,
+  controlSecret: string,
   route: ControlRoute,
   body: unknown,
   timeoutMs: number,
 ): Promise<T> {
+  const authorization = `Bearer ${controlSecret}`;
   const path = controlPath(route);
   const response = await fetch(`${url}${path}`, {
     method: body === undefined ? 'GET' : 'POST',
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(timeoutMs),
   });

@@ -4,7 +4,13 @@
  */
 import * as core from '@actions/core';
 import { Inputs } from './constants.js';
-import { isLoopbackHost, parseHostPort, urlHost, type HostPort } from '../contracts/listen.js';
+import {
+  isLoopbackAddress,
+  isLoopbackHost,
+  parseHostPort,
+  urlHost,
+  type HostPort,
+} from '../contracts/listen.js';
 import type { PushCompression } from '../contracts/daemon-config.js';
 import { DEFAULT_AUDIENCE } from '../contracts/server-api.js';
 
@@ -39,7 +45,7 @@ export function readInputs(): ActionInputs {
       'xz',
       'none',
     ] as const),
-    listen: parseListen(core.getInput(Inputs.Listen) || '127.0.0.1:37515'),
+    listen: parseListen(core.getInput(Inputs.Listen) || '127.0.0.1:0'),
     drainTimeoutSeconds: parseSeconds(Inputs.DrainTimeout, core.getInput(Inputs.DrainTimeout) || '120'),
     strict: parseBoolean(Inputs.Strict, core.getInput(Inputs.Strict) || 'false'),
     summary: parseBoolean(Inputs.Summary, core.getInput(Inputs.Summary) || 'true'),
@@ -62,6 +68,12 @@ export function parseServer(value: string): URL {
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new InputError(`Input 'server' must be an http(s) URL; got protocol '${url.protocol}'.`);
+  }
+  if (url.protocol === 'http:' && !isLoopbackAddress(url.hostname)) {
+    // Anyone on the path could read the cache token and answer the exchange with keys of their own.
+    throw new InputError(
+      `Input 'server' must be an https:// URL: plain http is allowed only on loopback (127.0.0.0/8, ::1, localhost); got '${url.origin}'.`,
+    );
   }
   if (url.username || url.password) {
     throw new InputError(

@@ -9,12 +9,20 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { HOOK_BUNDLE, JobEnv, Outputs, PROXY_BUNDLE } from './constants.js';
 import { writeDaemonConfig } from '../contracts/daemon-config.js';
-import { DaemonStartError, startDaemon, type RunningDaemon } from './daemon-client.js';
-import { ExchangeRefusedError, exchangeToken, getIdToken, probeAnonymousReads } from './exchange-client.js';
 import type { ExchangedToken } from '../contracts/server-api.js';
+import {
+  DaemonStartError,
+  newJobSecrets,
+  removeFiles,
+  startDaemon,
+  writeControlSecret,
+  type RunningDaemon,
+} from './daemon-client.js';
+import { ExchangeRefusedError, exchangeToken, getIdToken, probeAnonymousReads } from './exchange-client.js';
 import { readInputs, type ActionInputs } from './inputs.js';
 import { configureNix } from './configure-nix.js';
 import { nixVersion } from './nix-config.js';
+import { checkPublicKey, NixConfValueError } from './nix-conf-values.js';
 import { saveState, type SavedState } from './state.js';
 import { recordStore } from './store-paths.js';
 
@@ -93,6 +101,19 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
   const listen = `${inputs.listen.host}:${inputs.listen.port}`;
   const idTokenUrl = process.env.ACTIONS_ID_TOKEN_REQUEST_URL;
   const idTokenRequestToken = process.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN;
+  // Per-job credentials of the proxy: masked in case Nix prints its substituter's URL.
+  const secrets = newJobSecrets();
+  core.setSecret(secrets.cachePrefix);
+  core.setSecret(secrets.controlSecret);
+  const controlSecretFile = writeControlSecret(stateDir, secrets.controlSecret);
+  const secretFiles = [
+    join(stateDir, 'daemon.json'),
+    controlSecretFile,
+    join(stateDir, 'nix-substituter.conf'),
+  ];
+  // Saved first: the post step deletes whatever of these is left, however the job went.
+  state.secretFiles = secretFiles;
+  state.controlSecretFile = controlSecretFile;
   const configFile = await writeDaemonConfig({
     listen,
     server: inputs.server.href,
@@ -112,6 +133,8 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
     stateDir,
     read: access.grant?.read ?? [],
     write: access.grant?.write ?? null,
+    auth: secrets,
+    secretFiles: secretFiles.slice(1),
   });
 
   let daemon: RunningDaemon;
@@ -121,11 +144,16 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
       configFile,
       stateDir,
       inputs.listen.host,
+      secrets.controlSecret,
     );
   } catch (error) {
+    removeFiles(secretFiles);
     if (!(error instanceof DaemonStartError)) throw error;
     problem(state, `Sluice's proxy did not start, so this job runs without the cache: ${error.message}`);
     return;
+  } finally {
+    // The daemon deletes its config once read; this covers a daemon that died before reading it.
+    removeFiles([configFile]);
   }
   state.daemon = daemon;
   core.info(`Sluice's proxy is listening at ${daemon.url} (pid ${daemon.pid}).`);
@@ -134,6 +162,8 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
     {
       stateDir,
       proxyUrl: daemon.url,
+      cachePrefix: secrets.cachePrefix,
+      controlSecretFile,
       publicKeys: access.publicKeys,
       ...(pushEnabled ? { hookBundle: join(bundles, HOOK_BUNDLE, 'index.js') } : {}),
     },
@@ -173,7 +203,7 @@ async function getAccess(inputs: ActionInputs, state: SavedState): Promise<Acces
     core.info(
       `Sluice token exchange: reading ${grant.read.join(', ') || 'no slices'}, writing ${grant.write ?? 'no slice'}, until ${grant.expiresAt}.`,
     );
-    return { grant, publicKeys: grant.publicKeys };
+    return trustedKeys(state, { grant, publicKeys: grant.publicKeys });
   } catch (error) {
     if (error instanceof ExchangeRefusedError) {
       problem(
@@ -198,5 +228,23 @@ async function anonymous(inputs: ActionInputs, state: SavedState): Promise<Acces
   }
   core.info('The server serves the cache anonymously: this job reads from it and pushes nothing.');
   state.mode = 'anonymous';
-  return { publicKeys: anonymousReads.publicKeys };
+  return trustedKeys(state, { publicKeys: anonymousReads.publicKeys });
+}
+
+/**
+ * The server's keys go into nix.conf, where a newline would add settings of the server's choosing:
+ * any key that is not exactly `name:base64(32 bytes)` means the cache is not used at all.
+ */
+function trustedKeys(state: SavedState, access: Access): Access | undefined {
+  try {
+    access.publicKeys.forEach(checkPublicKey);
+    return access;
+  } catch (error) {
+    if (!(error instanceof NixConfValueError)) throw error;
+    problem(
+      state,
+      `Sluice does not use the cache in this job: the server's answer gave a signing key that cannot go into nix.conf (${error.message}). Check the server's signing key and that nothing between the runner and the server alters its answers.`,
+    );
+    return undefined;
+  }
 }

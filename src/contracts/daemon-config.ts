@@ -4,9 +4,10 @@
  * field, before anything starts.
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import type { NarCompression } from '../nix/nar.js';
 import { isLoopbackHost, ListenError, parseHostPort, type HostPort } from './listen.js';
+import { SECRET_PATTERN, type ProxyAuth } from './proxy-auth.js';
 import { DEFAULT_AUDIENCE } from './server-api.js';
 
 /** What the daemon compresses NARs with: the compressions Sluice verifies. */
@@ -43,11 +44,16 @@ export interface DaemonConfig {
   /** Slices the token may read / write, as the exchange answered: only reported in the stats. */
   read: string[];
   write: string | null;
+  /** The per-job credentials every request must carry (src/contracts/proxy-auth.ts). */
+  auth: ProxyAuth;
+  /** Files holding the job's secrets, deleted when the daemon stops. */
+  secretFiles: string[];
 }
 
 /** The file as its writers may write it: push settings left out take their defaults. */
-export type DaemonConfigFile = Omit<DaemonConfig, 'push'> & {
+export type DaemonConfigFile = Omit<DaemonConfig, 'push' | 'secretFiles'> & {
   push: Partial<PushConfig> & { enabled: boolean };
+  secretFiles?: string[];
 };
 
 export class DaemonConfigError extends Error {}
@@ -159,6 +165,31 @@ function parsePush(value: unknown): PushConfig {
   return push;
 }
 
+function parseAuth(value: unknown): ProxyAuth {
+  if (!isRecord(value)) throw new DaemonConfigError('auth must be an object { cachePrefix, controlSecret }');
+  const auth = {
+    cachePrefix: requireString(value, 'cachePrefix', 'auth.'),
+    controlSecret: requireString(value, 'controlSecret', 'auth.'),
+  };
+  for (const [key, secret] of Object.entries(auth)) {
+    if (!SECRET_PATTERN.test(secret)) {
+      throw new DaemonConfigError(`auth.${key} must be 32 to 128 characters of base64url`);
+    }
+  }
+  if (auth.cachePrefix === auth.controlSecret) {
+    throw new DaemonConfigError('auth.cachePrefix and auth.controlSecret must differ');
+  }
+  return auth;
+}
+
+function parseSecretFiles(value: unknown): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || value.some((f) => typeof f !== 'string' || !isAbsolute(f))) {
+    throw new DaemonConfigError('secretFiles must be an array of absolute paths');
+  }
+  return value as string[];
+}
+
 export function parseDaemonConfig(value: unknown): DaemonConfig {
   if (!isRecord(value)) throw new DaemonConfigError('config must be a JSON object');
   const listen = requireString(value, 'listen');
@@ -173,6 +204,8 @@ export function parseDaemonConfig(value: unknown): DaemonConfig {
     stateDir: requireString(value, 'stateDir'),
     read: Array.isArray(value.read) ? value.read.filter((s): s is string => typeof s === 'string') : [],
     write: typeof value.write === 'string' ? value.write : null,
+    auth: parseAuth(value.auth),
+    secretFiles: parseSecretFiles(value.secretFiles),
   };
   if (config.token !== null) {
     parseExpiry(value.tokenExpiresAt);

@@ -3,6 +3,8 @@
  * and the daemon's config: `host:port` or `[ipv6]:port`, port 0–65535 (0: any free port).
  */
 
+import { isIP } from 'node:net';
+
 export interface HostPort {
   /** Without brackets: `::1`, not `[::1]`. */
   host: string;
@@ -26,7 +28,14 @@ export function isLoopbackHost(host: string): boolean {
   return LOOPBACK_HOSTS.has(host);
 }
 
-/** The host as it goes into a URL: IPv6 addresses in brackets. */
+/** Any loopback address (127.0.0.0/8, ::1, localhost; brackets allowed), where plain http never leaves the machine. */
+export function isLoopbackAddress(hostname: string): boolean {
+  const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  if (host === 'localhost' || host === '::1') return true;
+  return isIP(host) === 4 && host.startsWith('127.');
+}
+
+/** The host as it goes into a URL: IPv6 addresses in brackets (once). */
 export function urlHost(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }

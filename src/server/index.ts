@@ -22,6 +22,7 @@ import type { Access } from './http/auth.js';
 import { CacheService } from './cache/cache-service.js';
 import { NarInfoSigner } from './cache/narinfo-signer.js';
 import { createRouter } from './http/router.js';
+import { UploadSlots } from './http/upload-slots.js';
 import { createTokenHandler } from './http/token-handler.js';
 import { createLogger, type Logger } from './server-log.js';
 import { ServerMetrics } from './metrics.js';
@@ -95,12 +96,18 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     blobs,
     meta,
     narinfoSigner: new NarInfoSigner(signingKey),
-    maxNarSize: config.maxNarSize,
+    narLimits: {
+      maxNarSize: config.maxNarSize,
+      maxRatio: config.uploads.maxCompressionRatio,
+      maxDecompressionMemory: config.uploads.maxDecompressionMemory,
+    },
     metrics,
     log,
   });
   const router = createRouter({
     cache,
+    uploadSlots: new UploadSlots(config.uploads),
+    bodyIdleTimeoutMs: config.uploads.bodyIdleTimeoutMs,
     metrics,
     log,
     verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),

@@ -7,6 +7,9 @@
 import { Writable } from 'node:stream';
 import { HttpError } from '../../contracts/http-error.js';
 import { FileHasher, type FileDigest } from '../../nix/file-hash.js';
+import { Hash } from '../../nix/hash.js';
+import type { NarLimits } from '../../nix/nar-hasher.js';
+import { narFileName } from '../../nix/nar-url.js';
 import type { NarCompression } from '../../nix/nar.js';
 import type { NarInfo } from '../../nix/narinfo.js';
 import type { ServerMetrics } from '../metrics.js';
@@ -25,7 +28,8 @@ export interface CacheServiceDeps {
   blobs: BlobStore;
   meta: MetadataStore;
   narinfoSigner: NarInfoSigner;
-  maxNarSize: number;
+  /** What a NAR upload may be: its size (as uploaded and inflated), ratio, decoder memory. */
+  narLimits: NarLimits;
   metrics: ServerMetrics;
   log: Logger;
 }
@@ -50,22 +54,21 @@ export class CacheService {
   constructor(private readonly deps: CacheServiceDeps) {}
 
   get maxNarSize(): number {
-    return this.deps.maxNarSize;
+    return this.deps.narLimits.maxNarSize;
   }
 
   /** The signed narinfo of `hashPart` in a readable slice, or undefined. */
   async narInfo(hashPart: string, reader: Reader): Promise<string | undefined> {
     const record = (await lookupNarInfos(this.deps, reader, [hashPart])).get(hashPart);
     this.deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
-    return record ? this.deps.narinfoSigner.sign(record.narinfo) : undefined;
+    return record ? this.deps.narinfoSigner.served(record) : undefined;
   }
 
   /** The signed narinfos of the readable hits among `hashParts`. */
   async narInfos(hashParts: string[], reader: Reader): Promise<Record<string, string>> {
     const records = await lookupNarInfos(this.deps, reader, hashParts);
     const narinfos: Record<string, string> = {};
-    for (const [hashPart, record] of records)
-      narinfos[hashPart] = this.deps.narinfoSigner.sign(record.narinfo);
+    for (const [hashPart, record] of records) narinfos[hashPart] = this.deps.narinfoSigner.served(record);
     const { narinfoLookups } = this.deps.metrics;
     if (records.size > 0) narinfoLookups.inc({ result: 'hit' }, records.size);
     if (hashParts.length > records.size)
@@ -110,7 +113,9 @@ export class CacheService {
 
   /**
    * Streams an upload through the verification into the BlobStore and records it for the writer's
-   * slice. `aborted` tells a client that went away from a failing store.
+   * slice. `aborted` tells a client that went away from a failing store. The outcome depends only
+   * on the slice's own uploads: `exists` if it had uploaded this NAR before, else `created`,
+   * whether or not another slice holds the same file (which a writer must not learn).
    */
   async storeNar(
     writer: Writer,
@@ -118,11 +123,12 @@ export class CacheService {
     body: AsyncIterable<Buffer>,
     aborted: () => boolean,
   ): Promise<{ outcome: 'created' | 'exists'; nar: VerifiedNar }> {
-    const { blobs, meta, metrics, log, maxNarSize } = this.deps;
+    const { blobs, meta, metrics, log, narLimits } = this.deps;
+    const hadIt = (await meta.uploadedNar(writer.slice, upload.key)) !== null;
     const verified = verifyNarUpload(body, {
       ...upload.name,
       compression: upload.compression,
-      maxSize: maxNarSize,
+      limits: narLimits,
     });
     let outcome: 'created' | 'exists';
     try {
@@ -136,8 +142,9 @@ export class CacheService {
     }
     const digest = verified.digest();
     metrics.bytesIn.inc(digest.fileSize);
-    // A NAR named by its NarHash may already be stored as other bytes (another compressor, level or
-    // version): the narinfo must describe the file that is served, so that one is hashed.
+    // A key named by FileHash holds these very bytes. One named by NarHash is the slice's own
+    // (narHashKey), but may hold other bytes it uploaded before (another compressor or level): the
+    // narinfo must describe the file that is served, so that one is hashed.
     const stored: FileDigest =
       outcome === 'exists' && 'narHash' in upload.name ? await this.storedFileDigest(upload.key) : digest;
     const nar: VerifiedNar = {
@@ -153,7 +160,7 @@ export class CacheService {
       { slice: writer.slice, nar: upload.key, fileSize: nar.fileSize, stored: outcome },
       'NAR uploaded',
     );
-    return { outcome, nar };
+    return { outcome: hadIt ? 'exists' : 'created', nar };
   }
 
   private async storedFileDigest(key: string): Promise<FileDigest> {
@@ -184,9 +191,18 @@ export class CacheService {
       sigs: [],
     };
     const now = new Date();
-    const storedText = narinfoSigner.serializeUnsigned(stored);
+    // Signed once here, from the narinfo parsed once, so the lookups that follow need not.
+    const signed = narinfoSigner.signForStorage(stored);
     const outcome = await meta.putNarInfo(
-      { slice, hashPart, storePath: info.storePath, narKey: nar.key, narinfo: storedText, createdAt: now },
+      {
+        slice,
+        hashPart,
+        storePath: info.storePath,
+        narKey: nar.key,
+        narinfo: signed.narinfo,
+        signedBy: signed.signedBy,
+        createdAt: now,
+      },
       {
         ...identity,
         time: now,
@@ -200,10 +216,19 @@ export class CacheService {
       { slice, storePath: info.storePath, stored: outcome, repository: identity.repository },
       'narinfo uploaded',
     );
-    // Signed once here, from the parsed narinfo, so the lookups that follow need not parse it again.
-    if (outcome === 'created') narinfoSigner.remember(storedText, stored);
     return outcome;
   }
 }
 
 export type { Writer } from './slice-owner.js';
+
+/**
+ * The blob key of a NAR uploaded by its NarHash: one per slice and NAR. Keyed by the NarHash alone,
+ * the first slice to upload a NAR would choose the bytes (and their size) every later uploader's
+ * narinfo must describe, and a 200 would tell the next uploader that someone holds it. A file
+ * named by its FileHash (Nix's uploads) is shared: the same name means the same bytes.
+ */
+export function narHashKey(slice: string, narHash: string, compression: NarCompression): string {
+  const hash = Hash.of('sha256', Buffer.from(`sluice nar upload\0${slice}\0${narHash}`));
+  return narFileName(hash.nix32, compression);
+}

@@ -1,5 +1,6 @@
 /** The server's configuration as the code uses it: types, defaults, and the error a bad one gets. */
 import { DEFAULT_AUDIENCE } from '../../contracts/server-api.js';
+import { DEFAULT_UPLOAD_LIMITS, type UploadLimits } from './upload-limits.js';
 
 export interface Listen {
   host: string;
@@ -42,8 +43,10 @@ export interface Config {
   data: string;
   /** Lifetime of the cache tokens issued by the OIDC exchange. */
   tokenTtlSeconds: number;
-  /** Largest NAR upload accepted, in bytes. */
+  /** Largest NAR accepted, in bytes: the upload and the NAR inside it. */
   maxNarSize: number;
+  /** Bounds on what one upload may cost: inflation, decoder memory, concurrency, idle bodies. */
+  uploads: UploadLimits;
   /** The URL clients should use for the cache, when it differs from the listen address (reverse proxy). */
   publicUrl?: string;
   issuers: IssuerConfig[];
@@ -60,6 +63,7 @@ export function defaultConfig(): Config {
     data: './sluice-data',
     tokenTtlSeconds: 3600,
     maxNarSize: DEFAULT_MAX_NAR_SIZE,
+    uploads: { ...DEFAULT_UPLOAD_LIMITS },
     issuers: [
       { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
     ],

@@ -7,6 +7,7 @@ import { LineCounter, parseDocument } from 'yaml';
 import { ConfigError, defaultConfig, type Config } from './config-schema.js';
 import { parseIssuers, parseSlices } from './policy-config.js';
 import { parseDuration, parseListen, parseSize } from './units.js';
+import { parseUploadLimit, UPLOAD_LIMIT_KEYS } from './upload-limits.js';
 import { Validator } from './yaml-validator.js';
 
 const TOP_LEVEL_KEYS = [
@@ -15,6 +16,7 @@ const TOP_LEVEL_KEYS = [
   'token_ttl',
   'max_nar_size',
   'public_url',
+  ...(Object.keys(UPLOAD_LIMIT_KEYS) as (keyof typeof UPLOAD_LIMIT_KEYS)[]),
   'issuers',
   'slices',
 ] as const;
@@ -38,6 +40,10 @@ export function parseConfig(text: string, source = 'config'): Config {
     config.tokenTtlSeconds = v.parse(['token_ttl'], raw.token_ttl, parseDuration);
   if (raw.max_nar_size !== undefined)
     config.maxNarSize = v.parse(['max_nar_size'], raw.max_nar_size, parseSize);
+  for (const [key, { field, kind }] of Object.entries(UPLOAD_LIMIT_KEYS)) {
+    if (raw[key] !== undefined)
+      config.uploads[field] = v.parse([key], raw[key], (value) => parseUploadLimit(kind, value));
+  }
   if (raw.public_url !== undefined)
     config.publicUrl = v.url(['public_url'], raw.public_url, true).replace(/\/+$/, '');
   if (raw.issuers !== undefined) config.issuers = parseIssuers(v, raw.issuers);

@@ -1,4 +1,4 @@
-/** Values with units in the server's config: durations, sizes, listen addresses. */
+/** Values in the server's config: durations, sizes, counts and listen addresses, each refused with a ConfigError naming the problem. */
 import { ListenError, parseHostPort, type HostPort } from '../../contracts/listen.js';
 import { ConfigError } from './config-error.js';
 
@@ -40,6 +40,15 @@ export function parseSize(value: unknown): number {
     throw new ConfigError(`${JSON.stringify(value)} is not a size such as 512MiB or 10GiB`);
   }
   return bytes;
+}
+
+/** A whole number of at least `min`. */
+export function parseCount(value: unknown, min = 1): number {
+  const count = typeof value === 'number' ? value : NaN;
+  if (!Number.isSafeInteger(count) || count < min) {
+    throw new ConfigError(`${JSON.stringify(value)} is not a whole number of at least ${min}`);
+  }
+  return count;
 }
 
 /** `host:port` or `[ipv6]:port` (the one listen grammar, src/contracts/listen.ts). */

@@ -8,16 +8,25 @@ import type { NarUploadResponse } from '../../contracts/server-api.js';
 import { Hash } from '../../nix/hash.js';
 import type { NarCompression } from '../../nix/nar.js';
 import { NarInfoError, parseNarInfo, type NarInfo } from '../../nix/narinfo.js';
-import type { CacheService, NarUpload, Writer } from '../cache/cache-service.js';
-import type { NarUploadName } from '../cache/nar-verifier.js';
-import { requireWriteSlice, type Access } from './auth.js';
+import { narHashKey, type CacheService, type NarUpload, type Writer } from '../cache/cache-service.js';
+import type { VerifiedNar } from '../cache/verified-nar.js';
+import { requestToken, requireWriteSlice, type Access } from './auth.js';
 import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
 import { parseRange } from './range.js';
+import type { UploadSlots } from './upload-slots.js';
 
 export interface CacheRequest {
   req: IncomingMessage;
   res: ServerResponse;
   access(): Promise<Access>;
+  /** The request body, failing with 408 when the client goes quiet. */
+  body(): AsyncIterable<Buffer>;
+}
+
+/** What the NAR upload routes need besides the cache: the slots that bound uploads in progress. */
+export interface UploadDeps {
+  cache: CacheService;
+  uploadSlots: UploadSlots;
 }
 
 /** The upload limit for narinfos (and nix-cache-info), as the issue sets it. */
@@ -40,10 +49,10 @@ export function getNixCacheInfo({ res }: CacheRequest): void {
 }
 
 /** Nix PUTs a nix-cache-info when it finds none: ours is fixed, so the upload is read and dropped. */
-export async function putNixCacheInfo({ req, res }: CacheRequest): Promise<void> {
+export async function putNixCacheInfo({ req, res, body }: CacheRequest): Promise<void> {
   checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
   acceptBody(req, res);
-  await readSmallBody(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
+  await readSmallBody(body(), NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
   send(res, 204, {});
 }
 
@@ -107,13 +116,15 @@ export async function getNar(cache: CacheService, request: CacheRequest, key: st
 
 /**
  * The preamble of every write, before its body is read: a token with a write slice, a declared
- * size within `limit`, a slice the writer may write; then `100 Continue`.
+ * size within `limit`, a slice the writer may write; then `100 Continue` (unless `accept` is false:
+ * the caller sends it once it has taken what else the write needs).
  */
 async function beginWrite(
   cache: CacheService,
   request: CacheRequest,
   limit: number,
   what: string,
+  accept = true,
 ): Promise<Writer> {
   const access = await request.access();
   const writer: Writer = {
@@ -123,28 +134,35 @@ async function beginWrite(
   };
   checkDeclaredLength(request.req, limit, what);
   await cache.checkWriter(writer);
-  acceptBody(request.req, request.res);
+  if (accept) acceptBody(request.req, request.res);
   return writer;
 }
 
+/** A NAR upload: the preamble, an upload slot (429/503 when none is free), then the service. */
 async function storeNar(
-  cache: CacheService,
+  deps: UploadDeps,
   request: CacheRequest,
-  nar: { key: string; compression: NarCompression; name: NarUploadName },
-) {
-  const writer = await beginWrite(cache, request, cache.maxNarSize, 'NAR file');
-  const upload: NarUpload = nar;
-  const { req } = request;
-  return cache.storeNar(writer, upload, req, () => req.readableAborted);
+  writer: Writer,
+  upload: NarUpload,
+): Promise<{ outcome: 'created' | 'exists'; nar: VerifiedNar }> {
+  const { req, res } = request;
+  const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
+  try {
+    acceptBody(req, res);
+    return await deps.cache.storeNar(writer, upload, request.body(), () => req.readableAborted);
+  } finally {
+    release();
+  }
 }
 
 /** `PUT /nar/<filehash>.nar[.ext]`, as Nix uploads: the file must hash to its name. */
 export async function putNar(
-  cache: CacheService,
+  deps: UploadDeps,
   request: CacheRequest,
   nar: { key: string; fileHash: string; compression: NarCompression },
 ): Promise<void> {
-  const { outcome } = await storeNar(cache, request, {
+  const writer = await beginWrite(deps.cache, request, deps.cache.maxNarSize, 'NAR file', false);
+  const { outcome } = await storeNar(deps, request, writer, {
     key: nar.key,
     compression: nar.compression,
     name: { fileHash: Hash.parse(`sha256:${nar.fileHash}`) },
@@ -155,15 +173,17 @@ export async function putNar(
 /**
  * `PUT /_api/v1/nar/<narhash>.nar[.ext]`, as the Action's proxy uploads: the NAR inside must hash to
  * the name, which the uploader knows before compressing, so it streams without a FileHash pass of
- * its own. The answer tells it what its narinfo must say about the file.
+ * its own. It is stored under the slice's own key (narHashKey), and the answer tells the uploader
+ * what its narinfo must say about the file: its URL, FileHash and FileSize.
  */
 export async function putNarByNarHash(
-  cache: CacheService,
+  deps: UploadDeps,
   request: CacheRequest,
-  nar: { key: string; narHash: string; compression: NarCompression },
+  nar: { narHash: string; compression: NarCompression },
 ): Promise<void> {
-  const { outcome, nar: stored } = await storeNar(cache, request, {
-    key: nar.key,
+  const writer = await beginWrite(deps.cache, request, deps.cache.maxNarSize, 'NAR file', false);
+  const { outcome, nar: stored } = await storeNar(deps, request, writer, {
+    key: narHashKey(writer.slice, nar.narHash, nar.compression),
     compression: nar.compression,
     name: { narHash: Hash.parse(`sha256:${nar.narHash}`) },
   });
@@ -185,7 +205,7 @@ export async function putNarInfo(
   hashPart: string,
 ): Promise<void> {
   const writer = await beginWrite(cache, request, NARINFO_UPLOAD_LIMIT, 'narinfo');
-  const text = (await readSmallBody(request.req, NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
+  const text = (await readSmallBody(request.body(), NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
   let info: NarInfo;
   try {
     info = parseNarInfo(text, { maxBytes: NARINFO_UPLOAD_LIMIT });

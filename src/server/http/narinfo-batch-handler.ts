@@ -63,7 +63,7 @@ export async function postNarInfos(
   checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
   acceptBody(req, res);
   const hashParts = parseBatchRequest(
-    await readSmallBody(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'),
+    await readSmallBody(request.body(), NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'),
   );
   const narinfos = await cache.narInfos(hashParts, access);
   send(

@@ -18,7 +18,8 @@ import {
   putNixCacheInfo,
   type CacheRequest,
 } from './cache-handlers.js';
-import { acceptBody } from './body.js';
+import { acceptBody, withIdleTimeout } from './body.js';
+import type { UploadSlots } from './upload-slots.js';
 import { postNarInfos } from './narinfo-batch-handler.js';
 import type { CacheService } from '../cache/cache-service.js';
 import { matchRoute, type Route } from './paths.js';
@@ -35,6 +36,9 @@ export interface RouterDeps {
   publicReads: boolean;
   tokenHandler: RawHandler;
   health: () => object;
+  uploadSlots: UploadSlots;
+  /** How long a request body may send nothing before it is abandoned (408). */
+  bodyIdleTimeoutMs: number;
 }
 
 type Handler = (route: Route, request: CacheRequest) => Promise<void> | void;
@@ -58,14 +62,14 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
     nar: {
       GET: nar,
       HEAD: nar,
-      PUT: (route, request) => putNar(deps.cache, request, route as Extract<Route, { name: 'nar' }>),
+      PUT: (route, request) => putNar(deps, request, route as Extract<Route, { name: 'nar' }>),
     },
     narinfos: {
       POST: (_route, request) => postNarInfos(deps.cache, request, deps.publicReads),
     },
     'nar-upload': {
       PUT: (route, request) =>
-        putNarByNarHash(deps.cache, request, route as Extract<Route, { name: 'nar-upload' }>),
+        putNarByNarHash(deps, request, route as Extract<Route, { name: 'nar-upload' }>),
     },
     health: {
       GET: (_route, { res }) => {
@@ -142,6 +146,7 @@ export function createRouter(deps: RouterDeps): RawHandler {
         req,
         res,
         access: () => (access ??= resolveAccess(req, deps.verifyToken, deps.isPublic)),
+        body: () => withIdleTimeout(req, deps.bodyIdleTimeoutMs),
       };
       await handler(route, request);
     } catch (error) {
