@@ -20,7 +20,7 @@ const ROOMS = {
     http: 5,
     index: 6,
     audit: 6,
-    keys: 6,
+    keys: 5,
   },
   proxy: { report: 0, upstream: 1, pull: 2, push: 2, runtime: 3 },
 };
