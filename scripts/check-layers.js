@@ -22,7 +22,7 @@ const ROOMS = {
     audit: 6,
     keys: 5,
   },
-  proxy: { report: 0, upstream: 1, pull: 2, push: 2, runtime: 3 },
+  proxy: { report: 0, upstream: 1, pull: 2, push: 2, pack: 3, runtime: 4 },
 };
 
 const files = [];
