@@ -6357,7 +6357,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 1421:
+/***/ 4508:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -11130,7 +11130,53 @@ function parseRange(header, size) {
     return { start, end };
 }
 
+;// CONCATENATED MODULE: ./src/contracts/narinfo-batch.ts
+/**
+ * The batch narinfo lookup route as server and proxy both know it: where it is, how many hash
+ * parts one request may name, and which slices a lookup may ask.
+ */
+const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
+/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
+const NARINFO_BATCH_LIMIT = 1000;
+const NARINFO_LOOKUP_SCOPES = ['union', 'write'];
+
+;// CONCATENATED MODULE: ./src/server/http/lookup-scope.ts
+
+
+
+/** A scope as a request names it (`where` says where, for the error); absent means the union. */
+function parseLookupScope(value, where) {
+    if (value === undefined || value === null)
+        return 'union';
+    if (!NARINFO_LOOKUP_SCOPES.includes(value)) {
+        throw new HttpError(400, `${where} ${JSON.stringify(value)?.slice(0, 40)} is not one of ${NARINFO_LOOKUP_SCOPES.map((s) => `"${s}"`).join(', ')}`, 'bad_scope');
+    }
+    return value;
+}
+/** The `?scope=` of a narinfo GET/HEAD. */
+function queryLookupScope(req) {
+    const query = new URL(req.url ?? '/', 'http://sluice.invalid').searchParams;
+    return parseLookupScope(query.get('scope'), 'query parameter scope');
+}
+/**
+ * `access` narrowed to `scope`: for "write", only the slice that ranks first because it is the
+ * token's own write slice (held by this writer). Without a write slice "write" names nothing.
+ */
+function scopedAccess(access, scope) {
+    if (scope === 'union')
+        return access;
+    if (access.write === null) {
+        const why = access.authenticated
+            ? 'this cache token grants no write slice'
+            : 'the request has no cache token';
+        throw new HttpError(400, `lookup scope "write" asks the token's write slice, but ${why}`, 'no_write_slice');
+    }
+    const rank = (slice, owner) => (access.rank(slice, owner) === 0 ? 0 : null);
+    return { ...access, rank, canRead: readableBy(rank) };
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/cache-handlers.ts
+
 
 
 
@@ -11159,7 +11205,8 @@ function notFound(what) {
     return new HttpError(404, `${what} not found`, 'not_found');
 }
 async function getNarInfo(cache, request, hashPart) {
-    const body = await cache.narInfo(hashPart, await request.access());
+    const access = scopedAccess(await request.access(), queryLookupScope(request.req));
+    const body = await cache.narInfo(hashPart, access);
     if (body === undefined)
         throw notFound(`${hashPart}.narinfo`);
     send(request.res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'private, no-cache' }, body);
@@ -11287,22 +11334,15 @@ async function putNarInfo(cache, request, hashPart) {
     send(request.res, outcome === 'created' ? 201 : 200, {});
 }
 
-;// CONCATENATED MODULE: ./src/contracts/narinfo-batch.ts
-/**
- * The batch narinfo lookup route as server and proxy both know it: where it is and how many hash
- * parts one request may name.
- */
-const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
-/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
-const NARINFO_BATCH_LIMIT = 1000;
-
 ;// CONCATENATED MODULE: ./src/server/http/narinfo-batch-handler.ts
 /**
  * `POST /_api/v1/narinfos`: many narinfo lookups in one request, for the Action's proxy, which
  * gathers the lookups Nix makes at the same moment. The access rules are those of
- * `GET /<hash>.narinfo` (the union of readable slices, public slices without a token); the answer
- * holds the signed narinfo of every hit and nothing for a miss.
+ * `GET /<hash>.narinfo` (the union of readable slices, public slices without a token; only the
+ * write slice with `"scope": "write"`); the answer holds the signed narinfo of every hit and nothing
+ * for a miss.
  */
+
 
 
 
@@ -11313,7 +11353,10 @@ const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
 function badRequest(message) {
     return new HttpError(400, message, 'bad_request');
 }
-/** `{"hashParts": [...]}` \u2192 the distinct hash parts, each checked; errors name the bad one. */
+/**
+ * `{"hashParts": [...], "scope"?: "union" | "write"}` \u2192 the distinct hash parts, each checked, and
+ * the scope; errors name the bad one.
+ */
 function parseBatchRequest(body) {
     let json;
     try {
@@ -11333,7 +11376,8 @@ function parseBatchRequest(body) {
             throw badRequest(`hashParts[${index}] ${JSON.stringify(hashPart)?.slice(0, 80)} is not a 32-character nix32 store path hash`);
         }
     });
-    return [...new Set(hashParts)];
+    const scope = parseLookupScope(json.scope, 'scope');
+    return { hashParts: [...new Set(hashParts)], scope };
 }
 async function postNarInfos(cache, request, publicReads) {
     const { req, res } = request;
@@ -11347,8 +11391,8 @@ async function postNarInfos(cache, request, publicReads) {
     }
     checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
     acceptBody(req, res);
-    const hashParts = parseBatchRequest(await readSmallBody(request.body(), NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'));
-    const narinfos = await cache.narInfos(hashParts, access);
+    const { hashParts, scope } = parseBatchRequest(await readSmallBody(request.body(), NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'));
+    const narinfos = await cache.narInfos(hashParts, scopedAccess(access, scope));
     send(res, 200, { 'content-type': 'application/json', 'cache-control': 'private, no-cache' }, JSON.stringify({ narinfos }));
 }
 
@@ -12292,7 +12336,7 @@ async function run(argv) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1421);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4508);
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
 

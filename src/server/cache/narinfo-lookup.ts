@@ -1,7 +1,8 @@
 /**
  * Narinfo lookups for GET/HEAD and the batch route alike: the store's readable rows, the union-read
  * precedence, and a report of every conflict (a metric per lookup, a warning per store path and
- * set of slices, remembered so a job's repeated lookups do not flood the log).
+ * set of slices, remembered so a job's repeated lookups do not flood the log). A lookup may be
+ * narrowed to the token's write slice (`scope`: src/contracts/narinfo-batch.ts, src/server/http/lookup-scope.ts).
  */
 import type { Logger } from '../server-log.js';
 import type { ServerMetrics } from '../metrics.js';

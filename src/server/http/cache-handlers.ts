@@ -13,6 +13,7 @@ import type { VerifiedNar } from '../cache/verified-nar.js';
 import { requestToken, requireWriteSlice, type Access } from './auth.js';
 import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
 import { parseRange } from './range.js';
+import { queryLookupScope, scopedAccess } from './lookup-scope.js';
 import type { UploadSlots } from './upload-slots.js';
 
 export interface CacheRequest {
@@ -65,7 +66,8 @@ export async function getNarInfo(
   request: CacheRequest,
   hashPart: string,
 ): Promise<void> {
-  const body = await cache.narInfo(hashPart, await request.access());
+  const access = scopedAccess(await request.access(), queryLookupScope(request.req));
+  const body = await cache.narInfo(hashPart, access);
   if (body === undefined) throw notFound(`${hashPart}.narinfo`);
   send(
     request.res,
