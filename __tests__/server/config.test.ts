@@ -19,6 +19,7 @@ describe('server config', () => {
       listen: { host: '127.0.0.1', port: 8080 },
       data: './sluice-data',
       tokenTtlSeconds: 3600,
+      maxReadTokenTtlSeconds: 90 * 86400,
       maxNarSize: DEFAULT_MAX_NAR_SIZE,
       issuers: [{ name: 'github', issuer: GITHUB_ISSUER, audience: 'sluice', allowInsecureHttp: false }],
     };
@@ -54,6 +55,7 @@ slices:
       listen: { host: '0.0.0.0', port: 9000 },
       data: '/var/lib/sluice',
       tokenTtlSeconds: 1800,
+      maxReadTokenTtlSeconds: 90 * 86400,
       maxNarSize: 2 * 1024 ** 3,
       publicUrl: 'https://cache.example.com',
       issuers: [{ name: 'github', issuer: GITHUB_ISSUER, audience: 'sluice', allowInsecureHttp: false }],

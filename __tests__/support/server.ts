@@ -15,6 +15,8 @@ import { serializeNarInfo, type NarInfo } from '../../src/nix/narinfo.js';
 import { parseConfig, type Config } from '../../src/server/config.js';
 import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../src/server/exchange/index.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
+import { dataPaths } from '../../src/server/data-dir.js';
+import { SqliteMetadataStore } from '../../src/server/storage/sqlite-metadata-store.js';
 import { makeNixMachine, nix, type NixMachine } from './nix.js';
 import { githubClaims, startOidcIssuer, type Claims, type OidcIssuer } from './oidc-issuer.js';
 
@@ -34,10 +36,14 @@ export interface TestServerOptions {
   yaml?: string;
   maxNarSize?: number;
   dataDir?: string;
+  /** Share an issuer between servers (replicas of one cache); closed by its owner, not the server. */
+  issuer?: OidcIssuer;
+  /** The server's clock for tokens (ms), to step past caches and lifetimes without sleeping. */
+  now?: () => number;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
-  const issuer = await startOidcIssuer();
+  const issuer = options.issuer ?? (await startOidcIssuer());
   const parsed = parseConfig(options.yaml ?? '', 'test config');
   const config: Config = {
     ...parsed,
@@ -47,9 +53,14 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...(options.maxNarSize ? { maxNarSize: options.maxNarSize } : {}),
   };
   const logs: string[] = [];
-  const server = await startServer(config, { logDestination: { write: (line: string) => logs.push(line) } });
+  const server = await startServer(config, {
+    logDestination: { write: (line: string) => logs.push(line) },
+    ...(options.now ? { exchange: { now: options.now } } : {}),
+  });
   const tokenKey = (await loadOrCreateTokenKey(tokenKeyPath(server.dataDir))).key;
-  const exchange = createExchange(config, tokenKey);
+  // Read tokens are recorded in the server's database, as `sluice token create` records them.
+  const store = new SqliteMetadataStore(dataPaths(server.dataDir).database);
+  const exchange = createExchange(config, tokenKey, { store });
 
   return {
     ...server,
@@ -70,7 +81,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     },
     async close() {
       await server.close();
-      await issuer.close();
+      await store.close();
+      if (!options.issuer) await issuer.close();
     },
   };
 }

@@ -53,6 +53,8 @@ export interface Config {
   data: string;
   /** Lifetime of the cache tokens issued by the OIDC exchange. */
   tokenTtlSeconds: number;
+  /** The longest a read token (`sluice token create`) may live; older ones are refused. */
+  maxReadTokenTtlSeconds: number;
   /** Largest NAR upload accepted, in bytes. */
   maxNarSize: number;
   /** The URL clients should use for the cache, when it differs from the listen address (reverse proxy). */
@@ -71,6 +73,7 @@ export function defaultConfig(): Config {
     listen: { host: '127.0.0.1', port: 8080 },
     data: './sluice-data',
     tokenTtlSeconds: 3600,
+    maxReadTokenTtlSeconds: 90 * 86400,
     maxNarSize: DEFAULT_MAX_NAR_SIZE,
     issuers: [
       { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
@@ -222,6 +225,7 @@ const TOP_LEVEL_KEYS = [
   'listen',
   'data',
   'token_ttl',
+  'max_read_token_ttl',
   'max_nar_size',
   'public_url',
   'issuers',
@@ -365,6 +369,8 @@ export function parseConfig(text: string, source = 'config'): Config {
   if (raw.data !== undefined) config.data = v.string(['data'], raw.data);
   if (raw.token_ttl !== undefined)
     config.tokenTtlSeconds = v.parse(['token_ttl'], raw.token_ttl, parseDuration);
+  if (raw.max_read_token_ttl !== undefined)
+    config.maxReadTokenTtlSeconds = v.parse(['max_read_token_ttl'], raw.max_read_token_ttl, parseDuration);
   if (raw.max_nar_size !== undefined)
     config.maxNarSize = v.parse(['max_nar_size'], raw.max_nar_size, parseSize);
   if (raw.public_url !== undefined)

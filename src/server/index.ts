@@ -82,7 +82,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const blobs = await FsBlobStore.open(paths.nars);
   const meta = new SqliteMetadataStore(paths.database);
   const metrics = new ServerMetrics();
-  const exchange = createExchange(config, tokenKey, options.exchange);
+  const exchange = createExchange(config, tokenKey, { ...options.exchange, store: meta });
   const publicSlices = exchange.publicSlices();
   const isPublic = (slice: string) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
 
