@@ -4,6 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
+import { trustedProxies, type Rate, type RateLimits } from './http/rate-limit.js';
 import {
   isSliceName,
   isSlicePattern,
@@ -59,6 +60,10 @@ export interface Config {
   maxNarSize: number;
   /** The URL clients should use for the cache, when it differs from the listen address (reverse proxy). */
   publicUrl?: string;
+  /** Per client address: token exchanges and failed authentications. */
+  rateLimits: RateLimits;
+  /** Reverse proxies (addresses, CIDR ranges) whose X-Forwarded-For names the client. */
+  trustProxy: string[];
   issuers: IssuerConfig[];
   /** The configured slices; absent means the default policy (one slice per repository). */
   slices?: SliceConfig[];
@@ -75,6 +80,11 @@ export function defaultConfig(): Config {
     tokenTtlSeconds: 3600,
     maxReadTokenTtlSeconds: 90 * 86400,
     maxNarSize: DEFAULT_MAX_NAR_SIZE,
+    rateLimits: {
+      tokenExchanges: { count: 300, periodSeconds: 60 },
+      failedAuth: { count: 30, periodSeconds: 60 },
+    },
+    trustProxy: [],
     issuers: [
       { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
     ],
@@ -121,6 +131,38 @@ export function parseSize(value: unknown): number {
     throw new ConfigError(`${JSON.stringify(value)} is not a size such as 512MiB or 10GiB`);
   }
   return bytes;
+}
+
+/** `60/1m` (at most 60 per minute), or `off`. */
+export function parseRate(value: unknown): Rate | null {
+  if (value === 'off' || value === false) return null;
+  const [count, period, extra] = String(value).split('/');
+  const parsed = Number(count?.trim());
+  if (extra !== undefined || period === undefined || !Number.isSafeInteger(parsed) || parsed <= 0)
+    throw new ConfigError(`${JSON.stringify(value)} is not a rate such as 60/1m, or off`);
+  return { count: parsed, periodSeconds: parseDuration(period.trim()) };
+}
+
+function parseRateLimits(v: Validator, value: unknown, defaults: RateLimits): RateLimits {
+  const raw = v.object(['rate_limits'], value, ['token_exchanges', 'failed_auth']);
+  const rate = (key: string, fallback: Rate | null) =>
+    raw[key] === undefined ? fallback : v.parse(['rate_limits', key], raw[key], parseRate);
+  return {
+    tokenExchanges: rate('token_exchanges', defaults.tokenExchanges),
+    failedAuth: rate('failed_auth', defaults.failedAuth),
+  };
+}
+
+function parseTrustProxy(v: Validator, value: unknown): string[] {
+  const list = v.list(['trust_proxy'], value).map((item, i) => v.string(['trust_proxy', i], item).trim());
+  v.parse(['trust_proxy'], list, (entries) => {
+    try {
+      return trustedProxies(entries as string[]);
+    } catch (error) {
+      throw new ConfigError((error as Error).message);
+    }
+  });
+  return list;
 }
 
 /** `host:port` or `[ipv6]:port`. */
@@ -228,6 +270,8 @@ const TOP_LEVEL_KEYS = [
   'max_read_token_ttl',
   'max_nar_size',
   'public_url',
+  'rate_limits',
+  'trust_proxy',
   'issuers',
   'slices',
 ] as const;
@@ -375,6 +419,9 @@ export function parseConfig(text: string, source = 'config'): Config {
     config.maxNarSize = v.parse(['max_nar_size'], raw.max_nar_size, parseSize);
   if (raw.public_url !== undefined)
     config.publicUrl = v.url(['public_url'], raw.public_url, true).replace(/\/+$/, '');
+  if (raw.rate_limits !== undefined)
+    config.rateLimits = parseRateLimits(v, raw.rate_limits, config.rateLimits);
+  if (raw.trust_proxy !== undefined) config.trustProxy = parseTrustProxy(v, raw.trust_proxy);
   if (raw.issuers !== undefined) config.issuers = parseIssuers(v, raw.issuers);
   if (raw.slices !== undefined) config.slices = parseSlices(v, raw.slices, config.issuers);
   return config;
