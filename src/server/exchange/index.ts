@@ -12,7 +12,7 @@ import { isSlicePattern, normalizeSliceName } from './slice-names.js';
 import { createTokenState } from './token-state.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 
-export type { CacheGrant, ReadTokenIdentity } from './cache-token.js';
+export type { CacheGrant, OwnerRequirement, ReadTokenIdentity } from './cache-token.js';
 export type { CiIdentity } from './identity.js';
 export { sliceMatches, isSliceName, isSlicePattern, normalizeSliceName } from './slice-names.js';
 export { loadOrCreateTokenKey, tokenKeyPath, TOKEN_KEY_FILE } from './token-key.js';
