@@ -17,6 +17,7 @@ import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../src/se
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { dataPaths } from '../../src/server/data-dir.js';
 import { SqliteMetadataStore } from '../../src/server/storage/sqlite-metadata-store.js';
+import type { UploadLimits } from '../../src/server/upload-limits.js';
 import { makeNixMachine, nix, type NixMachine } from './nix.js';
 import { githubClaims, startOidcIssuer, type Claims, type OidcIssuer } from './oidc-issuer.js';
 
@@ -37,6 +38,8 @@ export interface TestServerOptions {
   /** Extra YAML (e.g. `slices:`), parsed by the real config parser; issuers are set to the local one. */
   yaml?: string;
   maxNarSize?: number;
+  /** Upload limits to set besides the defaults (times in milliseconds, which the file cannot say). */
+  uploads?: Partial<UploadLimits>;
   dataDir?: string;
   /** Names of more local issuers to trust after `github` (a second CI provider). */
   otherIssuers?: string[];
@@ -63,6 +66,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     data: options.dataDir ?? mkdtempSync(join(tmpdir(), 'sluice-data-')),
     issuers,
     ...(options.maxNarSize ? { maxNarSize: options.maxNarSize } : {}),
+    uploads: { ...parsed.uploads, ...options.uploads },
   };
   const logs: string[] = [];
   const server = await startServer(config, {

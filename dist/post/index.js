@@ -28370,7 +28370,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 478:
+/***/ 6370:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -30885,14 +30885,14 @@ var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arg
  */
 function exec_exec(commandLine, args, options) {
     return exec_awaiter(this, void 0, void 0, function* () {
-        const commandArgs = argStringToArray(commandLine);
+        const commandArgs = tr.argStringToArray(commandLine);
         if (commandArgs.length === 0) {
             throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
         }
         // Path to tool to execute should be first arg
         const toolPath = commandArgs[0];
         args = commandArgs.slice(1).concat(args || []);
-        const runner = new ToolRunner(toolPath, args, options);
+        const runner = new tr.ToolRunner(toolPath, args, options);
         return runner.exec();
     });
 }
@@ -30912,8 +30912,8 @@ function getExecOutput(commandLine, args, options) {
         let stdout = '';
         let stderr = '';
         //Using string decoder covers the case where a mult-byte character is split
-        const stdoutDecoder = new external_string_decoder_.StringDecoder('utf8');
-        const stderrDecoder = new external_string_decoder_.StringDecoder('utf8');
+        const stdoutDecoder = new StringDecoder('utf8');
+        const stderrDecoder = new StringDecoder('utf8');
         const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
         const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
         const stdErrListener = (data) => {
@@ -31368,6 +31368,8 @@ const constants_NIX_CONF_BLOCK_END = '# sluice: end';
 
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: external "node:path"
 const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: external "node:timers/promises"
@@ -31375,14 +31377,41 @@ const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.ur
 ;// CONCATENATED MODULE: ./src/action/daemon.ts
 /**
  * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
- * docs/architecture.md: a 0600 config file as argv, `<stateDir>/ready.json` once listening,
- * `/_sluice/*` control endpoints on loopback.
+ * docs/architecture.md: a 0600 config file as argv (the daemon deletes it once read),
+ * `<stateDir>/ready.json` once listening, `/_sluice/*` control endpoints on loopback that need the
+ * job's control secret.
  */
 
 
 
 
 
+
+function newJobSecrets() {
+    return {
+        cachePrefix: randomBytes(32).toString('base64url'),
+        controlSecret: randomBytes(32).toString('base64url'),
+    };
+}
+/** The control secret's file (0600): the post-build hook and the post step read it. */
+function writeControlSecret(stateDir, secret) {
+    const file = join(stateDir, 'control.secret');
+    writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+    return file;
+}
+function readControlSecret(file) {
+    try {
+        return (0,external_node_fs_namespaceObject.readFileSync)(file, 'utf8').trim();
+    }
+    catch {
+        return undefined;
+    }
+}
+/** Deletes files holding the job's secrets; those already gone are fine. */
+function removeFiles(files) {
+    for (const file of files)
+        (0,external_node_fs_namespaceObject.rmSync)(file, { force: true });
+}
 class DaemonStartError extends (/* unused pure expression or super */ null && (Error)) {
 }
 const READY_TIMEOUT_MS = 20_000;
@@ -31394,7 +31423,7 @@ function writeDaemonConfig(config) {
     return file;
 }
 /** Spawns the daemon detached, its output in a log file (never the step's pipes), and waits until it is ready. */
-async function startDaemon(bundle, configFile, stateDir, host) {
+async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
     const logFile = join(stateDir, 'daemon.log');
     const logFd = openSync(logFile, 'a');
     const child = spawn(process.execPath, [...DAEMON_NODE_ARGS, bundle, configFile], {
@@ -31417,8 +31446,8 @@ async function startDaemon(bundle, configFile, stateDir, host) {
             throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
         if (existsSync(readyFile)) {
             const ready = JSON.parse(readFileSync(readyFile, 'utf8'));
-            const url = `http://${host}:${ready.port}`;
-            if (await healthy(url))
+            const url = `http://${urlHost(host)}:${ready.port}`;
+            if (await healthy(url, controlSecret))
                 return { pid: ready.pid, url, logFile };
         }
         await sleep(100);
@@ -31427,9 +31456,16 @@ async function startDaemon(bundle, configFile, stateDir, host) {
         killQuietly(pid, 'SIGKILL');
     throw new DaemonStartError(`the proxy daemon was not ready within ${READY_TIMEOUT_MS / 1000} s.\n${tail(logFile)}`);
 }
-async function healthy(url) {
+/** An IPv6 host goes into a URL in brackets. */
+function urlHost(host) {
+    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+async function healthy(url, controlSecret) {
     try {
-        const response = await fetch(`${url}/_sluice/health`, { signal: AbortSignal.timeout(2_000) });
+        const response = await fetch(`${url}/_sluice/health`, {
+            headers: { authorization: `Bearer ${controlSecret}` },
+            signal: AbortSignal.timeout(2_000),
+        });
         await response.body?.cancel();
         return response.ok;
     }
@@ -31447,10 +31483,11 @@ function tail(logFile, lines = 20) {
         return '(no daemon log)';
     }
 }
-async function control(url, path, body, timeoutMs) {
+async function control(url, controlSecret, path, body, timeoutMs) {
+    const authorization = `Bearer ${controlSecret}`;
     const response = await fetch(`${url}/_sluice/${path}`, {
         method: body === undefined ? 'GET' : 'POST',
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(timeoutMs),
     });
@@ -31601,65 +31638,69 @@ function describeFetchError(error) {
 
 ;// CONCATENATED MODULE: external "node:os"
 const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
-;// CONCATENATED MODULE: ./src/action/command.ts
+// EXTERNAL MODULE: external "node:util"
+var external_node_util_ = __nccwpck_require__(7975);
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+;// CONCATENATED MODULE: ./src/action/nix-conf-values.ts
 /**
- * The programs the Action runs (nix, nix-store, sudo, systemctl, launchctl) go through
- * `@actions/exec`, so each shows in the step's log as `[command]/usr/bin/nix --version`, the way
- * workflow authors see every other action's commands. Output that is data rather than news (nix's
- * JSON configuration, validity lists) is captured without being echoed. The daemon is the exception:
- * it is spawned detached (`daemon.ts`), which `@actions/exec` cannot do.
+ * Every value the Action writes into a nix.conf, checked against a strict pattern first. nix.conf
+ * has no quoting: a newline starts a new setting (a `post-build-hook` runs as the Nix daemon's
+ * user), `#` starts a comment, whitespace splits lists. So a value from the server (its public
+ * keys) or from the runner (RUNNER_TEMP) that does not look exactly as expected is refused, with
+ * an error naming it, rather than escaped.
  */
 
-
-const COMMAND_LINE_SHOWN = 200;
-/** Passes on `@actions/exec`'s `[command]\u2026` line, shortened; drops the output that follows. */
-function commandLineOnly() {
-    return new external_node_stream_.Writable({
-        write(chunk, _encoding, done) {
-            const text = chunk.toString();
-            if (text.startsWith('[command]')) {
-                const line = text.trimEnd();
-                process.stdout.write(`${line.length > COMMAND_LINE_SHOWN ? `${line.slice(0, COMMAND_LINE_SHOWN)} \u2026` : line}\n`);
-            }
-            done();
-        },
-    });
+class NixConfValueError extends (/* unused pure expression or super */ null && (Error)) {
 }
-/** Runs `command args`; resolves with its stdout, rejects naming the command and its stderr. */
-async function command_runCommand(command, args, options) {
-    const env = options.env
-        ? Object.fromEntries(Object.entries(options.env).filter((entry) => entry[1] !== undefined))
-        : undefined;
-    const running = getExecOutput(command, args, {
-        ...(env ? { env } : {}),
-        ...(options.input !== undefined ? { input: Buffer.from(options.input) } : {}),
-        ...(options.quiet ? { outStream: commandLineOnly() } : {}),
-        ignoreReturnCode: true,
-    });
-    let timer;
-    const timeout = new Promise((_resolve, reject) => {
-        timer = setTimeout(() => reject(new Error(`${command} ${args[0] ?? ''} did not finish within ${options.timeoutMs / 1000} s`)), options.timeoutMs);
-        timer.unref();
-    });
-    try {
-        const { exitCode, stdout, stderr } = await Promise.race([running, timeout]);
-        if (exitCode !== 0) {
-            const said = stderr.trim().split('\n').at(-1);
-            throw new Error(`${command} ${args.slice(0, 3).join(' ')} exited with ${exitCode}${said ? `: ${said}` : ''}`);
-        }
-        return stdout;
+/** Key names as Nix tools make them (`cache.example.com-1`); the key is 32 bytes of ed25519. */
+const PUBLIC_KEY = /^([A-Za-z0-9][A-Za-z0-9._+@-]{0,127}):([A-Za-z0-9+/]{43}=)$/;
+/** Our proxy's URL: a loopback host, a port and the job's secret path (base64url). */
+const PROXY_URL = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):([0-9]{1,5})\/[A-Za-z0-9_-]{32,128}$/;
+/** An absolute path of characters nix.conf and sh pass through unchanged. */
+const SAFE_PATH = /^\/[A-Za-z0-9._+@=,:%/-]*$/;
+/** Shown in errors: enough to recognise the value, never a whole hostile blob. */
+function shown(value) {
+    return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}\u2026` : value);
+}
+/** A Nix public key `name:base64(32 bytes)`, as `nix-store --generate-binary-cache-key` writes it. */
+function nix_conf_values_checkPublicKey(value) {
+    const match = PUBLIC_KEY.exec(value);
+    const bytes = match ? Buffer.from(match[2], 'base64') : undefined;
+    if (!match || bytes.length !== 32 || bytes.toString('base64') !== match[2]) {
+        throw new NixConfValueError(`${shown(value)} is not a Nix public key (name:base64 of a 32-byte ed25519 key)`);
     }
-    finally {
-        clearTimeout(timer);
+    return value;
+}
+function nix_conf_values_checkProxyUrl(value) {
+    const match = PROXY_URL.exec(value);
+    const port = match ? Number(match[2]) : 0;
+    if (!match || port < 1 || port > 65535) {
+        throw new NixConfValueError(`${shown(value)} is not a loopback proxy URL of the form http://127.0.0.1:<port>/<secret>`);
     }
+    return value;
+}
+function nix_conf_values_checkPath(value, what) {
+    if (!SAFE_PATH.test(value) || value.split('/').includes('..')) {
+        throw new NixConfValueError(`${what} ${shown(value)} cannot go into nix.conf: it must be an absolute path of letters, digits and ._+@=,:%/- only (check RUNNER_TEMP)`);
+    }
+    return value;
+}
+/** Loopback hosts, where plain http never leaves the machine. */
+function isLoopbackHost(hostname) {
+    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    if (host === 'localhost' || host === '::1')
+        return true;
+    return isIP(host) === 4 && host.startsWith('127.');
 }
 
 ;// CONCATENATED MODULE: ./src/action/nix-config.ts
 /**
  * Points Nix at the proxy: a marked block in a nix.conf that adds the proxy as a substituter, trusts
- * the server's keys, turns on `fallback` and installs the post-build hook.
+ * the server's keys, turns on `fallback` and installs the post-build hook. The substituter URL holds
+ * the job's secret path, so it sits in a 0600 file of its own that the block `!include`s: nix.conf
+ * stays world-readable, and a reader who may not read the file (another user, a sandboxed build)
+ * learns nothing (Nix skips an `!include` it cannot read).
  *
  * `post-build-hook` and `substituters` are honoured only from the configuration of whoever runs the
  * builds. Without a Nix daemon (single-user) that is the runner user, so the user's nix.conf is
@@ -31671,12 +31712,16 @@ async function command_runCommand(command, args, options) {
 
 
 
+
+
+const execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
 const DAEMON_SOCKET = '/nix/var/nix/daemon-socket/socket';
 const NIX_DB = '/nix/var/nix/db';
 /** The Nix version string, or undefined when no `nix` is on PATH. */
 async function nixVersion(env = process.env) {
     try {
-        return (await runCommand('nix', ['--version'], { env, timeoutMs: 30_000 })).trim();
+        const { stdout } = await execFileAsync('nix', ['--version'], { env, timeout: 30_000 });
+        return stdout.trim();
     }
     catch {
         return undefined;
@@ -31708,16 +31753,18 @@ function confFile(scope, env = process.env) {
         return userFiles[0];
     return join(env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config'), 'nix', 'nix.conf');
 }
+/** The block; throws NixConfValueError when a value does not look exactly as it should. */
 function renderBlock(settings) {
     const lines = [
         NIX_CONF_BLOCK_BEGIN,
-        `extra-substituters = ${settings.substituter}`,
-        `extra-trusted-public-keys = ${settings.publicKeys.join(' ')}`,
+        // `!include`: a file that is gone or unreadable is skipped, not an error.
+        `!include ${checkPath(settings.substituterFile, 'the substituter file')}`,
+        `extra-trusted-public-keys = ${settings.publicKeys.map(checkPublicKey).join(' ')}`,
         // The proxy or the server may go away mid-job: Nix then builds instead of failing.
         'fallback = true',
     ];
     if (settings.postBuildHook)
-        lines.push(`post-build-hook = ${settings.postBuildHook}`);
+        lines.push(`post-build-hook = ${checkPath(settings.postBuildHook, 'the post-build hook')}`);
     lines.push(NIX_CONF_BLOCK_END);
     return lines.join('\n') + '\n';
 }
@@ -31743,14 +31790,26 @@ async function writeMaybeSudo(file, text) {
         const code = error.code;
         if (code !== 'EACCES' && code !== 'EPERM')
             throw error;
-        // quiet: tee echoes the file's text, which the log does not need.
-        await command_runCommand('sudo', ['-n', 'tee', file], { input: text, quiet: true, timeoutMs: 30_000 });
+        await new Promise((resolve, reject) => {
+            const child = (0,external_node_child_process_namespaceObject.execFile)('sudo', ['-n', 'tee', file], (err) => (err ? reject(err) : resolve()));
+            child.stdin?.end(text);
+        });
     }
 }
+/**
+ * The substituter setting, in a file only this user can read (and root: in multi-user mode the Nix
+ * daemon, which runs as root, reads it; the build users cannot).
+ */
+function writeSubstituterFile(stateDir, proxyUrl) {
+    const file = join(stateDir, 'nix-substituter.conf');
+    writeFileSync(file, `extra-substituters = ${checkProxyUrl(proxyUrl)}\n`, { mode: 0o600 });
+    return file;
+}
 async function writeNixConf(file, settings) {
+    const block = renderBlock(settings);
     const current = withoutBlock(readIfExists(file));
     const separator = current === '' || current.endsWith('\n') ? '' : '\n';
-    await writeMaybeSudo(file, current + separator + renderBlock(settings));
+    await writeMaybeSudo(file, current + separator + block);
 }
 /** Takes the Sluice block out again; true when there was one. */
 async function removeNixConf(file) {
@@ -31764,8 +31823,8 @@ async function removeNixConf(file) {
 /** Restarts the Nix daemon so it reads the changed system nix.conf; returns how, or throws. */
 async function restartNixDaemon() {
     if (process.platform === 'darwin') {
-        await command_runCommand('sudo', ['-n', 'launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'], {
-            timeoutMs: 60_000,
+        await execFileAsync('sudo', ['-n', 'launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'], {
+            timeout: 60_000,
         });
         return 'launchctl kickstart -k system/org.nixos.nix-daemon';
     }
@@ -31773,12 +31832,12 @@ async function restartNixDaemon() {
         // Containers and self-hosted runners without systemd start nix-daemon some other way.
         throw new Error('systemd is not running here, so the Action cannot restart nix-daemon: restart it after this step');
     }
-    await command_runCommand('sudo', ['-n', 'systemctl', 'restart', 'nix-daemon.service'], { timeoutMs: 60_000 });
+    await execFileAsync('sudo', ['-n', 'systemctl', 'restart', 'nix-daemon.service'], { timeout: 60_000 });
     return 'systemctl restart nix-daemon.service';
 }
 /** The effective substituters as Nix itself sees them, to check that the change took. */
 async function effectiveSubstituters(env = process.env) {
-    const stdout = await runCommand('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'], { env, timeoutMs: 30_000, quiet: true });
+    const { stdout } = await execFileAsync('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'], { env, timeout: 30_000, maxBuffer: 16 * 1024 * 1024 });
     const config = JSON.parse(stdout);
     return config.substituters?.value ?? [];
 }
@@ -31787,13 +31846,15 @@ async function effectiveSubstituters(env = process.env) {
  * daemon through the hook bundle. It always exits 0 and gives up quickly, because a failing hook
  * stops Nix from running further builds.
  */
-function writeHookScript(stateDir, nodePath, hookBundle, proxyUrl) {
+function writeHookScript(stateDir, nodePath, hookBundle, proxyUrl, controlSecretFile) {
     const file = join(stateDir, 'post-build-hook.sh');
+    // The control secret's file, not the secret: argv is visible to every local process.
+    const program = [nodePath, hookBundle, proxyUrl, controlSecretFile].map(sh).join(' ');
     const script = [
         '#!/bin/sh',
         '# Sluice: reports each local build to the proxy, which pushes it. Never fails the build.',
         `if [ -x ${sh(nodePath)} ] && [ -f ${sh(hookBundle)} ]; then`,
-        `  ${sh(nodePath)} ${sh(hookBundle)} ${sh(proxyUrl)} >/dev/null 2>&1 </dev/null || true`,
+        `  ${program} >/dev/null 2>&1 </dev/null || true`,
         'fi',
         'exit 0',
         '',
@@ -31827,6 +31888,8 @@ function loadState() {
 
 
 
+
+const store_paths_execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
 function storeDir(env = process.env) {
     return env.NIX_STORE_DIR || '/nix/store';
 }
@@ -31855,7 +31918,7 @@ async function validPaths(paths, env = process.env) {
     const invalid = new Set();
     try {
         for (let i = 0; i < paths.length; i += 500) {
-            const stdout = await command_runCommand('nix-store', ['--check-validity', '--print-invalid', ...paths.slice(i, i + 500)], { env, timeoutMs: 60_000, quiet: true });
+            const { stdout } = await store_paths_execFileAsync('nix-store', ['--check-validity', '--print-invalid', ...paths.slice(i, i + 500)], { env, maxBuffer: 16 * 1024 * 1024, timeout: 60_000 });
             for (const line of stdout.split('\n'))
                 if (line)
                     invalid.add(line);
@@ -31868,10 +31931,7 @@ async function validPaths(paths, env = process.env) {
 }
 
 ;// CONCATENATED MODULE: ./src/action/summary.ts
-/**
- * The job summary: what the cache did for this job in distinct store paths, and what went wrong
- * with what to do about it. Sentences rather than wide tables, so it reads on a phone.
- */
+/** The job summary: what the cache did for this job, and what went wrong with what to do about it. */
 
 function formatBytes(bytes) {
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -31881,14 +31941,11 @@ function formatBytes(bytes) {
         value /= 1024;
         unit++;
     }
-    if (unit === 0)
-        return `${bytes} B`;
-    return `${value >= 100 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
+    return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
-/** Found / looked up, in distinct paths. */
-function hitRate(paths) {
-    const total = paths.found + paths.notFound;
-    return total === 0 ? 'n/a' : `${Math.round((paths.found / total) * 1000) / 10}%`;
+function hitRate(stats) {
+    const total = stats.hits + stats.misses;
+    return total === 0 ? 'n/a' : `${Math.round((stats.hits / total) * 1000) / 10}%`;
 }
 const MODE_TEXT = {
     'read-write': 'read and push',
@@ -31896,53 +31953,43 @@ const MODE_TEXT = {
     anonymous: 'read only, anonymously (no OIDC token)',
     off: 'not used',
 };
-const plural = (count, one, many = `${one}s`) => `${count} ${count === 1 ? one : many}`;
-/** `/nix/store/<hash>-hello-2.12` \u2192 `hello-2.12`. */
-function pathName(path) {
-    const base = path.slice(path.lastIndexOf('/') + 1);
-    return /^[0-9a-z]{32}-/.test(base) ? base.slice(33) : base;
-}
-/** "4 of 4 paths from the cache (100%), 783 KiB." */
-function fromCacheLine(stats) {
-    const { found, notFound, downloadedBytes } = stats.paths;
-    if (found + notFound === 0)
-        return 'Nix looked nothing up in the cache.';
-    return `**${found} of ${plural(found + notFound, 'path')} from the cache** (${hitRate(stats.paths)}), ${formatBytes(downloadedBytes)}.`;
-}
-/** "Pushed 3 paths (1.2 MiB) in 2.0 s; skipped 5: 2 already cached, 3 on an upstream cache." */
-function pushLine(stats) {
-    const { alreadyCached, upstream, filtered } = stats.skipped;
-    const reasons = [
-        alreadyCached > 0 ? `${alreadyCached} already cached` : '',
-        upstream > 0 ? `${upstream} on an upstream cache` : '',
-        filtered > 0 ? `${filtered} excluded by push-filter` : '',
-    ].filter(Boolean);
-    const skipped = alreadyCached + upstream + filtered;
-    const failed = stats.failed.length > 0 ? ` **${stats.failed.length} failed** (below).` : '';
-    const queued = stats.queued > 0 ? ` ${plural(stats.queued, 'path')} left unpushed at the deadline.` : '';
-    return (`**Pushed ${plural(stats.pushed.paths, 'path')}** (${formatBytes(stats.pushed.bytes)}) in ${stats.pushSeconds.toFixed(1)} s` +
-        (skipped > 0 ? `; skipped ${skipped}: ${reasons.join(', ')}.` : '.') +
-        failed +
-        queued);
-}
-function largestList(title, items) {
-    if (items.length === 0)
-        return '';
-    const rows = items.map((item) => `<li><code>${escapeHtml(pathName(item.path))}</code> ${formatBytes(item.bytes)}</li>`);
-    return `<p>${title}</p><ul>${rows.join('')}</ul>`;
-}
 /** Adds the summary to core.summary (the caller writes it). */
 function buildSummary(state, stats, problems) {
     const summary = summary_summary.addHeading('Sluice cache', 2);
+    summary.addRaw(`Cache: ${MODE_TEXT[state.mode ?? 'off']}.`, true);
     if (stats) {
-        summary.addRaw(fromCacheLine(stats), true);
-        summary.addRaw('\n', true);
-        if (state.mode === 'read-write')
-            summary.addRaw(pushLine(stats), true).addRaw('\n', true);
+        summary.addTable([
+            [
+                { data: 'Hits', header: true },
+                { data: 'Misses', header: true },
+                { data: 'Hit rate', header: true },
+                { data: 'Downloaded', header: true },
+            ],
+            [String(stats.hits), String(stats.misses), hitRate(stats), formatBytes(stats.bytesDownloaded)],
+        ]);
+        summary.addTable([
+            [
+                { data: 'Pushed', header: true },
+                { data: 'Uploaded', header: true },
+                { data: 'Upstream has them', header: true },
+                { data: 'Already cached', header: true },
+                { data: 'Filtered', header: true },
+                { data: 'Failed', header: true },
+                { data: 'Time pushing', header: true },
+            ],
+            [
+                String(stats.pushed.paths),
+                formatBytes(stats.pushed.bytes),
+                String(stats.skipped.upstream),
+                String(stats.skipped.alreadyCached),
+                String(stats.skipped.filtered),
+                String(stats.failed.length),
+                `${stats.pushSeconds.toFixed(1)} s`,
+            ],
+        ]);
     }
     const read = stats?.read ?? state.read ?? [];
     const write = stats ? stats.write : (state.write ?? null);
-    summary.addRaw(`Cache: ${MODE_TEXT[state.mode ?? 'off']}.`, true);
     summary.addRaw(`Slices read: ${read.length ? read.map((s) => `\`${s}\``).join(', ') : 'none'}. `, false);
     summary.addRaw(`Slice written: ${write ? `\`${write}\`` : 'none'}.`, true);
     if (state.nixConfig) {
@@ -31951,12 +31998,6 @@ function buildSummary(state, stats, problems) {
     if (problems.length > 0) {
         summary.addHeading('What went wrong', 3);
         summary.addList(problems.map(escapeHtml));
-    }
-    if (stats) {
-        const { largestDownloaded, largestPushed } = stats.paths;
-        const largest = largestList('Downloaded from the cache:', largestDownloaded) + largestList('Pushed:', largestPushed);
-        if (largest)
-            summary.addDetails('Largest paths', largest);
     }
     if (stats && stats.failed.length > 0) {
         summary.addDetails(`${stats.failed.length} paths failed to push`, stats.failed.map((f) => escapeHtml(`${f.path}: ${f.error}`)).join('<br>'));
@@ -32001,16 +32042,22 @@ async function run() {
     catch (error) {
         problems.push(`Sluice could not clean up nix.conf: ${error.message}`);
     }
+    try {
+        // The daemon deletes these when it stops; not when it was killed or never started.
+        removeFiles(state.secretFiles ?? []);
+    }
+    catch (error) {
+        problems.push(`Sluice could not delete its secret files: ${error.message}`);
+    }
     const newProblems = problems.slice(state.problems.length);
     for (const message of newProblems)
         warning(message);
     if (stats) {
-        // Distinct store paths, not lookups: Nix looks a path up more than once.
-        setOutput(Outputs.Hits, stats.paths.found);
-        setOutput(Outputs.Misses, stats.paths.notFound);
+        setOutput(Outputs.Hits, stats.hits);
+        setOutput(Outputs.Misses, stats.misses);
         setOutput(Outputs.PushedPaths, stats.pushed.paths);
         setOutput(Outputs.PushedBytes, stats.pushed.bytes);
-        info(`Sluice: ${stats.paths.found} of ${stats.paths.found + stats.paths.notFound} paths from the cache (${hitRate(stats.paths)}), ${stats.paths.downloadedBytes} bytes; pushed ${stats.pushed.paths} paths (${stats.pushed.bytes} bytes).`);
+        info(`Sluice: ${stats.hits} hits, ${stats.misses} misses (${hitRate(stats)}); pushed ${stats.pushed.paths} paths (${stats.pushed.bytes} bytes).`);
     }
     if (state.daemon)
         showLog(state.daemon.logFile);
@@ -32035,19 +32082,25 @@ async function finish(state, problems) {
         problems.push(`Sluice's proxy (pid ${daemon.pid}) died during the job; what it did not push is lost. See its log below.`);
         return undefined;
     }
+    const secret = state.controlSecretFile ? readControlSecret(state.controlSecretFile) : undefined;
+    if (!secret) {
+        problems.push(`Sluice's control secret (${state.controlSecretFile ?? 'no file'}) is gone, so the proxy could not be asked to push; it is stopped.`);
+        await ensureStopped(daemon.pid, 0);
+        return undefined;
+    }
     let stats;
     try {
         const paths = state.storeListFile && (0,external_node_fs_namespaceObject.existsSync)(state.storeListFile)
             ? await validPaths(newStorePaths(state.storeListFile))
             : [];
         info(`Draining pushes for up to ${state.drainTimeoutSeconds} s (${paths.length} new store paths found).`);
-        stats = await control(daemon.url, 'drain', { deadlineSeconds: state.drainTimeoutSeconds, paths }, state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS);
+        stats = await control(daemon.url, secret, 'drain', { deadlineSeconds: state.drainTimeoutSeconds, paths }, state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS);
     }
     catch (error) {
         problems.push(`Sluice's proxy did not finish pushing in time (${describeFetchError(error)}): some builds were not pushed. Raise \`drain-timeout\` if this repeats.`);
-        stats = await control(daemon.url, 'stats', undefined, 5_000).catch(() => undefined);
+        stats = await control(daemon.url, secret, 'stats', undefined, 5_000).catch(() => undefined);
     }
-    await control(daemon.url, 'shutdown', {}, 5_000).catch(() => undefined);
+    await control(daemon.url, secret, 'shutdown', {}, 5_000).catch(() => undefined);
     const ended = await ensureStopped(daemon.pid);
     if (ended === 'survived')
         problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
@@ -32092,7 +32145,7 @@ function showLog(logFile) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(478);
+/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6370);
 
 await (0,_action_post_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 process.exit(); // keep-alive sockets must not keep the step running
