@@ -16,6 +16,8 @@ import type { Config } from '../../src/server/config/config-schema.js';
 import { parseConfig } from '../../src/server/config/server-config.js';
 import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../src/server/exchange/index.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
+import { dataPaths } from '../../src/server/data-dir.js';
+import { SqliteMetadataStore } from '../../src/server/storage/sqlite-metadata-store.js';
 import type { UploadLimits } from '../../src/server/config/upload-limits.js';
 import { makeNixMachine, nix, type NixMachine } from './nix.js';
 import { githubClaims, startOidcIssuer, type Claims, type OidcIssuer } from './oidc-issuer.js';
@@ -40,14 +42,16 @@ export interface TestServerOptions {
   /** Upload limits to set besides the defaults (times in milliseconds, which the file cannot say). */
   uploads?: Partial<UploadLimits>;
   dataDir?: string;
-  /** The server's clock (token expiry), e.g. a ManualClock's `now`. */
-  now?: () => number;
   /** Names of more local issuers to trust after `github` (a second CI provider). */
   otherIssuers?: string[];
+  /** Share an issuer between servers (replicas of one cache); closed by its owner, not the server. */
+  issuer?: OidcIssuer;
+  /** The server's clock for tokens (ms), to step past caches and lifetimes without sleeping. */
+  now?: () => number;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
-  const issuer = await startOidcIssuer();
+  const issuer = options.issuer ?? (await startOidcIssuer());
   const otherIssuers: Record<string, OidcIssuer> = {};
   for (const name of options.otherIssuers ?? []) otherIssuers[name] = await startOidcIssuer();
   const issuers = [
@@ -71,7 +75,9 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...(options.now ? { exchange: { now: options.now } } : {}),
   });
   const tokenKey = (await loadOrCreateTokenKey(tokenKeyPath(server.dataDir))).key;
-  const exchange = createExchange(config, tokenKey, options.now ? { now: options.now } : {});
+  // Read tokens are recorded in the server's database, as `sluice token create` records them.
+  const store = new SqliteMetadataStore(dataPaths(server.dataDir).database);
+  const exchange = createExchange(config, tokenKey, { store, ...(options.now ? { now: options.now } : {}) });
 
   return {
     ...server,
@@ -94,7 +100,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     },
     async close() {
       await server.close();
-      await issuer.close();
+      await store.close();
+      if (!options.issuer) await issuer.close();
       for (const other of Object.values(otherIssuers)) await other.close();
     },
   };

@@ -6357,7 +6357,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 4508:
+/***/ 3364:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -6511,6 +6511,12 @@ CREATE TABLE IF NOT EXISTS audit (
   repository TEXT, repository_id TEXT, ref TEXT, workflow TEXT, run_id TEXT, sha TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_slice_time ON audit (slice, time);
+CREATE TABLE IF NOT EXISTS used_id_tokens (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS used_id_tokens_by_expiry ON used_id_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS read_tokens (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, read TEXT NOT NULL, created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL, last_used_at INTEGER, revoked_at INTEGER
+);
 `;
 const str = (v) => String(v);
 const optional = (v) => (v === null || v === undefined ? undefined : String(v));
@@ -6670,6 +6676,36 @@ class SqliteMetadataStore {
             runId: optional(r.run_id),
             sha: optional(r.sha),
         }));
+    }
+    async useIdTokenOnce(key, expiresAt, now) {
+        this.sql('DELETE FROM used_id_tokens WHERE expires_at <= ?').run(+now);
+        return (this.sql('INSERT OR IGNORE INTO used_id_tokens (key, expires_at) VALUES (?, ?)').run(key, +expiresAt)
+            .changes === 1);
+    }
+    async addReadToken(token) {
+        this.sql(`INSERT INTO read_tokens (id, name, read, created_at, expires_at, last_used_at, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`).run(token.id, token.name, JSON.stringify(token.read), +token.createdAt, +token.expiresAt, token.lastUsedAt ? +token.lastUsedAt : null, token.revokedAt ? +token.revokedAt : null);
+    }
+    async listReadTokens() {
+        const rows = this.sql('SELECT * FROM read_tokens ORDER BY created_at, id').all();
+        const date = (v) => (v === null ? null : new Date(Number(v)));
+        return rows.map((r) => ({
+            id: str(r.id),
+            name: str(r.name),
+            read: JSON.parse(str(r.read)),
+            createdAt: new Date(Number(r.created_at)),
+            expiresAt: new Date(Number(r.expires_at)),
+            lastUsedAt: date(r.last_used_at),
+            revokedAt: date(r.revoked_at),
+        }));
+    }
+    async revokeReadToken(id, at) {
+        const found = this.sql('UPDATE read_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?').run(+at, id);
+        return found.changes === 1;
+    }
+    async touchReadToken(id, at) {
+        const row = this.sql('UPDATE read_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ? RETURNING revoked_at').get(+at, id);
+        return row ? { revoked: row.revoked_at !== null } : null;
     }
     async close() {
         if (this.db.isOpen)
@@ -6856,7 +6892,13 @@ function defaultConfig() {
         listen: { host: '127.0.0.1', port: 8080 },
         data: './sluice-data',
         tokenTtlSeconds: 3600,
+        maxReadTokenTtlSeconds: 90 * 86400,
         maxNarSize: DEFAULT_MAX_NAR_SIZE,
+        rateLimits: {
+            tokenExchanges: { count: 300, periodSeconds: 60 },
+            failedAuth: { count: 30, periodSeconds: 60 },
+        },
+        trustProxy: [],
         uploads: { ...DEFAULT_UPLOAD_LIMITS },
         issuers: [
             { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
@@ -7087,6 +7129,65 @@ function checkTemplateCollision(v, slices, i) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/server/config/rate-limits.ts
+/**
+ * The rate limits' config: `rate_limits` (per client address: token exchanges, failed
+ * authentications) and `trust_proxy` (whose X-Forwarded-For names the client). Enforced by
+ * src/server/http/rate-limit.ts.
+ */
+
+
+
+/** `10.0.0.1`, `10.0.0.0/8`, `fd00::/8` \u2192 a BlockList; throws naming a bad entry. */
+function trustedProxies(entries) {
+    const list = new external_node_net_namespaceObject.BlockList();
+    for (const entry of entries) {
+        const [address = '', bits] = entry.split('/');
+        const family = (0,external_node_net_namespaceObject.isIP)(address);
+        const prefix = bits === undefined ? undefined : Number(bits);
+        const maxBits = family === 6 ? 128 : 32;
+        if (family === 0 ||
+            (bits !== undefined && !(Number.isInteger(prefix) && prefix >= 0 && prefix <= maxBits)))
+            throw new Error(`'${entry}' is not an IP address or CIDR range`);
+        const type = family === 6 ? 'ipv6' : 'ipv4';
+        if (prefix === undefined)
+            list.addAddress(address, type);
+        else
+            list.addSubnet(address, prefix, type);
+    }
+    return list;
+}
+/** `60/1m` (at most 60 per minute), or `off`. */
+function parseRate(value) {
+    if (value === 'off' || value === false)
+        return null;
+    const [count, period, extra] = String(value).split('/');
+    const parsed = Number(count?.trim());
+    if (extra !== undefined || period === undefined || !Number.isSafeInteger(parsed) || parsed <= 0)
+        throw new ConfigError(`${JSON.stringify(value)} is not a rate such as 60/1m, or off`);
+    return { count: parsed, periodSeconds: parseDuration(period.trim()) };
+}
+function parseRateLimits(v, value, defaults) {
+    const raw = v.object(['rate_limits'], value, ['token_exchanges', 'failed_auth']);
+    const rate = (key, fallback) => raw[key] === undefined ? fallback : v.parse(['rate_limits', key], raw[key], parseRate);
+    return {
+        tokenExchanges: rate('token_exchanges', defaults.tokenExchanges),
+        failedAuth: rate('failed_auth', defaults.failedAuth),
+    };
+}
+function parseTrustProxy(v, value) {
+    const list = v.list(['trust_proxy'], value).map((item, i) => v.string(['trust_proxy', i], item).trim());
+    v.parse(['trust_proxy'], list, (entries) => {
+        try {
+            return trustedProxies(entries);
+        }
+        catch (error) {
+            throw new ConfigError(error.message);
+        }
+    });
+    return list;
+}
+
 ;// CONCATENATED MODULE: ./src/server/config/yaml-validator.ts
 /** Checks a parsed YAML document key by key; every problem is a ConfigError naming its file, line and key path. */
 
@@ -7189,12 +7290,16 @@ class Validator {
 
 
 
+
 const TOP_LEVEL_KEYS = [
     'listen',
     'data',
     'token_ttl',
+    'max_read_token_ttl',
     'max_nar_size',
     'public_url',
+    'rate_limits',
+    'trust_proxy',
     ...Object.keys(UPLOAD_LIMIT_KEYS),
     'issuers',
     'slices',
@@ -7220,6 +7325,8 @@ function parseConfig(text, source = 'config') {
         config.data = v.string(['data'], raw.data);
     if (raw.token_ttl !== undefined)
         config.tokenTtlSeconds = v.parse(['token_ttl'], raw.token_ttl, parseDuration);
+    if (raw.max_read_token_ttl !== undefined)
+        config.maxReadTokenTtlSeconds = v.parse(['max_read_token_ttl'], raw.max_read_token_ttl, parseDuration);
     if (raw.max_nar_size !== undefined)
         config.maxNarSize = v.parse(['max_nar_size'], raw.max_nar_size, parseSize);
     for (const [key, { field, kind }] of Object.entries(UPLOAD_LIMIT_KEYS)) {
@@ -7228,6 +7335,10 @@ function parseConfig(text, source = 'config') {
     }
     if (raw.public_url !== undefined)
         config.publicUrl = v.url(['public_url'], raw.public_url, true).replace(/\/+$/, '');
+    if (raw.rate_limits !== undefined)
+        config.rateLimits = parseRateLimits(v, raw.rate_limits, config.rateLimits);
+    if (raw.trust_proxy !== undefined)
+        config.trustProxy = parseTrustProxy(v, raw.trust_proxy);
     if (raw.issuers !== undefined)
         config.issuers = parseIssuers(v, raw.issuers);
     if (raw.slices !== undefined)
@@ -8244,7 +8355,7 @@ function isStringRecord(value) {
 }
 /** Re-checks a signed payload's shape: defence in depth should the key ever sign something odd. */
 function grantFromPayload(payload) {
-    const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners } = payload;
+    const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners, jti, iat } = payload;
     const validKind = kind === 'ci' || kind === 'read';
     const validRead = Array.isArray(read) && read.every((item) => typeof item === 'string' && isSlicePattern(item));
     const validWrite = write === null || (typeof write === 'string' && isSliceName(write) && kind === 'ci');
@@ -8255,7 +8366,14 @@ function grantFromPayload(payload) {
             Array.isArray(read) &&
             readOwners.length === read.length &&
             readOwners.every((owner) => owner === null || isOwnerRequirement(owner)));
-    if (!validKind || !validRead || !validWrite || !validBind || !validOwners || !isStringRecord(identity)) {
+    const validIssued = kind !== 'read' || (typeof jti === 'string' && typeof iat === 'number');
+    if (!validKind ||
+        !validRead ||
+        !validWrite ||
+        !validBind ||
+        !validOwners ||
+        !validIssued ||
+        !isStringRecord(identity)) {
         throw unauthorized(CACHE_TOKEN, 'malformed claims', 'malformed_token');
     }
     return {
@@ -8265,6 +8383,7 @@ function grantFromPayload(payload) {
         bindWrite: bindWrite === true,
         ...(readOwners === undefined ? {} : { readOwners: readOwners }),
         identity: identity,
+        ...(kind === 'read' ? { issued: { id: jti, at: iat } } : {}),
     };
 }
 function subjectOf(grant) {
@@ -8290,6 +8409,7 @@ function createCacheTokens(tokenKey, now = Date.now) {
                 throw new TypeError('a read token cannot write');
             const issuedAt = Math.floor(now() / 1000);
             const expiresAt = issuedAt + ttlSeconds;
+            const id = (0,external_node_crypto_namespaceObject.randomUUID)();
             const token = await new SignJWT({
                 kind: grant.kind,
                 read: grant.read,
@@ -8302,11 +8422,11 @@ function createCacheTokens(tokenKey, now = Date.now) {
                 .setIssuer(CACHE_TOKEN_ISSUER)
                 .setAudience(CACHE_TOKEN_AUDIENCE)
                 .setSubject(subjectOf(grant))
-                .setJti((0,external_node_crypto_namespaceObject.randomUUID)())
+                .setJti(id)
                 .setIssuedAt(issuedAt)
                 .setExpirationTime(expiresAt)
                 .sign(tokenKey);
-            return { token, expiresAt: new Date(expiresAt * 1000) };
+            return { token, expiresAt: new Date(expiresAt * 1000), id };
         },
         async verify(token) {
             const known = verified.get(token);
@@ -8818,6 +8938,66 @@ function createPolicy(slices) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/server/exchange/token-state.ts
+/**
+ * What signed tokens cannot say about themselves, kept in the metadata store so every replica
+ * agrees: which CI ID tokens were exchanged already (each may be exchanged once), and which read
+ * tokens exist, were revoked or outlived `max_read_token_ttl`.
+ */
+
+
+
+/**
+ * How long a replica trusts a read token's last check of the store. The store is asked at most once
+ * a second per token per replica (a job's thousands of lookups do not each cost a query); a
+ * revocation reaches every replica within that second.
+ */
+const READ_TOKEN_RECHECK_MS = 1000;
+const REMEMBERED_READ_TOKENS = 1024;
+/** The issuer's `jti` when it sets one (a re-encoded token keeps it), else a hash of the token. */
+function idTokenKey(issuerName, claims, idToken) {
+    if (typeof claims.jti === 'string' && claims.jti !== '')
+        return `${issuerName}:jti:${claims.jti}`;
+    return `${issuerName}:sha256:${(0,external_node_crypto_namespaceObject.createHash)('sha256').update(idToken).digest('hex')}`;
+}
+function createTokenState(store, options) {
+    const { now } = options;
+    const checked = new Map();
+    function storedState(id) {
+        const known = checked.get(id);
+        if (known && now() - known.at < READ_TOKEN_RECHECK_MS)
+            return known.state;
+        if (checked.size >= REMEMBERED_READ_TOKENS)
+            checked.delete(checked.keys().next().value);
+        const state = store.touchReadToken(id, new Date(now()));
+        checked.delete(id);
+        checked.set(id, { at: now(), state });
+        state.catch(() => checked.delete(id));
+        return state;
+    }
+    return {
+        async useIdTokenOnce(issuerName, claims, idToken) {
+            // Kept past `exp` by the leeway the verifier grants, or a replay could pass in that window.
+            const until = new Date((claims.exp + CLOCK_LEEWAY_SECONDS) * 1000);
+            const first = await store.useIdTokenOnce(idTokenKey(issuerName, claims, idToken), until, new Date(now()));
+            if (!first)
+                throw unauthorized('ID token', 'already exchanged once (replay)', 'token_replayed');
+        },
+        async checkReadToken(grant) {
+            if (grant.kind !== 'read')
+                return;
+            const issued = grant.issued;
+            if (now() / 1000 > issued.at + options.maxReadTokenTtlSeconds)
+                throw unauthorized('cache token', 'read token older than max_read_token_ttl', 'token_expired');
+            const state = await storedState(issued.id);
+            if (state === null)
+                throw unauthorized('cache token', 'read token unknown to this server (create a new one)', 'unknown_token');
+            if (state.revoked)
+                throw unauthorized('cache token', 'read token revoked', 'token_revoked');
+        },
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/server/exchange/token-key.ts
 /**
  * The server token key: the ed25519 key that signs cache tokens. It is not the narinfo signing key
@@ -8887,15 +9067,21 @@ async function loadOrCreateTokenKey(path) {
 
 
 
+
 const READ_TOKEN_NAME = /^[A-Za-z0-9._@-]{1,100}$/;
 function createExchange(config, tokenKey, options = {}) {
     const verifier = createOidcVerifier(config.issuers, options);
     const policy = createPolicy(config.slices ?? defaultSlices(config.issuers));
-    const cacheTokens = createCacheTokens(tokenKey, options.now);
+    const now = options.now ?? Date.now;
+    const cacheTokens = createCacheTokens(tokenKey, now);
+    const maxReadTokenTtlSeconds = config.maxReadTokenTtlSeconds;
+    const state = options.store ? createTokenState(options.store, { now, maxReadTokenTtlSeconds }) : undefined;
     return {
         async exchange(idToken) {
             const { issuer, claims } = await verifier.verify(idToken);
             const decision = policy.evaluate(issuer.name, claims);
+            // After the policy: a token refused with 403 is not used up, the same answer comes again.
+            await state?.useIdTokenOnce(issuer.name, claims, idToken);
             const grant = {
                 kind: 'ci',
                 ...decision,
@@ -8903,7 +9089,11 @@ function createExchange(config, tokenKey, options = {}) {
             };
             return { ...(await cacheTokens.issue(grant, config.tokenTtlSeconds)), grant };
         },
-        verifyCacheToken: (token) => cacheTokens.verify(token),
+        async verifyCacheToken(token) {
+            const grant = await cacheTokens.verify(token);
+            await state?.checkReadToken(grant);
+            return grant;
+        },
         async createReadToken({ read, ttlSeconds, name }) {
             if (read.length === 0)
                 throw new TypeError('a read token needs at least one slice or pattern');
@@ -8914,13 +9104,25 @@ function createExchange(config, tokenKey, options = {}) {
                 throw new TypeError(`token name '${name}' must be 1-100 letters, digits, . _ @ -`);
             if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0)
                 throw new TypeError('the lifetime must be a positive number of seconds');
+            if (ttlSeconds > maxReadTokenTtlSeconds)
+                throw new TypeError(`a lifetime of ${ttlSeconds} s is longer than max_read_token_ttl (${maxReadTokenTtlSeconds} s)`);
             const grant = {
                 kind: 'read',
                 read: read.map(normalizeSliceName),
                 write: null,
                 identity: { name },
             };
-            return cacheTokens.issue(grant, ttlSeconds);
+            const issued = await cacheTokens.issue(grant, ttlSeconds);
+            await options.store?.addReadToken({
+                id: issued.id,
+                name,
+                read: grant.read,
+                createdAt: new Date(issued.expiresAt.getTime() - ttlSeconds * 1000), // its iat
+                expiresAt: issued.expiresAt,
+                lastUsedAt: null,
+                revokedAt: null,
+            });
+            return issued;
         },
         publicSlices: () => policy.publicSlices(),
     };
@@ -10944,6 +11146,105 @@ class NarInfoSigner {
     }
 }
 
+;// CONCATENATED MODULE: ./src/server/http/rate-limit.ts
+
+
+
+/** Addresses tracked at most; beyond it the longest-tracked is forgotten (it starts afresh). */
+const TRACKED_ADDRESSES = 10_000;
+class Buckets {
+    rate;
+    now;
+    buckets = new Map();
+    constructor(rate, now) {
+        this.rate = rate;
+        this.now = now;
+    }
+    /** Tokens in the address's bucket now (a full bucket for an address not tracked). */
+    level(address) {
+        const perMs = this.rate.count / (this.rate.periodSeconds * 1000);
+        const bucket = this.buckets.get(address) ?? { tokens: this.rate.count, at: this.now() };
+        const now = this.now();
+        return { tokens: Math.min(this.rate.count, bucket.tokens + (now - bucket.at) * perMs), at: now };
+    }
+    /** Seconds until one more is allowed, or 0 when one is allowed now. */
+    wait(address) {
+        if (!this.buckets.has(address))
+            return 0;
+        const { tokens } = this.level(address);
+        return tokens >= 1 ? 0 : Math.ceil(((1 - tokens) * this.rate.periodSeconds) / this.rate.count);
+    }
+    take(address) {
+        const bucket = this.level(address);
+        bucket.tokens = Math.max(0, bucket.tokens - 1);
+        this.buckets.delete(address);
+        if (this.buckets.size >= TRACKED_ADDRESSES)
+            this.buckets.delete(this.buckets.keys().next().value);
+        this.buckets.set(address, bucket);
+    }
+}
+function plain(address) {
+    return address.startsWith('::ffff:') && (0,external_node_net_namespaceObject.isIP)(address.slice(7)) === 4 ? address.slice(7) : address;
+}
+/**
+ * The client's address: the connection's peer, unless that peer is a trusted proxy; then the
+ * nearest address in X-Forwarded-For (read from the right) that is not a trusted proxy. Without
+ * `trusted`, X-Forwarded-For is ignored: anyone can write it.
+ */
+function clientAddress(req, trusted) {
+    let address = plain(req.socket.remoteAddress ?? 'unknown');
+    if (!trusted)
+        return address;
+    const isTrusted = (ip) => (0,external_node_net_namespaceObject.isIP)(ip) !== 0 && trusted.check(ip, (0,external_node_net_namespaceObject.isIP)(ip) === 6 ? 'ipv6' : 'ipv4');
+    const header = req.headers['x-forwarded-for'];
+    const hops = (Array.isArray(header) ? header.join(',') : (header ?? ''))
+        .split(',')
+        .map((hop) => hop.trim());
+    while (isTrusted(address) && hops.length > 0) {
+        const next = plain(hops.pop());
+        if ((0,external_node_net_namespaceObject.isIP)(next) === 0)
+            break; // a malformed entry: stop at the last address we can vouch for
+        address = next;
+    }
+    return address;
+}
+/** Whether the request tries to authenticate: a token exchange, or any request with credentials. */
+function authenticates(req, route) {
+    return route === 'token' || req.headers.authorization !== undefined;
+}
+function tooMany(what, rate, address, seconds) {
+    return new HttpError(429, `too many ${what} from ${address} (at most ${rate.count} per ${rate.periodSeconds} s): retry in ${seconds} s`, 'rate_limited', { 'retry-after': String(seconds) });
+}
+function createRequestGuard(limits, trustProxy, now = Date.now, onLimited = () => { }) {
+    const trusted = trustProxy.length > 0 ? trustedProxies(trustProxy) : null;
+    const exchanges = limits.tokenExchanges && new Buckets(limits.tokenExchanges, now);
+    const failures = limits.failedAuth && new Buckets(limits.failedAuth, now);
+    return {
+        admit(req, route) {
+            if (!authenticates(req, route))
+                return;
+            const address = clientAddress(req, trusted);
+            const failedWait = failures?.wait(address) ?? 0;
+            if (failedWait > 0) {
+                onLimited('failed_auth');
+                throw tooMany('failed authentications', limits.failedAuth, address, failedWait);
+            }
+            if (route !== 'token' || !exchanges)
+                return;
+            const wait = exchanges.wait(address);
+            if (wait > 0) {
+                onLimited('token_exchanges');
+                throw tooMany('token exchanges', limits.tokenExchanges, address, wait);
+            }
+            exchanges.take(address);
+        },
+        refused(req, route) {
+            if (failures && authenticates(req, route))
+                failures.take(clientAddress(req, trusted));
+        },
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/exchange-status.ts
 /** The token exchange's errors as HTTP answers: the one place their statuses are chosen. */
 
@@ -11567,6 +11868,7 @@ function createRouter(deps) {
         try {
             const route = matchRoute(req.url ?? '/');
             routeName = route.name;
+            deps.guard?.admit(req, route.name);
             const methods = table[route.name];
             const handler = methods[req.method ?? ''];
             if (!handler) {
@@ -11583,6 +11885,8 @@ function createRouter(deps) {
             await handler(route, request);
         }
         catch (error) {
+            if (error instanceof HttpError && error.status === 401)
+                deps.guard?.refused(req, routeName);
             if (!(error instanceof HttpError))
                 deps.log.error({ err: error, path }, 'request failed');
             else if (hasBody(req) && routeName !== 'token' && routeName !== 'narinfos')
@@ -11749,6 +12053,12 @@ class ServerMetrics {
         name: 'sluice_rejected_uploads_total',
         help: 'Uploads (NARs and narinfos) refused, by reason',
         labelNames: ['reason'],
+        registers: [this.registry],
+    });
+    rateLimited = new prom_client.Counter({
+        name: 'sluice_rate_limited_total',
+        help: 'Requests answered 429, by limit (token_exchanges, failed_auth)',
+        labelNames: ['limit'],
         registers: [this.registry],
     });
     constructor() {
@@ -12017,6 +12327,7 @@ async function syncDir(dir) {
 
 
 
+
 function writerIdentity(grant) {
     if (grant.kind !== 'ci')
         return {};
@@ -12053,7 +12364,7 @@ async function startServer(config, options = {}) {
     const blobs = await FsBlobStore.open(paths.nars);
     const meta = new SqliteMetadataStore(paths.database);
     const metrics = new ServerMetrics();
-    const exchange = createExchange(config, tokenKey, options.exchange);
+    const exchange = createExchange(config, tokenKey, { ...options.exchange, store: meta });
     const publicSlices = exchange.publicSlices();
     const isPublic = (slice) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
     let cacheUrl = config.publicUrl ?? '';
@@ -12080,6 +12391,7 @@ async function startServer(config, options = {}) {
         verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
         isPublic,
         publicReads: publicSlices.length > 0,
+        guard: createRequestGuard(config.rateLimits, config.trustProxy, options.exchange?.now, (limit) => metrics.rateLimited.inc({ limit })),
         // Made on first use: the cache URL is known only once listening (port 0).
         tokenHandler: (req, res) => (tokenHandler ??= createTokenHandler({ exchange, publicKeys: [signingKey.publicKey.text], cacheUrl }))(req, res),
         // public_reads tells the Action whether a job without an ID token (a fork's pull request) can
@@ -12214,43 +12526,80 @@ async function runServe(argv, io = process) {
 
 ;// CONCATENATED MODULE: ./src/cli/token-command.ts
 /**
- * `sluice token create --read PATTERN [--read \u2026] [--ttl 30d] [--name NAME] [--data DIR] [--config FILE]`:
- * prints one read-only cache token, signed with the server token key in the data directory.
+ * `sluice token create | list | revoke`: read-only cache tokens for people and machines, signed with
+ * the server token key in the data directory and recorded in its database, where every replica
+ * checks them (so a revoked token stops working everywhere).
  */
 
 
 
 
 
-const TOKEN_USAGE = "usage: sluice token create --read 'owner/*' [--read \u2026] [--ttl 30d] [--name NAME] [--data DIR] [--config FILE]\n";
+
+
+
+const TOKEN_USAGE = `usage: sluice token create --read 'owner/*' [--read \u2026] [--ttl 30d] [--name NAME] [--data DIR] [--config FILE]
+       sluice token list [--all] [--json] [--data DIR] [--config FILE]
+       sluice token revoke ID [--data DIR] [--config FILE]
+
+  create   print a new read-only token (its lifetime at most the config's max_read_token_ttl)
+  list     tokens still valid: id, name, patterns, created, expires, last used (--all: also
+           revoked and expired ones)
+  revoke   refuse the token with this id from now on, on every server sharing the database
+`;
 const DEFAULT_READ_TOKEN_TTL = '30d';
+const COMMON_OPTIONS = { data: { type: 'string' }, config: { type: 'string' } };
 /** Runs `sluice token \u2026` (argv after `token`); returns the exit code. */
 async function runToken(argv, io = process) {
     const [subcommand, ...rest] = argv;
-    if (subcommand !== 'create') {
+    const run = subcommand === undefined ? undefined : SUBCOMMANDS[subcommand];
+    if (!run) {
         io.stderr.write(subcommand === undefined
             ? TOKEN_USAGE
             : `sluice token: unknown subcommand '${subcommand}'\n${TOKEN_USAGE}`);
         return 2;
     }
-    let values;
     try {
-        ({ values } = (0,external_node_util_.parseArgs)({
-            args: rest,
-            options: {
-                read: { type: 'string', multiple: true },
-                ttl: { type: 'string', default: DEFAULT_READ_TOKEN_TTL },
-                name: { type: 'string', default: 'read-token' },
-                data: { type: 'string' },
-                config: { type: 'string' },
-            },
-            allowPositionals: false,
-        }));
+        return await run(rest, io);
     }
     catch (error) {
-        io.stderr.write(`sluice token create: ${error.message}\n${TOKEN_USAGE}`);
-        return 2;
+        const usage = error.code?.startsWith('ERR_PARSE_ARGS') ? TOKEN_USAGE : '';
+        io.stderr.write(`sluice token ${subcommand}: ${error.message}\n${usage}`);
+        return usage ? 2 : 1;
     }
+}
+const SUBCOMMANDS = {
+    create: createToken,
+    list: listTokens,
+    revoke: revokeToken,
+};
+async function configFor(values) {
+    return applyCliOverrides(await loadConfig(values.config), { data: values.data });
+}
+/** The data directory's database; `mustExist` for commands that only read or change records. */
+async function withStore(config, mustExist, use) {
+    const { database } = dataPaths(config.data);
+    if (mustExist && !(0,external_node_fs_.existsSync)(database))
+        throw new Error(`no Sluice database at ${database} (is --data right?)`);
+    const store = new SqliteMetadataStore(database);
+    try {
+        return await use(store);
+    }
+    finally {
+        await store.close();
+    }
+}
+async function createToken(argv, io) {
+    const { values } = (0,external_node_util_.parseArgs)({
+        args: argv,
+        options: {
+            read: { type: 'string', multiple: true },
+            ttl: { type: 'string', default: DEFAULT_READ_TOKEN_TTL },
+            name: { type: 'string', default: 'read-token' },
+            ...COMMON_OPTIONS,
+        },
+        allowPositionals: false,
+    });
     const read = (values.read ?? [])
         .flatMap((item) => item.split(','))
         .map((item) => item.trim())
@@ -12259,26 +12608,65 @@ async function runToken(argv, io = process) {
         io.stderr.write(`sluice token create: --read is required (a slice name or pattern such as 'acme/*')\n${TOKEN_USAGE}`);
         return 2;
     }
-    try {
-        const ttlSeconds = parseTtl(values.ttl);
-        const config = applyCliOverrides(await loadConfig(values.config), { data: values.data });
-        const keyPath = tokenKeyPath(config.data);
-        const { key, created } = await loadOrCreateTokenKey(keyPath);
-        if (created)
-            io.stderr.write(`sluice: created a new token key at ${keyPath}: tokens verify only on a server using this data directory\n`);
-        const { token, expiresAt } = await createExchange(config, key).createReadToken({
-            read,
-            ttlSeconds,
-            name: values.name,
-        });
-        io.stderr.write(`read token '${values.name}' for ${read.join(', ')}, expires ${expiresAt.toISOString()}\n`);
-        io.stdout.write(`${token}\n`);
-        return 0;
+    const ttlSeconds = parseTtl(values.ttl);
+    const config = await configFor(values);
+    const keyPath = tokenKeyPath(config.data);
+    const { key, created } = await loadOrCreateTokenKey(keyPath);
+    if (created)
+        io.stderr.write(`sluice: created a new token key at ${keyPath}: tokens verify only on a server using this data directory\n`);
+    const { token, expiresAt, id } = await withStore(config, false, (store) => createExchange(config, key, { store }).createReadToken({ read, ttlSeconds, name: values.name }));
+    io.stderr.write(`read token '${values.name}' (id ${id}) for ${read.join(', ')}, expires ${expiresAt.toISOString()}\n`);
+    io.stdout.write(`${token}\n`);
+    return 0;
+}
+const LIST_COLUMNS = ['id', 'name', 'read', 'created', 'expires', 'last_used', 'status'];
+function listRecord(token, now) {
+    const iso = (date) => (date ? date.toISOString() : null);
+    return {
+        id: token.id,
+        name: token.name,
+        read: token.read.join(','),
+        created: iso(token.createdAt),
+        expires: iso(token.expiresAt),
+        last_used: iso(token.lastUsedAt),
+        status: token.revokedAt ? 'revoked' : token.expiresAt <= now ? 'expired' : 'valid',
+    };
+}
+async function listTokens(argv, io) {
+    const { values } = (0,external_node_util_.parseArgs)({
+        args: argv,
+        options: { all: { type: 'boolean' }, json: { type: 'boolean' }, ...COMMON_OPTIONS },
+        allowPositionals: false,
+    });
+    const config = await configFor(values);
+    const now = new Date();
+    const records = (await withStore(config, true, (store) => store.listReadTokens()))
+        .map((token) => listRecord(token, now))
+        .filter((record) => values.all || record.status === 'valid');
+    if (!values.json)
+        io.stdout.write(`${LIST_COLUMNS.join('\t')}\n`);
+    for (const record of records) {
+        io.stdout.write(values.json
+            ? `${JSON.stringify(record)}\n`
+            : `${LIST_COLUMNS.map((column) => record[column] ?? '-').join('\t')}\n`);
     }
-    catch (error) {
-        io.stderr.write(`sluice token create: ${error.message}\n`);
+    return 0;
+}
+async function revokeToken(argv, io) {
+    const { values, positionals } = (0,external_node_util_.parseArgs)({ args: argv, options: COMMON_OPTIONS, allowPositionals: true });
+    if (positionals.length !== 1) {
+        io.stderr.write(`sluice token revoke: give exactly one token id (see 'sluice token list')\n${TOKEN_USAGE}`);
+        return 2;
+    }
+    const id = positionals[0];
+    const config = await configFor(values);
+    const found = await withStore(config, true, (store) => store.revokeReadToken(id, new Date()));
+    if (!found) {
+        io.stderr.write(`sluice token revoke: no token with id '${id}' (see 'sluice token list --all')\n`);
         return 1;
     }
+    io.stderr.write(`revoked read token ${id}\n`);
+    return 0;
 }
 function parseTtl(text) {
     try {
@@ -12306,6 +12694,7 @@ const USAGE = `usage: sluice <command> [options]
 commands:
   serve          run the cache server
   token create   print a read-only cache token (for people and machines)
+  token list     list read tokens; token revoke ID: refuse one from now on
   audit          list accepted writes
 
 'sluice <command> --help' explains a command.
@@ -12332,13 +12721,34 @@ async function run(argv) {
 
 /***/ }),
 
+/***/ 793:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* unused harmony export NODE_NEEDED */
+/**
+ * Imported first by the CLI bundle: a Node without `node:sqlite` (Node 20) would otherwise die with
+ * a stack trace while the bundle loads. Bundled modules run in import order, so this check runs
+ * before any module that needs Node 24.
+ */
+const NODE_NEEDED = 24;
+const major = Number(process.versions.node.split('.')[0]);
+if (major < NODE_NEEDED) {
+    process.stderr.write(`sluice needs Node.js ${NODE_NEEDED} or later; this is Node.js ${process.version}\n`);
+    process.exit(1);
+}
+
+
+/***/ }),
+
 /***/ 9921:
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4508);
+/* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(793);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3364);
 
-await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
+
+await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(process.argv.slice(2));
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);

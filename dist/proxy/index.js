@@ -47492,7 +47492,7 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2453);
+/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5422);
 
 await (0,_proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .eF)();
 
@@ -47501,7 +47501,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 2453:
+/***/ 5422:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -49435,6 +49435,7 @@ class Uploader {
             const narinfoBytes = await this.uploadNarInfo(info, file);
             stats.pushedPaths++;
             stats.pushedBytes += file.fileSize + narinfoBytes;
+            stats.paths.pushed(info.path, file.fileSize);
             log.info({ path: info.path, bytes: file.fileSize }, 'pushed');
             this.options.onPushed?.(store_path_StorePath.parse(info.path).hashPart);
             ok = true;
@@ -50372,6 +50373,14 @@ class CacheRoutes {
         }
     }
     async narinfo(method, hashPart, res) {
+        const answer = await this.answerNarInfo(method, hashPart, res);
+        if (answer)
+            this.stats.paths.hit(hashPart, answer);
+        else
+            this.stats.paths.miss(hashPart);
+    }
+    /** Answers Nix's lookup; the narinfo served, or undefined for a 404. */
+    async answerNarInfo(method, hashPart, res) {
         if (this.misses.has(hashPart))
             return this.miss(res, 'not in the cache');
         if (Date.now() < this.serverDownUntil)
@@ -50399,6 +50408,7 @@ class CacheRoutes {
             'content-length': Buffer.byteLength(answer.narinfo),
         });
         res.end(method === 'HEAD' ? undefined : answer.narinfo);
+        return answer.narinfo;
     }
     /**
      * One batch of narinfo lookups: one `POST /_api/v1/narinfos` for all of them. A server without
@@ -50473,6 +50483,7 @@ class CacheRoutes {
                 this.stats.bytesDownloaded += nar.size;
                 // The pages go back to the pool once the socket is done with them.
                 res.once('close', nar.release);
+                this.stats.paths.narServed(path);
                 res.writeHead(200, forwardableHeaders(nar.headers));
                 res.cork();
                 for (const chunk of nar.chunks)
@@ -50506,6 +50517,8 @@ class CacheRoutes {
         const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
         try {
             await (0,external_node_stream_promises_namespaceObject.pipeline)(response.body, counter, res);
+            if (response.statusCode === 200)
+                this.stats.paths.narServed(path);
         }
         catch (e) {
             // Headers are sent: all that is left is to cut the connection so Nix sees a short NAR.
@@ -50783,7 +50796,75 @@ function unauthorized(message, challenge) {
     return new HttpError(401, message, 'unauthorized', challenge ? { 'www-authenticate': challenge } : {});
 }
 
+;// CONCATENATED MODULE: ./src/proxy/report/path-stats.ts
+/** How many of the largest paths the stats keep. */
+const LARGEST_KEPT = 10;
+/** The `n` largest, largest first. */
+class Largest {
+    items = [];
+    add(item) {
+        if (this.items.length === LARGEST_KEPT && item.bytes <= this.items.at(-1).bytes)
+            return;
+        const at = this.items.findIndex((other) => other.bytes < item.bytes);
+        this.items.splice(at === -1 ? this.items.length : at, 0, item);
+        if (this.items.length > LARGEST_KEPT)
+            this.items.pop();
+    }
+    list() {
+        return [...this.items];
+    }
+}
+const field = (narinfo, name) => new RegExp(`^${name}: (.*)$`, 'm').exec(narinfo)?.[1];
+class PathStats {
+    found = new Set();
+    notFound = new Set();
+    /** NAR request path \u2192 the path it belongs to, from the narinfos answered. */
+    narOwners = new Map();
+    downloaded = new Set();
+    downloadedBytes = 0;
+    largestDownloaded = new Largest();
+    largestPushed = new Largest();
+    /** The server had this narinfo (the text served to Nix). */
+    hit(hashPart, narinfo) {
+        this.found.add(hashPart);
+        this.notFound.delete(hashPart);
+        const url = field(narinfo, 'URL');
+        const path = field(narinfo, 'StorePath');
+        const bytes = Number(field(narinfo, 'FileSize') ?? field(narinfo, 'NarSize') ?? 0);
+        if (url && path)
+            this.narOwners.set(`/${url}`, { path, bytes });
+    }
+    /** The cache could not answer with this narinfo (not there, or the server failed). */
+    miss(hashPart) {
+        if (!this.found.has(hashPart))
+            this.notFound.add(hashPart);
+    }
+    /** Nix fetched this NAR (`/nar/\u2026`) whole. */
+    narServed(narPath) {
+        const owner = this.narOwners.get(narPath);
+        if (!owner || this.downloaded.has(owner.path))
+            return;
+        this.downloaded.add(owner.path);
+        this.downloadedBytes += owner.bytes;
+        this.largestDownloaded.add(owner);
+    }
+    pushed(path, bytes) {
+        this.largestPushed.add({ path, bytes });
+    }
+    toJSON() {
+        return {
+            found: this.found.size,
+            notFound: this.notFound.size,
+            downloaded: this.downloaded.size,
+            downloadedBytes: this.downloadedBytes,
+            largestDownloaded: this.largestDownloaded.list(),
+            largestPushed: this.largestPushed.list(),
+        };
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/proxy/report/stats.ts
+
 /** Distinct error messages kept, so a long outage cannot grow the stats without bound. */
 const MAX_ERRORS = 50;
 class Stats {
@@ -50794,6 +50875,7 @@ class Stats {
     misses = 0;
     bytesDownloaded = 0;
     narsReadAhead = 0;
+    paths = new PathStats();
     pushedPaths = 0;
     pushedBytes = 0;
     skippedAlreadyCached = 0;
@@ -50838,6 +50920,7 @@ class Stats {
         return {
             hits: this.hits,
             misses: this.misses,
+            paths: this.paths.toJSON(),
             bytesDownloaded: this.bytesDownloaded,
             narsReadAhead: this.narsReadAhead,
             pushed: { paths: this.pushedPaths, bytes: this.pushedBytes },

@@ -48,10 +48,29 @@ export interface DaemonHealth {
   memory: NodeJS.MemoryUsage;
 }
 
+export interface PathSize {
+  path: string;
+  /** The NAR file's size (compressed, as transferred). */
+  bytes: number;
+}
+
+/** The job's cache use in distinct store paths (src/proxy/report/path-stats.ts). */
+export interface PathStatsJson {
+  found: number;
+  notFound: number;
+  downloaded: number;
+  downloadedBytes: number;
+  largestDownloaded: PathSize[];
+  largestPushed: PathSize[];
+}
+
 /** The daemon's counters: `GET /_sluice/stats` and the answer to a drain. */
 export interface DaemonStats {
+  /** Narinfo lookups answered / not answered (Nix looks a path up more than once). */
   hits: number;
   misses: number;
+  /** The same in distinct store paths, what was downloaded, the largest paths. */
+  paths: PathStatsJson;
   bytesDownloaded: number;
   /** NARs handed to Nix from the readahead rather than streamed on request. */
   narsReadAhead: number;

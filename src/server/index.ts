@@ -21,6 +21,7 @@ import {
 import type { Access } from './http/auth.js';
 import { CacheService } from './cache/cache-service.js';
 import { NarInfoSigner } from './cache/narinfo-signer.js';
+import { createRequestGuard } from './http/rate-limit.js';
 import { createRouter } from './http/router.js';
 import { UploadSlots } from './http/upload-slots.js';
 import { createTokenHandler } from './http/token-handler.js';
@@ -85,7 +86,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const blobs = await FsBlobStore.open(paths.nars);
   const meta = new SqliteMetadataStore(paths.database);
   const metrics = new ServerMetrics();
-  const exchange = createExchange(config, tokenKey, options.exchange);
+  const exchange = createExchange(config, tokenKey, { ...options.exchange, store: meta });
   const publicSlices = exchange.publicSlices();
   const isPublic = (slice: string) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
 
@@ -113,6 +114,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
     isPublic,
     publicReads: publicSlices.length > 0,
+    guard: createRequestGuard(config.rateLimits, config.trustProxy, options.exchange?.now, (limit) =>
+      metrics.rateLimited.inc({ limit }),
+    ),
     // Made on first use: the cache URL is known only once listening (port 0).
     tokenHandler: (req, res) =>
       (tokenHandler ??= createTokenHandler({ exchange, publicKeys: [signingKey.publicKey.text], cacheUrl }))(

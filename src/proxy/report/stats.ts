@@ -1,5 +1,6 @@
 /** The daemon's counters, reported as the stats JSON of the Action ↔ daemon contract. */
 import type { DaemonStats } from '../../contracts/control-api.js';
+import { PathStats } from './path-stats.js';
 
 /** Distinct error messages kept, so a long outage cannot grow the stats without bound. */
 const MAX_ERRORS = 50;
@@ -9,6 +10,7 @@ export class Stats {
   misses = 0;
   bytesDownloaded = 0;
   narsReadAhead = 0;
+  readonly paths = new PathStats();
   pushedPaths = 0;
   pushedBytes = 0;
   skippedAlreadyCached = 0;
@@ -55,6 +57,7 @@ export class Stats {
     return {
       hits: this.hits,
       misses: this.misses,
+      paths: this.paths.toJSON(),
       bytesDownloaded: this.bytesDownloaded,
       narsReadAhead: this.narsReadAhead,
       pushed: { paths: this.pushedPaths, bytes: this.pushedBytes },

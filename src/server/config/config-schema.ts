@@ -1,5 +1,6 @@
 /** The server's configuration as the code uses it: types, defaults, and the error a bad one gets. */
 import { DEFAULT_AUDIENCE } from '../../contracts/server-api.js';
+import type { RateLimits } from './rate-limits.js';
 import { DEFAULT_UPLOAD_LIMITS, type UploadLimits } from './upload-limits.js';
 
 export interface Listen {
@@ -43,12 +44,18 @@ export interface Config {
   data: string;
   /** Lifetime of the cache tokens issued by the OIDC exchange. */
   tokenTtlSeconds: number;
+  /** The longest a read token (`sluice token create`) may live; older ones are refused. */
+  maxReadTokenTtlSeconds: number;
   /** Largest NAR accepted, in bytes: the upload and the NAR inside it. */
   maxNarSize: number;
   /** Bounds on what one upload may cost: inflation, decoder memory, concurrency, idle bodies. */
   uploads: UploadLimits;
   /** The URL clients should use for the cache, when it differs from the listen address (reverse proxy). */
   publicUrl?: string;
+  /** Per client address: token exchanges and failed authentications. */
+  rateLimits: RateLimits;
+  /** Reverse proxies (addresses, CIDR ranges) whose X-Forwarded-For names the client. */
+  trustProxy: string[];
   issuers: IssuerConfig[];
   /** The configured slices; absent means the default policy (one slice per repository). */
   slices?: SliceConfig[];
@@ -62,7 +69,13 @@ export function defaultConfig(): Config {
     listen: { host: '127.0.0.1', port: 8080 },
     data: './sluice-data',
     tokenTtlSeconds: 3600,
+    maxReadTokenTtlSeconds: 90 * 86400,
     maxNarSize: DEFAULT_MAX_NAR_SIZE,
+    rateLimits: {
+      tokenExchanges: { count: 300, periodSeconds: 60 },
+      failedAuth: { count: 30, periodSeconds: 60 },
+    },
+    trustProxy: [],
     uploads: { ...DEFAULT_UPLOAD_LIMITS },
     issuers: [
       { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },

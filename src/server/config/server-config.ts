@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { LineCounter, parseDocument } from 'yaml';
 import { ConfigError, defaultConfig, type Config } from './config-schema.js';
 import { parseIssuers, parseSlices } from './policy-config.js';
+import { parseRateLimits, parseTrustProxy } from './rate-limits.js';
 import { parseDuration, parseListen, parseSize } from './units.js';
 import { parseUploadLimit, UPLOAD_LIMIT_KEYS } from './upload-limits.js';
 import { Validator } from './yaml-validator.js';
@@ -14,8 +15,11 @@ const TOP_LEVEL_KEYS = [
   'listen',
   'data',
   'token_ttl',
+  'max_read_token_ttl',
   'max_nar_size',
   'public_url',
+  'rate_limits',
+  'trust_proxy',
   ...(Object.keys(UPLOAD_LIMIT_KEYS) as (keyof typeof UPLOAD_LIMIT_KEYS)[]),
   'issuers',
   'slices',
@@ -38,6 +42,8 @@ export function parseConfig(text: string, source = 'config'): Config {
   if (raw.data !== undefined) config.data = v.string(['data'], raw.data);
   if (raw.token_ttl !== undefined)
     config.tokenTtlSeconds = v.parse(['token_ttl'], raw.token_ttl, parseDuration);
+  if (raw.max_read_token_ttl !== undefined)
+    config.maxReadTokenTtlSeconds = v.parse(['max_read_token_ttl'], raw.max_read_token_ttl, parseDuration);
   if (raw.max_nar_size !== undefined)
     config.maxNarSize = v.parse(['max_nar_size'], raw.max_nar_size, parseSize);
   for (const [key, { field, kind }] of Object.entries(UPLOAD_LIMIT_KEYS)) {
@@ -46,6 +52,9 @@ export function parseConfig(text: string, source = 'config'): Config {
   }
   if (raw.public_url !== undefined)
     config.publicUrl = v.url(['public_url'], raw.public_url, true).replace(/\/+$/, '');
+  if (raw.rate_limits !== undefined)
+    config.rateLimits = parseRateLimits(v, raw.rate_limits, config.rateLimits);
+  if (raw.trust_proxy !== undefined) config.trustProxy = parseTrustProxy(v, raw.trust_proxy);
   if (raw.issuers !== undefined) config.issuers = parseIssuers(v, raw.issuers);
   if (raw.slices !== undefined) config.slices = parseSlices(v, raw.slices, config.issuers);
   return config;

@@ -23,6 +23,7 @@ import type { UploadSlots } from './upload-slots.js';
 import { postNarInfos } from './narinfo-batch-handler.js';
 import type { CacheService } from '../cache/cache-service.js';
 import { matchRoute, type Route } from './paths.js';
+import type { RequestGuard } from './rate-limit.js';
 
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
@@ -37,6 +38,8 @@ export interface RouterDeps {
   tokenHandler: RawHandler;
   health: () => object;
   uploadSlots: UploadSlots;
+  /** Rate limits per client address (rate-limit.ts). */
+  guard?: RequestGuard;
   /** How long a request body may send nothing before it is abandoned (408). */
   bodyIdleTimeoutMs: number;
 }
@@ -130,6 +133,7 @@ export function createRouter(deps: RouterDeps): RawHandler {
     try {
       const route = matchRoute(req.url ?? '/');
       routeName = route.name;
+      deps.guard?.admit(req, route.name);
       const methods = table[route.name];
       const handler = methods[req.method ?? ''];
       if (!handler) {
@@ -150,6 +154,7 @@ export function createRouter(deps: RouterDeps): RawHandler {
       };
       await handler(route, request);
     } catch (error) {
+      if (error instanceof HttpError && error.status === 401) deps.guard?.refused(req, routeName);
       if (!(error instanceof HttpError)) deps.log.error({ err: error, path }, 'request failed');
       else if (hasBody(req) && routeName !== 'token' && routeName !== 'narinfos')
         deps.metrics.rejectedUploads.inc({ reason: error.reason });
