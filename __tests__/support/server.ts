@@ -12,12 +12,13 @@ import { promisify } from 'node:util';
 import { DatabaseSync } from 'node:sqlite';
 import { Hash } from '../../src/nix/hash.js';
 import { serializeNarInfo, type NarInfo } from '../../src/nix/narinfo.js';
-import { parseConfig, type Config } from '../../src/server/config.js';
+import type { Config } from '../../src/server/config/config-schema.js';
+import { parseConfig } from '../../src/server/config/server-config.js';
 import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../src/server/exchange/index.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { dataPaths } from '../../src/server/data-dir.js';
 import { SqliteMetadataStore } from '../../src/server/storage/sqlite-metadata-store.js';
-import type { UploadLimits } from '../../src/server/upload-limits.js';
+import type { UploadLimits } from '../../src/server/config/upload-limits.js';
 import { makeNixMachine, nix, type NixMachine } from './nix.js';
 import { githubClaims, startOidcIssuer, type Claims, type OidcIssuer } from './oidc-issuer.js';
 
@@ -76,7 +77,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const tokenKey = (await loadOrCreateTokenKey(tokenKeyPath(server.dataDir))).key;
   // Read tokens are recorded in the server's database, as `sluice token create` records them.
   const store = new SqliteMetadataStore(dataPaths(server.dataDir).database);
-  const exchange = createExchange(config, tokenKey, { store });
+  const exchange = createExchange(config, tokenKey, { store, ...(options.now ? { now: options.now } : {}) });
 
   return {
     ...server,
