@@ -13,7 +13,8 @@ import { DatabaseSync } from 'node:sqlite';
 import { Hash } from '../../src/nix/hash.js';
 import { serializeNarInfo, type NarInfo } from '../../src/nix/narinfo.js';
 import { parseConfig, type Config } from '../../src/server/config.js';
-import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../src/server/exchange/index.js';
+import { createExchange } from '../../src/server/exchange/index.js';
+import { loadServerKeys } from '../../src/server/keys.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { makeNixMachine, nix, type NixMachine } from './nix.js';
 import { githubClaims, startOidcIssuer, type Claims, type OidcIssuer } from './oidc-issuer.js';
@@ -48,7 +49,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   };
   const logs: string[] = [];
   const server = await startServer(config, { logDestination: { write: (line: string) => logs.push(line) } });
-  const tokenKey = (await loadOrCreateTokenKey(tokenKeyPath(server.dataDir))).key;
+  const { tokenKey } = await loadServerKeys(config, server.dataDir);
   const exchange = createExchange(config, tokenKey);
 
   return {

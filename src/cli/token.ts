@@ -5,7 +5,9 @@
 import { parseArgs } from 'node:util';
 import type { Writable } from 'node:stream';
 import { applyCliOverrides, ConfigError, loadConfig, parseDuration } from '../server/config.js';
-import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../server/exchange/index.js';
+import { createExchange, loadOrCreateTokenKey, parseTokenKey } from '../server/exchange/index.js';
+import { tokenKeyFileOf } from '../server/keys.js';
+import { readFile } from 'node:fs/promises';
 
 export const TOKEN_USAGE =
   "usage: sluice token create --read 'owner/*' [--read …] [--ttl 30d] [--name NAME] [--data DIR] [--config FILE]\n";
@@ -58,8 +60,11 @@ export async function runToken(argv: string[], io: CliOutput = process): Promise
   try {
     const ttlSeconds = parseTtl(values.ttl);
     const config = applyCliOverrides(await loadConfig(values.config), { data: values.data });
-    const keyPath = tokenKeyPath(config.data);
-    const { key, created } = await loadOrCreateTokenKey(keyPath);
+    const keyPath = tokenKeyFileOf(config);
+    // A key file named in the config is shared by replicas: used as it is, never created here.
+    const { key, created } = config.keys.tokenKeyFile
+      ? { key: parseTokenKey((await readFile(keyPath, 'utf8')).trim(), keyPath), created: false }
+      : await loadOrCreateTokenKey(keyPath);
     if (created)
       io.stderr.write(
         `sluice: created a new token key at ${keyPath}: tokens verify only on a server using this data directory\n`,

@@ -3,6 +3,15 @@
  * value is refused with `file:line: key.path: problem`, so a typo never silently weakens the policy.
  */
 import { readFile } from 'node:fs/promises';
+import {
+  databaseUrlProblem,
+  parseDatabase,
+  parseKeys,
+  parseStorage,
+  type BlobsConfig,
+  type DatabaseConfig,
+  type KeysConfig,
+} from './config-storage.js';
 import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
 import {
   isSliceName,
@@ -60,6 +69,12 @@ export interface Config {
   issuers: IssuerConfig[];
   /** The configured slices; absent means the default policy (one slice per repository). */
   slices?: SliceConfig[];
+  /** Where NAR files go: `nars/` in the data directory, or a bucket. */
+  blobs: BlobsConfig;
+  /** PostgreSQL; absent means SQLite in the data directory. */
+  database?: DatabaseConfig;
+  /** Key files; a key not named is kept (and created) in the data directory. */
+  keys: KeysConfig;
 }
 
 export const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
@@ -75,6 +90,8 @@ export function defaultConfig(): Config {
     issuers: [
       { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
     ],
+    blobs: { type: 'fs' },
+    keys: {},
   };
 }
 
@@ -226,6 +243,9 @@ const TOP_LEVEL_KEYS = [
   'public_url',
   'issuers',
   'slices',
+  'storage',
+  'database',
+  'keys',
 ] as const;
 const ISSUER_KEYS = ['name', 'issuer', 'audience', 'jwks_uri', 'allow_insecure_http'] as const;
 const SLICE_KEYS = ['name', 'public', 'read', 'write'] as const;
@@ -371,6 +391,9 @@ export function parseConfig(text: string, source = 'config'): Config {
     config.publicUrl = v.url(['public_url'], raw.public_url, true).replace(/\/+$/, '');
   if (raw.issuers !== undefined) config.issuers = parseIssuers(v, raw.issuers);
   if (raw.slices !== undefined) config.slices = parseSlices(v, raw.slices, config.issuers);
+  if (raw.storage !== undefined) config.blobs = parseStorage(v, raw.storage, parseSize, parseDuration);
+  if (raw.database !== undefined) config.database = parseDatabase(v, raw.database);
+  if (raw.keys !== undefined) config.keys = parseKeys(v, raw.keys);
   return config;
 }
 
@@ -391,6 +414,15 @@ export async function loadConfig(path?: string): Promise<Config> {
 export interface CliOverrides {
   listen?: string;
   data?: string;
+}
+
+/** `SLUICE_DATABASE_URL` wins over the file's `database`, so the password need not be in the file. */
+export function applyEnvironment(config: Config, env: NodeJS.ProcessEnv = process.env): Config {
+  const url = env.SLUICE_DATABASE_URL;
+  if (url === undefined || url === '') return config;
+  const problem = databaseUrlProblem(url);
+  if (problem) throw new ConfigError(`SLUICE_DATABASE_URL: ${problem}`);
+  return { ...config, database: { url, source: 'SLUICE_DATABASE_URL' } };
 }
 
 /** Command-line flags win over the file. */

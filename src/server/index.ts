@@ -1,5 +1,5 @@
 /**
- * `startServer(config)`: opens the data directory (keys, SQLite metadata, NAR files), wires the
+ * `startServer(config)`: opens the keys and the stores (the data directory, or PostgreSQL and a bucket), wires the
  * token exchange and the cache protocol, listens. `close()` stops accepting connections and lets
  * requests in flight (uploads included) finish before the database closes.
  */
@@ -11,9 +11,7 @@ import { dataPaths } from './data-dir.js';
 import {
   createExchange,
   createTokenHandler,
-  loadOrCreateTokenKey,
   sliceMatches,
-  tokenKeyPath,
   type CacheGrant,
   type CiIdentity,
   type ExchangeOptions,
@@ -23,10 +21,9 @@ import { NarInfoSigner } from './http/narinfo-signer.js';
 import { createRouter } from './http/router.js';
 import { createLogger, type Logger } from './log.js';
 import { ServerMetrics } from './metrics.js';
-import { defaultKeyName, loadOrCreateSigningKey } from './signing-key.js';
-import { FsBlobStore } from './storage/fs-blob-store.js';
+import { loadServerKeys } from './keys.js';
 import type { WriterIdentity } from './storage/metadata-store.js';
-import { SqliteMetadataStore } from './storage/sqlite-metadata-store.js';
+import { openStorage } from './storage/open-storage.js';
 
 export interface StartOptions {
   /** Where JSON logs go (default: stdout). */
@@ -77,10 +74,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const log = createLogger(options.logDestination);
   const paths = dataPaths(config.data);
   const dataDir = paths.root;
-  const signingKey = await loadOrCreateSigningKey(dataDir, defaultKeyName(config.publicUrl));
-  const { key: tokenKey } = await loadOrCreateTokenKey(tokenKeyPath(dataDir));
-  const blobs = await FsBlobStore.open(paths.nars);
-  const meta = new SqliteMetadataStore(paths.database);
+  const { signingKey, tokenKey } = await loadServerKeys(config, dataDir);
+  const storage = await openStorage(config, paths, log);
+  const { blobs, meta } = storage;
   const metrics = new ServerMetrics();
   const exchange = createExchange(config, tokenKey, options.exchange);
   const publicSlices = exchange.publicSlices();
@@ -134,6 +130,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       server.off('error', reject);
       resolveListen();
     });
+  }).catch(async (error: unknown) => {
+    await storage.close();
+    throw error;
   });
   const url = urlOf(server.address() as AddressInfo);
   cacheUrl ||= url;
@@ -152,7 +151,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
           server.close(() => done());
           server.closeIdleConnections();
         });
-        await meta.close();
+        await storage.close();
         log.info('sluice server stopped');
       })()),
   };

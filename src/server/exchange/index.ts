@@ -13,7 +13,7 @@ import { isSlicePattern, normalizeSliceName } from './slice-names.js';
 export type { CacheGrant, ReadTokenIdentity } from './cache-token.js';
 export type { CiIdentity } from './identity.js';
 export { sliceMatches, isSliceName, isSlicePattern, normalizeSliceName } from './slice-names.js';
-export { loadOrCreateTokenKey, tokenKeyPath, TOKEN_KEY_FILE } from './token-key.js';
+export { loadOrCreateTokenKey, parseTokenKey, tokenKeyPath, TOKEN_KEY_FILE } from './token-key.js';
 export { DEFAULT_WRITE_EVENTS, defaultSlices } from './policy.js';
 export { createTokenHandler, type TokenHandlerOptions } from './handler.js';
 

@@ -1,0 +1,262 @@
+/**
+ * MetadataStore on PostgreSQL (`pg`, one pool per process), for several replicas sharing one
+ * database. The same guarantees as the SQLite store: put-if-absent through primary keys and
+ * `ON CONFLICT DO NOTHING`, a narinfo and its audit row in one transaction. A database that cannot
+ * be reached (down, restarting, out of connections) makes requests fail with 503 + Retry-After.
+ */
+import pg from 'pg';
+import type {
+  AuditEntry,
+  MetadataStore,
+  NarFacts,
+  NarInfoRecord,
+  SliceFilter,
+  SliceOwner,
+} from './metadata-store.js';
+import { migrate } from './pg-migrations.js';
+import { StorageUnavailableError } from './unavailable.js';
+
+export interface PgStoreOptions {
+  /** Connections per process (default 10). */
+  poolSize?: number;
+  /** How long a request waits for a connection before it is answered 503 (default 5 s). */
+  connectTimeoutMs?: number;
+}
+
+type Row = Record<string, unknown>;
+
+const str = (v: unknown): string => String(v);
+const optional = (v: unknown): string | undefined => (v === null || v === undefined ? undefined : String(v));
+
+/** Errors that mean "the database is not there right now", as opposed to a bug or bad data. */
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+]);
+
+export function isUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = String((error as { code?: unknown }).code ?? '');
+  // SQLSTATE classes 08 (connection), 57P (shutting down, starting up), 53 (out of resources).
+  if (/^(08|57P|53)/.test(code) || UNAVAILABLE_CODES.has(code)) return true;
+  if (error instanceof AggregateError) return error.errors.some(isUnavailable);
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
+    error.message,
+  );
+}
+
+function narInfoRecord(row: Row): NarInfoRecord {
+  return {
+    slice: str(row.slice),
+    hashPart: str(row.hash_part),
+    storePath: str(row.store_path),
+    narKey: str(row.nar_key),
+    narinfo: str(row.narinfo),
+    createdAt: new Date(Number(row.created_at)),
+  };
+}
+
+export class PgMetadataStore implements MetadataStore {
+  private constructor(private readonly pool: pg.Pool) {}
+
+  /**
+   * Connects and applies the migrations the database lacks. Throws (with the driver's message,
+   * never the URL) when the database cannot be reached or refuses the login.
+   */
+  static async open(url: string, options: PgStoreOptions = {}): Promise<PgMetadataStore> {
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: options.poolSize ?? 10,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+      idleTimeoutMillis: 30_000,
+      // A connection the server dropped (restart) reports here; the next query opens a new one.
+      allowExitOnIdle: false,
+    });
+    pool.on('error', () => undefined);
+    try {
+      const client = await pool.connect();
+      try {
+        await migrate(client);
+      } finally {
+        client.release();
+      }
+    } catch (error) {
+      await pool.end().catch(() => undefined);
+      throw error;
+    }
+    return new PgMetadataStore(pool);
+  }
+
+  private async query(text: string, values: unknown[] = []): Promise<pg.QueryResult<Row>> {
+    try {
+      return await this.pool.query<Row>(text, values);
+    } catch (error) {
+      if (isUnavailable(error)) throw new StorageUnavailableError('the database', error);
+      throw error;
+    }
+  }
+
+  /** Runs `work` in one transaction on one connection. */
+  private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      if (isUnavailable(error)) throw new StorageUnavailableError('the database', error);
+      throw error;
+    }
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      broken = isUnavailable(error);
+      if (!broken) await client.query('ROLLBACK').catch(() => undefined);
+      if (broken) throw new StorageUnavailableError('the database', error);
+      throw error;
+    } finally {
+      // A connection that failed mid-transaction is dropped, not handed to the next request.
+      client.release(broken);
+    }
+  }
+
+  async recordUpload(slice: string, facts: NarFacts): Promise<void> {
+    await this.query(
+      `INSERT INTO slice_nars (slice, key, compression, file_hash, file_size, nar_hash, nar_size, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+      [
+        slice,
+        facts.key,
+        facts.compression,
+        facts.fileHash,
+        facts.fileSize,
+        facts.narHash,
+        facts.narSize,
+        Date.now(),
+      ],
+    );
+  }
+
+  async uploadedNar(slice: string, key: string): Promise<NarFacts | null> {
+    const { rows } = await this.query('SELECT * FROM slice_nars WHERE slice = $1 AND key = $2', [slice, key]);
+    const row = rows[0];
+    if (!row) return null;
+    return {
+      key: str(row.key),
+      compression: str(row.compression) as NarFacts['compression'],
+      fileHash: str(row.file_hash),
+      fileSize: Number(row.file_size),
+      narHash: str(row.nar_hash),
+      narSize: Number(row.nar_size),
+    };
+  }
+
+  async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists'> {
+    return this.transaction(async (client) => {
+      const inserted = await client.query(
+        `INSERT INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+        [record.slice, record.hashPart, record.storePath, record.narKey, record.narinfo, +record.createdAt],
+      );
+      if (inserted.rowCount === 0) return 'exists';
+      await client.query(
+        `INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
+             workflow, run_id, sha) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+        [
+          +audit.time,
+          audit.slice,
+          audit.storePath,
+          audit.narSize,
+          audit.fileSize,
+          audit.repository ?? null,
+          audit.repositoryId ?? null,
+          audit.ref ?? null,
+          audit.workflow ?? null,
+          audit.runId ?? null,
+          audit.sha ?? null,
+        ],
+      );
+      return 'created';
+    });
+  }
+
+  async findNarInfo(hashPart: string, readable: SliceFilter): Promise<NarInfoRecord | null> {
+    const { rows } = await this.query(
+      'SELECT * FROM narinfos WHERE hash_part = $1 ORDER BY created_at, slice',
+      [hashPart],
+    );
+    const row = rows.find((r) => readable(str(r.slice)));
+    return row ? narInfoRecord(row) : null;
+  }
+
+  async findNarInfos(
+    hashParts: readonly string[],
+    readable: SliceFilter,
+  ): Promise<Map<string, NarInfoRecord>> {
+    const found = new Map<string, NarInfoRecord>();
+    if (hashParts.length === 0) return found;
+    // Ordered so the first readable row per hash part is the oldest, as findNarInfo picks.
+    const { rows } = await this.query(
+      'SELECT * FROM narinfos WHERE hash_part = ANY($1::text[]) ORDER BY created_at, slice',
+      [hashParts],
+    );
+    for (const row of rows) {
+      const hashPart = str(row.hash_part);
+      if (found.has(hashPart) || !readable(str(row.slice))) continue;
+      found.set(hashPart, narInfoRecord(row));
+    }
+    return found;
+  }
+
+  async isNarReadable(key: string, readable: SliceFilter): Promise<boolean> {
+    const { rows } = await this.query('SELECT DISTINCT slice FROM narinfos WHERE nar_key = $1', [key]);
+    return rows.some((r) => readable(str(r.slice)));
+  }
+
+  async sliceOwner(slice: string): Promise<SliceOwner | null> {
+    const { rows } = await this.query('SELECT * FROM slices WHERE name = $1', [slice]);
+    const row = rows[0];
+    return row
+      ? { repositoryId: str(row.repository_id), repositoryOwnerId: str(row.repository_owner_id) }
+      : null;
+  }
+
+  async bindSlice(slice: string, owner: SliceOwner): Promise<SliceOwner> {
+    await this.query(
+      `INSERT INTO slices (name, repository_id, repository_owner_id, created_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT DO NOTHING`,
+      [slice, owner.repositoryId, owner.repositoryOwnerId, Date.now()],
+    );
+    return (await this.sliceOwner(slice)) as SliceOwner;
+  }
+
+  async listAudit(filter: { slice?: string; since?: Date; limit?: number }): Promise<AuditEntry[]> {
+    const { rows } = await this.query(
+      `SELECT * FROM audit WHERE ($1::text IS NULL OR slice = $1) AND time >= $2 ORDER BY time, id LIMIT $3`,
+      [filter.slice ?? null, filter.since ? +filter.since : 0, filter.limit ?? null],
+    );
+    return rows.map((r) => ({
+      time: new Date(Number(r.time)),
+      slice: str(r.slice),
+      storePath: str(r.store_path),
+      narSize: Number(r.nar_size),
+      fileSize: Number(r.file_size),
+      repository: optional(r.repository),
+      repositoryId: optional(r.repository_id),
+      ref: optional(r.ref),
+      workflow: optional(r.workflow),
+      runId: optional(r.run_id),
+      sha: optional(r.sha),
+    }));
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * A storage backend (PostgreSQL, the object store) that cannot be reached or is restarting: the
+ * request gets 503 with Retry-After, which Nix and the Action's proxy retry, never a 500.
+ */
+import { HttpError } from '../../http/errors.js';
+
+/** Seconds a client should wait before retrying: a restarting database is back within seconds. */
+export const RETRY_AFTER_SECONDS = 2;
+
+export class StorageUnavailableError extends HttpError {
+  constructor(what: string, cause: unknown) {
+    super(503, `${what} is unavailable: ${describeCause(cause)}`, 'storage_unavailable', {
+      'retry-after': String(RETRY_AFTER_SECONDS),
+    });
+  }
+}
+
+/** One line naming the cause, without stack or credentials (messages from the drivers carry neither). */
+export function describeCause(cause: unknown): string {
+  if (!(cause instanceof Error)) return String(cause);
+  const code = (cause as NodeJS.ErrnoException).code;
+  const errors = (cause as { errors?: unknown[] }).errors;
+  // Node's AggregateError (a connect to both ::1 and 127.0.0.1) has an empty message.
+  const message =
+    cause.message || (Array.isArray(errors) && errors[0] instanceof Error ? errors[0].message : '');
+  const text = message || cause.name;
+  const line = text.split('\n', 1)[0] ?? '';
+  return code && !line.includes(code) ? `${line} (${code})` : line;
+}
