@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import type { BlobStore } from '../../src/server/storage/blob-store.js';
+import { generateKeyFiles } from '../../src/server/keys.js';
 import { FsBlobStore } from '../../src/server/storage/fs-blob-store.js';
 import type { MetadataStore } from '../../src/server/storage/metadata-store.js';
 import { PgMetadataStore } from '../../src/server/storage/pg-metadata-store.js';
@@ -165,4 +166,43 @@ export async function stopObjectStore(): Promise<void> {
 
 export async function startObjectStore(): Promise<void> {
   await run(join(SERVICES, 'ceph-rgw.sh'), ['start-rgw'], { env: cephEnv() });
+}
+
+/** The config two or more replicas share: one bucket, one database, key files; and those parts. */
+export interface SharedBackends {
+  bucket: TestBucket;
+  databaseUrl: string;
+  keysDir: string;
+  yaml: string;
+}
+
+export async function sharedBackends(options: { presigned?: boolean } = {}): Promise<SharedBackends> {
+  const [bucket, databaseUrl] = await Promise.all([freshBucket('cache/'), freshDatabase()]);
+  const keysDir = join(mkdtempSync(join(tmpdir(), 'sluice-keys-')), 'keys');
+  await generateKeyFiles(keysDir, 'replicas-test-1');
+  const yaml = [
+    'storage:',
+    `  blobs: { type: s3, bucket: ${bucket.bucket}, endpoint: '${bucket.endpoint}', region: ${bucket.region},`,
+    `           prefix: '${bucket.prefix}', force_path_style: true, part_size: 5MiB,`,
+    `           presigned_downloads: ${options.presigned === true} }`,
+    `database: '${databaseUrl}'`,
+    `keys: { signing_key_file: ${keysDir}/signing-key.sec, token_key_file: ${keysDir}/token-key.pem }`,
+    '',
+  ].join('\n');
+  return { bucket, databaseUrl, keysDir, yaml };
+}
+
+/** Runs one query on a database and returns its rows. */
+export async function queryDatabase<T extends Record<string, unknown>>(
+  url: string,
+  text: string,
+  values: unknown[] = [],
+): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<T>(text, values)).rows;
+  } finally {
+    await client.end();
+  }
 }
