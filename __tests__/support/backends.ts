@@ -6,7 +6,8 @@
 import { CreateBucketCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,8 +37,8 @@ export function testDatabaseUrl(): string {
 }
 
 /** A new, empty database on the test PostgreSQL; returns its URL. */
-export async function freshDatabase(): Promise<string> {
-  const url = new URL(testDatabaseUrl());
+export async function freshDatabase(baseUrl = testDatabaseUrl()): Promise<string> {
+  const url = new URL(baseUrl);
   const name = `sluice_t_${randomBytes(6).toString('hex')}`;
   const client = new pg.Client({ connectionString: url.toString() });
   await client.connect();
@@ -64,10 +65,10 @@ export interface TestBucket {
 }
 
 /** A new, empty bucket on the test S3 server. */
-export async function freshBucket(prefix = ''): Promise<TestBucket> {
+export async function freshBucket(prefix = '', endpoint = testS3Endpoint()): Promise<TestBucket> {
   const location = {
     bucket: `sluice-t-${randomBytes(6).toString('hex')}`,
-    endpoint: testS3Endpoint(),
+    endpoint,
     region: 'us-east-1',
     prefix,
     forcePathStyle: true,
@@ -140,32 +141,71 @@ export const metadataBackends: [string, () => Promise<MetadataStore>][] = [
   ['PostgreSQL', async () => PgMetadataStore.open(await freshDatabase())],
 ];
 
-/** Restarts the test PostgreSQL (only one the global setup started: it knows its directory). */
-export async function restartPostgres(): Promise<void> {
-  const env = {
+async function freePort(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return String(port);
+}
+
+/** `KEY=value` lines of a service script's output. */
+function parseOutput(stdout: string): Record<string, string> {
+  return Object.fromEntries(
+    [...stdout.matchAll(/^([A-Z0-9_]+)=(.*)$/gm)].map((match) => [match[1] as string, match[2] as string]),
+  );
+}
+
+/**
+ * A PostgreSQL and a Ceph RGW of one test file's own, for tests that restart or stop them (the
+ * shared ones serve other test files at the same time). Ports from SLUICE_TEST_OUTAGE_PG_PORT,
+ * SLUICE_TEST_OUTAGE_RGW_PORT, SLUICE_TEST_OUTAGE_MON_PORT, else free ones.
+ */
+export interface PrivateServices {
+  databaseUrl: string;
+  s3Endpoint: string;
+  /** `restart`, or `down` then `up` (the data stays). */
+  postgres(command: 'restart' | 'down' | 'up'): Promise<void>;
+  /** The S3 gateway only: the objects stay. */
+  objectStore(command: 'stop-rgw' | 'start-rgw'): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startPrivateServices(): Promise<PrivateServices> {
+  const dir = mkdtempSync(join(process.env.SLUICE_TEST_SERVICES_TMPDIR || '/tmp', 'sluice-outage-'));
+  chmodSync(dir, 0o755);
+  const pgEnv = {
     ...process.env,
-    PG_DIR: required('SLUICE_TEST_PG_DIR'),
-    PG_PORT: required('SLUICE_TEST_PG_PORT'),
+    PG_DIR: join(dir, 'pg'),
+    PG_PORT: process.env.SLUICE_TEST_OUTAGE_PG_PORT || (await freePort()),
   };
-  await run(join(SERVICES, 'postgres.sh'), ['restart'], { env });
-}
-
-function cephEnv(): NodeJS.ProcessEnv {
-  return {
+  const cephEnv = {
     ...process.env,
-    CEPH_DIR: required('SLUICE_TEST_CEPH_DIR'),
-    RGW_PORT: required('SLUICE_TEST_RGW_PORT'),
-    MON_PORT: required('SLUICE_TEST_CEPH_MON_PORT'),
+    CEPH_DIR: join(dir, 'ceph'),
+    RGW_PORT: process.env.SLUICE_TEST_OUTAGE_RGW_PORT || (await freePort()),
+    MON_PORT: process.env.SLUICE_TEST_OUTAGE_MON_PORT || (await freePort()),
   };
-}
-
-/** Stops the S3 gateway (the objects stay); `startObjectStore` brings it back. */
-export async function stopObjectStore(): Promise<void> {
-  await run(join(SERVICES, 'ceph-rgw.sh'), ['stop-rgw'], { env: cephEnv() });
-}
-
-export async function startObjectStore(): Promise<void> {
-  await run(join(SERVICES, 'ceph-rgw.sh'), ['start-rgw'], { env: cephEnv() });
+  const postgres = (args: string[]) => run(join(SERVICES, 'postgres.sh'), args, { env: pgEnv });
+  const ceph = (args: string[]) => run(join(SERVICES, 'ceph-rgw.sh'), args, { env: cephEnv });
+  const stop = async () => {
+    await Promise.all([postgres(['stop']).catch(() => undefined), ceph(['stop']).catch(() => undefined)]);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const [pgOut, cephOut] = await Promise.all([postgres(['start']), ceph(['start'])]);
+    return {
+      databaseUrl: parseOutput(pgOut.stdout).DATABASE_URL!,
+      s3Endpoint: parseOutput(cephOut.stdout).S3_ENDPOINT!,
+      postgres: async (command) => void (await postgres([command])),
+      objectStore: async (command) => void (await ceph([command])),
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw new Error(
+      `cannot start the outage tests' own PostgreSQL and Ceph RGW: ${(error as { stderr?: string }).stderr ?? error}`,
+    );
+  }
 }
 
 /** The config two or more replicas share: one bucket, one database, key files; and those parts. */
@@ -176,8 +216,13 @@ export interface SharedBackends {
   yaml: string;
 }
 
-export async function sharedBackends(options: { presigned?: boolean } = {}): Promise<SharedBackends> {
-  const [bucket, databaseUrl] = await Promise.all([freshBucket('cache/'), freshDatabase()]);
+export async function sharedBackends(
+  options: { presigned?: boolean; services?: PrivateServices } = {},
+): Promise<SharedBackends> {
+  const [bucket, databaseUrl] = await Promise.all([
+    freshBucket('cache/', options.services?.s3Endpoint),
+    freshDatabase(options.services?.databaseUrl),
+  ]);
   const keysDir = join(mkdtempSync(join(tmpdir(), 'sluice-keys-')), 'keys');
   await generateKeyFiles(keysDir, 'replicas-test-1');
   const yaml = [

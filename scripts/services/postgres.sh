@@ -3,6 +3,7 @@
 #   scripts/services/postgres.sh start   prints DATABASE_URL=postgres://sluice:PASS@127.0.0.1:PORT/sluice
 #   scripts/services/postgres.sh stop    stops it and deletes its directory
 #   scripts/services/postgres.sh restart restarts the server, keeping its data (for outage tests)
+#   scripts/services/postgres.sh down|up stops the server keeping its data, starts it again
 # Settings by environment: PG_DIR (required), PG_PORT (required).
 # The role may create databases: each test takes a fresh database of its own.
 # Durability is off (fsync, synchronous_commit): the data is thrown away. Never copy these settings.
@@ -41,10 +42,14 @@ stop() {
 }
 
 restart() { as_pg "$BIN/pg_ctl -D '$PG_DIR/data' -l '$PG_DIR/server.log' -m fast -w restart >/dev/null"; }
+down() { as_pg "$BIN/pg_ctl -D '$PG_DIR/data' -m fast -w stop >/dev/null"; }
+up() { as_pg "$BIN/pg_ctl -D '$PG_DIR/data' -l '$PG_DIR/server.log' -w -t 30 start >/dev/null"; }
 
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
   restart) restart ;;
-  *) echo "usage: $0 start|stop|restart" >&2; exit 2 ;;
+  down) down ;;
+  up) up ;;
+  *) echo "usage: $0 start|stop|restart|down|up" >&2; exit 2 ;;
 esac

@@ -32,7 +32,7 @@ function parseOutput(stdout) {
   return Object.fromEntries(
     stdout
       .split('\n')
-      .map((line) => /^([A-Z_]+)=(.*)$/.exec(line))
+      .map((line) => /^([A-Z0-9_]+)=(.*)$/.exec(line))
       .filter(Boolean)
       .map((match) => [match[1], match[2]]),
   );
@@ -87,6 +87,9 @@ async function startCeph(env) {
 
 /** Starts what the environment does not provide; records what it started in `env`. */
 export async function startTestServices(env = process.env) {
+  // Test files that start services of their own (outage tests) put them here too: the run's own
+  // temporary directory is private to root, and PostgreSQL runs as the postgres user.
+  env.SLUICE_TEST_SERVICES_TMPDIR ||= tmpdir();
   // The SDK would otherwise probe the EC2 instance metadata endpoint for credentials.
   env.AWS_EC2_METADATA_DISABLED = 'true';
   const results = await Promise.allSettled([startPostgres(env), startCeph(env)]);

@@ -39,13 +39,15 @@ const UNAVAILABLE_CODES = new Set([
 ]);
 
 export function isUnavailable(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const code = String((error as { code?: unknown }).code ?? '');
+  // Duck-typed, not `instanceof Error`: errors from Node's sockets may come from another realm.
+  if (typeof error !== 'object' || error === null) return false;
+  const { code, errors, message } = error as { code?: unknown; errors?: unknown; message?: unknown };
   // SQLSTATE classes 08 (connection), 57P (shutting down, starting up), 53 (out of resources).
-  if (/^(08|57P|53)/.test(code) || UNAVAILABLE_CODES.has(code)) return true;
-  if (error instanceof AggregateError) return error.errors.some(isUnavailable);
+  if (/^(08|57P|53)/.test(String(code ?? '')) || UNAVAILABLE_CODES.has(String(code ?? ''))) return true;
+  // Node's AggregateError: a connect to every address of a host failed.
+  if (Array.isArray(errors) && errors.some(isUnavailable)) return true;
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
-    error.message,
+    String(message ?? ''),
   );
 }
 

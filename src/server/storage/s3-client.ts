@@ -63,8 +63,11 @@ export function isPreconditionFailed(error: unknown): boolean {
 export function isS3Unavailable(error: unknown): boolean {
   const status = httpStatusOf(error);
   if (status !== undefined) return status >= 500;
-  // No HTTP answer at all: refused, reset, timed out, DNS.
-  return error instanceof Error && (error as SdkError).name !== 'CredentialsProviderError';
+  // No HTTP answer at all: refused, reset, timed out, DNS. (Duck-typed: errors from Node's sockets
+  // may come from another realm, where `instanceof Error` is false.)
+  return (
+    typeof error === 'object' && error !== null && (error as SdkError).name !== 'CredentialsProviderError'
+  );
 }
 
 /** Awaits an S3 call; an unreachable or failing store becomes a StorageUnavailableError (503). */

@@ -17,13 +17,17 @@ export class StorageUnavailableError extends HttpError {
 
 /** One line naming the cause, without stack or credentials (messages from the drivers carry neither). */
 export function describeCause(cause: unknown): string {
-  if (!(cause instanceof Error)) return String(cause);
-  const code = (cause as NodeJS.ErrnoException).code;
-  const errors = (cause as { errors?: unknown[] }).errors;
+  // Duck-typed, not `instanceof Error`: errors from Node's sockets may come from another realm.
+  if (typeof cause !== 'object' || cause === null) return String(cause);
+  const { code, errors, message, name } = cause as {
+    code?: string;
+    errors?: { message?: string }[];
+    message?: string;
+    name?: string;
+  };
   // Node's AggregateError (a connect to both ::1 and 127.0.0.1) has an empty message.
-  const message =
-    cause.message || (Array.isArray(errors) && errors[0] instanceof Error ? errors[0].message : '');
-  const text = message || cause.name;
-  const line = text.split('\n', 1)[0] ?? '';
+  const text = message || (Array.isArray(errors) ? (errors[0]?.message ?? '') : '') || name || String(cause);
+  // The AWS SDK wraps socket errors: its prefix says nothing an operator needs.
+  const line = (text.split('\n', 1)[0] ?? '').replace(/^AWS SDK error wrapper for (Error: )?/, '');
   return code && !line.includes(code) ? `${line} (${code})` : line;
 }
