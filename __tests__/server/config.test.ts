@@ -21,6 +21,8 @@ describe('server config', () => {
       tokenTtlSeconds: 3600,
       maxNarSize: DEFAULT_MAX_NAR_SIZE,
       issuers: [{ name: 'github', issuer: GITHUB_ISSUER, audience: 'sluice', allowInsecureHttp: false }],
+      blobs: { type: 'fs' },
+      keys: {},
     };
     expect(defaultConfig()).toEqual(expected);
     expect(parseConfig('')).toEqual(expected);
@@ -71,6 +73,8 @@ slices:
           write: [{ claims: { event_name: ['push', 'schedule'] } }],
         },
       ],
+      blobs: { type: 'fs' },
+      keys: {},
     });
   });
 

@@ -225,9 +225,14 @@ export async function sharedBackends(
   ]);
   const keysDir = join(mkdtempSync(join(tmpdir(), 'sluice-keys-')), 'keys');
   await generateKeyFiles(keysDir, 'replicas-test-1');
+  // Presigned URLs go to the bucket under another host name than the cache's 127.0.0.1: curl sends
+  // netrc credentials to any URL of the netrc's host, and S3 refuses a request with two signatures.
+  const endpoint = options.presigned
+    ? bucket.endpoint.replace('//127.0.0.1:', '//localhost:')
+    : bucket.endpoint;
   const yaml = [
     'storage:',
-    `  blobs: { type: s3, bucket: ${bucket.bucket}, endpoint: '${bucket.endpoint}', region: ${bucket.region},`,
+    `  blobs: { type: s3, bucket: ${bucket.bucket}, endpoint: '${endpoint}', region: ${bucket.region},`,
     `           prefix: '${bucket.prefix}', force_path_style: true, part_size: 5MiB,`,
     `           presigned_downloads: ${options.presigned === true} }`,
     `database: '${databaseUrl}'`,

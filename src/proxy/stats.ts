@@ -6,6 +6,8 @@ export interface StatsJson {
   bytesDownloaded: number;
   /** NARs handed to Nix from the readahead rather than streamed on request. */
   narsReadAhead: number;
+  /** NAR reads the server redirected to its bucket: Nix fetched those bytes from there. */
+  narRedirects: number;
   pushed: { paths: number; bytes: number };
   skipped: { alreadyCached: number; upstream: number; filtered: number };
   failed: { path: string; error: string }[];
@@ -24,6 +26,7 @@ export class Stats {
   misses = 0;
   bytesDownloaded = 0;
   narsReadAhead = 0;
+  narRedirects = 0;
   pushedPaths = 0;
   pushedBytes = 0;
   skippedAlreadyCached = 0;
@@ -72,6 +75,7 @@ export class Stats {
       misses: this.misses,
       bytesDownloaded: this.bytesDownloaded,
       narsReadAhead: this.narsReadAhead,
+      narRedirects: this.narRedirects,
       pushed: { paths: this.pushedPaths, bytes: this.pushedBytes },
       skipped: {
         alreadyCached: this.skippedAlreadyCached,

@@ -90,6 +90,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     meta,
     narinfoSigner: new NarInfoSigner(signingKey),
     maxNarSize: config.maxNarSize,
+    ...(storage.s3?.config.presignedDownloads
+      ? {
+          narRedirect: (key: string) =>
+            storage.s3!.store.presignedGetUrl(key, storage.s3!.config.presignTtlSeconds),
+        }
+      : {}),
     metrics,
     log,
     verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),

@@ -28,6 +28,19 @@ export interface CacheDeps {
   maxNarSize: number;
   metrics: ServerMetrics;
   log: Logger;
+  /** When set, NAR GETs answer with a redirect to this URL (a presigned one) after the same checks. */
+  narRedirect?: (key: string) => Promise<string>;
+}
+
+/** Narinfos can change which slice answers (a new push, a policy change): a CDN may keep them briefly. */
+export const NARINFO_MAX_AGE_SECONDS = 60;
+
+/**
+ * Caching for answers that depend on who asks: `public` only for requests without a token (what
+ * they see, public slices hold, so a shared cache may keep it), `private` otherwise.
+ */
+function cacheScope(access: Access): 'public' | 'private' {
+  return access.authenticated ? 'private' : 'public';
 }
 
 export interface CacheRequest {
@@ -76,7 +89,10 @@ export async function getNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
   send(
     request.res,
     200,
-    { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'private, no-cache' },
+    {
+      'content-type': 'text/x-nix-narinfo',
+      'cache-control': `${cacheScope(access)}, max-age=${NARINFO_MAX_AGE_SECONDS}`,
+    },
     body,
   );
 }
@@ -95,12 +111,25 @@ async function narVisible(deps: CacheDeps, access: Access, key: string, method: 
 export async function getNar(deps: CacheDeps, request: CacheRequest, key: string): Promise<void> {
   const { req, res } = request;
   const access = await request.access();
-  const head = (await narVisible(deps, access, key, req.method ?? 'GET')) ? await deps.blobs.head(key) : null;
+  const visible = await narVisible(deps, access, key, req.method ?? 'GET');
+  if (visible && deps.narRedirect && req.method === 'GET') {
+    // The bytes come from the bucket, not through this server. The redirect itself lives only as
+    // long as its signature, so nothing may keep it.
+    res.writeHead(302, {
+      location: await deps.narRedirect(key),
+      'cache-control': 'no-store',
+      'content-length': 0,
+    });
+    res.end();
+    return;
+  }
+  const head = visible ? await deps.blobs.head(key) : null;
   if (!head) throw notFound(`nar/${key}`);
   const etag = `"${key}"`;
   const headers: Record<string, string | number> = {
     'content-type': 'application/x-nix-nar',
-    'cache-control': 'private, max-age=31536000, immutable',
+    // Content-addressed: the bytes under this name never change.
+    'cache-control': `${cacheScope(access)}, max-age=31536000, immutable`,
     etag,
     'accept-ranges': 'bytes',
   };

@@ -19,6 +19,7 @@ import {
   type CompletedPart,
   type S3Client,
 } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Readable, Writable } from 'node:stream';
 import { written } from '../../nix/buffer-pool.js';
 import { isValidBlobKey, type BlobReader, type BlobStore, type ByteRange } from './blob-store.js';
@@ -139,6 +140,17 @@ export class S3BlobStore implements BlobStore {
       if (isNotFound(error)) return null;
       throw error;
     }
+  }
+
+  /** A URL that GETs the object without credentials for `ttlSeconds` (SigV4 query signing, no request made). */
+  presignedGetUrl(key: string, ttlSeconds: number): Promise<string> {
+    return getSignedUrl(
+      this.client,
+      new GetObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }),
+      {
+        expiresIn: ttlSeconds,
+      },
+    );
   }
 
   async delete(key: string): Promise<void> {
