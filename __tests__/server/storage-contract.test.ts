@@ -100,7 +100,17 @@ describe.each(blobBackends)('BlobStore on %s', (_name, open) => {
     expect((await read(store, 'abc.nar'))?.toString()).toBe('first');
   });
 
-  it('two puts of one key at once: both succeed, one creates, the object is whole', async () => {
+  it('two puts of one small key at once: both succeed, exactly one creates', async () => {
+    const bytes = randomBytes(1024);
+    const outcomes = await Promise.all([
+      store.put('small.nar', reusedChunks(bytes)),
+      store.put('small.nar', reusedChunks(bytes)),
+    ]);
+    expect(outcomes.sort()).toEqual(['created', 'exists']);
+    expect((await read(store, 'small.nar'))!.equals(bytes)).toBe(true);
+  });
+
+  it('two puts of one key of several parts at once: both succeed, the object is whole', async () => {
     const bytes = randomBytes(7 * 1024 ** 2);
     const outcomes = await Promise.all([
       store.put('same.nar', reusedChunks(bytes)),
