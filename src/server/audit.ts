@@ -6,7 +6,6 @@ import { existsSync } from 'node:fs';
 import { parseDuration, type Config } from './config.js';
 import { dataPaths } from './data-dir.js';
 import type { AuditEntry, MetadataStore } from './storage/metadata-store.js';
-import { PgMetadataStore } from './storage/pg-metadata-store.js';
 import { SqliteMetadataStore } from './storage/sqlite-metadata-store.js';
 
 export interface AuditQuery {
@@ -31,6 +30,7 @@ export async function readAudit(
 ): Promise<AuditEntry[]> {
   let store: MetadataStore;
   if (config.database) {
+    const { PgMetadataStore } = await import('./storage/pg-metadata-store.js');
     store = await PgMetadataStore.open(config.database.url);
   } else {
     const { database } = dataPaths(config.data);

@@ -8,9 +8,7 @@ import type { Logger } from '../log.js';
 import type { BlobStore } from './blob-store.js';
 import { FsBlobStore } from './fs-blob-store.js';
 import type { MetadataStore } from './metadata-store.js';
-import { PgMetadataStore } from './pg-metadata-store.js';
-import { S3BlobStore } from './s3-blob-store.js';
-import { httpStatusOf } from './s3-client.js';
+import type { S3BlobStore } from './s3-blob-store.js';
 import { SqliteMetadataStore } from './sqlite-metadata-store.js';
 import { describeCause } from './unavailable.js';
 
@@ -51,6 +49,8 @@ export async function openStorage(
 
 async function openMetadata(config: Config, sqlitePath: string): Promise<MetadataStore> {
   if (!config.database) return new SqliteMetadataStore(sqlitePath);
+  // Loaded only when configured: the embedded default never pays for the PostgreSQL driver.
+  const { PgMetadataStore } = await import('./pg-metadata-store.js');
   try {
     return await PgMetadataStore.open(config.database.url);
   } catch (error) {
@@ -62,12 +62,17 @@ async function openMetadata(config: Config, sqlitePath: string): Promise<Metadat
 }
 
 async function openBucket(blobs: S3BlobsConfig, log: Logger): Promise<S3BlobStore> {
+  // Loaded only when configured: the embedded default never pays for the AWS SDK.
+  const [{ S3BlobStore }, { httpStatusOf }] = await Promise.all([
+    import('./s3-blob-store.js'),
+    import('./s3-client.js'),
+  ]);
   const store = new S3BlobStore(blobs);
   try {
     await store.checkBucket();
   } catch (error) {
     store.client.destroy();
-    throw new ConfigError(bucketProblem(blobs, error));
+    throw new ConfigError(bucketProblem(blobs, httpStatusOf(error), error));
   }
   // Uploads a killed replica left unfinished: invisible, but their parts take space until aborted.
   const before = new Date(Date.now() - blobs.abortIncompleteAfterSeconds * 1000);
@@ -81,9 +86,8 @@ async function openBucket(blobs: S3BlobsConfig, log: Logger): Promise<S3BlobStor
   return store;
 }
 
-function bucketProblem(blobs: S3BlobsConfig, error: unknown): string {
+function bucketProblem(blobs: S3BlobsConfig, status: number | undefined, error: unknown): string {
   const endpoint = blobs.endpoint ?? `AWS S3 (${blobs.region})`;
-  const status = httpStatusOf(error);
   if ((error as Error).name === 'CredentialsProviderError')
     return `storage.blobs: no S3 credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or use an instance role)`;
   if (status === 404) return `storage.blobs.bucket: bucket '${blobs.bucket}' does not exist at ${endpoint}`;
