@@ -50159,6 +50159,7 @@ async function fetchWhole(server, path, pool) {
 const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
 const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
 const NAR_PATH = /^\/nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
@@ -50366,6 +50367,18 @@ class CacheRoutes {
         });
         if (!response)
             throw new HttpError(502, 'the cache server is unreachable', 'upstream');
+        if (method === 'GET' && REDIRECTS.has(response.statusCode) && response.headers.location) {
+            // The server sends NAR reads straight to its bucket (a presigned URL): Nix follows the
+            // redirect itself, so the bytes pass through neither the server nor this proxy.
+            await response.body.dump();
+            this.stats.narRedirects++;
+            res.writeHead(response.statusCode, {
+                location: String(response.headers.location),
+                'content-length': 0,
+            });
+            res.end();
+            return;
+        }
         if (response.statusCode !== 200 && response.statusCode !== 206) {
             const text = (await response.body.text()).slice(0, 200).trim();
             if (response.statusCode === 404)
@@ -50581,6 +50594,7 @@ class Stats {
     misses = 0;
     bytesDownloaded = 0;
     narsReadAhead = 0;
+    narRedirects = 0;
     pushedPaths = 0;
     pushedBytes = 0;
     skippedAlreadyCached = 0;
@@ -50627,6 +50641,7 @@ class Stats {
             misses: this.misses,
             bytesDownloaded: this.bytesDownloaded,
             narsReadAhead: this.narsReadAhead,
+            narRedirects: this.narRedirects,
             pushed: { paths: this.pushedPaths, bytes: this.pushedBytes },
             skipped: {
                 alreadyCached: this.skippedAlreadyCached,
