@@ -22,10 +22,14 @@ it('replicas starting together apply each migration once, and keep the data of e
   const url = await freshDatabase();
   const stores = await Promise.all([1, 2, 3].map(() => PgMetadataStore.open(url)));
   expect(await versions(url)).toEqual(MIGRATIONS.map((_, i) => i + 1));
-  await stores[0]!.bindSlice('s', { repositoryId: '1', repositoryOwnerId: '2' });
+  await stores[0]!.bindSlice('s', { issuer: 'github', repositoryId: '1', repositoryOwnerId: '2' });
   await Promise.all(stores.map((store) => store.close()));
   const again = await PgMetadataStore.open(url);
-  expect(await again.sliceOwner('s')).toEqual({ repositoryId: '1', repositoryOwnerId: '2' });
+  expect(await again.sliceOwner('s')).toEqual({
+    issuer: 'github',
+    repositoryId: '1',
+    repositoryOwnerId: '2',
+  });
   await again.close();
 });
 
@@ -45,4 +49,25 @@ it('a wrong password is refused at open with the reason', async () => {
   const url = new URL(await freshDatabase());
   url.password = 'wrong';
   await expect(PgMetadataStore.open(url.toString())).rejects.toThrow('password authentication failed');
+});
+
+it('migrates a database at schema 1: its slice bindings were made by the default issuer', async () => {
+  const url = await freshDatabase();
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await client.query(MIGRATIONS[0]!);
+  await client.query(
+    'CREATE TABLE sluice_schema (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())',
+  );
+  await client.query('INSERT INTO sluice_schema (version) VALUES (1)');
+  await client.query(`INSERT INTO slices VALUES ('acme/app', '1', '9', 0)`);
+  await client.end();
+  const store = await PgMetadataStore.open(url);
+  expect(await store.sliceOwner('acme/app')).toEqual({
+    issuer: 'github',
+    repositoryId: '1',
+    repositoryOwnerId: '9',
+  });
+  expect(await versions(url)).toEqual(MIGRATIONS.map((_, i) => i + 1));
+  await store.close();
 });

@@ -29,3 +29,19 @@ it('opens a database made before uploads recorded their FileHash, reading it fro
   });
   await meta.close();
 });
+
+it("opens a database whose slice bindings predate issuers: they were the default issuer's", async () => {
+  const path = join(mkdtempSync(join(tmpdir(), 'sluice-storage-')), 'sluice.db');
+  const old = new DatabaseSync(path);
+  old.exec(`CREATE TABLE slices (name TEXT PRIMARY KEY, repository_id TEXT NOT NULL,
+    repository_owner_id TEXT NOT NULL, created_at INTEGER NOT NULL)`);
+  old.prepare('INSERT INTO slices VALUES (?, ?, ?, ?)').run('acme/app', '1', '9', 0);
+  old.close();
+  const meta = new SqliteMetadataStore(path);
+  expect(await meta.sliceOwner('acme/app')).toEqual({
+    issuer: 'github',
+    repositoryId: '1',
+    repositoryOwnerId: '9',
+  });
+  await meta.close();
+});

@@ -197,19 +197,38 @@ describe.each(metadataBackends)('MetadataStore on %s', (_name, open) => {
     expect(await meta.putNarInfo(record('b', 2), audit('b', new Date(2)))).toBe('created');
     expect(await meta.putNarInfo(record('a', 1), audit('a', new Date(3)))).toBe('created');
     expect(await meta.putNarInfo(record('a', 3), audit('a'))).toBe('exists');
-    expect((await meta.findNarInfo('h'.repeat(32), (s) => s === 'b'))?.narinfo).toBe('StorePath: in b\n');
-    expect(await meta.findNarInfo('h'.repeat(32), () => true)).toEqual(record('a', 1)); // the oldest
-    expect(await meta.findNarInfo('h'.repeat(32), (s) => s === 'c')).toBeNull();
-    // The batch form answers as findNarInfo would, for each hash part, hits only.
-    const batch = async (readable: (slice: string) => boolean) =>
-      [...(await meta.findNarInfos(['h'.repeat(32), 'x'.repeat(32)], readable))].map(([hashPart, found]) => [
-        hashPart,
-        found.slice,
-      ]);
-    expect(await batch(() => true)).toEqual([['h'.repeat(32), 'a']]);
-    expect(await batch((s) => s === 'b')).toEqual([['h'.repeat(32), 'b']]);
-    expect(await batch((s) => s === 'c')).toEqual([]);
-    expect(await meta.findNarInfos([], () => true)).toEqual(new Map());
+    // Every readable row, with its slice's binding (none here); which one answers is union-read's choice.
+    const found = async (readable: (slice: string) => boolean, hashParts = ['h'.repeat(32)]) =>
+      (await meta.findNarInfos(hashParts, readable))
+        .map((row) => [row.hashPart, row.slice, row.narinfo, row.owner])
+        .sort();
+    expect(await found((s) => s === 'b')).toEqual([['h'.repeat(32), 'b', 'StorePath: in b\n', null]]);
+    expect(await found(() => true, ['h'.repeat(32), 'x'.repeat(32)])).toEqual([
+      ['h'.repeat(32), 'a', 'StorePath: in a\n', null],
+      ['h'.repeat(32), 'b', 'StorePath: in b\n', null],
+    ]);
+    expect(await found((s) => s === 'c')).toEqual([]);
+    expect(await meta.findNarInfos([], () => true)).toEqual([]);
+    expect((await meta.findNarInfos(['h'.repeat(32)], (s) => s === 'a'))[0]).toEqual({
+      ...record('a', 1),
+      owner: null,
+    });
+    await meta.bindSlice('b', { issuer: 'github', repositoryId: '7', repositoryOwnerId: '8' });
+    const owners = (await meta.findNarInfos(['h'.repeat(32)], () => true)).map((row) => row.owner);
+    expect(owners).toContainEqual({ issuer: 'github', repositoryId: '7', repositoryOwnerId: '8' });
+    // The filter sees the binding: a reader bound to other ids does not.
+    expect(await found((slice) => slice === 'b', ['h'.repeat(32)]).then((rows) => rows.length)).toBe(1);
+    expect(
+      (
+        await meta.findNarInfos(
+          ['h'.repeat(32)],
+          (slice, owner) => slice === 'b' && owner?.repositoryId === '9',
+        )
+      ).length,
+    ).toBe(0);
+    expect(
+      await meta.isNarReadable('k.nar', (slice, owner) => slice === 'b' && owner?.repositoryId === '7'),
+    ).toBe(true);
     expect(await meta.isNarReadable('k.nar', (s) => s === 'c')).toBe(false);
     expect(await meta.isNarReadable('k.nar', (s) => s === 'b')).toBe(true);
     expect((await meta.listAudit({})).map((e) => e.slice)).toEqual(['b', 'a']);
@@ -243,10 +262,22 @@ describe.each(metadataBackends)('MetadataStore on %s', (_name, open) => {
   });
 
   it('binds a slice to the first owner', async () => {
-    const first = { repositoryId: '1', repositoryOwnerId: '9' };
+    const first = { issuer: 'github', repositoryId: '1', repositoryOwnerId: '9' };
     expect(await meta.sliceOwner('s')).toBeNull();
     expect(await meta.bindSlice('s', first)).toEqual(first);
-    expect(await meta.bindSlice('s', { repositoryId: '2', repositoryOwnerId: '9' })).toEqual(first);
+    expect(await meta.bindSlice('s', { issuer: 'other', repositoryId: '2', repositoryOwnerId: '9' })).toEqual(
+      first,
+    );
     expect(await meta.sliceOwner('s')).toEqual(first);
+  });
+
+  it('keeps the key a narinfo was signed with when stored', async () => {
+    await meta.putNarInfo({ ...record('s', 1), signedBy: 'cache-1:AAAA' }, audit('s'));
+    await meta.putNarInfo({ ...record('t', 2) }, audit('t'));
+    const rows = await meta.findNarInfos(['h'.repeat(32)], () => true);
+    expect(rows.map((row) => [row.slice, row.signedBy]).sort()).toEqual([
+      ['s', 'cache-1:AAAA'],
+      ['t', undefined],
+    ]);
   });
 });

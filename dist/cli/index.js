@@ -6357,7 +6357,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 3384:
+/***/ 4172:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -6370,102 +6370,8 @@ __nccwpck_require__.d(__webpack_exports__, {
 var external_node_util_ = __nccwpck_require__(7975);
 // EXTERNAL MODULE: external "node:fs"
 var external_node_fs_ = __nccwpck_require__(3024);
-// EXTERNAL MODULE: external "node:fs/promises"
-var promises_ = __nccwpck_require__(1455);
-;// CONCATENATED MODULE: ./src/server/config-storage.ts
-/**
- * The config keys for where the server keeps things: `storage.blobs` (files under the data
- * directory, or an S3-compatible bucket), `database` (SQLite under the data directory, or a
- * PostgreSQL URL; `SLUICE_DATABASE_URL` overrides it) and `keys` (key files shared by replicas).
- */
-const DEFAULT_PART_SIZE = 16 * 1024 ** 2;
-const MIN_PART_SIZE = 5 * 1024 ** 2;
-const MAX_PRESIGN_TTL_SECONDS = 7 * 24 * 3600;
-const S3_KEYS = [
-    'type',
-    'bucket',
-    'endpoint',
-    'region',
-    'prefix',
-    'force_path_style',
-    'presigned_downloads',
-    'presign_ttl',
-    'part_size',
-    'abort_incomplete_after',
-];
-function parseStorage(v, value, parseSize, parseDuration) {
-    const storage = v.object(['storage'], value, ['blobs']);
-    if (storage.blobs === undefined)
-        return { type: 'fs' };
-    const path = ['storage', 'blobs'];
-    const raw = v.object(path, storage.blobs, S3_KEYS);
-    const type = raw.type === undefined ? 'fs' : v.string([...path, 'type'], raw.type);
-    if (type === 'fs') {
-        const extra = Object.keys(raw).find((key) => key !== 'type');
-        if (extra)
-            v.fail([...path, extra], `only applies to type: s3`, true);
-        return { type: 'fs' };
-    }
-    if (type !== 's3')
-        v.fail([...path, 'type'], `unknown type '${type}' (expected fs or s3)`);
-    const optional = (key, parse, fallback) => raw[key] === undefined ? fallback : parse(raw[key]);
-    const bucket = v.string([...path, 'bucket'], raw.bucket);
-    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
-        v.fail([...path, 'bucket'], `'${bucket}' is not an S3 bucket name`);
-    const partSize = optional('part_size', (x) => v.parse([...path, 'part_size'], x, parseSize), DEFAULT_PART_SIZE);
-    if (partSize < MIN_PART_SIZE)
-        v.fail([...path, 'part_size'], 'must be at least 5MiB (the S3 minimum)');
-    const presignTtlSeconds = optional('presign_ttl', (x) => v.parse([...path, 'presign_ttl'], x, parseDuration), 300);
-    if (presignTtlSeconds > MAX_PRESIGN_TTL_SECONDS)
-        v.fail([...path, 'presign_ttl'], 'must be at most 7d (the longest a SigV4 presigned URL lives)');
-    const endpoint = optional('endpoint', (x) => v.url([...path, 'endpoint'], x, true).replace(/\/+$/, ''), undefined);
-    return {
-        type: 's3',
-        bucket,
-        ...(endpoint ? { endpoint } : {}),
-        region: optional('region', (x) => v.string([...path, 'region'], x), process.env.AWS_REGION || 'us-east-1'),
-        prefix: optional('prefix', (x) => (x === '' ? '' : v.string([...path, 'prefix'], x)), ''),
-        forcePathStyle: optional('force_path_style', (x) => v.boolean([...path, 'force_path_style'], x), false),
-        presignedDownloads: optional('presigned_downloads', (x) => v.boolean([...path, 'presigned_downloads'], x), false),
-        presignTtlSeconds,
-        partSize,
-        abortIncompleteAfterSeconds: optional('abort_incomplete_after', (x) => v.parse([...path, 'abort_incomplete_after'], x, parseDuration), 24 * 3600),
-    };
-}
-/** A PostgreSQL URL; the problem is named without echoing the value (it may hold a password). */
-function databaseUrlProblem(text) {
-    let url;
-    try {
-        url = new URL(text);
-    }
-    catch {
-        return 'is not a URL (expected postgres://USER:PASSWORD@HOST:PORT/DATABASE)';
-    }
-    if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:')
-        return `must be a postgres:// URL, not ${url.protocol}// (omit it to keep SQLite under the data directory)`;
-    if (!url.hostname)
-        return 'names no host (expected postgres://USER:PASSWORD@HOST:PORT/DATABASE)';
-    return undefined;
-}
-function parseDatabase(v, value) {
-    const url = v.string(['database'], value);
-    const problem = databaseUrlProblem(url);
-    if (problem)
-        v.fail(['database'], problem);
-    return { url, source: 'database' };
-}
-function parseKeys(v, value) {
-    const raw = v.object(['keys'], value, ['signing_key_file', 'token_key_file']);
-    return {
-        ...(raw.signing_key_file === undefined
-            ? {}
-            : { signingKeyFile: v.string(['keys', 'signing_key_file'], raw.signing_key_file) }),
-        ...(raw.token_key_file === undefined
-            ? {}
-            : { tokenKeyFile: v.string(['keys', 'token_key_file'], raw.token_key_file) }),
-    };
-}
-
+;// CONCATENATED MODULE: external "node:fs/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./src/server/exchange/slice-names.ts
@@ -6542,6 +6448,13 @@ function templateShape(template) {
     return template.replace(TEMPLATE_PLACEHOLDER, 'x');
 }
 /**
+ * Whether filling `template` could give `name`: each placeholder read as `*` (a claim value may hold
+ * `/`, as `repository` does). A configured slice that a template could make is never made by it.
+ */
+function templateCouldMake(template, name) {
+    return globMatches(normalizeSliceName(template.replace(TEMPLATE_PLACEHOLDER, '*')), normalizeSliceName(name));
+}
+/**
  * Fills `${claim}` placeholders from the token's claims. A claim that is missing, or whose value
  * would not make a plain slice name (`..`, `*`, `%`, spaces\u2026), fails the template: a token must
  * never be able to steer itself into someone else's slice through an odd claim value.
@@ -6568,31 +6481,8 @@ function fillTemplate(template, claims) {
     return { ok: true, name: normalizeSliceName(name) };
 }
 
-;// CONCATENATED MODULE: ./src/server/config.ts
-/**
- * The server's YAML configuration \u2192 a typed, validated `Config`. Every key is optional; a bad key or
- * value is refused with `file:line: key.path: problem`, so a typo never silently weakens the policy.
- */
-
-
-
-
-const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
-const DEFAULT_AUDIENCE = 'sluice';
-const DEFAULT_MAX_NAR_SIZE = 10 * 1024 ** 3;
-function defaultConfig() {
-    return {
-        listen: { host: '127.0.0.1', port: 8080 },
-        data: './sluice-data',
-        tokenTtlSeconds: 3600,
-        maxNarSize: DEFAULT_MAX_NAR_SIZE,
-        issuers: [
-            { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
-        ],
-        blobs: { type: 'fs' },
-        keys: {},
-    };
-}
+;// CONCATENATED MODULE: ./src/server/config-values.ts
+/** Values in the config file: durations, sizes and counts, each refused with a ConfigError naming the problem. */
 class ConfigError extends Error {
 }
 const DURATION_UNITS = { s: 1, m: 60, h: 3600, d: 86400 };
@@ -6630,6 +6520,81 @@ function parseSize(value) {
         throw new ConfigError(`${JSON.stringify(value)} is not a size such as 512MiB or 10GiB`);
     }
     return bytes;
+}
+/** A whole number of at least `min`. */
+function parseCount(value, min = 1) {
+    const count = typeof value === 'number' ? value : NaN;
+    if (!Number.isSafeInteger(count) || count < min) {
+        throw new ConfigError(`${JSON.stringify(value)} is not a whole number of at least ${min}`);
+    }
+    return count;
+}
+
+;// CONCATENATED MODULE: ./src/server/upload-limits.ts
+/**
+ * What one upload may cost the server, besides `max_nar_size`: how far a NAR may inflate, how much
+ * memory its decompressor may take, how many uploads run at once, and how long a request body may
+ * sit idle. Defaults fit what `nix copy` and the Action's proxy send (see docs/server.md).
+ */
+
+const DEFAULT_UPLOAD_LIMITS = {
+    maxCompressionRatio: 1000,
+    // zstd up to level 19 (8 MiB windows; nix copy's level 3: 2 MiB), xz up to level 6 (nix copy's
+    // default: 9 MiB). xz -7..-9 and zstd --long or --ultra need more and are refused.
+    maxDecompressionMemory: 16 * 1024 * 1024,
+    maxConcurrentUploads: 32,
+    // The Action's proxy sends 4 at a time by default.
+    maxConcurrentUploadsPerToken: 8,
+    // The proxy's xz -T0 emits nothing until a whole block (24 MiB at level 6) is compressed.
+    bodyIdleTimeoutMs: 30_000,
+};
+/** Config file keys \u2192 the field they set and how the value is written. */
+const UPLOAD_LIMIT_KEYS = {
+    max_compression_ratio: { field: 'maxCompressionRatio', kind: 'ratio' },
+    max_decompression_memory: { field: 'maxDecompressionMemory', kind: 'size' },
+    max_concurrent_uploads: { field: 'maxConcurrentUploads', kind: 'count' },
+    max_concurrent_uploads_per_token: { field: 'maxConcurrentUploadsPerToken', kind: 'count' },
+    body_idle_timeout: { field: 'bodyIdleTimeoutMs', kind: 'milliseconds' },
+};
+/** A value of `kind` from the config file. */
+function parseUploadLimit(kind, value) {
+    switch (kind) {
+        case 'ratio':
+            return parseCount(value, 0);
+        case 'size':
+            return parseSize(value);
+        case 'count':
+            return parseCount(value);
+        case 'milliseconds':
+            return parseDuration(value) * 1000;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/config.ts
+/**
+ * The server's YAML configuration \u2192 a typed, validated `Config`. Every key is optional; a bad key or
+ * value is refused with `file:line: key.path: problem`, so a typo never silently weakens the policy.
+ */
+
+
+
+
+
+
+const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
+const DEFAULT_AUDIENCE = 'sluice';
+const DEFAULT_MAX_NAR_SIZE = 10 * 1024 ** 3;
+function defaultConfig() {
+    return {
+        listen: { host: '127.0.0.1', port: 8080 },
+        data: './sluice-data',
+        tokenTtlSeconds: 3600,
+        maxNarSize: DEFAULT_MAX_NAR_SIZE,
+        uploads: { ...DEFAULT_UPLOAD_LIMITS },
+        issuers: [
+            { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
+        ],
+    };
 }
 /** `host:port` or `[ipv6]:port`. */
 function parseListen(value) {
@@ -6730,11 +6695,9 @@ const TOP_LEVEL_KEYS = [
     'token_ttl',
     'max_nar_size',
     'public_url',
+    ...Object.keys(UPLOAD_LIMIT_KEYS),
     'issuers',
     'slices',
-    'storage',
-    'database',
-    'keys',
 ];
 const ISSUER_KEYS = ['name', 'issuer', 'audience', 'jwks_uri', 'allow_insecure_http'];
 const SLICE_KEYS = ['name', 'public', 'read', 'write'];
@@ -6829,7 +6792,22 @@ function parseSlices(v, value, issuers) {
         if (slices.findIndex((other) => other.name === slice.name) !== i)
             v.fail(['slices', i, 'name'], `duplicate slice '${slice.name}'`);
     });
+    slices.forEach((slice, i) => checkTemplateCollision(v, slices, i));
     return slices;
+}
+/**
+ * Configured names are reserved: a template never makes one (the policy refuses it at exchange),
+ * so a configured name without write rules that a writing template could make was only ever
+ * written through the template. That silently stops; worse, it was the takeover this prevents.
+ */
+function checkTemplateCollision(v, slices, i) {
+    const slice = slices[i];
+    if (isTemplate(slice.name) || !isSliceName(slice.name) || slice.write.length > 0)
+        return;
+    const template = slices.find((other) => isTemplate(other.name) && other.write.length > 0 && templateCouldMake(other.name, slice.name));
+    if (template) {
+        v.fail(['slices', i, 'name'], `'${slice.name}' could also be made by the template '${template.name}', which never writes a slice named in the config: give '${slice.name}' write rules of its own (repository_id: \u2026) or list it under a name no template makes`);
+    }
 }
 /** Parses and validates YAML config text. `source` names the file in error messages. */
 function parseConfig(text, source = 'config') {
@@ -6854,18 +6832,16 @@ function parseConfig(text, source = 'config') {
         config.tokenTtlSeconds = v.parse(['token_ttl'], raw.token_ttl, parseDuration);
     if (raw.max_nar_size !== undefined)
         config.maxNarSize = v.parse(['max_nar_size'], raw.max_nar_size, parseSize);
+    for (const [key, { field, kind }] of Object.entries(UPLOAD_LIMIT_KEYS)) {
+        if (raw[key] !== undefined)
+            config.uploads[field] = v.parse([key], raw[key], (value) => parseUploadLimit(kind, value));
+    }
     if (raw.public_url !== undefined)
         config.publicUrl = v.url(['public_url'], raw.public_url, true).replace(/\/+$/, '');
     if (raw.issuers !== undefined)
         config.issuers = parseIssuers(v, raw.issuers);
     if (raw.slices !== undefined)
         config.slices = parseSlices(v, raw.slices, config.issuers);
-    if (raw.storage !== undefined)
-        config.blobs = parseStorage(v, raw.storage, parseSize, parseDuration);
-    if (raw.database !== undefined)
-        config.database = parseDatabase(v, raw.database);
-    if (raw.keys !== undefined)
-        config.keys = parseKeys(v, raw.keys);
     return config;
 }
 /** Reads the config file at `path`; without a path, the defaults. */
@@ -6874,22 +6850,12 @@ async function loadConfig(path) {
         return defaultConfig();
     let text;
     try {
-        text = await (0,promises_.readFile)(path, 'utf8');
+        text = await (0,promises_namespaceObject.readFile)(path, 'utf8');
     }
     catch (error) {
         throw new ConfigError(`${path}: cannot read the config file: ${error.code ?? String(error)}`);
     }
     return parseConfig(text, path);
-}
-/** `SLUICE_DATABASE_URL` wins over the file's `database`, so the password need not be in the file. */
-function applyEnvironment(config, env = process.env) {
-    const url = env.SLUICE_DATABASE_URL;
-    if (url === undefined || url === '')
-        return config;
-    const problem = databaseUrlProblem(url);
-    if (problem)
-        throw new ConfigError(`SLUICE_DATABASE_URL: ${problem}`);
-    return { ...config, database: { url, source: 'SLUICE_DATABASE_URL' } };
 }
 /** Command-line flags win over the file. */
 function applyCliOverrides(config, flags) {
@@ -6938,11 +6904,12 @@ CREATE TABLE IF NOT EXISTS narinfos (
   narinfo TEXT NOT NULL, created_at INTEGER NOT NULL,
   PRIMARY KEY (slice, hash_part)
 );
-CREATE INDEX IF NOT EXISTS narinfos_by_hash ON narinfos (hash_part);
+CREATE INDEX IF NOT EXISTS narinfos_by_hash_slice ON narinfos (hash_part, slice);
+DROP INDEX IF EXISTS narinfos_by_hash;
 CREATE INDEX IF NOT EXISTS narinfos_by_nar ON narinfos (nar_key);
 CREATE TABLE IF NOT EXISTS slices (
   name TEXT PRIMARY KEY, repository_id TEXT NOT NULL, repository_owner_id TEXT NOT NULL,
-  created_at INTEGER NOT NULL
+  created_at INTEGER NOT NULL, issuer TEXT NOT NULL DEFAULT 'github'
 );
 CREATE TABLE IF NOT EXISTS audit (
   id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, slice TEXT NOT NULL,
@@ -6953,7 +6920,17 @@ CREATE INDEX IF NOT EXISTS audit_by_slice_time ON audit (slice, time);
 `;
 const str = (v) => String(v);
 const optional = (v) => (v === null || v === undefined ? undefined : String(v));
+function sliceOwner(row, prefix = '') {
+    if (row[`${prefix}repository_id`] === null || row[`${prefix}repository_id`] === undefined)
+        return null;
+    return {
+        issuer: str(row[`${prefix}issuer`]),
+        repositoryId: str(row[`${prefix}repository_id`]),
+        repositoryOwnerId: str(row[`${prefix}repository_owner_id`]),
+    };
+}
 function narInfoRecord(row) {
+    const signedBy = optional(row.signed_by);
     return {
         slice: str(row.slice),
         hashPart: str(row.hash_part),
@@ -6961,17 +6938,19 @@ function narInfoRecord(row) {
         narKey: str(row.nar_key),
         narinfo: str(row.narinfo),
         createdAt: new Date(Number(row.created_at)),
+        owner: sliceOwner(row, 'owner_'),
+        ...(signedBy === undefined ? {} : { signedBy }),
     };
 }
-/** findNarInfo's order: oldest first, then by slice name. */
-function isOlder(row, than) {
-    const createdAt = Number(row.created_at);
-    const time = +than.createdAt;
-    return createdAt < time || (createdAt === time && str(row.slice) < than.slice);
-}
+/** Narinfo rows with their slice's binding, for the lookups' filters. */
+const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
+    s.repository_owner_id AS owner_repository_owner_id
+  FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
 class SqliteMetadataStore {
     db;
     statements = new Map();
+    /** The filter of the query running now, for `sluice_readable(slice)` (queries run synchronously). */
+    readable = () => false;
     constructor(path) {
         this.db = new external_node_sqlite_namespaceObject.DatabaseSync(path);
         // WAL + synchronous=NORMAL: no fsync per commit (FULL's fsync blocked the event loop ~2 ms per
@@ -6980,6 +6959,30 @@ class SqliteMetadataStore {
         this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
         this.db.exec(SCHEMA);
         this.addFileHashColumn();
+        this.addColumn('narinfos', 'signed_by', 'TEXT');
+        // Bindings made before several issuers were kept apart were all made by the default issuer.
+        this.addColumn('slices', 'issuer', `TEXT NOT NULL DEFAULT 'github'`);
+        // Slices are filtered inside the query, on the (hash_part, slice) index: a narinfo in a slice the
+        // reader cannot see is never returned, so it costs (and times) about like one that does not exist.
+        this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) => this.readable(String(slice), sliceOwner({ issuer, repository_id: repositoryId, repository_owner_id: repositoryOwnerId }))
+            ? 1
+            : 0);
+    }
+    /** Runs `query` with `readable` as the filter `sluice_readable(...)` applies. */
+    filtered(readable, query) {
+        this.readable = readable;
+        try {
+            return query();
+        }
+        finally {
+            this.readable = () => false;
+        }
+    }
+    addColumn(table, column, type) {
+        const columns = this.db.prepare(`PRAGMA table_info(${table})`).all();
+        if (!columns.some((existing) => existing.name === column)) {
+            this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+        }
     }
     /**
      * Databases made before NARs could be named by their NarHash lack `file_hash`: their keys are all
@@ -7021,8 +7024,8 @@ class SqliteMetadataStore {
     async putNarInfo(record, audit) {
         this.db.exec('BEGIN IMMEDIATE');
         try {
-            const inserted = this.sql(`INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at)
-           VALUES (?, ?, ?, ?, ?, ?)`).run(record.slice, record.hashPart, record.storePath, record.narKey, record.narinfo, +record.createdAt);
+            const inserted = this.sql(`INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`).run(record.slice, record.hashPart, record.storePath, record.narKey, record.narinfo, +record.createdAt, record.signedBy ?? null);
             if (inserted.changes === 0) {
                 this.db.exec('ROLLBACK');
                 return 'exists';
@@ -7038,40 +7041,24 @@ class SqliteMetadataStore {
             throw e;
         }
     }
-    async findNarInfo(hashPart, readable) {
-        const rows = this.sql('SELECT * FROM narinfos WHERE hash_part = ? ORDER BY created_at, slice').all(hashPart);
-        const row = rows.find((r) => readable(str(r.slice)));
-        return row ? narInfoRecord(row) : null;
-    }
     async findNarInfos(hashParts, readable) {
         // One statement for the batch: the hash parts go in as one JSON array (no SQL built from input).
-        // No ORDER BY (a temporary B-tree per batch): the oldest readable row per hash part is picked
-        // here, as findNarInfo's order does.
-        const rows = this.sql('SELECT * FROM narinfos WHERE hash_part IN (SELECT value FROM json_each(?))').all(JSON.stringify(hashParts));
-        const found = new Map();
-        for (const row of rows) {
-            if (!readable(str(row.slice)))
-                continue;
-            const hashPart = str(row.hash_part);
-            const earlier = found.get(hashPart);
-            if (earlier && !isOlder(row, earlier))
-                continue;
-            found.set(hashPart, narInfoRecord(row));
-        }
-        return found;
+        const rows = this.filtered(readable, () => this.sql(`${NARINFOS_WITH_OWNER} WHERE n.hash_part IN (SELECT value FROM json_each(?))
+           AND sluice_readable(n.slice, s.issuer, s.repository_id, s.repository_owner_id)`).all(JSON.stringify(hashParts)));
+        return rows.map(narInfoRecord);
     }
     async isNarReadable(key, readable) {
-        const rows = this.sql('SELECT DISTINCT slice FROM narinfos WHERE nar_key = ?').all(key);
-        return rows.some((r) => readable(str(r.slice)));
+        const rows = this.sql(`SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
+         FROM narinfos n LEFT JOIN slices s ON s.name = n.slice WHERE n.nar_key = ?`).all(key);
+        return rows.some((r) => readable(str(r.slice), sliceOwner(r)));
     }
     async sliceOwner(slice) {
         const row = this.sql('SELECT * FROM slices WHERE name = ?').get(slice);
-        return row
-            ? { repositoryId: str(row.repository_id), repositoryOwnerId: str(row.repository_owner_id) }
-            : null;
+        return row ? sliceOwner(row) : null;
     }
     async bindSlice(slice, owner) {
-        this.sql('INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at) VALUES (?, ?, ?, ?)').run(slice, owner.repositoryId, owner.repositoryOwnerId, Date.now());
+        this.sql(`INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at, issuer)
+         VALUES (?, ?, ?, ?, ?)`).run(slice, owner.repositoryId, owner.repositoryOwnerId, Date.now(), owner.issuer);
         return (await this.sliceOwner(slice));
     }
     async listAudit(filter) {
@@ -7114,19 +7101,11 @@ function parseSince(text, now = new Date()) {
         throw new Error(`--since '${text}' is neither a date (2026-01-31T12:00Z) nor a duration (24h, 7d)`);
     return date;
 }
-/** Reads the audit log from the config's database: PostgreSQL if named, else SQLite in the data dir. */
-async function readAudit(config, query) {
-    let store;
-    if (config.database) {
-        const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(490)]).then(__nccwpck_require__.bind(__nccwpck_require__, 2490));
-        store = await PgMetadataStore.open(config.database.url);
-    }
-    else {
-        const { database } = dataPaths(config.data);
-        if (!(0,external_node_fs_.existsSync)(database))
-            throw new Error(`no Sluice database at ${database} (is --data right?)`);
-        store = new SqliteMetadataStore(database);
-    }
+async function readAudit(dataDir, query) {
+    const { database } = dataPaths(dataDir);
+    if (!(0,external_node_fs_.existsSync)(database))
+        throw new Error(`no Sluice database at ${database} (is --data right?)`);
+    const store = new SqliteMetadataStore(database);
     try {
         return await store.listAudit(query);
     }
@@ -7174,6 +7153,14 @@ const AUDIT_USAGE = `usage: sluice audit [--slice S] [--since T] [--data DIR] [-
   --data DIR     data directory (default: the config's, else ./sluice-data)
   --json         one JSON object per line instead of tab-separated columns
 `;
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+/** One column: rows stored before claims were escaped may hold a tab or a newline; they must not make a row. */
+function tsvField(value) {
+    if (value === null)
+        return '-';
+    return String(value).replace(CONTROL_CHARACTERS, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
 async function runAudit(argv, io = process) {
     let values;
     try {
@@ -7199,8 +7186,8 @@ async function runAudit(argv, io = process) {
         return 0;
     }
     try {
-        const config = applyEnvironment(applyCliOverrides(await loadConfig(values.config), { data: values.data }));
-        const entries = await readAudit(config, {
+        const config = applyCliOverrides(await loadConfig(values.config), { data: values.data });
+        const entries = await readAudit(config.data, {
             ...(values.slice ? { slice: values.slice.toLowerCase() } : {}),
             ...(values.since ? { since: parseSince(values.since) } : {}),
         });
@@ -7210,7 +7197,7 @@ async function runAudit(argv, io = process) {
             const record = auditRecord(entry);
             io.stdout.write(values.json
                 ? `${JSON.stringify(record)}\n`
-                : `${AUDIT_COLUMNS.map((column) => record[column] ?? '-').join('\t')}\n`);
+                : `${AUDIT_COLUMNS.map((column) => tsvField(record[column])).join('\t')}\n`);
         }
         return 0;
     }
@@ -7220,365 +7207,10 @@ async function runAudit(argv, io = process) {
     }
 }
 
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: ./src/nix/nix32.ts
-/**
- * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
- * the end, so the first character carries the most significant bits of the last byte.
- */
-const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
-const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
-/** Length in characters of the nix32 form of `byteLength` bytes. */
-function nix32Length(byteLength) {
-    return Math.ceil((byteLength * 8) / 5);
-}
-function encodeNix32(bytes) {
-    const length = nix32Length(bytes.length);
-    let out = '';
-    for (let n = length - 1; n >= 0; n--) {
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        const low = bytes[i] >> j;
-        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
-        out += NIX32_ALPHABET[(low | high) & 0x1f];
-    }
-    return out;
-}
-class Nix32Error extends Error {
-}
-function decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
-    if (text.length !== nix32Length(byteLength)) {
-        throw new Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
-    }
-    const bytes = Buffer.alloc(byteLength);
-    for (let n = 0; n < text.length; n++) {
-        const c = text[text.length - n - 1];
-        const digit = DIGIT_OF.get(c);
-        if (digit === undefined)
-            throw new Nix32Error(`invalid character '${c}' in nix32 string`);
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        bytes[i] |= (digit << j) & 0xff;
-        const carry = digit >> (8 - j);
-        if (i + 1 < byteLength)
-            bytes[i + 1] |= carry;
-        else if (carry !== 0)
-            throw new Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
-    }
-    return bytes;
-}
-function isNix32(text) {
-    for (const c of text)
-        if (!DIGIT_OF.has(c))
-            return false;
-    return true;
-}
-
-;// CONCATENATED MODULE: ./src/nix/hash.ts
-/** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
-
-
-const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
-class HashError extends Error {
-}
-class hash_Hash {
-    algorithm;
-    digest;
-    constructor(algorithm, digest) {
-        this.algorithm = algorithm;
-        this.digest = digest;
-        if (digest.length !== DIGEST_BYTES[algorithm]) {
-            throw new HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
-        }
-    }
-    /**
-     * Parses `algo:<nix32|base16|base64>` or SRI `algo-<base64>`. With `expected`, a bare digest
-     * without the algorithm prefix is accepted too.
-     */
-    static parse(text, expected) {
-        const sri = /^(md5|sha1|sha256|sha512)-([A-Za-z0-9+/]+={0,2})$/.exec(text);
-        if (sri) {
-            if (expected !== undefined && sri[1] !== expected)
-                throw new HashError(`expected a ${expected} hash, got '${text}'`);
-            return hash_Hash.fromDigestText(sri[1], sri[2], 'base64', text);
-        }
-        const colon = text.indexOf(':');
-        let algorithm;
-        let digest;
-        if (colon === -1) {
-            algorithm = expected;
-            digest = text;
-        }
-        else {
-            algorithm = text.slice(0, colon);
-            digest = text.slice(colon + 1);
-        }
-        if (algorithm === undefined)
-            throw new HashError(`hash '${text}' does not name its algorithm`);
-        if (!(algorithm in DIGEST_BYTES))
-            throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
-        if (expected !== undefined && algorithm !== expected) {
-            throw new HashError(`expected a ${expected} hash, got '${text}'`);
-        }
-        return hash_Hash.fromDigestText(algorithm, digest, undefined, text);
-    }
-    static fromDigestText(algorithm, digest, encoding, original) {
-        const bytes = DIGEST_BYTES[algorithm];
-        if (encoding === undefined) {
-            if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
-                return new hash_Hash(algorithm, Buffer.from(digest, 'hex'));
-            }
-            if (digest.length === nix32Length(bytes) && isNix32(digest)) {
-                try {
-                    return new hash_Hash(algorithm, decodeNix32(digest, bytes));
-                }
-                catch (e) {
-                    if (e instanceof Nix32Error)
-                        throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
-                    throw e;
-                }
-            }
-        }
-        if (digest.length === Math.ceil(bytes / 3) * 4 && /^[A-Za-z0-9+/]+={0,2}$/.test(digest)) {
-            const decoded = Buffer.from(digest, 'base64');
-            // Node ignores stray bits in the last character: insist on the one canonical spelling.
-            if (decoded.length === bytes && decoded.toString('base64') === digest)
-                return new hash_Hash(algorithm, decoded);
-        }
-        throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
-    }
-    static of(algorithm, data) {
-        return new hash_Hash(algorithm, (0,external_node_crypto_.createHash)(algorithm).update(data).digest());
-    }
-    get nix32() {
-        return encodeNix32(this.digest);
-    }
-    get base16() {
-        return this.digest.toString('hex');
-    }
-    get base64() {
-        return this.digest.toString('base64');
-    }
-    /** `sha256:<nix32>`, the form narinfo files use. */
-    toString() {
-        return `${this.algorithm}:${this.nix32}`;
-    }
-    toBase16String() {
-        return `${this.algorithm}:${this.base16}`;
-    }
-    toSRI() {
-        return `${this.algorithm}-${this.base64}`;
-    }
-    equals(other) {
-        return this.algorithm === other.algorithm && this.digest.equals(other.digest);
-    }
-}
-
-;// CONCATENATED MODULE: ./src/nix/store-path.ts
-/** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
-
-const store_path_DEFAULT_STORE_DIR = '/nix/store';
-const HASH_PART_LENGTH = 32;
-/** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
-const store_path_MAX_NAME_LENGTH = 211;
-const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
-class StorePathError extends Error {
-}
-/** Checks a store path hash part (the 32 nix32 characters); throws naming the problem. */
-function validateHashPart(hashPart) {
-    if (hashPart.length !== HASH_PART_LENGTH) {
-        throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
-    }
-    if (!isNix32(hashPart))
-        throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
-    return hashPart;
-}
-/**
- * Checks a store path name. Nix 2.8 itself accepts any name made of the allowed characters (so
- * `.hidden` is a path Nix builds); like later Nix versions we also refuse `.`, `..` and names whose
- * first dash-separated part is one of those, which only ever serve path tricks.
- */
-function validateName(name, baseName = name) {
-    if (name.length === 0)
-        throw new StorePathError(`store path '${baseName}' has an empty name`);
-    if (name.length > store_path_MAX_NAME_LENGTH) {
-        throw new StorePathError(`store path name in '${baseName}' is longer than ${store_path_MAX_NAME_LENGTH} characters`);
-    }
-    const bad = NAME_PATTERN.test(name) ? undefined : [...name].find((c) => !NAME_PATTERN.test(c));
-    if (bad !== undefined) {
-        throw new StorePathError(`store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`);
-    }
-    const firstPart = name.split('-', 1)[0];
-    if (firstPart === '.' || firstPart === '..') {
-        throw new StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
-    }
-    return name;
-}
-function normalizeStoreDir(storeDir) {
-    const trimmed = storeDir.replace(/\/+$/, '');
-    const segments = trimmed.split('/').slice(1);
-    if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..')) {
-        throw new StorePathError(`store dir '${storeDir}' must be an absolute, canonical directory other than '/'`);
-    }
-    return trimmed;
-}
-class store_path_StorePath {
-    hashPart;
-    name;
-    constructor(hashPart, name) {
-        this.hashPart = hashPart;
-        this.name = name;
-    }
-    /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
-    static fromBaseName(baseName) {
-        if (baseName.length < HASH_PART_LENGTH + 1 || baseName[HASH_PART_LENGTH] !== '-') {
-            throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
-        }
-        const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
-        const name = validateName(baseName.slice(HASH_PART_LENGTH + 1), baseName);
-        return new store_path_StorePath(hashPart, name);
-    }
-    /** Parses a full path directly inside `storeDir` (default `/nix/store`). */
-    static parse(path, storeDir = store_path_DEFAULT_STORE_DIR) {
-        const prefix = `${normalizeStoreDir(storeDir)}/`;
-        if (!path.startsWith(prefix))
-            throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
-        const baseName = path.slice(prefix.length);
-        if (baseName.includes('/'))
-            throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
-        return store_path_StorePath.fromBaseName(baseName);
-    }
-    /** True when `path` is a valid store path in `storeDir`. */
-    static isValid(path, storeDir = store_path_DEFAULT_STORE_DIR) {
-        try {
-            store_path_StorePath.parse(path, storeDir);
-            return true;
-        }
-        catch (e) {
-            if (e instanceof StorePathError)
-                return false;
-            throw e;
-        }
-    }
-    get baseName() {
-        return `${this.hashPart}-${this.name}`;
-    }
-    toPath(storeDir = store_path_DEFAULT_STORE_DIR) {
-        return `${normalizeStoreDir(storeDir)}/${this.baseName}`;
-    }
-    toString() {
-        return this.baseName;
-    }
-}
-
-;// CONCATENATED MODULE: ./src/nix/signing.ts
-/**
- * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
- * A secret key is `name:base64(seed \u2016 public key)` (64 bytes), a public key `name:base64(public key)`.
- */
-
-
-
-// DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) and SPKI (public).
-const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
-const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
-class KeyError extends Error {
-}
-function splitKey(text, what) {
-    const trimmed = text.trim();
-    const colon = trimmed.indexOf(':');
-    if (colon <= 0)
-        throw new KeyError(`${what} must be 'name:base64'`);
-    const name = trimmed.slice(0, colon);
-    const encoded = trimmed.slice(colon + 1);
-    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded))
-        throw new KeyError(`${what} '${name}' is not valid base64`);
-    return [name, Buffer.from(encoded, 'base64')];
-}
-function publicKeyFromRaw(name, raw) {
-    const key = (0,external_node_crypto_.createPublicKey)({
-        key: Buffer.concat([SPKI_ED25519_PREFIX, raw]),
-        format: 'der',
-        type: 'spki',
-    });
-    return { name, key, text: `${name}:${raw.toString('base64')}` };
-}
-function parsePublicKey(text) {
-    const [name, raw] = splitKey(text, 'public key');
-    if (raw.length !== 32)
-        throw new KeyError(`public key '${name}' must be 32 bytes, got ${raw.length}`);
-    return publicKeyFromRaw(name, raw);
-}
-function parseSecretKey(text) {
-    const [name, raw] = splitKey(text, 'secret key');
-    if (raw.length !== 64)
-        throw new KeyError(`secret key '${name}' must be 64 bytes, got ${raw.length}`);
-    const seed = raw.subarray(0, 32);
-    const key = (0,external_node_crypto_.createPrivateKey)({
-        key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
-        format: 'der',
-        type: 'pkcs8',
-    });
-    const derivedPublic = rawPublicKey((0,external_node_crypto_.createPublicKey)(key));
-    if (!derivedPublic.equals(raw.subarray(32))) {
-        throw new KeyError(`secret key '${name}' does not match the public key stored in it`);
-    }
-    return {
-        name,
-        key,
-        publicKey: publicKeyFromRaw(name, derivedPublic),
-        text: `${name}:${raw.toString('base64')}`,
-    };
-}
-function rawPublicKey(key) {
-    return key.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
-}
-/** A fresh key pair, like `nix-store --generate-binary-cache-key name`. */
-function generateSecretKey(name) {
-    if (!name || name.includes(':'))
-        throw new KeyError(`key name '${name}' must be non-empty and contain no ':'`);
-    const { privateKey, publicKey } = (0,external_node_crypto_.generateKeyPairSync)('ed25519');
-    const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_ED25519_PREFIX.length);
-    return parseSecretKey(`${name}:${Buffer.concat([seed, rawPublicKey(publicKey)]).toString('base64')}`);
-}
-/**
- * The string Nix signs: `1;<store path>;<nar hash>;<nar size>;<references as full paths, comma-separated>`.
- * `narHash` is a Hash or any text form of one (written as `sha256:<nix32>`); `references` are base
- * names. Nix holds references in a sorted set, so they are sorted and deduplicated here too: a
- * narinfo listing them in another order still gets the signature Nix expects.
- */
-function fingerprint(storePath, narHash, narSize, references, storeDir = store_path_DEFAULT_STORE_DIR) {
-    const hash = typeof narHash === 'string' ? hash_Hash.parse(narHash) : narHash;
-    const dir = storeDir.replace(/\/+$/, '');
-    const refs = [...new Set(references)]
-        .sort()
-        .map((r) => `${dir}/${r}`)
-        .join(',');
-    return `1;${storePath};${hash.toString()};${narSize};${refs}`;
-}
-/** The fingerprint of a narinfo, the text its `Sig:` lines sign. */
-function narInfoFingerprint(info, storeDir = store_path_DEFAULT_STORE_DIR) {
-    return fingerprint(info.storePath, info.narHash, info.narSize, info.references, storeDir);
-}
-/** Signs a fingerprint; returns a `Sig:` value, `name:base64(signature)`. */
-function signFingerprint(fp, secretKey) {
-    return `${secretKey.name}:${(0,external_node_crypto_.sign)(null, Buffer.from(fp), secretKey.key).toString('base64')}`;
-}
-/** True when `sig` (`name:base64`) is a valid signature of `fp` by the key of that name among `keys`. */
-function verifyFingerprint(fp, sig, keys) {
-    const colon = sig.indexOf(':');
-    if (colon <= 0)
-        return false;
-    const name = sig.slice(0, colon);
-    const signature = Buffer.from(sig.slice(colon + 1), 'base64');
-    if (signature.length !== 64)
-        return false;
-    return keys.some((k) => k.name === name && verify(null, Buffer.from(fp), k.key, signature));
-}
-
+;// CONCATENATED MODULE: external "node:http"
+const external_node_http_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http");
+;// CONCATENATED MODULE: external "node:crypto"
+const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
 ;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/buffer_utils.js
 const buffer_utils_encoder = new TextEncoder(), decoder = new TextDecoder(), strictDecoder = new TextDecoder("utf-8", { fatal: !0 }), UINT32_RANGE = (/* unused pure expression or super */ null && (2 ** 32));
 function concat(...buffers) {
@@ -8394,8 +8026,40 @@ async function jwtVerify(jwt, key, options) {
 }
 
 
-// EXTERNAL MODULE: ./src/http/errors.ts
-var errors = __nccwpck_require__(8549);
+;// CONCATENATED MODULE: ./src/http/errors.ts
+class HttpError extends Error {
+    status;
+    reason;
+    headers;
+    constructor(status, message, 
+    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
+    reason = 'error', headers = {}) {
+        super(message);
+        this.status = status;
+        this.reason = reason;
+        this.headers = headers;
+    }
+}
+/**
+ * Answers with the error's status and a plain-text message. When headers were already sent the
+ * response cannot change status any more, so it is destroyed instead.
+ */
+function sendError(res, error) {
+    const status = error instanceof HttpError ? error.status : 500;
+    const message = error instanceof HttpError ? error.message : 'internal server error';
+    if (res.headersSent) {
+        res.destroy(error instanceof Error ? error : undefined);
+        return;
+    }
+    const body = `${message}\n`;
+    res.writeHead(status, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        ...(error instanceof HttpError ? error.headers : {}),
+    });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
 ;// CONCATENATED MODULE: ./src/server/exchange/jwt-errors.ts
 /**
  * Turns jose's verification errors into 401s whose message says why a token is unusable, without
@@ -8404,10 +8068,10 @@ var errors = __nccwpck_require__(8549);
 
 
 function unauthorized(what, problem, reason) {
-    return new errors/* HttpError */.j(401, `${what}: ${problem}`, reason, { 'www-authenticate': 'Bearer' });
+    return new HttpError(401, `${what}: ${problem}`, reason, { 'www-authenticate': 'Bearer' });
 }
 function joseErrorToHttp(what, error) {
-    if (error instanceof errors/* HttpError */.j)
+    if (error instanceof HttpError)
         return error;
     if (error instanceof JWTExpired)
         return unauthorized(what, 'expired', 'token_expired');
@@ -8438,7 +8102,7 @@ function joseErrorToHttp(what, error) {
     }
     // Not the token's fault: the keys could not be fetched (network, discovery, JWKS answer).
     const detail = error instanceof Error ? `: ${error.message}` : '';
-    return new errors/* HttpError */.j(503, `${what}: cannot verify now, the issuer's keys are unavailable${detail}`, 'issuer_unavailable');
+    return new HttpError(503, `${what}: cannot verify now, the issuer's keys are unavailable${detail}`, 'issuer_unavailable');
 }
 
 ;// CONCATENATED MODULE: ./src/server/exchange/cache-token.ts
@@ -8459,6 +8123,11 @@ const CACHE_TOKEN = 'cache token';
  * the token's own expiry.
  */
 const VERIFIED_CACHE_SIZE = 1024;
+function isOwnerRequirement(value) {
+    if (!isStringRecord(value) || typeof value.issuer !== 'string')
+        return false;
+    return Object.keys(value).every((key) => ['issuer', 'repositoryId', 'repositoryOwnerId'].includes(key));
+}
 function isStringRecord(value) {
     return (typeof value === 'object' &&
         value !== null &&
@@ -8467,12 +8136,18 @@ function isStringRecord(value) {
 }
 /** Re-checks a signed payload's shape: defence in depth should the key ever sign something odd. */
 function grantFromPayload(payload) {
-    const { kind, read, write, identity, bind_write: bindWrite } = payload;
+    const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners } = payload;
     const validKind = kind === 'ci' || kind === 'read';
     const validRead = Array.isArray(read) && read.every((item) => typeof item === 'string' && isSlicePattern(item));
     const validWrite = write === null || (typeof write === 'string' && isSliceName(write) && kind === 'ci');
     const validBind = bindWrite === undefined || typeof bindWrite === 'boolean';
-    if (!validKind || !validRead || !validWrite || !validBind || !isStringRecord(identity)) {
+    // Tokens issued before read grants carried owners have none: they read by name until they expire.
+    const validOwners = readOwners === undefined ||
+        (Array.isArray(readOwners) &&
+            Array.isArray(read) &&
+            readOwners.length === read.length &&
+            readOwners.every((owner) => owner === null || isOwnerRequirement(owner)));
+    if (!validKind || !validRead || !validWrite || !validBind || !validOwners || !isStringRecord(identity)) {
         throw unauthorized(CACHE_TOKEN, 'malformed claims', 'malformed_token');
     }
     return {
@@ -8480,6 +8155,7 @@ function grantFromPayload(payload) {
         read: read,
         write: write,
         bindWrite: bindWrite === true,
+        ...(readOwners === undefined ? {} : { readOwners: readOwners }),
         identity: identity,
     };
 }
@@ -8493,7 +8169,7 @@ function createCacheTokens(tokenKey, now = Date.now) {
     if (tokenKey.type !== 'private' || tokenKey.asymmetricKeyType !== 'ed25519') {
         throw new TypeError('the token key must be an ed25519 private key');
     }
-    const publicKey = (0,external_node_crypto_.createPublicKey)(tokenKey);
+    const publicKey = (0,external_node_crypto_namespaceObject.createPublicKey)(tokenKey);
     const verified = new Map();
     const remember = (token, grant, expiresAtMs) => {
         if (verified.size >= VERIFIED_CACHE_SIZE)
@@ -8511,13 +8187,14 @@ function createCacheTokens(tokenKey, now = Date.now) {
                 read: grant.read,
                 write: grant.write,
                 bind_write: grant.bindWrite === true,
+                ...(grant.readOwners ? { read_owners: grant.readOwners } : {}),
                 identity: grant.identity,
             })
                 .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' })
                 .setIssuer(CACHE_TOKEN_ISSUER)
                 .setAudience(CACHE_TOKEN_AUDIENCE)
                 .setSubject(subjectOf(grant))
-                .setJti((0,external_node_crypto_.randomUUID)())
+                .setJti((0,external_node_crypto_namespaceObject.randomUUID)())
                 .setIssuedAt(issuedAt)
                 .setExpirationTime(expiresAt)
                 .sign(tokenKey);
@@ -8583,12 +8260,25 @@ function claimString(value) {
         return String(value);
     return undefined;
 }
+// Code points that end or shape a line or column in a terminal, a log or tab-separated output.
+// eslint-disable-next-line no-control-regex
+const identity_CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+/**
+ * `text` with every control character (tab, newline, escape\u2026) spelled `\uXXXX` and every
+ * backslash doubled, so a claim printed in `sluice audit`'s columns stays one field of one row.
+ */
+function escapeControlCharacters(text) {
+    return text
+        .replace(/\\/g, '\\\\')
+        .replace(identity_CONTROL_CHARACTERS, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+/** The identity claims, each escaped (claims are the CI's words: a workflow name can hold a tab). */
 function identityFromClaims(issuerName, claims) {
     const identity = { issuer: issuerName };
     for (const claim of IDENTITY_CLAIMS) {
         const value = claimString(claims[claim]);
         if (value !== undefined)
-            identity[claim] = value.slice(0, 500);
+            identity[claim] = escapeControlCharacters(value.slice(0, 500));
     }
     return identity;
 }
@@ -8891,23 +8581,28 @@ function createOidcVerifier(issuers, options = {}) {
 const DEFAULT_WRITE_EVENTS = ['push', 'schedule', 'workflow_dispatch', 'merge_group', 'release'];
 /**
  * With no `slices` configured: one slice per repository, written by its own workflows on trusted
- * events, read by every repository of the same owner.
+ * events, read by every repository of the same owner. The first issuer's slices are named
+ * `owner/repo`; every other issuer's get its name in front (`forgejo/owner/repo`), so no issuer
+ * can take a name first that another's repository needs.
  */
 function defaultSlices(issuers) {
-    return [
-        {
-            name: '${repository}',
-            public: false,
-            read: [],
-            write: issuers.map((issuer) => ({ issuer: issuer.name, claims: { event_name: DEFAULT_WRITE_EVENTS } })),
-        },
-        {
-            name: '${repository_owner}/*',
-            public: false,
-            read: issuers.map((issuer) => ({ issuer: issuer.name, claims: {} })),
-            write: [],
-        },
-    ];
+    return issuers.flatMap((issuer, index) => {
+        const prefix = index === 0 ? '' : `${issuer.name}/`;
+        return [
+            {
+                name: `${prefix}\${repository}`,
+                public: false,
+                read: [],
+                write: [{ issuer: issuer.name, claims: { event_name: DEFAULT_WRITE_EVENTS } }],
+            },
+            {
+                name: `${prefix}\${repository_owner}/*`,
+                public: false,
+                read: [{ issuer: issuer.name, claims: {} }],
+                write: [],
+            },
+        ];
+    });
 }
 /** Why `rule` does not match, one entry per failing claim; empty when it matches. */
 function ruleFailures(rule, issuerName, claims) {
@@ -8932,17 +8627,50 @@ function matchRules(rules, issuerName, claims) {
         return { matched: true, failures: '' };
     return { matched: false, failures: perRule.map((failures) => failures.join(', ')).join('; or ') };
 }
+/**
+ * What a slice made by `template` must be bound to for this token to read it: the issuer, and the
+ * ids behind the names the template uses (when the issuer's tokens carry them).
+ */
+function ownerRequirement(template, issuerName, claims) {
+    const used = templateClaims(template);
+    const repositoryId = claimString(claims.repository_id);
+    const repositoryOwnerId = claimString(claims.repository_owner_id);
+    return {
+        issuer: issuerName,
+        ...(used.includes('repository') && repositoryId ? { repositoryId } : {}),
+        ...(used.includes('repository_owner') && repositoryOwnerId ? { repositoryOwnerId } : {}),
+    };
+}
+/**
+ * Fills a template, refusing a name the config itself lists: configured slices are governed by
+ * their own rules, so a new repository called `acme/release` must not reach the slice
+ * `acme/release` through `${repository}`.
+ */
+function sliceName(template, claims, configured) {
+    if (!isTemplate(template))
+        return { ok: true, name: template };
+    const filled = fillTemplate(template, claims);
+    if (filled.ok && configured.has(filled.name))
+        return {
+            ok: false,
+            problem: `'${filled.name}' is a slice named in the config, which no template can make`,
+        };
+    return filled;
+}
 function createPolicy(slices) {
+    const configured = new Set(slices
+        .filter((slice) => !isTemplate(slice.name) && isSliceName(slice.name))
+        .map((slice) => normalizeSliceName(slice.name)));
     return {
         evaluate(issuerName, claims) {
-            const read = new Set();
+            const read = new Map();
+            const addRead = (name, owner) => read.set(`${name} ${JSON.stringify(owner)}`, { name, owner });
             let write = null;
             let bindWrite = false;
             const refusals = [];
             for (const slice of slices) {
-                const name = isTemplate(slice.name)
-                    ? fillTemplate(slice.name, claims)
-                    : { ok: true, name: slice.name };
+                const name = sliceName(slice.name, claims, configured);
+                const owner = isTemplate(slice.name) ? ownerRequirement(slice.name, issuerName, claims) : null;
                 for (const access of ['write', 'read']) {
                     const rules = slice[access];
                     if (rules.length === 0)
@@ -8961,14 +8689,20 @@ function createPolicy(slices) {
                             bindWrite = isTemplate(slice.name);
                         }
                         if (access === 'read' || write === name.name)
-                            read.add(name.name);
+                            addRead(name.name, owner);
                     }
                 }
             }
             if (read.size === 0 && write === null) {
-                throw new errors/* HttpError */.j(403, `no slice is granted to this token: ${refusals.join('; ')}`, 'policy_denied');
+                throw new HttpError(403, `no slice is granted to this token: ${refusals.join('; ')}`, 'policy_denied');
             }
-            return { read: [...read], write, bindWrite: write !== null && bindWrite };
+            const grants = [...read.values()];
+            return {
+                read: grants.map((grant) => grant.name),
+                readOwners: grants.map((grant) => grant.owner),
+                write,
+                bindWrite: write !== null && bindWrite,
+            };
         },
         publicSlices() {
             return slices.filter((slice) => slice.public).map((slice) => slice.name);
@@ -8990,7 +8724,7 @@ function tokenKeyPath(dataDir) {
     return (0,external_node_path_.join)(dataDir, TOKEN_KEY_FILE);
 }
 function parseTokenKey(pem, path) {
-    const key = (0,external_node_crypto_.createPrivateKey)(pem);
+    const key = (0,external_node_crypto_namespaceObject.createPrivateKey)(pem);
     if (key.asymmetricKeyType !== 'ed25519')
         throw new Error(`${path}: the token key must be an ed25519 private key`);
     return key;
@@ -9001,19 +8735,19 @@ function parseTokenKey(pem, path) {
  */
 async function loadOrCreateTokenKey(path) {
     try {
-        return { key: parseTokenKey(await (0,promises_.readFile)(path, 'utf8'), path), created: false };
+        return { key: parseTokenKey(await (0,promises_namespaceObject.readFile)(path, 'utf8'), path), created: false };
     }
     catch (error) {
         if (error.code !== 'ENOENT')
             throw error;
     }
-    await (0,promises_.mkdir)((0,external_node_path_.dirname)(path), { recursive: true, mode: 0o700 });
-    const { privateKey } = (0,external_node_crypto_.generateKeyPairSync)('ed25519');
+    await (0,promises_namespaceObject.mkdir)((0,external_node_path_.dirname)(path), { recursive: true, mode: 0o700 });
+    const { privateKey } = (0,external_node_crypto_namespaceObject.generateKeyPairSync)('ed25519');
     const pem = privateKey.export({ type: 'pkcs8', format: 'pem' });
     // Written whole to a private temp file, then linked into place: `link` fails if another process
     // created the key a moment ago, and nobody ever reads a half-written key.
-    const temp = `${path}.${process.pid}.${(0,external_node_crypto_.randomBytes)(4).toString('hex')}.tmp`;
-    const file = await (0,promises_.open)(temp, 'wx', 0o600);
+    const temp = `${path}.${process.pid}.${(0,external_node_crypto_namespaceObject.randomBytes)(4).toString('hex')}.tmp`;
+    const file = await (0,promises_namespaceObject.open)(temp, 'wx', 0o600);
     try {
         await file.writeFile(pem);
         await file.sync();
@@ -9022,16 +8756,16 @@ async function loadOrCreateTokenKey(path) {
         await file.close();
     }
     try {
-        await (0,promises_.link)(temp, path);
+        await (0,promises_namespaceObject.link)(temp, path);
         return { key: privateKey, created: true };
     }
     catch (error) {
         if (error.code !== 'EEXIST')
             throw error;
-        return { key: parseTokenKey(await (0,promises_.readFile)(path, 'utf8'), path), created: false };
+        return { key: parseTokenKey(await (0,promises_namespaceObject.readFile)(path, 'utf8'), path), created: false };
     }
     finally {
-        await (0,promises_.unlink)(temp);
+        await (0,promises_namespaceObject.unlink)(temp);
     }
 }
 
@@ -9041,7 +8775,7 @@ async function loadOrCreateTokenKey(path) {
 function bearerToken(req) {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
     if (!match) {
-        throw new errors/* HttpError */.j(401, 'missing Authorization: Bearer <CI OIDC ID token>', 'missing_token', {
+        throw new HttpError(401, 'missing Authorization: Bearer <CI OIDC ID token>', 'missing_token', {
             'www-authenticate': 'Bearer',
         });
     }
@@ -9118,190 +8852,258 @@ function createExchange(config, tokenKey, options = {}) {
     };
 }
 
-// EXTERNAL MODULE: external "node:os"
-var external_node_os_ = __nccwpck_require__(8161);
-;// CONCATENATED MODULE: ./src/server/signing-key.ts
+;// CONCATENATED MODULE: ./src/nix/nix32.ts
 /**
- * The narinfo signing key, in the data directory in `nix-store --generate-binary-cache-key` format:
- * `signing-key.sec` (mode 0600) and `signing-key.pub`. Created on first start, reused after.
+ * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
+ * the end, so the first character carries the most significant bits of the last byte.
  */
-
-
-
-
-
-const SIGNING_KEY_FILE = 'signing-key.sec';
-const PUBLIC_KEY_FILE = 'signing-key.pub';
-/**
- * A key name unlikely to clash with another cache's: Nix keeps trusted keys by name, so two caches
- * both calling their key `sluice-1` could not both be trusted.
- */
-function defaultKeyName(publicUrl) {
-    const host = publicUrl ? new URL(publicUrl).hostname : (0,external_node_os_.hostname)();
-    const safe = host.replace(/[^A-Za-z0-9.-]/g, '-').replace(/^-+|-+$/g, '') || 'localhost';
-    return `${safe}-sluice-1`;
+const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
+const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
+/** Length in characters of the nix32 form of `byteLength` bytes. */
+function nix32Length(byteLength) {
+    return Math.ceil((byteLength * 8) / 5);
 }
-async function loadOrCreateSigningKey(dataDir, name) {
-    const path = (0,external_node_path_.join)(dataDir, SIGNING_KEY_FILE);
-    try {
-        return parseSecretKey(await (0,promises_.readFile)(path, 'utf8'));
+function encodeNix32(bytes) {
+    const length = nix32Length(bytes.length);
+    let out = '';
+    for (let n = length - 1; n >= 0; n--) {
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        const low = bytes[i] >> j;
+        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
+        out += NIX32_ALPHABET[(low | high) & 0x1f];
     }
-    catch (error) {
-        if (error.code !== 'ENOENT')
-            throw new Error(`${path}: ${error.message}`);
+    return out;
+}
+class Nix32Error extends Error {
+}
+function decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
+    if (text.length !== nix32Length(byteLength)) {
+        throw new Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
     }
-    await (0,promises_.mkdir)(dataDir, { recursive: true, mode: 0o700 });
-    const key = generateSecretKey(name);
-    // Whole file first, then linked into place: `link` fails if another process just created one.
-    const temp = `${path}.${(0,external_node_crypto_.randomBytes)(4).toString('hex')}.tmp`;
-    const file = await (0,promises_.open)(temp, 'wx', 0o600);
-    try {
-        await file.writeFile(key.text);
-        await file.sync();
+    const bytes = Buffer.alloc(byteLength);
+    for (let n = 0; n < text.length; n++) {
+        const c = text[text.length - n - 1];
+        const digit = DIGIT_OF.get(c);
+        if (digit === undefined)
+            throw new Nix32Error(`invalid character '${c}' in nix32 string`);
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        bytes[i] |= (digit << j) & 0xff;
+        const carry = digit >> (8 - j);
+        if (i + 1 < byteLength)
+            bytes[i + 1] |= carry;
+        else if (carry !== 0)
+            throw new Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
     }
-    finally {
-        await file.close();
-    }
-    try {
-        await (0,promises_.link)(temp, path);
-    }
-    catch (error) {
-        if (error.code !== 'EEXIST')
-            throw error;
-        return parseSecretKey(await (0,promises_.readFile)(path, 'utf8'));
-    }
-    finally {
-        await (0,promises_.unlink)(temp);
-    }
-    await (0,promises_.writeFile)((0,external_node_path_.join)(dataDir, PUBLIC_KEY_FILE), `${key.publicKey.text}\n`, { mode: 0o644 });
-    return key;
+    return bytes;
+}
+function isNix32(text) {
+    for (const c of text)
+        if (!DIGIT_OF.has(c))
+            return false;
+    return true;
 }
 
-;// CONCATENATED MODULE: ./src/server/keys.ts
-/**
- * The server's two keys: the narinfo signing key and the token key. By default both live in the
- * data directory (created on first start). Replicas share them through files named in the config
- * (`keys.signing_key_file`, `keys.token_key_file`), which `sluice keys generate DIR` writes; a named
- * file must exist, as a replica that made up its own key would sign what the others cannot verify.
- */
+;// CONCATENATED MODULE: ./src/nix/hash.ts
+/** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
 
 
-
-
-
-
-
-async function readKeyFile(key, path, parse) {
-    let text;
-    try {
-        text = await (0,promises_.readFile)(path, 'utf8');
-    }
-    catch (error) {
-        const code = error.code;
-        const why = code === 'ENOENT' ? 'no such file (sluice keys generate DIR writes one)' : (code ?? String(error));
-        throw new ConfigError(`keys.${key}: cannot read ${path}: ${why}`);
-    }
-    try {
-        return parse(text.trim());
-    }
-    catch (error) {
-        throw new ConfigError(`keys.${key}: ${path}: ${error.message.split('\n', 1)[0]}`);
-    }
+const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
+class HashError extends Error {
 }
-async function loadServerKeys(config, dataDir) {
-    const { signingKeyFile, tokenKeyFile } = config.keys;
-    const signingKey = signingKeyFile
-        ? await readKeyFile('signing_key_file', signingKeyFile, parseSecretKey)
-        : await loadOrCreateSigningKey(dataDir, defaultKeyName(config.publicUrl));
-    const tokenKey = tokenKeyFile
-        ? await readKeyFile('token_key_file', tokenKeyFile, (pem) => parseTokenKey(pem, tokenKeyFile))
-        : (await loadOrCreateTokenKey(tokenKeyPath(dataDir))).key;
-    return { signingKey, tokenKey };
-}
-/** The token key's file for tools that sign tokens (`sluice token create`): the config's, else the data dir's. */
-function tokenKeyFileOf(config) {
-    return config.keys.tokenKeyFile ?? tokenKeyPath(config.data);
-}
-const GENERATED_KEY_FILES = {
-    signing: 'signing-key.sec',
-    public: 'signing-key.pub',
-    token: 'token-key.pem',
-};
-/** Writes a new key pair set into `dir`; refuses to overwrite (a replaced key breaks every replica). */
-async function generateKeyFiles(dir, name) {
-    await (0,promises_.mkdir)(dir, { recursive: true, mode: 0o700 });
-    const signingKey = generateSecretKey(name);
-    const { privateKey } = (0,external_node_crypto_.generateKeyPairSync)('ed25519');
-    const files = [
-        [GENERATED_KEY_FILES.signing, signingKey.text, 0o600],
-        [GENERATED_KEY_FILES.token, privateKey.export({ type: 'pkcs8', format: 'pem' }), 0o600],
-        [GENERATED_KEY_FILES.public, `${signingKey.publicKey.text}\n`, 0o644],
-    ];
-    for (const [file] of files) {
-        const existing = await (0,promises_.open)((0,external_node_path_.join)(dir, file), 'r').catch(() => undefined);
-        if (existing) {
-            await existing.close();
-            throw new Error(`${(0,external_node_path_.join)(dir, file)} exists: keys are never overwritten (move it away first)`);
+class hash_Hash {
+    algorithm;
+    digest;
+    constructor(algorithm, digest) {
+        this.algorithm = algorithm;
+        this.digest = digest;
+        if (digest.length !== DIGEST_BYTES[algorithm]) {
+            throw new HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
         }
     }
-    for (const [file, text, mode] of files) {
-        const handle = await (0,promises_.open)((0,external_node_path_.join)(dir, file), 'wx', mode);
+    /**
+     * Parses `algo:<nix32|base16|base64>` or SRI `algo-<base64>`. With `expected`, a bare digest
+     * without the algorithm prefix is accepted too.
+     */
+    static parse(text, expected) {
+        const sri = /^(md5|sha1|sha256|sha512)-([A-Za-z0-9+/]+={0,2})$/.exec(text);
+        if (sri) {
+            if (expected !== undefined && sri[1] !== expected)
+                throw new HashError(`expected a ${expected} hash, got '${text}'`);
+            return hash_Hash.fromDigestText(sri[1], sri[2], 'base64', text);
+        }
+        const colon = text.indexOf(':');
+        let algorithm;
+        let digest;
+        if (colon === -1) {
+            algorithm = expected;
+            digest = text;
+        }
+        else {
+            algorithm = text.slice(0, colon);
+            digest = text.slice(colon + 1);
+        }
+        if (algorithm === undefined)
+            throw new HashError(`hash '${text}' does not name its algorithm`);
+        if (!(algorithm in DIGEST_BYTES))
+            throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
+        if (expected !== undefined && algorithm !== expected) {
+            throw new HashError(`expected a ${expected} hash, got '${text}'`);
+        }
+        return hash_Hash.fromDigestText(algorithm, digest, undefined, text);
+    }
+    static fromDigestText(algorithm, digest, encoding, original) {
+        const bytes = DIGEST_BYTES[algorithm];
+        if (encoding === undefined) {
+            if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
+                return new hash_Hash(algorithm, Buffer.from(digest, 'hex'));
+            }
+            if (digest.length === nix32Length(bytes) && isNix32(digest)) {
+                try {
+                    return new hash_Hash(algorithm, decodeNix32(digest, bytes));
+                }
+                catch (e) {
+                    if (e instanceof Nix32Error)
+                        throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
+                    throw e;
+                }
+            }
+        }
+        if (digest.length === Math.ceil(bytes / 3) * 4 && /^[A-Za-z0-9+/]+={0,2}$/.test(digest)) {
+            const decoded = Buffer.from(digest, 'base64');
+            // Node ignores stray bits in the last character: insist on the one canonical spelling.
+            if (decoded.length === bytes && decoded.toString('base64') === digest)
+                return new hash_Hash(algorithm, decoded);
+        }
+        throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
+    }
+    static of(algorithm, data) {
+        return new hash_Hash(algorithm, (0,external_node_crypto_namespaceObject.createHash)(algorithm).update(data).digest());
+    }
+    get nix32() {
+        return encodeNix32(this.digest);
+    }
+    get base16() {
+        return this.digest.toString('hex');
+    }
+    get base64() {
+        return this.digest.toString('base64');
+    }
+    /** `sha256:<nix32>`, the form narinfo files use. */
+    toString() {
+        return `${this.algorithm}:${this.nix32}`;
+    }
+    toBase16String() {
+        return `${this.algorithm}:${this.base16}`;
+    }
+    toSRI() {
+        return `${this.algorithm}-${this.base64}`;
+    }
+    equals(other) {
+        return this.algorithm === other.algorithm && this.digest.equals(other.digest);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/store-path.ts
+/** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
+
+const store_path_DEFAULT_STORE_DIR = '/nix/store';
+const HASH_PART_LENGTH = 32;
+/** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
+const store_path_MAX_NAME_LENGTH = 211;
+const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
+class StorePathError extends Error {
+}
+/** Checks a store path hash part (the 32 nix32 characters); throws naming the problem. */
+function validateHashPart(hashPart) {
+    if (hashPart.length !== HASH_PART_LENGTH) {
+        throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
+    }
+    if (!isNix32(hashPart))
+        throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
+    return hashPart;
+}
+/**
+ * Checks a store path name. Nix 2.8 itself accepts any name made of the allowed characters (so
+ * `.hidden` is a path Nix builds); like later Nix versions we also refuse `.`, `..` and names whose
+ * first dash-separated part is one of those, which only ever serve path tricks.
+ */
+function validateName(name, baseName = name) {
+    if (name.length === 0)
+        throw new StorePathError(`store path '${baseName}' has an empty name`);
+    if (name.length > store_path_MAX_NAME_LENGTH) {
+        throw new StorePathError(`store path name in '${baseName}' is longer than ${store_path_MAX_NAME_LENGTH} characters`);
+    }
+    const bad = NAME_PATTERN.test(name) ? undefined : [...name].find((c) => !NAME_PATTERN.test(c));
+    if (bad !== undefined) {
+        throw new StorePathError(`store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`);
+    }
+    const firstPart = name.split('-', 1)[0];
+    if (firstPart === '.' || firstPart === '..') {
+        throw new StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
+    }
+    return name;
+}
+function normalizeStoreDir(storeDir) {
+    const trimmed = storeDir.replace(/\/+$/, '');
+    const segments = trimmed.split('/').slice(1);
+    if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..')) {
+        throw new StorePathError(`store dir '${storeDir}' must be an absolute, canonical directory other than '/'`);
+    }
+    return trimmed;
+}
+class store_path_StorePath {
+    hashPart;
+    name;
+    constructor(hashPart, name) {
+        this.hashPart = hashPart;
+        this.name = name;
+    }
+    /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
+    static fromBaseName(baseName) {
+        if (baseName.length < HASH_PART_LENGTH + 1 || baseName[HASH_PART_LENGTH] !== '-') {
+            throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
+        }
+        const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
+        const name = validateName(baseName.slice(HASH_PART_LENGTH + 1), baseName);
+        return new store_path_StorePath(hashPart, name);
+    }
+    /** Parses a full path directly inside `storeDir` (default `/nix/store`). */
+    static parse(path, storeDir = store_path_DEFAULT_STORE_DIR) {
+        const prefix = `${normalizeStoreDir(storeDir)}/`;
+        if (!path.startsWith(prefix))
+            throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
+        const baseName = path.slice(prefix.length);
+        if (baseName.includes('/'))
+            throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
+        return store_path_StorePath.fromBaseName(baseName);
+    }
+    /** True when `path` is a valid store path in `storeDir`. */
+    static isValid(path, storeDir = store_path_DEFAULT_STORE_DIR) {
         try {
-            await handle.writeFile(text);
-            await handle.sync();
+            store_path_StorePath.parse(path, storeDir);
+            return true;
         }
-        finally {
-            await handle.close();
+        catch (e) {
+            if (e instanceof StorePathError)
+                return false;
+            throw e;
         }
     }
-    return { publicKey: signingKey.publicKey.text, files: files.map(([file]) => (0,external_node_path_.join)(dir, file)) };
-}
-
-;// CONCATENATED MODULE: ./src/cli/keys.ts
-/**
- * `sluice keys generate DIR [--name NAME]`: writes the narinfo signing key (`signing-key.sec`,
- * `signing-key.pub`) and the token key (`token-key.pem`) into DIR, for replicas that must all sign
- * with the same keys (`keys.signing_key_file`, `keys.token_key_file` in the config).
- */
-
-
-
-const KEYS_USAGE = `usage: sluice keys generate DIR [--name NAME]
-
-  Writes DIR/${GENERATED_KEY_FILES.signing} (narinfo signing key), DIR/${GENERATED_KEY_FILES.public} and
-  DIR/${GENERATED_KEY_FILES.token} (token key); never overwrites. Name them in the config:
-    keys: { signing_key_file: DIR/${GENERATED_KEY_FILES.signing}, token_key_file: DIR/${GENERATED_KEY_FILES.token} }
-
-  --name NAME   the signing key's name, as Nix shows it (default: <host>-sluice-1)
-`;
-async function runKeys(argv, io = process) {
-    let parsed;
-    try {
-        parsed = (0,external_node_util_.parseArgs)({ args: argv, options: { name: { type: 'string' } }, allowPositionals: true });
+    get baseName() {
+        return `${this.hashPart}-${this.name}`;
     }
-    catch (error) {
-        io.stderr.write(`sluice keys: ${error.message}\n${KEYS_USAGE}`);
-        return 2;
+    toPath(storeDir = store_path_DEFAULT_STORE_DIR) {
+        return `${normalizeStoreDir(storeDir)}/${this.baseName}`;
     }
-    const [subcommand, dir, ...extra] = parsed.positionals;
-    if (subcommand !== 'generate' || dir === undefined || extra.length > 0) {
-        io.stderr.write(KEYS_USAGE);
-        return 2;
-    }
-    try {
-        const { publicKey, files } = await generateKeyFiles(dir, parsed.values.name ?? defaultKeyName());
-        io.stderr.write(`wrote ${files.join(', ')}\n`);
-        io.stdout.write(`public key (for trusted-public-keys): ${publicKey}\n`);
-        return 0;
-    }
-    catch (error) {
-        io.stderr.write(`sluice keys generate: ${error.message}\n`);
-        return 1;
+    toString() {
+        return this.baseName;
     }
 }
 
-// EXTERNAL MODULE: external "node:http"
-var external_node_http_ = __nccwpck_require__(7067);
 ;// CONCATENATED MODULE: ./src/nix/narinfo.ts
 /**
  * `.narinfo` files: parse strictly (every problem named), serialize in the field order Nix writes,
@@ -9491,13 +9293,112 @@ function narInfoHashPart(info, storeDir = DEFAULT_STORE_DIR) {
     return StorePath.parse(info.storePath, storeDir).hashPart;
 }
 
-;// CONCATENATED MODULE: ./src/server/http/narinfo-signer.ts
+;// CONCATENATED MODULE: ./src/nix/signing.ts
 /**
- * The server's signature on stored narinfos. Parsing, fingerprinting and ed25519-signing cost more
- * than the rest of a narinfo GET together, yet the signed text depends only on the stored text and
- * the one server key: so recent results are kept (every job asks for the same closures), bounded,
- * oldest first out.
+ * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
+ * A secret key is `name:base64(seed \u2016 public key)` (64 bytes), a public key `name:base64(public key)`.
  */
+
+
+
+// DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) and SPKI (public).
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+class KeyError extends Error {
+}
+function splitKey(text, what) {
+    const trimmed = text.trim();
+    const colon = trimmed.indexOf(':');
+    if (colon <= 0)
+        throw new KeyError(`${what} must be 'name:base64'`);
+    const name = trimmed.slice(0, colon);
+    const encoded = trimmed.slice(colon + 1);
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded))
+        throw new KeyError(`${what} '${name}' is not valid base64`);
+    return [name, Buffer.from(encoded, 'base64')];
+}
+function publicKeyFromRaw(name, raw) {
+    const key = (0,external_node_crypto_namespaceObject.createPublicKey)({
+        key: Buffer.concat([SPKI_ED25519_PREFIX, raw]),
+        format: 'der',
+        type: 'spki',
+    });
+    return { name, key, text: `${name}:${raw.toString('base64')}` };
+}
+function parsePublicKey(text) {
+    const [name, raw] = splitKey(text, 'public key');
+    if (raw.length !== 32)
+        throw new KeyError(`public key '${name}' must be 32 bytes, got ${raw.length}`);
+    return publicKeyFromRaw(name, raw);
+}
+function parseSecretKey(text) {
+    const [name, raw] = splitKey(text, 'secret key');
+    if (raw.length !== 64)
+        throw new KeyError(`secret key '${name}' must be 64 bytes, got ${raw.length}`);
+    const seed = raw.subarray(0, 32);
+    const key = (0,external_node_crypto_namespaceObject.createPrivateKey)({
+        key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
+        format: 'der',
+        type: 'pkcs8',
+    });
+    const derivedPublic = rawPublicKey((0,external_node_crypto_namespaceObject.createPublicKey)(key));
+    if (!derivedPublic.equals(raw.subarray(32))) {
+        throw new KeyError(`secret key '${name}' does not match the public key stored in it`);
+    }
+    return {
+        name,
+        key,
+        publicKey: publicKeyFromRaw(name, derivedPublic),
+        text: `${name}:${raw.toString('base64')}`,
+    };
+}
+function rawPublicKey(key) {
+    return key.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
+}
+/** A fresh key pair, like `nix-store --generate-binary-cache-key name`. */
+function generateSecretKey(name) {
+    if (!name || name.includes(':'))
+        throw new KeyError(`key name '${name}' must be non-empty and contain no ':'`);
+    const { privateKey, publicKey } = (0,external_node_crypto_namespaceObject.generateKeyPairSync)('ed25519');
+    const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_ED25519_PREFIX.length);
+    return parseSecretKey(`${name}:${Buffer.concat([seed, rawPublicKey(publicKey)]).toString('base64')}`);
+}
+/**
+ * The string Nix signs: `1;<store path>;<nar hash>;<nar size>;<references as full paths, comma-separated>`.
+ * `narHash` is a Hash or any text form of one (written as `sha256:<nix32>`); `references` are base
+ * names. Nix holds references in a sorted set, so they are sorted and deduplicated here too: a
+ * narinfo listing them in another order still gets the signature Nix expects.
+ */
+function fingerprint(storePath, narHash, narSize, references, storeDir = store_path_DEFAULT_STORE_DIR) {
+    const hash = typeof narHash === 'string' ? hash_Hash.parse(narHash) : narHash;
+    const dir = storeDir.replace(/\/+$/, '');
+    const refs = [...new Set(references)]
+        .sort()
+        .map((r) => `${dir}/${r}`)
+        .join(',');
+    return `1;${storePath};${hash.toString()};${narSize};${refs}`;
+}
+/** The fingerprint of a narinfo, the text its `Sig:` lines sign. */
+function narInfoFingerprint(info, storeDir = store_path_DEFAULT_STORE_DIR) {
+    return fingerprint(info.storePath, info.narHash, info.narSize, info.references, storeDir);
+}
+/** Signs a fingerprint; returns a `Sig:` value, `name:base64(signature)`. */
+function signFingerprint(fp, secretKey) {
+    return `${secretKey.name}:${(0,external_node_crypto_namespaceObject.sign)(null, Buffer.from(fp), secretKey.key).toString('base64')}`;
+}
+/** True when `sig` (`name:base64`) is a valid signature of `fp` by the key of that name among `keys`. */
+function verifyFingerprint(fp, sig, keys) {
+    const colon = sig.indexOf(':');
+    if (colon <= 0)
+        return false;
+    const name = sig.slice(0, colon);
+    const signature = Buffer.from(sig.slice(colon + 1), 'base64');
+    if (signature.length !== 64)
+        return false;
+    return keys.some((k) => k.name === name && verify(null, Buffer.from(fp), k.key, signature));
+}
+
+;// CONCATENATED MODULE: ./src/server/http/narinfo-signer.ts
 
 
 /** About 1 KiB each (stored text as the key, signed text as the value). */
@@ -9509,6 +9410,23 @@ class NarInfoSigner {
     constructor(key, capacity = SIGNED_NARINFO_CACHE_SIZE) {
         this.key = key;
         this.capacity = capacity;
+    }
+    /** The public key this signer signs for, as records name it. */
+    get publicKey() {
+        return this.key.publicKey.text;
+    }
+    /** A narinfo as it is to be stored: signed now, with the key that signed it. */
+    signForStorage(unsigned) {
+        const info = parseNarInfo(unsigned);
+        const narinfo = serializeNarInfo({
+            ...info,
+            sigs: [signFingerprint(narInfoFingerprint(info), this.key)],
+        });
+        return { narinfo, signedBy: this.publicKey };
+    }
+    /** What to serve for a record: its stored text when this key signed it, else signed now. */
+    served(record) {
+        return record.signedBy === this.publicKey ? record.narinfo : this.sign(record.narinfo);
     }
     /** The stored narinfo with the server's signature in place of any other. */
     sign(stored) {
@@ -9524,7 +9442,58 @@ class NarInfoSigner {
     }
 }
 
+;// CONCATENATED MODULE: ./src/server/union-read.ts
+
+/** Whether a slice's binding satisfies a read grant that came from a template. */
+function ownerMatches(owner, required) {
+    if (owner === null || owner.issuer !== required.issuer)
+        return false;
+    if (required.repositoryId !== undefined && owner.repositoryId !== required.repositoryId)
+        return false;
+    return required.repositoryOwnerId === undefined || owner.repositoryOwnerId === required.repositoryOwnerId;
+}
+/** The ranking of one cache token's grant (public slices come after everything it was granted). */
+function grantRanking(grant) {
+    const identity = grant.identity;
+    const writeOwner = grant.bindWrite
+        ? { issuer: identity.issuer, ...(identity.repository_id ? { repositoryId: identity.repository_id } : {}) }
+        : null;
+    return (slice, owner) => {
+        if (slice === grant.write && (writeOwner === null || ownerMatches(owner, writeOwner)))
+            return 0;
+        for (const [index, pattern] of grant.read.entries()) {
+            const required = grant.readOwners?.[index] ?? null;
+            if (sliceMatches(pattern, slice) && (required === null || ownerMatches(owner, required)))
+                return index + 1;
+        }
+        return null;
+    };
+}
+/** `ranking`, then the public slices after it. */
+function withPublicSlices(ranking, isPublic) {
+    return (slice, owner) => ranking(slice, owner) ?? (isPublic(slice) ? Number.MAX_SAFE_INTEGER : null);
+}
+const readableBy = (rank) => (slice, owner) => rank(slice, owner) !== null;
+const narHashOf = (record) => /^NarHash: (\S+)$/m.exec(record.narinfo)?.[1] ?? '';
+/** Picks, per hash part, the narinfo of the highest-precedence slice among `records`. */
+function chooseNarInfos(records, rank) {
+    const ranked = records
+        .map((record) => ({ record, rank: rank(record.slice, record.owner ?? null) }))
+        .filter((entry) => entry.rank !== null)
+        .sort((a, b) => a.rank - b.rank || (a.record.slice < b.record.slice ? -1 : 1));
+    const chosen = new Map();
+    for (const { record } of ranked) {
+        const earlier = chosen.get(record.hashPart);
+        if (!earlier)
+            chosen.set(record.hashPart, { record, conflicts: [] });
+        else if (narHashOf(record) !== narHashOf(earlier.record))
+            earlier.conflicts.push(record);
+    }
+    return chosen;
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/auth.ts
+
 
 /** The token in the request, or null when there is no Authorization header. */
 function requestToken(req) {
@@ -9536,7 +9505,7 @@ function requestToken(req) {
     const value = space === -1 ? '' : header.slice(space + 1).trim();
     if (/^bearer$/i.test(scheme)) {
         if (!value)
-            throw new errors/* HttpError */.j(401, 'empty Bearer token', 'bad_token', { 'www-authenticate': 'Bearer' });
+            throw new HttpError(401, 'empty Bearer token', 'bad_token', { 'www-authenticate': 'Bearer' });
         return value;
     }
     if (/^basic$/i.test(scheme)) {
@@ -9544,219 +9513,57 @@ function requestToken(req) {
         const colon = decoded.indexOf(':');
         const password = colon === -1 ? '' : decoded.slice(colon + 1);
         if (!password)
-            throw new errors/* HttpError */.j(401, 'Basic auth without a password: put the cache token in the password', 'bad_token');
+            throw new HttpError(401, 'Basic auth without a password: put the cache token in the password', 'bad_token');
         return password;
     }
-    throw new errors/* HttpError */.j(401, `unsupported Authorization scheme '${scheme}' (use Bearer or Basic)`, 'bad_token');
+    throw new HttpError(401, `unsupported Authorization scheme '${scheme}' (use Bearer or Basic)`, 'bad_token');
 }
 async function resolveAccess(req, verify, isPublic) {
     const token = requestToken(req);
-    if (token === null)
-        return { authenticated: false, canRead: isPublic, write: null, bindWrite: false, identity: {} };
+    if (token === null) {
+        const rank = withPublicSlices(() => null, isPublic);
+        return {
+            authenticated: false,
+            rank,
+            canRead: readableBy(rank),
+            write: null,
+            bindWrite: false,
+            identity: {},
+        };
+    }
     let access;
     try {
         access = await verify(token);
     }
     catch (error) {
-        if (error instanceof errors/* HttpError */.j && error.status === 401)
+        if (error instanceof HttpError && error.status === 401)
             throw error; // already names the problem
         const reason = error instanceof Error ? error.message : String(error);
-        throw new errors/* HttpError */.j(401, `invalid cache token: ${reason}`, 'bad_token', { 'www-authenticate': 'Bearer' });
+        throw new HttpError(401, `invalid cache token: ${reason}`, 'bad_token', { 'www-authenticate': 'Bearer' });
     }
-    const canRead = access.canRead;
-    return { ...access, authenticated: true, canRead: (slice) => isPublic(slice) || canRead(slice) };
+    const rank = withPublicSlices(access.rank, isPublic);
+    return { ...access, authenticated: true, rank, canRead: readableBy(rank) };
 }
 /** The write slice, or the reason there is none: 401 without a token, 403 with a read-only one. */
 function requireWriteSlice(access) {
     if (!access.authenticated) {
-        throw new errors/* HttpError */.j(401, 'uploads need a cache token with a write slice', 'unauthenticated', {
+        throw new HttpError(401, 'uploads need a cache token with a write slice', 'unauthenticated', {
             'www-authenticate': 'Bearer',
         });
     }
     if (access.write === null)
-        throw new errors/* HttpError */.j(403, 'this cache token grants no write slice', 'read_only_token');
+        throw new HttpError(403, 'this cache token grants no write slice', 'read_only_token');
     return access.write;
 }
 
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
-;// CONCATENATED MODULE: ./src/server/http/body.ts
-
-/** Refuses a declared Content-Length over `limit` before any of the body is read. */
-function checkDeclaredLength(req, limit, what) {
-    const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > limit) {
-        throw new errors/* HttpError */.j(413, `${what} of ${declared} bytes is larger than the limit of ${limit} bytes`, 'too_large');
-    }
-}
-/** Tells a client waiting on `Expect: 100-continue` to send the body: every check before it passed. */
-function acceptBody(req, res) {
-    if (/100-continue/i.test(req.headers.expect ?? ''))
-        res.writeContinue();
-}
-async function readSmallBody(req, limit, what) {
-    const chunks = [];
-    let size = 0;
-    for await (const chunk of req) {
-        size += chunk.length;
-        if (size > limit)
-            throw new errors/* HttpError */.j(413, `${what} is larger than the limit of ${limit} bytes`, 'too_large');
-        chunks.push(chunk);
-    }
-    return Buffer.concat(chunks);
-}
-
-;// CONCATENATED MODULE: ./src/http/narinfo-batch.ts
-/**
- * The batch narinfo lookup route as server and proxy both know it: where it is and how many hash
- * parts one request may name.
- */
-const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
-/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
-const NARINFO_BATCH_LIMIT = 1000;
-
-;// CONCATENATED MODULE: ./src/server/http/paths.ts
-/**
- * Request paths \u2192 routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
- * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
- * no decoding step for a traversal to hide behind.
- */
-
-
-const NIX32 = '[0-9abcdfghijklmnpqrsvwxyz]';
-const NARINFO = new RegExp(`^/(${NIX32}{32})\\.narinfo$`);
-const NAR = new RegExp(`^/nar/(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
-/** Sluice's own upload route: the NAR file named by the NarHash of the NAR inside it. */
-const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
-const NAR_UPLOAD = new RegExp(`^${NAR_UPLOAD_PREFIX}(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
-const EXTENSION_COMPRESSION = {
-    '': 'none',
-    '.zst': 'zstd',
-    '.xz': 'xz',
-};
-/** Repeatedly percent-decodes (bounded), so double encoding cannot hide a `..` or a separator. */
-function fullyDecoded(path) {
-    let current = path;
-    for (let i = 0; i < 4; i++) {
-        let next;
-        try {
-            next = decodeURIComponent(current);
-        }
-        catch {
-            return current;
-        }
-        if (next === current)
-            break;
-        current = next;
-    }
-    return current;
-}
-function checkPath(rawUrl) {
-    if (!rawUrl.startsWith('/'))
-        throw new errors/* HttpError */.j(400, `request target '${rawUrl.slice(0, 100)}' is not a path`, 'bad_path');
-    const path = rawUrl.split('?', 1)[0];
-    const decoded = fullyDecoded(path);
-    if (decoded.includes('\\') ||
-        decoded.split('/').some((segment) => segment === '..' || segment === '.') ||
-        /\0/.test(decoded)) {
-        throw new errors/* HttpError */.j(400, 'path traversal is not allowed', 'bad_path');
-    }
-    if (path.includes('%'))
-        throw new errors/* HttpError */.j(400, 'percent-encoded characters are not allowed in cache paths', 'bad_path');
-    if (path.includes('//'))
-        throw new errors/* HttpError */.j(400, 'empty path segments are not allowed', 'bad_path');
-    return path;
-}
-function compressionOf(extension = '') {
-    const compression = EXTENSION_COMPRESSION[extension];
-    if (compression === undefined) {
-        throw new errors/* HttpError */.j(400, `unsupported NAR compression '${extension}' (use .nar, .nar.zst or .nar.xz)`, 'bad_name');
-    }
-    return compression;
-}
-function matchRoute(rawUrl) {
-    const path = checkPath(rawUrl);
-    switch (path) {
-        case '/nix-cache-info':
-            return { name: 'nix-cache-info' };
-        case '/_api/v1/health':
-            return { name: 'health' };
-        case '/_api/v1/token':
-            return { name: 'token' };
-        case NARINFO_BATCH_PATH:
-            return { name: 'narinfos' };
-        case '/metrics':
-            return { name: 'metrics' };
-    }
-    const narinfo = NARINFO.exec(path);
-    if (narinfo)
-        return { name: 'narinfo', hashPart: narinfo[1] };
-    if (path.endsWith('.narinfo') && !path.slice(1).includes('/')) {
-        throw new errors/* HttpError */.j(400, `'${path.slice(1, 120)}' is not <32-character nix32 store path hash>.narinfo`, 'bad_name');
-    }
-    const nar = NAR.exec(path);
-    if (nar) {
-        const compression = compressionOf(nar[2]);
-        return { name: 'nar', fileHash: nar[1], compression, key: path.slice('/nar/'.length) };
-    }
-    if (path.startsWith('/nar/')) {
-        throw new errors/* HttpError */.j(400, `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`, 'bad_name');
-    }
-    const upload = NAR_UPLOAD.exec(path);
-    if (upload) {
-        const compression = compressionOf(upload[2]);
-        return {
-            name: 'nar-upload',
-            narHash: upload[1],
-            compression,
-            key: path.slice(NAR_UPLOAD_PREFIX.length),
-        };
-    }
-    if (path.startsWith(NAR_UPLOAD_PREFIX)) {
-        throw new errors/* HttpError */.j(400, `'${path.slice(1, 120)}' is not ${NAR_UPLOAD_PREFIX.slice(1)}<52-character nix32 NarHash>.nar[.zst|.xz]`, 'bad_name');
-    }
-    throw new errors/* HttpError */.j(404, `no such endpoint: ${path.slice(0, 120)}`, 'not_found');
-}
-
-;// CONCATENATED MODULE: ./src/server/http/range.ts
-/** Single byte ranges (`Range: bytes=a-b`, `bytes=a-`, `bytes=-n`), which is what download tools ask for. */
-
-/** The range to send, or null for the whole body (no header, or several ranges, which we may ignore). */
-function parseRange(header, size) {
-    if (header === undefined)
-        return null;
-    const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-    if (!match)
-        return null;
-    const [, first, last] = match;
-    let start;
-    let end;
-    if (first === '') {
-        if (last === '')
-            return null;
-        start = Math.max(0, size - Number(last));
-        end = size - 1;
-    }
-    else {
-        start = Number(first);
-        end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
-    }
-    if (start > end || start >= size) {
-        throw new errors/* HttpError */.j(416, `range ${header} is outside the ${size} bytes of the file`, 'bad_range', {
-            'content-range': `bytes */${size}`,
-        });
-    }
-    return { start, end };
-}
-
-// EXTERNAL MODULE: ./src/nix/buffer-pool.ts
-var buffer_pool = __nccwpck_require__(6212);
-// EXTERNAL MODULE: external "node:child_process"
-var external_node_child_process_ = __nccwpck_require__(1421);
+;// CONCATENATED MODULE: external "node:stream"
+const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 ;// CONCATENATED MODULE: external "node:stream/promises"
 const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
-// EXTERNAL MODULE: external "node:zlib"
-var external_node_zlib_ = __nccwpck_require__(8522);
+;// CONCATENATED MODULE: external "node:zlib"
+const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
 ;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
 /**
  * Node 24's zstd decompressor silently drops whatever follows the end of a frame within the same
@@ -9764,19 +9571,30 @@ var external_node_zlib_ = __nccwpck_require__(8522);
  * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
  * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
  * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
+ *
+ * For uploads the walk also refuses what a NAR file has no use for: skippable frames (padding that
+ * would be stored and served) and frames whose window needs more memory than allowed.
  */
 
 const ZSTD_MAGIC = 0xfd2fb528;
 const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
 const SKIPPABLE_MAGIC = 0x184d2a50;
 // Units whose bytes are parsed (the others are only counted).
-const PARSED = new Set(['magic', 'descriptor', 'blockHeader', 'skipSize']);
+const PARSED = new Set(['magic', 'descriptor', 'headerRest', 'blockHeader', 'skipSize']);
 const DICT_ID_BYTES = [0, 1, 2, 4];
 const CONTENT_SIZE_BYTES = [0, 2, 4, 8];
 class ZstdFrameError extends Error {
 }
+/** A frame asks for a larger window (decoder memory) than `maxWindowBytes`. */
+class ZstdWindowError extends ZstdFrameError {
+}
+/** A skippable frame where `refuseSkippable` is set. */
+class ZstdSkippableFrameError extends ZstdFrameError {
+}
+const MiB = 1024 * 1024;
+const mib = (bytes) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
 /** A Transform over ZstdFrameScanner: what it emits, it pushes. */
-class ZstdFrameSplitter extends external_node_stream_.Transform {
+class ZstdFrameSplitter extends external_node_stream_namespaceObject.Transform {
     scanner = new ZstdFrameScanner();
     _transform(chunk, _encoding, callback) {
         try {
@@ -9804,10 +9622,15 @@ class ZstdFrameSplitter extends external_node_stream_.Transform {
  * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
  */
 class ZstdFrameScanner {
+    rules;
     unit = 'magic';
     need = 4;
     parsed = [];
     checksum = false;
+    singleSegment = false;
+    dictIdBytes = 0;
+    /** Where the current frame began, for messages. */
+    frameStart = 0;
     lastBlock = false;
     /** Bytes of input consumed so far, for error messages. */
     position = 0;
@@ -9815,6 +9638,9 @@ class ZstdFrameScanner {
     forwarding = false;
     /** Where the current `split` call emits (advance() emits a frame's magic number). */
     emit = () => undefined;
+    constructor(rules = {}) {
+        this.rules = rules;
+    }
     /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
     split(chunk, emit) {
         this.emit = emit;
@@ -9856,14 +9682,19 @@ class ZstdFrameScanner {
         switch (this.unit) {
             case 'magic': {
                 const magic = bytes.readUInt32LE(0);
+                this.frameStart = this.position - 4;
                 if (magic === ZSTD_MAGIC) {
                     this.emit(bytes);
                     this.forwarding = true;
                     return this.next('descriptor', 1);
                 }
-                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC)
+                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) {
+                    if (this.rules.refuseSkippable) {
+                        throw new ZstdSkippableFrameError(`zstd skippable frame at byte ${this.frameStart}: padding is not accepted in a NAR file`);
+                    }
                     return this.next('skipSize', 4);
-                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.position - 4}`);
+                }
+                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.frameStart}`);
             }
             case 'descriptor': {
                 const d = bytes[0];
@@ -9872,12 +9703,15 @@ class ZstdFrameScanner {
                 const singleSegment = (d >> 5) & 1;
                 const contentSizeFlag = d >> 6;
                 this.checksum = ((d >> 2) & 1) === 1;
+                this.singleSegment = singleSegment === 1;
+                this.dictIdBytes = DICT_ID_BYTES[d & 3];
                 const rest = (singleSegment ? 0 : 1) +
                     DICT_ID_BYTES[d & 3] +
                     (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
                 return this.next('headerRest', rest);
             }
             case 'headerRest':
+                this.checkWindow(bytes);
                 return this.next('blockHeader', 3);
             case 'blockHeader': {
                 const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
@@ -9899,6 +9733,31 @@ class ZstdFrameScanner {
                 return this.next('skipContent', bytes.readUInt32LE(0));
             case 'skipContent':
                 return this.endFrame();
+        }
+    }
+    /** The window the frame header declares (RFC 8878 3.1.1.1.2), against `maxWindowBytes`. */
+    checkWindow(rest) {
+        const max = this.rules.maxWindowBytes;
+        if (max === undefined)
+            return;
+        let window;
+        if (this.singleSegment) {
+            // No window descriptor: the window is the whole content, whose size follows the dictionary id.
+            const sizeBytes = rest.subarray(this.dictIdBytes);
+            window =
+                sizeBytes.length === 2
+                    ? sizeBytes.readUInt16LE(0) + 256
+                    : sizeBytes.length === 8
+                        ? Number(sizeBytes.readBigUInt64LE(0))
+                        : sizeBytes.readUIntLE(0, sizeBytes.length);
+        }
+        else {
+            const descriptor = rest[0];
+            const base = 2 ** (10 + (descriptor >> 3));
+            window = base + (base / 8) * (descriptor & 7);
+        }
+        if (window > max) {
+            throw new ZstdWindowError(`zstd frame at byte ${this.frameStart} needs a ${mib(window)} window to decompress, over the limit of ${mib(max)}`);
         }
     }
     next(unit, need) {
@@ -9938,7 +9797,12 @@ const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
 const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
 class CompressionError extends Error {
 }
-const XZ_DECOMPRESS_MEMLIMIT = '256MiB';
+/** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
+class DecompressionMemoryError extends CompressionError {
+}
+/** Without a stated limit: xz -9 needs 65 MiB to decompress; a file asking for far more is refused. */
+const XZ_DECOMPRESS_MEMLIMIT = 256 * 1024 * 1024;
+const nar_mib = (bytes) => `${Math.round((bytes / 2 ** 20) * 10) / 10} MiB`;
 function checkCompression(compression) {
     if (!NAR_COMPRESSIONS.includes(compression)) {
         throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
@@ -9946,14 +9810,18 @@ function checkCompression(compression) {
     return compression;
 }
 /** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
-class ProcessStream extends external_node_stream_.Duplex {
+class ProcessStream extends external_node_stream_namespaceObject.Duplex {
     what;
+    explain;
     child;
     stderr = '';
-    constructor(command, args, what) {
+    constructor(command, args, what, 
+    /** Turns the program's stderr into a more specific error, where it recognises one. */
+    explain = () => undefined) {
         super();
         this.what = what;
-        this.child = (0,external_node_child_process_.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+        this.explain = explain;
+        this.child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
         // EPIPE when the program quits early (corrupt input): its exit status tells why.
         this.child.stdin.on('error', () => { });
         this.child.stderr.setEncoding('utf8').on('data', (text) => {
@@ -9976,7 +9844,7 @@ class ProcessStream extends external_node_stream_.Duplex {
                 this.push(null);
             else {
                 const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
-                this.destroy(new CompressionError(`${this.what} failed: ${detail}`));
+                this.destroy(this.explain(this.stderr) ?? new CompressionError(`${this.what} failed: ${detail}`));
             }
         });
     }
@@ -10004,17 +9872,30 @@ class ProcessStream extends external_node_stream_.Duplex {
  * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
  */
 const ZSTD_CHUNK_BYTES = 256 * 1024;
+/** Node's zstd decoder, its window bounded by `maxMemory` (default: zstd's own limit, 128 MiB). */
+function createZstdDecoder(maxMemory) {
+    const windowLogMax = maxMemory === undefined ? undefined : Math.min(31, Math.max(10, Math.floor(Math.log2(maxMemory))));
+    return (0,external_node_zlib_namespaceObject.createZstdDecompress)({
+        chunkSize: ZSTD_CHUNK_BYTES,
+        ...(windowLogMax === undefined ? {} : { params: { [external_node_zlib_namespaceObject.constants.ZSTD_d_windowLogMax]: windowLogMax } }),
+    });
+}
+/** The `xz` program decompressing within `maxMemory`, on one thread (one dictionary per upload). */
+function createXzDecoder(maxMemory = XZ_DECOMPRESS_MEMLIMIT) {
+    return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', '--threads=1', `--memlimit-decompress=${maxMemory}`], 'xz decompression', (stderr) => /memory usage limit reached/i.test(stderr)
+        ? new DecompressionMemoryError(`xz data needs more memory to decompress than the limit of ${nar_mib(maxMemory)} (its dictionary is larger)`)
+        : undefined);
+}
 /** A stream that turns a compressed NAR file back into the NAR. */
-function createDecompressor(compression) {
+function createDecompressor(compression, options = {}) {
     switch (checkCompression(compression)) {
         case 'none':
-            return new external_node_stream_.PassThrough();
+            return new external_node_stream_namespaceObject.PassThrough();
         case 'zstd':
             // Node's decoder alone drops frames that follow another in the same chunk: split them first.
-            return new ZstdFrameSplitter().compose((0,external_node_zlib_.createZstdDecompress)({ chunkSize: ZSTD_CHUNK_BYTES }));
+            return new ZstdFrameSplitter().compose(createZstdDecoder(options.maxMemory));
         case 'xz':
-            // xz -9 needs 65 MiB to decompress; a file asking for far more is refused, not obeyed.
-            return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', `--memlimit-decompress=${XZ_DECOMPRESS_MEMLIMIT}`], 'xz decompression');
+            return createXzDecoder(options.maxMemory);
     }
 }
 /**
@@ -10074,106 +9955,6 @@ class HashingStream extends (/* unused pure expression or super */ null && (Tran
         return this.result;
     }
 }
-function createNarHasher(compression) {
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new PlainNarHasher();
-        case 'zstd': {
-            // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
-            const scanner = new ZstdFrameScanner();
-            return new StreamNarHasher((0,external_node_zlib_.createZstdDecompress)({ chunkSize: ZSTD_CHUNK_BYTES }), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
-        }
-        case 'xz':
-            // The program's stdin may still hold a written chunk after its callback: it gets a copy.
-            return new StreamNarHasher(createDecompressor('xz'), (chunk, write) => write(Buffer.from(chunk)));
-    }
-}
-class PlainNarHasher {
-    hasher = (0,external_node_crypto_.createHash)('sha256');
-    size = 0;
-    write(chunk) {
-        this.hasher.update(chunk);
-        this.size += chunk.length;
-        return Promise.resolve();
-    }
-    end() {
-        return Promise.resolve({ narHash: new hash_Hash('sha256', this.hasher.digest()), narSize: this.size });
-    }
-    destroy() { }
-}
-/** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
-class StreamNarHasher {
-    decompressor;
-    feed;
-    checkEnd;
-    hasher = (0,external_node_crypto_.createHash)('sha256');
-    size = 0;
-    failure;
-    /** Settles the promise of the write in progress. */
-    settle;
-    constructor(decompressor, 
-    /** Writes `chunk` into the decompressor, in one or more pieces. */
-    feed, 
-    /** Throws if the input so far cannot be a whole file. */
-    checkEnd = () => undefined) {
-        this.decompressor = decompressor;
-        this.feed = feed;
-        this.checkEnd = checkEnd;
-        decompressor.on('data', (chunk) => {
-            this.hasher.update(chunk);
-            this.size += chunk.length;
-        });
-        decompressor.on('error', (error) => this.fail(error));
-        decompressor.on('close', () => {
-            if (!decompressor.readableEnded)
-                this.fail(new Error('the decompressor closed early'));
-        });
-    }
-    fail(error) {
-        this.failure ??= error;
-        this.settle?.(this.failure);
-    }
-    write(chunk) {
-        if (this.failure)
-            return Promise.reject(this.failure);
-        const pieces = [];
-        try {
-            this.feed(chunk, (piece) => pieces.push(piece));
-        }
-        catch (error) {
-            this.failure ??= error;
-            return Promise.reject(this.failure);
-        }
-        if (pieces.length === 0)
-            return Promise.resolve();
-        return new Promise((resolve, reject) => {
-            this.settle = (error) => {
-                this.settle = undefined;
-                if (error)
-                    reject(error);
-                else
-                    resolve();
-            };
-            // Write callbacks run in order: the last one means every piece is consumed.
-            for (const [i, piece] of pieces.entries()) {
-                this.decompressor.write(piece, i === pieces.length - 1 ? (error) => this.settle?.(error) : undefined);
-            }
-        });
-    }
-    async end() {
-        if (this.failure)
-            throw this.failure;
-        this.checkEnd();
-        this.decompressor.end();
-        await (0,external_node_stream_promises_namespaceObject.finished)(this.decompressor);
-        if (this.failure)
-            throw this.failure;
-        return { narHash: new hash_Hash('sha256', this.hasher.digest()), narSize: this.size };
-    }
-    destroy() {
-        this.decompressor.destroy();
-    }
-}
 /** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */
 function decompressorFor(source, compression) {
     try {
@@ -10216,6 +9997,682 @@ async function digestNarFile(source, compression, sink) {
     return { fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size };
 }
 
+;// CONCATENATED MODULE: ./src/server/http/body.ts
+
+/** Refuses a declared Content-Length over `limit` before any of the body is read. */
+function checkDeclaredLength(req, limit, what) {
+    const declared = req.headers['content-length'];
+    if (declared !== undefined && Number(declared) > limit) {
+        throw new HttpError(413, `${what} of ${declared} bytes is larger than the limit of ${limit} bytes`, 'too_large');
+    }
+}
+/** Tells a client waiting on `Expect: 100-continue` to send the body: every check before it passed. */
+function acceptBody(req, res) {
+    if (/100-continue/i.test(req.headers.expect ?? ''))
+        res.writeContinue();
+}
+async function readSmallBody(body, limit, what) {
+    const chunks = [];
+    let size = 0;
+    for await (const chunk of body) {
+        size += chunk.length;
+        if (size > limit)
+            throw new HttpError(413, `${what} is larger than the limit of ${limit} bytes`, 'too_large');
+        chunks.push(chunk);
+    }
+    return Buffer.concat(chunks);
+}
+/**
+ * `source`, failing with 408 when a chunk takes longer than `idleMs` to arrive. Only the wait for
+ * the client counts: while the consumer is busy (writing to storage, decompressing) nothing is
+ * asked for and no timer runs. After a timeout the request is left as it is, so that the 408 can
+ * still be sent on its connection (which the router then closes).
+ */
+function withIdleTimeout(source, idleMs) {
+    return {
+        [Symbol.asyncIterator]() {
+            const inner = source[Symbol.asyncIterator]();
+            let timedOut = false;
+            return {
+                next() {
+                    const next = inner.next();
+                    let timer;
+                    const timeout = new Promise((_resolve, reject) => {
+                        timer = setTimeout(() => {
+                            timedOut = true;
+                            // The chunk asked for may still come, or the connection fail: neither matters now.
+                            next.catch(() => undefined);
+                            reject(new HttpError(408, `the request body sent nothing for ${idleMs / 1000} s (body_idle_timeout): abandoned`, 'idle_body'));
+                        }, idleMs);
+                    });
+                    return Promise.race([next, timeout]).finally(() => clearTimeout(timer));
+                },
+                return(value) {
+                    // Ending the inner iterator destroys the request, and with it the socket the 408 needs.
+                    if (timedOut)
+                        return Promise.resolve({ done: true, value: undefined });
+                    return inner.return?.(value) ?? Promise.resolve({ done: true, value: undefined });
+                },
+            };
+        },
+    };
+}
+
+;// CONCATENATED MODULE: ./src/http/narinfo-batch.ts
+/**
+ * The batch narinfo lookup route as server and proxy both know it: where it is and how many hash
+ * parts one request may name.
+ */
+const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
+/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
+const NARINFO_BATCH_LIMIT = 1000;
+
+;// CONCATENATED MODULE: ./src/server/http/paths.ts
+/**
+ * Request paths \u2192 routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
+ * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
+ * no decoding step for a traversal to hide behind.
+ */
+
+
+const NIX32 = '[0-9abcdfghijklmnpqrsvwxyz]';
+const NARINFO = new RegExp(`^/(${NIX32}{32})\\.narinfo$`);
+const NAR = new RegExp(`^/nar/(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
+/** Sluice's own upload route: the NAR file named by the NarHash of the NAR inside it. */
+const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
+const NAR_UPLOAD = new RegExp(`^${NAR_UPLOAD_PREFIX}(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
+const EXTENSION_COMPRESSION = {
+    '': 'none',
+    '.zst': 'zstd',
+    '.xz': 'xz',
+};
+/** Repeatedly percent-decodes (bounded), so double encoding cannot hide a `..` or a separator. */
+function fullyDecoded(path) {
+    let current = path;
+    for (let i = 0; i < 4; i++) {
+        let next;
+        try {
+            next = decodeURIComponent(current);
+        }
+        catch {
+            return current;
+        }
+        if (next === current)
+            break;
+        current = next;
+    }
+    return current;
+}
+function checkPath(rawUrl) {
+    if (!rawUrl.startsWith('/'))
+        throw new HttpError(400, `request target '${rawUrl.slice(0, 100)}' is not a path`, 'bad_path');
+    const path = rawUrl.split('?', 1)[0];
+    const decoded = fullyDecoded(path);
+    if (decoded.includes('\\') ||
+        decoded.split('/').some((segment) => segment === '..' || segment === '.') ||
+        /\0/.test(decoded)) {
+        throw new HttpError(400, 'path traversal is not allowed', 'bad_path');
+    }
+    if (path.includes('%'))
+        throw new HttpError(400, 'percent-encoded characters are not allowed in cache paths', 'bad_path');
+    if (path.includes('//'))
+        throw new HttpError(400, 'empty path segments are not allowed', 'bad_path');
+    return path;
+}
+function compressionOf(extension = '') {
+    const compression = EXTENSION_COMPRESSION[extension];
+    if (compression === undefined) {
+        throw new HttpError(400, `unsupported NAR compression '${extension}' (use .nar, .nar.zst or .nar.xz)`, 'bad_name');
+    }
+    return compression;
+}
+function matchRoute(rawUrl) {
+    const path = checkPath(rawUrl);
+    switch (path) {
+        case '/nix-cache-info':
+            return { name: 'nix-cache-info' };
+        case '/_api/v1/health':
+            return { name: 'health' };
+        case '/_api/v1/token':
+            return { name: 'token' };
+        case NARINFO_BATCH_PATH:
+            return { name: 'narinfos' };
+        case '/metrics':
+            return { name: 'metrics' };
+    }
+    const narinfo = NARINFO.exec(path);
+    if (narinfo)
+        return { name: 'narinfo', hashPart: narinfo[1] };
+    if (path.endsWith('.narinfo') && !path.slice(1).includes('/')) {
+        throw new HttpError(400, `'${path.slice(1, 120)}' is not <32-character nix32 store path hash>.narinfo`, 'bad_name');
+    }
+    const nar = NAR.exec(path);
+    if (nar) {
+        const compression = compressionOf(nar[2]);
+        return { name: 'nar', fileHash: nar[1], compression, key: path.slice('/nar/'.length) };
+    }
+    if (path.startsWith('/nar/')) {
+        throw new HttpError(400, `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`, 'bad_name');
+    }
+    const upload = NAR_UPLOAD.exec(path);
+    if (upload) {
+        const compression = compressionOf(upload[2]);
+        return {
+            name: 'nar-upload',
+            narHash: upload[1],
+            compression,
+            key: path.slice(NAR_UPLOAD_PREFIX.length),
+        };
+    }
+    if (path.startsWith(NAR_UPLOAD_PREFIX)) {
+        throw new HttpError(400, `'${path.slice(1, 120)}' is not ${NAR_UPLOAD_PREFIX.slice(1)}<52-character nix32 NarHash>.nar[.zst|.xz]`, 'bad_name');
+    }
+    throw new HttpError(404, `no such endpoint: ${path.slice(0, 120)}`, 'not_found');
+}
+
+;// CONCATENATED MODULE: ./src/server/http/range.ts
+/** Single byte ranges (`Range: bytes=a-b`, `bytes=a-`, `bytes=-n`), which is what download tools ask for. */
+
+/** The range to send, or null for the whole body (no header, or several ranges, which we may ignore). */
+function parseRange(header, size) {
+    if (header === undefined)
+        return null;
+    const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+    if (!match)
+        return null;
+    const [, first, last] = match;
+    let start;
+    let end;
+    if (first === '') {
+        if (last === '')
+            return null;
+        start = Math.max(0, size - Number(last));
+        end = size - 1;
+    }
+    else {
+        start = Number(first);
+        end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
+    }
+    if (start > end || start >= size) {
+        throw new HttpError(416, `range ${header} is outside the ${size} bytes of the file`, 'bad_range', {
+            'content-range': `bytes */${size}`,
+        });
+    }
+    return { start, end };
+}
+
+;// CONCATENATED MODULE: ./src/nix/buffer-pool.ts
+/**
+ * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
+ * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
+ * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
+ * none once the pool has gone unused that long.
+ */
+class BufferPool {
+    size;
+    maxKept;
+    idleMs;
+    free = [];
+    idleTimer;
+    constructor(size, maxKept, idleMs) {
+        this.size = size;
+        this.maxKept = maxKept;
+        this.idleMs = idleMs;
+    }
+    take() {
+        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    }
+    /** Only buffers nothing reads or writes any more, and that came from `take`. */
+    give(buffers) {
+        for (const buffer of buffers)
+            if (this.free.length < this.maxKept)
+                this.free.push(buffer);
+        if (this.idleMs === undefined)
+            return;
+        clearTimeout(this.idleTimer);
+        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
+    }
+    /** Buffers kept for the next `take`s. */
+    get kept() {
+        return this.free.length;
+    }
+    clear() {
+        clearTimeout(this.idleTimer);
+        this.free.length = 0;
+    }
+}
+/**
+ * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
+ * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
+ */
+function written(sink, chunk) {
+    return new Promise((resolve, reject) => {
+        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
+        sink.once('close', closed);
+        sink.write(chunk, (error) => {
+            sink.off('close', closed);
+            if (error)
+                reject(error);
+            else
+                resolve();
+        });
+    });
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar-structure.ts
+/**
+ * Checks, as the bytes stream past, that they are one NAR and nothing else: the `nix-archive-1`
+ * magic, then nodes as Nix's parser accepts them (regular files, symlinks, directories with valid,
+ * sorted entry names, zero padding), and no byte after the top node's end. Only the framing is
+ * parsed: file contents are counted, not kept, so checking costs little besides the hash.
+ *
+ * Knowing the framing lets an upload be refused early: bytes that are not a NAR fail on their first
+ * 8 bytes, and a file whose declared length passes a limit fails before its contents are inflated.
+ */
+class NarFormatError extends Error {
+    reason;
+    constructor(message, 
+    /** `not_a_nar` (wrong start), `trailing_data` (bytes after the NAR) or `bad_nar` (malformed). */
+    reason) {
+        super(message);
+        this.reason = reason;
+    }
+}
+const MAGIC = 'nix-archive-1';
+/** Longest keyword of the format ('nix-archive-1'). */
+const KEYWORD_MAX = 16;
+/** NAME_MAX and PATH_MAX on Linux: longer names or link targets cannot be restored. */
+const NAME_MAX = 255;
+const TARGET_MAX = 4096;
+/** Deeper than PATH_MAX allows anyway (each level adds at least `x/`); bounds the memory kept per level. */
+const DEPTH_MAX = 2048;
+const padding = (length) => (8 - (length % 8)) % 8;
+class NarStructureChecker {
+    expect = 'magic';
+    /** Per open directory, the name of its last entry (entries must be sorted). */
+    directories = [];
+    phase = 'length';
+    /** Bytes still needed to complete the phase. */
+    need = 8;
+    gathered = [];
+    stringLength = 0;
+    finished = false;
+    /** Bytes checked so far. */
+    size = 0;
+    /**
+     * The least the NAR's size can be, given what it has declared: the bytes so far plus the rest of
+     * the file contents being read. Past a limit, the upload can be refused before inflating them.
+     */
+    get declaredSize() {
+        return this.phase === 'contents' ? this.size + this.need + padding(this.stringLength) : this.size;
+    }
+    /** Checks the next bytes; throws a NarFormatError at the first one that does not fit. */
+    update(chunk) {
+        for (let i = 0; i < chunk.length;) {
+            if (this.finished) {
+                throw new NarFormatError(`the NAR ends at byte ${this.size}, but more data follows it`, 'trailing_data');
+            }
+            const take = Math.min(this.need, chunk.length - i);
+            // Copied: the caller may reuse its buffer once this returns, and a string may span chunks.
+            if (this.phase !== 'contents')
+                this.gathered.push(Buffer.from(chunk.subarray(i, i + take)));
+            i += take;
+            this.need -= take;
+            this.size += take;
+            if (this.need === 0)
+                this.completePhase();
+        }
+    }
+    /** Throws unless the bytes so far are one whole NAR. */
+    end() {
+        if (this.finished)
+            return;
+        if (this.expect === 'magic')
+            this.fail('cut off');
+        throw new NarFormatError(`the NAR is cut off after ${this.size} bytes`, 'bad_nar');
+    }
+    fail(message) {
+        if (this.expect === 'magic') {
+            throw new NarFormatError(`the upload is not a NAR: it does not start with '${MAGIC}'`, 'not_a_nar');
+        }
+        throw new NarFormatError(`malformed NAR at byte ${this.size}: ${message}`, 'bad_nar');
+    }
+    take() {
+        const bytes = this.gathered.length === 1 ? this.gathered[0] : Buffer.concat(this.gathered);
+        this.gathered = [];
+        return bytes;
+    }
+    completePhase() {
+        // Zero-length phases (an empty string, empty contents, no padding) complete at once.
+        do {
+            switch (this.phase) {
+                case 'length':
+                    this.lengthRead(this.take().readBigUInt64LE(0));
+                    break;
+                case 'string': {
+                    const bytes = this.take();
+                    this.checkPadding(bytes.subarray(this.stringLength));
+                    this.phase = 'length';
+                    this.need = 8;
+                    this.token(bytes.subarray(0, this.stringLength));
+                    break;
+                }
+                case 'contents':
+                    this.phase = 'padding';
+                    this.need = padding(this.stringLength);
+                    break;
+                case 'padding':
+                    this.checkPadding(this.take());
+                    this.phase = 'length';
+                    this.need = 8;
+                    this.expect = 'close';
+                    break;
+            }
+        } while (this.need === 0 && !this.finished);
+    }
+    lengthRead(length) {
+        if (this.expect === 'contentsLength') {
+            if (length > BigInt(Number.MAX_SAFE_INTEGER))
+                this.fail(`a file of ${length} bytes`);
+            this.stringLength = Number(length);
+            this.phase = 'contents';
+            this.need = this.stringLength;
+            return;
+        }
+        const max = this.expect === 'name' ? NAME_MAX : this.expect === 'target' ? TARGET_MAX : KEYWORD_MAX;
+        if (length > BigInt(max))
+            this.fail(`a string of ${length} bytes where ${this.describe()} belongs`);
+        this.stringLength = Number(length);
+        this.phase = 'string';
+        this.need = this.stringLength + padding(this.stringLength);
+    }
+    checkPadding(bytes) {
+        if (bytes.some((byte) => byte !== 0))
+            this.fail('non-zero padding');
+    }
+    describe() {
+        return this.expect === 'name'
+            ? 'a file name'
+            : this.expect === 'target'
+                ? 'a symlink target'
+                : 'a keyword';
+    }
+    /** Moves on from a complete string (other than file contents). */
+    token(value) {
+        const text = this.expect === 'name' || this.expect === 'target' ? '' : value.toString('latin1');
+        const want = (keyword, next) => {
+            if (text !== keyword)
+                this.fail(`expected '${keyword}', found '${text.slice(0, 16)}'`);
+            this.expect = next;
+        };
+        switch (this.expect) {
+            case 'magic':
+                return want(MAGIC, 'open');
+            case 'open':
+                return want('(', 'typeKey');
+            case 'typeKey':
+                return want('type', 'type');
+            case 'type':
+                if (text === 'regular')
+                    this.expect = 'regularTag';
+                else if (text === 'symlink')
+                    this.expect = 'targetKey';
+                else if (text === 'directory')
+                    this.openDirectory();
+                else
+                    this.fail(`unknown node type '${text.slice(0, 16)}'`);
+                return;
+            case 'regularTag':
+                if (text === 'executable')
+                    this.expect = 'executableValue';
+                else
+                    want('contents', 'contentsLength');
+                return;
+            case 'executableValue':
+                return want('', 'contentsKey');
+            case 'contentsKey':
+                return want('contents', 'contentsLength');
+            case 'targetKey':
+                return want('target', 'target');
+            case 'target':
+                if (value.length === 0 || value.includes(0))
+                    this.fail('an empty symlink target or one with a NUL byte');
+                this.expect = 'close';
+                return;
+            case 'directoryTag':
+                if (text === ')')
+                    return this.closeDirectory();
+                return want('entry', 'entryOpen');
+            case 'entryOpen':
+                return want('(', 'nameKey');
+            case 'nameKey':
+                return want('name', 'name');
+            case 'name':
+                return this.entryName(value);
+            case 'nodeKey':
+                return want('node', 'open');
+            case 'entryClose':
+                return want(')', 'directoryTag');
+            case 'close':
+                want(')', 'close');
+                return this.nodeEnded();
+            case 'contentsLength':
+                throw new Error('unreachable: a file length is not a string');
+        }
+    }
+    openDirectory() {
+        if (this.directories.length >= DEPTH_MAX)
+            this.fail(`directories nested deeper than ${DEPTH_MAX}`);
+        this.directories.push(null);
+        this.expect = 'directoryTag';
+    }
+    closeDirectory() {
+        this.directories.pop();
+        this.nodeEnded();
+    }
+    entryName(name) {
+        const text = name.toString('latin1');
+        if (name.length === 0 || text === '.' || text === '..' || name.includes(0x2f) || name.includes(0)) {
+            this.fail(`invalid file name '${name.toString('utf8').slice(0, 64)}'`);
+        }
+        const depth = this.directories.length - 1;
+        const previous = this.directories[depth];
+        if (previous && Buffer.compare(previous, name) >= 0)
+            this.fail('directory entries are not sorted');
+        this.directories[depth] = name;
+        this.expect = 'nodeKey';
+    }
+    /** A node's closing `)` was read: the NAR ends, or the directory entry holding the node does. */
+    nodeEnded() {
+        if (this.directories.length === 0)
+            this.finished = true;
+        else
+            this.expect = 'entryClose';
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar-hasher.ts
+/**
+ * Decompresses a NAR file fed chunk by chunk and hashes the NAR inside, without a stream of its
+ * own to pass through: the upload path feeds it the chunks it also writes to storage.
+ *
+ * Given limits (as the server's uploads are), it also refuses what is not worth inflating: bytes
+ * that are not exactly one NAR, a NAR past the size limit (as soon as the NAR declares a file that
+ * would pass it), output out of all proportion to the input, skippable zstd frames, and frames or
+ * dictionaries that need more decoder memory than allowed. The decompressor stops at once.
+ */
+
+
+
+
+
+
+/** Below this, any ratio is fine: inflating 64 MiB costs a fraction of a second. */
+const RATIO_FLOOR_BYTES = 64 * 1024 * 1024;
+class NarLimitError extends Error {
+    limit;
+    constructor(message, limit) {
+        super(message);
+        this.limit = limit;
+    }
+}
+function createNarHasher(compression, limits) {
+    const output = new NarOutput(limits);
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new PlainNarHasher(output);
+        case 'zstd': {
+            // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
+            const scanner = new ZstdFrameScanner(limits ? { refuseSkippable: true, maxWindowBytes: limits.maxDecompressionMemory } : {});
+            return new StreamNarHasher(output, createZstdDecoder(limits?.maxDecompressionMemory), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
+        }
+        case 'xz':
+            // The program's stdin may still hold a written chunk after its callback: it gets a copy.
+            return new StreamNarHasher(output, createDecompressor('xz', { maxMemory: limits?.maxDecompressionMemory }), (chunk, write) => write(Buffer.from(chunk)));
+    }
+}
+/** Hashes and counts the NAR as it comes out of the decompressor, and checks it against the limits. */
+class NarOutput {
+    limits;
+    hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
+    structure;
+    size = 0;
+    /** Compressed bytes given to the decompressor so far. */
+    fed = 0;
+    constructor(limits) {
+        this.limits = limits;
+        this.structure = limits ? new NarStructureChecker() : undefined;
+    }
+    /** Takes the next NAR bytes; throws if they break the format or a limit. */
+    take(chunk) {
+        this.structure?.update(chunk);
+        this.hasher.update(chunk);
+        this.size += chunk.length;
+        const limits = this.limits;
+        if (!limits || !this.structure)
+            return;
+        if (this.structure.declaredSize > limits.maxNarSize) {
+            throw new NarLimitError(`the NAR is larger than the limit of ${limits.maxNarSize} bytes` +
+                (this.structure.declaredSize > this.size
+                    ? ' (it declares a file that takes it past the limit)'
+                    : ''), 'nar_size');
+        }
+        if (limits.maxRatio > 0 && this.size > RATIO_FLOOR_BYTES && this.size > limits.maxRatio * this.fed) {
+            throw new NarLimitError(`the upload decompresses to more than ${limits.maxRatio} times its size ` +
+                `(${this.size} NAR bytes from ${this.fed} bytes so far)`, 'compression_ratio');
+        }
+    }
+    digest() {
+        this.structure?.end();
+        return { narHash: new hash_Hash('sha256', this.hasher.digest()), narSize: this.size };
+    }
+}
+class PlainNarHasher {
+    output;
+    constructor(output) {
+        this.output = output;
+    }
+    write(chunk) {
+        this.output.fed += chunk.length;
+        try {
+            this.output.take(chunk);
+        }
+        catch (error) {
+            return Promise.reject(error);
+        }
+        return Promise.resolve();
+    }
+    async end() {
+        return this.output.digest();
+    }
+    destroy() { }
+}
+/** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
+class StreamNarHasher {
+    output;
+    decompressor;
+    feed;
+    checkEnd;
+    failure;
+    /** Settles the promise of the write in progress. */
+    settle;
+    constructor(output, decompressor, 
+    /** Writes `chunk` into the decompressor, in one or more pieces. */
+    feed, 
+    /** Throws if the input so far cannot be a whole file. */
+    checkEnd = () => undefined) {
+        this.output = output;
+        this.decompressor = decompressor;
+        this.feed = feed;
+        this.checkEnd = checkEnd;
+        decompressor.on('data', (chunk) => {
+            if (this.failure)
+                return;
+            try {
+                output.take(chunk);
+            }
+            catch (error) {
+                // Not one more byte inflated for an upload that is refused anyway.
+                this.fail(error);
+                decompressor.destroy();
+            }
+        });
+        decompressor.on('error', (error) => this.fail(error));
+        decompressor.on('close', () => {
+            if (!decompressor.readableEnded)
+                this.fail(new Error('the decompressor closed early'));
+        });
+    }
+    fail(error) {
+        this.failure ??= error;
+        this.settle?.(this.failure);
+    }
+    write(chunk) {
+        if (this.failure)
+            return Promise.reject(this.failure);
+        const pieces = [];
+        try {
+            this.feed(chunk, (piece) => pieces.push(piece));
+        }
+        catch (error) {
+            this.failure ??= error;
+            return Promise.reject(this.failure);
+        }
+        this.output.fed += chunk.length;
+        if (pieces.length === 0)
+            return Promise.resolve();
+        return new Promise((resolve, reject) => {
+            this.settle = (error) => {
+                this.settle = undefined;
+                if (error)
+                    reject(error);
+                else
+                    resolve();
+            };
+            // Write callbacks run in order: the last one means every piece is consumed.
+            for (const [i, piece] of pieces.entries()) {
+                this.decompressor.write(piece, i === pieces.length - 1 ? (error) => this.settle?.(error) : undefined);
+            }
+        });
+    }
+    async end() {
+        if (this.failure)
+            throw this.failure;
+        this.checkEnd();
+        this.decompressor.end();
+        // A decompressor stopped by a refusal ends "prematurely": the refusal is the news.
+        await (0,external_node_stream_promises_namespaceObject.finished)(this.decompressor).catch((error) => {
+            throw this.failure ?? error;
+        });
+        if (this.failure)
+            throw this.failure;
+        return this.output.digest();
+    }
+    destroy() {
+        this.decompressor.destroy();
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/nar-upload.ts
 /**
  * The verifying pass every NAR upload goes through on its way to the BlobStore. It hands the
@@ -10223,6 +10680,9 @@ async function digestNarFile(source, compression, sink) {
  * NAR inside (NarHash/NarSize). It ends in an error, so the store commits nothing, when the file
  * is larger than allowed, does not decompress, or does not hash to the name it was uploaded as:
  * the file's hash (Nix's `PUT /nar/<filehash>`) or the NAR's (`PUT /_api/v1/nar/<narhash>`).
+ * Within the limits (NarHasher's): exactly one NAR, no padding, bounded size, ratio and decoder
+ * memory, so that a few kilobytes cannot buy minutes of CPU, gigabytes of memory, or a file
+ * larger than the NAR it holds.
  *
  * One loop does all of it, with no stream per step: the request's chunks are hashed, then copied
  * into one of two reused buffers, and each full buffer goes to the decompressor and to storage at
@@ -10234,8 +10694,11 @@ async function digestNarFile(source, compression, sink) {
 
 
 
+
+
+
 /** The two buffers an upload's bytes are gathered in, of 256 KiB (1 MiB: same CPU, 7 MB more RSS). */
-const stageBuffers = new buffer_pool/* BufferPool */.P(256 * 1024, 16);
+const stageBuffers = new BufferPool(256 * 1024, 16);
 /** The error for a file or NAR that does not hash to its name, or undefined if it does. */
 function nameMismatch(expected, digest) {
     const [what, actual, wanted, reason] = 'fileHash' in expected
@@ -10243,15 +10706,39 @@ function nameMismatch(expected, digest) {
         : ['NAR', digest.narHash, expected.narHash, 'nar_hash_mismatch'];
     if (actual.equals(wanted))
         return undefined;
-    return new errors/* HttpError */.j(400, `${what} hashes to ${actual.toString()}, not to ${wanted.toString()} as its name says`, reason);
+    return new HttpError(400, `${what} hashes to ${actual.toString()}, not to ${wanted.toString()} as its name says`, reason);
+}
+/**
+ * What compressors add to incompressible data, with room to spare: zstd ~700 bytes on 30 MB,
+ * xz ~2.5 KB (multi-threaded, level 0) on 30 MB, and ~60 bytes on an empty file. More is padding.
+ */
+function maxFileOverhead(narSize) {
+    return Math.floor(narSize / 1024) + 4096;
+}
+/** The answer to a failed decompression or check: what was refused and why. */
+function refusal(error, compression) {
+    if (error instanceof HttpError)
+        return error;
+    if (error instanceof NarLimitError) {
+        return new HttpError(413, error.message, error.limit === 'nar_size' ? 'too_large' : error.limit);
+    }
+    if (error instanceof NarFormatError)
+        return new HttpError(400, error.message, error.reason);
+    if (error instanceof ZstdSkippableFrameError)
+        return new HttpError(400, error.message, 'padding');
+    if (error instanceof ZstdWindowError || error instanceof DecompressionMemoryError) {
+        return new HttpError(400, `${error.message} (max_decompression_memory)`, 'decompression_memory');
+    }
+    return new HttpError(400, `NAR file does not decompress as ${compression}: ${error.message}`, 'corrupt_nar');
 }
 function verifyNarUpload(source, expected) {
     let digest;
-    const corrupt = (error) => new errors/* HttpError */.j(400, `NAR file does not decompress as ${expected.compression}: ${error.message}`, 'corrupt_nar');
+    const { limits, compression } = expected;
+    const corrupt = (error) => refusal(error, compression);
     async function* body() {
-        const file = (0,external_node_crypto_.createHash)('sha256');
+        const file = (0,external_node_crypto_namespaceObject.createHash)('sha256');
         let fileSize = 0;
-        const nar = createNarHasher(expected.compression);
+        const nar = createNarHasher(compression, limits);
         const stages = [stageBuffers.take()];
         let stage = stages[0];
         let filled = 0;
@@ -10268,8 +10755,8 @@ function verifyNarUpload(source, expected) {
         try {
             for await (const chunk of source) {
                 fileSize += chunk.length;
-                if (fileSize > expected.maxSize) {
-                    throw new errors/* HttpError */.j(413, `NAR file is larger than the limit of ${expected.maxSize} bytes`, 'too_large');
+                if (fileSize > limits.maxNarSize) {
+                    throw new HttpError(413, `NAR file is larger than the limit of ${limits.maxNarSize} bytes`, 'too_large');
                 }
                 file.update(chunk);
                 for (let offset = 0; offset < chunk.length;) {
@@ -10305,6 +10792,10 @@ function verifyNarUpload(source, expected) {
             catch (error) {
                 throw corrupt(error);
             }
+            if (compression !== 'none' && fileSize > narDigest.narSize + maxFileOverhead(narDigest.narSize)) {
+                throw new HttpError(400, `NAR file of ${fileSize} bytes holds a NAR of ${narDigest.narSize} bytes: more than ${compression} adds, ` +
+                    'and padding is not accepted', 'padding');
+            }
             const result = { fileHash: new hash_Hash('sha256', file.digest()), fileSize, ...narDigest };
             const mismatch = nameMismatch(expected, result);
             if (mismatch)
@@ -10327,6 +10818,35 @@ function verifyNarUpload(source, expected) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/server/http/narinfo-lookup.ts
+
+const REPORTED_LIMIT = 10_000;
+const reported = new WeakMap();
+function reportConflict(deps, choice) {
+    deps.metrics.narinfoConflicts.inc();
+    const slices = choice.conflicts.map((record) => record.slice).sort();
+    const key = `${choice.record.hashPart} ${choice.record.slice} ${slices.join(' ')}`;
+    let seen = reported.get(deps);
+    if (!seen)
+        reported.set(deps, (seen = new Set()));
+    if (seen.has(key))
+        return;
+    if (seen.size >= REPORTED_LIMIT)
+        seen.clear();
+    seen.add(key);
+    deps.log.warn({ storePath: choice.record.storePath, served: choice.record.slice, conflicting: slices }, 'readable slices hold different narinfos for one store path: serving the one with precedence');
+}
+async function lookupNarInfos(deps, access, hashParts) {
+    const choices = chooseNarInfos(await deps.meta.findNarInfos(hashParts, access.canRead), access.rank);
+    const found = new Map();
+    for (const [hashPart, choice] of choices) {
+        if (choice.conflicts.length > 0)
+            reportConflict(deps, choice);
+        found.set(hashPart, choice.record);
+    }
+    return found;
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/cache-handlers.ts
 /**
  * The Nix binary cache protocol: nix-cache-info, narinfo and NAR reads from the union of readable
@@ -10343,15 +10863,8 @@ function verifyNarUpload(source, expected) {
 
 
 
-/** Narinfos can change which slice answers (a new push, a policy change): a CDN may keep them briefly. */
-const NARINFO_MAX_AGE_SECONDS = 60;
-/**
- * Caching for answers that depend on who asks: `public` only for requests without a token (what
- * they see, public slices hold, so a shared cache may keep it), `private` otherwise.
- */
-function cacheScope(access) {
-    return access.authenticated ? 'private' : 'public';
-}
+
+
 /** The upload limit for narinfos (and nix-cache-info), as the issue sets it. */
 const NARINFO_UPLOAD_LIMIT = 64 * 1024;
 const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 41\n';
@@ -10363,26 +10876,23 @@ function getNixCacheInfo({ res }) {
     send(res, 200, { 'content-type': 'text/x-nix-cache-info' }, NIX_CACHE_INFO);
 }
 /** Nix PUTs a nix-cache-info when it finds none: ours is fixed, so the upload is read and dropped. */
-async function putNixCacheInfo({ req, res }) {
+async function putNixCacheInfo({ req, res, body }) {
     checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
     acceptBody(req, res);
-    await readSmallBody(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
+    await readSmallBody(body(), NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
     send(res, 204, {});
 }
 function notFound(what) {
-    return new errors/* HttpError */.j(404, `${what} not found`, 'not_found');
+    return new HttpError(404, `${what} not found`, 'not_found');
 }
 async function getNarInfo(deps, request, hashPart) {
     const access = await request.access();
-    const record = await deps.meta.findNarInfo(hashPart, access.canRead);
+    const record = (await lookupNarInfos(deps, access, [hashPart])).get(hashPart);
     deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
     if (!record)
         throw notFound(`${hashPart}.narinfo`);
-    const body = deps.narinfoSigner.sign(record.narinfo);
-    send(request.res, 200, {
-        'content-type': 'text/x-nix-narinfo',
-        'cache-control': `${cacheScope(access)}, max-age=${NARINFO_MAX_AGE_SECONDS}`,
-    }, body);
+    const body = deps.narinfoSigner.served(record);
+    send(request.res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'private, no-cache' }, body);
 }
 /**
  * Whether the requester may see this NAR. Readers see NARs a readable narinfo points to. A writer's
@@ -10390,34 +10900,30 @@ async function getNarInfo(deps, request, hashPart) {
  * would skip the upload and the narinfo would then be refused for lack of it.
  */
 async function narVisible(deps, access, key, method) {
-    const ownUpload = access.write !== null && (await deps.meta.uploadedNar(access.write, key)) !== null;
+    const ownUpload = access.write !== null &&
+        (await deps.meta.uploadedNar(access.write, key)) !== null &&
+        (await holdsWriteSlice(deps, access, access.write));
     if (method === 'HEAD' && access.write !== null)
         return ownUpload;
     return ownUpload || (await deps.meta.isNarReadable(key, access.canRead));
 }
+/** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
+async function holdsWriteSlice(deps, access, slice) {
+    if (!access.bindWrite)
+        return true;
+    const owner = await deps.meta.sliceOwner(slice);
+    return owner === null || access.rank(slice, owner) === 0;
+}
 async function getNar(deps, request, key) {
     const { req, res } = request;
     const access = await request.access();
-    const visible = await narVisible(deps, access, key, req.method ?? 'GET');
-    if (visible && deps.narRedirect && req.method === 'GET') {
-        // The bytes come from the bucket, not through this server. The redirect itself lives only as
-        // long as its signature, so nothing may keep it.
-        res.writeHead(302, {
-            location: await deps.narRedirect(key),
-            'cache-control': 'no-store',
-            'content-length': 0,
-        });
-        res.end();
-        return;
-    }
-    const head = visible ? await deps.blobs.head(key) : null;
+    const head = (await narVisible(deps, access, key, req.method ?? 'GET')) ? await deps.blobs.head(key) : null;
     if (!head)
         throw notFound(`nar/${key}`);
     const etag = `"${key}"`;
     const headers = {
         'content-type': 'application/x-nix-nar',
-        // Content-addressed: the bytes under this name never change.
-        'cache-control': `${cacheScope(access)}, max-age=31536000, immutable`,
+        'cache-control': 'private, max-age=31536000, immutable',
         etag,
         'accept-ranges': 'bytes',
     };
@@ -10451,70 +10957,96 @@ async function getNar(deps, request, key) {
     res.end();
 }
 /**
- * Refuses a write into a template slice another repository wrote first (names change hands on
- * GitHub; ids do not). Slices named in the config follow their write rules alone. Uploads only
- * check; an accepted narinfo binds the slice, so a refused request changes nothing.
+ * Refuses a write into a template slice that a job of another repository, or of another issuer,
+ * wrote first (names change hands on GitHub; ids do not; two issuers may both have an `acme`).
+ * Slices named in the config follow their write rules alone. Uploads only check; an accepted
+ * narinfo binds the slice, so a refused request changes nothing.
  */
 async function checkSliceOwner(deps, access, slice, bind) {
-    const { repositoryId, repositoryOwnerId } = access.identity;
-    if (!repositoryId || !access.bindWrite)
+    if (!access.bindWrite)
         return;
+    const { issuer = '', repositoryId = '', repositoryOwnerId = '' } = access.identity;
     const owner = bind
-        ? await deps.meta.bindSlice(slice, { repositoryId, repositoryOwnerId: repositoryOwnerId ?? '' })
+        ? await deps.meta.bindSlice(slice, { issuer, repositoryId, repositoryOwnerId })
         : await deps.meta.sliceOwner(slice);
+    if (owner && owner.issuer !== issuer) {
+        throw new HttpError(403, `slice '${slice}' belongs to a repository of another issuer ('${owner.issuer}')`, 'slice_owner');
+    }
     if (owner && owner.repositoryId !== repositoryId) {
-        throw new errors/* HttpError */.j(403, `slice '${slice}' belongs to another repository (id ${owner.repositoryId})`, 'slice_owner');
+        throw new HttpError(403, `slice '${slice}' belongs to another repository (id ${owner.repositoryId})`, 'slice_owner');
     }
 }
-/** Streams an upload through the verification into the BlobStore and records it for the write slice. */
+/**
+ * Streams an upload through the verification into the BlobStore and records it for the write slice.
+ * The answer depends only on the write slice's own uploads: 200 if it had uploaded this NAR before,
+ * else 201, whether or not another slice holds the same file (which a writer must not learn).
+ */
 async function storeNarUpload(deps, request, nar) {
     const { req, res } = request;
     const access = await request.access();
     const slice = requireWriteSlice(access);
-    checkDeclaredLength(req, deps.maxNarSize, 'NAR file');
+    checkDeclaredLength(req, deps.narLimits.maxNarSize, 'NAR file');
     await checkSliceOwner(deps, access, slice, false);
-    acceptBody(req, res);
-    const upload = verifyNarUpload(req, {
-        ...nar.name,
-        compression: nar.compression,
-        maxSize: deps.maxNarSize,
-    });
-    let outcome;
+    const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
     try {
-        outcome = await deps.blobs.put(nar.key, upload.body);
-    }
-    catch (error) {
-        if (error instanceof errors/* HttpError */.j)
-            throw error;
-        if (req.readableAborted || error.code === 'ERR_STREAM_PREMATURE_CLOSE') {
-            throw new errors/* HttpError */.j(400, 'the upload ended before its body was complete', 'truncated');
+        const hadIt = (await deps.meta.uploadedNar(slice, nar.key)) !== null;
+        acceptBody(req, res);
+        const upload = verifyNarUpload(request.body(), {
+            ...nar.name,
+            compression: nar.compression,
+            limits: deps.narLimits,
+        });
+        let stored;
+        try {
+            stored = await deps.blobs.put(nar.key, upload.body);
         }
-        throw error;
+        catch (error) {
+            if (error instanceof HttpError)
+                throw error;
+            if (req.readableAborted || error.code === 'ERR_STREAM_PREMATURE_CLOSE') {
+                throw new HttpError(400, 'the upload ended before its body was complete', 'truncated');
+            }
+            throw error;
+        }
+        const digest = upload.digest();
+        deps.metrics.bytesIn.inc(digest.fileSize);
+        // A key named by FileHash holds these very bytes. One named by NarHash is the slice's own
+        // (narHashKey), but may hold other bytes it uploaded before (another compressor or level): the
+        // narinfo must describe the file that is served, so that one is hashed.
+        const file = stored === 'exists' && 'narHash' in nar.name ? await storedFileDigest(deps.blobs, nar.key) : digest;
+        const facts = {
+            key: nar.key,
+            compression: nar.compression,
+            fileHash: file.fileHash.toString(),
+            fileSize: file.fileSize,
+            narHash: digest.narHash.toString(),
+            narSize: digest.narSize,
+        };
+        await deps.meta.recordUpload(slice, facts);
+        deps.log.info({ slice, nar: nar.key, fileSize: facts.fileSize, stored }, 'NAR uploaded');
+        return { outcome: hadIt ? 'exists' : 'created', facts };
     }
-    const digest = upload.digest();
-    deps.metrics.bytesIn.inc(digest.fileSize);
-    // A NAR named by its NarHash may already be stored as other bytes (another compressor, level or
-    // version): the narinfo must describe the file that is served, so that one is hashed.
-    const stored = outcome === 'exists' && 'narHash' in nar.name ? await storedFileDigest(deps.blobs, nar.key) : digest;
-    const facts = {
-        key: nar.key,
-        compression: nar.compression,
-        fileHash: stored.fileHash.toString(),
-        fileSize: stored.fileSize,
-        narHash: digest.narHash.toString(),
-        narSize: digest.narSize,
-    };
-    await deps.meta.recordUpload(slice, facts);
-    deps.log.info({ slice, nar: nar.key, fileSize: facts.fileSize, stored: outcome }, 'NAR uploaded');
-    return { outcome, facts };
+    finally {
+        release();
+    }
+}
+/**
+ * The blob key of a NAR uploaded by its NarHash: one per slice and NAR. Keyed by the NarHash alone,
+ * the first slice to upload a NAR would choose the bytes (and their size) every later uploader's
+ * narinfo must describe, and a 200 would tell the next uploader that someone holds it. A file
+ * named by its FileHash (Nix's uploads) is shared: the same name means the same bytes.
+ */
+function narHashKey(slice, narHash, compression) {
+    const hash = hash_Hash.of('sha256', Buffer.from(`sluice nar upload\0${slice}\0${narHash}`));
+    return `${hash.nix32}.nar${NAR_EXTENSIONS[compression]}`;
 }
 async function storedFileDigest(blobs, key) {
     const body = await blobs.open(key);
     if (!body)
         throw new Error(`NAR file ${key} vanished while being uploaded again`);
-    const hasher = (0,external_node_crypto_.createHash)('sha256');
+    const hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
     let fileSize = 0;
-    const sink = new external_node_stream_.Writable({
+    const sink = new external_node_stream_namespaceObject.Writable({
         write: (chunk, _encoding, done) => {
             hasher.update(chunk);
             fileSize += chunk.length;
@@ -10536,11 +11068,13 @@ async function putNar(deps, request, nar) {
 /**
  * `PUT /_api/v1/nar/<narhash>.nar[.ext]`, as the Action's proxy uploads: the NAR inside must hash to
  * the name, which the uploader knows before compressing, so it streams without a FileHash pass of
- * its own. The answer tells it what its narinfo must say about the file.
+ * its own. It is stored under the slice's own key (narHashKey), and the answer tells the uploader
+ * what its narinfo must say about the file: its URL, FileHash and FileSize.
  */
 async function putNarByNarHash(deps, request, nar) {
+    const slice = requireWriteSlice(await request.access());
     const { outcome, facts } = await storeNarUpload(deps, request, {
-        key: nar.key,
+        key: narHashKey(slice, nar.narHash, nar.compression),
         compression: nar.compression,
         name: { narHash: hash_Hash.parse(`sha256:${nar.narHash}`) },
     });
@@ -10555,7 +11089,7 @@ async function putNarByNarHash(deps, request, nar) {
     send(request.res, outcome === 'created' ? 201 : 200, { 'content-type': 'application/json' }, body);
 }
 function mismatch(message, reason = 'narinfo_mismatch') {
-    return new errors/* HttpError */.j(400, message, reason);
+    return new HttpError(400, message, reason);
 }
 /** Checks a narinfo against the URL it was uploaded to and the NAR the slice uploaded; returns the NAR facts. */
 async function checkNarInfo(deps, slice, hashPart, info) {
@@ -10597,14 +11131,14 @@ async function putNarInfo(deps, request, hashPart) {
     checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'narinfo');
     await checkSliceOwner(deps, access, slice, false);
     acceptBody(req, res);
-    const text = (await readSmallBody(req, NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
+    const text = (await readSmallBody(request.body(), NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
     let info;
     try {
         info = parseNarInfo(text, { maxBytes: NARINFO_UPLOAD_LIMIT });
     }
     catch (error) {
         if (error instanceof NarInfoError)
-            throw new errors/* HttpError */.j(400, `malformed narinfo: ${error.message}`, 'bad_narinfo');
+            throw new HttpError(400, `malformed narinfo: ${error.message}`, 'bad_narinfo');
         throw error;
     }
     const facts = await checkNarInfo(deps, slice, hashPart, info);
@@ -10618,13 +11152,15 @@ async function putNarInfo(deps, request, hashPart) {
     };
     const { identity } = access;
     const now = new Date();
-    const storedText = serializeNarInfo(stored);
+    // Signed once here, so the lookups that follow (the rest of this job, the next jobs) need not.
+    const signed = deps.narinfoSigner.signForStorage(serializeNarInfo(stored));
     const outcome = await deps.meta.putNarInfo({
         slice,
         hashPart,
         storePath: info.storePath,
         narKey: facts.key,
-        narinfo: storedText,
+        narinfo: signed.narinfo,
+        signedBy: signed.signedBy,
         createdAt: now,
     }, {
         ...identity,
@@ -10635,9 +11171,6 @@ async function putNarInfo(deps, request, hashPart) {
         fileSize: facts.fileSize,
     });
     deps.log.info({ slice, storePath: info.storePath, stored: outcome, repository: identity.repository }, 'narinfo uploaded');
-    // Signed once here, so the lookups that follow (the rest of this job, the next jobs) need not.
-    if (outcome === 'created')
-        deps.narinfoSigner.sign(storedText);
     send(res, outcome === 'created' ? 201 : 200, {});
 }
 
@@ -10652,11 +11185,12 @@ async function putNarInfo(deps, request, hashPart) {
 
 
 
+
 /** 1000 hash parts as JSON are ~35 KB. */
 const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
 const HASH_PART = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/;
 function badRequest(message) {
-    return new errors/* HttpError */.j(400, message, 'bad_request');
+    return new HttpError(400, message, 'bad_request');
 }
 /** `{"hashParts": [...]}` \u2192 the distinct hash parts, each checked; errors name the bad one. */
 function parseBatchRequest(body) {
@@ -10671,7 +11205,7 @@ function parseBatchRequest(body) {
     if (typeof json !== 'object' || Array.isArray(json) || !Array.isArray(hashParts))
         throw badRequest('request body must be {"hashParts": ["<32-character nix32 hash>", ...]}');
     if (hashParts.length > NARINFO_BATCH_LIMIT) {
-        throw new errors/* HttpError */.j(413, `${hashParts.length} hash parts in one request; at most ${NARINFO_BATCH_LIMIT}`, 'too_many');
+        throw new HttpError(413, `${hashParts.length} hash parts in one request; at most ${NARINFO_BATCH_LIMIT}`, 'too_many');
     }
     hashParts.forEach((hashPart, index) => {
         if (typeof hashPart !== 'string' || !HASH_PART.test(hashPart)) {
@@ -10686,17 +11220,17 @@ async function postNarInfos(deps, request, publicReads) {
     // A GET without a token is answered from public slices; with none, say what is missing
     // rather than answer every lookup with a miss.
     if (!access.authenticated && !publicReads) {
-        throw new errors/* HttpError */.j(401, 'narinfo lookups need a cache token: no slice is public', 'unauthenticated', {
+        throw new HttpError(401, 'narinfo lookups need a cache token: no slice is public', 'unauthenticated', {
             'www-authenticate': 'Bearer',
         });
     }
     checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
     acceptBody(req, res);
-    const hashParts = parseBatchRequest(await readSmallBody(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'));
-    const records = await deps.meta.findNarInfos(hashParts, access.canRead);
+    const hashParts = parseBatchRequest(await readSmallBody(request.body(), NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'));
+    const records = await lookupNarInfos(deps, access, hashParts);
     const narinfos = {};
     for (const [hashPart, record] of records)
-        narinfos[hashPart] = deps.narinfoSigner.sign(record.narinfo);
+        narinfos[hashPart] = deps.narinfoSigner.served(record);
     if (records.size > 0)
         deps.metrics.narinfoLookups.inc({ result: 'hit' }, records.size);
     if (hashParts.length > records.size)
@@ -10792,29 +11326,78 @@ function createRouter(deps) {
             const handler = methods[req.method ?? ''];
             if (!handler) {
                 const allow = Object.keys(methods).join(', ');
-                throw new errors/* HttpError */.j(405, `${req.method} is not allowed on ${path} (allowed: ${allow})`, 'bad_method', { allow });
+                throw new HttpError(405, `${req.method} is not allowed on ${path} (allowed: ${allow})`, 'bad_method', { allow });
             }
             let access;
             const request = {
                 req,
                 res,
                 access: () => (access ??= resolveAccess(req, deps.verifyToken, deps.isPublic)),
+                body: () => withIdleTimeout(req, deps.bodyIdleTimeoutMs),
             };
             await handler(route, request);
         }
         catch (error) {
-            if (!(error instanceof errors/* HttpError */.j))
+            if (!(error instanceof HttpError))
                 deps.log.error({ err: error, path }, 'request failed');
-            else if (error.status === 503)
-                deps.log.warn({ path, reason: error.message }, 'unavailable');
             else if (hasBody(req) && routeName !== 'token' && routeName !== 'narinfos')
                 deps.metrics.rejectedUploads.inc({ reason: error.reason });
             // A body we did not read would be parsed as the next request: close the connection instead.
             if (hasBody(req) && !req.complete && !res.headersSent)
                 res.setHeader('connection', 'close');
-            (0,errors/* sendError */.n)(res, error);
+            sendError(res, error);
         }
     };
+}
+
+;// CONCATENATED MODULE: ./src/server/http/upload-slots.ts
+/**
+ * How many NAR uploads run at once, in all and per token. Each holds a decompressor (up to
+ * `max_decompression_memory`) and two stage buffers for as long as its body takes, so the count is
+ * what bounds the memory uploads can cost. Beyond it a new upload is refused before its body is
+ * asked for: 429 when its own token has too many (that client should slow down), 503 when the
+ * server is full; both with Retry-After, which the Action's proxy honours and Nix retries through.
+ */
+
+
+/** Seconds: an upload slot frees up as soon as any upload ends. */
+const UPLOAD_RETRY_AFTER_SECONDS = 2;
+class UploadSlots {
+    limits;
+    active = 0;
+    /** Uploads in progress per token, keyed by the token's hash (no token kept in memory). */
+    perToken = new Map();
+    constructor(limits) {
+        this.limits = limits;
+    }
+    /** Takes a slot for an upload made with `token`, or throws 429/503; call the result once it ends. */
+    acquire(token) {
+        const key = (0,external_node_crypto_namespaceObject.createHash)('sha256').update(token).digest('base64url');
+        const mine = this.perToken.get(key) ?? 0;
+        const retryAfter = { 'retry-after': String(UPLOAD_RETRY_AFTER_SECONDS) };
+        if (mine >= this.limits.maxConcurrentUploadsPerToken) {
+            throw new HttpError(429, `this token already has ${mine} uploads in progress, the most one token may have ` +
+                '(max_concurrent_uploads_per_token): retry once one has ended', 'token_upload_limit', retryAfter);
+        }
+        if (this.active >= this.limits.maxConcurrentUploads) {
+            throw new HttpError(503, `the server has ${this.active} uploads in progress, the most it takes at once ` +
+                '(max_concurrent_uploads): retry shortly', 'server_upload_limit', retryAfter);
+        }
+        this.active++;
+        this.perToken.set(key, mine + 1);
+        let released = false;
+        return () => {
+            if (released)
+                return;
+            released = true;
+            this.active--;
+            const left = (this.perToken.get(key) ?? 1) - 1;
+            if (left === 0)
+                this.perToken.delete(key);
+            else
+                this.perToken.set(key, left);
+        };
+    }
 }
 
 // EXTERNAL MODULE: ./node_modules/pino/pino.js
@@ -10875,6 +11458,11 @@ class ServerMetrics {
         help: 'NAR bytes sent',
         registers: [this.registry],
     });
+    narinfoConflicts = new prom_client.Counter({
+        name: 'sluice_narinfo_conflicts_total',
+        help: 'Lookups where readable slices hold different narinfos (NarHash) for one store path; answered by precedence',
+        registers: [this.registry],
+    });
     rejectedUploads = new prom_client.Counter({
         name: 'sluice_rejected_uploads_total',
         help: 'Uploads (NARs and narinfos) refused, by reason',
@@ -10886,8 +11474,71 @@ class ServerMetrics {
     }
 }
 
-// EXTERNAL MODULE: ./src/server/storage/blob-store.ts
-var blob_store = __nccwpck_require__(382);
+// EXTERNAL MODULE: external "node:os"
+var external_node_os_ = __nccwpck_require__(8161);
+;// CONCATENATED MODULE: ./src/server/signing-key.ts
+/**
+ * The narinfo signing key, in the data directory in `nix-store --generate-binary-cache-key` format:
+ * `signing-key.sec` (mode 0600) and `signing-key.pub`. Created on first start, reused after.
+ */
+
+
+
+
+
+const SIGNING_KEY_FILE = 'signing-key.sec';
+const PUBLIC_KEY_FILE = 'signing-key.pub';
+/**
+ * A key name unlikely to clash with another cache's: Nix keeps trusted keys by name, so two caches
+ * both calling their key `sluice-1` could not both be trusted.
+ */
+function defaultKeyName(publicUrl) {
+    const host = publicUrl ? new URL(publicUrl).hostname : (0,external_node_os_.hostname)();
+    const safe = host.replace(/[^A-Za-z0-9.-]/g, '-').replace(/^-+|-+$/g, '') || 'localhost';
+    return `${safe}-sluice-1`;
+}
+async function loadOrCreateSigningKey(dataDir, name) {
+    const path = (0,external_node_path_.join)(dataDir, SIGNING_KEY_FILE);
+    try {
+        return parseSecretKey(await (0,promises_namespaceObject.readFile)(path, 'utf8'));
+    }
+    catch (error) {
+        if (error.code !== 'ENOENT')
+            throw new Error(`${path}: ${error.message}`);
+    }
+    await (0,promises_namespaceObject.mkdir)(dataDir, { recursive: true, mode: 0o700 });
+    const key = generateSecretKey(name);
+    // Whole file first, then linked into place: `link` fails if another process just created one.
+    const temp = `${path}.${(0,external_node_crypto_namespaceObject.randomBytes)(4).toString('hex')}.tmp`;
+    const file = await (0,promises_namespaceObject.open)(temp, 'wx', 0o600);
+    try {
+        await file.writeFile(key.text);
+        await file.sync();
+    }
+    finally {
+        await file.close();
+    }
+    try {
+        await (0,promises_namespaceObject.link)(temp, path);
+    }
+    catch (error) {
+        if (error.code !== 'EEXIST')
+            throw error;
+        return parseSecretKey(await (0,promises_namespaceObject.readFile)(path, 'utf8'));
+    }
+    finally {
+        await (0,promises_namespaceObject.unlink)(temp);
+    }
+    await (0,promises_namespaceObject.writeFile)((0,external_node_path_.join)(dataDir, PUBLIC_KEY_FILE), `${key.publicKey.text}\n`, { mode: 0o644 });
+    return key;
+}
+
+;// CONCATENATED MODULE: ./src/server/storage/blob-store.ts
+/** Blob keys are plain file names: no separators, no dot segments, nothing to encode. */
+function isValidBlobKey(key) {
+    return /^[0-9a-z][0-9a-z.]{0,99}$/.test(key) && !key.includes('..');
+}
+
 ;// CONCATENATED MODULE: ./src/server/storage/fs-blob-store.ts
 /**
  * BlobStore on a local directory. A put writes a temp file in the same directory, fsyncs it, then
@@ -10901,7 +11552,7 @@ var blob_store = __nccwpck_require__(382);
 
 const TEMP_PREFIX = '.upload-';
 /** Reads go into 256 KiB buffers, two per download (one read into while the other is sent). */
-const readBuffers = new buffer_pool/* BufferPool */.P(256 * 1024, 16);
+const readBuffers = new BufferPool(256 * 1024, 16);
 class FsBlobStore {
     dir;
     constructor(dir) {
@@ -10909,15 +11560,15 @@ class FsBlobStore {
     }
     /** Opens (creating) the directory and removes temp files a crash may have left. */
     static async open(dir) {
-        await (0,promises_.mkdir)(dir, { recursive: true });
-        for (const name of await (0,promises_.readdir)(dir)) {
+        await (0,promises_namespaceObject.mkdir)(dir, { recursive: true });
+        for (const name of await (0,promises_namespaceObject.readdir)(dir)) {
             if (name.startsWith(TEMP_PREFIX))
-                await (0,promises_.unlink)((0,external_node_path_.join)(dir, name)).catch(() => undefined);
+                await (0,promises_namespaceObject.unlink)((0,external_node_path_.join)(dir, name)).catch(() => undefined);
         }
         return new FsBlobStore(dir);
     }
     path(key) {
-        if (!(0,blob_store/* isValidBlobKey */.B)(key))
+        if (!isValidBlobKey(key))
             throw new Error(`invalid blob key '${key}'`);
         return (0,external_node_path_.join)(this.dir, key);
     }
@@ -10928,10 +11579,10 @@ class FsBlobStore {
         const chunks = body[Symbol.asyncIterator]();
         const first = chunks.next();
         first.catch(() => undefined);
-        const tempPath = (0,external_node_path_.join)(this.dir, `${TEMP_PREFIX}${(0,external_node_crypto_.randomBytes)(8).toString('hex')}`);
+        const tempPath = (0,external_node_path_.join)(this.dir, `${TEMP_PREFIX}${(0,external_node_crypto_namespaceObject.randomBytes)(8).toString('hex')}`);
         let file;
         try {
-            file = await (0,promises_.open)(tempPath, 'wx', 0o644);
+            file = await (0,promises_namespaceObject.open)(tempPath, 'wx', 0o644);
         }
         catch (error) {
             // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
@@ -10952,26 +11603,28 @@ class FsBlobStore {
             }
             await file.sync();
             await file.close();
+            let outcome = 'created';
             try {
-                await (0,promises_.link)(tempPath, finalPath);
+                await (0,promises_namespaceObject.link)(tempPath, finalPath);
             }
             catch (e) {
-                if (e.code === 'EEXIST')
-                    return 'exists';
-                throw e;
+                if (e.code !== 'EEXIST')
+                    throw e;
+                outcome = 'exists';
             }
+            // Synced either way: the time an upload takes must not tell whether the file was there.
             await syncDir(this.dir);
-            return 'created';
+            return outcome;
         }
         finally {
             await file.close().catch(() => undefined);
-            await (0,promises_.unlink)(tempPath).catch(() => undefined);
+            await (0,promises_namespaceObject.unlink)(tempPath).catch(() => undefined);
         }
     }
     async open(key, range) {
         let file;
         try {
-            file = await (0,promises_.open)(this.path(key), 'r');
+            file = await (0,promises_namespaceObject.open)(this.path(key), 'r');
         }
         catch (e) {
             if (e.code === 'ENOENT')
@@ -10990,7 +11643,7 @@ class FsBlobStore {
     }
     async head(key) {
         try {
-            const info = await (0,promises_.stat)(this.path(key));
+            const info = await (0,promises_namespaceObject.stat)(this.path(key));
             return { size: info.size };
         }
         catch (e) {
@@ -11000,7 +11653,7 @@ class FsBlobStore {
         }
     }
     async delete(key) {
-        await (0,promises_.unlink)(this.path(key)).catch((e) => {
+        await (0,promises_namespaceObject.unlink)(this.path(key)).catch((e) => {
             if (e.code !== 'ENOENT')
                 throw e;
         });
@@ -11033,7 +11686,7 @@ class FileReader {
                 position += bytesRead;
                 // The buffer read into now was last sent two turns ago, and that write has finished.
                 await sending;
-                sending = (0,buffer_pool/* written */.M)(sink, buffer.subarray(0, bytesRead)).then(() => sent?.(bytesRead));
+                sending = written(sink, buffer.subarray(0, bytesRead)).then(() => sent?.(bytesRead));
             }
             await sending;
         }
@@ -11053,7 +11706,7 @@ class FileReader {
 }
 /** Makes the new directory entry durable too, not only the file's bytes. */
 async function syncDir(dir) {
-    const handle = await (0,promises_.open)(dir, 'r');
+    const handle = await (0,promises_namespaceObject.open)(dir, 'r');
     try {
         await handle.sync();
     }
@@ -11062,96 +11715,15 @@ async function syncDir(dir) {
     }
 }
 
-// EXTERNAL MODULE: ./src/server/storage/unavailable.ts
-var unavailable = __nccwpck_require__(7927);
-;// CONCATENATED MODULE: ./src/server/storage/open-storage.ts
-/**
- * Opens the stores the config names: files or S3 for NARs, SQLite or PostgreSQL for metadata. A
- * store that cannot be used stops the start with one line naming the config key and the problem.
- */
-
-
-
-
-async function openStorage(config, paths, log) {
-    const meta = await openMetadata(config, paths.database);
-    try {
-        if (config.blobs.type === 'fs') {
-            const blobs = await FsBlobStore.open(paths.nars);
-            return { blobs, meta, close: () => meta.close() };
-        }
-        const s3 = await openBucket(config.blobs, log);
-        return {
-            blobs: s3,
-            meta,
-            s3: { store: s3, config: config.blobs },
-            close: async () => {
-                await meta.close();
-                await s3.close();
-            },
-        };
-    }
-    catch (error) {
-        await meta.close();
-        throw error;
-    }
-}
-async function openMetadata(config, sqlitePath) {
-    if (!config.database)
-        return new SqliteMetadataStore(sqlitePath);
-    // Loaded only when configured: the embedded default never pays for the PostgreSQL driver.
-    const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(490)]).then(__nccwpck_require__.bind(__nccwpck_require__, 2490));
-    try {
-        return await PgMetadataStore.open(config.database.url);
-    }
-    catch (error) {
-        const where = new URL(config.database.url);
-        throw new ConfigError(`${config.database.source}: cannot use the PostgreSQL database at ${where.hostname}:${where.port || 5432}${where.pathname}: ${(0,unavailable/* describeCause */.V$)(error)}`);
-    }
-}
-async function openBucket(blobs, log) {
-    // Loaded only when configured: the embedded default never pays for the AWS SDK.
-    const [{ S3BlobStore }, { httpStatusOf }] = await Promise.all([
-        Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(919)]).then(__nccwpck_require__.bind(__nccwpck_require__, 4919)),
-        Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(495)]).then(__nccwpck_require__.bind(__nccwpck_require__, 5495)),
-    ]);
-    const store = new S3BlobStore(blobs);
-    try {
-        await store.checkBucket();
-    }
-    catch (error) {
-        store.client.destroy();
-        throw new ConfigError(bucketProblem(blobs, httpStatusOf(error), error));
-    }
-    // Uploads a killed replica left unfinished: invisible, but their parts take space until aborted.
-    const before = new Date(Date.now() - blobs.abortIncompleteAfterSeconds * 1000);
-    store.abortIncompleteUploads(before).then((aborted) => {
-        if (aborted > 0)
-            log.info({ aborted }, 'aborted multipart uploads left unfinished');
-    }, (error) => log.warn({ reason: (0,unavailable/* describeCause */.V$)(error) }, 'could not list unfinished multipart uploads'));
-    return store;
-}
-function bucketProblem(blobs, status, error) {
-    const endpoint = blobs.endpoint ?? `AWS S3 (${blobs.region})`;
-    if (error.name === 'CredentialsProviderError')
-        return `storage.blobs: no S3 credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or use an instance role)`;
-    if (status === 404)
-        return `storage.blobs.bucket: bucket '${blobs.bucket}' does not exist at ${endpoint}`;
-    if (status === 403)
-        return `storage.blobs: access to bucket '${blobs.bucket}' at ${endpoint} denied: check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or role) and the bucket policy`;
-    if (status === 301 || status === 400)
-        return `storage.blobs.region: bucket '${blobs.bucket}' answered ${status}: is region '${blobs.region}' right?`;
-    if (status === undefined)
-        return `storage.blobs.endpoint: cannot reach ${endpoint}: ${(0,unavailable/* describeCause */.V$)(error)}`;
-    return `storage.blobs: bucket '${blobs.bucket}' at ${endpoint} answered HTTP ${status}: ${(0,unavailable/* describeCause */.V$)(error)}`;
-}
-
 ;// CONCATENATED MODULE: ./src/server/index.ts
 /**
- * `startServer(config)`: opens the keys and the stores (the data directory, or PostgreSQL and a bucket), wires the
+ * `startServer(config)`: opens the data directory (keys, SQLite metadata, NAR files), wires the
  * token exchange and the cache protocol, listens. `close()` stops accepting connections and lets
  * requests in flight (uploads included) finish before the database closes.
  */
+
+
+
 
 
 
@@ -11166,6 +11738,7 @@ function writerIdentity(grant) {
         return {};
     const id = grant.identity;
     return {
+        issuer: id.issuer,
         repository: id.repository,
         repositoryId: id.repository_id,
         repositoryOwnerId: id.repository_owner_id,
@@ -11176,9 +11749,8 @@ function writerIdentity(grant) {
     };
 }
 function accessFromGrant(grant) {
-    const canRead = (slice) => slice === grant.write || grant.read.some((pattern) => sliceMatches(pattern, slice));
     return {
-        canRead,
+        rank: grantRanking(grant),
         write: grant.write,
         bindWrite: grant.bindWrite === true,
         identity: writerIdentity(grant),
@@ -11192,26 +11764,28 @@ async function startServer(config, options = {}) {
     const log = createLogger(options.logDestination);
     const paths = dataPaths(config.data);
     const dataDir = paths.root;
-    const { signingKey, tokenKey } = await loadServerKeys(config, dataDir);
-    const storage = await openStorage(config, paths, log);
-    const { blobs, meta } = storage;
+    const signingKey = await loadOrCreateSigningKey(dataDir, defaultKeyName(config.publicUrl));
+    const { key: tokenKey } = await loadOrCreateTokenKey(tokenKeyPath(dataDir));
+    const blobs = await FsBlobStore.open(paths.nars);
+    const meta = new SqliteMetadataStore(paths.database);
     const metrics = new ServerMetrics();
     const exchange = createExchange(config, tokenKey, options.exchange);
     const publicSlices = exchange.publicSlices();
     const isPublic = (slice) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
     let cacheUrl = config.publicUrl ?? '';
     let tokenHandler;
-    const server = (0,external_node_http_.createServer)();
+    const server = (0,external_node_http_namespaceObject.createServer)();
     const router = createRouter({
         blobs,
         meta,
         narinfoSigner: new NarInfoSigner(signingKey),
-        maxNarSize: config.maxNarSize,
-        ...(storage.s3?.config.presignedDownloads
-            ? {
-                narRedirect: (key) => storage.s3.store.presignedGetUrl(key, storage.s3.config.presignTtlSeconds),
-            }
-            : {}),
+        narLimits: {
+            maxNarSize: config.maxNarSize,
+            maxRatio: config.uploads.maxCompressionRatio,
+            maxDecompressionMemory: config.uploads.maxDecompressionMemory,
+        },
+        uploadSlots: new UploadSlots(config.uploads),
+        bodyIdleTimeoutMs: config.uploads.bodyIdleTimeoutMs,
         metrics,
         log,
         verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
@@ -11249,9 +11823,6 @@ async function startServer(config, options = {}) {
             server.off('error', reject);
             resolveListen();
         });
-    }).catch(async (error) => {
-        await storage.close();
-        throw error;
     });
     const url = urlOf(server.address());
     cacheUrl ||= url;
@@ -11268,7 +11839,7 @@ async function startServer(config, options = {}) {
                 server.close(() => done());
                 server.closeIdleConnections();
             });
-            await storage.close();
+            await meta.close();
             log.info('sluice server stopped');
         })()),
     };
@@ -11289,10 +11860,6 @@ const SERVE_USAGE = `usage: sluice serve [--config sluice.yml] [--listen HOST:PO
   --config FILE       YAML configuration (every key optional; see docs/server.md)
   --listen HOST:PORT  address to listen on (default 127.0.0.1:8080)
   --data DIR          data directory: keys, sluice.db, NAR files (default ./sluice-data)
-
-environment:
-  SLUICE_DATABASE_URL  PostgreSQL URL; overrides the config's 'database'
-  AWS_*                S3 credentials for storage.blobs type s3 (the AWS SDK's standard chain)
 `;
 /** Starts the server from command-line flags; resolves to the running server, or an exit code for bad usage. */
 async function startFromArgs(argv, io) {
@@ -11318,7 +11885,10 @@ async function startFromArgs(argv, io) {
         return 0;
     }
     try {
-        const config = applyEnvironment(applyCliOverrides(await loadConfig(values.config), { listen: values.listen, data: values.data }));
+        const config = applyCliOverrides(await loadConfig(values.config), {
+            listen: values.listen,
+            data: values.data,
+        });
         const server = await startServer(config, {
             logDestination: io.stdout,
         });
@@ -11328,9 +11898,8 @@ async function startFromArgs(argv, io) {
         return server;
     }
     catch (error) {
-        // One line, never a stack: a ConfigError names the key and the problem.
-        const message = error.message || String(error);
-        io.stderr.write(`sluice serve: ${message.split('\n', 1)[0]}\n`);
+        const message = error instanceof ConfigError ? error.message : error.message;
+        io.stderr.write(`sluice serve: ${message}\n`);
         return 1;
     }
 }
@@ -11358,8 +11927,6 @@ async function runServe(argv, io = process) {
  * `sluice token create --read PATTERN [--read \u2026] [--ttl 30d] [--name NAME] [--data DIR] [--config FILE]`:
  * prints one read-only cache token, signed with the server token key in the data directory.
  */
-
-
 
 
 
@@ -11403,11 +11970,8 @@ async function runToken(argv, io = process) {
     try {
         const ttlSeconds = parseTtl(values.ttl);
         const config = applyCliOverrides(await loadConfig(values.config), { data: values.data });
-        const keyPath = tokenKeyFileOf(config);
-        // A key file named in the config is shared by replicas: used as it is, never created here.
-        const { key, created } = config.keys.tokenKeyFile
-            ? { key: parseTokenKey((await (0,promises_.readFile)(keyPath, 'utf8')).trim(), keyPath), created: false }
-            : await loadOrCreateTokenKey(keyPath);
+        const keyPath = tokenKeyPath(config.data);
+        const { key, created } = await loadOrCreateTokenKey(keyPath);
         if (created)
             io.stderr.write(`sluice: created a new token key at ${keyPath}: tokens verify only on a server using this data directory\n`);
         const { token, expiresAt } = await createExchange(config, key).createReadToken({
@@ -11436,8 +12000,7 @@ function parseTtl(text) {
 }
 
 ;// CONCATENATED MODULE: ./src/cli/index.ts
-/** The `sluice` command line: `serve`, `token create`, `audit`, `keys generate`. */
-
+/** The `sluice` command line: `serve`, `token create`, `audit`. */
 
 
 
@@ -11445,7 +12008,6 @@ const COMMANDS = {
     serve: { usage: SERVE_USAGE, run: runServe },
     token: { usage: TOKEN_USAGE, run: runToken },
     audit: { usage: AUDIT_USAGE, run: runAudit },
-    keys: { usage: KEYS_USAGE, run: runKeys },
 };
 const USAGE = `usage: sluice <command> [options]
 
@@ -11453,7 +12015,6 @@ commands:
   serve          run the cache server
   token create   print a read-only cache token (for people and machines)
   audit          list accepted writes
-  keys generate  write key files for replicas that share one signing key
 
 'sluice <command> --help' explains a command.
 `;
@@ -11483,175 +12044,12 @@ async function run(argv) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3384);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4172);
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
-
-/***/ }),
-
-/***/ 8549:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   j: () => (/* binding */ HttpError),
-/* harmony export */   n: () => (/* binding */ sendError)
-/* harmony export */ });
-class HttpError extends Error {
-    status;
-    reason;
-    headers;
-    constructor(status, message, 
-    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
-    reason = 'error', headers = {}) {
-        super(message);
-        this.status = status;
-        this.reason = reason;
-        this.headers = headers;
-    }
-}
-/**
- * Answers with the error's status and a plain-text message. When headers were already sent the
- * response cannot change status any more, so it is destroyed instead.
- */
-function sendError(res, error) {
-    const status = error instanceof HttpError ? error.status : 500;
-    const message = error instanceof HttpError ? error.message : 'internal server error';
-    if (res.headersSent) {
-        res.destroy(error instanceof Error ? error : undefined);
-        return;
-    }
-    const body = `${message}\n`;
-    res.writeHead(status, {
-        'content-type': 'text/plain; charset=utf-8',
-        'content-length': Buffer.byteLength(body),
-        ...(error instanceof HttpError ? error.headers : {}),
-    });
-    res.end(res.req.method === 'HEAD' ? undefined : body);
-}
-
-
-/***/ }),
-
-/***/ 6212:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   M: () => (/* binding */ written),
-/* harmony export */   P: () => (/* binding */ BufferPool)
-/* harmony export */ });
-/**
- * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
- * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
- * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
- * none once the pool has gone unused that long.
- */
-class BufferPool {
-    size;
-    maxKept;
-    idleMs;
-    free = [];
-    idleTimer;
-    constructor(size, maxKept, idleMs) {
-        this.size = size;
-        this.maxKept = maxKept;
-        this.idleMs = idleMs;
-    }
-    take() {
-        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
-    }
-    /** Only buffers nothing reads or writes any more, and that came from `take`. */
-    give(buffers) {
-        for (const buffer of buffers)
-            if (this.free.length < this.maxKept)
-                this.free.push(buffer);
-        if (this.idleMs === undefined)
-            return;
-        clearTimeout(this.idleTimer);
-        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
-    }
-    /** Buffers kept for the next `take`s. */
-    get kept() {
-        return this.free.length;
-    }
-    clear() {
-        clearTimeout(this.idleTimer);
-        this.free.length = 0;
-    }
-}
-/**
- * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
- * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
- */
-function written(sink, chunk) {
-    return new Promise((resolve, reject) => {
-        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
-        sink.once('close', closed);
-        sink.write(chunk, (error) => {
-            sink.off('close', closed);
-            if (error)
-                reject(error);
-            else
-                resolve();
-        });
-    });
-}
-
-
-/***/ }),
-
-/***/ 382:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   B: () => (/* binding */ isValidBlobKey)
-/* harmony export */ });
-/** Blob keys are plain file names: no separators, no dot segments, nothing to encode. */
-function isValidBlobKey(key) {
-    return /^[0-9a-z][0-9a-z.]{0,99}$/.test(key) && !key.includes('..');
-}
-
-
-/***/ }),
-
-/***/ 7927:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   V$: () => (/* binding */ describeCause),
-/* harmony export */   y7: () => (/* binding */ StorageUnavailableError)
-/* harmony export */ });
-/* unused harmony export RETRY_AFTER_SECONDS */
-/* harmony import */ var _http_errors_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8549);
-/**
- * A storage backend (PostgreSQL, the object store) that cannot be reached or is restarting: the
- * request gets 503 with Retry-After, which Nix and the Action's proxy retry, never a 500.
- */
-
-/** Seconds a client should wait before retrying: a restarting database is back within seconds. */
-const RETRY_AFTER_SECONDS = 2;
-class StorageUnavailableError extends _http_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .HttpError */ .j {
-    constructor(what, cause) {
-        super(503, `${what} is unavailable: ${describeCause(cause)}`, 'storage_unavailable', {
-            'retry-after': String(RETRY_AFTER_SECONDS),
-        });
-    }
-}
-/** One line naming the cause, without stack or credentials (messages from the drivers carry neither). */
-function describeCause(cause) {
-    // Duck-typed, not `instanceof Error`: errors from Node's sockets may come from another realm.
-    if (typeof cause !== 'object' || cause === null)
-        return String(cause);
-    const { code, errors, message, name } = cause;
-    // Node's AggregateError (a connect to both ::1 and 127.0.0.1) has an empty message.
-    const text = message || (Array.isArray(errors) ? (errors[0]?.message ?? '') : '') || name || String(cause);
-    // The AWS SDK wraps socket errors: its prefix says nothing an operator needs.
-    const line = (text.split('\n', 1)[0] ?? '').replace(/^AWS SDK error wrapper for (Error: )?/, '');
-    return code && !line.includes(code) ? `${line} (${code})` : line;
-}
-
 
 /***/ }),
 
@@ -11673,20 +12071,6 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("buffer");
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("cluster");
-
-/***/ }),
-
-/***/ 6982:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("crypto");
-
-/***/ }),
-
-/***/ 2250:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("dns");
 
 /***/ }),
 
@@ -11725,34 +12109,6 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("module");
 
 /***/ }),
 
-/***/ 9278:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("net");
-
-/***/ }),
-
-/***/ 6698:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:async_hooks");
-
-/***/ }),
-
-/***/ 1421:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-
-/***/ }),
-
-/***/ 7598:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
-
-/***/ }),
-
 /***/ 3053:
 /***/ ((module) => {
 
@@ -11774,34 +12130,6 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 
 /***/ }),
 
-/***/ 1455:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
-
-/***/ }),
-
-/***/ 7067:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http");
-
-/***/ }),
-
-/***/ 2467:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http2");
-
-/***/ }),
-
-/***/ 4708:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
-
-/***/ }),
-
 /***/ 8161:
 /***/ ((module) => {
 
@@ -11816,20 +12144,6 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 
 /***/ }),
 
-/***/ 1708:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:process");
-
-/***/ }),
-
-/***/ 7075:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
-
-/***/ }),
-
 /***/ 3136:
 /***/ ((module) => {
 
@@ -11841,13 +12155,6 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:url");
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util");
-
-/***/ }),
-
-/***/ 8522:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
 
 /***/ }),
 
@@ -11872,27 +12179,6 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("process");
 
 /***/ }),
 
-/***/ 2203:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("stream");
-
-/***/ }),
-
-/***/ 3193:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("string_decoder");
-
-/***/ }),
-
-/***/ 4756:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("tls");
-
-/***/ }),
-
 /***/ 7016:
 /***/ ((module) => {
 
@@ -11904,13 +12190,6 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("url");
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util");
-
-/***/ }),
-
-/***/ 8253:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util/types");
 
 /***/ }),
 
@@ -26178,7 +26457,7 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 	// Execute the module function
 /******/ 	var threw = true;
 /******/ 	try {
-/******/ 		__webpack_modules__[moduleId].call(module.exports, module, module.exports, __nccwpck_require__);
+/******/ 		__webpack_modules__[moduleId](module, module.exports, __nccwpck_require__);
 /******/ 		threw = false;
 /******/ 	} finally {
 /******/ 		if(threw) delete __webpack_module_cache__[moduleId];
@@ -26187,9 +26466,6 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 	// Return the exports of the module
 /******/ 	return module.exports;
 /******/ }
-/******/ 
-/******/ // expose the modules object (__webpack_modules__)
-/******/ __nccwpck_require__.m = __webpack_modules__;
 /******/ 
 /************************************************************************/
 /******/ /* webpack/runtime/asset-relocator-loader */
@@ -26264,48 +26540,6 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 	};
 /******/ })();
 /******/ 
-/******/ /* webpack/runtime/compat get default export */
-/******/ (() => {
-/******/ 	// getDefaultExport function for compatibility with non-harmony modules
-/******/ 	__nccwpck_require__.n = (module) => {
-/******/ 		var getter = module && module.__esModule ?
-/******/ 			() => (module['default']) :
-/******/ 			() => (module);
-/******/ 		__nccwpck_require__.d(getter, { a: getter });
-/******/ 		return getter;
-/******/ 	};
-/******/ })();
-/******/ 
-/******/ /* webpack/runtime/create fake namespace object */
-/******/ (() => {
-/******/ 	var getProto = Object.getPrototypeOf ? (obj) => (Object.getPrototypeOf(obj)) : (obj) => (obj.__proto__);
-/******/ 	var leafPrototypes;
-/******/ 	// create a fake namespace object
-/******/ 	// mode & 1: value is a module id, require it
-/******/ 	// mode & 2: merge all properties of value into the ns
-/******/ 	// mode & 4: return value when already ns object
-/******/ 	// mode & 16: return value when it's Promise-like
-/******/ 	// mode & 8|1: behave like require
-/******/ 	__nccwpck_require__.t = function(value, mode) {
-/******/ 		if(mode & 1) value = this(value);
-/******/ 		if(mode & 8) return value;
-/******/ 		if(typeof value === 'object' && value) {
-/******/ 			if((mode & 4) && value.__esModule) return value;
-/******/ 			if((mode & 16) && typeof value.then === 'function') return value;
-/******/ 		}
-/******/ 		var ns = Object.create(null);
-/******/ 		__nccwpck_require__.r(ns);
-/******/ 		var def = {};
-/******/ 		leafPrototypes = leafPrototypes || [null, getProto({}), getProto([]), getProto(getProto)];
-/******/ 		for(var current = mode & 2 && value; typeof current == 'object' && !~leafPrototypes.indexOf(current); current = getProto(current)) {
-/******/ 			Object.getOwnPropertyNames(current).forEach((key) => (def[key] = () => (value[key])));
-/******/ 		}
-/******/ 		def['default'] = () => (value);
-/******/ 		__nccwpck_require__.d(ns, def);
-/******/ 		return ns;
-/******/ 	};
-/******/ })();
-/******/ 
 /******/ /* webpack/runtime/define property getters */
 /******/ (() => {
 /******/ 	// define getter functions for harmony exports
@@ -26318,105 +26552,9 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 	};
 /******/ })();
 /******/ 
-/******/ /* webpack/runtime/ensure chunk */
-/******/ (() => {
-/******/ 	__nccwpck_require__.f = {};
-/******/ 	// This file contains only the entry chunk.
-/******/ 	// The chunk loading function for additional chunks
-/******/ 	__nccwpck_require__.e = (chunkId) => {
-/******/ 		return Promise.all(Object.keys(__nccwpck_require__.f).reduce((promises, key) => {
-/******/ 			__nccwpck_require__.f[key](chunkId, promises);
-/******/ 			return promises;
-/******/ 		}, []));
-/******/ 	};
-/******/ })();
-/******/ 
-/******/ /* webpack/runtime/get javascript chunk filename */
-/******/ (() => {
-/******/ 	// This function allow to reference async chunks
-/******/ 	__nccwpck_require__.u = (chunkId) => {
-/******/ 		// return url for filenames based on template
-/******/ 		return "" + chunkId + ".index.js";
-/******/ 	};
-/******/ })();
-/******/ 
 /******/ /* webpack/runtime/hasOwnProperty shorthand */
 /******/ (() => {
 /******/ 	__nccwpck_require__.o = (obj, prop) => (Object.prototype.hasOwnProperty.call(obj, prop))
-/******/ })();
-/******/ 
-/******/ /* webpack/runtime/make namespace object */
-/******/ (() => {
-/******/ 	// define __esModule on exports
-/******/ 	__nccwpck_require__.r = (exports) => {
-/******/ 		if(typeof Symbol !== 'undefined' && Symbol.toStringTag) {
-/******/ 			Object.defineProperty(exports, Symbol.toStringTag, { value: 'Module' });
-/******/ 		}
-/******/ 		Object.defineProperty(exports, '__esModule', { value: true });
-/******/ 	};
-/******/ })();
-/******/ 
-/******/ /* webpack/runtime/import chunk loading */
-/******/ (() => {
-/******/ 	// no baseURI
-/******/ 	
-/******/ 	// object to store loaded and loading chunks
-/******/ 	// undefined = chunk not loaded, null = chunk preloaded/prefetched
-/******/ 	// [resolve, Promise] = chunk loading, 0 = chunk loaded
-/******/ 	var installedChunks = {
-/******/ 		792: 0
-/******/ 	};
-/******/ 	
-/******/ 	var installChunk = (data) => {
-/******/ 		var {ids, modules, runtime} = data;
-/******/ 		// add "modules" to the modules object,
-/******/ 		// then flag all "ids" as loaded and fire callback
-/******/ 		var moduleId, chunkId, i = 0;
-/******/ 		for(moduleId in modules) {
-/******/ 			if(__nccwpck_require__.o(modules, moduleId)) {
-/******/ 				__nccwpck_require__.m[moduleId] = modules[moduleId];
-/******/ 			}
-/******/ 		}
-/******/ 		if(runtime) runtime(__nccwpck_require__);
-/******/ 		for(;i < ids.length; i++) {
-/******/ 			chunkId = ids[i];
-/******/ 			if(__nccwpck_require__.o(installedChunks, chunkId) && installedChunks[chunkId]) {
-/******/ 				installedChunks[chunkId][0]();
-/******/ 			}
-/******/ 			installedChunks[ids[i]] = 0;
-/******/ 		}
-/******/ 	
-/******/ 	}
-/******/ 	
-/******/ 	__nccwpck_require__.f.j = (chunkId, promises) => {
-/******/ 			// import() chunk loading for javascript
-/******/ 			var installedChunkData = __nccwpck_require__.o(installedChunks, chunkId) ? installedChunks[chunkId] : undefined;
-/******/ 			if(installedChunkData !== 0) { // 0 means "already installed".
-/******/ 	
-/******/ 				// a Promise means "currently loading".
-/******/ 				if(installedChunkData) {
-/******/ 					promises.push(installedChunkData[1]);
-/******/ 				} else {
-/******/ 					if(true) { // all chunks have JS
-/******/ 						// setup Promise in chunk cache
-/******/ 						var promise = import("./" + __nccwpck_require__.u(chunkId)).then(installChunk, (e) => {
-/******/ 							if(installedChunks[chunkId] !== 0) installedChunks[chunkId] = undefined;
-/******/ 							throw e;
-/******/ 						});
-/******/ 						var promise = Promise.race([promise, new Promise((resolve) => (installedChunkData = installedChunks[chunkId] = [resolve]))])
-/******/ 						promises.push(installedChunkData[1] = promise);
-/******/ 					}
-/******/ 				}
-/******/ 			}
-/******/ 	};
-/******/ 	
-/******/ 	// no prefetching
-/******/ 	
-/******/ 	// no preloaded
-/******/ 	
-/******/ 	// no external install chunk
-/******/ 	
-/******/ 	// no on chunks loaded
 /******/ })();
 /******/ 
 /************************************************************************/

@@ -19,11 +19,13 @@ import {
 import type { Access } from './http/auth.js';
 import { NarInfoSigner } from './http/narinfo-signer.js';
 import { createRouter } from './http/router.js';
+import { UploadSlots } from './http/upload-slots.js';
 import { createLogger, type Logger } from './log.js';
 import { ServerMetrics } from './metrics.js';
 import { loadServerKeys } from './keys.js';
 import type { WriterIdentity } from './storage/metadata-store.js';
 import { openStorage } from './storage/open-storage.js';
+import { grantRanking } from './union-read.js';
 
 export interface StartOptions {
   /** Where JSON logs go (default: stdout). */
@@ -44,6 +46,7 @@ function writerIdentity(grant: CacheGrant): WriterIdentity {
   if (grant.kind !== 'ci') return {};
   const id = grant.identity as CiIdentity;
   return {
+    issuer: id.issuer,
     repository: id.repository,
     repositoryId: id.repository_id,
     repositoryOwnerId: id.repository_owner_id,
@@ -54,11 +57,9 @@ function writerIdentity(grant: CacheGrant): WriterIdentity {
   };
 }
 
-function accessFromGrant(grant: CacheGrant): Omit<Access, 'authenticated'> {
-  const canRead = (slice: string) =>
-    slice === grant.write || grant.read.some((pattern) => sliceMatches(pattern, slice));
+function accessFromGrant(grant: CacheGrant): Omit<Access, 'authenticated' | 'canRead'> {
   return {
-    canRead,
+    rank: grantRanking(grant),
     write: grant.write,
     bindWrite: grant.bindWrite === true,
     identity: writerIdentity(grant),
@@ -89,13 +90,19 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     blobs,
     meta,
     narinfoSigner: new NarInfoSigner(signingKey),
-    maxNarSize: config.maxNarSize,
     ...(storage.s3?.config.presignedDownloads
       ? {
           narRedirect: (key: string) =>
             storage.s3!.store.presignedGetUrl(key, storage.s3!.config.presignTtlSeconds),
         }
       : {}),
+    narLimits: {
+      maxNarSize: config.maxNarSize,
+      maxRatio: config.uploads.maxCompressionRatio,
+      maxDecompressionMemory: config.uploads.maxDecompressionMemory,
+    },
+    uploadSlots: new UploadSlots(config.uploads),
+    bodyIdleTimeoutMs: config.uploads.bodyIdleTimeoutMs,
     metrics,
     log,
     verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),

@@ -30,6 +30,12 @@ export const MIGRATIONS: readonly string[] = [
      ref TEXT, workflow TEXT, run_id TEXT, sha TEXT
    );
    CREATE INDEX audit_by_slice_time ON audit (slice, time);`,
+  // 2: narinfos signed when stored (the key that signed them); slice bindings by issuer; lookups
+  // filtered per (hash part, slice).
+  `ALTER TABLE narinfos ADD COLUMN signed_by TEXT;
+   ALTER TABLE slices ADD COLUMN issuer TEXT NOT NULL DEFAULT 'github';
+   CREATE INDEX narinfos_by_hash_slice ON narinfos (hash_part, slice);
+   DROP INDEX narinfos_by_hash;`,
 ];
 
 /** An arbitrary constant naming Sluice's migration lock among the database's advisory locks. */
