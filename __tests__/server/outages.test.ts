@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Hash } from '../../src/nix/hash.js';
+import { regularFileNar } from '../support/nar.js';
 import { buildActionBundles, Job } from '../support/runner.js';
 import { salt } from '../support/nix.js';
 import { rawRequest, startTestServer, type TestServer } from '../support/server.js';
@@ -51,7 +52,7 @@ describe('PostgreSQL restarted', () => {
     // Four clients upload small NARs and look narinfos up, over and over, through the restart.
     const client = async () => {
       while (!stopping) {
-        const bytes = randomBytes(4096);
+        const bytes = regularFileNar(randomBytes(4096));
         const put = await rawRequest(server.url, 'PUT', `/nar/${Hash.of('sha256', bytes).nix32}.nar`, {
           headers: { authorization: `Bearer ${writer}` },
           body: bytes,
@@ -113,7 +114,7 @@ describe('PostgreSQL restarted', () => {
 
 describe('the object store stopped', () => {
   it('NAR reads and uploads answer 503 with Retry-After; the Action fails open and the job stays green', async () => {
-    const bytes = randomBytes(4096);
+    const bytes = regularFileNar(randomBytes(4096));
     const key = `${Hash.of('sha256', bytes).nix32}.nar`;
     const stored = await rawRequest(server.url, 'PUT', `/nar/${key}`, { headers: auth(), body: bytes });
     expect(stored.status).toBe(201);
@@ -121,7 +122,7 @@ describe('the object store stopped', () => {
     try {
       const head = await rawRequest(server.url, 'HEAD', `/nar/${key}`, { headers: auth() });
       const get = await rawRequest(server.url, 'GET', `/nar/${key}`, { headers: auth() });
-      const other = randomBytes(4096);
+      const other = regularFileNar(randomBytes(4096));
       const put = await rawRequest(server.url, 'PUT', `/nar/${Hash.of('sha256', other).nix32}.nar`, {
         headers: auth(),
         body: other,

@@ -16,6 +16,7 @@ import { Hash } from '../../src/nix/hash.js';
 import { serializeNarInfo } from '../../src/nix/narinfo.js';
 import { S3BlobStore } from '../../src/server/storage/s3-blob-store.js';
 import { nixBuild, randomChainExpr } from '../support/nix.js';
+import { regularFileNar } from '../support/nar.js';
 import { bucketContents, queryDatabase, sharedBackends, type SharedBackends } from '../support/backends.js';
 import { narUploadFor, rawRequest, spawnCli, startTestServer, type TestServer } from '../support/server.js';
 
@@ -57,7 +58,7 @@ async function bucketSettles(objects: string[]): Promise<{ objects: string[]; up
 
 describe('bad uploads on S3 leave nothing in the bucket', () => {
   it('a NAR file (several parts) whose bytes do not hash to its name (a wrong FileHash): 400', async () => {
-    const bytes = randomBytes(12 * MiB);
+    const bytes = regularFileNar(randomBytes(12 * MiB));
     const res = await rawRequest(server.url, 'PUT', `/nar/${'0'.repeat(52)}.nar`, {
       headers: auth(writer),
       body: bytes,
@@ -73,7 +74,7 @@ describe('bad uploads on S3 leave nothing in the bucket', () => {
   it('a NAR whose bytes do not match the NarHash it is uploaded as: 400', async () => {
     const res = await rawRequest(server.url, 'PUT', `/_api/v1/nar/${'1'.repeat(52)}.nar`, {
       headers: auth(writer),
-      body: randomBytes(7 * MiB),
+      body: regularFileNar(randomBytes(7 * MiB)),
     });
     expect(res.status).toBe(400);
     expect(res.text).toContain(`not to sha256:${'1'.repeat(52)} as its name says`);
@@ -81,7 +82,7 @@ describe('bad uploads on S3 leave nothing in the bucket', () => {
   });
 
   it('a truncated upload, the connection dropped after two parts went to the bucket', async () => {
-    const bytes = randomBytes(14 * MiB);
+    const bytes = regularFileNar(randomBytes(14 * MiB));
     const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
     await once(socket, 'connect');
     socket.write(
@@ -138,7 +139,7 @@ async function spawnReplica(): Promise<{ url: string; child: ReturnType<typeof s
 
 describe('a replica killed in the middle of a 200 MiB multipart upload', () => {
   it('leaves nothing visible; its upload is collected; a retry through the other replica lands it', async () => {
-    const bytes = randomBytes(200 * MiB);
+    const bytes = regularFileNar(randomBytes(200 * MiB));
     const key = `${Hash.of('sha256', bytes).nix32}.nar`;
     const before = (await bucketContents(shared.bucket)).objects;
     const replica = await spawnReplica();
