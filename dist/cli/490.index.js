@@ -41,6 +41,12 @@ const MIGRATIONS = [
      ref TEXT, workflow TEXT, run_id TEXT, sha TEXT
    );
    CREATE INDEX audit_by_slice_time ON audit (slice, time);`,
+    // 2: narinfos signed when stored (the key that signed them); slice bindings by issuer; lookups
+    // filtered per (hash part, slice).
+    `ALTER TABLE narinfos ADD COLUMN signed_by TEXT;
+   ALTER TABLE slices ADD COLUMN issuer TEXT NOT NULL DEFAULT 'github';
+   CREATE INDEX narinfos_by_hash_slice ON narinfos (hash_part, slice);
+   DROP INDEX narinfos_by_hash;`,
 ];
 /** An arbitrary constant naming Sluice's migration lock among the database's advisory locks. */
 const MIGRATION_LOCK = 0x51_75_1c_e0;
@@ -104,7 +110,18 @@ function isUnavailable(error) {
         return true;
     return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(String(message ?? ''));
 }
+/** A slice binding from a row's columns (with `prefix`), or null for an unbound slice. */
+function sliceOwnerOf(row, prefix = '') {
+    if (row[`${prefix}repository_id`] === null || row[`${prefix}repository_id`] === undefined)
+        return null;
+    return {
+        issuer: str(row[`${prefix}issuer`]),
+        repositoryId: str(row[`${prefix}repository_id`]),
+        repositoryOwnerId: str(row[`${prefix}repository_owner_id`]),
+    };
+}
 function narInfoRecord(row) {
+    const signedBy = optional(row.signed_by);
     return {
         slice: str(row.slice),
         hashPart: str(row.hash_part),
@@ -112,8 +129,14 @@ function narInfoRecord(row) {
         narKey: str(row.nar_key),
         narinfo: str(row.narinfo),
         createdAt: new Date(Number(row.created_at)),
+        owner: sliceOwnerOf(row, 'owner_'),
+        ...(signedBy === undefined ? {} : { signedBy }),
     };
 }
+/** Narinfo rows with their slice's binding, for the lookups' filters. */
+const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
+    s.repository_owner_id AS owner_repository_owner_id
+  FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
 class PgMetadataStore {
     pool;
     constructor(pool) {
@@ -218,8 +241,16 @@ class PgMetadataStore {
     }
     async putNarInfo(record, audit) {
         return this.transaction(async (client) => {
-            const inserted = await client.query(`INSERT INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, [record.slice, record.hashPart, record.storePath, record.narKey, record.narinfo, +record.createdAt]);
+            const inserted = await client.query(`INSERT INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`, [
+                record.slice,
+                record.hashPart,
+                record.storePath,
+                record.narKey,
+                record.narinfo,
+                +record.createdAt,
+                record.signedBy ?? null,
+            ]);
             if (inserted.rowCount === 0)
                 return 'exists';
             await client.query(`INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
@@ -239,39 +270,29 @@ class PgMetadataStore {
             return 'created';
         });
     }
-    async findNarInfo(hashPart, readable) {
-        const { rows } = await this.query('SELECT * FROM narinfos WHERE hash_part = $1 ORDER BY created_at, slice', [hashPart]);
-        const row = rows.find((r) => readable(str(r.slice)));
-        return row ? narInfoRecord(row) : null;
-    }
     async findNarInfos(hashParts, readable) {
-        const found = new Map();
         if (hashParts.length === 0)
-            return found;
-        // Ordered so the first readable row per hash part is the oldest, as findNarInfo picks.
-        const { rows } = await this.query('SELECT * FROM narinfos WHERE hash_part = ANY($1::text[]) ORDER BY created_at, slice', [hashParts]);
-        for (const row of rows) {
-            const hashPart = str(row.hash_part);
-            if (found.has(hashPart) || !readable(str(row.slice)))
-                continue;
-            found.set(hashPart, narInfoRecord(row));
-        }
-        return found;
+            return [];
+        // The filter is JavaScript (grants, templates): rows come back with their slice's binding and
+        // are filtered here, on the (hash_part, slice) index.
+        const { rows } = await this.query(`${NARINFOS_WITH_OWNER} WHERE n.hash_part = ANY($1::text[])`, [
+            hashParts,
+        ]);
+        return rows.map(narInfoRecord).filter((record) => readable(record.slice, record.owner ?? null));
     }
     async isNarReadable(key, readable) {
-        const { rows } = await this.query('SELECT DISTINCT slice FROM narinfos WHERE nar_key = $1', [key]);
-        return rows.some((r) => readable(str(r.slice)));
+        const { rows } = await this.query(`SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
+         FROM narinfos n LEFT JOIN slices s ON s.name = n.slice WHERE n.nar_key = $1`, [key]);
+        return rows.some((r) => readable(str(r.slice), sliceOwnerOf(r)));
     }
     async sliceOwner(slice) {
         const { rows } = await this.query('SELECT * FROM slices WHERE name = $1', [slice]);
         const row = rows[0];
-        return row
-            ? { repositoryId: str(row.repository_id), repositoryOwnerId: str(row.repository_owner_id) }
-            : null;
+        return row ? sliceOwnerOf(row) : null;
     }
     async bindSlice(slice, owner) {
-        await this.query(`INSERT INTO slices (name, repository_id, repository_owner_id, created_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT DO NOTHING`, [slice, owner.repositoryId, owner.repositoryOwnerId, Date.now()]);
+        await this.query(`INSERT INTO slices (name, repository_id, repository_owner_id, created_at, issuer)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, [slice, owner.repositoryId, owner.repositoryOwnerId, Date.now(), owner.issuer]);
         return (await this.sliceOwner(slice));
     }
     async listAudit(filter) {
