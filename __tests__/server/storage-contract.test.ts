@@ -271,6 +271,50 @@ describe.each(metadataBackends)('MetadataStore on %s', (_name, open) => {
     expect(await meta.sliceOwner('s')).toEqual(first);
   });
 
+  it('takes an ID token once until it expires, and drops it then', async () => {
+    const t = Date.UTC(2026, 0, 1);
+    expect(await meta.useIdTokenOnce('github:jti:a', new Date(t + 60_000), new Date(t))).toBe(true);
+    expect(await meta.useIdTokenOnce('github:jti:b', new Date(t + 120_000), new Date(t))).toBe(true);
+    expect(await meta.useIdTokenOnce('github:jti:a', new Date(t + 60_000), new Date(t + 59_999))).toBe(false);
+    // Past its expiry the record is dropped: the same key is taken again.
+    expect(await meta.useIdTokenOnce('github:jti:a', new Date(t + 180_000), new Date(t + 60_000))).toBe(true);
+    expect(await meta.useIdTokenOnce('github:jti:b', new Date(t + 120_000), new Date(t + 60_000))).toBe(
+      false,
+    );
+  });
+
+  it('many replicas taking one ID token at once: exactly one gets it', async () => {
+    const t = Date.now();
+    const outcomes = await Promise.all(
+      Array.from({ length: 8 }, () => meta.useIdTokenOnce('github:jti:x', new Date(t + 60_000), new Date(t))),
+    );
+    expect(outcomes.filter(Boolean)).toHaveLength(1);
+  });
+
+  it('records, lists, touches and revokes read tokens', async () => {
+    const t = Date.UTC(2026, 0, 1);
+    const token = {
+      id: 'id-1',
+      name: 'laptop',
+      read: ['acme/*', 'oss/tools'],
+      createdAt: new Date(t),
+      expiresAt: new Date(t + 86_400_000),
+      lastUsedAt: null,
+      revokedAt: null,
+    };
+    await meta.addReadToken(token);
+    expect(await meta.touchReadToken('id-1', new Date(t + 5000))).toEqual({ revoked: false });
+    expect(await meta.touchReadToken('id-1', new Date(t + 1000))).toEqual({ revoked: false });
+    expect(await meta.touchReadToken('nope', new Date(t))).toBeNull();
+    expect(await meta.revokeReadToken('id-1', new Date(t + 6000))).toBe(true);
+    expect(await meta.revokeReadToken('id-1', new Date(t + 9000))).toBe(true);
+    expect(await meta.revokeReadToken('nope', new Date(t))).toBe(false);
+    expect(await meta.touchReadToken('id-1', new Date(t + 7000))).toEqual({ revoked: true });
+    expect(await meta.listReadTokens()).toEqual([
+      { ...token, lastUsedAt: new Date(t + 7000), revokedAt: new Date(t + 6000) },
+    ]);
+  });
+
   it('keeps the key a narinfo was signed with when stored', async () => {
     await meta.putNarInfo({ ...record('s', 1), signedBy: 'cache-1:AAAA' }, audit('s'));
     await meta.putNarInfo({ ...record('t', 2) }, audit('t'));

@@ -28370,7 +28370,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 5927:
+/***/ 135:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -30887,14 +30887,14 @@ var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arg
  */
 function exec_exec(commandLine, args, options) {
     return exec_awaiter(this, void 0, void 0, function* () {
-        const commandArgs = tr.argStringToArray(commandLine);
+        const commandArgs = argStringToArray(commandLine);
         if (commandArgs.length === 0) {
             throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
         }
         // Path to tool to execute should be first arg
         const toolPath = commandArgs[0];
         args = commandArgs.slice(1).concat(args || []);
-        const runner = new tr.ToolRunner(toolPath, args, options);
+        const runner = new ToolRunner(toolPath, args, options);
         return runner.exec();
     });
 }
@@ -30914,8 +30914,8 @@ function getExecOutput(commandLine, args, options) {
         let stdout = '';
         let stderr = '';
         //Using string decoder covers the case where a mult-byte character is split
-        const stdoutDecoder = new StringDecoder('utf8');
-        const stderrDecoder = new StringDecoder('utf8');
+        const stdoutDecoder = new external_string_decoder_.StringDecoder('utf8');
+        const stderrDecoder = new external_string_decoder_.StringDecoder('utf8');
         const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
         const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
         const stdErrListener = (data) => {
@@ -32106,8 +32106,61 @@ function parseSeconds(name, value) {
     return seconds;
 }
 
-// EXTERNAL MODULE: external "node:util"
-var external_node_util_ = __nccwpck_require__(7975);
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: ./src/action/command.ts
+/**
+ * The programs the Action runs (nix, nix-store, sudo, systemctl, launchctl) go through
+ * `@actions/exec`, so each shows in the step's log as `[command]/usr/bin/nix --version`, the way
+ * workflow authors see every other action's commands. Output that is data rather than news (nix's
+ * JSON configuration, validity lists) is captured without being echoed. The daemon is the exception:
+ * it is spawned detached (`daemon.ts`), which `@actions/exec` cannot do.
+ */
+
+
+const COMMAND_LINE_SHOWN = 200;
+/** Passes on `@actions/exec`'s `[command]\u2026` line, shortened; drops the output that follows. */
+function commandLineOnly() {
+    return new external_node_stream_.Writable({
+        write(chunk, _encoding, done) {
+            const text = chunk.toString();
+            if (text.startsWith('[command]')) {
+                const line = text.trimEnd();
+                process.stdout.write(`${line.length > COMMAND_LINE_SHOWN ? `${line.slice(0, COMMAND_LINE_SHOWN)} \u2026` : line}\n`);
+            }
+            done();
+        },
+    });
+}
+/** Runs `command args`; resolves with its stdout, rejects naming the command and its stderr. */
+async function command_runCommand(command, args, options) {
+    const env = options.env
+        ? Object.fromEntries(Object.entries(options.env).filter((entry) => entry[1] !== undefined))
+        : undefined;
+    const running = getExecOutput(command, args, {
+        ...(env ? { env } : {}),
+        ...(options.input !== undefined ? { input: Buffer.from(options.input) } : {}),
+        ...(options.quiet ? { outStream: commandLineOnly() } : {}),
+        ignoreReturnCode: true,
+    });
+    let timer;
+    const timeout = new Promise((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`${command} ${args[0] ?? ''} did not finish within ${options.timeoutMs / 1000} s`)), options.timeoutMs);
+        timer.unref();
+    });
+    try {
+        const { exitCode, stdout, stderr } = await Promise.race([running, timeout]);
+        if (exitCode !== 0) {
+            const said = stderr.trim().split('\n').at(-1);
+            throw new Error(`${command} ${args.slice(0, 3).join(' ')} exited with ${exitCode}${said ? `: ${said}` : ''}`);
+        }
+        return stdout;
+    }
+    finally {
+        clearTimeout(timer);
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/action/nix-config.ts
 /**
  * Points Nix at the proxy: a marked block in a nix.conf that adds the proxy as a substituter, trusts
@@ -32127,15 +32180,12 @@ var external_node_util_ = __nccwpck_require__(7975);
 
 
 
-
-const execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
 const DAEMON_SOCKET = '/nix/var/nix/daemon-socket/socket';
 const NIX_DB = '/nix/var/nix/db';
 /** The Nix version string, or undefined when no `nix` is on PATH. */
 async function nixVersion(env = process.env) {
     try {
-        const { stdout } = await execFileAsync('nix', ['--version'], { env, timeout: 30_000 });
-        return stdout.trim();
+        return (await command_runCommand('nix', ['--version'], { env, timeoutMs: 30_000 })).trim();
     }
     catch {
         return undefined;
@@ -32204,10 +32254,8 @@ async function writeMaybeSudo(file, text) {
         const code = error.code;
         if (code !== 'EACCES' && code !== 'EPERM')
             throw error;
-        await new Promise((resolve, reject) => {
-            const child = (0,external_node_child_process_namespaceObject.execFile)('sudo', ['-n', 'tee', file], (err) => (err ? reject(err) : resolve()));
-            child.stdin?.end(text);
-        });
+        // quiet: tee echoes the file's text, which the log does not need.
+        await command_runCommand('sudo', ['-n', 'tee', file], { input: text, quiet: true, timeoutMs: 30_000 });
     }
 }
 /**
@@ -32237,8 +32285,8 @@ async function removeNixConf(file) {
 /** Restarts the Nix daemon so it reads the changed system nix.conf; returns how, or throws. */
 async function restartNixDaemon() {
     if (process.platform === 'darwin') {
-        await execFileAsync('sudo', ['-n', 'launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'], {
-            timeout: 60_000,
+        await command_runCommand('sudo', ['-n', 'launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'], {
+            timeoutMs: 60_000,
         });
         return 'launchctl kickstart -k system/org.nixos.nix-daemon';
     }
@@ -32246,12 +32294,12 @@ async function restartNixDaemon() {
         // Containers and self-hosted runners without systemd start nix-daemon some other way.
         throw new Error('systemd is not running here, so the Action cannot restart nix-daemon: restart it after this step');
     }
-    await execFileAsync('sudo', ['-n', 'systemctl', 'restart', 'nix-daemon.service'], { timeout: 60_000 });
+    await command_runCommand('sudo', ['-n', 'systemctl', 'restart', 'nix-daemon.service'], { timeoutMs: 60_000 });
     return 'systemctl restart nix-daemon.service';
 }
 /** The effective substituters as Nix itself sees them, to check that the change took. */
 async function effectiveSubstituters(env = process.env) {
-    const { stdout } = await execFileAsync('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'], { env, timeout: 30_000, maxBuffer: 16 * 1024 * 1024 });
+    const stdout = await command_runCommand('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'], { env, timeoutMs: 30_000, quiet: true });
     const config = JSON.parse(stdout);
     return config.substituters?.value ?? [];
 }
@@ -32353,8 +32401,6 @@ function loadState() {
 
 
 
-
-const store_paths_execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
 function storeDir(env = process.env) {
     return env.NIX_STORE_DIR || '/nix/store';
 }
@@ -32383,7 +32429,7 @@ async function validPaths(paths, env = process.env) {
     const invalid = new Set();
     try {
         for (let i = 0; i < paths.length; i += 500) {
-            const { stdout } = await store_paths_execFileAsync('nix-store', ['--check-validity', '--print-invalid', ...paths.slice(i, i + 500)], { env, maxBuffer: 16 * 1024 * 1024, timeout: 60_000 });
+            const stdout = await runCommand('nix-store', ['--check-validity', '--print-invalid', ...paths.slice(i, i + 500)], { env, timeoutMs: 60_000, quiet: true });
             for (const line of stdout.split('\n'))
                 if (line)
                     invalid.add(line);
@@ -32607,7 +32653,7 @@ function trustedKeys(state, access) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5927);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(135);
 
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 process.exit(); // keep-alive sockets must not keep the step running

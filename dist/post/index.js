@@ -28370,7 +28370,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 6370:
+/***/ 8044:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -30885,14 +30885,14 @@ var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arg
  */
 function exec_exec(commandLine, args, options) {
     return exec_awaiter(this, void 0, void 0, function* () {
-        const commandArgs = tr.argStringToArray(commandLine);
+        const commandArgs = argStringToArray(commandLine);
         if (commandArgs.length === 0) {
             throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
         }
         // Path to tool to execute should be first arg
         const toolPath = commandArgs[0];
         args = commandArgs.slice(1).concat(args || []);
-        const runner = new tr.ToolRunner(toolPath, args, options);
+        const runner = new ToolRunner(toolPath, args, options);
         return runner.exec();
     });
 }
@@ -30912,8 +30912,8 @@ function getExecOutput(commandLine, args, options) {
         let stdout = '';
         let stderr = '';
         //Using string decoder covers the case where a mult-byte character is split
-        const stdoutDecoder = new StringDecoder('utf8');
-        const stderrDecoder = new StringDecoder('utf8');
+        const stdoutDecoder = new external_string_decoder_.StringDecoder('utf8');
+        const stderrDecoder = new external_string_decoder_.StringDecoder('utf8');
         const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
         const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
         const stdErrListener = (data) => {
@@ -31638,8 +31638,61 @@ function describeFetchError(error) {
 
 ;// CONCATENATED MODULE: external "node:os"
 const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
-// EXTERNAL MODULE: external "node:util"
-var external_node_util_ = __nccwpck_require__(7975);
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: ./src/action/command.ts
+/**
+ * The programs the Action runs (nix, nix-store, sudo, systemctl, launchctl) go through
+ * `@actions/exec`, so each shows in the step's log as `[command]/usr/bin/nix --version`, the way
+ * workflow authors see every other action's commands. Output that is data rather than news (nix's
+ * JSON configuration, validity lists) is captured without being echoed. The daemon is the exception:
+ * it is spawned detached (`daemon.ts`), which `@actions/exec` cannot do.
+ */
+
+
+const COMMAND_LINE_SHOWN = 200;
+/** Passes on `@actions/exec`'s `[command]\u2026` line, shortened; drops the output that follows. */
+function commandLineOnly() {
+    return new external_node_stream_.Writable({
+        write(chunk, _encoding, done) {
+            const text = chunk.toString();
+            if (text.startsWith('[command]')) {
+                const line = text.trimEnd();
+                process.stdout.write(`${line.length > COMMAND_LINE_SHOWN ? `${line.slice(0, COMMAND_LINE_SHOWN)} \u2026` : line}\n`);
+            }
+            done();
+        },
+    });
+}
+/** Runs `command args`; resolves with its stdout, rejects naming the command and its stderr. */
+async function command_runCommand(command, args, options) {
+    const env = options.env
+        ? Object.fromEntries(Object.entries(options.env).filter((entry) => entry[1] !== undefined))
+        : undefined;
+    const running = getExecOutput(command, args, {
+        ...(env ? { env } : {}),
+        ...(options.input !== undefined ? { input: Buffer.from(options.input) } : {}),
+        ...(options.quiet ? { outStream: commandLineOnly() } : {}),
+        ignoreReturnCode: true,
+    });
+    let timer;
+    const timeout = new Promise((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`${command} ${args[0] ?? ''} did not finish within ${options.timeoutMs / 1000} s`)), options.timeoutMs);
+        timer.unref();
+    });
+    try {
+        const { exitCode, stdout, stderr } = await Promise.race([running, timeout]);
+        if (exitCode !== 0) {
+            const said = stderr.trim().split('\n').at(-1);
+            throw new Error(`${command} ${args.slice(0, 3).join(' ')} exited with ${exitCode}${said ? `: ${said}` : ''}`);
+        }
+        return stdout;
+    }
+    finally {
+        clearTimeout(timer);
+    }
+}
+
 // EXTERNAL MODULE: external "node:net"
 var external_node_net_ = __nccwpck_require__(7030);
 ;// CONCATENATED MODULE: ./src/action/nix-conf-values.ts
@@ -31713,15 +31766,12 @@ function isLoopbackHost(hostname) {
 
 
 
-
-const execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
 const DAEMON_SOCKET = '/nix/var/nix/daemon-socket/socket';
 const NIX_DB = '/nix/var/nix/db';
 /** The Nix version string, or undefined when no `nix` is on PATH. */
 async function nixVersion(env = process.env) {
     try {
-        const { stdout } = await execFileAsync('nix', ['--version'], { env, timeout: 30_000 });
-        return stdout.trim();
+        return (await runCommand('nix', ['--version'], { env, timeoutMs: 30_000 })).trim();
     }
     catch {
         return undefined;
@@ -31790,10 +31840,8 @@ async function writeMaybeSudo(file, text) {
         const code = error.code;
         if (code !== 'EACCES' && code !== 'EPERM')
             throw error;
-        await new Promise((resolve, reject) => {
-            const child = (0,external_node_child_process_namespaceObject.execFile)('sudo', ['-n', 'tee', file], (err) => (err ? reject(err) : resolve()));
-            child.stdin?.end(text);
-        });
+        // quiet: tee echoes the file's text, which the log does not need.
+        await command_runCommand('sudo', ['-n', 'tee', file], { input: text, quiet: true, timeoutMs: 30_000 });
     }
 }
 /**
@@ -31823,8 +31871,8 @@ async function removeNixConf(file) {
 /** Restarts the Nix daemon so it reads the changed system nix.conf; returns how, or throws. */
 async function restartNixDaemon() {
     if (process.platform === 'darwin') {
-        await execFileAsync('sudo', ['-n', 'launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'], {
-            timeout: 60_000,
+        await command_runCommand('sudo', ['-n', 'launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'], {
+            timeoutMs: 60_000,
         });
         return 'launchctl kickstart -k system/org.nixos.nix-daemon';
     }
@@ -31832,12 +31880,12 @@ async function restartNixDaemon() {
         // Containers and self-hosted runners without systemd start nix-daemon some other way.
         throw new Error('systemd is not running here, so the Action cannot restart nix-daemon: restart it after this step');
     }
-    await execFileAsync('sudo', ['-n', 'systemctl', 'restart', 'nix-daemon.service'], { timeout: 60_000 });
+    await command_runCommand('sudo', ['-n', 'systemctl', 'restart', 'nix-daemon.service'], { timeoutMs: 60_000 });
     return 'systemctl restart nix-daemon.service';
 }
 /** The effective substituters as Nix itself sees them, to check that the change took. */
 async function effectiveSubstituters(env = process.env) {
-    const { stdout } = await execFileAsync('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'], { env, timeout: 30_000, maxBuffer: 16 * 1024 * 1024 });
+    const stdout = await runCommand('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'], { env, timeoutMs: 30_000, quiet: true });
     const config = JSON.parse(stdout);
     return config.substituters?.value ?? [];
 }
@@ -31888,8 +31936,6 @@ function loadState() {
 
 
 
-
-const store_paths_execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
 function storeDir(env = process.env) {
     return env.NIX_STORE_DIR || '/nix/store';
 }
@@ -31918,7 +31964,7 @@ async function validPaths(paths, env = process.env) {
     const invalid = new Set();
     try {
         for (let i = 0; i < paths.length; i += 500) {
-            const { stdout } = await store_paths_execFileAsync('nix-store', ['--check-validity', '--print-invalid', ...paths.slice(i, i + 500)], { env, maxBuffer: 16 * 1024 * 1024, timeout: 60_000 });
+            const stdout = await command_runCommand('nix-store', ['--check-validity', '--print-invalid', ...paths.slice(i, i + 500)], { env, timeoutMs: 60_000, quiet: true });
             for (const line of stdout.split('\n'))
                 if (line)
                     invalid.add(line);
@@ -31931,7 +31977,10 @@ async function validPaths(paths, env = process.env) {
 }
 
 ;// CONCATENATED MODULE: ./src/action/summary.ts
-/** The job summary: what the cache did for this job, and what went wrong with what to do about it. */
+/**
+ * The job summary: what the cache did for this job in distinct store paths, and what went wrong
+ * with what to do about it. Sentences rather than wide tables, so it reads on a phone.
+ */
 
 function formatBytes(bytes) {
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -31941,11 +31990,14 @@ function formatBytes(bytes) {
         value /= 1024;
         unit++;
     }
-    return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+    if (unit === 0)
+        return `${bytes} B`;
+    return `${value >= 100 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
 }
-function hitRate(stats) {
-    const total = stats.hits + stats.misses;
-    return total === 0 ? 'n/a' : `${Math.round((stats.hits / total) * 1000) / 10}%`;
+/** Found / looked up, in distinct paths. */
+function hitRate(paths) {
+    const total = paths.found + paths.notFound;
+    return total === 0 ? 'n/a' : `${Math.round((paths.found / total) * 1000) / 10}%`;
 }
 const MODE_TEXT = {
     'read-write': 'read and push',
@@ -31953,43 +32005,53 @@ const MODE_TEXT = {
     anonymous: 'read only, anonymously (no OIDC token)',
     off: 'not used',
 };
+const plural = (count, one, many = `${one}s`) => `${count} ${count === 1 ? one : many}`;
+/** `/nix/store/<hash>-hello-2.12` \u2192 `hello-2.12`. */
+function pathName(path) {
+    const base = path.slice(path.lastIndexOf('/') + 1);
+    return /^[0-9a-z]{32}-/.test(base) ? base.slice(33) : base;
+}
+/** "4 of 4 paths from the cache (100%), 783 KiB." */
+function fromCacheLine(stats) {
+    const { found, notFound, downloadedBytes } = stats.paths;
+    if (found + notFound === 0)
+        return 'Nix looked nothing up in the cache.';
+    return `**${found} of ${plural(found + notFound, 'path')} from the cache** (${hitRate(stats.paths)}), ${formatBytes(downloadedBytes)}.`;
+}
+/** "Pushed 3 paths (1.2 MiB) in 2.0 s; skipped 5: 2 already cached, 3 on an upstream cache." */
+function pushLine(stats) {
+    const { alreadyCached, upstream, filtered } = stats.skipped;
+    const reasons = [
+        alreadyCached > 0 ? `${alreadyCached} already cached` : '',
+        upstream > 0 ? `${upstream} on an upstream cache` : '',
+        filtered > 0 ? `${filtered} excluded by push-filter` : '',
+    ].filter(Boolean);
+    const skipped = alreadyCached + upstream + filtered;
+    const failed = stats.failed.length > 0 ? ` **${stats.failed.length} failed** (below).` : '';
+    const queued = stats.queued > 0 ? ` ${plural(stats.queued, 'path')} left unpushed at the deadline.` : '';
+    return (`**Pushed ${plural(stats.pushed.paths, 'path')}** (${formatBytes(stats.pushed.bytes)}) in ${stats.pushSeconds.toFixed(1)} s` +
+        (skipped > 0 ? `; skipped ${skipped}: ${reasons.join(', ')}.` : '.') +
+        failed +
+        queued);
+}
+function largestList(title, items) {
+    if (items.length === 0)
+        return '';
+    const rows = items.map((item) => `<li><code>${escapeHtml(pathName(item.path))}</code> ${formatBytes(item.bytes)}</li>`);
+    return `<p>${title}</p><ul>${rows.join('')}</ul>`;
+}
 /** Adds the summary to core.summary (the caller writes it). */
 function buildSummary(state, stats, problems) {
     const summary = summary_summary.addHeading('Sluice cache', 2);
-    summary.addRaw(`Cache: ${MODE_TEXT[state.mode ?? 'off']}.`, true);
     if (stats) {
-        summary.addTable([
-            [
-                { data: 'Hits', header: true },
-                { data: 'Misses', header: true },
-                { data: 'Hit rate', header: true },
-                { data: 'Downloaded', header: true },
-            ],
-            [String(stats.hits), String(stats.misses), hitRate(stats), formatBytes(stats.bytesDownloaded)],
-        ]);
-        summary.addTable([
-            [
-                { data: 'Pushed', header: true },
-                { data: 'Uploaded', header: true },
-                { data: 'Upstream has them', header: true },
-                { data: 'Already cached', header: true },
-                { data: 'Filtered', header: true },
-                { data: 'Failed', header: true },
-                { data: 'Time pushing', header: true },
-            ],
-            [
-                String(stats.pushed.paths),
-                formatBytes(stats.pushed.bytes),
-                String(stats.skipped.upstream),
-                String(stats.skipped.alreadyCached),
-                String(stats.skipped.filtered),
-                String(stats.failed.length),
-                `${stats.pushSeconds.toFixed(1)} s`,
-            ],
-        ]);
+        summary.addRaw(fromCacheLine(stats), true);
+        summary.addRaw('\n', true);
+        if (state.mode === 'read-write')
+            summary.addRaw(pushLine(stats), true).addRaw('\n', true);
     }
     const read = stats?.read ?? state.read ?? [];
     const write = stats ? stats.write : (state.write ?? null);
+    summary.addRaw(`Cache: ${MODE_TEXT[state.mode ?? 'off']}.`, true);
     summary.addRaw(`Slices read: ${read.length ? read.map((s) => `\`${s}\``).join(', ') : 'none'}. `, false);
     summary.addRaw(`Slice written: ${write ? `\`${write}\`` : 'none'}.`, true);
     if (state.nixConfig) {
@@ -31998,6 +32060,12 @@ function buildSummary(state, stats, problems) {
     if (problems.length > 0) {
         summary.addHeading('What went wrong', 3);
         summary.addList(problems.map(escapeHtml));
+    }
+    if (stats) {
+        const { largestDownloaded, largestPushed } = stats.paths;
+        const largest = largestList('Downloaded from the cache:', largestDownloaded) + largestList('Pushed:', largestPushed);
+        if (largest)
+            summary.addDetails('Largest paths', largest);
     }
     if (stats && stats.failed.length > 0) {
         summary.addDetails(`${stats.failed.length} paths failed to push`, stats.failed.map((f) => escapeHtml(`${f.path}: ${f.error}`)).join('<br>'));
@@ -32053,11 +32121,12 @@ async function run() {
     for (const message of newProblems)
         warning(message);
     if (stats) {
-        setOutput(Outputs.Hits, stats.hits);
-        setOutput(Outputs.Misses, stats.misses);
+        // Distinct store paths, not lookups: Nix looks a path up more than once.
+        setOutput(Outputs.Hits, stats.paths.found);
+        setOutput(Outputs.Misses, stats.paths.notFound);
         setOutput(Outputs.PushedPaths, stats.pushed.paths);
         setOutput(Outputs.PushedBytes, stats.pushed.bytes);
-        info(`Sluice: ${stats.hits} hits, ${stats.misses} misses (${hitRate(stats)}); pushed ${stats.pushed.paths} paths (${stats.pushed.bytes} bytes).`);
+        info(`Sluice: ${stats.paths.found} of ${stats.paths.found + stats.paths.notFound} paths from the cache (${hitRate(stats.paths)}), ${stats.paths.downloadedBytes} bytes; pushed ${stats.pushed.paths} paths (${stats.pushed.bytes} bytes).`);
     }
     if (state.daemon)
         showLog(state.daemon.logFile);
@@ -32145,7 +32214,7 @@ function showLog(logFile) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6370);
+/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8044);
 
 await (0,_action_post_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 process.exit(); // keep-alive sockets must not keep the step running

@@ -47492,7 +47492,7 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3521);
+/* harmony import */ var _proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5669);
 
 await (0,_proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .eF)();
 
@@ -47501,7 +47501,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 3521:
+/***/ 5669:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -47831,12 +47831,13 @@ function createLogger(secrets, destination) {
 
 ;// CONCATENATED MODULE: ./src/http/narinfo-batch.ts
 /**
- * The batch narinfo lookup route as server and proxy both know it: where it is and how many hash
- * parts one request may name.
+ * The batch narinfo lookup route as server and proxy both know it: where it is, how many hash
+ * parts one request may name, and which slices a lookup may ask.
  */
 const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
 /** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
 const NARINFO_BATCH_LIMIT = 1000;
+const NARINFO_LOOKUP_SCOPES = (/* unused pure expression or super */ null && (['union', 'write']));
 
 ;// CONCATENATED MODULE: ./src/nix/nix32.ts
 /**
@@ -49409,6 +49410,7 @@ class Uploader {
             const narinfoBytes = await this.uploadNarInfo(info, file);
             stats.pushedPaths++;
             stats.pushedBytes += file.fileSize + narinfoBytes;
+            stats.paths.pushed(info.path, file.fileSize);
             log.info({ path: info.path, bytes: file.fileSize }, 'pushed');
             this.options.onPushed?.(store_path_StorePath.parse(info.path).hashPart);
             ok = true;
@@ -49489,13 +49491,13 @@ class Uploader {
  * lookups (routes.ts) and the push engine's "already cached?" checks (push.ts) both use it.
  */
 
-/** The request for `hashParts` (at most NARINFO_BATCH_LIMIT of them). */
-function narInfoBatchRequest(hashParts) {
+/** The request for `hashParts` (at most NARINFO_BATCH_LIMIT of them); the union unless `scope` says. */
+function narInfoBatchRequest(hashParts, scope) {
     return {
         method: 'POST',
         path: NARINFO_BATCH_PATH,
         headers: { 'content-type': 'application/json' },
-        body: () => JSON.stringify({ hashParts }),
+        body: () => JSON.stringify(scope ? { hashParts, scope } : { hashParts }),
     };
 }
 /** The answer, `{"narinfos": {"<hash part>": "<signed narinfo>"}}` (hits only); undefined if not that. */
@@ -49709,8 +49711,10 @@ class PushQueue {
         this.inPlanning = 0;
     }
     /**
-     * Which of these narinfos the server has, asked in batches; undefined when it cannot say (a server
-     * without the batch route, or trouble), and each path is then asked about on its own.
+     * Which of these narinfos the job's write slice has, asked in batches; undefined when the server
+     * cannot say (no batch route, or trouble), and each path is then asked about on its own. Never
+     * the union: a path another readable slice planted first would be skipped, and the job's readers
+     * would keep getting it (issue 19 finding 2).
      */
     async serverHas(hashParts) {
         if (this.batchUnsupported || hashParts.length === 0)
@@ -49719,7 +49723,7 @@ class PushQueue {
         try {
             for (let start = 0; start < hashParts.length; start += NARINFO_BATCH_LIMIT) {
                 const { statusCode, text } = await this.options.server.requestText({
-                    ...narInfoBatchRequest(hashParts.slice(start, start + NARINFO_BATCH_LIMIT)),
+                    ...narInfoBatchRequest(hashParts.slice(start, start + NARINFO_BATCH_LIMIT), 'write'),
                     signal: this.abort.signal,
                 });
                 if (batchRouteMissing(statusCode))
@@ -49750,12 +49754,12 @@ class PushQueue {
             return 'server';
         return this.upstreamHas(`/${hashPart}.narinfo`);
     }
-    /** Whether the server answers a HEAD of the narinfo with 200. */
+    /** Whether the server answers a HEAD of the narinfo in the write slice with 200. */
     async serverAnswers(hashPart) {
         try {
             const { statusCode } = await this.options.server.requestText({
                 method: 'HEAD',
-                path: `/${hashPart}.narinfo`,
+                path: `/${hashPart}.narinfo?scope=write`,
                 signal: this.abort.signal,
             });
             return statusCode === 200;
@@ -50217,21 +50221,6 @@ async function fetchWhole(server, path, pool) {
 const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
 const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
 const NAR_PATH = /^\/nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-/** An absolute https URL, or http on a loopback host (tests, a bucket on the same machine). */
-function isSafeRedirect(location) {
-    let url;
-    try {
-        url = new URL(location);
-    }
-    catch {
-        return false;
-    }
-    if (url.protocol === 'https:')
-        return true;
-    const host = url.hostname.replace(/^\[|\]$/g, '');
-    return (url.protocol === 'http:' && (host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host)));
-}
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
@@ -50323,6 +50312,14 @@ class CacheRoutes {
         }
     }
     async narinfo(method, hashPart, res) {
+        const answer = await this.answerNarInfo(method, hashPart, res);
+        if (answer)
+            this.stats.paths.hit(hashPart, answer);
+        else
+            this.stats.paths.miss(hashPart);
+    }
+    /** Answers Nix's lookup; the narinfo served, or undefined for a 404. */
+    async answerNarInfo(method, hashPart, res) {
         if (this.misses.has(hashPart))
             return this.miss(res, 'not in the cache');
         if (Date.now() < this.serverDownUntil)
@@ -50350,6 +50347,7 @@ class CacheRoutes {
             'content-length': Buffer.byteLength(answer.narinfo),
         });
         res.end(method === 'HEAD' ? undefined : answer.narinfo);
+        return answer.narinfo;
     }
     /**
      * One batch of narinfo lookups: one `POST /_api/v1/narinfos` for all of them. A server without
@@ -50424,6 +50422,7 @@ class CacheRoutes {
                 this.stats.bytesDownloaded += nar.size;
                 // The pages go back to the pool once the socket is done with them.
                 res.once('close', nar.release);
+                this.stats.paths.narServed(path);
                 res.writeHead(200, forwardableHeaders(nar.headers));
                 res.cork();
                 for (const chunk of nar.chunks)
@@ -50439,23 +50438,6 @@ class CacheRoutes {
         });
         if (!response)
             throw new HttpError(502, 'the cache server is unreachable', 'upstream');
-        if (method === 'GET' && REDIRECTS.has(response.statusCode) && response.headers.location) {
-            // The server sends NAR reads straight to its bucket (a presigned URL): Nix follows the
-            // redirect itself, so the bytes pass through neither the server nor this proxy. Only to
-            // https, or to plain http on loopback, as for the server itself.
-            await response.body.dump();
-            if (!isSafeRedirect(String(response.headers.location))) {
-                this.upstreamFailed(`NAR download redirected to a URL that is not https: refused`, false);
-                throw new HttpError(502, 'the cache server redirected to a URL that is not https', 'upstream');
-            }
-            this.stats.narRedirects++;
-            res.writeHead(response.statusCode, {
-                location: String(response.headers.location),
-                'content-length': 0,
-            });
-            res.end();
-            return;
-        }
         if (response.statusCode !== 200 && response.statusCode !== 206) {
             const text = (await response.body.text()).slice(0, 200).trim();
             if (response.statusCode === 404)
@@ -50474,6 +50456,8 @@ class CacheRoutes {
         const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
         try {
             await (0,external_node_stream_promises_namespaceObject.pipeline)(response.body, counter, res);
+            if (response.statusCode === 200)
+                this.stats.paths.narServed(path);
         }
         catch (e) {
             // Headers are sent: all that is left is to cut the connection so Nix sees a short NAR.
@@ -50673,8 +50657,83 @@ async function startProxyServer(host, port, routes, control, gate, log) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/proxy/path-stats.ts
+/**
+ * The job's cache use counted in distinct store paths, not lookups: Nix asks for a narinfo more
+ * than once (a path's referrers, `nix copy`'s checks), so lookups overstate what came from the
+ * cache. A path is "found" once the server had its narinfo, "not found" when it never did; it is
+ * "downloaded" once Nix fetched its NAR. The largest downloaded and pushed paths are kept for the
+ * summary.
+ */
+/** How many of the largest paths the stats keep. */
+const LARGEST_KEPT = 10;
+/** The `n` largest, largest first. */
+class Largest {
+    items = [];
+    add(item) {
+        if (this.items.length === LARGEST_KEPT && item.bytes <= this.items.at(-1).bytes)
+            return;
+        const at = this.items.findIndex((other) => other.bytes < item.bytes);
+        this.items.splice(at === -1 ? this.items.length : at, 0, item);
+        if (this.items.length > LARGEST_KEPT)
+            this.items.pop();
+    }
+    list() {
+        return [...this.items];
+    }
+}
+const field = (narinfo, name) => new RegExp(`^${name}: (.*)$`, 'm').exec(narinfo)?.[1];
+class PathStats {
+    found = new Set();
+    notFound = new Set();
+    /** NAR request path \u2192 the path it belongs to, from the narinfos answered. */
+    narOwners = new Map();
+    downloaded = new Set();
+    downloadedBytes = 0;
+    largestDownloaded = new Largest();
+    largestPushed = new Largest();
+    /** The server had this narinfo (the text served to Nix). */
+    hit(hashPart, narinfo) {
+        this.found.add(hashPart);
+        this.notFound.delete(hashPart);
+        const url = field(narinfo, 'URL');
+        const path = field(narinfo, 'StorePath');
+        const bytes = Number(field(narinfo, 'FileSize') ?? field(narinfo, 'NarSize') ?? 0);
+        if (url && path)
+            this.narOwners.set(`/${url}`, { path, bytes });
+    }
+    /** The cache could not answer with this narinfo (not there, or the server failed). */
+    miss(hashPart) {
+        if (!this.found.has(hashPart))
+            this.notFound.add(hashPart);
+    }
+    /** Nix fetched this NAR (`/nar/\u2026`) whole. */
+    narServed(narPath) {
+        const owner = this.narOwners.get(narPath);
+        if (!owner || this.downloaded.has(owner.path))
+            return;
+        this.downloaded.add(owner.path);
+        this.downloadedBytes += owner.bytes;
+        this.largestDownloaded.add(owner);
+    }
+    pushed(path, bytes) {
+        this.largestPushed.add({ path, bytes });
+    }
+    toJSON() {
+        return {
+            found: this.found.size,
+            notFound: this.notFound.size,
+            downloaded: this.downloaded.size,
+            downloadedBytes: this.downloadedBytes,
+            largestDownloaded: this.largestDownloaded.list(),
+            largestPushed: this.largestPushed.list(),
+        };
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/proxy/stats.ts
 /** The daemon's counters, reported as the stats JSON of the Action \u2194 daemon contract. */
+
 /** Distinct error messages kept, so a long outage cannot grow the stats without bound. */
 const MAX_ERRORS = 50;
 class Stats {
@@ -50685,7 +50744,7 @@ class Stats {
     misses = 0;
     bytesDownloaded = 0;
     narsReadAhead = 0;
-    narRedirects = 0;
+    paths = new PathStats();
     pushedPaths = 0;
     pushedBytes = 0;
     skippedAlreadyCached = 0;
@@ -50730,9 +50789,9 @@ class Stats {
         return {
             hits: this.hits,
             misses: this.misses,
+            paths: this.paths.toJSON(),
             bytesDownloaded: this.bytesDownloaded,
             narsReadAhead: this.narsReadAhead,
-            narRedirects: this.narRedirects,
             pushed: { paths: this.pushedPaths, bytes: this.pushedBytes },
             skipped: {
                 alreadyCached: this.skippedAlreadyCached,

@@ -48,12 +48,13 @@ export async function run(): Promise<void> {
   const newProblems = problems.slice(state.problems.length);
   for (const message of newProblems) core.warning(message);
   if (stats) {
-    core.setOutput(Outputs.Hits, stats.hits);
-    core.setOutput(Outputs.Misses, stats.misses);
+    // Distinct store paths, not lookups: Nix looks a path up more than once.
+    core.setOutput(Outputs.Hits, stats.paths.found);
+    core.setOutput(Outputs.Misses, stats.paths.notFound);
     core.setOutput(Outputs.PushedPaths, stats.pushed.paths);
     core.setOutput(Outputs.PushedBytes, stats.pushed.bytes);
     core.info(
-      `Sluice: ${stats.hits} hits, ${stats.misses} misses (${hitRate(stats)}); pushed ${stats.pushed.paths} paths (${stats.pushed.bytes} bytes).`,
+      `Sluice: ${stats.paths.found} of ${stats.paths.found + stats.paths.notFound} paths from the cache (${hitRate(stats.paths)}), ${stats.paths.downloadedBytes} bytes; pushed ${stats.pushed.paths} paths (${stats.pushed.bytes} bytes).`,
     );
   }
   if (state.daemon) showLog(state.daemon.logFile);

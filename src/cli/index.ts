@@ -16,6 +16,7 @@ const USAGE = `usage: sluice <command> [options]
 commands:
   serve          run the cache server
   token create   print a read-only cache token (for people and machines)
+  token list     list read tokens; token revoke ID: refuse one from now on
   audit          list accepted writes
   keys generate  write key files for replicas that share one signing key
 

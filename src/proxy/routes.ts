@@ -115,7 +115,7 @@ export class CacheRoutes {
     return false;
   }
 
-  private miss(res: ServerResponse, why: string): void {
+  private miss(res: ServerResponse, why: string): undefined {
     this.stats.misses++;
     const body = `${why}\n`;
     res.writeHead(404, {
@@ -142,6 +142,17 @@ export class CacheRoutes {
   }
 
   private async narinfo(method: 'GET' | 'HEAD', hashPart: string, res: ServerResponse): Promise<void> {
+    const answer = await this.answerNarInfo(method, hashPart, res);
+    if (answer) this.stats.paths.hit(hashPart, answer);
+    else this.stats.paths.miss(hashPart);
+  }
+
+  /** Answers Nix's lookup; the narinfo served, or undefined for a 404. */
+  private async answerNarInfo(
+    method: 'GET' | 'HEAD',
+    hashPart: string,
+    res: ServerResponse,
+  ): Promise<string | undefined> {
     if (this.misses.has(hashPart)) return this.miss(res, 'not in the cache');
     if (Date.now() < this.serverDownUntil) return this.miss(res, UNREACHABLE.failed);
     let answer: NarInfoAnswer | undefined;
@@ -164,6 +175,7 @@ export class CacheRoutes {
       'content-length': Buffer.byteLength(answer.narinfo),
     });
     res.end(method === 'HEAD' ? undefined : answer.narinfo);
+    return answer.narinfo;
   }
 
   /**
@@ -252,6 +264,7 @@ export class CacheRoutes {
         this.stats.bytesDownloaded += nar.size;
         // The pages go back to the pool once the socket is done with them.
         res.once('close', nar.release);
+        this.stats.paths.narServed(path);
         res.writeHead(200, forwardableHeaders(nar.headers));
         res.cork();
         for (const chunk of nar.chunks) res.write(chunk);
@@ -298,6 +311,7 @@ export class CacheRoutes {
     const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
     try {
       await pipeline(response.body, counter, res);
+      if (response.statusCode === 200) this.stats.paths.narServed(path);
     } catch (e) {
       // Headers are sent: all that is left is to cut the connection so Nix sees a short NAR.
       this.upstreamFailed(`NAR download broke off: ${describeNetworkError(e)}`, false);

@@ -1,8 +1,12 @@
 /** The daemon's counters, reported as the stats JSON of the Action ↔ daemon contract. */
+import { PathStats, type PathStatsJson } from './path-stats.js';
 
 export interface StatsJson {
+  /** Narinfo lookups answered / not answered (Nix looks a path up more than once). */
   hits: number;
   misses: number;
+  /** The same in distinct store paths, what was downloaded, the largest paths. */
+  paths: PathStatsJson;
   bytesDownloaded: number;
   /** NARs handed to Nix from the readahead rather than streamed on request. */
   narsReadAhead: number;
@@ -27,6 +31,7 @@ export class Stats {
   bytesDownloaded = 0;
   narsReadAhead = 0;
   narRedirects = 0;
+  readonly paths = new PathStats();
   pushedPaths = 0;
   pushedBytes = 0;
   skippedAlreadyCached = 0;
@@ -73,6 +78,7 @@ export class Stats {
     return {
       hits: this.hits,
       misses: this.misses,
+      paths: this.paths.toJSON(),
       bytesDownloaded: this.bytesDownloaded,
       narsReadAhead: this.narsReadAhead,
       narRedirects: this.narRedirects,

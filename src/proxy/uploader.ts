@@ -143,6 +143,7 @@ export class Uploader {
       const narinfoBytes = await this.uploadNarInfo(info, file);
       stats.pushedPaths++;
       stats.pushedBytes += file.fileSize + narinfoBytes;
+      stats.paths.pushed(info.path, file.fileSize);
       log.info({ path: info.path, bytes: file.fileSize }, 'pushed');
       this.options.onPushed?.(StorePath.parse(info.path).hashPart);
       ok = true;

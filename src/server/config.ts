@@ -13,6 +13,7 @@ import {
   type KeysConfig,
 } from './config-storage.js';
 import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
+import { trustedProxies, type Rate, type RateLimits } from './http/rate-limit.js';
 import {
   isSliceName,
   isSlicePattern,
@@ -72,12 +73,18 @@ export interface Config {
   data: string;
   /** Lifetime of the cache tokens issued by the OIDC exchange. */
   tokenTtlSeconds: number;
+  /** The longest a read token (`sluice token create`) may live; older ones are refused. */
+  maxReadTokenTtlSeconds: number;
   /** Largest NAR accepted, in bytes: the upload and the NAR inside it. */
   maxNarSize: number;
   /** Bounds on what one upload may cost: inflation, decoder memory, concurrency, idle bodies. */
   uploads: UploadLimits;
   /** The URL clients should use for the cache, when it differs from the listen address (reverse proxy). */
   publicUrl?: string;
+  /** Per client address: token exchanges and failed authentications. */
+  rateLimits: RateLimits;
+  /** Reverse proxies (addresses, CIDR ranges) whose X-Forwarded-For names the client. */
+  trustProxy: string[];
   issuers: IssuerConfig[];
   /** The configured slices; absent means the default policy (one slice per repository). */
   slices?: SliceConfig[];
@@ -98,7 +105,13 @@ export function defaultConfig(): Config {
     listen: { host: '127.0.0.1', port: 8080 },
     data: './sluice-data',
     tokenTtlSeconds: 3600,
+    maxReadTokenTtlSeconds: 90 * 86400,
     maxNarSize: DEFAULT_MAX_NAR_SIZE,
+    rateLimits: {
+      tokenExchanges: { count: 300, periodSeconds: 60 },
+      failedAuth: { count: 30, periodSeconds: 60 },
+    },
+    trustProxy: [],
     uploads: { ...DEFAULT_UPLOAD_LIMITS },
     issuers: [
       { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
@@ -106,6 +119,38 @@ export function defaultConfig(): Config {
     blobs: { type: 'fs' },
     keys: {},
   };
+}
+
+/** `60/1m` (at most 60 per minute), or `off`. */
+export function parseRate(value: unknown): Rate | null {
+  if (value === 'off' || value === false) return null;
+  const [count, period, extra] = String(value).split('/');
+  const parsed = Number(count?.trim());
+  if (extra !== undefined || period === undefined || !Number.isSafeInteger(parsed) || parsed <= 0)
+    throw new ConfigError(`${JSON.stringify(value)} is not a rate such as 60/1m, or off`);
+  return { count: parsed, periodSeconds: parseDuration(period.trim()) };
+}
+
+function parseRateLimits(v: Validator, value: unknown, defaults: RateLimits): RateLimits {
+  const raw = v.object(['rate_limits'], value, ['token_exchanges', 'failed_auth']);
+  const rate = (key: string, fallback: Rate | null) =>
+    raw[key] === undefined ? fallback : v.parse(['rate_limits', key], raw[key], parseRate);
+  return {
+    tokenExchanges: rate('token_exchanges', defaults.tokenExchanges),
+    failedAuth: rate('failed_auth', defaults.failedAuth),
+  };
+}
+
+function parseTrustProxy(v: Validator, value: unknown): string[] {
+  const list = v.list(['trust_proxy'], value).map((item, i) => v.string(['trust_proxy', i], item).trim());
+  v.parse(['trust_proxy'], list, (entries) => {
+    try {
+      return trustedProxies(entries as string[]);
+    } catch (error) {
+      throw new ConfigError((error as Error).message);
+    }
+  });
+  return list;
 }
 
 /** `host:port` or `[ipv6]:port`. */
@@ -210,8 +255,11 @@ const TOP_LEVEL_KEYS = [
   'listen',
   'data',
   'token_ttl',
+  'max_read_token_ttl',
   'max_nar_size',
   'public_url',
+  'rate_limits',
+  'trust_proxy',
   ...(Object.keys(UPLOAD_LIMIT_KEYS) as (keyof typeof UPLOAD_LIMIT_KEYS)[]),
   'issuers',
   'slices',
@@ -377,6 +425,8 @@ export function parseConfig(text: string, source = 'config'): Config {
   if (raw.data !== undefined) config.data = v.string(['data'], raw.data);
   if (raw.token_ttl !== undefined)
     config.tokenTtlSeconds = v.parse(['token_ttl'], raw.token_ttl, parseDuration);
+  if (raw.max_read_token_ttl !== undefined)
+    config.maxReadTokenTtlSeconds = v.parse(['max_read_token_ttl'], raw.max_read_token_ttl, parseDuration);
   if (raw.max_nar_size !== undefined)
     config.maxNarSize = v.parse(['max_nar_size'], raw.max_nar_size, parseSize);
   for (const [key, { field, kind }] of Object.entries(UPLOAD_LIMIT_KEYS)) {
@@ -385,6 +435,9 @@ export function parseConfig(text: string, source = 'config'): Config {
   }
   if (raw.public_url !== undefined)
     config.publicUrl = v.url(['public_url'], raw.public_url, true).replace(/\/+$/, '');
+  if (raw.rate_limits !== undefined)
+    config.rateLimits = parseRateLimits(v, raw.rate_limits, config.rateLimits);
+  if (raw.trust_proxy !== undefined) config.trustProxy = parseTrustProxy(v, raw.trust_proxy);
   if (raw.issuers !== undefined) config.issuers = parseIssuers(v, raw.issuers);
   if (raw.slices !== undefined) config.slices = parseSlices(v, raw.slices, config.issuers);
   if (raw.storage !== undefined) config.blobs = parseStorage(v, raw.storage, parseSize, parseDuration);

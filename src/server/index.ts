@@ -18,6 +18,7 @@ import {
 } from './exchange/index.js';
 import type { Access } from './http/auth.js';
 import { NarInfoSigner } from './http/narinfo-signer.js';
+import { createRequestGuard } from './http/rate-limit.js';
 import { createRouter } from './http/router.js';
 import { UploadSlots } from './http/upload-slots.js';
 import { createLogger, type Logger } from './log.js';
@@ -79,7 +80,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const storage = await openStorage(config, paths, log);
   const { blobs, meta } = storage;
   const metrics = new ServerMetrics();
-  const exchange = createExchange(config, tokenKey, options.exchange);
+  const exchange = createExchange(config, tokenKey, { ...options.exchange, store: meta });
   const publicSlices = exchange.publicSlices();
   const isPublic = (slice: string) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
 
@@ -108,6 +109,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
     isPublic,
     publicReads: publicSlices.length > 0,
+    guard: createRequestGuard(config.rateLimits, config.trustProxy, options.exchange?.now, (limit) =>
+      metrics.rateLimited.inc({ limit }),
+    ),
     // Made on first use: the cache URL is known only once listening (port 0).
     tokenHandler: (req, res) =>
       (tokenHandler ??= createTokenHandler({ exchange, publicKeys: [signingKey.publicKey.text], cacheUrl }))(

@@ -94,6 +94,7 @@ describe('cache tokens', () => {
       write: null,
       bindWrite: false,
       identity: { name: 'laptop' },
+      issued: { id: expect.any(String), at: expect.any(Number) },
     });
     expect(Math.round((expiresAt.getTime() - Date.now()) / 1000 / 3600)).toBe(24);
     const tokens = createCacheTokens(tokenKey);

@@ -9,6 +9,8 @@ import { identityFromClaims } from './identity.js';
 import { createOidcVerifier, type OidcOptions } from './oidc.js';
 import { createPolicy, defaultSlices } from './policy.js';
 import { isSlicePattern, normalizeSliceName } from './slice-names.js';
+import { createTokenState } from './token-state.js';
+import type { MetadataStore } from '../storage/metadata-store.js';
 
 export type { CacheGrant, OwnerRequirement, ReadTokenIdentity } from './cache-token.js';
 export type { CiIdentity } from './identity.js';
@@ -27,24 +29,36 @@ export interface Exchange {
     read: string[];
     ttlSeconds: number;
     name: string;
-  }): Promise<{ token: string; expiresAt: Date }>;
+  }): Promise<{ token: string; expiresAt: Date; id: string }>;
   /** Public slices (names or patterns): readable without a token. */
   publicSlices(): string[];
 }
 
-export type ExchangeOptions = OidcOptions;
+export interface ExchangeOptions extends OidcOptions {
+  /**
+   * Where exchanged ID tokens and read tokens are remembered (the server's and the CLI's store).
+   * Without one (unit tests of the token logic only) an ID token may be exchanged again and read
+   * tokens are neither recorded nor checked for revocation.
+   */
+  store?: MetadataStore;
+}
 
 const READ_TOKEN_NAME = /^[A-Za-z0-9._@-]{1,100}$/;
 
 export function createExchange(config: Config, tokenKey: KeyObject, options: ExchangeOptions = {}): Exchange {
   const verifier = createOidcVerifier(config.issuers, options);
   const policy = createPolicy(config.slices ?? defaultSlices(config.issuers));
-  const cacheTokens = createCacheTokens(tokenKey, options.now);
+  const now = options.now ?? Date.now;
+  const cacheTokens = createCacheTokens(tokenKey, now);
+  const maxReadTokenTtlSeconds = config.maxReadTokenTtlSeconds;
+  const state = options.store ? createTokenState(options.store, { now, maxReadTokenTtlSeconds }) : undefined;
 
   return {
     async exchange(idToken) {
       const { issuer, claims } = await verifier.verify(idToken);
       const decision = policy.evaluate(issuer.name, claims);
+      // After the policy: a token refused with 403 is not used up, the same answer comes again.
+      await state?.useIdTokenOnce(issuer.name, claims, idToken);
       const grant: CacheGrant = {
         kind: 'ci',
         ...decision,
@@ -53,7 +67,11 @@ export function createExchange(config: Config, tokenKey: KeyObject, options: Exc
       return { ...(await cacheTokens.issue(grant, config.tokenTtlSeconds)), grant };
     },
 
-    verifyCacheToken: (token) => cacheTokens.verify(token),
+    async verifyCacheToken(token) {
+      const grant = await cacheTokens.verify(token);
+      await state?.checkReadToken(grant);
+      return grant;
+    },
 
     async createReadToken({ read, ttlSeconds, name }) {
       if (read.length === 0) throw new TypeError('a read token needs at least one slice or pattern');
@@ -63,13 +81,27 @@ export function createExchange(config: Config, tokenKey: KeyObject, options: Exc
         throw new TypeError(`token name '${name}' must be 1-100 letters, digits, . _ @ -`);
       if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0)
         throw new TypeError('the lifetime must be a positive number of seconds');
+      if (ttlSeconds > maxReadTokenTtlSeconds)
+        throw new TypeError(
+          `a lifetime of ${ttlSeconds} s is longer than max_read_token_ttl (${maxReadTokenTtlSeconds} s)`,
+        );
       const grant: CacheGrant = {
         kind: 'read',
         read: read.map(normalizeSliceName),
         write: null,
         identity: { name },
       };
-      return cacheTokens.issue(grant, ttlSeconds);
+      const issued = await cacheTokens.issue(grant, ttlSeconds);
+      await options.store?.addReadToken({
+        id: issued.id,
+        name,
+        read: grant.read,
+        createdAt: new Date(issued.expiresAt.getTime() - ttlSeconds * 1000), // its iat
+        expiresAt: issued.expiresAt,
+        lastUsedAt: null,
+        revokedAt: null,
+      });
+      return issued;
     },
 
     publicSlices: () => policy.publicSlices(),

@@ -22,6 +22,7 @@ import {
 import { acceptBody, withIdleTimeout } from './body.js';
 import { postNarInfos } from './narinfo-batch.js';
 import { matchRoute, type Route } from './paths.js';
+import type { RequestGuard } from './rate-limit.js';
 
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
@@ -34,6 +35,8 @@ export interface RouterDeps extends CacheDeps {
   publicReads: boolean;
   tokenHandler: RawHandler;
   health: () => object;
+  /** Rate limits per client address (rate-limit.ts). */
+  guard?: RequestGuard;
   /** How long a request body may send nothing before it is abandoned (408). */
   bodyIdleTimeoutMs: number;
 }
@@ -127,6 +130,7 @@ export function createRouter(deps: RouterDeps): RawHandler {
     try {
       const route = matchRoute(req.url ?? '/');
       routeName = route.name;
+      deps.guard?.admit(req, route.name);
       const methods = table[route.name];
       const handler = methods[req.method ?? ''];
       if (!handler) {
@@ -147,6 +151,7 @@ export function createRouter(deps: RouterDeps): RawHandler {
       };
       await handler(route, request);
     } catch (error) {
+      if (error instanceof HttpError && error.status === 401) deps.guard?.refused(req, routeName);
       if (!(error instanceof HttpError)) deps.log.error({ err: error, path }, 'request failed');
       else if (error.status === 503) deps.log.warn({ path, reason: error.message }, 'unavailable');
       else if (hasBody(req) && routeName !== 'token' && routeName !== 'narinfos')

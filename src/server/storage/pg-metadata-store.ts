@@ -10,6 +10,7 @@ import type {
   MetadataStore,
   NarFacts,
   NarInfoRecord,
+  ReadTokenRecord,
   SliceFilter,
   SliceOwner,
 } from './metadata-store.js';
@@ -266,6 +267,63 @@ export class PgMetadataStore implements MetadataStore {
       runId: optional(r.run_id),
       sha: optional(r.sha),
     }));
+  }
+
+  async useIdTokenOnce(key: string, expiresAt: Date, now: Date): Promise<boolean> {
+    await this.query('DELETE FROM used_id_tokens WHERE expires_at <= $1', [+now]);
+    const inserted = await this.query(
+      'INSERT INTO used_id_tokens (key, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING',
+      [key, +expiresAt],
+    );
+    return inserted.rowCount === 1;
+  }
+
+  async addReadToken(token: ReadTokenRecord): Promise<void> {
+    await this.query(
+      `INSERT INTO read_tokens (id, name, read, created_at, expires_at, last_used_at, revoked_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [
+        token.id,
+        token.name,
+        JSON.stringify(token.read),
+        +token.createdAt,
+        +token.expiresAt,
+        token.lastUsedAt ? +token.lastUsedAt : null,
+        token.revokedAt ? +token.revokedAt : null,
+      ],
+    );
+  }
+
+  async listReadTokens(): Promise<ReadTokenRecord[]> {
+    const { rows } = await this.query('SELECT * FROM read_tokens ORDER BY created_at, id');
+    const date = (v: unknown) => (v === null ? null : new Date(Number(v)));
+    return rows.map((r) => ({
+      id: str(r.id),
+      name: str(r.name),
+      read: JSON.parse(str(r.read)) as string[],
+      createdAt: new Date(Number(r.created_at)),
+      expiresAt: new Date(Number(r.expires_at)),
+      lastUsedAt: date(r.last_used_at),
+      revokedAt: date(r.revoked_at),
+    }));
+  }
+
+  async revokeReadToken(id: string, at: Date): Promise<boolean> {
+    const found = await this.query(
+      'UPDATE read_tokens SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2',
+      [+at, id],
+    );
+    return found.rowCount === 1;
+  }
+
+  async touchReadToken(id: string, at: Date): Promise<{ revoked: boolean } | null> {
+    const { rows } = await this.query(
+      `UPDATE read_tokens SET last_used_at = greatest(coalesce(last_used_at, 0), $1) WHERE id = $2
+         RETURNING revoked_at`,
+      [+at, id],
+    );
+    const row = rows[0];
+    return row ? { revoked: row.revoked_at !== null } : null;
   }
 
   async close(): Promise<void> {

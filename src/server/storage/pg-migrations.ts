@@ -36,6 +36,13 @@ export const MIGRATIONS: readonly string[] = [
    ALTER TABLE slices ADD COLUMN issuer TEXT NOT NULL DEFAULT 'github';
    CREATE INDEX narinfos_by_hash_slice ON narinfos (hash_part, slice);
    DROP INDEX narinfos_by_hash;`,
+  // 3: ID tokens exchanged once (until they expire); read tokens listed and revoked.
+  `CREATE TABLE used_id_tokens (key TEXT PRIMARY KEY, expires_at BIGINT NOT NULL);
+   CREATE INDEX used_id_tokens_by_expiry ON used_id_tokens (expires_at);
+   CREATE TABLE read_tokens (
+     id TEXT PRIMARY KEY, name TEXT NOT NULL, read TEXT NOT NULL, created_at BIGINT NOT NULL,
+     expires_at BIGINT NOT NULL, last_used_at BIGINT, revoked_at BIGINT
+   );`,
 ];
 
 /** An arbitrary constant naming Sluice's migration lock among the database's advisory locks. */
