@@ -47,6 +47,13 @@ const MIGRATIONS = [
    ALTER TABLE slices ADD COLUMN issuer TEXT NOT NULL DEFAULT 'github';
    CREATE INDEX narinfos_by_hash_slice ON narinfos (hash_part, slice);
    DROP INDEX narinfos_by_hash;`,
+    // 3: ID tokens exchanged once (until they expire); read tokens listed and revoked.
+    `CREATE TABLE used_id_tokens (key TEXT PRIMARY KEY, expires_at BIGINT NOT NULL);
+   CREATE INDEX used_id_tokens_by_expiry ON used_id_tokens (expires_at);
+   CREATE TABLE read_tokens (
+     id TEXT PRIMARY KEY, name TEXT NOT NULL, read TEXT NOT NULL, created_at BIGINT NOT NULL,
+     expires_at BIGINT NOT NULL, last_used_at BIGINT, revoked_at BIGINT
+   );`,
 ];
 /** An arbitrary constant naming Sluice's migration lock among the database's advisory locks. */
 const MIGRATION_LOCK = 0x51_75_1c_e0;
@@ -310,6 +317,46 @@ class PgMetadataStore {
             runId: optional(r.run_id),
             sha: optional(r.sha),
         }));
+    }
+    async useIdTokenOnce(key, expiresAt, now) {
+        await this.query('DELETE FROM used_id_tokens WHERE expires_at <= $1', [+now]);
+        const inserted = await this.query('INSERT INTO used_id_tokens (key, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING', [key, +expiresAt]);
+        return inserted.rowCount === 1;
+    }
+    async addReadToken(token) {
+        await this.query(`INSERT INTO read_tokens (id, name, read, created_at, expires_at, last_used_at, revoked_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
+            token.id,
+            token.name,
+            JSON.stringify(token.read),
+            +token.createdAt,
+            +token.expiresAt,
+            token.lastUsedAt ? +token.lastUsedAt : null,
+            token.revokedAt ? +token.revokedAt : null,
+        ]);
+    }
+    async listReadTokens() {
+        const { rows } = await this.query('SELECT * FROM read_tokens ORDER BY created_at, id');
+        const date = (v) => (v === null ? null : new Date(Number(v)));
+        return rows.map((r) => ({
+            id: str(r.id),
+            name: str(r.name),
+            read: JSON.parse(str(r.read)),
+            createdAt: new Date(Number(r.created_at)),
+            expiresAt: new Date(Number(r.expires_at)),
+            lastUsedAt: date(r.last_used_at),
+            revokedAt: date(r.revoked_at),
+        }));
+    }
+    async revokeReadToken(id, at) {
+        const found = await this.query('UPDATE read_tokens SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2', [+at, id]);
+        return found.rowCount === 1;
+    }
+    async touchReadToken(id, at) {
+        const { rows } = await this.query(`UPDATE read_tokens SET last_used_at = greatest(coalesce(last_used_at, 0), $1) WHERE id = $2
+         RETURNING revoked_at`, [+at, id]);
+        const row = rows[0];
+        return row ? { revoked: row.revoked_at !== null } : null;
     }
     async close() {
         await this.pool.end().catch(() => undefined);
