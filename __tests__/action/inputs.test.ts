@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { parseListen, parseRegex, parseSeconds, parseServer, parseUrls } from '../../src/action/inputs.js';
-import { isLoopbackHost } from '../../src/action/nix-conf-values.js';
+import { isLoopbackAddress as isLoopbackHost } from '../../src/contracts/listen.js';
 
 describe('input parsing', () => {
   it('takes a loopback listen address, port 0 included, and refuses anything else by name', () => {

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync, readFileSync } from 'node:fs';
-import { isAlive } from '../../src/action/daemon.js';
+import { isAlive } from '../../src/action/daemon-client.js';
 import { salt } from '../support/nix.js';
 import { buildActionBundles, Job } from '../support/runner.js';
 import { startTestServer, type TestServer } from '../support/server.js';

@@ -2,17 +2,10 @@ import { describe, expect, it } from '@jest/globals';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  applyCliOverrides,
-  DEFAULT_MAX_NAR_SIZE,
-  defaultConfig,
-  GITHUB_ISSUER,
-  loadConfig,
-  parseConfig,
-  parseDuration,
-  parseSize,
-} from '../../src/server/config.js';
-import { DEFAULT_UPLOAD_LIMITS } from '../../src/server/upload-limits.js';
+import { DEFAULT_MAX_NAR_SIZE, defaultConfig, GITHUB_ISSUER } from '../../src/server/config/config-schema.js';
+import { applyCliOverrides, loadConfig, parseConfig } from '../../src/server/config/server-config.js';
+import { parseDuration, parseSize } from '../../src/server/config/units.js';
+import { DEFAULT_UPLOAD_LIMITS } from '../../src/server/config/upload-limits.js';
 
 describe('server config', () => {
   it('defaults every key: loopback 8080, ./sluice-data, 1h tokens, GitHub as issuer, the default policy', async () => {

@@ -9,9 +9,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { startFromArgs } from '../../src/cli/serve.js';
-import { runKeys } from '../../src/cli/keys.js';
-import { applyEnvironment, parseConfig } from '../../src/server/config.js';
+import { startFromArgs } from '../../src/cli/serve-command.js';
+import { runKeys } from '../../src/cli/keys-command.js';
+import { applyEnvironment, parseConfig } from '../../src/server/config/server-config.js';
 import { freshBucket, freshDatabase, testS3Endpoint } from '../support/backends.js';
 import { spawnCli, startTestServer } from '../support/server.js';
 

@@ -29,18 +29,18 @@ import { makeNixMachine, nix, type NixMachine } from './nix.js';
 const REPO = resolve(import.meta.dirname, '..', '..');
 /** Node 24, as `runs.using: node24` gives the steps. */
 export const NODE24 = realpathSync(join(REPO, 'node_modules', '.bin', 'node'));
-const ACTION_BUNDLES = ['main', 'post', 'hook', 'proxy'];
+const ACTION_BUNDLES = ['main', 'post', 'hook', 'proxy', 'cli'];
 
 /**
- * Bundles the Action's entry points (or the `bundles` named) from the current sources into a temporary dist/ (never the
+ * Bundles the Action's entry points (and the CLI) from the current sources into a temporary dist/ (never the
  * committed one), reused while the sources are unchanged so each test file does not pay for ncc.
  * ncc type-checks every file its tsconfig includes, so the build runs on a copy of `src/` alone, with
  * the entry points as the only included files: half-written tests or benchmarks elsewhere in the
  * tree cannot break it, errors in what the Action imports still do.
  */
-export function buildActionBundles(bundles: string[] = ACTION_BUNDLES): string {
-  const entries = bundles.filter((name) => existsSync(join(REPO, 'src', 'entrypoints', `${name}.ts`)));
-  const hash = createHash('sha256').update(entries.join(','));
+export function buildActionBundles(): string {
+  const entries = ACTION_BUNDLES.filter((name) => existsSync(join(REPO, 'src', 'entrypoints', `${name}.ts`)));
+  const hash = createHash('sha256');
   for (const file of sourceFiles(join(REPO, 'src'))) hash.update(file).update(readFileSync(file));
   hash.update(readFileSync(join(REPO, 'package-lock.json')));
   const dist = join(tmpdir(), `sluice-action-dist-${hash.digest('hex').slice(0, 16)}`);

@@ -12,7 +12,8 @@ import { promisify } from 'node:util';
 import { DatabaseSync } from 'node:sqlite';
 import { Hash } from '../../src/nix/hash.js';
 import { serializeNarInfo, type NarInfo } from '../../src/nix/narinfo.js';
-import { parseConfig, type Config } from '../../src/server/config.js';
+import type { Config } from '../../src/server/config/config-schema.js';
+import { parseConfig } from '../../src/server/config/server-config.js';
 import { createExchange } from '../../src/server/exchange/index.js';
 import { loadServerKeys } from '../../src/server/keys.js';
 import type { MetadataStore } from '../../src/server/storage/metadata-store.js';
@@ -20,7 +21,7 @@ import { PgMetadataStore } from '../../src/server/storage/pg-metadata-store.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { dataPaths } from '../../src/server/data-dir.js';
 import { SqliteMetadataStore } from '../../src/server/storage/sqlite-metadata-store.js';
-import type { UploadLimits } from '../../src/server/upload-limits.js';
+import type { UploadLimits } from '../../src/server/config/upload-limits.js';
 import { makeNixMachine, nix, type NixMachine } from './nix.js';
 import { githubClaims, startOidcIssuer, type Claims, type OidcIssuer } from './oidc-issuer.js';
 
@@ -81,7 +82,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const store: MetadataStore = config.database
     ? await PgMetadataStore.open(config.database.url)
     : new SqliteMetadataStore(dataPaths(server.dataDir).database);
-  const exchange = createExchange(config, tokenKey, { store });
+  const exchange = createExchange(config, tokenKey, { store, ...(options.now ? { now: options.now } : {}) });
 
   return {
     ...server,

@@ -28370,7 +28370,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 8044:
+/***/ 5456:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -29508,7 +29508,7 @@ var summary_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _
 };
 
 
-const { access, appendFile, writeFile } = external_fs_namespaceObject.promises;
+const { access, appendFile, writeFile: summary_writeFile } = external_fs_namespaceObject.promises;
 const SUMMARY_ENV_VAR = 'GITHUB_STEP_SUMMARY';
 const SUMMARY_DOCS_URL = 'https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary';
 class Summary {
@@ -29569,7 +29569,7 @@ class Summary {
         return summary_awaiter(this, void 0, void 0, function* () {
             const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
             const filePath = yield this.filePath();
-            const writeFunc = overwrite ? writeFile : appendFile;
+            const writeFunc = overwrite ? summary_writeFile : appendFile;
             yield writeFunc(filePath, this._buffer, { encoding: 'utf8' });
             return this.emptyBuffer();
         });
@@ -29831,7 +29831,7 @@ var io_util_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _
 };
 
 
-const { chmod, copyFile, lstat, mkdir, open: io_util_open, readdir, rename, rm, rmdir, stat, symlink, unlink } = external_fs_namespaceObject.promises;
+const { chmod, copyFile, lstat, mkdir, open: io_util_open, readdir, rename: io_util_rename, rm, rmdir, stat, symlink, unlink } = external_fs_namespaceObject.promises;
 // export const {open} = 'fs'
 const IS_WINDOWS = process.platform === 'win32';
 /**
@@ -31366,6 +31366,30 @@ const HOOK_BUNDLE = 'hook';
 const constants_NIX_CONF_BLOCK_BEGIN = '# sluice: begin (written by the Sluice GitHub Action)';
 const constants_NIX_CONF_BLOCK_END = '# sluice: end';
 
+;// CONCATENATED MODULE: ./src/contracts/control-api.ts
+/**
+ * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
+ * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
+ */
+const CONTROL_PREFIX = '/_sluice/';
+const control_api_ControlRoute = {
+    /** `GET` \u2192 DaemonHealth. */
+    Health: 'health',
+    /** `GET` \u2192 DaemonStats. */
+    Stats: 'stats',
+    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
+    Built: 'built',
+    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
+    Drain: 'drain',
+    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
+    Shutdown: 'shutdown',
+};
+function control_api_controlPath(route) {
+    return `${CONTROL_PREFIX}${route}`;
+}
+/** Drain deadlines above this are refused. */
+const MAX_DRAIN_DEADLINE_SECONDS = (/* unused pure expression or super */ null && (6 * 3600));
+
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 // EXTERNAL MODULE: external "node:crypto"
@@ -31374,13 +31398,83 @@ var external_node_crypto_ = __nccwpck_require__(7598);
 const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: external "node:timers/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
-;// CONCATENATED MODULE: ./src/action/daemon.ts
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+;// CONCATENATED MODULE: ./src/contracts/listen.ts
+/**
+ * Listen addresses, one grammar for the server's `listen`/`--listen`, the Action's `listen` input
+ * and the daemon's config: `host:port` or `[ipv6]:port`, port 0\u201365535 (0: any free port).
+ */
+
+/** The hosts the daemon may listen on: it holds the cache token, so never a routable address. */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1']);
+class ListenError extends (/* unused pure expression or super */ null && (Error)) {
+}
+/** `host:port` or `[ipv6]:port` \u2192 its parts; a ListenError saying the grammar otherwise. */
+function parseHostPort(value) {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(String(value).trim());
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port > 65535)
+        throw new ListenError(`${JSON.stringify(String(value))} is not HOST:PORT`);
+    return { host: (match[1] ?? match[2]), port };
+}
+function isLoopbackHost(host) {
+    return LOOPBACK_HOSTS.has(host);
+}
+/** Any loopback address (127.0.0.0/8, ::1, localhost; brackets allowed), where plain http never leaves the machine. */
+function listen_isLoopbackAddress(hostname) {
+    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    if (host === 'localhost' || host === '::1')
+        return true;
+    return isIP(host) === 4 && host.startsWith('127.');
+}
+/** The host as it goes into a URL: IPv6 addresses in brackets (once). */
+function listen_urlHost(host) {
+    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+;// CONCATENATED MODULE: external "node:fs/promises"
+const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+;// CONCATENATED MODULE: ./src/contracts/ready-file.ts
+/**
+ * How the daemon says it is listening: `<stateDir>/ready.json` `{ pid, port }`, written then
+ * renamed so a reader never sees half a file. The Action and the benchmark wait for it.
+ */
+
+
+
+const READY_FILE = 'ready.json';
+async function writeReadyFile(stateDir, ready) {
+    const path = join(stateDir, READY_FILE);
+    const tmp = `${path}.${ready.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(ready));
+    await rename(tmp, path);
+}
+/** The ready file's content, or undefined while there is none. */
+function ready_file_readReadyFile(stateDir) {
+    let text;
+    try {
+        text = readFileSync(join(stateDir, READY_FILE), 'utf8');
+    }
+    catch {
+        return undefined;
+    }
+    const json = JSON.parse(text);
+    if (typeof json.pid !== 'number' || typeof json.port !== 'number')
+        throw new Error(`${READY_FILE} is not { pid, port }: ${text.slice(0, 100)}`);
+    return { pid: json.pid, port: json.port };
+}
+
+;// CONCATENATED MODULE: ./src/action/daemon-client.ts
 /**
  * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
  * docs/architecture.md: a 0600 config file as argv (the daemon deletes it once read),
  * `<stateDir>/ready.json` once listening, `/_sluice/*` control endpoints on loopback that need the
  * job's control secret.
  */
+
+
+
 
 
 
@@ -31415,13 +31509,6 @@ function removeFiles(files) {
 class DaemonStartError extends (/* unused pure expression or super */ null && (Error)) {
 }
 const READY_TIMEOUT_MS = 20_000;
-function writeDaemonConfig(config) {
-    const file = join(config.stateDir, 'daemon.json');
-    // Written then renamed so the token never sits in a file with wider permissions, even briefly.
-    writeFileSync(`${file}.tmp`, JSON.stringify(config), { mode: 0o600 });
-    renameSync(`${file}.tmp`, file);
-    return file;
-}
 /** Spawns the daemon detached, its output in a log file (never the step's pipes), and waits until it is ready. */
 async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
     const logFile = join(stateDir, 'daemon.log');
@@ -31439,13 +31526,12 @@ async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
     const pid = child.pid;
     if (pid !== undefined)
         writeFileSync(join(stateDir, 'daemon.pid'), `${pid}\n`);
-    const readyFile = join(stateDir, 'ready.json');
     const deadline = Date.now() + READY_TIMEOUT_MS;
     while (Date.now() < deadline) {
         if (exited)
             throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
-        if (existsSync(readyFile)) {
-            const ready = JSON.parse(readFileSync(readyFile, 'utf8'));
+        const ready = readReadyFile(stateDir);
+        if (ready) {
             const url = `http://${urlHost(host)}:${ready.port}`;
             if (await healthy(url, controlSecret))
                 return { pid: ready.pid, url, logFile };
@@ -31456,13 +31542,9 @@ async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
         killQuietly(pid, 'SIGKILL');
     throw new DaemonStartError(`the proxy daemon was not ready within ${READY_TIMEOUT_MS / 1000} s.\n${tail(logFile)}`);
 }
-/** An IPv6 host goes into a URL in brackets. */
-function urlHost(host) {
-    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-}
 async function healthy(url, controlSecret) {
     try {
-        const response = await fetch(`${url}/_sluice/health`, {
+        const response = await fetch(`${url}${controlPath(ControlRoute.Health)}`, {
             headers: { authorization: `Bearer ${controlSecret}` },
             signal: AbortSignal.timeout(2_000),
         });
@@ -31483,9 +31565,10 @@ function tail(logFile, lines = 20) {
         return '(no daemon log)';
     }
 }
-async function control(url, controlSecret, path, body, timeoutMs) {
+async function control(url, controlSecret, route, body, timeoutMs) {
     const authorization = `Bearer ${controlSecret}`;
-    const response = await fetch(`${url}/_sluice/${path}`, {
+    const path = control_api_controlPath(route);
+    const response = await fetch(`${url}${path}`, {
         method: body === undefined ? 'GET' : 'POST',
         headers: body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -31493,7 +31576,7 @@ async function control(url, controlSecret, path, body, timeoutMs) {
     });
     const text = await response.text();
     if (!response.ok)
-        throw new Error(`/_sluice/${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
+        throw new Error(`${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
     return (text ? JSON.parse(text) : {});
 }
 /** True while the process exists and is not a zombie (a reaped-late child counts as gone). */
@@ -31543,11 +31626,12 @@ async function ensureStopped(pid, graceMs = 5_000) {
     return (await waitForExit(pid, 2_000)) ? 'killed' : 'survived';
 }
 
-;// CONCATENATED MODULE: ./src/action/exchange.ts
+;// CONCATENATED MODULE: ./src/action/exchange-client.ts
 /**
  * The main step's talk with the Sluice server: the workflow's OIDC ID token for a short-lived cache
  * token (`POST /_api/v1/token`), or, when there is no ID token, whether anonymous reads are allowed.
  */
+
 
 /** A failure to reach or use the server, as opposed to the server refusing this job. */
 class ServerUnavailableError extends (/* unused pure expression or super */ null && (Error)) {
@@ -31561,7 +31645,7 @@ async function getIdToken(audience) {
     return token;
 }
 async function exchangeToken(server, idToken) {
-    const url = new URL('_api/v1/token', server);
+    const url = new URL(TOKEN_EXCHANGE_PATH.slice(1), server);
     let response;
     try {
         response = await fetch(url, {
@@ -31580,28 +31664,17 @@ async function exchangeToken(server, idToken) {
     if (!response.ok) {
         throw new ExchangeRefusedError(`${url.href} refused the token exchange (${response.status}): ${body.trim().slice(0, 300)}`);
     }
-    const grant = parseGrant(body);
+    let grant;
+    try {
+        grant = parseTokenExchangeResponse(body);
+    }
+    catch (error) {
+        if (error instanceof ServerAnswerError)
+            throw new ServerUnavailableError(error.message);
+        throw error;
+    }
     core.setSecret(grant.token);
     return grant;
-}
-function parseGrant(body) {
-    let json;
-    try {
-        json = JSON.parse(body);
-    }
-    catch {
-        throw new ServerUnavailableError('the token exchange answered something that is not JSON');
-    }
-    const { token, expires_at, read, write, public_keys, cache_url } = json;
-    if (typeof token !== 'string' ||
-        typeof expires_at !== 'string' ||
-        !isStringArray(read) ||
-        !(write === null || typeof write === 'string') ||
-        !isStringArray(public_keys) ||
-        typeof cache_url !== 'string') {
-        throw new ServerUnavailableError('the token exchange answered JSON without the expected fields');
-    }
-    return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
 }
 /**
  * Without an ID token the proxy can still read when the server serves public slices to anyone.
@@ -31609,25 +31682,17 @@ function parseGrant(body) {
  */
 async function probeAnonymousReads(server) {
     try {
-        const health = await fetch(new URL('_api/v1/health', server), { signal: AbortSignal.timeout(10_000) });
+        const health = await fetch(new URL(HEALTH_PATH.slice(1), server), {
+            signal: AbortSignal.timeout(10_000),
+        });
         if (!health.ok)
             return undefined;
-        const json = (await health.json());
-        if (json.public_reads !== true)
-            return undefined;
-        const keys = isStringArray(json.public_keys)
-            ? json.public_keys
-            : typeof json.public_key === 'string'
-                ? [json.public_key]
-                : [];
-        return keys.length > 0 ? { publicKeys: keys } : undefined;
+        const keys = anonymousReadKeys(await health.text());
+        return keys ? { publicKeys: keys } : undefined;
     }
     catch {
         return undefined;
     }
-}
-function isStringArray(value) {
-    return Array.isArray(value) && value.every((v) => typeof v === 'string');
 }
 function describeFetchError(error) {
     if (error instanceof Error && error.name === 'TimeoutError')
@@ -31691,60 +31756,6 @@ async function command_runCommand(command, args, options) {
     finally {
         clearTimeout(timer);
     }
-}
-
-// EXTERNAL MODULE: external "node:net"
-var external_node_net_ = __nccwpck_require__(7030);
-;// CONCATENATED MODULE: ./src/action/nix-conf-values.ts
-/**
- * Every value the Action writes into a nix.conf, checked against a strict pattern first. nix.conf
- * has no quoting: a newline starts a new setting (a `post-build-hook` runs as the Nix daemon's
- * user), `#` starts a comment, whitespace splits lists. So a value from the server (its public
- * keys) or from the runner (RUNNER_TEMP) that does not look exactly as expected is refused, with
- * an error naming it, rather than escaped.
- */
-
-class NixConfValueError extends (/* unused pure expression or super */ null && (Error)) {
-}
-/** Key names as Nix tools make them (`cache.example.com-1`); the key is 32 bytes of ed25519. */
-const PUBLIC_KEY = /^([A-Za-z0-9][A-Za-z0-9._+@-]{0,127}):([A-Za-z0-9+/]{43}=)$/;
-/** Our proxy's URL: a loopback host, a port and the job's secret path (base64url). */
-const PROXY_URL = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):([0-9]{1,5})\/[A-Za-z0-9_-]{32,128}$/;
-/** An absolute path of characters nix.conf and sh pass through unchanged. */
-const SAFE_PATH = /^\/[A-Za-z0-9._+@=,:%/-]*$/;
-/** Shown in errors: enough to recognise the value, never a whole hostile blob. */
-function shown(value) {
-    return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}\u2026` : value);
-}
-/** A Nix public key `name:base64(32 bytes)`, as `nix-store --generate-binary-cache-key` writes it. */
-function nix_conf_values_checkPublicKey(value) {
-    const match = PUBLIC_KEY.exec(value);
-    const bytes = match ? Buffer.from(match[2], 'base64') : undefined;
-    if (!match || bytes.length !== 32 || bytes.toString('base64') !== match[2]) {
-        throw new NixConfValueError(`${shown(value)} is not a Nix public key (name:base64 of a 32-byte ed25519 key)`);
-    }
-    return value;
-}
-function nix_conf_values_checkProxyUrl(value) {
-    const match = PROXY_URL.exec(value);
-    const port = match ? Number(match[2]) : 0;
-    if (!match || port < 1 || port > 65535) {
-        throw new NixConfValueError(`${shown(value)} is not a loopback proxy URL of the form http://127.0.0.1:<port>/<secret>`);
-    }
-    return value;
-}
-function nix_conf_values_checkPath(value, what) {
-    if (!SAFE_PATH.test(value) || value.split('/').includes('..')) {
-        throw new NixConfValueError(`${what} ${shown(value)} cannot go into nix.conf: it must be an absolute path of letters, digits and ._+@=,:%/- only (check RUNNER_TEMP)`);
-    }
-    return value;
-}
-/** Loopback hosts, where plain http never leaves the machine. */
-function isLoopbackHost(hostname) {
-    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-    if (host === 'localhost' || host === '::1')
-        return true;
-    return isIP(host) === 4 && host.startsWith('127.');
 }
 
 ;// CONCATENATED MODULE: ./src/action/nix-config.ts
@@ -32089,6 +32100,7 @@ function escapeHtml(text) {
 
 
 
+
 /** Time the daemon gets beyond the drain deadline to answer, before post stops waiting. */
 const DRAIN_GRACE_MS = 10_000;
 async function run() {
@@ -32163,13 +32175,13 @@ async function finish(state, problems) {
             ? await validPaths(newStorePaths(state.storeListFile))
             : [];
         info(`Draining pushes for up to ${state.drainTimeoutSeconds} s (${paths.length} new store paths found).`);
-        stats = await control(daemon.url, secret, 'drain', { deadlineSeconds: state.drainTimeoutSeconds, paths }, state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS);
+        stats = await control(daemon.url, secret, control_api_ControlRoute.Drain, { deadlineSeconds: state.drainTimeoutSeconds, paths }, state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS);
     }
     catch (error) {
         problems.push(`Sluice's proxy did not finish pushing in time (${describeFetchError(error)}): some builds were not pushed. Raise \`drain-timeout\` if this repeats.`);
-        stats = await control(daemon.url, secret, 'stats', undefined, 5_000).catch(() => undefined);
+        stats = await control(daemon.url, secret, control_api_ControlRoute.Stats, undefined, 5_000).catch(() => undefined);
     }
-    await control(daemon.url, secret, 'shutdown', {}, 5_000).catch(() => undefined);
+    await control(daemon.url, secret, control_api_ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
     const ended = await ensureStopped(daemon.pid);
     if (ended === 'survived')
         problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
@@ -32214,7 +32226,7 @@ function showLog(logFile) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8044);
+/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5456);
 
 await (0,_action_post_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 process.exit(); // keep-alive sockets must not keep the step running

@@ -47492,16 +47492,16 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5669);
+/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5422);
 
-await (0,_proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .eF)();
+await (0,_proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .eF)();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 5669:
+/***/ 5422:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -47516,136 +47516,155 @@ __nccwpck_require__.d(__webpack_exports__, {
 var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: ./src/http/errors.ts
-class HttpError extends Error {
-    status;
-    reason;
-    headers;
-    constructor(status, message, 
-    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
-    reason = 'error', headers = {}) {
-        super(message);
-        this.status = status;
-        this.reason = reason;
-        this.headers = headers;
-    }
-}
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+;// CONCATENATED MODULE: ./src/contracts/listen.ts
 /**
- * Answers with the error's status and a plain-text message. When headers were already sent the
- * response cannot change status any more, so it is destroyed instead.
- */
-function sendError(res, error) {
-    const status = error instanceof HttpError ? error.status : 500;
-    const message = error instanceof HttpError ? error.message : 'internal server error';
-    if (res.headersSent) {
-        res.destroy(error instanceof Error ? error : undefined);
-        return;
-    }
-    const body = `${message}\n`;
-    res.writeHead(status, {
-        'content-type': 'text/plain; charset=utf-8',
-        'content-length': Buffer.byteLength(body),
-        ...(error instanceof HttpError ? error.headers : {}),
-    });
-    res.end(res.req.method === 'HEAD' ? undefined : body);
-}
-
-;// CONCATENATED MODULE: ./src/proxy/auth.ts
-/**
- * Who may talk to the daemon. The port is reachable by every local process, fixed-output
- * derivations included (they share the host's network), so every request carries a per-job
- * credential: the cache routes live under a secret path prefix (Nix sends it as part of the
- * substituter URL, which only a 0600 file holds), the control routes need a second secret as
- * `Authorization: Bearer` (read by the post-build hook and the post step from a 0600 file).
- * Anything else gets a 401 before any other work, and never reaches the cache server.
+ * Listen addresses, one grammar for the server's `listen`/`--listen`, the Action's `listen` input
+ * and the daemon's config: `host:port` or `[ipv6]:port`, port 0\u201365535 (0: any free port).
  */
 
+/** The hosts the daemon may listen on: it holds the cache token, so never a routable address. */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1']);
+class ListenError extends Error {
+}
+/** `host:port` or `[ipv6]:port` \u2192 its parts; a ListenError saying the grammar otherwise. */
+function parseHostPort(value) {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(String(value).trim());
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port > 65535)
+        throw new ListenError(`${JSON.stringify(String(value))} is not HOST:PORT`);
+    return { host: (match[1] ?? match[2]), port };
+}
+function isLoopbackHost(host) {
+    return LOOPBACK_HOSTS.has(host);
+}
+/** Any loopback address (127.0.0.0/8, ::1, localhost; brackets allowed), where plain http never leaves the machine. */
+function isLoopbackAddress(hostname) {
+    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    if (host === 'localhost' || host === '::1')
+        return true;
+    return isIP(host) === 4 && host.startsWith('127.');
+}
+/** The host as it goes into a URL: IPv6 addresses in brackets (once). */
+function urlHost(host) {
+    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
 
+;// CONCATENATED MODULE: ./src/contracts/proxy-auth.ts
+/**
+ * The per-job credentials between the Action and its proxy: every cache route lives under a secret
+ * path prefix (Nix sends it as part of the substituter URL, which only a 0600 file holds), and
+ * every control route needs a second secret as `Authorization: Bearer` (read by the post-build hook
+ * and the post step from a 0600 file). The daemon checks them in src/proxy/runtime/request-gate.ts.
+ */
 /** What a per-job secret looks like: URL-safe, at least 192 bits of base64url. */
 const SECRET_PATTERN = /^[A-Za-z0-9_-]{32,128}$/;
-function digest(value) {
-    return (0,external_node_crypto_.createHash)('sha256').update(value).digest();
+
+;// CONCATENATED MODULE: ./src/contracts/server-api.ts
+/**
+ * The server's own API as its clients (the Action's main step, the daemon, the benchmark) see it:
+ * the routes, the token exchange's answer and its one parser, the health document, the answer to
+ * Sluice's NAR upload route. The server builds these types; every client parses with these functions.
+ */
+/** `POST` with `Authorization: Bearer <CI OIDC ID token>`. */
+const TOKEN_EXCHANGE_PATH = '/_api/v1/token';
+const HEALTH_PATH = '/_api/v1/health';
+/** `PUT <prefix><narhash>.nar[.ext]`: a NAR file named by the NarHash of the NAR inside it. */
+const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
+/** The `aud` CI ID tokens are requested with, unless the Action's `audience` input says otherwise. */
+const DEFAULT_AUDIENCE = 'sluice';
+/** An answer that is not the contract's: the server is not (this version of) Sluice. */
+class ServerAnswerError extends Error {
 }
-/** Equal strings, in time that does not depend on where they differ. */
-function sameSecret(given, expected) {
-    return (0,external_node_crypto_.timingSafeEqual)(digest(given), expected);
+function isStringArray(value) {
+    return Array.isArray(value) && value.every((v) => typeof v === 'string');
 }
-class RequestGate {
-    cachePrefix;
-    controlSecret;
-    constructor(auth) {
-        this.cachePrefix = digest(auth.cachePrefix);
-        this.controlSecret = digest(auth.controlSecret);
+function jsonObject(text, what) {
+    let json;
+    try {
+        json = JSON.parse(text);
     }
-    /** Throws a 401 unless the control request carries the control secret. */
-    checkControl(req) {
-        const header = req.headers.authorization ?? '';
-        const match = /^Bearer (\S+)$/.exec(header);
-        if (!match) {
-            throw unauthorized("the proxy's control routes need the job's control secret as `Authorization: Bearer`; this request has none", 'Bearer realm="sluice-proxy"');
-        }
-        if (!sameSecret(match[1], this.controlSecret)) {
-            throw unauthorized("the control secret in this request is not this job's", 'Bearer realm="sluice-proxy", error="invalid_token"');
-        }
+    catch {
+        throw new ServerAnswerError(`${what} answered something that is not JSON`);
     }
-    /**
-     * The cache route inside a request path (`/<prefix>/nar/x.nar` \u2192 `/nar/x.nar`), or a 401 when
-     * the path does not start with the job's prefix. The secret never travels further than here.
-     */
-    cachePath(pathname) {
-        const end = pathname.indexOf('/', 1);
-        const prefix = end === -1 ? pathname.slice(1) : pathname.slice(1, end);
-        if (end === -1 || !sameSecret(prefix, this.cachePrefix)) {
-            throw unauthorized("this proxy serves the binary cache only under the job's secret path (the substituter URL Sluice put in Nix's configuration); this request is not under it");
-        }
-        return pathname.slice(end);
-    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json))
+        throw new ServerAnswerError(`${what} did not answer a JSON object`);
+    return json;
 }
-function unauthorized(message, challenge) {
-    return new HttpError(401, message, 'unauthorized', challenge ? { 'www-authenticate': challenge } : {});
+/** The one parser of the token exchange's answer. */
+function parseTokenExchangeResponse(text) {
+    const json = jsonObject(text, 'the token exchange');
+    const { token, expires_at, read, write, public_keys, cache_url } = json;
+    if (typeof token !== 'string' ||
+        token === '' ||
+        typeof expires_at !== 'string' ||
+        Number.isNaN(Date.parse(expires_at)) ||
+        !isStringArray(read) ||
+        !(write === null || typeof write === 'string') ||
+        !isStringArray(public_keys) ||
+        typeof cache_url !== 'string') {
+        throw new ServerAnswerError('the token exchange answered JSON without the expected fields');
+    }
+    return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
+}
+/** Whether anonymous reads are allowed, and with which keys; undefined when not. */
+function anonymousReadKeys(text) {
+    let json;
+    try {
+        json = jsonObject(text, 'the health route');
+    }
+    catch {
+        return undefined;
+    }
+    if (json.public_reads !== true)
+        return undefined;
+    const keys = isStringArray(json.public_keys)
+        ? json.public_keys
+        : typeof json.public_key === 'string'
+            ? [json.public_key]
+            : [];
+    return keys.length > 0 ? keys : undefined;
 }
 
-;// CONCATENATED MODULE: ./src/proxy/config.ts
+;// CONCATENATED MODULE: ./src/contracts/daemon-config.ts
 /**
- * The daemon's config file, written by the Action's main step (mode 0600: it holds the token).
- * Parsed strictly: a bad file is a clear error naming the field, before anything starts.
+ * The daemon's config file, written by the Action's main step and the benchmark (mode 0600: it
+ * holds the token), read by the daemon. Parsed strictly: a bad file is a clear error naming the
+ * field, before anything starts.
  */
 
 
 
-class ConfigError extends Error {
+
+
+class DaemonConfigError extends Error {
 }
-/** The hosts the daemon will listen on: it holds the cache token, so never a routable address. */
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+const DAEMON_CONFIG_FILE = 'daemon.json';
 const DEFAULT_UPSTREAM_CACHES = ['https://cache.nixos.org'];
 const DEFAULT_PUSH_CONCURRENCY = 4;
-function parseListen(listen) {
-    const match = /^(.*):(\d+)$/.exec(listen);
-    if (!match)
-        throw new ConfigError(`listen '${listen}' is not host:port`);
-    const host = match[1];
-    const port = Number(match[2]);
-    if (!LOOPBACK_HOSTS.has(host)) {
-        throw new ConfigError(`listen host '${host}' is not a loopback address: the daemon only listens on 127.0.0.1`);
+/** The daemon's `listen`: HOST:PORT on a loopback host (`localhost` listens on 127.0.0.1). */
+function parseDaemonListen(listen) {
+    let parsed;
+    try {
+        parsed = parseHostPort(listen);
     }
-    if (port > 65535)
-        throw new ConfigError(`listen port ${port} is out of range`);
-    return { host: host === 'localhost' ? '127.0.0.1' : host.replace(/^\[(.*)\]$/, '$1'), port };
+    catch (error) {
+        if (error instanceof ListenError)
+            throw new DaemonConfigError(`listen '${listen}' is not host:port`);
+        throw error;
+    }
+    if (!isLoopbackHost(parsed.host)) {
+        throw new DaemonConfigError(`listen host '${parsed.host}' is not a loopback address: the daemon only listens on 127.0.0.1`);
+    }
+    return { host: parsed.host === 'localhost' ? '127.0.0.1' : parsed.host, port: parsed.port };
 }
-/** `expires_at` as the exchange answers it: unix seconds, unix milliseconds or an ISO date. */
+/** An ISO 8601 date (the exchange's `expires_at`) \u2192 unix milliseconds; a DaemonConfigError otherwise. */
 function parseExpiry(value, field = 'tokenExpiresAt') {
-    if (typeof value === 'number' && Number.isFinite(value))
-        return value < 1e12 ? value * 1000 : value;
-    if (typeof value === 'string') {
-        if (/^\d+$/.test(value))
-            return parseExpiry(Number(value), field);
-        const ms = Date.parse(value);
-        if (!Number.isNaN(ms))
-            return ms;
-    }
-    throw new ConfigError(`${field} '${String(value)}' is not a date or unix time`);
+    const ms = typeof value === 'string' && !/^\d+$/.test(value) ? Date.parse(value) : NaN;
+    if (Number.isNaN(ms))
+        throw new DaemonConfigError(`${field} '${String(value)}' is not an ISO 8601 date`);
+    return ms;
 }
 function isRecord(value) {
     return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -47653,7 +47672,7 @@ function isRecord(value) {
 function requireString(obj, key, where = '') {
     const value = obj[key];
     if (typeof value !== 'string' || value.length === 0) {
-        throw new ConfigError(`${where}${key} must be a non-empty string`);
+        throw new DaemonConfigError(`${where}${key} must be a non-empty string`);
     }
     return value;
 }
@@ -47663,10 +47682,10 @@ function requireUrl(value, field) {
         url = new URL(value);
     }
     catch {
-        throw new ConfigError(`${field} '${value}' is not a URL`);
+        throw new DaemonConfigError(`${field} '${value}' is not a URL`);
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-        throw new ConfigError(`${field} '${value}' must be an http(s) URL`);
+        throw new DaemonConfigError(`${field} '${value}' must be an http(s) URL`);
     }
     return value.replace(/\/+$/, '');
 }
@@ -47680,7 +47699,7 @@ function parsePush(value) {
         };
     }
     if (!isRecord(value))
-        throw new ConfigError('push must be an object');
+        throw new DaemonConfigError('push must be an object');
     const push = {
         enabled: value.enabled === true,
         upstreamCaches: DEFAULT_UPSTREAM_CACHES,
@@ -47689,18 +47708,18 @@ function parsePush(value) {
     };
     if (value.filter !== undefined && value.filter !== '') {
         if (typeof value.filter !== 'string')
-            throw new ConfigError('push.filter must be a string');
+            throw new DaemonConfigError('push.filter must be a string');
         try {
             new RegExp(value.filter);
         }
         catch (e) {
-            throw new ConfigError(`push.filter is not a valid regular expression: ${e.message}`);
+            throw new DaemonConfigError(`push.filter is not a valid regular expression: ${e.message}`);
         }
         push.filter = value.filter;
     }
     if (value.upstreamCaches !== undefined) {
         if (!Array.isArray(value.upstreamCaches) || value.upstreamCaches.some((u) => typeof u !== 'string')) {
-            throw new ConfigError('push.upstreamCaches must be an array of URLs');
+            throw new DaemonConfigError('push.upstreamCaches must be an array of URLs');
         }
         push.upstreamCaches = value.upstreamCaches
             .filter((u) => u.trim() !== '')
@@ -47708,7 +47727,7 @@ function parsePush(value) {
     }
     if (value.compression !== undefined) {
         if (value.compression !== 'zstd' && value.compression !== 'xz' && value.compression !== 'none') {
-            throw new ConfigError(`push.compression '${String(value.compression)}' is not one of zstd, xz, none`);
+            throw new DaemonConfigError(`push.compression '${String(value.compression)}' is not one of zstd, xz, none`);
         }
         push.compression = value.compression;
     }
@@ -47716,7 +47735,7 @@ function parsePush(value) {
         if (!Number.isInteger(value.concurrency) ||
             value.concurrency < 1 ||
             value.concurrency > 64) {
-            throw new ConfigError('push.concurrency must be an integer from 1 to 64');
+            throw new DaemonConfigError('push.concurrency must be an integer from 1 to 64');
         }
         push.concurrency = value.concurrency;
     }
@@ -47724,18 +47743,18 @@ function parsePush(value) {
 }
 function parseAuth(value) {
     if (!isRecord(value))
-        throw new ConfigError('auth must be an object { cachePrefix, controlSecret }');
+        throw new DaemonConfigError('auth must be an object { cachePrefix, controlSecret }');
     const auth = {
         cachePrefix: requireString(value, 'cachePrefix', 'auth.'),
         controlSecret: requireString(value, 'controlSecret', 'auth.'),
     };
     for (const [key, secret] of Object.entries(auth)) {
         if (!SECRET_PATTERN.test(secret)) {
-            throw new ConfigError(`auth.${key} must be 32 to 128 characters of base64url`);
+            throw new DaemonConfigError(`auth.${key} must be 32 to 128 characters of base64url`);
         }
     }
     if (auth.cachePrefix === auth.controlSecret) {
-        throw new ConfigError('auth.cachePrefix and auth.controlSecret must differ');
+        throw new DaemonConfigError('auth.cachePrefix and auth.controlSecret must differ');
     }
     return auth;
 }
@@ -47743,21 +47762,21 @@ function parseSecretFiles(value) {
     if (value === undefined)
         return [];
     if (!Array.isArray(value) || value.some((f) => typeof f !== 'string' || !(0,external_node_path_.isAbsolute)(f))) {
-        throw new ConfigError('secretFiles must be an array of absolute paths');
+        throw new DaemonConfigError('secretFiles must be an array of absolute paths');
     }
     return value;
 }
-function parseConfig(value) {
+function parseDaemonConfig(value) {
     if (!isRecord(value))
-        throw new ConfigError('config must be a JSON object');
+        throw new DaemonConfigError('config must be a JSON object');
     const listen = requireString(value, 'listen');
-    parseListen(listen);
+    parseDaemonListen(listen);
     const config = {
         listen,
         server: requireUrl(requireString(value, 'server'), 'server'),
         token: value.token === null || value.token === undefined ? null : requireString(value, 'token'),
         tokenExpiresAt: null,
-        audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : 'sluice',
+        audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : DEFAULT_AUDIENCE,
         push: parsePush(value.push),
         stateDir: requireString(value, 'stateDir'),
         read: Array.isArray(value.read) ? value.read.filter((s) => typeof s === 'string') : [],
@@ -47765,11 +47784,13 @@ function parseConfig(value) {
         auth: parseAuth(value.auth),
         secretFiles: parseSecretFiles(value.secretFiles),
     };
-    if (config.token !== null)
-        config.tokenExpiresAt = parseExpiry(value.tokenExpiresAt);
+    if (config.token !== null) {
+        parseExpiry(value.tokenExpiresAt);
+        config.tokenExpiresAt = value.tokenExpiresAt;
+    }
     if (value.idTokenRequest !== undefined && config.token !== null) {
         if (!isRecord(value.idTokenRequest))
-            throw new ConfigError('idTokenRequest must be an object { url, token }');
+            throw new DaemonConfigError('idTokenRequest must be an object { url, token }');
         config.idTokenRequest = {
             url: requireUrl(requireString(value.idTokenRequest, 'url', 'idTokenRequest.'), 'idTokenRequest.url'),
             token: requireString(value.idTokenRequest, 'token', 'idTokenRequest.'),
@@ -47777,27 +47798,66 @@ function parseConfig(value) {
     }
     return config;
 }
-async function readConfig(path) {
+/** Written then renamed, so the token never sits in a file with wider permissions, even briefly. */
+async function writeDaemonConfig(config) {
+    const file = join(config.stateDir, DAEMON_CONFIG_FILE);
+    await writeFile(`${file}.tmp`, JSON.stringify(config), { mode: 0o600 });
+    await rename(`${file}.tmp`, file);
+    return file;
+}
+async function readDaemonConfig(path) {
     let text;
     try {
         text = await (0,promises_.readFile)(path, 'utf8');
     }
     catch (e) {
-        throw new ConfigError(`cannot read config file ${path}: ${e.message}`);
+        throw new DaemonConfigError(`cannot read config file ${path}: ${e.message}`);
     }
     let json;
     try {
         json = JSON.parse(text);
     }
     catch (e) {
-        throw new ConfigError(`config file ${path} is not JSON: ${e.message}`);
+        throw new DaemonConfigError(`config file ${path} is not JSON: ${e.message}`);
     }
-    return parseConfig(json);
+    return parseDaemonConfig(json);
+}
+
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+;// CONCATENATED MODULE: ./src/contracts/ready-file.ts
+/**
+ * How the daemon says it is listening: `<stateDir>/ready.json` `{ pid, port }`, written then
+ * renamed so a reader never sees half a file. The Action and the benchmark wait for it.
+ */
+
+
+
+const READY_FILE = 'ready.json';
+async function writeReadyFile(stateDir, ready) {
+    const path = (0,external_node_path_.join)(stateDir, READY_FILE);
+    const tmp = `${path}.${ready.pid}.tmp`;
+    await (0,promises_.writeFile)(tmp, JSON.stringify(ready));
+    await (0,promises_.rename)(tmp, path);
+}
+/** The ready file's content, or undefined while there is none. */
+function readReadyFile(stateDir) {
+    let text;
+    try {
+        text = readFileSync(join(stateDir, READY_FILE), 'utf8');
+    }
+    catch {
+        return undefined;
+    }
+    const json = JSON.parse(text);
+    if (typeof json.pid !== 'number' || typeof json.port !== 'number')
+        throw new Error(`${READY_FILE} is not { pid, port }: ${text.slice(0, 100)}`);
+    return { pid: json.pid, port: json.port };
 }
 
 // EXTERNAL MODULE: ./node_modules/pino/pino.js
 var pino = __nccwpck_require__(5005);
-;// CONCATENATED MODULE: ./src/proxy/log.ts
+;// CONCATENATED MODULE: ./src/proxy/report/daemon-log.ts
 /**
  * JSON-lines logging (pino) with secret redaction at the last moment: every serialized line is
  * scrubbed of the tokens registered so far, whatever field or error message they hid in.
@@ -47829,7 +47889,7 @@ function createLogger(secrets, destination) {
     }, destination ?? pino.pino.destination({ dest: 1, sync: true }));
 }
 
-;// CONCATENATED MODULE: ./src/http/narinfo-batch.ts
+;// CONCATENATED MODULE: ./src/contracts/narinfo-batch.ts
 /**
  * The batch narinfo lookup route as server and proxy both know it: where it is, how many hash
  * parts one request may name, and which slices a lookup may ask.
@@ -47845,6 +47905,8 @@ const NARINFO_LOOKUP_SCOPES = (/* unused pure expression or super */ null && (['
  * the end, so the first character carries the most significant bits of the last byte.
  */
 const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
+/** One nix32 character, as a regular-expression class. */
+const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
 const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
 /** Length in characters of the nix32 form of `byteLength` bytes. */
 function nix32Length(byteLength) {
@@ -47899,6 +47961,8 @@ function isNix32(text) {
 
 const store_path_DEFAULT_STORE_DIR = '/nix/store';
 const HASH_PART_LENGTH = 32;
+/** A store path's hash part: 32 nix32 characters (160 bits). */
+const HASH_PART_PATTERN = new RegExp(`^${NIX32_CLASS}{${HASH_PART_LENGTH}}$`);
 /** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
 const MAX_NAME_LENGTH = 211;
 const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
@@ -47991,6 +48055,8 @@ class store_path_StorePath {
     }
 }
 
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/nix/hash.ts
 /** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
 
@@ -47998,7 +48064,7 @@ class store_path_StorePath {
 const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
 class HashError extends Error {
 }
-class hash_Hash {
+class Hash {
     algorithm;
     digest;
     constructor(algorithm, digest) {
@@ -48017,7 +48083,7 @@ class hash_Hash {
         if (sri) {
             if (expected !== undefined && sri[1] !== expected)
                 throw new HashError(`expected a ${expected} hash, got '${text}'`);
-            return hash_Hash.fromDigestText(sri[1], sri[2], 'base64', text);
+            return Hash.fromDigestText(sri[1], sri[2], 'base64', text);
         }
         const colon = text.indexOf(':');
         let algorithm;
@@ -48037,17 +48103,17 @@ class hash_Hash {
         if (expected !== undefined && algorithm !== expected) {
             throw new HashError(`expected a ${expected} hash, got '${text}'`);
         }
-        return hash_Hash.fromDigestText(algorithm, digest, undefined, text);
+        return Hash.fromDigestText(algorithm, digest, undefined, text);
     }
     static fromDigestText(algorithm, digest, encoding, original) {
         const bytes = DIGEST_BYTES[algorithm];
         if (encoding === undefined) {
             if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
-                return new hash_Hash(algorithm, Buffer.from(digest, 'hex'));
+                return new Hash(algorithm, Buffer.from(digest, 'hex'));
             }
             if (digest.length === nix32Length(bytes) && isNix32(digest)) {
                 try {
-                    return new hash_Hash(algorithm, decodeNix32(digest, bytes));
+                    return new Hash(algorithm, decodeNix32(digest, bytes));
                 }
                 catch (e) {
                     if (e instanceof Nix32Error)
@@ -48060,12 +48126,12 @@ class hash_Hash {
             const decoded = Buffer.from(digest, 'base64');
             // Node ignores stray bits in the last character: insist on the one canonical spelling.
             if (decoded.length === bytes && decoded.toString('base64') === digest)
-                return new hash_Hash(algorithm, decoded);
+                return new Hash(algorithm, decoded);
         }
         throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
     }
     static of(algorithm, data) {
-        return new hash_Hash(algorithm, (0,external_node_crypto_.createHash)(algorithm).update(data).digest());
+        return new Hash(algorithm, (0,external_node_crypto_.createHash)(algorithm).update(data).digest());
     }
     get nix32() {
         return encodeNix32(this.digest);
@@ -48091,12 +48157,288 @@ class hash_Hash {
     }
 }
 
+;// CONCATENATED MODULE: ./src/nix/nar-url.ts
+
+/** File name extensions Nix gives compressed NARs. */
+const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
+const COMPRESSION_OF_EXTENSION = new Map(Object.entries(NAR_EXTENSIONS).map(([compression, ext]) => [ext, compression]));
+/** `<hash>.nar<ext>`, the file name part; the extension any `.[a-z0-9]+` so an unknown one can be named. */
+const NAR_FILE_NAME = new RegExp(`^(${NIX32_CLASS}{52})\\.nar((?:\\.[a-z0-9]+)?)$`);
+/** `<hash>.nar<ext>` \u2192 its parts; undefined when it is not that shape. */
+function parseNarFileName(name) {
+    const match = NAR_FILE_NAME.exec(name);
+    if (!match)
+        return undefined;
+    const extension = match[2];
+    return {
+        hash: match[1],
+        extension,
+        compression: COMPRESSION_OF_EXTENSION.get(extension),
+        key: name,
+    };
+}
+/** A narinfo's `URL:` (`nar/<hash>.nar<ext>`) \u2192 its parts; undefined when it is not that shape. */
+function parseNarUrl(url) {
+    return url.startsWith('nar/') ? parseNarFileName(url.slice('nar/'.length)) : undefined;
+}
+function narFileName(hashNix32, compression) {
+    return `${hashNix32}.nar${NAR_EXTENSIONS[compression]}`;
+}
+function narUrl(hashNix32, compression) {
+    return `nar/${narFileName(hashNix32, compression)}`;
+}
+
+;// CONCATENATED MODULE: ./src/nix/narinfo.ts
+/**
+ * `.narinfo` files: parse strictly (every problem named), serialize in the field order Nix writes,
+ * so what `nix copy` uploads round-trips byte for byte. Unknown fields are kept for forward
+ * compatibility and written after the known ones.
+ */
+
+
+/** Far above any real narinfo (even thousands of references), low enough to refuse abuse. */
+const NARINFO_MAX_BYTES = 1024 * 1024;
+// Field names as Nix writes them; anything else in a key (spaces, colons) is a corrupt line.
+const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9-]*$/;
+/** Compression methods Nix can read from a binary cache. */
+const COMPRESSIONS = ['none', 'xz', 'bzip2', 'zstd', 'br', 'gzip', 'lz4', 'lzip'];
+class NarInfoError extends Error {
+}
+const KNOWN_FIELDS = new Set([
+    'StorePath',
+    'URL',
+    'Compression',
+    'FileHash',
+    'FileSize',
+    'NarHash',
+    'NarSize',
+    'References',
+    'Deriver',
+    'System',
+    'Sig',
+    'CA',
+]);
+function parseSize(field, value) {
+    if (!/^\d+$/.test(value))
+        throw new NarInfoError(`${field} '${value}' is not a non-negative integer`);
+    const size = Number(value);
+    if (!Number.isSafeInteger(size))
+        throw new NarInfoError(`${field} '${value}' is too large`);
+    return size;
+}
+/** A `sha256:...` (or SRI) hash, the only kind Nix writes into narinfos. */
+function parseHash(field, value) {
+    let hash;
+    try {
+        hash = Hash.parse(value);
+    }
+    catch (e) {
+        if (e instanceof HashError)
+            throw new NarInfoError(`${field}: ${e.message}`);
+        throw e;
+    }
+    if (hash.algorithm !== 'sha256')
+        throw new NarInfoError(`${field} '${value}' is not a sha256 hash`);
+    return hash;
+}
+function checkBaseName(field, value) {
+    try {
+        return store_path_StorePath.fromBaseName(value).baseName;
+    }
+    catch (e) {
+        if (e instanceof StorePathError)
+            throw new NarInfoError(`${field}: ${e.message}`);
+        throw e;
+    }
+}
+function parseNarInfo(text, options = {}) {
+    const storeDir = options.storeDir ?? store_path_DEFAULT_STORE_DIR;
+    const maxBytes = options.maxBytes ?? NARINFO_MAX_BYTES;
+    if (Buffer.byteLength(text) > maxBytes)
+        throw new NarInfoError(`narinfo is larger than ${maxBytes} bytes`);
+    if (!text.endsWith('\n'))
+        throw new NarInfoError(`narinfo does not end with a newline`);
+    const fields = new Map();
+    const seen = new Set();
+    const sigs = [];
+    const extra = [];
+    const lines = text.split('\n');
+    lines.pop();
+    lines.forEach((line, index) => {
+        const sep = line.indexOf(': ');
+        const key = line.slice(0, Math.max(sep, 0));
+        if (sep <= 0 || !KEY_PATTERN.test(key)) {
+            throw new NarInfoError(`line ${index + 1} is not 'Key: value': '${line.slice(0, 80)}'`);
+        }
+        const value = line.slice(sep + 2);
+        if (key === 'Sig') {
+            if (!/^[^:\s]+:[A-Za-z0-9+/]+={0,2}$/.test(value))
+                throw new NarInfoError(`Sig '${value}' is not 'keyname:base64'`);
+            sigs.push(value);
+            return;
+        }
+        if (seen.has(key))
+            throw new NarInfoError(`duplicate field '${key}'`);
+        seen.add(key);
+        if (KNOWN_FIELDS.has(key))
+            fields.set(key, value);
+        else
+            extra.push([key, value]);
+    });
+    const required = (key) => {
+        const value = fields.get(key);
+        if (value === undefined)
+            throw new NarInfoError(`missing required field '${key}'`);
+        return value;
+    };
+    const storePath = required('StorePath');
+    try {
+        store_path_StorePath.parse(storePath, storeDir);
+    }
+    catch (e) {
+        if (e instanceof StorePathError)
+            throw new NarInfoError(`StorePath: ${e.message}`);
+        throw e;
+    }
+    const url = required('URL');
+    if (url.length === 0)
+        throw new NarInfoError(`URL is empty`);
+    const compression = fields.get('Compression') ?? 'bzip2';
+    if (!COMPRESSIONS.includes(compression)) {
+        throw new NarInfoError(`unknown Compression '${compression}'`);
+    }
+    const info = {
+        storePath,
+        url,
+        compression: compression,
+        narHash: parseHash('NarHash', required('NarHash')),
+        narSize: parseSize('NarSize', required('NarSize')),
+        references: [],
+        sigs,
+        extra,
+    };
+    if (info.narSize === 0)
+        throw new NarInfoError(`NarSize is 0: no NAR is empty`);
+    const fileHash = fields.get('FileHash');
+    if (fileHash !== undefined)
+        info.fileHash = parseHash('FileHash', fileHash);
+    const fileSize = fields.get('FileSize');
+    if (fileSize !== undefined)
+        info.fileSize = parseSize('FileSize', fileSize);
+    const references = fields.get('References');
+    if (references)
+        info.references = references.split(' ').map((r) => checkBaseName('References', r));
+    const deriver = fields.get('Deriver');
+    // Old caches write `unknown-deriver`; Nix reads that as no deriver, and so do we.
+    if (deriver !== undefined && deriver !== 'unknown-deriver')
+        info.deriver = checkBaseName('Deriver', deriver);
+    const system = fields.get('System');
+    if (system !== undefined)
+        info.system = system;
+    const ca = fields.get('CA');
+    if (ca !== undefined)
+        info.ca = ca;
+    return info;
+}
+/** Writes `info` in the order Nix writes; refuses values that would break the line format. */
+function serializeNarInfo(info) {
+    const lines = [];
+    const line = (key, value) => {
+        if (value === undefined)
+            return;
+        const text = String(value);
+        if (text.includes('\n'))
+            throw new NarInfoError(`field '${key}' contains a newline`);
+        lines.push(`${key}: ${text}\n`);
+    };
+    line('StorePath', info.storePath);
+    line('URL', info.url);
+    line('Compression', info.compression);
+    line('FileHash', info.fileHash);
+    line('FileSize', info.fileSize);
+    line('NarHash', info.narHash);
+    line('NarSize', info.narSize);
+    // A malformed base name (one with a space, say) would read back as other references.
+    line('References', info.references.map((r) => checkBaseName('References', r)).join(' '));
+    line('Deriver', info.deriver === undefined ? undefined : checkBaseName('Deriver', info.deriver));
+    line('System', info.system);
+    for (const sig of info.sigs)
+        line('Sig', sig);
+    line('CA', info.ca);
+    for (const [key, value] of info.extra) {
+        if (!KEY_PATTERN.test(key) || KNOWN_FIELDS.has(key))
+            throw new NarInfoError(`cannot write extra field '${key}'`);
+        line(key, value);
+    }
+    return lines.join('');
+}
+/** The hash part of the narinfo's store path, which names the `.narinfo` file. */
+function narInfoHashPart(info, storeDir = DEFAULT_STORE_DIR) {
+    return StorePath.parse(info.storePath, storeDir).hashPart;
+}
+
+;// CONCATENATED MODULE: ./src/nix/buffer-pool.ts
+/**
+ * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
+ * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
+ * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
+ * none once the pool has gone unused that long.
+ */
+class BufferPool {
+    size;
+    maxKept;
+    idleMs;
+    free = [];
+    idleTimer;
+    constructor(size, maxKept, idleMs) {
+        this.size = size;
+        this.maxKept = maxKept;
+        this.idleMs = idleMs;
+    }
+    take() {
+        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    }
+    /** Only buffers nothing reads or writes any more, and that came from `take`. */
+    give(buffers) {
+        for (const buffer of buffers)
+            if (this.free.length < this.maxKept)
+                this.free.push(buffer);
+        if (this.idleMs === undefined)
+            return;
+        clearTimeout(this.idleTimer);
+        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
+    }
+    /** Buffers kept for the next `take`s. */
+    get kept() {
+        return this.free.length;
+    }
+    clear() {
+        clearTimeout(this.idleTimer);
+        this.free.length = 0;
+    }
+}
+/**
+ * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
+ * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
+ */
+function written(sink, chunk) {
+    return new Promise((resolve, reject) => {
+        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
+        sink.once('close', closed);
+        sink.write(chunk, (error) => {
+            sink.off('close', closed);
+            if (error)
+                reject(error);
+            else
+                resolve();
+        });
+    });
+}
+
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
-;// CONCATENATED MODULE: external "node:stream/promises"
-const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 // EXTERNAL MODULE: external "node:zlib"
 var external_node_zlib_ = __nccwpck_require__(8522);
 ;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
@@ -48323,13 +48665,8 @@ class ZstdFrameScanner {
 
 
 
-
-
-
 /** Compressions Sluice can verify and produce (a subset of what Nix reads). */
 const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
-/** File name extensions Nix gives compressed NARs (`nar/<filehash>.nar<ext>`). */
-const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
 class CompressionError extends Error {
 }
 /** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
@@ -48466,320 +48803,8 @@ function createCompressor(compression, options = {}) {
         }
     }
 }
-/** A passthrough that sha256-hashes and counts what flows through it; read `hash()` and `size` after it ends. */
-class HashingStream extends (/* unused pure expression or super */ null && (Transform)) {
-    hasher = createHash('sha256');
-    bytes = 0;
-    result;
-    _transform(chunk, _encoding, callback) {
-        this.hasher.update(chunk);
-        this.bytes += chunk.length;
-        callback(null, chunk);
-    }
-    _flush(callback) {
-        this.result = new Hash('sha256', this.hasher.digest());
-        callback();
-    }
-    /** Bytes seen so far. */
-    get size() {
-        return this.bytes;
-    }
-    hash() {
-        if (this.result === undefined)
-            throw new Error('HashingStream.hash() is only known once the stream has ended');
-        return this.result;
-    }
-}
-/** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */
-function decompressorFor(source, compression) {
-    try {
-        return createDecompressor(compression);
-    }
-    catch (error) {
-        if ('destroy' in source && typeof source.destroy === 'function')
-            source.destroy();
-        throw error;
-    }
-}
-function discard() {
-    return new Writable({ write: (_chunk, _encoding, callback) => callback() });
-}
-/** Decompresses and hashes a (compressed) NAR stream: its NarHash and NarSize, as a narinfo states them. */
-async function hashNar(source, compression) {
-    const decompressor = decompressorFor(source, compression);
-    const nar = new HashingStream();
-    await pipeline(source, decompressor, nar, discard());
-    return { narHash: nar.hash(), narSize: nar.size };
-}
-/**
- * Streams a compressed NAR file from `source` into `sink` (e.g. a file in storage) while computing
- * both the file's FileHash/FileSize and the NAR's NarHash/NarSize. Rejects if either side fails
- * (a corrupt file, a failing sink); the caller then discards what reached the sink.
- */
-async function digestNarFile(source, compression, sink) {
-    const decompressor = decompressorFor(source, compression);
-    const file = new HashingStream();
-    const nar = new HashingStream();
-    // `file` feeds two pipes; an error in either pipeline destroys `file`, which ends the other.
-    const results = await Promise.allSettled([
-        pipeline(source, file, sink),
-        pipeline(file, decompressor, nar, discard()),
-    ]);
-    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
-    if (errors.length > 0) {
-        throw errors.find((e) => e.code !== 'ERR_STREAM_PREMATURE_CLOSE') ?? errors[0];
-    }
-    return { fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size };
-}
 
-;// CONCATENATED MODULE: ./src/nix/narinfo.ts
-/**
- * `.narinfo` files: parse strictly (every problem named), serialize in the field order Nix writes,
- * so what `nix copy` uploads round-trips byte for byte. Unknown fields are kept for forward
- * compatibility and written after the known ones.
- */
-
-
-/** Far above any real narinfo (even thousands of references), low enough to refuse abuse. */
-const NARINFO_MAX_BYTES = 1024 * 1024;
-// Field names as Nix writes them; anything else in a key (spaces, colons) is a corrupt line.
-const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9-]*$/;
-/** Compression methods Nix can read from a binary cache. */
-const COMPRESSIONS = ['none', 'xz', 'bzip2', 'zstd', 'br', 'gzip', 'lz4', 'lzip'];
-class NarInfoError extends Error {
-}
-const KNOWN_FIELDS = new Set([
-    'StorePath',
-    'URL',
-    'Compression',
-    'FileHash',
-    'FileSize',
-    'NarHash',
-    'NarSize',
-    'References',
-    'Deriver',
-    'System',
-    'Sig',
-    'CA',
-]);
-function parseSize(field, value) {
-    if (!/^\d+$/.test(value))
-        throw new NarInfoError(`${field} '${value}' is not a non-negative integer`);
-    const size = Number(value);
-    if (!Number.isSafeInteger(size))
-        throw new NarInfoError(`${field} '${value}' is too large`);
-    return size;
-}
-/** A `sha256:...` (or SRI) hash, the only kind Nix writes into narinfos. */
-function parseHash(field, value) {
-    let hash;
-    try {
-        hash = hash_Hash.parse(value);
-    }
-    catch (e) {
-        if (e instanceof HashError)
-            throw new NarInfoError(`${field}: ${e.message}`);
-        throw e;
-    }
-    if (hash.algorithm !== 'sha256')
-        throw new NarInfoError(`${field} '${value}' is not a sha256 hash`);
-    return hash;
-}
-function checkBaseName(field, value) {
-    try {
-        return store_path_StorePath.fromBaseName(value).baseName;
-    }
-    catch (e) {
-        if (e instanceof StorePathError)
-            throw new NarInfoError(`${field}: ${e.message}`);
-        throw e;
-    }
-}
-function parseNarInfo(text, options = {}) {
-    const storeDir = options.storeDir ?? store_path_DEFAULT_STORE_DIR;
-    const maxBytes = options.maxBytes ?? NARINFO_MAX_BYTES;
-    if (Buffer.byteLength(text) > maxBytes)
-        throw new NarInfoError(`narinfo is larger than ${maxBytes} bytes`);
-    if (!text.endsWith('\n'))
-        throw new NarInfoError(`narinfo does not end with a newline`);
-    const fields = new Map();
-    const seen = new Set();
-    const sigs = [];
-    const extra = [];
-    const lines = text.split('\n');
-    lines.pop();
-    lines.forEach((line, index) => {
-        const sep = line.indexOf(': ');
-        const key = line.slice(0, Math.max(sep, 0));
-        if (sep <= 0 || !KEY_PATTERN.test(key)) {
-            throw new NarInfoError(`line ${index + 1} is not 'Key: value': '${line.slice(0, 80)}'`);
-        }
-        const value = line.slice(sep + 2);
-        if (key === 'Sig') {
-            if (!/^[^:\s]+:[A-Za-z0-9+/]+={0,2}$/.test(value))
-                throw new NarInfoError(`Sig '${value}' is not 'keyname:base64'`);
-            sigs.push(value);
-            return;
-        }
-        if (seen.has(key))
-            throw new NarInfoError(`duplicate field '${key}'`);
-        seen.add(key);
-        if (KNOWN_FIELDS.has(key))
-            fields.set(key, value);
-        else
-            extra.push([key, value]);
-    });
-    const required = (key) => {
-        const value = fields.get(key);
-        if (value === undefined)
-            throw new NarInfoError(`missing required field '${key}'`);
-        return value;
-    };
-    const storePath = required('StorePath');
-    try {
-        store_path_StorePath.parse(storePath, storeDir);
-    }
-    catch (e) {
-        if (e instanceof StorePathError)
-            throw new NarInfoError(`StorePath: ${e.message}`);
-        throw e;
-    }
-    const url = required('URL');
-    if (url.length === 0)
-        throw new NarInfoError(`URL is empty`);
-    const compression = fields.get('Compression') ?? 'bzip2';
-    if (!COMPRESSIONS.includes(compression)) {
-        throw new NarInfoError(`unknown Compression '${compression}'`);
-    }
-    const info = {
-        storePath,
-        url,
-        compression: compression,
-        narHash: parseHash('NarHash', required('NarHash')),
-        narSize: parseSize('NarSize', required('NarSize')),
-        references: [],
-        sigs,
-        extra,
-    };
-    if (info.narSize === 0)
-        throw new NarInfoError(`NarSize is 0: no NAR is empty`);
-    const fileHash = fields.get('FileHash');
-    if (fileHash !== undefined)
-        info.fileHash = parseHash('FileHash', fileHash);
-    const fileSize = fields.get('FileSize');
-    if (fileSize !== undefined)
-        info.fileSize = parseSize('FileSize', fileSize);
-    const references = fields.get('References');
-    if (references)
-        info.references = references.split(' ').map((r) => checkBaseName('References', r));
-    const deriver = fields.get('Deriver');
-    // Old caches write `unknown-deriver`; Nix reads that as no deriver, and so do we.
-    if (deriver !== undefined && deriver !== 'unknown-deriver')
-        info.deriver = checkBaseName('Deriver', deriver);
-    const system = fields.get('System');
-    if (system !== undefined)
-        info.system = system;
-    const ca = fields.get('CA');
-    if (ca !== undefined)
-        info.ca = ca;
-    return info;
-}
-/** Writes `info` in the order Nix writes; refuses values that would break the line format. */
-function serializeNarInfo(info) {
-    const lines = [];
-    const line = (key, value) => {
-        if (value === undefined)
-            return;
-        const text = String(value);
-        if (text.includes('\n'))
-            throw new NarInfoError(`field '${key}' contains a newline`);
-        lines.push(`${key}: ${text}\n`);
-    };
-    line('StorePath', info.storePath);
-    line('URL', info.url);
-    line('Compression', info.compression);
-    line('FileHash', info.fileHash);
-    line('FileSize', info.fileSize);
-    line('NarHash', info.narHash);
-    line('NarSize', info.narSize);
-    // A malformed base name (one with a space, say) would read back as other references.
-    line('References', info.references.map((r) => checkBaseName('References', r)).join(' '));
-    line('Deriver', info.deriver === undefined ? undefined : checkBaseName('Deriver', info.deriver));
-    line('System', info.system);
-    for (const sig of info.sigs)
-        line('Sig', sig);
-    line('CA', info.ca);
-    for (const [key, value] of info.extra) {
-        if (!KEY_PATTERN.test(key) || KNOWN_FIELDS.has(key))
-            throw new NarInfoError(`cannot write extra field '${key}'`);
-        line(key, value);
-    }
-    return lines.join('');
-}
-/** The hash part of the narinfo's store path, which names the `.narinfo` file. */
-function narInfoHashPart(info, storeDir = DEFAULT_STORE_DIR) {
-    return StorePath.parse(info.storePath, storeDir).hashPart;
-}
-
-;// CONCATENATED MODULE: ./src/nix/buffer-pool.ts
-/**
- * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
- * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
- * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
- * none once the pool has gone unused that long.
- */
-class BufferPool {
-    size;
-    maxKept;
-    idleMs;
-    free = [];
-    idleTimer;
-    constructor(size, maxKept, idleMs) {
-        this.size = size;
-        this.maxKept = maxKept;
-        this.idleMs = idleMs;
-    }
-    take() {
-        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
-    }
-    /** Only buffers nothing reads or writes any more, and that came from `take`. */
-    give(buffers) {
-        for (const buffer of buffers)
-            if (this.free.length < this.maxKept)
-                this.free.push(buffer);
-        if (this.idleMs === undefined)
-            return;
-        clearTimeout(this.idleTimer);
-        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
-    }
-    /** Buffers kept for the next `take`s. */
-    get kept() {
-        return this.free.length;
-    }
-    clear() {
-        clearTimeout(this.idleTimer);
-        this.free.length = 0;
-    }
-}
-/**
- * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
- * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
- */
-function written(sink, chunk) {
-    return new Promise((resolve, reject) => {
-        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
-        sink.once('close', closed);
-        sink.write(chunk, (error) => {
-            sink.off('close', closed);
-            if (error)
-                reject(error);
-            else
-                resolve();
-        });
-    });
-}
-
-;// CONCATENATED MODULE: ./src/proxy/gc-pacer.ts
+;// CONCATENATED MODULE: ./src/proxy/push/gc-pacer.ts
 const collect = globalThis.gc;
 const MINOR_EVERY_BYTES = 2 * 1024 * 1024;
 const MAJOR_EVERY_BYTES = 32 * 1024 * 1024;
@@ -48802,7 +48827,7 @@ function buffersSpent(bytes) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/nar-dump.ts
+;// CONCATENATED MODULE: ./src/proxy/push/nar-dump.ts
 /**
  * Serializes a store path as a NAR in-process, the bytes `nix-store --dump` writes: starting one
  * `nix-store` per path costs ~25 ms, which dominated pushing many small paths. Directory entries
@@ -48915,7 +48940,7 @@ function dumpNar(path) {
     return Readable.from(copies(), { objectMode: false });
 }
 
-;// CONCATENATED MODULE: ./src/proxy/nar-file.ts
+;// CONCATENATED MODULE: ./src/proxy/push/nar-file.ts
 
 
 
@@ -49048,7 +49073,7 @@ var external_node_http_ = __nccwpck_require__(7067);
 const external_node_https_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
 // EXTERNAL MODULE: ./node_modules/undici/index.js
 var undici = __nccwpck_require__(6752);
-;// CONCATENATED MODULE: ./src/proxy/retry.ts
+;// CONCATENATED MODULE: ./src/proxy/upstream/retry.ts
 /**
  * When and how long to wait before trying a request again: exponential backoff with full jitter on
  * 5xx, 429 and network errors, and the server's `Retry-After` honoured when it says more.
@@ -49102,7 +49127,7 @@ function sleep(ms, signal) {
     });
 }
 
-;// CONCATENATED MODULE: ./src/proxy/upstream.ts
+;// CONCATENATED MODULE: ./src/proxy/upstream/upstream-client.ts
 /**
  * The one module that talks HTTP to the Sluice server (and, without credentials, to upstream
  * caches): a keep-alive undici Pool per origin, timeouts, the cache token injected here and nowhere
@@ -49295,7 +49320,7 @@ function describeNetworkError(error) {
     return `${code ? `${code} ` : ''}${error.message}${causeText}`;
 }
 
-;// CONCATENATED MODULE: ./src/proxy/uploader.ts
+;// CONCATENATED MODULE: ./src/proxy/push/uploader.ts
 /**
  * Uploads store paths: a bounded number of NARs compressed and streamed to the server at once, in
  * any order; each narinfo only once the narinfos of its references are up, so the cache never
@@ -49306,6 +49331,7 @@ function describeNetworkError(error) {
  * so it streams as it is compressed; the server verifies the NAR against the name and answers the
  * file's URL, FileHash and FileSize, which the narinfo then states.
  */
+
 
 
 
@@ -49336,16 +49362,15 @@ function parseStoredNar(text, info, compression) {
     const answer = JSON.parse(text);
     const { url, file_hash: fileHash, file_size: fileSize, nar_hash: narHash, nar_size: narSize } = answer;
     if (typeof url !== 'string' ||
-        !url.startsWith('nar/') ||
-        !url.endsWith(`.nar${NAR_EXTENSIONS[compression]}`) ||
+        parseNarUrl(url)?.compression !== compression ||
         typeof fileHash !== 'string' ||
         typeof fileSize !== 'number' ||
         typeof narHash !== 'string' ||
         narSize !== info.narSize ||
-        !hash_Hash.parse(narHash).equals(info.narHash)) {
+        !Hash.parse(narHash).equals(info.narHash)) {
         throw new UpstreamError(`the server's answer to the NAR upload of ${info.path} does not fit it: ${text.slice(0, 300)}`);
     }
-    return { url, fileHash: hash_Hash.parse(fileHash), fileSize };
+    return { url, fileHash: Hash.parse(fileHash), fileSize };
 }
 class Uploader {
     options;
@@ -49438,7 +49463,7 @@ class Uploader {
     }
     async uploadNar(info) {
         const { compression } = this.options;
-        const path = `/_api/v1/nar/${info.narHash.nix32}.nar${NAR_EXTENSIONS[compression]}`;
+        const path = `${NAR_UPLOAD_PREFIX}${narFileName(info.narHash.nix32, compression)}`;
         // No Content-Length: the compressed size is known only once it is sent (chunked encoding).
         const text = await this.put(path, () => compressedNar(info, compression), {
             'content-type': 'application/x-nix-nar',
@@ -49485,7 +49510,7 @@ class Uploader {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/narinfo-batch.ts
+;// CONCATENATED MODULE: ./src/proxy/upstream/batch-lookup.ts
 /**
  * The server's batch lookup route, `POST /_api/v1/narinfos`: one request for many narinfos. Nix's
  * lookups (routes.ts) and the push engine's "already cached?" checks (push.ts) both use it.
@@ -49518,7 +49543,7 @@ function batchRouteMissing(status) {
     return status === 404 || status === 405;
 }
 
-;// CONCATENATED MODULE: ./src/proxy/push.ts
+;// CONCATENATED MODULE: ./src/proxy/push/push-queue.ts
 /**
  * The push queue: built paths in, their closures out to the server, minus what the cache already
  * has, what upstream caches serve and what the filter excludes. Planning (closure, checks) happens
@@ -49797,7 +49822,43 @@ class PushQueue {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/batcher.ts
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+;// CONCATENATED MODULE: ./src/contracts/http-error.ts
+class HttpError extends Error {
+    status;
+    reason;
+    headers;
+    constructor(status, message, 
+    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
+    reason = 'error', headers = {}) {
+        super(message);
+        this.status = status;
+        this.reason = reason;
+        this.headers = headers;
+    }
+}
+/**
+ * Answers with the error's status and a plain-text message. When headers were already sent the
+ * response cannot change status any more, so it is destroyed instead.
+ */
+function sendError(res, error) {
+    const status = error instanceof HttpError ? error.status : 500;
+    const message = error instanceof HttpError ? error.message : 'internal server error';
+    if (res.headersSent) {
+        res.destroy(error instanceof Error ? error : undefined);
+        return;
+    }
+    const body = `${message}\n`;
+    res.writeHead(status, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        ...(error instanceof HttpError ? error.headers : {}),
+    });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pull/lookup-batcher.ts
 /**
  * Coalesces lookups into batches: keys asked in the same event-loop turn, or while the batches in
  * flight are out, go to `fetch` together (at most `maxBatch` keys each, at most `maxInFlight`
@@ -49867,7 +49928,7 @@ class Batcher {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/byte-counter.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/byte-counter.ts
 
 /** A passthrough that counts bytes, calling `onBytes` per chunk (for live stats). */
 class ByteCounter extends external_node_stream_.Transform {
@@ -49884,7 +49945,7 @@ class ByteCounter extends external_node_stream_.Transform {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/headers.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/response-headers.ts
 /** The one place that decides which upstream response headers reach Nix. */
 /** RFC 9110 \u00a77.6.1 hop-by-hop headers, plus what undici or Node set themselves. */
 const HOP_BY_HOP = new Set([
@@ -49916,7 +49977,7 @@ function forwardableHeaders(headers) {
     return out;
 }
 
-;// CONCATENATED MODULE: ./src/proxy/readahead.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/readahead.ts
 /**
  * NAR readahead. Nix 2.8 substitutes one path at a time (`max-jobs` 1 by default), so every NAR
  * pays a round trip through the proxy and the server before Nix sees its first byte, and the bytes
@@ -49927,6 +49988,7 @@ function forwardableHeaders(headers) {
  * looks paths up costs the server nothing more. Large NARs are left to stream through: for them
  * the round trip is small next to the transfer.
  */
+
 
 
 
@@ -49947,7 +50009,6 @@ const PAGE_BYTES = 256 * 1024;
 /** The readahead keeps no pages once it has been idle this long. */
 const PAGES_IDLE_MS = 10_000;
 /** The NAR URLs the server writes: anything else in a narinfo is not fetched. */
-const NAR_URL = /^nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
 function parseCandidate(narinfo) {
     let info;
     let path;
@@ -49958,7 +50019,7 @@ function parseCandidate(narinfo) {
     catch {
         return undefined;
     }
-    if (!NAR_URL.test(info.url) || !info.fileSize)
+    if (!parseNarUrl(info.url) || !info.fileSize)
         return undefined;
     const references = info.references
         .map((ref) => ref.slice(0, 32))
@@ -50208,7 +50269,8 @@ async function fetchWhole(server, path, pool) {
     return { headers: response.headers, chunks, size, release };
 }
 
-;// CONCATENATED MODULE: ./src/proxy/routes.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/nix-routes.ts
+
 
 
 
@@ -50220,22 +50282,6 @@ async function fetchWhole(server, path, pool) {
 /** Priority 30 sorts before cache.nixos.org (40), so Nix asks the proxy first. */
 const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
 const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
-const NAR_PATH = /^\/nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-/** An absolute https URL, or http on a loopback host (tests, a bucket on the same machine). */
-function isSafeRedirect(location) {
-    let url;
-    try {
-        url = new URL(location);
-    }
-    catch {
-        return false;
-    }
-    if (url.protocol === 'https:')
-        return true;
-    const host = url.hostname.replace(/^\[|\]$/g, '');
-    return (url.protocol === 'http:' && (host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host)));
-}
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
@@ -50293,7 +50339,7 @@ class CacheRoutes {
             await this.narinfo(method, narinfo[1], res);
             return true;
         }
-        if (NAR_PATH.test(pathname)) {
+        if (pathname.startsWith('/') && parseNarUrl(pathname.slice(1))) {
             if (method !== 'GET' && method !== 'HEAD')
                 throw methodNotAllowed(method, 'GET, HEAD');
             await this.nar(method, pathname, req, res);
@@ -50453,23 +50499,6 @@ class CacheRoutes {
         });
         if (!response)
             throw new HttpError(502, 'the cache server is unreachable', 'upstream');
-        if (method === 'GET' && REDIRECTS.has(response.statusCode) && response.headers.location) {
-            // The server sends NAR reads straight to its bucket (a presigned URL): Nix follows the
-            // redirect itself, so the bytes pass through neither the server nor this proxy. Only to
-            // https, or to plain http on loopback, as for the server itself.
-            await response.body.dump();
-            if (!isSafeRedirect(String(response.headers.location))) {
-                this.upstreamFailed(`NAR download redirected to a URL that is not https: refused`, false);
-                throw new HttpError(502, 'the cache server redirected to a URL that is not https', 'upstream');
-            }
-            this.stats.narRedirects++;
-            res.writeHead(response.statusCode, {
-                location: String(response.headers.location),
-                'content-length': 0,
-            });
-            res.end();
-            return;
-        }
         if (response.statusCode !== 200 && response.statusCode !== 206) {
             const text = (await response.body.text()).slice(0, 200).trim();
             if (response.statusCode === 404)
@@ -50504,13 +50533,37 @@ function methodNotAllowed(method, allowed) {
     });
 }
 
-;// CONCATENATED MODULE: ./src/proxy/control.ts
+;// CONCATENATED MODULE: ./src/contracts/control-api.ts
+/**
+ * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
+ * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
+ */
+const CONTROL_PREFIX = '/_sluice/';
+const ControlRoute = {
+    /** `GET` \u2192 DaemonHealth. */
+    Health: 'health',
+    /** `GET` \u2192 DaemonStats. */
+    Stats: 'stats',
+    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
+    Built: 'built',
+    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
+    Drain: 'drain',
+    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
+    Shutdown: 'shutdown',
+};
+function controlPath(route) {
+    return `${CONTROL_PREFIX}${route}`;
+}
+/** Drain deadlines above this are refused. */
+const MAX_DRAIN_DEADLINE_SECONDS = 6 * 3600;
+
+;// CONCATENATED MODULE: ./src/proxy/runtime/control-routes.ts
+
 
 
 
 /** A store diff of a big job can list tens of thousands of paths. */
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
-const MAX_DEADLINE_SECONDS = 6 * 3600;
 async function readJsonBody(req) {
     const chunks = [];
     let size = 0;
@@ -50567,19 +50620,19 @@ async function handleControl(req, res, pathname, ctx) {
             throw methodNotAllowed(method, allowed);
     };
     switch (pathname) {
-        case '/_sluice/health':
+        case controlPath(ControlRoute.Health):
             expect('GET');
             return sendJson(res, 200, ctx.health());
-        case '/_sluice/stats':
+        case controlPath(ControlRoute.Stats):
             expect('GET');
             return sendJson(res, 200, ctx.stats.toJSON());
-        case '/_sluice/built':
+        case controlPath(ControlRoute.Built):
             expect('POST');
             return built(req, res, ctx);
-        case '/_sluice/drain':
+        case controlPath(ControlRoute.Drain):
             expect('POST');
             return drain(req, res, ctx);
-        case '/_sluice/shutdown':
+        case controlPath(ControlRoute.Shutdown):
             expect('POST');
             sendJson(res, 200, { shuttingDown: true });
             res.once('finish', ctx.shutdown);
@@ -50610,8 +50663,8 @@ async function drain(req, res, ctx) {
     const deadlineSeconds = body.deadlineSeconds;
     if (typeof deadlineSeconds !== 'number' ||
         !(deadlineSeconds >= 0) ||
-        deadlineSeconds > MAX_DEADLINE_SECONDS) {
-        throw new HttpError(400, `deadlineSeconds must be a number from 0 to ${MAX_DEADLINE_SECONDS}`, 'bad_request');
+        deadlineSeconds > MAX_DRAIN_DEADLINE_SECONDS) {
+        throw new HttpError(400, `deadlineSeconds must be a number from 0 to ${MAX_DRAIN_DEADLINE_SECONDS}`, 'bad_request');
     }
     const paths = storePathsField(body.paths, 'paths');
     const queue = ctx.queue;
@@ -50628,8 +50681,9 @@ async function drain(req, res, ctx) {
     sendJson(res, 200, ctx.stats.toJSON());
 }
 
-;// CONCATENATED MODULE: ./src/proxy/server.ts
+;// CONCATENATED MODULE: ./src/proxy/runtime/proxy-server.ts
 /** The daemon's HTTP server: loopback only, routing to the cache routes or the control endpoints. */
+
 
 
 
@@ -50648,7 +50702,7 @@ async function startProxyServer(host, port, routes, control, gate, log) {
         // Until the request is authenticated its path is only the caller's word: logs never show it.
         let pathname = '(unauthenticated)';
         try {
-            if (target.startsWith('/_sluice/')) {
+            if (target.startsWith(CONTROL_PREFIX)) {
                 gate.checkControl(req);
                 pathname = target;
                 await handleControl(req, res, pathname, control);
@@ -50689,14 +50743,60 @@ async function startProxyServer(host, port, routes, control, gate, log) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/proxy/path-stats.ts
+;// CONCATENATED MODULE: ./src/proxy/runtime/request-gate.ts
 /**
- * The job's cache use counted in distinct store paths, not lookups: Nix asks for a narinfo more
- * than once (a path's referrers, `nix copy`'s checks), so lookups overstate what came from the
- * cache. A path is "found" once the server had its narinfo, "not found" when it never did; it is
- * "downloaded" once Nix fetched its NAR. The largest downloaded and pushed paths are kept for the
- * summary.
+ * Who may talk to the daemon. The port is reachable by every local process, fixed-output
+ * derivations included (they share the host's network), so every request carries a per-job
+ * credential: the cache routes live under a secret path prefix (Nix sends it as part of the
+ * substituter URL, which only a 0600 file holds), the control routes need a second secret as
+ * `Authorization: Bearer` (read by the post-build hook and the post step from a 0600 file).
+ * Anything else gets a 401 before any other work, and never reaches the cache server.
  */
+
+
+function digest(value) {
+    return (0,external_node_crypto_.createHash)('sha256').update(value).digest();
+}
+/** Equal strings, in time that does not depend on where they differ. */
+function sameSecret(given, expected) {
+    return (0,external_node_crypto_.timingSafeEqual)(digest(given), expected);
+}
+class RequestGate {
+    cachePrefix;
+    controlSecret;
+    constructor(auth) {
+        this.cachePrefix = digest(auth.cachePrefix);
+        this.controlSecret = digest(auth.controlSecret);
+    }
+    /** Throws a 401 unless the control request carries the control secret. */
+    checkControl(req) {
+        const header = req.headers.authorization ?? '';
+        const match = /^Bearer (\S+)$/.exec(header);
+        if (!match) {
+            throw unauthorized("the proxy's control routes need the job's control secret as `Authorization: Bearer`; this request has none", 'Bearer realm="sluice-proxy"');
+        }
+        if (!sameSecret(match[1], this.controlSecret)) {
+            throw unauthorized("the control secret in this request is not this job's", 'Bearer realm="sluice-proxy", error="invalid_token"');
+        }
+    }
+    /**
+     * The cache route inside a request path (`/<prefix>/nar/x.nar` \u2192 `/nar/x.nar`), or a 401 when
+     * the path does not start with the job's prefix. The secret never travels further than here.
+     */
+    cachePath(pathname) {
+        const end = pathname.indexOf('/', 1);
+        const prefix = end === -1 ? pathname.slice(1) : pathname.slice(1, end);
+        if (end === -1 || !sameSecret(prefix, this.cachePrefix)) {
+            throw unauthorized("this proxy serves the binary cache only under the job's secret path (the substituter URL Sluice put in Nix's configuration); this request is not under it");
+        }
+        return pathname.slice(end);
+    }
+}
+function unauthorized(message, challenge) {
+    return new HttpError(401, message, 'unauthorized', challenge ? { 'www-authenticate': challenge } : {});
+}
+
+;// CONCATENATED MODULE: ./src/proxy/report/path-stats.ts
 /** How many of the largest paths the stats keep. */
 const LARGEST_KEPT = 10;
 /** The `n` largest, largest first. */
@@ -50763,8 +50863,7 @@ class PathStats {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/stats.ts
-/** The daemon's counters, reported as the stats JSON of the Action \u2194 daemon contract. */
+;// CONCATENATED MODULE: ./src/proxy/report/stats.ts
 
 /** Distinct error messages kept, so a long outage cannot grow the stats without bound. */
 const MAX_ERRORS = 50;
@@ -50776,7 +50875,6 @@ class Stats {
     misses = 0;
     bytesDownloaded = 0;
     narsReadAhead = 0;
-    narRedirects = 0;
     paths = new PathStats();
     pushedPaths = 0;
     pushedBytes = 0;
@@ -50825,7 +50923,6 @@ class Stats {
             paths: this.paths.toJSON(),
             bytesDownloaded: this.bytesDownloaded,
             narsReadAhead: this.narsReadAhead,
-            narRedirects: this.narRedirects,
             pushed: { paths: this.pushedPaths, bytes: this.pushedBytes },
             skipped: {
                 alreadyCached: this.skippedAlreadyCached,
@@ -50844,7 +50941,7 @@ class Stats {
 
 // EXTERNAL MODULE: external "node:util"
 var external_node_util_ = __nccwpck_require__(7975);
-;// CONCATENATED MODULE: ./src/proxy/store.ts
+;// CONCATENATED MODULE: ./src/proxy/push/local-store.ts
 /**
  * What the push engine asks of the local Nix store, through the real `nix` commands: path
  * metadata for a closure and the outputs of a derivation.
@@ -50895,7 +50992,7 @@ class LocalStore {
             }
             const info = {
                 path: entry.path,
-                narHash: hash_Hash.parse(entry.narHash),
+                narHash: Hash.parse(entry.narHash),
                 narSize: entry.narSize,
                 references: entry.references ?? [],
             };
@@ -50923,12 +51020,23 @@ class LocalStore {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/token.ts
+;// CONCATENATED MODULE: ./src/proxy/upstream/clock.ts
+const systemClock = {
+    now: () => Date.now(),
+    setTimer(fn, ms) {
+        const timer = setTimeout(fn, ms);
+        timer.unref();
+        return () => clearTimeout(timer);
+    },
+};
+
+;// CONCATENATED MODULE: ./src/proxy/upstream/token-keeper.ts
 /**
  * Keeps the cache token fresh: before it expires, ask the runner for a new OIDC ID token (the call
  * `core.getIDToken` makes) and exchange it at the server. A failed refresh keeps the old token,
  * records the error and tries again later.
  */
+
 
 
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -50941,8 +51049,8 @@ function refreshDelay(remainingMs) {
         return 0;
     return remainingMs - Math.min(MAX_REFRESH_LEAD_MS, remainingMs / 4);
 }
-/** One JSON request with a bearer token; throws naming `what` on a non-200 or non-object answer. */
-async function requestJson(url, method, bearer, what) {
+/** One request with a bearer token; its body, or an error naming `what` on a non-200 answer. */
+async function requestText(url, method, bearer, what) {
     const response = await (0,undici/* request */.Em)(url, {
         method,
         headers: { authorization: `Bearer ${bearer}`, accept: 'application/json' },
@@ -50952,25 +51060,19 @@ async function requestJson(url, method, bearer, what) {
     if (response.statusCode !== 200) {
         throw new Error(`${what} answered HTTP ${response.statusCode}: ${text.slice(0, 200).trim()}`);
     }
-    try {
-        const json = JSON.parse(text);
-        if (typeof json === 'object' && json !== null)
-            return json;
-    }
-    catch {
-        // reported below
-    }
-    throw new Error(`${what} did not answer a JSON object`);
+    return text;
 }
 class TokenKeeper {
     options;
     token;
-    timer;
+    cancelTimer;
+    clock;
     inFlight;
     stopped = false;
     constructor(initial, options) {
         this.options = options;
         this.token = initial;
+        this.clock = options.clock ?? systemClock;
         options.secrets.add(initial.token);
         options.secrets.add(options.idTokenRequest?.token);
     }
@@ -50986,11 +51088,11 @@ class TokenKeeper {
     /** Schedules refreshes for as long as the daemon runs. */
     start() {
         if (this.canRefresh)
-            this.schedule(refreshDelay(this.token.expiresAt - Date.now()));
+            this.schedule(refreshDelay(this.token.expiresAt - this.clock.now()));
     }
     stop() {
         this.stopped = true;
-        clearTimeout(this.timer);
+        this.cancelTimer?.();
     }
     /** Gets a new token now (one refresh at a time); true when the token changed. */
     refresh() {
@@ -51004,11 +51106,8 @@ class TokenKeeper {
     schedule(delayMs) {
         if (this.stopped)
             return;
-        clearTimeout(this.timer);
-        this.timer = setTimeout(() => {
-            void this.refresh();
-        }, delayMs);
-        this.timer.unref();
+        this.cancelTimer?.();
+        this.cancelTimer = this.clock.setTimer(() => void this.refresh(), delayMs);
     }
     async doRefresh() {
         const { log, stats } = this.options;
@@ -51017,14 +51116,14 @@ class TokenKeeper {
             this.options.secrets.add(fresh.token);
             this.token = fresh;
             log.info({ expiresAt: new Date(fresh.expiresAt).toISOString() }, 'cache token refreshed');
-            this.schedule(refreshDelay(fresh.expiresAt - Date.now()));
+            this.schedule(refreshDelay(fresh.expiresAt - this.clock.now()));
             return true;
         }
         catch (e) {
             const message = `token refresh failed: ${e.message}`;
             stats.error(message);
             log.warn({ err: message }, 'token refresh failed; keeping the current token');
-            const remaining = this.token.expiresAt - Date.now();
+            const remaining = this.token.expiresAt - this.clock.now();
             this.schedule(Math.min(MAX_FAILED_RETRY_MS, Math.max(1000, remaining / 2)));
             return false;
         }
@@ -51033,7 +51132,16 @@ class TokenKeeper {
         const { url, token } = this.options.idTokenRequest;
         const target = new URL(url);
         target.searchParams.set('audience', this.options.audience);
-        const json = await requestJson(target, 'GET', token, 'the ID token request endpoint');
+        const text = await requestText(target, 'GET', token, 'the ID token request endpoint');
+        let json = null;
+        try {
+            json = JSON.parse(text);
+        }
+        catch {
+            // reported below
+        }
+        if (typeof json !== 'object' || json === null)
+            throw new Error('the ID token request endpoint did not answer a JSON object');
         if (typeof json.value !== 'string' || json.value === '') {
             throw new Error('the ID token request endpoint answered no token (no "value")');
         }
@@ -51041,16 +51149,13 @@ class TokenKeeper {
         return json.value;
     }
     async exchange(idToken) {
-        const url = `${this.options.server}/_api/v1/token`;
-        const json = await requestJson(url, 'POST', idToken, 'the token exchange');
-        if (typeof json.token !== 'string' || json.token === '') {
-            throw new Error('the token exchange answered no token');
-        }
-        return { token: json.token, expiresAt: parseExpiry(json.expires_at, 'expires_at') };
+        const url = `${this.options.server}${TOKEN_EXCHANGE_PATH}`;
+        const answer = parseTokenExchangeResponse(await requestText(url, 'POST', idToken, 'the token exchange'));
+        return { token: answer.token, expiresAt: Date.parse(answer.expiresAt) };
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/daemon.ts
+;// CONCATENATED MODULE: ./src/proxy/runtime/daemon-main.ts
 /**
  * The daemon's lifecycle: read the config, wire the parts, listen, announce readiness in
  * `<stateDir>/ready.json`, and shut down cleanly on `/_sluice/shutdown` or SIGTERM.
@@ -51067,13 +51172,6 @@ class TokenKeeper {
 
 
 
-/** Writes then renames, so a reader never sees half a file. */
-async function writeReadyFile(stateDir, port) {
-    const path = (0,external_node_path_.join)(stateDir, 'ready.json');
-    const tmp = `${path}.${process.pid}.tmp`;
-    await (0,promises_.writeFile)(tmp, JSON.stringify({ pid: process.pid, port }));
-    await (0,promises_.rename)(tmp, path);
-}
 /** Deletes the files that hold the job's secrets: they are no use once the daemon is gone. */
 async function removeSecretFiles(files) {
     await Promise.all(files.map((file) => (0,promises_.rm)(file, { force: true }).catch(() => undefined)));
@@ -51084,17 +51182,21 @@ async function startDaemon(config, options = {}) {
     secrets.add(config.auth.cachePrefix);
     secrets.add(config.auth.controlSecret);
     const log = createLogger(secrets, options.logDestination);
-    const { host, port } = parseListen(config.listen);
+    const { host, port } = parseDaemonListen(config.listen);
     await (0,promises_.mkdir)(config.stateDir, { recursive: true });
     let queue;
     const stats = new Stats(config.read, config.write, () => queue?.queued ?? 0);
-    const tokens = new TokenKeeper({ token: config.token, expiresAt: config.tokenExpiresAt ?? Infinity }, {
+    const tokens = new TokenKeeper({
+        token: config.token,
+        expiresAt: config.tokenExpiresAt === null ? Infinity : parseExpiry(config.tokenExpiresAt),
+    }, {
         server: config.server,
         audience: config.audience,
         idTokenRequest: config.idTokenRequest,
         secrets,
         stats,
         log,
+        ...(options.clock ? { clock: options.clock } : {}),
     });
     const server = new Upstream(config.server, {
         token: () => tokens.current(),
@@ -51138,7 +51240,7 @@ async function startDaemon(config, options = {}) {
         shutdown: () => void close().then(options.onShutdown),
     }, new RequestGate(config.auth), log);
     tokens.start();
-    await writeReadyFile(config.stateDir, proxy.port);
+    await writeReadyFile(config.stateDir, { pid: process.pid, port: proxy.port });
     log.info({
         port: proxy.port,
         server: config.server,
@@ -51160,7 +51262,7 @@ async function run(configPath = process.argv[2]) {
     };
     let config;
     try {
-        config = await readConfig(configPath);
+        config = await readDaemonConfig(configPath);
     }
     catch (e) {
         return failed(e, [configPath]);

@@ -5,6 +5,7 @@
 import * as core from '@actions/core';
 import { existsSync, readFileSync } from 'node:fs';
 import { Outputs } from './constants.js';
+import { ControlRoute, type DrainRequest } from '../contracts/control-api.js';
 import {
   control,
   ensureStopped,
@@ -12,8 +13,8 @@ import {
   readControlSecret,
   removeFiles,
   type DaemonStats,
-} from './daemon.js';
-import { describeFetchError } from './exchange.js';
+} from './daemon-client.js';
+import { describeFetchError } from './exchange-client.js';
 import { removeNixConf, restartNixDaemon } from './nix-config.js';
 import { loadState, type SavedState } from './state.js';
 import { newStorePaths, validPaths } from './store-paths.js';
@@ -99,17 +100,19 @@ async function finish(state: SavedState, problems: string[]): Promise<DaemonStat
     stats = await control<DaemonStats>(
       daemon.url,
       secret,
-      'drain',
-      { deadlineSeconds: state.drainTimeoutSeconds, paths },
+      ControlRoute.Drain,
+      { deadlineSeconds: state.drainTimeoutSeconds, paths } satisfies DrainRequest,
       state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS,
     );
   } catch (error) {
     problems.push(
       `Sluice's proxy did not finish pushing in time (${describeFetchError(error)}): some builds were not pushed. Raise \`drain-timeout\` if this repeats.`,
     );
-    stats = await control<DaemonStats>(daemon.url, secret, 'stats', undefined, 5_000).catch(() => undefined);
+    stats = await control<DaemonStats>(daemon.url, secret, ControlRoute.Stats, undefined, 5_000).catch(
+      () => undefined,
+    );
   }
-  await control(daemon.url, secret, 'shutdown', {}, 5_000).catch(() => undefined);
+  await control(daemon.url, secret, ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
   const ended = await ensureStopped(daemon.pid);
   if (ended === 'survived') problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
   else if (ended !== 'exited') core.info(`Sluice's proxy did not exit on request and was ${ended}.`);

@@ -3,7 +3,7 @@
  * with what to do about it. Sentences rather than wide tables, so it reads on a phone.
  */
 import * as core from '@actions/core';
-import type { DaemonStats } from './daemon.js';
+import type { DaemonStats } from './daemon-client.js';
 import type { SavedState } from './state.js';
 
 export function formatBytes(bytes: number): string {

@@ -1,8 +1,8 @@
 /** The `sluice` command line: `serve`, `token create`, `audit`, `keys generate`. */
-import { AUDIT_USAGE, runAudit } from './audit.js';
-import { KEYS_USAGE, runKeys } from './keys.js';
-import { runServe, SERVE_USAGE } from './serve.js';
-import { runToken, TOKEN_USAGE } from './token.js';
+import { AUDIT_USAGE, runAudit } from './audit-command.js';
+import { KEYS_USAGE, runKeys } from './keys-command.js';
+import { runServe, SERVE_USAGE } from './serve-command.js';
+import { runToken, TOKEN_USAGE } from './token-command.js';
 
 const COMMANDS: Record<string, { usage: string; run: (argv: string[]) => Promise<number> }> = {
   serve: { usage: SERVE_USAGE, run: runServe },

@@ -3,7 +3,8 @@
  * as the narinfo), read here for `sluice audit`.
  */
 import { existsSync } from 'node:fs';
-import { parseDuration, type Config } from './config.js';
+import type { Config } from './config/config-schema.js';
+import { parseDuration } from './config/units.js';
 import { dataPaths } from './data-dir.js';
 import type { AuditEntry, MetadataStore } from './storage/metadata-store.js';
 import { SqliteMetadataStore } from './storage/sqlite-metadata-store.js';

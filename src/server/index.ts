@@ -6,27 +6,29 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream } from 'pino';
-import type { Config } from './config.js';
+import type { ServerHealth } from '../contracts/server-api.js';
+import type { Config } from './config/config-schema.js';
 import { dataPaths } from './data-dir.js';
 import {
   createExchange,
-  createTokenHandler,
   sliceMatches,
   type CacheGrant,
   type CiIdentity,
   type ExchangeOptions,
 } from './exchange/index.js';
 import type { Access } from './http/auth.js';
-import { NarInfoSigner } from './http/narinfo-signer.js';
+import { CacheService } from './cache/cache-service.js';
+import { NarInfoSigner } from './cache/narinfo-signer.js';
 import { createRequestGuard } from './http/rate-limit.js';
 import { createRouter } from './http/router.js';
 import { UploadSlots } from './http/upload-slots.js';
-import { createLogger, type Logger } from './log.js';
+import { createTokenHandler } from './http/token-handler.js';
+import { createLogger, type Logger } from './server-log.js';
 import { ServerMetrics } from './metrics.js';
 import { loadServerKeys } from './keys.js';
 import type { WriterIdentity } from './storage/metadata-store.js';
 import { openStorage } from './storage/open-storage.js';
-import { grantRanking } from './union-read.js';
+import { grantRanking } from './cache/union-read.js';
 
 export interface StartOptions {
   /** Where JSON logs go (default: stdout). */
@@ -87,7 +89,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   let cacheUrl = config.publicUrl ?? '';
   let tokenHandler: ReturnType<typeof createTokenHandler> | undefined;
   const server: Server = createServer();
-  const router = createRouter({
+  const cache = new CacheService({
     blobs,
     meta,
     narinfoSigner: new NarInfoSigner(signingKey),
@@ -102,6 +104,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       maxRatio: config.uploads.maxCompressionRatio,
       maxDecompressionMemory: config.uploads.maxDecompressionMemory,
     },
+    metrics,
+    log,
+  });
+  const router = createRouter({
+    cache,
     uploadSlots: new UploadSlots(config.uploads),
     bodyIdleTimeoutMs: config.uploads.bodyIdleTimeoutMs,
     metrics,
@@ -120,7 +127,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       ),
     // public_reads tells the Action whether a job without an ID token (a fork's pull request) can
     // still read: only when some slice is public.
-    health: () => ({
+    health: (): ServerHealth => ({
       status: 'ok',
       public_key: signingKey.publicKey.text,
       public_keys: [signingKey.publicKey.text],

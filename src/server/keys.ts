@@ -8,7 +8,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateSecretKey, parseSecretKey, type SecretKey } from '../nix/signing.js';
-import { ConfigError, type Config } from './config.js';
+import { ConfigError, type Config } from './config/config-schema.js';
 import { loadOrCreateTokenKey, parseTokenKey, tokenKeyPath } from './exchange/index.js';
 import { defaultKeyName, loadOrCreateSigningKey } from './signing-key.js';
 

@@ -3,8 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { runToken } from '../../../src/cli/token.js';
-import { parseConfig } from '../../../src/server/config.js';
+import { runToken } from '../../../src/cli/token-command.js';
+import { parseConfig } from '../../../src/server/config/server-config.js';
 import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../../src/server/exchange/index.js';
 
 async function sluiceToken(...argv: string[]) {

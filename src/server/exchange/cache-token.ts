@@ -5,8 +5,8 @@
 import { createPublicKey, randomUUID, type KeyObject } from 'node:crypto';
 import { jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import type { CiIdentity } from './identity.js';
-import { joseErrorToHttp, unauthorized } from './jwt-errors.js';
-import { isSliceName, isSlicePattern } from './slice-names.js';
+import { joseErrorToExchange, unauthorized } from './jwt-errors.js';
+import { isSliceName, isSlicePattern } from '../slices/slice-names.js';
 
 export const CACHE_TOKEN_ISSUER = 'sluice';
 export const CACHE_TOKEN_AUDIENCE = 'sluice-cache';
@@ -53,7 +53,7 @@ export interface CacheGrant {
 
 export interface CacheTokens {
   issue(grant: CacheGrant, ttlSeconds: number): Promise<{ token: string; expiresAt: Date; id: string }>;
-  /** Throws HttpError 401 naming why the token is unusable. */
+  /** Throws ExchangeError (unauthorized) naming why the token is unusable. */
   verify(token: string): Promise<CacheGrant>;
 }
 
@@ -167,11 +167,11 @@ export function createCacheTokens(tokenKey: KeyObject, now: () => number = Date.
         remember(token, grant, (payload.exp as number) * 1000);
         return grant;
       } catch (error) {
-        const httpError = joseErrorToHttp(CACHE_TOKEN, error);
+        const refusal = joseErrorToExchange(CACHE_TOKEN, error);
         // Our own key is local: anything jose cannot attribute to a claim is a token we did not sign.
-        if (httpError.status === 503)
+        if (refusal.kind === 'unavailable')
           throw unauthorized(CACHE_TOKEN, 'not signed by this server', 'forged_token');
-        throw httpError;
+        throw refusal;
       }
     },
   };

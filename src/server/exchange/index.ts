@@ -3,26 +3,26 @@
  * tokens for humans and machines. The server's HTTP layer codes against `Exchange`.
  */
 import type { KeyObject } from 'node:crypto';
-import type { Config } from '../config.js';
+import type { Config } from '../config/config-schema.js';
 import { createCacheTokens, type CacheGrant } from './cache-token.js';
 import { identityFromClaims } from './identity.js';
 import { createOidcVerifier, type OidcOptions } from './oidc.js';
 import { createPolicy, defaultSlices } from './policy.js';
-import { isSlicePattern, normalizeSliceName } from './slice-names.js';
+import { isSlicePattern, normalizeSliceName } from '../slices/slice-names.js';
 import { createTokenState } from './token-state.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 
 export type { CacheGrant, OwnerRequirement, ReadTokenIdentity } from './cache-token.js';
 export type { CiIdentity } from './identity.js';
-export { sliceMatches, isSliceName, isSlicePattern, normalizeSliceName } from './slice-names.js';
+export { sliceMatches, isSliceName, isSlicePattern, normalizeSliceName } from '../slices/slice-names.js';
 export { loadOrCreateTokenKey, parseTokenKey, tokenKeyPath, TOKEN_KEY_FILE } from './token-key.js';
 export { DEFAULT_WRITE_EVENTS, defaultSlices } from './policy.js';
-export { createTokenHandler, type TokenHandlerOptions } from './handler.js';
+export { ExchangeError, type ExchangeErrorKind } from './exchange-error.js';
 
 export interface Exchange {
-  /** Verifies a CI OIDC ID token, applies the policy, issues a cache token. Throws HttpError 401 (unusable token, with the reason) or 403 (no rule grants anything, naming the claims that failed); 503 when the issuer's keys cannot be fetched. */
+  /** Verifies a CI OIDC ID token, applies the policy, issues a cache token. Throws ExchangeError: unauthorized (unusable token, with the reason), forbidden (no rule grants anything, naming the claims that failed), unavailable (the issuer's keys cannot be fetched). */
   exchange(idToken: string): Promise<{ token: string; expiresAt: Date; grant: CacheGrant }>;
-  /** Verifies a cache token. Throws HttpError 401 with the reason. */
+  /** Verifies a cache token. Throws ExchangeError (unauthorized) with the reason. */
   verifyCacheToken(token: string): Promise<CacheGrant>;
   /** A token that can read `read` (slice names or patterns) and never write. */
   createReadToken(opts: {

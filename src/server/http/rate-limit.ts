@@ -4,20 +4,9 @@
  * Retry-After. In memory, per server process: each replica limits on its own.
  */
 import type { IncomingMessage } from 'node:http';
-import { BlockList, isIP } from 'node:net';
-import { HttpError } from '../../http/errors.js';
-
-export interface Rate {
-  count: number;
-  periodSeconds: number;
-}
-
-export interface RateLimits {
-  /** `POST /_api/v1/token`, successful or not; null: unlimited. */
-  tokenExchanges: Rate | null;
-  /** Requests whose credentials were refused (401); null: unlimited. */
-  failedAuth: Rate | null;
-}
+import { isIP, type BlockList } from 'node:net';
+import { HttpError } from '../../contracts/http-error.js';
+import { trustedProxies, type Rate, type RateLimits } from '../config/rate-limits.js';
 
 /** Addresses tracked at most; beyond it the longest-tracked is forgotten (it starts afresh). */
 const TRACKED_ADDRESSES = 10_000;
@@ -56,26 +45,6 @@ class Buckets {
 
 function plain(address: string): string {
   return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
-}
-
-/** `10.0.0.1`, `10.0.0.0/8`, `fd00::/8` → a BlockList; throws naming a bad entry. */
-export function trustedProxies(entries: string[]): BlockList {
-  const list = new BlockList();
-  for (const entry of entries) {
-    const [address = '', bits] = entry.split('/');
-    const family = isIP(address);
-    const prefix = bits === undefined ? undefined : Number(bits);
-    const maxBits = family === 6 ? 128 : 32;
-    if (
-      family === 0 ||
-      (bits !== undefined && !(Number.isInteger(prefix) && prefix! >= 0 && prefix! <= maxBits))
-    )
-      throw new Error(`'${entry}' is not an IP address or CIDR range`);
-    const type = family === 6 ? 'ipv6' : 'ipv4';
-    if (prefix === undefined) list.addAddress(address, type);
-    else list.addSubnet(address, prefix, type);
-  }
-  return list;
 }
 
 /**

@@ -2,9 +2,9 @@
  * Opens the stores the config names: files or S3 for NARs, SQLite or PostgreSQL for metadata. A
  * store that cannot be used stops the start with one line naming the config key and the problem.
  */
-import { ConfigError, type Config } from '../config.js';
-import type { S3BlobsConfig } from '../config-storage.js';
-import type { Logger } from '../log.js';
+import { ConfigError, type Config } from '../config/config-schema.js';
+import type { S3BlobsConfig } from '../config/storage-config.js';
+import type { Logger } from '../server-log.js';
 import type { BlobStore } from './blob-store.js';
 import { FsBlobStore } from './fs-blob-store.js';
 import type { MetadataStore } from './metadata-store.js';

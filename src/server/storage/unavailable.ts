@@ -2,7 +2,7 @@
  * A storage backend (PostgreSQL, the object store) that cannot be reached or is restarting: the
  * request gets 503 with Retry-After, which Nix and the Action's proxy retry, never a 500.
  */
-import { HttpError } from '../../http/errors.js';
+import { HttpError } from '../../contracts/http-error.js';
 
 /** Seconds a client should wait before retrying: a restarting database is back within seconds. */
 export const RETRY_AFTER_SECONDS = 2;
