@@ -9476,7 +9476,7 @@ exports.validateSigningProperties = validateSigningProperties;
 
 /***/ }),
 
-/***/ 7288:
+/***/ 4907:
 /***/ ((__unused_webpack_module, exports, __webpack_require__) => {
 
 const { SmithyRpcV2CborProtocol, loadSmithyRpcV2CborErrorCode } = __webpack_require__(4645);
@@ -12368,7 +12368,7 @@ const { booleanSelector, SelectorType } = __webpack_require__(7291);
 const { httpSigningMiddlewareOptions } = __webpack_require__(402);
 const { Readable } = __webpack_require__(7075);
 const { validate, parse } = __webpack_require__(519);
-const { AwsRestXmlProtocol } = __webpack_require__(7288);
+const { AwsRestXmlProtocol } = __webpack_require__(4907);
 const { NormalizedSchema } = __webpack_require__(6890);
 
 const CONTENT_LENGTH_HEADER = "content-length";
@@ -13439,7 +13439,7 @@ const { TypeRegistry, getSchemaSerdePlugin } = __webpack_require__(6890);
 const { resolveAwsSdkSigV4Config, AwsSdkSigV4Signer, NODE_AUTH_SCHEME_PREFERENCE_OPTIONS } = __webpack_require__(7523);
 const { toUtf8, fromUtf8, toBase64, fromBase64, calculateBodyLength } = __webpack_require__(2430);
 const { streamCollector, NodeHttpHandler } = __webpack_require__(1279);
-const { AwsRestJsonProtocol } = __webpack_require__(7288);
+const { AwsRestJsonProtocol } = __webpack_require__(4907);
 const { Sha256 } = __webpack_require__(9542);
 
 const defaultSigninHttpAuthSchemeParametersProvider = async (config, context, input) => {
@@ -14050,7 +14050,7 @@ const { TypeRegistry, getSchemaSerdePlugin } = __webpack_require__(6890);
 const { resolveAwsSdkSigV4Config, AwsSdkSigV4Signer, NODE_AUTH_SCHEME_PREFERENCE_OPTIONS } = __webpack_require__(7523);
 const { toUtf8, fromUtf8, toBase64, fromBase64, calculateBodyLength } = __webpack_require__(2430);
 const { streamCollector, NodeHttpHandler } = __webpack_require__(1279);
-const { AwsRestJsonProtocol } = __webpack_require__(7288);
+const { AwsRestJsonProtocol } = __webpack_require__(4907);
 const { Sha256 } = __webpack_require__(9542);
 
 const defaultSSOOIDCHttpAuthSchemeParametersProvider = async (config, context, input) => {
@@ -14744,7 +14744,7 @@ const { TypeRegistry, getSchemaSerdePlugin } = __webpack_require__(6890);
 const { resolveAwsSdkSigV4Config, AwsSdkSigV4Signer, NODE_AUTH_SCHEME_PREFERENCE_OPTIONS } = __webpack_require__(7523);
 const { toUtf8, fromUtf8, toBase64, fromBase64, calculateBodyLength } = __webpack_require__(2430);
 const { streamCollector, NodeHttpHandler } = __webpack_require__(1279);
-const { AwsRestJsonProtocol } = __webpack_require__(7288);
+const { AwsRestJsonProtocol } = __webpack_require__(4907);
 const { Sha256 } = __webpack_require__(9542);
 
 const defaultSSOHttpAuthSchemeParametersProvider = async (config, context, input) => {
@@ -15226,7 +15226,7 @@ const { resolveAwsSdkSigV4Config, resolveAwsSdkSigV4AConfig, AwsSdkSigV4Signer, 
 const { SignatureV4MultiRegion } = __webpack_require__(5785);
 const { toUtf8, fromUtf8, toBase64, fromBase64, calculateBodyLength } = __webpack_require__(2430);
 const { streamCollector, NodeHttpHandler } = __webpack_require__(1279);
-const { AwsQueryProtocol } = __webpack_require__(7288);
+const { AwsQueryProtocol } = __webpack_require__(4907);
 const { Sha256 } = __webpack_require__(9542);
 
 const q = "ref";
