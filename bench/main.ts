@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only lookups,substitution,push,concurrent] [--repetitions N] [--profile]`
+ * `npm run bench [-- --quick] [--only lookups,substitution,push,concurrent,storage] [--repetitions N] [--profile]`
  *
  * Runs every scenario side by side with its baseline, prints a markdown table of medians and
  * ratios (Sluice / baseline), and writes bench/results/<date>[-quick].md and .json.
@@ -16,6 +16,7 @@ import { markdownTable, notesMarkdown, rowsAsJson, type Row } from './lib/report
 import { concurrentScenario } from './scenarios/concurrent.js';
 import { lookupScenarios } from './scenarios/lookups.js';
 import { pushScenarios } from './scenarios/push.js';
+import { storageScenarios } from './scenarios/storage.js';
 import { substitutionRepetitions, substitutionScenarios } from './scenarios/substitution.js';
 
 const SCENARIOS: Record<string, (context: Context) => Promise<Row[]>> = {
@@ -23,6 +24,7 @@ const SCENARIOS: Record<string, (context: Context) => Promise<Row[]>> = {
   substitution: substitutionScenarios,
   push: pushScenarios,
   concurrent: concurrentScenario,
+  storage: storageScenarios,
 };
 
 function machineMarkdown(machine: MachineDescription): string {

@@ -22,6 +22,8 @@ describe('server config', () => {
       trustProxy: [],
       uploads: DEFAULT_UPLOAD_LIMITS,
       issuers: [{ name: 'github', issuer: GITHUB_ISSUER, audience: 'sluice', allowInsecureHttp: false }],
+      blobs: { type: 'fs' },
+      keys: {},
     };
     expect(defaultConfig()).toEqual(expected);
     expect(parseConfig('')).toEqual(expected);
@@ -79,6 +81,8 @@ slices:
           write: [{ claims: { event_name: ['push', 'schedule'] } }],
         },
       ],
+      blobs: { type: 'fs' },
+      keys: {},
     });
   });
 

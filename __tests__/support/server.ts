@@ -14,7 +14,10 @@ import { Hash } from '../../src/nix/hash.js';
 import { serializeNarInfo, type NarInfo } from '../../src/nix/narinfo.js';
 import type { Config } from '../../src/server/config/config-schema.js';
 import { parseConfig } from '../../src/server/config/server-config.js';
-import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../src/server/exchange/index.js';
+import { createExchange } from '../../src/server/exchange/index.js';
+import { loadServerKeys } from '../../src/server/keys.js';
+import type { MetadataStore } from '../../src/server/storage/metadata-store.js';
+import { PgMetadataStore } from '../../src/server/storage/pg-metadata-store.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { dataPaths } from '../../src/server/data-dir.js';
 import { SqliteMetadataStore } from '../../src/server/storage/sqlite-metadata-store.js';
@@ -74,9 +77,11 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     logDestination: { write: (line: string) => logs.push(line) },
     ...(options.now ? { exchange: { now: options.now } } : {}),
   });
-  const tokenKey = (await loadOrCreateTokenKey(tokenKeyPath(server.dataDir))).key;
+  const { tokenKey } = await loadServerKeys(config, server.dataDir);
   // Read tokens are recorded in the server's database, as `sluice token create` records them.
-  const store = new SqliteMetadataStore(dataPaths(server.dataDir).database);
+  const store: MetadataStore = config.database
+    ? await PgMetadataStore.open(config.database.url)
+    : new SqliteMetadataStore(dataPaths(server.dataDir).database);
   const exchange = createExchange(config, tokenKey, { store, ...(options.now ? { now: options.now } : {}) });
 
   return {

@@ -96,8 +96,8 @@ export function sluiceUnavailable(context: Context, parts: SluicePart[]): string
   return undefined;
 }
 
-function serverConfigYaml(issuerUrl: string): string {
-  return `issuers:
+function serverConfigYaml(issuerUrl: string, extraYaml: string): string {
+  return `${extraYaml}issuers:
   - name: bench
     issuer: ${issuerUrl}
     audience: ${AUDIENCE}
@@ -111,10 +111,15 @@ slices:
 `;
 }
 
-export async function startSluiceServer(context: Context, issuerUrl: string): Promise<SluiceServer> {
+/** `extraYaml`: more top-level config keys (e.g. `database:` for PostgreSQL). */
+export async function startSluiceServer(
+  context: Context,
+  issuerUrl: string,
+  extraYaml = '',
+): Promise<SluiceServer> {
   const dir = context.scratch('server');
   const configFile = join(dir, 'sluice.yml');
-  writeFileSync(configFile, serverConfigYaml(issuerUrl));
+  writeFileSync(configFile, serverConfigYaml(issuerUrl, extraYaml));
   const bundle = join(context.bundles.dir, 'cli', 'index.js');
   const child = startProcess(
     process.execPath,

@@ -6357,7 +6357,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 3364:
+/***/ 3817:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -6731,11 +6731,19 @@ function parseSince(text, now = new Date()) {
         throw new Error(`--since '${text}' is neither a date (2026-01-31T12:00Z) nor a duration (24h, 7d)`);
     return date;
 }
-async function readAudit(dataDir, query) {
-    const { database } = dataPaths(dataDir);
-    if (!(0,external_node_fs_.existsSync)(database))
-        throw new Error(`no Sluice database at ${database} (is --data right?)`);
-    const store = new SqliteMetadataStore(database);
+/** Reads the audit log from the config's database: PostgreSQL if named, else SQLite in the data dir. */
+async function readAudit(config, query) {
+    let store;
+    if (config.database) {
+        const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(490)]).then(__nccwpck_require__.bind(__nccwpck_require__, 2490));
+        store = await PgMetadataStore.open(config.database.url);
+    }
+    else {
+        const { database } = dataPaths(config.data);
+        if (!(0,external_node_fs_.existsSync)(database))
+            throw new Error(`no Sluice database at ${database} (is --data right?)`);
+        store = new SqliteMetadataStore(database);
+    }
     try {
         return await store.listAudit(query);
     }
@@ -6771,8 +6779,8 @@ function auditRecord(entry) {
     };
 }
 
-;// CONCATENATED MODULE: external "node:fs/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+// EXTERNAL MODULE: external "node:fs/promises"
+var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./src/contracts/server-api.ts
@@ -6903,6 +6911,8 @@ function defaultConfig() {
         issuers: [
             { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
         ],
+        blobs: { type: 'fs' },
+        keys: {},
     };
 }
 
@@ -7188,6 +7198,100 @@ function parseTrustProxy(v, value) {
     return list;
 }
 
+;// CONCATENATED MODULE: ./src/server/config/storage-config.ts
+/**
+ * The config keys for where the server keeps things: `storage.blobs` (files under the data
+ * directory, or an S3-compatible bucket), `database` (SQLite under the data directory, or a
+ * PostgreSQL URL; `SLUICE_DATABASE_URL` overrides it) and `keys` (key files shared by replicas).
+ */
+const DEFAULT_PART_SIZE = 16 * 1024 ** 2;
+const MIN_PART_SIZE = 5 * 1024 ** 2;
+const MAX_PRESIGN_TTL_SECONDS = 7 * 24 * 3600;
+const S3_KEYS = [
+    'type',
+    'bucket',
+    'endpoint',
+    'region',
+    'prefix',
+    'force_path_style',
+    'presigned_downloads',
+    'presign_ttl',
+    'part_size',
+    'abort_incomplete_after',
+];
+function parseStorage(v, value, parseSize, parseDuration) {
+    const storage = v.object(['storage'], value, ['blobs']);
+    if (storage.blobs === undefined)
+        return { type: 'fs' };
+    const path = ['storage', 'blobs'];
+    const raw = v.object(path, storage.blobs, S3_KEYS);
+    const type = raw.type === undefined ? 'fs' : v.string([...path, 'type'], raw.type);
+    if (type === 'fs') {
+        const extra = Object.keys(raw).find((key) => key !== 'type');
+        if (extra)
+            v.fail([...path, extra], `only applies to type: s3`, true);
+        return { type: 'fs' };
+    }
+    if (type !== 's3')
+        v.fail([...path, 'type'], `unknown type '${type}' (expected fs or s3)`);
+    const optional = (key, parse, fallback) => raw[key] === undefined ? fallback : parse(raw[key]);
+    const bucket = v.string([...path, 'bucket'], raw.bucket);
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
+        v.fail([...path, 'bucket'], `'${bucket}' is not an S3 bucket name`);
+    const partSize = optional('part_size', (x) => v.parse([...path, 'part_size'], x, parseSize), DEFAULT_PART_SIZE);
+    if (partSize < MIN_PART_SIZE)
+        v.fail([...path, 'part_size'], 'must be at least 5MiB (the S3 minimum)');
+    const presignTtlSeconds = optional('presign_ttl', (x) => v.parse([...path, 'presign_ttl'], x, parseDuration), 300);
+    if (presignTtlSeconds > MAX_PRESIGN_TTL_SECONDS)
+        v.fail([...path, 'presign_ttl'], 'must be at most 7d (the longest a SigV4 presigned URL lives)');
+    const endpoint = optional('endpoint', (x) => v.url([...path, 'endpoint'], x, true).replace(/\/+$/, ''), undefined);
+    return {
+        type: 's3',
+        bucket,
+        ...(endpoint ? { endpoint } : {}),
+        region: optional('region', (x) => v.string([...path, 'region'], x), process.env.AWS_REGION || 'us-east-1'),
+        prefix: optional('prefix', (x) => (x === '' ? '' : v.string([...path, 'prefix'], x)), ''),
+        forcePathStyle: optional('force_path_style', (x) => v.boolean([...path, 'force_path_style'], x), false),
+        presignedDownloads: optional('presigned_downloads', (x) => v.boolean([...path, 'presigned_downloads'], x), false),
+        presignTtlSeconds,
+        partSize,
+        abortIncompleteAfterSeconds: optional('abort_incomplete_after', (x) => v.parse([...path, 'abort_incomplete_after'], x, parseDuration), 24 * 3600),
+    };
+}
+/** A PostgreSQL URL; the problem is named without echoing the value (it may hold a password). */
+function databaseUrlProblem(text) {
+    let url;
+    try {
+        url = new URL(text);
+    }
+    catch {
+        return 'is not a URL (expected postgres://USER:PASSWORD@HOST:PORT/DATABASE)';
+    }
+    if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:')
+        return `must be a postgres:// URL, not ${url.protocol}// (omit it to keep SQLite under the data directory)`;
+    if (!url.hostname)
+        return 'names no host (expected postgres://USER:PASSWORD@HOST:PORT/DATABASE)';
+    return undefined;
+}
+function parseDatabase(v, value) {
+    const url = v.string(['database'], value);
+    const problem = databaseUrlProblem(url);
+    if (problem)
+        v.fail(['database'], problem);
+    return { url, source: 'database' };
+}
+function parseKeys(v, value) {
+    const raw = v.object(['keys'], value, ['signing_key_file', 'token_key_file']);
+    return {
+        ...(raw.signing_key_file === undefined
+            ? {}
+            : { signingKeyFile: v.string(['keys', 'signing_key_file'], raw.signing_key_file) }),
+        ...(raw.token_key_file === undefined
+            ? {}
+            : { tokenKeyFile: v.string(['keys', 'token_key_file'], raw.token_key_file) }),
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/server/config/yaml-validator.ts
 /** Checks a parsed YAML document key by key; every problem is a ConfigError naming its file, line and key path. */
 
@@ -7291,6 +7395,7 @@ class Validator {
 
 
 
+
 const TOP_LEVEL_KEYS = [
     'listen',
     'data',
@@ -7303,6 +7408,9 @@ const TOP_LEVEL_KEYS = [
     ...Object.keys(UPLOAD_LIMIT_KEYS),
     'issuers',
     'slices',
+    'storage',
+    'database',
+    'keys',
 ];
 /** Parses and validates YAML config text. `source` names the file in error messages. */
 function parseConfig(text, source = 'config') {
@@ -7343,6 +7451,12 @@ function parseConfig(text, source = 'config') {
         config.issuers = parseIssuers(v, raw.issuers);
     if (raw.slices !== undefined)
         config.slices = parseSlices(v, raw.slices, config.issuers);
+    if (raw.storage !== undefined)
+        config.blobs = parseStorage(v, raw.storage, parseSize, parseDuration);
+    if (raw.database !== undefined)
+        config.database = parseDatabase(v, raw.database);
+    if (raw.keys !== undefined)
+        config.keys = parseKeys(v, raw.keys);
     return config;
 }
 /** Reads the config file at `path`; without a path, the defaults. */
@@ -7351,12 +7465,22 @@ async function loadConfig(path) {
         return defaultConfig();
     let text;
     try {
-        text = await (0,promises_namespaceObject.readFile)(path, 'utf8');
+        text = await (0,promises_.readFile)(path, 'utf8');
     }
     catch (error) {
         throw new ConfigError(`${path}: cannot read the config file: ${error.code ?? String(error)}`);
     }
     return parseConfig(text, path);
+}
+/** `SLUICE_DATABASE_URL` wins over the file's `database`, so the password need not be in the file. */
+function applyEnvironment(config, env = process.env) {
+    const url = env.SLUICE_DATABASE_URL;
+    if (url === undefined || url === '')
+        return config;
+    const problem = databaseUrlProblem(url);
+    if (problem)
+        throw new ConfigError(`SLUICE_DATABASE_URL: ${problem}`);
+    return { ...config, database: { url, source: 'SLUICE_DATABASE_URL' } };
 }
 /** Command-line flags win over the file. */
 function applyCliOverrides(config, flags) {
@@ -7422,8 +7546,8 @@ async function runAudit(argv, io = process) {
         return 0;
     }
     try {
-        const config = applyCliOverrides(await loadConfig(values.config), { data: values.data });
-        const entries = await readAudit(config.data, {
+        const config = applyEnvironment(applyCliOverrides(await loadConfig(values.config), { data: values.data }));
+        const entries = await readAudit(config, {
             ...(values.slice ? { slice: values.slice.toLowerCase() } : {}),
             ...(values.since ? { since: parseSince(values.since) } : {}),
         });
@@ -7443,10 +7567,369 @@ async function runAudit(argv, io = process) {
     }
 }
 
-;// CONCATENATED MODULE: external "node:http"
-const external_node_http_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http");
-;// CONCATENATED MODULE: external "node:crypto"
-const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: ./src/nix/nix32.ts
+/**
+ * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
+ * the end, so the first character carries the most significant bits of the last byte.
+ */
+const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
+/** One nix32 character, as a regular-expression class. */
+const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
+const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
+/** Length in characters of the nix32 form of `byteLength` bytes. */
+function nix32Length(byteLength) {
+    return Math.ceil((byteLength * 8) / 5);
+}
+function encodeNix32(bytes) {
+    const length = nix32Length(bytes.length);
+    let out = '';
+    for (let n = length - 1; n >= 0; n--) {
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        const low = bytes[i] >> j;
+        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
+        out += NIX32_ALPHABET[(low | high) & 0x1f];
+    }
+    return out;
+}
+class Nix32Error extends Error {
+}
+function decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
+    if (text.length !== nix32Length(byteLength)) {
+        throw new Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
+    }
+    const bytes = Buffer.alloc(byteLength);
+    for (let n = 0; n < text.length; n++) {
+        const c = text[text.length - n - 1];
+        const digit = DIGIT_OF.get(c);
+        if (digit === undefined)
+            throw new Nix32Error(`invalid character '${c}' in nix32 string`);
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        bytes[i] |= (digit << j) & 0xff;
+        const carry = digit >> (8 - j);
+        if (i + 1 < byteLength)
+            bytes[i + 1] |= carry;
+        else if (carry !== 0)
+            throw new Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
+    }
+    return bytes;
+}
+function isNix32(text) {
+    for (const c of text)
+        if (!DIGIT_OF.has(c))
+            return false;
+    return true;
+}
+
+;// CONCATENATED MODULE: ./src/nix/hash.ts
+/** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
+
+
+const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
+class HashError extends Error {
+}
+class Hash {
+    algorithm;
+    digest;
+    constructor(algorithm, digest) {
+        this.algorithm = algorithm;
+        this.digest = digest;
+        if (digest.length !== DIGEST_BYTES[algorithm]) {
+            throw new HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
+        }
+    }
+    /**
+     * Parses `algo:<nix32|base16|base64>` or SRI `algo-<base64>`. With `expected`, a bare digest
+     * without the algorithm prefix is accepted too.
+     */
+    static parse(text, expected) {
+        const sri = /^(md5|sha1|sha256|sha512)-([A-Za-z0-9+/]+={0,2})$/.exec(text);
+        if (sri) {
+            if (expected !== undefined && sri[1] !== expected)
+                throw new HashError(`expected a ${expected} hash, got '${text}'`);
+            return Hash.fromDigestText(sri[1], sri[2], 'base64', text);
+        }
+        const colon = text.indexOf(':');
+        let algorithm;
+        let digest;
+        if (colon === -1) {
+            algorithm = expected;
+            digest = text;
+        }
+        else {
+            algorithm = text.slice(0, colon);
+            digest = text.slice(colon + 1);
+        }
+        if (algorithm === undefined)
+            throw new HashError(`hash '${text}' does not name its algorithm`);
+        if (!(algorithm in DIGEST_BYTES))
+            throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
+        if (expected !== undefined && algorithm !== expected) {
+            throw new HashError(`expected a ${expected} hash, got '${text}'`);
+        }
+        return Hash.fromDigestText(algorithm, digest, undefined, text);
+    }
+    static fromDigestText(algorithm, digest, encoding, original) {
+        const bytes = DIGEST_BYTES[algorithm];
+        if (encoding === undefined) {
+            if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
+                return new Hash(algorithm, Buffer.from(digest, 'hex'));
+            }
+            if (digest.length === nix32Length(bytes) && isNix32(digest)) {
+                try {
+                    return new Hash(algorithm, decodeNix32(digest, bytes));
+                }
+                catch (e) {
+                    if (e instanceof Nix32Error)
+                        throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
+                    throw e;
+                }
+            }
+        }
+        if (digest.length === Math.ceil(bytes / 3) * 4 && /^[A-Za-z0-9+/]+={0,2}$/.test(digest)) {
+            const decoded = Buffer.from(digest, 'base64');
+            // Node ignores stray bits in the last character: insist on the one canonical spelling.
+            if (decoded.length === bytes && decoded.toString('base64') === digest)
+                return new Hash(algorithm, decoded);
+        }
+        throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
+    }
+    static of(algorithm, data) {
+        return new Hash(algorithm, (0,external_node_crypto_.createHash)(algorithm).update(data).digest());
+    }
+    get nix32() {
+        return encodeNix32(this.digest);
+    }
+    get base16() {
+        return this.digest.toString('hex');
+    }
+    get base64() {
+        return this.digest.toString('base64');
+    }
+    /** `sha256:<nix32>`, the form narinfo files use. */
+    toString() {
+        return `${this.algorithm}:${this.nix32}`;
+    }
+    toBase16String() {
+        return `${this.algorithm}:${this.base16}`;
+    }
+    toSRI() {
+        return `${this.algorithm}-${this.base64}`;
+    }
+    equals(other) {
+        return this.algorithm === other.algorithm && this.digest.equals(other.digest);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/store-path.ts
+/** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
+
+const store_path_DEFAULT_STORE_DIR = '/nix/store';
+const HASH_PART_LENGTH = 32;
+/** A store path's hash part: 32 nix32 characters (160 bits). */
+const HASH_PART_PATTERN = new RegExp(`^${NIX32_CLASS}{${HASH_PART_LENGTH}}$`);
+/** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
+const store_path_MAX_NAME_LENGTH = 211;
+const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
+class StorePathError extends Error {
+}
+/** Checks a store path hash part (the 32 nix32 characters); throws naming the problem. */
+function validateHashPart(hashPart) {
+    if (hashPart.length !== HASH_PART_LENGTH) {
+        throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
+    }
+    if (!isNix32(hashPart))
+        throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
+    return hashPart;
+}
+/**
+ * Checks a store path name. Nix 2.8 itself accepts any name made of the allowed characters (so
+ * `.hidden` is a path Nix builds); like later Nix versions we also refuse `.`, `..` and names whose
+ * first dash-separated part is one of those, which only ever serve path tricks.
+ */
+function validateName(name, baseName = name) {
+    if (name.length === 0)
+        throw new StorePathError(`store path '${baseName}' has an empty name`);
+    if (name.length > store_path_MAX_NAME_LENGTH) {
+        throw new StorePathError(`store path name in '${baseName}' is longer than ${store_path_MAX_NAME_LENGTH} characters`);
+    }
+    const bad = NAME_PATTERN.test(name) ? undefined : [...name].find((c) => !NAME_PATTERN.test(c));
+    if (bad !== undefined) {
+        throw new StorePathError(`store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`);
+    }
+    const firstPart = name.split('-', 1)[0];
+    if (firstPart === '.' || firstPart === '..') {
+        throw new StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
+    }
+    return name;
+}
+function normalizeStoreDir(storeDir) {
+    const trimmed = storeDir.replace(/\/+$/, '');
+    const segments = trimmed.split('/').slice(1);
+    if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..')) {
+        throw new StorePathError(`store dir '${storeDir}' must be an absolute, canonical directory other than '/'`);
+    }
+    return trimmed;
+}
+class store_path_StorePath {
+    hashPart;
+    name;
+    constructor(hashPart, name) {
+        this.hashPart = hashPart;
+        this.name = name;
+    }
+    /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
+    static fromBaseName(baseName) {
+        if (baseName.length < HASH_PART_LENGTH + 1 || baseName[HASH_PART_LENGTH] !== '-') {
+            throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
+        }
+        const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
+        const name = validateName(baseName.slice(HASH_PART_LENGTH + 1), baseName);
+        return new store_path_StorePath(hashPart, name);
+    }
+    /** Parses a full path directly inside `storeDir` (default `/nix/store`). */
+    static parse(path, storeDir = store_path_DEFAULT_STORE_DIR) {
+        const prefix = `${normalizeStoreDir(storeDir)}/`;
+        if (!path.startsWith(prefix))
+            throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
+        const baseName = path.slice(prefix.length);
+        if (baseName.includes('/'))
+            throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
+        return store_path_StorePath.fromBaseName(baseName);
+    }
+    /** True when `path` is a valid store path in `storeDir`. */
+    static isValid(path, storeDir = store_path_DEFAULT_STORE_DIR) {
+        try {
+            store_path_StorePath.parse(path, storeDir);
+            return true;
+        }
+        catch (e) {
+            if (e instanceof StorePathError)
+                return false;
+            throw e;
+        }
+    }
+    get baseName() {
+        return `${this.hashPart}-${this.name}`;
+    }
+    toPath(storeDir = store_path_DEFAULT_STORE_DIR) {
+        return `${normalizeStoreDir(storeDir)}/${this.baseName}`;
+    }
+    toString() {
+        return this.baseName;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/signing.ts
+/**
+ * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
+ * A secret key is `name:base64(seed \u2016 public key)` (64 bytes), a public key `name:base64(public key)`.
+ */
+
+
+
+// DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) and SPKI (public).
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+class KeyError extends Error {
+}
+function splitKey(text, what) {
+    const trimmed = text.trim();
+    const colon = trimmed.indexOf(':');
+    if (colon <= 0)
+        throw new KeyError(`${what} must be 'name:base64'`);
+    const name = trimmed.slice(0, colon);
+    const encoded = trimmed.slice(colon + 1);
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded))
+        throw new KeyError(`${what} '${name}' is not valid base64`);
+    return [name, Buffer.from(encoded, 'base64')];
+}
+function publicKeyFromRaw(name, raw) {
+    const key = (0,external_node_crypto_.createPublicKey)({
+        key: Buffer.concat([SPKI_ED25519_PREFIX, raw]),
+        format: 'der',
+        type: 'spki',
+    });
+    return { name, key, text: `${name}:${raw.toString('base64')}` };
+}
+function parsePublicKey(text) {
+    const [name, raw] = splitKey(text, 'public key');
+    if (raw.length !== 32)
+        throw new KeyError(`public key '${name}' must be 32 bytes, got ${raw.length}`);
+    return publicKeyFromRaw(name, raw);
+}
+function parseSecretKey(text) {
+    const [name, raw] = splitKey(text, 'secret key');
+    if (raw.length !== 64)
+        throw new KeyError(`secret key '${name}' must be 64 bytes, got ${raw.length}`);
+    const seed = raw.subarray(0, 32);
+    const key = (0,external_node_crypto_.createPrivateKey)({
+        key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
+        format: 'der',
+        type: 'pkcs8',
+    });
+    const derivedPublic = rawPublicKey((0,external_node_crypto_.createPublicKey)(key));
+    if (!derivedPublic.equals(raw.subarray(32))) {
+        throw new KeyError(`secret key '${name}' does not match the public key stored in it`);
+    }
+    return {
+        name,
+        key,
+        publicKey: publicKeyFromRaw(name, derivedPublic),
+        text: `${name}:${raw.toString('base64')}`,
+    };
+}
+function rawPublicKey(key) {
+    return key.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
+}
+/** A fresh key pair, like `nix-store --generate-binary-cache-key name`. */
+function generateSecretKey(name) {
+    if (!name || name.includes(':'))
+        throw new KeyError(`key name '${name}' must be non-empty and contain no ':'`);
+    const { privateKey, publicKey } = (0,external_node_crypto_.generateKeyPairSync)('ed25519');
+    const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_ED25519_PREFIX.length);
+    return parseSecretKey(`${name}:${Buffer.concat([seed, rawPublicKey(publicKey)]).toString('base64')}`);
+}
+/**
+ * The string Nix signs: `1;<store path>;<nar hash>;<nar size>;<references as full paths, comma-separated>`.
+ * `narHash` is a Hash or any text form of one (written as `sha256:<nix32>`); `references` are base
+ * names. Nix holds references in a sorted set, so they are sorted and deduplicated here too: a
+ * narinfo listing them in another order still gets the signature Nix expects.
+ */
+function fingerprint(storePath, narHash, narSize, references, storeDir = store_path_DEFAULT_STORE_DIR) {
+    const hash = typeof narHash === 'string' ? Hash.parse(narHash) : narHash;
+    const dir = storeDir.replace(/\/+$/, '');
+    const refs = [...new Set(references)]
+        .sort()
+        .map((r) => `${dir}/${r}`)
+        .join(',');
+    return `1;${storePath};${hash.toString()};${narSize};${refs}`;
+}
+/** The fingerprint of a narinfo, the text its `Sig:` lines sign. */
+function narInfoFingerprint(info, storeDir = store_path_DEFAULT_STORE_DIR) {
+    return fingerprint(info.storePath, info.narHash, info.narSize, info.references, storeDir);
+}
+/** Signs a fingerprint; returns a `Sig:` value, `name:base64(signature)`. */
+function signFingerprint(fp, secretKey) {
+    return `${secretKey.name}:${(0,external_node_crypto_.sign)(null, Buffer.from(fp), secretKey.key).toString('base64')}`;
+}
+/** True when `sig` (`name:base64`) is a valid signature of `fp` by the key of that name among `keys`. */
+function verifyFingerprint(fp, sig, keys) {
+    const colon = sig.indexOf(':');
+    if (colon <= 0)
+        return false;
+    const name = sig.slice(0, colon);
+    const signature = Buffer.from(sig.slice(colon + 1), 'base64');
+    if (signature.length !== 64)
+        return false;
+    return keys.some((k) => k.name === name && verify(null, Buffer.from(fp), k.key, signature));
+}
+
 ;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/buffer_utils.js
 const buffer_utils_encoder = new TextEncoder(), decoder = new TextDecoder(), strictDecoder = new TextDecoder("utf-8", { fatal: !0 }), UINT32_RANGE = (/* unused pure expression or super */ null && (2 ** 32));
 function concat(...buffers) {
@@ -8396,7 +8879,7 @@ function createCacheTokens(tokenKey, now = Date.now) {
     if (tokenKey.type !== 'private' || tokenKey.asymmetricKeyType !== 'ed25519') {
         throw new TypeError('the token key must be an ed25519 private key');
     }
-    const publicKey = (0,external_node_crypto_namespaceObject.createPublicKey)(tokenKey);
+    const publicKey = (0,external_node_crypto_.createPublicKey)(tokenKey);
     const verified = new Map();
     const remember = (token, grant, expiresAtMs) => {
         if (verified.size >= VERIFIED_CACHE_SIZE)
@@ -8409,7 +8892,7 @@ function createCacheTokens(tokenKey, now = Date.now) {
                 throw new TypeError('a read token cannot write');
             const issuedAt = Math.floor(now() / 1000);
             const expiresAt = issuedAt + ttlSeconds;
-            const id = (0,external_node_crypto_namespaceObject.randomUUID)();
+            const id = (0,external_node_crypto_.randomUUID)();
             const token = await new SignJWT({
                 kind: grant.kind,
                 read: grant.read,
@@ -8958,7 +9441,7 @@ const REMEMBERED_READ_TOKENS = 1024;
 function idTokenKey(issuerName, claims, idToken) {
     if (typeof claims.jti === 'string' && claims.jti !== '')
         return `${issuerName}:jti:${claims.jti}`;
-    return `${issuerName}:sha256:${(0,external_node_crypto_namespaceObject.createHash)('sha256').update(idToken).digest('hex')}`;
+    return `${issuerName}:sha256:${(0,external_node_crypto_.createHash)('sha256').update(idToken).digest('hex')}`;
 }
 function createTokenState(store, options) {
     const { now } = options;
@@ -9012,7 +9495,7 @@ function tokenKeyPath(dataDir) {
     return (0,external_node_path_.join)(dataDir, TOKEN_KEY_FILE);
 }
 function parseTokenKey(pem, path) {
-    const key = (0,external_node_crypto_namespaceObject.createPrivateKey)(pem);
+    const key = (0,external_node_crypto_.createPrivateKey)(pem);
     if (key.asymmetricKeyType !== 'ed25519')
         throw new Error(`${path}: the token key must be an ed25519 private key`);
     return key;
@@ -9023,19 +9506,19 @@ function parseTokenKey(pem, path) {
  */
 async function loadOrCreateTokenKey(path) {
     try {
-        return { key: parseTokenKey(await (0,promises_namespaceObject.readFile)(path, 'utf8'), path), created: false };
+        return { key: parseTokenKey(await (0,promises_.readFile)(path, 'utf8'), path), created: false };
     }
     catch (error) {
         if (error.code !== 'ENOENT')
             throw error;
     }
-    await (0,promises_namespaceObject.mkdir)((0,external_node_path_.dirname)(path), { recursive: true, mode: 0o700 });
-    const { privateKey } = (0,external_node_crypto_namespaceObject.generateKeyPairSync)('ed25519');
+    await (0,promises_.mkdir)((0,external_node_path_.dirname)(path), { recursive: true, mode: 0o700 });
+    const { privateKey } = (0,external_node_crypto_.generateKeyPairSync)('ed25519');
     const pem = privateKey.export({ type: 'pkcs8', format: 'pem' });
     // Written whole to a private temp file, then linked into place: `link` fails if another process
     // created the key a moment ago, and nobody ever reads a half-written key.
-    const temp = `${path}.${process.pid}.${(0,external_node_crypto_namespaceObject.randomBytes)(4).toString('hex')}.tmp`;
-    const file = await (0,promises_namespaceObject.open)(temp, 'wx', 0o600);
+    const temp = `${path}.${process.pid}.${(0,external_node_crypto_.randomBytes)(4).toString('hex')}.tmp`;
+    const file = await (0,promises_.open)(temp, 'wx', 0o600);
     try {
         await file.writeFile(pem);
         await file.sync();
@@ -9044,16 +9527,16 @@ async function loadOrCreateTokenKey(path) {
         await file.close();
     }
     try {
-        await (0,promises_namespaceObject.link)(temp, path);
+        await (0,promises_.link)(temp, path);
         return { key: privateKey, created: true };
     }
     catch (error) {
         if (error.code !== 'EEXIST')
             throw error;
-        return { key: parseTokenKey(await (0,promises_namespaceObject.readFile)(path, 'utf8'), path), created: false };
+        return { key: parseTokenKey(await (0,promises_.readFile)(path, 'utf8'), path), created: false };
     }
     finally {
-        await (0,promises_namespaceObject.unlink)(temp);
+        await (0,promises_.unlink)(temp);
     }
 }
 
@@ -9128,205 +9611,200 @@ function createExchange(config, tokenKey, options = {}) {
     };
 }
 
-;// CONCATENATED MODULE: external "node:stream"
-const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
-;// CONCATENATED MODULE: ./src/contracts/http-error.ts
-class HttpError extends Error {
-    status;
-    reason;
-    headers;
-    constructor(status, message, 
-    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
-    reason = 'error', headers = {}) {
-        super(message);
-        this.status = status;
-        this.reason = reason;
-        this.headers = headers;
-    }
-}
+// EXTERNAL MODULE: external "node:os"
+var external_node_os_ = __nccwpck_require__(8161);
+;// CONCATENATED MODULE: ./src/server/signing-key.ts
 /**
- * Answers with the error's status and a plain-text message. When headers were already sent the
- * response cannot change status any more, so it is destroyed instead.
+ * The narinfo signing key, in the data directory in `nix-store --generate-binary-cache-key` format:
+ * `signing-key.sec` (mode 0600) and `signing-key.pub`. Created on first start, reused after.
  */
-function sendError(res, error) {
-    const status = error instanceof HttpError ? error.status : 500;
-    const message = error instanceof HttpError ? error.message : 'internal server error';
-    if (res.headersSent) {
-        res.destroy(error instanceof Error ? error : undefined);
-        return;
-    }
-    const body = `${message}\n`;
-    res.writeHead(status, {
-        'content-type': 'text/plain; charset=utf-8',
-        'content-length': Buffer.byteLength(body),
-        ...(error instanceof HttpError ? error.headers : {}),
-    });
-    res.end(res.req.method === 'HEAD' ? undefined : body);
-}
 
-;// CONCATENATED MODULE: ./src/nix/nix32.ts
+
+
+
+
+const SIGNING_KEY_FILE = 'signing-key.sec';
+const PUBLIC_KEY_FILE = 'signing-key.pub';
 /**
- * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
- * the end, so the first character carries the most significant bits of the last byte.
+ * A key name unlikely to clash with another cache's: Nix keeps trusted keys by name, so two caches
+ * both calling their key `sluice-1` could not both be trusted.
  */
-const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
-/** One nix32 character, as a regular-expression class. */
-const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
-const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
-/** Length in characters of the nix32 form of `byteLength` bytes. */
-function nix32Length(byteLength) {
-    return Math.ceil((byteLength * 8) / 5);
+function defaultKeyName(publicUrl) {
+    const host = publicUrl ? new URL(publicUrl).hostname : (0,external_node_os_.hostname)();
+    const safe = host.replace(/[^A-Za-z0-9.-]/g, '-').replace(/^-+|-+$/g, '') || 'localhost';
+    return `${safe}-sluice-1`;
 }
-function encodeNix32(bytes) {
-    const length = nix32Length(bytes.length);
-    let out = '';
-    for (let n = length - 1; n >= 0; n--) {
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        const low = bytes[i] >> j;
-        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
-        out += NIX32_ALPHABET[(low | high) & 0x1f];
+async function loadOrCreateSigningKey(dataDir, name) {
+    const path = (0,external_node_path_.join)(dataDir, SIGNING_KEY_FILE);
+    try {
+        return parseSecretKey(await (0,promises_.readFile)(path, 'utf8'));
     }
-    return out;
-}
-class Nix32Error extends Error {
-}
-function decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
-    if (text.length !== nix32Length(byteLength)) {
-        throw new Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
+    catch (error) {
+        if (error.code !== 'ENOENT')
+            throw new Error(`${path}: ${error.message}`);
     }
-    const bytes = Buffer.alloc(byteLength);
-    for (let n = 0; n < text.length; n++) {
-        const c = text[text.length - n - 1];
-        const digit = DIGIT_OF.get(c);
-        if (digit === undefined)
-            throw new Nix32Error(`invalid character '${c}' in nix32 string`);
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        bytes[i] |= (digit << j) & 0xff;
-        const carry = digit >> (8 - j);
-        if (i + 1 < byteLength)
-            bytes[i + 1] |= carry;
-        else if (carry !== 0)
-            throw new Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
+    await (0,promises_.mkdir)(dataDir, { recursive: true, mode: 0o700 });
+    const key = generateSecretKey(name);
+    // Whole file first, then linked into place: `link` fails if another process just created one.
+    const temp = `${path}.${(0,external_node_crypto_.randomBytes)(4).toString('hex')}.tmp`;
+    const file = await (0,promises_.open)(temp, 'wx', 0o600);
+    try {
+        await file.writeFile(key.text);
+        await file.sync();
     }
-    return bytes;
-}
-function isNix32(text) {
-    for (const c of text)
-        if (!DIGIT_OF.has(c))
-            return false;
-    return true;
+    finally {
+        await file.close();
+    }
+    try {
+        await (0,promises_.link)(temp, path);
+    }
+    catch (error) {
+        if (error.code !== 'EEXIST')
+            throw error;
+        return parseSecretKey(await (0,promises_.readFile)(path, 'utf8'));
+    }
+    finally {
+        await (0,promises_.unlink)(temp);
+    }
+    await (0,promises_.writeFile)((0,external_node_path_.join)(dataDir, PUBLIC_KEY_FILE), `${key.publicKey.text}\n`, { mode: 0o644 });
+    return key;
 }
 
-;// CONCATENATED MODULE: ./src/nix/hash.ts
-/** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
+;// CONCATENATED MODULE: ./src/server/keys.ts
+/**
+ * The server's two keys: the narinfo signing key and the token key. By default both live in the
+ * data directory (created on first start). Replicas share them through files named in the config
+ * (`keys.signing_key_file`, `keys.token_key_file`), which `sluice keys generate DIR` writes; a named
+ * file must exist, as a replica that made up its own key would sign what the others cannot verify.
+ */
 
 
-const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
-class HashError extends Error {
-}
-class Hash {
-    algorithm;
-    digest;
-    constructor(algorithm, digest) {
-        this.algorithm = algorithm;
-        this.digest = digest;
-        if (digest.length !== DIGEST_BYTES[algorithm]) {
-            throw new HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
-        }
+
+
+
+
+
+async function readKeyFile(key, path, parse) {
+    let text;
+    try {
+        text = await (0,promises_.readFile)(path, 'utf8');
     }
-    /**
-     * Parses `algo:<nix32|base16|base64>` or SRI `algo-<base64>`. With `expected`, a bare digest
-     * without the algorithm prefix is accepted too.
-     */
-    static parse(text, expected) {
-        const sri = /^(md5|sha1|sha256|sha512)-([A-Za-z0-9+/]+={0,2})$/.exec(text);
-        if (sri) {
-            if (expected !== undefined && sri[1] !== expected)
-                throw new HashError(`expected a ${expected} hash, got '${text}'`);
-            return Hash.fromDigestText(sri[1], sri[2], 'base64', text);
-        }
-        const colon = text.indexOf(':');
-        let algorithm;
-        let digest;
-        if (colon === -1) {
-            algorithm = expected;
-            digest = text;
-        }
-        else {
-            algorithm = text.slice(0, colon);
-            digest = text.slice(colon + 1);
-        }
-        if (algorithm === undefined)
-            throw new HashError(`hash '${text}' does not name its algorithm`);
-        if (!(algorithm in DIGEST_BYTES))
-            throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
-        if (expected !== undefined && algorithm !== expected) {
-            throw new HashError(`expected a ${expected} hash, got '${text}'`);
-        }
-        return Hash.fromDigestText(algorithm, digest, undefined, text);
+    catch (error) {
+        const code = error.code;
+        const why = code === 'ENOENT' ? 'no such file (sluice keys generate DIR writes one)' : (code ?? String(error));
+        throw new ConfigError(`keys.${key}: cannot read ${path}: ${why}`);
     }
-    static fromDigestText(algorithm, digest, encoding, original) {
-        const bytes = DIGEST_BYTES[algorithm];
-        if (encoding === undefined) {
-            if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
-                return new Hash(algorithm, Buffer.from(digest, 'hex'));
-            }
-            if (digest.length === nix32Length(bytes) && isNix32(digest)) {
-                try {
-                    return new Hash(algorithm, decodeNix32(digest, bytes));
-                }
-                catch (e) {
-                    if (e instanceof Nix32Error)
-                        throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
-                    throw e;
-                }
-            }
-        }
-        if (digest.length === Math.ceil(bytes / 3) * 4 && /^[A-Za-z0-9+/]+={0,2}$/.test(digest)) {
-            const decoded = Buffer.from(digest, 'base64');
-            // Node ignores stray bits in the last character: insist on the one canonical spelling.
-            if (decoded.length === bytes && decoded.toString('base64') === digest)
-                return new Hash(algorithm, decoded);
-        }
-        throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
+    try {
+        return parse(text.trim());
     }
-    static of(algorithm, data) {
-        return new Hash(algorithm, (0,external_node_crypto_namespaceObject.createHash)(algorithm).update(data).digest());
-    }
-    get nix32() {
-        return encodeNix32(this.digest);
-    }
-    get base16() {
-        return this.digest.toString('hex');
-    }
-    get base64() {
-        return this.digest.toString('base64');
-    }
-    /** `sha256:<nix32>`, the form narinfo files use. */
-    toString() {
-        return `${this.algorithm}:${this.nix32}`;
-    }
-    toBase16String() {
-        return `${this.algorithm}:${this.base16}`;
-    }
-    toSRI() {
-        return `${this.algorithm}-${this.base64}`;
-    }
-    equals(other) {
-        return this.algorithm === other.algorithm && this.digest.equals(other.digest);
+    catch (error) {
+        throw new ConfigError(`keys.${key}: ${path}: ${error.message.split('\n', 1)[0]}`);
     }
 }
+async function loadServerKeys(config, dataDir) {
+    const { signingKeyFile, tokenKeyFile } = config.keys;
+    const signingKey = signingKeyFile
+        ? await readKeyFile('signing_key_file', signingKeyFile, parseSecretKey)
+        : await loadOrCreateSigningKey(dataDir, defaultKeyName(config.publicUrl));
+    const tokenKey = tokenKeyFile
+        ? await readKeyFile('token_key_file', tokenKeyFile, (pem) => parseTokenKey(pem, tokenKeyFile))
+        : (await loadOrCreateTokenKey(tokenKeyPath(dataDir))).key;
+    return { signingKey, tokenKey };
+}
+/** The token key's file for tools that sign tokens (`sluice token create`): the config's, else the data dir's. */
+function tokenKeyFileOf(config) {
+    return config.keys.tokenKeyFile ?? tokenKeyPath(config.data);
+}
+const GENERATED_KEY_FILES = {
+    signing: 'signing-key.sec',
+    public: 'signing-key.pub',
+    token: 'token-key.pem',
+};
+/** Writes a new key pair set into `dir`; refuses to overwrite (a replaced key breaks every replica). */
+async function generateKeyFiles(dir, name) {
+    await (0,promises_.mkdir)(dir, { recursive: true, mode: 0o700 });
+    const signingKey = generateSecretKey(name);
+    const { privateKey } = (0,external_node_crypto_.generateKeyPairSync)('ed25519');
+    const files = [
+        [GENERATED_KEY_FILES.signing, signingKey.text, 0o600],
+        [GENERATED_KEY_FILES.token, privateKey.export({ type: 'pkcs8', format: 'pem' }), 0o600],
+        [GENERATED_KEY_FILES.public, `${signingKey.publicKey.text}\n`, 0o644],
+    ];
+    for (const [file] of files) {
+        const existing = await (0,promises_.open)((0,external_node_path_.join)(dir, file), 'r').catch(() => undefined);
+        if (existing) {
+            await existing.close();
+            throw new Error(`${(0,external_node_path_.join)(dir, file)} exists: keys are never overwritten (move it away first)`);
+        }
+    }
+    for (const [file, text, mode] of files) {
+        const handle = await (0,promises_.open)((0,external_node_path_.join)(dir, file), 'wx', mode);
+        try {
+            await handle.writeFile(text);
+            await handle.sync();
+        }
+        finally {
+            await handle.close();
+        }
+    }
+    return { publicKey: signingKey.publicKey.text, files: files.map(([file]) => (0,external_node_path_.join)(dir, file)) };
+}
 
+;// CONCATENATED MODULE: ./src/cli/keys-command.ts
+/**
+ * `sluice keys generate DIR [--name NAME]`: writes the narinfo signing key (`signing-key.sec`,
+ * `signing-key.pub`) and the token key (`token-key.pem`) into DIR, for replicas that must all sign
+ * with the same keys (`keys.signing_key_file`, `keys.token_key_file` in the config).
+ */
+
+
+
+const KEYS_USAGE = `usage: sluice keys generate DIR [--name NAME]
+
+  Writes DIR/${GENERATED_KEY_FILES.signing} (narinfo signing key), DIR/${GENERATED_KEY_FILES.public} and
+  DIR/${GENERATED_KEY_FILES.token} (token key); never overwrites. Name them in the config:
+    keys: { signing_key_file: DIR/${GENERATED_KEY_FILES.signing}, token_key_file: DIR/${GENERATED_KEY_FILES.token} }
+
+  --name NAME   the signing key's name, as Nix shows it (default: <host>-sluice-1)
+`;
+async function runKeys(argv, io = process) {
+    let parsed;
+    try {
+        parsed = (0,external_node_util_.parseArgs)({ args: argv, options: { name: { type: 'string' } }, allowPositionals: true });
+    }
+    catch (error) {
+        io.stderr.write(`sluice keys: ${error.message}\n${KEYS_USAGE}`);
+        return 2;
+    }
+    const [subcommand, dir, ...extra] = parsed.positionals;
+    if (subcommand !== 'generate' || dir === undefined || extra.length > 0) {
+        io.stderr.write(KEYS_USAGE);
+        return 2;
+    }
+    try {
+        const { publicKey, files } = await generateKeyFiles(dir, parsed.values.name ?? defaultKeyName());
+        io.stderr.write(`wrote ${files.join(', ')}\n`);
+        io.stdout.write(`public key (for trusted-public-keys): ${publicKey}\n`);
+        return 0;
+    }
+    catch (error) {
+        io.stderr.write(`sluice keys generate: ${error.message}\n`);
+        return 1;
+    }
+}
+
+// EXTERNAL MODULE: external "node:http"
+var external_node_http_ = __nccwpck_require__(7067);
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+// EXTERNAL MODULE: ./src/contracts/http-error.ts
+var http_error = __nccwpck_require__(7288);
 ;// CONCATENATED MODULE: ./src/nix/file-hash.ts
 /** The sha256 and size of a file fed chunk by chunk: a narinfo's FileHash and FileSize. */
 
 
 class FileHasher {
-    hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
+    hasher = (0,external_node_crypto_.createHash)('sha256');
     size = 0;
     update(chunk) {
         this.hasher.update(chunk);
@@ -9373,70 +9851,14 @@ function narUrl(hashNix32, compression) {
     return `nar/${narFileName(hashNix32, compression)}`;
 }
 
-;// CONCATENATED MODULE: ./src/nix/buffer-pool.ts
-/**
- * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
- * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
- * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
- * none once the pool has gone unused that long.
- */
-class BufferPool {
-    size;
-    maxKept;
-    idleMs;
-    free = [];
-    idleTimer;
-    constructor(size, maxKept, idleMs) {
-        this.size = size;
-        this.maxKept = maxKept;
-        this.idleMs = idleMs;
-    }
-    take() {
-        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
-    }
-    /** Only buffers nothing reads or writes any more, and that came from `take`. */
-    give(buffers) {
-        for (const buffer of buffers)
-            if (this.free.length < this.maxKept)
-                this.free.push(buffer);
-        if (this.idleMs === undefined)
-            return;
-        clearTimeout(this.idleTimer);
-        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
-    }
-    /** Buffers kept for the next `take`s. */
-    get kept() {
-        return this.free.length;
-    }
-    clear() {
-        clearTimeout(this.idleTimer);
-        this.free.length = 0;
-    }
-}
-/**
- * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
- * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
- */
-function written(sink, chunk) {
-    return new Promise((resolve, reject) => {
-        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
-        sink.once('close', closed);
-        sink.write(chunk, (error) => {
-            sink.off('close', closed);
-            if (error)
-                reject(error);
-            else
-                resolve();
-        });
-    });
-}
-
+// EXTERNAL MODULE: ./src/nix/buffer-pool.ts
+var buffer_pool = __nccwpck_require__(6212);
 ;// CONCATENATED MODULE: external "node:stream/promises"
 const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-;// CONCATENATED MODULE: external "node:zlib"
-const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
+// EXTERNAL MODULE: external "node:child_process"
+var external_node_child_process_ = __nccwpck_require__(1421);
+// EXTERNAL MODULE: external "node:zlib"
+var external_node_zlib_ = __nccwpck_require__(8522);
 ;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
 /**
  * Node 24's zstd decompressor silently drops whatever follows the end of a frame within the same
@@ -9467,7 +9889,7 @@ class ZstdSkippableFrameError extends ZstdFrameError {
 const MiB = 1024 * 1024;
 const mib = (bytes) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
 /** A Transform over ZstdFrameScanner: what it emits, it pushes. */
-class ZstdFrameSplitter extends external_node_stream_namespaceObject.Transform {
+class ZstdFrameSplitter extends external_node_stream_.Transform {
     scanner = new ZstdFrameScanner();
     _transform(chunk, _encoding, callback) {
         try {
@@ -9678,7 +10100,7 @@ function checkCompression(compression) {
     return compression;
 }
 /** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
-class ProcessStream extends external_node_stream_namespaceObject.Duplex {
+class ProcessStream extends external_node_stream_.Duplex {
     what;
     explain;
     child;
@@ -9689,7 +10111,7 @@ class ProcessStream extends external_node_stream_namespaceObject.Duplex {
         super();
         this.what = what;
         this.explain = explain;
-        this.child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+        this.child = (0,external_node_child_process_.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
         // EPIPE when the program quits early (corrupt input): its exit status tells why.
         this.child.stdin.on('error', () => { });
         this.child.stderr.setEncoding('utf8').on('data', (text) => {
@@ -9743,9 +10165,9 @@ const ZSTD_CHUNK_BYTES = 256 * 1024;
 /** Node's zstd decoder, its window bounded by `maxMemory` (default: zstd's own limit, 128 MiB). */
 function createZstdDecoder(maxMemory) {
     const windowLogMax = maxMemory === undefined ? undefined : Math.min(31, Math.max(10, Math.floor(Math.log2(maxMemory))));
-    return (0,external_node_zlib_namespaceObject.createZstdDecompress)({
+    return (0,external_node_zlib_.createZstdDecompress)({
         chunkSize: ZSTD_CHUNK_BYTES,
-        ...(windowLogMax === undefined ? {} : { params: { [external_node_zlib_namespaceObject.constants.ZSTD_d_windowLogMax]: windowLogMax } }),
+        ...(windowLogMax === undefined ? {} : { params: { [external_node_zlib_.constants.ZSTD_d_windowLogMax]: windowLogMax } }),
     });
 }
 /** The `xz` program decompressing within `maxMemory`, on one thread (one dictionary per upload). */
@@ -9758,7 +10180,7 @@ function createXzDecoder(maxMemory = XZ_DECOMPRESS_MEMLIMIT) {
 function createDecompressor(compression, options = {}) {
     switch (checkCompression(compression)) {
         case 'none':
-            return new external_node_stream_namespaceObject.PassThrough();
+            return new external_node_stream_.PassThrough();
         case 'zstd':
             // Node's decoder alone drops frames that follow another in the same chunk: split them first.
             return new ZstdFrameSplitter().compose(createZstdDecoder(options.maxMemory));
@@ -10075,7 +10497,7 @@ function createNarHasher(compression, limits) {
 /** Hashes and counts the NAR as it comes out of the decompressor, and checks it against the limits. */
 class NarOutput {
     limits;
-    hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
+    hasher = (0,external_node_crypto_.createHash)('sha256');
     structure;
     size = 0;
     /** Compressed bytes given to the decompressor so far. */
@@ -10238,7 +10660,7 @@ class StreamNarHasher {
 
 
 /** The two buffers an upload's bytes are gathered in, of 256 KiB (1 MiB: same CPU, 7 MB more RSS). */
-const stageBuffers = new BufferPool(256 * 1024, 16);
+const stageBuffers = new buffer_pool/* BufferPool */.P(256 * 1024, 16);
 /** The error for a file or NAR that does not hash to its name, or undefined if it does. */
 function nameMismatch(expected, digest) {
     const [what, actual, wanted, reason] = 'fileHash' in expected
@@ -10246,7 +10668,7 @@ function nameMismatch(expected, digest) {
         : ['NAR', digest.narHash, expected.narHash, 'nar_hash_mismatch'];
     if (actual.equals(wanted))
         return undefined;
-    return new HttpError(400, `${what} hashes to ${actual.toString()}, not to ${wanted.toString()} as its name says`, reason);
+    return new http_error/* HttpError */.j(400, `${what} hashes to ${actual.toString()}, not to ${wanted.toString()} as its name says`, reason);
 }
 /**
  * What compressors add to incompressible data, with room to spare: zstd ~700 bytes on 30 MB,
@@ -10257,19 +10679,19 @@ function maxFileOverhead(narSize) {
 }
 /** The answer to a failed decompression or check: what was refused and why. */
 function refusal(error, compression) {
-    if (error instanceof HttpError)
+    if (error instanceof http_error/* HttpError */.j)
         return error;
     if (error instanceof NarLimitError) {
-        return new HttpError(413, error.message, error.limit === 'nar_size' ? 'too_large' : error.limit);
+        return new http_error/* HttpError */.j(413, error.message, error.limit === 'nar_size' ? 'too_large' : error.limit);
     }
     if (error instanceof NarFormatError)
-        return new HttpError(400, error.message, error.reason);
+        return new http_error/* HttpError */.j(400, error.message, error.reason);
     if (error instanceof ZstdSkippableFrameError)
-        return new HttpError(400, error.message, 'padding');
+        return new http_error/* HttpError */.j(400, error.message, 'padding');
     if (error instanceof ZstdWindowError || error instanceof DecompressionMemoryError) {
-        return new HttpError(400, `${error.message} (max_decompression_memory)`, 'decompression_memory');
+        return new http_error/* HttpError */.j(400, `${error.message} (max_decompression_memory)`, 'decompression_memory');
     }
-    return new HttpError(400, `NAR file does not decompress as ${compression}: ${error.message}`, 'corrupt_nar');
+    return new http_error/* HttpError */.j(400, `NAR file does not decompress as ${compression}: ${error.message}`, 'corrupt_nar');
 }
 function verifyNarUpload(source, expected) {
     let digest;
@@ -10295,7 +10717,7 @@ function verifyNarUpload(source, expected) {
             for await (const chunk of source) {
                 file.update(chunk);
                 if (file.fileSize > limits.maxNarSize) {
-                    throw new HttpError(413, `NAR file is larger than the limit of ${limits.maxNarSize} bytes`, 'too_large');
+                    throw new http_error/* HttpError */.j(413, `NAR file is larger than the limit of ${limits.maxNarSize} bytes`, 'too_large');
                 }
                 for (let offset = 0; offset < chunk.length;) {
                     const copied = chunk.copy(stage, filled, offset);
@@ -10332,7 +10754,7 @@ function verifyNarUpload(source, expected) {
             }
             const { fileSize } = file;
             if (compression !== 'none' && fileSize > narDigest.narSize + maxFileOverhead(narDigest.narSize)) {
-                throw new HttpError(400, `NAR file of ${fileSize} bytes holds a NAR of ${narDigest.narSize} bytes: more than ${compression} adds, ` +
+                throw new http_error/* HttpError */.j(400, `NAR file of ${fileSize} bytes holds a NAR of ${narDigest.narSize} bytes: more than ${compression} adds, ` +
                     'and padding is not accepted', 'padding');
             }
             const result = { ...file.digest(), ...narDigest };
@@ -10355,105 +10777,6 @@ function verifyNarUpload(source, expected) {
             return digest;
         },
     };
-}
-
-;// CONCATENATED MODULE: ./src/nix/store-path.ts
-/** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
-
-const store_path_DEFAULT_STORE_DIR = '/nix/store';
-const HASH_PART_LENGTH = 32;
-/** A store path's hash part: 32 nix32 characters (160 bits). */
-const HASH_PART_PATTERN = new RegExp(`^${NIX32_CLASS}{${HASH_PART_LENGTH}}$`);
-/** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
-const store_path_MAX_NAME_LENGTH = 211;
-const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
-class StorePathError extends Error {
-}
-/** Checks a store path hash part (the 32 nix32 characters); throws naming the problem. */
-function validateHashPart(hashPart) {
-    if (hashPart.length !== HASH_PART_LENGTH) {
-        throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
-    }
-    if (!isNix32(hashPart))
-        throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
-    return hashPart;
-}
-/**
- * Checks a store path name. Nix 2.8 itself accepts any name made of the allowed characters (so
- * `.hidden` is a path Nix builds); like later Nix versions we also refuse `.`, `..` and names whose
- * first dash-separated part is one of those, which only ever serve path tricks.
- */
-function validateName(name, baseName = name) {
-    if (name.length === 0)
-        throw new StorePathError(`store path '${baseName}' has an empty name`);
-    if (name.length > store_path_MAX_NAME_LENGTH) {
-        throw new StorePathError(`store path name in '${baseName}' is longer than ${store_path_MAX_NAME_LENGTH} characters`);
-    }
-    const bad = NAME_PATTERN.test(name) ? undefined : [...name].find((c) => !NAME_PATTERN.test(c));
-    if (bad !== undefined) {
-        throw new StorePathError(`store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`);
-    }
-    const firstPart = name.split('-', 1)[0];
-    if (firstPart === '.' || firstPart === '..') {
-        throw new StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
-    }
-    return name;
-}
-function normalizeStoreDir(storeDir) {
-    const trimmed = storeDir.replace(/\/+$/, '');
-    const segments = trimmed.split('/').slice(1);
-    if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..')) {
-        throw new StorePathError(`store dir '${storeDir}' must be an absolute, canonical directory other than '/'`);
-    }
-    return trimmed;
-}
-class store_path_StorePath {
-    hashPart;
-    name;
-    constructor(hashPart, name) {
-        this.hashPart = hashPart;
-        this.name = name;
-    }
-    /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
-    static fromBaseName(baseName) {
-        if (baseName.length < HASH_PART_LENGTH + 1 || baseName[HASH_PART_LENGTH] !== '-') {
-            throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
-        }
-        const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
-        const name = validateName(baseName.slice(HASH_PART_LENGTH + 1), baseName);
-        return new store_path_StorePath(hashPart, name);
-    }
-    /** Parses a full path directly inside `storeDir` (default `/nix/store`). */
-    static parse(path, storeDir = store_path_DEFAULT_STORE_DIR) {
-        const prefix = `${normalizeStoreDir(storeDir)}/`;
-        if (!path.startsWith(prefix))
-            throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
-        const baseName = path.slice(prefix.length);
-        if (baseName.includes('/'))
-            throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
-        return store_path_StorePath.fromBaseName(baseName);
-    }
-    /** True when `path` is a valid store path in `storeDir`. */
-    static isValid(path, storeDir = store_path_DEFAULT_STORE_DIR) {
-        try {
-            store_path_StorePath.parse(path, storeDir);
-            return true;
-        }
-        catch (e) {
-            if (e instanceof StorePathError)
-                return false;
-            throw e;
-        }
-    }
-    get baseName() {
-        return `${this.hashPart}-${this.name}`;
-    }
-    toPath(storeDir = store_path_DEFAULT_STORE_DIR) {
-        return `${normalizeStoreDir(storeDir)}/${this.baseName}`;
-    }
-    toString() {
-        return this.baseName;
-    }
 }
 
 ;// CONCATENATED MODULE: ./src/server/cache/verified-nar.ts
@@ -10480,7 +10803,7 @@ function fromNarFacts(facts) {
 
 
 function mismatch(message, reason = 'narinfo_mismatch') {
-    return new HttpError(400, message, reason);
+    return new http_error/* HttpError */.j(400, message, reason);
 }
 /** The NAR the narinfo describes, as the slice uploaded it; a 400 naming the first field that disagrees. */
 async function checkNarInfo(stores, slice, hashPart, info) {
@@ -10613,10 +10936,10 @@ async function checkSliceOwner(meta, writer, bind) {
         ? await meta.bindSlice(writer.slice, { issuer, repositoryId, repositoryOwnerId })
         : await meta.sliceOwner(writer.slice);
     if (owner && owner.issuer !== issuer) {
-        throw new HttpError(403, `slice '${writer.slice}' belongs to a repository of another issuer ('${owner.issuer}')`, 'slice_owner');
+        throw new http_error/* HttpError */.j(403, `slice '${writer.slice}' belongs to a repository of another issuer ('${owner.issuer}')`, 'slice_owner');
     }
     if (owner && owner.repositoryId !== repositoryId) {
-        throw new HttpError(403, `slice '${writer.slice}' belongs to another repository (id ${owner.repositoryId})`, 'slice_owner');
+        throw new http_error/* HttpError */.j(403, `slice '${writer.slice}' belongs to another repository (id ${owner.repositoryId})`, 'slice_owner');
     }
 }
 
@@ -10688,6 +11011,10 @@ class CacheService {
     get blobs() {
         return this.deps.blobs;
     }
+    /** Where a visible NAR's bytes are to be fetched instead of from this server (a presigned URL), if anywhere. */
+    narRedirectUrl(key) {
+        return this.deps.narRedirect ? this.deps.narRedirect(key) : Promise.resolve(undefined);
+    }
     countBytesOut(bytes) {
         this.deps.metrics.bytesOut.inc(bytes);
     }
@@ -10714,10 +11041,10 @@ class CacheService {
             outcome = await blobs.put(upload.key, verified.body);
         }
         catch (error) {
-            if (error instanceof HttpError)
+            if (error instanceof http_error/* HttpError */.j)
                 throw error;
             if (aborted() || error.code === 'ERR_STREAM_PREMATURE_CLOSE') {
-                throw new HttpError(400, 'the upload ended before its body was complete', 'truncated');
+                throw new http_error/* HttpError */.j(400, 'the upload ended before its body was complete', 'truncated');
             }
             throw error;
         }
@@ -10744,7 +11071,7 @@ class CacheService {
         if (!body)
             throw new Error(`NAR file ${key} vanished while being uploaded again`);
         const hasher = new FileHasher();
-        const sink = new external_node_stream_namespaceObject.Writable({
+        const sink = new external_node_stream_.Writable({
             write: (chunk, _encoding, done) => {
                 hasher.update(chunk);
                 done();
@@ -10989,111 +11316,6 @@ function narInfoHashPart(info, storeDir = DEFAULT_STORE_DIR) {
     return StorePath.parse(info.storePath, storeDir).hashPart;
 }
 
-;// CONCATENATED MODULE: ./src/nix/signing.ts
-/**
- * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
- * A secret key is `name:base64(seed \u2016 public key)` (64 bytes), a public key `name:base64(public key)`.
- */
-
-
-
-// DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) and SPKI (public).
-const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
-const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
-class KeyError extends Error {
-}
-function splitKey(text, what) {
-    const trimmed = text.trim();
-    const colon = trimmed.indexOf(':');
-    if (colon <= 0)
-        throw new KeyError(`${what} must be 'name:base64'`);
-    const name = trimmed.slice(0, colon);
-    const encoded = trimmed.slice(colon + 1);
-    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded))
-        throw new KeyError(`${what} '${name}' is not valid base64`);
-    return [name, Buffer.from(encoded, 'base64')];
-}
-function publicKeyFromRaw(name, raw) {
-    const key = (0,external_node_crypto_namespaceObject.createPublicKey)({
-        key: Buffer.concat([SPKI_ED25519_PREFIX, raw]),
-        format: 'der',
-        type: 'spki',
-    });
-    return { name, key, text: `${name}:${raw.toString('base64')}` };
-}
-function parsePublicKey(text) {
-    const [name, raw] = splitKey(text, 'public key');
-    if (raw.length !== 32)
-        throw new KeyError(`public key '${name}' must be 32 bytes, got ${raw.length}`);
-    return publicKeyFromRaw(name, raw);
-}
-function parseSecretKey(text) {
-    const [name, raw] = splitKey(text, 'secret key');
-    if (raw.length !== 64)
-        throw new KeyError(`secret key '${name}' must be 64 bytes, got ${raw.length}`);
-    const seed = raw.subarray(0, 32);
-    const key = (0,external_node_crypto_namespaceObject.createPrivateKey)({
-        key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
-        format: 'der',
-        type: 'pkcs8',
-    });
-    const derivedPublic = rawPublicKey((0,external_node_crypto_namespaceObject.createPublicKey)(key));
-    if (!derivedPublic.equals(raw.subarray(32))) {
-        throw new KeyError(`secret key '${name}' does not match the public key stored in it`);
-    }
-    return {
-        name,
-        key,
-        publicKey: publicKeyFromRaw(name, derivedPublic),
-        text: `${name}:${raw.toString('base64')}`,
-    };
-}
-function rawPublicKey(key) {
-    return key.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
-}
-/** A fresh key pair, like `nix-store --generate-binary-cache-key name`. */
-function generateSecretKey(name) {
-    if (!name || name.includes(':'))
-        throw new KeyError(`key name '${name}' must be non-empty and contain no ':'`);
-    const { privateKey, publicKey } = (0,external_node_crypto_namespaceObject.generateKeyPairSync)('ed25519');
-    const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_ED25519_PREFIX.length);
-    return parseSecretKey(`${name}:${Buffer.concat([seed, rawPublicKey(publicKey)]).toString('base64')}`);
-}
-/**
- * The string Nix signs: `1;<store path>;<nar hash>;<nar size>;<references as full paths, comma-separated>`.
- * `narHash` is a Hash or any text form of one (written as `sha256:<nix32>`); `references` are base
- * names. Nix holds references in a sorted set, so they are sorted and deduplicated here too: a
- * narinfo listing them in another order still gets the signature Nix expects.
- */
-function fingerprint(storePath, narHash, narSize, references, storeDir = store_path_DEFAULT_STORE_DIR) {
-    const hash = typeof narHash === 'string' ? Hash.parse(narHash) : narHash;
-    const dir = storeDir.replace(/\/+$/, '');
-    const refs = [...new Set(references)]
-        .sort()
-        .map((r) => `${dir}/${r}`)
-        .join(',');
-    return `1;${storePath};${hash.toString()};${narSize};${refs}`;
-}
-/** The fingerprint of a narinfo, the text its `Sig:` lines sign. */
-function narInfoFingerprint(info, storeDir = store_path_DEFAULT_STORE_DIR) {
-    return fingerprint(info.storePath, info.narHash, info.narSize, info.references, storeDir);
-}
-/** Signs a fingerprint; returns a `Sig:` value, `name:base64(signature)`. */
-function signFingerprint(fp, secretKey) {
-    return `${secretKey.name}:${(0,external_node_crypto_namespaceObject.sign)(null, Buffer.from(fp), secretKey.key).toString('base64')}`;
-}
-/** True when `sig` (`name:base64`) is a valid signature of `fp` by the key of that name among `keys`. */
-function verifyFingerprint(fp, sig, keys) {
-    const colon = sig.indexOf(':');
-    if (colon <= 0)
-        return false;
-    const name = sig.slice(0, colon);
-    const signature = Buffer.from(sig.slice(colon + 1), 'base64');
-    if (signature.length !== 64)
-        return false;
-    return keys.some((k) => k.name === name && verify(null, Buffer.from(fp), k.key, signature));
-}
-
 ;// CONCATENATED MODULE: ./src/server/cache/narinfo-signer.ts
 /**
  * The server's signature on stored narinfos. Parsing, fingerprinting and ed25519-signing cost more
@@ -11213,7 +11435,7 @@ function authenticates(req, route) {
     return route === 'token' || req.headers.authorization !== undefined;
 }
 function tooMany(what, rate, address, seconds) {
-    return new HttpError(429, `too many ${what} from ${address} (at most ${rate.count} per ${rate.periodSeconds} s): retry in ${seconds} s`, 'rate_limited', { 'retry-after': String(seconds) });
+    return new http_error/* HttpError */.j(429, `too many ${what} from ${address} (at most ${rate.count} per ${rate.periodSeconds} s): retry in ${seconds} s`, 'rate_limited', { 'retry-after': String(seconds) });
 }
 function createRequestGuard(limits, trustProxy, now = Date.now, onLimited = () => { }) {
     const trusted = trustProxy.length > 0 ? trustedProxies(trustProxy) : null;
@@ -11255,7 +11477,7 @@ function exchangeErrorToHttp(error) {
     if (!(error instanceof ExchangeError))
         return error;
     const headers = error.kind === 'unauthorized' ? { 'www-authenticate': 'Bearer' } : {};
-    return new HttpError(STATUS[error.kind], error.message, error.reason, headers);
+    return new http_error/* HttpError */.j(STATUS[error.kind], error.message, error.reason, headers);
 }
 /** Runs `action`, turning an ExchangeError it throws into its HttpError. */
 async function asHttp(action) {
@@ -11284,7 +11506,7 @@ function requestToken(req) {
     const bearer = bearerCredential(header);
     if (bearer !== undefined) {
         if (!bearer)
-            throw new HttpError(401, 'empty Bearer token', 'bad_token', { 'www-authenticate': 'Bearer' });
+            throw new http_error/* HttpError */.j(401, 'empty Bearer token', 'bad_token', { 'www-authenticate': 'Bearer' });
         return bearer;
     }
     const space = header.indexOf(' ');
@@ -11295,10 +11517,10 @@ function requestToken(req) {
         const colon = decoded.indexOf(':');
         const password = colon === -1 ? '' : decoded.slice(colon + 1);
         if (!password)
-            throw new HttpError(401, 'Basic auth without a password: put the cache token in the password', 'bad_token');
+            throw new http_error/* HttpError */.j(401, 'Basic auth without a password: put the cache token in the password', 'bad_token');
         return password;
     }
-    throw new HttpError(401, `unsupported Authorization scheme '${scheme}' (use Bearer or Basic)`, 'bad_token');
+    throw new http_error/* HttpError */.j(401, `unsupported Authorization scheme '${scheme}' (use Bearer or Basic)`, 'bad_token');
 }
 async function resolveAccess(req, verify, isPublic) {
     const token = requestToken(req);
@@ -11319,10 +11541,10 @@ async function resolveAccess(req, verify, isPublic) {
     }
     catch (caught) {
         const error = exchangeErrorToHttp(caught);
-        if (error instanceof HttpError && error.status === 401)
+        if (error instanceof http_error/* HttpError */.j && error.status === 401)
             throw error; // already names the problem
         const reason = error instanceof Error ? error.message : String(error);
-        throw new HttpError(401, `invalid cache token: ${reason}`, 'bad_token', { 'www-authenticate': 'Bearer' });
+        throw new http_error/* HttpError */.j(401, `invalid cache token: ${reason}`, 'bad_token', { 'www-authenticate': 'Bearer' });
     }
     const rank = withPublicSlices(access.rank, isPublic);
     return { ...access, authenticated: true, rank, canRead: readableBy(rank) };
@@ -11330,12 +11552,12 @@ async function resolveAccess(req, verify, isPublic) {
 /** The write slice, or the reason there is none: 401 without a token, 403 with a read-only one. */
 function requireWriteSlice(access) {
     if (!access.authenticated) {
-        throw new HttpError(401, 'uploads need a cache token with a write slice', 'unauthenticated', {
+        throw new http_error/* HttpError */.j(401, 'uploads need a cache token with a write slice', 'unauthenticated', {
             'www-authenticate': 'Bearer',
         });
     }
     if (access.write === null)
-        throw new HttpError(403, 'this cache token grants no write slice', 'read_only_token');
+        throw new http_error/* HttpError */.j(403, 'this cache token grants no write slice', 'read_only_token');
     return access.write;
 }
 
@@ -11345,7 +11567,7 @@ function requireWriteSlice(access) {
 function checkDeclaredLength(req, limit, what) {
     const declared = req.headers['content-length'];
     if (declared !== undefined && Number(declared) > limit) {
-        throw new HttpError(413, `${what} of ${declared} bytes is larger than the limit of ${limit} bytes`, 'too_large');
+        throw new http_error/* HttpError */.j(413, `${what} of ${declared} bytes is larger than the limit of ${limit} bytes`, 'too_large');
     }
 }
 /** Tells a client waiting on `Expect: 100-continue` to send the body: every check before it passed. */
@@ -11359,7 +11581,7 @@ async function readSmallBody(body, limit, what) {
     for await (const chunk of body) {
         size += chunk.length;
         if (size > limit)
-            throw new HttpError(413, `${what} is larger than the limit of ${limit} bytes`, 'too_large');
+            throw new http_error/* HttpError */.j(413, `${what} is larger than the limit of ${limit} bytes`, 'too_large');
         chunks.push(chunk);
     }
     return Buffer.concat(chunks);
@@ -11384,7 +11606,7 @@ function withIdleTimeout(source, idleMs) {
                             timedOut = true;
                             // The chunk asked for may still come, or the connection fail: neither matters now.
                             next.catch(() => undefined);
-                            reject(new HttpError(408, `the request body sent nothing for ${idleMs / 1000} s (body_idle_timeout): abandoned`, 'idle_body'));
+                            reject(new http_error/* HttpError */.j(408, `the request body sent nothing for ${idleMs / 1000} s (body_idle_timeout): abandoned`, 'idle_body'));
                         }, idleMs);
                     });
                     return Promise.race([next, timeout]).finally(() => clearTimeout(timer));
@@ -11424,7 +11646,7 @@ function parseRange(header, size) {
         end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
     }
     if (start > end || start >= size) {
-        throw new HttpError(416, `range ${header} is outside the ${size} bytes of the file`, 'bad_range', {
+        throw new http_error/* HttpError */.j(416, `range ${header} is outside the ${size} bytes of the file`, 'bad_range', {
             'content-range': `bytes */${size}`,
         });
     }
@@ -11450,7 +11672,7 @@ function parseLookupScope(value, where) {
     if (value === undefined || value === null)
         return 'union';
     if (!NARINFO_LOOKUP_SCOPES.includes(value)) {
-        throw new HttpError(400, `${where} ${JSON.stringify(value)?.slice(0, 40)} is not one of ${NARINFO_LOOKUP_SCOPES.map((s) => `"${s}"`).join(', ')}`, 'bad_scope');
+        throw new http_error/* HttpError */.j(400, `${where} ${JSON.stringify(value)?.slice(0, 40)} is not one of ${NARINFO_LOOKUP_SCOPES.map((s) => `"${s}"`).join(', ')}`, 'bad_scope');
     }
     return value;
 }
@@ -11470,7 +11692,7 @@ function scopedAccess(access, scope) {
         const why = access.authenticated
             ? 'this cache token grants no write slice'
             : 'the request has no cache token';
-        throw new HttpError(400, `lookup scope "write" asks the token's write slice, but ${why}`, 'no_write_slice');
+        throw new http_error/* HttpError */.j(400, `lookup scope "write" asks the token's write slice, but ${why}`, 'no_write_slice');
     }
     const rank = (slice, owner) => (access.rank(slice, owner) === 0 ? 0 : null);
     return { ...access, rank, canRead: readableBy(rank) };
@@ -11485,6 +11707,15 @@ function scopedAccess(access, scope) {
 
 
 
+/** Narinfos can change which slice answers (a new push, a policy change): a CDN may keep them briefly. */
+const NARINFO_MAX_AGE_SECONDS = 60;
+/**
+ * Caching for answers that depend on who asks: `public` only for requests without a token (what
+ * they see, public slices hold, so a shared cache may keep it), `private` otherwise.
+ */
+function cacheScope(access) {
+    return access.authenticated ? 'private' : 'public';
+}
 /** The upload limit for narinfos (and nix-cache-info), as the issue sets it. */
 const NARINFO_UPLOAD_LIMIT = 64 * 1024;
 const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 41\n';
@@ -11503,26 +11734,38 @@ async function putNixCacheInfo({ req, res, body }) {
     send(res, 204, {});
 }
 function notFound(what) {
-    return new HttpError(404, `${what} not found`, 'not_found');
+    return new http_error/* HttpError */.j(404, `${what} not found`, 'not_found');
 }
 async function getNarInfo(cache, request, hashPart) {
     const access = scopedAccess(await request.access(), queryLookupScope(request.req));
     const body = await cache.narInfo(hashPart, access);
     if (body === undefined)
         throw notFound(`${hashPart}.narinfo`);
-    send(request.res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'private, no-cache' }, body);
+    send(request.res, 200, {
+        'content-type': 'text/x-nix-narinfo',
+        'cache-control': `${cacheScope(access)}, max-age=${NARINFO_MAX_AGE_SECONDS}`,
+    }, body);
 }
 async function getNar(cache, request, key) {
     const { req, res } = request;
     const access = await request.access();
     const visible = await cache.narVisible(access, key, req.method === 'HEAD');
+    const redirect = visible && req.method === 'GET' ? await cache.narRedirectUrl(key) : undefined;
+    if (redirect !== undefined) {
+        // The bytes come from the bucket, not through this server. The redirect itself lives only as
+        // long as its signature, so nothing may keep it.
+        res.writeHead(302, { location: redirect, 'cache-control': 'no-store', 'content-length': 0 });
+        res.end();
+        return;
+    }
     const head = visible ? await cache.blobs.head(key) : null;
     if (!head)
         throw notFound(`nar/${key}`);
     const etag = `"${key}"`;
     const headers = {
         'content-type': 'application/x-nix-nar',
-        'cache-control': 'private, max-age=31536000, immutable',
+        // Content-addressed: the bytes under this name never change.
+        'cache-control': `${cacheScope(access)}, max-age=31536000, immutable`,
         etag,
         'accept-ranges': 'bytes',
     };
@@ -11628,7 +11871,7 @@ async function putNarInfo(cache, request, hashPart) {
     }
     catch (error) {
         if (error instanceof NarInfoError)
-            throw new HttpError(400, `malformed narinfo: ${error.message}`, 'bad_narinfo');
+            throw new http_error/* HttpError */.j(400, `malformed narinfo: ${error.message}`, 'bad_narinfo');
         throw error;
     }
     const outcome = await cache.storeNarInfo(writer, hashPart, info);
@@ -11652,7 +11895,7 @@ async function putNarInfo(cache, request, hashPart) {
 /** 1000 hash parts as JSON are ~35 KB. */
 const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
 function badRequest(message) {
-    return new HttpError(400, message, 'bad_request');
+    return new http_error/* HttpError */.j(400, message, 'bad_request');
 }
 /**
  * `{"hashParts": [...], "scope"?: "union" | "write"}` \u2192 the distinct hash parts, each checked, and
@@ -11670,7 +11913,7 @@ function parseBatchRequest(body) {
     if (typeof json !== 'object' || Array.isArray(json) || !Array.isArray(hashParts))
         throw badRequest('request body must be {"hashParts": ["<32-character nix32 hash>", ...]}');
     if (hashParts.length > NARINFO_BATCH_LIMIT) {
-        throw new HttpError(413, `${hashParts.length} hash parts in one request; at most ${NARINFO_BATCH_LIMIT}`, 'too_many');
+        throw new http_error/* HttpError */.j(413, `${hashParts.length} hash parts in one request; at most ${NARINFO_BATCH_LIMIT}`, 'too_many');
     }
     hashParts.forEach((hashPart, index) => {
         if (typeof hashPart !== 'string' || !HASH_PART_PATTERN.test(hashPart)) {
@@ -11686,7 +11929,7 @@ async function postNarInfos(cache, request, publicReads) {
     // A GET without a token is answered from public slices; with none, say what is missing
     // rather than answer every lookup with a miss.
     if (!access.authenticated && !publicReads) {
-        throw new HttpError(401, 'narinfo lookups need a cache token: no slice is public', 'unauthenticated', {
+        throw new http_error/* HttpError */.j(401, 'narinfo lookups need a cache token: no slice is public', 'unauthenticated', {
             'www-authenticate': 'Bearer',
         });
     }
@@ -11727,23 +11970,23 @@ function fullyDecoded(path) {
 }
 function checkPath(rawUrl) {
     if (!rawUrl.startsWith('/'))
-        throw new HttpError(400, `request target '${rawUrl.slice(0, 100)}' is not a path`, 'bad_path');
+        throw new http_error/* HttpError */.j(400, `request target '${rawUrl.slice(0, 100)}' is not a path`, 'bad_path');
     const path = rawUrl.split('?', 1)[0];
     const decoded = fullyDecoded(path);
     if (decoded.includes('\\') ||
         decoded.split('/').some((segment) => segment === '..' || segment === '.') ||
         /\0/.test(decoded)) {
-        throw new HttpError(400, 'path traversal is not allowed', 'bad_path');
+        throw new http_error/* HttpError */.j(400, 'path traversal is not allowed', 'bad_path');
     }
     if (path.includes('%'))
-        throw new HttpError(400, 'percent-encoded characters are not allowed in cache paths', 'bad_path');
+        throw new http_error/* HttpError */.j(400, 'percent-encoded characters are not allowed in cache paths', 'bad_path');
     if (path.includes('//'))
-        throw new HttpError(400, 'empty path segments are not allowed', 'bad_path');
+        throw new http_error/* HttpError */.j(400, 'empty path segments are not allowed', 'bad_path');
     return path;
 }
 function compressionOf(name) {
     if (name.compression === undefined) {
-        throw new HttpError(400, `unsupported NAR compression '${name.extension}' (use .nar, .nar.zst or .nar.xz)`, 'bad_name');
+        throw new http_error/* HttpError */.j(400, `unsupported NAR compression '${name.extension}' (use .nar, .nar.zst or .nar.xz)`, 'bad_name');
     }
     return name.compression;
 }
@@ -11765,13 +12008,13 @@ function matchRoute(rawUrl) {
     if (hashPart !== undefined && HASH_PART_PATTERN.test(hashPart))
         return { name: 'narinfo', hashPart };
     if (path.endsWith('.narinfo') && !path.slice(1).includes('/')) {
-        throw new HttpError(400, `'${path.slice(1, 120)}' is not <32-character nix32 store path hash>.narinfo`, 'bad_name');
+        throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not <32-character nix32 store path hash>.narinfo`, 'bad_name');
     }
     const nar = path.startsWith('/nar/') ? parseNarFileName(path.slice('/nar/'.length)) : undefined;
     if (nar)
         return { name: 'nar', fileHash: nar.hash, compression: compressionOf(nar), key: nar.key };
     if (path.startsWith('/nar/')) {
-        throw new HttpError(400, `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`, 'bad_name');
+        throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`, 'bad_name');
     }
     const upload = path.startsWith(NAR_UPLOAD_PREFIX)
         ? parseNarFileName(path.slice(NAR_UPLOAD_PREFIX.length))
@@ -11779,9 +12022,9 @@ function matchRoute(rawUrl) {
     if (upload)
         return { name: 'nar-upload', narHash: upload.hash, compression: compressionOf(upload), key: upload.key };
     if (path.startsWith(NAR_UPLOAD_PREFIX)) {
-        throw new HttpError(400, `'${path.slice(1, 120)}' is not ${NAR_UPLOAD_PREFIX.slice(1)}<52-character nix32 NarHash>.nar[.zst|.xz]`, 'bad_name');
+        throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not ${NAR_UPLOAD_PREFIX.slice(1)}<52-character nix32 NarHash>.nar[.zst|.xz]`, 'bad_name');
     }
-    throw new HttpError(404, `no such endpoint: ${path.slice(0, 120)}`, 'not_found');
+    throw new http_error/* HttpError */.j(404, `no such endpoint: ${path.slice(0, 120)}`, 'not_found');
 }
 
 ;// CONCATENATED MODULE: ./src/server/http/router.ts
@@ -11873,7 +12116,7 @@ function createRouter(deps) {
             const handler = methods[req.method ?? ''];
             if (!handler) {
                 const allow = Object.keys(methods).join(', ');
-                throw new HttpError(405, `${req.method} is not allowed on ${path} (allowed: ${allow})`, 'bad_method', { allow });
+                throw new http_error/* HttpError */.j(405, `${req.method} is not allowed on ${path} (allowed: ${allow})`, 'bad_method', { allow });
             }
             let access;
             const request = {
@@ -11885,16 +12128,18 @@ function createRouter(deps) {
             await handler(route, request);
         }
         catch (error) {
-            if (error instanceof HttpError && error.status === 401)
+            if (error instanceof http_error/* HttpError */.j && error.status === 401)
                 deps.guard?.refused(req, routeName);
-            if (!(error instanceof HttpError))
+            if (!(error instanceof http_error/* HttpError */.j))
                 deps.log.error({ err: error, path }, 'request failed');
+            else if (error.status === 503)
+                deps.log.warn({ path, reason: error.message }, 'unavailable');
             else if (hasBody(req) && routeName !== 'token' && routeName !== 'narinfos')
                 deps.metrics.rejectedUploads.inc({ reason: error.reason });
             // A body we did not read would be parsed as the next request: close the connection instead.
             if (hasBody(req) && !req.complete && !res.headersSent)
                 res.setHeader('connection', 'close');
-            sendError(res, error);
+            (0,http_error/* sendError */.n)(res, error);
         }
     };
 }
@@ -11921,15 +12166,15 @@ class UploadSlots {
     }
     /** Takes a slot for an upload made with `token`, or throws 429/503; call the result once it ends. */
     acquire(token) {
-        const key = (0,external_node_crypto_namespaceObject.createHash)('sha256').update(token).digest('base64url');
+        const key = (0,external_node_crypto_.createHash)('sha256').update(token).digest('base64url');
         const mine = this.perToken.get(key) ?? 0;
         const retryAfter = { 'retry-after': String(UPLOAD_RETRY_AFTER_SECONDS) };
         if (mine >= this.limits.maxConcurrentUploadsPerToken) {
-            throw new HttpError(429, `this token already has ${mine} uploads in progress, the most one token may have ` +
+            throw new http_error/* HttpError */.j(429, `this token already has ${mine} uploads in progress, the most one token may have ` +
                 '(max_concurrent_uploads_per_token): retry once one has ended', 'token_upload_limit', retryAfter);
         }
         if (this.active >= this.limits.maxConcurrentUploads) {
-            throw new HttpError(503, `the server has ${this.active} uploads in progress, the most it takes at once ` +
+            throw new http_error/* HttpError */.j(503, `the server has ${this.active} uploads in progress, the most it takes at once ` +
                 '(max_concurrent_uploads): retry shortly', 'server_upload_limit', retryAfter);
         }
         this.active++;
@@ -11957,7 +12202,7 @@ class UploadSlots {
 function bearerToken(req) {
     const token = bearerCredential(req.headers.authorization);
     if (!token) {
-        throw new HttpError(401, 'missing Authorization: Bearer <CI OIDC ID token>', 'missing_token', {
+        throw new http_error/* HttpError */.j(401, 'missing Authorization: Bearer <CI OIDC ID token>', 'missing_token', {
             'www-authenticate': 'Bearer',
         });
     }
@@ -12066,71 +12311,8 @@ class ServerMetrics {
     }
 }
 
-// EXTERNAL MODULE: external "node:os"
-var external_node_os_ = __nccwpck_require__(8161);
-;// CONCATENATED MODULE: ./src/server/signing-key.ts
-/**
- * The narinfo signing key, in the data directory in `nix-store --generate-binary-cache-key` format:
- * `signing-key.sec` (mode 0600) and `signing-key.pub`. Created on first start, reused after.
- */
-
-
-
-
-
-const SIGNING_KEY_FILE = 'signing-key.sec';
-const PUBLIC_KEY_FILE = 'signing-key.pub';
-/**
- * A key name unlikely to clash with another cache's: Nix keeps trusted keys by name, so two caches
- * both calling their key `sluice-1` could not both be trusted.
- */
-function defaultKeyName(publicUrl) {
-    const host = publicUrl ? new URL(publicUrl).hostname : (0,external_node_os_.hostname)();
-    const safe = host.replace(/[^A-Za-z0-9.-]/g, '-').replace(/^-+|-+$/g, '') || 'localhost';
-    return `${safe}-sluice-1`;
-}
-async function loadOrCreateSigningKey(dataDir, name) {
-    const path = (0,external_node_path_.join)(dataDir, SIGNING_KEY_FILE);
-    try {
-        return parseSecretKey(await (0,promises_namespaceObject.readFile)(path, 'utf8'));
-    }
-    catch (error) {
-        if (error.code !== 'ENOENT')
-            throw new Error(`${path}: ${error.message}`);
-    }
-    await (0,promises_namespaceObject.mkdir)(dataDir, { recursive: true, mode: 0o700 });
-    const key = generateSecretKey(name);
-    // Whole file first, then linked into place: `link` fails if another process just created one.
-    const temp = `${path}.${(0,external_node_crypto_namespaceObject.randomBytes)(4).toString('hex')}.tmp`;
-    const file = await (0,promises_namespaceObject.open)(temp, 'wx', 0o600);
-    try {
-        await file.writeFile(key.text);
-        await file.sync();
-    }
-    finally {
-        await file.close();
-    }
-    try {
-        await (0,promises_namespaceObject.link)(temp, path);
-    }
-    catch (error) {
-        if (error.code !== 'EEXIST')
-            throw error;
-        return parseSecretKey(await (0,promises_namespaceObject.readFile)(path, 'utf8'));
-    }
-    finally {
-        await (0,promises_namespaceObject.unlink)(temp);
-    }
-    await (0,promises_namespaceObject.writeFile)((0,external_node_path_.join)(dataDir, PUBLIC_KEY_FILE), `${key.publicKey.text}\n`, { mode: 0o644 });
-    return key;
-}
-
-;// CONCATENATED MODULE: ./src/server/storage/blob-store.ts
-/** Blob keys are plain file names: no separators, no dot segments, nothing to encode. */
-function isValidBlobKey(key) {
-    return /^[0-9a-z][0-9a-z.]{0,99}$/.test(key) && !key.includes('..');
-}
-
+// EXTERNAL MODULE: ./src/server/storage/blob-store.ts
+var blob_store = __nccwpck_require__(382);
 ;// CONCATENATED MODULE: ./src/server/storage/fs-blob-store.ts
 /**
  * BlobStore on a local directory. A put writes a temp file in the same directory, fsyncs it, then
@@ -12144,7 +12326,7 @@ function isValidBlobKey(key) {
 
 const TEMP_PREFIX = '.upload-';
 /** Reads go into 256 KiB buffers, two per download (one read into while the other is sent). */
-const readBuffers = new BufferPool(256 * 1024, 16);
+const readBuffers = new buffer_pool/* BufferPool */.P(256 * 1024, 16);
 class FsBlobStore {
     dir;
     constructor(dir) {
@@ -12152,15 +12334,15 @@ class FsBlobStore {
     }
     /** Opens (creating) the directory and removes temp files a crash may have left. */
     static async open(dir) {
-        await (0,promises_namespaceObject.mkdir)(dir, { recursive: true });
-        for (const name of await (0,promises_namespaceObject.readdir)(dir)) {
+        await (0,promises_.mkdir)(dir, { recursive: true });
+        for (const name of await (0,promises_.readdir)(dir)) {
             if (name.startsWith(TEMP_PREFIX))
-                await (0,promises_namespaceObject.unlink)((0,external_node_path_.join)(dir, name)).catch(() => undefined);
+                await (0,promises_.unlink)((0,external_node_path_.join)(dir, name)).catch(() => undefined);
         }
         return new FsBlobStore(dir);
     }
     path(key) {
-        if (!isValidBlobKey(key))
+        if (!(0,blob_store/* isValidBlobKey */.B)(key))
             throw new Error(`invalid blob key '${key}'`);
         return (0,external_node_path_.join)(this.dir, key);
     }
@@ -12171,10 +12353,10 @@ class FsBlobStore {
         const chunks = body[Symbol.asyncIterator]();
         const first = chunks.next();
         first.catch(() => undefined);
-        const tempPath = (0,external_node_path_.join)(this.dir, `${TEMP_PREFIX}${(0,external_node_crypto_namespaceObject.randomBytes)(8).toString('hex')}`);
+        const tempPath = (0,external_node_path_.join)(this.dir, `${TEMP_PREFIX}${(0,external_node_crypto_.randomBytes)(8).toString('hex')}`);
         let file;
         try {
-            file = await (0,promises_namespaceObject.open)(tempPath, 'wx', 0o644);
+            file = await (0,promises_.open)(tempPath, 'wx', 0o644);
         }
         catch (error) {
             // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
@@ -12197,7 +12379,7 @@ class FsBlobStore {
             await file.close();
             let outcome = 'created';
             try {
-                await (0,promises_namespaceObject.link)(tempPath, finalPath);
+                await (0,promises_.link)(tempPath, finalPath);
             }
             catch (e) {
                 if (e.code !== 'EEXIST')
@@ -12210,13 +12392,13 @@ class FsBlobStore {
         }
         finally {
             await file.close().catch(() => undefined);
-            await (0,promises_namespaceObject.unlink)(tempPath).catch(() => undefined);
+            await (0,promises_.unlink)(tempPath).catch(() => undefined);
         }
     }
     async open(key, range) {
         let file;
         try {
-            file = await (0,promises_namespaceObject.open)(this.path(key), 'r');
+            file = await (0,promises_.open)(this.path(key), 'r');
         }
         catch (e) {
             if (e.code === 'ENOENT')
@@ -12235,7 +12417,7 @@ class FsBlobStore {
     }
     async head(key) {
         try {
-            const info = await (0,promises_namespaceObject.stat)(this.path(key));
+            const info = await (0,promises_.stat)(this.path(key));
             return { size: info.size };
         }
         catch (e) {
@@ -12245,7 +12427,7 @@ class FsBlobStore {
         }
     }
     async delete(key) {
-        await (0,promises_namespaceObject.unlink)(this.path(key)).catch((e) => {
+        await (0,promises_.unlink)(this.path(key)).catch((e) => {
             if (e.code !== 'ENOENT')
                 throw e;
         });
@@ -12278,7 +12460,7 @@ class FileReader {
                 position += bytesRead;
                 // The buffer read into now was last sent two turns ago, and that write has finished.
                 await sending;
-                sending = written(sink, buffer.subarray(0, bytesRead)).then(() => sent?.(bytesRead));
+                sending = (0,buffer_pool/* written */.M)(sink, buffer.subarray(0, bytesRead)).then(() => sent?.(bytesRead));
             }
             await sending;
         }
@@ -12298,7 +12480,7 @@ class FileReader {
 }
 /** Makes the new directory entry durable too, not only the file's bytes. */
 async function syncDir(dir) {
-    const handle = await (0,promises_namespaceObject.open)(dir, 'r');
+    const handle = await (0,promises_.open)(dir, 'r');
     try {
         await handle.sync();
     }
@@ -12307,13 +12489,96 @@ async function syncDir(dir) {
     }
 }
 
+// EXTERNAL MODULE: ./src/server/storage/unavailable.ts
+var unavailable = __nccwpck_require__(7927);
+;// CONCATENATED MODULE: ./src/server/storage/open-storage.ts
+/**
+ * Opens the stores the config names: files or S3 for NARs, SQLite or PostgreSQL for metadata. A
+ * store that cannot be used stops the start with one line naming the config key and the problem.
+ */
+
+
+
+
+async function openStorage(config, paths, log) {
+    const meta = await openMetadata(config, paths.database);
+    try {
+        if (config.blobs.type === 'fs') {
+            const blobs = await FsBlobStore.open(paths.nars);
+            return { blobs, meta, close: () => meta.close() };
+        }
+        const s3 = await openBucket(config.blobs, log);
+        return {
+            blobs: s3,
+            meta,
+            s3: { store: s3, config: config.blobs },
+            close: async () => {
+                await meta.close();
+                await s3.close();
+            },
+        };
+    }
+    catch (error) {
+        await meta.close();
+        throw error;
+    }
+}
+async function openMetadata(config, sqlitePath) {
+    if (!config.database)
+        return new SqliteMetadataStore(sqlitePath);
+    // Loaded only when configured: the embedded default never pays for the PostgreSQL driver.
+    const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(490)]).then(__nccwpck_require__.bind(__nccwpck_require__, 2490));
+    try {
+        return await PgMetadataStore.open(config.database.url);
+    }
+    catch (error) {
+        const where = new URL(config.database.url);
+        throw new ConfigError(`${config.database.source}: cannot use the PostgreSQL database at ${where.hostname}:${where.port || 5432}${where.pathname}: ${(0,unavailable/* describeCause */.V$)(error)}`);
+    }
+}
+async function openBucket(blobs, log) {
+    // Loaded only when configured: the embedded default never pays for the AWS SDK.
+    const [{ S3BlobStore }, { httpStatusOf }] = await Promise.all([
+        Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(919)]).then(__nccwpck_require__.bind(__nccwpck_require__, 4919)),
+        Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(495)]).then(__nccwpck_require__.bind(__nccwpck_require__, 5495)),
+    ]);
+    const store = new S3BlobStore(blobs);
+    try {
+        await store.checkBucket();
+    }
+    catch (error) {
+        store.client.destroy();
+        throw new ConfigError(bucketProblem(blobs, httpStatusOf(error), error));
+    }
+    // Uploads a killed replica left unfinished: invisible, but their parts take space until aborted.
+    const before = new Date(Date.now() - blobs.abortIncompleteAfterSeconds * 1000);
+    store.abortIncompleteUploads(before).then((aborted) => {
+        if (aborted > 0)
+            log.info({ aborted }, 'aborted multipart uploads left unfinished');
+    }, (error) => log.warn({ reason: (0,unavailable/* describeCause */.V$)(error) }, 'could not list unfinished multipart uploads'));
+    return store;
+}
+function bucketProblem(blobs, status, error) {
+    const endpoint = blobs.endpoint ?? `AWS S3 (${blobs.region})`;
+    if (error.name === 'CredentialsProviderError')
+        return `storage.blobs: no S3 credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or use an instance role)`;
+    if (status === 404)
+        return `storage.blobs.bucket: bucket '${blobs.bucket}' does not exist at ${endpoint}`;
+    if (status === 403)
+        return `storage.blobs: access to bucket '${blobs.bucket}' at ${endpoint} denied: check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or role) and the bucket policy`;
+    if (status === 301 || status === 400)
+        return `storage.blobs.region: bucket '${blobs.bucket}' answered ${status}: is region '${blobs.region}' right?`;
+    if (status === undefined)
+        return `storage.blobs.endpoint: cannot reach ${endpoint}: ${(0,unavailable/* describeCause */.V$)(error)}`;
+    return `storage.blobs: bucket '${blobs.bucket}' at ${endpoint} answered HTTP ${status}: ${(0,unavailable/* describeCause */.V$)(error)}`;
+}
+
 ;// CONCATENATED MODULE: ./src/server/index.ts
 /**
- * `startServer(config)`: opens the data directory (keys, SQLite metadata, NAR files), wires the
+ * `startServer(config)`: opens the keys and the stores (the data directory, or PostgreSQL and a bucket), wires the
  * token exchange and the cache protocol, listens. `close()` stops accepting connections and lets
  * requests in flight (uploads included) finish before the database closes.
  */
-
 
 
 
@@ -12359,21 +12624,25 @@ async function startServer(config, options = {}) {
     const log = createLogger(options.logDestination);
     const paths = dataPaths(config.data);
     const dataDir = paths.root;
-    const signingKey = await loadOrCreateSigningKey(dataDir, defaultKeyName(config.publicUrl));
-    const { key: tokenKey } = await loadOrCreateTokenKey(tokenKeyPath(dataDir));
-    const blobs = await FsBlobStore.open(paths.nars);
-    const meta = new SqliteMetadataStore(paths.database);
+    const { signingKey, tokenKey } = await loadServerKeys(config, dataDir);
+    const storage = await openStorage(config, paths, log);
+    const { blobs, meta } = storage;
     const metrics = new ServerMetrics();
     const exchange = createExchange(config, tokenKey, { ...options.exchange, store: meta });
     const publicSlices = exchange.publicSlices();
     const isPublic = (slice) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
     let cacheUrl = config.publicUrl ?? '';
     let tokenHandler;
-    const server = (0,external_node_http_namespaceObject.createServer)();
+    const server = (0,external_node_http_.createServer)();
     const cache = new CacheService({
         blobs,
         meta,
         narinfoSigner: new NarInfoSigner(signingKey),
+        ...(storage.s3?.config.presignedDownloads
+            ? {
+                narRedirect: (key) => storage.s3.store.presignedGetUrl(key, storage.s3.config.presignTtlSeconds),
+            }
+            : {}),
         narLimits: {
             maxNarSize: config.maxNarSize,
             maxRatio: config.uploads.maxCompressionRatio,
@@ -12424,6 +12693,9 @@ async function startServer(config, options = {}) {
             server.off('error', reject);
             resolveListen();
         });
+    }).catch(async (error) => {
+        await storage.close();
+        throw error;
     });
     const url = urlOf(server.address());
     cacheUrl ||= url;
@@ -12440,7 +12712,7 @@ async function startServer(config, options = {}) {
                 server.close(() => done());
                 server.closeIdleConnections();
             });
-            await meta.close();
+            await storage.close();
             log.info('sluice server stopped');
         })()),
     };
@@ -12456,12 +12728,15 @@ async function startServer(config, options = {}) {
 
 
 
-
 const SERVE_USAGE = `usage: sluice serve [--config sluice.yml] [--listen HOST:PORT] [--data DIR]
 
   --config FILE       YAML configuration (every key optional; see docs/server.md)
   --listen HOST:PORT  address to listen on (default 127.0.0.1:8080)
   --data DIR          data directory: keys, sluice.db, NAR files (default ./sluice-data)
+
+environment:
+  SLUICE_DATABASE_URL  PostgreSQL URL; overrides the config's 'database'
+  AWS_*                S3 credentials for storage.blobs type s3 (the AWS SDK's standard chain)
 `;
 /** Starts the server from command-line flags; resolves to the running server, or an exit code for bad usage. */
 async function startFromArgs(argv, io) {
@@ -12487,10 +12762,7 @@ async function startFromArgs(argv, io) {
         return 0;
     }
     try {
-        const config = applyCliOverrides(await loadConfig(values.config), {
-            listen: values.listen,
-            data: values.data,
-        });
+        const config = applyEnvironment(applyCliOverrides(await loadConfig(values.config), { listen: values.listen, data: values.data }));
         const server = await startServer(config, {
             logDestination: io.stdout,
         });
@@ -12500,8 +12772,9 @@ async function startFromArgs(argv, io) {
         return server;
     }
     catch (error) {
-        const message = error instanceof ConfigError ? error.message : error.message;
-        io.stderr.write(`sluice serve: ${message}\n`);
+        // One line, never a stack: a ConfigError names the key and the problem.
+        const message = error.message || String(error);
+        io.stderr.write(`sluice serve: ${message.split('\n', 1)[0]}\n`);
         return 1;
     }
 }
@@ -12530,6 +12803,8 @@ async function runServe(argv, io = process) {
  * the server token key in the data directory and recorded in its database, where every replica
  * checks them (so a revoked token stops working everywhere).
  */
+
+
 
 
 
@@ -12574,14 +12849,22 @@ const SUBCOMMANDS = {
     revoke: revokeToken,
 };
 async function configFor(values) {
-    return applyCliOverrides(await loadConfig(values.config), { data: values.data });
+    return applyEnvironment(applyCliOverrides(await loadConfig(values.config), { data: values.data }));
 }
 /** The data directory's database; `mustExist` for commands that only read or change records. */
 async function withStore(config, mustExist, use) {
-    const { database } = dataPaths(config.data);
-    if (mustExist && !(0,external_node_fs_.existsSync)(database))
-        throw new Error(`no Sluice database at ${database} (is --data right?)`);
-    const store = new SqliteMetadataStore(database);
+    let store;
+    if (config.database) {
+        // The replicas' PostgreSQL (`database`, SLUICE_DATABASE_URL), loaded only when configured.
+        const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(490)]).then(__nccwpck_require__.bind(__nccwpck_require__, 2490));
+        store = await PgMetadataStore.open(config.database.url);
+    }
+    else {
+        const { database } = dataPaths(config.data);
+        if (mustExist && !(0,external_node_fs_.existsSync)(database))
+            throw new Error(`no Sluice database at ${database} (is --data right?)`);
+        store = new SqliteMetadataStore(database);
+    }
     try {
         return await use(store);
     }
@@ -12610,8 +12893,11 @@ async function createToken(argv, io) {
     }
     const ttlSeconds = parseTtl(values.ttl);
     const config = await configFor(values);
-    const keyPath = tokenKeyPath(config.data);
-    const { key, created } = await loadOrCreateTokenKey(keyPath);
+    const keyPath = tokenKeyFileOf(config);
+    // A key file named in the config is shared by replicas: used as it is, never created here.
+    const { key, created } = config.keys.tokenKeyFile
+        ? { key: parseTokenKey((await (0,promises_.readFile)(keyPath, 'utf8')).trim(), keyPath), created: false }
+        : await loadOrCreateTokenKey(keyPath);
     if (created)
         io.stderr.write(`sluice: created a new token key at ${keyPath}: tokens verify only on a server using this data directory\n`);
     const { token, expiresAt, id } = await withStore(config, false, (store) => createExchange(config, key, { store }).createReadToken({ read, ttlSeconds, name: values.name }));
@@ -12680,7 +12966,8 @@ function parseTtl(text) {
 }
 
 ;// CONCATENATED MODULE: ./src/cli/index.ts
-/** The `sluice` command line: `serve`, `token create`, `audit`. */
+/** The `sluice` command line: `serve`, `token create`, `audit`, `keys generate`. */
+
 
 
 
@@ -12688,6 +12975,7 @@ const COMMANDS = {
     serve: { usage: SERVE_USAGE, run: runServe },
     token: { usage: TOKEN_USAGE, run: runToken },
     audit: { usage: AUDIT_USAGE, run: runAudit },
+    keys: { usage: KEYS_USAGE, run: runKeys },
 };
 const USAGE = `usage: sluice <command> [options]
 
@@ -12696,6 +12984,7 @@ commands:
   token create   print a read-only cache token (for people and machines)
   token list     list read tokens; token revoke ID: refuse one from now on
   audit          list accepted writes
+  keys generate  write key files for replicas that share one signing key
 
 'sluice <command> --help' explains a command.
 `;
@@ -12740,18 +13029,181 @@ if (major < NODE_NEEDED) {
 
 /***/ }),
 
+/***/ 7288:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   j: () => (/* binding */ HttpError),
+/* harmony export */   n: () => (/* binding */ sendError)
+/* harmony export */ });
+class HttpError extends Error {
+    status;
+    reason;
+    headers;
+    constructor(status, message, 
+    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
+    reason = 'error', headers = {}) {
+        super(message);
+        this.status = status;
+        this.reason = reason;
+        this.headers = headers;
+    }
+}
+/**
+ * Answers with the error's status and a plain-text message. When headers were already sent the
+ * response cannot change status any more, so it is destroyed instead.
+ */
+function sendError(res, error) {
+    const status = error instanceof HttpError ? error.status : 500;
+    const message = error instanceof HttpError ? error.message : 'internal server error';
+    if (res.headersSent) {
+        res.destroy(error instanceof Error ? error : undefined);
+        return;
+    }
+    const body = `${message}\n`;
+    res.writeHead(status, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        ...(error instanceof HttpError ? error.headers : {}),
+    });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+
+/***/ }),
+
 /***/ 9921:
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(793);
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3364);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3817);
 
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(process.argv.slice(2));
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
+
+/***/ }),
+
+/***/ 6212:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   M: () => (/* binding */ written),
+/* harmony export */   P: () => (/* binding */ BufferPool)
+/* harmony export */ });
+/**
+ * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
+ * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
+ * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
+ * none once the pool has gone unused that long.
+ */
+class BufferPool {
+    size;
+    maxKept;
+    idleMs;
+    free = [];
+    idleTimer;
+    constructor(size, maxKept, idleMs) {
+        this.size = size;
+        this.maxKept = maxKept;
+        this.idleMs = idleMs;
+    }
+    take() {
+        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    }
+    /** Only buffers nothing reads or writes any more, and that came from `take`. */
+    give(buffers) {
+        for (const buffer of buffers)
+            if (this.free.length < this.maxKept)
+                this.free.push(buffer);
+        if (this.idleMs === undefined)
+            return;
+        clearTimeout(this.idleTimer);
+        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
+    }
+    /** Buffers kept for the next `take`s. */
+    get kept() {
+        return this.free.length;
+    }
+    clear() {
+        clearTimeout(this.idleTimer);
+        this.free.length = 0;
+    }
+}
+/**
+ * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
+ * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
+ */
+function written(sink, chunk) {
+    return new Promise((resolve, reject) => {
+        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
+        sink.once('close', closed);
+        sink.write(chunk, (error) => {
+            sink.off('close', closed);
+            if (error)
+                reject(error);
+            else
+                resolve();
+        });
+    });
+}
+
+
+/***/ }),
+
+/***/ 382:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   B: () => (/* binding */ isValidBlobKey)
+/* harmony export */ });
+/** Blob keys are plain file names: no separators, no dot segments, nothing to encode. */
+function isValidBlobKey(key) {
+    return /^[0-9a-z][0-9a-z.]{0,99}$/.test(key) && !key.includes('..');
+}
+
+
+/***/ }),
+
+/***/ 7927:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   V$: () => (/* binding */ describeCause),
+/* harmony export */   y7: () => (/* binding */ StorageUnavailableError)
+/* harmony export */ });
+/* unused harmony export RETRY_AFTER_SECONDS */
+/* harmony import */ var _contracts_http_error_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7288);
+/**
+ * A storage backend (PostgreSQL, the object store) that cannot be reached or is restarting: the
+ * request gets 503 with Retry-After, which Nix and the Action's proxy retry, never a 500.
+ */
+
+/** Seconds a client should wait before retrying: a restarting database is back within seconds. */
+const RETRY_AFTER_SECONDS = 2;
+class StorageUnavailableError extends _contracts_http_error_js__WEBPACK_IMPORTED_MODULE_0__/* .HttpError */ .j {
+    constructor(what, cause) {
+        super(503, `${what} is unavailable: ${describeCause(cause)}`, 'storage_unavailable', {
+            'retry-after': String(RETRY_AFTER_SECONDS),
+        });
+    }
+}
+/** One line naming the cause, without stack or credentials (messages from the drivers carry neither). */
+function describeCause(cause) {
+    // Duck-typed, not `instanceof Error`: errors from Node's sockets may come from another realm.
+    if (typeof cause !== 'object' || cause === null)
+        return String(cause);
+    const { code, errors, message, name } = cause;
+    // Node's AggregateError (a connect to both ::1 and 127.0.0.1) has an empty message.
+    const text = message || (Array.isArray(errors) ? (errors[0]?.message ?? '') : '') || name || String(cause);
+    // The AWS SDK wraps socket errors: its prefix says nothing an operator needs.
+    const line = (text.split('\n', 1)[0] ?? '').replace(/^AWS SDK error wrapper for (Error: )?/, '');
+    return code && !line.includes(code) ? `${line} (${code})` : line;
+}
+
 
 /***/ }),
 
@@ -12773,6 +13225,20 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("buffer");
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("cluster");
+
+/***/ }),
+
+/***/ 6982:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("crypto");
+
+/***/ }),
+
+/***/ 2250:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("dns");
 
 /***/ }),
 
@@ -12811,6 +13277,34 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("module");
 
 /***/ }),
 
+/***/ 9278:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("net");
+
+/***/ }),
+
+/***/ 6698:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:async_hooks");
+
+/***/ }),
+
+/***/ 1421:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+
+/***/ }),
+
+/***/ 7598:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
+
+/***/ }),
+
 /***/ 3053:
 /***/ ((module) => {
 
@@ -12832,6 +13326,34 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 
 /***/ }),
 
+/***/ 1455:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+
+/***/ }),
+
+/***/ 7067:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http");
+
+/***/ }),
+
+/***/ 2467:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http2");
+
+/***/ }),
+
+/***/ 4708:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
+
+/***/ }),
+
 /***/ 8161:
 /***/ ((module) => {
 
@@ -12846,6 +13368,20 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 
 /***/ }),
 
+/***/ 1708:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:process");
+
+/***/ }),
+
+/***/ 7075:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
+
+/***/ }),
+
 /***/ 3136:
 /***/ ((module) => {
 
@@ -12857,6 +13393,13 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:url");
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util");
+
+/***/ }),
+
+/***/ 8522:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
 
 /***/ }),
 
@@ -12881,6 +13424,27 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("process");
 
 /***/ }),
 
+/***/ 2203:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("stream");
+
+/***/ }),
+
+/***/ 3193:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("string_decoder");
+
+/***/ }),
+
+/***/ 4756:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("tls");
+
+/***/ }),
+
 /***/ 7016:
 /***/ ((module) => {
 
@@ -12892,6 +13456,13 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("url");
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util");
+
+/***/ }),
+
+/***/ 8253:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util/types");
 
 /***/ }),
 
@@ -27159,7 +27730,7 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 	// Execute the module function
 /******/ 	var threw = true;
 /******/ 	try {
-/******/ 		__webpack_modules__[moduleId](module, module.exports, __nccwpck_require__);
+/******/ 		__webpack_modules__[moduleId].call(module.exports, module, module.exports, __nccwpck_require__);
 /******/ 		threw = false;
 /******/ 	} finally {
 /******/ 		if(threw) delete __webpack_module_cache__[moduleId];
@@ -27168,6 +27739,9 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 	// Return the exports of the module
 /******/ 	return module.exports;
 /******/ }
+/******/ 
+/******/ // expose the modules object (__webpack_modules__)
+/******/ __nccwpck_require__.m = __webpack_modules__;
 /******/ 
 /************************************************************************/
 /******/ /* webpack/runtime/asset-relocator-loader */
@@ -27242,6 +27816,48 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 	};
 /******/ })();
 /******/ 
+/******/ /* webpack/runtime/compat get default export */
+/******/ (() => {
+/******/ 	// getDefaultExport function for compatibility with non-harmony modules
+/******/ 	__nccwpck_require__.n = (module) => {
+/******/ 		var getter = module && module.__esModule ?
+/******/ 			() => (module['default']) :
+/******/ 			() => (module);
+/******/ 		__nccwpck_require__.d(getter, { a: getter });
+/******/ 		return getter;
+/******/ 	};
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/create fake namespace object */
+/******/ (() => {
+/******/ 	var getProto = Object.getPrototypeOf ? (obj) => (Object.getPrototypeOf(obj)) : (obj) => (obj.__proto__);
+/******/ 	var leafPrototypes;
+/******/ 	// create a fake namespace object
+/******/ 	// mode & 1: value is a module id, require it
+/******/ 	// mode & 2: merge all properties of value into the ns
+/******/ 	// mode & 4: return value when already ns object
+/******/ 	// mode & 16: return value when it's Promise-like
+/******/ 	// mode & 8|1: behave like require
+/******/ 	__nccwpck_require__.t = function(value, mode) {
+/******/ 		if(mode & 1) value = this(value);
+/******/ 		if(mode & 8) return value;
+/******/ 		if(typeof value === 'object' && value) {
+/******/ 			if((mode & 4) && value.__esModule) return value;
+/******/ 			if((mode & 16) && typeof value.then === 'function') return value;
+/******/ 		}
+/******/ 		var ns = Object.create(null);
+/******/ 		__nccwpck_require__.r(ns);
+/******/ 		var def = {};
+/******/ 		leafPrototypes = leafPrototypes || [null, getProto({}), getProto([]), getProto(getProto)];
+/******/ 		for(var current = mode & 2 && value; typeof current == 'object' && !~leafPrototypes.indexOf(current); current = getProto(current)) {
+/******/ 			Object.getOwnPropertyNames(current).forEach((key) => (def[key] = () => (value[key])));
+/******/ 		}
+/******/ 		def['default'] = () => (value);
+/******/ 		__nccwpck_require__.d(ns, def);
+/******/ 		return ns;
+/******/ 	};
+/******/ })();
+/******/ 
 /******/ /* webpack/runtime/define property getters */
 /******/ (() => {
 /******/ 	// define getter functions for harmony exports
@@ -27254,9 +27870,105 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 	};
 /******/ })();
 /******/ 
+/******/ /* webpack/runtime/ensure chunk */
+/******/ (() => {
+/******/ 	__nccwpck_require__.f = {};
+/******/ 	// This file contains only the entry chunk.
+/******/ 	// The chunk loading function for additional chunks
+/******/ 	__nccwpck_require__.e = (chunkId) => {
+/******/ 		return Promise.all(Object.keys(__nccwpck_require__.f).reduce((promises, key) => {
+/******/ 			__nccwpck_require__.f[key](chunkId, promises);
+/******/ 			return promises;
+/******/ 		}, []));
+/******/ 	};
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/get javascript chunk filename */
+/******/ (() => {
+/******/ 	// This function allow to reference async chunks
+/******/ 	__nccwpck_require__.u = (chunkId) => {
+/******/ 		// return url for filenames based on template
+/******/ 		return "" + chunkId + ".index.js";
+/******/ 	};
+/******/ })();
+/******/ 
 /******/ /* webpack/runtime/hasOwnProperty shorthand */
 /******/ (() => {
 /******/ 	__nccwpck_require__.o = (obj, prop) => (Object.prototype.hasOwnProperty.call(obj, prop))
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/make namespace object */
+/******/ (() => {
+/******/ 	// define __esModule on exports
+/******/ 	__nccwpck_require__.r = (exports) => {
+/******/ 		if(typeof Symbol !== 'undefined' && Symbol.toStringTag) {
+/******/ 			Object.defineProperty(exports, Symbol.toStringTag, { value: 'Module' });
+/******/ 		}
+/******/ 		Object.defineProperty(exports, '__esModule', { value: true });
+/******/ 	};
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/import chunk loading */
+/******/ (() => {
+/******/ 	// no baseURI
+/******/ 	
+/******/ 	// object to store loaded and loading chunks
+/******/ 	// undefined = chunk not loaded, null = chunk preloaded/prefetched
+/******/ 	// [resolve, Promise] = chunk loading, 0 = chunk loaded
+/******/ 	var installedChunks = {
+/******/ 		792: 0
+/******/ 	};
+/******/ 	
+/******/ 	var installChunk = (data) => {
+/******/ 		var {ids, modules, runtime} = data;
+/******/ 		// add "modules" to the modules object,
+/******/ 		// then flag all "ids" as loaded and fire callback
+/******/ 		var moduleId, chunkId, i = 0;
+/******/ 		for(moduleId in modules) {
+/******/ 			if(__nccwpck_require__.o(modules, moduleId)) {
+/******/ 				__nccwpck_require__.m[moduleId] = modules[moduleId];
+/******/ 			}
+/******/ 		}
+/******/ 		if(runtime) runtime(__nccwpck_require__);
+/******/ 		for(;i < ids.length; i++) {
+/******/ 			chunkId = ids[i];
+/******/ 			if(__nccwpck_require__.o(installedChunks, chunkId) && installedChunks[chunkId]) {
+/******/ 				installedChunks[chunkId][0]();
+/******/ 			}
+/******/ 			installedChunks[ids[i]] = 0;
+/******/ 		}
+/******/ 	
+/******/ 	}
+/******/ 	
+/******/ 	__nccwpck_require__.f.j = (chunkId, promises) => {
+/******/ 			// import() chunk loading for javascript
+/******/ 			var installedChunkData = __nccwpck_require__.o(installedChunks, chunkId) ? installedChunks[chunkId] : undefined;
+/******/ 			if(installedChunkData !== 0) { // 0 means "already installed".
+/******/ 	
+/******/ 				// a Promise means "currently loading".
+/******/ 				if(installedChunkData) {
+/******/ 					promises.push(installedChunkData[1]);
+/******/ 				} else {
+/******/ 					if(true) { // all chunks have JS
+/******/ 						// setup Promise in chunk cache
+/******/ 						var promise = import("./" + __nccwpck_require__.u(chunkId)).then(installChunk, (e) => {
+/******/ 							if(installedChunks[chunkId] !== 0) installedChunks[chunkId] = undefined;
+/******/ 							throw e;
+/******/ 						});
+/******/ 						var promise = Promise.race([promise, new Promise((resolve) => (installedChunkData = installedChunks[chunkId] = [resolve]))])
+/******/ 						promises.push(installedChunkData[1] = promise);
+/******/ 					}
+/******/ 				}
+/******/ 			}
+/******/ 	};
+/******/ 	
+/******/ 	// no prefetching
+/******/ 	
+/******/ 	// no preloaded
+/******/ 	
+/******/ 	// no external install chunk
+/******/ 	
+/******/ 	// no on chunks loaded
 /******/ })();
 /******/ 
 /************************************************************************/

@@ -47544,7 +47544,7 @@ function isLoopbackAddress(hostname) {
     const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
     if (host === 'localhost' || host === '::1')
         return true;
-    return isIP(host) === 4 && host.startsWith('127.');
+    return (0,external_node_net_.isIP)(host) === 4 && host.startsWith('127.');
 }
 /** The host as it goes into a URL: IPv6 addresses in brackets (once). */
 function urlHost(host) {
@@ -50279,9 +50279,22 @@ async function fetchWhole(server, path, pool) {
 
 
 
+
 /** Priority 30 sorts before cache.nixos.org (40), so Nix asks the proxy first. */
 const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
 const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+/** An absolute https URL, or http on a loopback host (tests, a bucket on the same machine). */
+function isSafeRedirect(location) {
+    let url;
+    try {
+        url = new URL(location);
+    }
+    catch {
+        return false;
+    }
+    return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackAddress(url.hostname));
+}
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
@@ -50499,6 +50512,23 @@ class CacheRoutes {
         });
         if (!response)
             throw new HttpError(502, 'the cache server is unreachable', 'upstream');
+        if (method === 'GET' && REDIRECTS.has(response.statusCode) && response.headers.location) {
+            // The server sends NAR reads straight to its bucket (a presigned URL): Nix follows the
+            // redirect itself, so the bytes pass through neither the server nor this proxy. Only to
+            // https, or to plain http on loopback, as for the server itself.
+            await response.body.dump();
+            if (!isSafeRedirect(String(response.headers.location))) {
+                this.upstreamFailed(`NAR download redirected to a URL that is not https: refused`, false);
+                throw new HttpError(502, 'the cache server redirected to a URL that is not https', 'upstream');
+            }
+            this.stats.narRedirects++;
+            res.writeHead(response.statusCode, {
+                location: String(response.headers.location),
+                'content-length': 0,
+            });
+            res.end();
+            return;
+        }
         if (response.statusCode !== 200 && response.statusCode !== 206) {
             const text = (await response.body.text()).slice(0, 200).trim();
             if (response.statusCode === 404)
@@ -50875,6 +50905,7 @@ class Stats {
     misses = 0;
     bytesDownloaded = 0;
     narsReadAhead = 0;
+    narRedirects = 0;
     paths = new PathStats();
     pushedPaths = 0;
     pushedBytes = 0;
@@ -50923,6 +50954,7 @@ class Stats {
             paths: this.paths.toJSON(),
             bytesDownloaded: this.bytesDownloaded,
             narsReadAhead: this.narsReadAhead,
+            narRedirects: this.narRedirects,
             pushed: { paths: this.pushedPaths, bytes: this.pushedBytes },
             skipped: {
                 alreadyCached: this.skippedAlreadyCached,

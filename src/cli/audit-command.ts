@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import type { Writable } from 'node:stream';
 import { AUDIT_COLUMNS, auditRecord, parseSince, readAudit } from '../server/audit.js';
-import { applyCliOverrides, loadConfig } from '../server/config/server-config.js';
+import { applyCliOverrides, applyEnvironment, loadConfig } from '../server/config/server-config.js';
 
 export const AUDIT_USAGE = `usage: sluice audit [--slice S] [--since T] [--data DIR] [--config FILE] [--json]
 
@@ -51,8 +51,10 @@ export async function runAudit(
     return 0;
   }
   try {
-    const config = applyCliOverrides(await loadConfig(values.config), { data: values.data });
-    const entries = await readAudit(config.data, {
+    const config = applyEnvironment(
+      applyCliOverrides(await loadConfig(values.config), { data: values.data }),
+    );
+    const entries = await readAudit(config, {
       ...(values.slice ? { slice: values.slice.toLowerCase() } : {}),
       ...(values.since ? { since: parseSince(values.since) } : {}),
     });

@@ -1,5 +1,6 @@
-/** The `sluice` command line: `serve`, `token create`, `audit`. */
+/** The `sluice` command line: `serve`, `token create`, `audit`, `keys generate`. */
 import { AUDIT_USAGE, runAudit } from './audit-command.js';
+import { KEYS_USAGE, runKeys } from './keys-command.js';
 import { runServe, SERVE_USAGE } from './serve-command.js';
 import { runToken, TOKEN_USAGE } from './token-command.js';
 
@@ -7,6 +8,7 @@ const COMMANDS: Record<string, { usage: string; run: (argv: string[]) => Promise
   serve: { usage: SERVE_USAGE, run: runServe },
   token: { usage: TOKEN_USAGE, run: runToken },
   audit: { usage: AUDIT_USAGE, run: runAudit },
+  keys: { usage: KEYS_USAGE, run: runKeys },
 };
 
 const USAGE = `usage: sluice <command> [options]
@@ -16,6 +18,7 @@ commands:
   token create   print a read-only cache token (for people and machines)
   token list     list read tokens; token revoke ID: refuse one from now on
   audit          list accepted writes
+  keys generate  write key files for replicas that share one signing key
 
 'sluice <command> --help' explains a command.
 `;

@@ -6,8 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { Writable } from 'node:stream';
-import { ConfigError } from '../server/config/config-schema.js';
-import { applyCliOverrides, loadConfig } from '../server/config/server-config.js';
+import { applyCliOverrides, applyEnvironment, loadConfig } from '../server/config/server-config.js';
 import { startServer, type RunningServer } from '../server/index.js';
 
 export const SERVE_USAGE = `usage: sluice serve [--config sluice.yml] [--listen HOST:PORT] [--data DIR]
@@ -15,6 +14,10 @@ export const SERVE_USAGE = `usage: sluice serve [--config sluice.yml] [--listen 
   --config FILE       YAML configuration (every key optional; see docs/server.md)
   --listen HOST:PORT  address to listen on (default 127.0.0.1:8080)
   --data DIR          data directory: keys, sluice.db, NAR files (default ./sluice-data)
+
+environment:
+  SLUICE_DATABASE_URL  PostgreSQL URL; overrides the config's 'database'
+  AWS_*                S3 credentials for storage.blobs type s3 (the AWS SDK's standard chain)
 `;
 
 export interface ServeIo {
@@ -45,10 +48,9 @@ export async function startFromArgs(argv: string[], io: ServeIo): Promise<Runnin
     return 0;
   }
   try {
-    const config = applyCliOverrides(await loadConfig(values.config), {
-      listen: values.listen,
-      data: values.data,
-    });
+    const config = applyEnvironment(
+      applyCliOverrides(await loadConfig(values.config), { listen: values.listen, data: values.data }),
+    );
     const server = await startServer(config, {
       logDestination: io.stdout as unknown as { write(s: string): void },
     });
@@ -59,8 +61,9 @@ export async function startFromArgs(argv: string[], io: ServeIo): Promise<Runnin
     );
     return server;
   } catch (error) {
-    const message = error instanceof ConfigError ? error.message : (error as Error).message;
-    io.stderr.write(`sluice serve: ${message}\n`);
+    // One line, never a stack: a ConfigError names the key and the problem.
+    const message = (error as Error).message || String(error);
+    io.stderr.write(`sluice serve: ${message.split('\n', 1)[0]}\n`);
     return 1;
   }
 }

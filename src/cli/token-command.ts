@@ -7,10 +7,12 @@ import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Writable } from 'node:stream';
 import { ConfigError, type Config } from '../server/config/config-schema.js';
-import { applyCliOverrides, loadConfig } from '../server/config/server-config.js';
+import { applyCliOverrides, applyEnvironment, loadConfig } from '../server/config/server-config.js';
 import { parseDuration } from '../server/config/units.js';
 import { dataPaths } from '../server/data-dir.js';
-import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../server/exchange/index.js';
+import { createExchange, loadOrCreateTokenKey, parseTokenKey } from '../server/exchange/index.js';
+import { tokenKeyFileOf } from '../server/keys.js';
+import { readFile } from 'node:fs/promises';
 import type { MetadataStore, ReadTokenRecord } from '../server/storage/metadata-store.js';
 import { SqliteMetadataStore } from '../server/storage/sqlite-metadata-store.js';
 
@@ -61,15 +63,22 @@ const SUBCOMMANDS: Record<string, (argv: string[], io: CliOutput) => Promise<num
 };
 
 async function configFor(values: { data?: string; config?: string }): Promise<Config> {
-  return applyCliOverrides(await loadConfig(values.config), { data: values.data });
+  return applyEnvironment(applyCliOverrides(await loadConfig(values.config), { data: values.data }));
 }
 
 /** The data directory's database; `mustExist` for commands that only read or change records. */
 async function withStore<T>(config: Config, mustExist: boolean, use: (store: MetadataStore) => Promise<T>) {
-  const { database } = dataPaths(config.data);
-  if (mustExist && !existsSync(database))
-    throw new Error(`no Sluice database at ${database} (is --data right?)`);
-  const store = new SqliteMetadataStore(database);
+  let store: MetadataStore;
+  if (config.database) {
+    // The replicas' PostgreSQL (`database`, SLUICE_DATABASE_URL), loaded only when configured.
+    const { PgMetadataStore } = await import('../server/storage/pg-metadata-store.js');
+    store = await PgMetadataStore.open(config.database.url);
+  } else {
+    const { database } = dataPaths(config.data);
+    if (mustExist && !existsSync(database))
+      throw new Error(`no Sluice database at ${database} (is --data right?)`);
+    store = new SqliteMetadataStore(database);
+  }
   try {
     return await use(store);
   } finally {
@@ -100,8 +109,11 @@ async function createToken(argv: string[], io: CliOutput): Promise<number> {
   }
   const ttlSeconds = parseTtl(values.ttl);
   const config = await configFor(values);
-  const keyPath = tokenKeyPath(config.data);
-  const { key, created } = await loadOrCreateTokenKey(keyPath);
+  const keyPath = tokenKeyFileOf(config);
+  // A key file named in the config is shared by replicas: used as it is, never created here.
+  const { key, created } = config.keys.tokenKeyFile
+    ? { key: parseTokenKey((await readFile(keyPath, 'utf8')).trim(), keyPath), created: false }
+    : await loadOrCreateTokenKey(keyPath);
   if (created)
     io.stderr.write(
       `sluice: created a new token key at ${keyPath}: tokens verify only on a server using this data directory\n`,

@@ -74,6 +74,8 @@ export interface DaemonStats {
   bytesDownloaded: number;
   /** NARs handed to Nix from the readahead rather than streamed on request. */
   narsReadAhead: number;
+  /** NAR reads the server redirected to its bucket: Nix fetched those bytes from there. */
+  narRedirects: number;
   pushed: { paths: number; bytes: number };
   skipped: { alreadyCached: number; upstream: number; filtered: number };
   failed: { path: string; error: string }[];

@@ -1,5 +1,5 @@
 /**
- * `startServer(config)`: opens the data directory (keys, SQLite metadata, NAR files), wires the
+ * `startServer(config)`: opens the keys and the stores (the data directory, or PostgreSQL and a bucket), wires the
  * token exchange and the cache protocol, listens. `close()` stops accepting connections and lets
  * requests in flight (uploads included) finish before the database closes.
  */
@@ -11,9 +11,7 @@ import type { Config } from './config/config-schema.js';
 import { dataPaths } from './data-dir.js';
 import {
   createExchange,
-  loadOrCreateTokenKey,
   sliceMatches,
-  tokenKeyPath,
   type CacheGrant,
   type CiIdentity,
   type ExchangeOptions,
@@ -27,10 +25,9 @@ import { UploadSlots } from './http/upload-slots.js';
 import { createTokenHandler } from './http/token-handler.js';
 import { createLogger, type Logger } from './server-log.js';
 import { ServerMetrics } from './metrics.js';
-import { defaultKeyName, loadOrCreateSigningKey } from './signing-key.js';
-import { FsBlobStore } from './storage/fs-blob-store.js';
+import { loadServerKeys } from './keys.js';
 import type { WriterIdentity } from './storage/metadata-store.js';
-import { SqliteMetadataStore } from './storage/sqlite-metadata-store.js';
+import { openStorage } from './storage/open-storage.js';
 import { grantRanking } from './cache/union-read.js';
 
 export interface StartOptions {
@@ -81,10 +78,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const log = createLogger(options.logDestination);
   const paths = dataPaths(config.data);
   const dataDir = paths.root;
-  const signingKey = await loadOrCreateSigningKey(dataDir, defaultKeyName(config.publicUrl));
-  const { key: tokenKey } = await loadOrCreateTokenKey(tokenKeyPath(dataDir));
-  const blobs = await FsBlobStore.open(paths.nars);
-  const meta = new SqliteMetadataStore(paths.database);
+  const { signingKey, tokenKey } = await loadServerKeys(config, dataDir);
+  const storage = await openStorage(config, paths, log);
+  const { blobs, meta } = storage;
   const metrics = new ServerMetrics();
   const exchange = createExchange(config, tokenKey, { ...options.exchange, store: meta });
   const publicSlices = exchange.publicSlices();
@@ -97,6 +93,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     blobs,
     meta,
     narinfoSigner: new NarInfoSigner(signingKey),
+    ...(storage.s3?.config.presignedDownloads
+      ? {
+          narRedirect: (key: string) =>
+            storage.s3!.store.presignedGetUrl(key, storage.s3!.config.presignTtlSeconds),
+        }
+      : {}),
     narLimits: {
       maxNarSize: config.maxNarSize,
       maxRatio: config.uploads.maxCompressionRatio,
@@ -152,6 +154,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       server.off('error', reject);
       resolveListen();
     });
+  }).catch(async (error: unknown) => {
+    await storage.close();
+    throw error;
   });
   const url = urlOf(server.address() as AddressInfo);
   cacheUrl ||= url;
@@ -170,7 +175,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
           server.close(() => done());
           server.closeIdleConnections();
         });
-        await meta.close();
+        await storage.close();
         log.info('sluice server stopped');
       })()),
   };

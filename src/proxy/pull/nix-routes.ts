@@ -8,6 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { HttpError } from '../../contracts/http-error.js';
+import { isLoopbackAddress } from '../../contracts/listen.js';
 import { parseNarUrl } from '../../nix/nar-url.js';
 import { Batcher } from './lookup-batcher.js';
 import { ByteCounter } from './byte-counter.js';
@@ -27,6 +28,18 @@ import {
 export const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
 
 const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/** An absolute https URL, or http on a loopback host (tests, a bucket on the same machine). */
+function isSafeRedirect(location: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(location);
+  } catch {
+    return false;
+  }
+  return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackAddress(url.hostname));
+}
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
@@ -262,6 +275,23 @@ export class CacheRoutes {
       ...(range ? { headers: { range } } : {}),
     });
     if (!response) throw new HttpError(502, 'the cache server is unreachable', 'upstream');
+    if (method === 'GET' && REDIRECTS.has(response.statusCode) && response.headers.location) {
+      // The server sends NAR reads straight to its bucket (a presigned URL): Nix follows the
+      // redirect itself, so the bytes pass through neither the server nor this proxy. Only to
+      // https, or to plain http on loopback, as for the server itself.
+      await response.body.dump();
+      if (!isSafeRedirect(String(response.headers.location))) {
+        this.upstreamFailed(`NAR download redirected to a URL that is not https: refused`, false);
+        throw new HttpError(502, 'the cache server redirected to a URL that is not https', 'upstream');
+      }
+      this.stats.narRedirects++;
+      res.writeHead(response.statusCode, {
+        location: String(response.headers.location),
+        'content-length': 0,
+      });
+      res.end();
+      return;
+    }
     if (response.statusCode !== 200 && response.statusCode !== 206) {
       const text = (await response.body.text()).slice(0, 200).trim();
       if (response.statusCode === 404) throw new HttpError(404, 'NAR not in the cache', 'not_found');

@@ -10,6 +10,7 @@ export class Stats {
   misses = 0;
   bytesDownloaded = 0;
   narsReadAhead = 0;
+  narRedirects = 0;
   readonly paths = new PathStats();
   pushedPaths = 0;
   pushedBytes = 0;
@@ -60,6 +61,7 @@ export class Stats {
       paths: this.paths.toJSON(),
       bytesDownloaded: this.bytesDownloaded,
       narsReadAhead: this.narsReadAhead,
+      narRedirects: this.narRedirects,
       pushed: { paths: this.pushedPaths, bytes: this.pushedBytes },
       skipped: {
         alreadyCached: this.skippedAlreadyCached,

@@ -32,6 +32,8 @@ export interface CacheServiceDeps {
   narLimits: NarLimits;
   metrics: ServerMetrics;
   log: Logger;
+  /** When set, NAR GETs answer with a redirect to this URL (a presigned one) after the same checks. */
+  narRedirect?: (key: string) => Promise<string>;
 }
 
 /** Who reads: the slices a request may see and their precedence, and the slice it writes (HEAD answers from that one). */
@@ -100,6 +102,11 @@ export class CacheService {
 
   get blobs(): BlobStore {
     return this.deps.blobs;
+  }
+
+  /** Where a visible NAR's bytes are to be fetched instead of from this server (a presigned URL), if anywhere. */
+  narRedirectUrl(key: string): Promise<string | undefined> {
+    return this.deps.narRedirect ? this.deps.narRedirect(key) : Promise.resolve(undefined);
   }
 
   countBytesOut(bytes: number): void {

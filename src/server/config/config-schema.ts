@@ -1,6 +1,7 @@
 /** The server's configuration as the code uses it: types, defaults, and the error a bad one gets. */
 import { DEFAULT_AUDIENCE } from '../../contracts/server-api.js';
 import type { RateLimits } from './rate-limits.js';
+import type { BlobsConfig, DatabaseConfig, KeysConfig } from './storage-config.js';
 import { DEFAULT_UPLOAD_LIMITS, type UploadLimits } from './upload-limits.js';
 
 export interface Listen {
@@ -59,6 +60,12 @@ export interface Config {
   issuers: IssuerConfig[];
   /** The configured slices; absent means the default policy (one slice per repository). */
   slices?: SliceConfig[];
+  /** Where NAR files go: `nars/` in the data directory, or a bucket. */
+  blobs: BlobsConfig;
+  /** PostgreSQL; absent means SQLite in the data directory. */
+  database?: DatabaseConfig;
+  /** Key files; a key not named is kept (and created) in the data directory. */
+  keys: KeysConfig;
 }
 
 export const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
@@ -80,6 +87,8 @@ export function defaultConfig(): Config {
     issuers: [
       { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
     ],
+    blobs: { type: 'fs' },
+    keys: {},
   };
 }
 

@@ -7,6 +7,7 @@ import { LineCounter, parseDocument } from 'yaml';
 import { ConfigError, defaultConfig, type Config } from './config-schema.js';
 import { parseIssuers, parseSlices } from './policy-config.js';
 import { parseRateLimits, parseTrustProxy } from './rate-limits.js';
+import { databaseUrlProblem, parseDatabase, parseKeys, parseStorage } from './storage-config.js';
 import { parseDuration, parseListen, parseSize } from './units.js';
 import { parseUploadLimit, UPLOAD_LIMIT_KEYS } from './upload-limits.js';
 import { Validator } from './yaml-validator.js';
@@ -23,6 +24,9 @@ const TOP_LEVEL_KEYS = [
   ...(Object.keys(UPLOAD_LIMIT_KEYS) as (keyof typeof UPLOAD_LIMIT_KEYS)[]),
   'issuers',
   'slices',
+  'storage',
+  'database',
+  'keys',
 ] as const;
 /** Parses and validates YAML config text. `source` names the file in error messages. */
 export function parseConfig(text: string, source = 'config'): Config {
@@ -57,6 +61,9 @@ export function parseConfig(text: string, source = 'config'): Config {
   if (raw.trust_proxy !== undefined) config.trustProxy = parseTrustProxy(v, raw.trust_proxy);
   if (raw.issuers !== undefined) config.issuers = parseIssuers(v, raw.issuers);
   if (raw.slices !== undefined) config.slices = parseSlices(v, raw.slices, config.issuers);
+  if (raw.storage !== undefined) config.blobs = parseStorage(v, raw.storage, parseSize, parseDuration);
+  if (raw.database !== undefined) config.database = parseDatabase(v, raw.database);
+  if (raw.keys !== undefined) config.keys = parseKeys(v, raw.keys);
   return config;
 }
 
@@ -77,6 +84,15 @@ export async function loadConfig(path?: string): Promise<Config> {
 export interface CliOverrides {
   listen?: string;
   data?: string;
+}
+
+/** `SLUICE_DATABASE_URL` wins over the file's `database`, so the password need not be in the file. */
+export function applyEnvironment(config: Config, env: NodeJS.ProcessEnv = process.env): Config {
+  const url = env.SLUICE_DATABASE_URL;
+  if (url === undefined || url === '') return config;
+  const problem = databaseUrlProblem(url);
+  if (problem) throw new ConfigError(`SLUICE_DATABASE_URL: ${problem}`);
+  return { ...config, database: { url, source: 'SLUICE_DATABASE_URL' } };
 }
 
 /** Command-line flags win over the file. */

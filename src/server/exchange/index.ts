@@ -15,7 +15,7 @@ import type { MetadataStore } from '../storage/metadata-store.js';
 export type { CacheGrant, OwnerRequirement, ReadTokenIdentity } from './cache-token.js';
 export type { CiIdentity } from './identity.js';
 export { sliceMatches, isSliceName, isSlicePattern, normalizeSliceName } from '../slices/slice-names.js';
-export { loadOrCreateTokenKey, tokenKeyPath, TOKEN_KEY_FILE } from './token-key.js';
+export { loadOrCreateTokenKey, parseTokenKey, tokenKeyPath, TOKEN_KEY_FILE } from './token-key.js';
 export { DEFAULT_WRITE_EVENTS, defaultSlices } from './policy.js';
 export { ExchangeError, type ExchangeErrorKind } from './exchange-error.js';
 

@@ -16,6 +16,17 @@ import { parseRange } from './range.js';
 import { queryLookupScope, scopedAccess } from './lookup-scope.js';
 import type { UploadSlots } from './upload-slots.js';
 
+/** Narinfos can change which slice answers (a new push, a policy change): a CDN may keep them briefly. */
+export const NARINFO_MAX_AGE_SECONDS = 60;
+
+/**
+ * Caching for answers that depend on who asks: `public` only for requests without a token (what
+ * they see, public slices hold, so a shared cache may keep it), `private` otherwise.
+ */
+function cacheScope(access: Access): 'public' | 'private' {
+  return access.authenticated ? 'private' : 'public';
+}
+
 export interface CacheRequest {
   req: IncomingMessage;
   res: ServerResponse;
@@ -72,7 +83,10 @@ export async function getNarInfo(
   send(
     request.res,
     200,
-    { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'private, no-cache' },
+    {
+      'content-type': 'text/x-nix-narinfo',
+      'cache-control': `${cacheScope(access)}, max-age=${NARINFO_MAX_AGE_SECONDS}`,
+    },
     body,
   );
 }
@@ -81,12 +95,21 @@ export async function getNar(cache: CacheService, request: CacheRequest, key: st
   const { req, res } = request;
   const access = await request.access();
   const visible = await cache.narVisible(access, key, req.method === 'HEAD');
+  const redirect = visible && req.method === 'GET' ? await cache.narRedirectUrl(key) : undefined;
+  if (redirect !== undefined) {
+    // The bytes come from the bucket, not through this server. The redirect itself lives only as
+    // long as its signature, so nothing may keep it.
+    res.writeHead(302, { location: redirect, 'cache-control': 'no-store', 'content-length': 0 });
+    res.end();
+    return;
+  }
   const head = visible ? await cache.blobs.head(key) : null;
   if (!head) throw notFound(`nar/${key}`);
   const etag = `"${key}"`;
   const headers: Record<string, string | number> = {
     'content-type': 'application/x-nix-nar',
-    'cache-control': 'private, max-age=31536000, immutable',
+    // Content-addressed: the bytes under this name never change.
+    'cache-control': `${cacheScope(access)}, max-age=31536000, immutable`,
     etag,
     'accept-ranges': 'bytes',
   };

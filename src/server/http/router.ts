@@ -156,6 +156,7 @@ export function createRouter(deps: RouterDeps): RawHandler {
     } catch (error) {
       if (error instanceof HttpError && error.status === 401) deps.guard?.refused(req, routeName);
       if (!(error instanceof HttpError)) deps.log.error({ err: error, path }, 'request failed');
+      else if (error.status === 503) deps.log.warn({ path, reason: error.message }, 'unavailable');
       else if (hasBody(req) && routeName !== 'token' && routeName !== 'narinfos')
         deps.metrics.rejectedUploads.inc({ reason: error.reason });
       // A body we did not read would be parsed as the next request: close the connection instead.
