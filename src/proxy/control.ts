@@ -7,7 +7,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from '../http/errors.js';
 import { StorePath, StorePathError } from '../nix/store-path.js';
 import type { Logger } from './log.js';
-import type { PushQueue } from './push.js';
 import { methodNotAllowed } from './routes.js';
 import type { Stats } from './stats.js';
 
@@ -15,10 +14,21 @@ import type { Stats } from './stats.js';
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 const MAX_DEADLINE_SECONDS = 6 * 3600;
 
+/** Where reported builds go: the push queue, or in GitHub cache mode the pack's collector. */
+export interface BuiltPaths {
+  enqueue(paths: string[]): void;
+  enqueueOutputsOf(drvPath: string): Promise<void>;
+  idle(): Promise<void>;
+  readonly queued: number;
+  readonly isIdle: boolean;
+}
+
 export interface ControlContext {
   stats: Stats;
   /** Absent when pushing is disabled. */
-  queue?: PushQueue;
+  queue?: BuiltPaths;
+  /** GitHub cache mode: `POST /_sluice/pack` writes the job's new pack (body: JSON, answer: JSON). */
+  pack?: (body: Record<string, unknown>) => Promise<unknown>;
   log: Logger;
   health: () => Record<string, unknown>;
   /** Starts the shutdown once the answer is sent. */
@@ -96,6 +106,10 @@ export async function handleControl(
     case '/_sluice/drain':
       expect('POST');
       return drain(req, res, ctx);
+    case '/_sluice/pack':
+      expect('POST');
+      if (!ctx.pack) throw new HttpError(404, 'this proxy is not in GitHub cache mode', 'not_found');
+      return sendJson(res, 200, await ctx.pack(await readJsonBody(req)));
     case '/_sluice/shutdown':
       expect('POST');
       sendJson(res, 200, { shuttingDown: true });

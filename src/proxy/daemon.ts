@@ -11,6 +11,7 @@ import { PushQueue } from './push.js';
 import { CacheRoutes } from './routes.js';
 import { startProxyServer } from './server.js';
 import { Stats } from './stats.js';
+import { startPackDaemon } from './pack/daemon.js';
 import { LocalStore } from './store.js';
 import { TokenKeeper } from './token.js';
 import { Upstream } from './upstream.js';
@@ -42,6 +43,7 @@ async function writeReadyFile(stateDir: string, port: number): Promise<void> {
 }
 
 export async function startDaemon(config: DaemonConfig, options: DaemonOptions = {}): Promise<Daemon> {
+  if (config.pack) return startPackDaemon({ ...config, pack: config.pack }, options);
   const secrets = new Secrets();
   secrets.add(config.token);
   const log = createLogger(secrets, options.logDestination);

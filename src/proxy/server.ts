@@ -6,6 +6,9 @@ import { handleControl, type ControlContext } from './control.js';
 import type { Logger } from './log.js';
 import type { CacheRoutes } from './routes.js';
 
+/** The cache routes Nix talks to: the server's (CacheRoutes) or a restored pack's. */
+export type NixRoutes = Pick<CacheRoutes, 'handle'>;
+
 export interface ProxyServer {
   server: Server;
   port: number;
@@ -24,7 +27,7 @@ export function requestPath(target = '/'): string {
 export async function startProxyServer(
   host: string,
   port: number,
-  routes: CacheRoutes,
+  routes: NixRoutes,
   control: ControlContext,
   log: Logger,
 ): Promise<ProxyServer> {

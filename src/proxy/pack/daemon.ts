@@ -1,0 +1,131 @@
+/**
+ * The daemon in GitHub cache mode: listens at once, restores the newest pack for the job's keys
+ * in the background (lookups wait for it, nothing else does), verifies it as it is read, collects
+ * what the job builds, and writes the new pack when the post step asks.
+ */
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DestinationStream } from 'pino';
+import { parseSecretKey } from '../../nix/signing.js';
+import { parseListen, type DaemonConfig, type PackConfig } from '../config.js';
+import { createLogger, Secrets, type Logger } from '../log.js';
+import { startProxyServer } from '../server.js';
+import { Stats } from '../stats.js';
+import { LocalStore } from '../store.js';
+import { restorePack } from './actions-cache.js';
+import { BuiltCollector } from './collector.js';
+import { newPack } from './new-pack.js';
+import { PackReader } from './reader.js';
+import type { RestoreReport } from './report.js';
+import { PackRoutes } from './routes.js';
+
+export interface PackDaemonOptions {
+  env?: NodeJS.ProcessEnv;
+  logDestination?: DestinationStream;
+  onShutdown?: () => void;
+}
+
+export interface PackDaemon {
+  port: number;
+  url: string;
+  stats: Stats;
+  log: Logger;
+  close(): Promise<void>;
+}
+
+/** Restores and opens the pack; the report says how it went. Never throws. */
+async function restore(pack: PackConfig, report: RestoreReport, log: Logger): Promise<PackReader | undefined> {
+  const started = Date.now();
+  const dir = join(pack.dir, 'restore');
+  try {
+    await mkdir(dir, { recursive: true });
+    // @actions/cache reads the runner's variables from the environment.
+    Object.assign(process.env, pack.cacheEnv);
+    const outcome = await restorePack(dir, pack.restoreKey, pack.restoreKeys);
+    report.seconds = (Date.now() - started) / 1000;
+    if (!outcome.ok) {
+      if (outcome.missing) report.outcome = 'none';
+      else Object.assign(report, { outcome: 'failed', error: outcome.error });
+      log.info({ report }, 'no pack restored');
+      return undefined;
+    }
+    report.key = outcome.key;
+    const reader = await PackReader.open(dir);
+    Object.assign(report, { outcome: 'restored', paths: reader.index.entries.length, bytes: reader.bytes });
+    log.info({ report }, 'pack restored');
+    void reader.verify().then(() => {
+      if (reader.corrupt) {
+        report.corrupt = reader.corrupt;
+        log.warn({ err: reader.corrupt }, 'restored pack is corrupt');
+      }
+    });
+    return reader;
+  } catch (e) {
+    Object.assign(report, { outcome: 'failed', error: (e as Error).message, seconds: (Date.now() - started) / 1000 });
+    log.warn({ report }, 'pack restore failed');
+    return undefined;
+  }
+}
+
+export async function startPackDaemon(
+  config: DaemonConfig & { pack: PackConfig },
+  options: PackDaemonOptions = {},
+): Promise<PackDaemon> {
+  const secrets = new Secrets();
+  secrets.add(config.pack.signingKey);
+  secrets.add(config.pack.cacheEnv.ACTIONS_RUNTIME_TOKEN);
+  const log = createLogger(secrets, options.logDestination);
+  const { host, port } = parseListen(config.listen);
+  await mkdir(config.stateDir, { recursive: true });
+  const key = parseSecretKey(config.pack.signingKey);
+  const store = new LocalStore(options.env);
+  let collector: BuiltCollector | undefined;
+  const stats: Stats = new Stats([], null, () => collector?.queued ?? 0);
+  collector = new BuiltCollector(store, stats, log);
+  const report: RestoreReport = { outcome: 'pending' };
+  let reader: PackReader | undefined;
+  const restoring = restore(config.pack, report, log).then((r) => (reader = r));
+  const routes = new PackRoutes(restoring, key, stats, log);
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      log.info({ stats: stats.toJSON() }, 'shutting down');
+      routes.close();
+      await proxy.close();
+      log.flush();
+    })());
+  const proxy = await startProxyServer(
+    host,
+    port,
+    routes,
+    {
+      stats,
+      queue: collector!,
+      log,
+      pack: (body) =>
+        newPack(
+          {
+            dir: config.pack.dir,
+            push: config.push,
+            store,
+            stats,
+            log,
+            collector: collector!,
+            routes,
+            restored: () => reader,
+            restore: () => ({ ...report, ...(reader?.corrupt ? { corrupt: reader.corrupt } : {}) }),
+          },
+          body,
+        ),
+      health: () => ({ ok: true, pid: process.pid, port: proxy.port, pushing: true, memory: process.memoryUsage() }),
+      shutdown: () => void close().then(options.onShutdown),
+    },
+    log,
+  );
+  const ready = join(config.stateDir, 'ready.json');
+  await writeFile(`${ready}.tmp`, JSON.stringify({ pid: process.pid, port: proxy.port }));
+  await rename(`${ready}.tmp`, ready);
+  log.info({ port: proxy.port, backend: 'github' }, 'listening');
+  return { port: proxy.port, url: `http://127.0.0.1:${proxy.port}`, stats, log, close };
+}

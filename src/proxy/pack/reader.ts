@@ -1,0 +1,144 @@
+/**
+ * Reads a restored pack: the index at once, then every NAR in the background, each decompressed
+ * and hashed against the NarHash and NarSize its index entry states. A NAR is handed out only once
+ * it passed; the first one that fails marks the whole pack corrupt, and nothing of it not yet
+ * handed out ever is (the job then builds what it needs).
+ */
+import { createReadStream, type ReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createNarHasher } from '../../nix/nar.js';
+import { StorePath } from '../../nix/store-path.js';
+import { dataSize, PACK_DIR, PACK_INDEX, PACK_NARS, parseIndex, PackFormatError, type PackEntry, type PackIndex } from './format.js';
+
+/** Read size while verifying: big reads keep the hashing pass cheap. */
+const READ_BYTES = 1024 * 1024;
+
+export class PackCorruptError extends Error {}
+
+export class PackReader {
+  private readonly byHashPart = new Map<string, PackEntry>();
+  private readonly byNarHash = new Map<string, PackEntry>();
+  /** Entries verified so far: NARs before this index passed. */
+  private verifiedUpTo = 0;
+  private corruption: PackCorruptError | undefined;
+  private waiters: (() => void)[] = [];
+  private closed = false;
+
+  private constructor(
+    readonly index: PackIndex,
+    private readonly narsFile: string,
+  ) {
+    for (const entry of index.entries) {
+      this.byHashPart.set(StorePath.parse(entry.path).hashPart, entry);
+      this.byNarHash.set(entry.narHash.nix32, entry);
+    }
+  }
+
+  /** Opens `<root>/sluice-pack/`: checks the index and that nars.zst is as long as it says. */
+  static async open(root: string): Promise<PackReader> {
+    const dir = join(root, PACK_DIR);
+    const index = parseIndex(await readFile(join(dir, PACK_INDEX), 'utf8'));
+    const narsFile = join(dir, PACK_NARS);
+    const size = (await stat(narsFile)).size;
+    if (size !== dataSize(index))
+      throw new PackFormatError(`${PACK_NARS} is ${size} bytes, but the index describes ${dataSize(index)}`);
+    return new PackReader(index, narsFile);
+  }
+
+  get corrupt(): string | undefined {
+    return this.corruption?.message;
+  }
+
+  /** Bytes of compressed NARs in the pack. */
+  get bytes(): number {
+    return dataSize(this.index);
+  }
+
+  entryForHashPart(hashPart: string): PackEntry | undefined {
+    return this.corruption ? undefined : this.byHashPart.get(hashPart);
+  }
+
+  entryForNarHash(narHashNix32: string): PackEntry | undefined {
+    return this.byNarHash.get(narHashNix32);
+  }
+
+  /** Hashes every NAR in order; resolves when all passed or one failed (then `corrupt` says why). */
+  async verify(): Promise<void> {
+    const entries = this.index.entries;
+    const stream = createReadStream(this.narsFile, { highWaterMark: READ_BYTES });
+    let position = 0;
+    let current = 0;
+    let hasher = entries.length > 0 ? createNarHasher('zstd') : undefined;
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        if (this.closed) return;
+        let at = 0;
+        while (at < chunk.length && current < entries.length) {
+          const entry = entries[current]!;
+          const end = entry.offset + entry.size;
+          const take = Math.min(chunk.length - at, end - position);
+          if (take > 0) await hasher!.write(chunk.subarray(at, at + take));
+          at += take;
+          position += take;
+          if (position === end) {
+            this.check(entry, await hasher!.end());
+            this.verifiedUpTo = ++current;
+            this.wake();
+            hasher = current < entries.length ? createNarHasher('zstd') : undefined;
+          }
+        }
+      }
+      if (current < entries.length) throw new PackCorruptError(`${PACK_NARS} ended before ${entries[current]!.path}`);
+    } catch (e) {
+      hasher?.destroy();
+      const entry = entries[current];
+      this.corruption =
+        e instanceof PackCorruptError
+          ? e
+          : new PackCorruptError(`the NAR of ${entry?.path ?? 'an entry'} is corrupt: ${(e as Error).message}`);
+      this.wake();
+    } finally {
+      stream.destroy();
+    }
+  }
+
+  private check(entry: PackEntry, digest: { narHash: { nix32: string }; narSize: number }): void {
+    if (digest.narSize !== entry.narSize || digest.narHash.nix32 !== entry.narHash.nix32) {
+      throw new PackCorruptError(
+        `the NAR of ${entry.path} does not match its index entry (NarHash sha256:${digest.narHash.nix32}, ${digest.narSize} bytes; expected ${entry.narHash.toString()}, ${entry.narSize} bytes)`,
+      );
+    }
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  /** Resolves once `entry`'s NAR passed its check; rejects if the pack turned out corrupt first. */
+  async verified(entry: PackEntry): Promise<void> {
+    const position = this.index.entries.indexOf(entry);
+    while (position >= this.verifiedUpTo) {
+      if (this.corruption) throw this.corruption;
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  /** The compressed NAR's bytes, once verified. */
+  async open(entry: PackEntry): Promise<ReadStream> {
+    await this.verified(entry);
+    return createReadStream(this.narsFile, {
+      start: entry.offset,
+      end: entry.offset + entry.size - 1,
+      highWaterMark: 256 * 1024,
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    this.corruption ??= new PackCorruptError('the proxy is shutting down');
+    this.wake();
+  }
+}

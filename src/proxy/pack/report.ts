@@ -1,0 +1,30 @@
+/** What the pack daemon tells the post step (`POST /_sluice/pack`): the contract's types. */
+import type { StatsJson } from '../stats.js';
+
+export interface RestoreReport {
+  /** 'restored': a pack was found and read; 'none': no pack for these keys; 'failed': see error. */
+  outcome: 'pending' | 'restored' | 'none' | 'failed';
+  key?: string;
+  paths?: number;
+  /** Compressed bytes of the restored pack. */
+  bytes?: number;
+  seconds?: number;
+  error?: string;
+  /** Set when a NAR failed its NarHash check: nothing more of the pack was served. */
+  corrupt?: string;
+}
+
+export interface NewPackReport {
+  stats: StatsJson;
+  restore: RestoreReport;
+  /** Paths (and compressed bytes) Nix took from the restored pack. */
+  used: { paths: number; bytes: number };
+  /** Store paths reported as built or new in the store. */
+  built: number;
+  /** The planned pack, when something new was built. */
+  plan?: { paths: number; narBytes: number; added: number; dropped: number; filtered: number; upstream: number };
+  /** Written and ready to save from `root` (@actions/cache's cwd). */
+  written?: { root: string; paths: number; bytes: number };
+  /** Why no pack was written. */
+  reason?: string;
+}
