@@ -8,12 +8,16 @@ import { closeSync, existsSync, openSync, readFileSync, renameSync, writeFileSyn
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DAEMON_NODE_ARGS, daemonEnv } from '../proxy/runtime.js';
+import type { PackConfig } from '../proxy/config.js';
 import type { StatsJson } from '../proxy/stats.js';
 import type { Compression } from './inputs.js';
 
 export interface DaemonConfig {
   listen: string;
+  /** Empty in GitHub cache mode. */
   server: string;
+  /** GitHub cache mode (the daemon's PackConfig). */
+  pack?: PackConfig;
   /** null: anonymous, read-only. */
   token: string | null;
   tokenExpiresAt: string | null;
