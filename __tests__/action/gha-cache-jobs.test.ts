@@ -94,4 +94,51 @@ describe('GitHub cache mode, job after job', () => {
     expect(calls.length).toBeLessThanOrEqual(3);
     expect(calls[0]).toMatchObject({ method: 'GetCacheEntryDownloadURL', status: 200 });
   }, 240_000);
+
+  let job3Key = '';
+  it('job 3 builds one more derivation on top and saves the union it needs', async () => {
+    await forget(paths.b, paths.a);
+    const { job: j, token } = job(MAIN);
+    expect((await j.runMain()).exitCode).toBe(0);
+    expect(await j.nixBuild(withC)).toEqual([paths.a, paths.b, paths.c]);
+    const post = await j.runPost();
+    expect(post.exitCode).toBe(0);
+    expect(post.warnings).toEqual([]);
+    expect(Number(post.outputs['pack-used-paths'])).toBeGreaterThanOrEqual(2);
+    job3Key = post.outputs['pack-saved-key']!;
+    expect(job3Key).toMatch(/refs\/heads\/main:/);
+    expect(service.callsOf(token).length).toBe(3);
+    // The union: a fresh store gets all three from this pack alone, building nothing.
+    await forget(paths.c, paths.b, paths.a);
+    const { job: next } = job(MAIN);
+    await next.runMain();
+    const out = await next.run('nix-build', ['--no-out-link', '--max-jobs', '0', '--expr', withC]);
+    expect(out.trim().split('\n')).toEqual([paths.a, paths.b, paths.c]);
+    const nextPost = await next.runPost();
+    expect(nextPost.outputs['pack-restored-key']).toBe(job3Key);
+  }, 300_000);
+
+  it("job 4, a pull request, reads main's pack and saves to its own scope, unseen by main", async () => {
+    await forget(paths.c, paths.b, paths.a);
+    const { job: pr, token } = job(PR);
+    expect((await pr.runMain()).exitCode).toBe(0);
+    expect(await pr.nixBuild(prOnly)).toEqual([paths.a, paths.pr]);
+    const post = await pr.runPost();
+    expect(post.exitCode).toBe(0);
+    expect(post.outputs['pack-restored-key']).toBe(job3Key);
+    const prKey = post.outputs['pack-saved-key']!;
+    expect(prKey).toMatch(/refs\/pull\/4\/merge:/);
+    expect(service.entries.find((e) => e.key === prKey)?.ref).toBe('refs/pull/4/merge');
+    expect(service.callsOf(token).length).toBe(3);
+
+    // A later main job restores main's newest pack, not the pull request's, and cannot get `pr`.
+    await forget(paths.pr, paths.a);
+    const { job: later } = job(MAIN);
+    await later.runMain();
+    await expect(
+      later.run('nix-build', ['--no-out-link', '--max-jobs', '0', '--expr', prOnly]),
+    ).rejects.toThrow();
+    const laterPost = await later.runPost();
+    expect(laterPost.outputs['pack-restored-key']).toMatch(/refs\/heads\/main:/);
+  }, 300_000);
 });
