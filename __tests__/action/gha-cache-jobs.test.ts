@@ -89,6 +89,8 @@ describe('GitHub cache mode, job after job', () => {
     expect(Number(post.outputs['pack-used-paths'])).toBeGreaterThanOrEqual(2);
     expect(post.outputs['pack-restored-key']).toMatch(/refs\/heads\/main:/);
     expect(post.summary).toContain('Pack restored: `sluice-pack-v1');
+    // The index was read out of the archive while it downloaded, not after @actions/cache extracted it.
+    expect(post.summary).toMatch(/index read after [\d.]+ s \(streamed\)/);
     // At most three calls; the restore is one of them.
     const calls = service.callsOf(token);
     expect(calls.length).toBeLessThanOrEqual(3);

@@ -10,9 +10,13 @@ export function addPackSummary(outcome: PackOutcome): void {
   let restored: string;
   if (!restore) restored = 'unknown (the proxy did not report)';
   else if (restore.outcome === 'restored')
-    restored = `\`${restore.key}\`: ${restore.paths} paths, ${formatBytes(restore.bytes ?? 0)} in ${restore.seconds?.toFixed(1)} s${restore.corrupt ? ` — **corrupt**, not served further: ${restore.corrupt}` : ''}`;
+    restored =
+      `\`${restore.key}\`: ${restore.paths} paths, ${formatBytes(restore.bytes ?? 0)}` +
+      (restore.indexSeconds !== undefined ? `, index read after ${restore.indexSeconds.toFixed(1)} s (streamed)` : '') +
+      (restore.seconds !== undefined ? `, restore done after ${restore.seconds.toFixed(1)} s` : '') +
+      (restore.corrupt ? ` — **corrupt**, not served further: ${restore.corrupt}` : '');
   else if (restore.outcome === 'none') restored = 'none found for these keys';
-  else restored = `failed: ${restore.error}`;
+  else restored = `failed: ${restore.error}${restore.corrupt ? ` (${restore.corrupt})` : ''}`;
   summary.addRaw(`Pack restored: ${restored}.`, true);
   if (report) {
     summary.addTable([

@@ -21,9 +21,14 @@ const CAUSES = [
 ];
 
 /** Runs `fn` inside `dir`, with stdout also read for the causes @actions/cache only logs. */
-async function inside<T>(dir: string, fn: () => Promise<T>): Promise<{ value: T; causes: string[] }> {
+async function inside<T>(
+  dir: string,
+  fn: () => Promise<T>,
+  tempDir?: string,
+): Promise<{ value: T; causes: string[] }> {
   const cwd = process.cwd();
   const workspace = process.env.GITHUB_WORKSPACE;
+  const runnerTemp = process.env.RUNNER_TEMP;
   const write = process.stdout.write.bind(process.stdout);
   const causes: string[] = [];
   process.stdout.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
@@ -42,14 +47,20 @@ async function inside<T>(dir: string, fn: () => Promise<T>): Promise<{ value: T;
   }) as typeof process.stdout.write;
   process.chdir(dir);
   process.env.GITHUB_WORKSPACE = dir;
+  if (tempDir) process.env.RUNNER_TEMP = tempDir;
   try {
     return { value: await fn(), causes };
   } finally {
     process.stdout.write = write;
     process.chdir(cwd);
-    if (workspace === undefined) delete process.env.GITHUB_WORKSPACE;
-    else process.env.GITHUB_WORKSPACE = workspace;
+    restoreEnv('GITHUB_WORKSPACE', workspace);
+    restoreEnv('RUNNER_TEMP', runnerTemp);
   }
+}
+
+function restoreEnv(name: string, value: string | undefined): void {
+  if (value === undefined) delete process.env[name];
+  else process.env[name] = value;
 }
 
 /** The most telling cause: the first specific one (a debug line names the HTTP status). */
@@ -57,12 +68,22 @@ function cause(causes: string[], fallback: string): string {
   return causes.find((c) => /\(\d{3}\)|\d{3}|status|Too Many|already/i.test(c)) ?? causes[0] ?? fallback;
 }
 
-/** One GetCacheEntryDownloadURL call, then the download and extraction into `<dir>/sluice-pack/`. */
-export async function restorePack(dir: string, key: string, restoreKeys: string[]): Promise<CacheOutcome> {
+/**
+ * One GetCacheEntryDownloadURL call, then the download (into a new directory below `tempDir`,
+ * where stream-restore.ts reads it as it lands) and extraction into `<dir>/sluice-pack/`.
+ */
+export async function restorePack(
+  dir: string,
+  key: string,
+  restoreKeys: string[],
+  tempDir?: string,
+): Promise<CacheOutcome> {
   const cache = await import('@actions/cache');
   try {
-    const { value, causes } = await inside(dir, () =>
-      cache.restoreCache([...PACK_CACHE_PATHS], key, restoreKeys),
+    const { value, causes } = await inside(
+      dir,
+      () => cache.restoreCache([...PACK_CACHE_PATHS], key, restoreKeys),
+      tempDir,
     );
     if (value !== undefined) return { ok: true, key: value };
     if (causes.length > 0) return { ok: false, error: cause(causes, 'the restore failed') };

@@ -13,6 +13,7 @@ import { startProxyServer } from '../server.js';
 import { Stats } from '../stats.js';
 import { LocalStore } from '../store.js';
 import { restorePack } from './actions-cache.js';
+import { streamRestore } from './stream-restore.js';
 import { BuiltCollector } from './collector.js';
 import { newPack } from './new-pack.js';
 import { PackReader } from './reader.js';
@@ -33,16 +34,45 @@ export interface PackDaemon {
   close(): Promise<void>;
 }
 
-/** Restores and opens the pack; the report says how it went. Never throws. */
+/**
+ * Restores the pack: the reader comes as soon as the index has been downloaded (streamed out of
+ * the archive as it lands), or, if that did not work, from what @actions/cache extracted. The
+ * report says how it went. Never throws.
+ */
 async function restore(pack: PackConfig, report: RestoreReport, log: Logger): Promise<PackReader | undefined> {
   const started = Date.now();
+  const seconds = (): number => (Date.now() - started) / 1000;
   const dir = join(pack.dir, 'restore');
+  const tempDir = join(pack.dir, 'download');
   try {
     await mkdir(dir, { recursive: true });
+    await mkdir(tempDir, { recursive: true });
     // @actions/cache reads the runner's variables from the environment.
     Object.assign(process.env, pack.cacheEnv);
-    const outcome = await restorePack(dir, pack.restoreKey, pack.restoreKeys);
-    report.seconds = (Date.now() - started) / 1000;
+    let done = false;
+    const restoring = restorePack(dir, pack.restoreKey, pack.restoreKeys, tempDir).finally(() => (done = true));
+    const streamed = await streamRestore(tempDir, () => done, join(pack.dir, 'stream'), (message) =>
+      log.warn({ err: message }, 'reading the pack while it downloads failed; reading it once extracted'),
+    );
+    if (streamed) {
+      const { reader } = streamed;
+      Object.assign(report, { outcome: 'restored', paths: reader.index.entries.length, bytes: reader.bytes });
+      report.indexSeconds = seconds();
+      log.info({ report }, 'pack index read; its NARs follow');
+      void restoring.then((outcome) => {
+        report.seconds = seconds();
+        if (outcome.ok) report.key = outcome.key;
+        else {
+          const why = 'error' in outcome ? outcome.error : 'no pack';
+          reader.fail(`the pack's download failed: ${why}`);
+          Object.assign(report, { outcome: 'failed', error: why });
+        }
+      });
+      void streamed.finished.then(() => watchCorruption(reader, report, log));
+      return reader;
+    }
+    const outcome = await restoring;
+    report.seconds = seconds();
     if (!outcome.ok) {
       if (outcome.missing) report.outcome = 'none';
       else Object.assign(report, { outcome: 'failed', error: outcome.error });
@@ -53,18 +83,19 @@ async function restore(pack: PackConfig, report: RestoreReport, log: Logger): Pr
     const reader = await PackReader.open(dir);
     Object.assign(report, { outcome: 'restored', paths: reader.index.entries.length, bytes: reader.bytes });
     log.info({ report }, 'pack restored');
-    void reader.verify().then(() => {
-      if (reader.corrupt) {
-        report.corrupt = reader.corrupt;
-        log.warn({ err: reader.corrupt }, 'restored pack is corrupt');
-      }
-    });
+    void reader.verify().then(() => watchCorruption(reader, report, log));
     return reader;
   } catch (e) {
-    Object.assign(report, { outcome: 'failed', error: (e as Error).message, seconds: (Date.now() - started) / 1000 });
+    Object.assign(report, { outcome: 'failed', error: (e as Error).message, seconds: seconds() });
     log.warn({ report }, 'pack restore failed');
     return undefined;
   }
+}
+
+function watchCorruption(reader: PackReader, report: RestoreReport, log: Logger): void {
+  if (!reader.corrupt) return;
+  report.corrupt = reader.corrupt;
+  log.warn({ err: reader.corrupt }, 'restored pack is corrupt');
 }
 
 export async function startPackDaemon(

@@ -5,7 +5,7 @@
  * handed out ever is (the job then builds what it needs).
  */
 import { createReadStream, type ReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createNarHasher } from '../../nix/nar.js';
 import { StorePath } from '../../nix/store-path.js';
@@ -63,16 +63,48 @@ export class PackReader {
     return this.byNarHash.get(narHashNix32);
   }
 
-  /** Hashes every NAR in order; resolves when all passed or one failed (then `corrupt` says why). */
+  /** A pack whose NARs are still arriving (`consume`): they are written to `narsFile` as they pass. */
+  static streaming(index: PackIndex, narsFile: string): PackReader {
+    return new PackReader(index, narsFile);
+  }
+
+  /** Hashes every NAR of the file in order; resolves when all passed or one failed (then `corrupt` says why). */
   async verify(): Promise<void> {
-    const entries = this.index.entries;
     const stream = createReadStream(this.narsFile, { highWaterMark: READ_BYTES });
+    try {
+      await this.check(stream);
+    } finally {
+      stream.destroy();
+    }
+  }
+
+  /** Takes the NARs as they arrive: each piece is written to the pack's file, then hashed. */
+  async consume(source: AsyncIterable<Buffer>): Promise<void> {
+    const sink = await open(this.narsFile, 'w');
+    try {
+      await this.check(source, sink);
+    } finally {
+      await sink.close();
+    }
+  }
+
+  /** Marks the pack unusable from here on (its download broke off). */
+  fail(message: string): void {
+    this.corruption ??= new PackCorruptError(message);
+    this.wake();
+  }
+
+  private async check(source: AsyncIterable<Buffer>, sink?: FileHandle): Promise<void> {
+    const entries = this.index.entries;
     let position = 0;
     let current = 0;
     let hasher = entries.length > 0 ? createNarHasher('zstd') : undefined;
     try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        if (this.closed) return;
+      for await (const chunk of source) {
+        if (this.closed || this.corruption) return;
+        if (position + chunk.length > dataSize(this.index))
+          throw new PackCorruptError(`${PACK_NARS} holds more than the index describes`);
+        if (sink) await sink.write(chunk);
         let at = 0;
         while (at < chunk.length && current < entries.length) {
           const entry = entries[current]!;
@@ -82,7 +114,7 @@ export class PackReader {
           at += take;
           position += take;
           if (position === end) {
-            this.check(entry, await hasher!.end());
+            this.compare(entry, await hasher!.end());
             this.verifiedUpTo = ++current;
             this.wake();
             hasher = current < entries.length ? createNarHasher('zstd') : undefined;
@@ -98,12 +130,10 @@ export class PackReader {
           ? e
           : new PackCorruptError(`the NAR of ${entry?.path ?? 'an entry'} is corrupt: ${(e as Error).message}`);
       this.wake();
-    } finally {
-      stream.destroy();
     }
   }
 
-  private check(entry: PackEntry, digest: { narHash: { nix32: string }; narSize: number }): void {
+  private compare(entry: PackEntry, digest: { narHash: { nix32: string }; narSize: number }): void {
     if (digest.narSize !== entry.narSize || digest.narHash.nix32 !== entry.narHash.nix32) {
       throw new PackCorruptError(
         `the NAR of ${entry.path} does not match its index entry (NarHash sha256:${digest.narHash.nix32}, ${digest.narSize} bytes; expected ${entry.narHash.toString()}, ${entry.narSize} bytes)`,

@@ -8,6 +8,9 @@ export interface RestoreReport {
   paths?: number;
   /** Compressed bytes of the restored pack. */
   bytes?: number;
+  /** From the start of the restore until the pack's index was read (lookups waited this long). */
+  indexSeconds?: number;
+  /** The whole restore: download and @actions/cache's extraction. */
   seconds?: number;
   error?: string;
   /** Set when a NAR failed its NarHash check: nothing more of the pack was served. */
