@@ -152,7 +152,15 @@ function corruptFirstNar(archive: Buffer): Buffer {
     const nars = readFileSync(join(dir, 'sluice-pack/nars.zst'));
     nars[Math.floor(index.entries[0]!.size / 2)]! ^= 0xff;
     writeFileSync(join(dir, 'sluice-pack/nars.zst'), nars);
-    execFileSync('tar', ['--zstd', '-cf', join(dir, 'out.tzst'), '-C', dir, 'sluice-pack/index.json', 'sluice-pack/nars.zst']);
+    execFileSync('tar', [
+      '--zstd',
+      '-cf',
+      join(dir, 'out.tzst'),
+      '-C',
+      dir,
+      'sluice-pack/index.json',
+      'sluice-pack/nars.zst',
+    ]);
     return readFileSync(join(dir, 'out.tzst'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -194,6 +202,8 @@ describe('many paths, one pack', () => {
     expect(nextPost.exitCode).toBe(0);
     expect(Number(nextPost.outputs['pack-used-paths'])).toBe(2000);
     expect(service.callsOf(nextToken).length).toBeLessThanOrEqual(3);
-    expect([...service.callsOf(token), ...service.callsOf(nextToken)].some((c) => c.status === 429)).toBe(false);
+    expect([...service.callsOf(token), ...service.callsOf(nextToken)].some((c) => c.status === 429)).toBe(
+      false,
+    );
   }, 400_000);
 });

@@ -26,7 +26,10 @@ let paths: { a: string; b: string; c: string; pr: string };
 const MAIN = { ref: 'refs/heads/main' };
 const PR = { ref: 'refs/pull/4/merge', baseRef: 'main' };
 
-function job(github: Omit<GitHubContext, 'cache'>, inputs: Record<string, string> = {}): { job: Job; token: string } {
+function job(
+  github: Omit<GitHubContext, 'cache'>,
+  inputs: Record<string, string> = {},
+): { job: Job; token: string } {
   const readRefs = [github.baseRef ? `refs/heads/${github.baseRef}` : '', 'refs/heads/main'].filter(
     (r) => r && r !== github.ref,
   );

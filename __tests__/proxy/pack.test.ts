@@ -28,7 +28,13 @@ beforeAll(async () => {
   const [top] = await nixBuild(randomChainExpr(3, 300_000));
   infos = await new LocalStore().closureInfo([top!]);
   // References first, as the planner orders them.
-  infos = planPack({ infos, lastUsed: new Map(), inRestoredPack: new Set(), excluded: () => undefined, maxBytes: Infinity }).paths;
+  infos = planPack({
+    infos,
+    lastUsed: new Map(),
+    inRestoredPack: new Set(),
+    excluded: () => undefined,
+    maxBytes: Infinity,
+  }).paths;
   root = mkdtempSync(join(tmpdir(), 'sluice-pack-'));
   await writePack(root, infos);
 }, 120_000);
@@ -44,14 +50,19 @@ describe('a pack written from the store', () => {
     expect(reader.index.entries.map((e) => e.path)).toEqual(infos.map((i) => i.path));
     await reader.verify();
     expect(reader.corrupt).toBeUndefined();
-    const { stdout } = await execFileAsync('nix-store', ['--dump', infos[1]!.path], { encoding: 'buffer', maxBuffer: 1 << 26 });
+    const { stdout } = await execFileAsync('nix-store', ['--dump', infos[1]!.path], {
+      encoding: 'buffer',
+      maxBuffer: 1 << 26,
+    });
     expect((await narOf(reader, 1)).equals(stdout)).toBe(true);
   });
 
   it('a NAR that does not match its index entry is never handed out, nor anything after it', async () => {
     const copy = mkdtempSync(join(tmpdir(), 'sluice-pack-bad-'));
     mkdirSync(join(copy, 'sluice-pack'));
-    const index = JSON.parse(readFileSync(join(root, PACK_CACHE_PATHS[0]!), 'utf8')) as { entries: { narHash: string }[] };
+    const index = JSON.parse(readFileSync(join(root, PACK_CACHE_PATHS[0]!), 'utf8')) as {
+      entries: { narHash: string }[];
+    };
     // Entry 1 claims another NarHash: the bytes are intact zstd, only the check can tell.
     index.entries[1]!.narHash = new Hash('sha256', Buffer.alloc(32, 7)).toString();
     writeFileSync(join(copy, PACK_CACHE_PATHS[0]!), JSON.stringify(index));
@@ -75,7 +86,12 @@ describe('a pack written from the store', () => {
     const cut = Math.floor(bytes.length / 2);
     writeFileSync(join(download, 'cache.tzst'), bytes.subarray(0, cut));
     let finished = false;
-    const streamed = await streamRestore(join(work, 'tmp'), () => finished, join(work, 'out'), () => undefined);
+    const streamed = await streamRestore(
+      join(work, 'tmp'),
+      () => finished,
+      join(work, 'out'),
+      () => undefined,
+    );
     expect(streamed).toBeDefined();
     const reader = streamed!.reader;
     expect(reader.index.entries).toHaveLength(infos.length);
@@ -84,7 +100,10 @@ describe('a pack written from the store', () => {
     finished = true;
     await streamed!.finished;
     expect(reader.corrupt).toBeUndefined();
-    const { stdout } = await execFileAsync('nix-store', ['--dump', infos[2]!.path], { encoding: 'buffer', maxBuffer: 1 << 26 });
+    const { stdout } = await execFileAsync('nix-store', ['--dump', infos[2]!.path], {
+      encoding: 'buffer',
+      maxBuffer: 1 << 26,
+    });
     expect((await narOf(reader, 2)).equals(stdout)).toBe(true);
   });
 
@@ -95,7 +114,12 @@ describe('a pack written from the store', () => {
     const bytes = readFileSync(archive);
     mkdirSync(join(work, 'tmp', 'x'), { recursive: true });
     writeFileSync(join(work, 'tmp', 'x', 'cache.tzst'), bytes.subarray(0, Math.floor(bytes.length * 0.6)));
-    const streamed = await streamRestore(join(work, 'tmp'), () => true, join(work, 'out'), () => undefined);
+    const streamed = await streamRestore(
+      join(work, 'tmp'),
+      () => true,
+      join(work, 'out'),
+      () => undefined,
+    );
     await streamed!.finished;
     expect(streamed!.reader.corrupt).toBeDefined();
     await expect(streamed!.reader.open(streamed!.reader.index.entries.at(-1)!)).rejects.toThrow();
@@ -113,8 +137,12 @@ describe('parseIndex', () => {
   });
   const index = (entries: unknown[]) => JSON.stringify({ format: 'sluice-pack', version: 1, entries });
   it('accepts contiguous entries and refuses gaps, duplicates and foreign files, naming the problem', () => {
-    expect(parseIndex(index([entry(0), entry(10, `/nix/store/${'b'.repeat(32)}-y`)])).entries).toHaveLength(2);
-    expect(() => parseIndex(index([entry(0), entry(11, `/nix/store/${'b'.repeat(32)}-y`)]))).toThrow(/entries\[1\]\.offset is 11, expected 10/);
+    expect(parseIndex(index([entry(0), entry(10, `/nix/store/${'b'.repeat(32)}-y`)])).entries).toHaveLength(
+      2,
+    );
+    expect(() => parseIndex(index([entry(0), entry(11, `/nix/store/${'b'.repeat(32)}-y`)]))).toThrow(
+      /entries\[1\]\.offset is 11, expected 10/,
+    );
     expect(() => parseIndex(index([entry(0), entry(10)]))).toThrow(/in the pack twice/);
     expect(() => parseIndex('{"format":"other"}')).toThrow(PackFormatError);
     expect(() => parseIndex(index([{ ...entry(0), references: ['../etc'] }]))).toThrow(/references\[0\]/);
@@ -137,7 +165,10 @@ describe('planPack', () => {
     // c was used long ago (so were b and a, through it); d was built just now.
     const plan = planPack({
       infos: [c, a, d, b],
-      lastUsed: new Map([[c.path, 1], [d.path, 100]]),
+      lastUsed: new Map([
+        [c.path, 1],
+        [d.path, 100],
+      ]),
       inRestoredPack: new Set([a.path, b.path, c.path]),
       excluded: () => undefined,
       maxBytes: 300,

@@ -42,7 +42,18 @@ export async function startAzurite(port: number): Promise<Azurite> {
     if (await listening(port)) throw new Error(`port ${port} is taken: is another Azurite running?`);
     child = spawn(
       join(REPO, 'node_modules', '.bin', 'azurite-blob'),
-      ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--location', location, '--silent', '--skipApiVersionCheck', '--loose', '--disableTelemetry'],
+      [
+        '--blobHost',
+        '127.0.0.1',
+        '--blobPort',
+        String(port),
+        '--location',
+        location,
+        '--silent',
+        '--skipApiVersionCheck',
+        '--loose',
+        '--disableTelemetry',
+      ],
       { stdio: 'ignore' },
     );
     const deadline = Date.now() + 30_000;

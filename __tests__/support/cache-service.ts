@@ -60,11 +60,17 @@ export interface CacheService {
 
 function twirpError(res: ServerResponse, status: number, code: string, msg: string): void {
   const body = JSON.stringify({ code, msg });
-  res.writeHead(status, { 'content-type': 'application/json', ...(status === 429 ? { 'retry-after': '60' } : {}) });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    ...(status === 429 ? { 'retry-after': '60' } : {}),
+  });
   res.end(body);
 }
 
-export async function startCacheService(azurite: Azurite, now: () => number = Date.now): Promise<CacheService> {
+export async function startCacheService(
+  azurite: Azurite,
+  now: () => number = Date.now,
+): Promise<CacheService> {
   const container = azurite.service.getContainerClient(CONTAINER);
   await container.createIfNotExists();
   const tokens = new Map<string, Scope>();
@@ -85,17 +91,37 @@ export async function startCacheService(azurite: Azurite, now: () => number = Da
     return `${azurite.url}/${CONTAINER}/${blob}?${sas.toString()}`;
   };
 
-  const handlers: Record<CacheMethod, (scope: Scope, body: Record<string, unknown>, res: ServerResponse) => void> = {
+  const handlers: Record<
+    CacheMethod,
+    (scope: Scope, body: Record<string, unknown>, res: ServerResponse) => void
+  > = {
     CreateCacheEntry(scope, body, res) {
       const key = String(body.key ?? '');
       const version = String(body.version ?? '');
       if (!key || !version) return twirpError(res, 400, 'invalid_argument', 'key and version are required');
       if (entries.some((e) => e.key === key && e.version === version && e.ref === scope.ref))
-        return twirpError(res, 409, 'already_exists', 'cache entry with the same key, version, and scope already exists');
+        return twirpError(
+          res,
+          409,
+          'already_exists',
+          'cache entry with the same key, version, and scope already exists',
+        );
       const recent = entries.filter((e) => e.createdAt > now() - 60_000).length;
       if (recent >= NEW_ENTRIES_PER_MINUTE)
-        return twirpError(res, 429, 'resource_exhausted', 'too many cache entries created in the last minute');
-      const entry: Entry = { key, version, ref: scope.ref, blob: randomUUID(), createdAt: now(), finalized: false };
+        return twirpError(
+          res,
+          429,
+          'resource_exhausted',
+          'too many cache entries created in the last minute',
+        );
+      const entry: Entry = {
+        key,
+        version,
+        ref: scope.ref,
+        blob: randomUUID(),
+        createdAt: now(),
+        finalized: false,
+      };
       entries.push(entry);
       send(res, { ok: true, signed_upload_url: signed(entry.blob, 'cw') });
     },
@@ -114,13 +140,22 @@ export async function startCacheService(azurite: Azurite, now: () => number = Da
       const usable = (e: Entry, ref: string) => e.finalized && e.version === body.version && e.ref === ref;
       for (const ref of [scope.ref, ...scope.readRefs]) {
         const exact = entries.find((e) => usable(e, ref) && e.key === key);
-        if (exact) return send(res, { ok: true, signed_download_url: signed(exact.blob, 'r'), matched_key: exact.key });
+        if (exact)
+          return send(res, {
+            ok: true,
+            signed_download_url: signed(exact.blob, 'r'),
+            matched_key: exact.key,
+          });
         for (const prefix of restoreKeys) {
           const newest = entries
             .filter((e) => usable(e, ref) && e.key.startsWith(prefix))
             .sort((a, b) => b.createdAt - a.createdAt || entries.indexOf(b) - entries.indexOf(a))[0];
           if (newest)
-            return send(res, { ok: true, signed_download_url: signed(newest.blob, 'r'), matched_key: newest.key });
+            return send(res, {
+              ok: true,
+              signed_download_url: signed(newest.blob, 'r'),
+              matched_key: newest.key,
+            });
         }
       }
       send(res, { ok: false });
@@ -150,7 +185,12 @@ export async function startCacheService(azurite: Azurite, now: () => number = Da
     const failure = failures.get(method);
     if (failure) {
       record(failure);
-      return twirpError(res, failure, failure === 429 ? 'resource_exhausted' : 'internal', `injected HTTP ${failure}`);
+      return twirpError(
+        res,
+        failure,
+        failure === 429 ? 'resource_exhausted' : 'internal',
+        `injected HTTP ${failure}`,
+      );
     }
     let body: Record<string, unknown>;
     try {
@@ -178,7 +218,8 @@ export async function startCacheService(azurite: Azurite, now: () => number = Da
     fail: (method, status) => void failures.set(method, status),
     heal: () => failures.clear(),
     readBlob: async (entry) => container.getBlockBlobClient(entry.blob).downloadToBuffer(),
-    writeBlob: async (entry, bytes) => void (await container.getBlockBlobClient(entry.blob).uploadData(bytes)),
+    writeBlob: async (entry, bytes) =>
+      void (await container.getBlockBlobClient(entry.blob).uploadData(bytes)),
     close: () =>
       new Promise((r) => {
         server.close(() => r());

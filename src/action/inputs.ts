@@ -79,7 +79,16 @@ export function parseKey(value: string): string {
   return key;
 }
 
-const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1e3, mb: 1e6, gb: 1e9 };
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+};
 
 /** Bytes from `5GiB`, `500 MiB`, `1GB` or a plain number. */
 export function parseSize(name: string, value: string): number {

@@ -67,7 +67,5 @@ export const CACHE_ENV_NAMES = [
 ] as const;
 
 export function cacheEnv(env: NodeJS.ProcessEnv): Record<string, string> {
-  return Object.fromEntries(
-    CACHE_ENV_NAMES.flatMap((name) => (env[name] ? [[name, env[name]]] : [])),
-  );
+  return Object.fromEntries(CACHE_ENV_NAMES.flatMap((name) => (env[name] ? [[name, env[name]]] : [])));
 }

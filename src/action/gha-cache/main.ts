@@ -33,8 +33,15 @@ export async function setUpPackCache(
   const signingKey = generateSecretKey(`sluice-job-${process.env.GITHUB_RUN_ID || 'local'}`);
   const packDir = join(stateDir, 'pack');
   mkdirSync(packDir, { mode: 0o700 });
-  state.pack = { saveKey: keys.saveKey, restoreKeys: keys.restoreKeys, maxBytes: inputs.maxPackBytes, dir: packDir };
-  core.info(`Sluice uses the GitHub Actions cache: restoring the newest pack of ${keys.restoreKeys.join(', ')}.`);
+  state.pack = {
+    saveKey: keys.saveKey,
+    restoreKeys: keys.restoreKeys,
+    maxBytes: inputs.maxPackBytes,
+    dir: packDir,
+  };
+  core.info(
+    `Sluice uses the GitHub Actions cache: restoring the newest pack of ${keys.restoreKeys.join(', ')}.`,
+  );
 
   const bundles = dirname(dirname(process.argv[1]!));
   const configFile = writeDaemonConfig({
@@ -62,7 +69,12 @@ export async function setUpPackCache(
   });
   let daemon;
   try {
-    daemon = await startDaemon(join(bundles, PROXY_BUNDLE, 'index.js'), configFile, stateDir, inputs.listen.host);
+    daemon = await startDaemon(
+      join(bundles, PROXY_BUNDLE, 'index.js'),
+      configFile,
+      stateDir,
+      inputs.listen.host,
+    );
   } catch (error) {
     if (!(error instanceof DaemonStartError)) throw error;
     problem(`Sluice's proxy did not start, so this job runs without the cache: ${error.message}`);

@@ -31,7 +31,9 @@ export async function finishPack(
   const pack = state.pack!;
   if (!daemon) return { outcome: { notSaved: 'the proxy did not start' } };
   if (!isAlive(daemon.pid)) {
-    problems.push(`Sluice's proxy (pid ${daemon.pid}) died during the job: no pack was saved. See its log below.`);
+    problems.push(
+      `Sluice's proxy (pid ${daemon.pid}) died during the job: no pack was saved. See its log below.`,
+    );
     return { outcome: { notSaved: 'the proxy died during the job' } };
   }
   let report: NewPackReport | undefined;
@@ -68,7 +70,8 @@ export async function finishPack(
       `The restored pack ${restore.key} is corrupt: ${restore.corrupt}. Nothing more of it was served; Nix built the rest.`,
     );
   }
-  for (const message of report.stats.errors) if (!restore.corrupt || !message.includes(restore.corrupt)) problems.push(message);
+  for (const message of report.stats.errors)
+    if (!restore.corrupt || !message.includes(restore.corrupt)) problems.push(message);
 
   const outcome: PackOutcome = { report };
   if (!report.written) {

@@ -12,7 +12,9 @@ export function addPackSummary(outcome: PackOutcome): void {
   else if (restore.outcome === 'restored')
     restored =
       `\`${restore.key}\`: ${restore.paths} paths, ${formatBytes(restore.bytes ?? 0)}` +
-      (restore.indexSeconds !== undefined ? `, index read after ${restore.indexSeconds.toFixed(1)} s (streamed)` : '') +
+      (restore.indexSeconds !== undefined
+        ? `, index read after ${restore.indexSeconds.toFixed(1)} s (streamed)`
+        : '') +
       (restore.seconds !== undefined ? `, restore done after ${restore.seconds.toFixed(1)} s` : '') +
       (restore.corrupt ? ` — **corrupt**, not served further: ${restore.corrupt}` : '');
   else if (restore.outcome === 'none') restored = 'none found for these keys';

@@ -8,9 +8,7 @@
 import { PACK_CACHE_PATHS } from './format.js';
 
 export type CacheOutcome =
-  | { ok: true; key: string }
-  | { ok: false; missing: true }
-  | { ok: false; missing?: false; error: string };
+  { ok: true; key: string } | { ok: false; missing: true } | { ok: false; missing?: false; error: string };
 
 /** Lines @actions/cache writes that carry the real cause of a failure. */
 const CAUSES = [

@@ -39,7 +39,11 @@ export interface PackDaemon {
  * the archive as it lands), or, if that did not work, from what @actions/cache extracted. The
  * report says how it went. Never throws.
  */
-async function restore(pack: PackConfig, report: RestoreReport, log: Logger): Promise<PackReader | undefined> {
+async function restore(
+  pack: PackConfig,
+  report: RestoreReport,
+  log: Logger,
+): Promise<PackReader | undefined> {
   const started = Date.now();
   const seconds = (): number => (Date.now() - started) / 1000;
   const dir = join(pack.dir, 'restore');
@@ -50,9 +54,15 @@ async function restore(pack: PackConfig, report: RestoreReport, log: Logger): Pr
     // @actions/cache reads the runner's variables from the environment.
     Object.assign(process.env, pack.cacheEnv);
     let done = false;
-    const restoring = restorePack(dir, pack.restoreKey, pack.restoreKeys, tempDir).finally(() => (done = true));
-    const streamed = await streamRestore(tempDir, () => done, join(pack.dir, 'stream'), (message) =>
-      log.warn({ err: message }, 'reading the pack while it downloads failed; reading it once extracted'),
+    const restoring = restorePack(dir, pack.restoreKey, pack.restoreKeys, tempDir).finally(
+      () => (done = true),
+    );
+    const streamed = await streamRestore(
+      tempDir,
+      () => done,
+      join(pack.dir, 'stream'),
+      (message) =>
+        log.warn({ err: message }, 'reading the pack while it downloads failed; reading it once extracted'),
     );
     if (streamed) {
       const { reader } = streamed;
@@ -110,9 +120,10 @@ export async function startPackDaemon(
   await mkdir(config.stateDir, { recursive: true });
   const key = parseSecretKey(config.pack.signingKey);
   const store = new LocalStore(options.env);
-  let collector: BuiltCollector | undefined;
-  const stats: Stats = new Stats([], null, () => collector?.queued ?? 0);
-  collector = new BuiltCollector(store, stats, log);
+  const queued = { count: (): number => 0 };
+  const stats = new Stats([], null, () => queued.count());
+  const collector = new BuiltCollector(store, stats, log);
+  queued.count = () => collector.queued;
   const report: RestoreReport = { outcome: 'pending' };
   let reader: PackReader | undefined;
   const restoring = restore(config.pack, report, log).then((r) => (reader = r));
@@ -132,7 +143,7 @@ export async function startPackDaemon(
     routes,
     {
       stats,
-      queue: collector!,
+      queue: collector,
       log,
       pack: (body) =>
         newPack(
@@ -142,14 +153,20 @@ export async function startPackDaemon(
             store,
             stats,
             log,
-            collector: collector!,
+            collector,
             routes,
             restored: () => reader,
             restore: () => ({ ...report, ...(reader?.corrupt ? { corrupt: reader.corrupt } : {}) }),
           },
           body,
         ),
-      health: () => ({ ok: true, pid: process.pid, port: proxy.port, pushing: true, memory: process.memoryUsage() }),
+      health: () => ({
+        ok: true,
+        pid: process.pid,
+        port: proxy.port,
+        pushing: true,
+        memory: process.memoryUsage(),
+      }),
       shutdown: () => void close().then(options.onShutdown),
     },
     log,

@@ -90,7 +90,8 @@ function parseEntry(raw: unknown, i: number, expectedOffset: number): PackEntry 
     throw new PackFormatError(`${at}.offset is ${entry.offset}, expected ${expectedOffset}`);
   if (raw.deriver !== undefined) entry.deriver = baseName(raw.deriver, `${at}.deriver`);
   if (raw.ca !== undefined) {
-    if (typeof raw.ca !== 'string' || /[\n\r]/.test(raw.ca)) throw new PackFormatError(`${at}.ca must be a line`);
+    if (typeof raw.ca !== 'string' || /[\n\r]/.test(raw.ca))
+      throw new PackFormatError(`${at}.ca must be a line`);
     entry.ca = raw.ca;
   }
   return entry;

@@ -53,7 +53,8 @@ export function referencesFirst(infos: PathInfo[]): PathInfo[] {
       }
     }
   };
-  for (const info of [...infos].sort((a, b) => (a.path < b.path ? -1 : 1))) if (!done.has(info.path)) visit(info);
+  for (const info of [...infos].sort((a, b) => (a.path < b.path ? -1 : 1)))
+    if (!done.has(info.path)) visit(info);
   return out;
 }
 

@@ -9,7 +9,16 @@ import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createNarHasher } from '../../nix/nar.js';
 import { StorePath } from '../../nix/store-path.js';
-import { dataSize, PACK_DIR, PACK_INDEX, PACK_NARS, parseIndex, PackFormatError, type PackEntry, type PackIndex } from './format.js';
+import {
+  dataSize,
+  PACK_DIR,
+  PACK_INDEX,
+  PACK_NARS,
+  parseIndex,
+  PackFormatError,
+  type PackEntry,
+  type PackIndex,
+} from './format.js';
 
 /** Read size while verifying: big reads keep the hashing pass cheap. */
 const READ_BYTES = 1024 * 1024;
@@ -121,14 +130,17 @@ export class PackReader {
           }
         }
       }
-      if (current < entries.length) throw new PackCorruptError(`${PACK_NARS} ended before ${entries[current]!.path}`);
+      if (current < entries.length)
+        throw new PackCorruptError(`${PACK_NARS} ended before ${entries[current]!.path}`);
     } catch (e) {
       hasher?.destroy();
       const entry = entries[current];
       this.corruption =
         e instanceof PackCorruptError
           ? e
-          : new PackCorruptError(`the NAR of ${entry?.path ?? 'an entry'} is corrupt: ${(e as Error).message}`);
+          : new PackCorruptError(
+              `the NAR of ${entry?.path ?? 'an entry'} is corrupt: ${(e as Error).message}`,
+            );
       this.wake();
     }
   }

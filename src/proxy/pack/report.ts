@@ -25,7 +25,14 @@ export interface NewPackReport {
   /** Store paths reported as built or new in the store. */
   built: number;
   /** The planned pack, when something new was built. */
-  plan?: { paths: number; narBytes: number; added: number; dropped: number; filtered: number; upstream: number };
+  plan?: {
+    paths: number;
+    narBytes: number;
+    added: number;
+    dropped: number;
+    filtered: number;
+    upstream: number;
+  };
   /** Written and ready to save from `root` (@actions/cache's cwd). */
   written?: { root: string; paths: number; bytes: number };
   /** Why no pack was written. */

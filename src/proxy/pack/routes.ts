@@ -45,7 +45,7 @@ export class PackRoutes {
     };
     if (pathname === '/nix-cache-info') {
       readOnly();
-      return this.send(res, 200, 'text/x-nix-cache-info', NIX_CACHE_INFO), true;
+      return (this.send(res, 200, 'text/x-nix-cache-info', NIX_CACHE_INFO), true);
     }
     const narinfo = NARINFO_PATH.exec(pathname);
     if (narinfo) {

@@ -44,7 +44,10 @@ export async function streamRestore(
       if (file.size > MAX_INDEX_BYTES) throw new Error(`the pack index is ${file.size} bytes`);
       const pieces: Buffer[] = [];
       for await (const piece of contents) pieces.push(piece);
-      reader = PackReader.streaming(parseIndex(Buffer.concat(pieces).toString('utf8')), join(targetDir, PACK_DIR, PACK_NARS));
+      reader = PackReader.streaming(
+        parseIndex(Buffer.concat(pieces).toString('utf8')),
+        join(targetDir, PACK_DIR, PACK_NARS),
+      );
       announce({ reader, finished: walk.then(() => undefined) });
     } else if (file.name === `${PACK_DIR}/${PACK_NARS}` && reader && !consumed) {
       consumed = true;

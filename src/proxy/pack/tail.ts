@@ -30,7 +30,10 @@ export interface TailedArchive {
   chunks: AsyncGenerator<Buffer>;
 }
 
-export async function tailArchive(tempDir: string, finished: () => boolean): Promise<TailedArchive | undefined> {
+export async function tailArchive(
+  tempDir: string,
+  finished: () => boolean,
+): Promise<TailedArchive | undefined> {
   const path = await findArchive(tempDir, finished);
   if (!path) return undefined;
   // Opened at once: @actions/cache deletes the archive after extracting it; the open file stays readable.
