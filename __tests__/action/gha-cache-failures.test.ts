@@ -52,7 +52,7 @@ beforeAll(async () => {
   dist = buildActionBundles();
   azurite = await startAzurite(AZURITE_PORT);
   service = await startCacheService(azurite, () => clock);
-}, 120_000);
+}, 600_000);
 afterAll(async () => {
   await service?.close();
   await azurite?.close();

@@ -53,7 +53,7 @@ beforeAll(async () => {
   const [a, b, c] = await outPathsOf(new Job({ dist, inputs: {} }), withC);
   const [, pr] = await outPathsOf(new Job({ dist, inputs: {} }), prOnly);
   paths = { a: a!, b: b!, c: c!, pr: pr! };
-}, 120_000);
+}, 600_000);
 afterAll(async () => {
   await service?.close();
   await azurite?.close();
