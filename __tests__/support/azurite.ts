@@ -56,6 +56,9 @@ export async function startAzurite(port: number): Promise<Azurite> {
       ],
       { stdio: 'ignore' },
     );
+    // A test process that dies without its afterAll must not leave Azurite holding the port.
+    const running = child;
+    process.once('exit', () => running.kill());
     const deadline = Date.now() + 30_000;
     while (!(await listening(port))) {
       if (Date.now() > deadline || child.exitCode !== null) throw new Error('Azurite did not start');
