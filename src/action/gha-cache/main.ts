@@ -22,9 +22,11 @@ export async function setUpPackCache(
   problem: (message: string) => void,
 ): Promise<void> {
   state.mode = 'github';
-  if (!process.env.ACTIONS_RUNTIME_TOKEN || !process.env.ACTIONS_RESULTS_URL) {
+  const env = process.env;
+  // Cache service v2 is at ACTIONS_RESULTS_URL; the older v1 (some GHES) at ACTIONS_CACHE_URL.
+  if (!env.ACTIONS_RUNTIME_TOKEN || !(env.ACTIONS_RESULTS_URL || env.ACTIONS_CACHE_URL)) {
     problem(
-      'The GitHub Actions cache is not available to this step (ACTIONS_RUNTIME_TOKEN or ACTIONS_RESULTS_URL is not set): is this a GitHub-hosted or self-hosted Actions runner? The job runs without the cache.',
+      'The GitHub Actions cache is not available to this step (ACTIONS_RUNTIME_TOKEN or ACTIONS_RESULTS_URL is not set): is this an Actions runner? The job runs without the cache.',
     );
     state.mode = 'off';
     return;
