@@ -59,6 +59,15 @@ afterAll(async () => {
 });
 
 describe('cache service failures', () => {
+  it('no cache service at all (not an Actions runner): green with a warning that says so', async () => {
+    const j = new Job({ dist, inputs: { listen: '127.0.0.1:0' }, github: { ref: 'refs/heads/main' } });
+    const main = await j.runMain();
+    expect(main.exitCode).toBe(0);
+    expect(main.warnings.join('\n')).toMatch(/GitHub Actions cache is not available .*ACTIONS_RUNTIME_TOKEN/);
+    expect(main.outputs.substituter).toBeUndefined();
+    expect((await j.runPost()).exitCode).toBe(0);
+  });
+
   it('a 429 on saving: green, and the summary says the pack was not saved and why', async () => {
     service.fail('CreateCacheEntry', 429);
     try {
