@@ -23,8 +23,10 @@ export interface TestServer extends RunningServer {
   config: Config;
   /** Every JSON log line the server wrote. */
   logs: string[];
-  /** A cache token from the real exchange, for a GitHub-shaped ID token with these claims. */
-  ciToken(claims?: Claims): Promise<string>;
+  /** Issuers configured after `github`, by name (see `TestServerOptions.otherIssuers`). */
+  otherIssuers: Record<string, OidcIssuer>;
+  /** A cache token from the real exchange, for a GitHub-shaped ID token with these claims (from `issuerName`, default github). */
+  ciToken(claims?: Claims, issuerName?: string): Promise<string>;
   /** A read-only token, as `sluice token create --read` makes. */
   readToken(read: string[]): Promise<string>;
 }
@@ -34,16 +36,26 @@ export interface TestServerOptions {
   yaml?: string;
   maxNarSize?: number;
   dataDir?: string;
+  /** Names of more local issuers to trust after `github` (a second CI provider). */
+  otherIssuers?: string[];
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
   const issuer = await startOidcIssuer();
-  const parsed = parseConfig(options.yaml ?? '', 'test config');
+  const otherIssuers: Record<string, OidcIssuer> = {};
+  for (const name of options.otherIssuers ?? []) otherIssuers[name] = await startOidcIssuer();
+  const issuers = [
+    issuer.issuerConfig('github'),
+    ...Object.entries(otherIssuers).map(([name, other]) => other.issuerConfig(name)),
+  ];
+  // The YAML is parsed knowing every issuer, so its rules may name them.
+  const issuersYaml = `issuers:\n${issuers.map((entry) => `  - { name: ${entry.name}, issuer: '${entry.issuer}', allow_insecure_http: true }\n`).join('')}`;
+  const parsed = parseConfig(`${issuersYaml}${options.yaml ?? ''}`, 'test config');
   const config: Config = {
     ...parsed,
     listen: { host: '127.0.0.1', port: 0 },
     data: options.dataDir ?? mkdtempSync(join(tmpdir(), 'sluice-data-')),
-    issuers: [issuer.issuerConfig('github')],
+    issuers,
     ...(options.maxNarSize ? { maxNarSize: options.maxNarSize } : {}),
   };
   const logs: string[] = [];
@@ -54,10 +66,12 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   return {
     ...server,
     issuer,
+    otherIssuers,
     config,
     logs,
-    async ciToken(claims = {}) {
-      const idToken = await issuer.sign(githubClaims(claims));
+    async ciToken(claims = {}, issuerName = 'github') {
+      const signer = issuerName === 'github' ? issuer : (otherIssuers[issuerName] as OidcIssuer);
+      const idToken = await signer.sign(githubClaims(claims));
       const res = await fetch(`${server.url}/_api/v1/token`, {
         method: 'POST',
         headers: { authorization: `Bearer ${idToken}` },
@@ -71,6 +85,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     async close() {
       await server.close();
       await issuer.close();
+      for (const other of Object.values(otherIssuers)) await other.close();
     },
   };
 }

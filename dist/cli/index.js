@@ -8610,7 +8610,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 4539:
+/***/ 8789:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -8699,6 +8699,13 @@ function isTemplate(name) {
 /** A template with every placeholder replaced by a harmless segment, to validate its shape. */
 function templateShape(template) {
     return template.replace(TEMPLATE_PLACEHOLDER, 'x');
+}
+/**
+ * Whether filling `template` could give `name`: each placeholder read as `*` (a claim value may hold
+ * `/`, as `repository` does). A configured slice that a template could make is never made by it.
+ */
+function templateCouldMake(template, name) {
+    return globMatches(normalizeSliceName(template.replace(TEMPLATE_PLACEHOLDER, '*')), normalizeSliceName(name));
 }
 /**
  * Fills `${claim}` placeholders from the token's claims. A claim that is missing, or whose value
@@ -8982,7 +8989,22 @@ function parseSlices(v, value, issuers) {
         if (slices.findIndex((other) => other.name === slice.name) !== i)
             v.fail(['slices', i, 'name'], `duplicate slice '${slice.name}'`);
     });
+    slices.forEach((slice, i) => checkTemplateCollision(v, slices, i));
     return slices;
+}
+/**
+ * Configured names are reserved: a template never makes one (the policy refuses it at exchange),
+ * so a configured name without write rules that a writing template could make was only ever
+ * written through the template. That silently stops; worse, it was the takeover this prevents.
+ */
+function checkTemplateCollision(v, slices, i) {
+    const slice = slices[i];
+    if (isTemplate(slice.name) || !isSliceName(slice.name) || slice.write.length > 0)
+        return;
+    const template = slices.find((other) => isTemplate(other.name) && other.write.length > 0 && templateCouldMake(other.name, slice.name));
+    if (template) {
+        v.fail(['slices', i, 'name'], `'${slice.name}' could also be made by the template '${template.name}', which never writes a slice named in the config: give '${slice.name}' write rules of its own (repository_id: \u2026) or list it under a name no template makes`);
+    }
 }
 /** Parses and validates YAML config text. `source` names the file in error messages. */
 function parseConfig(text, source = 'config') {
@@ -9079,7 +9101,7 @@ CREATE INDEX IF NOT EXISTS narinfos_by_hash ON narinfos (hash_part);
 CREATE INDEX IF NOT EXISTS narinfos_by_nar ON narinfos (nar_key);
 CREATE TABLE IF NOT EXISTS slices (
   name TEXT PRIMARY KEY, repository_id TEXT NOT NULL, repository_owner_id TEXT NOT NULL,
-  created_at INTEGER NOT NULL
+  created_at INTEGER NOT NULL, issuer TEXT NOT NULL DEFAULT 'github'
 );
 CREATE TABLE IF NOT EXISTS audit (
   id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, slice TEXT NOT NULL,
@@ -9090,6 +9112,15 @@ CREATE INDEX IF NOT EXISTS audit_by_slice_time ON audit (slice, time);
 `;
 const str = (v) => String(v);
 const optional = (v) => (v === null || v === undefined ? undefined : String(v));
+function sliceOwner(row, prefix = '') {
+    if (row[`${prefix}repository_id`] === null || row[`${prefix}repository_id`] === undefined)
+        return null;
+    return {
+        issuer: str(row[`${prefix}issuer`]),
+        repositoryId: str(row[`${prefix}repository_id`]),
+        repositoryOwnerId: str(row[`${prefix}repository_owner_id`]),
+    };
+}
 function narInfoRecord(row) {
     return {
         slice: str(row.slice),
@@ -9098,14 +9129,13 @@ function narInfoRecord(row) {
         narKey: str(row.nar_key),
         narinfo: str(row.narinfo),
         createdAt: new Date(Number(row.created_at)),
+        owner: sliceOwner(row, 'owner_'),
     };
 }
-/** findNarInfo's order: oldest first, then by slice name. */
-function isOlder(row, than) {
-    const createdAt = Number(row.created_at);
-    const time = +than.createdAt;
-    return createdAt < time || (createdAt === time && str(row.slice) < than.slice);
-}
+/** Narinfo rows with their slice's binding, for the lookups' filters. */
+const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
+    s.repository_owner_id AS owner_repository_owner_id
+  FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
 class SqliteMetadataStore {
     db;
     statements = new Map();
@@ -9117,6 +9147,14 @@ class SqliteMetadataStore {
         this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
         this.db.exec(SCHEMA);
         this.addFileHashColumn();
+        this.addIssuerColumn();
+    }
+    /** Bindings made before several issuers were kept apart were all made by the default issuer. */
+    addIssuerColumn() {
+        const columns = this.db.prepare('PRAGMA table_info(slices)').all();
+        if (!columns.some((column) => column.name === 'issuer')) {
+            this.db.exec(`ALTER TABLE slices ADD COLUMN issuer TEXT NOT NULL DEFAULT 'github'`);
+        }
     }
     /**
      * Databases made before NARs could be named by their NarHash lack `file_hash`: their keys are all
@@ -9175,40 +9213,23 @@ class SqliteMetadataStore {
             throw e;
         }
     }
-    async findNarInfo(hashPart, readable) {
-        const rows = this.sql('SELECT * FROM narinfos WHERE hash_part = ? ORDER BY created_at, slice').all(hashPart);
-        const row = rows.find((r) => readable(str(r.slice)));
-        return row ? narInfoRecord(row) : null;
-    }
     async findNarInfos(hashParts, readable) {
         // One statement for the batch: the hash parts go in as one JSON array (no SQL built from input).
-        // No ORDER BY (a temporary B-tree per batch): the oldest readable row per hash part is picked
-        // here, as findNarInfo's order does.
-        const rows = this.sql('SELECT * FROM narinfos WHERE hash_part IN (SELECT value FROM json_each(?))').all(JSON.stringify(hashParts));
-        const found = new Map();
-        for (const row of rows) {
-            if (!readable(str(row.slice)))
-                continue;
-            const hashPart = str(row.hash_part);
-            const earlier = found.get(hashPart);
-            if (earlier && !isOlder(row, earlier))
-                continue;
-            found.set(hashPart, narInfoRecord(row));
-        }
-        return found;
+        const rows = this.sql(`${NARINFOS_WITH_OWNER} WHERE n.hash_part IN (SELECT value FROM json_each(?))`).all(JSON.stringify(hashParts));
+        return rows.map(narInfoRecord).filter((record) => readable(record.slice, record.owner ?? null));
     }
     async isNarReadable(key, readable) {
-        const rows = this.sql('SELECT DISTINCT slice FROM narinfos WHERE nar_key = ?').all(key);
-        return rows.some((r) => readable(str(r.slice)));
+        const rows = this.sql(`SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
+         FROM narinfos n LEFT JOIN slices s ON s.name = n.slice WHERE n.nar_key = ?`).all(key);
+        return rows.some((r) => readable(str(r.slice), sliceOwner(r)));
     }
     async sliceOwner(slice) {
         const row = this.sql('SELECT * FROM slices WHERE name = ?').get(slice);
-        return row
-            ? { repositoryId: str(row.repository_id), repositoryOwnerId: str(row.repository_owner_id) }
-            : null;
+        return row ? sliceOwner(row) : null;
     }
     async bindSlice(slice, owner) {
-        this.sql('INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at) VALUES (?, ?, ?, ?)').run(slice, owner.repositoryId, owner.repositoryOwnerId, Date.now());
+        this.sql(`INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at, issuer)
+         VALUES (?, ?, ?, ?, ?)`).run(slice, owner.repositoryId, owner.repositoryOwnerId, Date.now(), owner.issuer);
         return (await this.sliceOwner(slice));
     }
     async listAudit(filter) {
@@ -9303,6 +9324,14 @@ const AUDIT_USAGE = `usage: sluice audit [--slice S] [--since T] [--data DIR] [-
   --data DIR     data directory (default: the config's, else ./sluice-data)
   --json         one JSON object per line instead of tab-separated columns
 `;
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+/** One column: rows stored before claims were escaped may hold a tab or a newline; they must not make a row. */
+function tsvField(value) {
+    if (value === null)
+        return '-';
+    return String(value).replace(CONTROL_CHARACTERS, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
 async function runAudit(argv, io = process) {
     let values;
     try {
@@ -9339,7 +9368,7 @@ async function runAudit(argv, io = process) {
             const record = auditRecord(entry);
             io.stdout.write(values.json
                 ? `${JSON.stringify(record)}\n`
-                : `${AUDIT_COLUMNS.map((column) => record[column] ?? '-').join('\t')}\n`);
+                : `${AUDIT_COLUMNS.map((column) => tsvField(record[column])).join('\t')}\n`);
         }
         return 0;
     }
@@ -10265,6 +10294,11 @@ const CACHE_TOKEN = 'cache token';
  * the token's own expiry.
  */
 const VERIFIED_CACHE_SIZE = 1024;
+function isOwnerRequirement(value) {
+    if (!isStringRecord(value) || typeof value.issuer !== 'string')
+        return false;
+    return Object.keys(value).every((key) => ['issuer', 'repositoryId', 'repositoryOwnerId'].includes(key));
+}
 function isStringRecord(value) {
     return (typeof value === 'object' &&
         value !== null &&
@@ -10273,12 +10307,18 @@ function isStringRecord(value) {
 }
 /** Re-checks a signed payload's shape: defence in depth should the key ever sign something odd. */
 function grantFromPayload(payload) {
-    const { kind, read, write, identity, bind_write: bindWrite } = payload;
+    const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners } = payload;
     const validKind = kind === 'ci' || kind === 'read';
     const validRead = Array.isArray(read) && read.every((item) => typeof item === 'string' && isSlicePattern(item));
     const validWrite = write === null || (typeof write === 'string' && isSliceName(write) && kind === 'ci');
     const validBind = bindWrite === undefined || typeof bindWrite === 'boolean';
-    if (!validKind || !validRead || !validWrite || !validBind || !isStringRecord(identity)) {
+    // Tokens issued before read grants carried owners have none: they read by name until they expire.
+    const validOwners = readOwners === undefined ||
+        (Array.isArray(readOwners) &&
+            Array.isArray(read) &&
+            readOwners.length === read.length &&
+            readOwners.every((owner) => owner === null || isOwnerRequirement(owner)));
+    if (!validKind || !validRead || !validWrite || !validBind || !validOwners || !isStringRecord(identity)) {
         throw unauthorized(CACHE_TOKEN, 'malformed claims', 'malformed_token');
     }
     return {
@@ -10286,6 +10326,7 @@ function grantFromPayload(payload) {
         read: read,
         write: write,
         bindWrite: bindWrite === true,
+        ...(readOwners === undefined ? {} : { readOwners: readOwners }),
         identity: identity,
     };
 }
@@ -10317,6 +10358,7 @@ function createCacheTokens(tokenKey, now = Date.now) {
                 read: grant.read,
                 write: grant.write,
                 bind_write: grant.bindWrite === true,
+                ...(grant.readOwners ? { read_owners: grant.readOwners } : {}),
                 identity: grant.identity,
             })
                 .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' })
@@ -10389,12 +10431,25 @@ function claimString(value) {
         return String(value);
     return undefined;
 }
+// Code points that end or shape a line or column in a terminal, a log or tab-separated output.
+// eslint-disable-next-line no-control-regex
+const identity_CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+/**
+ * `text` with every control character (tab, newline, escape\u2026) spelled `\uXXXX` and every
+ * backslash doubled, so a claim printed in `sluice audit`'s columns stays one field of one row.
+ */
+function escapeControlCharacters(text) {
+    return text
+        .replace(/\\/g, '\\\\')
+        .replace(identity_CONTROL_CHARACTERS, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+/** The identity claims, each escaped (claims are the CI's words: a workflow name can hold a tab). */
 function identityFromClaims(issuerName, claims) {
     const identity = { issuer: issuerName };
     for (const claim of IDENTITY_CLAIMS) {
         const value = claimString(claims[claim]);
         if (value !== undefined)
-            identity[claim] = value.slice(0, 500);
+            identity[claim] = escapeControlCharacters(value.slice(0, 500));
     }
     return identity;
 }
@@ -10697,23 +10752,28 @@ function createOidcVerifier(issuers, options = {}) {
 const DEFAULT_WRITE_EVENTS = ['push', 'schedule', 'workflow_dispatch', 'merge_group', 'release'];
 /**
  * With no `slices` configured: one slice per repository, written by its own workflows on trusted
- * events, read by every repository of the same owner.
+ * events, read by every repository of the same owner. The first issuer's slices are named
+ * `owner/repo`; every other issuer's get its name in front (`forgejo/owner/repo`), so no issuer
+ * can take a name first that another's repository needs.
  */
 function defaultSlices(issuers) {
-    return [
-        {
-            name: '${repository}',
-            public: false,
-            read: [],
-            write: issuers.map((issuer) => ({ issuer: issuer.name, claims: { event_name: DEFAULT_WRITE_EVENTS } })),
-        },
-        {
-            name: '${repository_owner}/*',
-            public: false,
-            read: issuers.map((issuer) => ({ issuer: issuer.name, claims: {} })),
-            write: [],
-        },
-    ];
+    return issuers.flatMap((issuer, index) => {
+        const prefix = index === 0 ? '' : `${issuer.name}/`;
+        return [
+            {
+                name: `${prefix}\${repository}`,
+                public: false,
+                read: [],
+                write: [{ issuer: issuer.name, claims: { event_name: DEFAULT_WRITE_EVENTS } }],
+            },
+            {
+                name: `${prefix}\${repository_owner}/*`,
+                public: false,
+                read: [{ issuer: issuer.name, claims: {} }],
+                write: [],
+            },
+        ];
+    });
 }
 /** Why `rule` does not match, one entry per failing claim; empty when it matches. */
 function ruleFailures(rule, issuerName, claims) {
@@ -10738,17 +10798,50 @@ function matchRules(rules, issuerName, claims) {
         return { matched: true, failures: '' };
     return { matched: false, failures: perRule.map((failures) => failures.join(', ')).join('; or ') };
 }
+/**
+ * What a slice made by `template` must be bound to for this token to read it: the issuer, and the
+ * ids behind the names the template uses (when the issuer's tokens carry them).
+ */
+function ownerRequirement(template, issuerName, claims) {
+    const used = templateClaims(template);
+    const repositoryId = claimString(claims.repository_id);
+    const repositoryOwnerId = claimString(claims.repository_owner_id);
+    return {
+        issuer: issuerName,
+        ...(used.includes('repository') && repositoryId ? { repositoryId } : {}),
+        ...(used.includes('repository_owner') && repositoryOwnerId ? { repositoryOwnerId } : {}),
+    };
+}
+/**
+ * Fills a template, refusing a name the config itself lists: configured slices are governed by
+ * their own rules, so a new repository called `acme/release` must not reach the slice
+ * `acme/release` through `${repository}`.
+ */
+function sliceName(template, claims, configured) {
+    if (!isTemplate(template))
+        return { ok: true, name: template };
+    const filled = fillTemplate(template, claims);
+    if (filled.ok && configured.has(filled.name))
+        return {
+            ok: false,
+            problem: `'${filled.name}' is a slice named in the config, which no template can make`,
+        };
+    return filled;
+}
 function createPolicy(slices) {
+    const configured = new Set(slices
+        .filter((slice) => !isTemplate(slice.name) && isSliceName(slice.name))
+        .map((slice) => normalizeSliceName(slice.name)));
     return {
         evaluate(issuerName, claims) {
-            const read = new Set();
+            const read = new Map();
+            const addRead = (name, owner) => read.set(`${name} ${JSON.stringify(owner)}`, { name, owner });
             let write = null;
             let bindWrite = false;
             const refusals = [];
             for (const slice of slices) {
-                const name = isTemplate(slice.name)
-                    ? fillTemplate(slice.name, claims)
-                    : { ok: true, name: slice.name };
+                const name = sliceName(slice.name, claims, configured);
+                const owner = isTemplate(slice.name) ? ownerRequirement(slice.name, issuerName, claims) : null;
                 for (const access of ['write', 'read']) {
                     const rules = slice[access];
                     if (rules.length === 0)
@@ -10767,14 +10860,20 @@ function createPolicy(slices) {
                             bindWrite = isTemplate(slice.name);
                         }
                         if (access === 'read' || write === name.name)
-                            read.add(name.name);
+                            addRead(name.name, owner);
                     }
                 }
             }
             if (read.size === 0 && write === null) {
                 throw new HttpError(403, `no slice is granted to this token: ${refusals.join('; ')}`, 'policy_denied');
             }
-            return { read: [...read], write, bindWrite: write !== null && bindWrite };
+            const grants = [...read.values()];
+            return {
+                read: grants.map((grant) => grant.name),
+                readOwners: grants.map((grant) => grant.owner),
+                write,
+                bindWrite: write !== null && bindWrite,
+            };
         },
         publicSlices() {
             return slices.filter((slice) => slice.public).map((slice) => slice.name);
@@ -11503,7 +11602,58 @@ class NarInfoSigner {
     }
 }
 
+;// CONCATENATED MODULE: ./src/server/union-read.ts
+
+/** Whether a slice's binding satisfies a read grant that came from a template. */
+function ownerMatches(owner, required) {
+    if (owner === null || owner.issuer !== required.issuer)
+        return false;
+    if (required.repositoryId !== undefined && owner.repositoryId !== required.repositoryId)
+        return false;
+    return required.repositoryOwnerId === undefined || owner.repositoryOwnerId === required.repositoryOwnerId;
+}
+/** The ranking of one cache token's grant (public slices come after everything it was granted). */
+function grantRanking(grant) {
+    const identity = grant.identity;
+    const writeOwner = grant.bindWrite
+        ? { issuer: identity.issuer, ...(identity.repository_id ? { repositoryId: identity.repository_id } : {}) }
+        : null;
+    return (slice, owner) => {
+        if (slice === grant.write && (writeOwner === null || ownerMatches(owner, writeOwner)))
+            return 0;
+        for (const [index, pattern] of grant.read.entries()) {
+            const required = grant.readOwners?.[index] ?? null;
+            if (sliceMatches(pattern, slice) && (required === null || ownerMatches(owner, required)))
+                return index + 1;
+        }
+        return null;
+    };
+}
+/** `ranking`, then the public slices after it. */
+function withPublicSlices(ranking, isPublic) {
+    return (slice, owner) => ranking(slice, owner) ?? (isPublic(slice) ? Number.MAX_SAFE_INTEGER : null);
+}
+const readableBy = (rank) => (slice, owner) => rank(slice, owner) !== null;
+const narHashOf = (record) => /^NarHash: (\S+)$/m.exec(record.narinfo)?.[1] ?? '';
+/** Picks, per hash part, the narinfo of the highest-precedence slice among `records`. */
+function chooseNarInfos(records, rank) {
+    const ranked = records
+        .map((record) => ({ record, rank: rank(record.slice, record.owner ?? null) }))
+        .filter((entry) => entry.rank !== null)
+        .sort((a, b) => a.rank - b.rank || (a.record.slice < b.record.slice ? -1 : 1));
+    const chosen = new Map();
+    for (const { record } of ranked) {
+        const earlier = chosen.get(record.hashPart);
+        if (!earlier)
+            chosen.set(record.hashPart, { record, conflicts: [] });
+        else if (narHashOf(record) !== narHashOf(earlier.record))
+            earlier.conflicts.push(record);
+    }
+    return chosen;
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/auth.ts
+
 
 /** The token in the request, or null when there is no Authorization header. */
 function requestToken(req) {
@@ -11530,8 +11680,17 @@ function requestToken(req) {
 }
 async function resolveAccess(req, verify, isPublic) {
     const token = requestToken(req);
-    if (token === null)
-        return { authenticated: false, canRead: isPublic, write: null, bindWrite: false, identity: {} };
+    if (token === null) {
+        const rank = withPublicSlices(() => null, isPublic);
+        return {
+            authenticated: false,
+            rank,
+            canRead: readableBy(rank),
+            write: null,
+            bindWrite: false,
+            identity: {},
+        };
+    }
     let access;
     try {
         access = await verify(token);
@@ -11542,8 +11701,8 @@ async function resolveAccess(req, verify, isPublic) {
         const reason = error instanceof Error ? error.message : String(error);
         throw new HttpError(401, `invalid cache token: ${reason}`, 'bad_token', { 'www-authenticate': 'Bearer' });
     }
-    const canRead = access.canRead;
-    return { ...access, authenticated: true, canRead: (slice) => isPublic(slice) || canRead(slice) };
+    const rank = withPublicSlices(access.rank, isPublic);
+    return { ...access, authenticated: true, rank, canRead: readableBy(rank) };
 }
 /** The write slice, or the reason there is none: 401 without a token, 403 with a read-only one. */
 function requireWriteSlice(access) {
@@ -12362,11 +12521,41 @@ function verifyNarUpload(source, expected) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/server/http/narinfo-lookup.ts
+
+const REPORTED_LIMIT = 10_000;
+const reported = new WeakMap();
+function reportConflict(deps, choice) {
+    deps.metrics.narinfoConflicts.inc();
+    const slices = choice.conflicts.map((record) => record.slice).sort();
+    const key = `${choice.record.hashPart} ${choice.record.slice} ${slices.join(' ')}`;
+    let seen = reported.get(deps);
+    if (!seen)
+        reported.set(deps, (seen = new Set()));
+    if (seen.has(key))
+        return;
+    if (seen.size >= REPORTED_LIMIT)
+        seen.clear();
+    seen.add(key);
+    deps.log.warn({ storePath: choice.record.storePath, served: choice.record.slice, conflicting: slices }, 'readable slices hold different narinfos for one store path: serving the one with precedence');
+}
+async function lookupNarInfos(deps, access, hashParts) {
+    const choices = chooseNarInfos(await deps.meta.findNarInfos(hashParts, access.canRead), access.rank);
+    const found = new Map();
+    for (const [hashPart, choice] of choices) {
+        if (choice.conflicts.length > 0)
+            reportConflict(deps, choice);
+        found.set(hashPart, choice.record);
+    }
+    return found;
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/cache-handlers.ts
 /**
  * The Nix binary cache protocol: nix-cache-info, narinfo and NAR reads from the union of readable
  * slices, and verified uploads into the token's write slice.
  */
+
 
 
 
@@ -12400,7 +12589,7 @@ function notFound(what) {
 }
 async function getNarInfo(deps, request, hashPart) {
     const access = await request.access();
-    const record = await deps.meta.findNarInfo(hashPart, access.canRead);
+    const record = (await lookupNarInfos(deps, access, [hashPart])).get(hashPart);
     deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
     if (!record)
         throw notFound(`${hashPart}.narinfo`);
@@ -12413,10 +12602,19 @@ async function getNarInfo(deps, request, hashPart) {
  * would skip the upload and the narinfo would then be refused for lack of it.
  */
 async function narVisible(deps, access, key, method) {
-    const ownUpload = access.write !== null && (await deps.meta.uploadedNar(access.write, key)) !== null;
+    const ownUpload = access.write !== null &&
+        (await deps.meta.uploadedNar(access.write, key)) !== null &&
+        (await holdsWriteSlice(deps, access, access.write));
     if (method === 'HEAD' && access.write !== null)
         return ownUpload;
     return ownUpload || (await deps.meta.isNarReadable(key, access.canRead));
+}
+/** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
+async function holdsWriteSlice(deps, access, slice) {
+    if (!access.bindWrite)
+        return true;
+    const owner = await deps.meta.sliceOwner(slice);
+    return owner === null || access.rank(slice, owner) === 0;
 }
 async function getNar(deps, request, key) {
     const { req, res } = request;
@@ -12461,17 +12659,21 @@ async function getNar(deps, request, key) {
     res.end();
 }
 /**
- * Refuses a write into a template slice another repository wrote first (names change hands on
- * GitHub; ids do not). Slices named in the config follow their write rules alone. Uploads only
- * check; an accepted narinfo binds the slice, so a refused request changes nothing.
+ * Refuses a write into a template slice that a job of another repository, or of another issuer,
+ * wrote first (names change hands on GitHub; ids do not; two issuers may both have an `acme`).
+ * Slices named in the config follow their write rules alone. Uploads only check; an accepted
+ * narinfo binds the slice, so a refused request changes nothing.
  */
 async function checkSliceOwner(deps, access, slice, bind) {
-    const { repositoryId, repositoryOwnerId } = access.identity;
-    if (!repositoryId || !access.bindWrite)
+    if (!access.bindWrite)
         return;
+    const { issuer = '', repositoryId = '', repositoryOwnerId = '' } = access.identity;
     const owner = bind
-        ? await deps.meta.bindSlice(slice, { repositoryId, repositoryOwnerId: repositoryOwnerId ?? '' })
+        ? await deps.meta.bindSlice(slice, { issuer, repositoryId, repositoryOwnerId })
         : await deps.meta.sliceOwner(slice);
+    if (owner && owner.issuer !== issuer) {
+        throw new HttpError(403, `slice '${slice}' belongs to a repository of another issuer ('${owner.issuer}')`, 'slice_owner');
+    }
     if (owner && owner.repositoryId !== repositoryId) {
         throw new HttpError(403, `slice '${slice}' belongs to another repository (id ${owner.repositoryId})`, 'slice_owner');
     }
@@ -12662,6 +12864,7 @@ async function putNarInfo(deps, request, hashPart) {
 
 
 
+
 /** 1000 hash parts as JSON are ~35 KB. */
 const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
 const HASH_PART = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/;
@@ -12703,7 +12906,7 @@ async function postNarInfos(deps, request, publicReads) {
     checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
     acceptBody(req, res);
     const hashParts = parseBatchRequest(await readSmallBody(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'));
-    const records = await deps.meta.findNarInfos(hashParts, access.canRead);
+    const records = await lookupNarInfos(deps, access, hashParts);
     const narinfos = {};
     for (const [hashPart, record] of records)
         narinfos[hashPart] = deps.narinfoSigner.sign(record.narinfo);
@@ -12881,6 +13084,11 @@ class ServerMetrics {
     bytesOut = new prom_client.Counter({
         name: 'sluice_bytes_out_total',
         help: 'NAR bytes sent',
+        registers: [this.registry],
+    });
+    narinfoConflicts = new prom_client.Counter({
+        name: 'sluice_narinfo_conflicts_total',
+        help: 'Lookups where readable slices hold different narinfos (NarHash) for one store path; answered by precedence',
         registers: [this.registry],
     });
     rejectedUploads = new prom_client.Counter({
@@ -13149,11 +13357,13 @@ async function syncDir(dir) {
 
 
 
+
 function writerIdentity(grant) {
     if (grant.kind !== 'ci')
         return {};
     const id = grant.identity;
     return {
+        issuer: id.issuer,
         repository: id.repository,
         repositoryId: id.repository_id,
         repositoryOwnerId: id.repository_owner_id,
@@ -13164,9 +13374,8 @@ function writerIdentity(grant) {
     };
 }
 function accessFromGrant(grant) {
-    const canRead = (slice) => slice === grant.write || grant.read.some((pattern) => sliceMatches(pattern, slice));
     return {
-        canRead,
+        rank: grantRanking(grant),
         write: grant.write,
         bindWrite: grant.bindWrite === true,
         identity: writerIdentity(grant),
@@ -13454,7 +13663,7 @@ async function run(argv) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4539);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8789);
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
 

@@ -9,6 +9,7 @@ import {
   isSlicePattern,
   isTemplate,
   normalizeSliceName,
+  templateCouldMake,
   templateShape,
 } from './exchange/slice-names.js';
 
@@ -344,7 +345,27 @@ function parseSlices(v: Validator, value: unknown, issuers: IssuerConfig[]): Sli
     if (slices.findIndex((other) => other.name === slice.name) !== i)
       v.fail(['slices', i, 'name'], `duplicate slice '${slice.name}'`);
   });
+  slices.forEach((slice, i) => checkTemplateCollision(v, slices, i));
   return slices;
+}
+
+/**
+ * Configured names are reserved: a template never makes one (the policy refuses it at exchange),
+ * so a configured name without write rules that a writing template could make was only ever
+ * written through the template. That silently stops; worse, it was the takeover this prevents.
+ */
+function checkTemplateCollision(v: Validator, slices: SliceConfig[], i: number): void {
+  const slice = slices[i] as SliceConfig;
+  if (isTemplate(slice.name) || !isSliceName(slice.name) || slice.write.length > 0) return;
+  const template = slices.find(
+    (other) => isTemplate(other.name) && other.write.length > 0 && templateCouldMake(other.name, slice.name),
+  );
+  if (template) {
+    v.fail(
+      ['slices', i, 'name'],
+      `'${slice.name}' could also be made by the template '${template.name}', which never writes a slice named in the config: give '${slice.name}' write rules of its own (repository_id: …) or list it under a name no template makes`,
+    );
+  }
 }
 
 /** Parses and validates YAML config text. `source` names the file in error messages. */

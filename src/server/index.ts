@@ -27,6 +27,7 @@ import { defaultKeyName, loadOrCreateSigningKey } from './signing-key.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';
 import type { WriterIdentity } from './storage/metadata-store.js';
 import { SqliteMetadataStore } from './storage/sqlite-metadata-store.js';
+import { grantRanking } from './union-read.js';
 
 export interface StartOptions {
   /** Where JSON logs go (default: stdout). */
@@ -47,6 +48,7 @@ function writerIdentity(grant: CacheGrant): WriterIdentity {
   if (grant.kind !== 'ci') return {};
   const id = grant.identity as CiIdentity;
   return {
+    issuer: id.issuer,
     repository: id.repository,
     repositoryId: id.repository_id,
     repositoryOwnerId: id.repository_owner_id,
@@ -57,11 +59,9 @@ function writerIdentity(grant: CacheGrant): WriterIdentity {
   };
 }
 
-function accessFromGrant(grant: CacheGrant): Omit<Access, 'authenticated'> {
-  const canRead = (slice: string) =>
-    slice === grant.write || grant.read.some((pattern) => sliceMatches(pattern, slice));
+function accessFromGrant(grant: CacheGrant): Omit<Access, 'authenticated' | 'canRead'> {
   return {
-    canRead,
+    rank: grantRanking(grant),
     write: grant.write,
     bindWrite: grant.bindWrite === true,
     identity: writerIdentity(grant),

@@ -20,6 +20,7 @@ import type { NarInfoSigner } from './narinfo-signer.js';
 import { EXTENSION_COMPRESSION } from './paths.js';
 import { parseRange } from './range.js';
 import { verifyNarUpload, type NarUploadName } from './nar-upload.js';
+import { lookupNarInfos } from './narinfo-lookup.js';
 
 export interface CacheDeps {
   blobs: BlobStore;
@@ -69,7 +70,7 @@ function notFound(what: string): HttpError {
 
 export async function getNarInfo(deps: CacheDeps, request: CacheRequest, hashPart: string): Promise<void> {
   const access = await request.access();
-  const record = await deps.meta.findNarInfo(hashPart, access.canRead);
+  const record = (await lookupNarInfos(deps, access, [hashPart])).get(hashPart);
   deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
   if (!record) throw notFound(`${hashPart}.narinfo`);
   const body = deps.narinfoSigner.sign(record.narinfo);
@@ -87,9 +88,19 @@ export async function getNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
  * would skip the upload and the narinfo would then be refused for lack of it.
  */
 async function narVisible(deps: CacheDeps, access: Access, key: string, method: string): Promise<boolean> {
-  const ownUpload = access.write !== null && (await deps.meta.uploadedNar(access.write, key)) !== null;
+  const ownUpload =
+    access.write !== null &&
+    (await deps.meta.uploadedNar(access.write, key)) !== null &&
+    (await holdsWriteSlice(deps, access, access.write));
   if (method === 'HEAD' && access.write !== null) return ownUpload;
   return ownUpload || (await deps.meta.isNarReadable(key, access.canRead));
+}
+
+/** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
+async function holdsWriteSlice(deps: CacheDeps, access: Access, slice: string): Promise<boolean> {
+  if (!access.bindWrite) return true;
+  const owner = await deps.meta.sliceOwner(slice);
+  return owner === null || access.rank(slice, owner) === 0;
 }
 
 export async function getNar(deps: CacheDeps, request: CacheRequest, key: string): Promise<void> {
@@ -131,16 +142,24 @@ export async function getNar(deps: CacheDeps, request: CacheRequest, key: string
 }
 
 /**
- * Refuses a write into a template slice another repository wrote first (names change hands on
- * GitHub; ids do not). Slices named in the config follow their write rules alone. Uploads only
- * check; an accepted narinfo binds the slice, so a refused request changes nothing.
+ * Refuses a write into a template slice that a job of another repository, or of another issuer,
+ * wrote first (names change hands on GitHub; ids do not; two issuers may both have an `acme`).
+ * Slices named in the config follow their write rules alone. Uploads only check; an accepted
+ * narinfo binds the slice, so a refused request changes nothing.
  */
 async function checkSliceOwner(deps: CacheDeps, access: Access, slice: string, bind: boolean): Promise<void> {
-  const { repositoryId, repositoryOwnerId } = access.identity;
-  if (!repositoryId || !access.bindWrite) return;
+  if (!access.bindWrite) return;
+  const { issuer = '', repositoryId = '', repositoryOwnerId = '' } = access.identity;
   const owner = bind
-    ? await deps.meta.bindSlice(slice, { repositoryId, repositoryOwnerId: repositoryOwnerId ?? '' })
+    ? await deps.meta.bindSlice(slice, { issuer, repositoryId, repositoryOwnerId })
     : await deps.meta.sliceOwner(slice);
+  if (owner && owner.issuer !== issuer) {
+    throw new HttpError(
+      403,
+      `slice '${slice}' belongs to a repository of another issuer ('${owner.issuer}')`,
+      'slice_owner',
+    );
+  }
   if (owner && owner.repositoryId !== repositoryId) {
     throw new HttpError(
       403,

@@ -8,6 +8,7 @@ import { HttpError } from '../../http/errors.js';
 import { NARINFO_BATCH_LIMIT } from '../../http/narinfo-batch.js';
 import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
 import { send, type CacheDeps, type CacheRequest } from './cache-handlers.js';
+import { lookupNarInfos } from './narinfo-lookup.js';
 
 /** 1000 hash parts as JSON are ~35 KB. */
 export const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
@@ -65,7 +66,7 @@ export async function postNarInfos(
   const hashParts = parseBatchRequest(
     await readSmallBody(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'),
   );
-  const records = await deps.meta.findNarInfos(hashParts, access.canRead);
+  const records = await lookupNarInfos(deps, access, hashParts);
   const narinfos: Record<string, string> = {};
   for (const [hashPart, record] of records) narinfos[hashPart] = deps.narinfoSigner.sign(record.narinfo);
   if (records.size > 0) deps.metrics.narinfoLookups.inc({ result: 'hit' }, records.size);

@@ -7,7 +7,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError, sendError } from '../../http/errors.js';
 import type { Logger } from '../log.js';
 import type { ServerMetrics } from '../metrics.js';
-import type { SliceFilter } from '../storage/metadata-store.js';
 import { resolveAccess, type Access, type TokenVerifier } from './auth.js';
 import {
   getNar,
@@ -30,7 +29,7 @@ export interface RouterDeps extends CacheDeps {
   metrics: ServerMetrics;
   log: Logger;
   verifyToken: TokenVerifier;
-  isPublic: SliceFilter;
+  isPublic: (slice: string) => boolean;
   /** Whether any slice is public (readable without a token). */
   publicReads: boolean;
   tokenHandler: RawHandler;

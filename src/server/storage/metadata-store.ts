@@ -25,10 +25,14 @@ export interface NarInfoRecord {
   /** The narinfo as served, without signatures (the server signs when serving). */
   narinfo: string;
   createdAt: Date;
+  /** Filled by lookups: whom a template write bound the record's slice to (null: nobody). */
+  owner?: SliceOwner | null;
 }
 
 /** CI identity of a write, as carried by the cache token. */
 export interface WriterIdentity {
+  /** The configured issuer's name (`github`). */
+  issuer?: string;
   repository?: string;
   repositoryId?: string;
   repositoryOwnerId?: string;
@@ -46,13 +50,20 @@ export interface AuditEntry extends WriterIdentity {
   fileSize: number;
 }
 
+/** Whom a template slice belongs to: the issuer and ids of the CI job whose write first bound it. */
 export interface SliceOwner {
+  /** The configured issuer's name (`github`); bindings made before issuers were recorded read as `github`. */
+  issuer: string;
+  /** Empty when the issuer's tokens carry no such claim. */
   repositoryId: string;
   repositoryOwnerId: string;
 }
 
-/** Decides which slices a request may see (read patterns with globs, plus public slices). */
-export type SliceFilter = (slice: string) => boolean;
+/**
+ * Decides which slices a request may see (read grants, plus public slices). `owner` is the slice's
+ * binding: grants that come from templates only cover slices bound to the reader's issuer and ids.
+ */
+export type SliceFilter = (slice: string, owner: SliceOwner | null) => boolean;
 
 export interface MetadataStore {
   /** Records that `slice` uploaded (so provably holds) this NAR. Idempotent. */
@@ -61,10 +72,12 @@ export interface MetadataStore {
   uploadedNar(slice: string, key: string): Promise<NarFacts | null>;
   /** Inserts the narinfo and its audit row in one transaction, unless the slice has it already. */
   putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists'>;
-  /** A narinfo for `hashPart` in a slice the filter admits (the oldest, for stable answers). */
-  findNarInfo(hashPart: string, readable: SliceFilter): Promise<NarInfoRecord | null>;
-  /** `findNarInfo` for many hash parts at once: the hits only, by hash part. */
-  findNarInfos(hashParts: readonly string[], readable: SliceFilter): Promise<Map<string, NarInfoRecord>>;
+  /**
+   * Every narinfo for these hash parts held by a slice the filter admits, each with its slice's
+   * `owner`, in any order. Which one answers a lookup is decided by `chooseNarInfos`
+   * (src/server/union-read.ts), the same for every store.
+   */
+  findNarInfos(hashParts: readonly string[], readable: SliceFilter): Promise<NarInfoRecord[]>;
   /** Whether a narinfo in a slice the filter admits points to this NAR. */
   isNarReadable(key: string, readable: SliceFilter): Promise<boolean>;
   /** The repository a slice belongs to, or null before its first accepted write. */
