@@ -15,6 +15,7 @@ import { serializeNarInfo, type NarInfo } from '../../src/nix/narinfo.js';
 import { parseConfig, type Config } from '../../src/server/config.js';
 import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../src/server/exchange/index.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
+import type { UploadLimits } from '../../src/server/upload-limits.js';
 import { makeNixMachine, nix, type NixMachine } from './nix.js';
 import { githubClaims, startOidcIssuer, type Claims, type OidcIssuer } from './oidc-issuer.js';
 
@@ -35,6 +36,8 @@ export interface TestServerOptions {
   /** Extra YAML (e.g. `slices:`), parsed by the real config parser; issuers are set to the local one. */
   yaml?: string;
   maxNarSize?: number;
+  /** Upload limits to set besides the defaults (times in milliseconds, which the file cannot say). */
+  uploads?: Partial<UploadLimits>;
   dataDir?: string;
   /** Names of more local issuers to trust after `github` (a second CI provider). */
   otherIssuers?: string[];
@@ -57,6 +60,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     data: options.dataDir ?? mkdtempSync(join(tmpdir(), 'sluice-data-')),
     issuers,
     ...(options.maxNarSize ? { maxNarSize: options.maxNarSize } : {}),
+    uploads: { ...parsed.uploads, ...options.uploads },
   };
   const logs: string[] = [];
   const server = await startServer(config, { logDestination: { write: (line: string) => logs.push(line) } });

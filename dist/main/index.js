@@ -28370,7 +28370,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 6207:
+/***/ 5927:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -31337,9 +31337,6 @@ const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(impo
 var Inputs;
 (function (Inputs) {
     Inputs["Server"] = "server";
-    Inputs["Backend"] = "backend";
-    Inputs["Key"] = "key";
-    Inputs["MaxPackSize"] = "max-pack-size";
     Inputs["Audience"] = "audience";
     Inputs["Push"] = "push";
     Inputs["PushFilter"] = "push-filter";
@@ -31357,9 +31354,6 @@ var Outputs;
     Outputs["PushedPaths"] = "pushed-paths";
     Outputs["PushedBytes"] = "pushed-bytes";
     Outputs["Substituter"] = "substituter";
-    Outputs["RestoredKey"] = "pack-restored-key";
-    Outputs["SavedKey"] = "pack-saved-key";
-    Outputs["PackUsedPaths"] = "pack-used-paths";
 })(Outputs || (Outputs = {}));
 /** Saved state: the only channel from the main step to the post step. */
 var constants_State;
@@ -31380,6 +31374,8 @@ const NIX_CONF_BLOCK_END = '# sluice: end';
 
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: external "node:timers/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
 ;// CONCATENATED MODULE: ./src/proxy/runtime.ts
@@ -31406,14 +31402,41 @@ function daemonEnv(env) {
 ;// CONCATENATED MODULE: ./src/action/daemon.ts
 /**
  * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
- * docs/architecture.md: a 0600 config file as argv, `<stateDir>/ready.json` once listening,
- * `/_sluice/*` control endpoints on loopback.
+ * docs/architecture.md: a 0600 config file as argv (the daemon deletes it once read),
+ * `<stateDir>/ready.json` once listening, `/_sluice/*` control endpoints on loopback that need the
+ * job's control secret.
  */
 
 
 
 
 
+
+function newJobSecrets() {
+    return {
+        cachePrefix: (0,external_node_crypto_.randomBytes)(32).toString('base64url'),
+        controlSecret: (0,external_node_crypto_.randomBytes)(32).toString('base64url'),
+    };
+}
+/** The control secret's file (0600): the post-build hook and the post step read it. */
+function writeControlSecret(stateDir, secret) {
+    const file = (0,external_node_path_namespaceObject.join)(stateDir, 'control.secret');
+    (0,external_node_fs_namespaceObject.writeFileSync)(file, `${secret}\n`, { mode: 0o600 });
+    return file;
+}
+function readControlSecret(file) {
+    try {
+        return readFileSync(file, 'utf8').trim();
+    }
+    catch {
+        return undefined;
+    }
+}
+/** Deletes files holding the job's secrets; those already gone are fine. */
+function removeFiles(files) {
+    for (const file of files)
+        (0,external_node_fs_namespaceObject.rmSync)(file, { force: true });
+}
 class DaemonStartError extends Error {
 }
 const READY_TIMEOUT_MS = 20_000;
@@ -31425,7 +31448,7 @@ function writeDaemonConfig(config) {
     return file;
 }
 /** Spawns the daemon detached, its output in a log file (never the step's pipes), and waits until it is ready. */
-async function startDaemon(bundle, configFile, stateDir, host) {
+async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
     const logFile = (0,external_node_path_namespaceObject.join)(stateDir, 'daemon.log');
     const logFd = (0,external_node_fs_namespaceObject.openSync)(logFile, 'a');
     const child = (0,external_node_child_process_namespaceObject.spawn)(process.execPath, [...DAEMON_NODE_ARGS, bundle, configFile], {
@@ -31448,8 +31471,8 @@ async function startDaemon(bundle, configFile, stateDir, host) {
             throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
         if ((0,external_node_fs_namespaceObject.existsSync)(readyFile)) {
             const ready = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)(readyFile, 'utf8'));
-            const url = `http://${host}:${ready.port}`;
-            if (await healthy(url))
+            const url = `http://${urlHost(host)}:${ready.port}`;
+            if (await healthy(url, controlSecret))
                 return { pid: ready.pid, url, logFile };
         }
         await (0,promises_namespaceObject.setTimeout)(100);
@@ -31458,9 +31481,16 @@ async function startDaemon(bundle, configFile, stateDir, host) {
         killQuietly(pid, 'SIGKILL');
     throw new DaemonStartError(`the proxy daemon was not ready within ${READY_TIMEOUT_MS / 1000} s.\n${tail(logFile)}`);
 }
-async function healthy(url) {
+/** An IPv6 host goes into a URL in brackets. */
+function urlHost(host) {
+    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+async function healthy(url, controlSecret) {
     try {
-        const response = await fetch(`${url}/_sluice/health`, { signal: AbortSignal.timeout(2_000) });
+        const response = await fetch(`${url}/_sluice/health`, {
+            headers: { authorization: `Bearer ${controlSecret}` },
+            signal: AbortSignal.timeout(2_000),
+        });
         await response.body?.cancel();
         return response.ok;
     }
@@ -31478,10 +31508,11 @@ function tail(logFile, lines = 20) {
         return '(no daemon log)';
     }
 }
-async function control(url, path, body, timeoutMs) {
+async function control(url, controlSecret, path, body, timeoutMs) {
+    const authorization = `Bearer ${controlSecret}`;
     const response = await fetch(`${url}/_sluice/${path}`, {
         method: body === undefined ? 'GET' : 'POST',
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(timeoutMs),
     });
@@ -31632,11 +31663,102 @@ function describeFetchError(error) {
 
 ;// CONCATENATED MODULE: external "node:fs/promises"
 const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+;// CONCATENATED MODULE: ./src/http/errors.ts
+class errors_HttpError extends Error {
+    status;
+    reason;
+    headers;
+    constructor(status, message, 
+    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
+    reason = 'error', headers = {}) {
+        super(message);
+        this.status = status;
+        this.reason = reason;
+        this.headers = headers;
+    }
+}
+/**
+ * Answers with the error's status and a plain-text message. When headers were already sent the
+ * response cannot change status any more, so it is destroyed instead.
+ */
+function sendError(res, error) {
+    const status = error instanceof errors_HttpError ? error.status : 500;
+    const message = error instanceof errors_HttpError ? error.message : 'internal server error';
+    if (res.headersSent) {
+        res.destroy(error instanceof Error ? error : undefined);
+        return;
+    }
+    const body = `${message}\n`;
+    res.writeHead(status, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        ...(error instanceof errors_HttpError ? error.headers : {}),
+    });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+;// CONCATENATED MODULE: ./src/proxy/auth.ts
+/**
+ * Who may talk to the daemon. The port is reachable by every local process, fixed-output
+ * derivations included (they share the host's network), so every request carries a per-job
+ * credential: the cache routes live under a secret path prefix (Nix sends it as part of the
+ * substituter URL, which only a 0600 file holds), the control routes need a second secret as
+ * `Authorization: Bearer` (read by the post-build hook and the post step from a 0600 file).
+ * Anything else gets a 401 before any other work, and never reaches the cache server.
+ */
+
+
+/** What a per-job secret looks like: URL-safe, at least 192 bits of base64url. */
+const auth_SECRET_PATTERN = /^[A-Za-z0-9_-]{32,128}$/;
+function digest(value) {
+    return createHash('sha256').update(value).digest();
+}
+/** Equal strings, in time that does not depend on where they differ. */
+function sameSecret(given, expected) {
+    return timingSafeEqual(digest(given), expected);
+}
+class RequestGate {
+    cachePrefix;
+    controlSecret;
+    constructor(auth) {
+        this.cachePrefix = digest(auth.cachePrefix);
+        this.controlSecret = digest(auth.controlSecret);
+    }
+    /** Throws a 401 unless the control request carries the control secret. */
+    checkControl(req) {
+        const header = req.headers.authorization ?? '';
+        const match = /^Bearer (\S+)$/.exec(header);
+        if (!match) {
+            throw unauthorized("the proxy's control routes need the job's control secret as `Authorization: Bearer`; this request has none", 'Bearer realm="sluice-proxy"');
+        }
+        if (!sameSecret(match[1], this.controlSecret)) {
+            throw unauthorized("the control secret in this request is not this job's", 'Bearer realm="sluice-proxy", error="invalid_token"');
+        }
+    }
+    /**
+     * The cache route inside a request path (`/<prefix>/nar/x.nar` \u2192 `/nar/x.nar`), or a 401 when
+     * the path does not start with the job's prefix. The secret never travels further than here.
+     */
+    cachePath(pathname) {
+        const end = pathname.indexOf('/', 1);
+        const prefix = end === -1 ? pathname.slice(1) : pathname.slice(1, end);
+        if (end === -1 || !sameSecret(prefix, this.cachePrefix)) {
+            throw unauthorized("this proxy serves the binary cache only under the job's secret path (the substituter URL Sluice put in Nix's configuration); this request is not under it");
+        }
+        return pathname.slice(end);
+    }
+}
+function unauthorized(message, challenge) {
+    return new HttpError(401, message, 'unauthorized', challenge ? { 'www-authenticate': challenge } : {});
+}
+
 ;// CONCATENATED MODULE: ./src/proxy/config.ts
 /**
  * The daemon's config file, written by the Action's main step (mode 0600: it holds the token).
  * Parsed strictly: a bad file is a clear error naming the field, before anything starts.
  */
+
+
 
 class ConfigError extends (/* unused pure expression or super */ null && (Error)) {
 }
@@ -31745,33 +31867,39 @@ function parsePush(value) {
     }
     return push;
 }
-function parsePackConfig(value) {
+function parseAuth(value) {
     if (!isRecord(value))
-        throw new ConfigError('pack must be an object');
-    const restoreKeys = value.restoreKeys;
-    if (!Array.isArray(restoreKeys) || restoreKeys.some((k) => typeof k !== 'string' || k === ''))
-        throw new ConfigError('pack.restoreKeys must be an array of non-empty strings');
-    const cacheEnv = value.cacheEnv ?? {};
-    if (!isRecord(cacheEnv) || Object.values(cacheEnv).some((v) => typeof v !== 'string'))
-        throw new ConfigError('pack.cacheEnv must be an object of strings');
-    return {
-        signingKey: requireString(value, 'signingKey', 'pack.'),
-        dir: requireString(value, 'dir', 'pack.'),
-        restoreKey: requireString(value, 'restoreKey', 'pack.'),
-        restoreKeys: restoreKeys,
-        cacheEnv: cacheEnv,
+        throw new ConfigError('auth must be an object { cachePrefix, controlSecret }');
+    const auth = {
+        cachePrefix: requireString(value, 'cachePrefix', 'auth.'),
+        controlSecret: requireString(value, 'controlSecret', 'auth.'),
     };
+    for (const [key, secret] of Object.entries(auth)) {
+        if (!SECRET_PATTERN.test(secret)) {
+            throw new ConfigError(`auth.${key} must be 32 to 128 characters of base64url`);
+        }
+    }
+    if (auth.cachePrefix === auth.controlSecret) {
+        throw new ConfigError('auth.cachePrefix and auth.controlSecret must differ');
+    }
+    return auth;
+}
+function parseSecretFiles(value) {
+    if (value === undefined)
+        return [];
+    if (!Array.isArray(value) || value.some((f) => typeof f !== 'string' || !isAbsolute(f))) {
+        throw new ConfigError('secretFiles must be an array of absolute paths');
+    }
+    return value;
 }
 function parseConfig(value) {
     if (!isRecord(value))
         throw new ConfigError('config must be a JSON object');
     const listen = requireString(value, 'listen');
     parseListen(listen);
-    const pack = value.pack === undefined ? undefined : parsePackConfig(value.pack);
     const config = {
         listen,
-        ...(pack ? { pack } : {}),
-        server: pack && !value.server ? '' : requireUrl(requireString(value, 'server'), 'server'),
+        server: requireUrl(requireString(value, 'server'), 'server'),
         token: value.token === null || value.token === undefined ? null : requireString(value, 'token'),
         tokenExpiresAt: null,
         audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : 'sluice',
@@ -31779,6 +31907,8 @@ function parseConfig(value) {
         stateDir: requireString(value, 'stateDir'),
         read: Array.isArray(value.read) ? value.read.filter((s) => typeof s === 'string') : [],
         write: typeof value.write === 'string' ? value.write : null,
+        auth: parseAuth(value.auth),
+        secretFiles: parseSecretFiles(value.secretFiles),
     };
     if (config.token !== null)
         config.tokenExpiresAt = parseExpiry(value.tokenExpiresAt);
@@ -31810,6 +31940,60 @@ async function readConfig(path) {
     return parseConfig(json);
 }
 
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+;// CONCATENATED MODULE: ./src/action/nix-conf-values.ts
+/**
+ * Every value the Action writes into a nix.conf, checked against a strict pattern first. nix.conf
+ * has no quoting: a newline starts a new setting (a `post-build-hook` runs as the Nix daemon's
+ * user), `#` starts a comment, whitespace splits lists. So a value from the server (its public
+ * keys) or from the runner (RUNNER_TEMP) that does not look exactly as expected is refused, with
+ * an error naming it, rather than escaped.
+ */
+
+class NixConfValueError extends Error {
+}
+/** Key names as Nix tools make them (`cache.example.com-1`); the key is 32 bytes of ed25519. */
+const PUBLIC_KEY = /^([A-Za-z0-9][A-Za-z0-9._+@-]{0,127}):([A-Za-z0-9+/]{43}=)$/;
+/** Our proxy's URL: a loopback host, a port and the job's secret path (base64url). */
+const PROXY_URL = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):([0-9]{1,5})\/[A-Za-z0-9_-]{32,128}$/;
+/** An absolute path of characters nix.conf and sh pass through unchanged. */
+const SAFE_PATH = /^\/[A-Za-z0-9._+@=,:%/-]*$/;
+/** Shown in errors: enough to recognise the value, never a whole hostile blob. */
+function shown(value) {
+    return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}\u2026` : value);
+}
+/** A Nix public key `name:base64(32 bytes)`, as `nix-store --generate-binary-cache-key` writes it. */
+function checkPublicKey(value) {
+    const match = PUBLIC_KEY.exec(value);
+    const bytes = match ? Buffer.from(match[2], 'base64') : undefined;
+    if (!match || bytes.length !== 32 || bytes.toString('base64') !== match[2]) {
+        throw new NixConfValueError(`${shown(value)} is not a Nix public key (name:base64 of a 32-byte ed25519 key)`);
+    }
+    return value;
+}
+function checkProxyUrl(value) {
+    const match = PROXY_URL.exec(value);
+    const port = match ? Number(match[2]) : 0;
+    if (!match || port < 1 || port > 65535) {
+        throw new NixConfValueError(`${shown(value)} is not a loopback proxy URL of the form http://127.0.0.1:<port>/<secret>`);
+    }
+    return value;
+}
+function checkPath(value, what) {
+    if (!SAFE_PATH.test(value) || value.split('/').includes('..')) {
+        throw new NixConfValueError(`${what} ${shown(value)} cannot go into nix.conf: it must be an absolute path of letters, digits and ._+@=,:%/- only (check RUNNER_TEMP)`);
+    }
+    return value;
+}
+/** Loopback hosts, where plain http never leaves the machine. */
+function isLoopbackHost(hostname) {
+    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    if (host === 'localhost' || host === '::1')
+        return true;
+    return (0,external_node_net_.isIP)(host) === 4 && host.startsWith('127.');
+}
+
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
 /**
  * The Action's inputs, read once inside run() into a typed object. Every invalid value is misuse
@@ -31818,16 +32002,12 @@ async function readConfig(path) {
 
 
 
+
 class InputError extends Error {
 }
 function readInputs() {
-    const serverInput = getInput(Inputs.Server).trim();
-    const backend = parseBackend(getInput(Inputs.Backend) || 'auto', serverInput);
     return {
-        server: backend === 'server' ? parseServer(serverInput) : undefined,
-        backend,
-        key: parseKey(getInput(Inputs.Key)),
-        maxPackBytes: parseSize(Inputs.MaxPackSize, getInput(Inputs.MaxPackSize) || '5GiB'),
+        server: parseServer(getInput(Inputs.Server, { required: true })),
         audience: nonEmpty(Inputs.Audience, getInput(Inputs.Audience) || 'sluice'),
         push: oneOf(Inputs.Push, getInput(Inputs.Push) || 'auto', ['auto', 'true', 'false']),
         pushFilter: parseRegex(Inputs.PushFilter, getInput(Inputs.PushFilter)),
@@ -31837,45 +32017,11 @@ function readInputs() {
             'xz',
             'none',
         ]),
-        listen: inputs_parseListen(getInput(Inputs.Listen) || '127.0.0.1:37515'),
+        listen: inputs_parseListen(getInput(Inputs.Listen) || '127.0.0.1:0'),
         drainTimeoutSeconds: parseSeconds(Inputs.DrainTimeout, getInput(Inputs.DrainTimeout) || '120'),
         strict: parseBoolean(Inputs.Strict, getInput(Inputs.Strict) || 'false'),
         summary: parseBoolean(Inputs.Summary, getInput(Inputs.Summary) || 'true'),
     };
-}
-/** `auto`: a server when `server` is set, the GitHub Actions cache otherwise. */
-function parseBackend(value, server) {
-    const backend = oneOf(Inputs.Backend, value, ['auto', 'server', 'github']);
-    if (backend === 'server' && server === '')
-        throw new InputError(`Input 'backend' is 'server' but input 'server' is empty: give the server's URL.`);
-    if (backend === 'github' && server !== '')
-        throw new InputError(`Input 'backend' is 'github' but input 'server' is set: use one or the other.`);
-    return backend === 'auto' ? (server === '' ? 'github' : 'server') : backend;
-}
-function parseKey(value) {
-    const key = value.trim();
-    if (key.length > 100 || !/^[A-Za-z0-9._+=@/-]*$/.test(key)) {
-        throw new InputError(`Input 'key' must be at most 100 letters, digits or ._+=@/- (it becomes part of the cache keys); got '${value}'.`);
-    }
-    return key;
-}
-const SIZE_UNITS = {
-    '': 1,
-    b: 1,
-    kib: 1024,
-    mib: 1024 ** 2,
-    gib: 1024 ** 3,
-    kb: 1e3,
-    mb: 1e6,
-    gb: 1e9,
-};
-/** Bytes from `5GiB`, `500 MiB`, `1GB` or a plain number. */
-function parseSize(name, value) {
-    const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
-    const unit = match ? SIZE_UNITS[match[2].toLowerCase()] : undefined;
-    if (!match || unit === undefined)
-        throw new InputError(`Input '${name}' must be a size such as 5GiB, 500MiB or 1000000; got '${value}'.`);
-    return Math.floor(Number(match[1]) * unit);
 }
 function nonEmpty(name, value) {
     if (value.trim() === '')
@@ -31892,6 +32038,10 @@ function parseServer(value) {
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
         throw new InputError(`Input 'server' must be an http(s) URL; got protocol '${url.protocol}'.`);
+    }
+    if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+        // Anyone on the path could read the cache token and answer the exchange with keys of their own.
+        throw new InputError(`Input 'server' must be an https:// URL: plain http is allowed only on loopback (127.0.0.0/8, ::1, localhost); got '${url.origin}'.`);
     }
     if (url.username || url.password) {
         throw new InputError(`Input 'server' must not carry credentials: Sluice authenticates with the workflow's OIDC token.`);
@@ -31961,13 +32111,17 @@ var external_node_util_ = __nccwpck_require__(7975);
 ;// CONCATENATED MODULE: ./src/action/nix-config.ts
 /**
  * Points Nix at the proxy: a marked block in a nix.conf that adds the proxy as a substituter, trusts
- * the server's keys, turns on `fallback` and installs the post-build hook.
+ * the server's keys, turns on `fallback` and installs the post-build hook. The substituter URL holds
+ * the job's secret path, so it sits in a 0600 file of its own that the block `!include`s: nix.conf
+ * stays world-readable, and a reader who may not read the file (another user, a sandboxed build)
+ * learns nothing (Nix skips an `!include` it cannot read).
  *
  * `post-build-hook` and `substituters` are honoured only from the configuration of whoever runs the
  * builds. Without a Nix daemon (single-user) that is the runner user, so the user's nix.conf is
  * enough. With a daemon, builds run inside the daemon, which reads only the system nix.conf, so that
  * file changes and the daemon restarts (systemd on Linux, launchd on macOS).
  */
+
 
 
 
@@ -32013,16 +32167,18 @@ function confFile(scope, env = process.env) {
         return userFiles[0];
     return (0,external_node_path_namespaceObject.join)(env.XDG_CONFIG_HOME || (0,external_node_path_namespaceObject.join)(env.HOME || (0,external_node_os_namespaceObject.homedir)(), '.config'), 'nix', 'nix.conf');
 }
+/** The block; throws NixConfValueError when a value does not look exactly as it should. */
 function renderBlock(settings) {
     const lines = [
         NIX_CONF_BLOCK_BEGIN,
-        `extra-substituters = ${settings.substituter}`,
-        `extra-trusted-public-keys = ${settings.publicKeys.join(' ')}`,
+        // `!include`: a file that is gone or unreadable is skipped, not an error.
+        `!include ${checkPath(settings.substituterFile, 'the substituter file')}`,
+        `extra-trusted-public-keys = ${settings.publicKeys.map(checkPublicKey).join(' ')}`,
         // The proxy or the server may go away mid-job: Nix then builds instead of failing.
         'fallback = true',
     ];
     if (settings.postBuildHook)
-        lines.push(`post-build-hook = ${settings.postBuildHook}`);
+        lines.push(`post-build-hook = ${checkPath(settings.postBuildHook, 'the post-build hook')}`);
     lines.push(NIX_CONF_BLOCK_END);
     return lines.join('\n') + '\n';
 }
@@ -32054,10 +32210,20 @@ async function writeMaybeSudo(file, text) {
         });
     }
 }
+/**
+ * The substituter setting, in a file only this user can read (and root: in multi-user mode the Nix
+ * daemon, which runs as root, reads it; the build users cannot).
+ */
+function writeSubstituterFile(stateDir, proxyUrl) {
+    const file = (0,external_node_path_namespaceObject.join)(stateDir, 'nix-substituter.conf');
+    (0,external_node_fs_namespaceObject.writeFileSync)(file, `extra-substituters = ${checkProxyUrl(proxyUrl)}\n`, { mode: 0o600 });
+    return file;
+}
 async function writeNixConf(file, settings) {
+    const block = renderBlock(settings);
     const current = withoutBlock(readIfExists(file));
     const separator = current === '' || current.endsWith('\n') ? '' : '\n';
-    await writeMaybeSudo(file, current + separator + renderBlock(settings));
+    await writeMaybeSudo(file, current + separator + block);
 }
 /** Takes the Sluice block out again; true when there was one. */
 async function removeNixConf(file) {
@@ -32094,13 +32260,15 @@ async function effectiveSubstituters(env = process.env) {
  * daemon through the hook bundle. It always exits 0 and gives up quickly, because a failing hook
  * stops Nix from running further builds.
  */
-function writeHookScript(stateDir, nodePath, hookBundle, proxyUrl) {
+function writeHookScript(stateDir, nodePath, hookBundle, proxyUrl, controlSecretFile) {
     const file = (0,external_node_path_namespaceObject.join)(stateDir, 'post-build-hook.sh');
+    // The control secret's file, not the secret: argv is visible to every local process.
+    const program = [nodePath, hookBundle, proxyUrl, controlSecretFile].map(sh).join(' ');
     const script = [
         '#!/bin/sh',
         '# Sluice: reports each local build to the proxy, which pushes it. Never fails the build.',
         `if [ -x ${sh(nodePath)} ] && [ -f ${sh(hookBundle)} ]; then`,
-        `  ${sh(nodePath)} ${sh(hookBundle)} ${sh(proxyUrl)} >/dev/null 2>&1 </dev/null || true`,
+        `  ${program} >/dev/null 2>&1 </dev/null || true`,
         'fi',
         'exit 0',
         '',
@@ -32122,11 +32290,13 @@ function sh(value) {
 async function configureNix(setup, problem) {
     const scope = detectScope();
     const file = confFile(scope);
+    const substituter = `${setup.proxyUrl}/${setup.cachePrefix}`;
+    const substituterFile = writeSubstituterFile(setup.stateDir, substituter);
     const hook = setup.hookBundle
-        ? writeHookScript(setup.stateDir, process.execPath, setup.hookBundle, setup.proxyUrl)
+        ? writeHookScript(setup.stateDir, process.execPath, setup.hookBundle, setup.proxyUrl, setup.controlSecretFile)
         : undefined;
     await writeNixConf(file, {
-        substituter: setup.proxyUrl,
+        substituterFile,
         publicKeys: setup.publicKeys,
         ...(hook ? { postBuildHook: hook } : {}),
     });
@@ -32142,7 +32312,7 @@ async function configureNix(setup, problem) {
     else {
         info(`Nix runs builds as this user: configured ${file}.`);
     }
-    await checkNixSeesProxy(setup.proxyUrl, problem);
+    await checkNixSeesProxy(substituter, problem);
     return { file, scope };
 }
 async function checkNixSeesProxy(url, problem) {
@@ -32155,367 +32325,24 @@ async function checkNixSeesProxy(url, problem) {
         return;
     }
     if (!substituters.some((s) => s.replace(/\/$/, '') === url)) {
-        problem(`Nix does not list Sluice's proxy among its substituters (${substituters.join(' ') || 'none'}): another nix.conf may override it with \`substituters = \u2026\` in a later position.`);
+        // The list may hold our own URL under another port or an old secret: never print it whole.
+        const shown = substituters.map((s) => s.replace(/^(https?:\/\/[^/]+)\/.*$/, '$1/\u2026'));
+        problem(`Nix does not list Sluice's proxy among its substituters (${shown.join(' ') || 'none'}): another nix.conf may override it with \`substituters = \u2026\` in a later position.`);
     }
 }
 
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: ./src/nix/nix32.ts
-/**
- * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
- * the end, so the first character carries the most significant bits of the last byte.
- */
-const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
-const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
-/** Length in characters of the nix32 form of `byteLength` bytes. */
-function nix32_nix32Length(byteLength) {
-    return Math.ceil((byteLength * 8) / 5);
-}
-function nix32_encodeNix32(bytes) {
-    const length = nix32_nix32Length(bytes.length);
-    let out = '';
-    for (let n = length - 1; n >= 0; n--) {
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        const low = bytes[i] >> j;
-        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
-        out += NIX32_ALPHABET[(low | high) & 0x1f];
-    }
-    return out;
-}
-class nix32_Nix32Error extends (/* unused pure expression or super */ null && (Error)) {
-}
-function nix32_decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
-    if (text.length !== nix32_nix32Length(byteLength)) {
-        throw new nix32_Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
-    }
-    const bytes = Buffer.alloc(byteLength);
-    for (let n = 0; n < text.length; n++) {
-        const c = text[text.length - n - 1];
-        const digit = DIGIT_OF.get(c);
-        if (digit === undefined)
-            throw new nix32_Nix32Error(`invalid character '${c}' in nix32 string`);
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        bytes[i] |= (digit << j) & 0xff;
-        const carry = digit >> (8 - j);
-        if (i + 1 < byteLength)
-            bytes[i + 1] |= carry;
-        else if (carry !== 0)
-            throw new nix32_Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
-    }
-    return bytes;
-}
-function nix32_isNix32(text) {
-    for (const c of text)
-        if (!DIGIT_OF.has(c))
-            return false;
-    return true;
-}
-
-;// CONCATENATED MODULE: ./src/nix/hash.ts
-/** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
+;// CONCATENATED MODULE: ./src/action/state.ts
+/** What the main step hands to the post step, through saved state (the only channel between them). */
 
 
-const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
-class HashError extends (/* unused pure expression or super */ null && (Error)) {
+function state_saveState(state) {
+    saveState(constants_State.Saved, JSON.stringify(state));
 }
-class hash_Hash {
-    algorithm;
-    digest;
-    constructor(algorithm, digest) {
-        this.algorithm = algorithm;
-        this.digest = digest;
-        if (digest.length !== DIGEST_BYTES[algorithm]) {
-            throw new HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
-        }
-    }
-    /**
-     * Parses `algo:<nix32|base16|base64>` or SRI `algo-<base64>`. With `expected`, a bare digest
-     * without the algorithm prefix is accepted too.
-     */
-    static parse(text, expected) {
-        const sri = /^(md5|sha1|sha256|sha512)-([A-Za-z0-9+/]+={0,2})$/.exec(text);
-        if (sri) {
-            if (expected !== undefined && sri[1] !== expected)
-                throw new HashError(`expected a ${expected} hash, got '${text}'`);
-            return hash_Hash.fromDigestText(sri[1], sri[2], 'base64', text);
-        }
-        const colon = text.indexOf(':');
-        let algorithm;
-        let digest;
-        if (colon === -1) {
-            algorithm = expected;
-            digest = text;
-        }
-        else {
-            algorithm = text.slice(0, colon);
-            digest = text.slice(colon + 1);
-        }
-        if (algorithm === undefined)
-            throw new HashError(`hash '${text}' does not name its algorithm`);
-        if (!(algorithm in DIGEST_BYTES))
-            throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
-        if (expected !== undefined && algorithm !== expected) {
-            throw new HashError(`expected a ${expected} hash, got '${text}'`);
-        }
-        return hash_Hash.fromDigestText(algorithm, digest, undefined, text);
-    }
-    static fromDigestText(algorithm, digest, encoding, original) {
-        const bytes = DIGEST_BYTES[algorithm];
-        if (encoding === undefined) {
-            if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
-                return new hash_Hash(algorithm, Buffer.from(digest, 'hex'));
-            }
-            if (digest.length === nix32Length(bytes) && isNix32(digest)) {
-                try {
-                    return new hash_Hash(algorithm, decodeNix32(digest, bytes));
-                }
-                catch (e) {
-                    if (e instanceof Nix32Error)
-                        throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
-                    throw e;
-                }
-            }
-        }
-        if (digest.length === Math.ceil(bytes / 3) * 4 && /^[A-Za-z0-9+/]+={0,2}$/.test(digest)) {
-            const decoded = Buffer.from(digest, 'base64');
-            // Node ignores stray bits in the last character: insist on the one canonical spelling.
-            if (decoded.length === bytes && decoded.toString('base64') === digest)
-                return new hash_Hash(algorithm, decoded);
-        }
-        throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
-    }
-    static of(algorithm, data) {
-        return new hash_Hash(algorithm, createHash(algorithm).update(data).digest());
-    }
-    get nix32() {
-        return encodeNix32(this.digest);
-    }
-    get base16() {
-        return this.digest.toString('hex');
-    }
-    get base64() {
-        return this.digest.toString('base64');
-    }
-    /** `sha256:<nix32>`, the form narinfo files use. */
-    toString() {
-        return `${this.algorithm}:${this.nix32}`;
-    }
-    toBase16String() {
-        return `${this.algorithm}:${this.base16}`;
-    }
-    toSRI() {
-        return `${this.algorithm}-${this.base64}`;
-    }
-    equals(other) {
-        return this.algorithm === other.algorithm && this.digest.equals(other.digest);
-    }
-}
-
-;// CONCATENATED MODULE: ./src/nix/store-path.ts
-/** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
-
-const store_path_DEFAULT_STORE_DIR = '/nix/store';
-const HASH_PART_LENGTH = 32;
-/** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
-const MAX_NAME_LENGTH = 211;
-const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
-class StorePathError extends (/* unused pure expression or super */ null && (Error)) {
-}
-/** Checks a store path hash part (the 32 nix32 characters); throws naming the problem. */
-function validateHashPart(hashPart) {
-    if (hashPart.length !== HASH_PART_LENGTH) {
-        throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
-    }
-    if (!isNix32(hashPart))
-        throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
-    return hashPart;
-}
-/**
- * Checks a store path name. Nix 2.8 itself accepts any name made of the allowed characters (so
- * `.hidden` is a path Nix builds); like later Nix versions we also refuse `.`, `..` and names whose
- * first dash-separated part is one of those, which only ever serve path tricks.
- */
-function validateName(name, baseName = name) {
-    if (name.length === 0)
-        throw new StorePathError(`store path '${baseName}' has an empty name`);
-    if (name.length > MAX_NAME_LENGTH) {
-        throw new StorePathError(`store path name in '${baseName}' is longer than ${MAX_NAME_LENGTH} characters`);
-    }
-    const bad = NAME_PATTERN.test(name) ? undefined : [...name].find((c) => !NAME_PATTERN.test(c));
-    if (bad !== undefined) {
-        throw new StorePathError(`store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`);
-    }
-    const firstPart = name.split('-', 1)[0];
-    if (firstPart === '.' || firstPart === '..') {
-        throw new StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
-    }
-    return name;
-}
-function normalizeStoreDir(storeDir) {
-    const trimmed = storeDir.replace(/\/+$/, '');
-    const segments = trimmed.split('/').slice(1);
-    if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..')) {
-        throw new StorePathError(`store dir '${storeDir}' must be an absolute, canonical directory other than '/'`);
-    }
-    return trimmed;
-}
-class StorePath {
-    hashPart;
-    name;
-    constructor(hashPart, name) {
-        this.hashPart = hashPart;
-        this.name = name;
-    }
-    /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
-    static fromBaseName(baseName) {
-        if (baseName.length < HASH_PART_LENGTH + 1 || baseName[HASH_PART_LENGTH] !== '-') {
-            throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
-        }
-        const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
-        const name = validateName(baseName.slice(HASH_PART_LENGTH + 1), baseName);
-        return new StorePath(hashPart, name);
-    }
-    /** Parses a full path directly inside `storeDir` (default `/nix/store`). */
-    static parse(path, storeDir = store_path_DEFAULT_STORE_DIR) {
-        const prefix = `${normalizeStoreDir(storeDir)}/`;
-        if (!path.startsWith(prefix))
-            throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
-        const baseName = path.slice(prefix.length);
-        if (baseName.includes('/'))
-            throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
-        return StorePath.fromBaseName(baseName);
-    }
-    /** True when `path` is a valid store path in `storeDir`. */
-    static isValid(path, storeDir = store_path_DEFAULT_STORE_DIR) {
-        try {
-            StorePath.parse(path, storeDir);
-            return true;
-        }
-        catch (e) {
-            if (e instanceof StorePathError)
-                return false;
-            throw e;
-        }
-    }
-    get baseName() {
-        return `${this.hashPart}-${this.name}`;
-    }
-    toPath(storeDir = store_path_DEFAULT_STORE_DIR) {
-        return `${normalizeStoreDir(storeDir)}/${this.baseName}`;
-    }
-    toString() {
-        return this.baseName;
-    }
-}
-
-;// CONCATENATED MODULE: ./src/nix/signing.ts
-/**
- * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
- * A secret key is `name:base64(seed \u2016 public key)` (64 bytes), a public key `name:base64(public key)`.
- */
-
-
-
-// DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) and SPKI (public).
-const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
-const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
-class KeyError extends Error {
-}
-function splitKey(text, what) {
-    const trimmed = text.trim();
-    const colon = trimmed.indexOf(':');
-    if (colon <= 0)
-        throw new KeyError(`${what} must be 'name:base64'`);
-    const name = trimmed.slice(0, colon);
-    const encoded = trimmed.slice(colon + 1);
-    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded))
-        throw new KeyError(`${what} '${name}' is not valid base64`);
-    return [name, Buffer.from(encoded, 'base64')];
-}
-function publicKeyFromRaw(name, raw) {
-    const key = (0,external_node_crypto_.createPublicKey)({
-        key: Buffer.concat([SPKI_ED25519_PREFIX, raw]),
-        format: 'der',
-        type: 'spki',
-    });
-    return { name, key, text: `${name}:${raw.toString('base64')}` };
-}
-function parsePublicKey(text) {
-    const [name, raw] = splitKey(text, 'public key');
-    if (raw.length !== 32)
-        throw new KeyError(`public key '${name}' must be 32 bytes, got ${raw.length}`);
-    return publicKeyFromRaw(name, raw);
-}
-function parseSecretKey(text) {
-    const [name, raw] = splitKey(text, 'secret key');
-    if (raw.length !== 64)
-        throw new KeyError(`secret key '${name}' must be 64 bytes, got ${raw.length}`);
-    const seed = raw.subarray(0, 32);
-    const key = (0,external_node_crypto_.createPrivateKey)({
-        key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
-        format: 'der',
-        type: 'pkcs8',
-    });
-    const derivedPublic = rawPublicKey((0,external_node_crypto_.createPublicKey)(key));
-    if (!derivedPublic.equals(raw.subarray(32))) {
-        throw new KeyError(`secret key '${name}' does not match the public key stored in it`);
-    }
-    return {
-        name,
-        key,
-        publicKey: publicKeyFromRaw(name, derivedPublic),
-        text: `${name}:${raw.toString('base64')}`,
-    };
-}
-function rawPublicKey(key) {
-    return key.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
-}
-/** A fresh key pair, like `nix-store --generate-binary-cache-key name`. */
-function generateSecretKey(name) {
-    if (!name || name.includes(':'))
-        throw new KeyError(`key name '${name}' must be non-empty and contain no ':'`);
-    const { privateKey, publicKey } = (0,external_node_crypto_.generateKeyPairSync)('ed25519');
-    const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_ED25519_PREFIX.length);
-    return parseSecretKey(`${name}:${Buffer.concat([seed, rawPublicKey(publicKey)]).toString('base64')}`);
-}
-/**
- * The string Nix signs: `1;<store path>;<nar hash>;<nar size>;<references as full paths, comma-separated>`.
- * `narHash` is a Hash or any text form of one (written as `sha256:<nix32>`); `references` are base
- * names. Nix holds references in a sorted set, so they are sorted and deduplicated here too: a
- * narinfo listing them in another order still gets the signature Nix expects.
- */
-function fingerprint(storePath, narHash, narSize, references, storeDir = DEFAULT_STORE_DIR) {
-    const hash = typeof narHash === 'string' ? Hash.parse(narHash) : narHash;
-    const dir = storeDir.replace(/\/+$/, '');
-    const refs = [...new Set(references)]
-        .sort()
-        .map((r) => `${dir}/${r}`)
-        .join(',');
-    return `1;${storePath};${hash.toString()};${narSize};${refs}`;
-}
-/** The fingerprint of a narinfo, the text its `Sig:` lines sign. */
-function narInfoFingerprint(info, storeDir = DEFAULT_STORE_DIR) {
-    return fingerprint(info.storePath, info.narHash, info.narSize, info.references, storeDir);
-}
-/** Signs a fingerprint; returns a `Sig:` value, `name:base64(signature)`. */
-function signFingerprint(fp, secretKey) {
-    return `${secretKey.name}:${sign(null, Buffer.from(fp), secretKey.key).toString('base64')}`;
-}
-/** True when `sig` (`name:base64`) is a valid signature of `fp` by the key of that name among `keys`. */
-function verifyFingerprint(fp, sig, keys) {
-    const colon = sig.indexOf(':');
-    if (colon <= 0)
-        return false;
-    const name = sig.slice(0, colon);
-    const signature = Buffer.from(sig.slice(colon + 1), 'base64');
-    if (signature.length !== 64)
-        return false;
-    return keys.some((k) => k.name === name && verify(null, Buffer.from(fp), k.key, signature));
+function loadState() {
+    const raw = core.getState(State.Saved);
+    if (!raw)
+        return undefined;
+    return JSON.parse(raw);
 }
 
 ;// CONCATENATED MODULE: ./src/action/store-paths.ts
@@ -32566,166 +32393,6 @@ async function validPaths(paths, env = process.env) {
         // Unchecked paths are still worth offering: the daemon reports the ones it cannot push.
     }
     return paths.filter((path) => !invalid.has(path));
-}
-
-;// CONCATENATED MODULE: ./src/action/gha-cache/keys.ts
-/**
- * The cache keys of packs. GitHub scopes cache entries by ref: a job reads entries of its own ref,
- * of the base branch (pull requests) and of the default branch, and writes only its own. The keys
- * say the same, so a restore asks for the newest pack of the job's own ref first, then the base
- * branch's, then the default branch's, and one GetCacheEntryDownloadURL call asks for all three.
- * `:` separates the parts: git refuses it in ref names, so one ref's prefix never matches another.
- */
-
-/** Bump when the pack format changes incompatibly. */
-const KEY_VERSION = 'sluice-pack-v1';
-/** The repository's default branch, from the event payload the runner provides. */
-function defaultBranch(env) {
-    if (!env.GITHUB_EVENT_PATH)
-        return undefined;
-    try {
-        const event = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)(env.GITHUB_EVENT_PATH, 'utf8'));
-        const branch = event.repository?.default_branch;
-        return typeof branch === 'string' && branch !== '' ? branch : undefined;
-    }
-    catch {
-        return undefined;
-    }
-}
-/** Keys must not hold commas (@actions/cache splits on them) and stay within 512 characters. */
-function clean(part) {
-    return part.replace(/[,\s]/g, '_');
-}
-function packKeys(env, userKey) {
-    const os = clean(env.RUNNER_OS || process.platform);
-    const arch = clean(env.RUNNER_ARCH || process.arch);
-    const prefix = `${KEY_VERSION}:${os}:${arch}:${clean(userKey)}:`;
-    const ref = clean(env.GITHUB_REF || 'refs/heads/unknown');
-    const refs = [ref];
-    if (env.GITHUB_BASE_REF)
-        refs.push(`refs/heads/${clean(env.GITHUB_BASE_REF)}`);
-    const main = defaultBranch(env);
-    if (main)
-        refs.push(`refs/heads/${clean(main)}`);
-    const run = `${clean(env.GITHUB_RUN_ID || String(Date.now()))}-${clean(env.GITHUB_RUN_ATTEMPT || '1')}`;
-    return {
-        saveKey: `${prefix}${ref}:${run}`.slice(0, 512),
-        restoreKeys: [...new Set(refs)].map((r) => `${prefix}${r}:`.slice(0, 512)),
-        ref,
-    };
-}
-/** The runner's variables @actions/cache reads, handed to the daemon in its 0600 config file. */
-const CACHE_ENV_NAMES = [
-    'ACTIONS_RESULTS_URL',
-    'ACTIONS_RUNTIME_TOKEN',
-    'ACTIONS_CACHE_SERVICE_V2',
-    'ACTIONS_CACHE_URL',
-    'ACTIONS_CACHE_MODE',
-    'GITHUB_SERVER_URL',
-    'RUNNER_TEMP',
-];
-function cacheEnv(env) {
-    return Object.fromEntries(CACHE_ENV_NAMES.flatMap((name) => (env[name] ? [[name, env[name]]] : [])));
-}
-
-;// CONCATENATED MODULE: ./src/action/gha-cache/main.ts
-/**
- * The main step in GitHub cache mode (no server): make this job's narinfo signing key, start the
- * proxy daemon with the pack keys (it restores the newest pack in the background, so this step
- * does not wait for the download), and point Nix at it, trusting this job's key only.
- */
-
-
-
-
-
-
-
-
-
-async function setUpPackCache(inputs, state, stateDir, problem) {
-    state.mode = 'github';
-    const env = process.env;
-    // Cache service v2 is at ACTIONS_RESULTS_URL; the older v1 (some GHES) at ACTIONS_CACHE_URL.
-    if (!env.ACTIONS_RUNTIME_TOKEN || !(env.ACTIONS_RESULTS_URL || env.ACTIONS_CACHE_URL)) {
-        problem('The GitHub Actions cache is not available to this step (ACTIONS_RUNTIME_TOKEN or ACTIONS_RESULTS_URL is not set): is this an Actions runner? The job runs without the cache.');
-        state.mode = 'off';
-        return;
-    }
-    const keys = packKeys(process.env, inputs.key);
-    const signingKey = generateSecretKey(`sluice-job-${process.env.GITHUB_RUN_ID || 'local'}`);
-    const packDir = (0,external_node_path_namespaceObject.join)(stateDir, 'pack');
-    (0,external_node_fs_namespaceObject.mkdirSync)(packDir, { mode: 0o700 });
-    state.pack = {
-        saveKey: keys.saveKey,
-        restoreKeys: keys.restoreKeys,
-        maxBytes: inputs.maxPackBytes,
-        dir: packDir,
-    };
-    info(`Sluice uses the GitHub Actions cache: restoring the newest pack of ${keys.restoreKeys.join(', ')}.`);
-    const bundles = (0,external_node_path_namespaceObject.dirname)((0,external_node_path_namespaceObject.dirname)(process.argv[1]));
-    const configFile = writeDaemonConfig({
-        listen: `${inputs.listen.host}:${inputs.listen.port}`,
-        server: '',
-        token: null,
-        tokenExpiresAt: null,
-        audience: inputs.audience,
-        push: {
-            enabled: true,
-            ...(inputs.pushFilter ? { filter: inputs.pushFilter } : {}),
-            upstreamCaches: inputs.upstreamCaches,
-            compression: 'zstd',
-        },
-        stateDir,
-        read: [],
-        write: null,
-        pack: {
-            signingKey: signingKey.text,
-            dir: packDir,
-            restoreKey: keys.saveKey,
-            restoreKeys: keys.restoreKeys,
-            cacheEnv: cacheEnv(process.env),
-        },
-    });
-    let daemon;
-    try {
-        daemon = await startDaemon((0,external_node_path_namespaceObject.join)(bundles, PROXY_BUNDLE, 'index.js'), configFile, stateDir, inputs.listen.host);
-    }
-    catch (error) {
-        if (!(error instanceof DaemonStartError))
-            throw error;
-        problem(`Sluice's proxy did not start, so this job runs without the cache: ${error.message}`);
-        return;
-    }
-    state.daemon = daemon;
-    info(`Sluice's proxy is listening at ${daemon.url} (pid ${daemon.pid}).`);
-    state.nixConfig = await configureNix({
-        stateDir,
-        proxyUrl: daemon.url,
-        // Trusted by this job's nix.conf only, and gone with it: see docs/action.md, "Trust".
-        publicKeys: [signingKey.publicKey.text],
-        hookBundle: (0,external_node_path_namespaceObject.join)(bundles, HOOK_BUNDLE, 'index.js'),
-    }, problem);
-    exportVariable(JobEnv.ProxyUrl, daemon.url);
-    setOutput(Outputs.Substituter, daemon.url);
-    const storeListFile = (0,external_node_path_namespaceObject.join)(stateDir, 'store-before.txt');
-    const count = recordStore(storeListFile);
-    state.storeListFile = storeListFile;
-    info(`Recorded ${count} store paths present before the job's builds.`);
-}
-
-;// CONCATENATED MODULE: ./src/action/state.ts
-/** What the main step hands to the post step, through saved state (the only channel between them). */
-
-
-function state_saveState(state) {
-    saveState(constants_State.Saved, JSON.stringify(state));
-}
-function loadState() {
-    const raw = core.getState(State.Saved);
-    if (!raw)
-        return undefined;
-    return JSON.parse(raw);
 }
 
 ;// CONCATENATED MODULE: ./src/action/main.ts
@@ -32797,11 +32464,6 @@ async function setUp(inputs, state) {
     info(`Found ${version}.`);
     const stateDir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)(process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)(), 'sluice-'));
     state.stateDir = stateDir;
-    if (!inputs.server)
-        return setUpPackCache(inputs, state, stateDir, (message) => problem(state, message));
-    await setUpServer({ ...inputs, server: inputs.server }, state, stateDir);
-}
-async function setUpServer(inputs, state, stateDir) {
     const access = await getAccess(inputs, state);
     if (!access) {
         state.mode = 'off';
@@ -32819,6 +32481,19 @@ async function setUpServer(inputs, state, stateDir) {
     const listen = `${inputs.listen.host}:${inputs.listen.port}`;
     const idTokenUrl = process.env.ACTIONS_ID_TOKEN_REQUEST_URL;
     const idTokenRequestToken = process.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN;
+    // Per-job credentials of the proxy: masked in case Nix prints its substituter's URL.
+    const secrets = newJobSecrets();
+    setSecret(secrets.cachePrefix);
+    setSecret(secrets.controlSecret);
+    const controlSecretFile = writeControlSecret(stateDir, secrets.controlSecret);
+    const secretFiles = [
+        (0,external_node_path_namespaceObject.join)(stateDir, 'daemon.json'),
+        controlSecretFile,
+        (0,external_node_path_namespaceObject.join)(stateDir, 'nix-substituter.conf'),
+    ];
+    // Saved first: the post step deletes whatever of these is left, however the job went.
+    state.secretFiles = secretFiles;
+    state.controlSecretFile = controlSecretFile;
     const configFile = writeDaemonConfig({
         listen,
         server: inputs.server.href,
@@ -32838,22 +32513,31 @@ async function setUpServer(inputs, state, stateDir) {
         stateDir,
         read: state.read,
         write: state.write,
+        auth: secrets,
+        secretFiles: secretFiles.slice(1),
     });
     let daemon;
     try {
-        daemon = await startDaemon((0,external_node_path_namespaceObject.join)(bundles, PROXY_BUNDLE, 'index.js'), configFile, stateDir, inputs.listen.host);
+        daemon = await startDaemon((0,external_node_path_namespaceObject.join)(bundles, PROXY_BUNDLE, 'index.js'), configFile, stateDir, inputs.listen.host, secrets.controlSecret);
     }
     catch (error) {
+        removeFiles(secretFiles);
         if (!(error instanceof DaemonStartError))
             throw error;
         problem(state, `Sluice's proxy did not start, so this job runs without the cache: ${error.message}`);
         return;
+    }
+    finally {
+        // The daemon deletes its config once read; this covers a daemon that died before reading it.
+        removeFiles([configFile]);
     }
     state.daemon = daemon;
     info(`Sluice's proxy is listening at ${daemon.url} (pid ${daemon.pid}).`);
     state.nixConfig = await configureNix({
         stateDir,
         proxyUrl: daemon.url,
+        cachePrefix: secrets.cachePrefix,
+        controlSecretFile,
         publicKeys: access.publicKeys,
         ...(pushEnabled ? { hookBundle: (0,external_node_path_namespaceObject.join)(bundles, HOOK_BUNDLE, 'index.js') } : {}),
     }, (message) => problem(state, message));
@@ -32878,7 +32562,7 @@ async function getAccess(inputs, state) {
     try {
         const grant = await exchangeToken(inputs.server, idToken);
         info(`Sluice token exchange: reading ${grant.read.join(', ') || 'no slices'}, writing ${grant.write ?? 'no slice'}, until ${grant.expiresAt}.`);
-        return { grant, publicKeys: grant.publicKeys };
+        return trustedKeys(state, { grant, publicKeys: grant.publicKeys });
     }
     catch (error) {
         if (error instanceof ExchangeRefusedError) {
@@ -32897,7 +32581,23 @@ async function anonymous(inputs, state) {
     }
     info('The server serves the cache anonymously: this job reads from it and pushes nothing.');
     state.mode = 'anonymous';
-    return { publicKeys: anonymousReads.publicKeys };
+    return trustedKeys(state, { publicKeys: anonymousReads.publicKeys });
+}
+/**
+ * The server's keys go into nix.conf, where a newline would add settings of the server's choosing:
+ * any key that is not exactly `name:base64(32 bytes)` means the cache is not used at all.
+ */
+function trustedKeys(state, access) {
+    try {
+        access.publicKeys.forEach(checkPublicKey);
+        return access;
+    }
+    catch (error) {
+        if (!(error instanceof NixConfValueError))
+            throw error;
+        problem(state, `Sluice does not use the cache in this job: the server's answer gave a signing key that cannot go into nix.conf (${error.message}). Check the server's signing key and that nothing between the runner and the server alters its answers.`);
+        return undefined;
+    }
 }
 
 
@@ -32907,7 +32607,7 @@ async function anonymous(inputs, state) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6207);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5927);
 
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 process.exit(); // keep-alive sockets must not keep the step running

@@ -3,6 +3,8 @@
  * Parsed strictly: a bad file is a clear error naming the field, before anything starts.
  */
 import { readFile } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
+import { SECRET_PATTERN, type ProxyAuth } from './auth.js';
 
 export type PushCompression = 'zstd' | 'xz' | 'none';
 
@@ -52,6 +54,10 @@ export interface DaemonConfig {
   /** Slices the token may read / write, as the exchange answered: only reported in the stats. */
   read: string[];
   write: string | null;
+  /** The per-job credentials every request must carry (src/proxy/auth.ts). */
+  auth: ProxyAuth;
+  /** Files holding the job's secrets, deleted when the daemon stops. */
+  secretFiles: string[];
 }
 
 export class ConfigError extends Error {}
@@ -180,6 +186,31 @@ function parsePackConfig(value: unknown): PackConfig {
   };
 }
 
+function parseAuth(value: unknown): ProxyAuth {
+  if (!isRecord(value)) throw new ConfigError('auth must be an object { cachePrefix, controlSecret }');
+  const auth = {
+    cachePrefix: requireString(value, 'cachePrefix', 'auth.'),
+    controlSecret: requireString(value, 'controlSecret', 'auth.'),
+  };
+  for (const [key, secret] of Object.entries(auth)) {
+    if (!SECRET_PATTERN.test(secret)) {
+      throw new ConfigError(`auth.${key} must be 32 to 128 characters of base64url`);
+    }
+  }
+  if (auth.cachePrefix === auth.controlSecret) {
+    throw new ConfigError('auth.cachePrefix and auth.controlSecret must differ');
+  }
+  return auth;
+}
+
+function parseSecretFiles(value: unknown): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || value.some((f) => typeof f !== 'string' || !isAbsolute(f))) {
+    throw new ConfigError('secretFiles must be an array of absolute paths');
+  }
+  return value as string[];
+}
+
 export function parseConfig(value: unknown): DaemonConfig {
   if (!isRecord(value)) throw new ConfigError('config must be a JSON object');
   const listen = requireString(value, 'listen');
@@ -196,6 +227,8 @@ export function parseConfig(value: unknown): DaemonConfig {
     stateDir: requireString(value, 'stateDir'),
     read: Array.isArray(value.read) ? value.read.filter((s): s is string => typeof s === 'string') : [],
     write: typeof value.write === 'string' ? value.write : null,
+    auth: parseAuth(value.auth),
+    secretFiles: parseSecretFiles(value.secretFiles),
   };
   if (config.token !== null) config.tokenExpiresAt = parseExpiry(value.tokenExpiresAt);
   if (value.idTokenRequest !== undefined && config.token !== null) {

@@ -21,6 +21,7 @@ import {
 import type { Access } from './http/auth.js';
 import { NarInfoSigner } from './http/narinfo-signer.js';
 import { createRouter } from './http/router.js';
+import { UploadSlots } from './http/upload-slots.js';
 import { createLogger, type Logger } from './log.js';
 import { ServerMetrics } from './metrics.js';
 import { defaultKeyName, loadOrCreateSigningKey } from './signing-key.js';
@@ -93,7 +94,13 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     blobs,
     meta,
     narinfoSigner: new NarInfoSigner(signingKey),
-    maxNarSize: config.maxNarSize,
+    narLimits: {
+      maxNarSize: config.maxNarSize,
+      maxRatio: config.uploads.maxCompressionRatio,
+      maxDecompressionMemory: config.uploads.maxDecompressionMemory,
+    },
+    uploadSlots: new UploadSlots(config.uploads),
+    bodyIdleTimeoutMs: config.uploads.bodyIdleTimeoutMs,
     metrics,
     log,
     verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),

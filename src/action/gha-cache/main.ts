@@ -9,7 +9,14 @@ import { dirname, join } from 'node:path';
 import { generateSecretKey } from '../../nix/signing.js';
 import { configureNix } from '../configure-nix.js';
 import { HOOK_BUNDLE, JobEnv, Outputs, PROXY_BUNDLE } from '../constants.js';
-import { DaemonStartError, startDaemon, writeDaemonConfig } from '../daemon.js';
+import {
+  DaemonStartError,
+  newJobSecrets,
+  removeFiles,
+  startDaemon,
+  writeControlSecret,
+  writeDaemonConfig,
+} from '../daemon.js';
 import type { ActionInputs } from '../inputs.js';
 import type { SavedState } from '../state.js';
 import { recordStore } from '../store-paths.js';
@@ -46,6 +53,18 @@ export async function setUpPackCache(
   );
 
   const bundles = dirname(dirname(process.argv[1]!));
+  // The proxy's per-job credentials, as in server mode (src/action/main.ts).
+  const secrets = newJobSecrets();
+  core.setSecret(secrets.cachePrefix);
+  core.setSecret(secrets.controlSecret);
+  const controlSecretFile = writeControlSecret(stateDir, secrets.controlSecret);
+  const secretFiles = [
+    join(stateDir, 'daemon.json'),
+    controlSecretFile,
+    join(stateDir, 'nix-substituter.conf'),
+  ];
+  state.secretFiles = secretFiles;
+  state.controlSecretFile = controlSecretFile;
   const configFile = writeDaemonConfig({
     listen: `${inputs.listen.host}:${inputs.listen.port}`,
     server: '',
@@ -68,6 +87,8 @@ export async function setUpPackCache(
       restoreKeys: keys.restoreKeys,
       cacheEnv: cacheEnv(process.env),
     },
+    auth: secrets,
+    secretFiles: secretFiles.slice(1),
   });
   let daemon;
   try {
@@ -76,11 +97,16 @@ export async function setUpPackCache(
       configFile,
       stateDir,
       inputs.listen.host,
+      secrets.controlSecret,
     );
   } catch (error) {
+    removeFiles(secretFiles);
     if (!(error instanceof DaemonStartError)) throw error;
     problem(`Sluice's proxy did not start, so this job runs without the cache: ${error.message}`);
     return;
+  } finally {
+    // The daemon deletes its config (the signing key, the runtime token) once read.
+    removeFiles([configFile]);
   }
   state.daemon = daemon;
   core.info(`Sluice's proxy is listening at ${daemon.url} (pid ${daemon.pid}).`);
@@ -88,6 +114,8 @@ export async function setUpPackCache(
     {
       stateDir,
       proxyUrl: daemon.url,
+      cachePrefix: secrets.cachePrefix,
+      controlSecretFile,
       // Trusted by this job's nix.conf only, and gone with it: see docs/action.md, "Trust".
       publicKeys: [signingKey.publicKey.text],
       hookBundle: join(bundles, HOOK_BUNDLE, 'index.js'),

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { savePack } from '../../proxy/pack/actions-cache.js';
 import type { NewPackReport } from '../../proxy/pack/report.js';
 import { Outputs } from '../constants.js';
-import { control, ensureStopped, isAlive, type DaemonStats } from '../daemon.js';
+import { control, ensureStopped, isAlive, readControlSecret, type DaemonStats } from '../daemon.js';
 import { describeFetchError } from '../exchange.js';
 import type { SavedState } from '../state.js';
 import { newStorePaths, validPaths } from '../store-paths.js';
@@ -36,6 +36,12 @@ export async function finishPack(
     );
     return { outcome: { notSaved: 'the proxy died during the job' } };
   }
+  const secret = state.controlSecretFile ? readControlSecret(state.controlSecretFile) : undefined;
+  if (!secret) {
+    problems.push(`Sluice's control secret is gone, so the proxy could not write the pack; it is stopped.`);
+    await ensureStopped(daemon.pid, 0);
+    return { outcome: { notSaved: 'the control secret was gone' } };
+  }
   let report: NewPackReport | undefined;
   try {
     const paths =
@@ -45,6 +51,7 @@ export async function finishPack(
     core.info(`Planning the job's pack (${paths.length} new store paths found).`);
     report = await control<NewPackReport>(
       daemon.url,
+      secret,
       'pack',
       { paths, maxBytes: pack.maxBytes },
       state.drainTimeoutSeconds * 1000 + GRACE_MS,
@@ -54,7 +61,7 @@ export async function finishPack(
       `Sluice's proxy did not write the job's pack in time (${describeFetchError(error)}): no pack was saved. Raise \`drain-timeout\` if this repeats.`,
     );
   }
-  await control(daemon.url, 'shutdown', {}, 5_000).catch(() => undefined);
+  await control(daemon.url, secret, 'shutdown', {}, 5_000).catch(() => undefined);
   const ended = await ensureStopped(daemon.pid);
   if (ended === 'survived') problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
   if (!report) return { outcome: { notSaved: 'the pack was not written in time' } };

@@ -3,12 +3,13 @@
  * in the background (lookups wait for it, nothing else does), verifies it as it is read, collects
  * what the job builds, and writes the new pack when the post step asks.
  */
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DestinationStream } from 'pino';
 import { parseSecretKey } from '../../nix/signing.js';
 import { parseListen, type DaemonConfig, type PackConfig } from '../config.js';
 import { createLogger, Secrets, type Logger } from '../log.js';
+import { RequestGate } from '../auth.js';
 import { startProxyServer } from '../server.js';
 import { Stats } from '../stats.js';
 import { LocalStore } from '../store.js';
@@ -115,6 +116,8 @@ export async function startPackDaemon(
   const secrets = new Secrets();
   secrets.add(config.pack.signingKey);
   secrets.add(config.pack.cacheEnv.ACTIONS_RUNTIME_TOKEN);
+  secrets.add(config.auth.cachePrefix);
+  secrets.add(config.auth.controlSecret);
   const log = createLogger(secrets, options.logDestination);
   const { host, port } = parseListen(config.listen);
   await mkdir(config.stateDir, { recursive: true });
@@ -135,6 +138,7 @@ export async function startPackDaemon(
       log.info({ stats: stats.toJSON() }, 'shutting down');
       routes.close();
       await proxy.close();
+      await Promise.all(config.secretFiles.map((file) => rm(file, { force: true }).catch(() => undefined)));
       log.flush();
     })());
   const proxy = await startProxyServer(
@@ -169,6 +173,7 @@ export async function startPackDaemon(
       }),
       shutdown: () => void close().then(options.onShutdown),
     },
+    new RequestGate(config.auth),
     log,
   );
   const ready = join(config.stateDir, 'ready.json');

@@ -7,7 +7,7 @@
 import { createReadStream, type ReadStream } from 'node:fs';
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createNarHasher } from '../../nix/nar.js';
+import { createNarHasher } from '../../nix/nar-hasher.js';
 import { StorePath } from '../../nix/store-path.js';
 import {
   dataSize,

@@ -64,11 +64,11 @@ export async function postNarInfos(
   checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
   acceptBody(req, res);
   const hashParts = parseBatchRequest(
-    await readSmallBody(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'),
+    await readSmallBody(request.body(), NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'),
   );
   const records = await lookupNarInfos(deps, access, hashParts);
   const narinfos: Record<string, string> = {};
-  for (const [hashPart, record] of records) narinfos[hashPart] = deps.narinfoSigner.sign(record.narinfo);
+  for (const [hashPart, record] of records) narinfos[hashPart] = deps.narinfoSigner.served(record);
   if (records.size > 0) deps.metrics.narinfoLookups.inc({ result: 'hit' }, records.size);
   if (hashParts.length > records.size)
     deps.metrics.narinfoLookups.inc({ result: 'miss' }, hashParts.length - records.size);

@@ -19,7 +19,7 @@ import {
   type CacheDeps,
   type CacheRequest,
 } from './cache-handlers.js';
-import { acceptBody } from './body.js';
+import { acceptBody, withIdleTimeout } from './body.js';
 import { postNarInfos } from './narinfo-batch.js';
 import { matchRoute, type Route } from './paths.js';
 
@@ -34,6 +34,8 @@ export interface RouterDeps extends CacheDeps {
   publicReads: boolean;
   tokenHandler: RawHandler;
   health: () => object;
+  /** How long a request body may send nothing before it is abandoned (408). */
+  bodyIdleTimeoutMs: number;
 }
 
 type Handler = (route: Route, request: CacheRequest) => Promise<void> | void;
@@ -141,6 +143,7 @@ export function createRouter(deps: RouterDeps): RawHandler {
         req,
         res,
         access: () => (access ??= resolveAccess(req, deps.verifyToken, deps.isPublic)),
+        body: () => withIdleTimeout(req, deps.bodyIdleTimeoutMs),
       };
       await handler(route, request);
     } catch (error) {

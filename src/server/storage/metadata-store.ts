@@ -22,8 +22,13 @@ export interface NarInfoRecord {
   hashPart: string;
   storePath: string;
   narKey: string;
-  /** The narinfo as served, without signatures (the server signs when serving). */
+  /**
+   * The narinfo as served: signed by the server as it was stored (see `signedBy`), or without
+   * signatures in records from before that (the server then signs when serving).
+   */
   narinfo: string;
+  /** The public key (`name:base64`) whose signature `narinfo` carries; absent when unsigned. */
+  signedBy?: string;
   createdAt: Date;
   /** Filled by lookups: whom a template write bound the record's slice to (null: nobody). */
   owner?: SliceOwner | null;

@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS narinfos (
   narinfo TEXT NOT NULL, created_at INTEGER NOT NULL,
   PRIMARY KEY (slice, hash_part)
 );
-CREATE INDEX IF NOT EXISTS narinfos_by_hash ON narinfos (hash_part);
+CREATE INDEX IF NOT EXISTS narinfos_by_hash_slice ON narinfos (hash_part, slice);
+DROP INDEX IF EXISTS narinfos_by_hash;
 CREATE INDEX IF NOT EXISTS narinfos_by_nar ON narinfos (nar_key);
 CREATE TABLE IF NOT EXISTS slices (
   name TEXT PRIMARY KEY, repository_id TEXT NOT NULL, repository_owner_id TEXT NOT NULL,
@@ -49,6 +50,7 @@ function sliceOwner(row: Row, prefix = ''): SliceOwner | null {
 }
 
 function narInfoRecord(row: Row): NarInfoRecord {
+  const signedBy = optional(row.signed_by);
   return {
     slice: str(row.slice),
     hashPart: str(row.hash_part),
@@ -57,6 +59,7 @@ function narInfoRecord(row: Row): NarInfoRecord {
     narinfo: str(row.narinfo),
     createdAt: new Date(Number(row.created_at)),
     owner: sliceOwner(row, 'owner_'),
+    ...(signedBy === undefined ? {} : { signedBy }),
   };
 }
 
@@ -68,6 +71,8 @@ const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: DatabaseSync;
   private readonly statements = new Map<string, StatementSync>();
+  /** The filter of the query running now, for `sluice_readable(slice)` (queries run synchronously). */
+  private readable: SliceFilter = () => false;
 
   constructor(path: string) {
     this.db = new DatabaseSync(path);
@@ -77,14 +82,35 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
     this.db.exec(SCHEMA);
     this.addFileHashColumn();
-    this.addIssuerColumn();
+    this.addColumn('narinfos', 'signed_by', 'TEXT');
+    // Bindings made before several issuers were kept apart were all made by the default issuer.
+    this.addColumn('slices', 'issuer', `TEXT NOT NULL DEFAULT 'github'`);
+    // Slices are filtered inside the query, on the (hash_part, slice) index: a narinfo in a slice the
+    // reader cannot see is never returned, so it costs (and times) about like one that does not exist.
+    this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) =>
+      this.readable(
+        String(slice),
+        sliceOwner({ issuer, repository_id: repositoryId, repository_owner_id: repositoryOwnerId } as Row),
+      )
+        ? 1
+        : 0,
+    );
   }
 
-  /** Bindings made before several issuers were kept apart were all made by the default issuer. */
-  private addIssuerColumn(): void {
-    const columns = this.db.prepare('PRAGMA table_info(slices)').all() as Row[];
-    if (!columns.some((column) => column.name === 'issuer')) {
-      this.db.exec(`ALTER TABLE slices ADD COLUMN issuer TEXT NOT NULL DEFAULT 'github'`);
+  /** Runs `query` with `readable` as the filter `sluice_readable(...)` applies. */
+  private filtered<T>(readable: SliceFilter, query: () => T): T {
+    this.readable = readable;
+    try {
+      return query();
+    } finally {
+      this.readable = () => false;
+    }
+  }
+
+  private addColumn(table: string, column: string, type: string): void {
+    const columns = this.db.prepare(`PRAGMA table_info(${table})`).all() as Row[];
+    if (!columns.some((existing) => existing.name === column)) {
+      this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
     }
   }
 
@@ -144,8 +170,8 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.exec('BEGIN IMMEDIATE');
     try {
       const inserted = this.sql(
-        `INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at)
-           VALUES (?, ?, ?, ?, ?, ?)`,
+        `INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ).run(
         record.slice,
         record.hashPart,
@@ -153,6 +179,7 @@ export class SqliteMetadataStore implements MetadataStore {
         record.narKey,
         record.narinfo,
         +record.createdAt,
+        record.signedBy ?? null,
       );
       if (inserted.changes === 0) {
         this.db.exec('ROLLBACK');
@@ -184,10 +211,13 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async findNarInfos(hashParts: readonly string[], readable: SliceFilter): Promise<NarInfoRecord[]> {
     // One statement for the batch: the hash parts go in as one JSON array (no SQL built from input).
-    const rows = this.sql(`${NARINFOS_WITH_OWNER} WHERE n.hash_part IN (SELECT value FROM json_each(?))`).all(
-      JSON.stringify(hashParts),
+    const rows = this.filtered(readable, () =>
+      this.sql(
+        `${NARINFOS_WITH_OWNER} WHERE n.hash_part IN (SELECT value FROM json_each(?))
+           AND sluice_readable(n.slice, s.issuer, s.repository_id, s.repository_owner_id)`,
+      ).all(JSON.stringify(hashParts)),
     ) as Row[];
-    return rows.map(narInfoRecord).filter((record) => readable(record.slice, record.owner ?? null));
+    return rows.map(narInfoRecord);
   }
 
   async isNarReadable(key: string, readable: SliceFilter): Promise<boolean> {
