@@ -12,7 +12,7 @@ import {
   parseSize,
   parseUrls,
 } from '../../src/action/inputs.js';
-import { isLoopbackHost } from '../../src/action/nix-conf-values.js';
+import { isLoopbackAddress as isLoopbackHost } from '../../src/contracts/listen.js';
 
 describe('input parsing', () => {
   it('takes a loopback listen address, port 0 included, and refuses anything else by name', () => {

@@ -17,7 +17,7 @@ import { planPack } from '../../src/proxy/pack/planner.js';
 import { PackReader } from '../../src/proxy/pack/reader.js';
 import { streamRestore } from '../../src/proxy/pack/stream-restore.js';
 import { writePack } from '../../src/proxy/pack/writer.js';
-import { LocalStore, type PathInfo } from '../../src/proxy/store.js';
+import { LocalStore, type PathInfo } from '../../src/proxy/push/local-store.js';
 import { nixBuild, randomChainExpr } from '../support/nix.js';
 
 const execFileAsync = promisify(execFile);

@@ -207,4 +207,54 @@ describe('SqliteMetadataStore', () => {
     );
     await meta.close();
   });
+
+  it('takes an ID token once until it expires, and drops it then', async () => {
+    const path = join(tempDir(), 'sluice.db');
+    const meta = new SqliteMetadataStore(path);
+    const t = Date.UTC(2026, 0, 1);
+    expect(await meta.useIdTokenOnce('github:jti:a', new Date(t + 60_000), new Date(t))).toBe(true);
+    expect(await meta.useIdTokenOnce('github:jti:b', new Date(t + 120_000), new Date(t))).toBe(true);
+    expect(await meta.useIdTokenOnce('github:jti:a', new Date(t + 60_000), new Date(t + 59_999))).toBe(false);
+    // A second connection (another replica on the same database) sees it too.
+    const other = new SqliteMetadataStore(path);
+    expect(await other.useIdTokenOnce('github:jti:a', new Date(t + 60_000), new Date(t + 1))).toBe(false);
+    await other.close();
+    // Past its expiry the record is pruned: only b is left.
+    expect(await meta.useIdTokenOnce('github:jti:c', new Date(t + 180_000), new Date(t + 60_000))).toBe(true);
+    await meta.close();
+    const db = new DatabaseSync(path);
+    expect(
+      db
+        .prepare('SELECT key FROM used_id_tokens ORDER BY key')
+        .all()
+        .map((r) => r.key),
+    ).toEqual(['github:jti:b', 'github:jti:c']);
+    db.close();
+  });
+
+  it('records, lists, touches and revokes read tokens', async () => {
+    const meta = new SqliteMetadataStore(join(tempDir(), 'sluice.db'));
+    const t = Date.UTC(2026, 0, 1);
+    const token = {
+      id: 'id-1',
+      name: 'laptop',
+      read: ['acme/*', 'oss/tools'],
+      createdAt: new Date(t),
+      expiresAt: new Date(t + 86_400_000),
+      lastUsedAt: null,
+      revokedAt: null,
+    };
+    await meta.addReadToken(token);
+    expect(await meta.touchReadToken('id-1', new Date(t + 5000))).toEqual({ revoked: false });
+    expect(await meta.touchReadToken('id-1', new Date(t + 1000))).toEqual({ revoked: false });
+    expect(await meta.touchReadToken('nope', new Date(t))).toBeNull();
+    expect(await meta.revokeReadToken('id-1', new Date(t + 6000))).toBe(true);
+    expect(await meta.revokeReadToken('id-1', new Date(t + 9000))).toBe(true);
+    expect(await meta.revokeReadToken('nope', new Date(t))).toBe(false);
+    expect(await meta.touchReadToken('id-1', new Date(t + 7000))).toEqual({ revoked: true });
+    expect(await meta.listReadTokens()).toEqual([
+      { ...token, lastUsedAt: new Date(t + 7000), revokedAt: new Date(t + 6000) },
+    ]);
+    await meta.close();
+  });
 });

@@ -29,10 +29,10 @@ import { makeNixMachine, nix, type NixMachine } from './nix.js';
 const REPO = resolve(import.meta.dirname, '..', '..');
 /** Node 24, as `runs.using: node24` gives the steps. */
 export const NODE24 = realpathSync(join(REPO, 'node_modules', '.bin', 'node'));
-const ACTION_BUNDLES = ['main', 'post', 'hook', 'proxy'];
+const ACTION_BUNDLES = ['main', 'post', 'hook', 'proxy', 'cli'];
 
 /**
- * Bundles the Action's entry points from the current sources into a temporary dist/ (never the
+ * Bundles the Action's entry points (and the CLI) from the current sources into a temporary dist/ (never the
  * committed one), reused while the sources are unchanged so each test file does not pay for ncc.
  * ncc type-checks every file its tsconfig includes, so the build runs on a copy of `src/` alone:
  * half-written tests or benchmarks elsewhere in the tree cannot break it, errors in `src/` still do.

@@ -8610,7 +8610,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 4172:
+/***/ 3364:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -8623,121 +8623,50 @@ __nccwpck_require__.d(__webpack_exports__, {
 var external_node_util_ = __nccwpck_require__(7975);
 // EXTERNAL MODULE: external "node:fs"
 var external_node_fs_ = __nccwpck_require__(3024);
-;// CONCATENATED MODULE: external "node:fs/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
-;// CONCATENATED MODULE: ./src/server/exchange/slice-names.ts
+;// CONCATENATED MODULE: external "node:net"
+const external_node_net_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:net");
+;// CONCATENATED MODULE: ./src/contracts/listen.ts
 /**
- * Slice names, slice patterns and `${claim}` templates.
- *
- * A slice name is one or more `/`-separated segments of `[A-Za-z0-9._-]` (never `.` or `..`), at most
- * 200 characters, compared case-insensitively and kept lowercase (GitHub names are case-insensitive,
- * and a slice must not split in two because a name was typed with other capitals). A pattern may
- * also hold `*`, which matches any run of characters, `/` included.
+ * Listen addresses, one grammar for the server's `listen`/`--listen`, the Action's `listen` input
+ * and the daemon's config: `host:port` or `[ipv6]:port`, port 0\u201365535 (0: any free port).
  */
-const SEGMENT = /^[a-z0-9._-]+$/;
-const PATTERN_SEGMENT = /^[a-z0-9._*-]+$/;
-const TEMPLATE_PLACEHOLDER = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
-const MAX_NAME_LENGTH = 200;
-function segmentsAreSafe(text, segment) {
-    if (text.length === 0 || text.length > MAX_NAME_LENGTH)
-        return false;
-    return text.split('/').every((part) => segment.test(part) && part !== '.' && part !== '..');
+
+/** The hosts the daemon may listen on: it holds the cache token, so never a routable address. */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1']);
+class ListenError extends Error {
 }
-/** Lowercases a slice name or pattern: the one spelling used for storage and matching. */
-function normalizeSliceName(name) {
-    return name.toLowerCase();
+/** `host:port` or `[ipv6]:port` \u2192 its parts; a ListenError saying the grammar otherwise. */
+function parseHostPort(value) {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(String(value).trim());
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port > 65535)
+        throw new ListenError(`${JSON.stringify(String(value))} is not HOST:PORT`);
+    return { host: (match[1] ?? match[2]), port };
 }
-function isSliceName(name) {
-    return segmentsAreSafe(normalizeSliceName(name), SEGMENT);
+function isLoopbackHost(host) {
+    return LOOPBACK_HOSTS.has(host);
 }
-function isSlicePattern(pattern) {
-    return segmentsAreSafe(normalizeSliceName(pattern), PATTERN_SEGMENT);
+/** Any loopback address (127.0.0.0/8, ::1, localhost; brackets allowed), where plain http never leaves the machine. */
+function isLoopbackAddress(hostname) {
+    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    if (host === 'localhost' || host === '::1')
+        return true;
+    return isIP(host) === 4 && host.startsWith('127.');
 }
-/**
- * Whether `text` matches the glob `pattern`, where `*` matches any run of characters. Linear
- * backtracking (no regular expression), so a pattern with many stars cannot blow up.
- */
-function globMatches(pattern, text) {
-    let p = 0;
-    let t = 0;
-    let starAt = -1;
-    let resumeAt = 0;
-    while (t < text.length) {
-        if (p < pattern.length && pattern[p] === '*') {
-            starAt = p++;
-            resumeAt = t;
-        }
-        else if (p < pattern.length && pattern[p] === text[t]) {
-            p++;
-            t++;
-        }
-        else if (starAt !== -1) {
-            p = starAt + 1;
-            t = ++resumeAt;
-        }
-        else {
-            return false;
-        }
-    }
-    while (pattern[p] === '*')
-        p++;
-    return p === pattern.length;
-}
-/** Whether the slice `name` is covered by `pattern` (a slice name or a `*` glob), ignoring case. */
-function sliceMatches(pattern, name) {
-    return globMatches(normalizeSliceName(pattern), normalizeSliceName(name));
-}
-/** The claim names a template such as `${repository_owner}/*` refers to. */
-function templateClaims(template) {
-    return [...template.matchAll(TEMPLATE_PLACEHOLDER)].map((match) => match[1]);
-}
-function isTemplate(name) {
-    return templateClaims(name).length > 0;
-}
-/** A template with every placeholder replaced by a harmless segment, to validate its shape. */
-function templateShape(template) {
-    return template.replace(TEMPLATE_PLACEHOLDER, 'x');
-}
-/**
- * Whether filling `template` could give `name`: each placeholder read as `*` (a claim value may hold
- * `/`, as `repository` does). A configured slice that a template could make is never made by it.
- */
-function templateCouldMake(template, name) {
-    return globMatches(normalizeSliceName(template.replace(TEMPLATE_PLACEHOLDER, '*')), normalizeSliceName(name));
-}
-/**
- * Fills `${claim}` placeholders from the token's claims. A claim that is missing, or whose value
- * would not make a plain slice name (`..`, `*`, `%`, spaces\u2026), fails the template: a token must
- * never be able to steer itself into someone else's slice through an odd claim value.
- */
-function fillTemplate(template, claims) {
-    const problems = [];
-    const name = template.replace(TEMPLATE_PLACEHOLDER, (_whole, claim) => {
-        const value = claims[claim];
-        if (typeof value !== 'string' || value === '') {
-            problems.push(`claim '${claim}' is missing`);
-        }
-        else if (!segmentsAreSafe(normalizeSliceName(value), SEGMENT)) {
-            problems.push(`claim '${claim}' (${JSON.stringify(value)}) is not usable in a slice name`);
-        }
-        else {
-            return value;
-        }
-        return 'x';
-    });
-    if (problems.length > 0)
-        return { ok: false, problem: problems.join(', ') };
-    if (!isSlicePattern(name))
-        return { ok: false, problem: `'${name}' is not a valid slice name` };
-    return { ok: true, name: normalizeSliceName(name) };
+/** The host as it goes into a URL: IPv6 addresses in brackets (once). */
+function urlHost(host) {
+    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
 
-;// CONCATENATED MODULE: ./src/server/config-values.ts
-/** Values in the config file: durations, sizes and counts, each refused with a ConfigError naming the problem. */
+;// CONCATENATED MODULE: ./src/server/config/config-error.ts
+/** A bad config file or flag: the message says where (`file:line: key.path: problem`). */
 class ConfigError extends Error {
 }
+
+;// CONCATENATED MODULE: ./src/server/config/units.ts
+/** Values in the server's config: durations, sizes, counts and listen addresses, each refused with a ConfigError naming the problem. */
+
+
 const DURATION_UNITS = { s: 1, m: 60, h: 3600, d: 86400 };
 const SIZE_UNITS = {
     '': 1,
@@ -8782,351 +8711,16 @@ function parseCount(value, min = 1) {
     }
     return count;
 }
-
-;// CONCATENATED MODULE: ./src/server/upload-limits.ts
-/**
- * What one upload may cost the server, besides `max_nar_size`: how far a NAR may inflate, how much
- * memory its decompressor may take, how many uploads run at once, and how long a request body may
- * sit idle. Defaults fit what `nix copy` and the Action's proxy send (see docs/server.md).
- */
-
-const DEFAULT_UPLOAD_LIMITS = {
-    maxCompressionRatio: 1000,
-    // zstd up to level 19 (8 MiB windows; nix copy's level 3: 2 MiB), xz up to level 6 (nix copy's
-    // default: 9 MiB). xz -7..-9 and zstd --long or --ultra need more and are refused.
-    maxDecompressionMemory: 16 * 1024 * 1024,
-    maxConcurrentUploads: 32,
-    // The Action's proxy sends 4 at a time by default.
-    maxConcurrentUploadsPerToken: 8,
-    // The proxy's xz -T0 emits nothing until a whole block (24 MiB at level 6) is compressed.
-    bodyIdleTimeoutMs: 30_000,
-};
-/** Config file keys \u2192 the field they set and how the value is written. */
-const UPLOAD_LIMIT_KEYS = {
-    max_compression_ratio: { field: 'maxCompressionRatio', kind: 'ratio' },
-    max_decompression_memory: { field: 'maxDecompressionMemory', kind: 'size' },
-    max_concurrent_uploads: { field: 'maxConcurrentUploads', kind: 'count' },
-    max_concurrent_uploads_per_token: { field: 'maxConcurrentUploadsPerToken', kind: 'count' },
-    body_idle_timeout: { field: 'bodyIdleTimeoutMs', kind: 'milliseconds' },
-};
-/** A value of `kind` from the config file. */
-function parseUploadLimit(kind, value) {
-    switch (kind) {
-        case 'ratio':
-            return parseCount(value, 0);
-        case 'size':
-            return parseSize(value);
-        case 'count':
-            return parseCount(value);
-        case 'milliseconds':
-            return parseDuration(value) * 1000;
-    }
-}
-
-;// CONCATENATED MODULE: ./src/server/config.ts
-/**
- * The server's YAML configuration \u2192 a typed, validated `Config`. Every key is optional; a bad key or
- * value is refused with `file:line: key.path: problem`, so a typo never silently weakens the policy.
- */
-
-
-
-
-
-
-const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
-const DEFAULT_AUDIENCE = 'sluice';
-const DEFAULT_MAX_NAR_SIZE = 10 * 1024 ** 3;
-function defaultConfig() {
-    return {
-        listen: { host: '127.0.0.1', port: 8080 },
-        data: './sluice-data',
-        tokenTtlSeconds: 3600,
-        maxNarSize: DEFAULT_MAX_NAR_SIZE,
-        uploads: { ...DEFAULT_UPLOAD_LIMITS },
-        issuers: [
-            { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
-        ],
-    };
-}
-/** `host:port` or `[ipv6]:port`. */
+/** `host:port` or `[ipv6]:port` (the one listen grammar, src/contracts/listen.ts). */
 function parseListen(value) {
-    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(String(value).trim());
-    const port = match ? Number(match[3]) : NaN;
-    if (!match || port > 65535)
-        throw new ConfigError(`${JSON.stringify(String(value))} is not HOST:PORT`);
-    return { host: (match[1] ?? match[2]), port };
-}
-/** Validates the parsed document, turning each problem into a ConfigError that points at its line. */
-class Validator {
-    doc;
-    lines;
-    source;
-    constructor(doc, lines, source) {
-        this.doc = doc;
-        this.lines = lines;
-        this.source = source;
-    }
-    fail(path, problem, atKey = false) {
-        const where = path
-            .map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? part : `.${part}`))
-            .join('');
-        const line = this.lineOf(path, atKey);
-        throw new ConfigError(`${this.source}${line ? `:${line}` : ''}: ${where || '(top level)'}: ${problem}`);
-    }
-    lineOf(path, atKey) {
-        let node = path.length === 0 ? this.doc.contents : this.doc.getIn(path, true);
-        if (atKey) {
-            const parent = path.length === 1 ? this.doc.contents : this.doc.getIn(path.slice(0, -1), true);
-            const pair = (0,dist/* isMap */.jh)(parent)
-                ? parent.items.find((item) => (0,dist/* isPair */.tO)(item) && (0,dist/* isScalar */.jn)(item.key) && item.key.value === path.at(-1))
-                : undefined;
-            node = pair?.key;
-        }
-        const range = node?.range;
-        return range ? this.lines.linePos(range[0]).line : undefined;
-    }
-    /** Runs a parser that throws ConfigError without a location, and adds the location. */
-    parse(path, value, parser) {
-        try {
-            return parser(value);
-        }
-        catch (error) {
-            if (error instanceof ConfigError)
-                this.fail(path, error.message);
-            throw error;
-        }
-    }
-    object(path, value, known) {
-        if (value === null || typeof value !== 'object' || Array.isArray(value))
-            this.fail(path, 'expected a mapping');
-        for (const key of Object.keys(value)) {
-            if (!known.includes(key))
-                this.fail([...path, key], `unknown key (expected one of: ${known.join(', ')})`, true);
-        }
-        return value;
-    }
-    list(path, value) {
-        if (!Array.isArray(value))
-            this.fail(path, 'expected a list');
-        return value;
-    }
-    nonEmptyList(path, value, what) {
-        const list = this.list(path, value);
-        if (list.length === 0)
-            this.fail(path, `must list at least one ${what}`);
-        return list;
-    }
-    string(path, value) {
-        if (typeof value !== 'string' || value.trim() === '')
-            this.fail(path, 'expected a non-empty string');
-        return value;
-    }
-    boolean(path, value) {
-        if (typeof value !== 'boolean')
-            this.fail(path, 'expected true or false');
-        return value;
-    }
-    url(path, value, allowHttp) {
-        const text = this.string(path, value);
-        let url;
-        try {
-            url = new URL(text);
-        }
-        catch {
-            this.fail(path, `${JSON.stringify(text)} is not a URL`);
-        }
-        if (url.protocol !== 'https:' && !(allowHttp && url.protocol === 'http:')) {
-            this.fail(path, `${JSON.stringify(text)} must be https:// (http:// needs allow_insecure_http: true, for loopback tests only)`);
-        }
-        return text;
-    }
-}
-const TOP_LEVEL_KEYS = [
-    'listen',
-    'data',
-    'token_ttl',
-    'max_nar_size',
-    'public_url',
-    ...Object.keys(UPLOAD_LIMIT_KEYS),
-    'issuers',
-    'slices',
-];
-const ISSUER_KEYS = ['name', 'issuer', 'audience', 'jwks_uri', 'allow_insecure_http'];
-const SLICE_KEYS = ['name', 'public', 'read', 'write'];
-const ISSUER_NAME = /^[a-z0-9][a-z0-9_-]*$/;
-const CLAIM_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]*$/;
-function parseIssuers(v, value) {
-    const list = v.nonEmptyList(['issuers'], value, 'issuer (omit the key to trust GitHub Actions)');
-    const issuers = list.map((item, i) => {
-        const path = ['issuers', i];
-        const raw = v.object(path, item, ISSUER_KEYS);
-        const name = v.string([...path, 'name'], raw.name);
-        if (!ISSUER_NAME.test(name))
-            v.fail([...path, 'name'], 'use lowercase letters, digits, - and _');
-        const allowInsecureHttp = raw.allow_insecure_http === undefined
-            ? false
-            : v.boolean([...path, 'allow_insecure_http'], raw.allow_insecure_http);
-        const issuer = v.url([...path, 'issuer'], raw.issuer, allowInsecureHttp);
-        const audience = raw.audience === undefined ? DEFAULT_AUDIENCE : v.string([...path, 'audience'], raw.audience);
-        const jwksUri = raw.jwks_uri === undefined ? undefined : v.url([...path, 'jwks_uri'], raw.jwks_uri, allowInsecureHttp);
-        return { name, issuer, audience, allowInsecureHttp, ...(jwksUri ? { jwksUri } : {}) };
-    });
-    issuers.forEach((issuer, i) => {
-        if (issuers.findIndex((other) => other.name === issuer.name) !== i)
-            v.fail(['issuers', i, 'name'], `duplicate issuer name '${issuer.name}'`);
-        if (issuers.findIndex((other) => other.issuer === issuer.issuer) !== i)
-            v.fail(['issuers', i, 'issuer'], `issuer ${issuer.issuer} is listed twice`);
-    });
-    return issuers;
-}
-function parseRule(v, path, value, issuers, templated) {
-    if (value === null || typeof value !== 'object' || Array.isArray(value))
-        v.fail(path, 'expected a mapping of claim: value');
-    const rule = { claims: {} };
-    for (const [key, raw] of Object.entries(value)) {
-        const keyPath = [...path, key];
-        if (key === 'issuer') {
-            const name = v.string(keyPath, raw);
-            if (!issuers.some((issuer) => issuer.name === name)) {
-                v.fail(keyPath, `unknown issuer '${name}' (configured: ${issuers.map((issuer) => issuer.name).join(', ')})`);
-            }
-            rule.issuer = name;
-            continue;
-        }
-        if (!CLAIM_NAME.test(key))
-            v.fail(keyPath, 'not a claim name', true);
-        const values = Array.isArray(raw) ? raw : [raw];
-        if (values.length === 0)
-            v.fail(keyPath, 'an empty list matches nothing');
-        rule.claims[key] = values.map((item, i) => {
-            const itemPath = Array.isArray(raw) ? [...keyPath, i] : keyPath;
-            if (typeof item === 'number' || typeof item === 'boolean')
-                return String(item);
-            return v.string(itemPath, item);
-        });
-    }
-    if (rule.issuer === undefined && issuers.length > 1) {
-        v.fail(path, `name the issuer (issuer: ${issuers.map((issuer) => issuer.name).join(' | ')}): several are configured`);
-    }
-    if (Object.keys(rule.claims).length === 0 && !templated) {
-        v.fail(path, 'a rule must test at least one claim besides issuer: without one it matches every workflow of the issuer');
-    }
-    return rule;
-}
-function parseSlices(v, value, issuers) {
-    const list = v.nonEmptyList(['slices'], value, 'slice (omit the key for the default policy)');
-    const slices = list.map((item, i) => {
-        const path = ['slices', i];
-        const raw = v.object(path, item, SLICE_KEYS);
-        const name = v.string([...path, 'name'], raw.name);
-        const templated = isTemplate(name);
-        const shape = templateShape(name);
-        if (!isSlicePattern(shape)) {
-            v.fail([...path, 'name'], `'${name}' is not a slice name: use /-separated segments of letters, digits, . _ - (and * in read-only patterns)`);
-        }
-        const isPublic = raw.public === undefined ? false : v.boolean([...path, 'public'], raw.public);
-        const rules = (key) => raw[key] === undefined
-            ? []
-            : v
-                .list([...path, key], raw[key])
-                .map((rule, j) => parseRule(v, [...path, key, j], rule, issuers, templated));
-        const read = rules('read');
-        const write = rules('write');
-        if (write.length > 0 && !isSliceName(shape))
-            v.fail([...path, 'name'], `'${name}' is a pattern: a slice with write rules needs a plain name`);
-        if (isPublic && templated)
-            v.fail([...path, 'public'], 'a template slice cannot be public: list the public slices by name or pattern');
-        if (!isPublic && read.length === 0 && write.length === 0)
-            v.fail(path, 'grants nothing: add read or write rules, or public: true');
-        return { name: templated ? name : normalizeSliceName(name), public: isPublic, read, write };
-    });
-    slices.forEach((slice, i) => {
-        if (slices.findIndex((other) => other.name === slice.name) !== i)
-            v.fail(['slices', i, 'name'], `duplicate slice '${slice.name}'`);
-    });
-    slices.forEach((slice, i) => checkTemplateCollision(v, slices, i));
-    return slices;
-}
-/**
- * Configured names are reserved: a template never makes one (the policy refuses it at exchange),
- * so a configured name without write rules that a writing template could make was only ever
- * written through the template. That silently stops; worse, it was the takeover this prevents.
- */
-function checkTemplateCollision(v, slices, i) {
-    const slice = slices[i];
-    if (isTemplate(slice.name) || !isSliceName(slice.name) || slice.write.length > 0)
-        return;
-    const template = slices.find((other) => isTemplate(other.name) && other.write.length > 0 && templateCouldMake(other.name, slice.name));
-    if (template) {
-        v.fail(['slices', i, 'name'], `'${slice.name}' could also be made by the template '${template.name}', which never writes a slice named in the config: give '${slice.name}' write rules of its own (repository_id: \u2026) or list it under a name no template makes`);
-    }
-}
-/** Parses and validates YAML config text. `source` names the file in error messages. */
-function parseConfig(text, source = 'config') {
-    const lines = new dist/* LineCounter */.HN();
-    const doc = (0,dist/* parseDocument */.Tp)(text, { lineCounter: lines, uniqueKeys: true });
-    const yamlError = doc.errors[0];
-    if (yamlError) {
-        const line = yamlError.linePos?.[0].line;
-        throw new ConfigError(`${source}${line ? `:${line}` : ''}: ${yamlError.message.split('\n')[0]}`);
-    }
-    const v = new Validator(doc, lines, source);
-    const value = doc.toJS();
-    const config = defaultConfig();
-    if (value === null || value === undefined)
-        return config;
-    const raw = v.object([], value, TOP_LEVEL_KEYS);
-    if (raw.listen !== undefined)
-        config.listen = v.parse(['listen'], raw.listen, parseListen);
-    if (raw.data !== undefined)
-        config.data = v.string(['data'], raw.data);
-    if (raw.token_ttl !== undefined)
-        config.tokenTtlSeconds = v.parse(['token_ttl'], raw.token_ttl, parseDuration);
-    if (raw.max_nar_size !== undefined)
-        config.maxNarSize = v.parse(['max_nar_size'], raw.max_nar_size, parseSize);
-    for (const [key, { field, kind }] of Object.entries(UPLOAD_LIMIT_KEYS)) {
-        if (raw[key] !== undefined)
-            config.uploads[field] = v.parse([key], raw[key], (value) => parseUploadLimit(kind, value));
-    }
-    if (raw.public_url !== undefined)
-        config.publicUrl = v.url(['public_url'], raw.public_url, true).replace(/\/+$/, '');
-    if (raw.issuers !== undefined)
-        config.issuers = parseIssuers(v, raw.issuers);
-    if (raw.slices !== undefined)
-        config.slices = parseSlices(v, raw.slices, config.issuers);
-    return config;
-}
-/** Reads the config file at `path`; without a path, the defaults. */
-async function loadConfig(path) {
-    if (path === undefined)
-        return defaultConfig();
-    let text;
     try {
-        text = await (0,promises_namespaceObject.readFile)(path, 'utf8');
+        return parseHostPort(value);
     }
     catch (error) {
-        throw new ConfigError(`${path}: cannot read the config file: ${error.code ?? String(error)}`);
+        if (error instanceof ListenError)
+            throw new ConfigError(error.message);
+        throw error;
     }
-    return parseConfig(text, path);
-}
-/** Command-line flags win over the file. */
-function applyCliOverrides(config, flags) {
-    const merged = { ...config };
-    if (flags.listen !== undefined) {
-        try {
-            merged.listen = parseListen(flags.listen);
-        }
-        catch (error) {
-            throw new ConfigError(`--listen: ${error.message}`);
-        }
-    }
-    if (flags.data !== undefined) {
-        if (flags.data.trim() === '')
-            throw new ConfigError('--data: expected a directory');
-        merged.data = flags.data;
-    }
-    return merged;
 }
 
 // EXTERNAL MODULE: external "node:path"
@@ -9170,6 +8764,12 @@ CREATE TABLE IF NOT EXISTS audit (
   repository TEXT, repository_id TEXT, ref TEXT, workflow TEXT, run_id TEXT, sha TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_slice_time ON audit (slice, time);
+CREATE TABLE IF NOT EXISTS used_id_tokens (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS used_id_tokens_by_expiry ON used_id_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS read_tokens (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, read TEXT NOT NULL, created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL, last_used_at INTEGER, revoked_at INTEGER
+);
 `;
 const str = (v) => String(v);
 const optional = (v) => (v === null || v === undefined ? undefined : String(v));
@@ -9330,6 +8930,36 @@ class SqliteMetadataStore {
             sha: optional(r.sha),
         }));
     }
+    async useIdTokenOnce(key, expiresAt, now) {
+        this.sql('DELETE FROM used_id_tokens WHERE expires_at <= ?').run(+now);
+        return (this.sql('INSERT OR IGNORE INTO used_id_tokens (key, expires_at) VALUES (?, ?)').run(key, +expiresAt)
+            .changes === 1);
+    }
+    async addReadToken(token) {
+        this.sql(`INSERT INTO read_tokens (id, name, read, created_at, expires_at, last_used_at, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`).run(token.id, token.name, JSON.stringify(token.read), +token.createdAt, +token.expiresAt, token.lastUsedAt ? +token.lastUsedAt : null, token.revokedAt ? +token.revokedAt : null);
+    }
+    async listReadTokens() {
+        const rows = this.sql('SELECT * FROM read_tokens ORDER BY created_at, id').all();
+        const date = (v) => (v === null ? null : new Date(Number(v)));
+        return rows.map((r) => ({
+            id: str(r.id),
+            name: str(r.name),
+            read: JSON.parse(str(r.read)),
+            createdAt: new Date(Number(r.created_at)),
+            expiresAt: new Date(Number(r.expires_at)),
+            lastUsedAt: date(r.last_used_at),
+            revokedAt: date(r.revoked_at),
+        }));
+    }
+    async revokeReadToken(id, at) {
+        const found = this.sql('UPDATE read_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?').run(+at, id);
+        return found.changes === 1;
+    }
+    async touchReadToken(id, at) {
+        const row = this.sql('UPDATE read_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ? RETURNING revoked_at').get(+at, id);
+        return row ? { revoked: row.revoked_at !== null } : null;
+    }
     async close() {
         if (this.db.isOpen)
             this.db.close();
@@ -9394,7 +9024,613 @@ function auditRecord(entry) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/cli/audit.ts
+;// CONCATENATED MODULE: external "node:fs/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
+;// CONCATENATED MODULE: ./src/contracts/server-api.ts
+/**
+ * The server's own API as its clients (the Action's main step, the daemon, the benchmark) see it:
+ * the routes, the token exchange's answer and its one parser, the health document, the answer to
+ * Sluice's NAR upload route. The server builds these types; every client parses with these functions.
+ */
+/** `POST` with `Authorization: Bearer <CI OIDC ID token>`. */
+const TOKEN_EXCHANGE_PATH = '/_api/v1/token';
+const HEALTH_PATH = '/_api/v1/health';
+/** `PUT <prefix><narhash>.nar[.ext]`: a NAR file named by the NarHash of the NAR inside it. */
+const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
+/** The `aud` CI ID tokens are requested with, unless the Action's `audience` input says otherwise. */
+const DEFAULT_AUDIENCE = 'sluice';
+/** An answer that is not the contract's: the server is not (this version of) Sluice. */
+class ServerAnswerError extends (/* unused pure expression or super */ null && (Error)) {
+}
+function isStringArray(value) {
+    return Array.isArray(value) && value.every((v) => typeof v === 'string');
+}
+function jsonObject(text, what) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch {
+        throw new ServerAnswerError(`${what} answered something that is not JSON`);
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json))
+        throw new ServerAnswerError(`${what} did not answer a JSON object`);
+    return json;
+}
+/** The one parser of the token exchange's answer. */
+function parseTokenExchangeResponse(text) {
+    const json = jsonObject(text, 'the token exchange');
+    const { token, expires_at, read, write, public_keys, cache_url } = json;
+    if (typeof token !== 'string' ||
+        token === '' ||
+        typeof expires_at !== 'string' ||
+        Number.isNaN(Date.parse(expires_at)) ||
+        !isStringArray(read) ||
+        !(write === null || typeof write === 'string') ||
+        !isStringArray(public_keys) ||
+        typeof cache_url !== 'string') {
+        throw new ServerAnswerError('the token exchange answered JSON without the expected fields');
+    }
+    return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
+}
+/** Whether anonymous reads are allowed, and with which keys; undefined when not. */
+function anonymousReadKeys(text) {
+    let json;
+    try {
+        json = jsonObject(text, 'the health route');
+    }
+    catch {
+        return undefined;
+    }
+    if (json.public_reads !== true)
+        return undefined;
+    const keys = isStringArray(json.public_keys)
+        ? json.public_keys
+        : typeof json.public_key === 'string'
+            ? [json.public_key]
+            : [];
+    return keys.length > 0 ? keys : undefined;
+}
+
+;// CONCATENATED MODULE: ./src/server/config/upload-limits.ts
+/**
+ * What one upload may cost the server, besides `max_nar_size`: how far a NAR may inflate, how much
+ * memory its decompressor may take, how many uploads run at once, and how long a request body may
+ * sit idle. Defaults fit what `nix copy` and the Action's proxy send (see docs/server.md).
+ */
+
+const DEFAULT_UPLOAD_LIMITS = {
+    maxCompressionRatio: 1000,
+    // zstd up to level 19 (8 MiB windows; nix copy's level 3: 2 MiB), xz up to level 6 (nix copy's
+    // default: 9 MiB). xz -7..-9 and zstd --long or --ultra need more and are refused.
+    maxDecompressionMemory: 16 * 1024 * 1024,
+    maxConcurrentUploads: 32,
+    // The Action's proxy sends 4 at a time by default.
+    maxConcurrentUploadsPerToken: 8,
+    // The proxy's xz -T0 emits nothing until a whole block (24 MiB at level 6) is compressed.
+    bodyIdleTimeoutMs: 30_000,
+};
+/** Config file keys \u2192 the field they set and how the value is written. */
+const UPLOAD_LIMIT_KEYS = {
+    max_compression_ratio: { field: 'maxCompressionRatio', kind: 'ratio' },
+    max_decompression_memory: { field: 'maxDecompressionMemory', kind: 'size' },
+    max_concurrent_uploads: { field: 'maxConcurrentUploads', kind: 'count' },
+    max_concurrent_uploads_per_token: { field: 'maxConcurrentUploadsPerToken', kind: 'count' },
+    body_idle_timeout: { field: 'bodyIdleTimeoutMs', kind: 'milliseconds' },
+};
+/** A value of `kind` from the config file. */
+function parseUploadLimit(kind, value) {
+    switch (kind) {
+        case 'ratio':
+            return parseCount(value, 0);
+        case 'size':
+            return parseSize(value);
+        case 'count':
+            return parseCount(value);
+        case 'milliseconds':
+            return parseDuration(value) * 1000;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/config/config-schema.ts
+/** The server's configuration as the code uses it: types, defaults, and the error a bad one gets. */
+
+
+const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
+const DEFAULT_MAX_NAR_SIZE = 10 * 1024 ** 3;
+function defaultConfig() {
+    return {
+        listen: { host: '127.0.0.1', port: 8080 },
+        data: './sluice-data',
+        tokenTtlSeconds: 3600,
+        maxReadTokenTtlSeconds: 90 * 86400,
+        maxNarSize: DEFAULT_MAX_NAR_SIZE,
+        rateLimits: {
+            tokenExchanges: { count: 300, periodSeconds: 60 },
+            failedAuth: { count: 30, periodSeconds: 60 },
+        },
+        trustProxy: [],
+        uploads: { ...DEFAULT_UPLOAD_LIMITS },
+        issuers: [
+            { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
+        ],
+    };
+}
+
+
+;// CONCATENATED MODULE: ./src/server/slices/slice-names.ts
+/**
+ * Slice names, slice patterns and `${claim}` templates.
+ *
+ * A slice name is one or more `/`-separated segments of `[A-Za-z0-9._-]` (never `.` or `..`), at most
+ * 200 characters, compared case-insensitively and kept lowercase (GitHub names are case-insensitive,
+ * and a slice must not split in two because a name was typed with other capitals). A pattern may
+ * also hold `*`, which matches any run of characters, `/` included.
+ */
+const SEGMENT = /^[a-z0-9._-]+$/;
+const PATTERN_SEGMENT = /^[a-z0-9._*-]+$/;
+const TEMPLATE_PLACEHOLDER = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+const MAX_NAME_LENGTH = 200;
+function segmentsAreSafe(text, segment) {
+    if (text.length === 0 || text.length > MAX_NAME_LENGTH)
+        return false;
+    return text.split('/').every((part) => segment.test(part) && part !== '.' && part !== '..');
+}
+/** Lowercases a slice name or pattern: the one spelling used for storage and matching. */
+function normalizeSliceName(name) {
+    return name.toLowerCase();
+}
+function isSliceName(name) {
+    return segmentsAreSafe(normalizeSliceName(name), SEGMENT);
+}
+function isSlicePattern(pattern) {
+    return segmentsAreSafe(normalizeSliceName(pattern), PATTERN_SEGMENT);
+}
+/**
+ * Whether `text` matches the glob `pattern`, where `*` matches any run of characters. Linear
+ * backtracking (no regular expression), so a pattern with many stars cannot blow up.
+ */
+function globMatches(pattern, text) {
+    let p = 0;
+    let t = 0;
+    let starAt = -1;
+    let resumeAt = 0;
+    while (t < text.length) {
+        if (p < pattern.length && pattern[p] === '*') {
+            starAt = p++;
+            resumeAt = t;
+        }
+        else if (p < pattern.length && pattern[p] === text[t]) {
+            p++;
+            t++;
+        }
+        else if (starAt !== -1) {
+            p = starAt + 1;
+            t = ++resumeAt;
+        }
+        else {
+            return false;
+        }
+    }
+    while (pattern[p] === '*')
+        p++;
+    return p === pattern.length;
+}
+/** Whether the slice `name` is covered by `pattern` (a slice name or a `*` glob), ignoring case. */
+function sliceMatches(pattern, name) {
+    return globMatches(normalizeSliceName(pattern), normalizeSliceName(name));
+}
+/** The claim names a template such as `${repository_owner}/*` refers to. */
+function templateClaims(template) {
+    return [...template.matchAll(TEMPLATE_PLACEHOLDER)].map((match) => match[1]);
+}
+function isTemplate(name) {
+    return templateClaims(name).length > 0;
+}
+/** A template with every placeholder replaced by a harmless segment, to validate its shape. */
+function templateShape(template) {
+    return template.replace(TEMPLATE_PLACEHOLDER, 'x');
+}
+/**
+ * Whether filling `template` could give `name`: each placeholder read as `*` (a claim value may hold
+ * `/`, as `repository` does). A configured slice that a template could make is never made by it.
+ */
+function templateCouldMake(template, name) {
+    return globMatches(normalizeSliceName(template.replace(TEMPLATE_PLACEHOLDER, '*')), normalizeSliceName(name));
+}
+/**
+ * Fills `${claim}` placeholders from the token's claims. A claim that is missing, or whose value
+ * would not make a plain slice name (`..`, `*`, `%`, spaces\u2026), fails the template: a token must
+ * never be able to steer itself into someone else's slice through an odd claim value.
+ */
+function fillTemplate(template, claims) {
+    const problems = [];
+    const name = template.replace(TEMPLATE_PLACEHOLDER, (_whole, claim) => {
+        const value = claims[claim];
+        if (typeof value !== 'string' || value === '') {
+            problems.push(`claim '${claim}' is missing`);
+        }
+        else if (!segmentsAreSafe(normalizeSliceName(value), SEGMENT)) {
+            problems.push(`claim '${claim}' (${JSON.stringify(value)}) is not usable in a slice name`);
+        }
+        else {
+            return value;
+        }
+        return 'x';
+    });
+    if (problems.length > 0)
+        return { ok: false, problem: problems.join(', ') };
+    if (!isSlicePattern(name))
+        return { ok: false, problem: `'${name}' is not a valid slice name` };
+    return { ok: true, name: normalizeSliceName(name) };
+}
+
+;// CONCATENATED MODULE: ./src/server/config/policy-config.ts
+/** The policy's part of the config: `issuers` (whose ID tokens are trusted) and `slices` (who reads and writes what). */
+
+
+const ISSUER_KEYS = ['name', 'issuer', 'audience', 'jwks_uri', 'allow_insecure_http'];
+const SLICE_KEYS = ['name', 'public', 'read', 'write'];
+const ISSUER_NAME = /^[a-z0-9][a-z0-9_-]*$/;
+const CLAIM_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]*$/;
+function parseIssuers(v, value) {
+    const list = v.nonEmptyList(['issuers'], value, 'issuer (omit the key to trust GitHub Actions)');
+    const issuers = list.map((item, i) => {
+        const path = ['issuers', i];
+        const raw = v.object(path, item, ISSUER_KEYS);
+        const name = v.string([...path, 'name'], raw.name);
+        if (!ISSUER_NAME.test(name))
+            v.fail([...path, 'name'], 'use lowercase letters, digits, - and _');
+        const allowInsecureHttp = raw.allow_insecure_http === undefined
+            ? false
+            : v.boolean([...path, 'allow_insecure_http'], raw.allow_insecure_http);
+        const issuer = v.url([...path, 'issuer'], raw.issuer, allowInsecureHttp);
+        const audience = raw.audience === undefined ? DEFAULT_AUDIENCE : v.string([...path, 'audience'], raw.audience);
+        const jwksUri = raw.jwks_uri === undefined ? undefined : v.url([...path, 'jwks_uri'], raw.jwks_uri, allowInsecureHttp);
+        return { name, issuer, audience, allowInsecureHttp, ...(jwksUri ? { jwksUri } : {}) };
+    });
+    issuers.forEach((issuer, i) => {
+        if (issuers.findIndex((other) => other.name === issuer.name) !== i)
+            v.fail(['issuers', i, 'name'], `duplicate issuer name '${issuer.name}'`);
+        if (issuers.findIndex((other) => other.issuer === issuer.issuer) !== i)
+            v.fail(['issuers', i, 'issuer'], `issuer ${issuer.issuer} is listed twice`);
+    });
+    return issuers;
+}
+function parseRule(v, path, value, issuers, templated) {
+    if (value === null || typeof value !== 'object' || Array.isArray(value))
+        v.fail(path, 'expected a mapping of claim: value');
+    const rule = { claims: {} };
+    for (const [key, raw] of Object.entries(value)) {
+        const keyPath = [...path, key];
+        if (key === 'issuer') {
+            const name = v.string(keyPath, raw);
+            if (!issuers.some((issuer) => issuer.name === name)) {
+                v.fail(keyPath, `unknown issuer '${name}' (configured: ${issuers.map((issuer) => issuer.name).join(', ')})`);
+            }
+            rule.issuer = name;
+            continue;
+        }
+        if (!CLAIM_NAME.test(key))
+            v.fail(keyPath, 'not a claim name', true);
+        const values = Array.isArray(raw) ? raw : [raw];
+        if (values.length === 0)
+            v.fail(keyPath, 'an empty list matches nothing');
+        rule.claims[key] = values.map((item, i) => {
+            const itemPath = Array.isArray(raw) ? [...keyPath, i] : keyPath;
+            if (typeof item === 'number' || typeof item === 'boolean')
+                return String(item);
+            return v.string(itemPath, item);
+        });
+    }
+    if (rule.issuer === undefined && issuers.length > 1) {
+        v.fail(path, `name the issuer (issuer: ${issuers.map((issuer) => issuer.name).join(' | ')}): several are configured`);
+    }
+    if (Object.keys(rule.claims).length === 0 && !templated) {
+        v.fail(path, 'a rule must test at least one claim besides issuer: without one it matches every workflow of the issuer');
+    }
+    return rule;
+}
+function parseSlices(v, value, issuers) {
+    const list = v.nonEmptyList(['slices'], value, 'slice (omit the key for the default policy)');
+    const slices = list.map((item, i) => {
+        const path = ['slices', i];
+        const raw = v.object(path, item, SLICE_KEYS);
+        const name = v.string([...path, 'name'], raw.name);
+        const templated = isTemplate(name);
+        const shape = templateShape(name);
+        if (!isSlicePattern(shape)) {
+            v.fail([...path, 'name'], `'${name}' is not a slice name: use /-separated segments of letters, digits, . _ - (and * in read-only patterns)`);
+        }
+        const isPublic = raw.public === undefined ? false : v.boolean([...path, 'public'], raw.public);
+        const rules = (key) => raw[key] === undefined
+            ? []
+            : v
+                .list([...path, key], raw[key])
+                .map((rule, j) => parseRule(v, [...path, key, j], rule, issuers, templated));
+        const read = rules('read');
+        const write = rules('write');
+        if (write.length > 0 && !isSliceName(shape))
+            v.fail([...path, 'name'], `'${name}' is a pattern: a slice with write rules needs a plain name`);
+        if (isPublic && templated)
+            v.fail([...path, 'public'], 'a template slice cannot be public: list the public slices by name or pattern');
+        if (!isPublic && read.length === 0 && write.length === 0)
+            v.fail(path, 'grants nothing: add read or write rules, or public: true');
+        return { name: templated ? name : normalizeSliceName(name), public: isPublic, read, write };
+    });
+    slices.forEach((slice, i) => {
+        if (slices.findIndex((other) => other.name === slice.name) !== i)
+            v.fail(['slices', i, 'name'], `duplicate slice '${slice.name}'`);
+    });
+    slices.forEach((slice, i) => checkTemplateCollision(v, slices, i));
+    return slices;
+}
+/**
+ * Configured names are reserved: a template never makes one (the policy refuses it at exchange),
+ * so a configured name without write rules that a writing template could make was only ever
+ * written through the template. That silently stops; worse, it was the takeover this prevents.
+ */
+function checkTemplateCollision(v, slices, i) {
+    const slice = slices[i];
+    if (isTemplate(slice.name) || !isSliceName(slice.name) || slice.write.length > 0)
+        return;
+    const template = slices.find((other) => isTemplate(other.name) && other.write.length > 0 && templateCouldMake(other.name, slice.name));
+    if (template) {
+        v.fail(['slices', i, 'name'], `'${slice.name}' could also be made by the template '${template.name}', which never writes a slice named in the config: give '${slice.name}' write rules of its own (repository_id: \u2026) or list it under a name no template makes`);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/config/rate-limits.ts
+/**
+ * The rate limits' config: `rate_limits` (per client address: token exchanges, failed
+ * authentications) and `trust_proxy` (whose X-Forwarded-For names the client). Enforced by
+ * src/server/http/rate-limit.ts.
+ */
+
+
+
+/** `10.0.0.1`, `10.0.0.0/8`, `fd00::/8` \u2192 a BlockList; throws naming a bad entry. */
+function trustedProxies(entries) {
+    const list = new external_node_net_namespaceObject.BlockList();
+    for (const entry of entries) {
+        const [address = '', bits] = entry.split('/');
+        const family = (0,external_node_net_namespaceObject.isIP)(address);
+        const prefix = bits === undefined ? undefined : Number(bits);
+        const maxBits = family === 6 ? 128 : 32;
+        if (family === 0 ||
+            (bits !== undefined && !(Number.isInteger(prefix) && prefix >= 0 && prefix <= maxBits)))
+            throw new Error(`'${entry}' is not an IP address or CIDR range`);
+        const type = family === 6 ? 'ipv6' : 'ipv4';
+        if (prefix === undefined)
+            list.addAddress(address, type);
+        else
+            list.addSubnet(address, prefix, type);
+    }
+    return list;
+}
+/** `60/1m` (at most 60 per minute), or `off`. */
+function parseRate(value) {
+    if (value === 'off' || value === false)
+        return null;
+    const [count, period, extra] = String(value).split('/');
+    const parsed = Number(count?.trim());
+    if (extra !== undefined || period === undefined || !Number.isSafeInteger(parsed) || parsed <= 0)
+        throw new ConfigError(`${JSON.stringify(value)} is not a rate such as 60/1m, or off`);
+    return { count: parsed, periodSeconds: parseDuration(period.trim()) };
+}
+function parseRateLimits(v, value, defaults) {
+    const raw = v.object(['rate_limits'], value, ['token_exchanges', 'failed_auth']);
+    const rate = (key, fallback) => raw[key] === undefined ? fallback : v.parse(['rate_limits', key], raw[key], parseRate);
+    return {
+        tokenExchanges: rate('token_exchanges', defaults.tokenExchanges),
+        failedAuth: rate('failed_auth', defaults.failedAuth),
+    };
+}
+function parseTrustProxy(v, value) {
+    const list = v.list(['trust_proxy'], value).map((item, i) => v.string(['trust_proxy', i], item).trim());
+    v.parse(['trust_proxy'], list, (entries) => {
+        try {
+            return trustedProxies(entries);
+        }
+        catch (error) {
+            throw new ConfigError(error.message);
+        }
+    });
+    return list;
+}
+
+;// CONCATENATED MODULE: ./src/server/config/yaml-validator.ts
+/** Checks a parsed YAML document key by key; every problem is a ConfigError naming its file, line and key path. */
+
+
+/** Validates the parsed document, turning each problem into a ConfigError that points at its line. */
+class Validator {
+    doc;
+    lines;
+    source;
+    constructor(doc, lines, source) {
+        this.doc = doc;
+        this.lines = lines;
+        this.source = source;
+    }
+    fail(path, problem, atKey = false) {
+        const where = path
+            .map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? part : `.${part}`))
+            .join('');
+        const line = this.lineOf(path, atKey);
+        throw new ConfigError(`${this.source}${line ? `:${line}` : ''}: ${where || '(top level)'}: ${problem}`);
+    }
+    lineOf(path, atKey) {
+        let node = path.length === 0 ? this.doc.contents : this.doc.getIn(path, true);
+        if (atKey) {
+            const parent = path.length === 1 ? this.doc.contents : this.doc.getIn(path.slice(0, -1), true);
+            const pair = (0,dist/* isMap */.jh)(parent)
+                ? parent.items.find((item) => (0,dist/* isPair */.tO)(item) && (0,dist/* isScalar */.jn)(item.key) && item.key.value === path.at(-1))
+                : undefined;
+            node = pair?.key;
+        }
+        const range = node?.range;
+        return range ? this.lines.linePos(range[0]).line : undefined;
+    }
+    /** Runs a parser that throws ConfigError without a location, and adds the location. */
+    parse(path, value, parser) {
+        try {
+            return parser(value);
+        }
+        catch (error) {
+            if (error instanceof ConfigError)
+                this.fail(path, error.message);
+            throw error;
+        }
+    }
+    object(path, value, known) {
+        if (value === null || typeof value !== 'object' || Array.isArray(value))
+            this.fail(path, 'expected a mapping');
+        for (const key of Object.keys(value)) {
+            if (!known.includes(key))
+                this.fail([...path, key], `unknown key (expected one of: ${known.join(', ')})`, true);
+        }
+        return value;
+    }
+    list(path, value) {
+        if (!Array.isArray(value))
+            this.fail(path, 'expected a list');
+        return value;
+    }
+    nonEmptyList(path, value, what) {
+        const list = this.list(path, value);
+        if (list.length === 0)
+            this.fail(path, `must list at least one ${what}`);
+        return list;
+    }
+    string(path, value) {
+        if (typeof value !== 'string' || value.trim() === '')
+            this.fail(path, 'expected a non-empty string');
+        return value;
+    }
+    boolean(path, value) {
+        if (typeof value !== 'boolean')
+            this.fail(path, 'expected true or false');
+        return value;
+    }
+    url(path, value, allowHttp) {
+        const text = this.string(path, value);
+        let url;
+        try {
+            url = new URL(text);
+        }
+        catch {
+            this.fail(path, `${JSON.stringify(text)} is not a URL`);
+        }
+        if (url.protocol !== 'https:' && !(allowHttp && url.protocol === 'http:')) {
+            this.fail(path, `${JSON.stringify(text)} must be https:// (http:// needs allow_insecure_http: true, for loopback tests only)`);
+        }
+        return text;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/config/server-config.ts
+/**
+ * The server's YAML configuration \u2192 a typed, validated `Config`. Every key is optional; a bad key or
+ * value is refused with `file:line: key.path: problem`, so a typo never silently weakens the policy.
+ */
+
+
+
+
+
+
+
+
+const TOP_LEVEL_KEYS = [
+    'listen',
+    'data',
+    'token_ttl',
+    'max_read_token_ttl',
+    'max_nar_size',
+    'public_url',
+    'rate_limits',
+    'trust_proxy',
+    ...Object.keys(UPLOAD_LIMIT_KEYS),
+    'issuers',
+    'slices',
+];
+/** Parses and validates YAML config text. `source` names the file in error messages. */
+function parseConfig(text, source = 'config') {
+    const lines = new dist/* LineCounter */.HN();
+    const doc = (0,dist/* parseDocument */.Tp)(text, { lineCounter: lines, uniqueKeys: true });
+    const yamlError = doc.errors[0];
+    if (yamlError) {
+        const line = yamlError.linePos?.[0].line;
+        throw new ConfigError(`${source}${line ? `:${line}` : ''}: ${yamlError.message.split('\n')[0]}`);
+    }
+    const v = new Validator(doc, lines, source);
+    const value = doc.toJS();
+    const config = defaultConfig();
+    if (value === null || value === undefined)
+        return config;
+    const raw = v.object([], value, TOP_LEVEL_KEYS);
+    if (raw.listen !== undefined)
+        config.listen = v.parse(['listen'], raw.listen, parseListen);
+    if (raw.data !== undefined)
+        config.data = v.string(['data'], raw.data);
+    if (raw.token_ttl !== undefined)
+        config.tokenTtlSeconds = v.parse(['token_ttl'], raw.token_ttl, parseDuration);
+    if (raw.max_read_token_ttl !== undefined)
+        config.maxReadTokenTtlSeconds = v.parse(['max_read_token_ttl'], raw.max_read_token_ttl, parseDuration);
+    if (raw.max_nar_size !== undefined)
+        config.maxNarSize = v.parse(['max_nar_size'], raw.max_nar_size, parseSize);
+    for (const [key, { field, kind }] of Object.entries(UPLOAD_LIMIT_KEYS)) {
+        if (raw[key] !== undefined)
+            config.uploads[field] = v.parse([key], raw[key], (value) => parseUploadLimit(kind, value));
+    }
+    if (raw.public_url !== undefined)
+        config.publicUrl = v.url(['public_url'], raw.public_url, true).replace(/\/+$/, '');
+    if (raw.rate_limits !== undefined)
+        config.rateLimits = parseRateLimits(v, raw.rate_limits, config.rateLimits);
+    if (raw.trust_proxy !== undefined)
+        config.trustProxy = parseTrustProxy(v, raw.trust_proxy);
+    if (raw.issuers !== undefined)
+        config.issuers = parseIssuers(v, raw.issuers);
+    if (raw.slices !== undefined)
+        config.slices = parseSlices(v, raw.slices, config.issuers);
+    return config;
+}
+/** Reads the config file at `path`; without a path, the defaults. */
+async function loadConfig(path) {
+    if (path === undefined)
+        return defaultConfig();
+    let text;
+    try {
+        text = await (0,promises_namespaceObject.readFile)(path, 'utf8');
+    }
+    catch (error) {
+        throw new ConfigError(`${path}: cannot read the config file: ${error.code ?? String(error)}`);
+    }
+    return parseConfig(text, path);
+}
+/** Command-line flags win over the file. */
+function applyCliOverrides(config, flags) {
+    const merged = { ...config };
+    if (flags.listen !== undefined) {
+        try {
+            merged.listen = parseListen(flags.listen);
+        }
+        catch (error) {
+            throw new ConfigError(`--listen: ${error.message}`);
+        }
+    }
+    if (flags.data !== undefined) {
+        if (flags.data.trim() === '')
+            throw new ConfigError('--data: expected a directory');
+        merged.data = flags.data;
+    }
+    return merged;
+}
+
+;// CONCATENATED MODULE: ./src/cli/audit-command.ts
 /** `sluice audit [--slice S] [--since T] [--data DIR] [--json]`: lists accepted writes, oldest first. */
 
 
@@ -10279,52 +10515,35 @@ async function jwtVerify(jwt, key, options) {
 }
 
 
-;// CONCATENATED MODULE: ./src/http/errors.ts
-class HttpError extends Error {
-    status;
-    reason;
-    headers;
-    constructor(status, message, 
-    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
-    reason = 'error', headers = {}) {
-        super(message);
-        this.status = status;
-        this.reason = reason;
-        this.headers = headers;
-    }
-}
+;// CONCATENATED MODULE: ./src/server/exchange/exchange-error.ts
 /**
- * Answers with the error's status and a plain-text message. When headers were already sent the
- * response cannot change status any more, so it is destroyed instead.
+ * Why a token exchange or a cache token verification failed, free of HTTP: the HTTP layer maps the
+ * kind to a status (src/server/http/exchange-status.ts). Messages name the problem, never the token.
  */
-function sendError(res, error) {
-    const status = error instanceof HttpError ? error.status : 500;
-    const message = error instanceof HttpError ? error.message : 'internal server error';
-    if (res.headersSent) {
-        res.destroy(error instanceof Error ? error : undefined);
-        return;
+class ExchangeError extends Error {
+    kind;
+    reason;
+    constructor(kind, message, 
+    /** A short machine-readable reason, for metrics labels. */
+    reason) {
+        super(message);
+        this.kind = kind;
+        this.reason = reason;
     }
-    const body = `${message}\n`;
-    res.writeHead(status, {
-        'content-type': 'text/plain; charset=utf-8',
-        'content-length': Buffer.byteLength(body),
-        ...(error instanceof HttpError ? error.headers : {}),
-    });
-    res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
 ;// CONCATENATED MODULE: ./src/server/exchange/jwt-errors.ts
 /**
- * Turns jose's verification errors into 401s whose message says why a token is unusable, without
+ * Turns jose's verification errors into ExchangeErrors whose message says why a token is unusable, without
  * echoing the token. Shared by the OIDC ID token and the cache token verification.
  */
 
 
 function unauthorized(what, problem, reason) {
-    return new HttpError(401, `${what}: ${problem}`, reason, { 'www-authenticate': 'Bearer' });
+    return new ExchangeError('unauthorized', `${what}: ${problem}`, reason);
 }
-function joseErrorToHttp(what, error) {
-    if (error instanceof HttpError)
+function joseErrorToExchange(what, error) {
+    if (error instanceof ExchangeError)
         return error;
     if (error instanceof JWTExpired)
         return unauthorized(what, 'expired', 'token_expired');
@@ -10355,7 +10574,7 @@ function joseErrorToHttp(what, error) {
     }
     // Not the token's fault: the keys could not be fetched (network, discovery, JWKS answer).
     const detail = error instanceof Error ? `: ${error.message}` : '';
-    return new HttpError(503, `${what}: cannot verify now, the issuer's keys are unavailable${detail}`, 'issuer_unavailable');
+    return new ExchangeError('unavailable', `${what}: cannot verify now, the issuer's keys are unavailable${detail}`, 'issuer_unavailable');
 }
 
 ;// CONCATENATED MODULE: ./src/server/exchange/cache-token.ts
@@ -10389,7 +10608,7 @@ function isStringRecord(value) {
 }
 /** Re-checks a signed payload's shape: defence in depth should the key ever sign something odd. */
 function grantFromPayload(payload) {
-    const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners } = payload;
+    const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners, jti, iat } = payload;
     const validKind = kind === 'ci' || kind === 'read';
     const validRead = Array.isArray(read) && read.every((item) => typeof item === 'string' && isSlicePattern(item));
     const validWrite = write === null || (typeof write === 'string' && isSliceName(write) && kind === 'ci');
@@ -10400,7 +10619,14 @@ function grantFromPayload(payload) {
             Array.isArray(read) &&
             readOwners.length === read.length &&
             readOwners.every((owner) => owner === null || isOwnerRequirement(owner)));
-    if (!validKind || !validRead || !validWrite || !validBind || !validOwners || !isStringRecord(identity)) {
+    const validIssued = kind !== 'read' || (typeof jti === 'string' && typeof iat === 'number');
+    if (!validKind ||
+        !validRead ||
+        !validWrite ||
+        !validBind ||
+        !validOwners ||
+        !validIssued ||
+        !isStringRecord(identity)) {
         throw unauthorized(CACHE_TOKEN, 'malformed claims', 'malformed_token');
     }
     return {
@@ -10410,6 +10636,7 @@ function grantFromPayload(payload) {
         bindWrite: bindWrite === true,
         ...(readOwners === undefined ? {} : { readOwners: readOwners }),
         identity: identity,
+        ...(kind === 'read' ? { issued: { id: jti, at: iat } } : {}),
     };
 }
 function subjectOf(grant) {
@@ -10435,6 +10662,7 @@ function createCacheTokens(tokenKey, now = Date.now) {
                 throw new TypeError('a read token cannot write');
             const issuedAt = Math.floor(now() / 1000);
             const expiresAt = issuedAt + ttlSeconds;
+            const id = (0,external_node_crypto_namespaceObject.randomUUID)();
             const token = await new SignJWT({
                 kind: grant.kind,
                 read: grant.read,
@@ -10447,11 +10675,11 @@ function createCacheTokens(tokenKey, now = Date.now) {
                 .setIssuer(CACHE_TOKEN_ISSUER)
                 .setAudience(CACHE_TOKEN_AUDIENCE)
                 .setSubject(subjectOf(grant))
-                .setJti((0,external_node_crypto_namespaceObject.randomUUID)())
+                .setJti(id)
                 .setIssuedAt(issuedAt)
                 .setExpirationTime(expiresAt)
                 .sign(tokenKey);
-            return { token, expiresAt: new Date(expiresAt * 1000) };
+            return { token, expiresAt: new Date(expiresAt * 1000), id };
         },
         async verify(token) {
             const known = verified.get(token);
@@ -10473,11 +10701,11 @@ function createCacheTokens(tokenKey, now = Date.now) {
                 return grant;
             }
             catch (error) {
-                const httpError = joseErrorToHttp(CACHE_TOKEN, error);
+                const refusal = joseErrorToExchange(CACHE_TOKEN, error);
                 // Our own key is local: anything jose cannot attribute to a claim is a token we did not sign.
-                if (httpError.status === 503)
+                if (refusal.kind === 'unavailable')
                     throw unauthorized(CACHE_TOKEN, 'not signed by this server', 'forged_token');
-                throw httpError;
+                throw refusal;
             }
         },
     };
@@ -10820,7 +11048,7 @@ function createOidcVerifier(issuers, options = {}) {
                 return { issuer, claims: payload };
             }
             catch (error) {
-                throw joseErrorToHttp(ID_TOKEN, error);
+                throw joseErrorToExchange(ID_TOKEN, error);
             }
         },
     };
@@ -10947,7 +11175,7 @@ function createPolicy(slices) {
                 }
             }
             if (read.size === 0 && write === null) {
-                throw new HttpError(403, `no slice is granted to this token: ${refusals.join('; ')}`, 'policy_denied');
+                throw new ExchangeError('forbidden', `no slice is granted to this token: ${refusals.join('; ')}`, 'policy_denied');
             }
             const grants = [...read.values()];
             return {
@@ -10959,6 +11187,66 @@ function createPolicy(slices) {
         },
         publicSlices() {
             return slices.filter((slice) => slice.public).map((slice) => slice.name);
+        },
+    };
+}
+
+;// CONCATENATED MODULE: ./src/server/exchange/token-state.ts
+/**
+ * What signed tokens cannot say about themselves, kept in the metadata store so every replica
+ * agrees: which CI ID tokens were exchanged already (each may be exchanged once), and which read
+ * tokens exist, were revoked or outlived `max_read_token_ttl`.
+ */
+
+
+
+/**
+ * How long a replica trusts a read token's last check of the store. The store is asked at most once
+ * a second per token per replica (a job's thousands of lookups do not each cost a query); a
+ * revocation reaches every replica within that second.
+ */
+const READ_TOKEN_RECHECK_MS = 1000;
+const REMEMBERED_READ_TOKENS = 1024;
+/** The issuer's `jti` when it sets one (a re-encoded token keeps it), else a hash of the token. */
+function idTokenKey(issuerName, claims, idToken) {
+    if (typeof claims.jti === 'string' && claims.jti !== '')
+        return `${issuerName}:jti:${claims.jti}`;
+    return `${issuerName}:sha256:${(0,external_node_crypto_namespaceObject.createHash)('sha256').update(idToken).digest('hex')}`;
+}
+function createTokenState(store, options) {
+    const { now } = options;
+    const checked = new Map();
+    function storedState(id) {
+        const known = checked.get(id);
+        if (known && now() - known.at < READ_TOKEN_RECHECK_MS)
+            return known.state;
+        if (checked.size >= REMEMBERED_READ_TOKENS)
+            checked.delete(checked.keys().next().value);
+        const state = store.touchReadToken(id, new Date(now()));
+        checked.delete(id);
+        checked.set(id, { at: now(), state });
+        state.catch(() => checked.delete(id));
+        return state;
+    }
+    return {
+        async useIdTokenOnce(issuerName, claims, idToken) {
+            // Kept past `exp` by the leeway the verifier grants, or a replay could pass in that window.
+            const until = new Date((claims.exp + CLOCK_LEEWAY_SECONDS) * 1000);
+            const first = await store.useIdTokenOnce(idTokenKey(issuerName, claims, idToken), until, new Date(now()));
+            if (!first)
+                throw unauthorized('ID token', 'already exchanged once (replay)', 'token_replayed');
+        },
+        async checkReadToken(grant) {
+            if (grant.kind !== 'read')
+                return;
+            const issued = grant.issued;
+            if (now() / 1000 > issued.at + options.maxReadTokenTtlSeconds)
+                throw unauthorized('cache token', 'read token older than max_read_token_ttl', 'token_expired');
+            const state = await storedState(issued.id);
+            if (state === null)
+                throw unauthorized('cache token', 'read token unknown to this server (create a new one)', 'unknown_token');
+            if (state.revoked)
+                throw unauthorized('cache token', 'read token revoked', 'token_revoked');
         },
     };
 }
@@ -11022,41 +11310,8 @@ async function loadOrCreateTokenKey(path) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/server/exchange/handler.ts
-
-/** The token of an `Authorization: Bearer \u2026` header, or a 401 saying what is missing. */
-function bearerToken(req) {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-    if (!match) {
-        throw new HttpError(401, 'missing Authorization: Bearer <CI OIDC ID token>', 'missing_token', {
-            'www-authenticate': 'Bearer',
-        });
-    }
-    return match[1];
-}
-function createTokenHandler(options) {
-    return async (req, res) => {
-        req.resume(); // the request body, if any, carries nothing
-        const { token, expiresAt, grant } = await options.exchange.exchange(bearerToken(req));
-        const body = {
-            token,
-            expires_at: expiresAt.toISOString(),
-            read: grant.read,
-            write: grant.write,
-            public_keys: options.publicKeys,
-            cache_url: options.cacheUrl,
-        };
-        const text = JSON.stringify(body);
-        res.writeHead(200, {
-            'content-type': 'application/json',
-            'content-length': Buffer.byteLength(text),
-            'cache-control': 'no-store',
-        });
-        res.end(text);
-    };
-}
-
 ;// CONCATENATED MODULE: ./src/server/exchange/index.ts
+
 
 
 
@@ -11070,11 +11325,16 @@ const READ_TOKEN_NAME = /^[A-Za-z0-9._@-]{1,100}$/;
 function createExchange(config, tokenKey, options = {}) {
     const verifier = createOidcVerifier(config.issuers, options);
     const policy = createPolicy(config.slices ?? defaultSlices(config.issuers));
-    const cacheTokens = createCacheTokens(tokenKey, options.now);
+    const now = options.now ?? Date.now;
+    const cacheTokens = createCacheTokens(tokenKey, now);
+    const maxReadTokenTtlSeconds = config.maxReadTokenTtlSeconds;
+    const state = options.store ? createTokenState(options.store, { now, maxReadTokenTtlSeconds }) : undefined;
     return {
         async exchange(idToken) {
             const { issuer, claims } = await verifier.verify(idToken);
             const decision = policy.evaluate(issuer.name, claims);
+            // After the policy: a token refused with 403 is not used up, the same answer comes again.
+            await state?.useIdTokenOnce(issuer.name, claims, idToken);
             const grant = {
                 kind: 'ci',
                 ...decision,
@@ -11082,7 +11342,11 @@ function createExchange(config, tokenKey, options = {}) {
             };
             return { ...(await cacheTokens.issue(grant, config.tokenTtlSeconds)), grant };
         },
-        verifyCacheToken: (token) => cacheTokens.verify(token),
+        async verifyCacheToken(token) {
+            const grant = await cacheTokens.verify(token);
+            await state?.checkReadToken(grant);
+            return grant;
+        },
         async createReadToken({ read, ttlSeconds, name }) {
             if (read.length === 0)
                 throw new TypeError('a read token needs at least one slice or pattern');
@@ -11093,16 +11357,64 @@ function createExchange(config, tokenKey, options = {}) {
                 throw new TypeError(`token name '${name}' must be 1-100 letters, digits, . _ @ -`);
             if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0)
                 throw new TypeError('the lifetime must be a positive number of seconds');
+            if (ttlSeconds > maxReadTokenTtlSeconds)
+                throw new TypeError(`a lifetime of ${ttlSeconds} s is longer than max_read_token_ttl (${maxReadTokenTtlSeconds} s)`);
             const grant = {
                 kind: 'read',
                 read: read.map(normalizeSliceName),
                 write: null,
                 identity: { name },
             };
-            return cacheTokens.issue(grant, ttlSeconds);
+            const issued = await cacheTokens.issue(grant, ttlSeconds);
+            await options.store?.addReadToken({
+                id: issued.id,
+                name,
+                read: grant.read,
+                createdAt: new Date(issued.expiresAt.getTime() - ttlSeconds * 1000), // its iat
+                expiresAt: issued.expiresAt,
+                lastUsedAt: null,
+                revokedAt: null,
+            });
+            return issued;
         },
         publicSlices: () => policy.publicSlices(),
     };
+}
+
+;// CONCATENATED MODULE: external "node:stream"
+const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
+;// CONCATENATED MODULE: ./src/contracts/http-error.ts
+class HttpError extends Error {
+    status;
+    reason;
+    headers;
+    constructor(status, message, 
+    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
+    reason = 'error', headers = {}) {
+        super(message);
+        this.status = status;
+        this.reason = reason;
+        this.headers = headers;
+    }
+}
+/**
+ * Answers with the error's status and a plain-text message. When headers were already sent the
+ * response cannot change status any more, so it is destroyed instead.
+ */
+function sendError(res, error) {
+    const status = error instanceof HttpError ? error.status : 500;
+    const message = error instanceof HttpError ? error.message : 'internal server error';
+    if (res.headersSent) {
+        res.destroy(error instanceof Error ? error : undefined);
+        return;
+    }
+    const body = `${message}\n`;
+    res.writeHead(status, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        ...(error instanceof HttpError ? error.headers : {}),
+    });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
 ;// CONCATENATED MODULE: ./src/nix/nix32.ts
@@ -11111,6 +11423,8 @@ function createExchange(config, tokenKey, options = {}) {
  * the end, so the first character carries the most significant bits of the last byte.
  */
 const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
+/** One nix32 character, as a regular-expression class. */
+const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
 const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
 /** Length in characters of the nix32 form of `byteLength` bytes. */
 function nix32Length(byteLength) {
@@ -11167,7 +11481,7 @@ function isNix32(text) {
 const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
 class HashError extends Error {
 }
-class hash_Hash {
+class Hash {
     algorithm;
     digest;
     constructor(algorithm, digest) {
@@ -11186,7 +11500,7 @@ class hash_Hash {
         if (sri) {
             if (expected !== undefined && sri[1] !== expected)
                 throw new HashError(`expected a ${expected} hash, got '${text}'`);
-            return hash_Hash.fromDigestText(sri[1], sri[2], 'base64', text);
+            return Hash.fromDigestText(sri[1], sri[2], 'base64', text);
         }
         const colon = text.indexOf(':');
         let algorithm;
@@ -11206,17 +11520,17 @@ class hash_Hash {
         if (expected !== undefined && algorithm !== expected) {
             throw new HashError(`expected a ${expected} hash, got '${text}'`);
         }
-        return hash_Hash.fromDigestText(algorithm, digest, undefined, text);
+        return Hash.fromDigestText(algorithm, digest, undefined, text);
     }
     static fromDigestText(algorithm, digest, encoding, original) {
         const bytes = DIGEST_BYTES[algorithm];
         if (encoding === undefined) {
             if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
-                return new hash_Hash(algorithm, Buffer.from(digest, 'hex'));
+                return new Hash(algorithm, Buffer.from(digest, 'hex'));
             }
             if (digest.length === nix32Length(bytes) && isNix32(digest)) {
                 try {
-                    return new hash_Hash(algorithm, decodeNix32(digest, bytes));
+                    return new Hash(algorithm, decodeNix32(digest, bytes));
                 }
                 catch (e) {
                     if (e instanceof Nix32Error)
@@ -11229,12 +11543,12 @@ class hash_Hash {
             const decoded = Buffer.from(digest, 'base64');
             // Node ignores stray bits in the last character: insist on the one canonical spelling.
             if (decoded.length === bytes && decoded.toString('base64') === digest)
-                return new hash_Hash(algorithm, decoded);
+                return new Hash(algorithm, decoded);
         }
         throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
     }
     static of(algorithm, data) {
-        return new hash_Hash(algorithm, (0,external_node_crypto_namespaceObject.createHash)(algorithm).update(data).digest());
+        return new Hash(algorithm, (0,external_node_crypto_namespaceObject.createHash)(algorithm).update(data).digest());
     }
     get nix32() {
         return encodeNix32(this.digest);
@@ -11260,561 +11574,120 @@ class hash_Hash {
     }
 }
 
-;// CONCATENATED MODULE: ./src/nix/store-path.ts
-/** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
+;// CONCATENATED MODULE: ./src/nix/file-hash.ts
+/** The sha256 and size of a file fed chunk by chunk: a narinfo's FileHash and FileSize. */
 
-const store_path_DEFAULT_STORE_DIR = '/nix/store';
-const HASH_PART_LENGTH = 32;
-/** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
-const store_path_MAX_NAME_LENGTH = 211;
-const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
-class StorePathError extends Error {
-}
-/** Checks a store path hash part (the 32 nix32 characters); throws naming the problem. */
-function validateHashPart(hashPart) {
-    if (hashPart.length !== HASH_PART_LENGTH) {
-        throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
+
+class FileHasher {
+    hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
+    size = 0;
+    update(chunk) {
+        this.hasher.update(chunk);
+        this.size += chunk.length;
     }
-    if (!isNix32(hashPart))
-        throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
-    return hashPart;
-}
-/**
- * Checks a store path name. Nix 2.8 itself accepts any name made of the allowed characters (so
- * `.hidden` is a path Nix builds); like later Nix versions we also refuse `.`, `..` and names whose
- * first dash-separated part is one of those, which only ever serve path tricks.
- */
-function validateName(name, baseName = name) {
-    if (name.length === 0)
-        throw new StorePathError(`store path '${baseName}' has an empty name`);
-    if (name.length > store_path_MAX_NAME_LENGTH) {
-        throw new StorePathError(`store path name in '${baseName}' is longer than ${store_path_MAX_NAME_LENGTH} characters`);
+    /** Bytes fed so far. */
+    get fileSize() {
+        return this.size;
     }
-    const bad = NAME_PATTERN.test(name) ? undefined : [...name].find((c) => !NAME_PATTERN.test(c));
-    if (bad !== undefined) {
-        throw new StorePathError(`store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`);
-    }
-    const firstPart = name.split('-', 1)[0];
-    if (firstPart === '.' || firstPart === '..') {
-        throw new StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
-    }
-    return name;
-}
-function normalizeStoreDir(storeDir) {
-    const trimmed = storeDir.replace(/\/+$/, '');
-    const segments = trimmed.split('/').slice(1);
-    if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..')) {
-        throw new StorePathError(`store dir '${storeDir}' must be an absolute, canonical directory other than '/'`);
-    }
-    return trimmed;
-}
-class store_path_StorePath {
-    hashPart;
-    name;
-    constructor(hashPart, name) {
-        this.hashPart = hashPart;
-        this.name = name;
-    }
-    /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
-    static fromBaseName(baseName) {
-        if (baseName.length < HASH_PART_LENGTH + 1 || baseName[HASH_PART_LENGTH] !== '-') {
-            throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
-        }
-        const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
-        const name = validateName(baseName.slice(HASH_PART_LENGTH + 1), baseName);
-        return new store_path_StorePath(hashPart, name);
-    }
-    /** Parses a full path directly inside `storeDir` (default `/nix/store`). */
-    static parse(path, storeDir = store_path_DEFAULT_STORE_DIR) {
-        const prefix = `${normalizeStoreDir(storeDir)}/`;
-        if (!path.startsWith(prefix))
-            throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
-        const baseName = path.slice(prefix.length);
-        if (baseName.includes('/'))
-            throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
-        return store_path_StorePath.fromBaseName(baseName);
-    }
-    /** True when `path` is a valid store path in `storeDir`. */
-    static isValid(path, storeDir = store_path_DEFAULT_STORE_DIR) {
-        try {
-            store_path_StorePath.parse(path, storeDir);
-            return true;
-        }
-        catch (e) {
-            if (e instanceof StorePathError)
-                return false;
-            throw e;
-        }
-    }
-    get baseName() {
-        return `${this.hashPart}-${this.name}`;
-    }
-    toPath(storeDir = store_path_DEFAULT_STORE_DIR) {
-        return `${normalizeStoreDir(storeDir)}/${this.baseName}`;
-    }
-    toString() {
-        return this.baseName;
+    /** Once, after the last chunk. */
+    digest() {
+        return { fileHash: new Hash('sha256', this.hasher.digest()), fileSize: this.size };
     }
 }
 
-;// CONCATENATED MODULE: ./src/nix/narinfo.ts
-/**
- * `.narinfo` files: parse strictly (every problem named), serialize in the field order Nix writes,
- * so what `nix copy` uploads round-trips byte for byte. Unknown fields are kept for forward
- * compatibility and written after the known ones.
- */
+;// CONCATENATED MODULE: ./src/nix/nar-url.ts
 
-
-/** Far above any real narinfo (even thousands of references), low enough to refuse abuse. */
-const NARINFO_MAX_BYTES = 1024 * 1024;
-// Field names as Nix writes them; anything else in a key (spaces, colons) is a corrupt line.
-const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9-]*$/;
-/** Compression methods Nix can read from a binary cache. */
-const COMPRESSIONS = ['none', 'xz', 'bzip2', 'zstd', 'br', 'gzip', 'lz4', 'lzip'];
-class NarInfoError extends Error {
-}
-const KNOWN_FIELDS = new Set([
-    'StorePath',
-    'URL',
-    'Compression',
-    'FileHash',
-    'FileSize',
-    'NarHash',
-    'NarSize',
-    'References',
-    'Deriver',
-    'System',
-    'Sig',
-    'CA',
-]);
-function narinfo_parseSize(field, value) {
-    if (!/^\d+$/.test(value))
-        throw new NarInfoError(`${field} '${value}' is not a non-negative integer`);
-    const size = Number(value);
-    if (!Number.isSafeInteger(size))
-        throw new NarInfoError(`${field} '${value}' is too large`);
-    return size;
-}
-/** A `sha256:...` (or SRI) hash, the only kind Nix writes into narinfos. */
-function parseHash(field, value) {
-    let hash;
-    try {
-        hash = hash_Hash.parse(value);
-    }
-    catch (e) {
-        if (e instanceof HashError)
-            throw new NarInfoError(`${field}: ${e.message}`);
-        throw e;
-    }
-    if (hash.algorithm !== 'sha256')
-        throw new NarInfoError(`${field} '${value}' is not a sha256 hash`);
-    return hash;
-}
-function checkBaseName(field, value) {
-    try {
-        return store_path_StorePath.fromBaseName(value).baseName;
-    }
-    catch (e) {
-        if (e instanceof StorePathError)
-            throw new NarInfoError(`${field}: ${e.message}`);
-        throw e;
-    }
-}
-function parseNarInfo(text, options = {}) {
-    const storeDir = options.storeDir ?? store_path_DEFAULT_STORE_DIR;
-    const maxBytes = options.maxBytes ?? NARINFO_MAX_BYTES;
-    if (Buffer.byteLength(text) > maxBytes)
-        throw new NarInfoError(`narinfo is larger than ${maxBytes} bytes`);
-    if (!text.endsWith('\n'))
-        throw new NarInfoError(`narinfo does not end with a newline`);
-    const fields = new Map();
-    const seen = new Set();
-    const sigs = [];
-    const extra = [];
-    const lines = text.split('\n');
-    lines.pop();
-    lines.forEach((line, index) => {
-        const sep = line.indexOf(': ');
-        const key = line.slice(0, Math.max(sep, 0));
-        if (sep <= 0 || !KEY_PATTERN.test(key)) {
-            throw new NarInfoError(`line ${index + 1} is not 'Key: value': '${line.slice(0, 80)}'`);
-        }
-        const value = line.slice(sep + 2);
-        if (key === 'Sig') {
-            if (!/^[^:\s]+:[A-Za-z0-9+/]+={0,2}$/.test(value))
-                throw new NarInfoError(`Sig '${value}' is not 'keyname:base64'`);
-            sigs.push(value);
-            return;
-        }
-        if (seen.has(key))
-            throw new NarInfoError(`duplicate field '${key}'`);
-        seen.add(key);
-        if (KNOWN_FIELDS.has(key))
-            fields.set(key, value);
-        else
-            extra.push([key, value]);
-    });
-    const required = (key) => {
-        const value = fields.get(key);
-        if (value === undefined)
-            throw new NarInfoError(`missing required field '${key}'`);
-        return value;
-    };
-    const storePath = required('StorePath');
-    try {
-        store_path_StorePath.parse(storePath, storeDir);
-    }
-    catch (e) {
-        if (e instanceof StorePathError)
-            throw new NarInfoError(`StorePath: ${e.message}`);
-        throw e;
-    }
-    const url = required('URL');
-    if (url.length === 0)
-        throw new NarInfoError(`URL is empty`);
-    const compression = fields.get('Compression') ?? 'bzip2';
-    if (!COMPRESSIONS.includes(compression)) {
-        throw new NarInfoError(`unknown Compression '${compression}'`);
-    }
-    const info = {
-        storePath,
-        url,
-        compression: compression,
-        narHash: parseHash('NarHash', required('NarHash')),
-        narSize: narinfo_parseSize('NarSize', required('NarSize')),
-        references: [],
-        sigs,
-        extra,
-    };
-    if (info.narSize === 0)
-        throw new NarInfoError(`NarSize is 0: no NAR is empty`);
-    const fileHash = fields.get('FileHash');
-    if (fileHash !== undefined)
-        info.fileHash = parseHash('FileHash', fileHash);
-    const fileSize = fields.get('FileSize');
-    if (fileSize !== undefined)
-        info.fileSize = narinfo_parseSize('FileSize', fileSize);
-    const references = fields.get('References');
-    if (references)
-        info.references = references.split(' ').map((r) => checkBaseName('References', r));
-    const deriver = fields.get('Deriver');
-    // Old caches write `unknown-deriver`; Nix reads that as no deriver, and so do we.
-    if (deriver !== undefined && deriver !== 'unknown-deriver')
-        info.deriver = checkBaseName('Deriver', deriver);
-    const system = fields.get('System');
-    if (system !== undefined)
-        info.system = system;
-    const ca = fields.get('CA');
-    if (ca !== undefined)
-        info.ca = ca;
-    return info;
-}
-/** Writes `info` in the order Nix writes; refuses values that would break the line format. */
-function serializeNarInfo(info) {
-    const lines = [];
-    const line = (key, value) => {
-        if (value === undefined)
-            return;
-        const text = String(value);
-        if (text.includes('\n'))
-            throw new NarInfoError(`field '${key}' contains a newline`);
-        lines.push(`${key}: ${text}\n`);
-    };
-    line('StorePath', info.storePath);
-    line('URL', info.url);
-    line('Compression', info.compression);
-    line('FileHash', info.fileHash);
-    line('FileSize', info.fileSize);
-    line('NarHash', info.narHash);
-    line('NarSize', info.narSize);
-    // A malformed base name (one with a space, say) would read back as other references.
-    line('References', info.references.map((r) => checkBaseName('References', r)).join(' '));
-    line('Deriver', info.deriver === undefined ? undefined : checkBaseName('Deriver', info.deriver));
-    line('System', info.system);
-    for (const sig of info.sigs)
-        line('Sig', sig);
-    line('CA', info.ca);
-    for (const [key, value] of info.extra) {
-        if (!KEY_PATTERN.test(key) || KNOWN_FIELDS.has(key))
-            throw new NarInfoError(`cannot write extra field '${key}'`);
-        line(key, value);
-    }
-    return lines.join('');
-}
-/** The hash part of the narinfo's store path, which names the `.narinfo` file. */
-function narInfoHashPart(info, storeDir = DEFAULT_STORE_DIR) {
-    return StorePath.parse(info.storePath, storeDir).hashPart;
-}
-
-;// CONCATENATED MODULE: ./src/nix/signing.ts
-/**
- * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
- * A secret key is `name:base64(seed \u2016 public key)` (64 bytes), a public key `name:base64(public key)`.
- */
-
-
-
-// DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) and SPKI (public).
-const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
-const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
-class KeyError extends Error {
-}
-function splitKey(text, what) {
-    const trimmed = text.trim();
-    const colon = trimmed.indexOf(':');
-    if (colon <= 0)
-        throw new KeyError(`${what} must be 'name:base64'`);
-    const name = trimmed.slice(0, colon);
-    const encoded = trimmed.slice(colon + 1);
-    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded))
-        throw new KeyError(`${what} '${name}' is not valid base64`);
-    return [name, Buffer.from(encoded, 'base64')];
-}
-function publicKeyFromRaw(name, raw) {
-    const key = (0,external_node_crypto_namespaceObject.createPublicKey)({
-        key: Buffer.concat([SPKI_ED25519_PREFIX, raw]),
-        format: 'der',
-        type: 'spki',
-    });
-    return { name, key, text: `${name}:${raw.toString('base64')}` };
-}
-function parsePublicKey(text) {
-    const [name, raw] = splitKey(text, 'public key');
-    if (raw.length !== 32)
-        throw new KeyError(`public key '${name}' must be 32 bytes, got ${raw.length}`);
-    return publicKeyFromRaw(name, raw);
-}
-function parseSecretKey(text) {
-    const [name, raw] = splitKey(text, 'secret key');
-    if (raw.length !== 64)
-        throw new KeyError(`secret key '${name}' must be 64 bytes, got ${raw.length}`);
-    const seed = raw.subarray(0, 32);
-    const key = (0,external_node_crypto_namespaceObject.createPrivateKey)({
-        key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
-        format: 'der',
-        type: 'pkcs8',
-    });
-    const derivedPublic = rawPublicKey((0,external_node_crypto_namespaceObject.createPublicKey)(key));
-    if (!derivedPublic.equals(raw.subarray(32))) {
-        throw new KeyError(`secret key '${name}' does not match the public key stored in it`);
-    }
+/** File name extensions Nix gives compressed NARs. */
+const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
+const COMPRESSION_OF_EXTENSION = new Map(Object.entries(NAR_EXTENSIONS).map(([compression, ext]) => [ext, compression]));
+/** `<hash>.nar<ext>`, the file name part; the extension any `.[a-z0-9]+` so an unknown one can be named. */
+const NAR_FILE_NAME = new RegExp(`^(${NIX32_CLASS}{52})\\.nar((?:\\.[a-z0-9]+)?)$`);
+/** `<hash>.nar<ext>` \u2192 its parts; undefined when it is not that shape. */
+function parseNarFileName(name) {
+    const match = NAR_FILE_NAME.exec(name);
+    if (!match)
+        return undefined;
+    const extension = match[2];
     return {
-        name,
-        key,
-        publicKey: publicKeyFromRaw(name, derivedPublic),
-        text: `${name}:${raw.toString('base64')}`,
+        hash: match[1],
+        extension,
+        compression: COMPRESSION_OF_EXTENSION.get(extension),
+        key: name,
     };
 }
-function rawPublicKey(key) {
-    return key.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
+/** A narinfo's `URL:` (`nar/<hash>.nar<ext>`) \u2192 its parts; undefined when it is not that shape. */
+function parseNarUrl(url) {
+    return url.startsWith('nar/') ? parseNarFileName(url.slice('nar/'.length)) : undefined;
 }
-/** A fresh key pair, like `nix-store --generate-binary-cache-key name`. */
-function generateSecretKey(name) {
-    if (!name || name.includes(':'))
-        throw new KeyError(`key name '${name}' must be non-empty and contain no ':'`);
-    const { privateKey, publicKey } = (0,external_node_crypto_namespaceObject.generateKeyPairSync)('ed25519');
-    const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_ED25519_PREFIX.length);
-    return parseSecretKey(`${name}:${Buffer.concat([seed, rawPublicKey(publicKey)]).toString('base64')}`);
+function narFileName(hashNix32, compression) {
+    return `${hashNix32}.nar${NAR_EXTENSIONS[compression]}`;
+}
+function narUrl(hashNix32, compression) {
+    return `nar/${narFileName(hashNix32, compression)}`;
+}
+
+;// CONCATENATED MODULE: ./src/nix/buffer-pool.ts
+/**
+ * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
+ * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
+ * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
+ * none once the pool has gone unused that long.
+ */
+class BufferPool {
+    size;
+    maxKept;
+    idleMs;
+    free = [];
+    idleTimer;
+    constructor(size, maxKept, idleMs) {
+        this.size = size;
+        this.maxKept = maxKept;
+        this.idleMs = idleMs;
+    }
+    take() {
+        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    }
+    /** Only buffers nothing reads or writes any more, and that came from `take`. */
+    give(buffers) {
+        for (const buffer of buffers)
+            if (this.free.length < this.maxKept)
+                this.free.push(buffer);
+        if (this.idleMs === undefined)
+            return;
+        clearTimeout(this.idleTimer);
+        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
+    }
+    /** Buffers kept for the next `take`s. */
+    get kept() {
+        return this.free.length;
+    }
+    clear() {
+        clearTimeout(this.idleTimer);
+        this.free.length = 0;
+    }
 }
 /**
- * The string Nix signs: `1;<store path>;<nar hash>;<nar size>;<references as full paths, comma-separated>`.
- * `narHash` is a Hash or any text form of one (written as `sha256:<nix32>`); `references` are base
- * names. Nix holds references in a sorted set, so they are sorted and deduplicated here too: a
- * narinfo listing them in another order still gets the signature Nix expects.
+ * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
+ * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
  */
-function fingerprint(storePath, narHash, narSize, references, storeDir = store_path_DEFAULT_STORE_DIR) {
-    const hash = typeof narHash === 'string' ? hash_Hash.parse(narHash) : narHash;
-    const dir = storeDir.replace(/\/+$/, '');
-    const refs = [...new Set(references)]
-        .sort()
-        .map((r) => `${dir}/${r}`)
-        .join(',');
-    return `1;${storePath};${hash.toString()};${narSize};${refs}`;
-}
-/** The fingerprint of a narinfo, the text its `Sig:` lines sign. */
-function narInfoFingerprint(info, storeDir = store_path_DEFAULT_STORE_DIR) {
-    return fingerprint(info.storePath, info.narHash, info.narSize, info.references, storeDir);
-}
-/** Signs a fingerprint; returns a `Sig:` value, `name:base64(signature)`. */
-function signFingerprint(fp, secretKey) {
-    return `${secretKey.name}:${(0,external_node_crypto_namespaceObject.sign)(null, Buffer.from(fp), secretKey.key).toString('base64')}`;
-}
-/** True when `sig` (`name:base64`) is a valid signature of `fp` by the key of that name among `keys`. */
-function verifyFingerprint(fp, sig, keys) {
-    const colon = sig.indexOf(':');
-    if (colon <= 0)
-        return false;
-    const name = sig.slice(0, colon);
-    const signature = Buffer.from(sig.slice(colon + 1), 'base64');
-    if (signature.length !== 64)
-        return false;
-    return keys.some((k) => k.name === name && verify(null, Buffer.from(fp), k.key, signature));
-}
-
-;// CONCATENATED MODULE: ./src/server/http/narinfo-signer.ts
-
-
-/** About 1 KiB each (stored text as the key, signed text as the value). */
-const SIGNED_NARINFO_CACHE_SIZE = 10_000;
-class NarInfoSigner {
-    key;
-    capacity;
-    signed = new Map();
-    constructor(key, capacity = SIGNED_NARINFO_CACHE_SIZE) {
-        this.key = key;
-        this.capacity = capacity;
-    }
-    /** The public key this signer signs for, as records name it. */
-    get publicKey() {
-        return this.key.publicKey.text;
-    }
-    /** A narinfo as it is to be stored: signed now, with the key that signed it. */
-    signForStorage(unsigned) {
-        const info = parseNarInfo(unsigned);
-        const narinfo = serializeNarInfo({
-            ...info,
-            sigs: [signFingerprint(narInfoFingerprint(info), this.key)],
+function written(sink, chunk) {
+    return new Promise((resolve, reject) => {
+        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
+        sink.once('close', closed);
+        sink.write(chunk, (error) => {
+            sink.off('close', closed);
+            if (error)
+                reject(error);
+            else
+                resolve();
         });
-        return { narinfo, signedBy: this.publicKey };
-    }
-    /** What to serve for a record: its stored text when this key signed it, else signed now. */
-    served(record) {
-        return record.signedBy === this.publicKey ? record.narinfo : this.sign(record.narinfo);
-    }
-    /** The stored narinfo with the server's signature in place of any other. */
-    sign(stored) {
-        let body = this.signed.get(stored);
-        if (body === undefined) {
-            const info = parseNarInfo(stored);
-            body = serializeNarInfo({ ...info, sigs: [signFingerprint(narInfoFingerprint(info), this.key)] });
-            if (this.signed.size >= this.capacity)
-                this.signed.delete(this.signed.keys().next().value);
-            this.signed.set(stored, body);
-        }
-        return body;
-    }
+    });
 }
 
-;// CONCATENATED MODULE: ./src/server/union-read.ts
-
-/** Whether a slice's binding satisfies a read grant that came from a template. */
-function ownerMatches(owner, required) {
-    if (owner === null || owner.issuer !== required.issuer)
-        return false;
-    if (required.repositoryId !== undefined && owner.repositoryId !== required.repositoryId)
-        return false;
-    return required.repositoryOwnerId === undefined || owner.repositoryOwnerId === required.repositoryOwnerId;
-}
-/** The ranking of one cache token's grant (public slices come after everything it was granted). */
-function grantRanking(grant) {
-    const identity = grant.identity;
-    const writeOwner = grant.bindWrite
-        ? { issuer: identity.issuer, ...(identity.repository_id ? { repositoryId: identity.repository_id } : {}) }
-        : null;
-    return (slice, owner) => {
-        if (slice === grant.write && (writeOwner === null || ownerMatches(owner, writeOwner)))
-            return 0;
-        for (const [index, pattern] of grant.read.entries()) {
-            const required = grant.readOwners?.[index] ?? null;
-            if (sliceMatches(pattern, slice) && (required === null || ownerMatches(owner, required)))
-                return index + 1;
-        }
-        return null;
-    };
-}
-/** `ranking`, then the public slices after it. */
-function withPublicSlices(ranking, isPublic) {
-    return (slice, owner) => ranking(slice, owner) ?? (isPublic(slice) ? Number.MAX_SAFE_INTEGER : null);
-}
-const readableBy = (rank) => (slice, owner) => rank(slice, owner) !== null;
-const narHashOf = (record) => /^NarHash: (\S+)$/m.exec(record.narinfo)?.[1] ?? '';
-/** Picks, per hash part, the narinfo of the highest-precedence slice among `records`. */
-function chooseNarInfos(records, rank) {
-    const ranked = records
-        .map((record) => ({ record, rank: rank(record.slice, record.owner ?? null) }))
-        .filter((entry) => entry.rank !== null)
-        .sort((a, b) => a.rank - b.rank || (a.record.slice < b.record.slice ? -1 : 1));
-    const chosen = new Map();
-    for (const { record } of ranked) {
-        const earlier = chosen.get(record.hashPart);
-        if (!earlier)
-            chosen.set(record.hashPart, { record, conflicts: [] });
-        else if (narHashOf(record) !== narHashOf(earlier.record))
-            earlier.conflicts.push(record);
-    }
-    return chosen;
-}
-
-;// CONCATENATED MODULE: ./src/server/http/auth.ts
-
-
-/** The token in the request, or null when there is no Authorization header. */
-function requestToken(req) {
-    const header = req.headers.authorization;
-    if (header === undefined || header === '')
-        return null;
-    const space = header.indexOf(' ');
-    const scheme = space === -1 ? header : header.slice(0, space);
-    const value = space === -1 ? '' : header.slice(space + 1).trim();
-    if (/^bearer$/i.test(scheme)) {
-        if (!value)
-            throw new HttpError(401, 'empty Bearer token', 'bad_token', { 'www-authenticate': 'Bearer' });
-        return value;
-    }
-    if (/^basic$/i.test(scheme)) {
-        const decoded = Buffer.from(value, 'base64').toString('utf8');
-        const colon = decoded.indexOf(':');
-        const password = colon === -1 ? '' : decoded.slice(colon + 1);
-        if (!password)
-            throw new HttpError(401, 'Basic auth without a password: put the cache token in the password', 'bad_token');
-        return password;
-    }
-    throw new HttpError(401, `unsupported Authorization scheme '${scheme}' (use Bearer or Basic)`, 'bad_token');
-}
-async function resolveAccess(req, verify, isPublic) {
-    const token = requestToken(req);
-    if (token === null) {
-        const rank = withPublicSlices(() => null, isPublic);
-        return {
-            authenticated: false,
-            rank,
-            canRead: readableBy(rank),
-            write: null,
-            bindWrite: false,
-            identity: {},
-        };
-    }
-    let access;
-    try {
-        access = await verify(token);
-    }
-    catch (error) {
-        if (error instanceof HttpError && error.status === 401)
-            throw error; // already names the problem
-        const reason = error instanceof Error ? error.message : String(error);
-        throw new HttpError(401, `invalid cache token: ${reason}`, 'bad_token', { 'www-authenticate': 'Bearer' });
-    }
-    const rank = withPublicSlices(access.rank, isPublic);
-    return { ...access, authenticated: true, rank, canRead: readableBy(rank) };
-}
-/** The write slice, or the reason there is none: 401 without a token, 403 with a read-only one. */
-function requireWriteSlice(access) {
-    if (!access.authenticated) {
-        throw new HttpError(401, 'uploads need a cache token with a write slice', 'unauthenticated', {
-            'www-authenticate': 'Bearer',
-        });
-    }
-    if (access.write === null)
-        throw new HttpError(403, 'this cache token grants no write slice', 'read_only_token');
-    return access.write;
-}
-
-;// CONCATENATED MODULE: external "node:stream"
-const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 ;// CONCATENATED MODULE: external "node:stream/promises"
 const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 ;// CONCATENATED MODULE: external "node:zlib"
 const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
 ;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
@@ -12041,13 +11914,8 @@ class ZstdFrameScanner {
 
 
 
-
-
-
 /** Compressions Sluice can verify and produce (a subset of what Nix reads). */
 const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
-/** File name extensions Nix gives compressed NARs (`nar/<filehash>.nar<ext>`). */
-const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
 class CompressionError extends Error {
 }
 /** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
@@ -12183,334 +12051,6 @@ function createCompressor(compression, options = {}) {
             return new ProcessStream('xz', args, 'xz compression');
         }
     }
-}
-/** A passthrough that sha256-hashes and counts what flows through it; read `hash()` and `size` after it ends. */
-class HashingStream extends (/* unused pure expression or super */ null && (Transform)) {
-    hasher = createHash('sha256');
-    bytes = 0;
-    result;
-    _transform(chunk, _encoding, callback) {
-        this.hasher.update(chunk);
-        this.bytes += chunk.length;
-        callback(null, chunk);
-    }
-    _flush(callback) {
-        this.result = new Hash('sha256', this.hasher.digest());
-        callback();
-    }
-    /** Bytes seen so far. */
-    get size() {
-        return this.bytes;
-    }
-    hash() {
-        if (this.result === undefined)
-            throw new Error('HashingStream.hash() is only known once the stream has ended');
-        return this.result;
-    }
-}
-/** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */
-function decompressorFor(source, compression) {
-    try {
-        return createDecompressor(compression);
-    }
-    catch (error) {
-        if ('destroy' in source && typeof source.destroy === 'function')
-            source.destroy();
-        throw error;
-    }
-}
-function discard() {
-    return new Writable({ write: (_chunk, _encoding, callback) => callback() });
-}
-/** Decompresses and hashes a (compressed) NAR stream: its NarHash and NarSize, as a narinfo states them. */
-async function hashNar(source, compression) {
-    const decompressor = decompressorFor(source, compression);
-    const nar = new HashingStream();
-    await pipeline(source, decompressor, nar, discard());
-    return { narHash: nar.hash(), narSize: nar.size };
-}
-/**
- * Streams a compressed NAR file from `source` into `sink` (e.g. a file in storage) while computing
- * both the file's FileHash/FileSize and the NAR's NarHash/NarSize. Rejects if either side fails
- * (a corrupt file, a failing sink); the caller then discards what reached the sink.
- */
-async function digestNarFile(source, compression, sink) {
-    const decompressor = decompressorFor(source, compression);
-    const file = new HashingStream();
-    const nar = new HashingStream();
-    // `file` feeds two pipes; an error in either pipeline destroys `file`, which ends the other.
-    const results = await Promise.allSettled([
-        pipeline(source, file, sink),
-        pipeline(file, decompressor, nar, discard()),
-    ]);
-    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
-    if (errors.length > 0) {
-        throw errors.find((e) => e.code !== 'ERR_STREAM_PREMATURE_CLOSE') ?? errors[0];
-    }
-    return { fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size };
-}
-
-;// CONCATENATED MODULE: ./src/server/http/body.ts
-
-/** Refuses a declared Content-Length over `limit` before any of the body is read. */
-function checkDeclaredLength(req, limit, what) {
-    const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > limit) {
-        throw new HttpError(413, `${what} of ${declared} bytes is larger than the limit of ${limit} bytes`, 'too_large');
-    }
-}
-/** Tells a client waiting on `Expect: 100-continue` to send the body: every check before it passed. */
-function acceptBody(req, res) {
-    if (/100-continue/i.test(req.headers.expect ?? ''))
-        res.writeContinue();
-}
-async function readSmallBody(body, limit, what) {
-    const chunks = [];
-    let size = 0;
-    for await (const chunk of body) {
-        size += chunk.length;
-        if (size > limit)
-            throw new HttpError(413, `${what} is larger than the limit of ${limit} bytes`, 'too_large');
-        chunks.push(chunk);
-    }
-    return Buffer.concat(chunks);
-}
-/**
- * `source`, failing with 408 when a chunk takes longer than `idleMs` to arrive. Only the wait for
- * the client counts: while the consumer is busy (writing to storage, decompressing) nothing is
- * asked for and no timer runs. After a timeout the request is left as it is, so that the 408 can
- * still be sent on its connection (which the router then closes).
- */
-function withIdleTimeout(source, idleMs) {
-    return {
-        [Symbol.asyncIterator]() {
-            const inner = source[Symbol.asyncIterator]();
-            let timedOut = false;
-            return {
-                next() {
-                    const next = inner.next();
-                    let timer;
-                    const timeout = new Promise((_resolve, reject) => {
-                        timer = setTimeout(() => {
-                            timedOut = true;
-                            // The chunk asked for may still come, or the connection fail: neither matters now.
-                            next.catch(() => undefined);
-                            reject(new HttpError(408, `the request body sent nothing for ${idleMs / 1000} s (body_idle_timeout): abandoned`, 'idle_body'));
-                        }, idleMs);
-                    });
-                    return Promise.race([next, timeout]).finally(() => clearTimeout(timer));
-                },
-                return(value) {
-                    // Ending the inner iterator destroys the request, and with it the socket the 408 needs.
-                    if (timedOut)
-                        return Promise.resolve({ done: true, value: undefined });
-                    return inner.return?.(value) ?? Promise.resolve({ done: true, value: undefined });
-                },
-            };
-        },
-    };
-}
-
-;// CONCATENATED MODULE: ./src/http/narinfo-batch.ts
-/**
- * The batch narinfo lookup route as server and proxy both know it: where it is, how many hash
- * parts one request may name, and which slices a lookup may ask.
- */
-const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
-/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
-const NARINFO_BATCH_LIMIT = 1000;
-const NARINFO_LOOKUP_SCOPES = ['union', 'write'];
-
-;// CONCATENATED MODULE: ./src/server/http/paths.ts
-/**
- * Request paths \u2192 routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
- * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
- * no decoding step for a traversal to hide behind.
- */
-
-
-const NIX32 = '[0-9abcdfghijklmnpqrsvwxyz]';
-const NARINFO = new RegExp(`^/(${NIX32}{32})\\.narinfo$`);
-const NAR = new RegExp(`^/nar/(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
-/** Sluice's own upload route: the NAR file named by the NarHash of the NAR inside it. */
-const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
-const NAR_UPLOAD = new RegExp(`^${NAR_UPLOAD_PREFIX}(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
-const EXTENSION_COMPRESSION = {
-    '': 'none',
-    '.zst': 'zstd',
-    '.xz': 'xz',
-};
-/** Repeatedly percent-decodes (bounded), so double encoding cannot hide a `..` or a separator. */
-function fullyDecoded(path) {
-    let current = path;
-    for (let i = 0; i < 4; i++) {
-        let next;
-        try {
-            next = decodeURIComponent(current);
-        }
-        catch {
-            return current;
-        }
-        if (next === current)
-            break;
-        current = next;
-    }
-    return current;
-}
-function checkPath(rawUrl) {
-    if (!rawUrl.startsWith('/'))
-        throw new HttpError(400, `request target '${rawUrl.slice(0, 100)}' is not a path`, 'bad_path');
-    const path = rawUrl.split('?', 1)[0];
-    const decoded = fullyDecoded(path);
-    if (decoded.includes('\\') ||
-        decoded.split('/').some((segment) => segment === '..' || segment === '.') ||
-        /\0/.test(decoded)) {
-        throw new HttpError(400, 'path traversal is not allowed', 'bad_path');
-    }
-    if (path.includes('%'))
-        throw new HttpError(400, 'percent-encoded characters are not allowed in cache paths', 'bad_path');
-    if (path.includes('//'))
-        throw new HttpError(400, 'empty path segments are not allowed', 'bad_path');
-    return path;
-}
-function compressionOf(extension = '') {
-    const compression = EXTENSION_COMPRESSION[extension];
-    if (compression === undefined) {
-        throw new HttpError(400, `unsupported NAR compression '${extension}' (use .nar, .nar.zst or .nar.xz)`, 'bad_name');
-    }
-    return compression;
-}
-function matchRoute(rawUrl) {
-    const path = checkPath(rawUrl);
-    switch (path) {
-        case '/nix-cache-info':
-            return { name: 'nix-cache-info' };
-        case '/_api/v1/health':
-            return { name: 'health' };
-        case '/_api/v1/token':
-            return { name: 'token' };
-        case NARINFO_BATCH_PATH:
-            return { name: 'narinfos' };
-        case '/metrics':
-            return { name: 'metrics' };
-    }
-    const narinfo = NARINFO.exec(path);
-    if (narinfo)
-        return { name: 'narinfo', hashPart: narinfo[1] };
-    if (path.endsWith('.narinfo') && !path.slice(1).includes('/')) {
-        throw new HttpError(400, `'${path.slice(1, 120)}' is not <32-character nix32 store path hash>.narinfo`, 'bad_name');
-    }
-    const nar = NAR.exec(path);
-    if (nar) {
-        const compression = compressionOf(nar[2]);
-        return { name: 'nar', fileHash: nar[1], compression, key: path.slice('/nar/'.length) };
-    }
-    if (path.startsWith('/nar/')) {
-        throw new HttpError(400, `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`, 'bad_name');
-    }
-    const upload = NAR_UPLOAD.exec(path);
-    if (upload) {
-        const compression = compressionOf(upload[2]);
-        return {
-            name: 'nar-upload',
-            narHash: upload[1],
-            compression,
-            key: path.slice(NAR_UPLOAD_PREFIX.length),
-        };
-    }
-    if (path.startsWith(NAR_UPLOAD_PREFIX)) {
-        throw new HttpError(400, `'${path.slice(1, 120)}' is not ${NAR_UPLOAD_PREFIX.slice(1)}<52-character nix32 NarHash>.nar[.zst|.xz]`, 'bad_name');
-    }
-    throw new HttpError(404, `no such endpoint: ${path.slice(0, 120)}`, 'not_found');
-}
-
-;// CONCATENATED MODULE: ./src/server/http/range.ts
-/** Single byte ranges (`Range: bytes=a-b`, `bytes=a-`, `bytes=-n`), which is what download tools ask for. */
-
-/** The range to send, or null for the whole body (no header, or several ranges, which we may ignore). */
-function parseRange(header, size) {
-    if (header === undefined)
-        return null;
-    const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-    if (!match)
-        return null;
-    const [, first, last] = match;
-    let start;
-    let end;
-    if (first === '') {
-        if (last === '')
-            return null;
-        start = Math.max(0, size - Number(last));
-        end = size - 1;
-    }
-    else {
-        start = Number(first);
-        end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
-    }
-    if (start > end || start >= size) {
-        throw new HttpError(416, `range ${header} is outside the ${size} bytes of the file`, 'bad_range', {
-            'content-range': `bytes */${size}`,
-        });
-    }
-    return { start, end };
-}
-
-;// CONCATENATED MODULE: ./src/nix/buffer-pool.ts
-/**
- * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
- * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
- * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
- * none once the pool has gone unused that long.
- */
-class BufferPool {
-    size;
-    maxKept;
-    idleMs;
-    free = [];
-    idleTimer;
-    constructor(size, maxKept, idleMs) {
-        this.size = size;
-        this.maxKept = maxKept;
-        this.idleMs = idleMs;
-    }
-    take() {
-        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
-    }
-    /** Only buffers nothing reads or writes any more, and that came from `take`. */
-    give(buffers) {
-        for (const buffer of buffers)
-            if (this.free.length < this.maxKept)
-                this.free.push(buffer);
-        if (this.idleMs === undefined)
-            return;
-        clearTimeout(this.idleTimer);
-        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
-    }
-    /** Buffers kept for the next `take`s. */
-    get kept() {
-        return this.free.length;
-    }
-    clear() {
-        clearTimeout(this.idleTimer);
-        this.free.length = 0;
-    }
-}
-/**
- * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
- * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
- */
-function written(sink, chunk) {
-    return new Promise((resolve, reject) => {
-        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
-        sink.once('close', closed);
-        sink.write(chunk, (error) => {
-            sink.off('close', closed);
-            if (error)
-                reject(error);
-            else
-                resolve();
-        });
-    });
 }
 
 ;// CONCATENATED MODULE: ./src/nix/nar-structure.ts
@@ -12818,7 +12358,7 @@ class NarOutput {
     }
     digest() {
         this.structure?.end();
-        return { narHash: new hash_Hash('sha256', this.hasher.digest()), narSize: this.size };
+        return { narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size };
     }
 }
 class PlainNarHasher {
@@ -12927,7 +12467,7 @@ class StreamNarHasher {
     }
 }
 
-;// CONCATENATED MODULE: ./src/server/http/nar-upload.ts
+;// CONCATENATED MODULE: ./src/server/cache/nar-verifier.ts
 /**
  * The verifying pass every NAR upload goes through on its way to the BlobStore. It hands the
  * file's bytes on, and meanwhile hashes them (FileHash/FileSize) and decompresses and hashes the
@@ -12943,7 +12483,6 @@ class StreamNarHasher {
  * once. Few large writes cost fewer thread-pool round trips than a write per received chunk, and
  * reused buffers cost no allocations (page faults, garbage collections), which weigh more here.
  */
-
 
 
 
@@ -12990,8 +12529,7 @@ function verifyNarUpload(source, expected) {
     const { limits, compression } = expected;
     const corrupt = (error) => refusal(error, compression);
     async function* body() {
-        const file = (0,external_node_crypto_namespaceObject.createHash)('sha256');
-        let fileSize = 0;
+        const file = new FileHasher();
         const nar = createNarHasher(compression, limits);
         const stages = [stageBuffers.take()];
         let stage = stages[0];
@@ -13008,11 +12546,10 @@ function verifyNarUpload(source, expected) {
         };
         try {
             for await (const chunk of source) {
-                fileSize += chunk.length;
-                if (fileSize > limits.maxNarSize) {
+                file.update(chunk);
+                if (file.fileSize > limits.maxNarSize) {
                     throw new HttpError(413, `NAR file is larger than the limit of ${limits.maxNarSize} bytes`, 'too_large');
                 }
-                file.update(chunk);
                 for (let offset = 0; offset < chunk.length;) {
                     const copied = chunk.copy(stage, filled, offset);
                     offset += copied;
@@ -13046,11 +12583,12 @@ function verifyNarUpload(source, expected) {
             catch (error) {
                 throw corrupt(error);
             }
+            const { fileSize } = file;
             if (compression !== 'none' && fileSize > narDigest.narSize + maxFileOverhead(narDigest.narSize)) {
                 throw new HttpError(400, `NAR file of ${fileSize} bytes holds a NAR of ${narDigest.narSize} bytes: more than ${compression} adds, ` +
                     'and padding is not accepted', 'padding');
             }
-            const result = { fileHash: new hash_Hash('sha256', file.digest()), fileSize, ...narDigest };
+            const result = { ...file.digest(), ...narDigest };
             const mismatch = nameMismatch(expected, result);
             if (mismatch)
                 throw mismatch;
@@ -13072,9 +12610,215 @@ function verifyNarUpload(source, expected) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/server/http/narinfo-lookup.ts
+;// CONCATENATED MODULE: ./src/nix/store-path.ts
+/** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
+
+const store_path_DEFAULT_STORE_DIR = '/nix/store';
+const HASH_PART_LENGTH = 32;
+/** A store path's hash part: 32 nix32 characters (160 bits). */
+const HASH_PART_PATTERN = new RegExp(`^${NIX32_CLASS}{${HASH_PART_LENGTH}}$`);
+/** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
+const store_path_MAX_NAME_LENGTH = 211;
+const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
+class StorePathError extends Error {
+}
+/** Checks a store path hash part (the 32 nix32 characters); throws naming the problem. */
+function validateHashPart(hashPart) {
+    if (hashPart.length !== HASH_PART_LENGTH) {
+        throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
+    }
+    if (!isNix32(hashPart))
+        throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
+    return hashPart;
+}
+/**
+ * Checks a store path name. Nix 2.8 itself accepts any name made of the allowed characters (so
+ * `.hidden` is a path Nix builds); like later Nix versions we also refuse `.`, `..` and names whose
+ * first dash-separated part is one of those, which only ever serve path tricks.
+ */
+function validateName(name, baseName = name) {
+    if (name.length === 0)
+        throw new StorePathError(`store path '${baseName}' has an empty name`);
+    if (name.length > store_path_MAX_NAME_LENGTH) {
+        throw new StorePathError(`store path name in '${baseName}' is longer than ${store_path_MAX_NAME_LENGTH} characters`);
+    }
+    const bad = NAME_PATTERN.test(name) ? undefined : [...name].find((c) => !NAME_PATTERN.test(c));
+    if (bad !== undefined) {
+        throw new StorePathError(`store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`);
+    }
+    const firstPart = name.split('-', 1)[0];
+    if (firstPart === '.' || firstPart === '..') {
+        throw new StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
+    }
+    return name;
+}
+function normalizeStoreDir(storeDir) {
+    const trimmed = storeDir.replace(/\/+$/, '');
+    const segments = trimmed.split('/').slice(1);
+    if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..')) {
+        throw new StorePathError(`store dir '${storeDir}' must be an absolute, canonical directory other than '/'`);
+    }
+    return trimmed;
+}
+class store_path_StorePath {
+    hashPart;
+    name;
+    constructor(hashPart, name) {
+        this.hashPart = hashPart;
+        this.name = name;
+    }
+    /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
+    static fromBaseName(baseName) {
+        if (baseName.length < HASH_PART_LENGTH + 1 || baseName[HASH_PART_LENGTH] !== '-') {
+            throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
+        }
+        const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
+        const name = validateName(baseName.slice(HASH_PART_LENGTH + 1), baseName);
+        return new store_path_StorePath(hashPart, name);
+    }
+    /** Parses a full path directly inside `storeDir` (default `/nix/store`). */
+    static parse(path, storeDir = store_path_DEFAULT_STORE_DIR) {
+        const prefix = `${normalizeStoreDir(storeDir)}/`;
+        if (!path.startsWith(prefix))
+            throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
+        const baseName = path.slice(prefix.length);
+        if (baseName.includes('/'))
+            throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
+        return store_path_StorePath.fromBaseName(baseName);
+    }
+    /** True when `path` is a valid store path in `storeDir`. */
+    static isValid(path, storeDir = store_path_DEFAULT_STORE_DIR) {
+        try {
+            store_path_StorePath.parse(path, storeDir);
+            return true;
+        }
+        catch (e) {
+            if (e instanceof StorePathError)
+                return false;
+            throw e;
+        }
+    }
+    get baseName() {
+        return `${this.hashPart}-${this.name}`;
+    }
+    toPath(storeDir = store_path_DEFAULT_STORE_DIR) {
+        return `${normalizeStoreDir(storeDir)}/${this.baseName}`;
+    }
+    toString() {
+        return this.baseName;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/verified-nar.ts
+/**
+ * What the server verified about a stored NAR file, as typed values: the form the cache service
+ * works with. The MetadataStore keeps the same facts as text (`NarFacts`); the two conversions
+ * below are the only places one becomes the other.
+ */
+
+function toNarFacts(nar) {
+    return { ...nar, fileHash: nar.fileHash.toString(), narHash: nar.narHash.toString() };
+}
+function fromNarFacts(facts) {
+    return { ...facts, fileHash: Hash.parse(facts.fileHash), narHash: Hash.parse(facts.narHash) };
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/narinfo-check.ts
+/**
+ * An uploaded narinfo checked against the name it was uploaded as and against the NAR its slice
+ * uploaded: a writer can only publish what it proved it holds.
+ */
 
 
+
+
+function mismatch(message, reason = 'narinfo_mismatch') {
+    return new HttpError(400, message, reason);
+}
+/** The NAR the narinfo describes, as the slice uploaded it; a 400 naming the first field that disagrees. */
+async function checkNarInfo(stores, slice, hashPart, info) {
+    const storePath = store_path_StorePath.parse(info.storePath);
+    if (storePath.hashPart !== hashPart) {
+        throw mismatch(`StorePath ${info.storePath} does not match the uploaded name ${hashPart}.narinfo`);
+    }
+    const url = parseNarUrl(info.url);
+    if (!url)
+        throw mismatch(`URL '${info.url}' is not nar/<hash>.nar[.zst|.xz]`);
+    if (url.compression !== info.compression) {
+        throw mismatch(`Compression '${info.compression}' does not match the URL '${info.url}'`);
+    }
+    const facts = await stores.meta.uploadedNar(slice, url.key);
+    if (!facts)
+        throw mismatch(`its NAR ${info.url} was not uploaded to slice '${slice}': upload the NAR first`, 'nar_missing');
+    const nar = fromNarFacts(facts);
+    if (info.fileHash && !info.fileHash.equals(nar.fileHash)) {
+        throw mismatch(`FileHash ${info.fileHash.toString()} does not match the file uploaded (${nar.fileHash.toString()})`);
+    }
+    if (info.fileSize !== undefined && info.fileSize !== nar.fileSize) {
+        throw mismatch(`FileSize ${info.fileSize} does not match the ${nar.fileSize} bytes uploaded`);
+    }
+    if (!info.narHash.equals(nar.narHash)) {
+        throw mismatch(`NarHash ${info.narHash.toString()} does not match the uploaded NAR (${nar.narHash.toString()})`);
+    }
+    if (info.narSize !== nar.narSize) {
+        throw mismatch(`NarSize ${info.narSize} does not match the uploaded NAR (${nar.narSize} bytes)`);
+    }
+    if (!(await stores.blobs.head(url.key)))
+        throw mismatch(`its NAR ${info.url} is no longer stored`, 'nar_missing');
+    return nar;
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/union-read.ts
+
+/** Whether a slice's binding satisfies a read grant that came from a template. */
+function ownerMatches(owner, required) {
+    if (owner === null || owner.issuer !== required.issuer)
+        return false;
+    if (required.repositoryId !== undefined && owner.repositoryId !== required.repositoryId)
+        return false;
+    return required.repositoryOwnerId === undefined || owner.repositoryOwnerId === required.repositoryOwnerId;
+}
+/** The ranking of one cache token's grant (public slices come after everything it was granted). */
+function grantRanking(grant) {
+    const identity = grant.identity;
+    const writeOwner = grant.bindWrite
+        ? { issuer: identity.issuer, ...(identity.repository_id ? { repositoryId: identity.repository_id } : {}) }
+        : null;
+    return (slice, owner) => {
+        if (slice === grant.write && (writeOwner === null || ownerMatches(owner, writeOwner)))
+            return 0;
+        for (const [index, pattern] of grant.read.entries()) {
+            const required = grant.readOwners?.[index] ?? null;
+            if (sliceMatches(pattern, slice) && (required === null || ownerMatches(owner, required)))
+                return index + 1;
+        }
+        return null;
+    };
+}
+/** `ranking`, then the public slices after it. */
+function withPublicSlices(ranking, isPublic) {
+    return (slice, owner) => ranking(slice, owner) ?? (isPublic(slice) ? Number.MAX_SAFE_INTEGER : null);
+}
+const readableBy = (rank) => (slice, owner) => rank(slice, owner) !== null;
+const narHashOf = (record) => /^NarHash: (\S+)$/m.exec(record.narinfo)?.[1] ?? '';
+/** Picks, per hash part, the narinfo of the highest-precedence slice among `records`. */
+function chooseNarInfos(records, rank) {
+    const ranked = records
+        .map((record) => ({ record, rank: rank(record.slice, record.owner ?? null) }))
+        .filter((entry) => entry.rank !== null)
+        .sort((a, b) => a.rank - b.rank || (a.record.slice < b.record.slice ? -1 : 1));
+    const chosen = new Map();
+    for (const { record } of ranked) {
+        const earlier = chosen.get(record.hashPart);
+        if (!earlier)
+            chosen.set(record.hashPart, { record, conflicts: [] });
+        else if (narHashOf(record) !== narHashOf(earlier.record))
+            earlier.conflicts.push(record);
+    }
+    return chosen;
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/narinfo-lookup.ts
 
 const REPORTED_LIMIT = 10_000;
 const reported = new WeakMap();
@@ -13102,6 +12846,858 @@ async function lookupNarInfos(deps, access, hashParts) {
     }
     return found;
 }
+
+;// CONCATENATED MODULE: ./src/server/cache/slice-owner.ts
+/**
+ * Slice ownership: a template slice (`${repository}`) belongs to the repository, of its issuer,
+ * that wrote it first (names change hands on GitHub; ids do not; two issuers may both have an
+ * `acme`). Slices named in the config follow their write rules alone.
+ */
+
+/**
+ * Refuses a write into a slice another repository owns. Uploads only check (`bind` false); an
+ * accepted narinfo binds the slice, so a refused request changes nothing.
+ */
+async function checkSliceOwner(meta, writer, bind) {
+    if (!writer.bindWrite)
+        return;
+    const { issuer = '', repositoryId = '', repositoryOwnerId = '' } = writer.identity;
+    const owner = bind
+        ? await meta.bindSlice(writer.slice, { issuer, repositoryId, repositoryOwnerId })
+        : await meta.sliceOwner(writer.slice);
+    if (owner && owner.issuer !== issuer) {
+        throw new HttpError(403, `slice '${writer.slice}' belongs to a repository of another issuer ('${owner.issuer}')`, 'slice_owner');
+    }
+    if (owner && owner.repositoryId !== repositoryId) {
+        throw new HttpError(403, `slice '${writer.slice}' belongs to another repository (id ${owner.repositoryId})`, 'slice_owner');
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/cache-service.ts
+/**
+ * The Nix binary cache as a service, free of HTTP: lookups in the union of readable slices, NAR
+ * uploads verified on their way into the BlobStore, narinfos checked against what their slice
+ * uploaded, slice ownership, signing. The HTTP handlers (src/server/http/cache-handlers.ts) only
+ * read requests and write answers; storage backends plug in as BlobStore and MetadataStore.
+ */
+
+
+
+
+
+
+
+
+
+
+class CacheService {
+    deps;
+    constructor(deps) {
+        this.deps = deps;
+    }
+    get maxNarSize() {
+        return this.deps.narLimits.maxNarSize;
+    }
+    /** The signed narinfo of `hashPart` in a readable slice, or undefined. */
+    async narInfo(hashPart, reader) {
+        const record = (await lookupNarInfos(this.deps, reader, [hashPart])).get(hashPart);
+        this.deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
+        return record ? this.deps.narinfoSigner.served(record) : undefined;
+    }
+    /** The signed narinfos of the readable hits among `hashParts`. */
+    async narInfos(hashParts, reader) {
+        const records = await lookupNarInfos(this.deps, reader, hashParts);
+        const narinfos = {};
+        for (const [hashPart, record] of records)
+            narinfos[hashPart] = this.deps.narinfoSigner.served(record);
+        const { narinfoLookups } = this.deps.metrics;
+        if (records.size > 0)
+            narinfoLookups.inc({ result: 'hit' }, records.size);
+        if (hashParts.length > records.size)
+            narinfoLookups.inc({ result: 'miss' }, hashParts.length - records.size);
+        return narinfos;
+    }
+    /**
+     * Whether the reader may see this NAR. Readers see NARs a readable narinfo points to. A writer's
+     * HEAD answers from its own slice: if it said yes for a NAR only another slice holds, `nix copy`
+     * would skip the upload and the narinfo would then be refused for lack of it.
+     */
+    async narVisible(reader, key, head) {
+        const { meta } = this.deps;
+        const ownUpload = reader.write !== null &&
+            (await meta.uploadedNar(reader.write, key)) !== null &&
+            (await this.holdsWriteSlice(reader, reader.write));
+        if (head && reader.write !== null)
+            return ownUpload;
+        return ownUpload || (await meta.isNarReadable(key, reader.canRead));
+    }
+    /** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
+    async holdsWriteSlice(reader, slice) {
+        if (!reader.bindWrite)
+            return true;
+        const owner = await this.deps.meta.sliceOwner(slice);
+        return owner === null || reader.rank(slice, owner) === 0;
+    }
+    get blobs() {
+        return this.deps.blobs;
+    }
+    countBytesOut(bytes) {
+        this.deps.metrics.bytesOut.inc(bytes);
+    }
+    /** The checks a write passes before its body is read: the slice is the writer's to write. */
+    checkWriter(writer) {
+        return checkSliceOwner(this.deps.meta, writer, false);
+    }
+    /**
+     * Streams an upload through the verification into the BlobStore and records it for the writer's
+     * slice. `aborted` tells a client that went away from a failing store. The outcome depends only
+     * on the slice's own uploads: `exists` if it had uploaded this NAR before, else `created`,
+     * whether or not another slice holds the same file (which a writer must not learn).
+     */
+    async storeNar(writer, upload, body, aborted) {
+        const { blobs, meta, metrics, log, narLimits } = this.deps;
+        const hadIt = (await meta.uploadedNar(writer.slice, upload.key)) !== null;
+        const verified = verifyNarUpload(body, {
+            ...upload.name,
+            compression: upload.compression,
+            limits: narLimits,
+        });
+        let outcome;
+        try {
+            outcome = await blobs.put(upload.key, verified.body);
+        }
+        catch (error) {
+            if (error instanceof HttpError)
+                throw error;
+            if (aborted() || error.code === 'ERR_STREAM_PREMATURE_CLOSE') {
+                throw new HttpError(400, 'the upload ended before its body was complete', 'truncated');
+            }
+            throw error;
+        }
+        const digest = verified.digest();
+        metrics.bytesIn.inc(digest.fileSize);
+        // A key named by FileHash holds these very bytes. One named by NarHash is the slice's own
+        // (narHashKey), but may hold other bytes it uploaded before (another compressor or level): the
+        // narinfo must describe the file that is served, so that one is hashed.
+        const stored = outcome === 'exists' && 'narHash' in upload.name ? await this.storedFileDigest(upload.key) : digest;
+        const nar = {
+            key: upload.key,
+            compression: upload.compression,
+            fileHash: stored.fileHash,
+            fileSize: stored.fileSize,
+            narHash: digest.narHash,
+            narSize: digest.narSize,
+        };
+        await meta.recordUpload(writer.slice, toNarFacts(nar));
+        log.info({ slice: writer.slice, nar: upload.key, fileSize: nar.fileSize, stored: outcome }, 'NAR uploaded');
+        return { outcome: hadIt ? 'exists' : 'created', nar };
+    }
+    async storedFileDigest(key) {
+        const body = await this.deps.blobs.open(key);
+        if (!body)
+            throw new Error(`NAR file ${key} vanished while being uploaded again`);
+        const hasher = new FileHasher();
+        const sink = new external_node_stream_namespaceObject.Writable({
+            write: (chunk, _encoding, done) => {
+                hasher.update(chunk);
+                done();
+            },
+        });
+        await body.writeTo(sink);
+        return hasher.digest();
+    }
+    /** Checks an uploaded narinfo (parsed once, by the caller) and stores it for the writer's slice. */
+    async storeNarInfo(writer, hashPart, info) {
+        const { meta, log, narinfoSigner } = this.deps;
+        const { slice, identity } = writer;
+        const nar = await checkNarInfo(this.deps, slice, hashPart, info);
+        await checkSliceOwner(meta, writer, true);
+        const stored = {
+            ...info,
+            url: `nar/${nar.key}`,
+            fileHash: nar.fileHash,
+            fileSize: nar.fileSize,
+            sigs: [],
+        };
+        const now = new Date();
+        // Signed once here, from the narinfo parsed once, so the lookups that follow need not.
+        const signed = narinfoSigner.signForStorage(stored);
+        const outcome = await meta.putNarInfo({
+            slice,
+            hashPart,
+            storePath: info.storePath,
+            narKey: nar.key,
+            narinfo: signed.narinfo,
+            signedBy: signed.signedBy,
+            createdAt: now,
+        }, {
+            ...identity,
+            time: now,
+            slice,
+            storePath: info.storePath,
+            narSize: nar.narSize,
+            fileSize: nar.fileSize,
+        });
+        log.info({ slice, storePath: info.storePath, stored: outcome, repository: identity.repository }, 'narinfo uploaded');
+        return outcome;
+    }
+}
+/**
+ * The blob key of a NAR uploaded by its NarHash: one per slice and NAR. Keyed by the NarHash alone,
+ * the first slice to upload a NAR would choose the bytes (and their size) every later uploader's
+ * narinfo must describe, and a 200 would tell the next uploader that someone holds it. A file
+ * named by its FileHash (Nix's uploads) is shared: the same name means the same bytes.
+ */
+function narHashKey(slice, narHash, compression) {
+    const hash = Hash.of('sha256', Buffer.from(`sluice nar upload\0${slice}\0${narHash}`));
+    return narFileName(hash.nix32, compression);
+}
+
+;// CONCATENATED MODULE: ./src/nix/narinfo.ts
+/**
+ * `.narinfo` files: parse strictly (every problem named), serialize in the field order Nix writes,
+ * so what `nix copy` uploads round-trips byte for byte. Unknown fields are kept for forward
+ * compatibility and written after the known ones.
+ */
+
+
+/** Far above any real narinfo (even thousands of references), low enough to refuse abuse. */
+const NARINFO_MAX_BYTES = 1024 * 1024;
+// Field names as Nix writes them; anything else in a key (spaces, colons) is a corrupt line.
+const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9-]*$/;
+/** Compression methods Nix can read from a binary cache. */
+const COMPRESSIONS = ['none', 'xz', 'bzip2', 'zstd', 'br', 'gzip', 'lz4', 'lzip'];
+class NarInfoError extends Error {
+}
+const KNOWN_FIELDS = new Set([
+    'StorePath',
+    'URL',
+    'Compression',
+    'FileHash',
+    'FileSize',
+    'NarHash',
+    'NarSize',
+    'References',
+    'Deriver',
+    'System',
+    'Sig',
+    'CA',
+]);
+function narinfo_parseSize(field, value) {
+    if (!/^\d+$/.test(value))
+        throw new NarInfoError(`${field} '${value}' is not a non-negative integer`);
+    const size = Number(value);
+    if (!Number.isSafeInteger(size))
+        throw new NarInfoError(`${field} '${value}' is too large`);
+    return size;
+}
+/** A `sha256:...` (or SRI) hash, the only kind Nix writes into narinfos. */
+function parseHash(field, value) {
+    let hash;
+    try {
+        hash = Hash.parse(value);
+    }
+    catch (e) {
+        if (e instanceof HashError)
+            throw new NarInfoError(`${field}: ${e.message}`);
+        throw e;
+    }
+    if (hash.algorithm !== 'sha256')
+        throw new NarInfoError(`${field} '${value}' is not a sha256 hash`);
+    return hash;
+}
+function checkBaseName(field, value) {
+    try {
+        return store_path_StorePath.fromBaseName(value).baseName;
+    }
+    catch (e) {
+        if (e instanceof StorePathError)
+            throw new NarInfoError(`${field}: ${e.message}`);
+        throw e;
+    }
+}
+function parseNarInfo(text, options = {}) {
+    const storeDir = options.storeDir ?? store_path_DEFAULT_STORE_DIR;
+    const maxBytes = options.maxBytes ?? NARINFO_MAX_BYTES;
+    if (Buffer.byteLength(text) > maxBytes)
+        throw new NarInfoError(`narinfo is larger than ${maxBytes} bytes`);
+    if (!text.endsWith('\n'))
+        throw new NarInfoError(`narinfo does not end with a newline`);
+    const fields = new Map();
+    const seen = new Set();
+    const sigs = [];
+    const extra = [];
+    const lines = text.split('\n');
+    lines.pop();
+    lines.forEach((line, index) => {
+        const sep = line.indexOf(': ');
+        const key = line.slice(0, Math.max(sep, 0));
+        if (sep <= 0 || !KEY_PATTERN.test(key)) {
+            throw new NarInfoError(`line ${index + 1} is not 'Key: value': '${line.slice(0, 80)}'`);
+        }
+        const value = line.slice(sep + 2);
+        if (key === 'Sig') {
+            if (!/^[^:\s]+:[A-Za-z0-9+/]+={0,2}$/.test(value))
+                throw new NarInfoError(`Sig '${value}' is not 'keyname:base64'`);
+            sigs.push(value);
+            return;
+        }
+        if (seen.has(key))
+            throw new NarInfoError(`duplicate field '${key}'`);
+        seen.add(key);
+        if (KNOWN_FIELDS.has(key))
+            fields.set(key, value);
+        else
+            extra.push([key, value]);
+    });
+    const required = (key) => {
+        const value = fields.get(key);
+        if (value === undefined)
+            throw new NarInfoError(`missing required field '${key}'`);
+        return value;
+    };
+    const storePath = required('StorePath');
+    try {
+        store_path_StorePath.parse(storePath, storeDir);
+    }
+    catch (e) {
+        if (e instanceof StorePathError)
+            throw new NarInfoError(`StorePath: ${e.message}`);
+        throw e;
+    }
+    const url = required('URL');
+    if (url.length === 0)
+        throw new NarInfoError(`URL is empty`);
+    const compression = fields.get('Compression') ?? 'bzip2';
+    if (!COMPRESSIONS.includes(compression)) {
+        throw new NarInfoError(`unknown Compression '${compression}'`);
+    }
+    const info = {
+        storePath,
+        url,
+        compression: compression,
+        narHash: parseHash('NarHash', required('NarHash')),
+        narSize: narinfo_parseSize('NarSize', required('NarSize')),
+        references: [],
+        sigs,
+        extra,
+    };
+    if (info.narSize === 0)
+        throw new NarInfoError(`NarSize is 0: no NAR is empty`);
+    const fileHash = fields.get('FileHash');
+    if (fileHash !== undefined)
+        info.fileHash = parseHash('FileHash', fileHash);
+    const fileSize = fields.get('FileSize');
+    if (fileSize !== undefined)
+        info.fileSize = narinfo_parseSize('FileSize', fileSize);
+    const references = fields.get('References');
+    if (references)
+        info.references = references.split(' ').map((r) => checkBaseName('References', r));
+    const deriver = fields.get('Deriver');
+    // Old caches write `unknown-deriver`; Nix reads that as no deriver, and so do we.
+    if (deriver !== undefined && deriver !== 'unknown-deriver')
+        info.deriver = checkBaseName('Deriver', deriver);
+    const system = fields.get('System');
+    if (system !== undefined)
+        info.system = system;
+    const ca = fields.get('CA');
+    if (ca !== undefined)
+        info.ca = ca;
+    return info;
+}
+/** Writes `info` in the order Nix writes; refuses values that would break the line format. */
+function serializeNarInfo(info) {
+    const lines = [];
+    const line = (key, value) => {
+        if (value === undefined)
+            return;
+        const text = String(value);
+        if (text.includes('\n'))
+            throw new NarInfoError(`field '${key}' contains a newline`);
+        lines.push(`${key}: ${text}\n`);
+    };
+    line('StorePath', info.storePath);
+    line('URL', info.url);
+    line('Compression', info.compression);
+    line('FileHash', info.fileHash);
+    line('FileSize', info.fileSize);
+    line('NarHash', info.narHash);
+    line('NarSize', info.narSize);
+    // A malformed base name (one with a space, say) would read back as other references.
+    line('References', info.references.map((r) => checkBaseName('References', r)).join(' '));
+    line('Deriver', info.deriver === undefined ? undefined : checkBaseName('Deriver', info.deriver));
+    line('System', info.system);
+    for (const sig of info.sigs)
+        line('Sig', sig);
+    line('CA', info.ca);
+    for (const [key, value] of info.extra) {
+        if (!KEY_PATTERN.test(key) || KNOWN_FIELDS.has(key))
+            throw new NarInfoError(`cannot write extra field '${key}'`);
+        line(key, value);
+    }
+    return lines.join('');
+}
+/** The hash part of the narinfo's store path, which names the `.narinfo` file. */
+function narInfoHashPart(info, storeDir = DEFAULT_STORE_DIR) {
+    return StorePath.parse(info.storePath, storeDir).hashPart;
+}
+
+;// CONCATENATED MODULE: ./src/nix/signing.ts
+/**
+ * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
+ * A secret key is `name:base64(seed \u2016 public key)` (64 bytes), a public key `name:base64(public key)`.
+ */
+
+
+
+// DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) and SPKI (public).
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+class KeyError extends Error {
+}
+function splitKey(text, what) {
+    const trimmed = text.trim();
+    const colon = trimmed.indexOf(':');
+    if (colon <= 0)
+        throw new KeyError(`${what} must be 'name:base64'`);
+    const name = trimmed.slice(0, colon);
+    const encoded = trimmed.slice(colon + 1);
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded))
+        throw new KeyError(`${what} '${name}' is not valid base64`);
+    return [name, Buffer.from(encoded, 'base64')];
+}
+function publicKeyFromRaw(name, raw) {
+    const key = (0,external_node_crypto_namespaceObject.createPublicKey)({
+        key: Buffer.concat([SPKI_ED25519_PREFIX, raw]),
+        format: 'der',
+        type: 'spki',
+    });
+    return { name, key, text: `${name}:${raw.toString('base64')}` };
+}
+function parsePublicKey(text) {
+    const [name, raw] = splitKey(text, 'public key');
+    if (raw.length !== 32)
+        throw new KeyError(`public key '${name}' must be 32 bytes, got ${raw.length}`);
+    return publicKeyFromRaw(name, raw);
+}
+function parseSecretKey(text) {
+    const [name, raw] = splitKey(text, 'secret key');
+    if (raw.length !== 64)
+        throw new KeyError(`secret key '${name}' must be 64 bytes, got ${raw.length}`);
+    const seed = raw.subarray(0, 32);
+    const key = (0,external_node_crypto_namespaceObject.createPrivateKey)({
+        key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
+        format: 'der',
+        type: 'pkcs8',
+    });
+    const derivedPublic = rawPublicKey((0,external_node_crypto_namespaceObject.createPublicKey)(key));
+    if (!derivedPublic.equals(raw.subarray(32))) {
+        throw new KeyError(`secret key '${name}' does not match the public key stored in it`);
+    }
+    return {
+        name,
+        key,
+        publicKey: publicKeyFromRaw(name, derivedPublic),
+        text: `${name}:${raw.toString('base64')}`,
+    };
+}
+function rawPublicKey(key) {
+    return key.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
+}
+/** A fresh key pair, like `nix-store --generate-binary-cache-key name`. */
+function generateSecretKey(name) {
+    if (!name || name.includes(':'))
+        throw new KeyError(`key name '${name}' must be non-empty and contain no ':'`);
+    const { privateKey, publicKey } = (0,external_node_crypto_namespaceObject.generateKeyPairSync)('ed25519');
+    const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_ED25519_PREFIX.length);
+    return parseSecretKey(`${name}:${Buffer.concat([seed, rawPublicKey(publicKey)]).toString('base64')}`);
+}
+/**
+ * The string Nix signs: `1;<store path>;<nar hash>;<nar size>;<references as full paths, comma-separated>`.
+ * `narHash` is a Hash or any text form of one (written as `sha256:<nix32>`); `references` are base
+ * names. Nix holds references in a sorted set, so they are sorted and deduplicated here too: a
+ * narinfo listing them in another order still gets the signature Nix expects.
+ */
+function fingerprint(storePath, narHash, narSize, references, storeDir = store_path_DEFAULT_STORE_DIR) {
+    const hash = typeof narHash === 'string' ? Hash.parse(narHash) : narHash;
+    const dir = storeDir.replace(/\/+$/, '');
+    const refs = [...new Set(references)]
+        .sort()
+        .map((r) => `${dir}/${r}`)
+        .join(',');
+    return `1;${storePath};${hash.toString()};${narSize};${refs}`;
+}
+/** The fingerprint of a narinfo, the text its `Sig:` lines sign. */
+function narInfoFingerprint(info, storeDir = store_path_DEFAULT_STORE_DIR) {
+    return fingerprint(info.storePath, info.narHash, info.narSize, info.references, storeDir);
+}
+/** Signs a fingerprint; returns a `Sig:` value, `name:base64(signature)`. */
+function signFingerprint(fp, secretKey) {
+    return `${secretKey.name}:${(0,external_node_crypto_namespaceObject.sign)(null, Buffer.from(fp), secretKey.key).toString('base64')}`;
+}
+/** True when `sig` (`name:base64`) is a valid signature of `fp` by the key of that name among `keys`. */
+function verifyFingerprint(fp, sig, keys) {
+    const colon = sig.indexOf(':');
+    if (colon <= 0)
+        return false;
+    const name = sig.slice(0, colon);
+    const signature = Buffer.from(sig.slice(colon + 1), 'base64');
+    if (signature.length !== 64)
+        return false;
+    return keys.some((k) => k.name === name && verify(null, Buffer.from(fp), k.key, signature));
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/narinfo-signer.ts
+/**
+ * The server's signature on stored narinfos. Parsing, fingerprinting and ed25519-signing cost more
+ * than the rest of a narinfo GET together, so a narinfo is signed once, as it is stored, and the
+ * record keeps the public key that signed it. Reads serve the stored text as it is.
+ *
+ * A record signed by another key (the signing key was replaced) or by none (stored before
+ * signatures were) is signed when read, as every read once was: those results are kept, bounded,
+ * oldest first out, so a closure asked for by every job is signed once per key.
+ */
+
+
+/** About 1 KiB each (stored text as the key, signed text as the value). */
+const SIGNED_NARINFO_CACHE_SIZE = 10_000;
+class NarInfoSigner {
+    key;
+    capacity;
+    signed = new Map();
+    constructor(key, capacity = SIGNED_NARINFO_CACHE_SIZE) {
+        this.key = key;
+        this.capacity = capacity;
+    }
+    /** The public key this signer signs for, as records name it. */
+    get publicKey() {
+        return this.key.publicKey.text;
+    }
+    /** A narinfo (parsed once, by the upload) as it is to be stored: signed now, with the key that signed it. */
+    signForStorage(info) {
+        const narinfo = serializeNarInfo({
+            ...info,
+            sigs: [signFingerprint(narInfoFingerprint(info), this.key)],
+        });
+        return { narinfo, signedBy: this.publicKey };
+    }
+    /** What to serve for a record: its stored text when this key signed it, else signed now. */
+    served(record) {
+        return record.signedBy === this.publicKey ? record.narinfo : this.sign(record.narinfo);
+    }
+    /** The stored narinfo with the server's signature in place of any other. */
+    sign(stored) {
+        let body = this.signed.get(stored);
+        if (body === undefined) {
+            const info = parseNarInfo(stored);
+            body = serializeNarInfo({ ...info, sigs: [signFingerprint(narInfoFingerprint(info), this.key)] });
+            if (this.signed.size >= this.capacity)
+                this.signed.delete(this.signed.keys().next().value);
+            this.signed.set(stored, body);
+        }
+        return body;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/http/rate-limit.ts
+
+
+
+/** Addresses tracked at most; beyond it the longest-tracked is forgotten (it starts afresh). */
+const TRACKED_ADDRESSES = 10_000;
+class Buckets {
+    rate;
+    now;
+    buckets = new Map();
+    constructor(rate, now) {
+        this.rate = rate;
+        this.now = now;
+    }
+    /** Tokens in the address's bucket now (a full bucket for an address not tracked). */
+    level(address) {
+        const perMs = this.rate.count / (this.rate.periodSeconds * 1000);
+        const bucket = this.buckets.get(address) ?? { tokens: this.rate.count, at: this.now() };
+        const now = this.now();
+        return { tokens: Math.min(this.rate.count, bucket.tokens + (now - bucket.at) * perMs), at: now };
+    }
+    /** Seconds until one more is allowed, or 0 when one is allowed now. */
+    wait(address) {
+        if (!this.buckets.has(address))
+            return 0;
+        const { tokens } = this.level(address);
+        return tokens >= 1 ? 0 : Math.ceil(((1 - tokens) * this.rate.periodSeconds) / this.rate.count);
+    }
+    take(address) {
+        const bucket = this.level(address);
+        bucket.tokens = Math.max(0, bucket.tokens - 1);
+        this.buckets.delete(address);
+        if (this.buckets.size >= TRACKED_ADDRESSES)
+            this.buckets.delete(this.buckets.keys().next().value);
+        this.buckets.set(address, bucket);
+    }
+}
+function plain(address) {
+    return address.startsWith('::ffff:') && (0,external_node_net_namespaceObject.isIP)(address.slice(7)) === 4 ? address.slice(7) : address;
+}
+/**
+ * The client's address: the connection's peer, unless that peer is a trusted proxy; then the
+ * nearest address in X-Forwarded-For (read from the right) that is not a trusted proxy. Without
+ * `trusted`, X-Forwarded-For is ignored: anyone can write it.
+ */
+function clientAddress(req, trusted) {
+    let address = plain(req.socket.remoteAddress ?? 'unknown');
+    if (!trusted)
+        return address;
+    const isTrusted = (ip) => (0,external_node_net_namespaceObject.isIP)(ip) !== 0 && trusted.check(ip, (0,external_node_net_namespaceObject.isIP)(ip) === 6 ? 'ipv6' : 'ipv4');
+    const header = req.headers['x-forwarded-for'];
+    const hops = (Array.isArray(header) ? header.join(',') : (header ?? ''))
+        .split(',')
+        .map((hop) => hop.trim());
+    while (isTrusted(address) && hops.length > 0) {
+        const next = plain(hops.pop());
+        if ((0,external_node_net_namespaceObject.isIP)(next) === 0)
+            break; // a malformed entry: stop at the last address we can vouch for
+        address = next;
+    }
+    return address;
+}
+/** Whether the request tries to authenticate: a token exchange, or any request with credentials. */
+function authenticates(req, route) {
+    return route === 'token' || req.headers.authorization !== undefined;
+}
+function tooMany(what, rate, address, seconds) {
+    return new HttpError(429, `too many ${what} from ${address} (at most ${rate.count} per ${rate.periodSeconds} s): retry in ${seconds} s`, 'rate_limited', { 'retry-after': String(seconds) });
+}
+function createRequestGuard(limits, trustProxy, now = Date.now, onLimited = () => { }) {
+    const trusted = trustProxy.length > 0 ? trustedProxies(trustProxy) : null;
+    const exchanges = limits.tokenExchanges && new Buckets(limits.tokenExchanges, now);
+    const failures = limits.failedAuth && new Buckets(limits.failedAuth, now);
+    return {
+        admit(req, route) {
+            if (!authenticates(req, route))
+                return;
+            const address = clientAddress(req, trusted);
+            const failedWait = failures?.wait(address) ?? 0;
+            if (failedWait > 0) {
+                onLimited('failed_auth');
+                throw tooMany('failed authentications', limits.failedAuth, address, failedWait);
+            }
+            if (route !== 'token' || !exchanges)
+                return;
+            const wait = exchanges.wait(address);
+            if (wait > 0) {
+                onLimited('token_exchanges');
+                throw tooMany('token exchanges', limits.tokenExchanges, address, wait);
+            }
+            exchanges.take(address);
+        },
+        refused(req, route) {
+            if (failures && authenticates(req, route))
+                failures.take(clientAddress(req, trusted));
+        },
+    };
+}
+
+;// CONCATENATED MODULE: ./src/server/http/exchange-status.ts
+/** The token exchange's errors as HTTP answers: the one place their statuses are chosen. */
+
+
+const STATUS = { unauthorized: 401, forbidden: 403, unavailable: 503 };
+/** An ExchangeError as the HttpError the router answers with; any other error unchanged. */
+function exchangeErrorToHttp(error) {
+    if (!(error instanceof ExchangeError))
+        return error;
+    const headers = error.kind === 'unauthorized' ? { 'www-authenticate': 'Bearer' } : {};
+    return new HttpError(STATUS[error.kind], error.message, error.reason, headers);
+}
+/** Runs `action`, turning an ExchangeError it throws into its HttpError. */
+async function asHttp(action) {
+    try {
+        return await action();
+    }
+    catch (error) {
+        throw exchangeErrorToHttp(error);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/http/auth.ts
+
+
+
+/** The one reading of `Authorization: Bearer <token>`: the token ('' if empty), or undefined for another scheme. */
+function bearerCredential(header) {
+    const match = /^bearer(?:\s+(.*))?$/i.exec(header?.trim() ?? '');
+    return match ? (match[1] ?? '').trim() : undefined;
+}
+/** The token in the request, or null when there is no Authorization header. */
+function requestToken(req) {
+    const header = req.headers.authorization;
+    if (header === undefined || header === '')
+        return null;
+    const bearer = bearerCredential(header);
+    if (bearer !== undefined) {
+        if (!bearer)
+            throw new HttpError(401, 'empty Bearer token', 'bad_token', { 'www-authenticate': 'Bearer' });
+        return bearer;
+    }
+    const space = header.indexOf(' ');
+    const scheme = space === -1 ? header : header.slice(0, space);
+    const value = space === -1 ? '' : header.slice(space + 1).trim();
+    if (/^basic$/i.test(scheme)) {
+        const decoded = Buffer.from(value, 'base64').toString('utf8');
+        const colon = decoded.indexOf(':');
+        const password = colon === -1 ? '' : decoded.slice(colon + 1);
+        if (!password)
+            throw new HttpError(401, 'Basic auth without a password: put the cache token in the password', 'bad_token');
+        return password;
+    }
+    throw new HttpError(401, `unsupported Authorization scheme '${scheme}' (use Bearer or Basic)`, 'bad_token');
+}
+async function resolveAccess(req, verify, isPublic) {
+    const token = requestToken(req);
+    if (token === null) {
+        const rank = withPublicSlices(() => null, isPublic);
+        return {
+            authenticated: false,
+            rank,
+            canRead: readableBy(rank),
+            write: null,
+            bindWrite: false,
+            identity: {},
+        };
+    }
+    let access;
+    try {
+        access = await verify(token);
+    }
+    catch (caught) {
+        const error = exchangeErrorToHttp(caught);
+        if (error instanceof HttpError && error.status === 401)
+            throw error; // already names the problem
+        const reason = error instanceof Error ? error.message : String(error);
+        throw new HttpError(401, `invalid cache token: ${reason}`, 'bad_token', { 'www-authenticate': 'Bearer' });
+    }
+    const rank = withPublicSlices(access.rank, isPublic);
+    return { ...access, authenticated: true, rank, canRead: readableBy(rank) };
+}
+/** The write slice, or the reason there is none: 401 without a token, 403 with a read-only one. */
+function requireWriteSlice(access) {
+    if (!access.authenticated) {
+        throw new HttpError(401, 'uploads need a cache token with a write slice', 'unauthenticated', {
+            'www-authenticate': 'Bearer',
+        });
+    }
+    if (access.write === null)
+        throw new HttpError(403, 'this cache token grants no write slice', 'read_only_token');
+    return access.write;
+}
+
+;// CONCATENATED MODULE: ./src/server/http/body.ts
+
+/** Refuses a declared Content-Length over `limit` before any of the body is read. */
+function checkDeclaredLength(req, limit, what) {
+    const declared = req.headers['content-length'];
+    if (declared !== undefined && Number(declared) > limit) {
+        throw new HttpError(413, `${what} of ${declared} bytes is larger than the limit of ${limit} bytes`, 'too_large');
+    }
+}
+/** Tells a client waiting on `Expect: 100-continue` to send the body: every check before it passed. */
+function acceptBody(req, res) {
+    if (/100-continue/i.test(req.headers.expect ?? ''))
+        res.writeContinue();
+}
+async function readSmallBody(body, limit, what) {
+    const chunks = [];
+    let size = 0;
+    for await (const chunk of body) {
+        size += chunk.length;
+        if (size > limit)
+            throw new HttpError(413, `${what} is larger than the limit of ${limit} bytes`, 'too_large');
+        chunks.push(chunk);
+    }
+    return Buffer.concat(chunks);
+}
+/**
+ * `source`, failing with 408 when a chunk takes longer than `idleMs` to arrive. Only the wait for
+ * the client counts: while the consumer is busy (writing to storage, decompressing) nothing is
+ * asked for and no timer runs. After a timeout the request is left as it is, so that the 408 can
+ * still be sent on its connection (which the router then closes).
+ */
+function withIdleTimeout(source, idleMs) {
+    return {
+        [Symbol.asyncIterator]() {
+            const inner = source[Symbol.asyncIterator]();
+            let timedOut = false;
+            return {
+                next() {
+                    const next = inner.next();
+                    let timer;
+                    const timeout = new Promise((_resolve, reject) => {
+                        timer = setTimeout(() => {
+                            timedOut = true;
+                            // The chunk asked for may still come, or the connection fail: neither matters now.
+                            next.catch(() => undefined);
+                            reject(new HttpError(408, `the request body sent nothing for ${idleMs / 1000} s (body_idle_timeout): abandoned`, 'idle_body'));
+                        }, idleMs);
+                    });
+                    return Promise.race([next, timeout]).finally(() => clearTimeout(timer));
+                },
+                return(value) {
+                    // Ending the inner iterator destroys the request, and with it the socket the 408 needs.
+                    if (timedOut)
+                        return Promise.resolve({ done: true, value: undefined });
+                    return inner.return?.(value) ?? Promise.resolve({ done: true, value: undefined });
+                },
+            };
+        },
+    };
+}
+
+;// CONCATENATED MODULE: ./src/server/http/range.ts
+/** Single byte ranges (`Range: bytes=a-b`, `bytes=a-`, `bytes=-n`), which is what download tools ask for. */
+
+/** The range to send, or null for the whole body (no header, or several ranges, which we may ignore). */
+function parseRange(header, size) {
+    if (header === undefined)
+        return null;
+    const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+    if (!match)
+        return null;
+    const [, first, last] = match;
+    let start;
+    let end;
+    if (first === '') {
+        if (last === '')
+            return null;
+        start = Math.max(0, size - Number(last));
+        end = size - 1;
+    }
+    else {
+        start = Number(first);
+        end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
+    }
+    if (start > end || start >= size) {
+        throw new HttpError(416, `range ${header} is outside the ${size} bytes of the file`, 'bad_range', {
+            'content-range': `bytes */${size}`,
+        });
+    }
+    return { start, end };
+}
+
+;// CONCATENATED MODULE: ./src/contracts/narinfo-batch.ts
+/**
+ * The batch narinfo lookup route as server and proxy both know it: where it is, how many hash
+ * parts one request may name, and which slices a lookup may ask.
+ */
+const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
+/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
+const NARINFO_BATCH_LIMIT = 1000;
+const NARINFO_LOOKUP_SCOPES = ['union', 'write'];
+
+;// CONCATENATED MODULE: ./src/server/http/lookup-scope.ts
+
+
+
 /** A scope as a request names it (`where` says where, for the error); absent means the union. */
 function parseLookupScope(value, where) {
     if (value === undefined || value === null)
@@ -13134,15 +13730,6 @@ function scopedAccess(access, scope) {
 }
 
 ;// CONCATENATED MODULE: ./src/server/http/cache-handlers.ts
-/**
- * The Nix binary cache protocol: nix-cache-info, narinfo and NAR reads from the union of readable
- * slices, and verified uploads into the token's write slice.
- */
-
-
-
-
-
 
 
 
@@ -13171,39 +13758,18 @@ async function putNixCacheInfo({ req, res, body }) {
 function notFound(what) {
     return new HttpError(404, `${what} not found`, 'not_found');
 }
-async function getNarInfo(deps, request, hashPart) {
+async function getNarInfo(cache, request, hashPart) {
     const access = scopedAccess(await request.access(), queryLookupScope(request.req));
-    const record = (await lookupNarInfos(deps, access, [hashPart])).get(hashPart);
-    deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
-    if (!record)
+    const body = await cache.narInfo(hashPart, access);
+    if (body === undefined)
         throw notFound(`${hashPart}.narinfo`);
-    const body = deps.narinfoSigner.served(record);
     send(request.res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'private, no-cache' }, body);
 }
-/**
- * Whether the requester may see this NAR. Readers see NARs a readable narinfo points to. A writer's
- * HEAD answers from its own slice: if it said yes for a NAR only another slice holds, `nix copy`
- * would skip the upload and the narinfo would then be refused for lack of it.
- */
-async function narVisible(deps, access, key, method) {
-    const ownUpload = access.write !== null &&
-        (await deps.meta.uploadedNar(access.write, key)) !== null &&
-        (await holdsWriteSlice(deps, access, access.write));
-    if (method === 'HEAD' && access.write !== null)
-        return ownUpload;
-    return ownUpload || (await deps.meta.isNarReadable(key, access.canRead));
-}
-/** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
-async function holdsWriteSlice(deps, access, slice) {
-    if (!access.bindWrite)
-        return true;
-    const owner = await deps.meta.sliceOwner(slice);
-    return owner === null || access.rank(slice, owner) === 0;
-}
-async function getNar(deps, request, key) {
+async function getNar(cache, request, key) {
     const { req, res } = request;
     const access = await request.access();
-    const head = (await narVisible(deps, access, key, req.method ?? 'GET')) ? await deps.blobs.head(key) : null;
+    const visible = await cache.narVisible(access, key, req.method === 'HEAD');
+    const head = visible ? await cache.blobs.head(key) : null;
     if (!head)
         throw notFound(`nar/${key}`);
     const etag = `"${key}"`;
@@ -13227,12 +13793,12 @@ async function getNar(deps, request, key) {
         res.writeHead(status, headers).end();
         return;
     }
-    const body = await deps.blobs.open(key, range ?? undefined);
+    const body = await cache.blobs.open(key, range ?? undefined);
     if (!body)
         throw notFound(`nar/${key}`);
     res.writeHead(status, headers);
     try {
-        await body.writeTo(res, (bytes) => deps.metrics.bytesOut.inc(bytes));
+        await body.writeTo(res, (bytes) => cache.countBytesOut(bytes));
     }
     catch (error) {
         // The client went away mid-download: nothing to answer, nothing to report.
@@ -13243,111 +13809,42 @@ async function getNar(deps, request, key) {
     res.end();
 }
 /**
- * Refuses a write into a template slice that a job of another repository, or of another issuer,
- * wrote first (names change hands on GitHub; ids do not; two issuers may both have an `acme`).
- * Slices named in the config follow their write rules alone. Uploads only check; an accepted
- * narinfo binds the slice, so a refused request changes nothing.
+ * The preamble of every write, before its body is read: a token with a write slice, a declared
+ * size within `limit`, a slice the writer may write; then `100 Continue` (unless `accept` is false:
+ * the caller sends it once it has taken what else the write needs).
  */
-async function checkSliceOwner(deps, access, slice, bind) {
-    if (!access.bindWrite)
-        return;
-    const { issuer = '', repositoryId = '', repositoryOwnerId = '' } = access.identity;
-    const owner = bind
-        ? await deps.meta.bindSlice(slice, { issuer, repositoryId, repositoryOwnerId })
-        : await deps.meta.sliceOwner(slice);
-    if (owner && owner.issuer !== issuer) {
-        throw new HttpError(403, `slice '${slice}' belongs to a repository of another issuer ('${owner.issuer}')`, 'slice_owner');
-    }
-    if (owner && owner.repositoryId !== repositoryId) {
-        throw new HttpError(403, `slice '${slice}' belongs to another repository (id ${owner.repositoryId})`, 'slice_owner');
-    }
-}
-/**
- * Streams an upload through the verification into the BlobStore and records it for the write slice.
- * The answer depends only on the write slice's own uploads: 200 if it had uploaded this NAR before,
- * else 201, whether or not another slice holds the same file (which a writer must not learn).
- */
-async function storeNarUpload(deps, request, nar) {
-    const { req, res } = request;
+async function beginWrite(cache, request, limit, what, accept = true) {
     const access = await request.access();
-    const slice = requireWriteSlice(access);
-    checkDeclaredLength(req, deps.narLimits.maxNarSize, 'NAR file');
-    await checkSliceOwner(deps, access, slice, false);
+    const writer = {
+        slice: requireWriteSlice(access),
+        bindWrite: access.bindWrite,
+        identity: access.identity,
+    };
+    checkDeclaredLength(request.req, limit, what);
+    await cache.checkWriter(writer);
+    if (accept)
+        acceptBody(request.req, request.res);
+    return writer;
+}
+/** A NAR upload: the preamble, an upload slot (429/503 when none is free), then the service. */
+async function storeNar(deps, request, writer, upload) {
+    const { req, res } = request;
     const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
     try {
-        const hadIt = (await deps.meta.uploadedNar(slice, nar.key)) !== null;
         acceptBody(req, res);
-        const upload = verifyNarUpload(request.body(), {
-            ...nar.name,
-            compression: nar.compression,
-            limits: deps.narLimits,
-        });
-        let stored;
-        try {
-            stored = await deps.blobs.put(nar.key, upload.body);
-        }
-        catch (error) {
-            if (error instanceof HttpError)
-                throw error;
-            if (req.readableAborted || error.code === 'ERR_STREAM_PREMATURE_CLOSE') {
-                throw new HttpError(400, 'the upload ended before its body was complete', 'truncated');
-            }
-            throw error;
-        }
-        const digest = upload.digest();
-        deps.metrics.bytesIn.inc(digest.fileSize);
-        // A key named by FileHash holds these very bytes. One named by NarHash is the slice's own
-        // (narHashKey), but may hold other bytes it uploaded before (another compressor or level): the
-        // narinfo must describe the file that is served, so that one is hashed.
-        const file = stored === 'exists' && 'narHash' in nar.name ? await storedFileDigest(deps.blobs, nar.key) : digest;
-        const facts = {
-            key: nar.key,
-            compression: nar.compression,
-            fileHash: file.fileHash.toString(),
-            fileSize: file.fileSize,
-            narHash: digest.narHash.toString(),
-            narSize: digest.narSize,
-        };
-        await deps.meta.recordUpload(slice, facts);
-        deps.log.info({ slice, nar: nar.key, fileSize: facts.fileSize, stored }, 'NAR uploaded');
-        return { outcome: hadIt ? 'exists' : 'created', facts };
+        return await deps.cache.storeNar(writer, upload, request.body(), () => req.readableAborted);
     }
     finally {
         release();
     }
 }
-/**
- * The blob key of a NAR uploaded by its NarHash: one per slice and NAR. Keyed by the NarHash alone,
- * the first slice to upload a NAR would choose the bytes (and their size) every later uploader's
- * narinfo must describe, and a 200 would tell the next uploader that someone holds it. A file
- * named by its FileHash (Nix's uploads) is shared: the same name means the same bytes.
- */
-function narHashKey(slice, narHash, compression) {
-    const hash = hash_Hash.of('sha256', Buffer.from(`sluice nar upload\0${slice}\0${narHash}`));
-    return `${hash.nix32}.nar${NAR_EXTENSIONS[compression]}`;
-}
-async function storedFileDigest(blobs, key) {
-    const body = await blobs.open(key);
-    if (!body)
-        throw new Error(`NAR file ${key} vanished while being uploaded again`);
-    const hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
-    let fileSize = 0;
-    const sink = new external_node_stream_namespaceObject.Writable({
-        write: (chunk, _encoding, done) => {
-            hasher.update(chunk);
-            fileSize += chunk.length;
-            done();
-        },
-    });
-    await body.writeTo(sink);
-    return { fileHash: new hash_Hash('sha256', hasher.digest()), fileSize };
-}
 /** `PUT /nar/<filehash>.nar[.ext]`, as Nix uploads: the file must hash to its name. */
 async function putNar(deps, request, nar) {
-    const { outcome } = await storeNarUpload(deps, request, {
+    const writer = await beginWrite(deps.cache, request, deps.cache.maxNarSize, 'NAR file', false);
+    const { outcome } = await storeNar(deps, request, writer, {
         key: nar.key,
         compression: nar.compression,
-        name: { fileHash: hash_Hash.parse(`sha256:${nar.fileHash}`) },
+        name: { fileHash: Hash.parse(`sha256:${nar.fileHash}`) },
     });
     send(request.res, outcome === 'created' ? 201 : 200, {});
 }
@@ -13358,65 +13855,25 @@ async function putNar(deps, request, nar) {
  * what its narinfo must say about the file: its URL, FileHash and FileSize.
  */
 async function putNarByNarHash(deps, request, nar) {
-    const slice = requireWriteSlice(await request.access());
-    const { outcome, facts } = await storeNarUpload(deps, request, {
-        key: narHashKey(slice, nar.narHash, nar.compression),
+    const writer = await beginWrite(deps.cache, request, deps.cache.maxNarSize, 'NAR file', false);
+    const { outcome, nar: stored } = await storeNar(deps, request, writer, {
+        key: narHashKey(writer.slice, nar.narHash, nar.compression),
         compression: nar.compression,
-        name: { narHash: hash_Hash.parse(`sha256:${nar.narHash}`) },
+        name: { narHash: Hash.parse(`sha256:${nar.narHash}`) },
     });
-    const body = JSON.stringify({
-        url: `nar/${facts.key}`,
-        compression: facts.compression,
-        file_hash: facts.fileHash,
-        file_size: facts.fileSize,
-        nar_hash: facts.narHash,
-        nar_size: facts.narSize,
-    });
+    const answer = {
+        url: `nar/${stored.key}`,
+        compression: stored.compression,
+        file_hash: stored.fileHash.toString(),
+        file_size: stored.fileSize,
+        nar_hash: stored.narHash.toString(),
+        nar_size: stored.narSize,
+    };
+    const body = JSON.stringify(answer);
     send(request.res, outcome === 'created' ? 201 : 200, { 'content-type': 'application/json' }, body);
 }
-function mismatch(message, reason = 'narinfo_mismatch') {
-    return new HttpError(400, message, reason);
-}
-/** Checks a narinfo against the URL it was uploaded to and the NAR the slice uploaded; returns the NAR facts. */
-async function checkNarInfo(deps, slice, hashPart, info) {
-    const storePath = store_path_StorePath.parse(info.storePath);
-    if (storePath.hashPart !== hashPart) {
-        throw mismatch(`StorePath ${info.storePath} does not match the uploaded name ${hashPart}.narinfo`);
-    }
-    const url = /^nar\/([0-9a-z]{52})\.nar(\.[a-z0-9]+)?$/.exec(info.url);
-    if (!url)
-        throw mismatch(`URL '${info.url}' is not nar/<hash>.nar[.zst|.xz]`);
-    const key = info.url.slice('nar/'.length);
-    const compression = EXTENSION_COMPRESSION[url[2] ?? ''];
-    if (compression !== info.compression) {
-        throw mismatch(`Compression '${info.compression}' does not match the URL '${info.url}'`);
-    }
-    const facts = await deps.meta.uploadedNar(slice, key);
-    if (!facts)
-        throw mismatch(`its NAR ${info.url} was not uploaded to slice '${slice}': upload the NAR first`, 'nar_missing');
-    if (info.fileHash && !info.fileHash.equals(hash_Hash.parse(facts.fileHash))) {
-        throw mismatch(`FileHash ${info.fileHash.toString()} does not match the file uploaded (${facts.fileHash})`);
-    }
-    if (info.fileSize !== undefined && info.fileSize !== facts.fileSize) {
-        throw mismatch(`FileSize ${info.fileSize} does not match the ${facts.fileSize} bytes uploaded`);
-    }
-    if (!info.narHash.equals(hash_Hash.parse(facts.narHash))) {
-        throw mismatch(`NarHash ${info.narHash.toString()} does not match the uploaded NAR (${facts.narHash})`);
-    }
-    if (info.narSize !== facts.narSize) {
-        throw mismatch(`NarSize ${info.narSize} does not match the uploaded NAR (${facts.narSize} bytes)`);
-    }
-    if (!(await deps.blobs.head(key)))
-        throw mismatch(`its NAR ${info.url} is no longer stored`, 'nar_missing');
-    return facts;
-}
-async function putNarInfo(deps, request, hashPart) {
-    const { req, res } = request;
-    const access = await request.access();
-    const slice = requireWriteSlice(access);
-    checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'narinfo');
-    await checkSliceOwner(deps, access, slice, false);
-    acceptBody(req, res);
+async function putNarInfo(cache, request, hashPart) {
+    const writer = await beginWrite(cache, request, NARINFO_UPLOAD_LIMIT, 'narinfo');
     const text = (await readSmallBody(request.body(), NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
     let info;
     try {
@@ -13427,40 +13884,11 @@ async function putNarInfo(deps, request, hashPart) {
             throw new HttpError(400, `malformed narinfo: ${error.message}`, 'bad_narinfo');
         throw error;
     }
-    const facts = await checkNarInfo(deps, slice, hashPart, info);
-    await checkSliceOwner(deps, access, slice, true);
-    const stored = {
-        ...info,
-        url: `nar/${facts.key}`,
-        fileHash: hash_Hash.parse(facts.fileHash),
-        fileSize: facts.fileSize,
-        sigs: [],
-    };
-    const { identity } = access;
-    const now = new Date();
-    // Signed once here, so the lookups that follow (the rest of this job, the next jobs) need not.
-    const signed = deps.narinfoSigner.signForStorage(serializeNarInfo(stored));
-    const outcome = await deps.meta.putNarInfo({
-        slice,
-        hashPart,
-        storePath: info.storePath,
-        narKey: facts.key,
-        narinfo: signed.narinfo,
-        signedBy: signed.signedBy,
-        createdAt: now,
-    }, {
-        ...identity,
-        time: now,
-        slice,
-        storePath: info.storePath,
-        narSize: facts.narSize,
-        fileSize: facts.fileSize,
-    });
-    deps.log.info({ slice, storePath: info.storePath, stored: outcome, repository: identity.repository }, 'narinfo uploaded');
-    send(res, outcome === 'created' ? 201 : 200, {});
+    const outcome = await cache.storeNarInfo(writer, hashPart, info);
+    send(request.res, outcome === 'created' ? 201 : 200, {});
 }
 
-;// CONCATENATED MODULE: ./src/server/http/narinfo-batch.ts
+;// CONCATENATED MODULE: ./src/server/http/narinfo-batch-handler.ts
 /**
  * `POST /_api/v1/narinfos`: many narinfo lookups in one request, for the Action's proxy, which
  * gathers the lookups Nix makes at the same moment. The access rules are those of
@@ -13473,9 +13901,9 @@ async function putNarInfo(deps, request, hashPart) {
 
 
 
+
 /** 1000 hash parts as JSON are ~35 KB. */
 const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
-const HASH_PART = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/;
 function badRequest(message) {
     return new HttpError(400, message, 'bad_request');
 }
@@ -13498,14 +13926,14 @@ function parseBatchRequest(body) {
         throw new HttpError(413, `${hashParts.length} hash parts in one request; at most ${NARINFO_BATCH_LIMIT}`, 'too_many');
     }
     hashParts.forEach((hashPart, index) => {
-        if (typeof hashPart !== 'string' || !HASH_PART.test(hashPart)) {
+        if (typeof hashPart !== 'string' || !HASH_PART_PATTERN.test(hashPart)) {
             throw badRequest(`hashParts[${index}] ${JSON.stringify(hashPart)?.slice(0, 80)} is not a 32-character nix32 store path hash`);
         }
     });
     const scope = parseLookupScope(json.scope, 'scope');
     return { hashParts: [...new Set(hashParts)], scope };
 }
-async function postNarInfos(deps, request, publicReads) {
+async function postNarInfos(cache, request, publicReads) {
     const { req, res } = request;
     const access = await request.access();
     // A GET without a token is answered from public slices; with none, say what is missing
@@ -13518,15 +13946,95 @@ async function postNarInfos(deps, request, publicReads) {
     checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
     acceptBody(req, res);
     const { hashParts, scope } = parseBatchRequest(await readSmallBody(request.body(), NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'));
-    const records = await lookupNarInfos(deps, scopedAccess(access, scope), hashParts);
-    const narinfos = {};
-    for (const [hashPart, record] of records)
-        narinfos[hashPart] = deps.narinfoSigner.served(record);
-    if (records.size > 0)
-        deps.metrics.narinfoLookups.inc({ result: 'hit' }, records.size);
-    if (hashParts.length > records.size)
-        deps.metrics.narinfoLookups.inc({ result: 'miss' }, hashParts.length - records.size);
+    const narinfos = await cache.narInfos(hashParts, scopedAccess(access, scope));
     send(res, 200, { 'content-type': 'application/json', 'cache-control': 'private, no-cache' }, JSON.stringify({ narinfos }));
+}
+
+;// CONCATENATED MODULE: ./src/server/http/paths.ts
+/**
+ * Request paths \u2192 routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
+ * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
+ * no decoding step for a traversal to hide behind.
+ */
+
+
+
+
+
+/** Repeatedly percent-decodes (bounded), so double encoding cannot hide a `..` or a separator. */
+function fullyDecoded(path) {
+    let current = path;
+    for (let i = 0; i < 4; i++) {
+        let next;
+        try {
+            next = decodeURIComponent(current);
+        }
+        catch {
+            return current;
+        }
+        if (next === current)
+            break;
+        current = next;
+    }
+    return current;
+}
+function checkPath(rawUrl) {
+    if (!rawUrl.startsWith('/'))
+        throw new HttpError(400, `request target '${rawUrl.slice(0, 100)}' is not a path`, 'bad_path');
+    const path = rawUrl.split('?', 1)[0];
+    const decoded = fullyDecoded(path);
+    if (decoded.includes('\\') ||
+        decoded.split('/').some((segment) => segment === '..' || segment === '.') ||
+        /\0/.test(decoded)) {
+        throw new HttpError(400, 'path traversal is not allowed', 'bad_path');
+    }
+    if (path.includes('%'))
+        throw new HttpError(400, 'percent-encoded characters are not allowed in cache paths', 'bad_path');
+    if (path.includes('//'))
+        throw new HttpError(400, 'empty path segments are not allowed', 'bad_path');
+    return path;
+}
+function compressionOf(name) {
+    if (name.compression === undefined) {
+        throw new HttpError(400, `unsupported NAR compression '${name.extension}' (use .nar, .nar.zst or .nar.xz)`, 'bad_name');
+    }
+    return name.compression;
+}
+function matchRoute(rawUrl) {
+    const path = checkPath(rawUrl);
+    switch (path) {
+        case '/nix-cache-info':
+            return { name: 'nix-cache-info' };
+        case HEALTH_PATH:
+            return { name: 'health' };
+        case TOKEN_EXCHANGE_PATH:
+            return { name: 'token' };
+        case NARINFO_BATCH_PATH:
+            return { name: 'narinfos' };
+        case '/metrics':
+            return { name: 'metrics' };
+    }
+    const hashPart = path.endsWith('.narinfo') ? path.slice(1, -'.narinfo'.length) : undefined;
+    if (hashPart !== undefined && HASH_PART_PATTERN.test(hashPart))
+        return { name: 'narinfo', hashPart };
+    if (path.endsWith('.narinfo') && !path.slice(1).includes('/')) {
+        throw new HttpError(400, `'${path.slice(1, 120)}' is not <32-character nix32 store path hash>.narinfo`, 'bad_name');
+    }
+    const nar = path.startsWith('/nar/') ? parseNarFileName(path.slice('/nar/'.length)) : undefined;
+    if (nar)
+        return { name: 'nar', fileHash: nar.hash, compression: compressionOf(nar), key: nar.key };
+    if (path.startsWith('/nar/')) {
+        throw new HttpError(400, `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`, 'bad_name');
+    }
+    const upload = path.startsWith(NAR_UPLOAD_PREFIX)
+        ? parseNarFileName(path.slice(NAR_UPLOAD_PREFIX.length))
+        : undefined;
+    if (upload)
+        return { name: 'nar-upload', narHash: upload.hash, compression: compressionOf(upload), key: upload.key };
+    if (path.startsWith(NAR_UPLOAD_PREFIX)) {
+        throw new HttpError(400, `'${path.slice(1, 120)}' is not ${NAR_UPLOAD_PREFIX.slice(1)}<52-character nix32 NarHash>.nar[.zst|.xz]`, 'bad_name');
+    }
+    throw new HttpError(404, `no such endpoint: ${path.slice(0, 120)}`, 'not_found');
 }
 
 ;// CONCATENATED MODULE: ./src/server/http/router.ts
@@ -13537,8 +14045,8 @@ async function postNarInfos(deps, request, publicReads) {
 
 
 function routeTable(deps) {
-    const narinfo = (route, request) => getNarInfo(deps, request, route.hashPart);
-    const nar = (route, request) => getNar(deps, request, route.key);
+    const narinfo = (route, request) => getNarInfo(deps.cache, request, route.hashPart);
+    const nar = (route, request) => getNar(deps.cache, request, route.key);
     return {
         'nix-cache-info': {
             GET: (_route, request) => getNixCacheInfo(request),
@@ -13548,7 +14056,7 @@ function routeTable(deps) {
         narinfo: {
             GET: narinfo,
             HEAD: narinfo,
-            PUT: (route, request) => putNarInfo(deps, request, route.hashPart),
+            PUT: (route, request) => putNarInfo(deps.cache, request, route.hashPart),
         },
         nar: {
             GET: nar,
@@ -13556,7 +14064,7 @@ function routeTable(deps) {
             PUT: (route, request) => putNar(deps, request, route),
         },
         narinfos: {
-            POST: (_route, request) => postNarInfos(deps, request, deps.publicReads),
+            POST: (_route, request) => postNarInfos(deps.cache, request, deps.publicReads),
         },
         'nar-upload': {
             PUT: (route, request) => putNarByNarHash(deps, request, route),
@@ -13613,6 +14121,7 @@ function createRouter(deps) {
         try {
             const route = matchRoute(req.url ?? '/');
             routeName = route.name;
+            deps.guard?.admit(req, route.name);
             const methods = table[route.name];
             const handler = methods[req.method ?? ''];
             if (!handler) {
@@ -13629,6 +14138,8 @@ function createRouter(deps) {
             await handler(route, request);
         }
         catch (error) {
+            if (error instanceof HttpError && error.status === 401)
+                deps.guard?.refused(req, routeName);
             if (!(error instanceof HttpError))
                 deps.log.error({ err: error, path }, 'request failed');
             else if (hasBody(req) && routeName !== 'token' && routeName !== 'narinfos')
@@ -13691,9 +14202,46 @@ class UploadSlots {
     }
 }
 
+;// CONCATENATED MODULE: ./src/server/http/token-handler.ts
+
+
+
+/** The token of an `Authorization: Bearer \u2026` header, or a 401 saying what is missing. */
+function bearerToken(req) {
+    const token = bearerCredential(req.headers.authorization);
+    if (!token) {
+        throw new HttpError(401, 'missing Authorization: Bearer <CI OIDC ID token>', 'missing_token', {
+            'www-authenticate': 'Bearer',
+        });
+    }
+    return token;
+}
+function createTokenHandler(options) {
+    return async (req, res) => {
+        req.resume(); // the request body, if any, carries nothing
+        const idToken = bearerToken(req);
+        const { token, expiresAt, grant } = await asHttp(() => options.exchange.exchange(idToken));
+        const body = {
+            token,
+            expires_at: expiresAt.toISOString(),
+            read: grant.read,
+            write: grant.write,
+            public_keys: options.publicKeys,
+            cache_url: options.cacheUrl,
+        };
+        const text = JSON.stringify(body);
+        res.writeHead(200, {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(text),
+            'cache-control': 'no-store',
+        });
+        res.end(text);
+    };
+}
+
 // EXTERNAL MODULE: ./node_modules/pino/pino.js
 var pino = __nccwpck_require__(5005);
-;// CONCATENATED MODULE: ./src/server/log.ts
+;// CONCATENATED MODULE: ./src/server/server-log.ts
 /**
  * Structured JSON logs (pino). Requests are logged from an explicit allow-list of fields, and
  * anything named like a credential is redacted besides, so a token cannot reach the log.
@@ -13758,6 +14306,12 @@ class ServerMetrics {
         name: 'sluice_rejected_uploads_total',
         help: 'Uploads (NARs and narinfos) refused, by reason',
         labelNames: ['reason'],
+        registers: [this.registry],
+    });
+    rateLimited = new prom_client.Counter({
+        name: 'sluice_rate_limited_total',
+        help: 'Requests answered 429, by limit (token_exchanges, failed_auth)',
+        labelNames: ['limit'],
         registers: [this.registry],
     });
     constructor() {
@@ -14024,6 +14578,9 @@ async function syncDir(dir) {
 
 
 
+
+
+
 function writerIdentity(grant) {
     if (grant.kind !== 'ci')
         return {};
@@ -14060,13 +14617,13 @@ async function startServer(config, options = {}) {
     const blobs = await FsBlobStore.open(paths.nars);
     const meta = new SqliteMetadataStore(paths.database);
     const metrics = new ServerMetrics();
-    const exchange = createExchange(config, tokenKey, options.exchange);
+    const exchange = createExchange(config, tokenKey, { ...options.exchange, store: meta });
     const publicSlices = exchange.publicSlices();
     const isPublic = (slice) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
     let cacheUrl = config.publicUrl ?? '';
     let tokenHandler;
     const server = (0,external_node_http_namespaceObject.createServer)();
-    const router = createRouter({
+    const cache = new CacheService({
         blobs,
         meta,
         narinfoSigner: new NarInfoSigner(signingKey),
@@ -14075,6 +14632,11 @@ async function startServer(config, options = {}) {
             maxRatio: config.uploads.maxCompressionRatio,
             maxDecompressionMemory: config.uploads.maxDecompressionMemory,
         },
+        metrics,
+        log,
+    });
+    const router = createRouter({
+        cache,
         uploadSlots: new UploadSlots(config.uploads),
         bodyIdleTimeoutMs: config.uploads.bodyIdleTimeoutMs,
         metrics,
@@ -14082,6 +14644,7 @@ async function startServer(config, options = {}) {
         verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
         isPublic,
         publicReads: publicSlices.length > 0,
+        guard: createRequestGuard(config.rateLimits, config.trustProxy, options.exchange?.now, (limit) => metrics.rateLimited.inc({ limit })),
         // Made on first use: the cache URL is known only once listening (port 0).
         tokenHandler: (req, res) => (tokenHandler ??= createTokenHandler({ exchange, publicKeys: [signingKey.publicKey.text], cacheUrl }))(req, res),
         // public_reads tells the Action whether a job without an ID token (a fork's pull request) can
@@ -14136,13 +14699,14 @@ async function startServer(config, options = {}) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/cli/serve.ts
+;// CONCATENATED MODULE: ./src/cli/serve-command.ts
 /**
  * `sluice serve [--config FILE] [--listen HOST:PORT] [--data DIR]`: runs the cache server until
  * SIGTERM or SIGINT, then lets requests in flight (uploads included) finish before exiting.
  * JSON logs go to stdout; the human banner (URL, public key) goes to stderr, so log shippers
  * reading stdout only ever see JSON.
  */
+
 
 
 
@@ -14213,43 +14777,82 @@ async function runServe(argv, io = process) {
     return 0;
 }
 
-;// CONCATENATED MODULE: ./src/cli/token.ts
+;// CONCATENATED MODULE: ./src/cli/token-command.ts
 /**
- * `sluice token create --read PATTERN [--read \u2026] [--ttl 30d] [--name NAME] [--data DIR] [--config FILE]`:
- * prints one read-only cache token, signed with the server token key in the data directory.
+ * `sluice token create | list | revoke`: read-only cache tokens for people and machines, signed with
+ * the server token key in the data directory and recorded in its database, where every replica
+ * checks them (so a revoked token stops working everywhere).
  */
 
 
 
-const TOKEN_USAGE = "usage: sluice token create --read 'owner/*' [--read \u2026] [--ttl 30d] [--name NAME] [--data DIR] [--config FILE]\n";
+
+
+
+
+
+const TOKEN_USAGE = `usage: sluice token create --read 'owner/*' [--read \u2026] [--ttl 30d] [--name NAME] [--data DIR] [--config FILE]
+       sluice token list [--all] [--json] [--data DIR] [--config FILE]
+       sluice token revoke ID [--data DIR] [--config FILE]
+
+  create   print a new read-only token (its lifetime at most the config's max_read_token_ttl)
+  list     tokens still valid: id, name, patterns, created, expires, last used (--all: also
+           revoked and expired ones)
+  revoke   refuse the token with this id from now on, on every server sharing the database
+`;
 const DEFAULT_READ_TOKEN_TTL = '30d';
+const COMMON_OPTIONS = { data: { type: 'string' }, config: { type: 'string' } };
 /** Runs `sluice token \u2026` (argv after `token`); returns the exit code. */
 async function runToken(argv, io = process) {
     const [subcommand, ...rest] = argv;
-    if (subcommand !== 'create') {
+    const run = subcommand === undefined ? undefined : SUBCOMMANDS[subcommand];
+    if (!run) {
         io.stderr.write(subcommand === undefined
             ? TOKEN_USAGE
             : `sluice token: unknown subcommand '${subcommand}'\n${TOKEN_USAGE}`);
         return 2;
     }
-    let values;
     try {
-        ({ values } = (0,external_node_util_.parseArgs)({
-            args: rest,
-            options: {
-                read: { type: 'string', multiple: true },
-                ttl: { type: 'string', default: DEFAULT_READ_TOKEN_TTL },
-                name: { type: 'string', default: 'read-token' },
-                data: { type: 'string' },
-                config: { type: 'string' },
-            },
-            allowPositionals: false,
-        }));
+        return await run(rest, io);
     }
     catch (error) {
-        io.stderr.write(`sluice token create: ${error.message}\n${TOKEN_USAGE}`);
-        return 2;
+        const usage = error.code?.startsWith('ERR_PARSE_ARGS') ? TOKEN_USAGE : '';
+        io.stderr.write(`sluice token ${subcommand}: ${error.message}\n${usage}`);
+        return usage ? 2 : 1;
     }
+}
+const SUBCOMMANDS = {
+    create: createToken,
+    list: listTokens,
+    revoke: revokeToken,
+};
+async function configFor(values) {
+    return applyCliOverrides(await loadConfig(values.config), { data: values.data });
+}
+/** The data directory's database; `mustExist` for commands that only read or change records. */
+async function withStore(config, mustExist, use) {
+    const { database } = dataPaths(config.data);
+    if (mustExist && !(0,external_node_fs_.existsSync)(database))
+        throw new Error(`no Sluice database at ${database} (is --data right?)`);
+    const store = new SqliteMetadataStore(database);
+    try {
+        return await use(store);
+    }
+    finally {
+        await store.close();
+    }
+}
+async function createToken(argv, io) {
+    const { values } = (0,external_node_util_.parseArgs)({
+        args: argv,
+        options: {
+            read: { type: 'string', multiple: true },
+            ttl: { type: 'string', default: DEFAULT_READ_TOKEN_TTL },
+            name: { type: 'string', default: 'read-token' },
+            ...COMMON_OPTIONS,
+        },
+        allowPositionals: false,
+    });
     const read = (values.read ?? [])
         .flatMap((item) => item.split(','))
         .map((item) => item.trim())
@@ -14258,26 +14861,65 @@ async function runToken(argv, io = process) {
         io.stderr.write(`sluice token create: --read is required (a slice name or pattern such as 'acme/*')\n${TOKEN_USAGE}`);
         return 2;
     }
-    try {
-        const ttlSeconds = parseTtl(values.ttl);
-        const config = applyCliOverrides(await loadConfig(values.config), { data: values.data });
-        const keyPath = tokenKeyPath(config.data);
-        const { key, created } = await loadOrCreateTokenKey(keyPath);
-        if (created)
-            io.stderr.write(`sluice: created a new token key at ${keyPath}: tokens verify only on a server using this data directory\n`);
-        const { token, expiresAt } = await createExchange(config, key).createReadToken({
-            read,
-            ttlSeconds,
-            name: values.name,
-        });
-        io.stderr.write(`read token '${values.name}' for ${read.join(', ')}, expires ${expiresAt.toISOString()}\n`);
-        io.stdout.write(`${token}\n`);
-        return 0;
+    const ttlSeconds = parseTtl(values.ttl);
+    const config = await configFor(values);
+    const keyPath = tokenKeyPath(config.data);
+    const { key, created } = await loadOrCreateTokenKey(keyPath);
+    if (created)
+        io.stderr.write(`sluice: created a new token key at ${keyPath}: tokens verify only on a server using this data directory\n`);
+    const { token, expiresAt, id } = await withStore(config, false, (store) => createExchange(config, key, { store }).createReadToken({ read, ttlSeconds, name: values.name }));
+    io.stderr.write(`read token '${values.name}' (id ${id}) for ${read.join(', ')}, expires ${expiresAt.toISOString()}\n`);
+    io.stdout.write(`${token}\n`);
+    return 0;
+}
+const LIST_COLUMNS = ['id', 'name', 'read', 'created', 'expires', 'last_used', 'status'];
+function listRecord(token, now) {
+    const iso = (date) => (date ? date.toISOString() : null);
+    return {
+        id: token.id,
+        name: token.name,
+        read: token.read.join(','),
+        created: iso(token.createdAt),
+        expires: iso(token.expiresAt),
+        last_used: iso(token.lastUsedAt),
+        status: token.revokedAt ? 'revoked' : token.expiresAt <= now ? 'expired' : 'valid',
+    };
+}
+async function listTokens(argv, io) {
+    const { values } = (0,external_node_util_.parseArgs)({
+        args: argv,
+        options: { all: { type: 'boolean' }, json: { type: 'boolean' }, ...COMMON_OPTIONS },
+        allowPositionals: false,
+    });
+    const config = await configFor(values);
+    const now = new Date();
+    const records = (await withStore(config, true, (store) => store.listReadTokens()))
+        .map((token) => listRecord(token, now))
+        .filter((record) => values.all || record.status === 'valid');
+    if (!values.json)
+        io.stdout.write(`${LIST_COLUMNS.join('\t')}\n`);
+    for (const record of records) {
+        io.stdout.write(values.json
+            ? `${JSON.stringify(record)}\n`
+            : `${LIST_COLUMNS.map((column) => record[column] ?? '-').join('\t')}\n`);
     }
-    catch (error) {
-        io.stderr.write(`sluice token create: ${error.message}\n`);
+    return 0;
+}
+async function revokeToken(argv, io) {
+    const { values, positionals } = (0,external_node_util_.parseArgs)({ args: argv, options: COMMON_OPTIONS, allowPositionals: true });
+    if (positionals.length !== 1) {
+        io.stderr.write(`sluice token revoke: give exactly one token id (see 'sluice token list')\n${TOKEN_USAGE}`);
+        return 2;
+    }
+    const id = positionals[0];
+    const config = await configFor(values);
+    const found = await withStore(config, true, (store) => store.revokeReadToken(id, new Date()));
+    if (!found) {
+        io.stderr.write(`sluice token revoke: no token with id '${id}' (see 'sluice token list --all')\n`);
         return 1;
     }
+    io.stderr.write(`revoked read token ${id}\n`);
+    return 0;
 }
 function parseTtl(text) {
     try {
@@ -14305,6 +14947,7 @@ const USAGE = `usage: sluice <command> [options]
 commands:
   serve          run the cache server
   token create   print a read-only cache token (for people and machines)
+  token list     list read tokens; token revoke ID: refuse one from now on
   audit          list accepted writes
 
 'sluice <command> --help' explains a command.
@@ -14331,13 +14974,34 @@ async function run(argv) {
 
 /***/ }),
 
+/***/ 793:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* unused harmony export NODE_NEEDED */
+/**
+ * Imported first by the CLI bundle: a Node without `node:sqlite` (Node 20) would otherwise die with
+ * a stack trace while the bundle loads. Bundled modules run in import order, so this check runs
+ * before any module that needs Node 24.
+ */
+const NODE_NEEDED = 24;
+const major = Number(process.versions.node.split('.')[0]);
+if (major < NODE_NEEDED) {
+    process.stderr.write(`sluice needs Node.js ${NODE_NEEDED} or later; this is Node.js ${process.version}\n`);
+    process.exit(1);
+}
+
+
+/***/ }),
+
 /***/ 9921:
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4172);
+/* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(793);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3364);
 
-await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
+
+await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(process.argv.slice(2));
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);

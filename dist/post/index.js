@@ -28370,7 +28370,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 9988:
+/***/ 7717:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -28429,377 +28429,40 @@ const HOOK_BUNDLE = 'hook';
 const constants_NIX_CONF_BLOCK_BEGIN = '# sluice: begin (written by the Sluice GitHub Action)';
 const constants_NIX_CONF_BLOCK_END = '# sluice: end';
 
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: ./src/nix/nix32.ts
+;// CONCATENATED MODULE: ./src/contracts/control-api.ts
 /**
- * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
- * the end, so the first character carries the most significant bits of the last byte.
+ * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
+ * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
  */
-const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
-const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
-/** Length in characters of the nix32 form of `byteLength` bytes. */
-function nix32_nix32Length(byteLength) {
-    return Math.ceil((byteLength * 8) / 5);
+const CONTROL_PREFIX = '/_sluice/';
+const control_api_ControlRoute = {
+    /** `GET` \u2192 DaemonHealth. */
+    Health: 'health',
+    /** `GET` \u2192 DaemonStats. */
+    Stats: 'stats',
+    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
+    Built: 'built',
+    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
+    Drain: 'drain',
+    /** GitHub cache mode: `POST` `{ paths, maxBytes }` \u2192 NewPackReport (contracts/pack-api.ts). */
+    Pack: 'pack',
+    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
+    Shutdown: 'shutdown',
+};
+function control_api_controlPath(route) {
+    return `${CONTROL_PREFIX}${route}`;
 }
-function nix32_encodeNix32(bytes) {
-    const length = nix32_nix32Length(bytes.length);
-    let out = '';
-    for (let n = length - 1; n >= 0; n--) {
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        const low = bytes[i] >> j;
-        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
-        out += NIX32_ALPHABET[(low | high) & 0x1f];
-    }
-    return out;
-}
-class nix32_Nix32Error extends (/* unused pure expression or super */ null && (Error)) {
-}
-function nix32_decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
-    if (text.length !== nix32_nix32Length(byteLength)) {
-        throw new nix32_Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
-    }
-    const bytes = Buffer.alloc(byteLength);
-    for (let n = 0; n < text.length; n++) {
-        const c = text[text.length - n - 1];
-        const digit = DIGIT_OF.get(c);
-        if (digit === undefined)
-            throw new nix32_Nix32Error(`invalid character '${c}' in nix32 string`);
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        bytes[i] |= (digit << j) & 0xff;
-        const carry = digit >> (8 - j);
-        if (i + 1 < byteLength)
-            bytes[i + 1] |= carry;
-        else if (carry !== 0)
-            throw new nix32_Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
-    }
-    return bytes;
-}
-function nix32_isNix32(text) {
-    for (const c of text)
-        if (!DIGIT_OF.has(c))
-            return false;
-    return true;
-}
+/** Drain deadlines above this are refused. */
+const MAX_DRAIN_DEADLINE_SECONDS = (/* unused pure expression or super */ null && (6 * 3600));
 
-;// CONCATENATED MODULE: ./src/nix/hash.ts
-/** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
-
-
-const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
-class HashError extends (/* unused pure expression or super */ null && (Error)) {
-}
-class hash_Hash {
-    algorithm;
-    digest;
-    constructor(algorithm, digest) {
-        this.algorithm = algorithm;
-        this.digest = digest;
-        if (digest.length !== DIGEST_BYTES[algorithm]) {
-            throw new HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
-        }
-    }
-    /**
-     * Parses `algo:<nix32|base16|base64>` or SRI `algo-<base64>`. With `expected`, a bare digest
-     * without the algorithm prefix is accepted too.
-     */
-    static parse(text, expected) {
-        const sri = /^(md5|sha1|sha256|sha512)-([A-Za-z0-9+/]+={0,2})$/.exec(text);
-        if (sri) {
-            if (expected !== undefined && sri[1] !== expected)
-                throw new HashError(`expected a ${expected} hash, got '${text}'`);
-            return hash_Hash.fromDigestText(sri[1], sri[2], 'base64', text);
-        }
-        const colon = text.indexOf(':');
-        let algorithm;
-        let digest;
-        if (colon === -1) {
-            algorithm = expected;
-            digest = text;
-        }
-        else {
-            algorithm = text.slice(0, colon);
-            digest = text.slice(colon + 1);
-        }
-        if (algorithm === undefined)
-            throw new HashError(`hash '${text}' does not name its algorithm`);
-        if (!(algorithm in DIGEST_BYTES))
-            throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
-        if (expected !== undefined && algorithm !== expected) {
-            throw new HashError(`expected a ${expected} hash, got '${text}'`);
-        }
-        return hash_Hash.fromDigestText(algorithm, digest, undefined, text);
-    }
-    static fromDigestText(algorithm, digest, encoding, original) {
-        const bytes = DIGEST_BYTES[algorithm];
-        if (encoding === undefined) {
-            if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
-                return new hash_Hash(algorithm, Buffer.from(digest, 'hex'));
-            }
-            if (digest.length === nix32Length(bytes) && isNix32(digest)) {
-                try {
-                    return new hash_Hash(algorithm, decodeNix32(digest, bytes));
-                }
-                catch (e) {
-                    if (e instanceof Nix32Error)
-                        throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
-                    throw e;
-                }
-            }
-        }
-        if (digest.length === Math.ceil(bytes / 3) * 4 && /^[A-Za-z0-9+/]+={0,2}$/.test(digest)) {
-            const decoded = Buffer.from(digest, 'base64');
-            // Node ignores stray bits in the last character: insist on the one canonical spelling.
-            if (decoded.length === bytes && decoded.toString('base64') === digest)
-                return new hash_Hash(algorithm, decoded);
-        }
-        throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
-    }
-    static of(algorithm, data) {
-        return new hash_Hash(algorithm, createHash(algorithm).update(data).digest());
-    }
-    get nix32() {
-        return encodeNix32(this.digest);
-    }
-    get base16() {
-        return this.digest.toString('hex');
-    }
-    get base64() {
-        return this.digest.toString('base64');
-    }
-    /** `sha256:<nix32>`, the form narinfo files use. */
-    toString() {
-        return `${this.algorithm}:${this.nix32}`;
-    }
-    toBase16String() {
-        return `${this.algorithm}:${this.base16}`;
-    }
-    toSRI() {
-        return `${this.algorithm}-${this.base64}`;
-    }
-    equals(other) {
-        return this.algorithm === other.algorithm && this.digest.equals(other.digest);
-    }
-}
-
-;// CONCATENATED MODULE: ./src/nix/store-path.ts
-/** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
-
-const DEFAULT_STORE_DIR = '/nix/store';
-const HASH_PART_LENGTH = 32;
-/** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
-const MAX_NAME_LENGTH = 211;
-const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
-class StorePathError extends (/* unused pure expression or super */ null && (Error)) {
-}
-/** Checks a store path hash part (the 32 nix32 characters); throws naming the problem. */
-function validateHashPart(hashPart) {
-    if (hashPart.length !== HASH_PART_LENGTH) {
-        throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
-    }
-    if (!isNix32(hashPart))
-        throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
-    return hashPart;
-}
-/**
- * Checks a store path name. Nix 2.8 itself accepts any name made of the allowed characters (so
- * `.hidden` is a path Nix builds); like later Nix versions we also refuse `.`, `..` and names whose
- * first dash-separated part is one of those, which only ever serve path tricks.
- */
-function validateName(name, baseName = name) {
-    if (name.length === 0)
-        throw new StorePathError(`store path '${baseName}' has an empty name`);
-    if (name.length > MAX_NAME_LENGTH) {
-        throw new StorePathError(`store path name in '${baseName}' is longer than ${MAX_NAME_LENGTH} characters`);
-    }
-    const bad = NAME_PATTERN.test(name) ? undefined : [...name].find((c) => !NAME_PATTERN.test(c));
-    if (bad !== undefined) {
-        throw new StorePathError(`store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`);
-    }
-    const firstPart = name.split('-', 1)[0];
-    if (firstPart === '.' || firstPart === '..') {
-        throw new StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
-    }
-    return name;
-}
-function normalizeStoreDir(storeDir) {
-    const trimmed = storeDir.replace(/\/+$/, '');
-    const segments = trimmed.split('/').slice(1);
-    if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..')) {
-        throw new StorePathError(`store dir '${storeDir}' must be an absolute, canonical directory other than '/'`);
-    }
-    return trimmed;
-}
-class store_path_StorePath {
-    hashPart;
-    name;
-    constructor(hashPart, name) {
-        this.hashPart = hashPart;
-        this.name = name;
-    }
-    /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
-    static fromBaseName(baseName) {
-        if (baseName.length < HASH_PART_LENGTH + 1 || baseName[HASH_PART_LENGTH] !== '-') {
-            throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
-        }
-        const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
-        const name = validateName(baseName.slice(HASH_PART_LENGTH + 1), baseName);
-        return new store_path_StorePath(hashPart, name);
-    }
-    /** Parses a full path directly inside `storeDir` (default `/nix/store`). */
-    static parse(path, storeDir = DEFAULT_STORE_DIR) {
-        const prefix = `${normalizeStoreDir(storeDir)}/`;
-        if (!path.startsWith(prefix))
-            throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
-        const baseName = path.slice(prefix.length);
-        if (baseName.includes('/'))
-            throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
-        return store_path_StorePath.fromBaseName(baseName);
-    }
-    /** True when `path` is a valid store path in `storeDir`. */
-    static isValid(path, storeDir = DEFAULT_STORE_DIR) {
-        try {
-            store_path_StorePath.parse(path, storeDir);
-            return true;
-        }
-        catch (e) {
-            if (e instanceof StorePathError)
-                return false;
-            throw e;
-        }
-    }
-    get baseName() {
-        return `${this.hashPart}-${this.name}`;
-    }
-    toPath(storeDir = DEFAULT_STORE_DIR) {
-        return `${normalizeStoreDir(storeDir)}/${this.baseName}`;
-    }
-    toString() {
-        return this.baseName;
-    }
-}
-
-;// CONCATENATED MODULE: ./src/proxy/pack/format.ts
-/**
- * A pack: the store paths one CI job saved to the GitHub Actions cache, as one cache entry of two
- * files. `index.json` (read first, small) states each path's narinfo facts and where its NAR sits
- * in `nars.zst`, the zstd-compressed NARs concatenated, references before referrers. @actions/cache
- * tars the two files in this order, so the index arrives before the NARs.
- */
-
-
+;// CONCATENATED MODULE: ./src/contracts/pack-api.ts
 const PACK_DIR = 'sluice-pack';
 const PACK_INDEX = 'index.json';
 const PACK_NARS = 'nars.zst';
 /** The paths given to @actions/cache, as written: the cache version is a hash of this exact text. */
-const format_PACK_CACHE_PATHS = [`${PACK_DIR}/${PACK_INDEX}`, `${PACK_DIR}/${PACK_NARS}`];
-const PACK_FORMAT = 'sluice-pack';
-const PACK_VERSION = 1;
-class PackFormatError extends (/* unused pure expression or super */ null && (Error)) {
-}
-function serializeIndex(index) {
-    return JSON.stringify({
-        format: PACK_FORMAT,
-        version: PACK_VERSION,
-        createdAt: index.createdAt,
-        entries: index.entries.map((e) => ({ ...e, narHash: e.narHash.toString() })),
-    });
-}
-function isRecord(value) {
-    return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-function count(value, field) {
-    if (!Number.isSafeInteger(value) || value < 0)
-        throw new PackFormatError(`${field} must be a non-negative integer`);
-    return value;
-}
-function baseName(value, field) {
-    if (typeof value !== 'string')
-        throw new PackFormatError(`${field} must be a store path base name`);
-    try {
-        StorePath.fromBaseName(value);
-    }
-    catch (e) {
-        throw new PackFormatError(`${field}: ${e.message}`);
-    }
-    return value;
-}
-function parseEntry(raw, i, expectedOffset) {
-    const at = `entries[${i}]`;
-    if (!isRecord(raw))
-        throw new PackFormatError(`${at} must be an object`);
-    if (typeof raw.path !== 'string')
-        throw new PackFormatError(`${at}.path must be a store path`);
-    let narHash;
-    try {
-        StorePath.parse(raw.path);
-        narHash = Hash.parse(String(raw.narHash));
-    }
-    catch (e) {
-        throw new PackFormatError(`${at}: ${e.message}`);
-    }
-    if (narHash.algorithm !== 'sha256')
-        throw new PackFormatError(`${at}.narHash must be sha256`);
-    if (!Array.isArray(raw.references))
-        throw new PackFormatError(`${at}.references must be an array`);
-    const entry = {
-        path: raw.path,
-        narHash,
-        narSize: count(raw.narSize, `${at}.narSize`),
-        references: raw.references.map((r, j) => baseName(r, `${at}.references[${j}]`)),
-        offset: count(raw.offset, `${at}.offset`),
-        size: count(raw.size, `${at}.size`),
-    };
-    if (entry.offset !== expectedOffset)
-        throw new PackFormatError(`${at}.offset is ${entry.offset}, expected ${expectedOffset}`);
-    if (raw.deriver !== undefined)
-        entry.deriver = baseName(raw.deriver, `${at}.deriver`);
-    if (raw.ca !== undefined) {
-        if (typeof raw.ca !== 'string' || /[\n\r]/.test(raw.ca))
-            throw new PackFormatError(`${at}.ca must be a line`);
-        entry.ca = raw.ca;
-    }
-    return entry;
-}
-/** Parses and checks an index: offsets contiguous from 0, valid paths and hashes, no path twice. */
-function parseIndex(text) {
-    let json;
-    try {
-        json = JSON.parse(text);
-    }
-    catch (e) {
-        throw new PackFormatError(`the pack index is not JSON: ${e.message}`);
-    }
-    if (!isRecord(json) || json.format !== PACK_FORMAT)
-        throw new PackFormatError('the pack index is not a Sluice pack index');
-    if (json.version !== PACK_VERSION)
-        throw new PackFormatError(`pack format version ${String(json.version)} is not ${PACK_VERSION}`);
-    if (!Array.isArray(json.entries))
-        throw new PackFormatError('entries must be an array');
-    const entries = [];
-    const seen = new Set();
-    let offset = 0;
-    for (const [i, raw] of json.entries.entries()) {
-        const entry = parseEntry(raw, i, offset);
-        if (seen.has(entry.path))
-            throw new PackFormatError(`${entry.path} is in the pack twice`);
-        seen.add(entry.path);
-        offset += entry.size;
-        entries.push(entry);
-    }
-    return { createdAt: typeof json.createdAt === 'string' ? json.createdAt : '', entries };
-}
-/** Bytes of NAR data the index describes: nars.zst must be exactly this long. */
-function dataSize(index) {
-    const last = index.entries.at(-1);
-    return last ? last.offset + last.size : 0;
-}
+const pack_api_PACK_CACHE_PATHS = [`${PACK_DIR}/${PACK_INDEX}`, `${PACK_DIR}/${PACK_NARS}`];
 
-;// CONCATENATED MODULE: ./src/proxy/pack/actions-cache.ts
+;// CONCATENATED MODULE: ./src/contracts/pack-cache.ts
 /**
  * The GitHub Actions cache through @actions/cache, one restore or save of a pack at a time.
  * @actions/cache works relative to the process's cwd and GITHUB_WORKSPACE (where it tars from and
@@ -28882,7 +28545,7 @@ async function restorePack(dir, key, restoreKeys, tempDir) {
 async function savePack(dir, key) {
     const cache = await __nccwpck_require__.e(/* import() */ 641).then(__nccwpck_require__.bind(__nccwpck_require__, 2641));
     try {
-        const { value, causes } = await inside(dir, () => cache.saveCache([...format_PACK_CACHE_PATHS], key));
+        const { value, causes } = await inside(dir, () => cache.saveCache([...pack_api_PACK_CACHE_PATHS], key));
         if (value !== -1)
             return { ok: true, key };
         return { ok: false, error: cause(causes, 'the cache service did not take the pack') };
@@ -28894,17 +28557,89 @@ async function savePack(dir, key) {
 
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
 ;// CONCATENATED MODULE: external "node:timers/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
-;// CONCATENATED MODULE: ./src/action/daemon.ts
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+;// CONCATENATED MODULE: ./src/contracts/listen.ts
+/**
+ * Listen addresses, one grammar for the server's `listen`/`--listen`, the Action's `listen` input
+ * and the daemon's config: `host:port` or `[ipv6]:port`, port 0\u201365535 (0: any free port).
+ */
+
+/** The hosts the daemon may listen on: it holds the cache token, so never a routable address. */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1']);
+class ListenError extends (/* unused pure expression or super */ null && (Error)) {
+}
+/** `host:port` or `[ipv6]:port` \u2192 its parts; a ListenError saying the grammar otherwise. */
+function parseHostPort(value) {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(String(value).trim());
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port > 65535)
+        throw new ListenError(`${JSON.stringify(String(value))} is not HOST:PORT`);
+    return { host: (match[1] ?? match[2]), port };
+}
+function isLoopbackHost(host) {
+    return LOOPBACK_HOSTS.has(host);
+}
+/** Any loopback address (127.0.0.0/8, ::1, localhost; brackets allowed), where plain http never leaves the machine. */
+function isLoopbackAddress(hostname) {
+    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    if (host === 'localhost' || host === '::1')
+        return true;
+    return isIP(host) === 4 && host.startsWith('127.');
+}
+/** The host as it goes into a URL: IPv6 addresses in brackets (once). */
+function listen_urlHost(host) {
+    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+;// CONCATENATED MODULE: external "node:fs/promises"
+const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+;// CONCATENATED MODULE: ./src/contracts/ready-file.ts
+/**
+ * How the daemon says it is listening: `<stateDir>/ready.json` `{ pid, port }`, written then
+ * renamed so a reader never sees half a file. The Action and the benchmark wait for it.
+ */
+
+
+
+const READY_FILE = 'ready.json';
+async function writeReadyFile(stateDir, ready) {
+    const path = join(stateDir, READY_FILE);
+    const tmp = `${path}.${ready.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(ready));
+    await rename(tmp, path);
+}
+/** The ready file's content, or undefined while there is none. */
+function ready_file_readReadyFile(stateDir) {
+    let text;
+    try {
+        text = readFileSync(join(stateDir, READY_FILE), 'utf8');
+    }
+    catch {
+        return undefined;
+    }
+    const json = JSON.parse(text);
+    if (typeof json.pid !== 'number' || typeof json.port !== 'number')
+        throw new Error(`${READY_FILE} is not { pid, port }: ${text.slice(0, 100)}`);
+    return { pid: json.pid, port: json.port };
+}
+
+;// CONCATENATED MODULE: ./src/action/daemon-client.ts
 /**
  * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
  * docs/architecture.md: a 0600 config file as argv (the daemon deletes it once read),
  * `<stateDir>/ready.json` once listening, `/_sluice/*` control endpoints on loopback that need the
  * job's control secret.
  */
+
+
+
 
 
 
@@ -28939,13 +28674,6 @@ function removeFiles(files) {
 class DaemonStartError extends (/* unused pure expression or super */ null && (Error)) {
 }
 const READY_TIMEOUT_MS = 20_000;
-function writeDaemonConfig(config) {
-    const file = join(config.stateDir, 'daemon.json');
-    // Written then renamed so the token never sits in a file with wider permissions, even briefly.
-    writeFileSync(`${file}.tmp`, JSON.stringify(config), { mode: 0o600 });
-    renameSync(`${file}.tmp`, file);
-    return file;
-}
 /** Spawns the daemon detached, its output in a log file (never the step's pipes), and waits until it is ready. */
 async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
     const logFile = join(stateDir, 'daemon.log');
@@ -28963,13 +28691,12 @@ async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
     const pid = child.pid;
     if (pid !== undefined)
         writeFileSync(join(stateDir, 'daemon.pid'), `${pid}\n`);
-    const readyFile = join(stateDir, 'ready.json');
     const deadline = Date.now() + READY_TIMEOUT_MS;
     while (Date.now() < deadline) {
         if (exited)
             throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
-        if (existsSync(readyFile)) {
-            const ready = JSON.parse(readFileSync(readyFile, 'utf8'));
+        const ready = readReadyFile(stateDir);
+        if (ready) {
             const url = `http://${urlHost(host)}:${ready.port}`;
             if (await healthy(url, controlSecret))
                 return { pid: ready.pid, url, logFile };
@@ -28980,13 +28707,9 @@ async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
         killQuietly(pid, 'SIGKILL');
     throw new DaemonStartError(`the proxy daemon was not ready within ${READY_TIMEOUT_MS / 1000} s.\n${tail(logFile)}`);
 }
-/** An IPv6 host goes into a URL in brackets. */
-function urlHost(host) {
-    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-}
 async function healthy(url, controlSecret) {
     try {
-        const response = await fetch(`${url}/_sluice/health`, {
+        const response = await fetch(`${url}${controlPath(ControlRoute.Health)}`, {
             headers: { authorization: `Bearer ${controlSecret}` },
             signal: AbortSignal.timeout(2_000),
         });
@@ -29007,9 +28730,10 @@ function tail(logFile, lines = 20) {
         return '(no daemon log)';
     }
 }
-async function control(url, controlSecret, path, body, timeoutMs) {
+async function control(url, controlSecret, route, body, timeoutMs) {
     const authorization = `Bearer ${controlSecret}`;
-    const response = await fetch(`${url}/_sluice/${path}`, {
+    const path = control_api_controlPath(route);
+    const response = await fetch(`${url}${path}`, {
         method: body === undefined ? 'GET' : 'POST',
         headers: body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -29017,7 +28741,7 @@ async function control(url, controlSecret, path, body, timeoutMs) {
     });
     const text = await response.text();
     if (!response.ok)
-        throw new Error(`/_sluice/${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
+        throw new Error(`${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
     return (text ? JSON.parse(text) : {});
 }
 /** True while the process exists and is not a zombie (a reaped-late child counts as gone). */
@@ -29067,11 +28791,12 @@ async function ensureStopped(pid, graceMs = 5_000) {
     return (await waitForExit(pid, 2_000)) ? 'killed' : 'survived';
 }
 
-;// CONCATENATED MODULE: ./src/action/exchange.ts
+;// CONCATENATED MODULE: ./src/action/exchange-client.ts
 /**
  * The main step's talk with the Sluice server: the workflow's OIDC ID token for a short-lived cache
  * token (`POST /_api/v1/token`), or, when there is no ID token, whether anonymous reads are allowed.
  */
+
 
 /** A failure to reach or use the server, as opposed to the server refusing this job. */
 class ServerUnavailableError extends (/* unused pure expression or super */ null && (Error)) {
@@ -29085,7 +28810,7 @@ async function getIdToken(audience) {
     return token;
 }
 async function exchangeToken(server, idToken) {
-    const url = new URL('_api/v1/token', server);
+    const url = new URL(TOKEN_EXCHANGE_PATH.slice(1), server);
     let response;
     try {
         response = await fetch(url, {
@@ -29104,28 +28829,17 @@ async function exchangeToken(server, idToken) {
     if (!response.ok) {
         throw new ExchangeRefusedError(`${url.href} refused the token exchange (${response.status}): ${body.trim().slice(0, 300)}`);
     }
-    const grant = parseGrant(body);
+    let grant;
+    try {
+        grant = parseTokenExchangeResponse(body);
+    }
+    catch (error) {
+        if (error instanceof ServerAnswerError)
+            throw new ServerUnavailableError(error.message);
+        throw error;
+    }
     core.setSecret(grant.token);
     return grant;
-}
-function parseGrant(body) {
-    let json;
-    try {
-        json = JSON.parse(body);
-    }
-    catch {
-        throw new ServerUnavailableError('the token exchange answered something that is not JSON');
-    }
-    const { token, expires_at, read, write, public_keys, cache_url } = json;
-    if (typeof token !== 'string' ||
-        typeof expires_at !== 'string' ||
-        !isStringArray(read) ||
-        !(write === null || typeof write === 'string') ||
-        !isStringArray(public_keys) ||
-        typeof cache_url !== 'string') {
-        throw new ServerUnavailableError('the token exchange answered JSON without the expected fields');
-    }
-    return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
 }
 /**
  * Without an ID token the proxy can still read when the server serves public slices to anyone.
@@ -29133,25 +28847,17 @@ function parseGrant(body) {
  */
 async function probeAnonymousReads(server) {
     try {
-        const health = await fetch(new URL('_api/v1/health', server), { signal: AbortSignal.timeout(10_000) });
+        const health = await fetch(new URL(HEALTH_PATH.slice(1), server), {
+            signal: AbortSignal.timeout(10_000),
+        });
         if (!health.ok)
             return undefined;
-        const json = (await health.json());
-        if (json.public_reads !== true)
-            return undefined;
-        const keys = isStringArray(json.public_keys)
-            ? json.public_keys
-            : typeof json.public_key === 'string'
-                ? [json.public_key]
-                : [];
-        return keys.length > 0 ? { publicKeys: keys } : undefined;
+        const keys = anonymousReadKeys(await health.text());
+        return keys ? { publicKeys: keys } : undefined;
     }
     catch {
         return undefined;
     }
-}
-function isStringArray(value) {
-    return Array.isArray(value) && value.every((v) => typeof v === 'string');
 }
 function describeFetchError(error) {
     if (error instanceof Error && error.name === 'TimeoutError')
@@ -29160,8 +28866,63 @@ function describeFetchError(error) {
     return cause?.code ?? cause?.message ?? error.message;
 }
 
-// EXTERNAL MODULE: external "node:util"
-var external_node_util_ = __nccwpck_require__(7975);
+// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 3 modules
+var exec = __nccwpck_require__(7187);
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: ./src/action/command.ts
+/**
+ * The programs the Action runs (nix, nix-store, sudo, systemctl, launchctl) go through
+ * `@actions/exec`, so each shows in the step's log as `[command]/usr/bin/nix --version`, the way
+ * workflow authors see every other action's commands. Output that is data rather than news (nix's
+ * JSON configuration, validity lists) is captured without being echoed. The daemon is the exception:
+ * it is spawned detached (`daemon.ts`), which `@actions/exec` cannot do.
+ */
+
+
+const COMMAND_LINE_SHOWN = 200;
+/** Passes on `@actions/exec`'s `[command]\u2026` line, shortened; drops the output that follows. */
+function commandLineOnly() {
+    return new external_node_stream_.Writable({
+        write(chunk, _encoding, done) {
+            const text = chunk.toString();
+            if (text.startsWith('[command]')) {
+                const line = text.trimEnd();
+                process.stdout.write(`${line.length > COMMAND_LINE_SHOWN ? `${line.slice(0, COMMAND_LINE_SHOWN)} \u2026` : line}\n`);
+            }
+            done();
+        },
+    });
+}
+/** Runs `command args`; resolves with its stdout, rejects naming the command and its stderr. */
+async function command_runCommand(command, args, options) {
+    const env = options.env
+        ? Object.fromEntries(Object.entries(options.env).filter((entry) => entry[1] !== undefined))
+        : undefined;
+    const running = (0,exec/* getExecOutput */.H)(command, args, {
+        ...(env ? { env } : {}),
+        ...(options.input !== undefined ? { input: Buffer.from(options.input) } : {}),
+        ...(options.quiet ? { outStream: commandLineOnly() } : {}),
+        ignoreReturnCode: true,
+    });
+    let timer;
+    const timeout = new Promise((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`${command} ${args[0] ?? ''} did not finish within ${options.timeoutMs / 1000} s`)), options.timeoutMs);
+        timer.unref();
+    });
+    try {
+        const { exitCode, stdout, stderr } = await Promise.race([running, timeout]);
+        if (exitCode !== 0) {
+            const said = stderr.trim().split('\n').at(-1);
+            throw new Error(`${command} ${args.slice(0, 3).join(' ')} exited with ${exitCode}${said ? `: ${said}` : ''}`);
+        }
+        return stdout;
+    }
+    finally {
+        clearTimeout(timer);
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/action/store-paths.ts
 /**
  * The store's entries at the start of the job, so the post step can find paths the post-build hook
@@ -29170,8 +28931,6 @@ var external_node_util_ = __nccwpck_require__(7975);
 
 
 
-
-const execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
 function storeDir(env = process.env) {
     return env.NIX_STORE_DIR || '/nix/store';
 }
@@ -29200,7 +28959,7 @@ async function validPaths(paths, env = process.env) {
     const invalid = new Set();
     try {
         for (let i = 0; i < paths.length; i += 500) {
-            const { stdout } = await execFileAsync('nix-store', ['--check-validity', '--print-invalid', ...paths.slice(i, i + 500)], { env, maxBuffer: 16 * 1024 * 1024, timeout: 60_000 });
+            const stdout = await command_runCommand('nix-store', ['--check-validity', '--print-invalid', ...paths.slice(i, i + 500)], { env, timeoutMs: 60_000, quiet: true });
             for (const line of stdout.split('\n'))
                 if (line)
                     invalid.add(line);
@@ -29219,6 +28978,7 @@ async function validPaths(paths, env = process.env) {
  * upload, FinalizeCacheEntryUpload: with the restore's one call, three calls per job). Failures
  * become problems (warnings, or the job's failure with `strict`), never exceptions.
  */
+
 
 
 
@@ -29248,12 +29008,12 @@ async function finishPack(state, problems) {
             ? await validPaths(newStorePaths(state.storeListFile))
             : [];
         lib_core/* info */.pq(`Planning the job's pack (${paths.length} new store paths found).`);
-        report = await control(daemon.url, secret, 'pack', { paths, maxBytes: pack.maxBytes }, state.drainTimeoutSeconds * 1000 + GRACE_MS);
+        report = await control(daemon.url, secret, control_api_ControlRoute.Pack, { paths, maxBytes: pack.maxBytes }, state.drainTimeoutSeconds * 1000 + GRACE_MS);
     }
     catch (error) {
         problems.push(`Sluice's proxy did not write the job's pack in time (${describeFetchError(error)}): no pack was saved. Raise \`drain-timeout\` if this repeats.`);
     }
-    await control(daemon.url, secret, 'shutdown', {}, 5_000).catch(() => undefined);
+    await control(daemon.url, secret, control_api_ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
     const ended = await ensureStopped(daemon.pid);
     if (ended === 'survived')
         problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
@@ -29301,7 +29061,10 @@ async function finishPack(state, problems) {
 }
 
 ;// CONCATENATED MODULE: ./src/action/summary.ts
-/** The job summary: what the cache did for this job, and what went wrong with what to do about it. */
+/**
+ * The job summary: what the cache did for this job in distinct store paths, and what went wrong
+ * with what to do about it. Sentences rather than wide tables, so it reads on a phone.
+ */
 
 function formatBytes(bytes) {
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -29311,11 +29074,14 @@ function formatBytes(bytes) {
         value /= 1024;
         unit++;
     }
-    return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+    if (unit === 0)
+        return `${bytes} B`;
+    return `${value >= 100 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
 }
-function hitRate(stats) {
-    const total = stats.hits + stats.misses;
-    return total === 0 ? 'n/a' : `${Math.round((stats.hits / total) * 1000) / 10}%`;
+/** Found / looked up, in distinct paths. */
+function hitRate(paths) {
+    const total = paths.found + paths.notFound;
+    return total === 0 ? 'n/a' : `${Math.round((paths.found / total) * 1000) / 10}%`;
 }
 const MODE_TEXT = {
     'read-write': 'read and push',
@@ -29324,41 +29090,51 @@ const MODE_TEXT = {
     github: 'the GitHub Actions cache, one pack per job',
     off: 'not used',
 };
+const plural = (count, one, many = `${one}s`) => `${count} ${count === 1 ? one : many}`;
+/** `/nix/store/<hash>-hello-2.12` \u2192 `hello-2.12`. */
+function pathName(path) {
+    const base = path.slice(path.lastIndexOf('/') + 1);
+    return /^[0-9a-z]{32}-/.test(base) ? base.slice(33) : base;
+}
+/** "4 of 4 paths from the cache (100%), 783 KiB." */
+function fromCacheLine(stats) {
+    const { found, notFound, downloadedBytes } = stats.paths;
+    if (found + notFound === 0)
+        return 'Nix looked nothing up in the cache.';
+    return `**${found} of ${plural(found + notFound, 'path')} from the cache** (${hitRate(stats.paths)}), ${formatBytes(downloadedBytes)}.`;
+}
+/** "Pushed 3 paths (1.2 MiB) in 2.0 s; skipped 5: 2 already cached, 3 on an upstream cache." */
+function pushLine(stats) {
+    const { alreadyCached, upstream, filtered } = stats.skipped;
+    const reasons = [
+        alreadyCached > 0 ? `${alreadyCached} already cached` : '',
+        upstream > 0 ? `${upstream} on an upstream cache` : '',
+        filtered > 0 ? `${filtered} excluded by push-filter` : '',
+    ].filter(Boolean);
+    const skipped = alreadyCached + upstream + filtered;
+    const failed = stats.failed.length > 0 ? ` **${stats.failed.length} failed** (below).` : '';
+    const queued = stats.queued > 0 ? ` ${plural(stats.queued, 'path')} left unpushed at the deadline.` : '';
+    return (`**Pushed ${plural(stats.pushed.paths, 'path')}** (${formatBytes(stats.pushed.bytes)}) in ${stats.pushSeconds.toFixed(1)} s` +
+        (skipped > 0 ? `; skipped ${skipped}: ${reasons.join(', ')}.` : '.') +
+        failed +
+        queued);
+}
+function largestList(title, items) {
+    if (items.length === 0)
+        return '';
+    const rows = items.map((item) => `<li><code>${escapeHtml(pathName(item.path))}</code> ${formatBytes(item.bytes)}</li>`);
+    return `<p>${title}</p><ul>${rows.join('')}</ul>`;
+}
 /** Adds the summary to core.summary (the caller writes it). */
 function buildSummary(state, stats, problems) {
     const summary = lib_core/* summary */.z.addHeading('Sluice cache', 2);
-    summary.addRaw(`Cache: ${MODE_TEXT[state.mode ?? 'off']}.`, true);
     if (stats) {
-        summary.addTable([
-            [
-                { data: 'Hits', header: true },
-                { data: 'Misses', header: true },
-                { data: 'Hit rate', header: true },
-                { data: 'Downloaded', header: true },
-            ],
-            [String(stats.hits), String(stats.misses), hitRate(stats), formatBytes(stats.bytesDownloaded)],
-        ]);
-        summary.addTable([
-            [
-                { data: 'Pushed', header: true },
-                { data: 'Uploaded', header: true },
-                { data: 'Upstream has them', header: true },
-                { data: 'Already cached', header: true },
-                { data: 'Filtered', header: true },
-                { data: 'Failed', header: true },
-                { data: 'Time pushing', header: true },
-            ],
-            [
-                String(stats.pushed.paths),
-                formatBytes(stats.pushed.bytes),
-                String(stats.skipped.upstream),
-                String(stats.skipped.alreadyCached),
-                String(stats.skipped.filtered),
-                String(stats.failed.length),
-                `${stats.pushSeconds.toFixed(1)} s`,
-            ],
-        ]);
+        summary.addRaw(fromCacheLine(stats), true);
+        summary.addRaw('\n', true);
+        if (state.mode === 'read-write')
+            summary.addRaw(pushLine(stats), true).addRaw('\n', true);
     }
+    summary.addRaw(`Cache: ${MODE_TEXT[state.mode ?? 'off']}.`, true);
     if (state.mode !== 'github') {
         const read = stats?.read ?? state.read ?? [];
         const write = stats ? stats.write : (state.write ?? null);
@@ -29371,6 +29147,12 @@ function buildSummary(state, stats, problems) {
     if (problems.length > 0) {
         summary.addHeading('What went wrong', 3);
         summary.addList(problems.map(escapeHtml));
+    }
+    if (stats) {
+        const { largestDownloaded, largestPushed } = stats.paths;
+        const largest = largestList('Downloaded from the cache:', largestDownloaded) + largestList('Pushed:', largestPushed);
+        if (largest)
+            summary.addDetails('Largest paths', largest);
     }
     if (stats && stats.failed.length > 0) {
         summary.addDetails(`${stats.failed.length} paths failed to push`, stats.failed.map((f) => escapeHtml(`${f.path}: ${f.error}`)).join('<br>'));
@@ -29436,60 +29218,6 @@ function addPackSummary(outcome) {
 
 // EXTERNAL MODULE: external "node:os"
 var external_node_os_ = __nccwpck_require__(8161);
-// EXTERNAL MODULE: external "node:net"
-var external_node_net_ = __nccwpck_require__(7030);
-;// CONCATENATED MODULE: ./src/action/nix-conf-values.ts
-/**
- * Every value the Action writes into a nix.conf, checked against a strict pattern first. nix.conf
- * has no quoting: a newline starts a new setting (a `post-build-hook` runs as the Nix daemon's
- * user), `#` starts a comment, whitespace splits lists. So a value from the server (its public
- * keys) or from the runner (RUNNER_TEMP) that does not look exactly as expected is refused, with
- * an error naming it, rather than escaped.
- */
-
-class NixConfValueError extends (/* unused pure expression or super */ null && (Error)) {
-}
-/** Key names as Nix tools make them (`cache.example.com-1`); the key is 32 bytes of ed25519. */
-const PUBLIC_KEY = /^([A-Za-z0-9][A-Za-z0-9._+@-]{0,127}):([A-Za-z0-9+/]{43}=)$/;
-/** Our proxy's URL: a loopback host, a port and the job's secret path (base64url). */
-const PROXY_URL = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):([0-9]{1,5})\/[A-Za-z0-9_-]{32,128}$/;
-/** An absolute path of characters nix.conf and sh pass through unchanged. */
-const SAFE_PATH = /^\/[A-Za-z0-9._+@=,:%/-]*$/;
-/** Shown in errors: enough to recognise the value, never a whole hostile blob. */
-function shown(value) {
-    return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}\u2026` : value);
-}
-/** A Nix public key `name:base64(32 bytes)`, as `nix-store --generate-binary-cache-key` writes it. */
-function nix_conf_values_checkPublicKey(value) {
-    const match = PUBLIC_KEY.exec(value);
-    const bytes = match ? Buffer.from(match[2], 'base64') : undefined;
-    if (!match || bytes.length !== 32 || bytes.toString('base64') !== match[2]) {
-        throw new NixConfValueError(`${shown(value)} is not a Nix public key (name:base64 of a 32-byte ed25519 key)`);
-    }
-    return value;
-}
-function nix_conf_values_checkProxyUrl(value) {
-    const match = PROXY_URL.exec(value);
-    const port = match ? Number(match[2]) : 0;
-    if (!match || port < 1 || port > 65535) {
-        throw new NixConfValueError(`${shown(value)} is not a loopback proxy URL of the form http://127.0.0.1:<port>/<secret>`);
-    }
-    return value;
-}
-function nix_conf_values_checkPath(value, what) {
-    if (!SAFE_PATH.test(value) || value.split('/').includes('..')) {
-        throw new NixConfValueError(`${what} ${shown(value)} cannot go into nix.conf: it must be an absolute path of letters, digits and ._+@=,:%/- only (check RUNNER_TEMP)`);
-    }
-    return value;
-}
-/** Loopback hosts, where plain http never leaves the machine. */
-function isLoopbackHost(hostname) {
-    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-    if (host === 'localhost' || host === '::1')
-        return true;
-    return isIP(host) === 4 && host.startsWith('127.');
-}
-
 ;// CONCATENATED MODULE: ./src/action/nix-config.ts
 /**
  * Points Nix at the proxy: a marked block in a nix.conf that adds the proxy as a substituter, trusts
@@ -29509,15 +29237,12 @@ function isLoopbackHost(hostname) {
 
 
 
-
-const nix_config_execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
 const DAEMON_SOCKET = '/nix/var/nix/daemon-socket/socket';
 const NIX_DB = '/nix/var/nix/db';
 /** The Nix version string, or undefined when no `nix` is on PATH. */
 async function nixVersion(env = process.env) {
     try {
-        const { stdout } = await nix_config_execFileAsync('nix', ['--version'], { env, timeout: 30_000 });
-        return stdout.trim();
+        return (await runCommand('nix', ['--version'], { env, timeoutMs: 30_000 })).trim();
     }
     catch {
         return undefined;
@@ -29586,10 +29311,8 @@ async function writeMaybeSudo(file, text) {
         const code = error.code;
         if (code !== 'EACCES' && code !== 'EPERM')
             throw error;
-        await new Promise((resolve, reject) => {
-            const child = (0,external_node_child_process_namespaceObject.execFile)('sudo', ['-n', 'tee', file], (err) => (err ? reject(err) : resolve()));
-            child.stdin?.end(text);
-        });
+        // quiet: tee echoes the file's text, which the log does not need.
+        await command_runCommand('sudo', ['-n', 'tee', file], { input: text, quiet: true, timeoutMs: 30_000 });
     }
 }
 /**
@@ -29619,8 +29342,8 @@ async function removeNixConf(file) {
 /** Restarts the Nix daemon so it reads the changed system nix.conf; returns how, or throws. */
 async function restartNixDaemon() {
     if (process.platform === 'darwin') {
-        await nix_config_execFileAsync('sudo', ['-n', 'launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'], {
-            timeout: 60_000,
+        await command_runCommand('sudo', ['-n', 'launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'], {
+            timeoutMs: 60_000,
         });
         return 'launchctl kickstart -k system/org.nixos.nix-daemon';
     }
@@ -29628,12 +29351,12 @@ async function restartNixDaemon() {
         // Containers and self-hosted runners without systemd start nix-daemon some other way.
         throw new Error('systemd is not running here, so the Action cannot restart nix-daemon: restart it after this step');
     }
-    await nix_config_execFileAsync('sudo', ['-n', 'systemctl', 'restart', 'nix-daemon.service'], { timeout: 60_000 });
+    await command_runCommand('sudo', ['-n', 'systemctl', 'restart', 'nix-daemon.service'], { timeoutMs: 60_000 });
     return 'systemctl restart nix-daemon.service';
 }
 /** The effective substituters as Nix itself sees them, to check that the change took. */
 async function effectiveSubstituters(env = process.env) {
-    const { stdout } = await nix_config_execFileAsync('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'], { env, timeout: 30_000, maxBuffer: 16 * 1024 * 1024 });
+    const stdout = await runCommand('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'], { env, timeoutMs: 30_000, quiet: true });
     const config = JSON.parse(stdout);
     return config.substituters?.value ?? [];
 }
@@ -29692,6 +29415,7 @@ function loadState() {
 
 
 
+
 /** Time the daemon gets beyond the drain deadline to answer, before post stops waiting. */
 const DRAIN_GRACE_MS = 10_000;
 async function run() {
@@ -29728,11 +29452,12 @@ async function run() {
     for (const message of newProblems)
         lib_core/* warning */.$e(message);
     if (stats) {
-        lib_core/* setOutput */.uH(Outputs.Hits, stats.hits);
-        lib_core/* setOutput */.uH(Outputs.Misses, stats.misses);
+        // Distinct store paths, not lookups: Nix looks a path up more than once.
+        lib_core/* setOutput */.uH(Outputs.Hits, stats.paths.found);
+        lib_core/* setOutput */.uH(Outputs.Misses, stats.paths.notFound);
         lib_core/* setOutput */.uH(Outputs.PushedPaths, stats.pushed.paths);
         lib_core/* setOutput */.uH(Outputs.PushedBytes, stats.pushed.bytes);
-        lib_core/* info */.pq(`Sluice: ${stats.hits} hits, ${stats.misses} misses (${hitRate(stats)}); pushed ${stats.pushed.paths} paths (${stats.pushed.bytes} bytes).`);
+        lib_core/* info */.pq(`Sluice: ${stats.paths.found} of ${stats.paths.found + stats.paths.notFound} paths from the cache (${hitRate(stats.paths)}), ${stats.paths.downloadedBytes} bytes; pushed ${stats.pushed.paths} paths (${stats.pushed.bytes} bytes).`);
     }
     if (state.daemon)
         showLog(state.daemon.logFile);
@@ -29771,13 +29496,13 @@ async function finish(state, problems) {
             ? await validPaths(newStorePaths(state.storeListFile))
             : [];
         lib_core/* info */.pq(`Draining pushes for up to ${state.drainTimeoutSeconds} s (${paths.length} new store paths found).`);
-        stats = await control(daemon.url, secret, 'drain', { deadlineSeconds: state.drainTimeoutSeconds, paths }, state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS);
+        stats = await control(daemon.url, secret, control_api_ControlRoute.Drain, { deadlineSeconds: state.drainTimeoutSeconds, paths }, state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS);
     }
     catch (error) {
         problems.push(`Sluice's proxy did not finish pushing in time (${describeFetchError(error)}): some builds were not pushed. Raise \`drain-timeout\` if this repeats.`);
-        stats = await control(daemon.url, secret, 'stats', undefined, 5_000).catch(() => undefined);
+        stats = await control(daemon.url, secret, control_api_ControlRoute.Stats, undefined, 5_000).catch(() => undefined);
     }
-    await control(daemon.url, secret, 'shutdown', {}, 5_000).catch(() => undefined);
+    await control(daemon.url, secret, control_api_ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
     const ended = await ensureStopped(daemon.pid);
     if (ended === 'survived')
         problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
@@ -29822,7 +29547,7 @@ function showLog(logFile) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9988);
+/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7717);
 
 await (0,_action_post_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 process.exit(); // keep-alive sockets must not keep the step running
@@ -31106,10 +30831,9 @@ function getIDToken(aud) {
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  m: () => (/* binding */ exec)
+  m: () => (/* binding */ exec),
+  H: () => (/* binding */ getExecOutput)
 });
-
-// UNUSED EXPORTS: getExecOutput
 
 // EXTERNAL MODULE: external "string_decoder"
 var external_string_decoder_ = __nccwpck_require__(3193);
@@ -31766,8 +31490,8 @@ function getExecOutput(commandLine, args, options) {
         let stdout = '';
         let stderr = '';
         //Using string decoder covers the case where a mult-byte character is split
-        const stdoutDecoder = new StringDecoder('utf8');
-        const stderrDecoder = new StringDecoder('utf8');
+        const stdoutDecoder = new external_string_decoder_.StringDecoder('utf8');
+        const stderrDecoder = new external_string_decoder_.StringDecoder('utf8');
         const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
         const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
         const stdErrListener = (data) => {

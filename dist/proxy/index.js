@@ -47492,16 +47492,16 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(125);
+/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6392);
 
-await (0,_proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .eF)();
+await (0,_proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .eF)();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 125:
+/***/ 6392:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -47516,136 +47516,155 @@ __nccwpck_require__.d(__webpack_exports__, {
 var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: ./src/http/errors.ts
-class HttpError extends Error {
-    status;
-    reason;
-    headers;
-    constructor(status, message, 
-    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
-    reason = 'error', headers = {}) {
-        super(message);
-        this.status = status;
-        this.reason = reason;
-        this.headers = headers;
-    }
-}
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+;// CONCATENATED MODULE: ./src/contracts/listen.ts
 /**
- * Answers with the error's status and a plain-text message. When headers were already sent the
- * response cannot change status any more, so it is destroyed instead.
- */
-function sendError(res, error) {
-    const status = error instanceof HttpError ? error.status : 500;
-    const message = error instanceof HttpError ? error.message : 'internal server error';
-    if (res.headersSent) {
-        res.destroy(error instanceof Error ? error : undefined);
-        return;
-    }
-    const body = `${message}\n`;
-    res.writeHead(status, {
-        'content-type': 'text/plain; charset=utf-8',
-        'content-length': Buffer.byteLength(body),
-        ...(error instanceof HttpError ? error.headers : {}),
-    });
-    res.end(res.req.method === 'HEAD' ? undefined : body);
-}
-
-;// CONCATENATED MODULE: ./src/proxy/auth.ts
-/**
- * Who may talk to the daemon. The port is reachable by every local process, fixed-output
- * derivations included (they share the host's network), so every request carries a per-job
- * credential: the cache routes live under a secret path prefix (Nix sends it as part of the
- * substituter URL, which only a 0600 file holds), the control routes need a second secret as
- * `Authorization: Bearer` (read by the post-build hook and the post step from a 0600 file).
- * Anything else gets a 401 before any other work, and never reaches the cache server.
+ * Listen addresses, one grammar for the server's `listen`/`--listen`, the Action's `listen` input
+ * and the daemon's config: `host:port` or `[ipv6]:port`, port 0\u201365535 (0: any free port).
  */
 
+/** The hosts the daemon may listen on: it holds the cache token, so never a routable address. */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1']);
+class ListenError extends Error {
+}
+/** `host:port` or `[ipv6]:port` \u2192 its parts; a ListenError saying the grammar otherwise. */
+function parseHostPort(value) {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(String(value).trim());
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port > 65535)
+        throw new ListenError(`${JSON.stringify(String(value))} is not HOST:PORT`);
+    return { host: (match[1] ?? match[2]), port };
+}
+function isLoopbackHost(host) {
+    return LOOPBACK_HOSTS.has(host);
+}
+/** Any loopback address (127.0.0.0/8, ::1, localhost; brackets allowed), where plain http never leaves the machine. */
+function isLoopbackAddress(hostname) {
+    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    if (host === 'localhost' || host === '::1')
+        return true;
+    return isIP(host) === 4 && host.startsWith('127.');
+}
+/** The host as it goes into a URL: IPv6 addresses in brackets (once). */
+function urlHost(host) {
+    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
 
+;// CONCATENATED MODULE: ./src/contracts/proxy-auth.ts
+/**
+ * The per-job credentials between the Action and its proxy: every cache route lives under a secret
+ * path prefix (Nix sends it as part of the substituter URL, which only a 0600 file holds), and
+ * every control route needs a second secret as `Authorization: Bearer` (read by the post-build hook
+ * and the post step from a 0600 file). The daemon checks them in src/proxy/runtime/request-gate.ts.
+ */
 /** What a per-job secret looks like: URL-safe, at least 192 bits of base64url. */
 const SECRET_PATTERN = /^[A-Za-z0-9_-]{32,128}$/;
-function digest(value) {
-    return (0,external_node_crypto_.createHash)('sha256').update(value).digest();
+
+;// CONCATENATED MODULE: ./src/contracts/server-api.ts
+/**
+ * The server's own API as its clients (the Action's main step, the daemon, the benchmark) see it:
+ * the routes, the token exchange's answer and its one parser, the health document, the answer to
+ * Sluice's NAR upload route. The server builds these types; every client parses with these functions.
+ */
+/** `POST` with `Authorization: Bearer <CI OIDC ID token>`. */
+const TOKEN_EXCHANGE_PATH = '/_api/v1/token';
+const HEALTH_PATH = '/_api/v1/health';
+/** `PUT <prefix><narhash>.nar[.ext]`: a NAR file named by the NarHash of the NAR inside it. */
+const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
+/** The `aud` CI ID tokens are requested with, unless the Action's `audience` input says otherwise. */
+const DEFAULT_AUDIENCE = 'sluice';
+/** An answer that is not the contract's: the server is not (this version of) Sluice. */
+class ServerAnswerError extends Error {
 }
-/** Equal strings, in time that does not depend on where they differ. */
-function sameSecret(given, expected) {
-    return (0,external_node_crypto_.timingSafeEqual)(digest(given), expected);
+function isStringArray(value) {
+    return Array.isArray(value) && value.every((v) => typeof v === 'string');
 }
-class RequestGate {
-    cachePrefix;
-    controlSecret;
-    constructor(auth) {
-        this.cachePrefix = digest(auth.cachePrefix);
-        this.controlSecret = digest(auth.controlSecret);
+function jsonObject(text, what) {
+    let json;
+    try {
+        json = JSON.parse(text);
     }
-    /** Throws a 401 unless the control request carries the control secret. */
-    checkControl(req) {
-        const header = req.headers.authorization ?? '';
-        const match = /^Bearer (\S+)$/.exec(header);
-        if (!match) {
-            throw unauthorized("the proxy's control routes need the job's control secret as `Authorization: Bearer`; this request has none", 'Bearer realm="sluice-proxy"');
-        }
-        if (!sameSecret(match[1], this.controlSecret)) {
-            throw unauthorized("the control secret in this request is not this job's", 'Bearer realm="sluice-proxy", error="invalid_token"');
-        }
+    catch {
+        throw new ServerAnswerError(`${what} answered something that is not JSON`);
     }
-    /**
-     * The cache route inside a request path (`/<prefix>/nar/x.nar` \u2192 `/nar/x.nar`), or a 401 when
-     * the path does not start with the job's prefix. The secret never travels further than here.
-     */
-    cachePath(pathname) {
-        const end = pathname.indexOf('/', 1);
-        const prefix = end === -1 ? pathname.slice(1) : pathname.slice(1, end);
-        if (end === -1 || !sameSecret(prefix, this.cachePrefix)) {
-            throw unauthorized("this proxy serves the binary cache only under the job's secret path (the substituter URL Sluice put in Nix's configuration); this request is not under it");
-        }
-        return pathname.slice(end);
-    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json))
+        throw new ServerAnswerError(`${what} did not answer a JSON object`);
+    return json;
 }
-function unauthorized(message, challenge) {
-    return new HttpError(401, message, 'unauthorized', challenge ? { 'www-authenticate': challenge } : {});
+/** The one parser of the token exchange's answer. */
+function parseTokenExchangeResponse(text) {
+    const json = jsonObject(text, 'the token exchange');
+    const { token, expires_at, read, write, public_keys, cache_url } = json;
+    if (typeof token !== 'string' ||
+        token === '' ||
+        typeof expires_at !== 'string' ||
+        Number.isNaN(Date.parse(expires_at)) ||
+        !isStringArray(read) ||
+        !(write === null || typeof write === 'string') ||
+        !isStringArray(public_keys) ||
+        typeof cache_url !== 'string') {
+        throw new ServerAnswerError('the token exchange answered JSON without the expected fields');
+    }
+    return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
+}
+/** Whether anonymous reads are allowed, and with which keys; undefined when not. */
+function anonymousReadKeys(text) {
+    let json;
+    try {
+        json = jsonObject(text, 'the health route');
+    }
+    catch {
+        return undefined;
+    }
+    if (json.public_reads !== true)
+        return undefined;
+    const keys = isStringArray(json.public_keys)
+        ? json.public_keys
+        : typeof json.public_key === 'string'
+            ? [json.public_key]
+            : [];
+    return keys.length > 0 ? keys : undefined;
 }
 
-;// CONCATENATED MODULE: ./src/proxy/config.ts
+;// CONCATENATED MODULE: ./src/contracts/daemon-config.ts
 /**
- * The daemon's config file, written by the Action's main step (mode 0600: it holds the token).
- * Parsed strictly: a bad file is a clear error naming the field, before anything starts.
+ * The daemon's config file, written by the Action's main step and the benchmark (mode 0600: it
+ * holds the token), read by the daemon. Parsed strictly: a bad file is a clear error naming the
+ * field, before anything starts.
  */
 
 
 
-class ConfigError extends Error {
+
+
+class DaemonConfigError extends Error {
 }
-/** The hosts the daemon will listen on: it holds the cache token, so never a routable address. */
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+const DAEMON_CONFIG_FILE = 'daemon.json';
 const DEFAULT_UPSTREAM_CACHES = ['https://cache.nixos.org'];
 const DEFAULT_PUSH_CONCURRENCY = 4;
-function parseListen(listen) {
-    const match = /^(.*):(\d+)$/.exec(listen);
-    if (!match)
-        throw new ConfigError(`listen '${listen}' is not host:port`);
-    const host = match[1];
-    const port = Number(match[2]);
-    if (!LOOPBACK_HOSTS.has(host)) {
-        throw new ConfigError(`listen host '${host}' is not a loopback address: the daemon only listens on 127.0.0.1`);
+/** The daemon's `listen`: HOST:PORT on a loopback host (`localhost` listens on 127.0.0.1). */
+function parseDaemonListen(listen) {
+    let parsed;
+    try {
+        parsed = parseHostPort(listen);
     }
-    if (port > 65535)
-        throw new ConfigError(`listen port ${port} is out of range`);
-    return { host: host === 'localhost' ? '127.0.0.1' : host.replace(/^\[(.*)\]$/, '$1'), port };
+    catch (error) {
+        if (error instanceof ListenError)
+            throw new DaemonConfigError(`listen '${listen}' is not host:port`);
+        throw error;
+    }
+    if (!isLoopbackHost(parsed.host)) {
+        throw new DaemonConfigError(`listen host '${parsed.host}' is not a loopback address: the daemon only listens on 127.0.0.1`);
+    }
+    return { host: parsed.host === 'localhost' ? '127.0.0.1' : parsed.host, port: parsed.port };
 }
-/** `expires_at` as the exchange answers it: unix seconds, unix milliseconds or an ISO date. */
+/** An ISO 8601 date (the exchange's `expires_at`) \u2192 unix milliseconds; a DaemonConfigError otherwise. */
 function parseExpiry(value, field = 'tokenExpiresAt') {
-    if (typeof value === 'number' && Number.isFinite(value))
-        return value < 1e12 ? value * 1000 : value;
-    if (typeof value === 'string') {
-        if (/^\d+$/.test(value))
-            return parseExpiry(Number(value), field);
-        const ms = Date.parse(value);
-        if (!Number.isNaN(ms))
-            return ms;
-    }
-    throw new ConfigError(`${field} '${String(value)}' is not a date or unix time`);
+    const ms = typeof value === 'string' && !/^\d+$/.test(value) ? Date.parse(value) : NaN;
+    if (Number.isNaN(ms))
+        throw new DaemonConfigError(`${field} '${String(value)}' is not an ISO 8601 date`);
+    return ms;
 }
 function isRecord(value) {
     return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -47653,7 +47672,7 @@ function isRecord(value) {
 function requireString(obj, key, where = '') {
     const value = obj[key];
     if (typeof value !== 'string' || value.length === 0) {
-        throw new ConfigError(`${where}${key} must be a non-empty string`);
+        throw new DaemonConfigError(`${where}${key} must be a non-empty string`);
     }
     return value;
 }
@@ -47663,10 +47682,10 @@ function requireUrl(value, field) {
         url = new URL(value);
     }
     catch {
-        throw new ConfigError(`${field} '${value}' is not a URL`);
+        throw new DaemonConfigError(`${field} '${value}' is not a URL`);
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-        throw new ConfigError(`${field} '${value}' must be an http(s) URL`);
+        throw new DaemonConfigError(`${field} '${value}' must be an http(s) URL`);
     }
     return value.replace(/\/+$/, '');
 }
@@ -47680,7 +47699,7 @@ function parsePush(value) {
         };
     }
     if (!isRecord(value))
-        throw new ConfigError('push must be an object');
+        throw new DaemonConfigError('push must be an object');
     const push = {
         enabled: value.enabled === true,
         upstreamCaches: DEFAULT_UPSTREAM_CACHES,
@@ -47689,18 +47708,18 @@ function parsePush(value) {
     };
     if (value.filter !== undefined && value.filter !== '') {
         if (typeof value.filter !== 'string')
-            throw new ConfigError('push.filter must be a string');
+            throw new DaemonConfigError('push.filter must be a string');
         try {
             new RegExp(value.filter);
         }
         catch (e) {
-            throw new ConfigError(`push.filter is not a valid regular expression: ${e.message}`);
+            throw new DaemonConfigError(`push.filter is not a valid regular expression: ${e.message}`);
         }
         push.filter = value.filter;
     }
     if (value.upstreamCaches !== undefined) {
         if (!Array.isArray(value.upstreamCaches) || value.upstreamCaches.some((u) => typeof u !== 'string')) {
-            throw new ConfigError('push.upstreamCaches must be an array of URLs');
+            throw new DaemonConfigError('push.upstreamCaches must be an array of URLs');
         }
         push.upstreamCaches = value.upstreamCaches
             .filter((u) => u.trim() !== '')
@@ -47708,7 +47727,7 @@ function parsePush(value) {
     }
     if (value.compression !== undefined) {
         if (value.compression !== 'zstd' && value.compression !== 'xz' && value.compression !== 'none') {
-            throw new ConfigError(`push.compression '${String(value.compression)}' is not one of zstd, xz, none`);
+            throw new DaemonConfigError(`push.compression '${String(value.compression)}' is not one of zstd, xz, none`);
         }
         push.compression = value.compression;
     }
@@ -47716,7 +47735,7 @@ function parsePush(value) {
         if (!Number.isInteger(value.concurrency) ||
             value.concurrency < 1 ||
             value.concurrency > 64) {
-            throw new ConfigError('push.concurrency must be an integer from 1 to 64');
+            throw new DaemonConfigError('push.concurrency must be an integer from 1 to 64');
         }
         push.concurrency = value.concurrency;
     }
@@ -47724,13 +47743,13 @@ function parsePush(value) {
 }
 function parsePackConfig(value) {
     if (!isRecord(value))
-        throw new ConfigError('pack must be an object');
+        throw new DaemonConfigError('pack must be an object');
     const restoreKeys = value.restoreKeys;
     if (!Array.isArray(restoreKeys) || restoreKeys.some((k) => typeof k !== 'string' || k === ''))
-        throw new ConfigError('pack.restoreKeys must be an array of non-empty strings');
+        throw new DaemonConfigError('pack.restoreKeys must be an array of non-empty strings');
     const cacheEnv = value.cacheEnv ?? {};
     if (!isRecord(cacheEnv) || Object.values(cacheEnv).some((v) => typeof v !== 'string'))
-        throw new ConfigError('pack.cacheEnv must be an object of strings');
+        throw new DaemonConfigError('pack.cacheEnv must be an object of strings');
     return {
         signingKey: requireString(value, 'signingKey', 'pack.'),
         dir: requireString(value, 'dir', 'pack.'),
@@ -47741,18 +47760,18 @@ function parsePackConfig(value) {
 }
 function parseAuth(value) {
     if (!isRecord(value))
-        throw new ConfigError('auth must be an object { cachePrefix, controlSecret }');
+        throw new DaemonConfigError('auth must be an object { cachePrefix, controlSecret }');
     const auth = {
         cachePrefix: requireString(value, 'cachePrefix', 'auth.'),
         controlSecret: requireString(value, 'controlSecret', 'auth.'),
     };
     for (const [key, secret] of Object.entries(auth)) {
         if (!SECRET_PATTERN.test(secret)) {
-            throw new ConfigError(`auth.${key} must be 32 to 128 characters of base64url`);
+            throw new DaemonConfigError(`auth.${key} must be 32 to 128 characters of base64url`);
         }
     }
     if (auth.cachePrefix === auth.controlSecret) {
-        throw new ConfigError('auth.cachePrefix and auth.controlSecret must differ');
+        throw new DaemonConfigError('auth.cachePrefix and auth.controlSecret must differ');
     }
     return auth;
 }
@@ -47760,15 +47779,15 @@ function parseSecretFiles(value) {
     if (value === undefined)
         return [];
     if (!Array.isArray(value) || value.some((f) => typeof f !== 'string' || !(0,external_node_path_.isAbsolute)(f))) {
-        throw new ConfigError('secretFiles must be an array of absolute paths');
+        throw new DaemonConfigError('secretFiles must be an array of absolute paths');
     }
     return value;
 }
-function parseConfig(value) {
+function parseDaemonConfig(value) {
     if (!isRecord(value))
-        throw new ConfigError('config must be a JSON object');
+        throw new DaemonConfigError('config must be a JSON object');
     const listen = requireString(value, 'listen');
-    parseListen(listen);
+    parseDaemonListen(listen);
     const pack = value.pack === undefined ? undefined : parsePackConfig(value.pack);
     const config = {
         listen,
@@ -47776,7 +47795,7 @@ function parseConfig(value) {
         server: pack && !value.server ? '' : requireUrl(requireString(value, 'server'), 'server'),
         token: value.token === null || value.token === undefined ? null : requireString(value, 'token'),
         tokenExpiresAt: null,
-        audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : 'sluice',
+        audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : DEFAULT_AUDIENCE,
         push: parsePush(value.push),
         stateDir: requireString(value, 'stateDir'),
         read: Array.isArray(value.read) ? value.read.filter((s) => typeof s === 'string') : [],
@@ -47784,11 +47803,13 @@ function parseConfig(value) {
         auth: parseAuth(value.auth),
         secretFiles: parseSecretFiles(value.secretFiles),
     };
-    if (config.token !== null)
-        config.tokenExpiresAt = parseExpiry(value.tokenExpiresAt);
+    if (config.token !== null) {
+        parseExpiry(value.tokenExpiresAt);
+        config.tokenExpiresAt = value.tokenExpiresAt;
+    }
     if (value.idTokenRequest !== undefined && config.token !== null) {
         if (!isRecord(value.idTokenRequest))
-            throw new ConfigError('idTokenRequest must be an object { url, token }');
+            throw new DaemonConfigError('idTokenRequest must be an object { url, token }');
         config.idTokenRequest = {
             url: requireUrl(requireString(value.idTokenRequest, 'url', 'idTokenRequest.'), 'idTokenRequest.url'),
             token: requireString(value.idTokenRequest, 'token', 'idTokenRequest.'),
@@ -47796,27 +47817,66 @@ function parseConfig(value) {
     }
     return config;
 }
-async function readConfig(path) {
+/** Written then renamed, so the token never sits in a file with wider permissions, even briefly. */
+async function writeDaemonConfig(config) {
+    const file = join(config.stateDir, DAEMON_CONFIG_FILE);
+    await writeFile(`${file}.tmp`, JSON.stringify(config), { mode: 0o600 });
+    await rename(`${file}.tmp`, file);
+    return file;
+}
+async function readDaemonConfig(path) {
     let text;
     try {
         text = await (0,promises_.readFile)(path, 'utf8');
     }
     catch (e) {
-        throw new ConfigError(`cannot read config file ${path}: ${e.message}`);
+        throw new DaemonConfigError(`cannot read config file ${path}: ${e.message}`);
     }
     let json;
     try {
         json = JSON.parse(text);
     }
     catch (e) {
-        throw new ConfigError(`config file ${path} is not JSON: ${e.message}`);
+        throw new DaemonConfigError(`config file ${path} is not JSON: ${e.message}`);
     }
-    return parseConfig(json);
+    return parseDaemonConfig(json);
+}
+
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+;// CONCATENATED MODULE: ./src/contracts/ready-file.ts
+/**
+ * How the daemon says it is listening: `<stateDir>/ready.json` `{ pid, port }`, written then
+ * renamed so a reader never sees half a file. The Action and the benchmark wait for it.
+ */
+
+
+
+const READY_FILE = 'ready.json';
+async function writeReadyFile(stateDir, ready) {
+    const path = (0,external_node_path_.join)(stateDir, READY_FILE);
+    const tmp = `${path}.${ready.pid}.tmp`;
+    await (0,promises_.writeFile)(tmp, JSON.stringify(ready));
+    await (0,promises_.rename)(tmp, path);
+}
+/** The ready file's content, or undefined while there is none. */
+function readReadyFile(stateDir) {
+    let text;
+    try {
+        text = readFileSync(join(stateDir, READY_FILE), 'utf8');
+    }
+    catch {
+        return undefined;
+    }
+    const json = JSON.parse(text);
+    if (typeof json.pid !== 'number' || typeof json.port !== 'number')
+        throw new Error(`${READY_FILE} is not { pid, port }: ${text.slice(0, 100)}`);
+    return { pid: json.pid, port: json.port };
 }
 
 // EXTERNAL MODULE: ./node_modules/pino/pino.js
 var pino = __nccwpck_require__(5005);
-;// CONCATENATED MODULE: ./src/proxy/log.ts
+;// CONCATENATED MODULE: ./src/proxy/report/daemon-log.ts
 /**
  * JSON-lines logging (pino) with secret redaction at the last moment: every serialized line is
  * scrubbed of the tokens registered so far, whatever field or error message they hid in.
@@ -47848,7 +47908,7 @@ function createLogger(secrets, destination) {
     }, destination ?? pino.pino.destination({ dest: 1, sync: true }));
 }
 
-;// CONCATENATED MODULE: ./src/http/narinfo-batch.ts
+;// CONCATENATED MODULE: ./src/contracts/narinfo-batch.ts
 /**
  * The batch narinfo lookup route as server and proxy both know it: where it is, how many hash
  * parts one request may name, and which slices a lookup may ask.
@@ -47864,6 +47924,8 @@ const NARINFO_LOOKUP_SCOPES = (/* unused pure expression or super */ null && (['
  * the end, so the first character carries the most significant bits of the last byte.
  */
 const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
+/** One nix32 character, as a regular-expression class. */
+const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
 const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
 /** Length in characters of the nix32 form of `byteLength` bytes. */
 function nix32Length(byteLength) {
@@ -47918,6 +47980,8 @@ function isNix32(text) {
 
 const store_path_DEFAULT_STORE_DIR = '/nix/store';
 const HASH_PART_LENGTH = 32;
+/** A store path's hash part: 32 nix32 characters (160 bits). */
+const HASH_PART_PATTERN = new RegExp(`^${NIX32_CLASS}{${HASH_PART_LENGTH}}$`);
 /** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
 const MAX_NAME_LENGTH = 211;
 const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
@@ -48010,6 +48074,8 @@ class store_path_StorePath {
     }
 }
 
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/nix/hash.ts
 /** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
 
@@ -48017,7 +48083,7 @@ class store_path_StorePath {
 const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
 class HashError extends Error {
 }
-class hash_Hash {
+class Hash {
     algorithm;
     digest;
     constructor(algorithm, digest) {
@@ -48036,7 +48102,7 @@ class hash_Hash {
         if (sri) {
             if (expected !== undefined && sri[1] !== expected)
                 throw new HashError(`expected a ${expected} hash, got '${text}'`);
-            return hash_Hash.fromDigestText(sri[1], sri[2], 'base64', text);
+            return Hash.fromDigestText(sri[1], sri[2], 'base64', text);
         }
         const colon = text.indexOf(':');
         let algorithm;
@@ -48056,17 +48122,17 @@ class hash_Hash {
         if (expected !== undefined && algorithm !== expected) {
             throw new HashError(`expected a ${expected} hash, got '${text}'`);
         }
-        return hash_Hash.fromDigestText(algorithm, digest, undefined, text);
+        return Hash.fromDigestText(algorithm, digest, undefined, text);
     }
     static fromDigestText(algorithm, digest, encoding, original) {
         const bytes = DIGEST_BYTES[algorithm];
         if (encoding === undefined) {
             if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
-                return new hash_Hash(algorithm, Buffer.from(digest, 'hex'));
+                return new Hash(algorithm, Buffer.from(digest, 'hex'));
             }
             if (digest.length === nix32Length(bytes) && isNix32(digest)) {
                 try {
-                    return new hash_Hash(algorithm, decodeNix32(digest, bytes));
+                    return new Hash(algorithm, decodeNix32(digest, bytes));
                 }
                 catch (e) {
                     if (e instanceof Nix32Error)
@@ -48079,12 +48145,12 @@ class hash_Hash {
             const decoded = Buffer.from(digest, 'base64');
             // Node ignores stray bits in the last character: insist on the one canonical spelling.
             if (decoded.length === bytes && decoded.toString('base64') === digest)
-                return new hash_Hash(algorithm, decoded);
+                return new Hash(algorithm, decoded);
         }
         throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
     }
     static of(algorithm, data) {
-        return new hash_Hash(algorithm, (0,external_node_crypto_.createHash)(algorithm).update(data).digest());
+        return new Hash(algorithm, (0,external_node_crypto_.createHash)(algorithm).update(data).digest());
     }
     get nix32() {
         return encodeNix32(this.digest);
@@ -48110,12 +48176,288 @@ class hash_Hash {
     }
 }
 
+;// CONCATENATED MODULE: ./src/nix/nar-url.ts
+
+/** File name extensions Nix gives compressed NARs. */
+const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
+const COMPRESSION_OF_EXTENSION = new Map(Object.entries(NAR_EXTENSIONS).map(([compression, ext]) => [ext, compression]));
+/** `<hash>.nar<ext>`, the file name part; the extension any `.[a-z0-9]+` so an unknown one can be named. */
+const NAR_FILE_NAME = new RegExp(`^(${NIX32_CLASS}{52})\\.nar((?:\\.[a-z0-9]+)?)$`);
+/** `<hash>.nar<ext>` \u2192 its parts; undefined when it is not that shape. */
+function parseNarFileName(name) {
+    const match = NAR_FILE_NAME.exec(name);
+    if (!match)
+        return undefined;
+    const extension = match[2];
+    return {
+        hash: match[1],
+        extension,
+        compression: COMPRESSION_OF_EXTENSION.get(extension),
+        key: name,
+    };
+}
+/** A narinfo's `URL:` (`nar/<hash>.nar<ext>`) \u2192 its parts; undefined when it is not that shape. */
+function parseNarUrl(url) {
+    return url.startsWith('nar/') ? parseNarFileName(url.slice('nar/'.length)) : undefined;
+}
+function narFileName(hashNix32, compression) {
+    return `${hashNix32}.nar${NAR_EXTENSIONS[compression]}`;
+}
+function narUrl(hashNix32, compression) {
+    return `nar/${narFileName(hashNix32, compression)}`;
+}
+
+;// CONCATENATED MODULE: ./src/nix/narinfo.ts
+/**
+ * `.narinfo` files: parse strictly (every problem named), serialize in the field order Nix writes,
+ * so what `nix copy` uploads round-trips byte for byte. Unknown fields are kept for forward
+ * compatibility and written after the known ones.
+ */
+
+
+/** Far above any real narinfo (even thousands of references), low enough to refuse abuse. */
+const NARINFO_MAX_BYTES = 1024 * 1024;
+// Field names as Nix writes them; anything else in a key (spaces, colons) is a corrupt line.
+const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9-]*$/;
+/** Compression methods Nix can read from a binary cache. */
+const COMPRESSIONS = ['none', 'xz', 'bzip2', 'zstd', 'br', 'gzip', 'lz4', 'lzip'];
+class NarInfoError extends Error {
+}
+const KNOWN_FIELDS = new Set([
+    'StorePath',
+    'URL',
+    'Compression',
+    'FileHash',
+    'FileSize',
+    'NarHash',
+    'NarSize',
+    'References',
+    'Deriver',
+    'System',
+    'Sig',
+    'CA',
+]);
+function parseSize(field, value) {
+    if (!/^\d+$/.test(value))
+        throw new NarInfoError(`${field} '${value}' is not a non-negative integer`);
+    const size = Number(value);
+    if (!Number.isSafeInteger(size))
+        throw new NarInfoError(`${field} '${value}' is too large`);
+    return size;
+}
+/** A `sha256:...` (or SRI) hash, the only kind Nix writes into narinfos. */
+function parseHash(field, value) {
+    let hash;
+    try {
+        hash = Hash.parse(value);
+    }
+    catch (e) {
+        if (e instanceof HashError)
+            throw new NarInfoError(`${field}: ${e.message}`);
+        throw e;
+    }
+    if (hash.algorithm !== 'sha256')
+        throw new NarInfoError(`${field} '${value}' is not a sha256 hash`);
+    return hash;
+}
+function checkBaseName(field, value) {
+    try {
+        return store_path_StorePath.fromBaseName(value).baseName;
+    }
+    catch (e) {
+        if (e instanceof StorePathError)
+            throw new NarInfoError(`${field}: ${e.message}`);
+        throw e;
+    }
+}
+function parseNarInfo(text, options = {}) {
+    const storeDir = options.storeDir ?? store_path_DEFAULT_STORE_DIR;
+    const maxBytes = options.maxBytes ?? NARINFO_MAX_BYTES;
+    if (Buffer.byteLength(text) > maxBytes)
+        throw new NarInfoError(`narinfo is larger than ${maxBytes} bytes`);
+    if (!text.endsWith('\n'))
+        throw new NarInfoError(`narinfo does not end with a newline`);
+    const fields = new Map();
+    const seen = new Set();
+    const sigs = [];
+    const extra = [];
+    const lines = text.split('\n');
+    lines.pop();
+    lines.forEach((line, index) => {
+        const sep = line.indexOf(': ');
+        const key = line.slice(0, Math.max(sep, 0));
+        if (sep <= 0 || !KEY_PATTERN.test(key)) {
+            throw new NarInfoError(`line ${index + 1} is not 'Key: value': '${line.slice(0, 80)}'`);
+        }
+        const value = line.slice(sep + 2);
+        if (key === 'Sig') {
+            if (!/^[^:\s]+:[A-Za-z0-9+/]+={0,2}$/.test(value))
+                throw new NarInfoError(`Sig '${value}' is not 'keyname:base64'`);
+            sigs.push(value);
+            return;
+        }
+        if (seen.has(key))
+            throw new NarInfoError(`duplicate field '${key}'`);
+        seen.add(key);
+        if (KNOWN_FIELDS.has(key))
+            fields.set(key, value);
+        else
+            extra.push([key, value]);
+    });
+    const required = (key) => {
+        const value = fields.get(key);
+        if (value === undefined)
+            throw new NarInfoError(`missing required field '${key}'`);
+        return value;
+    };
+    const storePath = required('StorePath');
+    try {
+        store_path_StorePath.parse(storePath, storeDir);
+    }
+    catch (e) {
+        if (e instanceof StorePathError)
+            throw new NarInfoError(`StorePath: ${e.message}`);
+        throw e;
+    }
+    const url = required('URL');
+    if (url.length === 0)
+        throw new NarInfoError(`URL is empty`);
+    const compression = fields.get('Compression') ?? 'bzip2';
+    if (!COMPRESSIONS.includes(compression)) {
+        throw new NarInfoError(`unknown Compression '${compression}'`);
+    }
+    const info = {
+        storePath,
+        url,
+        compression: compression,
+        narHash: parseHash('NarHash', required('NarHash')),
+        narSize: parseSize('NarSize', required('NarSize')),
+        references: [],
+        sigs,
+        extra,
+    };
+    if (info.narSize === 0)
+        throw new NarInfoError(`NarSize is 0: no NAR is empty`);
+    const fileHash = fields.get('FileHash');
+    if (fileHash !== undefined)
+        info.fileHash = parseHash('FileHash', fileHash);
+    const fileSize = fields.get('FileSize');
+    if (fileSize !== undefined)
+        info.fileSize = parseSize('FileSize', fileSize);
+    const references = fields.get('References');
+    if (references)
+        info.references = references.split(' ').map((r) => checkBaseName('References', r));
+    const deriver = fields.get('Deriver');
+    // Old caches write `unknown-deriver`; Nix reads that as no deriver, and so do we.
+    if (deriver !== undefined && deriver !== 'unknown-deriver')
+        info.deriver = checkBaseName('Deriver', deriver);
+    const system = fields.get('System');
+    if (system !== undefined)
+        info.system = system;
+    const ca = fields.get('CA');
+    if (ca !== undefined)
+        info.ca = ca;
+    return info;
+}
+/** Writes `info` in the order Nix writes; refuses values that would break the line format. */
+function serializeNarInfo(info) {
+    const lines = [];
+    const line = (key, value) => {
+        if (value === undefined)
+            return;
+        const text = String(value);
+        if (text.includes('\n'))
+            throw new NarInfoError(`field '${key}' contains a newline`);
+        lines.push(`${key}: ${text}\n`);
+    };
+    line('StorePath', info.storePath);
+    line('URL', info.url);
+    line('Compression', info.compression);
+    line('FileHash', info.fileHash);
+    line('FileSize', info.fileSize);
+    line('NarHash', info.narHash);
+    line('NarSize', info.narSize);
+    // A malformed base name (one with a space, say) would read back as other references.
+    line('References', info.references.map((r) => checkBaseName('References', r)).join(' '));
+    line('Deriver', info.deriver === undefined ? undefined : checkBaseName('Deriver', info.deriver));
+    line('System', info.system);
+    for (const sig of info.sigs)
+        line('Sig', sig);
+    line('CA', info.ca);
+    for (const [key, value] of info.extra) {
+        if (!KEY_PATTERN.test(key) || KNOWN_FIELDS.has(key))
+            throw new NarInfoError(`cannot write extra field '${key}'`);
+        line(key, value);
+    }
+    return lines.join('');
+}
+/** The hash part of the narinfo's store path, which names the `.narinfo` file. */
+function narInfoHashPart(info, storeDir = DEFAULT_STORE_DIR) {
+    return StorePath.parse(info.storePath, storeDir).hashPart;
+}
+
+;// CONCATENATED MODULE: ./src/nix/buffer-pool.ts
+/**
+ * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
+ * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
+ * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
+ * none once the pool has gone unused that long.
+ */
+class BufferPool {
+    size;
+    maxKept;
+    idleMs;
+    free = [];
+    idleTimer;
+    constructor(size, maxKept, idleMs) {
+        this.size = size;
+        this.maxKept = maxKept;
+        this.idleMs = idleMs;
+    }
+    take() {
+        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    }
+    /** Only buffers nothing reads or writes any more, and that came from `take`. */
+    give(buffers) {
+        for (const buffer of buffers)
+            if (this.free.length < this.maxKept)
+                this.free.push(buffer);
+        if (this.idleMs === undefined)
+            return;
+        clearTimeout(this.idleTimer);
+        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
+    }
+    /** Buffers kept for the next `take`s. */
+    get kept() {
+        return this.free.length;
+    }
+    clear() {
+        clearTimeout(this.idleTimer);
+        this.free.length = 0;
+    }
+}
+/**
+ * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
+ * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
+ */
+function written(sink, chunk) {
+    return new Promise((resolve, reject) => {
+        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
+        sink.once('close', closed);
+        sink.write(chunk, (error) => {
+            sink.off('close', closed);
+            if (error)
+                reject(error);
+            else
+                resolve();
+        });
+    });
+}
+
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
-;// CONCATENATED MODULE: external "node:stream/promises"
-const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 // EXTERNAL MODULE: external "node:zlib"
 var external_node_zlib_ = __nccwpck_require__(8522);
 ;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
@@ -48342,13 +48684,8 @@ class ZstdFrameScanner {
 
 
 
-
-
-
 /** Compressions Sluice can verify and produce (a subset of what Nix reads). */
 const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
-/** File name extensions Nix gives compressed NARs (`nar/<filehash>.nar<ext>`). */
-const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
 class CompressionError extends Error {
 }
 /** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
@@ -48485,320 +48822,8 @@ function createCompressor(compression, options = {}) {
         }
     }
 }
-/** A passthrough that sha256-hashes and counts what flows through it; read `hash()` and `size` after it ends. */
-class HashingStream extends (/* unused pure expression or super */ null && (Transform)) {
-    hasher = createHash('sha256');
-    bytes = 0;
-    result;
-    _transform(chunk, _encoding, callback) {
-        this.hasher.update(chunk);
-        this.bytes += chunk.length;
-        callback(null, chunk);
-    }
-    _flush(callback) {
-        this.result = new Hash('sha256', this.hasher.digest());
-        callback();
-    }
-    /** Bytes seen so far. */
-    get size() {
-        return this.bytes;
-    }
-    hash() {
-        if (this.result === undefined)
-            throw new Error('HashingStream.hash() is only known once the stream has ended');
-        return this.result;
-    }
-}
-/** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */
-function decompressorFor(source, compression) {
-    try {
-        return createDecompressor(compression);
-    }
-    catch (error) {
-        if ('destroy' in source && typeof source.destroy === 'function')
-            source.destroy();
-        throw error;
-    }
-}
-function discard() {
-    return new Writable({ write: (_chunk, _encoding, callback) => callback() });
-}
-/** Decompresses and hashes a (compressed) NAR stream: its NarHash and NarSize, as a narinfo states them. */
-async function hashNar(source, compression) {
-    const decompressor = decompressorFor(source, compression);
-    const nar = new HashingStream();
-    await pipeline(source, decompressor, nar, discard());
-    return { narHash: nar.hash(), narSize: nar.size };
-}
-/**
- * Streams a compressed NAR file from `source` into `sink` (e.g. a file in storage) while computing
- * both the file's FileHash/FileSize and the NAR's NarHash/NarSize. Rejects if either side fails
- * (a corrupt file, a failing sink); the caller then discards what reached the sink.
- */
-async function digestNarFile(source, compression, sink) {
-    const decompressor = decompressorFor(source, compression);
-    const file = new HashingStream();
-    const nar = new HashingStream();
-    // `file` feeds two pipes; an error in either pipeline destroys `file`, which ends the other.
-    const results = await Promise.allSettled([
-        pipeline(source, file, sink),
-        pipeline(file, decompressor, nar, discard()),
-    ]);
-    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
-    if (errors.length > 0) {
-        throw errors.find((e) => e.code !== 'ERR_STREAM_PREMATURE_CLOSE') ?? errors[0];
-    }
-    return { fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size };
-}
 
-;// CONCATENATED MODULE: ./src/nix/narinfo.ts
-/**
- * `.narinfo` files: parse strictly (every problem named), serialize in the field order Nix writes,
- * so what `nix copy` uploads round-trips byte for byte. Unknown fields are kept for forward
- * compatibility and written after the known ones.
- */
-
-
-/** Far above any real narinfo (even thousands of references), low enough to refuse abuse. */
-const NARINFO_MAX_BYTES = 1024 * 1024;
-// Field names as Nix writes them; anything else in a key (spaces, colons) is a corrupt line.
-const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9-]*$/;
-/** Compression methods Nix can read from a binary cache. */
-const COMPRESSIONS = ['none', 'xz', 'bzip2', 'zstd', 'br', 'gzip', 'lz4', 'lzip'];
-class NarInfoError extends Error {
-}
-const KNOWN_FIELDS = new Set([
-    'StorePath',
-    'URL',
-    'Compression',
-    'FileHash',
-    'FileSize',
-    'NarHash',
-    'NarSize',
-    'References',
-    'Deriver',
-    'System',
-    'Sig',
-    'CA',
-]);
-function parseSize(field, value) {
-    if (!/^\d+$/.test(value))
-        throw new NarInfoError(`${field} '${value}' is not a non-negative integer`);
-    const size = Number(value);
-    if (!Number.isSafeInteger(size))
-        throw new NarInfoError(`${field} '${value}' is too large`);
-    return size;
-}
-/** A `sha256:...` (or SRI) hash, the only kind Nix writes into narinfos. */
-function parseHash(field, value) {
-    let hash;
-    try {
-        hash = hash_Hash.parse(value);
-    }
-    catch (e) {
-        if (e instanceof HashError)
-            throw new NarInfoError(`${field}: ${e.message}`);
-        throw e;
-    }
-    if (hash.algorithm !== 'sha256')
-        throw new NarInfoError(`${field} '${value}' is not a sha256 hash`);
-    return hash;
-}
-function checkBaseName(field, value) {
-    try {
-        return store_path_StorePath.fromBaseName(value).baseName;
-    }
-    catch (e) {
-        if (e instanceof StorePathError)
-            throw new NarInfoError(`${field}: ${e.message}`);
-        throw e;
-    }
-}
-function parseNarInfo(text, options = {}) {
-    const storeDir = options.storeDir ?? store_path_DEFAULT_STORE_DIR;
-    const maxBytes = options.maxBytes ?? NARINFO_MAX_BYTES;
-    if (Buffer.byteLength(text) > maxBytes)
-        throw new NarInfoError(`narinfo is larger than ${maxBytes} bytes`);
-    if (!text.endsWith('\n'))
-        throw new NarInfoError(`narinfo does not end with a newline`);
-    const fields = new Map();
-    const seen = new Set();
-    const sigs = [];
-    const extra = [];
-    const lines = text.split('\n');
-    lines.pop();
-    lines.forEach((line, index) => {
-        const sep = line.indexOf(': ');
-        const key = line.slice(0, Math.max(sep, 0));
-        if (sep <= 0 || !KEY_PATTERN.test(key)) {
-            throw new NarInfoError(`line ${index + 1} is not 'Key: value': '${line.slice(0, 80)}'`);
-        }
-        const value = line.slice(sep + 2);
-        if (key === 'Sig') {
-            if (!/^[^:\s]+:[A-Za-z0-9+/]+={0,2}$/.test(value))
-                throw new NarInfoError(`Sig '${value}' is not 'keyname:base64'`);
-            sigs.push(value);
-            return;
-        }
-        if (seen.has(key))
-            throw new NarInfoError(`duplicate field '${key}'`);
-        seen.add(key);
-        if (KNOWN_FIELDS.has(key))
-            fields.set(key, value);
-        else
-            extra.push([key, value]);
-    });
-    const required = (key) => {
-        const value = fields.get(key);
-        if (value === undefined)
-            throw new NarInfoError(`missing required field '${key}'`);
-        return value;
-    };
-    const storePath = required('StorePath');
-    try {
-        store_path_StorePath.parse(storePath, storeDir);
-    }
-    catch (e) {
-        if (e instanceof StorePathError)
-            throw new NarInfoError(`StorePath: ${e.message}`);
-        throw e;
-    }
-    const url = required('URL');
-    if (url.length === 0)
-        throw new NarInfoError(`URL is empty`);
-    const compression = fields.get('Compression') ?? 'bzip2';
-    if (!COMPRESSIONS.includes(compression)) {
-        throw new NarInfoError(`unknown Compression '${compression}'`);
-    }
-    const info = {
-        storePath,
-        url,
-        compression: compression,
-        narHash: parseHash('NarHash', required('NarHash')),
-        narSize: parseSize('NarSize', required('NarSize')),
-        references: [],
-        sigs,
-        extra,
-    };
-    if (info.narSize === 0)
-        throw new NarInfoError(`NarSize is 0: no NAR is empty`);
-    const fileHash = fields.get('FileHash');
-    if (fileHash !== undefined)
-        info.fileHash = parseHash('FileHash', fileHash);
-    const fileSize = fields.get('FileSize');
-    if (fileSize !== undefined)
-        info.fileSize = parseSize('FileSize', fileSize);
-    const references = fields.get('References');
-    if (references)
-        info.references = references.split(' ').map((r) => checkBaseName('References', r));
-    const deriver = fields.get('Deriver');
-    // Old caches write `unknown-deriver`; Nix reads that as no deriver, and so do we.
-    if (deriver !== undefined && deriver !== 'unknown-deriver')
-        info.deriver = checkBaseName('Deriver', deriver);
-    const system = fields.get('System');
-    if (system !== undefined)
-        info.system = system;
-    const ca = fields.get('CA');
-    if (ca !== undefined)
-        info.ca = ca;
-    return info;
-}
-/** Writes `info` in the order Nix writes; refuses values that would break the line format. */
-function serializeNarInfo(info) {
-    const lines = [];
-    const line = (key, value) => {
-        if (value === undefined)
-            return;
-        const text = String(value);
-        if (text.includes('\n'))
-            throw new NarInfoError(`field '${key}' contains a newline`);
-        lines.push(`${key}: ${text}\n`);
-    };
-    line('StorePath', info.storePath);
-    line('URL', info.url);
-    line('Compression', info.compression);
-    line('FileHash', info.fileHash);
-    line('FileSize', info.fileSize);
-    line('NarHash', info.narHash);
-    line('NarSize', info.narSize);
-    // A malformed base name (one with a space, say) would read back as other references.
-    line('References', info.references.map((r) => checkBaseName('References', r)).join(' '));
-    line('Deriver', info.deriver === undefined ? undefined : checkBaseName('Deriver', info.deriver));
-    line('System', info.system);
-    for (const sig of info.sigs)
-        line('Sig', sig);
-    line('CA', info.ca);
-    for (const [key, value] of info.extra) {
-        if (!KEY_PATTERN.test(key) || KNOWN_FIELDS.has(key))
-            throw new NarInfoError(`cannot write extra field '${key}'`);
-        line(key, value);
-    }
-    return lines.join('');
-}
-/** The hash part of the narinfo's store path, which names the `.narinfo` file. */
-function narInfoHashPart(info, storeDir = DEFAULT_STORE_DIR) {
-    return StorePath.parse(info.storePath, storeDir).hashPart;
-}
-
-;// CONCATENATED MODULE: ./src/nix/buffer-pool.ts
-/**
- * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
- * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
- * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
- * none once the pool has gone unused that long.
- */
-class BufferPool {
-    size;
-    maxKept;
-    idleMs;
-    free = [];
-    idleTimer;
-    constructor(size, maxKept, idleMs) {
-        this.size = size;
-        this.maxKept = maxKept;
-        this.idleMs = idleMs;
-    }
-    take() {
-        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
-    }
-    /** Only buffers nothing reads or writes any more, and that came from `take`. */
-    give(buffers) {
-        for (const buffer of buffers)
-            if (this.free.length < this.maxKept)
-                this.free.push(buffer);
-        if (this.idleMs === undefined)
-            return;
-        clearTimeout(this.idleTimer);
-        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
-    }
-    /** Buffers kept for the next `take`s. */
-    get kept() {
-        return this.free.length;
-    }
-    clear() {
-        clearTimeout(this.idleTimer);
-        this.free.length = 0;
-    }
-}
-/**
- * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
- * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
- */
-function written(sink, chunk) {
-    return new Promise((resolve, reject) => {
-        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
-        sink.once('close', closed);
-        sink.write(chunk, (error) => {
-            sink.off('close', closed);
-            if (error)
-                reject(error);
-            else
-                resolve();
-        });
-    });
-}
-
-;// CONCATENATED MODULE: ./src/proxy/gc-pacer.ts
+;// CONCATENATED MODULE: ./src/proxy/push/gc-pacer.ts
 const collect = globalThis.gc;
 const MINOR_EVERY_BYTES = 2 * 1024 * 1024;
 const MAJOR_EVERY_BYTES = 32 * 1024 * 1024;
@@ -48821,7 +48846,7 @@ function buffersSpent(bytes) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/nar-dump.ts
+;// CONCATENATED MODULE: ./src/proxy/push/nar-dump.ts
 /**
  * Serializes a store path as a NAR in-process, the bytes `nix-store --dump` writes: starting one
  * `nix-store` per path costs ~25 ms, which dominated pushing many small paths. Directory entries
@@ -48934,7 +48959,7 @@ function dumpNar(path) {
     return Readable.from(copies(), { objectMode: false });
 }
 
-;// CONCATENATED MODULE: ./src/proxy/nar-file.ts
+;// CONCATENATED MODULE: ./src/proxy/push/nar-file.ts
 
 
 
@@ -49067,7 +49092,7 @@ var external_node_http_ = __nccwpck_require__(7067);
 var external_node_https_ = __nccwpck_require__(4708);
 // EXTERNAL MODULE: ./node_modules/undici/index.js
 var undici = __nccwpck_require__(6752);
-;// CONCATENATED MODULE: ./src/proxy/retry.ts
+;// CONCATENATED MODULE: ./src/proxy/upstream/retry.ts
 /**
  * When and how long to wait before trying a request again: exponential backoff with full jitter on
  * 5xx, 429 and network errors, and the server's `Retry-After` honoured when it says more.
@@ -49121,7 +49146,7 @@ function sleep(ms, signal) {
     });
 }
 
-;// CONCATENATED MODULE: ./src/proxy/upstream.ts
+;// CONCATENATED MODULE: ./src/proxy/upstream/upstream-client.ts
 /**
  * The one module that talks HTTP to the Sluice server (and, without credentials, to upstream
  * caches): a keep-alive undici Pool per origin, timeouts, the cache token injected here and nowhere
@@ -49314,7 +49339,7 @@ function describeNetworkError(error) {
     return `${code ? `${code} ` : ''}${error.message}${causeText}`;
 }
 
-;// CONCATENATED MODULE: ./src/proxy/uploader.ts
+;// CONCATENATED MODULE: ./src/proxy/push/uploader.ts
 /**
  * Uploads store paths: a bounded number of NARs compressed and streamed to the server at once, in
  * any order; each narinfo only once the narinfos of its references are up, so the cache never
@@ -49325,6 +49350,7 @@ function describeNetworkError(error) {
  * so it streams as it is compressed; the server verifies the NAR against the name and answers the
  * file's URL, FileHash and FileSize, which the narinfo then states.
  */
+
 
 
 
@@ -49355,16 +49381,15 @@ function parseStoredNar(text, info, compression) {
     const answer = JSON.parse(text);
     const { url, file_hash: fileHash, file_size: fileSize, nar_hash: narHash, nar_size: narSize } = answer;
     if (typeof url !== 'string' ||
-        !url.startsWith('nar/') ||
-        !url.endsWith(`.nar${NAR_EXTENSIONS[compression]}`) ||
+        parseNarUrl(url)?.compression !== compression ||
         typeof fileHash !== 'string' ||
         typeof fileSize !== 'number' ||
         typeof narHash !== 'string' ||
         narSize !== info.narSize ||
-        !hash_Hash.parse(narHash).equals(info.narHash)) {
+        !Hash.parse(narHash).equals(info.narHash)) {
         throw new UpstreamError(`the server's answer to the NAR upload of ${info.path} does not fit it: ${text.slice(0, 300)}`);
     }
-    return { url, fileHash: hash_Hash.parse(fileHash), fileSize };
+    return { url, fileHash: Hash.parse(fileHash), fileSize };
 }
 class Uploader {
     options;
@@ -49429,6 +49454,7 @@ class Uploader {
             const narinfoBytes = await this.uploadNarInfo(info, file);
             stats.pushedPaths++;
             stats.pushedBytes += file.fileSize + narinfoBytes;
+            stats.paths.pushed(info.path, file.fileSize);
             log.info({ path: info.path, bytes: file.fileSize }, 'pushed');
             this.options.onPushed?.(store_path_StorePath.parse(info.path).hashPart);
             ok = true;
@@ -49456,7 +49482,7 @@ class Uploader {
     }
     async uploadNar(info) {
         const { compression } = this.options;
-        const path = `/_api/v1/nar/${info.narHash.nix32}.nar${NAR_EXTENSIONS[compression]}`;
+        const path = `${NAR_UPLOAD_PREFIX}${narFileName(info.narHash.nix32, compression)}`;
         // No Content-Length: the compressed size is known only once it is sent (chunked encoding).
         const text = await this.put(path, () => compressedNar(info, compression), {
             'content-type': 'application/x-nix-nar',
@@ -49503,7 +49529,7 @@ class Uploader {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/narinfo-batch.ts
+;// CONCATENATED MODULE: ./src/proxy/upstream/batch-lookup.ts
 /**
  * The server's batch lookup route, `POST /_api/v1/narinfos`: one request for many narinfos. Nix's
  * lookups (routes.ts) and the push engine's "already cached?" checks (push.ts) both use it.
@@ -49536,7 +49562,7 @@ function batchRouteMissing(status) {
     return status === 404 || status === 405;
 }
 
-;// CONCATENATED MODULE: ./src/proxy/push.ts
+;// CONCATENATED MODULE: ./src/proxy/push/push-queue.ts
 /**
  * The push queue: built paths in, their closures out to the server, minus what the cache already
  * has, what upstream caches serve and what the filter excludes. Planning (closure, checks) happens
@@ -49815,7 +49841,43 @@ class PushQueue {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/batcher.ts
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+;// CONCATENATED MODULE: ./src/contracts/http-error.ts
+class HttpError extends Error {
+    status;
+    reason;
+    headers;
+    constructor(status, message, 
+    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
+    reason = 'error', headers = {}) {
+        super(message);
+        this.status = status;
+        this.reason = reason;
+        this.headers = headers;
+    }
+}
+/**
+ * Answers with the error's status and a plain-text message. When headers were already sent the
+ * response cannot change status any more, so it is destroyed instead.
+ */
+function sendError(res, error) {
+    const status = error instanceof HttpError ? error.status : 500;
+    const message = error instanceof HttpError ? error.message : 'internal server error';
+    if (res.headersSent) {
+        res.destroy(error instanceof Error ? error : undefined);
+        return;
+    }
+    const body = `${message}\n`;
+    res.writeHead(status, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        ...(error instanceof HttpError ? error.headers : {}),
+    });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pull/lookup-batcher.ts
 /**
  * Coalesces lookups into batches: keys asked in the same event-loop turn, or while the batches in
  * flight are out, go to `fetch` together (at most `maxBatch` keys each, at most `maxInFlight`
@@ -49885,7 +49947,7 @@ class Batcher {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/byte-counter.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/byte-counter.ts
 
 /** A passthrough that counts bytes, calling `onBytes` per chunk (for live stats). */
 class ByteCounter extends external_node_stream_.Transform {
@@ -49902,7 +49964,7 @@ class ByteCounter extends external_node_stream_.Transform {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/headers.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/response-headers.ts
 /** The one place that decides which upstream response headers reach Nix. */
 /** RFC 9110 \u00a77.6.1 hop-by-hop headers, plus what undici or Node set themselves. */
 const HOP_BY_HOP = new Set([
@@ -49934,7 +49996,7 @@ function forwardableHeaders(headers) {
     return out;
 }
 
-;// CONCATENATED MODULE: ./src/proxy/readahead.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/readahead.ts
 /**
  * NAR readahead. Nix 2.8 substitutes one path at a time (`max-jobs` 1 by default), so every NAR
  * pays a round trip through the proxy and the server before Nix sees its first byte, and the bytes
@@ -49945,6 +50007,7 @@ function forwardableHeaders(headers) {
  * looks paths up costs the server nothing more. Large NARs are left to stream through: for them
  * the round trip is small next to the transfer.
  */
+
 
 
 
@@ -49965,7 +50028,6 @@ const PAGE_BYTES = 256 * 1024;
 /** The readahead keeps no pages once it has been idle this long. */
 const PAGES_IDLE_MS = 10_000;
 /** The NAR URLs the server writes: anything else in a narinfo is not fetched. */
-const NAR_URL = /^nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
 function parseCandidate(narinfo) {
     let info;
     let path;
@@ -49976,7 +50038,7 @@ function parseCandidate(narinfo) {
     catch {
         return undefined;
     }
-    if (!NAR_URL.test(info.url) || !info.fileSize)
+    if (!parseNarUrl(info.url) || !info.fileSize)
         return undefined;
     const references = info.references
         .map((ref) => ref.slice(0, 32))
@@ -50226,7 +50288,8 @@ async function fetchWhole(server, path, pool) {
     return { headers: response.headers, chunks, size, release };
 }
 
-;// CONCATENATED MODULE: ./src/proxy/routes.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/nix-routes.ts
+
 
 
 
@@ -50238,7 +50301,6 @@ async function fetchWhole(server, path, pool) {
 /** Priority 30 sorts before cache.nixos.org (40), so Nix asks the proxy first. */
 const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
 const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
-const NAR_PATH = /^\/nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
@@ -50296,7 +50358,7 @@ class CacheRoutes {
             await this.narinfo(method, narinfo[1], res);
             return true;
         }
-        if (NAR_PATH.test(pathname)) {
+        if (pathname.startsWith('/') && parseNarUrl(pathname.slice(1))) {
             if (method !== 'GET' && method !== 'HEAD')
                 throw methodNotAllowed(method, 'GET, HEAD');
             await this.nar(method, pathname, req, res);
@@ -50330,6 +50392,14 @@ class CacheRoutes {
         }
     }
     async narinfo(method, hashPart, res) {
+        const answer = await this.answerNarInfo(method, hashPart, res);
+        if (answer)
+            this.stats.paths.hit(hashPart, answer);
+        else
+            this.stats.paths.miss(hashPart);
+    }
+    /** Answers Nix's lookup; the narinfo served, or undefined for a 404. */
+    async answerNarInfo(method, hashPart, res) {
         if (this.misses.has(hashPart))
             return this.miss(res, 'not in the cache');
         if (Date.now() < this.serverDownUntil)
@@ -50357,6 +50427,7 @@ class CacheRoutes {
             'content-length': Buffer.byteLength(answer.narinfo),
         });
         res.end(method === 'HEAD' ? undefined : answer.narinfo);
+        return answer.narinfo;
     }
     /**
      * One batch of narinfo lookups: one `POST /_api/v1/narinfos` for all of them. A server without
@@ -50431,6 +50502,7 @@ class CacheRoutes {
                 this.stats.bytesDownloaded += nar.size;
                 // The pages go back to the pool once the socket is done with them.
                 res.once('close', nar.release);
+                this.stats.paths.narServed(path);
                 res.writeHead(200, forwardableHeaders(nar.headers));
                 res.cork();
                 for (const chunk of nar.chunks)
@@ -50464,6 +50536,8 @@ class CacheRoutes {
         const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
         try {
             await (0,external_node_stream_promises_namespaceObject.pipeline)(response.body, counter, res);
+            if (response.statusCode === 200)
+                this.stats.paths.narServed(path);
         }
         catch (e) {
             // Headers are sent: all that is left is to cut the connection so Nix sees a short NAR.
@@ -50476,270 +50550,6 @@ function methodNotAllowed(method, allowed) {
     return new HttpError(405, `method ${method} is not allowed here; use ${allowed}`, 'method', {
         allow: allowed,
     });
-}
-
-;// CONCATENATED MODULE: ./src/proxy/control.ts
-
-
-
-/** A store diff of a big job can list tens of thousands of paths. */
-const MAX_BODY_BYTES = 16 * 1024 * 1024;
-const MAX_DEADLINE_SECONDS = 6 * 3600;
-async function readJsonBody(req) {
-    const chunks = [];
-    let size = 0;
-    for await (const chunk of req) {
-        size += chunk.length;
-        if (size > MAX_BODY_BYTES)
-            throw new HttpError(413, `request body is larger than ${MAX_BODY_BYTES} bytes`, 'too_large');
-        chunks.push(chunk);
-    }
-    const text = Buffer.concat(chunks).toString('utf8').trim();
-    if (text === '')
-        return {};
-    let json;
-    try {
-        json = JSON.parse(text);
-    }
-    catch (e) {
-        throw new HttpError(400, `request body is not JSON: ${e.message}`, 'bad_json');
-    }
-    if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-        throw new HttpError(400, 'request body must be a JSON object', 'bad_json');
-    }
-    return json;
-}
-function storePathField(value, field) {
-    if (typeof value !== 'string')
-        throw new HttpError(400, `${field} must be a store path string`, 'bad_request');
-    try {
-        store_path_StorePath.parse(value);
-    }
-    catch (e) {
-        if (e instanceof StorePathError)
-            throw new HttpError(400, `${field}: ${e.message}`, 'bad_request');
-        throw e;
-    }
-    return value;
-}
-function storePathsField(value, field) {
-    if (value === undefined)
-        return [];
-    if (!Array.isArray(value))
-        throw new HttpError(400, `${field} must be an array of store paths`, 'bad_request');
-    return value.map((p, i) => storePathField(p, `${field}[${i}]`));
-}
-function sendJson(res, status, body) {
-    const text = JSON.stringify(body);
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-    res.end(text);
-}
-async function handleControl(req, res, pathname, ctx) {
-    const method = req.method ?? 'GET';
-    const expect = (allowed) => {
-        if (method !== allowed)
-            throw methodNotAllowed(method, allowed);
-    };
-    switch (pathname) {
-        case '/_sluice/health':
-            expect('GET');
-            return sendJson(res, 200, ctx.health());
-        case '/_sluice/stats':
-            expect('GET');
-            return sendJson(res, 200, ctx.stats.toJSON());
-        case '/_sluice/built':
-            expect('POST');
-            return built(req, res, ctx);
-        case '/_sluice/drain':
-            expect('POST');
-            return drain(req, res, ctx);
-        case '/_sluice/pack':
-            expect('POST');
-            if (!ctx.pack)
-                throw new HttpError(404, 'this proxy is not in GitHub cache mode', 'not_found');
-            return sendJson(res, 200, await ctx.pack(await readJsonBody(req)));
-        case '/_sluice/shutdown':
-            expect('POST');
-            sendJson(res, 200, { shuttingDown: true });
-            res.once('finish', ctx.shutdown);
-            return;
-        default:
-            throw new HttpError(404, `no control endpoint ${pathname}`, 'not_found');
-    }
-}
-/** Answers at once (the hook blocks the build) and resolves derivation outputs in the background. */
-async function built(req, res, ctx) {
-    const body = await readJsonBody(req);
-    const outPaths = storePathsField(body.outPaths, 'outPaths');
-    const drvPath = body.drvPath === undefined || body.drvPath === '' ? undefined : storePathField(body.drvPath, 'drvPath');
-    if (outPaths.length === 0 && drvPath === undefined) {
-        throw new HttpError(400, 'give outPaths or drvPath', 'bad_request');
-    }
-    const queue = ctx.queue;
-    sendJson(res, 202, { pushing: queue !== undefined });
-    if (!queue)
-        return;
-    if (outPaths.length > 0)
-        queue.enqueue(outPaths);
-    else
-        await queue.enqueueOutputsOf(drvPath);
-}
-async function drain(req, res, ctx) {
-    const body = await readJsonBody(req);
-    const deadlineSeconds = body.deadlineSeconds;
-    if (typeof deadlineSeconds !== 'number' ||
-        !(deadlineSeconds >= 0) ||
-        deadlineSeconds > MAX_DEADLINE_SECONDS) {
-        throw new HttpError(400, `deadlineSeconds must be a number from 0 to ${MAX_DEADLINE_SECONDS}`, 'bad_request');
-    }
-    const paths = storePathsField(body.paths, 'paths');
-    const queue = ctx.queue;
-    if (queue) {
-        queue.enqueue(paths);
-        let timer;
-        const deadline = new Promise((resolve) => {
-            timer = setTimeout(resolve, deadlineSeconds * 1000);
-        });
-        await Promise.race([queue.idle(), deadline]);
-        clearTimeout(timer);
-        ctx.log.info({ queued: queue.queued }, queue.isIdle ? 'drained' : 'drain deadline reached');
-    }
-    sendJson(res, 200, ctx.stats.toJSON());
-}
-
-;// CONCATENATED MODULE: ./src/proxy/server.ts
-/** The daemon's HTTP server: loopback only, routing to the cache routes or the control endpoints. */
-
-
-
-/**
- * The path of a request target without its query. No URL object per request (a lookup costs a few
- * tens of \u00b5s in all): routes match exact paths, so a target that is not a plain path matches none.
- */
-function requestPath(target = '/') {
-    const query = target.indexOf('?');
-    return query === -1 ? target : target.slice(0, query);
-}
-async function startProxyServer(host, port, routes, control, gate, log) {
-    let refusals = 0;
-    const handle = async (req, res) => {
-        const target = requestPath(req.url);
-        // Until the request is authenticated its path is only the caller's word: logs never show it.
-        let pathname = '(unauthenticated)';
-        try {
-            if (target.startsWith('/_sluice/')) {
-                gate.checkControl(req);
-                pathname = target;
-                await handleControl(req, res, pathname, control);
-            }
-            else {
-                pathname = gate.cachePath(target);
-                if (!(await routes.handle(req, res, pathname))) {
-                    throw new HttpError(404, `${pathname} is not served here`, 'not_found');
-                }
-            }
-        }
-        catch (e) {
-            if (e instanceof HttpError && e.status === 401) {
-                // A few lines say someone tried; a flood of attempts cannot flood the log.
-                if (++refusals <= 20)
-                    log.warn({ method: req.method, err: e.message }, 'refused a request');
-            }
-            else if (!(e instanceof HttpError))
-                log.error({ err: e.message, path: pathname }, 'request failed');
-            sendError(res, e);
-        }
-    };
-    const server = (0,external_node_http_.createServer)({ keepAliveTimeout: 60_000 }, (req, res) => void handle(req, res));
-    await new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-            server.off('error', reject);
-            resolve();
-        });
-    });
-    return {
-        server,
-        port: server.address().port,
-        close: () => new Promise((resolve) => {
-            server.close(() => resolve());
-            server.closeAllConnections();
-        }),
-    };
-}
-
-;// CONCATENATED MODULE: ./src/proxy/stats.ts
-/** The daemon's counters, reported as the stats JSON of the Action \u2194 daemon contract. */
-/** Distinct error messages kept, so a long outage cannot grow the stats without bound. */
-const MAX_ERRORS = 50;
-class Stats {
-    read;
-    write;
-    queued;
-    hits = 0;
-    misses = 0;
-    bytesDownloaded = 0;
-    narsReadAhead = 0;
-    pushedPaths = 0;
-    pushedBytes = 0;
-    skippedAlreadyCached = 0;
-    skippedUpstream = 0;
-    skippedFiltered = 0;
-    failed = [];
-    errors = new Map();
-    pushMs = 0;
-    pushActiveSince;
-    pushActive = 0;
-    constructor(read = [], write = null, 
-    /** How many paths wait to be pushed; asked of the push queue when stats are read. */
-    queued = () => 0) {
-        this.read = read;
-        this.write = write;
-        this.queued = queued;
-    }
-    /** Records an error message; repeats are counted, not listed again. */
-    error(message) {
-        const count = this.errors.get(message);
-        if (count !== undefined)
-            this.errors.set(message, count + 1);
-        else if (this.errors.size < MAX_ERRORS)
-            this.errors.set(message, 1);
-    }
-    pushFailed(path, error) {
-        this.failed.push({ path, error });
-    }
-    /** Wall-clock time spent pushing: counted while at least one push is in progress. */
-    pushStarted() {
-        if (this.pushActive++ === 0)
-            this.pushActiveSince = Date.now();
-    }
-    pushFinished() {
-        if (--this.pushActive === 0 && this.pushActiveSince !== undefined) {
-            this.pushMs += Date.now() - this.pushActiveSince;
-            this.pushActiveSince = undefined;
-        }
-    }
-    toJSON() {
-        const activeMs = this.pushActiveSince === undefined ? 0 : Date.now() - this.pushActiveSince;
-        return {
-            hits: this.hits,
-            misses: this.misses,
-            bytesDownloaded: this.bytesDownloaded,
-            narsReadAhead: this.narsReadAhead,
-            pushed: { paths: this.pushedPaths, bytes: this.pushedBytes },
-            skipped: {
-                alreadyCached: this.skippedAlreadyCached,
-                upstream: this.skippedUpstream,
-                filtered: this.skippedFiltered,
-            },
-            failed: [...this.failed],
-            pushSeconds: Math.round((this.pushMs + activeMs) / 10) / 100,
-            queued: this.queued(),
-            read: this.read,
-            write: this.write,
-            errors: [...this.errors].map(([message, count]) => count > 1 ? `${message} (${count} times)` : message),
-        };
-    }
 }
 
 ;// CONCATENATED MODULE: ./src/nix/signing.ts
@@ -50819,7 +50629,7 @@ function generateSecretKey(name) {
  * narinfo listing them in another order still gets the signature Nix expects.
  */
 function fingerprint(storePath, narHash, narSize, references, storeDir = store_path_DEFAULT_STORE_DIR) {
-    const hash = typeof narHash === 'string' ? hash_Hash.parse(narHash) : narHash;
+    const hash = typeof narHash === 'string' ? Hash.parse(narHash) : narHash;
     const dir = storeDir.replace(/\/+$/, '');
     const refs = [...new Set(references)]
         .sort()
@@ -50847,9 +50657,422 @@ function verifyFingerprint(fp, sig, keys) {
     return keys.some((k) => k.name === name && verify(null, Buffer.from(fp), k.key, signature));
 }
 
+;// CONCATENATED MODULE: ./src/proxy/runtime/request-gate.ts
+/**
+ * Who may talk to the daemon. The port is reachable by every local process, fixed-output
+ * derivations included (they share the host's network), so every request carries a per-job
+ * credential: the cache routes live under a secret path prefix (Nix sends it as part of the
+ * substituter URL, which only a 0600 file holds), the control routes need a second secret as
+ * `Authorization: Bearer` (read by the post-build hook and the post step from a 0600 file).
+ * Anything else gets a 401 before any other work, and never reaches the cache server.
+ */
+
+
+function digest(value) {
+    return (0,external_node_crypto_.createHash)('sha256').update(value).digest();
+}
+/** Equal strings, in time that does not depend on where they differ. */
+function sameSecret(given, expected) {
+    return (0,external_node_crypto_.timingSafeEqual)(digest(given), expected);
+}
+class RequestGate {
+    cachePrefix;
+    controlSecret;
+    constructor(auth) {
+        this.cachePrefix = digest(auth.cachePrefix);
+        this.controlSecret = digest(auth.controlSecret);
+    }
+    /** Throws a 401 unless the control request carries the control secret. */
+    checkControl(req) {
+        const header = req.headers.authorization ?? '';
+        const match = /^Bearer (\S+)$/.exec(header);
+        if (!match) {
+            throw unauthorized("the proxy's control routes need the job's control secret as `Authorization: Bearer`; this request has none", 'Bearer realm="sluice-proxy"');
+        }
+        if (!sameSecret(match[1], this.controlSecret)) {
+            throw unauthorized("the control secret in this request is not this job's", 'Bearer realm="sluice-proxy", error="invalid_token"');
+        }
+    }
+    /**
+     * The cache route inside a request path (`/<prefix>/nar/x.nar` \u2192 `/nar/x.nar`), or a 401 when
+     * the path does not start with the job's prefix. The secret never travels further than here.
+     */
+    cachePath(pathname) {
+        const end = pathname.indexOf('/', 1);
+        const prefix = end === -1 ? pathname.slice(1) : pathname.slice(1, end);
+        if (end === -1 || !sameSecret(prefix, this.cachePrefix)) {
+            throw unauthorized("this proxy serves the binary cache only under the job's secret path (the substituter URL Sluice put in Nix's configuration); this request is not under it");
+        }
+        return pathname.slice(end);
+    }
+}
+function unauthorized(message, challenge) {
+    return new HttpError(401, message, 'unauthorized', challenge ? { 'www-authenticate': challenge } : {});
+}
+
+;// CONCATENATED MODULE: ./src/contracts/control-api.ts
+/**
+ * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
+ * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
+ */
+const CONTROL_PREFIX = '/_sluice/';
+const ControlRoute = {
+    /** `GET` \u2192 DaemonHealth. */
+    Health: 'health',
+    /** `GET` \u2192 DaemonStats. */
+    Stats: 'stats',
+    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
+    Built: 'built',
+    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
+    Drain: 'drain',
+    /** GitHub cache mode: `POST` `{ paths, maxBytes }` \u2192 NewPackReport (contracts/pack-api.ts). */
+    Pack: 'pack',
+    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
+    Shutdown: 'shutdown',
+};
+function controlPath(route) {
+    return `${CONTROL_PREFIX}${route}`;
+}
+/** Drain deadlines above this are refused. */
+const MAX_DRAIN_DEADLINE_SECONDS = 6 * 3600;
+
+;// CONCATENATED MODULE: ./src/proxy/runtime/control-routes.ts
+
+
+
+
+/** A store diff of a big job can list tens of thousands of paths. */
+const MAX_BODY_BYTES = 16 * 1024 * 1024;
+async function readJsonBody(req) {
+    const chunks = [];
+    let size = 0;
+    for await (const chunk of req) {
+        size += chunk.length;
+        if (size > MAX_BODY_BYTES)
+            throw new HttpError(413, `request body is larger than ${MAX_BODY_BYTES} bytes`, 'too_large');
+        chunks.push(chunk);
+    }
+    const text = Buffer.concat(chunks).toString('utf8').trim();
+    if (text === '')
+        return {};
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch (e) {
+        throw new HttpError(400, `request body is not JSON: ${e.message}`, 'bad_json');
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+        throw new HttpError(400, 'request body must be a JSON object', 'bad_json');
+    }
+    return json;
+}
+function storePathField(value, field) {
+    if (typeof value !== 'string')
+        throw new HttpError(400, `${field} must be a store path string`, 'bad_request');
+    try {
+        store_path_StorePath.parse(value);
+    }
+    catch (e) {
+        if (e instanceof StorePathError)
+            throw new HttpError(400, `${field}: ${e.message}`, 'bad_request');
+        throw e;
+    }
+    return value;
+}
+function storePathsField(value, field) {
+    if (value === undefined)
+        return [];
+    if (!Array.isArray(value))
+        throw new HttpError(400, `${field} must be an array of store paths`, 'bad_request');
+    return value.map((p, i) => storePathField(p, `${field}[${i}]`));
+}
+function sendJson(res, status, body) {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+}
+async function handleControl(req, res, pathname, ctx) {
+    const method = req.method ?? 'GET';
+    const expect = (allowed) => {
+        if (method !== allowed)
+            throw methodNotAllowed(method, allowed);
+    };
+    switch (pathname) {
+        case controlPath(ControlRoute.Health):
+            expect('GET');
+            return sendJson(res, 200, ctx.health());
+        case controlPath(ControlRoute.Stats):
+            expect('GET');
+            return sendJson(res, 200, ctx.stats.toJSON());
+        case controlPath(ControlRoute.Built):
+            expect('POST');
+            return built(req, res, ctx);
+        case controlPath(ControlRoute.Drain):
+            expect('POST');
+            return drain(req, res, ctx);
+        case controlPath(ControlRoute.Pack):
+            expect('POST');
+            if (!ctx.pack)
+                throw new HttpError(404, 'this proxy is not in GitHub cache mode', 'not_found');
+            return sendJson(res, 200, await ctx.pack(await readJsonBody(req)));
+        case controlPath(ControlRoute.Shutdown):
+            expect('POST');
+            sendJson(res, 200, { shuttingDown: true });
+            res.once('finish', ctx.shutdown);
+            return;
+        default:
+            throw new HttpError(404, `no control endpoint ${pathname}`, 'not_found');
+    }
+}
+/** Answers at once (the hook blocks the build) and resolves derivation outputs in the background. */
+async function built(req, res, ctx) {
+    const body = await readJsonBody(req);
+    const outPaths = storePathsField(body.outPaths, 'outPaths');
+    const drvPath = body.drvPath === undefined || body.drvPath === '' ? undefined : storePathField(body.drvPath, 'drvPath');
+    if (outPaths.length === 0 && drvPath === undefined) {
+        throw new HttpError(400, 'give outPaths or drvPath', 'bad_request');
+    }
+    const queue = ctx.queue;
+    sendJson(res, 202, { pushing: queue !== undefined });
+    if (!queue)
+        return;
+    if (outPaths.length > 0)
+        queue.enqueue(outPaths);
+    else
+        await queue.enqueueOutputsOf(drvPath);
+}
+async function drain(req, res, ctx) {
+    const body = await readJsonBody(req);
+    const deadlineSeconds = body.deadlineSeconds;
+    if (typeof deadlineSeconds !== 'number' ||
+        !(deadlineSeconds >= 0) ||
+        deadlineSeconds > MAX_DRAIN_DEADLINE_SECONDS) {
+        throw new HttpError(400, `deadlineSeconds must be a number from 0 to ${MAX_DRAIN_DEADLINE_SECONDS}`, 'bad_request');
+    }
+    const paths = storePathsField(body.paths, 'paths');
+    const queue = ctx.queue;
+    if (queue) {
+        queue.enqueue(paths);
+        let timer;
+        const deadline = new Promise((resolve) => {
+            timer = setTimeout(resolve, deadlineSeconds * 1000);
+        });
+        await Promise.race([queue.idle(), deadline]);
+        clearTimeout(timer);
+        ctx.log.info({ queued: queue.queued }, queue.isIdle ? 'drained' : 'drain deadline reached');
+    }
+    sendJson(res, 200, ctx.stats.toJSON());
+}
+
+;// CONCATENATED MODULE: ./src/proxy/runtime/proxy-server.ts
+/** The daemon's HTTP server: loopback only, routing to the cache routes or the control endpoints. */
+
+
+
+
+/**
+ * The path of a request target without its query. No URL object per request (a lookup costs a few
+ * tens of \u00b5s in all): routes match exact paths, so a target that is not a plain path matches none.
+ */
+function requestPath(target = '/') {
+    const query = target.indexOf('?');
+    return query === -1 ? target : target.slice(0, query);
+}
+async function startProxyServer(host, port, routes, control, gate, log) {
+    let refusals = 0;
+    const handle = async (req, res) => {
+        const target = requestPath(req.url);
+        // Until the request is authenticated its path is only the caller's word: logs never show it.
+        let pathname = '(unauthenticated)';
+        try {
+            if (target.startsWith(CONTROL_PREFIX)) {
+                gate.checkControl(req);
+                pathname = target;
+                await handleControl(req, res, pathname, control);
+            }
+            else {
+                pathname = gate.cachePath(target);
+                if (!(await routes.handle(req, res, pathname))) {
+                    throw new HttpError(404, `${pathname} is not served here`, 'not_found');
+                }
+            }
+        }
+        catch (e) {
+            if (e instanceof HttpError && e.status === 401) {
+                // A few lines say someone tried; a flood of attempts cannot flood the log.
+                if (++refusals <= 20)
+                    log.warn({ method: req.method, err: e.message }, 'refused a request');
+            }
+            else if (!(e instanceof HttpError))
+                log.error({ err: e.message, path: pathname }, 'request failed');
+            sendError(res, e);
+        }
+    };
+    const server = (0,external_node_http_.createServer)({ keepAliveTimeout: 60_000 }, (req, res) => void handle(req, res));
+    await new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+            server.off('error', reject);
+            resolve();
+        });
+    });
+    return {
+        server,
+        port: server.address().port,
+        close: () => new Promise((resolve) => {
+            server.close(() => resolve());
+            server.closeAllConnections();
+        }),
+    };
+}
+
+;// CONCATENATED MODULE: ./src/proxy/report/path-stats.ts
+/** How many of the largest paths the stats keep. */
+const LARGEST_KEPT = 10;
+/** The `n` largest, largest first. */
+class Largest {
+    items = [];
+    add(item) {
+        if (this.items.length === LARGEST_KEPT && item.bytes <= this.items.at(-1).bytes)
+            return;
+        const at = this.items.findIndex((other) => other.bytes < item.bytes);
+        this.items.splice(at === -1 ? this.items.length : at, 0, item);
+        if (this.items.length > LARGEST_KEPT)
+            this.items.pop();
+    }
+    list() {
+        return [...this.items];
+    }
+}
+const field = (narinfo, name) => new RegExp(`^${name}: (.*)$`, 'm').exec(narinfo)?.[1];
+class PathStats {
+    found = new Set();
+    notFound = new Set();
+    /** NAR request path \u2192 the path it belongs to, from the narinfos answered. */
+    narOwners = new Map();
+    downloaded = new Set();
+    downloadedBytes = 0;
+    largestDownloaded = new Largest();
+    largestPushed = new Largest();
+    /** The server had this narinfo (the text served to Nix). */
+    hit(hashPart, narinfo) {
+        this.found.add(hashPart);
+        this.notFound.delete(hashPart);
+        const url = field(narinfo, 'URL');
+        const path = field(narinfo, 'StorePath');
+        const bytes = Number(field(narinfo, 'FileSize') ?? field(narinfo, 'NarSize') ?? 0);
+        if (url && path)
+            this.narOwners.set(`/${url}`, { path, bytes });
+    }
+    /** The cache could not answer with this narinfo (not there, or the server failed). */
+    miss(hashPart) {
+        if (!this.found.has(hashPart))
+            this.notFound.add(hashPart);
+    }
+    /** Nix fetched this NAR (`/nar/\u2026`) whole. */
+    narServed(narPath) {
+        const owner = this.narOwners.get(narPath);
+        if (!owner || this.downloaded.has(owner.path))
+            return;
+        this.downloaded.add(owner.path);
+        this.downloadedBytes += owner.bytes;
+        this.largestDownloaded.add(owner);
+    }
+    pushed(path, bytes) {
+        this.largestPushed.add({ path, bytes });
+    }
+    toJSON() {
+        return {
+            found: this.found.size,
+            notFound: this.notFound.size,
+            downloaded: this.downloaded.size,
+            downloadedBytes: this.downloadedBytes,
+            largestDownloaded: this.largestDownloaded.list(),
+            largestPushed: this.largestPushed.list(),
+        };
+    }
+}
+
+;// CONCATENATED MODULE: ./src/proxy/report/stats.ts
+
+/** Distinct error messages kept, so a long outage cannot grow the stats without bound. */
+const MAX_ERRORS = 50;
+class Stats {
+    read;
+    write;
+    queued;
+    hits = 0;
+    misses = 0;
+    bytesDownloaded = 0;
+    narsReadAhead = 0;
+    paths = new PathStats();
+    pushedPaths = 0;
+    pushedBytes = 0;
+    skippedAlreadyCached = 0;
+    skippedUpstream = 0;
+    skippedFiltered = 0;
+    failed = [];
+    errors = new Map();
+    pushMs = 0;
+    pushActiveSince;
+    pushActive = 0;
+    constructor(read = [], write = null, 
+    /** How many paths wait to be pushed; asked of the push queue when stats are read. */
+    queued = () => 0) {
+        this.read = read;
+        this.write = write;
+        this.queued = queued;
+    }
+    /** Records an error message; repeats are counted, not listed again. */
+    error(message) {
+        const count = this.errors.get(message);
+        if (count !== undefined)
+            this.errors.set(message, count + 1);
+        else if (this.errors.size < MAX_ERRORS)
+            this.errors.set(message, 1);
+    }
+    pushFailed(path, error) {
+        this.failed.push({ path, error });
+    }
+    /** Wall-clock time spent pushing: counted while at least one push is in progress. */
+    pushStarted() {
+        if (this.pushActive++ === 0)
+            this.pushActiveSince = Date.now();
+    }
+    pushFinished() {
+        if (--this.pushActive === 0 && this.pushActiveSince !== undefined) {
+            this.pushMs += Date.now() - this.pushActiveSince;
+            this.pushActiveSince = undefined;
+        }
+    }
+    toJSON() {
+        const activeMs = this.pushActiveSince === undefined ? 0 : Date.now() - this.pushActiveSince;
+        return {
+            hits: this.hits,
+            misses: this.misses,
+            paths: this.paths.toJSON(),
+            bytesDownloaded: this.bytesDownloaded,
+            narsReadAhead: this.narsReadAhead,
+            pushed: { paths: this.pushedPaths, bytes: this.pushedBytes },
+            skipped: {
+                alreadyCached: this.skippedAlreadyCached,
+                upstream: this.skippedUpstream,
+                filtered: this.skippedFiltered,
+            },
+            failed: [...this.failed],
+            pushSeconds: Math.round((this.pushMs + activeMs) / 10) / 100,
+            queued: this.queued(),
+            read: this.read,
+            write: this.write,
+            errors: [...this.errors].map(([message, count]) => count > 1 ? `${message} (${count} times)` : message),
+        };
+    }
+}
+
 // EXTERNAL MODULE: external "node:util"
 var external_node_util_ = __nccwpck_require__(7975);
-;// CONCATENATED MODULE: ./src/proxy/store.ts
+;// CONCATENATED MODULE: ./src/proxy/push/local-store.ts
 /**
  * What the push engine asks of the local Nix store, through the real `nix` commands: path
  * metadata for a closure and the outputs of a derivation.
@@ -50900,7 +51123,7 @@ class LocalStore {
             }
             const info = {
                 path: entry.path,
-                narHash: hash_Hash.parse(entry.narHash),
+                narHash: Hash.parse(entry.narHash),
                 narSize: entry.narSize,
                 references: entry.references ?? [],
             };
@@ -50928,123 +51151,14 @@ class LocalStore {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/pack/format.ts
-/**
- * A pack: the store paths one CI job saved to the GitHub Actions cache, as one cache entry of two
- * files. `index.json` (read first, small) states each path's narinfo facts and where its NAR sits
- * in `nars.zst`, the zstd-compressed NARs concatenated, references before referrers. @actions/cache
- * tars the two files in this order, so the index arrives before the NARs.
- */
-
-
+;// CONCATENATED MODULE: ./src/contracts/pack-api.ts
 const PACK_DIR = 'sluice-pack';
 const PACK_INDEX = 'index.json';
 const PACK_NARS = 'nars.zst';
 /** The paths given to @actions/cache, as written: the cache version is a hash of this exact text. */
-const format_PACK_CACHE_PATHS = [`${PACK_DIR}/${PACK_INDEX}`, `${PACK_DIR}/${PACK_NARS}`];
-const PACK_FORMAT = 'sluice-pack';
-const PACK_VERSION = 1;
-class PackFormatError extends Error {
-}
-function serializeIndex(index) {
-    return JSON.stringify({
-        format: PACK_FORMAT,
-        version: PACK_VERSION,
-        createdAt: index.createdAt,
-        entries: index.entries.map((e) => ({ ...e, narHash: e.narHash.toString() })),
-    });
-}
-function format_isRecord(value) {
-    return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-function count(value, field) {
-    if (!Number.isSafeInteger(value) || value < 0)
-        throw new PackFormatError(`${field} must be a non-negative integer`);
-    return value;
-}
-function baseName(value, field) {
-    if (typeof value !== 'string')
-        throw new PackFormatError(`${field} must be a store path base name`);
-    try {
-        store_path_StorePath.fromBaseName(value);
-    }
-    catch (e) {
-        throw new PackFormatError(`${field}: ${e.message}`);
-    }
-    return value;
-}
-function parseEntry(raw, i, expectedOffset) {
-    const at = `entries[${i}]`;
-    if (!format_isRecord(raw))
-        throw new PackFormatError(`${at} must be an object`);
-    if (typeof raw.path !== 'string')
-        throw new PackFormatError(`${at}.path must be a store path`);
-    let narHash;
-    try {
-        store_path_StorePath.parse(raw.path);
-        narHash = hash_Hash.parse(String(raw.narHash));
-    }
-    catch (e) {
-        throw new PackFormatError(`${at}: ${e.message}`);
-    }
-    if (narHash.algorithm !== 'sha256')
-        throw new PackFormatError(`${at}.narHash must be sha256`);
-    if (!Array.isArray(raw.references))
-        throw new PackFormatError(`${at}.references must be an array`);
-    const entry = {
-        path: raw.path,
-        narHash,
-        narSize: count(raw.narSize, `${at}.narSize`),
-        references: raw.references.map((r, j) => baseName(r, `${at}.references[${j}]`)),
-        offset: count(raw.offset, `${at}.offset`),
-        size: count(raw.size, `${at}.size`),
-    };
-    if (entry.offset !== expectedOffset)
-        throw new PackFormatError(`${at}.offset is ${entry.offset}, expected ${expectedOffset}`);
-    if (raw.deriver !== undefined)
-        entry.deriver = baseName(raw.deriver, `${at}.deriver`);
-    if (raw.ca !== undefined) {
-        if (typeof raw.ca !== 'string' || /[\n\r]/.test(raw.ca))
-            throw new PackFormatError(`${at}.ca must be a line`);
-        entry.ca = raw.ca;
-    }
-    return entry;
-}
-/** Parses and checks an index: offsets contiguous from 0, valid paths and hashes, no path twice. */
-function parseIndex(text) {
-    let json;
-    try {
-        json = JSON.parse(text);
-    }
-    catch (e) {
-        throw new PackFormatError(`the pack index is not JSON: ${e.message}`);
-    }
-    if (!format_isRecord(json) || json.format !== PACK_FORMAT)
-        throw new PackFormatError('the pack index is not a Sluice pack index');
-    if (json.version !== PACK_VERSION)
-        throw new PackFormatError(`pack format version ${String(json.version)} is not ${PACK_VERSION}`);
-    if (!Array.isArray(json.entries))
-        throw new PackFormatError('entries must be an array');
-    const entries = [];
-    const seen = new Set();
-    let offset = 0;
-    for (const [i, raw] of json.entries.entries()) {
-        const entry = parseEntry(raw, i, offset);
-        if (seen.has(entry.path))
-            throw new PackFormatError(`${entry.path} is in the pack twice`);
-        seen.add(entry.path);
-        offset += entry.size;
-        entries.push(entry);
-    }
-    return { createdAt: typeof json.createdAt === 'string' ? json.createdAt : '', entries };
-}
-/** Bytes of NAR data the index describes: nars.zst must be exactly this long. */
-function dataSize(index) {
-    const last = index.entries.at(-1);
-    return last ? last.offset + last.size : 0;
-}
+const pack_api_PACK_CACHE_PATHS = [`${PACK_DIR}/${PACK_INDEX}`, `${PACK_DIR}/${PACK_NARS}`];
 
-;// CONCATENATED MODULE: ./src/proxy/pack/actions-cache.ts
+;// CONCATENATED MODULE: ./src/contracts/pack-cache.ts
 /**
  * The GitHub Actions cache through @actions/cache, one restore or save of a pack at a time.
  * @actions/cache works relative to the process's cwd and GITHUB_WORKSPACE (where it tars from and
@@ -51112,7 +51226,7 @@ function cause(causes, fallback) {
 async function restorePack(dir, key, restoreKeys, tempDir) {
     const cache = await __nccwpck_require__.e(/* import() */ 329).then(__nccwpck_require__.bind(__nccwpck_require__, 5329));
     try {
-        const { value, causes } = await inside(dir, () => cache.restoreCache([...format_PACK_CACHE_PATHS], key, restoreKeys), tempDir);
+        const { value, causes } = await inside(dir, () => cache.restoreCache([...pack_api_PACK_CACHE_PATHS], key, restoreKeys), tempDir);
         if (value !== undefined)
             return { ok: true, key: value };
         if (causes.length > 0)
@@ -51137,8 +51251,118 @@ async function savePack(dir, key) {
     }
 }
 
-// EXTERNAL MODULE: external "node:fs"
-var external_node_fs_ = __nccwpck_require__(3024);
+;// CONCATENATED MODULE: ./src/proxy/pack/format.ts
+/**
+ * A pack: the store paths one CI job saved to the GitHub Actions cache, as one cache entry of two
+ * files. `index.json` (read first, small) states each path's narinfo facts and where its NAR sits
+ * in `nars.zst`, the zstd-compressed NARs concatenated, references before referrers. @actions/cache
+ * tars the two files in this order, so the index arrives before the NARs.
+ */
+
+
+
+const PACK_FORMAT = 'sluice-pack';
+const PACK_VERSION = 1;
+class PackFormatError extends Error {
+}
+function serializeIndex(index) {
+    return JSON.stringify({
+        format: PACK_FORMAT,
+        version: PACK_VERSION,
+        createdAt: index.createdAt,
+        entries: index.entries.map((e) => ({ ...e, narHash: e.narHash.toString() })),
+    });
+}
+function format_isRecord(value) {
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+function count(value, field) {
+    if (!Number.isSafeInteger(value) || value < 0)
+        throw new PackFormatError(`${field} must be a non-negative integer`);
+    return value;
+}
+function baseName(value, field) {
+    if (typeof value !== 'string')
+        throw new PackFormatError(`${field} must be a store path base name`);
+    try {
+        store_path_StorePath.fromBaseName(value);
+    }
+    catch (e) {
+        throw new PackFormatError(`${field}: ${e.message}`);
+    }
+    return value;
+}
+function parseEntry(raw, i, expectedOffset) {
+    const at = `entries[${i}]`;
+    if (!format_isRecord(raw))
+        throw new PackFormatError(`${at} must be an object`);
+    if (typeof raw.path !== 'string')
+        throw new PackFormatError(`${at}.path must be a store path`);
+    let narHash;
+    try {
+        store_path_StorePath.parse(raw.path);
+        narHash = Hash.parse(String(raw.narHash));
+    }
+    catch (e) {
+        throw new PackFormatError(`${at}: ${e.message}`);
+    }
+    if (narHash.algorithm !== 'sha256')
+        throw new PackFormatError(`${at}.narHash must be sha256`);
+    if (!Array.isArray(raw.references))
+        throw new PackFormatError(`${at}.references must be an array`);
+    const entry = {
+        path: raw.path,
+        narHash,
+        narSize: count(raw.narSize, `${at}.narSize`),
+        references: raw.references.map((r, j) => baseName(r, `${at}.references[${j}]`)),
+        offset: count(raw.offset, `${at}.offset`),
+        size: count(raw.size, `${at}.size`),
+    };
+    if (entry.offset !== expectedOffset)
+        throw new PackFormatError(`${at}.offset is ${entry.offset}, expected ${expectedOffset}`);
+    if (raw.deriver !== undefined)
+        entry.deriver = baseName(raw.deriver, `${at}.deriver`);
+    if (raw.ca !== undefined) {
+        if (typeof raw.ca !== 'string' || /[\n\r]/.test(raw.ca))
+            throw new PackFormatError(`${at}.ca must be a line`);
+        entry.ca = raw.ca;
+    }
+    return entry;
+}
+/** Parses and checks an index: offsets contiguous from 0, valid paths and hashes, no path twice. */
+function parseIndex(text) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch (e) {
+        throw new PackFormatError(`the pack index is not JSON: ${e.message}`);
+    }
+    if (!format_isRecord(json) || json.format !== PACK_FORMAT)
+        throw new PackFormatError('the pack index is not a Sluice pack index');
+    if (json.version !== PACK_VERSION)
+        throw new PackFormatError(`pack format version ${String(json.version)} is not ${PACK_VERSION}`);
+    if (!Array.isArray(json.entries))
+        throw new PackFormatError('entries must be an array');
+    const entries = [];
+    const seen = new Set();
+    let offset = 0;
+    for (const [i, raw] of json.entries.entries()) {
+        const entry = parseEntry(raw, i, offset);
+        if (seen.has(entry.path))
+            throw new PackFormatError(`${entry.path} is in the pack twice`);
+        seen.add(entry.path);
+        offset += entry.size;
+        entries.push(entry);
+    }
+    return { createdAt: typeof json.createdAt === 'string' ? json.createdAt : '', entries };
+}
+/** Bytes of NAR data the index describes: nars.zst must be exactly this long. */
+function dataSize(index) {
+    const last = index.entries.at(-1);
+    return last ? last.offset + last.size : 0;
+}
+
 ;// CONCATENATED MODULE: ./src/nix/nar-structure.ts
 /**
  * Checks, as the bytes stream past, that they are one NAR and nothing else: the `nix-archive-1`
@@ -51444,7 +51668,7 @@ class NarOutput {
     }
     digest() {
         this.structure?.end();
-        return { narHash: new hash_Hash('sha256', this.hasher.digest()), narSize: this.size };
+        return { narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size };
     }
 }
 class PlainNarHasher {
@@ -52295,7 +52519,7 @@ async function newPack(ctx, body) {
 
 
 const routes_NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
-const routes_NAR_PATH = /^\/nar\/([0-9a-df-np-sv-z]{52})\.nar\.zst$/;
+const NAR_PATH = /^\/nar\/([0-9a-df-np-sv-z]{52})\.nar\.zst$/;
 class PackRoutes {
     pack;
     key;
@@ -52333,7 +52557,7 @@ class PackRoutes {
             await this.narinfo(narinfo[1], res);
             return true;
         }
-        const nar = routes_NAR_PATH.exec(pathname);
+        const nar = NAR_PATH.exec(pathname);
         if (nar) {
             readOnly();
             await this.nar(nar[1], res);
@@ -52405,7 +52629,7 @@ class PackRoutes {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/pack/daemon.ts
+;// CONCATENATED MODULE: ./src/proxy/runtime/pack-daemon.ts
 /**
  * The daemon in GitHub cache mode: listens at once, restores the newest pack for the job's keys
  * in the background (lookups wait for it, nothing else does), verifies it as it is read, collects
@@ -52498,7 +52722,7 @@ async function startPackDaemon(config, options = {}) {
     secrets.add(config.auth.cachePrefix);
     secrets.add(config.auth.controlSecret);
     const log = createLogger(secrets, options.logDestination);
-    const { host, port } = parseListen(config.listen);
+    const { host, port } = parseDaemonListen(config.listen);
     await (0,promises_.mkdir)(config.stateDir, { recursive: true });
     const key = parseSecretKey(config.pack.signingKey);
     const store = new LocalStore(options.env);
@@ -52538,6 +52762,7 @@ async function startPackDaemon(config, options = {}) {
             pid: process.pid,
             port: proxy.port,
             pushing: true,
+            tokenExpiresAt: null,
             memory: process.memoryUsage(),
         }),
         shutdown: () => void close().then(options.onShutdown),
@@ -52549,12 +52774,23 @@ async function startPackDaemon(config, options = {}) {
     return { port: proxy.port, url: `http://127.0.0.1:${proxy.port}`, stats, log, close };
 }
 
-;// CONCATENATED MODULE: ./src/proxy/token.ts
+;// CONCATENATED MODULE: ./src/proxy/upstream/clock.ts
+const systemClock = {
+    now: () => Date.now(),
+    setTimer(fn, ms) {
+        const timer = setTimeout(fn, ms);
+        timer.unref();
+        return () => clearTimeout(timer);
+    },
+};
+
+;// CONCATENATED MODULE: ./src/proxy/upstream/token-keeper.ts
 /**
  * Keeps the cache token fresh: before it expires, ask the runner for a new OIDC ID token (the call
  * `core.getIDToken` makes) and exchange it at the server. A failed refresh keeps the old token,
  * records the error and tries again later.
  */
+
 
 
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -52567,8 +52803,8 @@ function refreshDelay(remainingMs) {
         return 0;
     return remainingMs - Math.min(MAX_REFRESH_LEAD_MS, remainingMs / 4);
 }
-/** One JSON request with a bearer token; throws naming `what` on a non-200 or non-object answer. */
-async function requestJson(url, method, bearer, what) {
+/** One request with a bearer token; its body, or an error naming `what` on a non-200 answer. */
+async function requestText(url, method, bearer, what) {
     const response = await (0,undici/* request */.Em)(url, {
         method,
         headers: { authorization: `Bearer ${bearer}`, accept: 'application/json' },
@@ -52578,25 +52814,19 @@ async function requestJson(url, method, bearer, what) {
     if (response.statusCode !== 200) {
         throw new Error(`${what} answered HTTP ${response.statusCode}: ${text.slice(0, 200).trim()}`);
     }
-    try {
-        const json = JSON.parse(text);
-        if (typeof json === 'object' && json !== null)
-            return json;
-    }
-    catch {
-        // reported below
-    }
-    throw new Error(`${what} did not answer a JSON object`);
+    return text;
 }
 class TokenKeeper {
     options;
     token;
-    timer;
+    cancelTimer;
+    clock;
     inFlight;
     stopped = false;
     constructor(initial, options) {
         this.options = options;
         this.token = initial;
+        this.clock = options.clock ?? systemClock;
         options.secrets.add(initial.token);
         options.secrets.add(options.idTokenRequest?.token);
     }
@@ -52612,11 +52842,11 @@ class TokenKeeper {
     /** Schedules refreshes for as long as the daemon runs. */
     start() {
         if (this.canRefresh)
-            this.schedule(refreshDelay(this.token.expiresAt - Date.now()));
+            this.schedule(refreshDelay(this.token.expiresAt - this.clock.now()));
     }
     stop() {
         this.stopped = true;
-        clearTimeout(this.timer);
+        this.cancelTimer?.();
     }
     /** Gets a new token now (one refresh at a time); true when the token changed. */
     refresh() {
@@ -52630,11 +52860,8 @@ class TokenKeeper {
     schedule(delayMs) {
         if (this.stopped)
             return;
-        clearTimeout(this.timer);
-        this.timer = setTimeout(() => {
-            void this.refresh();
-        }, delayMs);
-        this.timer.unref();
+        this.cancelTimer?.();
+        this.cancelTimer = this.clock.setTimer(() => void this.refresh(), delayMs);
     }
     async doRefresh() {
         const { log, stats } = this.options;
@@ -52643,14 +52870,14 @@ class TokenKeeper {
             this.options.secrets.add(fresh.token);
             this.token = fresh;
             log.info({ expiresAt: new Date(fresh.expiresAt).toISOString() }, 'cache token refreshed');
-            this.schedule(refreshDelay(fresh.expiresAt - Date.now()));
+            this.schedule(refreshDelay(fresh.expiresAt - this.clock.now()));
             return true;
         }
         catch (e) {
             const message = `token refresh failed: ${e.message}`;
             stats.error(message);
             log.warn({ err: message }, 'token refresh failed; keeping the current token');
-            const remaining = this.token.expiresAt - Date.now();
+            const remaining = this.token.expiresAt - this.clock.now();
             this.schedule(Math.min(MAX_FAILED_RETRY_MS, Math.max(1000, remaining / 2)));
             return false;
         }
@@ -52659,7 +52886,16 @@ class TokenKeeper {
         const { url, token } = this.options.idTokenRequest;
         const target = new URL(url);
         target.searchParams.set('audience', this.options.audience);
-        const json = await requestJson(target, 'GET', token, 'the ID token request endpoint');
+        const text = await requestText(target, 'GET', token, 'the ID token request endpoint');
+        let json = null;
+        try {
+            json = JSON.parse(text);
+        }
+        catch {
+            // reported below
+        }
+        if (typeof json !== 'object' || json === null)
+            throw new Error('the ID token request endpoint did not answer a JSON object');
         if (typeof json.value !== 'string' || json.value === '') {
             throw new Error('the ID token request endpoint answered no token (no "value")');
         }
@@ -52667,16 +52903,13 @@ class TokenKeeper {
         return json.value;
     }
     async exchange(idToken) {
-        const url = `${this.options.server}/_api/v1/token`;
-        const json = await requestJson(url, 'POST', idToken, 'the token exchange');
-        if (typeof json.token !== 'string' || json.token === '') {
-            throw new Error('the token exchange answered no token');
-        }
-        return { token: json.token, expiresAt: parseExpiry(json.expires_at, 'expires_at') };
+        const url = `${this.options.server}${TOKEN_EXCHANGE_PATH}`;
+        const answer = parseTokenExchangeResponse(await requestText(url, 'POST', idToken, 'the token exchange'));
+        return { token: answer.token, expiresAt: Date.parse(answer.expiresAt) };
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/daemon.ts
+;// CONCATENATED MODULE: ./src/proxy/runtime/daemon-main.ts
 /**
  * The daemon's lifecycle: read the config, wire the parts, listen, announce readiness in
  * `<stateDir>/ready.json`, and shut down cleanly on `/_sluice/shutdown` or SIGTERM.
@@ -52694,13 +52927,6 @@ class TokenKeeper {
 
 
 
-/** Writes then renames, so a reader never sees half a file. */
-async function writeReadyFile(stateDir, port) {
-    const path = (0,external_node_path_.join)(stateDir, 'ready.json');
-    const tmp = `${path}.${process.pid}.tmp`;
-    await (0,promises_.writeFile)(tmp, JSON.stringify({ pid: process.pid, port }));
-    await (0,promises_.rename)(tmp, path);
-}
 /** Deletes the files that hold the job's secrets: they are no use once the daemon is gone. */
 async function removeSecretFiles(files) {
     await Promise.all(files.map((file) => (0,promises_.rm)(file, { force: true }).catch(() => undefined)));
@@ -52713,17 +52939,21 @@ async function startDaemon(config, options = {}) {
     secrets.add(config.auth.cachePrefix);
     secrets.add(config.auth.controlSecret);
     const log = createLogger(secrets, options.logDestination);
-    const { host, port } = parseListen(config.listen);
+    const { host, port } = parseDaemonListen(config.listen);
     await (0,promises_.mkdir)(config.stateDir, { recursive: true });
     let queue;
     const stats = new Stats(config.read, config.write, () => queue?.queued ?? 0);
-    const tokens = new TokenKeeper({ token: config.token, expiresAt: config.tokenExpiresAt ?? Infinity }, {
+    const tokens = new TokenKeeper({
+        token: config.token,
+        expiresAt: config.tokenExpiresAt === null ? Infinity : parseExpiry(config.tokenExpiresAt),
+    }, {
         server: config.server,
         audience: config.audience,
         idTokenRequest: config.idTokenRequest,
         secrets,
         stats,
         log,
+        ...(options.clock ? { clock: options.clock } : {}),
     });
     const server = new Upstream(config.server, {
         token: () => tokens.current(),
@@ -52767,7 +52997,7 @@ async function startDaemon(config, options = {}) {
         shutdown: () => void close().then(options.onShutdown),
     }, new RequestGate(config.auth), log);
     tokens.start();
-    await writeReadyFile(config.stateDir, proxy.port);
+    await writeReadyFile(config.stateDir, { pid: process.pid, port: proxy.port });
     log.info({
         port: proxy.port,
         server: config.server,
@@ -52789,7 +53019,7 @@ async function run(configPath = process.argv[2]) {
     };
     let config;
     try {
-        config = await readConfig(configPath);
+        config = await readDaemonConfig(configPath);
     }
     catch (e) {
         return failed(e, [configPath]);

@@ -4,11 +4,17 @@
  */
 import * as core from '@actions/core';
 import { Inputs } from './constants.js';
-import { LOOPBACK_HOSTS } from '../proxy/config.js';
-import { isLoopbackHost } from './nix-conf-values.js';
+import {
+  isLoopbackAddress,
+  isLoopbackHost,
+  parseHostPort,
+  urlHost,
+  type HostPort,
+} from '../contracts/listen.js';
+import type { PushCompression } from '../contracts/daemon-config.js';
+import { DEFAULT_AUDIENCE } from '../contracts/server-api.js';
 
 export type PushMode = 'auto' | 'true' | 'false';
-export type Compression = 'zstd' | 'xz' | 'none';
 
 export type Backend = 'server' | 'github';
 
@@ -26,7 +32,7 @@ export interface ActionInputs {
   /** Source of a regular expression; store paths it matches are never pushed. */
   pushFilter: string | undefined;
   upstreamCaches: string[];
-  compression: Compression;
+  compression: PushCompression;
   /** host:port for the local proxy; port 0 lets the daemon pick one. */
   listen: { host: string; port: number };
   drainTimeoutSeconds: number;
@@ -44,7 +50,7 @@ export function readInputs(): ActionInputs {
     backend,
     key: parseKey(core.getInput(Inputs.Key)),
     maxPackBytes: parseSize(Inputs.MaxPackSize, core.getInput(Inputs.MaxPackSize) || '5GiB'),
-    audience: nonEmpty(Inputs.Audience, core.getInput(Inputs.Audience) || 'sluice'),
+    audience: nonEmpty(Inputs.Audience, core.getInput(Inputs.Audience) || DEFAULT_AUDIENCE),
     push: oneOf(Inputs.Push, core.getInput(Inputs.Push) || 'auto', ['auto', 'true', 'false'] as const),
     pushFilter: parseRegex(Inputs.PushFilter, core.getInput(Inputs.PushFilter)),
     upstreamCaches: parseUrls(Inputs.UpstreamCaches, core.getInput(Inputs.UpstreamCaches)),
@@ -117,7 +123,7 @@ export function parseServer(value: string): URL {
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new InputError(`Input 'server' must be an http(s) URL; got protocol '${url.protocol}'.`);
   }
-  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+  if (url.protocol === 'http:' && !isLoopbackAddress(url.hostname)) {
     // Anyone on the path could read the cache token and answer the exchange with keys of their own.
     throw new InputError(
       `Input 'server' must be an https:// URL: plain http is allowed only on loopback (127.0.0.0/8, ::1, localhost); got '${url.origin}'.`,
@@ -171,21 +177,23 @@ export function parseUrls(name: string, value: string): string[] {
   });
 }
 
-export function parseListen(value: string): { host: string; port: number } {
-  const match = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(value.trim());
-  const port = match ? Number(match[2]) : NaN;
-  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
+/** The proxy's address; `host` as it goes into a URL (`[::1]`). */
+export function parseListen(value: string): HostPort {
+  let host: string;
+  let port: number;
+  try {
+    ({ host, port } = parseHostPort(value));
+  } catch {
     throw new InputError(
       `Input 'listen' must be host:port, such as 127.0.0.1:37515 (port 0 picks a free port); got '${value}'.`,
     );
   }
-  const host = match[1]!;
-  if (!LOOPBACK_HOSTS.has(host)) {
+  if (!isLoopbackHost(host)) {
     throw new InputError(
       `Input 'listen' must be a loopback address (127.0.0.1, ::1 or localhost): the proxy holds the cache token; got '${host}'.`,
     );
   }
-  return { host, port };
+  return { host: urlHost(host), port };
 }
 
 export function parseSeconds(name: string, value: string): number {

@@ -8,22 +8,17 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { HOOK_BUNDLE, JobEnv, Outputs, PROXY_BUNDLE } from './constants.js';
+import { writeDaemonConfig } from '../contracts/daemon-config.js';
+import type { ExchangedToken } from '../contracts/server-api.js';
 import {
   DaemonStartError,
   newJobSecrets,
   removeFiles,
   startDaemon,
   writeControlSecret,
-  writeDaemonConfig,
   type RunningDaemon,
-} from './daemon.js';
-import {
-  ExchangeRefusedError,
-  exchangeToken,
-  getIdToken,
-  probeAnonymousReads,
-  type CacheGrant,
-} from './exchange.js';
+} from './daemon-client.js';
+import { ExchangeRefusedError, exchangeToken, getIdToken, probeAnonymousReads } from './exchange-client.js';
 import { readInputs, type ActionInputs } from './inputs.js';
 import { configureNix } from './configure-nix.js';
 import { nixVersion } from './nix-config.js';
@@ -127,7 +122,7 @@ async function setUpServer(inputs: ServerInputs, state: SavedState, stateDir: st
   // Saved first: the post step deletes whatever of these is left, however the job went.
   state.secretFiles = secretFiles;
   state.controlSecretFile = controlSecretFile;
-  const configFile = writeDaemonConfig({
+  const configFile = await writeDaemonConfig({
     listen,
     server: inputs.server.href,
     token: access.grant?.token ?? null,
@@ -144,8 +139,8 @@ async function setUpServer(inputs: ServerInputs, state: SavedState, stateDir: st
       compression: inputs.compression,
     },
     stateDir,
-    read: state.read,
-    write: state.write,
+    read: access.grant?.read ?? [],
+    write: access.grant?.write ?? null,
     auth: secrets,
     secretFiles: secretFiles.slice(1),
   });
@@ -193,7 +188,7 @@ async function setUpServer(inputs: ServerInputs, state: SavedState, stateDir: st
 
 interface Access {
   /** Absent: anonymous, read-only through the proxy. */
-  grant?: CacheGrant;
+  grant?: ExchangedToken;
   publicKeys: string[];
 }
 

@@ -1,7 +1,7 @@
 /** The `sluice` command line: `serve`, `token create`, `audit`. */
-import { AUDIT_USAGE, runAudit } from './audit.js';
-import { runServe, SERVE_USAGE } from './serve.js';
-import { runToken, TOKEN_USAGE } from './token.js';
+import { AUDIT_USAGE, runAudit } from './audit-command.js';
+import { runServe, SERVE_USAGE } from './serve-command.js';
+import { runToken, TOKEN_USAGE } from './token-command.js';
 
 const COMMANDS: Record<string, { usage: string; run: (argv: string[]) => Promise<number> }> = {
   serve: { usage: SERVE_USAGE, run: runServe },
@@ -14,6 +14,7 @@ const USAGE = `usage: sluice <command> [options]
 commands:
   serve          run the cache server
   token create   print a read-only cache token (for people and machines)
+  token list     list read tokens; token revoke ID: refuse one from now on
   audit          list accepted writes
 
 'sluice <command> --help' explains a command.

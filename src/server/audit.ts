@@ -3,7 +3,7 @@
  * as the narinfo), read here for `sluice audit`.
  */
 import { existsSync } from 'node:fs';
-import { parseDuration } from './config.js';
+import { parseDuration } from './config/units.js';
 import { dataPaths } from './data-dir.js';
 import type { AuditEntry } from './storage/metadata-store.js';
 import { SqliteMetadataStore } from './storage/sqlite-metadata-store.js';

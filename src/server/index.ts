@@ -6,11 +6,11 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream } from 'pino';
-import type { Config } from './config.js';
+import type { ServerHealth } from '../contracts/server-api.js';
+import type { Config } from './config/config-schema.js';
 import { dataPaths } from './data-dir.js';
 import {
   createExchange,
-  createTokenHandler,
   loadOrCreateTokenKey,
   sliceMatches,
   tokenKeyPath,
@@ -19,16 +19,19 @@ import {
   type ExchangeOptions,
 } from './exchange/index.js';
 import type { Access } from './http/auth.js';
-import { NarInfoSigner } from './http/narinfo-signer.js';
+import { CacheService } from './cache/cache-service.js';
+import { NarInfoSigner } from './cache/narinfo-signer.js';
+import { createRequestGuard } from './http/rate-limit.js';
 import { createRouter } from './http/router.js';
 import { UploadSlots } from './http/upload-slots.js';
-import { createLogger, type Logger } from './log.js';
+import { createTokenHandler } from './http/token-handler.js';
+import { createLogger, type Logger } from './server-log.js';
 import { ServerMetrics } from './metrics.js';
 import { defaultKeyName, loadOrCreateSigningKey } from './signing-key.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';
 import type { WriterIdentity } from './storage/metadata-store.js';
 import { SqliteMetadataStore } from './storage/sqlite-metadata-store.js';
-import { grantRanking } from './union-read.js';
+import { grantRanking } from './cache/union-read.js';
 
 export interface StartOptions {
   /** Where JSON logs go (default: stdout). */
@@ -83,14 +86,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const blobs = await FsBlobStore.open(paths.nars);
   const meta = new SqliteMetadataStore(paths.database);
   const metrics = new ServerMetrics();
-  const exchange = createExchange(config, tokenKey, options.exchange);
+  const exchange = createExchange(config, tokenKey, { ...options.exchange, store: meta });
   const publicSlices = exchange.publicSlices();
   const isPublic = (slice: string) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
 
   let cacheUrl = config.publicUrl ?? '';
   let tokenHandler: ReturnType<typeof createTokenHandler> | undefined;
   const server: Server = createServer();
-  const router = createRouter({
+  const cache = new CacheService({
     blobs,
     meta,
     narinfoSigner: new NarInfoSigner(signingKey),
@@ -99,6 +102,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       maxRatio: config.uploads.maxCompressionRatio,
       maxDecompressionMemory: config.uploads.maxDecompressionMemory,
     },
+    metrics,
+    log,
+  });
+  const router = createRouter({
+    cache,
     uploadSlots: new UploadSlots(config.uploads),
     bodyIdleTimeoutMs: config.uploads.bodyIdleTimeoutMs,
     metrics,
@@ -106,6 +114,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
     isPublic,
     publicReads: publicSlices.length > 0,
+    guard: createRequestGuard(config.rateLimits, config.trustProxy, options.exchange?.now, (limit) =>
+      metrics.rateLimited.inc({ limit }),
+    ),
     // Made on first use: the cache URL is known only once listening (port 0).
     tokenHandler: (req, res) =>
       (tokenHandler ??= createTokenHandler({ exchange, publicKeys: [signingKey.publicKey.text], cacheUrl }))(
@@ -114,7 +125,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       ),
     // public_reads tells the Action whether a job without an ID token (a fork's pull request) can
     // still read: only when some slice is public.
-    health: () => ({
+    health: (): ServerHealth => ({
       status: 'ok',
       public_key: signingKey.publicKey.text,
       public_keys: [signingKey.publicKey.text],

@@ -15,8 +15,8 @@ import {
   removeFiles,
   startDaemon,
   writeControlSecret,
-  writeDaemonConfig,
-} from '../daemon.js';
+} from '../daemon-client.js';
+import { writeDaemonConfig } from '../../contracts/daemon-config.js';
 import type { ActionInputs } from '../inputs.js';
 import type { SavedState } from '../state.js';
 import { recordStore } from '../store-paths.js';
@@ -65,7 +65,7 @@ export async function setUpPackCache(
   ];
   state.secretFiles = secretFiles;
   state.controlSecretFile = controlSecretFile;
-  const configFile = writeDaemonConfig({
+  const configFile = await writeDaemonConfig({
     listen: `${inputs.listen.host}:${inputs.listen.port}`,
     server: '',
     token: null,

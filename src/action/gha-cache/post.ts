@@ -6,11 +6,12 @@
  */
 import * as core from '@actions/core';
 import { existsSync } from 'node:fs';
-import { savePack } from '../../proxy/pack/actions-cache.js';
-import type { NewPackReport } from '../../proxy/pack/report.js';
+import { savePack } from '../../contracts/pack-cache.js';
+import type { NewPackReport } from '../../contracts/pack-api.js';
+import { ControlRoute } from '../../contracts/control-api.js';
 import { Outputs } from '../constants.js';
-import { control, ensureStopped, isAlive, readControlSecret, type DaemonStats } from '../daemon.js';
-import { describeFetchError } from '../exchange.js';
+import { control, ensureStopped, isAlive, readControlSecret, type DaemonStats } from '../daemon-client.js';
+import { describeFetchError } from '../exchange-client.js';
 import type { SavedState } from '../state.js';
 import { newStorePaths, validPaths } from '../store-paths.js';
 
@@ -52,7 +53,7 @@ export async function finishPack(
     report = await control<NewPackReport>(
       daemon.url,
       secret,
-      'pack',
+      ControlRoute.Pack,
       { paths, maxBytes: pack.maxBytes },
       state.drainTimeoutSeconds * 1000 + GRACE_MS,
     );
@@ -61,7 +62,7 @@ export async function finishPack(
       `Sluice's proxy did not write the job's pack in time (${describeFetchError(error)}): no pack was saved. Raise \`drain-timeout\` if this repeats.`,
     );
   }
-  await control(daemon.url, secret, 'shutdown', {}, 5_000).catch(() => undefined);
+  await control(daemon.url, secret, ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
   const ended = await ensureStopped(daemon.pid);
   if (ended === 'survived') problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
   if (!report) return { outcome: { notSaved: 'the pack was not written in time' } };

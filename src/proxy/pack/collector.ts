@@ -1,8 +1,8 @@
 /** GitHub cache mode's sink for reported builds: the roots of the next pack, with when each was built. */
-import type { Logger } from '../log.js';
-import type { Stats } from '../stats.js';
-import type { LocalStore } from '../store.js';
-import type { BuiltPaths } from '../control.js';
+import type { Logger } from '../report/daemon-log.js';
+import type { Stats } from '../report/stats.js';
+import type { LocalStore } from '../push/local-store.js';
+import type { BuiltPaths } from '../push/built-paths.js';
 
 export class BuiltCollector implements BuiltPaths {
   /** Store path → when it was first reported. */

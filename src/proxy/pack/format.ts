@@ -7,11 +7,7 @@
 import { Hash } from '../../nix/hash.js';
 import { StorePath } from '../../nix/store-path.js';
 
-export const PACK_DIR = 'sluice-pack';
-export const PACK_INDEX = 'index.json';
-export const PACK_NARS = 'nars.zst';
-/** The paths given to @actions/cache, as written: the cache version is a hash of this exact text. */
-export const PACK_CACHE_PATHS = [`${PACK_DIR}/${PACK_INDEX}`, `${PACK_DIR}/${PACK_NARS}`];
+export { PACK_CACHE_PATHS, PACK_DIR, PACK_INDEX, PACK_NARS } from '../../contracts/pack-api.js';
 export const PACK_FORMAT = 'sluice-pack';
 export const PACK_VERSION = 1;
 

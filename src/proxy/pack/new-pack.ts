@@ -5,16 +5,16 @@
  * is written when the job added nothing to what it restored.
  */
 import { join } from 'node:path';
-import { HttpError } from '../../http/errors.js';
+import { HttpError } from '../../contracts/http-error.js';
 import { StorePath } from '../../nix/store-path.js';
-import type { PushConfig } from '../config.js';
-import type { Logger } from '../log.js';
-import type { Stats } from '../stats.js';
-import type { LocalStore } from '../store.js';
+import type { PushConfig } from '../../contracts/daemon-config.js';
+import type { Logger } from '../report/daemon-log.js';
+import type { Stats } from '../report/stats.js';
+import type { LocalStore } from '../push/local-store.js';
 import type { BuiltCollector } from './collector.js';
 import { planPack } from './planner.js';
 import type { PackReader } from './reader.js';
-import type { NewPackReport, RestoreReport } from './report.js';
+import type { NewPackReport, RestoreReport } from '../../contracts/pack-api.js';
 import type { PackRoutes } from './routes.js';
 import { servedUpstream } from './upstream-check.js';
 import { writePack } from './writer.js';

@@ -5,7 +5,7 @@
  * path counts as used as recently as the most recent path that needs it, so a reference is never
  * dropped before its referrers and the pack stays closed under references.
  */
-import type { PathInfo } from '../store.js';
+import type { PathInfo } from '../push/local-store.js';
 
 export interface PlanInput {
   /** Closure metadata of every candidate (used pack paths, built roots and their closures). */

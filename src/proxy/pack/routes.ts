@@ -7,13 +7,13 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import { HttpError } from '../../http/errors.js';
+import { HttpError } from '../../contracts/http-error.js';
 import { serializeNarInfo } from '../../nix/narinfo.js';
 import { fingerprint, signFingerprint, type SecretKey } from '../../nix/signing.js';
-import { ByteCounter } from '../byte-counter.js';
-import type { Logger } from '../log.js';
-import { methodNotAllowed, NIX_CACHE_INFO } from '../routes.js';
-import type { Stats } from '../stats.js';
+import { ByteCounter } from '../pull/byte-counter.js';
+import type { Logger } from '../report/daemon-log.js';
+import { methodNotAllowed, NIX_CACHE_INFO } from '../pull/nix-routes.js';
+import type { Stats } from '../report/stats.js';
 import type { PackEntry } from './format.js';
 import type { PackReader } from './reader.js';
 

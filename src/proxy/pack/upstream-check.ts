@@ -4,7 +4,7 @@
  * that fails on the network serves nothing and is not asked again in this check.
  */
 import { StorePath } from '../../nix/store-path.js';
-import { Upstream } from '../upstream.js';
+import { Upstream } from '../upstream/upstream-client.js';
 
 const TIMEOUT_MS = 5_000;
 const CONCURRENCY = 16;

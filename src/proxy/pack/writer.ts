@@ -5,8 +5,8 @@
  */
 import { open, mkdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { compressedNar } from '../nar-file.js';
-import type { PathInfo } from '../store.js';
+import { compressedNar } from '../push/nar-file.js';
+import type { PathInfo } from '../push/local-store.js';
 import { PACK_DIR, PACK_INDEX, PACK_NARS, serializeIndex, type PackEntry, type PackIndex } from './format.js';
 
 export interface WrittenPack {

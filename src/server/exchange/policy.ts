@@ -4,8 +4,8 @@
  * `${claim}` templates in slice names are filled from the token's claims.
  */
 import type { JWTPayload } from 'jose';
-import type { IssuerConfig, Rule, SliceConfig } from '../config.js';
-import { HttpError } from '../../http/errors.js';
+import type { IssuerConfig, Rule, SliceConfig } from '../config/config-schema.js';
+import { ExchangeError } from './exchange-error.js';
 import { claimString } from './identity.js';
 import type { OwnerRequirement } from './cache-token.js';
 import {
@@ -16,7 +16,7 @@ import {
   normalizeSliceName,
   templateClaims,
   type TemplateResult,
-} from './slice-names.js';
+} from '../slices/slice-names.js';
 
 /** Events whose workflows run trusted code of the repository: never pull_request(_target). */
 export const DEFAULT_WRITE_EVENTS = ['push', 'schedule', 'workflow_dispatch', 'merge_group', 'release'];
@@ -62,7 +62,7 @@ export interface PolicyDecision {
 }
 
 export interface Policy {
-  /** Throws HttpError 403 naming the claims that failed when nothing is granted. */
+  /** Throws ExchangeError (forbidden) naming the claims that failed when nothing is granted. */
   evaluate(issuerName: string, claims: JWTPayload): PolicyDecision;
   publicSlices(): string[];
 }
@@ -163,8 +163,8 @@ export function createPolicy(slices: SliceConfig[]): Policy {
         }
       }
       if (read.size === 0 && write === null) {
-        throw new HttpError(
-          403,
+        throw new ExchangeError(
+          'forbidden',
           `no slice is granted to this token: ${refusals.join('; ')}`,
           'policy_denied',
         );

@@ -5,6 +5,7 @@ import type {
   MetadataStore,
   NarFacts,
   NarInfoRecord,
+  ReadTokenRecord,
   SliceFilter,
   SliceOwner,
 } from './metadata-store.js';
@@ -33,6 +34,12 @@ CREATE TABLE IF NOT EXISTS audit (
   repository TEXT, repository_id TEXT, ref TEXT, workflow TEXT, run_id TEXT, sha TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_slice_time ON audit (slice, time);
+CREATE TABLE IF NOT EXISTS used_id_tokens (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS used_id_tokens_by_expiry ON used_id_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS read_tokens (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, read TEXT NOT NULL, created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL, last_used_at INTEGER, revoked_at INTEGER
+);
 `;
 
 type Row = Record<string, string | number | null>;
@@ -258,6 +265,58 @@ export class SqliteMetadataStore implements MetadataStore {
       runId: optional(r.run_id),
       sha: optional(r.sha),
     }));
+  }
+
+  async useIdTokenOnce(key: string, expiresAt: Date, now: Date): Promise<boolean> {
+    this.sql('DELETE FROM used_id_tokens WHERE expires_at <= ?').run(+now);
+    return (
+      this.sql('INSERT OR IGNORE INTO used_id_tokens (key, expires_at) VALUES (?, ?)').run(key, +expiresAt)
+        .changes === 1
+    );
+  }
+
+  async addReadToken(token: ReadTokenRecord): Promise<void> {
+    this.sql(
+      `INSERT INTO read_tokens (id, name, read, created_at, expires_at, last_used_at, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      token.id,
+      token.name,
+      JSON.stringify(token.read),
+      +token.createdAt,
+      +token.expiresAt,
+      token.lastUsedAt ? +token.lastUsedAt : null,
+      token.revokedAt ? +token.revokedAt : null,
+    );
+  }
+
+  async listReadTokens(): Promise<ReadTokenRecord[]> {
+    const rows = this.sql('SELECT * FROM read_tokens ORDER BY created_at, id').all() as Row[];
+    const date = (v: unknown) => (v === null ? null : new Date(Number(v)));
+    return rows.map((r) => ({
+      id: str(r.id),
+      name: str(r.name),
+      read: JSON.parse(str(r.read)) as string[],
+      createdAt: new Date(Number(r.created_at)),
+      expiresAt: new Date(Number(r.expires_at)),
+      lastUsedAt: date(r.last_used_at),
+      revokedAt: date(r.revoked_at),
+    }));
+  }
+
+  async revokeReadToken(id: string, at: Date): Promise<boolean> {
+    const found = this.sql('UPDATE read_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?').run(
+      +at,
+      id,
+    );
+    return found.changes === 1;
+  }
+
+  async touchReadToken(id: string, at: Date): Promise<{ revoked: boolean } | null> {
+    const row = this.sql(
+      'UPDATE read_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ? RETURNING revoked_at',
+    ).get(+at, id) as Row | undefined;
+    return row ? { revoked: row.revoked_at !== null } : null;
   }
 
   async close(): Promise<void> {
