@@ -108,6 +108,9 @@ describe('GitHub cache mode, job after job', () => {
     expect(post.exitCode).toBe(0);
     expect(post.warnings).toEqual([]);
     expect(post.outputs['pack-used-paths']).toBe('2');
+    // Counted in distinct paths as with a server: both found in the pack, both downloaded.
+    expect([post.outputs.hits, post.outputs.misses]).toEqual(['2', '0']);
+    expect(post.summary).toContain('**2 of 2 paths from the cache** (100%)');
     expect(post.outputs['pack-restored-key']).toMatch(/refs\/heads\/main:/);
     // It built nothing: no new pack, and the summary says why.
     expect(post.outputs['pack-saved-key']).toBe('');
