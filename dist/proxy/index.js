@@ -52574,10 +52574,14 @@ class PackRoutes {
         const entry = reader?.entryForHashPart(hashPart);
         if (!entry) {
             this.stats.misses++;
+            this.stats.paths.miss(hashPart);
             return this.send(res, 404, 'text/plain; charset=utf-8', 'not in the pack\n');
         }
         this.stats.hits++;
-        this.send(res, 200, 'text/x-nix-narinfo', this.signedNarInfo(entry));
+        const narinfo = this.signedNarInfo(entry);
+        // Distinct paths for the summary and the hits/misses outputs, as the server's routes count them.
+        this.stats.paths.hit(hashPart, narinfo);
+        this.send(res, 200, 'text/x-nix-narinfo', narinfo);
     }
     signedNarInfo(entry) {
         const sig = signFingerprint(fingerprint(entry.path, entry.narHash, entry.narSize, entry.references), this.key);
@@ -52618,6 +52622,7 @@ class PackRoutes {
         const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
         try {
             await (0,external_node_stream_promises_namespaceObject.pipeline)(body, counter, res);
+            this.stats.paths.narServed(`/nar/${narHash}.nar.zst`);
             if (!this.used.has(entry.path))
                 this.usedBytes += entry.size;
             this.used.set(entry.path, this.now());
