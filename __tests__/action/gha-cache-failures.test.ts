@@ -139,6 +139,11 @@ describe('a corrupted pack', () => {
     expect(post.warnings.join('\n')).toMatch(/is corrupt/);
     expect(post.summary).toMatch(/corrupt/);
 
+    // This job built the paths, so it saved a sound pack of its own, newer than the corrupt one: corrupt
+    // that one too, so that the strict job below restores a corrupt pack whichever it picks.
+    const resaved = service.entries.find((e) => e.key === post.outputs['pack-saved-key']);
+    if (resaved) await service.writeBlob(resaved, corruptFirstNar(await service.readBlob(resaved)));
+
     await deletePaths(j, [...first.built].reverse());
     const { job: strict } = job(ref, { strict: 'true' });
     await strict.runMain();
