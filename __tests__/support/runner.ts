@@ -150,6 +150,50 @@ export interface JobOptions {
   /** Extra environment for every step (e.g. PATH without nix). */
   env?: NodeJS.ProcessEnv;
   dist?: string;
+  /** The runner's view of the workflow run: ref, event and the Actions cache service it may use. */
+  github?: GitHubContext;
+}
+
+export interface GitHubContext {
+  /** GITHUB_REF, e.g. `refs/heads/main` or `refs/pull/4/merge`. */
+  ref: string;
+  /** GITHUB_BASE_REF (pull requests): the base branch's name. */
+  baseRef?: string;
+  eventName?: string;
+  defaultBranch?: string;
+  runId?: string;
+  /** The cache service (ACTIONS_RESULTS_URL) and this job's ACTIONS_RUNTIME_TOKEN. */
+  cache?: { url: string; token: string };
+}
+
+let runIds = 1000;
+
+/** The variables the runner sets for a run on `github` (cache service v2 included). */
+function githubEnv(github: GitHubContext, runnerTemp: string, runId: string): NodeJS.ProcessEnv {
+  const eventPath = join(runnerTemp, 'event.json');
+  writeFileSync(
+    eventPath,
+    JSON.stringify({ repository: { full_name: 'acme/app', default_branch: github.defaultBranch ?? 'main' } }),
+  );
+  return {
+    GITHUB_REF: github.ref,
+    GITHUB_BASE_REF: github.baseRef ?? '',
+    GITHUB_HEAD_REF: '',
+    GITHUB_EVENT_NAME: github.eventName ?? (github.ref.startsWith('refs/pull/') ? 'pull_request' : 'push'),
+    GITHUB_EVENT_PATH: eventPath,
+    GITHUB_REPOSITORY: 'acme/app',
+    GITHUB_RUN_ID: runId,
+    GITHUB_RUN_ATTEMPT: '1',
+    GITHUB_SERVER_URL: 'https://github.com',
+    RUNNER_ARCH: 'X64',
+    ...(github.cache
+      ? {
+          ACTIONS_RESULTS_URL: github.cache.url,
+          ACTIONS_RUNTIME_TOKEN: github.cache.token,
+          ACTIONS_CACHE_SERVICE_V2: 'True',
+        }
+      : {}),
+  };
 }
 
 /** One job on one runner: its RUNNER_TEMP, environment, saved state and results of each step. */
@@ -165,6 +209,8 @@ export class Job {
   readonly states = new Map<string, Record<string, string>>();
   main?: StepResult;
   post?: StepResult;
+  /** GITHUB_RUN_ID of this job. */
+  readonly runId = String(runIds++);
 
   constructor(private readonly options: JobOptions) {
     this.machine = options.machine ?? makeNixMachine();
@@ -244,6 +290,7 @@ export class Job {
       RUNNER_TEMP: this.runnerTemp,
       RUNNER_OS: 'Linux',
       GITHUB_WORKSPACE: this.runnerTemp,
+      ...(this.options.github ? githubEnv(this.options.github, this.runnerTemp, this.runId) : {}),
       ...(this.options.idTokenRequest
         ? {
             ACTIONS_ID_TOKEN_REQUEST_URL: this.options.idTokenRequest.url,

@@ -27,6 +27,8 @@ const ControlRoute = {
     Built: 'built',
     /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
     Drain: 'drain',
+    /** GitHub cache mode: `POST` `{ paths, maxBytes }` \u2192 NewPackReport (contracts/pack-api.ts). */
+    Pack: 'pack',
     /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
     Shutdown: 'shutdown',
 };

@@ -28370,7 +28370,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 1671:
+/***/ 3604:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -31337,6 +31337,9 @@ const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(impo
 var Inputs;
 (function (Inputs) {
     Inputs["Server"] = "server";
+    Inputs["Backend"] = "backend";
+    Inputs["Key"] = "key";
+    Inputs["MaxPackSize"] = "max-pack-size";
     Inputs["Audience"] = "audience";
     Inputs["Push"] = "push";
     Inputs["PushFilter"] = "push-filter";
@@ -31354,6 +31357,9 @@ var Outputs;
     Outputs["PushedPaths"] = "pushed-paths";
     Outputs["PushedBytes"] = "pushed-bytes";
     Outputs["Substituter"] = "substituter";
+    Outputs["RestoredKey"] = "pack-restored-key";
+    Outputs["SavedKey"] = "pack-saved-key";
+    Outputs["PackUsedPaths"] = "pack-used-paths";
 })(Outputs || (Outputs = {}));
 /** Saved state: the only channel from the main step to the post step. */
 var constants_State;
@@ -31523,6 +31529,23 @@ function parsePush(value) {
     }
     return push;
 }
+function parsePackConfig(value) {
+    if (!isRecord(value))
+        throw new DaemonConfigError('pack must be an object');
+    const restoreKeys = value.restoreKeys;
+    if (!Array.isArray(restoreKeys) || restoreKeys.some((k) => typeof k !== 'string' || k === ''))
+        throw new DaemonConfigError('pack.restoreKeys must be an array of non-empty strings');
+    const cacheEnv = value.cacheEnv ?? {};
+    if (!isRecord(cacheEnv) || Object.values(cacheEnv).some((v) => typeof v !== 'string'))
+        throw new DaemonConfigError('pack.cacheEnv must be an object of strings');
+    return {
+        signingKey: requireString(value, 'signingKey', 'pack.'),
+        dir: requireString(value, 'dir', 'pack.'),
+        restoreKey: requireString(value, 'restoreKey', 'pack.'),
+        restoreKeys: restoreKeys,
+        cacheEnv: cacheEnv,
+    };
+}
 function parseAuth(value) {
     if (!isRecord(value))
         throw new DaemonConfigError('auth must be an object { cachePrefix, controlSecret }');
@@ -31553,9 +31576,11 @@ function parseDaemonConfig(value) {
         throw new DaemonConfigError('config must be a JSON object');
     const listen = requireString(value, 'listen');
     parseDaemonListen(listen);
+    const pack = value.pack === undefined ? undefined : parsePackConfig(value.pack);
     const config = {
         listen,
-        server: requireUrl(requireString(value, 'server'), 'server'),
+        ...(pack ? { pack } : {}),
+        server: pack && !value.server ? '' : requireUrl(requireString(value, 'server'), 'server'),
         token: value.token === null || value.token === undefined ? null : requireString(value, 'token'),
         tokenExpiresAt: null,
         audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : DEFAULT_AUDIENCE,
@@ -31626,6 +31651,8 @@ const ControlRoute = {
     Built: 'built',
     /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
     Drain: 'drain',
+    /** GitHub cache mode: `POST` `{ paths, maxBytes }` \u2192 NewPackReport (contracts/pack-api.ts). */
+    Pack: 'pack',
     /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
     Shutdown: 'shutdown',
 };
@@ -32000,8 +32027,13 @@ function describeFetchError(error) {
 class InputError extends Error {
 }
 function readInputs() {
+    const serverInput = getInput(Inputs.Server).trim();
+    const backend = parseBackend(getInput(Inputs.Backend) || 'auto', serverInput);
     return {
-        server: parseServer(getInput(Inputs.Server, { required: true })),
+        server: backend === 'server' ? parseServer(serverInput) : undefined,
+        backend,
+        key: parseKey(getInput(Inputs.Key)),
+        maxPackBytes: parseSize(Inputs.MaxPackSize, getInput(Inputs.MaxPackSize) || '5GiB'),
         audience: nonEmpty(Inputs.Audience, getInput(Inputs.Audience) || server_api_DEFAULT_AUDIENCE),
         push: oneOf(Inputs.Push, getInput(Inputs.Push) || 'auto', ['auto', 'true', 'false']),
         pushFilter: parseRegex(Inputs.PushFilter, getInput(Inputs.PushFilter)),
@@ -32016,6 +32048,40 @@ function readInputs() {
         strict: parseBoolean(Inputs.Strict, getInput(Inputs.Strict) || 'false'),
         summary: parseBoolean(Inputs.Summary, getInput(Inputs.Summary) || 'true'),
     };
+}
+/** `auto`: a server when `server` is set, the GitHub Actions cache otherwise. */
+function parseBackend(value, server) {
+    const backend = oneOf(Inputs.Backend, value, ['auto', 'server', 'github']);
+    if (backend === 'server' && server === '')
+        throw new InputError(`Input 'backend' is 'server' but input 'server' is empty: give the server's URL.`);
+    if (backend === 'github' && server !== '')
+        throw new InputError(`Input 'backend' is 'github' but input 'server' is set: use one or the other.`);
+    return backend === 'auto' ? (server === '' ? 'github' : 'server') : backend;
+}
+function parseKey(value) {
+    const key = value.trim();
+    if (key.length > 100 || !/^[A-Za-z0-9._+=@/-]*$/.test(key)) {
+        throw new InputError(`Input 'key' must be at most 100 letters, digits or ._+=@/- (it becomes part of the cache keys); got '${value}'.`);
+    }
+    return key;
+}
+const SIZE_UNITS = {
+    '': 1,
+    b: 1,
+    kib: 1024,
+    mib: 1024 ** 2,
+    gib: 1024 ** 3,
+    kb: 1e3,
+    mb: 1e6,
+    gb: 1e9,
+};
+/** Bytes from `5GiB`, `500 MiB`, `1GB` or a plain number. */
+function parseSize(name, value) {
+    const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
+    const unit = match ? SIZE_UNITS[match[2].toLowerCase()] : undefined;
+    if (!match || unit === undefined)
+        throw new InputError(`Input '${name}' must be a size such as 5GiB, 500MiB or 1000000; got '${value}'.`);
+    return Math.floor(Number(match[1]) * unit);
 }
 function nonEmpty(name, value) {
     if (value.trim() === '')
@@ -32420,18 +32486,365 @@ async function checkNixSeesProxy(url, problem) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/action/state.ts
-/** What the main step hands to the post step, through saved state (the only channel between them). */
-
-
-function state_saveState(state) {
-    saveState(constants_State.Saved, JSON.stringify(state));
+;// CONCATENATED MODULE: ./src/nix/nix32.ts
+/**
+ * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
+ * the end, so the first character carries the most significant bits of the last byte.
+ */
+const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
+/** One nix32 character, as a regular-expression class. */
+const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
+const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
+/** Length in characters of the nix32 form of `byteLength` bytes. */
+function nix32_nix32Length(byteLength) {
+    return Math.ceil((byteLength * 8) / 5);
 }
-function loadState() {
-    const raw = core.getState(State.Saved);
-    if (!raw)
-        return undefined;
-    return JSON.parse(raw);
+function nix32_encodeNix32(bytes) {
+    const length = nix32_nix32Length(bytes.length);
+    let out = '';
+    for (let n = length - 1; n >= 0; n--) {
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        const low = bytes[i] >> j;
+        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
+        out += NIX32_ALPHABET[(low | high) & 0x1f];
+    }
+    return out;
+}
+class nix32_Nix32Error extends (/* unused pure expression or super */ null && (Error)) {
+}
+function nix32_decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
+    if (text.length !== nix32_nix32Length(byteLength)) {
+        throw new nix32_Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
+    }
+    const bytes = Buffer.alloc(byteLength);
+    for (let n = 0; n < text.length; n++) {
+        const c = text[text.length - n - 1];
+        const digit = DIGIT_OF.get(c);
+        if (digit === undefined)
+            throw new nix32_Nix32Error(`invalid character '${c}' in nix32 string`);
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        bytes[i] |= (digit << j) & 0xff;
+        const carry = digit >> (8 - j);
+        if (i + 1 < byteLength)
+            bytes[i + 1] |= carry;
+        else if (carry !== 0)
+            throw new nix32_Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
+    }
+    return bytes;
+}
+function nix32_isNix32(text) {
+    for (const c of text)
+        if (!DIGIT_OF.has(c))
+            return false;
+    return true;
+}
+
+;// CONCATENATED MODULE: ./src/nix/hash.ts
+/** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
+
+
+const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
+class HashError extends (/* unused pure expression or super */ null && (Error)) {
+}
+class hash_Hash {
+    algorithm;
+    digest;
+    constructor(algorithm, digest) {
+        this.algorithm = algorithm;
+        this.digest = digest;
+        if (digest.length !== DIGEST_BYTES[algorithm]) {
+            throw new HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
+        }
+    }
+    /**
+     * Parses `algo:<nix32|base16|base64>` or SRI `algo-<base64>`. With `expected`, a bare digest
+     * without the algorithm prefix is accepted too.
+     */
+    static parse(text, expected) {
+        const sri = /^(md5|sha1|sha256|sha512)-([A-Za-z0-9+/]+={0,2})$/.exec(text);
+        if (sri) {
+            if (expected !== undefined && sri[1] !== expected)
+                throw new HashError(`expected a ${expected} hash, got '${text}'`);
+            return hash_Hash.fromDigestText(sri[1], sri[2], 'base64', text);
+        }
+        const colon = text.indexOf(':');
+        let algorithm;
+        let digest;
+        if (colon === -1) {
+            algorithm = expected;
+            digest = text;
+        }
+        else {
+            algorithm = text.slice(0, colon);
+            digest = text.slice(colon + 1);
+        }
+        if (algorithm === undefined)
+            throw new HashError(`hash '${text}' does not name its algorithm`);
+        if (!(algorithm in DIGEST_BYTES))
+            throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
+        if (expected !== undefined && algorithm !== expected) {
+            throw new HashError(`expected a ${expected} hash, got '${text}'`);
+        }
+        return hash_Hash.fromDigestText(algorithm, digest, undefined, text);
+    }
+    static fromDigestText(algorithm, digest, encoding, original) {
+        const bytes = DIGEST_BYTES[algorithm];
+        if (encoding === undefined) {
+            if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
+                return new hash_Hash(algorithm, Buffer.from(digest, 'hex'));
+            }
+            if (digest.length === nix32Length(bytes) && isNix32(digest)) {
+                try {
+                    return new hash_Hash(algorithm, decodeNix32(digest, bytes));
+                }
+                catch (e) {
+                    if (e instanceof Nix32Error)
+                        throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
+                    throw e;
+                }
+            }
+        }
+        if (digest.length === Math.ceil(bytes / 3) * 4 && /^[A-Za-z0-9+/]+={0,2}$/.test(digest)) {
+            const decoded = Buffer.from(digest, 'base64');
+            // Node ignores stray bits in the last character: insist on the one canonical spelling.
+            if (decoded.length === bytes && decoded.toString('base64') === digest)
+                return new hash_Hash(algorithm, decoded);
+        }
+        throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
+    }
+    static of(algorithm, data) {
+        return new hash_Hash(algorithm, createHash(algorithm).update(data).digest());
+    }
+    get nix32() {
+        return encodeNix32(this.digest);
+    }
+    get base16() {
+        return this.digest.toString('hex');
+    }
+    get base64() {
+        return this.digest.toString('base64');
+    }
+    /** `sha256:<nix32>`, the form narinfo files use. */
+    toString() {
+        return `${this.algorithm}:${this.nix32}`;
+    }
+    toBase16String() {
+        return `${this.algorithm}:${this.base16}`;
+    }
+    toSRI() {
+        return `${this.algorithm}-${this.base64}`;
+    }
+    equals(other) {
+        return this.algorithm === other.algorithm && this.digest.equals(other.digest);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/store-path.ts
+/** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
+
+const store_path_DEFAULT_STORE_DIR = '/nix/store';
+const HASH_PART_LENGTH = 32;
+/** A store path's hash part: 32 nix32 characters (160 bits). */
+const HASH_PART_PATTERN = new RegExp(`^${NIX32_CLASS}{${HASH_PART_LENGTH}}$`);
+/** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
+const MAX_NAME_LENGTH = 211;
+const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
+class StorePathError extends (/* unused pure expression or super */ null && (Error)) {
+}
+/** Checks a store path hash part (the 32 nix32 characters); throws naming the problem. */
+function validateHashPart(hashPart) {
+    if (hashPart.length !== HASH_PART_LENGTH) {
+        throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
+    }
+    if (!isNix32(hashPart))
+        throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
+    return hashPart;
+}
+/**
+ * Checks a store path name. Nix 2.8 itself accepts any name made of the allowed characters (so
+ * `.hidden` is a path Nix builds); like later Nix versions we also refuse `.`, `..` and names whose
+ * first dash-separated part is one of those, which only ever serve path tricks.
+ */
+function validateName(name, baseName = name) {
+    if (name.length === 0)
+        throw new StorePathError(`store path '${baseName}' has an empty name`);
+    if (name.length > MAX_NAME_LENGTH) {
+        throw new StorePathError(`store path name in '${baseName}' is longer than ${MAX_NAME_LENGTH} characters`);
+    }
+    const bad = NAME_PATTERN.test(name) ? undefined : [...name].find((c) => !NAME_PATTERN.test(c));
+    if (bad !== undefined) {
+        throw new StorePathError(`store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`);
+    }
+    const firstPart = name.split('-', 1)[0];
+    if (firstPart === '.' || firstPart === '..') {
+        throw new StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
+    }
+    return name;
+}
+function normalizeStoreDir(storeDir) {
+    const trimmed = storeDir.replace(/\/+$/, '');
+    const segments = trimmed.split('/').slice(1);
+    if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..')) {
+        throw new StorePathError(`store dir '${storeDir}' must be an absolute, canonical directory other than '/'`);
+    }
+    return trimmed;
+}
+class StorePath {
+    hashPart;
+    name;
+    constructor(hashPart, name) {
+        this.hashPart = hashPart;
+        this.name = name;
+    }
+    /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
+    static fromBaseName(baseName) {
+        if (baseName.length < HASH_PART_LENGTH + 1 || baseName[HASH_PART_LENGTH] !== '-') {
+            throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
+        }
+        const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
+        const name = validateName(baseName.slice(HASH_PART_LENGTH + 1), baseName);
+        return new StorePath(hashPart, name);
+    }
+    /** Parses a full path directly inside `storeDir` (default `/nix/store`). */
+    static parse(path, storeDir = store_path_DEFAULT_STORE_DIR) {
+        const prefix = `${normalizeStoreDir(storeDir)}/`;
+        if (!path.startsWith(prefix))
+            throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
+        const baseName = path.slice(prefix.length);
+        if (baseName.includes('/'))
+            throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
+        return StorePath.fromBaseName(baseName);
+    }
+    /** True when `path` is a valid store path in `storeDir`. */
+    static isValid(path, storeDir = store_path_DEFAULT_STORE_DIR) {
+        try {
+            StorePath.parse(path, storeDir);
+            return true;
+        }
+        catch (e) {
+            if (e instanceof StorePathError)
+                return false;
+            throw e;
+        }
+    }
+    get baseName() {
+        return `${this.hashPart}-${this.name}`;
+    }
+    toPath(storeDir = store_path_DEFAULT_STORE_DIR) {
+        return `${normalizeStoreDir(storeDir)}/${this.baseName}`;
+    }
+    toString() {
+        return this.baseName;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/signing.ts
+/**
+ * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
+ * A secret key is `name:base64(seed \u2016 public key)` (64 bytes), a public key `name:base64(public key)`.
+ */
+
+
+
+// DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) and SPKI (public).
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+class KeyError extends Error {
+}
+function splitKey(text, what) {
+    const trimmed = text.trim();
+    const colon = trimmed.indexOf(':');
+    if (colon <= 0)
+        throw new KeyError(`${what} must be 'name:base64'`);
+    const name = trimmed.slice(0, colon);
+    const encoded = trimmed.slice(colon + 1);
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded))
+        throw new KeyError(`${what} '${name}' is not valid base64`);
+    return [name, Buffer.from(encoded, 'base64')];
+}
+function publicKeyFromRaw(name, raw) {
+    const key = (0,external_node_crypto_.createPublicKey)({
+        key: Buffer.concat([SPKI_ED25519_PREFIX, raw]),
+        format: 'der',
+        type: 'spki',
+    });
+    return { name, key, text: `${name}:${raw.toString('base64')}` };
+}
+function parsePublicKey(text) {
+    const [name, raw] = splitKey(text, 'public key');
+    if (raw.length !== 32)
+        throw new KeyError(`public key '${name}' must be 32 bytes, got ${raw.length}`);
+    return publicKeyFromRaw(name, raw);
+}
+function parseSecretKey(text) {
+    const [name, raw] = splitKey(text, 'secret key');
+    if (raw.length !== 64)
+        throw new KeyError(`secret key '${name}' must be 64 bytes, got ${raw.length}`);
+    const seed = raw.subarray(0, 32);
+    const key = (0,external_node_crypto_.createPrivateKey)({
+        key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
+        format: 'der',
+        type: 'pkcs8',
+    });
+    const derivedPublic = rawPublicKey((0,external_node_crypto_.createPublicKey)(key));
+    if (!derivedPublic.equals(raw.subarray(32))) {
+        throw new KeyError(`secret key '${name}' does not match the public key stored in it`);
+    }
+    return {
+        name,
+        key,
+        publicKey: publicKeyFromRaw(name, derivedPublic),
+        text: `${name}:${raw.toString('base64')}`,
+    };
+}
+function rawPublicKey(key) {
+    return key.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
+}
+/** A fresh key pair, like `nix-store --generate-binary-cache-key name`. */
+function generateSecretKey(name) {
+    if (!name || name.includes(':'))
+        throw new KeyError(`key name '${name}' must be non-empty and contain no ':'`);
+    const { privateKey, publicKey } = (0,external_node_crypto_.generateKeyPairSync)('ed25519');
+    const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_ED25519_PREFIX.length);
+    return parseSecretKey(`${name}:${Buffer.concat([seed, rawPublicKey(publicKey)]).toString('base64')}`);
+}
+/**
+ * The string Nix signs: `1;<store path>;<nar hash>;<nar size>;<references as full paths, comma-separated>`.
+ * `narHash` is a Hash or any text form of one (written as `sha256:<nix32>`); `references` are base
+ * names. Nix holds references in a sorted set, so they are sorted and deduplicated here too: a
+ * narinfo listing them in another order still gets the signature Nix expects.
+ */
+function fingerprint(storePath, narHash, narSize, references, storeDir = DEFAULT_STORE_DIR) {
+    const hash = typeof narHash === 'string' ? Hash.parse(narHash) : narHash;
+    const dir = storeDir.replace(/\/+$/, '');
+    const refs = [...new Set(references)]
+        .sort()
+        .map((r) => `${dir}/${r}`)
+        .join(',');
+    return `1;${storePath};${hash.toString()};${narSize};${refs}`;
+}
+/** The fingerprint of a narinfo, the text its `Sig:` lines sign. */
+function narInfoFingerprint(info, storeDir = DEFAULT_STORE_DIR) {
+    return fingerprint(info.storePath, info.narHash, info.narSize, info.references, storeDir);
+}
+/** Signs a fingerprint; returns a `Sig:` value, `name:base64(signature)`. */
+function signFingerprint(fp, secretKey) {
+    return `${secretKey.name}:${sign(null, Buffer.from(fp), secretKey.key).toString('base64')}`;
+}
+/** True when `sig` (`name:base64`) is a valid signature of `fp` by the key of that name among `keys`. */
+function verifyFingerprint(fp, sig, keys) {
+    const colon = sig.indexOf(':');
+    if (colon <= 0)
+        return false;
+    const name = sig.slice(0, colon);
+    const signature = Buffer.from(sig.slice(colon + 1), 'base64');
+    if (signature.length !== 64)
+        return false;
+    return keys.some((k) => k.name === name && verify(null, Buffer.from(fp), k.key, signature));
 }
 
 ;// CONCATENATED MODULE: ./src/action/store-paths.ts
@@ -32482,12 +32895,195 @@ async function validPaths(paths, env = process.env) {
     return paths.filter((path) => !invalid.has(path));
 }
 
+;// CONCATENATED MODULE: ./src/action/gha-cache/keys.ts
+/**
+ * The cache keys of packs. GitHub scopes cache entries by ref: a job reads entries of its own ref,
+ * of the base branch (pull requests) and of the default branch, and writes only its own. The keys
+ * say the same, so a restore asks for the newest pack of the job's own ref first, then the base
+ * branch's, then the default branch's, and one GetCacheEntryDownloadURL call asks for all three.
+ * `:` separates the parts: git refuses it in ref names, so one ref's prefix never matches another.
+ */
+
+/** Bump when the pack format changes incompatibly. */
+const KEY_VERSION = 'sluice-pack-v1';
+/** The repository's default branch, from the event payload the runner provides. */
+function defaultBranch(env) {
+    if (!env.GITHUB_EVENT_PATH)
+        return undefined;
+    try {
+        const event = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)(env.GITHUB_EVENT_PATH, 'utf8'));
+        const branch = event.repository?.default_branch;
+        return typeof branch === 'string' && branch !== '' ? branch : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+/** Keys must not hold commas (@actions/cache splits on them) and stay within 512 characters. */
+function clean(part) {
+    return part.replace(/[,\s]/g, '_');
+}
+function packKeys(env, userKey) {
+    const os = clean(env.RUNNER_OS || process.platform);
+    const arch = clean(env.RUNNER_ARCH || process.arch);
+    const prefix = `${KEY_VERSION}:${os}:${arch}:${clean(userKey)}:`;
+    const ref = clean(env.GITHUB_REF || 'refs/heads/unknown');
+    const refs = [ref];
+    if (env.GITHUB_BASE_REF)
+        refs.push(`refs/heads/${clean(env.GITHUB_BASE_REF)}`);
+    const main = defaultBranch(env);
+    if (main)
+        refs.push(`refs/heads/${clean(main)}`);
+    const run = `${clean(env.GITHUB_RUN_ID || String(Date.now()))}-${clean(env.GITHUB_RUN_ATTEMPT || '1')}`;
+    return {
+        saveKey: `${prefix}${ref}:${run}`.slice(0, 512),
+        restoreKeys: [...new Set(refs)].map((r) => `${prefix}${r}:`.slice(0, 512)),
+        ref,
+    };
+}
+/** The runner's variables @actions/cache reads, handed to the daemon in its 0600 config file. */
+const CACHE_ENV_NAMES = [
+    'ACTIONS_RESULTS_URL',
+    'ACTIONS_RUNTIME_TOKEN',
+    'ACTIONS_CACHE_SERVICE_V2',
+    'ACTIONS_CACHE_URL',
+    'ACTIONS_CACHE_MODE',
+    'GITHUB_SERVER_URL',
+    'RUNNER_TEMP',
+];
+function cacheEnv(env) {
+    return Object.fromEntries(CACHE_ENV_NAMES.flatMap((name) => (env[name] ? [[name, env[name]]] : [])));
+}
+
+;// CONCATENATED MODULE: ./src/action/gha-cache/main.ts
+/**
+ * The main step in GitHub cache mode (no server): make this job's narinfo signing key, start the
+ * proxy daemon with the pack keys (it restores the newest pack in the background, so this step
+ * does not wait for the download), and point Nix at it, trusting this job's key only.
+ */
+
+
+
+
+
+
+
+
+
+
+async function setUpPackCache(inputs, state, stateDir, problem) {
+    state.mode = 'github';
+    const env = process.env;
+    // Cache service v2 is at ACTIONS_RESULTS_URL; the older v1 (some GHES) at ACTIONS_CACHE_URL.
+    if (!env.ACTIONS_RUNTIME_TOKEN || !(env.ACTIONS_RESULTS_URL || env.ACTIONS_CACHE_URL)) {
+        problem('The GitHub Actions cache is not available to this step (ACTIONS_RUNTIME_TOKEN or ACTIONS_RESULTS_URL is not set): is this an Actions runner? The job runs without the cache.');
+        state.mode = 'off';
+        return;
+    }
+    const keys = packKeys(process.env, inputs.key);
+    const signingKey = generateSecretKey(`sluice-job-${process.env.GITHUB_RUN_ID || 'local'}`);
+    const packDir = (0,external_node_path_namespaceObject.join)(stateDir, 'pack');
+    (0,external_node_fs_namespaceObject.mkdirSync)(packDir, { mode: 0o700 });
+    state.pack = {
+        saveKey: keys.saveKey,
+        restoreKeys: keys.restoreKeys,
+        maxBytes: inputs.maxPackBytes,
+        dir: packDir,
+    };
+    info(`Sluice uses the GitHub Actions cache: restoring the newest pack of ${keys.restoreKeys.join(', ')}.`);
+    const bundles = (0,external_node_path_namespaceObject.dirname)((0,external_node_path_namespaceObject.dirname)(process.argv[1]));
+    // The proxy's per-job credentials, as in server mode (src/action/main.ts).
+    const secrets = newJobSecrets();
+    setSecret(secrets.cachePrefix);
+    setSecret(secrets.controlSecret);
+    const controlSecretFile = writeControlSecret(stateDir, secrets.controlSecret);
+    const secretFiles = [
+        (0,external_node_path_namespaceObject.join)(stateDir, 'daemon.json'),
+        controlSecretFile,
+        (0,external_node_path_namespaceObject.join)(stateDir, 'nix-substituter.conf'),
+    ];
+    state.secretFiles = secretFiles;
+    state.controlSecretFile = controlSecretFile;
+    const configFile = await writeDaemonConfig({
+        listen: `${inputs.listen.host}:${inputs.listen.port}`,
+        server: '',
+        token: null,
+        tokenExpiresAt: null,
+        audience: inputs.audience,
+        push: {
+            enabled: true,
+            ...(inputs.pushFilter ? { filter: inputs.pushFilter } : {}),
+            upstreamCaches: inputs.upstreamCaches,
+            compression: 'zstd',
+        },
+        stateDir,
+        read: [],
+        write: null,
+        pack: {
+            signingKey: signingKey.text,
+            dir: packDir,
+            restoreKey: keys.saveKey,
+            restoreKeys: keys.restoreKeys,
+            cacheEnv: cacheEnv(process.env),
+        },
+        auth: secrets,
+        secretFiles: secretFiles.slice(1),
+    });
+    let daemon;
+    try {
+        daemon = await startDaemon((0,external_node_path_namespaceObject.join)(bundles, PROXY_BUNDLE, 'index.js'), configFile, stateDir, inputs.listen.host, secrets.controlSecret);
+    }
+    catch (error) {
+        removeFiles(secretFiles);
+        if (!(error instanceof DaemonStartError))
+            throw error;
+        problem(`Sluice's proxy did not start, so this job runs without the cache: ${error.message}`);
+        return;
+    }
+    finally {
+        // The daemon deletes its config (the signing key, the runtime token) once read.
+        removeFiles([configFile]);
+    }
+    state.daemon = daemon;
+    info(`Sluice's proxy is listening at ${daemon.url} (pid ${daemon.pid}).`);
+    state.nixConfig = await configureNix({
+        stateDir,
+        proxyUrl: daemon.url,
+        cachePrefix: secrets.cachePrefix,
+        controlSecretFile,
+        // Trusted by this job's nix.conf only, and gone with it: see docs/action.md, "Trust".
+        publicKeys: [signingKey.publicKey.text],
+        hookBundle: (0,external_node_path_namespaceObject.join)(bundles, HOOK_BUNDLE, 'index.js'),
+    }, problem);
+    exportVariable(JobEnv.ProxyUrl, daemon.url);
+    setOutput(Outputs.Substituter, daemon.url);
+    const storeListFile = (0,external_node_path_namespaceObject.join)(stateDir, 'store-before.txt');
+    const count = recordStore(storeListFile);
+    state.storeListFile = storeListFile;
+    info(`Recorded ${count} store paths present before the job's builds.`);
+}
+
+;// CONCATENATED MODULE: ./src/action/state.ts
+/** What the main step hands to the post step, through saved state (the only channel between them). */
+
+
+function state_saveState(state) {
+    saveState(constants_State.Saved, JSON.stringify(state));
+}
+function loadState() {
+    const raw = core.getState(State.Saved);
+    if (!raw)
+        return undefined;
+    return JSON.parse(raw);
+}
+
 ;// CONCATENATED MODULE: ./src/action/main.ts
 /**
  * The main step: get a cache token for this job, start the proxy daemon, point Nix at it, and
  * leave the post step what it needs. Cache trouble never fails the job unless `strict` is set;
  * only misuse (invalid inputs) does.
  */
+
 
 
 
@@ -32552,6 +33148,11 @@ async function setUp(inputs, state) {
     info(`Found ${version}.`);
     const stateDir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)(process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)(), 'sluice-'));
     state.stateDir = stateDir;
+    if (!inputs.server)
+        return setUpPackCache(inputs, state, stateDir, (message) => problem(state, message));
+    await setUpServer({ ...inputs, server: inputs.server }, state, stateDir);
+}
+async function setUpServer(inputs, state, stateDir) {
     const access = await getAccess(inputs, state);
     if (!access) {
         state.mode = 'off';
@@ -32695,7 +33296,7 @@ function trustedKeys(state, access) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1671);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3604);
 
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 process.exit(); // keep-alive sockets must not keep the step running

@@ -16,8 +16,17 @@ import { DEFAULT_AUDIENCE } from '../contracts/server-api.js';
 
 export type PushMode = 'auto' | 'true' | 'false';
 
+export type Backend = 'server' | 'github';
+
 export interface ActionInputs {
-  server: URL;
+  /** Absent in GitHub cache mode. */
+  server: URL | undefined;
+  /** `server`: a Sluice server; `github`: packs in the GitHub Actions cache (src/proxy/pack). */
+  backend: Backend;
+  /** Part of the pack keys (GitHub cache mode), to keep unrelated jobs' packs apart. */
+  key: string;
+  /** Most NAR bytes a new pack holds (GitHub cache mode). */
+  maxPackBytes: number;
   audience: string;
   push: PushMode;
   /** Source of a regular expression; store paths it matches are never pushed. */
@@ -34,8 +43,13 @@ export interface ActionInputs {
 export class InputError extends Error {}
 
 export function readInputs(): ActionInputs {
+  const serverInput = core.getInput(Inputs.Server).trim();
+  const backend = parseBackend(core.getInput(Inputs.Backend) || 'auto', serverInput);
   return {
-    server: parseServer(core.getInput(Inputs.Server, { required: true })),
+    server: backend === 'server' ? parseServer(serverInput) : undefined,
+    backend,
+    key: parseKey(core.getInput(Inputs.Key)),
+    maxPackBytes: parseSize(Inputs.MaxPackSize, core.getInput(Inputs.MaxPackSize) || '5GiB'),
     audience: nonEmpty(Inputs.Audience, core.getInput(Inputs.Audience) || DEFAULT_AUDIENCE),
     push: oneOf(Inputs.Push, core.getInput(Inputs.Push) || 'auto', ['auto', 'true', 'false'] as const),
     pushFilter: parseRegex(Inputs.PushFilter, core.getInput(Inputs.PushFilter)),
@@ -50,6 +64,46 @@ export function readInputs(): ActionInputs {
     strict: parseBoolean(Inputs.Strict, core.getInput(Inputs.Strict) || 'false'),
     summary: parseBoolean(Inputs.Summary, core.getInput(Inputs.Summary) || 'true'),
   };
+}
+
+/** `auto`: a server when `server` is set, the GitHub Actions cache otherwise. */
+function parseBackend(value: string, server: string): Backend {
+  const backend = oneOf(Inputs.Backend, value, ['auto', 'server', 'github'] as const);
+  if (backend === 'server' && server === '')
+    throw new InputError(`Input 'backend' is 'server' but input 'server' is empty: give the server's URL.`);
+  if (backend === 'github' && server !== '')
+    throw new InputError(`Input 'backend' is 'github' but input 'server' is set: use one or the other.`);
+  return backend === 'auto' ? (server === '' ? 'github' : 'server') : backend;
+}
+
+export function parseKey(value: string): string {
+  const key = value.trim();
+  if (key.length > 100 || !/^[A-Za-z0-9._+=@/-]*$/.test(key)) {
+    throw new InputError(
+      `Input 'key' must be at most 100 letters, digits or ._+=@/- (it becomes part of the cache keys); got '${value}'.`,
+    );
+  }
+  return key;
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+};
+
+/** Bytes from `5GiB`, `500 MiB`, `1GB` or a plain number. */
+export function parseSize(name: string, value: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
+  const unit = match ? SIZE_UNITS[match[2]!.toLowerCase()] : undefined;
+  if (!match || unit === undefined)
+    throw new InputError(`Input '${name}' must be a size such as 5GiB, 500MiB or 1000000; got '${value}'.`);
+  return Math.floor(Number(match[1]) * unit);
 }
 
 function nonEmpty(name: string, value: string): string {

@@ -22,6 +22,7 @@ import { ExchangeRefusedError, exchangeToken, getIdToken, probeAnonymousReads } 
 import { readInputs, type ActionInputs } from './inputs.js';
 import { configureNix } from './configure-nix.js';
 import { nixVersion } from './nix-config.js';
+import { setUpPackCache } from './gha-cache/main.js';
 import { checkPublicKey, NixConfValueError } from './nix-conf-values.js';
 import { saveState, type SavedState } from './state.js';
 import { recordStore } from './store-paths.js';
@@ -48,6 +49,9 @@ export async function run(): Promise<void> {
     saveState(state);
   }
 }
+
+/** Inputs of server mode: the server is known. */
+type ServerInputs = ActionInputs & { server: URL };
 
 /** Records a problem for the summary, as a warning, or as the step's failure when `strict` is set. */
 function problem(state: SavedState, message: string): void {
@@ -77,7 +81,11 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
 
   const stateDir = mkdtempSync(join(process.env.RUNNER_TEMP || tmpdir(), 'sluice-'));
   state.stateDir = stateDir;
+  if (!inputs.server) return setUpPackCache(inputs, state, stateDir, (message) => problem(state, message));
+  await setUpServer({ ...inputs, server: inputs.server }, state, stateDir);
+}
 
+async function setUpServer(inputs: ServerInputs, state: SavedState, stateDir: string): Promise<void> {
   const access = await getAccess(inputs, state);
   if (!access) {
     state.mode = 'off';
@@ -184,7 +192,7 @@ interface Access {
   publicKeys: string[];
 }
 
-async function getAccess(inputs: ActionInputs, state: SavedState): Promise<Access | undefined> {
+async function getAccess(inputs: ServerInputs, state: SavedState): Promise<Access | undefined> {
   let idToken: string;
   try {
     idToken = await getIdToken(inputs.audience);
@@ -220,7 +228,7 @@ async function getAccess(inputs: ActionInputs, state: SavedState): Promise<Acces
   }
 }
 
-async function anonymous(inputs: ActionInputs, state: SavedState): Promise<Access | undefined> {
+async function anonymous(inputs: ServerInputs, state: SavedState): Promise<Access | undefined> {
   const anonymousReads = await probeAnonymousReads(inputs.server);
   if (!anonymousReads) {
     core.info('The server does not serve the cache anonymously: this job runs without the cache.');

@@ -6,6 +6,8 @@ import * as core from '@actions/core';
 import { existsSync, readFileSync } from 'node:fs';
 import { Outputs } from './constants.js';
 import { ControlRoute, type DrainRequest } from '../contracts/control-api.js';
+import { finishPack, type PackOutcome } from './gha-cache/post.js';
+import { addPackSummary } from './gha-cache/summary.js';
 import {
   control,
   ensureStopped,
@@ -29,8 +31,10 @@ export async function run(): Promise<void> {
   if (!state || state.reused) return;
   const problems = [...state.problems];
   let stats: DaemonStats | undefined;
+  let pack: PackOutcome | undefined;
   try {
-    stats = await finish(state, problems);
+    if (state.pack) ({ stats, outcome: pack } = await finishPack(state, problems));
+    else stats = await finish(state, problems);
   } catch (error) {
     problems.push(`Sluice's post step failed: ${(error as Error).message}`);
   }
@@ -62,6 +66,7 @@ export async function run(): Promise<void> {
   if (state.summary) {
     try {
       buildSummary(state, stats, problems);
+      if (pack) addPackSummary(pack);
       await core.summary.write();
     } catch (error) {
       core.warning(`Sluice could not write the job summary: ${(error as Error).message}`);

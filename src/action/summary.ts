@@ -28,6 +28,7 @@ const MODE_TEXT: Record<NonNullable<SavedState['mode']>, string> = {
   'read-write': 'read and push',
   'read-only': 'read only (this job may not push)',
   anonymous: 'read only, anonymously (no OIDC token)',
+  github: 'the GitHub Actions cache, one pack per job',
   off: 'not used',
 };
 
@@ -81,11 +82,13 @@ export function buildSummary(state: SavedState, stats: DaemonStats | undefined, 
     summary.addRaw('\n', true);
     if (state.mode === 'read-write') summary.addRaw(pushLine(stats), true).addRaw('\n', true);
   }
-  const read = stats?.read ?? state.read ?? [];
-  const write = stats ? stats.write : (state.write ?? null);
   summary.addRaw(`Cache: ${MODE_TEXT[state.mode ?? 'off']}.`, true);
-  summary.addRaw(`Slices read: ${read.length ? read.map((s) => `\`${s}\``).join(', ') : 'none'}. `, false);
-  summary.addRaw(`Slice written: ${write ? `\`${write}\`` : 'none'}.`, true);
+  if (state.mode !== 'github') {
+    const read = stats?.read ?? state.read ?? [];
+    const write = stats ? stats.write : (state.write ?? null);
+    summary.addRaw(`Slices read: ${read.length ? read.map((s) => `\`${s}\``).join(', ') : 'none'}. `, false);
+    summary.addRaw(`Slice written: ${write ? `\`${write}\`` : 'none'}.`, true);
+  }
   if (state.nixConfig) {
     summary.addRaw(
       `Nix configuration: ${state.nixConfig.scope === 'system' ? 'system-wide (Nix daemon restarted)' : 'user'} nix.conf \`${state.nixConfig.file}\`.`,

@@ -14,6 +14,8 @@ export const ControlRoute = {
   Built: 'built',
   /** `POST` DrainRequest → DaemonStats, by the deadline. */
   Drain: 'drain',
+  /** GitHub cache mode: `POST` `{ paths, maxBytes }` → NewPackReport (contracts/pack-api.ts). */
+  Pack: 'pack',
   /** `POST` → `{ shuttingDown: true }`, then the daemon exits. */
   Shutdown: 'shutdown',
 } as const;

@@ -28,11 +28,26 @@ export interface PushConfig {
   concurrency: number;
 }
 
+/** GitHub cache mode: no server; Nix reads the restored pack, post saves a new one (src/proxy/pack). */
+export interface PackConfig {
+  /** This job's narinfo signing key (`name:base64`), trusted only by this job's nix.conf. */
+  signingKey: string;
+  /** Directory the pack is restored into (its `sluice-pack/`), and written beside. */
+  dir: string;
+  /** The @actions/cache restore: exact key, then key prefixes, newest first within each. */
+  restoreKey: string;
+  restoreKeys: string[];
+  /** What @actions/cache reads from the environment (ACTIONS_RESULTS_URL, ACTIONS_RUNTIME_TOKEN, …). */
+  cacheEnv: Record<string, string>;
+}
+
 export interface DaemonConfig {
   /** `host:port`; the host must be a loopback address, the port may be 0. */
   listen: string;
-  /** The Sluice server's base URL. */
+  /** The Sluice server's base URL; empty in GitHub cache mode. */
   server: string;
+  /** Present: GitHub cache mode. */
+  pack?: PackConfig;
   /** null: no cache token (anonymous, read-only): requests go without credentials. */
   token: string | null;
   /** ISO 8601, as the exchange answered it; null without a token. */
@@ -165,6 +180,23 @@ function parsePush(value: unknown): PushConfig {
   return push;
 }
 
+function parsePackConfig(value: unknown): PackConfig {
+  if (!isRecord(value)) throw new DaemonConfigError('pack must be an object');
+  const restoreKeys = value.restoreKeys;
+  if (!Array.isArray(restoreKeys) || restoreKeys.some((k) => typeof k !== 'string' || k === ''))
+    throw new DaemonConfigError('pack.restoreKeys must be an array of non-empty strings');
+  const cacheEnv = value.cacheEnv ?? {};
+  if (!isRecord(cacheEnv) || Object.values(cacheEnv).some((v) => typeof v !== 'string'))
+    throw new DaemonConfigError('pack.cacheEnv must be an object of strings');
+  return {
+    signingKey: requireString(value, 'signingKey', 'pack.'),
+    dir: requireString(value, 'dir', 'pack.'),
+    restoreKey: requireString(value, 'restoreKey', 'pack.'),
+    restoreKeys: restoreKeys as string[],
+    cacheEnv: cacheEnv as Record<string, string>,
+  };
+}
+
 function parseAuth(value: unknown): ProxyAuth {
   if (!isRecord(value)) throw new DaemonConfigError('auth must be an object { cachePrefix, controlSecret }');
   const auth = {
@@ -194,9 +226,11 @@ export function parseDaemonConfig(value: unknown): DaemonConfig {
   if (!isRecord(value)) throw new DaemonConfigError('config must be a JSON object');
   const listen = requireString(value, 'listen');
   parseDaemonListen(listen);
+  const pack = value.pack === undefined ? undefined : parsePackConfig(value.pack);
   const config: DaemonConfig = {
     listen,
-    server: requireUrl(requireString(value, 'server'), 'server'),
+    ...(pack ? { pack } : {}),
+    server: pack && !value.server ? '' : requireUrl(requireString(value, 'server'), 'server'),
     token: value.token === null || value.token === undefined ? null : requireString(value, 'token'),
     tokenExpiresAt: null,
     audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : DEFAULT_AUDIENCE,

@@ -13,8 +13,8 @@ import {
 import { HttpError } from '../../contracts/http-error.js';
 import { StorePath, StorePathError } from '../../nix/store-path.js';
 import type { Logger } from '../report/daemon-log.js';
-import type { PushQueue } from '../push/push-queue.js';
 import { methodNotAllowed } from '../pull/nix-routes.js';
+import type { BuiltPaths } from '../push/built-paths.js';
 import type { Stats } from '../report/stats.js';
 
 /** A store diff of a big job can list tens of thousands of paths. */
@@ -23,7 +23,9 @@ const MAX_BODY_BYTES = 16 * 1024 * 1024;
 export interface ControlContext {
   stats: Stats;
   /** Absent when pushing is disabled. */
-  queue?: PushQueue;
+  queue?: BuiltPaths;
+  /** GitHub cache mode: `POST /_sluice/pack` writes the job's new pack (body: JSON, answer: JSON). */
+  pack?: (body: Record<string, unknown>) => Promise<unknown>;
   log: Logger;
   health: () => DaemonHealth;
   /** Starts the shutdown once the answer is sent. */
@@ -101,6 +103,10 @@ export async function handleControl(
     case controlPath(ControlRoute.Drain):
       expect('POST');
       return drain(req, res, ctx);
+    case controlPath(ControlRoute.Pack):
+      expect('POST');
+      if (!ctx.pack) throw new HttpError(404, 'this proxy is not in GitHub cache mode', 'not_found');
+      return sendJson(res, 200, await ctx.pack(await readJsonBody(req)));
     case controlPath(ControlRoute.Shutdown):
       expect('POST');
       sendJson(res, 200, { shuttingDown: true });

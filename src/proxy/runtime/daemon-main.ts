@@ -14,6 +14,7 @@ import { writeReadyFile } from '../../contracts/ready-file.js';
 import { createLogger, Secrets, type Logger } from '../report/daemon-log.js';
 import { PushQueue } from '../push/push-queue.js';
 import { CacheRoutes } from '../pull/nix-routes.js';
+import { startPackDaemon } from './pack-daemon.js';
 import { startProxyServer } from './proxy-server.js';
 import { RequestGate } from './request-gate.js';
 import { Stats } from '../report/stats.js';
@@ -48,6 +49,7 @@ export async function removeSecretFiles(files: string[]): Promise<void> {
 }
 
 export async function startDaemon(config: DaemonConfig, options: DaemonOptions = {}): Promise<Daemon> {
+  if (config.pack) return startPackDaemon({ ...config, pack: config.pack }, options);
   const secrets = new Secrets();
   secrets.add(config.token);
   secrets.add(config.auth.cachePrefix);

@@ -8,6 +8,9 @@ import type { RequestGate } from './request-gate.js';
 import type { Logger } from '../report/daemon-log.js';
 import type { CacheRoutes } from '../pull/nix-routes.js';
 
+/** The cache routes Nix talks to: the server's (CacheRoutes) or a restored pack's. */
+export type NixRoutes = Pick<CacheRoutes, 'handle'>;
+
 export interface ProxyServer {
   server: Server;
   port: number;
@@ -26,7 +29,7 @@ export function requestPath(target = '/'): string {
 export async function startProxyServer(
   host: string,
   port: number,
-  routes: CacheRoutes,
+  routes: NixRoutes,
   control: ControlContext,
   gate: RequestGate,
   log: Logger,
