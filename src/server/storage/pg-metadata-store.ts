@@ -15,6 +15,7 @@ import type {
   SliceOwner,
 } from './metadata-store.js';
 import { migrate } from './pg-migrations.js';
+import { NARINFOS_WITH_OWNER, narInfoRecord, optional, sliceOwnerOf, str } from './metadata-rows.js';
 import { StorageUnavailableError } from './unavailable.js';
 
 export interface PgStoreOptions {
@@ -25,9 +26,6 @@ export interface PgStoreOptions {
 }
 
 type Row = Record<string, unknown>;
-
-const str = (v: unknown): string => String(v);
-const optional = (v: unknown): string | undefined => (v === null || v === undefined ? undefined : String(v));
 
 /** Errors that mean "the database is not there right now", as opposed to a bug or bad data. */
 const UNAVAILABLE_CODES = new Set([
@@ -51,35 +49,6 @@ export function isUnavailable(error: unknown): boolean {
     String(message ?? ''),
   );
 }
-
-/** A slice binding from a row's columns (with `prefix`), or null for an unbound slice. */
-function sliceOwnerOf(row: Row, prefix = ''): SliceOwner | null {
-  if (row[`${prefix}repository_id`] === null || row[`${prefix}repository_id`] === undefined) return null;
-  return {
-    issuer: str(row[`${prefix}issuer`]),
-    repositoryId: str(row[`${prefix}repository_id`]),
-    repositoryOwnerId: str(row[`${prefix}repository_owner_id`]),
-  };
-}
-
-function narInfoRecord(row: Row): NarInfoRecord {
-  const signedBy = optional(row.signed_by);
-  return {
-    slice: str(row.slice),
-    hashPart: str(row.hash_part),
-    storePath: str(row.store_path),
-    narKey: str(row.nar_key),
-    narinfo: str(row.narinfo),
-    createdAt: new Date(Number(row.created_at)),
-    owner: sliceOwnerOf(row, 'owner_'),
-    ...(signedBy === undefined ? {} : { signedBy }),
-  };
-}
-
-/** Narinfo rows with their slice's binding, for the lookups' filters. */
-const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
-    s.repository_owner_id AS owner_repository_owner_id
-  FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
 
 export class PgMetadataStore implements MetadataStore {
   private constructor(private readonly pool: pg.Pool) {}

@@ -9,6 +9,7 @@ import type {
   SliceFilter,
   SliceOwner,
 } from './metadata-store.js';
+import { NARINFOS_WITH_OWNER, narInfoRecord, optional, sliceOwnerOf, str } from './metadata-rows.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS slice_nars (
@@ -44,37 +45,6 @@ CREATE TABLE IF NOT EXISTS read_tokens (
 
 type Row = Record<string, string | number | null>;
 
-const str = (v: unknown): string => String(v);
-const optional = (v: unknown): string | undefined => (v === null || v === undefined ? undefined : String(v));
-
-function sliceOwner(row: Row, prefix = ''): SliceOwner | null {
-  if (row[`${prefix}repository_id`] === null || row[`${prefix}repository_id`] === undefined) return null;
-  return {
-    issuer: str(row[`${prefix}issuer`]),
-    repositoryId: str(row[`${prefix}repository_id`]),
-    repositoryOwnerId: str(row[`${prefix}repository_owner_id`]),
-  };
-}
-
-function narInfoRecord(row: Row): NarInfoRecord {
-  const signedBy = optional(row.signed_by);
-  return {
-    slice: str(row.slice),
-    hashPart: str(row.hash_part),
-    storePath: str(row.store_path),
-    narKey: str(row.nar_key),
-    narinfo: str(row.narinfo),
-    createdAt: new Date(Number(row.created_at)),
-    owner: sliceOwner(row, 'owner_'),
-    ...(signedBy === undefined ? {} : { signedBy }),
-  };
-}
-
-/** Narinfo rows with their slice's binding, for the lookups' filters. */
-const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
-    s.repository_owner_id AS owner_repository_owner_id
-  FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
-
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: DatabaseSync;
   private readonly statements = new Map<string, StatementSync>();
@@ -97,7 +67,7 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) =>
       this.readable(
         String(slice),
-        sliceOwner({ issuer, repository_id: repositoryId, repository_owner_id: repositoryOwnerId } as Row),
+        sliceOwnerOf({ issuer, repository_id: repositoryId, repository_owner_id: repositoryOwnerId } as Row),
       )
         ? 1
         : 0,
@@ -232,12 +202,12 @@ export class SqliteMetadataStore implements MetadataStore {
       `SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
          FROM narinfos n LEFT JOIN slices s ON s.name = n.slice WHERE n.nar_key = ?`,
     ).all(key) as Row[];
-    return rows.some((r) => readable(str(r.slice), sliceOwner(r)));
+    return rows.some((r) => readable(str(r.slice), sliceOwnerOf(r)));
   }
 
   async sliceOwner(slice: string): Promise<SliceOwner | null> {
     const row = this.sql('SELECT * FROM slices WHERE name = ?').get(slice) as Row | undefined;
-    return row ? sliceOwner(row) : null;
+    return row ? sliceOwnerOf(row) : null;
   }
 
   async bindSlice(slice: string, owner: SliceOwner): Promise<SliceOwner> {
