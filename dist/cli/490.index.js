@@ -81,6 +81,8 @@ async function migrate(client) {
     }
 }
 
+// EXTERNAL MODULE: ./src/server/storage/metadata-rows.ts
+var metadata_rows = __webpack_require__(9848);
 // EXTERNAL MODULE: ./src/server/storage/unavailable.ts
 var unavailable = __webpack_require__(7927);
 ;// CONCATENATED MODULE: ./src/server/storage/pg-metadata-store.ts
@@ -93,8 +95,7 @@ var unavailable = __webpack_require__(7927);
 
 
 
-const str = (v) => String(v);
-const optional = (v) => (v === null || v === undefined ? undefined : String(v));
+
 /** Errors that mean "the database is not there right now", as opposed to a bug or bad data. */
 const UNAVAILABLE_CODES = new Set([
     'ECONNREFUSED',
@@ -117,33 +118,6 @@ function isUnavailable(error) {
         return true;
     return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(String(message ?? ''));
 }
-/** A slice binding from a row's columns (with `prefix`), or null for an unbound slice. */
-function sliceOwnerOf(row, prefix = '') {
-    if (row[`${prefix}repository_id`] === null || row[`${prefix}repository_id`] === undefined)
-        return null;
-    return {
-        issuer: str(row[`${prefix}issuer`]),
-        repositoryId: str(row[`${prefix}repository_id`]),
-        repositoryOwnerId: str(row[`${prefix}repository_owner_id`]),
-    };
-}
-function narInfoRecord(row) {
-    const signedBy = optional(row.signed_by);
-    return {
-        slice: str(row.slice),
-        hashPart: str(row.hash_part),
-        storePath: str(row.store_path),
-        narKey: str(row.nar_key),
-        narinfo: str(row.narinfo),
-        createdAt: new Date(Number(row.created_at)),
-        owner: sliceOwnerOf(row, 'owner_'),
-        ...(signedBy === undefined ? {} : { signedBy }),
-    };
-}
-/** Narinfo rows with their slice's binding, for the lookups' filters. */
-const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
-    s.repository_owner_id AS owner_repository_owner_id
-  FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
 class PgMetadataStore {
     pool;
     constructor(pool) {
@@ -238,11 +212,11 @@ class PgMetadataStore {
         if (!row)
             return null;
         return {
-            key: str(row.key),
-            compression: str(row.compression),
-            fileHash: str(row.file_hash),
+            key: (0,metadata_rows/* str */.gx)(row.key),
+            compression: (0,metadata_rows/* str */.gx)(row.compression),
+            fileHash: (0,metadata_rows/* str */.gx)(row.file_hash),
             fileSize: Number(row.file_size),
-            narHash: str(row.nar_hash),
+            narHash: (0,metadata_rows/* str */.gx)(row.nar_hash),
             narSize: Number(row.nar_size),
         };
     }
@@ -282,20 +256,20 @@ class PgMetadataStore {
             return [];
         // The filter is JavaScript (grants, templates): rows come back with their slice's binding and
         // are filtered here, on the (hash_part, slice) index.
-        const { rows } = await this.query(`${NARINFOS_WITH_OWNER} WHERE n.hash_part = ANY($1::text[])`, [
+        const { rows } = await this.query(`${metadata_rows/* NARINFOS_WITH_OWNER */.A7} WHERE n.hash_part = ANY($1::text[])`, [
             hashParts,
         ]);
-        return rows.map(narInfoRecord).filter((record) => readable(record.slice, record.owner ?? null));
+        return rows.map(metadata_rows/* narInfoRecord */.X8).filter((record) => readable(record.slice, record.owner ?? null));
     }
     async isNarReadable(key, readable) {
         const { rows } = await this.query(`SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
          FROM narinfos n LEFT JOIN slices s ON s.name = n.slice WHERE n.nar_key = $1`, [key]);
-        return rows.some((r) => readable(str(r.slice), sliceOwnerOf(r)));
+        return rows.some((r) => readable((0,metadata_rows/* str */.gx)(r.slice), (0,metadata_rows/* sliceOwnerOf */.du)(r)));
     }
     async sliceOwner(slice) {
         const { rows } = await this.query('SELECT * FROM slices WHERE name = $1', [slice]);
         const row = rows[0];
-        return row ? sliceOwnerOf(row) : null;
+        return row ? (0,metadata_rows/* sliceOwnerOf */.du)(row) : null;
     }
     async bindSlice(slice, owner) {
         await this.query(`INSERT INTO slices (name, repository_id, repository_owner_id, created_at, issuer)
@@ -306,16 +280,16 @@ class PgMetadataStore {
         const { rows } = await this.query(`SELECT * FROM audit WHERE ($1::text IS NULL OR slice = $1) AND time >= $2 ORDER BY time, id LIMIT $3`, [filter.slice ?? null, filter.since ? +filter.since : 0, filter.limit ?? null]);
         return rows.map((r) => ({
             time: new Date(Number(r.time)),
-            slice: str(r.slice),
-            storePath: str(r.store_path),
+            slice: (0,metadata_rows/* str */.gx)(r.slice),
+            storePath: (0,metadata_rows/* str */.gx)(r.store_path),
             narSize: Number(r.nar_size),
             fileSize: Number(r.file_size),
-            repository: optional(r.repository),
-            repositoryId: optional(r.repository_id),
-            ref: optional(r.ref),
-            workflow: optional(r.workflow),
-            runId: optional(r.run_id),
-            sha: optional(r.sha),
+            repository: (0,metadata_rows/* optional */.lq)(r.repository),
+            repositoryId: (0,metadata_rows/* optional */.lq)(r.repository_id),
+            ref: (0,metadata_rows/* optional */.lq)(r.ref),
+            workflow: (0,metadata_rows/* optional */.lq)(r.workflow),
+            runId: (0,metadata_rows/* optional */.lq)(r.run_id),
+            sha: (0,metadata_rows/* optional */.lq)(r.sha),
         }));
     }
     async useIdTokenOnce(key, expiresAt, now) {
@@ -339,9 +313,9 @@ class PgMetadataStore {
         const { rows } = await this.query('SELECT * FROM read_tokens ORDER BY created_at, id');
         const date = (v) => (v === null ? null : new Date(Number(v)));
         return rows.map((r) => ({
-            id: str(r.id),
-            name: str(r.name),
-            read: JSON.parse(str(r.read)),
+            id: (0,metadata_rows/* str */.gx)(r.id),
+            name: (0,metadata_rows/* str */.gx)(r.name),
+            read: JSON.parse((0,metadata_rows/* str */.gx)(r.read)),
             createdAt: new Date(Number(r.created_at)),
             expiresAt: new Date(Number(r.expires_at)),
             lastUsedAt: date(r.last_used_at),

@@ -8737,8 +8737,11 @@ function dataPaths(dataDir) {
 
 ;// CONCATENATED MODULE: external "node:sqlite"
 const external_node_sqlite_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:sqlite");
+// EXTERNAL MODULE: ./src/server/storage/metadata-rows.ts
+var metadata_rows = __nccwpck_require__(9848);
 ;// CONCATENATED MODULE: ./src/server/storage/sqlite-metadata-store.ts
 /** MetadataStore on SQLite (`node:sqlite`), one file in the data directory, WAL mode. */
+
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS slice_nars (
@@ -8771,34 +8774,6 @@ CREATE TABLE IF NOT EXISTS read_tokens (
   expires_at INTEGER NOT NULL, last_used_at INTEGER, revoked_at INTEGER
 );
 `;
-const str = (v) => String(v);
-const optional = (v) => (v === null || v === undefined ? undefined : String(v));
-function sliceOwner(row, prefix = '') {
-    if (row[`${prefix}repository_id`] === null || row[`${prefix}repository_id`] === undefined)
-        return null;
-    return {
-        issuer: str(row[`${prefix}issuer`]),
-        repositoryId: str(row[`${prefix}repository_id`]),
-        repositoryOwnerId: str(row[`${prefix}repository_owner_id`]),
-    };
-}
-function narInfoRecord(row) {
-    const signedBy = optional(row.signed_by);
-    return {
-        slice: str(row.slice),
-        hashPart: str(row.hash_part),
-        storePath: str(row.store_path),
-        narKey: str(row.nar_key),
-        narinfo: str(row.narinfo),
-        createdAt: new Date(Number(row.created_at)),
-        owner: sliceOwner(row, 'owner_'),
-        ...(signedBy === undefined ? {} : { signedBy }),
-    };
-}
-/** Narinfo rows with their slice's binding, for the lookups' filters. */
-const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
-    s.repository_owner_id AS owner_repository_owner_id
-  FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
 class SqliteMetadataStore {
     db;
     statements = new Map();
@@ -8817,7 +8792,7 @@ class SqliteMetadataStore {
         this.addColumn('slices', 'issuer', `TEXT NOT NULL DEFAULT 'github'`);
         // Slices are filtered inside the query, on the (hash_part, slice) index: a narinfo in a slice the
         // reader cannot see is never returned, so it costs (and times) about like one that does not exist.
-        this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) => this.readable(String(slice), sliceOwner({ issuer, repository_id: repositoryId, repository_owner_id: repositoryOwnerId }))
+        this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) => this.readable(String(slice), (0,metadata_rows/* sliceOwnerOf */.du)({ issuer, repository_id: repositoryId, repository_owner_id: repositoryOwnerId }))
             ? 1
             : 0);
     }
@@ -8866,11 +8841,11 @@ class SqliteMetadataStore {
         if (!row)
             return null;
         return {
-            key: str(row.key),
-            compression: str(row.compression),
-            fileHash: optional(row.file_hash) ?? `sha256:${str(row.key).slice(0, 52)}`,
+            key: (0,metadata_rows/* str */.gx)(row.key),
+            compression: (0,metadata_rows/* str */.gx)(row.compression),
+            fileHash: (0,metadata_rows/* optional */.lq)(row.file_hash) ?? `sha256:${(0,metadata_rows/* str */.gx)(row.key).slice(0, 52)}`,
             fileSize: Number(row.file_size),
-            narHash: str(row.nar_hash),
+            narHash: (0,metadata_rows/* str */.gx)(row.nar_hash),
             narSize: Number(row.nar_size),
         };
     }
@@ -8896,18 +8871,18 @@ class SqliteMetadataStore {
     }
     async findNarInfos(hashParts, readable) {
         // One statement for the batch: the hash parts go in as one JSON array (no SQL built from input).
-        const rows = this.filtered(readable, () => this.sql(`${NARINFOS_WITH_OWNER} WHERE n.hash_part IN (SELECT value FROM json_each(?))
+        const rows = this.filtered(readable, () => this.sql(`${metadata_rows/* NARINFOS_WITH_OWNER */.A7} WHERE n.hash_part IN (SELECT value FROM json_each(?))
            AND sluice_readable(n.slice, s.issuer, s.repository_id, s.repository_owner_id)`).all(JSON.stringify(hashParts)));
-        return rows.map(narInfoRecord);
+        return rows.map(metadata_rows/* narInfoRecord */.X8);
     }
     async isNarReadable(key, readable) {
         const rows = this.sql(`SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
          FROM narinfos n LEFT JOIN slices s ON s.name = n.slice WHERE n.nar_key = ?`).all(key);
-        return rows.some((r) => readable(str(r.slice), sliceOwner(r)));
+        return rows.some((r) => readable((0,metadata_rows/* str */.gx)(r.slice), (0,metadata_rows/* sliceOwnerOf */.du)(r)));
     }
     async sliceOwner(slice) {
         const row = this.sql('SELECT * FROM slices WHERE name = ?').get(slice);
-        return row ? sliceOwner(row) : null;
+        return row ? (0,metadata_rows/* sliceOwnerOf */.du)(row) : null;
     }
     async bindSlice(slice, owner) {
         this.sql(`INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at, issuer)
@@ -8918,16 +8893,16 @@ class SqliteMetadataStore {
         const rows = this.sql(`SELECT * FROM audit WHERE (?1 IS NULL OR slice = ?1) AND time >= ?2 ORDER BY time, id LIMIT ?3`).all(filter.slice ?? null, filter.since ? +filter.since : 0, filter.limit ?? -1);
         return rows.map((r) => ({
             time: new Date(Number(r.time)),
-            slice: str(r.slice),
-            storePath: str(r.store_path),
+            slice: (0,metadata_rows/* str */.gx)(r.slice),
+            storePath: (0,metadata_rows/* str */.gx)(r.store_path),
             narSize: Number(r.nar_size),
             fileSize: Number(r.file_size),
-            repository: optional(r.repository),
-            repositoryId: optional(r.repository_id),
-            ref: optional(r.ref),
-            workflow: optional(r.workflow),
-            runId: optional(r.run_id),
-            sha: optional(r.sha),
+            repository: (0,metadata_rows/* optional */.lq)(r.repository),
+            repositoryId: (0,metadata_rows/* optional */.lq)(r.repository_id),
+            ref: (0,metadata_rows/* optional */.lq)(r.ref),
+            workflow: (0,metadata_rows/* optional */.lq)(r.workflow),
+            runId: (0,metadata_rows/* optional */.lq)(r.run_id),
+            sha: (0,metadata_rows/* optional */.lq)(r.sha),
         }));
     }
     async useIdTokenOnce(key, expiresAt, now) {
@@ -8943,9 +8918,9 @@ class SqliteMetadataStore {
         const rows = this.sql('SELECT * FROM read_tokens ORDER BY created_at, id').all();
         const date = (v) => (v === null ? null : new Date(Number(v)));
         return rows.map((r) => ({
-            id: str(r.id),
-            name: str(r.name),
-            read: JSON.parse(str(r.read)),
+            id: (0,metadata_rows/* str */.gx)(r.id),
+            name: (0,metadata_rows/* str */.gx)(r.name),
+            read: JSON.parse((0,metadata_rows/* str */.gx)(r.read)),
             createdAt: new Date(Number(r.created_at)),
             expiresAt: new Date(Number(r.expires_at)),
             lastUsedAt: date(r.last_used_at),
@@ -15417,6 +15392,49 @@ function written(sink, chunk) {
 function isValidBlobKey(key) {
     return /^[0-9a-z][0-9a-z.]{0,99}$/.test(key) && !key.includes('..');
 }
+
+
+/***/ }),
+
+/***/ 9848:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   A7: () => (/* binding */ NARINFOS_WITH_OWNER),
+/* harmony export */   X8: () => (/* binding */ narInfoRecord),
+/* harmony export */   du: () => (/* binding */ sliceOwnerOf),
+/* harmony export */   gx: () => (/* binding */ str),
+/* harmony export */   lq: () => (/* binding */ optional)
+/* harmony export */ });
+const str = (v) => String(v);
+const optional = (v) => v === null || v === undefined ? undefined : String(v);
+/** A slice binding from a row's columns (with `prefix`), or null for an unbound slice. */
+function sliceOwnerOf(row, prefix = '') {
+    if (row[`${prefix}repository_id`] === null || row[`${prefix}repository_id`] === undefined)
+        return null;
+    return {
+        issuer: str(row[`${prefix}issuer`]),
+        repositoryId: str(row[`${prefix}repository_id`]),
+        repositoryOwnerId: str(row[`${prefix}repository_owner_id`]),
+    };
+}
+function narInfoRecord(row) {
+    const signedBy = optional(row.signed_by);
+    return {
+        slice: str(row.slice),
+        hashPart: str(row.hash_part),
+        storePath: str(row.store_path),
+        narKey: str(row.nar_key),
+        narinfo: str(row.narinfo),
+        createdAt: new Date(Number(row.created_at)),
+        owner: sliceOwnerOf(row, 'owner_'),
+        ...(signedBy === undefined ? {} : { signedBy }),
+    };
+}
+/** Narinfo rows with their slice's binding, for the lookups' filters. */
+const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
+    s.repository_owner_id AS owner_repository_owner_id
+  FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
 
 
 /***/ }),
