@@ -2,7 +2,7 @@
  * Row mappers shared by the SQLite and PostgreSQL metadata stores: both keep the same columns, so a
  * narinfo row (with its slice's binding joined in) reads the same way from either.
  */
-import type { NarInfoRecord, SliceOwner } from './metadata-store.js';
+import type { AuditEntry, NarInfoRecord, SliceOwner } from './metadata-store.js';
 
 type Row = Record<string, unknown>;
 
@@ -38,3 +38,19 @@ export function narInfoRecord(row: Row): NarInfoRecord {
 export const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
     s.repository_owner_id AS owner_repository_owner_id
   FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
+
+export function auditEntry(r: Row): AuditEntry {
+  return {
+    time: new Date(Number(r.time)),
+    slice: str(r.slice),
+    storePath: str(r.store_path),
+    narSize: Number(r.nar_size),
+    fileSize: Number(r.file_size),
+    repository: optional(r.repository),
+    repositoryId: optional(r.repository_id),
+    ref: optional(r.ref),
+    workflow: optional(r.workflow),
+    runId: optional(r.run_id),
+    sha: optional(r.sha),
+  };
+}

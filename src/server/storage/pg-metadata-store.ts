@@ -15,7 +15,14 @@ import type {
   SliceOwner,
 } from './metadata-store.js';
 import { migrate } from './pg-migrations.js';
-import { NARINFOS_WITH_OWNER, narInfoRecord, optional, sliceOwnerOf, str } from './metadata-rows.js';
+import {
+  NARINFOS_WITH_OWNER,
+  auditEntry,
+  narInfoRecord,
+  optional,
+  sliceOwnerOf,
+  str,
+} from './metadata-rows.js';
 import { StorageUnavailableError } from './unavailable.js';
 
 export interface PgStoreOptions {
@@ -223,19 +230,7 @@ export class PgMetadataStore implements MetadataStore {
       `SELECT * FROM audit WHERE ($1::text IS NULL OR slice = $1) AND time >= $2 ORDER BY time, id LIMIT $3`,
       [filter.slice ?? null, filter.since ? +filter.since : 0, filter.limit ?? null],
     );
-    return rows.map((r) => ({
-      time: new Date(Number(r.time)),
-      slice: str(r.slice),
-      storePath: str(r.store_path),
-      narSize: Number(r.nar_size),
-      fileSize: Number(r.file_size),
-      repository: optional(r.repository),
-      repositoryId: optional(r.repository_id),
-      ref: optional(r.ref),
-      workflow: optional(r.workflow),
-      runId: optional(r.run_id),
-      sha: optional(r.sha),
-    }));
+    return rows.map(auditEntry);
   }
 
   async useIdTokenOnce(key: string, expiresAt: Date, now: Date): Promise<boolean> {

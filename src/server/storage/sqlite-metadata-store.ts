@@ -9,7 +9,14 @@ import type {
   SliceFilter,
   SliceOwner,
 } from './metadata-store.js';
-import { NARINFOS_WITH_OWNER, narInfoRecord, optional, sliceOwnerOf, str } from './metadata-rows.js';
+import {
+  NARINFOS_WITH_OWNER,
+  auditEntry,
+  narInfoRecord,
+  optional,
+  sliceOwnerOf,
+  str,
+} from './metadata-rows.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS slice_nars (
@@ -222,19 +229,7 @@ export class SqliteMetadataStore implements MetadataStore {
     const rows = this.sql(
       `SELECT * FROM audit WHERE (?1 IS NULL OR slice = ?1) AND time >= ?2 ORDER BY time, id LIMIT ?3`,
     ).all(filter.slice ?? null, filter.since ? +filter.since : 0, filter.limit ?? -1) as Row[];
-    return rows.map((r) => ({
-      time: new Date(Number(r.time)),
-      slice: str(r.slice),
-      storePath: str(r.store_path),
-      narSize: Number(r.nar_size),
-      fileSize: Number(r.file_size),
-      repository: optional(r.repository),
-      repositoryId: optional(r.repository_id),
-      ref: optional(r.ref),
-      workflow: optional(r.workflow),
-      runId: optional(r.run_id),
-      sha: optional(r.sha),
-    }));
+    return rows.map(auditEntry);
   }
 
   async useIdTokenOnce(key: string, expiresAt: Date, now: Date): Promise<boolean> {
