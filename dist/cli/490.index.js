@@ -278,19 +278,7 @@ class PgMetadataStore {
     }
     async listAudit(filter) {
         const { rows } = await this.query(`SELECT * FROM audit WHERE ($1::text IS NULL OR slice = $1) AND time >= $2 ORDER BY time, id LIMIT $3`, [filter.slice ?? null, filter.since ? +filter.since : 0, filter.limit ?? null]);
-        return rows.map((r) => ({
-            time: new Date(Number(r.time)),
-            slice: (0,metadata_rows/* str */.gx)(r.slice),
-            storePath: (0,metadata_rows/* str */.gx)(r.store_path),
-            narSize: Number(r.nar_size),
-            fileSize: Number(r.file_size),
-            repository: (0,metadata_rows/* optional */.lq)(r.repository),
-            repositoryId: (0,metadata_rows/* optional */.lq)(r.repository_id),
-            ref: (0,metadata_rows/* optional */.lq)(r.ref),
-            workflow: (0,metadata_rows/* optional */.lq)(r.workflow),
-            runId: (0,metadata_rows/* optional */.lq)(r.run_id),
-            sha: (0,metadata_rows/* optional */.lq)(r.sha),
-        }));
+        return rows.map(metadata_rows/* auditEntry */.GE);
     }
     async useIdTokenOnce(key, expiresAt, now) {
         await this.query('DELETE FROM used_id_tokens WHERE expires_at <= $1', [+now]);

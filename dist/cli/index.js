@@ -8891,19 +8891,7 @@ class SqliteMetadataStore {
     }
     async listAudit(filter) {
         const rows = this.sql(`SELECT * FROM audit WHERE (?1 IS NULL OR slice = ?1) AND time >= ?2 ORDER BY time, id LIMIT ?3`).all(filter.slice ?? null, filter.since ? +filter.since : 0, filter.limit ?? -1);
-        return rows.map((r) => ({
-            time: new Date(Number(r.time)),
-            slice: (0,metadata_rows/* str */.gx)(r.slice),
-            storePath: (0,metadata_rows/* str */.gx)(r.store_path),
-            narSize: Number(r.nar_size),
-            fileSize: Number(r.file_size),
-            repository: (0,metadata_rows/* optional */.lq)(r.repository),
-            repositoryId: (0,metadata_rows/* optional */.lq)(r.repository_id),
-            ref: (0,metadata_rows/* optional */.lq)(r.ref),
-            workflow: (0,metadata_rows/* optional */.lq)(r.workflow),
-            runId: (0,metadata_rows/* optional */.lq)(r.run_id),
-            sha: (0,metadata_rows/* optional */.lq)(r.sha),
-        }));
+        return rows.map(metadata_rows/* auditEntry */.GE);
     }
     async useIdTokenOnce(key, expiresAt, now) {
         this.sql('DELETE FROM used_id_tokens WHERE expires_at <= ?').run(+now);
@@ -15401,6 +15389,7 @@ function isValidBlobKey(key) {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   A7: () => (/* binding */ NARINFOS_WITH_OWNER),
+/* harmony export */   GE: () => (/* binding */ auditEntry),
 /* harmony export */   X8: () => (/* binding */ narInfoRecord),
 /* harmony export */   du: () => (/* binding */ sliceOwnerOf),
 /* harmony export */   gx: () => (/* binding */ str),
@@ -15435,6 +15424,21 @@ function narInfoRecord(row) {
 const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
     s.repository_owner_id AS owner_repository_owner_id
   FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
+function auditEntry(r) {
+    return {
+        time: new Date(Number(r.time)),
+        slice: str(r.slice),
+        storePath: str(r.store_path),
+        narSize: Number(r.nar_size),
+        fileSize: Number(r.file_size),
+        repository: optional(r.repository),
+        repositoryId: optional(r.repository_id),
+        ref: optional(r.ref),
+        workflow: optional(r.workflow),
+        runId: optional(r.run_id),
+        sha: optional(r.sha),
+    };
+}
 
 
 /***/ }),
