@@ -15,14 +15,7 @@ import type {
   SliceOwner,
 } from './metadata-store.js';
 import { migrate } from './pg-migrations.js';
-import {
-  NARINFOS_WITH_OWNER,
-  auditEntry,
-  narInfoRecord,
-  optional,
-  sliceOwnerOf,
-  str,
-} from './metadata-rows.js';
+import { NARINFOS_WITH_OWNER, auditEntry, narInfoRecord, sliceOwnerOf, str } from './metadata-rows.js';
 import { StorageUnavailableError } from './unavailable.js';
 
 export interface PgStoreOptions {
