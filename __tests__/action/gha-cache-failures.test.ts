@@ -9,12 +9,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addTinyPaths, salt } from '../support/nix.js';
-import { startAzurite, type Azurite } from '../support/azurite.js';
+import { azuritePort, startAzurite, type Azurite } from '../support/azurite.js';
 import { NEW_ENTRIES_PER_MINUTE, startCacheService, type CacheService } from '../support/cache-service.js';
 import { buildActionBundles, Job } from '../support/runner.js';
 import { deletePaths, derivationExpr } from './support.js';
 
-const AZURITE_PORT = 10101;
+const AZURITE_PORT = azuritePort(1);
 let dist: string;
 let azurite: Azurite;
 let service: CacheService;

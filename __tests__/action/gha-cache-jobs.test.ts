@@ -9,12 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { salt } from '../support/nix.js';
-import { startAzurite, type Azurite } from '../support/azurite.js';
+import { azuritePort, startAzurite, type Azurite } from '../support/azurite.js';
 import { startCacheService, type CacheService } from '../support/cache-service.js';
 import { buildActionBundles, Job, type GitHubContext } from '../support/runner.js';
 import { deletePaths, derivationExpr, outPathsOf } from './support.js';
 
-const AZURITE_PORT = 10100;
+const AZURITE_PORT = azuritePort(0);
 let dist: string;
 let azurite: Azurite;
 let service: CacheService;

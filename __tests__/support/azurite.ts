@@ -35,6 +35,14 @@ async function listening(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * Azurite's port for one test file: SLUICE_TEST_AZURITE_PORT (default 10100) plus the file's offset,
+ * so that two checkouts testing on one machine can keep apart.
+ */
+export function azuritePort(offset: number): number {
+  return Number(process.env.SLUICE_TEST_AZURITE_PORT ?? 10100) + offset;
+}
+
 export async function startAzurite(port: number): Promise<Azurite> {
   const location = mkdtempSync(join(tmpdir(), 'sluice-azurite-'));
   let child: ChildProcess | undefined;
