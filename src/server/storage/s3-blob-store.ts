@@ -58,7 +58,7 @@ export class S3BlobStore implements BlobStore {
     const parts = new PartBuffers(this.options.partSize);
     try {
       for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
-        for (let chunk = next.value; chunk.length > 0; ) {
+        for (let chunk = next.value; chunk.length > 0;) {
           // Copied: the body reuses a chunk's buffer once the next chunk is asked for.
           chunk = chunk.subarray(parts.fill(chunk));
           if (!parts.full) continue;
