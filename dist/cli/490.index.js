@@ -89,7 +89,7 @@ var unavailable = __webpack_require__(7927);
 /**
  * MetadataStore on PostgreSQL (`pg`, one pool per process), for several replicas sharing one
  * database. The same guarantees as the SQLite store: put-if-absent through primary keys and
- * `ON CONFLICT DO NOTHING`, a narinfo and its audit row in one transaction. A database that cannot
+ * `ON CONFLICT DO NOTHING`, a narinfo and its audit row in one statement. A database that cannot
  * be reached (down, restarting, out of connections) makes requests fail with 503 + Retry-After.
  */
 
@@ -152,45 +152,19 @@ class PgMetadataStore {
         }
         return new PgMetadataStore(pool);
     }
-    async query(text, values = []) {
+    /**
+     * `name`: a prepared statement, parsed and planned once per connection, for statements every
+     * upload or download runs. Never for `SELECT *`: a migration by a newer replica that adds a
+     * column would make such a plan fail ("cached plan must not change result type").
+     */
+    async query(text, values = [], name) {
         try {
-            return await this.pool.query(text, values);
+            return await this.pool.query(name ? { name, text, values } : { text, values });
         }
         catch (error) {
             if (isUnavailable(error))
                 throw new unavailable/* StorageUnavailableError */.y7('the database', error);
             throw error;
-        }
-    }
-    /** Runs `work` in one transaction on one connection. */
-    async transaction(work) {
-        let client;
-        try {
-            client = await this.pool.connect();
-        }
-        catch (error) {
-            if (isUnavailable(error))
-                throw new unavailable/* StorageUnavailableError */.y7('the database', error);
-            throw error;
-        }
-        let broken = false;
-        try {
-            await client.query('BEGIN');
-            const result = await work(client);
-            await client.query('COMMIT');
-            return result;
-        }
-        catch (error) {
-            broken = isUnavailable(error);
-            if (!broken)
-                await client.query('ROLLBACK').catch(() => undefined);
-            if (broken)
-                throw new unavailable/* StorageUnavailableError */.y7('the database', error);
-            throw error;
-        }
-        finally {
-            // A connection that failed mid-transaction is dropped, not handed to the next request.
-            client.release(broken);
         }
     }
     async recordUpload(slice, facts) {
@@ -221,35 +195,35 @@ class PgMetadataStore {
         };
     }
     async putNarInfo(record, audit) {
-        return this.transaction(async (client) => {
-            const inserted = await client.query(`INSERT INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`, [
-                record.slice,
-                record.hashPart,
-                record.storePath,
-                record.narKey,
-                record.narinfo,
-                +record.createdAt,
-                record.signedBy ?? null,
-            ]);
-            if (inserted.rowCount === 0)
-                return 'exists';
-            await client.query(`INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
-             workflow, run_id, sha) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, [
-                +audit.time,
-                audit.slice,
-                audit.storePath,
-                audit.narSize,
-                audit.fileSize,
-                audit.repository ?? null,
-                audit.repositoryId ?? null,
-                audit.ref ?? null,
-                audit.workflow ?? null,
-                audit.runId ?? null,
-                audit.sha ?? null,
-            ]);
-            return 'created';
-        });
+        // One statement, so one round trip and atomic: the audit row is inserted only from the narinfo
+        // row the statement inserted (none when the narinfo existed).
+        const { rowCount } = await this.query(`WITH inserted AS (
+         INSERT INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING slice
+       )
+       INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
+           workflow, run_id, sha)
+         SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 FROM inserted`, [
+            record.slice,
+            record.hashPart,
+            record.storePath,
+            record.narKey,
+            record.narinfo,
+            +record.createdAt,
+            record.signedBy ?? null,
+            +audit.time,
+            audit.slice,
+            audit.storePath,
+            audit.narSize,
+            audit.fileSize,
+            audit.repository ?? null,
+            audit.repositoryId ?? null,
+            audit.ref ?? null,
+            audit.workflow ?? null,
+            audit.runId ?? null,
+            audit.sha ?? null,
+        ], 'sluice_put_narinfo');
+        return rowCount === 1 ? 'created' : 'exists';
     }
     async findNarInfos(hashParts, readable) {
         if (hashParts.length === 0)
@@ -263,7 +237,7 @@ class PgMetadataStore {
     }
     async isNarReadable(key, readable) {
         const { rows } = await this.query(`SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
-         FROM narinfos n LEFT JOIN slices s ON s.name = n.slice WHERE n.nar_key = $1`, [key]);
+         FROM narinfos n LEFT JOIN slices s ON s.name = n.slice WHERE n.nar_key = $1`, [key], 'sluice_nar_readers');
         return rows.some((r) => readable((0,metadata_rows/* str */.gx)(r.slice), (0,metadata_rows/* sliceOwnerOf */.du)(r)));
     }
     async sliceOwner(slice) {

@@ -1,7 +1,7 @@
 /**
  * MetadataStore on PostgreSQL (`pg`, one pool per process), for several replicas sharing one
  * database. The same guarantees as the SQLite store: put-if-absent through primary keys and
- * `ON CONFLICT DO NOTHING`, a narinfo and its audit row in one transaction. A database that cannot
+ * `ON CONFLICT DO NOTHING`, a narinfo and its audit row in one statement. A database that cannot
  * be reached (down, restarting, out of connections) makes requests fail with 503 + Retry-After.
  */
 import pg from 'pg';
@@ -81,38 +81,17 @@ export class PgMetadataStore implements MetadataStore {
     return new PgMetadataStore(pool);
   }
 
-  private async query(text: string, values: unknown[] = []): Promise<pg.QueryResult<Row>> {
+  /**
+   * `name`: a prepared statement, parsed and planned once per connection, for statements every
+   * upload or download runs. Never for `SELECT *`: a migration by a newer replica that adds a
+   * column would make such a plan fail ("cached plan must not change result type").
+   */
+  private async query(text: string, values: unknown[] = [], name?: string): Promise<pg.QueryResult<Row>> {
     try {
-      return await this.pool.query<Row>(text, values);
+      return await this.pool.query<Row>(name ? { name, text, values } : { text, values });
     } catch (error) {
       if (isUnavailable(error)) throw new StorageUnavailableError('the database', error);
       throw error;
-    }
-  }
-
-  /** Runs `work` in one transaction on one connection. */
-  private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (error) {
-      if (isUnavailable(error)) throw new StorageUnavailableError('the database', error);
-      throw error;
-    }
-    let broken = false;
-    try {
-      await client.query('BEGIN');
-      const result = await work(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      broken = isUnavailable(error);
-      if (!broken) await client.query('ROLLBACK').catch(() => undefined);
-      if (broken) throw new StorageUnavailableError('the database', error);
-      throw error;
-    } finally {
-      // A connection that failed mid-transaction is dropped, not handed to the next request.
-      client.release(broken);
     }
   }
 
@@ -148,40 +127,39 @@ export class PgMetadataStore implements MetadataStore {
   }
 
   async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists'> {
-    return this.transaction(async (client) => {
-      const inserted = await client.query(
-        `INSERT INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
-        [
-          record.slice,
-          record.hashPart,
-          record.storePath,
-          record.narKey,
-          record.narinfo,
-          +record.createdAt,
-          record.signedBy ?? null,
-        ],
-      );
-      if (inserted.rowCount === 0) return 'exists';
-      await client.query(
-        `INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
-             workflow, run_id, sha) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-        [
-          +audit.time,
-          audit.slice,
-          audit.storePath,
-          audit.narSize,
-          audit.fileSize,
-          audit.repository ?? null,
-          audit.repositoryId ?? null,
-          audit.ref ?? null,
-          audit.workflow ?? null,
-          audit.runId ?? null,
-          audit.sha ?? null,
-        ],
-      );
-      return 'created';
-    });
+    // One statement, so one round trip and atomic: the audit row is inserted only from the narinfo
+    // row the statement inserted (none when the narinfo existed).
+    const { rowCount } = await this.query(
+      `WITH inserted AS (
+         INSERT INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING slice
+       )
+       INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
+           workflow, run_id, sha)
+         SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 FROM inserted`,
+      [
+        record.slice,
+        record.hashPart,
+        record.storePath,
+        record.narKey,
+        record.narinfo,
+        +record.createdAt,
+        record.signedBy ?? null,
+        +audit.time,
+        audit.slice,
+        audit.storePath,
+        audit.narSize,
+        audit.fileSize,
+        audit.repository ?? null,
+        audit.repositoryId ?? null,
+        audit.ref ?? null,
+        audit.workflow ?? null,
+        audit.runId ?? null,
+        audit.sha ?? null,
+      ],
+      'sluice_put_narinfo',
+    );
+    return rowCount === 1 ? 'created' : 'exists';
   }
 
   async findNarInfos(hashParts: readonly string[], readable: SliceFilter): Promise<NarInfoRecord[]> {
@@ -199,6 +177,7 @@ export class PgMetadataStore implements MetadataStore {
       `SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
          FROM narinfos n LEFT JOIN slices s ON s.name = n.slice WHERE n.nar_key = $1`,
       [key],
+      'sluice_nar_readers',
     );
     return rows.some((r) => readable(str(r.slice), sliceOwnerOf(r)));
   }

@@ -54,34 +54,24 @@ export class S3BlobStore implements BlobStore {
   async put(key: string, body: AsyncIterable<Buffer>): Promise<'created' | 'exists'> {
     const objectKey = this.objectKey(key);
     const chunks = body[Symbol.asyncIterator]();
-    let present: boolean;
-    try {
-      present = (await this.head(key)) !== null;
-    } catch (error) {
-      // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
-      void chunks.return?.().catch(() => undefined);
-      throw error;
-    }
-    if (present) {
-      // Already stored: the body is still read to its end, so its checks run, but not sent.
-      for (let next = await chunks.next(); !next.done; next = await chunks.next());
-      return 'exists';
-    }
     const upload = new PartUploader(this, objectKey);
+    const parts = new PartBuffers(this.options.partSize);
     try {
-      const gathered: Buffer[] = [];
-      let gatheredBytes = 0;
       for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
-        // Copied: the body reuses a chunk's buffer once the next chunk is asked for.
-        gathered.push(Buffer.from(next.value));
-        gatheredBytes += next.value.length;
-        if (gatheredBytes >= this.options.partSize) {
-          await upload.addPart(Buffer.concat(gathered, gatheredBytes));
-          gathered.length = 0;
-          gatheredBytes = 0;
+        for (let chunk = next.value; chunk.length > 0;) {
+          // Copied: the body reuses a chunk's buffer once the next chunk is asked for.
+          chunk = chunk.subarray(parts.fill(chunk));
+          if (!parts.full) continue;
+          // More than one part: asked before any is sent, so a stored NAR is not sent again. A
+          // body of one part goes as one PutObject, whose If-None-Match answers the same question.
+          if (!upload.started && (await this.head(key)) !== null) {
+            for (next = await chunks.next(); !next.done; next = await chunks.next());
+            return 'exists';
+          }
+          await upload.addPart(parts.take());
         }
       }
-      const rest = Buffer.concat(gathered, gatheredBytes);
+      const rest = parts.take();
       if (!upload.started) return await this.putWhole(objectKey, rest);
       if (rest.length > 0) await upload.addPart(rest);
       return await upload.complete();
@@ -202,6 +192,52 @@ export class S3BlobStore implements BlobStore {
 
   async close(): Promise<void> {
     this.client.destroy();
+  }
+}
+
+/**
+ * Two buffers of one part each, filled in turn: one gathers the body while the part taken before
+ * it uploads. The first grows as the body does, so a small NAR never takes a whole part.
+ */
+class PartBuffers {
+  private current: Buffer | undefined;
+  private other: Buffer | undefined;
+  private filled = 0;
+
+  constructor(private readonly partSize: number) {}
+
+  get full(): boolean {
+    return this.filled === this.partSize;
+  }
+
+  /** Copies as much of `chunk` as the part has room for; returns how many bytes that was. */
+  fill(chunk: Buffer): number {
+    const taken = Math.min(this.partSize - this.filled, chunk.length);
+    const needed = this.filled + taken;
+    if (!this.current || needed > this.current.length) {
+      // Once a body has filled a part, the next part will be whole too (or the last).
+      const size =
+        this.other?.length === this.partSize
+          ? this.partSize
+          : Math.min(this.partSize, Math.max(2 * (this.current?.length ?? 0), needed, 256 * 1024));
+      const grown = Buffer.allocUnsafe(size);
+      this.current?.copy(grown, 0, 0, this.filled);
+      this.current = grown;
+    }
+    chunk.copy(this.current, this.filled, 0, taken);
+    this.filled = needed;
+    return taken;
+  }
+
+  /**
+   * The bytes gathered, as a part; the other buffer gathers next. A part's buffer is written into
+   * again only after the following take, and PartUploader.addPart has waited for its upload by then.
+   */
+  take(): Buffer {
+    const part = (this.current ?? Buffer.alloc(0)).subarray(0, this.filled);
+    [this.current, this.other] = [this.other, this.current];
+    this.filled = 0;
+    return part;
   }
 }
 
