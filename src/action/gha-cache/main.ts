@@ -33,6 +33,8 @@ export async function setUpPackCache(
     return;
   }
   const keys = packKeys(process.env, inputs.key);
+  // `push: false`: restore and serve the pack, save none (and need no post-build hook).
+  const save = inputs.push !== 'false';
   const signingKey = generateSecretKey(`sluice-job-${process.env.GITHUB_RUN_ID || 'local'}`);
   const packDir = join(stateDir, 'pack');
   mkdirSync(packDir, { mode: 0o700 });
@@ -41,9 +43,10 @@ export async function setUpPackCache(
     restoreKeys: keys.restoreKeys,
     maxBytes: inputs.maxPackBytes,
     dir: packDir,
+    save,
   };
   core.info(
-    `Sluice uses the GitHub Actions cache: restoring the newest pack of ${keys.restoreKeys.join(', ')}.`,
+    `Sluice uses the GitHub Actions cache: restoring the newest pack of ${keys.restoreKeys.join(', ')}${save ? '' : '; `push: false`, so no pack will be saved'}.`,
   );
 
   const bundles = dirname(dirname(process.argv[1]!));
@@ -56,7 +59,7 @@ export async function setUpPackCache(
     tokenExpiresAt: null,
     audience: inputs.audience,
     push: {
-      enabled: true,
+      enabled: save,
       ...(inputs.pushFilter ? { filter: inputs.pushFilter } : {}),
       upstreamCaches: inputs.upstreamCaches,
       compression: 'zstd',
@@ -92,7 +95,7 @@ export async function setUpPackCache(
       controlSecretFile,
       // Trusted by this job's nix.conf only, and gone with it: see docs/action.md, "Trust".
       publicKeys: [signingKey.publicKey.text],
-      hookBundle: join(bundles, HOOK_BUNDLE, 'index.js'),
+      ...(save ? { hookBundle: join(bundles, HOOK_BUNDLE, 'index.js') } : {}),
     },
     problem,
   );

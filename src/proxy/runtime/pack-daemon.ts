@@ -168,7 +168,7 @@ export async function startPackDaemon(
         ok: true,
         pid: process.pid,
         port: proxy.port,
-        pushing: true,
+        pushing: config.push.enabled,
         tokenExpiresAt: null,
         memory: process.memoryUsage(),
       }),
