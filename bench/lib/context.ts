@@ -19,6 +19,10 @@ export interface Sizes {
   /** Growth: push `growthPush` paths and look up `growthLookups` narinfos, times 1, 4 and 16. */
   growthPush: PathGroup;
   growthLookups: number;
+  /** GitHub cache mode: the closure job 2 restores from the pack and substitutes (leaves; plus a root). */
+  ghaPack: PathGroup[];
+  /** GitHub cache mode: path counts of the jobs whose cache-service calls are counted. */
+  ghaCallPaths: number[];
 }
 
 export const FULL: Sizes = {
@@ -33,6 +37,11 @@ export const FULL: Sizes = {
   concurrentJobs: 8,
   growthPush: { count: 50, bytes: Math.round(0.1 * MiB) },
   growthLookups: 625,
+  ghaPack: [
+    { count: 20, bytes: 50 * MiB },
+    { count: 200, bytes: Math.round(0.1 * MiB) },
+  ],
+  ghaCallPaths: [20, 200, 2_000],
 };
 
 /** `--quick`: the same scenarios at a fraction of the size, for iterating on the benchmark itself. */
@@ -48,6 +57,12 @@ export const QUICK: Sizes = {
   concurrentJobs: 8,
   growthPush: { count: 10, bytes: Math.round(0.1 * MiB) },
   growthLookups: 100,
+  ghaPack: [
+    { count: 2, bytes: 10 * MiB },
+    { count: 20, bytes: Math.round(0.1 * MiB) },
+  ],
+  // The counts the issue names: tiny paths, cheap even at 2,000.
+  ghaCallPaths: [20, 200, 2_000],
 };
 
 export interface Bundles {
