@@ -52,8 +52,10 @@ async function restore(
   try {
     await mkdir(dir, { recursive: true });
     await mkdir(tempDir, { recursive: true });
-    // @actions/cache reads the runner's variables from the environment.
+    // @actions/cache reads the runner's variables from the environment. Its tar (GNU tar reads
+    // TAR_OPTIONS) then skips the NARs the stream below already wrote where it extracts to.
     Object.assign(process.env, pack.cacheEnv);
+    process.env.TAR_OPTIONS = [process.env.TAR_OPTIONS, '--skip-old-files'].filter(Boolean).join(' ');
     let done = false;
     const restoring = restorePack(dir, pack.restoreKey, pack.restoreKeys, tempDir).finally(
       () => (done = true),
@@ -61,7 +63,7 @@ async function restore(
     const streamed = await streamRestore(
       tempDir,
       () => done,
-      join(pack.dir, 'stream'),
+      dir,
       (message) =>
         log.warn({ err: message }, 'reading the pack while it downloads failed; reading it once extracted'),
     );
