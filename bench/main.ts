@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only lookups,substitution,push,concurrent,storage] [--repetitions N] [--profile]`
+ * `npm run bench [-- --quick] [--only lookups,substitution,push,concurrent,storage,gha-cache] [--repetitions N] [--profile]`
  *
  * Runs every scenario side by side with its baseline, prints a markdown table of medians and
  * ratios (Sluice / baseline), and writes bench/results/<date>[-quick].md and .json.
@@ -14,6 +14,7 @@ import { findNginx, NGINX_INSTALL_HINT } from './lib/nginx.js';
 import { summariseProfiles } from './lib/profile.js';
 import { markdownTable, notesMarkdown, rowsAsJson, type Row } from './lib/report.js';
 import { concurrentScenario } from './scenarios/concurrent.js';
+import { ghaCacheScenarios } from './scenarios/gha-cache.js';
 import { lookupScenarios } from './scenarios/lookups.js';
 import { pushScenarios } from './scenarios/push.js';
 import { storageScenarios } from './scenarios/storage.js';
@@ -25,6 +26,7 @@ const SCENARIOS: Record<string, (context: Context) => Promise<Row[]>> = {
   push: pushScenarios,
   concurrent: concurrentScenario,
   storage: storageScenarios,
+  'gha-cache': ghaCacheScenarios,
 };
 
 function machineMarkdown(machine: MachineDescription): string {

@@ -21,6 +21,10 @@ export interface Sizes {
   growthLookups: number;
   /** The one NAR streamed through the S3-backed server while its memory is watched. */
   bigNar: number;
+  /** GitHub cache mode: the closure job 2 restores from the pack and substitutes (leaves; plus a root). */
+  ghaPack: PathGroup[];
+  /** GitHub cache mode: path counts of the jobs whose cache-service calls are counted. */
+  ghaCallPaths: number[];
 }
 
 export const FULL: Sizes = {
@@ -36,6 +40,11 @@ export const FULL: Sizes = {
   growthPush: { count: 50, bytes: Math.round(0.1 * MiB) },
   growthLookups: 625,
   bigNar: 1024 * MiB,
+  ghaPack: [
+    { count: 20, bytes: 50 * MiB },
+    { count: 200, bytes: Math.round(0.1 * MiB) },
+  ],
+  ghaCallPaths: [20, 200, 2_000],
 };
 
 /** `--quick`: the same scenarios at a fraction of the size, for iterating on the benchmark itself. */
@@ -52,6 +61,12 @@ export const QUICK: Sizes = {
   growthPush: { count: 10, bytes: Math.round(0.1 * MiB) },
   growthLookups: 100,
   bigNar: 64 * MiB,
+  ghaPack: [
+    { count: 2, bytes: 10 * MiB },
+    { count: 20, bytes: Math.round(0.1 * MiB) },
+  ],
+  // The counts the issue names: tiny paths, cheap even at 2,000.
+  ghaCallPaths: [20, 200, 2_000],
 };
 
 export interface Bundles {

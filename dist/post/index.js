@@ -29004,7 +29004,8 @@ async function finishPack(state, problems) {
     }
     let report;
     try {
-        const paths = state.storeListFile && (0,external_node_fs_.existsSync)(state.storeListFile)
+        // Without saving, the daemon only reports what came from the pack: no store diff needed.
+        const paths = pack.save && state.storeListFile && (0,external_node_fs_.existsSync)(state.storeListFile)
             ? await validPaths(newStorePaths(state.storeListFile))
             : [];
         lib_core/* info */.pq(`Planning the job's pack (${paths.length} new store paths found).`);
