@@ -144,6 +144,27 @@ describe('proxy for Nix', () => {
   });
 });
 
+describe('NAR links', () => {
+  it('asks for each NAR’s link once, however many of Nix’s NAR GETs arrive at once', async () => {
+    const { closure } = await seedClosure((await nixBuild(randomChainExpr(6, 2048)))[0]!);
+    const front = await startFront(stack.server.url);
+    cleanups.push(front.close);
+    const { d } = await daemonFor(front.url, undefined);
+    const narPaths: string[] = [];
+    for (const path of closure) {
+      const narinfo = await (await fetch(`${d.url}/${StorePath.parse(path).hashPart}.narinfo`)).text();
+      narPaths.push(`/${/^URL: (\S+)$/m.exec(narinfo)![1]}`);
+    }
+    // Every NAR asked for at once, as Nix does with several substitutions in flight.
+    const answers = await Promise.all(narPaths.map((nar) => fetch(`${d.url}${nar}`, { redirect: 'manual' })));
+    expect(answers.map((answer) => answer.status)).toEqual(narPaths.map(() => 302));
+    const asked = front.posted
+      .filter((p) => p.url === NAR_LINKS_PATH)
+      .flatMap((p) => (JSON.parse(p.body) as { nars: string[] }).nars);
+    expect(asked.sort()).toEqual(narPaths.map((nar) => nar.slice(1)).sort());
+  });
+});
+
 /** Leaves whose names sort otherwise than their hashes, a path between, and a chain. */
 async function buildMixedClosure(): Promise<string> {
   const tag = salt();

@@ -41,6 +41,8 @@ export class NarLinks {
   /** NAR paths (`/nar/…`) of the narinfo hits, in the order Nix was given them. */
   private readonly candidates = new Set<string>();
   private unsupported = false;
+  /** Links asked for and not answered yet, by NAR path. */
+  private readonly asking = new Map<string, Promise<Link | undefined>>();
   private readonly batches = new Batcher<Link>((paths) => this.fetch(paths), {
     maxBatch: NAR_LINKS_LIMIT,
     maxInFlight: 1,
@@ -68,16 +70,23 @@ export class NarLinks {
     if (this.unsupported) return undefined;
     const known = this.fresh(path);
     if (known) return known.location;
-    const asked = this.batches.lookup(path);
+    const asked = this.ask(path);
     // With it, every other hit without a fresh link: one request for the closure, not one per NAR.
-    for (const other of this.candidates) {
-      if (other !== path && !this.fresh(other)) void this.batches.lookup(other).catch(() => undefined);
+    for (const other of this.candidates) if (!this.fresh(other)) void this.ask(other);
+    return (await asked)?.location;
+  }
+
+  /** The link being asked for, or a new request for it: a path is never in two batches at once. */
+  private ask(path: string): Promise<Link | undefined> {
+    let asking = this.asking.get(path);
+    if (!asking) {
+      asking = this.batches
+        .lookup(path)
+        .catch(() => undefined)
+        .finally(() => this.asking.delete(path));
+      this.asking.set(path, asking);
     }
-    try {
-      return (await asked)?.location;
-    } catch {
-      return undefined;
-    }
+    return asking;
   }
 
   private fresh(path: string): Link | undefined {
