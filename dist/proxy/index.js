@@ -50358,6 +50358,8 @@ class NarLinks {
     /** NAR paths (`/nar/\u2026`) of the narinfo hits, in the order Nix was given them. */
     candidates = new Set();
     unsupported = false;
+    /** Links asked for and not answered yet, by NAR path. */
+    asking = new Map();
     batches = new Batcher((paths) => this.fetch(paths), {
         maxBatch: NAR_LINKS_LIMIT,
         maxInFlight: 1,
@@ -50384,18 +50386,24 @@ class NarLinks {
         const known = this.fresh(path);
         if (known)
             return known.location;
-        const asked = this.batches.lookup(path);
+        const asked = this.ask(path);
         // With it, every other hit without a fresh link: one request for the closure, not one per NAR.
-        for (const other of this.candidates) {
-            if (other !== path && !this.fresh(other))
-                void this.batches.lookup(other).catch(() => undefined);
+        for (const other of this.candidates)
+            if (!this.fresh(other))
+                void this.ask(other);
+        return (await asked)?.location;
+    }
+    /** The link being asked for, or a new request for it: a path is never in two batches at once. */
+    ask(path) {
+        let asking = this.asking.get(path);
+        if (!asking) {
+            asking = this.batches
+                .lookup(path)
+                .catch(() => undefined)
+                .finally(() => this.asking.delete(path));
+            this.asking.set(path, asking);
         }
-        try {
-            return (await asked)?.location;
-        }
-        catch {
-            return undefined;
-        }
+        return asking;
     }
     fresh(path) {
         const link = this.links.get(path);
