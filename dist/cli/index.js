@@ -8610,7 +8610,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 3817:
+/***/ 3559:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -11054,7 +11054,7 @@ function isStringRecord(value) {
 }
 /** Re-checks a signed payload's shape: defence in depth should the key ever sign something odd. */
 function grantFromPayload(payload) {
-    const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners, jti, iat } = payload;
+    const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners, jti, iat, exp, } = payload;
     const validKind = kind === 'ci' || kind === 'read';
     const validRead = Array.isArray(read) && read.every((item) => typeof item === 'string' && isSlicePattern(item));
     const validWrite = write === null || (typeof write === 'string' && isSliceName(write) && kind === 'ci');
@@ -11083,6 +11083,7 @@ function grantFromPayload(payload) {
         ...(readOwners === undefined ? {} : { readOwners: readOwners }),
         identity: identity,
         ...(kind === 'read' ? { issued: { id: jti, at: iat } } : {}),
+        ...(typeof exp === 'number' ? { expiresAt: exp } : {}),
     };
 }
 function subjectOf(grant) {
@@ -11767,6 +11768,7 @@ async function loadOrCreateTokenKey(path) {
 
 
 
+
 const READ_TOKEN_NAME = /^[A-Za-z0-9._@-]{1,100}$/;
 function createExchange(config, tokenKey, options = {}) {
     const verifier = createOidcVerifier(config.issuers, options);
@@ -11792,6 +11794,11 @@ function createExchange(config, tokenKey, options = {}) {
             const grant = await cacheTokens.verify(token);
             await state?.checkReadToken(grant);
             return grant;
+        },
+        async checkGrant(grant) {
+            if (grant.expiresAt === undefined || now() >= grant.expiresAt * 1000)
+                throw unauthorized('cache token', 'expired', 'token_expired');
+            await state?.checkReadToken(grant);
         },
         async createReadToken({ read, ttlSeconds, name }) {
             if (read.length === 0)
@@ -13231,6 +13238,10 @@ class CacheService {
     narRedirectUrl(key) {
         return this.deps.narRedirect ? this.deps.narRedirect(key) : Promise.resolve(undefined);
     }
+    /** How long the URLs of `narRedirectUrl` work, when there are any. */
+    get narRedirectTtlSeconds() {
+        return this.deps.narRedirect ? this.deps.narRedirectTtlSeconds : undefined;
+    }
     countBytesOut(bytes) {
         this.deps.metrics.bytesOut.inc(bytes);
     }
@@ -13584,6 +13595,100 @@ class NarInfoSigner {
     }
 }
 
+;// CONCATENATED MODULE: ./src/server/cache/nar-link-signer.ts
+/**
+ * Signed NAR links: a URL that carries a cache token's read right for one NAR, for a short time,
+ * so that Nix can fetch the bytes from this server without the proxy in between and without the
+ * token. The link holds the grant the token carried (never the token), the NAR's key and an expiry,
+ * MACed with a key derived from the server's token key (HMAC-SHA256: replicas sharing the token key
+ * accept each other's links; a MAC is checked in about a microsecond, an EdDSA signature in ~50).
+ * A link's read is checked exactly as the token's would be: the grant's slices must read the NAR
+ * at the time of the GET, the token must not have expired (nor, for read tokens, been revoked),
+ * and the link works for its NAR only and not after its own expiry.
+ */
+
+
+/** How long a link works. Nix follows a redirect at once; the proxy asks again for a late one. */
+const NAR_LINK_TTL_SECONDS = 120;
+const MAC_CONTEXT = 'sluice signed NAR link v1';
+function refused(problem) {
+    return new http_error/* HttpError */.j(403, `signed NAR link ${problem}`, 'bad_link');
+}
+/** The grant without what a read does not need: the identity beyond what ranks slices. */
+function readGrant(grant) {
+    const identity = grant.identity;
+    const kept = grant.kind === 'read'
+        ? { name: identity.name ?? '' }
+        : {
+            issuer: identity.issuer ?? '',
+            ...(identity.repository_id ? { repository_id: identity.repository_id } : {}),
+        };
+    return {
+        kind: grant.kind,
+        read: grant.read,
+        ...(grant.readOwners ? { readOwners: grant.readOwners } : {}),
+        write: grant.write,
+        bindWrite: grant.bindWrite === true,
+        identity: kept,
+        ...(grant.issued ? { issued: grant.issued } : {}),
+        ...(grant.expiresAt !== undefined ? { expiresAt: grant.expiresAt } : {}),
+    };
+}
+class NarLinkSigner {
+    now;
+    ttlSeconds;
+    macKey;
+    constructor(tokenKey, now = Date.now, ttlSeconds = NAR_LINK_TTL_SECONDS) {
+        this.now = now;
+        this.ttlSeconds = ttlSeconds;
+        const secret = tokenKey.export({ type: 'pkcs8', format: 'der' });
+        this.macKey = Buffer.from((0,external_node_crypto_.hkdfSync)('sha256', secret, Buffer.alloc(0), MAC_CONTEXT, 32));
+    }
+    /**
+     * When links made now expire (seconds): after the link's lifetime (or `ttlSeconds`, if shorter),
+     * never after the token of `grant`.
+     */
+    expiry(grant, ttlSeconds = this.ttlSeconds) {
+        const own = this.nowSeconds() + Math.min(ttlSeconds, this.ttlSeconds);
+        return grant?.expiresAt === undefined ? own : Math.min(own, grant.expiresAt);
+    }
+    nowSeconds() {
+        return Math.floor(this.now() / 1000);
+    }
+    /** The value of the link's `sig` parameter for the NAR `key`. */
+    sign(key, grant, expiresAt = this.expiry(grant)) {
+        const payload = { k: key, e: expiresAt, g: readGrant(grant) };
+        const encoded = Buffer.from(JSON.stringify(payload)).toString('base64url');
+        return `${encoded}.${this.mac(encoded).toString('base64url')}`;
+    }
+    /** The grant a link carries for the NAR `key`; throws 403 naming what is wrong with it. */
+    verify(key, value) {
+        const dot = value.indexOf('.');
+        if (dot <= 0 || dot !== value.lastIndexOf('.'))
+            throw refused('is malformed');
+        const encoded = value.slice(0, dot);
+        const given = Buffer.from(value.slice(dot + 1), 'base64url');
+        const expected = this.mac(encoded);
+        if (given.length !== expected.length || !(0,external_node_crypto_.timingSafeEqual)(given, expected))
+            throw refused('has a bad signature (altered, or signed with another key)');
+        let payload;
+        try {
+            payload = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8'));
+        }
+        catch {
+            throw refused('is malformed');
+        }
+        if (payload.k !== key)
+            throw refused('is for another NAR');
+        if (typeof payload.e !== 'number' || this.now() >= payload.e * 1000)
+            throw refused(`expired at ${new Date((payload.e || 0) * 1000).toISOString()}`);
+        return payload.g;
+    }
+    mac(encoded) {
+        return (0,external_node_crypto_.createHmac)('sha256', this.macKey).update(encoded).digest();
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/rate-limit.ts
 
 
@@ -13751,9 +13856,16 @@ async function resolveAccess(req, verify, isPublic) {
             identity: {},
         };
     }
+    return verifiedAccess(() => verify(token), isPublic);
+}
+/** The access a signed NAR link's grant gives, checked as its token would be now. */
+function resolveGrantAccess(grant, verify, isPublic) {
+    return verifiedAccess(() => verify(grant), isPublic);
+}
+async function verifiedAccess(verify, isPublic) {
     let access;
     try {
-        access = await verify(token);
+        access = await verify();
     }
     catch (caught) {
         const error = exchangeErrorToHttp(caught);
@@ -13775,6 +13887,38 @@ function requireWriteSlice(access) {
     if (access.write === null)
         throw new http_error/* HttpError */.j(403, 'this cache token grants no write slice', 'read_only_token');
     return access.write;
+}
+
+;// CONCATENATED MODULE: ./src/contracts/nar-links.ts
+/**
+ * NAR links: where Nix may fetch a NAR's bytes without the proxy in between. The daemon asks the
+ * server for links to the NARs of the narinfos it answered and redirects Nix's NAR GETs to them.
+ * A link is either a path below the server's URL (`nar/<file>?sig=\u2026`: the read right of the
+ * daemon's token for that NAR alone, signed by the server, short-lived) or an absolute URL (a
+ * presigned bucket URL, when the server keeps NARs in one and presigns downloads).
+ */
+/** `POST` `{"nars": ["nar/<file hash>.nar[.ext]", ...]}` \u2192 `NarLinksResponse`. */
+const NAR_LINKS_PATH = '/_api/v1/nar-links';
+/** NAR URLs per request: the closures Nix substitutes at once. */
+const NAR_LINKS_LIMIT = 1000;
+/** The query parameter of a signed NAR link. */
+const NAR_LINK_PARAM = 'sig';
+/** The answer as the daemon uses it, or undefined when the body is not one. */
+function parseNarLinksResponse(text) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch {
+        return undefined;
+    }
+    const { links, expires_in: expiresIn } = (json ?? {});
+    if (typeof links !== 'object' || links === null || Array.isArray(links))
+        return undefined;
+    if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn))
+        return undefined;
+    const entries = Object.entries(links).filter((entry) => typeof entry[1] === 'string');
+    return { links: new Map(entries), expiresInSeconds: expiresIn };
 }
 
 ;// CONCATENATED MODULE: ./src/server/http/body.ts
@@ -14094,6 +14238,89 @@ async function putNarInfo(cache, request, hashPart) {
     send(request.res, outcome === 'created' ? 201 : 200, {});
 }
 
+;// CONCATENATED MODULE: ./src/server/http/nar-links-handler.ts
+/**
+ * NAR links (src/contracts/nar-links.ts): `POST /_api/v1/nar-links` answers, for each NAR the
+ * request's token may read, where Nix may fetch it without the proxy: a presigned bucket URL, or
+ * `nar/<file>?sig=\u2026` on this server, which carries the token's read right for that NAR alone
+ * (`NarLinkSigner`). A NAR GET with `?sig=` is read with the link's grant instead of a header.
+ */
+
+
+
+
+
+
+/** 1000 NAR URLs as JSON are ~70 KB. */
+const NAR_LINKS_BODY_LIMIT = 128 * 1024;
+function badRequest(message) {
+    return new http_error/* HttpError */.j(400, message, 'bad_request');
+}
+/** `{"nars": ["nar/<file>", ...]}` \u2192 NAR URL \u2192 blob key, each checked; errors name the bad one. */
+function parseNarLinksRequest(body) {
+    let json;
+    try {
+        json = JSON.parse(body.toString('utf8'));
+    }
+    catch (error) {
+        throw badRequest(`request body is not JSON: ${error.message}`);
+    }
+    const nars = json?.nars;
+    if (typeof json !== 'object' || Array.isArray(json) || !Array.isArray(nars))
+        throw badRequest('request body must be {"nars": ["nar/<52-character nix32 hash>.nar[.ext]", ...]}');
+    if (nars.length > NAR_LINKS_LIMIT)
+        throw new http_error/* HttpError */.j(413, `${nars.length} NARs in one request; at most ${NAR_LINKS_LIMIT}`, 'too_many');
+    const keys = new Map();
+    nars.forEach((nar, index) => {
+        const name = typeof nar === 'string' ? parseNarUrl(nar) : undefined;
+        if (!name || name.compression === undefined)
+            throw badRequest(`nars[${index}] ${JSON.stringify(nar)?.slice(0, 100)} is not nar/<52-character nix32 hash>.nar[.zst|.xz]`);
+        keys.set(nar, name.key);
+    });
+    return keys;
+}
+async function postNarLinks(deps, request) {
+    const { req, res } = request;
+    const access = await request.access();
+    checkDeclaredLength(req, NAR_LINKS_BODY_LIMIT, 'NAR link request');
+    acceptBody(req, res);
+    const keys = parseNarLinksRequest(await readSmallBody(request.body(), NAR_LINKS_BODY_LIMIT, 'NAR link request'));
+    const { cache, signer } = deps;
+    const expiresAt = signer.expiry(access.grant, cache.narRedirectTtlSeconds);
+    const links = {};
+    await Promise.all([...keys].map(async ([nar, key]) => {
+        if (!(await cache.narVisible(access, key, false)))
+            return;
+        links[nar] =
+            (await cache.narRedirectUrl(key)) ??
+                // Without a token only public slices are read: the plain URL needs nothing more.
+                (access.grant
+                    ? `nar/${key}?${NAR_LINK_PARAM}=${signer.sign(key, access.grant, expiresAt)}`
+                    : `nar/${key}`);
+    }));
+    const answer = { links, expires_in: Math.max(0, expiresAt - signer.nowSeconds()) };
+    send(res, 200, { 'content-type': 'application/json', 'cache-control': 'no-store' }, JSON.stringify(answer));
+}
+/** The `sig` of a NAR GET's query, if it has one. */
+function linkSignature(url) {
+    const query = url?.split('?', 2)[1];
+    return query === undefined ? undefined : (new URLSearchParams(query).get(NAR_LINK_PARAM) ?? undefined);
+}
+/**
+ * The request as a NAR read sees it: with `?sig=`, the link's grant (checked now, as its token
+ * would be) is the access, whatever else the request carries; otherwise the request's token.
+ */
+function narReadRequest(deps, request, key) {
+    const signature = linkSignature(request.req.url);
+    if (signature === undefined)
+        return request;
+    let access;
+    return {
+        ...request,
+        access: () => (access ??= (async () => resolveGrantAccess(deps.signer.verify(key, signature), deps.verifyGrant, deps.isPublic))()),
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/narinfo-batch-handler.ts
 /**
  * `POST /_api/v1/narinfos`: many narinfo lookups in one request, for the Action's proxy, which
@@ -14110,7 +14337,7 @@ async function putNarInfo(cache, request, hashPart) {
 
 /** 1000 hash parts as JSON are ~35 KB. */
 const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
-function badRequest(message) {
+function narinfo_batch_handler_badRequest(message) {
     return new http_error/* HttpError */.j(400, message, 'bad_request');
 }
 /**
@@ -14123,17 +14350,17 @@ function parseBatchRequest(body) {
         json = JSON.parse(body.toString('utf8'));
     }
     catch (error) {
-        throw badRequest(`request body is not JSON: ${error.message}`);
+        throw narinfo_batch_handler_badRequest(`request body is not JSON: ${error.message}`);
     }
     const hashParts = json?.hashParts;
     if (typeof json !== 'object' || Array.isArray(json) || !Array.isArray(hashParts))
-        throw badRequest('request body must be {"hashParts": ["<32-character nix32 hash>", ...]}');
+        throw narinfo_batch_handler_badRequest('request body must be {"hashParts": ["<32-character nix32 hash>", ...]}');
     if (hashParts.length > NARINFO_BATCH_LIMIT) {
         throw new http_error/* HttpError */.j(413, `${hashParts.length} hash parts in one request; at most ${NARINFO_BATCH_LIMIT}`, 'too_many');
     }
     hashParts.forEach((hashPart, index) => {
         if (typeof hashPart !== 'string' || !HASH_PART_PATTERN.test(hashPart)) {
-            throw badRequest(`hashParts[${index}] ${JSON.stringify(hashPart)?.slice(0, 80)} is not a 32-character nix32 store path hash`);
+            throw narinfo_batch_handler_badRequest(`hashParts[${index}] ${JSON.stringify(hashPart)?.slice(0, 80)} is not a 32-character nix32 store path hash`);
         }
     });
     const scope = parseLookupScope(json.scope, 'scope');
@@ -14162,6 +14389,7 @@ async function postNarInfos(cache, request, publicReads) {
  * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
  * no decoding step for a traversal to hide behind.
  */
+
 
 
 
@@ -14217,6 +14445,8 @@ function matchRoute(rawUrl) {
             return { name: 'token' };
         case NARINFO_BATCH_PATH:
             return { name: 'narinfos' };
+        case NAR_LINKS_PATH:
+            return { name: 'nar-links' };
         case '/metrics':
             return { name: 'metrics' };
     }
@@ -14250,9 +14480,19 @@ function matchRoute(rawUrl) {
 
 
 
+
 function routeTable(deps) {
     const narinfo = (route, request) => getNarInfo(deps.cache, request, route.hashPart);
-    const nar = (route, request) => getNar(deps.cache, request, route.key);
+    const links = {
+        cache: deps.cache,
+        signer: deps.narLinkSigner,
+        verifyGrant: deps.verifyGrant,
+        isPublic: deps.isPublic,
+    };
+    const nar = (route, request) => {
+        const { key } = route;
+        return getNar(deps.cache, narReadRequest(links, request, key), key);
+    };
     return {
         'nix-cache-info': {
             GET: (_route, request) => getNixCacheInfo(request),
@@ -14271,6 +14511,9 @@ function routeTable(deps) {
         },
         narinfos: {
             POST: (_route, request) => postNarInfos(deps.cache, request, deps.publicReads),
+        },
+        'nar-links': {
+            POST: (_route, request) => postNarLinks(links, request),
         },
         'nar-upload': {
             PUT: (route, request) => putNarByNarHash(deps, request, route),
@@ -14350,7 +14593,7 @@ function createRouter(deps) {
                 deps.log.error({ err: error, path }, 'request failed');
             else if (error.status === 503)
                 deps.log.warn({ path, reason: error.message }, 'unavailable');
-            else if (hasBody(req) && routeName !== 'token' && routeName !== 'narinfos')
+            else if (hasBody(req) && !['token', 'narinfos', 'nar-links'].includes(routeName))
                 deps.metrics.rejectedUploads.inc({ reason: error.reason });
             // A body we did not read would be parsed as the next request: close the connection instead.
             if (hasBody(req) && !req.complete && !res.headersSent)
@@ -14809,6 +15052,7 @@ function bucketProblem(blobs, status, error) {
 
 
 
+
 function writerIdentity(grant) {
     if (grant.kind !== 'ci')
         return {};
@@ -14826,6 +15070,7 @@ function writerIdentity(grant) {
 }
 function accessFromGrant(grant) {
     return {
+        grant,
         rank: grantRanking(grant),
         write: grant.write,
         bindWrite: grant.bindWrite === true,
@@ -14857,6 +15102,7 @@ async function startServer(config, options = {}) {
         ...(storage.s3?.config.presignedDownloads
             ? {
                 narRedirect: (key) => storage.s3.store.presignedGetUrl(key, storage.s3.config.presignTtlSeconds),
+                narRedirectTtlSeconds: storage.s3.config.presignTtlSeconds,
             }
             : {}),
         narLimits: {
@@ -14874,6 +15120,11 @@ async function startServer(config, options = {}) {
         metrics,
         log,
         verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
+        verifyGrant: async (grant) => {
+            await exchange.checkGrant(grant);
+            return accessFromGrant(grant);
+        },
+        narLinkSigner: new NarLinkSigner(tokenKey, options.exchange?.now),
         isPublic,
         publicReads: publicSlices.length > 0,
         guard: createRequestGuard(config.rateLimits, config.trustProxy, options.exchange?.now, (limit) => metrics.rateLimited.inc({ limit })),
@@ -15293,7 +15544,7 @@ function sendError(res, error) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(793);
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3817);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3559);
 
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(process.argv.slice(2));
@@ -25336,7 +25587,7 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 3559:
+/***/ 5940:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -25420,7 +25671,7 @@ var bool = __nccwpck_require__(3959);
 var float = __nccwpck_require__(8405);
 var int = __nccwpck_require__(9874);
 var schema = __nccwpck_require__(896);
-var schema$1 = __nccwpck_require__(3559);
+var schema$1 = __nccwpck_require__(5940);
 var binary = __nccwpck_require__(6083);
 var merge = __nccwpck_require__(452);
 var omap = __nccwpck_require__(303);

@@ -47492,7 +47492,7 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6392);
+/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7276);
 
 await (0,_proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .eF)();
 
@@ -47501,7 +47501,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 6392:
+/***/ 7276:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -50288,6 +50288,174 @@ async function fetchWhole(server, path, pool) {
     return { headers: response.headers, chunks, size, release };
 }
 
+;// CONCATENATED MODULE: ./src/contracts/nar-links.ts
+/**
+ * NAR links: where Nix may fetch a NAR's bytes without the proxy in between. The daemon asks the
+ * server for links to the NARs of the narinfos it answered and redirects Nix's NAR GETs to them.
+ * A link is either a path below the server's URL (`nar/<file>?sig=\u2026`: the read right of the
+ * daemon's token for that NAR alone, signed by the server, short-lived) or an absolute URL (a
+ * presigned bucket URL, when the server keeps NARs in one and presigns downloads).
+ */
+/** `POST` `{"nars": ["nar/<file hash>.nar[.ext]", ...]}` \u2192 `NarLinksResponse`. */
+const NAR_LINKS_PATH = '/_api/v1/nar-links';
+/** NAR URLs per request: the closures Nix substitutes at once. */
+const NAR_LINKS_LIMIT = 1000;
+/** The query parameter of a signed NAR link. */
+const NAR_LINK_PARAM = 'sig';
+/** The answer as the daemon uses it, or undefined when the body is not one. */
+function parseNarLinksResponse(text) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch {
+        return undefined;
+    }
+    const { links, expires_in: expiresIn } = (json ?? {});
+    if (typeof links !== 'object' || links === null || Array.isArray(links))
+        return undefined;
+    if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn))
+        return undefined;
+    const entries = Object.entries(links).filter((entry) => typeof entry[1] === 'string');
+    return { links: new Map(entries), expiresInSeconds: expiresIn };
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pull/nar-links.ts
+/**
+ * NAR links (src/contracts/nar-links.ts): the bytes of a NAR go from the server (or its bucket) to
+ * Nix directly, not through this proxy. Nix's NAR GET is answered with a redirect to a link the
+ * server made for the job's token: a short-lived URL that reads that one NAR, never the token.
+ * Once Nix asks for a first NAR, the links of every narinfo hit it was given are asked for in one
+ * request, so the NARs that follow are redirected from memory. A server without the route (older
+ * than the daemon) is asked once; the NARs then stream through the proxy as before.
+ */
+
+
+
+
+/** A link is given to Nix only while it works at least this much longer (Nix follows it at once). */
+const FRESH_MARGIN_MS = 20_000;
+/** Narinfo hits remembered for asking their links; later ones are asked one by one. */
+const MAX_CANDIDATES = 10_000;
+const LINK_TIMEOUT_MS = 15_000;
+const LINK_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
+/** An absolute https URL, or http on a loopback host (tests, a bucket on the same machine). */
+function isSafeRedirect(location) {
+    let url;
+    try {
+        url = new URL(location);
+    }
+    catch {
+        return false;
+    }
+    return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackAddress(url.hostname));
+}
+class NarLinks {
+    server;
+    log;
+    now;
+    links = new Map();
+    /** NAR paths (`/nar/\u2026`) of the narinfo hits, in the order Nix was given them. */
+    candidates = new Set();
+    unsupported = false;
+    /** Links asked for and not answered yet, by NAR path. */
+    asking = new Map();
+    batches = new Batcher((paths) => this.fetch(paths), {
+        maxBatch: NAR_LINKS_LIMIT,
+        maxInFlight: 1,
+    });
+    constructor(server, log, now = Date.now) {
+        this.server = server;
+        this.log = log;
+        this.now = now;
+    }
+    /** False once the server said it has no links: NARs then stream through the proxy. */
+    get available() {
+        return !this.unsupported;
+    }
+    /** A narinfo hit Nix was given: its NAR's link is asked for with the others. */
+    noteHit(narinfo) {
+        const url = /^URL: (nar\/\S+)$/m.exec(narinfo)?.[1];
+        if (url && this.candidates.size < MAX_CANDIDATES)
+            this.candidates.add(`/${url}`);
+    }
+    /** Where Nix may fetch the NAR at `path` (`/nar/\u2026`) itself, or undefined: stream it. */
+    async link(path) {
+        if (this.unsupported)
+            return undefined;
+        const known = this.fresh(path);
+        if (known)
+            return known.location;
+        const asked = this.ask(path);
+        // With it, every other hit without a fresh link: one request for the closure, not one per NAR.
+        for (const other of this.candidates)
+            if (!this.fresh(other))
+                void this.ask(other);
+        return (await asked)?.location;
+    }
+    /** The link being asked for, or a new request for it: a path is never in two batches at once. */
+    ask(path) {
+        let asking = this.asking.get(path);
+        if (!asking) {
+            asking = this.batches
+                .lookup(path)
+                .catch(() => undefined)
+                .finally(() => this.asking.delete(path));
+            this.asking.set(path, asking);
+        }
+        return asking;
+    }
+    fresh(path) {
+        const link = this.links.get(path);
+        return link && link.freshUntil > this.now() ? link : undefined;
+    }
+    async fetch(paths) {
+        const found = new Map();
+        if (this.unsupported)
+            return found;
+        const asked = this.now();
+        let response;
+        try {
+            response = await this.server.requestText({
+                method: 'POST',
+                path: NAR_LINKS_PATH,
+                headers: { 'content-type': 'application/json' },
+                body: () => JSON.stringify({ nars: paths.map((path) => path.slice(1)) }),
+                retry: LINK_RETRY,
+                signal: AbortSignal.timeout(LINK_TIMEOUT_MS),
+            });
+        }
+        catch (error) {
+            this.log.warn({ err: describeNetworkError(error) }, 'NAR links failed: NARs stream through the proxy');
+            return found;
+        }
+        if (response.statusCode === 404 || response.statusCode === 405) {
+            this.unsupported = true;
+            this.log.info({ status: response.statusCode }, 'the cache server has no NAR links: NARs stream through the proxy');
+            return found;
+        }
+        const answer = response.statusCode === 200 ? parseNarLinksResponse(response.text) : undefined;
+        if (!answer) {
+            this.log.warn({ status: response.statusCode, body: response.text.slice(0, 200) }, 'NAR links answered unexpectedly: NARs stream through the proxy');
+            return found;
+        }
+        const freshUntil = asked + answer.expiresInSeconds * 1000 - FRESH_MARGIN_MS;
+        const base = this.server.baseUrl.replace(/\/+$/, '');
+        for (const [nar, link] of answer.links) {
+            // A path below the server's URL, or an absolute URL (a presigned bucket), only https or loopback.
+            const location = /^[a-z][a-z0-9+.-]*:/i.test(link) ? link : `${base}/${link}`;
+            if (!isSafeRedirect(location)) {
+                this.log.warn({ nar }, 'NAR link is not https: not used');
+                continue;
+            }
+            const entry = { location, freshUntil };
+            this.links.set(`/${nar}`, entry);
+            found.set(`/${nar}`, entry);
+        }
+        return found;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/proxy/pull/nix-routes.ts
 
 
@@ -50303,17 +50471,6 @@ async function fetchWhole(server, path, pool) {
 const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
 const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-/** An absolute https URL, or http on a loopback host (tests, a bucket on the same machine). */
-function isSafeRedirect(location) {
-    let url;
-    try {
-        url = new URL(location);
-    }
-    catch {
-        return false;
-    }
-    return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackAddress(url.hostname));
-}
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
@@ -50334,6 +50491,7 @@ class CacheRoutes {
     misses = new Set();
     serverDownUntil = 0;
     readahead;
+    links;
     /** Set when the server answered the batch route 404/405: it predates it. */
     batchUnsupported = false;
     narinfos = new Batcher((hashParts) => this.fetchNarInfos(hashParts), NARINFO_BATCHING);
@@ -50342,6 +50500,7 @@ class CacheRoutes {
         this.stats = stats;
         this.log = log;
         this.readahead = new Readahead(server, log);
+        this.links = new NarLinks(server, log);
     }
     /** Drops the NARs fetched ahead. */
     close() {
@@ -50433,8 +50592,11 @@ class CacheRoutes {
         if ('failed' in answer)
             return this.miss(res, answer.failed);
         this.stats.hits++;
-        if (method === 'GET')
+        if (method === 'GET') {
+            this.links.noteHit(answer.narinfo);
+            // Kept unparsed until a first NAR is streamed: used only if the server has no links.
             this.readahead.noteHit(answer.narinfo);
+        }
         res.writeHead(200, {
             'content-type': 'text/x-nix-narinfo',
             'content-length': Buffer.byteLength(answer.narinfo),
@@ -50506,9 +50668,20 @@ class CacheRoutes {
         return { failed: `the cache server answered HTTP ${status}` };
     }
     async nar(method, path, req, res) {
+        if (method === 'GET') {
+            // The bytes go from the server to Nix: the redirect carries a link for this NAR alone.
+            const location = await this.links.link(path);
+            if (location) {
+                this.stats.narRedirects++;
+                this.stats.paths.narServed(path);
+                res.writeHead(302, { location, 'cache-control': 'no-store', 'content-length': 0 });
+                res.end();
+                return;
+            }
+        }
         // A resumed download asks for the rest only: pass the range on, and the 206 back.
         const range = req.headers.range;
-        if (method === 'GET' && !range) {
+        if (method === 'GET' && !range && !this.links.available) {
             const nar = await this.readahead.take(path);
             if (nar) {
                 this.stats.narsReadAhead++;

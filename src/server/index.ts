@@ -19,6 +19,7 @@ import {
 import type { Access } from './http/auth.js';
 import { CacheService } from './cache/cache-service.js';
 import { NarInfoSigner } from './cache/narinfo-signer.js';
+import { NarLinkSigner } from './cache/nar-link-signer.js';
 import { createRequestGuard } from './http/rate-limit.js';
 import { createRouter } from './http/router.js';
 import { UploadSlots } from './http/upload-slots.js';
@@ -62,6 +63,7 @@ function writerIdentity(grant: CacheGrant): WriterIdentity {
 
 function accessFromGrant(grant: CacheGrant): Omit<Access, 'authenticated' | 'canRead'> {
   return {
+    grant,
     rank: grantRanking(grant),
     write: grant.write,
     bindWrite: grant.bindWrite === true,
@@ -97,6 +99,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       ? {
           narRedirect: (key: string) =>
             storage.s3!.store.presignedGetUrl(key, storage.s3!.config.presignTtlSeconds),
+          narRedirectTtlSeconds: storage.s3.config.presignTtlSeconds,
         }
       : {}),
     narLimits: {
@@ -114,6 +117,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     metrics,
     log,
     verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
+    verifyGrant: async (grant) => {
+      await exchange.checkGrant(grant);
+      return accessFromGrant(grant);
+    },
+    narLinkSigner: new NarLinkSigner(tokenKey, options.exchange?.now),
     isPublic,
     publicReads: publicSlices.length > 0,
     guard: createRequestGuard(config.rateLimits, config.trustProxy, options.exchange?.now, (limit) =>

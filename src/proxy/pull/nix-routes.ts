@@ -8,7 +8,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { HttpError } from '../../contracts/http-error.js';
-import { isLoopbackAddress } from '../../contracts/listen.js';
 import { parseNarUrl } from '../../nix/nar-url.js';
 import { Batcher } from './lookup-batcher.js';
 import { ByteCounter } from './byte-counter.js';
@@ -16,6 +15,7 @@ import { forwardableHeaders } from './response-headers.js';
 import type { Logger } from '../report/daemon-log.js';
 import { batchRouteMissing, narInfoBatchRequest, parseNarInfoBatch } from '../upstream/batch-lookup.js';
 import { Readahead } from './readahead.js';
+import { isSafeRedirect, NarLinks } from './nar-links.js';
 import type { Stats } from '../report/stats.js';
 import {
   describeNetworkError,
@@ -30,16 +30,6 @@ export const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority:
 const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
-/** An absolute https URL, or http on a loopback host (tests, a bucket on the same machine). */
-function isSafeRedirect(location: string): boolean {
-  let url: URL;
-  try {
-    url = new URL(location);
-  } catch {
-    return false;
-  }
-  return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackAddress(url.hostname));
-}
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
@@ -61,6 +51,7 @@ export class CacheRoutes {
   private readonly misses = new Set<string>();
   private serverDownUntil = 0;
   private readonly readahead: Readahead;
+  private readonly links: NarLinks;
   /** Set when the server answered the batch route 404/405: it predates it. */
   private batchUnsupported = false;
   private readonly narinfos = new Batcher<NarInfoAnswer>(
@@ -74,6 +65,7 @@ export class CacheRoutes {
     private readonly log: Logger,
   ) {
     this.readahead = new Readahead(server, log);
+    this.links = new NarLinks(server, log);
   }
 
   /** Drops the NARs fetched ahead. */
@@ -166,7 +158,11 @@ export class CacheRoutes {
     }
     if ('failed' in answer) return this.miss(res, answer.failed);
     this.stats.hits++;
-    if (method === 'GET') this.readahead.noteHit(answer.narinfo);
+    if (method === 'GET') {
+      this.links.noteHit(answer.narinfo);
+      // Kept unparsed until a first NAR is streamed: used only if the server has no links.
+      this.readahead.noteHit(answer.narinfo);
+    }
     res.writeHead(200, {
       'content-type': 'text/x-nix-narinfo',
       'content-length': Buffer.byteLength(answer.narinfo),
@@ -252,9 +248,20 @@ export class CacheRoutes {
     req: IncomingMessage,
     res: ServerResponse,
   ): Promise<void> {
+    if (method === 'GET') {
+      // The bytes go from the server to Nix: the redirect carries a link for this NAR alone.
+      const location = await this.links.link(path);
+      if (location) {
+        this.stats.narRedirects++;
+        this.stats.paths.narServed(path);
+        res.writeHead(302, { location, 'cache-control': 'no-store', 'content-length': 0 });
+        res.end();
+        return;
+      }
+    }
     // A resumed download asks for the rest only: pass the range on, and the 206 back.
     const range = req.headers.range;
-    if (method === 'GET' && !range) {
+    if (method === 'GET' && !range && !this.links.available) {
       const nar = await this.readahead.take(path);
       if (nar) {
         this.stats.narsReadAhead++;

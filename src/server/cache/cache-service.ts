@@ -34,6 +34,8 @@ export interface CacheServiceDeps {
   log: Logger;
   /** When set, NAR GETs answer with a redirect to this URL (a presigned one) after the same checks. */
   narRedirect?: (key: string) => Promise<string>;
+  /** How long the URLs of `narRedirect` work. */
+  narRedirectTtlSeconds?: number;
 }
 
 /** Who reads: the slices a request may see and their precedence, and the slice it writes (HEAD answers from that one). */
@@ -107,6 +109,11 @@ export class CacheService {
   /** Where a visible NAR's bytes are to be fetched instead of from this server (a presigned URL), if anywhere. */
   narRedirectUrl(key: string): Promise<string | undefined> {
     return this.deps.narRedirect ? this.deps.narRedirect(key) : Promise.resolve(undefined);
+  }
+
+  /** How long the URLs of `narRedirectUrl` work, when there are any. */
+  get narRedirectTtlSeconds(): number | undefined {
+    return this.deps.narRedirect ? this.deps.narRedirectTtlSeconds : undefined;
   }
 
   countBytesOut(bytes: number): void {

@@ -7,7 +7,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError, sendError } from '../../contracts/http-error.js';
 import type { Logger } from '../server-log.js';
 import type { ServerMetrics } from '../metrics.js';
-import { resolveAccess, type Access, type TokenVerifier } from './auth.js';
+import { resolveAccess, type Access, type GrantVerifier, type TokenVerifier } from './auth.js';
+import { narReadRequest, postNarLinks, type NarLinkDeps } from './nar-links-handler.js';
+import type { NarLinkSigner } from '../cache/nar-link-signer.js';
 import {
   getNar,
   getNarInfo,
@@ -32,6 +34,9 @@ export interface RouterDeps {
   metrics: ServerMetrics;
   log: Logger;
   verifyToken: TokenVerifier;
+  /** Checks the grant of a signed NAR link (expiry, revocation) as its token would be. */
+  verifyGrant: GrantVerifier;
+  narLinkSigner: NarLinkSigner;
   isPublic: (slice: string) => boolean;
   /** Whether any slice is public (readable without a token). */
   publicReads: boolean;
@@ -50,7 +55,16 @@ type MethodTable = Partial<Record<string, Handler>>;
 function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
   const narinfo: Handler = (route, request) =>
     getNarInfo(deps.cache, request, (route as { hashPart: string }).hashPart);
-  const nar: Handler = (route, request) => getNar(deps.cache, request, (route as { key: string }).key);
+  const links: NarLinkDeps = {
+    cache: deps.cache,
+    signer: deps.narLinkSigner,
+    verifyGrant: deps.verifyGrant,
+    isPublic: deps.isPublic,
+  };
+  const nar: Handler = (route, request) => {
+    const { key } = route as { key: string };
+    return getNar(deps.cache, narReadRequest(links, request, key), key);
+  };
   return {
     'nix-cache-info': {
       GET: (_route, request) => getNixCacheInfo(request),
@@ -69,6 +83,9 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
     },
     narinfos: {
       POST: (_route, request) => postNarInfos(deps.cache, request, deps.publicReads),
+    },
+    'nar-links': {
+      POST: (_route, request) => postNarLinks(links, request),
     },
     'nar-upload': {
       PUT: (route, request) =>
@@ -157,7 +174,7 @@ export function createRouter(deps: RouterDeps): RawHandler {
       if (error instanceof HttpError && error.status === 401) deps.guard?.refused(req, routeName);
       if (!(error instanceof HttpError)) deps.log.error({ err: error, path }, 'request failed');
       else if (error.status === 503) deps.log.warn({ path, reason: error.message }, 'unavailable');
-      else if (hasBody(req) && routeName !== 'token' && routeName !== 'narinfos')
+      else if (hasBody(req) && !['token', 'narinfos', 'nar-links'].includes(routeName))
         deps.metrics.rejectedUploads.inc({ reason: error.reason });
       // A body we did not read would be parsed as the next request: close the connection instead.
       if (hasBody(req) && !req.complete && !res.headersSent) res.setHeader('connection', 'close');
