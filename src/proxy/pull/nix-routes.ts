@@ -87,7 +87,7 @@ export class CacheRoutes {
     this.readahead = new Readahead(server, log);
     this.paths = new PathSet(server, clock, log);
     this.prefetch = new NarInfoPrefetch(
-      (hashPart) => this.narinfos.lookup(hashPart),
+      (hashPart) => this.lookupRemembered(hashPart),
       (hashPart) => this.paths.holds(hashPart) && !this.recentMiss(hashPart),
       () => clock.now(),
     );
@@ -190,18 +190,16 @@ export class CacheRoutes {
     if (this.recentMiss(hashPart)) return this.miss(res, 'not in the cache');
     let answer: NarInfoAnswer | undefined;
     try {
-      // A hit fetched ahead answers; a miss fetched ahead may be older than the freshness bound.
+      // A hit fetched ahead answers; a miss fetched ahead only within the freshness bound.
       const ahead = await this.prefetch.take(hashPart);
       if (ahead && 'narinfo' in ahead) answer = ahead;
+      else if (ahead && 'missing' in ahead && this.recentMiss(hashPart))
+        return this.miss(res, 'not in the cache');
       else {
         if (Date.now() < this.serverDownUntil) return this.miss(res, UNREACHABLE.failed);
         if (!(await this.paths.mayHold(hashPart))) return this.miss(res, 'not in the cache');
-        const askedAt = this.clock.now();
-        answer = await this.narinfos.lookup(hashPart);
-        if (answer === undefined || 'missing' in answer) {
-          this.rememberMiss(hashPart, askedAt);
-          return this.miss(res, 'not in the cache');
-        }
+        answer = await this.lookupRemembered(hashPart);
+        if (answer === undefined || 'missing' in answer) return this.miss(res, 'not in the cache');
       }
     } catch (e) {
       // Not expected (lookups answer failures as such), but never a failed build over it.
@@ -220,6 +218,14 @@ export class CacheRoutes {
     });
     res.end(method === 'HEAD' ? undefined : answer.narinfo);
     return answer.narinfo;
+  }
+
+  /** A batch lookup whose miss is remembered, as when Nix asks (for the lookups fetched ahead). */
+  private async lookupRemembered(hashPart: string): Promise<NarInfoAnswer | undefined> {
+    const askedAt = this.clock.now();
+    const answer = await this.narinfos.lookup(hashPart);
+    if (answer === undefined || 'missing' in answer) this.rememberMiss(hashPart, askedAt);
+    return answer;
   }
 
   private rememberMiss(hashPart: string, askedAt: number): void {
