@@ -19,6 +19,10 @@ export interface Sizes {
   /** Growth: push `growthPush` paths and look up `growthLookups` narinfos, times 1, 4 and 16. */
   growthPush: PathGroup;
   growthLookups: number;
+  /** Narinfos in the large cache the lookups run against (seeded directly into its database). */
+  largeCache: number;
+  /** Leaves of the mostly-missing job's closure (a tenth of them cached). */
+  missJob: number;
 }
 
 export const FULL: Sizes = {
@@ -33,6 +37,8 @@ export const FULL: Sizes = {
   concurrentJobs: 8,
   growthPush: { count: 50, bytes: Math.round(0.1 * MiB) },
   growthLookups: 625,
+  largeCache: 1_000_000,
+  missJob: 1_000,
 };
 
 /** `--quick`: the same scenarios at a fraction of the size, for iterating on the benchmark itself. */
@@ -48,6 +54,8 @@ export const QUICK: Sizes = {
   concurrentJobs: 8,
   growthPush: { count: 10, bytes: Math.round(0.1 * MiB) },
   growthLookups: 100,
+  largeCache: 50_000,
+  missJob: 100,
 };
 
 export interface Bundles {
