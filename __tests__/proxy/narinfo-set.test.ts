@@ -7,9 +7,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import {
   decodeNarInfoSet,
+  encodeNarInfoSet,
   hasPrefix,
   hashPrefix,
   NARINFO_SET_PATH,
+  sortedUnique,
 } from '../../src/contracts/narinfo-set.js';
 import { ManualClock } from '../support/clock.js';
 import { nix, nixBuild, randomChainExpr } from '../support/nix.js';
@@ -85,6 +87,38 @@ async function status(url: string, hashPart: string): Promise<number> {
 /** Hash parts the daemon asked the server for in batch lookups. */
 const batched = (front: { posted: { url: string; body: string }[] }) =>
   front.posted.flatMap((post) => (JSON.parse(post.body) as { hashParts: string[] }).hashParts);
+
+describe('the narinfo set format', () => {
+  it('round-trips sorted prefixes, orders them as the hash parts sort, and refuses damaged bodies', () => {
+    const parts = Array.from({ length: 2000 }, () => randomNix32(32)).sort();
+    const prefixes = parts.map((part) => hashPrefix(part));
+    // nix32's alphabet is in ASCII order: sorted hash parts have non-decreasing prefixes.
+    expect(prefixes).toEqual([...prefixes].sort((a, b) => a - b));
+    expect(hashPrefix('0'.repeat(32))).toBe(0);
+    expect(hashPrefix('z'.repeat(32))).toBe(0xffffffff);
+    expect(hashPrefix('0000001' + 'z'.repeat(25))).toBe(0);
+    expect(hashPrefix('0000008' + '0'.repeat(25))).toBe(1);
+    const set = {
+      cursor: '42',
+      full: true,
+      prefixes: sortedUnique(Uint32Array.from([...prefixes, 0, 0xffffffff])),
+    };
+    const body = encodeNarInfoSet(set);
+    expect(body.length).toBeLessThan(set.prefixes.length * 4 + 100);
+    const decoded = decodeNarInfoSet(body);
+    expect({ ...decoded, prefixes: [...decoded.prefixes] }).toEqual({ ...set, prefixes: [...set.prefixes] });
+    for (const part of parts) expect(hasPrefix(decoded.prefixes, hashPrefix(part))).toBe(true);
+    expect(() => decodeNarInfoSet(body.subarray(0, body.length - 1))).toThrow(
+      /ends after \d+ of \d+ prefixes/,
+    );
+    expect(() => decodeNarInfoSet(Buffer.concat([body, Buffer.from([1])]))).toThrow(/bytes after its last/);
+    expect(() => decodeNarInfoSet(Buffer.from('{"format":"other"}\n'))).toThrow(/unknown narinfo set format/);
+    const repeated = Buffer.from(
+      '{"format":"sluice-narinfo-set-1","cursor":"1","count":2,"full":true}\n\u0005\u0000',
+    );
+    expect(() => decodeNarInfoSet(repeated)).toThrow(/not strictly increasing/);
+  });
+});
 
 describe('the narinfo set route', () => {
   it("holds the readable slices' paths, never another's, and deltas from a cursor", async () => {
