@@ -50,6 +50,8 @@ export async function lookupScenarios(context: Context): Promise<Row[]> {
     const viaProxy = async () => {
       const daemon = await stack!.startJob();
       try {
+        // A real job's daemon has its narinfo set long before Nix asks: so does this one.
+        await daemon.lookupSetLoaded();
         const requests = lookupRequests(known.paths, total);
         const before = {
           daemon: daemon.cpuSeconds(),
