@@ -25,6 +25,10 @@ export interface Sizes {
   ghaPack: PathGroup[];
   /** GitHub cache mode: path counts of the jobs whose cache-service calls are counted. */
   ghaCallPaths: number[];
+  /** Narinfos in the large cache the lookups run against (seeded directly into its database). */
+  largeCache: number;
+  /** Leaves of the mostly-missing job's closure (a tenth of them cached). */
+  missJob: number;
 }
 
 export const FULL: Sizes = {
@@ -45,6 +49,8 @@ export const FULL: Sizes = {
     { count: 200, bytes: Math.round(0.1 * MiB) },
   ],
   ghaCallPaths: [20, 200, 2_000],
+  largeCache: 1_000_000,
+  missJob: 1_000,
 };
 
 /** `--quick`: the same scenarios at a fraction of the size, for iterating on the benchmark itself. */
@@ -67,6 +73,8 @@ export const QUICK: Sizes = {
   ],
   // The counts the issue names: tiny paths, cheap even at 2,000.
   ghaCallPaths: [20, 200, 2_000],
+  largeCache: 50_000,
+  missJob: 100,
 };
 
 export interface Bundles {

@@ -80,6 +80,8 @@ async function postgresLookups(context: Context, backends: Backends): Promise<Ro
     const lookups = (stack: Stack) => async () => {
       const daemon = await stack.startJob();
       try {
+        // A real job's daemon has its narinfo set long before Nix asks: so does this one.
+        await daemon.lookupSetLoaded();
         const requests = lookupRequests(known.paths, sizes.lookups);
         const result = await getAll(daemon.url, requests.paths);
         expectHitsAndMisses(result, requests.hits, sizes.lookups, 'the proxy');

@@ -54,6 +54,12 @@ const MIGRATIONS = [
      id TEXT PRIMARY KEY, name TEXT NOT NULL, read TEXT NOT NULL, created_at BIGINT NOT NULL,
      expires_at BIGINT NOT NULL, last_used_at BIGINT, revoked_at BIGINT
    );`,
+    // 4: insert order for the narinfo set's deltas: the inserting transaction's id. Commits come in
+    // any order, so a delta asks from the oldest transaction still running (the snapshot's xmin),
+    // not from the newest row seen. Older rows read as 0: only in full answers.
+    `ALTER TABLE narinfos ADD COLUMN txid xid8 NOT NULL DEFAULT '0';
+   ALTER TABLE narinfos ALTER COLUMN txid SET DEFAULT pg_current_xact_id();
+   CREATE INDEX narinfos_by_txid ON narinfos (txid);`,
 ];
 /** An arbitrary constant naming Sluice's migration lock among the database's advisory locks. */
 const MIGRATION_LOCK = 0x51_75_1c_e0;
@@ -234,6 +240,26 @@ class PgMetadataStore {
             hashParts,
         ]);
         return rows.map(metadata_rows/* narInfoRecord */.X8).filter((record) => readable(record.slice, record.owner ?? null));
+    }
+    async narInfoHashParts(since) {
+        // One statement, one snapshot: every transaction below its xmin has ended, so each narinfo
+        // invisible to this snapshot has a txid >= xmin and is in the answer to `since = xmin`.
+        const { rows } = await this.query(`WITH snap AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS cursor),
+            grouped AS (SELECT slice, string_agg(hash_part, '') AS hash_parts FROM narinfos
+                          WHERE txid >= $1::xid8 GROUP BY slice)
+       SELECT snap.cursor, g.slice, g.hash_parts, s.issuer AS owner_issuer,
+              s.repository_id AS owner_repository_id, s.repository_owner_id AS owner_repository_owner_id
+         FROM snap LEFT JOIN grouped g ON true LEFT JOIN slices s ON s.name = g.slice`, [since ?? '0']);
+        return {
+            cursor: (0,metadata_rows/* str */.gx)(rows[0]?.cursor ?? '0'),
+            slices: rows
+                .filter((row) => row.slice !== null)
+                .map((row) => ({
+                slice: (0,metadata_rows/* str */.gx)(row.slice),
+                owner: (0,metadata_rows/* sliceOwnerOf */.du)(row, 'owner_'),
+                hashParts: (0,metadata_rows/* str */.gx)(row.hash_parts),
+            })),
+        };
     }
     async isNarReadable(key, readable) {
         const { rows } = await this.query(`SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id

@@ -19,7 +19,7 @@ import { startProxyServer } from './proxy-server.js';
 import { RequestGate } from './request-gate.js';
 import { Stats } from '../report/stats.js';
 import { LocalStore } from '../push/local-store.js';
-import type { Clock } from '../upstream/clock.js';
+import { systemClock, type Clock } from '../upstream/clock.js';
 import { TokenKeeper } from '../upstream/token-keeper.js';
 import { Upstream } from '../upstream/upstream-client.js';
 
@@ -81,7 +81,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
     onRetry: (info) => log.info(info, 'retrying a request to the cache server'),
   });
   const store = new LocalStore(options.env);
-  const routes = new CacheRoutes(server, stats, log);
+  const routes = new CacheRoutes(server, stats, log, options.clock ?? systemClock);
   if (config.push.enabled) {
     queue = new PushQueue({
       config: config.push,
@@ -127,6 +127,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
     log,
   );
   tokens.start();
+  routes.start();
   await writeReadyFile(config.stateDir, { pid: process.pid, port: proxy.port });
   log.info(
     {

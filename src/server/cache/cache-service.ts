@@ -19,6 +19,7 @@ import type { MetadataStore, SliceFilter } from '../storage/metadata-store.js';
 import { verifyNarUpload, type NarUploadName } from './nar-verifier.js';
 import { checkNarInfo } from './narinfo-check.js';
 import { lookupNarInfos } from './narinfo-lookup.js';
+import { NarInfoSetIndex } from './narinfo-set-index.js';
 import type { NarInfoSigner } from './narinfo-signer.js';
 import { checkSliceOwner, type Writer } from './slice-owner.js';
 import type { SliceRank } from './union-read.js';
@@ -55,7 +56,16 @@ export interface NarUpload {
 }
 
 export class CacheService {
-  constructor(private readonly deps: CacheServiceDeps) {}
+  private readonly sets: NarInfoSetIndex;
+
+  constructor(private readonly deps: CacheServiceDeps) {
+    this.sets = new NarInfoSetIndex(deps.meta);
+  }
+
+  /** The narinfo set of the reader's slices (src/contracts/narinfo-set.ts): whole, or what came after `since`. */
+  narInfoSet(reader: Reader, since: string | null): Promise<{ body: Buffer; count: number }> {
+    return since === null ? this.sets.full(reader.canRead) : this.sets.since(reader.canRead, since);
+  }
 
   get maxNarSize(): number {
     return this.deps.narLimits.maxNarSize;

@@ -23,6 +23,7 @@ import {
 import { acceptBody, withIdleTimeout } from './body.js';
 import type { UploadSlots } from './upload-slots.js';
 import { postNarInfos } from './narinfo-batch-handler.js';
+import { getNarInfoSet } from './narinfo-set-handler.js';
 import type { CacheService } from '../cache/cache-service.js';
 import { matchRoute, type Route } from './paths.js';
 import type { RequestGuard } from './rate-limit.js';
@@ -87,6 +88,9 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
     'nar-links': {
       POST: (_route, request) => postNarLinks(links, request),
     },
+    'narinfo-set': {
+      GET: (_route, request) => getNarInfoSet(deps.cache, request, deps.publicReads),
+    },
     'nar-upload': {
       PUT: (route, request) =>
         putNarByNarHash(deps, request, route as Extract<Route, { name: 'nar-upload' }>),
@@ -116,7 +120,7 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
 
 /** A narinfo (or nix-cache-info) read, alone or batched: Nix asks thousands per job. */
 function isLookup(req: IncomingMessage, routeName: string): boolean {
-  if (routeName === 'narinfos') return true;
+  if (routeName === 'narinfos' || routeName === 'narinfo-set') return true;
   return (
     (req.method === 'GET' || req.method === 'HEAD') &&
     (routeName === 'narinfo' || routeName === 'nix-cache-info')

@@ -83,6 +83,25 @@ export interface ReadTokenRecord {
  */
 export type SliceFilter = (slice: string, owner: SliceOwner | null) => boolean;
 
+/** One slice's share of `narInfoHashParts`. */
+export interface SliceHashParts {
+  slice: string;
+  owner: SliceOwner | null;
+  /** The slice's hash parts (32 characters each) back to back, in any order: one string, not a million. */
+  hashParts: string;
+}
+
+/** The hash parts of narinfos committed after a cursor, and the cursor that follows them. */
+export interface HashPartsSince {
+  /**
+   * Opaque digits: every narinfo committed before the answer's snapshot is in this answer or in
+   * the answer to an earlier cursor; asking from it again returns only later ones (and perhaps a
+   * few repeated).
+   */
+  cursor: string;
+  slices: SliceHashParts[];
+}
+
 export interface MetadataStore {
   /** Records that `slice` uploaded (so provably holds) this NAR. Idempotent. */
   recordUpload(slice: string, facts: NarFacts): Promise<void>;
@@ -96,6 +115,13 @@ export interface MetadataStore {
    * (src/server/union-read.ts), the same for every store.
    */
   findNarInfos(hashParts: readonly string[], readable: SliceFilter): Promise<NarInfoRecord[]>;
+  /**
+   * The hash parts of every narinfo (`since` null) or of those committed after `since` (a cursor
+   * this store answered before), grouped by slice with the slice's binding, for the narinfo set
+   * (src/server/cache/narinfo-set-index.ts). Must not miss a narinfo whose commit the cursor's
+   * snapshot did not see, whatever order concurrent writers commit in.
+   */
+  narInfoHashParts(since: string | null): Promise<HashPartsSince>;
   /** Whether a narinfo in a slice the filter admits points to this NAR. */
   isNarReadable(key: string, readable: SliceFilter): Promise<boolean>;
   /** The repository a slice belongs to, or null before its first accepted write. */

@@ -7,6 +7,7 @@
 import pg from 'pg';
 import type {
   AuditEntry,
+  HashPartsSince,
   MetadataStore,
   NarFacts,
   NarInfoRecord,
@@ -170,6 +171,30 @@ export class PgMetadataStore implements MetadataStore {
       hashParts,
     ]);
     return rows.map(narInfoRecord).filter((record) => readable(record.slice, record.owner ?? null));
+  }
+
+  async narInfoHashParts(since: string | null): Promise<HashPartsSince> {
+    // One statement, one snapshot: every transaction below its xmin has ended, so each narinfo
+    // invisible to this snapshot has a txid >= xmin and is in the answer to `since = xmin`.
+    const { rows } = await this.query(
+      `WITH snap AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS cursor),
+            grouped AS (SELECT slice, string_agg(hash_part, '') AS hash_parts FROM narinfos
+                          WHERE txid >= $1::xid8 GROUP BY slice)
+       SELECT snap.cursor, g.slice, g.hash_parts, s.issuer AS owner_issuer,
+              s.repository_id AS owner_repository_id, s.repository_owner_id AS owner_repository_owner_id
+         FROM snap LEFT JOIN grouped g ON true LEFT JOIN slices s ON s.name = g.slice`,
+      [since ?? '0'],
+    );
+    return {
+      cursor: str(rows[0]?.cursor ?? '0'),
+      slices: rows
+        .filter((row) => row.slice !== null)
+        .map((row) => ({
+          slice: str(row.slice),
+          owner: sliceOwnerOf(row, 'owner_'),
+          hashParts: str(row.hash_parts),
+        })),
+    };
   }
 
   async isNarReadable(key: string, readable: SliceFilter): Promise<boolean> {

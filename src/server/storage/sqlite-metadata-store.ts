@@ -2,13 +2,16 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type {
   AuditEntry,
+  HashPartsSince,
   MetadataStore,
+  SliceHashParts,
   NarFacts,
   NarInfoRecord,
   ReadTokenRecord,
   SliceFilter,
   SliceOwner,
 } from './metadata-store.js';
+import { NIX32_ALPHABET } from '../../nix/nix32.js';
 import {
   NARINFOS_WITH_OWNER,
   auditEntry,
@@ -44,6 +47,7 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_by_slice_time ON audit (slice, time);
 CREATE TABLE IF NOT EXISTS used_id_tokens (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS used_id_tokens_by_expiry ON used_id_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS read_tokens (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, read TEXT NOT NULL, created_at INTEGER NOT NULL,
   expires_at INTEGER NOT NULL, last_used_at INTEGER, revoked_at INTEGER
@@ -51,6 +55,16 @@ CREATE TABLE IF NOT EXISTS read_tokens (
 `;
 
 type Row = Record<string, string | number | null>;
+
+const sliceHashParts = (row: Row): SliceHashParts => ({
+  slice: str(row.slice),
+  owner: sliceOwnerOf(row, 'owner_'),
+  hashParts: str(row.hash_parts),
+});
+
+const INT64_MAX = 2n ** 63n - 1n;
+/** A cursor of digits as SQLite's integer (one beyond any counter value is as good as the largest). */
+const asInt64 = (digits: string): bigint => (BigInt(digits) > INT64_MAX ? INT64_MAX : BigInt(digits));
 
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: DatabaseSync;
@@ -69,6 +83,10 @@ export class SqliteMetadataStore implements MetadataStore {
     this.addColumn('narinfos', 'signed_by', 'TEXT');
     // Bindings made before several issuers were kept apart were all made by the default issuer.
     this.addColumn('slices', 'issuer', `TEXT NOT NULL DEFAULT 'github'`);
+    // Insert order for the narinfo set's deltas: a counter, never reused (a rowid would be after a
+    // delete). Rows from before it have none and are only in full answers.
+    this.addColumn('narinfos', 'seq', 'INTEGER');
+    this.db.exec('CREATE INDEX IF NOT EXISTS narinfos_by_seq ON narinfos (seq)');
     // Slices are filtered inside the query, on the (hash_part, slice) index: a narinfo in a slice the
     // reader cannot see is never returned, so it costs (and times) about like one that does not exist.
     this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) =>
@@ -153,9 +171,14 @@ export class SqliteMetadataStore implements MetadataStore {
   async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists'> {
     this.db.exec('BEGIN IMMEDIATE');
     try {
+      // Writes are serialised (BEGIN IMMEDIATE), so sequence numbers commit in order.
+      const { value: seq } = this.sql(
+        `INSERT INTO sequences (name, value) VALUES ('narinfos', 1)
+           ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value`,
+      ).get() as { value: number };
       const inserted = this.sql(
-        `INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
-           VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by, seq)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       ).run(
         record.slice,
         record.hashPart,
@@ -164,6 +187,7 @@ export class SqliteMetadataStore implements MetadataStore {
         record.narinfo,
         +record.createdAt,
         record.signedBy ?? null,
+        seq,
       );
       if (inserted.changes === 0) {
         this.db.exec('ROLLBACK');
@@ -202,6 +226,50 @@ export class SqliteMetadataStore implements MetadataStore {
       ).all(JSON.stringify(hashParts)),
     ) as Row[];
     return rows.map(narInfoRecord);
+  }
+
+  async narInfoHashParts(since: string | null): Promise<HashPartsSince> {
+    const grouped = (rows: string) => `SELECT n.slice, group_concat(n.hash_part, '') AS hash_parts,
+        s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
+        s.repository_owner_id AS owner_repository_owner_id
+      FROM ${rows} n LEFT JOIN slices s ON s.name = n.slice GROUP BY n.slice`;
+    // Read first: writes are serialised, so every row numbered up to it is committed now. Rows
+    // committed after it have higher numbers, so the next delta has them (maybe again).
+    const counter = this.sql(`SELECT value FROM sequences WHERE name = 'narinfos'`).get() as Row | undefined;
+    const cursor = String(counter?.value ?? 0);
+    if (since !== null) {
+      // On the seq index: left to itself the planner walks every row in slice order.
+      const rows = this.sql(
+        grouped('(SELECT slice, hash_part FROM narinfos INDEXED BY narinfos_by_seq WHERE seq > ?)'),
+      ).all(asInt64(since)) as Row[];
+      return { cursor, slices: rows.map(sliceHashParts) };
+    }
+    // Everything, in 32 steps by the first character with a turn of the event loop between them:
+    // a million rows read at once held every other request for seconds.
+    const slices = new Map<string, SliceHashParts & { parts: string[] }>();
+    const step = this.sql(
+      grouped(
+        '(SELECT slice, hash_part FROM narinfos INDEXED BY narinfos_by_hash_slice WHERE hash_part >= ? AND hash_part < ?)',
+      ),
+    );
+    for (let i = 0; i < NIX32_ALPHABET.length; i++) {
+      const upper = NIX32_ALPHABET[i + 1] ?? '{';
+      for (const row of step.all(NIX32_ALPHABET[i]!, upper) as Row[]) {
+        const part = sliceHashParts(row);
+        const entry = slices.get(part.slice);
+        if (entry) entry.parts.push(part.hashParts);
+        else slices.set(part.slice, { ...part, parts: [part.hashParts] });
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    return {
+      cursor,
+      slices: [...slices.values()].map(({ slice, owner, parts }) => ({
+        slice,
+        owner,
+        hashParts: parts.join(''),
+      })),
+    };
   }
 
   async isNarReadable(key: string, readable: SliceFilter): Promise<boolean> {
