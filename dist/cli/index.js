@@ -8610,7 +8610,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 3559:
+/***/ 8140:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -8737,10 +8737,68 @@ function dataPaths(dataDir) {
 
 ;// CONCATENATED MODULE: external "node:sqlite"
 const external_node_sqlite_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:sqlite");
+;// CONCATENATED MODULE: ./src/nix/nix32.ts
+/**
+ * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
+ * the end, so the first character carries the most significant bits of the last byte.
+ */
+const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
+/** One nix32 character, as a regular-expression class. */
+const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
+const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
+/** Length in characters of the nix32 form of `byteLength` bytes. */
+function nix32Length(byteLength) {
+    return Math.ceil((byteLength * 8) / 5);
+}
+function encodeNix32(bytes) {
+    const length = nix32Length(bytes.length);
+    let out = '';
+    for (let n = length - 1; n >= 0; n--) {
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        const low = bytes[i] >> j;
+        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
+        out += NIX32_ALPHABET[(low | high) & 0x1f];
+    }
+    return out;
+}
+class Nix32Error extends Error {
+}
+function decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
+    if (text.length !== nix32Length(byteLength)) {
+        throw new Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
+    }
+    const bytes = Buffer.alloc(byteLength);
+    for (let n = 0; n < text.length; n++) {
+        const c = text[text.length - n - 1];
+        const digit = DIGIT_OF.get(c);
+        if (digit === undefined)
+            throw new Nix32Error(`invalid character '${c}' in nix32 string`);
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        bytes[i] |= (digit << j) & 0xff;
+        const carry = digit >> (8 - j);
+        if (i + 1 < byteLength)
+            bytes[i + 1] |= carry;
+        else if (carry !== 0)
+            throw new Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
+    }
+    return bytes;
+}
+function isNix32(text) {
+    for (const c of text)
+        if (!DIGIT_OF.has(c))
+            return false;
+    return true;
+}
+
 // EXTERNAL MODULE: ./src/server/storage/metadata-rows.ts
 var metadata_rows = __nccwpck_require__(9848);
 ;// CONCATENATED MODULE: ./src/server/storage/sqlite-metadata-store.ts
 /** MetadataStore on SQLite (`node:sqlite`), one file in the data directory, WAL mode. */
+
 
 
 const SCHEMA = `
@@ -8769,11 +8827,20 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_by_slice_time ON audit (slice, time);
 CREATE TABLE IF NOT EXISTS used_id_tokens (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS used_id_tokens_by_expiry ON used_id_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS read_tokens (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, read TEXT NOT NULL, created_at INTEGER NOT NULL,
   expires_at INTEGER NOT NULL, last_used_at INTEGER, revoked_at INTEGER
 );
 `;
+const sliceHashParts = (row) => ({
+    slice: (0,metadata_rows/* str */.gx)(row.slice),
+    owner: (0,metadata_rows/* sliceOwnerOf */.du)(row, 'owner_'),
+    hashParts: (0,metadata_rows/* str */.gx)(row.hash_parts),
+});
+const INT64_MAX = 2n ** 63n - 1n;
+/** A cursor of digits as SQLite's integer (one beyond any counter value is as good as the largest). */
+const asInt64 = (digits) => (BigInt(digits) > INT64_MAX ? INT64_MAX : BigInt(digits));
 class SqliteMetadataStore {
     db;
     statements = new Map();
@@ -8790,6 +8857,10 @@ class SqliteMetadataStore {
         this.addColumn('narinfos', 'signed_by', 'TEXT');
         // Bindings made before several issuers were kept apart were all made by the default issuer.
         this.addColumn('slices', 'issuer', `TEXT NOT NULL DEFAULT 'github'`);
+        // Insert order for the narinfo set's deltas: a counter, never reused (a rowid would be after a
+        // delete). Rows from before it have none and are only in full answers.
+        this.addColumn('narinfos', 'seq', 'INTEGER');
+        this.db.exec('CREATE INDEX IF NOT EXISTS narinfos_by_seq ON narinfos (seq)');
         // Slices are filtered inside the query, on the (hash_part, slice) index: a narinfo in a slice the
         // reader cannot see is never returned, so it costs (and times) about like one that does not exist.
         this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) => this.readable(String(slice), (0,metadata_rows/* sliceOwnerOf */.du)({ issuer, repository_id: repositoryId, repository_owner_id: repositoryOwnerId }))
@@ -8852,8 +8923,11 @@ class SqliteMetadataStore {
     async putNarInfo(record, audit) {
         this.db.exec('BEGIN IMMEDIATE');
         try {
-            const inserted = this.sql(`INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
-           VALUES (?, ?, ?, ?, ?, ?, ?)`).run(record.slice, record.hashPart, record.storePath, record.narKey, record.narinfo, +record.createdAt, record.signedBy ?? null);
+            // Writes are serialised (BEGIN IMMEDIATE), so sequence numbers commit in order.
+            const { value: seq } = this.sql(`INSERT INTO sequences (name, value) VALUES ('narinfos', 1)
+           ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value`).get();
+            const inserted = this.sql(`INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by, seq)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(record.slice, record.hashPart, record.storePath, record.narKey, record.narinfo, +record.createdAt, record.signedBy ?? null, seq);
             if (inserted.changes === 0) {
                 this.db.exec('ROLLBACK');
                 return 'exists';
@@ -8874,6 +8948,45 @@ class SqliteMetadataStore {
         const rows = this.filtered(readable, () => this.sql(`${metadata_rows/* NARINFOS_WITH_OWNER */.A7} WHERE n.hash_part IN (SELECT value FROM json_each(?))
            AND sluice_readable(n.slice, s.issuer, s.repository_id, s.repository_owner_id)`).all(JSON.stringify(hashParts)));
         return rows.map(metadata_rows/* narInfoRecord */.X8);
+    }
+    async narInfoHashParts(since) {
+        const grouped = (rows) => `SELECT n.slice, group_concat(n.hash_part, '') AS hash_parts,
+        s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
+        s.repository_owner_id AS owner_repository_owner_id
+      FROM ${rows} n LEFT JOIN slices s ON s.name = n.slice GROUP BY n.slice`;
+        // Read first: writes are serialised, so every row numbered up to it is committed now. Rows
+        // committed after it have higher numbers, so the next delta has them (maybe again).
+        const counter = this.sql(`SELECT value FROM sequences WHERE name = 'narinfos'`).get();
+        const cursor = String(counter?.value ?? 0);
+        if (since !== null) {
+            // On the seq index: left to itself the planner walks every row in slice order.
+            const rows = this.sql(grouped('(SELECT slice, hash_part FROM narinfos INDEXED BY narinfos_by_seq WHERE seq > ?)')).all(asInt64(since));
+            return { cursor, slices: rows.map(sliceHashParts) };
+        }
+        // Everything, in 32 steps by the first character with a turn of the event loop between them:
+        // a million rows read at once held every other request for seconds.
+        const slices = new Map();
+        const step = this.sql(grouped('(SELECT slice, hash_part FROM narinfos INDEXED BY narinfos_by_hash_slice WHERE hash_part >= ? AND hash_part < ?)'));
+        for (let i = 0; i < NIX32_ALPHABET.length; i++) {
+            const upper = NIX32_ALPHABET[i + 1] ?? '{';
+            for (const row of step.all(NIX32_ALPHABET[i], upper)) {
+                const part = sliceHashParts(row);
+                const entry = slices.get(part.slice);
+                if (entry)
+                    entry.parts.push(part.hashParts);
+                else
+                    slices.set(part.slice, { ...part, parts: [part.hashParts] });
+            }
+            await new Promise((resolve) => setImmediate(resolve));
+        }
+        return {
+            cursor,
+            slices: [...slices.values()].map(({ slice, owner, parts }) => ({
+                slice,
+                owner,
+                hashParts: parts.join(''),
+            })),
+        };
     }
     async isNarReadable(key, readable) {
         const rows = this.sql(`SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
@@ -9785,63 +9898,6 @@ async function runAudit(argv, io = process) {
 
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: ./src/nix/nix32.ts
-/**
- * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
- * the end, so the first character carries the most significant bits of the last byte.
- */
-const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
-/** One nix32 character, as a regular-expression class. */
-const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
-const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
-/** Length in characters of the nix32 form of `byteLength` bytes. */
-function nix32Length(byteLength) {
-    return Math.ceil((byteLength * 8) / 5);
-}
-function encodeNix32(bytes) {
-    const length = nix32Length(bytes.length);
-    let out = '';
-    for (let n = length - 1; n >= 0; n--) {
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        const low = bytes[i] >> j;
-        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
-        out += NIX32_ALPHABET[(low | high) & 0x1f];
-    }
-    return out;
-}
-class Nix32Error extends Error {
-}
-function decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
-    if (text.length !== nix32Length(byteLength)) {
-        throw new Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
-    }
-    const bytes = Buffer.alloc(byteLength);
-    for (let n = 0; n < text.length; n++) {
-        const c = text[text.length - n - 1];
-        const digit = DIGIT_OF.get(c);
-        if (digit === undefined)
-            throw new Nix32Error(`invalid character '${c}' in nix32 string`);
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        bytes[i] |= (digit << j) & 0xff;
-        const carry = digit >> (8 - j);
-        if (i + 1 < byteLength)
-            bytes[i + 1] |= carry;
-        else if (carry !== 0)
-            throw new Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
-    }
-    return bytes;
-}
-function isNix32(text) {
-    for (const c of text)
-        if (!DIGIT_OF.has(c))
-            return false;
-    return true;
-}
-
 ;// CONCATENATED MODULE: ./src/nix/hash.ts
 /** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
 
@@ -13140,6 +13196,255 @@ async function lookupNarInfos(deps, access, hashParts) {
     return found;
 }
 
+;// CONCATENATED MODULE: ./src/contracts/narinfo-set.ts
+/**
+ * The narinfo set route as server and proxy both know it: `GET /_api/v1/narinfo-set[?since=<cursor>]`
+ * answers the store-path hashes the token's readable slices hold, as sorted 32-bit prefixes, so the
+ * proxy answers most misses from memory. A prefix is the first 32 of the hash part's 160 bits, so a
+ * hash the set does not hold is claimed with probability count / 2^32 (2.3e-4 for a million paths):
+ * a claimed path is still asked of the server, which has the last word.
+ *
+ * Body: one JSON header line `{"format", "cursor", "count", "full"}`, then `count` LEB128 varints:
+ * the first prefix, then the gaps between successive prefixes (strictly increasing). `full: false`
+ * answers `?since=`: the prefixes of narinfos committed after that cursor (maybe some already sent).
+ */
+
+const NARINFO_SET_PATH = '/_api/v1/narinfo-set';
+const NARINFO_SET_FORMAT = 'sluice-narinfo-set-1';
+const NARINFO_SET_CONTENT_TYPE = 'application/vnd.sluice.narinfo-set';
+/** A cursor is opaque to the proxy: the store's position (a counter or a transaction id), in digits. */
+const SET_CURSOR_PATTERN = /^[0-9]{1,20}$/;
+const DIGIT = new Int8Array(128).fill(-1);
+for (const [i, c] of [...NIX32_ALPHABET].entries())
+    DIGIT[c.charCodeAt(0)] = i;
+/**
+ * The first 32 bits of a hash part (32 nix32 characters of 5 bits each, most significant first):
+ * the alphabet is in ASCII order, so hash parts sorted as strings have sorted prefixes. `text` may
+ * hold many hash parts back to back; `offset` says which characters to read.
+ */
+function hashPrefix(text, offset = 0) {
+    let value = 0;
+    for (let i = 0; i < 7; i++)
+        value = value * 32 + DIGIT[text.charCodeAt(offset + i)];
+    // 35 bits read; the top 32 are the prefix.
+    return Math.floor(value / 8);
+}
+/** Sorts in place and drops repeats: the strictly increasing form the set is sent in. */
+function sortedUnique(prefixes) {
+    prefixes.sort();
+    let n = 0;
+    for (let i = 0; i < prefixes.length; i++) {
+        if (n === 0 || prefixes[i] !== prefixes[n - 1])
+            prefixes[n++] = prefixes[i];
+    }
+    return prefixes.subarray(0, n);
+}
+/** Whether a strictly increasing array holds `prefix` (binary search). */
+function hasPrefix(sorted, prefix) {
+    let low = 0;
+    let high = sorted.length - 1;
+    while (low <= high) {
+        const middle = (low + high) >>> 1;
+        const value = sorted[middle];
+        if (value === prefix)
+            return true;
+        if (value < prefix)
+            low = middle + 1;
+        else
+            high = middle - 1;
+    }
+    return false;
+}
+function encodeNarInfoSet(set) {
+    const header = Buffer.from(`${JSON.stringify({ format: NARINFO_SET_FORMAT, cursor: set.cursor, count: set.prefixes.length, full: set.full })}\n`);
+    // Gaps of a million random prefixes average 4,295: two bytes each, at most five.
+    const body = Buffer.allocUnsafe(header.length + set.prefixes.length * 5);
+    header.copy(body);
+    let at = header.length;
+    let previous = 0;
+    for (let i = 0; i < set.prefixes.length; i++) {
+        const value = set.prefixes[i];
+        let gap = value - previous;
+        previous = value;
+        while (gap >= 0x80) {
+            body[at++] = (gap & 0x7f) | 0x80;
+            gap = Math.floor(gap / 128);
+        }
+        body[at++] = gap;
+    }
+    return body.subarray(0, at);
+}
+class NarInfoSetError extends (/* unused pure expression or super */ null && (Error)) {
+}
+/** Reads a body `encodeNarInfoSet` wrote; throws NarInfoSetError naming what is wrong. */
+function decodeNarInfoSet(body) {
+    const newline = body.indexOf(10);
+    if (newline === -1)
+        throw new NarInfoSetError('narinfo set has no header line');
+    let header;
+    try {
+        header = JSON.parse(body.subarray(0, newline).toString('utf8'));
+    }
+    catch {
+        throw new NarInfoSetError('narinfo set header is not JSON');
+    }
+    const { format, cursor, count, full } = header ?? {};
+    if (format !== NARINFO_SET_FORMAT)
+        throw new NarInfoSetError(`unknown narinfo set format ${String(format)}`);
+    if (typeof cursor !== 'string' || !SET_CURSOR_PATTERN.test(cursor))
+        throw new NarInfoSetError('narinfo set cursor is not digits');
+    if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0)
+        throw new NarInfoSetError('narinfo set count is not a count');
+    if (typeof full !== 'boolean')
+        throw new NarInfoSetError('narinfo set says neither full nor not');
+    const prefixes = new Uint32Array(count);
+    let at = newline + 1;
+    let value = 0;
+    for (let i = 0; i < count; i++) {
+        let gap = 0;
+        let scale = 1;
+        for (;;) {
+            if (at >= body.length)
+                throw new NarInfoSetError(`narinfo set ends after ${i} of ${count} prefixes`);
+            const byte = body[at++];
+            gap += (byte & 0x7f) * scale;
+            scale *= 128;
+            if (byte < 0x80)
+                break;
+            if (scale > 2 ** 35)
+                throw new NarInfoSetError('narinfo set holds an overlong number');
+        }
+        if (i > 0 && gap === 0)
+            throw new NarInfoSetError('narinfo set prefixes are not strictly increasing');
+        value += gap;
+        if (value > 0xffffffff)
+            throw new NarInfoSetError('narinfo set prefix beyond 32 bits');
+        prefixes[i] = value;
+    }
+    if (at !== body.length)
+        throw new NarInfoSetError('narinfo set has bytes after its last prefix');
+    return { cursor, full, prefixes };
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/narinfo-set-index.ts
+/**
+ * The narinfo set (src/contracts/narinfo-set.ts) for a reader: the sorted 32-bit hash prefixes of
+ * every narinfo in the slices it may read. The server keeps each slice's prefixes in memory (4
+ * bytes a path), loaded once from the store and brought up to date by a delta query before every
+ * answer, so a full answer costs a merge of the reader's slices and an encoding, both cached per
+ * set of slices until something changes. Only slices the reader's filter admits contribute: a
+ * slice it may not read never shows in its set.
+ */
+
+/** Encoded unions kept: jobs that start together mostly read the same slices. */
+const CACHED_UNIONS = 8;
+const narinfo_set_index_HASH_PART_LENGTH = 32;
+function prefixesOf(hashParts) {
+    const prefixes = new Uint32Array(hashParts.length / narinfo_set_index_HASH_PART_LENGTH);
+    for (let i = 0; i < prefixes.length; i++)
+        prefixes[i] = hashPrefix(hashParts, i * narinfo_set_index_HASH_PART_LENGTH);
+    return prefixes;
+}
+/** The strictly increasing union of strictly increasing arrays. */
+function union(arrays) {
+    if (arrays.length === 1)
+        return arrays[0];
+    const all = new Uint32Array(arrays.reduce((sum, array) => sum + array.length, 0));
+    let at = 0;
+    for (const array of arrays) {
+        all.set(array, at);
+        at += array.length;
+    }
+    return sortedUnique(all);
+}
+class NarInfoSetIndex {
+    meta;
+    slices = new Map();
+    /** The store's cursor the slices are up to date with; null before the first load. */
+    cursor = null;
+    /** Bumped whenever a slice changed, so cached unions know they are stale. */
+    version = 0;
+    unions = new Map();
+    running;
+    next;
+    constructor(meta) {
+        this.meta = meta;
+    }
+    /** The whole set for `canRead`, covering every narinfo committed before this call. */
+    async full(canRead) {
+        await this.refresh();
+        const readable = [...this.slices.entries()]
+            .filter(([slice, entry]) => entry.prefixes.length > 0 && canRead(slice, entry.owner))
+            .sort(([a], [b]) => (a < b ? -1 : 1));
+        const key = readable.map(([slice]) => slice).join('\n');
+        const cached = this.unions.get(key);
+        if (cached?.version === this.version)
+            return cached;
+        const prefixes = union(readable.map(([, entry]) => entry.prefixes));
+        const answer = {
+            version: this.version,
+            body: encodeNarInfoSet({ cursor: this.cursor ?? '0', full: true, prefixes }),
+            count: prefixes.length,
+        };
+        this.unions.delete(key);
+        this.unions.set(key, answer);
+        if (this.unions.size > CACHED_UNIONS)
+            this.unions.delete(this.unions.keys().next().value);
+        return answer;
+    }
+    /** What `canRead` gained since `cursor`, asked of the store directly (small, and exact for any cursor). */
+    async since(canRead, cursor) {
+        const answer = await this.meta.narInfoHashParts(cursor);
+        const readable = answer.slices.filter(({ slice, owner }) => canRead(slice, owner));
+        const prefixes = union(readable.map(({ hashParts }) => sortedUnique(prefixesOf(hashParts))));
+        return {
+            body: encodeNarInfoSet({ cursor: answer.cursor, full: false, prefixes }),
+            count: prefixes.length,
+        };
+    }
+    /**
+     * Brings the slices up to date with a snapshot taken after this call: a refresh already running
+     * may have taken its snapshot before, so one more is queued after it (shared by all who wait).
+     */
+    refresh() {
+        if (!this.running)
+            return this.start();
+        this.next ??= this.running
+            .catch(() => undefined)
+            .then(() => {
+            this.next = undefined;
+            return this.start();
+        });
+        return this.next;
+    }
+    start() {
+        const run = this.load().finally(() => {
+            if (this.running === run)
+                this.running = undefined;
+        });
+        this.running = run;
+        return run;
+    }
+    async load() {
+        const answer = await this.meta.narInfoHashParts(this.cursor);
+        for (const part of answer.slices)
+            this.apply(part);
+        if (answer.slices.length > 0)
+            this.version++;
+        this.cursor = answer.cursor;
+    }
+    apply({ slice, owner, hashParts }) {
+        const added = sortedUnique(prefixesOf(hashParts));
+        const entry = this.slices.get(slice);
+        if (!entry)
+            this.slices.set(slice, { owner, prefixes: added });
+        else {
+            entry.owner = owner;
+            entry.prefixes = union([entry.prefixes, added]);
+        }
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/server/cache/slice-owner.ts
 /**
  * Slice ownership: a template slice (`${repository}`) belongs to the repository, of its issuer,
@@ -13183,10 +13488,17 @@ async function checkSliceOwner(meta, writer, bind) {
 
 
 
+
 class CacheService {
     deps;
+    sets;
     constructor(deps) {
         this.deps = deps;
+        this.sets = new NarInfoSetIndex(deps.meta);
+    }
+    /** The narinfo set of the reader's slices (src/contracts/narinfo-set.ts): whole, or what came after `since`. */
+    narInfoSet(reader, since) {
+        return since === null ? this.sets.full(reader.canRead) : this.sets.since(reader.canRead, since);
     }
     get maxNarSize() {
         return this.deps.narLimits.maxNarSize;
@@ -14383,12 +14695,54 @@ async function postNarInfos(cache, request, publicReads) {
     send(res, 200, { 'content-type': 'application/json', 'cache-control': 'private, no-cache' }, JSON.stringify({ narinfos }));
 }
 
+;// CONCATENATED MODULE: ./src/server/http/narinfo-set-handler.ts
+/**
+ * `GET /_api/v1/narinfo-set[?since=<cursor>]`: the hash prefixes of the narinfos the token may read
+ * (src/contracts/narinfo-set.ts), for the Action's proxy, which answers most of Nix's misses from
+ * it. The access rules are those of the narinfo lookups (the union of readable slices, public
+ * slices without a token).
+ */
+
+
+/** The largest cursor any store hands out (xid8 and SQLite integers both fit below 2^63). */
+const CURSOR_LIMIT = 2n ** 63n;
+/** `?since=`: absent for the whole set, else a cursor an earlier answer gave. */
+function narinfo_set_handler_parseSince(url) {
+    const query = new URL(url ?? '/', 'http://sluice.invalid').searchParams;
+    const since = query.get('since');
+    if (since === null)
+        return null;
+    if (!SET_CURSOR_PATTERN.test(since) || BigInt(since) >= CURSOR_LIMIT) {
+        throw new http_error/* HttpError */.j(400, `query parameter since ${JSON.stringify(since.slice(0, 40))} is not a cursor (the digits of an earlier answer's "cursor")`, 'bad_cursor');
+    }
+    return since;
+}
+async function getNarInfoSet(cache, request, publicReads) {
+    const { req, res } = request;
+    const since = narinfo_set_handler_parseSince(req.url);
+    const access = await request.access();
+    if (!access.authenticated && !publicReads) {
+        throw new http_error/* HttpError */.j(401, 'the narinfo set needs a cache token: no slice is public', 'unauthenticated', {
+            'www-authenticate': 'Bearer',
+        });
+    }
+    const { body, count } = await cache.narInfoSet(access, since);
+    res.writeHead(200, {
+        'content-type': NARINFO_SET_CONTENT_TYPE,
+        'content-length': body.length,
+        'cache-control': 'private, no-store',
+        'x-sluice-set-count': count,
+    });
+    res.end(req.method === 'HEAD' ? undefined : body);
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/paths.ts
 /**
  * Request paths \u2192 routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
  * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
  * no decoding step for a traversal to hide behind.
  */
+
 
 
 
@@ -14447,6 +14801,8 @@ function matchRoute(rawUrl) {
             return { name: 'narinfos' };
         case NAR_LINKS_PATH:
             return { name: 'nar-links' };
+        case NARINFO_SET_PATH:
+            return { name: 'narinfo-set' };
         case '/metrics':
             return { name: 'metrics' };
     }
@@ -14474,6 +14830,7 @@ function matchRoute(rawUrl) {
 }
 
 ;// CONCATENATED MODULE: ./src/server/http/router.ts
+
 
 
 
@@ -14515,6 +14872,9 @@ function routeTable(deps) {
         'nar-links': {
             POST: (_route, request) => postNarLinks(links, request),
         },
+        'narinfo-set': {
+            GET: (_route, request) => getNarInfoSet(deps.cache, request, deps.publicReads),
+        },
         'nar-upload': {
             PUT: (route, request) => putNarByNarHash(deps, request, route),
         },
@@ -14542,7 +14902,7 @@ function routeTable(deps) {
 }
 /** A narinfo (or nix-cache-info) read, alone or batched: Nix asks thousands per job. */
 function isLookup(req, routeName) {
-    if (routeName === 'narinfos')
+    if (routeName === 'narinfos' || routeName === 'narinfo-set')
         return true;
     return ((req.method === 'GET' || req.method === 'HEAD') &&
         (routeName === 'narinfo' || routeName === 'nix-cache-info'));
@@ -15544,7 +15904,7 @@ function sendError(res, error) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(793);
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3559);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8140);
 
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(process.argv.slice(2));
@@ -25587,7 +25947,7 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 5940:
+/***/ 3559:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -25671,7 +26031,7 @@ var bool = __nccwpck_require__(3959);
 var float = __nccwpck_require__(8405);
 var int = __nccwpck_require__(9874);
 var schema = __nccwpck_require__(896);
-var schema$1 = __nccwpck_require__(5940);
+var schema$1 = __nccwpck_require__(3559);
 var binary = __nccwpck_require__(6083);
 var merge = __nccwpck_require__(452);
 var omap = __nccwpck_require__(303);
