@@ -20,6 +20,9 @@ describe('server config', () => {
       data: './sluice-data',
       tokenTtlSeconds: 3600,
       maxNarSize: DEFAULT_MAX_NAR_SIZE,
+      retention: {},
+      gcIntervalSeconds: 3600,
+      gcGraceSeconds: 3600,
       issuers: [{ name: 'github', issuer: GITHUB_ISSUER, audience: 'sluice', allowInsecureHttp: false }],
     };
     expect(defaultConfig()).toEqual(expected);
@@ -56,6 +59,9 @@ slices:
       tokenTtlSeconds: 1800,
       maxNarSize: 2 * 1024 ** 3,
       publicUrl: 'https://cache.example.com',
+      retention: {},
+      gcIntervalSeconds: 3600,
+      gcGraceSeconds: 3600,
       issuers: [{ name: 'github', issuer: GITHUB_ISSUER, audience: 'sluice', allowInsecureHttp: false }],
       slices: [
         {

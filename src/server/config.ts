@@ -11,6 +11,7 @@ import {
   normalizeSliceName,
   templateShape,
 } from './exchange/slice-names.js';
+import * as retention from './retention/settings.js';
 
 export interface Listen {
   host: string;
@@ -45,6 +46,10 @@ export interface SliceConfig {
   public: boolean;
   read: Rule[];
   write: Rule[];
+  /** Overrides the server-wide retention for this slice. */
+  retention?: retention.RetentionPolicy;
+  /** Same-repository pull-request jobs write `<name>/pr-<number>` (docs/retention.md). */
+  pullRequests?: retention.PullRequestSettings;
 }
 
 export interface Config {
@@ -60,6 +65,12 @@ export interface Config {
   issuers: IssuerConfig[];
   /** The configured slices; absent means the default policy (one slice per repository). */
   slices?: SliceConfig[];
+  /** Server-wide retention (each slice may override it); empty = keep paths forever. */
+  retention: retention.RetentionPolicy;
+  /** How often the server collects garbage (seconds). */
+  gcIntervalSeconds: number;
+  /** Nothing read, pushed or uploaded this recently is removed (seconds); also the orphans' age. */
+  gcGraceSeconds: number;
 }
 
 export const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
@@ -72,6 +83,9 @@ export function defaultConfig(): Config {
     data: './sluice-data',
     tokenTtlSeconds: 3600,
     maxNarSize: DEFAULT_MAX_NAR_SIZE,
+    retention: {},
+    gcIntervalSeconds: retention.DEFAULT_GC_INTERVAL_SECONDS,
+    gcGraceSeconds: retention.DEFAULT_GC_GRACE_SECONDS,
     issuers: [
       { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
     ],
@@ -80,7 +94,7 @@ export function defaultConfig(): Config {
 
 export class ConfigError extends Error {}
 
-const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800, y: 31536000 };
 const SIZE_UNITS: Record<string, number> = {
   '': 1,
   b: 1,
@@ -226,9 +240,13 @@ const TOP_LEVEL_KEYS = [
   'public_url',
   'issuers',
   'slices',
+  'retention',
+  'gc_interval',
+  'gc_grace',
 ] as const;
 const ISSUER_KEYS = ['name', 'issuer', 'audience', 'jwks_uri', 'allow_insecure_http'] as const;
-const SLICE_KEYS = ['name', 'public', 'read', 'write'] as const;
+const SLICE_KEYS = ['name', 'public', 'read', 'write', 'retention', 'pull_requests'] as const;
+const RETENTION_PARSERS = { duration: parseDuration, size: parseSize };
 const ISSUER_NAME = /^[a-z0-9][a-z0-9_-]*$/;
 const CLAIM_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]*$/;
 
@@ -338,7 +356,28 @@ function parseSlices(v: Validator, value: unknown, issuers: IssuerConfig[]): Sli
       );
     if (!isPublic && read.length === 0 && write.length === 0)
       v.fail(path, 'grants nothing: add read or write rules, or public: true');
-    return { name: templated ? name : normalizeSliceName(name), public: isPublic, read, write };
+    if (/(^|\/)pr-\d+$/i.test(name))
+      v.fail([...path, 'name'], `'${name}' ends in pr-<number>, which names pull-request slices`);
+    const fail = (key: string) => (keys: string[], problem: string) =>
+      v.fail([...path, key, ...keys], problem);
+    const retentionPolicy =
+      raw.retention === undefined
+        ? undefined
+        : retention.parseRetention(raw.retention, RETENTION_PARSERS, fail('retention'));
+    const pullRequests =
+      raw.pull_requests === undefined
+        ? undefined
+        : retention.parsePullRequests(raw.pull_requests, RETENTION_PARSERS, fail('pull_requests'));
+    if (pullRequests && (read.length === 0 || !isSliceName(shape)))
+      v.fail([...path, 'pull_requests'], 'needs a plain slice name with read rules (they pick the jobs)');
+    return {
+      name: templated ? name : normalizeSliceName(name),
+      public: isPublic,
+      read,
+      write,
+      ...(retentionPolicy ? { retention: retentionPolicy } : {}),
+      ...(pullRequests ? { pullRequests } : {}),
+    };
   });
   slices.forEach((slice, i) => {
     if (slices.findIndex((other) => other.name === slice.name) !== i)
@@ -371,6 +410,13 @@ export function parseConfig(text: string, source = 'config'): Config {
     config.publicUrl = v.url(['public_url'], raw.public_url, true).replace(/\/+$/, '');
   if (raw.issuers !== undefined) config.issuers = parseIssuers(v, raw.issuers);
   if (raw.slices !== undefined) config.slices = parseSlices(v, raw.slices, config.issuers);
+  if (raw.retention !== undefined)
+    config.retention = retention.parseRetention(raw.retention, RETENTION_PARSERS, (keys, problem) =>
+      v.fail(['retention', ...keys], problem),
+    );
+  if (raw.gc_interval !== undefined)
+    config.gcIntervalSeconds = v.parse(['gc_interval'], raw.gc_interval, parseDuration);
+  if (raw.gc_grace !== undefined) config.gcGraceSeconds = v.parse(['gc_grace'], raw.gc_grace, parseDuration);
   return config;
 }
 

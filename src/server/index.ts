@@ -23,6 +23,9 @@ import { NarInfoSigner } from './http/narinfo-signer.js';
 import { createRouter } from './http/router.js';
 import { createLogger, type Logger } from './log.js';
 import { ServerMetrics } from './metrics.js';
+import { ReadRecorder } from './retention/access.js';
+import type { CollectOptions, GcReport } from './retention/collector.js';
+import { startGcScheduler } from './retention/scheduler.js';
 import { defaultKeyName, loadOrCreateSigningKey } from './signing-key.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';
 import type { WriterIdentity } from './storage/metadata-store.js';
@@ -32,6 +35,10 @@ export interface StartOptions {
   /** Where JSON logs go (default: stdout). */
   logDestination?: DestinationStream;
   exchange?: ExchangeOptions;
+  /** The server's clock in ms (tests move it to age what was pushed). */
+  now?: () => number;
+  /** Test seam for the collector (see CollectorDeps.beforeBlobDelete). */
+  beforeBlobDelete?: (key: string) => Promise<void>;
 }
 
 export interface RunningServer {
@@ -40,6 +47,8 @@ export interface RunningServer {
   publicKey: string;
   dataDir: string;
   log: Logger;
+  /** Runs a garbage collection now (as the schedule does; one at a time). */
+  collectGarbage(options?: CollectOptions): Promise<GcReport>;
   close(): Promise<void>;
 }
 
@@ -82,6 +91,19 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const blobs = await FsBlobStore.open(paths.nars);
   const meta = new SqliteMetadataStore(paths.database);
   const metrics = new ServerMetrics();
+  const now = options.now ?? Date.now;
+  const gc = startGcScheduler(
+    {
+      blobs,
+      meta,
+      config,
+      now,
+      ...(options.beforeBlobDelete ? { beforeBlobDelete: options.beforeBlobDelete } : {}),
+    },
+    config.gcIntervalSeconds,
+    metrics,
+    log,
+  );
   const exchange = createExchange(config, tokenKey, options.exchange);
   const publicSlices = exchange.publicSlices();
   const isPublic = (slice: string) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
@@ -96,6 +118,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     maxNarSize: config.maxNarSize,
     metrics,
     log,
+    now,
+    reads: new ReadRecorder(meta, now, (config.gcGraceSeconds * 1000) / 4),
     verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
     isPublic,
     publicReads: publicSlices.length > 0,
@@ -145,9 +169,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     publicKey: signingKey.publicKey.text,
     dataDir,
     log,
+    collectGarbage: (collectOptions) => gc.run(collectOptions),
     close: () =>
       (closing ??= (async () => {
         stopping = true;
+        await gc.stop();
         await new Promise<void>((done) => {
           server.close(() => done());
           server.closeIdleConnections();

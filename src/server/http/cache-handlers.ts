@@ -12,6 +12,7 @@ import { NarInfoError, parseNarInfo, serializeNarInfo, type NarInfo } from '../.
 import { StorePath } from '../../nix/store-path.js';
 import type { Logger } from '../log.js';
 import type { ServerMetrics } from '../metrics.js';
+import type { ReadRecorder } from '../retention/access.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore, NarFacts } from '../storage/metadata-store.js';
 import { requireWriteSlice, type Access } from './auth.js';
@@ -28,6 +29,9 @@ export interface CacheDeps {
   maxNarSize: number;
   metrics: ServerMetrics;
   log: Logger;
+  /** The server's clock (ms): access times and pushes are recorded with it (injectable for tests). */
+  now: () => number;
+  reads: ReadRecorder;
 }
 
 export interface CacheRequest {
@@ -69,7 +73,10 @@ function notFound(what: string): HttpError {
 
 export async function getNarInfo(deps: CacheDeps, request: CacheRequest, hashPart: string): Promise<void> {
   const access = await request.access();
-  const record = await deps.meta.findNarInfo(hashPart, access.canRead);
+  let record = await deps.meta.findNarInfo(hashPart, access.canRead);
+  // Removed by a collector between the lookup and the recording of the read: look again.
+  if (record && !(await deps.reads.record([record])))
+    record = await deps.meta.findNarInfo(hashPart, access.canRead);
   deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
   if (!record) throw notFound(`${hashPart}.narinfo`);
   const body = deps.narinfoSigner.sign(record.narinfo);
@@ -88,7 +95,10 @@ export async function getNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
  */
 async function narVisible(deps: CacheDeps, access: Access, key: string, method: string): Promise<boolean> {
   const ownUpload = access.write !== null && (await deps.meta.uploadedNar(access.write, key)) !== null;
-  if (method === 'HEAD' && access.write !== null) return ownUpload;
+  // A writer that sees the NAR will not upload it: mark it used so a collector leaves it alone
+  // (or, when one is deleting it right now, say no so the writer uploads it again).
+  if (method === 'HEAD' && access.write !== null)
+    return ownUpload && (await deps.meta.touchNar(key, new Date(deps.now())));
   return ownUpload || (await deps.meta.isNarReadable(key, access.canRead));
 }
 
@@ -161,6 +171,7 @@ async function storeNarUpload(
   const slice = requireWriteSlice(access);
   checkDeclaredLength(req, deps.maxNarSize, 'NAR file');
   await checkSliceOwner(deps, access, slice, false);
+  await waitUntilNotDeleting(deps, nar.key);
   acceptBody(req, res);
   const upload = verifyNarUpload(req, {
     ...nar.name,
@@ -194,6 +205,21 @@ async function storeNarUpload(
   await deps.meta.recordUpload(slice, facts);
   deps.log.info({ slice, nar: nar.key, fileSize: facts.fileSize, stored: outcome }, 'NAR uploaded');
   return { outcome, facts };
+}
+
+/** How long an upload waits for a collector to finish deleting the same NAR file (a few ms normally). */
+const DELETION_WAIT_MS = 10_000;
+
+/** Marks the NAR as used by this upload; while a collector is deleting that key, waits for it. */
+async function waitUntilNotDeleting(deps: CacheDeps, key: string): Promise<void> {
+  const started = Date.now();
+  while (!(await deps.meta.touchNar(key, new Date(deps.now())))) {
+    if (Date.now() - started > DELETION_WAIT_MS)
+      throw new HttpError(503, `NAR ${key} is being deleted by the collector: retry`, 'nar_deleting', {
+        'retry-after': '1',
+      });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 async function storedFileDigest(
@@ -319,6 +345,11 @@ export async function putNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
   }
   const facts = await checkNarInfo(deps, slice, hashPart, info);
   await checkSliceOwner(deps, access, slice, true);
+  const now = new Date(deps.now());
+  // The references this path needs in the slice count as used now, so a collection running at
+  // this moment keeps them (its batch that holds one of them is refused).
+  const references = info.references.map((name) => ({ slice, hashPart: name.slice(0, 32) }));
+  await deps.meta.touchNarInfos(references, now);
   const stored: NarInfo = {
     ...info,
     url: `nar/${facts.key}`,
@@ -327,7 +358,6 @@ export async function putNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
     sigs: [],
   };
   const { identity } = access;
-  const now = new Date();
   const storedText = serializeNarInfo(stored);
   const outcome = await deps.meta.putNarInfo(
     {
@@ -347,6 +377,11 @@ export async function putNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
       fileSize: facts.fileSize,
     },
   );
+  if (outcome === 'nar_missing')
+    throw mismatch(
+      `its NAR ${info.url} was removed by the collector meanwhile: upload it again`,
+      'nar_missing',
+    );
   deps.log.info(
     { slice, storePath: info.storePath, stored: outcome, repository: identity.repository },
     'narinfo uploaded',

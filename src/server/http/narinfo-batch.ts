@@ -65,7 +65,10 @@ export async function postNarInfos(
   const hashParts = parseBatchRequest(
     await readSmallBody(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'),
   );
-  const records = await deps.meta.findNarInfos(hashParts, access.canRead);
+  let records = await deps.meta.findNarInfos(hashParts, access.canRead);
+  // A row removed by a collector between the lookup and the recording of the read: look again.
+  if (!(await deps.reads.record(records.values())))
+    records = await deps.meta.findNarInfos(hashParts, access.canRead);
   const narinfos: Record<string, string> = {};
   for (const [hashPart, record] of records) narinfos[hashPart] = deps.narinfoSigner.sign(record.narinfo);
   if (records.size > 0) deps.metrics.narinfoLookups.inc({ result: 'hit' }, records.size);

@@ -21,7 +21,7 @@ export const EXTENSION_COMPRESSION: Record<string, NarCompression> = {
 };
 
 export type Route =
-  | { name: 'nix-cache-info' | 'health' | 'token' | 'metrics' | 'narinfos' }
+  | { name: 'nix-cache-info' | 'health' | 'token' | 'metrics' | 'narinfos' | 'pins' }
   | { name: 'narinfo'; hashPart: string }
   | { name: 'nar'; fileHash: string; compression: NarCompression; key: string }
   | { name: 'nar-upload'; narHash: string; compression: NarCompression; key: string };
@@ -85,6 +85,8 @@ export function matchRoute(rawUrl: string): Route {
       return { name: 'narinfos' };
     case '/metrics':
       return { name: 'metrics' };
+    case '/_api/v1/pins':
+      return { name: 'pins' };
   }
   const narinfo = NARINFO.exec(path);
   if (narinfo) return { name: 'narinfo', hashPart: narinfo[1] as string };

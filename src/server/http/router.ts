@@ -23,6 +23,7 @@ import {
 import { acceptBody } from './body.js';
 import { postNarInfos } from './narinfo-batch.js';
 import { matchRoute, type Route } from './paths.js';
+import { postPin } from './pins.js';
 
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
@@ -62,6 +63,9 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
     },
     narinfos: {
       POST: (_route, request) => postNarInfos(deps, request, deps.publicReads),
+    },
+    pins: {
+      POST: (_route, request) => postPin(deps, request),
     },
     'nar-upload': {
       PUT: (route, request) =>

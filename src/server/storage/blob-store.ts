@@ -1,7 +1,7 @@
 /**
  * Where NAR files live. Keys are content-addressed file names (`<filehash>.nar.zst`), so a file is
  * stored once whatever slice uploaded it. The interface assumes only what S3 also offers:
- * put-if-absent of a complete object, ranged reads, head, delete. No rename or append.
+ * put-if-absent of a complete object, ranged reads, head, delete, listing. No rename or append.
  */
 import type { Writable } from 'node:stream';
 
@@ -24,6 +24,14 @@ export interface BlobStore {
   open(key: string, range?: ByteRange): Promise<BlobReader | null>;
   head(key: string): Promise<{ size: number } | null>;
   delete(key: string): Promise<void>;
+  /** Every complete object, for the collector (orphans): its key, size and when it was written. */
+  list(): AsyncIterable<BlobInfo>;
+}
+
+export interface BlobInfo {
+  key: string;
+  size: number;
+  modifiedAt: Date;
 }
 
 /** An object opened for reading: written out once, or closed unread. */

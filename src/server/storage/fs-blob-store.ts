@@ -8,7 +8,13 @@ import { link, mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { BufferPool, written } from '../../nix/buffer-pool.js';
-import { isValidBlobKey, type BlobReader, type BlobStore, type ByteRange } from './blob-store.js';
+import {
+  isValidBlobKey,
+  type BlobInfo,
+  type BlobReader,
+  type BlobStore,
+  type ByteRange,
+} from './blob-store.js';
 
 const TEMP_PREFIX = '.upload-';
 /** Reads go into 256 KiB buffers, two per download (one read into while the other is sent). */
@@ -104,6 +110,15 @@ export class FsBlobStore implements BlobStore {
     await unlink(this.path(key)).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== 'ENOENT') throw e;
     });
+  }
+
+  async *list(): AsyncIterable<BlobInfo> {
+    for (const name of await readdir(this.dir)) {
+      if (name.startsWith(TEMP_PREFIX) || !isValidBlobKey(name)) continue;
+      // A file deleted since the listing is simply not there any more.
+      const info = await stat(join(this.dir, name)).catch(() => null);
+      if (info?.isFile()) yield { key: name, size: info.size, modifiedAt: info.mtime };
+    }
   }
 }
 

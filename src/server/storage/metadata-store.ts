@@ -3,6 +3,7 @@
  * NAR, who owns a slice, and the audit log. Every method is async so a networked database
  * (PostgreSQL) can implement the same interface; SQLite is the default.
  */
+import type { RetentionStore } from './retention-store.js';
 
 /** Facts about a NAR file, computed by the server while the upload streamed in. */
 export interface NarFacts {
@@ -25,6 +26,8 @@ export interface NarInfoRecord {
   /** The narinfo as served, without signatures (the server signs when serving). */
   narinfo: string;
   createdAt: Date;
+  /** The last read or push (as recorded, see retention/access.ts); absent = createdAt. */
+  lastAccessedAt?: Date;
 }
 
 /** CI identity of a write, as carried by the cache token. */
@@ -54,13 +57,17 @@ export interface SliceOwner {
 /** Decides which slices a request may see (read patterns with globs, plus public slices). */
 export type SliceFilter = (slice: string) => boolean;
 
-export interface MetadataStore {
+export interface MetadataStore extends RetentionStore {
   /** Records that `slice` uploaded (so provably holds) this NAR. Idempotent. */
   recordUpload(slice: string, facts: NarFacts): Promise<void>;
   /** The NAR's facts if `slice` uploaded it, else null: a writer may only reference its own NARs. */
   uploadedNar(slice: string, key: string): Promise<NarFacts | null>;
-  /** Inserts the narinfo and its audit row in one transaction, unless the slice has it already. */
-  putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists'>;
+  /**
+   * Inserts the narinfo and its audit row in one transaction, unless the slice has it already.
+   * `nar_missing` (nothing written) when the slice's upload of the NAR was forgotten meanwhile
+   * (a collector claimed the NAR for deletion).
+   */
+  putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists' | 'nar_missing'>;
   /** A narinfo for `hashPart` in a slice the filter admits (the oldest, for stable answers). */
   findNarInfo(hashPart: string, readable: SliceFilter): Promise<NarInfoRecord | null>;
   /** `findNarInfo` for many hash parts at once: the hits only, by hash part. */

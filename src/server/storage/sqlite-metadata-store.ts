@@ -8,6 +8,8 @@ import type {
   SliceFilter,
   SliceOwner,
 } from './metadata-store.js';
+import type { DeletionRecord, NarInfoKey, Pin, StoredNarInfo } from './retention-store.js';
+import * as retention from './sqlite-retention.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS slice_nars (
@@ -47,6 +49,7 @@ function narInfoRecord(row: Row): NarInfoRecord {
     narKey: str(row.nar_key),
     narinfo: str(row.narinfo),
     createdAt: new Date(Number(row.created_at)),
+    lastAccessedAt: new Date(Number(row.last_accessed_at ?? row.created_at)),
   };
 }
 
@@ -69,6 +72,7 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
     this.db.exec(SCHEMA);
     this.addFileHashColumn();
+    retention.migrateRetention(this.db);
   }
 
   /**
@@ -123,9 +127,13 @@ export class SqliteMetadataStore implements MetadataStore {
     };
   }
 
-  async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists'> {
+  async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists' | 'nar_missing'> {
     this.db.exec('BEGIN IMMEDIATE');
     try {
+      if (retention.isNarClaimed(this.sql.bind(this), record.narKey, record.createdAt)) {
+        this.db.exec('ROLLBACK');
+        return 'nar_missing';
+      }
       const inserted = this.sql(
         `INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at)
            VALUES (?, ?, ?, ?, ?, ?)`,
@@ -230,6 +238,56 @@ export class SqliteMetadataStore implements MetadataStore {
       runId: optional(r.run_id),
       sha: optional(r.sha),
     }));
+  }
+
+  // RetentionStore: the queries live in sqlite-retention.ts.
+  private readonly run = this.sql.bind(this);
+  async touchNarInfos(keys: readonly NarInfoKey[], at: Date): Promise<number> {
+    return retention.touchNarInfos(this.db, this.run, keys, at);
+  }
+  async listSlices(): Promise<string[]> {
+    return retention.listSlices(this.run);
+  }
+  async listNarInfos(slice: string): Promise<StoredNarInfo[]> {
+    return retention.listNarInfos(this.run, slice);
+  }
+  async narKeysInUse(usedSince: Date): Promise<{ referenced: Set<string>; touched: Set<string> }> {
+    return retention.narKeysInUse(this.run, usedSince);
+  }
+  async deleteNarInfos(
+    slice: string,
+    hashParts: readonly string[],
+    unusedBefore: Date,
+    record: DeletionRecord,
+  ) {
+    return retention.deleteNarInfos(this.db, this.run, slice, hashParts, unusedBefore, record);
+  }
+  async touchNar(key: string, at: Date): Promise<boolean> {
+    return retention.touchNar(this.db, this.run, key, at);
+  }
+  async claimNarDeletion(key: string, unusedBefore: Date, at: Date): Promise<boolean> {
+    return retention.claimNarDeletion(this.db, this.run, key, unusedBefore, at);
+  }
+  async finishNarDeletion(keys: readonly string[], record?: DeletionRecord): Promise<void> {
+    retention.finishNarDeletion(this.db, this.run, keys, record);
+  }
+  async putPin(pin: Pin): Promise<void> {
+    retention.putPin(this.db, this.run, pin);
+  }
+  async listPins(slice?: string): Promise<Pin[]> {
+    return retention.listPins(this.run, slice);
+  }
+  async deletePin(slice: string, name: string): Promise<boolean> {
+    return retention.deletePin(this.run, slice, name);
+  }
+  async acquireLease(name: string, holder: string, until: Date, at: Date): Promise<boolean> {
+    return retention.acquireLease(this.db, this.run, name, holder, until, at);
+  }
+  async releaseLease(name: string, holder: string): Promise<void> {
+    retention.releaseLease(this.run, name, holder);
+  }
+  async listDeletions(filter: { since?: Date; limit?: number }): Promise<DeletionRecord[]> {
+    return retention.listDeletions(this.run, filter);
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,259 @@
+/**
+ * One garbage collection: under the lease, per slice: plan (plan.ts), then delete narinfos in
+ * batches (referrers first, each batch refused if one of its rows was used meanwhile), then NAR
+ * files no narinfo uses any more and orphans, each claimed before its blob is deleted so a push of
+ * the same NAR waits rather than lose it. Talks to storage only through BlobStore and
+ * MetadataStore. A dry run plans the same and deletes nothing.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../config.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import type { MetadataStore } from '../storage/metadata-store.js';
+import type { StoredNarInfo } from '../storage/retention-store.js';
+import { planSlice, type PathEntry, type RemovalReason } from './plan.js';
+import { retentionFor } from './slices.js';
+
+export const GC_LEASE = 'gc';
+const LEASE_MS = 15 * 60_000;
+const BATCH = 500;
+
+export interface CollectorDeps {
+  blobs: BlobStore;
+  meta: MetadataStore;
+  config: Config;
+  now?: () => number;
+  /** Test seam: runs just before a claimed NAR file is deleted (to force races). */
+  beforeBlobDelete?: (key: string) => Promise<void>;
+}
+
+export interface CollectOptions {
+  slice?: string;
+  dryRun?: boolean;
+}
+
+export interface Tally {
+  paths: number;
+  bytes: number;
+}
+
+export interface SliceReport {
+  slice: string;
+  maxAgeSeconds?: number;
+  maxSizeBytes?: number;
+  pullRequestTtlSeconds?: number;
+  kept: Tally;
+  pinned: Tally;
+  removed: Partial<Record<RemovalReason, Tally>>;
+  /** In deletion order. */
+  removedPaths: { storePath: string; reason: RemovalReason; bytes: number }[];
+  overQuota: boolean;
+  /** Why some planned removals were not made (a path was used during the run). */
+  interrupted?: string;
+}
+
+export type NarReason = 'orphan' | 'unused';
+
+export interface GcReport {
+  dryRun: boolean;
+  time: Date;
+  /** Set when nothing ran (another collector holds the lease). */
+  skipped?: string;
+  slices: SliceReport[];
+  nars: { key: string; bytes: number; reason: NarReason }[];
+  expiredPins: { slice: string; name: string }[];
+}
+
+/** FileSize and References from a stored narinfo (a line scan: the collector reads every row). */
+export function pathEntry(row: StoredNarInfo): PathEntry {
+  let fileSize = 0;
+  let references: string[] = [];
+  for (const line of row.narinfo.split('\n')) {
+    if (line.startsWith('FileSize: ')) fileSize = Number(line.slice(10));
+    else if (line.startsWith('References: '))
+      references = line
+        .slice(12)
+        .split(' ')
+        .filter(Boolean)
+        .map((name) => name.slice(0, 32));
+  }
+  return {
+    hashPart: row.hashPart,
+    storePath: row.storePath,
+    narKey: row.narKey,
+    fileSize,
+    references,
+    createdAt: +row.createdAt,
+    lastAccessedAt: +row.lastAccessedAt,
+  };
+}
+
+const tally = (entries: { fileSize: number }[]): Tally => ({
+  paths: entries.length,
+  bytes: entries.reduce((sum, entry) => sum + entry.fileSize, 0),
+});
+
+export async function collectGarbage(deps: CollectorDeps, options: CollectOptions = {}): Promise<GcReport> {
+  const now = (deps.now ?? Date.now)();
+  const holder = randomUUID();
+  const report: GcReport = {
+    dryRun: options.dryRun === true,
+    time: new Date(now),
+    slices: [],
+    nars: [],
+    expiredPins: [],
+  };
+  if (!report.dryRun) {
+    const held = await deps.meta.acquireLease(GC_LEASE, holder, new Date(now + LEASE_MS), new Date(now));
+    if (!held) return { ...report, skipped: 'another collector is running (it holds the gc lease)' };
+  }
+  try {
+    await collect(deps, options, now, report);
+  } finally {
+    if (!report.dryRun) await deps.meta.releaseLease(GC_LEASE, holder);
+  }
+  return report;
+}
+
+async function collect(deps: CollectorDeps, options: CollectOptions, now: number, report: GcReport) {
+  const { meta, config } = deps;
+  const unusedBefore = new Date(now - config.gcGraceSeconds * 1000);
+  const pins = [];
+  for (const pin of await meta.listPins()) {
+    if (pin.expiresAt && +pin.expiresAt <= now) {
+      report.expiredPins.push({ slice: pin.slice, name: pin.name });
+      if (!report.dryRun) await meta.deletePin(pin.slice, pin.name);
+    } else pins.push(pin);
+  }
+  const before = await meta.narKeysInUse(unusedBefore);
+  // Keys that narinfos kept by this run (or in slices it does not touch) still use: for a dry run,
+  // which cannot ask the store afterwards.
+  const stillUsed = new Set<string>();
+  for (const slice of await meta.listSlices()) {
+    const entries = (await meta.listNarInfos(slice)).map(pathEntry);
+    if (options.slice !== undefined && slice !== options.slice) {
+      for (const entry of entries) stillUsed.add(entry.narKey);
+      continue;
+    }
+    const retention = retentionFor(config, slice);
+    const pinned = new Set(
+      pins
+        .filter((pin) => pin.slice === slice)
+        .flatMap((pin) => pin.storePaths.map((path) => path.slice(11, 43))),
+    );
+    const plan = planSlice({
+      entries,
+      pinned,
+      policy: retention.policy,
+      now,
+      graceSeconds: config.gcGraceSeconds,
+      ...(retention.pullRequestTtlSeconds !== undefined
+        ? { pullRequestTtlSeconds: retention.pullRequestTtlSeconds }
+        : {}),
+    });
+    const sliceReport: SliceReport = {
+      slice,
+      ...(retention.policy.maxAgeSeconds !== undefined
+        ? { maxAgeSeconds: retention.policy.maxAgeSeconds }
+        : {}),
+      ...(retention.policy.maxSizeBytes !== undefined ? { maxSizeBytes: retention.policy.maxSizeBytes } : {}),
+      ...(retention.pullRequestTtlSeconds !== undefined
+        ? { pullRequestTtlSeconds: retention.pullRequestTtlSeconds }
+        : {}),
+      kept: tally(plan.keep),
+      pinned: plan.pinned,
+      removed: {},
+      removedPaths: [],
+      overQuota: plan.overQuota,
+    };
+    for (const entry of plan.keep) stillUsed.add(entry.narKey);
+    const done = report.dryRun
+      ? plan.remove
+      : await deleteInBatches(deps, slice, plan.remove, unusedBefore, now);
+    if (done.length < plan.remove.length) {
+      sliceReport.interrupted = `${plan.remove.length - done.length} paths were used during the collection and stay`;
+      for (const { entry } of plan.remove.slice(done.length)) stillUsed.add(entry.narKey);
+      sliceReport.kept = tally([...plan.keep, ...plan.remove.slice(done.length).map(({ entry }) => entry)]);
+    }
+    for (const { entry, reason } of done) {
+      const count = (sliceReport.removed[reason] ??= { paths: 0, bytes: 0 });
+      count.paths++;
+      count.bytes += entry.fileSize;
+      sliceReport.removedPaths.push({ storePath: entry.storePath, reason, bytes: entry.fileSize });
+    }
+    report.slices.push(sliceReport);
+  }
+  const inUse = report.dryRun
+    ? new Set([...stillUsed, ...before.touched])
+    : (({ referenced, touched }) => new Set([...referenced, ...touched]))(
+        await meta.narKeysInUse(unusedBefore),
+      );
+  await collectNars(deps, report, inUse, before.referenced, unusedBefore, now);
+}
+
+/** Deletes the planned narinfos, referrers first; stops at the first batch used meanwhile. */
+async function deleteInBatches(
+  deps: CollectorDeps,
+  slice: string,
+  remove: { entry: PathEntry; reason: RemovalReason }[],
+  unusedBefore: Date,
+  now: number,
+): Promise<{ entry: PathEntry; reason: RemovalReason }[]> {
+  let done = 0;
+  while (done < remove.length) {
+    // A batch holds one reason, so its audit row says why.
+    const reason = remove[done]!.reason;
+    let end = done;
+    while (end < remove.length && end - done < BATCH && remove[end]!.reason === reason) end++;
+    const batch = remove.slice(done, end).map(({ entry }) => entry);
+    const deleted = await deps.meta.deleteNarInfos(
+      slice,
+      batch.map((entry) => entry.hashPart),
+      unusedBefore,
+      { time: new Date(now), slice, reason, items: batch.map((entry) => entry.storePath), ...tally(batch) },
+    );
+    if (!deleted) break;
+    done = end;
+  }
+  return remove.slice(0, done);
+}
+
+/** NAR files no narinfo uses, not touched nor written within the grace window. */
+async function collectNars(
+  deps: CollectorDeps,
+  report: GcReport,
+  inUse: Set<string>,
+  referencedBefore: Set<string>,
+  unusedBefore: Date,
+  now: number,
+): Promise<void> {
+  const deleted: Record<NarReason, { key: string; bytes: number }[]> = { orphan: [], unused: [] };
+  for await (const blob of deps.blobs.list()) {
+    if (inUse.has(blob.key) || +blob.modifiedAt >= +unusedBefore) continue;
+    const reason: NarReason = referencedBefore.has(blob.key) ? 'unused' : 'orphan';
+    if (!report.dryRun) {
+      if (!(await deps.meta.claimNarDeletion(blob.key, unusedBefore, new Date(now)))) continue;
+      await deps.beforeBlobDelete?.(blob.key);
+      try {
+        await deps.blobs.delete(blob.key);
+      } finally {
+        await deps.meta.finishNarDeletion([blob.key]);
+      }
+    }
+    deleted[reason].push({ key: blob.key, bytes: blob.size });
+    report.nars.push({ key: blob.key, bytes: blob.size, reason });
+  }
+  if (report.dryRun) return;
+  for (const reason of ['orphan', 'unused'] as const) {
+    const list = deleted[reason];
+    for (let i = 0; i < list.length; i += BATCH) {
+      const batch = list.slice(i, i + BATCH);
+      await deps.meta.finishNarDeletion([], {
+        time: new Date(now),
+        slice: null,
+        reason,
+        items: batch.map((nar) => nar.key),
+        bytes: batch.reduce((sum, nar) => sum + nar.bytes, 0),
+      });
+    }
+  }
+}
