@@ -34,6 +34,10 @@ export interface TestServerOptions {
   yaml?: string;
   maxNarSize?: number;
   dataDir?: string;
+  /** The server's clock (ms): tests move it to age what was pushed. */
+  now?: () => number;
+  /** Runs just before the collector deletes a claimed NAR file (to force a race). */
+  beforeBlobDelete?: (key: string) => Promise<void>;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -47,7 +51,11 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...(options.maxNarSize ? { maxNarSize: options.maxNarSize } : {}),
   };
   const logs: string[] = [];
-  const server = await startServer(config, { logDestination: { write: (line: string) => logs.push(line) } });
+  const server = await startServer(config, {
+    logDestination: { write: (line: string) => logs.push(line) },
+    ...(options.now ? { now: options.now } : {}),
+    ...(options.beforeBlobDelete ? { beforeBlobDelete: options.beforeBlobDelete } : {}),
+  });
   const tokenKey = (await loadOrCreateTokenKey(tokenKeyPath(server.dataDir))).key;
   const exchange = createExchange(config, tokenKey);
 

@@ -1,5 +1,8 @@
-/** The `sluice` command line: `serve`, `token create`, `audit`. */
+/** The `sluice` command line: `serve`, `token create`, `audit`, `gc`, `pin`, `slices`. */
 import { AUDIT_USAGE, runAudit } from './audit.js';
+import { GC_USAGE, runGc } from './gc.js';
+import { PIN_USAGE, runPin } from './pin.js';
+import { runSlices, SLICES_USAGE } from './slices.js';
 import { runServe, SERVE_USAGE } from './serve.js';
 import { runToken, TOKEN_USAGE } from './token.js';
 
@@ -7,6 +10,9 @@ const COMMANDS: Record<string, { usage: string; run: (argv: string[]) => Promise
   serve: { usage: SERVE_USAGE, run: runServe },
   token: { usage: TOKEN_USAGE, run: runToken },
   audit: { usage: AUDIT_USAGE, run: runAudit },
+  gc: { usage: GC_USAGE, run: runGc },
+  pin: { usage: PIN_USAGE, run: runPin },
+  slices: { usage: SLICES_USAGE, run: runSlices },
 };
 
 const USAGE = `usage: sluice <command> [options]
@@ -15,6 +21,9 @@ commands:
   serve          run the cache server
   token create   print a read-only cache token (for people and machines)
   audit          list accepted writes
+  gc             collect garbage now (retention, pins, orphans); --dry-run shows what would go
+  pin            pin store paths and their closures in a slice (add, list, rm)
+  slices         list slices: size, paths, quota use, last push, pins
 
 'sluice <command> --help' explains a command.
 `;

@@ -40,7 +40,7 @@ export function parsePinRequest(body: Buffer): PinRequest {
   if (json.paths.length > MAX_PATHS) throw bad(`${json.paths.length} paths in one pin; at most ${MAX_PATHS}`);
   const paths = json.paths.map((path: unknown, index) => {
     try {
-      return StorePath.parse(String(path)).toString();
+      return StorePath.parse(String(path)).toPath();
     } catch (error) {
       throw bad(
         `paths[${index}] ${JSON.stringify(path)?.slice(0, 120)} is not a store path: ${(error as Error).message}`,
