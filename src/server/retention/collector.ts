@@ -182,11 +182,11 @@ async function collect(deps: CollectorDeps, options: CollectOptions, now: number
     }
     report.slices.push(sliceReport);
   }
-  const inUse = report.dryRun
-    ? new Set([...stillUsed, ...before.touched])
-    : (({ referenced, touched }) => new Set([...referenced, ...touched]))(
-        await meta.narKeysInUse(unusedBefore),
-      );
+  // A real run asks the store again (pushes may have come meanwhile); a dry run deleted nothing.
+  const after = report.dryRun
+    ? { referenced: stillUsed, touched: before.touched }
+    : await meta.narKeysInUse(unusedBefore);
+  const inUse = new Set([...after.referenced, ...after.touched]);
   await collectNars(deps, report, inUse, before.referenced, unusedBefore, now);
 }
 
