@@ -12,7 +12,6 @@ import {
   createExchange,
   createTokenHandler,
   loadOrCreateTokenKey,
-  sliceMatches,
   tokenKeyPath,
   type CacheGrant,
   type CiIdentity,
@@ -26,6 +25,7 @@ import { ServerMetrics } from './metrics.js';
 import { ReadRecorder } from './retention/access.js';
 import type { CollectOptions, GcReport } from './retention/collector.js';
 import { startGcScheduler } from './retention/scheduler.js';
+import { readCovers } from './retention/slices.js';
 import { defaultKeyName, loadOrCreateSigningKey } from './signing-key.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';
 import type { WriterIdentity } from './storage/metadata-store.js';
@@ -68,7 +68,7 @@ function writerIdentity(grant: CacheGrant): WriterIdentity {
 
 function accessFromGrant(grant: CacheGrant): Omit<Access, 'authenticated'> {
   const canRead = (slice: string) =>
-    slice === grant.write || grant.read.some((pattern) => sliceMatches(pattern, slice));
+    slice === grant.write || grant.read.some((pattern) => readCovers(pattern, slice));
   return {
     canRead,
     write: grant.write,
@@ -106,7 +106,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   );
   const exchange = createExchange(config, tokenKey, options.exchange);
   const publicSlices = exchange.publicSlices();
-  const isPublic = (slice: string) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
+  const isPublic = (slice: string) => publicSlices.some((pattern) => readCovers(pattern, slice));
 
   let cacheUrl = config.publicUrl ?? '';
   let tokenHandler: ReturnType<typeof createTokenHandler> | undefined;

@@ -9,6 +9,18 @@ import { HttpError } from '../../http/errors.js';
 import { claimString } from './identity.js';
 import { fillTemplate, globMatches, isTemplate, type TemplateResult } from './slice-names.js';
 
+/**
+ * A pull-request job's own slice, `<slice>/pr-<number>`, for a slice with `pull_requests` whose
+ * read rules the job matched: only on `pull_request` (GitHub gives fork pull requests no ID token;
+ * `pull_request_target` runs for forks with one, so it never qualifies).
+ */
+function pullRequestWriteSlice(slices: SliceConfig[], read: Set<string>, claims: JWTPayload): string | null {
+  const number = /^refs\/pull\/(\d+)\/(?:merge|head)$/.exec(claimString(claims.ref) ?? '')?.[1];
+  if (claimString(claims.event_name) !== 'pull_request' || number === undefined) return null;
+  const slice = slices.find((candidate) => candidate.pullRequests && read.has(candidate.name));
+  return slice ? `${slice.name}/pr-${number}` : null;
+}
+
 /** Events whose workflows run trusted code of the repository: never pull_request(_target). */
 export const DEFAULT_WRITE_EVENTS = ['push', 'schedule', 'workflow_dispatch', 'merge_group', 'release'];
 
@@ -108,6 +120,10 @@ export function createPolicy(slices: SliceConfig[]): Policy {
             if (access === 'read' || write === name.name) read.add(name.name);
           }
         }
+      }
+      if (write === null) {
+        write = pullRequestWriteSlice(slices, read, claims);
+        if (write !== null) read.add(write);
       }
       if (read.size === 0 && write === null) {
         throw new HttpError(

@@ -1,6 +1,6 @@
 /** Which retention applies to a stored slice, and the names of pull-request slices. */
 import type { Config } from '../config.js';
-import { globMatches, isTemplate, normalizeSliceName } from '../exchange/slice-names.js';
+import { globMatches, isTemplate, normalizeSliceName, sliceMatches } from '../exchange/slice-names.js';
 import type { RetentionPolicy } from './settings.js';
 
 const PULL_REQUEST_SLICE = /^(.+)\/pr-(\d+)$/;
@@ -12,6 +12,14 @@ export function pullRequestSlice(base: string, number: string): string {
 
 export function isPullRequestSlice(name: string): boolean {
   return PULL_REQUEST_SLICE.test(name);
+}
+
+/**
+ * Whether a read grant (or a public pattern) covers `slice`. A pull-request slice only by its exact
+ * name, which only that pull request's tokens carry: `acme/*` must not reach into `acme/app/pr-7`.
+ */
+export function readCovers(pattern: string, slice: string): boolean {
+  return isPullRequestSlice(slice) ? normalizeSliceName(pattern) === slice : sliceMatches(pattern, slice);
 }
 
 export interface SliceRetention {
