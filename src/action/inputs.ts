@@ -22,6 +22,8 @@ export interface ActionInputs {
   drainTimeoutSeconds: number;
   strict: boolean;
   summary: boolean;
+  /** Pin what the job produced under this name in the write slice (releases). */
+  pin: { name: string; ttl?: string } | undefined;
 }
 
 export class InputError extends Error {}
@@ -42,7 +44,21 @@ export function readInputs(): ActionInputs {
     drainTimeoutSeconds: parseSeconds(Inputs.DrainTimeout, core.getInput(Inputs.DrainTimeout) || '120'),
     strict: parseBoolean(Inputs.Strict, core.getInput(Inputs.Strict) || 'false'),
     summary: parseBoolean(Inputs.Summary, core.getInput(Inputs.Summary) || 'true'),
+    pin: parsePin(core.getInput(Inputs.Pin), core.getInput(Inputs.PinTtl)),
   };
+}
+
+/** `pin` names a pin (as `sluice pin` does); `pin-ttl` is a duration such as 90d or 1y. */
+export function parsePin(name: string, ttl: string): { name: string; ttl?: string } | undefined {
+  if (name.trim() === '') {
+    if (ttl.trim() !== '') throw new InputError(`Input 'pin-ttl' needs 'pin' (the pin's name).`);
+    return undefined;
+  }
+  if (!/^[A-Za-z0-9._@+-]{1,100}$/.test(name.trim()))
+    throw new InputError(`Input 'pin' must be 1-100 letters, digits, . _ @ + -; got '${name}'.`);
+  if (ttl.trim() !== '' && !/^\d+[smhdwy]$/.test(ttl.trim()))
+    throw new InputError(`Input 'pin-ttl' must be a duration such as 90d or 1y; got '${ttl}'.`);
+  return { name: name.trim(), ...(ttl.trim() ? { ttl: ttl.trim() } : {}) };
 }
 
 function nonEmpty(name: string, value: string): string {

@@ -116,6 +116,7 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
     stateDir,
     read: state.read,
     write: state.write,
+    ...(inputs.pin ? { pin: inputs.pin } : {}),
   });
 
   let daemon: RunningDaemon;

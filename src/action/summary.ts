@@ -65,6 +65,8 @@ export function buildSummary(state: SavedState, stats: DaemonStats | undefined, 
   const write = stats ? stats.write : (state.write ?? null);
   summary.addRaw(`Slices read: ${read.length ? read.map((s) => `\`${s}\``).join(', ') : 'none'}. `, false);
   summary.addRaw(`Slice written: ${write ? `\`${write}\`` : 'none'}.`, true);
+  if (stats?.pin && !stats.pin.error)
+    summary.addRaw(`Pinned ${stats.pin.paths} paths as \`${escapeHtml(stats.pin.name)}\`.`, true);
   if (state.nixConfig) {
     summary.addRaw(
       `Nix configuration: ${state.nixConfig.scope === 'system' ? 'system-wide (Nix daemon restarted)' : 'user'} nix.conf \`${state.nixConfig.file}\`.`,

@@ -3,6 +3,7 @@
  * Parsed strictly: a bad file is a clear error naming the field, before anything starts.
  */
 import { readFile } from 'node:fs/promises';
+import type { PinConfig } from './pin.js';
 
 export type PushCompression = 'zstd' | 'xz' | 'none';
 
@@ -37,6 +38,8 @@ export interface DaemonConfig {
   /** Slices the token may read / write, as the exchange answered: only reported in the stats. */
   read: string[];
   write: string | null;
+  /** The Action's `pin` input: pin what the job produced once drained. */
+  pin?: PinConfig;
 }
 
 export class ConfigError extends Error {}
@@ -164,6 +167,13 @@ export function parseConfig(value: unknown): DaemonConfig {
     write: typeof value.write === 'string' ? value.write : null,
   };
   if (config.token !== null) config.tokenExpiresAt = parseExpiry(value.tokenExpiresAt);
+  if (value.pin !== undefined && value.pin !== null) {
+    if (!isRecord(value.pin)) throw new ConfigError('pin must be an object { name, ttl? }');
+    const name = requireString(value.pin, 'name', 'pin.');
+    if (!/^[A-Za-z0-9._@+-]{1,100}$/.test(name))
+      throw new ConfigError(`pin.name '${name}' must be 1-100 letters, digits, . _ @ + -`);
+    config.pin = { name, ...(value.pin.ttl ? { ttl: requireString(value.pin, 'ttl', 'pin.') } : {}) };
+  }
   if (value.idTokenRequest !== undefined && config.token !== null) {
     if (!isRecord(value.idTokenRequest))
       throw new ConfigError('idTokenRequest must be an object { url, token }');

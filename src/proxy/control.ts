@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from '../http/errors.js';
 import { StorePath, StorePathError } from '../nix/store-path.js';
 import type { Logger } from './log.js';
+import type { Pinner } from './pin.js';
 import type { PushQueue } from './push.js';
 import { methodNotAllowed } from './routes.js';
 import type { Stats } from './stats.js';
@@ -23,6 +24,8 @@ export interface ControlContext {
   health: () => Record<string, unknown>;
   /** Starts the shutdown once the answer is sent. */
   shutdown: () => void;
+  /** With the Action's `pin` input: told the paths the job produced, pins them after a full drain. */
+  pinner?: Pinner;
 }
 
 async function readJsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
@@ -116,6 +119,7 @@ async function built(req: IncomingMessage, res: ServerResponse, ctx: ControlCont
     throw new HttpError(400, 'give outPaths or drvPath', 'bad_request');
   }
   const queue = ctx.queue;
+  ctx.pinner?.add(outPaths);
   sendJson(res, 202, { pushing: queue !== undefined });
   if (!queue) return;
   if (outPaths.length > 0) queue.enqueue(outPaths);
@@ -147,6 +151,11 @@ async function drain(req: IncomingMessage, res: ServerResponse, ctx: ControlCont
     await Promise.race([queue.idle(), deadline]);
     clearTimeout(timer);
     ctx.log.info({ queued: queue.queued }, queue.isIdle ? 'drained' : 'drain deadline reached');
+    // Pinned only once everything is pushed: a pin names paths the slice must already hold.
+    if (ctx.pinner && queue.isIdle) {
+      ctx.pinner.add(paths);
+      await ctx.pinner.pin();
+    }
   }
   sendJson(res, 200, ctx.stats.toJSON());
 }

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { DestinationStream } from 'pino';
 import { parseListen, readConfig, type DaemonConfig } from './config.js';
 import { createLogger, Secrets, type Logger } from './log.js';
+import { Pinner } from './pin.js';
 import { PushQueue } from './push.js';
 import { CacheRoutes } from './routes.js';
 import { startProxyServer } from './server.js';
@@ -107,6 +108,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
         tokenExpiresAt: Number.isFinite(tokens.expiresAt) ? new Date(tokens.expiresAt).toISOString() : null,
       }),
       shutdown: () => void close().then(options.onShutdown),
+      ...(config.pin && queue ? { pinner: new Pinner(server, config.pin, stats, log) } : {}),
     },
     log,
   );

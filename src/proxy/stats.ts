@@ -14,6 +14,8 @@ export interface StatsJson {
   read: string[];
   write: string | null;
   errors: string[];
+  /** With the Action's `pin` input: what the drain pinned. */
+  pin?: { name: string; paths: number; error?: string };
 }
 
 /** Distinct error messages kept, so a long outage cannot grow the stats without bound. */
@@ -30,6 +32,7 @@ export class Stats {
   skippedUpstream = 0;
   skippedFiltered = 0;
   readonly failed: { path: string; error: string }[] = [];
+  pin: StatsJson['pin'];
   private readonly errors = new Map<string, number>();
   private pushMs = 0;
   private pushActiveSince: number | undefined;
@@ -86,6 +89,7 @@ export class Stats {
       errors: [...this.errors].map(([message, count]) =>
         count > 1 ? `${message} (${count} times)` : message,
       ),
+      ...(this.pin ? { pin: this.pin } : {}),
     };
   }
 }

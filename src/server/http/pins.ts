@@ -1,7 +1,9 @@
 /**
  * `POST /_api/v1/pins`: the Action's daemon pins what its job pushed (input `pin: NAME`), with its
  * cache token: into the token's write slice only, so a pin is possible exactly where the policy
- * lets the job write. Body `{ "name": "v1.2", "paths": ["/nix/store/…"], "ttl": "1y" }`.
+ * lets the job write. Body `{ "name": "v1.2", "paths": ["/nix/store/…"], "ttl": "1y" }`, and
+ * `"skip_missing": true` to pin those of the paths the slice holds (the daemon sends every path
+ * the job built; some were not pushed because another slice or an upstream cache has them).
  */
 import { HttpError } from '../../http/errors.js';
 import { StorePath } from '../../nix/store-path.js';
@@ -22,10 +24,11 @@ interface PinRequest {
   name: string;
   paths: string[];
   ttlSeconds?: number;
+  skipMissing: boolean;
 }
 
 export function parsePinRequest(body: Buffer): PinRequest {
-  let json: { name?: unknown; paths?: unknown; ttl?: unknown };
+  let json: { name?: unknown; paths?: unknown; ttl?: unknown; skip_missing?: unknown };
   try {
     json = JSON.parse(body.toString('utf8')) as typeof json;
   } catch (error) {
@@ -55,7 +58,14 @@ export function parsePinRequest(body: Buffer): PinRequest {
       throw bad(`ttl: ${(error as Error).message}`);
     }
   }
-  return { name: json.name, paths: [...new Set(paths)], ...(ttlSeconds ? { ttlSeconds } : {}) };
+  if (json.skip_missing !== undefined && typeof json.skip_missing !== 'boolean')
+    throw bad('skip_missing must be true or false');
+  return {
+    name: json.name,
+    paths: [...new Set(paths)],
+    ...(ttlSeconds ? { ttlSeconds } : {}),
+    skipMissing: json.skip_missing === true,
+  };
 }
 
 export async function postPin(deps: CacheDeps, request: CacheRequest): Promise<void> {
@@ -70,7 +80,8 @@ export async function postPin(deps: CacheDeps, request: CacheRequest): Promise<v
     (candidate) => candidate === slice,
   );
   const missing = pin.paths.filter((path) => !found.has(path.slice(11, 43)));
-  if (missing.length > 0) {
+  const present = pin.paths.filter((path) => found.has(path.slice(11, 43)));
+  if (missing.length > 0 && (!pin.skipMissing || present.length === 0)) {
     throw new HttpError(
       400,
       `${missing.length} of the paths are not in slice '${slice}' (push them first): ${missing.slice(0, 5).join(', ')}`,
@@ -94,7 +105,8 @@ export async function postPin(deps: CacheDeps, request: CacheRequest): Promise<v
     JSON.stringify({
       slice,
       name: pin.name,
-      paths: pin.paths.length,
+      paths: present.length,
+      ...(missing.length ? { missing: missing.length } : {}),
       expires_at: expiresAt?.toISOString() ?? null,
     }),
   );
