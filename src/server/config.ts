@@ -358,26 +358,13 @@ function parseSlices(v: Validator, value: unknown, issuers: IssuerConfig[]): Sli
       v.fail(path, 'grants nothing: add read or write rules, or public: true');
     if (/(^|\/)pr-\d+$/i.test(name))
       v.fail([...path, 'name'], `'${name}' ends in pr-<number>, which names pull-request slices`);
-    const fail = (key: string) => (keys: string[], problem: string) =>
-      v.fail([...path, key, ...keys], problem);
-    const retentionPolicy =
-      raw.retention === undefined
-        ? undefined
-        : retention.parseRetention(raw.retention, RETENTION_PARSERS, fail('retention'));
-    const pullRequests =
-      raw.pull_requests === undefined
-        ? undefined
-        : retention.parsePullRequests(raw.pull_requests, RETENTION_PARSERS, fail('pull_requests'));
-    if (pullRequests && (read.length === 0 || !isSliceName(shape)))
+    const sliceRetention = retention.parseSliceRetention(raw, RETENTION_PARSERS, (keys, problem) =>
+      v.fail([...path, ...keys], problem),
+    );
+    if (sliceRetention.pullRequests && (read.length === 0 || !isSliceName(shape)))
       v.fail([...path, 'pull_requests'], 'needs a plain slice name with read rules (they pick the jobs)');
-    return {
-      name: templated ? name : normalizeSliceName(name),
-      public: isPublic,
-      read,
-      write,
-      ...(retentionPolicy ? { retention: retentionPolicy } : {}),
-      ...(pullRequests ? { pullRequests } : {}),
-    };
+    const normalized = templated ? name : normalizeSliceName(name);
+    return { name: normalized, public: isPublic, read, write, ...sliceRetention };
   });
   slices.forEach((slice, i) => {
     if (slices.findIndex((other) => other.name === slice.name) !== i)
@@ -410,14 +397,10 @@ export function parseConfig(text: string, source = 'config'): Config {
     config.publicUrl = v.url(['public_url'], raw.public_url, true).replace(/\/+$/, '');
   if (raw.issuers !== undefined) config.issuers = parseIssuers(v, raw.issuers);
   if (raw.slices !== undefined) config.slices = parseSlices(v, raw.slices, config.issuers);
-  if (raw.retention !== undefined)
-    config.retention = retention.parseRetention(raw.retention, RETENTION_PARSERS, (keys, problem) =>
-      v.fail(['retention', ...keys], problem),
-    );
-  if (raw.gc_interval !== undefined)
-    config.gcIntervalSeconds = v.parse(['gc_interval'], raw.gc_interval, parseDuration);
-  if (raw.gc_grace !== undefined) config.gcGraceSeconds = v.parse(['gc_grace'], raw.gc_grace, parseDuration);
-  return config;
+  return {
+    ...config,
+    ...retention.parseServerRetention(raw, RETENTION_PARSERS, (keys, p) => v.fail(keys, p)),
+  };
 }
 
 /** Reads the config file at `path`; without a path, the defaults. */

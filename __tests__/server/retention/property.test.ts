@@ -145,7 +145,7 @@ describe('retention on random graphs', () => {
           await server.close();
         }
       }),
-      { numRuns: 10, endOnFailure: true },
+      { numRuns: 6, endOnFailure: true },
     );
   }, 120_000);
 });

@@ -58,3 +58,46 @@ export function parsePullRequests(value: unknown, parsers: Parsers, fail: Fail):
   if (raw.ttl === undefined) fail([], 'needs ttl (how long a pull request slice lives after its last push)');
   return { ttlSeconds: parsed('ttl', raw.ttl, parsers.duration, fail) };
 }
+
+/** A slice's `retention` and `pull_requests` keys (`fail` takes key paths below the slice). */
+export function parseSliceRetention(
+  raw: Record<string, unknown>,
+  parsers: Parsers,
+  fail: Fail,
+): { retention?: RetentionPolicy; pullRequests?: PullRequestSettings } {
+  const below =
+    (key: string): Fail =>
+    (keys, problem) =>
+      fail([key, ...keys], problem);
+  return {
+    ...(raw.retention !== undefined
+      ? { retention: parseRetention(raw.retention, parsers, below('retention')) }
+      : {}),
+    ...(raw.pull_requests !== undefined
+      ? { pullRequests: parsePullRequests(raw.pull_requests, parsers, below('pull_requests')) }
+      : {}),
+  };
+}
+
+/** The top level's `retention`, `gc_interval` and `gc_grace`: only the keys present. */
+export function parseServerRetention(
+  raw: Record<string, unknown>,
+  parsers: Parsers,
+  fail: Fail,
+): { retention?: RetentionPolicy; gcIntervalSeconds?: number; gcGraceSeconds?: number } {
+  const below =
+    (key: string): Fail =>
+    (keys, problem) =>
+      fail([key, ...keys], problem);
+  return {
+    ...(raw.retention !== undefined
+      ? { retention: parseRetention(raw.retention, parsers, below('retention')) }
+      : {}),
+    ...(raw.gc_interval !== undefined
+      ? { gcIntervalSeconds: parsed('gc_interval', raw.gc_interval, parsers.duration, fail) }
+      : {}),
+    ...(raw.gc_grace !== undefined
+      ? { gcGraceSeconds: parsed('gc_grace', raw.gc_grace, parsers.duration, fail) }
+      : {}),
+  };
+}
