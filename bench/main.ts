@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only lookups,substitution,push,concurrent] [--repetitions N] [--profile]`
+ * `npm run bench [-- --quick] [--only lookups,substitution,push,concurrent,gc] [--repetitions N] [--profile]`
  *
  * Runs every scenario side by side with its baseline, prints a markdown table of medians and
  * ratios (Sluice / baseline), and writes bench/results/<date>[-quick].md and .json.
@@ -14,6 +14,7 @@ import { findNginx, NGINX_INSTALL_HINT } from './lib/nginx.js';
 import { summariseProfiles } from './lib/profile.js';
 import { markdownTable, notesMarkdown, rowsAsJson, type Row } from './lib/report.js';
 import { concurrentScenario } from './scenarios/concurrent.js';
+import { gcScenario } from './scenarios/gc.js';
 import { lookupScenarios } from './scenarios/lookups.js';
 import { pushScenarios } from './scenarios/push.js';
 import { substitutionRepetitions, substitutionScenarios } from './scenarios/substitution.js';
@@ -23,6 +24,7 @@ const SCENARIOS: Record<string, (context: Context) => Promise<Row[]>> = {
   substitution: substitutionScenarios,
   push: pushScenarios,
   concurrent: concurrentScenario,
+  gc: gcScenario,
 };
 
 function machineMarkdown(machine: MachineDescription): string {

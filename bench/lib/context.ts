@@ -19,6 +19,8 @@ export interface Sizes {
   /** Growth: push `growthPush` paths and look up `growthLookups` narinfos, times 1, 4 and 16. */
   growthPush: PathGroup;
   growthLookups: number;
+  /** Narinfos in the garbage-collection scenario (5% of them removed). */
+  gcNarinfos: number;
 }
 
 export const FULL: Sizes = {
@@ -33,6 +35,7 @@ export const FULL: Sizes = {
   concurrentJobs: 8,
   growthPush: { count: 50, bytes: Math.round(0.1 * MiB) },
   growthLookups: 625,
+  gcNarinfos: 100_000,
 };
 
 /** `--quick`: the same scenarios at a fraction of the size, for iterating on the benchmark itself. */
@@ -48,6 +51,7 @@ export const QUICK: Sizes = {
   concurrentJobs: 8,
   growthPush: { count: 10, bytes: Math.round(0.1 * MiB) },
   growthLookups: 100,
+  gcNarinfos: 10_000,
 };
 
 export interface Bundles {
