@@ -6,6 +6,8 @@ import type { Logger } from '../log.js';
 import type { ServerMetrics } from '../metrics.js';
 import { collectGarbage, type CollectOptions, type CollectorDeps, type GcReport } from './collector.js';
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface GcScheduler {
   run(options?: CollectOptions): Promise<GcReport>;
   stop(): Promise<void>;
@@ -64,7 +66,11 @@ export function startGcScheduler(
     });
     return next;
   };
-  const timer = setInterval(() => void run().catch(() => undefined), intervalSeconds * 1000);
+  // Node runs a longer delay than 2^31-1 ms (24.8 days) after 1 ms instead: cap it.
+  const timer = setInterval(
+    () => void run().catch(() => undefined),
+    Math.min(intervalSeconds * 1000, MAX_TIMER_MS),
+  );
   timer.unref();
   return {
     run,
