@@ -7,6 +7,7 @@ import {
   parseServer,
   parseUrls,
 } from '../../src/action/inputs.js';
+import { isLoopbackHost } from '../../src/action/nix-conf-values.js';
 
 describe('input parsing', () => {
   it('takes pin and pin-ttl, naming the bad one', () => {
@@ -32,6 +33,17 @@ describe('input parsing', () => {
     expect(() => parseServer('cache.example.com')).toThrow("Input 'server' must be an http(s) URL");
     expect(() => parseServer('ftp://cache.example.com')).toThrow("got protocol 'ftp:'");
     expect(() => parseServer('https://u:p@cache.example.com')).toThrow('must not carry credentials');
+  });
+
+  it('refuses plain-http servers except on loopback', () => {
+    for (const host of ['127.0.0.1', '127.8.9.10', '[::1]', 'localhost']) {
+      expect(parseServer(`http://${host}:8080`).protocol).toBe('http:');
+    }
+    expect(isLoopbackHost('127.0.0.1.example.com')).toBe(false);
+    for (const url of ['http://cache.example.com', 'http://10.0.0.5:8080', 'http://127.0.0.1.example.com']) {
+      expect(() => parseServer(url)).toThrow("Input 'server' must be an https:// URL");
+    }
+    expect(parseServer('https://cache.example.com').protocol).toBe('https:');
   });
 
   it('splits upstream caches on any whitespace; empty means none', () => {

@@ -61,7 +61,11 @@ describe('with a Nix daemon running the builds', () => {
     const main = await job.runMain();
     expect(main.exitCode).toBe(0);
     const systemConf = join(machine.env.NIX_CONF_DIR!, 'nix.conf');
-    expect(readFileSync(systemConf, 'utf8')).toContain(`extra-substituters = ${main.outputs.substituter}`);
+    const { stateDir } = job.savedState() as { stateDir: string };
+    expect(readFileSync(systemConf, 'utf8')).toContain(`!include ${stateDir}/nix-substituter.conf`);
+    expect(readFileSync(`${stateDir}/nix-substituter.conf`, 'utf8')).toContain(
+      `extra-substituters = ${main.outputs.substituter}/`,
+    );
     expect(existsSync(join(machine.env.XDG_CONFIG_HOME!, 'nix', 'nix.conf'))).toBe(false);
     expect(main.warnings.join('\n')).toContain('could not restart the Nix daemon');
 
@@ -70,7 +74,7 @@ describe('with a Nix daemon running the builds', () => {
     await startNixDaemon();
     const [built] = await job.nixBuild(derivationExpr('sluice-e2e-multi-user', salt()));
     // The daemon ran the post-build hook: the path is pushed during the job, before the post step.
-    expect(await pushedInBackground(server, main.outputs.substituter!, [built!])).toBe(true);
+    expect(await pushedInBackground(server, job, [built!])).toBe(true);
 
     const post = await job.runPost();
     expect(post.exitCode).toBe(0);

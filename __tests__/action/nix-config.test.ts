@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import {
@@ -9,11 +9,20 @@ import {
   removeNixConf,
   writeHookScript,
   writeNixConf,
+  writeSubstituterFile,
 } from '../../src/action/nix-config.js';
 import { makeNixMachine, nix, salt } from '../support/nix.js';
 import { NODE24 } from '../support/runner.js';
 
 const KEY = 'sluice-test-1:2Z6Zr4gvnL1lL9ZtcOQ8OTLnrtfl4FfKjRbNr/IMiJ4=';
+const PREFIX = 'p'.repeat(43);
+
+function substituterFile(port: number): string {
+  return writeSubstituterFile(
+    mkdtempSync(join(tmpdir(), 'sluice-sub-')),
+    `http://127.0.0.1:${port}/${PREFIX}`,
+  );
+}
 
 async function showConfig(env: NodeJS.ProcessEnv): Promise<Record<string, { value: unknown }>> {
   const out = await nix('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'], {
@@ -29,13 +38,13 @@ describe('nix.conf block', () => {
     const file = confFile('user', machine.env);
     expect(file).toBe(join(machine.env.XDG_CONFIG_HOME!, 'nix', 'nix.conf'));
 
-    await writeNixConf(file, {
-      substituter: 'http://127.0.0.1:37515',
-      publicKeys: [KEY],
-      postBuildHook: '/bin/true',
-    });
+    const included = substituterFile(37515);
+    await writeNixConf(file, { substituterFile: included, publicKeys: [KEY], postBuildHook: '/bin/true' });
 
-    expect(await effectiveSubstituters(machine.env)).toContain('http://127.0.0.1:37515');
+    // The secret URL is only in the 0600 file nix.conf includes.
+    expect(await effectiveSubstituters(machine.env)).toContain(`http://127.0.0.1:37515/${PREFIX}`);
+    expect(readFileSync(file, 'utf8')).not.toContain(PREFIX);
+    expect(statSync(included).mode & 0o777).toBe(0o600);
     const config = await showConfig(machine.env);
     expect(config['trusted-public-keys']!.value).toContain(KEY);
     expect(config['fallback']!.value).toBe(true);
@@ -49,12 +58,14 @@ describe('nix.conf block', () => {
     const original = 'max-jobs = 4\n# mine\nkeep-outputs = true';
     writeFileSync(file, original);
 
-    await writeNixConf(file, { substituter: 'http://127.0.0.1:1', publicKeys: [KEY] });
-    await writeNixConf(file, { substituter: 'http://127.0.0.1:2', publicKeys: [KEY] });
+    const first = substituterFile(1);
+    const second = substituterFile(2);
+    await writeNixConf(file, { substituterFile: first, publicKeys: [KEY] });
+    await writeNixConf(file, { substituterFile: second, publicKeys: [KEY] });
     const text = readFileSync(file, 'utf8');
-    expect(text.match(/extra-substituters/g)).toHaveLength(1);
-    expect(text).toContain('http://127.0.0.1:2');
-    expect(text).not.toContain('http://127.0.0.1:1\n');
+    expect(text.match(/!include/g)).toHaveLength(1);
+    expect(text).toContain(second);
+    expect(text).not.toContain(first);
     expect(text.startsWith(original)).toBe(true);
 
     expect(await removeNixConf(file)).toBe(true);
@@ -87,9 +98,9 @@ describe('post-build hook', () => {
       program,
       `require('node:fs').appendFileSync(${JSON.stringify(marker)}, process.env.DRV_PATH + '\\n'); process.exit(3);\n`,
     );
-    const hook = writeHookScript(stateDir, nodePath, program, 'http://127.0.0.1:1');
+    const hook = writeHookScript(stateDir, nodePath, program, 'http://127.0.0.1:1', '/nonexistent/secret');
     await writeNixConf(confFile('user', machine.env), {
-      substituter: 'http://127.0.0.1:1',
+      substituterFile: substituterFile(1),
       publicKeys: [KEY],
       postBuildHook: hook,
     });

@@ -88,7 +88,7 @@ describe('a fork PR reading a public slice anonymously', () => {
     expect(main.log).toContain('The server serves the cache anonymously');
     expect(main.outputs.substituter).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(job.exported.SLUICE_PROXY_URL).toBe(main.outputs.substituter);
-    expect(job.secrets.size).toBe(0); // no ID token, no cache token
+    expect(job.secrets.size).toBe(2); // the proxy's two per-job secrets; no ID token, no cache token
 
     // --max-jobs 0: Nix fails rather than build, so the public path must come from the cache.
     const out = await job.run('nix-build', ['--no-out-link', '--max-jobs', '0', '--expr', pubExpr]);

@@ -1,4 +1,5 @@
 /** Pieces the Action's end-to-end tests share: a static upstream cache, a fault-injecting TCP relay, store helpers. */
+import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createTcpServer, connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -145,17 +146,26 @@ export async function onServer(server: TestServer, storePath: string): Promise<b
   return response.status === 200;
 }
 
+/** The job's proxy address and control secret, as the post step reads them. */
+export function proxyControl(job: Job): { url: string; secret: string } {
+  const state = job.savedState() as { daemon: { url: string }; controlSecretFile: string };
+  return { url: state.daemon.url, secret: readFileSync(state.controlSecretFile, 'utf8').trim() };
+}
+
 /** Waits (up to 30 s) until the server has `storePaths`, pushed by the job's daemon while it runs. */
 export async function pushedInBackground(
   server: TestServer,
-  proxyUrl: string,
+  job: Job,
   storePaths: string[],
 ): Promise<boolean> {
+  const { url, secret } = proxyControl(job);
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     const present = await Promise.all(storePaths.map((path) => onServer(server, path)));
     if (present.every(Boolean)) return true;
-    const stats = (await (await fetch(`${proxyUrl}/_sluice/stats`)).json()) as { failed: unknown[] };
+    const stats = (await (
+      await fetch(`${url}/_sluice/stats`, { headers: { authorization: `Bearer ${secret}` } })
+    ).json()) as { failed: unknown[] };
     if (stats.failed.length > 0) return false;
     await sleep(200);
   }

@@ -24,7 +24,6 @@ import {
   CompressionError,
   createCompressor,
   createDecompressor,
-  createNarHasher,
   digestNarFile,
   hashNar,
   HashingStream,
@@ -32,6 +31,7 @@ import {
   type NarCompression,
   type NarDigest,
 } from '../../src/nix/nar.js';
+import { createNarHasher } from '../../src/nix/nar-hasher.js';
 import { serializeNarInfo } from '../../src/nix/narinfo.js';
 import { generateSecretKey, narInfoFingerprint, signFingerprint } from '../../src/nix/signing.js';
 import { StorePath } from '../../src/nix/store-path.js';
@@ -302,7 +302,7 @@ describe('NAR decompression', () => {
       greedy,
     ]);
     await expect(hashNar(createReadStream(greedy), 'xz')).rejects.toThrow(
-      /xz decompression failed: .*Memory usage limit/,
+      /xz data needs more memory to decompress than the limit of 256 MiB/,
     );
     const unread = Readable.from([Buffer.from('x')]);
     await expect(hashNar(unread, 'lz4')).rejects.toThrow("unsupported compression 'lz4'");

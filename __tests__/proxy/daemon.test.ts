@@ -35,7 +35,8 @@ async function blackHole(): Promise<string> {
 const base = { token: TOKEN, tokenExpiresAt: new Date(Date.now() + 3600_000).toISOString() };
 
 describe('daemon config', () => {
-  const valid = { listen: '127.0.0.1:0', server: 'http://127.0.0.1:1', stateDir: '/tmp/x', ...base };
+  const auth = { cachePrefix: 'p'.repeat(43), controlSecret: 'c'.repeat(43) };
+  const valid = { listen: '127.0.0.1:0', server: 'http://127.0.0.1:1', stateDir: '/tmp/x', auth, ...base };
 
   it('refuses to listen anywhere but loopback', () => {
     expect(() => parseConfig({ ...valid, listen: '0.0.0.0:37515' })).toThrow(/not a loopback address/);
@@ -87,7 +88,9 @@ describe('daemon', () => {
       json: expect.stringMatching(/outPaths or drvPath/),
     });
     expect(await d.control('drain', { deadlineSeconds: -1 })).toMatchObject({ status: 400 });
-    const wrongMethod = await fetch(`${d.url}/_sluice/drain`);
+    const wrongMethod = await fetch(`${d.address}/_sluice/drain`, {
+      headers: { authorization: `Bearer ${d.auth.controlSecret}` },
+    });
     expect(wrongMethod.status).toBe(405);
   });
 

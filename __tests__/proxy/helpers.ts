@@ -1,4 +1,5 @@
 /** Shared by the proxy tests: start the real daemon in-process from a real config file, capture its log. */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,11 @@ import type { StatsJson } from '../../src/proxy/stats.js';
 import { makeNixMachine, type NixMachine } from '../support/nix.js';
 
 export interface TestDaemon extends Daemon {
+  /** The substituter URL Nix gets: the daemon's address and the job's secret path. */
+  url: string;
+  /** The daemon's address alone (control routes; cache routes here answer 401). */
+  address: string;
+  auth: { cachePrefix: string; controlSecret: string };
   stateDir: string;
   /** Everything the daemon logged so far. */
   logText(): string;
@@ -22,9 +28,13 @@ export async function startTestDaemon(
 ): Promise<TestDaemon> {
   const stateDir = mkdtempSync(join(tmpdir(), 'sluice-proxy-'));
   const configFile = join(stateDir, 'daemon.json');
+  const auth = {
+    cachePrefix: randomBytes(32).toString('base64url'),
+    controlSecret: randomBytes(32).toString('base64url'),
+  };
   writeFileSync(
     configFile,
-    JSON.stringify({ listen: '127.0.0.1:0', audience: 'sluice', stateDir, ...config }),
+    JSON.stringify({ listen: '127.0.0.1:0', audience: 'sluice', stateDir, auth, ...config }),
     {
       mode: 0o600,
     },
@@ -43,12 +53,15 @@ export async function startTestDaemon(
   });
   return {
     ...daemon,
+    url: `${daemon.url}/${auth.cachePrefix}`,
+    address: daemon.url,
+    auth,
     stateDir,
     logText: () => log,
     async control<T>(path: string, body?: unknown) {
       const response = await fetch(`${daemon.url}/_sluice/${path}`, {
         method: body === undefined ? 'GET' : 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${auth.controlSecret}` },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
       const text = await response.text();

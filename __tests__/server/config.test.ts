@@ -12,6 +12,7 @@ import {
   parseDuration,
   parseSize,
 } from '../../src/server/config.js';
+import { DEFAULT_UPLOAD_LIMITS } from '../../src/server/upload-limits.js';
 
 describe('server config', () => {
   it('defaults every key: loopback 8080, ./sluice-data, 1h tokens, GitHub as issuer, the default policy', async () => {
@@ -23,6 +24,7 @@ describe('server config', () => {
       retention: {},
       gcIntervalSeconds: 3600,
       gcGraceSeconds: 3600,
+      uploads: DEFAULT_UPLOAD_LIMITS,
       issuers: [{ name: 'github', issuer: GITHUB_ISSUER, audience: 'sluice', allowInsecureHttp: false }],
     };
     expect(defaultConfig()).toEqual(expected);
@@ -58,6 +60,7 @@ slices:
       data: '/var/lib/sluice',
       tokenTtlSeconds: 1800,
       maxNarSize: 2 * 1024 ** 3,
+      uploads: DEFAULT_UPLOAD_LIMITS,
       publicUrl: 'https://cache.example.com',
       retention: {},
       gcIntervalSeconds: 3600,
@@ -80,8 +83,35 @@ slices:
     });
   });
 
+  it('parses the upload limits, with units', () => {
+    const config = parseConfig(`max_compression_ratio: 0
+max_decompression_memory: 64MiB
+max_concurrent_uploads: 4
+max_concurrent_uploads_per_token: 2
+body_idle_timeout: 1m
+`);
+    expect(config.uploads).toEqual({
+      maxCompressionRatio: 0,
+      maxDecompressionMemory: 64 * 1024 ** 2,
+      maxConcurrentUploads: 4,
+      maxConcurrentUploadsPerToken: 2,
+      bodyIdleTimeoutMs: 60_000,
+    });
+    expect(parseConfig('max_concurrent_uploads: 4\n').uploads).toEqual({
+      ...DEFAULT_UPLOAD_LIMITS,
+      maxConcurrentUploads: 4,
+    });
+  });
+
   it.each([
     ['listen: 8080\n', /^sluice.yml:1: listen: "8080" is not HOST:PORT$/],
+    [
+      'max_concurrent_uploads: 0\n',
+      /^sluice.yml:1: max_concurrent_uploads: 0 is not a whole number of at least 1$/,
+    ],
+    ['max_compression_ratio: -1\n', /max_compression_ratio: -1 is not a whole number of at least 0/],
+    ['max_decompression_memory: lots\n', /max_decompression_memory: "lots" is not a size/],
+    ['body_idle_timeout: soon\n', /body_idle_timeout: "soon" is not a duration/],
     ['listen: "[::1]:99999"\n', /listen: "\[::1\]:99999" is not HOST:PORT/],
     [
       'data: ./d\ntoken_ttl: 1 week\n',

@@ -1,7 +1,7 @@
 /**
  * Uploads of several MiB, more than the buffers the server gathers an upload in: files of several
- * zstd frames (and a skippable one) whose frame edges fall inside those buffers, stored byte for
- * byte; a file corrupt past its first buffer, or naming another NAR, is refused and leaves nothing.
+ * zstd frames whose frame edges fall inside those buffers, stored byte for byte; a file corrupt
+ * past its first buffer, or naming another NAR, is refused and leaves nothing.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
@@ -18,6 +18,7 @@ import {
   type StoredState,
   type TestServer,
 } from '../support/server.js';
+import { regularFileNar } from '../support/nar.js';
 
 const MiB = 1024 * 1024;
 let server: TestServer;
@@ -37,13 +38,12 @@ async function zstd(bytes: Buffer): Promise<Buffer> {
   return buffer(Readable.from([bytes]).pipe(createCompressor('zstd')));
 }
 
-/** NAR bytes (only their hash matters to the route) and a file of them in three frames and a skippable one. */
+/** A NAR of one 5 MiB file and a file of it in three zstd frames. */
 async function multiFrameFile(): Promise<{ nar: Buffer; file: Buffer }> {
-  const nar = Buffer.concat([randomBytes(3 * MiB + 12345), Buffer.alloc(2 * MiB, 'x')]);
+  const nar = regularFileNar(Buffer.concat([randomBytes(3 * MiB + 12345), Buffer.alloc(2 * MiB, 'x')]));
   const cuts = [0, Math.floor(1.5 * MiB), Math.floor(3.2 * MiB), nar.length];
   const frames = await Promise.all(cuts.slice(1).map((end, i) => zstd(nar.subarray(cuts[i], end))));
-  const skippable = Buffer.concat([Buffer.from([0x50, 0x2a, 0x4d, 0x18, 5, 0, 0, 0]), Buffer.from('hello')]);
-  return { nar, file: Buffer.concat([frames[0]!, skippable, frames[1]!, frames[2]!]) };
+  return { nar, file: Buffer.concat(frames) };
 }
 
 const put = (narHash: Hash, body: Buffer, extension = '.zst') =>
@@ -63,8 +63,9 @@ describe('uploads larger than the upload buffers', () => {
     const narHash = Hash.of('sha256', nar);
     const res = await put(narHash, file);
     expect(res.status).toBe(201);
-    expect(JSON.parse(res.text)).toEqual({
-      url: `nar/${narHash.nix32}.nar.zst`,
+    const answer = JSON.parse(res.text) as { url: string };
+    expect(answer).toEqual({
+      url: expect.stringMatching(/^nar\/[0-9a-z]{52}\.nar\.zst$/),
       compression: 'zstd',
       file_hash: Hash.of('sha256', file).toString(),
       file_size: file.length,
@@ -72,7 +73,9 @@ describe('uploads larger than the upload buffers', () => {
       nar_size: nar.length,
     });
     // Served only once a narinfo names it, so the stored file itself is compared.
-    expect(readFileSync(join(server.dataDir, 'nars', `${narHash.nix32}.nar.zst`)).equals(file)).toBe(true);
+    expect(readFileSync(join(server.dataDir, 'nars', answer.url.slice('nar/'.length))).equals(file)).toBe(
+      true,
+    );
 
     // Uncompressed, too.
     const plain = await put(narHash, nar, '');
@@ -88,6 +91,16 @@ describe('uploads larger than the upload buffers', () => {
     const damaged = await put(narHash, corrupt);
     expect(damaged.status).toBe(400);
     expect(damaged.text).toContain('NAR file does not decompress as zstd');
+
+    // A skippable frame between the frames is padding that would be stored and served.
+    const skippable = Buffer.concat([
+      Buffer.from([0x50, 0x2a, 0x4d, 0x18, 5, 0, 0, 0]),
+      Buffer.from('hello'),
+    ]);
+    const frames = await Promise.all([nar.subarray(0, MiB), nar.subarray(MiB)].map((part) => zstd(part)));
+    const padded = await put(narHash, Buffer.concat([frames[0]!, skippable, frames[1]!]));
+    expect(padded.status).toBe(400);
+    expect(padded.text).toMatch(/^zstd skippable frame at byte \d+: padding is not accepted in a NAR file/);
 
     const other = Hash.of('sha256', 'another NAR');
     const mismatched = await put(other, file);

@@ -50,7 +50,6 @@ describe('a good upload', () => {
   it('is stored under its NarHash, answers the file facts, and a narinfo using them makes a working cache', async () => {
     const upload = await freshUpload();
     const file = await zstd(upload.nar);
-    const key = `${upload.narinfo.narHash.nix32}.nar.zst`;
 
     const res = await rawRequest(server.url, 'PUT', uploadPath(upload), {
       headers: auth(writer),
@@ -59,6 +58,10 @@ describe('a good upload', () => {
     expect(res.status).toBe(201);
     expect(res.headers['content-type']).toBe('application/json');
     const answer = JSON.parse(res.text) as Record<string, unknown>;
+    // The slice's own name for the file (narHashKey): not the NarHash, which any slice could claim.
+    const key = (answer.url as string).slice('nar/'.length);
+    expect(key).toMatch(/^[0-9a-z]{52}\.nar\.zst$/);
+    expect(key).not.toContain(upload.narinfo.narHash.nix32);
     expect(answer).toEqual({
       url: `nar/${key}`,
       compression: 'zstd',
@@ -111,7 +114,9 @@ describe('a good upload', () => {
     expect(second.equals(first)).toBe(false);
     const put = (body: Buffer) =>
       rawRequest(server.url, 'PUT', uploadPath(upload), { headers: auth(writer), body });
-    expect((await put(first)).status).toBe(201);
+    const created = await put(first);
+    expect(created.status).toBe(201);
+    const { url } = JSON.parse(created.text) as { url: string };
     const again = await put(second);
     expect(again.status).toBe(200);
     expect(JSON.parse(again.text)).toMatchObject({
@@ -121,7 +126,7 @@ describe('a good upload', () => {
     // A narinfo stating the second file's hash is refused: it is not what the server serves.
     const wrong = serializeNarInfo({
       ...upload.narinfo,
-      url: `nar/${upload.narinfo.narHash.nix32}.nar.zst`,
+      url,
       compression: 'zstd',
       fileHash: Hash.of('sha256', second),
       fileSize: first.length,

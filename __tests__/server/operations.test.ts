@@ -4,6 +4,7 @@ import { connect } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { runAudit } from '../../src/cli/audit.js';
 import { serializeNarInfo } from '../../src/nix/narinfo.js';
+import { regularFileNar } from '../support/nar.js';
 import { makeNixMachine, nix, nixBuild, randomChainExpr } from '../support/nix.js';
 import {
   narUploadFor,
@@ -113,7 +114,7 @@ describe('metrics and logs', () => {
   it('GET /metrics counts requests by route and status, narinfo hits and misses, bytes, rejected uploads', async () => {
     await rawRequest(server.url, 'PUT', `/nar/${'0'.repeat(52)}.nar`, {
       headers: { authorization: `Bearer ${token}` },
-      body: 'x',
+      body: regularFileNar(Buffer.from('x')),
     });
     await fetch(`${server.url}/${'0'.repeat(32)}.narinfo`, { headers: { authorization: `Bearer ${token}` } });
     const res = await fetch(`${server.url}/metrics`);

@@ -132,18 +132,23 @@ describe('SqliteMetadataStore', () => {
     expect(await meta.putNarInfo(record('b', 2), audit('b'))).toBe('created');
     expect(await meta.putNarInfo(record('a', 1), audit('a'))).toBe('created');
     expect(await meta.putNarInfo(record('a', 3), audit('a'))).toBe('exists');
-    expect((await meta.findNarInfo('h'.repeat(32), (s) => s === 'b'))?.narinfo).toBe('StorePath: in b\n');
-    expect((await meta.findNarInfo('h'.repeat(32), () => true))?.slice).toBe('a'); // the oldest
-    expect(await meta.findNarInfo('h'.repeat(32), (s) => s === 'c')).toBeNull();
-    // The batch form answers as findNarInfo would, for each hash part, hits only.
-    const batch = async (readable: (slice: string) => boolean) =>
-      [...(await meta.findNarInfos(['h'.repeat(32), 'x'.repeat(32)], readable))].map(([hashPart, found]) => [
-        hashPart,
-        found.slice,
-      ]);
-    expect(await batch(() => true)).toEqual([['h'.repeat(32), 'a']]);
-    expect(await batch((s) => s === 'b')).toEqual([['h'.repeat(32), 'b']]);
-    expect(await batch((s) => s === 'c')).toEqual([]);
+    // Every readable row, with its slice's binding (none here); which one answers is union-read's choice.
+    const found = async (readable: (slice: string) => boolean, hashParts = ['h'.repeat(32)]) =>
+      (await meta.findNarInfos(hashParts, readable))
+        .map((row) => [row.hashPart, row.slice, row.narinfo, row.owner])
+        .sort();
+    expect(await found((s) => s === 'b')).toEqual([['h'.repeat(32), 'b', 'StorePath: in b\n', null]]);
+    expect(await found(() => true, ['h'.repeat(32), 'x'.repeat(32)])).toEqual([
+      ['h'.repeat(32), 'a', 'StorePath: in a\n', null],
+      ['h'.repeat(32), 'b', 'StorePath: in b\n', null],
+    ]);
+    expect(await found((s) => s === 'c')).toEqual([]);
+    await meta.bindSlice('b', { issuer: 'github', repositoryId: '7', repositoryOwnerId: '8' });
+    const owners = (await meta.findNarInfos(['h'.repeat(32)], () => true)).map((row) => row.owner);
+    expect(owners).toContainEqual({ issuer: 'github', repositoryId: '7', repositoryOwnerId: '8' });
+    expect(
+      await meta.isNarReadable('k.nar', (slice, owner) => slice === 'b' && owner?.repositoryId === '7'),
+    ).toBe(true);
     expect(await meta.isNarReadable('k.nar', (s) => s === 'c')).toBe(false);
     expect(await meta.isNarReadable('k.nar', (s) => s === 'b')).toBe(true);
     expect((await meta.listAudit({})).map((e) => e.slice)).toEqual(['b', 'a']);
@@ -177,11 +182,29 @@ describe('SqliteMetadataStore', () => {
     await meta.close();
   });
 
+  it("opens a database whose slice bindings predate issuers: they were the default issuer's", async () => {
+    const path = join(tempDir(), 'sluice.db');
+    const old = new DatabaseSync(path);
+    old.exec(`CREATE TABLE slices (name TEXT PRIMARY KEY, repository_id TEXT NOT NULL,
+      repository_owner_id TEXT NOT NULL, created_at INTEGER NOT NULL)`);
+    old.prepare('INSERT INTO slices VALUES (?, ?, ?, ?)').run('acme/app', '1', '9', 0);
+    old.close();
+    const meta = new SqliteMetadataStore(path);
+    expect(await meta.sliceOwner('acme/app')).toEqual({
+      issuer: 'github',
+      repositoryId: '1',
+      repositoryOwnerId: '9',
+    });
+    await meta.close();
+  });
+
   it('binds a slice to the first owner', async () => {
     const meta = new SqliteMetadataStore(join(tempDir(), 'sluice.db'));
-    const first = { repositoryId: '1', repositoryOwnerId: '9' };
+    const first = { issuer: 'github', repositoryId: '1', repositoryOwnerId: '9' };
     expect(await meta.bindSlice('s', first)).toEqual(first);
-    expect(await meta.bindSlice('s', { repositoryId: '2', repositoryOwnerId: '9' })).toEqual(first);
+    expect(await meta.bindSlice('s', { issuer: 'other', repositoryId: '2', repositoryOwnerId: '9' })).toEqual(
+      first,
+    );
     await meta.close();
   });
 });

@@ -15,6 +15,7 @@ import { serializeNarInfo, type NarInfo } from '../../src/nix/narinfo.js';
 import { parseConfig, type Config } from '../../src/server/config.js';
 import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../src/server/exchange/index.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
+import type { UploadLimits } from '../../src/server/upload-limits.js';
 import { makeNixMachine, nix, type NixMachine } from './nix.js';
 import { githubClaims, startOidcIssuer, type Claims, type OidcIssuer } from './oidc-issuer.js';
 
@@ -23,8 +24,10 @@ export interface TestServer extends RunningServer {
   config: Config;
   /** Every JSON log line the server wrote. */
   logs: string[];
-  /** A cache token from the real exchange, for a GitHub-shaped ID token with these claims. */
-  ciToken(claims?: Claims): Promise<string>;
+  /** Issuers configured after `github`, by name (see `TestServerOptions.otherIssuers`). */
+  otherIssuers: Record<string, OidcIssuer>;
+  /** A cache token from the real exchange, for a GitHub-shaped ID token with these claims (from `issuerName`, default github). */
+  ciToken(claims?: Claims, issuerName?: string): Promise<string>;
   /** A read-only token, as `sluice token create --read` makes. */
   readToken(read: string[]): Promise<string>;
 }
@@ -33,22 +36,35 @@ export interface TestServerOptions {
   /** Extra YAML (e.g. `slices:`), parsed by the real config parser; issuers are set to the local one. */
   yaml?: string;
   maxNarSize?: number;
+  /** Upload limits to set besides the defaults (times in milliseconds, which the file cannot say). */
+  uploads?: Partial<UploadLimits>;
   dataDir?: string;
   /** The server's clock (ms): tests move it to age what was pushed. */
   now?: () => number;
   /** Runs just before the collector deletes a claimed NAR file (to force a race). */
   beforeBlobDelete?: (key: string) => Promise<void>;
+  /** Names of more local issuers to trust after `github` (a second CI provider). */
+  otherIssuers?: string[];
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
   const issuer = await startOidcIssuer();
-  const parsed = parseConfig(options.yaml ?? '', 'test config');
+  const otherIssuers: Record<string, OidcIssuer> = {};
+  for (const name of options.otherIssuers ?? []) otherIssuers[name] = await startOidcIssuer();
+  const issuers = [
+    issuer.issuerConfig('github'),
+    ...Object.entries(otherIssuers).map(([name, other]) => other.issuerConfig(name)),
+  ];
+  // The YAML is parsed knowing every issuer, so its rules may name them.
+  const issuersYaml = `issuers:\n${issuers.map((entry) => `  - { name: ${entry.name}, issuer: '${entry.issuer}', allow_insecure_http: true }\n`).join('')}`;
+  const parsed = parseConfig(`${issuersYaml}${options.yaml ?? ''}`, 'test config');
   const config: Config = {
     ...parsed,
     listen: { host: '127.0.0.1', port: 0 },
     data: options.dataDir ?? mkdtempSync(join(tmpdir(), 'sluice-data-')),
-    issuers: [issuer.issuerConfig('github')],
+    issuers,
     ...(options.maxNarSize ? { maxNarSize: options.maxNarSize } : {}),
+    uploads: { ...parsed.uploads, ...options.uploads },
   };
   const logs: string[] = [];
   const server = await startServer(config, {
@@ -62,10 +78,12 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   return {
     ...server,
     issuer,
+    otherIssuers,
     config,
     logs,
-    async ciToken(claims = {}) {
-      const idToken = await issuer.sign(githubClaims(claims));
+    async ciToken(claims = {}, issuerName = 'github') {
+      const signer = issuerName === 'github' ? issuer : (otherIssuers[issuerName] as OidcIssuer);
+      const idToken = await signer.sign(githubClaims(claims));
       const res = await fetch(`${server.url}/_api/v1/token`, {
         method: 'POST',
         headers: { authorization: `Bearer ${idToken}` },
@@ -79,6 +97,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     async close() {
       await server.close();
       await issuer.close();
+      for (const other of Object.values(otherIssuers)) await other.close();
     },
   };
 }

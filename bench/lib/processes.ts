@@ -15,14 +15,19 @@ export async function freePort(): Promise<number> {
 }
 
 /** Polls `url` until it answers 2xx, or fails after `timeoutMs` naming the last error. */
-export async function waitForHttp(url: string, timeoutMs = 15_000, child?: ChildProcess): Promise<void> {
+export async function waitForHttp(
+  url: string,
+  timeoutMs = 15_000,
+  child?: ChildProcess,
+  headers: Record<string, string> = {},
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   while (Date.now() < deadline) {
     if (child && child.exitCode !== null)
       throw new Error(`process exited (${child.exitCode}) before ${url} answered`);
     try {
-      const response = await fetch(url);
+      const response = await fetch(url, { headers });
       if (response.ok) return;
       last = `HTTP ${response.status}`;
     } catch (error) {

@@ -3,6 +3,7 @@
  * its CLI (`sluice serve --listen --data --config`), cache tokens from the OIDC exchange, the proxy
  * daemon started from its bundle with a config file, and pushes through `POST /_sluice/drain`.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -42,6 +43,7 @@ export interface SluiceServer {
 }
 
 export interface Daemon {
+  /** The substituter URL: the daemon's address and the job's secret path. */
   url: string;
   pid: number;
   /** The tail of its log, for error messages. */
@@ -195,7 +197,13 @@ export async function startDaemon(
   const stateDir = context.scratch('daemon');
   mkdirSync(stateDir, { recursive: true });
   const configFile = join(stateDir, 'daemon.json');
+  const auth = {
+    cachePrefix: randomBytes(32).toString('base64url'),
+    controlSecret: randomBytes(32).toString('base64url'),
+  };
+  const authorization = `Bearer ${auth.controlSecret}`;
   const config = {
+    auth,
     listen: '127.0.0.1:0',
     server: server.url,
     token: token.token,
@@ -232,9 +240,9 @@ export async function startDaemon(
   }
   const { port } = JSON.parse(readFileSync(readyFile, 'utf8')) as { port: number };
   const url = `http://127.0.0.1:${port}`;
-  await waitForHttp(`${url}/_sluice/health`, 10_000, child);
+  await waitForHttp(`${url}/_sluice/health`, 10_000, child, { authorization });
   return {
-    url,
+    url: `${url}/${auth.cachePrefix}`,
     pid: child.pid!,
     output: child.output,
     peakRssMB: () => peakRssMB(child.pid!),
@@ -243,7 +251,7 @@ export async function startDaemon(
       // undici's request, not fetch: fetch gives up waiting for headers after 300 s, a big push may take longer.
       const response = await request(`${url}/_sluice/drain`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization },
         body: JSON.stringify({ deadlineSeconds, paths }),
         headersTimeout: (deadlineSeconds + 60) * 1000,
       });
@@ -258,7 +266,9 @@ export async function startDaemon(
       return stats;
     },
     close: async () => {
-      await fetch(`${url}/_sluice/shutdown`, { method: 'POST' }).catch(() => undefined);
+      await fetch(`${url}/_sluice/shutdown`, { method: 'POST', headers: { authorization } }).catch(
+        () => undefined,
+      );
       await waitForExit(child, 5_000);
       await stopProcess(child);
     },

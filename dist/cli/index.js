@@ -6357,7 +6357,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 4539:
+/***/ 4172:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -6448,6 +6448,13 @@ function templateShape(template) {
     return template.replace(TEMPLATE_PLACEHOLDER, 'x');
 }
 /**
+ * Whether filling `template` could give `name`: each placeholder read as `*` (a claim value may hold
+ * `/`, as `repository` does). A configured slice that a template could make is never made by it.
+ */
+function templateCouldMake(template, name) {
+    return globMatches(normalizeSliceName(template.replace(TEMPLATE_PLACEHOLDER, '*')), normalizeSliceName(name));
+}
+/**
  * Fills `${claim}` placeholders from the token's claims. A claim that is missing, or whose value
  * would not make a plain slice name (`..`, `*`, `%`, spaces\u2026), fails the template: a token must
  * never be able to steer itself into someone else's slice through an odd claim value.
@@ -6474,28 +6481,8 @@ function fillTemplate(template, claims) {
     return { ok: true, name: normalizeSliceName(name) };
 }
 
-;// CONCATENATED MODULE: ./src/server/config.ts
-/**
- * The server's YAML configuration \u2192 a typed, validated `Config`. Every key is optional; a bad key or
- * value is refused with `file:line: key.path: problem`, so a typo never silently weakens the policy.
- */
-
-
-
-const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
-const DEFAULT_AUDIENCE = 'sluice';
-const DEFAULT_MAX_NAR_SIZE = 10 * 1024 ** 3;
-function defaultConfig() {
-    return {
-        listen: { host: '127.0.0.1', port: 8080 },
-        data: './sluice-data',
-        tokenTtlSeconds: 3600,
-        maxNarSize: DEFAULT_MAX_NAR_SIZE,
-        issuers: [
-            { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
-        ],
-    };
-}
+;// CONCATENATED MODULE: ./src/server/config-values.ts
+/** Values in the config file: durations, sizes and counts, each refused with a ConfigError naming the problem. */
 class ConfigError extends Error {
 }
 const DURATION_UNITS = { s: 1, m: 60, h: 3600, d: 86400 };
@@ -6533,6 +6520,81 @@ function parseSize(value) {
         throw new ConfigError(`${JSON.stringify(value)} is not a size such as 512MiB or 10GiB`);
     }
     return bytes;
+}
+/** A whole number of at least `min`. */
+function parseCount(value, min = 1) {
+    const count = typeof value === 'number' ? value : NaN;
+    if (!Number.isSafeInteger(count) || count < min) {
+        throw new ConfigError(`${JSON.stringify(value)} is not a whole number of at least ${min}`);
+    }
+    return count;
+}
+
+;// CONCATENATED MODULE: ./src/server/upload-limits.ts
+/**
+ * What one upload may cost the server, besides `max_nar_size`: how far a NAR may inflate, how much
+ * memory its decompressor may take, how many uploads run at once, and how long a request body may
+ * sit idle. Defaults fit what `nix copy` and the Action's proxy send (see docs/server.md).
+ */
+
+const DEFAULT_UPLOAD_LIMITS = {
+    maxCompressionRatio: 1000,
+    // zstd up to level 19 (8 MiB windows; nix copy's level 3: 2 MiB), xz up to level 6 (nix copy's
+    // default: 9 MiB). xz -7..-9 and zstd --long or --ultra need more and are refused.
+    maxDecompressionMemory: 16 * 1024 * 1024,
+    maxConcurrentUploads: 32,
+    // The Action's proxy sends 4 at a time by default.
+    maxConcurrentUploadsPerToken: 8,
+    // The proxy's xz -T0 emits nothing until a whole block (24 MiB at level 6) is compressed.
+    bodyIdleTimeoutMs: 30_000,
+};
+/** Config file keys \u2192 the field they set and how the value is written. */
+const UPLOAD_LIMIT_KEYS = {
+    max_compression_ratio: { field: 'maxCompressionRatio', kind: 'ratio' },
+    max_decompression_memory: { field: 'maxDecompressionMemory', kind: 'size' },
+    max_concurrent_uploads: { field: 'maxConcurrentUploads', kind: 'count' },
+    max_concurrent_uploads_per_token: { field: 'maxConcurrentUploadsPerToken', kind: 'count' },
+    body_idle_timeout: { field: 'bodyIdleTimeoutMs', kind: 'milliseconds' },
+};
+/** A value of `kind` from the config file. */
+function parseUploadLimit(kind, value) {
+    switch (kind) {
+        case 'ratio':
+            return parseCount(value, 0);
+        case 'size':
+            return parseSize(value);
+        case 'count':
+            return parseCount(value);
+        case 'milliseconds':
+            return parseDuration(value) * 1000;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/config.ts
+/**
+ * The server's YAML configuration \u2192 a typed, validated `Config`. Every key is optional; a bad key or
+ * value is refused with `file:line: key.path: problem`, so a typo never silently weakens the policy.
+ */
+
+
+
+
+
+
+const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
+const DEFAULT_AUDIENCE = 'sluice';
+const DEFAULT_MAX_NAR_SIZE = 10 * 1024 ** 3;
+function defaultConfig() {
+    return {
+        listen: { host: '127.0.0.1', port: 8080 },
+        data: './sluice-data',
+        tokenTtlSeconds: 3600,
+        maxNarSize: DEFAULT_MAX_NAR_SIZE,
+        uploads: { ...DEFAULT_UPLOAD_LIMITS },
+        issuers: [
+            { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
+        ],
+    };
 }
 /** `host:port` or `[ipv6]:port`. */
 function parseListen(value) {
@@ -6633,6 +6695,7 @@ const TOP_LEVEL_KEYS = [
     'token_ttl',
     'max_nar_size',
     'public_url',
+    ...Object.keys(UPLOAD_LIMIT_KEYS),
     'issuers',
     'slices',
 ];
@@ -6729,7 +6792,22 @@ function parseSlices(v, value, issuers) {
         if (slices.findIndex((other) => other.name === slice.name) !== i)
             v.fail(['slices', i, 'name'], `duplicate slice '${slice.name}'`);
     });
+    slices.forEach((slice, i) => checkTemplateCollision(v, slices, i));
     return slices;
+}
+/**
+ * Configured names are reserved: a template never makes one (the policy refuses it at exchange),
+ * so a configured name without write rules that a writing template could make was only ever
+ * written through the template. That silently stops; worse, it was the takeover this prevents.
+ */
+function checkTemplateCollision(v, slices, i) {
+    const slice = slices[i];
+    if (isTemplate(slice.name) || !isSliceName(slice.name) || slice.write.length > 0)
+        return;
+    const template = slices.find((other) => isTemplate(other.name) && other.write.length > 0 && templateCouldMake(other.name, slice.name));
+    if (template) {
+        v.fail(['slices', i, 'name'], `'${slice.name}' could also be made by the template '${template.name}', which never writes a slice named in the config: give '${slice.name}' write rules of its own (repository_id: \u2026) or list it under a name no template makes`);
+    }
 }
 /** Parses and validates YAML config text. `source` names the file in error messages. */
 function parseConfig(text, source = 'config') {
@@ -6754,6 +6832,10 @@ function parseConfig(text, source = 'config') {
         config.tokenTtlSeconds = v.parse(['token_ttl'], raw.token_ttl, parseDuration);
     if (raw.max_nar_size !== undefined)
         config.maxNarSize = v.parse(['max_nar_size'], raw.max_nar_size, parseSize);
+    for (const [key, { field, kind }] of Object.entries(UPLOAD_LIMIT_KEYS)) {
+        if (raw[key] !== undefined)
+            config.uploads[field] = v.parse([key], raw[key], (value) => parseUploadLimit(kind, value));
+    }
     if (raw.public_url !== undefined)
         config.publicUrl = v.url(['public_url'], raw.public_url, true).replace(/\/+$/, '');
     if (raw.issuers !== undefined)
@@ -6822,11 +6904,12 @@ CREATE TABLE IF NOT EXISTS narinfos (
   narinfo TEXT NOT NULL, created_at INTEGER NOT NULL,
   PRIMARY KEY (slice, hash_part)
 );
-CREATE INDEX IF NOT EXISTS narinfos_by_hash ON narinfos (hash_part);
+CREATE INDEX IF NOT EXISTS narinfos_by_hash_slice ON narinfos (hash_part, slice);
+DROP INDEX IF EXISTS narinfos_by_hash;
 CREATE INDEX IF NOT EXISTS narinfos_by_nar ON narinfos (nar_key);
 CREATE TABLE IF NOT EXISTS slices (
   name TEXT PRIMARY KEY, repository_id TEXT NOT NULL, repository_owner_id TEXT NOT NULL,
-  created_at INTEGER NOT NULL
+  created_at INTEGER NOT NULL, issuer TEXT NOT NULL DEFAULT 'github'
 );
 CREATE TABLE IF NOT EXISTS audit (
   id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, slice TEXT NOT NULL,
@@ -6837,7 +6920,17 @@ CREATE INDEX IF NOT EXISTS audit_by_slice_time ON audit (slice, time);
 `;
 const str = (v) => String(v);
 const optional = (v) => (v === null || v === undefined ? undefined : String(v));
+function sliceOwner(row, prefix = '') {
+    if (row[`${prefix}repository_id`] === null || row[`${prefix}repository_id`] === undefined)
+        return null;
+    return {
+        issuer: str(row[`${prefix}issuer`]),
+        repositoryId: str(row[`${prefix}repository_id`]),
+        repositoryOwnerId: str(row[`${prefix}repository_owner_id`]),
+    };
+}
 function narInfoRecord(row) {
+    const signedBy = optional(row.signed_by);
     return {
         slice: str(row.slice),
         hashPart: str(row.hash_part),
@@ -6845,17 +6938,19 @@ function narInfoRecord(row) {
         narKey: str(row.nar_key),
         narinfo: str(row.narinfo),
         createdAt: new Date(Number(row.created_at)),
+        owner: sliceOwner(row, 'owner_'),
+        ...(signedBy === undefined ? {} : { signedBy }),
     };
 }
-/** findNarInfo's order: oldest first, then by slice name. */
-function isOlder(row, than) {
-    const createdAt = Number(row.created_at);
-    const time = +than.createdAt;
-    return createdAt < time || (createdAt === time && str(row.slice) < than.slice);
-}
+/** Narinfo rows with their slice's binding, for the lookups' filters. */
+const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
+    s.repository_owner_id AS owner_repository_owner_id
+  FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
 class SqliteMetadataStore {
     db;
     statements = new Map();
+    /** The filter of the query running now, for `sluice_readable(slice)` (queries run synchronously). */
+    readable = () => false;
     constructor(path) {
         this.db = new external_node_sqlite_namespaceObject.DatabaseSync(path);
         // WAL + synchronous=NORMAL: no fsync per commit (FULL's fsync blocked the event loop ~2 ms per
@@ -6864,6 +6959,30 @@ class SqliteMetadataStore {
         this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
         this.db.exec(SCHEMA);
         this.addFileHashColumn();
+        this.addColumn('narinfos', 'signed_by', 'TEXT');
+        // Bindings made before several issuers were kept apart were all made by the default issuer.
+        this.addColumn('slices', 'issuer', `TEXT NOT NULL DEFAULT 'github'`);
+        // Slices are filtered inside the query, on the (hash_part, slice) index: a narinfo in a slice the
+        // reader cannot see is never returned, so it costs (and times) about like one that does not exist.
+        this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) => this.readable(String(slice), sliceOwner({ issuer, repository_id: repositoryId, repository_owner_id: repositoryOwnerId }))
+            ? 1
+            : 0);
+    }
+    /** Runs `query` with `readable` as the filter `sluice_readable(...)` applies. */
+    filtered(readable, query) {
+        this.readable = readable;
+        try {
+            return query();
+        }
+        finally {
+            this.readable = () => false;
+        }
+    }
+    addColumn(table, column, type) {
+        const columns = this.db.prepare(`PRAGMA table_info(${table})`).all();
+        if (!columns.some((existing) => existing.name === column)) {
+            this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+        }
     }
     /**
      * Databases made before NARs could be named by their NarHash lack `file_hash`: their keys are all
@@ -6905,8 +7024,8 @@ class SqliteMetadataStore {
     async putNarInfo(record, audit) {
         this.db.exec('BEGIN IMMEDIATE');
         try {
-            const inserted = this.sql(`INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at)
-           VALUES (?, ?, ?, ?, ?, ?)`).run(record.slice, record.hashPart, record.storePath, record.narKey, record.narinfo, +record.createdAt);
+            const inserted = this.sql(`INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`).run(record.slice, record.hashPart, record.storePath, record.narKey, record.narinfo, +record.createdAt, record.signedBy ?? null);
             if (inserted.changes === 0) {
                 this.db.exec('ROLLBACK');
                 return 'exists';
@@ -6922,40 +7041,24 @@ class SqliteMetadataStore {
             throw e;
         }
     }
-    async findNarInfo(hashPart, readable) {
-        const rows = this.sql('SELECT * FROM narinfos WHERE hash_part = ? ORDER BY created_at, slice').all(hashPart);
-        const row = rows.find((r) => readable(str(r.slice)));
-        return row ? narInfoRecord(row) : null;
-    }
     async findNarInfos(hashParts, readable) {
         // One statement for the batch: the hash parts go in as one JSON array (no SQL built from input).
-        // No ORDER BY (a temporary B-tree per batch): the oldest readable row per hash part is picked
-        // here, as findNarInfo's order does.
-        const rows = this.sql('SELECT * FROM narinfos WHERE hash_part IN (SELECT value FROM json_each(?))').all(JSON.stringify(hashParts));
-        const found = new Map();
-        for (const row of rows) {
-            if (!readable(str(row.slice)))
-                continue;
-            const hashPart = str(row.hash_part);
-            const earlier = found.get(hashPart);
-            if (earlier && !isOlder(row, earlier))
-                continue;
-            found.set(hashPart, narInfoRecord(row));
-        }
-        return found;
+        const rows = this.filtered(readable, () => this.sql(`${NARINFOS_WITH_OWNER} WHERE n.hash_part IN (SELECT value FROM json_each(?))
+           AND sluice_readable(n.slice, s.issuer, s.repository_id, s.repository_owner_id)`).all(JSON.stringify(hashParts)));
+        return rows.map(narInfoRecord);
     }
     async isNarReadable(key, readable) {
-        const rows = this.sql('SELECT DISTINCT slice FROM narinfos WHERE nar_key = ?').all(key);
-        return rows.some((r) => readable(str(r.slice)));
+        const rows = this.sql(`SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
+         FROM narinfos n LEFT JOIN slices s ON s.name = n.slice WHERE n.nar_key = ?`).all(key);
+        return rows.some((r) => readable(str(r.slice), sliceOwner(r)));
     }
     async sliceOwner(slice) {
         const row = this.sql('SELECT * FROM slices WHERE name = ?').get(slice);
-        return row
-            ? { repositoryId: str(row.repository_id), repositoryOwnerId: str(row.repository_owner_id) }
-            : null;
+        return row ? sliceOwner(row) : null;
     }
     async bindSlice(slice, owner) {
-        this.sql('INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at) VALUES (?, ?, ?, ?)').run(slice, owner.repositoryId, owner.repositoryOwnerId, Date.now());
+        this.sql(`INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at, issuer)
+         VALUES (?, ?, ?, ?, ?)`).run(slice, owner.repositoryId, owner.repositoryOwnerId, Date.now(), owner.issuer);
         return (await this.sliceOwner(slice));
     }
     async listAudit(filter) {
@@ -7050,6 +7153,14 @@ const AUDIT_USAGE = `usage: sluice audit [--slice S] [--since T] [--data DIR] [-
   --data DIR     data directory (default: the config's, else ./sluice-data)
   --json         one JSON object per line instead of tab-separated columns
 `;
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+/** One column: rows stored before claims were escaped may hold a tab or a newline; they must not make a row. */
+function tsvField(value) {
+    if (value === null)
+        return '-';
+    return String(value).replace(CONTROL_CHARACTERS, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
 async function runAudit(argv, io = process) {
     let values;
     try {
@@ -7086,7 +7197,7 @@ async function runAudit(argv, io = process) {
             const record = auditRecord(entry);
             io.stdout.write(values.json
                 ? `${JSON.stringify(record)}\n`
-                : `${AUDIT_COLUMNS.map((column) => record[column] ?? '-').join('\t')}\n`);
+                : `${AUDIT_COLUMNS.map((column) => tsvField(record[column])).join('\t')}\n`);
         }
         return 0;
     }
@@ -8012,6 +8123,11 @@ const CACHE_TOKEN = 'cache token';
  * the token's own expiry.
  */
 const VERIFIED_CACHE_SIZE = 1024;
+function isOwnerRequirement(value) {
+    if (!isStringRecord(value) || typeof value.issuer !== 'string')
+        return false;
+    return Object.keys(value).every((key) => ['issuer', 'repositoryId', 'repositoryOwnerId'].includes(key));
+}
 function isStringRecord(value) {
     return (typeof value === 'object' &&
         value !== null &&
@@ -8020,12 +8136,18 @@ function isStringRecord(value) {
 }
 /** Re-checks a signed payload's shape: defence in depth should the key ever sign something odd. */
 function grantFromPayload(payload) {
-    const { kind, read, write, identity, bind_write: bindWrite } = payload;
+    const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners } = payload;
     const validKind = kind === 'ci' || kind === 'read';
     const validRead = Array.isArray(read) && read.every((item) => typeof item === 'string' && isSlicePattern(item));
     const validWrite = write === null || (typeof write === 'string' && isSliceName(write) && kind === 'ci');
     const validBind = bindWrite === undefined || typeof bindWrite === 'boolean';
-    if (!validKind || !validRead || !validWrite || !validBind || !isStringRecord(identity)) {
+    // Tokens issued before read grants carried owners have none: they read by name until they expire.
+    const validOwners = readOwners === undefined ||
+        (Array.isArray(readOwners) &&
+            Array.isArray(read) &&
+            readOwners.length === read.length &&
+            readOwners.every((owner) => owner === null || isOwnerRequirement(owner)));
+    if (!validKind || !validRead || !validWrite || !validBind || !validOwners || !isStringRecord(identity)) {
         throw unauthorized(CACHE_TOKEN, 'malformed claims', 'malformed_token');
     }
     return {
@@ -8033,6 +8155,7 @@ function grantFromPayload(payload) {
         read: read,
         write: write,
         bindWrite: bindWrite === true,
+        ...(readOwners === undefined ? {} : { readOwners: readOwners }),
         identity: identity,
     };
 }
@@ -8064,6 +8187,7 @@ function createCacheTokens(tokenKey, now = Date.now) {
                 read: grant.read,
                 write: grant.write,
                 bind_write: grant.bindWrite === true,
+                ...(grant.readOwners ? { read_owners: grant.readOwners } : {}),
                 identity: grant.identity,
             })
                 .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' })
@@ -8136,12 +8260,25 @@ function claimString(value) {
         return String(value);
     return undefined;
 }
+// Code points that end or shape a line or column in a terminal, a log or tab-separated output.
+// eslint-disable-next-line no-control-regex
+const identity_CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+/**
+ * `text` with every control character (tab, newline, escape\u2026) spelled `\uXXXX` and every
+ * backslash doubled, so a claim printed in `sluice audit`'s columns stays one field of one row.
+ */
+function escapeControlCharacters(text) {
+    return text
+        .replace(/\\/g, '\\\\')
+        .replace(identity_CONTROL_CHARACTERS, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+/** The identity claims, each escaped (claims are the CI's words: a workflow name can hold a tab). */
 function identityFromClaims(issuerName, claims) {
     const identity = { issuer: issuerName };
     for (const claim of IDENTITY_CLAIMS) {
         const value = claimString(claims[claim]);
         if (value !== undefined)
-            identity[claim] = value.slice(0, 500);
+            identity[claim] = escapeControlCharacters(value.slice(0, 500));
     }
     return identity;
 }
@@ -8444,23 +8581,28 @@ function createOidcVerifier(issuers, options = {}) {
 const DEFAULT_WRITE_EVENTS = ['push', 'schedule', 'workflow_dispatch', 'merge_group', 'release'];
 /**
  * With no `slices` configured: one slice per repository, written by its own workflows on trusted
- * events, read by every repository of the same owner.
+ * events, read by every repository of the same owner. The first issuer's slices are named
+ * `owner/repo`; every other issuer's get its name in front (`forgejo/owner/repo`), so no issuer
+ * can take a name first that another's repository needs.
  */
 function defaultSlices(issuers) {
-    return [
-        {
-            name: '${repository}',
-            public: false,
-            read: [],
-            write: issuers.map((issuer) => ({ issuer: issuer.name, claims: { event_name: DEFAULT_WRITE_EVENTS } })),
-        },
-        {
-            name: '${repository_owner}/*',
-            public: false,
-            read: issuers.map((issuer) => ({ issuer: issuer.name, claims: {} })),
-            write: [],
-        },
-    ];
+    return issuers.flatMap((issuer, index) => {
+        const prefix = index === 0 ? '' : `${issuer.name}/`;
+        return [
+            {
+                name: `${prefix}\${repository}`,
+                public: false,
+                read: [],
+                write: [{ issuer: issuer.name, claims: { event_name: DEFAULT_WRITE_EVENTS } }],
+            },
+            {
+                name: `${prefix}\${repository_owner}/*`,
+                public: false,
+                read: [{ issuer: issuer.name, claims: {} }],
+                write: [],
+            },
+        ];
+    });
 }
 /** Why `rule` does not match, one entry per failing claim; empty when it matches. */
 function ruleFailures(rule, issuerName, claims) {
@@ -8485,17 +8627,50 @@ function matchRules(rules, issuerName, claims) {
         return { matched: true, failures: '' };
     return { matched: false, failures: perRule.map((failures) => failures.join(', ')).join('; or ') };
 }
+/**
+ * What a slice made by `template` must be bound to for this token to read it: the issuer, and the
+ * ids behind the names the template uses (when the issuer's tokens carry them).
+ */
+function ownerRequirement(template, issuerName, claims) {
+    const used = templateClaims(template);
+    const repositoryId = claimString(claims.repository_id);
+    const repositoryOwnerId = claimString(claims.repository_owner_id);
+    return {
+        issuer: issuerName,
+        ...(used.includes('repository') && repositoryId ? { repositoryId } : {}),
+        ...(used.includes('repository_owner') && repositoryOwnerId ? { repositoryOwnerId } : {}),
+    };
+}
+/**
+ * Fills a template, refusing a name the config itself lists: configured slices are governed by
+ * their own rules, so a new repository called `acme/release` must not reach the slice
+ * `acme/release` through `${repository}`.
+ */
+function sliceName(template, claims, configured) {
+    if (!isTemplate(template))
+        return { ok: true, name: template };
+    const filled = fillTemplate(template, claims);
+    if (filled.ok && configured.has(filled.name))
+        return {
+            ok: false,
+            problem: `'${filled.name}' is a slice named in the config, which no template can make`,
+        };
+    return filled;
+}
 function createPolicy(slices) {
+    const configured = new Set(slices
+        .filter((slice) => !isTemplate(slice.name) && isSliceName(slice.name))
+        .map((slice) => normalizeSliceName(slice.name)));
     return {
         evaluate(issuerName, claims) {
-            const read = new Set();
+            const read = new Map();
+            const addRead = (name, owner) => read.set(`${name} ${JSON.stringify(owner)}`, { name, owner });
             let write = null;
             let bindWrite = false;
             const refusals = [];
             for (const slice of slices) {
-                const name = isTemplate(slice.name)
-                    ? fillTemplate(slice.name, claims)
-                    : { ok: true, name: slice.name };
+                const name = sliceName(slice.name, claims, configured);
+                const owner = isTemplate(slice.name) ? ownerRequirement(slice.name, issuerName, claims) : null;
                 for (const access of ['write', 'read']) {
                     const rules = slice[access];
                     if (rules.length === 0)
@@ -8514,14 +8689,20 @@ function createPolicy(slices) {
                             bindWrite = isTemplate(slice.name);
                         }
                         if (access === 'read' || write === name.name)
-                            read.add(name.name);
+                            addRead(name.name, owner);
                     }
                 }
             }
             if (read.size === 0 && write === null) {
                 throw new HttpError(403, `no slice is granted to this token: ${refusals.join('; ')}`, 'policy_denied');
             }
-            return { read: [...read], write, bindWrite: write !== null && bindWrite };
+            const grants = [...read.values()];
+            return {
+                read: grants.map((grant) => grant.name),
+                readOwners: grants.map((grant) => grant.owner),
+                write,
+                bindWrite: write !== null && bindWrite,
+            };
         },
         publicSlices() {
             return slices.filter((slice) => slice.public).map((slice) => slice.name);
@@ -9218,12 +9399,6 @@ function verifyFingerprint(fp, sig, keys) {
 }
 
 ;// CONCATENATED MODULE: ./src/server/http/narinfo-signer.ts
-/**
- * The server's signature on stored narinfos. Parsing, fingerprinting and ed25519-signing cost more
- * than the rest of a narinfo GET together, yet the signed text depends only on the stored text and
- * the one server key: so recent results are kept (every job asks for the same closures), bounded,
- * oldest first out.
- */
 
 
 /** About 1 KiB each (stored text as the key, signed text as the value). */
@@ -9235,6 +9410,23 @@ class NarInfoSigner {
     constructor(key, capacity = SIGNED_NARINFO_CACHE_SIZE) {
         this.key = key;
         this.capacity = capacity;
+    }
+    /** The public key this signer signs for, as records name it. */
+    get publicKey() {
+        return this.key.publicKey.text;
+    }
+    /** A narinfo as it is to be stored: signed now, with the key that signed it. */
+    signForStorage(unsigned) {
+        const info = parseNarInfo(unsigned);
+        const narinfo = serializeNarInfo({
+            ...info,
+            sigs: [signFingerprint(narInfoFingerprint(info), this.key)],
+        });
+        return { narinfo, signedBy: this.publicKey };
+    }
+    /** What to serve for a record: its stored text when this key signed it, else signed now. */
+    served(record) {
+        return record.signedBy === this.publicKey ? record.narinfo : this.sign(record.narinfo);
     }
     /** The stored narinfo with the server's signature in place of any other. */
     sign(stored) {
@@ -9250,7 +9442,58 @@ class NarInfoSigner {
     }
 }
 
+;// CONCATENATED MODULE: ./src/server/union-read.ts
+
+/** Whether a slice's binding satisfies a read grant that came from a template. */
+function ownerMatches(owner, required) {
+    if (owner === null || owner.issuer !== required.issuer)
+        return false;
+    if (required.repositoryId !== undefined && owner.repositoryId !== required.repositoryId)
+        return false;
+    return required.repositoryOwnerId === undefined || owner.repositoryOwnerId === required.repositoryOwnerId;
+}
+/** The ranking of one cache token's grant (public slices come after everything it was granted). */
+function grantRanking(grant) {
+    const identity = grant.identity;
+    const writeOwner = grant.bindWrite
+        ? { issuer: identity.issuer, ...(identity.repository_id ? { repositoryId: identity.repository_id } : {}) }
+        : null;
+    return (slice, owner) => {
+        if (slice === grant.write && (writeOwner === null || ownerMatches(owner, writeOwner)))
+            return 0;
+        for (const [index, pattern] of grant.read.entries()) {
+            const required = grant.readOwners?.[index] ?? null;
+            if (sliceMatches(pattern, slice) && (required === null || ownerMatches(owner, required)))
+                return index + 1;
+        }
+        return null;
+    };
+}
+/** `ranking`, then the public slices after it. */
+function withPublicSlices(ranking, isPublic) {
+    return (slice, owner) => ranking(slice, owner) ?? (isPublic(slice) ? Number.MAX_SAFE_INTEGER : null);
+}
+const readableBy = (rank) => (slice, owner) => rank(slice, owner) !== null;
+const narHashOf = (record) => /^NarHash: (\S+)$/m.exec(record.narinfo)?.[1] ?? '';
+/** Picks, per hash part, the narinfo of the highest-precedence slice among `records`. */
+function chooseNarInfos(records, rank) {
+    const ranked = records
+        .map((record) => ({ record, rank: rank(record.slice, record.owner ?? null) }))
+        .filter((entry) => entry.rank !== null)
+        .sort((a, b) => a.rank - b.rank || (a.record.slice < b.record.slice ? -1 : 1));
+    const chosen = new Map();
+    for (const { record } of ranked) {
+        const earlier = chosen.get(record.hashPart);
+        if (!earlier)
+            chosen.set(record.hashPart, { record, conflicts: [] });
+        else if (narHashOf(record) !== narHashOf(earlier.record))
+            earlier.conflicts.push(record);
+    }
+    return chosen;
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/auth.ts
+
 
 /** The token in the request, or null when there is no Authorization header. */
 function requestToken(req) {
@@ -9277,8 +9520,17 @@ function requestToken(req) {
 }
 async function resolveAccess(req, verify, isPublic) {
     const token = requestToken(req);
-    if (token === null)
-        return { authenticated: false, canRead: isPublic, write: null, bindWrite: false, identity: {} };
+    if (token === null) {
+        const rank = withPublicSlices(() => null, isPublic);
+        return {
+            authenticated: false,
+            rank,
+            canRead: readableBy(rank),
+            write: null,
+            bindWrite: false,
+            identity: {},
+        };
+    }
     let access;
     try {
         access = await verify(token);
@@ -9289,8 +9541,8 @@ async function resolveAccess(req, verify, isPublic) {
         const reason = error instanceof Error ? error.message : String(error);
         throw new HttpError(401, `invalid cache token: ${reason}`, 'bad_token', { 'www-authenticate': 'Bearer' });
     }
-    const canRead = access.canRead;
-    return { ...access, authenticated: true, canRead: (slice) => isPublic(slice) || canRead(slice) };
+    const rank = withPublicSlices(access.rank, isPublic);
+    return { ...access, authenticated: true, rank, canRead: readableBy(rank) };
 }
 /** The write slice, or the reason there is none: 401 without a token, 403 with a read-only one. */
 function requireWriteSlice(access) {
@@ -9306,6 +9558,445 @@ function requireWriteSlice(access) {
 
 ;// CONCATENATED MODULE: external "node:stream"
 const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+;// CONCATENATED MODULE: external "node:zlib"
+const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
+;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
+/**
+ * Node 24's zstd decompressor silently drops whatever follows the end of a frame within the same
+ * chunk, so concatenated frames (pzstd, files compressed in parts) lose data or fail with "Unknown
+ * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
+ * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
+ * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
+ *
+ * For uploads the walk also refuses what a NAR file has no use for: skippable frames (padding that
+ * would be stored and served) and frames whose window needs more memory than allowed.
+ */
+
+const ZSTD_MAGIC = 0xfd2fb528;
+const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
+const SKIPPABLE_MAGIC = 0x184d2a50;
+// Units whose bytes are parsed (the others are only counted).
+const PARSED = new Set(['magic', 'descriptor', 'headerRest', 'blockHeader', 'skipSize']);
+const DICT_ID_BYTES = [0, 1, 2, 4];
+const CONTENT_SIZE_BYTES = [0, 2, 4, 8];
+class ZstdFrameError extends Error {
+}
+/** A frame asks for a larger window (decoder memory) than `maxWindowBytes`. */
+class ZstdWindowError extends ZstdFrameError {
+}
+/** A skippable frame where `refuseSkippable` is set. */
+class ZstdSkippableFrameError extends ZstdFrameError {
+}
+const MiB = 1024 * 1024;
+const mib = (bytes) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
+/** A Transform over ZstdFrameScanner: what it emits, it pushes. */
+class ZstdFrameSplitter extends external_node_stream_namespaceObject.Transform {
+    scanner = new ZstdFrameScanner();
+    _transform(chunk, _encoding, callback) {
+        try {
+            this.scanner.split(chunk, (piece) => this.push(piece));
+        }
+        catch (error) {
+            callback(error);
+            return;
+        }
+        callback();
+    }
+    _flush(callback) {
+        try {
+            this.scanner.finish();
+        }
+        catch (error) {
+            callback(error);
+            return;
+        }
+        callback();
+    }
+}
+/**
+ * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
+ * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
+ */
+class ZstdFrameScanner {
+    rules;
+    unit = 'magic';
+    need = 4;
+    parsed = [];
+    checksum = false;
+    singleSegment = false;
+    dictIdBytes = 0;
+    /** Where the current frame began, for messages. */
+    frameStart = 0;
+    lastBlock = false;
+    /** Bytes of input consumed so far, for error messages. */
+    position = 0;
+    /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
+    forwarding = false;
+    /** Where the current `split` call emits (advance() emits a frame's magic number). */
+    emit = () => undefined;
+    constructor(rules = {}) {
+        this.rules = rules;
+    }
+    /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
+    split(chunk, emit) {
+        this.emit = emit;
+        let start = 0;
+        let i = 0;
+        while (i < chunk.length) {
+            const take = Math.min(this.need, chunk.length - i);
+            if (PARSED.has(this.unit))
+                this.parsed.push(...chunk.subarray(i, i + take));
+            i += take;
+            this.position += take;
+            this.need -= take;
+            if (this.need > 0)
+                break;
+            const unit = this.unit;
+            const frameEnded = this.advance();
+            if (unit === 'magic')
+                start = i; // advance() emitted the magic itself, once it knew the kind
+            if (frameEnded) {
+                if (this.forwarding && i > start)
+                    emit(chunk.subarray(start, i));
+                start = i;
+                this.forwarding = false;
+            }
+        }
+        if (this.forwarding && i > start)
+            emit(chunk.subarray(start, i));
+    }
+    /** Throws unless the data so far ended at the end of a frame. */
+    finish() {
+        if (this.unit !== 'magic' || this.need !== 4) {
+            throw new ZstdFrameError('zstd data ends in the middle of a frame (truncated)');
+        }
+    }
+    /** Moves past a completed unit; returns true when a frame (zstd or skippable) ended with it. */
+    advance() {
+        const bytes = Buffer.from(this.parsed);
+        this.parsed = [];
+        switch (this.unit) {
+            case 'magic': {
+                const magic = bytes.readUInt32LE(0);
+                this.frameStart = this.position - 4;
+                if (magic === ZSTD_MAGIC) {
+                    this.emit(bytes);
+                    this.forwarding = true;
+                    return this.next('descriptor', 1);
+                }
+                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) {
+                    if (this.rules.refuseSkippable) {
+                        throw new ZstdSkippableFrameError(`zstd skippable frame at byte ${this.frameStart}: padding is not accepted in a NAR file`);
+                    }
+                    return this.next('skipSize', 4);
+                }
+                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.frameStart}`);
+            }
+            case 'descriptor': {
+                const d = bytes[0];
+                if (d & 0x08)
+                    throw new ZstdFrameError('zstd frame header has its reserved bit set');
+                const singleSegment = (d >> 5) & 1;
+                const contentSizeFlag = d >> 6;
+                this.checksum = ((d >> 2) & 1) === 1;
+                this.singleSegment = singleSegment === 1;
+                this.dictIdBytes = DICT_ID_BYTES[d & 3];
+                const rest = (singleSegment ? 0 : 1) +
+                    DICT_ID_BYTES[d & 3] +
+                    (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
+                return this.next('headerRest', rest);
+            }
+            case 'headerRest':
+                this.checkWindow(bytes);
+                return this.next('blockHeader', 3);
+            case 'blockHeader': {
+                const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
+                this.lastBlock = (header & 1) === 1;
+                const type = (header >> 1) & 3;
+                if (type === 3)
+                    throw new ZstdFrameError('zstd block has the reserved block type');
+                return this.next('blockContent', type === 1 ? 1 : header >>> 3);
+            }
+            case 'blockContent':
+                if (!this.lastBlock)
+                    return this.next('blockHeader', 3);
+                if (this.checksum)
+                    return this.next('checksum', 4);
+                return this.endFrame();
+            case 'checksum':
+                return this.endFrame();
+            case 'skipSize':
+                return this.next('skipContent', bytes.readUInt32LE(0));
+            case 'skipContent':
+                return this.endFrame();
+        }
+    }
+    /** The window the frame header declares (RFC 8878 3.1.1.1.2), against `maxWindowBytes`. */
+    checkWindow(rest) {
+        const max = this.rules.maxWindowBytes;
+        if (max === undefined)
+            return;
+        let window;
+        if (this.singleSegment) {
+            // No window descriptor: the window is the whole content, whose size follows the dictionary id.
+            const sizeBytes = rest.subarray(this.dictIdBytes);
+            window =
+                sizeBytes.length === 2
+                    ? sizeBytes.readUInt16LE(0) + 256
+                    : sizeBytes.length === 8
+                        ? Number(sizeBytes.readBigUInt64LE(0))
+                        : sizeBytes.readUIntLE(0, sizeBytes.length);
+        }
+        else {
+            const descriptor = rest[0];
+            const base = 2 ** (10 + (descriptor >> 3));
+            window = base + (base / 8) * (descriptor & 7);
+        }
+        if (window > max) {
+            throw new ZstdWindowError(`zstd frame at byte ${this.frameStart} needs a ${mib(window)} window to decompress, over the limit of ${mib(max)}`);
+        }
+    }
+    next(unit, need) {
+        this.unit = unit;
+        this.need = need;
+        // Zero-length units (an empty header rest, an empty raw block) complete at once.
+        return need === 0 ? this.advance() : false;
+    }
+    endFrame() {
+        this.unit = 'magic';
+        this.need = 4;
+        return true;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar.ts
+/**
+ * Streaming NAR hashing, compression and decompression. Nothing here holds a NAR in memory: data
+ * flows through in chunks, so a multi-gigabyte upload costs a few buffers.
+ *
+ * zstd comes from Node 24's zlib. xz runs the system `xz` program as a child process, both ways:
+ * Node has no xz, and the WASM decompressor on npm (xz-decompress) is correct (multi-block,
+ * multi-stream, integrity checks) but serializes every decompression in the process behind one
+ * global lock, so one slow xz upload would stall all others. `xz` is native, concurrent and
+ * multi-threaded; the `xz` program (Debian: xz-utils) must be on PATH when xz is used.
+ */
+
+
+
+
+
+
+
+/** Compressions Sluice can verify and produce (a subset of what Nix reads). */
+const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
+/** File name extensions Nix gives compressed NARs (`nar/<filehash>.nar<ext>`). */
+const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
+class CompressionError extends Error {
+}
+/** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
+class DecompressionMemoryError extends CompressionError {
+}
+/** Without a stated limit: xz -9 needs 65 MiB to decompress; a file asking for far more is refused. */
+const XZ_DECOMPRESS_MEMLIMIT = 256 * 1024 * 1024;
+const nar_mib = (bytes) => `${Math.round((bytes / 2 ** 20) * 10) / 10} MiB`;
+function checkCompression(compression) {
+    if (!NAR_COMPRESSIONS.includes(compression)) {
+        throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
+    }
+    return compression;
+}
+/** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
+class ProcessStream extends external_node_stream_namespaceObject.Duplex {
+    what;
+    explain;
+    child;
+    stderr = '';
+    constructor(command, args, what, 
+    /** Turns the program's stderr into a more specific error, where it recognises one. */
+    explain = () => undefined) {
+        super();
+        this.what = what;
+        this.explain = explain;
+        this.child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+        // EPIPE when the program quits early (corrupt input): its exit status tells why.
+        this.child.stdin.on('error', () => { });
+        this.child.stderr.setEncoding('utf8').on('data', (text) => {
+            if (this.stderr.length < 4096)
+                this.stderr += text;
+        });
+        this.child.stdout.on('data', (chunk) => {
+            if (!this.push(chunk))
+                this.child.stdout.pause();
+        });
+        this.child.on('error', (error) => {
+            this.destroy(error.code === 'ENOENT'
+                ? new CompressionError(`${what} needs the '${command}' program on PATH (Debian: apt-get install xz-utils)`)
+                : error);
+        });
+        this.child.on('close', (code, signal) => {
+            if (this.destroyed)
+                return;
+            if (code === 0)
+                this.push(null);
+            else {
+                const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
+                this.destroy(this.explain(this.stderr) ?? new CompressionError(`${this.what} failed: ${detail}`));
+            }
+        });
+    }
+    _read() {
+        this.child.stdout.resume();
+    }
+    _write(chunk, _encoding, callback) {
+        if (this.child.stdin.write(chunk))
+            callback();
+        else
+            this.child.stdin.once('drain', () => callback());
+    }
+    _final(callback) {
+        this.child.stdin.end();
+        callback();
+    }
+    _destroy(error, callback) {
+        if (this.child.exitCode === null && this.child.signalCode === null)
+            this.child.kill();
+        callback(error);
+    }
+}
+/**
+ * Output chunk of Node's zstd streams. The default (16 KiB) costs a thread-pool round trip per
+ * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
+ */
+const ZSTD_CHUNK_BYTES = 256 * 1024;
+/** Node's zstd decoder, its window bounded by `maxMemory` (default: zstd's own limit, 128 MiB). */
+function createZstdDecoder(maxMemory) {
+    const windowLogMax = maxMemory === undefined ? undefined : Math.min(31, Math.max(10, Math.floor(Math.log2(maxMemory))));
+    return (0,external_node_zlib_namespaceObject.createZstdDecompress)({
+        chunkSize: ZSTD_CHUNK_BYTES,
+        ...(windowLogMax === undefined ? {} : { params: { [external_node_zlib_namespaceObject.constants.ZSTD_d_windowLogMax]: windowLogMax } }),
+    });
+}
+/** The `xz` program decompressing within `maxMemory`, on one thread (one dictionary per upload). */
+function createXzDecoder(maxMemory = XZ_DECOMPRESS_MEMLIMIT) {
+    return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', '--threads=1', `--memlimit-decompress=${maxMemory}`], 'xz decompression', (stderr) => /memory usage limit reached/i.test(stderr)
+        ? new DecompressionMemoryError(`xz data needs more memory to decompress than the limit of ${nar_mib(maxMemory)} (its dictionary is larger)`)
+        : undefined);
+}
+/** A stream that turns a compressed NAR file back into the NAR. */
+function createDecompressor(compression, options = {}) {
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new external_node_stream_namespaceObject.PassThrough();
+        case 'zstd':
+            // Node's decoder alone drops frames that follow another in the same chunk: split them first.
+            return new ZstdFrameSplitter().compose(createZstdDecoder(options.maxMemory));
+        case 'xz':
+            return createXzDecoder(options.maxMemory);
+    }
+}
+/**
+ * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
+ * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
+ */
+function createCompressor(compression, options = {}) {
+    const { level } = options;
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new PassThrough();
+        case 'zstd':
+            // With a checksum, as the zstd tool writes by default: corruption fails decompression loudly.
+            return createZstdCompress({
+                chunkSize: ZSTD_CHUNK_BYTES,
+                params: {
+                    [zlibConstants.ZSTD_c_checksumFlag]: 1,
+                    ...(level === undefined ? {} : { [zlibConstants.ZSTD_c_compressionLevel]: level }),
+                },
+            });
+        case 'xz': {
+            if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
+                throw new CompressionError(`xz level must be 0-9, got ${level}`);
+            }
+            const args = [
+                '--compress',
+                '--stdout',
+                '--quiet',
+                '--threads=0',
+                ...(level === undefined ? [] : [`-${level}`]),
+            ];
+            return new ProcessStream('xz', args, 'xz compression');
+        }
+    }
+}
+/** A passthrough that sha256-hashes and counts what flows through it; read `hash()` and `size` after it ends. */
+class HashingStream extends (/* unused pure expression or super */ null && (Transform)) {
+    hasher = createHash('sha256');
+    bytes = 0;
+    result;
+    _transform(chunk, _encoding, callback) {
+        this.hasher.update(chunk);
+        this.bytes += chunk.length;
+        callback(null, chunk);
+    }
+    _flush(callback) {
+        this.result = new Hash('sha256', this.hasher.digest());
+        callback();
+    }
+    /** Bytes seen so far. */
+    get size() {
+        return this.bytes;
+    }
+    hash() {
+        if (this.result === undefined)
+            throw new Error('HashingStream.hash() is only known once the stream has ended');
+        return this.result;
+    }
+}
+/** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */
+function decompressorFor(source, compression) {
+    try {
+        return createDecompressor(compression);
+    }
+    catch (error) {
+        if ('destroy' in source && typeof source.destroy === 'function')
+            source.destroy();
+        throw error;
+    }
+}
+function discard() {
+    return new Writable({ write: (_chunk, _encoding, callback) => callback() });
+}
+/** Decompresses and hashes a (compressed) NAR stream: its NarHash and NarSize, as a narinfo states them. */
+async function hashNar(source, compression) {
+    const decompressor = decompressorFor(source, compression);
+    const nar = new HashingStream();
+    await pipeline(source, decompressor, nar, discard());
+    return { narHash: nar.hash(), narSize: nar.size };
+}
+/**
+ * Streams a compressed NAR file from `source` into `sink` (e.g. a file in storage) while computing
+ * both the file's FileHash/FileSize and the NAR's NarHash/NarSize. Rejects if either side fails
+ * (a corrupt file, a failing sink); the caller then discards what reached the sink.
+ */
+async function digestNarFile(source, compression, sink) {
+    const decompressor = decompressorFor(source, compression);
+    const file = new HashingStream();
+    const nar = new HashingStream();
+    // `file` feeds two pipes; an error in either pipeline destroys `file`, which ends the other.
+    const results = await Promise.allSettled([
+        pipeline(source, file, sink),
+        pipeline(file, decompressor, nar, discard()),
+    ]);
+    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
+    if (errors.length > 0) {
+        throw errors.find((e) => e.code !== 'ERR_STREAM_PREMATURE_CLOSE') ?? errors[0];
+    }
+    return { fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size };
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/body.ts
 
 /** Refuses a declared Content-Length over `limit` before any of the body is read. */
@@ -9320,16 +10011,51 @@ function acceptBody(req, res) {
     if (/100-continue/i.test(req.headers.expect ?? ''))
         res.writeContinue();
 }
-async function readSmallBody(req, limit, what) {
+async function readSmallBody(body, limit, what) {
     const chunks = [];
     let size = 0;
-    for await (const chunk of req) {
+    for await (const chunk of body) {
         size += chunk.length;
         if (size > limit)
             throw new HttpError(413, `${what} is larger than the limit of ${limit} bytes`, 'too_large');
         chunks.push(chunk);
     }
     return Buffer.concat(chunks);
+}
+/**
+ * `source`, failing with 408 when a chunk takes longer than `idleMs` to arrive. Only the wait for
+ * the client counts: while the consumer is busy (writing to storage, decompressing) nothing is
+ * asked for and no timer runs. After a timeout the request is left as it is, so that the 408 can
+ * still be sent on its connection (which the router then closes).
+ */
+function withIdleTimeout(source, idleMs) {
+    return {
+        [Symbol.asyncIterator]() {
+            const inner = source[Symbol.asyncIterator]();
+            let timedOut = false;
+            return {
+                next() {
+                    const next = inner.next();
+                    let timer;
+                    const timeout = new Promise((_resolve, reject) => {
+                        timer = setTimeout(() => {
+                            timedOut = true;
+                            // The chunk asked for may still come, or the connection fail: neither matters now.
+                            next.catch(() => undefined);
+                            reject(new HttpError(408, `the request body sent nothing for ${idleMs / 1000} s (body_idle_timeout): abandoned`, 'idle_body'));
+                        }, idleMs);
+                    });
+                    return Promise.race([next, timeout]).finally(() => clearTimeout(timer));
+                },
+                return(value) {
+                    // Ending the inner iterator destroys the request, and with it the socket the 408 needs.
+                    if (timedOut)
+                        return Promise.resolve({ done: true, value: undefined });
+                    return inner.return?.(value) ?? Promise.resolve({ done: true, value: undefined });
+                },
+            };
+        },
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/http/narinfo-batch.ts
@@ -9533,377 +10259,363 @@ function written(sink, chunk) {
     });
 }
 
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-;// CONCATENATED MODULE: external "node:stream/promises"
-const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
-;// CONCATENATED MODULE: external "node:zlib"
-const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
-;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
+;// CONCATENATED MODULE: ./src/nix/nar-structure.ts
 /**
- * Node 24's zstd decompressor silently drops whatever follows the end of a frame within the same
- * chunk, so concatenated frames (pzstd, files compressed in parts) lose data or fail with "Unknown
- * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
- * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
- * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
- */
-
-const ZSTD_MAGIC = 0xfd2fb528;
-const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
-const SKIPPABLE_MAGIC = 0x184d2a50;
-// Units whose bytes are parsed (the others are only counted).
-const PARSED = new Set(['magic', 'descriptor', 'blockHeader', 'skipSize']);
-const DICT_ID_BYTES = [0, 1, 2, 4];
-const CONTENT_SIZE_BYTES = [0, 2, 4, 8];
-class ZstdFrameError extends Error {
-}
-/** A Transform over ZstdFrameScanner: what it emits, it pushes. */
-class ZstdFrameSplitter extends external_node_stream_namespaceObject.Transform {
-    scanner = new ZstdFrameScanner();
-    _transform(chunk, _encoding, callback) {
-        try {
-            this.scanner.split(chunk, (piece) => this.push(piece));
-        }
-        catch (error) {
-            callback(error);
-            return;
-        }
-        callback();
-    }
-    _flush(callback) {
-        try {
-            this.scanner.finish();
-        }
-        catch (error) {
-            callback(error);
-            return;
-        }
-        callback();
-    }
-}
-/**
- * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
- * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
- */
-class ZstdFrameScanner {
-    unit = 'magic';
-    need = 4;
-    parsed = [];
-    checksum = false;
-    lastBlock = false;
-    /** Bytes of input consumed so far, for error messages. */
-    position = 0;
-    /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
-    forwarding = false;
-    /** Where the current `split` call emits (advance() emits a frame's magic number). */
-    emit = () => undefined;
-    /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
-    split(chunk, emit) {
-        this.emit = emit;
-        let start = 0;
-        let i = 0;
-        while (i < chunk.length) {
-            const take = Math.min(this.need, chunk.length - i);
-            if (PARSED.has(this.unit))
-                this.parsed.push(...chunk.subarray(i, i + take));
-            i += take;
-            this.position += take;
-            this.need -= take;
-            if (this.need > 0)
-                break;
-            const unit = this.unit;
-            const frameEnded = this.advance();
-            if (unit === 'magic')
-                start = i; // advance() emitted the magic itself, once it knew the kind
-            if (frameEnded) {
-                if (this.forwarding && i > start)
-                    emit(chunk.subarray(start, i));
-                start = i;
-                this.forwarding = false;
-            }
-        }
-        if (this.forwarding && i > start)
-            emit(chunk.subarray(start, i));
-    }
-    /** Throws unless the data so far ended at the end of a frame. */
-    finish() {
-        if (this.unit !== 'magic' || this.need !== 4) {
-            throw new ZstdFrameError('zstd data ends in the middle of a frame (truncated)');
-        }
-    }
-    /** Moves past a completed unit; returns true when a frame (zstd or skippable) ended with it. */
-    advance() {
-        const bytes = Buffer.from(this.parsed);
-        this.parsed = [];
-        switch (this.unit) {
-            case 'magic': {
-                const magic = bytes.readUInt32LE(0);
-                if (magic === ZSTD_MAGIC) {
-                    this.emit(bytes);
-                    this.forwarding = true;
-                    return this.next('descriptor', 1);
-                }
-                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC)
-                    return this.next('skipSize', 4);
-                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.position - 4}`);
-            }
-            case 'descriptor': {
-                const d = bytes[0];
-                if (d & 0x08)
-                    throw new ZstdFrameError('zstd frame header has its reserved bit set');
-                const singleSegment = (d >> 5) & 1;
-                const contentSizeFlag = d >> 6;
-                this.checksum = ((d >> 2) & 1) === 1;
-                const rest = (singleSegment ? 0 : 1) +
-                    DICT_ID_BYTES[d & 3] +
-                    (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
-                return this.next('headerRest', rest);
-            }
-            case 'headerRest':
-                return this.next('blockHeader', 3);
-            case 'blockHeader': {
-                const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
-                this.lastBlock = (header & 1) === 1;
-                const type = (header >> 1) & 3;
-                if (type === 3)
-                    throw new ZstdFrameError('zstd block has the reserved block type');
-                return this.next('blockContent', type === 1 ? 1 : header >>> 3);
-            }
-            case 'blockContent':
-                if (!this.lastBlock)
-                    return this.next('blockHeader', 3);
-                if (this.checksum)
-                    return this.next('checksum', 4);
-                return this.endFrame();
-            case 'checksum':
-                return this.endFrame();
-            case 'skipSize':
-                return this.next('skipContent', bytes.readUInt32LE(0));
-            case 'skipContent':
-                return this.endFrame();
-        }
-    }
-    next(unit, need) {
-        this.unit = unit;
-        this.need = need;
-        // Zero-length units (an empty header rest, an empty raw block) complete at once.
-        return need === 0 ? this.advance() : false;
-    }
-    endFrame() {
-        this.unit = 'magic';
-        this.need = 4;
-        return true;
-    }
-}
-
-;// CONCATENATED MODULE: ./src/nix/nar.ts
-/**
- * Streaming NAR hashing, compression and decompression. Nothing here holds a NAR in memory: data
- * flows through in chunks, so a multi-gigabyte upload costs a few buffers.
+ * Checks, as the bytes stream past, that they are one NAR and nothing else: the `nix-archive-1`
+ * magic, then nodes as Nix's parser accepts them (regular files, symlinks, directories with valid,
+ * sorted entry names, zero padding), and no byte after the top node's end. Only the framing is
+ * parsed: file contents are counted, not kept, so checking costs little besides the hash.
  *
- * zstd comes from Node 24's zlib. xz runs the system `xz` program as a child process, both ways:
- * Node has no xz, and the WASM decompressor on npm (xz-decompress) is correct (multi-block,
- * multi-stream, integrity checks) but serializes every decompression in the process behind one
- * global lock, so one slow xz upload would stall all others. `xz` is native, concurrent and
- * multi-threaded; the `xz` program (Debian: xz-utils) must be on PATH when xz is used.
+ * Knowing the framing lets an upload be refused early: bytes that are not a NAR fail on their first
+ * 8 bytes, and a file whose declared length passes a limit fails before its contents are inflated.
  */
-
-
-
-
-
-
-
-/** Compressions Sluice can verify and produce (a subset of what Nix reads). */
-const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
-/** File name extensions Nix gives compressed NARs (`nar/<filehash>.nar<ext>`). */
-const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
-class CompressionError extends Error {
-}
-const XZ_DECOMPRESS_MEMLIMIT = '256MiB';
-function checkCompression(compression) {
-    if (!NAR_COMPRESSIONS.includes(compression)) {
-        throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
+class NarFormatError extends Error {
+    reason;
+    constructor(message, 
+    /** `not_a_nar` (wrong start), `trailing_data` (bytes after the NAR) or `bad_nar` (malformed). */
+    reason) {
+        super(message);
+        this.reason = reason;
     }
-    return compression;
 }
-/** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
-class ProcessStream extends external_node_stream_namespaceObject.Duplex {
-    what;
-    child;
-    stderr = '';
-    constructor(command, args, what) {
-        super();
-        this.what = what;
-        this.child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-        // EPIPE when the program quits early (corrupt input): its exit status tells why.
-        this.child.stdin.on('error', () => { });
-        this.child.stderr.setEncoding('utf8').on('data', (text) => {
-            if (this.stderr.length < 4096)
-                this.stderr += text;
-        });
-        this.child.stdout.on('data', (chunk) => {
-            if (!this.push(chunk))
-                this.child.stdout.pause();
-        });
-        this.child.on('error', (error) => {
-            this.destroy(error.code === 'ENOENT'
-                ? new CompressionError(`${what} needs the '${command}' program on PATH (Debian: apt-get install xz-utils)`)
-                : error);
-        });
-        this.child.on('close', (code, signal) => {
-            if (this.destroyed)
-                return;
-            if (code === 0)
-                this.push(null);
-            else {
-                const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
-                this.destroy(new CompressionError(`${this.what} failed: ${detail}`));
+const MAGIC = 'nix-archive-1';
+/** Longest keyword of the format ('nix-archive-1'). */
+const KEYWORD_MAX = 16;
+/** NAME_MAX and PATH_MAX on Linux: longer names or link targets cannot be restored. */
+const NAME_MAX = 255;
+const TARGET_MAX = 4096;
+/** Deeper than PATH_MAX allows anyway (each level adds at least `x/`); bounds the memory kept per level. */
+const DEPTH_MAX = 2048;
+const padding = (length) => (8 - (length % 8)) % 8;
+class NarStructureChecker {
+    expect = 'magic';
+    /** Per open directory, the name of its last entry (entries must be sorted). */
+    directories = [];
+    phase = 'length';
+    /** Bytes still needed to complete the phase. */
+    need = 8;
+    gathered = [];
+    stringLength = 0;
+    finished = false;
+    /** Bytes checked so far. */
+    size = 0;
+    /**
+     * The least the NAR's size can be, given what it has declared: the bytes so far plus the rest of
+     * the file contents being read. Past a limit, the upload can be refused before inflating them.
+     */
+    get declaredSize() {
+        return this.phase === 'contents' ? this.size + this.need + padding(this.stringLength) : this.size;
+    }
+    /** Checks the next bytes; throws a NarFormatError at the first one that does not fit. */
+    update(chunk) {
+        for (let i = 0; i < chunk.length;) {
+            if (this.finished) {
+                throw new NarFormatError(`the NAR ends at byte ${this.size}, but more data follows it`, 'trailing_data');
             }
-        });
-    }
-    _read() {
-        this.child.stdout.resume();
-    }
-    _write(chunk, _encoding, callback) {
-        if (this.child.stdin.write(chunk))
-            callback();
-        else
-            this.child.stdin.once('drain', () => callback());
-    }
-    _final(callback) {
-        this.child.stdin.end();
-        callback();
-    }
-    _destroy(error, callback) {
-        if (this.child.exitCode === null && this.child.signalCode === null)
-            this.child.kill();
-        callback(error);
-    }
-}
-/**
- * Output chunk of Node's zstd streams. The default (16 KiB) costs a thread-pool round trip per
- * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
- */
-const ZSTD_CHUNK_BYTES = 256 * 1024;
-/** A stream that turns a compressed NAR file back into the NAR. */
-function createDecompressor(compression) {
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new external_node_stream_namespaceObject.PassThrough();
-        case 'zstd':
-            // Node's decoder alone drops frames that follow another in the same chunk: split them first.
-            return new ZstdFrameSplitter().compose((0,external_node_zlib_namespaceObject.createZstdDecompress)({ chunkSize: ZSTD_CHUNK_BYTES }));
-        case 'xz':
-            // xz -9 needs 65 MiB to decompress; a file asking for far more is refused, not obeyed.
-            return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', `--memlimit-decompress=${XZ_DECOMPRESS_MEMLIMIT}`], 'xz decompression');
-    }
-}
-/**
- * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
- * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
- */
-function createCompressor(compression, options = {}) {
-    const { level } = options;
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new PassThrough();
-        case 'zstd':
-            // With a checksum, as the zstd tool writes by default: corruption fails decompression loudly.
-            return createZstdCompress({
-                chunkSize: ZSTD_CHUNK_BYTES,
-                params: {
-                    [zlibConstants.ZSTD_c_checksumFlag]: 1,
-                    ...(level === undefined ? {} : { [zlibConstants.ZSTD_c_compressionLevel]: level }),
-                },
-            });
-        case 'xz': {
-            if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
-                throw new CompressionError(`xz level must be 0-9, got ${level}`);
-            }
-            const args = [
-                '--compress',
-                '--stdout',
-                '--quiet',
-                '--threads=0',
-                ...(level === undefined ? [] : [`-${level}`]),
-            ];
-            return new ProcessStream('xz', args, 'xz compression');
+            const take = Math.min(this.need, chunk.length - i);
+            // Copied: the caller may reuse its buffer once this returns, and a string may span chunks.
+            if (this.phase !== 'contents')
+                this.gathered.push(Buffer.from(chunk.subarray(i, i + take)));
+            i += take;
+            this.need -= take;
+            this.size += take;
+            if (this.need === 0)
+                this.completePhase();
         }
     }
+    /** Throws unless the bytes so far are one whole NAR. */
+    end() {
+        if (this.finished)
+            return;
+        if (this.expect === 'magic')
+            this.fail('cut off');
+        throw new NarFormatError(`the NAR is cut off after ${this.size} bytes`, 'bad_nar');
+    }
+    fail(message) {
+        if (this.expect === 'magic') {
+            throw new NarFormatError(`the upload is not a NAR: it does not start with '${MAGIC}'`, 'not_a_nar');
+        }
+        throw new NarFormatError(`malformed NAR at byte ${this.size}: ${message}`, 'bad_nar');
+    }
+    take() {
+        const bytes = this.gathered.length === 1 ? this.gathered[0] : Buffer.concat(this.gathered);
+        this.gathered = [];
+        return bytes;
+    }
+    completePhase() {
+        // Zero-length phases (an empty string, empty contents, no padding) complete at once.
+        do {
+            switch (this.phase) {
+                case 'length':
+                    this.lengthRead(this.take().readBigUInt64LE(0));
+                    break;
+                case 'string': {
+                    const bytes = this.take();
+                    this.checkPadding(bytes.subarray(this.stringLength));
+                    this.phase = 'length';
+                    this.need = 8;
+                    this.token(bytes.subarray(0, this.stringLength));
+                    break;
+                }
+                case 'contents':
+                    this.phase = 'padding';
+                    this.need = padding(this.stringLength);
+                    break;
+                case 'padding':
+                    this.checkPadding(this.take());
+                    this.phase = 'length';
+                    this.need = 8;
+                    this.expect = 'close';
+                    break;
+            }
+        } while (this.need === 0 && !this.finished);
+    }
+    lengthRead(length) {
+        if (this.expect === 'contentsLength') {
+            if (length > BigInt(Number.MAX_SAFE_INTEGER))
+                this.fail(`a file of ${length} bytes`);
+            this.stringLength = Number(length);
+            this.phase = 'contents';
+            this.need = this.stringLength;
+            return;
+        }
+        const max = this.expect === 'name' ? NAME_MAX : this.expect === 'target' ? TARGET_MAX : KEYWORD_MAX;
+        if (length > BigInt(max))
+            this.fail(`a string of ${length} bytes where ${this.describe()} belongs`);
+        this.stringLength = Number(length);
+        this.phase = 'string';
+        this.need = this.stringLength + padding(this.stringLength);
+    }
+    checkPadding(bytes) {
+        if (bytes.some((byte) => byte !== 0))
+            this.fail('non-zero padding');
+    }
+    describe() {
+        return this.expect === 'name'
+            ? 'a file name'
+            : this.expect === 'target'
+                ? 'a symlink target'
+                : 'a keyword';
+    }
+    /** Moves on from a complete string (other than file contents). */
+    token(value) {
+        const text = this.expect === 'name' || this.expect === 'target' ? '' : value.toString('latin1');
+        const want = (keyword, next) => {
+            if (text !== keyword)
+                this.fail(`expected '${keyword}', found '${text.slice(0, 16)}'`);
+            this.expect = next;
+        };
+        switch (this.expect) {
+            case 'magic':
+                return want(MAGIC, 'open');
+            case 'open':
+                return want('(', 'typeKey');
+            case 'typeKey':
+                return want('type', 'type');
+            case 'type':
+                if (text === 'regular')
+                    this.expect = 'regularTag';
+                else if (text === 'symlink')
+                    this.expect = 'targetKey';
+                else if (text === 'directory')
+                    this.openDirectory();
+                else
+                    this.fail(`unknown node type '${text.slice(0, 16)}'`);
+                return;
+            case 'regularTag':
+                if (text === 'executable')
+                    this.expect = 'executableValue';
+                else
+                    want('contents', 'contentsLength');
+                return;
+            case 'executableValue':
+                return want('', 'contentsKey');
+            case 'contentsKey':
+                return want('contents', 'contentsLength');
+            case 'targetKey':
+                return want('target', 'target');
+            case 'target':
+                if (value.length === 0 || value.includes(0))
+                    this.fail('an empty symlink target or one with a NUL byte');
+                this.expect = 'close';
+                return;
+            case 'directoryTag':
+                if (text === ')')
+                    return this.closeDirectory();
+                return want('entry', 'entryOpen');
+            case 'entryOpen':
+                return want('(', 'nameKey');
+            case 'nameKey':
+                return want('name', 'name');
+            case 'name':
+                return this.entryName(value);
+            case 'nodeKey':
+                return want('node', 'open');
+            case 'entryClose':
+                return want(')', 'directoryTag');
+            case 'close':
+                want(')', 'close');
+                return this.nodeEnded();
+            case 'contentsLength':
+                throw new Error('unreachable: a file length is not a string');
+        }
+    }
+    openDirectory() {
+        if (this.directories.length >= DEPTH_MAX)
+            this.fail(`directories nested deeper than ${DEPTH_MAX}`);
+        this.directories.push(null);
+        this.expect = 'directoryTag';
+    }
+    closeDirectory() {
+        this.directories.pop();
+        this.nodeEnded();
+    }
+    entryName(name) {
+        const text = name.toString('latin1');
+        if (name.length === 0 || text === '.' || text === '..' || name.includes(0x2f) || name.includes(0)) {
+            this.fail(`invalid file name '${name.toString('utf8').slice(0, 64)}'`);
+        }
+        const depth = this.directories.length - 1;
+        const previous = this.directories[depth];
+        if (previous && Buffer.compare(previous, name) >= 0)
+            this.fail('directory entries are not sorted');
+        this.directories[depth] = name;
+        this.expect = 'nodeKey';
+    }
+    /** A node's closing `)` was read: the NAR ends, or the directory entry holding the node does. */
+    nodeEnded() {
+        if (this.directories.length === 0)
+            this.finished = true;
+        else
+            this.expect = 'entryClose';
+    }
 }
-/** A passthrough that sha256-hashes and counts what flows through it; read `hash()` and `size` after it ends. */
-class HashingStream extends (/* unused pure expression or super */ null && (Transform)) {
-    hasher = createHash('sha256');
-    bytes = 0;
-    result;
-    _transform(chunk, _encoding, callback) {
-        this.hasher.update(chunk);
-        this.bytes += chunk.length;
-        callback(null, chunk);
-    }
-    _flush(callback) {
-        this.result = new Hash('sha256', this.hasher.digest());
-        callback();
-    }
-    /** Bytes seen so far. */
-    get size() {
-        return this.bytes;
-    }
-    hash() {
-        if (this.result === undefined)
-            throw new Error('HashingStream.hash() is only known once the stream has ended');
-        return this.result;
+
+;// CONCATENATED MODULE: ./src/nix/nar-hasher.ts
+/**
+ * Decompresses a NAR file fed chunk by chunk and hashes the NAR inside, without a stream of its
+ * own to pass through: the upload path feeds it the chunks it also writes to storage.
+ *
+ * Given limits (as the server's uploads are), it also refuses what is not worth inflating: bytes
+ * that are not exactly one NAR, a NAR past the size limit (as soon as the NAR declares a file that
+ * would pass it), output out of all proportion to the input, skippable zstd frames, and frames or
+ * dictionaries that need more decoder memory than allowed. The decompressor stops at once.
+ */
+
+
+
+
+
+
+/** Below this, any ratio is fine: inflating 64 MiB costs a fraction of a second. */
+const RATIO_FLOOR_BYTES = 64 * 1024 * 1024;
+class NarLimitError extends Error {
+    limit;
+    constructor(message, limit) {
+        super(message);
+        this.limit = limit;
     }
 }
-function createNarHasher(compression) {
+function createNarHasher(compression, limits) {
+    const output = new NarOutput(limits);
     switch (checkCompression(compression)) {
         case 'none':
-            return new PlainNarHasher();
+            return new PlainNarHasher(output);
         case 'zstd': {
             // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
-            const scanner = new ZstdFrameScanner();
-            return new StreamNarHasher((0,external_node_zlib_namespaceObject.createZstdDecompress)({ chunkSize: ZSTD_CHUNK_BYTES }), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
+            const scanner = new ZstdFrameScanner(limits ? { refuseSkippable: true, maxWindowBytes: limits.maxDecompressionMemory } : {});
+            return new StreamNarHasher(output, createZstdDecoder(limits?.maxDecompressionMemory), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
         }
         case 'xz':
             // The program's stdin may still hold a written chunk after its callback: it gets a copy.
-            return new StreamNarHasher(createDecompressor('xz'), (chunk, write) => write(Buffer.from(chunk)));
+            return new StreamNarHasher(output, createDecompressor('xz', { maxMemory: limits?.maxDecompressionMemory }), (chunk, write) => write(Buffer.from(chunk)));
+    }
+}
+/** Hashes and counts the NAR as it comes out of the decompressor, and checks it against the limits. */
+class NarOutput {
+    limits;
+    hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
+    structure;
+    size = 0;
+    /** Compressed bytes given to the decompressor so far. */
+    fed = 0;
+    constructor(limits) {
+        this.limits = limits;
+        this.structure = limits ? new NarStructureChecker() : undefined;
+    }
+    /** Takes the next NAR bytes; throws if they break the format or a limit. */
+    take(chunk) {
+        this.structure?.update(chunk);
+        this.hasher.update(chunk);
+        this.size += chunk.length;
+        const limits = this.limits;
+        if (!limits || !this.structure)
+            return;
+        if (this.structure.declaredSize > limits.maxNarSize) {
+            throw new NarLimitError(`the NAR is larger than the limit of ${limits.maxNarSize} bytes` +
+                (this.structure.declaredSize > this.size
+                    ? ' (it declares a file that takes it past the limit)'
+                    : ''), 'nar_size');
+        }
+        if (limits.maxRatio > 0 && this.size > RATIO_FLOOR_BYTES && this.size > limits.maxRatio * this.fed) {
+            throw new NarLimitError(`the upload decompresses to more than ${limits.maxRatio} times its size ` +
+                `(${this.size} NAR bytes from ${this.fed} bytes so far)`, 'compression_ratio');
+        }
+    }
+    digest() {
+        this.structure?.end();
+        return { narHash: new hash_Hash('sha256', this.hasher.digest()), narSize: this.size };
     }
 }
 class PlainNarHasher {
-    hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
-    size = 0;
+    output;
+    constructor(output) {
+        this.output = output;
+    }
     write(chunk) {
-        this.hasher.update(chunk);
-        this.size += chunk.length;
+        this.output.fed += chunk.length;
+        try {
+            this.output.take(chunk);
+        }
+        catch (error) {
+            return Promise.reject(error);
+        }
         return Promise.resolve();
     }
-    end() {
-        return Promise.resolve({ narHash: new hash_Hash('sha256', this.hasher.digest()), narSize: this.size });
+    async end() {
+        return this.output.digest();
     }
     destroy() { }
 }
 /** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
 class StreamNarHasher {
+    output;
     decompressor;
     feed;
     checkEnd;
-    hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
-    size = 0;
     failure;
     /** Settles the promise of the write in progress. */
     settle;
-    constructor(decompressor, 
+    constructor(output, decompressor, 
     /** Writes `chunk` into the decompressor, in one or more pieces. */
     feed, 
     /** Throws if the input so far cannot be a whole file. */
     checkEnd = () => undefined) {
+        this.output = output;
         this.decompressor = decompressor;
         this.feed = feed;
         this.checkEnd = checkEnd;
         decompressor.on('data', (chunk) => {
-            this.hasher.update(chunk);
-            this.size += chunk.length;
+            if (this.failure)
+                return;
+            try {
+                output.take(chunk);
+            }
+            catch (error) {
+                // Not one more byte inflated for an upload that is refused anyway.
+                this.fail(error);
+                decompressor.destroy();
+            }
         });
         decompressor.on('error', (error) => this.fail(error));
         decompressor.on('close', () => {
@@ -9926,6 +10638,7 @@ class StreamNarHasher {
             this.failure ??= error;
             return Promise.reject(this.failure);
         }
+        this.output.fed += chunk.length;
         if (pieces.length === 0)
             return Promise.resolve();
         return new Promise((resolve, reject) => {
@@ -9947,55 +10660,17 @@ class StreamNarHasher {
             throw this.failure;
         this.checkEnd();
         this.decompressor.end();
-        await (0,external_node_stream_promises_namespaceObject.finished)(this.decompressor);
+        // A decompressor stopped by a refusal ends "prematurely": the refusal is the news.
+        await (0,external_node_stream_promises_namespaceObject.finished)(this.decompressor).catch((error) => {
+            throw this.failure ?? error;
+        });
         if (this.failure)
             throw this.failure;
-        return { narHash: new hash_Hash('sha256', this.hasher.digest()), narSize: this.size };
+        return this.output.digest();
     }
     destroy() {
         this.decompressor.destroy();
     }
-}
-/** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */
-function decompressorFor(source, compression) {
-    try {
-        return createDecompressor(compression);
-    }
-    catch (error) {
-        if ('destroy' in source && typeof source.destroy === 'function')
-            source.destroy();
-        throw error;
-    }
-}
-function discard() {
-    return new Writable({ write: (_chunk, _encoding, callback) => callback() });
-}
-/** Decompresses and hashes a (compressed) NAR stream: its NarHash and NarSize, as a narinfo states them. */
-async function hashNar(source, compression) {
-    const decompressor = decompressorFor(source, compression);
-    const nar = new HashingStream();
-    await pipeline(source, decompressor, nar, discard());
-    return { narHash: nar.hash(), narSize: nar.size };
-}
-/**
- * Streams a compressed NAR file from `source` into `sink` (e.g. a file in storage) while computing
- * both the file's FileHash/FileSize and the NAR's NarHash/NarSize. Rejects if either side fails
- * (a corrupt file, a failing sink); the caller then discards what reached the sink.
- */
-async function digestNarFile(source, compression, sink) {
-    const decompressor = decompressorFor(source, compression);
-    const file = new HashingStream();
-    const nar = new HashingStream();
-    // `file` feeds two pipes; an error in either pipeline destroys `file`, which ends the other.
-    const results = await Promise.allSettled([
-        pipeline(source, file, sink),
-        pipeline(file, decompressor, nar, discard()),
-    ]);
-    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
-    if (errors.length > 0) {
-        throw errors.find((e) => e.code !== 'ERR_STREAM_PREMATURE_CLOSE') ?? errors[0];
-    }
-    return { fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size };
 }
 
 ;// CONCATENATED MODULE: ./src/server/http/nar-upload.ts
@@ -10005,12 +10680,18 @@ async function digestNarFile(source, compression, sink) {
  * NAR inside (NarHash/NarSize). It ends in an error, so the store commits nothing, when the file
  * is larger than allowed, does not decompress, or does not hash to the name it was uploaded as:
  * the file's hash (Nix's `PUT /nar/<filehash>`) or the NAR's (`PUT /_api/v1/nar/<narhash>`).
+ * Within the limits (NarHasher's): exactly one NAR, no padding, bounded size, ratio and decoder
+ * memory, so that a few kilobytes cannot buy minutes of CPU, gigabytes of memory, or a file
+ * larger than the NAR it holds.
  *
  * One loop does all of it, with no stream per step: the request's chunks are hashed, then copied
  * into one of two reused buffers, and each full buffer goes to the decompressor and to storage at
  * once. Few large writes cost fewer thread-pool round trips than a write per received chunk, and
  * reused buffers cost no allocations (page faults, garbage collections), which weigh more here.
  */
+
+
+
 
 
 
@@ -10027,13 +10708,37 @@ function nameMismatch(expected, digest) {
         return undefined;
     return new HttpError(400, `${what} hashes to ${actual.toString()}, not to ${wanted.toString()} as its name says`, reason);
 }
+/**
+ * What compressors add to incompressible data, with room to spare: zstd ~700 bytes on 30 MB,
+ * xz ~2.5 KB (multi-threaded, level 0) on 30 MB, and ~60 bytes on an empty file. More is padding.
+ */
+function maxFileOverhead(narSize) {
+    return Math.floor(narSize / 1024) + 4096;
+}
+/** The answer to a failed decompression or check: what was refused and why. */
+function refusal(error, compression) {
+    if (error instanceof HttpError)
+        return error;
+    if (error instanceof NarLimitError) {
+        return new HttpError(413, error.message, error.limit === 'nar_size' ? 'too_large' : error.limit);
+    }
+    if (error instanceof NarFormatError)
+        return new HttpError(400, error.message, error.reason);
+    if (error instanceof ZstdSkippableFrameError)
+        return new HttpError(400, error.message, 'padding');
+    if (error instanceof ZstdWindowError || error instanceof DecompressionMemoryError) {
+        return new HttpError(400, `${error.message} (max_decompression_memory)`, 'decompression_memory');
+    }
+    return new HttpError(400, `NAR file does not decompress as ${compression}: ${error.message}`, 'corrupt_nar');
+}
 function verifyNarUpload(source, expected) {
     let digest;
-    const corrupt = (error) => new HttpError(400, `NAR file does not decompress as ${expected.compression}: ${error.message}`, 'corrupt_nar');
+    const { limits, compression } = expected;
+    const corrupt = (error) => refusal(error, compression);
     async function* body() {
         const file = (0,external_node_crypto_namespaceObject.createHash)('sha256');
         let fileSize = 0;
-        const nar = createNarHasher(expected.compression);
+        const nar = createNarHasher(compression, limits);
         const stages = [stageBuffers.take()];
         let stage = stages[0];
         let filled = 0;
@@ -10050,8 +10755,8 @@ function verifyNarUpload(source, expected) {
         try {
             for await (const chunk of source) {
                 fileSize += chunk.length;
-                if (fileSize > expected.maxSize) {
-                    throw new HttpError(413, `NAR file is larger than the limit of ${expected.maxSize} bytes`, 'too_large');
+                if (fileSize > limits.maxNarSize) {
+                    throw new HttpError(413, `NAR file is larger than the limit of ${limits.maxNarSize} bytes`, 'too_large');
                 }
                 file.update(chunk);
                 for (let offset = 0; offset < chunk.length;) {
@@ -10087,6 +10792,10 @@ function verifyNarUpload(source, expected) {
             catch (error) {
                 throw corrupt(error);
             }
+            if (compression !== 'none' && fileSize > narDigest.narSize + maxFileOverhead(narDigest.narSize)) {
+                throw new HttpError(400, `NAR file of ${fileSize} bytes holds a NAR of ${narDigest.narSize} bytes: more than ${compression} adds, ` +
+                    'and padding is not accepted', 'padding');
+            }
             const result = { fileHash: new hash_Hash('sha256', file.digest()), fileSize, ...narDigest };
             const mismatch = nameMismatch(expected, result);
             if (mismatch)
@@ -10109,11 +10818,42 @@ function verifyNarUpload(source, expected) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/server/http/narinfo-lookup.ts
+
+const REPORTED_LIMIT = 10_000;
+const reported = new WeakMap();
+function reportConflict(deps, choice) {
+    deps.metrics.narinfoConflicts.inc();
+    const slices = choice.conflicts.map((record) => record.slice).sort();
+    const key = `${choice.record.hashPart} ${choice.record.slice} ${slices.join(' ')}`;
+    let seen = reported.get(deps);
+    if (!seen)
+        reported.set(deps, (seen = new Set()));
+    if (seen.has(key))
+        return;
+    if (seen.size >= REPORTED_LIMIT)
+        seen.clear();
+    seen.add(key);
+    deps.log.warn({ storePath: choice.record.storePath, served: choice.record.slice, conflicting: slices }, 'readable slices hold different narinfos for one store path: serving the one with precedence');
+}
+async function lookupNarInfos(deps, access, hashParts) {
+    const choices = chooseNarInfos(await deps.meta.findNarInfos(hashParts, access.canRead), access.rank);
+    const found = new Map();
+    for (const [hashPart, choice] of choices) {
+        if (choice.conflicts.length > 0)
+            reportConflict(deps, choice);
+        found.set(hashPart, choice.record);
+    }
+    return found;
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/cache-handlers.ts
 /**
  * The Nix binary cache protocol: nix-cache-info, narinfo and NAR reads from the union of readable
  * slices, and verified uploads into the token's write slice.
  */
+
+
 
 
 
@@ -10136,10 +10876,10 @@ function getNixCacheInfo({ res }) {
     send(res, 200, { 'content-type': 'text/x-nix-cache-info' }, NIX_CACHE_INFO);
 }
 /** Nix PUTs a nix-cache-info when it finds none: ours is fixed, so the upload is read and dropped. */
-async function putNixCacheInfo({ req, res }) {
+async function putNixCacheInfo({ req, res, body }) {
     checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
     acceptBody(req, res);
-    await readSmallBody(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
+    await readSmallBody(body(), NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
     send(res, 204, {});
 }
 function notFound(what) {
@@ -10147,11 +10887,11 @@ function notFound(what) {
 }
 async function getNarInfo(deps, request, hashPart) {
     const access = await request.access();
-    const record = await deps.meta.findNarInfo(hashPart, access.canRead);
+    const record = (await lookupNarInfos(deps, access, [hashPart])).get(hashPart);
     deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
     if (!record)
         throw notFound(`${hashPart}.narinfo`);
-    const body = deps.narinfoSigner.sign(record.narinfo);
+    const body = deps.narinfoSigner.served(record);
     send(request.res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'private, no-cache' }, body);
 }
 /**
@@ -10160,10 +10900,19 @@ async function getNarInfo(deps, request, hashPart) {
  * would skip the upload and the narinfo would then be refused for lack of it.
  */
 async function narVisible(deps, access, key, method) {
-    const ownUpload = access.write !== null && (await deps.meta.uploadedNar(access.write, key)) !== null;
+    const ownUpload = access.write !== null &&
+        (await deps.meta.uploadedNar(access.write, key)) !== null &&
+        (await holdsWriteSlice(deps, access, access.write));
     if (method === 'HEAD' && access.write !== null)
         return ownUpload;
     return ownUpload || (await deps.meta.isNarReadable(key, access.canRead));
+}
+/** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
+async function holdsWriteSlice(deps, access, slice) {
+    if (!access.bindWrite)
+        return true;
+    const owner = await deps.meta.sliceOwner(slice);
+    return owner === null || access.rank(slice, owner) === 0;
 }
 async function getNar(deps, request, key) {
     const { req, res } = request;
@@ -10208,62 +10957,88 @@ async function getNar(deps, request, key) {
     res.end();
 }
 /**
- * Refuses a write into a template slice another repository wrote first (names change hands on
- * GitHub; ids do not). Slices named in the config follow their write rules alone. Uploads only
- * check; an accepted narinfo binds the slice, so a refused request changes nothing.
+ * Refuses a write into a template slice that a job of another repository, or of another issuer,
+ * wrote first (names change hands on GitHub; ids do not; two issuers may both have an `acme`).
+ * Slices named in the config follow their write rules alone. Uploads only check; an accepted
+ * narinfo binds the slice, so a refused request changes nothing.
  */
 async function checkSliceOwner(deps, access, slice, bind) {
-    const { repositoryId, repositoryOwnerId } = access.identity;
-    if (!repositoryId || !access.bindWrite)
+    if (!access.bindWrite)
         return;
+    const { issuer = '', repositoryId = '', repositoryOwnerId = '' } = access.identity;
     const owner = bind
-        ? await deps.meta.bindSlice(slice, { repositoryId, repositoryOwnerId: repositoryOwnerId ?? '' })
+        ? await deps.meta.bindSlice(slice, { issuer, repositoryId, repositoryOwnerId })
         : await deps.meta.sliceOwner(slice);
+    if (owner && owner.issuer !== issuer) {
+        throw new HttpError(403, `slice '${slice}' belongs to a repository of another issuer ('${owner.issuer}')`, 'slice_owner');
+    }
     if (owner && owner.repositoryId !== repositoryId) {
         throw new HttpError(403, `slice '${slice}' belongs to another repository (id ${owner.repositoryId})`, 'slice_owner');
     }
 }
-/** Streams an upload through the verification into the BlobStore and records it for the write slice. */
+/**
+ * Streams an upload through the verification into the BlobStore and records it for the write slice.
+ * The answer depends only on the write slice's own uploads: 200 if it had uploaded this NAR before,
+ * else 201, whether or not another slice holds the same file (which a writer must not learn).
+ */
 async function storeNarUpload(deps, request, nar) {
     const { req, res } = request;
     const access = await request.access();
     const slice = requireWriteSlice(access);
-    checkDeclaredLength(req, deps.maxNarSize, 'NAR file');
+    checkDeclaredLength(req, deps.narLimits.maxNarSize, 'NAR file');
     await checkSliceOwner(deps, access, slice, false);
-    acceptBody(req, res);
-    const upload = verifyNarUpload(req, {
-        ...nar.name,
-        compression: nar.compression,
-        maxSize: deps.maxNarSize,
-    });
-    let outcome;
+    const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
     try {
-        outcome = await deps.blobs.put(nar.key, upload.body);
-    }
-    catch (error) {
-        if (error instanceof HttpError)
-            throw error;
-        if (req.readableAborted || error.code === 'ERR_STREAM_PREMATURE_CLOSE') {
-            throw new HttpError(400, 'the upload ended before its body was complete', 'truncated');
+        const hadIt = (await deps.meta.uploadedNar(slice, nar.key)) !== null;
+        acceptBody(req, res);
+        const upload = verifyNarUpload(request.body(), {
+            ...nar.name,
+            compression: nar.compression,
+            limits: deps.narLimits,
+        });
+        let stored;
+        try {
+            stored = await deps.blobs.put(nar.key, upload.body);
         }
-        throw error;
+        catch (error) {
+            if (error instanceof HttpError)
+                throw error;
+            if (req.readableAborted || error.code === 'ERR_STREAM_PREMATURE_CLOSE') {
+                throw new HttpError(400, 'the upload ended before its body was complete', 'truncated');
+            }
+            throw error;
+        }
+        const digest = upload.digest();
+        deps.metrics.bytesIn.inc(digest.fileSize);
+        // A key named by FileHash holds these very bytes. One named by NarHash is the slice's own
+        // (narHashKey), but may hold other bytes it uploaded before (another compressor or level): the
+        // narinfo must describe the file that is served, so that one is hashed.
+        const file = stored === 'exists' && 'narHash' in nar.name ? await storedFileDigest(deps.blobs, nar.key) : digest;
+        const facts = {
+            key: nar.key,
+            compression: nar.compression,
+            fileHash: file.fileHash.toString(),
+            fileSize: file.fileSize,
+            narHash: digest.narHash.toString(),
+            narSize: digest.narSize,
+        };
+        await deps.meta.recordUpload(slice, facts);
+        deps.log.info({ slice, nar: nar.key, fileSize: facts.fileSize, stored }, 'NAR uploaded');
+        return { outcome: hadIt ? 'exists' : 'created', facts };
     }
-    const digest = upload.digest();
-    deps.metrics.bytesIn.inc(digest.fileSize);
-    // A NAR named by its NarHash may already be stored as other bytes (another compressor, level or
-    // version): the narinfo must describe the file that is served, so that one is hashed.
-    const stored = outcome === 'exists' && 'narHash' in nar.name ? await storedFileDigest(deps.blobs, nar.key) : digest;
-    const facts = {
-        key: nar.key,
-        compression: nar.compression,
-        fileHash: stored.fileHash.toString(),
-        fileSize: stored.fileSize,
-        narHash: digest.narHash.toString(),
-        narSize: digest.narSize,
-    };
-    await deps.meta.recordUpload(slice, facts);
-    deps.log.info({ slice, nar: nar.key, fileSize: facts.fileSize, stored: outcome }, 'NAR uploaded');
-    return { outcome, facts };
+    finally {
+        release();
+    }
+}
+/**
+ * The blob key of a NAR uploaded by its NarHash: one per slice and NAR. Keyed by the NarHash alone,
+ * the first slice to upload a NAR would choose the bytes (and their size) every later uploader's
+ * narinfo must describe, and a 200 would tell the next uploader that someone holds it. A file
+ * named by its FileHash (Nix's uploads) is shared: the same name means the same bytes.
+ */
+function narHashKey(slice, narHash, compression) {
+    const hash = hash_Hash.of('sha256', Buffer.from(`sluice nar upload\0${slice}\0${narHash}`));
+    return `${hash.nix32}.nar${NAR_EXTENSIONS[compression]}`;
 }
 async function storedFileDigest(blobs, key) {
     const body = await blobs.open(key);
@@ -10293,11 +11068,13 @@ async function putNar(deps, request, nar) {
 /**
  * `PUT /_api/v1/nar/<narhash>.nar[.ext]`, as the Action's proxy uploads: the NAR inside must hash to
  * the name, which the uploader knows before compressing, so it streams without a FileHash pass of
- * its own. The answer tells it what its narinfo must say about the file.
+ * its own. It is stored under the slice's own key (narHashKey), and the answer tells the uploader
+ * what its narinfo must say about the file: its URL, FileHash and FileSize.
  */
 async function putNarByNarHash(deps, request, nar) {
+    const slice = requireWriteSlice(await request.access());
     const { outcome, facts } = await storeNarUpload(deps, request, {
-        key: nar.key,
+        key: narHashKey(slice, nar.narHash, nar.compression),
         compression: nar.compression,
         name: { narHash: hash_Hash.parse(`sha256:${nar.narHash}`) },
     });
@@ -10354,7 +11131,7 @@ async function putNarInfo(deps, request, hashPart) {
     checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'narinfo');
     await checkSliceOwner(deps, access, slice, false);
     acceptBody(req, res);
-    const text = (await readSmallBody(req, NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
+    const text = (await readSmallBody(request.body(), NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
     let info;
     try {
         info = parseNarInfo(text, { maxBytes: NARINFO_UPLOAD_LIMIT });
@@ -10375,13 +11152,15 @@ async function putNarInfo(deps, request, hashPart) {
     };
     const { identity } = access;
     const now = new Date();
-    const storedText = serializeNarInfo(stored);
+    // Signed once here, so the lookups that follow (the rest of this job, the next jobs) need not.
+    const signed = deps.narinfoSigner.signForStorage(serializeNarInfo(stored));
     const outcome = await deps.meta.putNarInfo({
         slice,
         hashPart,
         storePath: info.storePath,
         narKey: facts.key,
-        narinfo: storedText,
+        narinfo: signed.narinfo,
+        signedBy: signed.signedBy,
         createdAt: now,
     }, {
         ...identity,
@@ -10392,9 +11171,6 @@ async function putNarInfo(deps, request, hashPart) {
         fileSize: facts.fileSize,
     });
     deps.log.info({ slice, storePath: info.storePath, stored: outcome, repository: identity.repository }, 'narinfo uploaded');
-    // Signed once here, so the lookups that follow (the rest of this job, the next jobs) need not.
-    if (outcome === 'created')
-        deps.narinfoSigner.sign(storedText);
     send(res, outcome === 'created' ? 201 : 200, {});
 }
 
@@ -10405,6 +11181,7 @@ async function putNarInfo(deps, request, hashPart) {
  * `GET /<hash>.narinfo` (the union of readable slices, public slices without a token); the answer
  * holds the signed narinfo of every hit and nothing for a miss.
  */
+
 
 
 
@@ -10449,11 +11226,11 @@ async function postNarInfos(deps, request, publicReads) {
     }
     checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
     acceptBody(req, res);
-    const hashParts = parseBatchRequest(await readSmallBody(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'));
-    const records = await deps.meta.findNarInfos(hashParts, access.canRead);
+    const hashParts = parseBatchRequest(await readSmallBody(request.body(), NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'));
+    const records = await lookupNarInfos(deps, access, hashParts);
     const narinfos = {};
     for (const [hashPart, record] of records)
-        narinfos[hashPart] = deps.narinfoSigner.sign(record.narinfo);
+        narinfos[hashPart] = deps.narinfoSigner.served(record);
     if (records.size > 0)
         deps.metrics.narinfoLookups.inc({ result: 'hit' }, records.size);
     if (hashParts.length > records.size)
@@ -10556,6 +11333,7 @@ function createRouter(deps) {
                 req,
                 res,
                 access: () => (access ??= resolveAccess(req, deps.verifyToken, deps.isPublic)),
+                body: () => withIdleTimeout(req, deps.bodyIdleTimeoutMs),
             };
             await handler(route, request);
         }
@@ -10570,6 +11348,56 @@ function createRouter(deps) {
             sendError(res, error);
         }
     };
+}
+
+;// CONCATENATED MODULE: ./src/server/http/upload-slots.ts
+/**
+ * How many NAR uploads run at once, in all and per token. Each holds a decompressor (up to
+ * `max_decompression_memory`) and two stage buffers for as long as its body takes, so the count is
+ * what bounds the memory uploads can cost. Beyond it a new upload is refused before its body is
+ * asked for: 429 when its own token has too many (that client should slow down), 503 when the
+ * server is full; both with Retry-After, which the Action's proxy honours and Nix retries through.
+ */
+
+
+/** Seconds: an upload slot frees up as soon as any upload ends. */
+const UPLOAD_RETRY_AFTER_SECONDS = 2;
+class UploadSlots {
+    limits;
+    active = 0;
+    /** Uploads in progress per token, keyed by the token's hash (no token kept in memory). */
+    perToken = new Map();
+    constructor(limits) {
+        this.limits = limits;
+    }
+    /** Takes a slot for an upload made with `token`, or throws 429/503; call the result once it ends. */
+    acquire(token) {
+        const key = (0,external_node_crypto_namespaceObject.createHash)('sha256').update(token).digest('base64url');
+        const mine = this.perToken.get(key) ?? 0;
+        const retryAfter = { 'retry-after': String(UPLOAD_RETRY_AFTER_SECONDS) };
+        if (mine >= this.limits.maxConcurrentUploadsPerToken) {
+            throw new HttpError(429, `this token already has ${mine} uploads in progress, the most one token may have ` +
+                '(max_concurrent_uploads_per_token): retry once one has ended', 'token_upload_limit', retryAfter);
+        }
+        if (this.active >= this.limits.maxConcurrentUploads) {
+            throw new HttpError(503, `the server has ${this.active} uploads in progress, the most it takes at once ` +
+                '(max_concurrent_uploads): retry shortly', 'server_upload_limit', retryAfter);
+        }
+        this.active++;
+        this.perToken.set(key, mine + 1);
+        let released = false;
+        return () => {
+            if (released)
+                return;
+            released = true;
+            this.active--;
+            const left = (this.perToken.get(key) ?? 1) - 1;
+            if (left === 0)
+                this.perToken.delete(key);
+            else
+                this.perToken.set(key, left);
+        };
+    }
 }
 
 // EXTERNAL MODULE: ./node_modules/pino/pino.js
@@ -10628,6 +11456,11 @@ class ServerMetrics {
     bytesOut = new prom_client.Counter({
         name: 'sluice_bytes_out_total',
         help: 'NAR bytes sent',
+        registers: [this.registry],
+    });
+    narinfoConflicts = new prom_client.Counter({
+        name: 'sluice_narinfo_conflicts_total',
+        help: 'Lookups where readable slices hold different narinfos (NarHash) for one store path; answered by precedence',
         registers: [this.registry],
     });
     rejectedUploads = new prom_client.Counter({
@@ -10770,16 +11603,18 @@ class FsBlobStore {
             }
             await file.sync();
             await file.close();
+            let outcome = 'created';
             try {
                 await (0,promises_namespaceObject.link)(tempPath, finalPath);
             }
             catch (e) {
-                if (e.code === 'EEXIST')
-                    return 'exists';
-                throw e;
+                if (e.code !== 'EEXIST')
+                    throw e;
+                outcome = 'exists';
             }
+            // Synced either way: the time an upload takes must not tell whether the file was there.
             await syncDir(this.dir);
-            return 'created';
+            return outcome;
         }
         finally {
             await file.close().catch(() => undefined);
@@ -10896,11 +11731,14 @@ async function syncDir(dir) {
 
 
 
+
+
 function writerIdentity(grant) {
     if (grant.kind !== 'ci')
         return {};
     const id = grant.identity;
     return {
+        issuer: id.issuer,
         repository: id.repository,
         repositoryId: id.repository_id,
         repositoryOwnerId: id.repository_owner_id,
@@ -10911,9 +11749,8 @@ function writerIdentity(grant) {
     };
 }
 function accessFromGrant(grant) {
-    const canRead = (slice) => slice === grant.write || grant.read.some((pattern) => sliceMatches(pattern, slice));
     return {
-        canRead,
+        rank: grantRanking(grant),
         write: grant.write,
         bindWrite: grant.bindWrite === true,
         identity: writerIdentity(grant),
@@ -10942,7 +11779,13 @@ async function startServer(config, options = {}) {
         blobs,
         meta,
         narinfoSigner: new NarInfoSigner(signingKey),
-        maxNarSize: config.maxNarSize,
+        narLimits: {
+            maxNarSize: config.maxNarSize,
+            maxRatio: config.uploads.maxCompressionRatio,
+            maxDecompressionMemory: config.uploads.maxDecompressionMemory,
+        },
+        uploadSlots: new UploadSlots(config.uploads),
+        bodyIdleTimeoutMs: config.uploads.bodyIdleTimeoutMs,
         metrics,
         log,
         verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
@@ -11201,7 +12044,7 @@ async function run(argv) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4539);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4172);
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
 

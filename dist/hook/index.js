@@ -1,26 +1,37 @@
+import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /******/ var __webpack_modules__ = ({
 
-/***/ 843:
+/***/ 385:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   e: () => (/* binding */ run)
-/* harmony export */ });
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  e: () => (/* binding */ run)
+});
+
+;// CONCATENATED MODULE: external "node:fs/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+;// CONCATENATED MODULE: ./src/action/hook.ts
 /**
  * The post-build hook's program: Nix runs it (through the script from nix-config.ts) after every
  * local build; it tells the proxy daemon what was built. It must never fail or stall a build.
+ * It runs as whoever runs the builds: this user (single-user Nix) or root (the Nix daemon), and
+ * both can read the 0600 file that holds the daemon's control secret.
  */
+
 const HOOK_TIMEOUT_MS = 5_000;
 async function run(argv, env = process.env) {
-    const proxyUrl = argv[0];
+    const [proxyUrl, secretFile] = argv;
     const drvPath = env.DRV_PATH || undefined;
     // Nix 2.8 sets OUT_PATHS empty (NixOS/nix#6446): the daemon then resolves the derivation's outputs.
     const outPaths = (env.OUT_PATHS ?? '').split(/\s+/).filter(Boolean);
-    if (proxyUrl && (drvPath || outPaths.length > 0)) {
+    if (proxyUrl && secretFile && (drvPath || outPaths.length > 0)) {
         try {
+            const secret = (await (0,promises_namespaceObject.readFile)(secretFile, 'utf8')).trim();
             const response = await fetch(`${proxyUrl}/_sluice/built`, {
                 method: 'POST',
-                headers: { 'content-type': 'application/json' },
+                headers: { 'content-type': 'application/json', authorization: `Bearer ${secret}` },
                 body: JSON.stringify({ drvPath, outPaths }),
                 signal: AbortSignal.timeout(HOOK_TIMEOUT_MS),
             });
@@ -40,7 +51,7 @@ async function run(argv, env = process.env) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_hook_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(843);
+/* harmony import */ var _action_hook_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(385);
 
 await (0,_action_hook_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
 

@@ -28370,7 +28370,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 3075:
+/***/ 5927:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -31374,6 +31374,8 @@ const NIX_CONF_BLOCK_END = '# sluice: end';
 
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: external "node:timers/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
 ;// CONCATENATED MODULE: ./src/proxy/runtime.ts
@@ -31400,14 +31402,41 @@ function daemonEnv(env) {
 ;// CONCATENATED MODULE: ./src/action/daemon.ts
 /**
  * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
- * docs/architecture.md: a 0600 config file as argv, `<stateDir>/ready.json` once listening,
- * `/_sluice/*` control endpoints on loopback.
+ * docs/architecture.md: a 0600 config file as argv (the daemon deletes it once read),
+ * `<stateDir>/ready.json` once listening, `/_sluice/*` control endpoints on loopback that need the
+ * job's control secret.
  */
 
 
 
 
 
+
+function newJobSecrets() {
+    return {
+        cachePrefix: (0,external_node_crypto_.randomBytes)(32).toString('base64url'),
+        controlSecret: (0,external_node_crypto_.randomBytes)(32).toString('base64url'),
+    };
+}
+/** The control secret's file (0600): the post-build hook and the post step read it. */
+function writeControlSecret(stateDir, secret) {
+    const file = (0,external_node_path_namespaceObject.join)(stateDir, 'control.secret');
+    (0,external_node_fs_namespaceObject.writeFileSync)(file, `${secret}\n`, { mode: 0o600 });
+    return file;
+}
+function readControlSecret(file) {
+    try {
+        return readFileSync(file, 'utf8').trim();
+    }
+    catch {
+        return undefined;
+    }
+}
+/** Deletes files holding the job's secrets; those already gone are fine. */
+function removeFiles(files) {
+    for (const file of files)
+        (0,external_node_fs_namespaceObject.rmSync)(file, { force: true });
+}
 class DaemonStartError extends Error {
 }
 const READY_TIMEOUT_MS = 20_000;
@@ -31419,7 +31448,7 @@ function writeDaemonConfig(config) {
     return file;
 }
 /** Spawns the daemon detached, its output in a log file (never the step's pipes), and waits until it is ready. */
-async function startDaemon(bundle, configFile, stateDir, host) {
+async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
     const logFile = (0,external_node_path_namespaceObject.join)(stateDir, 'daemon.log');
     const logFd = (0,external_node_fs_namespaceObject.openSync)(logFile, 'a');
     const child = (0,external_node_child_process_namespaceObject.spawn)(process.execPath, [...DAEMON_NODE_ARGS, bundle, configFile], {
@@ -31442,8 +31471,8 @@ async function startDaemon(bundle, configFile, stateDir, host) {
             throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
         if ((0,external_node_fs_namespaceObject.existsSync)(readyFile)) {
             const ready = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)(readyFile, 'utf8'));
-            const url = `http://${host}:${ready.port}`;
-            if (await healthy(url))
+            const url = `http://${urlHost(host)}:${ready.port}`;
+            if (await healthy(url, controlSecret))
                 return { pid: ready.pid, url, logFile };
         }
         await (0,promises_namespaceObject.setTimeout)(100);
@@ -31452,9 +31481,16 @@ async function startDaemon(bundle, configFile, stateDir, host) {
         killQuietly(pid, 'SIGKILL');
     throw new DaemonStartError(`the proxy daemon was not ready within ${READY_TIMEOUT_MS / 1000} s.\n${tail(logFile)}`);
 }
-async function healthy(url) {
+/** An IPv6 host goes into a URL in brackets. */
+function urlHost(host) {
+    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+async function healthy(url, controlSecret) {
     try {
-        const response = await fetch(`${url}/_sluice/health`, { signal: AbortSignal.timeout(2_000) });
+        const response = await fetch(`${url}/_sluice/health`, {
+            headers: { authorization: `Bearer ${controlSecret}` },
+            signal: AbortSignal.timeout(2_000),
+        });
         await response.body?.cancel();
         return response.ok;
     }
@@ -31472,10 +31508,11 @@ function tail(logFile, lines = 20) {
         return '(no daemon log)';
     }
 }
-async function control(url, path, body, timeoutMs) {
+async function control(url, controlSecret, path, body, timeoutMs) {
+    const authorization = `Bearer ${controlSecret}`;
     const response = await fetch(`${url}/_sluice/${path}`, {
         method: body === undefined ? 'GET' : 'POST',
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(timeoutMs),
     });
@@ -31626,11 +31663,102 @@ function describeFetchError(error) {
 
 ;// CONCATENATED MODULE: external "node:fs/promises"
 const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+;// CONCATENATED MODULE: ./src/http/errors.ts
+class errors_HttpError extends Error {
+    status;
+    reason;
+    headers;
+    constructor(status, message, 
+    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
+    reason = 'error', headers = {}) {
+        super(message);
+        this.status = status;
+        this.reason = reason;
+        this.headers = headers;
+    }
+}
+/**
+ * Answers with the error's status and a plain-text message. When headers were already sent the
+ * response cannot change status any more, so it is destroyed instead.
+ */
+function sendError(res, error) {
+    const status = error instanceof errors_HttpError ? error.status : 500;
+    const message = error instanceof errors_HttpError ? error.message : 'internal server error';
+    if (res.headersSent) {
+        res.destroy(error instanceof Error ? error : undefined);
+        return;
+    }
+    const body = `${message}\n`;
+    res.writeHead(status, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        ...(error instanceof errors_HttpError ? error.headers : {}),
+    });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+;// CONCATENATED MODULE: ./src/proxy/auth.ts
+/**
+ * Who may talk to the daemon. The port is reachable by every local process, fixed-output
+ * derivations included (they share the host's network), so every request carries a per-job
+ * credential: the cache routes live under a secret path prefix (Nix sends it as part of the
+ * substituter URL, which only a 0600 file holds), the control routes need a second secret as
+ * `Authorization: Bearer` (read by the post-build hook and the post step from a 0600 file).
+ * Anything else gets a 401 before any other work, and never reaches the cache server.
+ */
+
+
+/** What a per-job secret looks like: URL-safe, at least 192 bits of base64url. */
+const auth_SECRET_PATTERN = /^[A-Za-z0-9_-]{32,128}$/;
+function digest(value) {
+    return createHash('sha256').update(value).digest();
+}
+/** Equal strings, in time that does not depend on where they differ. */
+function sameSecret(given, expected) {
+    return timingSafeEqual(digest(given), expected);
+}
+class RequestGate {
+    cachePrefix;
+    controlSecret;
+    constructor(auth) {
+        this.cachePrefix = digest(auth.cachePrefix);
+        this.controlSecret = digest(auth.controlSecret);
+    }
+    /** Throws a 401 unless the control request carries the control secret. */
+    checkControl(req) {
+        const header = req.headers.authorization ?? '';
+        const match = /^Bearer (\S+)$/.exec(header);
+        if (!match) {
+            throw unauthorized("the proxy's control routes need the job's control secret as `Authorization: Bearer`; this request has none", 'Bearer realm="sluice-proxy"');
+        }
+        if (!sameSecret(match[1], this.controlSecret)) {
+            throw unauthorized("the control secret in this request is not this job's", 'Bearer realm="sluice-proxy", error="invalid_token"');
+        }
+    }
+    /**
+     * The cache route inside a request path (`/<prefix>/nar/x.nar` \u2192 `/nar/x.nar`), or a 401 when
+     * the path does not start with the job's prefix. The secret never travels further than here.
+     */
+    cachePath(pathname) {
+        const end = pathname.indexOf('/', 1);
+        const prefix = end === -1 ? pathname.slice(1) : pathname.slice(1, end);
+        if (end === -1 || !sameSecret(prefix, this.cachePrefix)) {
+            throw unauthorized("this proxy serves the binary cache only under the job's secret path (the substituter URL Sluice put in Nix's configuration); this request is not under it");
+        }
+        return pathname.slice(end);
+    }
+}
+function unauthorized(message, challenge) {
+    return new HttpError(401, message, 'unauthorized', challenge ? { 'www-authenticate': challenge } : {});
+}
+
 ;// CONCATENATED MODULE: ./src/proxy/config.ts
 /**
  * The daemon's config file, written by the Action's main step (mode 0600: it holds the token).
  * Parsed strictly: a bad file is a clear error naming the field, before anything starts.
  */
+
+
 
 class ConfigError extends (/* unused pure expression or super */ null && (Error)) {
 }
@@ -31739,6 +31867,31 @@ function parsePush(value) {
     }
     return push;
 }
+function parseAuth(value) {
+    if (!isRecord(value))
+        throw new ConfigError('auth must be an object { cachePrefix, controlSecret }');
+    const auth = {
+        cachePrefix: requireString(value, 'cachePrefix', 'auth.'),
+        controlSecret: requireString(value, 'controlSecret', 'auth.'),
+    };
+    for (const [key, secret] of Object.entries(auth)) {
+        if (!SECRET_PATTERN.test(secret)) {
+            throw new ConfigError(`auth.${key} must be 32 to 128 characters of base64url`);
+        }
+    }
+    if (auth.cachePrefix === auth.controlSecret) {
+        throw new ConfigError('auth.cachePrefix and auth.controlSecret must differ');
+    }
+    return auth;
+}
+function parseSecretFiles(value) {
+    if (value === undefined)
+        return [];
+    if (!Array.isArray(value) || value.some((f) => typeof f !== 'string' || !isAbsolute(f))) {
+        throw new ConfigError('secretFiles must be an array of absolute paths');
+    }
+    return value;
+}
 function parseConfig(value) {
     if (!isRecord(value))
         throw new ConfigError('config must be a JSON object');
@@ -31754,6 +31907,8 @@ function parseConfig(value) {
         stateDir: requireString(value, 'stateDir'),
         read: Array.isArray(value.read) ? value.read.filter((s) => typeof s === 'string') : [],
         write: typeof value.write === 'string' ? value.write : null,
+        auth: parseAuth(value.auth),
+        secretFiles: parseSecretFiles(value.secretFiles),
     };
     if (config.token !== null)
         config.tokenExpiresAt = parseExpiry(value.tokenExpiresAt);
@@ -31785,11 +31940,66 @@ async function readConfig(path) {
     return parseConfig(json);
 }
 
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+;// CONCATENATED MODULE: ./src/action/nix-conf-values.ts
+/**
+ * Every value the Action writes into a nix.conf, checked against a strict pattern first. nix.conf
+ * has no quoting: a newline starts a new setting (a `post-build-hook` runs as the Nix daemon's
+ * user), `#` starts a comment, whitespace splits lists. So a value from the server (its public
+ * keys) or from the runner (RUNNER_TEMP) that does not look exactly as expected is refused, with
+ * an error naming it, rather than escaped.
+ */
+
+class NixConfValueError extends Error {
+}
+/** Key names as Nix tools make them (`cache.example.com-1`); the key is 32 bytes of ed25519. */
+const PUBLIC_KEY = /^([A-Za-z0-9][A-Za-z0-9._+@-]{0,127}):([A-Za-z0-9+/]{43}=)$/;
+/** Our proxy's URL: a loopback host, a port and the job's secret path (base64url). */
+const PROXY_URL = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):([0-9]{1,5})\/[A-Za-z0-9_-]{32,128}$/;
+/** An absolute path of characters nix.conf and sh pass through unchanged. */
+const SAFE_PATH = /^\/[A-Za-z0-9._+@=,:%/-]*$/;
+/** Shown in errors: enough to recognise the value, never a whole hostile blob. */
+function shown(value) {
+    return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}\u2026` : value);
+}
+/** A Nix public key `name:base64(32 bytes)`, as `nix-store --generate-binary-cache-key` writes it. */
+function checkPublicKey(value) {
+    const match = PUBLIC_KEY.exec(value);
+    const bytes = match ? Buffer.from(match[2], 'base64') : undefined;
+    if (!match || bytes.length !== 32 || bytes.toString('base64') !== match[2]) {
+        throw new NixConfValueError(`${shown(value)} is not a Nix public key (name:base64 of a 32-byte ed25519 key)`);
+    }
+    return value;
+}
+function checkProxyUrl(value) {
+    const match = PROXY_URL.exec(value);
+    const port = match ? Number(match[2]) : 0;
+    if (!match || port < 1 || port > 65535) {
+        throw new NixConfValueError(`${shown(value)} is not a loopback proxy URL of the form http://127.0.0.1:<port>/<secret>`);
+    }
+    return value;
+}
+function checkPath(value, what) {
+    if (!SAFE_PATH.test(value) || value.split('/').includes('..')) {
+        throw new NixConfValueError(`${what} ${shown(value)} cannot go into nix.conf: it must be an absolute path of letters, digits and ._+@=,:%/- only (check RUNNER_TEMP)`);
+    }
+    return value;
+}
+/** Loopback hosts, where plain http never leaves the machine. */
+function isLoopbackHost(hostname) {
+    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    if (host === 'localhost' || host === '::1')
+        return true;
+    return (0,external_node_net_.isIP)(host) === 4 && host.startsWith('127.');
+}
+
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
 /**
  * The Action's inputs, read once inside run() into a typed object. Every invalid value is misuse
  * of the Action, so it throws an error naming the input and what it accepts.
  */
+
 
 
 
@@ -31807,7 +32017,7 @@ function readInputs() {
             'xz',
             'none',
         ]),
-        listen: inputs_parseListen(getInput(Inputs.Listen) || '127.0.0.1:37515'),
+        listen: inputs_parseListen(getInput(Inputs.Listen) || '127.0.0.1:0'),
         drainTimeoutSeconds: parseSeconds(Inputs.DrainTimeout, getInput(Inputs.DrainTimeout) || '120'),
         strict: parseBoolean(Inputs.Strict, getInput(Inputs.Strict) || 'false'),
         summary: parseBoolean(Inputs.Summary, getInput(Inputs.Summary) || 'true'),
@@ -31828,6 +32038,10 @@ function parseServer(value) {
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
         throw new InputError(`Input 'server' must be an http(s) URL; got protocol '${url.protocol}'.`);
+    }
+    if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+        // Anyone on the path could read the cache token and answer the exchange with keys of their own.
+        throw new InputError(`Input 'server' must be an https:// URL: plain http is allowed only on loopback (127.0.0.0/8, ::1, localhost); got '${url.origin}'.`);
     }
     if (url.username || url.password) {
         throw new InputError(`Input 'server' must not carry credentials: Sluice authenticates with the workflow's OIDC token.`);
@@ -31897,13 +32111,17 @@ var external_node_util_ = __nccwpck_require__(7975);
 ;// CONCATENATED MODULE: ./src/action/nix-config.ts
 /**
  * Points Nix at the proxy: a marked block in a nix.conf that adds the proxy as a substituter, trusts
- * the server's keys, turns on `fallback` and installs the post-build hook.
+ * the server's keys, turns on `fallback` and installs the post-build hook. The substituter URL holds
+ * the job's secret path, so it sits in a 0600 file of its own that the block `!include`s: nix.conf
+ * stays world-readable, and a reader who may not read the file (another user, a sandboxed build)
+ * learns nothing (Nix skips an `!include` it cannot read).
  *
  * `post-build-hook` and `substituters` are honoured only from the configuration of whoever runs the
  * builds. Without a Nix daemon (single-user) that is the runner user, so the user's nix.conf is
  * enough. With a daemon, builds run inside the daemon, which reads only the system nix.conf, so that
  * file changes and the daemon restarts (systemd on Linux, launchd on macOS).
  */
+
 
 
 
@@ -31949,16 +32167,18 @@ function confFile(scope, env = process.env) {
         return userFiles[0];
     return (0,external_node_path_namespaceObject.join)(env.XDG_CONFIG_HOME || (0,external_node_path_namespaceObject.join)(env.HOME || (0,external_node_os_namespaceObject.homedir)(), '.config'), 'nix', 'nix.conf');
 }
+/** The block; throws NixConfValueError when a value does not look exactly as it should. */
 function renderBlock(settings) {
     const lines = [
         NIX_CONF_BLOCK_BEGIN,
-        `extra-substituters = ${settings.substituter}`,
-        `extra-trusted-public-keys = ${settings.publicKeys.join(' ')}`,
+        // `!include`: a file that is gone or unreadable is skipped, not an error.
+        `!include ${checkPath(settings.substituterFile, 'the substituter file')}`,
+        `extra-trusted-public-keys = ${settings.publicKeys.map(checkPublicKey).join(' ')}`,
         // The proxy or the server may go away mid-job: Nix then builds instead of failing.
         'fallback = true',
     ];
     if (settings.postBuildHook)
-        lines.push(`post-build-hook = ${settings.postBuildHook}`);
+        lines.push(`post-build-hook = ${checkPath(settings.postBuildHook, 'the post-build hook')}`);
     lines.push(NIX_CONF_BLOCK_END);
     return lines.join('\n') + '\n';
 }
@@ -31990,10 +32210,20 @@ async function writeMaybeSudo(file, text) {
         });
     }
 }
+/**
+ * The substituter setting, in a file only this user can read (and root: in multi-user mode the Nix
+ * daemon, which runs as root, reads it; the build users cannot).
+ */
+function writeSubstituterFile(stateDir, proxyUrl) {
+    const file = (0,external_node_path_namespaceObject.join)(stateDir, 'nix-substituter.conf');
+    (0,external_node_fs_namespaceObject.writeFileSync)(file, `extra-substituters = ${checkProxyUrl(proxyUrl)}\n`, { mode: 0o600 });
+    return file;
+}
 async function writeNixConf(file, settings) {
+    const block = renderBlock(settings);
     const current = withoutBlock(readIfExists(file));
     const separator = current === '' || current.endsWith('\n') ? '' : '\n';
-    await writeMaybeSudo(file, current + separator + renderBlock(settings));
+    await writeMaybeSudo(file, current + separator + block);
 }
 /** Takes the Sluice block out again; true when there was one. */
 async function removeNixConf(file) {
@@ -32030,13 +32260,15 @@ async function effectiveSubstituters(env = process.env) {
  * daemon through the hook bundle. It always exits 0 and gives up quickly, because a failing hook
  * stops Nix from running further builds.
  */
-function writeHookScript(stateDir, nodePath, hookBundle, proxyUrl) {
+function writeHookScript(stateDir, nodePath, hookBundle, proxyUrl, controlSecretFile) {
     const file = (0,external_node_path_namespaceObject.join)(stateDir, 'post-build-hook.sh');
+    // The control secret's file, not the secret: argv is visible to every local process.
+    const program = [nodePath, hookBundle, proxyUrl, controlSecretFile].map(sh).join(' ');
     const script = [
         '#!/bin/sh',
         '# Sluice: reports each local build to the proxy, which pushes it. Never fails the build.',
         `if [ -x ${sh(nodePath)} ] && [ -f ${sh(hookBundle)} ]; then`,
-        `  ${sh(nodePath)} ${sh(hookBundle)} ${sh(proxyUrl)} >/dev/null 2>&1 </dev/null || true`,
+        `  ${program} >/dev/null 2>&1 </dev/null || true`,
         'fi',
         'exit 0',
         '',
@@ -32058,11 +32290,13 @@ function sh(value) {
 async function configureNix(setup, problem) {
     const scope = detectScope();
     const file = confFile(scope);
+    const substituter = `${setup.proxyUrl}/${setup.cachePrefix}`;
+    const substituterFile = writeSubstituterFile(setup.stateDir, substituter);
     const hook = setup.hookBundle
-        ? writeHookScript(setup.stateDir, process.execPath, setup.hookBundle, setup.proxyUrl)
+        ? writeHookScript(setup.stateDir, process.execPath, setup.hookBundle, setup.proxyUrl, setup.controlSecretFile)
         : undefined;
     await writeNixConf(file, {
-        substituter: setup.proxyUrl,
+        substituterFile,
         publicKeys: setup.publicKeys,
         ...(hook ? { postBuildHook: hook } : {}),
     });
@@ -32078,7 +32312,7 @@ async function configureNix(setup, problem) {
     else {
         info(`Nix runs builds as this user: configured ${file}.`);
     }
-    await checkNixSeesProxy(setup.proxyUrl, problem);
+    await checkNixSeesProxy(substituter, problem);
     return { file, scope };
 }
 async function checkNixSeesProxy(url, problem) {
@@ -32091,7 +32325,9 @@ async function checkNixSeesProxy(url, problem) {
         return;
     }
     if (!substituters.some((s) => s.replace(/\/$/, '') === url)) {
-        problem(`Nix does not list Sluice's proxy among its substituters (${substituters.join(' ') || 'none'}): another nix.conf may override it with \`substituters = \u2026\` in a later position.`);
+        // The list may hold our own URL under another port or an old secret: never print it whole.
+        const shown = substituters.map((s) => s.replace(/^(https?:\/\/[^/]+)\/.*$/, '$1/\u2026'));
+        problem(`Nix does not list Sluice's proxy among its substituters (${shown.join(' ') || 'none'}): another nix.conf may override it with \`substituters = \u2026\` in a later position.`);
     }
 }
 
@@ -32177,6 +32413,7 @@ async function validPaths(paths, env = process.env) {
 
 
 
+
 async function run() {
     let inputs;
     try {
@@ -32244,6 +32481,19 @@ async function setUp(inputs, state) {
     const listen = `${inputs.listen.host}:${inputs.listen.port}`;
     const idTokenUrl = process.env.ACTIONS_ID_TOKEN_REQUEST_URL;
     const idTokenRequestToken = process.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN;
+    // Per-job credentials of the proxy: masked in case Nix prints its substituter's URL.
+    const secrets = newJobSecrets();
+    setSecret(secrets.cachePrefix);
+    setSecret(secrets.controlSecret);
+    const controlSecretFile = writeControlSecret(stateDir, secrets.controlSecret);
+    const secretFiles = [
+        (0,external_node_path_namespaceObject.join)(stateDir, 'daemon.json'),
+        controlSecretFile,
+        (0,external_node_path_namespaceObject.join)(stateDir, 'nix-substituter.conf'),
+    ];
+    // Saved first: the post step deletes whatever of these is left, however the job went.
+    state.secretFiles = secretFiles;
+    state.controlSecretFile = controlSecretFile;
     const configFile = writeDaemonConfig({
         listen,
         server: inputs.server.href,
@@ -32263,22 +32513,31 @@ async function setUp(inputs, state) {
         stateDir,
         read: state.read,
         write: state.write,
+        auth: secrets,
+        secretFiles: secretFiles.slice(1),
     });
     let daemon;
     try {
-        daemon = await startDaemon((0,external_node_path_namespaceObject.join)(bundles, PROXY_BUNDLE, 'index.js'), configFile, stateDir, inputs.listen.host);
+        daemon = await startDaemon((0,external_node_path_namespaceObject.join)(bundles, PROXY_BUNDLE, 'index.js'), configFile, stateDir, inputs.listen.host, secrets.controlSecret);
     }
     catch (error) {
+        removeFiles(secretFiles);
         if (!(error instanceof DaemonStartError))
             throw error;
         problem(state, `Sluice's proxy did not start, so this job runs without the cache: ${error.message}`);
         return;
+    }
+    finally {
+        // The daemon deletes its config once read; this covers a daemon that died before reading it.
+        removeFiles([configFile]);
     }
     state.daemon = daemon;
     info(`Sluice's proxy is listening at ${daemon.url} (pid ${daemon.pid}).`);
     state.nixConfig = await configureNix({
         stateDir,
         proxyUrl: daemon.url,
+        cachePrefix: secrets.cachePrefix,
+        controlSecretFile,
         publicKeys: access.publicKeys,
         ...(pushEnabled ? { hookBundle: (0,external_node_path_namespaceObject.join)(bundles, HOOK_BUNDLE, 'index.js') } : {}),
     }, (message) => problem(state, message));
@@ -32303,7 +32562,7 @@ async function getAccess(inputs, state) {
     try {
         const grant = await exchangeToken(inputs.server, idToken);
         info(`Sluice token exchange: reading ${grant.read.join(', ') || 'no slices'}, writing ${grant.write ?? 'no slice'}, until ${grant.expiresAt}.`);
-        return { grant, publicKeys: grant.publicKeys };
+        return trustedKeys(state, { grant, publicKeys: grant.publicKeys });
     }
     catch (error) {
         if (error instanceof ExchangeRefusedError) {
@@ -32322,7 +32581,23 @@ async function anonymous(inputs, state) {
     }
     info('The server serves the cache anonymously: this job reads from it and pushes nothing.');
     state.mode = 'anonymous';
-    return { publicKeys: anonymousReads.publicKeys };
+    return trustedKeys(state, { publicKeys: anonymousReads.publicKeys });
+}
+/**
+ * The server's keys go into nix.conf, where a newline would add settings of the server's choosing:
+ * any key that is not exactly `name:base64(32 bytes)` means the cache is not used at all.
+ */
+function trustedKeys(state, access) {
+    try {
+        access.publicKeys.forEach(checkPublicKey);
+        return access;
+    }
+    catch (error) {
+        if (!(error instanceof NixConfValueError))
+            throw error;
+        problem(state, `Sluice does not use the cache in this job: the server's answer gave a signing key that cannot go into nix.conf (${error.message}). Check the server's signing key and that nothing between the runner and the server alters its answers.`);
+        return undefined;
+    }
 }
 
 
@@ -32332,7 +32607,7 @@ async function anonymous(inputs, state) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3075);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5927);
 
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 process.exit(); // keep-alive sockets must not keep the step running

@@ -28370,7 +28370,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 8322:
+/***/ 6370:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -31368,6 +31368,8 @@ const constants_NIX_CONF_BLOCK_END = '# sluice: end';
 
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: external "node:path"
 const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: external "node:timers/promises"
@@ -31375,14 +31377,41 @@ const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.ur
 ;// CONCATENATED MODULE: ./src/action/daemon.ts
 /**
  * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
- * docs/architecture.md: a 0600 config file as argv, `<stateDir>/ready.json` once listening,
- * `/_sluice/*` control endpoints on loopback.
+ * docs/architecture.md: a 0600 config file as argv (the daemon deletes it once read),
+ * `<stateDir>/ready.json` once listening, `/_sluice/*` control endpoints on loopback that need the
+ * job's control secret.
  */
 
 
 
 
 
+
+function newJobSecrets() {
+    return {
+        cachePrefix: randomBytes(32).toString('base64url'),
+        controlSecret: randomBytes(32).toString('base64url'),
+    };
+}
+/** The control secret's file (0600): the post-build hook and the post step read it. */
+function writeControlSecret(stateDir, secret) {
+    const file = join(stateDir, 'control.secret');
+    writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+    return file;
+}
+function readControlSecret(file) {
+    try {
+        return (0,external_node_fs_namespaceObject.readFileSync)(file, 'utf8').trim();
+    }
+    catch {
+        return undefined;
+    }
+}
+/** Deletes files holding the job's secrets; those already gone are fine. */
+function removeFiles(files) {
+    for (const file of files)
+        (0,external_node_fs_namespaceObject.rmSync)(file, { force: true });
+}
 class DaemonStartError extends (/* unused pure expression or super */ null && (Error)) {
 }
 const READY_TIMEOUT_MS = 20_000;
@@ -31394,7 +31423,7 @@ function writeDaemonConfig(config) {
     return file;
 }
 /** Spawns the daemon detached, its output in a log file (never the step's pipes), and waits until it is ready. */
-async function startDaemon(bundle, configFile, stateDir, host) {
+async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
     const logFile = join(stateDir, 'daemon.log');
     const logFd = openSync(logFile, 'a');
     const child = spawn(process.execPath, [...DAEMON_NODE_ARGS, bundle, configFile], {
@@ -31417,8 +31446,8 @@ async function startDaemon(bundle, configFile, stateDir, host) {
             throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
         if (existsSync(readyFile)) {
             const ready = JSON.parse(readFileSync(readyFile, 'utf8'));
-            const url = `http://${host}:${ready.port}`;
-            if (await healthy(url))
+            const url = `http://${urlHost(host)}:${ready.port}`;
+            if (await healthy(url, controlSecret))
                 return { pid: ready.pid, url, logFile };
         }
         await sleep(100);
@@ -31427,9 +31456,16 @@ async function startDaemon(bundle, configFile, stateDir, host) {
         killQuietly(pid, 'SIGKILL');
     throw new DaemonStartError(`the proxy daemon was not ready within ${READY_TIMEOUT_MS / 1000} s.\n${tail(logFile)}`);
 }
-async function healthy(url) {
+/** An IPv6 host goes into a URL in brackets. */
+function urlHost(host) {
+    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+async function healthy(url, controlSecret) {
     try {
-        const response = await fetch(`${url}/_sluice/health`, { signal: AbortSignal.timeout(2_000) });
+        const response = await fetch(`${url}/_sluice/health`, {
+            headers: { authorization: `Bearer ${controlSecret}` },
+            signal: AbortSignal.timeout(2_000),
+        });
         await response.body?.cancel();
         return response.ok;
     }
@@ -31447,10 +31483,11 @@ function tail(logFile, lines = 20) {
         return '(no daemon log)';
     }
 }
-async function control(url, path, body, timeoutMs) {
+async function control(url, controlSecret, path, body, timeoutMs) {
+    const authorization = `Bearer ${controlSecret}`;
     const response = await fetch(`${url}/_sluice/${path}`, {
         method: body === undefined ? 'GET' : 'POST',
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(timeoutMs),
     });
@@ -31603,16 +31640,74 @@ function describeFetchError(error) {
 const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
 // EXTERNAL MODULE: external "node:util"
 var external_node_util_ = __nccwpck_require__(7975);
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+;// CONCATENATED MODULE: ./src/action/nix-conf-values.ts
+/**
+ * Every value the Action writes into a nix.conf, checked against a strict pattern first. nix.conf
+ * has no quoting: a newline starts a new setting (a `post-build-hook` runs as the Nix daemon's
+ * user), `#` starts a comment, whitespace splits lists. So a value from the server (its public
+ * keys) or from the runner (RUNNER_TEMP) that does not look exactly as expected is refused, with
+ * an error naming it, rather than escaped.
+ */
+
+class NixConfValueError extends (/* unused pure expression or super */ null && (Error)) {
+}
+/** Key names as Nix tools make them (`cache.example.com-1`); the key is 32 bytes of ed25519. */
+const PUBLIC_KEY = /^([A-Za-z0-9][A-Za-z0-9._+@-]{0,127}):([A-Za-z0-9+/]{43}=)$/;
+/** Our proxy's URL: a loopback host, a port and the job's secret path (base64url). */
+const PROXY_URL = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):([0-9]{1,5})\/[A-Za-z0-9_-]{32,128}$/;
+/** An absolute path of characters nix.conf and sh pass through unchanged. */
+const SAFE_PATH = /^\/[A-Za-z0-9._+@=,:%/-]*$/;
+/** Shown in errors: enough to recognise the value, never a whole hostile blob. */
+function shown(value) {
+    return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}\u2026` : value);
+}
+/** A Nix public key `name:base64(32 bytes)`, as `nix-store --generate-binary-cache-key` writes it. */
+function nix_conf_values_checkPublicKey(value) {
+    const match = PUBLIC_KEY.exec(value);
+    const bytes = match ? Buffer.from(match[2], 'base64') : undefined;
+    if (!match || bytes.length !== 32 || bytes.toString('base64') !== match[2]) {
+        throw new NixConfValueError(`${shown(value)} is not a Nix public key (name:base64 of a 32-byte ed25519 key)`);
+    }
+    return value;
+}
+function nix_conf_values_checkProxyUrl(value) {
+    const match = PROXY_URL.exec(value);
+    const port = match ? Number(match[2]) : 0;
+    if (!match || port < 1 || port > 65535) {
+        throw new NixConfValueError(`${shown(value)} is not a loopback proxy URL of the form http://127.0.0.1:<port>/<secret>`);
+    }
+    return value;
+}
+function nix_conf_values_checkPath(value, what) {
+    if (!SAFE_PATH.test(value) || value.split('/').includes('..')) {
+        throw new NixConfValueError(`${what} ${shown(value)} cannot go into nix.conf: it must be an absolute path of letters, digits and ._+@=,:%/- only (check RUNNER_TEMP)`);
+    }
+    return value;
+}
+/** Loopback hosts, where plain http never leaves the machine. */
+function isLoopbackHost(hostname) {
+    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    if (host === 'localhost' || host === '::1')
+        return true;
+    return isIP(host) === 4 && host.startsWith('127.');
+}
+
 ;// CONCATENATED MODULE: ./src/action/nix-config.ts
 /**
  * Points Nix at the proxy: a marked block in a nix.conf that adds the proxy as a substituter, trusts
- * the server's keys, turns on `fallback` and installs the post-build hook.
+ * the server's keys, turns on `fallback` and installs the post-build hook. The substituter URL holds
+ * the job's secret path, so it sits in a 0600 file of its own that the block `!include`s: nix.conf
+ * stays world-readable, and a reader who may not read the file (another user, a sandboxed build)
+ * learns nothing (Nix skips an `!include` it cannot read).
  *
  * `post-build-hook` and `substituters` are honoured only from the configuration of whoever runs the
  * builds. Without a Nix daemon (single-user) that is the runner user, so the user's nix.conf is
  * enough. With a daemon, builds run inside the daemon, which reads only the system nix.conf, so that
  * file changes and the daemon restarts (systemd on Linux, launchd on macOS).
  */
+
 
 
 
@@ -31658,16 +31753,18 @@ function confFile(scope, env = process.env) {
         return userFiles[0];
     return join(env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config'), 'nix', 'nix.conf');
 }
+/** The block; throws NixConfValueError when a value does not look exactly as it should. */
 function renderBlock(settings) {
     const lines = [
         NIX_CONF_BLOCK_BEGIN,
-        `extra-substituters = ${settings.substituter}`,
-        `extra-trusted-public-keys = ${settings.publicKeys.join(' ')}`,
+        // `!include`: a file that is gone or unreadable is skipped, not an error.
+        `!include ${checkPath(settings.substituterFile, 'the substituter file')}`,
+        `extra-trusted-public-keys = ${settings.publicKeys.map(checkPublicKey).join(' ')}`,
         // The proxy or the server may go away mid-job: Nix then builds instead of failing.
         'fallback = true',
     ];
     if (settings.postBuildHook)
-        lines.push(`post-build-hook = ${settings.postBuildHook}`);
+        lines.push(`post-build-hook = ${checkPath(settings.postBuildHook, 'the post-build hook')}`);
     lines.push(NIX_CONF_BLOCK_END);
     return lines.join('\n') + '\n';
 }
@@ -31699,10 +31796,20 @@ async function writeMaybeSudo(file, text) {
         });
     }
 }
+/**
+ * The substituter setting, in a file only this user can read (and root: in multi-user mode the Nix
+ * daemon, which runs as root, reads it; the build users cannot).
+ */
+function writeSubstituterFile(stateDir, proxyUrl) {
+    const file = join(stateDir, 'nix-substituter.conf');
+    writeFileSync(file, `extra-substituters = ${checkProxyUrl(proxyUrl)}\n`, { mode: 0o600 });
+    return file;
+}
 async function writeNixConf(file, settings) {
+    const block = renderBlock(settings);
     const current = withoutBlock(readIfExists(file));
     const separator = current === '' || current.endsWith('\n') ? '' : '\n';
-    await writeMaybeSudo(file, current + separator + renderBlock(settings));
+    await writeMaybeSudo(file, current + separator + block);
 }
 /** Takes the Sluice block out again; true when there was one. */
 async function removeNixConf(file) {
@@ -31739,13 +31846,15 @@ async function effectiveSubstituters(env = process.env) {
  * daemon through the hook bundle. It always exits 0 and gives up quickly, because a failing hook
  * stops Nix from running further builds.
  */
-function writeHookScript(stateDir, nodePath, hookBundle, proxyUrl) {
+function writeHookScript(stateDir, nodePath, hookBundle, proxyUrl, controlSecretFile) {
     const file = join(stateDir, 'post-build-hook.sh');
+    // The control secret's file, not the secret: argv is visible to every local process.
+    const program = [nodePath, hookBundle, proxyUrl, controlSecretFile].map(sh).join(' ');
     const script = [
         '#!/bin/sh',
         '# Sluice: reports each local build to the proxy, which pushes it. Never fails the build.',
         `if [ -x ${sh(nodePath)} ] && [ -f ${sh(hookBundle)} ]; then`,
-        `  ${sh(nodePath)} ${sh(hookBundle)} ${sh(proxyUrl)} >/dev/null 2>&1 </dev/null || true`,
+        `  ${program} >/dev/null 2>&1 </dev/null || true`,
         'fi',
         'exit 0',
         '',
@@ -31933,6 +32042,13 @@ async function run() {
     catch (error) {
         problems.push(`Sluice could not clean up nix.conf: ${error.message}`);
     }
+    try {
+        // The daemon deletes these when it stops; not when it was killed or never started.
+        removeFiles(state.secretFiles ?? []);
+    }
+    catch (error) {
+        problems.push(`Sluice could not delete its secret files: ${error.message}`);
+    }
     const newProblems = problems.slice(state.problems.length);
     for (const message of newProblems)
         warning(message);
@@ -31966,19 +32082,25 @@ async function finish(state, problems) {
         problems.push(`Sluice's proxy (pid ${daemon.pid}) died during the job; what it did not push is lost. See its log below.`);
         return undefined;
     }
+    const secret = state.controlSecretFile ? readControlSecret(state.controlSecretFile) : undefined;
+    if (!secret) {
+        problems.push(`Sluice's control secret (${state.controlSecretFile ?? 'no file'}) is gone, so the proxy could not be asked to push; it is stopped.`);
+        await ensureStopped(daemon.pid, 0);
+        return undefined;
+    }
     let stats;
     try {
         const paths = state.storeListFile && (0,external_node_fs_namespaceObject.existsSync)(state.storeListFile)
             ? await validPaths(newStorePaths(state.storeListFile))
             : [];
         info(`Draining pushes for up to ${state.drainTimeoutSeconds} s (${paths.length} new store paths found).`);
-        stats = await control(daemon.url, 'drain', { deadlineSeconds: state.drainTimeoutSeconds, paths }, state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS);
+        stats = await control(daemon.url, secret, 'drain', { deadlineSeconds: state.drainTimeoutSeconds, paths }, state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS);
     }
     catch (error) {
         problems.push(`Sluice's proxy did not finish pushing in time (${describeFetchError(error)}): some builds were not pushed. Raise \`drain-timeout\` if this repeats.`);
-        stats = await control(daemon.url, 'stats', undefined, 5_000).catch(() => undefined);
+        stats = await control(daemon.url, secret, 'stats', undefined, 5_000).catch(() => undefined);
     }
-    await control(daemon.url, 'shutdown', {}, 5_000).catch(() => undefined);
+    await control(daemon.url, secret, 'shutdown', {}, 5_000).catch(() => undefined);
     const ended = await ensureStopped(daemon.pid);
     if (ended === 'survived')
         problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
@@ -32023,7 +32145,7 @@ function showLog(logFile) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8322);
+/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6370);
 
 await (0,_action_post_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 process.exit(); // keep-alive sockets must not keep the step running

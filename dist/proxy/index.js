@@ -47492,35 +47492,128 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7350);
+/* harmony import */ var _proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3521);
 
-await (0,_proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
+await (0,_proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .eF)();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 7350:
+/***/ 3521:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  e: () => (/* binding */ run)
+  eF: () => (/* binding */ run)
 });
 
-// UNUSED EXPORTS: startDaemon
+// UNUSED EXPORTS: removeSecretFiles, startDaemon
 
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: ./src/http/errors.ts
+class HttpError extends Error {
+    status;
+    reason;
+    headers;
+    constructor(status, message, 
+    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
+    reason = 'error', headers = {}) {
+        super(message);
+        this.status = status;
+        this.reason = reason;
+        this.headers = headers;
+    }
+}
+/**
+ * Answers with the error's status and a plain-text message. When headers were already sent the
+ * response cannot change status any more, so it is destroyed instead.
+ */
+function sendError(res, error) {
+    const status = error instanceof HttpError ? error.status : 500;
+    const message = error instanceof HttpError ? error.message : 'internal server error';
+    if (res.headersSent) {
+        res.destroy(error instanceof Error ? error : undefined);
+        return;
+    }
+    const body = `${message}\n`;
+    res.writeHead(status, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        ...(error instanceof HttpError ? error.headers : {}),
+    });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+;// CONCATENATED MODULE: ./src/proxy/auth.ts
+/**
+ * Who may talk to the daemon. The port is reachable by every local process, fixed-output
+ * derivations included (they share the host's network), so every request carries a per-job
+ * credential: the cache routes live under a secret path prefix (Nix sends it as part of the
+ * substituter URL, which only a 0600 file holds), the control routes need a second secret as
+ * `Authorization: Bearer` (read by the post-build hook and the post step from a 0600 file).
+ * Anything else gets a 401 before any other work, and never reaches the cache server.
+ */
+
+
+/** What a per-job secret looks like: URL-safe, at least 192 bits of base64url. */
+const SECRET_PATTERN = /^[A-Za-z0-9_-]{32,128}$/;
+function digest(value) {
+    return (0,external_node_crypto_.createHash)('sha256').update(value).digest();
+}
+/** Equal strings, in time that does not depend on where they differ. */
+function sameSecret(given, expected) {
+    return (0,external_node_crypto_.timingSafeEqual)(digest(given), expected);
+}
+class RequestGate {
+    cachePrefix;
+    controlSecret;
+    constructor(auth) {
+        this.cachePrefix = digest(auth.cachePrefix);
+        this.controlSecret = digest(auth.controlSecret);
+    }
+    /** Throws a 401 unless the control request carries the control secret. */
+    checkControl(req) {
+        const header = req.headers.authorization ?? '';
+        const match = /^Bearer (\S+)$/.exec(header);
+        if (!match) {
+            throw unauthorized("the proxy's control routes need the job's control secret as `Authorization: Bearer`; this request has none", 'Bearer realm="sluice-proxy"');
+        }
+        if (!sameSecret(match[1], this.controlSecret)) {
+            throw unauthorized("the control secret in this request is not this job's", 'Bearer realm="sluice-proxy", error="invalid_token"');
+        }
+    }
+    /**
+     * The cache route inside a request path (`/<prefix>/nar/x.nar` \u2192 `/nar/x.nar`), or a 401 when
+     * the path does not start with the job's prefix. The secret never travels further than here.
+     */
+    cachePath(pathname) {
+        const end = pathname.indexOf('/', 1);
+        const prefix = end === -1 ? pathname.slice(1) : pathname.slice(1, end);
+        if (end === -1 || !sameSecret(prefix, this.cachePrefix)) {
+            throw unauthorized("this proxy serves the binary cache only under the job's secret path (the substituter URL Sluice put in Nix's configuration); this request is not under it");
+        }
+        return pathname.slice(end);
+    }
+}
+function unauthorized(message, challenge) {
+    return new HttpError(401, message, 'unauthorized', challenge ? { 'www-authenticate': challenge } : {});
+}
+
 ;// CONCATENATED MODULE: ./src/proxy/config.ts
 /**
  * The daemon's config file, written by the Action's main step (mode 0600: it holds the token).
  * Parsed strictly: a bad file is a clear error naming the field, before anything starts.
  */
+
+
 
 class ConfigError extends Error {
 }
@@ -47629,6 +47722,31 @@ function parsePush(value) {
     }
     return push;
 }
+function parseAuth(value) {
+    if (!isRecord(value))
+        throw new ConfigError('auth must be an object { cachePrefix, controlSecret }');
+    const auth = {
+        cachePrefix: requireString(value, 'cachePrefix', 'auth.'),
+        controlSecret: requireString(value, 'controlSecret', 'auth.'),
+    };
+    for (const [key, secret] of Object.entries(auth)) {
+        if (!SECRET_PATTERN.test(secret)) {
+            throw new ConfigError(`auth.${key} must be 32 to 128 characters of base64url`);
+        }
+    }
+    if (auth.cachePrefix === auth.controlSecret) {
+        throw new ConfigError('auth.cachePrefix and auth.controlSecret must differ');
+    }
+    return auth;
+}
+function parseSecretFiles(value) {
+    if (value === undefined)
+        return [];
+    if (!Array.isArray(value) || value.some((f) => typeof f !== 'string' || !(0,external_node_path_.isAbsolute)(f))) {
+        throw new ConfigError('secretFiles must be an array of absolute paths');
+    }
+    return value;
+}
 function parseConfig(value) {
     if (!isRecord(value))
         throw new ConfigError('config must be a JSON object');
@@ -47644,6 +47762,8 @@ function parseConfig(value) {
         stateDir: requireString(value, 'stateDir'),
         read: Array.isArray(value.read) ? value.read.filter((s) => typeof s === 'string') : [],
         write: typeof value.write === 'string' ? value.write : null,
+        auth: parseAuth(value.auth),
+        secretFiles: parseSecretFiles(value.secretFiles),
     };
     if (config.token !== null)
         config.tokenExpiresAt = parseExpiry(value.tokenExpiresAt);
@@ -47870,8 +47990,6 @@ class store_path_StorePath {
     }
 }
 
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/nix/hash.ts
 /** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
 
@@ -47987,20 +48105,31 @@ var external_node_zlib_ = __nccwpck_require__(8522);
  * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
  * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
  * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
+ *
+ * For uploads the walk also refuses what a NAR file has no use for: skippable frames (padding that
+ * would be stored and served) and frames whose window needs more memory than allowed.
  */
 
 const ZSTD_MAGIC = 0xfd2fb528;
 const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
 const SKIPPABLE_MAGIC = 0x184d2a50;
 // Units whose bytes are parsed (the others are only counted).
-const PARSED = new Set(['magic', 'descriptor', 'blockHeader', 'skipSize']);
+const PARSED = new Set(['magic', 'descriptor', 'headerRest', 'blockHeader', 'skipSize']);
 const DICT_ID_BYTES = (/* unused pure expression or super */ null && ([0, 1, 2, 4]));
 const CONTENT_SIZE_BYTES = (/* unused pure expression or super */ null && ([0, 2, 4, 8]));
 class ZstdFrameError extends (/* unused pure expression or super */ null && (Error)) {
 }
+/** A frame asks for a larger window (decoder memory) than `maxWindowBytes`. */
+class ZstdWindowError extends (/* unused pure expression or super */ null && (ZstdFrameError)) {
+}
+/** A skippable frame where `refuseSkippable` is set. */
+class ZstdSkippableFrameError extends (/* unused pure expression or super */ null && (ZstdFrameError)) {
+}
+const MiB = (/* unused pure expression or super */ null && (1024 * 1024));
+const mib = (bytes) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
 /** A Transform over ZstdFrameScanner: what it emits, it pushes. */
 class zstd_frames_ZstdFrameSplitter extends (/* unused pure expression or super */ null && (Transform)) {
-    scanner = new zstd_frames_ZstdFrameScanner();
+    scanner = new ZstdFrameScanner();
     _transform(chunk, _encoding, callback) {
         try {
             this.scanner.split(chunk, (piece) => this.push(piece));
@@ -48026,11 +48155,16 @@ class zstd_frames_ZstdFrameSplitter extends (/* unused pure expression or super 
  * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
  * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
  */
-class zstd_frames_ZstdFrameScanner {
+class ZstdFrameScanner {
+    rules;
     unit = 'magic';
     need = 4;
     parsed = [];
     checksum = false;
+    singleSegment = false;
+    dictIdBytes = 0;
+    /** Where the current frame began, for messages. */
+    frameStart = 0;
     lastBlock = false;
     /** Bytes of input consumed so far, for error messages. */
     position = 0;
@@ -48038,6 +48172,9 @@ class zstd_frames_ZstdFrameScanner {
     forwarding = false;
     /** Where the current `split` call emits (advance() emits a frame's magic number). */
     emit = () => undefined;
+    constructor(rules = {}) {
+        this.rules = rules;
+    }
     /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
     split(chunk, emit) {
         this.emit = emit;
@@ -48079,14 +48216,19 @@ class zstd_frames_ZstdFrameScanner {
         switch (this.unit) {
             case 'magic': {
                 const magic = bytes.readUInt32LE(0);
+                this.frameStart = this.position - 4;
                 if (magic === ZSTD_MAGIC) {
                     this.emit(bytes);
                     this.forwarding = true;
                     return this.next('descriptor', 1);
                 }
-                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC)
+                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) {
+                    if (this.rules.refuseSkippable) {
+                        throw new ZstdSkippableFrameError(`zstd skippable frame at byte ${this.frameStart}: padding is not accepted in a NAR file`);
+                    }
                     return this.next('skipSize', 4);
-                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.position - 4}`);
+                }
+                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.frameStart}`);
             }
             case 'descriptor': {
                 const d = bytes[0];
@@ -48095,12 +48237,15 @@ class zstd_frames_ZstdFrameScanner {
                 const singleSegment = (d >> 5) & 1;
                 const contentSizeFlag = d >> 6;
                 this.checksum = ((d >> 2) & 1) === 1;
+                this.singleSegment = singleSegment === 1;
+                this.dictIdBytes = DICT_ID_BYTES[d & 3];
                 const rest = (singleSegment ? 0 : 1) +
                     DICT_ID_BYTES[d & 3] +
                     (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
                 return this.next('headerRest', rest);
             }
             case 'headerRest':
+                this.checkWindow(bytes);
                 return this.next('blockHeader', 3);
             case 'blockHeader': {
                 const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
@@ -48122,6 +48267,31 @@ class zstd_frames_ZstdFrameScanner {
                 return this.next('skipContent', bytes.readUInt32LE(0));
             case 'skipContent':
                 return this.endFrame();
+        }
+    }
+    /** The window the frame header declares (RFC 8878 3.1.1.1.2), against `maxWindowBytes`. */
+    checkWindow(rest) {
+        const max = this.rules.maxWindowBytes;
+        if (max === undefined)
+            return;
+        let window;
+        if (this.singleSegment) {
+            // No window descriptor: the window is the whole content, whose size follows the dictionary id.
+            const sizeBytes = rest.subarray(this.dictIdBytes);
+            window =
+                sizeBytes.length === 2
+                    ? sizeBytes.readUInt16LE(0) + 256
+                    : sizeBytes.length === 8
+                        ? Number(sizeBytes.readBigUInt64LE(0))
+                        : sizeBytes.readUIntLE(0, sizeBytes.length);
+        }
+        else {
+            const descriptor = rest[0];
+            const base = 2 ** (10 + (descriptor >> 3));
+            window = base + (base / 8) * (descriptor & 7);
+        }
+        if (window > max) {
+            throw new ZstdWindowError(`zstd frame at byte ${this.frameStart} needs a ${mib(window)} window to decompress, over the limit of ${mib(max)}`);
         }
     }
     next(unit, need) {
@@ -48161,7 +48331,12 @@ const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
 const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
 class CompressionError extends Error {
 }
-const XZ_DECOMPRESS_MEMLIMIT = '256MiB';
+/** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
+class DecompressionMemoryError extends (/* unused pure expression or super */ null && (CompressionError)) {
+}
+/** Without a stated limit: xz -9 needs 65 MiB to decompress; a file asking for far more is refused. */
+const XZ_DECOMPRESS_MEMLIMIT = (/* unused pure expression or super */ null && (256 * 1024 * 1024));
+const nar_mib = (bytes) => `${Math.round((bytes / 2 ** 20) * 10) / 10} MiB`;
 function checkCompression(compression) {
     if (!NAR_COMPRESSIONS.includes(compression)) {
         throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
@@ -48171,11 +48346,15 @@ function checkCompression(compression) {
 /** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
 class ProcessStream extends external_node_stream_.Duplex {
     what;
+    explain;
     child;
     stderr = '';
-    constructor(command, args, what) {
+    constructor(command, args, what, 
+    /** Turns the program's stderr into a more specific error, where it recognises one. */
+    explain = () => undefined) {
         super();
         this.what = what;
+        this.explain = explain;
         this.child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
         // EPIPE when the program quits early (corrupt input): its exit status tells why.
         this.child.stdin.on('error', () => { });
@@ -48199,7 +48378,7 @@ class ProcessStream extends external_node_stream_.Duplex {
                 this.push(null);
             else {
                 const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
-                this.destroy(new CompressionError(`${this.what} failed: ${detail}`));
+                this.destroy(this.explain(this.stderr) ?? new CompressionError(`${this.what} failed: ${detail}`));
             }
         });
     }
@@ -48227,17 +48406,30 @@ class ProcessStream extends external_node_stream_.Duplex {
  * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
  */
 const ZSTD_CHUNK_BYTES = 256 * 1024;
+/** Node's zstd decoder, its window bounded by `maxMemory` (default: zstd's own limit, 128 MiB). */
+function createZstdDecoder(maxMemory) {
+    const windowLogMax = maxMemory === undefined ? undefined : Math.min(31, Math.max(10, Math.floor(Math.log2(maxMemory))));
+    return createZstdDecompress({
+        chunkSize: ZSTD_CHUNK_BYTES,
+        ...(windowLogMax === undefined ? {} : { params: { [zlibConstants.ZSTD_d_windowLogMax]: windowLogMax } }),
+    });
+}
+/** The `xz` program decompressing within `maxMemory`, on one thread (one dictionary per upload). */
+function createXzDecoder(maxMemory = XZ_DECOMPRESS_MEMLIMIT) {
+    return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', '--threads=1', `--memlimit-decompress=${maxMemory}`], 'xz decompression', (stderr) => /memory usage limit reached/i.test(stderr)
+        ? new DecompressionMemoryError(`xz data needs more memory to decompress than the limit of ${nar_mib(maxMemory)} (its dictionary is larger)`)
+        : undefined);
+}
 /** A stream that turns a compressed NAR file back into the NAR. */
-function createDecompressor(compression) {
+function createDecompressor(compression, options = {}) {
     switch (checkCompression(compression)) {
         case 'none':
             return new PassThrough();
         case 'zstd':
             // Node's decoder alone drops frames that follow another in the same chunk: split them first.
-            return new ZstdFrameSplitter().compose(createZstdDecompress({ chunkSize: ZSTD_CHUNK_BYTES }));
+            return new ZstdFrameSplitter().compose(createZstdDecoder(options.maxMemory));
         case 'xz':
-            // xz -9 needs 65 MiB to decompress; a file asking for far more is refused, not obeyed.
-            return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', `--memlimit-decompress=${XZ_DECOMPRESS_MEMLIMIT}`], 'xz decompression');
+            return createXzDecoder(options.maxMemory);
     }
 }
 /**
@@ -48295,106 +48487,6 @@ class HashingStream extends (/* unused pure expression or super */ null && (Tran
         if (this.result === undefined)
             throw new Error('HashingStream.hash() is only known once the stream has ended');
         return this.result;
-    }
-}
-function createNarHasher(compression) {
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new PlainNarHasher();
-        case 'zstd': {
-            // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
-            const scanner = new ZstdFrameScanner();
-            return new StreamNarHasher(createZstdDecompress({ chunkSize: ZSTD_CHUNK_BYTES }), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
-        }
-        case 'xz':
-            // The program's stdin may still hold a written chunk after its callback: it gets a copy.
-            return new StreamNarHasher(createDecompressor('xz'), (chunk, write) => write(Buffer.from(chunk)));
-    }
-}
-class PlainNarHasher {
-    hasher = createHash('sha256');
-    size = 0;
-    write(chunk) {
-        this.hasher.update(chunk);
-        this.size += chunk.length;
-        return Promise.resolve();
-    }
-    end() {
-        return Promise.resolve({ narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size });
-    }
-    destroy() { }
-}
-/** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
-class StreamNarHasher {
-    decompressor;
-    feed;
-    checkEnd;
-    hasher = createHash('sha256');
-    size = 0;
-    failure;
-    /** Settles the promise of the write in progress. */
-    settle;
-    constructor(decompressor, 
-    /** Writes `chunk` into the decompressor, in one or more pieces. */
-    feed, 
-    /** Throws if the input so far cannot be a whole file. */
-    checkEnd = () => undefined) {
-        this.decompressor = decompressor;
-        this.feed = feed;
-        this.checkEnd = checkEnd;
-        decompressor.on('data', (chunk) => {
-            this.hasher.update(chunk);
-            this.size += chunk.length;
-        });
-        decompressor.on('error', (error) => this.fail(error));
-        decompressor.on('close', () => {
-            if (!decompressor.readableEnded)
-                this.fail(new Error('the decompressor closed early'));
-        });
-    }
-    fail(error) {
-        this.failure ??= error;
-        this.settle?.(this.failure);
-    }
-    write(chunk) {
-        if (this.failure)
-            return Promise.reject(this.failure);
-        const pieces = [];
-        try {
-            this.feed(chunk, (piece) => pieces.push(piece));
-        }
-        catch (error) {
-            this.failure ??= error;
-            return Promise.reject(this.failure);
-        }
-        if (pieces.length === 0)
-            return Promise.resolve();
-        return new Promise((resolve, reject) => {
-            this.settle = (error) => {
-                this.settle = undefined;
-                if (error)
-                    reject(error);
-                else
-                    resolve();
-            };
-            // Write callbacks run in order: the last one means every piece is consumed.
-            for (const [i, piece] of pieces.entries()) {
-                this.decompressor.write(piece, i === pieces.length - 1 ? (error) => this.settle?.(error) : undefined);
-            }
-        });
-    }
-    async end() {
-        if (this.failure)
-            throw this.failure;
-        this.checkEnd();
-        this.decompressor.end();
-        await finished(this.decompressor);
-        if (this.failure)
-            throw this.failure;
-        return { narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size };
-    }
-    destroy() {
-        this.decompressor.destroy();
     }
 }
 /** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */
@@ -49701,40 +49793,6 @@ class PushQueue {
     }
 }
 
-;// CONCATENATED MODULE: ./src/http/errors.ts
-class HttpError extends Error {
-    status;
-    reason;
-    headers;
-    constructor(status, message, 
-    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
-    reason = 'error', headers = {}) {
-        super(message);
-        this.status = status;
-        this.reason = reason;
-        this.headers = headers;
-    }
-}
-/**
- * Answers with the error's status and a plain-text message. When headers were already sent the
- * response cannot change status any more, so it is destroyed instead.
- */
-function sendError(res, error) {
-    const status = error instanceof HttpError ? error.status : 500;
-    const message = error instanceof HttpError ? error.message : 'internal server error';
-    if (res.headersSent) {
-        res.destroy(error instanceof Error ? error : undefined);
-        return;
-    }
-    const body = `${message}\n`;
-    res.writeHead(status, {
-        'content-type': 'text/plain; charset=utf-8',
-        'content-length': Buffer.byteLength(body),
-        ...(error instanceof HttpError ? error.headers : {}),
-    });
-    res.end(res.req.method === 'HEAD' ? undefined : body);
-}
-
 ;// CONCATENATED MODULE: ./src/proxy/batcher.ts
 /**
  * Coalesces lookups into batches: keys asked in the same event-loop turn, or while the batches in
@@ -50535,18 +50593,32 @@ function requestPath(target = '/') {
     const query = target.indexOf('?');
     return query === -1 ? target : target.slice(0, query);
 }
-async function startProxyServer(host, port, routes, control, log) {
+async function startProxyServer(host, port, routes, control, gate, log) {
+    let refusals = 0;
     const handle = async (req, res) => {
-        const pathname = requestPath(req.url);
+        const target = requestPath(req.url);
+        // Until the request is authenticated its path is only the caller's word: logs never show it.
+        let pathname = '(unauthenticated)';
         try {
-            if (pathname.startsWith('/_sluice/'))
+            if (target.startsWith('/_sluice/')) {
+                gate.checkControl(req);
+                pathname = target;
                 await handleControl(req, res, pathname, control);
-            else if (!(await routes.handle(req, res, pathname))) {
-                throw new HttpError(404, `${pathname} is not served here`, 'not_found');
+            }
+            else {
+                pathname = gate.cachePath(target);
+                if (!(await routes.handle(req, res, pathname))) {
+                    throw new HttpError(404, `${pathname} is not served here`, 'not_found');
+                }
             }
         }
         catch (e) {
-            if (!(e instanceof HttpError))
+            if (e instanceof HttpError && e.status === 401) {
+                // A few lines say someone tried; a flood of attempts cannot flood the log.
+                if (++refusals <= 20)
+                    log.warn({ method: req.method, err: e.message }, 'refused a request');
+            }
+            else if (!(e instanceof HttpError))
                 log.error({ err: e.message, path: pathname }, 'request failed');
             sendError(res, e);
         }
@@ -50867,6 +50939,7 @@ class TokenKeeper {
 
 
 
+
 /** Writes then renames, so a reader never sees half a file. */
 async function writeReadyFile(stateDir, port) {
     const path = (0,external_node_path_.join)(stateDir, 'ready.json');
@@ -50874,9 +50947,15 @@ async function writeReadyFile(stateDir, port) {
     await (0,promises_.writeFile)(tmp, JSON.stringify({ pid: process.pid, port }));
     await (0,promises_.rename)(tmp, path);
 }
+/** Deletes the files that hold the job's secrets: they are no use once the daemon is gone. */
+async function removeSecretFiles(files) {
+    await Promise.all(files.map((file) => (0,promises_.rm)(file, { force: true }).catch(() => undefined)));
+}
 async function startDaemon(config, options = {}) {
     const secrets = new Secrets();
     secrets.add(config.token);
+    secrets.add(config.auth.cachePrefix);
+    secrets.add(config.auth.controlSecret);
     const log = createLogger(secrets, options.logDestination);
     const { host, port } = parseListen(config.listen);
     await (0,promises_.mkdir)(config.stateDir, { recursive: true });
@@ -50914,6 +50993,7 @@ async function startDaemon(config, options = {}) {
         await queue?.close();
         routes.close();
         await Promise.all([proxy.close(), server.destroy()]);
+        await removeSecretFiles(config.secretFiles);
         log.flush();
     })());
     const proxy = await startProxyServer(host, port, routes, {
@@ -50929,7 +51009,7 @@ async function startDaemon(config, options = {}) {
             tokenExpiresAt: Number.isFinite(tokens.expiresAt) ? new Date(tokens.expiresAt).toISOString() : null,
         }),
         shutdown: () => void close().then(options.onShutdown),
-    }, log);
+    }, new RequestGate(config.auth), log);
     tokens.start();
     await writeReadyFile(config.stateDir, proxy.port);
     log.info({
@@ -50946,13 +51026,28 @@ async function run(configPath = process.argv[2]) {
         process.stderr.write('usage: sluice-proxy <config.json>\n');
         process.exit(2);
     }
-    let daemon;
+    const failed = async (e, secretFiles) => {
+        process.stdout.write(`${JSON.stringify({ level: 50, msg: 'daemon failed to start', err: e.message })}\n`);
+        await removeSecretFiles(secretFiles);
+        process.exit(1);
+    };
+    let config;
     try {
-        daemon = await startDaemon(await readConfig(configPath), { onShutdown: () => process.exit(0) });
+        config = await readConfig(configPath);
     }
     catch (e) {
-        process.stdout.write(`${JSON.stringify({ level: 50, msg: 'daemon failed to start', err: e.message })}\n`);
-        process.exit(1);
+        return failed(e, [configPath]);
+    }
+    finally {
+        // The config holds the cache token and the job's secrets: from here they live in memory only.
+        await (0,promises_.rm)(configPath, { force: true }).catch(() => undefined);
+    }
+    let daemon;
+    try {
+        daemon = await startDaemon(config, { onShutdown: () => process.exit(0) });
+    }
+    catch (e) {
+        return failed(e, config.secretFiles);
     }
     const stop = (signal) => {
         daemon.log.info({ signal }, 'signal received');

@@ -10,12 +10,18 @@ import {
   restartNixDaemon,
   writeHookScript,
   writeNixConf,
+  writeSubstituterFile,
   type NixConfScope,
 } from './nix-config.js';
 
 export interface NixSetup {
   stateDir: string;
+  /** The proxy's address, without the secret path. */
   proxyUrl: string;
+  /** The secret path Nix must put before every cache route. */
+  cachePrefix: string;
+  /** The 0600 file with the control secret, for the hook. */
+  controlSecretFile: string;
   publicKeys: string[];
   /** The hook bundle, when the job pushes; no hook is installed otherwise. */
   hookBundle?: string;
@@ -30,11 +36,19 @@ export async function configureNix(
 ): Promise<{ file: string; scope: NixConfScope }> {
   const scope = detectScope();
   const file = confFile(scope);
+  const substituter = `${setup.proxyUrl}/${setup.cachePrefix}`;
+  const substituterFile = writeSubstituterFile(setup.stateDir, substituter);
   const hook = setup.hookBundle
-    ? writeHookScript(setup.stateDir, process.execPath, setup.hookBundle, setup.proxyUrl)
+    ? writeHookScript(
+        setup.stateDir,
+        process.execPath,
+        setup.hookBundle,
+        setup.proxyUrl,
+        setup.controlSecretFile,
+      )
     : undefined;
   await writeNixConf(file, {
-    substituter: setup.proxyUrl,
+    substituterFile,
     publicKeys: setup.publicKeys,
     ...(hook ? { postBuildHook: hook } : {}),
   });
@@ -50,7 +64,7 @@ export async function configureNix(
   } else {
     core.info(`Nix runs builds as this user: configured ${file}.`);
   }
-  await checkNixSeesProxy(setup.proxyUrl, problem);
+  await checkNixSeesProxy(substituter, problem);
   return { file, scope };
 }
 
@@ -63,8 +77,10 @@ async function checkNixSeesProxy(url: string, problem: ProblemSink): Promise<voi
     return;
   }
   if (!substituters.some((s) => s.replace(/\/$/, '') === url)) {
+    // The list may hold our own URL under another port or an old secret: never print it whole.
+    const shown = substituters.map((s) => s.replace(/^(https?:\/\/[^/]+)\/.*$/, '$1/…'));
     problem(
-      `Nix does not list Sluice's proxy among its substituters (${substituters.join(' ') || 'none'}): another nix.conf may override it with \`substituters = …\` in a later position.`,
+      `Nix does not list Sluice's proxy among its substituters (${shown.join(' ') || 'none'}): another nix.conf may override it with \`substituters = …\` in a later position.`,
     );
   }
 }

@@ -1,10 +1,12 @@
 /**
  * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
- * docs/architecture.md: a 0600 config file as argv, `<stateDir>/ready.json` once listening,
- * `/_sluice/*` control endpoints on loopback.
+ * docs/architecture.md: a 0600 config file as argv (the daemon deletes it once read),
+ * `<stateDir>/ready.json` once listening, `/_sluice/*` control endpoints on loopback that need the
+ * job's control secret.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DAEMON_NODE_ARGS, daemonEnv } from '../proxy/runtime.js';
@@ -24,6 +26,44 @@ export interface DaemonConfig {
   /** The slices granted, only for the daemon's stats. */
   read: string[];
   write: string | null;
+  auth: JobSecrets;
+  /** Files the daemon deletes when it stops. */
+  secretFiles: string[];
+}
+
+/** The per-job credentials of the proxy (src/proxy/auth.ts). */
+export interface JobSecrets {
+  /** The substituter URL's secret path: what Nix must send to read through the proxy. */
+  cachePrefix: string;
+  /** `Authorization: Bearer` of the control routes: the hook and the post step send it. */
+  controlSecret: string;
+}
+
+export function newJobSecrets(): JobSecrets {
+  return {
+    cachePrefix: randomBytes(32).toString('base64url'),
+    controlSecret: randomBytes(32).toString('base64url'),
+  };
+}
+
+/** The control secret's file (0600): the post-build hook and the post step read it. */
+export function writeControlSecret(stateDir: string, secret: string): string {
+  const file = join(stateDir, 'control.secret');
+  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  return file;
+}
+
+export function readControlSecret(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Deletes files holding the job's secrets; those already gone are fine. */
+export function removeFiles(files: string[]): void {
+  for (const file of files) rmSync(file, { force: true });
 }
 
 /** The daemon's stats JSON (the contract's own type, from the daemon: a type-only import). */
@@ -53,6 +93,7 @@ export async function startDaemon(
   configFile: string,
   stateDir: string,
   host: string,
+  controlSecret: string,
 ): Promise<RunningDaemon> {
   const logFile = join(stateDir, 'daemon.log');
   const logFd = openSync(logFile, 'a');
@@ -75,8 +116,8 @@ export async function startDaemon(
     if (exited) throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
     if (existsSync(readyFile)) {
       const ready = JSON.parse(readFileSync(readyFile, 'utf8')) as { pid: number; port: number };
-      const url = `http://${host}:${ready.port}`;
-      if (await healthy(url)) return { pid: ready.pid, url, logFile };
+      const url = `http://${urlHost(host)}:${ready.port}`;
+      if (await healthy(url, controlSecret)) return { pid: ready.pid, url, logFile };
     }
     await sleep(100);
   }
@@ -86,9 +127,17 @@ export async function startDaemon(
   );
 }
 
-async function healthy(url: string): Promise<boolean> {
+/** An IPv6 host goes into a URL in brackets. */
+function urlHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+async function healthy(url: string, controlSecret: string): Promise<boolean> {
   try {
-    const response = await fetch(`${url}/_sluice/health`, { signal: AbortSignal.timeout(2_000) });
+    const response = await fetch(`${url}/_sluice/health`, {
+      headers: { authorization: `Bearer ${controlSecret}` },
+      signal: AbortSignal.timeout(2_000),
+    });
     await response.body?.cancel();
     return response.ok;
   } catch {
@@ -106,10 +155,17 @@ export function tail(logFile: string, lines = 20): string {
   }
 }
 
-export async function control<T>(url: string, path: string, body: unknown, timeoutMs: number): Promise<T> {
+export async function control<T>(
+  url: string,
+  controlSecret: string,
+  path: string,
+  body: unknown,
+  timeoutMs: number,
+): Promise<T> {
+  const authorization = `Bearer ${controlSecret}`;
   const response = await fetch(`${url}/_sluice/${path}`, {
     method: body === undefined ? 'GET' : 'POST',
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(timeoutMs),
   });

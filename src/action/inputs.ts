@@ -5,6 +5,7 @@
 import * as core from '@actions/core';
 import { Inputs } from './constants.js';
 import { LOOPBACK_HOSTS } from '../proxy/config.js';
+import { isLoopbackHost } from './nix-conf-values.js';
 
 export type PushMode = 'auto' | 'true' | 'false';
 export type Compression = 'zstd' | 'xz' | 'none';
@@ -40,7 +41,7 @@ export function readInputs(): ActionInputs {
       'xz',
       'none',
     ] as const),
-    listen: parseListen(core.getInput(Inputs.Listen) || '127.0.0.1:37515'),
+    listen: parseListen(core.getInput(Inputs.Listen) || '127.0.0.1:0'),
     drainTimeoutSeconds: parseSeconds(Inputs.DrainTimeout, core.getInput(Inputs.DrainTimeout) || '120'),
     strict: parseBoolean(Inputs.Strict, core.getInput(Inputs.Strict) || 'false'),
     summary: parseBoolean(Inputs.Summary, core.getInput(Inputs.Summary) || 'true'),
@@ -77,6 +78,12 @@ export function parseServer(value: string): URL {
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new InputError(`Input 'server' must be an http(s) URL; got protocol '${url.protocol}'.`);
+  }
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+    // Anyone on the path could read the cache token and answer the exchange with keys of their own.
+    throw new InputError(
+      `Input 'server' must be an https:// URL: plain http is allowed only on loopback (127.0.0.0/8, ::1, localhost); got '${url.origin}'.`,
+    );
   }
   if (url.username || url.password) {
     throw new InputError(

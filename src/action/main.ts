@@ -8,7 +8,15 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { HOOK_BUNDLE, JobEnv, Outputs, PROXY_BUNDLE } from './constants.js';
-import { DaemonStartError, startDaemon, writeDaemonConfig, type RunningDaemon } from './daemon.js';
+import {
+  DaemonStartError,
+  newJobSecrets,
+  removeFiles,
+  startDaemon,
+  writeControlSecret,
+  writeDaemonConfig,
+  type RunningDaemon,
+} from './daemon.js';
 import {
   ExchangeRefusedError,
   exchangeToken,
@@ -19,6 +27,7 @@ import {
 import { readInputs, type ActionInputs } from './inputs.js';
 import { configureNix } from './configure-nix.js';
 import { nixVersion } from './nix-config.js';
+import { checkPublicKey, NixConfValueError } from './nix-conf-values.js';
 import { saveState, type SavedState } from './state.js';
 import { recordStore } from './store-paths.js';
 
@@ -97,6 +106,19 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
   const listen = `${inputs.listen.host}:${inputs.listen.port}`;
   const idTokenUrl = process.env.ACTIONS_ID_TOKEN_REQUEST_URL;
   const idTokenRequestToken = process.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN;
+  // Per-job credentials of the proxy: masked in case Nix prints its substituter's URL.
+  const secrets = newJobSecrets();
+  core.setSecret(secrets.cachePrefix);
+  core.setSecret(secrets.controlSecret);
+  const controlSecretFile = writeControlSecret(stateDir, secrets.controlSecret);
+  const secretFiles = [
+    join(stateDir, 'daemon.json'),
+    controlSecretFile,
+    join(stateDir, 'nix-substituter.conf'),
+  ];
+  // Saved first: the post step deletes whatever of these is left, however the job went.
+  state.secretFiles = secretFiles;
+  state.controlSecretFile = controlSecretFile;
   const configFile = writeDaemonConfig({
     listen,
     server: inputs.server.href,
@@ -117,6 +139,8 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
     read: state.read,
     write: state.write,
     ...(inputs.pin ? { pin: inputs.pin } : {}),
+    auth: secrets,
+    secretFiles: secretFiles.slice(1),
   });
 
   let daemon: RunningDaemon;
@@ -126,11 +150,16 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
       configFile,
       stateDir,
       inputs.listen.host,
+      secrets.controlSecret,
     );
   } catch (error) {
+    removeFiles(secretFiles);
     if (!(error instanceof DaemonStartError)) throw error;
     problem(state, `Sluice's proxy did not start, so this job runs without the cache: ${error.message}`);
     return;
+  } finally {
+    // The daemon deletes its config once read; this covers a daemon that died before reading it.
+    removeFiles([configFile]);
   }
   state.daemon = daemon;
   core.info(`Sluice's proxy is listening at ${daemon.url} (pid ${daemon.pid}).`);
@@ -139,6 +168,8 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
     {
       stateDir,
       proxyUrl: daemon.url,
+      cachePrefix: secrets.cachePrefix,
+      controlSecretFile,
       publicKeys: access.publicKeys,
       ...(pushEnabled ? { hookBundle: join(bundles, HOOK_BUNDLE, 'index.js') } : {}),
     },
@@ -178,7 +209,7 @@ async function getAccess(inputs: ActionInputs, state: SavedState): Promise<Acces
     core.info(
       `Sluice token exchange: reading ${grant.read.join(', ') || 'no slices'}, writing ${grant.write ?? 'no slice'}, until ${grant.expiresAt}.`,
     );
-    return { grant, publicKeys: grant.publicKeys };
+    return trustedKeys(state, { grant, publicKeys: grant.publicKeys });
   } catch (error) {
     if (error instanceof ExchangeRefusedError) {
       problem(
@@ -203,5 +234,23 @@ async function anonymous(inputs: ActionInputs, state: SavedState): Promise<Acces
   }
   core.info('The server serves the cache anonymously: this job reads from it and pushes nothing.');
   state.mode = 'anonymous';
-  return { publicKeys: anonymousReads.publicKeys };
+  return trustedKeys(state, { publicKeys: anonymousReads.publicKeys });
+}
+
+/**
+ * The server's keys go into nix.conf, where a newline would add settings of the server's choosing:
+ * any key that is not exactly `name:base64(32 bytes)` means the cache is not used at all.
+ */
+function trustedKeys(state: SavedState, access: Access): Access | undefined {
+  try {
+    access.publicKeys.forEach(checkPublicKey);
+    return access;
+  } catch (error) {
+    if (!(error instanceof NixConfValueError)) throw error;
+    problem(
+      state,
+      `Sluice does not use the cache in this job: the server's answer gave a signing key that cannot go into nix.conf (${error.message}). Check the server's signing key and that nothing between the runner and the server alters its answers.`,
+    );
+    return undefined;
+  }
 }

@@ -1,6 +1,9 @@
 /**
  * Points Nix at the proxy: a marked block in a nix.conf that adds the proxy as a substituter, trusts
- * the server's keys, turns on `fallback` and installs the post-build hook.
+ * the server's keys, turns on `fallback` and installs the post-build hook. The substituter URL holds
+ * the job's secret path, so it sits in a 0600 file of its own that the block `!include`s: nix.conf
+ * stays world-readable, and a reader who may not read the file (another user, a sandboxed build)
+ * learns nothing (Nix skips an `!include` it cannot read).
  *
  * `post-build-hook` and `substituters` are honoured only from the configuration of whoever runs the
  * builds. Without a Nix daemon (single-user) that is the runner user, so the user's nix.conf is
@@ -13,13 +16,15 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { NIX_CONF_BLOCK_BEGIN, NIX_CONF_BLOCK_END } from './constants.js';
+import { checkPath, checkProxyUrl, checkPublicKey } from './nix-conf-values.js';
 
 const execFileAsync = promisify(execFile);
 
 export type NixConfScope = 'user' | 'system';
 
 export interface NixSettings {
-  substituter: string;
+  /** The 0600 file that sets the substituter (writeSubstituterFile). */
+  substituterFile: string;
   publicKeys: string[];
   postBuildHook?: string;
 }
@@ -59,15 +64,18 @@ export function confFile(scope: NixConfScope, env: NodeJS.ProcessEnv = process.e
   return join(env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config'), 'nix', 'nix.conf');
 }
 
+/** The block; throws NixConfValueError when a value does not look exactly as it should. */
 export function renderBlock(settings: NixSettings): string {
   const lines = [
     NIX_CONF_BLOCK_BEGIN,
-    `extra-substituters = ${settings.substituter}`,
-    `extra-trusted-public-keys = ${settings.publicKeys.join(' ')}`,
+    // `!include`: a file that is gone or unreadable is skipped, not an error.
+    `!include ${checkPath(settings.substituterFile, 'the substituter file')}`,
+    `extra-trusted-public-keys = ${settings.publicKeys.map(checkPublicKey).join(' ')}`,
     // The proxy or the server may go away mid-job: Nix then builds instead of failing.
     'fallback = true',
   ];
-  if (settings.postBuildHook) lines.push(`post-build-hook = ${settings.postBuildHook}`);
+  if (settings.postBuildHook)
+    lines.push(`post-build-hook = ${checkPath(settings.postBuildHook, 'the post-build hook')}`);
   lines.push(NIX_CONF_BLOCK_END);
   return lines.join('\n') + '\n';
 }
@@ -100,10 +108,21 @@ async function writeMaybeSudo(file: string, text: string): Promise<void> {
   }
 }
 
+/**
+ * The substituter setting, in a file only this user can read (and root: in multi-user mode the Nix
+ * daemon, which runs as root, reads it; the build users cannot).
+ */
+export function writeSubstituterFile(stateDir: string, proxyUrl: string): string {
+  const file = join(stateDir, 'nix-substituter.conf');
+  writeFileSync(file, `extra-substituters = ${checkProxyUrl(proxyUrl)}\n`, { mode: 0o600 });
+  return file;
+}
+
 export async function writeNixConf(file: string, settings: NixSettings): Promise<void> {
+  const block = renderBlock(settings);
   const current = withoutBlock(readIfExists(file));
   const separator = current === '' || current.endsWith('\n') ? '' : '\n';
-  await writeMaybeSudo(file, current + separator + renderBlock(settings));
+  await writeMaybeSudo(file, current + separator + block);
 }
 
 /** Takes the Sluice block out again; true when there was one. */
@@ -154,13 +173,16 @@ export function writeHookScript(
   nodePath: string,
   hookBundle: string,
   proxyUrl: string,
+  controlSecretFile: string,
 ): string {
   const file = join(stateDir, 'post-build-hook.sh');
+  // The control secret's file, not the secret: argv is visible to every local process.
+  const program = [nodePath, hookBundle, proxyUrl, controlSecretFile].map(sh).join(' ');
   const script = [
     '#!/bin/sh',
     '# Sluice: reports each local build to the proxy, which pushes it. Never fails the build.',
     `if [ -x ${sh(nodePath)} ] && [ -f ${sh(hookBundle)} ]; then`,
-    `  ${sh(nodePath)} ${sh(hookBundle)} ${sh(proxyUrl)} >/dev/null 2>&1 </dev/null || true`,
+    `  ${program} >/dev/null 2>&1 </dev/null || true`,
     'fi',
     'exit 0',
     '',

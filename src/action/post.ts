@@ -5,7 +5,14 @@
 import * as core from '@actions/core';
 import { existsSync, readFileSync } from 'node:fs';
 import { Outputs } from './constants.js';
-import { control, ensureStopped, isAlive, type DaemonStats } from './daemon.js';
+import {
+  control,
+  ensureStopped,
+  isAlive,
+  readControlSecret,
+  removeFiles,
+  type DaemonStats,
+} from './daemon.js';
 import { describeFetchError } from './exchange.js';
 import { removeNixConf, restartNixDaemon } from './nix-config.js';
 import { loadState, type SavedState } from './state.js';
@@ -30,6 +37,12 @@ export async function run(): Promise<void> {
     await restoreNixConf(state, problems);
   } catch (error) {
     problems.push(`Sluice could not clean up nix.conf: ${(error as Error).message}`);
+  }
+  try {
+    // The daemon deletes these when it stops; not when it was killed or never started.
+    removeFiles(state.secretFiles ?? []);
+  } catch (error) {
+    problems.push(`Sluice could not delete its secret files: ${(error as Error).message}`);
   }
 
   const newProblems = problems.slice(state.problems.length);
@@ -65,6 +78,14 @@ async function finish(state: SavedState, problems: string[]): Promise<DaemonStat
     );
     return undefined;
   }
+  const secret = state.controlSecretFile ? readControlSecret(state.controlSecretFile) : undefined;
+  if (!secret) {
+    problems.push(
+      `Sluice's control secret (${state.controlSecretFile ?? 'no file'}) is gone, so the proxy could not be asked to push; it is stopped.`,
+    );
+    await ensureStopped(daemon.pid, 0);
+    return undefined;
+  }
   let stats: DaemonStats | undefined;
   try {
     const paths =
@@ -76,6 +97,7 @@ async function finish(state: SavedState, problems: string[]): Promise<DaemonStat
     );
     stats = await control<DaemonStats>(
       daemon.url,
+      secret,
       'drain',
       { deadlineSeconds: state.drainTimeoutSeconds, paths },
       state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS,
@@ -84,9 +106,9 @@ async function finish(state: SavedState, problems: string[]): Promise<DaemonStat
     problems.push(
       `Sluice's proxy did not finish pushing in time (${describeFetchError(error)}): some builds were not pushed. Raise \`drain-timeout\` if this repeats.`,
     );
-    stats = await control<DaemonStats>(daemon.url, 'stats', undefined, 5_000).catch(() => undefined);
+    stats = await control<DaemonStats>(daemon.url, secret, 'stats', undefined, 5_000).catch(() => undefined);
   }
-  await control(daemon.url, 'shutdown', {}, 5_000).catch(() => undefined);
+  await control(daemon.url, secret, 'shutdown', {}, 5_000).catch(() => undefined);
   const ended = await ensureStopped(daemon.pid);
   if (ended === 'survived') problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
   else if (ended !== 'exited') core.info(`Sluice's proxy did not exit on request and was ${ended}.`);

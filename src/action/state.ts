@@ -17,6 +17,10 @@ export interface SavedState {
   /** File listing the store's entries when the main step ran, for post's fallback diff. */
   storeListFile?: string;
   nixConfig?: { file: string; scope: 'user' | 'system' };
+  /** Files that hold the job's secrets (paths only): post deletes what the daemon left. */
+  secretFiles?: string[];
+  /** The 0600 file with the daemon's control secret, which post needs to drain and stop it. */
+  controlSecretFile?: string;
   read?: string[];
   write?: string | null;
 }

@@ -12,6 +12,18 @@ export const AUDIT_USAGE = `usage: sluice audit [--slice S] [--since T] [--data 
   --json         one JSON object per line instead of tab-separated columns
 `;
 
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+
+/** One column: rows stored before claims were escaped may hold a tab or a newline; they must not make a row. */
+function tsvField(value: string | number | null): string {
+  if (value === null) return '-';
+  return String(value).replace(
+    CONTROL_CHARACTERS,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 export async function runAudit(
   argv: string[],
   io: { stdout: Writable; stderr: Writable } = process,
@@ -50,7 +62,7 @@ export async function runAudit(
       io.stdout.write(
         values.json
           ? `${JSON.stringify(record)}\n`
-          : `${AUDIT_COLUMNS.map((column) => record[column] ?? '-').join('\t')}\n`,
+          : `${AUDIT_COLUMNS.map((column) => tsvField(record[column])).join('\t')}\n`,
       );
     }
     return 0;

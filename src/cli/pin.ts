@@ -71,10 +71,11 @@ async function add(
   const paths = pathTexts.map((text) => StorePath.parse(text).toPath());
   const ttlSeconds = flags.ttl === undefined ? undefined : parseDuration(flags.ttl);
   return withStores(flags, async ({ meta }) => {
-    const found = await meta.findNarInfos(
+    const rows = await meta.findNarInfos(
       paths.map((path) => path.slice(11, 43)),
       (candidate) => candidate === slice,
     );
+    const found = new Set(rows.map((row) => row.hashPart));
     const missing = paths.filter((path) => !found.has(path.slice(11, 43)));
     if (missing.length > 0) throw new Error(`not in slice '${slice}': ${missing.join(', ')}`);
     const now = Date.now();

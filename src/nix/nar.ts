@@ -11,10 +11,10 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { Duplex, PassThrough, Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
-import { finished, pipeline } from 'node:stream/promises';
+import { pipeline } from 'node:stream/promises';
 import { constants as zlibConstants, createZstdCompress, createZstdDecompress } from 'node:zlib';
 import { Hash } from './hash.js';
-import { ZstdFrameScanner, ZstdFrameSplitter } from './zstd-frames.js';
+import { ZstdFrameSplitter } from './zstd-frames.js';
 
 /** Compressions Sluice can verify and produce (a subset of what Nix reads). */
 export const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'] as const;
@@ -25,9 +25,20 @@ export const NAR_EXTENSIONS: Record<NarCompression, string> = { none: '', zstd: 
 
 export class CompressionError extends Error {}
 
-const XZ_DECOMPRESS_MEMLIMIT = '256MiB';
+/** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
+export class DecompressionMemoryError extends CompressionError {}
 
-function checkCompression(compression: string): NarCompression {
+/** Without a stated limit: xz -9 needs 65 MiB to decompress; a file asking for far more is refused. */
+const XZ_DECOMPRESS_MEMLIMIT = 256 * 1024 * 1024;
+
+export interface DecompressorOptions {
+  /** Memory the decompressor may use: xz's `--memlimit-decompress`, zstd's largest window. */
+  maxMemory?: number;
+}
+
+const mib = (bytes: number) => `${Math.round((bytes / 2 ** 20) * 10) / 10} MiB`;
+
+export function checkCompression(compression: string): NarCompression {
   if (!(NAR_COMPRESSIONS as readonly string[]).includes(compression)) {
     throw new CompressionError(
       `unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`,
@@ -45,6 +56,8 @@ class ProcessStream extends Duplex {
     command: string,
     args: string[],
     private readonly what: string,
+    /** Turns the program's stderr into a more specific error, where it recognises one. */
+    private readonly explain: (stderr: string) => Error | undefined = () => undefined,
   ) {
     super();
     this.child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -70,7 +83,7 @@ class ProcessStream extends Duplex {
       if (code === 0) this.push(null);
       else {
         const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
-        this.destroy(new CompressionError(`${this.what} failed: ${detail}`));
+        this.destroy(this.explain(this.stderr) ?? new CompressionError(`${this.what} failed: ${detail}`));
       }
     });
   }
@@ -101,23 +114,41 @@ class ProcessStream extends Duplex {
  */
 const ZSTD_CHUNK_BYTES = 256 * 1024;
 
+/** Node's zstd decoder, its window bounded by `maxMemory` (default: zstd's own limit, 128 MiB). */
+export function createZstdDecoder(maxMemory?: number): Duplex {
+  const windowLogMax =
+    maxMemory === undefined ? undefined : Math.min(31, Math.max(10, Math.floor(Math.log2(maxMemory))));
+  return createZstdDecompress({
+    chunkSize: ZSTD_CHUNK_BYTES,
+    ...(windowLogMax === undefined ? {} : { params: { [zlibConstants.ZSTD_d_windowLogMax]: windowLogMax } }),
+  });
+}
+
+/** The `xz` program decompressing within `maxMemory`, on one thread (one dictionary per upload). */
+function createXzDecoder(maxMemory = XZ_DECOMPRESS_MEMLIMIT): Duplex {
+  return new ProcessStream(
+    'xz',
+    ['--decompress', '--stdout', '--quiet', '--threads=1', `--memlimit-decompress=${maxMemory}`],
+    'xz decompression',
+    (stderr) =>
+      /memory usage limit reached/i.test(stderr)
+        ? new DecompressionMemoryError(
+            `xz data needs more memory to decompress than the limit of ${mib(maxMemory)} (its dictionary is larger)`,
+          )
+        : undefined,
+  );
+}
+
 /** A stream that turns a compressed NAR file back into the NAR. */
-export function createDecompressor(compression: string): Duplex {
+export function createDecompressor(compression: string, options: DecompressorOptions = {}): Duplex {
   switch (checkCompression(compression)) {
     case 'none':
       return new PassThrough();
     case 'zstd':
       // Node's decoder alone drops frames that follow another in the same chunk: split them first.
-      return new ZstdFrameSplitter().compose(
-        createZstdDecompress({ chunkSize: ZSTD_CHUNK_BYTES }),
-      ) as unknown as Duplex;
+      return new ZstdFrameSplitter().compose(createZstdDecoder(options.maxMemory)) as unknown as Duplex;
     case 'xz':
-      // xz -9 needs 65 MiB to decompress; a file asking for far more is refused, not obeyed.
-      return new ProcessStream(
-        'xz',
-        ['--decompress', '--stdout', '--quiet', `--memlimit-decompress=${XZ_DECOMPRESS_MEMLIMIT}`],
-        'xz decompression',
-      );
+      return createXzDecoder(options.maxMemory);
   }
 }
 
@@ -187,122 +218,6 @@ export class HashingStream extends Transform {
 export interface NarDigest {
   narHash: Hash;
   narSize: number;
-}
-
-/**
- * Decompresses a NAR file fed chunk by chunk and hashes the NAR inside, without a stream of its
- * own to pass through: the upload path feeds it the chunks it also writes to storage.
- */
-export interface NarHasher {
-  /** Resolves once `chunk` is consumed (its buffer may then be reused); rejects if it is corrupt. */
-  write(chunk: Buffer): Promise<void>;
-  /** The NAR's digest once the file has ended where a NAR may end; rejects otherwise. */
-  end(): Promise<NarDigest>;
-  /** Stops early, freeing the decompressor. */
-  destroy(): void;
-}
-
-export function createNarHasher(compression: string): NarHasher {
-  switch (checkCompression(compression)) {
-    case 'none':
-      return new PlainNarHasher();
-    case 'zstd': {
-      // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
-      const scanner = new ZstdFrameScanner();
-      return new StreamNarHasher(
-        createZstdDecompress({ chunkSize: ZSTD_CHUNK_BYTES }),
-        (chunk, write) => scanner.split(chunk, write),
-        () => scanner.finish(),
-      );
-    }
-    case 'xz':
-      // The program's stdin may still hold a written chunk after its callback: it gets a copy.
-      return new StreamNarHasher(createDecompressor('xz'), (chunk, write) => write(Buffer.from(chunk)));
-  }
-}
-
-class PlainNarHasher implements NarHasher {
-  private readonly hasher = createHash('sha256');
-  private size = 0;
-
-  write(chunk: Buffer): Promise<void> {
-    this.hasher.update(chunk);
-    this.size += chunk.length;
-    return Promise.resolve();
-  }
-
-  end(): Promise<NarDigest> {
-    return Promise.resolve({ narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size });
-  }
-
-  destroy(): void {}
-}
-
-/** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
-class StreamNarHasher implements NarHasher {
-  private readonly hasher = createHash('sha256');
-  private size = 0;
-  private failure: Error | undefined;
-  /** Settles the promise of the write in progress. */
-  private settle: ((error?: Error | null) => void) | undefined;
-
-  constructor(
-    private readonly decompressor: Duplex,
-    /** Writes `chunk` into the decompressor, in one or more pieces. */
-    private readonly feed: (chunk: Buffer, write: (piece: Buffer) => void) => void,
-    /** Throws if the input so far cannot be a whole file. */
-    private readonly checkEnd: () => void = () => undefined,
-  ) {
-    decompressor.on('data', (chunk: Buffer) => {
-      this.hasher.update(chunk);
-      this.size += chunk.length;
-    });
-    decompressor.on('error', (error: Error) => this.fail(error));
-    decompressor.on('close', () => {
-      if (!decompressor.readableEnded) this.fail(new Error('the decompressor closed early'));
-    });
-  }
-
-  private fail(error: Error): void {
-    this.failure ??= error;
-    this.settle?.(this.failure);
-  }
-
-  write(chunk: Buffer): Promise<void> {
-    if (this.failure) return Promise.reject(this.failure);
-    const pieces: Buffer[] = [];
-    try {
-      this.feed(chunk, (piece) => pieces.push(piece));
-    } catch (error) {
-      this.failure ??= error as Error;
-      return Promise.reject(this.failure);
-    }
-    if (pieces.length === 0) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      this.settle = (error) => {
-        this.settle = undefined;
-        if (error) reject(error);
-        else resolve();
-      };
-      // Write callbacks run in order: the last one means every piece is consumed.
-      for (const [i, piece] of pieces.entries()) {
-        this.decompressor.write(piece, i === pieces.length - 1 ? (error) => this.settle?.(error) : undefined);
-      }
-    });
-  }
-
-  async end(): Promise<NarDigest> {
-    if (this.failure) throw this.failure;
-    this.checkEnd();
-    this.decompressor.end();
-    await finished(this.decompressor);
-    if (this.failure) throw this.failure;
-    return { narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size };
-  }
-
-  destroy(): void {
-    this.decompressor.destroy();
-  }
 }
 
 /** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */

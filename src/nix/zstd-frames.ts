@@ -4,6 +4,9 @@
  * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
  * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
  * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
+ *
+ * For uploads the walk also refuses what a NAR file has no use for: skippable frames (padding that
+ * would be stored and served) and frames whose window needs more memory than allowed.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 
@@ -22,11 +25,27 @@ type Unit =
   | 'skipContent';
 
 // Units whose bytes are parsed (the others are only counted).
-const PARSED: ReadonlySet<Unit> = new Set(['magic', 'descriptor', 'blockHeader', 'skipSize']);
+const PARSED: ReadonlySet<Unit> = new Set(['magic', 'descriptor', 'headerRest', 'blockHeader', 'skipSize']);
 const DICT_ID_BYTES = [0, 1, 2, 4];
 const CONTENT_SIZE_BYTES = [0, 2, 4, 8];
 
 export class ZstdFrameError extends Error {}
+
+/** A frame asks for a larger window (decoder memory) than `maxWindowBytes`. */
+export class ZstdWindowError extends ZstdFrameError {}
+
+/** A skippable frame where `refuseSkippable` is set. */
+export class ZstdSkippableFrameError extends ZstdFrameError {}
+
+export interface ZstdFrameRules {
+  /** Refuse skippable frames instead of dropping them. */
+  refuseSkippable?: boolean;
+  /** Refuse frames whose window (what the decoder must keep) is larger. */
+  maxWindowBytes?: number;
+}
+
+const MiB = 1024 * 1024;
+const mib = (bytes: number) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
 
 /** A Transform over ZstdFrameScanner: what it emits, it pushes. */
 export class ZstdFrameSplitter extends Transform {
@@ -62,6 +81,10 @@ export class ZstdFrameScanner {
   private need = 4;
   private parsed: number[] = [];
   private checksum = false;
+  private singleSegment = false;
+  private dictIdBytes = 0;
+  /** Where the current frame began, for messages. */
+  private frameStart = 0;
   private lastBlock = false;
   /** Bytes of input consumed so far, for error messages. */
   private position = 0;
@@ -69,6 +92,8 @@ export class ZstdFrameScanner {
   private forwarding = false;
   /** Where the current `split` call emits (advance() emits a frame's magic number). */
   private emit: (piece: Buffer) => void = () => undefined;
+
+  constructor(private readonly rules: ZstdFrameRules = {}) {}
 
   /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
   split(chunk: Buffer, emit: (piece: Buffer) => void): void {
@@ -108,13 +133,21 @@ export class ZstdFrameScanner {
     switch (this.unit) {
       case 'magic': {
         const magic = bytes.readUInt32LE(0);
+        this.frameStart = this.position - 4;
         if (magic === ZSTD_MAGIC) {
           this.emit(bytes);
           this.forwarding = true;
           return this.next('descriptor', 1);
         }
-        if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) return this.next('skipSize', 4);
-        throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.position - 4}`);
+        if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) {
+          if (this.rules.refuseSkippable) {
+            throw new ZstdSkippableFrameError(
+              `zstd skippable frame at byte ${this.frameStart}: padding is not accepted in a NAR file`,
+            );
+          }
+          return this.next('skipSize', 4);
+        }
+        throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.frameStart}`);
       }
       case 'descriptor': {
         const d = bytes[0]!;
@@ -122,6 +155,8 @@ export class ZstdFrameScanner {
         const singleSegment = (d >> 5) & 1;
         const contentSizeFlag = d >> 6;
         this.checksum = ((d >> 2) & 1) === 1;
+        this.singleSegment = singleSegment === 1;
+        this.dictIdBytes = DICT_ID_BYTES[d & 3]!;
         const rest =
           (singleSegment ? 0 : 1) +
           DICT_ID_BYTES[d & 3]! +
@@ -129,6 +164,7 @@ export class ZstdFrameScanner {
         return this.next('headerRest', rest);
       }
       case 'headerRest':
+        this.checkWindow(bytes);
         return this.next('blockHeader', 3);
       case 'blockHeader': {
         const header = bytes[0]! | (bytes[1]! << 8) | (bytes[2]! << 16);
@@ -147,6 +183,32 @@ export class ZstdFrameScanner {
         return this.next('skipContent', bytes.readUInt32LE(0));
       case 'skipContent':
         return this.endFrame();
+    }
+  }
+
+  /** The window the frame header declares (RFC 8878 3.1.1.1.2), against `maxWindowBytes`. */
+  private checkWindow(rest: Buffer): void {
+    const max = this.rules.maxWindowBytes;
+    if (max === undefined) return;
+    let window: number;
+    if (this.singleSegment) {
+      // No window descriptor: the window is the whole content, whose size follows the dictionary id.
+      const sizeBytes = rest.subarray(this.dictIdBytes);
+      window =
+        sizeBytes.length === 2
+          ? sizeBytes.readUInt16LE(0) + 256
+          : sizeBytes.length === 8
+            ? Number(sizeBytes.readBigUInt64LE(0))
+            : sizeBytes.readUIntLE(0, sizeBytes.length);
+    } else {
+      const descriptor = rest[0]!;
+      const base = 2 ** (10 + (descriptor >> 3));
+      window = base + (base / 8) * (descriptor & 7);
+    }
+    if (window > max) {
+      throw new ZstdWindowError(
+        `zstd frame at byte ${this.frameStart} needs a ${mib(window)} window to decompress, over the limit of ${mib(max)}`,
+      );
     }
   }
 

@@ -4,6 +4,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { PinConfig } from './pin.js';
+import { isAbsolute } from 'node:path';
+import { SECRET_PATTERN, type ProxyAuth } from './auth.js';
 
 export type PushCompression = 'zstd' | 'xz' | 'none';
 
@@ -40,6 +42,10 @@ export interface DaemonConfig {
   write: string | null;
   /** The Action's `pin` input: pin what the job produced once drained. */
   pin?: PinConfig;
+  /** The per-job credentials every request must carry (src/proxy/auth.ts). */
+  auth: ProxyAuth;
+  /** Files holding the job's secrets, deleted when the daemon stops. */
+  secretFiles: string[];
 }
 
 export class ConfigError extends Error {}
@@ -151,6 +157,31 @@ function parsePush(value: unknown): PushConfig {
   return push;
 }
 
+function parseAuth(value: unknown): ProxyAuth {
+  if (!isRecord(value)) throw new ConfigError('auth must be an object { cachePrefix, controlSecret }');
+  const auth = {
+    cachePrefix: requireString(value, 'cachePrefix', 'auth.'),
+    controlSecret: requireString(value, 'controlSecret', 'auth.'),
+  };
+  for (const [key, secret] of Object.entries(auth)) {
+    if (!SECRET_PATTERN.test(secret)) {
+      throw new ConfigError(`auth.${key} must be 32 to 128 characters of base64url`);
+    }
+  }
+  if (auth.cachePrefix === auth.controlSecret) {
+    throw new ConfigError('auth.cachePrefix and auth.controlSecret must differ');
+  }
+  return auth;
+}
+
+function parseSecretFiles(value: unknown): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || value.some((f) => typeof f !== 'string' || !isAbsolute(f))) {
+    throw new ConfigError('secretFiles must be an array of absolute paths');
+  }
+  return value as string[];
+}
+
 export function parseConfig(value: unknown): DaemonConfig {
   if (!isRecord(value)) throw new ConfigError('config must be a JSON object');
   const listen = requireString(value, 'listen');
@@ -165,6 +196,8 @@ export function parseConfig(value: unknown): DaemonConfig {
     stateDir: requireString(value, 'stateDir'),
     read: Array.isArray(value.read) ? value.read.filter((s): s is string => typeof s === 'string') : [],
     write: typeof value.write === 'string' ? value.write : null,
+    auth: parseAuth(value.auth),
+    secretFiles: parseSecretFiles(value.secretFiles),
   };
   if (config.token !== null) config.tokenExpiresAt = parseExpiry(value.tokenExpiresAt);
   if (value.pin !== undefined && value.pin !== null) {

@@ -2,9 +2,10 @@
  * The daemon's lifecycle: read the config, wire the parts, listen, announce readiness in
  * `<stateDir>/ready.json`, and shut down cleanly on `/_sluice/shutdown` or SIGTERM.
  */
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DestinationStream } from 'pino';
+import { RequestGate } from './auth.js';
 import { parseListen, readConfig, type DaemonConfig } from './config.js';
 import { createLogger, Secrets, type Logger } from './log.js';
 import { Pinner } from './pin.js';
@@ -42,9 +43,16 @@ async function writeReadyFile(stateDir: string, port: number): Promise<void> {
   await rename(tmp, path);
 }
 
+/** Deletes the files that hold the job's secrets: they are no use once the daemon is gone. */
+export async function removeSecretFiles(files: string[]): Promise<void> {
+  await Promise.all(files.map((file) => rm(file, { force: true }).catch(() => undefined)));
+}
+
 export async function startDaemon(config: DaemonConfig, options: DaemonOptions = {}): Promise<Daemon> {
   const secrets = new Secrets();
   secrets.add(config.token);
+  secrets.add(config.auth.cachePrefix);
+  secrets.add(config.auth.controlSecret);
   const log = createLogger(secrets, options.logDestination);
   const { host, port } = parseListen(config.listen);
   await mkdir(config.stateDir, { recursive: true });
@@ -88,6 +96,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
       await queue?.close();
       routes.close();
       await Promise.all([proxy.close(), server.destroy()]);
+      await removeSecretFiles(config.secretFiles);
       log.flush();
     })());
 
@@ -110,6 +119,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
       shutdown: () => void close().then(options.onShutdown),
       ...(config.pin && queue ? { pinner: new Pinner(server, config.pin, stats, log) } : {}),
     },
+    new RequestGate(config.auth),
     log,
   );
   tokens.start();
@@ -132,14 +142,27 @@ export async function run(configPath = process.argv[2]): Promise<void> {
     process.stderr.write('usage: sluice-proxy <config.json>\n');
     process.exit(2);
   }
-  let daemon: Daemon;
-  try {
-    daemon = await startDaemon(await readConfig(configPath), { onShutdown: () => process.exit(0) });
-  } catch (e) {
+  const failed = async (e: unknown, secretFiles: string[]): Promise<never> => {
     process.stdout.write(
       `${JSON.stringify({ level: 50, msg: 'daemon failed to start', err: (e as Error).message })}\n`,
     );
+    await removeSecretFiles(secretFiles);
     process.exit(1);
+  };
+  let config: DaemonConfig;
+  try {
+    config = await readConfig(configPath);
+  } catch (e) {
+    return failed(e, [configPath]);
+  } finally {
+    // The config holds the cache token and the job's secrets: from here they live in memory only.
+    await rm(configPath, { force: true }).catch(() => undefined);
+  }
+  let daemon: Daemon;
+  try {
+    daemon = await startDaemon(config, { onShutdown: () => process.exit(0) });
+  } catch (e) {
+    return failed(e, config.secretFiles);
   }
   const stop = (signal: string): void => {
     daemon.log.info({ signal }, 'signal received');

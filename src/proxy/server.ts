@@ -2,6 +2,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { HttpError, sendError } from '../http/errors.js';
+import type { RequestGate } from './auth.js';
 import { handleControl, type ControlContext } from './control.js';
 import type { Logger } from './log.js';
 import type { CacheRoutes } from './routes.js';
@@ -26,17 +27,30 @@ export async function startProxyServer(
   port: number,
   routes: CacheRoutes,
   control: ControlContext,
+  gate: RequestGate,
   log: Logger,
 ): Promise<ProxyServer> {
+  let refusals = 0;
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const pathname = requestPath(req.url);
+    const target = requestPath(req.url);
+    // Until the request is authenticated its path is only the caller's word: logs never show it.
+    let pathname = '(unauthenticated)';
     try {
-      if (pathname.startsWith('/_sluice/')) await handleControl(req, res, pathname, control);
-      else if (!(await routes.handle(req, res, pathname))) {
-        throw new HttpError(404, `${pathname} is not served here`, 'not_found');
+      if (target.startsWith('/_sluice/')) {
+        gate.checkControl(req);
+        pathname = target;
+        await handleControl(req, res, pathname, control);
+      } else {
+        pathname = gate.cachePath(target);
+        if (!(await routes.handle(req, res, pathname))) {
+          throw new HttpError(404, `${pathname} is not served here`, 'not_found');
+        }
       }
     } catch (e) {
-      if (!(e instanceof HttpError))
+      if (e instanceof HttpError && e.status === 401) {
+        // A few lines say someone tried; a flood of attempts cannot flood the log.
+        if (++refusals <= 20) log.warn({ method: req.method, err: e.message }, 'refused a request');
+      } else if (!(e instanceof HttpError))
         log.error({ err: (e as Error).message, path: pathname }, 'request failed');
       sendError(res, e);
     }

@@ -9,9 +9,19 @@ import {
   isSlicePattern,
   isTemplate,
   normalizeSliceName,
+  templateCouldMake,
   templateShape,
 } from './exchange/slice-names.js';
 import * as retention from './retention/settings.js';
+import { ConfigError, parseDuration, parseSize } from './config-values.js';
+import {
+  DEFAULT_UPLOAD_LIMITS,
+  parseUploadLimit,
+  UPLOAD_LIMIT_KEYS,
+  type UploadLimits,
+} from './upload-limits.js';
+
+export { ConfigError, parseCount, parseDuration, parseSize } from './config-values.js';
 
 export interface Listen {
   host: string;
@@ -58,8 +68,10 @@ export interface Config {
   data: string;
   /** Lifetime of the cache tokens issued by the OIDC exchange. */
   tokenTtlSeconds: number;
-  /** Largest NAR upload accepted, in bytes. */
+  /** Largest NAR accepted, in bytes: the upload and the NAR inside it. */
   maxNarSize: number;
+  /** Bounds on what one upload may cost: inflation, decoder memory, concurrency, idle bodies. */
+  uploads: UploadLimits;
   /** The URL clients should use for the cache, when it differs from the listen address (reverse proxy). */
   publicUrl?: string;
   issuers: IssuerConfig[];
@@ -86,52 +98,11 @@ export function defaultConfig(): Config {
     retention: {},
     gcIntervalSeconds: retention.DEFAULT_GC_INTERVAL_SECONDS,
     gcGraceSeconds: retention.DEFAULT_GC_GRACE_SECONDS,
+    uploads: { ...DEFAULT_UPLOAD_LIMITS },
     issuers: [
       { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
     ],
   };
-}
-
-export class ConfigError extends Error {}
-
-const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800, y: 31536000 };
-const SIZE_UNITS: Record<string, number> = {
-  '': 1,
-  b: 1,
-  k: 1024,
-  kib: 1024,
-  m: 1024 ** 2,
-  mib: 1024 ** 2,
-  g: 1024 ** 3,
-  gib: 1024 ** 3,
-  t: 1024 ** 4,
-  tib: 1024 ** 4,
-};
-
-/** A whole number with a unit from `units` (a bare number takes `bareUnit`) → the number times the unit, or NaN. */
-function numberWithUnit(value: unknown, units: Record<string, number>, bareUnit: string): number {
-  const text = typeof value === 'number' ? `${value}${bareUnit}` : String(value).trim();
-  const match = /^(\d+)\s*([a-z]*)$/i.exec(text);
-  const unit = match ? units[(match[2] as string).toLowerCase()] : undefined;
-  return match && unit !== undefined ? Number(match[1]) * unit : NaN;
-}
-
-/** `30s`, `15m`, `1h`, `30d` (or a number of seconds) → seconds. Throws a `ConfigError` otherwise. */
-export function parseDuration(value: unknown): number {
-  const seconds = numberWithUnit(value, DURATION_UNITS, 's');
-  if (!Number.isSafeInteger(seconds) || seconds <= 0) {
-    throw new ConfigError(`${JSON.stringify(value)} is not a duration such as 30s, 15m, 1h or 30d`);
-  }
-  return seconds;
-}
-
-/** `10GiB`, `512MiB`, `1G`, `4096` (binary units; a number is bytes) → bytes. */
-export function parseSize(value: unknown): number {
-  const bytes = numberWithUnit(value, SIZE_UNITS, '');
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) {
-    throw new ConfigError(`${JSON.stringify(value)} is not a size such as 512MiB or 10GiB`);
-  }
-  return bytes;
 }
 
 /** `host:port` or `[ipv6]:port`. */
@@ -238,6 +209,7 @@ const TOP_LEVEL_KEYS = [
   'token_ttl',
   'max_nar_size',
   'public_url',
+  ...(Object.keys(UPLOAD_LIMIT_KEYS) as (keyof typeof UPLOAD_LIMIT_KEYS)[]),
   'issuers',
   'slices',
   'retention',
@@ -370,7 +342,27 @@ function parseSlices(v: Validator, value: unknown, issuers: IssuerConfig[]): Sli
     if (slices.findIndex((other) => other.name === slice.name) !== i)
       v.fail(['slices', i, 'name'], `duplicate slice '${slice.name}'`);
   });
+  slices.forEach((slice, i) => checkTemplateCollision(v, slices, i));
   return slices;
+}
+
+/**
+ * Configured names are reserved: a template never makes one (the policy refuses it at exchange),
+ * so a configured name without write rules that a writing template could make was only ever
+ * written through the template. That silently stops; worse, it was the takeover this prevents.
+ */
+function checkTemplateCollision(v: Validator, slices: SliceConfig[], i: number): void {
+  const slice = slices[i] as SliceConfig;
+  if (isTemplate(slice.name) || !isSliceName(slice.name) || slice.write.length > 0) return;
+  const template = slices.find(
+    (other) => isTemplate(other.name) && other.write.length > 0 && templateCouldMake(other.name, slice.name),
+  );
+  if (template) {
+    v.fail(
+      ['slices', i, 'name'],
+      `'${slice.name}' could also be made by the template '${template.name}', which never writes a slice named in the config: give '${slice.name}' write rules of its own (repository_id: …) or list it under a name no template makes`,
+    );
+  }
 }
 
 /** Parses and validates YAML config text. `source` names the file in error messages. */
@@ -393,6 +385,10 @@ export function parseConfig(text: string, source = 'config'): Config {
     config.tokenTtlSeconds = v.parse(['token_ttl'], raw.token_ttl, parseDuration);
   if (raw.max_nar_size !== undefined)
     config.maxNarSize = v.parse(['max_nar_size'], raw.max_nar_size, parseSize);
+  for (const [key, { field, kind }] of Object.entries(UPLOAD_LIMIT_KEYS)) {
+    if (raw[key] !== undefined)
+      config.uploads[field] = v.parse([key], raw[key], (value) => parseUploadLimit(kind, value));
+  }
   if (raw.public_url !== undefined)
     config.publicUrl = v.url(['public_url'], raw.public_url, true).replace(/\/+$/, '');
   if (raw.issuers !== undefined) config.issuers = parseIssuers(v, raw.issuers);

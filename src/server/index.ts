@@ -20,6 +20,7 @@ import {
 import type { Access } from './http/auth.js';
 import { NarInfoSigner } from './http/narinfo-signer.js';
 import { createRouter } from './http/router.js';
+import { UploadSlots } from './http/upload-slots.js';
 import { createLogger, type Logger } from './log.js';
 import { ServerMetrics } from './metrics.js';
 import { ReadRecorder } from './retention/access.js';
@@ -30,6 +31,7 @@ import { defaultKeyName, loadOrCreateSigningKey } from './signing-key.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';
 import type { WriterIdentity } from './storage/metadata-store.js';
 import { SqliteMetadataStore } from './storage/sqlite-metadata-store.js';
+import { grantRanking } from './union-read.js';
 
 export interface StartOptions {
   /** Where JSON logs go (default: stdout). */
@@ -56,6 +58,7 @@ function writerIdentity(grant: CacheGrant): WriterIdentity {
   if (grant.kind !== 'ci') return {};
   const id = grant.identity as CiIdentity;
   return {
+    issuer: id.issuer,
     repository: id.repository,
     repositoryId: id.repository_id,
     repositoryOwnerId: id.repository_owner_id,
@@ -66,11 +69,9 @@ function writerIdentity(grant: CacheGrant): WriterIdentity {
   };
 }
 
-function accessFromGrant(grant: CacheGrant): Omit<Access, 'authenticated'> {
-  const canRead = (slice: string) =>
-    slice === grant.write || grant.read.some((pattern) => readCovers(pattern, slice));
+function accessFromGrant(grant: CacheGrant): Omit<Access, 'authenticated' | 'canRead'> {
   return {
-    canRead,
+    rank: grantRanking(grant),
     write: grant.write,
     bindWrite: grant.bindWrite === true,
     identity: writerIdentity(grant),
@@ -115,7 +116,13 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     blobs,
     meta,
     narinfoSigner: new NarInfoSigner(signingKey),
-    maxNarSize: config.maxNarSize,
+    narLimits: {
+      maxNarSize: config.maxNarSize,
+      maxRatio: config.uploads.maxCompressionRatio,
+      maxDecompressionMemory: config.uploads.maxDecompressionMemory,
+    },
+    uploadSlots: new UploadSlots(config.uploads),
+    bodyIdleTimeoutMs: config.uploads.bodyIdleTimeoutMs,
     metrics,
     log,
     now,

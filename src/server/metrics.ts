@@ -25,6 +25,11 @@ export class ServerMetrics {
     help: 'NAR bytes sent',
     registers: [this.registry],
   });
+  readonly narinfoConflicts = new Counter({
+    name: 'sluice_narinfo_conflicts_total',
+    help: 'Lookups where readable slices hold different narinfos (NarHash) for one store path; answered by precedence',
+    registers: [this.registry],
+  });
   readonly rejectedUploads = new Counter({
     name: 'sluice_rejected_uploads_total',
     help: 'Uploads (NARs and narinfos) refused, by reason',

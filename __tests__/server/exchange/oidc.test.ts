@@ -17,6 +17,11 @@ describe('OIDC ID token verification (a real local issuer, real jose)', () => {
     expect(grant).toEqual({
       kind: 'ci',
       read: ['acme/app', 'acme/*'],
+      // Template grants read only slices bound to these ids (issue 18 item 2), not by name.
+      readOwners: [
+        { issuer: 'github', repositoryId: '100001' },
+        { issuer: 'github', repositoryOwnerId: '5001' },
+      ],
       write: 'acme/app',
       bindWrite: true, // the default policy's `${repository}` template
       identity: expect.objectContaining({

@@ -138,6 +138,51 @@ slices:
     }
   });
 
+  it('never fills a template into a name the config lists, for reads or writes (403 says why)', async () => {
+    const slices = `slices:
+  - name: acme/release
+    write:
+      - { repository_id: '5678', environment: production }
+  - name: \${repository}
+    read: [ {} ]
+    write:
+      - { event_name: push }
+`;
+    const error = await expectHttpError(
+      exchangeFor(issuer, slices).exchange(
+        await issuer.sign(githubClaims({ repository: 'Acme/Release', repository_id: '9999' })),
+      ),
+      403,
+      /^no slice is granted/,
+    );
+    expect(error.message).toContain(
+      `slice '\${repository}' write: 'acme/release' is a slice named in the config, which no template can make`,
+    );
+    expect((await grantFor(slices)).write).toBe('acme/app');
+  });
+
+  it('gives every issuer after the first its own default namespace, template reads bound to it', async () => {
+    const other = await startOidcIssuer();
+    try {
+      const config = parseConfig(
+        `${configYaml(issuer)}  - { name: forgejo, issuer: '${other.url}', allow_insecure_http: true }\n`,
+      );
+      const exchange = createExchange(config, newTokenKey());
+      const fromForgejo = (await exchange.exchange(await other.sign())).grant;
+      expect(fromForgejo).toMatchObject({
+        write: 'forgejo/acme/app',
+        read: ['forgejo/acme/app', 'forgejo/acme/*'],
+        readOwners: [
+          { issuer: 'forgejo', repositoryId: '100001' },
+          { issuer: 'forgejo', repositoryOwnerId: '5001' },
+        ],
+      });
+      expect((await exchange.exchange(await issuer.sign())).grant.write).toBe('acme/app');
+    } finally {
+      await other.close();
+    }
+  });
+
   it('lists public slices, readable without a token', () => {
     const exchange = exchangeFor(
       issuer,

@@ -23,11 +23,25 @@ export interface ReadTokenIdentity {
   name: string;
 }
 
+/**
+ * A read grant that came from a template (`${repository_owner}/*`) covers only slices that a job of
+ * this issuer (and these ids, when its tokens carry them) bound by writing them: names are for
+ * display, ids decide (an owner name can be deleted and registered again, two issuers can both
+ * have an `acme`).
+ */
+export interface OwnerRequirement {
+  issuer: string;
+  repositoryId?: string;
+  repositoryOwnerId?: string;
+}
+
 export interface CacheGrant {
   /** `ci`: from the OIDC exchange; `read`: made by `sluice token create`, never writes. */
   kind: 'ci' | 'read';
   /** Slice names and `*` patterns the token may read. */
   read: string[];
+  /** Per entry of `read`: the binding a slice needs to be covered by it; null: the name alone. */
+  readOwners?: (OwnerRequirement | null)[];
   /** The one slice the token may write, or null. */
   write: string | null;
   /** The write slice belongs to the first repository that writes it (see PolicyDecision.bindWrite). */
@@ -41,6 +55,11 @@ export interface CacheTokens {
   verify(token: string): Promise<CacheGrant>;
 }
 
+function isOwnerRequirement(value: unknown): value is OwnerRequirement {
+  if (!isStringRecord(value) || typeof value.issuer !== 'string') return false;
+  return Object.keys(value).every((key) => ['issuer', 'repositoryId', 'repositoryOwnerId'].includes(key));
+}
+
 function isStringRecord(value: unknown): value is Record<string, string> {
   return (
     typeof value === 'object' &&
@@ -52,13 +71,20 @@ function isStringRecord(value: unknown): value is Record<string, string> {
 
 /** Re-checks a signed payload's shape: defence in depth should the key ever sign something odd. */
 function grantFromPayload(payload: JWTPayload): CacheGrant {
-  const { kind, read, write, identity, bind_write: bindWrite } = payload;
+  const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners } = payload;
   const validKind = kind === 'ci' || kind === 'read';
   const validRead =
     Array.isArray(read) && read.every((item) => typeof item === 'string' && isSlicePattern(item));
   const validWrite = write === null || (typeof write === 'string' && isSliceName(write) && kind === 'ci');
   const validBind = bindWrite === undefined || typeof bindWrite === 'boolean';
-  if (!validKind || !validRead || !validWrite || !validBind || !isStringRecord(identity)) {
+  // Tokens issued before read grants carried owners have none: they read by name until they expire.
+  const validOwners =
+    readOwners === undefined ||
+    (Array.isArray(readOwners) &&
+      Array.isArray(read) &&
+      readOwners.length === read.length &&
+      readOwners.every((owner) => owner === null || isOwnerRequirement(owner)));
+  if (!validKind || !validRead || !validWrite || !validBind || !validOwners || !isStringRecord(identity)) {
     throw unauthorized(CACHE_TOKEN, 'malformed claims', 'malformed_token');
   }
   return {
@@ -66,6 +92,7 @@ function grantFromPayload(payload: JWTPayload): CacheGrant {
     read: read as string[],
     write: write as string | null,
     bindWrite: bindWrite === true,
+    ...(readOwners === undefined ? {} : { readOwners: readOwners as (OwnerRequirement | null)[] }),
     identity: identity as CiIdentity | ReadTokenIdentity,
   };
 }
@@ -96,6 +123,7 @@ export function createCacheTokens(tokenKey: KeyObject, now: () => number = Date.
         read: grant.read,
         write: grant.write,
         bind_write: grant.bindWrite === true,
+        ...(grant.readOwners ? { read_owners: grant.readOwners } : {}),
         identity: grant.identity,
       })
         .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' })

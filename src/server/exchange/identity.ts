@@ -46,11 +46,26 @@ export function claimString(value: unknown): string | undefined {
   return undefined;
 }
 
+// Code points that end or shape a line or column in a terminal, a log or tab-separated output.
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+
+/**
+ * `text` with every control character (tab, newline, escape…) spelled `\uXXXX` and every
+ * backslash doubled, so a claim printed in `sluice audit`'s columns stays one field of one row.
+ */
+export function escapeControlCharacters(text: string): string {
+  return text
+    .replace(/\\/g, '\\\\')
+    .replace(CONTROL_CHARACTERS, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** The identity claims, each escaped (claims are the CI's words: a workflow name can hold a tab). */
 export function identityFromClaims(issuerName: string, claims: JWTPayload): CiIdentity {
   const identity: CiIdentity = { issuer: issuerName };
   for (const claim of IDENTITY_CLAIMS) {
     const value = claimString(claims[claim]);
-    if (value !== undefined) identity[claim] = value.slice(0, 500);
+    if (value !== undefined) identity[claim] = escapeControlCharacters(value.slice(0, 500));
   }
   return identity;
 }

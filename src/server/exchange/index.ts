@@ -10,7 +10,7 @@ import { createOidcVerifier, type OidcOptions } from './oidc.js';
 import { createPolicy, defaultSlices } from './policy.js';
 import { isSlicePattern, normalizeSliceName } from './slice-names.js';
 
-export type { CacheGrant, ReadTokenIdentity } from './cache-token.js';
+export type { CacheGrant, OwnerRequirement, ReadTokenIdentity } from './cache-token.js';
 export type { CiIdentity } from './identity.js';
 export { sliceMatches, isSliceName, isSlicePattern, normalizeSliceName } from './slice-names.js';
 export { loadOrCreateTokenKey, tokenKeyPath, TOKEN_KEY_FILE } from './token-key.js';

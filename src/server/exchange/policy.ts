@@ -7,7 +7,16 @@ import type { JWTPayload } from 'jose';
 import type { IssuerConfig, Rule, SliceConfig } from '../config.js';
 import { HttpError } from '../../http/errors.js';
 import { claimString } from './identity.js';
-import { fillTemplate, globMatches, isTemplate, type TemplateResult } from './slice-names.js';
+import type { OwnerRequirement } from './cache-token.js';
+import {
+  fillTemplate,
+  globMatches,
+  isSliceName,
+  isTemplate,
+  normalizeSliceName,
+  templateClaims,
+  type TemplateResult,
+} from './slice-names.js';
 
 /**
  * A pull-request job's own slice, `<slice>/pr-<number>`, for a slice with `pull_requests` whose
@@ -26,28 +35,35 @@ export const DEFAULT_WRITE_EVENTS = ['push', 'schedule', 'workflow_dispatch', 'm
 
 /**
  * With no `slices` configured: one slice per repository, written by its own workflows on trusted
- * events, read by every repository of the same owner.
+ * events, read by every repository of the same owner. The first issuer's slices are named
+ * `owner/repo`; every other issuer's get its name in front (`forgejo/owner/repo`), so no issuer
+ * can take a name first that another's repository needs.
  */
 export function defaultSlices(issuers: IssuerConfig[]): SliceConfig[] {
-  return [
-    {
-      name: '${repository}',
-      public: false,
-      read: [],
-      write: issuers.map((issuer) => ({ issuer: issuer.name, claims: { event_name: DEFAULT_WRITE_EVENTS } })),
-    },
-    {
-      name: '${repository_owner}/*',
-      public: false,
-      read: issuers.map((issuer) => ({ issuer: issuer.name, claims: {} })),
-      write: [],
-    },
-  ];
+  return issuers.flatMap((issuer, index): SliceConfig[] => {
+    const prefix = index === 0 ? '' : `${issuer.name}/`;
+    return [
+      {
+        name: `${prefix}\${repository}`,
+        public: false,
+        read: [],
+        write: [{ issuer: issuer.name, claims: { event_name: DEFAULT_WRITE_EVENTS } }],
+      },
+      {
+        name: `${prefix}\${repository_owner}/*`,
+        public: false,
+        read: [{ issuer: issuer.name, claims: {} }],
+        write: [],
+      },
+    ];
+  });
 }
 
 export interface PolicyDecision {
-  /** Slice names and patterns the token may read (the write slice included). */
+  /** Slice names and patterns the token may read (the write slice included), in the policy's order. */
   read: string[];
+  /** Per entry of `read`: the binding a template grant needs (issuer, ids); null for configured names. */
+  readOwners: (OwnerRequirement | null)[];
   write: string | null;
   /**
    * The write slice's name came from a template (`${repository}`): the server binds such a slice to
@@ -92,17 +108,54 @@ function matchRules(
   return { matched: false, failures: perRule.map((failures) => failures.join(', ')).join('; or ') };
 }
 
+/**
+ * What a slice made by `template` must be bound to for this token to read it: the issuer, and the
+ * ids behind the names the template uses (when the issuer's tokens carry them).
+ */
+function ownerRequirement(template: string, issuerName: string, claims: JWTPayload): OwnerRequirement {
+  const used = templateClaims(template);
+  const repositoryId = claimString(claims.repository_id);
+  const repositoryOwnerId = claimString(claims.repository_owner_id);
+  return {
+    issuer: issuerName,
+    ...(used.includes('repository') && repositoryId ? { repositoryId } : {}),
+    ...(used.includes('repository_owner') && repositoryOwnerId ? { repositoryOwnerId } : {}),
+  };
+}
+
+/**
+ * Fills a template, refusing a name the config itself lists: configured slices are governed by
+ * their own rules, so a new repository called `acme/release` must not reach the slice
+ * `acme/release` through `${repository}`.
+ */
+function sliceName(template: string, claims: JWTPayload, configured: Set<string>): TemplateResult {
+  if (!isTemplate(template)) return { ok: true, name: template };
+  const filled = fillTemplate(template, claims);
+  if (filled.ok && configured.has(filled.name))
+    return {
+      ok: false,
+      problem: `'${filled.name}' is a slice named in the config, which no template can make`,
+    };
+  return filled;
+}
+
 export function createPolicy(slices: SliceConfig[]): Policy {
+  const configured = new Set(
+    slices
+      .filter((slice) => !isTemplate(slice.name) && isSliceName(slice.name))
+      .map((slice) => normalizeSliceName(slice.name)),
+  );
   return {
     evaluate(issuerName, claims) {
-      const read = new Set<string>();
+      const read = new Map<string, { name: string; owner: OwnerRequirement | null }>();
+      const addRead = (name: string, owner: OwnerRequirement | null) =>
+        read.set(`${name} ${JSON.stringify(owner)}`, { name, owner });
       let write: string | null = null;
       let bindWrite = false;
       const refusals: string[] = [];
       for (const slice of slices) {
-        const name: TemplateResult = isTemplate(slice.name)
-          ? fillTemplate(slice.name, claims)
-          : { ok: true, name: slice.name };
+        const name = sliceName(slice.name, claims, configured);
+        const owner = isTemplate(slice.name) ? ownerRequirement(slice.name, issuerName, claims) : null;
         for (const access of ['write', 'read'] as const) {
           const rules = slice[access];
           if (rules.length === 0) continue;
@@ -117,13 +170,14 @@ export function createPolicy(slices: SliceConfig[]): Policy {
               write = name.name;
               bindWrite = isTemplate(slice.name);
             }
-            if (access === 'read' || write === name.name) read.add(name.name);
+            if (access === 'read' || write === name.name) addRead(name.name, owner);
           }
         }
       }
       if (write === null) {
-        write = pullRequestWriteSlice(slices, read, claims);
-        if (write !== null) read.add(write);
+        const readNames = new Set([...read.values()].map((grant) => grant.name));
+        write = pullRequestWriteSlice(slices, readNames, claims);
+        if (write !== null) addRead(write, null);
       }
       if (read.size === 0 && write === null) {
         throw new HttpError(
@@ -132,7 +186,13 @@ export function createPolicy(slices: SliceConfig[]): Policy {
           'policy_denied',
         );
       }
-      return { read: [...read], write, bindWrite: write !== null && bindWrite };
+      const grants = [...read.values()];
+      return {
+        read: grants.map((grant) => grant.name),
+        readOwners: grants.map((grant) => grant.owner),
+        write,
+        bindWrite: write !== null && bindWrite,
+      };
     },
     publicSlices() {
       return slices.filter((slice) => slice.public).map((slice) => slice.name);

@@ -76,6 +76,17 @@ export function templateShape(template: string): string {
   return template.replace(TEMPLATE_PLACEHOLDER, 'x');
 }
 
+/**
+ * Whether filling `template` could give `name`: each placeholder read as `*` (a claim value may hold
+ * `/`, as `repository` does). A configured slice that a template could make is never made by it.
+ */
+export function templateCouldMake(template: string, name: string): boolean {
+  return globMatches(
+    normalizeSliceName(template.replace(TEMPLATE_PLACEHOLDER, '*')),
+    normalizeSliceName(name),
+  );
+}
+
 export type TemplateResult = { ok: true; name: string } | { ok: false; problem: string };
 
 /**

@@ -5,11 +5,14 @@
 import type { IncomingMessage } from 'node:http';
 import { HttpError } from '../../http/errors.js';
 import type { SliceFilter, WriterIdentity } from '../storage/metadata-store.js';
+import { readableBy, withPublicSlices, type SliceRank } from '../union-read.js';
 
 /** What a request may do, resolved from its token (or the lack of one). */
 export interface Access {
   /** Whether the request carried a valid token. */
   authenticated: boolean;
+  /** The precedence of the readable slices (src/server/union-read.ts); null for the others. */
+  rank: SliceRank;
   canRead: SliceFilter;
   write: string | null;
   /** Bind the write slice to the writer's repository on its first accepted narinfo. */
@@ -18,7 +21,7 @@ export interface Access {
 }
 
 /** Verifies a cache token; throws (any error) when the token is unusable. */
-export type TokenVerifier = (token: string) => Promise<Omit<Access, 'authenticated'>>;
+export type TokenVerifier = (token: string) => Promise<Omit<Access, 'authenticated' | 'canRead'>>;
 
 /** The token in the request, or null when there is no Authorization header. */
 export function requestToken(req: IncomingMessage): string | null {
@@ -49,12 +52,21 @@ export function requestToken(req: IncomingMessage): string | null {
 export async function resolveAccess(
   req: IncomingMessage,
   verify: TokenVerifier,
-  isPublic: SliceFilter,
+  isPublic: (slice: string) => boolean,
 ): Promise<Access> {
   const token = requestToken(req);
-  if (token === null)
-    return { authenticated: false, canRead: isPublic, write: null, bindWrite: false, identity: {} };
-  let access: Omit<Access, 'authenticated'>;
+  if (token === null) {
+    const rank = withPublicSlices(() => null, isPublic);
+    return {
+      authenticated: false,
+      rank,
+      canRead: readableBy(rank),
+      write: null,
+      bindWrite: false,
+      identity: {},
+    };
+  }
+  let access: Omit<Access, 'authenticated' | 'canRead'>;
   try {
     access = await verify(token);
   } catch (error) {
@@ -62,8 +74,8 @@ export async function resolveAccess(
     const reason = error instanceof Error ? error.message : String(error);
     throw new HttpError(401, `invalid cache token: ${reason}`, 'bad_token', { 'www-authenticate': 'Bearer' });
   }
-  const canRead = access.canRead;
-  return { ...access, authenticated: true, canRead: (slice) => isPublic(slice) || canRead(slice) };
+  const rank = withPublicSlices(access.rank, isPublic);
+  return { ...access, authenticated: true, rank, canRead: readableBy(rank) };
 }
 
 /** The write slice, or the reason there is none: 401 without a token, 403 with a read-only one. */

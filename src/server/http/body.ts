@@ -1,4 +1,8 @@
-/** Request bodies: size limits checked from Content-Length before reading, and again while reading. */
+/**
+ * Request bodies: size limits checked from Content-Length before reading, and again while reading;
+ * a body that goes quiet is abandoned rather than held open (a slow-loris upload keeps a
+ * decompressor and an upload slot for as long as it is allowed to).
+ */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from '../../http/errors.js';
 
@@ -19,14 +23,59 @@ export function acceptBody(req: IncomingMessage, res: ServerResponse): void {
   if (/100-continue/i.test(req.headers.expect ?? '')) res.writeContinue();
 }
 
-export async function readSmallBody(req: IncomingMessage, limit: number, what: string): Promise<Buffer> {
+export async function readSmallBody(
+  body: AsyncIterable<Buffer>,
+  limit: number,
+  what: string,
+): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
+  for await (const chunk of body) {
     size += chunk.length;
     if (size > limit)
       throw new HttpError(413, `${what} is larger than the limit of ${limit} bytes`, 'too_large');
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
+}
+
+/**
+ * `source`, failing with 408 when a chunk takes longer than `idleMs` to arrive. Only the wait for
+ * the client counts: while the consumer is busy (writing to storage, decompressing) nothing is
+ * asked for and no timer runs. After a timeout the request is left as it is, so that the 408 can
+ * still be sent on its connection (which the router then closes).
+ */
+export function withIdleTimeout(source: AsyncIterable<Buffer>, idleMs: number): AsyncIterable<Buffer> {
+  return {
+    [Symbol.asyncIterator]() {
+      const inner = source[Symbol.asyncIterator]();
+      let timedOut = false;
+      return {
+        next() {
+          const next = inner.next();
+          let timer: NodeJS.Timeout | undefined;
+          const timeout = new Promise<never>((_resolve, reject) => {
+            timer = setTimeout(() => {
+              timedOut = true;
+              // The chunk asked for may still come, or the connection fail: neither matters now.
+              next.catch(() => undefined);
+              reject(
+                new HttpError(
+                  408,
+                  `the request body sent nothing for ${idleMs / 1000} s (body_idle_timeout): abandoned`,
+                  'idle_body',
+                ),
+              );
+            }, idleMs);
+          });
+          return Promise.race([next, timeout]).finally(() => clearTimeout(timer));
+        },
+        return(value?: unknown) {
+          // Ending the inner iterator destroys the request, and with it the socket the 408 needs.
+          if (timedOut) return Promise.resolve({ done: true as const, value: undefined });
+          return inner.return?.(value) ?? Promise.resolve({ done: true as const, value: undefined });
+        },
+      };
+    },
+  };
 }

@@ -7,7 +7,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
 import { HttpError } from '../../http/errors.js';
 import { Hash } from '../../nix/hash.js';
-import type { NarCompression } from '../../nix/nar.js';
+import type { NarLimits } from '../../nix/nar-hasher.js';
+import { NAR_EXTENSIONS, type NarCompression } from '../../nix/nar.js';
 import { NarInfoError, parseNarInfo, serializeNarInfo, type NarInfo } from '../../nix/narinfo.js';
 import { StorePath } from '../../nix/store-path.js';
 import type { Logger } from '../log.js';
@@ -15,18 +16,22 @@ import type { ServerMetrics } from '../metrics.js';
 import type { ReadRecorder } from '../retention/access.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore, NarFacts } from '../storage/metadata-store.js';
-import { requireWriteSlice, type Access } from './auth.js';
+import { requestToken, requireWriteSlice, type Access } from './auth.js';
 import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
 import type { NarInfoSigner } from './narinfo-signer.js';
 import { EXTENSION_COMPRESSION } from './paths.js';
 import { parseRange } from './range.js';
 import { verifyNarUpload, type NarUploadName } from './nar-upload.js';
+import { lookupNarInfos } from './narinfo-lookup.js';
+import type { UploadSlots } from './upload-slots.js';
 
 export interface CacheDeps {
   blobs: BlobStore;
   meta: MetadataStore;
   narinfoSigner: NarInfoSigner;
-  maxNarSize: number;
+  /** What a NAR upload may be: its size (as uploaded and inflated), ratio, decoder memory. */
+  narLimits: NarLimits;
+  uploadSlots: UploadSlots;
   metrics: ServerMetrics;
   log: Logger;
   /** The server's clock (ms): access times and pushes are recorded with it (injectable for tests). */
@@ -38,6 +43,8 @@ export interface CacheRequest {
   req: IncomingMessage;
   res: ServerResponse;
   access(): Promise<Access>;
+  /** The request body, failing with 408 when the client goes quiet. */
+  body(): AsyncIterable<Buffer>;
 }
 
 /** The upload limit for narinfos (and nix-cache-info), as the issue sets it. */
@@ -60,10 +67,10 @@ export function getNixCacheInfo({ res }: CacheRequest): void {
 }
 
 /** Nix PUTs a nix-cache-info when it finds none: ours is fixed, so the upload is read and dropped. */
-export async function putNixCacheInfo({ req, res }: CacheRequest): Promise<void> {
+export async function putNixCacheInfo({ req, res, body }: CacheRequest): Promise<void> {
   checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
   acceptBody(req, res);
-  await readSmallBody(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
+  await readSmallBody(body(), NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
   send(res, 204, {});
 }
 
@@ -73,13 +80,10 @@ function notFound(what: string): HttpError {
 
 export async function getNarInfo(deps: CacheDeps, request: CacheRequest, hashPart: string): Promise<void> {
   const access = await request.access();
-  let record = await deps.meta.findNarInfo(hashPart, access.canRead);
-  // Removed by a collector between the lookup and the recording of the read: look again.
-  if (record && !(await deps.reads.record([record])))
-    record = await deps.meta.findNarInfo(hashPart, access.canRead);
+  const record = (await lookupNarInfos(deps, access, [hashPart])).get(hashPart);
   deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
   if (!record) throw notFound(`${hashPart}.narinfo`);
-  const body = deps.narinfoSigner.sign(record.narinfo);
+  const body = deps.narinfoSigner.served(record);
   send(
     request.res,
     200,
@@ -94,12 +98,22 @@ export async function getNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
  * would skip the upload and the narinfo would then be refused for lack of it.
  */
 async function narVisible(deps: CacheDeps, access: Access, key: string, method: string): Promise<boolean> {
-  const ownUpload = access.write !== null && (await deps.meta.uploadedNar(access.write, key)) !== null;
+  const ownUpload =
+    access.write !== null &&
+    (await deps.meta.uploadedNar(access.write, key)) !== null &&
+    (await holdsWriteSlice(deps, access, access.write));
   // A writer that sees the NAR will not upload it: mark it used so a collector leaves it alone
   // (or, when one is deleting it right now, say no so the writer uploads it again).
   if (method === 'HEAD' && access.write !== null)
     return ownUpload && (await deps.meta.touchNar(key, new Date(deps.now())));
   return ownUpload || (await deps.meta.isNarReadable(key, access.canRead));
+}
+
+/** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
+async function holdsWriteSlice(deps: CacheDeps, access: Access, slice: string): Promise<boolean> {
+  if (!access.bindWrite) return true;
+  const owner = await deps.meta.sliceOwner(slice);
+  return owner === null || access.rank(slice, owner) === 0;
 }
 
 export async function getNar(deps: CacheDeps, request: CacheRequest, key: string): Promise<void> {
@@ -141,16 +155,24 @@ export async function getNar(deps: CacheDeps, request: CacheRequest, key: string
 }
 
 /**
- * Refuses a write into a template slice another repository wrote first (names change hands on
- * GitHub; ids do not). Slices named in the config follow their write rules alone. Uploads only
- * check; an accepted narinfo binds the slice, so a refused request changes nothing.
+ * Refuses a write into a template slice that a job of another repository, or of another issuer,
+ * wrote first (names change hands on GitHub; ids do not; two issuers may both have an `acme`).
+ * Slices named in the config follow their write rules alone. Uploads only check; an accepted
+ * narinfo binds the slice, so a refused request changes nothing.
  */
 async function checkSliceOwner(deps: CacheDeps, access: Access, slice: string, bind: boolean): Promise<void> {
-  const { repositoryId, repositoryOwnerId } = access.identity;
-  if (!repositoryId || !access.bindWrite) return;
+  if (!access.bindWrite) return;
+  const { issuer = '', repositoryId = '', repositoryOwnerId = '' } = access.identity;
   const owner = bind
-    ? await deps.meta.bindSlice(slice, { repositoryId, repositoryOwnerId: repositoryOwnerId ?? '' })
+    ? await deps.meta.bindSlice(slice, { issuer, repositoryId, repositoryOwnerId })
     : await deps.meta.sliceOwner(slice);
+  if (owner && owner.issuer !== issuer) {
+    throw new HttpError(
+      403,
+      `slice '${slice}' belongs to a repository of another issuer ('${owner.issuer}')`,
+      'slice_owner',
+    );
+  }
   if (owner && owner.repositoryId !== repositoryId) {
     throw new HttpError(
       403,
@@ -160,7 +182,11 @@ async function checkSliceOwner(deps: CacheDeps, access: Access, slice: string, b
   }
 }
 
-/** Streams an upload through the verification into the BlobStore and records it for the write slice. */
+/**
+ * Streams an upload through the verification into the BlobStore and records it for the write slice.
+ * The answer depends only on the write slice's own uploads: 200 if it had uploaded this NAR before,
+ * else 201, whether or not another slice holds the same file (which a writer must not learn).
+ */
 async function storeNarUpload(
   deps: CacheDeps,
   request: CacheRequest,
@@ -169,42 +195,60 @@ async function storeNarUpload(
   const { req, res } = request;
   const access = await request.access();
   const slice = requireWriteSlice(access);
-  checkDeclaredLength(req, deps.maxNarSize, 'NAR file');
+  checkDeclaredLength(req, deps.narLimits.maxNarSize, 'NAR file');
   await checkSliceOwner(deps, access, slice, false);
   await waitUntilNotDeleting(deps, nar.key);
-  acceptBody(req, res);
-  const upload = verifyNarUpload(req, {
-    ...nar.name,
-    compression: nar.compression,
-    maxSize: deps.maxNarSize,
-  });
-  let outcome: 'created' | 'exists';
+  const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
   try {
-    outcome = await deps.blobs.put(nar.key, upload.body);
-  } catch (error) {
-    if (error instanceof HttpError) throw error;
-    if (req.readableAborted || (error as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') {
-      throw new HttpError(400, 'the upload ended before its body was complete', 'truncated');
+    const hadIt = (await deps.meta.uploadedNar(slice, nar.key)) !== null;
+    acceptBody(req, res);
+    const upload = verifyNarUpload(request.body(), {
+      ...nar.name,
+      compression: nar.compression,
+      limits: deps.narLimits,
+    });
+    let stored: 'created' | 'exists';
+    try {
+      stored = await deps.blobs.put(nar.key, upload.body);
+    } catch (error) {
+      if (error instanceof HttpError) throw error;
+      if (req.readableAborted || (error as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') {
+        throw new HttpError(400, 'the upload ended before its body was complete', 'truncated');
+      }
+      throw error;
     }
-    throw error;
+    const digest = upload.digest();
+    deps.metrics.bytesIn.inc(digest.fileSize);
+    // A key named by FileHash holds these very bytes. One named by NarHash is the slice's own
+    // (narHashKey), but may hold other bytes it uploaded before (another compressor or level): the
+    // narinfo must describe the file that is served, so that one is hashed.
+    const file =
+      stored === 'exists' && 'narHash' in nar.name ? await storedFileDigest(deps.blobs, nar.key) : digest;
+    const facts: NarFacts = {
+      key: nar.key,
+      compression: nar.compression,
+      fileHash: file.fileHash.toString(),
+      fileSize: file.fileSize,
+      narHash: digest.narHash.toString(),
+      narSize: digest.narSize,
+    };
+    await deps.meta.recordUpload(slice, facts);
+    deps.log.info({ slice, nar: nar.key, fileSize: facts.fileSize, stored }, 'NAR uploaded');
+    return { outcome: hadIt ? 'exists' : 'created', facts };
+  } finally {
+    release();
   }
-  const digest = upload.digest();
-  deps.metrics.bytesIn.inc(digest.fileSize);
-  // A NAR named by its NarHash may already be stored as other bytes (another compressor, level or
-  // version): the narinfo must describe the file that is served, so that one is hashed.
-  const stored =
-    outcome === 'exists' && 'narHash' in nar.name ? await storedFileDigest(deps.blobs, nar.key) : digest;
-  const facts: NarFacts = {
-    key: nar.key,
-    compression: nar.compression,
-    fileHash: stored.fileHash.toString(),
-    fileSize: stored.fileSize,
-    narHash: digest.narHash.toString(),
-    narSize: digest.narSize,
-  };
-  await deps.meta.recordUpload(slice, facts);
-  deps.log.info({ slice, nar: nar.key, fileSize: facts.fileSize, stored: outcome }, 'NAR uploaded');
-  return { outcome, facts };
+}
+
+/**
+ * The blob key of a NAR uploaded by its NarHash: one per slice and NAR. Keyed by the NarHash alone,
+ * the first slice to upload a NAR would choose the bytes (and their size) every later uploader's
+ * narinfo must describe, and a 200 would tell the next uploader that someone holds it. A file
+ * named by its FileHash (Nix's uploads) is shared: the same name means the same bytes.
+ */
+export function narHashKey(slice: string, narHash: string, compression: NarCompression): string {
+  const hash = Hash.of('sha256', Buffer.from(`sluice nar upload\0${slice}\0${narHash}`));
+  return `${hash.nix32}.nar${NAR_EXTENSIONS[compression]}`;
 }
 
 /** How long an upload waits for a collector to finish deleting the same NAR file (a few ms normally). */
@@ -258,15 +302,17 @@ export async function putNar(
 /**
  * `PUT /_api/v1/nar/<narhash>.nar[.ext]`, as the Action's proxy uploads: the NAR inside must hash to
  * the name, which the uploader knows before compressing, so it streams without a FileHash pass of
- * its own. The answer tells it what its narinfo must say about the file.
+ * its own. It is stored under the slice's own key (narHashKey), and the answer tells the uploader
+ * what its narinfo must say about the file: its URL, FileHash and FileSize.
  */
 export async function putNarByNarHash(
   deps: CacheDeps,
   request: CacheRequest,
-  nar: { key: string; narHash: string; compression: NarCompression },
+  nar: { narHash: string; compression: NarCompression },
 ): Promise<void> {
+  const slice = requireWriteSlice(await request.access());
   const { outcome, facts } = await storeNarUpload(deps, request, {
-    key: nar.key,
+    key: narHashKey(slice, nar.narHash, nar.compression),
     compression: nar.compression,
     name: { narHash: Hash.parse(`sha256:${nar.narHash}`) },
   });
@@ -334,7 +380,7 @@ export async function putNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
   checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'narinfo');
   await checkSliceOwner(deps, access, slice, false);
   acceptBody(req, res);
-  const text = (await readSmallBody(req, NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
+  const text = (await readSmallBody(request.body(), NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
   let info: NarInfo;
   try {
     info = parseNarInfo(text, { maxBytes: NARINFO_UPLOAD_LIMIT });
@@ -358,14 +404,16 @@ export async function putNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
     sigs: [],
   };
   const { identity } = access;
-  const storedText = serializeNarInfo(stored);
+  // Signed once here, so the lookups that follow (the rest of this job, the next jobs) need not.
+  const signed = deps.narinfoSigner.signForStorage(serializeNarInfo(stored));
   const outcome = await deps.meta.putNarInfo(
     {
       slice,
       hashPart,
       storePath: info.storePath,
       narKey: facts.key,
-      narinfo: storedText,
+      narinfo: signed.narinfo,
+      signedBy: signed.signedBy,
       createdAt: now,
     },
     {
@@ -386,7 +434,5 @@ export async function putNarInfo(deps: CacheDeps, request: CacheRequest, hashPar
     { slice, storePath: info.storePath, stored: outcome, repository: identity.repository },
     'narinfo uploaded',
   );
-  // Signed once here, so the lookups that follow (the rest of this job, the next jobs) need not.
-  if (outcome === 'created') deps.narinfoSigner.sign(storedText);
   send(res, outcome === 'created' ? 201 : 200, {});
 }

@@ -4,6 +4,9 @@
  * NAR inside (NarHash/NarSize). It ends in an error, so the store commits nothing, when the file
  * is larger than allowed, does not decompress, or does not hash to the name it was uploaded as:
  * the file's hash (Nix's `PUT /nar/<filehash>`) or the NAR's (`PUT /_api/v1/nar/<narhash>`).
+ * Within the limits (NarHasher's): exactly one NAR, no padding, bounded size, ratio and decoder
+ * memory, so that a few kilobytes cannot buy minutes of CPU, gigabytes of memory, or a file
+ * larger than the NAR it holds.
  *
  * One loop does all of it, with no stream per step: the request's chunks are hashed, then copied
  * into one of two reused buffers, and each full buffer goes to the decompressor and to storage at
@@ -14,14 +17,18 @@ import { createHash } from 'node:crypto';
 import { HttpError } from '../../http/errors.js';
 import { BufferPool } from '../../nix/buffer-pool.js';
 import { Hash } from '../../nix/hash.js';
-import { createNarHasher, type NarCompression, type NarDigest } from '../../nix/nar.js';
+import { createNarHasher, NarLimitError, type NarLimits } from '../../nix/nar-hasher.js';
+import { NarFormatError } from '../../nix/nar-structure.js';
+import { DecompressionMemoryError, type NarCompression, type NarDigest } from '../../nix/nar.js';
+import { ZstdSkippableFrameError, ZstdWindowError } from '../../nix/zstd-frames.js';
 
 /** The hash an upload's name states: of the file as uploaded, or of the NAR inside it. */
 export type NarUploadName = { fileHash: Hash } | { narHash: Hash };
 
 export type ExpectedNarFile = NarUploadName & {
   compression: NarCompression;
-  maxSize: number;
+  /** `maxNarSize` also bounds the file as uploaded. */
+  limits: NarLimits;
 };
 
 export interface NarFileDigest {
@@ -58,20 +65,41 @@ function nameMismatch(expected: ExpectedNarFile, digest: NarFileDigest): HttpErr
   );
 }
 
+/**
+ * What compressors add to incompressible data, with room to spare: zstd ~700 bytes on 30 MB,
+ * xz ~2.5 KB (multi-threaded, level 0) on 30 MB, and ~60 bytes on an empty file. More is padding.
+ */
+export function maxFileOverhead(narSize: number): number {
+  return Math.floor(narSize / 1024) + 4096;
+}
+
+/** The answer to a failed decompression or check: what was refused and why. */
+function refusal(error: unknown, compression: NarCompression): HttpError {
+  if (error instanceof HttpError) return error;
+  if (error instanceof NarLimitError) {
+    return new HttpError(413, error.message, error.limit === 'nar_size' ? 'too_large' : error.limit);
+  }
+  if (error instanceof NarFormatError) return new HttpError(400, error.message, error.reason);
+  if (error instanceof ZstdSkippableFrameError) return new HttpError(400, error.message, 'padding');
+  if (error instanceof ZstdWindowError || error instanceof DecompressionMemoryError) {
+    return new HttpError(400, `${error.message} (max_decompression_memory)`, 'decompression_memory');
+  }
+  return new HttpError(
+    400,
+    `NAR file does not decompress as ${compression}: ${(error as Error).message}`,
+    'corrupt_nar',
+  );
+}
+
 export function verifyNarUpload(source: AsyncIterable<Buffer>, expected: ExpectedNarFile): VerifiedNarUpload {
   let digest: NarFileDigest | undefined;
-
-  const corrupt = (error: unknown) =>
-    new HttpError(
-      400,
-      `NAR file does not decompress as ${expected.compression}: ${(error as Error).message}`,
-      'corrupt_nar',
-    );
+  const { limits, compression } = expected;
+  const corrupt = (error: unknown) => refusal(error, compression);
 
   async function* body(): AsyncGenerator<Buffer> {
     const file = createHash('sha256');
     let fileSize = 0;
-    const nar = createNarHasher(expected.compression);
+    const nar = createNarHasher(compression, limits);
     const stages = [stageBuffers.take()];
     let stage = stages[0]!;
     let filled = 0;
@@ -87,10 +115,10 @@ export function verifyNarUpload(source: AsyncIterable<Buffer>, expected: Expecte
     try {
       for await (const chunk of source) {
         fileSize += chunk.length;
-        if (fileSize > expected.maxSize) {
+        if (fileSize > limits.maxNarSize) {
           throw new HttpError(
             413,
-            `NAR file is larger than the limit of ${expected.maxSize} bytes`,
+            `NAR file is larger than the limit of ${limits.maxNarSize} bytes`,
             'too_large',
           );
         }
@@ -124,6 +152,14 @@ export function verifyNarUpload(source: AsyncIterable<Buffer>, expected: Expecte
         narDigest = await nar.end();
       } catch (error) {
         throw corrupt(error);
+      }
+      if (compression !== 'none' && fileSize > narDigest.narSize + maxFileOverhead(narDigest.narSize)) {
+        throw new HttpError(
+          400,
+          `NAR file of ${fileSize} bytes holds a NAR of ${narDigest.narSize} bytes: more than ${compression} adds, ` +
+            'and padding is not accepted',
+          'padding',
+        );
       }
       const result = { fileHash: new Hash('sha256', file.digest()), fileSize, ...narDigest };
       const mismatch = nameMismatch(expected, result);

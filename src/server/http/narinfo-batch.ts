@@ -8,6 +8,7 @@ import { HttpError } from '../../http/errors.js';
 import { NARINFO_BATCH_LIMIT } from '../../http/narinfo-batch.js';
 import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
 import { send, type CacheDeps, type CacheRequest } from './cache-handlers.js';
+import { lookupNarInfos } from './narinfo-lookup.js';
 
 /** 1000 hash parts as JSON are ~35 KB. */
 export const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
@@ -63,14 +64,11 @@ export async function postNarInfos(
   checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
   acceptBody(req, res);
   const hashParts = parseBatchRequest(
-    await readSmallBody(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'),
+    await readSmallBody(request.body(), NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'),
   );
-  let records = await deps.meta.findNarInfos(hashParts, access.canRead);
-  // A row removed by a collector between the lookup and the recording of the read: look again.
-  if (!(await deps.reads.record(records.values())))
-    records = await deps.meta.findNarInfos(hashParts, access.canRead);
+  const records = await lookupNarInfos(deps, access, hashParts);
   const narinfos: Record<string, string> = {};
-  for (const [hashPart, record] of records) narinfos[hashPart] = deps.narinfoSigner.sign(record.narinfo);
+  for (const [hashPart, record] of records) narinfos[hashPart] = deps.narinfoSigner.served(record);
   if (records.size > 0) deps.metrics.narinfoLookups.inc({ result: 'hit' }, records.size);
   if (hashParts.length > records.size)
     deps.metrics.narinfoLookups.inc({ result: 'miss' }, hashParts.length - records.size);

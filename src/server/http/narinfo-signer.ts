@@ -1,9 +1,13 @@
 /**
  * The server's signature on stored narinfos. Parsing, fingerprinting and ed25519-signing cost more
- * than the rest of a narinfo GET together, yet the signed text depends only on the stored text and
- * the one server key: so recent results are kept (every job asks for the same closures), bounded,
- * oldest first out.
+ * than the rest of a narinfo GET together, so a narinfo is signed once, as it is stored, and the
+ * record keeps the public key that signed it. Reads serve the stored text as it is.
+ *
+ * A record signed by another key (the signing key was replaced) or by none (stored before
+ * signatures were) is signed when read, as every read once was: those results are kept, bounded,
+ * oldest first out, so a closure asked for by every job is signed once per key.
  */
+import type { NarInfoRecord } from '../storage/metadata-store.js';
 import { parseNarInfo, serializeNarInfo } from '../../nix/narinfo.js';
 import { narInfoFingerprint, signFingerprint, type SecretKey } from '../../nix/signing.js';
 
@@ -17,6 +21,26 @@ export class NarInfoSigner {
     private readonly key: SecretKey,
     private readonly capacity = SIGNED_NARINFO_CACHE_SIZE,
   ) {}
+
+  /** The public key this signer signs for, as records name it. */
+  get publicKey(): string {
+    return this.key.publicKey.text;
+  }
+
+  /** A narinfo as it is to be stored: signed now, with the key that signed it. */
+  signForStorage(unsigned: string): { narinfo: string; signedBy: string } {
+    const info = parseNarInfo(unsigned);
+    const narinfo = serializeNarInfo({
+      ...info,
+      sigs: [signFingerprint(narInfoFingerprint(info), this.key)],
+    });
+    return { narinfo, signedBy: this.publicKey };
+  }
+
+  /** What to serve for a record: its stored text when this key signed it, else signed now. */
+  served(record: NarInfoRecord): string {
+    return record.signedBy === this.publicKey ? record.narinfo : this.sign(record.narinfo);
+  }
 
   /** The stored narinfo with the server's signature in place of any other. */
   sign(stored: string): string {

@@ -75,10 +75,11 @@ export async function postPin(deps: CacheDeps, request: CacheRequest): Promise<v
   checkDeclaredLength(req, BODY_LIMIT, 'pin request');
   acceptBody(req, res);
   const pin = parsePinRequest(await readSmallBody(req, BODY_LIMIT, 'pin request'));
-  const found = await deps.meta.findNarInfos(
+  const rows = await deps.meta.findNarInfos(
     pin.paths.map((path) => path.slice(11, 43)),
     (candidate) => candidate === slice,
   );
+  const found = new Set(rows.map((row) => row.hashPart));
   const missing = pin.paths.filter((path) => !found.has(path.slice(11, 43)));
   const present = pin.paths.filter((path) => found.has(path.slice(11, 43)));
   if (missing.length > 0 && (!pin.skipMissing || present.length === 0)) {

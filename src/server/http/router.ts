@@ -7,7 +7,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError, sendError } from '../../http/errors.js';
 import type { Logger } from '../log.js';
 import type { ServerMetrics } from '../metrics.js';
-import type { SliceFilter } from '../storage/metadata-store.js';
 import { resolveAccess, type Access, type TokenVerifier } from './auth.js';
 import {
   getNar,
@@ -20,7 +19,7 @@ import {
   type CacheDeps,
   type CacheRequest,
 } from './cache-handlers.js';
-import { acceptBody } from './body.js';
+import { acceptBody, withIdleTimeout } from './body.js';
 import { postNarInfos } from './narinfo-batch.js';
 import { matchRoute, type Route } from './paths.js';
 import { postPin } from './pins.js';
@@ -31,11 +30,13 @@ export interface RouterDeps extends CacheDeps {
   metrics: ServerMetrics;
   log: Logger;
   verifyToken: TokenVerifier;
-  isPublic: SliceFilter;
+  isPublic: (slice: string) => boolean;
   /** Whether any slice is public (readable without a token). */
   publicReads: boolean;
   tokenHandler: RawHandler;
   health: () => object;
+  /** How long a request body may send nothing before it is abandoned (408). */
+  bodyIdleTimeoutMs: number;
 }
 
 type Handler = (route: Route, request: CacheRequest) => Promise<void> | void;
@@ -146,6 +147,7 @@ export function createRouter(deps: RouterDeps): RawHandler {
         req,
         res,
         access: () => (access ??= resolveAccess(req, deps.verifyToken, deps.isPublic)),
+        body: () => withIdleTimeout(req, deps.bodyIdleTimeoutMs),
       };
       await handler(route, request);
     } catch (error) {

@@ -65,14 +65,16 @@ export class FsBlobStore implements BlobStore {
       }
       await file.sync();
       await file.close();
+      let outcome: 'created' | 'exists' = 'created';
       try {
         await link(tempPath, finalPath);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') return 'exists';
-        throw e;
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        outcome = 'exists';
       }
+      // Synced either way: the time an upload takes must not tell whether the file was there.
       await syncDir(this.dir);
-      return 'created';
+      return outcome;
     } finally {
       await file.close().catch(() => undefined);
       await unlink(tempPath).catch(() => undefined);

@@ -23,15 +23,24 @@ export interface NarInfoRecord {
   hashPart: string;
   storePath: string;
   narKey: string;
-  /** The narinfo as served, without signatures (the server signs when serving). */
+  /**
+   * The narinfo as served: signed by the server as it was stored (see `signedBy`), or without
+   * signatures in records from before that (the server then signs when serving).
+   */
   narinfo: string;
+  /** The public key (`name:base64`) whose signature `narinfo` carries; absent when unsigned. */
+  signedBy?: string;
   createdAt: Date;
   /** The last read or push (as recorded, see retention/access.ts); absent = createdAt. */
   lastAccessedAt?: Date;
+  /** Filled by lookups: whom a template write bound the record's slice to (null: nobody). */
+  owner?: SliceOwner | null;
 }
 
 /** CI identity of a write, as carried by the cache token. */
 export interface WriterIdentity {
+  /** The configured issuer's name (`github`). */
+  issuer?: string;
   repository?: string;
   repositoryId?: string;
   repositoryOwnerId?: string;
@@ -49,13 +58,20 @@ export interface AuditEntry extends WriterIdentity {
   fileSize: number;
 }
 
+/** Whom a template slice belongs to: the issuer and ids of the CI job whose write first bound it. */
 export interface SliceOwner {
+  /** The configured issuer's name (`github`); bindings made before issuers were recorded read as `github`. */
+  issuer: string;
+  /** Empty when the issuer's tokens carry no such claim. */
   repositoryId: string;
   repositoryOwnerId: string;
 }
 
-/** Decides which slices a request may see (read patterns with globs, plus public slices). */
-export type SliceFilter = (slice: string) => boolean;
+/**
+ * Decides which slices a request may see (read grants, plus public slices). `owner` is the slice's
+ * binding: grants that come from templates only cover slices bound to the reader's issuer and ids.
+ */
+export type SliceFilter = (slice: string, owner: SliceOwner | null) => boolean;
 
 export interface MetadataStore extends RetentionStore {
   /** Records that `slice` uploaded (so provably holds) this NAR. Idempotent. */
@@ -64,14 +80,15 @@ export interface MetadataStore extends RetentionStore {
   uploadedNar(slice: string, key: string): Promise<NarFacts | null>;
   /**
    * Inserts the narinfo and its audit row in one transaction, unless the slice has it already.
-   * `nar_missing` (nothing written) when the slice's upload of the NAR was forgotten meanwhile
-   * (a collector claimed the NAR for deletion).
+   * `nar_missing` (nothing written) when a collector has claimed the NAR for deletion.
    */
   putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists' | 'nar_missing'>;
-  /** A narinfo for `hashPart` in a slice the filter admits (the oldest, for stable answers). */
-  findNarInfo(hashPart: string, readable: SliceFilter): Promise<NarInfoRecord | null>;
-  /** `findNarInfo` for many hash parts at once: the hits only, by hash part. */
-  findNarInfos(hashParts: readonly string[], readable: SliceFilter): Promise<Map<string, NarInfoRecord>>;
+  /**
+   * Every narinfo for these hash parts held by a slice the filter admits, each with its slice's
+   * `owner`, in any order. Which one answers a lookup is decided by `chooseNarInfos`
+   * (src/server/union-read.ts), the same for every store.
+   */
+  findNarInfos(hashParts: readonly string[], readable: SliceFilter): Promise<NarInfoRecord[]>;
   /** Whether a narinfo in a slice the filter admits points to this NAR. */
   isNarReadable(key: string, readable: SliceFilter): Promise<boolean>;
   /** The repository a slice belongs to, or null before its first accepted write. */

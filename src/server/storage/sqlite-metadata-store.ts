@@ -22,11 +22,12 @@ CREATE TABLE IF NOT EXISTS narinfos (
   narinfo TEXT NOT NULL, created_at INTEGER NOT NULL,
   PRIMARY KEY (slice, hash_part)
 );
-CREATE INDEX IF NOT EXISTS narinfos_by_hash ON narinfos (hash_part);
+CREATE INDEX IF NOT EXISTS narinfos_by_hash_slice ON narinfos (hash_part, slice);
+DROP INDEX IF EXISTS narinfos_by_hash;
 CREATE INDEX IF NOT EXISTS narinfos_by_nar ON narinfos (nar_key);
 CREATE TABLE IF NOT EXISTS slices (
   name TEXT PRIMARY KEY, repository_id TEXT NOT NULL, repository_owner_id TEXT NOT NULL,
-  created_at INTEGER NOT NULL
+  created_at INTEGER NOT NULL, issuer TEXT NOT NULL DEFAULT 'github'
 );
 CREATE TABLE IF NOT EXISTS audit (
   id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, slice TEXT NOT NULL,
@@ -41,7 +42,17 @@ type Row = Record<string, string | number | null>;
 const str = (v: unknown): string => String(v);
 const optional = (v: unknown): string | undefined => (v === null || v === undefined ? undefined : String(v));
 
+function sliceOwner(row: Row, prefix = ''): SliceOwner | null {
+  if (row[`${prefix}repository_id`] === null || row[`${prefix}repository_id`] === undefined) return null;
+  return {
+    issuer: str(row[`${prefix}issuer`]),
+    repositoryId: str(row[`${prefix}repository_id`]),
+    repositoryOwnerId: str(row[`${prefix}repository_owner_id`]),
+  };
+}
+
 function narInfoRecord(row: Row): NarInfoRecord {
+  const signedBy = optional(row.signed_by);
   return {
     slice: str(row.slice),
     hashPart: str(row.hash_part),
@@ -50,19 +61,21 @@ function narInfoRecord(row: Row): NarInfoRecord {
     narinfo: str(row.narinfo),
     createdAt: new Date(Number(row.created_at)),
     lastAccessedAt: new Date(Number(row.last_accessed_at ?? row.created_at)),
+    owner: sliceOwner(row, 'owner_'),
+    ...(signedBy === undefined ? {} : { signedBy }),
   };
 }
 
-/** findNarInfo's order: oldest first, then by slice name. */
-function isOlder(row: Row, than: NarInfoRecord): boolean {
-  const createdAt = Number(row.created_at);
-  const time = +than.createdAt;
-  return createdAt < time || (createdAt === time && str(row.slice) < than.slice);
-}
+/** Narinfo rows with their slice's binding, for the lookups' filters. */
+const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
+    s.repository_owner_id AS owner_repository_owner_id
+  FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
 
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: DatabaseSync;
   private readonly statements = new Map<string, StatementSync>();
+  /** The filter of the query running now, for `sluice_readable(slice)` (queries run synchronously). */
+  private readable: SliceFilter = () => false;
 
   constructor(path: string) {
     this.db = new DatabaseSync(path);
@@ -73,6 +86,36 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.exec(SCHEMA);
     this.addFileHashColumn();
     retention.migrateRetention(this.db);
+    this.addColumn('narinfos', 'signed_by', 'TEXT');
+    // Bindings made before several issuers were kept apart were all made by the default issuer.
+    this.addColumn('slices', 'issuer', `TEXT NOT NULL DEFAULT 'github'`);
+    // Slices are filtered inside the query, on the (hash_part, slice) index: a narinfo in a slice the
+    // reader cannot see is never returned, so it costs (and times) about like one that does not exist.
+    this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) =>
+      this.readable(
+        String(slice),
+        sliceOwner({ issuer, repository_id: repositoryId, repository_owner_id: repositoryOwnerId } as Row),
+      )
+        ? 1
+        : 0,
+    );
+  }
+
+  /** Runs `query` with `readable` as the filter `sluice_readable(...)` applies. */
+  private filtered<T>(readable: SliceFilter, query: () => T): T {
+    this.readable = readable;
+    try {
+      return query();
+    } finally {
+      this.readable = () => false;
+    }
+  }
+
+  private addColumn(table: string, column: string, type: string): void {
+    const columns = this.db.prepare(`PRAGMA table_info(${table})`).all() as Row[];
+    if (!columns.some((existing) => existing.name === column)) {
+      this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+    }
   }
 
   /**
@@ -135,8 +178,8 @@ export class SqliteMetadataStore implements MetadataStore {
         return 'nar_missing';
       }
       const inserted = this.sql(
-        `INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at)
-           VALUES (?, ?, ?, ?, ?, ?)`,
+        `INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ).run(
         record.slice,
         record.hashPart,
@@ -144,6 +187,7 @@ export class SqliteMetadataStore implements MetadataStore {
         record.narKey,
         record.narinfo,
         +record.createdAt,
+        record.signedBy ?? null,
       );
       if (inserted.changes === 0) {
         this.db.exec('ROLLBACK');
@@ -173,51 +217,35 @@ export class SqliteMetadataStore implements MetadataStore {
     }
   }
 
-  async findNarInfo(hashPart: string, readable: SliceFilter): Promise<NarInfoRecord | null> {
-    const rows = this.sql('SELECT * FROM narinfos WHERE hash_part = ? ORDER BY created_at, slice').all(
-      hashPart,
-    ) as Row[];
-    const row = rows.find((r) => readable(str(r.slice)));
-    return row ? narInfoRecord(row) : null;
-  }
-
-  async findNarInfos(
-    hashParts: readonly string[],
-    readable: SliceFilter,
-  ): Promise<Map<string, NarInfoRecord>> {
+  async findNarInfos(hashParts: readonly string[], readable: SliceFilter): Promise<NarInfoRecord[]> {
     // One statement for the batch: the hash parts go in as one JSON array (no SQL built from input).
-    // No ORDER BY (a temporary B-tree per batch): the oldest readable row per hash part is picked
-    // here, as findNarInfo's order does.
-    const rows = this.sql('SELECT * FROM narinfos WHERE hash_part IN (SELECT value FROM json_each(?))').all(
-      JSON.stringify(hashParts),
+    const rows = this.filtered(readable, () =>
+      this.sql(
+        `${NARINFOS_WITH_OWNER} WHERE n.hash_part IN (SELECT value FROM json_each(?))
+           AND sluice_readable(n.slice, s.issuer, s.repository_id, s.repository_owner_id)`,
+      ).all(JSON.stringify(hashParts)),
     ) as Row[];
-    const found = new Map<string, NarInfoRecord>();
-    for (const row of rows) {
-      if (!readable(str(row.slice))) continue;
-      const hashPart = str(row.hash_part);
-      const earlier = found.get(hashPart);
-      if (earlier && !isOlder(row, earlier)) continue;
-      found.set(hashPart, narInfoRecord(row));
-    }
-    return found;
+    return rows.map(narInfoRecord);
   }
 
   async isNarReadable(key: string, readable: SliceFilter): Promise<boolean> {
-    const rows = this.sql('SELECT DISTINCT slice FROM narinfos WHERE nar_key = ?').all(key) as Row[];
-    return rows.some((r) => readable(str(r.slice)));
+    const rows = this.sql(
+      `SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
+         FROM narinfos n LEFT JOIN slices s ON s.name = n.slice WHERE n.nar_key = ?`,
+    ).all(key) as Row[];
+    return rows.some((r) => readable(str(r.slice), sliceOwner(r)));
   }
 
   async sliceOwner(slice: string): Promise<SliceOwner | null> {
     const row = this.sql('SELECT * FROM slices WHERE name = ?').get(slice) as Row | undefined;
-    return row
-      ? { repositoryId: str(row.repository_id), repositoryOwnerId: str(row.repository_owner_id) }
-      : null;
+    return row ? sliceOwner(row) : null;
   }
 
   async bindSlice(slice: string, owner: SliceOwner): Promise<SliceOwner> {
     this.sql(
-      'INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at) VALUES (?, ?, ?, ?)',
-    ).run(slice, owner.repositoryId, owner.repositoryOwnerId, Date.now());
+      `INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at, issuer)
+         VALUES (?, ?, ?, ?, ?)`,
+    ).run(slice, owner.repositoryId, owner.repositoryOwnerId, Date.now(), owner.issuer);
     return (await this.sliceOwner(slice)) as SliceOwner;
   }
 
