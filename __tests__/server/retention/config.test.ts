@@ -9,6 +9,7 @@ gc_grace: 2h
 slices:
   - name: acme/app
     read: [{ repository_owner_id: "1" }]
+    write: [{ repository_id: "2", ref: refs/heads/main }]
     retention: { max_age: 90d, max_size: 200GiB }
     pull_requests: { ttl: 7d }
   - name: \${repository}
