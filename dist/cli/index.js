@@ -1319,7 +1319,7 @@ __webpack_unused_export__ = exports.Registry.OPENMETRICS_CONTENT_TYPE;
 /* unused reexport */ __nccwpck_require__(1539).validateMetricName;
 
 exports.Counter = __nccwpck_require__(8606);
-/* unused reexport */ __nccwpck_require__(7173);
+exports.Gauge = __nccwpck_require__(7173);
 /* unused reexport */ __nccwpck_require__(5416);
 /* unused reexport */ __nccwpck_require__(5910);
 /* unused reexport */ __nccwpck_require__(7524);
@@ -6357,7 +6357,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 4172:
+/***/ 9721:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -6481,11 +6481,82 @@ function fillTemplate(template, claims) {
     return { ok: true, name: normalizeSliceName(name) };
 }
 
+;// CONCATENATED MODULE: ./src/server/retention/settings.ts
+/**
+ * Retention settings as the config holds them, and their parsing from YAML values. The parser gets
+ * the config's duration/size parsers and its `fail` (which adds file:line), so this module does
+ * not import config.ts.
+ */
+const DEFAULT_GC_INTERVAL_SECONDS = 3600;
+/** Paths read or pushed, and NAR files uploaded, this recently are never removed; also the orphans' grace. */
+const DEFAULT_GC_GRACE_SECONDS = 3600;
+function mapping(value, keys, fail) {
+    if (value === null || typeof value !== 'object' || Array.isArray(value))
+        fail([], 'expected a mapping');
+    for (const key of Object.keys(value)) {
+        if (!keys.includes(key))
+            fail([key], `unknown key (expected one of: ${keys.join(', ')})`);
+    }
+    return value;
+}
+function parsed(key, value, parser, fail) {
+    try {
+        return parser(value);
+    }
+    catch (error) {
+        return fail([key], error.message);
+    }
+}
+/** `{ max_age: 30d, max_size: 50GiB }` (either may be left out). */
+function parseRetention(value, parsers, fail) {
+    const raw = mapping(value, ['max_age', 'max_size'], fail);
+    const policy = {};
+    if (raw.max_age !== undefined)
+        policy.maxAgeSeconds = parsed('max_age', raw.max_age, parsers.duration, fail);
+    if (raw.max_size !== undefined)
+        policy.maxSizeBytes = parsed('max_size', raw.max_size, parsers.size, fail);
+    return policy;
+}
+/** `{ ttl: 7d }`. */
+function parsePullRequests(value, parsers, fail) {
+    const raw = mapping(value, ['ttl'], fail);
+    if (raw.ttl === undefined)
+        fail([], 'needs ttl (how long a pull request slice lives after its last push)');
+    return { ttlSeconds: parsed('ttl', raw.ttl, parsers.duration, fail) };
+}
+/** A slice's `retention` and `pull_requests` keys (`fail` takes key paths below the slice). */
+function parseSliceRetention(raw, parsers, fail) {
+    const below = (key) => (keys, problem) => fail([key, ...keys], problem);
+    return {
+        ...(raw.retention !== undefined
+            ? { retention: parseRetention(raw.retention, parsers, below('retention')) }
+            : {}),
+        ...(raw.pull_requests !== undefined
+            ? { pullRequests: parsePullRequests(raw.pull_requests, parsers, below('pull_requests')) }
+            : {}),
+    };
+}
+/** The top level's `retention`, `gc_interval` and `gc_grace`: only the keys present. */
+function parseServerRetention(raw, parsers, fail) {
+    const below = (key) => (keys, problem) => fail([key, ...keys], problem);
+    return {
+        ...(raw.retention !== undefined
+            ? { retention: parseRetention(raw.retention, parsers, below('retention')) }
+            : {}),
+        ...(raw.gc_interval !== undefined
+            ? { gcIntervalSeconds: parsed('gc_interval', raw.gc_interval, parsers.duration, fail) }
+            : {}),
+        ...(raw.gc_grace !== undefined
+            ? { gcGraceSeconds: parsed('gc_grace', raw.gc_grace, parsers.duration, fail) }
+            : {}),
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/server/config-values.ts
 /** Values in the config file: durations, sizes and counts, each refused with a ConfigError naming the problem. */
 class ConfigError extends Error {
 }
-const DURATION_UNITS = { s: 1, m: 60, h: 3600, d: 86400 };
+const DURATION_UNITS = { s: 1, m: 60, h: 3600, d: 86400, w: 604800, y: 31536000 };
 const SIZE_UNITS = {
     '': 1,
     b: 1,
@@ -6581,6 +6652,7 @@ function parseUploadLimit(kind, value) {
 
 
 
+
 const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
 const DEFAULT_AUDIENCE = 'sluice';
 const DEFAULT_MAX_NAR_SIZE = 10 * 1024 ** 3;
@@ -6590,6 +6662,9 @@ function defaultConfig() {
         data: './sluice-data',
         tokenTtlSeconds: 3600,
         maxNarSize: DEFAULT_MAX_NAR_SIZE,
+        retention: {},
+        gcIntervalSeconds: DEFAULT_GC_INTERVAL_SECONDS,
+        gcGraceSeconds: DEFAULT_GC_GRACE_SECONDS,
         uploads: { ...DEFAULT_UPLOAD_LIMITS },
         issuers: [
             { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
@@ -6698,9 +6773,13 @@ const TOP_LEVEL_KEYS = [
     ...Object.keys(UPLOAD_LIMIT_KEYS),
     'issuers',
     'slices',
+    'retention',
+    'gc_interval',
+    'gc_grace',
 ];
 const ISSUER_KEYS = ['name', 'issuer', 'audience', 'jwks_uri', 'allow_insecure_http'];
-const SLICE_KEYS = ['name', 'public', 'read', 'write'];
+const SLICE_KEYS = ['name', 'public', 'read', 'write', 'retention', 'pull_requests'];
+const RETENTION_PARSERS = { duration: parseDuration, size: parseSize };
 const ISSUER_NAME = /^[a-z0-9][a-z0-9_-]*$/;
 const CLAIM_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]*$/;
 function parseIssuers(v, value) {
@@ -6786,7 +6865,13 @@ function parseSlices(v, value, issuers) {
             v.fail([...path, 'public'], 'a template slice cannot be public: list the public slices by name or pattern');
         if (!isPublic && read.length === 0 && write.length === 0)
             v.fail(path, 'grants nothing: add read or write rules, or public: true');
-        return { name: templated ? name : normalizeSliceName(name), public: isPublic, read, write };
+        if (/(^|\/)pr-\d+$/i.test(name))
+            v.fail([...path, 'name'], `'${name}' ends in pr-<number>, which names pull-request slices`);
+        const sliceRetention = parseSliceRetention(raw, RETENTION_PARSERS, (keys, problem) => v.fail([...path, ...keys], problem));
+        if (sliceRetention.pullRequests && (read.length === 0 || !isSliceName(shape)))
+            v.fail([...path, 'pull_requests'], 'needs a plain slice name with read rules (they pick the jobs)');
+        const normalized = templated ? name : normalizeSliceName(name);
+        return { name: normalized, public: isPublic, read, write, ...sliceRetention };
     });
     slices.forEach((slice, i) => {
         if (slices.findIndex((other) => other.name === slice.name) !== i)
@@ -6842,7 +6927,10 @@ function parseConfig(text, source = 'config') {
         config.issuers = parseIssuers(v, raw.issuers);
     if (raw.slices !== undefined)
         config.slices = parseSlices(v, raw.slices, config.issuers);
-    return config;
+    return {
+        ...config,
+        ...parseServerRetention(raw, RETENTION_PARSERS, (keys, p) => v.fail(keys, p)),
+    };
 }
 /** Reads the config file at `path`; without a path, the defaults. */
 async function loadConfig(path) {
@@ -6890,8 +6978,186 @@ function dataPaths(dataDir) {
 
 ;// CONCATENATED MODULE: external "node:sqlite"
 const external_node_sqlite_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:sqlite");
+;// CONCATENATED MODULE: ./src/server/storage/sqlite-retention.ts
+const RETENTION_SCHEMA = `
+CREATE TABLE IF NOT EXISTS nar_keys (
+  key TEXT PRIMARY KEY, used_at INTEGER NOT NULL, deleting_since INTEGER
+);
+CREATE TABLE IF NOT EXISTS pins (
+  slice TEXT NOT NULL, name TEXT NOT NULL, store_paths TEXT NOT NULL, created_at INTEGER NOT NULL,
+  expires_at INTEGER, PRIMARY KEY (slice, name)
+);
+CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS deletions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, slice TEXT, reason TEXT NOT NULL,
+  items TEXT NOT NULL, bytes INTEGER NOT NULL
+);
+`;
+/** A claim older than this was left by a collector that died between claim and delete. */
+const ABANDONED_CLAIM_MS = 60_000;
+/** Runs `body` in an IMMEDIATE transaction (the write lock first, so check-then-write is atomic). */
+function transaction(db, body) {
+    db.exec('BEGIN IMMEDIATE');
+    try {
+        const result = body();
+        db.exec('COMMIT');
+        return result;
+    }
+    catch (error) {
+        if (db.isTransaction)
+            db.exec('ROLLBACK');
+        throw error;
+    }
+}
+/** Databases made before retention lack `narinfos.last_accessed_at`: null reads as created_at. */
+function migrateRetention(db) {
+    db.exec(RETENTION_SCHEMA);
+    const columns = db.prepare('PRAGMA table_info(narinfos)').all();
+    if (!columns.some((column) => column.name === 'last_accessed_at'))
+        db.exec('ALTER TABLE narinfos ADD COLUMN last_accessed_at INTEGER');
+}
+function touchNarInfos(db, sql, keys, at) {
+    if (keys.length === 0)
+        return 0;
+    const statement = sql(`UPDATE narinfos SET last_accessed_at = ?1
+       WHERE slice = ?2 AND hash_part = ?3 AND coalesce(last_accessed_at, created_at) < ?1`);
+    const exists = sql('SELECT 1 FROM narinfos WHERE slice = ? AND hash_part = ?');
+    return transaction(db, () => {
+        let found = 0;
+        for (const key of keys) {
+            const changed = statement.run(+at, key.slice, key.hashPart).changes;
+            if (Number(changed) > 0 || exists.get(key.slice, key.hashPart))
+                found++;
+        }
+        return found;
+    });
+}
+function listSlices(sql) {
+    return sql('SELECT DISTINCT slice FROM narinfos ORDER BY slice').all().map((r) => String(r.slice));
+}
+function listNarInfos(sql, slice) {
+    const rows = sql('SELECT * FROM narinfos WHERE slice = ? ORDER BY hash_part').all(slice);
+    return rows.map((row) => ({
+        slice: String(row.slice),
+        hashPart: String(row.hash_part),
+        storePath: String(row.store_path),
+        narKey: String(row.nar_key),
+        narinfo: String(row.narinfo),
+        createdAt: new Date(Number(row.created_at)),
+        lastAccessedAt: new Date(Number(row.last_accessed_at ?? row.created_at)),
+    }));
+}
+function narKeysInUse(sql, usedSince) {
+    const keys = (text, ...args) => new Set(sql(text).all(...args).map((r) => String(r.key)));
+    return {
+        referenced: keys('SELECT DISTINCT nar_key AS key FROM narinfos'),
+        touched: keys('SELECT key FROM nar_keys WHERE used_at >= ?', +usedSince),
+    };
+}
+function insertDeletion(sql, record) {
+    sql('INSERT INTO deletions (time, slice, reason, items, bytes) VALUES (?, ?, ?, ?, ?)').run(+record.time, record.slice, record.reason, JSON.stringify(record.items), record.bytes);
+}
+function deleteNarInfos(db, sql, slice, hashParts, unusedBefore, record) {
+    const parts = JSON.stringify(hashParts);
+    return transaction(db, () => {
+        const fresh = sql(`SELECT count(*) AS n FROM narinfos WHERE slice = ? AND hash_part IN (SELECT value FROM json_each(?))
+         AND (created_at >= ?3 OR coalesce(last_accessed_at, created_at) >= ?3)`).get(slice, parts, +unusedBefore);
+        if (Number(fresh.n) > 0)
+            return false;
+        sql('DELETE FROM narinfos WHERE slice = ? AND hash_part IN (SELECT value FROM json_each(?))').run(slice, parts);
+        insertDeletion(sql, record);
+        return true;
+    });
+}
+function touchNar(db, sql, key, at) {
+    return transaction(db, () => {
+        const row = sql('SELECT deleting_since FROM nar_keys WHERE key = ?').get(key);
+        if (row?.deleting_since != null && Number(row.deleting_since) > +at - ABANDONED_CLAIM_MS)
+            return false;
+        sql(`INSERT INTO nar_keys (key, used_at, deleting_since) VALUES (?1, ?2, NULL)
+         ON CONFLICT (key) DO UPDATE SET used_at = max(used_at, ?2), deleting_since = NULL`).run(key, +at);
+        return true;
+    });
+}
+/** Whether a narinfo is being inserted for a NAR a collector claimed (the insert must not happen). */
+function isNarClaimed(sql, key, at) {
+    const row = sql('SELECT deleting_since FROM nar_keys WHERE key = ?').get(key);
+    return row?.deleting_since != null && Number(row.deleting_since) > +at - ABANDONED_CLAIM_MS;
+}
+function claimNarDeletion(db, sql, key, unusedBefore, at) {
+    return transaction(db, () => {
+        if (sql('SELECT 1 FROM narinfos WHERE nar_key = ? LIMIT 1').get(key))
+            return false;
+        const row = sql('SELECT used_at FROM nar_keys WHERE key = ?').get(key);
+        if (row && Number(row.used_at) >= +unusedBefore)
+            return false;
+        sql(`INSERT INTO nar_keys (key, used_at, deleting_since) VALUES (?1, 0, ?2)
+         ON CONFLICT (key) DO UPDATE SET deleting_since = ?2`).run(key, +at);
+        sql('DELETE FROM slice_nars WHERE key = ?').run(key);
+        return true;
+    });
+}
+function finishNarDeletion(db, sql, keys, record) {
+    transaction(db, () => {
+        const remove = sql('DELETE FROM nar_keys WHERE key = ? AND deleting_since IS NOT NULL');
+        for (const key of keys)
+            remove.run(key);
+        if (record)
+            insertDeletion(sql, record);
+    });
+}
+function pinOf(row) {
+    return {
+        slice: String(row.slice),
+        name: String(row.name),
+        storePaths: JSON.parse(String(row.store_paths)),
+        createdAt: new Date(Number(row.created_at)),
+        expiresAt: row.expires_at === null ? null : new Date(Number(row.expires_at)),
+    };
+}
+function putPin(db, sql, pin) {
+    transaction(db, () => {
+        const row = sql('SELECT * FROM pins WHERE slice = ? AND name = ?').get(pin.slice, pin.name);
+        const paths = new Set([...(row ? pinOf(row).storePaths : []), ...pin.storePaths]);
+        sql(`INSERT INTO pins (slice, name, store_paths, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (slice, name) DO UPDATE SET store_paths = excluded.store_paths,
+           expires_at = excluded.expires_at`).run(pin.slice, pin.name, JSON.stringify([...paths].sort()), +pin.createdAt, pin.expiresAt && +pin.expiresAt);
+    });
+}
+function listPins(sql, slice) {
+    const rows = sql('SELECT * FROM pins WHERE ?1 IS NULL OR slice = ?1 ORDER BY slice, name').all(slice ?? null);
+    return rows.map(pinOf);
+}
+function deletePin(sql, slice, name) {
+    return Number(sql('DELETE FROM pins WHERE slice = ? AND name = ?').run(slice, name).changes) > 0;
+}
+function acquireLease(db, sql, name, holder, until, at) {
+    return transaction(db, () => {
+        const row = sql('SELECT * FROM leases WHERE name = ?').get(name);
+        if (row && String(row.holder) !== holder && Number(row.expires_at) > +at)
+            return false;
+        sql(`INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at`).run(name, holder, +until);
+        return true;
+    });
+}
+function releaseLease(sql, name, holder) {
+    sql('DELETE FROM leases WHERE name = ? AND holder = ?').run(name, holder);
+}
+function listDeletions(sql, filter) {
+    const rows = sql('SELECT * FROM deletions WHERE time >= ? ORDER BY time, id LIMIT ?').all(filter.since ? +filter.since : 0, filter.limit ?? -1);
+    return rows.map((row) => ({
+        time: new Date(Number(row.time)),
+        slice: row.slice === null ? null : String(row.slice),
+        reason: String(row.reason),
+        items: JSON.parse(String(row.items)),
+        bytes: Number(row.bytes),
+    }));
+}
+
 ;// CONCATENATED MODULE: ./src/server/storage/sqlite-metadata-store.ts
 /** MetadataStore on SQLite (`node:sqlite`), one file in the data directory, WAL mode. */
+
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS slice_nars (
@@ -6938,6 +7204,7 @@ function narInfoRecord(row) {
         narKey: str(row.nar_key),
         narinfo: str(row.narinfo),
         createdAt: new Date(Number(row.created_at)),
+        lastAccessedAt: new Date(Number(row.last_accessed_at ?? row.created_at)),
         owner: sliceOwner(row, 'owner_'),
         ...(signedBy === undefined ? {} : { signedBy }),
     };
@@ -6959,6 +7226,7 @@ class SqliteMetadataStore {
         this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
         this.db.exec(SCHEMA);
         this.addFileHashColumn();
+        migrateRetention(this.db);
         this.addColumn('narinfos', 'signed_by', 'TEXT');
         // Bindings made before several issuers were kept apart were all made by the default issuer.
         this.addColumn('slices', 'issuer', `TEXT NOT NULL DEFAULT 'github'`);
@@ -7024,6 +7292,10 @@ class SqliteMetadataStore {
     async putNarInfo(record, audit) {
         this.db.exec('BEGIN IMMEDIATE');
         try {
+            if (isNarClaimed(this.sql.bind(this), record.narKey, record.createdAt)) {
+                this.db.exec('ROLLBACK');
+                return 'nar_missing';
+            }
             const inserted = this.sql(`INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
            VALUES (?, ?, ?, ?, ?, ?, ?)`).run(record.slice, record.hashPart, record.storePath, record.narKey, record.narinfo, +record.createdAt, record.signedBy ?? null);
             if (inserted.changes === 0) {
@@ -7076,6 +7348,50 @@ class SqliteMetadataStore {
             runId: optional(r.run_id),
             sha: optional(r.sha),
         }));
+    }
+    // RetentionStore: the queries live in sqlite-retention.ts.
+    run = this.sql.bind(this);
+    async touchNarInfos(keys, at) {
+        return touchNarInfos(this.db, this.run, keys, at);
+    }
+    async listSlices() {
+        return listSlices(this.run);
+    }
+    async listNarInfos(slice) {
+        return listNarInfos(this.run, slice);
+    }
+    async narKeysInUse(usedSince) {
+        return narKeysInUse(this.run, usedSince);
+    }
+    async deleteNarInfos(slice, hashParts, unusedBefore, record) {
+        return deleteNarInfos(this.db, this.run, slice, hashParts, unusedBefore, record);
+    }
+    async touchNar(key, at) {
+        return touchNar(this.db, this.run, key, at);
+    }
+    async claimNarDeletion(key, unusedBefore, at) {
+        return claimNarDeletion(this.db, this.run, key, unusedBefore, at);
+    }
+    async finishNarDeletion(keys, record) {
+        finishNarDeletion(this.db, this.run, keys, record);
+    }
+    async putPin(pin) {
+        putPin(this.db, this.run, pin);
+    }
+    async listPins(slice) {
+        return listPins(this.run, slice);
+    }
+    async deletePin(slice, name) {
+        return deletePin(this.run, slice, name);
+    }
+    async acquireLease(name, holder, until, at) {
+        return acquireLease(this.db, this.run, name, holder, until, at);
+    }
+    async releaseLease(name, holder) {
+        releaseLease(this.run, name, holder);
+    }
+    async listDeletions(filter) {
+        return listDeletions(this.run, filter);
     }
     async close() {
         if (this.db.isOpen)
@@ -7207,10 +7523,3200 @@ async function runAudit(argv, io = process) {
     }
 }
 
-;// CONCATENATED MODULE: external "node:http"
-const external_node_http_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http");
 ;// CONCATENATED MODULE: external "node:crypto"
 const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
+;// CONCATENATED MODULE: ./src/server/retention/plan.ts
+/**
+ * Referrers before references (Kahn's order on the in-slice reference graph). Store paths cannot
+ * form cycles; should corrupt rows make one, its paths come last and are returned as `cyclic`.
+ */
+function topologicalOrder(entries, byHash) {
+    const referrers = new Map();
+    for (const entry of entries)
+        for (const ref of entry.references)
+            if (byHash.has(ref))
+                referrers.set(ref, (referrers.get(ref) ?? 0) + 1);
+    const queue = entries.filter((entry) => !referrers.has(entry.hashPart));
+    const order = [];
+    for (let i = 0; i < queue.length; i++) {
+        const entry = queue[i];
+        order.push(entry);
+        for (const ref of entry.references) {
+            const left = (referrers.get(ref) ?? 0) - 1;
+            referrers.set(ref, left);
+            if (left === 0)
+                queue.push(byHash.get(ref));
+        }
+    }
+    const placed = new Set(order);
+    const cyclic = new Set();
+    for (const entry of entries) {
+        if (placed.has(entry))
+            continue;
+        order.push(entry);
+        cyclic.add(entry.hashPart);
+    }
+    return { order, cyclic };
+}
+/** The pinned paths and everything they refer to in the slice. */
+function closureOf(roots, byHash) {
+    const seen = new Set();
+    const stack = [...roots].filter((hash) => byHash.has(hash));
+    while (stack.length > 0) {
+        const hash = stack.pop();
+        if (seen.has(hash))
+            continue;
+        seen.add(hash);
+        for (const ref of byHash.get(hash).references)
+            if (byHash.has(ref))
+                stack.push(ref);
+    }
+    return seen;
+}
+function planSlice(input) {
+    const entries = input.entries.map((entry) => ({
+        ...entry,
+        references: entry.references.filter((ref) => ref !== entry.hashPart),
+    }));
+    const byHash = new Map(entries.map((entry) => [entry.hashPart, entry]));
+    const { order, cyclic } = topologicalOrder(entries, byHash);
+    const rank = new Map(order.map((entry, index) => [entry.hashPart, index]));
+    const pinned = closureOf(input.pinned, byHash);
+    const graceStart = input.now - input.graceSeconds * 1000;
+    const effective = new Map();
+    for (const entry of entries) {
+        const own = Math.max(entry.createdAt, entry.lastAccessedAt);
+        const keepAlways = pinned.has(entry.hashPart) || own >= graceStart || cyclic.has(entry.hashPart);
+        effective.set(entry.hashPart, keepAlways ? Infinity : own);
+    }
+    for (const entry of order) {
+        const time = effective.get(entry.hashPart);
+        for (const ref of entry.references) {
+            if (byHash.has(ref) && effective.get(ref) < time)
+                effective.set(ref, time);
+        }
+    }
+    const lastPush = entries.reduce((latest, entry) => Math.max(latest, entry.createdAt), -Infinity);
+    const prExpired = input.pullRequestTtlSeconds !== undefined && lastPush < input.now - input.pullRequestTtlSeconds * 1000;
+    const ageCutoff = prExpired
+        ? Infinity
+        : input.policy.maxAgeSeconds !== undefined
+            ? input.now - input.policy.maxAgeSeconds * 1000
+            : -Infinity;
+    const removed = new Map();
+    const candidates = [];
+    for (const entry of entries) {
+        if (effective.get(entry.hashPart) < ageCutoff)
+            removed.set(entry.hashPart, prExpired ? 'pr-ttl' : 'age');
+        else
+            candidates.push(entry);
+    }
+    // Most recently used first; on equal times a reference before its referrers, so every prefix of
+    // this order is closed under references.
+    candidates.sort((a, b) => effective.get(b.hashPart) - effective.get(a.hashPart) ||
+        (rank.get(b.hashPart) ?? Infinity) - (rank.get(a.hashPart) ?? Infinity));
+    const maxSize = input.policy.maxSizeBytes ?? Infinity;
+    let keptBytes = 0;
+    let full = false;
+    const keep = [];
+    for (const entry of candidates) {
+        const protectedEntry = effective.get(entry.hashPart) === Infinity;
+        if (!protectedEntry && (full || keptBytes + entry.fileSize > maxSize)) {
+            full = true;
+            removed.set(entry.hashPart, 'size');
+            continue;
+        }
+        keptBytes += entry.fileSize;
+        keep.push(entry);
+    }
+    const pinnedEntries = entries.filter((entry) => pinned.has(entry.hashPart));
+    return {
+        keep,
+        remove: order
+            .filter((entry) => removed.has(entry.hashPart))
+            .map((entry) => ({ entry, reason: removed.get(entry.hashPart) })),
+        pinned: {
+            paths: pinnedEntries.length,
+            bytes: pinnedEntries.reduce((sum, entry) => sum + entry.fileSize, 0),
+        },
+        overQuota: keptBytes > maxSize,
+    };
+}
+
+;// CONCATENATED MODULE: ./src/server/retention/slices.ts
+
+const PULL_REQUEST_SLICE = /^(.+)\/pr-(\d+)$/;
+/** `<slice>/pr-<number>`: written by that pull request's jobs, read by them only. */
+function pullRequestSlice(base, number) {
+    return `${base}/pr-${number}`;
+}
+function isPullRequestSlice(name) {
+    return PULL_REQUEST_SLICE.test(name);
+}
+/**
+ * Whether a read grant (or a public pattern) covers `slice`. A pull-request slice only by its exact
+ * name, which only that pull request's tokens carry: `acme/*` must not reach into `acme/app/pr-7`.
+ */
+function readCovers(pattern, slice) {
+    return isPullRequestSlice(slice) ? normalizeSliceName(pattern) === slice : sliceMatches(pattern, slice);
+}
+/**
+ * The first configured slice whose name matches (a template such as `${repository}` matches any
+ * name of its shape, `*` any run) gives the retention; else the server-wide one. A pull-request
+ * slice follows the slice it belongs to, plus its TTL.
+ */
+function retentionFor(config, slice) {
+    const pr = PULL_REQUEST_SLICE.exec(slice);
+    if (pr) {
+        const base = config.slices?.find((entry) => entry.pullRequests && entry.name === pr[1]);
+        if (base?.pullRequests)
+            return {
+                policy: base.retention ?? config.retention,
+                pullRequestTtlSeconds: base.pullRequests.ttlSeconds,
+            };
+    }
+    const entry = config.slices?.find((candidate) => {
+        const glob = isTemplate(candidate.name)
+            ? candidate.name.replace(/\$\{[A-Za-z_][A-Za-z0-9_]*\}/g, '*')
+            : candidate.name;
+        return globMatches(normalizeSliceName(glob), slice);
+    });
+    return { policy: entry?.retention ?? config.retention };
+}
+
+;// CONCATENATED MODULE: ./src/server/retention/collector.ts
+/**
+ * One garbage collection: under the lease, per slice: plan (plan.ts), then delete narinfos in
+ * batches (referrers first, each batch refused if one of its rows was used meanwhile), then NAR
+ * files no narinfo uses any more and orphans, each claimed before its blob is deleted so a push of
+ * the same NAR waits rather than lose it. Talks to storage only through BlobStore and
+ * MetadataStore. A dry run plans the same and deletes nothing.
+ */
+
+
+
+const GC_LEASE = 'gc';
+const LEASE_MS = 15 * 60_000;
+const BATCH = 500;
+/** FileSize and References from a stored narinfo (a line scan: the collector reads every row). */
+function pathEntry(row) {
+    let fileSize = 0;
+    let references = [];
+    for (const line of row.narinfo.split('\n')) {
+        if (line.startsWith('FileSize: '))
+            fileSize = Number(line.slice(10));
+        else if (line.startsWith('References: '))
+            references = line
+                .slice(12)
+                .split(' ')
+                .filter(Boolean)
+                .map((name) => name.slice(0, 32));
+    }
+    return {
+        hashPart: row.hashPart,
+        storePath: row.storePath,
+        narKey: row.narKey,
+        fileSize,
+        references,
+        createdAt: +row.createdAt,
+        lastAccessedAt: +row.lastAccessedAt,
+    };
+}
+const tally = (entries) => ({
+    paths: entries.length,
+    bytes: entries.reduce((sum, entry) => sum + entry.fileSize, 0),
+});
+async function collectGarbage(deps, options = {}) {
+    const now = (deps.now ?? Date.now)();
+    const holder = (0,external_node_crypto_namespaceObject.randomUUID)();
+    const report = {
+        dryRun: options.dryRun === true,
+        time: new Date(now),
+        slices: [],
+        nars: [],
+        expiredPins: [],
+    };
+    if (!report.dryRun) {
+        const held = await deps.meta.acquireLease(GC_LEASE, holder, new Date(now + LEASE_MS), new Date(now));
+        if (!held)
+            return { ...report, skipped: 'another collector is running (it holds the gc lease)' };
+    }
+    try {
+        await collect(deps, options, now, report);
+    }
+    finally {
+        if (!report.dryRun)
+            await deps.meta.releaseLease(GC_LEASE, holder);
+    }
+    return report;
+}
+async function collect(deps, options, now, report) {
+    const { meta, config } = deps;
+    const unusedBefore = new Date(now - config.gcGraceSeconds * 1000);
+    const pins = [];
+    for (const pin of await meta.listPins()) {
+        if (pin.expiresAt && +pin.expiresAt <= now) {
+            report.expiredPins.push({ slice: pin.slice, name: pin.name });
+            if (!report.dryRun)
+                await meta.deletePin(pin.slice, pin.name);
+        }
+        else
+            pins.push(pin);
+    }
+    const before = await meta.narKeysInUse(unusedBefore);
+    // Keys that narinfos kept by this run (or in slices it does not touch) still use: for a dry run,
+    // which cannot ask the store afterwards.
+    const stillUsed = new Set();
+    for (const slice of await meta.listSlices()) {
+        const entries = (await meta.listNarInfos(slice)).map(pathEntry);
+        if (options.slice !== undefined && slice !== options.slice) {
+            for (const entry of entries)
+                stillUsed.add(entry.narKey);
+            continue;
+        }
+        const retention = retentionFor(config, slice);
+        const pinned = new Set(pins
+            .filter((pin) => pin.slice === slice)
+            .flatMap((pin) => pin.storePaths.map((path) => path.slice(11, 43))));
+        const plan = planSlice({
+            entries,
+            pinned,
+            policy: retention.policy,
+            now,
+            graceSeconds: config.gcGraceSeconds,
+            ...(retention.pullRequestTtlSeconds !== undefined
+                ? { pullRequestTtlSeconds: retention.pullRequestTtlSeconds }
+                : {}),
+        });
+        const sliceReport = {
+            slice,
+            ...(retention.policy.maxAgeSeconds !== undefined
+                ? { maxAgeSeconds: retention.policy.maxAgeSeconds }
+                : {}),
+            ...(retention.policy.maxSizeBytes !== undefined ? { maxSizeBytes: retention.policy.maxSizeBytes } : {}),
+            ...(retention.pullRequestTtlSeconds !== undefined
+                ? { pullRequestTtlSeconds: retention.pullRequestTtlSeconds }
+                : {}),
+            kept: tally(plan.keep),
+            pinned: plan.pinned,
+            removed: {},
+            removedPaths: [],
+            overQuota: plan.overQuota,
+        };
+        for (const entry of plan.keep)
+            stillUsed.add(entry.narKey);
+        const done = report.dryRun
+            ? plan.remove
+            : await deleteInBatches(deps, slice, plan.remove, unusedBefore, now);
+        if (done.length < plan.remove.length) {
+            sliceReport.interrupted = `${plan.remove.length - done.length} paths were used during the collection and stay`;
+            for (const { entry } of plan.remove.slice(done.length))
+                stillUsed.add(entry.narKey);
+            sliceReport.kept = tally([...plan.keep, ...plan.remove.slice(done.length).map(({ entry }) => entry)]);
+        }
+        for (const { entry, reason } of done) {
+            const count = (sliceReport.removed[reason] ??= { paths: 0, bytes: 0 });
+            count.paths++;
+            count.bytes += entry.fileSize;
+            sliceReport.removedPaths.push({ storePath: entry.storePath, reason, bytes: entry.fileSize });
+        }
+        report.slices.push(sliceReport);
+    }
+    // A real run asks the store again (pushes may have come meanwhile); a dry run deleted nothing.
+    const after = report.dryRun
+        ? { referenced: stillUsed, touched: before.touched }
+        : await meta.narKeysInUse(unusedBefore);
+    const inUse = new Set([...after.referenced, ...after.touched]);
+    await collectNars(deps, report, inUse, before.referenced, unusedBefore, now);
+}
+/** Deletes the planned narinfos, referrers first; stops at the first batch used meanwhile. */
+async function deleteInBatches(deps, slice, remove, unusedBefore, now) {
+    let done = 0;
+    while (done < remove.length) {
+        // A batch holds one reason, so its audit row says why.
+        const reason = remove[done].reason;
+        let end = done;
+        while (end < remove.length && end - done < BATCH && remove[end].reason === reason)
+            end++;
+        const batch = remove.slice(done, end).map(({ entry }) => entry);
+        const deleted = await deps.meta.deleteNarInfos(slice, batch.map((entry) => entry.hashPart), unusedBefore, { time: new Date(now), slice, reason, items: batch.map((entry) => entry.storePath), ...tally(batch) });
+        if (!deleted)
+            break;
+        done = end;
+    }
+    return remove.slice(0, done);
+}
+/** NAR files no narinfo uses, not touched nor written within the grace window. */
+async function collectNars(deps, report, inUse, referencedBefore, unusedBefore, now) {
+    const deleted = { orphan: [], unused: [] };
+    for await (const blob of deps.blobs.list()) {
+        if (inUse.has(blob.key) || +blob.modifiedAt >= +unusedBefore)
+            continue;
+        const reason = referencedBefore.has(blob.key) ? 'unused' : 'orphan';
+        if (!report.dryRun) {
+            if (!(await deps.meta.claimNarDeletion(blob.key, unusedBefore, new Date(now))))
+                continue;
+            await deps.beforeBlobDelete?.(blob.key);
+            try {
+                await deps.blobs.delete(blob.key);
+            }
+            finally {
+                await deps.meta.finishNarDeletion([blob.key]);
+            }
+        }
+        deleted[reason].push({ key: blob.key, bytes: blob.size });
+        report.nars.push({ key: blob.key, bytes: blob.size, reason });
+    }
+    if (report.dryRun)
+        return;
+    for (const reason of ['orphan', 'unused']) {
+        const list = deleted[reason];
+        for (let i = 0; i < list.length; i += BATCH) {
+            const batch = list.slice(i, i + BATCH);
+            await deps.meta.finishNarDeletion([], {
+                time: new Date(now),
+                slice: null,
+                reason,
+                items: batch.map((nar) => nar.key),
+                bytes: batch.reduce((sum, nar) => sum + nar.bytes, 0),
+            });
+        }
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/retention/report.ts
+
+
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+function formatDuration(seconds) {
+    for (const [unit, size] of [
+        ['y', 31536000],
+        ['d', 86400],
+        ['h', 3600],
+        ['m', 60],
+    ]) {
+        if (seconds % size === 0)
+            return `${seconds / size}${unit}`;
+    }
+    return `${seconds}s`;
+}
+function limits(slice) {
+    const parts = [
+        slice.maxAgeSeconds !== undefined ? `max_age ${formatDuration(slice.maxAgeSeconds)}` : 'no max_age',
+        slice.maxSizeBytes !== undefined ? `max_size ${formatBytes(slice.maxSizeBytes)}` : 'no max_size',
+    ];
+    if (slice.pullRequestTtlSeconds !== undefined)
+        parts.push(`pull request ttl ${formatDuration(slice.pullRequestTtlSeconds)}`);
+    return parts.join(', ');
+}
+/** One block per slice, then the NAR files; every removed path or file on a line of its own. */
+function formatGcReport(report) {
+    if (report.skipped)
+        return `sluice gc: nothing done: ${report.skipped}\n`;
+    const lines = [];
+    if (report.dryRun)
+        lines.push('dry run: nothing was removed; a real run now would remove what follows');
+    for (const pin of report.expiredPins)
+        lines.push(`pin ${pin.slice} ${pin.name}: expired, removed`);
+    for (const slice of report.slices) {
+        const removed = Object.entries(slice.removed)
+            .map(([reason, tally]) => `${reason} ${tally.paths} (${formatBytes(tally.bytes)})`)
+            .join(', ');
+        lines.push(`slice ${slice.slice} (${limits(slice)}): kept ${slice.kept.paths} paths (${formatBytes(slice.kept.bytes)}), ` +
+            `pinned ${slice.pinned.paths} (${formatBytes(slice.pinned.bytes)}); removed ${slice.removedPaths.length}` +
+            (removed ? `: ${removed}` : ''));
+        if (slice.overQuota)
+            lines.push(`  over quota: pins and recently used paths alone exceed max_size; nothing pinned is removed`);
+        if (slice.interrupted)
+            lines.push(`  stopped early: ${slice.interrupted}`);
+        for (const path of slice.removedPaths)
+            lines.push(`  remove ${path.storePath} (${path.reason}, ${path.bytes} bytes)`);
+    }
+    const narBytes = report.nars.reduce((sum, nar) => sum + nar.bytes, 0);
+    lines.push(`NAR files: removed ${report.nars.length} (${formatBytes(narBytes)})`);
+    for (const nar of report.nars)
+        lines.push(`  remove nar/${nar.key} (${nar.reason}, ${nar.bytes} bytes)`);
+    return `${lines.join('\n')}\n`;
+}
+async function summarizeSlices(meta, config) {
+    const pins = await meta.listPins();
+    const names = new Set([...(await meta.listSlices()), ...pins.map((pin) => pin.slice)]);
+    const summaries = [];
+    for (const slice of [...names].sort()) {
+        const entries = (await meta.listNarInfos(slice)).map(pathEntry);
+        const { policy } = retentionFor(config, slice);
+        summaries.push({
+            slice,
+            paths: entries.length,
+            bytes: entries.reduce((sum, entry) => sum + entry.fileSize, 0),
+            ...(policy.maxSizeBytes !== undefined ? { maxSizeBytes: policy.maxSizeBytes } : {}),
+            lastPush: entries.length
+                ? new Date(entries.reduce((latest, entry) => Math.max(latest, entry.createdAt), 0))
+                : null,
+            pins: pins.filter((pin) => pin.slice === slice).map((pin) => pin.name),
+        });
+    }
+    return summaries;
+}
+const SLICE_COLUMNS = ['slice', 'paths', 'size', 'quota_use', 'last_push', 'pins'];
+function sliceRow(summary) {
+    return [
+        summary.slice,
+        String(summary.paths),
+        formatBytes(summary.bytes),
+        summary.maxSizeBytes
+            ? `${((summary.bytes / summary.maxSizeBytes) * 100).toFixed(1)}% of ${formatBytes(summary.maxSizeBytes)}`
+            : '-',
+        summary.lastPush?.toISOString() ?? '-',
+        summary.pins.join(',') || '-',
+    ];
+}
+
+;// CONCATENATED MODULE: ./src/nix/buffer-pool.ts
+/**
+ * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
+ * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
+ * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
+ * none once the pool has gone unused that long.
+ */
+class BufferPool {
+    size;
+    maxKept;
+    idleMs;
+    free = [];
+    idleTimer;
+    constructor(size, maxKept, idleMs) {
+        this.size = size;
+        this.maxKept = maxKept;
+        this.idleMs = idleMs;
+    }
+    take() {
+        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    }
+    /** Only buffers nothing reads or writes any more, and that came from `take`. */
+    give(buffers) {
+        for (const buffer of buffers)
+            if (this.free.length < this.maxKept)
+                this.free.push(buffer);
+        if (this.idleMs === undefined)
+            return;
+        clearTimeout(this.idleTimer);
+        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
+    }
+    /** Buffers kept for the next `take`s. */
+    get kept() {
+        return this.free.length;
+    }
+    clear() {
+        clearTimeout(this.idleTimer);
+        this.free.length = 0;
+    }
+}
+/**
+ * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
+ * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
+ */
+function written(sink, chunk) {
+    return new Promise((resolve, reject) => {
+        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
+        sink.once('close', closed);
+        sink.write(chunk, (error) => {
+            sink.off('close', closed);
+            if (error)
+                reject(error);
+            else
+                resolve();
+        });
+    });
+}
+
+;// CONCATENATED MODULE: ./src/server/storage/blob-store.ts
+/** Blob keys are plain file names: no separators, no dot segments, nothing to encode. */
+function isValidBlobKey(key) {
+    return /^[0-9a-z][0-9a-z.]{0,99}$/.test(key) && !key.includes('..');
+}
+
+;// CONCATENATED MODULE: ./src/server/storage/fs-blob-store.ts
+/**
+ * BlobStore on a local directory. A put writes a temp file in the same directory, fsyncs it, then
+ * hard-links it to its final name: `link` fails if the name exists, which gives put-if-absent
+ * atomically, and readers never see a partial file.
+ */
+
+
+
+
+
+const TEMP_PREFIX = '.upload-';
+/** Reads go into 256 KiB buffers, two per download (one read into while the other is sent). */
+const readBuffers = new BufferPool(256 * 1024, 16);
+class FsBlobStore {
+    dir;
+    constructor(dir) {
+        this.dir = dir;
+    }
+    /** Opens (creating) the directory and removes temp files a crash may have left. */
+    static async open(dir) {
+        await (0,promises_namespaceObject.mkdir)(dir, { recursive: true });
+        for (const name of await (0,promises_namespaceObject.readdir)(dir)) {
+            if (name.startsWith(TEMP_PREFIX))
+                await (0,promises_namespaceObject.unlink)((0,external_node_path_.join)(dir, name)).catch(() => undefined);
+        }
+        return new FsBlobStore(dir);
+    }
+    path(key) {
+        if (!isValidBlobKey(key))
+            throw new Error(`invalid blob key '${key}'`);
+        return (0,external_node_path_.join)(this.dir, key);
+    }
+    async put(key, body) {
+        const finalPath = this.path(key);
+        // Asking for the first chunk now reads the body while the temp file is being opened, and
+        // catches a failure of the body meanwhile; it is taken up by the loop below.
+        const chunks = body[Symbol.asyncIterator]();
+        const first = chunks.next();
+        first.catch(() => undefined);
+        const tempPath = (0,external_node_path_.join)(this.dir, `${TEMP_PREFIX}${(0,external_node_crypto_namespaceObject.randomBytes)(8).toString('hex')}`);
+        let file;
+        try {
+            file = await (0,promises_namespaceObject.open)(tempPath, 'wx', 0o644);
+        }
+        catch (error) {
+            // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
+            void chunks.return?.().catch(() => undefined);
+            throw error;
+        }
+        try {
+            // A chunk at a time: the body's next chunk is asked for once this one is written, and a
+            // failed check of the body surfaces here.
+            try {
+                for (let next = await first; !next.done; next = await chunks.next())
+                    await file.write(next.value);
+            }
+            catch (error) {
+                // A failed write leaves the body unfinished: it is told to stop.
+                await chunks.return?.();
+                throw error;
+            }
+            await file.sync();
+            await file.close();
+            let outcome = 'created';
+            try {
+                await (0,promises_namespaceObject.link)(tempPath, finalPath);
+            }
+            catch (e) {
+                if (e.code !== 'EEXIST')
+                    throw e;
+                outcome = 'exists';
+            }
+            // Synced either way: the time an upload takes must not tell whether the file was there.
+            await syncDir(this.dir);
+            return outcome;
+        }
+        finally {
+            await file.close().catch(() => undefined);
+            await (0,promises_namespaceObject.unlink)(tempPath).catch(() => undefined);
+        }
+    }
+    async open(key, range) {
+        let file;
+        try {
+            file = await (0,promises_namespaceObject.open)(this.path(key), 'r');
+        }
+        catch (e) {
+            if (e.code === 'ENOENT')
+                return null;
+            throw e;
+        }
+        if (range)
+            return new FileReader(file, range.start, range.end + 1);
+        try {
+            return new FileReader(file, 0, (await file.stat()).size);
+        }
+        catch (e) {
+            await file.close();
+            throw e;
+        }
+    }
+    async head(key) {
+        try {
+            const info = await (0,promises_namespaceObject.stat)(this.path(key));
+            return { size: info.size };
+        }
+        catch (e) {
+            if (e.code === 'ENOENT')
+                return null;
+            throw e;
+        }
+    }
+    async delete(key) {
+        await (0,promises_namespaceObject.unlink)(this.path(key)).catch((e) => {
+            if (e.code !== 'ENOENT')
+                throw e;
+        });
+    }
+    async *list() {
+        for (const name of await (0,promises_namespaceObject.readdir)(this.dir)) {
+            if (name.startsWith(TEMP_PREFIX) || !isValidBlobKey(name))
+                continue;
+            // A file deleted since the listing is simply not there any more.
+            const info = await (0,promises_namespaceObject.stat)((0,external_node_path_.join)(this.dir, name)).catch(() => null);
+            if (info?.isFile())
+                yield { key: name, size: info.size, modifiedAt: info.mtime };
+        }
+    }
+}
+/**
+ * Sends a file from two reused buffers rather than a read stream's fresh buffer per read: on a
+ * busy server the allocations (page faults, then garbage collections) cost more than the copying.
+ */
+class FileReader {
+    file;
+    start;
+    end;
+    constructor(file, start, 
+    /** Exclusive. */
+    end) {
+        this.file = file;
+        this.start = start;
+        this.end = end;
+    }
+    async writeTo(sink, sent) {
+        const buffers = [readBuffers.take(), readBuffers.take()];
+        let sending;
+        try {
+            for (let position = this.start, turn = 0; position < this.end; turn++) {
+                const buffer = buffers[turn % 2];
+                const { bytesRead } = await this.file.read(buffer, 0, Math.min(buffer.length, this.end - position), position);
+                if (bytesRead === 0)
+                    throw new Error('the file is shorter than it was when opened');
+                position += bytesRead;
+                // The buffer read into now was last sent two turns ago, and that write has finished.
+                await sending;
+                sending = written(sink, buffer.subarray(0, bytesRead)).then(() => sent?.(bytesRead));
+            }
+            await sending;
+        }
+        catch (error) {
+            // A write still in flight may fail later; its buffer stays with it.
+            sending?.catch(() => undefined);
+            throw error;
+        }
+        finally {
+            await this.close();
+        }
+        readBuffers.give(buffers);
+    }
+    async close() {
+        await this.file.close();
+    }
+}
+/** Makes the new directory entry durable too, not only the file's bytes. */
+async function syncDir(dir) {
+    const handle = await (0,promises_namespaceObject.open)(dir, 'r');
+    try {
+        await handle.sync();
+    }
+    finally {
+        await handle.close();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/cli/stores.ts
+/** The CLI's access to a data directory's stores (the commands that work offline from the server). */
+
+
+
+
+
+/** Runs `body` with the stores of the configured data dir, closing them after. */
+async function withStores(flags, body) {
+    const config = applyCliOverrides(await loadConfig(flags.config), { data: flags.data });
+    const paths = dataPaths(config.data);
+    if (!(0,external_node_fs_.existsSync)(paths.database))
+        throw new Error(`no Sluice database at ${paths.database} (is --data right?)`);
+    const meta = new SqliteMetadataStore(paths.database);
+    try {
+        return await body({ config, blobs: await FsBlobStore.open(paths.nars), meta });
+    }
+    finally {
+        await meta.close();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/cli/gc.ts
+
+
+
+
+
+const GC_USAGE = `usage: sluice gc [--slice NAME] [--dry-run] [--json] [--data DIR] [--config FILE]
+
+Applies the configured retention now (the server also does, every gc_interval): per slice, removes
+paths past max_age and least recently used paths beyond max_size, never a pinned closure nor a path
+another kept path of the slice refers to; then NAR files no narinfo uses (and orphan uploads) older
+than gc_grace. Prints, per slice, what is kept and every removed path with its reason.
+
+  --slice NAME   only this slice (NAR files no slice uses are still collected)
+  --dry-run      change nothing; print what a run now would remove
+  --json         the report as JSON
+`;
+async function runGc(argv, io = process) {
+    let values;
+    try {
+        ({ values } = (0,external_node_util_.parseArgs)({
+            args: argv,
+            options: {
+                slice: { type: 'string' },
+                'dry-run': { type: 'boolean' },
+                json: { type: 'boolean' },
+                data: { type: 'string' },
+                config: { type: 'string' },
+            },
+            allowPositionals: false,
+        }));
+    }
+    catch (error) {
+        io.stderr.write(`sluice gc: ${error.message}\n${GC_USAGE}`);
+        return 2;
+    }
+    try {
+        const report = await withStores(values, (stores) => collectGarbage(stores, {
+            dryRun: values['dry-run'] === true,
+            ...(values.slice ? { slice: normalizeSliceName(values.slice) } : {}),
+        }));
+        io.stdout.write(values.json ? `${JSON.stringify(report)}\n` : formatGcReport(report));
+        return report.skipped ? 1 : 0;
+    }
+    catch (error) {
+        io.stderr.write(`sluice gc: ${error.message}\n`);
+        return 1;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/nix32.ts
+/**
+ * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
+ * the end, so the first character carries the most significant bits of the last byte.
+ */
+const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
+const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
+/** Length in characters of the nix32 form of `byteLength` bytes. */
+function nix32Length(byteLength) {
+    return Math.ceil((byteLength * 8) / 5);
+}
+function encodeNix32(bytes) {
+    const length = nix32Length(bytes.length);
+    let out = '';
+    for (let n = length - 1; n >= 0; n--) {
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        const low = bytes[i] >> j;
+        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
+        out += NIX32_ALPHABET[(low | high) & 0x1f];
+    }
+    return out;
+}
+class Nix32Error extends Error {
+}
+function decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
+    if (text.length !== nix32Length(byteLength)) {
+        throw new Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
+    }
+    const bytes = Buffer.alloc(byteLength);
+    for (let n = 0; n < text.length; n++) {
+        const c = text[text.length - n - 1];
+        const digit = DIGIT_OF.get(c);
+        if (digit === undefined)
+            throw new Nix32Error(`invalid character '${c}' in nix32 string`);
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        bytes[i] |= (digit << j) & 0xff;
+        const carry = digit >> (8 - j);
+        if (i + 1 < byteLength)
+            bytes[i + 1] |= carry;
+        else if (carry !== 0)
+            throw new Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
+    }
+    return bytes;
+}
+function isNix32(text) {
+    for (const c of text)
+        if (!DIGIT_OF.has(c))
+            return false;
+    return true;
+}
+
+;// CONCATENATED MODULE: ./src/nix/store-path.ts
+/** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
+
+const store_path_DEFAULT_STORE_DIR = '/nix/store';
+const HASH_PART_LENGTH = 32;
+/** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
+const store_path_MAX_NAME_LENGTH = 211;
+const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
+class StorePathError extends Error {
+}
+/** Checks a store path hash part (the 32 nix32 characters); throws naming the problem. */
+function validateHashPart(hashPart) {
+    if (hashPart.length !== HASH_PART_LENGTH) {
+        throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
+    }
+    if (!isNix32(hashPart))
+        throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
+    return hashPart;
+}
+/**
+ * Checks a store path name. Nix 2.8 itself accepts any name made of the allowed characters (so
+ * `.hidden` is a path Nix builds); like later Nix versions we also refuse `.`, `..` and names whose
+ * first dash-separated part is one of those, which only ever serve path tricks.
+ */
+function validateName(name, baseName = name) {
+    if (name.length === 0)
+        throw new StorePathError(`store path '${baseName}' has an empty name`);
+    if (name.length > store_path_MAX_NAME_LENGTH) {
+        throw new StorePathError(`store path name in '${baseName}' is longer than ${store_path_MAX_NAME_LENGTH} characters`);
+    }
+    const bad = NAME_PATTERN.test(name) ? undefined : [...name].find((c) => !NAME_PATTERN.test(c));
+    if (bad !== undefined) {
+        throw new StorePathError(`store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`);
+    }
+    const firstPart = name.split('-', 1)[0];
+    if (firstPart === '.' || firstPart === '..') {
+        throw new StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
+    }
+    return name;
+}
+function normalizeStoreDir(storeDir) {
+    const trimmed = storeDir.replace(/\/+$/, '');
+    const segments = trimmed.split('/').slice(1);
+    if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..')) {
+        throw new StorePathError(`store dir '${storeDir}' must be an absolute, canonical directory other than '/'`);
+    }
+    return trimmed;
+}
+class store_path_StorePath {
+    hashPart;
+    name;
+    constructor(hashPart, name) {
+        this.hashPart = hashPart;
+        this.name = name;
+    }
+    /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
+    static fromBaseName(baseName) {
+        if (baseName.length < HASH_PART_LENGTH + 1 || baseName[HASH_PART_LENGTH] !== '-') {
+            throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
+        }
+        const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
+        const name = validateName(baseName.slice(HASH_PART_LENGTH + 1), baseName);
+        return new store_path_StorePath(hashPart, name);
+    }
+    /** Parses a full path directly inside `storeDir` (default `/nix/store`). */
+    static parse(path, storeDir = store_path_DEFAULT_STORE_DIR) {
+        const prefix = `${normalizeStoreDir(storeDir)}/`;
+        if (!path.startsWith(prefix))
+            throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
+        const baseName = path.slice(prefix.length);
+        if (baseName.includes('/'))
+            throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
+        return store_path_StorePath.fromBaseName(baseName);
+    }
+    /** True when `path` is a valid store path in `storeDir`. */
+    static isValid(path, storeDir = store_path_DEFAULT_STORE_DIR) {
+        try {
+            store_path_StorePath.parse(path, storeDir);
+            return true;
+        }
+        catch (e) {
+            if (e instanceof StorePathError)
+                return false;
+            throw e;
+        }
+    }
+    get baseName() {
+        return `${this.hashPart}-${this.name}`;
+    }
+    toPath(storeDir = store_path_DEFAULT_STORE_DIR) {
+        return `${normalizeStoreDir(storeDir)}/${this.baseName}`;
+    }
+    toString() {
+        return this.baseName;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/http/errors.ts
+class HttpError extends Error {
+    status;
+    reason;
+    headers;
+    constructor(status, message, 
+    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
+    reason = 'error', headers = {}) {
+        super(message);
+        this.status = status;
+        this.reason = reason;
+        this.headers = headers;
+    }
+}
+/**
+ * Answers with the error's status and a plain-text message. When headers were already sent the
+ * response cannot change status any more, so it is destroyed instead.
+ */
+function sendError(res, error) {
+    const status = error instanceof HttpError ? error.status : 500;
+    const message = error instanceof HttpError ? error.message : 'internal server error';
+    if (res.headersSent) {
+        res.destroy(error instanceof Error ? error : undefined);
+        return;
+    }
+    const body = `${message}\n`;
+    res.writeHead(status, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        ...(error instanceof HttpError ? error.headers : {}),
+    });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+;// CONCATENATED MODULE: ./src/server/union-read.ts
+
+/** Whether a slice's binding satisfies a read grant that came from a template. */
+function ownerMatches(owner, required) {
+    if (owner === null || owner.issuer !== required.issuer)
+        return false;
+    if (required.repositoryId !== undefined && owner.repositoryId !== required.repositoryId)
+        return false;
+    return required.repositoryOwnerId === undefined || owner.repositoryOwnerId === required.repositoryOwnerId;
+}
+/** The ranking of one cache token's grant (public slices come after everything it was granted). */
+function grantRanking(grant) {
+    const identity = grant.identity;
+    const writeOwner = grant.bindWrite
+        ? { issuer: identity.issuer, ...(identity.repository_id ? { repositoryId: identity.repository_id } : {}) }
+        : null;
+    return (slice, owner) => {
+        if (slice === grant.write && (writeOwner === null || ownerMatches(owner, writeOwner)))
+            return 0;
+        for (const [index, pattern] of grant.read.entries()) {
+            const required = grant.readOwners?.[index] ?? null;
+            if (readCovers(pattern, slice) && (required === null || ownerMatches(owner, required)))
+                return index + 1;
+        }
+        return null;
+    };
+}
+/** `ranking`, then the public slices after it. */
+function withPublicSlices(ranking, isPublic) {
+    return (slice, owner) => ranking(slice, owner) ?? (isPublic(slice) ? Number.MAX_SAFE_INTEGER : null);
+}
+const readableBy = (rank) => (slice, owner) => rank(slice, owner) !== null;
+const narHashOf = (record) => /^NarHash: (\S+)$/m.exec(record.narinfo)?.[1] ?? '';
+/** Picks, per hash part, the narinfo of the highest-precedence slice among `records`. */
+function chooseNarInfos(records, rank) {
+    const ranked = records
+        .map((record) => ({ record, rank: rank(record.slice, record.owner ?? null) }))
+        .filter((entry) => entry.rank !== null)
+        .sort((a, b) => a.rank - b.rank || (a.record.slice < b.record.slice ? -1 : 1));
+    const chosen = new Map();
+    for (const { record } of ranked) {
+        const earlier = chosen.get(record.hashPart);
+        if (!earlier)
+            chosen.set(record.hashPart, { record, conflicts: [] });
+        else if (narHashOf(record) !== narHashOf(earlier.record))
+            earlier.conflicts.push(record);
+    }
+    return chosen;
+}
+
+;// CONCATENATED MODULE: ./src/server/http/auth.ts
+
+
+/** The token in the request, or null when there is no Authorization header. */
+function requestToken(req) {
+    const header = req.headers.authorization;
+    if (header === undefined || header === '')
+        return null;
+    const space = header.indexOf(' ');
+    const scheme = space === -1 ? header : header.slice(0, space);
+    const value = space === -1 ? '' : header.slice(space + 1).trim();
+    if (/^bearer$/i.test(scheme)) {
+        if (!value)
+            throw new HttpError(401, 'empty Bearer token', 'bad_token', { 'www-authenticate': 'Bearer' });
+        return value;
+    }
+    if (/^basic$/i.test(scheme)) {
+        const decoded = Buffer.from(value, 'base64').toString('utf8');
+        const colon = decoded.indexOf(':');
+        const password = colon === -1 ? '' : decoded.slice(colon + 1);
+        if (!password)
+            throw new HttpError(401, 'Basic auth without a password: put the cache token in the password', 'bad_token');
+        return password;
+    }
+    throw new HttpError(401, `unsupported Authorization scheme '${scheme}' (use Bearer or Basic)`, 'bad_token');
+}
+async function resolveAccess(req, verify, isPublic) {
+    const token = requestToken(req);
+    if (token === null) {
+        const rank = withPublicSlices(() => null, isPublic);
+        return {
+            authenticated: false,
+            rank,
+            canRead: readableBy(rank),
+            write: null,
+            bindWrite: false,
+            identity: {},
+        };
+    }
+    let access;
+    try {
+        access = await verify(token);
+    }
+    catch (error) {
+        if (error instanceof HttpError && error.status === 401)
+            throw error; // already names the problem
+        const reason = error instanceof Error ? error.message : String(error);
+        throw new HttpError(401, `invalid cache token: ${reason}`, 'bad_token', { 'www-authenticate': 'Bearer' });
+    }
+    const rank = withPublicSlices(access.rank, isPublic);
+    return { ...access, authenticated: true, rank, canRead: readableBy(rank) };
+}
+/** The write slice, or the reason there is none: 401 without a token, 403 with a read-only one. */
+function requireWriteSlice(access) {
+    if (!access.authenticated) {
+        throw new HttpError(401, 'uploads need a cache token with a write slice', 'unauthenticated', {
+            'www-authenticate': 'Bearer',
+        });
+    }
+    if (access.write === null)
+        throw new HttpError(403, 'this cache token grants no write slice', 'read_only_token');
+    return access.write;
+}
+
+;// CONCATENATED MODULE: ./src/server/http/body.ts
+
+/** Refuses a declared Content-Length over `limit` before any of the body is read. */
+function checkDeclaredLength(req, limit, what) {
+    const declared = req.headers['content-length'];
+    if (declared !== undefined && Number(declared) > limit) {
+        throw new HttpError(413, `${what} of ${declared} bytes is larger than the limit of ${limit} bytes`, 'too_large');
+    }
+}
+/** Tells a client waiting on `Expect: 100-continue` to send the body: every check before it passed. */
+function acceptBody(req, res) {
+    if (/100-continue/i.test(req.headers.expect ?? ''))
+        res.writeContinue();
+}
+async function readSmallBody(body, limit, what) {
+    const chunks = [];
+    let size = 0;
+    for await (const chunk of body) {
+        size += chunk.length;
+        if (size > limit)
+            throw new HttpError(413, `${what} is larger than the limit of ${limit} bytes`, 'too_large');
+        chunks.push(chunk);
+    }
+    return Buffer.concat(chunks);
+}
+/**
+ * `source`, failing with 408 when a chunk takes longer than `idleMs` to arrive. Only the wait for
+ * the client counts: while the consumer is busy (writing to storage, decompressing) nothing is
+ * asked for and no timer runs. After a timeout the request is left as it is, so that the 408 can
+ * still be sent on its connection (which the router then closes).
+ */
+function withIdleTimeout(source, idleMs) {
+    return {
+        [Symbol.asyncIterator]() {
+            const inner = source[Symbol.asyncIterator]();
+            let timedOut = false;
+            return {
+                next() {
+                    const next = inner.next();
+                    let timer;
+                    const timeout = new Promise((_resolve, reject) => {
+                        timer = setTimeout(() => {
+                            timedOut = true;
+                            // The chunk asked for may still come, or the connection fail: neither matters now.
+                            next.catch(() => undefined);
+                            reject(new HttpError(408, `the request body sent nothing for ${idleMs / 1000} s (body_idle_timeout): abandoned`, 'idle_body'));
+                        }, idleMs);
+                    });
+                    return Promise.race([next, timeout]).finally(() => clearTimeout(timer));
+                },
+                return(value) {
+                    // Ending the inner iterator destroys the request, and with it the socket the 408 needs.
+                    if (timedOut)
+                        return Promise.resolve({ done: true, value: undefined });
+                    return inner.return?.(value) ?? Promise.resolve({ done: true, value: undefined });
+                },
+            };
+        },
+    };
+}
+
+;// CONCATENATED MODULE: external "node:stream"
+const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
+;// CONCATENATED MODULE: ./src/nix/hash.ts
+/** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
+
+
+const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
+class HashError extends Error {
+}
+class hash_Hash {
+    algorithm;
+    digest;
+    constructor(algorithm, digest) {
+        this.algorithm = algorithm;
+        this.digest = digest;
+        if (digest.length !== DIGEST_BYTES[algorithm]) {
+            throw new HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
+        }
+    }
+    /**
+     * Parses `algo:<nix32|base16|base64>` or SRI `algo-<base64>`. With `expected`, a bare digest
+     * without the algorithm prefix is accepted too.
+     */
+    static parse(text, expected) {
+        const sri = /^(md5|sha1|sha256|sha512)-([A-Za-z0-9+/]+={0,2})$/.exec(text);
+        if (sri) {
+            if (expected !== undefined && sri[1] !== expected)
+                throw new HashError(`expected a ${expected} hash, got '${text}'`);
+            return hash_Hash.fromDigestText(sri[1], sri[2], 'base64', text);
+        }
+        const colon = text.indexOf(':');
+        let algorithm;
+        let digest;
+        if (colon === -1) {
+            algorithm = expected;
+            digest = text;
+        }
+        else {
+            algorithm = text.slice(0, colon);
+            digest = text.slice(colon + 1);
+        }
+        if (algorithm === undefined)
+            throw new HashError(`hash '${text}' does not name its algorithm`);
+        if (!(algorithm in DIGEST_BYTES))
+            throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
+        if (expected !== undefined && algorithm !== expected) {
+            throw new HashError(`expected a ${expected} hash, got '${text}'`);
+        }
+        return hash_Hash.fromDigestText(algorithm, digest, undefined, text);
+    }
+    static fromDigestText(algorithm, digest, encoding, original) {
+        const bytes = DIGEST_BYTES[algorithm];
+        if (encoding === undefined) {
+            if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
+                return new hash_Hash(algorithm, Buffer.from(digest, 'hex'));
+            }
+            if (digest.length === nix32Length(bytes) && isNix32(digest)) {
+                try {
+                    return new hash_Hash(algorithm, decodeNix32(digest, bytes));
+                }
+                catch (e) {
+                    if (e instanceof Nix32Error)
+                        throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
+                    throw e;
+                }
+            }
+        }
+        if (digest.length === Math.ceil(bytes / 3) * 4 && /^[A-Za-z0-9+/]+={0,2}$/.test(digest)) {
+            const decoded = Buffer.from(digest, 'base64');
+            // Node ignores stray bits in the last character: insist on the one canonical spelling.
+            if (decoded.length === bytes && decoded.toString('base64') === digest)
+                return new hash_Hash(algorithm, decoded);
+        }
+        throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
+    }
+    static of(algorithm, data) {
+        return new hash_Hash(algorithm, (0,external_node_crypto_namespaceObject.createHash)(algorithm).update(data).digest());
+    }
+    get nix32() {
+        return encodeNix32(this.digest);
+    }
+    get base16() {
+        return this.digest.toString('hex');
+    }
+    get base64() {
+        return this.digest.toString('base64');
+    }
+    /** `sha256:<nix32>`, the form narinfo files use. */
+    toString() {
+        return `${this.algorithm}:${this.nix32}`;
+    }
+    toBase16String() {
+        return `${this.algorithm}:${this.base16}`;
+    }
+    toSRI() {
+        return `${this.algorithm}-${this.base64}`;
+    }
+    equals(other) {
+        return this.algorithm === other.algorithm && this.digest.equals(other.digest);
+    }
+}
+
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+;// CONCATENATED MODULE: external "node:zlib"
+const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
+;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
+/**
+ * Node 24's zstd decompressor silently drops whatever follows the end of a frame within the same
+ * chunk, so concatenated frames (pzstd, files compressed in parts) lose data or fail with "Unknown
+ * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
+ * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
+ * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
+ *
+ * For uploads the walk also refuses what a NAR file has no use for: skippable frames (padding that
+ * would be stored and served) and frames whose window needs more memory than allowed.
+ */
+
+const ZSTD_MAGIC = 0xfd2fb528;
+const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
+const SKIPPABLE_MAGIC = 0x184d2a50;
+// Units whose bytes are parsed (the others are only counted).
+const PARSED = new Set(['magic', 'descriptor', 'headerRest', 'blockHeader', 'skipSize']);
+const DICT_ID_BYTES = [0, 1, 2, 4];
+const CONTENT_SIZE_BYTES = [0, 2, 4, 8];
+class ZstdFrameError extends Error {
+}
+/** A frame asks for a larger window (decoder memory) than `maxWindowBytes`. */
+class ZstdWindowError extends ZstdFrameError {
+}
+/** A skippable frame where `refuseSkippable` is set. */
+class ZstdSkippableFrameError extends ZstdFrameError {
+}
+const MiB = 1024 * 1024;
+const mib = (bytes) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
+/** A Transform over ZstdFrameScanner: what it emits, it pushes. */
+class ZstdFrameSplitter extends external_node_stream_namespaceObject.Transform {
+    scanner = new ZstdFrameScanner();
+    _transform(chunk, _encoding, callback) {
+        try {
+            this.scanner.split(chunk, (piece) => this.push(piece));
+        }
+        catch (error) {
+            callback(error);
+            return;
+        }
+        callback();
+    }
+    _flush(callback) {
+        try {
+            this.scanner.finish();
+        }
+        catch (error) {
+            callback(error);
+            return;
+        }
+        callback();
+    }
+}
+/**
+ * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
+ * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
+ */
+class ZstdFrameScanner {
+    rules;
+    unit = 'magic';
+    need = 4;
+    parsed = [];
+    checksum = false;
+    singleSegment = false;
+    dictIdBytes = 0;
+    /** Where the current frame began, for messages. */
+    frameStart = 0;
+    lastBlock = false;
+    /** Bytes of input consumed so far, for error messages. */
+    position = 0;
+    /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
+    forwarding = false;
+    /** Where the current `split` call emits (advance() emits a frame's magic number). */
+    emit = () => undefined;
+    constructor(rules = {}) {
+        this.rules = rules;
+    }
+    /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
+    split(chunk, emit) {
+        this.emit = emit;
+        let start = 0;
+        let i = 0;
+        while (i < chunk.length) {
+            const take = Math.min(this.need, chunk.length - i);
+            if (PARSED.has(this.unit))
+                this.parsed.push(...chunk.subarray(i, i + take));
+            i += take;
+            this.position += take;
+            this.need -= take;
+            if (this.need > 0)
+                break;
+            const unit = this.unit;
+            const frameEnded = this.advance();
+            if (unit === 'magic')
+                start = i; // advance() emitted the magic itself, once it knew the kind
+            if (frameEnded) {
+                if (this.forwarding && i > start)
+                    emit(chunk.subarray(start, i));
+                start = i;
+                this.forwarding = false;
+            }
+        }
+        if (this.forwarding && i > start)
+            emit(chunk.subarray(start, i));
+    }
+    /** Throws unless the data so far ended at the end of a frame. */
+    finish() {
+        if (this.unit !== 'magic' || this.need !== 4) {
+            throw new ZstdFrameError('zstd data ends in the middle of a frame (truncated)');
+        }
+    }
+    /** Moves past a completed unit; returns true when a frame (zstd or skippable) ended with it. */
+    advance() {
+        const bytes = Buffer.from(this.parsed);
+        this.parsed = [];
+        switch (this.unit) {
+            case 'magic': {
+                const magic = bytes.readUInt32LE(0);
+                this.frameStart = this.position - 4;
+                if (magic === ZSTD_MAGIC) {
+                    this.emit(bytes);
+                    this.forwarding = true;
+                    return this.next('descriptor', 1);
+                }
+                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) {
+                    if (this.rules.refuseSkippable) {
+                        throw new ZstdSkippableFrameError(`zstd skippable frame at byte ${this.frameStart}: padding is not accepted in a NAR file`);
+                    }
+                    return this.next('skipSize', 4);
+                }
+                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.frameStart}`);
+            }
+            case 'descriptor': {
+                const d = bytes[0];
+                if (d & 0x08)
+                    throw new ZstdFrameError('zstd frame header has its reserved bit set');
+                const singleSegment = (d >> 5) & 1;
+                const contentSizeFlag = d >> 6;
+                this.checksum = ((d >> 2) & 1) === 1;
+                this.singleSegment = singleSegment === 1;
+                this.dictIdBytes = DICT_ID_BYTES[d & 3];
+                const rest = (singleSegment ? 0 : 1) +
+                    DICT_ID_BYTES[d & 3] +
+                    (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
+                return this.next('headerRest', rest);
+            }
+            case 'headerRest':
+                this.checkWindow(bytes);
+                return this.next('blockHeader', 3);
+            case 'blockHeader': {
+                const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
+                this.lastBlock = (header & 1) === 1;
+                const type = (header >> 1) & 3;
+                if (type === 3)
+                    throw new ZstdFrameError('zstd block has the reserved block type');
+                return this.next('blockContent', type === 1 ? 1 : header >>> 3);
+            }
+            case 'blockContent':
+                if (!this.lastBlock)
+                    return this.next('blockHeader', 3);
+                if (this.checksum)
+                    return this.next('checksum', 4);
+                return this.endFrame();
+            case 'checksum':
+                return this.endFrame();
+            case 'skipSize':
+                return this.next('skipContent', bytes.readUInt32LE(0));
+            case 'skipContent':
+                return this.endFrame();
+        }
+    }
+    /** The window the frame header declares (RFC 8878 3.1.1.1.2), against `maxWindowBytes`. */
+    checkWindow(rest) {
+        const max = this.rules.maxWindowBytes;
+        if (max === undefined)
+            return;
+        let window;
+        if (this.singleSegment) {
+            // No window descriptor: the window is the whole content, whose size follows the dictionary id.
+            const sizeBytes = rest.subarray(this.dictIdBytes);
+            window =
+                sizeBytes.length === 2
+                    ? sizeBytes.readUInt16LE(0) + 256
+                    : sizeBytes.length === 8
+                        ? Number(sizeBytes.readBigUInt64LE(0))
+                        : sizeBytes.readUIntLE(0, sizeBytes.length);
+        }
+        else {
+            const descriptor = rest[0];
+            const base = 2 ** (10 + (descriptor >> 3));
+            window = base + (base / 8) * (descriptor & 7);
+        }
+        if (window > max) {
+            throw new ZstdWindowError(`zstd frame at byte ${this.frameStart} needs a ${mib(window)} window to decompress, over the limit of ${mib(max)}`);
+        }
+    }
+    next(unit, need) {
+        this.unit = unit;
+        this.need = need;
+        // Zero-length units (an empty header rest, an empty raw block) complete at once.
+        return need === 0 ? this.advance() : false;
+    }
+    endFrame() {
+        this.unit = 'magic';
+        this.need = 4;
+        return true;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar.ts
+/**
+ * Streaming NAR hashing, compression and decompression. Nothing here holds a NAR in memory: data
+ * flows through in chunks, so a multi-gigabyte upload costs a few buffers.
+ *
+ * zstd comes from Node 24's zlib. xz runs the system `xz` program as a child process, both ways:
+ * Node has no xz, and the WASM decompressor on npm (xz-decompress) is correct (multi-block,
+ * multi-stream, integrity checks) but serializes every decompression in the process behind one
+ * global lock, so one slow xz upload would stall all others. `xz` is native, concurrent and
+ * multi-threaded; the `xz` program (Debian: xz-utils) must be on PATH when xz is used.
+ */
+
+
+
+
+
+
+
+/** Compressions Sluice can verify and produce (a subset of what Nix reads). */
+const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
+/** File name extensions Nix gives compressed NARs (`nar/<filehash>.nar<ext>`). */
+const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
+class CompressionError extends Error {
+}
+/** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
+class DecompressionMemoryError extends CompressionError {
+}
+/** Without a stated limit: xz -9 needs 65 MiB to decompress; a file asking for far more is refused. */
+const XZ_DECOMPRESS_MEMLIMIT = 256 * 1024 * 1024;
+const nar_mib = (bytes) => `${Math.round((bytes / 2 ** 20) * 10) / 10} MiB`;
+function checkCompression(compression) {
+    if (!NAR_COMPRESSIONS.includes(compression)) {
+        throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
+    }
+    return compression;
+}
+/** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
+class ProcessStream extends external_node_stream_namespaceObject.Duplex {
+    what;
+    explain;
+    child;
+    stderr = '';
+    constructor(command, args, what, 
+    /** Turns the program's stderr into a more specific error, where it recognises one. */
+    explain = () => undefined) {
+        super();
+        this.what = what;
+        this.explain = explain;
+        this.child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+        // EPIPE when the program quits early (corrupt input): its exit status tells why.
+        this.child.stdin.on('error', () => { });
+        this.child.stderr.setEncoding('utf8').on('data', (text) => {
+            if (this.stderr.length < 4096)
+                this.stderr += text;
+        });
+        this.child.stdout.on('data', (chunk) => {
+            if (!this.push(chunk))
+                this.child.stdout.pause();
+        });
+        this.child.on('error', (error) => {
+            this.destroy(error.code === 'ENOENT'
+                ? new CompressionError(`${what} needs the '${command}' program on PATH (Debian: apt-get install xz-utils)`)
+                : error);
+        });
+        this.child.on('close', (code, signal) => {
+            if (this.destroyed)
+                return;
+            if (code === 0)
+                this.push(null);
+            else {
+                const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
+                this.destroy(this.explain(this.stderr) ?? new CompressionError(`${this.what} failed: ${detail}`));
+            }
+        });
+    }
+    _read() {
+        this.child.stdout.resume();
+    }
+    _write(chunk, _encoding, callback) {
+        if (this.child.stdin.write(chunk))
+            callback();
+        else
+            this.child.stdin.once('drain', () => callback());
+    }
+    _final(callback) {
+        this.child.stdin.end();
+        callback();
+    }
+    _destroy(error, callback) {
+        if (this.child.exitCode === null && this.child.signalCode === null)
+            this.child.kill();
+        callback(error);
+    }
+}
+/**
+ * Output chunk of Node's zstd streams. The default (16 KiB) costs a thread-pool round trip per
+ * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
+ */
+const ZSTD_CHUNK_BYTES = 256 * 1024;
+/** Node's zstd decoder, its window bounded by `maxMemory` (default: zstd's own limit, 128 MiB). */
+function createZstdDecoder(maxMemory) {
+    const windowLogMax = maxMemory === undefined ? undefined : Math.min(31, Math.max(10, Math.floor(Math.log2(maxMemory))));
+    return (0,external_node_zlib_namespaceObject.createZstdDecompress)({
+        chunkSize: ZSTD_CHUNK_BYTES,
+        ...(windowLogMax === undefined ? {} : { params: { [external_node_zlib_namespaceObject.constants.ZSTD_d_windowLogMax]: windowLogMax } }),
+    });
+}
+/** The `xz` program decompressing within `maxMemory`, on one thread (one dictionary per upload). */
+function createXzDecoder(maxMemory = XZ_DECOMPRESS_MEMLIMIT) {
+    return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', '--threads=1', `--memlimit-decompress=${maxMemory}`], 'xz decompression', (stderr) => /memory usage limit reached/i.test(stderr)
+        ? new DecompressionMemoryError(`xz data needs more memory to decompress than the limit of ${nar_mib(maxMemory)} (its dictionary is larger)`)
+        : undefined);
+}
+/** A stream that turns a compressed NAR file back into the NAR. */
+function createDecompressor(compression, options = {}) {
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new external_node_stream_namespaceObject.PassThrough();
+        case 'zstd':
+            // Node's decoder alone drops frames that follow another in the same chunk: split them first.
+            return new ZstdFrameSplitter().compose(createZstdDecoder(options.maxMemory));
+        case 'xz':
+            return createXzDecoder(options.maxMemory);
+    }
+}
+/**
+ * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
+ * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
+ */
+function createCompressor(compression, options = {}) {
+    const { level } = options;
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new PassThrough();
+        case 'zstd':
+            // With a checksum, as the zstd tool writes by default: corruption fails decompression loudly.
+            return createZstdCompress({
+                chunkSize: ZSTD_CHUNK_BYTES,
+                params: {
+                    [zlibConstants.ZSTD_c_checksumFlag]: 1,
+                    ...(level === undefined ? {} : { [zlibConstants.ZSTD_c_compressionLevel]: level }),
+                },
+            });
+        case 'xz': {
+            if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
+                throw new CompressionError(`xz level must be 0-9, got ${level}`);
+            }
+            const args = [
+                '--compress',
+                '--stdout',
+                '--quiet',
+                '--threads=0',
+                ...(level === undefined ? [] : [`-${level}`]),
+            ];
+            return new ProcessStream('xz', args, 'xz compression');
+        }
+    }
+}
+/** A passthrough that sha256-hashes and counts what flows through it; read `hash()` and `size` after it ends. */
+class HashingStream extends (/* unused pure expression or super */ null && (Transform)) {
+    hasher = createHash('sha256');
+    bytes = 0;
+    result;
+    _transform(chunk, _encoding, callback) {
+        this.hasher.update(chunk);
+        this.bytes += chunk.length;
+        callback(null, chunk);
+    }
+    _flush(callback) {
+        this.result = new Hash('sha256', this.hasher.digest());
+        callback();
+    }
+    /** Bytes seen so far. */
+    get size() {
+        return this.bytes;
+    }
+    hash() {
+        if (this.result === undefined)
+            throw new Error('HashingStream.hash() is only known once the stream has ended');
+        return this.result;
+    }
+}
+/** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */
+function decompressorFor(source, compression) {
+    try {
+        return createDecompressor(compression);
+    }
+    catch (error) {
+        if ('destroy' in source && typeof source.destroy === 'function')
+            source.destroy();
+        throw error;
+    }
+}
+function discard() {
+    return new Writable({ write: (_chunk, _encoding, callback) => callback() });
+}
+/** Decompresses and hashes a (compressed) NAR stream: its NarHash and NarSize, as a narinfo states them. */
+async function hashNar(source, compression) {
+    const decompressor = decompressorFor(source, compression);
+    const nar = new HashingStream();
+    await pipeline(source, decompressor, nar, discard());
+    return { narHash: nar.hash(), narSize: nar.size };
+}
+/**
+ * Streams a compressed NAR file from `source` into `sink` (e.g. a file in storage) while computing
+ * both the file's FileHash/FileSize and the NAR's NarHash/NarSize. Rejects if either side fails
+ * (a corrupt file, a failing sink); the caller then discards what reached the sink.
+ */
+async function digestNarFile(source, compression, sink) {
+    const decompressor = decompressorFor(source, compression);
+    const file = new HashingStream();
+    const nar = new HashingStream();
+    // `file` feeds two pipes; an error in either pipeline destroys `file`, which ends the other.
+    const results = await Promise.allSettled([
+        pipeline(source, file, sink),
+        pipeline(file, decompressor, nar, discard()),
+    ]);
+    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
+    if (errors.length > 0) {
+        throw errors.find((e) => e.code !== 'ERR_STREAM_PREMATURE_CLOSE') ?? errors[0];
+    }
+    return { fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size };
+}
+
+;// CONCATENATED MODULE: ./src/nix/narinfo.ts
+/**
+ * `.narinfo` files: parse strictly (every problem named), serialize in the field order Nix writes,
+ * so what `nix copy` uploads round-trips byte for byte. Unknown fields are kept for forward
+ * compatibility and written after the known ones.
+ */
+
+
+/** Far above any real narinfo (even thousands of references), low enough to refuse abuse. */
+const NARINFO_MAX_BYTES = 1024 * 1024;
+// Field names as Nix writes them; anything else in a key (spaces, colons) is a corrupt line.
+const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9-]*$/;
+/** Compression methods Nix can read from a binary cache. */
+const COMPRESSIONS = ['none', 'xz', 'bzip2', 'zstd', 'br', 'gzip', 'lz4', 'lzip'];
+class NarInfoError extends Error {
+}
+const KNOWN_FIELDS = new Set([
+    'StorePath',
+    'URL',
+    'Compression',
+    'FileHash',
+    'FileSize',
+    'NarHash',
+    'NarSize',
+    'References',
+    'Deriver',
+    'System',
+    'Sig',
+    'CA',
+]);
+function narinfo_parseSize(field, value) {
+    if (!/^\d+$/.test(value))
+        throw new NarInfoError(`${field} '${value}' is not a non-negative integer`);
+    const size = Number(value);
+    if (!Number.isSafeInteger(size))
+        throw new NarInfoError(`${field} '${value}' is too large`);
+    return size;
+}
+/** A `sha256:...` (or SRI) hash, the only kind Nix writes into narinfos. */
+function parseHash(field, value) {
+    let hash;
+    try {
+        hash = hash_Hash.parse(value);
+    }
+    catch (e) {
+        if (e instanceof HashError)
+            throw new NarInfoError(`${field}: ${e.message}`);
+        throw e;
+    }
+    if (hash.algorithm !== 'sha256')
+        throw new NarInfoError(`${field} '${value}' is not a sha256 hash`);
+    return hash;
+}
+function checkBaseName(field, value) {
+    try {
+        return store_path_StorePath.fromBaseName(value).baseName;
+    }
+    catch (e) {
+        if (e instanceof StorePathError)
+            throw new NarInfoError(`${field}: ${e.message}`);
+        throw e;
+    }
+}
+function parseNarInfo(text, options = {}) {
+    const storeDir = options.storeDir ?? store_path_DEFAULT_STORE_DIR;
+    const maxBytes = options.maxBytes ?? NARINFO_MAX_BYTES;
+    if (Buffer.byteLength(text) > maxBytes)
+        throw new NarInfoError(`narinfo is larger than ${maxBytes} bytes`);
+    if (!text.endsWith('\n'))
+        throw new NarInfoError(`narinfo does not end with a newline`);
+    const fields = new Map();
+    const seen = new Set();
+    const sigs = [];
+    const extra = [];
+    const lines = text.split('\n');
+    lines.pop();
+    lines.forEach((line, index) => {
+        const sep = line.indexOf(': ');
+        const key = line.slice(0, Math.max(sep, 0));
+        if (sep <= 0 || !KEY_PATTERN.test(key)) {
+            throw new NarInfoError(`line ${index + 1} is not 'Key: value': '${line.slice(0, 80)}'`);
+        }
+        const value = line.slice(sep + 2);
+        if (key === 'Sig') {
+            if (!/^[^:\s]+:[A-Za-z0-9+/]+={0,2}$/.test(value))
+                throw new NarInfoError(`Sig '${value}' is not 'keyname:base64'`);
+            sigs.push(value);
+            return;
+        }
+        if (seen.has(key))
+            throw new NarInfoError(`duplicate field '${key}'`);
+        seen.add(key);
+        if (KNOWN_FIELDS.has(key))
+            fields.set(key, value);
+        else
+            extra.push([key, value]);
+    });
+    const required = (key) => {
+        const value = fields.get(key);
+        if (value === undefined)
+            throw new NarInfoError(`missing required field '${key}'`);
+        return value;
+    };
+    const storePath = required('StorePath');
+    try {
+        store_path_StorePath.parse(storePath, storeDir);
+    }
+    catch (e) {
+        if (e instanceof StorePathError)
+            throw new NarInfoError(`StorePath: ${e.message}`);
+        throw e;
+    }
+    const url = required('URL');
+    if (url.length === 0)
+        throw new NarInfoError(`URL is empty`);
+    const compression = fields.get('Compression') ?? 'bzip2';
+    if (!COMPRESSIONS.includes(compression)) {
+        throw new NarInfoError(`unknown Compression '${compression}'`);
+    }
+    const info = {
+        storePath,
+        url,
+        compression: compression,
+        narHash: parseHash('NarHash', required('NarHash')),
+        narSize: narinfo_parseSize('NarSize', required('NarSize')),
+        references: [],
+        sigs,
+        extra,
+    };
+    if (info.narSize === 0)
+        throw new NarInfoError(`NarSize is 0: no NAR is empty`);
+    const fileHash = fields.get('FileHash');
+    if (fileHash !== undefined)
+        info.fileHash = parseHash('FileHash', fileHash);
+    const fileSize = fields.get('FileSize');
+    if (fileSize !== undefined)
+        info.fileSize = narinfo_parseSize('FileSize', fileSize);
+    const references = fields.get('References');
+    if (references)
+        info.references = references.split(' ').map((r) => checkBaseName('References', r));
+    const deriver = fields.get('Deriver');
+    // Old caches write `unknown-deriver`; Nix reads that as no deriver, and so do we.
+    if (deriver !== undefined && deriver !== 'unknown-deriver')
+        info.deriver = checkBaseName('Deriver', deriver);
+    const system = fields.get('System');
+    if (system !== undefined)
+        info.system = system;
+    const ca = fields.get('CA');
+    if (ca !== undefined)
+        info.ca = ca;
+    return info;
+}
+/** Writes `info` in the order Nix writes; refuses values that would break the line format. */
+function serializeNarInfo(info) {
+    const lines = [];
+    const line = (key, value) => {
+        if (value === undefined)
+            return;
+        const text = String(value);
+        if (text.includes('\n'))
+            throw new NarInfoError(`field '${key}' contains a newline`);
+        lines.push(`${key}: ${text}\n`);
+    };
+    line('StorePath', info.storePath);
+    line('URL', info.url);
+    line('Compression', info.compression);
+    line('FileHash', info.fileHash);
+    line('FileSize', info.fileSize);
+    line('NarHash', info.narHash);
+    line('NarSize', info.narSize);
+    // A malformed base name (one with a space, say) would read back as other references.
+    line('References', info.references.map((r) => checkBaseName('References', r)).join(' '));
+    line('Deriver', info.deriver === undefined ? undefined : checkBaseName('Deriver', info.deriver));
+    line('System', info.system);
+    for (const sig of info.sigs)
+        line('Sig', sig);
+    line('CA', info.ca);
+    for (const [key, value] of info.extra) {
+        if (!KEY_PATTERN.test(key) || KNOWN_FIELDS.has(key))
+            throw new NarInfoError(`cannot write extra field '${key}'`);
+        line(key, value);
+    }
+    return lines.join('');
+}
+/** The hash part of the narinfo's store path, which names the `.narinfo` file. */
+function narInfoHashPart(info, storeDir = DEFAULT_STORE_DIR) {
+    return StorePath.parse(info.storePath, storeDir).hashPart;
+}
+
+;// CONCATENATED MODULE: ./src/http/narinfo-batch.ts
+/**
+ * The batch narinfo lookup route as server and proxy both know it: where it is and how many hash
+ * parts one request may name.
+ */
+const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
+/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
+const NARINFO_BATCH_LIMIT = 1000;
+
+;// CONCATENATED MODULE: ./src/server/http/paths.ts
+/**
+ * Request paths \u2192 routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
+ * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
+ * no decoding step for a traversal to hide behind.
+ */
+
+
+const NIX32 = '[0-9abcdfghijklmnpqrsvwxyz]';
+const NARINFO = new RegExp(`^/(${NIX32}{32})\\.narinfo$`);
+const NAR = new RegExp(`^/nar/(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
+/** Sluice's own upload route: the NAR file named by the NarHash of the NAR inside it. */
+const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
+const NAR_UPLOAD = new RegExp(`^${NAR_UPLOAD_PREFIX}(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
+const EXTENSION_COMPRESSION = {
+    '': 'none',
+    '.zst': 'zstd',
+    '.xz': 'xz',
+};
+/** Repeatedly percent-decodes (bounded), so double encoding cannot hide a `..` or a separator. */
+function fullyDecoded(path) {
+    let current = path;
+    for (let i = 0; i < 4; i++) {
+        let next;
+        try {
+            next = decodeURIComponent(current);
+        }
+        catch {
+            return current;
+        }
+        if (next === current)
+            break;
+        current = next;
+    }
+    return current;
+}
+function checkPath(rawUrl) {
+    if (!rawUrl.startsWith('/'))
+        throw new HttpError(400, `request target '${rawUrl.slice(0, 100)}' is not a path`, 'bad_path');
+    const path = rawUrl.split('?', 1)[0];
+    const decoded = fullyDecoded(path);
+    if (decoded.includes('\\') ||
+        decoded.split('/').some((segment) => segment === '..' || segment === '.') ||
+        /\0/.test(decoded)) {
+        throw new HttpError(400, 'path traversal is not allowed', 'bad_path');
+    }
+    if (path.includes('%'))
+        throw new HttpError(400, 'percent-encoded characters are not allowed in cache paths', 'bad_path');
+    if (path.includes('//'))
+        throw new HttpError(400, 'empty path segments are not allowed', 'bad_path');
+    return path;
+}
+function compressionOf(extension = '') {
+    const compression = EXTENSION_COMPRESSION[extension];
+    if (compression === undefined) {
+        throw new HttpError(400, `unsupported NAR compression '${extension}' (use .nar, .nar.zst or .nar.xz)`, 'bad_name');
+    }
+    return compression;
+}
+function matchRoute(rawUrl) {
+    const path = checkPath(rawUrl);
+    switch (path) {
+        case '/nix-cache-info':
+            return { name: 'nix-cache-info' };
+        case '/_api/v1/health':
+            return { name: 'health' };
+        case '/_api/v1/token':
+            return { name: 'token' };
+        case NARINFO_BATCH_PATH:
+            return { name: 'narinfos' };
+        case '/metrics':
+            return { name: 'metrics' };
+        case '/_api/v1/pins':
+            return { name: 'pins' };
+    }
+    const narinfo = NARINFO.exec(path);
+    if (narinfo)
+        return { name: 'narinfo', hashPart: narinfo[1] };
+    if (path.endsWith('.narinfo') && !path.slice(1).includes('/')) {
+        throw new HttpError(400, `'${path.slice(1, 120)}' is not <32-character nix32 store path hash>.narinfo`, 'bad_name');
+    }
+    const nar = NAR.exec(path);
+    if (nar) {
+        const compression = compressionOf(nar[2]);
+        return { name: 'nar', fileHash: nar[1], compression, key: path.slice('/nar/'.length) };
+    }
+    if (path.startsWith('/nar/')) {
+        throw new HttpError(400, `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`, 'bad_name');
+    }
+    const upload = NAR_UPLOAD.exec(path);
+    if (upload) {
+        const compression = compressionOf(upload[2]);
+        return {
+            name: 'nar-upload',
+            narHash: upload[1],
+            compression,
+            key: path.slice(NAR_UPLOAD_PREFIX.length),
+        };
+    }
+    if (path.startsWith(NAR_UPLOAD_PREFIX)) {
+        throw new HttpError(400, `'${path.slice(1, 120)}' is not ${NAR_UPLOAD_PREFIX.slice(1)}<52-character nix32 NarHash>.nar[.zst|.xz]`, 'bad_name');
+    }
+    throw new HttpError(404, `no such endpoint: ${path.slice(0, 120)}`, 'not_found');
+}
+
+;// CONCATENATED MODULE: ./src/server/http/range.ts
+/** Single byte ranges (`Range: bytes=a-b`, `bytes=a-`, `bytes=-n`), which is what download tools ask for. */
+
+/** The range to send, or null for the whole body (no header, or several ranges, which we may ignore). */
+function parseRange(header, size) {
+    if (header === undefined)
+        return null;
+    const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+    if (!match)
+        return null;
+    const [, first, last] = match;
+    let start;
+    let end;
+    if (first === '') {
+        if (last === '')
+            return null;
+        start = Math.max(0, size - Number(last));
+        end = size - 1;
+    }
+    else {
+        start = Number(first);
+        end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
+    }
+    if (start > end || start >= size) {
+        throw new HttpError(416, `range ${header} is outside the ${size} bytes of the file`, 'bad_range', {
+            'content-range': `bytes */${size}`,
+        });
+    }
+    return { start, end };
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar-structure.ts
+/**
+ * Checks, as the bytes stream past, that they are one NAR and nothing else: the `nix-archive-1`
+ * magic, then nodes as Nix's parser accepts them (regular files, symlinks, directories with valid,
+ * sorted entry names, zero padding), and no byte after the top node's end. Only the framing is
+ * parsed: file contents are counted, not kept, so checking costs little besides the hash.
+ *
+ * Knowing the framing lets an upload be refused early: bytes that are not a NAR fail on their first
+ * 8 bytes, and a file whose declared length passes a limit fails before its contents are inflated.
+ */
+class NarFormatError extends Error {
+    reason;
+    constructor(message, 
+    /** `not_a_nar` (wrong start), `trailing_data` (bytes after the NAR) or `bad_nar` (malformed). */
+    reason) {
+        super(message);
+        this.reason = reason;
+    }
+}
+const MAGIC = 'nix-archive-1';
+/** Longest keyword of the format ('nix-archive-1'). */
+const KEYWORD_MAX = 16;
+/** NAME_MAX and PATH_MAX on Linux: longer names or link targets cannot be restored. */
+const NAME_MAX = 255;
+const TARGET_MAX = 4096;
+/** Deeper than PATH_MAX allows anyway (each level adds at least `x/`); bounds the memory kept per level. */
+const DEPTH_MAX = 2048;
+const padding = (length) => (8 - (length % 8)) % 8;
+class NarStructureChecker {
+    expect = 'magic';
+    /** Per open directory, the name of its last entry (entries must be sorted). */
+    directories = [];
+    phase = 'length';
+    /** Bytes still needed to complete the phase. */
+    need = 8;
+    gathered = [];
+    stringLength = 0;
+    finished = false;
+    /** Bytes checked so far. */
+    size = 0;
+    /**
+     * The least the NAR's size can be, given what it has declared: the bytes so far plus the rest of
+     * the file contents being read. Past a limit, the upload can be refused before inflating them.
+     */
+    get declaredSize() {
+        return this.phase === 'contents' ? this.size + this.need + padding(this.stringLength) : this.size;
+    }
+    /** Checks the next bytes; throws a NarFormatError at the first one that does not fit. */
+    update(chunk) {
+        for (let i = 0; i < chunk.length;) {
+            if (this.finished) {
+                throw new NarFormatError(`the NAR ends at byte ${this.size}, but more data follows it`, 'trailing_data');
+            }
+            const take = Math.min(this.need, chunk.length - i);
+            // Copied: the caller may reuse its buffer once this returns, and a string may span chunks.
+            if (this.phase !== 'contents')
+                this.gathered.push(Buffer.from(chunk.subarray(i, i + take)));
+            i += take;
+            this.need -= take;
+            this.size += take;
+            if (this.need === 0)
+                this.completePhase();
+        }
+    }
+    /** Throws unless the bytes so far are one whole NAR. */
+    end() {
+        if (this.finished)
+            return;
+        if (this.expect === 'magic')
+            this.fail('cut off');
+        throw new NarFormatError(`the NAR is cut off after ${this.size} bytes`, 'bad_nar');
+    }
+    fail(message) {
+        if (this.expect === 'magic') {
+            throw new NarFormatError(`the upload is not a NAR: it does not start with '${MAGIC}'`, 'not_a_nar');
+        }
+        throw new NarFormatError(`malformed NAR at byte ${this.size}: ${message}`, 'bad_nar');
+    }
+    take() {
+        const bytes = this.gathered.length === 1 ? this.gathered[0] : Buffer.concat(this.gathered);
+        this.gathered = [];
+        return bytes;
+    }
+    completePhase() {
+        // Zero-length phases (an empty string, empty contents, no padding) complete at once.
+        do {
+            switch (this.phase) {
+                case 'length':
+                    this.lengthRead(this.take().readBigUInt64LE(0));
+                    break;
+                case 'string': {
+                    const bytes = this.take();
+                    this.checkPadding(bytes.subarray(this.stringLength));
+                    this.phase = 'length';
+                    this.need = 8;
+                    this.token(bytes.subarray(0, this.stringLength));
+                    break;
+                }
+                case 'contents':
+                    this.phase = 'padding';
+                    this.need = padding(this.stringLength);
+                    break;
+                case 'padding':
+                    this.checkPadding(this.take());
+                    this.phase = 'length';
+                    this.need = 8;
+                    this.expect = 'close';
+                    break;
+            }
+        } while (this.need === 0 && !this.finished);
+    }
+    lengthRead(length) {
+        if (this.expect === 'contentsLength') {
+            if (length > BigInt(Number.MAX_SAFE_INTEGER))
+                this.fail(`a file of ${length} bytes`);
+            this.stringLength = Number(length);
+            this.phase = 'contents';
+            this.need = this.stringLength;
+            return;
+        }
+        const max = this.expect === 'name' ? NAME_MAX : this.expect === 'target' ? TARGET_MAX : KEYWORD_MAX;
+        if (length > BigInt(max))
+            this.fail(`a string of ${length} bytes where ${this.describe()} belongs`);
+        this.stringLength = Number(length);
+        this.phase = 'string';
+        this.need = this.stringLength + padding(this.stringLength);
+    }
+    checkPadding(bytes) {
+        if (bytes.some((byte) => byte !== 0))
+            this.fail('non-zero padding');
+    }
+    describe() {
+        return this.expect === 'name'
+            ? 'a file name'
+            : this.expect === 'target'
+                ? 'a symlink target'
+                : 'a keyword';
+    }
+    /** Moves on from a complete string (other than file contents). */
+    token(value) {
+        const text = this.expect === 'name' || this.expect === 'target' ? '' : value.toString('latin1');
+        const want = (keyword, next) => {
+            if (text !== keyword)
+                this.fail(`expected '${keyword}', found '${text.slice(0, 16)}'`);
+            this.expect = next;
+        };
+        switch (this.expect) {
+            case 'magic':
+                return want(MAGIC, 'open');
+            case 'open':
+                return want('(', 'typeKey');
+            case 'typeKey':
+                return want('type', 'type');
+            case 'type':
+                if (text === 'regular')
+                    this.expect = 'regularTag';
+                else if (text === 'symlink')
+                    this.expect = 'targetKey';
+                else if (text === 'directory')
+                    this.openDirectory();
+                else
+                    this.fail(`unknown node type '${text.slice(0, 16)}'`);
+                return;
+            case 'regularTag':
+                if (text === 'executable')
+                    this.expect = 'executableValue';
+                else
+                    want('contents', 'contentsLength');
+                return;
+            case 'executableValue':
+                return want('', 'contentsKey');
+            case 'contentsKey':
+                return want('contents', 'contentsLength');
+            case 'targetKey':
+                return want('target', 'target');
+            case 'target':
+                if (value.length === 0 || value.includes(0))
+                    this.fail('an empty symlink target or one with a NUL byte');
+                this.expect = 'close';
+                return;
+            case 'directoryTag':
+                if (text === ')')
+                    return this.closeDirectory();
+                return want('entry', 'entryOpen');
+            case 'entryOpen':
+                return want('(', 'nameKey');
+            case 'nameKey':
+                return want('name', 'name');
+            case 'name':
+                return this.entryName(value);
+            case 'nodeKey':
+                return want('node', 'open');
+            case 'entryClose':
+                return want(')', 'directoryTag');
+            case 'close':
+                want(')', 'close');
+                return this.nodeEnded();
+            case 'contentsLength':
+                throw new Error('unreachable: a file length is not a string');
+        }
+    }
+    openDirectory() {
+        if (this.directories.length >= DEPTH_MAX)
+            this.fail(`directories nested deeper than ${DEPTH_MAX}`);
+        this.directories.push(null);
+        this.expect = 'directoryTag';
+    }
+    closeDirectory() {
+        this.directories.pop();
+        this.nodeEnded();
+    }
+    entryName(name) {
+        const text = name.toString('latin1');
+        if (name.length === 0 || text === '.' || text === '..' || name.includes(0x2f) || name.includes(0)) {
+            this.fail(`invalid file name '${name.toString('utf8').slice(0, 64)}'`);
+        }
+        const depth = this.directories.length - 1;
+        const previous = this.directories[depth];
+        if (previous && Buffer.compare(previous, name) >= 0)
+            this.fail('directory entries are not sorted');
+        this.directories[depth] = name;
+        this.expect = 'nodeKey';
+    }
+    /** A node's closing `)` was read: the NAR ends, or the directory entry holding the node does. */
+    nodeEnded() {
+        if (this.directories.length === 0)
+            this.finished = true;
+        else
+            this.expect = 'entryClose';
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar-hasher.ts
+/**
+ * Decompresses a NAR file fed chunk by chunk and hashes the NAR inside, without a stream of its
+ * own to pass through: the upload path feeds it the chunks it also writes to storage.
+ *
+ * Given limits (as the server's uploads are), it also refuses what is not worth inflating: bytes
+ * that are not exactly one NAR, a NAR past the size limit (as soon as the NAR declares a file that
+ * would pass it), output out of all proportion to the input, skippable zstd frames, and frames or
+ * dictionaries that need more decoder memory than allowed. The decompressor stops at once.
+ */
+
+
+
+
+
+
+/** Below this, any ratio is fine: inflating 64 MiB costs a fraction of a second. */
+const RATIO_FLOOR_BYTES = 64 * 1024 * 1024;
+class NarLimitError extends Error {
+    limit;
+    constructor(message, limit) {
+        super(message);
+        this.limit = limit;
+    }
+}
+function createNarHasher(compression, limits) {
+    const output = new NarOutput(limits);
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new PlainNarHasher(output);
+        case 'zstd': {
+            // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
+            const scanner = new ZstdFrameScanner(limits ? { refuseSkippable: true, maxWindowBytes: limits.maxDecompressionMemory } : {});
+            return new StreamNarHasher(output, createZstdDecoder(limits?.maxDecompressionMemory), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
+        }
+        case 'xz':
+            // The program's stdin may still hold a written chunk after its callback: it gets a copy.
+            return new StreamNarHasher(output, createDecompressor('xz', { maxMemory: limits?.maxDecompressionMemory }), (chunk, write) => write(Buffer.from(chunk)));
+    }
+}
+/** Hashes and counts the NAR as it comes out of the decompressor, and checks it against the limits. */
+class NarOutput {
+    limits;
+    hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
+    structure;
+    size = 0;
+    /** Compressed bytes given to the decompressor so far. */
+    fed = 0;
+    constructor(limits) {
+        this.limits = limits;
+        this.structure = limits ? new NarStructureChecker() : undefined;
+    }
+    /** Takes the next NAR bytes; throws if they break the format or a limit. */
+    take(chunk) {
+        this.structure?.update(chunk);
+        this.hasher.update(chunk);
+        this.size += chunk.length;
+        const limits = this.limits;
+        if (!limits || !this.structure)
+            return;
+        if (this.structure.declaredSize > limits.maxNarSize) {
+            throw new NarLimitError(`the NAR is larger than the limit of ${limits.maxNarSize} bytes` +
+                (this.structure.declaredSize > this.size
+                    ? ' (it declares a file that takes it past the limit)'
+                    : ''), 'nar_size');
+        }
+        if (limits.maxRatio > 0 && this.size > RATIO_FLOOR_BYTES && this.size > limits.maxRatio * this.fed) {
+            throw new NarLimitError(`the upload decompresses to more than ${limits.maxRatio} times its size ` +
+                `(${this.size} NAR bytes from ${this.fed} bytes so far)`, 'compression_ratio');
+        }
+    }
+    digest() {
+        this.structure?.end();
+        return { narHash: new hash_Hash('sha256', this.hasher.digest()), narSize: this.size };
+    }
+}
+class PlainNarHasher {
+    output;
+    constructor(output) {
+        this.output = output;
+    }
+    write(chunk) {
+        this.output.fed += chunk.length;
+        try {
+            this.output.take(chunk);
+        }
+        catch (error) {
+            return Promise.reject(error);
+        }
+        return Promise.resolve();
+    }
+    async end() {
+        return this.output.digest();
+    }
+    destroy() { }
+}
+/** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
+class StreamNarHasher {
+    output;
+    decompressor;
+    feed;
+    checkEnd;
+    failure;
+    /** Settles the promise of the write in progress. */
+    settle;
+    constructor(output, decompressor, 
+    /** Writes `chunk` into the decompressor, in one or more pieces. */
+    feed, 
+    /** Throws if the input so far cannot be a whole file. */
+    checkEnd = () => undefined) {
+        this.output = output;
+        this.decompressor = decompressor;
+        this.feed = feed;
+        this.checkEnd = checkEnd;
+        decompressor.on('data', (chunk) => {
+            if (this.failure)
+                return;
+            try {
+                output.take(chunk);
+            }
+            catch (error) {
+                // Not one more byte inflated for an upload that is refused anyway.
+                this.fail(error);
+                decompressor.destroy();
+            }
+        });
+        decompressor.on('error', (error) => this.fail(error));
+        decompressor.on('close', () => {
+            if (!decompressor.readableEnded)
+                this.fail(new Error('the decompressor closed early'));
+        });
+    }
+    fail(error) {
+        this.failure ??= error;
+        this.settle?.(this.failure);
+    }
+    write(chunk) {
+        if (this.failure)
+            return Promise.reject(this.failure);
+        const pieces = [];
+        try {
+            this.feed(chunk, (piece) => pieces.push(piece));
+        }
+        catch (error) {
+            this.failure ??= error;
+            return Promise.reject(this.failure);
+        }
+        this.output.fed += chunk.length;
+        if (pieces.length === 0)
+            return Promise.resolve();
+        return new Promise((resolve, reject) => {
+            this.settle = (error) => {
+                this.settle = undefined;
+                if (error)
+                    reject(error);
+                else
+                    resolve();
+            };
+            // Write callbacks run in order: the last one means every piece is consumed.
+            for (const [i, piece] of pieces.entries()) {
+                this.decompressor.write(piece, i === pieces.length - 1 ? (error) => this.settle?.(error) : undefined);
+            }
+        });
+    }
+    async end() {
+        if (this.failure)
+            throw this.failure;
+        this.checkEnd();
+        this.decompressor.end();
+        // A decompressor stopped by a refusal ends "prematurely": the refusal is the news.
+        await (0,external_node_stream_promises_namespaceObject.finished)(this.decompressor).catch((error) => {
+            throw this.failure ?? error;
+        });
+        if (this.failure)
+            throw this.failure;
+        return this.output.digest();
+    }
+    destroy() {
+        this.decompressor.destroy();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/http/nar-upload.ts
+/**
+ * The verifying pass every NAR upload goes through on its way to the BlobStore. It hands the
+ * file's bytes on, and meanwhile hashes them (FileHash/FileSize) and decompresses and hashes the
+ * NAR inside (NarHash/NarSize). It ends in an error, so the store commits nothing, when the file
+ * is larger than allowed, does not decompress, or does not hash to the name it was uploaded as:
+ * the file's hash (Nix's `PUT /nar/<filehash>`) or the NAR's (`PUT /_api/v1/nar/<narhash>`).
+ * Within the limits (NarHasher's): exactly one NAR, no padding, bounded size, ratio and decoder
+ * memory, so that a few kilobytes cannot buy minutes of CPU, gigabytes of memory, or a file
+ * larger than the NAR it holds.
+ *
+ * One loop does all of it, with no stream per step: the request's chunks are hashed, then copied
+ * into one of two reused buffers, and each full buffer goes to the decompressor and to storage at
+ * once. Few large writes cost fewer thread-pool round trips than a write per received chunk, and
+ * reused buffers cost no allocations (page faults, garbage collections), which weigh more here.
+ */
+
+
+
+
+
+
+
+
+/** The two buffers an upload's bytes are gathered in, of 256 KiB (1 MiB: same CPU, 7 MB more RSS). */
+const stageBuffers = new BufferPool(256 * 1024, 16);
+/** The error for a file or NAR that does not hash to its name, or undefined if it does. */
+function nameMismatch(expected, digest) {
+    const [what, actual, wanted, reason] = 'fileHash' in expected
+        ? ['NAR file', digest.fileHash, expected.fileHash, 'file_hash_mismatch']
+        : ['NAR', digest.narHash, expected.narHash, 'nar_hash_mismatch'];
+    if (actual.equals(wanted))
+        return undefined;
+    return new HttpError(400, `${what} hashes to ${actual.toString()}, not to ${wanted.toString()} as its name says`, reason);
+}
+/**
+ * What compressors add to incompressible data, with room to spare: zstd ~700 bytes on 30 MB,
+ * xz ~2.5 KB (multi-threaded, level 0) on 30 MB, and ~60 bytes on an empty file. More is padding.
+ */
+function maxFileOverhead(narSize) {
+    return Math.floor(narSize / 1024) + 4096;
+}
+/** The answer to a failed decompression or check: what was refused and why. */
+function refusal(error, compression) {
+    if (error instanceof HttpError)
+        return error;
+    if (error instanceof NarLimitError) {
+        return new HttpError(413, error.message, error.limit === 'nar_size' ? 'too_large' : error.limit);
+    }
+    if (error instanceof NarFormatError)
+        return new HttpError(400, error.message, error.reason);
+    if (error instanceof ZstdSkippableFrameError)
+        return new HttpError(400, error.message, 'padding');
+    if (error instanceof ZstdWindowError || error instanceof DecompressionMemoryError) {
+        return new HttpError(400, `${error.message} (max_decompression_memory)`, 'decompression_memory');
+    }
+    return new HttpError(400, `NAR file does not decompress as ${compression}: ${error.message}`, 'corrupt_nar');
+}
+function verifyNarUpload(source, expected) {
+    let digest;
+    const { limits, compression } = expected;
+    const corrupt = (error) => refusal(error, compression);
+    async function* body() {
+        const file = (0,external_node_crypto_namespaceObject.createHash)('sha256');
+        let fileSize = 0;
+        const nar = createNarHasher(compression, limits);
+        const stages = [stageBuffers.take()];
+        let stage = stages[0];
+        let filled = 0;
+        // The decompression of the last full stage, which runs while the next one fills.
+        let decompressing;
+        const decompressed = async () => {
+            try {
+                await decompressing;
+            }
+            catch (error) {
+                throw corrupt(error);
+            }
+        };
+        try {
+            for await (const chunk of source) {
+                fileSize += chunk.length;
+                if (fileSize > limits.maxNarSize) {
+                    throw new HttpError(413, `NAR file is larger than the limit of ${limits.maxNarSize} bytes`, 'too_large');
+                }
+                file.update(chunk);
+                for (let offset = 0; offset < chunk.length;) {
+                    const copied = chunk.copy(stage, filled, offset);
+                    offset += copied;
+                    filled += copied;
+                    if (filled < stage.length)
+                        continue;
+                    // The other stage must be done decompressing before it is filled again.
+                    await decompressed();
+                    decompressing = nar.write(stage);
+                    // Its failure is taken up at the next await; until then it must not count as unhandled.
+                    decompressing.catch(() => undefined);
+                    // Resumed once the store has written the stage.
+                    yield stage;
+                    if (stages.length < 2)
+                        stages.push(stageBuffers.take());
+                    stage = stages[stage === stages[0] ? 1 : 0];
+                    filled = 0;
+                }
+            }
+            await decompressed();
+            if (filled > 0) {
+                decompressing = nar.write(stage.subarray(0, filled));
+                decompressing.catch(() => undefined);
+                yield stage.subarray(0, filled);
+                await decompressed();
+            }
+            let narDigest;
+            try {
+                narDigest = await nar.end();
+            }
+            catch (error) {
+                throw corrupt(error);
+            }
+            if (compression !== 'none' && fileSize > narDigest.narSize + maxFileOverhead(narDigest.narSize)) {
+                throw new HttpError(400, `NAR file of ${fileSize} bytes holds a NAR of ${narDigest.narSize} bytes: more than ${compression} adds, ` +
+                    'and padding is not accepted', 'padding');
+            }
+            const result = { fileHash: new hash_Hash('sha256', file.digest()), fileSize, ...narDigest };
+            const mismatch = nameMismatch(expected, result);
+            if (mismatch)
+                throw mismatch;
+            digest = result;
+        }
+        finally {
+            nar.destroy();
+            // A destroyed decompressor may still be reading its last stage: harmless, it only reads.
+            stageBuffers.give(stages);
+        }
+    }
+    return {
+        body: body(),
+        digest: () => {
+            if (!digest)
+                throw new Error('the upload digest is only known once its body has ended');
+            return digest;
+        },
+    };
+}
+
+;// CONCATENATED MODULE: ./src/server/http/narinfo-lookup.ts
+
+const REPORTED_LIMIT = 10_000;
+const reported = new WeakMap();
+function reportConflict(deps, choice) {
+    deps.metrics.narinfoConflicts.inc();
+    const slices = choice.conflicts.map((record) => record.slice).sort();
+    const key = `${choice.record.hashPart} ${choice.record.slice} ${slices.join(' ')}`;
+    let seen = reported.get(deps);
+    if (!seen)
+        reported.set(deps, (seen = new Set()));
+    if (seen.has(key))
+        return;
+    if (seen.size >= REPORTED_LIMIT)
+        seen.clear();
+    seen.add(key);
+    deps.log.warn({ storePath: choice.record.storePath, served: choice.record.slice, conflicting: slices }, 'readable slices hold different narinfos for one store path: serving the one with precedence');
+}
+/** The narinfos to answer, each read recorded for retention (retention/access.ts) first. */
+async function lookupNarInfos(deps, access, hashParts) {
+    const choose = async () => chooseNarInfos(await deps.meta.findNarInfos(hashParts, access.canRead), access.rank);
+    let choices = await choose();
+    // A row removed by a collector between the lookup and the recording of the read: look again.
+    if (!(await deps.reads.record([...choices.values()].map((choice) => choice.record))))
+        choices = await choose();
+    const found = new Map();
+    for (const [hashPart, choice] of choices) {
+        if (choice.conflicts.length > 0)
+            reportConflict(deps, choice);
+        found.set(hashPart, choice.record);
+    }
+    return found;
+}
+
+;// CONCATENATED MODULE: ./src/server/http/cache-handlers.ts
+/**
+ * The Nix binary cache protocol: nix-cache-info, narinfo and NAR reads from the union of readable
+ * slices, and verified uploads into the token's write slice.
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** The upload limit for narinfos (and nix-cache-info), as the issue sets it. */
+const NARINFO_UPLOAD_LIMIT = 64 * 1024;
+const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 41\n';
+function send(res, status, headers, body = '') {
+    res.writeHead(status, { 'content-length': Buffer.byteLength(body), ...headers });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+function getNixCacheInfo({ res }) {
+    send(res, 200, { 'content-type': 'text/x-nix-cache-info' }, NIX_CACHE_INFO);
+}
+/** Nix PUTs a nix-cache-info when it finds none: ours is fixed, so the upload is read and dropped. */
+async function putNixCacheInfo({ req, res, body }) {
+    checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
+    acceptBody(req, res);
+    await readSmallBody(body(), NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
+    send(res, 204, {});
+}
+function notFound(what) {
+    return new HttpError(404, `${what} not found`, 'not_found');
+}
+async function getNarInfo(deps, request, hashPart) {
+    const access = await request.access();
+    const record = (await lookupNarInfos(deps, access, [hashPart])).get(hashPart);
+    deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
+    if (!record)
+        throw notFound(`${hashPart}.narinfo`);
+    const body = deps.narinfoSigner.served(record);
+    send(request.res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'private, no-cache' }, body);
+}
+/**
+ * Whether the requester may see this NAR. Readers see NARs a readable narinfo points to. A writer's
+ * HEAD answers from its own slice: if it said yes for a NAR only another slice holds, `nix copy`
+ * would skip the upload and the narinfo would then be refused for lack of it.
+ */
+async function narVisible(deps, access, key, method) {
+    const ownUpload = access.write !== null &&
+        (await deps.meta.uploadedNar(access.write, key)) !== null &&
+        (await holdsWriteSlice(deps, access, access.write));
+    // A writer that sees the NAR will not upload it: mark it used so a collector leaves it alone
+    // (or, when one is deleting it right now, say no so the writer uploads it again).
+    if (method === 'HEAD' && access.write !== null)
+        return ownUpload && (await deps.meta.touchNar(key, new Date(deps.now())));
+    return ownUpload || (await deps.meta.isNarReadable(key, access.canRead));
+}
+/** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
+async function holdsWriteSlice(deps, access, slice) {
+    if (!access.bindWrite)
+        return true;
+    const owner = await deps.meta.sliceOwner(slice);
+    return owner === null || access.rank(slice, owner) === 0;
+}
+async function getNar(deps, request, key) {
+    const { req, res } = request;
+    const access = await request.access();
+    const head = (await narVisible(deps, access, key, req.method ?? 'GET')) ? await deps.blobs.head(key) : null;
+    if (!head)
+        throw notFound(`nar/${key}`);
+    const etag = `"${key}"`;
+    const headers = {
+        'content-type': 'application/x-nix-nar',
+        'cache-control': 'private, max-age=31536000, immutable',
+        etag,
+        'accept-ranges': 'bytes',
+    };
+    if (req.headers['if-none-match'] === etag) {
+        res.writeHead(304, headers).end();
+        return;
+    }
+    const range = parseRange(req.headers.range, head.size);
+    const status = range ? 206 : 200;
+    const length = range ? range.end - range.start + 1 : head.size;
+    if (range)
+        headers['content-range'] = `bytes ${range.start}-${range.end}/${head.size}`;
+    headers['content-length'] = length;
+    if (req.method === 'HEAD') {
+        res.writeHead(status, headers).end();
+        return;
+    }
+    const body = await deps.blobs.open(key, range ?? undefined);
+    if (!body)
+        throw notFound(`nar/${key}`);
+    res.writeHead(status, headers);
+    try {
+        await body.writeTo(res, (bytes) => deps.metrics.bytesOut.inc(bytes));
+    }
+    catch (error) {
+        // The client went away mid-download: nothing to answer, nothing to report.
+        if (!res.destroyed)
+            throw error;
+        return;
+    }
+    res.end();
+}
+/**
+ * Refuses a write into a template slice that a job of another repository, or of another issuer,
+ * wrote first (names change hands on GitHub; ids do not; two issuers may both have an `acme`).
+ * Slices named in the config follow their write rules alone. Uploads only check; an accepted
+ * narinfo binds the slice, so a refused request changes nothing.
+ */
+async function checkSliceOwner(deps, access, slice, bind) {
+    if (!access.bindWrite)
+        return;
+    const { issuer = '', repositoryId = '', repositoryOwnerId = '' } = access.identity;
+    const owner = bind
+        ? await deps.meta.bindSlice(slice, { issuer, repositoryId, repositoryOwnerId })
+        : await deps.meta.sliceOwner(slice);
+    if (owner && owner.issuer !== issuer) {
+        throw new HttpError(403, `slice '${slice}' belongs to a repository of another issuer ('${owner.issuer}')`, 'slice_owner');
+    }
+    if (owner && owner.repositoryId !== repositoryId) {
+        throw new HttpError(403, `slice '${slice}' belongs to another repository (id ${owner.repositoryId})`, 'slice_owner');
+    }
+}
+/**
+ * Streams an upload through the verification into the BlobStore and records it for the write slice.
+ * The answer depends only on the write slice's own uploads: 200 if it had uploaded this NAR before,
+ * else 201, whether or not another slice holds the same file (which a writer must not learn).
+ */
+async function storeNarUpload(deps, request, nar) {
+    const { req, res } = request;
+    const access = await request.access();
+    const slice = requireWriteSlice(access);
+    checkDeclaredLength(req, deps.narLimits.maxNarSize, 'NAR file');
+    await checkSliceOwner(deps, access, slice, false);
+    await waitUntilNotDeleting(deps, nar.key);
+    const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
+    try {
+        const hadIt = (await deps.meta.uploadedNar(slice, nar.key)) !== null;
+        acceptBody(req, res);
+        const upload = verifyNarUpload(request.body(), {
+            ...nar.name,
+            compression: nar.compression,
+            limits: deps.narLimits,
+        });
+        let stored;
+        try {
+            stored = await deps.blobs.put(nar.key, upload.body);
+        }
+        catch (error) {
+            if (error instanceof HttpError)
+                throw error;
+            if (req.readableAborted || error.code === 'ERR_STREAM_PREMATURE_CLOSE') {
+                throw new HttpError(400, 'the upload ended before its body was complete', 'truncated');
+            }
+            throw error;
+        }
+        const digest = upload.digest();
+        deps.metrics.bytesIn.inc(digest.fileSize);
+        // A key named by FileHash holds these very bytes. One named by NarHash is the slice's own
+        // (narHashKey), but may hold other bytes it uploaded before (another compressor or level): the
+        // narinfo must describe the file that is served, so that one is hashed.
+        const file = stored === 'exists' && 'narHash' in nar.name ? await storedFileDigest(deps.blobs, nar.key) : digest;
+        const facts = {
+            key: nar.key,
+            compression: nar.compression,
+            fileHash: file.fileHash.toString(),
+            fileSize: file.fileSize,
+            narHash: digest.narHash.toString(),
+            narSize: digest.narSize,
+        };
+        await deps.meta.recordUpload(slice, facts);
+        deps.log.info({ slice, nar: nar.key, fileSize: facts.fileSize, stored }, 'NAR uploaded');
+        return { outcome: hadIt ? 'exists' : 'created', facts };
+    }
+    finally {
+        release();
+    }
+}
+/**
+ * The blob key of a NAR uploaded by its NarHash: one per slice and NAR. Keyed by the NarHash alone,
+ * the first slice to upload a NAR would choose the bytes (and their size) every later uploader's
+ * narinfo must describe, and a 200 would tell the next uploader that someone holds it. A file
+ * named by its FileHash (Nix's uploads) is shared: the same name means the same bytes.
+ */
+function narHashKey(slice, narHash, compression) {
+    const hash = hash_Hash.of('sha256', Buffer.from(`sluice nar upload\0${slice}\0${narHash}`));
+    return `${hash.nix32}.nar${NAR_EXTENSIONS[compression]}`;
+}
+/** How long an upload waits for a collector to finish deleting the same NAR file (a few ms normally). */
+const DELETION_WAIT_MS = 10_000;
+/** Marks the NAR as used by this upload; while a collector is deleting that key, waits for it. */
+async function waitUntilNotDeleting(deps, key) {
+    const started = Date.now();
+    while (!(await deps.meta.touchNar(key, new Date(deps.now())))) {
+        if (Date.now() - started > DELETION_WAIT_MS)
+            throw new HttpError(503, `NAR ${key} is being deleted by the collector: retry`, 'nar_deleting', {
+                'retry-after': '1',
+            });
+        await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+}
+async function storedFileDigest(blobs, key) {
+    const body = await blobs.open(key);
+    if (!body)
+        throw new Error(`NAR file ${key} vanished while being uploaded again`);
+    const hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
+    let fileSize = 0;
+    const sink = new external_node_stream_namespaceObject.Writable({
+        write: (chunk, _encoding, done) => {
+            hasher.update(chunk);
+            fileSize += chunk.length;
+            done();
+        },
+    });
+    await body.writeTo(sink);
+    return { fileHash: new hash_Hash('sha256', hasher.digest()), fileSize };
+}
+/** `PUT /nar/<filehash>.nar[.ext]`, as Nix uploads: the file must hash to its name. */
+async function putNar(deps, request, nar) {
+    const { outcome } = await storeNarUpload(deps, request, {
+        key: nar.key,
+        compression: nar.compression,
+        name: { fileHash: hash_Hash.parse(`sha256:${nar.fileHash}`) },
+    });
+    send(request.res, outcome === 'created' ? 201 : 200, {});
+}
+/**
+ * `PUT /_api/v1/nar/<narhash>.nar[.ext]`, as the Action's proxy uploads: the NAR inside must hash to
+ * the name, which the uploader knows before compressing, so it streams without a FileHash pass of
+ * its own. It is stored under the slice's own key (narHashKey), and the answer tells the uploader
+ * what its narinfo must say about the file: its URL, FileHash and FileSize.
+ */
+async function putNarByNarHash(deps, request, nar) {
+    const slice = requireWriteSlice(await request.access());
+    const { outcome, facts } = await storeNarUpload(deps, request, {
+        key: narHashKey(slice, nar.narHash, nar.compression),
+        compression: nar.compression,
+        name: { narHash: hash_Hash.parse(`sha256:${nar.narHash}`) },
+    });
+    const body = JSON.stringify({
+        url: `nar/${facts.key}`,
+        compression: facts.compression,
+        file_hash: facts.fileHash,
+        file_size: facts.fileSize,
+        nar_hash: facts.narHash,
+        nar_size: facts.narSize,
+    });
+    send(request.res, outcome === 'created' ? 201 : 200, { 'content-type': 'application/json' }, body);
+}
+function mismatch(message, reason = 'narinfo_mismatch') {
+    return new HttpError(400, message, reason);
+}
+/** Checks a narinfo against the URL it was uploaded to and the NAR the slice uploaded; returns the NAR facts. */
+async function checkNarInfo(deps, slice, hashPart, info) {
+    const storePath = store_path_StorePath.parse(info.storePath);
+    if (storePath.hashPart !== hashPart) {
+        throw mismatch(`StorePath ${info.storePath} does not match the uploaded name ${hashPart}.narinfo`);
+    }
+    const url = /^nar\/([0-9a-z]{52})\.nar(\.[a-z0-9]+)?$/.exec(info.url);
+    if (!url)
+        throw mismatch(`URL '${info.url}' is not nar/<hash>.nar[.zst|.xz]`);
+    const key = info.url.slice('nar/'.length);
+    const compression = EXTENSION_COMPRESSION[url[2] ?? ''];
+    if (compression !== info.compression) {
+        throw mismatch(`Compression '${info.compression}' does not match the URL '${info.url}'`);
+    }
+    const facts = await deps.meta.uploadedNar(slice, key);
+    if (!facts)
+        throw mismatch(`its NAR ${info.url} was not uploaded to slice '${slice}': upload the NAR first`, 'nar_missing');
+    if (info.fileHash && !info.fileHash.equals(hash_Hash.parse(facts.fileHash))) {
+        throw mismatch(`FileHash ${info.fileHash.toString()} does not match the file uploaded (${facts.fileHash})`);
+    }
+    if (info.fileSize !== undefined && info.fileSize !== facts.fileSize) {
+        throw mismatch(`FileSize ${info.fileSize} does not match the ${facts.fileSize} bytes uploaded`);
+    }
+    if (!info.narHash.equals(hash_Hash.parse(facts.narHash))) {
+        throw mismatch(`NarHash ${info.narHash.toString()} does not match the uploaded NAR (${facts.narHash})`);
+    }
+    if (info.narSize !== facts.narSize) {
+        throw mismatch(`NarSize ${info.narSize} does not match the uploaded NAR (${facts.narSize} bytes)`);
+    }
+    if (!(await deps.blobs.head(key)))
+        throw mismatch(`its NAR ${info.url} is no longer stored`, 'nar_missing');
+    return facts;
+}
+async function putNarInfo(deps, request, hashPart) {
+    const { req, res } = request;
+    const access = await request.access();
+    const slice = requireWriteSlice(access);
+    checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'narinfo');
+    await checkSliceOwner(deps, access, slice, false);
+    acceptBody(req, res);
+    const text = (await readSmallBody(request.body(), NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
+    let info;
+    try {
+        info = parseNarInfo(text, { maxBytes: NARINFO_UPLOAD_LIMIT });
+    }
+    catch (error) {
+        if (error instanceof NarInfoError)
+            throw new HttpError(400, `malformed narinfo: ${error.message}`, 'bad_narinfo');
+        throw error;
+    }
+    const facts = await checkNarInfo(deps, slice, hashPart, info);
+    await checkSliceOwner(deps, access, slice, true);
+    const now = new Date(deps.now());
+    // The references this path needs in the slice count as used now, so a collection running at
+    // this moment keeps them (its batch that holds one of them is refused).
+    const references = info.references.map((name) => ({ slice, hashPart: name.slice(0, 32) }));
+    await deps.meta.touchNarInfos(references, now);
+    const stored = {
+        ...info,
+        url: `nar/${facts.key}`,
+        fileHash: hash_Hash.parse(facts.fileHash),
+        fileSize: facts.fileSize,
+        sigs: [],
+    };
+    const { identity } = access;
+    // Signed once here, so the lookups that follow (the rest of this job, the next jobs) need not.
+    const signed = deps.narinfoSigner.signForStorage(serializeNarInfo(stored));
+    const outcome = await deps.meta.putNarInfo({
+        slice,
+        hashPart,
+        storePath: info.storePath,
+        narKey: facts.key,
+        narinfo: signed.narinfo,
+        signedBy: signed.signedBy,
+        createdAt: now,
+    }, {
+        ...identity,
+        time: now,
+        slice,
+        storePath: info.storePath,
+        narSize: facts.narSize,
+        fileSize: facts.fileSize,
+    });
+    if (outcome === 'nar_missing')
+        throw mismatch(`its NAR ${info.url} was removed by the collector meanwhile: upload it again`, 'nar_missing');
+    deps.log.info({ slice, storePath: info.storePath, stored: outcome, repository: identity.repository }, 'narinfo uploaded');
+    send(res, outcome === 'created' ? 201 : 200, {});
+}
+
+;// CONCATENATED MODULE: ./src/server/http/pins.ts
+/**
+ * `POST /_api/v1/pins`: the Action's daemon pins what its job pushed (input `pin: NAME`), with its
+ * cache token: into the token's write slice only, so a pin is possible exactly where the policy
+ * lets the job write. Body `{ "name": "v1.2", "paths": ["/nix/store/\u2026"], "ttl": "1y" }`, and
+ * `"skip_missing": true` to pin those of the paths the slice holds (the daemon sends every path
+ * the job built; some were not pushed because another slice or an upstream cache has them).
+ */
+
+
+
+
+
+
+const PIN_NAME = /^[A-Za-z0-9._@+-]{1,100}$/;
+const MAX_PATHS = 10_000;
+const BODY_LIMIT = 2 * 1024 * 1024;
+function bad(message) {
+    return new HttpError(400, message, 'bad_pin');
+}
+function parsePinRequest(body) {
+    let json;
+    try {
+        json = JSON.parse(body.toString('utf8'));
+    }
+    catch (error) {
+        throw bad(`request body is not JSON: ${error.message}`);
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json))
+        throw bad('request body must be {"name": "...", "paths": ["/nix/store/..."], "ttl"?: "1y"}');
+    if (typeof json.name !== 'string' || !PIN_NAME.test(json.name))
+        throw bad(`pin name ${JSON.stringify(json.name)} must be 1-100 letters, digits, . _ @ + -`);
+    if (!Array.isArray(json.paths) || json.paths.length === 0)
+        throw bad('paths must be a non-empty list of store paths');
+    if (json.paths.length > MAX_PATHS)
+        throw bad(`${json.paths.length} paths in one pin; at most ${MAX_PATHS}`);
+    const paths = json.paths.map((path, index) => {
+        try {
+            return store_path_StorePath.parse(String(path)).toPath();
+        }
+        catch (error) {
+            throw bad(`paths[${index}] ${JSON.stringify(path)?.slice(0, 120)} is not a store path: ${error.message}`);
+        }
+    });
+    let ttlSeconds;
+    if (json.ttl !== undefined) {
+        try {
+            ttlSeconds = parseDuration(json.ttl);
+        }
+        catch (error) {
+            throw bad(`ttl: ${error.message}`);
+        }
+    }
+    if (json.skip_missing !== undefined && typeof json.skip_missing !== 'boolean')
+        throw bad('skip_missing must be true or false');
+    return {
+        name: json.name,
+        paths: [...new Set(paths)],
+        ...(ttlSeconds ? { ttlSeconds } : {}),
+        skipMissing: json.skip_missing === true,
+    };
+}
+async function postPin(deps, request) {
+    const { req, res } = request;
+    const access = await request.access();
+    const slice = requireWriteSlice(access);
+    checkDeclaredLength(req, BODY_LIMIT, 'pin request');
+    acceptBody(req, res);
+    const pin = parsePinRequest(await readSmallBody(req, BODY_LIMIT, 'pin request'));
+    const rows = await deps.meta.findNarInfos(pin.paths.map((path) => path.slice(11, 43)), (candidate) => candidate === slice);
+    const found = new Set(rows.map((row) => row.hashPart));
+    const missing = pin.paths.filter((path) => !found.has(path.slice(11, 43)));
+    const present = pin.paths.filter((path) => found.has(path.slice(11, 43)));
+    if (missing.length > 0 && (!pin.skipMissing || present.length === 0)) {
+        throw new HttpError(400, `${missing.length} of the paths are not in slice '${slice}' (push them first): ${missing.slice(0, 5).join(', ')}`, 'pin_missing_path');
+    }
+    const now = deps.now();
+    const expiresAt = pin.ttlSeconds ? new Date(now + pin.ttlSeconds * 1000) : null;
+    await deps.meta.putPin({
+        slice,
+        name: pin.name,
+        storePaths: pin.paths,
+        createdAt: new Date(now),
+        expiresAt,
+    });
+    deps.log.info({ slice, pin: pin.name, paths: pin.paths.length, expiresAt }, 'pin added');
+    send(res, 201, { 'content-type': 'application/json' }, JSON.stringify({
+        slice,
+        name: pin.name,
+        paths: present.length,
+        ...(missing.length ? { missing: missing.length } : {}),
+        expires_at: expiresAt?.toISOString() ?? null,
+    }));
+}
+
+;// CONCATENATED MODULE: ./src/cli/pin.ts
+
+
+
+
+
+
+const PIN_USAGE = `usage: sluice pin add SLICE NAME PATH... [--ttl DURATION]
+       sluice pin list [SLICE] [--json]
+       sluice pin rm SLICE NAME
+  (each also takes --data DIR and --config FILE)
+
+A pin keeps store paths and their closures in a slice whatever max_age says (they still count
+against max_size). Adding to an existing pin adds the paths and sets the new expiry.
+
+  --ttl DURATION   the pin expires after this long (30d, 1y); default: never
+`;
+async function runPin(argv, io = process) {
+    let parsed;
+    try {
+        parsed = (0,external_node_util_.parseArgs)({
+            args: argv,
+            options: {
+                ttl: { type: 'string' },
+                json: { type: 'boolean' },
+                data: { type: 'string' },
+                config: { type: 'string' },
+            },
+            allowPositionals: true,
+        });
+    }
+    catch (error) {
+        io.stderr.write(`sluice pin: ${error.message}\n${PIN_USAGE}`);
+        return 2;
+    }
+    const { values, positionals } = parsed;
+    const [action, ...args] = positionals;
+    try {
+        if (action === 'add' && args.length >= 3)
+            return await add(values, args, io);
+        if (action === 'list' && args.length <= 1)
+            return await list(values, args[0], io);
+        if (action === 'rm' && args.length === 2)
+            return await remove(values, args, io);
+    }
+    catch (error) {
+        io.stderr.write(`sluice pin: ${error.message}\n`);
+        return 1;
+    }
+    io.stderr.write(`sluice pin: expected add, list or rm with their arguments\n${PIN_USAGE}`);
+    return 2;
+}
+function sliceArgument(text) {
+    if (!isSliceName(text))
+        throw new Error(`'${text}' is not a slice name`);
+    return normalizeSliceName(text);
+}
+function pinName(text) {
+    if (!PIN_NAME.test(text))
+        throw new Error(`pin name '${text}' must be 1-100 letters, digits, . _ @ + -`);
+    return text;
+}
+async function add(flags, [sliceText, nameText, ...pathTexts], io) {
+    const slice = sliceArgument(sliceText);
+    const name = pinName(nameText);
+    const paths = pathTexts.map((text) => store_path_StorePath.parse(text).toPath());
+    const ttlSeconds = flags.ttl === undefined ? undefined : parseDuration(flags.ttl);
+    return withStores(flags, async ({ meta }) => {
+        const rows = await meta.findNarInfos(paths.map((path) => path.slice(11, 43)), (candidate) => candidate === slice);
+        const found = new Set(rows.map((row) => row.hashPart));
+        const missing = paths.filter((path) => !found.has(path.slice(11, 43)));
+        if (missing.length > 0)
+            throw new Error(`not in slice '${slice}': ${missing.join(', ')}`);
+        const now = Date.now();
+        const expiresAt = ttlSeconds ? new Date(now + ttlSeconds * 1000) : null;
+        await meta.putPin({ slice, name, storePaths: paths, createdAt: new Date(now), expiresAt });
+        io.stdout.write(`pinned ${paths.length} path(s) in ${slice} as ${name}${expiresAt ? ` until ${expiresAt.toISOString()}` : ''}\n`);
+        return 0;
+    });
+}
+async function list(flags, sliceText, io) {
+    const slice = sliceText === undefined ? undefined : sliceArgument(sliceText);
+    const pins = await withStores(flags, ({ meta }) => meta.listPins(slice));
+    if (!flags.json)
+        io.stdout.write('slice\tname\tpaths\tcreated\texpires\n');
+    for (const pin of pins) {
+        io.stdout.write(flags.json
+            ? `${JSON.stringify(pin)}\n`
+            : `${pin.slice}\t${pin.name}\t${pin.storePaths.join(',')}\t${pin.createdAt.toISOString()}\t${pin.expiresAt?.toISOString() ?? 'never'}\n`);
+    }
+    return 0;
+}
+async function remove(flags, [sliceText, name], io) {
+    const slice = sliceArgument(sliceText);
+    const removed = await withStores(flags, ({ meta }) => meta.deletePin(slice, name));
+    if (!removed) {
+        io.stderr.write(`sluice pin: no pin '${name}' in slice '${slice}'\n`);
+        return 1;
+    }
+    io.stdout.write(`removed pin ${name} from ${slice}\n`);
+    return 0;
+}
+
+;// CONCATENATED MODULE: ./src/cli/slices.ts
+
+
+
+const SLICES_USAGE = `usage: sluice slices [--json] [--data DIR] [--config FILE]
+
+Lists every slice holding paths or pins: paths, size of its NAR files, use of its max_size, last
+push, pin names (tab-separated columns, or one JSON object per line).
+`;
+async function runSlices(argv, io = process) {
+    let values;
+    try {
+        ({ values } = (0,external_node_util_.parseArgs)({
+            args: argv,
+            options: { json: { type: 'boolean' }, data: { type: 'string' }, config: { type: 'string' } },
+            allowPositionals: false,
+        }));
+    }
+    catch (error) {
+        io.stderr.write(`sluice slices: ${error.message}\n${SLICES_USAGE}`);
+        return 2;
+    }
+    try {
+        const summaries = await withStores(values, ({ meta, config }) => summarizeSlices(meta, config));
+        if (!values.json)
+            io.stdout.write(`${SLICE_COLUMNS.join('\t')}\n`);
+        for (const summary of summaries)
+            io.stdout.write(values.json ? `${JSON.stringify(summary)}\n` : `${sliceRow(summary).join('\t')}\n`);
+        return 0;
+    }
+    catch (error) {
+        io.stderr.write(`sluice slices: ${error.message}\n`);
+        return 1;
+    }
+}
+
+;// CONCATENATED MODULE: external "node:http"
+const external_node_http_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http");
 ;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/buffer_utils.js
 const buffer_utils_encoder = new TextEncoder(), decoder = new TextDecoder(), strictDecoder = new TextDecoder("utf-8", { fatal: !0 }), UINT32_RANGE = (/* unused pure expression or super */ null && (2 ** 32));
 function concat(...buffers) {
@@ -8026,40 +11532,6 @@ async function jwtVerify(jwt, key, options) {
 }
 
 
-;// CONCATENATED MODULE: ./src/http/errors.ts
-class HttpError extends Error {
-    status;
-    reason;
-    headers;
-    constructor(status, message, 
-    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
-    reason = 'error', headers = {}) {
-        super(message);
-        this.status = status;
-        this.reason = reason;
-        this.headers = headers;
-    }
-}
-/**
- * Answers with the error's status and a plain-text message. When headers were already sent the
- * response cannot change status any more, so it is destroyed instead.
- */
-function sendError(res, error) {
-    const status = error instanceof HttpError ? error.status : 500;
-    const message = error instanceof HttpError ? error.message : 'internal server error';
-    if (res.headersSent) {
-        res.destroy(error instanceof Error ? error : undefined);
-        return;
-    }
-    const body = `${message}\n`;
-    res.writeHead(status, {
-        'content-type': 'text/plain; charset=utf-8',
-        'content-length': Buffer.byteLength(body),
-        ...(error instanceof HttpError ? error.headers : {}),
-    });
-    res.end(res.req.method === 'HEAD' ? undefined : body);
-}
-
 ;// CONCATENATED MODULE: ./src/server/exchange/jwt-errors.ts
 /**
  * Turns jose's verification errors into 401s whose message says why a token is unusable, without
@@ -8577,6 +12049,18 @@ function createOidcVerifier(issuers, options = {}) {
 
 
 
+/**
+ * A pull-request job's own slice, `<slice>/pr-<number>`, for a slice with `pull_requests` whose
+ * read rules the job matched: only on `pull_request` (GitHub gives fork pull requests no ID token;
+ * `pull_request_target` runs for forks with one, so it never qualifies).
+ */
+function pullRequestWriteSlice(slices, read, claims) {
+    const number = /^refs\/pull\/(\d+)\/(?:merge|head)$/.exec(claimString(claims.ref) ?? '')?.[1];
+    if (claimString(claims.event_name) !== 'pull_request' || number === undefined)
+        return null;
+    const slice = slices.find((candidate) => candidate.pullRequests && read.has(candidate.name));
+    return slice ? `${slice.name}/pr-${number}` : null;
+}
 /** Events whose workflows run trusted code of the repository: never pull_request(_target). */
 const DEFAULT_WRITE_EVENTS = ['push', 'schedule', 'workflow_dispatch', 'merge_group', 'release'];
 /**
@@ -8692,6 +12176,12 @@ function createPolicy(slices) {
                             addRead(name.name, owner);
                     }
                 }
+            }
+            if (write === null) {
+                const readNames = new Set([...read.values()].map((grant) => grant.name));
+                write = pullRequestWriteSlice(slices, readNames, claims);
+                if (write !== null)
+                    addRead(write, null);
             }
             if (read.size === 0 && write === null) {
                 throw new HttpError(403, `no slice is granted to this token: ${refusals.join('; ')}`, 'policy_denied');
@@ -8852,447 +12342,6 @@ function createExchange(config, tokenKey, options = {}) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/nix/nix32.ts
-/**
- * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
- * the end, so the first character carries the most significant bits of the last byte.
- */
-const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
-const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
-/** Length in characters of the nix32 form of `byteLength` bytes. */
-function nix32Length(byteLength) {
-    return Math.ceil((byteLength * 8) / 5);
-}
-function encodeNix32(bytes) {
-    const length = nix32Length(bytes.length);
-    let out = '';
-    for (let n = length - 1; n >= 0; n--) {
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        const low = bytes[i] >> j;
-        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
-        out += NIX32_ALPHABET[(low | high) & 0x1f];
-    }
-    return out;
-}
-class Nix32Error extends Error {
-}
-function decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
-    if (text.length !== nix32Length(byteLength)) {
-        throw new Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
-    }
-    const bytes = Buffer.alloc(byteLength);
-    for (let n = 0; n < text.length; n++) {
-        const c = text[text.length - n - 1];
-        const digit = DIGIT_OF.get(c);
-        if (digit === undefined)
-            throw new Nix32Error(`invalid character '${c}' in nix32 string`);
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        bytes[i] |= (digit << j) & 0xff;
-        const carry = digit >> (8 - j);
-        if (i + 1 < byteLength)
-            bytes[i + 1] |= carry;
-        else if (carry !== 0)
-            throw new Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
-    }
-    return bytes;
-}
-function isNix32(text) {
-    for (const c of text)
-        if (!DIGIT_OF.has(c))
-            return false;
-    return true;
-}
-
-;// CONCATENATED MODULE: ./src/nix/hash.ts
-/** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
-
-
-const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
-class HashError extends Error {
-}
-class hash_Hash {
-    algorithm;
-    digest;
-    constructor(algorithm, digest) {
-        this.algorithm = algorithm;
-        this.digest = digest;
-        if (digest.length !== DIGEST_BYTES[algorithm]) {
-            throw new HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
-        }
-    }
-    /**
-     * Parses `algo:<nix32|base16|base64>` or SRI `algo-<base64>`. With `expected`, a bare digest
-     * without the algorithm prefix is accepted too.
-     */
-    static parse(text, expected) {
-        const sri = /^(md5|sha1|sha256|sha512)-([A-Za-z0-9+/]+={0,2})$/.exec(text);
-        if (sri) {
-            if (expected !== undefined && sri[1] !== expected)
-                throw new HashError(`expected a ${expected} hash, got '${text}'`);
-            return hash_Hash.fromDigestText(sri[1], sri[2], 'base64', text);
-        }
-        const colon = text.indexOf(':');
-        let algorithm;
-        let digest;
-        if (colon === -1) {
-            algorithm = expected;
-            digest = text;
-        }
-        else {
-            algorithm = text.slice(0, colon);
-            digest = text.slice(colon + 1);
-        }
-        if (algorithm === undefined)
-            throw new HashError(`hash '${text}' does not name its algorithm`);
-        if (!(algorithm in DIGEST_BYTES))
-            throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
-        if (expected !== undefined && algorithm !== expected) {
-            throw new HashError(`expected a ${expected} hash, got '${text}'`);
-        }
-        return hash_Hash.fromDigestText(algorithm, digest, undefined, text);
-    }
-    static fromDigestText(algorithm, digest, encoding, original) {
-        const bytes = DIGEST_BYTES[algorithm];
-        if (encoding === undefined) {
-            if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
-                return new hash_Hash(algorithm, Buffer.from(digest, 'hex'));
-            }
-            if (digest.length === nix32Length(bytes) && isNix32(digest)) {
-                try {
-                    return new hash_Hash(algorithm, decodeNix32(digest, bytes));
-                }
-                catch (e) {
-                    if (e instanceof Nix32Error)
-                        throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
-                    throw e;
-                }
-            }
-        }
-        if (digest.length === Math.ceil(bytes / 3) * 4 && /^[A-Za-z0-9+/]+={0,2}$/.test(digest)) {
-            const decoded = Buffer.from(digest, 'base64');
-            // Node ignores stray bits in the last character: insist on the one canonical spelling.
-            if (decoded.length === bytes && decoded.toString('base64') === digest)
-                return new hash_Hash(algorithm, decoded);
-        }
-        throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
-    }
-    static of(algorithm, data) {
-        return new hash_Hash(algorithm, (0,external_node_crypto_namespaceObject.createHash)(algorithm).update(data).digest());
-    }
-    get nix32() {
-        return encodeNix32(this.digest);
-    }
-    get base16() {
-        return this.digest.toString('hex');
-    }
-    get base64() {
-        return this.digest.toString('base64');
-    }
-    /** `sha256:<nix32>`, the form narinfo files use. */
-    toString() {
-        return `${this.algorithm}:${this.nix32}`;
-    }
-    toBase16String() {
-        return `${this.algorithm}:${this.base16}`;
-    }
-    toSRI() {
-        return `${this.algorithm}-${this.base64}`;
-    }
-    equals(other) {
-        return this.algorithm === other.algorithm && this.digest.equals(other.digest);
-    }
-}
-
-;// CONCATENATED MODULE: ./src/nix/store-path.ts
-/** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
-
-const store_path_DEFAULT_STORE_DIR = '/nix/store';
-const HASH_PART_LENGTH = 32;
-/** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
-const store_path_MAX_NAME_LENGTH = 211;
-const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
-class StorePathError extends Error {
-}
-/** Checks a store path hash part (the 32 nix32 characters); throws naming the problem. */
-function validateHashPart(hashPart) {
-    if (hashPart.length !== HASH_PART_LENGTH) {
-        throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
-    }
-    if (!isNix32(hashPart))
-        throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
-    return hashPart;
-}
-/**
- * Checks a store path name. Nix 2.8 itself accepts any name made of the allowed characters (so
- * `.hidden` is a path Nix builds); like later Nix versions we also refuse `.`, `..` and names whose
- * first dash-separated part is one of those, which only ever serve path tricks.
- */
-function validateName(name, baseName = name) {
-    if (name.length === 0)
-        throw new StorePathError(`store path '${baseName}' has an empty name`);
-    if (name.length > store_path_MAX_NAME_LENGTH) {
-        throw new StorePathError(`store path name in '${baseName}' is longer than ${store_path_MAX_NAME_LENGTH} characters`);
-    }
-    const bad = NAME_PATTERN.test(name) ? undefined : [...name].find((c) => !NAME_PATTERN.test(c));
-    if (bad !== undefined) {
-        throw new StorePathError(`store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`);
-    }
-    const firstPart = name.split('-', 1)[0];
-    if (firstPart === '.' || firstPart === '..') {
-        throw new StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
-    }
-    return name;
-}
-function normalizeStoreDir(storeDir) {
-    const trimmed = storeDir.replace(/\/+$/, '');
-    const segments = trimmed.split('/').slice(1);
-    if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..')) {
-        throw new StorePathError(`store dir '${storeDir}' must be an absolute, canonical directory other than '/'`);
-    }
-    return trimmed;
-}
-class store_path_StorePath {
-    hashPart;
-    name;
-    constructor(hashPart, name) {
-        this.hashPart = hashPart;
-        this.name = name;
-    }
-    /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
-    static fromBaseName(baseName) {
-        if (baseName.length < HASH_PART_LENGTH + 1 || baseName[HASH_PART_LENGTH] !== '-') {
-            throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
-        }
-        const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
-        const name = validateName(baseName.slice(HASH_PART_LENGTH + 1), baseName);
-        return new store_path_StorePath(hashPart, name);
-    }
-    /** Parses a full path directly inside `storeDir` (default `/nix/store`). */
-    static parse(path, storeDir = store_path_DEFAULT_STORE_DIR) {
-        const prefix = `${normalizeStoreDir(storeDir)}/`;
-        if (!path.startsWith(prefix))
-            throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
-        const baseName = path.slice(prefix.length);
-        if (baseName.includes('/'))
-            throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
-        return store_path_StorePath.fromBaseName(baseName);
-    }
-    /** True when `path` is a valid store path in `storeDir`. */
-    static isValid(path, storeDir = store_path_DEFAULT_STORE_DIR) {
-        try {
-            store_path_StorePath.parse(path, storeDir);
-            return true;
-        }
-        catch (e) {
-            if (e instanceof StorePathError)
-                return false;
-            throw e;
-        }
-    }
-    get baseName() {
-        return `${this.hashPart}-${this.name}`;
-    }
-    toPath(storeDir = store_path_DEFAULT_STORE_DIR) {
-        return `${normalizeStoreDir(storeDir)}/${this.baseName}`;
-    }
-    toString() {
-        return this.baseName;
-    }
-}
-
-;// CONCATENATED MODULE: ./src/nix/narinfo.ts
-/**
- * `.narinfo` files: parse strictly (every problem named), serialize in the field order Nix writes,
- * so what `nix copy` uploads round-trips byte for byte. Unknown fields are kept for forward
- * compatibility and written after the known ones.
- */
-
-
-/** Far above any real narinfo (even thousands of references), low enough to refuse abuse. */
-const NARINFO_MAX_BYTES = 1024 * 1024;
-// Field names as Nix writes them; anything else in a key (spaces, colons) is a corrupt line.
-const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9-]*$/;
-/** Compression methods Nix can read from a binary cache. */
-const COMPRESSIONS = ['none', 'xz', 'bzip2', 'zstd', 'br', 'gzip', 'lz4', 'lzip'];
-class NarInfoError extends Error {
-}
-const KNOWN_FIELDS = new Set([
-    'StorePath',
-    'URL',
-    'Compression',
-    'FileHash',
-    'FileSize',
-    'NarHash',
-    'NarSize',
-    'References',
-    'Deriver',
-    'System',
-    'Sig',
-    'CA',
-]);
-function narinfo_parseSize(field, value) {
-    if (!/^\d+$/.test(value))
-        throw new NarInfoError(`${field} '${value}' is not a non-negative integer`);
-    const size = Number(value);
-    if (!Number.isSafeInteger(size))
-        throw new NarInfoError(`${field} '${value}' is too large`);
-    return size;
-}
-/** A `sha256:...` (or SRI) hash, the only kind Nix writes into narinfos. */
-function parseHash(field, value) {
-    let hash;
-    try {
-        hash = hash_Hash.parse(value);
-    }
-    catch (e) {
-        if (e instanceof HashError)
-            throw new NarInfoError(`${field}: ${e.message}`);
-        throw e;
-    }
-    if (hash.algorithm !== 'sha256')
-        throw new NarInfoError(`${field} '${value}' is not a sha256 hash`);
-    return hash;
-}
-function checkBaseName(field, value) {
-    try {
-        return store_path_StorePath.fromBaseName(value).baseName;
-    }
-    catch (e) {
-        if (e instanceof StorePathError)
-            throw new NarInfoError(`${field}: ${e.message}`);
-        throw e;
-    }
-}
-function parseNarInfo(text, options = {}) {
-    const storeDir = options.storeDir ?? store_path_DEFAULT_STORE_DIR;
-    const maxBytes = options.maxBytes ?? NARINFO_MAX_BYTES;
-    if (Buffer.byteLength(text) > maxBytes)
-        throw new NarInfoError(`narinfo is larger than ${maxBytes} bytes`);
-    if (!text.endsWith('\n'))
-        throw new NarInfoError(`narinfo does not end with a newline`);
-    const fields = new Map();
-    const seen = new Set();
-    const sigs = [];
-    const extra = [];
-    const lines = text.split('\n');
-    lines.pop();
-    lines.forEach((line, index) => {
-        const sep = line.indexOf(': ');
-        const key = line.slice(0, Math.max(sep, 0));
-        if (sep <= 0 || !KEY_PATTERN.test(key)) {
-            throw new NarInfoError(`line ${index + 1} is not 'Key: value': '${line.slice(0, 80)}'`);
-        }
-        const value = line.slice(sep + 2);
-        if (key === 'Sig') {
-            if (!/^[^:\s]+:[A-Za-z0-9+/]+={0,2}$/.test(value))
-                throw new NarInfoError(`Sig '${value}' is not 'keyname:base64'`);
-            sigs.push(value);
-            return;
-        }
-        if (seen.has(key))
-            throw new NarInfoError(`duplicate field '${key}'`);
-        seen.add(key);
-        if (KNOWN_FIELDS.has(key))
-            fields.set(key, value);
-        else
-            extra.push([key, value]);
-    });
-    const required = (key) => {
-        const value = fields.get(key);
-        if (value === undefined)
-            throw new NarInfoError(`missing required field '${key}'`);
-        return value;
-    };
-    const storePath = required('StorePath');
-    try {
-        store_path_StorePath.parse(storePath, storeDir);
-    }
-    catch (e) {
-        if (e instanceof StorePathError)
-            throw new NarInfoError(`StorePath: ${e.message}`);
-        throw e;
-    }
-    const url = required('URL');
-    if (url.length === 0)
-        throw new NarInfoError(`URL is empty`);
-    const compression = fields.get('Compression') ?? 'bzip2';
-    if (!COMPRESSIONS.includes(compression)) {
-        throw new NarInfoError(`unknown Compression '${compression}'`);
-    }
-    const info = {
-        storePath,
-        url,
-        compression: compression,
-        narHash: parseHash('NarHash', required('NarHash')),
-        narSize: narinfo_parseSize('NarSize', required('NarSize')),
-        references: [],
-        sigs,
-        extra,
-    };
-    if (info.narSize === 0)
-        throw new NarInfoError(`NarSize is 0: no NAR is empty`);
-    const fileHash = fields.get('FileHash');
-    if (fileHash !== undefined)
-        info.fileHash = parseHash('FileHash', fileHash);
-    const fileSize = fields.get('FileSize');
-    if (fileSize !== undefined)
-        info.fileSize = narinfo_parseSize('FileSize', fileSize);
-    const references = fields.get('References');
-    if (references)
-        info.references = references.split(' ').map((r) => checkBaseName('References', r));
-    const deriver = fields.get('Deriver');
-    // Old caches write `unknown-deriver`; Nix reads that as no deriver, and so do we.
-    if (deriver !== undefined && deriver !== 'unknown-deriver')
-        info.deriver = checkBaseName('Deriver', deriver);
-    const system = fields.get('System');
-    if (system !== undefined)
-        info.system = system;
-    const ca = fields.get('CA');
-    if (ca !== undefined)
-        info.ca = ca;
-    return info;
-}
-/** Writes `info` in the order Nix writes; refuses values that would break the line format. */
-function serializeNarInfo(info) {
-    const lines = [];
-    const line = (key, value) => {
-        if (value === undefined)
-            return;
-        const text = String(value);
-        if (text.includes('\n'))
-            throw new NarInfoError(`field '${key}' contains a newline`);
-        lines.push(`${key}: ${text}\n`);
-    };
-    line('StorePath', info.storePath);
-    line('URL', info.url);
-    line('Compression', info.compression);
-    line('FileHash', info.fileHash);
-    line('FileSize', info.fileSize);
-    line('NarHash', info.narHash);
-    line('NarSize', info.narSize);
-    // A malformed base name (one with a space, say) would read back as other references.
-    line('References', info.references.map((r) => checkBaseName('References', r)).join(' '));
-    line('Deriver', info.deriver === undefined ? undefined : checkBaseName('Deriver', info.deriver));
-    line('System', info.system);
-    for (const sig of info.sigs)
-        line('Sig', sig);
-    line('CA', info.ca);
-    for (const [key, value] of info.extra) {
-        if (!KEY_PATTERN.test(key) || KNOWN_FIELDS.has(key))
-            throw new NarInfoError(`cannot write extra field '${key}'`);
-        line(key, value);
-    }
-    return lines.join('');
-}
-/** The hash part of the narinfo's store path, which names the `.narinfo` file. */
-function narInfoHashPart(info, storeDir = DEFAULT_STORE_DIR) {
-    return StorePath.parse(info.storePath, storeDir).hashPart;
-}
-
 ;// CONCATENATED MODULE: ./src/nix/signing.ts
 /**
  * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
@@ -9442,1738 +12491,6 @@ class NarInfoSigner {
     }
 }
 
-;// CONCATENATED MODULE: ./src/server/union-read.ts
-
-/** Whether a slice's binding satisfies a read grant that came from a template. */
-function ownerMatches(owner, required) {
-    if (owner === null || owner.issuer !== required.issuer)
-        return false;
-    if (required.repositoryId !== undefined && owner.repositoryId !== required.repositoryId)
-        return false;
-    return required.repositoryOwnerId === undefined || owner.repositoryOwnerId === required.repositoryOwnerId;
-}
-/** The ranking of one cache token's grant (public slices come after everything it was granted). */
-function grantRanking(grant) {
-    const identity = grant.identity;
-    const writeOwner = grant.bindWrite
-        ? { issuer: identity.issuer, ...(identity.repository_id ? { repositoryId: identity.repository_id } : {}) }
-        : null;
-    return (slice, owner) => {
-        if (slice === grant.write && (writeOwner === null || ownerMatches(owner, writeOwner)))
-            return 0;
-        for (const [index, pattern] of grant.read.entries()) {
-            const required = grant.readOwners?.[index] ?? null;
-            if (sliceMatches(pattern, slice) && (required === null || ownerMatches(owner, required)))
-                return index + 1;
-        }
-        return null;
-    };
-}
-/** `ranking`, then the public slices after it. */
-function withPublicSlices(ranking, isPublic) {
-    return (slice, owner) => ranking(slice, owner) ?? (isPublic(slice) ? Number.MAX_SAFE_INTEGER : null);
-}
-const readableBy = (rank) => (slice, owner) => rank(slice, owner) !== null;
-const narHashOf = (record) => /^NarHash: (\S+)$/m.exec(record.narinfo)?.[1] ?? '';
-/** Picks, per hash part, the narinfo of the highest-precedence slice among `records`. */
-function chooseNarInfos(records, rank) {
-    const ranked = records
-        .map((record) => ({ record, rank: rank(record.slice, record.owner ?? null) }))
-        .filter((entry) => entry.rank !== null)
-        .sort((a, b) => a.rank - b.rank || (a.record.slice < b.record.slice ? -1 : 1));
-    const chosen = new Map();
-    for (const { record } of ranked) {
-        const earlier = chosen.get(record.hashPart);
-        if (!earlier)
-            chosen.set(record.hashPart, { record, conflicts: [] });
-        else if (narHashOf(record) !== narHashOf(earlier.record))
-            earlier.conflicts.push(record);
-    }
-    return chosen;
-}
-
-;// CONCATENATED MODULE: ./src/server/http/auth.ts
-
-
-/** The token in the request, or null when there is no Authorization header. */
-function requestToken(req) {
-    const header = req.headers.authorization;
-    if (header === undefined || header === '')
-        return null;
-    const space = header.indexOf(' ');
-    const scheme = space === -1 ? header : header.slice(0, space);
-    const value = space === -1 ? '' : header.slice(space + 1).trim();
-    if (/^bearer$/i.test(scheme)) {
-        if (!value)
-            throw new HttpError(401, 'empty Bearer token', 'bad_token', { 'www-authenticate': 'Bearer' });
-        return value;
-    }
-    if (/^basic$/i.test(scheme)) {
-        const decoded = Buffer.from(value, 'base64').toString('utf8');
-        const colon = decoded.indexOf(':');
-        const password = colon === -1 ? '' : decoded.slice(colon + 1);
-        if (!password)
-            throw new HttpError(401, 'Basic auth without a password: put the cache token in the password', 'bad_token');
-        return password;
-    }
-    throw new HttpError(401, `unsupported Authorization scheme '${scheme}' (use Bearer or Basic)`, 'bad_token');
-}
-async function resolveAccess(req, verify, isPublic) {
-    const token = requestToken(req);
-    if (token === null) {
-        const rank = withPublicSlices(() => null, isPublic);
-        return {
-            authenticated: false,
-            rank,
-            canRead: readableBy(rank),
-            write: null,
-            bindWrite: false,
-            identity: {},
-        };
-    }
-    let access;
-    try {
-        access = await verify(token);
-    }
-    catch (error) {
-        if (error instanceof HttpError && error.status === 401)
-            throw error; // already names the problem
-        const reason = error instanceof Error ? error.message : String(error);
-        throw new HttpError(401, `invalid cache token: ${reason}`, 'bad_token', { 'www-authenticate': 'Bearer' });
-    }
-    const rank = withPublicSlices(access.rank, isPublic);
-    return { ...access, authenticated: true, rank, canRead: readableBy(rank) };
-}
-/** The write slice, or the reason there is none: 401 without a token, 403 with a read-only one. */
-function requireWriteSlice(access) {
-    if (!access.authenticated) {
-        throw new HttpError(401, 'uploads need a cache token with a write slice', 'unauthenticated', {
-            'www-authenticate': 'Bearer',
-        });
-    }
-    if (access.write === null)
-        throw new HttpError(403, 'this cache token grants no write slice', 'read_only_token');
-    return access.write;
-}
-
-;// CONCATENATED MODULE: external "node:stream"
-const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-;// CONCATENATED MODULE: external "node:stream/promises"
-const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
-;// CONCATENATED MODULE: external "node:zlib"
-const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
-;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
-/**
- * Node 24's zstd decompressor silently drops whatever follows the end of a frame within the same
- * chunk, so concatenated frames (pzstd, files compressed in parts) lose data or fail with "Unknown
- * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
- * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
- * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
- *
- * For uploads the walk also refuses what a NAR file has no use for: skippable frames (padding that
- * would be stored and served) and frames whose window needs more memory than allowed.
- */
-
-const ZSTD_MAGIC = 0xfd2fb528;
-const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
-const SKIPPABLE_MAGIC = 0x184d2a50;
-// Units whose bytes are parsed (the others are only counted).
-const PARSED = new Set(['magic', 'descriptor', 'headerRest', 'blockHeader', 'skipSize']);
-const DICT_ID_BYTES = [0, 1, 2, 4];
-const CONTENT_SIZE_BYTES = [0, 2, 4, 8];
-class ZstdFrameError extends Error {
-}
-/** A frame asks for a larger window (decoder memory) than `maxWindowBytes`. */
-class ZstdWindowError extends ZstdFrameError {
-}
-/** A skippable frame where `refuseSkippable` is set. */
-class ZstdSkippableFrameError extends ZstdFrameError {
-}
-const MiB = 1024 * 1024;
-const mib = (bytes) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
-/** A Transform over ZstdFrameScanner: what it emits, it pushes. */
-class ZstdFrameSplitter extends external_node_stream_namespaceObject.Transform {
-    scanner = new ZstdFrameScanner();
-    _transform(chunk, _encoding, callback) {
-        try {
-            this.scanner.split(chunk, (piece) => this.push(piece));
-        }
-        catch (error) {
-            callback(error);
-            return;
-        }
-        callback();
-    }
-    _flush(callback) {
-        try {
-            this.scanner.finish();
-        }
-        catch (error) {
-            callback(error);
-            return;
-        }
-        callback();
-    }
-}
-/**
- * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
- * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
- */
-class ZstdFrameScanner {
-    rules;
-    unit = 'magic';
-    need = 4;
-    parsed = [];
-    checksum = false;
-    singleSegment = false;
-    dictIdBytes = 0;
-    /** Where the current frame began, for messages. */
-    frameStart = 0;
-    lastBlock = false;
-    /** Bytes of input consumed so far, for error messages. */
-    position = 0;
-    /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
-    forwarding = false;
-    /** Where the current `split` call emits (advance() emits a frame's magic number). */
-    emit = () => undefined;
-    constructor(rules = {}) {
-        this.rules = rules;
-    }
-    /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
-    split(chunk, emit) {
-        this.emit = emit;
-        let start = 0;
-        let i = 0;
-        while (i < chunk.length) {
-            const take = Math.min(this.need, chunk.length - i);
-            if (PARSED.has(this.unit))
-                this.parsed.push(...chunk.subarray(i, i + take));
-            i += take;
-            this.position += take;
-            this.need -= take;
-            if (this.need > 0)
-                break;
-            const unit = this.unit;
-            const frameEnded = this.advance();
-            if (unit === 'magic')
-                start = i; // advance() emitted the magic itself, once it knew the kind
-            if (frameEnded) {
-                if (this.forwarding && i > start)
-                    emit(chunk.subarray(start, i));
-                start = i;
-                this.forwarding = false;
-            }
-        }
-        if (this.forwarding && i > start)
-            emit(chunk.subarray(start, i));
-    }
-    /** Throws unless the data so far ended at the end of a frame. */
-    finish() {
-        if (this.unit !== 'magic' || this.need !== 4) {
-            throw new ZstdFrameError('zstd data ends in the middle of a frame (truncated)');
-        }
-    }
-    /** Moves past a completed unit; returns true when a frame (zstd or skippable) ended with it. */
-    advance() {
-        const bytes = Buffer.from(this.parsed);
-        this.parsed = [];
-        switch (this.unit) {
-            case 'magic': {
-                const magic = bytes.readUInt32LE(0);
-                this.frameStart = this.position - 4;
-                if (magic === ZSTD_MAGIC) {
-                    this.emit(bytes);
-                    this.forwarding = true;
-                    return this.next('descriptor', 1);
-                }
-                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) {
-                    if (this.rules.refuseSkippable) {
-                        throw new ZstdSkippableFrameError(`zstd skippable frame at byte ${this.frameStart}: padding is not accepted in a NAR file`);
-                    }
-                    return this.next('skipSize', 4);
-                }
-                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.frameStart}`);
-            }
-            case 'descriptor': {
-                const d = bytes[0];
-                if (d & 0x08)
-                    throw new ZstdFrameError('zstd frame header has its reserved bit set');
-                const singleSegment = (d >> 5) & 1;
-                const contentSizeFlag = d >> 6;
-                this.checksum = ((d >> 2) & 1) === 1;
-                this.singleSegment = singleSegment === 1;
-                this.dictIdBytes = DICT_ID_BYTES[d & 3];
-                const rest = (singleSegment ? 0 : 1) +
-                    DICT_ID_BYTES[d & 3] +
-                    (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
-                return this.next('headerRest', rest);
-            }
-            case 'headerRest':
-                this.checkWindow(bytes);
-                return this.next('blockHeader', 3);
-            case 'blockHeader': {
-                const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
-                this.lastBlock = (header & 1) === 1;
-                const type = (header >> 1) & 3;
-                if (type === 3)
-                    throw new ZstdFrameError('zstd block has the reserved block type');
-                return this.next('blockContent', type === 1 ? 1 : header >>> 3);
-            }
-            case 'blockContent':
-                if (!this.lastBlock)
-                    return this.next('blockHeader', 3);
-                if (this.checksum)
-                    return this.next('checksum', 4);
-                return this.endFrame();
-            case 'checksum':
-                return this.endFrame();
-            case 'skipSize':
-                return this.next('skipContent', bytes.readUInt32LE(0));
-            case 'skipContent':
-                return this.endFrame();
-        }
-    }
-    /** The window the frame header declares (RFC 8878 3.1.1.1.2), against `maxWindowBytes`. */
-    checkWindow(rest) {
-        const max = this.rules.maxWindowBytes;
-        if (max === undefined)
-            return;
-        let window;
-        if (this.singleSegment) {
-            // No window descriptor: the window is the whole content, whose size follows the dictionary id.
-            const sizeBytes = rest.subarray(this.dictIdBytes);
-            window =
-                sizeBytes.length === 2
-                    ? sizeBytes.readUInt16LE(0) + 256
-                    : sizeBytes.length === 8
-                        ? Number(sizeBytes.readBigUInt64LE(0))
-                        : sizeBytes.readUIntLE(0, sizeBytes.length);
-        }
-        else {
-            const descriptor = rest[0];
-            const base = 2 ** (10 + (descriptor >> 3));
-            window = base + (base / 8) * (descriptor & 7);
-        }
-        if (window > max) {
-            throw new ZstdWindowError(`zstd frame at byte ${this.frameStart} needs a ${mib(window)} window to decompress, over the limit of ${mib(max)}`);
-        }
-    }
-    next(unit, need) {
-        this.unit = unit;
-        this.need = need;
-        // Zero-length units (an empty header rest, an empty raw block) complete at once.
-        return need === 0 ? this.advance() : false;
-    }
-    endFrame() {
-        this.unit = 'magic';
-        this.need = 4;
-        return true;
-    }
-}
-
-;// CONCATENATED MODULE: ./src/nix/nar.ts
-/**
- * Streaming NAR hashing, compression and decompression. Nothing here holds a NAR in memory: data
- * flows through in chunks, so a multi-gigabyte upload costs a few buffers.
- *
- * zstd comes from Node 24's zlib. xz runs the system `xz` program as a child process, both ways:
- * Node has no xz, and the WASM decompressor on npm (xz-decompress) is correct (multi-block,
- * multi-stream, integrity checks) but serializes every decompression in the process behind one
- * global lock, so one slow xz upload would stall all others. `xz` is native, concurrent and
- * multi-threaded; the `xz` program (Debian: xz-utils) must be on PATH when xz is used.
- */
-
-
-
-
-
-
-
-/** Compressions Sluice can verify and produce (a subset of what Nix reads). */
-const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
-/** File name extensions Nix gives compressed NARs (`nar/<filehash>.nar<ext>`). */
-const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
-class CompressionError extends Error {
-}
-/** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
-class DecompressionMemoryError extends CompressionError {
-}
-/** Without a stated limit: xz -9 needs 65 MiB to decompress; a file asking for far more is refused. */
-const XZ_DECOMPRESS_MEMLIMIT = 256 * 1024 * 1024;
-const nar_mib = (bytes) => `${Math.round((bytes / 2 ** 20) * 10) / 10} MiB`;
-function checkCompression(compression) {
-    if (!NAR_COMPRESSIONS.includes(compression)) {
-        throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
-    }
-    return compression;
-}
-/** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
-class ProcessStream extends external_node_stream_namespaceObject.Duplex {
-    what;
-    explain;
-    child;
-    stderr = '';
-    constructor(command, args, what, 
-    /** Turns the program's stderr into a more specific error, where it recognises one. */
-    explain = () => undefined) {
-        super();
-        this.what = what;
-        this.explain = explain;
-        this.child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-        // EPIPE when the program quits early (corrupt input): its exit status tells why.
-        this.child.stdin.on('error', () => { });
-        this.child.stderr.setEncoding('utf8').on('data', (text) => {
-            if (this.stderr.length < 4096)
-                this.stderr += text;
-        });
-        this.child.stdout.on('data', (chunk) => {
-            if (!this.push(chunk))
-                this.child.stdout.pause();
-        });
-        this.child.on('error', (error) => {
-            this.destroy(error.code === 'ENOENT'
-                ? new CompressionError(`${what} needs the '${command}' program on PATH (Debian: apt-get install xz-utils)`)
-                : error);
-        });
-        this.child.on('close', (code, signal) => {
-            if (this.destroyed)
-                return;
-            if (code === 0)
-                this.push(null);
-            else {
-                const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
-                this.destroy(this.explain(this.stderr) ?? new CompressionError(`${this.what} failed: ${detail}`));
-            }
-        });
-    }
-    _read() {
-        this.child.stdout.resume();
-    }
-    _write(chunk, _encoding, callback) {
-        if (this.child.stdin.write(chunk))
-            callback();
-        else
-            this.child.stdin.once('drain', () => callback());
-    }
-    _final(callback) {
-        this.child.stdin.end();
-        callback();
-    }
-    _destroy(error, callback) {
-        if (this.child.exitCode === null && this.child.signalCode === null)
-            this.child.kill();
-        callback(error);
-    }
-}
-/**
- * Output chunk of Node's zstd streams. The default (16 KiB) costs a thread-pool round trip per
- * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
- */
-const ZSTD_CHUNK_BYTES = 256 * 1024;
-/** Node's zstd decoder, its window bounded by `maxMemory` (default: zstd's own limit, 128 MiB). */
-function createZstdDecoder(maxMemory) {
-    const windowLogMax = maxMemory === undefined ? undefined : Math.min(31, Math.max(10, Math.floor(Math.log2(maxMemory))));
-    return (0,external_node_zlib_namespaceObject.createZstdDecompress)({
-        chunkSize: ZSTD_CHUNK_BYTES,
-        ...(windowLogMax === undefined ? {} : { params: { [external_node_zlib_namespaceObject.constants.ZSTD_d_windowLogMax]: windowLogMax } }),
-    });
-}
-/** The `xz` program decompressing within `maxMemory`, on one thread (one dictionary per upload). */
-function createXzDecoder(maxMemory = XZ_DECOMPRESS_MEMLIMIT) {
-    return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', '--threads=1', `--memlimit-decompress=${maxMemory}`], 'xz decompression', (stderr) => /memory usage limit reached/i.test(stderr)
-        ? new DecompressionMemoryError(`xz data needs more memory to decompress than the limit of ${nar_mib(maxMemory)} (its dictionary is larger)`)
-        : undefined);
-}
-/** A stream that turns a compressed NAR file back into the NAR. */
-function createDecompressor(compression, options = {}) {
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new external_node_stream_namespaceObject.PassThrough();
-        case 'zstd':
-            // Node's decoder alone drops frames that follow another in the same chunk: split them first.
-            return new ZstdFrameSplitter().compose(createZstdDecoder(options.maxMemory));
-        case 'xz':
-            return createXzDecoder(options.maxMemory);
-    }
-}
-/**
- * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
- * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
- */
-function createCompressor(compression, options = {}) {
-    const { level } = options;
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new PassThrough();
-        case 'zstd':
-            // With a checksum, as the zstd tool writes by default: corruption fails decompression loudly.
-            return createZstdCompress({
-                chunkSize: ZSTD_CHUNK_BYTES,
-                params: {
-                    [zlibConstants.ZSTD_c_checksumFlag]: 1,
-                    ...(level === undefined ? {} : { [zlibConstants.ZSTD_c_compressionLevel]: level }),
-                },
-            });
-        case 'xz': {
-            if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
-                throw new CompressionError(`xz level must be 0-9, got ${level}`);
-            }
-            const args = [
-                '--compress',
-                '--stdout',
-                '--quiet',
-                '--threads=0',
-                ...(level === undefined ? [] : [`-${level}`]),
-            ];
-            return new ProcessStream('xz', args, 'xz compression');
-        }
-    }
-}
-/** A passthrough that sha256-hashes and counts what flows through it; read `hash()` and `size` after it ends. */
-class HashingStream extends (/* unused pure expression or super */ null && (Transform)) {
-    hasher = createHash('sha256');
-    bytes = 0;
-    result;
-    _transform(chunk, _encoding, callback) {
-        this.hasher.update(chunk);
-        this.bytes += chunk.length;
-        callback(null, chunk);
-    }
-    _flush(callback) {
-        this.result = new Hash('sha256', this.hasher.digest());
-        callback();
-    }
-    /** Bytes seen so far. */
-    get size() {
-        return this.bytes;
-    }
-    hash() {
-        if (this.result === undefined)
-            throw new Error('HashingStream.hash() is only known once the stream has ended');
-        return this.result;
-    }
-}
-/** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */
-function decompressorFor(source, compression) {
-    try {
-        return createDecompressor(compression);
-    }
-    catch (error) {
-        if ('destroy' in source && typeof source.destroy === 'function')
-            source.destroy();
-        throw error;
-    }
-}
-function discard() {
-    return new Writable({ write: (_chunk, _encoding, callback) => callback() });
-}
-/** Decompresses and hashes a (compressed) NAR stream: its NarHash and NarSize, as a narinfo states them. */
-async function hashNar(source, compression) {
-    const decompressor = decompressorFor(source, compression);
-    const nar = new HashingStream();
-    await pipeline(source, decompressor, nar, discard());
-    return { narHash: nar.hash(), narSize: nar.size };
-}
-/**
- * Streams a compressed NAR file from `source` into `sink` (e.g. a file in storage) while computing
- * both the file's FileHash/FileSize and the NAR's NarHash/NarSize. Rejects if either side fails
- * (a corrupt file, a failing sink); the caller then discards what reached the sink.
- */
-async function digestNarFile(source, compression, sink) {
-    const decompressor = decompressorFor(source, compression);
-    const file = new HashingStream();
-    const nar = new HashingStream();
-    // `file` feeds two pipes; an error in either pipeline destroys `file`, which ends the other.
-    const results = await Promise.allSettled([
-        pipeline(source, file, sink),
-        pipeline(file, decompressor, nar, discard()),
-    ]);
-    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
-    if (errors.length > 0) {
-        throw errors.find((e) => e.code !== 'ERR_STREAM_PREMATURE_CLOSE') ?? errors[0];
-    }
-    return { fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size };
-}
-
-;// CONCATENATED MODULE: ./src/server/http/body.ts
-
-/** Refuses a declared Content-Length over `limit` before any of the body is read. */
-function checkDeclaredLength(req, limit, what) {
-    const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > limit) {
-        throw new HttpError(413, `${what} of ${declared} bytes is larger than the limit of ${limit} bytes`, 'too_large');
-    }
-}
-/** Tells a client waiting on `Expect: 100-continue` to send the body: every check before it passed. */
-function acceptBody(req, res) {
-    if (/100-continue/i.test(req.headers.expect ?? ''))
-        res.writeContinue();
-}
-async function readSmallBody(body, limit, what) {
-    const chunks = [];
-    let size = 0;
-    for await (const chunk of body) {
-        size += chunk.length;
-        if (size > limit)
-            throw new HttpError(413, `${what} is larger than the limit of ${limit} bytes`, 'too_large');
-        chunks.push(chunk);
-    }
-    return Buffer.concat(chunks);
-}
-/**
- * `source`, failing with 408 when a chunk takes longer than `idleMs` to arrive. Only the wait for
- * the client counts: while the consumer is busy (writing to storage, decompressing) nothing is
- * asked for and no timer runs. After a timeout the request is left as it is, so that the 408 can
- * still be sent on its connection (which the router then closes).
- */
-function withIdleTimeout(source, idleMs) {
-    return {
-        [Symbol.asyncIterator]() {
-            const inner = source[Symbol.asyncIterator]();
-            let timedOut = false;
-            return {
-                next() {
-                    const next = inner.next();
-                    let timer;
-                    const timeout = new Promise((_resolve, reject) => {
-                        timer = setTimeout(() => {
-                            timedOut = true;
-                            // The chunk asked for may still come, or the connection fail: neither matters now.
-                            next.catch(() => undefined);
-                            reject(new HttpError(408, `the request body sent nothing for ${idleMs / 1000} s (body_idle_timeout): abandoned`, 'idle_body'));
-                        }, idleMs);
-                    });
-                    return Promise.race([next, timeout]).finally(() => clearTimeout(timer));
-                },
-                return(value) {
-                    // Ending the inner iterator destroys the request, and with it the socket the 408 needs.
-                    if (timedOut)
-                        return Promise.resolve({ done: true, value: undefined });
-                    return inner.return?.(value) ?? Promise.resolve({ done: true, value: undefined });
-                },
-            };
-        },
-    };
-}
-
-;// CONCATENATED MODULE: ./src/http/narinfo-batch.ts
-/**
- * The batch narinfo lookup route as server and proxy both know it: where it is and how many hash
- * parts one request may name.
- */
-const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
-/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
-const NARINFO_BATCH_LIMIT = 1000;
-
-;// CONCATENATED MODULE: ./src/server/http/paths.ts
-/**
- * Request paths \u2192 routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
- * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
- * no decoding step for a traversal to hide behind.
- */
-
-
-const NIX32 = '[0-9abcdfghijklmnpqrsvwxyz]';
-const NARINFO = new RegExp(`^/(${NIX32}{32})\\.narinfo$`);
-const NAR = new RegExp(`^/nar/(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
-/** Sluice's own upload route: the NAR file named by the NarHash of the NAR inside it. */
-const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
-const NAR_UPLOAD = new RegExp(`^${NAR_UPLOAD_PREFIX}(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
-const EXTENSION_COMPRESSION = {
-    '': 'none',
-    '.zst': 'zstd',
-    '.xz': 'xz',
-};
-/** Repeatedly percent-decodes (bounded), so double encoding cannot hide a `..` or a separator. */
-function fullyDecoded(path) {
-    let current = path;
-    for (let i = 0; i < 4; i++) {
-        let next;
-        try {
-            next = decodeURIComponent(current);
-        }
-        catch {
-            return current;
-        }
-        if (next === current)
-            break;
-        current = next;
-    }
-    return current;
-}
-function checkPath(rawUrl) {
-    if (!rawUrl.startsWith('/'))
-        throw new HttpError(400, `request target '${rawUrl.slice(0, 100)}' is not a path`, 'bad_path');
-    const path = rawUrl.split('?', 1)[0];
-    const decoded = fullyDecoded(path);
-    if (decoded.includes('\\') ||
-        decoded.split('/').some((segment) => segment === '..' || segment === '.') ||
-        /\0/.test(decoded)) {
-        throw new HttpError(400, 'path traversal is not allowed', 'bad_path');
-    }
-    if (path.includes('%'))
-        throw new HttpError(400, 'percent-encoded characters are not allowed in cache paths', 'bad_path');
-    if (path.includes('//'))
-        throw new HttpError(400, 'empty path segments are not allowed', 'bad_path');
-    return path;
-}
-function compressionOf(extension = '') {
-    const compression = EXTENSION_COMPRESSION[extension];
-    if (compression === undefined) {
-        throw new HttpError(400, `unsupported NAR compression '${extension}' (use .nar, .nar.zst or .nar.xz)`, 'bad_name');
-    }
-    return compression;
-}
-function matchRoute(rawUrl) {
-    const path = checkPath(rawUrl);
-    switch (path) {
-        case '/nix-cache-info':
-            return { name: 'nix-cache-info' };
-        case '/_api/v1/health':
-            return { name: 'health' };
-        case '/_api/v1/token':
-            return { name: 'token' };
-        case NARINFO_BATCH_PATH:
-            return { name: 'narinfos' };
-        case '/metrics':
-            return { name: 'metrics' };
-    }
-    const narinfo = NARINFO.exec(path);
-    if (narinfo)
-        return { name: 'narinfo', hashPart: narinfo[1] };
-    if (path.endsWith('.narinfo') && !path.slice(1).includes('/')) {
-        throw new HttpError(400, `'${path.slice(1, 120)}' is not <32-character nix32 store path hash>.narinfo`, 'bad_name');
-    }
-    const nar = NAR.exec(path);
-    if (nar) {
-        const compression = compressionOf(nar[2]);
-        return { name: 'nar', fileHash: nar[1], compression, key: path.slice('/nar/'.length) };
-    }
-    if (path.startsWith('/nar/')) {
-        throw new HttpError(400, `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`, 'bad_name');
-    }
-    const upload = NAR_UPLOAD.exec(path);
-    if (upload) {
-        const compression = compressionOf(upload[2]);
-        return {
-            name: 'nar-upload',
-            narHash: upload[1],
-            compression,
-            key: path.slice(NAR_UPLOAD_PREFIX.length),
-        };
-    }
-    if (path.startsWith(NAR_UPLOAD_PREFIX)) {
-        throw new HttpError(400, `'${path.slice(1, 120)}' is not ${NAR_UPLOAD_PREFIX.slice(1)}<52-character nix32 NarHash>.nar[.zst|.xz]`, 'bad_name');
-    }
-    throw new HttpError(404, `no such endpoint: ${path.slice(0, 120)}`, 'not_found');
-}
-
-;// CONCATENATED MODULE: ./src/server/http/range.ts
-/** Single byte ranges (`Range: bytes=a-b`, `bytes=a-`, `bytes=-n`), which is what download tools ask for. */
-
-/** The range to send, or null for the whole body (no header, or several ranges, which we may ignore). */
-function parseRange(header, size) {
-    if (header === undefined)
-        return null;
-    const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-    if (!match)
-        return null;
-    const [, first, last] = match;
-    let start;
-    let end;
-    if (first === '') {
-        if (last === '')
-            return null;
-        start = Math.max(0, size - Number(last));
-        end = size - 1;
-    }
-    else {
-        start = Number(first);
-        end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
-    }
-    if (start > end || start >= size) {
-        throw new HttpError(416, `range ${header} is outside the ${size} bytes of the file`, 'bad_range', {
-            'content-range': `bytes */${size}`,
-        });
-    }
-    return { start, end };
-}
-
-;// CONCATENATED MODULE: ./src/nix/buffer-pool.ts
-/**
- * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
- * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
- * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
- * none once the pool has gone unused that long.
- */
-class BufferPool {
-    size;
-    maxKept;
-    idleMs;
-    free = [];
-    idleTimer;
-    constructor(size, maxKept, idleMs) {
-        this.size = size;
-        this.maxKept = maxKept;
-        this.idleMs = idleMs;
-    }
-    take() {
-        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
-    }
-    /** Only buffers nothing reads or writes any more, and that came from `take`. */
-    give(buffers) {
-        for (const buffer of buffers)
-            if (this.free.length < this.maxKept)
-                this.free.push(buffer);
-        if (this.idleMs === undefined)
-            return;
-        clearTimeout(this.idleTimer);
-        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
-    }
-    /** Buffers kept for the next `take`s. */
-    get kept() {
-        return this.free.length;
-    }
-    clear() {
-        clearTimeout(this.idleTimer);
-        this.free.length = 0;
-    }
-}
-/**
- * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
- * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
- */
-function written(sink, chunk) {
-    return new Promise((resolve, reject) => {
-        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
-        sink.once('close', closed);
-        sink.write(chunk, (error) => {
-            sink.off('close', closed);
-            if (error)
-                reject(error);
-            else
-                resolve();
-        });
-    });
-}
-
-;// CONCATENATED MODULE: ./src/nix/nar-structure.ts
-/**
- * Checks, as the bytes stream past, that they are one NAR and nothing else: the `nix-archive-1`
- * magic, then nodes as Nix's parser accepts them (regular files, symlinks, directories with valid,
- * sorted entry names, zero padding), and no byte after the top node's end. Only the framing is
- * parsed: file contents are counted, not kept, so checking costs little besides the hash.
- *
- * Knowing the framing lets an upload be refused early: bytes that are not a NAR fail on their first
- * 8 bytes, and a file whose declared length passes a limit fails before its contents are inflated.
- */
-class NarFormatError extends Error {
-    reason;
-    constructor(message, 
-    /** `not_a_nar` (wrong start), `trailing_data` (bytes after the NAR) or `bad_nar` (malformed). */
-    reason) {
-        super(message);
-        this.reason = reason;
-    }
-}
-const MAGIC = 'nix-archive-1';
-/** Longest keyword of the format ('nix-archive-1'). */
-const KEYWORD_MAX = 16;
-/** NAME_MAX and PATH_MAX on Linux: longer names or link targets cannot be restored. */
-const NAME_MAX = 255;
-const TARGET_MAX = 4096;
-/** Deeper than PATH_MAX allows anyway (each level adds at least `x/`); bounds the memory kept per level. */
-const DEPTH_MAX = 2048;
-const padding = (length) => (8 - (length % 8)) % 8;
-class NarStructureChecker {
-    expect = 'magic';
-    /** Per open directory, the name of its last entry (entries must be sorted). */
-    directories = [];
-    phase = 'length';
-    /** Bytes still needed to complete the phase. */
-    need = 8;
-    gathered = [];
-    stringLength = 0;
-    finished = false;
-    /** Bytes checked so far. */
-    size = 0;
-    /**
-     * The least the NAR's size can be, given what it has declared: the bytes so far plus the rest of
-     * the file contents being read. Past a limit, the upload can be refused before inflating them.
-     */
-    get declaredSize() {
-        return this.phase === 'contents' ? this.size + this.need + padding(this.stringLength) : this.size;
-    }
-    /** Checks the next bytes; throws a NarFormatError at the first one that does not fit. */
-    update(chunk) {
-        for (let i = 0; i < chunk.length;) {
-            if (this.finished) {
-                throw new NarFormatError(`the NAR ends at byte ${this.size}, but more data follows it`, 'trailing_data');
-            }
-            const take = Math.min(this.need, chunk.length - i);
-            // Copied: the caller may reuse its buffer once this returns, and a string may span chunks.
-            if (this.phase !== 'contents')
-                this.gathered.push(Buffer.from(chunk.subarray(i, i + take)));
-            i += take;
-            this.need -= take;
-            this.size += take;
-            if (this.need === 0)
-                this.completePhase();
-        }
-    }
-    /** Throws unless the bytes so far are one whole NAR. */
-    end() {
-        if (this.finished)
-            return;
-        if (this.expect === 'magic')
-            this.fail('cut off');
-        throw new NarFormatError(`the NAR is cut off after ${this.size} bytes`, 'bad_nar');
-    }
-    fail(message) {
-        if (this.expect === 'magic') {
-            throw new NarFormatError(`the upload is not a NAR: it does not start with '${MAGIC}'`, 'not_a_nar');
-        }
-        throw new NarFormatError(`malformed NAR at byte ${this.size}: ${message}`, 'bad_nar');
-    }
-    take() {
-        const bytes = this.gathered.length === 1 ? this.gathered[0] : Buffer.concat(this.gathered);
-        this.gathered = [];
-        return bytes;
-    }
-    completePhase() {
-        // Zero-length phases (an empty string, empty contents, no padding) complete at once.
-        do {
-            switch (this.phase) {
-                case 'length':
-                    this.lengthRead(this.take().readBigUInt64LE(0));
-                    break;
-                case 'string': {
-                    const bytes = this.take();
-                    this.checkPadding(bytes.subarray(this.stringLength));
-                    this.phase = 'length';
-                    this.need = 8;
-                    this.token(bytes.subarray(0, this.stringLength));
-                    break;
-                }
-                case 'contents':
-                    this.phase = 'padding';
-                    this.need = padding(this.stringLength);
-                    break;
-                case 'padding':
-                    this.checkPadding(this.take());
-                    this.phase = 'length';
-                    this.need = 8;
-                    this.expect = 'close';
-                    break;
-            }
-        } while (this.need === 0 && !this.finished);
-    }
-    lengthRead(length) {
-        if (this.expect === 'contentsLength') {
-            if (length > BigInt(Number.MAX_SAFE_INTEGER))
-                this.fail(`a file of ${length} bytes`);
-            this.stringLength = Number(length);
-            this.phase = 'contents';
-            this.need = this.stringLength;
-            return;
-        }
-        const max = this.expect === 'name' ? NAME_MAX : this.expect === 'target' ? TARGET_MAX : KEYWORD_MAX;
-        if (length > BigInt(max))
-            this.fail(`a string of ${length} bytes where ${this.describe()} belongs`);
-        this.stringLength = Number(length);
-        this.phase = 'string';
-        this.need = this.stringLength + padding(this.stringLength);
-    }
-    checkPadding(bytes) {
-        if (bytes.some((byte) => byte !== 0))
-            this.fail('non-zero padding');
-    }
-    describe() {
-        return this.expect === 'name'
-            ? 'a file name'
-            : this.expect === 'target'
-                ? 'a symlink target'
-                : 'a keyword';
-    }
-    /** Moves on from a complete string (other than file contents). */
-    token(value) {
-        const text = this.expect === 'name' || this.expect === 'target' ? '' : value.toString('latin1');
-        const want = (keyword, next) => {
-            if (text !== keyword)
-                this.fail(`expected '${keyword}', found '${text.slice(0, 16)}'`);
-            this.expect = next;
-        };
-        switch (this.expect) {
-            case 'magic':
-                return want(MAGIC, 'open');
-            case 'open':
-                return want('(', 'typeKey');
-            case 'typeKey':
-                return want('type', 'type');
-            case 'type':
-                if (text === 'regular')
-                    this.expect = 'regularTag';
-                else if (text === 'symlink')
-                    this.expect = 'targetKey';
-                else if (text === 'directory')
-                    this.openDirectory();
-                else
-                    this.fail(`unknown node type '${text.slice(0, 16)}'`);
-                return;
-            case 'regularTag':
-                if (text === 'executable')
-                    this.expect = 'executableValue';
-                else
-                    want('contents', 'contentsLength');
-                return;
-            case 'executableValue':
-                return want('', 'contentsKey');
-            case 'contentsKey':
-                return want('contents', 'contentsLength');
-            case 'targetKey':
-                return want('target', 'target');
-            case 'target':
-                if (value.length === 0 || value.includes(0))
-                    this.fail('an empty symlink target or one with a NUL byte');
-                this.expect = 'close';
-                return;
-            case 'directoryTag':
-                if (text === ')')
-                    return this.closeDirectory();
-                return want('entry', 'entryOpen');
-            case 'entryOpen':
-                return want('(', 'nameKey');
-            case 'nameKey':
-                return want('name', 'name');
-            case 'name':
-                return this.entryName(value);
-            case 'nodeKey':
-                return want('node', 'open');
-            case 'entryClose':
-                return want(')', 'directoryTag');
-            case 'close':
-                want(')', 'close');
-                return this.nodeEnded();
-            case 'contentsLength':
-                throw new Error('unreachable: a file length is not a string');
-        }
-    }
-    openDirectory() {
-        if (this.directories.length >= DEPTH_MAX)
-            this.fail(`directories nested deeper than ${DEPTH_MAX}`);
-        this.directories.push(null);
-        this.expect = 'directoryTag';
-    }
-    closeDirectory() {
-        this.directories.pop();
-        this.nodeEnded();
-    }
-    entryName(name) {
-        const text = name.toString('latin1');
-        if (name.length === 0 || text === '.' || text === '..' || name.includes(0x2f) || name.includes(0)) {
-            this.fail(`invalid file name '${name.toString('utf8').slice(0, 64)}'`);
-        }
-        const depth = this.directories.length - 1;
-        const previous = this.directories[depth];
-        if (previous && Buffer.compare(previous, name) >= 0)
-            this.fail('directory entries are not sorted');
-        this.directories[depth] = name;
-        this.expect = 'nodeKey';
-    }
-    /** A node's closing `)` was read: the NAR ends, or the directory entry holding the node does. */
-    nodeEnded() {
-        if (this.directories.length === 0)
-            this.finished = true;
-        else
-            this.expect = 'entryClose';
-    }
-}
-
-;// CONCATENATED MODULE: ./src/nix/nar-hasher.ts
-/**
- * Decompresses a NAR file fed chunk by chunk and hashes the NAR inside, without a stream of its
- * own to pass through: the upload path feeds it the chunks it also writes to storage.
- *
- * Given limits (as the server's uploads are), it also refuses what is not worth inflating: bytes
- * that are not exactly one NAR, a NAR past the size limit (as soon as the NAR declares a file that
- * would pass it), output out of all proportion to the input, skippable zstd frames, and frames or
- * dictionaries that need more decoder memory than allowed. The decompressor stops at once.
- */
-
-
-
-
-
-
-/** Below this, any ratio is fine: inflating 64 MiB costs a fraction of a second. */
-const RATIO_FLOOR_BYTES = 64 * 1024 * 1024;
-class NarLimitError extends Error {
-    limit;
-    constructor(message, limit) {
-        super(message);
-        this.limit = limit;
-    }
-}
-function createNarHasher(compression, limits) {
-    const output = new NarOutput(limits);
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new PlainNarHasher(output);
-        case 'zstd': {
-            // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
-            const scanner = new ZstdFrameScanner(limits ? { refuseSkippable: true, maxWindowBytes: limits.maxDecompressionMemory } : {});
-            return new StreamNarHasher(output, createZstdDecoder(limits?.maxDecompressionMemory), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
-        }
-        case 'xz':
-            // The program's stdin may still hold a written chunk after its callback: it gets a copy.
-            return new StreamNarHasher(output, createDecompressor('xz', { maxMemory: limits?.maxDecompressionMemory }), (chunk, write) => write(Buffer.from(chunk)));
-    }
-}
-/** Hashes and counts the NAR as it comes out of the decompressor, and checks it against the limits. */
-class NarOutput {
-    limits;
-    hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
-    structure;
-    size = 0;
-    /** Compressed bytes given to the decompressor so far. */
-    fed = 0;
-    constructor(limits) {
-        this.limits = limits;
-        this.structure = limits ? new NarStructureChecker() : undefined;
-    }
-    /** Takes the next NAR bytes; throws if they break the format or a limit. */
-    take(chunk) {
-        this.structure?.update(chunk);
-        this.hasher.update(chunk);
-        this.size += chunk.length;
-        const limits = this.limits;
-        if (!limits || !this.structure)
-            return;
-        if (this.structure.declaredSize > limits.maxNarSize) {
-            throw new NarLimitError(`the NAR is larger than the limit of ${limits.maxNarSize} bytes` +
-                (this.structure.declaredSize > this.size
-                    ? ' (it declares a file that takes it past the limit)'
-                    : ''), 'nar_size');
-        }
-        if (limits.maxRatio > 0 && this.size > RATIO_FLOOR_BYTES && this.size > limits.maxRatio * this.fed) {
-            throw new NarLimitError(`the upload decompresses to more than ${limits.maxRatio} times its size ` +
-                `(${this.size} NAR bytes from ${this.fed} bytes so far)`, 'compression_ratio');
-        }
-    }
-    digest() {
-        this.structure?.end();
-        return { narHash: new hash_Hash('sha256', this.hasher.digest()), narSize: this.size };
-    }
-}
-class PlainNarHasher {
-    output;
-    constructor(output) {
-        this.output = output;
-    }
-    write(chunk) {
-        this.output.fed += chunk.length;
-        try {
-            this.output.take(chunk);
-        }
-        catch (error) {
-            return Promise.reject(error);
-        }
-        return Promise.resolve();
-    }
-    async end() {
-        return this.output.digest();
-    }
-    destroy() { }
-}
-/** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
-class StreamNarHasher {
-    output;
-    decompressor;
-    feed;
-    checkEnd;
-    failure;
-    /** Settles the promise of the write in progress. */
-    settle;
-    constructor(output, decompressor, 
-    /** Writes `chunk` into the decompressor, in one or more pieces. */
-    feed, 
-    /** Throws if the input so far cannot be a whole file. */
-    checkEnd = () => undefined) {
-        this.output = output;
-        this.decompressor = decompressor;
-        this.feed = feed;
-        this.checkEnd = checkEnd;
-        decompressor.on('data', (chunk) => {
-            if (this.failure)
-                return;
-            try {
-                output.take(chunk);
-            }
-            catch (error) {
-                // Not one more byte inflated for an upload that is refused anyway.
-                this.fail(error);
-                decompressor.destroy();
-            }
-        });
-        decompressor.on('error', (error) => this.fail(error));
-        decompressor.on('close', () => {
-            if (!decompressor.readableEnded)
-                this.fail(new Error('the decompressor closed early'));
-        });
-    }
-    fail(error) {
-        this.failure ??= error;
-        this.settle?.(this.failure);
-    }
-    write(chunk) {
-        if (this.failure)
-            return Promise.reject(this.failure);
-        const pieces = [];
-        try {
-            this.feed(chunk, (piece) => pieces.push(piece));
-        }
-        catch (error) {
-            this.failure ??= error;
-            return Promise.reject(this.failure);
-        }
-        this.output.fed += chunk.length;
-        if (pieces.length === 0)
-            return Promise.resolve();
-        return new Promise((resolve, reject) => {
-            this.settle = (error) => {
-                this.settle = undefined;
-                if (error)
-                    reject(error);
-                else
-                    resolve();
-            };
-            // Write callbacks run in order: the last one means every piece is consumed.
-            for (const [i, piece] of pieces.entries()) {
-                this.decompressor.write(piece, i === pieces.length - 1 ? (error) => this.settle?.(error) : undefined);
-            }
-        });
-    }
-    async end() {
-        if (this.failure)
-            throw this.failure;
-        this.checkEnd();
-        this.decompressor.end();
-        // A decompressor stopped by a refusal ends "prematurely": the refusal is the news.
-        await (0,external_node_stream_promises_namespaceObject.finished)(this.decompressor).catch((error) => {
-            throw this.failure ?? error;
-        });
-        if (this.failure)
-            throw this.failure;
-        return this.output.digest();
-    }
-    destroy() {
-        this.decompressor.destroy();
-    }
-}
-
-;// CONCATENATED MODULE: ./src/server/http/nar-upload.ts
-/**
- * The verifying pass every NAR upload goes through on its way to the BlobStore. It hands the
- * file's bytes on, and meanwhile hashes them (FileHash/FileSize) and decompresses and hashes the
- * NAR inside (NarHash/NarSize). It ends in an error, so the store commits nothing, when the file
- * is larger than allowed, does not decompress, or does not hash to the name it was uploaded as:
- * the file's hash (Nix's `PUT /nar/<filehash>`) or the NAR's (`PUT /_api/v1/nar/<narhash>`).
- * Within the limits (NarHasher's): exactly one NAR, no padding, bounded size, ratio and decoder
- * memory, so that a few kilobytes cannot buy minutes of CPU, gigabytes of memory, or a file
- * larger than the NAR it holds.
- *
- * One loop does all of it, with no stream per step: the request's chunks are hashed, then copied
- * into one of two reused buffers, and each full buffer goes to the decompressor and to storage at
- * once. Few large writes cost fewer thread-pool round trips than a write per received chunk, and
- * reused buffers cost no allocations (page faults, garbage collections), which weigh more here.
- */
-
-
-
-
-
-
-
-
-/** The two buffers an upload's bytes are gathered in, of 256 KiB (1 MiB: same CPU, 7 MB more RSS). */
-const stageBuffers = new BufferPool(256 * 1024, 16);
-/** The error for a file or NAR that does not hash to its name, or undefined if it does. */
-function nameMismatch(expected, digest) {
-    const [what, actual, wanted, reason] = 'fileHash' in expected
-        ? ['NAR file', digest.fileHash, expected.fileHash, 'file_hash_mismatch']
-        : ['NAR', digest.narHash, expected.narHash, 'nar_hash_mismatch'];
-    if (actual.equals(wanted))
-        return undefined;
-    return new HttpError(400, `${what} hashes to ${actual.toString()}, not to ${wanted.toString()} as its name says`, reason);
-}
-/**
- * What compressors add to incompressible data, with room to spare: zstd ~700 bytes on 30 MB,
- * xz ~2.5 KB (multi-threaded, level 0) on 30 MB, and ~60 bytes on an empty file. More is padding.
- */
-function maxFileOverhead(narSize) {
-    return Math.floor(narSize / 1024) + 4096;
-}
-/** The answer to a failed decompression or check: what was refused and why. */
-function refusal(error, compression) {
-    if (error instanceof HttpError)
-        return error;
-    if (error instanceof NarLimitError) {
-        return new HttpError(413, error.message, error.limit === 'nar_size' ? 'too_large' : error.limit);
-    }
-    if (error instanceof NarFormatError)
-        return new HttpError(400, error.message, error.reason);
-    if (error instanceof ZstdSkippableFrameError)
-        return new HttpError(400, error.message, 'padding');
-    if (error instanceof ZstdWindowError || error instanceof DecompressionMemoryError) {
-        return new HttpError(400, `${error.message} (max_decompression_memory)`, 'decompression_memory');
-    }
-    return new HttpError(400, `NAR file does not decompress as ${compression}: ${error.message}`, 'corrupt_nar');
-}
-function verifyNarUpload(source, expected) {
-    let digest;
-    const { limits, compression } = expected;
-    const corrupt = (error) => refusal(error, compression);
-    async function* body() {
-        const file = (0,external_node_crypto_namespaceObject.createHash)('sha256');
-        let fileSize = 0;
-        const nar = createNarHasher(compression, limits);
-        const stages = [stageBuffers.take()];
-        let stage = stages[0];
-        let filled = 0;
-        // The decompression of the last full stage, which runs while the next one fills.
-        let decompressing;
-        const decompressed = async () => {
-            try {
-                await decompressing;
-            }
-            catch (error) {
-                throw corrupt(error);
-            }
-        };
-        try {
-            for await (const chunk of source) {
-                fileSize += chunk.length;
-                if (fileSize > limits.maxNarSize) {
-                    throw new HttpError(413, `NAR file is larger than the limit of ${limits.maxNarSize} bytes`, 'too_large');
-                }
-                file.update(chunk);
-                for (let offset = 0; offset < chunk.length;) {
-                    const copied = chunk.copy(stage, filled, offset);
-                    offset += copied;
-                    filled += copied;
-                    if (filled < stage.length)
-                        continue;
-                    // The other stage must be done decompressing before it is filled again.
-                    await decompressed();
-                    decompressing = nar.write(stage);
-                    // Its failure is taken up at the next await; until then it must not count as unhandled.
-                    decompressing.catch(() => undefined);
-                    // Resumed once the store has written the stage.
-                    yield stage;
-                    if (stages.length < 2)
-                        stages.push(stageBuffers.take());
-                    stage = stages[stage === stages[0] ? 1 : 0];
-                    filled = 0;
-                }
-            }
-            await decompressed();
-            if (filled > 0) {
-                decompressing = nar.write(stage.subarray(0, filled));
-                decompressing.catch(() => undefined);
-                yield stage.subarray(0, filled);
-                await decompressed();
-            }
-            let narDigest;
-            try {
-                narDigest = await nar.end();
-            }
-            catch (error) {
-                throw corrupt(error);
-            }
-            if (compression !== 'none' && fileSize > narDigest.narSize + maxFileOverhead(narDigest.narSize)) {
-                throw new HttpError(400, `NAR file of ${fileSize} bytes holds a NAR of ${narDigest.narSize} bytes: more than ${compression} adds, ` +
-                    'and padding is not accepted', 'padding');
-            }
-            const result = { fileHash: new hash_Hash('sha256', file.digest()), fileSize, ...narDigest };
-            const mismatch = nameMismatch(expected, result);
-            if (mismatch)
-                throw mismatch;
-            digest = result;
-        }
-        finally {
-            nar.destroy();
-            // A destroyed decompressor may still be reading its last stage: harmless, it only reads.
-            stageBuffers.give(stages);
-        }
-    }
-    return {
-        body: body(),
-        digest: () => {
-            if (!digest)
-                throw new Error('the upload digest is only known once its body has ended');
-            return digest;
-        },
-    };
-}
-
-;// CONCATENATED MODULE: ./src/server/http/narinfo-lookup.ts
-
-const REPORTED_LIMIT = 10_000;
-const reported = new WeakMap();
-function reportConflict(deps, choice) {
-    deps.metrics.narinfoConflicts.inc();
-    const slices = choice.conflicts.map((record) => record.slice).sort();
-    const key = `${choice.record.hashPart} ${choice.record.slice} ${slices.join(' ')}`;
-    let seen = reported.get(deps);
-    if (!seen)
-        reported.set(deps, (seen = new Set()));
-    if (seen.has(key))
-        return;
-    if (seen.size >= REPORTED_LIMIT)
-        seen.clear();
-    seen.add(key);
-    deps.log.warn({ storePath: choice.record.storePath, served: choice.record.slice, conflicting: slices }, 'readable slices hold different narinfos for one store path: serving the one with precedence');
-}
-async function lookupNarInfos(deps, access, hashParts) {
-    const choices = chooseNarInfos(await deps.meta.findNarInfos(hashParts, access.canRead), access.rank);
-    const found = new Map();
-    for (const [hashPart, choice] of choices) {
-        if (choice.conflicts.length > 0)
-            reportConflict(deps, choice);
-        found.set(hashPart, choice.record);
-    }
-    return found;
-}
-
-;// CONCATENATED MODULE: ./src/server/http/cache-handlers.ts
-/**
- * The Nix binary cache protocol: nix-cache-info, narinfo and NAR reads from the union of readable
- * slices, and verified uploads into the token's write slice.
- */
-
-
-
-
-
-
-
-
-
-
-
-
-
-/** The upload limit for narinfos (and nix-cache-info), as the issue sets it. */
-const NARINFO_UPLOAD_LIMIT = 64 * 1024;
-const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 41\n';
-function send(res, status, headers, body = '') {
-    res.writeHead(status, { 'content-length': Buffer.byteLength(body), ...headers });
-    res.end(res.req.method === 'HEAD' ? undefined : body);
-}
-function getNixCacheInfo({ res }) {
-    send(res, 200, { 'content-type': 'text/x-nix-cache-info' }, NIX_CACHE_INFO);
-}
-/** Nix PUTs a nix-cache-info when it finds none: ours is fixed, so the upload is read and dropped. */
-async function putNixCacheInfo({ req, res, body }) {
-    checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
-    acceptBody(req, res);
-    await readSmallBody(body(), NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
-    send(res, 204, {});
-}
-function notFound(what) {
-    return new HttpError(404, `${what} not found`, 'not_found');
-}
-async function getNarInfo(deps, request, hashPart) {
-    const access = await request.access();
-    const record = (await lookupNarInfos(deps, access, [hashPart])).get(hashPart);
-    deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
-    if (!record)
-        throw notFound(`${hashPart}.narinfo`);
-    const body = deps.narinfoSigner.served(record);
-    send(request.res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'private, no-cache' }, body);
-}
-/**
- * Whether the requester may see this NAR. Readers see NARs a readable narinfo points to. A writer's
- * HEAD answers from its own slice: if it said yes for a NAR only another slice holds, `nix copy`
- * would skip the upload and the narinfo would then be refused for lack of it.
- */
-async function narVisible(deps, access, key, method) {
-    const ownUpload = access.write !== null &&
-        (await deps.meta.uploadedNar(access.write, key)) !== null &&
-        (await holdsWriteSlice(deps, access, access.write));
-    if (method === 'HEAD' && access.write !== null)
-        return ownUpload;
-    return ownUpload || (await deps.meta.isNarReadable(key, access.canRead));
-}
-/** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
-async function holdsWriteSlice(deps, access, slice) {
-    if (!access.bindWrite)
-        return true;
-    const owner = await deps.meta.sliceOwner(slice);
-    return owner === null || access.rank(slice, owner) === 0;
-}
-async function getNar(deps, request, key) {
-    const { req, res } = request;
-    const access = await request.access();
-    const head = (await narVisible(deps, access, key, req.method ?? 'GET')) ? await deps.blobs.head(key) : null;
-    if (!head)
-        throw notFound(`nar/${key}`);
-    const etag = `"${key}"`;
-    const headers = {
-        'content-type': 'application/x-nix-nar',
-        'cache-control': 'private, max-age=31536000, immutable',
-        etag,
-        'accept-ranges': 'bytes',
-    };
-    if (req.headers['if-none-match'] === etag) {
-        res.writeHead(304, headers).end();
-        return;
-    }
-    const range = parseRange(req.headers.range, head.size);
-    const status = range ? 206 : 200;
-    const length = range ? range.end - range.start + 1 : head.size;
-    if (range)
-        headers['content-range'] = `bytes ${range.start}-${range.end}/${head.size}`;
-    headers['content-length'] = length;
-    if (req.method === 'HEAD') {
-        res.writeHead(status, headers).end();
-        return;
-    }
-    const body = await deps.blobs.open(key, range ?? undefined);
-    if (!body)
-        throw notFound(`nar/${key}`);
-    res.writeHead(status, headers);
-    try {
-        await body.writeTo(res, (bytes) => deps.metrics.bytesOut.inc(bytes));
-    }
-    catch (error) {
-        // The client went away mid-download: nothing to answer, nothing to report.
-        if (!res.destroyed)
-            throw error;
-        return;
-    }
-    res.end();
-}
-/**
- * Refuses a write into a template slice that a job of another repository, or of another issuer,
- * wrote first (names change hands on GitHub; ids do not; two issuers may both have an `acme`).
- * Slices named in the config follow their write rules alone. Uploads only check; an accepted
- * narinfo binds the slice, so a refused request changes nothing.
- */
-async function checkSliceOwner(deps, access, slice, bind) {
-    if (!access.bindWrite)
-        return;
-    const { issuer = '', repositoryId = '', repositoryOwnerId = '' } = access.identity;
-    const owner = bind
-        ? await deps.meta.bindSlice(slice, { issuer, repositoryId, repositoryOwnerId })
-        : await deps.meta.sliceOwner(slice);
-    if (owner && owner.issuer !== issuer) {
-        throw new HttpError(403, `slice '${slice}' belongs to a repository of another issuer ('${owner.issuer}')`, 'slice_owner');
-    }
-    if (owner && owner.repositoryId !== repositoryId) {
-        throw new HttpError(403, `slice '${slice}' belongs to another repository (id ${owner.repositoryId})`, 'slice_owner');
-    }
-}
-/**
- * Streams an upload through the verification into the BlobStore and records it for the write slice.
- * The answer depends only on the write slice's own uploads: 200 if it had uploaded this NAR before,
- * else 201, whether or not another slice holds the same file (which a writer must not learn).
- */
-async function storeNarUpload(deps, request, nar) {
-    const { req, res } = request;
-    const access = await request.access();
-    const slice = requireWriteSlice(access);
-    checkDeclaredLength(req, deps.narLimits.maxNarSize, 'NAR file');
-    await checkSliceOwner(deps, access, slice, false);
-    const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
-    try {
-        const hadIt = (await deps.meta.uploadedNar(slice, nar.key)) !== null;
-        acceptBody(req, res);
-        const upload = verifyNarUpload(request.body(), {
-            ...nar.name,
-            compression: nar.compression,
-            limits: deps.narLimits,
-        });
-        let stored;
-        try {
-            stored = await deps.blobs.put(nar.key, upload.body);
-        }
-        catch (error) {
-            if (error instanceof HttpError)
-                throw error;
-            if (req.readableAborted || error.code === 'ERR_STREAM_PREMATURE_CLOSE') {
-                throw new HttpError(400, 'the upload ended before its body was complete', 'truncated');
-            }
-            throw error;
-        }
-        const digest = upload.digest();
-        deps.metrics.bytesIn.inc(digest.fileSize);
-        // A key named by FileHash holds these very bytes. One named by NarHash is the slice's own
-        // (narHashKey), but may hold other bytes it uploaded before (another compressor or level): the
-        // narinfo must describe the file that is served, so that one is hashed.
-        const file = stored === 'exists' && 'narHash' in nar.name ? await storedFileDigest(deps.blobs, nar.key) : digest;
-        const facts = {
-            key: nar.key,
-            compression: nar.compression,
-            fileHash: file.fileHash.toString(),
-            fileSize: file.fileSize,
-            narHash: digest.narHash.toString(),
-            narSize: digest.narSize,
-        };
-        await deps.meta.recordUpload(slice, facts);
-        deps.log.info({ slice, nar: nar.key, fileSize: facts.fileSize, stored }, 'NAR uploaded');
-        return { outcome: hadIt ? 'exists' : 'created', facts };
-    }
-    finally {
-        release();
-    }
-}
-/**
- * The blob key of a NAR uploaded by its NarHash: one per slice and NAR. Keyed by the NarHash alone,
- * the first slice to upload a NAR would choose the bytes (and their size) every later uploader's
- * narinfo must describe, and a 200 would tell the next uploader that someone holds it. A file
- * named by its FileHash (Nix's uploads) is shared: the same name means the same bytes.
- */
-function narHashKey(slice, narHash, compression) {
-    const hash = hash_Hash.of('sha256', Buffer.from(`sluice nar upload\0${slice}\0${narHash}`));
-    return `${hash.nix32}.nar${NAR_EXTENSIONS[compression]}`;
-}
-async function storedFileDigest(blobs, key) {
-    const body = await blobs.open(key);
-    if (!body)
-        throw new Error(`NAR file ${key} vanished while being uploaded again`);
-    const hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
-    let fileSize = 0;
-    const sink = new external_node_stream_namespaceObject.Writable({
-        write: (chunk, _encoding, done) => {
-            hasher.update(chunk);
-            fileSize += chunk.length;
-            done();
-        },
-    });
-    await body.writeTo(sink);
-    return { fileHash: new hash_Hash('sha256', hasher.digest()), fileSize };
-}
-/** `PUT /nar/<filehash>.nar[.ext]`, as Nix uploads: the file must hash to its name. */
-async function putNar(deps, request, nar) {
-    const { outcome } = await storeNarUpload(deps, request, {
-        key: nar.key,
-        compression: nar.compression,
-        name: { fileHash: hash_Hash.parse(`sha256:${nar.fileHash}`) },
-    });
-    send(request.res, outcome === 'created' ? 201 : 200, {});
-}
-/**
- * `PUT /_api/v1/nar/<narhash>.nar[.ext]`, as the Action's proxy uploads: the NAR inside must hash to
- * the name, which the uploader knows before compressing, so it streams without a FileHash pass of
- * its own. It is stored under the slice's own key (narHashKey), and the answer tells the uploader
- * what its narinfo must say about the file: its URL, FileHash and FileSize.
- */
-async function putNarByNarHash(deps, request, nar) {
-    const slice = requireWriteSlice(await request.access());
-    const { outcome, facts } = await storeNarUpload(deps, request, {
-        key: narHashKey(slice, nar.narHash, nar.compression),
-        compression: nar.compression,
-        name: { narHash: hash_Hash.parse(`sha256:${nar.narHash}`) },
-    });
-    const body = JSON.stringify({
-        url: `nar/${facts.key}`,
-        compression: facts.compression,
-        file_hash: facts.fileHash,
-        file_size: facts.fileSize,
-        nar_hash: facts.narHash,
-        nar_size: facts.narSize,
-    });
-    send(request.res, outcome === 'created' ? 201 : 200, { 'content-type': 'application/json' }, body);
-}
-function mismatch(message, reason = 'narinfo_mismatch') {
-    return new HttpError(400, message, reason);
-}
-/** Checks a narinfo against the URL it was uploaded to and the NAR the slice uploaded; returns the NAR facts. */
-async function checkNarInfo(deps, slice, hashPart, info) {
-    const storePath = store_path_StorePath.parse(info.storePath);
-    if (storePath.hashPart !== hashPart) {
-        throw mismatch(`StorePath ${info.storePath} does not match the uploaded name ${hashPart}.narinfo`);
-    }
-    const url = /^nar\/([0-9a-z]{52})\.nar(\.[a-z0-9]+)?$/.exec(info.url);
-    if (!url)
-        throw mismatch(`URL '${info.url}' is not nar/<hash>.nar[.zst|.xz]`);
-    const key = info.url.slice('nar/'.length);
-    const compression = EXTENSION_COMPRESSION[url[2] ?? ''];
-    if (compression !== info.compression) {
-        throw mismatch(`Compression '${info.compression}' does not match the URL '${info.url}'`);
-    }
-    const facts = await deps.meta.uploadedNar(slice, key);
-    if (!facts)
-        throw mismatch(`its NAR ${info.url} was not uploaded to slice '${slice}': upload the NAR first`, 'nar_missing');
-    if (info.fileHash && !info.fileHash.equals(hash_Hash.parse(facts.fileHash))) {
-        throw mismatch(`FileHash ${info.fileHash.toString()} does not match the file uploaded (${facts.fileHash})`);
-    }
-    if (info.fileSize !== undefined && info.fileSize !== facts.fileSize) {
-        throw mismatch(`FileSize ${info.fileSize} does not match the ${facts.fileSize} bytes uploaded`);
-    }
-    if (!info.narHash.equals(hash_Hash.parse(facts.narHash))) {
-        throw mismatch(`NarHash ${info.narHash.toString()} does not match the uploaded NAR (${facts.narHash})`);
-    }
-    if (info.narSize !== facts.narSize) {
-        throw mismatch(`NarSize ${info.narSize} does not match the uploaded NAR (${facts.narSize} bytes)`);
-    }
-    if (!(await deps.blobs.head(key)))
-        throw mismatch(`its NAR ${info.url} is no longer stored`, 'nar_missing');
-    return facts;
-}
-async function putNarInfo(deps, request, hashPart) {
-    const { req, res } = request;
-    const access = await request.access();
-    const slice = requireWriteSlice(access);
-    checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'narinfo');
-    await checkSliceOwner(deps, access, slice, false);
-    acceptBody(req, res);
-    const text = (await readSmallBody(request.body(), NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
-    let info;
-    try {
-        info = parseNarInfo(text, { maxBytes: NARINFO_UPLOAD_LIMIT });
-    }
-    catch (error) {
-        if (error instanceof NarInfoError)
-            throw new HttpError(400, `malformed narinfo: ${error.message}`, 'bad_narinfo');
-        throw error;
-    }
-    const facts = await checkNarInfo(deps, slice, hashPart, info);
-    await checkSliceOwner(deps, access, slice, true);
-    const stored = {
-        ...info,
-        url: `nar/${facts.key}`,
-        fileHash: hash_Hash.parse(facts.fileHash),
-        fileSize: facts.fileSize,
-        sigs: [],
-    };
-    const { identity } = access;
-    const now = new Date();
-    // Signed once here, so the lookups that follow (the rest of this job, the next jobs) need not.
-    const signed = deps.narinfoSigner.signForStorage(serializeNarInfo(stored));
-    const outcome = await deps.meta.putNarInfo({
-        slice,
-        hashPart,
-        storePath: info.storePath,
-        narKey: facts.key,
-        narinfo: signed.narinfo,
-        signedBy: signed.signedBy,
-        createdAt: now,
-    }, {
-        ...identity,
-        time: now,
-        slice,
-        storePath: info.storePath,
-        narSize: facts.narSize,
-        fileSize: facts.fileSize,
-    });
-    deps.log.info({ slice, storePath: info.storePath, stored: outcome, repository: identity.repository }, 'narinfo uploaded');
-    send(res, outcome === 'created' ? 201 : 200, {});
-}
-
 ;// CONCATENATED MODULE: ./src/server/http/narinfo-batch.ts
 /**
  * `POST /_api/v1/narinfos`: many narinfo lookups in one request, for the Action's proxy, which
@@ -11245,6 +12562,7 @@ async function postNarInfos(deps, request, publicReads) {
 
 
 
+
 function routeTable(deps) {
     const narinfo = (route, request) => getNarInfo(deps, request, route.hashPart);
     const nar = (route, request) => getNar(deps, request, route.key);
@@ -11266,6 +12584,9 @@ function routeTable(deps) {
         },
         narinfos: {
             POST: (_route, request) => postNarInfos(deps, request, deps.publicReads),
+        },
+        pins: {
+            POST: (_route, request) => postPin(deps, request),
         },
         'nar-upload': {
             PUT: (route, request) => putNarByNarHash(deps, request, route),
@@ -11469,9 +12790,118 @@ class ServerMetrics {
         labelNames: ['reason'],
         registers: [this.registry],
     });
+    sliceBytes = new prom_client.Gauge({
+        name: 'sluice_slice_bytes',
+        help: 'Bytes of NAR files per slice, as of the last collection',
+        labelNames: ['slice'],
+        registers: [this.registry],
+    });
+    slicePaths = new prom_client.Gauge({
+        name: 'sluice_slice_paths',
+        help: 'Store paths per slice, as of the last collection',
+        labelNames: ['slice'],
+        registers: [this.registry],
+    });
+    gcCollectedBytes = new prom_client.Counter({
+        name: 'sluice_gc_collected_bytes_total',
+        help: 'Bytes removed by garbage collection: narinfos by reason (age, size, pr-ttl), NAR files (orphan, unused)',
+        labelNames: ['reason'],
+        registers: [this.registry],
+    });
+    gcRuns = new prom_client.Counter({
+        name: 'sluice_gc_runs_total',
+        help: 'Garbage collections by result (done, skipped, failed)',
+        labelNames: ['result'],
+        registers: [this.registry],
+    });
     constructor() {
         (0,prom_client.collectDefaultMetrics)({ register: this.registry, prefix: 'sluice_' });
     }
+}
+
+;// CONCATENATED MODULE: ./src/server/retention/access.ts
+class ReadRecorder {
+    store;
+    now;
+    refreshMs;
+    constructor(store, now, refreshMs) {
+        this.store = store;
+        this.now = now;
+        this.refreshMs = refreshMs;
+    }
+    /**
+     * Records the reads of these rows before they are answered; false when one of them was deleted
+     * meanwhile (by a collector), so the caller looks it up again rather than serve a removed path.
+     */
+    async record(records) {
+        const now = this.now();
+        const stale = [...records].filter((record) => +(record.lastAccessedAt ?? record.createdAt) < now - this.refreshMs);
+        if (stale.length === 0)
+            return true;
+        const found = await this.store.touchNarInfos(stale, new Date(now));
+        return found === stale.length;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/retention/scheduler.ts
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+function recordReport(metrics, report) {
+    if (report.skipped) {
+        metrics.gcRuns.inc({ result: 'skipped' });
+        return;
+    }
+    metrics.gcRuns.inc({ result: 'done' });
+    for (const slice of report.slices) {
+        metrics.sliceBytes.set({ slice: slice.slice }, slice.kept.bytes);
+        metrics.slicePaths.set({ slice: slice.slice }, slice.kept.paths);
+        for (const [reason, tally] of Object.entries(slice.removed))
+            metrics.gcCollectedBytes.inc({ reason }, tally.bytes);
+        // A slice emptied by this run no longer exists.
+        if (slice.kept.paths === 0) {
+            metrics.sliceBytes.remove({ slice: slice.slice });
+            metrics.slicePaths.remove({ slice: slice.slice });
+        }
+    }
+    for (const nar of report.nars)
+        metrics.gcCollectedBytes.inc({ reason: nar.reason }, nar.bytes);
+}
+function startGcScheduler(deps, intervalSeconds, metrics, log) {
+    let running;
+    const run = (options = {}) => {
+        const previous = running ?? Promise.resolve(undefined);
+        const next = previous
+            .catch(() => undefined)
+            .then(() => collectGarbage(deps, options))
+            .then((report) => {
+            if (!report.dryRun)
+                recordReport(metrics, report);
+            log.info({
+                dryRun: report.dryRun,
+                skipped: report.skipped,
+                removedPaths: report.slices.reduce((sum, slice) => sum + slice.removedPaths.length, 0),
+                removedNars: report.nars.length,
+                removedNarBytes: report.nars.reduce((sum, nar) => sum + nar.bytes, 0),
+            }, 'garbage collection');
+            return report;
+        });
+        running = next;
+        next.catch((error) => {
+            metrics.gcRuns.inc({ result: 'failed' });
+            log.error({ err: error }, 'garbage collection failed');
+        });
+        return next;
+    };
+    // Node runs a longer delay than 2^31-1 ms (24.8 days) after 1 ms instead: cap it.
+    const timer = setInterval(() => void run().catch(() => undefined), Math.min(intervalSeconds * 1000, MAX_TIMER_MS));
+    timer.unref();
+    return {
+        run,
+        async stop() {
+            clearInterval(timer);
+            await running?.catch(() => undefined);
+        },
+    };
 }
 
 // EXTERNAL MODULE: external "node:os"
@@ -11533,194 +12963,15 @@ async function loadOrCreateSigningKey(dataDir, name) {
     return key;
 }
 
-;// CONCATENATED MODULE: ./src/server/storage/blob-store.ts
-/** Blob keys are plain file names: no separators, no dot segments, nothing to encode. */
-function isValidBlobKey(key) {
-    return /^[0-9a-z][0-9a-z.]{0,99}$/.test(key) && !key.includes('..');
-}
-
-;// CONCATENATED MODULE: ./src/server/storage/fs-blob-store.ts
-/**
- * BlobStore on a local directory. A put writes a temp file in the same directory, fsyncs it, then
- * hard-links it to its final name: `link` fails if the name exists, which gives put-if-absent
- * atomically, and readers never see a partial file.
- */
-
-
-
-
-
-const TEMP_PREFIX = '.upload-';
-/** Reads go into 256 KiB buffers, two per download (one read into while the other is sent). */
-const readBuffers = new BufferPool(256 * 1024, 16);
-class FsBlobStore {
-    dir;
-    constructor(dir) {
-        this.dir = dir;
-    }
-    /** Opens (creating) the directory and removes temp files a crash may have left. */
-    static async open(dir) {
-        await (0,promises_namespaceObject.mkdir)(dir, { recursive: true });
-        for (const name of await (0,promises_namespaceObject.readdir)(dir)) {
-            if (name.startsWith(TEMP_PREFIX))
-                await (0,promises_namespaceObject.unlink)((0,external_node_path_.join)(dir, name)).catch(() => undefined);
-        }
-        return new FsBlobStore(dir);
-    }
-    path(key) {
-        if (!isValidBlobKey(key))
-            throw new Error(`invalid blob key '${key}'`);
-        return (0,external_node_path_.join)(this.dir, key);
-    }
-    async put(key, body) {
-        const finalPath = this.path(key);
-        // Asking for the first chunk now reads the body while the temp file is being opened, and
-        // catches a failure of the body meanwhile; it is taken up by the loop below.
-        const chunks = body[Symbol.asyncIterator]();
-        const first = chunks.next();
-        first.catch(() => undefined);
-        const tempPath = (0,external_node_path_.join)(this.dir, `${TEMP_PREFIX}${(0,external_node_crypto_namespaceObject.randomBytes)(8).toString('hex')}`);
-        let file;
-        try {
-            file = await (0,promises_namespaceObject.open)(tempPath, 'wx', 0o644);
-        }
-        catch (error) {
-            // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
-            void chunks.return?.().catch(() => undefined);
-            throw error;
-        }
-        try {
-            // A chunk at a time: the body's next chunk is asked for once this one is written, and a
-            // failed check of the body surfaces here.
-            try {
-                for (let next = await first; !next.done; next = await chunks.next())
-                    await file.write(next.value);
-            }
-            catch (error) {
-                // A failed write leaves the body unfinished: it is told to stop.
-                await chunks.return?.();
-                throw error;
-            }
-            await file.sync();
-            await file.close();
-            let outcome = 'created';
-            try {
-                await (0,promises_namespaceObject.link)(tempPath, finalPath);
-            }
-            catch (e) {
-                if (e.code !== 'EEXIST')
-                    throw e;
-                outcome = 'exists';
-            }
-            // Synced either way: the time an upload takes must not tell whether the file was there.
-            await syncDir(this.dir);
-            return outcome;
-        }
-        finally {
-            await file.close().catch(() => undefined);
-            await (0,promises_namespaceObject.unlink)(tempPath).catch(() => undefined);
-        }
-    }
-    async open(key, range) {
-        let file;
-        try {
-            file = await (0,promises_namespaceObject.open)(this.path(key), 'r');
-        }
-        catch (e) {
-            if (e.code === 'ENOENT')
-                return null;
-            throw e;
-        }
-        if (range)
-            return new FileReader(file, range.start, range.end + 1);
-        try {
-            return new FileReader(file, 0, (await file.stat()).size);
-        }
-        catch (e) {
-            await file.close();
-            throw e;
-        }
-    }
-    async head(key) {
-        try {
-            const info = await (0,promises_namespaceObject.stat)(this.path(key));
-            return { size: info.size };
-        }
-        catch (e) {
-            if (e.code === 'ENOENT')
-                return null;
-            throw e;
-        }
-    }
-    async delete(key) {
-        await (0,promises_namespaceObject.unlink)(this.path(key)).catch((e) => {
-            if (e.code !== 'ENOENT')
-                throw e;
-        });
-    }
-}
-/**
- * Sends a file from two reused buffers rather than a read stream's fresh buffer per read: on a
- * busy server the allocations (page faults, then garbage collections) cost more than the copying.
- */
-class FileReader {
-    file;
-    start;
-    end;
-    constructor(file, start, 
-    /** Exclusive. */
-    end) {
-        this.file = file;
-        this.start = start;
-        this.end = end;
-    }
-    async writeTo(sink, sent) {
-        const buffers = [readBuffers.take(), readBuffers.take()];
-        let sending;
-        try {
-            for (let position = this.start, turn = 0; position < this.end; turn++) {
-                const buffer = buffers[turn % 2];
-                const { bytesRead } = await this.file.read(buffer, 0, Math.min(buffer.length, this.end - position), position);
-                if (bytesRead === 0)
-                    throw new Error('the file is shorter than it was when opened');
-                position += bytesRead;
-                // The buffer read into now was last sent two turns ago, and that write has finished.
-                await sending;
-                sending = written(sink, buffer.subarray(0, bytesRead)).then(() => sent?.(bytesRead));
-            }
-            await sending;
-        }
-        catch (error) {
-            // A write still in flight may fail later; its buffer stays with it.
-            sending?.catch(() => undefined);
-            throw error;
-        }
-        finally {
-            await this.close();
-        }
-        readBuffers.give(buffers);
-    }
-    async close() {
-        await this.file.close();
-    }
-}
-/** Makes the new directory entry durable too, not only the file's bytes. */
-async function syncDir(dir) {
-    const handle = await (0,promises_namespaceObject.open)(dir, 'r');
-    try {
-        await handle.sync();
-    }
-    finally {
-        await handle.close();
-    }
-}
-
 ;// CONCATENATED MODULE: ./src/server/index.ts
 /**
  * `startServer(config)`: opens the data directory (keys, SQLite metadata, NAR files), wires the
  * token exchange and the cache protocol, listens. `close()` stops accepting connections and lets
  * requests in flight (uploads included) finish before the database closes.
  */
+
+
+
 
 
 
@@ -11769,9 +13020,17 @@ async function startServer(config, options = {}) {
     const blobs = await FsBlobStore.open(paths.nars);
     const meta = new SqliteMetadataStore(paths.database);
     const metrics = new ServerMetrics();
+    const now = options.now ?? Date.now;
+    const gc = startGcScheduler({
+        blobs,
+        meta,
+        config,
+        now,
+        ...(options.beforeBlobDelete ? { beforeBlobDelete: options.beforeBlobDelete } : {}),
+    }, config.gcIntervalSeconds, metrics, log);
     const exchange = createExchange(config, tokenKey, options.exchange);
     const publicSlices = exchange.publicSlices();
-    const isPublic = (slice) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
+    const isPublic = (slice) => publicSlices.some((pattern) => readCovers(pattern, slice));
     let cacheUrl = config.publicUrl ?? '';
     let tokenHandler;
     const server = (0,external_node_http_namespaceObject.createServer)();
@@ -11788,6 +13047,8 @@ async function startServer(config, options = {}) {
         bodyIdleTimeoutMs: config.uploads.bodyIdleTimeoutMs,
         metrics,
         log,
+        now,
+        reads: new ReadRecorder(meta, now, (config.gcGraceSeconds * 1000) / 4),
         verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
         isPublic,
         publicReads: publicSlices.length > 0,
@@ -11833,8 +13094,10 @@ async function startServer(config, options = {}) {
         publicKey: signingKey.publicKey.text,
         dataDir,
         log,
+        collectGarbage: (collectOptions) => gc.run(collectOptions),
         close: () => (closing ??= (async () => {
             stopping = true;
+            await gc.stop();
             await new Promise((done) => {
                 server.close(() => done());
                 server.closeIdleConnections();
@@ -12000,7 +13263,10 @@ function parseTtl(text) {
 }
 
 ;// CONCATENATED MODULE: ./src/cli/index.ts
-/** The `sluice` command line: `serve`, `token create`, `audit`. */
+/** The `sluice` command line: `serve`, `token create`, `audit`, `gc`, `pin`, `slices`. */
+
+
+
 
 
 
@@ -12008,6 +13274,9 @@ const COMMANDS = {
     serve: { usage: SERVE_USAGE, run: runServe },
     token: { usage: TOKEN_USAGE, run: runToken },
     audit: { usage: AUDIT_USAGE, run: runAudit },
+    gc: { usage: GC_USAGE, run: runGc },
+    pin: { usage: PIN_USAGE, run: runPin },
+    slices: { usage: SLICES_USAGE, run: runSlices },
 };
 const USAGE = `usage: sluice <command> [options]
 
@@ -12015,6 +13284,9 @@ commands:
   serve          run the cache server
   token create   print a read-only cache token (for people and machines)
   audit          list accepted writes
+  gc             collect garbage now (retention, pins, orphans); --dry-run shows what would go
+  pin            pin store paths and their closures in a slice (add, list, rm)
+  slices         list slices: size, paths, quota use, last push, pins
 
 'sluice <command> --help' explains a command.
 `;
@@ -12044,7 +13316,7 @@ async function run(argv) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4172);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9721);
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
 

@@ -31346,6 +31346,8 @@ var Inputs;
     Inputs["DrainTimeout"] = "drain-timeout";
     Inputs["Strict"] = "strict";
     Inputs["Summary"] = "summary";
+    Inputs["Pin"] = "pin";
+    Inputs["PinTtl"] = "pin-ttl";
 })(Inputs || (Inputs = {}));
 var Outputs;
 (function (Outputs) {
@@ -31912,6 +31914,14 @@ function parseConfig(value) {
     };
     if (config.token !== null)
         config.tokenExpiresAt = parseExpiry(value.tokenExpiresAt);
+    if (value.pin !== undefined && value.pin !== null) {
+        if (!isRecord(value.pin))
+            throw new ConfigError('pin must be an object { name, ttl? }');
+        const name = requireString(value.pin, 'name', 'pin.');
+        if (!/^[A-Za-z0-9._@+-]{1,100}$/.test(name))
+            throw new ConfigError(`pin.name '${name}' must be 1-100 letters, digits, . _ @ + -`);
+        config.pin = { name, ...(value.pin.ttl ? { ttl: requireString(value.pin, 'ttl', 'pin.') } : {}) };
+    }
     if (value.idTokenRequest !== undefined && config.token !== null) {
         if (!isRecord(value.idTokenRequest))
             throw new ConfigError('idTokenRequest must be an object { url, token }');
@@ -32021,7 +32031,21 @@ function readInputs() {
         drainTimeoutSeconds: parseSeconds(Inputs.DrainTimeout, getInput(Inputs.DrainTimeout) || '120'),
         strict: parseBoolean(Inputs.Strict, getInput(Inputs.Strict) || 'false'),
         summary: parseBoolean(Inputs.Summary, getInput(Inputs.Summary) || 'true'),
+        pin: parsePin(getInput(Inputs.Pin), getInput(Inputs.PinTtl)),
     };
+}
+/** `pin` names a pin (as `sluice pin` does); `pin-ttl` is a duration such as 90d or 1y. */
+function parsePin(name, ttl) {
+    if (name.trim() === '') {
+        if (ttl.trim() !== '')
+            throw new InputError(`Input 'pin-ttl' needs 'pin' (the pin's name).`);
+        return undefined;
+    }
+    if (!/^[A-Za-z0-9._@+-]{1,100}$/.test(name.trim()))
+        throw new InputError(`Input 'pin' must be 1-100 letters, digits, . _ @ + -; got '${name}'.`);
+    if (ttl.trim() !== '' && !/^\d+[smhdwy]$/.test(ttl.trim()))
+        throw new InputError(`Input 'pin-ttl' must be a duration such as 90d or 1y; got '${ttl}'.`);
+    return { name: name.trim(), ...(ttl.trim() ? { ttl: ttl.trim() } : {}) };
 }
 function nonEmpty(name, value) {
     if (value.trim() === '')
@@ -32513,6 +32537,7 @@ async function setUp(inputs, state) {
         stateDir,
         read: state.read,
         write: state.write,
+        ...(inputs.pin ? { pin: inputs.pin } : {}),
         auth: secrets,
         secretFiles: secretFiles.slice(1),
     });
