@@ -443,7 +443,7 @@ describe('pushing', () => {
     expect(stats.pushed.paths).toBe(1);
     expect(stats.skipped).toMatchObject({ alreadyCached: 1 });
     expect(front.requests.filter((r) => r.startsWith('HEAD /')).sort()).toEqual(
-      [cached!, fresh!].map((p) => `HEAD /${StorePath.parse(p).hashPart}.narinfo`).sort(),
+      [cached!, fresh!].map((p) => `HEAD /${StorePath.parse(p).hashPart}.narinfo?scope=write`).sort(),
     );
     expect(await narinfoStatus(fresh!, token)).toBe(200);
     // Found out once: the next push goes straight to HEADs.

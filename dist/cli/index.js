@@ -9396,12 +9396,13 @@ function narInfoHashPart(info, storeDir = DEFAULT_STORE_DIR) {
 
 ;// CONCATENATED MODULE: ./src/http/narinfo-batch.ts
 /**
- * The batch narinfo lookup route as server and proxy both know it: where it is and how many hash
- * parts one request may name.
+ * The batch narinfo lookup route as server and proxy both know it: where it is, how many hash
+ * parts one request may name, and which slices a lookup may ask.
  */
 const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
 /** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
 const NARINFO_BATCH_LIMIT = 1000;
+const NARINFO_LOOKUP_SCOPES = ['union', 'write'];
 
 ;// CONCATENATED MODULE: ./src/server/http/paths.ts
 /**
@@ -10100,6 +10101,8 @@ function verifyNarUpload(source, expected) {
 
 ;// CONCATENATED MODULE: ./src/server/http/narinfo-lookup.ts
 
+
+
 const REPORTED_LIMIT = 10_000;
 const reported = new WeakMap();
 function reportConflict(deps, choice) {
@@ -10130,6 +10133,36 @@ async function lookupNarInfos(deps, access, hashParts) {
         found.set(hashPart, choice.record);
     }
     return found;
+}
+/** A scope as a request names it (`where` says where, for the error); absent means the union. */
+function parseLookupScope(value, where) {
+    if (value === undefined || value === null)
+        return 'union';
+    if (!NARINFO_LOOKUP_SCOPES.includes(value)) {
+        throw new HttpError(400, `${where} ${JSON.stringify(value)?.slice(0, 40)} is not one of ${NARINFO_LOOKUP_SCOPES.map((s) => `"${s}"`).join(', ')}`, 'bad_scope');
+    }
+    return value;
+}
+/** The `?scope=` of a narinfo GET/HEAD. */
+function queryLookupScope(req) {
+    const query = new URL(req.url ?? '/', 'http://sluice.invalid').searchParams;
+    return parseLookupScope(query.get('scope'), 'query parameter scope');
+}
+/**
+ * `access` narrowed to `scope`: for "write", only the slice that ranks first because it is the
+ * token's own write slice (held by this writer). Without a write slice "write" names nothing.
+ */
+function scopedAccess(access, scope) {
+    if (scope === 'union')
+        return access;
+    if (access.write === null) {
+        const why = access.authenticated
+            ? 'this cache token grants no write slice'
+            : 'the request has no cache token';
+        throw new HttpError(400, `lookup scope "write" asks the token's write slice, but ${why}`, 'no_write_slice');
+    }
+    const rank = (slice, owner) => (access.rank(slice, owner) === 0 ? 0 : null);
+    return { ...access, rank, canRead: readableBy(rank) };
 }
 
 ;// CONCATENATED MODULE: ./src/server/http/cache-handlers.ts
@@ -10171,7 +10204,7 @@ function notFound(what) {
     return new HttpError(404, `${what} not found`, 'not_found');
 }
 async function getNarInfo(deps, request, hashPart) {
-    const access = await request.access();
+    const access = scopedAccess(await request.access(), queryLookupScope(request.req));
     const record = (await lookupNarInfos(deps, access, [hashPart])).get(hashPart);
     deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
     if (!record)
@@ -12495,8 +12528,9 @@ class NarInfoSigner {
 /**
  * `POST /_api/v1/narinfos`: many narinfo lookups in one request, for the Action's proxy, which
  * gathers the lookups Nix makes at the same moment. The access rules are those of
- * `GET /<hash>.narinfo` (the union of readable slices, public slices without a token); the answer
- * holds the signed narinfo of every hit and nothing for a miss.
+ * `GET /<hash>.narinfo` (the union of readable slices, public slices without a token; only the
+ * write slice with `"scope": "write"`); the answer holds the signed narinfo of every hit and nothing
+ * for a miss.
  */
 
 
@@ -12509,7 +12543,10 @@ const HASH_PART = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/;
 function badRequest(message) {
     return new HttpError(400, message, 'bad_request');
 }
-/** `{"hashParts": [...]}` \u2192 the distinct hash parts, each checked; errors name the bad one. */
+/**
+ * `{"hashParts": [...], "scope"?: "union" | "write"}` \u2192 the distinct hash parts, each checked, and
+ * the scope; errors name the bad one.
+ */
 function parseBatchRequest(body) {
     let json;
     try {
@@ -12529,7 +12566,8 @@ function parseBatchRequest(body) {
             throw badRequest(`hashParts[${index}] ${JSON.stringify(hashPart)?.slice(0, 80)} is not a 32-character nix32 store path hash`);
         }
     });
-    return [...new Set(hashParts)];
+    const scope = parseLookupScope(json.scope, 'scope');
+    return { hashParts: [...new Set(hashParts)], scope };
 }
 async function postNarInfos(deps, request, publicReads) {
     const { req, res } = request;
@@ -12543,8 +12581,8 @@ async function postNarInfos(deps, request, publicReads) {
     }
     checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
     acceptBody(req, res);
-    const hashParts = parseBatchRequest(await readSmallBody(request.body(), NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'));
-    const records = await lookupNarInfos(deps, access, hashParts);
+    const { hashParts, scope } = parseBatchRequest(await readSmallBody(request.body(), NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'));
+    const records = await lookupNarInfos(deps, scopedAccess(access, scope), hashParts);
     const narinfos = {};
     for (const [hashPart, record] of records)
         narinfos[hashPart] = deps.narinfoSigner.served(record);

@@ -47899,12 +47899,13 @@ class Pinner {
 
 ;// CONCATENATED MODULE: ./src/http/narinfo-batch.ts
 /**
- * The batch narinfo lookup route as server and proxy both know it: where it is and how many hash
- * parts one request may name.
+ * The batch narinfo lookup route as server and proxy both know it: where it is, how many hash
+ * parts one request may name, and which slices a lookup may ask.
  */
 const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
 /** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
 const NARINFO_BATCH_LIMIT = 1000;
+const NARINFO_LOOKUP_SCOPES = (/* unused pure expression or super */ null && (['union', 'write']));
 
 ;// CONCATENATED MODULE: ./src/nix/nix32.ts
 /**
@@ -49557,13 +49558,13 @@ class Uploader {
  * lookups (routes.ts) and the push engine's "already cached?" checks (push.ts) both use it.
  */
 
-/** The request for `hashParts` (at most NARINFO_BATCH_LIMIT of them). */
-function narInfoBatchRequest(hashParts) {
+/** The request for `hashParts` (at most NARINFO_BATCH_LIMIT of them); the union unless `scope` says. */
+function narInfoBatchRequest(hashParts, scope) {
     return {
         method: 'POST',
         path: NARINFO_BATCH_PATH,
         headers: { 'content-type': 'application/json' },
-        body: () => JSON.stringify({ hashParts }),
+        body: () => JSON.stringify(scope ? { hashParts, scope } : { hashParts }),
     };
 }
 /** The answer, `{"narinfos": {"<hash part>": "<signed narinfo>"}}` (hits only); undefined if not that. */
@@ -49777,8 +49778,10 @@ class PushQueue {
         this.inPlanning = 0;
     }
     /**
-     * Which of these narinfos the server has, asked in batches; undefined when it cannot say (a server
-     * without the batch route, or trouble), and each path is then asked about on its own.
+     * Which of these narinfos the job's write slice has, asked in batches; undefined when the server
+     * cannot say (no batch route, or trouble), and each path is then asked about on its own. Never
+     * the union: a path another readable slice planted first would be skipped, and the job's readers
+     * would keep getting it (issue 19 finding 2).
      */
     async serverHas(hashParts) {
         if (this.batchUnsupported || hashParts.length === 0)
@@ -49787,7 +49790,7 @@ class PushQueue {
         try {
             for (let start = 0; start < hashParts.length; start += NARINFO_BATCH_LIMIT) {
                 const { statusCode, text } = await this.options.server.requestText({
-                    ...narInfoBatchRequest(hashParts.slice(start, start + NARINFO_BATCH_LIMIT)),
+                    ...narInfoBatchRequest(hashParts.slice(start, start + NARINFO_BATCH_LIMIT), 'write'),
                     signal: this.abort.signal,
                 });
                 if (batchRouteMissing(statusCode))
@@ -49818,12 +49821,12 @@ class PushQueue {
             return 'server';
         return this.upstreamHas(`/${hashPart}.narinfo`);
     }
-    /** Whether the server answers a HEAD of the narinfo with 200. */
+    /** Whether the server answers a HEAD of the narinfo in the write slice with 200. */
     async serverAnswers(hashPart) {
         try {
             const { statusCode } = await this.options.server.requestText({
                 method: 'HEAD',
-                path: `/${hashPart}.narinfo`,
+                path: `/${hashPart}.narinfo?scope=write`,
                 signal: this.abort.signal,
             });
             return statusCode === 200;

@@ -1,8 +1,17 @@
 /**
- * The batch narinfo lookup route as server and proxy both know it: where it is and how many hash
- * parts one request may name.
+ * The batch narinfo lookup route as server and proxy both know it: where it is, how many hash
+ * parts one request may name, and which slices a lookup may ask.
  */
 export const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
 
 /** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
 export const NARINFO_BATCH_LIMIT = 1000;
+
+/**
+ * Which slices a narinfo lookup asks: the union of readable slices (what Nix substitutes from, the
+ * default), or only the token's write slice, for a push's "already cached?" check: a path another
+ * readable slice holds must still be pushed, so the job's own copy answers by precedence. The batch
+ * route takes it as `"scope"` in the body, `GET`/`HEAD /<hash>.narinfo` as `?scope=`.
+ */
+export type NarInfoLookupScope = 'union' | 'write';
+export const NARINFO_LOOKUP_SCOPES: readonly NarInfoLookupScope[] = ['union', 'write'];

@@ -2,16 +2,16 @@
  * The server's batch lookup route, `POST /_api/v1/narinfos`: one request for many narinfos. Nix's
  * lookups (routes.ts) and the push engine's "already cached?" checks (push.ts) both use it.
  */
-import { NARINFO_BATCH_PATH } from '../http/narinfo-batch.js';
+import { NARINFO_BATCH_PATH, type NarInfoLookupScope } from '../http/narinfo-batch.js';
 import type { UpstreamRequest } from './upstream.js';
 
-/** The request for `hashParts` (at most NARINFO_BATCH_LIMIT of them). */
-export function narInfoBatchRequest(hashParts: string[]): UpstreamRequest {
+/** The request for `hashParts` (at most NARINFO_BATCH_LIMIT of them); the union unless `scope` says. */
+export function narInfoBatchRequest(hashParts: string[], scope?: NarInfoLookupScope): UpstreamRequest {
   return {
     method: 'POST',
     path: NARINFO_BATCH_PATH,
     headers: { 'content-type': 'application/json' },
-    body: () => JSON.stringify({ hashParts }),
+    body: () => JSON.stringify(scope ? { hashParts, scope } : { hashParts }),
   };
 }
 

@@ -204,8 +204,10 @@ export class PushQueue {
   }
 
   /**
-   * Which of these narinfos the server has, asked in batches; undefined when it cannot say (a server
-   * without the batch route, or trouble), and each path is then asked about on its own.
+   * Which of these narinfos the job's write slice has, asked in batches; undefined when the server
+   * cannot say (no batch route, or trouble), and each path is then asked about on its own. Never
+   * the union: a path another readable slice planted first would be skipped, and the job's readers
+   * would keep getting it (issue 19 finding 2).
    */
   private async serverHas(hashParts: string[]): Promise<Set<string> | undefined> {
     if (this.batchUnsupported || hashParts.length === 0) return undefined;
@@ -213,7 +215,7 @@ export class PushQueue {
     try {
       for (let start = 0; start < hashParts.length; start += NARINFO_BATCH_LIMIT) {
         const { statusCode, text } = await this.options.server.requestText({
-          ...narInfoBatchRequest(hashParts.slice(start, start + NARINFO_BATCH_LIMIT)),
+          ...narInfoBatchRequest(hashParts.slice(start, start + NARINFO_BATCH_LIMIT), 'write'),
           signal: this.abort.signal,
         });
         if (batchRouteMissing(statusCode)) this.batchUnsupported = true;
@@ -242,12 +244,12 @@ export class PushQueue {
     return this.upstreamHas(`/${hashPart}.narinfo`);
   }
 
-  /** Whether the server answers a HEAD of the narinfo with 200. */
+  /** Whether the server answers a HEAD of the narinfo in the write slice with 200. */
   private async serverAnswers(hashPart: string): Promise<boolean> {
     try {
       const { statusCode } = await this.options.server.requestText({
         method: 'HEAD',
-        path: `/${hashPart}.narinfo`,
+        path: `/${hashPart}.narinfo?scope=write`,
         signal: this.abort.signal,
       });
       return statusCode === 200;

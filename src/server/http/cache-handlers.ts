@@ -22,7 +22,7 @@ import type { NarInfoSigner } from './narinfo-signer.js';
 import { EXTENSION_COMPRESSION } from './paths.js';
 import { parseRange } from './range.js';
 import { verifyNarUpload, type NarUploadName } from './nar-upload.js';
-import { lookupNarInfos } from './narinfo-lookup.js';
+import { lookupNarInfos, queryLookupScope, scopedAccess } from './narinfo-lookup.js';
 import type { UploadSlots } from './upload-slots.js';
 
 export interface CacheDeps {
@@ -79,7 +79,7 @@ function notFound(what: string): HttpError {
 }
 
 export async function getNarInfo(deps: CacheDeps, request: CacheRequest, hashPart: string): Promise<void> {
-  const access = await request.access();
+  const access = scopedAccess(await request.access(), queryLookupScope(request.req));
   const record = (await lookupNarInfos(deps, access, [hashPart])).get(hashPart);
   deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
   if (!record) throw notFound(`${hashPart}.narinfo`);

@@ -1,14 +1,16 @@
 /**
  * `POST /_api/v1/narinfos`: many narinfo lookups in one request, for the Action's proxy, which
  * gathers the lookups Nix makes at the same moment. The access rules are those of
- * `GET /<hash>.narinfo` (the union of readable slices, public slices without a token); the answer
- * holds the signed narinfo of every hit and nothing for a miss.
+ * `GET /<hash>.narinfo` (the union of readable slices, public slices without a token; only the
+ * write slice with `"scope": "write"`); the answer holds the signed narinfo of every hit and nothing
+ * for a miss.
  */
 import { HttpError } from '../../http/errors.js';
 import { NARINFO_BATCH_LIMIT } from '../../http/narinfo-batch.js';
 import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
 import { send, type CacheDeps, type CacheRequest } from './cache-handlers.js';
-import { lookupNarInfos } from './narinfo-lookup.js';
+import type { NarInfoLookupScope } from '../../http/narinfo-batch.js';
+import { lookupNarInfos, parseLookupScope, scopedAccess } from './narinfo-lookup.js';
 
 /** 1000 hash parts as JSON are ~35 KB. */
 export const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
@@ -19,8 +21,11 @@ function badRequest(message: string): HttpError {
   return new HttpError(400, message, 'bad_request');
 }
 
-/** `{"hashParts": [...]}` → the distinct hash parts, each checked; errors name the bad one. */
-export function parseBatchRequest(body: Buffer): string[] {
+/**
+ * `{"hashParts": [...], "scope"?: "union" | "write"}` → the distinct hash parts, each checked, and
+ * the scope; errors name the bad one.
+ */
+export function parseBatchRequest(body: Buffer): { hashParts: string[]; scope: NarInfoLookupScope } {
   let json: unknown;
   try {
     json = JSON.parse(body.toString('utf8'));
@@ -44,7 +49,8 @@ export function parseBatchRequest(body: Buffer): string[] {
       );
     }
   });
-  return [...new Set(hashParts as string[])];
+  const scope = parseLookupScope((json as { scope?: unknown }).scope, 'scope');
+  return { hashParts: [...new Set(hashParts as string[])], scope };
 }
 
 export async function postNarInfos(
@@ -63,10 +69,10 @@ export async function postNarInfos(
   }
   checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
   acceptBody(req, res);
-  const hashParts = parseBatchRequest(
+  const { hashParts, scope } = parseBatchRequest(
     await readSmallBody(request.body(), NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'),
   );
-  const records = await lookupNarInfos(deps, access, hashParts);
+  const records = await lookupNarInfos(deps, scopedAccess(access, scope), hashParts);
   const narinfos: Record<string, string> = {};
   for (const [hashPart, record] of records) narinfos[hashPart] = deps.narinfoSigner.served(record);
   if (records.size > 0) deps.metrics.narinfoLookups.inc({ result: 'hit' }, records.size);

@@ -1,14 +1,18 @@
 /**
  * Narinfo lookups for GET/HEAD and the batch route alike: the store's readable rows, the union-read
  * precedence, and a report of every conflict (a metric per lookup, a warning per store path and
- * set of slices, remembered so a job's repeated lookups do not flood the log).
+ * set of slices, remembered so a job's repeated lookups do not flood the log). A lookup may be
+ * narrowed to the token's write slice (`scope`, see src/http/narinfo-batch.ts).
  */
+import type { IncomingMessage } from 'node:http';
+import { HttpError } from '../../http/errors.js';
+import { NARINFO_LOOKUP_SCOPES, type NarInfoLookupScope } from '../../http/narinfo-batch.js';
 import type { Logger } from '../log.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { ReadRecorder } from '../retention/access.js';
 import type { MetadataStore, NarInfoRecord } from '../storage/metadata-store.js';
 import type { Access } from './auth.js';
-import { chooseNarInfos, type NarInfoChoice } from '../union-read.js';
+import { chooseNarInfos, readableBy, type NarInfoChoice, type SliceRank } from '../union-read.js';
 
 interface LookupDeps {
   meta: MetadataStore;
@@ -53,4 +57,43 @@ export async function lookupNarInfos(
     found.set(hashPart, choice.record);
   }
   return found;
+}
+
+/** A scope as a request names it (`where` says where, for the error); absent means the union. */
+export function parseLookupScope(value: unknown, where: string): NarInfoLookupScope {
+  if (value === undefined || value === null) return 'union';
+  if (!NARINFO_LOOKUP_SCOPES.includes(value as NarInfoLookupScope)) {
+    throw new HttpError(
+      400,
+      `${where} ${JSON.stringify(value)?.slice(0, 40)} is not one of ${NARINFO_LOOKUP_SCOPES.map((s) => `"${s}"`).join(', ')}`,
+      'bad_scope',
+    );
+  }
+  return value as NarInfoLookupScope;
+}
+
+/** The `?scope=` of a narinfo GET/HEAD. */
+export function queryLookupScope(req: IncomingMessage): NarInfoLookupScope {
+  const query = new URL(req.url ?? '/', 'http://sluice.invalid').searchParams;
+  return parseLookupScope(query.get('scope'), 'query parameter scope');
+}
+
+/**
+ * `access` narrowed to `scope`: for "write", only the slice that ranks first because it is the
+ * token's own write slice (held by this writer). Without a write slice "write" names nothing.
+ */
+export function scopedAccess(access: Access, scope: NarInfoLookupScope): Access {
+  if (scope === 'union') return access;
+  if (access.write === null) {
+    const why = access.authenticated
+      ? 'this cache token grants no write slice'
+      : 'the request has no cache token';
+    throw new HttpError(
+      400,
+      `lookup scope "write" asks the token's write slice, but ${why}`,
+      'no_write_slice',
+    );
+  }
+  const rank: SliceRank = (slice, owner) => (access.rank(slice, owner) === 0 ? 0 : null);
+  return { ...access, rank, canRead: readableBy(rank) };
 }
