@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only lookups,substitution,push,concurrent,gc] [--repetitions N] [--profile]`
+ * `npm run bench [-- --quick] [--only lookups,substitution,push,concurrent,storage,gc] [--repetitions N] [--profile]`
  *
  * Runs every scenario side by side with its baseline, prints a markdown table of medians and
  * ratios (Sluice / baseline), and writes bench/results/<date>[-quick].md and .json.
@@ -17,6 +17,7 @@ import { concurrentScenario } from './scenarios/concurrent.js';
 import { gcScenario } from './scenarios/gc.js';
 import { lookupScenarios } from './scenarios/lookups.js';
 import { pushScenarios } from './scenarios/push.js';
+import { storageScenarios } from './scenarios/storage.js';
 import { substitutionRepetitions, substitutionScenarios } from './scenarios/substitution.js';
 
 const SCENARIOS: Record<string, (context: Context) => Promise<Row[]>> = {
@@ -24,6 +25,7 @@ const SCENARIOS: Record<string, (context: Context) => Promise<Row[]>> = {
   substitution: substitutionScenarios,
   push: pushScenarios,
   concurrent: concurrentScenario,
+  storage: storageScenarios,
   gc: gcScenario,
 };
 
@@ -34,18 +36,41 @@ function machineMarkdown(machine: MachineDescription): string {
   ].join('\n');
 }
 
+export const BENCH_USAGE = `usage: npm run bench -- [options]
+
+options:
+  --quick             smaller sizes, for a fast look (results named -quick)
+  --only LIST         comma-separated scenarios: ${Object.keys(SCENARIOS).join(', ')}
+  --repetitions N     runs per side (default: per scenario)
+  --profile           CPU profiles of the server and proxy, summarised at the end
+  --worktree          bundle the working tree instead of the last commit (HEAD)
+  -h, --help          print this
+`;
+
 export async function run(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      quick: { type: 'boolean', default: false },
-      only: { type: 'string' },
-      repetitions: { type: 'string' },
-      profile: { type: 'boolean', default: false },
-      // Read by bench/run.js (which sources it bundles); accepted here so parseArgs does not refuse it.
-      worktree: { type: 'boolean', default: false },
-    },
-  });
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        quick: { type: 'boolean', default: false },
+        only: { type: 'string' },
+        repetitions: { type: 'string' },
+        profile: { type: 'boolean', default: false },
+        // Read by bench/run.js (which sources it bundles); accepted here so parseArgs does not refuse it.
+        worktree: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }));
+  } catch (error) {
+    process.stderr.write(`bench: ${(error as Error).message}\n${BENCH_USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  if (values.help) {
+    process.stdout.write(BENCH_USAGE);
+    return;
+  }
   const selected = values.only ? values.only.split(',') : Object.keys(SCENARIOS);
   const unknown = selected.filter((name) => !(name in SCENARIOS));
   if (unknown.length > 0)

@@ -22,6 +22,13 @@ registerHooks({
   },
 });
 
+// Options are read by main.ts; asking for help needs no bundles.
+if (process.argv.slice(2).some((arg) => arg === '--help' || arg === '-h')) {
+  const { run } = await import('./main.ts');
+  await run(process.argv.slice(2));
+  process.exit(process.exitCode ?? 0);
+}
+
 const bundles = mkdtempSync(join(tmpdir(), 'sluice-bench-dist-'));
 const unavailable = {};
 const fromWorktree = process.argv.includes('--worktree');

@@ -18,6 +18,7 @@ function summaryText(summary: string): string {
     .replace(/<\/t[hd]>/g, ' |')
     .replace(/<li>/g, '\n- ')
     .replace(/<br>/g, '\n')
+    .replace(/<summary>(.*?)<\/summary>/g, '\n▸ $1\n')
     .replace(/<[^>]+>/g, '')
     .replace(/&lt;/g, '<')
     .replace(/&gt;/g, '>')

@@ -1,13 +1,19 @@
 import { describe, expect, it } from '@jest/globals';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { packKeys } from '../../src/action/gha-cache/keys.js';
 import {
+  parseKey,
   parseListen,
   parsePin,
   parseRegex,
   parseSeconds,
   parseServer,
+  parseSize,
   parseUrls,
 } from '../../src/action/inputs.js';
-import { isLoopbackHost } from '../../src/action/nix-conf-values.js';
+import { isLoopbackAddress as isLoopbackHost } from '../../src/contracts/listen.js';
 
 describe('input parsing', () => {
   it('takes pin and pin-ttl, naming the bad one', () => {
@@ -68,5 +74,43 @@ describe('input parsing', () => {
       "Input 'drain-timeout' must be a number of seconds",
     );
     expect(() => parseSeconds('drain-timeout', 'soon')).toThrow("got 'soon'");
+  });
+});
+
+describe('GitHub cache mode inputs and keys', () => {
+  it('reads sizes with binary and decimal units, and refuses anything else by name', () => {
+    expect(parseSize('max-pack-size', '5GiB')).toBe(5 * 1024 ** 3);
+    expect(parseSize('max-pack-size', '500 MiB')).toBe(500 * 1024 ** 2);
+    expect(parseSize('max-pack-size', '1GB')).toBe(1e9);
+    expect(parseSize('max-pack-size', '1234')).toBe(1234);
+    expect(() => parseSize('max-pack-size', 'lots')).toThrow("Input 'max-pack-size' must be a size");
+    expect(() => parseKey('a,b')).toThrow("Input 'key' must be at most 100");
+    expect(parseKey(' linux-gcc ')).toBe('linux-gcc');
+  });
+
+  it("asks for the job's own ref first, then the base branch, then the default branch", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-keys-'));
+    const event = join(dir, 'event.json');
+    writeFileSync(event, JSON.stringify({ repository: { default_branch: 'trunk' } }));
+    const env = {
+      RUNNER_OS: 'Linux',
+      RUNNER_ARCH: 'X64',
+      GITHUB_RUN_ID: '7',
+      GITHUB_RUN_ATTEMPT: '2',
+      GITHUB_EVENT_PATH: event,
+    };
+    const pr = packKeys({ ...env, GITHUB_REF: 'refs/pull/4/merge', GITHUB_BASE_REF: 'release' }, 'gcc');
+    expect(pr.saveKey).toBe('sluice-pack-v1:Linux:X64:gcc:refs/pull/4/merge:7-2');
+    expect(pr.restoreKeys).toEqual([
+      'sluice-pack-v1:Linux:X64:gcc:refs/pull/4/merge:',
+      'sluice-pack-v1:Linux:X64:gcc:refs/heads/release:',
+      'sluice-pack-v1:Linux:X64:gcc:refs/heads/trunk:',
+    ]);
+    // On the default branch itself, one prefix; and no ref's prefix is another's (':' ends it).
+    const main = packKeys({ ...env, GITHUB_REF: 'refs/heads/trunk' }, '');
+    expect(main.restoreKeys).toEqual(['sluice-pack-v1:Linux:X64::refs/heads/trunk:']);
+    expect(
+      packKeys({ ...env, GITHUB_REF: 'refs/heads/trunk-2' }, '').saveKey.startsWith(main.restoreKeys[0]!),
+    ).toBe(false);
   });
 });

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync, readFileSync } from 'node:fs';
-import { isAlive } from '../../src/action/daemon.js';
+import { isAlive } from '../../src/action/daemon-client.js';
 import { salt } from '../support/nix.js';
 import { buildActionBundles, Job } from '../support/runner.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -100,6 +100,22 @@ describe('two jobs through the Action', () => {
     expect(Number(post.outputs['pushed-bytes'])).toBeGreaterThan(0);
     expect(post.summary).toContain('Sluice cache');
     expect(post.summary).toContain('acme/app');
+    // Nothing came from the cache: every path of the job was built here, and is pushed.
+    expect(post.summary).toMatch(/\*\*0 of \d+ paths? from the cache\*\* \(0%\), 0 B\./);
+    expect(post.summary).toMatch(
+      /\*\*Pushed \d+ paths?\*\* \([\d.]+ (B|KiB)\) in [\d.]+ s; skipped \d+: .*1 on an upstream cache, 1 excluded by push-filter\./,
+    );
+    // The largest pushed paths, largest first (the shared store's other new paths may be among them).
+    const pushedList = /<summary>Largest paths<\/summary>.*<p>Pushed:<\/p><ul>(.*?)<\/ul>/s.exec(
+      post.summary,
+    )?.[1];
+    const unit = { B: 1, KiB: 1024, MiB: 1024 ** 2 } as Record<string, number>;
+    const sizes = [...(pushedList ?? '').matchAll(/<li><code>[^<]+<\/code> ([\d.]+) (B|KiB|MiB)<\/li>/g)].map(
+      (m) => Number(m[1]) * unit[m[2]!]!,
+    );
+    expect(sizes.length).toBeGreaterThanOrEqual(2);
+    expect(sizes.length).toBeLessThanOrEqual(10);
+    expect(sizes).toEqual([...sizes].sort((x, y) => y - x));
 
     const { daemon, stateDir } = job.savedState() as SavedDaemon;
     expect(isAlive(daemon!.pid)).toBe(false);
@@ -128,11 +144,15 @@ describe('two jobs through the Action', () => {
 
     const post = await job.runPost();
     expect(post.exitCode).toBe(0);
-    // Hits count narinfo lookups, and Nix looks a path up more than once with this test's disk-cache TTLs of 0.
-    expect(Number(post.outputs.hits)).toBeGreaterThanOrEqual(2);
+    // Distinct paths, though Nix looks each up more than once (this test's disk-cache TTLs are 0).
+    expect(post.outputs.hits).toBe('2');
     expect(post.outputs.misses).toBe('0');
     // (pushed-paths is not asserted: concurrently running tests' new store paths show up in the diff.)
-    expect(post.summary).toContain('100%');
+    expect(post.summary).toMatch(/\*\*2 of 2 paths from the cache\*\* \(100%\), \d+ B\./);
+    const downloaded = /<p>Downloaded from the cache:<\/p><ul>(.*?)<\/ul>/s.exec(post.summary)?.[1];
+    expect(downloaded?.match(/<li>/g)).toHaveLength(2);
+    expect(downloaded).toMatch(/<li><code>sluice-e2e-a<\/code> \d+ B<\/li>/);
+    expect(downloaded).toMatch(/<li><code>sluice-e2e-b<\/code> \d+ B<\/li>/);
     const { daemon } = job.savedState() as SavedDaemon;
     expect(isAlive(daemon!.pid)).toBe(false);
   }, 180_000);

@@ -9,7 +9,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isAlive } from '../../src/action/daemon.js';
+import { isAlive } from '../../src/action/daemon-client.js';
 import { addTinyPaths, makeNixMachine, salt } from '../support/nix.js';
 import { buildActionBundles, Job } from '../support/runner.js';
 import { startTestServer, type TestServer } from '../support/server.js';

@@ -6,11 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isAlive } from '../../src/action/daemon.js';
+import { isAlive } from '../../src/action/daemon-client.js';
 import { salt } from '../support/nix.js';
 import { buildActionBundles, Job } from '../support/runner.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { derivationExpr, onServer, startRelay, warningsAbout } from './support.js';
+import { ManualClock } from '../support/clock.js';
 
 let dist: string;
 let server: TestServer;
@@ -128,8 +129,9 @@ describe('the Action used twice in one job', () => {
 
 describe('a job longer than its cache token', () => {
   let shortLived: TestServer;
+  const clock = new ManualClock();
   beforeAll(async () => {
-    shortLived = await startTestServer({ yaml: 'token_ttl: 4s\n' });
+    shortLived = await startTestServer({ yaml: 'token_ttl: 4s\n', now: clock.now });
   });
   afterAll(async () => {
     await shortLived?.close();
@@ -139,7 +141,7 @@ describe('a job longer than its cache token', () => {
     const job = new Job({ dist, inputs: inputs(shortLived.url), idTokenRequest: shortLived.issuer.runner });
     expect((await job.runMain()).exitCode).toBe(0);
     const requestsAtStart = shortLived.issuer.runner.audiences.length;
-    await sleep(6_000); // the first token has expired
+    clock.advance(6_000); // the first token has expired, as far as the server can tell
     const [built] = await job.nixBuild(derivationExpr('sluice-e2e-long', salt()));
     const post = await job.runPost();
     expect(post.exitCode).toBe(0);

@@ -1,5 +1,5 @@
 /**
- * Run as a child process by nar.test.ts: hashes one (compressed) NAR file with hashNar and reports
+ * Run as a child process by nar.test.ts: hashes one (compressed) NAR file with the tests' hashNar (nar-digest.ts) and reports
  * the result and how much the process's peak RSS grew while doing it.
  *
  * Node frees spent stream buffers lazily, so any stream lifts RSS by some garbage not yet
@@ -9,7 +9,7 @@
  * Usage: node --max-semi-space-size=1 --experimental-transform-types --import ./ts-hooks.mjs hash-nar-child.ts FILE COMPRESSION
  */
 import { createReadStream } from 'node:fs';
-import { hashNar } from '../../src/nix/nar.js';
+import { hashNar } from './nar-digest.js';
 
 const [file, compression] = process.argv.slice(2) as [string, string];
 const peakRss = () => process.resourceUsage().maxRSS * 1024;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import fc from 'fast-check';
 import { Hash } from '../../src/nix/hash.js';
-import { digestNarFile, hashNar } from '../../src/nix/nar.js';
+import { digestNarFile, hashNar } from './nar-digest.js';
 import {
   NARINFO_MAX_BYTES,
   NarInfoError,

@@ -4,7 +4,7 @@
  * is out goes in the next one.
  */
 import { describe, expect, it } from '@jest/globals';
-import { Batcher } from '../../src/proxy/batcher.js';
+import { Batcher } from '../../src/proxy/pull/lookup-batcher.js';
 
 /** A fetch whose batches the test answers itself, recording what each asked for. */
 function controlledFetch() {

@@ -3,8 +3,8 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { ConfigError, parseConfig } from '../../src/proxy/config.js';
-import { NIX_CACHE_INFO } from '../../src/proxy/routes.js';
+import { DaemonConfigError, parseDaemonConfig } from '../../src/contracts/daemon-config.js';
+import { NIX_CACHE_INFO } from '../../src/proxy/pull/nix-routes.js';
 import { nixBuild, randomChainExpr } from '../support/nix.js';
 import { refusedUrl as refused, startTestDaemon, type TestDaemon } from './helpers.js';
 
@@ -39,22 +39,26 @@ describe('daemon config', () => {
   const valid = { listen: '127.0.0.1:0', server: 'http://127.0.0.1:1', stateDir: '/tmp/x', auth, ...base };
 
   it('refuses to listen anywhere but loopback', () => {
-    expect(() => parseConfig({ ...valid, listen: '0.0.0.0:37515' })).toThrow(/not a loopback address/);
-    expect(() => parseConfig({ ...valid, listen: '192.168.1.2:80' })).toThrow(ConfigError);
-    expect(parseConfig({ ...valid, listen: 'localhost:0' }).listen).toBe('localhost:0');
+    expect(() => parseDaemonConfig({ ...valid, listen: '0.0.0.0:37515' })).toThrow(/not a loopback address/);
+    expect(() => parseDaemonConfig({ ...valid, listen: '192.168.1.2:80' })).toThrow(DaemonConfigError);
+    expect(parseDaemonConfig({ ...valid, listen: 'localhost:0' }).listen).toBe('localhost:0');
   });
 
   it('names the bad field', () => {
-    expect(() => parseConfig({ ...valid, server: 'ftp://x' })).toThrow(
+    expect(() => parseDaemonConfig({ ...valid, server: 'ftp://x' })).toThrow(
       /server 'ftp:\/\/x' must be an http\(s\) URL/,
     );
-    expect(() => parseConfig({ ...valid, push: { enabled: true, filter: '(' } })).toThrow(/push.filter/);
-    expect(() => parseConfig({ ...valid, push: { compression: 'lz4' } })).toThrow(/push.compression 'lz4'/);
-    expect(() => parseConfig({ ...valid, tokenExpiresAt: 'never' })).toThrow(/tokenExpiresAt 'never'/);
+    expect(() => parseDaemonConfig({ ...valid, push: { enabled: true, filter: '(' } })).toThrow(
+      /push.filter/,
+    );
+    expect(() => parseDaemonConfig({ ...valid, push: { compression: 'lz4' } })).toThrow(
+      /push.compression 'lz4'/,
+    );
+    expect(() => parseDaemonConfig({ ...valid, tokenExpiresAt: 'never' })).toThrow(/tokenExpiresAt 'never'/);
   });
 
   it('defaults push to off, zstd, cache.nixos.org upstream; accepts an anonymous (null) token', () => {
-    const config = parseConfig({ ...valid, token: null, tokenExpiresAt: null });
+    const config = parseDaemonConfig({ ...valid, token: null, tokenExpiresAt: null });
     expect(config.token).toBeNull();
     expect(config.push).toEqual({
       enabled: false,

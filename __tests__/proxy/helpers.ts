@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
-import { readConfig } from '../../src/proxy/config.js';
-import { startDaemon, type Daemon } from '../../src/proxy/daemon.js';
-import type { StatsJson } from '../../src/proxy/stats.js';
+import { readDaemonConfig } from '../../src/contracts/daemon-config.js';
+import { startDaemon, type Daemon } from '../../src/proxy/runtime/daemon-main.js';
+import type { DaemonStats as StatsJson } from '../../src/contracts/control-api.js';
+import type { Clock } from '../../src/proxy/upstream/clock.js';
 import { makeNixMachine, type NixMachine } from '../support/nix.js';
 
 export interface TestDaemon extends Daemon {
@@ -25,6 +26,7 @@ export interface TestDaemon extends Daemon {
 export async function startTestDaemon(
   config: Record<string, unknown>,
   machine?: NixMachine,
+  clock?: Clock,
 ): Promise<TestDaemon> {
   const stateDir = mkdtempSync(join(tmpdir(), 'sluice-proxy-'));
   const configFile = join(stateDir, 'daemon.json');
@@ -46,10 +48,11 @@ export async function startTestDaemon(
       done();
     },
   });
-  const daemon = await startDaemon(await readConfig(configFile), {
+  const daemon = await startDaemon(await readDaemonConfig(configFile), {
     // The daemon's nix commands run in the tests' isolated, offline Nix configuration.
     env: (machine ?? makeNixMachine()).env,
     logDestination: destination,
+    ...(clock ? { clock } : {}),
   });
   return {
     ...daemon,

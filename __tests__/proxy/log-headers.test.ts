@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { Writable } from 'node:stream';
-import { forwardableHeaders } from '../../src/proxy/headers.js';
-import { createLogger, Secrets } from '../../src/proxy/log.js';
+import { forwardableHeaders } from '../../src/proxy/pull/response-headers.js';
+import { createLogger, Secrets } from '../../src/proxy/report/daemon-log.js';
 
 describe('log redaction', () => {
   it('scrubs every registered secret from every line, wherever it hides', () => {

@@ -8,6 +8,7 @@ import { nixBuild, randomChainExpr } from '../support/nix.js';
 import { narUploadFor, pushRaw } from '../support/server.js';
 import { refusedUrl, startTestDaemon, type TestDaemon } from './helpers.js';
 import { startFront, startStack, type Stack } from './stack.js';
+import { ManualClock } from '../support/clock.js';
 
 const OTHER_OWNER = { repository: 'other/thing', repository_id: '3001', repository_owner_id: '7001' };
 const NIX32 = '0123456789abcdfghijklmnpqrsvwxyz';
@@ -193,8 +194,9 @@ describe('narinfo lookups through the proxy', () => {
 
 describe('token refresh on lookups', () => {
   let shortStack: Stack;
+  const clock = new ManualClock();
   beforeAll(async () => {
-    shortStack = await startStack('token_ttl: 3s');
+    shortStack = await startStack('token_ttl: 3s', clock.now);
   });
   afterAll(async () => {
     await shortStack.close();
@@ -206,20 +208,24 @@ describe('token refresh on lookups', () => {
       201, 201,
     ]);
     const grant = await shortStack.cacheToken();
-    const d = await startTestDaemon({
-      server: shortStack.server.url,
-      token: grant.token,
-      // The daemon believes the token lives an hour, so only the server's 401 can tell it expired.
-      tokenExpiresAt: new Date(Date.now() + 3_600_000).toISOString(),
-      idTokenRequest: {
-        url: shortStack.server.issuer.runner.url,
-        token: shortStack.server.issuer.runner.token,
+    const d = await startTestDaemon(
+      {
+        server: shortStack.server.url,
+        token: grant.token,
+        // The daemon believes the token lives an hour, so only the server's 401 can tell it expired.
+        tokenExpiresAt: new Date(Date.now() + 3_600_000).toISOString(),
+        idTokenRequest: {
+          url: shortStack.server.issuer.runner.url,
+          token: shortStack.server.issuer.runner.token,
+        },
       },
-    });
+      undefined,
+      clock,
+    );
     cleanups.push(() => d.close());
     expect((await burst(d.url, [{ hashPart: upload.hashPart }]))[0]!.status).toBe(200);
-    await new Promise((resolve) => setTimeout(resolve, 4_000));
-    expect(Date.now()).toBeGreaterThan(Date.parse(grant.expiresAt));
+    clock.advance(4_000);
+    expect(clock.now()).toBeGreaterThan(Date.parse(grant.expiresAt));
 
     const answers = await burst(d.url, [{ hashPart: upload.hashPart }, { hashPart: randomHash() }]);
     expect(answers.map((a) => a.status)).toEqual([200, 404]);

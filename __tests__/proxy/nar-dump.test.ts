@@ -6,8 +6,8 @@ import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { Hash } from '../../src/nix/hash.js';
 import { createDecompressor } from '../../src/nix/nar.js';
-import { compressedNar, NarSizeError } from '../../src/proxy/nar-file.js';
-import { dumpNar } from '../../src/proxy/nar-dump.js';
+import { compressedNar, NarSizeError } from '../../src/proxy/push/nar-file.js';
+import { dumpNar } from '../../src/proxy/push/nar-dump.js';
 import { nixBuild, salt } from '../support/nix.js';
 
 const execFileAsync = promisify(execFile);

@@ -7,20 +7,21 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StorePath } from '../../src/nix/store-path.js';
-import { NARINFO_BATCH_LIMIT } from '../../src/http/narinfo-batch.js';
+import { NARINFO_BATCH_LIMIT } from '../../src/contracts/narinfo-batch.js';
 import { addTinyPaths, makeNixMachine, nix, nixBuild, randomChainExpr, salt } from '../support/nix.js';
-import { createLogger, Secrets } from '../../src/proxy/log.js';
+import { createLogger, Secrets } from '../../src/proxy/report/daemon-log.js';
 import {
   DEFAULT_READAHEAD,
   PAGE_BYTES,
   parseCandidate,
   Readahead,
   substitutionOrder,
-} from '../../src/proxy/readahead.js';
-import { Upstream } from '../../src/proxy/upstream.js';
+} from '../../src/proxy/pull/readahead.js';
+import { Upstream } from '../../src/proxy/upstream/upstream-client.js';
 import { substituteFresh } from '../support/server.js';
 import { refusedUrl, startTestDaemon } from './helpers.js';
 import { startFront, startStack, startStaticCache, type Stack } from './stack.js';
+import { ManualClock } from '../support/clock.js';
 
 let stack: Stack;
 const cleanups: (() => Promise<void>)[] = [];
@@ -502,8 +503,9 @@ describe('pushing', () => {
 
 describe('token refresh', () => {
   let shortStack: Stack;
+  const clock = new ManualClock();
   beforeAll(async () => {
-    shortStack = await startStack('token_ttl: 3s');
+    shortStack = await startStack('token_ttl: 3s', clock.now);
   });
   afterAll(async () => {
     await shortStack.close();
@@ -511,19 +513,23 @@ describe('token refresh', () => {
 
   it('pushes after the first cache token expired, with a token got from a new ID token', async () => {
     const grant = await shortStack.cacheToken();
-    const d = await startTestDaemon({
-      server: shortStack.server.url,
-      token: grant.token,
-      tokenExpiresAt: grant.expiresAt,
-      idTokenRequest: {
-        url: shortStack.server.issuer.runner.url,
-        token: shortStack.server.issuer.runner.token,
+    const d = await startTestDaemon(
+      {
+        server: shortStack.server.url,
+        token: grant.token,
+        tokenExpiresAt: grant.expiresAt,
+        idTokenRequest: {
+          url: shortStack.server.issuer.runner.url,
+          token: shortStack.server.issuer.runner.token,
+        },
+        push: { enabled: true, upstreamCaches: [] },
       },
-      push: { enabled: true, upstreamCaches: [] },
-    });
+      undefined,
+      clock,
+    );
     cleanups.push(() => d.close());
-    await new Promise((resolve) => setTimeout(resolve, 4_500));
-    expect(Date.now()).toBeGreaterThan(Date.parse(grant.expiresAt));
+    clock.advance(4_500);
+    expect(clock.now()).toBeGreaterThan(Date.parse(grant.expiresAt));
     const [path] = await nixBuild(drv('sluice-late', salt(), 'echo late > $out'));
     const stats = (await d.control('drain', { deadlineSeconds: 60, paths: [path] })).json;
     expect(stats.failed).toEqual([]);

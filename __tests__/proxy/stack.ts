@@ -5,34 +5,33 @@
  */
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import {
+  parseTokenExchangeResponse,
+  TOKEN_EXCHANGE_PATH,
+  type ExchangedToken,
+} from '../../src/contracts/server-api.js';
 import { githubClaims } from '../support/oidc-issuer.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 export interface Stack {
   server: TestServer;
   /** The exchange's answer for a push to main of acme/app. */
-  cacheToken(): Promise<{ token: string; expiresAt: string; read: string[]; write: string | null }>;
+  cacheToken(): Promise<ExchangedToken>;
   close(): Promise<void>;
 }
 
-/** `yaml`: extra server config, e.g. `token_ttl: 3s`. */
-export async function startStack(yaml?: string): Promise<Stack> {
-  const server = await startTestServer(yaml ? { yaml } : {});
+/** `yaml`: extra server config, e.g. `token_ttl: 3s`; `now`: the server's clock. */
+export async function startStack(yaml?: string, now?: () => number): Promise<Stack> {
+  const server = await startTestServer({ ...(yaml ? { yaml } : {}), ...(now ? { now } : {}) });
   return {
     server,
     async cacheToken() {
-      const response = await fetch(`${server.url}/_api/v1/token`, {
+      const response = await fetch(`${server.url}${TOKEN_EXCHANGE_PATH}`, {
         method: 'POST',
         headers: { authorization: `Bearer ${await server.issuer.sign(githubClaims())}` },
       });
       if (response.status !== 200) throw new Error(`exchange: ${response.status} ${await response.text()}`);
-      const json = (await response.json()) as {
-        token: string;
-        expires_at: string;
-        read: string[];
-        write: string | null;
-      };
-      return { token: json.token, expiresAt: json.expires_at, read: json.read, write: json.write };
+      return parseTokenExchangeResponse(await response.text());
     },
     close: () => server.close(),
   };

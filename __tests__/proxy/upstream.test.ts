@@ -3,9 +3,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
-import { NarSizeError } from '../../src/proxy/nar-file.js';
-import { parseRetryAfter, retryDelay, DEFAULT_RETRY_POLICY } from '../../src/proxy/retry.js';
-import { Upstream } from '../../src/proxy/upstream.js';
+import { NarSizeError } from '../../src/proxy/push/nar-file.js';
+import { parseRetryAfter, retryDelay, DEFAULT_RETRY_POLICY } from '../../src/proxy/upstream/retry.js';
+import { Upstream } from '../../src/proxy/upstream/upstream-client.js';
 
 const FAST = { baseDelayMs: 5, maxDelayMs: 20 };
 const cleanups: (() => Promise<void>)[] = [];

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { PassThrough } from 'node:stream';
-import { runAudit } from '../../src/cli/audit.js';
+import { runAudit } from '../../src/cli/audit-command.js';
 import { nixBuild, randomChainExpr } from '../support/nix.js';
 import { narUploadFor, pushRaw, startTestServer, type TestServer } from '../support/server.js';
 

@@ -2,17 +2,10 @@ import { describe, expect, it } from '@jest/globals';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  applyCliOverrides,
-  DEFAULT_MAX_NAR_SIZE,
-  defaultConfig,
-  GITHUB_ISSUER,
-  loadConfig,
-  parseConfig,
-  parseDuration,
-  parseSize,
-} from '../../src/server/config.js';
-import { DEFAULT_UPLOAD_LIMITS } from '../../src/server/upload-limits.js';
+import { DEFAULT_MAX_NAR_SIZE, defaultConfig, GITHUB_ISSUER } from '../../src/server/config/config-schema.js';
+import { applyCliOverrides, loadConfig, parseConfig } from '../../src/server/config/server-config.js';
+import { parseDuration, parseSize } from '../../src/server/config/units.js';
+import { DEFAULT_UPLOAD_LIMITS } from '../../src/server/config/upload-limits.js';
 
 describe('server config', () => {
   it('defaults every key: loopback 8080, ./sluice-data, 1h tokens, GitHub as issuer, the default policy', async () => {
@@ -20,12 +13,20 @@ describe('server config', () => {
       listen: { host: '127.0.0.1', port: 8080 },
       data: './sluice-data',
       tokenTtlSeconds: 3600,
+      maxReadTokenTtlSeconds: 90 * 86400,
       maxNarSize: DEFAULT_MAX_NAR_SIZE,
+      rateLimits: {
+        tokenExchanges: { count: 300, periodSeconds: 60 },
+        failedAuth: { count: 30, periodSeconds: 60 },
+      },
+      trustProxy: [],
+      uploads: DEFAULT_UPLOAD_LIMITS,
+      issuers: [{ name: 'github', issuer: GITHUB_ISSUER, audience: 'sluice', allowInsecureHttp: false }],
+      blobs: { type: 'fs' },
+      keys: {},
       retention: {},
       gcIntervalSeconds: 3600,
       gcGraceSeconds: 3600,
-      uploads: DEFAULT_UPLOAD_LIMITS,
-      issuers: [{ name: 'github', issuer: GITHUB_ISSUER, audience: 'sluice', allowInsecureHttp: false }],
     };
     expect(defaultConfig()).toEqual(expected);
     expect(parseConfig('')).toEqual(expected);
@@ -59,7 +60,13 @@ slices:
       listen: { host: '0.0.0.0', port: 9000 },
       data: '/var/lib/sluice',
       tokenTtlSeconds: 1800,
+      maxReadTokenTtlSeconds: 90 * 86400,
       maxNarSize: 2 * 1024 ** 3,
+      rateLimits: {
+        tokenExchanges: { count: 300, periodSeconds: 60 },
+        failedAuth: { count: 30, periodSeconds: 60 },
+      },
+      trustProxy: [],
       uploads: DEFAULT_UPLOAD_LIMITS,
       publicUrl: 'https://cache.example.com',
       retention: {},
@@ -80,6 +87,8 @@ slices:
           write: [{ claims: { event_name: ['push', 'schedule'] } }],
         },
       ],
+      blobs: { type: 'fs' },
+      keys: {},
     });
   });
 
@@ -170,10 +179,28 @@ body_idle_timeout: 1m
       'slices:\n  - { name: a, public: true }\n  - { name: A, public: true }\n',
       /slices\[1\].name: duplicate slice 'a'/,
     ],
+    ['max_read_token_ttl: forever\n', /max_read_token_ttl: "forever" is not a duration/],
+    [
+      'rate_limits:\n  failed_auth: 10\n',
+      /^sluice.yml:2: rate_limits.failed_auth: 10 is not a rate such as 60\/1m/,
+    ],
+    ['rate_limits:\n  logins: 10/1m\n', /^sluice.yml:2: rate_limits.logins: unknown key/],
+    ['rate_limits: { token_exchanges: 0/1m }\n', /token_exchanges: "0\/1m" is not a rate/],
+    ['trust_proxy: 10.0.0.1\n', /^sluice.yml:1: trust_proxy: expected a list/],
+    ['trust_proxy: [10.0.0.0/33]\n', /trust_proxy: '10.0.0.0\/33' is not an IP address or CIDR range/],
+    ['trust_proxy: [proxy.local]\n', /trust_proxy: 'proxy.local' is not an IP address/],
     ['- just a list\n', /^sluice.yml:1: \(top level\): expected a mapping$/],
     ['listen: [\n', /^sluice.yml:\d+: /],
   ])('refuses %j naming the key and the problem', (yaml, message) => {
     expect(() => parseConfig(yaml, 'sluice.yml')).toThrow(message);
+  });
+
+  it('reads rate limits (or off) and trusted proxies', () => {
+    const config = parseConfig(
+      'rate_limits:\n  token_exchanges: 10/30s\n  failed_auth: off\ntrust_proxy: [10.0.0.0/8, "::1"]\n',
+    );
+    expect(config.rateLimits).toEqual({ tokenExchanges: { count: 10, periodSeconds: 30 }, failedAuth: null });
+    expect(config.trustProxy).toEqual(['10.0.0.0/8', '::1']);
   });
 
   it('requires rules to name their issuer when several are trusted', () => {

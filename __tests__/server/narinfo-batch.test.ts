@@ -4,7 +4,7 @@
  * signed text, the same metrics; bad requests get errors naming the problem.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { NARINFO_BATCH_LIMIT } from '../../src/http/narinfo-batch.js';
+import { NARINFO_BATCH_LIMIT } from '../../src/contracts/narinfo-batch.js';
 import { nixBuild, randomChainExpr } from '../support/nix.js';
 import { narUploadFor, pushRaw, rawRequest, startTestServer, type TestServer } from '../support/server.js';
 

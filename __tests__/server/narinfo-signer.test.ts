@@ -2,7 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { Hash } from '../../src/nix/hash.js';
 import { parseNarInfo, serializeNarInfo } from '../../src/nix/narinfo.js';
 import { generateSecretKey, narInfoFingerprint, verifyFingerprint } from '../../src/nix/signing.js';
-import { NarInfoSigner } from '../../src/server/http/narinfo-signer.js';
+import { NarInfoSigner } from '../../src/server/cache/narinfo-signer.js';
 
 function storedNarInfo(name: string): string {
   const narHash = Hash.parse(`sha256:${'1'.repeat(52)}`);

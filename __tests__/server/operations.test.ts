@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { connect } from 'node:net';
 import { PassThrough } from 'node:stream';
-import { runAudit } from '../../src/cli/audit.js';
+import { runAudit } from '../../src/cli/audit-command.js';
 import { serializeNarInfo } from '../../src/nix/narinfo.js';
 import { regularFileNar } from '../support/nar.js';
 import { makeNixMachine, nix, nixBuild, randomChainExpr } from '../support/nix.js';

@@ -4,7 +4,7 @@
  * item 2), and two issuers sharing one namespace (issue 19 finding 5).
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { parseConfig } from '../../src/server/config.js';
+import { parseConfig } from '../../src/server/config/server-config.js';
 import { githubClaims } from '../support/oidc-issuer.js';
 import { nixBuild, randomChainExpr } from '../support/nix.js';
 import {

@@ -16,7 +16,7 @@ import {
   type CryptoKey,
   type JWK,
 } from 'jose';
-import type { IssuerConfig } from '../../src/server/config.js';
+import type { IssuerConfig } from '../../src/server/config/config-schema.js';
 
 export type Claims = Record<string, unknown>;
 

@@ -1,8 +1,10 @@
 /** Helpers for the retention tests: a movable clock, random reference graphs built by real Nix, pushes. */
-import { join } from 'node:path';
-import { SqliteMetadataStore } from '../../src/server/storage/sqlite-metadata-store.js';
-import { pathEntry } from '../../src/server/retention/collector.js';
+import type { Config } from '../../src/server/config/config-schema.js';
+import { dataPaths } from '../../src/server/data-dir.js';
 import type { PathEntry } from '../../src/server/retention/plan.js';
+import { readSlice } from '../../src/server/retention/slice-rows.js';
+import { createLogger } from '../../src/server/server-log.js';
+import { openStorage } from '../../src/server/storage/open-storage.js';
 import { makeNixMachine, nix, nixBuild, salt } from './nix.js';
 import { writeNetrc } from './server.js';
 
@@ -46,13 +48,20 @@ export async function nixCopy(url: string, token: string, paths: string[]): Prom
   });
 }
 
-/** The slice's rows as the collector reads them (through the real store, on the server's database). */
-export async function sliceEntries(dataDir: string, slice: string): Promise<PathEntry[]> {
-  const meta = new SqliteMetadataStore(join(dataDir, 'sluice.db'));
+/** The slice's rows as the collector reads them (through the real stores the server's config names). */
+export async function sliceEntries(
+  server: { config: Config; dataDir: string },
+  slice: string,
+): Promise<PathEntry[]> {
+  const storage = await openStorage(
+    server.config,
+    dataPaths(server.dataDir),
+    createLogger({ write: () => {} }),
+  );
   try {
-    return (await meta.listNarInfos(slice)).map(pathEntry);
+    return await readSlice(storage.meta, slice);
   } finally {
-    await meta.close();
+    await storage.close();
   }
 }
 

@@ -12,10 +12,16 @@ import { promisify } from 'node:util';
 import { DatabaseSync } from 'node:sqlite';
 import { Hash } from '../../src/nix/hash.js';
 import { serializeNarInfo, type NarInfo } from '../../src/nix/narinfo.js';
-import { parseConfig, type Config } from '../../src/server/config.js';
-import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../src/server/exchange/index.js';
+import type { Config } from '../../src/server/config/config-schema.js';
+import { parseConfig } from '../../src/server/config/server-config.js';
+import { createExchange } from '../../src/server/exchange/index.js';
+import { loadServerKeys } from '../../src/server/keys.js';
+import type { MetadataStore } from '../../src/server/storage/metadata-store.js';
+import { PgMetadataStore } from '../../src/server/storage/pg-metadata-store.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
-import type { UploadLimits } from '../../src/server/upload-limits.js';
+import { dataPaths } from '../../src/server/data-dir.js';
+import { SqliteMetadataStore } from '../../src/server/storage/sqlite-metadata-store.js';
+import type { UploadLimits } from '../../src/server/config/upload-limits.js';
 import { makeNixMachine, nix, type NixMachine } from './nix.js';
 import { githubClaims, startOidcIssuer, type Claims, type OidcIssuer } from './oidc-issuer.js';
 
@@ -39,16 +45,20 @@ export interface TestServerOptions {
   /** Upload limits to set besides the defaults (times in milliseconds, which the file cannot say). */
   uploads?: Partial<UploadLimits>;
   dataDir?: string;
-  /** The server's clock (ms): tests move it to age what was pushed. */
-  now?: () => number;
-  /** Runs just before the collector deletes a claimed NAR file (to force a race). */
-  beforeBlobDelete?: (key: string) => Promise<void>;
   /** Names of more local issuers to trust after `github` (a second CI provider). */
   otherIssuers?: string[];
+  /** Share an issuer between servers (replicas of one cache); closed by its owner, not the server. */
+  issuer?: OidcIssuer;
+  /** The server's clock for tokens (ms), to step past caches and lifetimes without sleeping. */
+  now?: () => number;
+  /** Retention's clock (ms): tests move it to age what was pushed and read. */
+  clock?: () => number;
+  /** Runs just before the collector deletes a claimed NAR file (to force a race). */
+  beforeBlobDelete?: (key: string) => Promise<void>;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
-  const issuer = await startOidcIssuer();
+  const issuer = options.issuer ?? (await startOidcIssuer());
   const otherIssuers: Record<string, OidcIssuer> = {};
   for (const name of options.otherIssuers ?? []) otherIssuers[name] = await startOidcIssuer();
   const issuers = [
@@ -69,11 +79,16 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const logs: string[] = [];
   const server = await startServer(config, {
     logDestination: { write: (line: string) => logs.push(line) },
-    ...(options.now ? { now: options.now } : {}),
+    ...(options.now ? { exchange: { now: options.now } } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
     ...(options.beforeBlobDelete ? { beforeBlobDelete: options.beforeBlobDelete } : {}),
   });
-  const tokenKey = (await loadOrCreateTokenKey(tokenKeyPath(server.dataDir))).key;
-  const exchange = createExchange(config, tokenKey);
+  const { tokenKey } = await loadServerKeys(config, server.dataDir);
+  // Read tokens are recorded in the server's database, as `sluice token create` records them.
+  const store: MetadataStore = config.database
+    ? await PgMetadataStore.open(config.database.url)
+    : new SqliteMetadataStore(dataPaths(server.dataDir).database);
+  const exchange = createExchange(config, tokenKey, { store, ...(options.now ? { now: options.now } : {}) });
 
   return {
     ...server,
@@ -96,7 +111,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     },
     async close() {
       await server.close();
-      await issuer.close();
+      await store.close();
+      if (!options.issuer) await issuer.close();
       for (const other of Object.values(otherIssuers)) await other.close();
     },
   };

@@ -1,7 +1,8 @@
 /**
  * The server for the garbage-collection benchmark, in a process of its own (run from the sources
  * with Node's type stripping): fills a data directory with `count` synthetic narinfos in one
- * slice (chains of 20; whole chains, 5% of them, older than max_age) and a small NAR file each,
+ * slice (chains of 20; whole chains, 5% of them, older than max_age) and a small NAR file each
+ * (seeded by SQL in one transaction: seeding is not what is measured),
  * starts the real server on it, prints `{"ready": {url, token}}`, then on each `gc` line of stdin
  * runs the server's own collection and prints `{"gc": {seconds, removedPaths, removedNars}}`.
  *
@@ -11,10 +12,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { parseConfig } from '../../src/server/config.js';
+import { DatabaseSync } from 'node:sqlite';
+import { parseConfig } from '../../src/server/config/server-config.js';
 import { dataPaths } from '../../src/server/data-dir.js';
-import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../src/server/exchange/index.js';
+import { createExchange } from '../../src/server/exchange/index.js';
 import { startServer } from '../../src/server/index.js';
+import { loadServerKeys } from '../../src/server/keys.js';
 import { SqliteMetadataStore } from '../../src/server/storage/sqlite-metadata-store.js';
 
 const ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
@@ -28,13 +31,19 @@ function nix32(length: number): string {
   return length === 52 ? `${text.charCodeAt(0) % 2}${text.slice(1)}` : text;
 }
 
+/** Seeding only (the collection and lookups go through the real server): rows by SQL, one transaction. */
 async function populate(dataDir: string, count: number): Promise<string[]> {
   const paths = dataPaths(dataDir);
   mkdirSync(paths.nars, { recursive: true });
-  const meta = new SqliteMetadataStore(paths.database);
+  await new SqliteMetadataStore(paths.database).close(); // creates the schema
+  const db = new DatabaseSync(paths.database);
+  const insert = db.prepare(
+    `INSERT INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+  );
   const now = Date.now();
   const kept: string[] = [];
   let previous = '';
+  db.exec('BEGIN');
   for (let i = 0; i < count; i++) {
     if (i % CHAIN === 0) previous = '';
     const old = Math.floor(i / CHAIN) % 20 === 0; // every 20th chain: 5%
@@ -53,17 +62,15 @@ async function populate(dataDir: string, count: number): Promise<string[]> {
       `References: ${previous}`,
       '',
     ].join('\n');
-    await meta.putNarInfo(
-      { slice: SLICE, hashPart, storePath, narKey: key, narinfo, createdAt },
-      { time: createdAt, slice: SLICE, storePath, narSize: 1024, fileSize: 1024 },
-    );
+    insert.run(SLICE, hashPart, storePath, key, narinfo, +createdAt);
     const file = join(paths.nars, key);
     writeFileSync(file, key);
     utimesSync(file, createdAt, createdAt);
     previous = `${hashPart}-p${i}`;
     if (!old) kept.push(hashPart);
   }
-  await meta.close();
+  db.exec('COMMIT');
+  db.close();
   return kept;
 }
 
@@ -75,7 +82,9 @@ const config = {
   data: dataDir,
 };
 const server = await startServer(config, { logDestination: { write: () => undefined } });
-const exchange = createExchange(config, (await loadOrCreateTokenKey(tokenKeyPath(server.dataDir))).key);
+const { tokenKey } = await loadServerKeys(config, server.dataDir);
+const store = new SqliteMetadataStore(dataPaths(server.dataDir).database);
+const exchange = createExchange(config, tokenKey, { store });
 const { token } = await exchange.createReadToken({ read: [SLICE], ttlSeconds: 3600, name: 'bench' });
 const keptFile = join(dataDir, 'kept.json');
 writeFileSync(keptFile, JSON.stringify(kept));
@@ -91,4 +100,5 @@ for await (const line of createInterface({ input: process.stdin })) {
     );
   } else if (line === 'exit') break;
 }
+await store.close();
 await server.close();

@@ -1,7 +1,6 @@
 /** Narinfo request paths for the lookup scenarios: hits from real store paths, misses made up. */
 import { randomInt } from 'node:crypto';
-
-const NIX32 = '0123456789abcdfghijklmnpqrsvwxyz';
+import { NIX32_ALPHABET as NIX32 } from '../../src/nix/nix32.js';
 
 export function hashPart(storePath: string): string {
   return storePath.slice('/nix/store/'.length, '/nix/store/'.length + 32);

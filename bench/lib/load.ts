@@ -20,13 +20,16 @@ export async function getAll(
   headers: Record<string, string> = {},
   concurrency = LOOKUP_CONCURRENCY,
 ): Promise<LoadResult> {
-  const pool = new Pool(baseUrl, { connections: concurrency, pipelining: 1 });
+  // A daemon's cache routes live under its secret path prefix: the pool takes the origin alone.
+  const base = new URL(baseUrl);
+  const prefix = base.pathname.replace(/\/$/, '');
+  const pool = new Pool(base.origin, { connections: concurrency, pipelining: 1 });
   const statuses: Record<number, number> = {};
   let next = 0;
   const worker = async () => {
     while (next < paths.length) {
       const path = paths[next++]!;
-      const response = await pool.request({ method: 'GET', path, headers });
+      const response = await pool.request({ method: 'GET', path: `${prefix}${path}`, headers });
       await response.body.text();
       statuses[response.statusCode] = (statuses[response.statusCode] ?? 0) + 1;
     }

@@ -4,16 +4,31 @@
  * daemon started from its bundle with a config file, and pushes through `POST /_sluice/drain`.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { DAEMON_NODE_ARGS, daemonEnv } from '../../src/proxy/runtime.js';
+import {
+  controlPath,
+  ControlRoute,
+  type DaemonStats,
+  type DrainRequest,
+} from '../../src/contracts/control-api.js';
+import { writeDaemonConfig, type DaemonConfigFile } from '../../src/contracts/daemon-config.js';
+import { DAEMON_NODE_ARGS, daemonEnv } from '../../src/contracts/daemon-process.js';
+import { readReadyFile } from '../../src/contracts/ready-file.js';
+import {
+  DEFAULT_AUDIENCE,
+  HEALTH_PATH,
+  parseTokenExchangeResponse,
+  TOKEN_EXCHANGE_PATH,
+  type ExchangedToken,
+} from '../../src/contracts/server-api.js';
 import type { Context } from './context.js';
 import { profilingFlags } from './profile.js';
 import { cpuSeconds, peakRssMB, startProcess, stopProcess, waitForExit, waitForHttp } from './processes.js';
 
-export const AUDIENCE = 'sluice';
+export const AUDIENCE = DEFAULT_AUDIENCE;
 
 /** The bundles a scenario needs (built by bench/run.js). */
 export type SluicePart = 'cli' | 'proxy' | 'main' | 'post' | 'hook';
@@ -55,13 +70,7 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
-export interface DrainStats {
-  pushed: { paths: number; bytes: number };
-  skipped: { alreadyCached: number; upstream: number; filtered: number };
-  failed: { path: string; error: string }[];
-  queued: number;
-  errors: string[];
-}
+export type DrainStats = DaemonStats;
 
 /** An error as one short line, for a table cell that says why a side could not be measured. */
 /**
@@ -87,8 +96,8 @@ export function sluiceUnavailable(context: Context, parts: SluicePart[]): string
   return undefined;
 }
 
-function serverConfigYaml(issuerUrl: string): string {
-  return `issuers:
+function serverConfigYaml(issuerUrl: string, extraYaml: string): string {
+  return `${extraYaml}issuers:
   - name: bench
     issuer: ${issuerUrl}
     audience: ${AUDIENCE}
@@ -102,10 +111,15 @@ slices:
 `;
 }
 
-export async function startSluiceServer(context: Context, issuerUrl: string): Promise<SluiceServer> {
+/** `extraYaml`: more top-level config keys (e.g. `database:` for PostgreSQL). */
+export async function startSluiceServer(
+  context: Context,
+  issuerUrl: string,
+  extraYaml = '',
+): Promise<SluiceServer> {
   const dir = context.scratch('server');
   const configFile = join(dir, 'sluice.yml');
-  writeFileSync(configFile, serverConfigYaml(issuerUrl));
+  writeFileSync(configFile, serverConfigYaml(issuerUrl, extraYaml));
   const bundle = join(context.bundles.dir, 'cli', 'index.js');
   const child = startProcess(
     process.execPath,
@@ -139,7 +153,7 @@ export async function startSluiceServer(context: Context, issuerUrl: string): Pr
     await stopProcess(child);
     throw new Error(`sluice serve printed no URL and public key:\n${child.output()}`);
   }
-  await waitForHttp(`${url}/_api/v1/health`, 10_000, child);
+  await waitForHttp(`${url}${HEALTH_PATH}`, 10_000, child);
   return {
     url,
     publicKey,
@@ -151,12 +165,7 @@ export async function startSluiceServer(context: Context, issuerUrl: string): Pr
   };
 }
 
-export interface CacheToken {
-  token: string;
-  expiresAt: unknown;
-  read: string[];
-  write: string | null;
-}
+export type CacheToken = ExchangedToken;
 
 /** The token exchange a job's main step does: GitHub-shaped claims of a push to main, one run id per job. */
 export async function exchangeToken(server: SluiceServer, ids: IdTokenSource, job = 1): Promise<CacheToken> {
@@ -166,18 +175,12 @@ export async function exchangeToken(server: SluiceServer, ids: IdTokenSource, jo
     ref: 'refs/heads/main',
     run_id: String(job),
   });
-  const response = await fetch(`${server.url}/_api/v1/token`, {
+  const response = await fetch(`${server.url}${TOKEN_EXCHANGE_PATH}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${idToken}` },
   });
   if (!response.ok) throw new Error(`token exchange answered ${response.status}: ${await response.text()}`);
-  const body = (await response.json()) as {
-    token: string;
-    expires_at: unknown;
-    read: string[];
-    write: string | null;
-  };
-  return { token: body.token, expiresAt: body.expires_at, read: body.read, write: body.write };
+  return parseTokenExchangeResponse(await response.text());
 }
 
 /** A netrc that lets plain Nix read from the server directly (Basic auth, the token as password). */
@@ -196,13 +199,12 @@ export async function startDaemon(
 ): Promise<Daemon> {
   const stateDir = context.scratch('daemon');
   mkdirSync(stateDir, { recursive: true });
-  const configFile = join(stateDir, 'daemon.json');
   const auth = {
     cachePrefix: randomBytes(32).toString('base64url'),
     controlSecret: randomBytes(32).toString('base64url'),
   };
   const authorization = `Bearer ${auth.controlSecret}`;
-  const config = {
+  const config: DaemonConfigFile = {
     auth,
     listen: '127.0.0.1:0',
     server: server.url,
@@ -215,7 +217,7 @@ export async function startDaemon(
     read: token.read,
     write: token.write,
   };
-  writeFileSync(configFile, JSON.stringify(config), { mode: 0o600 });
+  const configFile = await writeDaemonConfig(config);
   const child = startProcess(
     process.execPath,
     [
@@ -229,18 +231,18 @@ export async function startDaemon(
     daemonEnv(process.env),
   );
   context.processLabels.set(child.pid!, label);
-  const readyFile = join(stateDir, 'ready.json');
   const deadline = Date.now() + 20_000;
-  while (!existsSync(readyFile)) {
+  let ready = readReadyFile(stateDir);
+  while (!ready) {
     if (child.exitCode !== null || Date.now() > deadline) {
       await stopProcess(child);
       throw new Error(`proxy daemon not ready (exit ${child.exitCode}):\n${child.output()}`);
     }
     await sleep(25);
+    ready = readReadyFile(stateDir);
   }
-  const { port } = JSON.parse(readFileSync(readyFile, 'utf8')) as { port: number };
-  const url = `http://127.0.0.1:${port}`;
-  await waitForHttp(`${url}/_sluice/health`, 10_000, child, { authorization });
+  const url = `http://127.0.0.1:${ready.port}`;
+  await waitForHttp(`${url}${controlPath(ControlRoute.Health)}`, 10_000, child, { authorization });
   return {
     url: `${url}/${auth.cachePrefix}`,
     pid: child.pid!,
@@ -249,10 +251,10 @@ export async function startDaemon(
     cpuSeconds: () => cpuSeconds(child.pid!),
     drain: async (paths, deadlineSeconds = 3600) => {
       // undici's request, not fetch: fetch gives up waiting for headers after 300 s, a big push may take longer.
-      const response = await request(`${url}/_sluice/drain`, {
+      const response = await request(`${url}${controlPath(ControlRoute.Drain)}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization },
-        body: JSON.stringify({ deadlineSeconds, paths }),
+        body: JSON.stringify({ deadlineSeconds, paths } satisfies DrainRequest),
         headersTimeout: (deadlineSeconds + 60) * 1000,
       });
       const text = await response.body.text();
@@ -266,9 +268,10 @@ export async function startDaemon(
       return stats;
     },
     close: async () => {
-      await fetch(`${url}/_sluice/shutdown`, { method: 'POST', headers: { authorization } }).catch(
-        () => undefined,
-      );
+      await fetch(`${url}${controlPath(ControlRoute.Shutdown)}`, {
+        method: 'POST',
+        headers: { authorization },
+      }).catch(() => undefined);
       await waitForExit(child, 5_000);
       await stopProcess(child);
     },

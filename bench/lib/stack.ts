@@ -25,13 +25,13 @@ export interface Stack {
 }
 
 /** Starts issuer and server; throws with the reason when a part is not available in this tree. */
-export async function startStack(context: Context, parts: SluicePart[]): Promise<Stack> {
+export async function startStack(context: Context, parts: SluicePart[], serverYaml = ''): Promise<Stack> {
   const missing = sluiceUnavailable(context, parts);
   if (missing) throw new Error(missing);
   const ids: IdTokenSource = await startIdTokenSource(AUDIENCE);
   let server: SluiceServer;
   try {
-    server = await startSluiceServer(context, ids.issuerUrl);
+    server = await startSluiceServer(context, ids.issuerUrl, serverYaml);
   } catch (error) {
     await ids.close();
     throw error;

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Context } from '../lib/context.js';
+import { profilingFlags } from '../lib/profile.js';
 import type { Row } from '../lib/report.js';
 import { median } from '../lib/stats.js';
 
@@ -65,6 +66,7 @@ export async function gcScenario(context: Context): Promise<Row[]> {
   const child = spawn(
     process.execPath,
     [
+      ...profilingFlags(context.profileDir),
       '--experimental-transform-types',
       '--no-warnings',
       '--import',
@@ -75,6 +77,7 @@ export async function gcScenario(context: Context): Promise<Row[]> {
     ],
     { stdio: ['pipe', 'pipe', 'inherit'] },
   );
+  context.processLabels.set(child.pid!, 'gc server');
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const next = async <T>(key: string): Promise<T> => {
     const { value, done } = await lines.next();

@@ -2,6 +2,2259 @@
 import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /******/ var __webpack_modules__ = ({
 
+/***/ 9750:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.ContextAPI = void 0;
+const NoopContextManager_1 = __nccwpck_require__(9522);
+const global_utils_1 = __nccwpck_require__(9923);
+const diag_1 = __nccwpck_require__(1230);
+const API_NAME = 'context';
+const NOOP_CONTEXT_MANAGER = new NoopContextManager_1.NoopContextManager();
+/**
+ * Singleton object which represents the entry point to the OpenTelemetry Context API
+ *
+ * @since 1.0.0
+ */
+class ContextAPI {
+    /** Empty private constructor prevents end users from constructing a new instance of the API */
+    constructor() { }
+    /** Get the singleton instance of the Context API */
+    static getInstance() {
+        if (!this._instance) {
+            this._instance = new ContextAPI();
+        }
+        return this._instance;
+    }
+    /**
+     * Set the current context manager.
+     *
+     * @returns true if the context manager was successfully registered, else false
+     */
+    setGlobalContextManager(contextManager) {
+        return (0, global_utils_1.registerGlobal)(API_NAME, contextManager, diag_1.DiagAPI.instance());
+    }
+    /**
+     * Get the currently active context
+     */
+    active() {
+        return this._getContextManager().active();
+    }
+    /**
+     * Execute a function with an active context
+     *
+     * @param context context to be active during function execution
+     * @param fn function to execute in a context
+     * @param thisArg optional receiver to be used for calling fn
+     * @param args optional arguments forwarded to fn
+     */
+    with(context, fn, thisArg, ...args) {
+        return this._getContextManager().with(context, fn, thisArg, ...args);
+    }
+    /**
+     * Bind a context to a target function or event emitter
+     *
+     * @param context context to bind to the event emitter or function. Defaults to the currently active context
+     * @param target function or event emitter to bind
+     */
+    bind(context, target) {
+        return this._getContextManager().bind(context, target);
+    }
+    _getContextManager() {
+        return (0, global_utils_1.getGlobal)(API_NAME) || NOOP_CONTEXT_MANAGER;
+    }
+    /** Disable and remove the global context manager */
+    disable() {
+        this._getContextManager().disable();
+        (0, global_utils_1.unregisterGlobal)(API_NAME, diag_1.DiagAPI.instance());
+    }
+}
+exports.ContextAPI = ContextAPI;
+//# sourceMappingURL=context.js.map
+
+/***/ }),
+
+/***/ 1230:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.DiagAPI = void 0;
+const ComponentLogger_1 = __nccwpck_require__(7723);
+const logLevelLogger_1 = __nccwpck_require__(3514);
+const types_1 = __nccwpck_require__(2573);
+const global_utils_1 = __nccwpck_require__(9923);
+const API_NAME = 'diag';
+/**
+ * Singleton object which represents the entry point to the OpenTelemetry internal
+ * diagnostic API
+ *
+ * @since 1.0.0
+ */
+class DiagAPI {
+    /** Get the singleton instance of the DiagAPI API */
+    static instance() {
+        if (!this._instance) {
+            this._instance = new DiagAPI();
+        }
+        return this._instance;
+    }
+    /**
+     * Private internal constructor
+     * @private
+     */
+    constructor() {
+        function _logProxy(funcName) {
+            return function (...args) {
+                const logger = (0, global_utils_1.getGlobal)('diag');
+                // shortcut if logger not set
+                if (!logger)
+                    return;
+                return logger[funcName](...args);
+            };
+        }
+        // Using self local variable for minification purposes as 'this' cannot be minified
+        const self = this;
+        // DiagAPI specific functions
+        const setLogger = (logger, optionsOrLogLevel = { logLevel: types_1.DiagLogLevel.INFO }) => {
+            var _a, _b, _c;
+            if (logger === self) {
+                // There isn't much we can do here.
+                // Logging to the console might break the user application.
+                // Try to log to self. If a logger was previously registered it will receive the log.
+                const err = new Error('Cannot use diag as the logger for itself. Please use a DiagLogger implementation like ConsoleDiagLogger or a custom implementation');
+                self.error((_a = err.stack) !== null && _a !== void 0 ? _a : err.message);
+                return false;
+            }
+            if (typeof optionsOrLogLevel === 'number') {
+                optionsOrLogLevel = {
+                    logLevel: optionsOrLogLevel,
+                };
+            }
+            const oldLogger = (0, global_utils_1.getGlobal)('diag');
+            const newLogger = (0, logLevelLogger_1.createLogLevelDiagLogger)((_b = optionsOrLogLevel.logLevel) !== null && _b !== void 0 ? _b : types_1.DiagLogLevel.INFO, logger);
+            // There already is an logger registered. We'll let it know before overwriting it.
+            if (oldLogger && !optionsOrLogLevel.suppressOverrideMessage) {
+                const stack = (_c = new Error().stack) !== null && _c !== void 0 ? _c : '<failed to generate stacktrace>';
+                oldLogger.warn(`Current logger will be overwritten from ${stack}`);
+                newLogger.warn(`Current logger will overwrite one already registered from ${stack}`);
+            }
+            return (0, global_utils_1.registerGlobal)('diag', newLogger, self, true);
+        };
+        self.setLogger = setLogger;
+        self.disable = () => {
+            (0, global_utils_1.unregisterGlobal)(API_NAME, self);
+        };
+        self.createComponentLogger = (options) => {
+            return new ComponentLogger_1.DiagComponentLogger(options);
+        };
+        self.verbose = _logProxy('verbose');
+        self.debug = _logProxy('debug');
+        self.info = _logProxy('info');
+        self.warn = _logProxy('warn');
+        self.error = _logProxy('error');
+    }
+}
+exports.DiagAPI = DiagAPI;
+//# sourceMappingURL=diag.js.map
+
+/***/ }),
+
+/***/ 8692:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.MetricsAPI = void 0;
+const NoopMeterProvider_1 = __nccwpck_require__(2896);
+const global_utils_1 = __nccwpck_require__(9923);
+const diag_1 = __nccwpck_require__(1230);
+const API_NAME = 'metrics';
+/**
+ * Singleton object which represents the entry point to the OpenTelemetry Metrics API
+ */
+class MetricsAPI {
+    /** Empty private constructor prevents end users from constructing a new instance of the API */
+    constructor() { }
+    /** Get the singleton instance of the Metrics API */
+    static getInstance() {
+        if (!this._instance) {
+            this._instance = new MetricsAPI();
+        }
+        return this._instance;
+    }
+    /**
+     * Set the current global meter provider.
+     * Returns true if the meter provider was successfully registered, else false.
+     */
+    setGlobalMeterProvider(provider) {
+        return (0, global_utils_1.registerGlobal)(API_NAME, provider, diag_1.DiagAPI.instance());
+    }
+    /**
+     * Returns the global meter provider.
+     */
+    getMeterProvider() {
+        return (0, global_utils_1.getGlobal)(API_NAME) || NoopMeterProvider_1.NOOP_METER_PROVIDER;
+    }
+    /**
+     * Returns a meter from the global meter provider.
+     */
+    getMeter(name, version, options) {
+        return this.getMeterProvider().getMeter(name, version, options);
+    }
+    /** Remove the global meter provider */
+    disable() {
+        (0, global_utils_1.unregisterGlobal)(API_NAME, diag_1.DiagAPI.instance());
+    }
+}
+exports.MetricsAPI = MetricsAPI;
+//# sourceMappingURL=metrics.js.map
+
+/***/ }),
+
+/***/ 7:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.PropagationAPI = void 0;
+const global_utils_1 = __nccwpck_require__(9923);
+const NoopTextMapPropagator_1 = __nccwpck_require__(4353);
+const TextMapPropagator_1 = __nccwpck_require__(7865);
+const context_helpers_1 = __nccwpck_require__(52);
+const utils_1 = __nccwpck_require__(8558);
+const diag_1 = __nccwpck_require__(1230);
+const API_NAME = 'propagation';
+const NOOP_TEXT_MAP_PROPAGATOR = new NoopTextMapPropagator_1.NoopTextMapPropagator();
+/**
+ * Singleton object which represents the entry point to the OpenTelemetry Propagation API
+ *
+ * @since 1.0.0
+ */
+class PropagationAPI {
+    /** Empty private constructor prevents end users from constructing a new instance of the API */
+    constructor() {
+        this.createBaggage = utils_1.createBaggage;
+        this.getBaggage = context_helpers_1.getBaggage;
+        this.getActiveBaggage = context_helpers_1.getActiveBaggage;
+        this.setBaggage = context_helpers_1.setBaggage;
+        this.deleteBaggage = context_helpers_1.deleteBaggage;
+    }
+    /** Get the singleton instance of the Propagator API */
+    static getInstance() {
+        if (!this._instance) {
+            this._instance = new PropagationAPI();
+        }
+        return this._instance;
+    }
+    /**
+     * Set the current propagator.
+     *
+     * @returns true if the propagator was successfully registered, else false
+     */
+    setGlobalPropagator(propagator) {
+        return (0, global_utils_1.registerGlobal)(API_NAME, propagator, diag_1.DiagAPI.instance());
+    }
+    /**
+     * Inject context into a carrier to be propagated inter-process
+     *
+     * @param context Context carrying tracing data to inject
+     * @param carrier carrier to inject context into
+     * @param setter Function used to set values on the carrier
+     */
+    inject(context, carrier, setter = TextMapPropagator_1.defaultTextMapSetter) {
+        return this._getGlobalPropagator().inject(context, carrier, setter);
+    }
+    /**
+     * Extract context from a carrier
+     *
+     * @param context Context which the newly created context will inherit from
+     * @param carrier Carrier to extract context from
+     * @param getter Function used to extract keys from a carrier
+     */
+    extract(context, carrier, getter = TextMapPropagator_1.defaultTextMapGetter) {
+        return this._getGlobalPropagator().extract(context, carrier, getter);
+    }
+    /**
+     * Return a list of all fields which may be used by the propagator.
+     */
+    fields() {
+        return this._getGlobalPropagator().fields();
+    }
+    /** Remove the global propagator */
+    disable() {
+        (0, global_utils_1.unregisterGlobal)(API_NAME, diag_1.DiagAPI.instance());
+    }
+    _getGlobalPropagator() {
+        return (0, global_utils_1.getGlobal)(API_NAME) || NOOP_TEXT_MAP_PROPAGATOR;
+    }
+}
+exports.PropagationAPI = PropagationAPI;
+//# sourceMappingURL=propagation.js.map
+
+/***/ }),
+
+/***/ 4508:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.TraceAPI = void 0;
+const global_utils_1 = __nccwpck_require__(9923);
+const ProxyTracerProvider_1 = __nccwpck_require__(312);
+const spancontext_utils_1 = __nccwpck_require__(639);
+const context_utils_1 = __nccwpck_require__(2771);
+const diag_1 = __nccwpck_require__(1230);
+const API_NAME = 'trace';
+/**
+ * Singleton object which represents the entry point to the OpenTelemetry Tracing API
+ *
+ * @since 1.0.0
+ */
+class TraceAPI {
+    /** Empty private constructor prevents end users from constructing a new instance of the API */
+    constructor() {
+        this._proxyTracerProvider = new ProxyTracerProvider_1.ProxyTracerProvider();
+        this.wrapSpanContext = spancontext_utils_1.wrapSpanContext;
+        this.isSpanContextValid = spancontext_utils_1.isSpanContextValid;
+        this.deleteSpan = context_utils_1.deleteSpan;
+        this.getSpan = context_utils_1.getSpan;
+        this.getActiveSpan = context_utils_1.getActiveSpan;
+        this.getSpanContext = context_utils_1.getSpanContext;
+        this.setSpan = context_utils_1.setSpan;
+        this.setSpanContext = context_utils_1.setSpanContext;
+    }
+    /** Get the singleton instance of the Trace API */
+    static getInstance() {
+        if (!this._instance) {
+            this._instance = new TraceAPI();
+        }
+        return this._instance;
+    }
+    /**
+     * Set the current global tracer.
+     *
+     * @returns true if the tracer provider was successfully registered, else false
+     */
+    setGlobalTracerProvider(provider) {
+        const success = (0, global_utils_1.registerGlobal)(API_NAME, this._proxyTracerProvider, diag_1.DiagAPI.instance());
+        if (success) {
+            this._proxyTracerProvider.setDelegate(provider);
+        }
+        return success;
+    }
+    /**
+     * Returns the global tracer provider.
+     */
+    getTracerProvider() {
+        return (0, global_utils_1.getGlobal)(API_NAME) || this._proxyTracerProvider;
+    }
+    /**
+     * Returns a tracer from the global tracer provider.
+     */
+    getTracer(name, version) {
+        return this.getTracerProvider().getTracer(name, version);
+    }
+    /** Remove the global tracer provider */
+    disable() {
+        (0, global_utils_1.unregisterGlobal)(API_NAME, diag_1.DiagAPI.instance());
+        this._proxyTracerProvider = new ProxyTracerProvider_1.ProxyTracerProvider();
+    }
+}
+exports.TraceAPI = TraceAPI;
+//# sourceMappingURL=trace.js.map
+
+/***/ }),
+
+/***/ 52:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.deleteBaggage = exports.setBaggage = exports.getActiveBaggage = exports.getBaggage = void 0;
+const context_1 = __nccwpck_require__(9750);
+const context_2 = __nccwpck_require__(7977);
+/**
+ * Baggage key
+ */
+const BAGGAGE_KEY = (0, context_2.createContextKey)('OpenTelemetry Baggage Key');
+/**
+ * Retrieve the current baggage from the given context
+ *
+ * @param {Context} Context that manage all context values
+ * @returns {Baggage} Extracted baggage from the context
+ */
+function getBaggage(context) {
+    return context.getValue(BAGGAGE_KEY) || undefined;
+}
+exports.getBaggage = getBaggage;
+/**
+ * Retrieve the current baggage from the active/current context
+ *
+ * @returns {Baggage} Extracted baggage from the context
+ */
+function getActiveBaggage() {
+    return getBaggage(context_1.ContextAPI.getInstance().active());
+}
+exports.getActiveBaggage = getActiveBaggage;
+/**
+ * Store a baggage in the given context
+ *
+ * @param {Context} Context that manage all context values
+ * @param {Baggage} baggage that will be set in the actual context
+ */
+function setBaggage(context, baggage) {
+    return context.setValue(BAGGAGE_KEY, baggage);
+}
+exports.setBaggage = setBaggage;
+/**
+ * Delete the baggage stored in the given context
+ *
+ * @param {Context} Context that manage all context values
+ */
+function deleteBaggage(context) {
+    return context.deleteValue(BAGGAGE_KEY);
+}
+exports.deleteBaggage = deleteBaggage;
+//# sourceMappingURL=context-helpers.js.map
+
+/***/ }),
+
+/***/ 3274:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.BaggageImpl = void 0;
+class BaggageImpl {
+    constructor(entries) {
+        this._entries = entries ? new Map(entries) : new Map();
+    }
+    getEntry(key) {
+        const entry = this._entries.get(key);
+        if (!entry) {
+            return undefined;
+        }
+        return Object.assign({}, entry);
+    }
+    getAllEntries() {
+        return Array.from(this._entries.entries());
+    }
+    setEntry(key, entry) {
+        const newBaggage = new BaggageImpl(this._entries);
+        newBaggage._entries.set(key, entry);
+        return newBaggage;
+    }
+    removeEntry(key) {
+        const newBaggage = new BaggageImpl(this._entries);
+        newBaggage._entries.delete(key);
+        return newBaggage;
+    }
+    removeEntries(...keys) {
+        const newBaggage = new BaggageImpl(this._entries);
+        for (const key of keys) {
+            newBaggage._entries.delete(key);
+        }
+        return newBaggage;
+    }
+    clear() {
+        return new BaggageImpl();
+    }
+}
+exports.BaggageImpl = BaggageImpl;
+//# sourceMappingURL=baggage-impl.js.map
+
+/***/ }),
+
+/***/ 3997:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.baggageEntryMetadataSymbol = void 0;
+/**
+ * Symbol used to make BaggageEntryMetadata an opaque type
+ */
+exports.baggageEntryMetadataSymbol = Symbol('BaggageEntryMetadata');
+//# sourceMappingURL=symbol.js.map
+
+/***/ }),
+
+/***/ 8558:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.baggageEntryMetadataFromString = exports.createBaggage = void 0;
+const diag_1 = __nccwpck_require__(1230);
+const baggage_impl_1 = __nccwpck_require__(3274);
+const symbol_1 = __nccwpck_require__(3997);
+const diag = diag_1.DiagAPI.instance();
+/**
+ * Create a new Baggage with optional entries
+ *
+ * @param entries An array of baggage entries the new baggage should contain
+ */
+function createBaggage(entries = {}) {
+    return new baggage_impl_1.BaggageImpl(new Map(Object.entries(entries)));
+}
+exports.createBaggage = createBaggage;
+/**
+ * Create a serializable BaggageEntryMetadata object from a string.
+ *
+ * @param str string metadata. Format is currently not defined by the spec and has no special meaning.
+ *
+ * @since 1.0.0
+ */
+function baggageEntryMetadataFromString(str) {
+    if (typeof str !== 'string') {
+        diag.error(`Cannot create baggage metadata from unknown type: ${typeof str}`);
+        str = '';
+    }
+    return {
+        __TYPE__: symbol_1.baggageEntryMetadataSymbol,
+        toString() {
+            return str;
+        },
+    };
+}
+exports.baggageEntryMetadataFromString = baggageEntryMetadataFromString;
+//# sourceMappingURL=utils.js.map
+
+/***/ }),
+
+/***/ 244:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.context = void 0;
+// Split module-level variable definition into separate files to allow
+// tree-shaking on each api instance.
+const context_1 = __nccwpck_require__(9750);
+/**
+ * Entrypoint for context API
+ * @since 1.0.0
+ */
+exports.context = context_1.ContextAPI.getInstance();
+//# sourceMappingURL=context-api.js.map
+
+/***/ }),
+
+/***/ 9522:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.NoopContextManager = void 0;
+const context_1 = __nccwpck_require__(7977);
+class NoopContextManager {
+    active() {
+        return context_1.ROOT_CONTEXT;
+    }
+    with(_context, fn, thisArg, ...args) {
+        return fn.call(thisArg, ...args);
+    }
+    bind(_context, target) {
+        return target;
+    }
+    enable() {
+        return this;
+    }
+    disable() {
+        return this;
+    }
+}
+exports.NoopContextManager = NoopContextManager;
+//# sourceMappingURL=NoopContextManager.js.map
+
+/***/ }),
+
+/***/ 7977:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.ROOT_CONTEXT = exports.createContextKey = void 0;
+/**
+ * Get a key to uniquely identify a context value
+ *
+ * @since 1.0.0
+ */
+function createContextKey(description) {
+    // The specification states that for the same input, multiple calls should
+    // return different keys. Due to the nature of the JS dependency management
+    // system, this creates problems where multiple versions of some package
+    // could hold different keys for the same property.
+    //
+    // Therefore, we use Symbol.for which returns the same key for the same input.
+    return Symbol.for(description);
+}
+exports.createContextKey = createContextKey;
+class BaseContext {
+    /**
+     * Construct a new context which inherits values from an optional parent context.
+     *
+     * @param parentContext a context from which to inherit values
+     */
+    constructor(parentContext) {
+        // for minification
+        const self = this;
+        self._currentContext = parentContext ? new Map(parentContext) : new Map();
+        self.getValue = (key) => self._currentContext.get(key);
+        self.setValue = (key, value) => {
+            const context = new BaseContext(self._currentContext);
+            context._currentContext.set(key, value);
+            return context;
+        };
+        self.deleteValue = (key) => {
+            const context = new BaseContext(self._currentContext);
+            context._currentContext.delete(key);
+            return context;
+        };
+    }
+}
+/**
+ * The root context is used as the default parent context when there is no active context
+ *
+ * @since 1.0.0
+ */
+exports.ROOT_CONTEXT = new BaseContext();
+//# sourceMappingURL=context.js.map
+
+/***/ }),
+
+/***/ 1414:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.diag = void 0;
+// Split module-level variable definition into separate files to allow
+// tree-shaking on each api instance.
+const diag_1 = __nccwpck_require__(1230);
+/**
+ * Entrypoint for Diag API.
+ * Defines Diagnostic handler used for internal diagnostic logging operations.
+ * The default provides a Noop DiagLogger implementation which may be changed via the
+ * diag.setLogger(logger: DiagLogger) function.
+ *
+ * @since 1.0.0
+ */
+exports.diag = diag_1.DiagAPI.instance();
+//# sourceMappingURL=diag-api.js.map
+
+/***/ }),
+
+/***/ 7723:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.DiagComponentLogger = void 0;
+const global_utils_1 = __nccwpck_require__(9923);
+/**
+ * Component Logger which is meant to be used as part of any component which
+ * will add automatically additional namespace in front of the log message.
+ * It will then forward all message to global diag logger
+ * @example
+ * const cLogger = diag.createComponentLogger({ namespace: '@opentelemetry/instrumentation-http' });
+ * cLogger.debug('test');
+ * // @opentelemetry/instrumentation-http test
+ */
+class DiagComponentLogger {
+    constructor(props) {
+        this._namespace = props.namespace || 'DiagComponentLogger';
+    }
+    debug(...args) {
+        return logProxy('debug', this._namespace, args);
+    }
+    error(...args) {
+        return logProxy('error', this._namespace, args);
+    }
+    info(...args) {
+        return logProxy('info', this._namespace, args);
+    }
+    warn(...args) {
+        return logProxy('warn', this._namespace, args);
+    }
+    verbose(...args) {
+        return logProxy('verbose', this._namespace, args);
+    }
+}
+exports.DiagComponentLogger = DiagComponentLogger;
+function logProxy(funcName, namespace, args) {
+    const logger = (0, global_utils_1.getGlobal)('diag');
+    // shortcut if logger not set
+    if (!logger) {
+        return;
+    }
+    return logger[funcName](namespace, ...args);
+}
+//# sourceMappingURL=ComponentLogger.js.map
+
+/***/ }),
+
+/***/ 6769:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.DiagConsoleLogger = exports._originalConsoleMethods = void 0;
+const consoleMap = [
+    { n: 'error', c: 'error' },
+    { n: 'warn', c: 'warn' },
+    { n: 'info', c: 'info' },
+    { n: 'debug', c: 'debug' },
+    { n: 'verbose', c: 'trace' },
+];
+// Save original console methods at module load time, before any instrumentation
+// can wrap them. This ensures DiagConsoleLogger calls the unwrapped originals.
+// Exported for testing only \u2014 not part of the public API.
+exports._originalConsoleMethods = {};
+if (typeof console !== 'undefined') {
+    const keys = [
+        'error',
+        'warn',
+        'info',
+        'debug',
+        'trace',
+        'log',
+    ];
+    for (const key of keys) {
+        // eslint-disable-next-line no-console
+        if (typeof console[key] === 'function') {
+            // eslint-disable-next-line no-console
+            exports._originalConsoleMethods[key] = console[key];
+        }
+    }
+}
+/**
+ * A simple Immutable Console based diagnostic logger which will output any messages to the Console.
+ * If you want to limit the amount of logging to a specific level or lower use the
+ * {@link createLogLevelDiagLogger}
+ *
+ * @since 1.0.0
+ */
+class DiagConsoleLogger {
+    constructor() {
+        function _consoleFunc(funcName) {
+            return function (...args) {
+                // Prefer original (pre-instrumentation) methods saved at module load time.
+                let theFunc = exports._originalConsoleMethods[funcName];
+                // Some environments only expose the console when the F12 developer console is open
+                if (typeof theFunc !== 'function') {
+                    theFunc = exports._originalConsoleMethods['log'];
+                }
+                // Fall back in case console was not available at module load time but became available later.
+                if (typeof theFunc !== 'function' && console) {
+                    // eslint-disable-next-line no-console
+                    theFunc = console[funcName];
+                    if (typeof theFunc !== 'function') {
+                        // eslint-disable-next-line no-console
+                        theFunc = console.log;
+                    }
+                }
+                if (typeof theFunc === 'function') {
+                    return theFunc.apply(console, args);
+                }
+            };
+        }
+        for (let i = 0; i < consoleMap.length; i++) {
+            this[consoleMap[i].n] = _consoleFunc(consoleMap[i].c);
+        }
+    }
+}
+exports.DiagConsoleLogger = DiagConsoleLogger;
+//# sourceMappingURL=consoleLogger.js.map
+
+/***/ }),
+
+/***/ 3514:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.createLogLevelDiagLogger = void 0;
+const types_1 = __nccwpck_require__(2573);
+function createLogLevelDiagLogger(maxLevel, logger) {
+    if (maxLevel < types_1.DiagLogLevel.NONE) {
+        maxLevel = types_1.DiagLogLevel.NONE;
+    }
+    else if (maxLevel > types_1.DiagLogLevel.ALL) {
+        maxLevel = types_1.DiagLogLevel.ALL;
+    }
+    // In case the logger is null or undefined
+    logger = logger || {};
+    function _filterFunc(funcName, theLevel) {
+        const theFunc = logger[funcName];
+        if (typeof theFunc === 'function' && maxLevel >= theLevel) {
+            return theFunc.bind(logger);
+        }
+        return function () { };
+    }
+    return {
+        error: _filterFunc('error', types_1.DiagLogLevel.ERROR),
+        warn: _filterFunc('warn', types_1.DiagLogLevel.WARN),
+        info: _filterFunc('info', types_1.DiagLogLevel.INFO),
+        debug: _filterFunc('debug', types_1.DiagLogLevel.DEBUG),
+        verbose: _filterFunc('verbose', types_1.DiagLogLevel.VERBOSE),
+    };
+}
+exports.createLogLevelDiagLogger = createLogLevelDiagLogger;
+//# sourceMappingURL=logLevelLogger.js.map
+
+/***/ }),
+
+/***/ 2573:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.DiagLogLevel = void 0;
+/**
+ * Defines the available internal logging levels for the diagnostic logger, the numeric values
+ * of the levels are defined to match the original values from the initial LogLevel to avoid
+ * compatibility/migration issues for any implementation that assume the numeric ordering.
+ */
+var DiagLogLevel;
+(function (DiagLogLevel) {
+    /** Diagnostic Logging level setting to disable all logging (except and forced logs) */
+    DiagLogLevel[DiagLogLevel["NONE"] = 0] = "NONE";
+    /** Identifies an error scenario */
+    DiagLogLevel[DiagLogLevel["ERROR"] = 30] = "ERROR";
+    /** Identifies a warning scenario */
+    DiagLogLevel[DiagLogLevel["WARN"] = 50] = "WARN";
+    /** General informational log message */
+    DiagLogLevel[DiagLogLevel["INFO"] = 60] = "INFO";
+    /** General debug log message */
+    DiagLogLevel[DiagLogLevel["DEBUG"] = 70] = "DEBUG";
+    /**
+     * Detailed trace level logging should only be used for development, should only be set
+     * in a development environment.
+     */
+    DiagLogLevel[DiagLogLevel["VERBOSE"] = 80] = "VERBOSE";
+    /** Used to set the logging level to include all logging */
+    DiagLogLevel[DiagLogLevel["ALL"] = 9999] = "ALL";
+})(DiagLogLevel = exports.DiagLogLevel || (exports.DiagLogLevel = {}));
+//# sourceMappingURL=types.js.map
+
+/***/ }),
+
+/***/ 3914:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.trace = exports.propagation = exports.metrics = exports.diag = exports.context = exports.INVALID_SPAN_CONTEXT = exports.INVALID_TRACEID = exports.INVALID_SPANID = exports.isValidSpanId = exports.isValidTraceId = exports.isSpanContextValid = exports.createTraceState = exports.TraceFlags = exports.SpanStatusCode = exports.SpanKind = exports.SamplingDecision = exports.ProxyTracerProvider = exports.ProxyTracer = exports.defaultTextMapSetter = exports.defaultTextMapGetter = exports.ValueType = exports.createNoopMeter = exports.DiagLogLevel = exports.DiagConsoleLogger = exports.ROOT_CONTEXT = exports.createContextKey = exports.baggageEntryMetadataFromString = void 0;
+var utils_1 = __nccwpck_require__(8558);
+Object.defineProperty(exports, "baggageEntryMetadataFromString", ({ enumerable: true, get: function () { return utils_1.baggageEntryMetadataFromString; } }));
+// Context APIs
+var context_1 = __nccwpck_require__(7977);
+Object.defineProperty(exports, "createContextKey", ({ enumerable: true, get: function () { return context_1.createContextKey; } }));
+Object.defineProperty(exports, "ROOT_CONTEXT", ({ enumerable: true, get: function () { return context_1.ROOT_CONTEXT; } }));
+// Diag APIs
+var consoleLogger_1 = __nccwpck_require__(6769);
+Object.defineProperty(exports, "DiagConsoleLogger", ({ enumerable: true, get: function () { return consoleLogger_1.DiagConsoleLogger; } }));
+var types_1 = __nccwpck_require__(2573);
+Object.defineProperty(exports, "DiagLogLevel", ({ enumerable: true, get: function () { return types_1.DiagLogLevel; } }));
+// Metrics APIs
+var NoopMeter_1 = __nccwpck_require__(7017);
+Object.defineProperty(exports, "createNoopMeter", ({ enumerable: true, get: function () { return NoopMeter_1.createNoopMeter; } }));
+var Metric_1 = __nccwpck_require__(3814);
+Object.defineProperty(exports, "ValueType", ({ enumerable: true, get: function () { return Metric_1.ValueType; } }));
+// Propagation APIs
+var TextMapPropagator_1 = __nccwpck_require__(7865);
+Object.defineProperty(exports, "defaultTextMapGetter", ({ enumerable: true, get: function () { return TextMapPropagator_1.defaultTextMapGetter; } }));
+Object.defineProperty(exports, "defaultTextMapSetter", ({ enumerable: true, get: function () { return TextMapPropagator_1.defaultTextMapSetter; } }));
+var ProxyTracer_1 = __nccwpck_require__(4833);
+Object.defineProperty(exports, "ProxyTracer", ({ enumerable: true, get: function () { return ProxyTracer_1.ProxyTracer; } }));
+// TODO: Remove ProxyTracerProvider export in the next major version.
+var ProxyTracerProvider_1 = __nccwpck_require__(312);
+Object.defineProperty(exports, "ProxyTracerProvider", ({ enumerable: true, get: function () { return ProxyTracerProvider_1.ProxyTracerProvider; } }));
+var SamplingResult_1 = __nccwpck_require__(434);
+Object.defineProperty(exports, "SamplingDecision", ({ enumerable: true, get: function () { return SamplingResult_1.SamplingDecision; } }));
+var span_kind_1 = __nccwpck_require__(2347);
+Object.defineProperty(exports, "SpanKind", ({ enumerable: true, get: function () { return span_kind_1.SpanKind; } }));
+var status_1 = __nccwpck_require__(1524);
+Object.defineProperty(exports, "SpanStatusCode", ({ enumerable: true, get: function () { return status_1.SpanStatusCode; } }));
+var trace_flags_1 = __nccwpck_require__(7221);
+Object.defineProperty(exports, "TraceFlags", ({ enumerable: true, get: function () { return trace_flags_1.TraceFlags; } }));
+var utils_2 = __nccwpck_require__(969);
+Object.defineProperty(exports, "createTraceState", ({ enumerable: true, get: function () { return utils_2.createTraceState; } }));
+var spancontext_utils_1 = __nccwpck_require__(639);
+Object.defineProperty(exports, "isSpanContextValid", ({ enumerable: true, get: function () { return spancontext_utils_1.isSpanContextValid; } }));
+Object.defineProperty(exports, "isValidTraceId", ({ enumerable: true, get: function () { return spancontext_utils_1.isValidTraceId; } }));
+Object.defineProperty(exports, "isValidSpanId", ({ enumerable: true, get: function () { return spancontext_utils_1.isValidSpanId; } }));
+var invalid_span_constants_1 = __nccwpck_require__(7088);
+Object.defineProperty(exports, "INVALID_SPANID", ({ enumerable: true, get: function () { return invalid_span_constants_1.INVALID_SPANID; } }));
+Object.defineProperty(exports, "INVALID_TRACEID", ({ enumerable: true, get: function () { return invalid_span_constants_1.INVALID_TRACEID; } }));
+Object.defineProperty(exports, "INVALID_SPAN_CONTEXT", ({ enumerable: true, get: function () { return invalid_span_constants_1.INVALID_SPAN_CONTEXT; } }));
+// Split module-level variable definition into separate files to allow
+// tree-shaking on each api instance.
+const context_api_1 = __nccwpck_require__(244);
+Object.defineProperty(exports, "context", ({ enumerable: true, get: function () { return context_api_1.context; } }));
+const diag_api_1 = __nccwpck_require__(1414);
+Object.defineProperty(exports, "diag", ({ enumerable: true, get: function () { return diag_api_1.diag; } }));
+const metrics_api_1 = __nccwpck_require__(2053);
+Object.defineProperty(exports, "metrics", ({ enumerable: true, get: function () { return metrics_api_1.metrics; } }));
+const propagation_api_1 = __nccwpck_require__(6389);
+Object.defineProperty(exports, "propagation", ({ enumerable: true, get: function () { return propagation_api_1.propagation; } }));
+const trace_api_1 = __nccwpck_require__(6542);
+Object.defineProperty(exports, "trace", ({ enumerable: true, get: function () { return trace_api_1.trace; } }));
+// Default export.
+exports["default"] = {
+    context: context_api_1.context,
+    diag: diag_api_1.diag,
+    metrics: metrics_api_1.metrics,
+    propagation: propagation_api_1.propagation,
+    trace: trace_api_1.trace,
+};
+//# sourceMappingURL=index.js.map
+
+/***/ }),
+
+/***/ 9923:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.unregisterGlobal = exports.getGlobal = exports.registerGlobal = void 0;
+const version_1 = __nccwpck_require__(9390);
+const semver_1 = __nccwpck_require__(5088);
+const major = version_1.VERSION.split('.')[0];
+const GLOBAL_OPENTELEMETRY_API_KEY = Symbol.for(`opentelemetry.js.api.${major}`);
+const _global = (typeof globalThis === 'object'
+    ? globalThis
+    : typeof self === 'object'
+        ? self
+        : typeof window === 'object'
+            ? window
+            : typeof global === 'object'
+                ? global
+                : {});
+function registerGlobal(type, instance, diag, allowOverride = false) {
+    var _a;
+    const api = (_global[GLOBAL_OPENTELEMETRY_API_KEY] = (_a = _global[GLOBAL_OPENTELEMETRY_API_KEY]) !== null && _a !== void 0 ? _a : {
+        version: version_1.VERSION,
+    });
+    if (!allowOverride && api[type]) {
+        // already registered an API of this type
+        const err = new Error(`@opentelemetry/api: Attempted duplicate registration of API: ${type}`);
+        diag.error(err.stack || err.message);
+        return false;
+    }
+    if (api.version !== version_1.VERSION) {
+        // All registered APIs must be of the same version exactly
+        const err = new Error(`@opentelemetry/api: Registration of version v${api.version} for ${type} does not match previously registered API v${version_1.VERSION}`);
+        diag.error(err.stack || err.message);
+        return false;
+    }
+    api[type] = instance;
+    diag.debug(`@opentelemetry/api: Registered a global for ${type} v${version_1.VERSION}.`);
+    return true;
+}
+exports.registerGlobal = registerGlobal;
+function getGlobal(type) {
+    var _a, _b;
+    const globalVersion = (_a = _global[GLOBAL_OPENTELEMETRY_API_KEY]) === null || _a === void 0 ? void 0 : _a.version;
+    if (!globalVersion || !(0, semver_1.isCompatible)(globalVersion)) {
+        return;
+    }
+    return (_b = _global[GLOBAL_OPENTELEMETRY_API_KEY]) === null || _b === void 0 ? void 0 : _b[type];
+}
+exports.getGlobal = getGlobal;
+function unregisterGlobal(type, diag) {
+    diag.debug(`@opentelemetry/api: Unregistering a global for ${type} v${version_1.VERSION}.`);
+    const api = _global[GLOBAL_OPENTELEMETRY_API_KEY];
+    if (api) {
+        delete api[type];
+    }
+}
+exports.unregisterGlobal = unregisterGlobal;
+//# sourceMappingURL=global-utils.js.map
+
+/***/ }),
+
+/***/ 5088:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.isCompatible = exports._makeCompatibilityCheck = void 0;
+const version_1 = __nccwpck_require__(9390);
+const re = /^(\d+)\.(\d+)\.(\d+)(-(.+))?$/;
+/**
+ * Create a function to test an API version to see if it is compatible with the provided ownVersion.
+ *
+ * The returned function has the following semantics:
+ * - Exact match is always compatible
+ * - Major versions must match exactly
+ *    - 1.x package cannot use global 2.x package
+ *    - 2.x package cannot use global 1.x package
+ * - The minor version of the API module requesting access to the global API must be less than or equal to the minor version of this API
+ *    - 1.3 package may use 1.4 global because the later global contains all functions 1.3 expects
+ *    - 1.4 package may NOT use 1.3 global because it may try to call functions which don't exist on 1.3
+ * - If the major version is 0, the minor version is treated as the major and the patch is treated as the minor
+ * - Patch and build tag differences are not considered at this time
+ *
+ * @param ownVersion version which should be checked against
+ */
+function _makeCompatibilityCheck(ownVersion) {
+    const acceptedVersions = new Set([ownVersion]);
+    const rejectedVersions = new Set();
+    const myVersionMatch = ownVersion.match(re);
+    if (!myVersionMatch) {
+        // we cannot guarantee compatibility so we always return noop
+        return () => false;
+    }
+    const ownVersionParsed = {
+        major: +myVersionMatch[1],
+        minor: +myVersionMatch[2],
+        patch: +myVersionMatch[3],
+        prerelease: myVersionMatch[4],
+    };
+    // if ownVersion has a prerelease tag, versions must match exactly
+    if (ownVersionParsed.prerelease != null) {
+        return function isExactmatch(globalVersion) {
+            return globalVersion === ownVersion;
+        };
+    }
+    function _reject(v) {
+        rejectedVersions.add(v);
+        return false;
+    }
+    function _accept(v) {
+        acceptedVersions.add(v);
+        return true;
+    }
+    return function isCompatible(globalVersion) {
+        if (acceptedVersions.has(globalVersion)) {
+            return true;
+        }
+        if (rejectedVersions.has(globalVersion)) {
+            return false;
+        }
+        const globalVersionMatch = globalVersion.match(re);
+        if (!globalVersionMatch) {
+            // cannot parse other version
+            // we cannot guarantee compatibility so we always noop
+            return _reject(globalVersion);
+        }
+        const globalVersionParsed = {
+            major: +globalVersionMatch[1],
+            minor: +globalVersionMatch[2],
+            patch: +globalVersionMatch[3],
+            prerelease: globalVersionMatch[4],
+        };
+        // if globalVersion has a prerelease tag, versions must match exactly
+        if (globalVersionParsed.prerelease != null) {
+            return _reject(globalVersion);
+        }
+        // major versions must match
+        if (ownVersionParsed.major !== globalVersionParsed.major) {
+            return _reject(globalVersion);
+        }
+        if (ownVersionParsed.major === 0) {
+            if (ownVersionParsed.minor === globalVersionParsed.minor &&
+                ownVersionParsed.patch <= globalVersionParsed.patch) {
+                return _accept(globalVersion);
+            }
+            return _reject(globalVersion);
+        }
+        if (ownVersionParsed.minor <= globalVersionParsed.minor) {
+            return _accept(globalVersion);
+        }
+        return _reject(globalVersion);
+    };
+}
+exports._makeCompatibilityCheck = _makeCompatibilityCheck;
+/**
+ * Test an API version to see if it is compatible with this API.
+ *
+ * - Exact match is always compatible
+ * - Major versions must match exactly
+ *    - 1.x package cannot use global 2.x package
+ *    - 2.x package cannot use global 1.x package
+ * - The minor version of the API module requesting access to the global API must be less than or equal to the minor version of this API
+ *    - 1.3 package may use 1.4 global because the later global contains all functions 1.3 expects
+ *    - 1.4 package may NOT use 1.3 global because it may try to call functions which don't exist on 1.3
+ * - If the major version is 0, the minor version is treated as the major and the patch is treated as the minor
+ * - Patch and build tag differences are not considered at this time
+ *
+ * @param version version of the API requesting an instance of the global API
+ */
+exports.isCompatible = _makeCompatibilityCheck(version_1.VERSION);
+//# sourceMappingURL=semver.js.map
+
+/***/ }),
+
+/***/ 2053:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.metrics = void 0;
+// Split module-level variable definition into separate files to allow
+// tree-shaking on each api instance.
+const metrics_1 = __nccwpck_require__(8692);
+/**
+ * Entrypoint for metrics API
+ *
+ * @since 1.3.0
+ */
+exports.metrics = metrics_1.MetricsAPI.getInstance();
+//# sourceMappingURL=metrics-api.js.map
+
+/***/ }),
+
+/***/ 3814:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.ValueType = void 0;
+/**
+ * The Type of value. It describes how the data is reported.
+ *
+ * @since 1.3.0
+ */
+var ValueType;
+(function (ValueType) {
+    ValueType[ValueType["INT"] = 0] = "INT";
+    ValueType[ValueType["DOUBLE"] = 1] = "DOUBLE";
+})(ValueType = exports.ValueType || (exports.ValueType = {}));
+//# sourceMappingURL=Metric.js.map
+
+/***/ }),
+
+/***/ 7017:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.createNoopMeter = exports.NOOP_OBSERVABLE_UP_DOWN_COUNTER_METRIC = exports.NOOP_OBSERVABLE_GAUGE_METRIC = exports.NOOP_OBSERVABLE_COUNTER_METRIC = exports.NOOP_UP_DOWN_COUNTER_METRIC = exports.NOOP_HISTOGRAM_METRIC = exports.NOOP_GAUGE_METRIC = exports.NOOP_COUNTER_METRIC = exports.NOOP_METER = exports.NoopObservableUpDownCounterMetric = exports.NoopObservableGaugeMetric = exports.NoopObservableCounterMetric = exports.NoopObservableMetric = exports.NoopHistogramMetric = exports.NoopGaugeMetric = exports.NoopUpDownCounterMetric = exports.NoopCounterMetric = exports.NoopMetric = exports.NoopMeter = void 0;
+/**
+ * NoopMeter is a noop implementation of the {@link Meter} interface. It reuses
+ * constant NoopMetrics for all of its methods.
+ */
+class NoopMeter {
+    constructor() { }
+    /**
+     * @see {@link Meter.createGauge}
+     */
+    createGauge(_name, _options) {
+        return exports.NOOP_GAUGE_METRIC;
+    }
+    /**
+     * @see {@link Meter.createHistogram}
+     */
+    createHistogram(_name, _options) {
+        return exports.NOOP_HISTOGRAM_METRIC;
+    }
+    /**
+     * @see {@link Meter.createCounter}
+     */
+    createCounter(_name, _options) {
+        return exports.NOOP_COUNTER_METRIC;
+    }
+    /**
+     * @see {@link Meter.createUpDownCounter}
+     */
+    createUpDownCounter(_name, _options) {
+        return exports.NOOP_UP_DOWN_COUNTER_METRIC;
+    }
+    /**
+     * @see {@link Meter.createObservableGauge}
+     */
+    createObservableGauge(_name, _options) {
+        return exports.NOOP_OBSERVABLE_GAUGE_METRIC;
+    }
+    /**
+     * @see {@link Meter.createObservableCounter}
+     */
+    createObservableCounter(_name, _options) {
+        return exports.NOOP_OBSERVABLE_COUNTER_METRIC;
+    }
+    /**
+     * @see {@link Meter.createObservableUpDownCounter}
+     */
+    createObservableUpDownCounter(_name, _options) {
+        return exports.NOOP_OBSERVABLE_UP_DOWN_COUNTER_METRIC;
+    }
+    /**
+     * @see {@link Meter.addBatchObservableCallback}
+     */
+    addBatchObservableCallback(_callback, _observables) { }
+    /**
+     * @see {@link Meter.removeBatchObservableCallback}
+     */
+    removeBatchObservableCallback(_callback) { }
+}
+exports.NoopMeter = NoopMeter;
+class NoopMetric {
+}
+exports.NoopMetric = NoopMetric;
+class NoopCounterMetric extends NoopMetric {
+    add(_value, _attributes) { }
+}
+exports.NoopCounterMetric = NoopCounterMetric;
+class NoopUpDownCounterMetric extends NoopMetric {
+    add(_value, _attributes) { }
+}
+exports.NoopUpDownCounterMetric = NoopUpDownCounterMetric;
+class NoopGaugeMetric extends NoopMetric {
+    record(_value, _attributes) { }
+}
+exports.NoopGaugeMetric = NoopGaugeMetric;
+class NoopHistogramMetric extends NoopMetric {
+    record(_value, _attributes) { }
+}
+exports.NoopHistogramMetric = NoopHistogramMetric;
+class NoopObservableMetric {
+    addCallback(_callback) { }
+    removeCallback(_callback) { }
+}
+exports.NoopObservableMetric = NoopObservableMetric;
+class NoopObservableCounterMetric extends NoopObservableMetric {
+}
+exports.NoopObservableCounterMetric = NoopObservableCounterMetric;
+class NoopObservableGaugeMetric extends NoopObservableMetric {
+}
+exports.NoopObservableGaugeMetric = NoopObservableGaugeMetric;
+class NoopObservableUpDownCounterMetric extends NoopObservableMetric {
+}
+exports.NoopObservableUpDownCounterMetric = NoopObservableUpDownCounterMetric;
+exports.NOOP_METER = new NoopMeter();
+// Synchronous instruments
+exports.NOOP_COUNTER_METRIC = new NoopCounterMetric();
+exports.NOOP_GAUGE_METRIC = new NoopGaugeMetric();
+exports.NOOP_HISTOGRAM_METRIC = new NoopHistogramMetric();
+exports.NOOP_UP_DOWN_COUNTER_METRIC = new NoopUpDownCounterMetric();
+// Asynchronous instruments
+exports.NOOP_OBSERVABLE_COUNTER_METRIC = new NoopObservableCounterMetric();
+exports.NOOP_OBSERVABLE_GAUGE_METRIC = new NoopObservableGaugeMetric();
+exports.NOOP_OBSERVABLE_UP_DOWN_COUNTER_METRIC = new NoopObservableUpDownCounterMetric();
+/**
+ * Create a no-op Meter
+ *
+ * @since 1.3.0
+ */
+function createNoopMeter() {
+    return exports.NOOP_METER;
+}
+exports.createNoopMeter = createNoopMeter;
+//# sourceMappingURL=NoopMeter.js.map
+
+/***/ }),
+
+/***/ 2896:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.NOOP_METER_PROVIDER = exports.NoopMeterProvider = void 0;
+const NoopMeter_1 = __nccwpck_require__(7017);
+/**
+ * An implementation of the {@link MeterProvider} which returns an impotent Meter
+ * for all calls to `getMeter`
+ */
+class NoopMeterProvider {
+    getMeter(_name, _version, _options) {
+        return NoopMeter_1.NOOP_METER;
+    }
+}
+exports.NoopMeterProvider = NoopMeterProvider;
+exports.NOOP_METER_PROVIDER = new NoopMeterProvider();
+//# sourceMappingURL=NoopMeterProvider.js.map
+
+/***/ }),
+
+/***/ 6389:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.propagation = void 0;
+// Split module-level variable definition into separate files to allow
+// tree-shaking on each api instance.
+const propagation_1 = __nccwpck_require__(7);
+/**
+ * Entrypoint for propagation API
+ *
+ * @since 1.0.0
+ */
+exports.propagation = propagation_1.PropagationAPI.getInstance();
+//# sourceMappingURL=propagation-api.js.map
+
+/***/ }),
+
+/***/ 4353:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.NoopTextMapPropagator = void 0;
+/**
+ * No-op implementations of {@link TextMapPropagator}.
+ */
+class NoopTextMapPropagator {
+    /** Noop inject function does nothing */
+    inject(_context, _carrier) { }
+    /** Noop extract function does nothing and returns the input context */
+    extract(context, _carrier) {
+        return context;
+    }
+    fields() {
+        return [];
+    }
+}
+exports.NoopTextMapPropagator = NoopTextMapPropagator;
+//# sourceMappingURL=NoopTextMapPropagator.js.map
+
+/***/ }),
+
+/***/ 7865:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.defaultTextMapSetter = exports.defaultTextMapGetter = void 0;
+/**
+ * @since 1.0.0
+ */
+exports.defaultTextMapGetter = {
+    get(carrier, key) {
+        if (carrier == null) {
+            return undefined;
+        }
+        return carrier[key];
+    },
+    keys(carrier) {
+        if (carrier == null) {
+            return [];
+        }
+        return Object.keys(carrier);
+    },
+};
+/**
+ * @since 1.0.0
+ */
+exports.defaultTextMapSetter = {
+    set(carrier, key, value) {
+        if (carrier == null) {
+            return;
+        }
+        carrier[key] = value;
+    },
+};
+//# sourceMappingURL=TextMapPropagator.js.map
+
+/***/ }),
+
+/***/ 6542:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.trace = void 0;
+// Split module-level variable definition into separate files to allow
+// tree-shaking on each api instance.
+const trace_1 = __nccwpck_require__(4508);
+/**
+ * Entrypoint for trace API
+ *
+ * @since 1.0.0
+ */
+exports.trace = trace_1.TraceAPI.getInstance();
+//# sourceMappingURL=trace-api.js.map
+
+/***/ }),
+
+/***/ 7168:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.NonRecordingSpan = void 0;
+const invalid_span_constants_1 = __nccwpck_require__(7088);
+/**
+ * The NonRecordingSpan is the default {@link Span} that is used when no Span
+ * implementation is available. All operations are no-op including context
+ * propagation.
+ */
+class NonRecordingSpan {
+    constructor(spanContext = invalid_span_constants_1.INVALID_SPAN_CONTEXT) {
+        this._spanContext = spanContext;
+    }
+    // Returns a SpanContext.
+    spanContext() {
+        return this._spanContext;
+    }
+    // By default does nothing
+    setAttribute(_key, _value) {
+        return this;
+    }
+    // By default does nothing
+    setAttributes(_attributes) {
+        return this;
+    }
+    // By default does nothing
+    addEvent(_name, _attributes) {
+        return this;
+    }
+    addLink(_link) {
+        return this;
+    }
+    addLinks(_links) {
+        return this;
+    }
+    // By default does nothing
+    setStatus(_status) {
+        return this;
+    }
+    // By default does nothing
+    updateName(_name) {
+        return this;
+    }
+    // By default does nothing
+    end(_endTime) { }
+    // isRecording always returns false for NonRecordingSpan.
+    isRecording() {
+        return false;
+    }
+    // By default does nothing
+    recordException(_exception, _time) { }
+}
+exports.NonRecordingSpan = NonRecordingSpan;
+//# sourceMappingURL=NonRecordingSpan.js.map
+
+/***/ }),
+
+/***/ 9051:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.NoopTracer = void 0;
+const context_1 = __nccwpck_require__(9750);
+const context_utils_1 = __nccwpck_require__(2771);
+const NonRecordingSpan_1 = __nccwpck_require__(7168);
+const spancontext_utils_1 = __nccwpck_require__(639);
+const contextApi = context_1.ContextAPI.getInstance();
+/**
+ * No-op implementations of {@link Tracer}.
+ */
+class NoopTracer {
+    // startSpan starts a noop span.
+    startSpan(name, options, context = contextApi.active()) {
+        const root = Boolean(options === null || options === void 0 ? void 0 : options.root);
+        if (root) {
+            return new NonRecordingSpan_1.NonRecordingSpan();
+        }
+        const parentFromContext = context && (0, context_utils_1.getSpanContext)(context);
+        if (isSpanContext(parentFromContext) &&
+            (0, spancontext_utils_1.isSpanContextValid)(parentFromContext)) {
+            return new NonRecordingSpan_1.NonRecordingSpan(parentFromContext);
+        }
+        else {
+            return new NonRecordingSpan_1.NonRecordingSpan();
+        }
+    }
+    startActiveSpan(name, arg2, arg3, arg4) {
+        let opts;
+        let ctx;
+        let fn;
+        if (arguments.length < 2) {
+            return;
+        }
+        else if (arguments.length === 2) {
+            fn = arg2;
+        }
+        else if (arguments.length === 3) {
+            opts = arg2;
+            fn = arg3;
+        }
+        else {
+            opts = arg2;
+            ctx = arg3;
+            fn = arg4;
+        }
+        const parentContext = ctx !== null && ctx !== void 0 ? ctx : contextApi.active();
+        const span = this.startSpan(name, opts, parentContext);
+        const contextWithSpanSet = (0, context_utils_1.setSpan)(parentContext, span);
+        return contextApi.with(contextWithSpanSet, fn, undefined, span);
+    }
+}
+exports.NoopTracer = NoopTracer;
+function isSpanContext(spanContext) {
+    return (spanContext !== null &&
+        typeof spanContext === 'object' &&
+        'spanId' in spanContext &&
+        typeof spanContext['spanId'] === 'string' &&
+        'traceId' in spanContext &&
+        typeof spanContext['traceId'] === 'string' &&
+        'traceFlags' in spanContext &&
+        typeof spanContext['traceFlags'] === 'number');
+}
+//# sourceMappingURL=NoopTracer.js.map
+
+/***/ }),
+
+/***/ 4602:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.NoopTracerProvider = void 0;
+const NoopTracer_1 = __nccwpck_require__(9051);
+/**
+ * An implementation of the {@link TracerProvider} which returns an impotent
+ * Tracer for all calls to `getTracer`.
+ *
+ * All operations are no-op.
+ */
+class NoopTracerProvider {
+    getTracer(_name, _version, _options) {
+        return new NoopTracer_1.NoopTracer();
+    }
+}
+exports.NoopTracerProvider = NoopTracerProvider;
+//# sourceMappingURL=NoopTracerProvider.js.map
+
+/***/ }),
+
+/***/ 4833:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.ProxyTracer = void 0;
+const NoopTracer_1 = __nccwpck_require__(9051);
+const NOOP_TRACER = new NoopTracer_1.NoopTracer();
+/**
+ * Proxy tracer provided by the proxy tracer provider
+ *
+ * @since 1.0.0
+ */
+class ProxyTracer {
+    constructor(provider, name, version, options) {
+        this._provider = provider;
+        this.name = name;
+        this.version = version;
+        this.options = options;
+    }
+    startSpan(name, options, context) {
+        return this._getTracer().startSpan(name, options, context);
+    }
+    startActiveSpan(_name, _options, _context, _fn) {
+        const tracer = this._getTracer();
+        return Reflect.apply(tracer.startActiveSpan, tracer, arguments);
+    }
+    /**
+     * Try to get a tracer from the proxy tracer provider.
+     * If the proxy tracer provider has no delegate, return a noop tracer.
+     */
+    _getTracer() {
+        if (this._delegate) {
+            return this._delegate;
+        }
+        const tracer = this._provider.getDelegateTracer(this.name, this.version, this.options);
+        if (!tracer) {
+            return NOOP_TRACER;
+        }
+        this._delegate = tracer;
+        return this._delegate;
+    }
+}
+exports.ProxyTracer = ProxyTracer;
+//# sourceMappingURL=ProxyTracer.js.map
+
+/***/ }),
+
+/***/ 312:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.ProxyTracerProvider = void 0;
+const ProxyTracer_1 = __nccwpck_require__(4833);
+const NoopTracerProvider_1 = __nccwpck_require__(4602);
+const NOOP_TRACER_PROVIDER = new NoopTracerProvider_1.NoopTracerProvider();
+/**
+ * Tracer provider which provides {@link ProxyTracer}s.
+ *
+ * Before a delegate is set, tracers provided are NoOp.
+ *   When a delegate is set, traces are provided from the delegate.
+ *   When a delegate is set after tracers have already been provided,
+ *   all tracers already provided will use the provided delegate implementation.
+ *
+ * @deprecated This will be removed in the next major version.
+ * @since 1.0.0
+ */
+class ProxyTracerProvider {
+    /**
+     * Get a {@link ProxyTracer}
+     */
+    getTracer(name, version, options) {
+        var _a;
+        return ((_a = this.getDelegateTracer(name, version, options)) !== null && _a !== void 0 ? _a : new ProxyTracer_1.ProxyTracer(this, name, version, options));
+    }
+    getDelegate() {
+        var _a;
+        return (_a = this._delegate) !== null && _a !== void 0 ? _a : NOOP_TRACER_PROVIDER;
+    }
+    /**
+     * Set the delegate tracer provider
+     */
+    setDelegate(delegate) {
+        this._delegate = delegate;
+    }
+    getDelegateTracer(name, version, options) {
+        var _a;
+        return (_a = this._delegate) === null || _a === void 0 ? void 0 : _a.getTracer(name, version, options);
+    }
+}
+exports.ProxyTracerProvider = ProxyTracerProvider;
+//# sourceMappingURL=ProxyTracerProvider.js.map
+
+/***/ }),
+
+/***/ 434:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.SamplingDecision = void 0;
+/**
+ * @deprecated use the one declared in @opentelemetry/sdk-trace-base instead.
+ * A sampling decision that determines how a {@link Span} will be recorded
+ * and collected.
+ *
+ * @since 1.0.0
+ */
+var SamplingDecision;
+(function (SamplingDecision) {
+    /**
+     * `Span.isRecording() === false`, span will not be recorded and all events
+     * and attributes will be dropped.
+     */
+    SamplingDecision[SamplingDecision["NOT_RECORD"] = 0] = "NOT_RECORD";
+    /**
+     * `Span.isRecording() === true`, but `Sampled` flag in {@link TraceFlags}
+     * MUST NOT be set.
+     */
+    SamplingDecision[SamplingDecision["RECORD"] = 1] = "RECORD";
+    /**
+     * `Span.isRecording() === true` AND `Sampled` flag in {@link TraceFlags}
+     * MUST be set.
+     */
+    SamplingDecision[SamplingDecision["RECORD_AND_SAMPLED"] = 2] = "RECORD_AND_SAMPLED";
+})(SamplingDecision = exports.SamplingDecision || (exports.SamplingDecision = {}));
+//# sourceMappingURL=SamplingResult.js.map
+
+/***/ }),
+
+/***/ 2771:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.getSpanContext = exports.setSpanContext = exports.deleteSpan = exports.setSpan = exports.getActiveSpan = exports.getSpan = void 0;
+const context_1 = __nccwpck_require__(7977);
+const NonRecordingSpan_1 = __nccwpck_require__(7168);
+const context_2 = __nccwpck_require__(9750);
+/**
+ * span key
+ */
+const SPAN_KEY = (0, context_1.createContextKey)('OpenTelemetry Context Key SPAN');
+/**
+ * Return the span if one exists
+ *
+ * @param context context to get span from
+ */
+function getSpan(context) {
+    return context.getValue(SPAN_KEY) || undefined;
+}
+exports.getSpan = getSpan;
+/**
+ * Gets the span from the current context, if one exists.
+ */
+function getActiveSpan() {
+    return getSpan(context_2.ContextAPI.getInstance().active());
+}
+exports.getActiveSpan = getActiveSpan;
+/**
+ * Set the span on a context
+ *
+ * @param context context to use as parent
+ * @param span span to set active
+ */
+function setSpan(context, span) {
+    return context.setValue(SPAN_KEY, span);
+}
+exports.setSpan = setSpan;
+/**
+ * Remove current span stored in the context
+ *
+ * @param context context to delete span from
+ */
+function deleteSpan(context) {
+    return context.deleteValue(SPAN_KEY);
+}
+exports.deleteSpan = deleteSpan;
+/**
+ * Wrap span context in a NoopSpan and set as span in a new
+ * context
+ *
+ * @param context context to set active span on
+ * @param spanContext span context to be wrapped
+ */
+function setSpanContext(context, spanContext) {
+    return setSpan(context, new NonRecordingSpan_1.NonRecordingSpan(spanContext));
+}
+exports.setSpanContext = setSpanContext;
+/**
+ * Get the span context of the span if it exists.
+ *
+ * @param context context to get values from
+ */
+function getSpanContext(context) {
+    var _a;
+    return (_a = getSpan(context)) === null || _a === void 0 ? void 0 : _a.spanContext();
+}
+exports.getSpanContext = getSpanContext;
+//# sourceMappingURL=context-utils.js.map
+
+/***/ }),
+
+/***/ 7903:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.TraceStateImpl = void 0;
+const tracestate_validators_1 = __nccwpck_require__(5618);
+const MAX_TRACE_STATE_ITEMS = 32;
+const MAX_TRACE_STATE_LEN = 512;
+const LIST_MEMBERS_SEPARATOR = ',';
+const LIST_MEMBER_KEY_VALUE_SPLITTER = '=';
+/**
+ * TraceState must be a class and not a simple object type because of the spec
+ * requirement (https://www.w3.org/TR/trace-context/#tracestate-field).
+ *
+ * Here is the list of allowed mutations:
+ * - New key-value pair should be added into the beginning of the list
+ * - The value of any key can be updated. Modified keys MUST be moved to the
+ * beginning of the list.
+ */
+class TraceStateImpl {
+    constructor(rawTraceState) {
+        this._internalState = new Map();
+        if (rawTraceState)
+            this._parse(rawTraceState);
+    }
+    set(key, value) {
+        // TODO: Benchmark the different approaches(map vs list) and
+        // use the faster one.
+        const traceState = this._clone();
+        if (traceState._internalState.has(key)) {
+            traceState._internalState.delete(key);
+        }
+        traceState._internalState.set(key, value);
+        return traceState;
+    }
+    unset(key) {
+        const traceState = this._clone();
+        traceState._internalState.delete(key);
+        return traceState;
+    }
+    get(key) {
+        return this._internalState.get(key);
+    }
+    serialize() {
+        return (Array.from(this._internalState.keys())
+            // Use reduceRight() because keys are stored in reverse insertion order.
+            .reduceRight((agg, key) => {
+            agg.push(key + LIST_MEMBER_KEY_VALUE_SPLITTER + this.get(key));
+            return agg;
+        }, [])
+            .join(LIST_MEMBERS_SEPARATOR));
+    }
+    _parse(rawTraceState) {
+        if (rawTraceState.length > MAX_TRACE_STATE_LEN)
+            return;
+        this._internalState = rawTraceState
+            .split(LIST_MEMBERS_SEPARATOR)
+            // Use reduceRight() so new keys (.set(...)) will be placed at the beginning
+            .reduceRight((agg, part) => {
+            const listMember = part.trim(); // Optional Whitespace (OWS) handling
+            const i = listMember.indexOf(LIST_MEMBER_KEY_VALUE_SPLITTER);
+            if (i !== -1) {
+                const key = listMember.slice(0, i);
+                const value = listMember.slice(i + 1, part.length);
+                if ((0, tracestate_validators_1.validateKey)(key) && (0, tracestate_validators_1.validateValue)(value)) {
+                    agg.set(key, value);
+                }
+                else {
+                    // TODO: Consider to add warning log
+                }
+            }
+            return agg;
+        }, new Map());
+        // Because of the reverse() requirement, trunc must be done after map is created
+        if (this._internalState.size > MAX_TRACE_STATE_ITEMS) {
+            this._internalState = new Map(Array.from(this._internalState.entries())
+                .reverse() // Use reverse same as original tracestate parse chain
+                .slice(0, MAX_TRACE_STATE_ITEMS));
+        }
+    }
+    // @ts-expect-error TS6133 Accessed in tests only.
+    _keys() {
+        return Array.from(this._internalState.keys()).reverse();
+    }
+    _clone() {
+        const traceState = new TraceStateImpl();
+        traceState._internalState = new Map(this._internalState);
+        return traceState;
+    }
+}
+exports.TraceStateImpl = TraceStateImpl;
+//# sourceMappingURL=tracestate-impl.js.map
+
+/***/ }),
+
+/***/ 5618:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.validateValue = exports.validateKey = void 0;
+const VALID_KEY_CHAR_RANGE = '[_0-9a-z-*/]';
+const VALID_KEY = `[a-z]${VALID_KEY_CHAR_RANGE}{0,255}`;
+const VALID_VENDOR_KEY = `[a-z0-9]${VALID_KEY_CHAR_RANGE}{0,240}@[a-z]${VALID_KEY_CHAR_RANGE}{0,13}`;
+const VALID_KEY_REGEX = new RegExp(`^(?:${VALID_KEY}|${VALID_VENDOR_KEY})$`);
+const VALID_VALUE_BASE_REGEX = /^[ -~]{0,255}[!-~]$/;
+const INVALID_VALUE_COMMA_EQUAL_REGEX = /,|=/;
+/**
+ * Key is opaque string up to 256 characters printable. It MUST begin with a
+ * lowercase letter, and can only contain lowercase letters a-z, digits 0-9,
+ * underscores _, dashes -, asterisks *, and forward slashes /.
+ * For multi-tenant vendor scenarios, an at sign (@) can be used to prefix the
+ * vendor name. Vendors SHOULD set the tenant ID at the beginning of the key.
+ * see https://www.w3.org/TR/trace-context/#key
+ */
+function validateKey(key) {
+    return VALID_KEY_REGEX.test(key);
+}
+exports.validateKey = validateKey;
+/**
+ * Value is opaque string up to 256 characters printable ASCII RFC0020
+ * characters (i.e., the range 0x20 to 0x7E) except comma , and =.
+ */
+function validateValue(value) {
+    return (VALID_VALUE_BASE_REGEX.test(value) &&
+        !INVALID_VALUE_COMMA_EQUAL_REGEX.test(value));
+}
+exports.validateValue = validateValue;
+//# sourceMappingURL=tracestate-validators.js.map
+
+/***/ }),
+
+/***/ 969:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.createTraceState = void 0;
+const tracestate_impl_1 = __nccwpck_require__(7903);
+/**
+ * @since 1.1.0
+ */
+function createTraceState(rawTraceState) {
+    return new tracestate_impl_1.TraceStateImpl(rawTraceState);
+}
+exports.createTraceState = createTraceState;
+//# sourceMappingURL=utils.js.map
+
+/***/ }),
+
+/***/ 7088:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.INVALID_SPAN_CONTEXT = exports.INVALID_TRACEID = exports.INVALID_SPANID = void 0;
+const trace_flags_1 = __nccwpck_require__(7221);
+/**
+ * @since 1.0.0
+ */
+exports.INVALID_SPANID = '0000000000000000';
+/**
+ * @since 1.0.0
+ */
+exports.INVALID_TRACEID = '00000000000000000000000000000000';
+/**
+ * @since 1.0.0
+ */
+exports.INVALID_SPAN_CONTEXT = {
+    traceId: exports.INVALID_TRACEID,
+    spanId: exports.INVALID_SPANID,
+    traceFlags: trace_flags_1.TraceFlags.NONE,
+};
+//# sourceMappingURL=invalid-span-constants.js.map
+
+/***/ }),
+
+/***/ 2347:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.SpanKind = void 0;
+/**
+ * @since 1.0.0
+ */
+var SpanKind;
+(function (SpanKind) {
+    /** Default value. Indicates that the span is used internally. */
+    SpanKind[SpanKind["INTERNAL"] = 0] = "INTERNAL";
+    /**
+     * Indicates that the span covers server-side handling of an RPC or other
+     * remote request.
+     */
+    SpanKind[SpanKind["SERVER"] = 1] = "SERVER";
+    /**
+     * Indicates that the span covers the client-side wrapper around an RPC or
+     * other remote request.
+     */
+    SpanKind[SpanKind["CLIENT"] = 2] = "CLIENT";
+    /**
+     * Indicates that the span describes producer sending a message to a
+     * broker. Unlike client and server, there is no direct critical path latency
+     * relationship between producer and consumer spans.
+     */
+    SpanKind[SpanKind["PRODUCER"] = 3] = "PRODUCER";
+    /**
+     * Indicates that the span describes consumer receiving a message from a
+     * broker. Unlike client and server, there is no direct critical path latency
+     * relationship between producer and consumer spans.
+     */
+    SpanKind[SpanKind["CONSUMER"] = 4] = "CONSUMER";
+})(SpanKind = exports.SpanKind || (exports.SpanKind = {}));
+//# sourceMappingURL=span_kind.js.map
+
+/***/ }),
+
+/***/ 639:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.wrapSpanContext = exports.isSpanContextValid = exports.isValidSpanId = exports.isValidTraceId = void 0;
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+const invalid_span_constants_1 = __nccwpck_require__(7088);
+const NonRecordingSpan_1 = __nccwpck_require__(7168);
+// Valid characters (0-9, a-f, A-F) are marked as 1.
+const isHex = new Uint8Array([
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1,
+]);
+function isValidHex(id, length) {
+    // As of 1.9.0 the id was allowed to be a non-string value,
+    // even though it was not possible in the types.
+    if (typeof id !== 'string' || id.length !== length)
+        return false;
+    let r = 0;
+    for (let i = 0; i < id.length; i += 4) {
+        r +=
+            (isHex[id.charCodeAt(i)] | 0) +
+                (isHex[id.charCodeAt(i + 1)] | 0) +
+                (isHex[id.charCodeAt(i + 2)] | 0) +
+                (isHex[id.charCodeAt(i + 3)] | 0);
+    }
+    return r === length;
+}
+/**
+ * @since 1.0.0
+ */
+function isValidTraceId(traceId) {
+    return isValidHex(traceId, 32) && traceId !== invalid_span_constants_1.INVALID_TRACEID;
+}
+exports.isValidTraceId = isValidTraceId;
+/**
+ * @since 1.0.0
+ */
+function isValidSpanId(spanId) {
+    return isValidHex(spanId, 16) && spanId !== invalid_span_constants_1.INVALID_SPANID;
+}
+exports.isValidSpanId = isValidSpanId;
+/**
+ * Returns true if this {@link SpanContext} is valid.
+ * @return true if this {@link SpanContext} is valid.
+ *
+ * @since 1.0.0
+ */
+function isSpanContextValid(spanContext) {
+    return (isValidTraceId(spanContext.traceId) && isValidSpanId(spanContext.spanId));
+}
+exports.isSpanContextValid = isSpanContextValid;
+/**
+ * Wrap the given {@link SpanContext} in a new non-recording {@link Span}
+ *
+ * @param spanContext span context to be wrapped
+ * @returns a new non-recording {@link Span} with the provided context
+ */
+function wrapSpanContext(spanContext) {
+    return new NonRecordingSpan_1.NonRecordingSpan(spanContext);
+}
+exports.wrapSpanContext = wrapSpanContext;
+//# sourceMappingURL=spancontext-utils.js.map
+
+/***/ }),
+
+/***/ 1524:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.SpanStatusCode = void 0;
+/**
+ * An enumeration of status codes.
+ *
+ * @since 1.0.0
+ */
+var SpanStatusCode;
+(function (SpanStatusCode) {
+    /**
+     * The default status.
+     */
+    SpanStatusCode[SpanStatusCode["UNSET"] = 0] = "UNSET";
+    /**
+     * The operation has been validated by an Application developer or
+     * Operator to have completed successfully.
+     */
+    SpanStatusCode[SpanStatusCode["OK"] = 1] = "OK";
+    /**
+     * The operation contains an error.
+     */
+    SpanStatusCode[SpanStatusCode["ERROR"] = 2] = "ERROR";
+})(SpanStatusCode = exports.SpanStatusCode || (exports.SpanStatusCode = {}));
+//# sourceMappingURL=status.js.map
+
+/***/ }),
+
+/***/ 7221:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.TraceFlags = void 0;
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+/**
+ * @since 1.0.0
+ */
+var TraceFlags;
+(function (TraceFlags) {
+    /** Represents no flag set. */
+    TraceFlags[TraceFlags["NONE"] = 0] = "NONE";
+    /** Bit to represent whether trace is sampled in trace flags. */
+    TraceFlags[TraceFlags["SAMPLED"] = 1] = "SAMPLED";
+})(TraceFlags = exports.TraceFlags || (exports.TraceFlags = {}));
+//# sourceMappingURL=trace_flags.js.map
+
+/***/ }),
+
+/***/ 9390:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+/*
+ * Copyright The OpenTelemetry Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.VERSION = void 0;
+// this is autogenerated file, see scripts/version-update.js
+exports.VERSION = '1.9.1';
+//# sourceMappingURL=version.js.map
+
+/***/ }),
+
 /***/ 7769:
 /***/ ((module) => {
 
@@ -1319,7 +3572,7 @@ __webpack_unused_export__ = exports.Registry.OPENMETRICS_CONTENT_TYPE;
 /* unused reexport */ __nccwpck_require__(1539).validateMetricName;
 
 exports.Counter = __nccwpck_require__(8606);
-exports.Gauge = __nccwpck_require__(7173);
+/* unused reexport */ __nccwpck_require__(7173);
 /* unused reexport */ __nccwpck_require__(5416);
 /* unused reexport */ __nccwpck_require__(5910);
 /* unused reexport */ __nccwpck_require__(7524);
@@ -3101,7 +5354,7 @@ module.exports.metricNames = [
 
 
 
-const OtelApi = __nccwpck_require__(1408);
+const OtelApi = __nccwpck_require__(3914);
 const Counter = __nccwpck_require__(8606);
 
 const PROCESS_CPU_USER_SECONDS = 'process_cpu_user_seconds_total';
@@ -6357,7 +8610,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 9721:
+/***/ 3817:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -6370,11 +8623,517 @@ __nccwpck_require__.d(__webpack_exports__, {
 var external_node_util_ = __nccwpck_require__(7975);
 // EXTERNAL MODULE: external "node:fs"
 var external_node_fs_ = __nccwpck_require__(3024);
-;// CONCATENATED MODULE: external "node:fs/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+;// CONCATENATED MODULE: external "node:net"
+const external_node_net_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:net");
+;// CONCATENATED MODULE: ./src/contracts/listen.ts
+/**
+ * Listen addresses, one grammar for the server's `listen`/`--listen`, the Action's `listen` input
+ * and the daemon's config: `host:port` or `[ipv6]:port`, port 0\u201365535 (0: any free port).
+ */
+
+/** The hosts the daemon may listen on: it holds the cache token, so never a routable address. */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1']);
+class ListenError extends Error {
+}
+/** `host:port` or `[ipv6]:port` \u2192 its parts; a ListenError saying the grammar otherwise. */
+function parseHostPort(value) {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(String(value).trim());
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port > 65535)
+        throw new ListenError(`${JSON.stringify(String(value))} is not HOST:PORT`);
+    return { host: (match[1] ?? match[2]), port };
+}
+function isLoopbackHost(host) {
+    return LOOPBACK_HOSTS.has(host);
+}
+/** Any loopback address (127.0.0.0/8, ::1, localhost; brackets allowed), where plain http never leaves the machine. */
+function isLoopbackAddress(hostname) {
+    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    if (host === 'localhost' || host === '::1')
+        return true;
+    return isIP(host) === 4 && host.startsWith('127.');
+}
+/** The host as it goes into a URL: IPv6 addresses in brackets (once). */
+function urlHost(host) {
+    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+;// CONCATENATED MODULE: ./src/server/config/config-error.ts
+/** A bad config file or flag: the message says where (`file:line: key.path: problem`). */
+class ConfigError extends Error {
+}
+
+;// CONCATENATED MODULE: ./src/server/config/units.ts
+/** Values in the server's config: durations, sizes, counts and listen addresses, each refused with a ConfigError naming the problem. */
+
+
+const DURATION_UNITS = { s: 1, m: 60, h: 3600, d: 86400 };
+const SIZE_UNITS = {
+    '': 1,
+    b: 1,
+    k: 1024,
+    kib: 1024,
+    m: 1024 ** 2,
+    mib: 1024 ** 2,
+    g: 1024 ** 3,
+    gib: 1024 ** 3,
+    t: 1024 ** 4,
+    tib: 1024 ** 4,
+};
+/** A whole number with a unit from `units` (a bare number takes `bareUnit`) \u2192 the number times the unit, or NaN. */
+function numberWithUnit(value, units, bareUnit) {
+    const text = typeof value === 'number' ? `${value}${bareUnit}` : String(value).trim();
+    const match = /^(\d+)\s*([a-z]*)$/i.exec(text);
+    const unit = match ? units[match[2].toLowerCase()] : undefined;
+    return match && unit !== undefined ? Number(match[1]) * unit : NaN;
+}
+/** `30s`, `15m`, `1h`, `30d` (or a number of seconds) \u2192 seconds. Throws a `ConfigError` otherwise. */
+function parseDuration(value) {
+    const seconds = numberWithUnit(value, DURATION_UNITS, 's');
+    if (!Number.isSafeInteger(seconds) || seconds <= 0) {
+        throw new ConfigError(`${JSON.stringify(value)} is not a duration such as 30s, 15m, 1h or 30d`);
+    }
+    return seconds;
+}
+/** `10GiB`, `512MiB`, `1G`, `4096` (binary units; a number is bytes) \u2192 bytes. */
+function parseSize(value) {
+    const bytes = numberWithUnit(value, SIZE_UNITS, '');
+    if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+        throw new ConfigError(`${JSON.stringify(value)} is not a size such as 512MiB or 10GiB`);
+    }
+    return bytes;
+}
+/** A whole number of at least `min`. */
+function parseCount(value, min = 1) {
+    const count = typeof value === 'number' ? value : NaN;
+    if (!Number.isSafeInteger(count) || count < min) {
+        throw new ConfigError(`${JSON.stringify(value)} is not a whole number of at least ${min}`);
+    }
+    return count;
+}
+/** `host:port` or `[ipv6]:port` (the one listen grammar, src/contracts/listen.ts). */
+function parseListen(value) {
+    try {
+        return parseHostPort(value);
+    }
+    catch (error) {
+        if (error instanceof ListenError)
+            throw new ConfigError(error.message);
+        throw error;
+    }
+}
+
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+;// CONCATENATED MODULE: ./src/server/data-dir.ts
+/** The layout of the data directory (see docs/server.md). */
+
+const DATABASE_FILE = 'sluice.db';
+const NAR_DIR = 'nars';
+function dataPaths(dataDir) {
+    const root = (0,external_node_path_.resolve)(dataDir);
+    return { root, database: (0,external_node_path_.join)(root, DATABASE_FILE), nars: (0,external_node_path_.join)(root, NAR_DIR) };
+}
+
+;// CONCATENATED MODULE: external "node:sqlite"
+const external_node_sqlite_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:sqlite");
+// EXTERNAL MODULE: ./src/server/storage/metadata-rows.ts
+var metadata_rows = __nccwpck_require__(9848);
+;// CONCATENATED MODULE: ./src/server/storage/sqlite-metadata-store.ts
+/** MetadataStore on SQLite (`node:sqlite`), one file in the data directory, WAL mode. */
+
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS slice_nars (
+  slice TEXT NOT NULL, key TEXT NOT NULL, compression TEXT NOT NULL, file_size INTEGER NOT NULL,
+  nar_hash TEXT NOT NULL, nar_size INTEGER NOT NULL, created_at INTEGER NOT NULL, file_hash TEXT,
+  PRIMARY KEY (slice, key)
+);
+CREATE TABLE IF NOT EXISTS narinfos (
+  slice TEXT NOT NULL, hash_part TEXT NOT NULL, store_path TEXT NOT NULL, nar_key TEXT NOT NULL,
+  narinfo TEXT NOT NULL, created_at INTEGER NOT NULL,
+  PRIMARY KEY (slice, hash_part)
+);
+CREATE INDEX IF NOT EXISTS narinfos_by_hash_slice ON narinfos (hash_part, slice);
+DROP INDEX IF EXISTS narinfos_by_hash;
+CREATE INDEX IF NOT EXISTS narinfos_by_nar ON narinfos (nar_key);
+CREATE TABLE IF NOT EXISTS slices (
+  name TEXT PRIMARY KEY, repository_id TEXT NOT NULL, repository_owner_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL, issuer TEXT NOT NULL DEFAULT 'github'
+);
+CREATE TABLE IF NOT EXISTS audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, slice TEXT NOT NULL,
+  store_path TEXT NOT NULL, nar_size INTEGER NOT NULL, file_size INTEGER NOT NULL,
+  repository TEXT, repository_id TEXT, ref TEXT, workflow TEXT, run_id TEXT, sha TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_by_slice_time ON audit (slice, time);
+CREATE TABLE IF NOT EXISTS used_id_tokens (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS used_id_tokens_by_expiry ON used_id_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS read_tokens (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, read TEXT NOT NULL, created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL, last_used_at INTEGER, revoked_at INTEGER
+);
+`;
+class SqliteMetadataStore {
+    db;
+    statements = new Map();
+    /** The filter of the query running now, for `sluice_readable(slice)` (queries run synchronously). */
+    readable = () => false;
+    constructor(path) {
+        this.db = new external_node_sqlite_namespaceObject.DatabaseSync(path);
+        // WAL + synchronous=NORMAL: no fsync per commit (FULL's fsync blocked the event loop ~2 ms per
+        // upload and per narinfo). The database stays consistent; a power loss may drop the last commits,
+        // which a cache survives: blobs are durable before their record, a lost narinfo is pushed again.
+        this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
+        this.db.exec(SCHEMA);
+        this.addFileHashColumn();
+        this.addColumn('narinfos', 'signed_by', 'TEXT');
+        // Bindings made before several issuers were kept apart were all made by the default issuer.
+        this.addColumn('slices', 'issuer', `TEXT NOT NULL DEFAULT 'github'`);
+        // Slices are filtered inside the query, on the (hash_part, slice) index: a narinfo in a slice the
+        // reader cannot see is never returned, so it costs (and times) about like one that does not exist.
+        this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) => this.readable(String(slice), (0,metadata_rows/* sliceOwnerOf */.du)({ issuer, repository_id: repositoryId, repository_owner_id: repositoryOwnerId }))
+            ? 1
+            : 0);
+    }
+    /** Runs `query` with `readable` as the filter `sluice_readable(...)` applies. */
+    filtered(readable, query) {
+        this.readable = readable;
+        try {
+            return query();
+        }
+        finally {
+            this.readable = () => false;
+        }
+    }
+    addColumn(table, column, type) {
+        const columns = this.db.prepare(`PRAGMA table_info(${table})`).all();
+        if (!columns.some((existing) => existing.name === column)) {
+            this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+        }
+    }
+    /**
+     * Databases made before NARs could be named by their NarHash lack `file_hash`: their keys are all
+     * `<filehash>.nar[.ext]`, so a null there is read from the key.
+     */
+    addFileHashColumn() {
+        const columns = this.db.prepare('PRAGMA table_info(slice_nars)').all();
+        if (!columns.some((column) => column.name === 'file_hash')) {
+            this.db.exec('ALTER TABLE slice_nars ADD COLUMN file_hash TEXT');
+        }
+    }
+    /** Prepared once, reused: narinfo lookups are the hot path (Nix asks for every path of a closure). */
+    sql(text) {
+        let statement = this.statements.get(text);
+        if (!statement) {
+            statement = this.db.prepare(text);
+            this.statements.set(text, statement);
+        }
+        return statement;
+    }
+    async recordUpload(slice, facts) {
+        this.sql(`INSERT OR IGNORE INTO slice_nars
+         (slice, key, compression, file_hash, file_size, nar_hash, nar_size, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(slice, facts.key, facts.compression, facts.fileHash, facts.fileSize, facts.narHash, facts.narSize, Date.now());
+    }
+    async uploadedNar(slice, key) {
+        const row = this.sql('SELECT * FROM slice_nars WHERE slice = ? AND key = ?').get(slice, key);
+        if (!row)
+            return null;
+        return {
+            key: (0,metadata_rows/* str */.gx)(row.key),
+            compression: (0,metadata_rows/* str */.gx)(row.compression),
+            fileHash: (0,metadata_rows/* optional */.lq)(row.file_hash) ?? `sha256:${(0,metadata_rows/* str */.gx)(row.key).slice(0, 52)}`,
+            fileSize: Number(row.file_size),
+            narHash: (0,metadata_rows/* str */.gx)(row.nar_hash),
+            narSize: Number(row.nar_size),
+        };
+    }
+    async putNarInfo(record, audit) {
+        this.db.exec('BEGIN IMMEDIATE');
+        try {
+            const inserted = this.sql(`INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`).run(record.slice, record.hashPart, record.storePath, record.narKey, record.narinfo, +record.createdAt, record.signedBy ?? null);
+            if (inserted.changes === 0) {
+                this.db.exec('ROLLBACK');
+                return 'exists';
+            }
+            this.sql(`INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
+             workflow, run_id, sha) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(+audit.time, audit.slice, audit.storePath, audit.narSize, audit.fileSize, audit.repository ?? null, audit.repositoryId ?? null, audit.ref ?? null, audit.workflow ?? null, audit.runId ?? null, audit.sha ?? null);
+            this.db.exec('COMMIT');
+            return 'created';
+        }
+        catch (e) {
+            if (this.db.isTransaction)
+                this.db.exec('ROLLBACK');
+            throw e;
+        }
+    }
+    async findNarInfos(hashParts, readable) {
+        // One statement for the batch: the hash parts go in as one JSON array (no SQL built from input).
+        const rows = this.filtered(readable, () => this.sql(`${metadata_rows/* NARINFOS_WITH_OWNER */.A7} WHERE n.hash_part IN (SELECT value FROM json_each(?))
+           AND sluice_readable(n.slice, s.issuer, s.repository_id, s.repository_owner_id)`).all(JSON.stringify(hashParts)));
+        return rows.map(metadata_rows/* narInfoRecord */.X8);
+    }
+    async isNarReadable(key, readable) {
+        const rows = this.sql(`SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
+         FROM narinfos n LEFT JOIN slices s ON s.name = n.slice WHERE n.nar_key = ?`).all(key);
+        return rows.some((r) => readable((0,metadata_rows/* str */.gx)(r.slice), (0,metadata_rows/* sliceOwnerOf */.du)(r)));
+    }
+    async sliceOwner(slice) {
+        const row = this.sql('SELECT * FROM slices WHERE name = ?').get(slice);
+        return row ? (0,metadata_rows/* sliceOwnerOf */.du)(row) : null;
+    }
+    async bindSlice(slice, owner) {
+        this.sql(`INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at, issuer)
+         VALUES (?, ?, ?, ?, ?)`).run(slice, owner.repositoryId, owner.repositoryOwnerId, Date.now(), owner.issuer);
+        return (await this.sliceOwner(slice));
+    }
+    async listAudit(filter) {
+        const rows = this.sql(`SELECT * FROM audit WHERE (?1 IS NULL OR slice = ?1) AND time >= ?2 ORDER BY time, id LIMIT ?3`).all(filter.slice ?? null, filter.since ? +filter.since : 0, filter.limit ?? -1);
+        return rows.map(metadata_rows/* auditEntry */.GE);
+    }
+    async useIdTokenOnce(key, expiresAt, now) {
+        this.sql('DELETE FROM used_id_tokens WHERE expires_at <= ?').run(+now);
+        return (this.sql('INSERT OR IGNORE INTO used_id_tokens (key, expires_at) VALUES (?, ?)').run(key, +expiresAt)
+            .changes === 1);
+    }
+    async addReadToken(token) {
+        this.sql(`INSERT INTO read_tokens (id, name, read, created_at, expires_at, last_used_at, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`).run(token.id, token.name, JSON.stringify(token.read), +token.createdAt, +token.expiresAt, token.lastUsedAt ? +token.lastUsedAt : null, token.revokedAt ? +token.revokedAt : null);
+    }
+    async listReadTokens() {
+        const rows = this.sql('SELECT * FROM read_tokens ORDER BY created_at, id').all();
+        const date = (v) => (v === null ? null : new Date(Number(v)));
+        return rows.map((r) => ({
+            id: (0,metadata_rows/* str */.gx)(r.id),
+            name: (0,metadata_rows/* str */.gx)(r.name),
+            read: JSON.parse((0,metadata_rows/* str */.gx)(r.read)),
+            createdAt: new Date(Number(r.created_at)),
+            expiresAt: new Date(Number(r.expires_at)),
+            lastUsedAt: date(r.last_used_at),
+            revokedAt: date(r.revoked_at),
+        }));
+    }
+    async revokeReadToken(id, at) {
+        const found = this.sql('UPDATE read_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?').run(+at, id);
+        return found.changes === 1;
+    }
+    async touchReadToken(id, at) {
+        const row = this.sql('UPDATE read_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ? RETURNING revoked_at').get(+at, id);
+        return row ? { revoked: row.revoked_at !== null } : null;
+    }
+    async close() {
+        if (this.db.isOpen)
+            this.db.close();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/audit.ts
+/**
+ * The audit log of accepted writes: rows are written by the narinfo upload (in the same transaction
+ * as the narinfo), read here for `sluice audit`.
+ */
+
+
+
+
+/** `--since`: an ISO date/time, or a duration back from `now` (`24h`, `7d`). */
+function parseSince(text, now = new Date()) {
+    if (/^\d+\s*[smhd]$/.test(text.trim()))
+        return new Date(+now - parseDuration(text) * 1000);
+    const date = new Date(text);
+    if (Number.isNaN(+date))
+        throw new Error(`--since '${text}' is neither a date (2026-01-31T12:00Z) nor a duration (24h, 7d)`);
+    return date;
+}
+/** Reads the audit log from the config's database: PostgreSQL if named, else SQLite in the data dir. */
+async function readAudit(config, query) {
+    let store;
+    if (config.database) {
+        const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(490)]).then(__nccwpck_require__.bind(__nccwpck_require__, 2490));
+        store = await PgMetadataStore.open(config.database.url);
+    }
+    else {
+        const { database } = dataPaths(config.data);
+        if (!(0,external_node_fs_.existsSync)(database))
+            throw new Error(`no Sluice database at ${database} (is --data right?)`);
+        store = new SqliteMetadataStore(database);
+    }
+    try {
+        return await store.listAudit(query);
+    }
+    finally {
+        await store.close();
+    }
+}
+const AUDIT_COLUMNS = [
+    'time',
+    'slice',
+    'store_path',
+    'nar_size',
+    'file_size',
+    'repository',
+    'ref',
+    'workflow',
+    'run_id',
+    'sha',
+];
+/** One entry as a flat record with the column names above (for tab-separated and JSON output). */
+function auditRecord(entry) {
+    return {
+        time: entry.time.toISOString(),
+        slice: entry.slice,
+        store_path: entry.storePath,
+        nar_size: entry.narSize,
+        file_size: entry.fileSize,
+        repository: entry.repository ?? null,
+        ref: entry.ref ?? null,
+        workflow: entry.workflow ?? null,
+        run_id: entry.runId ?? null,
+        sha: entry.sha ?? null,
+    };
+}
+
+// EXTERNAL MODULE: external "node:fs/promises"
+var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
-;// CONCATENATED MODULE: ./src/server/exchange/slice-names.ts
+;// CONCATENATED MODULE: ./src/contracts/server-api.ts
+/**
+ * The server's own API as its clients (the Action's main step, the daemon, the benchmark) see it:
+ * the routes, the token exchange's answer and its one parser, the health document, the answer to
+ * Sluice's NAR upload route. The server builds these types; every client parses with these functions.
+ */
+/** `POST` with `Authorization: Bearer <CI OIDC ID token>`. */
+const TOKEN_EXCHANGE_PATH = '/_api/v1/token';
+const HEALTH_PATH = '/_api/v1/health';
+/** `PUT <prefix><narhash>.nar[.ext]`: a NAR file named by the NarHash of the NAR inside it. */
+const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
+/** The `aud` CI ID tokens are requested with, unless the Action's `audience` input says otherwise. */
+const DEFAULT_AUDIENCE = 'sluice';
+/** An answer that is not the contract's: the server is not (this version of) Sluice. */
+class ServerAnswerError extends (/* unused pure expression or super */ null && (Error)) {
+}
+function isStringArray(value) {
+    return Array.isArray(value) && value.every((v) => typeof v === 'string');
+}
+function jsonObject(text, what) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch {
+        throw new ServerAnswerError(`${what} answered something that is not JSON`);
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json))
+        throw new ServerAnswerError(`${what} did not answer a JSON object`);
+    return json;
+}
+/** The one parser of the token exchange's answer. */
+function parseTokenExchangeResponse(text) {
+    const json = jsonObject(text, 'the token exchange');
+    const { token, expires_at, read, write, public_keys, cache_url } = json;
+    if (typeof token !== 'string' ||
+        token === '' ||
+        typeof expires_at !== 'string' ||
+        Number.isNaN(Date.parse(expires_at)) ||
+        !isStringArray(read) ||
+        !(write === null || typeof write === 'string') ||
+        !isStringArray(public_keys) ||
+        typeof cache_url !== 'string') {
+        throw new ServerAnswerError('the token exchange answered JSON without the expected fields');
+    }
+    return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
+}
+/** Whether anonymous reads are allowed, and with which keys; undefined when not. */
+function anonymousReadKeys(text) {
+    let json;
+    try {
+        json = jsonObject(text, 'the health route');
+    }
+    catch {
+        return undefined;
+    }
+    if (json.public_reads !== true)
+        return undefined;
+    const keys = isStringArray(json.public_keys)
+        ? json.public_keys
+        : typeof json.public_key === 'string'
+            ? [json.public_key]
+            : [];
+    return keys.length > 0 ? keys : undefined;
+}
+
+;// CONCATENATED MODULE: ./src/server/config/upload-limits.ts
+/**
+ * What one upload may cost the server, besides `max_nar_size`: how far a NAR may inflate, how much
+ * memory its decompressor may take, how many uploads run at once, and how long a request body may
+ * sit idle. Defaults fit what `nix copy` and the Action's proxy send (see docs/server.md).
+ */
+
+const DEFAULT_UPLOAD_LIMITS = {
+    maxCompressionRatio: 1000,
+    // zstd up to level 19 (8 MiB windows; nix copy's level 3: 2 MiB), xz up to level 6 (nix copy's
+    // default: 9 MiB). xz -7..-9 and zstd --long or --ultra need more and are refused.
+    maxDecompressionMemory: 16 * 1024 * 1024,
+    maxConcurrentUploads: 32,
+    // The Action's proxy sends 4 at a time by default.
+    maxConcurrentUploadsPerToken: 8,
+    // The proxy's xz -T0 emits nothing until a whole block (24 MiB at level 6) is compressed.
+    bodyIdleTimeoutMs: 30_000,
+};
+/** Config file keys \u2192 the field they set and how the value is written. */
+const UPLOAD_LIMIT_KEYS = {
+    max_compression_ratio: { field: 'maxCompressionRatio', kind: 'ratio' },
+    max_decompression_memory: { field: 'maxDecompressionMemory', kind: 'size' },
+    max_concurrent_uploads: { field: 'maxConcurrentUploads', kind: 'count' },
+    max_concurrent_uploads_per_token: { field: 'maxConcurrentUploadsPerToken', kind: 'count' },
+    body_idle_timeout: { field: 'bodyIdleTimeoutMs', kind: 'milliseconds' },
+};
+/** A value of `kind` from the config file. */
+function parseUploadLimit(kind, value) {
+    switch (kind) {
+        case 'ratio':
+            return parseCount(value, 0);
+        case 'size':
+            return parseSize(value);
+        case 'count':
+            return parseCount(value);
+        case 'milliseconds':
+            return parseDuration(value) * 1000;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/config/config-schema.ts
+/** The server's configuration as the code uses it: types, defaults, and the error a bad one gets. */
+
+
+const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
+const DEFAULT_MAX_NAR_SIZE = 10 * 1024 ** 3;
+function defaultConfig() {
+    return {
+        listen: { host: '127.0.0.1', port: 8080 },
+        data: './sluice-data',
+        tokenTtlSeconds: 3600,
+        maxReadTokenTtlSeconds: 90 * 86400,
+        maxNarSize: DEFAULT_MAX_NAR_SIZE,
+        rateLimits: {
+            tokenExchanges: { count: 300, periodSeconds: 60 },
+            failedAuth: { count: 30, periodSeconds: 60 },
+        },
+        trustProxy: [],
+        uploads: { ...DEFAULT_UPLOAD_LIMITS },
+        issuers: [
+            { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
+        ],
+        blobs: { type: 'fs' },
+        keys: {},
+    };
+}
+
+
+;// CONCATENATED MODULE: ./src/server/slices/slice-names.ts
 /**
  * Slice names, slice patterns and `${claim}` templates.
  *
@@ -6481,305 +9240,12 @@ function fillTemplate(template, claims) {
     return { ok: true, name: normalizeSliceName(name) };
 }
 
-;// CONCATENATED MODULE: ./src/server/retention/settings.ts
-/**
- * Retention settings as the config holds them, and their parsing from YAML values. The parser gets
- * the config's duration/size parsers and its `fail` (which adds file:line), so this module does
- * not import config.ts.
- */
-const DEFAULT_GC_INTERVAL_SECONDS = 3600;
-/** Paths read or pushed, and NAR files uploaded, this recently are never removed; also the orphans' grace. */
-const DEFAULT_GC_GRACE_SECONDS = 3600;
-function mapping(value, keys, fail) {
-    if (value === null || typeof value !== 'object' || Array.isArray(value))
-        fail([], 'expected a mapping');
-    for (const key of Object.keys(value)) {
-        if (!keys.includes(key))
-            fail([key], `unknown key (expected one of: ${keys.join(', ')})`);
-    }
-    return value;
-}
-function parsed(key, value, parser, fail) {
-    try {
-        return parser(value);
-    }
-    catch (error) {
-        return fail([key], error.message);
-    }
-}
-/** `{ max_age: 30d, max_size: 50GiB }` (either may be left out). */
-function parseRetention(value, parsers, fail) {
-    const raw = mapping(value, ['max_age', 'max_size'], fail);
-    const policy = {};
-    if (raw.max_age !== undefined)
-        policy.maxAgeSeconds = parsed('max_age', raw.max_age, parsers.duration, fail);
-    if (raw.max_size !== undefined)
-        policy.maxSizeBytes = parsed('max_size', raw.max_size, parsers.size, fail);
-    return policy;
-}
-/** `{ ttl: 7d }`. */
-function parsePullRequests(value, parsers, fail) {
-    const raw = mapping(value, ['ttl'], fail);
-    if (raw.ttl === undefined)
-        fail([], 'needs ttl (how long a pull request slice lives after its last push)');
-    return { ttlSeconds: parsed('ttl', raw.ttl, parsers.duration, fail) };
-}
-/** A slice's `retention` and `pull_requests` keys (`fail` takes key paths below the slice). */
-function parseSliceRetention(raw, parsers, fail) {
-    const below = (key) => (keys, problem) => fail([key, ...keys], problem);
-    return {
-        ...(raw.retention !== undefined
-            ? { retention: parseRetention(raw.retention, parsers, below('retention')) }
-            : {}),
-        ...(raw.pull_requests !== undefined
-            ? { pullRequests: parsePullRequests(raw.pull_requests, parsers, below('pull_requests')) }
-            : {}),
-    };
-}
-/** The top level's `retention`, `gc_interval` and `gc_grace`: only the keys present. */
-function parseServerRetention(raw, parsers, fail) {
-    const below = (key) => (keys, problem) => fail([key, ...keys], problem);
-    return {
-        ...(raw.retention !== undefined
-            ? { retention: parseRetention(raw.retention, parsers, below('retention')) }
-            : {}),
-        ...(raw.gc_interval !== undefined
-            ? { gcIntervalSeconds: parsed('gc_interval', raw.gc_interval, parsers.duration, fail) }
-            : {}),
-        ...(raw.gc_grace !== undefined
-            ? { gcGraceSeconds: parsed('gc_grace', raw.gc_grace, parsers.duration, fail) }
-            : {}),
-    };
-}
-
-;// CONCATENATED MODULE: ./src/server/config-values.ts
-/** Values in the config file: durations, sizes and counts, each refused with a ConfigError naming the problem. */
-class ConfigError extends Error {
-}
-const DURATION_UNITS = { s: 1, m: 60, h: 3600, d: 86400, w: 604800, y: 31536000 };
-const SIZE_UNITS = {
-    '': 1,
-    b: 1,
-    k: 1024,
-    kib: 1024,
-    m: 1024 ** 2,
-    mib: 1024 ** 2,
-    g: 1024 ** 3,
-    gib: 1024 ** 3,
-    t: 1024 ** 4,
-    tib: 1024 ** 4,
-};
-/** A whole number with a unit from `units` (a bare number takes `bareUnit`) \u2192 the number times the unit, or NaN. */
-function numberWithUnit(value, units, bareUnit) {
-    const text = typeof value === 'number' ? `${value}${bareUnit}` : String(value).trim();
-    const match = /^(\d+)\s*([a-z]*)$/i.exec(text);
-    const unit = match ? units[match[2].toLowerCase()] : undefined;
-    return match && unit !== undefined ? Number(match[1]) * unit : NaN;
-}
-/** `30s`, `15m`, `1h`, `30d` (or a number of seconds) \u2192 seconds. Throws a `ConfigError` otherwise. */
-function parseDuration(value) {
-    const seconds = numberWithUnit(value, DURATION_UNITS, 's');
-    if (!Number.isSafeInteger(seconds) || seconds <= 0) {
-        throw new ConfigError(`${JSON.stringify(value)} is not a duration such as 30s, 15m, 1h or 30d`);
-    }
-    return seconds;
-}
-/** `10GiB`, `512MiB`, `1G`, `4096` (binary units; a number is bytes) \u2192 bytes. */
-function parseSize(value) {
-    const bytes = numberWithUnit(value, SIZE_UNITS, '');
-    if (!Number.isSafeInteger(bytes) || bytes <= 0) {
-        throw new ConfigError(`${JSON.stringify(value)} is not a size such as 512MiB or 10GiB`);
-    }
-    return bytes;
-}
-/** A whole number of at least `min`. */
-function parseCount(value, min = 1) {
-    const count = typeof value === 'number' ? value : NaN;
-    if (!Number.isSafeInteger(count) || count < min) {
-        throw new ConfigError(`${JSON.stringify(value)} is not a whole number of at least ${min}`);
-    }
-    return count;
-}
-
-;// CONCATENATED MODULE: ./src/server/upload-limits.ts
-/**
- * What one upload may cost the server, besides `max_nar_size`: how far a NAR may inflate, how much
- * memory its decompressor may take, how many uploads run at once, and how long a request body may
- * sit idle. Defaults fit what `nix copy` and the Action's proxy send (see docs/server.md).
- */
-
-const DEFAULT_UPLOAD_LIMITS = {
-    maxCompressionRatio: 1000,
-    // zstd up to level 19 (8 MiB windows; nix copy's level 3: 2 MiB), xz up to level 6 (nix copy's
-    // default: 9 MiB). xz -7..-9 and zstd --long or --ultra need more and are refused.
-    maxDecompressionMemory: 16 * 1024 * 1024,
-    maxConcurrentUploads: 32,
-    // The Action's proxy sends 4 at a time by default.
-    maxConcurrentUploadsPerToken: 8,
-    // The proxy's xz -T0 emits nothing until a whole block (24 MiB at level 6) is compressed.
-    bodyIdleTimeoutMs: 30_000,
-};
-/** Config file keys \u2192 the field they set and how the value is written. */
-const UPLOAD_LIMIT_KEYS = {
-    max_compression_ratio: { field: 'maxCompressionRatio', kind: 'ratio' },
-    max_decompression_memory: { field: 'maxDecompressionMemory', kind: 'size' },
-    max_concurrent_uploads: { field: 'maxConcurrentUploads', kind: 'count' },
-    max_concurrent_uploads_per_token: { field: 'maxConcurrentUploadsPerToken', kind: 'count' },
-    body_idle_timeout: { field: 'bodyIdleTimeoutMs', kind: 'milliseconds' },
-};
-/** A value of `kind` from the config file. */
-function parseUploadLimit(kind, value) {
-    switch (kind) {
-        case 'ratio':
-            return parseCount(value, 0);
-        case 'size':
-            return parseSize(value);
-        case 'count':
-            return parseCount(value);
-        case 'milliseconds':
-            return parseDuration(value) * 1000;
-    }
-}
-
-;// CONCATENATED MODULE: ./src/server/config.ts
-/**
- * The server's YAML configuration \u2192 a typed, validated `Config`. Every key is optional; a bad key or
- * value is refused with `file:line: key.path: problem`, so a typo never silently weakens the policy.
- */
+;// CONCATENATED MODULE: ./src/server/config/policy-config.ts
+/** The policy's part of the config: `issuers` (whose ID tokens are trusted) and `slices` (who reads and writes what). */
 
 
-
-
-
-
-
-const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
-const DEFAULT_AUDIENCE = 'sluice';
-const DEFAULT_MAX_NAR_SIZE = 10 * 1024 ** 3;
-function defaultConfig() {
-    return {
-        listen: { host: '127.0.0.1', port: 8080 },
-        data: './sluice-data',
-        tokenTtlSeconds: 3600,
-        maxNarSize: DEFAULT_MAX_NAR_SIZE,
-        retention: {},
-        gcIntervalSeconds: DEFAULT_GC_INTERVAL_SECONDS,
-        gcGraceSeconds: DEFAULT_GC_GRACE_SECONDS,
-        uploads: { ...DEFAULT_UPLOAD_LIMITS },
-        issuers: [
-            { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
-        ],
-    };
-}
-/** `host:port` or `[ipv6]:port`. */
-function parseListen(value) {
-    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(String(value).trim());
-    const port = match ? Number(match[3]) : NaN;
-    if (!match || port > 65535)
-        throw new ConfigError(`${JSON.stringify(String(value))} is not HOST:PORT`);
-    return { host: (match[1] ?? match[2]), port };
-}
-/** Validates the parsed document, turning each problem into a ConfigError that points at its line. */
-class Validator {
-    doc;
-    lines;
-    source;
-    constructor(doc, lines, source) {
-        this.doc = doc;
-        this.lines = lines;
-        this.source = source;
-    }
-    fail(path, problem, atKey = false) {
-        const where = path
-            .map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? part : `.${part}`))
-            .join('');
-        const line = this.lineOf(path, atKey);
-        throw new ConfigError(`${this.source}${line ? `:${line}` : ''}: ${where || '(top level)'}: ${problem}`);
-    }
-    lineOf(path, atKey) {
-        let node = path.length === 0 ? this.doc.contents : this.doc.getIn(path, true);
-        if (atKey) {
-            const parent = path.length === 1 ? this.doc.contents : this.doc.getIn(path.slice(0, -1), true);
-            const pair = (0,dist/* isMap */.jh)(parent)
-                ? parent.items.find((item) => (0,dist/* isPair */.tO)(item) && (0,dist/* isScalar */.jn)(item.key) && item.key.value === path.at(-1))
-                : undefined;
-            node = pair?.key;
-        }
-        const range = node?.range;
-        return range ? this.lines.linePos(range[0]).line : undefined;
-    }
-    /** Runs a parser that throws ConfigError without a location, and adds the location. */
-    parse(path, value, parser) {
-        try {
-            return parser(value);
-        }
-        catch (error) {
-            if (error instanceof ConfigError)
-                this.fail(path, error.message);
-            throw error;
-        }
-    }
-    object(path, value, known) {
-        if (value === null || typeof value !== 'object' || Array.isArray(value))
-            this.fail(path, 'expected a mapping');
-        for (const key of Object.keys(value)) {
-            if (!known.includes(key))
-                this.fail([...path, key], `unknown key (expected one of: ${known.join(', ')})`, true);
-        }
-        return value;
-    }
-    list(path, value) {
-        if (!Array.isArray(value))
-            this.fail(path, 'expected a list');
-        return value;
-    }
-    nonEmptyList(path, value, what) {
-        const list = this.list(path, value);
-        if (list.length === 0)
-            this.fail(path, `must list at least one ${what}`);
-        return list;
-    }
-    string(path, value) {
-        if (typeof value !== 'string' || value.trim() === '')
-            this.fail(path, 'expected a non-empty string');
-        return value;
-    }
-    boolean(path, value) {
-        if (typeof value !== 'boolean')
-            this.fail(path, 'expected true or false');
-        return value;
-    }
-    url(path, value, allowHttp) {
-        const text = this.string(path, value);
-        let url;
-        try {
-            url = new URL(text);
-        }
-        catch {
-            this.fail(path, `${JSON.stringify(text)} is not a URL`);
-        }
-        if (url.protocol !== 'https:' && !(allowHttp && url.protocol === 'http:')) {
-            this.fail(path, `${JSON.stringify(text)} must be https:// (http:// needs allow_insecure_http: true, for loopback tests only)`);
-        }
-        return text;
-    }
-}
-const TOP_LEVEL_KEYS = [
-    'listen',
-    'data',
-    'token_ttl',
-    'max_nar_size',
-    'public_url',
-    ...Object.keys(UPLOAD_LIMIT_KEYS),
-    'issuers',
-    'slices',
-    'retention',
-    'gc_interval',
-    'gc_grace',
-];
 const ISSUER_KEYS = ['name', 'issuer', 'audience', 'jwks_uri', 'allow_insecure_http'];
-const SLICE_KEYS = ['name', 'public', 'read', 'write', 'retention', 'pull_requests'];
-const RETENTION_PARSERS = { duration: parseDuration, size: parseSize };
+const SLICE_KEYS = ['name', 'public', 'read', 'write'];
 const ISSUER_NAME = /^[a-z0-9][a-z0-9_-]*$/;
 const CLAIM_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]*$/;
 function parseIssuers(v, value) {
@@ -6865,13 +9331,7 @@ function parseSlices(v, value, issuers) {
             v.fail([...path, 'public'], 'a template slice cannot be public: list the public slices by name or pattern');
         if (!isPublic && read.length === 0 && write.length === 0)
             v.fail(path, 'grants nothing: add read or write rules, or public: true');
-        if (/(^|\/)pr-\d+$/i.test(name))
-            v.fail([...path, 'name'], `'${name}' ends in pr-<number>, which names pull-request slices`);
-        const sliceRetention = parseSliceRetention(raw, RETENTION_PARSERS, (keys, problem) => v.fail([...path, ...keys], problem));
-        if (sliceRetention.pullRequests && (read.length === 0 || !isSliceName(shape)))
-            v.fail([...path, 'pull_requests'], 'needs a plain slice name with read rules (they pick the jobs)');
-        const normalized = templated ? name : normalizeSliceName(name);
-        return { name: normalized, public: isPublic, read, write, ...sliceRetention };
+        return { name: templated ? name : normalizeSliceName(name), public: isPublic, read, write };
     });
     slices.forEach((slice, i) => {
         if (slices.findIndex((other) => other.name === slice.name) !== i)
@@ -6894,6 +9354,280 @@ function checkTemplateCollision(v, slices, i) {
         v.fail(['slices', i, 'name'], `'${slice.name}' could also be made by the template '${template.name}', which never writes a slice named in the config: give '${slice.name}' write rules of its own (repository_id: \u2026) or list it under a name no template makes`);
     }
 }
+
+;// CONCATENATED MODULE: ./src/server/config/rate-limits.ts
+/**
+ * The rate limits' config: `rate_limits` (per client address: token exchanges, failed
+ * authentications) and `trust_proxy` (whose X-Forwarded-For names the client). Enforced by
+ * src/server/http/rate-limit.ts.
+ */
+
+
+
+/** `10.0.0.1`, `10.0.0.0/8`, `fd00::/8` \u2192 a BlockList; throws naming a bad entry. */
+function trustedProxies(entries) {
+    const list = new external_node_net_namespaceObject.BlockList();
+    for (const entry of entries) {
+        const [address = '', bits] = entry.split('/');
+        const family = (0,external_node_net_namespaceObject.isIP)(address);
+        const prefix = bits === undefined ? undefined : Number(bits);
+        const maxBits = family === 6 ? 128 : 32;
+        if (family === 0 ||
+            (bits !== undefined && !(Number.isInteger(prefix) && prefix >= 0 && prefix <= maxBits)))
+            throw new Error(`'${entry}' is not an IP address or CIDR range`);
+        const type = family === 6 ? 'ipv6' : 'ipv4';
+        if (prefix === undefined)
+            list.addAddress(address, type);
+        else
+            list.addSubnet(address, prefix, type);
+    }
+    return list;
+}
+/** `60/1m` (at most 60 per minute), or `off`. */
+function parseRate(value) {
+    if (value === 'off' || value === false)
+        return null;
+    const [count, period, extra] = String(value).split('/');
+    const parsed = Number(count?.trim());
+    if (extra !== undefined || period === undefined || !Number.isSafeInteger(parsed) || parsed <= 0)
+        throw new ConfigError(`${JSON.stringify(value)} is not a rate such as 60/1m, or off`);
+    return { count: parsed, periodSeconds: parseDuration(period.trim()) };
+}
+function parseRateLimits(v, value, defaults) {
+    const raw = v.object(['rate_limits'], value, ['token_exchanges', 'failed_auth']);
+    const rate = (key, fallback) => raw[key] === undefined ? fallback : v.parse(['rate_limits', key], raw[key], parseRate);
+    return {
+        tokenExchanges: rate('token_exchanges', defaults.tokenExchanges),
+        failedAuth: rate('failed_auth', defaults.failedAuth),
+    };
+}
+function parseTrustProxy(v, value) {
+    const list = v.list(['trust_proxy'], value).map((item, i) => v.string(['trust_proxy', i], item).trim());
+    v.parse(['trust_proxy'], list, (entries) => {
+        try {
+            return trustedProxies(entries);
+        }
+        catch (error) {
+            throw new ConfigError(error.message);
+        }
+    });
+    return list;
+}
+
+;// CONCATENATED MODULE: ./src/server/config/storage-config.ts
+/**
+ * The config keys for where the server keeps things: `storage.blobs` (files under the data
+ * directory, or an S3-compatible bucket), `database` (SQLite under the data directory, or a
+ * PostgreSQL URL; `SLUICE_DATABASE_URL` overrides it) and `keys` (key files shared by replicas).
+ */
+const DEFAULT_PART_SIZE = 16 * 1024 ** 2;
+const MIN_PART_SIZE = 5 * 1024 ** 2;
+const MAX_PRESIGN_TTL_SECONDS = 7 * 24 * 3600;
+const S3_KEYS = [
+    'type',
+    'bucket',
+    'endpoint',
+    'region',
+    'prefix',
+    'force_path_style',
+    'presigned_downloads',
+    'presign_ttl',
+    'part_size',
+    'abort_incomplete_after',
+];
+function parseStorage(v, value, parseSize, parseDuration) {
+    const storage = v.object(['storage'], value, ['blobs']);
+    if (storage.blobs === undefined)
+        return { type: 'fs' };
+    const path = ['storage', 'blobs'];
+    const raw = v.object(path, storage.blobs, S3_KEYS);
+    const type = raw.type === undefined ? 'fs' : v.string([...path, 'type'], raw.type);
+    if (type === 'fs') {
+        const extra = Object.keys(raw).find((key) => key !== 'type');
+        if (extra)
+            v.fail([...path, extra], `only applies to type: s3`, true);
+        return { type: 'fs' };
+    }
+    if (type !== 's3')
+        v.fail([...path, 'type'], `unknown type '${type}' (expected fs or s3)`);
+    const optional = (key, parse, fallback) => raw[key] === undefined ? fallback : parse(raw[key]);
+    const bucket = v.string([...path, 'bucket'], raw.bucket);
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
+        v.fail([...path, 'bucket'], `'${bucket}' is not an S3 bucket name`);
+    const partSize = optional('part_size', (x) => v.parse([...path, 'part_size'], x, parseSize), DEFAULT_PART_SIZE);
+    if (partSize < MIN_PART_SIZE)
+        v.fail([...path, 'part_size'], 'must be at least 5MiB (the S3 minimum)');
+    const presignTtlSeconds = optional('presign_ttl', (x) => v.parse([...path, 'presign_ttl'], x, parseDuration), 300);
+    if (presignTtlSeconds > MAX_PRESIGN_TTL_SECONDS)
+        v.fail([...path, 'presign_ttl'], 'must be at most 7d (the longest a SigV4 presigned URL lives)');
+    const endpoint = optional('endpoint', (x) => v.url([...path, 'endpoint'], x, true).replace(/\/+$/, ''), undefined);
+    return {
+        type: 's3',
+        bucket,
+        ...(endpoint ? { endpoint } : {}),
+        region: optional('region', (x) => v.string([...path, 'region'], x), process.env.AWS_REGION || 'us-east-1'),
+        prefix: optional('prefix', (x) => (x === '' ? '' : v.string([...path, 'prefix'], x)), ''),
+        forcePathStyle: optional('force_path_style', (x) => v.boolean([...path, 'force_path_style'], x), false),
+        presignedDownloads: optional('presigned_downloads', (x) => v.boolean([...path, 'presigned_downloads'], x), false),
+        presignTtlSeconds,
+        partSize,
+        abortIncompleteAfterSeconds: optional('abort_incomplete_after', (x) => v.parse([...path, 'abort_incomplete_after'], x, parseDuration), 24 * 3600),
+    };
+}
+/** A PostgreSQL URL; the problem is named without echoing the value (it may hold a password). */
+function databaseUrlProblem(text) {
+    let url;
+    try {
+        url = new URL(text);
+    }
+    catch {
+        return 'is not a URL (expected postgres://USER:PASSWORD@HOST:PORT/DATABASE)';
+    }
+    if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:')
+        return `must be a postgres:// URL, not ${url.protocol}// (omit it to keep SQLite under the data directory)`;
+    if (!url.hostname)
+        return 'names no host (expected postgres://USER:PASSWORD@HOST:PORT/DATABASE)';
+    return undefined;
+}
+function parseDatabase(v, value) {
+    const url = v.string(['database'], value);
+    const problem = databaseUrlProblem(url);
+    if (problem)
+        v.fail(['database'], problem);
+    return { url, source: 'database' };
+}
+function parseKeys(v, value) {
+    const raw = v.object(['keys'], value, ['signing_key_file', 'token_key_file']);
+    return {
+        ...(raw.signing_key_file === undefined
+            ? {}
+            : { signingKeyFile: v.string(['keys', 'signing_key_file'], raw.signing_key_file) }),
+        ...(raw.token_key_file === undefined
+            ? {}
+            : { tokenKeyFile: v.string(['keys', 'token_key_file'], raw.token_key_file) }),
+    };
+}
+
+;// CONCATENATED MODULE: ./src/server/config/yaml-validator.ts
+/** Checks a parsed YAML document key by key; every problem is a ConfigError naming its file, line and key path. */
+
+
+/** Validates the parsed document, turning each problem into a ConfigError that points at its line. */
+class Validator {
+    doc;
+    lines;
+    source;
+    constructor(doc, lines, source) {
+        this.doc = doc;
+        this.lines = lines;
+        this.source = source;
+    }
+    fail(path, problem, atKey = false) {
+        const where = path
+            .map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? part : `.${part}`))
+            .join('');
+        const line = this.lineOf(path, atKey);
+        throw new ConfigError(`${this.source}${line ? `:${line}` : ''}: ${where || '(top level)'}: ${problem}`);
+    }
+    lineOf(path, atKey) {
+        let node = path.length === 0 ? this.doc.contents : this.doc.getIn(path, true);
+        if (atKey) {
+            const parent = path.length === 1 ? this.doc.contents : this.doc.getIn(path.slice(0, -1), true);
+            const pair = (0,dist/* isMap */.jh)(parent)
+                ? parent.items.find((item) => (0,dist/* isPair */.tO)(item) && (0,dist/* isScalar */.jn)(item.key) && item.key.value === path.at(-1))
+                : undefined;
+            node = pair?.key;
+        }
+        const range = node?.range;
+        return range ? this.lines.linePos(range[0]).line : undefined;
+    }
+    /** Runs a parser that throws ConfigError without a location, and adds the location. */
+    parse(path, value, parser) {
+        try {
+            return parser(value);
+        }
+        catch (error) {
+            if (error instanceof ConfigError)
+                this.fail(path, error.message);
+            throw error;
+        }
+    }
+    object(path, value, known) {
+        if (value === null || typeof value !== 'object' || Array.isArray(value))
+            this.fail(path, 'expected a mapping');
+        for (const key of Object.keys(value)) {
+            if (!known.includes(key))
+                this.fail([...path, key], `unknown key (expected one of: ${known.join(', ')})`, true);
+        }
+        return value;
+    }
+    list(path, value) {
+        if (!Array.isArray(value))
+            this.fail(path, 'expected a list');
+        return value;
+    }
+    nonEmptyList(path, value, what) {
+        const list = this.list(path, value);
+        if (list.length === 0)
+            this.fail(path, `must list at least one ${what}`);
+        return list;
+    }
+    string(path, value) {
+        if (typeof value !== 'string' || value.trim() === '')
+            this.fail(path, 'expected a non-empty string');
+        return value;
+    }
+    boolean(path, value) {
+        if (typeof value !== 'boolean')
+            this.fail(path, 'expected true or false');
+        return value;
+    }
+    url(path, value, allowHttp) {
+        const text = this.string(path, value);
+        let url;
+        try {
+            url = new URL(text);
+        }
+        catch {
+            this.fail(path, `${JSON.stringify(text)} is not a URL`);
+        }
+        if (url.protocol !== 'https:' && !(allowHttp && url.protocol === 'http:')) {
+            this.fail(path, `${JSON.stringify(text)} must be https:// (http:// needs allow_insecure_http: true, for loopback tests only)`);
+        }
+        return text;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/config/server-config.ts
+/**
+ * The server's YAML configuration \u2192 a typed, validated `Config`. Every key is optional; a bad key or
+ * value is refused with `file:line: key.path: problem`, so a typo never silently weakens the policy.
+ */
+
+
+
+
+
+
+
+
+
+const TOP_LEVEL_KEYS = [
+    'listen',
+    'data',
+    'token_ttl',
+    'max_read_token_ttl',
+    'max_nar_size',
+    'public_url',
+    'rate_limits',
+    'trust_proxy',
+    ...Object.keys(UPLOAD_LIMIT_KEYS),
+    'issuers',
+    'slices',
+    'storage',
+    'database',
+    'keys',
+];
 /** Parses and validates YAML config text. `source` names the file in error messages. */
 function parseConfig(text, source = 'config') {
     const lines = new dist/* LineCounter */.HN();
@@ -6915,6 +9649,8 @@ function parseConfig(text, source = 'config') {
         config.data = v.string(['data'], raw.data);
     if (raw.token_ttl !== undefined)
         config.tokenTtlSeconds = v.parse(['token_ttl'], raw.token_ttl, parseDuration);
+    if (raw.max_read_token_ttl !== undefined)
+        config.maxReadTokenTtlSeconds = v.parse(['max_read_token_ttl'], raw.max_read_token_ttl, parseDuration);
     if (raw.max_nar_size !== undefined)
         config.maxNarSize = v.parse(['max_nar_size'], raw.max_nar_size, parseSize);
     for (const [key, { field, kind }] of Object.entries(UPLOAD_LIMIT_KEYS)) {
@@ -6923,14 +9659,21 @@ function parseConfig(text, source = 'config') {
     }
     if (raw.public_url !== undefined)
         config.publicUrl = v.url(['public_url'], raw.public_url, true).replace(/\/+$/, '');
+    if (raw.rate_limits !== undefined)
+        config.rateLimits = parseRateLimits(v, raw.rate_limits, config.rateLimits);
+    if (raw.trust_proxy !== undefined)
+        config.trustProxy = parseTrustProxy(v, raw.trust_proxy);
     if (raw.issuers !== undefined)
         config.issuers = parseIssuers(v, raw.issuers);
     if (raw.slices !== undefined)
         config.slices = parseSlices(v, raw.slices, config.issuers);
-    return {
-        ...config,
-        ...parseServerRetention(raw, RETENTION_PARSERS, (keys, p) => v.fail(keys, p)),
-    };
+    if (raw.storage !== undefined)
+        config.blobs = parseStorage(v, raw.storage, parseSize, parseDuration);
+    if (raw.database !== undefined)
+        config.database = parseDatabase(v, raw.database);
+    if (raw.keys !== undefined)
+        config.keys = parseKeys(v, raw.keys);
+    return config;
 }
 /** Reads the config file at `path`; without a path, the defaults. */
 async function loadConfig(path) {
@@ -6938,12 +9681,22 @@ async function loadConfig(path) {
         return defaultConfig();
     let text;
     try {
-        text = await (0,promises_namespaceObject.readFile)(path, 'utf8');
+        text = await (0,promises_.readFile)(path, 'utf8');
     }
     catch (error) {
         throw new ConfigError(`${path}: cannot read the config file: ${error.code ?? String(error)}`);
     }
     return parseConfig(text, path);
+}
+/** `SLUICE_DATABASE_URL` wins over the file's `database`, so the password need not be in the file. */
+function applyEnvironment(config, env = process.env) {
+    const url = env.SLUICE_DATABASE_URL;
+    if (url === undefined || url === '')
+        return config;
+    const problem = databaseUrlProblem(url);
+    if (problem)
+        throw new ConfigError(`SLUICE_DATABASE_URL: ${problem}`);
+    return { ...config, database: { url, source: 'SLUICE_DATABASE_URL' } };
 }
 /** Command-line flags win over the file. */
 function applyCliOverrides(config, flags) {
@@ -6964,500 +9717,7 @@ function applyCliOverrides(config, flags) {
     return merged;
 }
 
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
-;// CONCATENATED MODULE: ./src/server/data-dir.ts
-/** The layout of the data directory (see docs/server.md). */
-
-const DATABASE_FILE = 'sluice.db';
-const NAR_DIR = 'nars';
-function dataPaths(dataDir) {
-    const root = (0,external_node_path_.resolve)(dataDir);
-    return { root, database: (0,external_node_path_.join)(root, DATABASE_FILE), nars: (0,external_node_path_.join)(root, NAR_DIR) };
-}
-
-;// CONCATENATED MODULE: external "node:sqlite"
-const external_node_sqlite_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:sqlite");
-;// CONCATENATED MODULE: ./src/server/storage/sqlite-retention.ts
-const RETENTION_SCHEMA = `
-CREATE TABLE IF NOT EXISTS nar_keys (
-  key TEXT PRIMARY KEY, used_at INTEGER NOT NULL, deleting_since INTEGER
-);
-CREATE TABLE IF NOT EXISTS pins (
-  slice TEXT NOT NULL, name TEXT NOT NULL, store_paths TEXT NOT NULL, created_at INTEGER NOT NULL,
-  expires_at INTEGER, PRIMARY KEY (slice, name)
-);
-CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS deletions (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, slice TEXT, reason TEXT NOT NULL,
-  items TEXT NOT NULL, bytes INTEGER NOT NULL
-);
-`;
-/** A claim older than this was left by a collector that died between claim and delete. */
-const ABANDONED_CLAIM_MS = 60_000;
-/** Runs `body` in an IMMEDIATE transaction (the write lock first, so check-then-write is atomic). */
-function transaction(db, body) {
-    db.exec('BEGIN IMMEDIATE');
-    try {
-        const result = body();
-        db.exec('COMMIT');
-        return result;
-    }
-    catch (error) {
-        if (db.isTransaction)
-            db.exec('ROLLBACK');
-        throw error;
-    }
-}
-/** Databases made before retention lack `narinfos.last_accessed_at`: null reads as created_at. */
-function migrateRetention(db) {
-    db.exec(RETENTION_SCHEMA);
-    const columns = db.prepare('PRAGMA table_info(narinfos)').all();
-    if (!columns.some((column) => column.name === 'last_accessed_at'))
-        db.exec('ALTER TABLE narinfos ADD COLUMN last_accessed_at INTEGER');
-}
-function touchNarInfos(db, sql, keys, at) {
-    if (keys.length === 0)
-        return 0;
-    const statement = sql(`UPDATE narinfos SET last_accessed_at = ?1
-       WHERE slice = ?2 AND hash_part = ?3 AND coalesce(last_accessed_at, created_at) < ?1`);
-    const exists = sql('SELECT 1 FROM narinfos WHERE slice = ? AND hash_part = ?');
-    return transaction(db, () => {
-        let found = 0;
-        for (const key of keys) {
-            const changed = statement.run(+at, key.slice, key.hashPart).changes;
-            if (Number(changed) > 0 || exists.get(key.slice, key.hashPart))
-                found++;
-        }
-        return found;
-    });
-}
-function listSlices(sql) {
-    return sql('SELECT DISTINCT slice FROM narinfos ORDER BY slice').all().map((r) => String(r.slice));
-}
-function listNarInfos(sql, slice) {
-    const rows = sql('SELECT * FROM narinfos WHERE slice = ? ORDER BY hash_part').all(slice);
-    return rows.map((row) => ({
-        slice: String(row.slice),
-        hashPart: String(row.hash_part),
-        storePath: String(row.store_path),
-        narKey: String(row.nar_key),
-        narinfo: String(row.narinfo),
-        createdAt: new Date(Number(row.created_at)),
-        lastAccessedAt: new Date(Number(row.last_accessed_at ?? row.created_at)),
-    }));
-}
-function narKeysInUse(sql, usedSince) {
-    const keys = (text, ...args) => new Set(sql(text).all(...args).map((r) => String(r.key)));
-    return {
-        referenced: keys('SELECT DISTINCT nar_key AS key FROM narinfos'),
-        touched: keys('SELECT key FROM nar_keys WHERE used_at >= ?', +usedSince),
-    };
-}
-function insertDeletion(sql, record) {
-    sql('INSERT INTO deletions (time, slice, reason, items, bytes) VALUES (?, ?, ?, ?, ?)').run(+record.time, record.slice, record.reason, JSON.stringify(record.items), record.bytes);
-}
-function deleteNarInfos(db, sql, slice, hashParts, unusedBefore, record) {
-    const parts = JSON.stringify(hashParts);
-    return transaction(db, () => {
-        const fresh = sql(`SELECT count(*) AS n FROM narinfos WHERE slice = ? AND hash_part IN (SELECT value FROM json_each(?))
-         AND (created_at >= ?3 OR coalesce(last_accessed_at, created_at) >= ?3)`).get(slice, parts, +unusedBefore);
-        if (Number(fresh.n) > 0)
-            return false;
-        sql('DELETE FROM narinfos WHERE slice = ? AND hash_part IN (SELECT value FROM json_each(?))').run(slice, parts);
-        insertDeletion(sql, record);
-        return true;
-    });
-}
-function touchNar(db, sql, key, at) {
-    return transaction(db, () => {
-        const row = sql('SELECT deleting_since FROM nar_keys WHERE key = ?').get(key);
-        if (row?.deleting_since != null && Number(row.deleting_since) > +at - ABANDONED_CLAIM_MS)
-            return false;
-        sql(`INSERT INTO nar_keys (key, used_at, deleting_since) VALUES (?1, ?2, NULL)
-         ON CONFLICT (key) DO UPDATE SET used_at = max(used_at, ?2), deleting_since = NULL`).run(key, +at);
-        return true;
-    });
-}
-/** Whether a narinfo is being inserted for a NAR a collector claimed (the insert must not happen). */
-function isNarClaimed(sql, key, at) {
-    const row = sql('SELECT deleting_since FROM nar_keys WHERE key = ?').get(key);
-    return row?.deleting_since != null && Number(row.deleting_since) > +at - ABANDONED_CLAIM_MS;
-}
-function claimNarDeletion(db, sql, key, unusedBefore, at) {
-    return transaction(db, () => {
-        if (sql('SELECT 1 FROM narinfos WHERE nar_key = ? LIMIT 1').get(key))
-            return false;
-        const row = sql('SELECT used_at FROM nar_keys WHERE key = ?').get(key);
-        if (row && Number(row.used_at) >= +unusedBefore)
-            return false;
-        sql(`INSERT INTO nar_keys (key, used_at, deleting_since) VALUES (?1, 0, ?2)
-         ON CONFLICT (key) DO UPDATE SET deleting_since = ?2`).run(key, +at);
-        sql('DELETE FROM slice_nars WHERE key = ?').run(key);
-        return true;
-    });
-}
-function finishNarDeletion(db, sql, keys, record) {
-    transaction(db, () => {
-        const remove = sql('DELETE FROM nar_keys WHERE key = ? AND deleting_since IS NOT NULL');
-        for (const key of keys)
-            remove.run(key);
-        if (record)
-            insertDeletion(sql, record);
-    });
-}
-function pinOf(row) {
-    return {
-        slice: String(row.slice),
-        name: String(row.name),
-        storePaths: JSON.parse(String(row.store_paths)),
-        createdAt: new Date(Number(row.created_at)),
-        expiresAt: row.expires_at === null ? null : new Date(Number(row.expires_at)),
-    };
-}
-function putPin(db, sql, pin) {
-    transaction(db, () => {
-        const row = sql('SELECT * FROM pins WHERE slice = ? AND name = ?').get(pin.slice, pin.name);
-        const paths = new Set([...(row ? pinOf(row).storePaths : []), ...pin.storePaths]);
-        sql(`INSERT INTO pins (slice, name, store_paths, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (slice, name) DO UPDATE SET store_paths = excluded.store_paths,
-           expires_at = excluded.expires_at`).run(pin.slice, pin.name, JSON.stringify([...paths].sort()), +pin.createdAt, pin.expiresAt && +pin.expiresAt);
-    });
-}
-function listPins(sql, slice) {
-    const rows = sql('SELECT * FROM pins WHERE ?1 IS NULL OR slice = ?1 ORDER BY slice, name').all(slice ?? null);
-    return rows.map(pinOf);
-}
-function deletePin(sql, slice, name) {
-    return Number(sql('DELETE FROM pins WHERE slice = ? AND name = ?').run(slice, name).changes) > 0;
-}
-function acquireLease(db, sql, name, holder, until, at) {
-    return transaction(db, () => {
-        const row = sql('SELECT * FROM leases WHERE name = ?').get(name);
-        if (row && String(row.holder) !== holder && Number(row.expires_at) > +at)
-            return false;
-        sql(`INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
-         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at`).run(name, holder, +until);
-        return true;
-    });
-}
-function releaseLease(sql, name, holder) {
-    sql('DELETE FROM leases WHERE name = ? AND holder = ?').run(name, holder);
-}
-function listDeletions(sql, filter) {
-    const rows = sql('SELECT * FROM deletions WHERE time >= ? ORDER BY time, id LIMIT ?').all(filter.since ? +filter.since : 0, filter.limit ?? -1);
-    return rows.map((row) => ({
-        time: new Date(Number(row.time)),
-        slice: row.slice === null ? null : String(row.slice),
-        reason: String(row.reason),
-        items: JSON.parse(String(row.items)),
-        bytes: Number(row.bytes),
-    }));
-}
-
-;// CONCATENATED MODULE: ./src/server/storage/sqlite-metadata-store.ts
-/** MetadataStore on SQLite (`node:sqlite`), one file in the data directory, WAL mode. */
-
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS slice_nars (
-  slice TEXT NOT NULL, key TEXT NOT NULL, compression TEXT NOT NULL, file_size INTEGER NOT NULL,
-  nar_hash TEXT NOT NULL, nar_size INTEGER NOT NULL, created_at INTEGER NOT NULL, file_hash TEXT,
-  PRIMARY KEY (slice, key)
-);
-CREATE TABLE IF NOT EXISTS narinfos (
-  slice TEXT NOT NULL, hash_part TEXT NOT NULL, store_path TEXT NOT NULL, nar_key TEXT NOT NULL,
-  narinfo TEXT NOT NULL, created_at INTEGER NOT NULL,
-  PRIMARY KEY (slice, hash_part)
-);
-CREATE INDEX IF NOT EXISTS narinfos_by_hash_slice ON narinfos (hash_part, slice);
-DROP INDEX IF EXISTS narinfos_by_hash;
-CREATE INDEX IF NOT EXISTS narinfos_by_nar ON narinfos (nar_key);
-CREATE TABLE IF NOT EXISTS slices (
-  name TEXT PRIMARY KEY, repository_id TEXT NOT NULL, repository_owner_id TEXT NOT NULL,
-  created_at INTEGER NOT NULL, issuer TEXT NOT NULL DEFAULT 'github'
-);
-CREATE TABLE IF NOT EXISTS audit (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, slice TEXT NOT NULL,
-  store_path TEXT NOT NULL, nar_size INTEGER NOT NULL, file_size INTEGER NOT NULL,
-  repository TEXT, repository_id TEXT, ref TEXT, workflow TEXT, run_id TEXT, sha TEXT
-);
-CREATE INDEX IF NOT EXISTS audit_by_slice_time ON audit (slice, time);
-`;
-const str = (v) => String(v);
-const optional = (v) => (v === null || v === undefined ? undefined : String(v));
-function sliceOwner(row, prefix = '') {
-    if (row[`${prefix}repository_id`] === null || row[`${prefix}repository_id`] === undefined)
-        return null;
-    return {
-        issuer: str(row[`${prefix}issuer`]),
-        repositoryId: str(row[`${prefix}repository_id`]),
-        repositoryOwnerId: str(row[`${prefix}repository_owner_id`]),
-    };
-}
-function narInfoRecord(row) {
-    const signedBy = optional(row.signed_by);
-    return {
-        slice: str(row.slice),
-        hashPart: str(row.hash_part),
-        storePath: str(row.store_path),
-        narKey: str(row.nar_key),
-        narinfo: str(row.narinfo),
-        createdAt: new Date(Number(row.created_at)),
-        lastAccessedAt: new Date(Number(row.last_accessed_at ?? row.created_at)),
-        owner: sliceOwner(row, 'owner_'),
-        ...(signedBy === undefined ? {} : { signedBy }),
-    };
-}
-/** Narinfo rows with their slice's binding, for the lookups' filters. */
-const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
-    s.repository_owner_id AS owner_repository_owner_id
-  FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
-class SqliteMetadataStore {
-    db;
-    statements = new Map();
-    /** The filter of the query running now, for `sluice_readable(slice)` (queries run synchronously). */
-    readable = () => false;
-    constructor(path) {
-        this.db = new external_node_sqlite_namespaceObject.DatabaseSync(path);
-        // WAL + synchronous=NORMAL: no fsync per commit (FULL's fsync blocked the event loop ~2 ms per
-        // upload and per narinfo). The database stays consistent; a power loss may drop the last commits,
-        // which a cache survives: blobs are durable before their record, a lost narinfo is pushed again.
-        this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
-        this.db.exec(SCHEMA);
-        this.addFileHashColumn();
-        migrateRetention(this.db);
-        this.addColumn('narinfos', 'signed_by', 'TEXT');
-        // Bindings made before several issuers were kept apart were all made by the default issuer.
-        this.addColumn('slices', 'issuer', `TEXT NOT NULL DEFAULT 'github'`);
-        // Slices are filtered inside the query, on the (hash_part, slice) index: a narinfo in a slice the
-        // reader cannot see is never returned, so it costs (and times) about like one that does not exist.
-        this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) => this.readable(String(slice), sliceOwner({ issuer, repository_id: repositoryId, repository_owner_id: repositoryOwnerId }))
-            ? 1
-            : 0);
-    }
-    /** Runs `query` with `readable` as the filter `sluice_readable(...)` applies. */
-    filtered(readable, query) {
-        this.readable = readable;
-        try {
-            return query();
-        }
-        finally {
-            this.readable = () => false;
-        }
-    }
-    addColumn(table, column, type) {
-        const columns = this.db.prepare(`PRAGMA table_info(${table})`).all();
-        if (!columns.some((existing) => existing.name === column)) {
-            this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
-        }
-    }
-    /**
-     * Databases made before NARs could be named by their NarHash lack `file_hash`: their keys are all
-     * `<filehash>.nar[.ext]`, so a null there is read from the key.
-     */
-    addFileHashColumn() {
-        const columns = this.db.prepare('PRAGMA table_info(slice_nars)').all();
-        if (!columns.some((column) => column.name === 'file_hash')) {
-            this.db.exec('ALTER TABLE slice_nars ADD COLUMN file_hash TEXT');
-        }
-    }
-    /** Prepared once, reused: narinfo lookups are the hot path (Nix asks for every path of a closure). */
-    sql(text) {
-        let statement = this.statements.get(text);
-        if (!statement) {
-            statement = this.db.prepare(text);
-            this.statements.set(text, statement);
-        }
-        return statement;
-    }
-    async recordUpload(slice, facts) {
-        this.sql(`INSERT OR IGNORE INTO slice_nars
-         (slice, key, compression, file_hash, file_size, nar_hash, nar_size, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(slice, facts.key, facts.compression, facts.fileHash, facts.fileSize, facts.narHash, facts.narSize, Date.now());
-    }
-    async uploadedNar(slice, key) {
-        const row = this.sql('SELECT * FROM slice_nars WHERE slice = ? AND key = ?').get(slice, key);
-        if (!row)
-            return null;
-        return {
-            key: str(row.key),
-            compression: str(row.compression),
-            fileHash: optional(row.file_hash) ?? `sha256:${str(row.key).slice(0, 52)}`,
-            fileSize: Number(row.file_size),
-            narHash: str(row.nar_hash),
-            narSize: Number(row.nar_size),
-        };
-    }
-    async putNarInfo(record, audit) {
-        this.db.exec('BEGIN IMMEDIATE');
-        try {
-            if (isNarClaimed(this.sql.bind(this), record.narKey, record.createdAt)) {
-                this.db.exec('ROLLBACK');
-                return 'nar_missing';
-            }
-            const inserted = this.sql(`INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
-           VALUES (?, ?, ?, ?, ?, ?, ?)`).run(record.slice, record.hashPart, record.storePath, record.narKey, record.narinfo, +record.createdAt, record.signedBy ?? null);
-            if (inserted.changes === 0) {
-                this.db.exec('ROLLBACK');
-                return 'exists';
-            }
-            this.sql(`INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
-             workflow, run_id, sha) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(+audit.time, audit.slice, audit.storePath, audit.narSize, audit.fileSize, audit.repository ?? null, audit.repositoryId ?? null, audit.ref ?? null, audit.workflow ?? null, audit.runId ?? null, audit.sha ?? null);
-            this.db.exec('COMMIT');
-            return 'created';
-        }
-        catch (e) {
-            if (this.db.isTransaction)
-                this.db.exec('ROLLBACK');
-            throw e;
-        }
-    }
-    async findNarInfos(hashParts, readable) {
-        // One statement for the batch: the hash parts go in as one JSON array (no SQL built from input).
-        const rows = this.filtered(readable, () => this.sql(`${NARINFOS_WITH_OWNER} WHERE n.hash_part IN (SELECT value FROM json_each(?))
-           AND sluice_readable(n.slice, s.issuer, s.repository_id, s.repository_owner_id)`).all(JSON.stringify(hashParts)));
-        return rows.map(narInfoRecord);
-    }
-    async isNarReadable(key, readable) {
-        const rows = this.sql(`SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
-         FROM narinfos n LEFT JOIN slices s ON s.name = n.slice WHERE n.nar_key = ?`).all(key);
-        return rows.some((r) => readable(str(r.slice), sliceOwner(r)));
-    }
-    async sliceOwner(slice) {
-        const row = this.sql('SELECT * FROM slices WHERE name = ?').get(slice);
-        return row ? sliceOwner(row) : null;
-    }
-    async bindSlice(slice, owner) {
-        this.sql(`INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at, issuer)
-         VALUES (?, ?, ?, ?, ?)`).run(slice, owner.repositoryId, owner.repositoryOwnerId, Date.now(), owner.issuer);
-        return (await this.sliceOwner(slice));
-    }
-    async listAudit(filter) {
-        const rows = this.sql(`SELECT * FROM audit WHERE (?1 IS NULL OR slice = ?1) AND time >= ?2 ORDER BY time, id LIMIT ?3`).all(filter.slice ?? null, filter.since ? +filter.since : 0, filter.limit ?? -1);
-        return rows.map((r) => ({
-            time: new Date(Number(r.time)),
-            slice: str(r.slice),
-            storePath: str(r.store_path),
-            narSize: Number(r.nar_size),
-            fileSize: Number(r.file_size),
-            repository: optional(r.repository),
-            repositoryId: optional(r.repository_id),
-            ref: optional(r.ref),
-            workflow: optional(r.workflow),
-            runId: optional(r.run_id),
-            sha: optional(r.sha),
-        }));
-    }
-    // RetentionStore: the queries live in sqlite-retention.ts.
-    run = this.sql.bind(this);
-    async touchNarInfos(keys, at) {
-        return touchNarInfos(this.db, this.run, keys, at);
-    }
-    async listSlices() {
-        return listSlices(this.run);
-    }
-    async listNarInfos(slice) {
-        return listNarInfos(this.run, slice);
-    }
-    async narKeysInUse(usedSince) {
-        return narKeysInUse(this.run, usedSince);
-    }
-    async deleteNarInfos(slice, hashParts, unusedBefore, record) {
-        return deleteNarInfos(this.db, this.run, slice, hashParts, unusedBefore, record);
-    }
-    async touchNar(key, at) {
-        return touchNar(this.db, this.run, key, at);
-    }
-    async claimNarDeletion(key, unusedBefore, at) {
-        return claimNarDeletion(this.db, this.run, key, unusedBefore, at);
-    }
-    async finishNarDeletion(keys, record) {
-        finishNarDeletion(this.db, this.run, keys, record);
-    }
-    async putPin(pin) {
-        putPin(this.db, this.run, pin);
-    }
-    async listPins(slice) {
-        return listPins(this.run, slice);
-    }
-    async deletePin(slice, name) {
-        return deletePin(this.run, slice, name);
-    }
-    async acquireLease(name, holder, until, at) {
-        return acquireLease(this.db, this.run, name, holder, until, at);
-    }
-    async releaseLease(name, holder) {
-        releaseLease(this.run, name, holder);
-    }
-    async listDeletions(filter) {
-        return listDeletions(this.run, filter);
-    }
-    async close() {
-        if (this.db.isOpen)
-            this.db.close();
-    }
-}
-
-;// CONCATENATED MODULE: ./src/server/audit.ts
-/**
- * The audit log of accepted writes: rows are written by the narinfo upload (in the same transaction
- * as the narinfo), read here for `sluice audit`.
- */
-
-
-
-
-/** `--since`: an ISO date/time, or a duration back from `now` (`24h`, `7d`). */
-function parseSince(text, now = new Date()) {
-    if (/^\d+\s*[smhd]$/.test(text.trim()))
-        return new Date(+now - parseDuration(text) * 1000);
-    const date = new Date(text);
-    if (Number.isNaN(+date))
-        throw new Error(`--since '${text}' is neither a date (2026-01-31T12:00Z) nor a duration (24h, 7d)`);
-    return date;
-}
-async function readAudit(dataDir, query) {
-    const { database } = dataPaths(dataDir);
-    if (!(0,external_node_fs_.existsSync)(database))
-        throw new Error(`no Sluice database at ${database} (is --data right?)`);
-    const store = new SqliteMetadataStore(database);
-    try {
-        return await store.listAudit(query);
-    }
-    finally {
-        await store.close();
-    }
-}
-const AUDIT_COLUMNS = [
-    'time',
-    'slice',
-    'store_path',
-    'nar_size',
-    'file_size',
-    'repository',
-    'ref',
-    'workflow',
-    'run_id',
-    'sha',
-];
-/** One entry as a flat record with the column names above (for tab-separated and JSON output). */
-function auditRecord(entry) {
-    return {
-        time: entry.time.toISOString(),
-        slice: entry.slice,
-        store_path: entry.storePath,
-        nar_size: entry.narSize,
-        file_size: entry.fileSize,
-        repository: entry.repository ?? null,
-        ref: entry.ref ?? null,
-        workflow: entry.workflow ?? null,
-        run_id: entry.runId ?? null,
-        sha: entry.sha ?? null,
-    };
-}
-
-;// CONCATENATED MODULE: ./src/cli/audit.ts
+;// CONCATENATED MODULE: ./src/cli/audit-command.ts
 /** `sluice audit [--slice S] [--since T] [--data DIR] [--json]`: lists accepted writes, oldest first. */
 
 
@@ -7502,8 +9762,8 @@ async function runAudit(argv, io = process) {
         return 0;
     }
     try {
-        const config = applyCliOverrides(await loadConfig(values.config), { data: values.data });
-        const entries = await readAudit(config.data, {
+        const config = applyEnvironment(applyCliOverrides(await loadConfig(values.config), { data: values.data }));
+        const entries = await readAudit(config, {
             ...(values.slice ? { slice: values.slice.toLowerCase() } : {}),
             ...(values.since ? { since: parseSince(values.since) } : {}),
         });
@@ -7523,792 +9783,16 @@ async function runAudit(argv, io = process) {
     }
 }
 
-;// CONCATENATED MODULE: external "node:crypto"
-const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
-;// CONCATENATED MODULE: ./src/server/retention/plan.ts
-/**
- * Referrers before references (Kahn's order on the in-slice reference graph). Store paths cannot
- * form cycles; should corrupt rows make one, its paths come last and are returned as `cyclic`.
- */
-function topologicalOrder(entries, byHash) {
-    const referrers = new Map();
-    for (const entry of entries)
-        for (const ref of entry.references)
-            if (byHash.has(ref))
-                referrers.set(ref, (referrers.get(ref) ?? 0) + 1);
-    const queue = entries.filter((entry) => !referrers.has(entry.hashPart));
-    const order = [];
-    for (let i = 0; i < queue.length; i++) {
-        const entry = queue[i];
-        order.push(entry);
-        for (const ref of entry.references) {
-            const left = (referrers.get(ref) ?? 0) - 1;
-            referrers.set(ref, left);
-            if (left === 0)
-                queue.push(byHash.get(ref));
-        }
-    }
-    const placed = new Set(order);
-    const cyclic = new Set();
-    for (const entry of entries) {
-        if (placed.has(entry))
-            continue;
-        order.push(entry);
-        cyclic.add(entry.hashPart);
-    }
-    return { order, cyclic };
-}
-/** The pinned paths and everything they refer to in the slice. */
-function closureOf(roots, byHash) {
-    const seen = new Set();
-    const stack = [...roots].filter((hash) => byHash.has(hash));
-    while (stack.length > 0) {
-        const hash = stack.pop();
-        if (seen.has(hash))
-            continue;
-        seen.add(hash);
-        for (const ref of byHash.get(hash).references)
-            if (byHash.has(ref))
-                stack.push(ref);
-    }
-    return seen;
-}
-function planSlice(input) {
-    const entries = input.entries.map((entry) => ({
-        ...entry,
-        references: entry.references.filter((ref) => ref !== entry.hashPart),
-    }));
-    const byHash = new Map(entries.map((entry) => [entry.hashPart, entry]));
-    const { order, cyclic } = topologicalOrder(entries, byHash);
-    const rank = new Map(order.map((entry, index) => [entry.hashPart, index]));
-    const pinned = closureOf(input.pinned, byHash);
-    const graceStart = input.now - input.graceSeconds * 1000;
-    const effective = new Map();
-    for (const entry of entries) {
-        const own = Math.max(entry.createdAt, entry.lastAccessedAt);
-        const keepAlways = pinned.has(entry.hashPart) || own >= graceStart || cyclic.has(entry.hashPart);
-        effective.set(entry.hashPart, keepAlways ? Infinity : own);
-    }
-    for (const entry of order) {
-        const time = effective.get(entry.hashPart);
-        for (const ref of entry.references) {
-            if (byHash.has(ref) && effective.get(ref) < time)
-                effective.set(ref, time);
-        }
-    }
-    const lastPush = entries.reduce((latest, entry) => Math.max(latest, entry.createdAt), -Infinity);
-    const prExpired = input.pullRequestTtlSeconds !== undefined && lastPush < input.now - input.pullRequestTtlSeconds * 1000;
-    const ageCutoff = prExpired
-        ? Infinity
-        : input.policy.maxAgeSeconds !== undefined
-            ? input.now - input.policy.maxAgeSeconds * 1000
-            : -Infinity;
-    const removed = new Map();
-    const candidates = [];
-    for (const entry of entries) {
-        if (effective.get(entry.hashPart) < ageCutoff)
-            removed.set(entry.hashPart, prExpired ? 'pr-ttl' : 'age');
-        else
-            candidates.push(entry);
-    }
-    // Most recently used first; on equal times a reference before its referrers, so every prefix of
-    // this order is closed under references.
-    candidates.sort((a, b) => effective.get(b.hashPart) - effective.get(a.hashPart) ||
-        (rank.get(b.hashPart) ?? Infinity) - (rank.get(a.hashPart) ?? Infinity));
-    const maxSize = input.policy.maxSizeBytes ?? Infinity;
-    let keptBytes = 0;
-    let full = false;
-    const keep = [];
-    for (const entry of candidates) {
-        const protectedEntry = effective.get(entry.hashPart) === Infinity;
-        if (!protectedEntry && (full || keptBytes + entry.fileSize > maxSize)) {
-            full = true;
-            removed.set(entry.hashPart, 'size');
-            continue;
-        }
-        keptBytes += entry.fileSize;
-        keep.push(entry);
-    }
-    const pinnedEntries = entries.filter((entry) => pinned.has(entry.hashPart));
-    return {
-        keep,
-        remove: order
-            .filter((entry) => removed.has(entry.hashPart))
-            .map((entry) => ({ entry, reason: removed.get(entry.hashPart) })),
-        pinned: {
-            paths: pinnedEntries.length,
-            bytes: pinnedEntries.reduce((sum, entry) => sum + entry.fileSize, 0),
-        },
-        overQuota: keptBytes > maxSize,
-    };
-}
-
-;// CONCATENATED MODULE: ./src/server/retention/slices.ts
-
-const PULL_REQUEST_SLICE = /^(.+)\/pr-(\d+)$/;
-/** `<slice>/pr-<number>`: written by that pull request's jobs, read by them only. */
-function pullRequestSlice(base, number) {
-    return `${base}/pr-${number}`;
-}
-function isPullRequestSlice(name) {
-    return PULL_REQUEST_SLICE.test(name);
-}
-/**
- * Whether a read grant (or a public pattern) covers `slice`. A pull-request slice only by its exact
- * name, which only that pull request's tokens carry: `acme/*` must not reach into `acme/app/pr-7`.
- */
-function readCovers(pattern, slice) {
-    return isPullRequestSlice(slice) ? normalizeSliceName(pattern) === slice : sliceMatches(pattern, slice);
-}
-/**
- * The first configured slice whose name matches (a template such as `${repository}` matches any
- * name of its shape, `*` any run) gives the retention; else the server-wide one. A pull-request
- * slice follows the slice it belongs to, plus its TTL.
- */
-function retentionFor(config, slice) {
-    const pr = PULL_REQUEST_SLICE.exec(slice);
-    if (pr) {
-        const base = config.slices?.find((entry) => entry.pullRequests && entry.name === pr[1]);
-        if (base?.pullRequests)
-            return {
-                policy: base.retention ?? config.retention,
-                pullRequestTtlSeconds: base.pullRequests.ttlSeconds,
-            };
-    }
-    const entry = config.slices?.find((candidate) => {
-        const glob = isTemplate(candidate.name)
-            ? candidate.name.replace(/\$\{[A-Za-z_][A-Za-z0-9_]*\}/g, '*')
-            : candidate.name;
-        return globMatches(normalizeSliceName(glob), slice);
-    });
-    return { policy: entry?.retention ?? config.retention };
-}
-
-;// CONCATENATED MODULE: ./src/server/retention/collector.ts
-/**
- * One garbage collection: under the lease, per slice: plan (plan.ts), then delete narinfos in
- * batches (referrers first, each batch refused if one of its rows was used meanwhile), then NAR
- * files no narinfo uses any more and orphans, each claimed before its blob is deleted so a push of
- * the same NAR waits rather than lose it. Talks to storage only through BlobStore and
- * MetadataStore. A dry run plans the same and deletes nothing.
- */
-
-
-
-const GC_LEASE = 'gc';
-const LEASE_MS = 15 * 60_000;
-const BATCH = 500;
-/** FileSize and References from a stored narinfo (a line scan: the collector reads every row). */
-function pathEntry(row) {
-    let fileSize = 0;
-    let references = [];
-    for (const line of row.narinfo.split('\n')) {
-        if (line.startsWith('FileSize: '))
-            fileSize = Number(line.slice(10));
-        else if (line.startsWith('References: '))
-            references = line
-                .slice(12)
-                .split(' ')
-                .filter(Boolean)
-                .map((name) => name.slice(0, 32));
-    }
-    return {
-        hashPart: row.hashPart,
-        storePath: row.storePath,
-        narKey: row.narKey,
-        fileSize,
-        references,
-        createdAt: +row.createdAt,
-        lastAccessedAt: +row.lastAccessedAt,
-    };
-}
-const tally = (entries) => ({
-    paths: entries.length,
-    bytes: entries.reduce((sum, entry) => sum + entry.fileSize, 0),
-});
-async function collectGarbage(deps, options = {}) {
-    const now = (deps.now ?? Date.now)();
-    const holder = (0,external_node_crypto_namespaceObject.randomUUID)();
-    const report = {
-        dryRun: options.dryRun === true,
-        time: new Date(now),
-        slices: [],
-        nars: [],
-        expiredPins: [],
-    };
-    if (!report.dryRun) {
-        const held = await deps.meta.acquireLease(GC_LEASE, holder, new Date(now + LEASE_MS), new Date(now));
-        if (!held)
-            return { ...report, skipped: 'another collector is running (it holds the gc lease)' };
-    }
-    try {
-        await collect(deps, options, now, report);
-    }
-    finally {
-        if (!report.dryRun)
-            await deps.meta.releaseLease(GC_LEASE, holder);
-    }
-    return report;
-}
-async function collect(deps, options, now, report) {
-    const { meta, config } = deps;
-    const unusedBefore = new Date(now - config.gcGraceSeconds * 1000);
-    const pins = [];
-    for (const pin of await meta.listPins()) {
-        if (pin.expiresAt && +pin.expiresAt <= now) {
-            report.expiredPins.push({ slice: pin.slice, name: pin.name });
-            if (!report.dryRun)
-                await meta.deletePin(pin.slice, pin.name);
-        }
-        else
-            pins.push(pin);
-    }
-    const before = await meta.narKeysInUse(unusedBefore);
-    // Keys that narinfos kept by this run (or in slices it does not touch) still use: for a dry run,
-    // which cannot ask the store afterwards.
-    const stillUsed = new Set();
-    for (const slice of await meta.listSlices()) {
-        const entries = (await meta.listNarInfos(slice)).map(pathEntry);
-        if (options.slice !== undefined && slice !== options.slice) {
-            for (const entry of entries)
-                stillUsed.add(entry.narKey);
-            continue;
-        }
-        const retention = retentionFor(config, slice);
-        const pinned = new Set(pins
-            .filter((pin) => pin.slice === slice)
-            .flatMap((pin) => pin.storePaths.map((path) => path.slice(11, 43))));
-        const plan = planSlice({
-            entries,
-            pinned,
-            policy: retention.policy,
-            now,
-            graceSeconds: config.gcGraceSeconds,
-            ...(retention.pullRequestTtlSeconds !== undefined
-                ? { pullRequestTtlSeconds: retention.pullRequestTtlSeconds }
-                : {}),
-        });
-        const sliceReport = {
-            slice,
-            ...(retention.policy.maxAgeSeconds !== undefined
-                ? { maxAgeSeconds: retention.policy.maxAgeSeconds }
-                : {}),
-            ...(retention.policy.maxSizeBytes !== undefined ? { maxSizeBytes: retention.policy.maxSizeBytes } : {}),
-            ...(retention.pullRequestTtlSeconds !== undefined
-                ? { pullRequestTtlSeconds: retention.pullRequestTtlSeconds }
-                : {}),
-            kept: tally(plan.keep),
-            pinned: plan.pinned,
-            removed: {},
-            removedPaths: [],
-            overQuota: plan.overQuota,
-        };
-        for (const entry of plan.keep)
-            stillUsed.add(entry.narKey);
-        const done = report.dryRun
-            ? plan.remove
-            : await deleteInBatches(deps, slice, plan.remove, unusedBefore, now);
-        if (done.length < plan.remove.length) {
-            sliceReport.interrupted = `${plan.remove.length - done.length} paths were used during the collection and stay`;
-            for (const { entry } of plan.remove.slice(done.length))
-                stillUsed.add(entry.narKey);
-            sliceReport.kept = tally([...plan.keep, ...plan.remove.slice(done.length).map(({ entry }) => entry)]);
-        }
-        for (const { entry, reason } of done) {
-            const count = (sliceReport.removed[reason] ??= { paths: 0, bytes: 0 });
-            count.paths++;
-            count.bytes += entry.fileSize;
-            sliceReport.removedPaths.push({ storePath: entry.storePath, reason, bytes: entry.fileSize });
-        }
-        report.slices.push(sliceReport);
-    }
-    // A real run asks the store again (pushes may have come meanwhile); a dry run deleted nothing.
-    const after = report.dryRun
-        ? { referenced: stillUsed, touched: before.touched }
-        : await meta.narKeysInUse(unusedBefore);
-    const inUse = new Set([...after.referenced, ...after.touched]);
-    await collectNars(deps, report, inUse, before.referenced, unusedBefore, now);
-}
-/** Deletes the planned narinfos, referrers first; stops at the first batch used meanwhile. */
-async function deleteInBatches(deps, slice, remove, unusedBefore, now) {
-    let done = 0;
-    while (done < remove.length) {
-        // A batch holds one reason, so its audit row says why.
-        const reason = remove[done].reason;
-        let end = done;
-        while (end < remove.length && end - done < BATCH && remove[end].reason === reason)
-            end++;
-        const batch = remove.slice(done, end).map(({ entry }) => entry);
-        const deleted = await deps.meta.deleteNarInfos(slice, batch.map((entry) => entry.hashPart), unusedBefore, { time: new Date(now), slice, reason, items: batch.map((entry) => entry.storePath), ...tally(batch) });
-        if (!deleted)
-            break;
-        done = end;
-    }
-    return remove.slice(0, done);
-}
-/** NAR files no narinfo uses, not touched nor written within the grace window. */
-async function collectNars(deps, report, inUse, referencedBefore, unusedBefore, now) {
-    const deleted = { orphan: [], unused: [] };
-    for await (const blob of deps.blobs.list()) {
-        if (inUse.has(blob.key) || +blob.modifiedAt >= +unusedBefore)
-            continue;
-        const reason = referencedBefore.has(blob.key) ? 'unused' : 'orphan';
-        if (!report.dryRun) {
-            if (!(await deps.meta.claimNarDeletion(blob.key, unusedBefore, new Date(now))))
-                continue;
-            await deps.beforeBlobDelete?.(blob.key);
-            try {
-                await deps.blobs.delete(blob.key);
-            }
-            finally {
-                await deps.meta.finishNarDeletion([blob.key]);
-            }
-        }
-        deleted[reason].push({ key: blob.key, bytes: blob.size });
-        report.nars.push({ key: blob.key, bytes: blob.size, reason });
-    }
-    if (report.dryRun)
-        return;
-    for (const reason of ['orphan', 'unused']) {
-        const list = deleted[reason];
-        for (let i = 0; i < list.length; i += BATCH) {
-            const batch = list.slice(i, i + BATCH);
-            await deps.meta.finishNarDeletion([], {
-                time: new Date(now),
-                slice: null,
-                reason,
-                items: batch.map((nar) => nar.key),
-                bytes: batch.reduce((sum, nar) => sum + nar.bytes, 0),
-            });
-        }
-    }
-}
-
-;// CONCATENATED MODULE: ./src/server/retention/report.ts
-
-
-function formatBytes(bytes) {
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let value = bytes;
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) {
-        value /= 1024;
-        unit++;
-    }
-    return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
-}
-function formatDuration(seconds) {
-    for (const [unit, size] of [
-        ['y', 31536000],
-        ['d', 86400],
-        ['h', 3600],
-        ['m', 60],
-    ]) {
-        if (seconds % size === 0)
-            return `${seconds / size}${unit}`;
-    }
-    return `${seconds}s`;
-}
-function limits(slice) {
-    const parts = [
-        slice.maxAgeSeconds !== undefined ? `max_age ${formatDuration(slice.maxAgeSeconds)}` : 'no max_age',
-        slice.maxSizeBytes !== undefined ? `max_size ${formatBytes(slice.maxSizeBytes)}` : 'no max_size',
-    ];
-    if (slice.pullRequestTtlSeconds !== undefined)
-        parts.push(`pull request ttl ${formatDuration(slice.pullRequestTtlSeconds)}`);
-    return parts.join(', ');
-}
-/** One block per slice, then the NAR files; every removed path or file on a line of its own. */
-function formatGcReport(report) {
-    if (report.skipped)
-        return `sluice gc: nothing done: ${report.skipped}\n`;
-    const lines = [];
-    if (report.dryRun)
-        lines.push('dry run: nothing was removed; a real run now would remove what follows');
-    for (const pin of report.expiredPins)
-        lines.push(`pin ${pin.slice} ${pin.name}: expired, removed`);
-    for (const slice of report.slices) {
-        const removed = Object.entries(slice.removed)
-            .map(([reason, tally]) => `${reason} ${tally.paths} (${formatBytes(tally.bytes)})`)
-            .join(', ');
-        lines.push(`slice ${slice.slice} (${limits(slice)}): kept ${slice.kept.paths} paths (${formatBytes(slice.kept.bytes)}), ` +
-            `pinned ${slice.pinned.paths} (${formatBytes(slice.pinned.bytes)}); removed ${slice.removedPaths.length}` +
-            (removed ? `: ${removed}` : ''));
-        if (slice.overQuota)
-            lines.push(`  over quota: pins and recently used paths alone exceed max_size; nothing pinned is removed`);
-        if (slice.interrupted)
-            lines.push(`  stopped early: ${slice.interrupted}`);
-        for (const path of slice.removedPaths)
-            lines.push(`  remove ${path.storePath} (${path.reason}, ${path.bytes} bytes)`);
-    }
-    const narBytes = report.nars.reduce((sum, nar) => sum + nar.bytes, 0);
-    lines.push(`NAR files: removed ${report.nars.length} (${formatBytes(narBytes)})`);
-    for (const nar of report.nars)
-        lines.push(`  remove nar/${nar.key} (${nar.reason}, ${nar.bytes} bytes)`);
-    return `${lines.join('\n')}\n`;
-}
-async function summarizeSlices(meta, config) {
-    const pins = await meta.listPins();
-    const names = new Set([...(await meta.listSlices()), ...pins.map((pin) => pin.slice)]);
-    const summaries = [];
-    for (const slice of [...names].sort()) {
-        const entries = (await meta.listNarInfos(slice)).map(pathEntry);
-        const { policy } = retentionFor(config, slice);
-        summaries.push({
-            slice,
-            paths: entries.length,
-            bytes: entries.reduce((sum, entry) => sum + entry.fileSize, 0),
-            ...(policy.maxSizeBytes !== undefined ? { maxSizeBytes: policy.maxSizeBytes } : {}),
-            lastPush: entries.length
-                ? new Date(entries.reduce((latest, entry) => Math.max(latest, entry.createdAt), 0))
-                : null,
-            pins: pins.filter((pin) => pin.slice === slice).map((pin) => pin.name),
-        });
-    }
-    return summaries;
-}
-const SLICE_COLUMNS = ['slice', 'paths', 'size', 'quota_use', 'last_push', 'pins'];
-function sliceRow(summary) {
-    return [
-        summary.slice,
-        String(summary.paths),
-        formatBytes(summary.bytes),
-        summary.maxSizeBytes
-            ? `${((summary.bytes / summary.maxSizeBytes) * 100).toFixed(1)}% of ${formatBytes(summary.maxSizeBytes)}`
-            : '-',
-        summary.lastPush?.toISOString() ?? '-',
-        summary.pins.join(',') || '-',
-    ];
-}
-
-;// CONCATENATED MODULE: ./src/nix/buffer-pool.ts
-/**
- * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
- * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
- * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
- * none once the pool has gone unused that long.
- */
-class BufferPool {
-    size;
-    maxKept;
-    idleMs;
-    free = [];
-    idleTimer;
-    constructor(size, maxKept, idleMs) {
-        this.size = size;
-        this.maxKept = maxKept;
-        this.idleMs = idleMs;
-    }
-    take() {
-        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
-    }
-    /** Only buffers nothing reads or writes any more, and that came from `take`. */
-    give(buffers) {
-        for (const buffer of buffers)
-            if (this.free.length < this.maxKept)
-                this.free.push(buffer);
-        if (this.idleMs === undefined)
-            return;
-        clearTimeout(this.idleTimer);
-        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
-    }
-    /** Buffers kept for the next `take`s. */
-    get kept() {
-        return this.free.length;
-    }
-    clear() {
-        clearTimeout(this.idleTimer);
-        this.free.length = 0;
-    }
-}
-/**
- * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
- * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
- */
-function written(sink, chunk) {
-    return new Promise((resolve, reject) => {
-        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
-        sink.once('close', closed);
-        sink.write(chunk, (error) => {
-            sink.off('close', closed);
-            if (error)
-                reject(error);
-            else
-                resolve();
-        });
-    });
-}
-
-;// CONCATENATED MODULE: ./src/server/storage/blob-store.ts
-/** Blob keys are plain file names: no separators, no dot segments, nothing to encode. */
-function isValidBlobKey(key) {
-    return /^[0-9a-z][0-9a-z.]{0,99}$/.test(key) && !key.includes('..');
-}
-
-;// CONCATENATED MODULE: ./src/server/storage/fs-blob-store.ts
-/**
- * BlobStore on a local directory. A put writes a temp file in the same directory, fsyncs it, then
- * hard-links it to its final name: `link` fails if the name exists, which gives put-if-absent
- * atomically, and readers never see a partial file.
- */
-
-
-
-
-
-const TEMP_PREFIX = '.upload-';
-/** Reads go into 256 KiB buffers, two per download (one read into while the other is sent). */
-const readBuffers = new BufferPool(256 * 1024, 16);
-class FsBlobStore {
-    dir;
-    constructor(dir) {
-        this.dir = dir;
-    }
-    /** Opens (creating) the directory and removes temp files a crash may have left. */
-    static async open(dir) {
-        await (0,promises_namespaceObject.mkdir)(dir, { recursive: true });
-        for (const name of await (0,promises_namespaceObject.readdir)(dir)) {
-            if (name.startsWith(TEMP_PREFIX))
-                await (0,promises_namespaceObject.unlink)((0,external_node_path_.join)(dir, name)).catch(() => undefined);
-        }
-        return new FsBlobStore(dir);
-    }
-    path(key) {
-        if (!isValidBlobKey(key))
-            throw new Error(`invalid blob key '${key}'`);
-        return (0,external_node_path_.join)(this.dir, key);
-    }
-    async put(key, body) {
-        const finalPath = this.path(key);
-        // Asking for the first chunk now reads the body while the temp file is being opened, and
-        // catches a failure of the body meanwhile; it is taken up by the loop below.
-        const chunks = body[Symbol.asyncIterator]();
-        const first = chunks.next();
-        first.catch(() => undefined);
-        const tempPath = (0,external_node_path_.join)(this.dir, `${TEMP_PREFIX}${(0,external_node_crypto_namespaceObject.randomBytes)(8).toString('hex')}`);
-        let file;
-        try {
-            file = await (0,promises_namespaceObject.open)(tempPath, 'wx', 0o644);
-        }
-        catch (error) {
-            // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
-            void chunks.return?.().catch(() => undefined);
-            throw error;
-        }
-        try {
-            // A chunk at a time: the body's next chunk is asked for once this one is written, and a
-            // failed check of the body surfaces here.
-            try {
-                for (let next = await first; !next.done; next = await chunks.next())
-                    await file.write(next.value);
-            }
-            catch (error) {
-                // A failed write leaves the body unfinished: it is told to stop.
-                await chunks.return?.();
-                throw error;
-            }
-            await file.sync();
-            await file.close();
-            let outcome = 'created';
-            try {
-                await (0,promises_namespaceObject.link)(tempPath, finalPath);
-            }
-            catch (e) {
-                if (e.code !== 'EEXIST')
-                    throw e;
-                outcome = 'exists';
-            }
-            // Synced either way: the time an upload takes must not tell whether the file was there.
-            await syncDir(this.dir);
-            return outcome;
-        }
-        finally {
-            await file.close().catch(() => undefined);
-            await (0,promises_namespaceObject.unlink)(tempPath).catch(() => undefined);
-        }
-    }
-    async open(key, range) {
-        let file;
-        try {
-            file = await (0,promises_namespaceObject.open)(this.path(key), 'r');
-        }
-        catch (e) {
-            if (e.code === 'ENOENT')
-                return null;
-            throw e;
-        }
-        if (range)
-            return new FileReader(file, range.start, range.end + 1);
-        try {
-            return new FileReader(file, 0, (await file.stat()).size);
-        }
-        catch (e) {
-            await file.close();
-            throw e;
-        }
-    }
-    async head(key) {
-        try {
-            const info = await (0,promises_namespaceObject.stat)(this.path(key));
-            return { size: info.size };
-        }
-        catch (e) {
-            if (e.code === 'ENOENT')
-                return null;
-            throw e;
-        }
-    }
-    async delete(key) {
-        await (0,promises_namespaceObject.unlink)(this.path(key)).catch((e) => {
-            if (e.code !== 'ENOENT')
-                throw e;
-        });
-    }
-    async *list() {
-        for (const name of await (0,promises_namespaceObject.readdir)(this.dir)) {
-            if (name.startsWith(TEMP_PREFIX) || !isValidBlobKey(name))
-                continue;
-            // A file deleted since the listing is simply not there any more.
-            const info = await (0,promises_namespaceObject.stat)((0,external_node_path_.join)(this.dir, name)).catch(() => null);
-            if (info?.isFile())
-                yield { key: name, size: info.size, modifiedAt: info.mtime };
-        }
-    }
-}
-/**
- * Sends a file from two reused buffers rather than a read stream's fresh buffer per read: on a
- * busy server the allocations (page faults, then garbage collections) cost more than the copying.
- */
-class FileReader {
-    file;
-    start;
-    end;
-    constructor(file, start, 
-    /** Exclusive. */
-    end) {
-        this.file = file;
-        this.start = start;
-        this.end = end;
-    }
-    async writeTo(sink, sent) {
-        const buffers = [readBuffers.take(), readBuffers.take()];
-        let sending;
-        try {
-            for (let position = this.start, turn = 0; position < this.end; turn++) {
-                const buffer = buffers[turn % 2];
-                const { bytesRead } = await this.file.read(buffer, 0, Math.min(buffer.length, this.end - position), position);
-                if (bytesRead === 0)
-                    throw new Error('the file is shorter than it was when opened');
-                position += bytesRead;
-                // The buffer read into now was last sent two turns ago, and that write has finished.
-                await sending;
-                sending = written(sink, buffer.subarray(0, bytesRead)).then(() => sent?.(bytesRead));
-            }
-            await sending;
-        }
-        catch (error) {
-            // A write still in flight may fail later; its buffer stays with it.
-            sending?.catch(() => undefined);
-            throw error;
-        }
-        finally {
-            await this.close();
-        }
-        readBuffers.give(buffers);
-    }
-    async close() {
-        await this.file.close();
-    }
-}
-/** Makes the new directory entry durable too, not only the file's bytes. */
-async function syncDir(dir) {
-    const handle = await (0,promises_namespaceObject.open)(dir, 'r');
-    try {
-        await handle.sync();
-    }
-    finally {
-        await handle.close();
-    }
-}
-
-;// CONCATENATED MODULE: ./src/cli/stores.ts
-/** The CLI's access to a data directory's stores (the commands that work offline from the server). */
-
-
-
-
-
-/** Runs `body` with the stores of the configured data dir, closing them after. */
-async function withStores(flags, body) {
-    const config = applyCliOverrides(await loadConfig(flags.config), { data: flags.data });
-    const paths = dataPaths(config.data);
-    if (!(0,external_node_fs_.existsSync)(paths.database))
-        throw new Error(`no Sluice database at ${paths.database} (is --data right?)`);
-    const meta = new SqliteMetadataStore(paths.database);
-    try {
-        return await body({ config, blobs: await FsBlobStore.open(paths.nars), meta });
-    }
-    finally {
-        await meta.close();
-    }
-}
-
-;// CONCATENATED MODULE: ./src/cli/gc.ts
-
-
-
-
-
-const GC_USAGE = `usage: sluice gc [--slice NAME] [--dry-run] [--json] [--data DIR] [--config FILE]
-
-Applies the configured retention now (the server also does, every gc_interval): per slice, removes
-paths past max_age and least recently used paths beyond max_size, never a pinned closure nor a path
-another kept path of the slice refers to; then NAR files no narinfo uses (and orphan uploads) older
-than gc_grace. Prints, per slice, what is kept and every removed path with its reason.
-
-  --slice NAME   only this slice (NAR files no slice uses are still collected)
-  --dry-run      change nothing; print what a run now would remove
-  --json         the report as JSON
-`;
-async function runGc(argv, io = process) {
-    let values;
-    try {
-        ({ values } = (0,external_node_util_.parseArgs)({
-            args: argv,
-            options: {
-                slice: { type: 'string' },
-                'dry-run': { type: 'boolean' },
-                json: { type: 'boolean' },
-                data: { type: 'string' },
-                config: { type: 'string' },
-            },
-            allowPositionals: false,
-        }));
-    }
-    catch (error) {
-        io.stderr.write(`sluice gc: ${error.message}\n${GC_USAGE}`);
-        return 2;
-    }
-    try {
-        const report = await withStores(values, (stores) => collectGarbage(stores, {
-            dryRun: values['dry-run'] === true,
-            ...(values.slice ? { slice: normalizeSliceName(values.slice) } : {}),
-        }));
-        io.stdout.write(values.json ? `${JSON.stringify(report)}\n` : formatGcReport(report));
-        return report.skipped ? 1 : 0;
-    }
-    catch (error) {
-        io.stderr.write(`sluice gc: ${error.message}\n`);
-        return 1;
-    }
-}
-
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/nix/nix32.ts
 /**
  * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
  * the end, so the first character carries the most significant bits of the last byte.
  */
 const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
+/** One nix32 character, as a regular-expression class. */
+const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
 const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
 /** Length in characters of the nix32 form of `byteLength` bytes. */
 function nix32Length(byteLength) {
@@ -8358,11 +9842,113 @@ function isNix32(text) {
     return true;
 }
 
+;// CONCATENATED MODULE: ./src/nix/hash.ts
+/** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
+
+
+const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
+class HashError extends Error {
+}
+class Hash {
+    algorithm;
+    digest;
+    constructor(algorithm, digest) {
+        this.algorithm = algorithm;
+        this.digest = digest;
+        if (digest.length !== DIGEST_BYTES[algorithm]) {
+            throw new HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
+        }
+    }
+    /**
+     * Parses `algo:<nix32|base16|base64>` or SRI `algo-<base64>`. With `expected`, a bare digest
+     * without the algorithm prefix is accepted too.
+     */
+    static parse(text, expected) {
+        const sri = /^(md5|sha1|sha256|sha512)-([A-Za-z0-9+/]+={0,2})$/.exec(text);
+        if (sri) {
+            if (expected !== undefined && sri[1] !== expected)
+                throw new HashError(`expected a ${expected} hash, got '${text}'`);
+            return Hash.fromDigestText(sri[1], sri[2], 'base64', text);
+        }
+        const colon = text.indexOf(':');
+        let algorithm;
+        let digest;
+        if (colon === -1) {
+            algorithm = expected;
+            digest = text;
+        }
+        else {
+            algorithm = text.slice(0, colon);
+            digest = text.slice(colon + 1);
+        }
+        if (algorithm === undefined)
+            throw new HashError(`hash '${text}' does not name its algorithm`);
+        if (!(algorithm in DIGEST_BYTES))
+            throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
+        if (expected !== undefined && algorithm !== expected) {
+            throw new HashError(`expected a ${expected} hash, got '${text}'`);
+        }
+        return Hash.fromDigestText(algorithm, digest, undefined, text);
+    }
+    static fromDigestText(algorithm, digest, encoding, original) {
+        const bytes = DIGEST_BYTES[algorithm];
+        if (encoding === undefined) {
+            if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
+                return new Hash(algorithm, Buffer.from(digest, 'hex'));
+            }
+            if (digest.length === nix32Length(bytes) && isNix32(digest)) {
+                try {
+                    return new Hash(algorithm, decodeNix32(digest, bytes));
+                }
+                catch (e) {
+                    if (e instanceof Nix32Error)
+                        throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
+                    throw e;
+                }
+            }
+        }
+        if (digest.length === Math.ceil(bytes / 3) * 4 && /^[A-Za-z0-9+/]+={0,2}$/.test(digest)) {
+            const decoded = Buffer.from(digest, 'base64');
+            // Node ignores stray bits in the last character: insist on the one canonical spelling.
+            if (decoded.length === bytes && decoded.toString('base64') === digest)
+                return new Hash(algorithm, decoded);
+        }
+        throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
+    }
+    static of(algorithm, data) {
+        return new Hash(algorithm, (0,external_node_crypto_.createHash)(algorithm).update(data).digest());
+    }
+    get nix32() {
+        return encodeNix32(this.digest);
+    }
+    get base16() {
+        return this.digest.toString('hex');
+    }
+    get base64() {
+        return this.digest.toString('base64');
+    }
+    /** `sha256:<nix32>`, the form narinfo files use. */
+    toString() {
+        return `${this.algorithm}:${this.nix32}`;
+    }
+    toBase16String() {
+        return `${this.algorithm}:${this.base16}`;
+    }
+    toSRI() {
+        return `${this.algorithm}-${this.base64}`;
+    }
+    equals(other) {
+        return this.algorithm === other.algorithm && this.digest.equals(other.digest);
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/nix/store-path.ts
 /** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
 
 const store_path_DEFAULT_STORE_DIR = '/nix/store';
 const HASH_PART_LENGTH = 32;
+/** A store path's hash part: 32 nix32 characters (160 bits). */
+const HASH_PART_PATTERN = new RegExp(`^${NIX32_CLASS}{${HASH_PART_LENGTH}}$`);
 /** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
 const store_path_MAX_NAME_LENGTH = 211;
 const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
@@ -8455,2301 +10041,111 @@ class store_path_StorePath {
     }
 }
 
-;// CONCATENATED MODULE: ./src/http/errors.ts
-class HttpError extends Error {
-    status;
-    reason;
-    headers;
-    constructor(status, message, 
-    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
-    reason = 'error', headers = {}) {
-        super(message);
-        this.status = status;
-        this.reason = reason;
-        this.headers = headers;
+;// CONCATENATED MODULE: ./src/nix/signing.ts
+/**
+ * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
+ * A secret key is `name:base64(seed \u2016 public key)` (64 bytes), a public key `name:base64(public key)`.
+ */
+
+
+
+// DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) and SPKI (public).
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+class KeyError extends Error {
+}
+function splitKey(text, what) {
+    const trimmed = text.trim();
+    const colon = trimmed.indexOf(':');
+    if (colon <= 0)
+        throw new KeyError(`${what} must be 'name:base64'`);
+    const name = trimmed.slice(0, colon);
+    const encoded = trimmed.slice(colon + 1);
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded))
+        throw new KeyError(`${what} '${name}' is not valid base64`);
+    return [name, Buffer.from(encoded, 'base64')];
+}
+function publicKeyFromRaw(name, raw) {
+    const key = (0,external_node_crypto_.createPublicKey)({
+        key: Buffer.concat([SPKI_ED25519_PREFIX, raw]),
+        format: 'der',
+        type: 'spki',
+    });
+    return { name, key, text: `${name}:${raw.toString('base64')}` };
+}
+function parsePublicKey(text) {
+    const [name, raw] = splitKey(text, 'public key');
+    if (raw.length !== 32)
+        throw new KeyError(`public key '${name}' must be 32 bytes, got ${raw.length}`);
+    return publicKeyFromRaw(name, raw);
+}
+function parseSecretKey(text) {
+    const [name, raw] = splitKey(text, 'secret key');
+    if (raw.length !== 64)
+        throw new KeyError(`secret key '${name}' must be 64 bytes, got ${raw.length}`);
+    const seed = raw.subarray(0, 32);
+    const key = (0,external_node_crypto_.createPrivateKey)({
+        key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
+        format: 'der',
+        type: 'pkcs8',
+    });
+    const derivedPublic = rawPublicKey((0,external_node_crypto_.createPublicKey)(key));
+    if (!derivedPublic.equals(raw.subarray(32))) {
+        throw new KeyError(`secret key '${name}' does not match the public key stored in it`);
     }
+    return {
+        name,
+        key,
+        publicKey: publicKeyFromRaw(name, derivedPublic),
+        text: `${name}:${raw.toString('base64')}`,
+    };
+}
+function rawPublicKey(key) {
+    return key.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
+}
+/** A fresh key pair, like `nix-store --generate-binary-cache-key name`. */
+function generateSecretKey(name) {
+    if (!name || name.includes(':'))
+        throw new KeyError(`key name '${name}' must be non-empty and contain no ':'`);
+    const { privateKey, publicKey } = (0,external_node_crypto_.generateKeyPairSync)('ed25519');
+    const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_ED25519_PREFIX.length);
+    return parseSecretKey(`${name}:${Buffer.concat([seed, rawPublicKey(publicKey)]).toString('base64')}`);
 }
 /**
- * Answers with the error's status and a plain-text message. When headers were already sent the
- * response cannot change status any more, so it is destroyed instead.
+ * The string Nix signs: `1;<store path>;<nar hash>;<nar size>;<references as full paths, comma-separated>`.
+ * `narHash` is a Hash or any text form of one (written as `sha256:<nix32>`); `references` are base
+ * names. Nix holds references in a sorted set, so they are sorted and deduplicated here too: a
+ * narinfo listing them in another order still gets the signature Nix expects.
  */
-function sendError(res, error) {
-    const status = error instanceof HttpError ? error.status : 500;
-    const message = error instanceof HttpError ? error.message : 'internal server error';
-    if (res.headersSent) {
-        res.destroy(error instanceof Error ? error : undefined);
-        return;
-    }
-    const body = `${message}\n`;
-    res.writeHead(status, {
-        'content-type': 'text/plain; charset=utf-8',
-        'content-length': Buffer.byteLength(body),
-        ...(error instanceof HttpError ? error.headers : {}),
-    });
-    res.end(res.req.method === 'HEAD' ? undefined : body);
+function fingerprint(storePath, narHash, narSize, references, storeDir = store_path_DEFAULT_STORE_DIR) {
+    const hash = typeof narHash === 'string' ? Hash.parse(narHash) : narHash;
+    const dir = storeDir.replace(/\/+$/, '');
+    const refs = [...new Set(references)]
+        .sort()
+        .map((r) => `${dir}/${r}`)
+        .join(',');
+    return `1;${storePath};${hash.toString()};${narSize};${refs}`;
 }
-
-;// CONCATENATED MODULE: ./src/server/union-read.ts
-
-/** Whether a slice's binding satisfies a read grant that came from a template. */
-function ownerMatches(owner, required) {
-    if (owner === null || owner.issuer !== required.issuer)
+/** The fingerprint of a narinfo, the text its `Sig:` lines sign. */
+function narInfoFingerprint(info, storeDir = store_path_DEFAULT_STORE_DIR) {
+    return fingerprint(info.storePath, info.narHash, info.narSize, info.references, storeDir);
+}
+/** Signs a fingerprint; returns a `Sig:` value, `name:base64(signature)`. */
+function signFingerprint(fp, secretKey) {
+    return `${secretKey.name}:${(0,external_node_crypto_.sign)(null, Buffer.from(fp), secretKey.key).toString('base64')}`;
+}
+/** True when `sig` (`name:base64`) is a valid signature of `fp` by the key of that name among `keys`. */
+function verifyFingerprint(fp, sig, keys) {
+    const colon = sig.indexOf(':');
+    if (colon <= 0)
         return false;
-    if (required.repositoryId !== undefined && owner.repositoryId !== required.repositoryId)
+    const name = sig.slice(0, colon);
+    const signature = Buffer.from(sig.slice(colon + 1), 'base64');
+    if (signature.length !== 64)
         return false;
-    return required.repositoryOwnerId === undefined || owner.repositoryOwnerId === required.repositoryOwnerId;
+    return keys.some((k) => k.name === name && verify(null, Buffer.from(fp), k.key, signature));
 }
-/** The ranking of one cache token's grant (public slices come after everything it was granted). */
-function grantRanking(grant) {
-    const identity = grant.identity;
-    const writeOwner = grant.bindWrite
-        ? { issuer: identity.issuer, ...(identity.repository_id ? { repositoryId: identity.repository_id } : {}) }
-        : null;
-    return (slice, owner) => {
-        if (slice === grant.write && (writeOwner === null || ownerMatches(owner, writeOwner)))
-            return 0;
-        for (const [index, pattern] of grant.read.entries()) {
-            const required = grant.readOwners?.[index] ?? null;
-            if (readCovers(pattern, slice) && (required === null || ownerMatches(owner, required)))
-                return index + 1;
-        }
-        return null;
-    };
-}
-/** `ranking`, then the public slices after it. */
-function withPublicSlices(ranking, isPublic) {
-    return (slice, owner) => ranking(slice, owner) ?? (isPublic(slice) ? Number.MAX_SAFE_INTEGER : null);
-}
-const readableBy = (rank) => (slice, owner) => rank(slice, owner) !== null;
-const narHashOf = (record) => /^NarHash: (\S+)$/m.exec(record.narinfo)?.[1] ?? '';
-/** Picks, per hash part, the narinfo of the highest-precedence slice among `records`. */
-function chooseNarInfos(records, rank) {
-    const ranked = records
-        .map((record) => ({ record, rank: rank(record.slice, record.owner ?? null) }))
-        .filter((entry) => entry.rank !== null)
-        .sort((a, b) => a.rank - b.rank || (a.record.slice < b.record.slice ? -1 : 1));
-    const chosen = new Map();
-    for (const { record } of ranked) {
-        const earlier = chosen.get(record.hashPart);
-        if (!earlier)
-            chosen.set(record.hashPart, { record, conflicts: [] });
-        else if (narHashOf(record) !== narHashOf(earlier.record))
-            earlier.conflicts.push(record);
-    }
-    return chosen;
-}
-
-;// CONCATENATED MODULE: ./src/server/http/auth.ts
-
-
-/** The token in the request, or null when there is no Authorization header. */
-function requestToken(req) {
-    const header = req.headers.authorization;
-    if (header === undefined || header === '')
-        return null;
-    const space = header.indexOf(' ');
-    const scheme = space === -1 ? header : header.slice(0, space);
-    const value = space === -1 ? '' : header.slice(space + 1).trim();
-    if (/^bearer$/i.test(scheme)) {
-        if (!value)
-            throw new HttpError(401, 'empty Bearer token', 'bad_token', { 'www-authenticate': 'Bearer' });
-        return value;
-    }
-    if (/^basic$/i.test(scheme)) {
-        const decoded = Buffer.from(value, 'base64').toString('utf8');
-        const colon = decoded.indexOf(':');
-        const password = colon === -1 ? '' : decoded.slice(colon + 1);
-        if (!password)
-            throw new HttpError(401, 'Basic auth without a password: put the cache token in the password', 'bad_token');
-        return password;
-    }
-    throw new HttpError(401, `unsupported Authorization scheme '${scheme}' (use Bearer or Basic)`, 'bad_token');
-}
-async function resolveAccess(req, verify, isPublic) {
-    const token = requestToken(req);
-    if (token === null) {
-        const rank = withPublicSlices(() => null, isPublic);
-        return {
-            authenticated: false,
-            rank,
-            canRead: readableBy(rank),
-            write: null,
-            bindWrite: false,
-            identity: {},
-        };
-    }
-    let access;
-    try {
-        access = await verify(token);
-    }
-    catch (error) {
-        if (error instanceof HttpError && error.status === 401)
-            throw error; // already names the problem
-        const reason = error instanceof Error ? error.message : String(error);
-        throw new HttpError(401, `invalid cache token: ${reason}`, 'bad_token', { 'www-authenticate': 'Bearer' });
-    }
-    const rank = withPublicSlices(access.rank, isPublic);
-    return { ...access, authenticated: true, rank, canRead: readableBy(rank) };
-}
-/** The write slice, or the reason there is none: 401 without a token, 403 with a read-only one. */
-function requireWriteSlice(access) {
-    if (!access.authenticated) {
-        throw new HttpError(401, 'uploads need a cache token with a write slice', 'unauthenticated', {
-            'www-authenticate': 'Bearer',
-        });
-    }
-    if (access.write === null)
-        throw new HttpError(403, 'this cache token grants no write slice', 'read_only_token');
-    return access.write;
-}
-
-;// CONCATENATED MODULE: ./src/server/http/body.ts
-
-/** Refuses a declared Content-Length over `limit` before any of the body is read. */
-function checkDeclaredLength(req, limit, what) {
-    const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > limit) {
-        throw new HttpError(413, `${what} of ${declared} bytes is larger than the limit of ${limit} bytes`, 'too_large');
-    }
-}
-/** Tells a client waiting on `Expect: 100-continue` to send the body: every check before it passed. */
-function acceptBody(req, res) {
-    if (/100-continue/i.test(req.headers.expect ?? ''))
-        res.writeContinue();
-}
-async function readSmallBody(body, limit, what) {
-    const chunks = [];
-    let size = 0;
-    for await (const chunk of body) {
-        size += chunk.length;
-        if (size > limit)
-            throw new HttpError(413, `${what} is larger than the limit of ${limit} bytes`, 'too_large');
-        chunks.push(chunk);
-    }
-    return Buffer.concat(chunks);
-}
-/**
- * `source`, failing with 408 when a chunk takes longer than `idleMs` to arrive. Only the wait for
- * the client counts: while the consumer is busy (writing to storage, decompressing) nothing is
- * asked for and no timer runs. After a timeout the request is left as it is, so that the 408 can
- * still be sent on its connection (which the router then closes).
- */
-function withIdleTimeout(source, idleMs) {
-    return {
-        [Symbol.asyncIterator]() {
-            const inner = source[Symbol.asyncIterator]();
-            let timedOut = false;
-            return {
-                next() {
-                    const next = inner.next();
-                    let timer;
-                    const timeout = new Promise((_resolve, reject) => {
-                        timer = setTimeout(() => {
-                            timedOut = true;
-                            // The chunk asked for may still come, or the connection fail: neither matters now.
-                            next.catch(() => undefined);
-                            reject(new HttpError(408, `the request body sent nothing for ${idleMs / 1000} s (body_idle_timeout): abandoned`, 'idle_body'));
-                        }, idleMs);
-                    });
-                    return Promise.race([next, timeout]).finally(() => clearTimeout(timer));
-                },
-                return(value) {
-                    // Ending the inner iterator destroys the request, and with it the socket the 408 needs.
-                    if (timedOut)
-                        return Promise.resolve({ done: true, value: undefined });
-                    return inner.return?.(value) ?? Promise.resolve({ done: true, value: undefined });
-                },
-            };
-        },
-    };
-}
-
-;// CONCATENATED MODULE: external "node:stream"
-const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
-;// CONCATENATED MODULE: ./src/nix/hash.ts
-/** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
-
-
-const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
-class HashError extends Error {
-}
-class hash_Hash {
-    algorithm;
-    digest;
-    constructor(algorithm, digest) {
-        this.algorithm = algorithm;
-        this.digest = digest;
-        if (digest.length !== DIGEST_BYTES[algorithm]) {
-            throw new HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
-        }
-    }
-    /**
-     * Parses `algo:<nix32|base16|base64>` or SRI `algo-<base64>`. With `expected`, a bare digest
-     * without the algorithm prefix is accepted too.
-     */
-    static parse(text, expected) {
-        const sri = /^(md5|sha1|sha256|sha512)-([A-Za-z0-9+/]+={0,2})$/.exec(text);
-        if (sri) {
-            if (expected !== undefined && sri[1] !== expected)
-                throw new HashError(`expected a ${expected} hash, got '${text}'`);
-            return hash_Hash.fromDigestText(sri[1], sri[2], 'base64', text);
-        }
-        const colon = text.indexOf(':');
-        let algorithm;
-        let digest;
-        if (colon === -1) {
-            algorithm = expected;
-            digest = text;
-        }
-        else {
-            algorithm = text.slice(0, colon);
-            digest = text.slice(colon + 1);
-        }
-        if (algorithm === undefined)
-            throw new HashError(`hash '${text}' does not name its algorithm`);
-        if (!(algorithm in DIGEST_BYTES))
-            throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
-        if (expected !== undefined && algorithm !== expected) {
-            throw new HashError(`expected a ${expected} hash, got '${text}'`);
-        }
-        return hash_Hash.fromDigestText(algorithm, digest, undefined, text);
-    }
-    static fromDigestText(algorithm, digest, encoding, original) {
-        const bytes = DIGEST_BYTES[algorithm];
-        if (encoding === undefined) {
-            if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
-                return new hash_Hash(algorithm, Buffer.from(digest, 'hex'));
-            }
-            if (digest.length === nix32Length(bytes) && isNix32(digest)) {
-                try {
-                    return new hash_Hash(algorithm, decodeNix32(digest, bytes));
-                }
-                catch (e) {
-                    if (e instanceof Nix32Error)
-                        throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
-                    throw e;
-                }
-            }
-        }
-        if (digest.length === Math.ceil(bytes / 3) * 4 && /^[A-Za-z0-9+/]+={0,2}$/.test(digest)) {
-            const decoded = Buffer.from(digest, 'base64');
-            // Node ignores stray bits in the last character: insist on the one canonical spelling.
-            if (decoded.length === bytes && decoded.toString('base64') === digest)
-                return new hash_Hash(algorithm, decoded);
-        }
-        throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
-    }
-    static of(algorithm, data) {
-        return new hash_Hash(algorithm, (0,external_node_crypto_namespaceObject.createHash)(algorithm).update(data).digest());
-    }
-    get nix32() {
-        return encodeNix32(this.digest);
-    }
-    get base16() {
-        return this.digest.toString('hex');
-    }
-    get base64() {
-        return this.digest.toString('base64');
-    }
-    /** `sha256:<nix32>`, the form narinfo files use. */
-    toString() {
-        return `${this.algorithm}:${this.nix32}`;
-    }
-    toBase16String() {
-        return `${this.algorithm}:${this.base16}`;
-    }
-    toSRI() {
-        return `${this.algorithm}-${this.base64}`;
-    }
-    equals(other) {
-        return this.algorithm === other.algorithm && this.digest.equals(other.digest);
-    }
-}
-
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-;// CONCATENATED MODULE: external "node:stream/promises"
-const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
-;// CONCATENATED MODULE: external "node:zlib"
-const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
-;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
-/**
- * Node 24's zstd decompressor silently drops whatever follows the end of a frame within the same
- * chunk, so concatenated frames (pzstd, files compressed in parts) lose data or fail with "Unknown
- * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
- * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
- * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
- *
- * For uploads the walk also refuses what a NAR file has no use for: skippable frames (padding that
- * would be stored and served) and frames whose window needs more memory than allowed.
- */
-
-const ZSTD_MAGIC = 0xfd2fb528;
-const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
-const SKIPPABLE_MAGIC = 0x184d2a50;
-// Units whose bytes are parsed (the others are only counted).
-const PARSED = new Set(['magic', 'descriptor', 'headerRest', 'blockHeader', 'skipSize']);
-const DICT_ID_BYTES = [0, 1, 2, 4];
-const CONTENT_SIZE_BYTES = [0, 2, 4, 8];
-class ZstdFrameError extends Error {
-}
-/** A frame asks for a larger window (decoder memory) than `maxWindowBytes`. */
-class ZstdWindowError extends ZstdFrameError {
-}
-/** A skippable frame where `refuseSkippable` is set. */
-class ZstdSkippableFrameError extends ZstdFrameError {
-}
-const MiB = 1024 * 1024;
-const mib = (bytes) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
-/** A Transform over ZstdFrameScanner: what it emits, it pushes. */
-class ZstdFrameSplitter extends external_node_stream_namespaceObject.Transform {
-    scanner = new ZstdFrameScanner();
-    _transform(chunk, _encoding, callback) {
-        try {
-            this.scanner.split(chunk, (piece) => this.push(piece));
-        }
-        catch (error) {
-            callback(error);
-            return;
-        }
-        callback();
-    }
-    _flush(callback) {
-        try {
-            this.scanner.finish();
-        }
-        catch (error) {
-            callback(error);
-            return;
-        }
-        callback();
-    }
-}
-/**
- * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
- * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
- */
-class ZstdFrameScanner {
-    rules;
-    unit = 'magic';
-    need = 4;
-    parsed = [];
-    checksum = false;
-    singleSegment = false;
-    dictIdBytes = 0;
-    /** Where the current frame began, for messages. */
-    frameStart = 0;
-    lastBlock = false;
-    /** Bytes of input consumed so far, for error messages. */
-    position = 0;
-    /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
-    forwarding = false;
-    /** Where the current `split` call emits (advance() emits a frame's magic number). */
-    emit = () => undefined;
-    constructor(rules = {}) {
-        this.rules = rules;
-    }
-    /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
-    split(chunk, emit) {
-        this.emit = emit;
-        let start = 0;
-        let i = 0;
-        while (i < chunk.length) {
-            const take = Math.min(this.need, chunk.length - i);
-            if (PARSED.has(this.unit))
-                this.parsed.push(...chunk.subarray(i, i + take));
-            i += take;
-            this.position += take;
-            this.need -= take;
-            if (this.need > 0)
-                break;
-            const unit = this.unit;
-            const frameEnded = this.advance();
-            if (unit === 'magic')
-                start = i; // advance() emitted the magic itself, once it knew the kind
-            if (frameEnded) {
-                if (this.forwarding && i > start)
-                    emit(chunk.subarray(start, i));
-                start = i;
-                this.forwarding = false;
-            }
-        }
-        if (this.forwarding && i > start)
-            emit(chunk.subarray(start, i));
-    }
-    /** Throws unless the data so far ended at the end of a frame. */
-    finish() {
-        if (this.unit !== 'magic' || this.need !== 4) {
-            throw new ZstdFrameError('zstd data ends in the middle of a frame (truncated)');
-        }
-    }
-    /** Moves past a completed unit; returns true when a frame (zstd or skippable) ended with it. */
-    advance() {
-        const bytes = Buffer.from(this.parsed);
-        this.parsed = [];
-        switch (this.unit) {
-            case 'magic': {
-                const magic = bytes.readUInt32LE(0);
-                this.frameStart = this.position - 4;
-                if (magic === ZSTD_MAGIC) {
-                    this.emit(bytes);
-                    this.forwarding = true;
-                    return this.next('descriptor', 1);
-                }
-                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) {
-                    if (this.rules.refuseSkippable) {
-                        throw new ZstdSkippableFrameError(`zstd skippable frame at byte ${this.frameStart}: padding is not accepted in a NAR file`);
-                    }
-                    return this.next('skipSize', 4);
-                }
-                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.frameStart}`);
-            }
-            case 'descriptor': {
-                const d = bytes[0];
-                if (d & 0x08)
-                    throw new ZstdFrameError('zstd frame header has its reserved bit set');
-                const singleSegment = (d >> 5) & 1;
-                const contentSizeFlag = d >> 6;
-                this.checksum = ((d >> 2) & 1) === 1;
-                this.singleSegment = singleSegment === 1;
-                this.dictIdBytes = DICT_ID_BYTES[d & 3];
-                const rest = (singleSegment ? 0 : 1) +
-                    DICT_ID_BYTES[d & 3] +
-                    (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
-                return this.next('headerRest', rest);
-            }
-            case 'headerRest':
-                this.checkWindow(bytes);
-                return this.next('blockHeader', 3);
-            case 'blockHeader': {
-                const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
-                this.lastBlock = (header & 1) === 1;
-                const type = (header >> 1) & 3;
-                if (type === 3)
-                    throw new ZstdFrameError('zstd block has the reserved block type');
-                return this.next('blockContent', type === 1 ? 1 : header >>> 3);
-            }
-            case 'blockContent':
-                if (!this.lastBlock)
-                    return this.next('blockHeader', 3);
-                if (this.checksum)
-                    return this.next('checksum', 4);
-                return this.endFrame();
-            case 'checksum':
-                return this.endFrame();
-            case 'skipSize':
-                return this.next('skipContent', bytes.readUInt32LE(0));
-            case 'skipContent':
-                return this.endFrame();
-        }
-    }
-    /** The window the frame header declares (RFC 8878 3.1.1.1.2), against `maxWindowBytes`. */
-    checkWindow(rest) {
-        const max = this.rules.maxWindowBytes;
-        if (max === undefined)
-            return;
-        let window;
-        if (this.singleSegment) {
-            // No window descriptor: the window is the whole content, whose size follows the dictionary id.
-            const sizeBytes = rest.subarray(this.dictIdBytes);
-            window =
-                sizeBytes.length === 2
-                    ? sizeBytes.readUInt16LE(0) + 256
-                    : sizeBytes.length === 8
-                        ? Number(sizeBytes.readBigUInt64LE(0))
-                        : sizeBytes.readUIntLE(0, sizeBytes.length);
-        }
-        else {
-            const descriptor = rest[0];
-            const base = 2 ** (10 + (descriptor >> 3));
-            window = base + (base / 8) * (descriptor & 7);
-        }
-        if (window > max) {
-            throw new ZstdWindowError(`zstd frame at byte ${this.frameStart} needs a ${mib(window)} window to decompress, over the limit of ${mib(max)}`);
-        }
-    }
-    next(unit, need) {
-        this.unit = unit;
-        this.need = need;
-        // Zero-length units (an empty header rest, an empty raw block) complete at once.
-        return need === 0 ? this.advance() : false;
-    }
-    endFrame() {
-        this.unit = 'magic';
-        this.need = 4;
-        return true;
-    }
-}
-
-;// CONCATENATED MODULE: ./src/nix/nar.ts
-/**
- * Streaming NAR hashing, compression and decompression. Nothing here holds a NAR in memory: data
- * flows through in chunks, so a multi-gigabyte upload costs a few buffers.
- *
- * zstd comes from Node 24's zlib. xz runs the system `xz` program as a child process, both ways:
- * Node has no xz, and the WASM decompressor on npm (xz-decompress) is correct (multi-block,
- * multi-stream, integrity checks) but serializes every decompression in the process behind one
- * global lock, so one slow xz upload would stall all others. `xz` is native, concurrent and
- * multi-threaded; the `xz` program (Debian: xz-utils) must be on PATH when xz is used.
- */
-
-
-
-
-
-
-
-/** Compressions Sluice can verify and produce (a subset of what Nix reads). */
-const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
-/** File name extensions Nix gives compressed NARs (`nar/<filehash>.nar<ext>`). */
-const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
-class CompressionError extends Error {
-}
-/** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
-class DecompressionMemoryError extends CompressionError {
-}
-/** Without a stated limit: xz -9 needs 65 MiB to decompress; a file asking for far more is refused. */
-const XZ_DECOMPRESS_MEMLIMIT = 256 * 1024 * 1024;
-const nar_mib = (bytes) => `${Math.round((bytes / 2 ** 20) * 10) / 10} MiB`;
-function checkCompression(compression) {
-    if (!NAR_COMPRESSIONS.includes(compression)) {
-        throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
-    }
-    return compression;
-}
-/** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
-class ProcessStream extends external_node_stream_namespaceObject.Duplex {
-    what;
-    explain;
-    child;
-    stderr = '';
-    constructor(command, args, what, 
-    /** Turns the program's stderr into a more specific error, where it recognises one. */
-    explain = () => undefined) {
-        super();
-        this.what = what;
-        this.explain = explain;
-        this.child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-        // EPIPE when the program quits early (corrupt input): its exit status tells why.
-        this.child.stdin.on('error', () => { });
-        this.child.stderr.setEncoding('utf8').on('data', (text) => {
-            if (this.stderr.length < 4096)
-                this.stderr += text;
-        });
-        this.child.stdout.on('data', (chunk) => {
-            if (!this.push(chunk))
-                this.child.stdout.pause();
-        });
-        this.child.on('error', (error) => {
-            this.destroy(error.code === 'ENOENT'
-                ? new CompressionError(`${what} needs the '${command}' program on PATH (Debian: apt-get install xz-utils)`)
-                : error);
-        });
-        this.child.on('close', (code, signal) => {
-            if (this.destroyed)
-                return;
-            if (code === 0)
-                this.push(null);
-            else {
-                const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
-                this.destroy(this.explain(this.stderr) ?? new CompressionError(`${this.what} failed: ${detail}`));
-            }
-        });
-    }
-    _read() {
-        this.child.stdout.resume();
-    }
-    _write(chunk, _encoding, callback) {
-        if (this.child.stdin.write(chunk))
-            callback();
-        else
-            this.child.stdin.once('drain', () => callback());
-    }
-    _final(callback) {
-        this.child.stdin.end();
-        callback();
-    }
-    _destroy(error, callback) {
-        if (this.child.exitCode === null && this.child.signalCode === null)
-            this.child.kill();
-        callback(error);
-    }
-}
-/**
- * Output chunk of Node's zstd streams. The default (16 KiB) costs a thread-pool round trip per
- * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
- */
-const ZSTD_CHUNK_BYTES = 256 * 1024;
-/** Node's zstd decoder, its window bounded by `maxMemory` (default: zstd's own limit, 128 MiB). */
-function createZstdDecoder(maxMemory) {
-    const windowLogMax = maxMemory === undefined ? undefined : Math.min(31, Math.max(10, Math.floor(Math.log2(maxMemory))));
-    return (0,external_node_zlib_namespaceObject.createZstdDecompress)({
-        chunkSize: ZSTD_CHUNK_BYTES,
-        ...(windowLogMax === undefined ? {} : { params: { [external_node_zlib_namespaceObject.constants.ZSTD_d_windowLogMax]: windowLogMax } }),
-    });
-}
-/** The `xz` program decompressing within `maxMemory`, on one thread (one dictionary per upload). */
-function createXzDecoder(maxMemory = XZ_DECOMPRESS_MEMLIMIT) {
-    return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', '--threads=1', `--memlimit-decompress=${maxMemory}`], 'xz decompression', (stderr) => /memory usage limit reached/i.test(stderr)
-        ? new DecompressionMemoryError(`xz data needs more memory to decompress than the limit of ${nar_mib(maxMemory)} (its dictionary is larger)`)
-        : undefined);
-}
-/** A stream that turns a compressed NAR file back into the NAR. */
-function createDecompressor(compression, options = {}) {
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new external_node_stream_namespaceObject.PassThrough();
-        case 'zstd':
-            // Node's decoder alone drops frames that follow another in the same chunk: split them first.
-            return new ZstdFrameSplitter().compose(createZstdDecoder(options.maxMemory));
-        case 'xz':
-            return createXzDecoder(options.maxMemory);
-    }
-}
-/**
- * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
- * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
- */
-function createCompressor(compression, options = {}) {
-    const { level } = options;
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new PassThrough();
-        case 'zstd':
-            // With a checksum, as the zstd tool writes by default: corruption fails decompression loudly.
-            return createZstdCompress({
-                chunkSize: ZSTD_CHUNK_BYTES,
-                params: {
-                    [zlibConstants.ZSTD_c_checksumFlag]: 1,
-                    ...(level === undefined ? {} : { [zlibConstants.ZSTD_c_compressionLevel]: level }),
-                },
-            });
-        case 'xz': {
-            if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
-                throw new CompressionError(`xz level must be 0-9, got ${level}`);
-            }
-            const args = [
-                '--compress',
-                '--stdout',
-                '--quiet',
-                '--threads=0',
-                ...(level === undefined ? [] : [`-${level}`]),
-            ];
-            return new ProcessStream('xz', args, 'xz compression');
-        }
-    }
-}
-/** A passthrough that sha256-hashes and counts what flows through it; read `hash()` and `size` after it ends. */
-class HashingStream extends (/* unused pure expression or super */ null && (Transform)) {
-    hasher = createHash('sha256');
-    bytes = 0;
-    result;
-    _transform(chunk, _encoding, callback) {
-        this.hasher.update(chunk);
-        this.bytes += chunk.length;
-        callback(null, chunk);
-    }
-    _flush(callback) {
-        this.result = new Hash('sha256', this.hasher.digest());
-        callback();
-    }
-    /** Bytes seen so far. */
-    get size() {
-        return this.bytes;
-    }
-    hash() {
-        if (this.result === undefined)
-            throw new Error('HashingStream.hash() is only known once the stream has ended');
-        return this.result;
-    }
-}
-/** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */
-function decompressorFor(source, compression) {
-    try {
-        return createDecompressor(compression);
-    }
-    catch (error) {
-        if ('destroy' in source && typeof source.destroy === 'function')
-            source.destroy();
-        throw error;
-    }
-}
-function discard() {
-    return new Writable({ write: (_chunk, _encoding, callback) => callback() });
-}
-/** Decompresses and hashes a (compressed) NAR stream: its NarHash and NarSize, as a narinfo states them. */
-async function hashNar(source, compression) {
-    const decompressor = decompressorFor(source, compression);
-    const nar = new HashingStream();
-    await pipeline(source, decompressor, nar, discard());
-    return { narHash: nar.hash(), narSize: nar.size };
-}
-/**
- * Streams a compressed NAR file from `source` into `sink` (e.g. a file in storage) while computing
- * both the file's FileHash/FileSize and the NAR's NarHash/NarSize. Rejects if either side fails
- * (a corrupt file, a failing sink); the caller then discards what reached the sink.
- */
-async function digestNarFile(source, compression, sink) {
-    const decompressor = decompressorFor(source, compression);
-    const file = new HashingStream();
-    const nar = new HashingStream();
-    // `file` feeds two pipes; an error in either pipeline destroys `file`, which ends the other.
-    const results = await Promise.allSettled([
-        pipeline(source, file, sink),
-        pipeline(file, decompressor, nar, discard()),
-    ]);
-    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
-    if (errors.length > 0) {
-        throw errors.find((e) => e.code !== 'ERR_STREAM_PREMATURE_CLOSE') ?? errors[0];
-    }
-    return { fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size };
-}
-
-;// CONCATENATED MODULE: ./src/nix/narinfo.ts
-/**
- * `.narinfo` files: parse strictly (every problem named), serialize in the field order Nix writes,
- * so what `nix copy` uploads round-trips byte for byte. Unknown fields are kept for forward
- * compatibility and written after the known ones.
- */
-
-
-/** Far above any real narinfo (even thousands of references), low enough to refuse abuse. */
-const NARINFO_MAX_BYTES = 1024 * 1024;
-// Field names as Nix writes them; anything else in a key (spaces, colons) is a corrupt line.
-const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9-]*$/;
-/** Compression methods Nix can read from a binary cache. */
-const COMPRESSIONS = ['none', 'xz', 'bzip2', 'zstd', 'br', 'gzip', 'lz4', 'lzip'];
-class NarInfoError extends Error {
-}
-const KNOWN_FIELDS = new Set([
-    'StorePath',
-    'URL',
-    'Compression',
-    'FileHash',
-    'FileSize',
-    'NarHash',
-    'NarSize',
-    'References',
-    'Deriver',
-    'System',
-    'Sig',
-    'CA',
-]);
-function narinfo_parseSize(field, value) {
-    if (!/^\d+$/.test(value))
-        throw new NarInfoError(`${field} '${value}' is not a non-negative integer`);
-    const size = Number(value);
-    if (!Number.isSafeInteger(size))
-        throw new NarInfoError(`${field} '${value}' is too large`);
-    return size;
-}
-/** A `sha256:...` (or SRI) hash, the only kind Nix writes into narinfos. */
-function parseHash(field, value) {
-    let hash;
-    try {
-        hash = hash_Hash.parse(value);
-    }
-    catch (e) {
-        if (e instanceof HashError)
-            throw new NarInfoError(`${field}: ${e.message}`);
-        throw e;
-    }
-    if (hash.algorithm !== 'sha256')
-        throw new NarInfoError(`${field} '${value}' is not a sha256 hash`);
-    return hash;
-}
-function checkBaseName(field, value) {
-    try {
-        return store_path_StorePath.fromBaseName(value).baseName;
-    }
-    catch (e) {
-        if (e instanceof StorePathError)
-            throw new NarInfoError(`${field}: ${e.message}`);
-        throw e;
-    }
-}
-function parseNarInfo(text, options = {}) {
-    const storeDir = options.storeDir ?? store_path_DEFAULT_STORE_DIR;
-    const maxBytes = options.maxBytes ?? NARINFO_MAX_BYTES;
-    if (Buffer.byteLength(text) > maxBytes)
-        throw new NarInfoError(`narinfo is larger than ${maxBytes} bytes`);
-    if (!text.endsWith('\n'))
-        throw new NarInfoError(`narinfo does not end with a newline`);
-    const fields = new Map();
-    const seen = new Set();
-    const sigs = [];
-    const extra = [];
-    const lines = text.split('\n');
-    lines.pop();
-    lines.forEach((line, index) => {
-        const sep = line.indexOf(': ');
-        const key = line.slice(0, Math.max(sep, 0));
-        if (sep <= 0 || !KEY_PATTERN.test(key)) {
-            throw new NarInfoError(`line ${index + 1} is not 'Key: value': '${line.slice(0, 80)}'`);
-        }
-        const value = line.slice(sep + 2);
-        if (key === 'Sig') {
-            if (!/^[^:\s]+:[A-Za-z0-9+/]+={0,2}$/.test(value))
-                throw new NarInfoError(`Sig '${value}' is not 'keyname:base64'`);
-            sigs.push(value);
-            return;
-        }
-        if (seen.has(key))
-            throw new NarInfoError(`duplicate field '${key}'`);
-        seen.add(key);
-        if (KNOWN_FIELDS.has(key))
-            fields.set(key, value);
-        else
-            extra.push([key, value]);
-    });
-    const required = (key) => {
-        const value = fields.get(key);
-        if (value === undefined)
-            throw new NarInfoError(`missing required field '${key}'`);
-        return value;
-    };
-    const storePath = required('StorePath');
-    try {
-        store_path_StorePath.parse(storePath, storeDir);
-    }
-    catch (e) {
-        if (e instanceof StorePathError)
-            throw new NarInfoError(`StorePath: ${e.message}`);
-        throw e;
-    }
-    const url = required('URL');
-    if (url.length === 0)
-        throw new NarInfoError(`URL is empty`);
-    const compression = fields.get('Compression') ?? 'bzip2';
-    if (!COMPRESSIONS.includes(compression)) {
-        throw new NarInfoError(`unknown Compression '${compression}'`);
-    }
-    const info = {
-        storePath,
-        url,
-        compression: compression,
-        narHash: parseHash('NarHash', required('NarHash')),
-        narSize: narinfo_parseSize('NarSize', required('NarSize')),
-        references: [],
-        sigs,
-        extra,
-    };
-    if (info.narSize === 0)
-        throw new NarInfoError(`NarSize is 0: no NAR is empty`);
-    const fileHash = fields.get('FileHash');
-    if (fileHash !== undefined)
-        info.fileHash = parseHash('FileHash', fileHash);
-    const fileSize = fields.get('FileSize');
-    if (fileSize !== undefined)
-        info.fileSize = narinfo_parseSize('FileSize', fileSize);
-    const references = fields.get('References');
-    if (references)
-        info.references = references.split(' ').map((r) => checkBaseName('References', r));
-    const deriver = fields.get('Deriver');
-    // Old caches write `unknown-deriver`; Nix reads that as no deriver, and so do we.
-    if (deriver !== undefined && deriver !== 'unknown-deriver')
-        info.deriver = checkBaseName('Deriver', deriver);
-    const system = fields.get('System');
-    if (system !== undefined)
-        info.system = system;
-    const ca = fields.get('CA');
-    if (ca !== undefined)
-        info.ca = ca;
-    return info;
-}
-/** Writes `info` in the order Nix writes; refuses values that would break the line format. */
-function serializeNarInfo(info) {
-    const lines = [];
-    const line = (key, value) => {
-        if (value === undefined)
-            return;
-        const text = String(value);
-        if (text.includes('\n'))
-            throw new NarInfoError(`field '${key}' contains a newline`);
-        lines.push(`${key}: ${text}\n`);
-    };
-    line('StorePath', info.storePath);
-    line('URL', info.url);
-    line('Compression', info.compression);
-    line('FileHash', info.fileHash);
-    line('FileSize', info.fileSize);
-    line('NarHash', info.narHash);
-    line('NarSize', info.narSize);
-    // A malformed base name (one with a space, say) would read back as other references.
-    line('References', info.references.map((r) => checkBaseName('References', r)).join(' '));
-    line('Deriver', info.deriver === undefined ? undefined : checkBaseName('Deriver', info.deriver));
-    line('System', info.system);
-    for (const sig of info.sigs)
-        line('Sig', sig);
-    line('CA', info.ca);
-    for (const [key, value] of info.extra) {
-        if (!KEY_PATTERN.test(key) || KNOWN_FIELDS.has(key))
-            throw new NarInfoError(`cannot write extra field '${key}'`);
-        line(key, value);
-    }
-    return lines.join('');
-}
-/** The hash part of the narinfo's store path, which names the `.narinfo` file. */
-function narInfoHashPart(info, storeDir = DEFAULT_STORE_DIR) {
-    return StorePath.parse(info.storePath, storeDir).hashPart;
-}
-
-;// CONCATENATED MODULE: ./src/http/narinfo-batch.ts
-/**
- * The batch narinfo lookup route as server and proxy both know it: where it is, how many hash
- * parts one request may name, and which slices a lookup may ask.
- */
-const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
-/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
-const NARINFO_BATCH_LIMIT = 1000;
-const NARINFO_LOOKUP_SCOPES = ['union', 'write'];
-
-;// CONCATENATED MODULE: ./src/server/http/paths.ts
-/**
- * Request paths \u2192 routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
- * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
- * no decoding step for a traversal to hide behind.
- */
-
-
-const NIX32 = '[0-9abcdfghijklmnpqrsvwxyz]';
-const NARINFO = new RegExp(`^/(${NIX32}{32})\\.narinfo$`);
-const NAR = new RegExp(`^/nar/(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
-/** Sluice's own upload route: the NAR file named by the NarHash of the NAR inside it. */
-const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
-const NAR_UPLOAD = new RegExp(`^${NAR_UPLOAD_PREFIX}(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
-const EXTENSION_COMPRESSION = {
-    '': 'none',
-    '.zst': 'zstd',
-    '.xz': 'xz',
-};
-/** Repeatedly percent-decodes (bounded), so double encoding cannot hide a `..` or a separator. */
-function fullyDecoded(path) {
-    let current = path;
-    for (let i = 0; i < 4; i++) {
-        let next;
-        try {
-            next = decodeURIComponent(current);
-        }
-        catch {
-            return current;
-        }
-        if (next === current)
-            break;
-        current = next;
-    }
-    return current;
-}
-function checkPath(rawUrl) {
-    if (!rawUrl.startsWith('/'))
-        throw new HttpError(400, `request target '${rawUrl.slice(0, 100)}' is not a path`, 'bad_path');
-    const path = rawUrl.split('?', 1)[0];
-    const decoded = fullyDecoded(path);
-    if (decoded.includes('\\') ||
-        decoded.split('/').some((segment) => segment === '..' || segment === '.') ||
-        /\0/.test(decoded)) {
-        throw new HttpError(400, 'path traversal is not allowed', 'bad_path');
-    }
-    if (path.includes('%'))
-        throw new HttpError(400, 'percent-encoded characters are not allowed in cache paths', 'bad_path');
-    if (path.includes('//'))
-        throw new HttpError(400, 'empty path segments are not allowed', 'bad_path');
-    return path;
-}
-function compressionOf(extension = '') {
-    const compression = EXTENSION_COMPRESSION[extension];
-    if (compression === undefined) {
-        throw new HttpError(400, `unsupported NAR compression '${extension}' (use .nar, .nar.zst or .nar.xz)`, 'bad_name');
-    }
-    return compression;
-}
-function matchRoute(rawUrl) {
-    const path = checkPath(rawUrl);
-    switch (path) {
-        case '/nix-cache-info':
-            return { name: 'nix-cache-info' };
-        case '/_api/v1/health':
-            return { name: 'health' };
-        case '/_api/v1/token':
-            return { name: 'token' };
-        case NARINFO_BATCH_PATH:
-            return { name: 'narinfos' };
-        case '/metrics':
-            return { name: 'metrics' };
-        case '/_api/v1/pins':
-            return { name: 'pins' };
-    }
-    const narinfo = NARINFO.exec(path);
-    if (narinfo)
-        return { name: 'narinfo', hashPart: narinfo[1] };
-    if (path.endsWith('.narinfo') && !path.slice(1).includes('/')) {
-        throw new HttpError(400, `'${path.slice(1, 120)}' is not <32-character nix32 store path hash>.narinfo`, 'bad_name');
-    }
-    const nar = NAR.exec(path);
-    if (nar) {
-        const compression = compressionOf(nar[2]);
-        return { name: 'nar', fileHash: nar[1], compression, key: path.slice('/nar/'.length) };
-    }
-    if (path.startsWith('/nar/')) {
-        throw new HttpError(400, `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`, 'bad_name');
-    }
-    const upload = NAR_UPLOAD.exec(path);
-    if (upload) {
-        const compression = compressionOf(upload[2]);
-        return {
-            name: 'nar-upload',
-            narHash: upload[1],
-            compression,
-            key: path.slice(NAR_UPLOAD_PREFIX.length),
-        };
-    }
-    if (path.startsWith(NAR_UPLOAD_PREFIX)) {
-        throw new HttpError(400, `'${path.slice(1, 120)}' is not ${NAR_UPLOAD_PREFIX.slice(1)}<52-character nix32 NarHash>.nar[.zst|.xz]`, 'bad_name');
-    }
-    throw new HttpError(404, `no such endpoint: ${path.slice(0, 120)}`, 'not_found');
-}
-
-;// CONCATENATED MODULE: ./src/server/http/range.ts
-/** Single byte ranges (`Range: bytes=a-b`, `bytes=a-`, `bytes=-n`), which is what download tools ask for. */
-
-/** The range to send, or null for the whole body (no header, or several ranges, which we may ignore). */
-function parseRange(header, size) {
-    if (header === undefined)
-        return null;
-    const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-    if (!match)
-        return null;
-    const [, first, last] = match;
-    let start;
-    let end;
-    if (first === '') {
-        if (last === '')
-            return null;
-        start = Math.max(0, size - Number(last));
-        end = size - 1;
-    }
-    else {
-        start = Number(first);
-        end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
-    }
-    if (start > end || start >= size) {
-        throw new HttpError(416, `range ${header} is outside the ${size} bytes of the file`, 'bad_range', {
-            'content-range': `bytes */${size}`,
-        });
-    }
-    return { start, end };
-}
-
-;// CONCATENATED MODULE: ./src/nix/nar-structure.ts
-/**
- * Checks, as the bytes stream past, that they are one NAR and nothing else: the `nix-archive-1`
- * magic, then nodes as Nix's parser accepts them (regular files, symlinks, directories with valid,
- * sorted entry names, zero padding), and no byte after the top node's end. Only the framing is
- * parsed: file contents are counted, not kept, so checking costs little besides the hash.
- *
- * Knowing the framing lets an upload be refused early: bytes that are not a NAR fail on their first
- * 8 bytes, and a file whose declared length passes a limit fails before its contents are inflated.
- */
-class NarFormatError extends Error {
-    reason;
-    constructor(message, 
-    /** `not_a_nar` (wrong start), `trailing_data` (bytes after the NAR) or `bad_nar` (malformed). */
-    reason) {
-        super(message);
-        this.reason = reason;
-    }
-}
-const MAGIC = 'nix-archive-1';
-/** Longest keyword of the format ('nix-archive-1'). */
-const KEYWORD_MAX = 16;
-/** NAME_MAX and PATH_MAX on Linux: longer names or link targets cannot be restored. */
-const NAME_MAX = 255;
-const TARGET_MAX = 4096;
-/** Deeper than PATH_MAX allows anyway (each level adds at least `x/`); bounds the memory kept per level. */
-const DEPTH_MAX = 2048;
-const padding = (length) => (8 - (length % 8)) % 8;
-class NarStructureChecker {
-    expect = 'magic';
-    /** Per open directory, the name of its last entry (entries must be sorted). */
-    directories = [];
-    phase = 'length';
-    /** Bytes still needed to complete the phase. */
-    need = 8;
-    gathered = [];
-    stringLength = 0;
-    finished = false;
-    /** Bytes checked so far. */
-    size = 0;
-    /**
-     * The least the NAR's size can be, given what it has declared: the bytes so far plus the rest of
-     * the file contents being read. Past a limit, the upload can be refused before inflating them.
-     */
-    get declaredSize() {
-        return this.phase === 'contents' ? this.size + this.need + padding(this.stringLength) : this.size;
-    }
-    /** Checks the next bytes; throws a NarFormatError at the first one that does not fit. */
-    update(chunk) {
-        for (let i = 0; i < chunk.length;) {
-            if (this.finished) {
-                throw new NarFormatError(`the NAR ends at byte ${this.size}, but more data follows it`, 'trailing_data');
-            }
-            const take = Math.min(this.need, chunk.length - i);
-            // Copied: the caller may reuse its buffer once this returns, and a string may span chunks.
-            if (this.phase !== 'contents')
-                this.gathered.push(Buffer.from(chunk.subarray(i, i + take)));
-            i += take;
-            this.need -= take;
-            this.size += take;
-            if (this.need === 0)
-                this.completePhase();
-        }
-    }
-    /** Throws unless the bytes so far are one whole NAR. */
-    end() {
-        if (this.finished)
-            return;
-        if (this.expect === 'magic')
-            this.fail('cut off');
-        throw new NarFormatError(`the NAR is cut off after ${this.size} bytes`, 'bad_nar');
-    }
-    fail(message) {
-        if (this.expect === 'magic') {
-            throw new NarFormatError(`the upload is not a NAR: it does not start with '${MAGIC}'`, 'not_a_nar');
-        }
-        throw new NarFormatError(`malformed NAR at byte ${this.size}: ${message}`, 'bad_nar');
-    }
-    take() {
-        const bytes = this.gathered.length === 1 ? this.gathered[0] : Buffer.concat(this.gathered);
-        this.gathered = [];
-        return bytes;
-    }
-    completePhase() {
-        // Zero-length phases (an empty string, empty contents, no padding) complete at once.
-        do {
-            switch (this.phase) {
-                case 'length':
-                    this.lengthRead(this.take().readBigUInt64LE(0));
-                    break;
-                case 'string': {
-                    const bytes = this.take();
-                    this.checkPadding(bytes.subarray(this.stringLength));
-                    this.phase = 'length';
-                    this.need = 8;
-                    this.token(bytes.subarray(0, this.stringLength));
-                    break;
-                }
-                case 'contents':
-                    this.phase = 'padding';
-                    this.need = padding(this.stringLength);
-                    break;
-                case 'padding':
-                    this.checkPadding(this.take());
-                    this.phase = 'length';
-                    this.need = 8;
-                    this.expect = 'close';
-                    break;
-            }
-        } while (this.need === 0 && !this.finished);
-    }
-    lengthRead(length) {
-        if (this.expect === 'contentsLength') {
-            if (length > BigInt(Number.MAX_SAFE_INTEGER))
-                this.fail(`a file of ${length} bytes`);
-            this.stringLength = Number(length);
-            this.phase = 'contents';
-            this.need = this.stringLength;
-            return;
-        }
-        const max = this.expect === 'name' ? NAME_MAX : this.expect === 'target' ? TARGET_MAX : KEYWORD_MAX;
-        if (length > BigInt(max))
-            this.fail(`a string of ${length} bytes where ${this.describe()} belongs`);
-        this.stringLength = Number(length);
-        this.phase = 'string';
-        this.need = this.stringLength + padding(this.stringLength);
-    }
-    checkPadding(bytes) {
-        if (bytes.some((byte) => byte !== 0))
-            this.fail('non-zero padding');
-    }
-    describe() {
-        return this.expect === 'name'
-            ? 'a file name'
-            : this.expect === 'target'
-                ? 'a symlink target'
-                : 'a keyword';
-    }
-    /** Moves on from a complete string (other than file contents). */
-    token(value) {
-        const text = this.expect === 'name' || this.expect === 'target' ? '' : value.toString('latin1');
-        const want = (keyword, next) => {
-            if (text !== keyword)
-                this.fail(`expected '${keyword}', found '${text.slice(0, 16)}'`);
-            this.expect = next;
-        };
-        switch (this.expect) {
-            case 'magic':
-                return want(MAGIC, 'open');
-            case 'open':
-                return want('(', 'typeKey');
-            case 'typeKey':
-                return want('type', 'type');
-            case 'type':
-                if (text === 'regular')
-                    this.expect = 'regularTag';
-                else if (text === 'symlink')
-                    this.expect = 'targetKey';
-                else if (text === 'directory')
-                    this.openDirectory();
-                else
-                    this.fail(`unknown node type '${text.slice(0, 16)}'`);
-                return;
-            case 'regularTag':
-                if (text === 'executable')
-                    this.expect = 'executableValue';
-                else
-                    want('contents', 'contentsLength');
-                return;
-            case 'executableValue':
-                return want('', 'contentsKey');
-            case 'contentsKey':
-                return want('contents', 'contentsLength');
-            case 'targetKey':
-                return want('target', 'target');
-            case 'target':
-                if (value.length === 0 || value.includes(0))
-                    this.fail('an empty symlink target or one with a NUL byte');
-                this.expect = 'close';
-                return;
-            case 'directoryTag':
-                if (text === ')')
-                    return this.closeDirectory();
-                return want('entry', 'entryOpen');
-            case 'entryOpen':
-                return want('(', 'nameKey');
-            case 'nameKey':
-                return want('name', 'name');
-            case 'name':
-                return this.entryName(value);
-            case 'nodeKey':
-                return want('node', 'open');
-            case 'entryClose':
-                return want(')', 'directoryTag');
-            case 'close':
-                want(')', 'close');
-                return this.nodeEnded();
-            case 'contentsLength':
-                throw new Error('unreachable: a file length is not a string');
-        }
-    }
-    openDirectory() {
-        if (this.directories.length >= DEPTH_MAX)
-            this.fail(`directories nested deeper than ${DEPTH_MAX}`);
-        this.directories.push(null);
-        this.expect = 'directoryTag';
-    }
-    closeDirectory() {
-        this.directories.pop();
-        this.nodeEnded();
-    }
-    entryName(name) {
-        const text = name.toString('latin1');
-        if (name.length === 0 || text === '.' || text === '..' || name.includes(0x2f) || name.includes(0)) {
-            this.fail(`invalid file name '${name.toString('utf8').slice(0, 64)}'`);
-        }
-        const depth = this.directories.length - 1;
-        const previous = this.directories[depth];
-        if (previous && Buffer.compare(previous, name) >= 0)
-            this.fail('directory entries are not sorted');
-        this.directories[depth] = name;
-        this.expect = 'nodeKey';
-    }
-    /** A node's closing `)` was read: the NAR ends, or the directory entry holding the node does. */
-    nodeEnded() {
-        if (this.directories.length === 0)
-            this.finished = true;
-        else
-            this.expect = 'entryClose';
-    }
-}
-
-;// CONCATENATED MODULE: ./src/nix/nar-hasher.ts
-/**
- * Decompresses a NAR file fed chunk by chunk and hashes the NAR inside, without a stream of its
- * own to pass through: the upload path feeds it the chunks it also writes to storage.
- *
- * Given limits (as the server's uploads are), it also refuses what is not worth inflating: bytes
- * that are not exactly one NAR, a NAR past the size limit (as soon as the NAR declares a file that
- * would pass it), output out of all proportion to the input, skippable zstd frames, and frames or
- * dictionaries that need more decoder memory than allowed. The decompressor stops at once.
- */
-
-
-
-
-
-
-/** Below this, any ratio is fine: inflating 64 MiB costs a fraction of a second. */
-const RATIO_FLOOR_BYTES = 64 * 1024 * 1024;
-class NarLimitError extends Error {
-    limit;
-    constructor(message, limit) {
-        super(message);
-        this.limit = limit;
-    }
-}
-function createNarHasher(compression, limits) {
-    const output = new NarOutput(limits);
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new PlainNarHasher(output);
-        case 'zstd': {
-            // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
-            const scanner = new ZstdFrameScanner(limits ? { refuseSkippable: true, maxWindowBytes: limits.maxDecompressionMemory } : {});
-            return new StreamNarHasher(output, createZstdDecoder(limits?.maxDecompressionMemory), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
-        }
-        case 'xz':
-            // The program's stdin may still hold a written chunk after its callback: it gets a copy.
-            return new StreamNarHasher(output, createDecompressor('xz', { maxMemory: limits?.maxDecompressionMemory }), (chunk, write) => write(Buffer.from(chunk)));
-    }
-}
-/** Hashes and counts the NAR as it comes out of the decompressor, and checks it against the limits. */
-class NarOutput {
-    limits;
-    hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
-    structure;
-    size = 0;
-    /** Compressed bytes given to the decompressor so far. */
-    fed = 0;
-    constructor(limits) {
-        this.limits = limits;
-        this.structure = limits ? new NarStructureChecker() : undefined;
-    }
-    /** Takes the next NAR bytes; throws if they break the format or a limit. */
-    take(chunk) {
-        this.structure?.update(chunk);
-        this.hasher.update(chunk);
-        this.size += chunk.length;
-        const limits = this.limits;
-        if (!limits || !this.structure)
-            return;
-        if (this.structure.declaredSize > limits.maxNarSize) {
-            throw new NarLimitError(`the NAR is larger than the limit of ${limits.maxNarSize} bytes` +
-                (this.structure.declaredSize > this.size
-                    ? ' (it declares a file that takes it past the limit)'
-                    : ''), 'nar_size');
-        }
-        if (limits.maxRatio > 0 && this.size > RATIO_FLOOR_BYTES && this.size > limits.maxRatio * this.fed) {
-            throw new NarLimitError(`the upload decompresses to more than ${limits.maxRatio} times its size ` +
-                `(${this.size} NAR bytes from ${this.fed} bytes so far)`, 'compression_ratio');
-        }
-    }
-    digest() {
-        this.structure?.end();
-        return { narHash: new hash_Hash('sha256', this.hasher.digest()), narSize: this.size };
-    }
-}
-class PlainNarHasher {
-    output;
-    constructor(output) {
-        this.output = output;
-    }
-    write(chunk) {
-        this.output.fed += chunk.length;
-        try {
-            this.output.take(chunk);
-        }
-        catch (error) {
-            return Promise.reject(error);
-        }
-        return Promise.resolve();
-    }
-    async end() {
-        return this.output.digest();
-    }
-    destroy() { }
-}
-/** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
-class StreamNarHasher {
-    output;
-    decompressor;
-    feed;
-    checkEnd;
-    failure;
-    /** Settles the promise of the write in progress. */
-    settle;
-    constructor(output, decompressor, 
-    /** Writes `chunk` into the decompressor, in one or more pieces. */
-    feed, 
-    /** Throws if the input so far cannot be a whole file. */
-    checkEnd = () => undefined) {
-        this.output = output;
-        this.decompressor = decompressor;
-        this.feed = feed;
-        this.checkEnd = checkEnd;
-        decompressor.on('data', (chunk) => {
-            if (this.failure)
-                return;
-            try {
-                output.take(chunk);
-            }
-            catch (error) {
-                // Not one more byte inflated for an upload that is refused anyway.
-                this.fail(error);
-                decompressor.destroy();
-            }
-        });
-        decompressor.on('error', (error) => this.fail(error));
-        decompressor.on('close', () => {
-            if (!decompressor.readableEnded)
-                this.fail(new Error('the decompressor closed early'));
-        });
-    }
-    fail(error) {
-        this.failure ??= error;
-        this.settle?.(this.failure);
-    }
-    write(chunk) {
-        if (this.failure)
-            return Promise.reject(this.failure);
-        const pieces = [];
-        try {
-            this.feed(chunk, (piece) => pieces.push(piece));
-        }
-        catch (error) {
-            this.failure ??= error;
-            return Promise.reject(this.failure);
-        }
-        this.output.fed += chunk.length;
-        if (pieces.length === 0)
-            return Promise.resolve();
-        return new Promise((resolve, reject) => {
-            this.settle = (error) => {
-                this.settle = undefined;
-                if (error)
-                    reject(error);
-                else
-                    resolve();
-            };
-            // Write callbacks run in order: the last one means every piece is consumed.
-            for (const [i, piece] of pieces.entries()) {
-                this.decompressor.write(piece, i === pieces.length - 1 ? (error) => this.settle?.(error) : undefined);
-            }
-        });
-    }
-    async end() {
-        if (this.failure)
-            throw this.failure;
-        this.checkEnd();
-        this.decompressor.end();
-        // A decompressor stopped by a refusal ends "prematurely": the refusal is the news.
-        await (0,external_node_stream_promises_namespaceObject.finished)(this.decompressor).catch((error) => {
-            throw this.failure ?? error;
-        });
-        if (this.failure)
-            throw this.failure;
-        return this.output.digest();
-    }
-    destroy() {
-        this.decompressor.destroy();
-    }
-}
-
-;// CONCATENATED MODULE: ./src/server/http/nar-upload.ts
-/**
- * The verifying pass every NAR upload goes through on its way to the BlobStore. It hands the
- * file's bytes on, and meanwhile hashes them (FileHash/FileSize) and decompresses and hashes the
- * NAR inside (NarHash/NarSize). It ends in an error, so the store commits nothing, when the file
- * is larger than allowed, does not decompress, or does not hash to the name it was uploaded as:
- * the file's hash (Nix's `PUT /nar/<filehash>`) or the NAR's (`PUT /_api/v1/nar/<narhash>`).
- * Within the limits (NarHasher's): exactly one NAR, no padding, bounded size, ratio and decoder
- * memory, so that a few kilobytes cannot buy minutes of CPU, gigabytes of memory, or a file
- * larger than the NAR it holds.
- *
- * One loop does all of it, with no stream per step: the request's chunks are hashed, then copied
- * into one of two reused buffers, and each full buffer goes to the decompressor and to storage at
- * once. Few large writes cost fewer thread-pool round trips than a write per received chunk, and
- * reused buffers cost no allocations (page faults, garbage collections), which weigh more here.
- */
-
-
-
-
-
-
-
-
-/** The two buffers an upload's bytes are gathered in, of 256 KiB (1 MiB: same CPU, 7 MB more RSS). */
-const stageBuffers = new BufferPool(256 * 1024, 16);
-/** The error for a file or NAR that does not hash to its name, or undefined if it does. */
-function nameMismatch(expected, digest) {
-    const [what, actual, wanted, reason] = 'fileHash' in expected
-        ? ['NAR file', digest.fileHash, expected.fileHash, 'file_hash_mismatch']
-        : ['NAR', digest.narHash, expected.narHash, 'nar_hash_mismatch'];
-    if (actual.equals(wanted))
-        return undefined;
-    return new HttpError(400, `${what} hashes to ${actual.toString()}, not to ${wanted.toString()} as its name says`, reason);
-}
-/**
- * What compressors add to incompressible data, with room to spare: zstd ~700 bytes on 30 MB,
- * xz ~2.5 KB (multi-threaded, level 0) on 30 MB, and ~60 bytes on an empty file. More is padding.
- */
-function maxFileOverhead(narSize) {
-    return Math.floor(narSize / 1024) + 4096;
-}
-/** The answer to a failed decompression or check: what was refused and why. */
-function refusal(error, compression) {
-    if (error instanceof HttpError)
-        return error;
-    if (error instanceof NarLimitError) {
-        return new HttpError(413, error.message, error.limit === 'nar_size' ? 'too_large' : error.limit);
-    }
-    if (error instanceof NarFormatError)
-        return new HttpError(400, error.message, error.reason);
-    if (error instanceof ZstdSkippableFrameError)
-        return new HttpError(400, error.message, 'padding');
-    if (error instanceof ZstdWindowError || error instanceof DecompressionMemoryError) {
-        return new HttpError(400, `${error.message} (max_decompression_memory)`, 'decompression_memory');
-    }
-    return new HttpError(400, `NAR file does not decompress as ${compression}: ${error.message}`, 'corrupt_nar');
-}
-function verifyNarUpload(source, expected) {
-    let digest;
-    const { limits, compression } = expected;
-    const corrupt = (error) => refusal(error, compression);
-    async function* body() {
-        const file = (0,external_node_crypto_namespaceObject.createHash)('sha256');
-        let fileSize = 0;
-        const nar = createNarHasher(compression, limits);
-        const stages = [stageBuffers.take()];
-        let stage = stages[0];
-        let filled = 0;
-        // The decompression of the last full stage, which runs while the next one fills.
-        let decompressing;
-        const decompressed = async () => {
-            try {
-                await decompressing;
-            }
-            catch (error) {
-                throw corrupt(error);
-            }
-        };
-        try {
-            for await (const chunk of source) {
-                fileSize += chunk.length;
-                if (fileSize > limits.maxNarSize) {
-                    throw new HttpError(413, `NAR file is larger than the limit of ${limits.maxNarSize} bytes`, 'too_large');
-                }
-                file.update(chunk);
-                for (let offset = 0; offset < chunk.length;) {
-                    const copied = chunk.copy(stage, filled, offset);
-                    offset += copied;
-                    filled += copied;
-                    if (filled < stage.length)
-                        continue;
-                    // The other stage must be done decompressing before it is filled again.
-                    await decompressed();
-                    decompressing = nar.write(stage);
-                    // Its failure is taken up at the next await; until then it must not count as unhandled.
-                    decompressing.catch(() => undefined);
-                    // Resumed once the store has written the stage.
-                    yield stage;
-                    if (stages.length < 2)
-                        stages.push(stageBuffers.take());
-                    stage = stages[stage === stages[0] ? 1 : 0];
-                    filled = 0;
-                }
-            }
-            await decompressed();
-            if (filled > 0) {
-                decompressing = nar.write(stage.subarray(0, filled));
-                decompressing.catch(() => undefined);
-                yield stage.subarray(0, filled);
-                await decompressed();
-            }
-            let narDigest;
-            try {
-                narDigest = await nar.end();
-            }
-            catch (error) {
-                throw corrupt(error);
-            }
-            if (compression !== 'none' && fileSize > narDigest.narSize + maxFileOverhead(narDigest.narSize)) {
-                throw new HttpError(400, `NAR file of ${fileSize} bytes holds a NAR of ${narDigest.narSize} bytes: more than ${compression} adds, ` +
-                    'and padding is not accepted', 'padding');
-            }
-            const result = { fileHash: new hash_Hash('sha256', file.digest()), fileSize, ...narDigest };
-            const mismatch = nameMismatch(expected, result);
-            if (mismatch)
-                throw mismatch;
-            digest = result;
-        }
-        finally {
-            nar.destroy();
-            // A destroyed decompressor may still be reading its last stage: harmless, it only reads.
-            stageBuffers.give(stages);
-        }
-    }
-    return {
-        body: body(),
-        digest: () => {
-            if (!digest)
-                throw new Error('the upload digest is only known once its body has ended');
-            return digest;
-        },
-    };
-}
-
-;// CONCATENATED MODULE: ./src/server/http/narinfo-lookup.ts
-
-
-
-const REPORTED_LIMIT = 10_000;
-const reported = new WeakMap();
-function reportConflict(deps, choice) {
-    deps.metrics.narinfoConflicts.inc();
-    const slices = choice.conflicts.map((record) => record.slice).sort();
-    const key = `${choice.record.hashPart} ${choice.record.slice} ${slices.join(' ')}`;
-    let seen = reported.get(deps);
-    if (!seen)
-        reported.set(deps, (seen = new Set()));
-    if (seen.has(key))
-        return;
-    if (seen.size >= REPORTED_LIMIT)
-        seen.clear();
-    seen.add(key);
-    deps.log.warn({ storePath: choice.record.storePath, served: choice.record.slice, conflicting: slices }, 'readable slices hold different narinfos for one store path: serving the one with precedence');
-}
-/** The narinfos to answer, each read recorded for retention (retention/access.ts) first. */
-async function lookupNarInfos(deps, access, hashParts) {
-    const choose = async () => chooseNarInfos(await deps.meta.findNarInfos(hashParts, access.canRead), access.rank);
-    let choices = await choose();
-    // A row removed by a collector between the lookup and the recording of the read: look again.
-    if (!(await deps.reads.record([...choices.values()].map((choice) => choice.record))))
-        choices = await choose();
-    const found = new Map();
-    for (const [hashPart, choice] of choices) {
-        if (choice.conflicts.length > 0)
-            reportConflict(deps, choice);
-        found.set(hashPart, choice.record);
-    }
-    return found;
-}
-/** A scope as a request names it (`where` says where, for the error); absent means the union. */
-function parseLookupScope(value, where) {
-    if (value === undefined || value === null)
-        return 'union';
-    if (!NARINFO_LOOKUP_SCOPES.includes(value)) {
-        throw new HttpError(400, `${where} ${JSON.stringify(value)?.slice(0, 40)} is not one of ${NARINFO_LOOKUP_SCOPES.map((s) => `"${s}"`).join(', ')}`, 'bad_scope');
-    }
-    return value;
-}
-/** The `?scope=` of a narinfo GET/HEAD. */
-function queryLookupScope(req) {
-    const query = new URL(req.url ?? '/', 'http://sluice.invalid').searchParams;
-    return parseLookupScope(query.get('scope'), 'query parameter scope');
-}
-/**
- * `access` narrowed to `scope`: for "write", only the slice that ranks first because it is the
- * token's own write slice (held by this writer). Without a write slice "write" names nothing.
- */
-function scopedAccess(access, scope) {
-    if (scope === 'union')
-        return access;
-    if (access.write === null) {
-        const why = access.authenticated
-            ? 'this cache token grants no write slice'
-            : 'the request has no cache token';
-        throw new HttpError(400, `lookup scope "write" asks the token's write slice, but ${why}`, 'no_write_slice');
-    }
-    const rank = (slice, owner) => (access.rank(slice, owner) === 0 ? 0 : null);
-    return { ...access, rank, canRead: readableBy(rank) };
-}
-
-;// CONCATENATED MODULE: ./src/server/http/cache-handlers.ts
-/**
- * The Nix binary cache protocol: nix-cache-info, narinfo and NAR reads from the union of readable
- * slices, and verified uploads into the token's write slice.
- */
-
-
-
-
-
-
-
-
-
-
-
-
-
-/** The upload limit for narinfos (and nix-cache-info), as the issue sets it. */
-const NARINFO_UPLOAD_LIMIT = 64 * 1024;
-const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 41\n';
-function send(res, status, headers, body = '') {
-    res.writeHead(status, { 'content-length': Buffer.byteLength(body), ...headers });
-    res.end(res.req.method === 'HEAD' ? undefined : body);
-}
-function getNixCacheInfo({ res }) {
-    send(res, 200, { 'content-type': 'text/x-nix-cache-info' }, NIX_CACHE_INFO);
-}
-/** Nix PUTs a nix-cache-info when it finds none: ours is fixed, so the upload is read and dropped. */
-async function putNixCacheInfo({ req, res, body }) {
-    checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
-    acceptBody(req, res);
-    await readSmallBody(body(), NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
-    send(res, 204, {});
-}
-function notFound(what) {
-    return new HttpError(404, `${what} not found`, 'not_found');
-}
-async function getNarInfo(deps, request, hashPart) {
-    const access = scopedAccess(await request.access(), queryLookupScope(request.req));
-    const record = (await lookupNarInfos(deps, access, [hashPart])).get(hashPart);
-    deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
-    if (!record)
-        throw notFound(`${hashPart}.narinfo`);
-    const body = deps.narinfoSigner.served(record);
-    send(request.res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'private, no-cache' }, body);
-}
-/**
- * Whether the requester may see this NAR. Readers see NARs a readable narinfo points to. A writer's
- * HEAD answers from its own slice: if it said yes for a NAR only another slice holds, `nix copy`
- * would skip the upload and the narinfo would then be refused for lack of it.
- */
-async function narVisible(deps, access, key, method) {
-    const ownUpload = access.write !== null &&
-        (await deps.meta.uploadedNar(access.write, key)) !== null &&
-        (await holdsWriteSlice(deps, access, access.write));
-    // A writer that sees the NAR will not upload it: mark it used so a collector leaves it alone
-    // (or, when one is deleting it right now, say no so the writer uploads it again).
-    if (method === 'HEAD' && access.write !== null)
-        return ownUpload && (await deps.meta.touchNar(key, new Date(deps.now())));
-    return ownUpload || (await deps.meta.isNarReadable(key, access.canRead));
-}
-/** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
-async function holdsWriteSlice(deps, access, slice) {
-    if (!access.bindWrite)
-        return true;
-    const owner = await deps.meta.sliceOwner(slice);
-    return owner === null || access.rank(slice, owner) === 0;
-}
-async function getNar(deps, request, key) {
-    const { req, res } = request;
-    const access = await request.access();
-    const head = (await narVisible(deps, access, key, req.method ?? 'GET')) ? await deps.blobs.head(key) : null;
-    if (!head)
-        throw notFound(`nar/${key}`);
-    const etag = `"${key}"`;
-    const headers = {
-        'content-type': 'application/x-nix-nar',
-        'cache-control': 'private, max-age=31536000, immutable',
-        etag,
-        'accept-ranges': 'bytes',
-    };
-    if (req.headers['if-none-match'] === etag) {
-        res.writeHead(304, headers).end();
-        return;
-    }
-    const range = parseRange(req.headers.range, head.size);
-    const status = range ? 206 : 200;
-    const length = range ? range.end - range.start + 1 : head.size;
-    if (range)
-        headers['content-range'] = `bytes ${range.start}-${range.end}/${head.size}`;
-    headers['content-length'] = length;
-    if (req.method === 'HEAD') {
-        res.writeHead(status, headers).end();
-        return;
-    }
-    const body = await deps.blobs.open(key, range ?? undefined);
-    if (!body)
-        throw notFound(`nar/${key}`);
-    res.writeHead(status, headers);
-    try {
-        await body.writeTo(res, (bytes) => deps.metrics.bytesOut.inc(bytes));
-    }
-    catch (error) {
-        // The client went away mid-download: nothing to answer, nothing to report.
-        if (!res.destroyed)
-            throw error;
-        return;
-    }
-    res.end();
-}
-/**
- * Refuses a write into a template slice that a job of another repository, or of another issuer,
- * wrote first (names change hands on GitHub; ids do not; two issuers may both have an `acme`).
- * Slices named in the config follow their write rules alone. Uploads only check; an accepted
- * narinfo binds the slice, so a refused request changes nothing.
- */
-async function checkSliceOwner(deps, access, slice, bind) {
-    if (!access.bindWrite)
-        return;
-    const { issuer = '', repositoryId = '', repositoryOwnerId = '' } = access.identity;
-    const owner = bind
-        ? await deps.meta.bindSlice(slice, { issuer, repositoryId, repositoryOwnerId })
-        : await deps.meta.sliceOwner(slice);
-    if (owner && owner.issuer !== issuer) {
-        throw new HttpError(403, `slice '${slice}' belongs to a repository of another issuer ('${owner.issuer}')`, 'slice_owner');
-    }
-    if (owner && owner.repositoryId !== repositoryId) {
-        throw new HttpError(403, `slice '${slice}' belongs to another repository (id ${owner.repositoryId})`, 'slice_owner');
-    }
-}
-/**
- * Streams an upload through the verification into the BlobStore and records it for the write slice.
- * The answer depends only on the write slice's own uploads: 200 if it had uploaded this NAR before,
- * else 201, whether or not another slice holds the same file (which a writer must not learn).
- */
-async function storeNarUpload(deps, request, nar) {
-    const { req, res } = request;
-    const access = await request.access();
-    const slice = requireWriteSlice(access);
-    checkDeclaredLength(req, deps.narLimits.maxNarSize, 'NAR file');
-    await checkSliceOwner(deps, access, slice, false);
-    await waitUntilNotDeleting(deps, nar.key);
-    const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
-    try {
-        const hadIt = (await deps.meta.uploadedNar(slice, nar.key)) !== null;
-        acceptBody(req, res);
-        const upload = verifyNarUpload(request.body(), {
-            ...nar.name,
-            compression: nar.compression,
-            limits: deps.narLimits,
-        });
-        let stored;
-        try {
-            stored = await deps.blobs.put(nar.key, upload.body);
-        }
-        catch (error) {
-            if (error instanceof HttpError)
-                throw error;
-            if (req.readableAborted || error.code === 'ERR_STREAM_PREMATURE_CLOSE') {
-                throw new HttpError(400, 'the upload ended before its body was complete', 'truncated');
-            }
-            throw error;
-        }
-        const digest = upload.digest();
-        deps.metrics.bytesIn.inc(digest.fileSize);
-        // A key named by FileHash holds these very bytes. One named by NarHash is the slice's own
-        // (narHashKey), but may hold other bytes it uploaded before (another compressor or level): the
-        // narinfo must describe the file that is served, so that one is hashed.
-        const file = stored === 'exists' && 'narHash' in nar.name ? await storedFileDigest(deps.blobs, nar.key) : digest;
-        const facts = {
-            key: nar.key,
-            compression: nar.compression,
-            fileHash: file.fileHash.toString(),
-            fileSize: file.fileSize,
-            narHash: digest.narHash.toString(),
-            narSize: digest.narSize,
-        };
-        await deps.meta.recordUpload(slice, facts);
-        deps.log.info({ slice, nar: nar.key, fileSize: facts.fileSize, stored }, 'NAR uploaded');
-        return { outcome: hadIt ? 'exists' : 'created', facts };
-    }
-    finally {
-        release();
-    }
-}
-/**
- * The blob key of a NAR uploaded by its NarHash: one per slice and NAR. Keyed by the NarHash alone,
- * the first slice to upload a NAR would choose the bytes (and their size) every later uploader's
- * narinfo must describe, and a 200 would tell the next uploader that someone holds it. A file
- * named by its FileHash (Nix's uploads) is shared: the same name means the same bytes.
- */
-function narHashKey(slice, narHash, compression) {
-    const hash = hash_Hash.of('sha256', Buffer.from(`sluice nar upload\0${slice}\0${narHash}`));
-    return `${hash.nix32}.nar${NAR_EXTENSIONS[compression]}`;
-}
-/** How long an upload waits for a collector to finish deleting the same NAR file (a few ms normally). */
-const DELETION_WAIT_MS = 10_000;
-/** Marks the NAR as used by this upload; while a collector is deleting that key, waits for it. */
-async function waitUntilNotDeleting(deps, key) {
-    const started = Date.now();
-    while (!(await deps.meta.touchNar(key, new Date(deps.now())))) {
-        if (Date.now() - started > DELETION_WAIT_MS)
-            throw new HttpError(503, `NAR ${key} is being deleted by the collector: retry`, 'nar_deleting', {
-                'retry-after': '1',
-            });
-        await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-}
-async function storedFileDigest(blobs, key) {
-    const body = await blobs.open(key);
-    if (!body)
-        throw new Error(`NAR file ${key} vanished while being uploaded again`);
-    const hasher = (0,external_node_crypto_namespaceObject.createHash)('sha256');
-    let fileSize = 0;
-    const sink = new external_node_stream_namespaceObject.Writable({
-        write: (chunk, _encoding, done) => {
-            hasher.update(chunk);
-            fileSize += chunk.length;
-            done();
-        },
-    });
-    await body.writeTo(sink);
-    return { fileHash: new hash_Hash('sha256', hasher.digest()), fileSize };
-}
-/** `PUT /nar/<filehash>.nar[.ext]`, as Nix uploads: the file must hash to its name. */
-async function putNar(deps, request, nar) {
-    const { outcome } = await storeNarUpload(deps, request, {
-        key: nar.key,
-        compression: nar.compression,
-        name: { fileHash: hash_Hash.parse(`sha256:${nar.fileHash}`) },
-    });
-    send(request.res, outcome === 'created' ? 201 : 200, {});
-}
-/**
- * `PUT /_api/v1/nar/<narhash>.nar[.ext]`, as the Action's proxy uploads: the NAR inside must hash to
- * the name, which the uploader knows before compressing, so it streams without a FileHash pass of
- * its own. It is stored under the slice's own key (narHashKey), and the answer tells the uploader
- * what its narinfo must say about the file: its URL, FileHash and FileSize.
- */
-async function putNarByNarHash(deps, request, nar) {
-    const slice = requireWriteSlice(await request.access());
-    const { outcome, facts } = await storeNarUpload(deps, request, {
-        key: narHashKey(slice, nar.narHash, nar.compression),
-        compression: nar.compression,
-        name: { narHash: hash_Hash.parse(`sha256:${nar.narHash}`) },
-    });
-    const body = JSON.stringify({
-        url: `nar/${facts.key}`,
-        compression: facts.compression,
-        file_hash: facts.fileHash,
-        file_size: facts.fileSize,
-        nar_hash: facts.narHash,
-        nar_size: facts.narSize,
-    });
-    send(request.res, outcome === 'created' ? 201 : 200, { 'content-type': 'application/json' }, body);
-}
-function mismatch(message, reason = 'narinfo_mismatch') {
-    return new HttpError(400, message, reason);
-}
-/** Checks a narinfo against the URL it was uploaded to and the NAR the slice uploaded; returns the NAR facts. */
-async function checkNarInfo(deps, slice, hashPart, info) {
-    const storePath = store_path_StorePath.parse(info.storePath);
-    if (storePath.hashPart !== hashPart) {
-        throw mismatch(`StorePath ${info.storePath} does not match the uploaded name ${hashPart}.narinfo`);
-    }
-    const url = /^nar\/([0-9a-z]{52})\.nar(\.[a-z0-9]+)?$/.exec(info.url);
-    if (!url)
-        throw mismatch(`URL '${info.url}' is not nar/<hash>.nar[.zst|.xz]`);
-    const key = info.url.slice('nar/'.length);
-    const compression = EXTENSION_COMPRESSION[url[2] ?? ''];
-    if (compression !== info.compression) {
-        throw mismatch(`Compression '${info.compression}' does not match the URL '${info.url}'`);
-    }
-    const facts = await deps.meta.uploadedNar(slice, key);
-    if (!facts)
-        throw mismatch(`its NAR ${info.url} was not uploaded to slice '${slice}': upload the NAR first`, 'nar_missing');
-    if (info.fileHash && !info.fileHash.equals(hash_Hash.parse(facts.fileHash))) {
-        throw mismatch(`FileHash ${info.fileHash.toString()} does not match the file uploaded (${facts.fileHash})`);
-    }
-    if (info.fileSize !== undefined && info.fileSize !== facts.fileSize) {
-        throw mismatch(`FileSize ${info.fileSize} does not match the ${facts.fileSize} bytes uploaded`);
-    }
-    if (!info.narHash.equals(hash_Hash.parse(facts.narHash))) {
-        throw mismatch(`NarHash ${info.narHash.toString()} does not match the uploaded NAR (${facts.narHash})`);
-    }
-    if (info.narSize !== facts.narSize) {
-        throw mismatch(`NarSize ${info.narSize} does not match the uploaded NAR (${facts.narSize} bytes)`);
-    }
-    if (!(await deps.blobs.head(key)))
-        throw mismatch(`its NAR ${info.url} is no longer stored`, 'nar_missing');
-    return facts;
-}
-async function putNarInfo(deps, request, hashPart) {
-    const { req, res } = request;
-    const access = await request.access();
-    const slice = requireWriteSlice(access);
-    checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'narinfo');
-    await checkSliceOwner(deps, access, slice, false);
-    acceptBody(req, res);
-    const text = (await readSmallBody(request.body(), NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
-    let info;
-    try {
-        info = parseNarInfo(text, { maxBytes: NARINFO_UPLOAD_LIMIT });
-    }
-    catch (error) {
-        if (error instanceof NarInfoError)
-            throw new HttpError(400, `malformed narinfo: ${error.message}`, 'bad_narinfo');
-        throw error;
-    }
-    const facts = await checkNarInfo(deps, slice, hashPart, info);
-    await checkSliceOwner(deps, access, slice, true);
-    const now = new Date(deps.now());
-    // The references this path needs in the slice count as used now, so a collection running at
-    // this moment keeps them (its batch that holds one of them is refused).
-    const references = info.references.map((name) => ({ slice, hashPart: name.slice(0, 32) }));
-    await deps.meta.touchNarInfos(references, now);
-    const stored = {
-        ...info,
-        url: `nar/${facts.key}`,
-        fileHash: hash_Hash.parse(facts.fileHash),
-        fileSize: facts.fileSize,
-        sigs: [],
-    };
-    const { identity } = access;
-    // Signed once here, so the lookups that follow (the rest of this job, the next jobs) need not.
-    const signed = deps.narinfoSigner.signForStorage(serializeNarInfo(stored));
-    const outcome = await deps.meta.putNarInfo({
-        slice,
-        hashPart,
-        storePath: info.storePath,
-        narKey: facts.key,
-        narinfo: signed.narinfo,
-        signedBy: signed.signedBy,
-        createdAt: now,
-    }, {
-        ...identity,
-        time: now,
-        slice,
-        storePath: info.storePath,
-        narSize: facts.narSize,
-        fileSize: facts.fileSize,
-    });
-    if (outcome === 'nar_missing')
-        throw mismatch(`its NAR ${info.url} was removed by the collector meanwhile: upload it again`, 'nar_missing');
-    deps.log.info({ slice, storePath: info.storePath, stored: outcome, repository: identity.repository }, 'narinfo uploaded');
-    send(res, outcome === 'created' ? 201 : 200, {});
-}
-
-;// CONCATENATED MODULE: ./src/server/http/pins.ts
-/**
- * `POST /_api/v1/pins`: the Action's daemon pins what its job pushed (input `pin: NAME`), with its
- * cache token: into the token's write slice only, so a pin is possible exactly where the policy
- * lets the job write. Body `{ "name": "v1.2", "paths": ["/nix/store/\u2026"], "ttl": "1y" }`, and
- * `"skip_missing": true` to pin those of the paths the slice holds (the daemon sends every path
- * the job built; some were not pushed because another slice or an upstream cache has them).
- */
-
-
-
-
-
-
-const PIN_NAME = /^[A-Za-z0-9._@+-]{1,100}$/;
-const MAX_PATHS = 10_000;
-const BODY_LIMIT = 2 * 1024 * 1024;
-function bad(message) {
-    return new HttpError(400, message, 'bad_pin');
-}
-function parsePinRequest(body) {
-    let json;
-    try {
-        json = JSON.parse(body.toString('utf8'));
-    }
-    catch (error) {
-        throw bad(`request body is not JSON: ${error.message}`);
-    }
-    if (typeof json !== 'object' || json === null || Array.isArray(json))
-        throw bad('request body must be {"name": "...", "paths": ["/nix/store/..."], "ttl"?: "1y"}');
-    if (typeof json.name !== 'string' || !PIN_NAME.test(json.name))
-        throw bad(`pin name ${JSON.stringify(json.name)} must be 1-100 letters, digits, . _ @ + -`);
-    if (!Array.isArray(json.paths) || json.paths.length === 0)
-        throw bad('paths must be a non-empty list of store paths');
-    if (json.paths.length > MAX_PATHS)
-        throw bad(`${json.paths.length} paths in one pin; at most ${MAX_PATHS}`);
-    const paths = json.paths.map((path, index) => {
-        try {
-            return store_path_StorePath.parse(String(path)).toPath();
-        }
-        catch (error) {
-            throw bad(`paths[${index}] ${JSON.stringify(path)?.slice(0, 120)} is not a store path: ${error.message}`);
-        }
-    });
-    let ttlSeconds;
-    if (json.ttl !== undefined) {
-        try {
-            ttlSeconds = parseDuration(json.ttl);
-        }
-        catch (error) {
-            throw bad(`ttl: ${error.message}`);
-        }
-    }
-    if (json.skip_missing !== undefined && typeof json.skip_missing !== 'boolean')
-        throw bad('skip_missing must be true or false');
-    return {
-        name: json.name,
-        paths: [...new Set(paths)],
-        ...(ttlSeconds ? { ttlSeconds } : {}),
-        skipMissing: json.skip_missing === true,
-    };
-}
-async function postPin(deps, request) {
-    const { req, res } = request;
-    const access = await request.access();
-    const slice = requireWriteSlice(access);
-    checkDeclaredLength(req, BODY_LIMIT, 'pin request');
-    acceptBody(req, res);
-    const pin = parsePinRequest(await readSmallBody(req, BODY_LIMIT, 'pin request'));
-    const rows = await deps.meta.findNarInfos(pin.paths.map((path) => path.slice(11, 43)), (candidate) => candidate === slice);
-    const found = new Set(rows.map((row) => row.hashPart));
-    const missing = pin.paths.filter((path) => !found.has(path.slice(11, 43)));
-    const present = pin.paths.filter((path) => found.has(path.slice(11, 43)));
-    if (missing.length > 0 && (!pin.skipMissing || present.length === 0)) {
-        throw new HttpError(400, `${missing.length} of the paths are not in slice '${slice}' (push them first): ${missing.slice(0, 5).join(', ')}`, 'pin_missing_path');
-    }
-    const now = deps.now();
-    const expiresAt = pin.ttlSeconds ? new Date(now + pin.ttlSeconds * 1000) : null;
-    await deps.meta.putPin({
-        slice,
-        name: pin.name,
-        storePaths: pin.paths,
-        createdAt: new Date(now),
-        expiresAt,
-    });
-    deps.log.info({ slice, pin: pin.name, paths: pin.paths.length, expiresAt }, 'pin added');
-    send(res, 201, { 'content-type': 'application/json' }, JSON.stringify({
-        slice,
-        name: pin.name,
-        paths: present.length,
-        ...(missing.length ? { missing: missing.length } : {}),
-        expires_at: expiresAt?.toISOString() ?? null,
-    }));
-}
-
-;// CONCATENATED MODULE: ./src/cli/pin.ts
-
-
-
-
-
-
-const PIN_USAGE = `usage: sluice pin add SLICE NAME PATH... [--ttl DURATION]
-       sluice pin list [SLICE] [--json]
-       sluice pin rm SLICE NAME
-  (each also takes --data DIR and --config FILE)
-
-A pin keeps store paths and their closures in a slice whatever max_age says (they still count
-against max_size). Adding to an existing pin adds the paths and sets the new expiry.
-
-  --ttl DURATION   the pin expires after this long (30d, 1y); default: never
-`;
-async function runPin(argv, io = process) {
-    let parsed;
-    try {
-        parsed = (0,external_node_util_.parseArgs)({
-            args: argv,
-            options: {
-                ttl: { type: 'string' },
-                json: { type: 'boolean' },
-                data: { type: 'string' },
-                config: { type: 'string' },
-            },
-            allowPositionals: true,
-        });
-    }
-    catch (error) {
-        io.stderr.write(`sluice pin: ${error.message}\n${PIN_USAGE}`);
-        return 2;
-    }
-    const { values, positionals } = parsed;
-    const [action, ...args] = positionals;
-    try {
-        if (action === 'add' && args.length >= 3)
-            return await add(values, args, io);
-        if (action === 'list' && args.length <= 1)
-            return await list(values, args[0], io);
-        if (action === 'rm' && args.length === 2)
-            return await remove(values, args, io);
-    }
-    catch (error) {
-        io.stderr.write(`sluice pin: ${error.message}\n`);
-        return 1;
-    }
-    io.stderr.write(`sluice pin: expected add, list or rm with their arguments\n${PIN_USAGE}`);
-    return 2;
-}
-function sliceArgument(text) {
-    if (!isSliceName(text))
-        throw new Error(`'${text}' is not a slice name`);
-    return normalizeSliceName(text);
-}
-function pinName(text) {
-    if (!PIN_NAME.test(text))
-        throw new Error(`pin name '${text}' must be 1-100 letters, digits, . _ @ + -`);
-    return text;
-}
-async function add(flags, [sliceText, nameText, ...pathTexts], io) {
-    const slice = sliceArgument(sliceText);
-    const name = pinName(nameText);
-    const paths = pathTexts.map((text) => store_path_StorePath.parse(text).toPath());
-    const ttlSeconds = flags.ttl === undefined ? undefined : parseDuration(flags.ttl);
-    return withStores(flags, async ({ meta }) => {
-        const rows = await meta.findNarInfos(paths.map((path) => path.slice(11, 43)), (candidate) => candidate === slice);
-        const found = new Set(rows.map((row) => row.hashPart));
-        const missing = paths.filter((path) => !found.has(path.slice(11, 43)));
-        if (missing.length > 0)
-            throw new Error(`not in slice '${slice}': ${missing.join(', ')}`);
-        const now = Date.now();
-        const expiresAt = ttlSeconds ? new Date(now + ttlSeconds * 1000) : null;
-        await meta.putPin({ slice, name, storePaths: paths, createdAt: new Date(now), expiresAt });
-        io.stdout.write(`pinned ${paths.length} path(s) in ${slice} as ${name}${expiresAt ? ` until ${expiresAt.toISOString()}` : ''}\n`);
-        return 0;
-    });
-}
-async function list(flags, sliceText, io) {
-    const slice = sliceText === undefined ? undefined : sliceArgument(sliceText);
-    const pins = await withStores(flags, ({ meta }) => meta.listPins(slice));
-    if (!flags.json)
-        io.stdout.write('slice\tname\tpaths\tcreated\texpires\n');
-    for (const pin of pins) {
-        io.stdout.write(flags.json
-            ? `${JSON.stringify(pin)}\n`
-            : `${pin.slice}\t${pin.name}\t${pin.storePaths.join(',')}\t${pin.createdAt.toISOString()}\t${pin.expiresAt?.toISOString() ?? 'never'}\n`);
-    }
-    return 0;
-}
-async function remove(flags, [sliceText, name], io) {
-    const slice = sliceArgument(sliceText);
-    const removed = await withStores(flags, ({ meta }) => meta.deletePin(slice, name));
-    if (!removed) {
-        io.stderr.write(`sluice pin: no pin '${name}' in slice '${slice}'\n`);
-        return 1;
-    }
-    io.stdout.write(`removed pin ${name} from ${slice}\n`);
-    return 0;
-}
-
-;// CONCATENATED MODULE: ./src/cli/slices.ts
-
-
-
-const SLICES_USAGE = `usage: sluice slices [--json] [--data DIR] [--config FILE]
-
-Lists every slice holding paths or pins: paths, size of its NAR files, use of its max_size, last
-push, pin names (tab-separated columns, or one JSON object per line).
-`;
-async function runSlices(argv, io = process) {
-    let values;
-    try {
-        ({ values } = (0,external_node_util_.parseArgs)({
-            args: argv,
-            options: { json: { type: 'boolean' }, data: { type: 'string' }, config: { type: 'string' } },
-            allowPositionals: false,
-        }));
-    }
-    catch (error) {
-        io.stderr.write(`sluice slices: ${error.message}\n${SLICES_USAGE}`);
-        return 2;
-    }
-    try {
-        const summaries = await withStores(values, ({ meta, config }) => summarizeSlices(meta, config));
-        if (!values.json)
-            io.stdout.write(`${SLICE_COLUMNS.join('\t')}\n`);
-        for (const summary of summaries)
-            io.stdout.write(values.json ? `${JSON.stringify(summary)}\n` : `${sliceRow(summary).join('\t')}\n`);
-        return 0;
-    }
-    catch (error) {
-        io.stderr.write(`sluice slices: ${error.message}\n`);
-        return 1;
-    }
-}
 
-;// CONCATENATED MODULE: external "node:http"
-const external_node_http_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http");
 ;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/buffer_utils.js
 const buffer_utils_encoder = new TextEncoder(), decoder = new TextDecoder(), strictDecoder = new TextDecoder("utf-8", { fatal: !0 }), UINT32_RANGE = (/* unused pure expression or super */ null && (2 ** 32));
 function concat(...buffers) {
@@ -11565,18 +10961,35 @@ async function jwtVerify(jwt, key, options) {
 }
 
 
+;// CONCATENATED MODULE: ./src/server/exchange/exchange-error.ts
+/**
+ * Why a token exchange or a cache token verification failed, free of HTTP: the HTTP layer maps the
+ * kind to a status (src/server/http/exchange-status.ts). Messages name the problem, never the token.
+ */
+class ExchangeError extends Error {
+    kind;
+    reason;
+    constructor(kind, message, 
+    /** A short machine-readable reason, for metrics labels. */
+    reason) {
+        super(message);
+        this.kind = kind;
+        this.reason = reason;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/server/exchange/jwt-errors.ts
 /**
- * Turns jose's verification errors into 401s whose message says why a token is unusable, without
+ * Turns jose's verification errors into ExchangeErrors whose message says why a token is unusable, without
  * echoing the token. Shared by the OIDC ID token and the cache token verification.
  */
 
 
 function unauthorized(what, problem, reason) {
-    return new HttpError(401, `${what}: ${problem}`, reason, { 'www-authenticate': 'Bearer' });
+    return new ExchangeError('unauthorized', `${what}: ${problem}`, reason);
 }
-function joseErrorToHttp(what, error) {
-    if (error instanceof HttpError)
+function joseErrorToExchange(what, error) {
+    if (error instanceof ExchangeError)
         return error;
     if (error instanceof JWTExpired)
         return unauthorized(what, 'expired', 'token_expired');
@@ -11607,7 +11020,7 @@ function joseErrorToHttp(what, error) {
     }
     // Not the token's fault: the keys could not be fetched (network, discovery, JWKS answer).
     const detail = error instanceof Error ? `: ${error.message}` : '';
-    return new HttpError(503, `${what}: cannot verify now, the issuer's keys are unavailable${detail}`, 'issuer_unavailable');
+    return new ExchangeError('unavailable', `${what}: cannot verify now, the issuer's keys are unavailable${detail}`, 'issuer_unavailable');
 }
 
 ;// CONCATENATED MODULE: ./src/server/exchange/cache-token.ts
@@ -11641,7 +11054,7 @@ function isStringRecord(value) {
 }
 /** Re-checks a signed payload's shape: defence in depth should the key ever sign something odd. */
 function grantFromPayload(payload) {
-    const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners } = payload;
+    const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners, jti, iat } = payload;
     const validKind = kind === 'ci' || kind === 'read';
     const validRead = Array.isArray(read) && read.every((item) => typeof item === 'string' && isSlicePattern(item));
     const validWrite = write === null || (typeof write === 'string' && isSliceName(write) && kind === 'ci');
@@ -11652,7 +11065,14 @@ function grantFromPayload(payload) {
             Array.isArray(read) &&
             readOwners.length === read.length &&
             readOwners.every((owner) => owner === null || isOwnerRequirement(owner)));
-    if (!validKind || !validRead || !validWrite || !validBind || !validOwners || !isStringRecord(identity)) {
+    const validIssued = kind !== 'read' || (typeof jti === 'string' && typeof iat === 'number');
+    if (!validKind ||
+        !validRead ||
+        !validWrite ||
+        !validBind ||
+        !validOwners ||
+        !validIssued ||
+        !isStringRecord(identity)) {
         throw unauthorized(CACHE_TOKEN, 'malformed claims', 'malformed_token');
     }
     return {
@@ -11662,6 +11082,7 @@ function grantFromPayload(payload) {
         bindWrite: bindWrite === true,
         ...(readOwners === undefined ? {} : { readOwners: readOwners }),
         identity: identity,
+        ...(kind === 'read' ? { issued: { id: jti, at: iat } } : {}),
     };
 }
 function subjectOf(grant) {
@@ -11674,7 +11095,7 @@ function createCacheTokens(tokenKey, now = Date.now) {
     if (tokenKey.type !== 'private' || tokenKey.asymmetricKeyType !== 'ed25519') {
         throw new TypeError('the token key must be an ed25519 private key');
     }
-    const publicKey = (0,external_node_crypto_namespaceObject.createPublicKey)(tokenKey);
+    const publicKey = (0,external_node_crypto_.createPublicKey)(tokenKey);
     const verified = new Map();
     const remember = (token, grant, expiresAtMs) => {
         if (verified.size >= VERIFIED_CACHE_SIZE)
@@ -11687,6 +11108,7 @@ function createCacheTokens(tokenKey, now = Date.now) {
                 throw new TypeError('a read token cannot write');
             const issuedAt = Math.floor(now() / 1000);
             const expiresAt = issuedAt + ttlSeconds;
+            const id = (0,external_node_crypto_.randomUUID)();
             const token = await new SignJWT({
                 kind: grant.kind,
                 read: grant.read,
@@ -11699,11 +11121,11 @@ function createCacheTokens(tokenKey, now = Date.now) {
                 .setIssuer(CACHE_TOKEN_ISSUER)
                 .setAudience(CACHE_TOKEN_AUDIENCE)
                 .setSubject(subjectOf(grant))
-                .setJti((0,external_node_crypto_namespaceObject.randomUUID)())
+                .setJti(id)
                 .setIssuedAt(issuedAt)
                 .setExpirationTime(expiresAt)
                 .sign(tokenKey);
-            return { token, expiresAt: new Date(expiresAt * 1000) };
+            return { token, expiresAt: new Date(expiresAt * 1000), id };
         },
         async verify(token) {
             const known = verified.get(token);
@@ -11725,11 +11147,11 @@ function createCacheTokens(tokenKey, now = Date.now) {
                 return grant;
             }
             catch (error) {
-                const httpError = joseErrorToHttp(CACHE_TOKEN, error);
+                const refusal = joseErrorToExchange(CACHE_TOKEN, error);
                 // Our own key is local: anything jose cannot attribute to a claim is a token we did not sign.
-                if (httpError.status === 503)
+                if (refusal.kind === 'unavailable')
                     throw unauthorized(CACHE_TOKEN, 'not signed by this server', 'forged_token');
-                throw httpError;
+                throw refusal;
             }
         },
     };
@@ -12072,7 +11494,7 @@ function createOidcVerifier(issuers, options = {}) {
                 return { issuer, claims: payload };
             }
             catch (error) {
-                throw joseErrorToHttp(ID_TOKEN, error);
+                throw joseErrorToExchange(ID_TOKEN, error);
             }
         },
     };
@@ -12082,18 +11504,6 @@ function createOidcVerifier(issuers, options = {}) {
 
 
 
-/**
- * A pull-request job's own slice, `<slice>/pr-<number>`, for a slice with `pull_requests` whose
- * read rules the job matched: only on `pull_request` (GitHub gives fork pull requests no ID token;
- * `pull_request_target` runs for forks with one, so it never qualifies).
- */
-function pullRequestWriteSlice(slices, read, claims) {
-    const number = /^refs\/pull\/(\d+)\/(?:merge|head)$/.exec(claimString(claims.ref) ?? '')?.[1];
-    if (claimString(claims.event_name) !== 'pull_request' || number === undefined)
-        return null;
-    const slice = slices.find((candidate) => candidate.pullRequests && read.has(candidate.name));
-    return slice ? `${slice.name}/pr-${number}` : null;
-}
 /** Events whose workflows run trusted code of the repository: never pull_request(_target). */
 const DEFAULT_WRITE_EVENTS = ['push', 'schedule', 'workflow_dispatch', 'merge_group', 'release'];
 /**
@@ -12210,14 +11620,8 @@ function createPolicy(slices) {
                     }
                 }
             }
-            if (write === null) {
-                const readNames = new Set([...read.values()].map((grant) => grant.name));
-                write = pullRequestWriteSlice(slices, readNames, claims);
-                if (write !== null)
-                    addRead(write, null);
-            }
             if (read.size === 0 && write === null) {
-                throw new HttpError(403, `no slice is granted to this token: ${refusals.join('; ')}`, 'policy_denied');
+                throw new ExchangeError('forbidden', `no slice is granted to this token: ${refusals.join('; ')}`, 'policy_denied');
             }
             const grants = [...read.values()];
             return {
@@ -12229,6 +11633,66 @@ function createPolicy(slices) {
         },
         publicSlices() {
             return slices.filter((slice) => slice.public).map((slice) => slice.name);
+        },
+    };
+}
+
+;// CONCATENATED MODULE: ./src/server/exchange/token-state.ts
+/**
+ * What signed tokens cannot say about themselves, kept in the metadata store so every replica
+ * agrees: which CI ID tokens were exchanged already (each may be exchanged once), and which read
+ * tokens exist, were revoked or outlived `max_read_token_ttl`.
+ */
+
+
+
+/**
+ * How long a replica trusts a read token's last check of the store. The store is asked at most once
+ * a second per token per replica (a job's thousands of lookups do not each cost a query); a
+ * revocation reaches every replica within that second.
+ */
+const READ_TOKEN_RECHECK_MS = 1000;
+const REMEMBERED_READ_TOKENS = 1024;
+/** The issuer's `jti` when it sets one (a re-encoded token keeps it), else a hash of the token. */
+function idTokenKey(issuerName, claims, idToken) {
+    if (typeof claims.jti === 'string' && claims.jti !== '')
+        return `${issuerName}:jti:${claims.jti}`;
+    return `${issuerName}:sha256:${(0,external_node_crypto_.createHash)('sha256').update(idToken).digest('hex')}`;
+}
+function createTokenState(store, options) {
+    const { now } = options;
+    const checked = new Map();
+    function storedState(id) {
+        const known = checked.get(id);
+        if (known && now() - known.at < READ_TOKEN_RECHECK_MS)
+            return known.state;
+        if (checked.size >= REMEMBERED_READ_TOKENS)
+            checked.delete(checked.keys().next().value);
+        const state = store.touchReadToken(id, new Date(now()));
+        checked.delete(id);
+        checked.set(id, { at: now(), state });
+        state.catch(() => checked.delete(id));
+        return state;
+    }
+    return {
+        async useIdTokenOnce(issuerName, claims, idToken) {
+            // Kept past `exp` by the leeway the verifier grants, or a replay could pass in that window.
+            const until = new Date((claims.exp + CLOCK_LEEWAY_SECONDS) * 1000);
+            const first = await store.useIdTokenOnce(idTokenKey(issuerName, claims, idToken), until, new Date(now()));
+            if (!first)
+                throw unauthorized('ID token', 'already exchanged once (replay)', 'token_replayed');
+        },
+        async checkReadToken(grant) {
+            if (grant.kind !== 'read')
+                return;
+            const issued = grant.issued;
+            if (now() / 1000 > issued.at + options.maxReadTokenTtlSeconds)
+                throw unauthorized('cache token', 'read token older than max_read_token_ttl', 'token_expired');
+            const state = await storedState(issued.id);
+            if (state === null)
+                throw unauthorized('cache token', 'read token unknown to this server (create a new one)', 'unknown_token');
+            if (state.revoked)
+                throw unauthorized('cache token', 'read token revoked', 'token_revoked');
         },
     };
 }
@@ -12247,7 +11711,7 @@ function tokenKeyPath(dataDir) {
     return (0,external_node_path_.join)(dataDir, TOKEN_KEY_FILE);
 }
 function parseTokenKey(pem, path) {
-    const key = (0,external_node_crypto_namespaceObject.createPrivateKey)(pem);
+    const key = (0,external_node_crypto_.createPrivateKey)(pem);
     if (key.asymmetricKeyType !== 'ed25519')
         throw new Error(`${path}: the token key must be an ed25519 private key`);
     return key;
@@ -12258,19 +11722,19 @@ function parseTokenKey(pem, path) {
  */
 async function loadOrCreateTokenKey(path) {
     try {
-        return { key: parseTokenKey(await (0,promises_namespaceObject.readFile)(path, 'utf8'), path), created: false };
+        return { key: parseTokenKey(await (0,promises_.readFile)(path, 'utf8'), path), created: false };
     }
     catch (error) {
         if (error.code !== 'ENOENT')
             throw error;
     }
-    await (0,promises_namespaceObject.mkdir)((0,external_node_path_.dirname)(path), { recursive: true, mode: 0o700 });
-    const { privateKey } = (0,external_node_crypto_namespaceObject.generateKeyPairSync)('ed25519');
+    await (0,promises_.mkdir)((0,external_node_path_.dirname)(path), { recursive: true, mode: 0o700 });
+    const { privateKey } = (0,external_node_crypto_.generateKeyPairSync)('ed25519');
     const pem = privateKey.export({ type: 'pkcs8', format: 'pem' });
     // Written whole to a private temp file, then linked into place: `link` fails if another process
     // created the key a moment ago, and nobody ever reads a half-written key.
-    const temp = `${path}.${process.pid}.${(0,external_node_crypto_namespaceObject.randomBytes)(4).toString('hex')}.tmp`;
-    const file = await (0,promises_namespaceObject.open)(temp, 'wx', 0o600);
+    const temp = `${path}.${process.pid}.${(0,external_node_crypto_.randomBytes)(4).toString('hex')}.tmp`;
+    const file = await (0,promises_.open)(temp, 'wx', 0o600);
     try {
         await file.writeFile(pem);
         await file.sync();
@@ -12279,54 +11743,21 @@ async function loadOrCreateTokenKey(path) {
         await file.close();
     }
     try {
-        await (0,promises_namespaceObject.link)(temp, path);
+        await (0,promises_.link)(temp, path);
         return { key: privateKey, created: true };
     }
     catch (error) {
         if (error.code !== 'EEXIST')
             throw error;
-        return { key: parseTokenKey(await (0,promises_namespaceObject.readFile)(path, 'utf8'), path), created: false };
+        return { key: parseTokenKey(await (0,promises_.readFile)(path, 'utf8'), path), created: false };
     }
     finally {
-        await (0,promises_namespaceObject.unlink)(temp);
+        await (0,promises_.unlink)(temp);
     }
-}
-
-;// CONCATENATED MODULE: ./src/server/exchange/handler.ts
-
-/** The token of an `Authorization: Bearer \u2026` header, or a 401 saying what is missing. */
-function bearerToken(req) {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-    if (!match) {
-        throw new HttpError(401, 'missing Authorization: Bearer <CI OIDC ID token>', 'missing_token', {
-            'www-authenticate': 'Bearer',
-        });
-    }
-    return match[1];
-}
-function createTokenHandler(options) {
-    return async (req, res) => {
-        req.resume(); // the request body, if any, carries nothing
-        const { token, expiresAt, grant } = await options.exchange.exchange(bearerToken(req));
-        const body = {
-            token,
-            expires_at: expiresAt.toISOString(),
-            read: grant.read,
-            write: grant.write,
-            public_keys: options.publicKeys,
-            cache_url: options.cacheUrl,
-        };
-        const text = JSON.stringify(body);
-        res.writeHead(200, {
-            'content-type': 'application/json',
-            'content-length': Buffer.byteLength(text),
-            'cache-control': 'no-store',
-        });
-        res.end(text);
-    };
 }
 
 ;// CONCATENATED MODULE: ./src/server/exchange/index.ts
+
 
 
 
@@ -12340,11 +11771,16 @@ const READ_TOKEN_NAME = /^[A-Za-z0-9._@-]{1,100}$/;
 function createExchange(config, tokenKey, options = {}) {
     const verifier = createOidcVerifier(config.issuers, options);
     const policy = createPolicy(config.slices ?? defaultSlices(config.issuers));
-    const cacheTokens = createCacheTokens(tokenKey, options.now);
+    const now = options.now ?? Date.now;
+    const cacheTokens = createCacheTokens(tokenKey, now);
+    const maxReadTokenTtlSeconds = config.maxReadTokenTtlSeconds;
+    const state = options.store ? createTokenState(options.store, { now, maxReadTokenTtlSeconds }) : undefined;
     return {
         async exchange(idToken) {
             const { issuer, claims } = await verifier.verify(idToken);
             const decision = policy.evaluate(issuer.name, claims);
+            // After the policy: a token refused with 403 is not used up, the same answer comes again.
+            await state?.useIdTokenOnce(issuer.name, claims, idToken);
             const grant = {
                 kind: 'ci',
                 ...decision,
@@ -12352,7 +11788,11 @@ function createExchange(config, tokenKey, options = {}) {
             };
             return { ...(await cacheTokens.issue(grant, config.tokenTtlSeconds)), grant };
         },
-        verifyCacheToken: (token) => cacheTokens.verify(token),
+        async verifyCacheToken(token) {
+            const grant = await cacheTokens.verify(token);
+            await state?.checkReadToken(grant);
+            return grant;
+        },
         async createReadToken({ read, ttlSeconds, name }) {
             if (read.length === 0)
                 throw new TypeError('a read token needs at least one slice or pattern');
@@ -12363,124 +11803,1745 @@ function createExchange(config, tokenKey, options = {}) {
                 throw new TypeError(`token name '${name}' must be 1-100 letters, digits, . _ @ -`);
             if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0)
                 throw new TypeError('the lifetime must be a positive number of seconds');
+            if (ttlSeconds > maxReadTokenTtlSeconds)
+                throw new TypeError(`a lifetime of ${ttlSeconds} s is longer than max_read_token_ttl (${maxReadTokenTtlSeconds} s)`);
             const grant = {
                 kind: 'read',
                 read: read.map(normalizeSliceName),
                 write: null,
                 identity: { name },
             };
-            return cacheTokens.issue(grant, ttlSeconds);
+            const issued = await cacheTokens.issue(grant, ttlSeconds);
+            await options.store?.addReadToken({
+                id: issued.id,
+                name,
+                read: grant.read,
+                createdAt: new Date(issued.expiresAt.getTime() - ttlSeconds * 1000), // its iat
+                expiresAt: issued.expiresAt,
+                lastUsedAt: null,
+                revokedAt: null,
+            });
+            return issued;
         },
         publicSlices: () => policy.publicSlices(),
     };
 }
 
-;// CONCATENATED MODULE: ./src/nix/signing.ts
+// EXTERNAL MODULE: external "node:os"
+var external_node_os_ = __nccwpck_require__(8161);
+;// CONCATENATED MODULE: ./src/server/signing-key.ts
 /**
- * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
- * A secret key is `name:base64(seed \u2016 public key)` (64 bytes), a public key `name:base64(public key)`.
+ * The narinfo signing key, in the data directory in `nix-store --generate-binary-cache-key` format:
+ * `signing-key.sec` (mode 0600) and `signing-key.pub`. Created on first start, reused after.
  */
 
 
 
-// DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) and SPKI (public).
-const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
-const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
-class KeyError extends Error {
+
+
+const SIGNING_KEY_FILE = 'signing-key.sec';
+const PUBLIC_KEY_FILE = 'signing-key.pub';
+/**
+ * A key name unlikely to clash with another cache's: Nix keeps trusted keys by name, so two caches
+ * both calling their key `sluice-1` could not both be trusted.
+ */
+function defaultKeyName(publicUrl) {
+    const host = publicUrl ? new URL(publicUrl).hostname : (0,external_node_os_.hostname)();
+    const safe = host.replace(/[^A-Za-z0-9.-]/g, '-').replace(/^-+|-+$/g, '') || 'localhost';
+    return `${safe}-sluice-1`;
 }
-function splitKey(text, what) {
-    const trimmed = text.trim();
-    const colon = trimmed.indexOf(':');
-    if (colon <= 0)
-        throw new KeyError(`${what} must be 'name:base64'`);
-    const name = trimmed.slice(0, colon);
-    const encoded = trimmed.slice(colon + 1);
-    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded))
-        throw new KeyError(`${what} '${name}' is not valid base64`);
-    return [name, Buffer.from(encoded, 'base64')];
-}
-function publicKeyFromRaw(name, raw) {
-    const key = (0,external_node_crypto_namespaceObject.createPublicKey)({
-        key: Buffer.concat([SPKI_ED25519_PREFIX, raw]),
-        format: 'der',
-        type: 'spki',
-    });
-    return { name, key, text: `${name}:${raw.toString('base64')}` };
-}
-function parsePublicKey(text) {
-    const [name, raw] = splitKey(text, 'public key');
-    if (raw.length !== 32)
-        throw new KeyError(`public key '${name}' must be 32 bytes, got ${raw.length}`);
-    return publicKeyFromRaw(name, raw);
-}
-function parseSecretKey(text) {
-    const [name, raw] = splitKey(text, 'secret key');
-    if (raw.length !== 64)
-        throw new KeyError(`secret key '${name}' must be 64 bytes, got ${raw.length}`);
-    const seed = raw.subarray(0, 32);
-    const key = (0,external_node_crypto_namespaceObject.createPrivateKey)({
-        key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
-        format: 'der',
-        type: 'pkcs8',
-    });
-    const derivedPublic = rawPublicKey((0,external_node_crypto_namespaceObject.createPublicKey)(key));
-    if (!derivedPublic.equals(raw.subarray(32))) {
-        throw new KeyError(`secret key '${name}' does not match the public key stored in it`);
+async function loadOrCreateSigningKey(dataDir, name) {
+    const path = (0,external_node_path_.join)(dataDir, SIGNING_KEY_FILE);
+    try {
+        return parseSecretKey(await (0,promises_.readFile)(path, 'utf8'));
     }
+    catch (error) {
+        if (error.code !== 'ENOENT')
+            throw new Error(`${path}: ${error.message}`);
+    }
+    await (0,promises_.mkdir)(dataDir, { recursive: true, mode: 0o700 });
+    const key = generateSecretKey(name);
+    // Whole file first, then linked into place: `link` fails if another process just created one.
+    const temp = `${path}.${(0,external_node_crypto_.randomBytes)(4).toString('hex')}.tmp`;
+    const file = await (0,promises_.open)(temp, 'wx', 0o600);
+    try {
+        await file.writeFile(key.text);
+        await file.sync();
+    }
+    finally {
+        await file.close();
+    }
+    try {
+        await (0,promises_.link)(temp, path);
+    }
+    catch (error) {
+        if (error.code !== 'EEXIST')
+            throw error;
+        return parseSecretKey(await (0,promises_.readFile)(path, 'utf8'));
+    }
+    finally {
+        await (0,promises_.unlink)(temp);
+    }
+    await (0,promises_.writeFile)((0,external_node_path_.join)(dataDir, PUBLIC_KEY_FILE), `${key.publicKey.text}\n`, { mode: 0o644 });
+    return key;
+}
+
+;// CONCATENATED MODULE: ./src/server/keys.ts
+/**
+ * The server's two keys: the narinfo signing key and the token key. By default both live in the
+ * data directory (created on first start). Replicas share them through files named in the config
+ * (`keys.signing_key_file`, `keys.token_key_file`), which `sluice keys generate DIR` writes; a named
+ * file must exist, as a replica that made up its own key would sign what the others cannot verify.
+ */
+
+
+
+
+
+
+
+async function readKeyFile(key, path, parse) {
+    let text;
+    try {
+        text = await (0,promises_.readFile)(path, 'utf8');
+    }
+    catch (error) {
+        const code = error.code;
+        const why = code === 'ENOENT' ? 'no such file (sluice keys generate DIR writes one)' : (code ?? String(error));
+        throw new ConfigError(`keys.${key}: cannot read ${path}: ${why}`);
+    }
+    try {
+        return parse(text.trim());
+    }
+    catch (error) {
+        throw new ConfigError(`keys.${key}: ${path}: ${error.message.split('\n', 1)[0]}`);
+    }
+}
+async function loadServerKeys(config, dataDir) {
+    const { signingKeyFile, tokenKeyFile } = config.keys;
+    const signingKey = signingKeyFile
+        ? await readKeyFile('signing_key_file', signingKeyFile, parseSecretKey)
+        : await loadOrCreateSigningKey(dataDir, defaultKeyName(config.publicUrl));
+    const tokenKey = tokenKeyFile
+        ? await readKeyFile('token_key_file', tokenKeyFile, (pem) => parseTokenKey(pem, tokenKeyFile))
+        : (await loadOrCreateTokenKey(tokenKeyPath(dataDir))).key;
+    return { signingKey, tokenKey };
+}
+/** The token key's file for tools that sign tokens (`sluice token create`): the config's, else the data dir's. */
+function tokenKeyFileOf(config) {
+    return config.keys.tokenKeyFile ?? tokenKeyPath(config.data);
+}
+const GENERATED_KEY_FILES = {
+    signing: 'signing-key.sec',
+    public: 'signing-key.pub',
+    token: 'token-key.pem',
+};
+/** Writes a new key pair set into `dir`; refuses to overwrite (a replaced key breaks every replica). */
+async function generateKeyFiles(dir, name) {
+    await (0,promises_.mkdir)(dir, { recursive: true, mode: 0o700 });
+    const signingKey = generateSecretKey(name);
+    const { privateKey } = (0,external_node_crypto_.generateKeyPairSync)('ed25519');
+    const files = [
+        [GENERATED_KEY_FILES.signing, signingKey.text, 0o600],
+        [GENERATED_KEY_FILES.token, privateKey.export({ type: 'pkcs8', format: 'pem' }), 0o600],
+        [GENERATED_KEY_FILES.public, `${signingKey.publicKey.text}\n`, 0o644],
+    ];
+    for (const [file] of files) {
+        const existing = await (0,promises_.open)((0,external_node_path_.join)(dir, file), 'r').catch(() => undefined);
+        if (existing) {
+            await existing.close();
+            throw new Error(`${(0,external_node_path_.join)(dir, file)} exists: keys are never overwritten (move it away first)`);
+        }
+    }
+    for (const [file, text, mode] of files) {
+        const handle = await (0,promises_.open)((0,external_node_path_.join)(dir, file), 'wx', mode);
+        try {
+            await handle.writeFile(text);
+            await handle.sync();
+        }
+        finally {
+            await handle.close();
+        }
+    }
+    return { publicKey: signingKey.publicKey.text, files: files.map(([file]) => (0,external_node_path_.join)(dir, file)) };
+}
+
+;// CONCATENATED MODULE: ./src/cli/keys-command.ts
+/**
+ * `sluice keys generate DIR [--name NAME]`: writes the narinfo signing key (`signing-key.sec`,
+ * `signing-key.pub`) and the token key (`token-key.pem`) into DIR, for replicas that must all sign
+ * with the same keys (`keys.signing_key_file`, `keys.token_key_file` in the config).
+ */
+
+
+
+const KEYS_USAGE = `usage: sluice keys generate DIR [--name NAME]
+
+  Writes DIR/${GENERATED_KEY_FILES.signing} (narinfo signing key), DIR/${GENERATED_KEY_FILES.public} and
+  DIR/${GENERATED_KEY_FILES.token} (token key); never overwrites. Name them in the config:
+    keys: { signing_key_file: DIR/${GENERATED_KEY_FILES.signing}, token_key_file: DIR/${GENERATED_KEY_FILES.token} }
+
+  --name NAME   the signing key's name, as Nix shows it (default: <host>-sluice-1)
+`;
+async function runKeys(argv, io = process) {
+    let parsed;
+    try {
+        parsed = (0,external_node_util_.parseArgs)({ args: argv, options: { name: { type: 'string' } }, allowPositionals: true });
+    }
+    catch (error) {
+        io.stderr.write(`sluice keys: ${error.message}\n${KEYS_USAGE}`);
+        return 2;
+    }
+    const [subcommand, dir, ...extra] = parsed.positionals;
+    if (subcommand !== 'generate' || dir === undefined || extra.length > 0) {
+        io.stderr.write(KEYS_USAGE);
+        return 2;
+    }
+    try {
+        const { publicKey, files } = await generateKeyFiles(dir, parsed.values.name ?? defaultKeyName());
+        io.stderr.write(`wrote ${files.join(', ')}\n`);
+        io.stdout.write(`public key (for trusted-public-keys): ${publicKey}\n`);
+        return 0;
+    }
+    catch (error) {
+        io.stderr.write(`sluice keys generate: ${error.message}\n`);
+        return 1;
+    }
+}
+
+// EXTERNAL MODULE: external "node:http"
+var external_node_http_ = __nccwpck_require__(7067);
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+// EXTERNAL MODULE: ./src/contracts/http-error.ts
+var http_error = __nccwpck_require__(7288);
+;// CONCATENATED MODULE: ./src/nix/file-hash.ts
+/** The sha256 and size of a file fed chunk by chunk: a narinfo's FileHash and FileSize. */
+
+
+class FileHasher {
+    hasher = (0,external_node_crypto_.createHash)('sha256');
+    size = 0;
+    update(chunk) {
+        this.hasher.update(chunk);
+        this.size += chunk.length;
+    }
+    /** Bytes fed so far. */
+    get fileSize() {
+        return this.size;
+    }
+    /** Once, after the last chunk. */
+    digest() {
+        return { fileHash: new Hash('sha256', this.hasher.digest()), fileSize: this.size };
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar-url.ts
+
+/** File name extensions Nix gives compressed NARs. */
+const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
+const COMPRESSION_OF_EXTENSION = new Map(Object.entries(NAR_EXTENSIONS).map(([compression, ext]) => [ext, compression]));
+/** `<hash>.nar<ext>`, the file name part; the extension any `.[a-z0-9]+` so an unknown one can be named. */
+const NAR_FILE_NAME = new RegExp(`^(${NIX32_CLASS}{52})\\.nar((?:\\.[a-z0-9]+)?)$`);
+/** `<hash>.nar<ext>` \u2192 its parts; undefined when it is not that shape. */
+function parseNarFileName(name) {
+    const match = NAR_FILE_NAME.exec(name);
+    if (!match)
+        return undefined;
+    const extension = match[2];
     return {
-        name,
-        key,
-        publicKey: publicKeyFromRaw(name, derivedPublic),
-        text: `${name}:${raw.toString('base64')}`,
+        hash: match[1],
+        extension,
+        compression: COMPRESSION_OF_EXTENSION.get(extension),
+        key: name,
     };
 }
-function rawPublicKey(key) {
-    return key.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
+/** A narinfo's `URL:` (`nar/<hash>.nar<ext>`) \u2192 its parts; undefined when it is not that shape. */
+function parseNarUrl(url) {
+    return url.startsWith('nar/') ? parseNarFileName(url.slice('nar/'.length)) : undefined;
 }
-/** A fresh key pair, like `nix-store --generate-binary-cache-key name`. */
-function generateSecretKey(name) {
-    if (!name || name.includes(':'))
-        throw new KeyError(`key name '${name}' must be non-empty and contain no ':'`);
-    const { privateKey, publicKey } = (0,external_node_crypto_namespaceObject.generateKeyPairSync)('ed25519');
-    const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_ED25519_PREFIX.length);
-    return parseSecretKey(`${name}:${Buffer.concat([seed, rawPublicKey(publicKey)]).toString('base64')}`);
+function narFileName(hashNix32, compression) {
+    return `${hashNix32}.nar${NAR_EXTENSIONS[compression]}`;
 }
-/**
- * The string Nix signs: `1;<store path>;<nar hash>;<nar size>;<references as full paths, comma-separated>`.
- * `narHash` is a Hash or any text form of one (written as `sha256:<nix32>`); `references` are base
- * names. Nix holds references in a sorted set, so they are sorted and deduplicated here too: a
- * narinfo listing them in another order still gets the signature Nix expects.
- */
-function fingerprint(storePath, narHash, narSize, references, storeDir = store_path_DEFAULT_STORE_DIR) {
-    const hash = typeof narHash === 'string' ? hash_Hash.parse(narHash) : narHash;
-    const dir = storeDir.replace(/\/+$/, '');
-    const refs = [...new Set(references)]
-        .sort()
-        .map((r) => `${dir}/${r}`)
-        .join(',');
-    return `1;${storePath};${hash.toString()};${narSize};${refs}`;
-}
-/** The fingerprint of a narinfo, the text its `Sig:` lines sign. */
-function narInfoFingerprint(info, storeDir = store_path_DEFAULT_STORE_DIR) {
-    return fingerprint(info.storePath, info.narHash, info.narSize, info.references, storeDir);
-}
-/** Signs a fingerprint; returns a `Sig:` value, `name:base64(signature)`. */
-function signFingerprint(fp, secretKey) {
-    return `${secretKey.name}:${(0,external_node_crypto_namespaceObject.sign)(null, Buffer.from(fp), secretKey.key).toString('base64')}`;
-}
-/** True when `sig` (`name:base64`) is a valid signature of `fp` by the key of that name among `keys`. */
-function verifyFingerprint(fp, sig, keys) {
-    const colon = sig.indexOf(':');
-    if (colon <= 0)
-        return false;
-    const name = sig.slice(0, colon);
-    const signature = Buffer.from(sig.slice(colon + 1), 'base64');
-    if (signature.length !== 64)
-        return false;
-    return keys.some((k) => k.name === name && verify(null, Buffer.from(fp), k.key, signature));
+function narUrl(hashNix32, compression) {
+    return `nar/${narFileName(hashNix32, compression)}`;
 }
 
-;// CONCATENATED MODULE: ./src/server/http/narinfo-signer.ts
+// EXTERNAL MODULE: ./src/nix/buffer-pool.ts
+var buffer_pool = __nccwpck_require__(6212);
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+// EXTERNAL MODULE: external "node:child_process"
+var external_node_child_process_ = __nccwpck_require__(1421);
+// EXTERNAL MODULE: external "node:zlib"
+var external_node_zlib_ = __nccwpck_require__(8522);
+;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
+/**
+ * Node 24's zstd decompressor silently drops whatever follows the end of a frame within the same
+ * chunk, so concatenated frames (pzstd, files compressed in parts) lose data or fail with "Unknown
+ * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
+ * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
+ * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
+ *
+ * For uploads the walk also refuses what a NAR file has no use for: skippable frames (padding that
+ * would be stored and served) and frames whose window needs more memory than allowed.
+ */
+
+const ZSTD_MAGIC = 0xfd2fb528;
+const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
+const SKIPPABLE_MAGIC = 0x184d2a50;
+// Units whose bytes are parsed (the others are only counted).
+const PARSED = new Set(['magic', 'descriptor', 'headerRest', 'blockHeader', 'skipSize']);
+const DICT_ID_BYTES = [0, 1, 2, 4];
+const CONTENT_SIZE_BYTES = [0, 2, 4, 8];
+class ZstdFrameError extends Error {
+}
+/** A frame asks for a larger window (decoder memory) than `maxWindowBytes`. */
+class ZstdWindowError extends ZstdFrameError {
+}
+/** A skippable frame where `refuseSkippable` is set. */
+class ZstdSkippableFrameError extends ZstdFrameError {
+}
+const MiB = 1024 * 1024;
+const mib = (bytes) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
+/** A Transform over ZstdFrameScanner: what it emits, it pushes. */
+class ZstdFrameSplitter extends external_node_stream_.Transform {
+    scanner = new ZstdFrameScanner();
+    _transform(chunk, _encoding, callback) {
+        try {
+            this.scanner.split(chunk, (piece) => this.push(piece));
+        }
+        catch (error) {
+            callback(error);
+            return;
+        }
+        callback();
+    }
+    _flush(callback) {
+        try {
+            this.scanner.finish();
+        }
+        catch (error) {
+            callback(error);
+            return;
+        }
+        callback();
+    }
+}
+/**
+ * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
+ * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
+ */
+class ZstdFrameScanner {
+    rules;
+    unit = 'magic';
+    need = 4;
+    parsed = [];
+    checksum = false;
+    singleSegment = false;
+    dictIdBytes = 0;
+    /** Where the current frame began, for messages. */
+    frameStart = 0;
+    lastBlock = false;
+    /** Bytes of input consumed so far, for error messages. */
+    position = 0;
+    /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
+    forwarding = false;
+    /** Where the current `split` call emits (advance() emits a frame's magic number). */
+    emit = () => undefined;
+    constructor(rules = {}) {
+        this.rules = rules;
+    }
+    /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
+    split(chunk, emit) {
+        this.emit = emit;
+        let start = 0;
+        let i = 0;
+        while (i < chunk.length) {
+            const take = Math.min(this.need, chunk.length - i);
+            if (PARSED.has(this.unit))
+                this.parsed.push(...chunk.subarray(i, i + take));
+            i += take;
+            this.position += take;
+            this.need -= take;
+            if (this.need > 0)
+                break;
+            const unit = this.unit;
+            const frameEnded = this.advance();
+            if (unit === 'magic')
+                start = i; // advance() emitted the magic itself, once it knew the kind
+            if (frameEnded) {
+                if (this.forwarding && i > start)
+                    emit(chunk.subarray(start, i));
+                start = i;
+                this.forwarding = false;
+            }
+        }
+        if (this.forwarding && i > start)
+            emit(chunk.subarray(start, i));
+    }
+    /** Throws unless the data so far ended at the end of a frame. */
+    finish() {
+        if (this.unit !== 'magic' || this.need !== 4) {
+            throw new ZstdFrameError('zstd data ends in the middle of a frame (truncated)');
+        }
+    }
+    /** Moves past a completed unit; returns true when a frame (zstd or skippable) ended with it. */
+    advance() {
+        const bytes = Buffer.from(this.parsed);
+        this.parsed = [];
+        switch (this.unit) {
+            case 'magic': {
+                const magic = bytes.readUInt32LE(0);
+                this.frameStart = this.position - 4;
+                if (magic === ZSTD_MAGIC) {
+                    this.emit(bytes);
+                    this.forwarding = true;
+                    return this.next('descriptor', 1);
+                }
+                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) {
+                    if (this.rules.refuseSkippable) {
+                        throw new ZstdSkippableFrameError(`zstd skippable frame at byte ${this.frameStart}: padding is not accepted in a NAR file`);
+                    }
+                    return this.next('skipSize', 4);
+                }
+                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.frameStart}`);
+            }
+            case 'descriptor': {
+                const d = bytes[0];
+                if (d & 0x08)
+                    throw new ZstdFrameError('zstd frame header has its reserved bit set');
+                const singleSegment = (d >> 5) & 1;
+                const contentSizeFlag = d >> 6;
+                this.checksum = ((d >> 2) & 1) === 1;
+                this.singleSegment = singleSegment === 1;
+                this.dictIdBytes = DICT_ID_BYTES[d & 3];
+                const rest = (singleSegment ? 0 : 1) +
+                    DICT_ID_BYTES[d & 3] +
+                    (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
+                return this.next('headerRest', rest);
+            }
+            case 'headerRest':
+                this.checkWindow(bytes);
+                return this.next('blockHeader', 3);
+            case 'blockHeader': {
+                const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
+                this.lastBlock = (header & 1) === 1;
+                const type = (header >> 1) & 3;
+                if (type === 3)
+                    throw new ZstdFrameError('zstd block has the reserved block type');
+                return this.next('blockContent', type === 1 ? 1 : header >>> 3);
+            }
+            case 'blockContent':
+                if (!this.lastBlock)
+                    return this.next('blockHeader', 3);
+                if (this.checksum)
+                    return this.next('checksum', 4);
+                return this.endFrame();
+            case 'checksum':
+                return this.endFrame();
+            case 'skipSize':
+                return this.next('skipContent', bytes.readUInt32LE(0));
+            case 'skipContent':
+                return this.endFrame();
+        }
+    }
+    /** The window the frame header declares (RFC 8878 3.1.1.1.2), against `maxWindowBytes`. */
+    checkWindow(rest) {
+        const max = this.rules.maxWindowBytes;
+        if (max === undefined)
+            return;
+        let window;
+        if (this.singleSegment) {
+            // No window descriptor: the window is the whole content, whose size follows the dictionary id.
+            const sizeBytes = rest.subarray(this.dictIdBytes);
+            window =
+                sizeBytes.length === 2
+                    ? sizeBytes.readUInt16LE(0) + 256
+                    : sizeBytes.length === 8
+                        ? Number(sizeBytes.readBigUInt64LE(0))
+                        : sizeBytes.readUIntLE(0, sizeBytes.length);
+        }
+        else {
+            const descriptor = rest[0];
+            const base = 2 ** (10 + (descriptor >> 3));
+            window = base + (base / 8) * (descriptor & 7);
+        }
+        if (window > max) {
+            throw new ZstdWindowError(`zstd frame at byte ${this.frameStart} needs a ${mib(window)} window to decompress, over the limit of ${mib(max)}`);
+        }
+    }
+    next(unit, need) {
+        this.unit = unit;
+        this.need = need;
+        // Zero-length units (an empty header rest, an empty raw block) complete at once.
+        return need === 0 ? this.advance() : false;
+    }
+    endFrame() {
+        this.unit = 'magic';
+        this.need = 4;
+        return true;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar.ts
+/**
+ * Streaming NAR hashing, compression and decompression. Nothing here holds a NAR in memory: data
+ * flows through in chunks, so a multi-gigabyte upload costs a few buffers.
+ *
+ * zstd comes from Node 24's zlib. xz runs the system `xz` program as a child process, both ways:
+ * Node has no xz, and the WASM decompressor on npm (xz-decompress) is correct (multi-block,
+ * multi-stream, integrity checks) but serializes every decompression in the process behind one
+ * global lock, so one slow xz upload would stall all others. `xz` is native, concurrent and
+ * multi-threaded; the `xz` program (Debian: xz-utils) must be on PATH when xz is used.
+ */
+
+
+
+
+/** Compressions Sluice can verify and produce (a subset of what Nix reads). */
+const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
+class CompressionError extends Error {
+}
+/** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
+class DecompressionMemoryError extends CompressionError {
+}
+/** Without a stated limit: xz -9 needs 65 MiB to decompress; a file asking for far more is refused. */
+const XZ_DECOMPRESS_MEMLIMIT = 256 * 1024 * 1024;
+const nar_mib = (bytes) => `${Math.round((bytes / 2 ** 20) * 10) / 10} MiB`;
+function checkCompression(compression) {
+    if (!NAR_COMPRESSIONS.includes(compression)) {
+        throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
+    }
+    return compression;
+}
+/** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
+class ProcessStream extends external_node_stream_.Duplex {
+    what;
+    explain;
+    child;
+    stderr = '';
+    constructor(command, args, what, 
+    /** Turns the program's stderr into a more specific error, where it recognises one. */
+    explain = () => undefined) {
+        super();
+        this.what = what;
+        this.explain = explain;
+        this.child = (0,external_node_child_process_.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+        // EPIPE when the program quits early (corrupt input): its exit status tells why.
+        this.child.stdin.on('error', () => { });
+        this.child.stderr.setEncoding('utf8').on('data', (text) => {
+            if (this.stderr.length < 4096)
+                this.stderr += text;
+        });
+        this.child.stdout.on('data', (chunk) => {
+            if (!this.push(chunk))
+                this.child.stdout.pause();
+        });
+        this.child.on('error', (error) => {
+            this.destroy(error.code === 'ENOENT'
+                ? new CompressionError(`${what} needs the '${command}' program on PATH (Debian: apt-get install xz-utils)`)
+                : error);
+        });
+        this.child.on('close', (code, signal) => {
+            if (this.destroyed)
+                return;
+            if (code === 0)
+                this.push(null);
+            else {
+                const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
+                this.destroy(this.explain(this.stderr) ?? new CompressionError(`${this.what} failed: ${detail}`));
+            }
+        });
+    }
+    _read() {
+        this.child.stdout.resume();
+    }
+    _write(chunk, _encoding, callback) {
+        if (this.child.stdin.write(chunk))
+            callback();
+        else
+            this.child.stdin.once('drain', () => callback());
+    }
+    _final(callback) {
+        this.child.stdin.end();
+        callback();
+    }
+    _destroy(error, callback) {
+        if (this.child.exitCode === null && this.child.signalCode === null)
+            this.child.kill();
+        callback(error);
+    }
+}
+/**
+ * Output chunk of Node's zstd streams. The default (16 KiB) costs a thread-pool round trip per
+ * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
+ */
+const ZSTD_CHUNK_BYTES = 256 * 1024;
+/** Node's zstd decoder, its window bounded by `maxMemory` (default: zstd's own limit, 128 MiB). */
+function createZstdDecoder(maxMemory) {
+    const windowLogMax = maxMemory === undefined ? undefined : Math.min(31, Math.max(10, Math.floor(Math.log2(maxMemory))));
+    return (0,external_node_zlib_.createZstdDecompress)({
+        chunkSize: ZSTD_CHUNK_BYTES,
+        ...(windowLogMax === undefined ? {} : { params: { [external_node_zlib_.constants.ZSTD_d_windowLogMax]: windowLogMax } }),
+    });
+}
+/** The `xz` program decompressing within `maxMemory`, on one thread (one dictionary per upload). */
+function createXzDecoder(maxMemory = XZ_DECOMPRESS_MEMLIMIT) {
+    return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', '--threads=1', `--memlimit-decompress=${maxMemory}`], 'xz decompression', (stderr) => /memory usage limit reached/i.test(stderr)
+        ? new DecompressionMemoryError(`xz data needs more memory to decompress than the limit of ${nar_mib(maxMemory)} (its dictionary is larger)`)
+        : undefined);
+}
+/** A stream that turns a compressed NAR file back into the NAR. */
+function createDecompressor(compression, options = {}) {
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new external_node_stream_.PassThrough();
+        case 'zstd':
+            // Node's decoder alone drops frames that follow another in the same chunk: split them first.
+            return new ZstdFrameSplitter().compose(createZstdDecoder(options.maxMemory));
+        case 'xz':
+            return createXzDecoder(options.maxMemory);
+    }
+}
+/**
+ * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
+ * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
+ */
+function createCompressor(compression, options = {}) {
+    const { level } = options;
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new PassThrough();
+        case 'zstd':
+            // With a checksum, as the zstd tool writes by default: corruption fails decompression loudly.
+            return createZstdCompress({
+                chunkSize: ZSTD_CHUNK_BYTES,
+                params: {
+                    [zlibConstants.ZSTD_c_checksumFlag]: 1,
+                    ...(level === undefined ? {} : { [zlibConstants.ZSTD_c_compressionLevel]: level }),
+                },
+            });
+        case 'xz': {
+            if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
+                throw new CompressionError(`xz level must be 0-9, got ${level}`);
+            }
+            const args = [
+                '--compress',
+                '--stdout',
+                '--quiet',
+                '--threads=0',
+                ...(level === undefined ? [] : [`-${level}`]),
+            ];
+            return new ProcessStream('xz', args, 'xz compression');
+        }
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar-structure.ts
+/**
+ * Checks, as the bytes stream past, that they are one NAR and nothing else: the `nix-archive-1`
+ * magic, then nodes as Nix's parser accepts them (regular files, symlinks, directories with valid,
+ * sorted entry names, zero padding), and no byte after the top node's end. Only the framing is
+ * parsed: file contents are counted, not kept, so checking costs little besides the hash.
+ *
+ * Knowing the framing lets an upload be refused early: bytes that are not a NAR fail on their first
+ * 8 bytes, and a file whose declared length passes a limit fails before its contents are inflated.
+ */
+class NarFormatError extends Error {
+    reason;
+    constructor(message, 
+    /** `not_a_nar` (wrong start), `trailing_data` (bytes after the NAR) or `bad_nar` (malformed). */
+    reason) {
+        super(message);
+        this.reason = reason;
+    }
+}
+const MAGIC = 'nix-archive-1';
+/** Longest keyword of the format ('nix-archive-1'). */
+const KEYWORD_MAX = 16;
+/** NAME_MAX and PATH_MAX on Linux: longer names or link targets cannot be restored. */
+const NAME_MAX = 255;
+const TARGET_MAX = 4096;
+/** Deeper than PATH_MAX allows anyway (each level adds at least `x/`); bounds the memory kept per level. */
+const DEPTH_MAX = 2048;
+const padding = (length) => (8 - (length % 8)) % 8;
+class NarStructureChecker {
+    expect = 'magic';
+    /** Per open directory, the name of its last entry (entries must be sorted). */
+    directories = [];
+    phase = 'length';
+    /** Bytes still needed to complete the phase. */
+    need = 8;
+    gathered = [];
+    stringLength = 0;
+    finished = false;
+    /** Bytes checked so far. */
+    size = 0;
+    /**
+     * The least the NAR's size can be, given what it has declared: the bytes so far plus the rest of
+     * the file contents being read. Past a limit, the upload can be refused before inflating them.
+     */
+    get declaredSize() {
+        return this.phase === 'contents' ? this.size + this.need + padding(this.stringLength) : this.size;
+    }
+    /** Checks the next bytes; throws a NarFormatError at the first one that does not fit. */
+    update(chunk) {
+        for (let i = 0; i < chunk.length;) {
+            if (this.finished) {
+                throw new NarFormatError(`the NAR ends at byte ${this.size}, but more data follows it`, 'trailing_data');
+            }
+            const take = Math.min(this.need, chunk.length - i);
+            // Copied: the caller may reuse its buffer once this returns, and a string may span chunks.
+            if (this.phase !== 'contents')
+                this.gathered.push(Buffer.from(chunk.subarray(i, i + take)));
+            i += take;
+            this.need -= take;
+            this.size += take;
+            if (this.need === 0)
+                this.completePhase();
+        }
+    }
+    /** Throws unless the bytes so far are one whole NAR. */
+    end() {
+        if (this.finished)
+            return;
+        if (this.expect === 'magic')
+            this.fail('cut off');
+        throw new NarFormatError(`the NAR is cut off after ${this.size} bytes`, 'bad_nar');
+    }
+    fail(message) {
+        if (this.expect === 'magic') {
+            throw new NarFormatError(`the upload is not a NAR: it does not start with '${MAGIC}'`, 'not_a_nar');
+        }
+        throw new NarFormatError(`malformed NAR at byte ${this.size}: ${message}`, 'bad_nar');
+    }
+    take() {
+        const bytes = this.gathered.length === 1 ? this.gathered[0] : Buffer.concat(this.gathered);
+        this.gathered = [];
+        return bytes;
+    }
+    completePhase() {
+        // Zero-length phases (an empty string, empty contents, no padding) complete at once.
+        do {
+            switch (this.phase) {
+                case 'length':
+                    this.lengthRead(this.take().readBigUInt64LE(0));
+                    break;
+                case 'string': {
+                    const bytes = this.take();
+                    this.checkPadding(bytes.subarray(this.stringLength));
+                    this.phase = 'length';
+                    this.need = 8;
+                    this.token(bytes.subarray(0, this.stringLength));
+                    break;
+                }
+                case 'contents':
+                    this.phase = 'padding';
+                    this.need = padding(this.stringLength);
+                    break;
+                case 'padding':
+                    this.checkPadding(this.take());
+                    this.phase = 'length';
+                    this.need = 8;
+                    this.expect = 'close';
+                    break;
+            }
+        } while (this.need === 0 && !this.finished);
+    }
+    lengthRead(length) {
+        if (this.expect === 'contentsLength') {
+            if (length > BigInt(Number.MAX_SAFE_INTEGER))
+                this.fail(`a file of ${length} bytes`);
+            this.stringLength = Number(length);
+            this.phase = 'contents';
+            this.need = this.stringLength;
+            return;
+        }
+        const max = this.expect === 'name' ? NAME_MAX : this.expect === 'target' ? TARGET_MAX : KEYWORD_MAX;
+        if (length > BigInt(max))
+            this.fail(`a string of ${length} bytes where ${this.describe()} belongs`);
+        this.stringLength = Number(length);
+        this.phase = 'string';
+        this.need = this.stringLength + padding(this.stringLength);
+    }
+    checkPadding(bytes) {
+        if (bytes.some((byte) => byte !== 0))
+            this.fail('non-zero padding');
+    }
+    describe() {
+        return this.expect === 'name'
+            ? 'a file name'
+            : this.expect === 'target'
+                ? 'a symlink target'
+                : 'a keyword';
+    }
+    /** Moves on from a complete string (other than file contents). */
+    token(value) {
+        const text = this.expect === 'name' || this.expect === 'target' ? '' : value.toString('latin1');
+        const want = (keyword, next) => {
+            if (text !== keyword)
+                this.fail(`expected '${keyword}', found '${text.slice(0, 16)}'`);
+            this.expect = next;
+        };
+        switch (this.expect) {
+            case 'magic':
+                return want(MAGIC, 'open');
+            case 'open':
+                return want('(', 'typeKey');
+            case 'typeKey':
+                return want('type', 'type');
+            case 'type':
+                if (text === 'regular')
+                    this.expect = 'regularTag';
+                else if (text === 'symlink')
+                    this.expect = 'targetKey';
+                else if (text === 'directory')
+                    this.openDirectory();
+                else
+                    this.fail(`unknown node type '${text.slice(0, 16)}'`);
+                return;
+            case 'regularTag':
+                if (text === 'executable')
+                    this.expect = 'executableValue';
+                else
+                    want('contents', 'contentsLength');
+                return;
+            case 'executableValue':
+                return want('', 'contentsKey');
+            case 'contentsKey':
+                return want('contents', 'contentsLength');
+            case 'targetKey':
+                return want('target', 'target');
+            case 'target':
+                if (value.length === 0 || value.includes(0))
+                    this.fail('an empty symlink target or one with a NUL byte');
+                this.expect = 'close';
+                return;
+            case 'directoryTag':
+                if (text === ')')
+                    return this.closeDirectory();
+                return want('entry', 'entryOpen');
+            case 'entryOpen':
+                return want('(', 'nameKey');
+            case 'nameKey':
+                return want('name', 'name');
+            case 'name':
+                return this.entryName(value);
+            case 'nodeKey':
+                return want('node', 'open');
+            case 'entryClose':
+                return want(')', 'directoryTag');
+            case 'close':
+                want(')', 'close');
+                return this.nodeEnded();
+            case 'contentsLength':
+                throw new Error('unreachable: a file length is not a string');
+        }
+    }
+    openDirectory() {
+        if (this.directories.length >= DEPTH_MAX)
+            this.fail(`directories nested deeper than ${DEPTH_MAX}`);
+        this.directories.push(null);
+        this.expect = 'directoryTag';
+    }
+    closeDirectory() {
+        this.directories.pop();
+        this.nodeEnded();
+    }
+    entryName(name) {
+        const text = name.toString('latin1');
+        if (name.length === 0 || text === '.' || text === '..' || name.includes(0x2f) || name.includes(0)) {
+            this.fail(`invalid file name '${name.toString('utf8').slice(0, 64)}'`);
+        }
+        const depth = this.directories.length - 1;
+        const previous = this.directories[depth];
+        if (previous && Buffer.compare(previous, name) >= 0)
+            this.fail('directory entries are not sorted');
+        this.directories[depth] = name;
+        this.expect = 'nodeKey';
+    }
+    /** A node's closing `)` was read: the NAR ends, or the directory entry holding the node does. */
+    nodeEnded() {
+        if (this.directories.length === 0)
+            this.finished = true;
+        else
+            this.expect = 'entryClose';
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar-hasher.ts
+/**
+ * Decompresses a NAR file fed chunk by chunk and hashes the NAR inside, without a stream of its
+ * own to pass through: the upload path feeds it the chunks it also writes to storage.
+ *
+ * Given limits (as the server's uploads are), it also refuses what is not worth inflating: bytes
+ * that are not exactly one NAR, a NAR past the size limit (as soon as the NAR declares a file that
+ * would pass it), output out of all proportion to the input, skippable zstd frames, and frames or
+ * dictionaries that need more decoder memory than allowed. The decompressor stops at once.
+ */
+
+
+
+
+
+
+/** Below this, any ratio is fine: inflating 64 MiB costs a fraction of a second. */
+const RATIO_FLOOR_BYTES = 64 * 1024 * 1024;
+class NarLimitError extends Error {
+    limit;
+    constructor(message, limit) {
+        super(message);
+        this.limit = limit;
+    }
+}
+function createNarHasher(compression, limits) {
+    const output = new NarOutput(limits);
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new PlainNarHasher(output);
+        case 'zstd': {
+            // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
+            const scanner = new ZstdFrameScanner(limits ? { refuseSkippable: true, maxWindowBytes: limits.maxDecompressionMemory } : {});
+            return new StreamNarHasher(output, createZstdDecoder(limits?.maxDecompressionMemory), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
+        }
+        case 'xz':
+            // The program's stdin may still hold a written chunk after its callback: it gets a copy.
+            return new StreamNarHasher(output, createDecompressor('xz', { maxMemory: limits?.maxDecompressionMemory }), (chunk, write) => write(Buffer.from(chunk)));
+    }
+}
+/** Hashes and counts the NAR as it comes out of the decompressor, and checks it against the limits. */
+class NarOutput {
+    limits;
+    hasher = (0,external_node_crypto_.createHash)('sha256');
+    structure;
+    size = 0;
+    /** Compressed bytes given to the decompressor so far. */
+    fed = 0;
+    constructor(limits) {
+        this.limits = limits;
+        this.structure = limits ? new NarStructureChecker() : undefined;
+    }
+    /** Takes the next NAR bytes; throws if they break the format or a limit. */
+    take(chunk) {
+        this.structure?.update(chunk);
+        this.hasher.update(chunk);
+        this.size += chunk.length;
+        const limits = this.limits;
+        if (!limits || !this.structure)
+            return;
+        if (this.structure.declaredSize > limits.maxNarSize) {
+            throw new NarLimitError(`the NAR is larger than the limit of ${limits.maxNarSize} bytes` +
+                (this.structure.declaredSize > this.size
+                    ? ' (it declares a file that takes it past the limit)'
+                    : ''), 'nar_size');
+        }
+        if (limits.maxRatio > 0 && this.size > RATIO_FLOOR_BYTES && this.size > limits.maxRatio * this.fed) {
+            throw new NarLimitError(`the upload decompresses to more than ${limits.maxRatio} times its size ` +
+                `(${this.size} NAR bytes from ${this.fed} bytes so far)`, 'compression_ratio');
+        }
+    }
+    digest() {
+        this.structure?.end();
+        return { narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size };
+    }
+}
+class PlainNarHasher {
+    output;
+    constructor(output) {
+        this.output = output;
+    }
+    write(chunk) {
+        this.output.fed += chunk.length;
+        try {
+            this.output.take(chunk);
+        }
+        catch (error) {
+            return Promise.reject(error);
+        }
+        return Promise.resolve();
+    }
+    async end() {
+        return this.output.digest();
+    }
+    destroy() { }
+}
+/** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
+class StreamNarHasher {
+    output;
+    decompressor;
+    feed;
+    checkEnd;
+    failure;
+    /** Settles the promise of the write in progress. */
+    settle;
+    constructor(output, decompressor, 
+    /** Writes `chunk` into the decompressor, in one or more pieces. */
+    feed, 
+    /** Throws if the input so far cannot be a whole file. */
+    checkEnd = () => undefined) {
+        this.output = output;
+        this.decompressor = decompressor;
+        this.feed = feed;
+        this.checkEnd = checkEnd;
+        decompressor.on('data', (chunk) => {
+            if (this.failure)
+                return;
+            try {
+                output.take(chunk);
+            }
+            catch (error) {
+                // Not one more byte inflated for an upload that is refused anyway.
+                this.fail(error);
+                decompressor.destroy();
+            }
+        });
+        decompressor.on('error', (error) => this.fail(error));
+        decompressor.on('close', () => {
+            if (!decompressor.readableEnded)
+                this.fail(new Error('the decompressor closed early'));
+        });
+    }
+    fail(error) {
+        this.failure ??= error;
+        this.settle?.(this.failure);
+    }
+    write(chunk) {
+        if (this.failure)
+            return Promise.reject(this.failure);
+        const pieces = [];
+        try {
+            this.feed(chunk, (piece) => pieces.push(piece));
+        }
+        catch (error) {
+            this.failure ??= error;
+            return Promise.reject(this.failure);
+        }
+        this.output.fed += chunk.length;
+        if (pieces.length === 0)
+            return Promise.resolve();
+        return new Promise((resolve, reject) => {
+            this.settle = (error) => {
+                this.settle = undefined;
+                if (error)
+                    reject(error);
+                else
+                    resolve();
+            };
+            // Write callbacks run in order: the last one means every piece is consumed.
+            for (const [i, piece] of pieces.entries()) {
+                this.decompressor.write(piece, i === pieces.length - 1 ? (error) => this.settle?.(error) : undefined);
+            }
+        });
+    }
+    async end() {
+        if (this.failure)
+            throw this.failure;
+        this.checkEnd();
+        this.decompressor.end();
+        // A decompressor stopped by a refusal ends "prematurely": the refusal is the news.
+        await (0,external_node_stream_promises_namespaceObject.finished)(this.decompressor).catch((error) => {
+            throw this.failure ?? error;
+        });
+        if (this.failure)
+            throw this.failure;
+        return this.output.digest();
+    }
+    destroy() {
+        this.decompressor.destroy();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/nar-verifier.ts
+/**
+ * The verifying pass every NAR upload goes through on its way to the BlobStore. It hands the
+ * file's bytes on, and meanwhile hashes them (FileHash/FileSize) and decompresses and hashes the
+ * NAR inside (NarHash/NarSize). It ends in an error, so the store commits nothing, when the file
+ * is larger than allowed, does not decompress, or does not hash to the name it was uploaded as:
+ * the file's hash (Nix's `PUT /nar/<filehash>`) or the NAR's (`PUT /_api/v1/nar/<narhash>`).
+ * Within the limits (NarHasher's): exactly one NAR, no padding, bounded size, ratio and decoder
+ * memory, so that a few kilobytes cannot buy minutes of CPU, gigabytes of memory, or a file
+ * larger than the NAR it holds.
+ *
+ * One loop does all of it, with no stream per step: the request's chunks are hashed, then copied
+ * into one of two reused buffers, and each full buffer goes to the decompressor and to storage at
+ * once. Few large writes cost fewer thread-pool round trips than a write per received chunk, and
+ * reused buffers cost no allocations (page faults, garbage collections), which weigh more here.
+ */
+
+
+
+
+
+
+
+/** The two buffers an upload's bytes are gathered in, of 256 KiB (1 MiB: same CPU, 7 MB more RSS). */
+const stageBuffers = new buffer_pool/* BufferPool */.P(256 * 1024, 16);
+/** The error for a file or NAR that does not hash to its name, or undefined if it does. */
+function nameMismatch(expected, digest) {
+    const [what, actual, wanted, reason] = 'fileHash' in expected
+        ? ['NAR file', digest.fileHash, expected.fileHash, 'file_hash_mismatch']
+        : ['NAR', digest.narHash, expected.narHash, 'nar_hash_mismatch'];
+    if (actual.equals(wanted))
+        return undefined;
+    return new http_error/* HttpError */.j(400, `${what} hashes to ${actual.toString()}, not to ${wanted.toString()} as its name says`, reason);
+}
+/**
+ * What compressors add to incompressible data, with room to spare: zstd ~700 bytes on 30 MB,
+ * xz ~2.5 KB (multi-threaded, level 0) on 30 MB, and ~60 bytes on an empty file. More is padding.
+ */
+function maxFileOverhead(narSize) {
+    return Math.floor(narSize / 1024) + 4096;
+}
+/** The answer to a failed decompression or check: what was refused and why. */
+function refusal(error, compression) {
+    if (error instanceof http_error/* HttpError */.j)
+        return error;
+    if (error instanceof NarLimitError) {
+        return new http_error/* HttpError */.j(413, error.message, error.limit === 'nar_size' ? 'too_large' : error.limit);
+    }
+    if (error instanceof NarFormatError)
+        return new http_error/* HttpError */.j(400, error.message, error.reason);
+    if (error instanceof ZstdSkippableFrameError)
+        return new http_error/* HttpError */.j(400, error.message, 'padding');
+    if (error instanceof ZstdWindowError || error instanceof DecompressionMemoryError) {
+        return new http_error/* HttpError */.j(400, `${error.message} (max_decompression_memory)`, 'decompression_memory');
+    }
+    return new http_error/* HttpError */.j(400, `NAR file does not decompress as ${compression}: ${error.message}`, 'corrupt_nar');
+}
+function verifyNarUpload(source, expected) {
+    let digest;
+    const { limits, compression } = expected;
+    const corrupt = (error) => refusal(error, compression);
+    async function* body() {
+        const file = new FileHasher();
+        const nar = createNarHasher(compression, limits);
+        const stages = [stageBuffers.take()];
+        let stage = stages[0];
+        let filled = 0;
+        // The decompression of the last full stage, which runs while the next one fills.
+        let decompressing;
+        const decompressed = async () => {
+            try {
+                await decompressing;
+            }
+            catch (error) {
+                throw corrupt(error);
+            }
+        };
+        try {
+            for await (const chunk of source) {
+                file.update(chunk);
+                if (file.fileSize > limits.maxNarSize) {
+                    throw new http_error/* HttpError */.j(413, `NAR file is larger than the limit of ${limits.maxNarSize} bytes`, 'too_large');
+                }
+                for (let offset = 0; offset < chunk.length;) {
+                    const copied = chunk.copy(stage, filled, offset);
+                    offset += copied;
+                    filled += copied;
+                    if (filled < stage.length)
+                        continue;
+                    // The other stage must be done decompressing before it is filled again.
+                    await decompressed();
+                    decompressing = nar.write(stage);
+                    // Its failure is taken up at the next await; until then it must not count as unhandled.
+                    decompressing.catch(() => undefined);
+                    // Resumed once the store has written the stage.
+                    yield stage;
+                    if (stages.length < 2)
+                        stages.push(stageBuffers.take());
+                    stage = stages[stage === stages[0] ? 1 : 0];
+                    filled = 0;
+                }
+            }
+            await decompressed();
+            if (filled > 0) {
+                decompressing = nar.write(stage.subarray(0, filled));
+                decompressing.catch(() => undefined);
+                yield stage.subarray(0, filled);
+                await decompressed();
+            }
+            let narDigest;
+            try {
+                narDigest = await nar.end();
+            }
+            catch (error) {
+                throw corrupt(error);
+            }
+            const { fileSize } = file;
+            if (compression !== 'none' && fileSize > narDigest.narSize + maxFileOverhead(narDigest.narSize)) {
+                throw new http_error/* HttpError */.j(400, `NAR file of ${fileSize} bytes holds a NAR of ${narDigest.narSize} bytes: more than ${compression} adds, ` +
+                    'and padding is not accepted', 'padding');
+            }
+            const result = { ...file.digest(), ...narDigest };
+            const mismatch = nameMismatch(expected, result);
+            if (mismatch)
+                throw mismatch;
+            digest = result;
+        }
+        finally {
+            nar.destroy();
+            // A destroyed decompressor may still be reading its last stage: harmless, it only reads.
+            stageBuffers.give(stages);
+        }
+    }
+    return {
+        body: body(),
+        digest: () => {
+            if (!digest)
+                throw new Error('the upload digest is only known once its body has ended');
+            return digest;
+        },
+    };
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/verified-nar.ts
+/**
+ * What the server verified about a stored NAR file, as typed values: the form the cache service
+ * works with. The MetadataStore keeps the same facts as text (`NarFacts`); the two conversions
+ * below are the only places one becomes the other.
+ */
+
+function toNarFacts(nar) {
+    return { ...nar, fileHash: nar.fileHash.toString(), narHash: nar.narHash.toString() };
+}
+function fromNarFacts(facts) {
+    return { ...facts, fileHash: Hash.parse(facts.fileHash), narHash: Hash.parse(facts.narHash) };
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/narinfo-check.ts
+/**
+ * An uploaded narinfo checked against the name it was uploaded as and against the NAR its slice
+ * uploaded: a writer can only publish what it proved it holds.
+ */
+
+
+
+
+function mismatch(message, reason = 'narinfo_mismatch') {
+    return new http_error/* HttpError */.j(400, message, reason);
+}
+/** The NAR the narinfo describes, as the slice uploaded it; a 400 naming the first field that disagrees. */
+async function checkNarInfo(stores, slice, hashPart, info) {
+    const storePath = store_path_StorePath.parse(info.storePath);
+    if (storePath.hashPart !== hashPart) {
+        throw mismatch(`StorePath ${info.storePath} does not match the uploaded name ${hashPart}.narinfo`);
+    }
+    const url = parseNarUrl(info.url);
+    if (!url)
+        throw mismatch(`URL '${info.url}' is not nar/<hash>.nar[.zst|.xz]`);
+    if (url.compression !== info.compression) {
+        throw mismatch(`Compression '${info.compression}' does not match the URL '${info.url}'`);
+    }
+    const facts = await stores.meta.uploadedNar(slice, url.key);
+    if (!facts)
+        throw mismatch(`its NAR ${info.url} was not uploaded to slice '${slice}': upload the NAR first`, 'nar_missing');
+    const nar = fromNarFacts(facts);
+    if (info.fileHash && !info.fileHash.equals(nar.fileHash)) {
+        throw mismatch(`FileHash ${info.fileHash.toString()} does not match the file uploaded (${nar.fileHash.toString()})`);
+    }
+    if (info.fileSize !== undefined && info.fileSize !== nar.fileSize) {
+        throw mismatch(`FileSize ${info.fileSize} does not match the ${nar.fileSize} bytes uploaded`);
+    }
+    if (!info.narHash.equals(nar.narHash)) {
+        throw mismatch(`NarHash ${info.narHash.toString()} does not match the uploaded NAR (${nar.narHash.toString()})`);
+    }
+    if (info.narSize !== nar.narSize) {
+        throw mismatch(`NarSize ${info.narSize} does not match the uploaded NAR (${nar.narSize} bytes)`);
+    }
+    if (!(await stores.blobs.head(url.key)))
+        throw mismatch(`its NAR ${info.url} is no longer stored`, 'nar_missing');
+    return nar;
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/union-read.ts
+
+/** Whether a slice's binding satisfies a read grant that came from a template. */
+function ownerMatches(owner, required) {
+    if (owner === null || owner.issuer !== required.issuer)
+        return false;
+    if (required.repositoryId !== undefined && owner.repositoryId !== required.repositoryId)
+        return false;
+    return required.repositoryOwnerId === undefined || owner.repositoryOwnerId === required.repositoryOwnerId;
+}
+/** The ranking of one cache token's grant (public slices come after everything it was granted). */
+function grantRanking(grant) {
+    const identity = grant.identity;
+    const writeOwner = grant.bindWrite
+        ? { issuer: identity.issuer, ...(identity.repository_id ? { repositoryId: identity.repository_id } : {}) }
+        : null;
+    return (slice, owner) => {
+        if (slice === grant.write && (writeOwner === null || ownerMatches(owner, writeOwner)))
+            return 0;
+        for (const [index, pattern] of grant.read.entries()) {
+            const required = grant.readOwners?.[index] ?? null;
+            if (sliceMatches(pattern, slice) && (required === null || ownerMatches(owner, required)))
+                return index + 1;
+        }
+        return null;
+    };
+}
+/** `ranking`, then the public slices after it. */
+function withPublicSlices(ranking, isPublic) {
+    return (slice, owner) => ranking(slice, owner) ?? (isPublic(slice) ? Number.MAX_SAFE_INTEGER : null);
+}
+const readableBy = (rank) => (slice, owner) => rank(slice, owner) !== null;
+const narHashOf = (record) => /^NarHash: (\S+)$/m.exec(record.narinfo)?.[1] ?? '';
+/** Picks, per hash part, the narinfo of the highest-precedence slice among `records`. */
+function chooseNarInfos(records, rank) {
+    const ranked = records
+        .map((record) => ({ record, rank: rank(record.slice, record.owner ?? null) }))
+        .filter((entry) => entry.rank !== null)
+        .sort((a, b) => a.rank - b.rank || (a.record.slice < b.record.slice ? -1 : 1));
+    const chosen = new Map();
+    for (const { record } of ranked) {
+        const earlier = chosen.get(record.hashPart);
+        if (!earlier)
+            chosen.set(record.hashPart, { record, conflicts: [] });
+        else if (narHashOf(record) !== narHashOf(earlier.record))
+            earlier.conflicts.push(record);
+    }
+    return chosen;
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/narinfo-lookup.ts
+
+const REPORTED_LIMIT = 10_000;
+const reported = new WeakMap();
+function reportConflict(deps, choice) {
+    deps.metrics.narinfoConflicts.inc();
+    const slices = choice.conflicts.map((record) => record.slice).sort();
+    const key = `${choice.record.hashPart} ${choice.record.slice} ${slices.join(' ')}`;
+    let seen = reported.get(deps);
+    if (!seen)
+        reported.set(deps, (seen = new Set()));
+    if (seen.has(key))
+        return;
+    if (seen.size >= REPORTED_LIMIT)
+        seen.clear();
+    seen.add(key);
+    deps.log.warn({ storePath: choice.record.storePath, served: choice.record.slice, conflicting: slices }, 'readable slices hold different narinfos for one store path: serving the one with precedence');
+}
+async function lookupNarInfos(deps, access, hashParts) {
+    const choices = chooseNarInfos(await deps.meta.findNarInfos(hashParts, access.canRead), access.rank);
+    const found = new Map();
+    for (const [hashPart, choice] of choices) {
+        if (choice.conflicts.length > 0)
+            reportConflict(deps, choice);
+        found.set(hashPart, choice.record);
+    }
+    return found;
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/slice-owner.ts
+/**
+ * Slice ownership: a template slice (`${repository}`) belongs to the repository, of its issuer,
+ * that wrote it first (names change hands on GitHub; ids do not; two issuers may both have an
+ * `acme`). Slices named in the config follow their write rules alone.
+ */
+
+/**
+ * Refuses a write into a slice another repository owns. Uploads only check (`bind` false); an
+ * accepted narinfo binds the slice, so a refused request changes nothing.
+ */
+async function checkSliceOwner(meta, writer, bind) {
+    if (!writer.bindWrite)
+        return;
+    const { issuer = '', repositoryId = '', repositoryOwnerId = '' } = writer.identity;
+    const owner = bind
+        ? await meta.bindSlice(writer.slice, { issuer, repositoryId, repositoryOwnerId })
+        : await meta.sliceOwner(writer.slice);
+    if (owner && owner.issuer !== issuer) {
+        throw new http_error/* HttpError */.j(403, `slice '${writer.slice}' belongs to a repository of another issuer ('${owner.issuer}')`, 'slice_owner');
+    }
+    if (owner && owner.repositoryId !== repositoryId) {
+        throw new http_error/* HttpError */.j(403, `slice '${writer.slice}' belongs to another repository (id ${owner.repositoryId})`, 'slice_owner');
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/cache-service.ts
+/**
+ * The Nix binary cache as a service, free of HTTP: lookups in the union of readable slices, NAR
+ * uploads verified on their way into the BlobStore, narinfos checked against what their slice
+ * uploaded, slice ownership, signing. The HTTP handlers (src/server/http/cache-handlers.ts) only
+ * read requests and write answers; storage backends plug in as BlobStore and MetadataStore.
+ */
+
+
+
+
+
+
+
+
+
+
+class CacheService {
+    deps;
+    constructor(deps) {
+        this.deps = deps;
+    }
+    get maxNarSize() {
+        return this.deps.narLimits.maxNarSize;
+    }
+    /** The signed narinfo of `hashPart` in a readable slice, or undefined. */
+    async narInfo(hashPart, reader) {
+        const record = (await lookupNarInfos(this.deps, reader, [hashPart])).get(hashPart);
+        this.deps.metrics.narinfoLookups.inc({ result: record ? 'hit' : 'miss' });
+        return record ? this.deps.narinfoSigner.served(record) : undefined;
+    }
+    /** The signed narinfos of the readable hits among `hashParts`. */
+    async narInfos(hashParts, reader) {
+        const records = await lookupNarInfos(this.deps, reader, hashParts);
+        const narinfos = {};
+        for (const [hashPart, record] of records)
+            narinfos[hashPart] = this.deps.narinfoSigner.served(record);
+        const { narinfoLookups } = this.deps.metrics;
+        if (records.size > 0)
+            narinfoLookups.inc({ result: 'hit' }, records.size);
+        if (hashParts.length > records.size)
+            narinfoLookups.inc({ result: 'miss' }, hashParts.length - records.size);
+        return narinfos;
+    }
+    /**
+     * Whether the reader may see this NAR. Readers see NARs a readable narinfo points to. A writer's
+     * HEAD answers from its own slice: if it said yes for a NAR only another slice holds, `nix copy`
+     * would skip the upload and the narinfo would then be refused for lack of it.
+     */
+    async narVisible(reader, key, head) {
+        const { meta } = this.deps;
+        const ownUpload = reader.write !== null &&
+            (await meta.uploadedNar(reader.write, key)) !== null &&
+            (await this.holdsWriteSlice(reader, reader.write));
+        if (head && reader.write !== null)
+            return ownUpload;
+        return ownUpload || (await meta.isNarReadable(key, reader.canRead));
+    }
+    /** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
+    async holdsWriteSlice(reader, slice) {
+        if (!reader.bindWrite)
+            return true;
+        const owner = await this.deps.meta.sliceOwner(slice);
+        return owner === null || reader.rank(slice, owner) === 0;
+    }
+    get blobs() {
+        return this.deps.blobs;
+    }
+    /** Where a visible NAR's bytes are to be fetched instead of from this server (a presigned URL), if anywhere. */
+    narRedirectUrl(key) {
+        return this.deps.narRedirect ? this.deps.narRedirect(key) : Promise.resolve(undefined);
+    }
+    countBytesOut(bytes) {
+        this.deps.metrics.bytesOut.inc(bytes);
+    }
+    /** The checks a write passes before its body is read: the slice is the writer's to write. */
+    checkWriter(writer) {
+        return checkSliceOwner(this.deps.meta, writer, false);
+    }
+    /**
+     * Streams an upload through the verification into the BlobStore and records it for the writer's
+     * slice. `aborted` tells a client that went away from a failing store. The outcome depends only
+     * on the slice's own uploads: `exists` if it had uploaded this NAR before, else `created`,
+     * whether or not another slice holds the same file (which a writer must not learn).
+     */
+    async storeNar(writer, upload, body, aborted) {
+        const { blobs, meta, metrics, log, narLimits } = this.deps;
+        const hadIt = (await meta.uploadedNar(writer.slice, upload.key)) !== null;
+        const verified = verifyNarUpload(body, {
+            ...upload.name,
+            compression: upload.compression,
+            limits: narLimits,
+        });
+        let outcome;
+        try {
+            outcome = await blobs.put(upload.key, verified.body);
+        }
+        catch (error) {
+            if (error instanceof http_error/* HttpError */.j)
+                throw error;
+            if (aborted() || error.code === 'ERR_STREAM_PREMATURE_CLOSE') {
+                throw new http_error/* HttpError */.j(400, 'the upload ended before its body was complete', 'truncated');
+            }
+            throw error;
+        }
+        const digest = verified.digest();
+        metrics.bytesIn.inc(digest.fileSize);
+        // A key named by FileHash holds these very bytes. One named by NarHash is the slice's own
+        // (narHashKey), but may hold other bytes it uploaded before (another compressor or level): the
+        // narinfo must describe the file that is served, so that one is hashed.
+        const stored = outcome === 'exists' && 'narHash' in upload.name ? await this.storedFileDigest(upload.key) : digest;
+        const nar = {
+            key: upload.key,
+            compression: upload.compression,
+            fileHash: stored.fileHash,
+            fileSize: stored.fileSize,
+            narHash: digest.narHash,
+            narSize: digest.narSize,
+        };
+        await meta.recordUpload(writer.slice, toNarFacts(nar));
+        log.info({ slice: writer.slice, nar: upload.key, fileSize: nar.fileSize, stored: outcome }, 'NAR uploaded');
+        return { outcome: hadIt ? 'exists' : 'created', nar };
+    }
+    async storedFileDigest(key) {
+        const body = await this.deps.blobs.open(key);
+        if (!body)
+            throw new Error(`NAR file ${key} vanished while being uploaded again`);
+        const hasher = new FileHasher();
+        const sink = new external_node_stream_.Writable({
+            write: (chunk, _encoding, done) => {
+                hasher.update(chunk);
+                done();
+            },
+        });
+        await body.writeTo(sink);
+        return hasher.digest();
+    }
+    /** Checks an uploaded narinfo (parsed once, by the caller) and stores it for the writer's slice. */
+    async storeNarInfo(writer, hashPart, info) {
+        const { meta, log, narinfoSigner } = this.deps;
+        const { slice, identity } = writer;
+        const nar = await checkNarInfo(this.deps, slice, hashPart, info);
+        await checkSliceOwner(meta, writer, true);
+        const stored = {
+            ...info,
+            url: `nar/${nar.key}`,
+            fileHash: nar.fileHash,
+            fileSize: nar.fileSize,
+            sigs: [],
+        };
+        const now = new Date();
+        // Signed once here, from the narinfo parsed once, so the lookups that follow need not.
+        const signed = narinfoSigner.signForStorage(stored);
+        const outcome = await meta.putNarInfo({
+            slice,
+            hashPart,
+            storePath: info.storePath,
+            narKey: nar.key,
+            narinfo: signed.narinfo,
+            signedBy: signed.signedBy,
+            createdAt: now,
+        }, {
+            ...identity,
+            time: now,
+            slice,
+            storePath: info.storePath,
+            narSize: nar.narSize,
+            fileSize: nar.fileSize,
+        });
+        log.info({ slice, storePath: info.storePath, stored: outcome, repository: identity.repository }, 'narinfo uploaded');
+        return outcome;
+    }
+}
+/**
+ * The blob key of a NAR uploaded by its NarHash: one per slice and NAR. Keyed by the NarHash alone,
+ * the first slice to upload a NAR would choose the bytes (and their size) every later uploader's
+ * narinfo must describe, and a 200 would tell the next uploader that someone holds it. A file
+ * named by its FileHash (Nix's uploads) is shared: the same name means the same bytes.
+ */
+function narHashKey(slice, narHash, compression) {
+    const hash = Hash.of('sha256', Buffer.from(`sluice nar upload\0${slice}\0${narHash}`));
+    return narFileName(hash.nix32, compression);
+}
+
+;// CONCATENATED MODULE: ./src/nix/narinfo.ts
+/**
+ * `.narinfo` files: parse strictly (every problem named), serialize in the field order Nix writes,
+ * so what `nix copy` uploads round-trips byte for byte. Unknown fields are kept for forward
+ * compatibility and written after the known ones.
+ */
+
+
+/** Far above any real narinfo (even thousands of references), low enough to refuse abuse. */
+const NARINFO_MAX_BYTES = 1024 * 1024;
+// Field names as Nix writes them; anything else in a key (spaces, colons) is a corrupt line.
+const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9-]*$/;
+/** Compression methods Nix can read from a binary cache. */
+const COMPRESSIONS = ['none', 'xz', 'bzip2', 'zstd', 'br', 'gzip', 'lz4', 'lzip'];
+class NarInfoError extends Error {
+}
+const KNOWN_FIELDS = new Set([
+    'StorePath',
+    'URL',
+    'Compression',
+    'FileHash',
+    'FileSize',
+    'NarHash',
+    'NarSize',
+    'References',
+    'Deriver',
+    'System',
+    'Sig',
+    'CA',
+]);
+function narinfo_parseSize(field, value) {
+    if (!/^\d+$/.test(value))
+        throw new NarInfoError(`${field} '${value}' is not a non-negative integer`);
+    const size = Number(value);
+    if (!Number.isSafeInteger(size))
+        throw new NarInfoError(`${field} '${value}' is too large`);
+    return size;
+}
+/** A `sha256:...` (or SRI) hash, the only kind Nix writes into narinfos. */
+function parseHash(field, value) {
+    let hash;
+    try {
+        hash = Hash.parse(value);
+    }
+    catch (e) {
+        if (e instanceof HashError)
+            throw new NarInfoError(`${field}: ${e.message}`);
+        throw e;
+    }
+    if (hash.algorithm !== 'sha256')
+        throw new NarInfoError(`${field} '${value}' is not a sha256 hash`);
+    return hash;
+}
+function checkBaseName(field, value) {
+    try {
+        return store_path_StorePath.fromBaseName(value).baseName;
+    }
+    catch (e) {
+        if (e instanceof StorePathError)
+            throw new NarInfoError(`${field}: ${e.message}`);
+        throw e;
+    }
+}
+function parseNarInfo(text, options = {}) {
+    const storeDir = options.storeDir ?? store_path_DEFAULT_STORE_DIR;
+    const maxBytes = options.maxBytes ?? NARINFO_MAX_BYTES;
+    if (Buffer.byteLength(text) > maxBytes)
+        throw new NarInfoError(`narinfo is larger than ${maxBytes} bytes`);
+    if (!text.endsWith('\n'))
+        throw new NarInfoError(`narinfo does not end with a newline`);
+    const fields = new Map();
+    const seen = new Set();
+    const sigs = [];
+    const extra = [];
+    const lines = text.split('\n');
+    lines.pop();
+    lines.forEach((line, index) => {
+        const sep = line.indexOf(': ');
+        const key = line.slice(0, Math.max(sep, 0));
+        if (sep <= 0 || !KEY_PATTERN.test(key)) {
+            throw new NarInfoError(`line ${index + 1} is not 'Key: value': '${line.slice(0, 80)}'`);
+        }
+        const value = line.slice(sep + 2);
+        if (key === 'Sig') {
+            if (!/^[^:\s]+:[A-Za-z0-9+/]+={0,2}$/.test(value))
+                throw new NarInfoError(`Sig '${value}' is not 'keyname:base64'`);
+            sigs.push(value);
+            return;
+        }
+        if (seen.has(key))
+            throw new NarInfoError(`duplicate field '${key}'`);
+        seen.add(key);
+        if (KNOWN_FIELDS.has(key))
+            fields.set(key, value);
+        else
+            extra.push([key, value]);
+    });
+    const required = (key) => {
+        const value = fields.get(key);
+        if (value === undefined)
+            throw new NarInfoError(`missing required field '${key}'`);
+        return value;
+    };
+    const storePath = required('StorePath');
+    try {
+        store_path_StorePath.parse(storePath, storeDir);
+    }
+    catch (e) {
+        if (e instanceof StorePathError)
+            throw new NarInfoError(`StorePath: ${e.message}`);
+        throw e;
+    }
+    const url = required('URL');
+    if (url.length === 0)
+        throw new NarInfoError(`URL is empty`);
+    const compression = fields.get('Compression') ?? 'bzip2';
+    if (!COMPRESSIONS.includes(compression)) {
+        throw new NarInfoError(`unknown Compression '${compression}'`);
+    }
+    const info = {
+        storePath,
+        url,
+        compression: compression,
+        narHash: parseHash('NarHash', required('NarHash')),
+        narSize: narinfo_parseSize('NarSize', required('NarSize')),
+        references: [],
+        sigs,
+        extra,
+    };
+    if (info.narSize === 0)
+        throw new NarInfoError(`NarSize is 0: no NAR is empty`);
+    const fileHash = fields.get('FileHash');
+    if (fileHash !== undefined)
+        info.fileHash = parseHash('FileHash', fileHash);
+    const fileSize = fields.get('FileSize');
+    if (fileSize !== undefined)
+        info.fileSize = narinfo_parseSize('FileSize', fileSize);
+    const references = fields.get('References');
+    if (references)
+        info.references = references.split(' ').map((r) => checkBaseName('References', r));
+    const deriver = fields.get('Deriver');
+    // Old caches write `unknown-deriver`; Nix reads that as no deriver, and so do we.
+    if (deriver !== undefined && deriver !== 'unknown-deriver')
+        info.deriver = checkBaseName('Deriver', deriver);
+    const system = fields.get('System');
+    if (system !== undefined)
+        info.system = system;
+    const ca = fields.get('CA');
+    if (ca !== undefined)
+        info.ca = ca;
+    return info;
+}
+/** Writes `info` in the order Nix writes; refuses values that would break the line format. */
+function serializeNarInfo(info) {
+    const lines = [];
+    const line = (key, value) => {
+        if (value === undefined)
+            return;
+        const text = String(value);
+        if (text.includes('\n'))
+            throw new NarInfoError(`field '${key}' contains a newline`);
+        lines.push(`${key}: ${text}\n`);
+    };
+    line('StorePath', info.storePath);
+    line('URL', info.url);
+    line('Compression', info.compression);
+    line('FileHash', info.fileHash);
+    line('FileSize', info.fileSize);
+    line('NarHash', info.narHash);
+    line('NarSize', info.narSize);
+    // A malformed base name (one with a space, say) would read back as other references.
+    line('References', info.references.map((r) => checkBaseName('References', r)).join(' '));
+    line('Deriver', info.deriver === undefined ? undefined : checkBaseName('Deriver', info.deriver));
+    line('System', info.system);
+    for (const sig of info.sigs)
+        line('Sig', sig);
+    line('CA', info.ca);
+    for (const [key, value] of info.extra) {
+        if (!KEY_PATTERN.test(key) || KNOWN_FIELDS.has(key))
+            throw new NarInfoError(`cannot write extra field '${key}'`);
+        line(key, value);
+    }
+    return lines.join('');
+}
+/** The hash part of the narinfo's store path, which names the `.narinfo` file. */
+function narInfoHashPart(info, storeDir = DEFAULT_STORE_DIR) {
+    return StorePath.parse(info.storePath, storeDir).hashPart;
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/narinfo-signer.ts
+/**
+ * The server's signature on stored narinfos. Parsing, fingerprinting and ed25519-signing cost more
+ * than the rest of a narinfo GET together, so a narinfo is signed once, as it is stored, and the
+ * record keeps the public key that signed it. Reads serve the stored text as it is.
+ *
+ * A record signed by another key (the signing key was replaced) or by none (stored before
+ * signatures were) is signed when read, as every read once was: those results are kept, bounded,
+ * oldest first out, so a closure asked for by every job is signed once per key.
+ */
 
 
 /** About 1 KiB each (stored text as the key, signed text as the value). */
@@ -12497,9 +13558,8 @@ class NarInfoSigner {
     get publicKey() {
         return this.key.publicKey.text;
     }
-    /** A narinfo as it is to be stored: signed now, with the key that signed it. */
-    signForStorage(unsigned) {
-        const info = parseNarInfo(unsigned);
+    /** A narinfo (parsed once, by the upload) as it is to be stored: signed now, with the key that signed it. */
+    signForStorage(info) {
         const narinfo = serializeNarInfo({
             ...info,
             sigs: [signFingerprint(narInfoFingerprint(info), this.key)],
@@ -12524,7 +13584,517 @@ class NarInfoSigner {
     }
 }
 
-;// CONCATENATED MODULE: ./src/server/http/narinfo-batch.ts
+;// CONCATENATED MODULE: ./src/server/http/rate-limit.ts
+
+
+
+/** Addresses tracked at most; beyond it the longest-tracked is forgotten (it starts afresh). */
+const TRACKED_ADDRESSES = 10_000;
+class Buckets {
+    rate;
+    now;
+    buckets = new Map();
+    constructor(rate, now) {
+        this.rate = rate;
+        this.now = now;
+    }
+    /** Tokens in the address's bucket now (a full bucket for an address not tracked). */
+    level(address) {
+        const perMs = this.rate.count / (this.rate.periodSeconds * 1000);
+        const bucket = this.buckets.get(address) ?? { tokens: this.rate.count, at: this.now() };
+        const now = this.now();
+        return { tokens: Math.min(this.rate.count, bucket.tokens + (now - bucket.at) * perMs), at: now };
+    }
+    /** Seconds until one more is allowed, or 0 when one is allowed now. */
+    wait(address) {
+        if (!this.buckets.has(address))
+            return 0;
+        const { tokens } = this.level(address);
+        return tokens >= 1 ? 0 : Math.ceil(((1 - tokens) * this.rate.periodSeconds) / this.rate.count);
+    }
+    take(address) {
+        const bucket = this.level(address);
+        bucket.tokens = Math.max(0, bucket.tokens - 1);
+        this.buckets.delete(address);
+        if (this.buckets.size >= TRACKED_ADDRESSES)
+            this.buckets.delete(this.buckets.keys().next().value);
+        this.buckets.set(address, bucket);
+    }
+}
+function plain(address) {
+    return address.startsWith('::ffff:') && (0,external_node_net_namespaceObject.isIP)(address.slice(7)) === 4 ? address.slice(7) : address;
+}
+/**
+ * The client's address: the connection's peer, unless that peer is a trusted proxy; then the
+ * nearest address in X-Forwarded-For (read from the right) that is not a trusted proxy. Without
+ * `trusted`, X-Forwarded-For is ignored: anyone can write it.
+ */
+function clientAddress(req, trusted) {
+    let address = plain(req.socket.remoteAddress ?? 'unknown');
+    if (!trusted)
+        return address;
+    const isTrusted = (ip) => (0,external_node_net_namespaceObject.isIP)(ip) !== 0 && trusted.check(ip, (0,external_node_net_namespaceObject.isIP)(ip) === 6 ? 'ipv6' : 'ipv4');
+    const header = req.headers['x-forwarded-for'];
+    const hops = (Array.isArray(header) ? header.join(',') : (header ?? ''))
+        .split(',')
+        .map((hop) => hop.trim());
+    while (isTrusted(address) && hops.length > 0) {
+        const next = plain(hops.pop());
+        if ((0,external_node_net_namespaceObject.isIP)(next) === 0)
+            break; // a malformed entry: stop at the last address we can vouch for
+        address = next;
+    }
+    return address;
+}
+/** Whether the request tries to authenticate: a token exchange, or any request with credentials. */
+function authenticates(req, route) {
+    return route === 'token' || req.headers.authorization !== undefined;
+}
+function tooMany(what, rate, address, seconds) {
+    return new http_error/* HttpError */.j(429, `too many ${what} from ${address} (at most ${rate.count} per ${rate.periodSeconds} s): retry in ${seconds} s`, 'rate_limited', { 'retry-after': String(seconds) });
+}
+function createRequestGuard(limits, trustProxy, now = Date.now, onLimited = () => { }) {
+    const trusted = trustProxy.length > 0 ? trustedProxies(trustProxy) : null;
+    const exchanges = limits.tokenExchanges && new Buckets(limits.tokenExchanges, now);
+    const failures = limits.failedAuth && new Buckets(limits.failedAuth, now);
+    return {
+        admit(req, route) {
+            if (!authenticates(req, route))
+                return;
+            const address = clientAddress(req, trusted);
+            const failedWait = failures?.wait(address) ?? 0;
+            if (failedWait > 0) {
+                onLimited('failed_auth');
+                throw tooMany('failed authentications', limits.failedAuth, address, failedWait);
+            }
+            if (route !== 'token' || !exchanges)
+                return;
+            const wait = exchanges.wait(address);
+            if (wait > 0) {
+                onLimited('token_exchanges');
+                throw tooMany('token exchanges', limits.tokenExchanges, address, wait);
+            }
+            exchanges.take(address);
+        },
+        refused(req, route) {
+            if (failures && authenticates(req, route))
+                failures.take(clientAddress(req, trusted));
+        },
+    };
+}
+
+;// CONCATENATED MODULE: ./src/server/http/exchange-status.ts
+/** The token exchange's errors as HTTP answers: the one place their statuses are chosen. */
+
+
+const STATUS = { unauthorized: 401, forbidden: 403, unavailable: 503 };
+/** An ExchangeError as the HttpError the router answers with; any other error unchanged. */
+function exchangeErrorToHttp(error) {
+    if (!(error instanceof ExchangeError))
+        return error;
+    const headers = error.kind === 'unauthorized' ? { 'www-authenticate': 'Bearer' } : {};
+    return new http_error/* HttpError */.j(STATUS[error.kind], error.message, error.reason, headers);
+}
+/** Runs `action`, turning an ExchangeError it throws into its HttpError. */
+async function asHttp(action) {
+    try {
+        return await action();
+    }
+    catch (error) {
+        throw exchangeErrorToHttp(error);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/http/auth.ts
+
+
+
+/** The one reading of `Authorization: Bearer <token>`: the token ('' if empty), or undefined for another scheme. */
+function bearerCredential(header) {
+    const match = /^bearer(?:\s+(.*))?$/i.exec(header?.trim() ?? '');
+    return match ? (match[1] ?? '').trim() : undefined;
+}
+/** The token in the request, or null when there is no Authorization header. */
+function requestToken(req) {
+    const header = req.headers.authorization;
+    if (header === undefined || header === '')
+        return null;
+    const bearer = bearerCredential(header);
+    if (bearer !== undefined) {
+        if (!bearer)
+            throw new http_error/* HttpError */.j(401, 'empty Bearer token', 'bad_token', { 'www-authenticate': 'Bearer' });
+        return bearer;
+    }
+    const space = header.indexOf(' ');
+    const scheme = space === -1 ? header : header.slice(0, space);
+    const value = space === -1 ? '' : header.slice(space + 1).trim();
+    if (/^basic$/i.test(scheme)) {
+        const decoded = Buffer.from(value, 'base64').toString('utf8');
+        const colon = decoded.indexOf(':');
+        const password = colon === -1 ? '' : decoded.slice(colon + 1);
+        if (!password)
+            throw new http_error/* HttpError */.j(401, 'Basic auth without a password: put the cache token in the password', 'bad_token');
+        return password;
+    }
+    throw new http_error/* HttpError */.j(401, `unsupported Authorization scheme '${scheme}' (use Bearer or Basic)`, 'bad_token');
+}
+async function resolveAccess(req, verify, isPublic) {
+    const token = requestToken(req);
+    if (token === null) {
+        const rank = withPublicSlices(() => null, isPublic);
+        return {
+            authenticated: false,
+            rank,
+            canRead: readableBy(rank),
+            write: null,
+            bindWrite: false,
+            identity: {},
+        };
+    }
+    let access;
+    try {
+        access = await verify(token);
+    }
+    catch (caught) {
+        const error = exchangeErrorToHttp(caught);
+        if (error instanceof http_error/* HttpError */.j && error.status === 401)
+            throw error; // already names the problem
+        const reason = error instanceof Error ? error.message : String(error);
+        throw new http_error/* HttpError */.j(401, `invalid cache token: ${reason}`, 'bad_token', { 'www-authenticate': 'Bearer' });
+    }
+    const rank = withPublicSlices(access.rank, isPublic);
+    return { ...access, authenticated: true, rank, canRead: readableBy(rank) };
+}
+/** The write slice, or the reason there is none: 401 without a token, 403 with a read-only one. */
+function requireWriteSlice(access) {
+    if (!access.authenticated) {
+        throw new http_error/* HttpError */.j(401, 'uploads need a cache token with a write slice', 'unauthenticated', {
+            'www-authenticate': 'Bearer',
+        });
+    }
+    if (access.write === null)
+        throw new http_error/* HttpError */.j(403, 'this cache token grants no write slice', 'read_only_token');
+    return access.write;
+}
+
+;// CONCATENATED MODULE: ./src/server/http/body.ts
+
+/** Refuses a declared Content-Length over `limit` before any of the body is read. */
+function checkDeclaredLength(req, limit, what) {
+    const declared = req.headers['content-length'];
+    if (declared !== undefined && Number(declared) > limit) {
+        throw new http_error/* HttpError */.j(413, `${what} of ${declared} bytes is larger than the limit of ${limit} bytes`, 'too_large');
+    }
+}
+/** Tells a client waiting on `Expect: 100-continue` to send the body: every check before it passed. */
+function acceptBody(req, res) {
+    if (/100-continue/i.test(req.headers.expect ?? ''))
+        res.writeContinue();
+}
+async function readSmallBody(body, limit, what) {
+    const chunks = [];
+    let size = 0;
+    for await (const chunk of body) {
+        size += chunk.length;
+        if (size > limit)
+            throw new http_error/* HttpError */.j(413, `${what} is larger than the limit of ${limit} bytes`, 'too_large');
+        chunks.push(chunk);
+    }
+    return Buffer.concat(chunks);
+}
+/**
+ * `source`, failing with 408 when a chunk takes longer than `idleMs` to arrive. Only the wait for
+ * the client counts: while the consumer is busy (writing to storage, decompressing) nothing is
+ * asked for and no timer runs. After a timeout the request is left as it is, so that the 408 can
+ * still be sent on its connection (which the router then closes).
+ */
+function withIdleTimeout(source, idleMs) {
+    return {
+        [Symbol.asyncIterator]() {
+            const inner = source[Symbol.asyncIterator]();
+            let timedOut = false;
+            return {
+                next() {
+                    const next = inner.next();
+                    let timer;
+                    const timeout = new Promise((_resolve, reject) => {
+                        timer = setTimeout(() => {
+                            timedOut = true;
+                            // The chunk asked for may still come, or the connection fail: neither matters now.
+                            next.catch(() => undefined);
+                            reject(new http_error/* HttpError */.j(408, `the request body sent nothing for ${idleMs / 1000} s (body_idle_timeout): abandoned`, 'idle_body'));
+                        }, idleMs);
+                    });
+                    return Promise.race([next, timeout]).finally(() => clearTimeout(timer));
+                },
+                return(value) {
+                    // Ending the inner iterator destroys the request, and with it the socket the 408 needs.
+                    if (timedOut)
+                        return Promise.resolve({ done: true, value: undefined });
+                    return inner.return?.(value) ?? Promise.resolve({ done: true, value: undefined });
+                },
+            };
+        },
+    };
+}
+
+;// CONCATENATED MODULE: ./src/server/http/range.ts
+/** Single byte ranges (`Range: bytes=a-b`, `bytes=a-`, `bytes=-n`), which is what download tools ask for. */
+
+/** The range to send, or null for the whole body (no header, or several ranges, which we may ignore). */
+function parseRange(header, size) {
+    if (header === undefined)
+        return null;
+    const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+    if (!match)
+        return null;
+    const [, first, last] = match;
+    let start;
+    let end;
+    if (first === '') {
+        if (last === '')
+            return null;
+        start = Math.max(0, size - Number(last));
+        end = size - 1;
+    }
+    else {
+        start = Number(first);
+        end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
+    }
+    if (start > end || start >= size) {
+        throw new http_error/* HttpError */.j(416, `range ${header} is outside the ${size} bytes of the file`, 'bad_range', {
+            'content-range': `bytes */${size}`,
+        });
+    }
+    return { start, end };
+}
+
+;// CONCATENATED MODULE: ./src/contracts/narinfo-batch.ts
+/**
+ * The batch narinfo lookup route as server and proxy both know it: where it is, how many hash
+ * parts one request may name, and which slices a lookup may ask.
+ */
+const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
+/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
+const NARINFO_BATCH_LIMIT = 1000;
+const NARINFO_LOOKUP_SCOPES = ['union', 'write'];
+
+;// CONCATENATED MODULE: ./src/server/http/lookup-scope.ts
+
+
+
+/** A scope as a request names it (`where` says where, for the error); absent means the union. */
+function parseLookupScope(value, where) {
+    if (value === undefined || value === null)
+        return 'union';
+    if (!NARINFO_LOOKUP_SCOPES.includes(value)) {
+        throw new http_error/* HttpError */.j(400, `${where} ${JSON.stringify(value)?.slice(0, 40)} is not one of ${NARINFO_LOOKUP_SCOPES.map((s) => `"${s}"`).join(', ')}`, 'bad_scope');
+    }
+    return value;
+}
+/** The `?scope=` of a narinfo GET/HEAD. */
+function queryLookupScope(req) {
+    const query = new URL(req.url ?? '/', 'http://sluice.invalid').searchParams;
+    return parseLookupScope(query.get('scope'), 'query parameter scope');
+}
+/**
+ * `access` narrowed to `scope`: for "write", only the slice that ranks first because it is the
+ * token's own write slice (held by this writer). Without a write slice "write" names nothing.
+ */
+function scopedAccess(access, scope) {
+    if (scope === 'union')
+        return access;
+    if (access.write === null) {
+        const why = access.authenticated
+            ? 'this cache token grants no write slice'
+            : 'the request has no cache token';
+        throw new http_error/* HttpError */.j(400, `lookup scope "write" asks the token's write slice, but ${why}`, 'no_write_slice');
+    }
+    const rank = (slice, owner) => (access.rank(slice, owner) === 0 ? 0 : null);
+    return { ...access, rank, canRead: readableBy(rank) };
+}
+
+;// CONCATENATED MODULE: ./src/server/http/cache-handlers.ts
+
+
+
+
+
+
+
+
+/** Narinfos can change which slice answers (a new push, a policy change): a CDN may keep them briefly. */
+const NARINFO_MAX_AGE_SECONDS = 60;
+/**
+ * Caching for answers that depend on who asks: `public` only for requests without a token (what
+ * they see, public slices hold, so a shared cache may keep it), `private` otherwise.
+ */
+function cacheScope(access) {
+    return access.authenticated ? 'private' : 'public';
+}
+/** The upload limit for narinfos (and nix-cache-info), as the issue sets it. */
+const NARINFO_UPLOAD_LIMIT = 64 * 1024;
+const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 41\n';
+function send(res, status, headers, body = '') {
+    res.writeHead(status, { 'content-length': Buffer.byteLength(body), ...headers });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+function getNixCacheInfo({ res }) {
+    send(res, 200, { 'content-type': 'text/x-nix-cache-info' }, NIX_CACHE_INFO);
+}
+/** Nix PUTs a nix-cache-info when it finds none: ours is fixed, so the upload is read and dropped. */
+async function putNixCacheInfo({ req, res, body }) {
+    checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
+    acceptBody(req, res);
+    await readSmallBody(body(), NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
+    send(res, 204, {});
+}
+function notFound(what) {
+    return new http_error/* HttpError */.j(404, `${what} not found`, 'not_found');
+}
+async function getNarInfo(cache, request, hashPart) {
+    const access = scopedAccess(await request.access(), queryLookupScope(request.req));
+    const body = await cache.narInfo(hashPart, access);
+    if (body === undefined)
+        throw notFound(`${hashPart}.narinfo`);
+    send(request.res, 200, {
+        'content-type': 'text/x-nix-narinfo',
+        'cache-control': `${cacheScope(access)}, max-age=${NARINFO_MAX_AGE_SECONDS}`,
+    }, body);
+}
+async function getNar(cache, request, key) {
+    const { req, res } = request;
+    const access = await request.access();
+    const visible = await cache.narVisible(access, key, req.method === 'HEAD');
+    const redirect = visible && req.method === 'GET' ? await cache.narRedirectUrl(key) : undefined;
+    if (redirect !== undefined) {
+        // The bytes come from the bucket, not through this server. The redirect itself lives only as
+        // long as its signature, so nothing may keep it.
+        res.writeHead(302, { location: redirect, 'cache-control': 'no-store', 'content-length': 0 });
+        res.end();
+        return;
+    }
+    const head = visible ? await cache.blobs.head(key) : null;
+    if (!head)
+        throw notFound(`nar/${key}`);
+    const etag = `"${key}"`;
+    const headers = {
+        'content-type': 'application/x-nix-nar',
+        // Content-addressed: the bytes under this name never change.
+        'cache-control': `${cacheScope(access)}, max-age=31536000, immutable`,
+        etag,
+        'accept-ranges': 'bytes',
+    };
+    if (req.headers['if-none-match'] === etag) {
+        res.writeHead(304, headers).end();
+        return;
+    }
+    const range = parseRange(req.headers.range, head.size);
+    const status = range ? 206 : 200;
+    const length = range ? range.end - range.start + 1 : head.size;
+    if (range)
+        headers['content-range'] = `bytes ${range.start}-${range.end}/${head.size}`;
+    headers['content-length'] = length;
+    if (req.method === 'HEAD') {
+        res.writeHead(status, headers).end();
+        return;
+    }
+    const body = await cache.blobs.open(key, range ?? undefined);
+    if (!body)
+        throw notFound(`nar/${key}`);
+    res.writeHead(status, headers);
+    try {
+        await body.writeTo(res, (bytes) => cache.countBytesOut(bytes));
+    }
+    catch (error) {
+        // The client went away mid-download: nothing to answer, nothing to report.
+        if (!res.destroyed)
+            throw error;
+        return;
+    }
+    res.end();
+}
+/**
+ * The preamble of every write, before its body is read: a token with a write slice, a declared
+ * size within `limit`, a slice the writer may write; then `100 Continue` (unless `accept` is false:
+ * the caller sends it once it has taken what else the write needs).
+ */
+async function beginWrite(cache, request, limit, what, accept = true) {
+    const access = await request.access();
+    const writer = {
+        slice: requireWriteSlice(access),
+        bindWrite: access.bindWrite,
+        identity: access.identity,
+    };
+    checkDeclaredLength(request.req, limit, what);
+    await cache.checkWriter(writer);
+    if (accept)
+        acceptBody(request.req, request.res);
+    return writer;
+}
+/** A NAR upload: the preamble, an upload slot (429/503 when none is free), then the service. */
+async function storeNar(deps, request, writer, upload) {
+    const { req, res } = request;
+    const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
+    try {
+        acceptBody(req, res);
+        return await deps.cache.storeNar(writer, upload, request.body(), () => req.readableAborted);
+    }
+    finally {
+        release();
+    }
+}
+/** `PUT /nar/<filehash>.nar[.ext]`, as Nix uploads: the file must hash to its name. */
+async function putNar(deps, request, nar) {
+    const writer = await beginWrite(deps.cache, request, deps.cache.maxNarSize, 'NAR file', false);
+    const { outcome } = await storeNar(deps, request, writer, {
+        key: nar.key,
+        compression: nar.compression,
+        name: { fileHash: Hash.parse(`sha256:${nar.fileHash}`) },
+    });
+    send(request.res, outcome === 'created' ? 201 : 200, {});
+}
+/**
+ * `PUT /_api/v1/nar/<narhash>.nar[.ext]`, as the Action's proxy uploads: the NAR inside must hash to
+ * the name, which the uploader knows before compressing, so it streams without a FileHash pass of
+ * its own. It is stored under the slice's own key (narHashKey), and the answer tells the uploader
+ * what its narinfo must say about the file: its URL, FileHash and FileSize.
+ */
+async function putNarByNarHash(deps, request, nar) {
+    const writer = await beginWrite(deps.cache, request, deps.cache.maxNarSize, 'NAR file', false);
+    const { outcome, nar: stored } = await storeNar(deps, request, writer, {
+        key: narHashKey(writer.slice, nar.narHash, nar.compression),
+        compression: nar.compression,
+        name: { narHash: Hash.parse(`sha256:${nar.narHash}`) },
+    });
+    const answer = {
+        url: `nar/${stored.key}`,
+        compression: stored.compression,
+        file_hash: stored.fileHash.toString(),
+        file_size: stored.fileSize,
+        nar_hash: stored.narHash.toString(),
+        nar_size: stored.narSize,
+    };
+    const body = JSON.stringify(answer);
+    send(request.res, outcome === 'created' ? 201 : 200, { 'content-type': 'application/json' }, body);
+}
+async function putNarInfo(cache, request, hashPart) {
+    const writer = await beginWrite(cache, request, NARINFO_UPLOAD_LIMIT, 'narinfo');
+    const text = (await readSmallBody(request.body(), NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
+    let info;
+    try {
+        info = parseNarInfo(text, { maxBytes: NARINFO_UPLOAD_LIMIT });
+    }
+    catch (error) {
+        if (error instanceof NarInfoError)
+            throw new http_error/* HttpError */.j(400, `malformed narinfo: ${error.message}`, 'bad_narinfo');
+        throw error;
+    }
+    const outcome = await cache.storeNarInfo(writer, hashPart, info);
+    send(request.res, outcome === 'created' ? 201 : 200, {});
+}
+
+;// CONCATENATED MODULE: ./src/server/http/narinfo-batch-handler.ts
 /**
  * `POST /_api/v1/narinfos`: many narinfo lookups in one request, for the Action's proxy, which
  * gathers the lookups Nix makes at the same moment. The access rules are those of
@@ -12537,11 +14107,11 @@ class NarInfoSigner {
 
 
 
+
 /** 1000 hash parts as JSON are ~35 KB. */
 const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
-const HASH_PART = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/;
 function badRequest(message) {
-    return new HttpError(400, message, 'bad_request');
+    return new http_error/* HttpError */.j(400, message, 'bad_request');
 }
 /**
  * `{"hashParts": [...], "scope"?: "union" | "write"}` \u2192 the distinct hash parts, each checked, and
@@ -12559,38 +14129,118 @@ function parseBatchRequest(body) {
     if (typeof json !== 'object' || Array.isArray(json) || !Array.isArray(hashParts))
         throw badRequest('request body must be {"hashParts": ["<32-character nix32 hash>", ...]}');
     if (hashParts.length > NARINFO_BATCH_LIMIT) {
-        throw new HttpError(413, `${hashParts.length} hash parts in one request; at most ${NARINFO_BATCH_LIMIT}`, 'too_many');
+        throw new http_error/* HttpError */.j(413, `${hashParts.length} hash parts in one request; at most ${NARINFO_BATCH_LIMIT}`, 'too_many');
     }
     hashParts.forEach((hashPart, index) => {
-        if (typeof hashPart !== 'string' || !HASH_PART.test(hashPart)) {
+        if (typeof hashPart !== 'string' || !HASH_PART_PATTERN.test(hashPart)) {
             throw badRequest(`hashParts[${index}] ${JSON.stringify(hashPart)?.slice(0, 80)} is not a 32-character nix32 store path hash`);
         }
     });
     const scope = parseLookupScope(json.scope, 'scope');
     return { hashParts: [...new Set(hashParts)], scope };
 }
-async function postNarInfos(deps, request, publicReads) {
+async function postNarInfos(cache, request, publicReads) {
     const { req, res } = request;
     const access = await request.access();
     // A GET without a token is answered from public slices; with none, say what is missing
     // rather than answer every lookup with a miss.
     if (!access.authenticated && !publicReads) {
-        throw new HttpError(401, 'narinfo lookups need a cache token: no slice is public', 'unauthenticated', {
+        throw new http_error/* HttpError */.j(401, 'narinfo lookups need a cache token: no slice is public', 'unauthenticated', {
             'www-authenticate': 'Bearer',
         });
     }
     checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
     acceptBody(req, res);
     const { hashParts, scope } = parseBatchRequest(await readSmallBody(request.body(), NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'));
-    const records = await lookupNarInfos(deps, scopedAccess(access, scope), hashParts);
-    const narinfos = {};
-    for (const [hashPart, record] of records)
-        narinfos[hashPart] = deps.narinfoSigner.served(record);
-    if (records.size > 0)
-        deps.metrics.narinfoLookups.inc({ result: 'hit' }, records.size);
-    if (hashParts.length > records.size)
-        deps.metrics.narinfoLookups.inc({ result: 'miss' }, hashParts.length - records.size);
+    const narinfos = await cache.narInfos(hashParts, scopedAccess(access, scope));
     send(res, 200, { 'content-type': 'application/json', 'cache-control': 'private, no-cache' }, JSON.stringify({ narinfos }));
+}
+
+;// CONCATENATED MODULE: ./src/server/http/paths.ts
+/**
+ * Request paths \u2192 routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
+ * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
+ * no decoding step for a traversal to hide behind.
+ */
+
+
+
+
+
+/** Repeatedly percent-decodes (bounded), so double encoding cannot hide a `..` or a separator. */
+function fullyDecoded(path) {
+    let current = path;
+    for (let i = 0; i < 4; i++) {
+        let next;
+        try {
+            next = decodeURIComponent(current);
+        }
+        catch {
+            return current;
+        }
+        if (next === current)
+            break;
+        current = next;
+    }
+    return current;
+}
+function checkPath(rawUrl) {
+    if (!rawUrl.startsWith('/'))
+        throw new http_error/* HttpError */.j(400, `request target '${rawUrl.slice(0, 100)}' is not a path`, 'bad_path');
+    const path = rawUrl.split('?', 1)[0];
+    const decoded = fullyDecoded(path);
+    if (decoded.includes('\\') ||
+        decoded.split('/').some((segment) => segment === '..' || segment === '.') ||
+        /\0/.test(decoded)) {
+        throw new http_error/* HttpError */.j(400, 'path traversal is not allowed', 'bad_path');
+    }
+    if (path.includes('%'))
+        throw new http_error/* HttpError */.j(400, 'percent-encoded characters are not allowed in cache paths', 'bad_path');
+    if (path.includes('//'))
+        throw new http_error/* HttpError */.j(400, 'empty path segments are not allowed', 'bad_path');
+    return path;
+}
+function compressionOf(name) {
+    if (name.compression === undefined) {
+        throw new http_error/* HttpError */.j(400, `unsupported NAR compression '${name.extension}' (use .nar, .nar.zst or .nar.xz)`, 'bad_name');
+    }
+    return name.compression;
+}
+function matchRoute(rawUrl) {
+    const path = checkPath(rawUrl);
+    switch (path) {
+        case '/nix-cache-info':
+            return { name: 'nix-cache-info' };
+        case HEALTH_PATH:
+            return { name: 'health' };
+        case TOKEN_EXCHANGE_PATH:
+            return { name: 'token' };
+        case NARINFO_BATCH_PATH:
+            return { name: 'narinfos' };
+        case '/metrics':
+            return { name: 'metrics' };
+    }
+    const hashPart = path.endsWith('.narinfo') ? path.slice(1, -'.narinfo'.length) : undefined;
+    if (hashPart !== undefined && HASH_PART_PATTERN.test(hashPart))
+        return { name: 'narinfo', hashPart };
+    if (path.endsWith('.narinfo') && !path.slice(1).includes('/')) {
+        throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not <32-character nix32 store path hash>.narinfo`, 'bad_name');
+    }
+    const nar = path.startsWith('/nar/') ? parseNarFileName(path.slice('/nar/'.length)) : undefined;
+    if (nar)
+        return { name: 'nar', fileHash: nar.hash, compression: compressionOf(nar), key: nar.key };
+    if (path.startsWith('/nar/')) {
+        throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`, 'bad_name');
+    }
+    const upload = path.startsWith(NAR_UPLOAD_PREFIX)
+        ? parseNarFileName(path.slice(NAR_UPLOAD_PREFIX.length))
+        : undefined;
+    if (upload)
+        return { name: 'nar-upload', narHash: upload.hash, compression: compressionOf(upload), key: upload.key };
+    if (path.startsWith(NAR_UPLOAD_PREFIX)) {
+        throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not ${NAR_UPLOAD_PREFIX.slice(1)}<52-character nix32 NarHash>.nar[.zst|.xz]`, 'bad_name');
+    }
+    throw new http_error/* HttpError */.j(404, `no such endpoint: ${path.slice(0, 120)}`, 'not_found');
 }
 
 ;// CONCATENATED MODULE: ./src/server/http/router.ts
@@ -12600,10 +14250,9 @@ async function postNarInfos(deps, request, publicReads) {
 
 
 
-
 function routeTable(deps) {
-    const narinfo = (route, request) => getNarInfo(deps, request, route.hashPart);
-    const nar = (route, request) => getNar(deps, request, route.key);
+    const narinfo = (route, request) => getNarInfo(deps.cache, request, route.hashPart);
+    const nar = (route, request) => getNar(deps.cache, request, route.key);
     return {
         'nix-cache-info': {
             GET: (_route, request) => getNixCacheInfo(request),
@@ -12613,7 +14262,7 @@ function routeTable(deps) {
         narinfo: {
             GET: narinfo,
             HEAD: narinfo,
-            PUT: (route, request) => putNarInfo(deps, request, route.hashPart),
+            PUT: (route, request) => putNarInfo(deps.cache, request, route.hashPart),
         },
         nar: {
             GET: nar,
@@ -12621,10 +14270,7 @@ function routeTable(deps) {
             PUT: (route, request) => putNar(deps, request, route),
         },
         narinfos: {
-            POST: (_route, request) => postNarInfos(deps, request, deps.publicReads),
-        },
-        pins: {
-            POST: (_route, request) => postPin(deps, request),
+            POST: (_route, request) => postNarInfos(deps.cache, request, deps.publicReads),
         },
         'nar-upload': {
             PUT: (route, request) => putNarByNarHash(deps, request, route),
@@ -12681,11 +14327,12 @@ function createRouter(deps) {
         try {
             const route = matchRoute(req.url ?? '/');
             routeName = route.name;
+            deps.guard?.admit(req, route.name);
             const methods = table[route.name];
             const handler = methods[req.method ?? ''];
             if (!handler) {
                 const allow = Object.keys(methods).join(', ');
-                throw new HttpError(405, `${req.method} is not allowed on ${path} (allowed: ${allow})`, 'bad_method', { allow });
+                throw new http_error/* HttpError */.j(405, `${req.method} is not allowed on ${path} (allowed: ${allow})`, 'bad_method', { allow });
             }
             let access;
             const request = {
@@ -12697,14 +14344,18 @@ function createRouter(deps) {
             await handler(route, request);
         }
         catch (error) {
-            if (!(error instanceof HttpError))
+            if (error instanceof http_error/* HttpError */.j && error.status === 401)
+                deps.guard?.refused(req, routeName);
+            if (!(error instanceof http_error/* HttpError */.j))
                 deps.log.error({ err: error, path }, 'request failed');
+            else if (error.status === 503)
+                deps.log.warn({ path, reason: error.message }, 'unavailable');
             else if (hasBody(req) && routeName !== 'token' && routeName !== 'narinfos')
                 deps.metrics.rejectedUploads.inc({ reason: error.reason });
             // A body we did not read would be parsed as the next request: close the connection instead.
             if (hasBody(req) && !req.complete && !res.headersSent)
                 res.setHeader('connection', 'close');
-            sendError(res, error);
+            (0,http_error/* sendError */.n)(res, error);
         }
     };
 }
@@ -12731,15 +14382,15 @@ class UploadSlots {
     }
     /** Takes a slot for an upload made with `token`, or throws 429/503; call the result once it ends. */
     acquire(token) {
-        const key = (0,external_node_crypto_namespaceObject.createHash)('sha256').update(token).digest('base64url');
+        const key = (0,external_node_crypto_.createHash)('sha256').update(token).digest('base64url');
         const mine = this.perToken.get(key) ?? 0;
         const retryAfter = { 'retry-after': String(UPLOAD_RETRY_AFTER_SECONDS) };
         if (mine >= this.limits.maxConcurrentUploadsPerToken) {
-            throw new HttpError(429, `this token already has ${mine} uploads in progress, the most one token may have ` +
+            throw new http_error/* HttpError */.j(429, `this token already has ${mine} uploads in progress, the most one token may have ` +
                 '(max_concurrent_uploads_per_token): retry once one has ended', 'token_upload_limit', retryAfter);
         }
         if (this.active >= this.limits.maxConcurrentUploads) {
-            throw new HttpError(503, `the server has ${this.active} uploads in progress, the most it takes at once ` +
+            throw new http_error/* HttpError */.j(503, `the server has ${this.active} uploads in progress, the most it takes at once ` +
                 '(max_concurrent_uploads): retry shortly', 'server_upload_limit', retryAfter);
         }
         this.active++;
@@ -12759,9 +14410,46 @@ class UploadSlots {
     }
 }
 
+;// CONCATENATED MODULE: ./src/server/http/token-handler.ts
+
+
+
+/** The token of an `Authorization: Bearer \u2026` header, or a 401 saying what is missing. */
+function bearerToken(req) {
+    const token = bearerCredential(req.headers.authorization);
+    if (!token) {
+        throw new http_error/* HttpError */.j(401, 'missing Authorization: Bearer <CI OIDC ID token>', 'missing_token', {
+            'www-authenticate': 'Bearer',
+        });
+    }
+    return token;
+}
+function createTokenHandler(options) {
+    return async (req, res) => {
+        req.resume(); // the request body, if any, carries nothing
+        const idToken = bearerToken(req);
+        const { token, expiresAt, grant } = await asHttp(() => options.exchange.exchange(idToken));
+        const body = {
+            token,
+            expires_at: expiresAt.toISOString(),
+            read: grant.read,
+            write: grant.write,
+            public_keys: options.publicKeys,
+            cache_url: options.cacheUrl,
+        };
+        const text = JSON.stringify(body);
+        res.writeHead(200, {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(text),
+            'cache-control': 'no-store',
+        });
+        res.end(text);
+    };
+}
+
 // EXTERNAL MODULE: ./node_modules/pino/pino.js
 var pino = __nccwpck_require__(5005);
-;// CONCATENATED MODULE: ./src/server/log.ts
+;// CONCATENATED MODULE: ./src/server/server-log.ts
 /**
  * Structured JSON logs (pino). Requests are logged from an explicit allow-list of fields, and
  * anything named like a credential is redacted besides, so a token cannot reach the log.
@@ -12828,28 +14516,10 @@ class ServerMetrics {
         labelNames: ['reason'],
         registers: [this.registry],
     });
-    sliceBytes = new prom_client.Gauge({
-        name: 'sluice_slice_bytes',
-        help: 'Bytes of NAR files per slice, as of the last collection',
-        labelNames: ['slice'],
-        registers: [this.registry],
-    });
-    slicePaths = new prom_client.Gauge({
-        name: 'sluice_slice_paths',
-        help: 'Store paths per slice, as of the last collection',
-        labelNames: ['slice'],
-        registers: [this.registry],
-    });
-    gcCollectedBytes = new prom_client.Counter({
-        name: 'sluice_gc_collected_bytes_total',
-        help: 'Bytes removed by garbage collection: narinfos by reason (age, size, pr-ttl), NAR files (orphan, unused)',
-        labelNames: ['reason'],
-        registers: [this.registry],
-    });
-    gcRuns = new prom_client.Counter({
-        name: 'sluice_gc_runs_total',
-        help: 'Garbage collections by result (done, skipped, failed)',
-        labelNames: ['result'],
+    rateLimited = new prom_client.Counter({
+        name: 'sluice_rate_limited_total',
+        help: 'Requests answered 429, by limit (token_exchanges, failed_auth)',
+        labelNames: ['limit'],
         registers: [this.registry],
     });
     constructor() {
@@ -12857,157 +14527,274 @@ class ServerMetrics {
     }
 }
 
-;// CONCATENATED MODULE: ./src/server/retention/access.ts
-class ReadRecorder {
-    store;
-    now;
-    refreshMs;
-    constructor(store, now, refreshMs) {
-        this.store = store;
-        this.now = now;
-        this.refreshMs = refreshMs;
-    }
-    /**
-     * Records the reads of these rows before they are answered; false when one of them was deleted
-     * meanwhile (by a collector), so the caller looks it up again rather than serve a removed path.
-     */
-    async record(records) {
-        const now = this.now();
-        const stale = [...records].filter((record) => +(record.lastAccessedAt ?? record.createdAt) < now - this.refreshMs);
-        if (stale.length === 0)
-            return true;
-        const found = await this.store.touchNarInfos(stale, new Date(now));
-        return found === stale.length;
-    }
-}
+// EXTERNAL MODULE: ./src/server/storage/blob-store.ts
+var blob_store = __nccwpck_require__(382);
+;// CONCATENATED MODULE: ./src/server/storage/fs-blob-store.ts
+/**
+ * BlobStore on a local directory. A put writes a temp file in the same directory, fsyncs it, then
+ * hard-links it to its final name: `link` fails if the name exists, which gives put-if-absent
+ * atomically, and readers never see a partial file.
+ */
 
-;// CONCATENATED MODULE: ./src/server/retention/scheduler.ts
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
-function recordReport(metrics, report) {
-    if (report.skipped) {
-        metrics.gcRuns.inc({ result: 'skipped' });
-        return;
+
+
+
+const TEMP_PREFIX = '.upload-';
+/** Reads go into 256 KiB buffers, two per download (one read into while the other is sent). */
+const readBuffers = new buffer_pool/* BufferPool */.P(256 * 1024, 16);
+class FsBlobStore {
+    dir;
+    constructor(dir) {
+        this.dir = dir;
     }
-    metrics.gcRuns.inc({ result: 'done' });
-    for (const slice of report.slices) {
-        metrics.sliceBytes.set({ slice: slice.slice }, slice.kept.bytes);
-        metrics.slicePaths.set({ slice: slice.slice }, slice.kept.paths);
-        for (const [reason, tally] of Object.entries(slice.removed))
-            metrics.gcCollectedBytes.inc({ reason }, tally.bytes);
-        // A slice emptied by this run no longer exists.
-        if (slice.kept.paths === 0) {
-            metrics.sliceBytes.remove({ slice: slice.slice });
-            metrics.slicePaths.remove({ slice: slice.slice });
+    /** Opens (creating) the directory and removes temp files a crash may have left. */
+    static async open(dir) {
+        await (0,promises_.mkdir)(dir, { recursive: true });
+        for (const name of await (0,promises_.readdir)(dir)) {
+            if (name.startsWith(TEMP_PREFIX))
+                await (0,promises_.unlink)((0,external_node_path_.join)(dir, name)).catch(() => undefined);
+        }
+        return new FsBlobStore(dir);
+    }
+    path(key) {
+        if (!(0,blob_store/* isValidBlobKey */.B)(key))
+            throw new Error(`invalid blob key '${key}'`);
+        return (0,external_node_path_.join)(this.dir, key);
+    }
+    async put(key, body) {
+        const finalPath = this.path(key);
+        // Asking for the first chunk now reads the body while the temp file is being opened, and
+        // catches a failure of the body meanwhile; it is taken up by the loop below.
+        const chunks = body[Symbol.asyncIterator]();
+        const first = chunks.next();
+        first.catch(() => undefined);
+        const tempPath = (0,external_node_path_.join)(this.dir, `${TEMP_PREFIX}${(0,external_node_crypto_.randomBytes)(8).toString('hex')}`);
+        let file;
+        try {
+            file = await (0,promises_.open)(tempPath, 'wx', 0o644);
+        }
+        catch (error) {
+            // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
+            void chunks.return?.().catch(() => undefined);
+            throw error;
+        }
+        try {
+            // A chunk at a time: the body's next chunk is asked for once this one is written, and a
+            // failed check of the body surfaces here.
+            try {
+                for (let next = await first; !next.done; next = await chunks.next())
+                    await file.write(next.value);
+            }
+            catch (error) {
+                // A failed write leaves the body unfinished: it is told to stop.
+                await chunks.return?.();
+                throw error;
+            }
+            await file.sync();
+            await file.close();
+            let outcome = 'created';
+            try {
+                await (0,promises_.link)(tempPath, finalPath);
+            }
+            catch (e) {
+                if (e.code !== 'EEXIST')
+                    throw e;
+                outcome = 'exists';
+            }
+            // Synced either way: the time an upload takes must not tell whether the file was there.
+            await syncDir(this.dir);
+            return outcome;
+        }
+        finally {
+            await file.close().catch(() => undefined);
+            await (0,promises_.unlink)(tempPath).catch(() => undefined);
         }
     }
-    for (const nar of report.nars)
-        metrics.gcCollectedBytes.inc({ reason: nar.reason }, nar.bytes);
-}
-function startGcScheduler(deps, intervalSeconds, metrics, log) {
-    let running;
-    const run = (options = {}) => {
-        const previous = running ?? Promise.resolve(undefined);
-        const next = previous
-            .catch(() => undefined)
-            .then(() => collectGarbage(deps, options))
-            .then((report) => {
-            if (!report.dryRun)
-                recordReport(metrics, report);
-            log.info({
-                dryRun: report.dryRun,
-                skipped: report.skipped,
-                removedPaths: report.slices.reduce((sum, slice) => sum + slice.removedPaths.length, 0),
-                removedNars: report.nars.length,
-                removedNarBytes: report.nars.reduce((sum, nar) => sum + nar.bytes, 0),
-            }, 'garbage collection');
-            return report;
+    async open(key, range) {
+        let file;
+        try {
+            file = await (0,promises_.open)(this.path(key), 'r');
+        }
+        catch (e) {
+            if (e.code === 'ENOENT')
+                return null;
+            throw e;
+        }
+        if (range)
+            return new FileReader(file, range.start, range.end + 1);
+        try {
+            return new FileReader(file, 0, (await file.stat()).size);
+        }
+        catch (e) {
+            await file.close();
+            throw e;
+        }
+    }
+    async head(key) {
+        try {
+            const info = await (0,promises_.stat)(this.path(key));
+            return { size: info.size };
+        }
+        catch (e) {
+            if (e.code === 'ENOENT')
+                return null;
+            throw e;
+        }
+    }
+    async delete(key) {
+        await (0,promises_.unlink)(this.path(key)).catch((e) => {
+            if (e.code !== 'ENOENT')
+                throw e;
         });
-        running = next;
-        next.catch((error) => {
-            metrics.gcRuns.inc({ result: 'failed' });
-            log.error({ err: error }, 'garbage collection failed');
-        });
-        return next;
-    };
-    // Node runs a longer delay than 2^31-1 ms (24.8 days) after 1 ms instead: cap it.
-    const timer = setInterval(() => void run().catch(() => undefined), Math.min(intervalSeconds * 1000, MAX_TIMER_MS));
-    timer.unref();
-    return {
-        run,
-        async stop() {
-            clearInterval(timer);
-            await running?.catch(() => undefined);
-        },
-    };
+    }
 }
-
-// EXTERNAL MODULE: external "node:os"
-var external_node_os_ = __nccwpck_require__(8161);
-;// CONCATENATED MODULE: ./src/server/signing-key.ts
 /**
- * The narinfo signing key, in the data directory in `nix-store --generate-binary-cache-key` format:
- * `signing-key.sec` (mode 0600) and `signing-key.pub`. Created on first start, reused after.
+ * Sends a file from two reused buffers rather than a read stream's fresh buffer per read: on a
+ * busy server the allocations (page faults, then garbage collections) cost more than the copying.
  */
-
-
-
-
-
-const SIGNING_KEY_FILE = 'signing-key.sec';
-const PUBLIC_KEY_FILE = 'signing-key.pub';
-/**
- * A key name unlikely to clash with another cache's: Nix keeps trusted keys by name, so two caches
- * both calling their key `sluice-1` could not both be trusted.
- */
-function defaultKeyName(publicUrl) {
-    const host = publicUrl ? new URL(publicUrl).hostname : (0,external_node_os_.hostname)();
-    const safe = host.replace(/[^A-Za-z0-9.-]/g, '-').replace(/^-+|-+$/g, '') || 'localhost';
-    return `${safe}-sluice-1`;
-}
-async function loadOrCreateSigningKey(dataDir, name) {
-    const path = (0,external_node_path_.join)(dataDir, SIGNING_KEY_FILE);
-    try {
-        return parseSecretKey(await (0,promises_namespaceObject.readFile)(path, 'utf8'));
+class FileReader {
+    file;
+    start;
+    end;
+    constructor(file, start, 
+    /** Exclusive. */
+    end) {
+        this.file = file;
+        this.start = start;
+        this.end = end;
     }
-    catch (error) {
-        if (error.code !== 'ENOENT')
-            throw new Error(`${path}: ${error.message}`);
-    }
-    await (0,promises_namespaceObject.mkdir)(dataDir, { recursive: true, mode: 0o700 });
-    const key = generateSecretKey(name);
-    // Whole file first, then linked into place: `link` fails if another process just created one.
-    const temp = `${path}.${(0,external_node_crypto_namespaceObject.randomBytes)(4).toString('hex')}.tmp`;
-    const file = await (0,promises_namespaceObject.open)(temp, 'wx', 0o600);
-    try {
-        await file.writeFile(key.text);
-        await file.sync();
-    }
-    finally {
-        await file.close();
-    }
-    try {
-        await (0,promises_namespaceObject.link)(temp, path);
-    }
-    catch (error) {
-        if (error.code !== 'EEXIST')
+    async writeTo(sink, sent) {
+        const buffers = [readBuffers.take(), readBuffers.take()];
+        let sending;
+        try {
+            for (let position = this.start, turn = 0; position < this.end; turn++) {
+                const buffer = buffers[turn % 2];
+                const { bytesRead } = await this.file.read(buffer, 0, Math.min(buffer.length, this.end - position), position);
+                if (bytesRead === 0)
+                    throw new Error('the file is shorter than it was when opened');
+                position += bytesRead;
+                // The buffer read into now was last sent two turns ago, and that write has finished.
+                await sending;
+                sending = (0,buffer_pool/* written */.M)(sink, buffer.subarray(0, bytesRead)).then(() => sent?.(bytesRead));
+            }
+            await sending;
+        }
+        catch (error) {
+            // A write still in flight may fail later; its buffer stays with it.
+            sending?.catch(() => undefined);
             throw error;
-        return parseSecretKey(await (0,promises_namespaceObject.readFile)(path, 'utf8'));
+        }
+        finally {
+            await this.close();
+        }
+        readBuffers.give(buffers);
+    }
+    async close() {
+        await this.file.close();
+    }
+}
+/** Makes the new directory entry durable too, not only the file's bytes. */
+async function syncDir(dir) {
+    const handle = await (0,promises_.open)(dir, 'r');
+    try {
+        await handle.sync();
     }
     finally {
-        await (0,promises_namespaceObject.unlink)(temp);
+        await handle.close();
     }
-    await (0,promises_namespaceObject.writeFile)((0,external_node_path_.join)(dataDir, PUBLIC_KEY_FILE), `${key.publicKey.text}\n`, { mode: 0o644 });
-    return key;
+}
+
+// EXTERNAL MODULE: ./src/server/storage/unavailable.ts
+var unavailable = __nccwpck_require__(7927);
+;// CONCATENATED MODULE: ./src/server/storage/open-storage.ts
+/**
+ * Opens the stores the config names: files or S3 for NARs, SQLite or PostgreSQL for metadata. A
+ * store that cannot be used stops the start with one line naming the config key and the problem.
+ */
+
+
+
+
+async function openStorage(config, paths, log) {
+    const meta = await openMetadata(config, paths.database);
+    try {
+        if (config.blobs.type === 'fs') {
+            const blobs = await FsBlobStore.open(paths.nars);
+            return { blobs, meta, close: () => meta.close() };
+        }
+        const s3 = await openBucket(config.blobs, log);
+        return {
+            blobs: s3,
+            meta,
+            s3: { store: s3, config: config.blobs },
+            close: async () => {
+                await meta.close();
+                await s3.close();
+            },
+        };
+    }
+    catch (error) {
+        await meta.close();
+        throw error;
+    }
+}
+async function openMetadata(config, sqlitePath) {
+    if (!config.database)
+        return new SqliteMetadataStore(sqlitePath);
+    // Loaded only when configured: the embedded default never pays for the PostgreSQL driver.
+    const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(490)]).then(__nccwpck_require__.bind(__nccwpck_require__, 2490));
+    try {
+        return await PgMetadataStore.open(config.database.url);
+    }
+    catch (error) {
+        const where = new URL(config.database.url);
+        throw new ConfigError(`${config.database.source}: cannot use the PostgreSQL database at ${where.hostname}:${where.port || 5432}${where.pathname}: ${(0,unavailable/* describeCause */.V$)(error)}`);
+    }
+}
+async function openBucket(blobs, log) {
+    // Loaded only when configured: the embedded default never pays for the AWS SDK.
+    const [{ S3BlobStore }, { httpStatusOf }] = await Promise.all([
+        Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(919)]).then(__nccwpck_require__.bind(__nccwpck_require__, 4919)),
+        Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(495)]).then(__nccwpck_require__.bind(__nccwpck_require__, 5495)),
+    ]);
+    const store = new S3BlobStore(blobs);
+    try {
+        await store.checkBucket();
+    }
+    catch (error) {
+        store.client.destroy();
+        throw new ConfigError(bucketProblem(blobs, httpStatusOf(error), error));
+    }
+    // Uploads a killed replica left unfinished: invisible, but their parts take space until aborted.
+    const before = new Date(Date.now() - blobs.abortIncompleteAfterSeconds * 1000);
+    store.abortIncompleteUploads(before).then((aborted) => {
+        if (aborted > 0)
+            log.info({ aborted }, 'aborted multipart uploads left unfinished');
+    }, (error) => log.warn({ reason: (0,unavailable/* describeCause */.V$)(error) }, 'could not list unfinished multipart uploads'));
+    return store;
+}
+function bucketProblem(blobs, status, error) {
+    const endpoint = blobs.endpoint ?? `AWS S3 (${blobs.region})`;
+    if (error.name === 'CredentialsProviderError')
+        return `storage.blobs: no S3 credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or use an instance role)`;
+    if (status === 404)
+        return `storage.blobs.bucket: bucket '${blobs.bucket}' does not exist at ${endpoint}`;
+    if (status === 403)
+        return `storage.blobs: access to bucket '${blobs.bucket}' at ${endpoint} denied: check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or role) and the bucket policy`;
+    if (status === 301 || status === 400)
+        return `storage.blobs.region: bucket '${blobs.bucket}' answered ${status}: is region '${blobs.region}' right?`;
+    if (status === undefined)
+        return `storage.blobs.endpoint: cannot reach ${endpoint}: ${(0,unavailable/* describeCause */.V$)(error)}`;
+    return `storage.blobs: bucket '${blobs.bucket}' at ${endpoint} answered HTTP ${status}: ${(0,unavailable/* describeCause */.V$)(error)}`;
 }
 
 ;// CONCATENATED MODULE: ./src/server/index.ts
 /**
- * `startServer(config)`: opens the data directory (keys, SQLite metadata, NAR files), wires the
+ * `startServer(config)`: opens the keys and the stores (the data directory, or PostgreSQL and a bucket), wires the
  * token exchange and the cache protocol, listens. `close()` stops accepting connections and lets
  * requests in flight (uploads included) finish before the database closes.
  */
-
 
 
 
@@ -13053,43 +14840,43 @@ async function startServer(config, options = {}) {
     const log = createLogger(options.logDestination);
     const paths = dataPaths(config.data);
     const dataDir = paths.root;
-    const signingKey = await loadOrCreateSigningKey(dataDir, defaultKeyName(config.publicUrl));
-    const { key: tokenKey } = await loadOrCreateTokenKey(tokenKeyPath(dataDir));
-    const blobs = await FsBlobStore.open(paths.nars);
-    const meta = new SqliteMetadataStore(paths.database);
+    const { signingKey, tokenKey } = await loadServerKeys(config, dataDir);
+    const storage = await openStorage(config, paths, log);
+    const { blobs, meta } = storage;
     const metrics = new ServerMetrics();
-    const now = options.now ?? Date.now;
-    const gc = startGcScheduler({
-        blobs,
-        meta,
-        config,
-        now,
-        ...(options.beforeBlobDelete ? { beforeBlobDelete: options.beforeBlobDelete } : {}),
-    }, config.gcIntervalSeconds, metrics, log);
-    const exchange = createExchange(config, tokenKey, options.exchange);
+    const exchange = createExchange(config, tokenKey, { ...options.exchange, store: meta });
     const publicSlices = exchange.publicSlices();
-    const isPublic = (slice) => publicSlices.some((pattern) => readCovers(pattern, slice));
+    const isPublic = (slice) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
     let cacheUrl = config.publicUrl ?? '';
     let tokenHandler;
-    const server = (0,external_node_http_namespaceObject.createServer)();
-    const router = createRouter({
+    const server = (0,external_node_http_.createServer)();
+    const cache = new CacheService({
         blobs,
         meta,
         narinfoSigner: new NarInfoSigner(signingKey),
+        ...(storage.s3?.config.presignedDownloads
+            ? {
+                narRedirect: (key) => storage.s3.store.presignedGetUrl(key, storage.s3.config.presignTtlSeconds),
+            }
+            : {}),
         narLimits: {
             maxNarSize: config.maxNarSize,
             maxRatio: config.uploads.maxCompressionRatio,
             maxDecompressionMemory: config.uploads.maxDecompressionMemory,
         },
+        metrics,
+        log,
+    });
+    const router = createRouter({
+        cache,
         uploadSlots: new UploadSlots(config.uploads),
         bodyIdleTimeoutMs: config.uploads.bodyIdleTimeoutMs,
         metrics,
         log,
-        now,
-        reads: new ReadRecorder(meta, now, (config.gcGraceSeconds * 1000) / 4),
         verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
         isPublic,
         publicReads: publicSlices.length > 0,
+        guard: createRequestGuard(config.rateLimits, config.trustProxy, options.exchange?.now, (limit) => metrics.rateLimited.inc({ limit })),
         // Made on first use: the cache URL is known only once listening (port 0).
         tokenHandler: (req, res) => (tokenHandler ??= createTokenHandler({ exchange, publicKeys: [signingKey.publicKey.text], cacheUrl }))(req, res),
         // public_reads tells the Action whether a job without an ID token (a fork's pull request) can
@@ -13122,6 +14909,9 @@ async function startServer(config, options = {}) {
             server.off('error', reject);
             resolveListen();
         });
+    }).catch(async (error) => {
+        await storage.close();
+        throw error;
     });
     const url = urlOf(server.address());
     cacheUrl ||= url;
@@ -13132,21 +14922,19 @@ async function startServer(config, options = {}) {
         publicKey: signingKey.publicKey.text,
         dataDir,
         log,
-        collectGarbage: (collectOptions) => gc.run(collectOptions),
         close: () => (closing ??= (async () => {
             stopping = true;
-            await gc.stop();
             await new Promise((done) => {
                 server.close(() => done());
                 server.closeIdleConnections();
             });
-            await meta.close();
+            await storage.close();
             log.info('sluice server stopped');
         })()),
     };
 }
 
-;// CONCATENATED MODULE: ./src/cli/serve.ts
+;// CONCATENATED MODULE: ./src/cli/serve-command.ts
 /**
  * `sluice serve [--config FILE] [--listen HOST:PORT] [--data DIR]`: runs the cache server until
  * SIGTERM or SIGINT, then lets requests in flight (uploads included) finish before exiting.
@@ -13161,6 +14949,10 @@ const SERVE_USAGE = `usage: sluice serve [--config sluice.yml] [--listen HOST:PO
   --config FILE       YAML configuration (every key optional; see docs/server.md)
   --listen HOST:PORT  address to listen on (default 127.0.0.1:8080)
   --data DIR          data directory: keys, sluice.db, NAR files (default ./sluice-data)
+
+environment:
+  SLUICE_DATABASE_URL  PostgreSQL URL; overrides the config's 'database'
+  AWS_*                S3 credentials for storage.blobs type s3 (the AWS SDK's standard chain)
 `;
 /** Starts the server from command-line flags; resolves to the running server, or an exit code for bad usage. */
 async function startFromArgs(argv, io) {
@@ -13186,10 +14978,7 @@ async function startFromArgs(argv, io) {
         return 0;
     }
     try {
-        const config = applyCliOverrides(await loadConfig(values.config), {
-            listen: values.listen,
-            data: values.data,
-        });
+        const config = applyEnvironment(applyCliOverrides(await loadConfig(values.config), { listen: values.listen, data: values.data }));
         const server = await startServer(config, {
             logDestination: io.stdout,
         });
@@ -13199,8 +14988,9 @@ async function startFromArgs(argv, io) {
         return server;
     }
     catch (error) {
-        const message = error instanceof ConfigError ? error.message : error.message;
-        io.stderr.write(`sluice serve: ${message}\n`);
+        // One line, never a stack: a ConfigError names the key and the problem.
+        const message = error.message || String(error);
+        io.stderr.write(`sluice serve: ${message.split('\n', 1)[0]}\n`);
         return 1;
     }
 }
@@ -13223,43 +15013,92 @@ async function runServe(argv, io = process) {
     return 0;
 }
 
-;// CONCATENATED MODULE: ./src/cli/token.ts
+;// CONCATENATED MODULE: ./src/cli/token-command.ts
 /**
- * `sluice token create --read PATTERN [--read \u2026] [--ttl 30d] [--name NAME] [--data DIR] [--config FILE]`:
- * prints one read-only cache token, signed with the server token key in the data directory.
+ * `sluice token create | list | revoke`: read-only cache tokens for people and machines, signed with
+ * the server token key in the data directory and recorded in its database, where every replica
+ * checks them (so a revoked token stops working everywhere).
  */
 
 
 
-const TOKEN_USAGE = "usage: sluice token create --read 'owner/*' [--read \u2026] [--ttl 30d] [--name NAME] [--data DIR] [--config FILE]\n";
+
+
+
+
+
+
+
+const TOKEN_USAGE = `usage: sluice token create --read 'owner/*' [--read \u2026] [--ttl 30d] [--name NAME] [--data DIR] [--config FILE]
+       sluice token list [--all] [--json] [--data DIR] [--config FILE]
+       sluice token revoke ID [--data DIR] [--config FILE]
+
+  create   print a new read-only token (its lifetime at most the config's max_read_token_ttl)
+  list     tokens still valid: id, name, patterns, created, expires, last used (--all: also
+           revoked and expired ones)
+  revoke   refuse the token with this id from now on, on every server sharing the database
+`;
 const DEFAULT_READ_TOKEN_TTL = '30d';
+const COMMON_OPTIONS = { data: { type: 'string' }, config: { type: 'string' } };
 /** Runs `sluice token \u2026` (argv after `token`); returns the exit code. */
 async function runToken(argv, io = process) {
     const [subcommand, ...rest] = argv;
-    if (subcommand !== 'create') {
+    const run = subcommand === undefined ? undefined : SUBCOMMANDS[subcommand];
+    if (!run) {
         io.stderr.write(subcommand === undefined
             ? TOKEN_USAGE
             : `sluice token: unknown subcommand '${subcommand}'\n${TOKEN_USAGE}`);
         return 2;
     }
-    let values;
     try {
-        ({ values } = (0,external_node_util_.parseArgs)({
-            args: rest,
-            options: {
-                read: { type: 'string', multiple: true },
-                ttl: { type: 'string', default: DEFAULT_READ_TOKEN_TTL },
-                name: { type: 'string', default: 'read-token' },
-                data: { type: 'string' },
-                config: { type: 'string' },
-            },
-            allowPositionals: false,
-        }));
+        return await run(rest, io);
     }
     catch (error) {
-        io.stderr.write(`sluice token create: ${error.message}\n${TOKEN_USAGE}`);
-        return 2;
+        const usage = error.code?.startsWith('ERR_PARSE_ARGS') ? TOKEN_USAGE : '';
+        io.stderr.write(`sluice token ${subcommand}: ${error.message}\n${usage}`);
+        return usage ? 2 : 1;
     }
+}
+const SUBCOMMANDS = {
+    create: createToken,
+    list: listTokens,
+    revoke: revokeToken,
+};
+async function configFor(values) {
+    return applyEnvironment(applyCliOverrides(await loadConfig(values.config), { data: values.data }));
+}
+/** The data directory's database; `mustExist` for commands that only read or change records. */
+async function withStore(config, mustExist, use) {
+    let store;
+    if (config.database) {
+        // The replicas' PostgreSQL (`database`, SLUICE_DATABASE_URL), loaded only when configured.
+        const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(490)]).then(__nccwpck_require__.bind(__nccwpck_require__, 2490));
+        store = await PgMetadataStore.open(config.database.url);
+    }
+    else {
+        const { database } = dataPaths(config.data);
+        if (mustExist && !(0,external_node_fs_.existsSync)(database))
+            throw new Error(`no Sluice database at ${database} (is --data right?)`);
+        store = new SqliteMetadataStore(database);
+    }
+    try {
+        return await use(store);
+    }
+    finally {
+        await store.close();
+    }
+}
+async function createToken(argv, io) {
+    const { values } = (0,external_node_util_.parseArgs)({
+        args: argv,
+        options: {
+            read: { type: 'string', multiple: true },
+            ttl: { type: 'string', default: DEFAULT_READ_TOKEN_TTL },
+            name: { type: 'string', default: 'read-token' },
+            ...COMMON_OPTIONS,
+        },
+        allowPositionals: false,
+    });
     const read = (values.read ?? [])
         .flatMap((item) => item.split(','))
         .map((item) => item.trim())
@@ -13268,26 +15107,68 @@ async function runToken(argv, io = process) {
         io.stderr.write(`sluice token create: --read is required (a slice name or pattern such as 'acme/*')\n${TOKEN_USAGE}`);
         return 2;
     }
-    try {
-        const ttlSeconds = parseTtl(values.ttl);
-        const config = applyCliOverrides(await loadConfig(values.config), { data: values.data });
-        const keyPath = tokenKeyPath(config.data);
-        const { key, created } = await loadOrCreateTokenKey(keyPath);
-        if (created)
-            io.stderr.write(`sluice: created a new token key at ${keyPath}: tokens verify only on a server using this data directory\n`);
-        const { token, expiresAt } = await createExchange(config, key).createReadToken({
-            read,
-            ttlSeconds,
-            name: values.name,
-        });
-        io.stderr.write(`read token '${values.name}' for ${read.join(', ')}, expires ${expiresAt.toISOString()}\n`);
-        io.stdout.write(`${token}\n`);
-        return 0;
+    const ttlSeconds = parseTtl(values.ttl);
+    const config = await configFor(values);
+    const keyPath = tokenKeyFileOf(config);
+    // A key file named in the config is shared by replicas: used as it is, never created here.
+    const { key, created } = config.keys.tokenKeyFile
+        ? { key: parseTokenKey((await (0,promises_.readFile)(keyPath, 'utf8')).trim(), keyPath), created: false }
+        : await loadOrCreateTokenKey(keyPath);
+    if (created)
+        io.stderr.write(`sluice: created a new token key at ${keyPath}: tokens verify only on a server using this data directory\n`);
+    const { token, expiresAt, id } = await withStore(config, false, (store) => createExchange(config, key, { store }).createReadToken({ read, ttlSeconds, name: values.name }));
+    io.stderr.write(`read token '${values.name}' (id ${id}) for ${read.join(', ')}, expires ${expiresAt.toISOString()}\n`);
+    io.stdout.write(`${token}\n`);
+    return 0;
+}
+const LIST_COLUMNS = ['id', 'name', 'read', 'created', 'expires', 'last_used', 'status'];
+function listRecord(token, now) {
+    const iso = (date) => (date ? date.toISOString() : null);
+    return {
+        id: token.id,
+        name: token.name,
+        read: token.read.join(','),
+        created: iso(token.createdAt),
+        expires: iso(token.expiresAt),
+        last_used: iso(token.lastUsedAt),
+        status: token.revokedAt ? 'revoked' : token.expiresAt <= now ? 'expired' : 'valid',
+    };
+}
+async function listTokens(argv, io) {
+    const { values } = (0,external_node_util_.parseArgs)({
+        args: argv,
+        options: { all: { type: 'boolean' }, json: { type: 'boolean' }, ...COMMON_OPTIONS },
+        allowPositionals: false,
+    });
+    const config = await configFor(values);
+    const now = new Date();
+    const records = (await withStore(config, true, (store) => store.listReadTokens()))
+        .map((token) => listRecord(token, now))
+        .filter((record) => values.all || record.status === 'valid');
+    if (!values.json)
+        io.stdout.write(`${LIST_COLUMNS.join('\t')}\n`);
+    for (const record of records) {
+        io.stdout.write(values.json
+            ? `${JSON.stringify(record)}\n`
+            : `${LIST_COLUMNS.map((column) => record[column] ?? '-').join('\t')}\n`);
     }
-    catch (error) {
-        io.stderr.write(`sluice token create: ${error.message}\n`);
+    return 0;
+}
+async function revokeToken(argv, io) {
+    const { values, positionals } = (0,external_node_util_.parseArgs)({ args: argv, options: COMMON_OPTIONS, allowPositionals: true });
+    if (positionals.length !== 1) {
+        io.stderr.write(`sluice token revoke: give exactly one token id (see 'sluice token list')\n${TOKEN_USAGE}`);
+        return 2;
+    }
+    const id = positionals[0];
+    const config = await configFor(values);
+    const found = await withStore(config, true, (store) => store.revokeReadToken(id, new Date()));
+    if (!found) {
+        io.stderr.write(`sluice token revoke: no token with id '${id}' (see 'sluice token list --all')\n`);
         return 1;
     }
+    io.stderr.write(`revoked read token ${id}\n`);
+    return 0;
 }
 function parseTtl(text) {
     try {
@@ -13301,9 +15182,7 @@ function parseTtl(text) {
 }
 
 ;// CONCATENATED MODULE: ./src/cli/index.ts
-/** The `sluice` command line: `serve`, `token create`, `audit`, `gc`, `pin`, `slices`. */
-
-
+/** The `sluice` command line: `serve`, `token create`, `audit`, `keys generate`. */
 
 
 
@@ -13312,19 +15191,16 @@ const COMMANDS = {
     serve: { usage: SERVE_USAGE, run: runServe },
     token: { usage: TOKEN_USAGE, run: runToken },
     audit: { usage: AUDIT_USAGE, run: runAudit },
-    gc: { usage: GC_USAGE, run: runGc },
-    pin: { usage: PIN_USAGE, run: runPin },
-    slices: { usage: SLICES_USAGE, run: runSlices },
+    keys: { usage: KEYS_USAGE, run: runKeys },
 };
 const USAGE = `usage: sluice <command> [options]
 
 commands:
   serve          run the cache server
   token create   print a read-only cache token (for people and machines)
+  token list     list read tokens; token revoke ID: refuse one from now on
   audit          list accepted writes
-  gc             collect garbage now (retention, pins, orphans); --dry-run shows what would go
-  pin            pin store paths and their closures in a slice (add, list, rm)
-  slices         list slices: size, paths, quota use, last push, pins
+  keys generate  write key files for replicas that share one signing key
 
 'sluice <command> --help' explains a command.
 `;
@@ -13350,16 +15226,259 @@ async function run(argv) {
 
 /***/ }),
 
+/***/ 793:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* unused harmony export NODE_NEEDED */
+/**
+ * Imported first by the CLI bundle: a Node without `node:sqlite` (Node 20) would otherwise die with
+ * a stack trace while the bundle loads. Bundled modules run in import order, so this check runs
+ * before any module that needs Node 24.
+ */
+const NODE_NEEDED = 24;
+const major = Number(process.versions.node.split('.')[0]);
+if (major < NODE_NEEDED) {
+    process.stderr.write(`sluice needs Node.js ${NODE_NEEDED} or later; this is Node.js ${process.version}\n`);
+    process.exit(1);
+}
+
+
+/***/ }),
+
+/***/ 7288:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   j: () => (/* binding */ HttpError),
+/* harmony export */   n: () => (/* binding */ sendError)
+/* harmony export */ });
+class HttpError extends Error {
+    status;
+    reason;
+    headers;
+    constructor(status, message, 
+    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
+    reason = 'error', headers = {}) {
+        super(message);
+        this.status = status;
+        this.reason = reason;
+        this.headers = headers;
+    }
+}
+/**
+ * Answers with the error's status and a plain-text message. When headers were already sent the
+ * response cannot change status any more, so it is destroyed instead.
+ */
+function sendError(res, error) {
+    const status = error instanceof HttpError ? error.status : 500;
+    const message = error instanceof HttpError ? error.message : 'internal server error';
+    if (res.headersSent) {
+        res.destroy(error instanceof Error ? error : undefined);
+        return;
+    }
+    const body = `${message}\n`;
+    res.writeHead(status, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        ...(error instanceof HttpError ? error.headers : {}),
+    });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+
+/***/ }),
+
 /***/ 9921:
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9721);
+/* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(793);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3817);
 
-await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
+
+await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(process.argv.slice(2));
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
+
+/***/ }),
+
+/***/ 6212:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   M: () => (/* binding */ written),
+/* harmony export */   P: () => (/* binding */ BufferPool)
+/* harmony export */ });
+/**
+ * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
+ * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
+ * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
+ * none once the pool has gone unused that long.
+ */
+class BufferPool {
+    size;
+    maxKept;
+    idleMs;
+    free = [];
+    idleTimer;
+    constructor(size, maxKept, idleMs) {
+        this.size = size;
+        this.maxKept = maxKept;
+        this.idleMs = idleMs;
+    }
+    take() {
+        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    }
+    /** Only buffers nothing reads or writes any more, and that came from `take`. */
+    give(buffers) {
+        for (const buffer of buffers)
+            if (this.free.length < this.maxKept)
+                this.free.push(buffer);
+        if (this.idleMs === undefined)
+            return;
+        clearTimeout(this.idleTimer);
+        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
+    }
+    /** Buffers kept for the next `take`s. */
+    get kept() {
+        return this.free.length;
+    }
+    clear() {
+        clearTimeout(this.idleTimer);
+        this.free.length = 0;
+    }
+}
+/**
+ * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
+ * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
+ */
+function written(sink, chunk) {
+    return new Promise((resolve, reject) => {
+        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
+        sink.once('close', closed);
+        sink.write(chunk, (error) => {
+            sink.off('close', closed);
+            if (error)
+                reject(error);
+            else
+                resolve();
+        });
+    });
+}
+
+
+/***/ }),
+
+/***/ 382:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   B: () => (/* binding */ isValidBlobKey)
+/* harmony export */ });
+/** Blob keys are plain file names: no separators, no dot segments, nothing to encode. */
+function isValidBlobKey(key) {
+    return /^[0-9a-z][0-9a-z.]{0,99}$/.test(key) && !key.includes('..');
+}
+
+
+/***/ }),
+
+/***/ 9848:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   A7: () => (/* binding */ NARINFOS_WITH_OWNER),
+/* harmony export */   GE: () => (/* binding */ auditEntry),
+/* harmony export */   X8: () => (/* binding */ narInfoRecord),
+/* harmony export */   du: () => (/* binding */ sliceOwnerOf),
+/* harmony export */   gx: () => (/* binding */ str),
+/* harmony export */   lq: () => (/* binding */ optional)
+/* harmony export */ });
+const str = (v) => String(v);
+const optional = (v) => v === null || v === undefined ? undefined : String(v);
+/** A slice binding from a row's columns (with `prefix`), or null for an unbound slice. */
+function sliceOwnerOf(row, prefix = '') {
+    if (row[`${prefix}repository_id`] === null || row[`${prefix}repository_id`] === undefined)
+        return null;
+    return {
+        issuer: str(row[`${prefix}issuer`]),
+        repositoryId: str(row[`${prefix}repository_id`]),
+        repositoryOwnerId: str(row[`${prefix}repository_owner_id`]),
+    };
+}
+function narInfoRecord(row) {
+    const signedBy = optional(row.signed_by);
+    return {
+        slice: str(row.slice),
+        hashPart: str(row.hash_part),
+        storePath: str(row.store_path),
+        narKey: str(row.nar_key),
+        narinfo: str(row.narinfo),
+        createdAt: new Date(Number(row.created_at)),
+        owner: sliceOwnerOf(row, 'owner_'),
+        ...(signedBy === undefined ? {} : { signedBy }),
+    };
+}
+/** Narinfo rows with their slice's binding, for the lookups' filters. */
+const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
+    s.repository_owner_id AS owner_repository_owner_id
+  FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
+function auditEntry(r) {
+    return {
+        time: new Date(Number(r.time)),
+        slice: str(r.slice),
+        storePath: str(r.store_path),
+        narSize: Number(r.nar_size),
+        fileSize: Number(r.file_size),
+        repository: optional(r.repository),
+        repositoryId: optional(r.repository_id),
+        ref: optional(r.ref),
+        workflow: optional(r.workflow),
+        runId: optional(r.run_id),
+        sha: optional(r.sha),
+    };
+}
+
+
+/***/ }),
+
+/***/ 7927:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   V$: () => (/* binding */ describeCause),
+/* harmony export */   y7: () => (/* binding */ StorageUnavailableError)
+/* harmony export */ });
+/* unused harmony export RETRY_AFTER_SECONDS */
+/* harmony import */ var _contracts_http_error_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7288);
+/**
+ * A storage backend (PostgreSQL, the object store) that cannot be reached or is restarting: the
+ * request gets 503 with Retry-After, which Nix and the Action's proxy retry, never a 500.
+ */
+
+/** Seconds a client should wait before retrying: a restarting database is back within seconds. */
+const RETRY_AFTER_SECONDS = 2;
+class StorageUnavailableError extends _contracts_http_error_js__WEBPACK_IMPORTED_MODULE_0__/* .HttpError */ .j {
+    constructor(what, cause) {
+        super(503, `${what} is unavailable: ${describeCause(cause)}`, 'storage_unavailable', {
+            'retry-after': String(RETRY_AFTER_SECONDS),
+        });
+    }
+}
+/** One line naming the cause, without stack or credentials (messages from the drivers carry neither). */
+function describeCause(cause) {
+    // Duck-typed, not `instanceof Error`: errors from Node's sockets may come from another realm.
+    if (typeof cause !== 'object' || cause === null)
+        return String(cause);
+    const { code, errors, message, name } = cause;
+    // Node's AggregateError (a connect to both ::1 and 127.0.0.1) has an empty message.
+    const text = message || (Array.isArray(errors) ? (errors[0]?.message ?? '') : '') || name || String(cause);
+    // The AWS SDK wraps socket errors: its prefix says nothing an operator needs.
+    const line = (text.split('\n', 1)[0] ?? '').replace(/^AWS SDK error wrapper for (Error: )?/, '');
+    return code && !line.includes(code) ? `${line} (${code})` : line;
+}
+
 
 /***/ }),
 
@@ -13381,6 +15500,20 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("buffer");
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("cluster");
+
+/***/ }),
+
+/***/ 6982:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("crypto");
+
+/***/ }),
+
+/***/ 2250:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("dns");
 
 /***/ }),
 
@@ -13419,6 +15552,34 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("module");
 
 /***/ }),
 
+/***/ 9278:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("net");
+
+/***/ }),
+
+/***/ 6698:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:async_hooks");
+
+/***/ }),
+
+/***/ 1421:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+
+/***/ }),
+
+/***/ 7598:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
+
+/***/ }),
+
 /***/ 3053:
 /***/ ((module) => {
 
@@ -13440,6 +15601,34 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 
 /***/ }),
 
+/***/ 1455:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+
+/***/ }),
+
+/***/ 7067:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http");
+
+/***/ }),
+
+/***/ 2467:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http2");
+
+/***/ }),
+
+/***/ 4708:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
+
+/***/ }),
+
 /***/ 8161:
 /***/ ((module) => {
 
@@ -13454,6 +15643,20 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 
 /***/ }),
 
+/***/ 1708:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:process");
+
+/***/ }),
+
+/***/ 7075:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
+
+/***/ }),
+
 /***/ 3136:
 /***/ ((module) => {
 
@@ -13465,6 +15668,13 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:url");
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util");
+
+/***/ }),
+
+/***/ 8522:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
 
 /***/ }),
 
@@ -13489,6 +15699,27 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("process");
 
 /***/ }),
 
+/***/ 2203:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("stream");
+
+/***/ }),
+
+/***/ 3193:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("string_decoder");
+
+/***/ }),
+
+/***/ 4756:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("tls");
+
+/***/ }),
+
 /***/ 7016:
 /***/ ((module) => {
 
@@ -13500,6 +15731,13 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("url");
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util");
+
+/***/ }),
+
+/***/ 8253:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util/types");
 
 /***/ }),
 
@@ -25407,2337 +27645,6 @@ exports.visitAsync = visitAsync;
 
 /***/ }),
 
-/***/ 8352:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_global_utils = __nccwpck_require__(9227);
-const require_diag = __nccwpck_require__(9982);
-const require_NoopContextManager = __nccwpck_require__(6);
-//#region src/api/context.ts
-const API_NAME = "context";
-const NOOP_CONTEXT_MANAGER = new require_NoopContextManager.NoopContextManager();
-const NOOP_TOKEN = Object.freeze({ dispose: () => {} });
-/**
-* Singleton object which represents the entry point to the OpenTelemetry Context API
-*
-* @since 1.0.0
-*/
-var ContextAPI = class ContextAPI {
-	/** Empty private constructor prevents end users from constructing a new instance of the API */
-	constructor() {
-		this._attachUnsupportedWarned = false;
-	}
-	/** Get the singleton instance of the Context API */
-	static getInstance() {
-		if (!this._instance) this._instance = new ContextAPI();
-		return this._instance;
-	}
-	/**
-	* Set the current context manager.
-	*
-	* @returns true if the context manager was successfully registered, else false
-	*/
-	setGlobalContextManager(contextManager) {
-		return require_global_utils.registerGlobal(API_NAME, contextManager, require_diag.DiagAPI.instance());
-	}
-	/**
-	* Get the currently active context
-	*/
-	active() {
-		return this._getContextManager().active();
-	}
-	/**
-	* Execute a function with an active context
-	*
-	* @param context context to be active during function execution
-	* @param fn function to execute in a context
-	* @param thisArg optional receiver to be used for calling fn
-	* @param args optional arguments forwarded to fn
-	*/
-	with(context, fn, thisArg, ...args) {
-		return this._getContextManager().with(context, fn, thisArg, ...args);
-	}
-	/**
-	* Bind a context to a target function or event emitter
-	*
-	* @param context context to bind to the event emitter or function. Defaults to the currently active context
-	* @param target function or event emitter to bind
-	*/
-	bind(context, target) {
-		return this._getContextManager().bind(context, target);
-	}
-	/**
-	* Imperatively sets `context` as active, returning a {@link ContextManagementToken} whose
-	* {@link ContextManagementToken.dispose} restores the previous context.
-	*
-	* This is a delicate, low-level API - prefer {@link with}/{@link bind}, which
-	* restore context automatically. Use `attach` only to bridge callback
-	* boundaries that `with` cannot wrap. Call `token.dispose()` when the
-	* operation is done.
-	*
-	* **Caveat for async functions:** If called inside an async function before
-	* the first `await`, the context change may leak into the caller's context
-	* and remain active there. Prefer {@link with} for async code.
-	*
-	* Support is best-effort and varies by the active ContextManager (see
-	* {@link ContextManager.attach}); if it does not implement `attach`, this logs
-	* a warning and returns a no-op token.
-	*
-	* @param context The Context to attach
-	* @returns A {@link ContextManagementToken} whose dispose() restores the previous Context
-	* @since 1.10.0
-	* @experimental This API is experimental and may change in minor releases without prior notice.
-	*/
-	attach(context) {
-		const contextManager = this._getContextManager();
-		if (contextManager.attach) return contextManager.attach(context);
-		if (!this._attachUnsupportedWarned) {
-			this._attachUnsupportedWarned = true;
-			require_diag.DiagAPI.instance().warn("The current ContextManager does not implement attach(). The context will not be attached. Use a ContextManager that supports attach() (e.g. AsyncLocalStorageContextManager) or use with()/bind() instead.");
-		}
-		return NOOP_TOKEN;
-	}
-	_getContextManager() {
-		return require_global_utils.getGlobal(API_NAME) || NOOP_CONTEXT_MANAGER;
-	}
-	/** Disable and remove the global context manager */
-	disable() {
-		this._getContextManager().disable();
-		require_global_utils.unregisterGlobal(API_NAME, require_diag.DiagAPI.instance());
-	}
-};
-//#endregion
-exports.ContextAPI = ContextAPI;
-
-//# sourceMappingURL=context.cjs.map
-
-/***/ }),
-
-/***/ 9982:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_global_utils = __nccwpck_require__(9227);
-const require_ComponentLogger = __nccwpck_require__(1977);
-__nccwpck_require__(4351);
-const require_logLevelLogger = __nccwpck_require__(1714);
-//#region src/api/diag.ts
-const API_NAME = "diag";
-/**
-* Singleton object which represents the entry point to the OpenTelemetry internal
-* diagnostic API
-*
-* @since 1.0.0
-*/
-var DiagAPI = class DiagAPI {
-	/** Get the singleton instance of the DiagAPI API */
-	static instance() {
-		if (!this._instance) this._instance = new DiagAPI();
-		return this._instance;
-	}
-	/**
-	* Private internal constructor
-	* @private
-	*/
-	constructor() {
-		function _logProxy(funcName) {
-			return function(...args) {
-				const logger = require_global_utils.getGlobal("diag");
-				if (!logger) return;
-				return logger[funcName](...args);
-			};
-		}
-		const self = this;
-		const setLogger = (logger, optionsOrLogLevel = { logLevel: 60 }) => {
-			var _optionsOrLogLevel$lo;
-			if (logger === self) {
-				var _err$stack;
-				const err = /* @__PURE__ */ new Error("Cannot use diag as the logger for itself. Please use a DiagLogger implementation like ConsoleDiagLogger or a custom implementation");
-				self.error((_err$stack = err.stack) !== null && _err$stack !== void 0 ? _err$stack : err.message);
-				return false;
-			}
-			if (typeof optionsOrLogLevel === "number") optionsOrLogLevel = { logLevel: optionsOrLogLevel };
-			const oldLogger = require_global_utils.getGlobal("diag");
-			const newLogger = require_logLevelLogger.createLogLevelDiagLogger((_optionsOrLogLevel$lo = optionsOrLogLevel.logLevel) !== null && _optionsOrLogLevel$lo !== void 0 ? _optionsOrLogLevel$lo : 60, logger);
-			if (oldLogger && !optionsOrLogLevel.suppressOverrideMessage) {
-				var _Error$stack;
-				const stack = (_Error$stack = (/* @__PURE__ */ new Error()).stack) !== null && _Error$stack !== void 0 ? _Error$stack : "<failed to generate stacktrace>";
-				oldLogger.warn(`Current logger will be overwritten from ${stack}`);
-				newLogger.warn(`Current logger will overwrite one already registered from ${stack}`);
-			}
-			return require_global_utils.registerGlobal("diag", newLogger, self, true);
-		};
-		self.setLogger = setLogger;
-		self.disable = () => {
-			require_global_utils.unregisterGlobal(API_NAME, self);
-		};
-		self.createComponentLogger = (options) => {
-			return new require_ComponentLogger.DiagComponentLogger(options);
-		};
-		self.verbose = _logProxy("verbose");
-		self.debug = _logProxy("debug");
-		self.info = _logProxy("info");
-		self.warn = _logProxy("warn");
-		self.error = _logProxy("error");
-	}
-};
-//#endregion
-exports.DiagAPI = DiagAPI;
-
-//# sourceMappingURL=diag.cjs.map
-
-/***/ }),
-
-/***/ 9102:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_global_utils = __nccwpck_require__(9227);
-const require_diag = __nccwpck_require__(9982);
-const require_ProxyLoggerProvider = __nccwpck_require__(9035);
-//#region src/api/logs.ts
-const API_NAME = "logs";
-/**
-* Singleton object which represents the entry point to the OpenTelemetry Logs API
-*
-* @since 1.10.0
-*/
-var LogsAPI = class LogsAPI {
-	/** Empty private constructor prevents end users from constructing a new instance of the API */
-	constructor() {
-		this._proxyLoggerProvider = new require_ProxyLoggerProvider.ProxyLoggerProvider();
-	}
-	/** Get the singleton instance of the Logs API */
-	static getInstance() {
-		if (!this._instance) this._instance = new LogsAPI();
-		return this._instance;
-	}
-	setGlobalLoggerProvider(provider) {
-		const success = require_global_utils.registerGlobal(API_NAME, provider, require_diag.DiagAPI.instance());
-		if (success) this._proxyLoggerProvider._setDelegate(provider);
-		return success;
-	}
-	/**
-	* Returns the global logger provider.
-	*
-	* @returns LoggerProvider
-	*/
-	getLoggerProvider() {
-		return require_global_utils.getGlobal(API_NAME) || this._proxyLoggerProvider;
-	}
-	/**
-	* Returns a Logger, creating one if one with the given name, version,
-	* schemaUrl, and attributes is not already created.
-	*
-	* Getting a Logger may be expensive, especially when `attributes` are
-	* provided. Reuse Logger instances where possible instead of calling
-	* `getLogger()` on hot paths.
-	*
-	* @param name The name of the logger or instrumentation library.
-	* @param version The version of the logger or instrumentation library.
-	* @param options The options of the logger or instrumentation library.
-	* @returns {@link Logger}
-	*/
-	getLogger(name, version, options) {
-		return this.getLoggerProvider().getLogger(name, version, options);
-	}
-	/** Remove the global logger provider */
-	disable() {
-		require_global_utils.unregisterGlobal(API_NAME, require_diag.DiagAPI.instance());
-		this._proxyLoggerProvider = new require_ProxyLoggerProvider.ProxyLoggerProvider();
-	}
-};
-//#endregion
-exports.e = LogsAPI;
-
-//# sourceMappingURL=logs.cjs.map
-
-/***/ }),
-
-/***/ 3510:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_global_utils = __nccwpck_require__(9227);
-const require_diag = __nccwpck_require__(9982);
-const require_NoopMeterProvider = __nccwpck_require__(7554);
-//#region src/api/metrics.ts
-const API_NAME = "metrics";
-/**
-* Singleton object which represents the entry point to the OpenTelemetry Metrics API
-*
-* @since 1.4.1
-*/
-var MetricsAPI = class MetricsAPI {
-	/** Empty private constructor prevents end users from constructing a new instance of the API */
-	constructor() {}
-	/** Get the singleton instance of the Metrics API */
-	static getInstance() {
-		if (!this._instance) this._instance = new MetricsAPI();
-		return this._instance;
-	}
-	/**
-	* Set the current global meter provider.
-	* Returns true if the meter provider was successfully registered, else false.
-	*/
-	setGlobalMeterProvider(provider) {
-		return require_global_utils.registerGlobal(API_NAME, provider, require_diag.DiagAPI.instance());
-	}
-	/**
-	* Returns the global meter provider.
-	*/
-	getMeterProvider() {
-		return require_global_utils.getGlobal(API_NAME) || require_NoopMeterProvider.NOOP_METER_PROVIDER;
-	}
-	/**
-	* Returns a meter from the global meter provider.
-	*/
-	getMeter(name, version, options) {
-		return this.getMeterProvider().getMeter(name, version, options);
-	}
-	/** Remove the global meter provider */
-	disable() {
-		require_global_utils.unregisterGlobal(API_NAME, require_diag.DiagAPI.instance());
-	}
-};
-//#endregion
-exports.k = MetricsAPI;
-
-//# sourceMappingURL=metrics.cjs.map
-
-/***/ }),
-
-/***/ 3007:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_global_utils = __nccwpck_require__(9227);
-const require_diag = __nccwpck_require__(9982);
-const require_utils = __nccwpck_require__(5196);
-const require_TextMapPropagator = __nccwpck_require__(3565);
-const require_NoopTextMapPropagator = __nccwpck_require__(345);
-const require_context_helpers = __nccwpck_require__(7510);
-//#region src/api/propagation.ts
-const API_NAME = "propagation";
-const NOOP_TEXT_MAP_PROPAGATOR = new require_NoopTextMapPropagator.NoopTextMapPropagator();
-/**
-* Singleton object which represents the entry point to the OpenTelemetry Propagation API
-*
-* @since 1.0.0
-*/
-var PropagationAPI = class PropagationAPI {
-	/** Empty private constructor prevents end users from constructing a new instance of the API */
-	constructor() {
-		this.createBaggage = require_utils.createBaggage;
-		this.getBaggage = require_context_helpers.getBaggage;
-		this.getActiveBaggage = require_context_helpers.getActiveBaggage;
-		this.setBaggage = require_context_helpers.setBaggage;
-		this.deleteBaggage = require_context_helpers.deleteBaggage;
-	}
-	/** Get the singleton instance of the Propagator API */
-	static getInstance() {
-		if (!this._instance) this._instance = new PropagationAPI();
-		return this._instance;
-	}
-	/**
-	* Set the current propagator.
-	*
-	* @returns true if the propagator was successfully registered, else false
-	*/
-	setGlobalPropagator(propagator) {
-		return require_global_utils.registerGlobal(API_NAME, propagator, require_diag.DiagAPI.instance());
-	}
-	/**
-	* Inject context into a carrier to be propagated inter-process
-	*
-	* @param context Context carrying tracing data to inject
-	* @param carrier carrier to inject context into
-	* @param setter Function used to set values on the carrier
-	*/
-	inject(context, carrier, setter = require_TextMapPropagator.defaultTextMapSetter) {
-		return this._getGlobalPropagator().inject(context, carrier, setter);
-	}
-	/**
-	* Extract context from a carrier
-	*
-	* @param context Context which the newly created context will inherit from
-	* @param carrier Carrier to extract context from
-	* @param getter Function used to extract keys from a carrier
-	*/
-	extract(context, carrier, getter = require_TextMapPropagator.defaultTextMapGetter) {
-		return this._getGlobalPropagator().extract(context, carrier, getter);
-	}
-	/**
-	* Return a list of all fields which may be used by the propagator.
-	*/
-	fields() {
-		return this._getGlobalPropagator().fields();
-	}
-	/** Remove the global propagator */
-	disable() {
-		require_global_utils.unregisterGlobal(API_NAME, require_diag.DiagAPI.instance());
-	}
-	_getGlobalPropagator() {
-		return require_global_utils.getGlobal(API_NAME) || NOOP_TEXT_MAP_PROPAGATOR;
-	}
-};
-//#endregion
-exports.R = PropagationAPI;
-
-//# sourceMappingURL=propagation.cjs.map
-
-/***/ }),
-
-/***/ 5446:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_global_utils = __nccwpck_require__(9227);
-const require_diag = __nccwpck_require__(9982);
-const require_context_utils = __nccwpck_require__(3779);
-const require_spancontext_utils = __nccwpck_require__(3723);
-const require_ProxyTracerProvider = __nccwpck_require__(5930);
-//#region src/api/trace.ts
-const API_NAME = "trace";
-/**
-* Singleton object which represents the entry point to the OpenTelemetry Tracing API
-*
-* @since 1.0.0
-*/
-var TraceAPI = class TraceAPI {
-	/** Empty private constructor prevents end users from constructing a new instance of the API */
-	constructor() {
-		this._proxyTracerProvider = new require_ProxyTracerProvider.ProxyTracerProvider();
-		this.wrapSpanContext = require_spancontext_utils.wrapSpanContext;
-		this.isSpanContextValid = require_spancontext_utils.isSpanContextValid;
-		this.deleteSpan = require_context_utils.deleteSpan;
-		this.getSpan = require_context_utils.getSpan;
-		this.getActiveSpan = require_context_utils.getActiveSpan;
-		this.getSpanContext = require_context_utils.getSpanContext;
-		this.setSpan = require_context_utils.setSpan;
-		this.setSpanContext = require_context_utils.setSpanContext;
-	}
-	/** Get the singleton instance of the Trace API */
-	static getInstance() {
-		if (!this._instance) this._instance = new TraceAPI();
-		return this._instance;
-	}
-	/**
-	* Set the current global tracer.
-	*
-	* @returns true if the tracer provider was successfully registered, else false
-	*/
-	setGlobalTracerProvider(provider) {
-		const success = require_global_utils.registerGlobal(API_NAME, this._proxyTracerProvider, require_diag.DiagAPI.instance());
-		if (success) this._proxyTracerProvider.setDelegate(provider);
-		return success;
-	}
-	/**
-	* Returns the global tracer provider.
-	*/
-	getTracerProvider() {
-		return require_global_utils.getGlobal(API_NAME) || this._proxyTracerProvider;
-	}
-	/**
-	* Returns a tracer from the global tracer provider.
-	*/
-	getTracer(name, version) {
-		return this.getTracerProvider().getTracer(name, version);
-	}
-	/** Remove the global tracer provider */
-	disable() {
-		require_global_utils.unregisterGlobal(API_NAME, require_diag.DiagAPI.instance());
-		this._proxyTracerProvider = new require_ProxyTracerProvider.ProxyTracerProvider();
-	}
-};
-//#endregion
-exports.C = TraceAPI;
-
-//# sourceMappingURL=trace.cjs.map
-
-/***/ }),
-
-/***/ 7510:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_context = __nccwpck_require__(3041);
-const require_context$1 = __nccwpck_require__(8352);
-//#region src/baggage/context-helpers.ts
-/**
-* Baggage key
-*/
-const BAGGAGE_KEY = require_context.createContextKey("OpenTelemetry Baggage Key");
-/**
-* Retrieve the current baggage from the given context
-*
-* @param {Context} Context that manage all context values
-* @returns {Baggage} Extracted baggage from the context
-*/
-function getBaggage(context) {
-	return context.getValue(BAGGAGE_KEY) || void 0;
-}
-/**
-* Retrieve the current baggage from the active/current context
-*
-* @returns {Baggage} Extracted baggage from the context
-*/
-function getActiveBaggage() {
-	return getBaggage(require_context$1.ContextAPI.getInstance().active());
-}
-/**
-* Store a baggage in the given context
-*
-* @param {Context} Context that manage all context values
-* @param {Baggage} baggage that will be set in the actual context
-*/
-function setBaggage(context, baggage) {
-	return context.setValue(BAGGAGE_KEY, baggage);
-}
-/**
-* Delete the baggage stored in the given context
-*
-* @param {Context} Context that manage all context values
-*/
-function deleteBaggage(context) {
-	return context.deleteValue(BAGGAGE_KEY);
-}
-//#endregion
-exports.deleteBaggage = deleteBaggage;
-exports.getActiveBaggage = getActiveBaggage;
-exports.getBaggage = getBaggage;
-exports.setBaggage = setBaggage;
-
-//# sourceMappingURL=context-helpers.cjs.map
-
-/***/ }),
-
-/***/ 176:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/baggage/internal/baggage-impl.ts
-var BaggageImpl = class BaggageImpl {
-	constructor(entries) {
-		this._entries = entries ? new Map(entries) : /* @__PURE__ */ new Map();
-	}
-	getEntry(key) {
-		const entry = this._entries.get(key);
-		if (!entry) return;
-		return Object.assign({}, entry);
-	}
-	getAllEntries() {
-		return Array.from(this._entries.entries());
-	}
-	setEntry(key, entry) {
-		const newBaggage = new BaggageImpl(this._entries);
-		newBaggage._entries.set(key, entry);
-		return newBaggage;
-	}
-	removeEntry(key) {
-		const newBaggage = new BaggageImpl(this._entries);
-		newBaggage._entries.delete(key);
-		return newBaggage;
-	}
-	removeEntries(...keys) {
-		const newBaggage = new BaggageImpl(this._entries);
-		for (const key of keys) newBaggage._entries.delete(key);
-		return newBaggage;
-	}
-	clear() {
-		return new BaggageImpl();
-	}
-};
-//#endregion
-exports.BaggageImpl = BaggageImpl;
-
-//# sourceMappingURL=baggage-impl.cjs.map
-
-/***/ }),
-
-/***/ 9333:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/baggage/internal/symbol.ts
-/**
-* Symbol used to make BaggageEntryMetadata an opaque type
-*/
-const baggageEntryMetadataSymbol = Symbol("BaggageEntryMetadata");
-//#endregion
-exports.baggageEntryMetadataSymbol = baggageEntryMetadataSymbol;
-
-//# sourceMappingURL=symbol.cjs.map
-
-/***/ }),
-
-/***/ 5196:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_diag = __nccwpck_require__(9982);
-const require_baggage_impl = __nccwpck_require__(176);
-const require_symbol = __nccwpck_require__(9333);
-//#region src/baggage/utils.ts
-const diag = require_diag.DiagAPI.instance();
-/**
-* Create a new Baggage with optional entries
-*
-* @param entries An array of baggage entries the new baggage should contain
-*/
-function createBaggage(entries = {}) {
-	return new require_baggage_impl.BaggageImpl(new Map(Object.entries(entries)));
-}
-/**
-* Create a serializable BaggageEntryMetadata object from a string.
-*
-* @param str string metadata. Format is currently not defined by the spec and has no special meaning.
-*
-* @since 1.0.0
-*/
-function baggageEntryMetadataFromString(str) {
-	if (typeof str !== "string") {
-		diag.error(`Cannot create baggage metadata from unknown type: ${typeof str}`);
-		str = "";
-	}
-	return {
-		__TYPE__: require_symbol.baggageEntryMetadataSymbol,
-		toString() {
-			return str;
-		}
-	};
-}
-//#endregion
-exports.baggageEntryMetadataFromString = baggageEntryMetadataFromString;
-exports.createBaggage = createBaggage;
-
-//# sourceMappingURL=utils.cjs.map
-
-/***/ }),
-
-/***/ 2534:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-//#region src/context-api.ts
-/**
-* Entrypoint for context API
-* @since 1.0.0
-*/
-const context = (__nccwpck_require__(8352).ContextAPI).getInstance();
-//#endregion
-exports.context = context;
-
-//# sourceMappingURL=context-api.cjs.map
-
-/***/ }),
-
-/***/ 6:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_context = __nccwpck_require__(3041);
-//#region src/context/NoopContextManager.ts
-var NoopContextManager = class {
-	active() {
-		return require_context.ROOT_CONTEXT;
-	}
-	with(_context, fn, thisArg, ...args) {
-		return fn.call(thisArg, ...args);
-	}
-	bind(_context, target) {
-		return target;
-	}
-	enable() {
-		return this;
-	}
-	disable() {
-		return this;
-	}
-	/** @experimental This API is experimental and may change in minor releases without prior notice. */
-	attach(_context) {
-		return { dispose() {} };
-	}
-};
-//#endregion
-exports.NoopContextManager = NoopContextManager;
-
-//# sourceMappingURL=NoopContextManager.cjs.map
-
-/***/ }),
-
-/***/ 3041:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/context/context.ts
-/**
-* Get a key to uniquely identify a context value
-*
-* @since 1.0.0
-*/
-function createContextKey(description) {
-	return Symbol.for(description);
-}
-/**
-* The root context is used as the default parent context when there is no active context
-*
-* @since 1.0.0
-*/
-const ROOT_CONTEXT = new class BaseContext {
-	/**
-	* Construct a new context which inherits values from an optional parent context.
-	*
-	* @param parentContext a context from which to inherit values
-	*/
-	constructor(parentContext) {
-		const self = this;
-		self._currentContext = parentContext ? new Map(parentContext) : /* @__PURE__ */ new Map();
-		self.getValue = (key) => self._currentContext.get(key);
-		self.setValue = (key, value) => {
-			const context = new BaseContext(self._currentContext);
-			context._currentContext.set(key, value);
-			return context;
-		};
-		self.deleteValue = (key) => {
-			const context = new BaseContext(self._currentContext);
-			context._currentContext.delete(key);
-			return context;
-		};
-	}
-}();
-//#endregion
-exports.ROOT_CONTEXT = ROOT_CONTEXT;
-exports.createContextKey = createContextKey;
-
-//# sourceMappingURL=context.cjs.map
-
-/***/ }),
-
-/***/ 1778:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-//#region src/diag-api.ts
-/**
-* Entrypoint for Diag API.
-* Defines Diagnostic handler used for internal diagnostic logging operations.
-* The default provides a Noop DiagLogger implementation which may be changed via the
-* diag.setLogger(logger: DiagLogger) function.
-*
-* @since 1.0.0
-*/
-const diag = (__nccwpck_require__(9982).DiagAPI).instance();
-//#endregion
-exports.diag = diag;
-
-//# sourceMappingURL=diag-api.cjs.map
-
-/***/ }),
-
-/***/ 1977:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_global_utils = __nccwpck_require__(9227);
-//#region src/diag/ComponentLogger.ts
-/**
-* Component Logger which is meant to be used as part of any component which
-* will add automatically additional namespace in front of the log message.
-* It will then forward all message to global diag logger
-* @example
-* const cLogger = diag.createComponentLogger({ namespace: '@opentelemetry/instrumentation-http' });
-* cLogger.debug('test');
-* // @opentelemetry/instrumentation-http test
-*/
-var DiagComponentLogger = class {
-	constructor(props) {
-		this._namespace = props.namespace || "DiagComponentLogger";
-	}
-	debug(...args) {
-		return logProxy("debug", this._namespace, args);
-	}
-	error(...args) {
-		return logProxy("error", this._namespace, args);
-	}
-	info(...args) {
-		return logProxy("info", this._namespace, args);
-	}
-	warn(...args) {
-		return logProxy("warn", this._namespace, args);
-	}
-	verbose(...args) {
-		return logProxy("verbose", this._namespace, args);
-	}
-};
-function logProxy(funcName, namespace, args) {
-	const logger = require_global_utils.getGlobal("diag");
-	if (!logger) return;
-	return logger[funcName](namespace, ...args);
-}
-//#endregion
-exports.DiagComponentLogger = DiagComponentLogger;
-
-//# sourceMappingURL=ComponentLogger.cjs.map
-
-/***/ }),
-
-/***/ 9199:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/diag/consoleLogger.ts
-const consoleMap = [
-	{
-		n: "error",
-		c: "error"
-	},
-	{
-		n: "warn",
-		c: "warn"
-	},
-	{
-		n: "info",
-		c: "info"
-	},
-	{
-		n: "debug",
-		c: "debug"
-	},
-	{
-		n: "verbose",
-		c: "trace"
-	}
-];
-const _originalConsoleMethods = {};
-if (typeof console !== "undefined") {
-	for (const key of [
-		"error",
-		"warn",
-		"info",
-		"debug",
-		"trace",
-		"log"
-	]) if (typeof console[key] === "function") _originalConsoleMethods[key] = console[key];
-}
-/**
-* A simple Immutable Console based diagnostic logger which will output any messages to the Console.
-* If you want to limit the amount of logging to a specific level or lower use the
-* {@link createLogLevelDiagLogger}
-*
-* @since 1.0.0
-*/
-var DiagConsoleLogger = class {
-	constructor() {
-		function _consoleFunc(funcName) {
-			return function(...args) {
-				let theFunc = _originalConsoleMethods[funcName];
-				if (typeof theFunc !== "function") theFunc = _originalConsoleMethods["log"];
-				if (typeof theFunc !== "function" && console) {
-					theFunc = console[funcName];
-					if (typeof theFunc !== "function") theFunc = console.log;
-				}
-				if (typeof theFunc === "function") return theFunc.apply(console, args);
-			};
-		}
-		for (let i = 0; i < consoleMap.length; i++) this[consoleMap[i].n] = _consoleFunc(consoleMap[i].c);
-	}
-};
-//#endregion
-exports.DiagConsoleLogger = DiagConsoleLogger;
-exports._originalConsoleMethods = _originalConsoleMethods;
-
-//# sourceMappingURL=consoleLogger.cjs.map
-
-/***/ }),
-
-/***/ 1714:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-__nccwpck_require__(4351);
-//#region src/diag/internal/logLevelLogger.ts
-function createLogLevelDiagLogger(maxLevel, logger) {
-	if (maxLevel < 0) maxLevel = 0;
-	else if (maxLevel > 9999) maxLevel = 9999;
-	logger = logger || {};
-	function _filterFunc(funcName, theLevel) {
-		const theFunc = logger[funcName];
-		if (typeof theFunc === "function" && maxLevel >= theLevel) return theFunc.bind(logger);
-		return function() {};
-	}
-	return {
-		error: _filterFunc("error", 30),
-		warn: _filterFunc("warn", 50),
-		info: _filterFunc("info", 60),
-		debug: _filterFunc("debug", 70),
-		verbose: _filterFunc("verbose", 80)
-	};
-}
-//#endregion
-exports.createLogLevelDiagLogger = createLogLevelDiagLogger;
-
-//# sourceMappingURL=logLevelLogger.cjs.map
-
-/***/ }),
-
-/***/ 4351:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/diag/types.ts
-/**
-* Defines the available internal logging levels for the diagnostic logger, the numeric values
-* of the levels are defined to match the original values from the initial LogLevel to avoid
-* compatibility/migration issues for any implementation that assume the numeric ordering.
-*
-* @since 1.0.0
-*/
-let DiagLogLevel = /* @__PURE__ */ function(DiagLogLevel) {
-	/** Diagnostic Logging level setting to disable all logging (except and forced logs) */
-	DiagLogLevel[DiagLogLevel["NONE"] = 0] = "NONE";
-	/** Identifies an error scenario */
-	DiagLogLevel[DiagLogLevel["ERROR"] = 30] = "ERROR";
-	/** Identifies a warning scenario */
-	DiagLogLevel[DiagLogLevel["WARN"] = 50] = "WARN";
-	/** General informational log message */
-	DiagLogLevel[DiagLogLevel["INFO"] = 60] = "INFO";
-	/** General debug log message */
-	DiagLogLevel[DiagLogLevel["DEBUG"] = 70] = "DEBUG";
-	/**
-	* Detailed trace level logging should only be used for development, should only be set
-	* in a development environment.
-	*/
-	DiagLogLevel[DiagLogLevel["VERBOSE"] = 80] = "VERBOSE";
-	/** Used to set the logging level to include all logging */
-	DiagLogLevel[DiagLogLevel["ALL"] = 9999] = "ALL";
-	return DiagLogLevel;
-}({});
-//#endregion
-exports.DiagLogLevel = DiagLogLevel;
-
-//# sourceMappingURL=types.cjs.map
-
-/***/ }),
-
-/***/ 1408:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-Object.defineProperties(exports, {
-	__esModule: { value: true },
-	[Symbol.toStringTag]: { value: "Module" }
-});
-const require_types = __nccwpck_require__(4351);
-const require_utils = __nccwpck_require__(5196);
-const require_context = __nccwpck_require__(3041);
-const require_consoleLogger = __nccwpck_require__(9199);
-const require_NoopMeter = __nccwpck_require__(1677);
-const require_Metric = __nccwpck_require__(626);
-const require_NoopLogger = __nccwpck_require__(9140);
-const require_LogRecord = __nccwpck_require__(8973);
-const require_TextMapPropagator = __nccwpck_require__(3565);
-const require_trace_flags = __nccwpck_require__(3245);
-const require_invalid_span_constants = __nccwpck_require__(3552);
-const require_spancontext_utils = __nccwpck_require__(3723);
-const require_ProxyTracer = __nccwpck_require__(3861);
-const require_span_kind = __nccwpck_require__(7483);
-const require_status = __nccwpck_require__(7632);
-const require_utils$1 = __nccwpck_require__(2219);
-const require_ProxyTracerProvider = __nccwpck_require__(5930);
-const require_SamplingResult = __nccwpck_require__(5346);
-const require_context_api = __nccwpck_require__(2534);
-const require_diag_api = __nccwpck_require__(1778);
-const require_logs_api = __nccwpck_require__(5662);
-const require_metrics_api = __nccwpck_require__(7876);
-const require_propagation_api = __nccwpck_require__(7045);
-const require_trace_api = __nccwpck_require__(8936);
-//#region src/index.ts
-var src_default = {
-	context: require_context_api.context,
-	diag: require_diag_api.diag,
-	logs: require_logs_api.logs,
-	metrics: require_metrics_api.metrics,
-	propagation: require_propagation_api.propagation,
-	trace: require_trace_api.trace
-};
-//#endregion
-exports.DiagConsoleLogger = require_consoleLogger.DiagConsoleLogger;
-exports.DiagLogLevel = require_types.DiagLogLevel;
-exports.INVALID_SPANID = require_invalid_span_constants.INVALID_SPANID;
-exports.INVALID_SPAN_CONTEXT = require_invalid_span_constants.INVALID_SPAN_CONTEXT;
-exports.INVALID_TRACEID = require_invalid_span_constants.INVALID_TRACEID;
-exports.ProxyTracer = require_ProxyTracer.ProxyTracer;
-exports.ProxyTracerProvider = require_ProxyTracerProvider.ProxyTracerProvider;
-exports.ROOT_CONTEXT = require_context.ROOT_CONTEXT;
-exports.SamplingDecision = require_SamplingResult.SamplingDecision;
-exports.SeverityNumber = require_LogRecord.SeverityNumber;
-exports.SpanKind = require_span_kind.SpanKind;
-exports.SpanStatusCode = require_status.SpanStatusCode;
-exports.TraceFlags = require_trace_flags.TraceFlags;
-exports.ValueType = require_Metric.ValueType;
-exports.baggageEntryMetadataFromString = require_utils.baggageEntryMetadataFromString;
-exports.context = require_context_api.context;
-exports.createContextKey = require_context.createContextKey;
-exports.createNoopLogger = require_NoopLogger.createNoopLogger;
-exports.createNoopMeter = require_NoopMeter.createNoopMeter;
-exports.createTraceState = require_utils$1.createTraceState;
-exports["default"] = src_default;
-exports.defaultTextMapGetter = require_TextMapPropagator.defaultTextMapGetter;
-exports.defaultTextMapSetter = require_TextMapPropagator.defaultTextMapSetter;
-exports.diag = require_diag_api.diag;
-exports.isSpanContextValid = require_spancontext_utils.isSpanContextValid;
-exports.isValidSpanId = require_spancontext_utils.isValidSpanId;
-exports.isValidTraceId = require_spancontext_utils.isValidTraceId;
-exports.logs = require_logs_api.logs;
-exports.metrics = require_metrics_api.metrics;
-exports.propagation = require_propagation_api.propagation;
-exports.trace = require_trace_api.trace;
-
-//# sourceMappingURL=index.cjs.map
-
-/***/ }),
-
-/***/ 9227:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_version = __nccwpck_require__(9128);
-const require_semver = __nccwpck_require__(1418);
-//#region src/internal/global-utils.ts
-const major = require_version.VERSION.split(".")[0];
-const GLOBAL_OPENTELEMETRY_API_KEY = Symbol.for(`opentelemetry.js.api.${major}`);
-const _global = typeof globalThis === "object" ? globalThis : typeof self === "object" ? self : typeof window === "object" ? window : typeof global === "object" ? global : {};
-function _makeGlobalApi() {
-	return Object.defineProperty({}, "version", {
-		value: require_version.VERSION,
-		enumerable: true,
-		writable: false,
-		configurable: false
-	});
-}
-function registerGlobal(type, instance, diag, allowOverride = false) {
-	var _global$GLOBAL_OPENTE;
-	const api = _global[GLOBAL_OPENTELEMETRY_API_KEY] = (_global$GLOBAL_OPENTE = _global[GLOBAL_OPENTELEMETRY_API_KEY]) !== null && _global$GLOBAL_OPENTE !== void 0 ? _global$GLOBAL_OPENTE : _makeGlobalApi();
-	if (!allowOverride && api[type]) {
-		const err = /* @__PURE__ */ new Error(`@opentelemetry/api: Attempted duplicate registration of API: ${type}`);
-		diag.error(err.stack || err.message);
-		return false;
-	}
-	if (api.version !== "1.10.0") {
-		const err = /* @__PURE__ */ new Error(`@opentelemetry/api: Registration of version v${api.version} for ${type} does not match previously registered API v${require_version.VERSION}`);
-		diag.error(err.stack || err.message);
-		return false;
-	}
-	api[type] = instance;
-	diag.debug(`@opentelemetry/api: Registered a global for ${type} v${require_version.VERSION}.`);
-	return true;
-}
-let _compatibleGlobalApi;
-function getGlobal(type) {
-	const api = _global[GLOBAL_OPENTELEMETRY_API_KEY];
-	if (api == null) return;
-	if (api !== _compatibleGlobalApi) {
-		if (!api.version || !require_semver.isCompatible(api.version)) return;
-		_compatibleGlobalApi = api;
-	}
-	return api[type];
-}
-function unregisterGlobal(type, diag) {
-	diag.debug(`@opentelemetry/api: Unregistering a global for ${type} v${require_version.VERSION}.`);
-	const api = _global[GLOBAL_OPENTELEMETRY_API_KEY];
-	if (api) delete api[type];
-}
-//#endregion
-exports.getGlobal = getGlobal;
-exports.registerGlobal = registerGlobal;
-exports.unregisterGlobal = unregisterGlobal;
-
-//# sourceMappingURL=global-utils.cjs.map
-
-/***/ }),
-
-/***/ 1418:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_version = __nccwpck_require__(9128);
-//#region src/internal/semver.ts
-const re = /^(\d+)\.(\d+)\.(\d+)(-(.+))?$/;
-/**
-* Create a function to test an API version to see if it is compatible with the provided ownVersion.
-*
-* The returned function has the following semantics:
-* - Exact match is always compatible
-* - Major versions must match exactly
-*    - 1.x package cannot use global 2.x package
-*    - 2.x package cannot use global 1.x package
-* - The minor version of the API module requesting access to the global API must be less than or equal to the minor version of this API
-*    - 1.3 package may use 1.4 global because the later global contains all functions 1.3 expects
-*    - 1.4 package may NOT use 1.3 global because it may try to call functions which don't exist on 1.3
-* - If the major version is 0, the minor version is treated as the major and the patch is treated as the minor
-* - Patch and build tag differences are not considered at this time
-*
-* @param ownVersion version which should be checked against
-*/
-function _makeCompatibilityCheck(ownVersion) {
-	const acceptedVersions = /* @__PURE__ */ new Set([ownVersion]);
-	const rejectedVersions = /* @__PURE__ */ new Set();
-	const myVersionMatch = ownVersion.match(re);
-	if (!myVersionMatch) return () => false;
-	const ownVersionParsed = {
-		major: +myVersionMatch[1],
-		minor: +myVersionMatch[2],
-		patch: +myVersionMatch[3],
-		prerelease: myVersionMatch[4]
-	};
-	if (ownVersionParsed.prerelease != null) return function isExactmatch(globalVersion) {
-		return globalVersion === ownVersion;
-	};
-	function _reject(v) {
-		rejectedVersions.add(v);
-		return false;
-	}
-	function _accept(v) {
-		acceptedVersions.add(v);
-		return true;
-	}
-	return function isCompatible(globalVersion) {
-		if (acceptedVersions.has(globalVersion)) return true;
-		if (rejectedVersions.has(globalVersion)) return false;
-		const globalVersionMatch = globalVersion.match(re);
-		if (!globalVersionMatch) return _reject(globalVersion);
-		const globalVersionParsed = {
-			major: +globalVersionMatch[1],
-			minor: +globalVersionMatch[2],
-			patch: +globalVersionMatch[3],
-			prerelease: globalVersionMatch[4]
-		};
-		if (globalVersionParsed.prerelease != null) return _reject(globalVersion);
-		if (ownVersionParsed.major !== globalVersionParsed.major) return _reject(globalVersion);
-		if (ownVersionParsed.major === 0) {
-			if (ownVersionParsed.minor === globalVersionParsed.minor && ownVersionParsed.patch <= globalVersionParsed.patch) return _accept(globalVersion);
-			return _reject(globalVersion);
-		}
-		if (ownVersionParsed.minor <= globalVersionParsed.minor) return _accept(globalVersion);
-		return _reject(globalVersion);
-	};
-}
-/**
-* Test an API version to see if it is compatible with this API.
-*
-* - Exact match is always compatible
-* - Major versions must match exactly
-*    - 1.x package cannot use global 2.x package
-*    - 2.x package cannot use global 1.x package
-* - The minor version of the API module requesting access to the global API must be less than or equal to the minor version of this API
-*    - 1.3 package may use 1.4 global because the later global contains all functions 1.3 expects
-*    - 1.4 package may NOT use 1.3 global because it may try to call functions which don't exist on 1.3
-* - If the major version is 0, the minor version is treated as the major and the patch is treated as the minor
-* - Patch and build tag differences are not considered at this time
-*
-* @param version version of the API requesting an instance of the global API
-*/
-const isCompatible = _makeCompatibilityCheck(require_version.VERSION);
-//#endregion
-exports._makeCompatibilityCheck = _makeCompatibilityCheck;
-exports.isCompatible = isCompatible;
-
-//# sourceMappingURL=semver.cjs.map
-
-/***/ }),
-
-/***/ 5662:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-//#region src/logs-api.ts
-/**
-* Entrypoint for logs API
-*
-* @since 1.10.0
-*/
-const logs = (__nccwpck_require__(9102)/* .LogsAPI */ .e).getInstance();
-//#endregion
-exports.logs = logs;
-
-//# sourceMappingURL=logs-api.cjs.map
-
-/***/ }),
-
-/***/ 8973:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/logs/LogRecord.ts
-let SeverityNumber = /* @__PURE__ */ function(SeverityNumber) {
-	SeverityNumber[SeverityNumber["UNSPECIFIED"] = 0] = "UNSPECIFIED";
-	SeverityNumber[SeverityNumber["TRACE"] = 1] = "TRACE";
-	SeverityNumber[SeverityNumber["TRACE2"] = 2] = "TRACE2";
-	SeverityNumber[SeverityNumber["TRACE3"] = 3] = "TRACE3";
-	SeverityNumber[SeverityNumber["TRACE4"] = 4] = "TRACE4";
-	SeverityNumber[SeverityNumber["DEBUG"] = 5] = "DEBUG";
-	SeverityNumber[SeverityNumber["DEBUG2"] = 6] = "DEBUG2";
-	SeverityNumber[SeverityNumber["DEBUG3"] = 7] = "DEBUG3";
-	SeverityNumber[SeverityNumber["DEBUG4"] = 8] = "DEBUG4";
-	SeverityNumber[SeverityNumber["INFO"] = 9] = "INFO";
-	SeverityNumber[SeverityNumber["INFO2"] = 10] = "INFO2";
-	SeverityNumber[SeverityNumber["INFO3"] = 11] = "INFO3";
-	SeverityNumber[SeverityNumber["INFO4"] = 12] = "INFO4";
-	SeverityNumber[SeverityNumber["WARN"] = 13] = "WARN";
-	SeverityNumber[SeverityNumber["WARN2"] = 14] = "WARN2";
-	SeverityNumber[SeverityNumber["WARN3"] = 15] = "WARN3";
-	SeverityNumber[SeverityNumber["WARN4"] = 16] = "WARN4";
-	SeverityNumber[SeverityNumber["ERROR"] = 17] = "ERROR";
-	SeverityNumber[SeverityNumber["ERROR2"] = 18] = "ERROR2";
-	SeverityNumber[SeverityNumber["ERROR3"] = 19] = "ERROR3";
-	SeverityNumber[SeverityNumber["ERROR4"] = 20] = "ERROR4";
-	SeverityNumber[SeverityNumber["FATAL"] = 21] = "FATAL";
-	SeverityNumber[SeverityNumber["FATAL2"] = 22] = "FATAL2";
-	SeverityNumber[SeverityNumber["FATAL3"] = 23] = "FATAL3";
-	SeverityNumber[SeverityNumber["FATAL4"] = 24] = "FATAL4";
-	return SeverityNumber;
-}({});
-//#endregion
-exports.SeverityNumber = SeverityNumber;
-
-//# sourceMappingURL=LogRecord.cjs.map
-
-/***/ }),
-
-/***/ 9140:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/logs/NoopLogger.ts
-var NoopLogger = class {
-	emit(_logRecord) {}
-	enabled() {
-		return false;
-	}
-};
-const NOOP_LOGGER = new NoopLogger();
-/**
-* Create a no-op Logger
-*/
-function createNoopLogger() {
-	return NOOP_LOGGER;
-}
-//#endregion
-exports.NOOP_LOGGER = NOOP_LOGGER;
-exports.NoopLogger = NoopLogger;
-exports.createNoopLogger = createNoopLogger;
-
-//# sourceMappingURL=NoopLogger.cjs.map
-
-/***/ }),
-
-/***/ 1995:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_NoopLogger = __nccwpck_require__(9140);
-//#region src/logs/NoopLoggerProvider.ts
-var NoopLoggerProvider = class {
-	getLogger(_name, _version, _options) {
-		return new require_NoopLogger.NoopLogger();
-	}
-};
-const NOOP_LOGGER_PROVIDER = new NoopLoggerProvider();
-//#endregion
-exports.NOOP_LOGGER_PROVIDER = NOOP_LOGGER_PROVIDER;
-exports.NoopLoggerProvider = NoopLoggerProvider;
-
-//# sourceMappingURL=NoopLoggerProvider.cjs.map
-
-/***/ }),
-
-/***/ 8916:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_NoopLogger = __nccwpck_require__(9140);
-//#region src/logs/ProxyLogger.ts
-var ProxyLogger = class {
-	constructor(provider, name, version, options) {
-		this._provider = provider;
-		this.name = name;
-		this.version = version;
-		this.options = options;
-	}
-	/**
-	* Emit a log record. This method should only be used by log appenders.
-	*
-	* @param logRecord
-	*/
-	emit(logRecord) {
-		this._getLogger().emit(logRecord);
-	}
-	enabled(options) {
-		return this._getLogger().enabled(options);
-	}
-	/**
-	* Try to get a logger from the proxy logger provider.
-	* If the proxy logger provider has no delegate, return a noop logger.
-	*/
-	_getLogger() {
-		if (this._delegate) return this._delegate;
-		const logger = this._provider._getDelegateLogger(this.name, this.version, this.options);
-		if (!logger) return require_NoopLogger.NOOP_LOGGER;
-		this._delegate = logger;
-		return this._delegate;
-	}
-};
-//#endregion
-exports.ProxyLogger = ProxyLogger;
-
-//# sourceMappingURL=ProxyLogger.cjs.map
-
-/***/ }),
-
-/***/ 9035:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_NoopLoggerProvider = __nccwpck_require__(1995);
-const require_ProxyLogger = __nccwpck_require__(8916);
-//#region src/logs/ProxyLoggerProvider.ts
-var ProxyLoggerProvider = class {
-	getLogger(name, version, options) {
-		var _this$_getDelegateLog;
-		return (_this$_getDelegateLog = this._getDelegateLogger(name, version, options)) !== null && _this$_getDelegateLog !== void 0 ? _this$_getDelegateLog : new require_ProxyLogger.ProxyLogger(this, name, version, options);
-	}
-	/**
-	* Get the delegate logger provider.
-	* Used by tests only.
-	* @internal
-	*/
-	_getDelegate() {
-		var _this$_delegate;
-		return (_this$_delegate = this._delegate) !== null && _this$_delegate !== void 0 ? _this$_delegate : require_NoopLoggerProvider.NOOP_LOGGER_PROVIDER;
-	}
-	/**
-	* Set the delegate logger provider
-	* @internal
-	*/
-	_setDelegate(delegate) {
-		this._delegate = delegate;
-	}
-	/**
-	* @internal
-	*/
-	_getDelegateLogger(name, version, options) {
-		var _this$_delegate2;
-		return (_this$_delegate2 = this._delegate) === null || _this$_delegate2 === void 0 ? void 0 : _this$_delegate2.getLogger(name, version, options);
-	}
-};
-//#endregion
-exports.ProxyLoggerProvider = ProxyLoggerProvider;
-
-//# sourceMappingURL=ProxyLoggerProvider.cjs.map
-
-/***/ }),
-
-/***/ 7876:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-//#region src/metrics-api.ts
-/**
-* Entrypoint for metrics API
-*
-* @since 1.3.0
-*/
-const metrics = (__nccwpck_require__(3510)/* .MetricsAPI */ .k).getInstance();
-//#endregion
-exports.metrics = metrics;
-
-//# sourceMappingURL=metrics-api.cjs.map
-
-/***/ }),
-
-/***/ 626:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/metrics/Metric.ts
-/**
-* The Type of value. It describes how the data is reported.
-*
-* @since 1.3.0
-*/
-let ValueType = /* @__PURE__ */ function(ValueType) {
-	ValueType[ValueType["INT"] = 0] = "INT";
-	ValueType[ValueType["DOUBLE"] = 1] = "DOUBLE";
-	return ValueType;
-}({});
-//#endregion
-exports.ValueType = ValueType;
-
-//# sourceMappingURL=Metric.cjs.map
-
-/***/ }),
-
-/***/ 1677:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/metrics/NoopMeter.ts
-/**
-* NoopMeter is a noop implementation of the {@link Meter} interface. It reuses
-* constant NoopMetrics for all of its methods.
-*/
-var NoopMeter = class {
-	constructor() {}
-	/**
-	* @see {@link Meter.createGauge}
-	*/
-	createGauge(_name, _options) {
-		return NOOP_GAUGE_METRIC;
-	}
-	/**
-	* @see {@link Meter.createHistogram}
-	*/
-	createHistogram(_name, _options) {
-		return NOOP_HISTOGRAM_METRIC;
-	}
-	/**
-	* @see {@link Meter.createCounter}
-	*/
-	createCounter(_name, _options) {
-		return NOOP_COUNTER_METRIC;
-	}
-	/**
-	* @see {@link Meter.createUpDownCounter}
-	*/
-	createUpDownCounter(_name, _options) {
-		return NOOP_UP_DOWN_COUNTER_METRIC;
-	}
-	/**
-	* @see {@link Meter.createObservableGauge}
-	*/
-	createObservableGauge(_name, _options) {
-		return NOOP_OBSERVABLE_GAUGE_METRIC;
-	}
-	/**
-	* @see {@link Meter.createObservableCounter}
-	*/
-	createObservableCounter(_name, _options) {
-		return NOOP_OBSERVABLE_COUNTER_METRIC;
-	}
-	/**
-	* @see {@link Meter.createObservableUpDownCounter}
-	*/
-	createObservableUpDownCounter(_name, _options) {
-		return NOOP_OBSERVABLE_UP_DOWN_COUNTER_METRIC;
-	}
-	/**
-	* @see {@link Meter.addBatchObservableCallback}
-	*/
-	addBatchObservableCallback(_callback, _observables) {}
-	/**
-	* @see {@link Meter.removeBatchObservableCallback}
-	*/
-	removeBatchObservableCallback(_callback) {}
-};
-var NoopMetric = class {};
-var NoopCounterMetric = class extends NoopMetric {
-	add(_value, _attributes) {}
-};
-var NoopUpDownCounterMetric = class extends NoopMetric {
-	add(_value, _attributes) {}
-};
-var NoopGaugeMetric = class extends NoopMetric {
-	record(_value, _attributes) {}
-};
-var NoopHistogramMetric = class extends NoopMetric {
-	record(_value, _attributes) {}
-};
-var NoopObservableMetric = class {
-	addCallback(_callback) {}
-	removeCallback(_callback) {}
-};
-var NoopObservableCounterMetric = class extends NoopObservableMetric {};
-var NoopObservableGaugeMetric = class extends NoopObservableMetric {};
-var NoopObservableUpDownCounterMetric = class extends NoopObservableMetric {};
-const NOOP_METER = new NoopMeter();
-const NOOP_COUNTER_METRIC = new NoopCounterMetric();
-const NOOP_GAUGE_METRIC = new NoopGaugeMetric();
-const NOOP_HISTOGRAM_METRIC = new NoopHistogramMetric();
-const NOOP_UP_DOWN_COUNTER_METRIC = new NoopUpDownCounterMetric();
-const NOOP_OBSERVABLE_COUNTER_METRIC = new NoopObservableCounterMetric();
-const NOOP_OBSERVABLE_GAUGE_METRIC = new NoopObservableGaugeMetric();
-const NOOP_OBSERVABLE_UP_DOWN_COUNTER_METRIC = new NoopObservableUpDownCounterMetric();
-/**
-* Create a no-op Meter
-*
-* @since 1.3.0
-*/
-function createNoopMeter() {
-	return NOOP_METER;
-}
-//#endregion
-exports.NOOP_COUNTER_METRIC = NOOP_COUNTER_METRIC;
-exports.NOOP_GAUGE_METRIC = NOOP_GAUGE_METRIC;
-exports.NOOP_HISTOGRAM_METRIC = NOOP_HISTOGRAM_METRIC;
-exports.NOOP_METER = NOOP_METER;
-exports.NOOP_OBSERVABLE_COUNTER_METRIC = NOOP_OBSERVABLE_COUNTER_METRIC;
-exports.NOOP_OBSERVABLE_GAUGE_METRIC = NOOP_OBSERVABLE_GAUGE_METRIC;
-exports.NOOP_OBSERVABLE_UP_DOWN_COUNTER_METRIC = NOOP_OBSERVABLE_UP_DOWN_COUNTER_METRIC;
-exports.NOOP_UP_DOWN_COUNTER_METRIC = NOOP_UP_DOWN_COUNTER_METRIC;
-exports.NoopCounterMetric = NoopCounterMetric;
-exports.NoopGaugeMetric = NoopGaugeMetric;
-exports.NoopHistogramMetric = NoopHistogramMetric;
-exports.NoopMeter = NoopMeter;
-exports.NoopMetric = NoopMetric;
-exports.NoopObservableCounterMetric = NoopObservableCounterMetric;
-exports.NoopObservableGaugeMetric = NoopObservableGaugeMetric;
-exports.NoopObservableMetric = NoopObservableMetric;
-exports.NoopObservableUpDownCounterMetric = NoopObservableUpDownCounterMetric;
-exports.NoopUpDownCounterMetric = NoopUpDownCounterMetric;
-exports.createNoopMeter = createNoopMeter;
-
-//# sourceMappingURL=NoopMeter.cjs.map
-
-/***/ }),
-
-/***/ 7554:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_NoopMeter = __nccwpck_require__(1677);
-//#region src/metrics/NoopMeterProvider.ts
-/**
-* An implementation of the {@link MeterProvider} which returns an impotent Meter
-* for all calls to `getMeter`
-*/
-var NoopMeterProvider = class {
-	getMeter(_name, _version, _options) {
-		return require_NoopMeter.NOOP_METER;
-	}
-};
-const NOOP_METER_PROVIDER = new NoopMeterProvider();
-//#endregion
-exports.NOOP_METER_PROVIDER = NOOP_METER_PROVIDER;
-exports.NoopMeterProvider = NoopMeterProvider;
-
-//# sourceMappingURL=NoopMeterProvider.cjs.map
-
-/***/ }),
-
-/***/ 7045:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-//#region src/propagation-api.ts
-/**
-* Entrypoint for propagation API
-*
-* @since 1.0.0
-*/
-const propagation = (__nccwpck_require__(3007)/* .PropagationAPI */ .R).getInstance();
-//#endregion
-exports.propagation = propagation;
-
-//# sourceMappingURL=propagation-api.cjs.map
-
-/***/ }),
-
-/***/ 345:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/propagation/NoopTextMapPropagator.ts
-/**
-* No-op implementations of {@link TextMapPropagator}.
-*/
-var NoopTextMapPropagator = class {
-	/** Noop inject function does nothing */
-	inject(_context, _carrier) {}
-	/** Noop extract function does nothing and returns the input context */
-	extract(context, _carrier) {
-		return context;
-	}
-	fields() {
-		return [];
-	}
-};
-//#endregion
-exports.NoopTextMapPropagator = NoopTextMapPropagator;
-
-//# sourceMappingURL=NoopTextMapPropagator.cjs.map
-
-/***/ }),
-
-/***/ 3565:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/propagation/TextMapPropagator.ts
-/**
-* @since 1.0.0
-*/
-const defaultTextMapGetter = {
-	get(carrier, key) {
-		if (carrier == null) return;
-		return carrier[key];
-	},
-	keys(carrier) {
-		if (carrier == null) return [];
-		return Object.keys(carrier);
-	}
-};
-/**
-* @since 1.0.0
-*/
-const defaultTextMapSetter = { set(carrier, key, value) {
-	if (carrier == null) return;
-	carrier[key] = value;
-} };
-//#endregion
-exports.defaultTextMapGetter = defaultTextMapGetter;
-exports.defaultTextMapSetter = defaultTextMapSetter;
-
-//# sourceMappingURL=TextMapPropagator.cjs.map
-
-/***/ }),
-
-/***/ 8936:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-//#region src/trace-api.ts
-/**
-* Entrypoint for trace API
-*
-* @since 1.0.0
-*/
-const trace = (__nccwpck_require__(5446)/* .TraceAPI */ .C).getInstance();
-//#endregion
-exports.trace = trace;
-
-//# sourceMappingURL=trace-api.cjs.map
-
-/***/ }),
-
-/***/ 5744:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_invalid_span_constants = __nccwpck_require__(3552);
-//#region src/trace/NonRecordingSpan.ts
-/**
-* The NonRecordingSpan is the default {@link Span} that is used when no Span
-* implementation is available. All operations are no-op including context
-* propagation.
-*/
-var NonRecordingSpan = class {
-	constructor(spanContext = require_invalid_span_constants.INVALID_SPAN_CONTEXT) {
-		this._spanContext = spanContext;
-	}
-	spanContext() {
-		return this._spanContext;
-	}
-	setAttribute(_key, _value) {
-		return this;
-	}
-	setAttributes(_attributes) {
-		return this;
-	}
-	addEvent(_name, _attributes) {
-		return this;
-	}
-	addLink(_link) {
-		return this;
-	}
-	addLinks(_links) {
-		return this;
-	}
-	setStatus(_status) {
-		return this;
-	}
-	updateName(_name) {
-		return this;
-	}
-	end(_endTime) {}
-	isRecording() {
-		return false;
-	}
-	recordException(_exception, _time) {}
-};
-//#endregion
-exports.NonRecordingSpan = NonRecordingSpan;
-
-//# sourceMappingURL=NonRecordingSpan.cjs.map
-
-/***/ }),
-
-/***/ 1725:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_context = __nccwpck_require__(8352);
-const require_NonRecordingSpan = __nccwpck_require__(5744);
-const require_context_utils = __nccwpck_require__(3779);
-const require_spancontext_utils = __nccwpck_require__(3723);
-//#region src/trace/NoopTracer.ts
-const contextApi = require_context.ContextAPI.getInstance();
-/**
-* No-op implementations of {@link Tracer}.
-*/
-var NoopTracer = class {
-	startSpan(name, options, context = contextApi.active()) {
-		if (Boolean(options === null || options === void 0 ? void 0 : options.root)) return new require_NonRecordingSpan.NonRecordingSpan();
-		const parentFromContext = context && require_context_utils.getSpanContext(context);
-		if (isSpanContext(parentFromContext) && require_spancontext_utils.isSpanContextValid(parentFromContext)) return new require_NonRecordingSpan.NonRecordingSpan(parentFromContext);
-		else return new require_NonRecordingSpan.NonRecordingSpan();
-	}
-	startActiveSpan(name, arg2, arg3, arg4) {
-		var _ctx;
-		let opts;
-		let ctx;
-		let fn;
-		if (arguments.length < 2) return;
-		else if (arguments.length === 2) fn = arg2;
-		else if (arguments.length === 3) {
-			opts = arg2;
-			fn = arg3;
-		} else {
-			opts = arg2;
-			ctx = arg3;
-			fn = arg4;
-		}
-		const parentContext = (_ctx = ctx) !== null && _ctx !== void 0 ? _ctx : contextApi.active();
-		const span = this.startSpan(name, opts, parentContext);
-		const contextWithSpanSet = require_context_utils.setSpan(parentContext, span);
-		return contextApi.with(contextWithSpanSet, fn, void 0, span);
-	}
-};
-function isSpanContext(spanContext) {
-	return spanContext !== null && typeof spanContext === "object" && "spanId" in spanContext && typeof spanContext["spanId"] === "string" && "traceId" in spanContext && typeof spanContext["traceId"] === "string" && "traceFlags" in spanContext && typeof spanContext["traceFlags"] === "number";
-}
-//#endregion
-exports.NoopTracer = NoopTracer;
-
-//# sourceMappingURL=NoopTracer.cjs.map
-
-/***/ }),
-
-/***/ 3186:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_NoopTracer = __nccwpck_require__(1725);
-//#region src/trace/NoopTracerProvider.ts
-/**
-* An implementation of the {@link TracerProvider} which returns an impotent
-* Tracer for all calls to `getTracer`.
-*
-* All operations are no-op.
-*/
-var NoopTracerProvider = class {
-	getTracer(_name, _version, _options) {
-		return new require_NoopTracer.NoopTracer();
-	}
-};
-//#endregion
-exports.b = NoopTracerProvider;
-
-//# sourceMappingURL=NoopTracerProvider.cjs.map
-
-/***/ }),
-
-/***/ 3861:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-//#region src/trace/ProxyTracer.ts
-const NOOP_TRACER = new (__nccwpck_require__(1725).NoopTracer)();
-/**
-* Proxy tracer provided by the proxy tracer provider
-*
-* @since 1.0.0
-*/
-var ProxyTracer = class {
-	constructor(provider, name, version, options) {
-		this._provider = provider;
-		this.name = name;
-		this.version = version;
-		this.options = options;
-	}
-	startSpan(name, options, context) {
-		return this._getTracer().startSpan(name, options, context);
-	}
-	startActiveSpan(_name, _options, _context, _fn) {
-		const tracer = this._getTracer();
-		return Reflect.apply(tracer.startActiveSpan, tracer, arguments);
-	}
-	/**
-	* Try to get a tracer from the proxy tracer provider.
-	* If the proxy tracer provider has no delegate, return a noop tracer.
-	*/
-	_getTracer() {
-		if (this._delegate) return this._delegate;
-		const tracer = this._provider.getDelegateTracer(this.name, this.version, this.options);
-		if (!tracer) return NOOP_TRACER;
-		this._delegate = tracer;
-		return this._delegate;
-	}
-};
-//#endregion
-exports.ProxyTracer = ProxyTracer;
-
-//# sourceMappingURL=ProxyTracer.cjs.map
-
-/***/ }),
-
-/***/ 5930:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_ProxyTracer = __nccwpck_require__(3861);
-//#region src/trace/ProxyTracerProvider.ts
-const NOOP_TRACER_PROVIDER = new (__nccwpck_require__(3186)/* .NoopTracerProvider */ .b)();
-/**
-* Tracer provider which provides {@link ProxyTracer}s.
-*
-* Before a delegate is set, tracers provided are NoOp.
-*   When a delegate is set, traces are provided from the delegate.
-*   When a delegate is set after tracers have already been provided,
-*   all tracers already provided will use the provided delegate implementation.
-*
-* @deprecated This will be removed in the next major version.
-* @since 1.0.0
-*/
-var ProxyTracerProvider = class {
-	/**
-	* Get a {@link ProxyTracer}
-	*/
-	getTracer(name, version, options) {
-		var _this$getDelegateTrac;
-		return (_this$getDelegateTrac = this.getDelegateTracer(name, version, options)) !== null && _this$getDelegateTrac !== void 0 ? _this$getDelegateTrac : new require_ProxyTracer.ProxyTracer(this, name, version, options);
-	}
-	getDelegate() {
-		var _this$_delegate;
-		return (_this$_delegate = this._delegate) !== null && _this$_delegate !== void 0 ? _this$_delegate : NOOP_TRACER_PROVIDER;
-	}
-	/**
-	* Set the delegate tracer provider
-	*/
-	setDelegate(delegate) {
-		this._delegate = delegate;
-	}
-	getDelegateTracer(name, version, options) {
-		var _this$_delegate2;
-		return (_this$_delegate2 = this._delegate) === null || _this$_delegate2 === void 0 ? void 0 : _this$_delegate2.getTracer(name, version, options);
-	}
-};
-//#endregion
-exports.ProxyTracerProvider = ProxyTracerProvider;
-
-//# sourceMappingURL=ProxyTracerProvider.cjs.map
-
-/***/ }),
-
-/***/ 5346:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/trace/SamplingResult.ts
-/**
-* @deprecated use the one declared in @opentelemetry/sdk-trace instead.
-* A sampling decision that determines how a {@link Span} will be recorded
-* and collected.
-*
-* @since 1.0.0
-*/
-let SamplingDecision = /* @__PURE__ */ function(SamplingDecision) {
-	/**
-	* `Span.isRecording() === false`, span will not be recorded and all events
-	* and attributes will be dropped.
-	*/
-	SamplingDecision[SamplingDecision["NOT_RECORD"] = 0] = "NOT_RECORD";
-	/**
-	* `Span.isRecording() === true`, but `Sampled` flag in {@link TraceFlags}
-	* MUST NOT be set.
-	*/
-	SamplingDecision[SamplingDecision["RECORD"] = 1] = "RECORD";
-	/**
-	* `Span.isRecording() === true` AND `Sampled` flag in {@link TraceFlags}
-	* MUST be set.
-	*/
-	SamplingDecision[SamplingDecision["RECORD_AND_SAMPLED"] = 2] = "RECORD_AND_SAMPLED";
-	return SamplingDecision;
-}({});
-//#endregion
-exports.SamplingDecision = SamplingDecision;
-
-//# sourceMappingURL=SamplingResult.cjs.map
-
-/***/ }),
-
-/***/ 3779:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_context = __nccwpck_require__(3041);
-const require_context$1 = __nccwpck_require__(8352);
-const require_NonRecordingSpan = __nccwpck_require__(5744);
-//#region src/trace/context-utils.ts
-/**
-* span key
-*/
-const SPAN_KEY = require_context.createContextKey("OpenTelemetry Context Key SPAN");
-/**
-* Return the span if one exists
-*
-* @param context context to get span from
-*/
-function getSpan(context) {
-	return context.getValue(SPAN_KEY) || void 0;
-}
-/**
-* Gets the span from the current context, if one exists.
-*/
-function getActiveSpan() {
-	return getSpan(require_context$1.ContextAPI.getInstance().active());
-}
-/**
-* Set the span on a context
-*
-* @param context context to use as parent
-* @param span span to set active
-*/
-function setSpan(context, span) {
-	return context.setValue(SPAN_KEY, span);
-}
-/**
-* Remove current span stored in the context
-*
-* @param context context to delete span from
-*/
-function deleteSpan(context) {
-	return context.deleteValue(SPAN_KEY);
-}
-/**
-* Wrap span context in a NoopSpan and set as span in a new
-* context
-*
-* @param context context to set active span on
-* @param spanContext span context to be wrapped
-*/
-function setSpanContext(context, spanContext) {
-	return setSpan(context, new require_NonRecordingSpan.NonRecordingSpan(spanContext));
-}
-/**
-* Get the span context of the span if it exists.
-*
-* @param context context to get values from
-*/
-function getSpanContext(context) {
-	var _getSpan;
-	return (_getSpan = getSpan(context)) === null || _getSpan === void 0 ? void 0 : _getSpan.spanContext();
-}
-//#endregion
-exports.deleteSpan = deleteSpan;
-exports.getActiveSpan = getActiveSpan;
-exports.getSpan = getSpan;
-exports.getSpanContext = getSpanContext;
-exports.setSpan = setSpan;
-exports.setSpanContext = setSpanContext;
-
-//# sourceMappingURL=context-utils.cjs.map
-
-/***/ }),
-
-/***/ 8457:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_tracestate_validators = __nccwpck_require__(8534);
-//#region src/trace/internal/tracestate-impl.ts
-const MAX_TRACE_STATE_ITEMS = 32;
-const MAX_TRACE_STATE_LEN = 512;
-const LIST_MEMBERS_SEPARATOR = ",";
-const LIST_MEMBER_KEY_VALUE_SPLITTER = "=";
-/**
-* TraceState must be a class and not a simple object type because of the spec
-* requirement (https://www.w3.org/TR/trace-context/#tracestate-field).
-*
-* Here is the list of allowed mutations:
-* - New key-value pair should be added into the beginning of the list
-* - The value of any key can be updated. Modified keys MUST be moved to the
-* beginning of the list.
-*
-* @deprecated Use TraceState from "@opentelemetry/core". This will be removed in the next major version.
-*/
-var TraceStateImpl = class TraceStateImpl {
-	constructor(rawTraceState) {
-		this._internalState = /* @__PURE__ */ new Map();
-		if (rawTraceState) this._parse(rawTraceState);
-	}
-	set(key, value) {
-		const currValue = this._internalState.get(key);
-		let newLength = this.serialize().length;
-		if (typeof currValue === "string") newLength += value.length - currValue.length;
-		else {
-			if (this._internalState.size >= MAX_TRACE_STATE_ITEMS) return this;
-			newLength += key.length + value.length + (this._internalState.size > 0 ? 2 : 1);
-		}
-		if (newLength > MAX_TRACE_STATE_LEN) return this;
-		const traceState = this._clone();
-		if (traceState._internalState.has(key)) traceState._internalState.delete(key);
-		traceState._internalState.set(key, value);
-		return traceState;
-	}
-	unset(key) {
-		const traceState = this._clone();
-		traceState._internalState.delete(key);
-		return traceState;
-	}
-	get(key) {
-		return this._internalState.get(key);
-	}
-	serialize() {
-		return Array.from(this._internalState.keys()).reduceRight((agg, key) => {
-			agg.push(key + LIST_MEMBER_KEY_VALUE_SPLITTER + this.get(key));
-			return agg;
-		}, []).join(LIST_MEMBERS_SEPARATOR);
-	}
-	_parse(rawTraceState) {
-		if (rawTraceState.length > MAX_TRACE_STATE_LEN) return;
-		this._internalState = rawTraceState.split(LIST_MEMBERS_SEPARATOR).reduceRight((agg, part) => {
-			const listMember = part.trim();
-			const i = listMember.indexOf(LIST_MEMBER_KEY_VALUE_SPLITTER);
-			if (i !== -1) {
-				const key = listMember.slice(0, i);
-				const value = listMember.slice(i + 1, part.length);
-				if (require_tracestate_validators.validateKey(key) && require_tracestate_validators.validateValue(value)) agg.set(key, value);
-			}
-			return agg;
-		}, /* @__PURE__ */ new Map());
-		if (this._internalState.size > MAX_TRACE_STATE_ITEMS) this._internalState = new Map(Array.from(this._internalState.entries()).reverse().slice(0, MAX_TRACE_STATE_ITEMS));
-	}
-	_keys() {
-		return Array.from(this._internalState.keys()).reverse();
-	}
-	_clone() {
-		const traceState = new TraceStateImpl();
-		traceState._internalState = new Map(this._internalState);
-		return traceState;
-	}
-};
-//#endregion
-exports.TraceStateImpl = TraceStateImpl;
-
-//# sourceMappingURL=tracestate-impl.cjs.map
-
-/***/ }),
-
-/***/ 8534:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/trace/internal/tracestate-validators.ts
-const VALID_KEY_CHAR_RANGE = "[_0-9a-z-*/]";
-const VALID_KEY_REGEX = new RegExp(`^(?:${`[a-z]${VALID_KEY_CHAR_RANGE}{0,255}`}|${`[a-z0-9]${VALID_KEY_CHAR_RANGE}{0,240}@[a-z]${VALID_KEY_CHAR_RANGE}{0,13}`})$`);
-const VALID_VALUE_BASE_REGEX = /^[ -~]{0,255}[!-~]$/;
-const INVALID_VALUE_COMMA_EQUAL_REGEX = /,|=/;
-/**
-* Key is opaque string up to 256 characters printable. It MUST begin with a
-* lowercase letter, and can only contain lowercase letters a-z, digits 0-9,
-* underscores _, dashes -, asterisks *, and forward slashes /.
-* For multi-tenant vendor scenarios, an at sign (@) can be used to prefix the
-* vendor name. Vendors SHOULD set the tenant ID at the beginning of the key.
-* see https://www.w3.org/TR/trace-context/#key
-*/
-function validateKey(key) {
-	return VALID_KEY_REGEX.test(key);
-}
-/**
-* Value is opaque string up to 256 characters printable ASCII RFC0020
-* characters (i.e., the range 0x20 to 0x7E) except comma , and =.
-*/
-function validateValue(value) {
-	return VALID_VALUE_BASE_REGEX.test(value) && !INVALID_VALUE_COMMA_EQUAL_REGEX.test(value);
-}
-//#endregion
-exports.validateKey = validateKey;
-exports.validateValue = validateValue;
-
-//# sourceMappingURL=tracestate-validators.cjs.map
-
-/***/ }),
-
-/***/ 2219:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-const require_tracestate_impl = __nccwpck_require__(8457);
-//#region src/trace/internal/utils.ts
-/**
-* @deprecated Use TraceState from "@opentelemetry/core". This will be removed in the next major version.
-* @since 1.1.0
-*/
-function createTraceState(rawTraceState) {
-	return new require_tracestate_impl.TraceStateImpl(rawTraceState);
-}
-//#endregion
-exports.createTraceState = createTraceState;
-
-//# sourceMappingURL=utils.cjs.map
-
-/***/ }),
-
-/***/ 3552:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-__nccwpck_require__(3245);
-//#region src/trace/invalid-span-constants.ts
-/**
-* @since 1.0.0
-*/
-const INVALID_SPANID = "0000000000000000";
-/**
-* @since 1.0.0
-*/
-const INVALID_TRACEID = "00000000000000000000000000000000";
-/**
-* @since 1.0.0
-*/
-const INVALID_SPAN_CONTEXT = {
-	traceId: INVALID_TRACEID,
-	spanId: INVALID_SPANID,
-	traceFlags: 0
-};
-//#endregion
-exports.INVALID_SPANID = INVALID_SPANID;
-exports.INVALID_SPAN_CONTEXT = INVALID_SPAN_CONTEXT;
-exports.INVALID_TRACEID = INVALID_TRACEID;
-
-//# sourceMappingURL=invalid-span-constants.cjs.map
-
-/***/ }),
-
-/***/ 7483:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/trace/span_kind.ts
-/**
-* @since 1.0.0
-*/
-let SpanKind = /* @__PURE__ */ function(SpanKind) {
-	/** Default value. Indicates that the span is used internally. */
-	SpanKind[SpanKind["INTERNAL"] = 0] = "INTERNAL";
-	/**
-	* Indicates that the span covers server-side handling of an RPC or other
-	* remote request.
-	*/
-	SpanKind[SpanKind["SERVER"] = 1] = "SERVER";
-	/**
-	* Indicates that the span covers the client-side wrapper around an RPC or
-	* other remote request.
-	*/
-	SpanKind[SpanKind["CLIENT"] = 2] = "CLIENT";
-	/**
-	* Indicates that the span describes producer sending a message to a
-	* broker. Unlike client and server, there is no direct critical path latency
-	* relationship between producer and consumer spans.
-	*/
-	SpanKind[SpanKind["PRODUCER"] = 3] = "PRODUCER";
-	/**
-	* Indicates that the span describes consumer receiving a message from a
-	* broker. Unlike client and server, there is no direct critical path latency
-	* relationship between producer and consumer spans.
-	*/
-	SpanKind[SpanKind["CONSUMER"] = 4] = "CONSUMER";
-	return SpanKind;
-}({});
-//#endregion
-exports.SpanKind = SpanKind;
-
-//# sourceMappingURL=span_kind.cjs.map
-
-/***/ }),
-
-/***/ 3723:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
-
-__nccwpck_require__(3552);
-const require_NonRecordingSpan = __nccwpck_require__(5744);
-//#region src/trace/spancontext-utils.ts
-const isHex = new Uint8Array([
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	1,
-	1,
-	1,
-	1,
-	1,
-	1,
-	1,
-	1,
-	1,
-	1,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	1,
-	1,
-	1,
-	1,
-	1,
-	1,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	0,
-	1,
-	1,
-	1,
-	1,
-	1,
-	1
-]);
-function isValidHex(id, length) {
-	if (typeof id !== "string" || id.length !== length) return false;
-	let r = 0;
-	for (let i = 0; i < id.length; i += 4) r += (isHex[id.charCodeAt(i)] | 0) + (isHex[id.charCodeAt(i + 1)] | 0) + (isHex[id.charCodeAt(i + 2)] | 0) + (isHex[id.charCodeAt(i + 3)] | 0);
-	return r === length;
-}
-/**
-* @since 1.0.0
-*/
-function isValidTraceId(traceId) {
-	return isValidHex(traceId, 32) && traceId !== "00000000000000000000000000000000";
-}
-/**
-* @since 1.0.0
-*/
-function isValidSpanId(spanId) {
-	return isValidHex(spanId, 16) && spanId !== "0000000000000000";
-}
-/**
-* Returns true if this {@link SpanContext} is valid.
-* @return true if this {@link SpanContext} is valid.
-*
-* @since 1.0.0
-*/
-function isSpanContextValid(spanContext) {
-	return isValidTraceId(spanContext.traceId) && isValidSpanId(spanContext.spanId);
-}
-/**
-* Wrap the given {@link SpanContext} in a new non-recording {@link Span}
-*
-* @param spanContext span context to be wrapped
-* @returns a new non-recording {@link Span} with the provided context
-*/
-function wrapSpanContext(spanContext) {
-	return new require_NonRecordingSpan.NonRecordingSpan(spanContext);
-}
-//#endregion
-exports.isSpanContextValid = isSpanContextValid;
-exports.isValidSpanId = isValidSpanId;
-exports.isValidTraceId = isValidTraceId;
-exports.wrapSpanContext = wrapSpanContext;
-
-//# sourceMappingURL=spancontext-utils.cjs.map
-
-/***/ }),
-
-/***/ 7632:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/trace/status.ts
-/**
-* An enumeration of status codes.
-*
-* @since 1.0.0
-*/
-let SpanStatusCode = /* @__PURE__ */ function(SpanStatusCode) {
-	/**
-	* The default status.
-	*/
-	SpanStatusCode[SpanStatusCode["UNSET"] = 0] = "UNSET";
-	/**
-	* The operation has been validated by an Application developer or
-	* Operator to have completed successfully.
-	*/
-	SpanStatusCode[SpanStatusCode["OK"] = 1] = "OK";
-	/**
-	* The operation contains an error.
-	*/
-	SpanStatusCode[SpanStatusCode["ERROR"] = 2] = "ERROR";
-	return SpanStatusCode;
-}({});
-//#endregion
-exports.SpanStatusCode = SpanStatusCode;
-
-//# sourceMappingURL=status.cjs.map
-
-/***/ }),
-
-/***/ 3245:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/trace/trace_flags.ts
-/**
-* @since 1.0.0
-*/
-let TraceFlags = /* @__PURE__ */ function(TraceFlags) {
-	/** Represents no flag set. */
-	TraceFlags[TraceFlags["NONE"] = 0] = "NONE";
-	/** Bit to represent whether trace is sampled in trace flags. */
-	TraceFlags[TraceFlags["SAMPLED"] = 1] = "SAMPLED";
-	return TraceFlags;
-}({});
-//#endregion
-exports.TraceFlags = TraceFlags;
-
-//# sourceMappingURL=trace_flags.cjs.map
-
-/***/ }),
-
-/***/ 9128:
-/***/ ((__unused_webpack_module, exports) => {
-
-//#region src/version.ts
-const VERSION = "1.10.0";
-//#endregion
-exports.VERSION = VERSION;
-
-//# sourceMappingURL=version.cjs.map
-
-/***/ }),
-
 /***/ 5847:
 /***/ ((module) => {
 
@@ -27767,7 +27674,7 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 	// Execute the module function
 /******/ 	var threw = true;
 /******/ 	try {
-/******/ 		__webpack_modules__[moduleId](module, module.exports, __nccwpck_require__);
+/******/ 		__webpack_modules__[moduleId].call(module.exports, module, module.exports, __nccwpck_require__);
 /******/ 		threw = false;
 /******/ 	} finally {
 /******/ 		if(threw) delete __webpack_module_cache__[moduleId];
@@ -27776,6 +27683,9 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 	// Return the exports of the module
 /******/ 	return module.exports;
 /******/ }
+/******/ 
+/******/ // expose the modules object (__webpack_modules__)
+/******/ __nccwpck_require__.m = __webpack_modules__;
 /******/ 
 /************************************************************************/
 /******/ /* webpack/runtime/asset-relocator-loader */
@@ -27850,6 +27760,48 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 	};
 /******/ })();
 /******/ 
+/******/ /* webpack/runtime/compat get default export */
+/******/ (() => {
+/******/ 	// getDefaultExport function for compatibility with non-harmony modules
+/******/ 	__nccwpck_require__.n = (module) => {
+/******/ 		var getter = module && module.__esModule ?
+/******/ 			() => (module['default']) :
+/******/ 			() => (module);
+/******/ 		__nccwpck_require__.d(getter, { a: getter });
+/******/ 		return getter;
+/******/ 	};
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/create fake namespace object */
+/******/ (() => {
+/******/ 	var getProto = Object.getPrototypeOf ? (obj) => (Object.getPrototypeOf(obj)) : (obj) => (obj.__proto__);
+/******/ 	var leafPrototypes;
+/******/ 	// create a fake namespace object
+/******/ 	// mode & 1: value is a module id, require it
+/******/ 	// mode & 2: merge all properties of value into the ns
+/******/ 	// mode & 4: return value when already ns object
+/******/ 	// mode & 16: return value when it's Promise-like
+/******/ 	// mode & 8|1: behave like require
+/******/ 	__nccwpck_require__.t = function(value, mode) {
+/******/ 		if(mode & 1) value = this(value);
+/******/ 		if(mode & 8) return value;
+/******/ 		if(typeof value === 'object' && value) {
+/******/ 			if((mode & 4) && value.__esModule) return value;
+/******/ 			if((mode & 16) && typeof value.then === 'function') return value;
+/******/ 		}
+/******/ 		var ns = Object.create(null);
+/******/ 		__nccwpck_require__.r(ns);
+/******/ 		var def = {};
+/******/ 		leafPrototypes = leafPrototypes || [null, getProto({}), getProto([]), getProto(getProto)];
+/******/ 		for(var current = mode & 2 && value; typeof current == 'object' && !~leafPrototypes.indexOf(current); current = getProto(current)) {
+/******/ 			Object.getOwnPropertyNames(current).forEach((key) => (def[key] = () => (value[key])));
+/******/ 		}
+/******/ 		def['default'] = () => (value);
+/******/ 		__nccwpck_require__.d(ns, def);
+/******/ 		return ns;
+/******/ 	};
+/******/ })();
+/******/ 
 /******/ /* webpack/runtime/define property getters */
 /******/ (() => {
 /******/ 	// define getter functions for harmony exports
@@ -27862,9 +27814,105 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 	};
 /******/ })();
 /******/ 
+/******/ /* webpack/runtime/ensure chunk */
+/******/ (() => {
+/******/ 	__nccwpck_require__.f = {};
+/******/ 	// This file contains only the entry chunk.
+/******/ 	// The chunk loading function for additional chunks
+/******/ 	__nccwpck_require__.e = (chunkId) => {
+/******/ 		return Promise.all(Object.keys(__nccwpck_require__.f).reduce((promises, key) => {
+/******/ 			__nccwpck_require__.f[key](chunkId, promises);
+/******/ 			return promises;
+/******/ 		}, []));
+/******/ 	};
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/get javascript chunk filename */
+/******/ (() => {
+/******/ 	// This function allow to reference async chunks
+/******/ 	__nccwpck_require__.u = (chunkId) => {
+/******/ 		// return url for filenames based on template
+/******/ 		return "" + chunkId + ".index.js";
+/******/ 	};
+/******/ })();
+/******/ 
 /******/ /* webpack/runtime/hasOwnProperty shorthand */
 /******/ (() => {
 /******/ 	__nccwpck_require__.o = (obj, prop) => (Object.prototype.hasOwnProperty.call(obj, prop))
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/make namespace object */
+/******/ (() => {
+/******/ 	// define __esModule on exports
+/******/ 	__nccwpck_require__.r = (exports) => {
+/******/ 		if(typeof Symbol !== 'undefined' && Symbol.toStringTag) {
+/******/ 			Object.defineProperty(exports, Symbol.toStringTag, { value: 'Module' });
+/******/ 		}
+/******/ 		Object.defineProperty(exports, '__esModule', { value: true });
+/******/ 	};
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/import chunk loading */
+/******/ (() => {
+/******/ 	// no baseURI
+/******/ 	
+/******/ 	// object to store loaded and loading chunks
+/******/ 	// undefined = chunk not loaded, null = chunk preloaded/prefetched
+/******/ 	// [resolve, Promise] = chunk loading, 0 = chunk loaded
+/******/ 	var installedChunks = {
+/******/ 		792: 0
+/******/ 	};
+/******/ 	
+/******/ 	var installChunk = (data) => {
+/******/ 		var {ids, modules, runtime} = data;
+/******/ 		// add "modules" to the modules object,
+/******/ 		// then flag all "ids" as loaded and fire callback
+/******/ 		var moduleId, chunkId, i = 0;
+/******/ 		for(moduleId in modules) {
+/******/ 			if(__nccwpck_require__.o(modules, moduleId)) {
+/******/ 				__nccwpck_require__.m[moduleId] = modules[moduleId];
+/******/ 			}
+/******/ 		}
+/******/ 		if(runtime) runtime(__nccwpck_require__);
+/******/ 		for(;i < ids.length; i++) {
+/******/ 			chunkId = ids[i];
+/******/ 			if(__nccwpck_require__.o(installedChunks, chunkId) && installedChunks[chunkId]) {
+/******/ 				installedChunks[chunkId][0]();
+/******/ 			}
+/******/ 			installedChunks[ids[i]] = 0;
+/******/ 		}
+/******/ 	
+/******/ 	}
+/******/ 	
+/******/ 	__nccwpck_require__.f.j = (chunkId, promises) => {
+/******/ 			// import() chunk loading for javascript
+/******/ 			var installedChunkData = __nccwpck_require__.o(installedChunks, chunkId) ? installedChunks[chunkId] : undefined;
+/******/ 			if(installedChunkData !== 0) { // 0 means "already installed".
+/******/ 	
+/******/ 				// a Promise means "currently loading".
+/******/ 				if(installedChunkData) {
+/******/ 					promises.push(installedChunkData[1]);
+/******/ 				} else {
+/******/ 					if(true) { // all chunks have JS
+/******/ 						// setup Promise in chunk cache
+/******/ 						var promise = import("./" + __nccwpck_require__.u(chunkId)).then(installChunk, (e) => {
+/******/ 							if(installedChunks[chunkId] !== 0) installedChunks[chunkId] = undefined;
+/******/ 							throw e;
+/******/ 						});
+/******/ 						var promise = Promise.race([promise, new Promise((resolve) => (installedChunkData = installedChunks[chunkId] = [resolve]))])
+/******/ 						promises.push(installedChunkData[1] = promise);
+/******/ 					}
+/******/ 				}
+/******/ 			}
+/******/ 	};
+/******/ 	
+/******/ 	// no prefetching
+/******/ 	
+/******/ 	// no preloaded
+/******/ 	
+/******/ 	// no external install chunk
+/******/ 	
+/******/ 	// no on chunks loaded
 /******/ })();
 /******/ 
 /************************************************************************/

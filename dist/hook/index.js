@@ -1,7 +1,7 @@
 import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /******/ var __webpack_modules__ = ({
 
-/***/ 385:
+/***/ 265:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -12,6 +12,32 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 ;// CONCATENATED MODULE: external "node:fs/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+;// CONCATENATED MODULE: ./src/contracts/control-api.ts
+/**
+ * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
+ * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
+ */
+const CONTROL_PREFIX = '/_sluice/';
+const ControlRoute = {
+    /** `GET` \u2192 DaemonHealth. */
+    Health: 'health',
+    /** `GET` \u2192 DaemonStats. */
+    Stats: 'stats',
+    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
+    Built: 'built',
+    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
+    Drain: 'drain',
+    /** GitHub cache mode: `POST` `{ paths, maxBytes }` \u2192 NewPackReport (contracts/pack-api.ts). */
+    Pack: 'pack',
+    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
+    Shutdown: 'shutdown',
+};
+function controlPath(route) {
+    return `${CONTROL_PREFIX}${route}`;
+}
+/** Drain deadlines above this are refused. */
+const MAX_DRAIN_DEADLINE_SECONDS = (/* unused pure expression or super */ null && (6 * 3600));
+
 ;// CONCATENATED MODULE: ./src/action/hook.ts
 /**
  * The post-build hook's program: Nix runs it (through the script from nix-config.ts) after every
@@ -19,6 +45,7 @@ const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.ur
  * It runs as whoever runs the builds: this user (single-user Nix) or root (the Nix daemon), and
  * both can read the 0600 file that holds the daemon's control secret.
  */
+
 
 const HOOK_TIMEOUT_MS = 5_000;
 async function run(argv, env = process.env) {
@@ -29,7 +56,7 @@ async function run(argv, env = process.env) {
     if (proxyUrl && secretFile && (drvPath || outPaths.length > 0)) {
         try {
             const secret = (await (0,promises_namespaceObject.readFile)(secretFile, 'utf8')).trim();
-            const response = await fetch(`${proxyUrl}/_sluice/built`, {
+            const response = await fetch(`${proxyUrl}${controlPath(ControlRoute.Built)}`, {
                 method: 'POST',
                 headers: { 'content-type': 'application/json', authorization: `Bearer ${secret}` },
                 body: JSON.stringify({ drvPath, outPaths }),
@@ -51,7 +78,7 @@ async function run(argv, env = process.env) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_hook_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(385);
+/* harmony import */ var _action_hook_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(265);
 
 await (0,_action_hook_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
 

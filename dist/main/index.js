@@ -28370,7 +28370,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 5927:
+/***/ 3604:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -29510,7 +29510,7 @@ var summary_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _
 };
 
 
-const { access, appendFile, writeFile } = external_fs_namespaceObject.promises;
+const { access, appendFile, writeFile: summary_writeFile } = external_fs_namespaceObject.promises;
 const SUMMARY_ENV_VAR = 'GITHUB_STEP_SUMMARY';
 const SUMMARY_DOCS_URL = 'https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary';
 class Summary {
@@ -29571,7 +29571,7 @@ class Summary {
         return summary_awaiter(this, void 0, void 0, function* () {
             const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
             const filePath = yield this.filePath();
-            const writeFunc = overwrite ? writeFile : appendFile;
+            const writeFunc = overwrite ? summary_writeFile : appendFile;
             yield writeFunc(filePath, this._buffer, { encoding: 'utf8' });
             return this.emptyBuffer();
         });
@@ -29833,7 +29833,7 @@ var io_util_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _
 };
 
 
-const { chmod, copyFile, lstat, mkdir, open: io_util_open, readdir, rename, rm, rmdir, stat, symlink, unlink } = external_fs_namespaceObject.promises;
+const { chmod, copyFile, lstat, mkdir, open: io_util_open, readdir, rename: io_util_rename, rm, rmdir, stat, symlink, unlink } = external_fs_namespaceObject.promises;
 // export const {open} = 'fs'
 const IS_WINDOWS = process.platform === 'win32';
 /**
@@ -30887,14 +30887,14 @@ var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arg
  */
 function exec_exec(commandLine, args, options) {
     return exec_awaiter(this, void 0, void 0, function* () {
-        const commandArgs = tr.argStringToArray(commandLine);
+        const commandArgs = argStringToArray(commandLine);
         if (commandArgs.length === 0) {
             throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
         }
         // Path to tool to execute should be first arg
         const toolPath = commandArgs[0];
         args = commandArgs.slice(1).concat(args || []);
-        const runner = new tr.ToolRunner(toolPath, args, options);
+        const runner = new ToolRunner(toolPath, args, options);
         return runner.exec();
     });
 }
@@ -30914,8 +30914,8 @@ function getExecOutput(commandLine, args, options) {
         let stdout = '';
         let stderr = '';
         //Using string decoder covers the case where a mult-byte character is split
-        const stdoutDecoder = new StringDecoder('utf8');
-        const stderrDecoder = new StringDecoder('utf8');
+        const stdoutDecoder = new external_string_decoder_.StringDecoder('utf8');
+        const stderrDecoder = new external_string_decoder_.StringDecoder('utf8');
         const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
         const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
         const stdErrListener = (data) => {
@@ -31337,6 +31337,9 @@ const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(impo
 var Inputs;
 (function (Inputs) {
     Inputs["Server"] = "server";
+    Inputs["Backend"] = "backend";
+    Inputs["Key"] = "key";
+    Inputs["MaxPackSize"] = "max-pack-size";
     Inputs["Audience"] = "audience";
     Inputs["Push"] = "push";
     Inputs["PushFilter"] = "push-filter";
@@ -31346,8 +31349,6 @@ var Inputs;
     Inputs["DrainTimeout"] = "drain-timeout";
     Inputs["Strict"] = "strict";
     Inputs["Summary"] = "summary";
-    Inputs["Pin"] = "pin";
-    Inputs["PinTtl"] = "pin-ttl";
 })(Inputs || (Inputs = {}));
 var Outputs;
 (function (Outputs) {
@@ -31356,6 +31357,9 @@ var Outputs;
     Outputs["PushedPaths"] = "pushed-paths";
     Outputs["PushedBytes"] = "pushed-bytes";
     Outputs["Substituter"] = "substituter";
+    Outputs["RestoredKey"] = "pack-restored-key";
+    Outputs["SavedKey"] = "pack-saved-key";
+    Outputs["PackUsedPaths"] = "pack-used-paths";
 })(Outputs || (Outputs = {}));
 /** Saved state: the only channel from the main step to the post step. */
 var constants_State;
@@ -31374,13 +31378,291 @@ const HOOK_BUNDLE = 'hook';
 const NIX_CONF_BLOCK_BEGIN = '# sluice: begin (written by the Sluice GitHub Action)';
 const NIX_CONF_BLOCK_END = '# sluice: end';
 
+;// CONCATENATED MODULE: external "node:fs/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+;// CONCATENATED MODULE: ./src/contracts/listen.ts
+/**
+ * Listen addresses, one grammar for the server's `listen`/`--listen`, the Action's `listen` input
+ * and the daemon's config: `host:port` or `[ipv6]:port`, port 0\u201365535 (0: any free port).
+ */
+
+/** The hosts the daemon may listen on: it holds the cache token, so never a routable address. */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1']);
+class listen_ListenError extends Error {
+}
+/** `host:port` or `[ipv6]:port` \u2192 its parts; a ListenError saying the grammar otherwise. */
+function listen_parseHostPort(value) {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(String(value).trim());
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port > 65535)
+        throw new listen_ListenError(`${JSON.stringify(String(value))} is not HOST:PORT`);
+    return { host: (match[1] ?? match[2]), port };
+}
+function listen_isLoopbackHost(host) {
+    return LOOPBACK_HOSTS.has(host);
+}
+/** Any loopback address (127.0.0.0/8, ::1, localhost; brackets allowed), where plain http never leaves the machine. */
+function listen_isLoopbackAddress(hostname) {
+    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    if (host === 'localhost' || host === '::1')
+        return true;
+    return (0,external_node_net_.isIP)(host) === 4 && host.startsWith('127.');
+}
+/** The host as it goes into a URL: IPv6 addresses in brackets (once). */
+function urlHost(host) {
+    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+;// CONCATENATED MODULE: ./src/contracts/daemon-config.ts
+/**
+ * The daemon's config file, written by the Action's main step and the benchmark (mode 0600: it
+ * holds the token), read by the daemon. Parsed strictly: a bad file is a clear error naming the
+ * field, before anything starts.
+ */
+
+
+
+
+
+class DaemonConfigError extends (/* unused pure expression or super */ null && (Error)) {
+}
+const DAEMON_CONFIG_FILE = 'daemon.json';
+const DEFAULT_UPSTREAM_CACHES = (/* unused pure expression or super */ null && (['https://cache.nixos.org']));
+const DEFAULT_PUSH_CONCURRENCY = 4;
+/** The daemon's `listen`: HOST:PORT on a loopback host (`localhost` listens on 127.0.0.1). */
+function parseDaemonListen(listen) {
+    let parsed;
+    try {
+        parsed = parseHostPort(listen);
+    }
+    catch (error) {
+        if (error instanceof ListenError)
+            throw new DaemonConfigError(`listen '${listen}' is not host:port`);
+        throw error;
+    }
+    if (!isLoopbackHost(parsed.host)) {
+        throw new DaemonConfigError(`listen host '${parsed.host}' is not a loopback address: the daemon only listens on 127.0.0.1`);
+    }
+    return { host: parsed.host === 'localhost' ? '127.0.0.1' : parsed.host, port: parsed.port };
+}
+/** An ISO 8601 date (the exchange's `expires_at`) \u2192 unix milliseconds; a DaemonConfigError otherwise. */
+function parseExpiry(value, field = 'tokenExpiresAt') {
+    const ms = typeof value === 'string' && !/^\d+$/.test(value) ? Date.parse(value) : NaN;
+    if (Number.isNaN(ms))
+        throw new DaemonConfigError(`${field} '${String(value)}' is not an ISO 8601 date`);
+    return ms;
+}
+function isRecord(value) {
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+function requireString(obj, key, where = '') {
+    const value = obj[key];
+    if (typeof value !== 'string' || value.length === 0) {
+        throw new DaemonConfigError(`${where}${key} must be a non-empty string`);
+    }
+    return value;
+}
+function requireUrl(value, field) {
+    let url;
+    try {
+        url = new URL(value);
+    }
+    catch {
+        throw new DaemonConfigError(`${field} '${value}' is not a URL`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+        throw new DaemonConfigError(`${field} '${value}' must be an http(s) URL`);
+    }
+    return value.replace(/\/+$/, '');
+}
+function parsePush(value) {
+    if (value === undefined) {
+        return {
+            enabled: false,
+            upstreamCaches: DEFAULT_UPSTREAM_CACHES,
+            compression: 'zstd',
+            concurrency: DEFAULT_PUSH_CONCURRENCY,
+        };
+    }
+    if (!isRecord(value))
+        throw new DaemonConfigError('push must be an object');
+    const push = {
+        enabled: value.enabled === true,
+        upstreamCaches: DEFAULT_UPSTREAM_CACHES,
+        compression: 'zstd',
+        concurrency: DEFAULT_PUSH_CONCURRENCY,
+    };
+    if (value.filter !== undefined && value.filter !== '') {
+        if (typeof value.filter !== 'string')
+            throw new DaemonConfigError('push.filter must be a string');
+        try {
+            new RegExp(value.filter);
+        }
+        catch (e) {
+            throw new DaemonConfigError(`push.filter is not a valid regular expression: ${e.message}`);
+        }
+        push.filter = value.filter;
+    }
+    if (value.upstreamCaches !== undefined) {
+        if (!Array.isArray(value.upstreamCaches) || value.upstreamCaches.some((u) => typeof u !== 'string')) {
+            throw new DaemonConfigError('push.upstreamCaches must be an array of URLs');
+        }
+        push.upstreamCaches = value.upstreamCaches
+            .filter((u) => u.trim() !== '')
+            .map((u, i) => requireUrl(u.trim(), `push.upstreamCaches[${i}]`));
+    }
+    if (value.compression !== undefined) {
+        if (value.compression !== 'zstd' && value.compression !== 'xz' && value.compression !== 'none') {
+            throw new DaemonConfigError(`push.compression '${String(value.compression)}' is not one of zstd, xz, none`);
+        }
+        push.compression = value.compression;
+    }
+    if (value.concurrency !== undefined) {
+        if (!Number.isInteger(value.concurrency) ||
+            value.concurrency < 1 ||
+            value.concurrency > 64) {
+            throw new DaemonConfigError('push.concurrency must be an integer from 1 to 64');
+        }
+        push.concurrency = value.concurrency;
+    }
+    return push;
+}
+function parsePackConfig(value) {
+    if (!isRecord(value))
+        throw new DaemonConfigError('pack must be an object');
+    const restoreKeys = value.restoreKeys;
+    if (!Array.isArray(restoreKeys) || restoreKeys.some((k) => typeof k !== 'string' || k === ''))
+        throw new DaemonConfigError('pack.restoreKeys must be an array of non-empty strings');
+    const cacheEnv = value.cacheEnv ?? {};
+    if (!isRecord(cacheEnv) || Object.values(cacheEnv).some((v) => typeof v !== 'string'))
+        throw new DaemonConfigError('pack.cacheEnv must be an object of strings');
+    return {
+        signingKey: requireString(value, 'signingKey', 'pack.'),
+        dir: requireString(value, 'dir', 'pack.'),
+        restoreKey: requireString(value, 'restoreKey', 'pack.'),
+        restoreKeys: restoreKeys,
+        cacheEnv: cacheEnv,
+    };
+}
+function parseAuth(value) {
+    if (!isRecord(value))
+        throw new DaemonConfigError('auth must be an object { cachePrefix, controlSecret }');
+    const auth = {
+        cachePrefix: requireString(value, 'cachePrefix', 'auth.'),
+        controlSecret: requireString(value, 'controlSecret', 'auth.'),
+    };
+    for (const [key, secret] of Object.entries(auth)) {
+        if (!SECRET_PATTERN.test(secret)) {
+            throw new DaemonConfigError(`auth.${key} must be 32 to 128 characters of base64url`);
+        }
+    }
+    if (auth.cachePrefix === auth.controlSecret) {
+        throw new DaemonConfigError('auth.cachePrefix and auth.controlSecret must differ');
+    }
+    return auth;
+}
+function parseSecretFiles(value) {
+    if (value === undefined)
+        return [];
+    if (!Array.isArray(value) || value.some((f) => typeof f !== 'string' || !isAbsolute(f))) {
+        throw new DaemonConfigError('secretFiles must be an array of absolute paths');
+    }
+    return value;
+}
+function parseDaemonConfig(value) {
+    if (!isRecord(value))
+        throw new DaemonConfigError('config must be a JSON object');
+    const listen = requireString(value, 'listen');
+    parseDaemonListen(listen);
+    const pack = value.pack === undefined ? undefined : parsePackConfig(value.pack);
+    const config = {
+        listen,
+        ...(pack ? { pack } : {}),
+        server: pack && !value.server ? '' : requireUrl(requireString(value, 'server'), 'server'),
+        token: value.token === null || value.token === undefined ? null : requireString(value, 'token'),
+        tokenExpiresAt: null,
+        audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : DEFAULT_AUDIENCE,
+        push: parsePush(value.push),
+        stateDir: requireString(value, 'stateDir'),
+        read: Array.isArray(value.read) ? value.read.filter((s) => typeof s === 'string') : [],
+        write: typeof value.write === 'string' ? value.write : null,
+        auth: parseAuth(value.auth),
+        secretFiles: parseSecretFiles(value.secretFiles),
+    };
+    if (config.token !== null) {
+        parseExpiry(value.tokenExpiresAt);
+        config.tokenExpiresAt = value.tokenExpiresAt;
+    }
+    if (value.idTokenRequest !== undefined && config.token !== null) {
+        if (!isRecord(value.idTokenRequest))
+            throw new DaemonConfigError('idTokenRequest must be an object { url, token }');
+        config.idTokenRequest = {
+            url: requireUrl(requireString(value.idTokenRequest, 'url', 'idTokenRequest.'), 'idTokenRequest.url'),
+            token: requireString(value.idTokenRequest, 'token', 'idTokenRequest.'),
+        };
+    }
+    return config;
+}
+/** Written then renamed, so the token never sits in a file with wider permissions, even briefly. */
+async function writeDaemonConfig(config) {
+    const file = (0,external_node_path_namespaceObject.join)(config.stateDir, DAEMON_CONFIG_FILE);
+    await (0,promises_namespaceObject.writeFile)(`${file}.tmp`, JSON.stringify(config), { mode: 0o600 });
+    await (0,promises_namespaceObject.rename)(`${file}.tmp`, file);
+    return file;
+}
+async function readDaemonConfig(path) {
+    let text;
+    try {
+        text = await readFile(path, 'utf8');
+    }
+    catch (e) {
+        throw new DaemonConfigError(`cannot read config file ${path}: ${e.message}`);
+    }
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch (e) {
+        throw new DaemonConfigError(`config file ${path} is not JSON: ${e.message}`);
+    }
+    return parseDaemonConfig(json);
+}
+
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: external "node:timers/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
-;// CONCATENATED MODULE: ./src/proxy/runtime.ts
+const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
+;// CONCATENATED MODULE: ./src/contracts/control-api.ts
+/**
+ * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
+ * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
+ */
+const CONTROL_PREFIX = '/_sluice/';
+const ControlRoute = {
+    /** `GET` \u2192 DaemonHealth. */
+    Health: 'health',
+    /** `GET` \u2192 DaemonStats. */
+    Stats: 'stats',
+    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
+    Built: 'built',
+    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
+    Drain: 'drain',
+    /** GitHub cache mode: `POST` `{ paths, maxBytes }` \u2192 NewPackReport (contracts/pack-api.ts). */
+    Pack: 'pack',
+    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
+    Shutdown: 'shutdown',
+};
+function control_api_controlPath(route) {
+    return `${CONTROL_PREFIX}${route}`;
+}
+/** Drain deadlines above this are refused. */
+const MAX_DRAIN_DEADLINE_SECONDS = (/* unused pure expression or super */ null && (6 * 3600));
+
+;// CONCATENATED MODULE: ./src/contracts/daemon-process.ts
 /**
  * How the daemon's Node process is started: the same for the Action's main step and the
  * benchmark. Measured on a 1 GiB push: peak RSS ~176 \u2192 ~118 MB, CPU no worse (with
@@ -31401,13 +31683,46 @@ function daemonEnv(env) {
     return { ...env, MALLOC_ARENA_MAX: env.MALLOC_ARENA_MAX ?? '1' };
 }
 
-;// CONCATENATED MODULE: ./src/action/daemon.ts
+;// CONCATENATED MODULE: ./src/contracts/ready-file.ts
+/**
+ * How the daemon says it is listening: `<stateDir>/ready.json` `{ pid, port }`, written then
+ * renamed so a reader never sees half a file. The Action and the benchmark wait for it.
+ */
+
+
+
+const READY_FILE = 'ready.json';
+async function writeReadyFile(stateDir, ready) {
+    const path = join(stateDir, READY_FILE);
+    const tmp = `${path}.${ready.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(ready));
+    await rename(tmp, path);
+}
+/** The ready file's content, or undefined while there is none. */
+function readReadyFile(stateDir) {
+    let text;
+    try {
+        text = (0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(stateDir, READY_FILE), 'utf8');
+    }
+    catch {
+        return undefined;
+    }
+    const json = JSON.parse(text);
+    if (typeof json.pid !== 'number' || typeof json.port !== 'number')
+        throw new Error(`${READY_FILE} is not { pid, port }: ${text.slice(0, 100)}`);
+    return { pid: json.pid, port: json.port };
+}
+
+;// CONCATENATED MODULE: ./src/action/daemon-client.ts
 /**
  * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
  * docs/architecture.md: a 0600 config file as argv (the daemon deletes it once read),
  * `<stateDir>/ready.json` once listening, `/_sluice/*` control endpoints on loopback that need the
  * job's control secret.
  */
+
+
+
 
 
 
@@ -31442,13 +31757,6 @@ function removeFiles(files) {
 class DaemonStartError extends Error {
 }
 const READY_TIMEOUT_MS = 20_000;
-function writeDaemonConfig(config) {
-    const file = (0,external_node_path_namespaceObject.join)(config.stateDir, 'daemon.json');
-    // Written then renamed so the token never sits in a file with wider permissions, even briefly.
-    (0,external_node_fs_namespaceObject.writeFileSync)(`${file}.tmp`, JSON.stringify(config), { mode: 0o600 });
-    (0,external_node_fs_namespaceObject.renameSync)(`${file}.tmp`, file);
-    return file;
-}
 /** Spawns the daemon detached, its output in a log file (never the step's pipes), and waits until it is ready. */
 async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
     const logFile = (0,external_node_path_namespaceObject.join)(stateDir, 'daemon.log');
@@ -31466,30 +31774,25 @@ async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
     const pid = child.pid;
     if (pid !== undefined)
         (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(stateDir, 'daemon.pid'), `${pid}\n`);
-    const readyFile = (0,external_node_path_namespaceObject.join)(stateDir, 'ready.json');
     const deadline = Date.now() + READY_TIMEOUT_MS;
     while (Date.now() < deadline) {
         if (exited)
             throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
-        if ((0,external_node_fs_namespaceObject.existsSync)(readyFile)) {
-            const ready = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)(readyFile, 'utf8'));
+        const ready = readReadyFile(stateDir);
+        if (ready) {
             const url = `http://${urlHost(host)}:${ready.port}`;
             if (await healthy(url, controlSecret))
                 return { pid: ready.pid, url, logFile };
         }
-        await (0,promises_namespaceObject.setTimeout)(100);
+        await (0,external_node_timers_promises_namespaceObject.setTimeout)(100);
     }
     if (pid !== undefined)
         killQuietly(pid, 'SIGKILL');
     throw new DaemonStartError(`the proxy daemon was not ready within ${READY_TIMEOUT_MS / 1000} s.\n${tail(logFile)}`);
 }
-/** An IPv6 host goes into a URL in brackets. */
-function urlHost(host) {
-    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-}
 async function healthy(url, controlSecret) {
     try {
-        const response = await fetch(`${url}/_sluice/health`, {
+        const response = await fetch(`${url}${control_api_controlPath(ControlRoute.Health)}`, {
             headers: { authorization: `Bearer ${controlSecret}` },
             signal: AbortSignal.timeout(2_000),
         });
@@ -31510,9 +31813,10 @@ function tail(logFile, lines = 20) {
         return '(no daemon log)';
     }
 }
-async function control(url, controlSecret, path, body, timeoutMs) {
+async function control(url, controlSecret, route, body, timeoutMs) {
     const authorization = `Bearer ${controlSecret}`;
-    const response = await fetch(`${url}/_sluice/${path}`, {
+    const path = controlPath(route);
+    const response = await fetch(`${url}${path}`, {
         method: body === undefined ? 'GET' : 'POST',
         headers: body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -31520,7 +31824,7 @@ async function control(url, controlSecret, path, body, timeoutMs) {
     });
     const text = await response.text();
     if (!response.ok)
-        throw new Error(`/_sluice/${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
+        throw new Error(`${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
     return (text ? JSON.parse(text) : {});
 }
 /** True while the process exists and is not a zombie (a reaped-late child counts as gone). */
@@ -31570,11 +31874,78 @@ async function ensureStopped(pid, graceMs = 5_000) {
     return (await waitForExit(pid, 2_000)) ? 'killed' : 'survived';
 }
 
-;// CONCATENATED MODULE: ./src/action/exchange.ts
+;// CONCATENATED MODULE: ./src/contracts/server-api.ts
+/**
+ * The server's own API as its clients (the Action's main step, the daemon, the benchmark) see it:
+ * the routes, the token exchange's answer and its one parser, the health document, the answer to
+ * Sluice's NAR upload route. The server builds these types; every client parses with these functions.
+ */
+/** `POST` with `Authorization: Bearer <CI OIDC ID token>`. */
+const TOKEN_EXCHANGE_PATH = '/_api/v1/token';
+const HEALTH_PATH = '/_api/v1/health';
+/** `PUT <prefix><narhash>.nar[.ext]`: a NAR file named by the NarHash of the NAR inside it. */
+const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
+/** The `aud` CI ID tokens are requested with, unless the Action's `audience` input says otherwise. */
+const server_api_DEFAULT_AUDIENCE = 'sluice';
+/** An answer that is not the contract's: the server is not (this version of) Sluice. */
+class ServerAnswerError extends Error {
+}
+function isStringArray(value) {
+    return Array.isArray(value) && value.every((v) => typeof v === 'string');
+}
+function jsonObject(text, what) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch {
+        throw new ServerAnswerError(`${what} answered something that is not JSON`);
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json))
+        throw new ServerAnswerError(`${what} did not answer a JSON object`);
+    return json;
+}
+/** The one parser of the token exchange's answer. */
+function parseTokenExchangeResponse(text) {
+    const json = jsonObject(text, 'the token exchange');
+    const { token, expires_at, read, write, public_keys, cache_url } = json;
+    if (typeof token !== 'string' ||
+        token === '' ||
+        typeof expires_at !== 'string' ||
+        Number.isNaN(Date.parse(expires_at)) ||
+        !isStringArray(read) ||
+        !(write === null || typeof write === 'string') ||
+        !isStringArray(public_keys) ||
+        typeof cache_url !== 'string') {
+        throw new ServerAnswerError('the token exchange answered JSON without the expected fields');
+    }
+    return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
+}
+/** Whether anonymous reads are allowed, and with which keys; undefined when not. */
+function anonymousReadKeys(text) {
+    let json;
+    try {
+        json = jsonObject(text, 'the health route');
+    }
+    catch {
+        return undefined;
+    }
+    if (json.public_reads !== true)
+        return undefined;
+    const keys = isStringArray(json.public_keys)
+        ? json.public_keys
+        : typeof json.public_key === 'string'
+            ? [json.public_key]
+            : [];
+    return keys.length > 0 ? keys : undefined;
+}
+
+;// CONCATENATED MODULE: ./src/action/exchange-client.ts
 /**
  * The main step's talk with the Sluice server: the workflow's OIDC ID token for a short-lived cache
  * token (`POST /_api/v1/token`), or, when there is no ID token, whether anonymous reads are allowed.
  */
+
 
 /** A failure to reach or use the server, as opposed to the server refusing this job. */
 class ServerUnavailableError extends Error {
@@ -31588,7 +31959,7 @@ async function getIdToken(audience) {
     return token;
 }
 async function exchangeToken(server, idToken) {
-    const url = new URL('_api/v1/token', server);
+    const url = new URL(TOKEN_EXCHANGE_PATH.slice(1), server);
     let response;
     try {
         response = await fetch(url, {
@@ -31607,28 +31978,17 @@ async function exchangeToken(server, idToken) {
     if (!response.ok) {
         throw new ExchangeRefusedError(`${url.href} refused the token exchange (${response.status}): ${body.trim().slice(0, 300)}`);
     }
-    const grant = parseGrant(body);
+    let grant;
+    try {
+        grant = parseTokenExchangeResponse(body);
+    }
+    catch (error) {
+        if (error instanceof ServerAnswerError)
+            throw new ServerUnavailableError(error.message);
+        throw error;
+    }
     setSecret(grant.token);
     return grant;
-}
-function parseGrant(body) {
-    let json;
-    try {
-        json = JSON.parse(body);
-    }
-    catch {
-        throw new ServerUnavailableError('the token exchange answered something that is not JSON');
-    }
-    const { token, expires_at, read, write, public_keys, cache_url } = json;
-    if (typeof token !== 'string' ||
-        typeof expires_at !== 'string' ||
-        !isStringArray(read) ||
-        !(write === null || typeof write === 'string') ||
-        !isStringArray(public_keys) ||
-        typeof cache_url !== 'string') {
-        throw new ServerUnavailableError('the token exchange answered JSON without the expected fields');
-    }
-    return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
 }
 /**
  * Without an ID token the proxy can still read when the server serves public slices to anyone.
@@ -31636,372 +31996,23 @@ function parseGrant(body) {
  */
 async function probeAnonymousReads(server) {
     try {
-        const health = await fetch(new URL('_api/v1/health', server), { signal: AbortSignal.timeout(10_000) });
+        const health = await fetch(new URL(HEALTH_PATH.slice(1), server), {
+            signal: AbortSignal.timeout(10_000),
+        });
         if (!health.ok)
             return undefined;
-        const json = (await health.json());
-        if (json.public_reads !== true)
-            return undefined;
-        const keys = isStringArray(json.public_keys)
-            ? json.public_keys
-            : typeof json.public_key === 'string'
-                ? [json.public_key]
-                : [];
-        return keys.length > 0 ? { publicKeys: keys } : undefined;
+        const keys = anonymousReadKeys(await health.text());
+        return keys ? { publicKeys: keys } : undefined;
     }
     catch {
         return undefined;
     }
-}
-function isStringArray(value) {
-    return Array.isArray(value) && value.every((v) => typeof v === 'string');
 }
 function describeFetchError(error) {
     if (error instanceof Error && error.name === 'TimeoutError')
         return 'timed out';
     const cause = error.cause;
     return cause?.code ?? cause?.message ?? error.message;
-}
-
-;// CONCATENATED MODULE: external "node:fs/promises"
-const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
-;// CONCATENATED MODULE: ./src/http/errors.ts
-class errors_HttpError extends Error {
-    status;
-    reason;
-    headers;
-    constructor(status, message, 
-    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
-    reason = 'error', headers = {}) {
-        super(message);
-        this.status = status;
-        this.reason = reason;
-        this.headers = headers;
-    }
-}
-/**
- * Answers with the error's status and a plain-text message. When headers were already sent the
- * response cannot change status any more, so it is destroyed instead.
- */
-function sendError(res, error) {
-    const status = error instanceof errors_HttpError ? error.status : 500;
-    const message = error instanceof errors_HttpError ? error.message : 'internal server error';
-    if (res.headersSent) {
-        res.destroy(error instanceof Error ? error : undefined);
-        return;
-    }
-    const body = `${message}\n`;
-    res.writeHead(status, {
-        'content-type': 'text/plain; charset=utf-8',
-        'content-length': Buffer.byteLength(body),
-        ...(error instanceof errors_HttpError ? error.headers : {}),
-    });
-    res.end(res.req.method === 'HEAD' ? undefined : body);
-}
-
-;// CONCATENATED MODULE: ./src/proxy/auth.ts
-/**
- * Who may talk to the daemon. The port is reachable by every local process, fixed-output
- * derivations included (they share the host's network), so every request carries a per-job
- * credential: the cache routes live under a secret path prefix (Nix sends it as part of the
- * substituter URL, which only a 0600 file holds), the control routes need a second secret as
- * `Authorization: Bearer` (read by the post-build hook and the post step from a 0600 file).
- * Anything else gets a 401 before any other work, and never reaches the cache server.
- */
-
-
-/** What a per-job secret looks like: URL-safe, at least 192 bits of base64url. */
-const auth_SECRET_PATTERN = /^[A-Za-z0-9_-]{32,128}$/;
-function digest(value) {
-    return createHash('sha256').update(value).digest();
-}
-/** Equal strings, in time that does not depend on where they differ. */
-function sameSecret(given, expected) {
-    return timingSafeEqual(digest(given), expected);
-}
-class RequestGate {
-    cachePrefix;
-    controlSecret;
-    constructor(auth) {
-        this.cachePrefix = digest(auth.cachePrefix);
-        this.controlSecret = digest(auth.controlSecret);
-    }
-    /** Throws a 401 unless the control request carries the control secret. */
-    checkControl(req) {
-        const header = req.headers.authorization ?? '';
-        const match = /^Bearer (\S+)$/.exec(header);
-        if (!match) {
-            throw unauthorized("the proxy's control routes need the job's control secret as `Authorization: Bearer`; this request has none", 'Bearer realm="sluice-proxy"');
-        }
-        if (!sameSecret(match[1], this.controlSecret)) {
-            throw unauthorized("the control secret in this request is not this job's", 'Bearer realm="sluice-proxy", error="invalid_token"');
-        }
-    }
-    /**
-     * The cache route inside a request path (`/<prefix>/nar/x.nar` \u2192 `/nar/x.nar`), or a 401 when
-     * the path does not start with the job's prefix. The secret never travels further than here.
-     */
-    cachePath(pathname) {
-        const end = pathname.indexOf('/', 1);
-        const prefix = end === -1 ? pathname.slice(1) : pathname.slice(1, end);
-        if (end === -1 || !sameSecret(prefix, this.cachePrefix)) {
-            throw unauthorized("this proxy serves the binary cache only under the job's secret path (the substituter URL Sluice put in Nix's configuration); this request is not under it");
-        }
-        return pathname.slice(end);
-    }
-}
-function unauthorized(message, challenge) {
-    return new HttpError(401, message, 'unauthorized', challenge ? { 'www-authenticate': challenge } : {});
-}
-
-;// CONCATENATED MODULE: ./src/proxy/config.ts
-/**
- * The daemon's config file, written by the Action's main step (mode 0600: it holds the token).
- * Parsed strictly: a bad file is a clear error naming the field, before anything starts.
- */
-
-
-
-class ConfigError extends (/* unused pure expression or super */ null && (Error)) {
-}
-/** The hosts the daemon will listen on: it holds the cache token, so never a routable address. */
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
-const DEFAULT_UPSTREAM_CACHES = (/* unused pure expression or super */ null && (['https://cache.nixos.org']));
-const DEFAULT_PUSH_CONCURRENCY = 4;
-function parseListen(listen) {
-    const match = /^(.*):(\d+)$/.exec(listen);
-    if (!match)
-        throw new ConfigError(`listen '${listen}' is not host:port`);
-    const host = match[1];
-    const port = Number(match[2]);
-    if (!LOOPBACK_HOSTS.has(host)) {
-        throw new ConfigError(`listen host '${host}' is not a loopback address: the daemon only listens on 127.0.0.1`);
-    }
-    if (port > 65535)
-        throw new ConfigError(`listen port ${port} is out of range`);
-    return { host: host === 'localhost' ? '127.0.0.1' : host.replace(/^\[(.*)\]$/, '$1'), port };
-}
-/** `expires_at` as the exchange answers it: unix seconds, unix milliseconds or an ISO date. */
-function parseExpiry(value, field = 'tokenExpiresAt') {
-    if (typeof value === 'number' && Number.isFinite(value))
-        return value < 1e12 ? value * 1000 : value;
-    if (typeof value === 'string') {
-        if (/^\d+$/.test(value))
-            return parseExpiry(Number(value), field);
-        const ms = Date.parse(value);
-        if (!Number.isNaN(ms))
-            return ms;
-    }
-    throw new ConfigError(`${field} '${String(value)}' is not a date or unix time`);
-}
-function isRecord(value) {
-    return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-function requireString(obj, key, where = '') {
-    const value = obj[key];
-    if (typeof value !== 'string' || value.length === 0) {
-        throw new ConfigError(`${where}${key} must be a non-empty string`);
-    }
-    return value;
-}
-function requireUrl(value, field) {
-    let url;
-    try {
-        url = new URL(value);
-    }
-    catch {
-        throw new ConfigError(`${field} '${value}' is not a URL`);
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-        throw new ConfigError(`${field} '${value}' must be an http(s) URL`);
-    }
-    return value.replace(/\/+$/, '');
-}
-function parsePush(value) {
-    if (value === undefined) {
-        return {
-            enabled: false,
-            upstreamCaches: DEFAULT_UPSTREAM_CACHES,
-            compression: 'zstd',
-            concurrency: DEFAULT_PUSH_CONCURRENCY,
-        };
-    }
-    if (!isRecord(value))
-        throw new ConfigError('push must be an object');
-    const push = {
-        enabled: value.enabled === true,
-        upstreamCaches: DEFAULT_UPSTREAM_CACHES,
-        compression: 'zstd',
-        concurrency: DEFAULT_PUSH_CONCURRENCY,
-    };
-    if (value.filter !== undefined && value.filter !== '') {
-        if (typeof value.filter !== 'string')
-            throw new ConfigError('push.filter must be a string');
-        try {
-            new RegExp(value.filter);
-        }
-        catch (e) {
-            throw new ConfigError(`push.filter is not a valid regular expression: ${e.message}`);
-        }
-        push.filter = value.filter;
-    }
-    if (value.upstreamCaches !== undefined) {
-        if (!Array.isArray(value.upstreamCaches) || value.upstreamCaches.some((u) => typeof u !== 'string')) {
-            throw new ConfigError('push.upstreamCaches must be an array of URLs');
-        }
-        push.upstreamCaches = value.upstreamCaches
-            .filter((u) => u.trim() !== '')
-            .map((u, i) => requireUrl(u.trim(), `push.upstreamCaches[${i}]`));
-    }
-    if (value.compression !== undefined) {
-        if (value.compression !== 'zstd' && value.compression !== 'xz' && value.compression !== 'none') {
-            throw new ConfigError(`push.compression '${String(value.compression)}' is not one of zstd, xz, none`);
-        }
-        push.compression = value.compression;
-    }
-    if (value.concurrency !== undefined) {
-        if (!Number.isInteger(value.concurrency) ||
-            value.concurrency < 1 ||
-            value.concurrency > 64) {
-            throw new ConfigError('push.concurrency must be an integer from 1 to 64');
-        }
-        push.concurrency = value.concurrency;
-    }
-    return push;
-}
-function parseAuth(value) {
-    if (!isRecord(value))
-        throw new ConfigError('auth must be an object { cachePrefix, controlSecret }');
-    const auth = {
-        cachePrefix: requireString(value, 'cachePrefix', 'auth.'),
-        controlSecret: requireString(value, 'controlSecret', 'auth.'),
-    };
-    for (const [key, secret] of Object.entries(auth)) {
-        if (!SECRET_PATTERN.test(secret)) {
-            throw new ConfigError(`auth.${key} must be 32 to 128 characters of base64url`);
-        }
-    }
-    if (auth.cachePrefix === auth.controlSecret) {
-        throw new ConfigError('auth.cachePrefix and auth.controlSecret must differ');
-    }
-    return auth;
-}
-function parseSecretFiles(value) {
-    if (value === undefined)
-        return [];
-    if (!Array.isArray(value) || value.some((f) => typeof f !== 'string' || !isAbsolute(f))) {
-        throw new ConfigError('secretFiles must be an array of absolute paths');
-    }
-    return value;
-}
-function parseConfig(value) {
-    if (!isRecord(value))
-        throw new ConfigError('config must be a JSON object');
-    const listen = requireString(value, 'listen');
-    parseListen(listen);
-    const config = {
-        listen,
-        server: requireUrl(requireString(value, 'server'), 'server'),
-        token: value.token === null || value.token === undefined ? null : requireString(value, 'token'),
-        tokenExpiresAt: null,
-        audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : 'sluice',
-        push: parsePush(value.push),
-        stateDir: requireString(value, 'stateDir'),
-        read: Array.isArray(value.read) ? value.read.filter((s) => typeof s === 'string') : [],
-        write: typeof value.write === 'string' ? value.write : null,
-        auth: parseAuth(value.auth),
-        secretFiles: parseSecretFiles(value.secretFiles),
-    };
-    if (config.token !== null)
-        config.tokenExpiresAt = parseExpiry(value.tokenExpiresAt);
-    if (value.pin !== undefined && value.pin !== null) {
-        if (!isRecord(value.pin))
-            throw new ConfigError('pin must be an object { name, ttl? }');
-        const name = requireString(value.pin, 'name', 'pin.');
-        if (!/^[A-Za-z0-9._@+-]{1,100}$/.test(name))
-            throw new ConfigError(`pin.name '${name}' must be 1-100 letters, digits, . _ @ + -`);
-        config.pin = { name, ...(value.pin.ttl ? { ttl: requireString(value.pin, 'ttl', 'pin.') } : {}) };
-    }
-    if (value.idTokenRequest !== undefined && config.token !== null) {
-        if (!isRecord(value.idTokenRequest))
-            throw new ConfigError('idTokenRequest must be an object { url, token }');
-        config.idTokenRequest = {
-            url: requireUrl(requireString(value.idTokenRequest, 'url', 'idTokenRequest.'), 'idTokenRequest.url'),
-            token: requireString(value.idTokenRequest, 'token', 'idTokenRequest.'),
-        };
-    }
-    return config;
-}
-async function readConfig(path) {
-    let text;
-    try {
-        text = await readFile(path, 'utf8');
-    }
-    catch (e) {
-        throw new ConfigError(`cannot read config file ${path}: ${e.message}`);
-    }
-    let json;
-    try {
-        json = JSON.parse(text);
-    }
-    catch (e) {
-        throw new ConfigError(`config file ${path} is not JSON: ${e.message}`);
-    }
-    return parseConfig(json);
-}
-
-// EXTERNAL MODULE: external "node:net"
-var external_node_net_ = __nccwpck_require__(7030);
-;// CONCATENATED MODULE: ./src/action/nix-conf-values.ts
-/**
- * Every value the Action writes into a nix.conf, checked against a strict pattern first. nix.conf
- * has no quoting: a newline starts a new setting (a `post-build-hook` runs as the Nix daemon's
- * user), `#` starts a comment, whitespace splits lists. So a value from the server (its public
- * keys) or from the runner (RUNNER_TEMP) that does not look exactly as expected is refused, with
- * an error naming it, rather than escaped.
- */
-
-class NixConfValueError extends Error {
-}
-/** Key names as Nix tools make them (`cache.example.com-1`); the key is 32 bytes of ed25519. */
-const PUBLIC_KEY = /^([A-Za-z0-9][A-Za-z0-9._+@-]{0,127}):([A-Za-z0-9+/]{43}=)$/;
-/** Our proxy's URL: a loopback host, a port and the job's secret path (base64url). */
-const PROXY_URL = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):([0-9]{1,5})\/[A-Za-z0-9_-]{32,128}$/;
-/** An absolute path of characters nix.conf and sh pass through unchanged. */
-const SAFE_PATH = /^\/[A-Za-z0-9._+@=,:%/-]*$/;
-/** Shown in errors: enough to recognise the value, never a whole hostile blob. */
-function shown(value) {
-    return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}\u2026` : value);
-}
-/** A Nix public key `name:base64(32 bytes)`, as `nix-store --generate-binary-cache-key` writes it. */
-function checkPublicKey(value) {
-    const match = PUBLIC_KEY.exec(value);
-    const bytes = match ? Buffer.from(match[2], 'base64') : undefined;
-    if (!match || bytes.length !== 32 || bytes.toString('base64') !== match[2]) {
-        throw new NixConfValueError(`${shown(value)} is not a Nix public key (name:base64 of a 32-byte ed25519 key)`);
-    }
-    return value;
-}
-function checkProxyUrl(value) {
-    const match = PROXY_URL.exec(value);
-    const port = match ? Number(match[2]) : 0;
-    if (!match || port < 1 || port > 65535) {
-        throw new NixConfValueError(`${shown(value)} is not a loopback proxy URL of the form http://127.0.0.1:<port>/<secret>`);
-    }
-    return value;
-}
-function checkPath(value, what) {
-    if (!SAFE_PATH.test(value) || value.split('/').includes('..')) {
-        throw new NixConfValueError(`${what} ${shown(value)} cannot go into nix.conf: it must be an absolute path of letters, digits and ._+@=,:%/- only (check RUNNER_TEMP)`);
-    }
-    return value;
-}
-/** Loopback hosts, where plain http never leaves the machine. */
-function isLoopbackHost(hostname) {
-    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-    if (host === 'localhost' || host === '::1')
-        return true;
-    return (0,external_node_net_.isIP)(host) === 4 && host.startsWith('127.');
 }
 
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
@@ -32016,9 +32027,14 @@ function isLoopbackHost(hostname) {
 class InputError extends Error {
 }
 function readInputs() {
+    const serverInput = getInput(Inputs.Server).trim();
+    const backend = parseBackend(getInput(Inputs.Backend) || 'auto', serverInput);
     return {
-        server: parseServer(getInput(Inputs.Server, { required: true })),
-        audience: nonEmpty(Inputs.Audience, getInput(Inputs.Audience) || 'sluice'),
+        server: backend === 'server' ? parseServer(serverInput) : undefined,
+        backend,
+        key: parseKey(getInput(Inputs.Key)),
+        maxPackBytes: parseSize(Inputs.MaxPackSize, getInput(Inputs.MaxPackSize) || '5GiB'),
+        audience: nonEmpty(Inputs.Audience, getInput(Inputs.Audience) || server_api_DEFAULT_AUDIENCE),
         push: oneOf(Inputs.Push, getInput(Inputs.Push) || 'auto', ['auto', 'true', 'false']),
         pushFilter: parseRegex(Inputs.PushFilter, getInput(Inputs.PushFilter)),
         upstreamCaches: parseUrls(Inputs.UpstreamCaches, getInput(Inputs.UpstreamCaches)),
@@ -32027,25 +32043,45 @@ function readInputs() {
             'xz',
             'none',
         ]),
-        listen: inputs_parseListen(getInput(Inputs.Listen) || '127.0.0.1:0'),
+        listen: parseListen(getInput(Inputs.Listen) || '127.0.0.1:0'),
         drainTimeoutSeconds: parseSeconds(Inputs.DrainTimeout, getInput(Inputs.DrainTimeout) || '120'),
         strict: parseBoolean(Inputs.Strict, getInput(Inputs.Strict) || 'false'),
         summary: parseBoolean(Inputs.Summary, getInput(Inputs.Summary) || 'true'),
-        pin: parsePin(getInput(Inputs.Pin), getInput(Inputs.PinTtl)),
     };
 }
-/** `pin` names a pin (as `sluice pin` does); `pin-ttl` is a duration such as 90d or 1y. */
-function parsePin(name, ttl) {
-    if (name.trim() === '') {
-        if (ttl.trim() !== '')
-            throw new InputError(`Input 'pin-ttl' needs 'pin' (the pin's name).`);
-        return undefined;
+/** `auto`: a server when `server` is set, the GitHub Actions cache otherwise. */
+function parseBackend(value, server) {
+    const backend = oneOf(Inputs.Backend, value, ['auto', 'server', 'github']);
+    if (backend === 'server' && server === '')
+        throw new InputError(`Input 'backend' is 'server' but input 'server' is empty: give the server's URL.`);
+    if (backend === 'github' && server !== '')
+        throw new InputError(`Input 'backend' is 'github' but input 'server' is set: use one or the other.`);
+    return backend === 'auto' ? (server === '' ? 'github' : 'server') : backend;
+}
+function parseKey(value) {
+    const key = value.trim();
+    if (key.length > 100 || !/^[A-Za-z0-9._+=@/-]*$/.test(key)) {
+        throw new InputError(`Input 'key' must be at most 100 letters, digits or ._+=@/- (it becomes part of the cache keys); got '${value}'.`);
     }
-    if (!/^[A-Za-z0-9._@+-]{1,100}$/.test(name.trim()))
-        throw new InputError(`Input 'pin' must be 1-100 letters, digits, . _ @ + -; got '${name}'.`);
-    if (ttl.trim() !== '' && !/^\d+[smhdwy]$/.test(ttl.trim()))
-        throw new InputError(`Input 'pin-ttl' must be a duration such as 90d or 1y; got '${ttl}'.`);
-    return { name: name.trim(), ...(ttl.trim() ? { ttl: ttl.trim() } : {}) };
+    return key;
+}
+const SIZE_UNITS = {
+    '': 1,
+    b: 1,
+    kib: 1024,
+    mib: 1024 ** 2,
+    gib: 1024 ** 3,
+    kb: 1e3,
+    mb: 1e6,
+    gb: 1e9,
+};
+/** Bytes from `5GiB`, `500 MiB`, `1GB` or a plain number. */
+function parseSize(name, value) {
+    const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
+    const unit = match ? SIZE_UNITS[match[2].toLowerCase()] : undefined;
+    if (!match || unit === undefined)
+        throw new InputError(`Input '${name}' must be a size such as 5GiB, 500MiB or 1000000; got '${value}'.`);
+    return Math.floor(Number(match[1]) * unit);
 }
 function nonEmpty(name, value) {
     if (value.trim() === '')
@@ -32063,7 +32099,7 @@ function parseServer(value) {
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
         throw new InputError(`Input 'server' must be an http(s) URL; got protocol '${url.protocol}'.`);
     }
-    if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+    if (url.protocol === 'http:' && !listen_isLoopbackAddress(url.hostname)) {
         // Anyone on the path could read the cache token and answer the exchange with keys of their own.
         throw new InputError(`Input 'server' must be an https:// URL: plain http is allowed only on loopback (127.0.0.0/8, ::1, localhost); got '${url.origin}'.`);
     }
@@ -32110,17 +32146,20 @@ function parseUrls(name, value) {
         }
     });
 }
-function inputs_parseListen(value) {
-    const match = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(value.trim());
-    const port = match ? Number(match[2]) : NaN;
-    if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
+/** The proxy's address; `host` as it goes into a URL (`[::1]`). */
+function parseListen(value) {
+    let host;
+    let port;
+    try {
+        ({ host, port } = listen_parseHostPort(value));
+    }
+    catch {
         throw new InputError(`Input 'listen' must be host:port, such as 127.0.0.1:37515 (port 0 picks a free port); got '${value}'.`);
     }
-    const host = match[1];
-    if (!LOOPBACK_HOSTS.has(host)) {
+    if (!listen_isLoopbackHost(host)) {
         throw new InputError(`Input 'listen' must be a loopback address (127.0.0.1, ::1 or localhost): the proxy holds the cache token; got '${host}'.`);
     }
-    return { host, port };
+    return { host: urlHost(host), port };
 }
 function parseSeconds(name, value) {
     const seconds = Number(value.trim());
@@ -32130,8 +32169,105 @@ function parseSeconds(name, value) {
     return seconds;
 }
 
-// EXTERNAL MODULE: external "node:util"
-var external_node_util_ = __nccwpck_require__(7975);
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: ./src/action/command.ts
+/**
+ * The programs the Action runs (nix, nix-store, sudo, systemctl, launchctl) go through
+ * `@actions/exec`, so each shows in the step's log as `[command]/usr/bin/nix --version`, the way
+ * workflow authors see every other action's commands. Output that is data rather than news (nix's
+ * JSON configuration, validity lists) is captured without being echoed. The daemon is the exception:
+ * it is spawned detached (`daemon.ts`), which `@actions/exec` cannot do.
+ */
+
+
+const COMMAND_LINE_SHOWN = 200;
+/** Passes on `@actions/exec`'s `[command]\u2026` line, shortened; drops the output that follows. */
+function commandLineOnly() {
+    return new external_node_stream_.Writable({
+        write(chunk, _encoding, done) {
+            const text = chunk.toString();
+            if (text.startsWith('[command]')) {
+                const line = text.trimEnd();
+                process.stdout.write(`${line.length > COMMAND_LINE_SHOWN ? `${line.slice(0, COMMAND_LINE_SHOWN)} \u2026` : line}\n`);
+            }
+            done();
+        },
+    });
+}
+/** Runs `command args`; resolves with its stdout, rejects naming the command and its stderr. */
+async function command_runCommand(command, args, options) {
+    const env = options.env
+        ? Object.fromEntries(Object.entries(options.env).filter((entry) => entry[1] !== undefined))
+        : undefined;
+    const running = getExecOutput(command, args, {
+        ...(env ? { env } : {}),
+        ...(options.input !== undefined ? { input: Buffer.from(options.input) } : {}),
+        ...(options.quiet ? { outStream: commandLineOnly() } : {}),
+        ignoreReturnCode: true,
+    });
+    let timer;
+    const timeout = new Promise((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`${command} ${args[0] ?? ''} did not finish within ${options.timeoutMs / 1000} s`)), options.timeoutMs);
+        timer.unref();
+    });
+    try {
+        const { exitCode, stdout, stderr } = await Promise.race([running, timeout]);
+        if (exitCode !== 0) {
+            const said = stderr.trim().split('\n').at(-1);
+            throw new Error(`${command} ${args.slice(0, 3).join(' ')} exited with ${exitCode}${said ? `: ${said}` : ''}`);
+        }
+        return stdout;
+    }
+    finally {
+        clearTimeout(timer);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/action/nix-conf-values.ts
+/**
+ * Every value the Action writes into a nix.conf, checked against a strict pattern first. nix.conf
+ * has no quoting: a newline starts a new setting (a `post-build-hook` runs as the Nix daemon's
+ * user), `#` starts a comment, whitespace splits lists. So a value from the server (its public
+ * keys) or from the runner (RUNNER_TEMP) that does not look exactly as expected is refused, with
+ * an error naming it, rather than escaped.
+ */
+class NixConfValueError extends Error {
+}
+/** Key names as Nix tools make them (`cache.example.com-1`); the key is 32 bytes of ed25519. */
+const PUBLIC_KEY = /^([A-Za-z0-9][A-Za-z0-9._+@-]{0,127}):([A-Za-z0-9+/]{43}=)$/;
+/** Our proxy's URL: a loopback host, a port and the job's secret path (base64url). */
+const PROXY_URL = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):([0-9]{1,5})\/[A-Za-z0-9_-]{32,128}$/;
+/** An absolute path of characters nix.conf and sh pass through unchanged. */
+const SAFE_PATH = /^\/[A-Za-z0-9._+@=,:%/-]*$/;
+/** Shown in errors: enough to recognise the value, never a whole hostile blob. */
+function shown(value) {
+    return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}\u2026` : value);
+}
+/** A Nix public key `name:base64(32 bytes)`, as `nix-store --generate-binary-cache-key` writes it. */
+function checkPublicKey(value) {
+    const match = PUBLIC_KEY.exec(value);
+    const bytes = match ? Buffer.from(match[2], 'base64') : undefined;
+    if (!match || bytes.length !== 32 || bytes.toString('base64') !== match[2]) {
+        throw new NixConfValueError(`${shown(value)} is not a Nix public key (name:base64 of a 32-byte ed25519 key)`);
+    }
+    return value;
+}
+function checkProxyUrl(value) {
+    const match = PROXY_URL.exec(value);
+    const port = match ? Number(match[2]) : 0;
+    if (!match || port < 1 || port > 65535) {
+        throw new NixConfValueError(`${shown(value)} is not a loopback proxy URL of the form http://127.0.0.1:<port>/<secret>`);
+    }
+    return value;
+}
+function checkPath(value, what) {
+    if (!SAFE_PATH.test(value) || value.split('/').includes('..')) {
+        throw new NixConfValueError(`${what} ${shown(value)} cannot go into nix.conf: it must be an absolute path of letters, digits and ._+@=,:%/- only (check RUNNER_TEMP)`);
+    }
+    return value;
+}
+
 ;// CONCATENATED MODULE: ./src/action/nix-config.ts
 /**
  * Points Nix at the proxy: a marked block in a nix.conf that adds the proxy as a substituter, trusts
@@ -32151,15 +32287,12 @@ var external_node_util_ = __nccwpck_require__(7975);
 
 
 
-
-const execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
 const DAEMON_SOCKET = '/nix/var/nix/daemon-socket/socket';
 const NIX_DB = '/nix/var/nix/db';
 /** The Nix version string, or undefined when no `nix` is on PATH. */
 async function nixVersion(env = process.env) {
     try {
-        const { stdout } = await execFileAsync('nix', ['--version'], { env, timeout: 30_000 });
-        return stdout.trim();
+        return (await command_runCommand('nix', ['--version'], { env, timeoutMs: 30_000 })).trim();
     }
     catch {
         return undefined;
@@ -32228,10 +32361,8 @@ async function writeMaybeSudo(file, text) {
         const code = error.code;
         if (code !== 'EACCES' && code !== 'EPERM')
             throw error;
-        await new Promise((resolve, reject) => {
-            const child = (0,external_node_child_process_namespaceObject.execFile)('sudo', ['-n', 'tee', file], (err) => (err ? reject(err) : resolve()));
-            child.stdin?.end(text);
-        });
+        // quiet: tee echoes the file's text, which the log does not need.
+        await command_runCommand('sudo', ['-n', 'tee', file], { input: text, quiet: true, timeoutMs: 30_000 });
     }
 }
 /**
@@ -32261,8 +32392,8 @@ async function removeNixConf(file) {
 /** Restarts the Nix daemon so it reads the changed system nix.conf; returns how, or throws. */
 async function restartNixDaemon() {
     if (process.platform === 'darwin') {
-        await execFileAsync('sudo', ['-n', 'launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'], {
-            timeout: 60_000,
+        await command_runCommand('sudo', ['-n', 'launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'], {
+            timeoutMs: 60_000,
         });
         return 'launchctl kickstart -k system/org.nixos.nix-daemon';
     }
@@ -32270,12 +32401,12 @@ async function restartNixDaemon() {
         // Containers and self-hosted runners without systemd start nix-daemon some other way.
         throw new Error('systemd is not running here, so the Action cannot restart nix-daemon: restart it after this step');
     }
-    await execFileAsync('sudo', ['-n', 'systemctl', 'restart', 'nix-daemon.service'], { timeout: 60_000 });
+    await command_runCommand('sudo', ['-n', 'systemctl', 'restart', 'nix-daemon.service'], { timeoutMs: 60_000 });
     return 'systemctl restart nix-daemon.service';
 }
 /** The effective substituters as Nix itself sees them, to check that the change took. */
 async function effectiveSubstituters(env = process.env) {
-    const { stdout } = await execFileAsync('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'], { env, timeout: 30_000, maxBuffer: 16 * 1024 * 1024 });
+    const stdout = await command_runCommand('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'], { env, timeoutMs: 30_000, quiet: true });
     const config = JSON.parse(stdout);
     return config.substituters?.value ?? [];
 }
@@ -32355,18 +32486,365 @@ async function checkNixSeesProxy(url, problem) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/action/state.ts
-/** What the main step hands to the post step, through saved state (the only channel between them). */
-
-
-function state_saveState(state) {
-    saveState(constants_State.Saved, JSON.stringify(state));
+;// CONCATENATED MODULE: ./src/nix/nix32.ts
+/**
+ * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
+ * the end, so the first character carries the most significant bits of the last byte.
+ */
+const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
+/** One nix32 character, as a regular-expression class. */
+const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
+const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
+/** Length in characters of the nix32 form of `byteLength` bytes. */
+function nix32_nix32Length(byteLength) {
+    return Math.ceil((byteLength * 8) / 5);
 }
-function loadState() {
-    const raw = core.getState(State.Saved);
-    if (!raw)
-        return undefined;
-    return JSON.parse(raw);
+function nix32_encodeNix32(bytes) {
+    const length = nix32_nix32Length(bytes.length);
+    let out = '';
+    for (let n = length - 1; n >= 0; n--) {
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        const low = bytes[i] >> j;
+        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
+        out += NIX32_ALPHABET[(low | high) & 0x1f];
+    }
+    return out;
+}
+class nix32_Nix32Error extends (/* unused pure expression or super */ null && (Error)) {
+}
+function nix32_decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
+    if (text.length !== nix32_nix32Length(byteLength)) {
+        throw new nix32_Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
+    }
+    const bytes = Buffer.alloc(byteLength);
+    for (let n = 0; n < text.length; n++) {
+        const c = text[text.length - n - 1];
+        const digit = DIGIT_OF.get(c);
+        if (digit === undefined)
+            throw new nix32_Nix32Error(`invalid character '${c}' in nix32 string`);
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        bytes[i] |= (digit << j) & 0xff;
+        const carry = digit >> (8 - j);
+        if (i + 1 < byteLength)
+            bytes[i + 1] |= carry;
+        else if (carry !== 0)
+            throw new nix32_Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
+    }
+    return bytes;
+}
+function nix32_isNix32(text) {
+    for (const c of text)
+        if (!DIGIT_OF.has(c))
+            return false;
+    return true;
+}
+
+;// CONCATENATED MODULE: ./src/nix/hash.ts
+/** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
+
+
+const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
+class HashError extends (/* unused pure expression or super */ null && (Error)) {
+}
+class hash_Hash {
+    algorithm;
+    digest;
+    constructor(algorithm, digest) {
+        this.algorithm = algorithm;
+        this.digest = digest;
+        if (digest.length !== DIGEST_BYTES[algorithm]) {
+            throw new HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
+        }
+    }
+    /**
+     * Parses `algo:<nix32|base16|base64>` or SRI `algo-<base64>`. With `expected`, a bare digest
+     * without the algorithm prefix is accepted too.
+     */
+    static parse(text, expected) {
+        const sri = /^(md5|sha1|sha256|sha512)-([A-Za-z0-9+/]+={0,2})$/.exec(text);
+        if (sri) {
+            if (expected !== undefined && sri[1] !== expected)
+                throw new HashError(`expected a ${expected} hash, got '${text}'`);
+            return hash_Hash.fromDigestText(sri[1], sri[2], 'base64', text);
+        }
+        const colon = text.indexOf(':');
+        let algorithm;
+        let digest;
+        if (colon === -1) {
+            algorithm = expected;
+            digest = text;
+        }
+        else {
+            algorithm = text.slice(0, colon);
+            digest = text.slice(colon + 1);
+        }
+        if (algorithm === undefined)
+            throw new HashError(`hash '${text}' does not name its algorithm`);
+        if (!(algorithm in DIGEST_BYTES))
+            throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
+        if (expected !== undefined && algorithm !== expected) {
+            throw new HashError(`expected a ${expected} hash, got '${text}'`);
+        }
+        return hash_Hash.fromDigestText(algorithm, digest, undefined, text);
+    }
+    static fromDigestText(algorithm, digest, encoding, original) {
+        const bytes = DIGEST_BYTES[algorithm];
+        if (encoding === undefined) {
+            if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
+                return new hash_Hash(algorithm, Buffer.from(digest, 'hex'));
+            }
+            if (digest.length === nix32Length(bytes) && isNix32(digest)) {
+                try {
+                    return new hash_Hash(algorithm, decodeNix32(digest, bytes));
+                }
+                catch (e) {
+                    if (e instanceof Nix32Error)
+                        throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
+                    throw e;
+                }
+            }
+        }
+        if (digest.length === Math.ceil(bytes / 3) * 4 && /^[A-Za-z0-9+/]+={0,2}$/.test(digest)) {
+            const decoded = Buffer.from(digest, 'base64');
+            // Node ignores stray bits in the last character: insist on the one canonical spelling.
+            if (decoded.length === bytes && decoded.toString('base64') === digest)
+                return new hash_Hash(algorithm, decoded);
+        }
+        throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
+    }
+    static of(algorithm, data) {
+        return new hash_Hash(algorithm, createHash(algorithm).update(data).digest());
+    }
+    get nix32() {
+        return encodeNix32(this.digest);
+    }
+    get base16() {
+        return this.digest.toString('hex');
+    }
+    get base64() {
+        return this.digest.toString('base64');
+    }
+    /** `sha256:<nix32>`, the form narinfo files use. */
+    toString() {
+        return `${this.algorithm}:${this.nix32}`;
+    }
+    toBase16String() {
+        return `${this.algorithm}:${this.base16}`;
+    }
+    toSRI() {
+        return `${this.algorithm}-${this.base64}`;
+    }
+    equals(other) {
+        return this.algorithm === other.algorithm && this.digest.equals(other.digest);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/store-path.ts
+/** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
+
+const store_path_DEFAULT_STORE_DIR = '/nix/store';
+const HASH_PART_LENGTH = 32;
+/** A store path's hash part: 32 nix32 characters (160 bits). */
+const HASH_PART_PATTERN = new RegExp(`^${NIX32_CLASS}{${HASH_PART_LENGTH}}$`);
+/** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
+const MAX_NAME_LENGTH = 211;
+const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
+class StorePathError extends (/* unused pure expression or super */ null && (Error)) {
+}
+/** Checks a store path hash part (the 32 nix32 characters); throws naming the problem. */
+function validateHashPart(hashPart) {
+    if (hashPart.length !== HASH_PART_LENGTH) {
+        throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
+    }
+    if (!isNix32(hashPart))
+        throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
+    return hashPart;
+}
+/**
+ * Checks a store path name. Nix 2.8 itself accepts any name made of the allowed characters (so
+ * `.hidden` is a path Nix builds); like later Nix versions we also refuse `.`, `..` and names whose
+ * first dash-separated part is one of those, which only ever serve path tricks.
+ */
+function validateName(name, baseName = name) {
+    if (name.length === 0)
+        throw new StorePathError(`store path '${baseName}' has an empty name`);
+    if (name.length > MAX_NAME_LENGTH) {
+        throw new StorePathError(`store path name in '${baseName}' is longer than ${MAX_NAME_LENGTH} characters`);
+    }
+    const bad = NAME_PATTERN.test(name) ? undefined : [...name].find((c) => !NAME_PATTERN.test(c));
+    if (bad !== undefined) {
+        throw new StorePathError(`store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`);
+    }
+    const firstPart = name.split('-', 1)[0];
+    if (firstPart === '.' || firstPart === '..') {
+        throw new StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
+    }
+    return name;
+}
+function normalizeStoreDir(storeDir) {
+    const trimmed = storeDir.replace(/\/+$/, '');
+    const segments = trimmed.split('/').slice(1);
+    if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..')) {
+        throw new StorePathError(`store dir '${storeDir}' must be an absolute, canonical directory other than '/'`);
+    }
+    return trimmed;
+}
+class StorePath {
+    hashPart;
+    name;
+    constructor(hashPart, name) {
+        this.hashPart = hashPart;
+        this.name = name;
+    }
+    /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
+    static fromBaseName(baseName) {
+        if (baseName.length < HASH_PART_LENGTH + 1 || baseName[HASH_PART_LENGTH] !== '-') {
+            throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
+        }
+        const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
+        const name = validateName(baseName.slice(HASH_PART_LENGTH + 1), baseName);
+        return new StorePath(hashPart, name);
+    }
+    /** Parses a full path directly inside `storeDir` (default `/nix/store`). */
+    static parse(path, storeDir = store_path_DEFAULT_STORE_DIR) {
+        const prefix = `${normalizeStoreDir(storeDir)}/`;
+        if (!path.startsWith(prefix))
+            throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
+        const baseName = path.slice(prefix.length);
+        if (baseName.includes('/'))
+            throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
+        return StorePath.fromBaseName(baseName);
+    }
+    /** True when `path` is a valid store path in `storeDir`. */
+    static isValid(path, storeDir = store_path_DEFAULT_STORE_DIR) {
+        try {
+            StorePath.parse(path, storeDir);
+            return true;
+        }
+        catch (e) {
+            if (e instanceof StorePathError)
+                return false;
+            throw e;
+        }
+    }
+    get baseName() {
+        return `${this.hashPart}-${this.name}`;
+    }
+    toPath(storeDir = store_path_DEFAULT_STORE_DIR) {
+        return `${normalizeStoreDir(storeDir)}/${this.baseName}`;
+    }
+    toString() {
+        return this.baseName;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/signing.ts
+/**
+ * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
+ * A secret key is `name:base64(seed \u2016 public key)` (64 bytes), a public key `name:base64(public key)`.
+ */
+
+
+
+// DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) and SPKI (public).
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+class KeyError extends Error {
+}
+function splitKey(text, what) {
+    const trimmed = text.trim();
+    const colon = trimmed.indexOf(':');
+    if (colon <= 0)
+        throw new KeyError(`${what} must be 'name:base64'`);
+    const name = trimmed.slice(0, colon);
+    const encoded = trimmed.slice(colon + 1);
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded))
+        throw new KeyError(`${what} '${name}' is not valid base64`);
+    return [name, Buffer.from(encoded, 'base64')];
+}
+function publicKeyFromRaw(name, raw) {
+    const key = (0,external_node_crypto_.createPublicKey)({
+        key: Buffer.concat([SPKI_ED25519_PREFIX, raw]),
+        format: 'der',
+        type: 'spki',
+    });
+    return { name, key, text: `${name}:${raw.toString('base64')}` };
+}
+function parsePublicKey(text) {
+    const [name, raw] = splitKey(text, 'public key');
+    if (raw.length !== 32)
+        throw new KeyError(`public key '${name}' must be 32 bytes, got ${raw.length}`);
+    return publicKeyFromRaw(name, raw);
+}
+function parseSecretKey(text) {
+    const [name, raw] = splitKey(text, 'secret key');
+    if (raw.length !== 64)
+        throw new KeyError(`secret key '${name}' must be 64 bytes, got ${raw.length}`);
+    const seed = raw.subarray(0, 32);
+    const key = (0,external_node_crypto_.createPrivateKey)({
+        key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
+        format: 'der',
+        type: 'pkcs8',
+    });
+    const derivedPublic = rawPublicKey((0,external_node_crypto_.createPublicKey)(key));
+    if (!derivedPublic.equals(raw.subarray(32))) {
+        throw new KeyError(`secret key '${name}' does not match the public key stored in it`);
+    }
+    return {
+        name,
+        key,
+        publicKey: publicKeyFromRaw(name, derivedPublic),
+        text: `${name}:${raw.toString('base64')}`,
+    };
+}
+function rawPublicKey(key) {
+    return key.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
+}
+/** A fresh key pair, like `nix-store --generate-binary-cache-key name`. */
+function generateSecretKey(name) {
+    if (!name || name.includes(':'))
+        throw new KeyError(`key name '${name}' must be non-empty and contain no ':'`);
+    const { privateKey, publicKey } = (0,external_node_crypto_.generateKeyPairSync)('ed25519');
+    const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_ED25519_PREFIX.length);
+    return parseSecretKey(`${name}:${Buffer.concat([seed, rawPublicKey(publicKey)]).toString('base64')}`);
+}
+/**
+ * The string Nix signs: `1;<store path>;<nar hash>;<nar size>;<references as full paths, comma-separated>`.
+ * `narHash` is a Hash or any text form of one (written as `sha256:<nix32>`); `references` are base
+ * names. Nix holds references in a sorted set, so they are sorted and deduplicated here too: a
+ * narinfo listing them in another order still gets the signature Nix expects.
+ */
+function fingerprint(storePath, narHash, narSize, references, storeDir = DEFAULT_STORE_DIR) {
+    const hash = typeof narHash === 'string' ? Hash.parse(narHash) : narHash;
+    const dir = storeDir.replace(/\/+$/, '');
+    const refs = [...new Set(references)]
+        .sort()
+        .map((r) => `${dir}/${r}`)
+        .join(',');
+    return `1;${storePath};${hash.toString()};${narSize};${refs}`;
+}
+/** The fingerprint of a narinfo, the text its `Sig:` lines sign. */
+function narInfoFingerprint(info, storeDir = DEFAULT_STORE_DIR) {
+    return fingerprint(info.storePath, info.narHash, info.narSize, info.references, storeDir);
+}
+/** Signs a fingerprint; returns a `Sig:` value, `name:base64(signature)`. */
+function signFingerprint(fp, secretKey) {
+    return `${secretKey.name}:${sign(null, Buffer.from(fp), secretKey.key).toString('base64')}`;
+}
+/** True when `sig` (`name:base64`) is a valid signature of `fp` by the key of that name among `keys`. */
+function verifyFingerprint(fp, sig, keys) {
+    const colon = sig.indexOf(':');
+    if (colon <= 0)
+        return false;
+    const name = sig.slice(0, colon);
+    const signature = Buffer.from(sig.slice(colon + 1), 'base64');
+    if (signature.length !== 64)
+        return false;
+    return keys.some((k) => k.name === name && verify(null, Buffer.from(fp), k.key, signature));
 }
 
 ;// CONCATENATED MODULE: ./src/action/store-paths.ts
@@ -32377,8 +32855,6 @@ function loadState() {
 
 
 
-
-const store_paths_execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
 function storeDir(env = process.env) {
     return env.NIX_STORE_DIR || '/nix/store';
 }
@@ -32407,7 +32883,7 @@ async function validPaths(paths, env = process.env) {
     const invalid = new Set();
     try {
         for (let i = 0; i < paths.length; i += 500) {
-            const { stdout } = await store_paths_execFileAsync('nix-store', ['--check-validity', '--print-invalid', ...paths.slice(i, i + 500)], { env, maxBuffer: 16 * 1024 * 1024, timeout: 60_000 });
+            const stdout = await runCommand('nix-store', ['--check-validity', '--print-invalid', ...paths.slice(i, i + 500)], { env, timeoutMs: 60_000, quiet: true });
             for (const line of stdout.split('\n'))
                 if (line)
                     invalid.add(line);
@@ -32419,12 +32895,196 @@ async function validPaths(paths, env = process.env) {
     return paths.filter((path) => !invalid.has(path));
 }
 
+;// CONCATENATED MODULE: ./src/action/gha-cache/keys.ts
+/**
+ * The cache keys of packs. GitHub scopes cache entries by ref: a job reads entries of its own ref,
+ * of the base branch (pull requests) and of the default branch, and writes only its own. The keys
+ * say the same, so a restore asks for the newest pack of the job's own ref first, then the base
+ * branch's, then the default branch's, and one GetCacheEntryDownloadURL call asks for all three.
+ * `:` separates the parts: git refuses it in ref names, so one ref's prefix never matches another.
+ */
+
+/** Bump when the pack format changes incompatibly. */
+const KEY_VERSION = 'sluice-pack-v1';
+/** The repository's default branch, from the event payload the runner provides. */
+function defaultBranch(env) {
+    if (!env.GITHUB_EVENT_PATH)
+        return undefined;
+    try {
+        const event = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)(env.GITHUB_EVENT_PATH, 'utf8'));
+        const branch = event.repository?.default_branch;
+        return typeof branch === 'string' && branch !== '' ? branch : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+/** Keys must not hold commas (@actions/cache splits on them) and stay within 512 characters. */
+function clean(part) {
+    return part.replace(/[,\s]/g, '_');
+}
+function packKeys(env, userKey) {
+    const os = clean(env.RUNNER_OS || process.platform);
+    const arch = clean(env.RUNNER_ARCH || process.arch);
+    const prefix = `${KEY_VERSION}:${os}:${arch}:${clean(userKey)}:`;
+    const ref = clean(env.GITHUB_REF || 'refs/heads/unknown');
+    const refs = [ref];
+    if (env.GITHUB_BASE_REF)
+        refs.push(`refs/heads/${clean(env.GITHUB_BASE_REF)}`);
+    const main = defaultBranch(env);
+    if (main)
+        refs.push(`refs/heads/${clean(main)}`);
+    const run = `${clean(env.GITHUB_RUN_ID || String(Date.now()))}-${clean(env.GITHUB_RUN_ATTEMPT || '1')}`;
+    return {
+        saveKey: `${prefix}${ref}:${run}`.slice(0, 512),
+        restoreKeys: [...new Set(refs)].map((r) => `${prefix}${r}:`.slice(0, 512)),
+        ref,
+    };
+}
+/** The runner's variables @actions/cache reads, handed to the daemon in its 0600 config file. */
+const CACHE_ENV_NAMES = [
+    'ACTIONS_RESULTS_URL',
+    'ACTIONS_RUNTIME_TOKEN',
+    'ACTIONS_CACHE_SERVICE_V2',
+    'ACTIONS_CACHE_URL',
+    'ACTIONS_CACHE_MODE',
+    'GITHUB_SERVER_URL',
+    'RUNNER_TEMP',
+];
+function cacheEnv(env) {
+    return Object.fromEntries(CACHE_ENV_NAMES.flatMap((name) => (env[name] ? [[name, env[name]]] : [])));
+}
+
+;// CONCATENATED MODULE: ./src/action/gha-cache/main.ts
+/**
+ * The main step in GitHub cache mode (no server): make this job's narinfo signing key, start the
+ * proxy daemon with the pack keys (it restores the newest pack in the background, so this step
+ * does not wait for the download), and point Nix at it, trusting this job's key only.
+ */
+
+
+
+
+
+
+
+
+
+
+async function setUpPackCache(inputs, state, stateDir, problem) {
+    state.mode = 'github';
+    const env = process.env;
+    // Cache service v2 is at ACTIONS_RESULTS_URL; the older v1 (some GHES) at ACTIONS_CACHE_URL.
+    if (!env.ACTIONS_RUNTIME_TOKEN || !(env.ACTIONS_RESULTS_URL || env.ACTIONS_CACHE_URL)) {
+        problem('The GitHub Actions cache is not available to this step (ACTIONS_RUNTIME_TOKEN or ACTIONS_RESULTS_URL is not set): is this an Actions runner? The job runs without the cache.');
+        state.mode = 'off';
+        return;
+    }
+    const keys = packKeys(process.env, inputs.key);
+    const signingKey = generateSecretKey(`sluice-job-${process.env.GITHUB_RUN_ID || 'local'}`);
+    const packDir = (0,external_node_path_namespaceObject.join)(stateDir, 'pack');
+    (0,external_node_fs_namespaceObject.mkdirSync)(packDir, { mode: 0o700 });
+    state.pack = {
+        saveKey: keys.saveKey,
+        restoreKeys: keys.restoreKeys,
+        maxBytes: inputs.maxPackBytes,
+        dir: packDir,
+    };
+    info(`Sluice uses the GitHub Actions cache: restoring the newest pack of ${keys.restoreKeys.join(', ')}.`);
+    const bundles = (0,external_node_path_namespaceObject.dirname)((0,external_node_path_namespaceObject.dirname)(process.argv[1]));
+    // The proxy's per-job credentials, as in server mode (src/action/main.ts).
+    const secrets = newJobSecrets();
+    setSecret(secrets.cachePrefix);
+    setSecret(secrets.controlSecret);
+    const controlSecretFile = writeControlSecret(stateDir, secrets.controlSecret);
+    const secretFiles = [
+        (0,external_node_path_namespaceObject.join)(stateDir, 'daemon.json'),
+        controlSecretFile,
+        (0,external_node_path_namespaceObject.join)(stateDir, 'nix-substituter.conf'),
+    ];
+    state.secretFiles = secretFiles;
+    state.controlSecretFile = controlSecretFile;
+    const configFile = await writeDaemonConfig({
+        listen: `${inputs.listen.host}:${inputs.listen.port}`,
+        server: '',
+        token: null,
+        tokenExpiresAt: null,
+        audience: inputs.audience,
+        push: {
+            enabled: true,
+            ...(inputs.pushFilter ? { filter: inputs.pushFilter } : {}),
+            upstreamCaches: inputs.upstreamCaches,
+            compression: 'zstd',
+        },
+        stateDir,
+        read: [],
+        write: null,
+        pack: {
+            signingKey: signingKey.text,
+            dir: packDir,
+            restoreKey: keys.saveKey,
+            restoreKeys: keys.restoreKeys,
+            cacheEnv: cacheEnv(process.env),
+        },
+        auth: secrets,
+        secretFiles: secretFiles.slice(1),
+    });
+    let daemon;
+    try {
+        daemon = await startDaemon((0,external_node_path_namespaceObject.join)(bundles, PROXY_BUNDLE, 'index.js'), configFile, stateDir, inputs.listen.host, secrets.controlSecret);
+    }
+    catch (error) {
+        removeFiles(secretFiles);
+        if (!(error instanceof DaemonStartError))
+            throw error;
+        problem(`Sluice's proxy did not start, so this job runs without the cache: ${error.message}`);
+        return;
+    }
+    finally {
+        // The daemon deletes its config (the signing key, the runtime token) once read.
+        removeFiles([configFile]);
+    }
+    state.daemon = daemon;
+    info(`Sluice's proxy is listening at ${daemon.url} (pid ${daemon.pid}).`);
+    state.nixConfig = await configureNix({
+        stateDir,
+        proxyUrl: daemon.url,
+        cachePrefix: secrets.cachePrefix,
+        controlSecretFile,
+        // Trusted by this job's nix.conf only, and gone with it: see docs/action.md, "Trust".
+        publicKeys: [signingKey.publicKey.text],
+        hookBundle: (0,external_node_path_namespaceObject.join)(bundles, HOOK_BUNDLE, 'index.js'),
+    }, problem);
+    exportVariable(JobEnv.ProxyUrl, daemon.url);
+    setOutput(Outputs.Substituter, daemon.url);
+    const storeListFile = (0,external_node_path_namespaceObject.join)(stateDir, 'store-before.txt');
+    const count = recordStore(storeListFile);
+    state.storeListFile = storeListFile;
+    info(`Recorded ${count} store paths present before the job's builds.`);
+}
+
+;// CONCATENATED MODULE: ./src/action/state.ts
+/** What the main step hands to the post step, through saved state (the only channel between them). */
+
+
+function state_saveState(state) {
+    saveState(constants_State.Saved, JSON.stringify(state));
+}
+function loadState() {
+    const raw = core.getState(State.Saved);
+    if (!raw)
+        return undefined;
+    return JSON.parse(raw);
+}
+
 ;// CONCATENATED MODULE: ./src/action/main.ts
 /**
  * The main step: get a cache token for this job, start the proxy daemon, point Nix at it, and
  * leave the post step what it needs. Cache trouble never fails the job unless `strict` is set;
  * only misuse (invalid inputs) does.
  */
+
+
 
 
 
@@ -32488,6 +33148,11 @@ async function setUp(inputs, state) {
     info(`Found ${version}.`);
     const stateDir = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)(process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)(), 'sluice-'));
     state.stateDir = stateDir;
+    if (!inputs.server)
+        return setUpPackCache(inputs, state, stateDir, (message) => problem(state, message));
+    await setUpServer({ ...inputs, server: inputs.server }, state, stateDir);
+}
+async function setUpServer(inputs, state, stateDir) {
     const access = await getAccess(inputs, state);
     if (!access) {
         state.mode = 'off';
@@ -32518,7 +33183,7 @@ async function setUp(inputs, state) {
     // Saved first: the post step deletes whatever of these is left, however the job went.
     state.secretFiles = secretFiles;
     state.controlSecretFile = controlSecretFile;
-    const configFile = writeDaemonConfig({
+    const configFile = await writeDaemonConfig({
         listen,
         server: inputs.server.href,
         token: access.grant?.token ?? null,
@@ -32535,9 +33200,8 @@ async function setUp(inputs, state) {
             compression: inputs.compression,
         },
         stateDir,
-        read: state.read,
-        write: state.write,
-        ...(inputs.pin ? { pin: inputs.pin } : {}),
+        read: access.grant?.read ?? [],
+        write: access.grant?.write ?? null,
         auth: secrets,
         secretFiles: secretFiles.slice(1),
     });
@@ -32632,7 +33296,7 @@ function trustedKeys(state, access) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5927);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3604);
 
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 process.exit(); // keep-alive sockets must not keep the step running

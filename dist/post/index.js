@@ -37,7 +37,7 @@ __webpack_unused_export__ = Client
 __webpack_unused_export__ = Pool
 __webpack_unused_export__ = BalancedPool
 __webpack_unused_export__ = Agent
-__webpack_unused_export__ = ProxyAgent
+module.exports.kT = ProxyAgent
 __webpack_unused_export__ = EnvHttpProxyAgent
 __webpack_unused_export__ = RetryAgent
 __webpack_unused_export__ = RetryHandler
@@ -28093,7 +28093,7 @@ module.exports = {
 /***/ 770:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
-/* unused reexport */ __nccwpck_require__(218);
+module.exports = __nccwpck_require__(218);
 
 
 /***/ }),
@@ -28113,10 +28113,10 @@ var assert = __nccwpck_require__(2613);
 var util = __nccwpck_require__(9023);
 
 
-__webpack_unused_export__ = httpOverHttp;
-__webpack_unused_export__ = httpsOverHttp;
-__webpack_unused_export__ = httpOverHttps;
-__webpack_unused_export__ = httpsOverHttps;
+exports.httpOverHttp = httpOverHttp;
+exports.httpsOverHttp = httpsOverHttp;
+exports.httpOverHttps = httpOverHttps;
+exports.httpsOverHttps = httpsOverHttps;
 
 
 function httpOverHttp(options) {
@@ -28370,7 +28370,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 6370:
+/***/ 7717:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -28379,8 +28379,1502 @@ __nccwpck_require__.d(__webpack_exports__, {
   e: () => (/* binding */ run)
 });
 
-;// CONCATENATED MODULE: external "os"
-const external_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
+var lib_core = __nccwpck_require__(3838);
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+;// CONCATENATED MODULE: ./src/action/constants.ts
+/** Names shared by action.yml, the steps and the harness: inputs, outputs and saved-state keys. */
+var Inputs;
+(function (Inputs) {
+    Inputs["Server"] = "server";
+    Inputs["Backend"] = "backend";
+    Inputs["Key"] = "key";
+    Inputs["MaxPackSize"] = "max-pack-size";
+    Inputs["Audience"] = "audience";
+    Inputs["Push"] = "push";
+    Inputs["PushFilter"] = "push-filter";
+    Inputs["UpstreamCaches"] = "upstream-caches";
+    Inputs["Compression"] = "compression";
+    Inputs["Listen"] = "listen";
+    Inputs["DrainTimeout"] = "drain-timeout";
+    Inputs["Strict"] = "strict";
+    Inputs["Summary"] = "summary";
+})(Inputs || (Inputs = {}));
+var Outputs;
+(function (Outputs) {
+    Outputs["Hits"] = "hits";
+    Outputs["Misses"] = "misses";
+    Outputs["PushedPaths"] = "pushed-paths";
+    Outputs["PushedBytes"] = "pushed-bytes";
+    Outputs["Substituter"] = "substituter";
+    Outputs["RestoredKey"] = "pack-restored-key";
+    Outputs["SavedKey"] = "pack-saved-key";
+    Outputs["PackUsedPaths"] = "pack-used-paths";
+})(Outputs || (Outputs = {}));
+/** Saved state: the only channel from the main step to the post step. */
+var constants_State;
+(function (State) {
+    /** JSON of `SavedState` (src/action/state.ts). */
+    State["Saved"] = "SLUICE_STATE";
+})(constants_State || (constants_State = {}));
+/** Exported to the job's environment: a second use of the Action in the same job sees it. */
+var JobEnv;
+(function (JobEnv) {
+    JobEnv["ProxyUrl"] = "SLUICE_PROXY_URL";
+})(JobEnv || (JobEnv = {}));
+/** Where the daemon and hook bundles sit relative to the main/post bundle (dist/<name>/index.js). */
+const PROXY_BUNDLE = 'proxy';
+const HOOK_BUNDLE = 'hook';
+const constants_NIX_CONF_BLOCK_BEGIN = '# sluice: begin (written by the Sluice GitHub Action)';
+const constants_NIX_CONF_BLOCK_END = '# sluice: end';
+
+;// CONCATENATED MODULE: ./src/contracts/control-api.ts
+/**
+ * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
+ * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
+ */
+const CONTROL_PREFIX = '/_sluice/';
+const control_api_ControlRoute = {
+    /** `GET` \u2192 DaemonHealth. */
+    Health: 'health',
+    /** `GET` \u2192 DaemonStats. */
+    Stats: 'stats',
+    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
+    Built: 'built',
+    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
+    Drain: 'drain',
+    /** GitHub cache mode: `POST` `{ paths, maxBytes }` \u2192 NewPackReport (contracts/pack-api.ts). */
+    Pack: 'pack',
+    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
+    Shutdown: 'shutdown',
+};
+function control_api_controlPath(route) {
+    return `${CONTROL_PREFIX}${route}`;
+}
+/** Drain deadlines above this are refused. */
+const MAX_DRAIN_DEADLINE_SECONDS = (/* unused pure expression or super */ null && (6 * 3600));
+
+;// CONCATENATED MODULE: ./src/contracts/pack-api.ts
+const PACK_DIR = 'sluice-pack';
+const PACK_INDEX = 'index.json';
+const PACK_NARS = 'nars.zst';
+/** The paths given to @actions/cache, as written: the cache version is a hash of this exact text. */
+const pack_api_PACK_CACHE_PATHS = [`${PACK_DIR}/${PACK_INDEX}`, `${PACK_DIR}/${PACK_NARS}`];
+
+;// CONCATENATED MODULE: ./src/contracts/pack-cache.ts
+/**
+ * The GitHub Actions cache through @actions/cache, one restore or save of a pack at a time.
+ * @actions/cache works relative to the process's cwd and GITHUB_WORKSPACE (where it tars from and
+ * extracts to), so each call runs inside the pack's own directory. It logs every failure to
+ * reserve an entry (409, 429, 5xx) as the same vague line and keeps the cause for debug output:
+ * the cause is caught from its output here, so the job summary can say what really happened.
+ */
+
+/** Lines @actions/cache writes that carry the real cause of a failure. */
+const CAUSES = [
+    /::debug::Failed to reserve cache: (.*)$/,
+    /Cache reservation failed: (.*)$/,
+    /Failed to (?:save|restore): (.*)$/,
+    /::(?:warning|error)::(.*)$/,
+];
+/** Runs `fn` inside `dir`, with stdout also read for the causes @actions/cache only logs. */
+async function inside(dir, fn, tempDir) {
+    const cwd = process.cwd();
+    const workspace = process.env.GITHUB_WORKSPACE;
+    const runnerTemp = process.env.RUNNER_TEMP;
+    const write = process.stdout.write.bind(process.stdout);
+    const causes = [];
+    process.stdout.write = ((chunk, ...rest) => {
+        const text = String(chunk);
+        for (const line of text.split('\n')) {
+            for (const pattern of CAUSES) {
+                const match = pattern.exec(line);
+                if (match) {
+                    causes.push(decodeURIComponent(match[1].replace(/%(?![0-9A-F]{2})/g, '%25')));
+                    break;
+                }
+            }
+        }
+        // Its warnings and errors would become annotations of their own; Sluice reports the cause once.
+        return write(text.replace(/^::(warning|error)::/gm, '@actions/cache $1: '), ...rest);
+    });
+    process.chdir(dir);
+    process.env.GITHUB_WORKSPACE = dir;
+    if (tempDir)
+        process.env.RUNNER_TEMP = tempDir;
+    try {
+        return { value: await fn(), causes };
+    }
+    finally {
+        process.stdout.write = write;
+        process.chdir(cwd);
+        restoreEnv('GITHUB_WORKSPACE', workspace);
+        restoreEnv('RUNNER_TEMP', runnerTemp);
+    }
+}
+function restoreEnv(name, value) {
+    if (value === undefined)
+        delete process.env[name];
+    else
+        process.env[name] = value;
+}
+/** The most telling cause: the first specific one (a debug line names the HTTP status). */
+function cause(causes, fallback) {
+    return causes.find((c) => /\(\d{3}\)|\d{3}|status|Too Many|already/i.test(c)) ?? causes[0] ?? fallback;
+}
+/**
+ * One GetCacheEntryDownloadURL call, then the download (into a new directory below `tempDir`,
+ * where stream-restore.ts reads it as it lands) and extraction into `<dir>/sluice-pack/`.
+ */
+async function restorePack(dir, key, restoreKeys, tempDir) {
+    const cache = await __nccwpck_require__.e(/* import() */ 641).then(__nccwpck_require__.bind(__nccwpck_require__, 2641));
+    try {
+        const { value, causes } = await inside(dir, () => cache.restoreCache([...PACK_CACHE_PATHS], key, restoreKeys), tempDir);
+        if (value !== undefined)
+            return { ok: true, key: value };
+        if (causes.length > 0)
+            return { ok: false, error: cause(causes, 'the restore failed') };
+        return { ok: false, missing: true };
+    }
+    catch (e) {
+        return { ok: false, error: e.message };
+    }
+}
+/** CreateCacheEntry, the upload, FinalizeCacheEntryUpload: saves `<dir>/sluice-pack/` as `key`. */
+async function savePack(dir, key) {
+    const cache = await __nccwpck_require__.e(/* import() */ 641).then(__nccwpck_require__.bind(__nccwpck_require__, 2641));
+    try {
+        const { value, causes } = await inside(dir, () => cache.saveCache([...pack_api_PACK_CACHE_PATHS], key));
+        if (value !== -1)
+            return { ok: true, key };
+        return { ok: false, error: cause(causes, 'the cache service did not take the pack') };
+    }
+    catch (e) {
+        return { ok: false, error: e.message };
+    }
+}
+
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+;// CONCATENATED MODULE: external "node:timers/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+;// CONCATENATED MODULE: ./src/contracts/listen.ts
+/**
+ * Listen addresses, one grammar for the server's `listen`/`--listen`, the Action's `listen` input
+ * and the daemon's config: `host:port` or `[ipv6]:port`, port 0\u201365535 (0: any free port).
+ */
+
+/** The hosts the daemon may listen on: it holds the cache token, so never a routable address. */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1']);
+class ListenError extends (/* unused pure expression or super */ null && (Error)) {
+}
+/** `host:port` or `[ipv6]:port` \u2192 its parts; a ListenError saying the grammar otherwise. */
+function parseHostPort(value) {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(String(value).trim());
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port > 65535)
+        throw new ListenError(`${JSON.stringify(String(value))} is not HOST:PORT`);
+    return { host: (match[1] ?? match[2]), port };
+}
+function isLoopbackHost(host) {
+    return LOOPBACK_HOSTS.has(host);
+}
+/** Any loopback address (127.0.0.0/8, ::1, localhost; brackets allowed), where plain http never leaves the machine. */
+function isLoopbackAddress(hostname) {
+    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    if (host === 'localhost' || host === '::1')
+        return true;
+    return isIP(host) === 4 && host.startsWith('127.');
+}
+/** The host as it goes into a URL: IPv6 addresses in brackets (once). */
+function listen_urlHost(host) {
+    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+;// CONCATENATED MODULE: external "node:fs/promises"
+const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+;// CONCATENATED MODULE: ./src/contracts/ready-file.ts
+/**
+ * How the daemon says it is listening: `<stateDir>/ready.json` `{ pid, port }`, written then
+ * renamed so a reader never sees half a file. The Action and the benchmark wait for it.
+ */
+
+
+
+const READY_FILE = 'ready.json';
+async function writeReadyFile(stateDir, ready) {
+    const path = join(stateDir, READY_FILE);
+    const tmp = `${path}.${ready.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(ready));
+    await rename(tmp, path);
+}
+/** The ready file's content, or undefined while there is none. */
+function ready_file_readReadyFile(stateDir) {
+    let text;
+    try {
+        text = readFileSync(join(stateDir, READY_FILE), 'utf8');
+    }
+    catch {
+        return undefined;
+    }
+    const json = JSON.parse(text);
+    if (typeof json.pid !== 'number' || typeof json.port !== 'number')
+        throw new Error(`${READY_FILE} is not { pid, port }: ${text.slice(0, 100)}`);
+    return { pid: json.pid, port: json.port };
+}
+
+;// CONCATENATED MODULE: ./src/action/daemon-client.ts
+/**
+ * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
+ * docs/architecture.md: a 0600 config file as argv (the daemon deletes it once read),
+ * `<stateDir>/ready.json` once listening, `/_sluice/*` control endpoints on loopback that need the
+ * job's control secret.
+ */
+
+
+
+
+
+
+
+
+
+function newJobSecrets() {
+    return {
+        cachePrefix: randomBytes(32).toString('base64url'),
+        controlSecret: randomBytes(32).toString('base64url'),
+    };
+}
+/** The control secret's file (0600): the post-build hook and the post step read it. */
+function writeControlSecret(stateDir, secret) {
+    const file = join(stateDir, 'control.secret');
+    writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+    return file;
+}
+function readControlSecret(file) {
+    try {
+        return (0,external_node_fs_.readFileSync)(file, 'utf8').trim();
+    }
+    catch {
+        return undefined;
+    }
+}
+/** Deletes files holding the job's secrets; those already gone are fine. */
+function removeFiles(files) {
+    for (const file of files)
+        (0,external_node_fs_.rmSync)(file, { force: true });
+}
+class DaemonStartError extends (/* unused pure expression or super */ null && (Error)) {
+}
+const READY_TIMEOUT_MS = 20_000;
+/** Spawns the daemon detached, its output in a log file (never the step's pipes), and waits until it is ready. */
+async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
+    const logFile = join(stateDir, 'daemon.log');
+    const logFd = openSync(logFile, 'a');
+    const child = spawn(process.execPath, [...DAEMON_NODE_ARGS, bundle, configFile], {
+        env: daemonEnv(process.env),
+        detached: true,
+        stdio: ['ignore', logFd, logFd],
+    });
+    closeSync(logFd);
+    let exited;
+    child.on('exit', (code, signal) => (exited = signal ? `killed by ${signal}` : `exited with code ${code}`));
+    child.on('error', (error) => (exited = `could not start: ${error.message}`));
+    child.unref();
+    const pid = child.pid;
+    if (pid !== undefined)
+        writeFileSync(join(stateDir, 'daemon.pid'), `${pid}\n`);
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+        if (exited)
+            throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
+        const ready = readReadyFile(stateDir);
+        if (ready) {
+            const url = `http://${urlHost(host)}:${ready.port}`;
+            if (await healthy(url, controlSecret))
+                return { pid: ready.pid, url, logFile };
+        }
+        await sleep(100);
+    }
+    if (pid !== undefined)
+        killQuietly(pid, 'SIGKILL');
+    throw new DaemonStartError(`the proxy daemon was not ready within ${READY_TIMEOUT_MS / 1000} s.\n${tail(logFile)}`);
+}
+async function healthy(url, controlSecret) {
+    try {
+        const response = await fetch(`${url}${controlPath(ControlRoute.Health)}`, {
+            headers: { authorization: `Bearer ${controlSecret}` },
+            signal: AbortSignal.timeout(2_000),
+        });
+        await response.body?.cancel();
+        return response.ok;
+    }
+    catch {
+        return false;
+    }
+}
+/** The last lines of the daemon's log, to say why it failed. */
+function tail(logFile, lines = 20) {
+    try {
+        const text = readFileSync(logFile, 'utf8').trimEnd();
+        return text === '' ? '(the daemon log is empty)' : text.split('\n').slice(-lines).join('\n');
+    }
+    catch {
+        return '(no daemon log)';
+    }
+}
+async function control(url, controlSecret, route, body, timeoutMs) {
+    const authorization = `Bearer ${controlSecret}`;
+    const path = control_api_controlPath(route);
+    const response = await fetch(`${url}${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await response.text();
+    if (!response.ok)
+        throw new Error(`${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
+    return (text ? JSON.parse(text) : {});
+}
+/** True while the process exists and is not a zombie (a reaped-late child counts as gone). */
+function isAlive(pid) {
+    try {
+        process.kill(pid, 0);
+    }
+    catch (error) {
+        return error.code === 'EPERM';
+    }
+    try {
+        const stat = (0,external_node_fs_.readFileSync)(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+    }
+    catch {
+        return true;
+    }
+}
+function killQuietly(pid, signal) {
+    try {
+        process.kill(pid, signal);
+    }
+    catch {
+        // Already gone.
+    }
+}
+async function waitForExit(pid, ms) {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+        if (!isAlive(pid))
+            return true;
+        await (0,promises_namespaceObject.setTimeout)(50);
+    }
+    return !isAlive(pid);
+}
+/**
+ * Makes sure the daemon is gone: give it `graceMs` to exit after a shutdown request, then SIGTERM,
+ * then SIGKILL. Returns how it ended, for the log.
+ */
+async function ensureStopped(pid, graceMs = 5_000) {
+    if (await waitForExit(pid, graceMs))
+        return 'exited';
+    killQuietly(pid, 'SIGTERM');
+    if (await waitForExit(pid, 3_000))
+        return 'terminated';
+    killQuietly(pid, 'SIGKILL');
+    return (await waitForExit(pid, 2_000)) ? 'killed' : 'survived';
+}
+
+;// CONCATENATED MODULE: ./src/action/exchange-client.ts
+/**
+ * The main step's talk with the Sluice server: the workflow's OIDC ID token for a short-lived cache
+ * token (`POST /_api/v1/token`), or, when there is no ID token, whether anonymous reads are allowed.
+ */
+
+
+/** A failure to reach or use the server, as opposed to the server refusing this job. */
+class ServerUnavailableError extends (/* unused pure expression or super */ null && (Error)) {
+}
+class ExchangeRefusedError extends (/* unused pure expression or super */ null && (Error)) {
+}
+const EXCHANGE_TIMEOUT_MS = 20_000;
+async function getIdToken(audience) {
+    const token = await core.getIDToken(audience);
+    core.setSecret(token);
+    return token;
+}
+async function exchangeToken(server, idToken) {
+    const url = new URL(TOKEN_EXCHANGE_PATH.slice(1), server);
+    let response;
+    try {
+        response = await fetch(url, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${idToken}`, accept: 'application/json' },
+            signal: AbortSignal.timeout(EXCHANGE_TIMEOUT_MS),
+        });
+    }
+    catch (error) {
+        throw new ServerUnavailableError(`could not reach ${url.origin}: ${describeFetchError(error)}`);
+    }
+    const body = await response.text();
+    if (response.status >= 500 || response.status === 429) {
+        throw new ServerUnavailableError(`${url.href} answered ${response.status}: ${body.trim().slice(0, 300)}`);
+    }
+    if (!response.ok) {
+        throw new ExchangeRefusedError(`${url.href} refused the token exchange (${response.status}): ${body.trim().slice(0, 300)}`);
+    }
+    let grant;
+    try {
+        grant = parseTokenExchangeResponse(body);
+    }
+    catch (error) {
+        if (error instanceof ServerAnswerError)
+            throw new ServerUnavailableError(error.message);
+        throw error;
+    }
+    core.setSecret(grant.token);
+    return grant;
+}
+/**
+ * Without an ID token the proxy can still read when the server serves public slices to anyone.
+ * The server says so, with its signing keys, in its health document (`public_reads: true`).
+ */
+async function probeAnonymousReads(server) {
+    try {
+        const health = await fetch(new URL(HEALTH_PATH.slice(1), server), {
+            signal: AbortSignal.timeout(10_000),
+        });
+        if (!health.ok)
+            return undefined;
+        const keys = anonymousReadKeys(await health.text());
+        return keys ? { publicKeys: keys } : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+function describeFetchError(error) {
+    if (error instanceof Error && error.name === 'TimeoutError')
+        return 'timed out';
+    const cause = error.cause;
+    return cause?.code ?? cause?.message ?? error.message;
+}
+
+// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 3 modules
+var exec = __nccwpck_require__(7187);
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: ./src/action/command.ts
+/**
+ * The programs the Action runs (nix, nix-store, sudo, systemctl, launchctl) go through
+ * `@actions/exec`, so each shows in the step's log as `[command]/usr/bin/nix --version`, the way
+ * workflow authors see every other action's commands. Output that is data rather than news (nix's
+ * JSON configuration, validity lists) is captured without being echoed. The daemon is the exception:
+ * it is spawned detached (`daemon.ts`), which `@actions/exec` cannot do.
+ */
+
+
+const COMMAND_LINE_SHOWN = 200;
+/** Passes on `@actions/exec`'s `[command]\u2026` line, shortened; drops the output that follows. */
+function commandLineOnly() {
+    return new external_node_stream_.Writable({
+        write(chunk, _encoding, done) {
+            const text = chunk.toString();
+            if (text.startsWith('[command]')) {
+                const line = text.trimEnd();
+                process.stdout.write(`${line.length > COMMAND_LINE_SHOWN ? `${line.slice(0, COMMAND_LINE_SHOWN)} \u2026` : line}\n`);
+            }
+            done();
+        },
+    });
+}
+/** Runs `command args`; resolves with its stdout, rejects naming the command and its stderr. */
+async function command_runCommand(command, args, options) {
+    const env = options.env
+        ? Object.fromEntries(Object.entries(options.env).filter((entry) => entry[1] !== undefined))
+        : undefined;
+    const running = (0,exec/* getExecOutput */.H)(command, args, {
+        ...(env ? { env } : {}),
+        ...(options.input !== undefined ? { input: Buffer.from(options.input) } : {}),
+        ...(options.quiet ? { outStream: commandLineOnly() } : {}),
+        ignoreReturnCode: true,
+    });
+    let timer;
+    const timeout = new Promise((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`${command} ${args[0] ?? ''} did not finish within ${options.timeoutMs / 1000} s`)), options.timeoutMs);
+        timer.unref();
+    });
+    try {
+        const { exitCode, stdout, stderr } = await Promise.race([running, timeout]);
+        if (exitCode !== 0) {
+            const said = stderr.trim().split('\n').at(-1);
+            throw new Error(`${command} ${args.slice(0, 3).join(' ')} exited with ${exitCode}${said ? `: ${said}` : ''}`);
+        }
+        return stdout;
+    }
+    finally {
+        clearTimeout(timer);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/action/store-paths.ts
+/**
+ * The store's entries at the start of the job, so the post step can find paths the post-build hook
+ * did not see (builds by a daemon without our hook, `nix copy` from elsewhere, ...).
+ */
+
+
+
+function storeDir(env = process.env) {
+    return env.NIX_STORE_DIR || '/nix/store';
+}
+function listStore(dir) {
+    // Derivations and temporary/lock entries are never pushed.
+    return (0,external_node_fs_.readdirSync)(dir).filter((name) => /^[0-9a-z]{32}-/.test(name) && !name.endsWith('.drv') && !name.endsWith('.lock'));
+}
+function recordStore(file, env = process.env) {
+    const names = listStore(storeDir(env));
+    writeFileSync(file, names.join('\n'));
+    return names.length;
+}
+/** Full store paths that appeared since `recordStore` wrote `file`. */
+function newStorePaths(file, env = process.env) {
+    const dir = storeDir(env);
+    const before = new Set((0,external_node_fs_.readFileSync)(file, 'utf8').split('\n'));
+    return listStore(dir)
+        .filter((name) => !before.has(name))
+        .map((name) => (0,external_node_path_.join)(dir, name));
+}
+/**
+ * The paths Nix has registered as valid: an entry can be in the store directory without being a
+ * path yet (a build still writing it) or any more (being deleted), and those cannot be pushed.
+ */
+async function validPaths(paths, env = process.env) {
+    const invalid = new Set();
+    try {
+        for (let i = 0; i < paths.length; i += 500) {
+            const stdout = await command_runCommand('nix-store', ['--check-validity', '--print-invalid', ...paths.slice(i, i + 500)], { env, timeoutMs: 60_000, quiet: true });
+            for (const line of stdout.split('\n'))
+                if (line)
+                    invalid.add(line);
+        }
+    }
+    catch {
+        // Unchecked paths are still worth offering: the daemon reports the ones it cannot push.
+    }
+    return paths.filter((path) => !invalid.has(path));
+}
+
+;// CONCATENATED MODULE: ./src/action/gha-cache/post.ts
+/**
+ * The post step in GitHub cache mode: the daemon writes the job's new pack (if the job built
+ * something new), stops, and this step saves the pack with @actions/cache (CreateCacheEntry,
+ * upload, FinalizeCacheEntryUpload: with the restore's one call, three calls per job). Failures
+ * become problems (warnings, or the job's failure with `strict`), never exceptions.
+ */
+
+
+
+
+
+
+
+
+const GRACE_MS = 10_000;
+async function finishPack(state, problems) {
+    const daemon = state.daemon;
+    const pack = state.pack;
+    if (!daemon)
+        return { outcome: { notSaved: 'the proxy did not start' } };
+    if (!isAlive(daemon.pid)) {
+        problems.push(`Sluice's proxy (pid ${daemon.pid}) died during the job: no pack was saved. See its log below.`);
+        return { outcome: { notSaved: 'the proxy died during the job' } };
+    }
+    const secret = state.controlSecretFile ? readControlSecret(state.controlSecretFile) : undefined;
+    if (!secret) {
+        problems.push(`Sluice's control secret is gone, so the proxy could not write the pack; it is stopped.`);
+        await ensureStopped(daemon.pid, 0);
+        return { outcome: { notSaved: 'the control secret was gone' } };
+    }
+    let report;
+    try {
+        const paths = state.storeListFile && (0,external_node_fs_.existsSync)(state.storeListFile)
+            ? await validPaths(newStorePaths(state.storeListFile))
+            : [];
+        lib_core/* info */.pq(`Planning the job's pack (${paths.length} new store paths found).`);
+        report = await control(daemon.url, secret, control_api_ControlRoute.Pack, { paths, maxBytes: pack.maxBytes }, state.drainTimeoutSeconds * 1000 + GRACE_MS);
+    }
+    catch (error) {
+        problems.push(`Sluice's proxy did not write the job's pack in time (${describeFetchError(error)}): no pack was saved. Raise \`drain-timeout\` if this repeats.`);
+    }
+    await control(daemon.url, secret, control_api_ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
+    const ended = await ensureStopped(daemon.pid);
+    if (ended === 'survived')
+        problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
+    if (!report)
+        return { outcome: { notSaved: 'the pack was not written in time' } };
+    const restore = report.restore;
+    if (restore.outcome === 'failed') {
+        problems.push(`Sluice could not restore a pack from the GitHub Actions cache (${restore.error}); Nix built what it needed instead.`);
+    }
+    if (restore.corrupt) {
+        problems.push(`The restored pack ${restore.key} is corrupt: ${restore.corrupt}. Nothing more of it was served; Nix built the rest.`);
+    }
+    for (const message of report.stats.errors)
+        if (!restore.corrupt || !message.includes(restore.corrupt))
+            problems.push(message);
+    const outcome = { report };
+    if (!report.written) {
+        outcome.notSaved = report.reason ?? 'nothing to save';
+    }
+    else {
+        const started = Date.now();
+        const saved = await savePack(report.written.root, pack.saveKey);
+        if (saved.ok) {
+            outcome.saved = {
+                key: pack.saveKey,
+                paths: report.written.paths,
+                bytes: report.written.bytes,
+                seconds: (Date.now() - started) / 1000,
+            };
+        }
+        else {
+            const why = 'error' in saved ? saved.error : 'unknown';
+            outcome.notSaved = `the GitHub Actions cache did not take it: ${why}`;
+            problems.push(`Sluice could not save the job's pack to the GitHub Actions cache: ${why}`);
+        }
+    }
+    lib_core/* setOutput */.uH(Outputs.RestoredKey, restore.key ?? '');
+    lib_core/* setOutput */.uH(Outputs.SavedKey, outcome.saved?.key ?? '');
+    lib_core/* setOutput */.uH(Outputs.PackUsedPaths, report.used.paths);
+    const stats = {
+        ...report.stats,
+        pushed: { paths: outcome.saved?.paths ?? 0, bytes: outcome.saved?.bytes ?? 0 },
+    };
+    return { stats, outcome };
+}
+
+;// CONCATENATED MODULE: ./src/action/summary.ts
+/**
+ * The job summary: what the cache did for this job in distinct store paths, and what went wrong
+ * with what to do about it. Sentences rather than wide tables, so it reads on a phone.
+ */
+
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    if (unit === 0)
+        return `${bytes} B`;
+    return `${value >= 100 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
+}
+/** Found / looked up, in distinct paths. */
+function hitRate(paths) {
+    const total = paths.found + paths.notFound;
+    return total === 0 ? 'n/a' : `${Math.round((paths.found / total) * 1000) / 10}%`;
+}
+const MODE_TEXT = {
+    'read-write': 'read and push',
+    'read-only': 'read only (this job may not push)',
+    anonymous: 'read only, anonymously (no OIDC token)',
+    github: 'the GitHub Actions cache, one pack per job',
+    off: 'not used',
+};
+const plural = (count, one, many = `${one}s`) => `${count} ${count === 1 ? one : many}`;
+/** `/nix/store/<hash>-hello-2.12` \u2192 `hello-2.12`. */
+function pathName(path) {
+    const base = path.slice(path.lastIndexOf('/') + 1);
+    return /^[0-9a-z]{32}-/.test(base) ? base.slice(33) : base;
+}
+/** "4 of 4 paths from the cache (100%), 783 KiB." */
+function fromCacheLine(stats) {
+    const { found, notFound, downloadedBytes } = stats.paths;
+    if (found + notFound === 0)
+        return 'Nix looked nothing up in the cache.';
+    return `**${found} of ${plural(found + notFound, 'path')} from the cache** (${hitRate(stats.paths)}), ${formatBytes(downloadedBytes)}.`;
+}
+/** "Pushed 3 paths (1.2 MiB) in 2.0 s; skipped 5: 2 already cached, 3 on an upstream cache." */
+function pushLine(stats) {
+    const { alreadyCached, upstream, filtered } = stats.skipped;
+    const reasons = [
+        alreadyCached > 0 ? `${alreadyCached} already cached` : '',
+        upstream > 0 ? `${upstream} on an upstream cache` : '',
+        filtered > 0 ? `${filtered} excluded by push-filter` : '',
+    ].filter(Boolean);
+    const skipped = alreadyCached + upstream + filtered;
+    const failed = stats.failed.length > 0 ? ` **${stats.failed.length} failed** (below).` : '';
+    const queued = stats.queued > 0 ? ` ${plural(stats.queued, 'path')} left unpushed at the deadline.` : '';
+    return (`**Pushed ${plural(stats.pushed.paths, 'path')}** (${formatBytes(stats.pushed.bytes)}) in ${stats.pushSeconds.toFixed(1)} s` +
+        (skipped > 0 ? `; skipped ${skipped}: ${reasons.join(', ')}.` : '.') +
+        failed +
+        queued);
+}
+function largestList(title, items) {
+    if (items.length === 0)
+        return '';
+    const rows = items.map((item) => `<li><code>${escapeHtml(pathName(item.path))}</code> ${formatBytes(item.bytes)}</li>`);
+    return `<p>${title}</p><ul>${rows.join('')}</ul>`;
+}
+/** Adds the summary to core.summary (the caller writes it). */
+function buildSummary(state, stats, problems) {
+    const summary = lib_core/* summary */.z.addHeading('Sluice cache', 2);
+    if (stats) {
+        summary.addRaw(fromCacheLine(stats), true);
+        summary.addRaw('\n', true);
+        if (state.mode === 'read-write')
+            summary.addRaw(pushLine(stats), true).addRaw('\n', true);
+    }
+    summary.addRaw(`Cache: ${MODE_TEXT[state.mode ?? 'off']}.`, true);
+    if (state.mode !== 'github') {
+        const read = stats?.read ?? state.read ?? [];
+        const write = stats ? stats.write : (state.write ?? null);
+        summary.addRaw(`Slices read: ${read.length ? read.map((s) => `\`${s}\``).join(', ') : 'none'}. `, false);
+        summary.addRaw(`Slice written: ${write ? `\`${write}\`` : 'none'}.`, true);
+    }
+    if (state.nixConfig) {
+        summary.addRaw(`Nix configuration: ${state.nixConfig.scope === 'system' ? 'system-wide (Nix daemon restarted)' : 'user'} nix.conf \`${state.nixConfig.file}\`.`, true);
+    }
+    if (problems.length > 0) {
+        summary.addHeading('What went wrong', 3);
+        summary.addList(problems.map(escapeHtml));
+    }
+    if (stats) {
+        const { largestDownloaded, largestPushed } = stats.paths;
+        const largest = largestList('Downloaded from the cache:', largestDownloaded) + largestList('Pushed:', largestPushed);
+        if (largest)
+            summary.addDetails('Largest paths', largest);
+    }
+    if (stats && stats.failed.length > 0) {
+        summary.addDetails(`${stats.failed.length} paths failed to push`, stats.failed.map((f) => escapeHtml(`${f.path}: ${f.error}`)).join('<br>'));
+    }
+}
+function escapeHtml(text) {
+    return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+;// CONCATENATED MODULE: ./src/action/gha-cache/summary.ts
+/** The job summary's part for GitHub cache mode: what came from the pack, what was built, what was saved. */
+
+
+function addPackSummary(outcome) {
+    const summary = lib_core/* summary */.z;
+    const report = outcome.report;
+    const restore = report?.restore;
+    let restored;
+    if (!restore)
+        restored = 'unknown (the proxy did not report)';
+    else if (restore.outcome === 'restored')
+        restored =
+            `\`${restore.key}\`: ${restore.paths} paths, ${formatBytes(restore.bytes ?? 0)}` +
+                (restore.indexSeconds !== undefined
+                    ? `, index read after ${restore.indexSeconds.toFixed(1)} s (streamed)`
+                    : '') +
+                (restore.seconds !== undefined ? `, restore done after ${restore.seconds.toFixed(1)} s` : '') +
+                (restore.corrupt ? ` \u2014 **corrupt**, not served further: ${restore.corrupt}` : '');
+    else if (restore.outcome === 'none')
+        restored = 'none found for these keys';
+    else
+        restored = `failed: ${restore.error}${restore.corrupt ? ` (${restore.corrupt})` : ''}`;
+    summary.addRaw(`Pack restored: ${restored}.`, true);
+    if (report) {
+        summary.addTable([
+            [
+                { data: 'From the pack', header: true },
+                { data: 'Built or new', header: true },
+                { data: 'New pack', header: true },
+                { data: 'Added', header: true },
+                { data: 'Dropped (max-pack-size)', header: true },
+                { data: 'Upstream has them', header: true },
+                { data: 'Filtered', header: true },
+            ],
+            [
+                `${report.used.paths} paths, ${formatBytes(report.used.bytes)}`,
+                `${report.built} paths`,
+                report.plan ? `${report.plan.paths} paths, ${formatBytes(report.plan.narBytes)} of NARs` : '\u2013',
+                String(report.plan?.added ?? 0),
+                String(report.plan?.dropped ?? 0),
+                String(report.plan?.upstream ?? 0),
+                String(report.plan?.filtered ?? 0),
+            ],
+        ]);
+    }
+    if (outcome.saved) {
+        summary.addRaw(`Pack saved: \`${outcome.saved.key}\`, ${outcome.saved.paths} paths, ${formatBytes(outcome.saved.bytes)} in ${outcome.saved.seconds.toFixed(1)} s.`, true);
+    }
+    else {
+        summary.addRaw(`No pack saved: ${outcome.notSaved ?? 'unknown'}.`, true);
+    }
+}
+
+// EXTERNAL MODULE: external "node:os"
+var external_node_os_ = __nccwpck_require__(8161);
+;// CONCATENATED MODULE: ./src/action/nix-config.ts
+/**
+ * Points Nix at the proxy: a marked block in a nix.conf that adds the proxy as a substituter, trusts
+ * the server's keys, turns on `fallback` and installs the post-build hook. The substituter URL holds
+ * the job's secret path, so it sits in a 0600 file of its own that the block `!include`s: nix.conf
+ * stays world-readable, and a reader who may not read the file (another user, a sandboxed build)
+ * learns nothing (Nix skips an `!include` it cannot read).
+ *
+ * `post-build-hook` and `substituters` are honoured only from the configuration of whoever runs the
+ * builds. Without a Nix daemon (single-user) that is the runner user, so the user's nix.conf is
+ * enough. With a daemon, builds run inside the daemon, which reads only the system nix.conf, so that
+ * file changes and the daemon restarts (systemd on Linux, launchd on macOS).
+ */
+
+
+
+
+
+
+const DAEMON_SOCKET = '/nix/var/nix/daemon-socket/socket';
+const NIX_DB = '/nix/var/nix/db';
+/** The Nix version string, or undefined when no `nix` is on PATH. */
+async function nixVersion(env = process.env) {
+    try {
+        return (await runCommand('nix', ['--version'], { env, timeoutMs: 30_000 })).trim();
+    }
+    catch {
+        return undefined;
+    }
+}
+/** Whether builds go through a Nix daemon (multi-user) or run as this user (single-user). */
+function detectScope(env = process.env) {
+    const remote = env.NIX_REMOTE ?? '';
+    if (remote === 'daemon' || remote.startsWith('unix://'))
+        return 'system';
+    if (remote !== '' && remote !== 'auto')
+        return 'user';
+    // "auto": Nix talks to the daemon when it cannot write the store database itself.
+    if (!existsSync(DAEMON_SOCKET))
+        return 'user';
+    try {
+        accessSync(NIX_DB, constants.W_OK);
+        return 'user';
+    }
+    catch {
+        return 'system';
+    }
+}
+function confFile(scope, env = process.env) {
+    if (scope === 'system')
+        return join(env.NIX_CONF_DIR || '/etc/nix', 'nix.conf');
+    const userFiles = env.NIX_USER_CONF_FILES?.split(':').filter(Boolean);
+    if (userFiles?.[0])
+        return userFiles[0];
+    return join(env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config'), 'nix', 'nix.conf');
+}
+/** The block; throws NixConfValueError when a value does not look exactly as it should. */
+function renderBlock(settings) {
+    const lines = [
+        NIX_CONF_BLOCK_BEGIN,
+        // `!include`: a file that is gone or unreadable is skipped, not an error.
+        `!include ${checkPath(settings.substituterFile, 'the substituter file')}`,
+        `extra-trusted-public-keys = ${settings.publicKeys.map(checkPublicKey).join(' ')}`,
+        // The proxy or the server may go away mid-job: Nix then builds instead of failing.
+        'fallback = true',
+    ];
+    if (settings.postBuildHook)
+        lines.push(`post-build-hook = ${checkPath(settings.postBuildHook, 'the post-build hook')}`);
+    lines.push(NIX_CONF_BLOCK_END);
+    return lines.join('\n') + '\n';
+}
+/** The file's text with any earlier Sluice block removed, so writing twice never stacks blocks. */
+function withoutBlock(text) {
+    const begin = text.indexOf(constants_NIX_CONF_BLOCK_BEGIN);
+    if (begin === -1)
+        return text;
+    const endMarker = text.indexOf(constants_NIX_CONF_BLOCK_END, begin);
+    const end = endMarker === -1 ? text.length : endMarker + constants_NIX_CONF_BLOCK_END.length + 1;
+    return text.slice(0, begin) + text.slice(end);
+}
+function readIfExists(file) {
+    return (0,external_node_fs_.existsSync)(file) ? (0,external_node_fs_.readFileSync)(file, 'utf8') : '';
+}
+/** Writes a file, through `sudo` when this user may not (the system nix.conf on a hosted runner). */
+async function writeMaybeSudo(file, text) {
+    try {
+        (0,external_node_fs_.mkdirSync)((0,external_node_path_.dirname)(file), { recursive: true });
+        (0,external_node_fs_.writeFileSync)(file, text);
+    }
+    catch (error) {
+        const code = error.code;
+        if (code !== 'EACCES' && code !== 'EPERM')
+            throw error;
+        // quiet: tee echoes the file's text, which the log does not need.
+        await command_runCommand('sudo', ['-n', 'tee', file], { input: text, quiet: true, timeoutMs: 30_000 });
+    }
+}
+/**
+ * The substituter setting, in a file only this user can read (and root: in multi-user mode the Nix
+ * daemon, which runs as root, reads it; the build users cannot).
+ */
+function writeSubstituterFile(stateDir, proxyUrl) {
+    const file = join(stateDir, 'nix-substituter.conf');
+    writeFileSync(file, `extra-substituters = ${checkProxyUrl(proxyUrl)}\n`, { mode: 0o600 });
+    return file;
+}
+async function writeNixConf(file, settings) {
+    const block = renderBlock(settings);
+    const current = withoutBlock(readIfExists(file));
+    const separator = current === '' || current.endsWith('\n') ? '' : '\n';
+    await writeMaybeSudo(file, current + separator + block);
+}
+/** Takes the Sluice block out again; true when there was one. */
+async function removeNixConf(file) {
+    const current = readIfExists(file);
+    const cleaned = withoutBlock(current);
+    if (cleaned === current)
+        return false;
+    await writeMaybeSudo(file, cleaned);
+    return true;
+}
+/** Restarts the Nix daemon so it reads the changed system nix.conf; returns how, or throws. */
+async function restartNixDaemon() {
+    if (process.platform === 'darwin') {
+        await command_runCommand('sudo', ['-n', 'launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'], {
+            timeoutMs: 60_000,
+        });
+        return 'launchctl kickstart -k system/org.nixos.nix-daemon';
+    }
+    if (!(0,external_node_fs_.existsSync)('/run/systemd/system')) {
+        // Containers and self-hosted runners without systemd start nix-daemon some other way.
+        throw new Error('systemd is not running here, so the Action cannot restart nix-daemon: restart it after this step');
+    }
+    await command_runCommand('sudo', ['-n', 'systemctl', 'restart', 'nix-daemon.service'], { timeoutMs: 60_000 });
+    return 'systemctl restart nix-daemon.service';
+}
+/** The effective substituters as Nix itself sees them, to check that the change took. */
+async function effectiveSubstituters(env = process.env) {
+    const stdout = await runCommand('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'], { env, timeoutMs: 30_000, quiet: true });
+    const config = JSON.parse(stdout);
+    return config.substituters?.value ?? [];
+}
+/**
+ * The post-build hook: a shell script (Nix runs it with no arguments) that hands the build to the
+ * daemon through the hook bundle. It always exits 0 and gives up quickly, because a failing hook
+ * stops Nix from running further builds.
+ */
+function writeHookScript(stateDir, nodePath, hookBundle, proxyUrl, controlSecretFile) {
+    const file = join(stateDir, 'post-build-hook.sh');
+    // The control secret's file, not the secret: argv is visible to every local process.
+    const program = [nodePath, hookBundle, proxyUrl, controlSecretFile].map(sh).join(' ');
+    const script = [
+        '#!/bin/sh',
+        '# Sluice: reports each local build to the proxy, which pushes it. Never fails the build.',
+        `if [ -x ${sh(nodePath)} ] && [ -f ${sh(hookBundle)} ]; then`,
+        `  ${program} >/dev/null 2>&1 </dev/null || true`,
+        'fi',
+        'exit 0',
+        '',
+    ].join('\n');
+    writeFileSync(file, script, { mode: 0o755 });
+    return file;
+}
+function sh(value) {
+    return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+;// CONCATENATED MODULE: ./src/action/state.ts
+/** What the main step hands to the post step, through saved state (the only channel between them). */
+
+
+function saveState(state) {
+    core.saveState(State.Saved, JSON.stringify(state));
+}
+function loadState() {
+    const raw = lib_core/* getState */.Gu(constants_State.Saved);
+    if (!raw)
+        return undefined;
+    return JSON.parse(raw);
+}
+
+;// CONCATENATED MODULE: ./src/action/post.ts
+/**
+ * The post step: push what the job built within `drain-timeout`, stop the daemon (always), write
+ * the job summary and set the outputs. It never fails the job unless `strict` is set.
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+/** Time the daemon gets beyond the drain deadline to answer, before post stops waiting. */
+const DRAIN_GRACE_MS = 10_000;
+async function run() {
+    process.on('uncaughtException', (error) => lib_core/* warning */.$e(`Sluice post step: ${error.message}`));
+    const state = loadState();
+    if (!state || state.reused)
+        return;
+    const problems = [...state.problems];
+    let stats;
+    let pack;
+    try {
+        if (state.pack)
+            ({ stats, outcome: pack } = await finishPack(state, problems));
+        else
+            stats = await finish(state, problems);
+    }
+    catch (error) {
+        problems.push(`Sluice's post step failed: ${error.message}`);
+    }
+    try {
+        await restoreNixConf(state, problems);
+    }
+    catch (error) {
+        problems.push(`Sluice could not clean up nix.conf: ${error.message}`);
+    }
+    try {
+        // The daemon deletes these when it stops; not when it was killed or never started.
+        removeFiles(state.secretFiles ?? []);
+    }
+    catch (error) {
+        problems.push(`Sluice could not delete its secret files: ${error.message}`);
+    }
+    const newProblems = problems.slice(state.problems.length);
+    for (const message of newProblems)
+        lib_core/* warning */.$e(message);
+    if (stats) {
+        // Distinct store paths, not lookups: Nix looks a path up more than once.
+        lib_core/* setOutput */.uH(Outputs.Hits, stats.paths.found);
+        lib_core/* setOutput */.uH(Outputs.Misses, stats.paths.notFound);
+        lib_core/* setOutput */.uH(Outputs.PushedPaths, stats.pushed.paths);
+        lib_core/* setOutput */.uH(Outputs.PushedBytes, stats.pushed.bytes);
+        lib_core/* info */.pq(`Sluice: ${stats.paths.found} of ${stats.paths.found + stats.paths.notFound} paths from the cache (${hitRate(stats.paths)}), ${stats.paths.downloadedBytes} bytes; pushed ${stats.pushed.paths} paths (${stats.pushed.bytes} bytes).`);
+    }
+    if (state.daemon)
+        showLog(state.daemon.logFile);
+    if (state.summary) {
+        try {
+            buildSummary(state, stats, problems);
+            if (pack)
+                addPackSummary(pack);
+            await lib_core/* summary */.z.write();
+        }
+        catch (error) {
+            lib_core/* warning */.$e(`Sluice could not write the job summary: ${error.message}`);
+        }
+    }
+    if (state.strict && newProblems.length > 0)
+        lib_core/* setFailed */.C1(newProblems.join('\n'));
+}
+/** Drains the daemon's pushes (adding the store diff), then stops it whatever happened. */
+async function finish(state, problems) {
+    const daemon = state.daemon;
+    if (!daemon)
+        return undefined;
+    if (!isAlive(daemon.pid)) {
+        problems.push(`Sluice's proxy (pid ${daemon.pid}) died during the job; what it did not push is lost. See its log below.`);
+        return undefined;
+    }
+    const secret = state.controlSecretFile ? readControlSecret(state.controlSecretFile) : undefined;
+    if (!secret) {
+        problems.push(`Sluice's control secret (${state.controlSecretFile ?? 'no file'}) is gone, so the proxy could not be asked to push; it is stopped.`);
+        await ensureStopped(daemon.pid, 0);
+        return undefined;
+    }
+    let stats;
+    try {
+        const paths = state.storeListFile && (0,external_node_fs_.existsSync)(state.storeListFile)
+            ? await validPaths(newStorePaths(state.storeListFile))
+            : [];
+        lib_core/* info */.pq(`Draining pushes for up to ${state.drainTimeoutSeconds} s (${paths.length} new store paths found).`);
+        stats = await control(daemon.url, secret, control_api_ControlRoute.Drain, { deadlineSeconds: state.drainTimeoutSeconds, paths }, state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS);
+    }
+    catch (error) {
+        problems.push(`Sluice's proxy did not finish pushing in time (${describeFetchError(error)}): some builds were not pushed. Raise \`drain-timeout\` if this repeats.`);
+        stats = await control(daemon.url, secret, control_api_ControlRoute.Stats, undefined, 5_000).catch(() => undefined);
+    }
+    await control(daemon.url, secret, control_api_ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
+    const ended = await ensureStopped(daemon.pid);
+    if (ended === 'survived')
+        problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
+    else if (ended !== 'exited')
+        lib_core/* info */.pq(`Sluice's proxy did not exit on request and was ${ended}.`);
+    if (stats) {
+        for (const message of stats.errors)
+            problems.push(message);
+        if (stats.queued > 0) {
+            problems.push(`${stats.queued} paths were still queued when \`drain-timeout\` (${state.drainTimeoutSeconds} s) ran out; raise it to push them.`);
+        }
+        if (stats.failed.length > 0) {
+            problems.push(`${stats.failed.length} paths failed to push (first: ${stats.failed[0].path}: ${stats.failed[0].error}).`);
+        }
+    }
+    return stats;
+}
+/**
+ * The proxy is gone, so the Sluice block comes out of nix.conf: later steps (and, on self-hosted
+ * runners, later jobs) must not wait on a dead substituter or run a hook whose files are gone.
+ */
+async function restoreNixConf(state, problems) {
+    if (!state.nixConfig)
+        return;
+    const removed = await removeNixConf(state.nixConfig.file);
+    if (removed && state.nixConfig.scope === 'system') {
+        await restartNixDaemon().catch((error) => problems.push(`Sluice removed its settings from ${state.nixConfig.file} but could not restart the Nix daemon: ${error.message}`));
+    }
+}
+function showLog(logFile) {
+    if (!(0,external_node_fs_.existsSync)(logFile))
+        return;
+    lib_core/* startGroup */.Oh('Sluice proxy log');
+    lib_core/* info */.pq((0,external_node_fs_.readFileSync)(logFile, 'utf8'));
+    lib_core/* endGroup */.N4();
+}
+
+
+/***/ }),
+
+/***/ 9897:
+/***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+
+__nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
+/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7717);
+
+await (0,_action_post_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
+process.exit(); // keep-alive sockets must not keep the step running
+
+__webpack_async_result__();
+} catch(e) { __webpack_async_result__(e); } }, 1);
+
+/***/ }),
+
+/***/ 2613:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("assert");
+
+/***/ }),
+
+/***/ 181:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("buffer");
+
+/***/ }),
+
+/***/ 6982:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("crypto");
+
+/***/ }),
+
+/***/ 4434:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("events");
+
+/***/ }),
+
+/***/ 9896:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("fs");
+
+/***/ }),
+
+/***/ 8611:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("http");
+
+/***/ }),
+
+/***/ 5692:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("https");
+
+/***/ }),
+
+/***/ 9278:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("net");
+
+/***/ }),
+
+/***/ 4589:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:assert");
+
+/***/ }),
+
+/***/ 6698:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:async_hooks");
+
+/***/ }),
+
+/***/ 4573:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:buffer");
+
+/***/ }),
+
+/***/ 7540:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:console");
+
+/***/ }),
+
+/***/ 7598:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
+
+/***/ }),
+
+/***/ 3053:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:diagnostics_channel");
+
+/***/ }),
+
+/***/ 610:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:dns");
+
+/***/ }),
+
+/***/ 8474:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:events");
+
+/***/ }),
+
+/***/ 3024:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
+
+/***/ }),
+
+/***/ 7067:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http");
+
+/***/ }),
+
+/***/ 2467:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http2");
+
+/***/ }),
+
+/***/ 4708:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
+
+/***/ }),
+
+/***/ 8995:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:module");
+
+/***/ }),
+
+/***/ 7030:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:net");
+
+/***/ }),
+
+/***/ 8161:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+
+/***/ }),
+
+/***/ 6760:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
+
+/***/ }),
+
+/***/ 643:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:perf_hooks");
+
+/***/ }),
+
+/***/ 1708:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:process");
+
+/***/ }),
+
+/***/ 1792:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:querystring");
+
+/***/ }),
+
+/***/ 7075:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
+
+/***/ }),
+
+/***/ 1692:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:tls");
+
+/***/ }),
+
+/***/ 3136:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:url");
+
+/***/ }),
+
+/***/ 7975:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util");
+
+/***/ }),
+
+/***/ 3429:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util/types");
+
+/***/ }),
+
+/***/ 5919:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:worker_threads");
+
+/***/ }),
+
+/***/ 8522:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
+
+/***/ }),
+
+/***/ 857:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
+
+/***/ }),
+
+/***/ 6928:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("path");
+
+/***/ }),
+
+/***/ 2203:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("stream");
+
+/***/ }),
+
+/***/ 3193:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("string_decoder");
+
+/***/ }),
+
+/***/ 4756:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("tls");
+
+/***/ }),
+
+/***/ 2018:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("tty");
+
+/***/ }),
+
+/***/ 7016:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("url");
+
+/***/ }),
+
+/***/ 9023:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util");
+
+/***/ }),
+
+/***/ 3838:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  Yz: () => (/* binding */ core_debug),
+  N4: () => (/* binding */ endGroup),
+  z3: () => (/* binding */ error),
+  Gu: () => (/* binding */ getState),
+  pq: () => (/* binding */ info),
+  _o: () => (/* binding */ isDebug),
+  C1: () => (/* binding */ setFailed),
+  uH: () => (/* binding */ setOutput),
+  Pq: () => (/* binding */ core_setSecret),
+  Oh: () => (/* binding */ startGroup),
+  z: () => (/* reexport */ summary),
+  $e: () => (/* binding */ warning)
+});
+
+// UNUSED EXPORTS: ExitCode, addPath, exportVariable, getBooleanInput, getIDToken, getInput, getMultilineInput, group, markdownSummary, notice, platform, saveState, setCommandEcho, toPlatformPath, toPosixPath, toWin32Path
+
+// EXTERNAL MODULE: external "os"
+var external_os_ = __nccwpck_require__(857);
 ;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/utils.js
 // We use any as a valid input type
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -28455,7 +29949,7 @@ function utils_toCommandProperties(annotationProperties) {
  */
 function command_issueCommand(command, properties, message) {
     const cmd = new Command(command, properties, message);
-    process.stdout.write(cmd.toString() + external_os_namespaceObject.EOL);
+    process.stdout.write(cmd.toString() + external_os_.EOL);
 }
 function command_issue(name, message = '') {
     command_issueCommand(name, {}, message);
@@ -28509,10 +30003,10 @@ function escapeProperty(s) {
         .replace(/,/g, '%2C');
 }
 //# sourceMappingURL=command.js.map
-;// CONCATENATED MODULE: external "crypto"
-const external_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("crypto");
-;// CONCATENATED MODULE: external "fs"
-const external_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("fs");
+// EXTERNAL MODULE: external "crypto"
+var external_crypto_ = __nccwpck_require__(6982);
+// EXTERNAL MODULE: external "fs"
+var external_fs_ = __nccwpck_require__(9896);
 ;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/file-command.js
 // For internal use, subject to change.
 // We use any as a valid input type
@@ -28526,15 +30020,15 @@ function file_command_issueFileCommand(command, message) {
     if (!filePath) {
         throw new Error(`Unable to find environment variable for file command ${command}`);
     }
-    if (!external_fs_namespaceObject.existsSync(filePath)) {
+    if (!external_fs_.existsSync(filePath)) {
         throw new Error(`Missing file at path: ${filePath}`);
     }
-    external_fs_namespaceObject.appendFileSync(filePath, `${utils_toCommandValue(message)}${external_os_namespaceObject.EOL}`, {
+    external_fs_.appendFileSync(filePath, `${utils_toCommandValue(message)}${external_os_.EOL}`, {
         encoding: 'utf8'
     });
 }
 function file_command_prepareKeyValueMessage(key, value) {
-    const delimiter = `ghadelimiter_${external_crypto_namespaceObject.randomUUID()}`;
+    const delimiter = `ghadelimiter_${external_crypto_.randomUUID()}`;
     const convertedValue = utils_toCommandValue(value);
     // These should realistically never happen, but just in case someone finds a
     // way to exploit uuid generation let's not allow keys or values that contain
@@ -28545,15 +30039,1593 @@ function file_command_prepareKeyValueMessage(key, value) {
     if (convertedValue.includes(delimiter)) {
         throw new Error(`Unexpected input: value should not contain the delimiter "${delimiter}"`);
     }
-    return `${key}<<${delimiter}${external_os_namespaceObject.EOL}${convertedValue}${external_os_namespaceObject.EOL}${delimiter}`;
+    return `${key}<<${delimiter}${external_os_.EOL}${convertedValue}${external_os_.EOL}${delimiter}`;
 }
 //# sourceMappingURL=file-command.js.map
-;// CONCATENATED MODULE: external "path"
-const external_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("path");
+// EXTERNAL MODULE: external "path"
+var external_path_ = __nccwpck_require__(6928);
+// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
+var lib = __nccwpck_require__(4942);
+// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/auth.js
+var auth = __nccwpck_require__(2145);
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/oidc-utils.js
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+class oidc_utils_OidcClient {
+    static createHttpClient(allowRetry = true, maxRetry = 10) {
+        const requestOptions = {
+            allowRetries: allowRetry,
+            maxRetries: maxRetry
+        };
+        return new HttpClient('actions/oidc-client', [new BearerCredentialHandler(oidc_utils_OidcClient.getRequestToken())], requestOptions);
+    }
+    static getRequestToken() {
+        const token = process.env['ACTIONS_ID_TOKEN_REQUEST_TOKEN'];
+        if (!token) {
+            throw new Error('Unable to get ACTIONS_ID_TOKEN_REQUEST_TOKEN env variable');
+        }
+        return token;
+    }
+    static getIDTokenUrl() {
+        const runtimeUrl = process.env['ACTIONS_ID_TOKEN_REQUEST_URL'];
+        if (!runtimeUrl) {
+            throw new Error('Unable to get ACTIONS_ID_TOKEN_REQUEST_URL env variable');
+        }
+        return runtimeUrl;
+    }
+    static getCall(id_token_url) {
+        return __awaiter(this, void 0, void 0, function* () {
+            var _a;
+            const httpclient = oidc_utils_OidcClient.createHttpClient();
+            const res = yield httpclient
+                .getJson(id_token_url)
+                .catch(error => {
+                throw new Error(`Failed to get ID Token. \n 
+        Error Code : ${error.statusCode}\n 
+        Error Message: ${error.message}`);
+            });
+            const id_token = (_a = res.result) === null || _a === void 0 ? void 0 : _a.value;
+            if (!id_token) {
+                throw new Error('Response json body do not have ID Token field');
+            }
+            return id_token;
+        });
+    }
+    static getIDToken(audience) {
+        return __awaiter(this, void 0, void 0, function* () {
+            try {
+                // New ID Token is requested from action service
+                let id_token_url = oidc_utils_OidcClient.getIDTokenUrl();
+                if (audience) {
+                    const encodedAudience = encodeURIComponent(audience);
+                    id_token_url = `${id_token_url}&audience=${encodedAudience}`;
+                }
+                debug(`ID token url is ${id_token_url}`);
+                const id_token = yield oidc_utils_OidcClient.getCall(id_token_url);
+                setSecret(id_token);
+                return id_token;
+            }
+            catch (error) {
+                throw new Error(`Error message: ${error.message}`);
+            }
+        });
+    }
+}
+//# sourceMappingURL=oidc-utils.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/summary.js
+var summary_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+const { access, appendFile, writeFile } = external_fs_.promises;
+const SUMMARY_ENV_VAR = 'GITHUB_STEP_SUMMARY';
+const SUMMARY_DOCS_URL = 'https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary';
+class Summary {
+    constructor() {
+        this._buffer = '';
+    }
+    /**
+     * Finds the summary file path from the environment, rejects if env var is not found or file does not exist
+     * Also checks r/w permissions.
+     *
+     * @returns step summary file path
+     */
+    filePath() {
+        return summary_awaiter(this, void 0, void 0, function* () {
+            if (this._filePath) {
+                return this._filePath;
+            }
+            const pathFromEnv = process.env[SUMMARY_ENV_VAR];
+            if (!pathFromEnv) {
+                throw new Error(`Unable to find environment variable for $${SUMMARY_ENV_VAR}. Check if your runtime environment supports job summaries.`);
+            }
+            try {
+                yield access(pathFromEnv, external_fs_.constants.R_OK | external_fs_.constants.W_OK);
+            }
+            catch (_a) {
+                throw new Error(`Unable to access summary file: '${pathFromEnv}'. Check if the file has correct read/write permissions.`);
+            }
+            this._filePath = pathFromEnv;
+            return this._filePath;
+        });
+    }
+    /**
+     * Wraps content in an HTML tag, adding any HTML attributes
+     *
+     * @param {string} tag HTML tag to wrap
+     * @param {string | null} content content within the tag
+     * @param {[attribute: string]: string} attrs key-value list of HTML attributes to add
+     *
+     * @returns {string} content wrapped in HTML element
+     */
+    wrap(tag, content, attrs = {}) {
+        const htmlAttrs = Object.entries(attrs)
+            .map(([key, value]) => ` ${key}="${value}"`)
+            .join('');
+        if (!content) {
+            return `<${tag}${htmlAttrs}>`;
+        }
+        return `<${tag}${htmlAttrs}>${content}</${tag}>`;
+    }
+    /**
+     * Writes text in the buffer to the summary buffer file and empties buffer. Will append by default.
+     *
+     * @param {SummaryWriteOptions} [options] (optional) options for write operation
+     *
+     * @returns {Promise<Summary>} summary instance
+     */
+    write(options) {
+        return summary_awaiter(this, void 0, void 0, function* () {
+            const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
+            const filePath = yield this.filePath();
+            const writeFunc = overwrite ? writeFile : appendFile;
+            yield writeFunc(filePath, this._buffer, { encoding: 'utf8' });
+            return this.emptyBuffer();
+        });
+    }
+    /**
+     * Clears the summary buffer and wipes the summary file
+     *
+     * @returns {Summary} summary instance
+     */
+    clear() {
+        return summary_awaiter(this, void 0, void 0, function* () {
+            return this.emptyBuffer().write({ overwrite: true });
+        });
+    }
+    /**
+     * Returns the current summary buffer as a string
+     *
+     * @returns {string} string of summary buffer
+     */
+    stringify() {
+        return this._buffer;
+    }
+    /**
+     * If the summary buffer is empty
+     *
+     * @returns {boolen} true if the buffer is empty
+     */
+    isEmptyBuffer() {
+        return this._buffer.length === 0;
+    }
+    /**
+     * Resets the summary buffer without writing to summary file
+     *
+     * @returns {Summary} summary instance
+     */
+    emptyBuffer() {
+        this._buffer = '';
+        return this;
+    }
+    /**
+     * Adds raw text to the summary buffer
+     *
+     * @param {string} text content to add
+     * @param {boolean} [addEOL=false] (optional) append an EOL to the raw text (default: false)
+     *
+     * @returns {Summary} summary instance
+     */
+    addRaw(text, addEOL = false) {
+        this._buffer += text;
+        return addEOL ? this.addEOL() : this;
+    }
+    /**
+     * Adds the operating system-specific end-of-line marker to the buffer
+     *
+     * @returns {Summary} summary instance
+     */
+    addEOL() {
+        return this.addRaw(external_os_.EOL);
+    }
+    /**
+     * Adds an HTML codeblock to the summary buffer
+     *
+     * @param {string} code content to render within fenced code block
+     * @param {string} lang (optional) language to syntax highlight code
+     *
+     * @returns {Summary} summary instance
+     */
+    addCodeBlock(code, lang) {
+        const attrs = Object.assign({}, (lang && { lang }));
+        const element = this.wrap('pre', this.wrap('code', code), attrs);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML list to the summary buffer
+     *
+     * @param {string[]} items list of items to render
+     * @param {boolean} [ordered=false] (optional) if the rendered list should be ordered or not (default: false)
+     *
+     * @returns {Summary} summary instance
+     */
+    addList(items, ordered = false) {
+        const tag = ordered ? 'ol' : 'ul';
+        const listItems = items.map(item => this.wrap('li', item)).join('');
+        const element = this.wrap(tag, listItems);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML table to the summary buffer
+     *
+     * @param {SummaryTableCell[]} rows table rows
+     *
+     * @returns {Summary} summary instance
+     */
+    addTable(rows) {
+        const tableBody = rows
+            .map(row => {
+            const cells = row
+                .map(cell => {
+                if (typeof cell === 'string') {
+                    return this.wrap('td', cell);
+                }
+                const { header, data, colspan, rowspan } = cell;
+                const tag = header ? 'th' : 'td';
+                const attrs = Object.assign(Object.assign({}, (colspan && { colspan })), (rowspan && { rowspan }));
+                return this.wrap(tag, data, attrs);
+            })
+                .join('');
+            return this.wrap('tr', cells);
+        })
+            .join('');
+        const element = this.wrap('table', tableBody);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds a collapsable HTML details element to the summary buffer
+     *
+     * @param {string} label text for the closed state
+     * @param {string} content collapsable content
+     *
+     * @returns {Summary} summary instance
+     */
+    addDetails(label, content) {
+        const element = this.wrap('details', this.wrap('summary', label) + content);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML image tag to the summary buffer
+     *
+     * @param {string} src path to the image you to embed
+     * @param {string} alt text description of the image
+     * @param {SummaryImageOptions} options (optional) addition image attributes
+     *
+     * @returns {Summary} summary instance
+     */
+    addImage(src, alt, options) {
+        const { width, height } = options || {};
+        const attrs = Object.assign(Object.assign({}, (width && { width })), (height && { height }));
+        const element = this.wrap('img', null, Object.assign({ src, alt }, attrs));
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML section heading element
+     *
+     * @param {string} text heading text
+     * @param {number | string} [level=1] (optional) the heading level, default: 1
+     *
+     * @returns {Summary} summary instance
+     */
+    addHeading(text, level) {
+        const tag = `h${level}`;
+        const allowedTag = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6'].includes(tag)
+            ? tag
+            : 'h1';
+        const element = this.wrap(allowedTag, text);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML thematic break (<hr>) to the summary buffer
+     *
+     * @returns {Summary} summary instance
+     */
+    addSeparator() {
+        const element = this.wrap('hr', null);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML line break (<br>) to the summary buffer
+     *
+     * @returns {Summary} summary instance
+     */
+    addBreak() {
+        const element = this.wrap('br', null);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML blockquote to the summary buffer
+     *
+     * @param {string} text quote text
+     * @param {string} cite (optional) citation url
+     *
+     * @returns {Summary} summary instance
+     */
+    addQuote(text, cite) {
+        const attrs = Object.assign({}, (cite && { cite }));
+        const element = this.wrap('blockquote', text, attrs);
+        return this.addRaw(element).addEOL();
+    }
+    /**
+     * Adds an HTML anchor tag to the summary buffer
+     *
+     * @param {string} text link text/content
+     * @param {string} href hyperlink
+     *
+     * @returns {Summary} summary instance
+     */
+    addLink(text, href) {
+        const element = this.wrap('a', text, { href });
+        return this.addRaw(element).addEOL();
+    }
+}
+const _summary = new Summary();
+/**
+ * @deprecated use `core.summary`
+ */
+const markdownSummary = (/* unused pure expression or super */ null && (_summary));
+const summary = _summary;
+//# sourceMappingURL=summary.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/path-utils.js
+
+/**
+ * toPosixPath converts the given path to the posix form. On Windows, \\ will be
+ * replaced with /.
+ *
+ * @param pth. Path to transform.
+ * @return string Posix path.
+ */
+function toPosixPath(pth) {
+    return pth.replace(/[\\]/g, '/');
+}
+/**
+ * toWin32Path converts the given path to the win32 form. On Linux, / will be
+ * replaced with \\.
+ *
+ * @param pth. Path to transform.
+ * @return string Win32 path.
+ */
+function toWin32Path(pth) {
+    return pth.replace(/[/]/g, '\\');
+}
+/**
+ * toPlatformPath converts the given path to a platform-specific path. It does
+ * this by replacing instances of / and \ with the platform-specific path
+ * separator.
+ *
+ * @param pth The path to platformize.
+ * @return string The platform-specific path.
+ */
+function toPlatformPath(pth) {
+    return pth.replace(/[/\\]/g, path.sep);
+}
+//# sourceMappingURL=path-utils.js.map
+// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 3 modules
+var lib_exec = __nccwpck_require__(7187);
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/platform.js
+var platform_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+const getWindowsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
+    const { stdout: version } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', undefined, {
+        silent: true
+    });
+    const { stdout: name } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Caption"', undefined, {
+        silent: true
+    });
+    return {
+        name: name.trim(),
+        version: version.trim()
+    };
+});
+const getMacOsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
+    var _a, _b, _c, _d;
+    const { stdout } = yield exec.getExecOutput('sw_vers', undefined, {
+        silent: true
+    });
+    const version = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : '';
+    const name = (_d = (_c = stdout.match(/ProductName:\s*(.+)/)) === null || _c === void 0 ? void 0 : _c[1]) !== null && _d !== void 0 ? _d : '';
+    return {
+        name,
+        version
+    };
+});
+const getLinuxInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
+    const { stdout } = yield exec.getExecOutput('lsb_release', ['-i', '-r', '-s'], {
+        silent: true
+    });
+    const [name, version] = stdout.trim().split('\n');
+    return {
+        name,
+        version
+    };
+});
+const platform = external_os_.platform();
+const arch = external_os_.arch();
+const isWindows = platform === 'win32';
+const isMacOS = platform === 'darwin';
+const isLinux = platform === 'linux';
+function getDetails() {
+    return platform_awaiter(this, void 0, void 0, function* () {
+        return Object.assign(Object.assign({}, (yield (isWindows
+            ? getWindowsInfo()
+            : isMacOS
+                ? getMacOsInfo()
+                : getLinuxInfo()))), { platform,
+            arch,
+            isWindows,
+            isMacOS,
+            isLinux });
+    });
+}
+//# sourceMappingURL=platform.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/core.js
+var core_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+
+
+
+/**
+ * The code to exit an action
+ */
+var ExitCode;
+(function (ExitCode) {
+    /**
+     * A code indicating that the action was successful
+     */
+    ExitCode[ExitCode["Success"] = 0] = "Success";
+    /**
+     * A code indicating that the action was a failure
+     */
+    ExitCode[ExitCode["Failure"] = 1] = "Failure";
+})(ExitCode || (ExitCode = {}));
+//-----------------------------------------------------------------------
+// Variables
+//-----------------------------------------------------------------------
+/**
+ * Sets env variable for this action and future actions in the job
+ * @param name the name of the variable to set
+ * @param val the value of the variable. Non-string values will be converted to a string via JSON.stringify
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function exportVariable(name, val) {
+    const convertedVal = toCommandValue(val);
+    process.env[name] = convertedVal;
+    const filePath = process.env['GITHUB_ENV'] || '';
+    if (filePath) {
+        return issueFileCommand('ENV', prepareKeyValueMessage(name, val));
+    }
+    issueCommand('set-env', { name }, convertedVal);
+}
+/**
+ * Registers a secret which will get masked from logs
+ *
+ * @param secret - Value of the secret to be masked
+ * @remarks
+ * This function instructs the Actions runner to mask the specified value in any
+ * logs produced during the workflow run. Once registered, the secret value will
+ * be replaced with asterisks (***) whenever it appears in console output, logs,
+ * or error messages.
+ *
+ * This is useful for protecting sensitive information such as:
+ * - API keys
+ * - Access tokens
+ * - Authentication credentials
+ * - URL parameters containing signatures (SAS tokens)
+ *
+ * Note that masking only affects future logs; any previous appearances of the
+ * secret in logs before calling this function will remain unmasked.
+ *
+ * @example
+ * ```typescript
+ * // Register an API token as a secret
+ * const apiToken = "abc123xyz456";
+ * setSecret(apiToken);
+ *
+ * // Now any logs containing this value will show *** instead
+ * console.log(`Using token: ${apiToken}`); // Outputs: "Using token: ***"
+ * ```
+ */
+function core_setSecret(secret) {
+    command_issueCommand('add-mask', {}, secret);
+}
+/**
+ * Prepends inputPath to the PATH (for this action and future actions)
+ * @param inputPath
+ */
+function addPath(inputPath) {
+    const filePath = process.env['GITHUB_PATH'] || '';
+    if (filePath) {
+        issueFileCommand('PATH', inputPath);
+    }
+    else {
+        issueCommand('add-path', {}, inputPath);
+    }
+    process.env['PATH'] = `${inputPath}${path.delimiter}${process.env['PATH']}`;
+}
+/**
+ * Gets the value of an input.
+ * Unless trimWhitespace is set to false in InputOptions, the value is also trimmed.
+ * Returns an empty string if the value is not defined.
+ *
+ * @param     name     name of the input to get
+ * @param     options  optional. See InputOptions.
+ * @returns   string
+ */
+function getInput(name, options) {
+    const val = process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] || '';
+    if (options && options.required && !val) {
+        throw new Error(`Input required and not supplied: ${name}`);
+    }
+    if (options && options.trimWhitespace === false) {
+        return val;
+    }
+    return val.trim();
+}
+/**
+ * Gets the values of an multiline input.  Each value is also trimmed.
+ *
+ * @param     name     name of the input to get
+ * @param     options  optional. See InputOptions.
+ * @returns   string[]
+ *
+ */
+function getMultilineInput(name, options) {
+    const inputs = getInput(name, options)
+        .split('\n')
+        .filter(x => x !== '');
+    if (options && options.trimWhitespace === false) {
+        return inputs;
+    }
+    return inputs.map(input => input.trim());
+}
+/**
+ * Gets the input value of the boolean type in the YAML 1.2 "core schema" specification.
+ * Support boolean input list: `true | True | TRUE | false | False | FALSE` .
+ * The return value is also in boolean type.
+ * ref: https://yaml.org/spec/1.2/spec.html#id2804923
+ *
+ * @param     name     name of the input to get
+ * @param     options  optional. See InputOptions.
+ * @returns   boolean
+ */
+function getBooleanInput(name, options) {
+    const trueValue = ['true', 'True', 'TRUE'];
+    const falseValue = ['false', 'False', 'FALSE'];
+    const val = getInput(name, options);
+    if (trueValue.includes(val))
+        return true;
+    if (falseValue.includes(val))
+        return false;
+    throw new TypeError(`Input does not meet YAML 1.2 "Core Schema" specification: ${name}\n` +
+        `Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
+}
+/**
+ * Sets the value of an output.
+ *
+ * @param     name     name of the output to set
+ * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function setOutput(name, value) {
+    const filePath = process.env['GITHUB_OUTPUT'] || '';
+    if (filePath) {
+        return file_command_issueFileCommand('OUTPUT', file_command_prepareKeyValueMessage(name, value));
+    }
+    process.stdout.write(external_os_.EOL);
+    command_issueCommand('set-output', { name }, utils_toCommandValue(value));
+}
+/**
+ * Enables or disables the echoing of commands into stdout for the rest of the step.
+ * Echoing is disabled by default if ACTIONS_STEP_DEBUG is not set.
+ *
+ */
+function setCommandEcho(enabled) {
+    issue('echo', enabled ? 'on' : 'off');
+}
+//-----------------------------------------------------------------------
+// Results
+//-----------------------------------------------------------------------
+/**
+ * Sets the action status to failed.
+ * When the action exits it will be with an exit code of 1
+ * @param message add error issue message
+ */
+function setFailed(message) {
+    process.exitCode = ExitCode.Failure;
+    error(message);
+}
+//-----------------------------------------------------------------------
+// Logging Commands
+//-----------------------------------------------------------------------
+/**
+ * Gets whether Actions Step Debug is on or not
+ */
+function isDebug() {
+    return process.env['RUNNER_DEBUG'] === '1';
+}
+/**
+ * Writes debug message to user log
+ * @param message debug message
+ */
+function core_debug(message) {
+    command_issueCommand('debug', {}, message);
+}
+/**
+ * Adds an error issue
+ * @param message error issue message. Errors will be converted to string via toString()
+ * @param properties optional properties to add to the annotation.
+ */
+function error(message, properties = {}) {
+    command_issueCommand('error', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+/**
+ * Adds a warning issue
+ * @param message warning issue message. Errors will be converted to string via toString()
+ * @param properties optional properties to add to the annotation.
+ */
+function warning(message, properties = {}) {
+    command_issueCommand('warning', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+/**
+ * Adds a notice issue
+ * @param message notice issue message. Errors will be converted to string via toString()
+ * @param properties optional properties to add to the annotation.
+ */
+function notice(message, properties = {}) {
+    issueCommand('notice', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+/**
+ * Writes info to log with console.log.
+ * @param message info message
+ */
+function info(message) {
+    process.stdout.write(message + external_os_.EOL);
+}
+/**
+ * Begin an output group.
+ *
+ * Output until the next `groupEnd` will be foldable in this group
+ *
+ * @param name The name of the output group
+ */
+function startGroup(name) {
+    command_issue('group', name);
+}
+/**
+ * End an output group.
+ */
+function endGroup() {
+    command_issue('endgroup');
+}
+/**
+ * Wrap an asynchronous function call in a group.
+ *
+ * Returns the same type as the function itself.
+ *
+ * @param name The name of the group
+ * @param fn The function to wrap in the group
+ */
+function group(name, fn) {
+    return core_awaiter(this, void 0, void 0, function* () {
+        startGroup(name);
+        let result;
+        try {
+            result = yield fn();
+        }
+        finally {
+            endGroup();
+        }
+        return result;
+    });
+}
+//-----------------------------------------------------------------------
+// Wrapper action state
+//-----------------------------------------------------------------------
+/**
+ * Saves state for current action, the state can only be retrieved by this action's post job execution.
+ *
+ * @param     name     name of the state to store
+ * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function saveState(name, value) {
+    const filePath = process.env['GITHUB_STATE'] || '';
+    if (filePath) {
+        return issueFileCommand('STATE', prepareKeyValueMessage(name, value));
+    }
+    issueCommand('save-state', { name }, toCommandValue(value));
+}
+/**
+ * Gets the value of an state set by this action's main execution.
+ *
+ * @param     name     name of the state to get
+ * @returns   string
+ */
+function getState(name) {
+    return process.env[`STATE_${name}`] || '';
+}
+function getIDToken(aud) {
+    return core_awaiter(this, void 0, void 0, function* () {
+        return yield OidcClient.getIDToken(aud);
+    });
+}
+/**
+ * Summary exports
+ */
+
+/**
+ * @deprecated use core.summary
+ */
+
+/**
+ * Path exports
+ */
+
+/**
+ * Platform utilities exports
+ */
+
+//# sourceMappingURL=core.js.map
+
+/***/ }),
+
+/***/ 7187:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  m: () => (/* binding */ exec),
+  H: () => (/* binding */ getExecOutput)
+});
+
+// EXTERNAL MODULE: external "string_decoder"
+var external_string_decoder_ = __nccwpck_require__(3193);
+// EXTERNAL MODULE: external "os"
+var external_os_ = __nccwpck_require__(857);
+// EXTERNAL MODULE: external "events"
+var external_events_ = __nccwpck_require__(4434);
+;// CONCATENATED MODULE: external "child_process"
+const external_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("child_process");
+// EXTERNAL MODULE: external "path"
+var external_path_ = __nccwpck_require__(6928);
+// EXTERNAL MODULE: ./node_modules/@actions/io/lib/io.js
+var io = __nccwpck_require__(8701);
+// EXTERNAL MODULE: ./node_modules/@actions/io/lib/io-util.js
+var io_util = __nccwpck_require__(90);
+;// CONCATENATED MODULE: external "timers"
+const external_timers_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("timers");
+;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/toolrunner.js
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+
+
+
+
+/* eslint-disable @typescript-eslint/unbound-method */
+const IS_WINDOWS = process.platform === 'win32';
+/*
+ * Class for running command line tools. Handles quoting and arg parsing in a platform agnostic way.
+ */
+class ToolRunner extends external_events_.EventEmitter {
+    constructor(toolPath, args, options) {
+        super();
+        if (!toolPath) {
+            throw new Error("Parameter 'toolPath' cannot be null or empty.");
+        }
+        this.toolPath = toolPath;
+        this.args = args || [];
+        this.options = options || {};
+    }
+    _debug(message) {
+        if (this.options.listeners && this.options.listeners.debug) {
+            this.options.listeners.debug(message);
+        }
+    }
+    _getCommandString(options, noPrefix) {
+        const toolPath = this._getSpawnFileName();
+        const args = this._getSpawnArgs(options);
+        let cmd = noPrefix ? '' : '[command]'; // omit prefix when piped to a second tool
+        if (IS_WINDOWS) {
+            // Windows + cmd file
+            if (this._isCmdFile()) {
+                cmd += toolPath;
+                for (const a of args) {
+                    cmd += ` ${a}`;
+                }
+            }
+            // Windows + verbatim
+            else if (options.windowsVerbatimArguments) {
+                cmd += `"${toolPath}"`;
+                for (const a of args) {
+                    cmd += ` ${a}`;
+                }
+            }
+            // Windows (regular)
+            else {
+                cmd += this._windowsQuoteCmdArg(toolPath);
+                for (const a of args) {
+                    cmd += ` ${this._windowsQuoteCmdArg(a)}`;
+                }
+            }
+        }
+        else {
+            // OSX/Linux - this can likely be improved with some form of quoting.
+            // creating processes on Unix is fundamentally different than Windows.
+            // on Unix, execvp() takes an arg array.
+            cmd += toolPath;
+            for (const a of args) {
+                cmd += ` ${a}`;
+            }
+        }
+        return cmd;
+    }
+    _processLineBuffer(data, strBuffer, onLine) {
+        try {
+            let s = strBuffer + data.toString();
+            let n = s.indexOf(external_os_.EOL);
+            while (n > -1) {
+                const line = s.substring(0, n);
+                onLine(line);
+                // the rest of the string ...
+                s = s.substring(n + external_os_.EOL.length);
+                n = s.indexOf(external_os_.EOL);
+            }
+            return s;
+        }
+        catch (err) {
+            // streaming lines to console is best effort.  Don't fail a build.
+            this._debug(`error processing line. Failed with error ${err}`);
+            return '';
+        }
+    }
+    _getSpawnFileName() {
+        if (IS_WINDOWS) {
+            if (this._isCmdFile()) {
+                return process.env['COMSPEC'] || 'cmd.exe';
+            }
+        }
+        return this.toolPath;
+    }
+    _getSpawnArgs(options) {
+        if (IS_WINDOWS) {
+            if (this._isCmdFile()) {
+                let argline = `/D /S /C "${this._windowsQuoteCmdArg(this.toolPath)}`;
+                for (const a of this.args) {
+                    argline += ' ';
+                    argline += options.windowsVerbatimArguments
+                        ? a
+                        : this._windowsQuoteCmdArg(a);
+                }
+                argline += '"';
+                return [argline];
+            }
+        }
+        return this.args;
+    }
+    _endsWith(str, end) {
+        return str.endsWith(end);
+    }
+    _isCmdFile() {
+        const upperToolPath = this.toolPath.toUpperCase();
+        return (this._endsWith(upperToolPath, '.CMD') ||
+            this._endsWith(upperToolPath, '.BAT'));
+    }
+    _windowsQuoteCmdArg(arg) {
+        // for .exe, apply the normal quoting rules that libuv applies
+        if (!this._isCmdFile()) {
+            return this._uvQuoteCmdArg(arg);
+        }
+        // otherwise apply quoting rules specific to the cmd.exe command line parser.
+        // the libuv rules are generic and are not designed specifically for cmd.exe
+        // command line parser.
+        //
+        // for a detailed description of the cmd.exe command line parser, refer to
+        // http://stackoverflow.com/questions/4094699/how-does-the-windows-command-interpreter-cmd-exe-parse-scripts/7970912#7970912
+        // need quotes for empty arg
+        if (!arg) {
+            return '""';
+        }
+        // determine whether the arg needs to be quoted
+        const cmdSpecialChars = [
+            ' ',
+            '\t',
+            '&',
+            '(',
+            ')',
+            '[',
+            ']',
+            '{',
+            '}',
+            '^',
+            '=',
+            ';',
+            '!',
+            "'",
+            '+',
+            ',',
+            '`',
+            '~',
+            '|',
+            '<',
+            '>',
+            '"'
+        ];
+        let needsQuotes = false;
+        for (const char of arg) {
+            if (cmdSpecialChars.some(x => x === char)) {
+                needsQuotes = true;
+                break;
+            }
+        }
+        // short-circuit if quotes not needed
+        if (!needsQuotes) {
+            return arg;
+        }
+        // the following quoting rules are very similar to the rules that by libuv applies.
+        //
+        // 1) wrap the string in quotes
+        //
+        // 2) double-up quotes - i.e. " => ""
+        //
+        //    this is different from the libuv quoting rules. libuv replaces " with \", which unfortunately
+        //    doesn't work well with a cmd.exe command line.
+        //
+        //    note, replacing " with "" also works well if the arg is passed to a downstream .NET console app.
+        //    for example, the command line:
+        //          foo.exe "myarg:""my val"""
+        //    is parsed by a .NET console app into an arg array:
+        //          [ "myarg:\"my val\"" ]
+        //    which is the same end result when applying libuv quoting rules. although the actual
+        //    command line from libuv quoting rules would look like:
+        //          foo.exe "myarg:\"my val\""
+        //
+        // 3) double-up slashes that precede a quote,
+        //    e.g.  hello \world    => "hello \world"
+        //          hello\"world    => "hello\\""world"
+        //          hello\\"world   => "hello\\\\""world"
+        //          hello world\    => "hello world\\"
+        //
+        //    technically this is not required for a cmd.exe command line, or the batch argument parser.
+        //    the reasons for including this as a .cmd quoting rule are:
+        //
+        //    a) this is optimized for the scenario where the argument is passed from the .cmd file to an
+        //       external program. many programs (e.g. .NET console apps) rely on the slash-doubling rule.
+        //
+        //    b) it's what we've been doing previously (by deferring to node default behavior) and we
+        //       haven't heard any complaints about that aspect.
+        //
+        // note, a weakness of the quoting rules chosen here, is that % is not escaped. in fact, % cannot be
+        // escaped when used on the command line directly - even though within a .cmd file % can be escaped
+        // by using %%.
+        //
+        // the saving grace is, on the command line, %var% is left as-is if var is not defined. this contrasts
+        // the line parsing rules within a .cmd file, where if var is not defined it is replaced with nothing.
+        //
+        // one option that was explored was replacing % with ^% - i.e. %var% => ^%var^%. this hack would
+        // often work, since it is unlikely that var^ would exist, and the ^ character is removed when the
+        // variable is used. the problem, however, is that ^ is not removed when %* is used to pass the args
+        // to an external program.
+        //
+        // an unexplored potential solution for the % escaping problem, is to create a wrapper .cmd file.
+        // % can be escaped within a .cmd file.
+        let reverse = '"';
+        let quoteHit = true;
+        for (let i = arg.length; i > 0; i--) {
+            // walk the string in reverse
+            reverse += arg[i - 1];
+            if (quoteHit && arg[i - 1] === '\\') {
+                reverse += '\\'; // double the slash
+            }
+            else if (arg[i - 1] === '"') {
+                quoteHit = true;
+                reverse += '"'; // double the quote
+            }
+            else {
+                quoteHit = false;
+            }
+        }
+        reverse += '"';
+        return reverse.split('').reverse().join('');
+    }
+    _uvQuoteCmdArg(arg) {
+        // Tool runner wraps child_process.spawn() and needs to apply the same quoting as
+        // Node in certain cases where the undocumented spawn option windowsVerbatimArguments
+        // is used.
+        //
+        // Since this function is a port of quote_cmd_arg from Node 4.x (technically, lib UV,
+        // see https://github.com/nodejs/node/blob/v4.x/deps/uv/src/win/process.c for details),
+        // pasting copyright notice from Node within this function:
+        //
+        //      Copyright Joyent, Inc. and other Node contributors. All rights reserved.
+        //
+        //      Permission is hereby granted, free of charge, to any person obtaining a copy
+        //      of this software and associated documentation files (the "Software"), to
+        //      deal in the Software without restriction, including without limitation the
+        //      rights to use, copy, modify, merge, publish, distribute, sublicense, and/or
+        //      sell copies of the Software, and to permit persons to whom the Software is
+        //      furnished to do so, subject to the following conditions:
+        //
+        //      The above copyright notice and this permission notice shall be included in
+        //      all copies or substantial portions of the Software.
+        //
+        //      THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+        //      IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+        //      FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+        //      AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+        //      LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING
+        //      FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS
+        //      IN THE SOFTWARE.
+        if (!arg) {
+            // Need double quotation for empty argument
+            return '""';
+        }
+        if (!arg.includes(' ') && !arg.includes('\t') && !arg.includes('"')) {
+            // No quotation needed
+            return arg;
+        }
+        if (!arg.includes('"') && !arg.includes('\\')) {
+            // No embedded double quotes or backslashes, so I can just wrap
+            // quote marks around the whole thing.
+            return `"${arg}"`;
+        }
+        // Expected input/output:
+        //   input : hello"world
+        //   output: "hello\"world"
+        //   input : hello""world
+        //   output: "hello\"\"world"
+        //   input : hello\world
+        //   output: hello\world
+        //   input : hello\\world
+        //   output: hello\\world
+        //   input : hello\"world
+        //   output: "hello\\\"world"
+        //   input : hello\\"world
+        //   output: "hello\\\\\"world"
+        //   input : hello world\
+        //   output: "hello world\\" - note the comment in libuv actually reads "hello world\"
+        //                             but it appears the comment is wrong, it should be "hello world\\"
+        let reverse = '"';
+        let quoteHit = true;
+        for (let i = arg.length; i > 0; i--) {
+            // walk the string in reverse
+            reverse += arg[i - 1];
+            if (quoteHit && arg[i - 1] === '\\') {
+                reverse += '\\';
+            }
+            else if (arg[i - 1] === '"') {
+                quoteHit = true;
+                reverse += '\\';
+            }
+            else {
+                quoteHit = false;
+            }
+        }
+        reverse += '"';
+        return reverse.split('').reverse().join('');
+    }
+    _cloneExecOptions(options) {
+        options = options || {};
+        const result = {
+            cwd: options.cwd || process.cwd(),
+            env: options.env || process.env,
+            silent: options.silent || false,
+            windowsVerbatimArguments: options.windowsVerbatimArguments || false,
+            failOnStdErr: options.failOnStdErr || false,
+            ignoreReturnCode: options.ignoreReturnCode || false,
+            delay: options.delay || 10000
+        };
+        result.outStream = options.outStream || process.stdout;
+        result.errStream = options.errStream || process.stderr;
+        return result;
+    }
+    _getSpawnOptions(options, toolPath) {
+        options = options || {};
+        const result = {};
+        result.cwd = options.cwd;
+        result.env = options.env;
+        result['windowsVerbatimArguments'] =
+            options.windowsVerbatimArguments || this._isCmdFile();
+        if (options.windowsVerbatimArguments) {
+            result.argv0 = `"${toolPath}"`;
+        }
+        return result;
+    }
+    /**
+     * Exec a tool.
+     * Output will be streamed to the live console.
+     * Returns promise with return code
+     *
+     * @param     tool     path to tool to exec
+     * @param     options  optional exec options.  See ExecOptions
+     * @returns   number
+     */
+    exec() {
+        return __awaiter(this, void 0, void 0, function* () {
+            // root the tool path if it is unrooted and contains relative pathing
+            if (!io_util/* isRooted */.Qh(this.toolPath) &&
+                (this.toolPath.includes('/') ||
+                    (IS_WINDOWS && this.toolPath.includes('\\')))) {
+                // prefer options.cwd if it is specified, however options.cwd may also need to be rooted
+                this.toolPath = external_path_.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
+            }
+            // if the tool is only a file name, then resolve it from the PATH
+            // otherwise verify it exists (add extension on Windows if necessary)
+            this.toolPath = yield io/* which */.K7(this.toolPath, true);
+            return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
+                this._debug(`exec tool: ${this.toolPath}`);
+                this._debug('arguments:');
+                for (const arg of this.args) {
+                    this._debug(`   ${arg}`);
+                }
+                const optionsNonNull = this._cloneExecOptions(this.options);
+                if (!optionsNonNull.silent && optionsNonNull.outStream) {
+                    optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + external_os_.EOL);
+                }
+                const state = new ExecState(optionsNonNull, this.toolPath);
+                state.on('debug', (message) => {
+                    this._debug(message);
+                });
+                if (this.options.cwd && !(yield io_util/* exists */.t2(this.options.cwd))) {
+                    return reject(new Error(`The cwd: ${this.options.cwd} does not exist!`));
+                }
+                const fileName = this._getSpawnFileName();
+                const cp = external_child_process_namespaceObject.spawn(fileName, this._getSpawnArgs(optionsNonNull), this._getSpawnOptions(this.options, fileName));
+                let stdbuffer = '';
+                if (cp.stdout) {
+                    cp.stdout.on('data', (data) => {
+                        if (this.options.listeners && this.options.listeners.stdout) {
+                            this.options.listeners.stdout(data);
+                        }
+                        if (!optionsNonNull.silent && optionsNonNull.outStream) {
+                            optionsNonNull.outStream.write(data);
+                        }
+                        stdbuffer = this._processLineBuffer(data, stdbuffer, (line) => {
+                            if (this.options.listeners && this.options.listeners.stdline) {
+                                this.options.listeners.stdline(line);
+                            }
+                        });
+                    });
+                }
+                let errbuffer = '';
+                if (cp.stderr) {
+                    cp.stderr.on('data', (data) => {
+                        state.processStderr = true;
+                        if (this.options.listeners && this.options.listeners.stderr) {
+                            this.options.listeners.stderr(data);
+                        }
+                        if (!optionsNonNull.silent &&
+                            optionsNonNull.errStream &&
+                            optionsNonNull.outStream) {
+                            const s = optionsNonNull.failOnStdErr
+                                ? optionsNonNull.errStream
+                                : optionsNonNull.outStream;
+                            s.write(data);
+                        }
+                        errbuffer = this._processLineBuffer(data, errbuffer, (line) => {
+                            if (this.options.listeners && this.options.listeners.errline) {
+                                this.options.listeners.errline(line);
+                            }
+                        });
+                    });
+                }
+                cp.on('error', (err) => {
+                    state.processError = err.message;
+                    state.processExited = true;
+                    state.processClosed = true;
+                    state.CheckComplete();
+                });
+                cp.on('exit', (code) => {
+                    state.processExitCode = code;
+                    state.processExited = true;
+                    this._debug(`Exit code ${code} received from tool '${this.toolPath}'`);
+                    state.CheckComplete();
+                });
+                cp.on('close', (code) => {
+                    state.processExitCode = code;
+                    state.processExited = true;
+                    state.processClosed = true;
+                    this._debug(`STDIO streams have closed for tool '${this.toolPath}'`);
+                    state.CheckComplete();
+                });
+                state.on('done', (error, exitCode) => {
+                    if (stdbuffer.length > 0) {
+                        this.emit('stdline', stdbuffer);
+                    }
+                    if (errbuffer.length > 0) {
+                        this.emit('errline', errbuffer);
+                    }
+                    cp.removeAllListeners();
+                    if (error) {
+                        reject(error);
+                    }
+                    else {
+                        resolve(exitCode);
+                    }
+                });
+                if (this.options.input) {
+                    if (!cp.stdin) {
+                        throw new Error('child process missing stdin');
+                    }
+                    cp.stdin.end(this.options.input);
+                }
+            }));
+        });
+    }
+}
+/**
+ * Convert an arg string to an array of args. Handles escaping
+ *
+ * @param    argString   string of arguments
+ * @returns  string[]    array of arguments
+ */
+function argStringToArray(argString) {
+    const args = [];
+    let inQuotes = false;
+    let escaped = false;
+    let arg = '';
+    function append(c) {
+        // we only escape double quotes.
+        if (escaped && c !== '"') {
+            arg += '\\';
+        }
+        arg += c;
+        escaped = false;
+    }
+    for (let i = 0; i < argString.length; i++) {
+        const c = argString.charAt(i);
+        if (c === '"') {
+            if (!escaped) {
+                inQuotes = !inQuotes;
+            }
+            else {
+                append(c);
+            }
+            continue;
+        }
+        if (c === '\\' && escaped) {
+            append(c);
+            continue;
+        }
+        if (c === '\\' && inQuotes) {
+            escaped = true;
+            continue;
+        }
+        if (c === ' ' && !inQuotes) {
+            if (arg.length > 0) {
+                args.push(arg);
+                arg = '';
+            }
+            continue;
+        }
+        append(c);
+    }
+    if (arg.length > 0) {
+        args.push(arg.trim());
+    }
+    return args;
+}
+class ExecState extends external_events_.EventEmitter {
+    constructor(options, toolPath) {
+        super();
+        this.processClosed = false; // tracks whether the process has exited and stdio is closed
+        this.processError = '';
+        this.processExitCode = 0;
+        this.processExited = false; // tracks whether the process has exited
+        this.processStderr = false; // tracks whether stderr was written to
+        this.delay = 10000; // 10 seconds
+        this.done = false;
+        this.timeout = null;
+        if (!toolPath) {
+            throw new Error('toolPath must not be empty');
+        }
+        this.options = options;
+        this.toolPath = toolPath;
+        if (options.delay) {
+            this.delay = options.delay;
+        }
+    }
+    CheckComplete() {
+        if (this.done) {
+            return;
+        }
+        if (this.processClosed) {
+            this._setResult();
+        }
+        else if (this.processExited) {
+            this.timeout = (0,external_timers_namespaceObject.setTimeout)(ExecState.HandleTimeout, this.delay, this);
+        }
+    }
+    _debug(message) {
+        this.emit('debug', message);
+    }
+    _setResult() {
+        // determine whether there is an error
+        let error;
+        if (this.processExited) {
+            if (this.processError) {
+                error = new Error(`There was an error when attempting to execute the process '${this.toolPath}'. This may indicate the process failed to start. Error: ${this.processError}`);
+            }
+            else if (this.processExitCode !== 0 && !this.options.ignoreReturnCode) {
+                error = new Error(`The process '${this.toolPath}' failed with exit code ${this.processExitCode}`);
+            }
+            else if (this.processStderr && this.options.failOnStdErr) {
+                error = new Error(`The process '${this.toolPath}' failed because one or more lines were written to the STDERR stream`);
+            }
+        }
+        // clear the timeout
+        if (this.timeout) {
+            clearTimeout(this.timeout);
+            this.timeout = null;
+        }
+        this.done = true;
+        this.emit('done', error, this.processExitCode);
+    }
+    static HandleTimeout(state) {
+        if (state.done) {
+            return;
+        }
+        if (!state.processClosed && state.processExited) {
+            const message = `The STDIO streams did not close within ${state.delay / 1000} seconds of the exit event from process '${state.toolPath}'. This may indicate a child process inherited the STDIO streams and has not yet exited.`;
+            state._debug(message);
+        }
+        state._setResult();
+    }
+}
+//# sourceMappingURL=toolrunner.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/exec.js
+var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+/**
+ * Exec a command.
+ * Output will be streamed to the live console.
+ * Returns promise with return code
+ *
+ * @param     commandLine        command to execute (can include additional args). Must be correctly escaped.
+ * @param     args               optional arguments for tool. Escaping is handled by the lib.
+ * @param     options            optional exec options.  See ExecOptions
+ * @returns   Promise<number>    exit code
+ */
+function exec(commandLine, args, options) {
+    return exec_awaiter(this, void 0, void 0, function* () {
+        const commandArgs = argStringToArray(commandLine);
+        if (commandArgs.length === 0) {
+            throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
+        }
+        // Path to tool to execute should be first arg
+        const toolPath = commandArgs[0];
+        args = commandArgs.slice(1).concat(args || []);
+        const runner = new ToolRunner(toolPath, args, options);
+        return runner.exec();
+    });
+}
+/**
+ * Exec a command and get the output.
+ * Output will be streamed to the live console.
+ * Returns promise with the exit code and collected stdout and stderr
+ *
+ * @param     commandLine           command to execute (can include additional args). Must be correctly escaped.
+ * @param     args                  optional arguments for tool. Escaping is handled by the lib.
+ * @param     options               optional exec options.  See ExecOptions
+ * @returns   Promise<ExecOutput>   exit code, stdout, and stderr
+ */
+function getExecOutput(commandLine, args, options) {
+    return exec_awaiter(this, void 0, void 0, function* () {
+        var _a, _b;
+        let stdout = '';
+        let stderr = '';
+        //Using string decoder covers the case where a mult-byte character is split
+        const stdoutDecoder = new external_string_decoder_.StringDecoder('utf8');
+        const stderrDecoder = new external_string_decoder_.StringDecoder('utf8');
+        const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
+        const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
+        const stdErrListener = (data) => {
+            stderr += stderrDecoder.write(data);
+            if (originalStdErrListener) {
+                originalStdErrListener(data);
+            }
+        };
+        const stdOutListener = (data) => {
+            stdout += stdoutDecoder.write(data);
+            if (originalStdoutListener) {
+                originalStdoutListener(data);
+            }
+        };
+        const listeners = Object.assign(Object.assign({}, options === null || options === void 0 ? void 0 : options.listeners), { stdout: stdOutListener, stderr: stdErrListener });
+        const exitCode = yield exec(commandLine, args, Object.assign(Object.assign({}, options), { listeners }));
+        //flush any remaining characters
+        stdout += stdoutDecoder.end();
+        stderr += stderrDecoder.end();
+        return {
+            exitCode,
+            stdout,
+            stderr
+        };
+    });
+}
+//# sourceMappingURL=exec.js.map
+
+/***/ }),
+
+/***/ 2145:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   tZ: () => (/* binding */ BearerCredentialHandler)
+/* harmony export */ });
+/* unused harmony exports BasicCredentialHandler, PersonalAccessTokenCredentialHandler */
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+class BasicCredentialHandler {
+    constructor(username, password) {
+        this.username = username;
+        this.password = password;
+    }
+    prepareRequest(options) {
+        if (!options.headers) {
+            throw Error('The request has no headers');
+        }
+        options.headers['Authorization'] = `Basic ${Buffer.from(`${this.username}:${this.password}`).toString('base64')}`;
+    }
+    // This handler cannot handle 401
+    canHandleAuthentication() {
+        return false;
+    }
+    handleAuthentication() {
+        return __awaiter(this, void 0, void 0, function* () {
+            throw new Error('not implemented');
+        });
+    }
+}
+class BearerCredentialHandler {
+    constructor(token) {
+        this.token = token;
+    }
+    // currently implements pre-authorization
+    // TODO: support preAuth = false where it hooks on 401
+    prepareRequest(options) {
+        if (!options.headers) {
+            throw Error('The request has no headers');
+        }
+        options.headers['Authorization'] = `Bearer ${this.token}`;
+    }
+    // This handler cannot handle 401
+    canHandleAuthentication() {
+        return false;
+    }
+    handleAuthentication() {
+        return __awaiter(this, void 0, void 0, function* () {
+            throw new Error('not implemented');
+        });
+    }
+}
+class PersonalAccessTokenCredentialHandler {
+    constructor(token) {
+        this.token = token;
+    }
+    // currently implements pre-authorization
+    // TODO: support preAuth = false where it hooks on 401
+    prepareRequest(options) {
+        if (!options.headers) {
+            throw Error('The request has no headers');
+        }
+        options.headers['Authorization'] = `Basic ${Buffer.from(`PAT:${this.token}`).toString('base64')}`;
+    }
+    // This handler cannot handle 401
+    canHandleAuthentication() {
+        return false;
+    }
+    handleAuthentication() {
+        return __awaiter(this, void 0, void 0, function* () {
+            throw new Error('not implemented');
+        });
+    }
+}
+//# sourceMappingURL=auth.js.map
+
+/***/ }),
+
+/***/ 4942:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  Qq: () => (/* binding */ HttpClient),
+  Kg: () => (/* binding */ HttpClientError),
+  Hv: () => (/* binding */ HttpCodes)
+});
+
+// UNUSED EXPORTS: Headers, HttpClientResponse, MediaTypes, getProxyUrl, isHttps
+
 // EXTERNAL MODULE: external "http"
 var external_http_ = __nccwpck_require__(8611);
+var external_http_namespaceObject = /*#__PURE__*/__nccwpck_require__.t(external_http_, 2);
 // EXTERNAL MODULE: external "https"
 var external_https_ = __nccwpck_require__(5692);
+var external_https_namespaceObject = /*#__PURE__*/__nccwpck_require__.t(external_https_, 2);
 ;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/proxy.js
 function getProxyUrl(reqUrl) {
     const usingSsl = reqUrl.protocol === 'https:';
@@ -28646,7 +31718,7 @@ class DecodedURL extends URL {
 }
 //# sourceMappingURL=proxy.js.map
 // EXTERNAL MODULE: ./node_modules/tunnel/index.js
-var node_modules_tunnel = __nccwpck_require__(770);
+var tunnel = __nccwpck_require__(770);
 // EXTERNAL MODULE: ./node_modules/@actions/http-client/node_modules/undici/index.js
 var undici = __nccwpck_require__(3368);
 ;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/index.js
@@ -28724,7 +31796,7 @@ const HttpResponseRetryCodes = [
     HttpCodes.ServiceUnavailable,
     HttpCodes.GatewayTimeout
 ];
-const RetryableHttpVerbs = (/* unused pure expression or super */ null && (['OPTIONS', 'GET', 'DELETE', 'HEAD']));
+const RetryableHttpVerbs = ['OPTIONS', 'GET', 'DELETE', 'HEAD'];
 const ExponentialBackoffCeiling = 10;
 const ExponentialBackoffTimeSlice = 5;
 class HttpClientError extends Error {
@@ -28770,7 +31842,7 @@ function isHttps(requestUrl) {
     const parsedUrl = new URL(requestUrl);
     return parsedUrl.protocol === 'https:';
 }
-class lib_HttpClient {
+class HttpClient {
     constructor(userAgent, handlers, requestOptions) {
         this._ignoreSslError = false;
         this._allowRedirects = true;
@@ -29073,7 +32145,7 @@ class lib_HttpClient {
     }
     getAgentDispatcher(serverUrl) {
         const parsedUrl = new URL(serverUrl);
-        const proxyUrl = pm.getProxyUrl(parsedUrl);
+        const proxyUrl = getProxyUrl(parsedUrl);
         const useProxy = proxyUrl && proxyUrl.hostname;
         if (!useProxy) {
             return;
@@ -29084,7 +32156,7 @@ class lib_HttpClient {
         const info = {};
         info.parsedUrl = requestUrl;
         const usingSsl = info.parsedUrl.protocol === 'https:';
-        info.httpModule = usingSsl ? https : http;
+        info.httpModule = usingSsl ? external_https_namespaceObject : external_http_namespaceObject;
         const defaultPort = usingSsl ? 443 : 80;
         info.options = {};
         info.options.host = info.parsedUrl.hostname;
@@ -29183,7 +32255,7 @@ class lib_HttpClient {
     }
     _getAgent(parsedUrl) {
         let agent;
-        const proxyUrl = pm.getProxyUrl(parsedUrl);
+        const proxyUrl = getProxyUrl(parsedUrl);
         const useProxy = proxyUrl && proxyUrl.hostname;
         if (this._keepAlive && useProxy) {
             agent = this._proxyAgent;
@@ -29198,7 +32270,7 @@ class lib_HttpClient {
         const usingSsl = parsedUrl.protocol === 'https:';
         let maxSockets = 100;
         if (this.requestOptions) {
-            maxSockets = this.requestOptions.maxSockets || http.globalAgent.maxSockets;
+            maxSockets = this.requestOptions.maxSockets || external_http_.globalAgent.maxSockets;
         }
         // This is `useProxy` again, but we need to check `proxyURl` directly for TypeScripts's flow analysis.
         if (proxyUrl && proxyUrl.hostname) {
@@ -29223,7 +32295,7 @@ class lib_HttpClient {
         // if tunneling agent isn't assigned create a new agent
         if (!agent) {
             const options = { keepAlive: this._keepAlive, maxSockets };
-            agent = usingSsl ? new https.Agent(options) : new http.Agent(options);
+            agent = usingSsl ? new external_https_.Agent(options) : new external_http_.Agent(options);
             this._agent = agent;
         }
         if (usingSsl && this._ignoreSslError) {
@@ -29246,7 +32318,7 @@ class lib_HttpClient {
             return proxyAgent;
         }
         const usingSsl = parsedUrl.protocol === 'https:';
-        proxyAgent = new ProxyAgent(Object.assign({ uri: proxyUrl.href, pipelining: !this._keepAlive ? 0 : 1 }, ((proxyUrl.username || proxyUrl.password) && {
+        proxyAgent = new undici/* ProxyAgent */.kT(Object.assign({ uri: proxyUrl.href, pipelining: !this._keepAlive ? 0 : 1 }, ((proxyUrl.username || proxyUrl.password) && {
             token: `Basic ${Buffer.from(`${proxyUrl.username}:${proxyUrl.password}`).toString('base64')}`
         })));
         this._proxyAgentDispatcher = proxyAgent;
@@ -29346,84 +32418,24 @@ class lib_HttpClient {
 }
 const lowercaseKeys = (obj) => Object.keys(obj).reduce((c, k) => ((c[k.toLowerCase()] = obj[k]), c), {});
 //# sourceMappingURL=index.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/auth.js
-var auth_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-class BasicCredentialHandler {
-    constructor(username, password) {
-        this.username = username;
-        this.password = password;
-    }
-    prepareRequest(options) {
-        if (!options.headers) {
-            throw Error('The request has no headers');
-        }
-        options.headers['Authorization'] = `Basic ${Buffer.from(`${this.username}:${this.password}`).toString('base64')}`;
-    }
-    // This handler cannot handle 401
-    canHandleAuthentication() {
-        return false;
-    }
-    handleAuthentication() {
-        return auth_awaiter(this, void 0, void 0, function* () {
-            throw new Error('not implemented');
-        });
-    }
-}
-class auth_BearerCredentialHandler {
-    constructor(token) {
-        this.token = token;
-    }
-    // currently implements pre-authorization
-    // TODO: support preAuth = false where it hooks on 401
-    prepareRequest(options) {
-        if (!options.headers) {
-            throw Error('The request has no headers');
-        }
-        options.headers['Authorization'] = `Bearer ${this.token}`;
-    }
-    // This handler cannot handle 401
-    canHandleAuthentication() {
-        return false;
-    }
-    handleAuthentication() {
-        return auth_awaiter(this, void 0, void 0, function* () {
-            throw new Error('not implemented');
-        });
-    }
-}
-class PersonalAccessTokenCredentialHandler {
-    constructor(token) {
-        this.token = token;
-    }
-    // currently implements pre-authorization
-    // TODO: support preAuth = false where it hooks on 401
-    prepareRequest(options) {
-        if (!options.headers) {
-            throw Error('The request has no headers');
-        }
-        options.headers['Authorization'] = `Basic ${Buffer.from(`PAT:${this.token}`).toString('base64')}`;
-    }
-    // This handler cannot handle 401
-    canHandleAuthentication() {
-        return false;
-    }
-    handleAuthentication() {
-        return auth_awaiter(this, void 0, void 0, function* () {
-            throw new Error('not implemented');
-        });
-    }
-}
-//# sourceMappingURL=auth.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/oidc-utils.js
-var oidc_utils_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+
+/***/ }),
+
+/***/ 90:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Ck: () => (/* binding */ mkdir),
+/* harmony export */   H8: () => (/* binding */ IS_WINDOWS),
+/* harmony export */   Qh: () => (/* binding */ isRooted),
+/* harmony export */   rm: () => (/* binding */ rm),
+/* harmony export */   t2: () => (/* binding */ exists),
+/* harmony export */   vr: () => (/* binding */ tryGetExecutablePath)
+/* harmony export */ });
+/* unused harmony exports chmod, copyFile, lstat, open, readdir, rename, rmdir, stat, symlink, unlink, readlink, UV_FS_O_EXLOCK, READONLY, isDirectory, getCmdPath */
+/* harmony import */ var fs__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9896);
+/* harmony import */ var path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6928);
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
         function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
@@ -29434,404 +32446,7 @@ var oidc_utils_awaiter = (undefined && undefined.__awaiter) || function (thisArg
 };
 
 
-
-class oidc_utils_OidcClient {
-    static createHttpClient(allowRetry = true, maxRetry = 10) {
-        const requestOptions = {
-            allowRetries: allowRetry,
-            maxRetries: maxRetry
-        };
-        return new HttpClient('actions/oidc-client', [new BearerCredentialHandler(oidc_utils_OidcClient.getRequestToken())], requestOptions);
-    }
-    static getRequestToken() {
-        const token = process.env['ACTIONS_ID_TOKEN_REQUEST_TOKEN'];
-        if (!token) {
-            throw new Error('Unable to get ACTIONS_ID_TOKEN_REQUEST_TOKEN env variable');
-        }
-        return token;
-    }
-    static getIDTokenUrl() {
-        const runtimeUrl = process.env['ACTIONS_ID_TOKEN_REQUEST_URL'];
-        if (!runtimeUrl) {
-            throw new Error('Unable to get ACTIONS_ID_TOKEN_REQUEST_URL env variable');
-        }
-        return runtimeUrl;
-    }
-    static getCall(id_token_url) {
-        return oidc_utils_awaiter(this, void 0, void 0, function* () {
-            var _a;
-            const httpclient = oidc_utils_OidcClient.createHttpClient();
-            const res = yield httpclient
-                .getJson(id_token_url)
-                .catch(error => {
-                throw new Error(`Failed to get ID Token. \n 
-        Error Code : ${error.statusCode}\n 
-        Error Message: ${error.message}`);
-            });
-            const id_token = (_a = res.result) === null || _a === void 0 ? void 0 : _a.value;
-            if (!id_token) {
-                throw new Error('Response json body do not have ID Token field');
-            }
-            return id_token;
-        });
-    }
-    static getIDToken(audience) {
-        return oidc_utils_awaiter(this, void 0, void 0, function* () {
-            try {
-                // New ID Token is requested from action service
-                let id_token_url = oidc_utils_OidcClient.getIDTokenUrl();
-                if (audience) {
-                    const encodedAudience = encodeURIComponent(audience);
-                    id_token_url = `${id_token_url}&audience=${encodedAudience}`;
-                }
-                debug(`ID token url is ${id_token_url}`);
-                const id_token = yield oidc_utils_OidcClient.getCall(id_token_url);
-                setSecret(id_token);
-                return id_token;
-            }
-            catch (error) {
-                throw new Error(`Error message: ${error.message}`);
-            }
-        });
-    }
-}
-//# sourceMappingURL=oidc-utils.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/summary.js
-var summary_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-const { access, appendFile, writeFile } = external_fs_namespaceObject.promises;
-const SUMMARY_ENV_VAR = 'GITHUB_STEP_SUMMARY';
-const SUMMARY_DOCS_URL = 'https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary';
-class Summary {
-    constructor() {
-        this._buffer = '';
-    }
-    /**
-     * Finds the summary file path from the environment, rejects if env var is not found or file does not exist
-     * Also checks r/w permissions.
-     *
-     * @returns step summary file path
-     */
-    filePath() {
-        return summary_awaiter(this, void 0, void 0, function* () {
-            if (this._filePath) {
-                return this._filePath;
-            }
-            const pathFromEnv = process.env[SUMMARY_ENV_VAR];
-            if (!pathFromEnv) {
-                throw new Error(`Unable to find environment variable for $${SUMMARY_ENV_VAR}. Check if your runtime environment supports job summaries.`);
-            }
-            try {
-                yield access(pathFromEnv, external_fs_namespaceObject.constants.R_OK | external_fs_namespaceObject.constants.W_OK);
-            }
-            catch (_a) {
-                throw new Error(`Unable to access summary file: '${pathFromEnv}'. Check if the file has correct read/write permissions.`);
-            }
-            this._filePath = pathFromEnv;
-            return this._filePath;
-        });
-    }
-    /**
-     * Wraps content in an HTML tag, adding any HTML attributes
-     *
-     * @param {string} tag HTML tag to wrap
-     * @param {string | null} content content within the tag
-     * @param {[attribute: string]: string} attrs key-value list of HTML attributes to add
-     *
-     * @returns {string} content wrapped in HTML element
-     */
-    wrap(tag, content, attrs = {}) {
-        const htmlAttrs = Object.entries(attrs)
-            .map(([key, value]) => ` ${key}="${value}"`)
-            .join('');
-        if (!content) {
-            return `<${tag}${htmlAttrs}>`;
-        }
-        return `<${tag}${htmlAttrs}>${content}</${tag}>`;
-    }
-    /**
-     * Writes text in the buffer to the summary buffer file and empties buffer. Will append by default.
-     *
-     * @param {SummaryWriteOptions} [options] (optional) options for write operation
-     *
-     * @returns {Promise<Summary>} summary instance
-     */
-    write(options) {
-        return summary_awaiter(this, void 0, void 0, function* () {
-            const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
-            const filePath = yield this.filePath();
-            const writeFunc = overwrite ? writeFile : appendFile;
-            yield writeFunc(filePath, this._buffer, { encoding: 'utf8' });
-            return this.emptyBuffer();
-        });
-    }
-    /**
-     * Clears the summary buffer and wipes the summary file
-     *
-     * @returns {Summary} summary instance
-     */
-    clear() {
-        return summary_awaiter(this, void 0, void 0, function* () {
-            return this.emptyBuffer().write({ overwrite: true });
-        });
-    }
-    /**
-     * Returns the current summary buffer as a string
-     *
-     * @returns {string} string of summary buffer
-     */
-    stringify() {
-        return this._buffer;
-    }
-    /**
-     * If the summary buffer is empty
-     *
-     * @returns {boolen} true if the buffer is empty
-     */
-    isEmptyBuffer() {
-        return this._buffer.length === 0;
-    }
-    /**
-     * Resets the summary buffer without writing to summary file
-     *
-     * @returns {Summary} summary instance
-     */
-    emptyBuffer() {
-        this._buffer = '';
-        return this;
-    }
-    /**
-     * Adds raw text to the summary buffer
-     *
-     * @param {string} text content to add
-     * @param {boolean} [addEOL=false] (optional) append an EOL to the raw text (default: false)
-     *
-     * @returns {Summary} summary instance
-     */
-    addRaw(text, addEOL = false) {
-        this._buffer += text;
-        return addEOL ? this.addEOL() : this;
-    }
-    /**
-     * Adds the operating system-specific end-of-line marker to the buffer
-     *
-     * @returns {Summary} summary instance
-     */
-    addEOL() {
-        return this.addRaw(external_os_namespaceObject.EOL);
-    }
-    /**
-     * Adds an HTML codeblock to the summary buffer
-     *
-     * @param {string} code content to render within fenced code block
-     * @param {string} lang (optional) language to syntax highlight code
-     *
-     * @returns {Summary} summary instance
-     */
-    addCodeBlock(code, lang) {
-        const attrs = Object.assign({}, (lang && { lang }));
-        const element = this.wrap('pre', this.wrap('code', code), attrs);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML list to the summary buffer
-     *
-     * @param {string[]} items list of items to render
-     * @param {boolean} [ordered=false] (optional) if the rendered list should be ordered or not (default: false)
-     *
-     * @returns {Summary} summary instance
-     */
-    addList(items, ordered = false) {
-        const tag = ordered ? 'ol' : 'ul';
-        const listItems = items.map(item => this.wrap('li', item)).join('');
-        const element = this.wrap(tag, listItems);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML table to the summary buffer
-     *
-     * @param {SummaryTableCell[]} rows table rows
-     *
-     * @returns {Summary} summary instance
-     */
-    addTable(rows) {
-        const tableBody = rows
-            .map(row => {
-            const cells = row
-                .map(cell => {
-                if (typeof cell === 'string') {
-                    return this.wrap('td', cell);
-                }
-                const { header, data, colspan, rowspan } = cell;
-                const tag = header ? 'th' : 'td';
-                const attrs = Object.assign(Object.assign({}, (colspan && { colspan })), (rowspan && { rowspan }));
-                return this.wrap(tag, data, attrs);
-            })
-                .join('');
-            return this.wrap('tr', cells);
-        })
-            .join('');
-        const element = this.wrap('table', tableBody);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds a collapsable HTML details element to the summary buffer
-     *
-     * @param {string} label text for the closed state
-     * @param {string} content collapsable content
-     *
-     * @returns {Summary} summary instance
-     */
-    addDetails(label, content) {
-        const element = this.wrap('details', this.wrap('summary', label) + content);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML image tag to the summary buffer
-     *
-     * @param {string} src path to the image you to embed
-     * @param {string} alt text description of the image
-     * @param {SummaryImageOptions} options (optional) addition image attributes
-     *
-     * @returns {Summary} summary instance
-     */
-    addImage(src, alt, options) {
-        const { width, height } = options || {};
-        const attrs = Object.assign(Object.assign({}, (width && { width })), (height && { height }));
-        const element = this.wrap('img', null, Object.assign({ src, alt }, attrs));
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML section heading element
-     *
-     * @param {string} text heading text
-     * @param {number | string} [level=1] (optional) the heading level, default: 1
-     *
-     * @returns {Summary} summary instance
-     */
-    addHeading(text, level) {
-        const tag = `h${level}`;
-        const allowedTag = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6'].includes(tag)
-            ? tag
-            : 'h1';
-        const element = this.wrap(allowedTag, text);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML thematic break (<hr>) to the summary buffer
-     *
-     * @returns {Summary} summary instance
-     */
-    addSeparator() {
-        const element = this.wrap('hr', null);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML line break (<br>) to the summary buffer
-     *
-     * @returns {Summary} summary instance
-     */
-    addBreak() {
-        const element = this.wrap('br', null);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML blockquote to the summary buffer
-     *
-     * @param {string} text quote text
-     * @param {string} cite (optional) citation url
-     *
-     * @returns {Summary} summary instance
-     */
-    addQuote(text, cite) {
-        const attrs = Object.assign({}, (cite && { cite }));
-        const element = this.wrap('blockquote', text, attrs);
-        return this.addRaw(element).addEOL();
-    }
-    /**
-     * Adds an HTML anchor tag to the summary buffer
-     *
-     * @param {string} text link text/content
-     * @param {string} href hyperlink
-     *
-     * @returns {Summary} summary instance
-     */
-    addLink(text, href) {
-        const element = this.wrap('a', text, { href });
-        return this.addRaw(element).addEOL();
-    }
-}
-const _summary = new Summary();
-/**
- * @deprecated use `core.summary`
- */
-const markdownSummary = (/* unused pure expression or super */ null && (_summary));
-const summary_summary = _summary;
-//# sourceMappingURL=summary.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/path-utils.js
-
-/**
- * toPosixPath converts the given path to the posix form. On Windows, \\ will be
- * replaced with /.
- *
- * @param pth. Path to transform.
- * @return string Posix path.
- */
-function toPosixPath(pth) {
-    return pth.replace(/[\\]/g, '/');
-}
-/**
- * toWin32Path converts the given path to the win32 form. On Linux, / will be
- * replaced with \\.
- *
- * @param pth. Path to transform.
- * @return string Win32 path.
- */
-function toWin32Path(pth) {
-    return pth.replace(/[/]/g, '\\');
-}
-/**
- * toPlatformPath converts the given path to a platform-specific path. It does
- * this by replacing instances of / and \ with the platform-specific path
- * separator.
- *
- * @param pth The path to platformize.
- * @return string The platform-specific path.
- */
-function toPlatformPath(pth) {
-    return pth.replace(/[/\\]/g, path.sep);
-}
-//# sourceMappingURL=path-utils.js.map
-// EXTERNAL MODULE: external "string_decoder"
-var external_string_decoder_ = __nccwpck_require__(3193);
-// EXTERNAL MODULE: external "events"
-var external_events_ = __nccwpck_require__(4434);
-;// CONCATENATED MODULE: external "child_process"
-const external_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("child_process");
-// EXTERNAL MODULE: external "assert"
-var external_assert_ = __nccwpck_require__(2613);
-;// CONCATENATED MODULE: ./node_modules/@actions/io/lib/io-util.js
-var io_util_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-const { chmod, copyFile, lstat, mkdir, open: io_util_open, readdir, rename, rm, rmdir, stat, symlink, unlink } = external_fs_namespaceObject.promises;
+const { chmod, copyFile, lstat, mkdir, open, readdir, rename, rm, rmdir, stat, symlink, unlink } = fs__WEBPACK_IMPORTED_MODULE_0__.promises;
 // export const {open} = 'fs'
 const IS_WINDOWS = process.platform === 'win32';
 /**
@@ -29846,7 +32461,7 @@ const IS_WINDOWS = process.platform === 'win32';
  * backslash to all junction results on Windows.
  */
 function readlink(fsPath) {
-    return io_util_awaiter(this, void 0, void 0, function* () {
+    return __awaiter(this, void 0, void 0, function* () {
         const result = yield fs.promises.readlink(fsPath);
         // On Windows, restore Node 20 behavior: add trailing backslash to all results
         // since junctions on Windows are always directory links
@@ -29858,9 +32473,9 @@ function readlink(fsPath) {
 }
 // See https://github.com/nodejs/node/blob/d0153aee367422d0858105abec186da4dff0a0c5/deps/uv/include/uv/win.h#L691
 const UV_FS_O_EXLOCK = 0x10000000;
-const READONLY = external_fs_namespaceObject.constants.O_RDONLY;
+const READONLY = fs__WEBPACK_IMPORTED_MODULE_0__.constants.O_RDONLY;
 function exists(fsPath) {
-    return io_util_awaiter(this, void 0, void 0, function* () {
+    return __awaiter(this, void 0, void 0, function* () {
         try {
             yield stat(fsPath);
         }
@@ -29874,7 +32489,7 @@ function exists(fsPath) {
     });
 }
 function isDirectory(fsPath_1) {
-    return io_util_awaiter(this, arguments, void 0, function* (fsPath, useStat = false) {
+    return __awaiter(this, arguments, void 0, function* (fsPath, useStat = false) {
         const stats = useStat ? yield stat(fsPath) : yield lstat(fsPath);
         return stats.isDirectory();
     });
@@ -29901,7 +32516,7 @@ function isRooted(p) {
  * @return if file exists and is executable, returns the file path. otherwise empty string.
  */
 function tryGetExecutablePath(filePath, extensions) {
-    return io_util_awaiter(this, void 0, void 0, function* () {
+    return __awaiter(this, void 0, void 0, function* () {
         let stats = undefined;
         try {
             // test file exists
@@ -29916,7 +32531,7 @@ function tryGetExecutablePath(filePath, extensions) {
         if (stats && stats.isFile()) {
             if (IS_WINDOWS) {
                 // on Windows, test for valid extension
-                const upperExt = external_path_namespaceObject.extname(filePath).toUpperCase();
+                const upperExt = path__WEBPACK_IMPORTED_MODULE_1__.extname(filePath).toUpperCase();
                 if (extensions.some(validExt => validExt.toUpperCase() === upperExt)) {
                     return filePath;
                 }
@@ -29945,11 +32560,11 @@ function tryGetExecutablePath(filePath, extensions) {
                 if (IS_WINDOWS) {
                     // preserve the case of the actual file (since an extension was appended)
                     try {
-                        const directory = external_path_namespaceObject.dirname(filePath);
-                        const upperName = external_path_namespaceObject.basename(filePath).toUpperCase();
+                        const directory = path__WEBPACK_IMPORTED_MODULE_1__.dirname(filePath);
+                        const upperName = path__WEBPACK_IMPORTED_MODULE_1__.basename(filePath).toUpperCase();
                         for (const actualName of yield readdir(directory)) {
                             if (upperName === actualName.toUpperCase()) {
-                                filePath = external_path_namespaceObject.join(directory, actualName);
+                                filePath = path__WEBPACK_IMPORTED_MODULE_1__.join(directory, actualName);
                                 break;
                             }
                         }
@@ -29999,8 +32614,22 @@ function getCmdPath() {
     return (_a = process.env['COMSPEC']) !== null && _a !== void 0 ? _a : `cmd.exe`;
 }
 //# sourceMappingURL=io-util.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/io/lib/io.js
-var io_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+
+/***/ }),
+
+/***/ 8701:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   K7: () => (/* binding */ which),
+/* harmony export */   U$: () => (/* binding */ mkdirP),
+/* harmony export */   Yz: () => (/* binding */ rmRF)
+/* harmony export */ });
+/* unused harmony exports cp, mv, findInPath */
+/* harmony import */ var assert__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2613);
+/* harmony import */ var path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6928);
+/* harmony import */ var _io_util_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(90);
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
         function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
@@ -30021,7 +32650,7 @@ var io_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _argum
  * @param     options   optional. See CopyOptions.
  */
 function cp(source_1, dest_1) {
-    return io_awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
+    return __awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
         const { force, recursive, copySourceDirectory } = readCopyOptions(options);
         const destStat = (yield ioUtil.exists(dest)) ? yield ioUtil.stat(dest) : null;
         // Dest is an existing file, but not forcing
@@ -30049,7 +32678,7 @@ function cp(source_1, dest_1) {
                 // a file cannot be copied to itself
                 throw new Error(`'${newDest}' and '${source}' are the same file`);
             }
-            yield io_copyFile(source, newDest, force);
+            yield copyFile(source, newDest, force);
         }
     });
 }
@@ -30061,7 +32690,7 @@ function cp(source_1, dest_1) {
  * @param     options   optional. See MoveOptions.
  */
 function mv(source_1, dest_1) {
-    return io_awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
+    return __awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
         if (yield ioUtil.exists(dest)) {
             let destExists = true;
             if (yield ioUtil.isDirectory(dest)) {
@@ -30088,8 +32717,8 @@ function mv(source_1, dest_1) {
  * @param inputPath path to remove
  */
 function rmRF(inputPath) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        if (ioUtil.IS_WINDOWS) {
+    return __awaiter(this, void 0, void 0, function* () {
+        if (_io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .IS_WINDOWS */ .H8) {
             // Check for invalid characters
             // https://docs.microsoft.com/en-us/windows/win32/fileio/naming-a-file
             if (/[*"<>|]/.test(inputPath)) {
@@ -30098,7 +32727,7 @@ function rmRF(inputPath) {
         }
         try {
             // note if path does not exist, error is silent
-            yield ioUtil.rm(inputPath, {
+            yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__.rm(inputPath, {
                 force: true,
                 maxRetries: 3,
                 recursive: true,
@@ -30118,9 +32747,9 @@ function rmRF(inputPath) {
  * @returns Promise<void>
  */
 function mkdirP(fsPath) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        ok(fsPath, 'a path argument must be provided');
-        yield ioUtil.mkdir(fsPath, { recursive: true });
+    return __awaiter(this, void 0, void 0, function* () {
+        (0,assert__WEBPACK_IMPORTED_MODULE_0__.ok)(fsPath, 'a path argument must be provided');
+        yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .mkdir */ .Ck(fsPath, { recursive: true });
     });
 }
 /**
@@ -30132,7 +32761,7 @@ function mkdirP(fsPath) {
  * @returns   Promise<string>   path to tool
  */
 function which(tool, check) {
-    return io_awaiter(this, void 0, void 0, function* () {
+    return __awaiter(this, void 0, void 0, function* () {
         if (!tool) {
             throw new Error("parameter 'tool' is required");
         }
@@ -30140,7 +32769,7 @@ function which(tool, check) {
         if (check) {
             const result = yield which(tool, false);
             if (!result) {
-                if (IS_WINDOWS) {
+                if (_io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .IS_WINDOWS */ .H8) {
                     throw new Error(`Unable to locate executable file: ${tool}. Please verify either the file path exists or the file can be found within a directory specified by the PATH environment variable. Also verify the file has a valid extension for an executable file.`);
                 }
                 else {
@@ -30162,29 +32791,29 @@ function which(tool, check) {
  * @returns   Promise<string[]>  the paths of the tool
  */
 function findInPath(tool) {
-    return io_awaiter(this, void 0, void 0, function* () {
+    return __awaiter(this, void 0, void 0, function* () {
         if (!tool) {
             throw new Error("parameter 'tool' is required");
         }
         // build the list of extensions to try
         const extensions = [];
-        if (IS_WINDOWS && process.env['PATHEXT']) {
-            for (const extension of process.env['PATHEXT'].split(external_path_namespaceObject.delimiter)) {
+        if (_io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .IS_WINDOWS */ .H8 && process.env['PATHEXT']) {
+            for (const extension of process.env['PATHEXT'].split(path__WEBPACK_IMPORTED_MODULE_1__.delimiter)) {
                 if (extension) {
                     extensions.push(extension);
                 }
             }
         }
         // if it's rooted, return it if exists. otherwise return empty.
-        if (isRooted(tool)) {
-            const filePath = yield tryGetExecutablePath(tool, extensions);
+        if (_io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .isRooted */ .Qh(tool)) {
+            const filePath = yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .tryGetExecutablePath */ .vr(tool, extensions);
             if (filePath) {
                 return [filePath];
             }
             return [];
         }
         // if any path separators, return empty
-        if (tool.includes(external_path_namespaceObject.sep)) {
+        if (tool.includes(path__WEBPACK_IMPORTED_MODULE_1__.sep)) {
             return [];
         }
         // build the list of directories
@@ -30195,7 +32824,7 @@ function findInPath(tool) {
         // across platforms.
         const directories = [];
         if (process.env.PATH) {
-            for (const p of process.env.PATH.split(external_path_namespaceObject.delimiter)) {
+            for (const p of process.env.PATH.split(path__WEBPACK_IMPORTED_MODULE_1__.delimiter)) {
                 if (p) {
                     directories.push(p);
                 }
@@ -30204,7 +32833,7 @@ function findInPath(tool) {
         // find all matches
         const matches = [];
         for (const directory of directories) {
-            const filePath = yield tryGetExecutablePath(external_path_namespaceObject.join(directory, tool), extensions);
+            const filePath = yield _io_util_js__WEBPACK_IMPORTED_MODULE_2__/* .tryGetExecutablePath */ .vr(path__WEBPACK_IMPORTED_MODULE_1__.join(directory, tool), extensions);
             if (filePath) {
                 matches.push(filePath);
             }
@@ -30221,7 +32850,7 @@ function readCopyOptions(options) {
     return { force, recursive, copySourceDirectory };
 }
 function cpDirRecursive(sourceDir, destDir, currentDepth, force) {
-    return io_awaiter(this, void 0, void 0, function* () {
+    return __awaiter(this, void 0, void 0, function* () {
         // Ensure there is not a run away recursive copy
         if (currentDepth >= 255)
             return;
@@ -30237,7 +32866,7 @@ function cpDirRecursive(sourceDir, destDir, currentDepth, force) {
                 yield cpDirRecursive(srcFile, destFile, currentDepth, force);
             }
             else {
-                yield io_copyFile(srcFile, destFile, force);
+                yield copyFile(srcFile, destFile, force);
             }
         }
         // Change the mode for the newly created directory
@@ -30245,8 +32874,8 @@ function cpDirRecursive(sourceDir, destDir, currentDepth, force) {
     });
 }
 // Buffered file copy
-function io_copyFile(srcFile, destFile, force) {
-    return io_awaiter(this, void 0, void 0, function* () {
+function copyFile(srcFile, destFile, force) {
+    return __awaiter(this, void 0, void 0, function* () {
         if ((yield ioUtil.lstat(srcFile)).isSymbolicLink()) {
             // unlink/re-link it
             try {
@@ -30271,2087 +32900,6 @@ function io_copyFile(srcFile, destFile, force) {
     });
 }
 //# sourceMappingURL=io.js.map
-;// CONCATENATED MODULE: external "timers"
-const external_timers_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("timers");
-;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/toolrunner.js
-var toolrunner_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-
-
-
-
-/* eslint-disable @typescript-eslint/unbound-method */
-const toolrunner_IS_WINDOWS = process.platform === 'win32';
-/*
- * Class for running command line tools. Handles quoting and arg parsing in a platform agnostic way.
- */
-class ToolRunner extends external_events_.EventEmitter {
-    constructor(toolPath, args, options) {
-        super();
-        if (!toolPath) {
-            throw new Error("Parameter 'toolPath' cannot be null or empty.");
-        }
-        this.toolPath = toolPath;
-        this.args = args || [];
-        this.options = options || {};
-    }
-    _debug(message) {
-        if (this.options.listeners && this.options.listeners.debug) {
-            this.options.listeners.debug(message);
-        }
-    }
-    _getCommandString(options, noPrefix) {
-        const toolPath = this._getSpawnFileName();
-        const args = this._getSpawnArgs(options);
-        let cmd = noPrefix ? '' : '[command]'; // omit prefix when piped to a second tool
-        if (toolrunner_IS_WINDOWS) {
-            // Windows + cmd file
-            if (this._isCmdFile()) {
-                cmd += toolPath;
-                for (const a of args) {
-                    cmd += ` ${a}`;
-                }
-            }
-            // Windows + verbatim
-            else if (options.windowsVerbatimArguments) {
-                cmd += `"${toolPath}"`;
-                for (const a of args) {
-                    cmd += ` ${a}`;
-                }
-            }
-            // Windows (regular)
-            else {
-                cmd += this._windowsQuoteCmdArg(toolPath);
-                for (const a of args) {
-                    cmd += ` ${this._windowsQuoteCmdArg(a)}`;
-                }
-            }
-        }
-        else {
-            // OSX/Linux - this can likely be improved with some form of quoting.
-            // creating processes on Unix is fundamentally different than Windows.
-            // on Unix, execvp() takes an arg array.
-            cmd += toolPath;
-            for (const a of args) {
-                cmd += ` ${a}`;
-            }
-        }
-        return cmd;
-    }
-    _processLineBuffer(data, strBuffer, onLine) {
-        try {
-            let s = strBuffer + data.toString();
-            let n = s.indexOf(external_os_namespaceObject.EOL);
-            while (n > -1) {
-                const line = s.substring(0, n);
-                onLine(line);
-                // the rest of the string ...
-                s = s.substring(n + external_os_namespaceObject.EOL.length);
-                n = s.indexOf(external_os_namespaceObject.EOL);
-            }
-            return s;
-        }
-        catch (err) {
-            // streaming lines to console is best effort.  Don't fail a build.
-            this._debug(`error processing line. Failed with error ${err}`);
-            return '';
-        }
-    }
-    _getSpawnFileName() {
-        if (toolrunner_IS_WINDOWS) {
-            if (this._isCmdFile()) {
-                return process.env['COMSPEC'] || 'cmd.exe';
-            }
-        }
-        return this.toolPath;
-    }
-    _getSpawnArgs(options) {
-        if (toolrunner_IS_WINDOWS) {
-            if (this._isCmdFile()) {
-                let argline = `/D /S /C "${this._windowsQuoteCmdArg(this.toolPath)}`;
-                for (const a of this.args) {
-                    argline += ' ';
-                    argline += options.windowsVerbatimArguments
-                        ? a
-                        : this._windowsQuoteCmdArg(a);
-                }
-                argline += '"';
-                return [argline];
-            }
-        }
-        return this.args;
-    }
-    _endsWith(str, end) {
-        return str.endsWith(end);
-    }
-    _isCmdFile() {
-        const upperToolPath = this.toolPath.toUpperCase();
-        return (this._endsWith(upperToolPath, '.CMD') ||
-            this._endsWith(upperToolPath, '.BAT'));
-    }
-    _windowsQuoteCmdArg(arg) {
-        // for .exe, apply the normal quoting rules that libuv applies
-        if (!this._isCmdFile()) {
-            return this._uvQuoteCmdArg(arg);
-        }
-        // otherwise apply quoting rules specific to the cmd.exe command line parser.
-        // the libuv rules are generic and are not designed specifically for cmd.exe
-        // command line parser.
-        //
-        // for a detailed description of the cmd.exe command line parser, refer to
-        // http://stackoverflow.com/questions/4094699/how-does-the-windows-command-interpreter-cmd-exe-parse-scripts/7970912#7970912
-        // need quotes for empty arg
-        if (!arg) {
-            return '""';
-        }
-        // determine whether the arg needs to be quoted
-        const cmdSpecialChars = [
-            ' ',
-            '\t',
-            '&',
-            '(',
-            ')',
-            '[',
-            ']',
-            '{',
-            '}',
-            '^',
-            '=',
-            ';',
-            '!',
-            "'",
-            '+',
-            ',',
-            '`',
-            '~',
-            '|',
-            '<',
-            '>',
-            '"'
-        ];
-        let needsQuotes = false;
-        for (const char of arg) {
-            if (cmdSpecialChars.some(x => x === char)) {
-                needsQuotes = true;
-                break;
-            }
-        }
-        // short-circuit if quotes not needed
-        if (!needsQuotes) {
-            return arg;
-        }
-        // the following quoting rules are very similar to the rules that by libuv applies.
-        //
-        // 1) wrap the string in quotes
-        //
-        // 2) double-up quotes - i.e. " => ""
-        //
-        //    this is different from the libuv quoting rules. libuv replaces " with \", which unfortunately
-        //    doesn't work well with a cmd.exe command line.
-        //
-        //    note, replacing " with "" also works well if the arg is passed to a downstream .NET console app.
-        //    for example, the command line:
-        //          foo.exe "myarg:""my val"""
-        //    is parsed by a .NET console app into an arg array:
-        //          [ "myarg:\"my val\"" ]
-        //    which is the same end result when applying libuv quoting rules. although the actual
-        //    command line from libuv quoting rules would look like:
-        //          foo.exe "myarg:\"my val\""
-        //
-        // 3) double-up slashes that precede a quote,
-        //    e.g.  hello \world    => "hello \world"
-        //          hello\"world    => "hello\\""world"
-        //          hello\\"world   => "hello\\\\""world"
-        //          hello world\    => "hello world\\"
-        //
-        //    technically this is not required for a cmd.exe command line, or the batch argument parser.
-        //    the reasons for including this as a .cmd quoting rule are:
-        //
-        //    a) this is optimized for the scenario where the argument is passed from the .cmd file to an
-        //       external program. many programs (e.g. .NET console apps) rely on the slash-doubling rule.
-        //
-        //    b) it's what we've been doing previously (by deferring to node default behavior) and we
-        //       haven't heard any complaints about that aspect.
-        //
-        // note, a weakness of the quoting rules chosen here, is that % is not escaped. in fact, % cannot be
-        // escaped when used on the command line directly - even though within a .cmd file % can be escaped
-        // by using %%.
-        //
-        // the saving grace is, on the command line, %var% is left as-is if var is not defined. this contrasts
-        // the line parsing rules within a .cmd file, where if var is not defined it is replaced with nothing.
-        //
-        // one option that was explored was replacing % with ^% - i.e. %var% => ^%var^%. this hack would
-        // often work, since it is unlikely that var^ would exist, and the ^ character is removed when the
-        // variable is used. the problem, however, is that ^ is not removed when %* is used to pass the args
-        // to an external program.
-        //
-        // an unexplored potential solution for the % escaping problem, is to create a wrapper .cmd file.
-        // % can be escaped within a .cmd file.
-        let reverse = '"';
-        let quoteHit = true;
-        for (let i = arg.length; i > 0; i--) {
-            // walk the string in reverse
-            reverse += arg[i - 1];
-            if (quoteHit && arg[i - 1] === '\\') {
-                reverse += '\\'; // double the slash
-            }
-            else if (arg[i - 1] === '"') {
-                quoteHit = true;
-                reverse += '"'; // double the quote
-            }
-            else {
-                quoteHit = false;
-            }
-        }
-        reverse += '"';
-        return reverse.split('').reverse().join('');
-    }
-    _uvQuoteCmdArg(arg) {
-        // Tool runner wraps child_process.spawn() and needs to apply the same quoting as
-        // Node in certain cases where the undocumented spawn option windowsVerbatimArguments
-        // is used.
-        //
-        // Since this function is a port of quote_cmd_arg from Node 4.x (technically, lib UV,
-        // see https://github.com/nodejs/node/blob/v4.x/deps/uv/src/win/process.c for details),
-        // pasting copyright notice from Node within this function:
-        //
-        //      Copyright Joyent, Inc. and other Node contributors. All rights reserved.
-        //
-        //      Permission is hereby granted, free of charge, to any person obtaining a copy
-        //      of this software and associated documentation files (the "Software"), to
-        //      deal in the Software without restriction, including without limitation the
-        //      rights to use, copy, modify, merge, publish, distribute, sublicense, and/or
-        //      sell copies of the Software, and to permit persons to whom the Software is
-        //      furnished to do so, subject to the following conditions:
-        //
-        //      The above copyright notice and this permission notice shall be included in
-        //      all copies or substantial portions of the Software.
-        //
-        //      THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
-        //      IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
-        //      FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
-        //      AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
-        //      LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING
-        //      FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS
-        //      IN THE SOFTWARE.
-        if (!arg) {
-            // Need double quotation for empty argument
-            return '""';
-        }
-        if (!arg.includes(' ') && !arg.includes('\t') && !arg.includes('"')) {
-            // No quotation needed
-            return arg;
-        }
-        if (!arg.includes('"') && !arg.includes('\\')) {
-            // No embedded double quotes or backslashes, so I can just wrap
-            // quote marks around the whole thing.
-            return `"${arg}"`;
-        }
-        // Expected input/output:
-        //   input : hello"world
-        //   output: "hello\"world"
-        //   input : hello""world
-        //   output: "hello\"\"world"
-        //   input : hello\world
-        //   output: hello\world
-        //   input : hello\\world
-        //   output: hello\\world
-        //   input : hello\"world
-        //   output: "hello\\\"world"
-        //   input : hello\\"world
-        //   output: "hello\\\\\"world"
-        //   input : hello world\
-        //   output: "hello world\\" - note the comment in libuv actually reads "hello world\"
-        //                             but it appears the comment is wrong, it should be "hello world\\"
-        let reverse = '"';
-        let quoteHit = true;
-        for (let i = arg.length; i > 0; i--) {
-            // walk the string in reverse
-            reverse += arg[i - 1];
-            if (quoteHit && arg[i - 1] === '\\') {
-                reverse += '\\';
-            }
-            else if (arg[i - 1] === '"') {
-                quoteHit = true;
-                reverse += '\\';
-            }
-            else {
-                quoteHit = false;
-            }
-        }
-        reverse += '"';
-        return reverse.split('').reverse().join('');
-    }
-    _cloneExecOptions(options) {
-        options = options || {};
-        const result = {
-            cwd: options.cwd || process.cwd(),
-            env: options.env || process.env,
-            silent: options.silent || false,
-            windowsVerbatimArguments: options.windowsVerbatimArguments || false,
-            failOnStdErr: options.failOnStdErr || false,
-            ignoreReturnCode: options.ignoreReturnCode || false,
-            delay: options.delay || 10000
-        };
-        result.outStream = options.outStream || process.stdout;
-        result.errStream = options.errStream || process.stderr;
-        return result;
-    }
-    _getSpawnOptions(options, toolPath) {
-        options = options || {};
-        const result = {};
-        result.cwd = options.cwd;
-        result.env = options.env;
-        result['windowsVerbatimArguments'] =
-            options.windowsVerbatimArguments || this._isCmdFile();
-        if (options.windowsVerbatimArguments) {
-            result.argv0 = `"${toolPath}"`;
-        }
-        return result;
-    }
-    /**
-     * Exec a tool.
-     * Output will be streamed to the live console.
-     * Returns promise with return code
-     *
-     * @param     tool     path to tool to exec
-     * @param     options  optional exec options.  See ExecOptions
-     * @returns   number
-     */
-    exec() {
-        return toolrunner_awaiter(this, void 0, void 0, function* () {
-            // root the tool path if it is unrooted and contains relative pathing
-            if (!isRooted(this.toolPath) &&
-                (this.toolPath.includes('/') ||
-                    (toolrunner_IS_WINDOWS && this.toolPath.includes('\\')))) {
-                // prefer options.cwd if it is specified, however options.cwd may also need to be rooted
-                this.toolPath = external_path_namespaceObject.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
-            }
-            // if the tool is only a file name, then resolve it from the PATH
-            // otherwise verify it exists (add extension on Windows if necessary)
-            this.toolPath = yield which(this.toolPath, true);
-            return new Promise((resolve, reject) => toolrunner_awaiter(this, void 0, void 0, function* () {
-                this._debug(`exec tool: ${this.toolPath}`);
-                this._debug('arguments:');
-                for (const arg of this.args) {
-                    this._debug(`   ${arg}`);
-                }
-                const optionsNonNull = this._cloneExecOptions(this.options);
-                if (!optionsNonNull.silent && optionsNonNull.outStream) {
-                    optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + external_os_namespaceObject.EOL);
-                }
-                const state = new ExecState(optionsNonNull, this.toolPath);
-                state.on('debug', (message) => {
-                    this._debug(message);
-                });
-                if (this.options.cwd && !(yield exists(this.options.cwd))) {
-                    return reject(new Error(`The cwd: ${this.options.cwd} does not exist!`));
-                }
-                const fileName = this._getSpawnFileName();
-                const cp = external_child_process_namespaceObject.spawn(fileName, this._getSpawnArgs(optionsNonNull), this._getSpawnOptions(this.options, fileName));
-                let stdbuffer = '';
-                if (cp.stdout) {
-                    cp.stdout.on('data', (data) => {
-                        if (this.options.listeners && this.options.listeners.stdout) {
-                            this.options.listeners.stdout(data);
-                        }
-                        if (!optionsNonNull.silent && optionsNonNull.outStream) {
-                            optionsNonNull.outStream.write(data);
-                        }
-                        stdbuffer = this._processLineBuffer(data, stdbuffer, (line) => {
-                            if (this.options.listeners && this.options.listeners.stdline) {
-                                this.options.listeners.stdline(line);
-                            }
-                        });
-                    });
-                }
-                let errbuffer = '';
-                if (cp.stderr) {
-                    cp.stderr.on('data', (data) => {
-                        state.processStderr = true;
-                        if (this.options.listeners && this.options.listeners.stderr) {
-                            this.options.listeners.stderr(data);
-                        }
-                        if (!optionsNonNull.silent &&
-                            optionsNonNull.errStream &&
-                            optionsNonNull.outStream) {
-                            const s = optionsNonNull.failOnStdErr
-                                ? optionsNonNull.errStream
-                                : optionsNonNull.outStream;
-                            s.write(data);
-                        }
-                        errbuffer = this._processLineBuffer(data, errbuffer, (line) => {
-                            if (this.options.listeners && this.options.listeners.errline) {
-                                this.options.listeners.errline(line);
-                            }
-                        });
-                    });
-                }
-                cp.on('error', (err) => {
-                    state.processError = err.message;
-                    state.processExited = true;
-                    state.processClosed = true;
-                    state.CheckComplete();
-                });
-                cp.on('exit', (code) => {
-                    state.processExitCode = code;
-                    state.processExited = true;
-                    this._debug(`Exit code ${code} received from tool '${this.toolPath}'`);
-                    state.CheckComplete();
-                });
-                cp.on('close', (code) => {
-                    state.processExitCode = code;
-                    state.processExited = true;
-                    state.processClosed = true;
-                    this._debug(`STDIO streams have closed for tool '${this.toolPath}'`);
-                    state.CheckComplete();
-                });
-                state.on('done', (error, exitCode) => {
-                    if (stdbuffer.length > 0) {
-                        this.emit('stdline', stdbuffer);
-                    }
-                    if (errbuffer.length > 0) {
-                        this.emit('errline', errbuffer);
-                    }
-                    cp.removeAllListeners();
-                    if (error) {
-                        reject(error);
-                    }
-                    else {
-                        resolve(exitCode);
-                    }
-                });
-                if (this.options.input) {
-                    if (!cp.stdin) {
-                        throw new Error('child process missing stdin');
-                    }
-                    cp.stdin.end(this.options.input);
-                }
-            }));
-        });
-    }
-}
-/**
- * Convert an arg string to an array of args. Handles escaping
- *
- * @param    argString   string of arguments
- * @returns  string[]    array of arguments
- */
-function argStringToArray(argString) {
-    const args = [];
-    let inQuotes = false;
-    let escaped = false;
-    let arg = '';
-    function append(c) {
-        // we only escape double quotes.
-        if (escaped && c !== '"') {
-            arg += '\\';
-        }
-        arg += c;
-        escaped = false;
-    }
-    for (let i = 0; i < argString.length; i++) {
-        const c = argString.charAt(i);
-        if (c === '"') {
-            if (!escaped) {
-                inQuotes = !inQuotes;
-            }
-            else {
-                append(c);
-            }
-            continue;
-        }
-        if (c === '\\' && escaped) {
-            append(c);
-            continue;
-        }
-        if (c === '\\' && inQuotes) {
-            escaped = true;
-            continue;
-        }
-        if (c === ' ' && !inQuotes) {
-            if (arg.length > 0) {
-                args.push(arg);
-                arg = '';
-            }
-            continue;
-        }
-        append(c);
-    }
-    if (arg.length > 0) {
-        args.push(arg.trim());
-    }
-    return args;
-}
-class ExecState extends external_events_.EventEmitter {
-    constructor(options, toolPath) {
-        super();
-        this.processClosed = false; // tracks whether the process has exited and stdio is closed
-        this.processError = '';
-        this.processExitCode = 0;
-        this.processExited = false; // tracks whether the process has exited
-        this.processStderr = false; // tracks whether stderr was written to
-        this.delay = 10000; // 10 seconds
-        this.done = false;
-        this.timeout = null;
-        if (!toolPath) {
-            throw new Error('toolPath must not be empty');
-        }
-        this.options = options;
-        this.toolPath = toolPath;
-        if (options.delay) {
-            this.delay = options.delay;
-        }
-    }
-    CheckComplete() {
-        if (this.done) {
-            return;
-        }
-        if (this.processClosed) {
-            this._setResult();
-        }
-        else if (this.processExited) {
-            this.timeout = (0,external_timers_namespaceObject.setTimeout)(ExecState.HandleTimeout, this.delay, this);
-        }
-    }
-    _debug(message) {
-        this.emit('debug', message);
-    }
-    _setResult() {
-        // determine whether there is an error
-        let error;
-        if (this.processExited) {
-            if (this.processError) {
-                error = new Error(`There was an error when attempting to execute the process '${this.toolPath}'. This may indicate the process failed to start. Error: ${this.processError}`);
-            }
-            else if (this.processExitCode !== 0 && !this.options.ignoreReturnCode) {
-                error = new Error(`The process '${this.toolPath}' failed with exit code ${this.processExitCode}`);
-            }
-            else if (this.processStderr && this.options.failOnStdErr) {
-                error = new Error(`The process '${this.toolPath}' failed because one or more lines were written to the STDERR stream`);
-            }
-        }
-        // clear the timeout
-        if (this.timeout) {
-            clearTimeout(this.timeout);
-            this.timeout = null;
-        }
-        this.done = true;
-        this.emit('done', error, this.processExitCode);
-    }
-    static HandleTimeout(state) {
-        if (state.done) {
-            return;
-        }
-        if (!state.processClosed && state.processExited) {
-            const message = `The STDIO streams did not close within ${state.delay / 1000} seconds of the exit event from process '${state.toolPath}'. This may indicate a child process inherited the STDIO streams and has not yet exited.`;
-            state._debug(message);
-        }
-        state._setResult();
-    }
-}
-//# sourceMappingURL=toolrunner.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/exec.js
-var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-/**
- * Exec a command.
- * Output will be streamed to the live console.
- * Returns promise with return code
- *
- * @param     commandLine        command to execute (can include additional args). Must be correctly escaped.
- * @param     args               optional arguments for tool. Escaping is handled by the lib.
- * @param     options            optional exec options.  See ExecOptions
- * @returns   Promise<number>    exit code
- */
-function exec_exec(commandLine, args, options) {
-    return exec_awaiter(this, void 0, void 0, function* () {
-        const commandArgs = tr.argStringToArray(commandLine);
-        if (commandArgs.length === 0) {
-            throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
-        }
-        // Path to tool to execute should be first arg
-        const toolPath = commandArgs[0];
-        args = commandArgs.slice(1).concat(args || []);
-        const runner = new tr.ToolRunner(toolPath, args, options);
-        return runner.exec();
-    });
-}
-/**
- * Exec a command and get the output.
- * Output will be streamed to the live console.
- * Returns promise with the exit code and collected stdout and stderr
- *
- * @param     commandLine           command to execute (can include additional args). Must be correctly escaped.
- * @param     args                  optional arguments for tool. Escaping is handled by the lib.
- * @param     options               optional exec options.  See ExecOptions
- * @returns   Promise<ExecOutput>   exit code, stdout, and stderr
- */
-function getExecOutput(commandLine, args, options) {
-    return exec_awaiter(this, void 0, void 0, function* () {
-        var _a, _b;
-        let stdout = '';
-        let stderr = '';
-        //Using string decoder covers the case where a mult-byte character is split
-        const stdoutDecoder = new StringDecoder('utf8');
-        const stderrDecoder = new StringDecoder('utf8');
-        const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
-        const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
-        const stdErrListener = (data) => {
-            stderr += stderrDecoder.write(data);
-            if (originalStdErrListener) {
-                originalStdErrListener(data);
-            }
-        };
-        const stdOutListener = (data) => {
-            stdout += stdoutDecoder.write(data);
-            if (originalStdoutListener) {
-                originalStdoutListener(data);
-            }
-        };
-        const listeners = Object.assign(Object.assign({}, options === null || options === void 0 ? void 0 : options.listeners), { stdout: stdOutListener, stderr: stdErrListener });
-        const exitCode = yield exec_exec(commandLine, args, Object.assign(Object.assign({}, options), { listeners }));
-        //flush any remaining characters
-        stdout += stdoutDecoder.end();
-        stderr += stderrDecoder.end();
-        return {
-            exitCode,
-            stdout,
-            stderr
-        };
-    });
-}
-//# sourceMappingURL=exec.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/platform.js
-var platform_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-const getWindowsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    const { stdout: version } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', undefined, {
-        silent: true
-    });
-    const { stdout: name } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Caption"', undefined, {
-        silent: true
-    });
-    return {
-        name: name.trim(),
-        version: version.trim()
-    };
-});
-const getMacOsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    var _a, _b, _c, _d;
-    const { stdout } = yield exec.getExecOutput('sw_vers', undefined, {
-        silent: true
-    });
-    const version = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : '';
-    const name = (_d = (_c = stdout.match(/ProductName:\s*(.+)/)) === null || _c === void 0 ? void 0 : _c[1]) !== null && _d !== void 0 ? _d : '';
-    return {
-        name,
-        version
-    };
-});
-const getLinuxInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    const { stdout } = yield exec.getExecOutput('lsb_release', ['-i', '-r', '-s'], {
-        silent: true
-    });
-    const [name, version] = stdout.trim().split('\n');
-    return {
-        name,
-        version
-    };
-});
-const platform = external_os_namespaceObject.platform();
-const arch = external_os_namespaceObject.arch();
-const isWindows = platform === 'win32';
-const isMacOS = platform === 'darwin';
-const isLinux = platform === 'linux';
-function getDetails() {
-    return platform_awaiter(this, void 0, void 0, function* () {
-        return Object.assign(Object.assign({}, (yield (isWindows
-            ? getWindowsInfo()
-            : isMacOS
-                ? getMacOsInfo()
-                : getLinuxInfo()))), { platform,
-            arch,
-            isWindows,
-            isMacOS,
-            isLinux });
-    });
-}
-//# sourceMappingURL=platform.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/core.js
-var core_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-
-
-
-/**
- * The code to exit an action
- */
-var ExitCode;
-(function (ExitCode) {
-    /**
-     * A code indicating that the action was successful
-     */
-    ExitCode[ExitCode["Success"] = 0] = "Success";
-    /**
-     * A code indicating that the action was a failure
-     */
-    ExitCode[ExitCode["Failure"] = 1] = "Failure";
-})(ExitCode || (ExitCode = {}));
-//-----------------------------------------------------------------------
-// Variables
-//-----------------------------------------------------------------------
-/**
- * Sets env variable for this action and future actions in the job
- * @param name the name of the variable to set
- * @param val the value of the variable. Non-string values will be converted to a string via JSON.stringify
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function exportVariable(name, val) {
-    const convertedVal = toCommandValue(val);
-    process.env[name] = convertedVal;
-    const filePath = process.env['GITHUB_ENV'] || '';
-    if (filePath) {
-        return issueFileCommand('ENV', prepareKeyValueMessage(name, val));
-    }
-    issueCommand('set-env', { name }, convertedVal);
-}
-/**
- * Registers a secret which will get masked from logs
- *
- * @param secret - Value of the secret to be masked
- * @remarks
- * This function instructs the Actions runner to mask the specified value in any
- * logs produced during the workflow run. Once registered, the secret value will
- * be replaced with asterisks (***) whenever it appears in console output, logs,
- * or error messages.
- *
- * This is useful for protecting sensitive information such as:
- * - API keys
- * - Access tokens
- * - Authentication credentials
- * - URL parameters containing signatures (SAS tokens)
- *
- * Note that masking only affects future logs; any previous appearances of the
- * secret in logs before calling this function will remain unmasked.
- *
- * @example
- * ```typescript
- * // Register an API token as a secret
- * const apiToken = "abc123xyz456";
- * setSecret(apiToken);
- *
- * // Now any logs containing this value will show *** instead
- * console.log(`Using token: ${apiToken}`); // Outputs: "Using token: ***"
- * ```
- */
-function core_setSecret(secret) {
-    issueCommand('add-mask', {}, secret);
-}
-/**
- * Prepends inputPath to the PATH (for this action and future actions)
- * @param inputPath
- */
-function addPath(inputPath) {
-    const filePath = process.env['GITHUB_PATH'] || '';
-    if (filePath) {
-        issueFileCommand('PATH', inputPath);
-    }
-    else {
-        issueCommand('add-path', {}, inputPath);
-    }
-    process.env['PATH'] = `${inputPath}${path.delimiter}${process.env['PATH']}`;
-}
-/**
- * Gets the value of an input.
- * Unless trimWhitespace is set to false in InputOptions, the value is also trimmed.
- * Returns an empty string if the value is not defined.
- *
- * @param     name     name of the input to get
- * @param     options  optional. See InputOptions.
- * @returns   string
- */
-function getInput(name, options) {
-    const val = process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] || '';
-    if (options && options.required && !val) {
-        throw new Error(`Input required and not supplied: ${name}`);
-    }
-    if (options && options.trimWhitespace === false) {
-        return val;
-    }
-    return val.trim();
-}
-/**
- * Gets the values of an multiline input.  Each value is also trimmed.
- *
- * @param     name     name of the input to get
- * @param     options  optional. See InputOptions.
- * @returns   string[]
- *
- */
-function getMultilineInput(name, options) {
-    const inputs = getInput(name, options)
-        .split('\n')
-        .filter(x => x !== '');
-    if (options && options.trimWhitespace === false) {
-        return inputs;
-    }
-    return inputs.map(input => input.trim());
-}
-/**
- * Gets the input value of the boolean type in the YAML 1.2 "core schema" specification.
- * Support boolean input list: `true | True | TRUE | false | False | FALSE` .
- * The return value is also in boolean type.
- * ref: https://yaml.org/spec/1.2/spec.html#id2804923
- *
- * @param     name     name of the input to get
- * @param     options  optional. See InputOptions.
- * @returns   boolean
- */
-function getBooleanInput(name, options) {
-    const trueValue = ['true', 'True', 'TRUE'];
-    const falseValue = ['false', 'False', 'FALSE'];
-    const val = getInput(name, options);
-    if (trueValue.includes(val))
-        return true;
-    if (falseValue.includes(val))
-        return false;
-    throw new TypeError(`Input does not meet YAML 1.2 "Core Schema" specification: ${name}\n` +
-        `Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
-}
-/**
- * Sets the value of an output.
- *
- * @param     name     name of the output to set
- * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function setOutput(name, value) {
-    const filePath = process.env['GITHUB_OUTPUT'] || '';
-    if (filePath) {
-        return file_command_issueFileCommand('OUTPUT', file_command_prepareKeyValueMessage(name, value));
-    }
-    process.stdout.write(external_os_namespaceObject.EOL);
-    command_issueCommand('set-output', { name }, utils_toCommandValue(value));
-}
-/**
- * Enables or disables the echoing of commands into stdout for the rest of the step.
- * Echoing is disabled by default if ACTIONS_STEP_DEBUG is not set.
- *
- */
-function setCommandEcho(enabled) {
-    issue('echo', enabled ? 'on' : 'off');
-}
-//-----------------------------------------------------------------------
-// Results
-//-----------------------------------------------------------------------
-/**
- * Sets the action status to failed.
- * When the action exits it will be with an exit code of 1
- * @param message add error issue message
- */
-function setFailed(message) {
-    process.exitCode = ExitCode.Failure;
-    error(message);
-}
-//-----------------------------------------------------------------------
-// Logging Commands
-//-----------------------------------------------------------------------
-/**
- * Gets whether Actions Step Debug is on or not
- */
-function isDebug() {
-    return process.env['RUNNER_DEBUG'] === '1';
-}
-/**
- * Writes debug message to user log
- * @param message debug message
- */
-function core_debug(message) {
-    issueCommand('debug', {}, message);
-}
-/**
- * Adds an error issue
- * @param message error issue message. Errors will be converted to string via toString()
- * @param properties optional properties to add to the annotation.
- */
-function error(message, properties = {}) {
-    command_issueCommand('error', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-/**
- * Adds a warning issue
- * @param message warning issue message. Errors will be converted to string via toString()
- * @param properties optional properties to add to the annotation.
- */
-function warning(message, properties = {}) {
-    command_issueCommand('warning', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-/**
- * Adds a notice issue
- * @param message notice issue message. Errors will be converted to string via toString()
- * @param properties optional properties to add to the annotation.
- */
-function notice(message, properties = {}) {
-    issueCommand('notice', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-/**
- * Writes info to log with console.log.
- * @param message info message
- */
-function info(message) {
-    process.stdout.write(message + external_os_namespaceObject.EOL);
-}
-/**
- * Begin an output group.
- *
- * Output until the next `groupEnd` will be foldable in this group
- *
- * @param name The name of the output group
- */
-function startGroup(name) {
-    command_issue('group', name);
-}
-/**
- * End an output group.
- */
-function endGroup() {
-    command_issue('endgroup');
-}
-/**
- * Wrap an asynchronous function call in a group.
- *
- * Returns the same type as the function itself.
- *
- * @param name The name of the group
- * @param fn The function to wrap in the group
- */
-function group(name, fn) {
-    return core_awaiter(this, void 0, void 0, function* () {
-        startGroup(name);
-        let result;
-        try {
-            result = yield fn();
-        }
-        finally {
-            endGroup();
-        }
-        return result;
-    });
-}
-//-----------------------------------------------------------------------
-// Wrapper action state
-//-----------------------------------------------------------------------
-/**
- * Saves state for current action, the state can only be retrieved by this action's post job execution.
- *
- * @param     name     name of the state to store
- * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function saveState(name, value) {
-    const filePath = process.env['GITHUB_STATE'] || '';
-    if (filePath) {
-        return issueFileCommand('STATE', prepareKeyValueMessage(name, value));
-    }
-    issueCommand('save-state', { name }, toCommandValue(value));
-}
-/**
- * Gets the value of an state set by this action's main execution.
- *
- * @param     name     name of the state to get
- * @returns   string
- */
-function getState(name) {
-    return process.env[`STATE_${name}`] || '';
-}
-function getIDToken(aud) {
-    return core_awaiter(this, void 0, void 0, function* () {
-        return yield OidcClient.getIDToken(aud);
-    });
-}
-/**
- * Summary exports
- */
-
-/**
- * @deprecated use core.summary
- */
-
-/**
- * Path exports
- */
-
-/**
- * Platform utilities exports
- */
-
-//# sourceMappingURL=core.js.map
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
-;// CONCATENATED MODULE: ./src/action/constants.ts
-/** Names shared by action.yml, the steps and the harness: inputs, outputs and saved-state keys. */
-var Inputs;
-(function (Inputs) {
-    Inputs["Server"] = "server";
-    Inputs["Audience"] = "audience";
-    Inputs["Push"] = "push";
-    Inputs["PushFilter"] = "push-filter";
-    Inputs["UpstreamCaches"] = "upstream-caches";
-    Inputs["Compression"] = "compression";
-    Inputs["Listen"] = "listen";
-    Inputs["DrainTimeout"] = "drain-timeout";
-    Inputs["Strict"] = "strict";
-    Inputs["Summary"] = "summary";
-    Inputs["Pin"] = "pin";
-    Inputs["PinTtl"] = "pin-ttl";
-})(Inputs || (Inputs = {}));
-var Outputs;
-(function (Outputs) {
-    Outputs["Hits"] = "hits";
-    Outputs["Misses"] = "misses";
-    Outputs["PushedPaths"] = "pushed-paths";
-    Outputs["PushedBytes"] = "pushed-bytes";
-    Outputs["Substituter"] = "substituter";
-})(Outputs || (Outputs = {}));
-/** Saved state: the only channel from the main step to the post step. */
-var constants_State;
-(function (State) {
-    /** JSON of `SavedState` (src/action/state.ts). */
-    State["Saved"] = "SLUICE_STATE";
-})(constants_State || (constants_State = {}));
-/** Exported to the job's environment: a second use of the Action in the same job sees it. */
-var JobEnv;
-(function (JobEnv) {
-    JobEnv["ProxyUrl"] = "SLUICE_PROXY_URL";
-})(JobEnv || (JobEnv = {}));
-/** Where the daemon and hook bundles sit relative to the main/post bundle (dist/<name>/index.js). */
-const PROXY_BUNDLE = 'proxy';
-const HOOK_BUNDLE = 'hook';
-const constants_NIX_CONF_BLOCK_BEGIN = '# sluice: begin (written by the Sluice GitHub Action)';
-const constants_NIX_CONF_BLOCK_END = '# sluice: end';
-
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: external "node:path"
-const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
-;// CONCATENATED MODULE: external "node:timers/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
-;// CONCATENATED MODULE: ./src/action/daemon.ts
-/**
- * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
- * docs/architecture.md: a 0600 config file as argv (the daemon deletes it once read),
- * `<stateDir>/ready.json` once listening, `/_sluice/*` control endpoints on loopback that need the
- * job's control secret.
- */
-
-
-
-
-
-
-function newJobSecrets() {
-    return {
-        cachePrefix: randomBytes(32).toString('base64url'),
-        controlSecret: randomBytes(32).toString('base64url'),
-    };
-}
-/** The control secret's file (0600): the post-build hook and the post step read it. */
-function writeControlSecret(stateDir, secret) {
-    const file = join(stateDir, 'control.secret');
-    writeFileSync(file, `${secret}\n`, { mode: 0o600 });
-    return file;
-}
-function readControlSecret(file) {
-    try {
-        return (0,external_node_fs_namespaceObject.readFileSync)(file, 'utf8').trim();
-    }
-    catch {
-        return undefined;
-    }
-}
-/** Deletes files holding the job's secrets; those already gone are fine. */
-function removeFiles(files) {
-    for (const file of files)
-        (0,external_node_fs_namespaceObject.rmSync)(file, { force: true });
-}
-class DaemonStartError extends (/* unused pure expression or super */ null && (Error)) {
-}
-const READY_TIMEOUT_MS = 20_000;
-function writeDaemonConfig(config) {
-    const file = join(config.stateDir, 'daemon.json');
-    // Written then renamed so the token never sits in a file with wider permissions, even briefly.
-    writeFileSync(`${file}.tmp`, JSON.stringify(config), { mode: 0o600 });
-    renameSync(`${file}.tmp`, file);
-    return file;
-}
-/** Spawns the daemon detached, its output in a log file (never the step's pipes), and waits until it is ready. */
-async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
-    const logFile = join(stateDir, 'daemon.log');
-    const logFd = openSync(logFile, 'a');
-    const child = spawn(process.execPath, [...DAEMON_NODE_ARGS, bundle, configFile], {
-        env: daemonEnv(process.env),
-        detached: true,
-        stdio: ['ignore', logFd, logFd],
-    });
-    closeSync(logFd);
-    let exited;
-    child.on('exit', (code, signal) => (exited = signal ? `killed by ${signal}` : `exited with code ${code}`));
-    child.on('error', (error) => (exited = `could not start: ${error.message}`));
-    child.unref();
-    const pid = child.pid;
-    if (pid !== undefined)
-        writeFileSync(join(stateDir, 'daemon.pid'), `${pid}\n`);
-    const readyFile = join(stateDir, 'ready.json');
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    while (Date.now() < deadline) {
-        if (exited)
-            throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
-        if (existsSync(readyFile)) {
-            const ready = JSON.parse(readFileSync(readyFile, 'utf8'));
-            const url = `http://${urlHost(host)}:${ready.port}`;
-            if (await healthy(url, controlSecret))
-                return { pid: ready.pid, url, logFile };
-        }
-        await sleep(100);
-    }
-    if (pid !== undefined)
-        killQuietly(pid, 'SIGKILL');
-    throw new DaemonStartError(`the proxy daemon was not ready within ${READY_TIMEOUT_MS / 1000} s.\n${tail(logFile)}`);
-}
-/** An IPv6 host goes into a URL in brackets. */
-function urlHost(host) {
-    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-}
-async function healthy(url, controlSecret) {
-    try {
-        const response = await fetch(`${url}/_sluice/health`, {
-            headers: { authorization: `Bearer ${controlSecret}` },
-            signal: AbortSignal.timeout(2_000),
-        });
-        await response.body?.cancel();
-        return response.ok;
-    }
-    catch {
-        return false;
-    }
-}
-/** The last lines of the daemon's log, to say why it failed. */
-function tail(logFile, lines = 20) {
-    try {
-        const text = readFileSync(logFile, 'utf8').trimEnd();
-        return text === '' ? '(the daemon log is empty)' : text.split('\n').slice(-lines).join('\n');
-    }
-    catch {
-        return '(no daemon log)';
-    }
-}
-async function control(url, controlSecret, path, body, timeoutMs) {
-    const authorization = `Bearer ${controlSecret}`;
-    const response = await fetch(`${url}/_sluice/${path}`, {
-        method: body === undefined ? 'GET' : 'POST',
-        headers: body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(timeoutMs),
-    });
-    const text = await response.text();
-    if (!response.ok)
-        throw new Error(`/_sluice/${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
-    return (text ? JSON.parse(text) : {});
-}
-/** True while the process exists and is not a zombie (a reaped-late child counts as gone). */
-function isAlive(pid) {
-    try {
-        process.kill(pid, 0);
-    }
-    catch (error) {
-        return error.code === 'EPERM';
-    }
-    try {
-        const stat = (0,external_node_fs_namespaceObject.readFileSync)(`/proc/${pid}/stat`, 'utf8');
-        return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-    }
-    catch {
-        return true;
-    }
-}
-function killQuietly(pid, signal) {
-    try {
-        process.kill(pid, signal);
-    }
-    catch {
-        // Already gone.
-    }
-}
-async function waitForExit(pid, ms) {
-    const deadline = Date.now() + ms;
-    while (Date.now() < deadline) {
-        if (!isAlive(pid))
-            return true;
-        await (0,promises_namespaceObject.setTimeout)(50);
-    }
-    return !isAlive(pid);
-}
-/**
- * Makes sure the daemon is gone: give it `graceMs` to exit after a shutdown request, then SIGTERM,
- * then SIGKILL. Returns how it ended, for the log.
- */
-async function ensureStopped(pid, graceMs = 5_000) {
-    if (await waitForExit(pid, graceMs))
-        return 'exited';
-    killQuietly(pid, 'SIGTERM');
-    if (await waitForExit(pid, 3_000))
-        return 'terminated';
-    killQuietly(pid, 'SIGKILL');
-    return (await waitForExit(pid, 2_000)) ? 'killed' : 'survived';
-}
-
-;// CONCATENATED MODULE: ./src/action/exchange.ts
-/**
- * The main step's talk with the Sluice server: the workflow's OIDC ID token for a short-lived cache
- * token (`POST /_api/v1/token`), or, when there is no ID token, whether anonymous reads are allowed.
- */
-
-/** A failure to reach or use the server, as opposed to the server refusing this job. */
-class ServerUnavailableError extends (/* unused pure expression or super */ null && (Error)) {
-}
-class ExchangeRefusedError extends (/* unused pure expression or super */ null && (Error)) {
-}
-const EXCHANGE_TIMEOUT_MS = 20_000;
-async function getIdToken(audience) {
-    const token = await core.getIDToken(audience);
-    core.setSecret(token);
-    return token;
-}
-async function exchangeToken(server, idToken) {
-    const url = new URL('_api/v1/token', server);
-    let response;
-    try {
-        response = await fetch(url, {
-            method: 'POST',
-            headers: { authorization: `Bearer ${idToken}`, accept: 'application/json' },
-            signal: AbortSignal.timeout(EXCHANGE_TIMEOUT_MS),
-        });
-    }
-    catch (error) {
-        throw new ServerUnavailableError(`could not reach ${url.origin}: ${describeFetchError(error)}`);
-    }
-    const body = await response.text();
-    if (response.status >= 500 || response.status === 429) {
-        throw new ServerUnavailableError(`${url.href} answered ${response.status}: ${body.trim().slice(0, 300)}`);
-    }
-    if (!response.ok) {
-        throw new ExchangeRefusedError(`${url.href} refused the token exchange (${response.status}): ${body.trim().slice(0, 300)}`);
-    }
-    const grant = parseGrant(body);
-    core.setSecret(grant.token);
-    return grant;
-}
-function parseGrant(body) {
-    let json;
-    try {
-        json = JSON.parse(body);
-    }
-    catch {
-        throw new ServerUnavailableError('the token exchange answered something that is not JSON');
-    }
-    const { token, expires_at, read, write, public_keys, cache_url } = json;
-    if (typeof token !== 'string' ||
-        typeof expires_at !== 'string' ||
-        !isStringArray(read) ||
-        !(write === null || typeof write === 'string') ||
-        !isStringArray(public_keys) ||
-        typeof cache_url !== 'string') {
-        throw new ServerUnavailableError('the token exchange answered JSON without the expected fields');
-    }
-    return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
-}
-/**
- * Without an ID token the proxy can still read when the server serves public slices to anyone.
- * The server says so, with its signing keys, in its health document (`public_reads: true`).
- */
-async function probeAnonymousReads(server) {
-    try {
-        const health = await fetch(new URL('_api/v1/health', server), { signal: AbortSignal.timeout(10_000) });
-        if (!health.ok)
-            return undefined;
-        const json = (await health.json());
-        if (json.public_reads !== true)
-            return undefined;
-        const keys = isStringArray(json.public_keys)
-            ? json.public_keys
-            : typeof json.public_key === 'string'
-                ? [json.public_key]
-                : [];
-        return keys.length > 0 ? { publicKeys: keys } : undefined;
-    }
-    catch {
-        return undefined;
-    }
-}
-function isStringArray(value) {
-    return Array.isArray(value) && value.every((v) => typeof v === 'string');
-}
-function describeFetchError(error) {
-    if (error instanceof Error && error.name === 'TimeoutError')
-        return 'timed out';
-    const cause = error.cause;
-    return cause?.code ?? cause?.message ?? error.message;
-}
-
-;// CONCATENATED MODULE: external "node:os"
-const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
-// EXTERNAL MODULE: external "node:util"
-var external_node_util_ = __nccwpck_require__(7975);
-// EXTERNAL MODULE: external "node:net"
-var external_node_net_ = __nccwpck_require__(7030);
-;// CONCATENATED MODULE: ./src/action/nix-conf-values.ts
-/**
- * Every value the Action writes into a nix.conf, checked against a strict pattern first. nix.conf
- * has no quoting: a newline starts a new setting (a `post-build-hook` runs as the Nix daemon's
- * user), `#` starts a comment, whitespace splits lists. So a value from the server (its public
- * keys) or from the runner (RUNNER_TEMP) that does not look exactly as expected is refused, with
- * an error naming it, rather than escaped.
- */
-
-class NixConfValueError extends (/* unused pure expression or super */ null && (Error)) {
-}
-/** Key names as Nix tools make them (`cache.example.com-1`); the key is 32 bytes of ed25519. */
-const PUBLIC_KEY = /^([A-Za-z0-9][A-Za-z0-9._+@-]{0,127}):([A-Za-z0-9+/]{43}=)$/;
-/** Our proxy's URL: a loopback host, a port and the job's secret path (base64url). */
-const PROXY_URL = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):([0-9]{1,5})\/[A-Za-z0-9_-]{32,128}$/;
-/** An absolute path of characters nix.conf and sh pass through unchanged. */
-const SAFE_PATH = /^\/[A-Za-z0-9._+@=,:%/-]*$/;
-/** Shown in errors: enough to recognise the value, never a whole hostile blob. */
-function shown(value) {
-    return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}\u2026` : value);
-}
-/** A Nix public key `name:base64(32 bytes)`, as `nix-store --generate-binary-cache-key` writes it. */
-function nix_conf_values_checkPublicKey(value) {
-    const match = PUBLIC_KEY.exec(value);
-    const bytes = match ? Buffer.from(match[2], 'base64') : undefined;
-    if (!match || bytes.length !== 32 || bytes.toString('base64') !== match[2]) {
-        throw new NixConfValueError(`${shown(value)} is not a Nix public key (name:base64 of a 32-byte ed25519 key)`);
-    }
-    return value;
-}
-function nix_conf_values_checkProxyUrl(value) {
-    const match = PROXY_URL.exec(value);
-    const port = match ? Number(match[2]) : 0;
-    if (!match || port < 1 || port > 65535) {
-        throw new NixConfValueError(`${shown(value)} is not a loopback proxy URL of the form http://127.0.0.1:<port>/<secret>`);
-    }
-    return value;
-}
-function nix_conf_values_checkPath(value, what) {
-    if (!SAFE_PATH.test(value) || value.split('/').includes('..')) {
-        throw new NixConfValueError(`${what} ${shown(value)} cannot go into nix.conf: it must be an absolute path of letters, digits and ._+@=,:%/- only (check RUNNER_TEMP)`);
-    }
-    return value;
-}
-/** Loopback hosts, where plain http never leaves the machine. */
-function isLoopbackHost(hostname) {
-    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-    if (host === 'localhost' || host === '::1')
-        return true;
-    return isIP(host) === 4 && host.startsWith('127.');
-}
-
-;// CONCATENATED MODULE: ./src/action/nix-config.ts
-/**
- * Points Nix at the proxy: a marked block in a nix.conf that adds the proxy as a substituter, trusts
- * the server's keys, turns on `fallback` and installs the post-build hook. The substituter URL holds
- * the job's secret path, so it sits in a 0600 file of its own that the block `!include`s: nix.conf
- * stays world-readable, and a reader who may not read the file (another user, a sandboxed build)
- * learns nothing (Nix skips an `!include` it cannot read).
- *
- * `post-build-hook` and `substituters` are honoured only from the configuration of whoever runs the
- * builds. Without a Nix daemon (single-user) that is the runner user, so the user's nix.conf is
- * enough. With a daemon, builds run inside the daemon, which reads only the system nix.conf, so that
- * file changes and the daemon restarts (systemd on Linux, launchd on macOS).
- */
-
-
-
-
-
-
-
-const execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
-const DAEMON_SOCKET = '/nix/var/nix/daemon-socket/socket';
-const NIX_DB = '/nix/var/nix/db';
-/** The Nix version string, or undefined when no `nix` is on PATH. */
-async function nixVersion(env = process.env) {
-    try {
-        const { stdout } = await execFileAsync('nix', ['--version'], { env, timeout: 30_000 });
-        return stdout.trim();
-    }
-    catch {
-        return undefined;
-    }
-}
-/** Whether builds go through a Nix daemon (multi-user) or run as this user (single-user). */
-function detectScope(env = process.env) {
-    const remote = env.NIX_REMOTE ?? '';
-    if (remote === 'daemon' || remote.startsWith('unix://'))
-        return 'system';
-    if (remote !== '' && remote !== 'auto')
-        return 'user';
-    // "auto": Nix talks to the daemon when it cannot write the store database itself.
-    if (!existsSync(DAEMON_SOCKET))
-        return 'user';
-    try {
-        accessSync(NIX_DB, constants.W_OK);
-        return 'user';
-    }
-    catch {
-        return 'system';
-    }
-}
-function confFile(scope, env = process.env) {
-    if (scope === 'system')
-        return join(env.NIX_CONF_DIR || '/etc/nix', 'nix.conf');
-    const userFiles = env.NIX_USER_CONF_FILES?.split(':').filter(Boolean);
-    if (userFiles?.[0])
-        return userFiles[0];
-    return join(env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config'), 'nix', 'nix.conf');
-}
-/** The block; throws NixConfValueError when a value does not look exactly as it should. */
-function renderBlock(settings) {
-    const lines = [
-        NIX_CONF_BLOCK_BEGIN,
-        // `!include`: a file that is gone or unreadable is skipped, not an error.
-        `!include ${checkPath(settings.substituterFile, 'the substituter file')}`,
-        `extra-trusted-public-keys = ${settings.publicKeys.map(checkPublicKey).join(' ')}`,
-        // The proxy or the server may go away mid-job: Nix then builds instead of failing.
-        'fallback = true',
-    ];
-    if (settings.postBuildHook)
-        lines.push(`post-build-hook = ${checkPath(settings.postBuildHook, 'the post-build hook')}`);
-    lines.push(NIX_CONF_BLOCK_END);
-    return lines.join('\n') + '\n';
-}
-/** The file's text with any earlier Sluice block removed, so writing twice never stacks blocks. */
-function withoutBlock(text) {
-    const begin = text.indexOf(constants_NIX_CONF_BLOCK_BEGIN);
-    if (begin === -1)
-        return text;
-    const endMarker = text.indexOf(constants_NIX_CONF_BLOCK_END, begin);
-    const end = endMarker === -1 ? text.length : endMarker + constants_NIX_CONF_BLOCK_END.length + 1;
-    return text.slice(0, begin) + text.slice(end);
-}
-function readIfExists(file) {
-    return (0,external_node_fs_namespaceObject.existsSync)(file) ? (0,external_node_fs_namespaceObject.readFileSync)(file, 'utf8') : '';
-}
-/** Writes a file, through `sudo` when this user may not (the system nix.conf on a hosted runner). */
-async function writeMaybeSudo(file, text) {
-    try {
-        (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.dirname)(file), { recursive: true });
-        (0,external_node_fs_namespaceObject.writeFileSync)(file, text);
-    }
-    catch (error) {
-        const code = error.code;
-        if (code !== 'EACCES' && code !== 'EPERM')
-            throw error;
-        await new Promise((resolve, reject) => {
-            const child = (0,external_node_child_process_namespaceObject.execFile)('sudo', ['-n', 'tee', file], (err) => (err ? reject(err) : resolve()));
-            child.stdin?.end(text);
-        });
-    }
-}
-/**
- * The substituter setting, in a file only this user can read (and root: in multi-user mode the Nix
- * daemon, which runs as root, reads it; the build users cannot).
- */
-function writeSubstituterFile(stateDir, proxyUrl) {
-    const file = join(stateDir, 'nix-substituter.conf');
-    writeFileSync(file, `extra-substituters = ${checkProxyUrl(proxyUrl)}\n`, { mode: 0o600 });
-    return file;
-}
-async function writeNixConf(file, settings) {
-    const block = renderBlock(settings);
-    const current = withoutBlock(readIfExists(file));
-    const separator = current === '' || current.endsWith('\n') ? '' : '\n';
-    await writeMaybeSudo(file, current + separator + block);
-}
-/** Takes the Sluice block out again; true when there was one. */
-async function removeNixConf(file) {
-    const current = readIfExists(file);
-    const cleaned = withoutBlock(current);
-    if (cleaned === current)
-        return false;
-    await writeMaybeSudo(file, cleaned);
-    return true;
-}
-/** Restarts the Nix daemon so it reads the changed system nix.conf; returns how, or throws. */
-async function restartNixDaemon() {
-    if (process.platform === 'darwin') {
-        await execFileAsync('sudo', ['-n', 'launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'], {
-            timeout: 60_000,
-        });
-        return 'launchctl kickstart -k system/org.nixos.nix-daemon';
-    }
-    if (!(0,external_node_fs_namespaceObject.existsSync)('/run/systemd/system')) {
-        // Containers and self-hosted runners without systemd start nix-daemon some other way.
-        throw new Error('systemd is not running here, so the Action cannot restart nix-daemon: restart it after this step');
-    }
-    await execFileAsync('sudo', ['-n', 'systemctl', 'restart', 'nix-daemon.service'], { timeout: 60_000 });
-    return 'systemctl restart nix-daemon.service';
-}
-/** The effective substituters as Nix itself sees them, to check that the change took. */
-async function effectiveSubstituters(env = process.env) {
-    const { stdout } = await execFileAsync('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'], { env, timeout: 30_000, maxBuffer: 16 * 1024 * 1024 });
-    const config = JSON.parse(stdout);
-    return config.substituters?.value ?? [];
-}
-/**
- * The post-build hook: a shell script (Nix runs it with no arguments) that hands the build to the
- * daemon through the hook bundle. It always exits 0 and gives up quickly, because a failing hook
- * stops Nix from running further builds.
- */
-function writeHookScript(stateDir, nodePath, hookBundle, proxyUrl, controlSecretFile) {
-    const file = join(stateDir, 'post-build-hook.sh');
-    // The control secret's file, not the secret: argv is visible to every local process.
-    const program = [nodePath, hookBundle, proxyUrl, controlSecretFile].map(sh).join(' ');
-    const script = [
-        '#!/bin/sh',
-        '# Sluice: reports each local build to the proxy, which pushes it. Never fails the build.',
-        `if [ -x ${sh(nodePath)} ] && [ -f ${sh(hookBundle)} ]; then`,
-        `  ${program} >/dev/null 2>&1 </dev/null || true`,
-        'fi',
-        'exit 0',
-        '',
-    ].join('\n');
-    writeFileSync(file, script, { mode: 0o755 });
-    return file;
-}
-function sh(value) {
-    return `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
-;// CONCATENATED MODULE: ./src/action/state.ts
-/** What the main step hands to the post step, through saved state (the only channel between them). */
-
-
-function state_saveState(state) {
-    core.saveState(State.Saved, JSON.stringify(state));
-}
-function loadState() {
-    const raw = getState(constants_State.Saved);
-    if (!raw)
-        return undefined;
-    return JSON.parse(raw);
-}
-
-;// CONCATENATED MODULE: ./src/action/store-paths.ts
-/**
- * The store's entries at the start of the job, so the post step can find paths the post-build hook
- * did not see (builds by a daemon without our hook, `nix copy` from elsewhere, ...).
- */
-
-
-
-
-const store_paths_execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
-function storeDir(env = process.env) {
-    return env.NIX_STORE_DIR || '/nix/store';
-}
-function listStore(dir) {
-    // Derivations and temporary/lock entries are never pushed.
-    return (0,external_node_fs_namespaceObject.readdirSync)(dir).filter((name) => /^[0-9a-z]{32}-/.test(name) && !name.endsWith('.drv') && !name.endsWith('.lock'));
-}
-function recordStore(file, env = process.env) {
-    const names = listStore(storeDir(env));
-    writeFileSync(file, names.join('\n'));
-    return names.length;
-}
-/** Full store paths that appeared since `recordStore` wrote `file`. */
-function newStorePaths(file, env = process.env) {
-    const dir = storeDir(env);
-    const before = new Set((0,external_node_fs_namespaceObject.readFileSync)(file, 'utf8').split('\n'));
-    return listStore(dir)
-        .filter((name) => !before.has(name))
-        .map((name) => (0,external_node_path_namespaceObject.join)(dir, name));
-}
-/**
- * The paths Nix has registered as valid: an entry can be in the store directory without being a
- * path yet (a build still writing it) or any more (being deleted), and those cannot be pushed.
- */
-async function validPaths(paths, env = process.env) {
-    const invalid = new Set();
-    try {
-        for (let i = 0; i < paths.length; i += 500) {
-            const { stdout } = await store_paths_execFileAsync('nix-store', ['--check-validity', '--print-invalid', ...paths.slice(i, i + 500)], { env, maxBuffer: 16 * 1024 * 1024, timeout: 60_000 });
-            for (const line of stdout.split('\n'))
-                if (line)
-                    invalid.add(line);
-        }
-    }
-    catch {
-        // Unchecked paths are still worth offering: the daemon reports the ones it cannot push.
-    }
-    return paths.filter((path) => !invalid.has(path));
-}
-
-;// CONCATENATED MODULE: ./src/action/summary.ts
-/** The job summary: what the cache did for this job, and what went wrong with what to do about it. */
-
-function formatBytes(bytes) {
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let value = bytes;
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) {
-        value /= 1024;
-        unit++;
-    }
-    return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
-}
-function hitRate(stats) {
-    const total = stats.hits + stats.misses;
-    return total === 0 ? 'n/a' : `${Math.round((stats.hits / total) * 1000) / 10}%`;
-}
-const MODE_TEXT = {
-    'read-write': 'read and push',
-    'read-only': 'read only (this job may not push)',
-    anonymous: 'read only, anonymously (no OIDC token)',
-    off: 'not used',
-};
-/** Adds the summary to core.summary (the caller writes it). */
-function buildSummary(state, stats, problems) {
-    const summary = summary_summary.addHeading('Sluice cache', 2);
-    summary.addRaw(`Cache: ${MODE_TEXT[state.mode ?? 'off']}.`, true);
-    if (stats) {
-        summary.addTable([
-            [
-                { data: 'Hits', header: true },
-                { data: 'Misses', header: true },
-                { data: 'Hit rate', header: true },
-                { data: 'Downloaded', header: true },
-            ],
-            [String(stats.hits), String(stats.misses), hitRate(stats), formatBytes(stats.bytesDownloaded)],
-        ]);
-        summary.addTable([
-            [
-                { data: 'Pushed', header: true },
-                { data: 'Uploaded', header: true },
-                { data: 'Upstream has them', header: true },
-                { data: 'Already cached', header: true },
-                { data: 'Filtered', header: true },
-                { data: 'Failed', header: true },
-                { data: 'Time pushing', header: true },
-            ],
-            [
-                String(stats.pushed.paths),
-                formatBytes(stats.pushed.bytes),
-                String(stats.skipped.upstream),
-                String(stats.skipped.alreadyCached),
-                String(stats.skipped.filtered),
-                String(stats.failed.length),
-                `${stats.pushSeconds.toFixed(1)} s`,
-            ],
-        ]);
-    }
-    const read = stats?.read ?? state.read ?? [];
-    const write = stats ? stats.write : (state.write ?? null);
-    summary.addRaw(`Slices read: ${read.length ? read.map((s) => `\`${s}\``).join(', ') : 'none'}. `, false);
-    summary.addRaw(`Slice written: ${write ? `\`${write}\`` : 'none'}.`, true);
-    if (stats?.pin && !stats.pin.error)
-        summary.addRaw(`Pinned ${stats.pin.paths} paths as \`${escapeHtml(stats.pin.name)}\`.`, true);
-    if (state.nixConfig) {
-        summary.addRaw(`Nix configuration: ${state.nixConfig.scope === 'system' ? 'system-wide (Nix daemon restarted)' : 'user'} nix.conf \`${state.nixConfig.file}\`.`, true);
-    }
-    if (problems.length > 0) {
-        summary.addHeading('What went wrong', 3);
-        summary.addList(problems.map(escapeHtml));
-    }
-    if (stats && stats.failed.length > 0) {
-        summary.addDetails(`${stats.failed.length} paths failed to push`, stats.failed.map((f) => escapeHtml(`${f.path}: ${f.error}`)).join('<br>'));
-    }
-}
-function escapeHtml(text) {
-    return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
-;// CONCATENATED MODULE: ./src/action/post.ts
-/**
- * The post step: push what the job built within `drain-timeout`, stop the daemon (always), write
- * the job summary and set the outputs. It never fails the job unless `strict` is set.
- */
-
-
-
-
-
-
-
-
-
-/** Time the daemon gets beyond the drain deadline to answer, before post stops waiting. */
-const DRAIN_GRACE_MS = 10_000;
-async function run() {
-    process.on('uncaughtException', (error) => warning(`Sluice post step: ${error.message}`));
-    const state = loadState();
-    if (!state || state.reused)
-        return;
-    const problems = [...state.problems];
-    let stats;
-    try {
-        stats = await finish(state, problems);
-    }
-    catch (error) {
-        problems.push(`Sluice's post step failed: ${error.message}`);
-    }
-    try {
-        await restoreNixConf(state, problems);
-    }
-    catch (error) {
-        problems.push(`Sluice could not clean up nix.conf: ${error.message}`);
-    }
-    try {
-        // The daemon deletes these when it stops; not when it was killed or never started.
-        removeFiles(state.secretFiles ?? []);
-    }
-    catch (error) {
-        problems.push(`Sluice could not delete its secret files: ${error.message}`);
-    }
-    const newProblems = problems.slice(state.problems.length);
-    for (const message of newProblems)
-        warning(message);
-    if (stats) {
-        setOutput(Outputs.Hits, stats.hits);
-        setOutput(Outputs.Misses, stats.misses);
-        setOutput(Outputs.PushedPaths, stats.pushed.paths);
-        setOutput(Outputs.PushedBytes, stats.pushed.bytes);
-        info(`Sluice: ${stats.hits} hits, ${stats.misses} misses (${hitRate(stats)}); pushed ${stats.pushed.paths} paths (${stats.pushed.bytes} bytes).`);
-    }
-    if (state.daemon)
-        showLog(state.daemon.logFile);
-    if (state.summary) {
-        try {
-            buildSummary(state, stats, problems);
-            await summary_summary.write();
-        }
-        catch (error) {
-            warning(`Sluice could not write the job summary: ${error.message}`);
-        }
-    }
-    if (state.strict && newProblems.length > 0)
-        setFailed(newProblems.join('\n'));
-}
-/** Drains the daemon's pushes (adding the store diff), then stops it whatever happened. */
-async function finish(state, problems) {
-    const daemon = state.daemon;
-    if (!daemon)
-        return undefined;
-    if (!isAlive(daemon.pid)) {
-        problems.push(`Sluice's proxy (pid ${daemon.pid}) died during the job; what it did not push is lost. See its log below.`);
-        return undefined;
-    }
-    const secret = state.controlSecretFile ? readControlSecret(state.controlSecretFile) : undefined;
-    if (!secret) {
-        problems.push(`Sluice's control secret (${state.controlSecretFile ?? 'no file'}) is gone, so the proxy could not be asked to push; it is stopped.`);
-        await ensureStopped(daemon.pid, 0);
-        return undefined;
-    }
-    let stats;
-    try {
-        const paths = state.storeListFile && (0,external_node_fs_namespaceObject.existsSync)(state.storeListFile)
-            ? await validPaths(newStorePaths(state.storeListFile))
-            : [];
-        info(`Draining pushes for up to ${state.drainTimeoutSeconds} s (${paths.length} new store paths found).`);
-        stats = await control(daemon.url, secret, 'drain', { deadlineSeconds: state.drainTimeoutSeconds, paths }, state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS);
-    }
-    catch (error) {
-        problems.push(`Sluice's proxy did not finish pushing in time (${describeFetchError(error)}): some builds were not pushed. Raise \`drain-timeout\` if this repeats.`);
-        stats = await control(daemon.url, secret, 'stats', undefined, 5_000).catch(() => undefined);
-    }
-    await control(daemon.url, secret, 'shutdown', {}, 5_000).catch(() => undefined);
-    const ended = await ensureStopped(daemon.pid);
-    if (ended === 'survived')
-        problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
-    else if (ended !== 'exited')
-        info(`Sluice's proxy did not exit on request and was ${ended}.`);
-    if (stats) {
-        for (const message of stats.errors)
-            problems.push(message);
-        if (stats.queued > 0) {
-            problems.push(`${stats.queued} paths were still queued when \`drain-timeout\` (${state.drainTimeoutSeconds} s) ran out; raise it to push them.`);
-        }
-        if (stats.failed.length > 0) {
-            problems.push(`${stats.failed.length} paths failed to push (first: ${stats.failed[0].path}: ${stats.failed[0].error}).`);
-        }
-    }
-    return stats;
-}
-/**
- * The proxy is gone, so the Sluice block comes out of nix.conf: later steps (and, on self-hosted
- * runners, later jobs) must not wait on a dead substituter or run a hook whose files are gone.
- */
-async function restoreNixConf(state, problems) {
-    if (!state.nixConfig)
-        return;
-    const removed = await removeNixConf(state.nixConfig.file);
-    if (removed && state.nixConfig.scope === 'system') {
-        await restartNixDaemon().catch((error) => problems.push(`Sluice removed its settings from ${state.nixConfig.file} but could not restart the Nix daemon: ${error.message}`));
-    }
-}
-function showLog(logFile) {
-    if (!(0,external_node_fs_namespaceObject.existsSync)(logFile))
-        return;
-    startGroup('Sluice proxy log');
-    info((0,external_node_fs_namespaceObject.readFileSync)(logFile, 'utf8'));
-    endGroup();
-}
-
-
-/***/ }),
-
-/***/ 9897:
-/***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
-
-__nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_post_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6370);
-
-await (0,_action_post_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
-process.exit(); // keep-alive sockets must not keep the step running
-
-__webpack_async_result__();
-} catch(e) { __webpack_async_result__(e); } }, 1);
-
-/***/ }),
-
-/***/ 2613:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("assert");
-
-/***/ }),
-
-/***/ 4434:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("events");
-
-/***/ }),
-
-/***/ 8611:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("http");
-
-/***/ }),
-
-/***/ 5692:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("https");
-
-/***/ }),
-
-/***/ 9278:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("net");
-
-/***/ }),
-
-/***/ 4589:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:assert");
-
-/***/ }),
-
-/***/ 6698:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:async_hooks");
-
-/***/ }),
-
-/***/ 4573:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:buffer");
-
-/***/ }),
-
-/***/ 7540:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:console");
-
-/***/ }),
-
-/***/ 7598:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
-
-/***/ }),
-
-/***/ 3053:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:diagnostics_channel");
-
-/***/ }),
-
-/***/ 610:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:dns");
-
-/***/ }),
-
-/***/ 8474:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:events");
-
-/***/ }),
-
-/***/ 7067:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http");
-
-/***/ }),
-
-/***/ 2467:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http2");
-
-/***/ }),
-
-/***/ 7030:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:net");
-
-/***/ }),
-
-/***/ 643:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:perf_hooks");
-
-/***/ }),
-
-/***/ 1792:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:querystring");
-
-/***/ }),
-
-/***/ 7075:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
-
-/***/ }),
-
-/***/ 1692:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:tls");
-
-/***/ }),
-
-/***/ 3136:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:url");
-
-/***/ }),
-
-/***/ 7975:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util");
-
-/***/ }),
-
-/***/ 3429:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util/types");
-
-/***/ }),
-
-/***/ 5919:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:worker_threads");
-
-/***/ }),
-
-/***/ 8522:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
-
-/***/ }),
-
-/***/ 3193:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("string_decoder");
-
-/***/ }),
-
-/***/ 4756:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("tls");
-
-/***/ }),
-
-/***/ 9023:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util");
 
 /***/ })
 
@@ -32377,7 +32925,7 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util");
 /******/ 	// Execute the module function
 /******/ 	var threw = true;
 /******/ 	try {
-/******/ 		__webpack_modules__[moduleId](module, module.exports, __nccwpck_require__);
+/******/ 		__webpack_modules__[moduleId].call(module.exports, module, module.exports, __nccwpck_require__);
 /******/ 		threw = false;
 /******/ 	} finally {
 /******/ 		if(threw) delete __webpack_module_cache__[moduleId];
@@ -32386,6 +32934,9 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util");
 /******/ 	// Return the exports of the module
 /******/ 	return module.exports;
 /******/ }
+/******/ 
+/******/ // expose the modules object (__webpack_modules__)
+/******/ __nccwpck_require__.m = __webpack_modules__;
 /******/ 
 /************************************************************************/
 /******/ /* webpack/runtime/asset-relocator-loader */
@@ -32460,6 +33011,36 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util");
 /******/ 	};
 /******/ })();
 /******/ 
+/******/ /* webpack/runtime/create fake namespace object */
+/******/ (() => {
+/******/ 	var getProto = Object.getPrototypeOf ? (obj) => (Object.getPrototypeOf(obj)) : (obj) => (obj.__proto__);
+/******/ 	var leafPrototypes;
+/******/ 	// create a fake namespace object
+/******/ 	// mode & 1: value is a module id, require it
+/******/ 	// mode & 2: merge all properties of value into the ns
+/******/ 	// mode & 4: return value when already ns object
+/******/ 	// mode & 16: return value when it's Promise-like
+/******/ 	// mode & 8|1: behave like require
+/******/ 	__nccwpck_require__.t = function(value, mode) {
+/******/ 		if(mode & 1) value = this(value);
+/******/ 		if(mode & 8) return value;
+/******/ 		if(typeof value === 'object' && value) {
+/******/ 			if((mode & 4) && value.__esModule) return value;
+/******/ 			if((mode & 16) && typeof value.then === 'function') return value;
+/******/ 		}
+/******/ 		var ns = Object.create(null);
+/******/ 		__nccwpck_require__.r(ns);
+/******/ 		var def = {};
+/******/ 		leafPrototypes = leafPrototypes || [null, getProto({}), getProto([]), getProto(getProto)];
+/******/ 		for(var current = mode & 2 && value; typeof current == 'object' && !~leafPrototypes.indexOf(current); current = getProto(current)) {
+/******/ 			Object.getOwnPropertyNames(current).forEach((key) => (def[key] = () => (value[key])));
+/******/ 		}
+/******/ 		def['default'] = () => (value);
+/******/ 		__nccwpck_require__.d(ns, def);
+/******/ 		return ns;
+/******/ 	};
+/******/ })();
+/******/ 
 /******/ /* webpack/runtime/define property getters */
 /******/ (() => {
 /******/ 	// define getter functions for harmony exports
@@ -32472,9 +33053,105 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util");
 /******/ 	};
 /******/ })();
 /******/ 
+/******/ /* webpack/runtime/ensure chunk */
+/******/ (() => {
+/******/ 	__nccwpck_require__.f = {};
+/******/ 	// This file contains only the entry chunk.
+/******/ 	// The chunk loading function for additional chunks
+/******/ 	__nccwpck_require__.e = (chunkId) => {
+/******/ 		return Promise.all(Object.keys(__nccwpck_require__.f).reduce((promises, key) => {
+/******/ 			__nccwpck_require__.f[key](chunkId, promises);
+/******/ 			return promises;
+/******/ 		}, []));
+/******/ 	};
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/get javascript chunk filename */
+/******/ (() => {
+/******/ 	// This function allow to reference async chunks
+/******/ 	__nccwpck_require__.u = (chunkId) => {
+/******/ 		// return url for filenames based on template
+/******/ 		return "" + chunkId + ".index.js";
+/******/ 	};
+/******/ })();
+/******/ 
 /******/ /* webpack/runtime/hasOwnProperty shorthand */
 /******/ (() => {
 /******/ 	__nccwpck_require__.o = (obj, prop) => (Object.prototype.hasOwnProperty.call(obj, prop))
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/make namespace object */
+/******/ (() => {
+/******/ 	// define __esModule on exports
+/******/ 	__nccwpck_require__.r = (exports) => {
+/******/ 		if(typeof Symbol !== 'undefined' && Symbol.toStringTag) {
+/******/ 			Object.defineProperty(exports, Symbol.toStringTag, { value: 'Module' });
+/******/ 		}
+/******/ 		Object.defineProperty(exports, '__esModule', { value: true });
+/******/ 	};
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/import chunk loading */
+/******/ (() => {
+/******/ 	// no baseURI
+/******/ 	
+/******/ 	// object to store loaded and loading chunks
+/******/ 	// undefined = chunk not loaded, null = chunk preloaded/prefetched
+/******/ 	// [resolve, Promise] = chunk loading, 0 = chunk loaded
+/******/ 	var installedChunks = {
+/******/ 		792: 0
+/******/ 	};
+/******/ 	
+/******/ 	var installChunk = (data) => {
+/******/ 		var {ids, modules, runtime} = data;
+/******/ 		// add "modules" to the modules object,
+/******/ 		// then flag all "ids" as loaded and fire callback
+/******/ 		var moduleId, chunkId, i = 0;
+/******/ 		for(moduleId in modules) {
+/******/ 			if(__nccwpck_require__.o(modules, moduleId)) {
+/******/ 				__nccwpck_require__.m[moduleId] = modules[moduleId];
+/******/ 			}
+/******/ 		}
+/******/ 		if(runtime) runtime(__nccwpck_require__);
+/******/ 		for(;i < ids.length; i++) {
+/******/ 			chunkId = ids[i];
+/******/ 			if(__nccwpck_require__.o(installedChunks, chunkId) && installedChunks[chunkId]) {
+/******/ 				installedChunks[chunkId][0]();
+/******/ 			}
+/******/ 			installedChunks[ids[i]] = 0;
+/******/ 		}
+/******/ 	
+/******/ 	}
+/******/ 	
+/******/ 	__nccwpck_require__.f.j = (chunkId, promises) => {
+/******/ 			// import() chunk loading for javascript
+/******/ 			var installedChunkData = __nccwpck_require__.o(installedChunks, chunkId) ? installedChunks[chunkId] : undefined;
+/******/ 			if(installedChunkData !== 0) { // 0 means "already installed".
+/******/ 	
+/******/ 				// a Promise means "currently loading".
+/******/ 				if(installedChunkData) {
+/******/ 					promises.push(installedChunkData[1]);
+/******/ 				} else {
+/******/ 					if(true) { // all chunks have JS
+/******/ 						// setup Promise in chunk cache
+/******/ 						var promise = import("./" + __nccwpck_require__.u(chunkId)).then(installChunk, (e) => {
+/******/ 							if(installedChunks[chunkId] !== 0) installedChunks[chunkId] = undefined;
+/******/ 							throw e;
+/******/ 						});
+/******/ 						var promise = Promise.race([promise, new Promise((resolve) => (installedChunkData = installedChunks[chunkId] = [resolve]))])
+/******/ 						promises.push(installedChunkData[1] = promise);
+/******/ 					}
+/******/ 				}
+/******/ 			}
+/******/ 	};
+/******/ 	
+/******/ 	// no prefetching
+/******/ 	
+/******/ 	// no preloaded
+/******/ 	
+/******/ 	// no external install chunk
+/******/ 	
+/******/ 	// no on chunks loaded
 /******/ })();
 /******/ 
 /************************************************************************/

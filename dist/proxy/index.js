@@ -47492,16 +47492,16 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(536);
+/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6392);
 
-await (0,_proxy_daemon_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .eF)();
+await (0,_proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .eF)();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 536:
+/***/ 6392:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -47516,136 +47516,155 @@ __nccwpck_require__.d(__webpack_exports__, {
 var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: ./src/http/errors.ts
-class HttpError extends Error {
-    status;
-    reason;
-    headers;
-    constructor(status, message, 
-    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
-    reason = 'error', headers = {}) {
-        super(message);
-        this.status = status;
-        this.reason = reason;
-        this.headers = headers;
-    }
-}
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+;// CONCATENATED MODULE: ./src/contracts/listen.ts
 /**
- * Answers with the error's status and a plain-text message. When headers were already sent the
- * response cannot change status any more, so it is destroyed instead.
- */
-function sendError(res, error) {
-    const status = error instanceof HttpError ? error.status : 500;
-    const message = error instanceof HttpError ? error.message : 'internal server error';
-    if (res.headersSent) {
-        res.destroy(error instanceof Error ? error : undefined);
-        return;
-    }
-    const body = `${message}\n`;
-    res.writeHead(status, {
-        'content-type': 'text/plain; charset=utf-8',
-        'content-length': Buffer.byteLength(body),
-        ...(error instanceof HttpError ? error.headers : {}),
-    });
-    res.end(res.req.method === 'HEAD' ? undefined : body);
-}
-
-;// CONCATENATED MODULE: ./src/proxy/auth.ts
-/**
- * Who may talk to the daemon. The port is reachable by every local process, fixed-output
- * derivations included (they share the host's network), so every request carries a per-job
- * credential: the cache routes live under a secret path prefix (Nix sends it as part of the
- * substituter URL, which only a 0600 file holds), the control routes need a second secret as
- * `Authorization: Bearer` (read by the post-build hook and the post step from a 0600 file).
- * Anything else gets a 401 before any other work, and never reaches the cache server.
+ * Listen addresses, one grammar for the server's `listen`/`--listen`, the Action's `listen` input
+ * and the daemon's config: `host:port` or `[ipv6]:port`, port 0\u201365535 (0: any free port).
  */
 
+/** The hosts the daemon may listen on: it holds the cache token, so never a routable address. */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1']);
+class ListenError extends Error {
+}
+/** `host:port` or `[ipv6]:port` \u2192 its parts; a ListenError saying the grammar otherwise. */
+function parseHostPort(value) {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(String(value).trim());
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port > 65535)
+        throw new ListenError(`${JSON.stringify(String(value))} is not HOST:PORT`);
+    return { host: (match[1] ?? match[2]), port };
+}
+function isLoopbackHost(host) {
+    return LOOPBACK_HOSTS.has(host);
+}
+/** Any loopback address (127.0.0.0/8, ::1, localhost; brackets allowed), where plain http never leaves the machine. */
+function isLoopbackAddress(hostname) {
+    const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    if (host === 'localhost' || host === '::1')
+        return true;
+    return (0,external_node_net_.isIP)(host) === 4 && host.startsWith('127.');
+}
+/** The host as it goes into a URL: IPv6 addresses in brackets (once). */
+function urlHost(host) {
+    return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
 
+;// CONCATENATED MODULE: ./src/contracts/proxy-auth.ts
+/**
+ * The per-job credentials between the Action and its proxy: every cache route lives under a secret
+ * path prefix (Nix sends it as part of the substituter URL, which only a 0600 file holds), and
+ * every control route needs a second secret as `Authorization: Bearer` (read by the post-build hook
+ * and the post step from a 0600 file). The daemon checks them in src/proxy/runtime/request-gate.ts.
+ */
 /** What a per-job secret looks like: URL-safe, at least 192 bits of base64url. */
 const SECRET_PATTERN = /^[A-Za-z0-9_-]{32,128}$/;
-function digest(value) {
-    return (0,external_node_crypto_.createHash)('sha256').update(value).digest();
+
+;// CONCATENATED MODULE: ./src/contracts/server-api.ts
+/**
+ * The server's own API as its clients (the Action's main step, the daemon, the benchmark) see it:
+ * the routes, the token exchange's answer and its one parser, the health document, the answer to
+ * Sluice's NAR upload route. The server builds these types; every client parses with these functions.
+ */
+/** `POST` with `Authorization: Bearer <CI OIDC ID token>`. */
+const TOKEN_EXCHANGE_PATH = '/_api/v1/token';
+const HEALTH_PATH = '/_api/v1/health';
+/** `PUT <prefix><narhash>.nar[.ext]`: a NAR file named by the NarHash of the NAR inside it. */
+const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
+/** The `aud` CI ID tokens are requested with, unless the Action's `audience` input says otherwise. */
+const DEFAULT_AUDIENCE = 'sluice';
+/** An answer that is not the contract's: the server is not (this version of) Sluice. */
+class ServerAnswerError extends Error {
 }
-/** Equal strings, in time that does not depend on where they differ. */
-function sameSecret(given, expected) {
-    return (0,external_node_crypto_.timingSafeEqual)(digest(given), expected);
+function isStringArray(value) {
+    return Array.isArray(value) && value.every((v) => typeof v === 'string');
 }
-class RequestGate {
-    cachePrefix;
-    controlSecret;
-    constructor(auth) {
-        this.cachePrefix = digest(auth.cachePrefix);
-        this.controlSecret = digest(auth.controlSecret);
+function jsonObject(text, what) {
+    let json;
+    try {
+        json = JSON.parse(text);
     }
-    /** Throws a 401 unless the control request carries the control secret. */
-    checkControl(req) {
-        const header = req.headers.authorization ?? '';
-        const match = /^Bearer (\S+)$/.exec(header);
-        if (!match) {
-            throw unauthorized("the proxy's control routes need the job's control secret as `Authorization: Bearer`; this request has none", 'Bearer realm="sluice-proxy"');
-        }
-        if (!sameSecret(match[1], this.controlSecret)) {
-            throw unauthorized("the control secret in this request is not this job's", 'Bearer realm="sluice-proxy", error="invalid_token"');
-        }
+    catch {
+        throw new ServerAnswerError(`${what} answered something that is not JSON`);
     }
-    /**
-     * The cache route inside a request path (`/<prefix>/nar/x.nar` \u2192 `/nar/x.nar`), or a 401 when
-     * the path does not start with the job's prefix. The secret never travels further than here.
-     */
-    cachePath(pathname) {
-        const end = pathname.indexOf('/', 1);
-        const prefix = end === -1 ? pathname.slice(1) : pathname.slice(1, end);
-        if (end === -1 || !sameSecret(prefix, this.cachePrefix)) {
-            throw unauthorized("this proxy serves the binary cache only under the job's secret path (the substituter URL Sluice put in Nix's configuration); this request is not under it");
-        }
-        return pathname.slice(end);
-    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json))
+        throw new ServerAnswerError(`${what} did not answer a JSON object`);
+    return json;
 }
-function unauthorized(message, challenge) {
-    return new HttpError(401, message, 'unauthorized', challenge ? { 'www-authenticate': challenge } : {});
+/** The one parser of the token exchange's answer. */
+function parseTokenExchangeResponse(text) {
+    const json = jsonObject(text, 'the token exchange');
+    const { token, expires_at, read, write, public_keys, cache_url } = json;
+    if (typeof token !== 'string' ||
+        token === '' ||
+        typeof expires_at !== 'string' ||
+        Number.isNaN(Date.parse(expires_at)) ||
+        !isStringArray(read) ||
+        !(write === null || typeof write === 'string') ||
+        !isStringArray(public_keys) ||
+        typeof cache_url !== 'string') {
+        throw new ServerAnswerError('the token exchange answered JSON without the expected fields');
+    }
+    return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
+}
+/** Whether anonymous reads are allowed, and with which keys; undefined when not. */
+function anonymousReadKeys(text) {
+    let json;
+    try {
+        json = jsonObject(text, 'the health route');
+    }
+    catch {
+        return undefined;
+    }
+    if (json.public_reads !== true)
+        return undefined;
+    const keys = isStringArray(json.public_keys)
+        ? json.public_keys
+        : typeof json.public_key === 'string'
+            ? [json.public_key]
+            : [];
+    return keys.length > 0 ? keys : undefined;
 }
 
-;// CONCATENATED MODULE: ./src/proxy/config.ts
+;// CONCATENATED MODULE: ./src/contracts/daemon-config.ts
 /**
- * The daemon's config file, written by the Action's main step (mode 0600: it holds the token).
- * Parsed strictly: a bad file is a clear error naming the field, before anything starts.
+ * The daemon's config file, written by the Action's main step and the benchmark (mode 0600: it
+ * holds the token), read by the daemon. Parsed strictly: a bad file is a clear error naming the
+ * field, before anything starts.
  */
 
 
 
-class ConfigError extends Error {
+
+
+class DaemonConfigError extends Error {
 }
-/** The hosts the daemon will listen on: it holds the cache token, so never a routable address. */
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+const DAEMON_CONFIG_FILE = 'daemon.json';
 const DEFAULT_UPSTREAM_CACHES = ['https://cache.nixos.org'];
 const DEFAULT_PUSH_CONCURRENCY = 4;
-function parseListen(listen) {
-    const match = /^(.*):(\d+)$/.exec(listen);
-    if (!match)
-        throw new ConfigError(`listen '${listen}' is not host:port`);
-    const host = match[1];
-    const port = Number(match[2]);
-    if (!LOOPBACK_HOSTS.has(host)) {
-        throw new ConfigError(`listen host '${host}' is not a loopback address: the daemon only listens on 127.0.0.1`);
+/** The daemon's `listen`: HOST:PORT on a loopback host (`localhost` listens on 127.0.0.1). */
+function parseDaemonListen(listen) {
+    let parsed;
+    try {
+        parsed = parseHostPort(listen);
     }
-    if (port > 65535)
-        throw new ConfigError(`listen port ${port} is out of range`);
-    return { host: host === 'localhost' ? '127.0.0.1' : host.replace(/^\[(.*)\]$/, '$1'), port };
+    catch (error) {
+        if (error instanceof ListenError)
+            throw new DaemonConfigError(`listen '${listen}' is not host:port`);
+        throw error;
+    }
+    if (!isLoopbackHost(parsed.host)) {
+        throw new DaemonConfigError(`listen host '${parsed.host}' is not a loopback address: the daemon only listens on 127.0.0.1`);
+    }
+    return { host: parsed.host === 'localhost' ? '127.0.0.1' : parsed.host, port: parsed.port };
 }
-/** `expires_at` as the exchange answers it: unix seconds, unix milliseconds or an ISO date. */
+/** An ISO 8601 date (the exchange's `expires_at`) \u2192 unix milliseconds; a DaemonConfigError otherwise. */
 function parseExpiry(value, field = 'tokenExpiresAt') {
-    if (typeof value === 'number' && Number.isFinite(value))
-        return value < 1e12 ? value * 1000 : value;
-    if (typeof value === 'string') {
-        if (/^\d+$/.test(value))
-            return parseExpiry(Number(value), field);
-        const ms = Date.parse(value);
-        if (!Number.isNaN(ms))
-            return ms;
-    }
-    throw new ConfigError(`${field} '${String(value)}' is not a date or unix time`);
+    const ms = typeof value === 'string' && !/^\d+$/.test(value) ? Date.parse(value) : NaN;
+    if (Number.isNaN(ms))
+        throw new DaemonConfigError(`${field} '${String(value)}' is not an ISO 8601 date`);
+    return ms;
 }
 function isRecord(value) {
     return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -47653,7 +47672,7 @@ function isRecord(value) {
 function requireString(obj, key, where = '') {
     const value = obj[key];
     if (typeof value !== 'string' || value.length === 0) {
-        throw new ConfigError(`${where}${key} must be a non-empty string`);
+        throw new DaemonConfigError(`${where}${key} must be a non-empty string`);
     }
     return value;
 }
@@ -47663,10 +47682,10 @@ function requireUrl(value, field) {
         url = new URL(value);
     }
     catch {
-        throw new ConfigError(`${field} '${value}' is not a URL`);
+        throw new DaemonConfigError(`${field} '${value}' is not a URL`);
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-        throw new ConfigError(`${field} '${value}' must be an http(s) URL`);
+        throw new DaemonConfigError(`${field} '${value}' must be an http(s) URL`);
     }
     return value.replace(/\/+$/, '');
 }
@@ -47680,7 +47699,7 @@ function parsePush(value) {
         };
     }
     if (!isRecord(value))
-        throw new ConfigError('push must be an object');
+        throw new DaemonConfigError('push must be an object');
     const push = {
         enabled: value.enabled === true,
         upstreamCaches: DEFAULT_UPSTREAM_CACHES,
@@ -47689,18 +47708,18 @@ function parsePush(value) {
     };
     if (value.filter !== undefined && value.filter !== '') {
         if (typeof value.filter !== 'string')
-            throw new ConfigError('push.filter must be a string');
+            throw new DaemonConfigError('push.filter must be a string');
         try {
             new RegExp(value.filter);
         }
         catch (e) {
-            throw new ConfigError(`push.filter is not a valid regular expression: ${e.message}`);
+            throw new DaemonConfigError(`push.filter is not a valid regular expression: ${e.message}`);
         }
         push.filter = value.filter;
     }
     if (value.upstreamCaches !== undefined) {
         if (!Array.isArray(value.upstreamCaches) || value.upstreamCaches.some((u) => typeof u !== 'string')) {
-            throw new ConfigError('push.upstreamCaches must be an array of URLs');
+            throw new DaemonConfigError('push.upstreamCaches must be an array of URLs');
         }
         push.upstreamCaches = value.upstreamCaches
             .filter((u) => u.trim() !== '')
@@ -47708,7 +47727,7 @@ function parsePush(value) {
     }
     if (value.compression !== undefined) {
         if (value.compression !== 'zstd' && value.compression !== 'xz' && value.compression !== 'none') {
-            throw new ConfigError(`push.compression '${String(value.compression)}' is not one of zstd, xz, none`);
+            throw new DaemonConfigError(`push.compression '${String(value.compression)}' is not one of zstd, xz, none`);
         }
         push.compression = value.compression;
     }
@@ -47716,26 +47735,43 @@ function parsePush(value) {
         if (!Number.isInteger(value.concurrency) ||
             value.concurrency < 1 ||
             value.concurrency > 64) {
-            throw new ConfigError('push.concurrency must be an integer from 1 to 64');
+            throw new DaemonConfigError('push.concurrency must be an integer from 1 to 64');
         }
         push.concurrency = value.concurrency;
     }
     return push;
 }
+function parsePackConfig(value) {
+    if (!isRecord(value))
+        throw new DaemonConfigError('pack must be an object');
+    const restoreKeys = value.restoreKeys;
+    if (!Array.isArray(restoreKeys) || restoreKeys.some((k) => typeof k !== 'string' || k === ''))
+        throw new DaemonConfigError('pack.restoreKeys must be an array of non-empty strings');
+    const cacheEnv = value.cacheEnv ?? {};
+    if (!isRecord(cacheEnv) || Object.values(cacheEnv).some((v) => typeof v !== 'string'))
+        throw new DaemonConfigError('pack.cacheEnv must be an object of strings');
+    return {
+        signingKey: requireString(value, 'signingKey', 'pack.'),
+        dir: requireString(value, 'dir', 'pack.'),
+        restoreKey: requireString(value, 'restoreKey', 'pack.'),
+        restoreKeys: restoreKeys,
+        cacheEnv: cacheEnv,
+    };
+}
 function parseAuth(value) {
     if (!isRecord(value))
-        throw new ConfigError('auth must be an object { cachePrefix, controlSecret }');
+        throw new DaemonConfigError('auth must be an object { cachePrefix, controlSecret }');
     const auth = {
         cachePrefix: requireString(value, 'cachePrefix', 'auth.'),
         controlSecret: requireString(value, 'controlSecret', 'auth.'),
     };
     for (const [key, secret] of Object.entries(auth)) {
         if (!SECRET_PATTERN.test(secret)) {
-            throw new ConfigError(`auth.${key} must be 32 to 128 characters of base64url`);
+            throw new DaemonConfigError(`auth.${key} must be 32 to 128 characters of base64url`);
         }
     }
     if (auth.cachePrefix === auth.controlSecret) {
-        throw new ConfigError('auth.cachePrefix and auth.controlSecret must differ');
+        throw new DaemonConfigError('auth.cachePrefix and auth.controlSecret must differ');
     }
     return auth;
 }
@@ -47743,21 +47779,23 @@ function parseSecretFiles(value) {
     if (value === undefined)
         return [];
     if (!Array.isArray(value) || value.some((f) => typeof f !== 'string' || !(0,external_node_path_.isAbsolute)(f))) {
-        throw new ConfigError('secretFiles must be an array of absolute paths');
+        throw new DaemonConfigError('secretFiles must be an array of absolute paths');
     }
     return value;
 }
-function parseConfig(value) {
+function parseDaemonConfig(value) {
     if (!isRecord(value))
-        throw new ConfigError('config must be a JSON object');
+        throw new DaemonConfigError('config must be a JSON object');
     const listen = requireString(value, 'listen');
-    parseListen(listen);
+    parseDaemonListen(listen);
+    const pack = value.pack === undefined ? undefined : parsePackConfig(value.pack);
     const config = {
         listen,
-        server: requireUrl(requireString(value, 'server'), 'server'),
+        ...(pack ? { pack } : {}),
+        server: pack && !value.server ? '' : requireUrl(requireString(value, 'server'), 'server'),
         token: value.token === null || value.token === undefined ? null : requireString(value, 'token'),
         tokenExpiresAt: null,
-        audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : 'sluice',
+        audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : DEFAULT_AUDIENCE,
         push: parsePush(value.push),
         stateDir: requireString(value, 'stateDir'),
         read: Array.isArray(value.read) ? value.read.filter((s) => typeof s === 'string') : [],
@@ -47765,19 +47803,13 @@ function parseConfig(value) {
         auth: parseAuth(value.auth),
         secretFiles: parseSecretFiles(value.secretFiles),
     };
-    if (config.token !== null)
-        config.tokenExpiresAt = parseExpiry(value.tokenExpiresAt);
-    if (value.pin !== undefined && value.pin !== null) {
-        if (!isRecord(value.pin))
-            throw new ConfigError('pin must be an object { name, ttl? }');
-        const name = requireString(value.pin, 'name', 'pin.');
-        if (!/^[A-Za-z0-9._@+-]{1,100}$/.test(name))
-            throw new ConfigError(`pin.name '${name}' must be 1-100 letters, digits, . _ @ + -`);
-        config.pin = { name, ...(value.pin.ttl ? { ttl: requireString(value.pin, 'ttl', 'pin.') } : {}) };
+    if (config.token !== null) {
+        parseExpiry(value.tokenExpiresAt);
+        config.tokenExpiresAt = value.tokenExpiresAt;
     }
     if (value.idTokenRequest !== undefined && config.token !== null) {
         if (!isRecord(value.idTokenRequest))
-            throw new ConfigError('idTokenRequest must be an object { url, token }');
+            throw new DaemonConfigError('idTokenRequest must be an object { url, token }');
         config.idTokenRequest = {
             url: requireUrl(requireString(value.idTokenRequest, 'url', 'idTokenRequest.'), 'idTokenRequest.url'),
             token: requireString(value.idTokenRequest, 'token', 'idTokenRequest.'),
@@ -47785,27 +47817,66 @@ function parseConfig(value) {
     }
     return config;
 }
-async function readConfig(path) {
+/** Written then renamed, so the token never sits in a file with wider permissions, even briefly. */
+async function writeDaemonConfig(config) {
+    const file = join(config.stateDir, DAEMON_CONFIG_FILE);
+    await writeFile(`${file}.tmp`, JSON.stringify(config), { mode: 0o600 });
+    await rename(`${file}.tmp`, file);
+    return file;
+}
+async function readDaemonConfig(path) {
     let text;
     try {
         text = await (0,promises_.readFile)(path, 'utf8');
     }
     catch (e) {
-        throw new ConfigError(`cannot read config file ${path}: ${e.message}`);
+        throw new DaemonConfigError(`cannot read config file ${path}: ${e.message}`);
     }
     let json;
     try {
         json = JSON.parse(text);
     }
     catch (e) {
-        throw new ConfigError(`config file ${path} is not JSON: ${e.message}`);
+        throw new DaemonConfigError(`config file ${path} is not JSON: ${e.message}`);
     }
-    return parseConfig(json);
+    return parseDaemonConfig(json);
+}
+
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+;// CONCATENATED MODULE: ./src/contracts/ready-file.ts
+/**
+ * How the daemon says it is listening: `<stateDir>/ready.json` `{ pid, port }`, written then
+ * renamed so a reader never sees half a file. The Action and the benchmark wait for it.
+ */
+
+
+
+const READY_FILE = 'ready.json';
+async function writeReadyFile(stateDir, ready) {
+    const path = (0,external_node_path_.join)(stateDir, READY_FILE);
+    const tmp = `${path}.${ready.pid}.tmp`;
+    await (0,promises_.writeFile)(tmp, JSON.stringify(ready));
+    await (0,promises_.rename)(tmp, path);
+}
+/** The ready file's content, or undefined while there is none. */
+function readReadyFile(stateDir) {
+    let text;
+    try {
+        text = readFileSync(join(stateDir, READY_FILE), 'utf8');
+    }
+    catch {
+        return undefined;
+    }
+    const json = JSON.parse(text);
+    if (typeof json.pid !== 'number' || typeof json.port !== 'number')
+        throw new Error(`${READY_FILE} is not { pid, port }: ${text.slice(0, 100)}`);
+    return { pid: json.pid, port: json.port };
 }
 
 // EXTERNAL MODULE: ./node_modules/pino/pino.js
 var pino = __nccwpck_require__(5005);
-;// CONCATENATED MODULE: ./src/proxy/log.ts
+;// CONCATENATED MODULE: ./src/proxy/report/daemon-log.ts
 /**
  * JSON-lines logging (pino) with secret redaction at the last moment: every serialized line is
  * scrubbed of the tokens registered so far, whatever field or error message they hid in.
@@ -47837,67 +47908,7 @@ function createLogger(secrets, destination) {
     }, destination ?? pino.pino.destination({ dest: 1, sync: true }));
 }
 
-;// CONCATENATED MODULE: ./src/proxy/pin.ts
-class Pinner {
-    server;
-    config;
-    stats;
-    log;
-    roots = new Set();
-    constructor(server, config, stats, log) {
-        this.server = server;
-        this.config = config;
-        this.stats = stats;
-        this.log = log;
-    }
-    add(paths) {
-        for (const path of paths)
-            if (!path.endsWith('.drv'))
-                this.roots.add(path);
-    }
-    async pin() {
-        const outcome = await this.request();
-        this.stats.pin = outcome;
-        if (outcome.error) {
-            this.stats.error(`pin ${outcome.name}: ${outcome.error}`);
-            this.log.warn(outcome, 'pin failed');
-        }
-        else
-            this.log.info(outcome, 'pinned');
-    }
-    async request() {
-        const name = this.config.name;
-        if (this.roots.size === 0)
-            return { name, paths: 0, error: 'the job produced no store paths to pin' };
-        const body = JSON.stringify({
-            name,
-            paths: [...this.roots],
-            skip_missing: true,
-            ...(this.config.ttl ? { ttl: this.config.ttl } : {}),
-        });
-        try {
-            const response = await this.server.requestText({
-                method: 'POST',
-                path: '/_api/v1/pins',
-                headers: { 'content-type': 'application/json' },
-                body: () => body,
-            });
-            if (response.statusCode !== 201) {
-                return {
-                    name,
-                    paths: 0,
-                    error: `the server answered ${response.statusCode}: ${response.text.slice(0, 300)}`,
-                };
-            }
-            return { name, paths: JSON.parse(response.text).paths };
-        }
-        catch (error) {
-            return { name, paths: 0, error: error.message };
-        }
-    }
-}
-
-;// CONCATENATED MODULE: ./src/http/narinfo-batch.ts
+;// CONCATENATED MODULE: ./src/contracts/narinfo-batch.ts
 /**
  * The batch narinfo lookup route as server and proxy both know it: where it is, how many hash
  * parts one request may name, and which slices a lookup may ask.
@@ -47913,6 +47924,8 @@ const NARINFO_LOOKUP_SCOPES = (/* unused pure expression or super */ null && (['
  * the end, so the first character carries the most significant bits of the last byte.
  */
 const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
+/** One nix32 character, as a regular-expression class. */
+const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
 const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
 /** Length in characters of the nix32 form of `byteLength` bytes. */
 function nix32Length(byteLength) {
@@ -47967,6 +47980,8 @@ function isNix32(text) {
 
 const store_path_DEFAULT_STORE_DIR = '/nix/store';
 const HASH_PART_LENGTH = 32;
+/** A store path's hash part: 32 nix32 characters (160 bits). */
+const HASH_PART_PATTERN = new RegExp(`^${NIX32_CLASS}{${HASH_PART_LENGTH}}$`);
 /** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
 const MAX_NAME_LENGTH = 211;
 const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
@@ -48059,6 +48074,8 @@ class store_path_StorePath {
     }
 }
 
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/nix/hash.ts
 /** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
 
@@ -48066,7 +48083,7 @@ class store_path_StorePath {
 const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
 class HashError extends Error {
 }
-class hash_Hash {
+class Hash {
     algorithm;
     digest;
     constructor(algorithm, digest) {
@@ -48085,7 +48102,7 @@ class hash_Hash {
         if (sri) {
             if (expected !== undefined && sri[1] !== expected)
                 throw new HashError(`expected a ${expected} hash, got '${text}'`);
-            return hash_Hash.fromDigestText(sri[1], sri[2], 'base64', text);
+            return Hash.fromDigestText(sri[1], sri[2], 'base64', text);
         }
         const colon = text.indexOf(':');
         let algorithm;
@@ -48105,17 +48122,17 @@ class hash_Hash {
         if (expected !== undefined && algorithm !== expected) {
             throw new HashError(`expected a ${expected} hash, got '${text}'`);
         }
-        return hash_Hash.fromDigestText(algorithm, digest, undefined, text);
+        return Hash.fromDigestText(algorithm, digest, undefined, text);
     }
     static fromDigestText(algorithm, digest, encoding, original) {
         const bytes = DIGEST_BYTES[algorithm];
         if (encoding === undefined) {
             if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
-                return new hash_Hash(algorithm, Buffer.from(digest, 'hex'));
+                return new Hash(algorithm, Buffer.from(digest, 'hex'));
             }
             if (digest.length === nix32Length(bytes) && isNix32(digest)) {
                 try {
-                    return new hash_Hash(algorithm, decodeNix32(digest, bytes));
+                    return new Hash(algorithm, decodeNix32(digest, bytes));
                 }
                 catch (e) {
                     if (e instanceof Nix32Error)
@@ -48128,12 +48145,12 @@ class hash_Hash {
             const decoded = Buffer.from(digest, 'base64');
             // Node ignores stray bits in the last character: insist on the one canonical spelling.
             if (decoded.length === bytes && decoded.toString('base64') === digest)
-                return new hash_Hash(algorithm, decoded);
+                return new Hash(algorithm, decoded);
         }
         throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
     }
     static of(algorithm, data) {
-        return new hash_Hash(algorithm, (0,external_node_crypto_.createHash)(algorithm).update(data).digest());
+        return new Hash(algorithm, (0,external_node_crypto_.createHash)(algorithm).update(data).digest());
     }
     get nix32() {
         return encodeNix32(this.digest);
@@ -48159,445 +48176,35 @@ class hash_Hash {
     }
 }
 
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
-;// CONCATENATED MODULE: external "node:stream/promises"
-const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
-// EXTERNAL MODULE: external "node:zlib"
-var external_node_zlib_ = __nccwpck_require__(8522);
-;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
-/**
- * Node 24's zstd decompressor silently drops whatever follows the end of a frame within the same
- * chunk, so concatenated frames (pzstd, files compressed in parts) lose data or fail with "Unknown
- * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
- * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
- * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
- *
- * For uploads the walk also refuses what a NAR file has no use for: skippable frames (padding that
- * would be stored and served) and frames whose window needs more memory than allowed.
- */
+;// CONCATENATED MODULE: ./src/nix/nar-url.ts
 
-const ZSTD_MAGIC = 0xfd2fb528;
-const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
-const SKIPPABLE_MAGIC = 0x184d2a50;
-// Units whose bytes are parsed (the others are only counted).
-const PARSED = new Set(['magic', 'descriptor', 'headerRest', 'blockHeader', 'skipSize']);
-const DICT_ID_BYTES = (/* unused pure expression or super */ null && ([0, 1, 2, 4]));
-const CONTENT_SIZE_BYTES = (/* unused pure expression or super */ null && ([0, 2, 4, 8]));
-class ZstdFrameError extends (/* unused pure expression or super */ null && (Error)) {
-}
-/** A frame asks for a larger window (decoder memory) than `maxWindowBytes`. */
-class ZstdWindowError extends (/* unused pure expression or super */ null && (ZstdFrameError)) {
-}
-/** A skippable frame where `refuseSkippable` is set. */
-class ZstdSkippableFrameError extends (/* unused pure expression or super */ null && (ZstdFrameError)) {
-}
-const MiB = (/* unused pure expression or super */ null && (1024 * 1024));
-const mib = (bytes) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
-/** A Transform over ZstdFrameScanner: what it emits, it pushes. */
-class zstd_frames_ZstdFrameSplitter extends (/* unused pure expression or super */ null && (Transform)) {
-    scanner = new ZstdFrameScanner();
-    _transform(chunk, _encoding, callback) {
-        try {
-            this.scanner.split(chunk, (piece) => this.push(piece));
-        }
-        catch (error) {
-            callback(error);
-            return;
-        }
-        callback();
-    }
-    _flush(callback) {
-        try {
-            this.scanner.finish();
-        }
-        catch (error) {
-            callback(error);
-            return;
-        }
-        callback();
-    }
-}
-/**
- * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
- * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
- */
-class ZstdFrameScanner {
-    rules;
-    unit = 'magic';
-    need = 4;
-    parsed = [];
-    checksum = false;
-    singleSegment = false;
-    dictIdBytes = 0;
-    /** Where the current frame began, for messages. */
-    frameStart = 0;
-    lastBlock = false;
-    /** Bytes of input consumed so far, for error messages. */
-    position = 0;
-    /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
-    forwarding = false;
-    /** Where the current `split` call emits (advance() emits a frame's magic number). */
-    emit = () => undefined;
-    constructor(rules = {}) {
-        this.rules = rules;
-    }
-    /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
-    split(chunk, emit) {
-        this.emit = emit;
-        let start = 0;
-        let i = 0;
-        while (i < chunk.length) {
-            const take = Math.min(this.need, chunk.length - i);
-            if (PARSED.has(this.unit))
-                this.parsed.push(...chunk.subarray(i, i + take));
-            i += take;
-            this.position += take;
-            this.need -= take;
-            if (this.need > 0)
-                break;
-            const unit = this.unit;
-            const frameEnded = this.advance();
-            if (unit === 'magic')
-                start = i; // advance() emitted the magic itself, once it knew the kind
-            if (frameEnded) {
-                if (this.forwarding && i > start)
-                    emit(chunk.subarray(start, i));
-                start = i;
-                this.forwarding = false;
-            }
-        }
-        if (this.forwarding && i > start)
-            emit(chunk.subarray(start, i));
-    }
-    /** Throws unless the data so far ended at the end of a frame. */
-    finish() {
-        if (this.unit !== 'magic' || this.need !== 4) {
-            throw new ZstdFrameError('zstd data ends in the middle of a frame (truncated)');
-        }
-    }
-    /** Moves past a completed unit; returns true when a frame (zstd or skippable) ended with it. */
-    advance() {
-        const bytes = Buffer.from(this.parsed);
-        this.parsed = [];
-        switch (this.unit) {
-            case 'magic': {
-                const magic = bytes.readUInt32LE(0);
-                this.frameStart = this.position - 4;
-                if (magic === ZSTD_MAGIC) {
-                    this.emit(bytes);
-                    this.forwarding = true;
-                    return this.next('descriptor', 1);
-                }
-                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) {
-                    if (this.rules.refuseSkippable) {
-                        throw new ZstdSkippableFrameError(`zstd skippable frame at byte ${this.frameStart}: padding is not accepted in a NAR file`);
-                    }
-                    return this.next('skipSize', 4);
-                }
-                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.frameStart}`);
-            }
-            case 'descriptor': {
-                const d = bytes[0];
-                if (d & 0x08)
-                    throw new ZstdFrameError('zstd frame header has its reserved bit set');
-                const singleSegment = (d >> 5) & 1;
-                const contentSizeFlag = d >> 6;
-                this.checksum = ((d >> 2) & 1) === 1;
-                this.singleSegment = singleSegment === 1;
-                this.dictIdBytes = DICT_ID_BYTES[d & 3];
-                const rest = (singleSegment ? 0 : 1) +
-                    DICT_ID_BYTES[d & 3] +
-                    (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
-                return this.next('headerRest', rest);
-            }
-            case 'headerRest':
-                this.checkWindow(bytes);
-                return this.next('blockHeader', 3);
-            case 'blockHeader': {
-                const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
-                this.lastBlock = (header & 1) === 1;
-                const type = (header >> 1) & 3;
-                if (type === 3)
-                    throw new ZstdFrameError('zstd block has the reserved block type');
-                return this.next('blockContent', type === 1 ? 1 : header >>> 3);
-            }
-            case 'blockContent':
-                if (!this.lastBlock)
-                    return this.next('blockHeader', 3);
-                if (this.checksum)
-                    return this.next('checksum', 4);
-                return this.endFrame();
-            case 'checksum':
-                return this.endFrame();
-            case 'skipSize':
-                return this.next('skipContent', bytes.readUInt32LE(0));
-            case 'skipContent':
-                return this.endFrame();
-        }
-    }
-    /** The window the frame header declares (RFC 8878 3.1.1.1.2), against `maxWindowBytes`. */
-    checkWindow(rest) {
-        const max = this.rules.maxWindowBytes;
-        if (max === undefined)
-            return;
-        let window;
-        if (this.singleSegment) {
-            // No window descriptor: the window is the whole content, whose size follows the dictionary id.
-            const sizeBytes = rest.subarray(this.dictIdBytes);
-            window =
-                sizeBytes.length === 2
-                    ? sizeBytes.readUInt16LE(0) + 256
-                    : sizeBytes.length === 8
-                        ? Number(sizeBytes.readBigUInt64LE(0))
-                        : sizeBytes.readUIntLE(0, sizeBytes.length);
-        }
-        else {
-            const descriptor = rest[0];
-            const base = 2 ** (10 + (descriptor >> 3));
-            window = base + (base / 8) * (descriptor & 7);
-        }
-        if (window > max) {
-            throw new ZstdWindowError(`zstd frame at byte ${this.frameStart} needs a ${mib(window)} window to decompress, over the limit of ${mib(max)}`);
-        }
-    }
-    next(unit, need) {
-        this.unit = unit;
-        this.need = need;
-        // Zero-length units (an empty header rest, an empty raw block) complete at once.
-        return need === 0 ? this.advance() : false;
-    }
-    endFrame() {
-        this.unit = 'magic';
-        this.need = 4;
-        return true;
-    }
-}
-
-;// CONCATENATED MODULE: ./src/nix/nar.ts
-/**
- * Streaming NAR hashing, compression and decompression. Nothing here holds a NAR in memory: data
- * flows through in chunks, so a multi-gigabyte upload costs a few buffers.
- *
- * zstd comes from Node 24's zlib. xz runs the system `xz` program as a child process, both ways:
- * Node has no xz, and the WASM decompressor on npm (xz-decompress) is correct (multi-block,
- * multi-stream, integrity checks) but serializes every decompression in the process behind one
- * global lock, so one slow xz upload would stall all others. `xz` is native, concurrent and
- * multi-threaded; the `xz` program (Debian: xz-utils) must be on PATH when xz is used.
- */
-
-
-
-
-
-
-
-/** Compressions Sluice can verify and produce (a subset of what Nix reads). */
-const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
-/** File name extensions Nix gives compressed NARs (`nar/<filehash>.nar<ext>`). */
+/** File name extensions Nix gives compressed NARs. */
 const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
-class CompressionError extends Error {
+const COMPRESSION_OF_EXTENSION = new Map(Object.entries(NAR_EXTENSIONS).map(([compression, ext]) => [ext, compression]));
+/** `<hash>.nar<ext>`, the file name part; the extension any `.[a-z0-9]+` so an unknown one can be named. */
+const NAR_FILE_NAME = new RegExp(`^(${NIX32_CLASS}{52})\\.nar((?:\\.[a-z0-9]+)?)$`);
+/** `<hash>.nar<ext>` \u2192 its parts; undefined when it is not that shape. */
+function parseNarFileName(name) {
+    const match = NAR_FILE_NAME.exec(name);
+    if (!match)
+        return undefined;
+    const extension = match[2];
+    return {
+        hash: match[1],
+        extension,
+        compression: COMPRESSION_OF_EXTENSION.get(extension),
+        key: name,
+    };
 }
-/** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
-class DecompressionMemoryError extends (/* unused pure expression or super */ null && (CompressionError)) {
+/** A narinfo's `URL:` (`nar/<hash>.nar<ext>`) \u2192 its parts; undefined when it is not that shape. */
+function parseNarUrl(url) {
+    return url.startsWith('nar/') ? parseNarFileName(url.slice('nar/'.length)) : undefined;
 }
-/** Without a stated limit: xz -9 needs 65 MiB to decompress; a file asking for far more is refused. */
-const XZ_DECOMPRESS_MEMLIMIT = (/* unused pure expression or super */ null && (256 * 1024 * 1024));
-const nar_mib = (bytes) => `${Math.round((bytes / 2 ** 20) * 10) / 10} MiB`;
-function checkCompression(compression) {
-    if (!NAR_COMPRESSIONS.includes(compression)) {
-        throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
-    }
-    return compression;
+function narFileName(hashNix32, compression) {
+    return `${hashNix32}.nar${NAR_EXTENSIONS[compression]}`;
 }
-/** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
-class ProcessStream extends external_node_stream_.Duplex {
-    what;
-    explain;
-    child;
-    stderr = '';
-    constructor(command, args, what, 
-    /** Turns the program's stderr into a more specific error, where it recognises one. */
-    explain = () => undefined) {
-        super();
-        this.what = what;
-        this.explain = explain;
-        this.child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-        // EPIPE when the program quits early (corrupt input): its exit status tells why.
-        this.child.stdin.on('error', () => { });
-        this.child.stderr.setEncoding('utf8').on('data', (text) => {
-            if (this.stderr.length < 4096)
-                this.stderr += text;
-        });
-        this.child.stdout.on('data', (chunk) => {
-            if (!this.push(chunk))
-                this.child.stdout.pause();
-        });
-        this.child.on('error', (error) => {
-            this.destroy(error.code === 'ENOENT'
-                ? new CompressionError(`${what} needs the '${command}' program on PATH (Debian: apt-get install xz-utils)`)
-                : error);
-        });
-        this.child.on('close', (code, signal) => {
-            if (this.destroyed)
-                return;
-            if (code === 0)
-                this.push(null);
-            else {
-                const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
-                this.destroy(this.explain(this.stderr) ?? new CompressionError(`${this.what} failed: ${detail}`));
-            }
-        });
-    }
-    _read() {
-        this.child.stdout.resume();
-    }
-    _write(chunk, _encoding, callback) {
-        if (this.child.stdin.write(chunk))
-            callback();
-        else
-            this.child.stdin.once('drain', () => callback());
-    }
-    _final(callback) {
-        this.child.stdin.end();
-        callback();
-    }
-    _destroy(error, callback) {
-        if (this.child.exitCode === null && this.child.signalCode === null)
-            this.child.kill();
-        callback(error);
-    }
-}
-/**
- * Output chunk of Node's zstd streams. The default (16 KiB) costs a thread-pool round trip per
- * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
- */
-const ZSTD_CHUNK_BYTES = 256 * 1024;
-/** Node's zstd decoder, its window bounded by `maxMemory` (default: zstd's own limit, 128 MiB). */
-function createZstdDecoder(maxMemory) {
-    const windowLogMax = maxMemory === undefined ? undefined : Math.min(31, Math.max(10, Math.floor(Math.log2(maxMemory))));
-    return createZstdDecompress({
-        chunkSize: ZSTD_CHUNK_BYTES,
-        ...(windowLogMax === undefined ? {} : { params: { [zlibConstants.ZSTD_d_windowLogMax]: windowLogMax } }),
-    });
-}
-/** The `xz` program decompressing within `maxMemory`, on one thread (one dictionary per upload). */
-function createXzDecoder(maxMemory = XZ_DECOMPRESS_MEMLIMIT) {
-    return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', '--threads=1', `--memlimit-decompress=${maxMemory}`], 'xz decompression', (stderr) => /memory usage limit reached/i.test(stderr)
-        ? new DecompressionMemoryError(`xz data needs more memory to decompress than the limit of ${nar_mib(maxMemory)} (its dictionary is larger)`)
-        : undefined);
-}
-/** A stream that turns a compressed NAR file back into the NAR. */
-function createDecompressor(compression, options = {}) {
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new PassThrough();
-        case 'zstd':
-            // Node's decoder alone drops frames that follow another in the same chunk: split them first.
-            return new ZstdFrameSplitter().compose(createZstdDecoder(options.maxMemory));
-        case 'xz':
-            return createXzDecoder(options.maxMemory);
-    }
-}
-/**
- * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
- * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
- */
-function createCompressor(compression, options = {}) {
-    const { level } = options;
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new external_node_stream_.PassThrough();
-        case 'zstd':
-            // With a checksum, as the zstd tool writes by default: corruption fails decompression loudly.
-            return (0,external_node_zlib_.createZstdCompress)({
-                chunkSize: ZSTD_CHUNK_BYTES,
-                params: {
-                    [external_node_zlib_.constants.ZSTD_c_checksumFlag]: 1,
-                    ...(level === undefined ? {} : { [external_node_zlib_.constants.ZSTD_c_compressionLevel]: level }),
-                },
-            });
-        case 'xz': {
-            if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
-                throw new CompressionError(`xz level must be 0-9, got ${level}`);
-            }
-            const args = [
-                '--compress',
-                '--stdout',
-                '--quiet',
-                '--threads=0',
-                ...(level === undefined ? [] : [`-${level}`]),
-            ];
-            return new ProcessStream('xz', args, 'xz compression');
-        }
-    }
-}
-/** A passthrough that sha256-hashes and counts what flows through it; read `hash()` and `size` after it ends. */
-class HashingStream extends (/* unused pure expression or super */ null && (Transform)) {
-    hasher = createHash('sha256');
-    bytes = 0;
-    result;
-    _transform(chunk, _encoding, callback) {
-        this.hasher.update(chunk);
-        this.bytes += chunk.length;
-        callback(null, chunk);
-    }
-    _flush(callback) {
-        this.result = new Hash('sha256', this.hasher.digest());
-        callback();
-    }
-    /** Bytes seen so far. */
-    get size() {
-        return this.bytes;
-    }
-    hash() {
-        if (this.result === undefined)
-            throw new Error('HashingStream.hash() is only known once the stream has ended');
-        return this.result;
-    }
-}
-/** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */
-function decompressorFor(source, compression) {
-    try {
-        return createDecompressor(compression);
-    }
-    catch (error) {
-        if ('destroy' in source && typeof source.destroy === 'function')
-            source.destroy();
-        throw error;
-    }
-}
-function discard() {
-    return new Writable({ write: (_chunk, _encoding, callback) => callback() });
-}
-/** Decompresses and hashes a (compressed) NAR stream: its NarHash and NarSize, as a narinfo states them. */
-async function hashNar(source, compression) {
-    const decompressor = decompressorFor(source, compression);
-    const nar = new HashingStream();
-    await pipeline(source, decompressor, nar, discard());
-    return { narHash: nar.hash(), narSize: nar.size };
-}
-/**
- * Streams a compressed NAR file from `source` into `sink` (e.g. a file in storage) while computing
- * both the file's FileHash/FileSize and the NAR's NarHash/NarSize. Rejects if either side fails
- * (a corrupt file, a failing sink); the caller then discards what reached the sink.
- */
-async function digestNarFile(source, compression, sink) {
-    const decompressor = decompressorFor(source, compression);
-    const file = new HashingStream();
-    const nar = new HashingStream();
-    // `file` feeds two pipes; an error in either pipeline destroys `file`, which ends the other.
-    const results = await Promise.allSettled([
-        pipeline(source, file, sink),
-        pipeline(file, decompressor, nar, discard()),
-    ]);
-    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
-    if (errors.length > 0) {
-        throw errors.find((e) => e.code !== 'ERR_STREAM_PREMATURE_CLOSE') ?? errors[0];
-    }
-    return { fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size };
+function narUrl(hashNix32, compression) {
+    return `nar/${narFileName(hashNix32, compression)}`;
 }
 
 ;// CONCATENATED MODULE: ./src/nix/narinfo.ts
@@ -48642,7 +48249,7 @@ function parseSize(field, value) {
 function parseHash(field, value) {
     let hash;
     try {
-        hash = hash_Hash.parse(value);
+        hash = Hash.parse(value);
     }
     catch (e) {
         if (e instanceof HashError)
@@ -48847,7 +48454,376 @@ function written(sink, chunk) {
     });
 }
 
-;// CONCATENATED MODULE: ./src/proxy/gc-pacer.ts
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+// EXTERNAL MODULE: external "node:zlib"
+var external_node_zlib_ = __nccwpck_require__(8522);
+;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
+/**
+ * Node 24's zstd decompressor silently drops whatever follows the end of a frame within the same
+ * chunk, so concatenated frames (pzstd, files compressed in parts) lose data or fail with "Unknown
+ * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
+ * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
+ * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
+ *
+ * For uploads the walk also refuses what a NAR file has no use for: skippable frames (padding that
+ * would be stored and served) and frames whose window needs more memory than allowed.
+ */
+
+const ZSTD_MAGIC = 0xfd2fb528;
+const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
+const SKIPPABLE_MAGIC = 0x184d2a50;
+// Units whose bytes are parsed (the others are only counted).
+const PARSED = new Set(['magic', 'descriptor', 'headerRest', 'blockHeader', 'skipSize']);
+const DICT_ID_BYTES = [0, 1, 2, 4];
+const CONTENT_SIZE_BYTES = [0, 2, 4, 8];
+class ZstdFrameError extends Error {
+}
+/** A frame asks for a larger window (decoder memory) than `maxWindowBytes`. */
+class ZstdWindowError extends ZstdFrameError {
+}
+/** A skippable frame where `refuseSkippable` is set. */
+class ZstdSkippableFrameError extends ZstdFrameError {
+}
+const MiB = 1024 * 1024;
+const mib = (bytes) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
+/** A Transform over ZstdFrameScanner: what it emits, it pushes. */
+class ZstdFrameSplitter extends external_node_stream_.Transform {
+    scanner = new ZstdFrameScanner();
+    _transform(chunk, _encoding, callback) {
+        try {
+            this.scanner.split(chunk, (piece) => this.push(piece));
+        }
+        catch (error) {
+            callback(error);
+            return;
+        }
+        callback();
+    }
+    _flush(callback) {
+        try {
+            this.scanner.finish();
+        }
+        catch (error) {
+            callback(error);
+            return;
+        }
+        callback();
+    }
+}
+/**
+ * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
+ * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
+ */
+class ZstdFrameScanner {
+    rules;
+    unit = 'magic';
+    need = 4;
+    parsed = [];
+    checksum = false;
+    singleSegment = false;
+    dictIdBytes = 0;
+    /** Where the current frame began, for messages. */
+    frameStart = 0;
+    lastBlock = false;
+    /** Bytes of input consumed so far, for error messages. */
+    position = 0;
+    /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
+    forwarding = false;
+    /** Where the current `split` call emits (advance() emits a frame's magic number). */
+    emit = () => undefined;
+    constructor(rules = {}) {
+        this.rules = rules;
+    }
+    /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
+    split(chunk, emit) {
+        this.emit = emit;
+        let start = 0;
+        let i = 0;
+        while (i < chunk.length) {
+            const take = Math.min(this.need, chunk.length - i);
+            if (PARSED.has(this.unit))
+                this.parsed.push(...chunk.subarray(i, i + take));
+            i += take;
+            this.position += take;
+            this.need -= take;
+            if (this.need > 0)
+                break;
+            const unit = this.unit;
+            const frameEnded = this.advance();
+            if (unit === 'magic')
+                start = i; // advance() emitted the magic itself, once it knew the kind
+            if (frameEnded) {
+                if (this.forwarding && i > start)
+                    emit(chunk.subarray(start, i));
+                start = i;
+                this.forwarding = false;
+            }
+        }
+        if (this.forwarding && i > start)
+            emit(chunk.subarray(start, i));
+    }
+    /** Throws unless the data so far ended at the end of a frame. */
+    finish() {
+        if (this.unit !== 'magic' || this.need !== 4) {
+            throw new ZstdFrameError('zstd data ends in the middle of a frame (truncated)');
+        }
+    }
+    /** Moves past a completed unit; returns true when a frame (zstd or skippable) ended with it. */
+    advance() {
+        const bytes = Buffer.from(this.parsed);
+        this.parsed = [];
+        switch (this.unit) {
+            case 'magic': {
+                const magic = bytes.readUInt32LE(0);
+                this.frameStart = this.position - 4;
+                if (magic === ZSTD_MAGIC) {
+                    this.emit(bytes);
+                    this.forwarding = true;
+                    return this.next('descriptor', 1);
+                }
+                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) {
+                    if (this.rules.refuseSkippable) {
+                        throw new ZstdSkippableFrameError(`zstd skippable frame at byte ${this.frameStart}: padding is not accepted in a NAR file`);
+                    }
+                    return this.next('skipSize', 4);
+                }
+                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.frameStart}`);
+            }
+            case 'descriptor': {
+                const d = bytes[0];
+                if (d & 0x08)
+                    throw new ZstdFrameError('zstd frame header has its reserved bit set');
+                const singleSegment = (d >> 5) & 1;
+                const contentSizeFlag = d >> 6;
+                this.checksum = ((d >> 2) & 1) === 1;
+                this.singleSegment = singleSegment === 1;
+                this.dictIdBytes = DICT_ID_BYTES[d & 3];
+                const rest = (singleSegment ? 0 : 1) +
+                    DICT_ID_BYTES[d & 3] +
+                    (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
+                return this.next('headerRest', rest);
+            }
+            case 'headerRest':
+                this.checkWindow(bytes);
+                return this.next('blockHeader', 3);
+            case 'blockHeader': {
+                const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
+                this.lastBlock = (header & 1) === 1;
+                const type = (header >> 1) & 3;
+                if (type === 3)
+                    throw new ZstdFrameError('zstd block has the reserved block type');
+                return this.next('blockContent', type === 1 ? 1 : header >>> 3);
+            }
+            case 'blockContent':
+                if (!this.lastBlock)
+                    return this.next('blockHeader', 3);
+                if (this.checksum)
+                    return this.next('checksum', 4);
+                return this.endFrame();
+            case 'checksum':
+                return this.endFrame();
+            case 'skipSize':
+                return this.next('skipContent', bytes.readUInt32LE(0));
+            case 'skipContent':
+                return this.endFrame();
+        }
+    }
+    /** The window the frame header declares (RFC 8878 3.1.1.1.2), against `maxWindowBytes`. */
+    checkWindow(rest) {
+        const max = this.rules.maxWindowBytes;
+        if (max === undefined)
+            return;
+        let window;
+        if (this.singleSegment) {
+            // No window descriptor: the window is the whole content, whose size follows the dictionary id.
+            const sizeBytes = rest.subarray(this.dictIdBytes);
+            window =
+                sizeBytes.length === 2
+                    ? sizeBytes.readUInt16LE(0) + 256
+                    : sizeBytes.length === 8
+                        ? Number(sizeBytes.readBigUInt64LE(0))
+                        : sizeBytes.readUIntLE(0, sizeBytes.length);
+        }
+        else {
+            const descriptor = rest[0];
+            const base = 2 ** (10 + (descriptor >> 3));
+            window = base + (base / 8) * (descriptor & 7);
+        }
+        if (window > max) {
+            throw new ZstdWindowError(`zstd frame at byte ${this.frameStart} needs a ${mib(window)} window to decompress, over the limit of ${mib(max)}`);
+        }
+    }
+    next(unit, need) {
+        this.unit = unit;
+        this.need = need;
+        // Zero-length units (an empty header rest, an empty raw block) complete at once.
+        return need === 0 ? this.advance() : false;
+    }
+    endFrame() {
+        this.unit = 'magic';
+        this.need = 4;
+        return true;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar.ts
+/**
+ * Streaming NAR hashing, compression and decompression. Nothing here holds a NAR in memory: data
+ * flows through in chunks, so a multi-gigabyte upload costs a few buffers.
+ *
+ * zstd comes from Node 24's zlib. xz runs the system `xz` program as a child process, both ways:
+ * Node has no xz, and the WASM decompressor on npm (xz-decompress) is correct (multi-block,
+ * multi-stream, integrity checks) but serializes every decompression in the process behind one
+ * global lock, so one slow xz upload would stall all others. `xz` is native, concurrent and
+ * multi-threaded; the `xz` program (Debian: xz-utils) must be on PATH when xz is used.
+ */
+
+
+
+
+/** Compressions Sluice can verify and produce (a subset of what Nix reads). */
+const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
+class CompressionError extends Error {
+}
+/** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
+class DecompressionMemoryError extends CompressionError {
+}
+/** Without a stated limit: xz -9 needs 65 MiB to decompress; a file asking for far more is refused. */
+const XZ_DECOMPRESS_MEMLIMIT = 256 * 1024 * 1024;
+const nar_mib = (bytes) => `${Math.round((bytes / 2 ** 20) * 10) / 10} MiB`;
+function checkCompression(compression) {
+    if (!NAR_COMPRESSIONS.includes(compression)) {
+        throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
+    }
+    return compression;
+}
+/** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
+class ProcessStream extends external_node_stream_.Duplex {
+    what;
+    explain;
+    child;
+    stderr = '';
+    constructor(command, args, what, 
+    /** Turns the program's stderr into a more specific error, where it recognises one. */
+    explain = () => undefined) {
+        super();
+        this.what = what;
+        this.explain = explain;
+        this.child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+        // EPIPE when the program quits early (corrupt input): its exit status tells why.
+        this.child.stdin.on('error', () => { });
+        this.child.stderr.setEncoding('utf8').on('data', (text) => {
+            if (this.stderr.length < 4096)
+                this.stderr += text;
+        });
+        this.child.stdout.on('data', (chunk) => {
+            if (!this.push(chunk))
+                this.child.stdout.pause();
+        });
+        this.child.on('error', (error) => {
+            this.destroy(error.code === 'ENOENT'
+                ? new CompressionError(`${what} needs the '${command}' program on PATH (Debian: apt-get install xz-utils)`)
+                : error);
+        });
+        this.child.on('close', (code, signal) => {
+            if (this.destroyed)
+                return;
+            if (code === 0)
+                this.push(null);
+            else {
+                const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
+                this.destroy(this.explain(this.stderr) ?? new CompressionError(`${this.what} failed: ${detail}`));
+            }
+        });
+    }
+    _read() {
+        this.child.stdout.resume();
+    }
+    _write(chunk, _encoding, callback) {
+        if (this.child.stdin.write(chunk))
+            callback();
+        else
+            this.child.stdin.once('drain', () => callback());
+    }
+    _final(callback) {
+        this.child.stdin.end();
+        callback();
+    }
+    _destroy(error, callback) {
+        if (this.child.exitCode === null && this.child.signalCode === null)
+            this.child.kill();
+        callback(error);
+    }
+}
+/**
+ * Output chunk of Node's zstd streams. The default (16 KiB) costs a thread-pool round trip per
+ * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
+ */
+const ZSTD_CHUNK_BYTES = 256 * 1024;
+/** Node's zstd decoder, its window bounded by `maxMemory` (default: zstd's own limit, 128 MiB). */
+function createZstdDecoder(maxMemory) {
+    const windowLogMax = maxMemory === undefined ? undefined : Math.min(31, Math.max(10, Math.floor(Math.log2(maxMemory))));
+    return (0,external_node_zlib_.createZstdDecompress)({
+        chunkSize: ZSTD_CHUNK_BYTES,
+        ...(windowLogMax === undefined ? {} : { params: { [external_node_zlib_.constants.ZSTD_d_windowLogMax]: windowLogMax } }),
+    });
+}
+/** The `xz` program decompressing within `maxMemory`, on one thread (one dictionary per upload). */
+function createXzDecoder(maxMemory = XZ_DECOMPRESS_MEMLIMIT) {
+    return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', '--threads=1', `--memlimit-decompress=${maxMemory}`], 'xz decompression', (stderr) => /memory usage limit reached/i.test(stderr)
+        ? new DecompressionMemoryError(`xz data needs more memory to decompress than the limit of ${nar_mib(maxMemory)} (its dictionary is larger)`)
+        : undefined);
+}
+/** A stream that turns a compressed NAR file back into the NAR. */
+function createDecompressor(compression, options = {}) {
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new external_node_stream_.PassThrough();
+        case 'zstd':
+            // Node's decoder alone drops frames that follow another in the same chunk: split them first.
+            return new ZstdFrameSplitter().compose(createZstdDecoder(options.maxMemory));
+        case 'xz':
+            return createXzDecoder(options.maxMemory);
+    }
+}
+/**
+ * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
+ * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
+ */
+function createCompressor(compression, options = {}) {
+    const { level } = options;
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new external_node_stream_.PassThrough();
+        case 'zstd':
+            // With a checksum, as the zstd tool writes by default: corruption fails decompression loudly.
+            return (0,external_node_zlib_.createZstdCompress)({
+                chunkSize: ZSTD_CHUNK_BYTES,
+                params: {
+                    [external_node_zlib_.constants.ZSTD_c_checksumFlag]: 1,
+                    ...(level === undefined ? {} : { [external_node_zlib_.constants.ZSTD_c_compressionLevel]: level }),
+                },
+            });
+        case 'xz': {
+            if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
+                throw new CompressionError(`xz level must be 0-9, got ${level}`);
+            }
+            const args = [
+                '--compress',
+                '--stdout',
+                '--quiet',
+                '--threads=0',
+                ...(level === undefined ? [] : [`-${level}`]),
+            ];
+            return new ProcessStream('xz', args, 'xz compression');
+        }
+    }
+}
+
+;// CONCATENATED MODULE: ./src/proxy/push/gc-pacer.ts
 const collect = globalThis.gc;
 const MINOR_EVERY_BYTES = 2 * 1024 * 1024;
 const MAJOR_EVERY_BYTES = 32 * 1024 * 1024;
@@ -48870,7 +48846,7 @@ function buffersSpent(bytes) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/nar-dump.ts
+;// CONCATENATED MODULE: ./src/proxy/push/nar-dump.ts
 /**
  * Serializes a store path as a NAR in-process, the bytes `nix-store --dump` writes: starting one
  * `nix-store` per path costs ~25 ms, which dominated pushing many small paths. Directory entries
@@ -48983,7 +48959,7 @@ function dumpNar(path) {
     return Readable.from(copies(), { objectMode: false });
 }
 
-;// CONCATENATED MODULE: ./src/proxy/nar-file.ts
+;// CONCATENATED MODULE: ./src/proxy/push/nar-file.ts
 
 
 
@@ -49112,11 +49088,11 @@ async function* compressedNar(info, compression) {
 
 // EXTERNAL MODULE: external "node:http"
 var external_node_http_ = __nccwpck_require__(7067);
-;// CONCATENATED MODULE: external "node:https"
-const external_node_https_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
+// EXTERNAL MODULE: external "node:https"
+var external_node_https_ = __nccwpck_require__(4708);
 // EXTERNAL MODULE: ./node_modules/undici/index.js
 var undici = __nccwpck_require__(6752);
-;// CONCATENATED MODULE: ./src/proxy/retry.ts
+;// CONCATENATED MODULE: ./src/proxy/upstream/retry.ts
 /**
  * When and how long to wait before trying a request again: exponential backoff with full jitter on
  * 5xx, 429 and network errors, and the server's `Retry-After` honoured when it says more.
@@ -49170,7 +49146,7 @@ function sleep(ms, signal) {
     });
 }
 
-;// CONCATENATED MODULE: ./src/proxy/upstream.ts
+;// CONCATENATED MODULE: ./src/proxy/upstream/upstream-client.ts
 /**
  * The one module that talks HTTP to the Sluice server (and, without credentials, to upstream
  * caches): a keep-alive undici Pool per origin, timeouts, the cache token injected here and nowhere
@@ -49222,7 +49198,7 @@ class Upstream {
         const https = url.protocol === 'https:';
         // `timeout` here closes a kept-alive socket that stayed idle this long.
         const agentOptions = { keepAlive: true, maxSockets: options.connections ?? 16, timeout: 30_000 };
-        this.agent = https ? new external_node_https_namespaceObject.Agent(agentOptions) : new external_node_http_.Agent(agentOptions);
+        this.agent = https ? new external_node_https_.Agent(agentOptions) : new external_node_http_.Agent(agentOptions);
         this.target = { https, hostname: url.hostname.replace(/^\[|\]$/g, ''), port: url.port };
     }
     /**
@@ -49299,7 +49275,7 @@ class Upstream {
             headers['content-length'] = String(Buffer.byteLength(body));
         const timeoutMs = this.options.headersTimeoutMs ?? 120_000;
         return new Promise((resolve, reject) => {
-            const request = (this.target.https ? external_node_https_namespaceObject.request : external_node_http_.request)({
+            const request = (this.target.https ? external_node_https_.request : external_node_http_.request)({
                 agent: this.agent,
                 hostname: this.target.hostname,
                 port: this.target.port,
@@ -49363,7 +49339,7 @@ function describeNetworkError(error) {
     return `${code ? `${code} ` : ''}${error.message}${causeText}`;
 }
 
-;// CONCATENATED MODULE: ./src/proxy/uploader.ts
+;// CONCATENATED MODULE: ./src/proxy/push/uploader.ts
 /**
  * Uploads store paths: a bounded number of NARs compressed and streamed to the server at once, in
  * any order; each narinfo only once the narinfos of its references are up, so the cache never
@@ -49374,6 +49350,7 @@ function describeNetworkError(error) {
  * so it streams as it is compressed; the server verifies the NAR against the name and answers the
  * file's URL, FileHash and FileSize, which the narinfo then states.
  */
+
 
 
 
@@ -49404,16 +49381,15 @@ function parseStoredNar(text, info, compression) {
     const answer = JSON.parse(text);
     const { url, file_hash: fileHash, file_size: fileSize, nar_hash: narHash, nar_size: narSize } = answer;
     if (typeof url !== 'string' ||
-        !url.startsWith('nar/') ||
-        !url.endsWith(`.nar${NAR_EXTENSIONS[compression]}`) ||
+        parseNarUrl(url)?.compression !== compression ||
         typeof fileHash !== 'string' ||
         typeof fileSize !== 'number' ||
         typeof narHash !== 'string' ||
         narSize !== info.narSize ||
-        !hash_Hash.parse(narHash).equals(info.narHash)) {
+        !Hash.parse(narHash).equals(info.narHash)) {
         throw new UpstreamError(`the server's answer to the NAR upload of ${info.path} does not fit it: ${text.slice(0, 300)}`);
     }
-    return { url, fileHash: hash_Hash.parse(fileHash), fileSize };
+    return { url, fileHash: Hash.parse(fileHash), fileSize };
 }
 class Uploader {
     options;
@@ -49478,6 +49454,7 @@ class Uploader {
             const narinfoBytes = await this.uploadNarInfo(info, file);
             stats.pushedPaths++;
             stats.pushedBytes += file.fileSize + narinfoBytes;
+            stats.paths.pushed(info.path, file.fileSize);
             log.info({ path: info.path, bytes: file.fileSize }, 'pushed');
             this.options.onPushed?.(store_path_StorePath.parse(info.path).hashPart);
             ok = true;
@@ -49505,7 +49482,7 @@ class Uploader {
     }
     async uploadNar(info) {
         const { compression } = this.options;
-        const path = `/_api/v1/nar/${info.narHash.nix32}.nar${NAR_EXTENSIONS[compression]}`;
+        const path = `${NAR_UPLOAD_PREFIX}${narFileName(info.narHash.nix32, compression)}`;
         // No Content-Length: the compressed size is known only once it is sent (chunked encoding).
         const text = await this.put(path, () => compressedNar(info, compression), {
             'content-type': 'application/x-nix-nar',
@@ -49552,7 +49529,7 @@ class Uploader {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/narinfo-batch.ts
+;// CONCATENATED MODULE: ./src/proxy/upstream/batch-lookup.ts
 /**
  * The server's batch lookup route, `POST /_api/v1/narinfos`: one request for many narinfos. Nix's
  * lookups (routes.ts) and the push engine's "already cached?" checks (push.ts) both use it.
@@ -49585,7 +49562,7 @@ function batchRouteMissing(status) {
     return status === 404 || status === 405;
 }
 
-;// CONCATENATED MODULE: ./src/proxy/push.ts
+;// CONCATENATED MODULE: ./src/proxy/push/push-queue.ts
 /**
  * The push queue: built paths in, their closures out to the server, minus what the cache already
  * has, what upstream caches serve and what the filter excludes. Planning (closure, checks) happens
@@ -49864,7 +49841,43 @@ class PushQueue {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/batcher.ts
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+;// CONCATENATED MODULE: ./src/contracts/http-error.ts
+class HttpError extends Error {
+    status;
+    reason;
+    headers;
+    constructor(status, message, 
+    /** A short machine-readable reason, for metrics labels (`rejected_uploads{reason=\u2026}`). */
+    reason = 'error', headers = {}) {
+        super(message);
+        this.status = status;
+        this.reason = reason;
+        this.headers = headers;
+    }
+}
+/**
+ * Answers with the error's status and a plain-text message. When headers were already sent the
+ * response cannot change status any more, so it is destroyed instead.
+ */
+function sendError(res, error) {
+    const status = error instanceof HttpError ? error.status : 500;
+    const message = error instanceof HttpError ? error.message : 'internal server error';
+    if (res.headersSent) {
+        res.destroy(error instanceof Error ? error : undefined);
+        return;
+    }
+    const body = `${message}\n`;
+    res.writeHead(status, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        ...(error instanceof HttpError ? error.headers : {}),
+    });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pull/lookup-batcher.ts
 /**
  * Coalesces lookups into batches: keys asked in the same event-loop turn, or while the batches in
  * flight are out, go to `fetch` together (at most `maxBatch` keys each, at most `maxInFlight`
@@ -49934,7 +49947,7 @@ class Batcher {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/byte-counter.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/byte-counter.ts
 
 /** A passthrough that counts bytes, calling `onBytes` per chunk (for live stats). */
 class ByteCounter extends external_node_stream_.Transform {
@@ -49951,7 +49964,7 @@ class ByteCounter extends external_node_stream_.Transform {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/headers.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/response-headers.ts
 /** The one place that decides which upstream response headers reach Nix. */
 /** RFC 9110 \u00a77.6.1 hop-by-hop headers, plus what undici or Node set themselves. */
 const HOP_BY_HOP = new Set([
@@ -49983,7 +49996,7 @@ function forwardableHeaders(headers) {
     return out;
 }
 
-;// CONCATENATED MODULE: ./src/proxy/readahead.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/readahead.ts
 /**
  * NAR readahead. Nix 2.8 substitutes one path at a time (`max-jobs` 1 by default), so every NAR
  * pays a round trip through the proxy and the server before Nix sees its first byte, and the bytes
@@ -49994,6 +50007,7 @@ function forwardableHeaders(headers) {
  * looks paths up costs the server nothing more. Large NARs are left to stream through: for them
  * the round trip is small next to the transfer.
  */
+
 
 
 
@@ -50014,7 +50028,6 @@ const PAGE_BYTES = 256 * 1024;
 /** The readahead keeps no pages once it has been idle this long. */
 const PAGES_IDLE_MS = 10_000;
 /** The NAR URLs the server writes: anything else in a narinfo is not fetched. */
-const NAR_URL = /^nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
 function parseCandidate(narinfo) {
     let info;
     let path;
@@ -50025,7 +50038,7 @@ function parseCandidate(narinfo) {
     catch {
         return undefined;
     }
-    if (!NAR_URL.test(info.url) || !info.fileSize)
+    if (!parseNarUrl(info.url) || !info.fileSize)
         return undefined;
     const references = info.references
         .map((ref) => ref.slice(0, 32))
@@ -50275,7 +50288,9 @@ async function fetchWhole(server, path, pool) {
     return { headers: response.headers, chunks, size, release };
 }
 
-;// CONCATENATED MODULE: ./src/proxy/routes.ts
+;// CONCATENATED MODULE: ./src/proxy/pull/nix-routes.ts
+
+
 
 
 
@@ -50287,7 +50302,18 @@ async function fetchWhole(server, path, pool) {
 /** Priority 30 sorts before cache.nixos.org (40), so Nix asks the proxy first. */
 const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
 const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
-const NAR_PATH = /^\/nar\/[0-9a-z]+\.nar(\.[a-z0-9]+)?$/;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+/** An absolute https URL, or http on a loopback host (tests, a bucket on the same machine). */
+function isSafeRedirect(location) {
+    let url;
+    try {
+        url = new URL(location);
+    }
+    catch {
+        return false;
+    }
+    return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackAddress(url.hostname));
+}
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
@@ -50345,7 +50371,7 @@ class CacheRoutes {
             await this.narinfo(method, narinfo[1], res);
             return true;
         }
-        if (NAR_PATH.test(pathname)) {
+        if (pathname.startsWith('/') && parseNarUrl(pathname.slice(1))) {
             if (method !== 'GET' && method !== 'HEAD')
                 throw methodNotAllowed(method, 'GET, HEAD');
             await this.nar(method, pathname, req, res);
@@ -50379,6 +50405,14 @@ class CacheRoutes {
         }
     }
     async narinfo(method, hashPart, res) {
+        const answer = await this.answerNarInfo(method, hashPart, res);
+        if (answer)
+            this.stats.paths.hit(hashPart, answer);
+        else
+            this.stats.paths.miss(hashPart);
+    }
+    /** Answers Nix's lookup; the narinfo served, or undefined for a 404. */
+    async answerNarInfo(method, hashPart, res) {
         if (this.misses.has(hashPart))
             return this.miss(res, 'not in the cache');
         if (Date.now() < this.serverDownUntil)
@@ -50406,6 +50440,7 @@ class CacheRoutes {
             'content-length': Buffer.byteLength(answer.narinfo),
         });
         res.end(method === 'HEAD' ? undefined : answer.narinfo);
+        return answer.narinfo;
     }
     /**
      * One batch of narinfo lookups: one `POST /_api/v1/narinfos` for all of them. A server without
@@ -50480,6 +50515,7 @@ class CacheRoutes {
                 this.stats.bytesDownloaded += nar.size;
                 // The pages go back to the pool once the socket is done with them.
                 res.once('close', nar.release);
+                this.stats.paths.narServed(path);
                 res.writeHead(200, forwardableHeaders(nar.headers));
                 res.cork();
                 for (const chunk of nar.chunks)
@@ -50495,6 +50531,23 @@ class CacheRoutes {
         });
         if (!response)
             throw new HttpError(502, 'the cache server is unreachable', 'upstream');
+        if (method === 'GET' && REDIRECTS.has(response.statusCode) && response.headers.location) {
+            // The server sends NAR reads straight to its bucket (a presigned URL): Nix follows the
+            // redirect itself, so the bytes pass through neither the server nor this proxy. Only to
+            // https, or to plain http on loopback, as for the server itself.
+            await response.body.dump();
+            if (!isSafeRedirect(String(response.headers.location))) {
+                this.upstreamFailed(`NAR download redirected to a URL that is not https: refused`, false);
+                throw new HttpError(502, 'the cache server redirected to a URL that is not https', 'upstream');
+            }
+            this.stats.narRedirects++;
+            res.writeHead(response.statusCode, {
+                location: String(response.headers.location),
+                'content-length': 0,
+            });
+            res.end();
+            return;
+        }
         if (response.statusCode !== 200 && response.statusCode !== 206) {
             const text = (await response.body.text()).slice(0, 200).trim();
             if (response.statusCode === 404)
@@ -50513,6 +50566,8 @@ class CacheRoutes {
         const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
         try {
             await (0,external_node_stream_promises_namespaceObject.pipeline)(response.body, counter, res);
+            if (response.statusCode === 200)
+                this.stats.paths.narServed(path);
         }
         catch (e) {
             // Headers are sent: all that is left is to cut the connection so Nix sees a short NAR.
@@ -50527,13 +50582,197 @@ function methodNotAllowed(method, allowed) {
     });
 }
 
-;// CONCATENATED MODULE: ./src/proxy/control.ts
+;// CONCATENATED MODULE: ./src/nix/signing.ts
+/**
+ * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
+ * A secret key is `name:base64(seed \u2016 public key)` (64 bytes), a public key `name:base64(public key)`.
+ */
+
+
+
+// DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) and SPKI (public).
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+class KeyError extends Error {
+}
+function splitKey(text, what) {
+    const trimmed = text.trim();
+    const colon = trimmed.indexOf(':');
+    if (colon <= 0)
+        throw new KeyError(`${what} must be 'name:base64'`);
+    const name = trimmed.slice(0, colon);
+    const encoded = trimmed.slice(colon + 1);
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded))
+        throw new KeyError(`${what} '${name}' is not valid base64`);
+    return [name, Buffer.from(encoded, 'base64')];
+}
+function publicKeyFromRaw(name, raw) {
+    const key = (0,external_node_crypto_.createPublicKey)({
+        key: Buffer.concat([SPKI_ED25519_PREFIX, raw]),
+        format: 'der',
+        type: 'spki',
+    });
+    return { name, key, text: `${name}:${raw.toString('base64')}` };
+}
+function parsePublicKey(text) {
+    const [name, raw] = splitKey(text, 'public key');
+    if (raw.length !== 32)
+        throw new KeyError(`public key '${name}' must be 32 bytes, got ${raw.length}`);
+    return publicKeyFromRaw(name, raw);
+}
+function parseSecretKey(text) {
+    const [name, raw] = splitKey(text, 'secret key');
+    if (raw.length !== 64)
+        throw new KeyError(`secret key '${name}' must be 64 bytes, got ${raw.length}`);
+    const seed = raw.subarray(0, 32);
+    const key = (0,external_node_crypto_.createPrivateKey)({
+        key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
+        format: 'der',
+        type: 'pkcs8',
+    });
+    const derivedPublic = rawPublicKey((0,external_node_crypto_.createPublicKey)(key));
+    if (!derivedPublic.equals(raw.subarray(32))) {
+        throw new KeyError(`secret key '${name}' does not match the public key stored in it`);
+    }
+    return {
+        name,
+        key,
+        publicKey: publicKeyFromRaw(name, derivedPublic),
+        text: `${name}:${raw.toString('base64')}`,
+    };
+}
+function rawPublicKey(key) {
+    return key.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
+}
+/** A fresh key pair, like `nix-store --generate-binary-cache-key name`. */
+function generateSecretKey(name) {
+    if (!name || name.includes(':'))
+        throw new KeyError(`key name '${name}' must be non-empty and contain no ':'`);
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_ED25519_PREFIX.length);
+    return parseSecretKey(`${name}:${Buffer.concat([seed, rawPublicKey(publicKey)]).toString('base64')}`);
+}
+/**
+ * The string Nix signs: `1;<store path>;<nar hash>;<nar size>;<references as full paths, comma-separated>`.
+ * `narHash` is a Hash or any text form of one (written as `sha256:<nix32>`); `references` are base
+ * names. Nix holds references in a sorted set, so they are sorted and deduplicated here too: a
+ * narinfo listing them in another order still gets the signature Nix expects.
+ */
+function fingerprint(storePath, narHash, narSize, references, storeDir = store_path_DEFAULT_STORE_DIR) {
+    const hash = typeof narHash === 'string' ? Hash.parse(narHash) : narHash;
+    const dir = storeDir.replace(/\/+$/, '');
+    const refs = [...new Set(references)]
+        .sort()
+        .map((r) => `${dir}/${r}`)
+        .join(',');
+    return `1;${storePath};${hash.toString()};${narSize};${refs}`;
+}
+/** The fingerprint of a narinfo, the text its `Sig:` lines sign. */
+function narInfoFingerprint(info, storeDir = DEFAULT_STORE_DIR) {
+    return fingerprint(info.storePath, info.narHash, info.narSize, info.references, storeDir);
+}
+/** Signs a fingerprint; returns a `Sig:` value, `name:base64(signature)`. */
+function signFingerprint(fp, secretKey) {
+    return `${secretKey.name}:${(0,external_node_crypto_.sign)(null, Buffer.from(fp), secretKey.key).toString('base64')}`;
+}
+/** True when `sig` (`name:base64`) is a valid signature of `fp` by the key of that name among `keys`. */
+function verifyFingerprint(fp, sig, keys) {
+    const colon = sig.indexOf(':');
+    if (colon <= 0)
+        return false;
+    const name = sig.slice(0, colon);
+    const signature = Buffer.from(sig.slice(colon + 1), 'base64');
+    if (signature.length !== 64)
+        return false;
+    return keys.some((k) => k.name === name && verify(null, Buffer.from(fp), k.key, signature));
+}
+
+;// CONCATENATED MODULE: ./src/proxy/runtime/request-gate.ts
+/**
+ * Who may talk to the daemon. The port is reachable by every local process, fixed-output
+ * derivations included (they share the host's network), so every request carries a per-job
+ * credential: the cache routes live under a secret path prefix (Nix sends it as part of the
+ * substituter URL, which only a 0600 file holds), the control routes need a second secret as
+ * `Authorization: Bearer` (read by the post-build hook and the post step from a 0600 file).
+ * Anything else gets a 401 before any other work, and never reaches the cache server.
+ */
+
+
+function digest(value) {
+    return (0,external_node_crypto_.createHash)('sha256').update(value).digest();
+}
+/** Equal strings, in time that does not depend on where they differ. */
+function sameSecret(given, expected) {
+    return (0,external_node_crypto_.timingSafeEqual)(digest(given), expected);
+}
+class RequestGate {
+    cachePrefix;
+    controlSecret;
+    constructor(auth) {
+        this.cachePrefix = digest(auth.cachePrefix);
+        this.controlSecret = digest(auth.controlSecret);
+    }
+    /** Throws a 401 unless the control request carries the control secret. */
+    checkControl(req) {
+        const header = req.headers.authorization ?? '';
+        const match = /^Bearer (\S+)$/.exec(header);
+        if (!match) {
+            throw unauthorized("the proxy's control routes need the job's control secret as `Authorization: Bearer`; this request has none", 'Bearer realm="sluice-proxy"');
+        }
+        if (!sameSecret(match[1], this.controlSecret)) {
+            throw unauthorized("the control secret in this request is not this job's", 'Bearer realm="sluice-proxy", error="invalid_token"');
+        }
+    }
+    /**
+     * The cache route inside a request path (`/<prefix>/nar/x.nar` \u2192 `/nar/x.nar`), or a 401 when
+     * the path does not start with the job's prefix. The secret never travels further than here.
+     */
+    cachePath(pathname) {
+        const end = pathname.indexOf('/', 1);
+        const prefix = end === -1 ? pathname.slice(1) : pathname.slice(1, end);
+        if (end === -1 || !sameSecret(prefix, this.cachePrefix)) {
+            throw unauthorized("this proxy serves the binary cache only under the job's secret path (the substituter URL Sluice put in Nix's configuration); this request is not under it");
+        }
+        return pathname.slice(end);
+    }
+}
+function unauthorized(message, challenge) {
+    return new HttpError(401, message, 'unauthorized', challenge ? { 'www-authenticate': challenge } : {});
+}
+
+;// CONCATENATED MODULE: ./src/contracts/control-api.ts
+/**
+ * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
+ * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
+ */
+const CONTROL_PREFIX = '/_sluice/';
+const ControlRoute = {
+    /** `GET` \u2192 DaemonHealth. */
+    Health: 'health',
+    /** `GET` \u2192 DaemonStats. */
+    Stats: 'stats',
+    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
+    Built: 'built',
+    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
+    Drain: 'drain',
+    /** GitHub cache mode: `POST` `{ paths, maxBytes }` \u2192 NewPackReport (contracts/pack-api.ts). */
+    Pack: 'pack',
+    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
+    Shutdown: 'shutdown',
+};
+function controlPath(route) {
+    return `${CONTROL_PREFIX}${route}`;
+}
+/** Drain deadlines above this are refused. */
+const MAX_DRAIN_DEADLINE_SECONDS = 6 * 3600;
+
+;// CONCATENATED MODULE: ./src/proxy/runtime/control-routes.ts
+
 
 
 
 /** A store diff of a big job can list tens of thousands of paths. */
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
-const MAX_DEADLINE_SECONDS = 6 * 3600;
 async function readJsonBody(req) {
     const chunks = [];
     let size = 0;
@@ -50590,19 +50829,24 @@ async function handleControl(req, res, pathname, ctx) {
             throw methodNotAllowed(method, allowed);
     };
     switch (pathname) {
-        case '/_sluice/health':
+        case controlPath(ControlRoute.Health):
             expect('GET');
             return sendJson(res, 200, ctx.health());
-        case '/_sluice/stats':
+        case controlPath(ControlRoute.Stats):
             expect('GET');
             return sendJson(res, 200, ctx.stats.toJSON());
-        case '/_sluice/built':
+        case controlPath(ControlRoute.Built):
             expect('POST');
             return built(req, res, ctx);
-        case '/_sluice/drain':
+        case controlPath(ControlRoute.Drain):
             expect('POST');
             return drain(req, res, ctx);
-        case '/_sluice/shutdown':
+        case controlPath(ControlRoute.Pack):
+            expect('POST');
+            if (!ctx.pack)
+                throw new HttpError(404, 'this proxy is not in GitHub cache mode', 'not_found');
+            return sendJson(res, 200, await ctx.pack(await readJsonBody(req)));
+        case controlPath(ControlRoute.Shutdown):
             expect('POST');
             sendJson(res, 200, { shuttingDown: true });
             res.once('finish', ctx.shutdown);
@@ -50620,7 +50864,6 @@ async function built(req, res, ctx) {
         throw new HttpError(400, 'give outPaths or drvPath', 'bad_request');
     }
     const queue = ctx.queue;
-    ctx.pinner?.add(outPaths);
     sendJson(res, 202, { pushing: queue !== undefined });
     if (!queue)
         return;
@@ -50634,8 +50877,8 @@ async function drain(req, res, ctx) {
     const deadlineSeconds = body.deadlineSeconds;
     if (typeof deadlineSeconds !== 'number' ||
         !(deadlineSeconds >= 0) ||
-        deadlineSeconds > MAX_DEADLINE_SECONDS) {
-        throw new HttpError(400, `deadlineSeconds must be a number from 0 to ${MAX_DEADLINE_SECONDS}`, 'bad_request');
+        deadlineSeconds > MAX_DRAIN_DEADLINE_SECONDS) {
+        throw new HttpError(400, `deadlineSeconds must be a number from 0 to ${MAX_DRAIN_DEADLINE_SECONDS}`, 'bad_request');
     }
     const paths = storePathsField(body.paths, 'paths');
     const queue = ctx.queue;
@@ -50648,17 +50891,13 @@ async function drain(req, res, ctx) {
         await Promise.race([queue.idle(), deadline]);
         clearTimeout(timer);
         ctx.log.info({ queued: queue.queued }, queue.isIdle ? 'drained' : 'drain deadline reached');
-        // Pinned only once everything is pushed: a pin names paths the slice must already hold.
-        if (ctx.pinner && queue.isIdle) {
-            ctx.pinner.add(paths);
-            await ctx.pinner.pin();
-        }
     }
     sendJson(res, 200, ctx.stats.toJSON());
 }
 
-;// CONCATENATED MODULE: ./src/proxy/server.ts
+;// CONCATENATED MODULE: ./src/proxy/runtime/proxy-server.ts
 /** The daemon's HTTP server: loopback only, routing to the cache routes or the control endpoints. */
+
 
 
 
@@ -50677,7 +50916,7 @@ async function startProxyServer(host, port, routes, control, gate, log) {
         // Until the request is authenticated its path is only the caller's word: logs never show it.
         let pathname = '(unauthenticated)';
         try {
-            if (target.startsWith('/_sluice/')) {
+            if (target.startsWith(CONTROL_PREFIX)) {
                 gate.checkControl(req);
                 pathname = target;
                 await handleControl(req, res, pathname, control);
@@ -50718,8 +50957,75 @@ async function startProxyServer(host, port, routes, control, gate, log) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/proxy/stats.ts
-/** The daemon's counters, reported as the stats JSON of the Action \u2194 daemon contract. */
+;// CONCATENATED MODULE: ./src/proxy/report/path-stats.ts
+/** How many of the largest paths the stats keep. */
+const LARGEST_KEPT = 10;
+/** The `n` largest, largest first. */
+class Largest {
+    items = [];
+    add(item) {
+        if (this.items.length === LARGEST_KEPT && item.bytes <= this.items.at(-1).bytes)
+            return;
+        const at = this.items.findIndex((other) => other.bytes < item.bytes);
+        this.items.splice(at === -1 ? this.items.length : at, 0, item);
+        if (this.items.length > LARGEST_KEPT)
+            this.items.pop();
+    }
+    list() {
+        return [...this.items];
+    }
+}
+const field = (narinfo, name) => new RegExp(`^${name}: (.*)$`, 'm').exec(narinfo)?.[1];
+class PathStats {
+    found = new Set();
+    notFound = new Set();
+    /** NAR request path \u2192 the path it belongs to, from the narinfos answered. */
+    narOwners = new Map();
+    downloaded = new Set();
+    downloadedBytes = 0;
+    largestDownloaded = new Largest();
+    largestPushed = new Largest();
+    /** The server had this narinfo (the text served to Nix). */
+    hit(hashPart, narinfo) {
+        this.found.add(hashPart);
+        this.notFound.delete(hashPart);
+        const url = field(narinfo, 'URL');
+        const path = field(narinfo, 'StorePath');
+        const bytes = Number(field(narinfo, 'FileSize') ?? field(narinfo, 'NarSize') ?? 0);
+        if (url && path)
+            this.narOwners.set(`/${url}`, { path, bytes });
+    }
+    /** The cache could not answer with this narinfo (not there, or the server failed). */
+    miss(hashPart) {
+        if (!this.found.has(hashPart))
+            this.notFound.add(hashPart);
+    }
+    /** Nix fetched this NAR (`/nar/\u2026`) whole. */
+    narServed(narPath) {
+        const owner = this.narOwners.get(narPath);
+        if (!owner || this.downloaded.has(owner.path))
+            return;
+        this.downloaded.add(owner.path);
+        this.downloadedBytes += owner.bytes;
+        this.largestDownloaded.add(owner);
+    }
+    pushed(path, bytes) {
+        this.largestPushed.add({ path, bytes });
+    }
+    toJSON() {
+        return {
+            found: this.found.size,
+            notFound: this.notFound.size,
+            downloaded: this.downloaded.size,
+            downloadedBytes: this.downloadedBytes,
+            largestDownloaded: this.largestDownloaded.list(),
+            largestPushed: this.largestPushed.list(),
+        };
+    }
+}
+
+;// CONCATENATED MODULE: ./src/proxy/report/stats.ts
+
 /** Distinct error messages kept, so a long outage cannot grow the stats without bound. */
 const MAX_ERRORS = 50;
 class Stats {
@@ -50730,13 +51036,14 @@ class Stats {
     misses = 0;
     bytesDownloaded = 0;
     narsReadAhead = 0;
+    narRedirects = 0;
+    paths = new PathStats();
     pushedPaths = 0;
     pushedBytes = 0;
     skippedAlreadyCached = 0;
     skippedUpstream = 0;
     skippedFiltered = 0;
     failed = [];
-    pin;
     errors = new Map();
     pushMs = 0;
     pushActiveSince;
@@ -50775,8 +51082,10 @@ class Stats {
         return {
             hits: this.hits,
             misses: this.misses,
+            paths: this.paths.toJSON(),
             bytesDownloaded: this.bytesDownloaded,
             narsReadAhead: this.narsReadAhead,
+            narRedirects: this.narRedirects,
             pushed: { paths: this.pushedPaths, bytes: this.pushedBytes },
             skipped: {
                 alreadyCached: this.skippedAlreadyCached,
@@ -50789,14 +51098,13 @@ class Stats {
             read: this.read,
             write: this.write,
             errors: [...this.errors].map(([message, count]) => count > 1 ? `${message} (${count} times)` : message),
-            ...(this.pin ? { pin: this.pin } : {}),
         };
     }
 }
 
 // EXTERNAL MODULE: external "node:util"
 var external_node_util_ = __nccwpck_require__(7975);
-;// CONCATENATED MODULE: ./src/proxy/store.ts
+;// CONCATENATED MODULE: ./src/proxy/push/local-store.ts
 /**
  * What the push engine asks of the local Nix store, through the real `nix` commands: path
  * metadata for a closure and the outputs of a derivation.
@@ -50847,7 +51155,7 @@ class LocalStore {
             }
             const info = {
                 path: entry.path,
-                narHash: hash_Hash.parse(entry.narHash),
+                narHash: Hash.parse(entry.narHash),
                 narSize: entry.narSize,
                 references: entry.references ?? [],
             };
@@ -50875,12 +51183,1651 @@ class LocalStore {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/token.ts
+;// CONCATENATED MODULE: ./src/contracts/pack-api.ts
+const PACK_DIR = 'sluice-pack';
+const PACK_INDEX = 'index.json';
+const PACK_NARS = 'nars.zst';
+/** The paths given to @actions/cache, as written: the cache version is a hash of this exact text. */
+const pack_api_PACK_CACHE_PATHS = [`${PACK_DIR}/${PACK_INDEX}`, `${PACK_DIR}/${PACK_NARS}`];
+
+;// CONCATENATED MODULE: ./src/contracts/pack-cache.ts
+/**
+ * The GitHub Actions cache through @actions/cache, one restore or save of a pack at a time.
+ * @actions/cache works relative to the process's cwd and GITHUB_WORKSPACE (where it tars from and
+ * extracts to), so each call runs inside the pack's own directory. It logs every failure to
+ * reserve an entry (409, 429, 5xx) as the same vague line and keeps the cause for debug output:
+ * the cause is caught from its output here, so the job summary can say what really happened.
+ */
+
+/** Lines @actions/cache writes that carry the real cause of a failure. */
+const CAUSES = [
+    /::debug::Failed to reserve cache: (.*)$/,
+    /Cache reservation failed: (.*)$/,
+    /Failed to (?:save|restore): (.*)$/,
+    /::(?:warning|error)::(.*)$/,
+];
+/** Runs `fn` inside `dir`, with stdout also read for the causes @actions/cache only logs. */
+async function inside(dir, fn, tempDir) {
+    const cwd = process.cwd();
+    const workspace = process.env.GITHUB_WORKSPACE;
+    const runnerTemp = process.env.RUNNER_TEMP;
+    const write = process.stdout.write.bind(process.stdout);
+    const causes = [];
+    process.stdout.write = ((chunk, ...rest) => {
+        const text = String(chunk);
+        for (const line of text.split('\n')) {
+            for (const pattern of CAUSES) {
+                const match = pattern.exec(line);
+                if (match) {
+                    causes.push(decodeURIComponent(match[1].replace(/%(?![0-9A-F]{2})/g, '%25')));
+                    break;
+                }
+            }
+        }
+        // Its warnings and errors would become annotations of their own; Sluice reports the cause once.
+        return write(text.replace(/^::(warning|error)::/gm, '@actions/cache $1: '), ...rest);
+    });
+    process.chdir(dir);
+    process.env.GITHUB_WORKSPACE = dir;
+    if (tempDir)
+        process.env.RUNNER_TEMP = tempDir;
+    try {
+        return { value: await fn(), causes };
+    }
+    finally {
+        process.stdout.write = write;
+        process.chdir(cwd);
+        restoreEnv('GITHUB_WORKSPACE', workspace);
+        restoreEnv('RUNNER_TEMP', runnerTemp);
+    }
+}
+function restoreEnv(name, value) {
+    if (value === undefined)
+        delete process.env[name];
+    else
+        process.env[name] = value;
+}
+/** The most telling cause: the first specific one (a debug line names the HTTP status). */
+function cause(causes, fallback) {
+    return causes.find((c) => /\(\d{3}\)|\d{3}|status|Too Many|already/i.test(c)) ?? causes[0] ?? fallback;
+}
+/**
+ * One GetCacheEntryDownloadURL call, then the download (into a new directory below `tempDir`,
+ * where stream-restore.ts reads it as it lands) and extraction into `<dir>/sluice-pack/`.
+ */
+async function restorePack(dir, key, restoreKeys, tempDir) {
+    const cache = await __nccwpck_require__.e(/* import() */ 329).then(__nccwpck_require__.bind(__nccwpck_require__, 5329));
+    try {
+        const { value, causes } = await inside(dir, () => cache.restoreCache([...pack_api_PACK_CACHE_PATHS], key, restoreKeys), tempDir);
+        if (value !== undefined)
+            return { ok: true, key: value };
+        if (causes.length > 0)
+            return { ok: false, error: cause(causes, 'the restore failed') };
+        return { ok: false, missing: true };
+    }
+    catch (e) {
+        return { ok: false, error: e.message };
+    }
+}
+/** CreateCacheEntry, the upload, FinalizeCacheEntryUpload: saves `<dir>/sluice-pack/` as `key`. */
+async function savePack(dir, key) {
+    const cache = await __nccwpck_require__.e(/* import() */ 329).then(__nccwpck_require__.bind(__nccwpck_require__, 5329));
+    try {
+        const { value, causes } = await inside(dir, () => cache.saveCache([...PACK_CACHE_PATHS], key));
+        if (value !== -1)
+            return { ok: true, key };
+        return { ok: false, error: cause(causes, 'the cache service did not take the pack') };
+    }
+    catch (e) {
+        return { ok: false, error: e.message };
+    }
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pack/format.ts
+/**
+ * A pack: the store paths one CI job saved to the GitHub Actions cache, as one cache entry of two
+ * files. `index.json` (read first, small) states each path's narinfo facts and where its NAR sits
+ * in `nars.zst`, the zstd-compressed NARs concatenated, references before referrers. @actions/cache
+ * tars the two files in this order, so the index arrives before the NARs.
+ */
+
+
+
+const PACK_FORMAT = 'sluice-pack';
+const PACK_VERSION = 1;
+class PackFormatError extends Error {
+}
+function serializeIndex(index) {
+    return JSON.stringify({
+        format: PACK_FORMAT,
+        version: PACK_VERSION,
+        createdAt: index.createdAt,
+        entries: index.entries.map((e) => ({ ...e, narHash: e.narHash.toString() })),
+    });
+}
+function format_isRecord(value) {
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+function count(value, field) {
+    if (!Number.isSafeInteger(value) || value < 0)
+        throw new PackFormatError(`${field} must be a non-negative integer`);
+    return value;
+}
+function baseName(value, field) {
+    if (typeof value !== 'string')
+        throw new PackFormatError(`${field} must be a store path base name`);
+    try {
+        store_path_StorePath.fromBaseName(value);
+    }
+    catch (e) {
+        throw new PackFormatError(`${field}: ${e.message}`);
+    }
+    return value;
+}
+function parseEntry(raw, i, expectedOffset) {
+    const at = `entries[${i}]`;
+    if (!format_isRecord(raw))
+        throw new PackFormatError(`${at} must be an object`);
+    if (typeof raw.path !== 'string')
+        throw new PackFormatError(`${at}.path must be a store path`);
+    let narHash;
+    try {
+        store_path_StorePath.parse(raw.path);
+        narHash = Hash.parse(String(raw.narHash));
+    }
+    catch (e) {
+        throw new PackFormatError(`${at}: ${e.message}`);
+    }
+    if (narHash.algorithm !== 'sha256')
+        throw new PackFormatError(`${at}.narHash must be sha256`);
+    if (!Array.isArray(raw.references))
+        throw new PackFormatError(`${at}.references must be an array`);
+    const entry = {
+        path: raw.path,
+        narHash,
+        narSize: count(raw.narSize, `${at}.narSize`),
+        references: raw.references.map((r, j) => baseName(r, `${at}.references[${j}]`)),
+        offset: count(raw.offset, `${at}.offset`),
+        size: count(raw.size, `${at}.size`),
+    };
+    if (entry.offset !== expectedOffset)
+        throw new PackFormatError(`${at}.offset is ${entry.offset}, expected ${expectedOffset}`);
+    if (raw.deriver !== undefined)
+        entry.deriver = baseName(raw.deriver, `${at}.deriver`);
+    if (raw.ca !== undefined) {
+        if (typeof raw.ca !== 'string' || /[\n\r]/.test(raw.ca))
+            throw new PackFormatError(`${at}.ca must be a line`);
+        entry.ca = raw.ca;
+    }
+    return entry;
+}
+/** Parses and checks an index: offsets contiguous from 0, valid paths and hashes, no path twice. */
+function parseIndex(text) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch (e) {
+        throw new PackFormatError(`the pack index is not JSON: ${e.message}`);
+    }
+    if (!format_isRecord(json) || json.format !== PACK_FORMAT)
+        throw new PackFormatError('the pack index is not a Sluice pack index');
+    if (json.version !== PACK_VERSION)
+        throw new PackFormatError(`pack format version ${String(json.version)} is not ${PACK_VERSION}`);
+    if (!Array.isArray(json.entries))
+        throw new PackFormatError('entries must be an array');
+    const entries = [];
+    const seen = new Set();
+    let offset = 0;
+    for (const [i, raw] of json.entries.entries()) {
+        const entry = parseEntry(raw, i, offset);
+        if (seen.has(entry.path))
+            throw new PackFormatError(`${entry.path} is in the pack twice`);
+        seen.add(entry.path);
+        offset += entry.size;
+        entries.push(entry);
+    }
+    return { createdAt: typeof json.createdAt === 'string' ? json.createdAt : '', entries };
+}
+/** Bytes of NAR data the index describes: nars.zst must be exactly this long. */
+function dataSize(index) {
+    const last = index.entries.at(-1);
+    return last ? last.offset + last.size : 0;
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar-structure.ts
+/**
+ * Checks, as the bytes stream past, that they are one NAR and nothing else: the `nix-archive-1`
+ * magic, then nodes as Nix's parser accepts them (regular files, symlinks, directories with valid,
+ * sorted entry names, zero padding), and no byte after the top node's end. Only the framing is
+ * parsed: file contents are counted, not kept, so checking costs little besides the hash.
+ *
+ * Knowing the framing lets an upload be refused early: bytes that are not a NAR fail on their first
+ * 8 bytes, and a file whose declared length passes a limit fails before its contents are inflated.
+ */
+class NarFormatError extends Error {
+    reason;
+    constructor(message, 
+    /** `not_a_nar` (wrong start), `trailing_data` (bytes after the NAR) or `bad_nar` (malformed). */
+    reason) {
+        super(message);
+        this.reason = reason;
+    }
+}
+const MAGIC = 'nix-archive-1';
+/** Longest keyword of the format ('nix-archive-1'). */
+const KEYWORD_MAX = 16;
+/** NAME_MAX and PATH_MAX on Linux: longer names or link targets cannot be restored. */
+const NAME_MAX = 255;
+const TARGET_MAX = 4096;
+/** Deeper than PATH_MAX allows anyway (each level adds at least `x/`); bounds the memory kept per level. */
+const DEPTH_MAX = 2048;
+const padding = (length) => (8 - (length % 8)) % 8;
+class NarStructureChecker {
+    expect = 'magic';
+    /** Per open directory, the name of its last entry (entries must be sorted). */
+    directories = [];
+    phase = 'length';
+    /** Bytes still needed to complete the phase. */
+    need = 8;
+    gathered = [];
+    stringLength = 0;
+    finished = false;
+    /** Bytes checked so far. */
+    size = 0;
+    /**
+     * The least the NAR's size can be, given what it has declared: the bytes so far plus the rest of
+     * the file contents being read. Past a limit, the upload can be refused before inflating them.
+     */
+    get declaredSize() {
+        return this.phase === 'contents' ? this.size + this.need + padding(this.stringLength) : this.size;
+    }
+    /** Checks the next bytes; throws a NarFormatError at the first one that does not fit. */
+    update(chunk) {
+        for (let i = 0; i < chunk.length;) {
+            if (this.finished) {
+                throw new NarFormatError(`the NAR ends at byte ${this.size}, but more data follows it`, 'trailing_data');
+            }
+            const take = Math.min(this.need, chunk.length - i);
+            // Copied: the caller may reuse its buffer once this returns, and a string may span chunks.
+            if (this.phase !== 'contents')
+                this.gathered.push(Buffer.from(chunk.subarray(i, i + take)));
+            i += take;
+            this.need -= take;
+            this.size += take;
+            if (this.need === 0)
+                this.completePhase();
+        }
+    }
+    /** Throws unless the bytes so far are one whole NAR. */
+    end() {
+        if (this.finished)
+            return;
+        if (this.expect === 'magic')
+            this.fail('cut off');
+        throw new NarFormatError(`the NAR is cut off after ${this.size} bytes`, 'bad_nar');
+    }
+    fail(message) {
+        if (this.expect === 'magic') {
+            throw new NarFormatError(`the upload is not a NAR: it does not start with '${MAGIC}'`, 'not_a_nar');
+        }
+        throw new NarFormatError(`malformed NAR at byte ${this.size}: ${message}`, 'bad_nar');
+    }
+    take() {
+        const bytes = this.gathered.length === 1 ? this.gathered[0] : Buffer.concat(this.gathered);
+        this.gathered = [];
+        return bytes;
+    }
+    completePhase() {
+        // Zero-length phases (an empty string, empty contents, no padding) complete at once.
+        do {
+            switch (this.phase) {
+                case 'length':
+                    this.lengthRead(this.take().readBigUInt64LE(0));
+                    break;
+                case 'string': {
+                    const bytes = this.take();
+                    this.checkPadding(bytes.subarray(this.stringLength));
+                    this.phase = 'length';
+                    this.need = 8;
+                    this.token(bytes.subarray(0, this.stringLength));
+                    break;
+                }
+                case 'contents':
+                    this.phase = 'padding';
+                    this.need = padding(this.stringLength);
+                    break;
+                case 'padding':
+                    this.checkPadding(this.take());
+                    this.phase = 'length';
+                    this.need = 8;
+                    this.expect = 'close';
+                    break;
+            }
+        } while (this.need === 0 && !this.finished);
+    }
+    lengthRead(length) {
+        if (this.expect === 'contentsLength') {
+            if (length > BigInt(Number.MAX_SAFE_INTEGER))
+                this.fail(`a file of ${length} bytes`);
+            this.stringLength = Number(length);
+            this.phase = 'contents';
+            this.need = this.stringLength;
+            return;
+        }
+        const max = this.expect === 'name' ? NAME_MAX : this.expect === 'target' ? TARGET_MAX : KEYWORD_MAX;
+        if (length > BigInt(max))
+            this.fail(`a string of ${length} bytes where ${this.describe()} belongs`);
+        this.stringLength = Number(length);
+        this.phase = 'string';
+        this.need = this.stringLength + padding(this.stringLength);
+    }
+    checkPadding(bytes) {
+        if (bytes.some((byte) => byte !== 0))
+            this.fail('non-zero padding');
+    }
+    describe() {
+        return this.expect === 'name'
+            ? 'a file name'
+            : this.expect === 'target'
+                ? 'a symlink target'
+                : 'a keyword';
+    }
+    /** Moves on from a complete string (other than file contents). */
+    token(value) {
+        const text = this.expect === 'name' || this.expect === 'target' ? '' : value.toString('latin1');
+        const want = (keyword, next) => {
+            if (text !== keyword)
+                this.fail(`expected '${keyword}', found '${text.slice(0, 16)}'`);
+            this.expect = next;
+        };
+        switch (this.expect) {
+            case 'magic':
+                return want(MAGIC, 'open');
+            case 'open':
+                return want('(', 'typeKey');
+            case 'typeKey':
+                return want('type', 'type');
+            case 'type':
+                if (text === 'regular')
+                    this.expect = 'regularTag';
+                else if (text === 'symlink')
+                    this.expect = 'targetKey';
+                else if (text === 'directory')
+                    this.openDirectory();
+                else
+                    this.fail(`unknown node type '${text.slice(0, 16)}'`);
+                return;
+            case 'regularTag':
+                if (text === 'executable')
+                    this.expect = 'executableValue';
+                else
+                    want('contents', 'contentsLength');
+                return;
+            case 'executableValue':
+                return want('', 'contentsKey');
+            case 'contentsKey':
+                return want('contents', 'contentsLength');
+            case 'targetKey':
+                return want('target', 'target');
+            case 'target':
+                if (value.length === 0 || value.includes(0))
+                    this.fail('an empty symlink target or one with a NUL byte');
+                this.expect = 'close';
+                return;
+            case 'directoryTag':
+                if (text === ')')
+                    return this.closeDirectory();
+                return want('entry', 'entryOpen');
+            case 'entryOpen':
+                return want('(', 'nameKey');
+            case 'nameKey':
+                return want('name', 'name');
+            case 'name':
+                return this.entryName(value);
+            case 'nodeKey':
+                return want('node', 'open');
+            case 'entryClose':
+                return want(')', 'directoryTag');
+            case 'close':
+                want(')', 'close');
+                return this.nodeEnded();
+            case 'contentsLength':
+                throw new Error('unreachable: a file length is not a string');
+        }
+    }
+    openDirectory() {
+        if (this.directories.length >= DEPTH_MAX)
+            this.fail(`directories nested deeper than ${DEPTH_MAX}`);
+        this.directories.push(null);
+        this.expect = 'directoryTag';
+    }
+    closeDirectory() {
+        this.directories.pop();
+        this.nodeEnded();
+    }
+    entryName(name) {
+        const text = name.toString('latin1');
+        if (name.length === 0 || text === '.' || text === '..' || name.includes(0x2f) || name.includes(0)) {
+            this.fail(`invalid file name '${name.toString('utf8').slice(0, 64)}'`);
+        }
+        const depth = this.directories.length - 1;
+        const previous = this.directories[depth];
+        if (previous && Buffer.compare(previous, name) >= 0)
+            this.fail('directory entries are not sorted');
+        this.directories[depth] = name;
+        this.expect = 'nodeKey';
+    }
+    /** A node's closing `)` was read: the NAR ends, or the directory entry holding the node does. */
+    nodeEnded() {
+        if (this.directories.length === 0)
+            this.finished = true;
+        else
+            this.expect = 'entryClose';
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar-hasher.ts
+/**
+ * Decompresses a NAR file fed chunk by chunk and hashes the NAR inside, without a stream of its
+ * own to pass through: the upload path feeds it the chunks it also writes to storage.
+ *
+ * Given limits (as the server's uploads are), it also refuses what is not worth inflating: bytes
+ * that are not exactly one NAR, a NAR past the size limit (as soon as the NAR declares a file that
+ * would pass it), output out of all proportion to the input, skippable zstd frames, and frames or
+ * dictionaries that need more decoder memory than allowed. The decompressor stops at once.
+ */
+
+
+
+
+
+
+/** Below this, any ratio is fine: inflating 64 MiB costs a fraction of a second. */
+const RATIO_FLOOR_BYTES = 64 * 1024 * 1024;
+class NarLimitError extends Error {
+    limit;
+    constructor(message, limit) {
+        super(message);
+        this.limit = limit;
+    }
+}
+function createNarHasher(compression, limits) {
+    const output = new NarOutput(limits);
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new PlainNarHasher(output);
+        case 'zstd': {
+            // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
+            const scanner = new ZstdFrameScanner(limits ? { refuseSkippable: true, maxWindowBytes: limits.maxDecompressionMemory } : {});
+            return new StreamNarHasher(output, createZstdDecoder(limits?.maxDecompressionMemory), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
+        }
+        case 'xz':
+            // The program's stdin may still hold a written chunk after its callback: it gets a copy.
+            return new StreamNarHasher(output, createDecompressor('xz', { maxMemory: limits?.maxDecompressionMemory }), (chunk, write) => write(Buffer.from(chunk)));
+    }
+}
+/** Hashes and counts the NAR as it comes out of the decompressor, and checks it against the limits. */
+class NarOutput {
+    limits;
+    hasher = (0,external_node_crypto_.createHash)('sha256');
+    structure;
+    size = 0;
+    /** Compressed bytes given to the decompressor so far. */
+    fed = 0;
+    constructor(limits) {
+        this.limits = limits;
+        this.structure = limits ? new NarStructureChecker() : undefined;
+    }
+    /** Takes the next NAR bytes; throws if they break the format or a limit. */
+    take(chunk) {
+        this.structure?.update(chunk);
+        this.hasher.update(chunk);
+        this.size += chunk.length;
+        const limits = this.limits;
+        if (!limits || !this.structure)
+            return;
+        if (this.structure.declaredSize > limits.maxNarSize) {
+            throw new NarLimitError(`the NAR is larger than the limit of ${limits.maxNarSize} bytes` +
+                (this.structure.declaredSize > this.size
+                    ? ' (it declares a file that takes it past the limit)'
+                    : ''), 'nar_size');
+        }
+        if (limits.maxRatio > 0 && this.size > RATIO_FLOOR_BYTES && this.size > limits.maxRatio * this.fed) {
+            throw new NarLimitError(`the upload decompresses to more than ${limits.maxRatio} times its size ` +
+                `(${this.size} NAR bytes from ${this.fed} bytes so far)`, 'compression_ratio');
+        }
+    }
+    digest() {
+        this.structure?.end();
+        return { narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size };
+    }
+}
+class PlainNarHasher {
+    output;
+    constructor(output) {
+        this.output = output;
+    }
+    write(chunk) {
+        this.output.fed += chunk.length;
+        try {
+            this.output.take(chunk);
+        }
+        catch (error) {
+            return Promise.reject(error);
+        }
+        return Promise.resolve();
+    }
+    async end() {
+        return this.output.digest();
+    }
+    destroy() { }
+}
+/** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
+class StreamNarHasher {
+    output;
+    decompressor;
+    feed;
+    checkEnd;
+    failure;
+    /** Settles the promise of the write in progress. */
+    settle;
+    constructor(output, decompressor, 
+    /** Writes `chunk` into the decompressor, in one or more pieces. */
+    feed, 
+    /** Throws if the input so far cannot be a whole file. */
+    checkEnd = () => undefined) {
+        this.output = output;
+        this.decompressor = decompressor;
+        this.feed = feed;
+        this.checkEnd = checkEnd;
+        decompressor.on('data', (chunk) => {
+            if (this.failure)
+                return;
+            try {
+                output.take(chunk);
+            }
+            catch (error) {
+                // Not one more byte inflated for an upload that is refused anyway.
+                this.fail(error);
+                decompressor.destroy();
+            }
+        });
+        decompressor.on('error', (error) => this.fail(error));
+        decompressor.on('close', () => {
+            if (!decompressor.readableEnded)
+                this.fail(new Error('the decompressor closed early'));
+        });
+    }
+    fail(error) {
+        this.failure ??= error;
+        this.settle?.(this.failure);
+    }
+    write(chunk) {
+        if (this.failure)
+            return Promise.reject(this.failure);
+        const pieces = [];
+        try {
+            this.feed(chunk, (piece) => pieces.push(piece));
+        }
+        catch (error) {
+            this.failure ??= error;
+            return Promise.reject(this.failure);
+        }
+        this.output.fed += chunk.length;
+        if (pieces.length === 0)
+            return Promise.resolve();
+        return new Promise((resolve, reject) => {
+            this.settle = (error) => {
+                this.settle = undefined;
+                if (error)
+                    reject(error);
+                else
+                    resolve();
+            };
+            // Write callbacks run in order: the last one means every piece is consumed.
+            for (const [i, piece] of pieces.entries()) {
+                this.decompressor.write(piece, i === pieces.length - 1 ? (error) => this.settle?.(error) : undefined);
+            }
+        });
+    }
+    async end() {
+        if (this.failure)
+            throw this.failure;
+        this.checkEnd();
+        this.decompressor.end();
+        // A decompressor stopped by a refusal ends "prematurely": the refusal is the news.
+        await (0,external_node_stream_promises_namespaceObject.finished)(this.decompressor).catch((error) => {
+            throw this.failure ?? error;
+        });
+        if (this.failure)
+            throw this.failure;
+        return this.output.digest();
+    }
+    destroy() {
+        this.decompressor.destroy();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pack/reader.ts
+/**
+ * Reads a restored pack: the index at once, then every NAR in the background, each decompressed
+ * and hashed against the NarHash and NarSize its index entry states. A NAR is handed out only once
+ * it passed; the first one that fails marks the whole pack corrupt, and nothing of it not yet
+ * handed out ever is (the job then builds what it needs).
+ */
+
+
+
+
+
+
+/** Read size while verifying: big reads keep the hashing pass cheap. */
+const READ_BYTES = 1024 * 1024;
+class PackCorruptError extends Error {
+}
+class PackReader {
+    index;
+    narsFile;
+    byHashPart = new Map();
+    byNarHash = new Map();
+    /** Entries verified so far: NARs before this index passed. */
+    verifiedUpTo = 0;
+    corruption;
+    waiters = [];
+    closed = false;
+    constructor(index, narsFile) {
+        this.index = index;
+        this.narsFile = narsFile;
+        for (const entry of index.entries) {
+            this.byHashPart.set(store_path_StorePath.parse(entry.path).hashPart, entry);
+            this.byNarHash.set(entry.narHash.nix32, entry);
+        }
+    }
+    /** Opens `<root>/sluice-pack/`: checks the index and that nars.zst is as long as it says. */
+    static async open(root) {
+        const dir = (0,external_node_path_.join)(root, PACK_DIR);
+        const index = parseIndex(await (0,promises_.readFile)((0,external_node_path_.join)(dir, PACK_INDEX), 'utf8'));
+        const narsFile = (0,external_node_path_.join)(dir, PACK_NARS);
+        const size = (await (0,promises_.stat)(narsFile)).size;
+        if (size !== dataSize(index))
+            throw new PackFormatError(`${PACK_NARS} is ${size} bytes, but the index describes ${dataSize(index)}`);
+        return new PackReader(index, narsFile);
+    }
+    get corrupt() {
+        return this.corruption?.message;
+    }
+    /** Bytes of compressed NARs in the pack. */
+    get bytes() {
+        return dataSize(this.index);
+    }
+    entryForHashPart(hashPart) {
+        return this.corruption ? undefined : this.byHashPart.get(hashPart);
+    }
+    entryForNarHash(narHashNix32) {
+        return this.byNarHash.get(narHashNix32);
+    }
+    /** A pack whose NARs are still arriving (`consume`): they are written to `narsFile` as they pass. */
+    static streaming(index, narsFile) {
+        return new PackReader(index, narsFile);
+    }
+    /** Hashes every NAR of the file in order; resolves when all passed or one failed (then `corrupt` says why). */
+    async verify() {
+        const stream = (0,external_node_fs_.createReadStream)(this.narsFile, { highWaterMark: READ_BYTES });
+        try {
+            await this.check(stream);
+        }
+        finally {
+            stream.destroy();
+        }
+    }
+    /** Takes the NARs as they arrive: each piece is written to the pack's file, then hashed. */
+    async consume(source) {
+        const sink = await (0,promises_.open)(this.narsFile, 'w');
+        try {
+            await this.check(source, sink);
+        }
+        finally {
+            await sink.close();
+        }
+    }
+    /** Marks the pack unusable from here on (its download broke off). */
+    fail(message) {
+        this.corruption ??= new PackCorruptError(message);
+        this.wake();
+    }
+    async check(source, sink) {
+        const entries = this.index.entries;
+        let position = 0;
+        let current = 0;
+        let hasher = entries.length > 0 ? createNarHasher('zstd') : undefined;
+        try {
+            for await (const chunk of source) {
+                if (this.closed || this.corruption)
+                    return;
+                if (position + chunk.length > dataSize(this.index))
+                    throw new PackCorruptError(`${PACK_NARS} holds more than the index describes`);
+                if (sink)
+                    await sink.write(chunk);
+                let at = 0;
+                while (at < chunk.length && current < entries.length) {
+                    const entry = entries[current];
+                    const end = entry.offset + entry.size;
+                    const take = Math.min(chunk.length - at, end - position);
+                    if (take > 0)
+                        await hasher.write(chunk.subarray(at, at + take));
+                    at += take;
+                    position += take;
+                    if (position === end) {
+                        this.compare(entry, await hasher.end());
+                        this.verifiedUpTo = ++current;
+                        this.wake();
+                        hasher = current < entries.length ? createNarHasher('zstd') : undefined;
+                    }
+                }
+            }
+            if (current < entries.length)
+                throw new PackCorruptError(`${PACK_NARS} ended before ${entries[current].path}`);
+        }
+        catch (e) {
+            hasher?.destroy();
+            const entry = entries[current];
+            this.corruption =
+                e instanceof PackCorruptError
+                    ? e
+                    : new PackCorruptError(`the NAR of ${entry?.path ?? 'an entry'} is corrupt: ${e.message}`);
+            this.wake();
+        }
+    }
+    compare(entry, digest) {
+        if (digest.narSize !== entry.narSize || digest.narHash.nix32 !== entry.narHash.nix32) {
+            throw new PackCorruptError(`the NAR of ${entry.path} does not match its index entry (NarHash sha256:${digest.narHash.nix32}, ${digest.narSize} bytes; expected ${entry.narHash.toString()}, ${entry.narSize} bytes)`);
+        }
+    }
+    wake() {
+        const waiters = this.waiters;
+        this.waiters = [];
+        for (const resolve of waiters)
+            resolve();
+    }
+    /** Resolves once `entry`'s NAR passed its check; rejects if the pack turned out corrupt first. */
+    async verified(entry) {
+        const position = this.index.entries.indexOf(entry);
+        while (position >= this.verifiedUpTo) {
+            if (this.corruption)
+                throw this.corruption;
+            await new Promise((resolve) => this.waiters.push(resolve));
+        }
+    }
+    /** The compressed NAR's bytes, once verified. */
+    async open(entry) {
+        await this.verified(entry);
+        return (0,external_node_fs_.createReadStream)(this.narsFile, {
+            start: entry.offset,
+            end: entry.offset + entry.size - 1,
+            highWaterMark: 256 * 1024,
+        });
+    }
+    close() {
+        this.closed = true;
+        this.corruption ??= new PackCorruptError('the proxy is shutting down');
+        this.wake();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pack/tar-stream.ts
+/**
+ * Reads the files of a tar stream as they arrive (the archives @actions/cache writes with GNU tar:
+ * ustar headers, GNU long names, pax headers), so a pack's index can be read before the rest of
+ * the archive is downloaded.
+ */
+const BLOCK = 512;
+/** Exact-length reads over an async stream of chunks. */
+class ByteReader {
+    source;
+    buffered = [];
+    length = 0;
+    done = false;
+    constructor(source) {
+        this.source = source;
+    }
+    /** Waits for at least `n` bytes (fewer only at the end of the stream). */
+    async fill(n) {
+        while (this.length < n && !this.done) {
+            const next = await this.source.next();
+            if (next.done)
+                this.done = true;
+            else if (next.value.length > 0) {
+                this.buffered.push(next.value);
+                this.length += next.value.length;
+            }
+        }
+    }
+    /** Up to `max` bytes already here or the next chunk's; empty at the end. */
+    async some(max) {
+        await this.fill(1);
+        if (this.length === 0)
+            return Buffer.alloc(0);
+        const first = this.buffered[0];
+        const piece = first.length <= max ? first : first.subarray(0, max);
+        if (piece === first)
+            this.buffered.shift();
+        else
+            this.buffered[0] = first.subarray(max);
+        this.length -= piece.length;
+        return piece;
+    }
+    /** Exactly `n` bytes, or fewer if the stream ends first. */
+    async read(n) {
+        await this.fill(n);
+        const all = Buffer.concat(this.buffered, this.length);
+        const out = all.subarray(0, Math.min(n, all.length));
+        const rest = all.subarray(out.length);
+        this.buffered = rest.length > 0 ? [rest] : [];
+        this.length = rest.length;
+        return out;
+    }
+    /** `n` bytes as a sequence of pieces; the caller must consume them all. */
+    async *stream(n) {
+        let left = n;
+        while (left > 0) {
+            const piece = await this.some(Math.min(left, 1024 * 1024));
+            if (piece.length === 0)
+                throw new Error(`the archive ended ${left} bytes early`);
+            left -= piece.length;
+            yield piece;
+        }
+    }
+}
+class TarError extends Error {
+}
+function tar_stream_text(block, start, length) {
+    const field = block.subarray(start, start + length);
+    const nul = field.indexOf(0);
+    return field.subarray(0, nul === -1 ? field.length : nul).toString('utf8');
+}
+function size(block) {
+    const field = block.subarray(124, 136);
+    // GNU base-256 for sizes beyond the 11 octal digits.
+    if (field[0] & 0x80)
+        return Number(field.readBigUInt64BE(4));
+    const octal = tar_stream_text(block, 124, 12).trim();
+    const value = octal === '' ? 0 : parseInt(octal, 8);
+    if (!Number.isSafeInteger(value))
+        throw new TarError(`bad size field '${octal}'`);
+    return value;
+}
+function checksumOk(block) {
+    let sum = 0;
+    for (let i = 0; i < BLOCK; i++)
+        sum += i >= 148 && i < 156 ? 32 : block[i];
+    return parseInt(tar_stream_text(block, 148, 8).trim(), 8) === sum;
+}
+function paxPath(content) {
+    for (const record of content.toString('utf8').split('\n')) {
+        const match = /^\d+ path=(.*)$/.exec(record);
+        if (match)
+            return match[1];
+    }
+    return undefined;
+}
+/**
+ * Calls `onFile` for each regular file, in archive order, with its contents as pieces; `onFile`
+ * must consume them all before returning.
+ */
+async function readTar(reader, onFile) {
+    let longName;
+    for (;;) {
+        const block = await reader.read(BLOCK);
+        if (block.length < BLOCK)
+            throw new TarError('the archive ended inside a header');
+        if (block.every((b) => b === 0))
+            return;
+        if (!checksumOk(block))
+            throw new TarError('a header checksum does not match');
+        const type = String.fromCharCode(block[156]);
+        const length = size(block);
+        const padding = (BLOCK - (length % BLOCK)) % BLOCK;
+        const prefix = tar_stream_text(block, 257, 6).startsWith('ustar') ? tar_stream_text(block, 345, 155) : '';
+        const name = longName ?? (prefix ? `${prefix}/${tar_stream_text(block, 0, 100)}` : tar_stream_text(block, 0, 100));
+        longName = undefined;
+        if (type === 'L' || type === 'x') {
+            const content = await reader.read(length + padding);
+            longName = type === 'L' ? tar_stream_text(content, 0, length) : paxPath(content.subarray(0, length));
+            continue;
+        }
+        if (type === '0' || type === '\0' || type === '7') {
+            await onFile({ name: name.replace(/^\.\//, ''), size: length }, reader.stream(length));
+        }
+        else {
+            for await (const piece of reader.stream(length))
+                void piece;
+        }
+        if (padding > 0)
+            await reader.read(padding);
+    }
+}
+
+;// CONCATENATED MODULE: external "node:timers/promises"
+const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
+;// CONCATENATED MODULE: ./src/proxy/pack/tail.ts
+/**
+ * Reads the archive @actions/cache is downloading while it downloads: it writes the archive front
+ * to back (one GET streamed to the file, or 128 MiB segments in order from Azure) into a fresh
+ * directory under RUNNER_TEMP, here the pack's own. The bytes are read as they land; the end is
+ * known once the restore call has returned.
+ */
+
+
+
+const POLL_MS = 20;
+const tail_READ_BYTES = 1024 * 1024;
+const ARCHIVE_NAMES = ['cache.tzst', 'cache.tgz'];
+/** The archive's path once it appears in a directory below `tempDir`, or undefined if the restore ended first. */
+async function findArchive(tempDir, finished) {
+    for (;;) {
+        const done = finished();
+        for (const entry of await (0,promises_.readdir)(tempDir, { recursive: true }).catch(() => [])) {
+            const name = String(entry);
+            if (ARCHIVE_NAMES.some((archive) => name.endsWith(archive)))
+                return (0,external_node_path_.join)(tempDir, name);
+        }
+        if (done)
+            return undefined;
+        await (0,external_node_timers_promises_namespaceObject.setTimeout)(POLL_MS);
+    }
+}
+async function tailArchive(tempDir, finished) {
+    const path = await findArchive(tempDir, finished);
+    if (!path)
+        return undefined;
+    // Opened at once: @actions/cache deletes the archive after extracting it; the open file stays readable.
+    const file = await (0,promises_.open)(path, 'r').catch(() => undefined);
+    if (!file)
+        return undefined;
+    async function* chunks() {
+        let position = 0;
+        try {
+            for (;;) {
+                const done = finished();
+                const buffer = Buffer.allocUnsafe(tail_READ_BYTES);
+                const { bytesRead } = await file.read(buffer, 0, tail_READ_BYTES, position);
+                if (bytesRead > 0) {
+                    position += bytesRead;
+                    yield buffer.subarray(0, bytesRead);
+                }
+                else if (done) {
+                    return;
+                }
+                else {
+                    await (0,external_node_timers_promises_namespaceObject.setTimeout)(POLL_MS);
+                }
+            }
+        }
+        finally {
+            await file.close();
+        }
+    }
+    return { path, chunks: chunks() };
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pack/stream-restore.ts
+/**
+ * Reads a pack out of the archive @actions/cache is still downloading: decompress, walk the tar,
+ * and hand over a reader as soon as the index has arrived; the NARs follow in the background,
+ * each written to the pack's file and checked as it passes. Undefined when the archive never
+ * showed up or broke before its index (the caller then reads what @actions/cache extracted).
+ */
+
+
+
+
+
+
+
+
+
+/** An index larger than this is not a Sluice pack's. */
+const MAX_INDEX_BYTES = 512 * 1024 * 1024;
+async function streamRestore(tempDir, finished, targetDir, onError) {
+    const archive = await tailArchive(tempDir, finished);
+    if (!archive)
+        return undefined;
+    await (0,promises_.mkdir)((0,external_node_path_.join)(targetDir, PACK_DIR), { recursive: true });
+    const decompressor = archive.path.endsWith('.tgz') ? (0,external_node_zlib_.createGunzip)() : createDecompressor('zstd');
+    const bytes = external_node_stream_.Readable.from(archive.chunks).pipe(decompressor);
+    const input = new ByteReader(bytes[Symbol.asyncIterator]());
+    let reader;
+    let consumed = false;
+    let announce = () => undefined;
+    const announced = new Promise((resolve) => (announce = resolve));
+    const walk = readTar(input, async (file, contents) => {
+        if (file.name === `${PACK_DIR}/${PACK_INDEX}` && !reader) {
+            if (file.size > MAX_INDEX_BYTES)
+                throw new Error(`the pack index is ${file.size} bytes`);
+            const pieces = [];
+            for await (const piece of contents)
+                pieces.push(piece);
+            reader = PackReader.streaming(parseIndex(Buffer.concat(pieces).toString('utf8')), (0,external_node_path_.join)(targetDir, PACK_DIR, PACK_NARS));
+            announce({ reader, finished: walk.then(() => undefined) });
+        }
+        else if (file.name === `${PACK_DIR}/${PACK_NARS}` && reader && !consumed) {
+            consumed = true;
+            await reader.consume(contents);
+        }
+        else {
+            for await (const piece of contents)
+                void piece;
+        }
+    }).then(() => {
+        // An archive without the NARs after the index: nothing of it can be served.
+        if (reader && !consumed)
+            reader.fail(`the pack's archive holds no ${PACK_NARS}`);
+    }, (error) => {
+        const message = `the pack's download could not be read: ${error.message}`;
+        if (reader)
+            reader.fail(message);
+        else
+            onError(message);
+        bytes.destroy();
+    });
+    void walk.finally(() => announce(undefined));
+    return announced;
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pack/collector.ts
+class BuiltCollector {
+    store;
+    stats;
+    log;
+    now;
+    /** Store path \u2192 when it was first reported. */
+    roots = new Map();
+    resolving = 0;
+    waiters = [];
+    constructor(store, stats, log, now = Date.now) {
+        this.store = store;
+        this.stats = stats;
+        this.log = log;
+        this.now = now;
+    }
+    get queued() {
+        return this.resolving;
+    }
+    get isIdle() {
+        return this.resolving === 0;
+    }
+    enqueue(paths) {
+        const at = this.now();
+        for (const path of paths)
+            if (!path.endsWith('.drv') && !this.roots.has(path))
+                this.roots.set(path, at);
+    }
+    async enqueueOutputsOf(drvPath) {
+        this.resolving++;
+        try {
+            this.enqueue(await this.store.derivationOutputs(drvPath));
+        }
+        catch (e) {
+            const message = `cannot find the outputs of ${drvPath}: ${e.message}`;
+            this.stats.error(message);
+            this.log.warn({ err: message }, 'built path report ignored');
+        }
+        finally {
+            if (--this.resolving === 0) {
+                const waiters = this.waiters;
+                this.waiters = [];
+                for (const resolve of waiters)
+                    resolve();
+            }
+        }
+    }
+    idle() {
+        return this.isIdle ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));
+    }
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pack/planner.ts
+/** Orders infos so that every path comes after the references it has among them. */
+function planner_referencesFirst(infos) {
+    const byPath = new Map(infos.map((info) => [info.path, info]));
+    const done = new Set();
+    const out = [];
+    const visit = (info) => {
+        const stack = [[info, 0]];
+        done.add(info.path);
+        while (stack.length > 0) {
+            const top = stack[stack.length - 1];
+            const [current, i] = top;
+            if (i < current.references.length) {
+                top[1]++;
+                const ref = byPath.get(current.references[i]);
+                if (ref && !done.has(ref.path)) {
+                    done.add(ref.path);
+                    stack.push([ref, 0]);
+                }
+            }
+            else {
+                stack.pop();
+                out.push(current);
+            }
+        }
+    };
+    for (const info of [...infos].sort((a, b) => (a.path < b.path ? -1 : 1)))
+        if (!done.has(info.path))
+            visit(info);
+    return out;
+}
+function planPack(input) {
+    let filtered = 0;
+    let upstream = 0;
+    const candidates = input.infos.filter((info) => {
+        const why = input.excluded(info.path);
+        if (why === 'filtered')
+            filtered++;
+        if (why === 'upstream')
+            upstream++;
+        return why === undefined;
+    });
+    const ordered = planner_referencesFirst(candidates);
+    const position = new Map(ordered.map((info, i) => [info.path, i]));
+    // Referrers come later in `ordered`: walking backwards hands each path's recency to its references.
+    const recency = new Map(ordered.map((info) => [info.path, input.lastUsed.get(info.path) ?? 0]));
+    for (let i = ordered.length - 1; i >= 0; i--) {
+        const info = ordered[i];
+        const own = recency.get(info.path);
+        for (const ref of info.references) {
+            if (ref !== info.path && recency.has(ref) && recency.get(ref) < own)
+                recency.set(ref, own);
+        }
+    }
+    const byPriority = [...ordered].sort((a, b) => recency.get(b.path) - recency.get(a.path) || position.get(a.path) - position.get(b.path));
+    const kept = new Set();
+    let narBytes = 0;
+    for (const info of byPriority) {
+        if (narBytes + info.narSize > input.maxBytes)
+            break;
+        narBytes += info.narSize;
+        kept.add(info.path);
+    }
+    const paths = ordered.filter((info) => kept.has(info.path));
+    return {
+        paths,
+        narBytes,
+        added: paths.filter((info) => !input.inRestoredPack.has(info.path)).length,
+        dropped: ordered.length - paths.length,
+        filtered,
+        upstream,
+    };
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pack/upstream-check.ts
+/**
+ * Which store paths an upstream cache (cache.nixos.org by default) serves: those need not take
+ * room in the pack, Nix gets them there anyway. HEAD of each narinfo without credentials; a cache
+ * that fails on the network serves nothing and is not asked again in this check.
+ */
+
+
+const TIMEOUT_MS = 5_000;
+const CONCURRENCY = 16;
+async function servedUpstream(caches, paths) {
+    const served = new Set();
+    for (const url of caches) {
+        const cache = new Upstream(url, {
+            retry: { retries: 1 },
+            connections: 4,
+            connectTimeoutMs: TIMEOUT_MS,
+            headersTimeoutMs: TIMEOUT_MS,
+            bodyTimeoutMs: TIMEOUT_MS,
+        });
+        const todo = paths.filter((p) => !served.has(p));
+        let next = 0;
+        let down = false;
+        const worker = async () => {
+            while (next < todo.length && !down) {
+                const path = todo[next++];
+                try {
+                    const response = await cache.request({
+                        method: 'HEAD',
+                        path: `/${store_path_StorePath.parse(path).hashPart}.narinfo`,
+                        signal: AbortSignal.timeout(TIMEOUT_MS * 2),
+                    });
+                    await response.body.dump();
+                    if (response.statusCode === 200)
+                        served.add(path);
+                }
+                catch {
+                    down = true;
+                }
+            }
+        };
+        try {
+            await Promise.all(Array.from({ length: Math.min(CONCURRENCY, todo.length) }, worker));
+        }
+        finally {
+            await cache.destroy();
+        }
+    }
+    return served;
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pack/writer.ts
+/**
+ * Writes a pack from the local store: each path's NAR serialized in-process and zstd-compressed
+ * (the push's own `compressedNar`, which also checks the NAR is the size the store says), appended
+ * to nars.zst in the order given (references first), then the index beside it.
+ */
+
+
+
+
+async function writePack(root, infos, now = new Date()) {
+    const dir = (0,external_node_path_.join)(root, PACK_DIR);
+    await (0,promises_.mkdir)(dir, { recursive: true });
+    const file = await (0,promises_.open)((0,external_node_path_.join)(dir, PACK_NARS), 'w');
+    const entries = [];
+    let offset = 0;
+    try {
+        for (const info of infos) {
+            let size = 0;
+            // Each chunk's buffer is reused once the next is asked for: written before that.
+            for await (const chunk of compressedNar(info, 'zstd')) {
+                await file.write(chunk);
+                size += chunk.length;
+            }
+            const entry = {
+                path: info.path,
+                narHash: info.narHash,
+                narSize: info.narSize,
+                references: info.references.map((r) => (0,external_node_path_.basename)(r)),
+                offset,
+                size,
+            };
+            if (info.deriver)
+                entry.deriver = (0,external_node_path_.basename)(info.deriver);
+            if (info.ca)
+                entry.ca = info.ca;
+            entries.push(entry);
+            offset += size;
+        }
+    }
+    finally {
+        await file.close();
+    }
+    const index = { createdAt: now.toISOString(), entries };
+    await (0,promises_.writeFile)((0,external_node_path_.join)(dir, PACK_INDEX), serializeIndex(index));
+    return { root, index, bytes: offset };
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pack/new-pack.ts
+/**
+ * `POST /_sluice/pack` `{ paths?: string[], maxBytes: number }`: plans the job's new pack from what
+ * Nix took from the restored pack and what the job built (the hook's reports plus `paths`, the
+ * post step's store diff), and writes it into `<dir>/save/` for the post step to save. No pack
+ * is written when the job added nothing to what it restored.
+ */
+
+
+
+
+
+
+function parseBody(body) {
+    const maxBytes = body.maxBytes;
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 0)
+        throw new HttpError(400, 'maxBytes must be a non-negative integer', 'bad_request');
+    const paths = body.paths ?? [];
+    if (!Array.isArray(paths))
+        throw new HttpError(400, 'paths must be an array of store paths', 'bad_request');
+    for (const [i, path] of paths.entries()) {
+        try {
+            store_path_StorePath.parse(String(path));
+        }
+        catch (e) {
+            throw new HttpError(400, `paths[${i}]: ${e.message}`, 'bad_request');
+        }
+    }
+    return { paths: paths, maxBytes: maxBytes };
+}
+async function newPack(ctx, body) {
+    const { paths, maxBytes } = parseBody(body);
+    ctx.collector.enqueue(paths);
+    await ctx.collector.idle();
+    const restored = ctx.restored();
+    const used = ctx.routes.used;
+    const report = {
+        stats: ctx.stats.toJSON(),
+        restore: ctx.restore(),
+        used: { paths: used.size, bytes: ctx.routes.usedBytes },
+        built: ctx.collector.roots.size,
+    };
+    const inRestoredPack = new Set(restored?.index.entries.map((e) => e.path) ?? []);
+    const roots = [...new Set([...ctx.collector.roots.keys(), ...used.keys()])];
+    if (roots.length === 0)
+        return { ...report, reason: 'the job built nothing and took nothing from a pack' };
+    const invalid = new Set(await ctx.store.invalidPaths(roots));
+    const infos = await ctx.store.closureInfo(roots.filter((p) => !invalid.has(p)));
+    const filter = ctx.push.filter ? new RegExp(ctx.push.filter) : undefined;
+    const fresh = infos.filter((info) => !inRestoredPack.has(info.path) && !filter?.test(info.path));
+    const upstream = await servedUpstream(ctx.push.upstreamCaches, fresh.map((info) => info.path));
+    const lastUsed = new Map([...ctx.collector.roots, ...used]);
+    const plan = planPack({
+        infos,
+        lastUsed,
+        inRestoredPack,
+        excluded: (path) => (filter?.test(path) ? 'filtered' : upstream.has(path) ? 'upstream' : undefined),
+        maxBytes,
+    });
+    report.plan = {
+        paths: plan.paths.length,
+        narBytes: plan.narBytes,
+        added: plan.added,
+        dropped: plan.dropped,
+        filtered: plan.filtered,
+        upstream: plan.upstream,
+    };
+    if (plan.added === 0) {
+        const why = plan.dropped > 0 && plan.paths.length === 0
+            ? `nothing fits in max-pack-size (${maxBytes} bytes)`
+            : 'the job built nothing new: everything it needs came from the restored pack, an upstream cache, or is excluded by push-filter';
+        return { ...report, reason: why };
+    }
+    const started = Date.now();
+    const written = await writePack((0,external_node_path_.join)(ctx.dir, 'save'), plan.paths);
+    ctx.log.info({ paths: plan.paths.length, bytes: written.bytes, seconds: (Date.now() - started) / 1000 }, 'pack written');
+    return {
+        ...report,
+        stats: ctx.stats.toJSON(),
+        written: { root: written.root, paths: written.index.entries.length, bytes: written.bytes },
+    };
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pack/routes.ts
+
+
+
+
+
+
+const routes_NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
+const NAR_PATH = /^\/nar\/([0-9a-df-np-sv-z]{52})\.nar\.zst$/;
+class PackRoutes {
+    pack;
+    key;
+    stats;
+    log;
+    now;
+    /** Store paths whose NAR Nix took from the pack, with when: the pack's recently used paths. */
+    used = new Map();
+    usedBytes = 0;
+    constructor(
+    /** The restored pack, or undefined once it is known there is none (or it could not be read). */
+    pack, key, stats, log, now = Date.now) {
+        this.pack = pack;
+        this.key = key;
+        this.stats = stats;
+        this.log = log;
+        this.now = now;
+    }
+    close() {
+        void this.pack.then((reader) => reader?.close());
+    }
+    async handle(req, res, pathname) {
+        const method = req.method ?? 'GET';
+        const readOnly = () => {
+            if (method !== 'GET' && method !== 'HEAD')
+                throw methodNotAllowed(method, 'GET, HEAD');
+        };
+        if (pathname === '/nix-cache-info') {
+            readOnly();
+            return (this.send(res, 200, 'text/x-nix-cache-info', NIX_CACHE_INFO), true);
+        }
+        const narinfo = routes_NARINFO_PATH.exec(pathname);
+        if (narinfo) {
+            readOnly();
+            await this.narinfo(narinfo[1], res);
+            return true;
+        }
+        const nar = NAR_PATH.exec(pathname);
+        if (nar) {
+            readOnly();
+            await this.nar(nar[1], res);
+            return true;
+        }
+        return false;
+    }
+    send(res, status, type, body) {
+        res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+        res.end(res.req.method === 'HEAD' ? undefined : body);
+    }
+    async narinfo(hashPart, res) {
+        const reader = await this.pack;
+        const entry = reader?.entryForHashPart(hashPart);
+        if (!entry) {
+            this.stats.misses++;
+            this.stats.paths.miss(hashPart);
+            return this.send(res, 404, 'text/plain; charset=utf-8', 'not in the pack\n');
+        }
+        this.stats.hits++;
+        const narinfo = this.signedNarInfo(entry);
+        // Distinct paths for the summary and the hits/misses outputs, as the server's routes count them.
+        this.stats.paths.hit(hashPart, narinfo);
+        this.send(res, 200, 'text/x-nix-narinfo', narinfo);
+    }
+    signedNarInfo(entry) {
+        const sig = signFingerprint(fingerprint(entry.path, entry.narHash, entry.narSize, entry.references), this.key);
+        return serializeNarInfo({
+            storePath: entry.path,
+            url: `nar/${entry.narHash.nix32}.nar.zst`,
+            compression: 'zstd',
+            fileSize: entry.size,
+            narHash: entry.narHash,
+            narSize: entry.narSize,
+            references: entry.references,
+            ...(entry.deriver ? { deriver: entry.deriver } : {}),
+            ...(entry.ca ? { ca: entry.ca } : {}),
+            sigs: [sig],
+            extra: [],
+        });
+    }
+    async nar(narHash, res) {
+        const reader = await this.pack;
+        const entry = reader?.entryForNarHash(narHash);
+        if (!reader || !entry)
+            throw new HttpError(404, 'NAR not in the pack', 'not_found');
+        let body;
+        try {
+            body = await reader.open(entry);
+        }
+        catch (e) {
+            this.stats.error(`the restored pack was not served further: ${e.message}`);
+            this.log.warn({ path: entry.path, err: e.message }, 'pack NAR refused');
+            throw new HttpError(404, 'NAR not served: the pack failed its check', 'corrupt');
+        }
+        res.writeHead(200, { 'content-type': 'application/x-nix-nar', 'content-length': entry.size });
+        if (res.req.method === 'HEAD') {
+            body.destroy();
+            res.end();
+            return;
+        }
+        const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
+        try {
+            await (0,external_node_stream_promises_namespaceObject.pipeline)(body, counter, res);
+            this.stats.paths.narServed(`/nar/${narHash}.nar.zst`);
+            if (!this.used.has(entry.path))
+                this.usedBytes += entry.size;
+            this.used.set(entry.path, this.now());
+        }
+        catch (e) {
+            this.log.warn({ path: entry.path, err: e.message }, 'pack NAR download broke off');
+            res.destroy();
+        }
+    }
+}
+
+;// CONCATENATED MODULE: ./src/proxy/runtime/pack-daemon.ts
+/**
+ * The daemon in GitHub cache mode: listens at once, restores the newest pack for the job's keys
+ * in the background (lookups wait for it, nothing else does), verifies it as it is read, collects
+ * what the job builds, and writes the new pack when the post step asks.
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/**
+ * Restores the pack: the reader comes as soon as the index has been downloaded (streamed out of
+ * the archive as it lands), or, if that did not work, from what @actions/cache extracted. The
+ * report says how it went. Never throws.
+ */
+async function restore(pack, report, log) {
+    const started = Date.now();
+    const seconds = () => (Date.now() - started) / 1000;
+    const dir = (0,external_node_path_.join)(pack.dir, 'restore');
+    const tempDir = (0,external_node_path_.join)(pack.dir, 'download');
+    try {
+        await (0,promises_.mkdir)(dir, { recursive: true });
+        await (0,promises_.mkdir)(tempDir, { recursive: true });
+        // @actions/cache reads the runner's variables from the environment.
+        Object.assign(process.env, pack.cacheEnv);
+        let done = false;
+        const restoring = restorePack(dir, pack.restoreKey, pack.restoreKeys, tempDir).finally(() => (done = true));
+        const streamed = await streamRestore(tempDir, () => done, (0,external_node_path_.join)(pack.dir, 'stream'), (message) => log.warn({ err: message }, 'reading the pack while it downloads failed; reading it once extracted'));
+        if (streamed) {
+            const { reader } = streamed;
+            Object.assign(report, { outcome: 'restored', paths: reader.index.entries.length, bytes: reader.bytes });
+            report.indexSeconds = seconds();
+            log.info({ report }, 'pack index read; its NARs follow');
+            void restoring.then((outcome) => {
+                report.seconds = seconds();
+                if (outcome.ok)
+                    report.key = outcome.key;
+                else {
+                    const why = 'error' in outcome ? outcome.error : 'no pack';
+                    reader.fail(`the pack's download failed: ${why}`);
+                    Object.assign(report, { outcome: 'failed', error: why });
+                }
+            });
+            void streamed.finished.then(() => watchCorruption(reader, report, log));
+            return reader;
+        }
+        const outcome = await restoring;
+        report.seconds = seconds();
+        if (!outcome.ok) {
+            if (outcome.missing)
+                report.outcome = 'none';
+            else
+                Object.assign(report, { outcome: 'failed', error: outcome.error });
+            log.info({ report }, 'no pack restored');
+            return undefined;
+        }
+        report.key = outcome.key;
+        const reader = await PackReader.open(dir);
+        Object.assign(report, { outcome: 'restored', paths: reader.index.entries.length, bytes: reader.bytes });
+        log.info({ report }, 'pack restored');
+        void reader.verify().then(() => watchCorruption(reader, report, log));
+        return reader;
+    }
+    catch (e) {
+        Object.assign(report, { outcome: 'failed', error: e.message, seconds: seconds() });
+        log.warn({ report }, 'pack restore failed');
+        return undefined;
+    }
+}
+function watchCorruption(reader, report, log) {
+    if (!reader.corrupt)
+        return;
+    report.corrupt = reader.corrupt;
+    log.warn({ err: reader.corrupt }, 'restored pack is corrupt');
+}
+async function startPackDaemon(config, options = {}) {
+    const secrets = new Secrets();
+    secrets.add(config.pack.signingKey);
+    secrets.add(config.pack.cacheEnv.ACTIONS_RUNTIME_TOKEN);
+    secrets.add(config.auth.cachePrefix);
+    secrets.add(config.auth.controlSecret);
+    const log = createLogger(secrets, options.logDestination);
+    const { host, port } = parseDaemonListen(config.listen);
+    await (0,promises_.mkdir)(config.stateDir, { recursive: true });
+    const key = parseSecretKey(config.pack.signingKey);
+    const store = new LocalStore(options.env);
+    const queued = { count: () => 0 };
+    const stats = new Stats([], null, () => queued.count());
+    const collector = new BuiltCollector(store, stats, log);
+    queued.count = () => collector.queued;
+    const report = { outcome: 'pending' };
+    let reader;
+    const restoring = restore(config.pack, report, log).then((r) => (reader = r));
+    const routes = new PackRoutes(restoring, key, stats, log);
+    let closing;
+    const close = () => (closing ??= (async () => {
+        log.info({ stats: stats.toJSON() }, 'shutting down');
+        routes.close();
+        await proxy.close();
+        await Promise.all(config.secretFiles.map((file) => (0,promises_.rm)(file, { force: true }).catch(() => undefined)));
+        log.flush();
+    })());
+    const proxy = await startProxyServer(host, port, routes, {
+        stats,
+        queue: collector,
+        log,
+        pack: (body) => newPack({
+            dir: config.pack.dir,
+            push: config.push,
+            store,
+            stats,
+            log,
+            collector,
+            routes,
+            restored: () => reader,
+            restore: () => ({ ...report, ...(reader?.corrupt ? { corrupt: reader.corrupt } : {}) }),
+        }, body),
+        health: () => ({
+            ok: true,
+            pid: process.pid,
+            port: proxy.port,
+            pushing: true,
+            tokenExpiresAt: null,
+            memory: process.memoryUsage(),
+        }),
+        shutdown: () => void close().then(options.onShutdown),
+    }, new RequestGate(config.auth), log);
+    const ready = (0,external_node_path_.join)(config.stateDir, 'ready.json');
+    await (0,promises_.writeFile)(`${ready}.tmp`, JSON.stringify({ pid: process.pid, port: proxy.port }));
+    await (0,promises_.rename)(`${ready}.tmp`, ready);
+    log.info({ port: proxy.port, backend: 'github' }, 'listening');
+    return { port: proxy.port, url: `http://127.0.0.1:${proxy.port}`, stats, log, close };
+}
+
+;// CONCATENATED MODULE: ./src/proxy/upstream/clock.ts
+const systemClock = {
+    now: () => Date.now(),
+    setTimer(fn, ms) {
+        const timer = setTimeout(fn, ms);
+        timer.unref();
+        return () => clearTimeout(timer);
+    },
+};
+
+;// CONCATENATED MODULE: ./src/proxy/upstream/token-keeper.ts
 /**
  * Keeps the cache token fresh: before it expires, ask the runner for a new OIDC ID token (the call
  * `core.getIDToken` makes) and exchange it at the server. A failed refresh keeps the old token,
  * records the error and tries again later.
  */
+
 
 
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -50893,8 +52840,8 @@ function refreshDelay(remainingMs) {
         return 0;
     return remainingMs - Math.min(MAX_REFRESH_LEAD_MS, remainingMs / 4);
 }
-/** One JSON request with a bearer token; throws naming `what` on a non-200 or non-object answer. */
-async function requestJson(url, method, bearer, what) {
+/** One request with a bearer token; its body, or an error naming `what` on a non-200 answer. */
+async function requestText(url, method, bearer, what) {
     const response = await (0,undici/* request */.Em)(url, {
         method,
         headers: { authorization: `Bearer ${bearer}`, accept: 'application/json' },
@@ -50904,25 +52851,19 @@ async function requestJson(url, method, bearer, what) {
     if (response.statusCode !== 200) {
         throw new Error(`${what} answered HTTP ${response.statusCode}: ${text.slice(0, 200).trim()}`);
     }
-    try {
-        const json = JSON.parse(text);
-        if (typeof json === 'object' && json !== null)
-            return json;
-    }
-    catch {
-        // reported below
-    }
-    throw new Error(`${what} did not answer a JSON object`);
+    return text;
 }
 class TokenKeeper {
     options;
     token;
-    timer;
+    cancelTimer;
+    clock;
     inFlight;
     stopped = false;
     constructor(initial, options) {
         this.options = options;
         this.token = initial;
+        this.clock = options.clock ?? systemClock;
         options.secrets.add(initial.token);
         options.secrets.add(options.idTokenRequest?.token);
     }
@@ -50938,11 +52879,11 @@ class TokenKeeper {
     /** Schedules refreshes for as long as the daemon runs. */
     start() {
         if (this.canRefresh)
-            this.schedule(refreshDelay(this.token.expiresAt - Date.now()));
+            this.schedule(refreshDelay(this.token.expiresAt - this.clock.now()));
     }
     stop() {
         this.stopped = true;
-        clearTimeout(this.timer);
+        this.cancelTimer?.();
     }
     /** Gets a new token now (one refresh at a time); true when the token changed. */
     refresh() {
@@ -50956,11 +52897,8 @@ class TokenKeeper {
     schedule(delayMs) {
         if (this.stopped)
             return;
-        clearTimeout(this.timer);
-        this.timer = setTimeout(() => {
-            void this.refresh();
-        }, delayMs);
-        this.timer.unref();
+        this.cancelTimer?.();
+        this.cancelTimer = this.clock.setTimer(() => void this.refresh(), delayMs);
     }
     async doRefresh() {
         const { log, stats } = this.options;
@@ -50969,14 +52907,14 @@ class TokenKeeper {
             this.options.secrets.add(fresh.token);
             this.token = fresh;
             log.info({ expiresAt: new Date(fresh.expiresAt).toISOString() }, 'cache token refreshed');
-            this.schedule(refreshDelay(fresh.expiresAt - Date.now()));
+            this.schedule(refreshDelay(fresh.expiresAt - this.clock.now()));
             return true;
         }
         catch (e) {
             const message = `token refresh failed: ${e.message}`;
             stats.error(message);
             log.warn({ err: message }, 'token refresh failed; keeping the current token');
-            const remaining = this.token.expiresAt - Date.now();
+            const remaining = this.token.expiresAt - this.clock.now();
             this.schedule(Math.min(MAX_FAILED_RETRY_MS, Math.max(1000, remaining / 2)));
             return false;
         }
@@ -50985,7 +52923,16 @@ class TokenKeeper {
         const { url, token } = this.options.idTokenRequest;
         const target = new URL(url);
         target.searchParams.set('audience', this.options.audience);
-        const json = await requestJson(target, 'GET', token, 'the ID token request endpoint');
+        const text = await requestText(target, 'GET', token, 'the ID token request endpoint');
+        let json = null;
+        try {
+            json = JSON.parse(text);
+        }
+        catch {
+            // reported below
+        }
+        if (typeof json !== 'object' || json === null)
+            throw new Error('the ID token request endpoint did not answer a JSON object');
         if (typeof json.value !== 'string' || json.value === '') {
             throw new Error('the ID token request endpoint answered no token (no "value")');
         }
@@ -50993,16 +52940,13 @@ class TokenKeeper {
         return json.value;
     }
     async exchange(idToken) {
-        const url = `${this.options.server}/_api/v1/token`;
-        const json = await requestJson(url, 'POST', idToken, 'the token exchange');
-        if (typeof json.token !== 'string' || json.token === '') {
-            throw new Error('the token exchange answered no token');
-        }
-        return { token: json.token, expiresAt: parseExpiry(json.expires_at, 'expires_at') };
+        const url = `${this.options.server}${TOKEN_EXCHANGE_PATH}`;
+        const answer = parseTokenExchangeResponse(await requestText(url, 'POST', idToken, 'the token exchange'));
+        return { token: answer.token, expiresAt: Date.parse(answer.expiresAt) };
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/daemon.ts
+;// CONCATENATED MODULE: ./src/proxy/runtime/daemon-main.ts
 /**
  * The daemon's lifecycle: read the config, wire the parts, listen, announce readiness in
  * `<stateDir>/ready.json`, and shut down cleanly on `/_sluice/shutdown` or SIGTERM.
@@ -51020,34 +52964,33 @@ class TokenKeeper {
 
 
 
-/** Writes then renames, so a reader never sees half a file. */
-async function writeReadyFile(stateDir, port) {
-    const path = (0,external_node_path_.join)(stateDir, 'ready.json');
-    const tmp = `${path}.${process.pid}.tmp`;
-    await (0,promises_.writeFile)(tmp, JSON.stringify({ pid: process.pid, port }));
-    await (0,promises_.rename)(tmp, path);
-}
 /** Deletes the files that hold the job's secrets: they are no use once the daemon is gone. */
 async function removeSecretFiles(files) {
     await Promise.all(files.map((file) => (0,promises_.rm)(file, { force: true }).catch(() => undefined)));
 }
 async function startDaemon(config, options = {}) {
+    if (config.pack)
+        return startPackDaemon({ ...config, pack: config.pack }, options);
     const secrets = new Secrets();
     secrets.add(config.token);
     secrets.add(config.auth.cachePrefix);
     secrets.add(config.auth.controlSecret);
     const log = createLogger(secrets, options.logDestination);
-    const { host, port } = parseListen(config.listen);
+    const { host, port } = parseDaemonListen(config.listen);
     await (0,promises_.mkdir)(config.stateDir, { recursive: true });
     let queue;
     const stats = new Stats(config.read, config.write, () => queue?.queued ?? 0);
-    const tokens = new TokenKeeper({ token: config.token, expiresAt: config.tokenExpiresAt ?? Infinity }, {
+    const tokens = new TokenKeeper({
+        token: config.token,
+        expiresAt: config.tokenExpiresAt === null ? Infinity : parseExpiry(config.tokenExpiresAt),
+    }, {
         server: config.server,
         audience: config.audience,
         idTokenRequest: config.idTokenRequest,
         secrets,
         stats,
         log,
+        ...(options.clock ? { clock: options.clock } : {}),
     });
     const server = new Upstream(config.server, {
         token: () => tokens.current(),
@@ -51089,10 +53032,9 @@ async function startDaemon(config, options = {}) {
             tokenExpiresAt: Number.isFinite(tokens.expiresAt) ? new Date(tokens.expiresAt).toISOString() : null,
         }),
         shutdown: () => void close().then(options.onShutdown),
-        ...(config.pin && queue ? { pinner: new Pinner(server, config.pin, stats, log) } : {}),
     }, new RequestGate(config.auth), log);
     tokens.start();
-    await writeReadyFile(config.stateDir, proxy.port);
+    await writeReadyFile(config.stateDir, { pid: process.pid, port: proxy.port });
     log.info({
         port: proxy.port,
         server: config.server,
@@ -51114,7 +53056,7 @@ async function run(configPath = process.argv[2]) {
     };
     let config;
     try {
-        config = await readConfig(configPath);
+        config = await readDaemonConfig(configPath);
     }
     catch (e) {
         return failed(e, [configPath]);
@@ -51158,6 +53100,20 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("buffer");
 
 /***/ }),
 
+/***/ 5317:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("child_process");
+
+/***/ }),
+
+/***/ 6982:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("crypto");
+
+/***/ }),
+
 /***/ 4434:
 /***/ ((module) => {
 
@@ -51172,10 +53128,31 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("fs");
 
 /***/ }),
 
+/***/ 8611:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("http");
+
+/***/ }),
+
+/***/ 5692:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("https");
+
+/***/ }),
+
 /***/ 3339:
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("module");
+
+/***/ }),
+
+/***/ 9278:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("net");
 
 /***/ }),
 
@@ -51263,6 +53240,20 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http2")
 
 /***/ }),
 
+/***/ 4708:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:https");
+
+/***/ }),
+
+/***/ 8995:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:module");
+
+/***/ }),
+
 /***/ 7030:
 /***/ ((module) => {
 
@@ -51288,6 +53279,13 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:perf_hooks");
+
+/***/ }),
+
+/***/ 1708:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:process");
 
 /***/ }),
 
@@ -51368,10 +53366,52 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
 
 /***/ }),
 
+/***/ 857:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
+
+/***/ }),
+
 /***/ 6928:
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("path");
+
+/***/ }),
+
+/***/ 2203:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("stream");
+
+/***/ }),
+
+/***/ 3193:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("string_decoder");
+
+/***/ }),
+
+/***/ 3557:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("timers");
+
+/***/ }),
+
+/***/ 4756:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("tls");
+
+/***/ }),
+
+/***/ 2018:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("tty");
 
 /***/ }),
 
@@ -54741,7 +56781,7 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 	// Execute the module function
 /******/ 	var threw = true;
 /******/ 	try {
-/******/ 		__webpack_modules__[moduleId](module, module.exports, __nccwpck_require__);
+/******/ 		__webpack_modules__[moduleId].call(module.exports, module, module.exports, __nccwpck_require__);
 /******/ 		threw = false;
 /******/ 	} finally {
 /******/ 		if(threw) delete __webpack_module_cache__[moduleId];
@@ -54753,6 +56793,9 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 	// Return the exports of the module
 /******/ 	return module.exports;
 /******/ }
+/******/ 
+/******/ // expose the modules object (__webpack_modules__)
+/******/ __nccwpck_require__.m = __webpack_modules__;
 /******/ 
 /************************************************************************/
 /******/ /* webpack/runtime/asset-relocator-loader */
@@ -54827,6 +56870,36 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 	};
 /******/ })();
 /******/ 
+/******/ /* webpack/runtime/create fake namespace object */
+/******/ (() => {
+/******/ 	var getProto = Object.getPrototypeOf ? (obj) => (Object.getPrototypeOf(obj)) : (obj) => (obj.__proto__);
+/******/ 	var leafPrototypes;
+/******/ 	// create a fake namespace object
+/******/ 	// mode & 1: value is a module id, require it
+/******/ 	// mode & 2: merge all properties of value into the ns
+/******/ 	// mode & 4: return value when already ns object
+/******/ 	// mode & 16: return value when it's Promise-like
+/******/ 	// mode & 8|1: behave like require
+/******/ 	__nccwpck_require__.t = function(value, mode) {
+/******/ 		if(mode & 1) value = this(value);
+/******/ 		if(mode & 8) return value;
+/******/ 		if(typeof value === 'object' && value) {
+/******/ 			if((mode & 4) && value.__esModule) return value;
+/******/ 			if((mode & 16) && typeof value.then === 'function') return value;
+/******/ 		}
+/******/ 		var ns = Object.create(null);
+/******/ 		__nccwpck_require__.r(ns);
+/******/ 		var def = {};
+/******/ 		leafPrototypes = leafPrototypes || [null, getProto({}), getProto([]), getProto(getProto)];
+/******/ 		for(var current = mode & 2 && value; typeof current == 'object' && !~leafPrototypes.indexOf(current); current = getProto(current)) {
+/******/ 			Object.getOwnPropertyNames(current).forEach((key) => (def[key] = () => (value[key])));
+/******/ 		}
+/******/ 		def['default'] = () => (value);
+/******/ 		__nccwpck_require__.d(ns, def);
+/******/ 		return ns;
+/******/ 	};
+/******/ })();
+/******/ 
 /******/ /* webpack/runtime/define property getters */
 /******/ (() => {
 /******/ 	// define getter functions for harmony exports
@@ -54839,9 +56912,42 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 	};
 /******/ })();
 /******/ 
+/******/ /* webpack/runtime/ensure chunk */
+/******/ (() => {
+/******/ 	__nccwpck_require__.f = {};
+/******/ 	// This file contains only the entry chunk.
+/******/ 	// The chunk loading function for additional chunks
+/******/ 	__nccwpck_require__.e = (chunkId) => {
+/******/ 		return Promise.all(Object.keys(__nccwpck_require__.f).reduce((promises, key) => {
+/******/ 			__nccwpck_require__.f[key](chunkId, promises);
+/******/ 			return promises;
+/******/ 		}, []));
+/******/ 	};
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/get javascript chunk filename */
+/******/ (() => {
+/******/ 	// This function allow to reference async chunks
+/******/ 	__nccwpck_require__.u = (chunkId) => {
+/******/ 		// return url for filenames based on template
+/******/ 		return "" + chunkId + ".index.js";
+/******/ 	};
+/******/ })();
+/******/ 
 /******/ /* webpack/runtime/hasOwnProperty shorthand */
 /******/ (() => {
 /******/ 	__nccwpck_require__.o = (obj, prop) => (Object.prototype.hasOwnProperty.call(obj, prop))
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/make namespace object */
+/******/ (() => {
+/******/ 	// define __esModule on exports
+/******/ 	__nccwpck_require__.r = (exports) => {
+/******/ 		if(typeof Symbol !== 'undefined' && Symbol.toStringTag) {
+/******/ 			Object.defineProperty(exports, Symbol.toStringTag, { value: 'Module' });
+/******/ 		}
+/******/ 		Object.defineProperty(exports, '__esModule', { value: true });
+/******/ 	};
 /******/ })();
 /******/ 
 /******/ /* webpack/runtime/node module decorator */
@@ -54851,6 +56957,69 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 		if (!module.children) module.children = [];
 /******/ 		return module;
 /******/ 	};
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/import chunk loading */
+/******/ (() => {
+/******/ 	// no baseURI
+/******/ 	
+/******/ 	// object to store loaded and loading chunks
+/******/ 	// undefined = chunk not loaded, null = chunk preloaded/prefetched
+/******/ 	// [resolve, Promise] = chunk loading, 0 = chunk loaded
+/******/ 	var installedChunks = {
+/******/ 		792: 0
+/******/ 	};
+/******/ 	
+/******/ 	var installChunk = (data) => {
+/******/ 		var {ids, modules, runtime} = data;
+/******/ 		// add "modules" to the modules object,
+/******/ 		// then flag all "ids" as loaded and fire callback
+/******/ 		var moduleId, chunkId, i = 0;
+/******/ 		for(moduleId in modules) {
+/******/ 			if(__nccwpck_require__.o(modules, moduleId)) {
+/******/ 				__nccwpck_require__.m[moduleId] = modules[moduleId];
+/******/ 			}
+/******/ 		}
+/******/ 		if(runtime) runtime(__nccwpck_require__);
+/******/ 		for(;i < ids.length; i++) {
+/******/ 			chunkId = ids[i];
+/******/ 			if(__nccwpck_require__.o(installedChunks, chunkId) && installedChunks[chunkId]) {
+/******/ 				installedChunks[chunkId][0]();
+/******/ 			}
+/******/ 			installedChunks[ids[i]] = 0;
+/******/ 		}
+/******/ 	
+/******/ 	}
+/******/ 	
+/******/ 	__nccwpck_require__.f.j = (chunkId, promises) => {
+/******/ 			// import() chunk loading for javascript
+/******/ 			var installedChunkData = __nccwpck_require__.o(installedChunks, chunkId) ? installedChunks[chunkId] : undefined;
+/******/ 			if(installedChunkData !== 0) { // 0 means "already installed".
+/******/ 	
+/******/ 				// a Promise means "currently loading".
+/******/ 				if(installedChunkData) {
+/******/ 					promises.push(installedChunkData[1]);
+/******/ 				} else {
+/******/ 					if(true) { // all chunks have JS
+/******/ 						// setup Promise in chunk cache
+/******/ 						var promise = import("./" + __nccwpck_require__.u(chunkId)).then(installChunk, (e) => {
+/******/ 							if(installedChunks[chunkId] !== 0) installedChunks[chunkId] = undefined;
+/******/ 							throw e;
+/******/ 						});
+/******/ 						var promise = Promise.race([promise, new Promise((resolve) => (installedChunkData = installedChunks[chunkId] = [resolve]))])
+/******/ 						promises.push(installedChunkData[1] = promise);
+/******/ 					}
+/******/ 				}
+/******/ 			}
+/******/ 	};
+/******/ 	
+/******/ 	// no prefetching
+/******/ 	
+/******/ 	// no preloaded
+/******/ 	
+/******/ 	// no external install chunk
+/******/ 	
+/******/ 	// no on chunks loaded
 /******/ })();
 /******/ 
 /************************************************************************/

@@ -2,6 +2,9 @@
 
 export enum Inputs {
   Server = 'server',
+  Backend = 'backend',
+  Key = 'key',
+  MaxPackSize = 'max-pack-size',
   Audience = 'audience',
   Push = 'push',
   PushFilter = 'push-filter',
@@ -21,6 +24,9 @@ export enum Outputs {
   PushedPaths = 'pushed-paths',
   PushedBytes = 'pushed-bytes',
   Substituter = 'substituter',
+  RestoredKey = 'pack-restored-key',
+  SavedKey = 'pack-saved-key',
+  PackUsedPaths = 'pack-used-paths',
 }
 
 /** Saved state: the only channel from the main step to the post step. */

@@ -5,6 +5,7 @@
  * both can read the 0600 file that holds the daemon's control secret.
  */
 import { readFile } from 'node:fs/promises';
+import { controlPath, ControlRoute, type BuiltRequest } from '../contracts/control-api.js';
 
 const HOOK_TIMEOUT_MS = 5_000;
 
@@ -16,10 +17,10 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
   if (proxyUrl && secretFile && (drvPath || outPaths.length > 0)) {
     try {
       const secret = (await readFile(secretFile, 'utf8')).trim();
-      const response = await fetch(`${proxyUrl}/_sluice/built`, {
+      const response = await fetch(`${proxyUrl}${controlPath(ControlRoute.Built)}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${secret}` },
-        body: JSON.stringify({ drvPath, outPaths }),
+        body: JSON.stringify({ drvPath, outPaths } satisfies BuiltRequest),
         signal: AbortSignal.timeout(HOOK_TIMEOUT_MS),
       });
       await response.body?.cancel();

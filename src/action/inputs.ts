@@ -4,20 +4,35 @@
  */
 import * as core from '@actions/core';
 import { Inputs } from './constants.js';
-import { LOOPBACK_HOSTS } from '../proxy/config.js';
-import { isLoopbackHost } from './nix-conf-values.js';
+import {
+  isLoopbackAddress,
+  isLoopbackHost,
+  parseHostPort,
+  urlHost,
+  type HostPort,
+} from '../contracts/listen.js';
+import { PIN_NAME_PATTERN, type PushCompression } from '../contracts/daemon-config.js';
+import { DEFAULT_AUDIENCE } from '../contracts/server-api.js';
 
 export type PushMode = 'auto' | 'true' | 'false';
-export type Compression = 'zstd' | 'xz' | 'none';
+
+export type Backend = 'server' | 'github';
 
 export interface ActionInputs {
-  server: URL;
+  /** Absent in GitHub cache mode. */
+  server: URL | undefined;
+  /** `server`: a Sluice server; `github`: packs in the GitHub Actions cache (src/proxy/pack). */
+  backend: Backend;
+  /** Part of the pack keys (GitHub cache mode), to keep unrelated jobs' packs apart. */
+  key: string;
+  /** Most NAR bytes a new pack holds (GitHub cache mode). */
+  maxPackBytes: number;
   audience: string;
   push: PushMode;
   /** Source of a regular expression; store paths it matches are never pushed. */
   pushFilter: string | undefined;
   upstreamCaches: string[];
-  compression: Compression;
+  compression: PushCompression;
   /** host:port for the local proxy; port 0 lets the daemon pick one. */
   listen: { host: string; port: number };
   drainTimeoutSeconds: number;
@@ -30,9 +45,14 @@ export interface ActionInputs {
 export class InputError extends Error {}
 
 export function readInputs(): ActionInputs {
+  const serverInput = core.getInput(Inputs.Server).trim();
+  const backend = parseBackend(core.getInput(Inputs.Backend) || 'auto', serverInput);
   return {
-    server: parseServer(core.getInput(Inputs.Server, { required: true })),
-    audience: nonEmpty(Inputs.Audience, core.getInput(Inputs.Audience) || 'sluice'),
+    server: backend === 'server' ? parseServer(serverInput) : undefined,
+    backend,
+    key: parseKey(core.getInput(Inputs.Key)),
+    maxPackBytes: parseSize(Inputs.MaxPackSize, core.getInput(Inputs.MaxPackSize) || '5GiB'),
+    audience: nonEmpty(Inputs.Audience, core.getInput(Inputs.Audience) || DEFAULT_AUDIENCE),
     push: oneOf(Inputs.Push, core.getInput(Inputs.Push) || 'auto', ['auto', 'true', 'false'] as const),
     pushFilter: parseRegex(Inputs.PushFilter, core.getInput(Inputs.PushFilter)),
     upstreamCaches: parseUrls(Inputs.UpstreamCaches, core.getInput(Inputs.UpstreamCaches)),
@@ -55,11 +75,51 @@ export function parsePin(name: string, ttl: string): { name: string; ttl?: strin
     if (ttl.trim() !== '') throw new InputError(`Input 'pin-ttl' needs 'pin' (the pin's name).`);
     return undefined;
   }
-  if (!/^[A-Za-z0-9._@+-]{1,100}$/.test(name.trim()))
+  if (!PIN_NAME_PATTERN.test(name.trim()))
     throw new InputError(`Input 'pin' must be 1-100 letters, digits, . _ @ + -; got '${name}'.`);
   if (ttl.trim() !== '' && !/^\d+[smhdwy]$/.test(ttl.trim()))
     throw new InputError(`Input 'pin-ttl' must be a duration such as 90d or 1y; got '${ttl}'.`);
   return { name: name.trim(), ...(ttl.trim() ? { ttl: ttl.trim() } : {}) };
+}
+
+/** `auto`: a server when `server` is set, the GitHub Actions cache otherwise. */
+function parseBackend(value: string, server: string): Backend {
+  const backend = oneOf(Inputs.Backend, value, ['auto', 'server', 'github'] as const);
+  if (backend === 'server' && server === '')
+    throw new InputError(`Input 'backend' is 'server' but input 'server' is empty: give the server's URL.`);
+  if (backend === 'github' && server !== '')
+    throw new InputError(`Input 'backend' is 'github' but input 'server' is set: use one or the other.`);
+  return backend === 'auto' ? (server === '' ? 'github' : 'server') : backend;
+}
+
+export function parseKey(value: string): string {
+  const key = value.trim();
+  if (key.length > 100 || !/^[A-Za-z0-9._+=@/-]*$/.test(key)) {
+    throw new InputError(
+      `Input 'key' must be at most 100 letters, digits or ._+=@/- (it becomes part of the cache keys); got '${value}'.`,
+    );
+  }
+  return key;
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+};
+
+/** Bytes from `5GiB`, `500 MiB`, `1GB` or a plain number. */
+export function parseSize(name: string, value: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
+  const unit = match ? SIZE_UNITS[match[2]!.toLowerCase()] : undefined;
+  if (!match || unit === undefined)
+    throw new InputError(`Input '${name}' must be a size such as 5GiB, 500MiB or 1000000; got '${value}'.`);
+  return Math.floor(Number(match[1]) * unit);
 }
 
 function nonEmpty(name: string, value: string): string {
@@ -79,7 +139,7 @@ export function parseServer(value: string): URL {
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new InputError(`Input 'server' must be an http(s) URL; got protocol '${url.protocol}'.`);
   }
-  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+  if (url.protocol === 'http:' && !isLoopbackAddress(url.hostname)) {
     // Anyone on the path could read the cache token and answer the exchange with keys of their own.
     throw new InputError(
       `Input 'server' must be an https:// URL: plain http is allowed only on loopback (127.0.0.0/8, ::1, localhost); got '${url.origin}'.`,
@@ -133,21 +193,23 @@ export function parseUrls(name: string, value: string): string[] {
   });
 }
 
-export function parseListen(value: string): { host: string; port: number } {
-  const match = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(value.trim());
-  const port = match ? Number(match[2]) : NaN;
-  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
+/** The proxy's address; `host` as it goes into a URL (`[::1]`). */
+export function parseListen(value: string): HostPort {
+  let host: string;
+  let port: number;
+  try {
+    ({ host, port } = parseHostPort(value));
+  } catch {
     throw new InputError(
       `Input 'listen' must be host:port, such as 127.0.0.1:37515 (port 0 picks a free port); got '${value}'.`,
     );
   }
-  const host = match[1]!;
-  if (!LOOPBACK_HOSTS.has(host)) {
+  if (!isLoopbackHost(host)) {
     throw new InputError(
       `Input 'listen' must be a loopback address (127.0.0.1, ::1 or localhost): the proxy holds the cache token; got '${host}'.`,
     );
   }
-  return { host, port };
+  return { host: urlHost(host), port };
 }
 
 export function parseSeconds(name: string, value: string): number {

@@ -8,25 +8,21 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { HOOK_BUNDLE, JobEnv, Outputs, PROXY_BUNDLE } from './constants.js';
+import { writeDaemonConfig } from '../contracts/daemon-config.js';
+import type { ExchangedToken } from '../contracts/server-api.js';
 import {
   DaemonStartError,
   newJobSecrets,
   removeFiles,
   startDaemon,
   writeControlSecret,
-  writeDaemonConfig,
   type RunningDaemon,
-} from './daemon.js';
-import {
-  ExchangeRefusedError,
-  exchangeToken,
-  getIdToken,
-  probeAnonymousReads,
-  type CacheGrant,
-} from './exchange.js';
+} from './daemon-client.js';
+import { ExchangeRefusedError, exchangeToken, getIdToken, probeAnonymousReads } from './exchange-client.js';
 import { readInputs, type ActionInputs } from './inputs.js';
 import { configureNix } from './configure-nix.js';
 import { nixVersion } from './nix-config.js';
+import { setUpPackCache } from './gha-cache/main.js';
 import { checkPublicKey, NixConfValueError } from './nix-conf-values.js';
 import { saveState, type SavedState } from './state.js';
 import { recordStore } from './store-paths.js';
@@ -53,6 +49,9 @@ export async function run(): Promise<void> {
     saveState(state);
   }
 }
+
+/** Inputs of server mode: the server is known. */
+type ServerInputs = ActionInputs & { server: URL };
 
 /** Records a problem for the summary, as a warning, or as the step's failure when `strict` is set. */
 function problem(state: SavedState, message: string): void {
@@ -82,7 +81,11 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
 
   const stateDir = mkdtempSync(join(process.env.RUNNER_TEMP || tmpdir(), 'sluice-'));
   state.stateDir = stateDir;
+  if (!inputs.server) return setUpPackCache(inputs, state, stateDir, (message) => problem(state, message));
+  await setUpServer({ ...inputs, server: inputs.server }, state, stateDir);
+}
 
+async function setUpServer(inputs: ServerInputs, state: SavedState, stateDir: string): Promise<void> {
   const access = await getAccess(inputs, state);
   if (!access) {
     state.mode = 'off';
@@ -119,7 +122,7 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
   // Saved first: the post step deletes whatever of these is left, however the job went.
   state.secretFiles = secretFiles;
   state.controlSecretFile = controlSecretFile;
-  const configFile = writeDaemonConfig({
+  const configFile = await writeDaemonConfig({
     listen,
     server: inputs.server.href,
     token: access.grant?.token ?? null,
@@ -136,8 +139,8 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
       compression: inputs.compression,
     },
     stateDir,
-    read: state.read,
-    write: state.write,
+    read: access.grant?.read ?? [],
+    write: access.grant?.write ?? null,
     ...(inputs.pin ? { pin: inputs.pin } : {}),
     auth: secrets,
     secretFiles: secretFiles.slice(1),
@@ -186,11 +189,11 @@ async function setUp(inputs: ActionInputs, state: SavedState): Promise<void> {
 
 interface Access {
   /** Absent: anonymous, read-only through the proxy. */
-  grant?: CacheGrant;
+  grant?: ExchangedToken;
   publicKeys: string[];
 }
 
-async function getAccess(inputs: ActionInputs, state: SavedState): Promise<Access | undefined> {
+async function getAccess(inputs: ServerInputs, state: SavedState): Promise<Access | undefined> {
   let idToken: string;
   try {
     idToken = await getIdToken(inputs.audience);
@@ -226,7 +229,7 @@ async function getAccess(inputs: ActionInputs, state: SavedState): Promise<Acces
   }
 }
 
-async function anonymous(inputs: ActionInputs, state: SavedState): Promise<Access | undefined> {
+async function anonymous(inputs: ServerInputs, state: SavedState): Promise<Access | undefined> {
   const anonymousReads = await probeAnonymousReads(inputs.server);
   if (!anonymousReads) {
     core.info('The server does not serve the cache anonymously: this job runs without the cache.');

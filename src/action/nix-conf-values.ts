@@ -5,7 +5,6 @@
  * keys) or from the runner (RUNNER_TEMP) that does not look exactly as expected is refused, with
  * an error naming it, rather than escaped.
  */
-import { isIP } from 'node:net';
 
 export class NixConfValueError extends Error {}
 
@@ -51,11 +50,4 @@ export function checkPath(value: string, what: string): string {
     );
   }
   return value;
-}
-
-/** Loopback hosts, where plain http never leaves the machine. */
-export function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-  if (host === 'localhost' || host === '::1') return true;
-  return isIP(host) === 4 && host.startsWith('127.');
 }

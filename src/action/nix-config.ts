@@ -10,15 +10,12 @@
  * enough. With a daemon, builds run inside the daemon, which reads only the system nix.conf, so that
  * file changes and the daemon restarts (systemd on Linux, launchd on macOS).
  */
-import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
+import { runCommand } from './command.js';
 import { NIX_CONF_BLOCK_BEGIN, NIX_CONF_BLOCK_END } from './constants.js';
 import { checkPath, checkProxyUrl, checkPublicKey } from './nix-conf-values.js';
-
-const execFileAsync = promisify(execFile);
 
 export type NixConfScope = 'user' | 'system';
 
@@ -35,8 +32,7 @@ const NIX_DB = '/nix/var/nix/db';
 /** The Nix version string, or undefined when no `nix` is on PATH. */
 export async function nixVersion(env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
   try {
-    const { stdout } = await execFileAsync('nix', ['--version'], { env, timeout: 30_000 });
-    return stdout.trim();
+    return (await runCommand('nix', ['--version'], { env, timeoutMs: 30_000 })).trim();
   } catch {
     return undefined;
   }
@@ -101,10 +97,8 @@ async function writeMaybeSudo(file: string, text: string): Promise<void> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== 'EACCES' && code !== 'EPERM') throw error;
-    await new Promise<void>((resolve, reject) => {
-      const child = execFile('sudo', ['-n', 'tee', file], (err) => (err ? reject(err) : resolve()));
-      child.stdin?.end(text);
-    });
+    // quiet: tee echoes the file's text, which the log does not need.
+    await runCommand('sudo', ['-n', 'tee', file], { input: text, quiet: true, timeoutMs: 30_000 });
   }
 }
 
@@ -137,8 +131,8 @@ export async function removeNixConf(file: string): Promise<boolean> {
 /** Restarts the Nix daemon so it reads the changed system nix.conf; returns how, or throws. */
 export async function restartNixDaemon(): Promise<string> {
   if (process.platform === 'darwin') {
-    await execFileAsync('sudo', ['-n', 'launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'], {
-      timeout: 60_000,
+    await runCommand('sudo', ['-n', 'launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'], {
+      timeoutMs: 60_000,
     });
     return 'launchctl kickstart -k system/org.nixos.nix-daemon';
   }
@@ -148,16 +142,16 @@ export async function restartNixDaemon(): Promise<string> {
       'systemd is not running here, so the Action cannot restart nix-daemon: restart it after this step',
     );
   }
-  await execFileAsync('sudo', ['-n', 'systemctl', 'restart', 'nix-daemon.service'], { timeout: 60_000 });
+  await runCommand('sudo', ['-n', 'systemctl', 'restart', 'nix-daemon.service'], { timeoutMs: 60_000 });
   return 'systemctl restart nix-daemon.service';
 }
 
 /** The effective substituters as Nix itself sees them, to check that the change took. */
 export async function effectiveSubstituters(env: NodeJS.ProcessEnv = process.env): Promise<string[]> {
-  const { stdout } = await execFileAsync(
+  const stdout = await runCommand(
     'nix',
     ['--extra-experimental-features', 'nix-command', 'show-config', '--json'],
-    { env, timeout: 30_000, maxBuffer: 16 * 1024 * 1024 },
+    { env, timeoutMs: 30_000, quiet: true },
   );
   const config = JSON.parse(stdout) as { substituters?: { value?: string[] } };
   return config.substituters?.value ?? [];

@@ -5,6 +5,9 @@
 import * as core from '@actions/core';
 import { existsSync, readFileSync } from 'node:fs';
 import { Outputs } from './constants.js';
+import { ControlRoute, type DrainRequest } from '../contracts/control-api.js';
+import { finishPack, type PackOutcome } from './gha-cache/post.js';
+import { addPackSummary } from './gha-cache/summary.js';
 import {
   control,
   ensureStopped,
@@ -12,8 +15,8 @@ import {
   readControlSecret,
   removeFiles,
   type DaemonStats,
-} from './daemon.js';
-import { describeFetchError } from './exchange.js';
+} from './daemon-client.js';
+import { describeFetchError } from './exchange-client.js';
 import { removeNixConf, restartNixDaemon } from './nix-config.js';
 import { loadState, type SavedState } from './state.js';
 import { newStorePaths, validPaths } from './store-paths.js';
@@ -28,8 +31,10 @@ export async function run(): Promise<void> {
   if (!state || state.reused) return;
   const problems = [...state.problems];
   let stats: DaemonStats | undefined;
+  let pack: PackOutcome | undefined;
   try {
-    stats = await finish(state, problems);
+    if (state.pack) ({ stats, outcome: pack } = await finishPack(state, problems));
+    else stats = await finish(state, problems);
   } catch (error) {
     problems.push(`Sluice's post step failed: ${(error as Error).message}`);
   }
@@ -48,18 +53,20 @@ export async function run(): Promise<void> {
   const newProblems = problems.slice(state.problems.length);
   for (const message of newProblems) core.warning(message);
   if (stats) {
-    core.setOutput(Outputs.Hits, stats.hits);
-    core.setOutput(Outputs.Misses, stats.misses);
+    // Distinct store paths, not lookups: Nix looks a path up more than once.
+    core.setOutput(Outputs.Hits, stats.paths.found);
+    core.setOutput(Outputs.Misses, stats.paths.notFound);
     core.setOutput(Outputs.PushedPaths, stats.pushed.paths);
     core.setOutput(Outputs.PushedBytes, stats.pushed.bytes);
     core.info(
-      `Sluice: ${stats.hits} hits, ${stats.misses} misses (${hitRate(stats)}); pushed ${stats.pushed.paths} paths (${stats.pushed.bytes} bytes).`,
+      `Sluice: ${stats.paths.found} of ${stats.paths.found + stats.paths.notFound} paths from the cache (${hitRate(stats.paths)}), ${stats.paths.downloadedBytes} bytes; pushed ${stats.pushed.paths} paths (${stats.pushed.bytes} bytes).`,
     );
   }
   if (state.daemon) showLog(state.daemon.logFile);
   if (state.summary) {
     try {
       buildSummary(state, stats, problems);
+      if (pack) addPackSummary(pack);
       await core.summary.write();
     } catch (error) {
       core.warning(`Sluice could not write the job summary: ${(error as Error).message}`);
@@ -98,17 +105,19 @@ async function finish(state: SavedState, problems: string[]): Promise<DaemonStat
     stats = await control<DaemonStats>(
       daemon.url,
       secret,
-      'drain',
-      { deadlineSeconds: state.drainTimeoutSeconds, paths },
+      ControlRoute.Drain,
+      { deadlineSeconds: state.drainTimeoutSeconds, paths } satisfies DrainRequest,
       state.drainTimeoutSeconds * 1000 + DRAIN_GRACE_MS,
     );
   } catch (error) {
     problems.push(
       `Sluice's proxy did not finish pushing in time (${describeFetchError(error)}): some builds were not pushed. Raise \`drain-timeout\` if this repeats.`,
     );
-    stats = await control<DaemonStats>(daemon.url, secret, 'stats', undefined, 5_000).catch(() => undefined);
+    stats = await control<DaemonStats>(daemon.url, secret, ControlRoute.Stats, undefined, 5_000).catch(
+      () => undefined,
+    );
   }
-  await control(daemon.url, secret, 'shutdown', {}, 5_000).catch(() => undefined);
+  await control(daemon.url, secret, ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
   const ended = await ensureStopped(daemon.pid);
   if (ended === 'survived') problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
   else if (ended !== 'exited') core.info(`Sluice's proxy did not exit on request and was ${ended}.`);

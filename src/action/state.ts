@@ -11,7 +11,9 @@ export interface SavedState {
   /** Problems met by the main step, each with what to do about it, for the job summary. */
   problems: string[];
   /** How the main step ended up configuring the cache, for the summary. */
-  mode?: 'read-write' | 'read-only' | 'anonymous' | 'off';
+  mode?: 'read-write' | 'read-only' | 'anonymous' | 'github' | 'off';
+  /** GitHub cache mode: where the pack goes and under which keys. */
+  pack?: { saveKey: string; restoreKeys: string[]; maxBytes: number; dir: string };
   stateDir?: string;
   daemon?: { pid: number; url: string; logFile: string };
   /** File listing the store's entries when the main step ran, for post's fallback diff. */

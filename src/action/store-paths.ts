@@ -3,11 +3,8 @@
  * did not see (builds by a daemon without our hook, `nix copy` from elsewhere, ...).
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-
-const execFileAsync = promisify(execFile);
+import { runCommand } from './command.js';
 
 export function storeDir(env: NodeJS.ProcessEnv = process.env): string {
   return env.NIX_STORE_DIR || '/nix/store';
@@ -43,10 +40,10 @@ export async function validPaths(paths: string[], env: NodeJS.ProcessEnv = proce
   const invalid = new Set<string>();
   try {
     for (let i = 0; i < paths.length; i += 500) {
-      const { stdout } = await execFileAsync(
+      const stdout = await runCommand(
         'nix-store',
         ['--check-validity', '--print-invalid', ...paths.slice(i, i + 500)],
-        { env, maxBuffer: 16 * 1024 * 1024, timeout: 60_000 },
+        { env, timeoutMs: 60_000, quiet: true },
       );
       for (const line of stdout.split('\n')) if (line) invalid.add(line);
     }

@@ -1,6 +1,9 @@
-/** The job summary: what the cache did for this job, and what went wrong with what to do about it. */
+/**
+ * The job summary: what the cache did for this job in distinct store paths, and what went wrong
+ * with what to do about it. Sentences rather than wide tables, so it reads on a phone.
+ */
 import * as core from '@actions/core';
-import type { DaemonStats } from './daemon.js';
+import type { DaemonStats } from './daemon-client.js';
 import type { SavedState } from './state.js';
 
 export function formatBytes(bytes: number): string {
@@ -11,62 +14,83 @@ export function formatBytes(bytes: number): string {
     value /= 1024;
     unit++;
   }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+  if (unit === 0) return `${bytes} B`;
+  return `${value >= 100 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
 }
 
-export function hitRate(stats: Pick<DaemonStats, 'hits' | 'misses'>): string {
-  const total = stats.hits + stats.misses;
-  return total === 0 ? 'n/a' : `${Math.round((stats.hits / total) * 1000) / 10}%`;
+/** Found / looked up, in distinct paths. */
+export function hitRate(paths: { found: number; notFound: number }): string {
+  const total = paths.found + paths.notFound;
+  return total === 0 ? 'n/a' : `${Math.round((paths.found / total) * 1000) / 10}%`;
 }
 
 const MODE_TEXT: Record<NonNullable<SavedState['mode']>, string> = {
   'read-write': 'read and push',
   'read-only': 'read only (this job may not push)',
   anonymous: 'read only, anonymously (no OIDC token)',
+  github: 'the GitHub Actions cache, one pack per job',
   off: 'not used',
 };
+
+const plural = (count: number, one: string, many = `${one}s`) => `${count} ${count === 1 ? one : many}`;
+
+/** `/nix/store/<hash>-hello-2.12` → `hello-2.12`. */
+function pathName(path: string): string {
+  const base = path.slice(path.lastIndexOf('/') + 1);
+  return /^[0-9a-z]{32}-/.test(base) ? base.slice(33) : base;
+}
+
+/** "4 of 4 paths from the cache (100%), 783 KiB." */
+export function fromCacheLine(stats: DaemonStats): string {
+  const { found, notFound, downloadedBytes } = stats.paths;
+  if (found + notFound === 0) return 'Nix looked nothing up in the cache.';
+  return `**${found} of ${plural(found + notFound, 'path')} from the cache** (${hitRate(stats.paths)}), ${formatBytes(downloadedBytes)}.`;
+}
+
+/** "Pushed 3 paths (1.2 MiB) in 2.0 s; skipped 5: 2 already cached, 3 on an upstream cache." */
+export function pushLine(stats: DaemonStats): string {
+  const { alreadyCached, upstream, filtered } = stats.skipped;
+  const reasons = [
+    alreadyCached > 0 ? `${alreadyCached} already cached` : '',
+    upstream > 0 ? `${upstream} on an upstream cache` : '',
+    filtered > 0 ? `${filtered} excluded by push-filter` : '',
+  ].filter(Boolean);
+  const skipped = alreadyCached + upstream + filtered;
+  const failed = stats.failed.length > 0 ? ` **${stats.failed.length} failed** (below).` : '';
+  const queued = stats.queued > 0 ? ` ${plural(stats.queued, 'path')} left unpushed at the deadline.` : '';
+  return (
+    `**Pushed ${plural(stats.pushed.paths, 'path')}** (${formatBytes(stats.pushed.bytes)}) in ${stats.pushSeconds.toFixed(1)} s` +
+    (skipped > 0 ? `; skipped ${skipped}: ${reasons.join(', ')}.` : '.') +
+    failed +
+    queued
+  );
+}
+
+function largestList(title: string, items: DaemonStats['paths']['largestPushed']): string {
+  if (items.length === 0) return '';
+  const rows = items.map(
+    (item) => `<li><code>${escapeHtml(pathName(item.path))}</code> ${formatBytes(item.bytes)}</li>`,
+  );
+  return `<p>${title}</p><ul>${rows.join('')}</ul>`;
+}
 
 /** Adds the summary to core.summary (the caller writes it). */
 export function buildSummary(state: SavedState, stats: DaemonStats | undefined, problems: string[]): void {
   const summary = core.summary.addHeading('Sluice cache', 2);
-  summary.addRaw(`Cache: ${MODE_TEXT[state.mode ?? 'off']}.`, true);
   if (stats) {
-    summary.addTable([
-      [
-        { data: 'Hits', header: true },
-        { data: 'Misses', header: true },
-        { data: 'Hit rate', header: true },
-        { data: 'Downloaded', header: true },
-      ],
-      [String(stats.hits), String(stats.misses), hitRate(stats), formatBytes(stats.bytesDownloaded)],
-    ]);
-    summary.addTable([
-      [
-        { data: 'Pushed', header: true },
-        { data: 'Uploaded', header: true },
-        { data: 'Upstream has them', header: true },
-        { data: 'Already cached', header: true },
-        { data: 'Filtered', header: true },
-        { data: 'Failed', header: true },
-        { data: 'Time pushing', header: true },
-      ],
-      [
-        String(stats.pushed.paths),
-        formatBytes(stats.pushed.bytes),
-        String(stats.skipped.upstream),
-        String(stats.skipped.alreadyCached),
-        String(stats.skipped.filtered),
-        String(stats.failed.length),
-        `${stats.pushSeconds.toFixed(1)} s`,
-      ],
-    ]);
+    summary.addRaw(fromCacheLine(stats), true);
+    summary.addRaw('\n', true);
+    if (state.mode === 'read-write') summary.addRaw(pushLine(stats), true).addRaw('\n', true);
   }
-  const read = stats?.read ?? state.read ?? [];
-  const write = stats ? stats.write : (state.write ?? null);
-  summary.addRaw(`Slices read: ${read.length ? read.map((s) => `\`${s}\``).join(', ') : 'none'}. `, false);
-  summary.addRaw(`Slice written: ${write ? `\`${write}\`` : 'none'}.`, true);
-  if (stats?.pin && !stats.pin.error)
-    summary.addRaw(`Pinned ${stats.pin.paths} paths as \`${escapeHtml(stats.pin.name)}\`.`, true);
+  summary.addRaw(`Cache: ${MODE_TEXT[state.mode ?? 'off']}.`, true);
+  if (state.mode !== 'github') {
+    const read = stats?.read ?? state.read ?? [];
+    const write = stats ? stats.write : (state.write ?? null);
+    summary.addRaw(`Slices read: ${read.length ? read.map((s) => `\`${s}\``).join(', ') : 'none'}. `, false);
+    summary.addRaw(`Slice written: ${write ? `\`${write}\`` : 'none'}.`, true);
+    if (stats?.pin && !stats.pin.error)
+      summary.addRaw(`Pinned ${stats.pin.paths} paths as \`${escapeHtml(stats.pin.name)}\`.`, true);
+  }
   if (state.nixConfig) {
     summary.addRaw(
       `Nix configuration: ${state.nixConfig.scope === 'system' ? 'system-wide (Nix daemon restarted)' : 'user'} nix.conf \`${state.nixConfig.file}\`.`,
@@ -76,6 +100,12 @@ export function buildSummary(state: SavedState, stats: DaemonStats | undefined, 
   if (problems.length > 0) {
     summary.addHeading('What went wrong', 3);
     summary.addList(problems.map(escapeHtml));
+  }
+  if (stats) {
+    const { largestDownloaded, largestPushed } = stats.paths;
+    const largest =
+      largestList('Downloaded from the cache:', largestDownloaded) + largestList('Pushed:', largestPushed);
+    if (largest) summary.addDetails('Largest paths', largest);
   }
   if (stats && stats.failed.length > 0) {
     summary.addDetails(

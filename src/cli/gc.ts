@@ -1,7 +1,7 @@
 /** `sluice gc [--slice NAME] [--dry-run] [--json]`: collects now and prints what went and why. */
 import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { normalizeSliceName } from '../server/exchange/slice-names.js';
+import { normalizeSliceName } from '../server/slices/slice-names.js';
 import { collectGarbage } from '../server/retention/collector.js';
 import { formatGcReport } from '../server/retention/report.js';
 import { withStores } from './stores.js';

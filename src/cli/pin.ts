@@ -2,9 +2,9 @@
 import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { StorePath } from '../nix/store-path.js';
-import { parseDuration } from '../server/config.js';
-import { isSliceName, normalizeSliceName } from '../server/exchange/slice-names.js';
-import { PIN_NAME } from '../server/http/pins.js';
+import { parseDuration } from '../server/config/units.js';
+import { isSliceName, normalizeSliceName } from '../server/slices/slice-names.js';
+import { PIN_NAME_PATTERN } from '../contracts/daemon-config.js';
 import { withStores } from './stores.js';
 
 export const PIN_USAGE = `usage: sluice pin add SLICE NAME PATH... [--ttl DURATION]
@@ -57,7 +57,8 @@ function sliceArgument(text: string): string {
 }
 
 function pinName(text: string): string {
-  if (!PIN_NAME.test(text)) throw new Error(`pin name '${text}' must be 1-100 letters, digits, . _ @ + -`);
+  if (!PIN_NAME_PATTERN.test(text))
+    throw new Error(`pin name '${text}' must be 1-100 letters, digits, . _ @ + -`);
   return text;
 }
 

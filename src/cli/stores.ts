@@ -1,29 +1,33 @@
-/** The CLI's access to a data directory's stores (the commands that work offline from the server). */
+/** The CLI's access to the configured stores (the commands that work beside the server: gc, pin, slices). */
 import { existsSync } from 'node:fs';
-import { applyCliOverrides, loadConfig, type Config } from '../server/config.js';
+import type { Config } from '../server/config/config-schema.js';
+import { applyCliOverrides, applyEnvironment, loadConfig } from '../server/config/server-config.js';
 import { dataPaths } from '../server/data-dir.js';
-import { FsBlobStore } from '../server/storage/fs-blob-store.js';
-import { SqliteMetadataStore } from '../server/storage/sqlite-metadata-store.js';
+import { createLogger } from '../server/server-log.js';
+import type { BlobStore } from '../server/storage/blob-store.js';
+import type { MetadataStore } from '../server/storage/metadata-store.js';
+import { openStorage } from '../server/storage/open-storage.js';
 
 export interface CliStores {
   config: Config;
-  blobs: FsBlobStore;
-  meta: SqliteMetadataStore;
+  blobs: BlobStore;
+  meta: MetadataStore;
 }
 
-/** Runs `body` with the stores of the configured data dir, closing them after. */
+/** Runs `body` with the stores the config names (the data dir's, or PostgreSQL and a bucket), closing them after. */
 export async function withStores<T>(
-  flags: { config?: string; data?: string },
+  flags: { config?: string | undefined; data?: string | undefined },
   body: (stores: CliStores) => Promise<T>,
 ): Promise<T> {
-  const config = applyCliOverrides(await loadConfig(flags.config), { data: flags.data });
+  const config = applyEnvironment(applyCliOverrides(await loadConfig(flags.config), { data: flags.data }));
   const paths = dataPaths(config.data);
-  if (!existsSync(paths.database))
+  if (!config.database && !existsSync(paths.database))
     throw new Error(`no Sluice database at ${paths.database} (is --data right?)`);
-  const meta = new SqliteMetadataStore(paths.database);
+  // Logs (the bucket's start-up sweep) go to stderr: stdout is the command's answer.
+  const storage = await openStorage(config, paths, createLogger(process.stderr, 'warn'));
   try {
-    return await body({ config, blobs: await FsBlobStore.open(paths.nars), meta });
+    return await body({ config, blobs: storage.blobs, meta: storage.meta });
   } finally {
-    await meta.close();
+    await storage.close();
   }
 }

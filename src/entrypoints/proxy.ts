@@ -1,3 +1,3 @@
-import { run } from '../proxy/daemon.js';
+import { run } from '../proxy/runtime/daemon-main.js';
 
 await run();

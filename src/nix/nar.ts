@@ -9,19 +9,14 @@
  * multi-threaded; the `xz` program (Debian: xz-utils) must be on PATH when xz is used.
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { Duplex, PassThrough, Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Duplex, PassThrough, type Readable, type Writable } from 'node:stream';
 import { constants as zlibConstants, createZstdCompress, createZstdDecompress } from 'node:zlib';
-import { Hash } from './hash.js';
+import type { Hash } from './hash.js';
 import { ZstdFrameSplitter } from './zstd-frames.js';
 
 /** Compressions Sluice can verify and produce (a subset of what Nix reads). */
 export const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'] as const;
 export type NarCompression = (typeof NAR_COMPRESSIONS)[number];
-
-/** File name extensions Nix gives compressed NARs (`nar/<filehash>.nar<ext>`). */
-export const NAR_EXTENSIONS: Record<NarCompression, string> = { none: '', zstd: '.zst', xz: '.xz' };
 
 export class CompressionError extends Error {}
 
@@ -186,91 +181,7 @@ export function createCompressor(compression: string, options: { level?: number 
   }
 }
 
-/** A passthrough that sha256-hashes and counts what flows through it; read `hash()` and `size` after it ends. */
-export class HashingStream extends Transform {
-  private readonly hasher = createHash('sha256');
-  private bytes = 0;
-  private result: Hash | undefined;
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.hasher.update(chunk);
-    this.bytes += chunk.length;
-    callback(null, chunk);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.result = new Hash('sha256', this.hasher.digest());
-    callback();
-  }
-
-  /** Bytes seen so far. */
-  get size(): number {
-    return this.bytes;
-  }
-
-  hash(): Hash {
-    if (this.result === undefined)
-      throw new Error('HashingStream.hash() is only known once the stream has ended');
-    return this.result;
-  }
-}
-
 export interface NarDigest {
   narHash: Hash;
   narSize: number;
-}
-
-/** createDecompressor, but an unsupported compression also closes `source` rather than leak it. */
-function decompressorFor(source: Readable | AsyncIterable<Uint8Array>, compression: string): Duplex {
-  try {
-    return createDecompressor(compression);
-  } catch (error) {
-    if ('destroy' in source && typeof source.destroy === 'function') source.destroy();
-    throw error;
-  }
-}
-
-function discard(): Writable {
-  return new Writable({ write: (_chunk, _encoding, callback) => callback() });
-}
-
-/** Decompresses and hashes a (compressed) NAR stream: its NarHash and NarSize, as a narinfo states them. */
-export async function hashNar(
-  source: Readable | AsyncIterable<Uint8Array>,
-  compression: string,
-): Promise<NarDigest> {
-  const decompressor = decompressorFor(source, compression);
-  const nar = new HashingStream();
-  await pipeline(source, decompressor, nar, discard());
-  return { narHash: nar.hash(), narSize: nar.size };
-}
-
-export interface NarFileDigest extends NarDigest {
-  fileHash: Hash;
-  fileSize: number;
-}
-
-/**
- * Streams a compressed NAR file from `source` into `sink` (e.g. a file in storage) while computing
- * both the file's FileHash/FileSize and the NAR's NarHash/NarSize. Rejects if either side fails
- * (a corrupt file, a failing sink); the caller then discards what reached the sink.
- */
-export async function digestNarFile(
-  source: Readable | AsyncIterable<Uint8Array>,
-  compression: string,
-  sink: Writable,
-): Promise<NarFileDigest> {
-  const decompressor = decompressorFor(source, compression);
-  const file = new HashingStream();
-  const nar = new HashingStream();
-  // `file` feeds two pipes; an error in either pipeline destroys `file`, which ends the other.
-  const results = await Promise.allSettled([
-    pipeline(source, file, sink),
-    pipeline(file, decompressor, nar, discard()),
-  ]);
-  const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
-  if (errors.length > 0) {
-    throw errors.find((e) => (e as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') ?? errors[0];
-  }
-  return { fileHash: file.hash(), fileSize: file.size, narHash: nar.hash(), narSize: nar.size };
 }

@@ -4,6 +4,9 @@
  */
 export const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
 
+/** One nix32 character, as a regular-expression class. */
+export const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
+
 const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
 
 /** Length in characters of the nix32 form of `byteLength` bytes. */

@@ -1,8 +1,10 @@
 /** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
-import { isNix32 } from './nix32.js';
+import { isNix32, NIX32_CLASS } from './nix32.js';
 
 export const DEFAULT_STORE_DIR = '/nix/store';
 export const HASH_PART_LENGTH = 32;
+/** A store path's hash part: 32 nix32 characters (160 bits). */
+export const HASH_PART_PATTERN = new RegExp(`^${NIX32_CLASS}{${HASH_PART_LENGTH}}$`);
 /** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
 export const MAX_NAME_LENGTH = 211;
 

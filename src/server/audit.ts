@@ -3,9 +3,10 @@
  * as the narinfo), read here for `sluice audit`.
  */
 import { existsSync } from 'node:fs';
-import { parseDuration } from './config.js';
+import type { Config } from './config/config-schema.js';
+import { parseDuration } from './config/units.js';
 import { dataPaths } from './data-dir.js';
-import type { AuditEntry } from './storage/metadata-store.js';
+import type { AuditEntry, MetadataStore } from './storage/metadata-store.js';
 import { SqliteMetadataStore } from './storage/sqlite-metadata-store.js';
 
 export interface AuditQuery {
@@ -23,10 +24,20 @@ export function parseSince(text: string, now = new Date()): Date {
   return date;
 }
 
-export async function readAudit(dataDir: string, query: AuditQuery): Promise<AuditEntry[]> {
-  const { database } = dataPaths(dataDir);
-  if (!existsSync(database)) throw new Error(`no Sluice database at ${database} (is --data right?)`);
-  const store = new SqliteMetadataStore(database);
+/** Reads the audit log from the config's database: PostgreSQL if named, else SQLite in the data dir. */
+export async function readAudit(
+  config: Pick<Config, 'data' | 'database'>,
+  query: AuditQuery,
+): Promise<AuditEntry[]> {
+  let store: MetadataStore;
+  if (config.database) {
+    const { PgMetadataStore } = await import('./storage/pg-metadata-store.js');
+    store = await PgMetadataStore.open(config.database.url);
+  } else {
+    const { database } = dataPaths(config.data);
+    if (!existsSync(database)) throw new Error(`no Sluice database at ${database} (is --data right?)`);
+    store = new SqliteMetadataStore(database);
+  }
   try {
     return await store.listAudit(query);
   } finally {

@@ -1,44 +1,39 @@
 /**
- * `startServer(config)`: opens the data directory (keys, SQLite metadata, NAR files), wires the
+ * `startServer(config)`: opens the keys and the stores (the data directory, or PostgreSQL and a bucket), wires the
  * token exchange and the cache protocol, listens. `close()` stops accepting connections and lets
  * requests in flight (uploads included) finish before the database closes.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream } from 'pino';
-import type { Config } from './config.js';
+import type { ServerHealth } from '../contracts/server-api.js';
+import type { Config } from './config/config-schema.js';
 import { dataPaths } from './data-dir.js';
-import {
-  createExchange,
-  createTokenHandler,
-  loadOrCreateTokenKey,
-  tokenKeyPath,
-  type CacheGrant,
-  type CiIdentity,
-  type ExchangeOptions,
-} from './exchange/index.js';
+import { createExchange, type CacheGrant, type CiIdentity, type ExchangeOptions } from './exchange/index.js';
 import type { Access } from './http/auth.js';
-import { NarInfoSigner } from './http/narinfo-signer.js';
+import { CacheService } from './cache/cache-service.js';
+import { NarInfoSigner } from './cache/narinfo-signer.js';
+import { createRequestGuard } from './http/rate-limit.js';
 import { createRouter } from './http/router.js';
 import { UploadSlots } from './http/upload-slots.js';
-import { createLogger, type Logger } from './log.js';
+import { createTokenHandler } from './http/token-handler.js';
+import { createLogger, type Logger } from './server-log.js';
 import { ServerMetrics } from './metrics.js';
+import { loadServerKeys } from './keys.js';
+import type { WriterIdentity } from './storage/metadata-store.js';
+import { openStorage } from './storage/open-storage.js';
+import { grantRanking } from './cache/union-read.js';
 import { ReadRecorder } from './retention/access.js';
 import type { CollectOptions, GcReport } from './retention/collector.js';
 import { startGcScheduler } from './retention/scheduler.js';
-import { readCovers } from './retention/slices.js';
-import { defaultKeyName, loadOrCreateSigningKey } from './signing-key.js';
-import { FsBlobStore } from './storage/fs-blob-store.js';
-import type { WriterIdentity } from './storage/metadata-store.js';
-import { SqliteMetadataStore } from './storage/sqlite-metadata-store.js';
-import { grantRanking } from './union-read.js';
+import { readCovers } from './slices/pull-request-slices.js';
 
 export interface StartOptions {
   /** Where JSON logs go (default: stdout). */
   logDestination?: DestinationStream;
   exchange?: ExchangeOptions;
-  /** The server's clock in ms (tests move it to age what was pushed). */
-  now?: () => number;
+  /** Retention's clock in ms: access times, pushes, collections (tests move it to age what was pushed). */
+  clock?: () => number;
   /** Test seam for the collector (see CollectorDeps.beforeBlobDelete). */
   beforeBlobDelete?: (key: string) => Promise<void>;
 }
@@ -87,12 +82,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const log = createLogger(options.logDestination);
   const paths = dataPaths(config.data);
   const dataDir = paths.root;
-  const signingKey = await loadOrCreateSigningKey(dataDir, defaultKeyName(config.publicUrl));
-  const { key: tokenKey } = await loadOrCreateTokenKey(tokenKeyPath(dataDir));
-  const blobs = await FsBlobStore.open(paths.nars);
-  const meta = new SqliteMetadataStore(paths.database);
+  const { signingKey, tokenKey } = await loadServerKeys(config, dataDir);
+  const storage = await openStorage(config, paths, log);
+  const { blobs, meta } = storage;
   const metrics = new ServerMetrics();
-  const now = options.now ?? Date.now;
+  const now = options.clock ?? Date.now;
   const gc = startGcScheduler(
     {
       blobs,
@@ -105,31 +99,45 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     metrics,
     log,
   );
-  const exchange = createExchange(config, tokenKey, options.exchange);
+  const exchange = createExchange(config, tokenKey, { ...options.exchange, store: meta });
   const publicSlices = exchange.publicSlices();
   const isPublic = (slice: string) => publicSlices.some((pattern) => readCovers(pattern, slice));
 
   let cacheUrl = config.publicUrl ?? '';
   let tokenHandler: ReturnType<typeof createTokenHandler> | undefined;
   const server: Server = createServer();
-  const router = createRouter({
+  const cache = new CacheService({
     blobs,
     meta,
     narinfoSigner: new NarInfoSigner(signingKey),
+    ...(storage.s3?.config.presignedDownloads
+      ? {
+          narRedirect: (key: string) =>
+            storage.s3!.store.presignedGetUrl(key, storage.s3!.config.presignTtlSeconds),
+        }
+      : {}),
     narLimits: {
       maxNarSize: config.maxNarSize,
       maxRatio: config.uploads.maxCompressionRatio,
       maxDecompressionMemory: config.uploads.maxDecompressionMemory,
     },
-    uploadSlots: new UploadSlots(config.uploads),
-    bodyIdleTimeoutMs: config.uploads.bodyIdleTimeoutMs,
     metrics,
     log,
     now,
     reads: new ReadRecorder(meta, now, (config.gcGraceSeconds * 1000) / 4),
+  });
+  const router = createRouter({
+    cache,
+    uploadSlots: new UploadSlots(config.uploads),
+    bodyIdleTimeoutMs: config.uploads.bodyIdleTimeoutMs,
+    metrics,
+    log,
     verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
     isPublic,
     publicReads: publicSlices.length > 0,
+    guard: createRequestGuard(config.rateLimits, config.trustProxy, options.exchange?.now, (limit) =>
+      metrics.rateLimited.inc({ limit }),
+    ),
     // Made on first use: the cache URL is known only once listening (port 0).
     tokenHandler: (req, res) =>
       (tokenHandler ??= createTokenHandler({ exchange, publicKeys: [signingKey.publicKey.text], cacheUrl }))(
@@ -138,7 +146,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       ),
     // public_reads tells the Action whether a job without an ID token (a fork's pull request) can
     // still read: only when some slice is public.
-    health: () => ({
+    health: (): ServerHealth => ({
       status: 'ok',
       public_key: signingKey.publicKey.text,
       public_keys: [signingKey.publicKey.text],
@@ -165,6 +173,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       server.off('error', reject);
       resolveListen();
     });
+  }).catch(async (error: unknown) => {
+    await gc.stop();
+    await storage.close();
+    throw error;
   });
   const url = urlOf(server.address() as AddressInfo);
   cacheUrl ||= url;
@@ -185,7 +197,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
           server.close(() => done());
           server.closeIdleConnections();
         });
-        await meta.close();
+        await storage.close();
         log.info('sluice server stopped');
       })()),
   };

@@ -36,6 +36,12 @@ export class ServerMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly rateLimited = new Counter({
+    name: 'sluice_rate_limited_total',
+    help: 'Requests answered 429, by limit (token_exchanges, failed_auth)',
+    labelNames: ['limit'] as const,
+    registers: [this.registry],
+  });
 
   readonly sliceBytes = new Gauge({
     name: 'sluice_slice_bytes',

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt, SignJWT, UnsecuredJWT } from 'jose';
-import { parseConfig } from '../../../src/server/config.js';
+import { parseConfig } from '../../../src/server/config/server-config.js';
 import { createExchange, loadOrCreateTokenKey, type Exchange } from '../../../src/server/exchange/index.js';
 import {
   CACHE_TOKEN_AUDIENCE,
@@ -94,6 +94,7 @@ describe('cache tokens', () => {
       write: null,
       bindWrite: false,
       identity: { name: 'laptop' },
+      issued: { id: expect.any(String), at: expect.any(Number) },
     });
     expect(Math.round((expiresAt.getTime() - Date.now()) / 1000 / 3600)).toBe(24);
     const tokens = createCacheTokens(tokenKey);

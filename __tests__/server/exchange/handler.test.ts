@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { sendError } from '../../../src/http/errors.js';
-import { createTokenHandler, type Exchange } from '../../../src/server/exchange/index.js';
+import { sendError } from '../../../src/contracts/http-error.js';
+import type { Exchange } from '../../../src/server/exchange/index.js';
+import { createTokenHandler } from '../../../src/server/http/token-handler.js';
 import { githubClaims, startOidcIssuer, type OidcIssuer } from '../../support/oidc-issuer.js';
 import { exchangeFor } from './setup.js';
 

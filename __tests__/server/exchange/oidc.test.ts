@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { githubClaims, startOidcIssuer, type OidcIssuer } from '../../support/oidc-issuer.js';
-import { parseConfig } from '../../../src/server/config.js';
+import { parseConfig } from '../../../src/server/config/server-config.js';
 import { createExchange } from '../../../src/server/exchange/index.js';
 import { configYaml, exchangeFor, expectHttpError, newTokenKey } from './setup.js';
 

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sliceMatches } from '../../../src/server/exchange/index.js';
 import { githubClaims, startOidcIssuer, type OidcIssuer } from '../../support/oidc-issuer.js';
 import { configYaml, exchangeFor, expectHttpError, newTokenKey } from './setup.js';
-import { parseConfig } from '../../../src/server/config.js';
+import { parseConfig } from '../../../src/server/config/server-config.js';
 import { createExchange } from '../../../src/server/exchange/index.js';
 
 describe('policy: claims → slices', () => {

@@ -1,9 +1,10 @@
 /** Shared set-up for the exchange tests: a config trusting the local issuer, and a fresh token key. */
 import { generateKeyPairSync } from 'node:crypto';
 import { expect } from '@jest/globals';
-import { parseConfig } from '../../../src/server/config.js';
+import { parseConfig } from '../../../src/server/config/server-config.js';
 import { createExchange, type Exchange, type ExchangeOptions } from '../../../src/server/exchange/index.js';
-import { HttpError } from '../../../src/http/errors.js';
+import { HttpError } from '../../../src/contracts/http-error.js';
+import { exchangeErrorToHttp } from '../../../src/server/http/exchange-status.js';
 import type { OidcIssuer } from '../../support/oidc-issuer.js';
 
 /** YAML trusting `issuer` as `github`, followed by `rest` (e.g. a `slices:` block). */
@@ -19,7 +20,7 @@ export function newTokenKey() {
   return generateKeyPairSync('ed25519').privateKey;
 }
 
-/** Awaits a rejection and checks it is an HttpError with `status` and a message matching `message`. */
+/** Awaits a rejection and checks it answers as an HttpError with `status` and a message matching `message`. */
 export async function expectHttpError(
   promise: Promise<unknown>,
   status: number,
@@ -27,7 +28,7 @@ export async function expectHttpError(
 ): Promise<HttpError> {
   const error = await promise.then(
     () => undefined,
-    (caught: unknown) => caught,
+    (caught: unknown) => exchangeErrorToHttp(caught),
   );
   expect(error).toBeInstanceOf(HttpError);
   const httpError = error as HttpError;

@@ -3,8 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { runToken } from '../../../src/cli/token.js';
-import { parseConfig } from '../../../src/server/config.js';
+import { runToken } from '../../../src/cli/token-command.js';
+import { parseConfig } from '../../../src/server/config/server-config.js';
 import { createExchange, loadOrCreateTokenKey, tokenKeyPath } from '../../../src/server/exchange/index.js';
 
 async function sluiceToken(...argv: string[]) {
@@ -51,6 +51,7 @@ describe('sluice token create', () => {
       write: null,
       bindWrite: false,
       identity: { name: 'laptop' },
+      issued: { id: expect.any(String), at: expect.any(Number) },
     });
   });
 
@@ -66,7 +67,8 @@ describe('sluice token create', () => {
   it.each([
     [['create'], 2, /--read is required/],
     [['create', '--read', 'a', '--write', 'a'], 2, /Unknown option '--write'/],
-    [['revoke'], 2, /unknown subcommand 'revoke'/],
+    [['rotate'], 2, /unknown subcommand 'rotate'/],
+    [['revoke'], 2, /give exactly one token id/],
     [['create', '--read', 'a', '--ttl', 'forever'], 1, /--ttl: "forever" is not a duration/],
     [['create', '--read', '../x'], 1, /'..\/x' is not a slice name or pattern/],
     [

@@ -1,6 +1,7 @@
 /** The retention keys of the server config: values, defaults, and errors that point at the line. */
 import { describe, expect, it } from '@jest/globals';
-import { ConfigError, parseConfig } from '../../../src/server/config.js';
+import { ConfigError } from '../../../src/server/config/config-schema.js';
+import { parseConfig } from '../../../src/server/config/server-config.js';
 import { retentionFor } from '../../../src/server/retention/slices.js';
 
 const SLICES = `retention: { max_age: 30d, max_size: 50GiB }

@@ -23,7 +23,7 @@ let server: TestServer;
 let configFile: string;
 
 beforeAll(async () => {
-  server = await startTestServer({ now: clock.now, yaml: YAML });
+  server = await startTestServer({ clock: clock.now, yaml: YAML });
   configFile = join(mkdtempSync(join(tmpdir(), 'sluice-gc-cli-')), 'sluice.yml');
   writeFileSync(configFile, YAML);
 });
@@ -66,13 +66,13 @@ describe('sluice gc', () => {
 
     const before = {
       state: storedState(server.dataDir),
-      entries: await sliceEntries(server.dataDir, 'acme/app'),
+      entries: await sliceEntries(server, 'acme/app'),
     };
     const dry = await cli(['gc', '--dry-run']);
     expect(dry).toEqual({ code: 0, stdout: expect.stringContaining('dry run'), stderr: '' });
     expect({
       state: storedState(server.dataDir),
-      entries: await sliceEntries(server.dataDir, 'acme/app'),
+      entries: await sliceEntries(server, 'acme/app'),
     }).toEqual(before);
 
     const real = await cli(['gc']);
@@ -82,9 +82,7 @@ describe('sluice gc', () => {
     expect(removals(real.stdout).filter((line) => line.includes('(age,'))).toHaveLength(3);
     expect(removals(real.stdout).filter((line) => line.includes('(unused,'))).toHaveLength(3);
     expect(removals(real.stdout).filter((line) => line.includes('(orphan,'))).toHaveLength(1);
-    expect((await sliceEntries(server.dataDir, 'acme/app')).map((entry) => entry.storePath)).toEqual([
-      recent,
-    ]);
+    expect((await sliceEntries(server, 'acme/app')).map((entry) => entry.storePath)).toEqual([recent]);
     expect(storedState(server.dataDir).files).toHaveLength(1);
     // A second dry run finds nothing left to remove.
     expect(removals((await cli(['gc', '--dry-run'])).stdout)).toEqual([]);

@@ -17,7 +17,7 @@ const clock = new TestClock(Date.now() + DAY);
 let server: TestServer;
 
 beforeAll(async () => {
-  server = await startTestServer({ now: clock.now });
+  server = await startTestServer({ clock: clock.now });
 });
 afterAll(async () => {
   await server?.close();

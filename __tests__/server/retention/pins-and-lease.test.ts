@@ -14,7 +14,7 @@ const clock = new TestClock(Date.now() + DAY);
 let server: TestServer;
 
 beforeAll(async () => {
-  server = await startTestServer({ now: clock.now, yaml: 'retention: { max_age: 30d }\n' });
+  server = await startTestServer({ clock: clock.now, yaml: 'retention: { max_age: 30d }\n' });
 });
 afterAll(async () => {
   await server?.close();
@@ -73,7 +73,7 @@ describe('pins', () => {
       // 40 days on: past max_age, the pinned closure stays.
       clock.set(clock.time + 40 * DAY);
       await server.collectGarbage();
-      expect(await sliceEntries(server.dataDir, 'acme/app')).toHaveLength(3);
+      expect(await sliceEntries(server, 'acme/app')).toHaveLength(3);
       // 70 days on: the pin has expired, it and the closure go.
       clock.set(clock.time + 30 * DAY);
       const report = await server.collectGarbage();

@@ -3,10 +3,11 @@
  * after a collection every kept path's closure is in its slice, nothing pinned is gone, the slice
  * fits its quota unless pins exceed it, an age-only policy keeps exactly the paths used (or
  * needed by a path used) within max_age, and a fresh store substitutes every kept path trusting
- * only the server's key.
+ * only the server's key. On files + SQLite, and (fewer runs) on S3 (Ceph RGW) + PostgreSQL.
  */
 import { describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
+import { sharedBackends } from '../../support/backends.js';
 import { makeNixMachine, nix } from '../../support/nix.js';
 import { DAY, TestClock, buildGraph, nixCopy, readNarInfo, sliceEntries } from '../../support/retention.js';
 import { startTestServer, writeNetrc } from '../../support/server.js';
@@ -43,7 +44,12 @@ function closure(refs: number[][], roots: number[]): Set<number> {
   return seen;
 }
 
-describe('retention on random graphs', () => {
+const BACKENDS: [string, () => Promise<string>, number][] = [
+  ['files + SQLite', async () => '', 6],
+  ['S3 + PostgreSQL', async () => (await sharedBackends()).yaml, 3],
+];
+
+describe.each(BACKENDS)('retention on random graphs on %s', (_name, backendYaml, numRuns) => {
   it('keeps closures whole, pins, quotas, and what it keeps substitutes', async () => {
     await fc.assert(
       fc.asyncProperty(scenario, async (s) => {
@@ -51,12 +57,10 @@ describe('retention on random graphs', () => {
         const clock = new TestClock(now - 61 * DAY);
         const paths = await buildGraph({ refs: s.refs, sizes: s.sizes });
         // Bytes per node are the NAR's: known after the push, so the quota is set from them.
-        const probe = await startTestServer({ now: clock.now });
+        const probe = await startTestServer({ clock: clock.now });
         const token0 = await probe.ciToken();
         await nixCopy(probe.url, token0, paths);
-        const bytes = new Map(
-          (await sliceEntries(probe.dataDir, 'acme/app')).map((e) => [e.storePath, e.fileSize]),
-        );
+        const bytes = new Map((await sliceEntries(probe, 'acme/app')).map((e) => [e.storePath, e.fileSize]));
         await probe.close();
         const total = [...bytes.values()].reduce((a, b) => a + b, 0);
         const maxSize = s.maxSizeShare === null ? null : Math.max(1, Math.floor(total * s.maxSizeShare));
@@ -65,8 +69,8 @@ describe('retention on random graphs', () => {
           maxSize !== null ? `max_size: ${maxSize}` : '',
         ].filter(Boolean);
         const server = await startTestServer({
-          now: clock.now,
-          yaml: retention.length ? `retention: { ${retention.join(', ')} }\n` : '',
+          clock: clock.now,
+          yaml: `${await backendYaml()}${retention.length ? `retention: { ${retention.join(', ')} }\n` : ''}`,
         });
         try {
           const token = await server.ciToken();
@@ -90,7 +94,7 @@ describe('retention on random graphs', () => {
           clock.set(now);
           const report = await server.collectGarbage();
 
-          const kept = new Set((await sliceEntries(server.dataDir, 'acme/app')).map((e) => e.storePath));
+          const kept = new Set((await sliceEntries(server, 'acme/app')).map((e) => e.storePath));
           const keptNodes = paths.map((path, i) => (kept.has(path) ? i : -1)).filter((i) => i >= 0);
           // Closures are whole.
           for (const i of closure(s.refs, keptNodes)) expect(kept.has(paths[i] as string)).toBe(true);
@@ -145,7 +149,7 @@ describe('retention on random graphs', () => {
           await server.close();
         }
       }),
-      { numRuns: 6, endOnFailure: true },
+      { numRuns, endOnFailure: true },
     );
   }, 120_000);
 });

@@ -25,7 +25,7 @@ const clock = new TestClock(Date.now() + DAY);
 let server: TestServer;
 
 beforeAll(async () => {
-  server = await startTestServer({ now: clock.now, yaml: YAML });
+  server = await startTestServer({ clock: clock.now, yaml: YAML });
 });
 afterAll(async () => {
   await server?.close();

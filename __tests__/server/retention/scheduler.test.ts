@@ -6,7 +6,7 @@ import { startTestServer } from '../../support/server.js';
 describe('scheduled collections', () => {
   it('do not start before gc_interval, even for a year (beyond the 24.8-day timer limit)', async () => {
     const clock = new TestClock(Date.now() + 60 * DAY);
-    const server = await startTestServer({ now: clock.now, yaml: 'gc_interval: 1y\n' });
+    const server = await startTestServer({ clock: clock.now, yaml: 'gc_interval: 1y\n' });
     try {
       await new Promise((resolve) => setTimeout(resolve, 200));
       const metrics = await (await fetch(`${server.url}/metrics`)).text();

@@ -5,8 +5,8 @@
 import { createPublicKey, randomUUID, type KeyObject } from 'node:crypto';
 import { jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import type { CiIdentity } from './identity.js';
-import { joseErrorToHttp, unauthorized } from './jwt-errors.js';
-import { isSliceName, isSlicePattern } from './slice-names.js';
+import { joseErrorToExchange, unauthorized } from './jwt-errors.js';
+import { isSliceName, isSlicePattern } from '../slices/slice-names.js';
 
 export const CACHE_TOKEN_ISSUER = 'sluice';
 export const CACHE_TOKEN_AUDIENCE = 'sluice-cache';
@@ -47,11 +47,13 @@ export interface CacheGrant {
   /** The write slice belongs to the first repository that writes it (see PolicyDecision.bindWrite). */
   bindWrite?: boolean;
   identity: CiIdentity | ReadTokenIdentity;
+  /** Read tokens only: the token's `jti` and `iat` (seconds), for revocation and the maximum lifetime. */
+  issued?: { id: string; at: number };
 }
 
 export interface CacheTokens {
-  issue(grant: CacheGrant, ttlSeconds: number): Promise<{ token: string; expiresAt: Date }>;
-  /** Throws HttpError 401 naming why the token is unusable. */
+  issue(grant: CacheGrant, ttlSeconds: number): Promise<{ token: string; expiresAt: Date; id: string }>;
+  /** Throws ExchangeError (unauthorized) naming why the token is unusable. */
   verify(token: string): Promise<CacheGrant>;
 }
 
@@ -71,7 +73,7 @@ function isStringRecord(value: unknown): value is Record<string, string> {
 
 /** Re-checks a signed payload's shape: defence in depth should the key ever sign something odd. */
 function grantFromPayload(payload: JWTPayload): CacheGrant {
-  const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners } = payload;
+  const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners, jti, iat } = payload;
   const validKind = kind === 'ci' || kind === 'read';
   const validRead =
     Array.isArray(read) && read.every((item) => typeof item === 'string' && isSlicePattern(item));
@@ -84,7 +86,16 @@ function grantFromPayload(payload: JWTPayload): CacheGrant {
       Array.isArray(read) &&
       readOwners.length === read.length &&
       readOwners.every((owner) => owner === null || isOwnerRequirement(owner)));
-  if (!validKind || !validRead || !validWrite || !validBind || !validOwners || !isStringRecord(identity)) {
+  const validIssued = kind !== 'read' || (typeof jti === 'string' && typeof iat === 'number');
+  if (
+    !validKind ||
+    !validRead ||
+    !validWrite ||
+    !validBind ||
+    !validOwners ||
+    !validIssued ||
+    !isStringRecord(identity)
+  ) {
     throw unauthorized(CACHE_TOKEN, 'malformed claims', 'malformed_token');
   }
   return {
@@ -94,6 +105,7 @@ function grantFromPayload(payload: JWTPayload): CacheGrant {
     bindWrite: bindWrite === true,
     ...(readOwners === undefined ? {} : { readOwners: readOwners as (OwnerRequirement | null)[] }),
     identity: identity as CiIdentity | ReadTokenIdentity,
+    ...(kind === 'read' ? { issued: { id: jti as string, at: iat as number } } : {}),
   };
 }
 
@@ -118,6 +130,7 @@ export function createCacheTokens(tokenKey: KeyObject, now: () => number = Date.
       if (grant.kind === 'read' && grant.write !== null) throw new TypeError('a read token cannot write');
       const issuedAt = Math.floor(now() / 1000);
       const expiresAt = issuedAt + ttlSeconds;
+      const id = randomUUID();
       const token = await new SignJWT({
         kind: grant.kind,
         read: grant.read,
@@ -130,11 +143,11 @@ export function createCacheTokens(tokenKey: KeyObject, now: () => number = Date.
         .setIssuer(CACHE_TOKEN_ISSUER)
         .setAudience(CACHE_TOKEN_AUDIENCE)
         .setSubject(subjectOf(grant))
-        .setJti(randomUUID())
+        .setJti(id)
         .setIssuedAt(issuedAt)
         .setExpirationTime(expiresAt)
         .sign(tokenKey);
-      return { token, expiresAt: new Date(expiresAt * 1000) };
+      return { token, expiresAt: new Date(expiresAt * 1000), id };
     },
 
     async verify(token) {
@@ -154,11 +167,11 @@ export function createCacheTokens(tokenKey: KeyObject, now: () => number = Date.
         remember(token, grant, (payload.exp as number) * 1000);
         return grant;
       } catch (error) {
-        const httpError = joseErrorToHttp(CACHE_TOKEN, error);
+        const refusal = joseErrorToExchange(CACHE_TOKEN, error);
         // Our own key is local: anything jose cannot attribute to a claim is a token we did not sign.
-        if (httpError.status === 503)
+        if (refusal.kind === 'unavailable')
           throw unauthorized(CACHE_TOKEN, 'not signed by this server', 'forged_token');
-        throw httpError;
+        throw refusal;
       }
     },
   };

@@ -1,16 +1,16 @@
 /**
- * Turns jose's verification errors into 401s whose message says why a token is unusable, without
+ * Turns jose's verification errors into ExchangeErrors whose message says why a token is unusable, without
  * echoing the token. Shared by the OIDC ID token and the cache token verification.
  */
 import { errors } from 'jose';
-import { HttpError } from '../../http/errors.js';
+import { ExchangeError } from './exchange-error.js';
 
-export function unauthorized(what: string, problem: string, reason: string): HttpError {
-  return new HttpError(401, `${what}: ${problem}`, reason, { 'www-authenticate': 'Bearer' });
+export function unauthorized(what: string, problem: string, reason: string): ExchangeError {
+  return new ExchangeError('unauthorized', `${what}: ${problem}`, reason);
 }
 
-export function joseErrorToHttp(what: string, error: unknown): HttpError {
-  if (error instanceof HttpError) return error;
+export function joseErrorToExchange(what: string, error: unknown): ExchangeError {
+  if (error instanceof ExchangeError) return error;
   if (error instanceof errors.JWTExpired) return unauthorized(what, 'expired', 'token_expired');
   if (error instanceof errors.JWTClaimValidationFailed) {
     switch (error.claim) {
@@ -39,8 +39,8 @@ export function joseErrorToHttp(what: string, error: unknown): HttpError {
   }
   // Not the token's fault: the keys could not be fetched (network, discovery, JWKS answer).
   const detail = error instanceof Error ? `: ${error.message}` : '';
-  return new HttpError(
-    503,
+  return new ExchangeError(
+    'unavailable',
     `${what}: cannot verify now, the issuer's keys are unavailable${detail}`,
     'issuer_unavailable',
   );

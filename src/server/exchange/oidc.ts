@@ -3,8 +3,8 @@
  * signature against the issuer's published keys, then `iss`, `aud`, `exp`, `nbf` and `iat`.
  */
 import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
-import type { IssuerConfig } from '../config.js';
-import { joseErrorToHttp, unauthorized } from './jwt-errors.js';
+import type { IssuerConfig } from '../config/config-schema.js';
+import { joseErrorToExchange, unauthorized } from './jwt-errors.js';
 
 /** Asymmetric algorithms only: `none` and HMAC (which a public key could forge) never pass. */
 export const ALLOWED_ID_TOKEN_ALGORITHMS = [
@@ -118,7 +118,7 @@ export function createOidcVerifier(issuers: IssuerConfig[], options: OidcOptions
         }
         return { issuer, claims: payload };
       } catch (error) {
-        throw joseErrorToHttp(ID_TOKEN, error);
+        throw joseErrorToExchange(ID_TOKEN, error);
       }
     },
   };

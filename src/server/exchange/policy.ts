@@ -4,8 +4,9 @@
  * `${claim}` templates in slice names are filled from the token's claims.
  */
 import type { JWTPayload } from 'jose';
-import type { IssuerConfig, Rule, SliceConfig } from '../config.js';
-import { HttpError } from '../../http/errors.js';
+import type { IssuerConfig, Rule, SliceConfig } from '../config/config-schema.js';
+import { pullRequestSlice } from '../slices/pull-request-slices.js';
+import { ExchangeError } from './exchange-error.js';
 import { claimString } from './identity.js';
 import type { OwnerRequirement } from './cache-token.js';
 import {
@@ -16,7 +17,7 @@ import {
   normalizeSliceName,
   templateClaims,
   type TemplateResult,
-} from './slice-names.js';
+} from '../slices/slice-names.js';
 
 /**
  * A pull-request job's own slice, `<slice>/pr-<number>`, for a slice with `pull_requests` whose
@@ -27,7 +28,7 @@ function pullRequestWriteSlice(slices: SliceConfig[], read: Set<string>, claims:
   const number = /^refs\/pull\/(\d+)\/(?:merge|head)$/.exec(claimString(claims.ref) ?? '')?.[1];
   if (claimString(claims.event_name) !== 'pull_request' || number === undefined) return null;
   const slice = slices.find((candidate) => candidate.pullRequests && read.has(candidate.name));
-  return slice ? `${slice.name}/pr-${number}` : null;
+  return slice ? pullRequestSlice(slice.name, number) : null;
 }
 
 /** Events whose workflows run trusted code of the repository: never pull_request(_target). */
@@ -74,7 +75,7 @@ export interface PolicyDecision {
 }
 
 export interface Policy {
-  /** Throws HttpError 403 naming the claims that failed when nothing is granted. */
+  /** Throws ExchangeError (forbidden) naming the claims that failed when nothing is granted. */
   evaluate(issuerName: string, claims: JWTPayload): PolicyDecision;
   publicSlices(): string[];
 }
@@ -180,8 +181,8 @@ export function createPolicy(slices: SliceConfig[]): Policy {
         if (write !== null) addRead(write, null);
       }
       if (read.size === 0 && write === null) {
-        throw new HttpError(
-          403,
+        throw new ExchangeError(
+          'forbidden',
           `no slice is granted to this token: ${refusals.join('; ')}`,
           'policy_denied',
         );

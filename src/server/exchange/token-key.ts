@@ -13,7 +13,7 @@ export function tokenKeyPath(dataDir: string): string {
   return join(dataDir, TOKEN_KEY_FILE);
 }
 
-function parseTokenKey(pem: string, path: string): KeyObject {
+export function parseTokenKey(pem: string, path: string): KeyObject {
   const key = createPrivateKey(pem);
   if (key.asymmetricKeyType !== 'ed25519')
     throw new Error(`${path}: the token key must be an ed25519 private key`);

@@ -3,9 +3,10 @@
  * password is the token (Nix 2.8 only sends Basic, from a netrc file; the username is ignored).
  */
 import type { IncomingMessage } from 'node:http';
-import { HttpError } from '../../http/errors.js';
+import { HttpError } from '../../contracts/http-error.js';
 import type { SliceFilter, WriterIdentity } from '../storage/metadata-store.js';
-import { readableBy, withPublicSlices, type SliceRank } from '../union-read.js';
+import { readableBy, withPublicSlices, type SliceRank } from '../cache/union-read.js';
+import { exchangeErrorToHttp } from './exchange-status.js';
 
 /** What a request may do, resolved from its token (or the lack of one). */
 export interface Access {
@@ -23,17 +24,25 @@ export interface Access {
 /** Verifies a cache token; throws (any error) when the token is unusable. */
 export type TokenVerifier = (token: string) => Promise<Omit<Access, 'authenticated' | 'canRead'>>;
 
+/** The one reading of `Authorization: Bearer <token>`: the token ('' if empty), or undefined for another scheme. */
+export function bearerCredential(header: string | undefined): string | undefined {
+  const match = /^bearer(?:\s+(.*))?$/i.exec(header?.trim() ?? '');
+  return match ? (match[1] ?? '').trim() : undefined;
+}
+
 /** The token in the request, or null when there is no Authorization header. */
 export function requestToken(req: IncomingMessage): string | null {
   const header = req.headers.authorization;
   if (header === undefined || header === '') return null;
+  const bearer = bearerCredential(header);
+  if (bearer !== undefined) {
+    if (!bearer)
+      throw new HttpError(401, 'empty Bearer token', 'bad_token', { 'www-authenticate': 'Bearer' });
+    return bearer;
+  }
   const space = header.indexOf(' ');
   const scheme = space === -1 ? header : header.slice(0, space);
   const value = space === -1 ? '' : header.slice(space + 1).trim();
-  if (/^bearer$/i.test(scheme)) {
-    if (!value) throw new HttpError(401, 'empty Bearer token', 'bad_token', { 'www-authenticate': 'Bearer' });
-    return value;
-  }
   if (/^basic$/i.test(scheme)) {
     const decoded = Buffer.from(value, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
@@ -69,7 +78,8 @@ export async function resolveAccess(
   let access: Omit<Access, 'authenticated' | 'canRead'>;
   try {
     access = await verify(token);
-  } catch (error) {
+  } catch (caught) {
+    const error = exchangeErrorToHttp(caught);
     if (error instanceof HttpError && error.status === 401) throw error; // already names the problem
     const reason = error instanceof Error ? error.message : String(error);
     throw new HttpError(401, `invalid cache token: ${reason}`, 'bad_token', { 'www-authenticate': 'Bearer' });

@@ -4,7 +4,7 @@
  * decompressor and an upload slot for as long as it is allowed to).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HttpError } from '../../http/errors.js';
+import { HttpError } from '../../contracts/http-error.js';
 
 /** Refuses a declared Content-Length over `limit` before any of the body is read. */
 export function checkDeclaredLength(req: IncomingMessage, limit: number, what: string): void {

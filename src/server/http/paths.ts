@@ -3,22 +3,12 @@
  * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
  * no decoding step for a traversal to hide behind.
  */
-import { HttpError } from '../../http/errors.js';
-import { NARINFO_BATCH_PATH } from '../../http/narinfo-batch.js';
+import { HttpError } from '../../contracts/http-error.js';
+import { NARINFO_BATCH_PATH } from '../../contracts/narinfo-batch.js';
+import { HEALTH_PATH, NAR_UPLOAD_PREFIX, TOKEN_EXCHANGE_PATH } from '../../contracts/server-api.js';
 import type { NarCompression } from '../../nix/nar.js';
-
-const NIX32 = '[0-9abcdfghijklmnpqrsvwxyz]';
-const NARINFO = new RegExp(`^/(${NIX32}{32})\\.narinfo$`);
-const NAR = new RegExp(`^/nar/(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
-/** Sluice's own upload route: the NAR file named by the NarHash of the NAR inside it. */
-const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
-const NAR_UPLOAD = new RegExp(`^${NAR_UPLOAD_PREFIX}(${NIX32}{52})\\.nar(\\.[a-z0-9]+)?$`);
-
-export const EXTENSION_COMPRESSION: Record<string, NarCompression> = {
-  '': 'none',
-  '.zst': 'zstd',
-  '.xz': 'xz',
-};
+import { parseNarFileName, type NarFileName } from '../../nix/nar-url.js';
+import { HASH_PART_PATTERN } from '../../nix/store-path.js';
 
 export type Route =
   | { name: 'nix-cache-info' | 'health' | 'token' | 'metrics' | 'narinfos' | 'pins' }
@@ -60,16 +50,15 @@ export function checkPath(rawUrl: string): string {
   return path;
 }
 
-function compressionOf(extension = ''): NarCompression {
-  const compression = EXTENSION_COMPRESSION[extension];
-  if (compression === undefined) {
+function compressionOf(name: NarFileName): NarCompression {
+  if (name.compression === undefined) {
     throw new HttpError(
       400,
-      `unsupported NAR compression '${extension}' (use .nar, .nar.zst or .nar.xz)`,
+      `unsupported NAR compression '${name.extension}' (use .nar, .nar.zst or .nar.xz)`,
       'bad_name',
     );
   }
-  return compression;
+  return name.compression;
 }
 
 export function matchRoute(rawUrl: string): Route {
@@ -77,9 +66,9 @@ export function matchRoute(rawUrl: string): Route {
   switch (path) {
     case '/nix-cache-info':
       return { name: 'nix-cache-info' };
-    case '/_api/v1/health':
+    case HEALTH_PATH:
       return { name: 'health' };
-    case '/_api/v1/token':
+    case TOKEN_EXCHANGE_PATH:
       return { name: 'token' };
     case NARINFO_BATCH_PATH:
       return { name: 'narinfos' };
@@ -88,8 +77,8 @@ export function matchRoute(rawUrl: string): Route {
     case '/_api/v1/pins':
       return { name: 'pins' };
   }
-  const narinfo = NARINFO.exec(path);
-  if (narinfo) return { name: 'narinfo', hashPart: narinfo[1] as string };
+  const hashPart = path.endsWith('.narinfo') ? path.slice(1, -'.narinfo'.length) : undefined;
+  if (hashPart !== undefined && HASH_PART_PATTERN.test(hashPart)) return { name: 'narinfo', hashPart };
   if (path.endsWith('.narinfo') && !path.slice(1).includes('/')) {
     throw new HttpError(
       400,
@@ -97,11 +86,8 @@ export function matchRoute(rawUrl: string): Route {
       'bad_name',
     );
   }
-  const nar = NAR.exec(path);
-  if (nar) {
-    const compression = compressionOf(nar[2]);
-    return { name: 'nar', fileHash: nar[1] as string, compression, key: path.slice('/nar/'.length) };
-  }
+  const nar = path.startsWith('/nar/') ? parseNarFileName(path.slice('/nar/'.length)) : undefined;
+  if (nar) return { name: 'nar', fileHash: nar.hash, compression: compressionOf(nar), key: nar.key };
   if (path.startsWith('/nar/')) {
     throw new HttpError(
       400,
@@ -109,16 +95,11 @@ export function matchRoute(rawUrl: string): Route {
       'bad_name',
     );
   }
-  const upload = NAR_UPLOAD.exec(path);
-  if (upload) {
-    const compression = compressionOf(upload[2]);
-    return {
-      name: 'nar-upload',
-      narHash: upload[1] as string,
-      compression,
-      key: path.slice(NAR_UPLOAD_PREFIX.length),
-    };
-  }
+  const upload = path.startsWith(NAR_UPLOAD_PREFIX)
+    ? parseNarFileName(path.slice(NAR_UPLOAD_PREFIX.length))
+    : undefined;
+  if (upload)
+    return { name: 'nar-upload', narHash: upload.hash, compression: compressionOf(upload), key: upload.key };
   if (path.startsWith(NAR_UPLOAD_PREFIX)) {
     throw new HttpError(
       400,

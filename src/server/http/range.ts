@@ -1,5 +1,5 @@
 /** Single byte ranges (`Range: bytes=a-b`, `bytes=a-`, `bytes=-n`), which is what download tools ask for. */
-import { HttpError } from '../../http/errors.js';
+import { HttpError } from '../../contracts/http-error.js';
 import type { ByteRange } from '../storage/blob-store.js';
 
 /** The range to send, or null for the whole body (no header, or several ranges, which we may ignore). */

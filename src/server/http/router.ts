@@ -4,8 +4,8 @@
  * lookups answered 200 or 404 at debug level).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HttpError, sendError } from '../../http/errors.js';
-import type { Logger } from '../log.js';
+import { HttpError, sendError } from '../../contracts/http-error.js';
+import type { Logger } from '../server-log.js';
 import type { ServerMetrics } from '../metrics.js';
 import { resolveAccess, type Access, type TokenVerifier } from './auth.js';
 import {
@@ -16,17 +16,20 @@ import {
   putNarByNarHash,
   putNarInfo,
   putNixCacheInfo,
-  type CacheDeps,
   type CacheRequest,
 } from './cache-handlers.js';
 import { acceptBody, withIdleTimeout } from './body.js';
-import { postNarInfos } from './narinfo-batch.js';
+import type { UploadSlots } from './upload-slots.js';
+import { postNarInfos } from './narinfo-batch-handler.js';
+import type { CacheService } from '../cache/cache-service.js';
 import { matchRoute, type Route } from './paths.js';
 import { postPin } from './pins.js';
+import type { RequestGuard } from './rate-limit.js';
 
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
-export interface RouterDeps extends CacheDeps {
+export interface RouterDeps {
+  cache: CacheService;
   metrics: ServerMetrics;
   log: Logger;
   verifyToken: TokenVerifier;
@@ -35,6 +38,9 @@ export interface RouterDeps extends CacheDeps {
   publicReads: boolean;
   tokenHandler: RawHandler;
   health: () => object;
+  uploadSlots: UploadSlots;
+  /** Rate limits per client address (rate-limit.ts). */
+  guard?: RequestGuard;
   /** How long a request body may send nothing before it is abandoned (408). */
   bodyIdleTimeoutMs: number;
 }
@@ -44,8 +50,8 @@ type MethodTable = Partial<Record<string, Handler>>;
 
 function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
   const narinfo: Handler = (route, request) =>
-    getNarInfo(deps, request, (route as { hashPart: string }).hashPart);
-  const nar: Handler = (route, request) => getNar(deps, request, (route as { key: string }).key);
+    getNarInfo(deps.cache, request, (route as { hashPart: string }).hashPart);
+  const nar: Handler = (route, request) => getNar(deps.cache, request, (route as { key: string }).key);
   return {
     'nix-cache-info': {
       GET: (_route, request) => getNixCacheInfo(request),
@@ -55,7 +61,7 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
     narinfo: {
       GET: narinfo,
       HEAD: narinfo,
-      PUT: (route, request) => putNarInfo(deps, request, (route as { hashPart: string }).hashPart),
+      PUT: (route, request) => putNarInfo(deps.cache, request, (route as { hashPart: string }).hashPart),
     },
     nar: {
       GET: nar,
@@ -63,10 +69,10 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
       PUT: (route, request) => putNar(deps, request, route as Extract<Route, { name: 'nar' }>),
     },
     narinfos: {
-      POST: (_route, request) => postNarInfos(deps, request, deps.publicReads),
+      POST: (_route, request) => postNarInfos(deps.cache, request, deps.publicReads),
     },
     pins: {
-      POST: (_route, request) => postPin(deps, request),
+      POST: (_route, request) => postPin(deps.cache, request),
     },
     'nar-upload': {
       PUT: (route, request) =>
@@ -131,6 +137,7 @@ export function createRouter(deps: RouterDeps): RawHandler {
     try {
       const route = matchRoute(req.url ?? '/');
       routeName = route.name;
+      deps.guard?.admit(req, route.name);
       const methods = table[route.name];
       const handler = methods[req.method ?? ''];
       if (!handler) {
@@ -151,7 +158,9 @@ export function createRouter(deps: RouterDeps): RawHandler {
       };
       await handler(route, request);
     } catch (error) {
+      if (error instanceof HttpError && error.status === 401) deps.guard?.refused(req, routeName);
       if (!(error instanceof HttpError)) deps.log.error({ err: error, path }, 'request failed');
+      else if (error.status === 503) deps.log.warn({ path, reason: error.message }, 'unavailable');
       else if (hasBody(req) && routeName !== 'token' && routeName !== 'narinfos')
         deps.metrics.rejectedUploads.inc({ reason: error.reason });
       // A body we did not read would be parsed as the next request: close the connection instead.

@@ -6,7 +6,7 @@
  * server is full; both with Retry-After, which the Action's proxy honours and Nix retries through.
  */
 import { createHash } from 'node:crypto';
-import { HttpError } from '../../http/errors.js';
+import { HttpError } from '../../contracts/http-error.js';
 
 /** Seconds: an upload slot frees up as soon as any upload ends. */
 export const UPLOAD_RETRY_AFTER_SECONDS = 2;

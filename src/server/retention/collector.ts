@@ -6,12 +6,12 @@
  * MetadataStore. A dry run plans the same and deletes nothing.
  */
 import { randomUUID } from 'node:crypto';
-import type { Config } from '../config.js';
+import type { Config } from '../config/config-schema.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
-import type { StoredNarInfo } from '../storage/retention-store.js';
 import { planSlice, type PathEntry, type RemovalReason } from './plan.js';
 import { retentionFor } from './slices.js';
+import { readSlice } from './slice-rows.js';
 
 export const GC_LEASE = 'gc';
 const LEASE_MS = 15 * 60_000;
@@ -61,30 +61,8 @@ export interface GcReport {
   slices: SliceReport[];
   nars: { key: string; bytes: number; reason: NarReason }[];
   expiredPins: { slice: string; name: string }[];
-}
-
-/** FileSize and References from a stored narinfo (a line scan: the collector reads every row). */
-export function pathEntry(row: StoredNarInfo): PathEntry {
-  let fileSize = 0;
-  let references: string[] = [];
-  for (const line of row.narinfo.split('\n')) {
-    if (line.startsWith('FileSize: ')) fileSize = Number(line.slice(10));
-    else if (line.startsWith('References: '))
-      references = line
-        .slice(12)
-        .split(' ')
-        .filter(Boolean)
-        .map((name) => name.slice(0, 32));
-  }
-  return {
-    hashPart: row.hashPart,
-    storePath: row.storePath,
-    narKey: row.narKey,
-    fileSize,
-    references,
-    createdAt: +row.createdAt,
-    lastAccessedAt: +row.lastAccessedAt,
-  };
+  /** Real runs: uploads begun before the grace window and never finished, dropped (S3 multipart, temp files). */
+  abortedUploads?: number;
 }
 
 const tally = (entries: { fileSize: number }[]): Tally => ({
@@ -129,7 +107,7 @@ async function collect(deps: CollectorDeps, options: CollectOptions, now: number
   // which cannot ask the store afterwards.
   const stillUsed = new Set<string>();
   for (const slice of await meta.listSlices()) {
-    const entries = (await meta.listNarInfos(slice)).map(pathEntry);
+    const entries = await readSlice(meta, slice);
     if (options.slice !== undefined && slice !== options.slice) {
       for (const entry of entries) stillUsed.add(entry.narKey);
       continue;
@@ -243,6 +221,7 @@ async function collectNars(
     report.nars.push({ key: blob.key, bytes: blob.size, reason });
   }
   if (report.dryRun) return;
+  report.abortedUploads = await deps.blobs.abortIncompleteUploads(unusedBefore);
   for (const reason of ['orphan', 'unused'] as const) {
     const list = deleted[reason];
     for (let i = 0; i < list.length; i += BATCH) {

@@ -8,7 +8,7 @@
  * `max_age`; size keeps the most recently used paths (references before referrers on ties) while
  * they fit. Both decisions keep closures whole: a referrer is never newer than its references.
  */
-import type { RetentionPolicy } from './settings.js';
+import type { RetentionPolicy } from '../config/retention-config.js';
 
 export interface PathEntry {
   hashPart: string;

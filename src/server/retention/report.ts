@@ -1,7 +1,8 @@
 /** Text for `sluice gc` and `sluice slices`: per slice what stays, what goes and why. */
-import type { Config } from '../config.js';
+import type { Config } from '../config/config-schema.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
-import { pathEntry, type GcReport, type SliceReport } from './collector.js';
+import type { GcReport, SliceReport } from './collector.js';
+import { readSlice } from './slice-rows.js';
 import { retentionFor } from './slices.js';
 
 export function formatBytes(bytes: number): string {
@@ -80,7 +81,7 @@ export async function summarizeSlices(meta: MetadataStore, config: Config): Prom
   const names = new Set([...(await meta.listSlices()), ...pins.map((pin) => pin.slice)]);
   const summaries: SliceSummary[] = [];
   for (const slice of [...names].sort()) {
-    const entries = (await meta.listNarInfos(slice)).map(pathEntry);
+    const entries = await readSlice(meta, slice);
     const { policy } = retentionFor(config, slice);
     summaries.push({
       slice,

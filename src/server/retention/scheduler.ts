@@ -2,7 +2,7 @@
  * The server's collections: every `gc_interval`, one at a time, results logged and counted.
  * `sluice gc` runs the same collectGarbage; the lease keeps replicas and the CLI from overlapping.
  */
-import type { Logger } from '../log.js';
+import type { Logger } from '../server-log.js';
 import type { ServerMetrics } from '../metrics.js';
 import { collectGarbage, type CollectOptions, type CollectorDeps, type GcReport } from './collector.js';
 

@@ -26,6 +26,11 @@ export interface BlobStore {
   delete(key: string): Promise<void>;
   /** Every complete object, for the collector (orphans): its key, size and when it was written. */
   list(): AsyncIterable<BlobInfo>;
+  /**
+   * Drops uploads begun before `before` and never finished (a process killed mid-upload): S3's
+   * multipart uploads, the directory's temp files. Returns how many.
+   */
+  abortIncompleteUploads(before: Date): Promise<number>;
 }
 
 export interface BlobInfo {

@@ -21,6 +21,9 @@ const TEMP_PREFIX = '.upload-';
 const readBuffers = new BufferPool(256 * 1024, 16);
 
 export class FsBlobStore implements BlobStore {
+  /** Temp files of this process's uploads in progress: never taken for abandoned ones. */
+  private readonly writing = new Set<string>();
+
   private constructor(private readonly dir: string) {}
 
   /** Opens (creating) the directory and removes temp files a crash may have left. */
@@ -46,11 +49,13 @@ export class FsBlobStore implements BlobStore {
     first.catch(() => undefined);
     const tempPath = join(this.dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
     let file: FileHandle;
+    this.writing.add(tempPath);
     try {
       file = await open(tempPath, 'wx', 0o644);
     } catch (error) {
       // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
       void chunks.return?.().catch(() => undefined);
+      this.writing.delete(tempPath);
       throw error;
     }
     try {
@@ -78,6 +83,7 @@ export class FsBlobStore implements BlobStore {
     } finally {
       await file.close().catch(() => undefined);
       await unlink(tempPath).catch(() => undefined);
+      this.writing.delete(tempPath);
     }
   }
 
@@ -112,6 +118,21 @@ export class FsBlobStore implements BlobStore {
     await unlink(this.path(key)).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== 'ENOENT') throw e;
     });
+  }
+
+  async abortIncompleteUploads(before: Date): Promise<number> {
+    let removed = 0;
+    for (const name of await readdir(this.dir)) {
+      if (!name.startsWith(TEMP_PREFIX) || this.writing.has(join(this.dir, name))) continue;
+      // Another process's upload in progress writes its file continuously: its mtime is recent.
+      const info = await stat(join(this.dir, name)).catch(() => null);
+      if (!info || info.mtime >= before) continue;
+      await unlink(join(this.dir, name)).then(
+        () => removed++,
+        () => undefined,
+      );
+    }
+    return removed;
   }
 
   async *list(): AsyncIterable<BlobInfo> {

@@ -67,6 +67,19 @@ export interface SliceOwner {
   repositoryOwnerId: string;
 }
 
+/** A read-only token made by `sluice token create`, kept so it can be listed and revoked. */
+export interface ReadTokenRecord {
+  /** The token's `jti`. */
+  id: string;
+  name: string;
+  /** Slice names and patterns it reads. */
+  read: string[];
+  createdAt: Date;
+  expiresAt: Date;
+  lastUsedAt: Date | null;
+  revokedAt: Date | null;
+}
+
 /**
  * Decides which slices a request may see (read grants, plus public slices). `owner` is the slice's
  * binding: grants that come from templates only cover slices bound to the reader's issuer and ids.
@@ -96,5 +109,16 @@ export interface MetadataStore extends RetentionStore {
   /** Binds the slice to `owner` if it has no owner yet; returns the owner it has now. */
   bindSlice(slice: string, owner: SliceOwner): Promise<SliceOwner>;
   listAudit(filter: { slice?: string; since?: Date; limit?: number }): Promise<AuditEntry[]>;
+  /**
+   * Records an exchanged ID token (`key`: issuer and jti, or a hash) until `expiresAt`: true the
+   * first time, false if it is already recorded and not yet expired. Drops expired records.
+   */
+  useIdTokenOnce(key: string, expiresAt: Date, now: Date): Promise<boolean>;
+  addReadToken(token: ReadTokenRecord): Promise<void>;
+  listReadTokens(): Promise<ReadTokenRecord[]>;
+  /** Marks it revoked (once); false when no token has this id. */
+  revokeReadToken(id: string, at: Date): Promise<boolean>;
+  /** Notes a use of the token and answers whether it is revoked, or null when it is not recorded. */
+  touchReadToken(id: string, at: Date): Promise<{ revoked: boolean } | null>;
   close(): Promise<void>;
 }

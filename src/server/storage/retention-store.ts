@@ -4,10 +4,15 @@
  * and a deletion of the same NAR never interleave badly), pins and the collector's lease.
  * Every write takes its time from the caller, so the server's clock can be injected in tests.
  */
-import type { NarInfoRecord } from './metadata-store.js';
-
-/** A narinfo row as the collector sees it: the record plus its last read or push. */
-export interface StoredNarInfo extends NarInfoRecord {
+/** A narinfo row as the collector sees it (a NarInfoRecord's columns) with its last read or push. */
+export interface StoredNarInfo {
+  slice: string;
+  hashPart: string;
+  storePath: string;
+  narKey: string;
+  /** The narinfo as stored (FileSize and References are read from it). */
+  narinfo: string;
+  createdAt: Date;
   lastAccessedAt: Date;
 }
 
@@ -46,7 +51,12 @@ export interface RetentionStore {
   touchNarInfos(keys: readonly NarInfoKey[], at: Date): Promise<number>;
   /** Slices holding at least one narinfo. */
   listSlices(): Promise<string[]>;
-  listNarInfos(slice: string): Promise<StoredNarInfo[]>;
+  /**
+   * One page of the slice's rows in hash-part order, those after `after` ('' for the first page):
+   * the collector reads a big slice page by page, so one read never holds the store (or, for
+   * SQLite, the event loop) for long.
+   */
+  listNarInfos(slice: string, after: string, limit: number): Promise<StoredNarInfo[]>;
   /** Blob keys some narinfo (in any slice) points to, and keys a push touched at or after `usedSince`. */
   narKeysInUse(usedSince: Date): Promise<{ referenced: Set<string>; touched: Set<string> }>;
   /**

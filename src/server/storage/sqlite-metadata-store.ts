@@ -5,9 +5,18 @@ import type {
   MetadataStore,
   NarFacts,
   NarInfoRecord,
+  ReadTokenRecord,
   SliceFilter,
   SliceOwner,
 } from './metadata-store.js';
+import {
+  NARINFOS_WITH_OWNER,
+  auditEntry,
+  narInfoRecord,
+  optional,
+  sliceOwnerOf,
+  str,
+} from './metadata-rows.js';
 import type { DeletionRecord, NarInfoKey, Pin, StoredNarInfo } from './retention-store.js';
 import * as retention from './sqlite-retention.js';
 
@@ -35,41 +44,15 @@ CREATE TABLE IF NOT EXISTS audit (
   repository TEXT, repository_id TEXT, ref TEXT, workflow TEXT, run_id TEXT, sha TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_slice_time ON audit (slice, time);
+CREATE TABLE IF NOT EXISTS used_id_tokens (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS used_id_tokens_by_expiry ON used_id_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS read_tokens (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, read TEXT NOT NULL, created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL, last_used_at INTEGER, revoked_at INTEGER
+);
 `;
 
 type Row = Record<string, string | number | null>;
-
-const str = (v: unknown): string => String(v);
-const optional = (v: unknown): string | undefined => (v === null || v === undefined ? undefined : String(v));
-
-function sliceOwner(row: Row, prefix = ''): SliceOwner | null {
-  if (row[`${prefix}repository_id`] === null || row[`${prefix}repository_id`] === undefined) return null;
-  return {
-    issuer: str(row[`${prefix}issuer`]),
-    repositoryId: str(row[`${prefix}repository_id`]),
-    repositoryOwnerId: str(row[`${prefix}repository_owner_id`]),
-  };
-}
-
-function narInfoRecord(row: Row): NarInfoRecord {
-  const signedBy = optional(row.signed_by);
-  return {
-    slice: str(row.slice),
-    hashPart: str(row.hash_part),
-    storePath: str(row.store_path),
-    narKey: str(row.nar_key),
-    narinfo: str(row.narinfo),
-    createdAt: new Date(Number(row.created_at)),
-    lastAccessedAt: new Date(Number(row.last_accessed_at ?? row.created_at)),
-    owner: sliceOwner(row, 'owner_'),
-    ...(signedBy === undefined ? {} : { signedBy }),
-  };
-}
-
-/** Narinfo rows with their slice's binding, for the lookups' filters. */
-const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
-    s.repository_owner_id AS owner_repository_owner_id
-  FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
 
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: DatabaseSync;
@@ -94,7 +77,7 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) =>
       this.readable(
         String(slice),
-        sliceOwner({ issuer, repository_id: repositoryId, repository_owner_id: repositoryOwnerId } as Row),
+        sliceOwnerOf({ issuer, repository_id: repositoryId, repository_owner_id: repositoryOwnerId } as Row),
       )
         ? 1
         : 0,
@@ -173,7 +156,7 @@ export class SqliteMetadataStore implements MetadataStore {
   async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists' | 'nar_missing'> {
     this.db.exec('BEGIN IMMEDIATE');
     try {
-      if (retention.isNarClaimed(this.sql.bind(this), record.narKey, record.createdAt)) {
+      if (retention.isNarClaimed(this.run, record.narKey, record.createdAt)) {
         this.db.exec('ROLLBACK');
         return 'nar_missing';
       }
@@ -233,12 +216,12 @@ export class SqliteMetadataStore implements MetadataStore {
       `SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
          FROM narinfos n LEFT JOIN slices s ON s.name = n.slice WHERE n.nar_key = ?`,
     ).all(key) as Row[];
-    return rows.some((r) => readable(str(r.slice), sliceOwner(r)));
+    return rows.some((r) => readable(str(r.slice), sliceOwnerOf(r)));
   }
 
   async sliceOwner(slice: string): Promise<SliceOwner | null> {
     const row = this.sql('SELECT * FROM slices WHERE name = ?').get(slice) as Row | undefined;
-    return row ? sliceOwner(row) : null;
+    return row ? sliceOwnerOf(row) : null;
   }
 
   async bindSlice(slice: string, owner: SliceOwner): Promise<SliceOwner> {
@@ -253,19 +236,59 @@ export class SqliteMetadataStore implements MetadataStore {
     const rows = this.sql(
       `SELECT * FROM audit WHERE (?1 IS NULL OR slice = ?1) AND time >= ?2 ORDER BY time, id LIMIT ?3`,
     ).all(filter.slice ?? null, filter.since ? +filter.since : 0, filter.limit ?? -1) as Row[];
+    return rows.map(auditEntry);
+  }
+
+  async useIdTokenOnce(key: string, expiresAt: Date, now: Date): Promise<boolean> {
+    this.sql('DELETE FROM used_id_tokens WHERE expires_at <= ?').run(+now);
+    return (
+      this.sql('INSERT OR IGNORE INTO used_id_tokens (key, expires_at) VALUES (?, ?)').run(key, +expiresAt)
+        .changes === 1
+    );
+  }
+
+  async addReadToken(token: ReadTokenRecord): Promise<void> {
+    this.sql(
+      `INSERT INTO read_tokens (id, name, read, created_at, expires_at, last_used_at, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      token.id,
+      token.name,
+      JSON.stringify(token.read),
+      +token.createdAt,
+      +token.expiresAt,
+      token.lastUsedAt ? +token.lastUsedAt : null,
+      token.revokedAt ? +token.revokedAt : null,
+    );
+  }
+
+  async listReadTokens(): Promise<ReadTokenRecord[]> {
+    const rows = this.sql('SELECT * FROM read_tokens ORDER BY created_at, id').all() as Row[];
+    const date = (v: unknown) => (v === null ? null : new Date(Number(v)));
     return rows.map((r) => ({
-      time: new Date(Number(r.time)),
-      slice: str(r.slice),
-      storePath: str(r.store_path),
-      narSize: Number(r.nar_size),
-      fileSize: Number(r.file_size),
-      repository: optional(r.repository),
-      repositoryId: optional(r.repository_id),
-      ref: optional(r.ref),
-      workflow: optional(r.workflow),
-      runId: optional(r.run_id),
-      sha: optional(r.sha),
+      id: str(r.id),
+      name: str(r.name),
+      read: JSON.parse(str(r.read)) as string[],
+      createdAt: new Date(Number(r.created_at)),
+      expiresAt: new Date(Number(r.expires_at)),
+      lastUsedAt: date(r.last_used_at),
+      revokedAt: date(r.revoked_at),
     }));
+  }
+
+  async revokeReadToken(id: string, at: Date): Promise<boolean> {
+    const found = this.sql('UPDATE read_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?').run(
+      +at,
+      id,
+    );
+    return found.changes === 1;
+  }
+
+  async touchReadToken(id: string, at: Date): Promise<{ revoked: boolean } | null> {
+    const row = this.sql(
+      'UPDATE read_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ? RETURNING revoked_at',
+    ).get(+at, id) as Row | undefined;
+    return row ? { revoked: row.revoked_at !== null } : null;
   }
 
   // RetentionStore: the queries live in sqlite-retention.ts.
@@ -276,8 +299,8 @@ export class SqliteMetadataStore implements MetadataStore {
   async listSlices(): Promise<string[]> {
     return retention.listSlices(this.run);
   }
-  async listNarInfos(slice: string): Promise<StoredNarInfo[]> {
-    return retention.listNarInfos(this.run, slice);
+  async listNarInfos(slice: string, after: string, limit: number): Promise<StoredNarInfo[]> {
+    return retention.listNarInfos(this.run, slice, after, limit);
   }
   async narKeysInUse(usedSince: Date): Promise<{ referenced: Set<string>; touched: Set<string> }> {
     return retention.narKeysInUse(this.run, usedSince);

@@ -70,8 +70,12 @@ export function listSlices(sql: Sql): string[] {
   );
 }
 
-export function listNarInfos(sql: Sql, slice: string): StoredNarInfo[] {
-  const rows = sql('SELECT * FROM narinfos WHERE slice = ? ORDER BY hash_part').all(slice) as Row[];
+export function listNarInfos(sql: Sql, slice: string, after: string, limit: number): StoredNarInfo[] {
+  const rows = sql('SELECT * FROM narinfos WHERE slice = ? AND hash_part > ? ORDER BY hash_part LIMIT ?').all(
+    slice,
+    after,
+    limit,
+  ) as Row[];
   return rows.map((row) => ({
     slice: String(row.slice),
     hashPart: String(row.hash_part),

@@ -1,0 +1,196 @@
+/**
+ * The pack format on its own, with real store paths: written from the store, read back and checked
+ * (from the extracted files, and streamed out of a tar.zst as @actions/cache writes it, while it
+ * grows), a corrupted NAR or index refused; and the planner's choice of paths.
+ */
+import { beforeAll, describe, expect, it } from '@jest/globals';
+import { execFile } from 'node:child_process';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buffer } from 'node:stream/consumers';
+import { promisify } from 'node:util';
+import { createDecompressor } from '../../src/nix/nar.js';
+import { Hash } from '../../src/nix/hash.js';
+import { PACK_CACHE_PATHS, parseIndex, PackFormatError } from '../../src/proxy/pack/format.js';
+import { planPack } from '../../src/proxy/pack/planner.js';
+import { PackReader } from '../../src/proxy/pack/reader.js';
+import { streamRestore } from '../../src/proxy/pack/stream-restore.js';
+import { writePack } from '../../src/proxy/pack/writer.js';
+import { LocalStore, type PathInfo } from '../../src/proxy/push/local-store.js';
+import { nixBuild, randomChainExpr } from '../support/nix.js';
+
+const execFileAsync = promisify(execFile);
+let infos: PathInfo[];
+let root: string;
+
+beforeAll(async () => {
+  const [top] = await nixBuild(randomChainExpr(3, 300_000));
+  infos = await new LocalStore().closureInfo([top!]);
+  // References first, as the planner orders them.
+  infos = planPack({
+    infos,
+    lastUsed: new Map(),
+    inRestoredPack: new Set(),
+    excluded: () => undefined,
+    maxBytes: Infinity,
+  }).paths;
+  root = mkdtempSync(join(tmpdir(), 'sluice-pack-'));
+  await writePack(root, infos);
+}, 120_000);
+
+async function narOf(reader: PackReader, i: number): Promise<Buffer> {
+  const entry = reader.index.entries[i]!;
+  return buffer((await reader.open(entry)).pipe(createDecompressor('zstd')));
+}
+
+describe('a pack written from the store', () => {
+  it('reads back: every NAR passes its check and is the bytes nix-store --dump writes', async () => {
+    const reader = await PackReader.open(root);
+    expect(reader.index.entries.map((e) => e.path)).toEqual(infos.map((i) => i.path));
+    await reader.verify();
+    expect(reader.corrupt).toBeUndefined();
+    const { stdout } = await execFileAsync('nix-store', ['--dump', infos[1]!.path], {
+      encoding: 'buffer',
+      maxBuffer: 1 << 26,
+    });
+    expect((await narOf(reader, 1)).equals(stdout)).toBe(true);
+  });
+
+  it('a NAR that does not match its index entry is never handed out, nor anything after it', async () => {
+    const copy = mkdtempSync(join(tmpdir(), 'sluice-pack-bad-'));
+    mkdirSync(join(copy, 'sluice-pack'));
+    const index = JSON.parse(readFileSync(join(root, PACK_CACHE_PATHS[0]!), 'utf8')) as {
+      entries: { narHash: string }[];
+    };
+    // Entry 1 claims another NarHash: the bytes are intact zstd, only the check can tell.
+    index.entries[1]!.narHash = new Hash('sha256', Buffer.alloc(32, 7)).toString();
+    writeFileSync(join(copy, PACK_CACHE_PATHS[0]!), JSON.stringify(index));
+    writeFileSync(join(copy, PACK_CACHE_PATHS[1]!), readFileSync(join(root, PACK_CACHE_PATHS[1]!)));
+    const reader = await PackReader.open(copy);
+    await reader.verify();
+    expect(reader.corrupt).toMatch(/does not match its index entry/);
+    await expect(reader.verified(reader.index.entries[0]!)).resolves.toBeUndefined();
+    await expect(reader.open(reader.index.entries[1]!)).rejects.toThrow(/does not match/);
+    await expect(reader.open(reader.index.entries[2]!)).rejects.toThrow();
+    expect(reader.entryForHashPart(reader.index.entries[0]!.path.slice(11, 43))).toBeUndefined();
+  });
+
+  it('streams out of a growing tar.zst: the index comes first, the NARs as their bytes arrive', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'sluice-pack-stream-'));
+    const archive = join(work, 'archive.tzst');
+    await execFileAsync('tar', ['--zstd', '-cf', archive, '-C', root, ...PACK_CACHE_PATHS]);
+    const bytes = readFileSync(archive);
+    const download = join(work, 'tmp', 'some-uuid');
+    mkdirSync(download, { recursive: true });
+    const cut = Math.floor(bytes.length / 2);
+    writeFileSync(join(download, 'cache.tzst'), bytes.subarray(0, cut));
+    let finished = false;
+    const streamed = await streamRestore(
+      join(work, 'tmp'),
+      () => finished,
+      join(work, 'out'),
+      () => undefined,
+    );
+    expect(streamed).toBeDefined();
+    const reader = streamed!.reader;
+    expect(reader.index.entries).toHaveLength(infos.length);
+    // The rest lands; the download ends.
+    appendFileSync(join(download, 'cache.tzst'), bytes.subarray(cut));
+    finished = true;
+    await streamed!.finished;
+    expect(reader.corrupt).toBeUndefined();
+    const { stdout } = await execFileAsync('nix-store', ['--dump', infos[2]!.path], {
+      encoding: 'buffer',
+      maxBuffer: 1 << 26,
+    });
+    expect((await narOf(reader, 2)).equals(stdout)).toBe(true);
+  });
+
+  it('a download that breaks off after the index marks the pack unusable from there', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'sluice-pack-short-'));
+    const archive = join(work, 'archive.tzst');
+    await execFileAsync('tar', ['--zstd', '-cf', archive, '-C', root, ...PACK_CACHE_PATHS]);
+    const bytes = readFileSync(archive);
+    mkdirSync(join(work, 'tmp', 'x'), { recursive: true });
+    writeFileSync(join(work, 'tmp', 'x', 'cache.tzst'), bytes.subarray(0, Math.floor(bytes.length * 0.6)));
+    // The index arrives while the download still runs; then it ends short.
+    let finished = false;
+    const streamed = await streamRestore(
+      join(work, 'tmp'),
+      () => finished,
+      join(work, 'out'),
+      () => undefined,
+    );
+    expect(streamed).toBeDefined();
+    finished = true;
+    await streamed!.finished;
+    expect(streamed!.reader.corrupt).toBeDefined();
+    await expect(streamed!.reader.open(streamed!.reader.index.entries.at(-1)!)).rejects.toThrow();
+  });
+});
+
+describe('parseIndex', () => {
+  const entry = (offset: number, path = `/nix/store/${'a'.repeat(32)}-x`) => ({
+    path,
+    narHash: `sha256:${'0'.repeat(52)}`,
+    narSize: 8,
+    references: [],
+    offset,
+    size: 10,
+  });
+  const index = (entries: unknown[]) => JSON.stringify({ format: 'sluice-pack', version: 1, entries });
+  it('accepts contiguous entries and refuses gaps, duplicates and foreign files, naming the problem', () => {
+    expect(parseIndex(index([entry(0), entry(10, `/nix/store/${'b'.repeat(32)}-y`)])).entries).toHaveLength(
+      2,
+    );
+    expect(() => parseIndex(index([entry(0), entry(11, `/nix/store/${'b'.repeat(32)}-y`)]))).toThrow(
+      /entries\[1\]\.offset is 11, expected 10/,
+    );
+    expect(() => parseIndex(index([entry(0), entry(10)]))).toThrow(/in the pack twice/);
+    expect(() => parseIndex('{"format":"other"}')).toThrow(PackFormatError);
+    expect(() => parseIndex(index([{ ...entry(0), references: ['../etc'] }]))).toThrow(/references\[0\]/);
+  });
+});
+
+describe('planPack', () => {
+  const info = (name: string, narSize: number, references: string[] = []): PathInfo => ({
+    path: `/nix/store/${name.padEnd(32, name)}-${name}`,
+    narHash: new Hash('sha256', Buffer.alloc(32)),
+    narSize,
+    references: references.map((r) => `/nix/store/${r.padEnd(32, r)}-${r}`),
+  });
+  const a = info('a', 100);
+  const b = info('b', 100, ['a']);
+  const c = info('c', 100, ['b']);
+  const d = info('d', 100);
+
+  it('drops the least recently used first, never a reference before its referrers', () => {
+    // c was used long ago (so were b and a, through it); d was built just now.
+    const plan = planPack({
+      infos: [c, a, d, b],
+      lastUsed: new Map([
+        [c.path, 1],
+        [d.path, 100],
+      ]),
+      inRestoredPack: new Set([a.path, b.path, c.path]),
+      excluded: () => undefined,
+      maxBytes: 300,
+    });
+    expect(plan.paths.map((p) => p.path)).toEqual([a.path, b.path, d.path]);
+    expect(plan.dropped).toBe(1);
+    expect(plan.added).toBe(1);
+  });
+
+  it('leaves out filtered and upstream paths, and adds nothing when all is from the restored pack', () => {
+    const plan = planPack({
+      infos: [a, b, d],
+      lastUsed: new Map(),
+      inRestoredPack: new Set([a.path, b.path]),
+      excluded: (p) => (p === d.path ? 'upstream' : undefined),
+      maxBytes: 1 << 30,
+    });
+    expect(plan.upstream).toBe(1);
+    expect(plan.added).toBe(0);
+  });
+});

@@ -1,0 +1,47 @@
+/** What only the SQLite store has: databases made by earlier versions (the contract is in storage-contract). */
+import { expect, it } from '@jest/globals';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { SqliteMetadataStore } from '../../src/server/storage/sqlite-metadata-store.js';
+
+it('opens a database made before uploads recorded their FileHash, reading it from the key', async () => {
+  const path = join(mkdtempSync(join(tmpdir(), 'sluice-storage-')), 'sluice.db');
+  const fileHash = '1'.repeat(52);
+  const old = new DatabaseSync(path);
+  old.exec(`CREATE TABLE slice_nars (
+    slice TEXT NOT NULL, key TEXT NOT NULL, compression TEXT NOT NULL, file_size INTEGER NOT NULL,
+    nar_hash TEXT NOT NULL, nar_size INTEGER NOT NULL, created_at INTEGER NOT NULL,
+    PRIMARY KEY (slice, key))`);
+  old
+    .prepare('INSERT INTO slice_nars VALUES (?, ?, ?, ?, ?, ?, ?)')
+    .run('a', `${fileHash}.nar.zst`, 'zstd', 7, 'sha256:x', 9, 0);
+  old.close();
+  const meta = new SqliteMetadataStore(path);
+  expect(await meta.uploadedNar('a', `${fileHash}.nar.zst`)).toEqual({
+    key: `${fileHash}.nar.zst`,
+    compression: 'zstd',
+    fileHash: `sha256:${fileHash}`,
+    fileSize: 7,
+    narHash: 'sha256:x',
+    narSize: 9,
+  });
+  await meta.close();
+});
+
+it("opens a database whose slice bindings predate issuers: they were the default issuer's", async () => {
+  const path = join(mkdtempSync(join(tmpdir(), 'sluice-storage-')), 'sluice.db');
+  const old = new DatabaseSync(path);
+  old.exec(`CREATE TABLE slices (name TEXT PRIMARY KEY, repository_id TEXT NOT NULL,
+    repository_owner_id TEXT NOT NULL, created_at INTEGER NOT NULL)`);
+  old.prepare('INSERT INTO slices VALUES (?, ?, ?, ?)').run('acme/app', '1', '9', 0);
+  old.close();
+  const meta = new SqliteMetadataStore(path);
+  expect(await meta.sliceOwner('acme/app')).toEqual({
+    issuer: 'github',
+    repositoryId: '1',
+    repositoryOwnerId: '9',
+  });
+  await meta.close();
+});

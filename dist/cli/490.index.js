@@ -1,0 +1,331 @@
+export const id = 490;
+export const ids = [490];
+export const modules = {
+
+/***/ 2490:
+/***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
+
+
+// EXPORTS
+__webpack_require__.d(__webpack_exports__, {
+  PgMetadataStore: () => (/* binding */ PgMetadataStore)
+});
+
+// UNUSED EXPORTS: isUnavailable
+
+// EXTERNAL MODULE: ./node_modules/pg/esm/index.mjs
+var esm = __webpack_require__(3849);
+;// CONCATENATED MODULE: ./src/server/storage/pg-migrations.ts
+const MIGRATIONS = [
+    // 1: the tables of the SQLite store, with times as milliseconds since the epoch.
+    `CREATE TABLE slice_nars (
+     slice TEXT NOT NULL, key TEXT NOT NULL, compression TEXT NOT NULL, file_hash TEXT NOT NULL,
+     file_size BIGINT NOT NULL, nar_hash TEXT NOT NULL, nar_size BIGINT NOT NULL,
+     created_at BIGINT NOT NULL,
+     PRIMARY KEY (slice, key)
+   );
+   CREATE TABLE narinfos (
+     slice TEXT NOT NULL, hash_part TEXT NOT NULL, store_path TEXT NOT NULL, nar_key TEXT NOT NULL,
+     narinfo TEXT NOT NULL, created_at BIGINT NOT NULL,
+     PRIMARY KEY (slice, hash_part)
+   );
+   CREATE INDEX narinfos_by_hash ON narinfos (hash_part);
+   CREATE INDEX narinfos_by_nar ON narinfos (nar_key);
+   CREATE TABLE slices (
+     name TEXT PRIMARY KEY, repository_id TEXT NOT NULL, repository_owner_id TEXT NOT NULL,
+     created_at BIGINT NOT NULL
+   );
+   CREATE TABLE audit (
+     id BIGSERIAL PRIMARY KEY, time BIGINT NOT NULL, slice TEXT NOT NULL, store_path TEXT NOT NULL,
+     nar_size BIGINT NOT NULL, file_size BIGINT NOT NULL, repository TEXT, repository_id TEXT,
+     ref TEXT, workflow TEXT, run_id TEXT, sha TEXT
+   );
+   CREATE INDEX audit_by_slice_time ON audit (slice, time);`,
+    // 2: narinfos signed when stored (the key that signed them); slice bindings by issuer; lookups
+    // filtered per (hash part, slice).
+    `ALTER TABLE narinfos ADD COLUMN signed_by TEXT;
+   ALTER TABLE slices ADD COLUMN issuer TEXT NOT NULL DEFAULT 'github';
+   CREATE INDEX narinfos_by_hash_slice ON narinfos (hash_part, slice);
+   DROP INDEX narinfos_by_hash;`,
+    // 3: ID tokens exchanged once (until they expire); read tokens listed and revoked.
+    `CREATE TABLE used_id_tokens (key TEXT PRIMARY KEY, expires_at BIGINT NOT NULL);
+   CREATE INDEX used_id_tokens_by_expiry ON used_id_tokens (expires_at);
+   CREATE TABLE read_tokens (
+     id TEXT PRIMARY KEY, name TEXT NOT NULL, read TEXT NOT NULL, created_at BIGINT NOT NULL,
+     expires_at BIGINT NOT NULL, last_used_at BIGINT, revoked_at BIGINT
+   );`,
+];
+/** An arbitrary constant naming Sluice's migration lock among the database's advisory locks. */
+const MIGRATION_LOCK = 0x51_75_1c_e0;
+/** Applies the migrations the database lacks; returns the schema version it is at now. */
+async function migrate(client) {
+    await client.query('BEGIN');
+    try {
+        await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+        await client.query('CREATE TABLE IF NOT EXISTS sluice_schema (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())');
+        const { rows } = await client.query('SELECT max(version) AS version FROM sluice_schema');
+        const current = rows[0]?.version ?? 0;
+        if (current > MIGRATIONS.length) {
+            throw new Error(`the database schema is at version ${current}, newer than this Sluice knows (${MIGRATIONS.length}): upgrade Sluice`);
+        }
+        for (let version = current + 1; version <= MIGRATIONS.length; version++) {
+            await client.query(MIGRATIONS[version - 1]);
+            await client.query('INSERT INTO sluice_schema (version) VALUES ($1)', [version]);
+        }
+        await client.query('COMMIT');
+        return MIGRATIONS.length;
+    }
+    catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+    }
+}
+
+// EXTERNAL MODULE: ./src/server/storage/metadata-rows.ts
+var metadata_rows = __webpack_require__(9848);
+// EXTERNAL MODULE: ./src/server/storage/unavailable.ts
+var unavailable = __webpack_require__(7927);
+;// CONCATENATED MODULE: ./src/server/storage/pg-metadata-store.ts
+/**
+ * MetadataStore on PostgreSQL (`pg`, one pool per process), for several replicas sharing one
+ * database. The same guarantees as the SQLite store: put-if-absent through primary keys and
+ * `ON CONFLICT DO NOTHING`, a narinfo and its audit row in one transaction. A database that cannot
+ * be reached (down, restarting, out of connections) makes requests fail with 503 + Retry-After.
+ */
+
+
+
+
+/** Errors that mean "the database is not there right now", as opposed to a bug or bad data. */
+const UNAVAILABLE_CODES = new Set([
+    'ECONNREFUSED',
+    'ECONNRESET',
+    'ETIMEDOUT',
+    'EPIPE',
+    'EHOSTUNREACH',
+    'ENOTFOUND',
+]);
+function isUnavailable(error) {
+    // Duck-typed, not `instanceof Error`: errors from Node's sockets may come from another realm.
+    if (typeof error !== 'object' || error === null)
+        return false;
+    const { code, errors, message } = error;
+    // SQLSTATE classes 08 (connection), 57P (shutting down, starting up), 53 (out of resources).
+    if (/^(08|57P|53)/.test(String(code ?? '')) || UNAVAILABLE_CODES.has(String(code ?? '')))
+        return true;
+    // Node's AggregateError: a connect to every address of a host failed.
+    if (Array.isArray(errors) && errors.some(isUnavailable))
+        return true;
+    return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(String(message ?? ''));
+}
+class PgMetadataStore {
+    pool;
+    constructor(pool) {
+        this.pool = pool;
+    }
+    /**
+     * Connects and applies the migrations the database lacks. Throws (with the driver's message,
+     * never the URL) when the database cannot be reached or refuses the login.
+     */
+    static async open(url, options = {}) {
+        const pool = new esm/* default.Pool */.Ay.Pool({
+            connectionString: url,
+            max: options.poolSize ?? 10,
+            connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+            idleTimeoutMillis: 30_000,
+            // A connection the server dropped (restart) reports here; the next query opens a new one.
+            allowExitOnIdle: false,
+        });
+        pool.on('error', () => undefined);
+        try {
+            const client = await pool.connect();
+            try {
+                await migrate(client);
+            }
+            finally {
+                client.release();
+            }
+        }
+        catch (error) {
+            await pool.end().catch(() => undefined);
+            throw error;
+        }
+        return new PgMetadataStore(pool);
+    }
+    async query(text, values = []) {
+        try {
+            return await this.pool.query(text, values);
+        }
+        catch (error) {
+            if (isUnavailable(error))
+                throw new unavailable/* StorageUnavailableError */.y7('the database', error);
+            throw error;
+        }
+    }
+    /** Runs `work` in one transaction on one connection. */
+    async transaction(work) {
+        let client;
+        try {
+            client = await this.pool.connect();
+        }
+        catch (error) {
+            if (isUnavailable(error))
+                throw new unavailable/* StorageUnavailableError */.y7('the database', error);
+            throw error;
+        }
+        let broken = false;
+        try {
+            await client.query('BEGIN');
+            const result = await work(client);
+            await client.query('COMMIT');
+            return result;
+        }
+        catch (error) {
+            broken = isUnavailable(error);
+            if (!broken)
+                await client.query('ROLLBACK').catch(() => undefined);
+            if (broken)
+                throw new unavailable/* StorageUnavailableError */.y7('the database', error);
+            throw error;
+        }
+        finally {
+            // A connection that failed mid-transaction is dropped, not handed to the next request.
+            client.release(broken);
+        }
+    }
+    async recordUpload(slice, facts) {
+        await this.query(`INSERT INTO slice_nars (slice, key, compression, file_hash, file_size, nar_hash, nar_size, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`, [
+            slice,
+            facts.key,
+            facts.compression,
+            facts.fileHash,
+            facts.fileSize,
+            facts.narHash,
+            facts.narSize,
+            Date.now(),
+        ]);
+    }
+    async uploadedNar(slice, key) {
+        const { rows } = await this.query('SELECT * FROM slice_nars WHERE slice = $1 AND key = $2', [slice, key]);
+        const row = rows[0];
+        if (!row)
+            return null;
+        return {
+            key: (0,metadata_rows/* str */.gx)(row.key),
+            compression: (0,metadata_rows/* str */.gx)(row.compression),
+            fileHash: (0,metadata_rows/* str */.gx)(row.file_hash),
+            fileSize: Number(row.file_size),
+            narHash: (0,metadata_rows/* str */.gx)(row.nar_hash),
+            narSize: Number(row.nar_size),
+        };
+    }
+    async putNarInfo(record, audit) {
+        return this.transaction(async (client) => {
+            const inserted = await client.query(`INSERT INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`, [
+                record.slice,
+                record.hashPart,
+                record.storePath,
+                record.narKey,
+                record.narinfo,
+                +record.createdAt,
+                record.signedBy ?? null,
+            ]);
+            if (inserted.rowCount === 0)
+                return 'exists';
+            await client.query(`INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
+             workflow, run_id, sha) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, [
+                +audit.time,
+                audit.slice,
+                audit.storePath,
+                audit.narSize,
+                audit.fileSize,
+                audit.repository ?? null,
+                audit.repositoryId ?? null,
+                audit.ref ?? null,
+                audit.workflow ?? null,
+                audit.runId ?? null,
+                audit.sha ?? null,
+            ]);
+            return 'created';
+        });
+    }
+    async findNarInfos(hashParts, readable) {
+        if (hashParts.length === 0)
+            return [];
+        // The filter is JavaScript (grants, templates): rows come back with their slice's binding and
+        // are filtered here, on the (hash_part, slice) index.
+        const { rows } = await this.query(`${metadata_rows/* NARINFOS_WITH_OWNER */.A7} WHERE n.hash_part = ANY($1::text[])`, [
+            hashParts,
+        ]);
+        return rows.map(metadata_rows/* narInfoRecord */.X8).filter((record) => readable(record.slice, record.owner ?? null));
+    }
+    async isNarReadable(key, readable) {
+        const { rows } = await this.query(`SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
+         FROM narinfos n LEFT JOIN slices s ON s.name = n.slice WHERE n.nar_key = $1`, [key]);
+        return rows.some((r) => readable((0,metadata_rows/* str */.gx)(r.slice), (0,metadata_rows/* sliceOwnerOf */.du)(r)));
+    }
+    async sliceOwner(slice) {
+        const { rows } = await this.query('SELECT * FROM slices WHERE name = $1', [slice]);
+        const row = rows[0];
+        return row ? (0,metadata_rows/* sliceOwnerOf */.du)(row) : null;
+    }
+    async bindSlice(slice, owner) {
+        await this.query(`INSERT INTO slices (name, repository_id, repository_owner_id, created_at, issuer)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, [slice, owner.repositoryId, owner.repositoryOwnerId, Date.now(), owner.issuer]);
+        return (await this.sliceOwner(slice));
+    }
+    async listAudit(filter) {
+        const { rows } = await this.query(`SELECT * FROM audit WHERE ($1::text IS NULL OR slice = $1) AND time >= $2 ORDER BY time, id LIMIT $3`, [filter.slice ?? null, filter.since ? +filter.since : 0, filter.limit ?? null]);
+        return rows.map(metadata_rows/* auditEntry */.GE);
+    }
+    async useIdTokenOnce(key, expiresAt, now) {
+        await this.query('DELETE FROM used_id_tokens WHERE expires_at <= $1', [+now]);
+        const inserted = await this.query('INSERT INTO used_id_tokens (key, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING', [key, +expiresAt]);
+        return inserted.rowCount === 1;
+    }
+    async addReadToken(token) {
+        await this.query(`INSERT INTO read_tokens (id, name, read, created_at, expires_at, last_used_at, revoked_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
+            token.id,
+            token.name,
+            JSON.stringify(token.read),
+            +token.createdAt,
+            +token.expiresAt,
+            token.lastUsedAt ? +token.lastUsedAt : null,
+            token.revokedAt ? +token.revokedAt : null,
+        ]);
+    }
+    async listReadTokens() {
+        const { rows } = await this.query('SELECT * FROM read_tokens ORDER BY created_at, id');
+        const date = (v) => (v === null ? null : new Date(Number(v)));
+        return rows.map((r) => ({
+            id: (0,metadata_rows/* str */.gx)(r.id),
+            name: (0,metadata_rows/* str */.gx)(r.name),
+            read: JSON.parse((0,metadata_rows/* str */.gx)(r.read)),
+            createdAt: new Date(Number(r.created_at)),
+            expiresAt: new Date(Number(r.expires_at)),
+            lastUsedAt: date(r.last_used_at),
+            revokedAt: date(r.revoked_at),
+        }));
+    }
+    async revokeReadToken(id, at) {
+        const found = await this.query('UPDATE read_tokens SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2', [+at, id]);
+        return found.rowCount === 1;
+    }
+    async touchReadToken(id, at) {
+        const { rows } = await this.query(`UPDATE read_tokens SET last_used_at = greatest(coalesce(last_used_at, 0), $1) WHERE id = $2
+         RETURNING revoked_at`, [+at, id]);
+        const row = rows[0];
+        return row ? { revoked: row.revoked_at !== null } : null;
+    }
+    async close() {
+        await this.pool.end().catch(() => undefined);
+    }
+}
+
+
+/***/ })
+
+};

@@ -1,0 +1,502 @@
+export const id = 919;
+export const ids = [919,495];
+export const modules = {
+
+/***/ 8505:
+/***/ ((__unused_webpack_module, exports, __webpack_require__) => {
+
+var __webpack_unused_export__;
+const { formatUrl } = __webpack_require__(519);
+const { getEndpointFromInstructions } = __webpack_require__(2085);
+const { HttpRequest } = __webpack_require__(3422);
+const { SignatureV4MultiRegion } = __webpack_require__(5785);
+
+const UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD";
+const SHA256_HEADER = "X-Amz-Content-Sha256";
+
+class S3RequestPresigner {
+    signer;
+    constructor(options) {
+        const resolvedOptions = {
+            service: options.signingName || options.service || "s3",
+            uriEscapePath: options.uriEscapePath || false,
+            applyChecksum: options.applyChecksum || false,
+            ...options,
+        };
+        this.signer = new SignatureV4MultiRegion(resolvedOptions);
+    }
+    presign(requestToSign, { unsignableHeaders = new Set(), hoistableHeaders = new Set(), unhoistableHeaders = new Set(), ...options } = {}) {
+        this.prepareRequest(requestToSign, {
+            unsignableHeaders,
+            unhoistableHeaders,
+            hoistableHeaders,
+        });
+        return this.signer.presign(requestToSign, {
+            expiresIn: 900,
+            unsignableHeaders,
+            unhoistableHeaders,
+            ...options,
+        });
+    }
+    presignWithCredentials(requestToSign, credentials, { unsignableHeaders = new Set(), hoistableHeaders = new Set(), unhoistableHeaders = new Set(), ...options } = {}) {
+        this.prepareRequest(requestToSign, {
+            unsignableHeaders,
+            unhoistableHeaders,
+            hoistableHeaders,
+        });
+        return this.signer.presignWithCredentials(requestToSign, credentials, {
+            expiresIn: 900,
+            unsignableHeaders,
+            unhoistableHeaders,
+            ...options,
+        });
+    }
+    prepareRequest(requestToSign, { unsignableHeaders = new Set(), unhoistableHeaders = new Set(), hoistableHeaders = new Set(), } = {}) {
+        unsignableHeaders.add("content-type");
+        Object.keys(requestToSign.headers)
+            .map((header) => header.toLowerCase())
+            .filter((header) => header.startsWith("x-amz-server-side-encryption"))
+            .forEach((header) => {
+            if (!hoistableHeaders.has(header)) {
+                unhoistableHeaders.add(header);
+            }
+        });
+        requestToSign.headers[SHA256_HEADER] = UNSIGNED_PAYLOAD;
+        const currentHostHeader = requestToSign.headers.host;
+        const port = requestToSign.port;
+        const expectedHostHeader = `${requestToSign.hostname}${requestToSign.port != null ? ":" + port : ""}`;
+        if (!currentHostHeader || (currentHostHeader === requestToSign.hostname && requestToSign.port != null)) {
+            requestToSign.headers.host = expectedHostHeader;
+        }
+    }
+}
+
+const getSignedUrl = async (client, command, options = {}) => {
+    let s3Presigner;
+    let region;
+    if (typeof client.config.endpointProvider === "function") {
+        const endpointV2 = await getEndpointFromInstructions(command.input, command.constructor, client.config);
+        const authScheme = endpointV2.properties?.authSchemes?.[0];
+        if (authScheme?.name === "sigv4a") {
+            region = authScheme?.signingRegionSet?.join(",");
+        }
+        else {
+            region = authScheme?.signingRegion;
+        }
+        s3Presigner = new S3RequestPresigner({
+            ...client.config,
+            signingName: authScheme?.signingName,
+            region: async () => region,
+        });
+    }
+    else {
+        s3Presigner = new S3RequestPresigner(client.config);
+    }
+    const presignInterceptMiddleware = (next, context) => async (args) => {
+        const { request } = args;
+        if (!HttpRequest.isInstance(request)) {
+            throw new Error("Request to be presigned is not an valid HTTP request.");
+        }
+        delete request.headers["amz-sdk-invocation-id"];
+        delete request.headers["amz-sdk-request"];
+        delete request.headers["x-amz-user-agent"];
+        let presigned;
+        const presignerOptions = {
+            ...options,
+            signingRegion: options.signingRegion ?? context["signing_region"] ?? region,
+            signingService: options.signingService ?? context["signing_service"],
+        };
+        if (context.s3ExpressIdentity) {
+            presigned = await s3Presigner.presignWithCredentials(request, context.s3ExpressIdentity, presignerOptions);
+        }
+        else {
+            presigned = await s3Presigner.presign(request, presignerOptions);
+        }
+        return {
+            response: {},
+            output: {
+                $metadata: { httpStatusCode: 200 },
+                presigned,
+            },
+        };
+    };
+    const middlewareName = "presignInterceptMiddleware";
+    const clientStack = client.middlewareStack.clone();
+    clientStack.addRelativeTo(presignInterceptMiddleware, {
+        name: middlewareName,
+        relation: "before",
+        toMiddleware: "awsAuthMiddleware",
+        override: true,
+    });
+    const handler = command.resolveMiddleware(clientStack, client.config, {});
+    const { output } = await handler({ input: command.input });
+    const { presigned } = output;
+    return formatUrl(presigned);
+};
+
+__webpack_unused_export__ = S3RequestPresigner;
+exports.A = getSignedUrl;
+
+
+/***/ }),
+
+/***/ 4919:
+/***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
+
+__webpack_require__.r(__webpack_exports__);
+/* harmony export */ __webpack_require__.d(__webpack_exports__, {
+/* harmony export */   MIN_PART_SIZE: () => (/* binding */ MIN_PART_SIZE),
+/* harmony export */   S3BlobStore: () => (/* binding */ S3BlobStore)
+/* harmony export */ });
+/* harmony import */ var _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__ = __webpack_require__(3711);
+/* harmony import */ var _aws_sdk_s3_request_presigner__WEBPACK_IMPORTED_MODULE_3__ = __webpack_require__(8505);
+/* harmony import */ var _nix_buffer_pool_js__WEBPACK_IMPORTED_MODULE_4__ = __webpack_require__(6212);
+/* harmony import */ var _blob_store_js__WEBPACK_IMPORTED_MODULE_2__ = __webpack_require__(382);
+/* harmony import */ var _s3_client_js__WEBPACK_IMPORTED_MODULE_0__ = __webpack_require__(5495);
+/**
+ * BlobStore on an S3-compatible bucket. A put streams: bytes gather into parts of `partSize` and
+ * each full part is uploaded while the next fills; a body that fits one part goes as one
+ * PutObject. Either way the object appears only when complete (S3 never shows a multipart upload
+ * before CompleteMultipartUpload), and a body that fails (a failed check, a dropped connection)
+ * aborts the multipart upload, so nothing is left. Put-if-absent is `If-None-Match: *`.
+ */
+
+
+
+
+
+const MIN_PART_SIZE = 5 * 1024 ** 2;
+class S3BlobStore {
+    options;
+    client;
+    constructor(options) {
+        this.options = options;
+        if (options.partSize < MIN_PART_SIZE)
+            throw new Error(`part size must be at least ${MIN_PART_SIZE} bytes`);
+        this.client = (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.createS3Client)(options);
+    }
+    /** Checks that the bucket exists and the credentials may use it; throws the SDK's error if not. */
+    async checkBucket() {
+        await this.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .HeadBucketCommand */ .kuI({ Bucket: this.options.bucket }));
+    }
+    objectKey(key) {
+        if (!(0,_blob_store_js__WEBPACK_IMPORTED_MODULE_2__/* .isValidBlobKey */ .B)(key))
+            throw new Error(`invalid blob key '${key}'`);
+        return `${this.options.prefix}${key}`;
+    }
+    async put(key, body) {
+        const objectKey = this.objectKey(key);
+        const chunks = body[Symbol.asyncIterator]();
+        let present;
+        try {
+            present = (await this.head(key)) !== null;
+        }
+        catch (error) {
+            // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
+            void chunks.return?.().catch(() => undefined);
+            throw error;
+        }
+        if (present) {
+            // Already stored: the body is still read to its end, so its checks run, but not sent.
+            for (let next = await chunks.next(); !next.done; next = await chunks.next())
+                ;
+            return 'exists';
+        }
+        const upload = new PartUploader(this, objectKey);
+        try {
+            const gathered = [];
+            let gatheredBytes = 0;
+            for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
+                // Copied: the body reuses a chunk's buffer once the next chunk is asked for.
+                gathered.push(Buffer.from(next.value));
+                gatheredBytes += next.value.length;
+                if (gatheredBytes >= this.options.partSize) {
+                    await upload.addPart(Buffer.concat(gathered, gatheredBytes));
+                    gathered.length = 0;
+                    gatheredBytes = 0;
+                }
+            }
+            const rest = Buffer.concat(gathered, gatheredBytes);
+            if (!upload.started)
+                return await this.putWhole(objectKey, rest);
+            if (rest.length > 0)
+                await upload.addPart(rest);
+            return await upload.complete();
+        }
+        catch (error) {
+            await chunks.return?.().catch(() => undefined);
+            await upload.abort();
+            throw error;
+        }
+    }
+    async putWhole(objectKey, bytes) {
+        try {
+            await (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .PutObjectCommand */ .wKZ({
+                Bucket: this.options.bucket,
+                Key: objectKey,
+                Body: bytes,
+                ContentLength: bytes.length,
+                IfNoneMatch: '*',
+            })));
+            return 'created';
+        }
+        catch (error) {
+            if ((0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.isPreconditionFailed)(error))
+                return 'exists';
+            throw error;
+        }
+    }
+    async open(key, range) {
+        try {
+            const answer = await (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .GetObjectCommand */ .jLs({
+                Bucket: this.options.bucket,
+                Key: this.objectKey(key),
+                ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
+            })));
+            return new ObjectReader(answer.Body);
+        }
+        catch (error) {
+            if ((0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.isNotFound)(error))
+                return null;
+            throw error;
+        }
+    }
+    async head(key) {
+        try {
+            const answer = await (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .HeadObjectCommand */ .l81({ Bucket: this.options.bucket, Key: this.objectKey(key) })));
+            return { size: answer.ContentLength ?? 0 };
+        }
+        catch (error) {
+            if ((0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.isNotFound)(error))
+                return null;
+            throw error;
+        }
+    }
+    /** A URL that GETs the object without credentials for `ttlSeconds` (SigV4 query signing, no request made). */
+    presignedGetUrl(key, ttlSeconds) {
+        return (0,_aws_sdk_s3_request_presigner__WEBPACK_IMPORTED_MODULE_3__/* .getSignedUrl */ .A)(this.client, new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .GetObjectCommand */ .jLs({ Bucket: this.options.bucket, Key: this.objectKey(key) }), {
+            expiresIn: ttlSeconds,
+        });
+    }
+    async delete(key) {
+        await (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .DeleteObjectCommand */ .k4j({ Bucket: this.options.bucket, Key: this.objectKey(key) })));
+    }
+    /**
+     * Aborts multipart uploads under the prefix begun before `before`: those a replica killed
+     * mid-upload left behind (they are never visible, but the store keeps their parts). Returns how
+     * many it aborted.
+     */
+    async abortIncompleteUploads(before) {
+        let aborted = 0;
+        let keyMarker;
+        let uploadIdMarker;
+        for (;;) {
+            const page = await (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .ListMultipartUploadsCommand */ .mo2({
+                Bucket: this.options.bucket,
+                Prefix: this.options.prefix,
+                KeyMarker: keyMarker,
+                UploadIdMarker: uploadIdMarker,
+            })));
+            for (const upload of page.Uploads ?? []) {
+                if (!upload.Key || !upload.UploadId || !upload.Initiated || upload.Initiated >= before)
+                    continue;
+                await (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .AbortMultipartUploadCommand */ .tfP({
+                    Bucket: this.options.bucket,
+                    Key: upload.Key,
+                    UploadId: upload.UploadId,
+                }))).catch((error) => {
+                    if (!(0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.isNotFound)(error))
+                        throw error;
+                });
+                aborted++;
+            }
+            if (!page.IsTruncated)
+                return aborted;
+            keyMarker = page.NextKeyMarker;
+            uploadIdMarker = page.NextUploadIdMarker;
+        }
+    }
+    async close() {
+        this.client.destroy();
+    }
+}
+/** One multipart upload: a part uploads while the next gathers; at most one is in flight. */
+class PartUploader {
+    store;
+    objectKey;
+    uploadId;
+    parts = [];
+    inFlight;
+    constructor(store, objectKey) {
+        this.store = store;
+        this.objectKey = objectKey;
+    }
+    get started() {
+        return this.uploadId !== undefined;
+    }
+    get bucket() {
+        return this.store.options.bucket;
+    }
+    async addPart(bytes) {
+        if (!this.uploadId) {
+            const created = await (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.store.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .CreateMultipartUploadCommand */ .nG4({ Bucket: this.bucket, Key: this.objectKey })));
+            this.uploadId = created.UploadId;
+        }
+        // The previous part must be stored before another is sent: two parts in memory at most.
+        await this.inFlight;
+        const partNumber = this.parts.length + 1;
+        const part = { PartNumber: partNumber };
+        this.parts.push(part);
+        this.inFlight = (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.store.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .UploadPartCommand */ .iVK({
+            Bucket: this.bucket,
+            Key: this.objectKey,
+            UploadId: this.uploadId,
+            PartNumber: partNumber,
+            Body: bytes,
+            ContentLength: bytes.length,
+        }))).then((answer) => {
+            part.ETag = answer.ETag;
+        });
+        // Its failure is taken up by the next addPart or complete; until then it is not unhandled.
+        this.inFlight.catch(() => undefined);
+    }
+    async complete() {
+        await this.inFlight;
+        try {
+            await (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.store.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .CompleteMultipartUploadCommand */ .Gym({
+                Bucket: this.bucket,
+                Key: this.objectKey,
+                UploadId: this.uploadId,
+                MultipartUpload: { Parts: this.parts },
+                IfNoneMatch: '*',
+            })));
+            this.uploadId = undefined;
+            return 'created';
+        }
+        catch (error) {
+            if (!(0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.isPreconditionFailed)(error))
+                throw error;
+            await this.abort();
+            return 'exists';
+        }
+    }
+    /** Drops the parts sent so far; best effort (a sweep at start collects what this misses). */
+    async abort() {
+        if (!this.uploadId)
+            return;
+        const uploadId = this.uploadId;
+        this.uploadId = undefined;
+        await this.inFlight?.catch(() => undefined);
+        await this.store.client
+            .send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .AbortMultipartUploadCommand */ .tfP({ Bucket: this.bucket, Key: this.objectKey, UploadId: uploadId }))
+            .catch(() => undefined);
+    }
+}
+/** A GetObject answer's body, written out with the destination's backpressure. */
+class ObjectReader {
+    body;
+    constructor(body) {
+        this.body = body;
+    }
+    async writeTo(sink, sent) {
+        try {
+            for await (const chunk of this.body) {
+                await (0,_nix_buffer_pool_js__WEBPACK_IMPORTED_MODULE_4__/* .written */ .M)(sink, chunk);
+                sent?.(chunk.length);
+            }
+        }
+        finally {
+            await this.close();
+        }
+    }
+    async close() {
+        this.body.destroy();
+    }
+}
+
+
+/***/ }),
+
+/***/ 5495:
+/***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
+
+__webpack_require__.r(__webpack_exports__);
+/* harmony export */ __webpack_require__.d(__webpack_exports__, {
+/* harmony export */   createS3Client: () => (/* binding */ createS3Client),
+/* harmony export */   guarded: () => (/* binding */ guarded),
+/* harmony export */   httpStatusOf: () => (/* binding */ httpStatusOf),
+/* harmony export */   isNotFound: () => (/* binding */ isNotFound),
+/* harmony export */   isPreconditionFailed: () => (/* binding */ isPreconditionFailed),
+/* harmony export */   isS3Unavailable: () => (/* binding */ isS3Unavailable)
+/* harmony export */ });
+/* harmony import */ var _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_3__ = __webpack_require__(3711);
+/* harmony import */ var node_http__WEBPACK_IMPORTED_MODULE_0__ = __webpack_require__(7067);
+/* harmony import */ var node_http__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__webpack_require__.n(node_http__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var node_https__WEBPACK_IMPORTED_MODULE_1__ = __webpack_require__(4708);
+/* harmony import */ var node_https__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__webpack_require__.n(node_https__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var _unavailable_js__WEBPACK_IMPORTED_MODULE_2__ = __webpack_require__(7927);
+/**
+ * The S3 client Sluice uses, and what its errors mean. Credentials come from the SDK's standard
+ * chain (environment, profile, instance role), never from Sluice's config. Timeouts are short and
+ * retries few, so a store that is down turns into a prompt 503 rather than a hung request.
+ */
+
+
+
+
+function createS3Client(location) {
+    const agentOptions = { keepAlive: true, maxSockets: 128 };
+    return new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_3__/* .S3Client */ .YxF({
+        region: location.region,
+        ...(location.endpoint ? { endpoint: location.endpoint } : {}),
+        forcePathStyle: location.forcePathStyle,
+        // Flexible checksums send streamed bodies as aws-chunked with trailers, which Ceph RGW and
+        // other S3-compatible stores refuse; Sluice checks every byte itself anyway.
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+        maxAttempts: 2,
+        requestHandler: {
+            connectionTimeout: 2000,
+            requestTimeout: 60_000,
+            httpAgent: new node_http__WEBPACK_IMPORTED_MODULE_0__.Agent(agentOptions),
+            httpsAgent: new node_https__WEBPACK_IMPORTED_MODULE_1__.Agent(agentOptions),
+        },
+    });
+}
+function httpStatusOf(error) {
+    return error?.$metadata?.httpStatusCode;
+}
+function isNotFound(error) {
+    const name = error?.name;
+    return httpStatusOf(error) === 404 || name === 'NoSuchKey' || name === 'NotFound';
+}
+function isPreconditionFailed(error) {
+    const status = httpStatusOf(error);
+    // 409 ConditionalRequestConflict: AWS's answer when a concurrent conditional write raced this one.
+    return status === 412 || status === 409 || error.name === 'PreconditionFailed';
+}
+/** The store could not be reached or said it is overloaded: worth a 503 and a retry later. */
+function isS3Unavailable(error) {
+    const status = httpStatusOf(error);
+    if (status !== undefined)
+        return status >= 500;
+    // No HTTP answer at all: refused, reset, timed out, DNS. (Duck-typed: errors from Node's sockets
+    // may come from another realm, where `instanceof Error` is false.)
+    return (typeof error === 'object' && error !== null && error.name !== 'CredentialsProviderError');
+}
+/** Awaits an S3 call; an unreachable or failing store becomes a StorageUnavailableError (503). */
+async function guarded(call) {
+    try {
+        return await call;
+    }
+    catch (error) {
+        if (isS3Unavailable(error))
+            throw new _unavailable_js__WEBPACK_IMPORTED_MODULE_2__/* .StorageUnavailableError */ .y7('the object store', error);
+        throw error;
+    }
+}
+
+
+/***/ })
+
+};

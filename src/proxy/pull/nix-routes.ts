@@ -1,0 +1,324 @@
+/**
+ * What Nix sees: a binary cache at the daemon's address. `/nix-cache-info` is answered here;
+ * narinfo lookups and NAR downloads go to the server with the token, lookups gathered into
+ * batches (one `POST /_api/v1/narinfos` for all Nix asks at once). Upstream trouble becomes a
+ * 404 for narinfos (Nix then builds: a cache outage must not fail a build) and a 502 for NARs,
+ * and is recorded in the stats.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { HttpError } from '../../contracts/http-error.js';
+import { isLoopbackAddress } from '../../contracts/listen.js';
+import { parseNarUrl } from '../../nix/nar-url.js';
+import { Batcher } from './lookup-batcher.js';
+import { ByteCounter } from './byte-counter.js';
+import { forwardableHeaders } from './response-headers.js';
+import type { Logger } from '../report/daemon-log.js';
+import { batchRouteMissing, narInfoBatchRequest, parseNarInfoBatch } from '../upstream/batch-lookup.js';
+import { Readahead } from './readahead.js';
+import type { Stats } from '../report/stats.js';
+import {
+  describeNetworkError,
+  type Upstream,
+  type UpstreamRequest,
+  type UpstreamResponse,
+} from '../upstream/upstream-client.js';
+
+/** Priority 30 sorts before cache.nixos.org (40), so Nix asks the proxy first. */
+export const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
+
+const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/** An absolute https URL, or http on a loopback host (tests, a bucket on the same machine). */
+function isSafeRedirect(location: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(location);
+  } catch {
+    return false;
+  }
+  return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackAddress(url.hostname));
+}
+/** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
+const SERVER_DOWN_BACKOFF_MS = 10_000;
+const NARINFO_TIMEOUT_MS = 15_000;
+const PROXY_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
+/**
+ * Lookups per batch and batches at once. Nix has at most `http-connections` (25) lookups in
+ * flight, so a batch holds what arrived while the previous one was out. One batch at a time cost
+ * less CPU on both sides than two (bigger batches) and was no slower.
+ */
+const NARINFO_BATCHING = { maxBatch: 100, maxInFlight: 1 };
+
+/** What the server said about one narinfo: its signed text, that it has none, or why it could not say. */
+type NarInfoAnswer = { narinfo: string } | { missing: true } | { failed: string };
+const MISSING: NarInfoAnswer = { missing: true };
+const UNREACHABLE = { failed: 'the cache server is unreachable' };
+
+export class CacheRoutes {
+  /** Narinfo hash parts the server said it does not have: asked once per job. */
+  private readonly misses = new Set<string>();
+  private serverDownUntil = 0;
+  private readonly readahead: Readahead;
+  /** Set when the server answered the batch route 404/405: it predates it. */
+  private batchUnsupported = false;
+  private readonly narinfos = new Batcher<NarInfoAnswer>(
+    (hashParts) => this.fetchNarInfos(hashParts),
+    NARINFO_BATCHING,
+  );
+
+  constructor(
+    private readonly server: Upstream,
+    private readonly stats: Stats,
+    private readonly log: Logger,
+  ) {
+    this.readahead = new Readahead(server, log);
+  }
+
+  /** Drops the NARs fetched ahead. */
+  close(): void {
+    this.readahead.close();
+  }
+
+  /** The push engine just uploaded this narinfo: forget an earlier miss. */
+  forgetMiss(hashPart: string): void {
+    this.misses.delete(hashPart);
+  }
+
+  /** Answers the request if it is a cache route; false if not. */
+  async handle(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<boolean> {
+    const method = req.method ?? 'GET';
+    if (pathname === '/nix-cache-info') {
+      if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method, 'GET, HEAD');
+      res.writeHead(200, {
+        'content-type': 'text/x-nix-cache-info',
+        'content-length': NIX_CACHE_INFO.length,
+      });
+      res.end(method === 'HEAD' ? undefined : NIX_CACHE_INFO);
+      return true;
+    }
+    const narinfo = NARINFO_PATH.exec(pathname);
+    if (narinfo) {
+      if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method, 'GET, HEAD');
+      await this.narinfo(method, narinfo[1]!, res);
+      return true;
+    }
+    if (pathname.startsWith('/') && parseNarUrl(pathname.slice(1))) {
+      if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method, 'GET, HEAD');
+      await this.nar(method, pathname, req, res);
+      return true;
+    }
+    return false;
+  }
+
+  private miss(res: ServerResponse, why: string): undefined {
+    this.stats.misses++;
+    const body = `${why}\n`;
+    res.writeHead(404, {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+    });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+  }
+
+  private upstreamFailed(message: string, network: boolean): void {
+    this.stats.error(message);
+    this.log.warn({ err: message }, 'cache server lookup failed');
+    if (network) this.serverDownUntil = Date.now() + SERVER_DOWN_BACKOFF_MS;
+  }
+
+  /** The server's answer, or undefined after a network failure (recorded; the server is marked down). */
+  private async ask(what: string, request: UpstreamRequest): Promise<UpstreamResponse | undefined> {
+    try {
+      return await this.server.request({ retry: PROXY_RETRY, ...request });
+    } catch (e) {
+      this.upstreamFailed(`${what} failed: ${describeNetworkError(e)}`, true);
+      return undefined;
+    }
+  }
+
+  private async narinfo(method: 'GET' | 'HEAD', hashPart: string, res: ServerResponse): Promise<void> {
+    const answer = await this.answerNarInfo(method, hashPart, res);
+    if (answer) this.stats.paths.hit(hashPart, answer);
+    else this.stats.paths.miss(hashPart);
+  }
+
+  /** Answers Nix's lookup; the narinfo served, or undefined for a 404. */
+  private async answerNarInfo(
+    method: 'GET' | 'HEAD',
+    hashPart: string,
+    res: ServerResponse,
+  ): Promise<string | undefined> {
+    if (this.misses.has(hashPart)) return this.miss(res, 'not in the cache');
+    if (Date.now() < this.serverDownUntil) return this.miss(res, UNREACHABLE.failed);
+    let answer: NarInfoAnswer | undefined;
+    try {
+      answer = await this.narinfos.lookup(hashPart);
+    } catch (e) {
+      // Not expected (lookups answer failures as such), but never a failed build over it.
+      this.upstreamFailed(`narinfo lookup failed: ${(e as Error).message}`, false);
+      return this.miss(res, 'the cache lookup failed');
+    }
+    if (answer === undefined || 'missing' in answer) {
+      this.misses.add(hashPart);
+      return this.miss(res, 'not in the cache');
+    }
+    if ('failed' in answer) return this.miss(res, answer.failed);
+    this.stats.hits++;
+    if (method === 'GET') this.readahead.noteHit(answer.narinfo);
+    res.writeHead(200, {
+      'content-type': 'text/x-nix-narinfo',
+      'content-length': Buffer.byteLength(answer.narinfo),
+    });
+    res.end(method === 'HEAD' ? undefined : answer.narinfo);
+    return answer.narinfo;
+  }
+
+  /**
+   * One batch of narinfo lookups: one `POST /_api/v1/narinfos` for all of them. A server without
+   * that route (older than the proxy) is asked one `GET /<hash>.narinfo` each from then on.
+   */
+  private async fetchNarInfos(hashParts: string[]): Promise<Map<string, NarInfoAnswer>> {
+    const everyone = (answer: NarInfoAnswer) => new Map(hashParts.map((hashPart) => [hashPart, answer]));
+    // Lookups that queued while the previous batch found the server down need not wait again.
+    if (Date.now() < this.serverDownUntil) return everyone(UNREACHABLE);
+    if (!this.batchUnsupported) {
+      const response = await this.lookupRequest(narInfoBatchRequest(hashParts));
+      if ('failed' in response) return everyone(response);
+      const { status, text } = response;
+      if (status === 200) {
+        const narinfos = parseNarInfoBatch(text);
+        if (!narinfos) {
+          this.upstreamFailed(`narinfo lookup answered an unexpected body: ${text.slice(0, 100)}`, false);
+          return everyone({ failed: 'the cache server answered something unexpected' });
+        }
+        return new Map(
+          hashParts.map((hashPart) => {
+            const narinfo = narinfos[hashPart];
+            return [hashPart, typeof narinfo === 'string' ? { narinfo } : MISSING];
+          }),
+        );
+      }
+      if (!batchRouteMissing(status)) return everyone(this.lookupFailed(status, text));
+      this.batchUnsupported = true;
+      this.log.info(
+        { status },
+        'the cache server has no batch narinfo lookups: asking one narinfo at a time',
+      );
+    }
+    return new Map(
+      await Promise.all(
+        hashParts.map(async (hashPart) => [hashPart, await this.fetchNarInfo(hashPart)] as const),
+      ),
+    );
+  }
+
+  /** One narinfo, the way a binary cache client asks: `GET /<hash>.narinfo`. */
+  private async fetchNarInfo(hashPart: string): Promise<NarInfoAnswer> {
+    const response = await this.lookupRequest({ method: 'GET', path: `/${hashPart}.narinfo` });
+    if ('failed' in response) return response;
+    if (response.status === 200) return { narinfo: response.text };
+    if (response.status === 404) return MISSING;
+    return this.lookupFailed(response.status, response.text);
+  }
+
+  /** A lookup request's status and body, or why there is none (recorded; the server marked down). */
+  private async lookupRequest(
+    request: UpstreamRequest,
+  ): Promise<{ status: number; text: string } | { failed: string }> {
+    try {
+      const response = await this.server.requestText({
+        retry: PROXY_RETRY,
+        ...request,
+        signal: AbortSignal.timeout(NARINFO_TIMEOUT_MS),
+      });
+      return { status: response.statusCode, text: response.text };
+    } catch (e) {
+      this.upstreamFailed(`narinfo lookup failed: ${describeNetworkError(e)}`, true);
+      return UNREACHABLE;
+    }
+  }
+
+  /** An answer that is neither a hit nor a miss: recorded, and a 404 for Nix. */
+  private lookupFailed(status: number, text: string): NarInfoAnswer {
+    this.upstreamFailed(`narinfo lookup answered HTTP ${status}: ${text.slice(0, 200).trim()}`, false);
+    return { failed: `the cache server answered HTTP ${status}` };
+  }
+
+  private async nar(
+    method: 'GET' | 'HEAD',
+    path: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<void> {
+    // A resumed download asks for the rest only: pass the range on, and the 206 back.
+    const range = req.headers.range;
+    if (method === 'GET' && !range) {
+      const nar = await this.readahead.take(path);
+      if (nar) {
+        this.stats.narsReadAhead++;
+        this.stats.bytesDownloaded += nar.size;
+        // The pages go back to the pool once the socket is done with them.
+        res.once('close', nar.release);
+        this.stats.paths.narServed(path);
+        res.writeHead(200, forwardableHeaders(nar.headers));
+        res.cork();
+        for (const chunk of nar.chunks) res.write(chunk);
+        res.end();
+        return;
+      }
+    }
+    const response = await this.ask('NAR download', {
+      method,
+      path,
+      ...(range ? { headers: { range } } : {}),
+    });
+    if (!response) throw new HttpError(502, 'the cache server is unreachable', 'upstream');
+    if (method === 'GET' && REDIRECTS.has(response.statusCode) && response.headers.location) {
+      // The server sends NAR reads straight to its bucket (a presigned URL): Nix follows the
+      // redirect itself, so the bytes pass through neither the server nor this proxy. Only to
+      // https, or to plain http on loopback, as for the server itself.
+      await response.body.dump();
+      if (!isSafeRedirect(String(response.headers.location))) {
+        this.upstreamFailed(`NAR download redirected to a URL that is not https: refused`, false);
+        throw new HttpError(502, 'the cache server redirected to a URL that is not https', 'upstream');
+      }
+      this.stats.narRedirects++;
+      res.writeHead(response.statusCode, {
+        location: String(response.headers.location),
+        'content-length': 0,
+      });
+      res.end();
+      return;
+    }
+    if (response.statusCode !== 200 && response.statusCode !== 206) {
+      const text = (await response.body.text()).slice(0, 200).trim();
+      if (response.statusCode === 404) throw new HttpError(404, 'NAR not in the cache', 'not_found');
+      if (response.statusCode === 416) throw new HttpError(416, 'range not satisfiable', 'range');
+      this.upstreamFailed(`NAR download answered HTTP ${response.statusCode}: ${text}`, false);
+      throw new HttpError(502, `the cache server answered HTTP ${response.statusCode}`, 'upstream');
+    }
+    res.writeHead(response.statusCode, forwardableHeaders(response.headers));
+    if (method === 'HEAD') {
+      await response.body.dump();
+      res.end();
+      return;
+    }
+    const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
+    try {
+      await pipeline(response.body, counter, res);
+      if (response.statusCode === 200) this.stats.paths.narServed(path);
+    } catch (e) {
+      // Headers are sent: all that is left is to cut the connection so Nix sees a short NAR.
+      this.upstreamFailed(`NAR download broke off: ${describeNetworkError(e)}`, false);
+      res.destroy();
+    }
+  }
+}
+
+export function methodNotAllowed(method: string, allowed: string): HttpError {
+  return new HttpError(405, `method ${method} is not allowed here; use ${allowed}`, 'method', {
+    allow: allowed,
+  });
+}

@@ -1,0 +1,144 @@
+/**
+ * The compressed NAR of one store path as an upload body, made while it is sent: the NAR (dumped
+ * in-process into a reused buffer) → its size checked against the store's NarSize → compressor →
+ * copied onto reused buffers. Nothing goes to disk and nothing is hashed here: the upload is named
+ * by the NarHash the Nix database already holds, and the server hashes what arrives (the file for
+ * its FileHash, the NAR against the name).
+ */
+import type { Duplex, Writable } from 'node:stream';
+import { BufferPool, written } from '../../nix/buffer-pool.js';
+import { createCompressor } from '../../nix/nar.js';
+import type { PushCompression } from '../../contracts/daemon-config.js';
+import { buffersSpent } from './gc-pacer.js';
+import { narChunks } from './nar-dump.js';
+import type { PathInfo } from './local-store.js';
+
+/** Fast zstd: pushing must keep up with the build; ratios barely differ from the default level. */
+const ZSTD_LEVEL = 1;
+/** The NAR goes to the compressor, and its output to the socket, in chunks of this size. */
+const CHUNK_BYTES = 256 * 1024;
+/** Compressed chunks made ahead of the socket, per upload; then the compressor waits for input. */
+const CHUNKS_AHEAD = 1;
+/** NAR chunks (one per upload in flight) and compressed chunks (a few per upload), kept for reuse. */
+const chunkBuffers = new BufferPool(CHUNK_BYTES, 24, 10_000);
+
+function compressor(compression: PushCompression): Duplex {
+  return createCompressor(compression, compression === 'zstd' ? { level: ZSTD_LEVEL } : {});
+}
+
+/** The store path's NAR is not the size the Nix database says: sending it again would not help. */
+export class NarSizeError extends Error {
+  readonly retryable = false;
+}
+
+function sizeError(info: PathInfo, bytes: number): NarSizeError {
+  const size = bytes > info.narSize ? `more than ${info.narSize}` : String(bytes);
+  return new NarSizeError(`the NAR of ${info.path} is ${size} bytes, but the store says ${info.narSize}`);
+}
+
+/**
+ * Writes the NAR into `sink` chunk by chunk, each once `room` allows. zlib is done with a chunk
+ * when its write callback runs, so the buffer is reused; xz (a pipe) and none (passed on as is)
+ * still hold it then, so they get copies.
+ */
+async function feed(
+  info: PathInfo,
+  compression: PushCompression,
+  sink: Writable,
+  room: () => Promise<void>,
+): Promise<void> {
+  const buffer = chunkBuffers.take();
+  let bytes = 0;
+  for await (const chunk of narChunks(info.path, buffer)) {
+    bytes += chunk.length;
+    // Fails the body before its end reaches the server, which then stores nothing.
+    if (bytes > info.narSize) throw sizeError(info, bytes);
+    await room();
+    await written(sink, compression === 'zstd' ? chunk : Buffer.from(chunk));
+  }
+  if (bytes !== info.narSize) throw sizeError(info, bytes);
+  // Only after a clean end: after an error the compressor may still be reading the buffer.
+  chunkBuffers.give([buffer]);
+}
+
+/**
+ * The compressed NAR, freshly made for each attempt, as chunks on reused buffers: a chunk may be
+ * reused once the next one is asked for, so the consumer must be done with it by then (a socket:
+ * once its write callback ran). Fails if the NAR is not as the store says.
+ *
+ * Why the copy: zlib hands out its output in fresh 256 KiB buffers. Sent as they were, they waited
+ * in the socket's queue long enough to reach V8's old generation, where only full collections free
+ * them. Copied out as soon as they are made, most die young, and the cheap young-generation
+ * collections free them (gc-pacer.ts).
+ */
+export async function* compressedNar(info: PathInfo, compression: PushCompression): AsyncGenerator<Buffer> {
+  const out = compressor(compression);
+  // zlib allocates an output buffer of the chunk size with each stream, however small the NAR.
+  buffersSpent(CHUNK_BYTES);
+  /** Full chunks, and last the partial one, each with the length of its bytes. */
+  const ready: { buffer: Buffer; length: number }[] = [];
+  let filling: Buffer | undefined;
+  let used = 0;
+  let ended = false;
+  let failure: Error | undefined;
+  // The generator waits for a chunk, the feeder for room: each is woken by what it waits for.
+  let chunkArrived: (() => void) | undefined;
+  let roomMade: (() => void) | undefined;
+  const wake = (waiter: (() => void) | undefined): undefined => void waiter?.();
+  const room = (): Promise<void> =>
+    ready.length < CHUNKS_AHEAD || failure !== undefined
+      ? Promise.resolve()
+      : new Promise((resolve) => (roomMade = resolve));
+
+  out.on('data', (chunk: Buffer) => {
+    for (let offset = 0; offset < chunk.length;) {
+      filling ??= chunkBuffers.take();
+      const copied = chunk.copy(filling, used, offset);
+      used += copied;
+      offset += copied;
+      if (used === CHUNK_BYTES) {
+        ready.push({ buffer: filling, length: used });
+        filling = undefined;
+        used = 0;
+      }
+    }
+    // zlib's buffer for this output is garbage now (its stream's, once full).
+    buffersSpent(chunk.length);
+    chunkArrived = wake(chunkArrived);
+  });
+  out.on('end', () => {
+    if (filling) ready.push({ buffer: filling, length: used });
+    ended = true;
+    chunkArrived = wake(chunkArrived);
+  });
+  out.on('error', (error) => {
+    failure ??= error;
+    chunkArrived = wake(chunkArrived);
+  });
+  feed(info, compression, out, room).then(
+    () => out.end(),
+    (error: unknown) => out.destroy(error as Error),
+  );
+
+  try {
+    for (;;) {
+      const chunk = ready.shift();
+      if (chunk) {
+        roomMade = wake(roomMade);
+        yield chunk.length === CHUNK_BYTES ? chunk.buffer : chunk.buffer.subarray(0, chunk.length);
+        chunkBuffers.give([chunk.buffer]);
+      } else if (failure) {
+        throw failure;
+      } else if (ended) {
+        return;
+      } else {
+        await new Promise<void>((resolve) => (chunkArrived = resolve));
+      }
+    }
+  } finally {
+    // Abandoned (the request failed) or failed: the feeder must not wait for room that never comes.
+    failure ??= new Error('the upload body was abandoned');
+    roomMade = wake(roomMade);
+    if (!ended) out.destroy();
+  }
+}

@@ -1,0 +1,222 @@
+/**
+ * Uploads store paths: a bounded number of NARs compressed and streamed to the server at once, in
+ * any order; each narinfo only once the narinfos of its references are up, so the cache never
+ * shows a path whose references it lacks. A path whose reference failed is failed too (its NAR may
+ * already be up: harmless, nothing points to it).
+ *
+ * A NAR goes to `PUT /_api/v1/nar/<narhash>.nar<ext>`: named by the NarHash the Nix database holds,
+ * so it streams as it is compressed; the server verifies the NAR against the name and answers the
+ * file's URL, FileHash and FileSize, which the narinfo then states.
+ */
+import { Hash } from '../../nix/hash.js';
+import { narFileName, parseNarUrl } from '../../nix/nar-url.js';
+import { serializeNarInfo, type NarInfo } from '../../nix/narinfo.js';
+import { StorePath } from '../../nix/store-path.js';
+import type { PushCompression } from '../../contracts/daemon-config.js';
+import { NAR_UPLOAD_PREFIX, type NarUploadResponse } from '../../contracts/server-api.js';
+import type { Logger } from '../report/daemon-log.js';
+import { compressedNar } from './nar-file.js';
+import type { Stats } from '../report/stats.js';
+import type { PathInfo } from './local-store.js';
+import { describeNetworkError, type Upstream, UpstreamError } from '../upstream/upstream-client.js';
+
+export interface UploaderOptions {
+  concurrency: number;
+  compression: PushCompression;
+  server: Upstream;
+  stats: Stats;
+  log: Logger;
+  signal: AbortSignal;
+  /** A narinfo is now on the server. */
+  onPushed?: (hashPart: string) => void;
+  /** A path finished (pushed or failed). */
+  onSettled: () => void;
+}
+
+/** References first: a depth-first post-order over the references within `infos`. */
+export function referencesFirst(infos: PathInfo[]): PathInfo[] {
+  const byPath = new Map(infos.map((info) => [info.path, info]));
+  const ordered: PathInfo[] = [];
+  const visited = new Set<string>();
+  const visit = (info: PathInfo): void => {
+    if (visited.has(info.path)) return;
+    visited.add(info.path);
+    for (const ref of info.references) {
+      const refInfo = byPath.get(ref);
+      if (refInfo) visit(refInfo);
+    }
+    ordered.push(info);
+  };
+  infos.forEach(visit);
+  return ordered;
+}
+
+/** What the server stored for a NAR: what the narinfo must say about the file. */
+export interface StoredNar {
+  url: string;
+  fileHash: Hash;
+  fileSize: number;
+}
+
+/** The server's answer to a NAR upload, checked against the path it was for. */
+function parseStoredNar(text: string, info: PathInfo, compression: PushCompression): StoredNar {
+  const answer = JSON.parse(text) as Partial<Record<keyof NarUploadResponse, unknown>>;
+  const { url, file_hash: fileHash, file_size: fileSize, nar_hash: narHash, nar_size: narSize } = answer;
+  if (
+    typeof url !== 'string' ||
+    parseNarUrl(url)?.compression !== compression ||
+    typeof fileHash !== 'string' ||
+    typeof fileSize !== 'number' ||
+    typeof narHash !== 'string' ||
+    narSize !== info.narSize ||
+    !Hash.parse(narHash).equals(info.narHash)
+  ) {
+    throw new UpstreamError(
+      `the server's answer to the NAR upload of ${info.path} does not fit it: ${text.slice(0, 300)}`,
+    );
+  }
+  return { url, fileHash: Hash.parse(fileHash), fileSize };
+}
+
+export class Uploader {
+  private readonly queue: PathInfo[] = [];
+  private active = 0;
+  /** NAR uploaded, narinfo waiting for its references or being put. */
+  private finishing = 0;
+  /** Per path given to this uploader: resolves to whether its narinfo made it to the server. */
+  private readonly outcomes = new Map<string, Promise<boolean>>();
+  private readonly settle = new Map<string, (ok: boolean) => void>();
+
+  constructor(private readonly options: UploaderOptions) {}
+
+  get pending(): number {
+    return this.queue.length + this.active + this.finishing;
+  }
+
+  /**
+   * Announces paths that may be added soon (still being checked): a referrer added before them
+   * then waits for their outcome before its narinfo goes up.
+   */
+  expect(paths: string[]): void {
+    for (const path of paths) {
+      if (!this.outcomes.has(path)) {
+        this.outcomes.set(path, new Promise((resolve) => this.settle.set(path, resolve)));
+      }
+    }
+  }
+
+  /** An expected path that needs no upload after all (the cache or an upstream cache has it). */
+  skip(path: string): void {
+    this.settle.get(path)?.(true);
+  }
+
+  add(infos: PathInfo[]): void {
+    const ordered = referencesFirst(infos);
+    this.expect(ordered.map((info) => info.path));
+    this.queue.push(...ordered);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.active < this.options.concurrency && this.queue.length > 0 && !this.options.signal.aborted) {
+      const info = this.queue.shift()!;
+      this.active++;
+      void this.run(info);
+    }
+  }
+
+  private async run(info: PathInfo): Promise<void> {
+    const { stats, log } = this.options;
+    stats.pushStarted();
+    let file: StoredNar | undefined;
+    let ok = false;
+    try {
+      try {
+        file = await this.uploadNar(info);
+      } finally {
+        this.active--;
+        this.finishing++;
+        this.pump();
+      }
+      const failedRef = await this.failedReference(info);
+      if (failedRef) throw new Error(`not pushed: its reference ${failedRef} failed to push`);
+      const narinfoBytes = await this.uploadNarInfo(info, file);
+      stats.pushedPaths++;
+      stats.pushedBytes += file.fileSize + narinfoBytes;
+      stats.paths.pushed(info.path, file.fileSize);
+      log.info({ path: info.path, bytes: file.fileSize }, 'pushed');
+      this.options.onPushed?.(StorePath.parse(info.path).hashPart);
+      ok = true;
+    } catch (e) {
+      const error = e instanceof UpstreamError ? e.message : describeNetworkError(e);
+      stats.pushFailed(info.path, error);
+      log.warn({ path: info.path, err: error }, 'push failed');
+    } finally {
+      this.finishing--;
+      this.settle.get(info.path)!(ok);
+      stats.pushFinished();
+      this.options.onSettled();
+    }
+  }
+
+  /** Waits for the references given to this uploader; the first that failed, if any. */
+  private async failedReference(info: PathInfo): Promise<string | undefined> {
+    for (const ref of info.references) {
+      const outcome = ref === info.path ? undefined : this.outcomes.get(ref);
+      if (outcome && !(await outcome)) return ref;
+    }
+    return undefined;
+  }
+
+  private async uploadNar(info: PathInfo): Promise<StoredNar> {
+    const { compression } = this.options;
+    const path = `${NAR_UPLOAD_PREFIX}${narFileName(info.narHash.nix32, compression)}`;
+    // No Content-Length: the compressed size is known only once it is sent (chunked encoding).
+    const text = await this.put(path, () => compressedNar(info, compression), {
+      'content-type': 'application/x-nix-nar',
+    });
+    return parseStoredNar(text, info, compression);
+  }
+
+  /** PUTs the narinfo (unsigned: the server signs); returns its size. */
+  private async uploadNarInfo(info: PathInfo, file: StoredNar): Promise<number> {
+    const narinfo: NarInfo = {
+      storePath: info.path,
+      url: file.url,
+      compression: this.options.compression,
+      fileHash: file.fileHash,
+      fileSize: file.fileSize,
+      narHash: info.narHash,
+      narSize: info.narSize,
+      references: info.references.map((r) => StorePath.parse(r).baseName),
+      sigs: [],
+      extra: [],
+    };
+    if (info.deriver) narinfo.deriver = StorePath.parse(info.deriver).baseName;
+    if (info.ca) narinfo.ca = info.ca;
+    const text = serializeNarInfo(narinfo);
+    await this.put(`/${StorePath.parse(info.path).hashPart}.narinfo`, () => text, {
+      'content-type': 'text/x-nix-narinfo',
+      'content-length': String(Buffer.byteLength(text)),
+    });
+    return Buffer.byteLength(text);
+  }
+
+  private async put(
+    path: string,
+    body: () => AsyncIterable<Buffer> | string,
+    headers: Record<string, string>,
+  ): Promise<string> {
+    const { statusCode, text } = await this.options.server.requestText({
+      method: 'PUT',
+      path,
+      body,
+      headers,
+      signal: this.options.signal,
+    });
+    if (statusCode < 200 || statusCode > 299) {
+      throw new UpstreamError(`PUT ${path}: HTTP ${statusCode} ${text.slice(0, 300).trim()}`, statusCode);
+    }
+    return text;
+  }
+}

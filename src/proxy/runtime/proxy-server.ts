@@ -1,0 +1,79 @@
+/** The daemon's HTTP server: loopback only, routing to the cache routes or the control endpoints. */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { CONTROL_PREFIX } from '../../contracts/control-api.js';
+import { HttpError, sendError } from '../../contracts/http-error.js';
+import { handleControl, type ControlContext } from './control-routes.js';
+import type { RequestGate } from './request-gate.js';
+import type { Logger } from '../report/daemon-log.js';
+import type { CacheRoutes } from '../pull/nix-routes.js';
+
+/** The cache routes Nix talks to: the server's (CacheRoutes) or a restored pack's. */
+export type NixRoutes = Pick<CacheRoutes, 'handle'>;
+
+export interface ProxyServer {
+  server: Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * The path of a request target without its query. No URL object per request (a lookup costs a few
+ * tens of µs in all): routes match exact paths, so a target that is not a plain path matches none.
+ */
+export function requestPath(target = '/'): string {
+  const query = target.indexOf('?');
+  return query === -1 ? target : target.slice(0, query);
+}
+
+export async function startProxyServer(
+  host: string,
+  port: number,
+  routes: NixRoutes,
+  control: ControlContext,
+  gate: RequestGate,
+  log: Logger,
+): Promise<ProxyServer> {
+  let refusals = 0;
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const target = requestPath(req.url);
+    // Until the request is authenticated its path is only the caller's word: logs never show it.
+    let pathname = '(unauthenticated)';
+    try {
+      if (target.startsWith(CONTROL_PREFIX)) {
+        gate.checkControl(req);
+        pathname = target;
+        await handleControl(req, res, pathname, control);
+      } else {
+        pathname = gate.cachePath(target);
+        if (!(await routes.handle(req, res, pathname))) {
+          throw new HttpError(404, `${pathname} is not served here`, 'not_found');
+        }
+      }
+    } catch (e) {
+      if (e instanceof HttpError && e.status === 401) {
+        // A few lines say someone tried; a flood of attempts cannot flood the log.
+        if (++refusals <= 20) log.warn({ method: req.method, err: e.message }, 'refused a request');
+      } else if (!(e instanceof HttpError))
+        log.error({ err: (e as Error).message, path: pathname }, 'request failed');
+      sendError(res, e);
+    }
+  };
+  const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => void handle(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,82 @@
+/**
+ * `POST /_api/v1/narinfos`: many narinfo lookups in one request, for the Action's proxy, which
+ * gathers the lookups Nix makes at the same moment. The access rules are those of
+ * `GET /<hash>.narinfo` (the union of readable slices, public slices without a token; only the
+ * write slice with `"scope": "write"`); the answer holds the signed narinfo of every hit and nothing
+ * for a miss.
+ */
+import { HttpError } from '../../contracts/http-error.js';
+import { NARINFO_BATCH_LIMIT } from '../../contracts/narinfo-batch.js';
+import { HASH_PART_PATTERN } from '../../nix/store-path.js';
+import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
+import type { CacheService } from '../cache/cache-service.js';
+import { send, type CacheRequest } from './cache-handlers.js';
+import type { NarInfoLookupScope } from '../../contracts/narinfo-batch.js';
+import { parseLookupScope, scopedAccess } from './lookup-scope.js';
+
+/** 1000 hash parts as JSON are ~35 KB. */
+export const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
+
+function badRequest(message: string): HttpError {
+  return new HttpError(400, message, 'bad_request');
+}
+
+/**
+ * `{"hashParts": [...], "scope"?: "union" | "write"}` → the distinct hash parts, each checked, and
+ * the scope; errors name the bad one.
+ */
+export function parseBatchRequest(body: Buffer): { hashParts: string[]; scope: NarInfoLookupScope } {
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString('utf8'));
+  } catch (error) {
+    throw badRequest(`request body is not JSON: ${(error as Error).message}`);
+  }
+  const hashParts = (json as { hashParts?: unknown } | null)?.hashParts;
+  if (typeof json !== 'object' || Array.isArray(json) || !Array.isArray(hashParts))
+    throw badRequest('request body must be {"hashParts": ["<32-character nix32 hash>", ...]}');
+  if (hashParts.length > NARINFO_BATCH_LIMIT) {
+    throw new HttpError(
+      413,
+      `${hashParts.length} hash parts in one request; at most ${NARINFO_BATCH_LIMIT}`,
+      'too_many',
+    );
+  }
+  hashParts.forEach((hashPart: unknown, index) => {
+    if (typeof hashPart !== 'string' || !HASH_PART_PATTERN.test(hashPart)) {
+      throw badRequest(
+        `hashParts[${index}] ${JSON.stringify(hashPart)?.slice(0, 80)} is not a 32-character nix32 store path hash`,
+      );
+    }
+  });
+  const scope = parseLookupScope((json as { scope?: unknown }).scope, 'scope');
+  return { hashParts: [...new Set(hashParts as string[])], scope };
+}
+
+export async function postNarInfos(
+  cache: CacheService,
+  request: CacheRequest,
+  publicReads: boolean,
+): Promise<void> {
+  const { req, res } = request;
+  const access = await request.access();
+  // A GET without a token is answered from public slices; with none, say what is missing
+  // rather than answer every lookup with a miss.
+  if (!access.authenticated && !publicReads) {
+    throw new HttpError(401, 'narinfo lookups need a cache token: no slice is public', 'unauthenticated', {
+      'www-authenticate': 'Bearer',
+    });
+  }
+  checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
+  acceptBody(req, res);
+  const { hashParts, scope } = parseBatchRequest(
+    await readSmallBody(request.body(), NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'),
+  );
+  const narinfos = await cache.narInfos(hashParts, scopedAccess(access, scope));
+  send(
+    res,
+    200,
+    { 'content-type': 'application/json', 'cache-control': 'private, no-cache' },
+    JSON.stringify({ narinfos }),
+  );
+}
