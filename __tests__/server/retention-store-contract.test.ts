@@ -253,6 +253,9 @@ describe.each(blobBackends)('BlobStore listing on %s', (_name, open) => {
       ['b.nar.zst', 1],
     ]);
     for (const blob of listed) expect(+blob.modifiedAt).toBeGreaterThan(before);
+    const unskipped = [];
+    for await (const blob of store.list((key) => key !== 'b.nar.zst')) unskipped.push(blob.key);
+    expect(unskipped).toEqual(['b.nar.zst']);
   });
 
   it('aborts uploads left unfinished before the cut-off, and only those', async () => {

@@ -205,8 +205,8 @@ async function collectNars(
   now: number,
 ): Promise<void> {
   const deleted: Record<NarReason, { key: string; bytes: number }[]> = { orphan: [], unused: [] };
-  for await (const blob of deps.blobs.list()) {
-    if (inUse.has(blob.key) || +blob.modifiedAt >= +unusedBefore) continue;
+  for await (const blob of deps.blobs.list((key) => inUse.has(key))) {
+    if (+blob.modifiedAt >= +unusedBefore) continue;
     const reason: NarReason = referencedBefore.has(blob.key) ? 'unused' : 'orphan';
     if (!report.dryRun) {
       if (!(await deps.meta.claimNarDeletion(blob.key, unusedBefore, new Date(now)))) continue;

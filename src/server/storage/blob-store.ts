@@ -24,8 +24,12 @@ export interface BlobStore {
   open(key: string, range?: ByteRange): Promise<BlobReader | null>;
   head(key: string): Promise<{ size: number } | null>;
   delete(key: string): Promise<void>;
-  /** Every complete object, for the collector (orphans): its key, size and when it was written. */
-  list(): AsyncIterable<BlobInfo>;
+  /**
+   * Every complete object, for the collector (orphans): its key, size and when it was written.
+   * Keys `skip` says yes to are left out, so a store that must look each object up (files) does
+   * so only for the collector's candidates.
+   */
+  list(skip?: (key: string) => boolean): AsyncIterable<BlobInfo>;
   /**
    * Drops uploads begun before `before` and never finished (a process killed mid-upload): S3's
    * multipart uploads, the directory's temp files. Returns how many.

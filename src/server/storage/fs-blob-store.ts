@@ -4,7 +4,7 @@
  * atomically, and readers never see a partial file.
  */
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, opendir, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { BufferPool, written } from '../../nix/buffer-pool.js';
@@ -135,14 +135,17 @@ export class FsBlobStore implements BlobStore {
     return removed;
   }
 
-  async *list(): AsyncIterable<BlobInfo> {
-    for (const name of await readdir(this.dir)) {
-      if (name.startsWith(TEMP_PREFIX) || !isValidBlobKey(name)) continue;
+  async *list(skip: (key: string) => boolean = () => false): AsyncIterable<BlobInfo> {
+    // Streamed from the directory (100,000 names need not be one array) and looked up one by one.
+    for await (const entry of await opendir(this.dir, { bufferSize: 256 })) {
+      const name = entry.name;
+      if (name.startsWith(TEMP_PREFIX) || !isValidBlobKey(name) || skip(name)) continue;
       // A file deleted since the listing is simply not there any more.
       const info = await stat(join(this.dir, name)).catch(() => null);
       if (info?.isFile()) yield { key: name, size: info.size, modifiedAt: info.mtime };
     }
   }
+
 }
 
 /**

@@ -169,7 +169,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   /** Every object under the prefix whose name is a blob key, a page (1000) at a time. */
-  async *list(): AsyncIterable<BlobInfo> {
+  async *list(skip: (key: string) => boolean = () => false): AsyncIterable<BlobInfo> {
     const { bucket, prefix } = this.options;
     let token: string | undefined;
     do {
@@ -180,7 +180,7 @@ export class S3BlobStore implements BlobStore {
       );
       for (const object of page.Contents ?? []) {
         const key = object.Key?.slice(prefix.length);
-        if (key === undefined || !isValidBlobKey(key) || !object.LastModified) continue;
+        if (key === undefined || !isValidBlobKey(key) || !object.LastModified || skip(key)) continue;
         yield { key, size: object.Size ?? 0, modifiedAt: object.LastModified };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
