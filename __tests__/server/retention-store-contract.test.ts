@@ -116,16 +116,27 @@ describe.each(backends)('RetentionStore on %s', (_name, open) => {
   });
 
   it('a read racing a batch delete: either the read sees nothing or the batch is refused', async () => {
-    for (let round = 0; round < 10; round++) {
+    const outcomes = new Set<string>();
+    for (let round = 0; round < 40; round++) {
       const slice = `race${round}`;
       await meta.putNarInfo(record(slice, 1, T), audit(slice));
-      const [touched, deleted] = await Promise.all([
-        other.touchNarInfos([{ slice, hashPart: hash(1) }], new Date(T + 10 * MINUTE)),
-        meta.deleteNarInfos(slice, [hash(1)], new Date(T + 5 * MINUTE), deletion(slice, ['p1'])),
+      // One goes a little later than the other, by turns, to land inside the other's transaction.
+      const later = <T>(first: boolean, run: () => Promise<T>) =>
+        new Promise((resolve) => setTimeout(resolve, first ? 0 : (round % 8) / 2)).then(run);
+      const [deleted, touched] = await Promise.all([
+        later(round % 2 === 0, () =>
+          meta.deleteNarInfos(slice, [hash(1)], new Date(T + 5 * MINUTE), deletion(slice, ['p1'])),
+        ),
+        later(round % 2 === 1, () =>
+          other.touchNarInfos([{ slice, hashPart: hash(1) }], new Date(T + 10 * MINUTE)),
+        ),
       ]);
+      outcomes.add(String(deleted));
       const left = (await meta.listNarInfos(slice, '', 10)).length;
       expect([touched, deleted, left]).toEqual(touched === 1 ? [1, false, 1] : [0, true, 0]);
     }
+    // Both orders happened: the race was run, not avoided.
+    expect(outcomes).toEqual(new Set(['true', 'false']));
   });
 
   it('claims a NAR no narinfo uses and no push touched; pushes wait until the claim is finished', async () => {
@@ -162,14 +173,19 @@ describe.each(backends)('RetentionStore on %s', (_name, open) => {
   });
 
   it('a narinfo racing the claim of its NAR: never a narinfo whose NAR is being deleted', async () => {
-    for (let round = 0; round < 10; round++) {
+    const outcomes = new Set<boolean>();
+    for (let round = 0; round < 40; round++) {
       const key = `r${round}.nar`;
+      const later = <T>(first: boolean, run: () => Promise<T>) =>
+        new Promise((resolve) => setTimeout(resolve, first ? 0 : (round % 8) / 2)).then(run);
       const [claimed, stored] = await Promise.all([
-        meta.claimNarDeletion(key, new Date(T), new Date(T + MINUTE)),
-        other.putNarInfo(record('s', round, T + MINUTE, key), audit('s')),
+        later(round % 2 === 0, () => meta.claimNarDeletion(key, new Date(T), new Date(T + MINUTE))),
+        later(round % 2 === 1, () => other.putNarInfo(record('s', round, T + MINUTE, key), audit('s'))),
       ]);
+      outcomes.add(claimed);
       expect([claimed, stored]).toEqual(claimed ? [true, 'nar_missing'] : [false, 'created']);
     }
+    expect(outcomes).toEqual(new Set([true, false]));
   });
 
   it('one collector at a time: the lease is exclusive until released or expired', async () => {
