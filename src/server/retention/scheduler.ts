@@ -54,6 +54,7 @@ export function startGcScheduler(
             removedPaths: report.slices.reduce((sum, slice) => sum + slice.removedPaths.length, 0),
             removedNars: report.nars.length,
             removedNarBytes: report.nars.reduce((sum, nar) => sum + nar.bytes, 0),
+            abortedUploads: report.abortedUploads,
           },
           'garbage collection',
         );

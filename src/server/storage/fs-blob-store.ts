@@ -145,7 +145,6 @@ export class FsBlobStore implements BlobStore {
       if (info?.isFile()) yield { key: name, size: info.size, modifiedAt: info.mtime };
     }
   }
-
 }
 
 /**
