@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/config-schema.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
+import { Pacer } from './pacer.js';
 import { planSlice, type PathEntry, type RemovalReason } from './plan.js';
 import { retentionFor } from './slices.js';
 import { readSlice } from './slice-rows.js';
@@ -24,6 +25,8 @@ export interface CollectorDeps {
   now?: () => number;
   /** Test seam: runs just before a claimed NAR file is deleted (to force races). */
   beforeBlobDelete?: (key: string) => Promise<void>;
+  /** How the collection shares the event loop (pacer.ts); one per run by default. */
+  pacer?: Pacer;
 }
 
 export interface CollectOptions {
@@ -85,15 +88,17 @@ export async function collectGarbage(deps: CollectorDeps, options: CollectOption
     if (!held) return { ...report, skipped: 'another collector is running (it holds the gc lease)' };
   }
   try {
-    await collect(deps, options, now, report);
+    await collect({ ...deps, pacer: deps.pacer ?? new Pacer() }, options, now, report);
   } finally {
     if (!report.dryRun) await deps.meta.releaseLease(GC_LEASE, holder);
   }
   return report;
 }
 
-async function collect(deps: CollectorDeps, options: CollectOptions, now: number, report: GcReport) {
-  const { meta, config } = deps;
+type PacedDeps = CollectorDeps & { pacer: Pacer };
+
+async function collect(deps: PacedDeps, options: CollectOptions, now: number, report: GcReport) {
+  const { meta, config, pacer } = deps;
   const unusedBefore = new Date(now - config.gcGraceSeconds * 1000);
   const pins = [];
   for (const pin of await meta.listPins()) {
@@ -103,11 +108,12 @@ async function collect(deps: CollectorDeps, options: CollectOptions, now: number
     } else pins.push(pin);
   }
   const before = await meta.narKeysInUse(unusedBefore);
+  await pacer.pause();
   // Keys that narinfos kept by this run (or in slices it does not touch) still use: for a dry run,
   // which cannot ask the store afterwards.
   const stillUsed = new Set<string>();
   for (const slice of await meta.listSlices()) {
-    const entries = await readSlice(meta, slice);
+    const entries = await readSlice(meta, slice, pacer);
     if (options.slice !== undefined && slice !== options.slice) {
       for (const entry of entries) stillUsed.add(entry.narKey);
       continue;
@@ -118,6 +124,7 @@ async function collect(deps: CollectorDeps, options: CollectOptions, now: number
         .filter((pin) => pin.slice === slice)
         .flatMap((pin) => pin.storePaths.map((path) => path.slice(11, 43))),
     );
+    await pacer.pause();
     const plan = planSlice({
       entries,
       pinned,
@@ -164,13 +171,14 @@ async function collect(deps: CollectorDeps, options: CollectOptions, now: number
   const after = report.dryRun
     ? { referenced: stillUsed, touched: before.touched }
     : await meta.narKeysInUse(unusedBefore);
+  await pacer.pause();
   const inUse = new Set([...after.referenced, ...after.touched]);
   await collectNars(deps, report, inUse, before.referenced, unusedBefore, now);
 }
 
 /** Deletes the planned narinfos, referrers first; stops at the first batch used meanwhile. */
 async function deleteInBatches(
-  deps: CollectorDeps,
+  deps: PacedDeps,
   slice: string,
   remove: { entry: PathEntry; reason: RemovalReason }[],
   unusedBefore: Date,
@@ -190,6 +198,7 @@ async function deleteInBatches(
       { time: new Date(now), slice, reason, items: batch.map((entry) => entry.storePath), ...tally(batch) },
     );
     if (!deleted) break;
+    await deps.pacer.pause();
     done = end;
   }
   return remove.slice(0, done);
@@ -197,7 +206,7 @@ async function deleteInBatches(
 
 /** NAR files no narinfo uses, not touched nor written within the grace window. */
 async function collectNars(
-  deps: CollectorDeps,
+  deps: PacedDeps,
   report: GcReport,
   inUse: Set<string>,
   referencedBefore: Set<string>,
@@ -219,6 +228,7 @@ async function collectNars(
     }
     deleted[reason].push({ key: blob.key, bytes: blob.size });
     report.nars.push({ key: blob.key, bytes: blob.size, reason });
+    await deps.pacer.pause();
   }
   if (report.dryRun) return;
   report.abortedUploads = await deps.blobs.abortIncompleteUploads(unusedBefore);

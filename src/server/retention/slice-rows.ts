@@ -3,8 +3,8 @@
  * never one synchronous read (SQLite runs on the event loop), and lookups get their turn between
  * pages.
  */
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { RetentionStore, StoredNarInfo } from '../storage/retention-store.js';
+import { Pacer } from './pacer.js';
 import type { PathEntry } from './plan.js';
 
 const PAGE = 2000;
@@ -34,7 +34,11 @@ export function pathEntry(row: StoredNarInfo): PathEntry {
 }
 
 /** Every row of the slice, as plan entries. */
-export async function readSlice(store: RetentionStore, slice: string): Promise<PathEntry[]> {
+export async function readSlice(
+  store: RetentionStore,
+  slice: string,
+  pacer = new Pacer(),
+): Promise<PathEntry[]> {
   const entries: PathEntry[] = [];
   let after = '';
   for (;;) {
@@ -42,6 +46,6 @@ export async function readSlice(store: RetentionStore, slice: string): Promise<P
     for (const row of page) entries.push(pathEntry(row));
     if (page.length < PAGE) return entries;
     after = page[page.length - 1]!.hashPart;
-    await yieldToEventLoop();
+    await pacer.pause();
   }
 }
