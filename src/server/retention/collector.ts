@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/config-schema.js';
-import type { BlobStore } from '../storage/blob-store.js';
+import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import { Pacer } from './pacer.js';
 import { planSlice, type PathEntry, type RemovalReason } from './plan.js';
@@ -88,14 +88,21 @@ export async function collectGarbage(deps: CollectorDeps, options: CollectOption
     if (!held) return { ...report, skipped: 'another collector is running (it holds the gc lease)' };
   }
   try {
-    await collect({ ...deps, pacer: deps.pacer ?? new Pacer() }, options, now, report);
+    // Renewed before each slice: a paced collection of a big cache may outlast one lease.
+    const renewLease = async () => {
+      if (report.dryRun) return;
+      const at = (deps.now ?? Date.now)();
+      if (!(await deps.meta.acquireLease(GC_LEASE, holder, new Date(at + LEASE_MS), new Date(at))))
+        throw new Error('the gc lease expired during the collection and another collector holds it now');
+    };
+    await collect({ ...deps, pacer: deps.pacer ?? new Pacer(), renewLease }, options, now, report);
   } finally {
     if (!report.dryRun) await deps.meta.releaseLease(GC_LEASE, holder);
   }
   return report;
 }
 
-type PacedDeps = CollectorDeps & { pacer: Pacer };
+type PacedDeps = CollectorDeps & { pacer: Pacer; renewLease: () => Promise<void> };
 
 async function collect(deps: PacedDeps, options: CollectOptions, now: number, report: GcReport) {
   const { meta, config, pacer } = deps;
@@ -113,6 +120,7 @@ async function collect(deps: PacedDeps, options: CollectOptions, now: number, re
   // which cannot ask the store afterwards.
   const stillUsed = new Set<string>();
   for (const slice of await meta.listSlices()) {
+    await deps.renewLease();
     const entries = await readSlice(meta, slice, pacer);
     if (options.slice !== undefined && slice !== options.slice) {
       for (const entry of entries) stillUsed.add(entry.narKey);
@@ -204,7 +212,13 @@ async function deleteInBatches(
   return remove.slice(0, done);
 }
 
-/** NAR files no narinfo uses, not touched nor written within the grace window. */
+/** NAR files deleted at once: each file's I/O waits its turn behind the lookups, so they overlap. */
+const NAR_CHUNK = 32;
+
+/**
+ * NAR files no narinfo uses, not touched nor written within the grace window: claimed one by one,
+ * then a chunk's files deleted at once and its claims finished in one transaction.
+ */
 async function collectNars(
   deps: PacedDeps,
   report: GcReport,
@@ -214,20 +228,32 @@ async function collectNars(
   now: number,
 ): Promise<void> {
   const deleted: Record<NarReason, { key: string; bytes: number }[]> = { orphan: [], unused: [] };
-  for await (const blob of deps.blobs.list((key) => inUse.has(key))) {
-    if (+blob.modifiedAt >= +unusedBefore) continue;
-    const reason: NarReason = referencedBefore.has(blob.key) ? 'unused' : 'orphan';
+  const candidates: BlobInfo[] = [];
+  for await (const blob of deps.blobs.list((key) => inUse.has(key)))
+    if (+blob.modifiedAt < +unusedBefore) candidates.push(blob);
+  for (let i = 0; i < candidates.length; i += NAR_CHUNK) {
+    let chunk = candidates.slice(i, i + NAR_CHUNK);
     if (!report.dryRun) {
-      if (!(await deps.meta.claimNarDeletion(blob.key, unusedBefore, new Date(now)))) continue;
-      await deps.beforeBlobDelete?.(blob.key);
+      const claimed: BlobInfo[] = [];
+      for (const blob of chunk)
+        if (await deps.meta.claimNarDeletion(blob.key, unusedBefore, new Date(now))) claimed.push(blob);
       try {
-        await deps.blobs.delete(blob.key);
+        await Promise.all(
+          claimed.map(async (blob) => {
+            await deps.beforeBlobDelete?.(blob.key);
+            await deps.blobs.delete(blob.key);
+          }),
+        );
       } finally {
-        await deps.meta.finishNarDeletion([blob.key]);
+        await deps.meta.finishNarDeletion(claimed.map((blob) => blob.key));
       }
+      chunk = claimed;
     }
-    deleted[reason].push({ key: blob.key, bytes: blob.size });
-    report.nars.push({ key: blob.key, bytes: blob.size, reason });
+    for (const blob of chunk) {
+      const reason: NarReason = referencedBefore.has(blob.key) ? 'unused' : 'orphan';
+      deleted[reason].push({ key: blob.key, bytes: blob.size });
+      report.nars.push({ key: blob.key, bytes: blob.size, reason });
+    }
     await deps.pacer.pause();
   }
   if (report.dryRun) return;
