@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only lookups,large-cache,ci-misses,substitution,push,concurrent,storage,gha-cache] [--repetitions N] [--profile]`
+ * `npm run bench [-- --quick] [--only lookups,large-cache,ci-misses,substitution,push,concurrent,storage,gha-cache,gc] [--repetitions N] [--profile]`
  *
  * Runs every scenario side by side with its baseline, prints a markdown table of medians and
  * ratios (Sluice / baseline), and writes bench/results/<date>[-quick].md and .json.
@@ -17,6 +17,7 @@ import { ciMissesScenarios } from './scenarios/ci-misses.js';
 import { concurrentScenario } from './scenarios/concurrent.js';
 import { ghaCacheScenarios } from './scenarios/gha-cache.js';
 import { largeCacheScenarios } from './scenarios/large-cache.js';
+import { gcScenario } from './scenarios/gc.js';
 import { lookupScenarios } from './scenarios/lookups.js';
 import { pushScenarios } from './scenarios/push.js';
 import { storageScenarios } from './scenarios/storage.js';
@@ -31,6 +32,7 @@ const SCENARIOS: Record<string, (context: Context) => Promise<Row[]>> = {
   concurrent: concurrentScenario,
   storage: storageScenarios,
   'gha-cache': ghaCacheScenarios,
+  gc: gcScenario,
 };
 
 function machineMarkdown(machine: MachineDescription): string {

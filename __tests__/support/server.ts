@@ -51,6 +51,10 @@ export interface TestServerOptions {
   issuer?: OidcIssuer;
   /** The server's clock for tokens (ms), to step past caches and lifetimes without sleeping. */
   now?: () => number;
+  /** Retention's clock (ms): tests move it to age what was pushed and read. */
+  clock?: () => number;
+  /** Runs just before the collector deletes a claimed NAR file (to force a race). */
+  beforeBlobDelete?: (key: string) => Promise<void>;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -76,6 +80,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const server = await startServer(config, {
     logDestination: { write: (line: string) => logs.push(line) },
     ...(options.now ? { exchange: { now: options.now } } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.beforeBlobDelete ? { beforeBlobDelete: options.beforeBlobDelete } : {}),
   });
   const { tokenKey } = await loadServerKeys(config, server.dataDir);
   // Read tokens are recorded in the server's database, as `sluice token create` records them.

@@ -29,6 +29,8 @@ export interface Sizes {
   largeCache: number;
   /** Leaves of the mostly-missing job's closure (a tenth of them cached). */
   missJob: number;
+  /** Narinfos in the garbage-collection scenario (5% of them removed). */
+  gcNarinfos: number;
 }
 
 export const FULL: Sizes = {
@@ -51,6 +53,7 @@ export const FULL: Sizes = {
   ghaCallPaths: [20, 200, 2_000],
   largeCache: 1_000_000,
   missJob: 1_000,
+  gcNarinfos: 100_000,
 };
 
 /** `--quick`: the same scenarios at a fraction of the size, for iterating on the benchmark itself. */
@@ -75,6 +78,7 @@ export const QUICK: Sizes = {
   ghaCallPaths: [20, 200, 2_000],
   largeCache: 50_000,
   missJob: 100,
+  gcNarinfos: 10_000,
 };
 
 export interface Bundles {

@@ -169,6 +169,8 @@ const MIN_PART_SIZE = 5 * 1024 ** 2;
 class S3BlobStore {
     options;
     client;
+    /** Multipart uploads this process is writing now: never taken for abandoned ones. */
+    uploading = new Set();
     constructor(options) {
         this.options = options;
         if (options.partSize < MIN_PART_SIZE)
@@ -271,6 +273,21 @@ class S3BlobStore {
     async delete(key) {
         await (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .DeleteObjectCommand */ .k4j({ Bucket: this.options.bucket, Key: this.objectKey(key) })));
     }
+    /** Every object under the prefix whose name is a blob key, a page (1000) at a time. */
+    async *list(skip = () => false) {
+        const { bucket, prefix } = this.options;
+        let token;
+        do {
+            const page = await (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .ListObjectsV2Command */ .u6x({ Bucket: bucket, Prefix: prefix, ContinuationToken: token })));
+            for (const object of page.Contents ?? []) {
+                const key = object.Key?.slice(prefix.length);
+                if (key === undefined || !(0,_blob_store_js__WEBPACK_IMPORTED_MODULE_2__/* .isValidBlobKey */ .B)(key) || !object.LastModified || skip(key))
+                    continue;
+                yield { key, size: object.Size ?? 0, modifiedAt: object.LastModified };
+            }
+            token = page.IsTruncated ? page.NextContinuationToken : undefined;
+        } while (token);
+    }
     /**
      * Aborts multipart uploads under the prefix begun before `before`: those a replica killed
      * mid-upload left behind (they are never visible, but the store keeps their parts). Returns how
@@ -289,6 +306,8 @@ class S3BlobStore {
             })));
             for (const upload of page.Uploads ?? []) {
                 if (!upload.Key || !upload.UploadId || !upload.Initiated || upload.Initiated >= before)
+                    continue;
+                if (this.uploading.has(upload.UploadId))
                     continue;
                 await (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .AbortMultipartUploadCommand */ .tfP({
                     Bucket: this.options.bucket,
@@ -374,6 +393,8 @@ class PartUploader {
         if (!this.uploadId) {
             const created = await (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.store.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .CreateMultipartUploadCommand */ .nG4({ Bucket: this.bucket, Key: this.objectKey })));
             this.uploadId = created.UploadId;
+            if (this.uploadId)
+                this.store.uploading.add(this.uploadId);
         }
         // The previous part must be stored before another is sent: two parts in memory at most.
         await this.inFlight;
@@ -403,6 +424,7 @@ class PartUploader {
                 MultipartUpload: { Parts: this.parts },
                 IfNoneMatch: '*',
             })));
+            this.store.uploading.delete(this.uploadId);
             this.uploadId = undefined;
             return 'created';
         }
@@ -419,6 +441,7 @@ class PartUploader {
             return;
         const uploadId = this.uploadId;
         this.uploadId = undefined;
+        this.store.uploading.delete(uploadId);
         await this.inFlight?.catch(() => undefined);
         await this.store.client
             .send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .AbortMultipartUploadCommand */ .tfP({ Bucket: this.bucket, Key: this.objectKey, UploadId: uploadId }))

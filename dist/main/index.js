@@ -31349,6 +31349,8 @@ var Inputs;
     Inputs["DrainTimeout"] = "drain-timeout";
     Inputs["Strict"] = "strict";
     Inputs["Summary"] = "summary";
+    Inputs["Pin"] = "pin";
+    Inputs["PinTtl"] = "pin-ttl";
 })(Inputs || (Inputs = {}));
 var Outputs;
 (function (Outputs) {
@@ -31426,6 +31428,8 @@ function urlHost(host) {
 
 
 
+/** Pin names, as the server's `POST /_api/v1/pins` and `sluice pin` take them. */
+const PIN_NAME_PATTERN = /^[A-Za-z0-9._@+-]{1,100}$/;
 class DaemonConfigError extends (/* unused pure expression or super */ null && (Error)) {
 }
 const DAEMON_CONFIG_FILE = 'daemon.json';
@@ -31594,6 +31598,14 @@ function parseDaemonConfig(value) {
     if (config.token !== null) {
         parseExpiry(value.tokenExpiresAt);
         config.tokenExpiresAt = value.tokenExpiresAt;
+    }
+    if (value.pin !== undefined && value.pin !== null) {
+        if (!isRecord(value.pin))
+            throw new DaemonConfigError('pin must be an object { name, ttl? }');
+        const name = requireString(value.pin, 'name', 'pin.');
+        if (!PIN_NAME_PATTERN.test(name))
+            throw new DaemonConfigError(`pin.name '${name}' must be 1-100 letters, digits, . _ @ + -`);
+        config.pin = { name, ...(value.pin.ttl ? { ttl: requireString(value.pin, 'ttl', 'pin.') } : {}) };
     }
     if (value.idTokenRequest !== undefined && config.token !== null) {
         if (!isRecord(value.idTokenRequest))
@@ -31780,6 +31792,7 @@ function describeFetchError(error) {
 
 
 
+
 class InputError extends Error {
 }
 function readInputs() {
@@ -31803,7 +31816,21 @@ function readInputs() {
         drainTimeoutSeconds: parseSeconds(Inputs.DrainTimeout, getInput(Inputs.DrainTimeout) || '120'),
         strict: parseBoolean(Inputs.Strict, getInput(Inputs.Strict) || 'false'),
         summary: parseBoolean(Inputs.Summary, getInput(Inputs.Summary) || 'true'),
+        pin: parsePin(getInput(Inputs.Pin), getInput(Inputs.PinTtl)),
     };
+}
+/** `pin` names a pin (as `sluice pin` does); `pin-ttl` is a duration such as 90d or 1y. */
+function parsePin(name, ttl) {
+    if (name.trim() === '') {
+        if (ttl.trim() !== '')
+            throw new InputError(`Input 'pin-ttl' needs 'pin' (the pin's name).`);
+        return undefined;
+    }
+    if (!PIN_NAME_PATTERN.test(name.trim()))
+        throw new InputError(`Input 'pin' must be 1-100 letters, digits, . _ @ + -; got '${name}'.`);
+    if (ttl.trim() !== '' && !/^\d+[smhdwy]$/.test(ttl.trim()))
+        throw new InputError(`Input 'pin-ttl' must be a duration such as 90d or 1y; got '${ttl}'.`);
+    return { name: name.trim(), ...(ttl.trim() ? { ttl: ttl.trim() } : {}) };
 }
 /** `auto`: a server when `server` is set, the GitHub Actions cache otherwise. */
 function parseBackend(value, server) {
@@ -33219,6 +33246,7 @@ async function setUpServer(inputs, state, stateDir) {
         stateDir,
         read: access.grant?.read ?? [],
         write: access.grant?.write ?? null,
+        ...(inputs.pin ? { pin: inputs.pin } : {}),
         auth: secrets,
         secretFiles: secretFiles.slice(1),
     });

@@ -123,6 +123,7 @@ async function setUpServer(inputs: ServerInputs, state: SavedState, stateDir: st
     stateDir,
     read: access.grant?.read ?? [],
     write: access.grant?.write ?? null,
+    ...(inputs.pin ? { pin: inputs.pin } : {}),
     auth: secrets,
     secretFiles: secretFiles.slice(1),
   });

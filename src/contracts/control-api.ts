@@ -88,6 +88,15 @@ export interface DaemonStats {
   /** The narinfo set the daemon answers misses from (absent in GitHub cache mode). */
   lookupSet?: LookupSetStats;
   errors: string[];
+  /** With the Action's `pin` input: what the drain pinned. */
+  pin?: PinReport;
+}
+
+/** What the daemon pinned for the Action's `pin` input (paths: each kept with its closure). */
+export interface PinReport {
+  name: string;
+  paths: number;
+  error?: string;
 }
 
 export interface LookupSetStats {

@@ -9,13 +9,7 @@ import type { DestinationStream } from 'pino';
 import type { ServerHealth } from '../contracts/server-api.js';
 import type { Config } from './config/config-schema.js';
 import { dataPaths } from './data-dir.js';
-import {
-  createExchange,
-  sliceMatches,
-  type CacheGrant,
-  type CiIdentity,
-  type ExchangeOptions,
-} from './exchange/index.js';
+import { createExchange, type CacheGrant, type CiIdentity, type ExchangeOptions } from './exchange/index.js';
 import type { Access } from './http/auth.js';
 import { CacheService } from './cache/cache-service.js';
 import { NarInfoSigner } from './cache/narinfo-signer.js';
@@ -30,11 +24,19 @@ import { loadServerKeys } from './keys.js';
 import type { WriterIdentity } from './storage/metadata-store.js';
 import { openStorage } from './storage/open-storage.js';
 import { grantRanking } from './cache/union-read.js';
+import { ReadRecorder } from './retention/access.js';
+import type { CollectOptions, GcReport } from './retention/collector.js';
+import { startGcScheduler } from './retention/scheduler.js';
+import { readCovers } from './slices/pull-request-slices.js';
 
 export interface StartOptions {
   /** Where JSON logs go (default: stdout). */
   logDestination?: DestinationStream;
   exchange?: ExchangeOptions;
+  /** Retention's clock in ms: access times, pushes, collections (tests move it to age what was pushed). */
+  clock?: () => number;
+  /** Test seam for the collector (see CollectorDeps.beforeBlobDelete). */
+  beforeBlobDelete?: (key: string) => Promise<void>;
 }
 
 export interface RunningServer {
@@ -43,6 +45,8 @@ export interface RunningServer {
   publicKey: string;
   dataDir: string;
   log: Logger;
+  /** Runs a garbage collection now (as the schedule does; one at a time). */
+  collectGarbage(options?: CollectOptions): Promise<GcReport>;
   close(): Promise<void>;
 }
 
@@ -84,9 +88,22 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const storage = await openStorage(config, paths, log);
   const { blobs, meta } = storage;
   const metrics = new ServerMetrics();
+  const now = options.clock ?? Date.now;
+  const gc = startGcScheduler(
+    {
+      blobs,
+      meta,
+      config,
+      now,
+      ...(options.beforeBlobDelete ? { beforeBlobDelete: options.beforeBlobDelete } : {}),
+    },
+    config.gcIntervalSeconds,
+    metrics,
+    log,
+  );
   const exchange = createExchange(config, tokenKey, { ...options.exchange, store: meta });
   const publicSlices = exchange.publicSlices();
-  const isPublic = (slice: string) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
+  const isPublic = (slice: string) => publicSlices.some((pattern) => readCovers(pattern, slice));
 
   let cacheUrl = config.publicUrl ?? '';
   let tokenHandler: ReturnType<typeof createTokenHandler> | undefined;
@@ -109,6 +126,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     },
     metrics,
     log,
+    now,
+    reads: new ReadRecorder(meta, now, (config.gcGraceSeconds * 1000) / 4),
   });
   const router = createRouter({
     cache,
@@ -163,6 +182,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       resolveListen();
     });
   }).catch(async (error: unknown) => {
+    await gc.stop();
     await storage.close();
     throw error;
   });
@@ -176,9 +196,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     publicKey: signingKey.publicKey.text,
     dataDir,
     log,
+    collectGarbage: (collectOptions) => gc.run(collectOptions),
     close: () =>
       (closing ??= (async () => {
         stopping = true;
+        await gc.stop();
         await new Promise<void>((done) => {
           server.close(() => done());
           server.closeIdleConnections();

@@ -1,5 +1,5 @@
 /** The daemon's counters, reported as the stats JSON of the Action ↔ daemon contract. */
-import type { DaemonStats, LookupSetStats } from '../../contracts/control-api.js';
+import type { DaemonStats, LookupSetStats, PinReport } from '../../contracts/control-api.js';
 import { PathStats } from './path-stats.js';
 
 /** Distinct error messages kept, so a long outage cannot grow the stats without bound. */
@@ -20,6 +20,7 @@ export class Stats {
   readonly failed: { path: string; error: string }[] = [];
   /** The narinfo set's report, when the daemon has one (pull/path-set.ts). */
   lookupSet: (() => LookupSetStats) | undefined;
+  pin: PinReport | undefined;
   private readonly errors = new Map<string, number>();
   private pushMs = 0;
   private pushActiveSince: number | undefined;
@@ -79,6 +80,7 @@ export class Stats {
       errors: [...this.errors].map(([message, count]) =>
         count > 1 ? `${message} (${count} times)` : message,
       ),
+      ...(this.pin ? { pin: this.pin } : {}),
     };
   }
 }

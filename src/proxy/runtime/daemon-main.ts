@@ -12,6 +12,7 @@ import {
 } from '../../contracts/daemon-config.js';
 import { writeReadyFile } from '../../contracts/ready-file.js';
 import { createLogger, Secrets, type Logger } from '../report/daemon-log.js';
+import { Pinner } from '../push/pinner.js';
 import { PushQueue } from '../push/push-queue.js';
 import { CacheRoutes } from '../pull/nix-routes.js';
 import { startPackDaemon } from './pack-daemon.js';
@@ -122,6 +123,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
         tokenExpiresAt: Number.isFinite(tokens.expiresAt) ? new Date(tokens.expiresAt).toISOString() : null,
       }),
       shutdown: () => void close().then(options.onShutdown),
+      ...(config.pin && queue ? { pinner: new Pinner(server, config.pin, stats, log) } : {}),
     },
     new RequestGate(config.auth),
     log,

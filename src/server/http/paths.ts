@@ -13,7 +13,10 @@ import { parseNarFileName, type NarFileName } from '../../nix/nar-url.js';
 import { HASH_PART_PATTERN } from '../../nix/store-path.js';
 
 export type Route =
-  | { name: 'nix-cache-info' | 'health' | 'token' | 'metrics' | 'narinfos' | 'nar-links' | 'narinfo-set' }
+  | {
+      name:
+        'nix-cache-info' | 'health' | 'token' | 'metrics' | 'narinfos' | 'nar-links' | 'narinfo-set' | 'pins';
+    }
   | { name: 'narinfo'; hashPart: string }
   | { name: 'nar'; fileHash: string; compression: NarCompression; key: string }
   | { name: 'nar-upload'; narHash: string; compression: NarCompression; key: string };
@@ -80,6 +83,8 @@ export function matchRoute(rawUrl: string): Route {
       return { name: 'narinfo-set' };
     case '/metrics':
       return { name: 'metrics' };
+    case '/_api/v1/pins':
+      return { name: 'pins' };
   }
   const hashPart = path.endsWith('.narinfo') ? path.slice(1, -'.narinfo'.length) : undefined;
   if (hashPart !== undefined && HASH_PART_PATTERN.test(hashPart)) return { name: 'narinfo', hashPart };

@@ -26,6 +26,7 @@ import { postNarInfos } from './narinfo-batch-handler.js';
 import { getNarInfoSet } from './narinfo-set-handler.js';
 import type { CacheService } from '../cache/cache-service.js';
 import { matchRoute, type Route } from './paths.js';
+import { postPin } from './pins.js';
 import type { RequestGuard } from './rate-limit.js';
 
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
@@ -90,6 +91,9 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
     },
     'narinfo-set': {
       GET: (_route, request) => getNarInfoSet(deps.cache, request, deps.publicReads),
+    },
+    pins: {
+      POST: (_route, request) => postPin(deps.cache, request),
     },
     'nar-upload': {
       PUT: (route, request) =>

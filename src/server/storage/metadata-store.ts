@@ -3,6 +3,7 @@
  * NAR, who owns a slice, and the audit log. Every method is async so a networked database
  * (PostgreSQL) can implement the same interface; SQLite is the default.
  */
+import type { RetentionStore } from './retention-store.js';
 
 /** Facts about a NAR file, computed by the server while the upload streamed in. */
 export interface NarFacts {
@@ -30,6 +31,8 @@ export interface NarInfoRecord {
   /** The public key (`name:base64`) whose signature `narinfo` carries; absent when unsigned. */
   signedBy?: string;
   createdAt: Date;
+  /** The last read or push (as recorded, see retention/access.ts); absent = createdAt. */
+  lastAccessedAt?: Date;
   /** Filled by lookups: whom a template write bound the record's slice to (null: nobody). */
   owner?: SliceOwner | null;
 }
@@ -102,13 +105,16 @@ export interface HashPartsSince {
   slices: SliceHashParts[];
 }
 
-export interface MetadataStore {
+export interface MetadataStore extends RetentionStore {
   /** Records that `slice` uploaded (so provably holds) this NAR. Idempotent. */
   recordUpload(slice: string, facts: NarFacts): Promise<void>;
   /** The NAR's facts if `slice` uploaded it, else null: a writer may only reference its own NARs. */
   uploadedNar(slice: string, key: string): Promise<NarFacts | null>;
-  /** Inserts the narinfo and its audit row in one transaction, unless the slice has it already. */
-  putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists'>;
+  /**
+   * Inserts the narinfo and its audit row in one transaction, unless the slice has it already.
+   * `nar_missing` (nothing written) when a collector has claimed the NAR for deletion.
+   */
+  putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists' | 'nar_missing'>;
   /**
    * Every narinfo for these hash parts held by a slice the filter admits, each with its slice's
    * `owner`, in any order. Which one answers a lookup is decided by `chooseNarInfos`

@@ -17,6 +17,8 @@ import type {
 } from './metadata-store.js';
 import { migrate } from './pg-migrations.js';
 import { NARINFOS_WITH_OWNER, auditEntry, narInfoRecord, sliceOwnerOf, str } from './metadata-rows.js';
+import * as retention from './pg-retention.js';
+import type { DeletionRecord, NarInfoKey, Pin, StoredNarInfo } from './retention-store.js';
 import { StorageUnavailableError } from './unavailable.js';
 
 export interface PgStoreOptions {
@@ -96,6 +98,31 @@ export class PgMetadataStore implements MetadataStore {
     }
   }
 
+  private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      if (isUnavailable(error)) throw new StorageUnavailableError('the database', error);
+      throw error;
+    }
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      broken = isUnavailable(error);
+      if (!broken) await client.query('ROLLBACK').catch(() => undefined);
+      if (broken) throw new StorageUnavailableError('the database', error);
+      throw error;
+    } finally {
+      // A connection that failed mid-transaction is dropped, not handed to the next request.
+      client.release(broken);
+    }
+  }
+
   async recordUpload(slice: string, facts: NarFacts): Promise<void> {
     await this.query(
       `INSERT INTO slice_nars (slice, key, compression, file_hash, file_size, nar_hash, nar_size, created_at)
@@ -127,40 +154,42 @@ export class PgMetadataStore implements MetadataStore {
     };
   }
 
-  async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists'> {
-    // One statement, so one round trip and atomic: the audit row is inserted only from the narinfo
-    // row the statement inserted (none when the narinfo existed).
-    const { rowCount } = await this.query(
-      `WITH inserted AS (
-         INSERT INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING slice
-       )
-       INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
-           workflow, run_id, sha)
-         SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 FROM inserted`,
-      [
-        record.slice,
-        record.hashPart,
-        record.storePath,
-        record.narKey,
-        record.narinfo,
-        +record.createdAt,
-        record.signedBy ?? null,
-        +audit.time,
-        audit.slice,
-        audit.storePath,
-        audit.narSize,
-        audit.fileSize,
-        audit.repository ?? null,
-        audit.repositoryId ?? null,
-        audit.ref ?? null,
-        audit.workflow ?? null,
-        audit.runId ?? null,
-        audit.sha ?? null,
-      ],
-      'sluice_put_narinfo',
-    );
-    return rowCount === 1 ? 'created' : 'exists';
+  async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists' | 'nar_missing'> {
+    return this.transaction(async (client) => {
+      // Locks the NAR's key row a collector's claim also locks, so the two never interleave.
+      if (await retention.lockNarForInsert(client, record.narKey, record.createdAt)) return 'nar_missing';
+      // The audit row is inserted only from the narinfo row the statement inserted (none when it existed).
+      const { rowCount } = await client.query(
+        `WITH inserted AS (
+           INSERT INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING slice
+         )
+         INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
+             workflow, run_id, sha)
+           SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 FROM inserted`,
+        [
+          record.slice,
+          record.hashPart,
+          record.storePath,
+          record.narKey,
+          record.narinfo,
+          +record.createdAt,
+          record.signedBy ?? null,
+          +audit.time,
+          audit.slice,
+          audit.storePath,
+          audit.narSize,
+          audit.fileSize,
+          audit.repository ?? null,
+          audit.repositoryId ?? null,
+          audit.ref ?? null,
+          audit.workflow ?? null,
+          audit.runId ?? null,
+          audit.sha ?? null,
+        ],
+      );
+      return rowCount === 1 ? 'created' : 'exists';
+    });
   }
 
   async findNarInfos(hashParts: readonly string[], readable: SliceFilter): Promise<NarInfoRecord[]> {
@@ -285,6 +314,52 @@ export class PgMetadataStore implements MetadataStore {
     );
     const row = rows[0];
     return row ? { revoked: row.revoked_at !== null } : null;
+  }
+
+  // RetentionStore: the queries live in pg-retention.ts.
+  private readonly run: retention.Query = (text, values) => this.query(text, values);
+  private readonly tx: retention.Transaction = (work) => this.transaction(work);
+  touchNarInfos(keys: readonly NarInfoKey[], at: Date): Promise<number> {
+    return retention.touchNarInfos(this.run, keys, at);
+  }
+  listSlices(): Promise<string[]> {
+    return retention.listSlices(this.run);
+  }
+  listNarInfos(slice: string, after: string, limit: number): Promise<StoredNarInfo[]> {
+    return retention.listNarInfoPage(this.run, slice, after, limit);
+  }
+  narKeysInUse(usedSince: Date): Promise<{ referenced: Set<string>; touched: Set<string> }> {
+    return retention.narKeysInUse(this.run, usedSince);
+  }
+  deleteNarInfos(slice: string, hashParts: readonly string[], unusedBefore: Date, record: DeletionRecord) {
+    return retention.deleteNarInfos(this.tx, slice, hashParts, unusedBefore, record);
+  }
+  touchNar(key: string, at: Date): Promise<boolean> {
+    return retention.touchNar(this.run, key, at);
+  }
+  claimNarDeletion(key: string, unusedBefore: Date, at: Date): Promise<boolean> {
+    return retention.claimNarDeletion(this.tx, key, unusedBefore, at);
+  }
+  finishNarDeletion(keys: readonly string[], record?: DeletionRecord): Promise<void> {
+    return retention.finishNarDeletion(this.tx, keys, record);
+  }
+  putPin(pin: Pin): Promise<void> {
+    return retention.putPin(this.tx, pin);
+  }
+  listPins(slice?: string): Promise<Pin[]> {
+    return retention.listPins(this.run, slice);
+  }
+  deletePin(slice: string, name: string): Promise<boolean> {
+    return retention.deletePin(this.run, slice, name);
+  }
+  acquireLease(name: string, holder: string, until: Date, at: Date): Promise<boolean> {
+    return retention.acquireLease(this.run, name, holder, until, at);
+  }
+  releaseLease(name: string, holder: string): Promise<void> {
+    return retention.releaseLease(this.run, name, holder);
+  }
+  listDeletions(filter: { since?: Date; limit?: number }): Promise<DeletionRecord[]> {
+    return retention.listDeletions(this.run, filter);
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@
  * released migration never changes.
  */
 import type { PoolClient } from 'pg';
+import { RETENTION_MIGRATION } from './pg-retention.js';
 
 export const MIGRATIONS: readonly string[] = [
   // 1: the tables of the SQLite store, with times as milliseconds since the epoch.
@@ -49,6 +50,8 @@ export const MIGRATIONS: readonly string[] = [
   `ALTER TABLE narinfos ADD COLUMN txid xid8 NOT NULL DEFAULT '0';
    ALTER TABLE narinfos ALTER COLUMN txid SET DEFAULT pg_current_xact_id();
    CREATE INDEX narinfos_by_txid ON narinfos (txid);`,
+  // 5: retention: access times, NAR claims, pins, the collector's lease, deletion audit rows.
+  RETENTION_MIGRATION,
 ];
 
 /** An arbitrary constant naming Sluice's migration lock among the database's advisory locks. */

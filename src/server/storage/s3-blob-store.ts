@@ -14,6 +14,7 @@ import {
   HeadBucketCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   UploadPartCommand,
   type CompletedPart,
@@ -22,7 +23,13 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Readable, Writable } from 'node:stream';
 import { written } from '../../nix/buffer-pool.js';
-import { isValidBlobKey, type BlobReader, type BlobStore, type ByteRange } from './blob-store.js';
+import {
+  isValidBlobKey,
+  type BlobInfo,
+  type BlobReader,
+  type BlobStore,
+  type ByteRange,
+} from './blob-store.js';
 import { createS3Client, isNotFound, isPreconditionFailed, guarded, type S3Location } from './s3-client.js';
 
 export interface S3BlobStoreOptions extends S3Location {
@@ -34,6 +41,8 @@ export const MIN_PART_SIZE = 5 * 1024 ** 2;
 
 export class S3BlobStore implements BlobStore {
   readonly client: S3Client;
+  /** Multipart uploads this process is writing now: never taken for abandoned ones. */
+  readonly uploading = new Set<string>();
 
   constructor(readonly options: S3BlobStoreOptions) {
     if (options.partSize < MIN_PART_SIZE)
@@ -149,6 +158,25 @@ export class S3BlobStore implements BlobStore {
     );
   }
 
+  /** Every object under the prefix whose name is a blob key, a page (1000) at a time. */
+  async *list(skip: (key: string) => boolean = () => false): AsyncIterable<BlobInfo> {
+    const { bucket, prefix } = this.options;
+    let token: string | undefined;
+    do {
+      const page = await guarded(
+        this.client.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+        ),
+      );
+      for (const object of page.Contents ?? []) {
+        const key = object.Key?.slice(prefix.length);
+        if (key === undefined || !isValidBlobKey(key) || !object.LastModified || skip(key)) continue;
+        yield { key, size: object.Size ?? 0, modifiedAt: object.LastModified };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
   /**
    * Aborts multipart uploads under the prefix begun before `before`: those a replica killed
    * mid-upload left behind (they are never visible, but the store keeps their parts). Returns how
@@ -171,6 +199,7 @@ export class S3BlobStore implements BlobStore {
       );
       for (const upload of page.Uploads ?? []) {
         if (!upload.Key || !upload.UploadId || !upload.Initiated || upload.Initiated >= before) continue;
+        if (this.uploading.has(upload.UploadId)) continue;
         await guarded(
           this.client.send(
             new AbortMultipartUploadCommand({
@@ -268,6 +297,7 @@ class PartUploader {
         ),
       );
       this.uploadId = created.UploadId;
+      if (this.uploadId) this.store.uploading.add(this.uploadId);
     }
     // The previous part must be stored before another is sent: two parts in memory at most.
     await this.inFlight;
@@ -306,6 +336,7 @@ class PartUploader {
           }),
         ),
       );
+      this.store.uploading.delete(this.uploadId!);
       this.uploadId = undefined;
       return 'created';
     } catch (error) {
@@ -320,6 +351,7 @@ class PartUploader {
     if (!this.uploadId) return;
     const uploadId = this.uploadId;
     this.uploadId = undefined;
+    this.store.uploading.delete(uploadId);
     await this.inFlight?.catch(() => undefined);
     await this.store.client
       .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.objectKey, UploadId: uploadId }))

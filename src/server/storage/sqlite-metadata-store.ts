@@ -4,14 +4,12 @@ import type {
   AuditEntry,
   HashPartsSince,
   MetadataStore,
-  SliceHashParts,
   NarFacts,
   NarInfoRecord,
   ReadTokenRecord,
   SliceFilter,
   SliceOwner,
 } from './metadata-store.js';
-import { NIX32_ALPHABET } from '../../nix/nix32.js';
 import {
   NARINFOS_WITH_OWNER,
   auditEntry,
@@ -20,6 +18,9 @@ import {
   sliceOwnerOf,
   str,
 } from './metadata-rows.js';
+import type { DeletionRecord, NarInfoKey, Pin, StoredNarInfo } from './retention-store.js';
+import * as retention from './sqlite-retention.js';
+import { readHashParts } from './sqlite-narinfo-set.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS slice_nars (
@@ -56,16 +57,6 @@ CREATE TABLE IF NOT EXISTS read_tokens (
 
 type Row = Record<string, string | number | null>;
 
-const sliceHashParts = (row: Row): SliceHashParts => ({
-  slice: str(row.slice),
-  owner: sliceOwnerOf(row, 'owner_'),
-  hashParts: str(row.hash_parts),
-});
-
-const INT64_MAX = 2n ** 63n - 1n;
-/** A cursor of digits as SQLite's integer (one beyond any counter value is as good as the largest). */
-const asInt64 = (digits: string): bigint => (BigInt(digits) > INT64_MAX ? INT64_MAX : BigInt(digits));
-
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: DatabaseSync;
   private readonly statements = new Map<string, StatementSync>();
@@ -80,6 +71,7 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
     this.db.exec(SCHEMA);
     this.addFileHashColumn();
+    retention.migrateRetention(this.db);
     this.addColumn('narinfos', 'signed_by', 'TEXT');
     // Bindings made before several issuers were kept apart were all made by the default issuer.
     this.addColumn('slices', 'issuer', `TEXT NOT NULL DEFAULT 'github'`);
@@ -168,9 +160,13 @@ export class SqliteMetadataStore implements MetadataStore {
     };
   }
 
-  async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists'> {
+  async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists' | 'nar_missing'> {
     this.db.exec('BEGIN IMMEDIATE');
     try {
+      if (retention.isNarClaimed(this.run, record.narKey, record.createdAt)) {
+        this.db.exec('ROLLBACK');
+        return 'nar_missing';
+      }
       // Writes are serialised (BEGIN IMMEDIATE), so sequence numbers commit in order.
       const { value: seq } = this.sql(
         `INSERT INTO sequences (name, value) VALUES ('narinfos', 1)
@@ -229,47 +225,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async narInfoHashParts(since: string | null): Promise<HashPartsSince> {
-    const grouped = (rows: string) => `SELECT n.slice, group_concat(n.hash_part, '') AS hash_parts,
-        s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
-        s.repository_owner_id AS owner_repository_owner_id
-      FROM ${rows} n LEFT JOIN slices s ON s.name = n.slice GROUP BY n.slice`;
-    // Read first: writes are serialised, so every row numbered up to it is committed now. Rows
-    // committed after it have higher numbers, so the next delta has them (maybe again).
-    const counter = this.sql(`SELECT value FROM sequences WHERE name = 'narinfos'`).get() as Row | undefined;
-    const cursor = String(counter?.value ?? 0);
-    if (since !== null) {
-      // On the seq index: left to itself the planner walks every row in slice order.
-      const rows = this.sql(
-        grouped('(SELECT slice, hash_part FROM narinfos INDEXED BY narinfos_by_seq WHERE seq > ?)'),
-      ).all(asInt64(since)) as Row[];
-      return { cursor, slices: rows.map(sliceHashParts) };
-    }
-    // Everything, in 32 steps by the first character with a turn of the event loop between them:
-    // a million rows read at once held every other request for seconds.
-    const slices = new Map<string, SliceHashParts & { parts: string[] }>();
-    const step = this.sql(
-      grouped(
-        '(SELECT slice, hash_part FROM narinfos INDEXED BY narinfos_by_hash_slice WHERE hash_part >= ? AND hash_part < ?)',
-      ),
-    );
-    for (let i = 0; i < NIX32_ALPHABET.length; i++) {
-      const upper = NIX32_ALPHABET[i + 1] ?? '{';
-      for (const row of step.all(NIX32_ALPHABET[i]!, upper) as Row[]) {
-        const part = sliceHashParts(row);
-        const entry = slices.get(part.slice);
-        if (entry) entry.parts.push(part.hashParts);
-        else slices.set(part.slice, { ...part, parts: [part.hashParts] });
-      }
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    return {
-      cursor,
-      slices: [...slices.values()].map(({ slice, owner, parts }) => ({
-        slice,
-        owner,
-        hashParts: parts.join(''),
-      })),
-    };
+    return readHashParts(this.run, since);
   }
 
   async isNarReadable(key: string, readable: SliceFilter): Promise<boolean> {
@@ -350,6 +306,56 @@ export class SqliteMetadataStore implements MetadataStore {
       'UPDATE read_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ? RETURNING revoked_at',
     ).get(+at, id) as Row | undefined;
     return row ? { revoked: row.revoked_at !== null } : null;
+  }
+
+  // RetentionStore: the queries live in sqlite-retention.ts.
+  private readonly run = this.sql.bind(this);
+  async touchNarInfos(keys: readonly NarInfoKey[], at: Date): Promise<number> {
+    return retention.touchNarInfos(this.db, this.run, keys, at);
+  }
+  async listSlices(): Promise<string[]> {
+    return retention.listSlices(this.run);
+  }
+  async listNarInfos(slice: string, after: string, limit: number): Promise<StoredNarInfo[]> {
+    return retention.listNarInfos(this.run, slice, after, limit);
+  }
+  async narKeysInUse(usedSince: Date): Promise<{ referenced: Set<string>; touched: Set<string> }> {
+    return retention.narKeysInUse(this.run, usedSince);
+  }
+  async deleteNarInfos(
+    slice: string,
+    hashParts: readonly string[],
+    unusedBefore: Date,
+    record: DeletionRecord,
+  ) {
+    return retention.deleteNarInfos(this.db, this.run, slice, hashParts, unusedBefore, record);
+  }
+  async touchNar(key: string, at: Date): Promise<boolean> {
+    return retention.touchNar(this.db, this.run, key, at);
+  }
+  async claimNarDeletion(key: string, unusedBefore: Date, at: Date): Promise<boolean> {
+    return retention.claimNarDeletion(this.db, this.run, key, unusedBefore, at);
+  }
+  async finishNarDeletion(keys: readonly string[], record?: DeletionRecord): Promise<void> {
+    retention.finishNarDeletion(this.db, this.run, keys, record);
+  }
+  async putPin(pin: Pin): Promise<void> {
+    retention.putPin(this.db, this.run, pin);
+  }
+  async listPins(slice?: string): Promise<Pin[]> {
+    return retention.listPins(this.run, slice);
+  }
+  async deletePin(slice: string, name: string): Promise<boolean> {
+    return retention.deletePin(this.run, slice, name);
+  }
+  async acquireLease(name: string, holder: string, until: Date, at: Date): Promise<boolean> {
+    return retention.acquireLease(this.db, this.run, name, holder, until, at);
+  }
+  async releaseLease(name: string, holder: string): Promise<void> {
+    retention.releaseLease(this.run, name, holder);
+  }
+  async listDeletions(filter: { since?: Date; limit?: number }): Promise<DeletionRecord[]> {
+    return retention.listDeletions(this.run, filter);
   }
 
   async close(): Promise<void> {
