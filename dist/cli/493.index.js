@@ -1,8 +1,8 @@
-export const id = 490;
-export const ids = [490];
+export const id = 493;
+export const ids = [493];
 export const modules = {
 
-/***/ 2490:
+/***/ 3493:
 /***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
 
 
@@ -15,7 +15,189 @@ __webpack_require__.d(__webpack_exports__, {
 
 // EXTERNAL MODULE: ./node_modules/pg/esm/index.mjs
 var esm = __webpack_require__(3849);
+;// CONCATENATED MODULE: ./src/server/storage/pg-retention.ts
+/** A claim older than this was left by a collector that died between claim and delete (as in SQLite). */
+const ABANDONED_CLAIM_MS = 60_000;
+const RETENTION_MIGRATION = `ALTER TABLE narinfos ADD COLUMN last_accessed_at BIGINT;
+   CREATE TABLE nar_keys (key TEXT PRIMARY KEY, used_at BIGINT NOT NULL, deleting_since BIGINT);
+   CREATE TABLE pins (
+     slice TEXT NOT NULL, name TEXT NOT NULL, store_paths TEXT NOT NULL, created_at BIGINT NOT NULL,
+     expires_at BIGINT, PRIMARY KEY (slice, name)
+   );
+   CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL);
+   CREATE TABLE deletions (
+     id BIGSERIAL PRIMARY KEY, time BIGINT NOT NULL, slice TEXT, reason TEXT NOT NULL,
+     items TEXT NOT NULL, bytes BIGINT NOT NULL
+   );`;
+async function touchNarInfos(query, keys, at) {
+    if (keys.length === 0)
+        return 0;
+    // The update locks each row it changes: a conditional delete of that row waits for it, then sees
+    // the new access time (or this waits for the delete and finds nothing).
+    const { rows } = await query(`WITH keys AS (SELECT * FROM unnest($1::text[], $2::text[]) AS k(slice, hash_part)),
+       touched AS (
+         UPDATE narinfos n SET last_accessed_at = $3 FROM keys k
+           WHERE n.slice = k.slice AND n.hash_part = k.hash_part
+             AND coalesce(n.last_accessed_at, n.created_at) < $3
+           RETURNING n.slice, n.hash_part)
+     SELECT count(*) AS found FROM keys k
+       WHERE EXISTS (SELECT 1 FROM touched t WHERE t.slice = k.slice AND t.hash_part = k.hash_part)
+          OR EXISTS (SELECT 1 FROM narinfos n WHERE n.slice = k.slice AND n.hash_part = k.hash_part
+                       AND coalesce(n.last_accessed_at, n.created_at) >= $3)`, [keys.map((key) => key.slice), keys.map((key) => key.hashPart), +at]);
+    return Number(rows[0]?.found ?? 0);
+}
+async function listSlices(query) {
+    const { rows } = await query('SELECT DISTINCT slice FROM narinfos ORDER BY slice');
+    return rows.map((row) => String(row.slice));
+}
+function storedNarInfo(row) {
+    return {
+        slice: String(row.slice),
+        hashPart: String(row.hash_part),
+        storePath: String(row.store_path),
+        narKey: String(row.nar_key),
+        narinfo: String(row.narinfo),
+        createdAt: new Date(Number(row.created_at)),
+        lastAccessedAt: new Date(Number(row.last_accessed_at ?? row.created_at)),
+    };
+}
+/** One page of a slice's rows, in hash-part order, after `after` (keyset paging). */
+async function listNarInfoPage(query, slice, after, limit) {
+    const { rows } = await query(`SELECT * FROM narinfos WHERE slice = $1 AND hash_part > $2 ORDER BY hash_part LIMIT $3`, [slice, after, limit]);
+    return rows.map(storedNarInfo);
+}
+async function narKeysInUse(query, usedSince) {
+    const keys = async (text, values = []) => new Set((await query(text, values)).rows.map((row) => String(row.key)));
+    return {
+        referenced: await keys('SELECT DISTINCT nar_key AS key FROM narinfos'),
+        touched: await keys('SELECT key FROM nar_keys WHERE used_at >= $1', [+usedSince]),
+    };
+}
+async function insertDeletion(client, record) {
+    await client.query('INSERT INTO deletions (time, slice, reason, items, bytes) VALUES ($1, $2, $3, $4, $5)', [+record.time, record.slice, record.reason, JSON.stringify(record.items), record.bytes]);
+}
+function deleteNarInfos(transaction, slice, hashParts, unusedBefore, record) {
+    return transaction(async (client) => {
+        // Locked in a fixed order (no deadlock with another batch); FOR UPDATE reads the latest access.
+        const { rows } = await client.query(`SELECT created_at, last_accessed_at FROM narinfos WHERE slice = $1 AND hash_part = ANY($2::text[])
+         ORDER BY hash_part FOR UPDATE`, [slice, hashParts]);
+        const fresh = rows.some((row) => Number(row.last_accessed_at ?? row.created_at) >= +unusedBefore ||
+            Number(row.created_at) >= +unusedBefore);
+        if (fresh)
+            return false;
+        await client.query('DELETE FROM narinfos WHERE slice = $1 AND hash_part = ANY($2::text[])', [
+            slice,
+            hashParts,
+        ]);
+        await insertDeletion(client, record);
+        return true;
+    });
+}
+async function touchNar(query, key, at) {
+    // One statement: the upsert locks the row, so a claim in progress either finished (and this
+    // sees it) or waits for this.
+    const { rows } = await query(`INSERT INTO nar_keys (key, used_at, deleting_since) VALUES ($1, $2, NULL)
+       ON CONFLICT (key) DO UPDATE SET used_at = greatest(nar_keys.used_at, EXCLUDED.used_at), deleting_since = NULL
+       WHERE nar_keys.deleting_since IS NULL OR nar_keys.deleting_since <= $3
+       RETURNING key`, [key, +at, +at - ABANDONED_CLAIM_MS]);
+    return rows.length === 1;
+}
+/**
+ * Inside putNarInfo's transaction: locks the NAR's key row (a claim of it waits until the narinfo
+ * is committed, then sees it) and says whether a collector holds a live claim on it.
+ */
+async function lockNarForInsert(client, key, at) {
+    const { rows } = await client.query(`INSERT INTO nar_keys (key, used_at, deleting_since) VALUES ($1, $2, NULL)
+       ON CONFLICT (key) DO UPDATE SET used_at = greatest(nar_keys.used_at, EXCLUDED.used_at)
+       RETURNING deleting_since`, [key, +at]);
+    const since = rows[0]?.deleting_since;
+    return since !== null && since !== undefined && Number(since) > +at - ABANDONED_CLAIM_MS;
+}
+function claimNarDeletion(transaction, key, unusedBefore, at) {
+    return transaction(async (client) => {
+        await client.query('INSERT INTO nar_keys (key, used_at, deleting_since) VALUES ($1, 0, NULL) ON CONFLICT DO NOTHING', [key]);
+        const { rows } = await client.query('SELECT used_at FROM nar_keys WHERE key = $1 FOR UPDATE', [key]);
+        if (Number(rows[0]?.used_at ?? 0) >= +unusedBefore)
+            return false;
+        // A statement after the lock: it sees every narinfo committed before the lock was granted.
+        const used = await client.query('SELECT 1 FROM narinfos WHERE nar_key = $1 LIMIT 1', [key]);
+        if (used.rowCount !== 0)
+            return false;
+        await client.query('UPDATE nar_keys SET deleting_since = $2 WHERE key = $1', [key, +at]);
+        await client.query('DELETE FROM slice_nars WHERE key = $1', [key]);
+        return true;
+    });
+}
+function finishNarDeletion(transaction, keys, record) {
+    return transaction(async (client) => {
+        if (keys.length > 0)
+            await client.query('DELETE FROM nar_keys WHERE key = ANY($1::text[]) AND deleting_since IS NOT NULL', [
+                keys,
+            ]);
+        if (record)
+            await insertDeletion(client, record);
+    });
+}
+function pinOf(row) {
+    return {
+        slice: String(row.slice),
+        name: String(row.name),
+        storePaths: JSON.parse(String(row.store_paths)),
+        createdAt: new Date(Number(row.created_at)),
+        expiresAt: row.expires_at === null ? null : new Date(Number(row.expires_at)),
+    };
+}
+function putPin(transaction, pin) {
+    return transaction(async (client) => {
+        await client.query(`INSERT INTO pins (slice, name, store_paths, created_at, expires_at) VALUES ($1, $2, '[]', $3, NULL)
+         ON CONFLICT DO NOTHING`, [pin.slice, pin.name, +pin.createdAt]);
+        const { rows } = await client.query('SELECT * FROM pins WHERE slice = $1 AND name = $2 FOR UPDATE', [
+            pin.slice,
+            pin.name,
+        ]);
+        const paths = new Set([...(rows[0] ? pinOf(rows[0]).storePaths : []), ...pin.storePaths]);
+        await client.query('UPDATE pins SET store_paths = $3, expires_at = $4 WHERE slice = $1 AND name = $2', [
+            pin.slice,
+            pin.name,
+            JSON.stringify([...paths].sort()),
+            pin.expiresAt && +pin.expiresAt,
+        ]);
+    });
+}
+async function listPins(query, slice) {
+    const { rows } = await query('SELECT * FROM pins WHERE $1::text IS NULL OR slice = $1 ORDER BY slice, name', [slice ?? null]);
+    return rows.map(pinOf);
+}
+async function deletePin(query, slice, name) {
+    return (await query('DELETE FROM pins WHERE slice = $1 AND name = $2', [slice, name])).rowCount === 1;
+}
+/** One statement: taken when free, expired, or already this holder's (replicas race on the row). */
+async function acquireLease(query, name, holder, until, at) {
+    const { rows } = await query(`INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+       ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+       WHERE leases.holder = EXCLUDED.holder OR leases.expires_at <= $4
+       RETURNING holder`, [name, holder, +until, +at]);
+    return rows.length === 1;
+}
+async function releaseLease(query, name, holder) {
+    await query('DELETE FROM leases WHERE name = $1 AND holder = $2', [name, holder]);
+}
+async function listDeletions(query, filter) {
+    const { rows } = await query('SELECT * FROM deletions WHERE time >= $1 ORDER BY time, id LIMIT $2', [
+        filter.since ? +filter.since : 0,
+        filter.limit ?? null,
+    ]);
+    return rows.map((row) => ({
+        time: new Date(Number(row.time)),
+        slice: row.slice === null ? null : String(row.slice),
+        reason: String(row.reason),
+        items: JSON.parse(String(row.items)),
+        bytes: Number(row.bytes),
+    }));
+}
+
 ;// CONCATENATED MODULE: ./src/server/storage/pg-migrations.ts
+
 const MIGRATIONS = [
     // 1: the tables of the SQLite store, with times as milliseconds since the epoch.
     `CREATE TABLE slice_nars (
@@ -60,6 +242,8 @@ const MIGRATIONS = [
     `ALTER TABLE narinfos ADD COLUMN txid xid8 NOT NULL DEFAULT '0';
    ALTER TABLE narinfos ALTER COLUMN txid SET DEFAULT pg_current_xact_id();
    CREATE INDEX narinfos_by_txid ON narinfos (txid);`,
+    // 5: retention: access times, NAR claims, pins, the collector's lease, deletion audit rows.
+    RETENTION_MIGRATION,
 ];
 /** An arbitrary constant naming Sluice's migration lock among the database's advisory locks. */
 const MIGRATION_LOCK = 0x51_75_1c_e0;
@@ -98,6 +282,7 @@ var unavailable = __webpack_require__(7927);
  * `ON CONFLICT DO NOTHING`, a narinfo and its audit row in one statement. A database that cannot
  * be reached (down, restarting, out of connections) makes requests fail with 503 + Retry-After.
  */
+
 
 
 
@@ -173,6 +358,36 @@ class PgMetadataStore {
             throw error;
         }
     }
+    async transaction(work) {
+        let client;
+        try {
+            client = await this.pool.connect();
+        }
+        catch (error) {
+            if (isUnavailable(error))
+                throw new unavailable/* StorageUnavailableError */.y7('the database', error);
+            throw error;
+        }
+        let broken = false;
+        try {
+            await client.query('BEGIN');
+            const result = await work(client);
+            await client.query('COMMIT');
+            return result;
+        }
+        catch (error) {
+            broken = isUnavailable(error);
+            if (!broken)
+                await client.query('ROLLBACK').catch(() => undefined);
+            if (broken)
+                throw new unavailable/* StorageUnavailableError */.y7('the database', error);
+            throw error;
+        }
+        finally {
+            // A connection that failed mid-transaction is dropped, not handed to the next request.
+            client.release(broken);
+        }
+    }
     async recordUpload(slice, facts) {
         await this.query(`INSERT INTO slice_nars (slice, key, compression, file_hash, file_size, nar_hash, nar_size, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`, [
@@ -201,35 +416,39 @@ class PgMetadataStore {
         };
     }
     async putNarInfo(record, audit) {
-        // One statement, so one round trip and atomic: the audit row is inserted only from the narinfo
-        // row the statement inserted (none when the narinfo existed).
-        const { rowCount } = await this.query(`WITH inserted AS (
-         INSERT INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING slice
-       )
-       INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
-           workflow, run_id, sha)
-         SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 FROM inserted`, [
-            record.slice,
-            record.hashPart,
-            record.storePath,
-            record.narKey,
-            record.narinfo,
-            +record.createdAt,
-            record.signedBy ?? null,
-            +audit.time,
-            audit.slice,
-            audit.storePath,
-            audit.narSize,
-            audit.fileSize,
-            audit.repository ?? null,
-            audit.repositoryId ?? null,
-            audit.ref ?? null,
-            audit.workflow ?? null,
-            audit.runId ?? null,
-            audit.sha ?? null,
-        ], 'sluice_put_narinfo');
-        return rowCount === 1 ? 'created' : 'exists';
+        return this.transaction(async (client) => {
+            // Locks the NAR's key row a collector's claim also locks, so the two never interleave.
+            if (await lockNarForInsert(client, record.narKey, record.createdAt))
+                return 'nar_missing';
+            // The audit row is inserted only from the narinfo row the statement inserted (none when it existed).
+            const { rowCount } = await client.query(`WITH inserted AS (
+           INSERT INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING slice
+         )
+         INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
+             workflow, run_id, sha)
+           SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 FROM inserted`, [
+                record.slice,
+                record.hashPart,
+                record.storePath,
+                record.narKey,
+                record.narinfo,
+                +record.createdAt,
+                record.signedBy ?? null,
+                +audit.time,
+                audit.slice,
+                audit.storePath,
+                audit.narSize,
+                audit.fileSize,
+                audit.repository ?? null,
+                audit.repositoryId ?? null,
+                audit.ref ?? null,
+                audit.workflow ?? null,
+                audit.runId ?? null,
+                audit.sha ?? null,
+            ]);
+            return rowCount === 1 ? 'created' : 'exists';
+        });
     }
     async findNarInfos(hashParts, readable) {
         if (hashParts.length === 0)
@@ -319,6 +538,51 @@ class PgMetadataStore {
          RETURNING revoked_at`, [+at, id]);
         const row = rows[0];
         return row ? { revoked: row.revoked_at !== null } : null;
+    }
+    // RetentionStore: the queries live in pg-retention.ts.
+    run = (text, values) => this.query(text, values);
+    tx = (work) => this.transaction(work);
+    touchNarInfos(keys, at) {
+        return touchNarInfos(this.run, keys, at);
+    }
+    listSlices() {
+        return listSlices(this.run);
+    }
+    listNarInfos(slice, after, limit) {
+        return listNarInfoPage(this.run, slice, after, limit);
+    }
+    narKeysInUse(usedSince) {
+        return narKeysInUse(this.run, usedSince);
+    }
+    deleteNarInfos(slice, hashParts, unusedBefore, record) {
+        return deleteNarInfos(this.tx, slice, hashParts, unusedBefore, record);
+    }
+    touchNar(key, at) {
+        return touchNar(this.run, key, at);
+    }
+    claimNarDeletion(key, unusedBefore, at) {
+        return claimNarDeletion(this.tx, key, unusedBefore, at);
+    }
+    finishNarDeletion(keys, record) {
+        return finishNarDeletion(this.tx, keys, record);
+    }
+    putPin(pin) {
+        return putPin(this.tx, pin);
+    }
+    listPins(slice) {
+        return listPins(this.run, slice);
+    }
+    deletePin(slice, name) {
+        return deletePin(this.run, slice, name);
+    }
+    acquireLease(name, holder, until, at) {
+        return acquireLease(this.run, name, holder, until, at);
+    }
+    releaseLease(name, holder) {
+        return releaseLease(this.run, name, holder);
+    }
+    listDeletions(filter) {
+        return listDeletions(this.run, filter);
     }
     async close() {
         await this.pool.end().catch(() => undefined);

@@ -47492,7 +47492,7 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(884);
+/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2811);
 
 await (0,_proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .eF)();
 
@@ -47501,7 +47501,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 884:
+/***/ 2811:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -47638,6 +47638,8 @@ function anonymousReadKeys(text) {
 
 
 
+/** Pin names, as the server's `POST /_api/v1/pins` and `sluice pin` take them. */
+const PIN_NAME_PATTERN = /^[A-Za-z0-9._@+-]{1,100}$/;
 class DaemonConfigError extends Error {
 }
 const DAEMON_CONFIG_FILE = 'daemon.json';
@@ -47807,6 +47809,14 @@ function parseDaemonConfig(value) {
         parseExpiry(value.tokenExpiresAt);
         config.tokenExpiresAt = value.tokenExpiresAt;
     }
+    if (value.pin !== undefined && value.pin !== null) {
+        if (!isRecord(value.pin))
+            throw new DaemonConfigError('pin must be an object { name, ttl? }');
+        const name = requireString(value.pin, 'name', 'pin.');
+        if (!PIN_NAME_PATTERN.test(name))
+            throw new DaemonConfigError(`pin.name '${name}' must be 1-100 letters, digits, . _ @ + -`);
+        config.pin = { name, ...(value.pin.ttl ? { ttl: requireString(value.pin, 'ttl', 'pin.') } : {}) };
+    }
     if (value.idTokenRequest !== undefined && config.token !== null) {
         if (!isRecord(value.idTokenRequest))
             throw new DaemonConfigError('idTokenRequest must be an object { url, token }');
@@ -47906,6 +47916,66 @@ function createLogger(secrets, destination) {
         timestamp: pino.pino.stdTimeFunctions.isoTime,
         hooks: { streamWrite: (line) => secrets.redact(line) },
     }, destination ?? pino.pino.destination({ dest: 1, sync: true }));
+}
+
+;// CONCATENATED MODULE: ./src/proxy/push/pinner.ts
+class Pinner {
+    server;
+    config;
+    stats;
+    log;
+    roots = new Set();
+    constructor(server, config, stats, log) {
+        this.server = server;
+        this.config = config;
+        this.stats = stats;
+        this.log = log;
+    }
+    add(paths) {
+        for (const path of paths)
+            if (!path.endsWith('.drv'))
+                this.roots.add(path);
+    }
+    async pin() {
+        const outcome = await this.request();
+        this.stats.pin = outcome;
+        if (outcome.error) {
+            this.stats.error(`pin ${outcome.name}: ${outcome.error}`);
+            this.log.warn(outcome, 'pin failed');
+        }
+        else
+            this.log.info(outcome, 'pinned');
+    }
+    async request() {
+        const name = this.config.name;
+        if (this.roots.size === 0)
+            return { name, paths: 0, error: 'the job produced no store paths to pin' };
+        const body = JSON.stringify({
+            name,
+            paths: [...this.roots],
+            skip_missing: true,
+            ...(this.config.ttl ? { ttl: this.config.ttl } : {}),
+        });
+        try {
+            const response = await this.server.requestText({
+                method: 'POST',
+                path: '/_api/v1/pins',
+                headers: { 'content-type': 'application/json' },
+                body: () => body,
+            });
+            if (response.statusCode !== 201) {
+                return {
+                    name,
+                    paths: 0,
+                    error: `the server answered ${response.statusCode}: ${response.text.slice(0, 300)}`,
+                };
+            }
+            return { name, paths: JSON.parse(response.text).paths };
+        }
+        catch (error) {
+            return { name, paths: 0, error: error.message };
+        }
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/contracts/narinfo-batch.ts
@@ -51454,6 +51524,7 @@ async function built(req, res, ctx) {
         throw new HttpError(400, 'give outPaths or drvPath', 'bad_request');
     }
     const queue = ctx.queue;
+    ctx.pinner?.add(outPaths);
     sendJson(res, 202, { pushing: queue !== undefined });
     if (!queue)
         return;
@@ -51481,6 +51552,11 @@ async function drain(req, res, ctx) {
         await Promise.race([queue.idle(), deadline]);
         clearTimeout(timer);
         ctx.log.info({ queued: queue.queued }, queue.isIdle ? 'drained' : 'drain deadline reached');
+        // Pinned only once everything is pushed: a pin names paths the slice must already hold.
+        if (ctx.pinner && queue.isIdle) {
+            ctx.pinner.add(paths);
+            await ctx.pinner.pin();
+        }
     }
     sendJson(res, 200, ctx.stats.toJSON());
 }
@@ -51636,6 +51712,7 @@ class Stats {
     failed = [];
     /** The narinfo set's report, when the daemon has one (pull/path-set.ts). */
     lookupSet;
+    pin;
     errors = new Map();
     pushMs = 0;
     pushActiveSince;
@@ -51691,6 +51768,7 @@ class Stats {
             write: this.write,
             ...(this.lookupSet ? { lookupSet: this.lookupSet() } : {}),
             errors: [...this.errors].map(([message, count]) => count > 1 ? `${message} (${count} times)` : message),
+            ...(this.pin ? { pin: this.pin } : {}),
         };
     }
 }
@@ -53606,6 +53684,7 @@ class TokenKeeper {
 
 
 
+
 /** Deletes the files that hold the job's secrets: they are no use once the daemon is gone. */
 async function removeSecretFiles(files) {
     await Promise.all(files.map((file) => (0,promises_.rm)(file, { force: true }).catch(() => undefined)));
@@ -53674,6 +53753,7 @@ async function startDaemon(config, options = {}) {
             tokenExpiresAt: Number.isFinite(tokens.expiresAt) ? new Date(tokens.expiresAt).toISOString() : null,
         }),
         shutdown: () => void close().then(options.onShutdown),
+        ...(config.pin && queue ? { pinner: new Pinner(server, config.pin, stats, log) } : {}),
     }, new RequestGate(config.auth), log);
     tokens.start();
     routes.start();
