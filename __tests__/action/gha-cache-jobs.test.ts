@@ -6,8 +6,8 @@
  * its own scope, which a later main job does not see. At most three cache calls per job.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { salt } from '../support/nix.js';
 import { azuritePort, startAzurite, type Azurite } from '../support/azurite.js';
 import { startCacheService, type CacheService } from '../support/cache-service.js';
@@ -101,7 +101,6 @@ describe('GitHub cache mode, job after job', () => {
   it('job 2, on a store without them, substitutes everything from the pack and builds nothing', async () => {
     await forget(paths.b, paths.a);
     const { job: j, token } = job(MAIN);
-    const started = Date.now();
     expect((await j.runMain()).exitCode).toBe(0);
     const out = await j.run('nix-build', ['--no-out-link', '--max-jobs', '0', '--expr', closure]);
     expect(out.trim().split('\n')).toEqual([paths.a, paths.b]);
@@ -119,22 +118,6 @@ describe('GitHub cache mode, job after job', () => {
     expect(post.summary).toContain('Pack restored: `sluice-pack-v1');
     // The index was read out of the archive while it downloaded, not after @actions/cache extracted it.
     expect(post.summary).toMatch(/index read after [\d.]+ s \(streamed\)/);
-    // The pack landed on disk once: the daemon's streamed copy, where @actions/cache extracts to,
-    // which its tar then skipped (a copy tar extracted would carry job 1's time). Only if this tiny
-    // archive was downloaded and extracted before the daemon read its index (a busy machine) is
-    // the daemon's copy beside tar's.
-    expect(post.summary).toMatch(/restore done after [\d.]+ s/);
-    const packDir = (j.savedState() as { pack: { dir: string } }).pack.dir;
-    const copies = readdirSync(packDir, { recursive: true })
-      .map(String)
-      .filter((file) => basename(file).startsWith('nars.zst'))
-      .sort();
-    if (copies.length === 1) {
-      expect(copies).toEqual(['restore/sluice-pack/nars.zst']);
-      expect(statSync(join(packDir, copies[0]!)).mtimeMs).toBeGreaterThanOrEqual(started);
-    } else {
-      expect(copies).toEqual(['restore/sluice-pack/nars.zst', 'restore/sluice-pack/nars.zst.streamed']);
-    }
     // At most three calls; the restore is one of them.
     expect(service.callsOf(token).map((c) => c.method)).toEqual(['GetCacheEntryDownloadURL']);
   }, 240_000);

@@ -107,39 +107,6 @@ describe('a pack written from the store', () => {
     expect((await narOf(reader, 2)).equals(stdout)).toBe(true);
   });
 
-  it('writes the NARs where @actions/cache extracts, or beside a nars.zst that is there first', async () => {
-    const work = mkdtempSync(join(tmpdir(), 'sluice-pack-claim-'));
-    const archive = join(work, 'archive.tzst');
-    await execFileAsync('tar', ['--zstd', '-cf', archive, '-C', root, ...PACK_CACHE_PATHS]);
-    mkdirSync(join(work, 'tmp', 'x'), { recursive: true });
-    writeFileSync(join(work, 'tmp', 'x', 'cache.tzst'), readFileSync(archive));
-    const stream = (out: string) =>
-      streamRestore(
-        join(work, 'tmp'),
-        () => true,
-        out,
-        () => undefined,
-      );
-
-    const first = (await stream(join(work, 'first')))!;
-    await first.finished;
-    const extracted = join(work, 'first', 'sluice-pack', 'nars.zst');
-    expect(readFileSync(extracted).equals(readFileSync(join(root, 'sluice-pack', 'nars.zst')))).toBe(true);
-
-    // Someone else's file in the way (tar extracting first): left alone, the NARs go beside it.
-    mkdirSync(join(work, 'second', 'sluice-pack'), { recursive: true });
-    writeFileSync(join(work, 'second', 'sluice-pack', 'nars.zst'), 'not ours');
-    const second = (await stream(join(work, 'second')))!;
-    await second.finished;
-    expect(second.reader.corrupt).toBeUndefined();
-    expect(readFileSync(join(work, 'second', 'sluice-pack', 'nars.zst'), 'utf8')).toBe('not ours');
-    const { stdout } = await execFileAsync('nix-store', ['--dump', infos[0]!.path], {
-      encoding: 'buffer',
-      maxBuffer: 1 << 26,
-    });
-    expect((await narOf(second.reader, 0)).equals(stdout)).toBe(true);
-  });
-
   it('a download that breaks off after the index marks the pack unusable from there', async () => {
     const work = mkdtempSync(join(tmpdir(), 'sluice-pack-short-'));
     const archive = join(work, 'archive.tzst');

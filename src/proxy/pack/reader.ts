@@ -5,7 +5,7 @@
  * handed out ever is (the job then builds what it needs).
  */
 import { createReadStream, type ReadStream } from 'node:fs';
-import { readFile, stat, type FileHandle } from 'node:fs/promises';
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createNarHasher } from '../../nix/nar-hasher.js';
 import { StorePath } from '../../nix/store-path.js';
@@ -87,8 +87,9 @@ export class PackReader {
     }
   }
 
-  /** Takes the NARs as they arrive: each piece is written to `sink` (the pack's file), then hashed. */
-  async consume(source: AsyncIterable<Buffer>, sink: FileHandle): Promise<void> {
+  /** Takes the NARs as they arrive: each piece is written to the pack's file, then hashed. */
+  async consume(source: AsyncIterable<Buffer>): Promise<void> {
+    const sink = await open(this.narsFile, 'w');
     try {
       await this.check(source, sink);
     } finally {

@@ -7,7 +7,7 @@
 import { createGunzip } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { createDecompressor } from '../../nix/nar.js';
 import { PACK_DIR, PACK_INDEX, PACK_NARS, parseIndex } from './format.js';
 import { PackReader } from './reader.js';
@@ -23,24 +23,6 @@ export interface StreamedPack {
   finished: Promise<void>;
 }
 
-/**
- * Where the NARs are written as they pass: `nars.zst` at the very place @actions/cache extracts
- * the archive to once downloaded, so that its tar, told to skip files that exist
- * (`--skip-old-files`, see pack-daemon.ts), leaves them be and the pack lands on disk once more
- * than the download, not twice. Beside it if tar got there first (a pack that downloaded before
- * its index was read).
- */
-async function claimNarsFile(dir: string): Promise<{ path: string; handle: FileHandle }> {
-  const path = join(dir, PACK_NARS);
-  try {
-    return { path, handle: await open(path, 'wx') };
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    const beside = `${path}.streamed`;
-    return { path: beside, handle: await open(beside, 'w') };
-  }
-}
-
 export async function streamRestore(
   tempDir: string,
   finished: () => boolean,
@@ -54,7 +36,6 @@ export async function streamRestore(
   const bytes = Readable.from(archive.chunks).pipe(decompressor);
   const input = new ByteReader((bytes as AsyncIterable<Buffer>)[Symbol.asyncIterator]());
   let reader: PackReader | undefined;
-  let sink: FileHandle | undefined;
   let consumed = false;
   let announce: (pack: StreamedPack | undefined) => void = () => undefined;
   const announced = new Promise<StreamedPack | undefined>((resolve) => (announce = resolve));
@@ -63,14 +44,14 @@ export async function streamRestore(
       if (file.size > MAX_INDEX_BYTES) throw new Error(`the pack index is ${file.size} bytes`);
       const pieces: Buffer[] = [];
       for await (const piece of contents) pieces.push(piece);
-      const index = parseIndex(Buffer.concat(pieces).toString('utf8'));
-      const nars = await claimNarsFile(join(targetDir, PACK_DIR));
-      sink = nars.handle;
-      reader = PackReader.streaming(index, nars.path);
+      reader = PackReader.streaming(
+        parseIndex(Buffer.concat(pieces).toString('utf8')),
+        join(targetDir, PACK_DIR, PACK_NARS),
+      );
       announce({ reader, finished: walk.then(() => undefined) });
     } else if (file.name === `${PACK_DIR}/${PACK_NARS}` && reader && !consumed) {
       consumed = true;
-      await reader.consume(contents, sink!);
+      await reader.consume(contents);
     } else {
       for await (const piece of contents) void piece;
     }
@@ -86,10 +67,6 @@ export async function streamRestore(
       bytes.destroy();
     },
   );
-  void walk.finally(() => {
-    // consume() closes the sink itself; these are the ways it never got there.
-    if (!consumed) void sink?.close().catch(() => undefined);
-    announce(undefined);
-  });
+  void walk.finally(() => announce(undefined));
   return announced;
 }

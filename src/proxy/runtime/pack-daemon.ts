@@ -3,10 +3,8 @@
  * in the background (lookups wait for it, nothing else does), verifies it as it is read, collects
  * what the job builds, and writes the new pack when the post step asks.
  */
-import { execFile } from 'node:child_process';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { DestinationStream } from 'pino';
 import { parseSecretKey } from '../../nix/signing.js';
 import { parseDaemonListen, type DaemonConfig, type PackConfig } from '../../contracts/daemon-config.js';
@@ -23,8 +21,6 @@ import { PackReader } from '../pack/reader.js';
 import type { RestoreReport } from '../../contracts/pack-api.js';
 import { PackRoutes } from '../pack/routes.js';
 
-const execFileAsync = promisify(execFile);
-
 export interface PackDaemonOptions {
   env?: NodeJS.ProcessEnv;
   logDestination?: DestinationStream;
@@ -37,18 +33,6 @@ export interface PackDaemon {
   stats: Stats;
   log: Logger;
   close(): Promise<void>;
-}
-
-/** True when the tar @actions/cache extracts with is GNU tar: `tar` on Linux, `gtar` on macOS. */
-async function extractsWithGnuTar(): Promise<boolean> {
-  const tar = { linux: 'tar', darwin: 'gtar' }[process.platform as string];
-  if (!tar) return false;
-  try {
-    const { stdout } = await execFileAsync(tar, ['--version'], { timeout: 10_000 });
-    return /GNU tar/.test(stdout);
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -70,11 +54,6 @@ async function restore(
     await mkdir(tempDir, { recursive: true });
     // @actions/cache reads the runner's variables from the environment.
     Object.assign(process.env, pack.cacheEnv);
-    // With GNU tar (which reads TAR_OPTIONS), the NARs are streamed to where @actions/cache
-    // extracts to and its tar skips them: on disk once. Another tar would replace them mid-read.
-    const inPlace = await extractsWithGnuTar();
-    if (inPlace)
-      process.env.TAR_OPTIONS = [process.env.TAR_OPTIONS, '--skip-old-files'].filter(Boolean).join(' ');
     let done = false;
     const restoring = restorePack(dir, pack.restoreKey, pack.restoreKeys, tempDir).finally(
       () => (done = true),
@@ -82,7 +61,7 @@ async function restore(
     const streamed = await streamRestore(
       tempDir,
       () => done,
-      inPlace ? dir : join(pack.dir, 'stream'),
+      join(pack.dir, 'stream'),
       (message) =>
         log.warn({ err: message }, 'reading the pack while it downloads failed; reading it once extracted'),
     );
