@@ -51240,8 +51240,6 @@ function methodNotAllowed(method, allowed) {
     });
 }
 
-// EXTERNAL MODULE: external "node:util"
-var external_node_util_ = __nccwpck_require__(7975);
 ;// CONCATENATED MODULE: ./src/nix/signing.ts
 /**
  * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
@@ -51773,6 +51771,8 @@ class Stats {
     }
 }
 
+// EXTERNAL MODULE: external "node:util"
+var external_node_util_ = __nccwpck_require__(7975);
 ;// CONCATENATED MODULE: ./src/proxy/push/local-store.ts
 /**
  * What the push engine asks of the local Nix store, through the real `nix` commands: path
@@ -52550,8 +52550,9 @@ class PackReader {
             stream.destroy();
         }
     }
-    /** Takes the NARs as they arrive: each piece is written to `sink` (the pack's file), then hashed. */
-    async consume(source, sink) {
+    /** Takes the NARs as they arrive: each piece is written to the pack's file, then hashed. */
+    async consume(source) {
+        const sink = await (0,promises_.open)(this.narsFile, 'w');
         try {
             await this.check(source, sink);
         }
@@ -52857,25 +52858,6 @@ async function tailArchive(tempDir, finished) {
 
 /** An index larger than this is not a Sluice pack's. */
 const MAX_INDEX_BYTES = 512 * 1024 * 1024;
-/**
- * Where the NARs are written as they pass: `nars.zst` at the very place @actions/cache extracts
- * the archive to once downloaded, so that its tar, told to skip files that exist
- * (`--skip-old-files`, see pack-daemon.ts), leaves them be and the pack lands on disk once more
- * than the download, not twice. Beside it if tar got there first (a pack that downloaded before
- * its index was read).
- */
-async function claimNarsFile(dir) {
-    const path = (0,external_node_path_.join)(dir, PACK_NARS);
-    try {
-        return { path, handle: await (0,promises_.open)(path, 'wx') };
-    }
-    catch (e) {
-        if (e.code !== 'EEXIST')
-            throw e;
-        const beside = `${path}.streamed`;
-        return { path: beside, handle: await (0,promises_.open)(beside, 'w') };
-    }
-}
 async function streamRestore(tempDir, finished, targetDir, onError) {
     const archive = await tailArchive(tempDir, finished);
     if (!archive)
@@ -52885,7 +52867,6 @@ async function streamRestore(tempDir, finished, targetDir, onError) {
     const bytes = external_node_stream_.Readable.from(archive.chunks).pipe(decompressor);
     const input = new ByteReader(bytes[Symbol.asyncIterator]());
     let reader;
-    let sink;
     let consumed = false;
     let announce = () => undefined;
     const announced = new Promise((resolve) => (announce = resolve));
@@ -52896,15 +52877,12 @@ async function streamRestore(tempDir, finished, targetDir, onError) {
             const pieces = [];
             for await (const piece of contents)
                 pieces.push(piece);
-            const index = parseIndex(Buffer.concat(pieces).toString('utf8'));
-            const nars = await claimNarsFile((0,external_node_path_.join)(targetDir, PACK_DIR));
-            sink = nars.handle;
-            reader = PackReader.streaming(index, nars.path);
+            reader = PackReader.streaming(parseIndex(Buffer.concat(pieces).toString('utf8')), (0,external_node_path_.join)(targetDir, PACK_DIR, PACK_NARS));
             announce({ reader, finished: walk.then(() => undefined) });
         }
         else if (file.name === `${PACK_DIR}/${PACK_NARS}` && reader && !consumed) {
             consumed = true;
-            await reader.consume(contents, sink);
+            await reader.consume(contents);
         }
         else {
             for await (const piece of contents)
@@ -52922,12 +52900,7 @@ async function streamRestore(tempDir, finished, targetDir, onError) {
             onError(message);
         bytes.destroy();
     });
-    void walk.finally(() => {
-        // consume() closes the sink itself; these are the ways it never got there.
-        if (!consumed)
-            void sink?.close().catch(() => undefined);
-        announce(undefined);
-    });
+    void walk.finally(() => announce(undefined));
     return announced;
 }
 
@@ -53385,22 +53358,6 @@ class PackRoutes {
 
 
 
-
-
-const pack_daemon_execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
-/** True when the tar @actions/cache extracts with is GNU tar: `tar` on Linux, `gtar` on macOS. */
-async function extractsWithGnuTar() {
-    const tar = { linux: 'tar', darwin: 'gtar' }[process.platform];
-    if (!tar)
-        return false;
-    try {
-        const { stdout } = await pack_daemon_execFileAsync(tar, ['--version'], { timeout: 10_000 });
-        return /GNU tar/.test(stdout);
-    }
-    catch {
-        return false;
-    }
-}
 /**
  * Restores the pack: the reader comes as soon as the index has been downloaded (streamed out of
  * the archive as it lands), or, if that did not work, from what @actions/cache extracted. The
@@ -53416,14 +53373,9 @@ async function restore(pack, report, log) {
         await (0,promises_.mkdir)(tempDir, { recursive: true });
         // @actions/cache reads the runner's variables from the environment.
         Object.assign(process.env, pack.cacheEnv);
-        // With GNU tar (which reads TAR_OPTIONS), the NARs are streamed to where @actions/cache
-        // extracts to and its tar skips them: on disk once. Another tar would replace them mid-read.
-        const inPlace = await extractsWithGnuTar();
-        if (inPlace)
-            process.env.TAR_OPTIONS = [process.env.TAR_OPTIONS, '--skip-old-files'].filter(Boolean).join(' ');
         let done = false;
         const restoring = restorePack(dir, pack.restoreKey, pack.restoreKeys, tempDir).finally(() => (done = true));
-        const streamed = await streamRestore(tempDir, () => done, inPlace ? dir : (0,external_node_path_.join)(pack.dir, 'stream'), (message) => log.warn({ err: message }, 'reading the pack while it downloads failed; reading it once extracted'));
+        const streamed = await streamRestore(tempDir, () => done, (0,external_node_path_.join)(pack.dir, 'stream'), (message) => log.warn({ err: message }, 'reading the pack while it downloads failed; reading it once extracted'));
         if (streamed) {
             const { reader } = streamed;
             Object.assign(report, { outcome: 'restored', paths: reader.index.entries.length, bytes: reader.bytes });
