@@ -3,6 +3,7 @@
  * `<stateDir>/ready.json`, and shut down cleanly on `/_sluice/shutdown` or SIGTERM.
  */
 import { mkdir, rm } from 'node:fs/promises';
+import { removeSecretFiles } from './secret-files.js';
 import type { DestinationStream } from 'pino';
 import {
   parseDaemonListen,
@@ -45,10 +46,6 @@ export interface Daemon {
 }
 
 /** Deletes the files that hold the job's secrets: they are no use once the daemon is gone. */
-export async function removeSecretFiles(files: string[]): Promise<void> {
-  await Promise.all(files.map((file) => rm(file, { force: true }).catch(() => undefined)));
-}
-
 export async function startDaemon(config: DaemonConfig, options: DaemonOptions = {}): Promise<Daemon> {
   if (config.pack) return startPackDaemon({ ...config, pack: config.pack }, options);
   const secrets = new Secrets();
