@@ -47492,28 +47492,35 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2811);
+/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1984);
 
-await (0,_proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .eF)();
+await (0,_proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 2811:
+/***/ 1984:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  eF: () => (/* binding */ run)
+  e: () => (/* binding */ run)
 });
 
-// UNUSED EXPORTS: removeSecretFiles, startDaemon
+// UNUSED EXPORTS: startDaemon
 
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(1455);
+;// CONCATENATED MODULE: ./src/proxy/runtime/secret-files.ts
+/** The per-job secret files (proxy path, control bearer): removed when a daemon stops, whichever kind. */
+
+async function removeSecretFiles(files) {
+    await Promise.all(files.map((file) => (0,promises_.rm)(file, { force: true }).catch(() => undefined)));
+}
+
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
 // EXTERNAL MODULE: external "node:net"
@@ -53358,6 +53365,7 @@ class PackRoutes {
 
 
 
+
 /**
  * Restores the pack: the reader comes as soon as the index has been downloaded (streamed out of
  * the archive as it lands), or, if that did not work, from what @actions/cache extracted. The
@@ -53447,7 +53455,7 @@ async function startPackDaemon(config, options = {}) {
         log.info({ stats: stats.toJSON() }, 'shutting down');
         routes.close();
         await proxy.close();
-        await Promise.all(config.secretFiles.map((file) => (0,promises_.rm)(file, { force: true }).catch(() => undefined)));
+        await removeSecretFiles(config.secretFiles);
         log.flush();
     })());
     const proxy = await startProxyServer(host, port, routes, {
@@ -53637,10 +53645,8 @@ class TokenKeeper {
 
 
 
+
 /** Deletes the files that hold the job's secrets: they are no use once the daemon is gone. */
-async function removeSecretFiles(files) {
-    await Promise.all(files.map((file) => (0,promises_.rm)(file, { force: true }).catch(() => undefined)));
-}
 async function startDaemon(config, options = {}) {
     if (config.pack)
         return startPackDaemon({ ...config, pack: config.pack }, options);
