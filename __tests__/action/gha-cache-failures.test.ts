@@ -214,6 +214,7 @@ describe('many paths, one pack', () => {
     await next.run('nix-store', ['--realise', '--max-jobs', '0', ...tiny]);
     const nextPost = await next.runPost();
     expect(nextPost.exitCode).toBe(0);
+    expect(nextPost.warnings).toEqual([]);
     expect(Number(nextPost.outputs['pack-used-paths'])).toBe(2000);
     expect(service.callsOf(nextToken).length).toBeLessThanOrEqual(3);
     expect([...service.callsOf(token), ...service.callsOf(nextToken)].some((c) => c.status === 429)).toBe(

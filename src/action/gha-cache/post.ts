@@ -60,13 +60,15 @@ export async function finishPack(
     );
   } catch (error) {
     problems.push(
-      `Sluice's proxy did not write the job's pack in time (${describeFetchError(error)}): no pack was saved. Raise \`drain-timeout\` if this repeats.`,
+      error instanceof Error && error.name === 'TimeoutError'
+        ? `Sluice's proxy did not write the job's pack in time: no pack was saved. Raise \`drain-timeout\` if this repeats.`
+        : `Sluice's proxy could not write the job's pack (${describeFetchError(error)}): no pack was saved.`,
     );
   }
   await control(daemon.url, secret, ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
   const ended = await ensureStopped(daemon.pid);
   if (ended === 'survived') problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
-  if (!report) return { outcome: { notSaved: 'the pack was not written in time' } };
+  if (!report) return { outcome: { notSaved: 'the proxy did not write the pack' } };
 
   const restore = report.restore;
   if (restore.outcome === 'failed') {

@@ -10,7 +10,7 @@ import { StorePath } from '../../nix/store-path.js';
 import type { PushConfig } from '../../contracts/daemon-config.js';
 import type { Logger } from '../report/daemon-log.js';
 import type { Stats } from '../report/stats.js';
-import type { LocalStore } from '../push/local-store.js';
+import type { LocalStore, PathInfo } from '../push/local-store.js';
 import type { BuiltCollector } from './collector.js';
 import { planPack } from './planner.js';
 import type { PackReader } from './reader.js';
@@ -64,8 +64,7 @@ export async function newPack(ctx: NewPackContext, body: Record<string, unknown>
   const roots = [...new Set([...ctx.collector.roots.keys(), ...used.keys()])];
   if (roots.length === 0) return { ...report, reason: 'the job built nothing and took nothing from a pack' };
 
-  const invalid = new Set(await ctx.store.invalidPaths(roots));
-  const infos = await ctx.store.closureInfo(roots.filter((p) => !invalid.has(p)));
+  const infos = await closureOfValid(ctx.store, roots);
   const filter = ctx.push.filter ? new RegExp(ctx.push.filter) : undefined;
   const fresh = infos.filter((info) => !inRestoredPack.has(info.path) && !filter?.test(info.path));
   const upstream = await servedUpstream(
@@ -106,4 +105,20 @@ export async function newPack(ctx: NewPackContext, body: Record<string, unknown>
     stats: ctx.stats.toJSON(),
     written: { root: written.root, paths: written.index.entries.length, bytes: written.bytes },
   };
+}
+
+/**
+ * The closure of those of `roots` still in the store. The store is shared: a path valid when
+ * checked can be deleted (`nix-store --delete`, a GC) before `path-info` reads it, so on a failure
+ * the validity check runs again, once.
+ */
+async function closureOfValid(store: LocalStore, roots: string[]): Promise<PathInfo[]> {
+  for (let attempt = 1; ; attempt++) {
+    const invalid = new Set(await store.invalidPaths(roots));
+    try {
+      return await store.closureInfo(roots.filter((p) => !invalid.has(p)));
+    } catch (error) {
+      if (attempt === 2) throw error;
+    }
+  }
 }
