@@ -29014,14 +29014,16 @@ async function finishPack(state, problems) {
         report = await control(daemon.url, secret, control_api_ControlRoute.Pack, { paths, maxBytes: pack.maxBytes }, state.drainTimeoutSeconds * 1000 + GRACE_MS);
     }
     catch (error) {
-        problems.push(`Sluice's proxy did not write the job's pack in time (${describeFetchError(error)}): no pack was saved. Raise \`drain-timeout\` if this repeats.`);
+        problems.push(error instanceof Error && error.name === 'TimeoutError'
+            ? `Sluice's proxy did not write the job's pack in time: no pack was saved. Raise \`drain-timeout\` if this repeats.`
+            : `Sluice's proxy could not write the job's pack (${describeFetchError(error)}): no pack was saved.`);
     }
     await control(daemon.url, secret, control_api_ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
     const ended = await ensureStopped(daemon.pid);
     if (ended === 'survived')
         problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
     if (!report)
-        return { outcome: { notSaved: 'the pack was not written in time' } };
+        return { outcome: { notSaved: 'the proxy did not write the pack' } };
     const restore = report.restore;
     if (restore.outcome === 'failed') {
         problems.push(`Sluice could not restore a pack from the GitHub Actions cache (${restore.error}); Nix built what it needed instead.`);

@@ -53184,8 +53184,7 @@ async function newPack(ctx, body) {
     const roots = [...new Set([...ctx.collector.roots.keys(), ...used.keys()])];
     if (roots.length === 0)
         return { ...report, reason: 'the job built nothing and took nothing from a pack' };
-    const invalid = new Set(await ctx.store.invalidPaths(roots));
-    const infos = await ctx.store.closureInfo(roots.filter((p) => !invalid.has(p)));
+    const infos = await closureOfValid(ctx.store, roots);
     const filter = ctx.push.filter ? new RegExp(ctx.push.filter) : undefined;
     const fresh = infos.filter((info) => !inRestoredPack.has(info.path) && !filter?.test(info.path));
     const upstream = await servedUpstream(ctx.push.upstreamCaches, fresh.map((info) => info.path));
@@ -53219,6 +53218,23 @@ async function newPack(ctx, body) {
         stats: ctx.stats.toJSON(),
         written: { root: written.root, paths: written.index.entries.length, bytes: written.bytes },
     };
+}
+/**
+ * The closure of those of `roots` still in the store. The store is shared: a path valid when
+ * checked can be deleted (`nix-store --delete`, a GC) before `path-info` reads it, so on a failure
+ * the validity check runs again, once.
+ */
+async function closureOfValid(store, roots) {
+    for (let attempt = 1;; attempt++) {
+        const invalid = new Set(await store.invalidPaths(roots));
+        try {
+            return await store.closureInfo(roots.filter((p) => !invalid.has(p)));
+        }
+        catch (error) {
+            if (attempt === 2)
+                throw error;
+        }
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/proxy/pack/routes.ts
