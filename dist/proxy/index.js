@@ -51072,7 +51072,6 @@ class CacheRoutes {
             this.links.noteHit(answer.narinfo);
             // Kept unparsed until a first NAR is streamed: used only if the server has no links.
             this.readahead.noteHit(answer.narinfo);
-            this.readahead.noteHit(answer.narinfo);
             this.prefetch.noteHit(hashPart, answer.narinfo);
         }
         res.writeHead(200, {
