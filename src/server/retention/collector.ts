@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/config-schema.js';
 import type { BlobInfo, BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
+import { narKeysInUse } from './nar-keys.js';
 import { Pacer } from './pacer.js';
 import { planSlice, type PathEntry, type RemovalReason } from './plan.js';
 import { retentionFor } from './slices.js';
@@ -88,7 +89,9 @@ export async function collectGarbage(deps: CollectorDeps, options: CollectOption
     if (!held) return { ...report, skipped: 'another collector is running (it holds the gc lease)' };
   }
   try {
-    // Renewed before each slice: a paced collection of a big cache may outlast one lease.
+    // Renewed before each slice and each deletion step: a paced collection of a big cache may
+    // outlast one lease, and once another replica holds it (ours expired: a paused process, a
+    // clock that jumped) this one must delete nothing more.
     const renewLease = async () => {
       if (report.dryRun) return;
       const at = (deps.now ?? Date.now)();
@@ -114,8 +117,7 @@ async function collect(deps: PacedDeps, options: CollectOptions, now: number, re
       if (!report.dryRun) await meta.deletePin(pin.slice, pin.name);
     } else pins.push(pin);
   }
-  const before = await meta.narKeysInUse(unusedBefore);
-  await pacer.pause();
+  const before = await narKeysInUse(meta, unusedBefore, pacer);
   // Keys that narinfos kept by this run (or in slices it does not touch) still use: for a dry run,
   // which cannot ask the store afterwards.
   const stillUsed = new Set<string>();
@@ -178,8 +180,7 @@ async function collect(deps: PacedDeps, options: CollectOptions, now: number, re
   // A real run asks the store again (pushes may have come meanwhile); a dry run deleted nothing.
   const after = report.dryRun
     ? { referenced: stillUsed, touched: before.touched }
-    : await meta.narKeysInUse(unusedBefore);
-  await pacer.pause();
+    : await narKeysInUse(meta, unusedBefore, pacer);
   const inUse = new Set([...after.referenced, ...after.touched]);
   await collectNars(deps, report, inUse, before.referenced, unusedBefore, now);
 }
@@ -199,6 +200,7 @@ async function deleteInBatches(
     let end = done;
     while (end < remove.length && end - done < BATCH && remove[end]!.reason === reason) end++;
     const batch = remove.slice(done, end).map(({ entry }) => entry);
+    await deps.renewLease();
     const deleted = await deps.meta.deleteNarInfos(
       slice,
       batch.map((entry) => entry.hashPart),
@@ -234,6 +236,7 @@ async function collectNars(
   for (let i = 0; i < candidates.length; i += NAR_CHUNK) {
     let chunk = candidates.slice(i, i + NAR_CHUNK);
     if (!report.dryRun) {
+      await deps.renewLease();
       const claimed: BlobInfo[] = [];
       for (const blob of chunk)
         if (await deps.meta.claimNarDeletion(blob.key, unusedBefore, new Date(now))) claimed.push(blob);
@@ -257,6 +260,7 @@ async function collectNars(
     await deps.pacer.pause();
   }
   if (report.dryRun) return;
+  await deps.renewLease();
   report.abortedUploads = await deps.blobs.abortIncompleteUploads(unusedBefore);
   for (const reason of ['orphan', 'unused'] as const) {
     const list = deleted[reason];
