@@ -9,6 +9,8 @@ import { Readable } from 'node:stream';
 import type { BlobStore } from '../../src/server/storage/blob-store.js';
 import type { MetadataStore } from '../../src/server/storage/metadata-store.js';
 import { PgMetadataStore } from '../../src/server/storage/pg-metadata-store.js';
+import { narKeysInUse } from '../../src/server/retention/nar-keys.js';
+import { Pacer } from '../../src/server/retention/pacer.js';
 import { blobBackends, freshDatabase, type BlobBackend } from '../support/backends.js';
 import { SqliteMetadataStore } from '../../src/server/storage/sqlite-metadata-store.js';
 import { mkdtempSync } from 'node:fs';
@@ -139,6 +141,27 @@ describe.each(backends)('RetentionStore on %s', (_name, open) => {
     expect(outcomes).toEqual(new Set(['true', 'false']));
   });
 
+  it('lists the NAR keys narinfos use, each once, and the keys pushes marked, page by page in key order', async () => {
+    // 25 narinfos over 21 keys (some NARs in two slices), read 4 at a time.
+    const key = (i: number) => `${String(i % 21).padStart(2, '0')}.nar`;
+    const all = Array.from({ length: 21 }, (_, i) => key(i));
+    for (let i = 0; i < 25; i++)
+      await meta.putNarInfo(record(i < 15 ? 'a' : 'b', i, T - 2 * MINUTE, key(i)), audit('a'));
+    expect(await meta.listReferencedNarKeys('', 4)).toEqual(all.slice(0, 4));
+    expect(await meta.listReferencedNarKeys('03.nar', 4)).toEqual(all.slice(4, 8));
+    expect(await meta.listReferencedNarKeys('19.nar', 4)).toEqual(['20.nar']);
+    // Marks by pushes, of keys no narinfo uses yet: one page lists each with its last mark.
+    const mark = (i: number) => `m${String(i).padStart(2, '0')}.nar`;
+    for (let i = 0; i < 10; i++) await meta.touchNar(mark(i), new Date(T + (i % 3 === 0 ? MINUTE : -MINUTE)));
+    expect(await meta.listNarKeyUses('m03.nar', 2)).toEqual([
+      { key: 'm04.nar', usedAt: new Date(T - MINUTE) },
+      { key: 'm05.nar', usedAt: new Date(T - MINUTE) },
+    ]);
+    const inUse = await narKeysInUse(meta, new Date(T), new Pacer(), 4);
+    expect(inUse.referenced).toEqual(new Set(all));
+    expect(inUse.touched).toEqual(new Set(['m00.nar', 'm03.nar', 'm06.nar', 'm09.nar']));
+  });
+
   it('claims a NAR no narinfo uses and no push touched; pushes wait until the claim is finished', async () => {
     await meta.recordUpload('s', {
       key: 'a.nar',
@@ -151,7 +174,10 @@ describe.each(backends)('RetentionStore on %s', (_name, open) => {
     const cut = new Date(T);
     expect(await meta.touchNar('a.nar', new Date(T - MINUTE))).toBe(true);
     expect(await meta.touchNar('b.nar', new Date(T + MINUTE))).toBe(true);
-    expect(await meta.narKeysInUse(cut)).toEqual({ referenced: new Set(), touched: new Set(['b.nar']) });
+    expect(await narKeysInUse(meta, cut, new Pacer())).toEqual({
+      referenced: new Set(),
+      touched: new Set(['b.nar']),
+    });
     // Touched after the cut-off: not claimed.
     expect(await meta.claimNarDeletion('b.nar', cut, new Date(T + 2 * MINUTE))).toBe(false);
     await meta.putNarInfo(record('s', 1, T, 'c.nar'), audit('s'));

@@ -328,8 +328,11 @@ export class PgMetadataStore implements MetadataStore {
   listNarInfos(slice: string, after: string, limit: number): Promise<StoredNarInfo[]> {
     return retention.listNarInfoPage(this.run, slice, after, limit);
   }
-  narKeysInUse(usedSince: Date): Promise<{ referenced: Set<string>; touched: Set<string> }> {
-    return retention.narKeysInUse(this.run, usedSince);
+  listReferencedNarKeys(after: string, limit: number): Promise<string[]> {
+    return retention.listReferencedNarKeys(this.run, after, limit);
+  }
+  listNarKeyUses(after: string, limit: number): Promise<{ key: string; usedAt: Date }[]> {
+    return retention.listNarKeyUses(this.run, after, limit);
   }
   deleteNarInfos(slice: string, hashParts: readonly string[], unusedBefore: Date, record: DeletionRecord) {
     return retention.deleteNarInfos(this.tx, slice, hashParts, unusedBefore, record);

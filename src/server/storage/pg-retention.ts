@@ -78,16 +78,24 @@ export async function listNarInfoPage(
   return rows.map(storedNarInfo);
 }
 
-export async function narKeysInUse(
+export async function listReferencedNarKeys(query: Query, after: string, limit: number): Promise<string[]> {
+  const { rows } = await query(
+    'SELECT DISTINCT nar_key FROM narinfos WHERE nar_key > $1 ORDER BY nar_key LIMIT $2',
+    [after, limit],
+  );
+  return rows.map((row) => String(row.nar_key));
+}
+
+export async function listNarKeyUses(
   query: Query,
-  usedSince: Date,
-): Promise<{ referenced: Set<string>; touched: Set<string> }> {
-  const keys = async (text: string, values: unknown[] = []) =>
-    new Set((await query(text, values)).rows.map((row) => String(row.key)));
-  return {
-    referenced: await keys('SELECT DISTINCT nar_key AS key FROM narinfos'),
-    touched: await keys('SELECT key FROM nar_keys WHERE used_at >= $1', [+usedSince]),
-  };
+  after: string,
+  limit: number,
+): Promise<{ key: string; usedAt: Date }[]> {
+  const { rows } = await query('SELECT key, used_at FROM nar_keys WHERE key > $1 ORDER BY key LIMIT $2', [
+    after,
+    limit,
+  ]);
+  return rows.map((row) => ({ key: String(row.key), usedAt: new Date(Number(row.used_at)) }));
 }
 
 async function insertDeletion(client: pg.PoolClient, record: DeletionRecord): Promise<void> {

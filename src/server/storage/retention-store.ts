@@ -57,8 +57,13 @@ export interface RetentionStore {
    * SQLite, the event loop) for long.
    */
   listNarInfos(slice: string, after: string, limit: number): Promise<StoredNarInfo[]>;
-  /** Blob keys some narinfo (in any slice) points to, and keys a push touched at or after `usedSince`. */
-  narKeysInUse(usedSince: Date): Promise<{ referenced: Set<string>; touched: Set<string> }>;
+  /**
+   * One page of the blob keys some narinfo (in any slice) points to, each once, in key order after
+   * `after`: a cache's keys are read page by page (retention/nar-keys.ts), never in one statement.
+   */
+  listReferencedNarKeys(after: string, limit: number): Promise<string[]>;
+  /** One page of the NAR keys pushes marked (touchNar), in key order after `after`, with the last mark. */
+  listNarKeyUses(after: string, limit: number): Promise<{ key: string; usedAt: Date }[]>;
   /**
    * Deletes these narinfos of `slice` in one transaction with its audit row, only if none of them
    * was created or accessed at or after `unusedBefore` (else deletes nothing and returns false).

@@ -319,8 +319,11 @@ export class SqliteMetadataStore implements MetadataStore {
   async listNarInfos(slice: string, after: string, limit: number): Promise<StoredNarInfo[]> {
     return retention.listNarInfos(this.run, slice, after, limit);
   }
-  async narKeysInUse(usedSince: Date): Promise<{ referenced: Set<string>; touched: Set<string> }> {
-    return retention.narKeysInUse(this.run, usedSince);
+  async listReferencedNarKeys(after: string, limit: number): Promise<string[]> {
+    return retention.listReferencedNarKeys(this.run, after, limit);
+  }
+  async listNarKeyUses(after: string, limit: number): Promise<{ key: string; usedAt: Date }[]> {
+    return retention.listNarKeyUses(this.run, after, limit);
   }
   async deleteNarInfos(
     slice: string,

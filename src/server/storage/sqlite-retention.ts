@@ -87,13 +87,21 @@ export function listNarInfos(sql: Sql, slice: string, after: string, limit: numb
   }));
 }
 
-export function narKeysInUse(sql: Sql, usedSince: Date): { referenced: Set<string>; touched: Set<string> } {
-  const keys = (text: string, ...args: number[]) =>
-    new Set((sql(text).all(...args) as Row[]).map((r) => String(r.key)));
-  return {
-    referenced: keys('SELECT DISTINCT nar_key AS key FROM narinfos'),
-    touched: keys('SELECT key FROM nar_keys WHERE used_at >= ?', +usedSince),
-  };
+export function listReferencedNarKeys(sql: Sql, after: string, limit: number): string[] {
+  // DISTINCT in key order walks the narinfos_by_nar index from `after` and stops at the limit.
+  const rows = sql('SELECT DISTINCT nar_key FROM narinfos WHERE nar_key > ? ORDER BY nar_key LIMIT ?').all(
+    after,
+    limit,
+  ) as Row[];
+  return rows.map((row) => String(row.nar_key));
+}
+
+export function listNarKeyUses(sql: Sql, after: string, limit: number): { key: string; usedAt: Date }[] {
+  const rows = sql('SELECT key, used_at FROM nar_keys WHERE key > ? ORDER BY key LIMIT ?').all(
+    after,
+    limit,
+  ) as Row[];
+  return rows.map((row) => ({ key: String(row.key), usedAt: new Date(Number(row.used_at)) }));
 }
 
 function insertDeletion(sql: Sql, record: DeletionRecord): void {
