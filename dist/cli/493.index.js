@@ -66,12 +66,16 @@ async function listNarInfoPage(query, slice, after, limit) {
     const { rows } = await query(`SELECT * FROM narinfos WHERE slice = $1 AND hash_part > $2 ORDER BY hash_part LIMIT $3`, [slice, after, limit]);
     return rows.map(storedNarInfo);
 }
-async function narKeysInUse(query, usedSince) {
-    const keys = async (text, values = []) => new Set((await query(text, values)).rows.map((row) => String(row.key)));
-    return {
-        referenced: await keys('SELECT DISTINCT nar_key AS key FROM narinfos'),
-        touched: await keys('SELECT key FROM nar_keys WHERE used_at >= $1', [+usedSince]),
-    };
+async function listReferencedNarKeys(query, after, limit) {
+    const { rows } = await query('SELECT DISTINCT nar_key FROM narinfos WHERE nar_key > $1 ORDER BY nar_key LIMIT $2', [after, limit]);
+    return rows.map((row) => String(row.nar_key));
+}
+async function listNarKeyUses(query, after, limit) {
+    const { rows } = await query('SELECT key, used_at FROM nar_keys WHERE key > $1 ORDER BY key LIMIT $2', [
+        after,
+        limit,
+    ]);
+    return rows.map((row) => ({ key: String(row.key), usedAt: new Date(Number(row.used_at)) }));
 }
 async function insertDeletion(client, record) {
     await client.query('INSERT INTO deletions (time, slice, reason, items, bytes) VALUES ($1, $2, $3, $4, $5)', [+record.time, record.slice, record.reason, JSON.stringify(record.items), record.bytes]);
@@ -551,8 +555,11 @@ class PgMetadataStore {
     listNarInfos(slice, after, limit) {
         return listNarInfoPage(this.run, slice, after, limit);
     }
-    narKeysInUse(usedSince) {
-        return narKeysInUse(this.run, usedSince);
+    listReferencedNarKeys(after, limit) {
+        return listReferencedNarKeys(this.run, after, limit);
+    }
+    listNarKeyUses(after, limit) {
+        return listNarKeyUses(this.run, after, limit);
     }
     deleteNarInfos(slice, hashParts, unusedBefore, record) {
         return deleteNarInfos(this.tx, slice, hashParts, unusedBefore, record);

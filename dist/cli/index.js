@@ -8610,7 +8610,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 3406:
+/***/ 4337:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -8808,12 +8808,14 @@ function listNarInfos(sql, slice, after, limit) {
         lastAccessedAt: new Date(Number(row.last_accessed_at ?? row.created_at)),
     }));
 }
-function narKeysInUse(sql, usedSince) {
-    const keys = (text, ...args) => new Set(sql(text).all(...args).map((r) => String(r.key)));
-    return {
-        referenced: keys('SELECT DISTINCT nar_key AS key FROM narinfos'),
-        touched: keys('SELECT key FROM nar_keys WHERE used_at >= ?', +usedSince),
-    };
+function listReferencedNarKeys(sql, after, limit) {
+    // DISTINCT in key order walks the narinfos_by_nar index from `after` and stops at the limit.
+    const rows = sql('SELECT DISTINCT nar_key FROM narinfos WHERE nar_key > ? ORDER BY nar_key LIMIT ?').all(after, limit);
+    return rows.map((row) => String(row.nar_key));
+}
+function listNarKeyUses(sql, after, limit) {
+    const rows = sql('SELECT key, used_at FROM nar_keys WHERE key > ? ORDER BY key LIMIT ?').all(after, limit);
+    return rows.map((row) => ({ key: String(row.key), usedAt: new Date(Number(row.used_at)) }));
 }
 function insertDeletion(sql, record) {
     sql('INSERT INTO deletions (time, slice, reason, items, bytes) VALUES (?, ?, ?, ?, ?)').run(+record.time, record.slice, record.reason, JSON.stringify(record.items), record.bytes);
@@ -9237,8 +9239,11 @@ class SqliteMetadataStore {
     async listNarInfos(slice, after, limit) {
         return listNarInfos(this.run, slice, after, limit);
     }
-    async narKeysInUse(usedSince) {
-        return narKeysInUse(this.run, usedSince);
+    async listReferencedNarKeys(after, limit) {
+        return listReferencedNarKeys(this.run, after, limit);
+    }
+    async listNarKeyUses(after, limit) {
+        return listNarKeyUses(this.run, after, limit);
     }
     async deleteNarInfos(slice, hashParts, unusedBefore, record) {
         return deleteNarInfos(this.db, this.run, slice, hashParts, unusedBefore, record);
@@ -10221,6 +10226,33 @@ async function runAudit(argv, io = process) {
 
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: ./src/server/retention/nar-keys.ts
+const PAGE = 2000;
+async function narKeysInUse(store, usedSince, pacer, page = PAGE) {
+    const referenced = new Set();
+    for (let after = '';;) {
+        const keys = await store.listReferencedNarKeys(after, page);
+        for (const key of keys)
+            referenced.add(key);
+        await pacer.pause();
+        if (keys.length < page)
+            break;
+        after = keys[keys.length - 1];
+    }
+    const touched = new Set();
+    for (let after = '';;) {
+        const uses = await store.listNarKeyUses(after, page);
+        for (const { key, usedAt } of uses)
+            if (+usedAt >= +usedSince)
+                touched.add(key);
+        await pacer.pause();
+        if (uses.length < page)
+            break;
+        after = uses[uses.length - 1].key;
+    }
+    return { referenced, touched };
+}
+
 ;// CONCATENATED MODULE: external "node:timers/promises"
 const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
 ;// CONCATENATED MODULE: ./src/server/retention/pacer.ts
@@ -10469,7 +10501,7 @@ function retentionFor(config, slice) {
 
 ;// CONCATENATED MODULE: ./src/server/retention/slice-rows.ts
 
-const PAGE = 2000;
+const slice_rows_PAGE = 2000;
 /** FileSize and References from a stored narinfo (a line scan: the collector reads every row). */
 function pathEntry(row) {
     let fileSize = 0;
@@ -10499,10 +10531,10 @@ async function readSlice(store, slice, pacer = new Pacer()) {
     const entries = [];
     let after = '';
     for (;;) {
-        const page = await store.listNarInfos(slice, after, PAGE);
+        const page = await store.listNarInfos(slice, after, slice_rows_PAGE);
         for (const row of page)
             entries.push(pathEntry(row));
-        if (page.length < PAGE)
+        if (page.length < slice_rows_PAGE)
             return entries;
         after = page[page.length - 1].hashPart;
         await pacer.pause();
@@ -10517,6 +10549,7 @@ async function readSlice(store, slice, pacer = new Pacer()) {
  * the same NAR waits rather than lose it. Talks to storage only through BlobStore and
  * MetadataStore. A dry run plans the same and deletes nothing.
  */
+
 
 
 
@@ -10545,7 +10578,9 @@ async function collectGarbage(deps, options = {}) {
             return { ...report, skipped: 'another collector is running (it holds the gc lease)' };
     }
     try {
-        // Renewed before each slice: a paced collection of a big cache may outlast one lease.
+        // Renewed before each slice and each deletion step: a paced collection of a big cache may
+        // outlast one lease, and once another replica holds it (ours expired: a paused process, a
+        // clock that jumped) this one must delete nothing more.
         const renewLease = async () => {
             if (report.dryRun)
                 return;
@@ -10574,8 +10609,7 @@ async function collect(deps, options, now, report) {
         else
             pins.push(pin);
     }
-    const before = await meta.narKeysInUse(unusedBefore);
-    await pacer.pause();
+    const before = await narKeysInUse(meta, unusedBefore, pacer);
     // Keys that narinfos kept by this run (or in slices it does not touch) still use: for a dry run,
     // which cannot ask the store afterwards.
     const stillUsed = new Set();
@@ -10639,8 +10673,7 @@ async function collect(deps, options, now, report) {
     // A real run asks the store again (pushes may have come meanwhile); a dry run deleted nothing.
     const after = report.dryRun
         ? { referenced: stillUsed, touched: before.touched }
-        : await meta.narKeysInUse(unusedBefore);
-    await pacer.pause();
+        : await narKeysInUse(meta, unusedBefore, pacer);
     const inUse = new Set([...after.referenced, ...after.touched]);
     await collectNars(deps, report, inUse, before.referenced, unusedBefore, now);
 }
@@ -10654,6 +10687,7 @@ async function deleteInBatches(deps, slice, remove, unusedBefore, now) {
         while (end < remove.length && end - done < BATCH && remove[end].reason === reason)
             end++;
         const batch = remove.slice(done, end).map(({ entry }) => entry);
+        await deps.renewLease();
         const deleted = await deps.meta.deleteNarInfos(slice, batch.map((entry) => entry.hashPart), unusedBefore, { time: new Date(now), slice, reason, items: batch.map((entry) => entry.storePath), ...tally(batch) });
         if (!deleted)
             break;
@@ -10677,6 +10711,7 @@ async function collectNars(deps, report, inUse, referencedBefore, unusedBefore, 
     for (let i = 0; i < candidates.length; i += NAR_CHUNK) {
         let chunk = candidates.slice(i, i + NAR_CHUNK);
         if (!report.dryRun) {
+            await deps.renewLease();
             const claimed = [];
             for (const blob of chunk)
                 if (await deps.meta.claimNarDeletion(blob.key, unusedBefore, new Date(now)))
@@ -10701,6 +10736,7 @@ async function collectNars(deps, report, inUse, referencedBefore, unusedBefore, 
     }
     if (report.dryRun)
         return;
+    await deps.renewLease();
     report.abortedUploads = await deps.blobs.abortIncompleteUploads(unusedBefore);
     for (const reason of ['orphan', 'unused']) {
         const list = deleted[reason];
@@ -17593,7 +17629,7 @@ function sendError(res, error) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(793);
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3406);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4337);
 
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(process.argv.slice(2));
