@@ -19,6 +19,7 @@ import { loadServerKeys } from '../../src/server/keys.js';
 import type { MetadataStore } from '../../src/server/storage/metadata-store.js';
 import { PgMetadataStore } from '../../src/server/storage/pg-metadata-store.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
+import type { VerifyPool } from '../../src/server/cache/verify-pool.js';
 import { dataPaths } from '../../src/server/data-dir.js';
 import { SqliteMetadataStore } from '../../src/server/storage/sqlite-metadata-store.js';
 import type { UploadLimits } from '../../src/server/config/upload-limits.js';
@@ -51,6 +52,8 @@ export interface TestServerOptions {
   issuer?: OidcIssuer;
   /** The server's clock for tokens (ms), to step past caches and lifetimes without sleeping. */
   now?: () => number;
+  /** The upload verification threads, to watch or stop them (closed with the server). */
+  verifiers?: VerifyPool;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -76,6 +79,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const server = await startServer(config, {
     logDestination: { write: (line: string) => logs.push(line) },
     ...(options.now ? { exchange: { now: options.now } } : {}),
+    ...(options.verifiers ? { verifiers: options.verifiers } : {}),
   });
   const { tokenKey } = await loadServerKeys(config, server.dataDir);
   // Read tokens are recorded in the server's database, as `sluice token create` records them.

@@ -19,6 +19,7 @@ import {
 import type { Access } from './http/auth.js';
 import { CacheService } from './cache/cache-service.js';
 import { NarInfoSigner } from './cache/narinfo-signer.js';
+import { VerifyPool } from './cache/verify-pool.js';
 import { createRequestGuard } from './http/rate-limit.js';
 import { createRouter } from './http/router.js';
 import { UploadSlots } from './http/upload-slots.js';
@@ -34,6 +35,8 @@ export interface StartOptions {
   /** Where JSON logs go (default: stdout). */
   logDestination?: DestinationStream;
   exchange?: ExchangeOptions;
+  /** The threads that verify uploads (default: sized to the machine's cores); closed with the server. */
+  verifiers?: VerifyPool;
 }
 
 export interface RunningServer {
@@ -89,6 +92,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   let cacheUrl = config.publicUrl ?? '';
   let tokenHandler: ReturnType<typeof createTokenHandler> | undefined;
   const server: Server = createServer();
+  const verifiers = options.verifiers ?? new VerifyPool();
   const cache = new CacheService({
     blobs,
     meta,
@@ -104,6 +108,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       maxRatio: config.uploads.maxCompressionRatio,
       maxDecompressionMemory: config.uploads.maxDecompressionMemory,
     },
+    verifiers,
     metrics,
     log,
   });
@@ -175,6 +180,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
           server.close(() => done());
           server.closeIdleConnections();
         });
+        await verifiers.close();
         await storage.close();
         log.info('sluice server stopped');
       })()),

@@ -17,6 +17,7 @@ import type { Logger } from '../server-log.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore, SliceFilter } from '../storage/metadata-store.js';
 import { verifyNarUpload, type NarUploadName } from './nar-verifier.js';
+import type { VerifyPool } from './verify-pool.js';
 import { checkNarInfo } from './narinfo-check.js';
 import { lookupNarInfos } from './narinfo-lookup.js';
 import type { NarInfoSigner } from './narinfo-signer.js';
@@ -30,6 +31,8 @@ export interface CacheServiceDeps {
   narinfoSigner: NarInfoSigner;
   /** What a NAR upload may be: its size (as uploaded and inflated), ratio, decoder memory. */
   narLimits: NarLimits;
+  /** The worker threads that hash, decompress and check uploads. */
+  verifiers: VerifyPool;
   metrics: ServerMetrics;
   log: Logger;
   /** When set, NAR GETs answer with a redirect to this URL (a presigned one) after the same checks. */
@@ -132,11 +135,11 @@ export class CacheService {
   ): Promise<{ outcome: 'created' | 'exists'; nar: VerifiedNar }> {
     const { blobs, meta, metrics, log, narLimits } = this.deps;
     const hadIt = (await meta.uploadedNar(writer.slice, upload.key)) !== null;
-    const verified = verifyNarUpload(body, {
-      ...upload.name,
-      compression: upload.compression,
-      limits: narLimits,
-    });
+    const verified = verifyNarUpload(
+      body,
+      { ...upload.name, compression: upload.compression, limits: narLimits },
+      this.deps.verifiers,
+    );
     let outcome: 'created' | 'exists';
     try {
       outcome = await blobs.put(upload.key, verified.body);
