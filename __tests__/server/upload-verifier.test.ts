@@ -19,7 +19,7 @@ import { startTestServer, storedState, type TestServer } from '../support/server
 
 const MiB = 1024 * 1024;
 const LIMITS: NarLimits = { maxNarSize: 64 * MiB, maxRatio: 1000, maxDecompressionMemory: 16 * MiB };
-/** As the server's stage buffers are: whole SharedArrayBuffers. */
+/** Whole SharedArrayBuffers, as the server's stages are (theirs are 1 MiB; any size works). */
 const STAGE = 256 * 1024;
 
 const zstd = (bytes: Buffer) => buffer(Readable.from([bytes]).pipe(createCompressor('zstd')));
