@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only lookups,substitution,push,concurrent,storage] [--repetitions N] [--profile]`
+ * `npm run bench [-- --quick] [--only lookups,large-cache,ci-misses,substitution,push,concurrent,storage,gha-cache,gc] [--repetitions N] [--profile]`
  *
  * Runs every scenario side by side with its baseline, prints a markdown table of medians and
  * ratios (Sluice / baseline), and writes bench/results/<date>[-quick].md and .json.
@@ -13,7 +13,11 @@ import { describeMachine, type MachineDescription } from './lib/machine.js';
 import { findNginx, NGINX_INSTALL_HINT } from './lib/nginx.js';
 import { summariseProfiles } from './lib/profile.js';
 import { markdownTable, notesMarkdown, rowsAsJson, type Row } from './lib/report.js';
+import { ciMissesScenarios } from './scenarios/ci-misses.js';
 import { concurrentScenario } from './scenarios/concurrent.js';
+import { ghaCacheScenarios } from './scenarios/gha-cache.js';
+import { largeCacheScenarios } from './scenarios/large-cache.js';
+import { gcScenario } from './scenarios/gc.js';
 import { lookupScenarios } from './scenarios/lookups.js';
 import { pushScenarios } from './scenarios/push.js';
 import { storageScenarios } from './scenarios/storage.js';
@@ -21,10 +25,14 @@ import { substitutionRepetitions, substitutionScenarios } from './scenarios/subs
 
 const SCENARIOS: Record<string, (context: Context) => Promise<Row[]>> = {
   lookups: lookupScenarios,
+  'large-cache': largeCacheScenarios,
+  'ci-misses': ciMissesScenarios,
   substitution: substitutionScenarios,
   push: pushScenarios,
   concurrent: concurrentScenario,
   storage: storageScenarios,
+  'gha-cache': ghaCacheScenarios,
+  gc: gcScenario,
 };
 
 function machineMarkdown(machine: MachineDescription): string {

@@ -16,6 +16,7 @@ const ROOMS = {
     config: 1,
     storage: 2,
     exchange: 3,
+    retention: 3,
     cache: 4,
     http: 5,
     index: 6,

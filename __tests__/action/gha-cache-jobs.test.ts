@@ -172,3 +172,26 @@ describe('GitHub cache mode, job after job', () => {
     expect(laterPost.outputs['pack-restored-key']).toMatch(/refs\/heads\/main:/);
   }, 300_000);
 });
+
+describe('`push: false` in GitHub cache mode', () => {
+  it("restores and serves main's pack, saves none, and the summary says why", async () => {
+    await forget(paths.a);
+    const noPush = `let a = ${drv('a')}; np = ${drv('no-push', ['a'])}; in [ a np ]`;
+    const { job: j, token } = job({ ref: 'refs/heads/no-push' }, { push: 'false' });
+    expect((await j.runMain()).exitCode).toBe(0);
+    const [a, np] = await j.nixBuild(noPush);
+    expect(a).toBe(paths.a);
+    const post = await j.runPost();
+    expect(post.exitCode).toBe(0);
+    expect(post.warnings).toEqual([]);
+    // `a` came from main's pack; `np` was built, and still nothing is saved.
+    expect(post.outputs['pack-restored-key']).toMatch(/refs\/heads\/main:/);
+    expect(post.outputs['pack-used-paths']).toBe('1');
+    expect(post.outputs['pack-saved-key']).toBe('');
+    expect(post.outputs['pushed-paths']).toBe('0');
+    expect(post.summary).toContain('No pack saved: the `push` input is `false`.');
+    expect(service.callsOf(token).map((c) => c.method)).toEqual(['GetCacheEntryDownloadURL']);
+    expect(service.entries.some((e) => e.ref === 'refs/heads/no-push')).toBe(false);
+    await forget(np!, paths.a);
+  }, 240_000);
+});

@@ -6,6 +6,7 @@ import { packKeys } from '../../src/action/gha-cache/keys.js';
 import {
   parseKey,
   parseListen,
+  parsePin,
   parseRegex,
   parseSeconds,
   parseServer,
@@ -15,6 +16,15 @@ import {
 import { isLoopbackAddress as isLoopbackHost } from '../../src/contracts/listen.js';
 
 describe('input parsing', () => {
+  it('takes pin and pin-ttl, naming the bad one', () => {
+    expect(parsePin('', '')).toBeUndefined();
+    expect(parsePin(' v1.2 ', '')).toEqual({ name: 'v1.2' });
+    expect(parsePin('v1.2', '1y')).toEqual({ name: 'v1.2', ttl: '1y' });
+    expect(() => parsePin('a b', '')).toThrow("Input 'pin' must be 1-100 letters");
+    expect(() => parsePin('v1', 'a year')).toThrow("Input 'pin-ttl' must be a duration");
+    expect(() => parsePin('', '1y')).toThrow("Input 'pin-ttl' needs 'pin'");
+  });
+
   it('takes a loopback listen address, port 0 included, and refuses anything else by name', () => {
     expect(parseListen('127.0.0.1:37515')).toEqual({ host: '127.0.0.1', port: 37515 });
     expect(parseListen('[::1]:0')).toEqual({ host: '[::1]', port: 0 });

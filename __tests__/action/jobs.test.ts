@@ -103,8 +103,9 @@ describe('two jobs through the Action', () => {
     // Nothing came from the cache: every path of the job was built here, and is pushed.
     expect(post.summary).toMatch(/\*\*0 of \d+ paths? from the cache\*\* \(0%\), 0 B\./);
     expect(post.summary).toMatch(
-      /\*\*Pushed \d+ paths?\*\* \([\d.]+ (B|KiB)\) in [\d.]+ s; skipped \d+: .*1 on an upstream cache, 1 excluded by push-filter\./,
+      /\*\*Pushed \d+ paths?\*\* \([\d.]+ (B|KiB|MiB)\) in [\d.]+ s; skipped \d+: .*1 on an upstream cache, 1 excluded by push-filter\./,
     );
+    // MiB above: a concurrent test's paths (nar-dump.test.ts builds 3 MiB) can land in this job's store diff.
     // The largest pushed paths, largest first (the shared store's other new paths may be among them).
     const pushedList = /<summary>Largest paths<\/summary>.*<p>Pushed:<\/p><ul>(.*?)<\/ul>/s.exec(
       post.summary,
@@ -137,6 +138,7 @@ describe('two jobs through the Action', () => {
       paths.skip,
     ]);
     const job = new Job({ dist, inputs: inputs(), idTokenRequest: server.issuer.runner });
+    const logged = server.logs.length;
     expect((await job.runMain()).exitCode).toBe(0);
     // --max-jobs 0: Nix fails rather than build anything.
     const out = await job.run('nix-build', ['--no-out-link', '--max-jobs', '0', '--expr', pushable]);
@@ -155,5 +157,15 @@ describe('two jobs through the Action', () => {
     expect(downloaded).toMatch(/<li><code>sluice-e2e-b<\/code> \d+ B<\/li>/);
     const { daemon } = job.savedState() as SavedDaemon;
     expect(isAlive(daemon!.pid)).toBe(false);
+    // The proxy redirected Nix's NAR GETs to links the server signed; Nix fetched the bytes from
+    // the server itself. No link is in any log a user can read (Nix shows them only at -vvvvv).
+    const requests = server.logs
+      .slice(logged)
+      .map((line) => JSON.parse(line) as { msg?: string; route?: string; method?: string; status?: number })
+      .filter((entry) => entry.msg === 'request')
+      .map((entry) => `${entry.method} ${entry.route} ${entry.status}`);
+    expect(requests.filter((r) => r.includes('nar-links'))).toEqual(['POST nar-links 200']);
+    expect(requests.filter((r) => r.startsWith('GET nar '))).toEqual(['GET nar 200', 'GET nar 200']);
+    expect(readable(job)).not.toMatch(/[?&]sig=/);
   }, 180_000);
 });

@@ -43,9 +43,17 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function daemonFor(server: string, extra: Record<string, unknown> = {}): Promise<TestDaemon> {
+async function daemonFor(
+  server: string,
+  extra: Record<string, unknown> = {},
+  clock?: ManualClock,
+): Promise<TestDaemon> {
   const grant = await stack.cacheToken();
-  const d = await startTestDaemon({ server, token: grant.token, tokenExpiresAt: grant.expiresAt, ...extra });
+  const d = await startTestDaemon(
+    { server, token: grant.token, tokenExpiresAt: grant.expiresAt, ...extra },
+    undefined,
+    clock,
+  );
   cleanups.push(() => d.close());
   return d;
 }
@@ -85,9 +93,15 @@ function batchedHashParts(front: { posted: { url: string; body: string }[] }): s
 
 describe('narinfo lookups through the proxy', () => {
   it('answers a burst with the right hits and misses in a few batch requests, and remembers the misses', async () => {
-    const front = await startFront(stack.server.url);
+    // A server without the narinfo set: every lookup is asked of it (narinfo-set.test.ts has the set).
+    const front = await startFront(stack.server.url, {
+      failures: 1000,
+      status: 404,
+      failWhen: (method, url) => method === 'GET' && url === '/_api/v1/narinfo-set',
+    });
     cleanups.push(front.close);
-    const d = await daemonFor(front.url);
+    // Misses are remembered within the freshness bound (1 s): the clock stands still here.
+    const d = await daemonFor(front.url, {}, new ManualClock().freeze());
     const misses = Array.from({ length: 30 }, randomHash);
     const lookups = [
       ...readable.map((hashPart) => ({ hashPart })),
@@ -119,7 +133,7 @@ describe('narinfo lookups through the proxy', () => {
     }
     expect(front.requests.filter((r) => r.includes('.narinfo'))).toEqual([]);
 
-    // Misses are remembered for the job: not asked again.
+    // Misses are remembered (within the freshness bound): not asked again.
     const posts = front.posted.length;
     const again = await burst(d.url, [{ hashPart: misses[0]! }, { hashPart: unreadable }]);
     expect(again.map((a) => a.status)).toEqual([404, 404]);
@@ -169,7 +183,9 @@ describe('narinfo lookups through the proxy', () => {
     const front = await startFront(stack.server.url, {
       failures: 1000,
       status: 404,
-      failWhen: (method, url) => method === 'POST' && url === '/_api/v1/narinfos',
+      // Older than the batch route, so older than the narinfo set too.
+      failWhen: (method, url) =>
+        (method === 'POST' && url === '/_api/v1/narinfos') || url === '/_api/v1/narinfo-set',
     });
     cleanups.push(front.close);
     const d = await daemonFor(front.url);
@@ -186,7 +202,7 @@ describe('narinfo lookups through the proxy', () => {
     );
     // Found out once; later lookups go straight to GETs.
     await burst(d.url, [{ hashPart: readable[2]! }]);
-    expect(front.failed).toBe(1);
+    expect(front.failed).toBe(2);
     expect((await d.control('stats')).json).toMatchObject({ hits: 3, misses: 1, errors: [] });
     expect(d.logText()).toContain('the cache server has no batch narinfo lookups');
   });

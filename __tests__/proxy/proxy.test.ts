@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StorePath } from '../../src/nix/store-path.js';
 import { NARINFO_BATCH_LIMIT } from '../../src/contracts/narinfo-batch.js';
+import { NAR_LINKS_PATH } from '../../src/contracts/nar-links.js';
 import { addTinyPaths, makeNixMachine, nix, nixBuild, randomChainExpr, salt } from '../support/nix.js';
 import { createLogger, Secrets } from '../../src/proxy/report/daemon-log.js';
 import {
@@ -112,10 +113,18 @@ describe('proxy for Nix', () => {
     expect(substituted.split('\n').sort()).toEqual(closure.sort());
     let stats = (await d.control('stats')).json;
     expect(stats.hits).toBeGreaterThanOrEqual(3);
-    expect(stats.bytesDownloaded).toBeGreaterThan(3 * 4096 * 0.5);
+    // The NARs went from the server to Nix: redirected with a link each, no byte through the proxy.
+    expect(stats.narRedirects).toBe(3);
+    expect(stats.bytesDownloaded).toBe(0);
+    expect(stats.paths.downloaded).toBe(3);
     expect(stats.errors).toEqual([]);
+    const narGetsAtServer = front.requests.filter((r) => r.startsWith('GET /nar/'));
+    expect(narGetsAtServer).toHaveLength(3);
+    for (const get of narGetsAtServer) expect(get).toMatch(/^GET \/nar\/\w+\.nar\.zst\?sig=[\w-]+\.[\w-]+$/);
+    // One request asked for the links of the closure.
+    expect(front.posted.filter((p) => p.url === NAR_LINKS_PATH)).toHaveLength(1);
 
-    // NARs stream through, whole or (a resumed download) by range.
+    // NARs are redirected whole or (a resumed download) by range.
     const narinfo = await (await fetch(`${d.url}/${StorePath.parse(top!).hashPart}.narinfo`)).text();
     const narUrl = `${d.url}/${/^URL: (.*)$/m.exec(narinfo)![1]}`;
     const fileSize = Number(/^FileSize: (\d+)$/m.exec(narinfo)![1]);
@@ -129,9 +138,31 @@ describe('proxy for Nix', () => {
     expect((await fetch(absent, { method: 'HEAD' })).status).toBe(404);
     stats = (await d.control('stats')).json;
     expect(stats.misses).toBeGreaterThanOrEqual(2);
-    // Asked once (in a batch lookup), then remembered.
-    expect(front.posted.filter((p) => p.body.includes('1'.repeat(32)))).toHaveLength(1);
+    // Answered from the narinfo set the daemon fetched at start (and brought up to date): never asked.
+    expect(front.requests).toContain('GET /_api/v1/narinfo-set');
+    expect(front.posted.filter((p) => p.body.includes('1'.repeat(32)))).toHaveLength(0);
     expect(d.logText()).not.toContain(token);
+  });
+});
+
+describe('NAR links', () => {
+  it('asks for each NAR’s link once, however many of Nix’s NAR GETs arrive at once', async () => {
+    const { closure } = await seedClosure((await nixBuild(randomChainExpr(6, 2048)))[0]!);
+    const front = await startFront(stack.server.url);
+    cleanups.push(front.close);
+    const { d } = await daemonFor(front.url, undefined);
+    const narPaths: string[] = [];
+    for (const path of closure) {
+      const narinfo = await (await fetch(`${d.url}/${StorePath.parse(path).hashPart}.narinfo`)).text();
+      narPaths.push(`/${/^URL: (\S+)$/m.exec(narinfo)![1]}`);
+    }
+    // Every NAR asked for at once, as Nix does with several substitutions in flight.
+    const answers = await Promise.all(narPaths.map((nar) => fetch(`${d.url}${nar}`, { redirect: 'manual' })));
+    expect(answers.map((answer) => answer.status)).toEqual(narPaths.map(() => 302));
+    const asked = front.posted
+      .filter((p) => p.url === NAR_LINKS_PATH)
+      .flatMap((p) => (JSON.parse(p.body) as { nars: string[] }).nars);
+    expect(asked.sort()).toEqual(narPaths.map((nar) => nar.slice(1)).sort());
   });
 });
 
@@ -202,7 +233,12 @@ describe('NAR readahead', () => {
     const closure = (await nix('nix-store', ['-qR', top])).trim().split('\n');
     await pushToServer([top]);
 
-    const front = await startFront(stack.server.url);
+    // A server older than NAR links: the NARs stream through the proxy, fetched ahead.
+    const front = await startFront(stack.server.url, {
+      failures: Infinity,
+      status: 404,
+      failWhen: (_method, url) => url === NAR_LINKS_PATH,
+    });
     cleanups.push(front.close);
     const { d } = await daemonFor(front.url, undefined);
 
@@ -222,6 +258,9 @@ describe('NAR readahead', () => {
     const stats = (await d.control('stats')).json;
     // Nix's order is foreseen: every NAR after the first one comes from the readahead.
     expect(stats.narsReadAhead).toBe(closure.length - 1);
+    // The links were asked for once, then never again.
+    expect(front.posted.filter((p) => p.url === NAR_LINKS_PATH)).toHaveLength(1);
+    expect(stats.narRedirects).toBe(0);
     expect(stats.errors).toEqual([]);
   });
 });
@@ -413,7 +452,8 @@ describe('pushing', () => {
     const again = (await second.control('drain', { deadlineSeconds: 60, paths })).json;
     expect(again.pushed.paths).toBe(0);
     expect(again.skipped).toEqual({ alreadyCached: count, upstream: 0, filtered: 0 });
-    expect(front.requests).toEqual(batches.map(() => 'POST /_api/v1/narinfos'));
+    const checks = front.requests.filter((r) => !r.startsWith('GET /_api/v1/narinfo-set'));
+    expect(checks).toEqual(batches.map(() => 'POST /_api/v1/narinfos'));
   });
 
   it('pushes the valid paths of a drain list and reports the ones no longer in the store', async () => {

@@ -24,6 +24,9 @@ describe('server config', () => {
       issuers: [{ name: 'github', issuer: GITHUB_ISSUER, audience: 'sluice', allowInsecureHttp: false }],
       blobs: { type: 'fs' },
       keys: {},
+      retention: {},
+      gcIntervalSeconds: 3600,
+      gcGraceSeconds: 3600,
     };
     expect(defaultConfig()).toEqual(expected);
     expect(parseConfig('')).toEqual(expected);
@@ -66,6 +69,9 @@ slices:
       trustProxy: [],
       uploads: DEFAULT_UPLOAD_LIMITS,
       publicUrl: 'https://cache.example.com',
+      retention: {},
+      gcIntervalSeconds: 3600,
+      gcGraceSeconds: 3600,
       issuers: [{ name: 'github', issuer: GITHUB_ISSUER, audience: 'sluice', allowInsecureHttp: false }],
       slices: [
         {

@@ -71,3 +71,43 @@ it('migrates a database at schema 1: its slice bindings were made by the default
   expect(await versions(url)).toEqual(MIGRATIONS.map((_, i) => i + 1));
   await store.close();
 });
+
+it('a narinfo committed after a cursor was taken, by a transaction that began before it, is in the next delta', async () => {
+  const url = await freshDatabase();
+  const store = await PgMetadataStore.open(url);
+  const writer = new pg.Client({ connectionString: url });
+  await writer.connect();
+  try {
+    // A writer's transaction gets its id (its insert) before the reader's snapshot and commits after.
+    await writer.query('BEGIN');
+    await writer.query(
+      `INSERT INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at)
+         VALUES ('s', $1, '/nix/store/x', 'k.nar', 'x', 0)`,
+      ['a'.repeat(32)],
+    );
+    const before = await store.narInfoHashParts(null);
+    expect(before.slices).toEqual([]);
+    // A later writer commits first: a cursor "after the newest row seen" would skip the first one.
+    await store.putNarInfo(
+      {
+        slice: 's',
+        hashPart: 'b'.repeat(32),
+        storePath: '/nix/store/y',
+        narKey: 'k.nar',
+        narinfo: 'y',
+        createdAt: new Date(0),
+      },
+      { time: new Date(0), slice: 's', storePath: '/nix/store/y', narSize: 1, fileSize: 1 },
+    );
+    const middle = await store.narInfoHashParts(before.cursor);
+    expect(middle.slices.map((s) => s.hashParts)).toEqual(['b'.repeat(32)]);
+    await writer.query('COMMIT');
+    const after = await store.narInfoHashParts(middle.cursor);
+    expect(after.slices.map((s) => s.hashParts.match(/.{32}/g)!.sort())).toEqual([
+      ['a'.repeat(32), ...(after.slices[0]!.hashParts.includes('b'.repeat(32)) ? ['b'.repeat(32)] : [])],
+    ]);
+  } finally {
+    await writer.end();
+    await store.close();
+  }
+});

@@ -315,6 +315,39 @@ describe.each(metadataBackends)('MetadataStore on %s', (_name, open) => {
     ]);
   });
 
+  it('lists the hash parts per slice with its binding, and from a cursor only what came after it', async () => {
+    const hash = (c: string) => c.repeat(32);
+    const byslice = (answer: Awaited<ReturnType<MetadataStore['narInfoHashParts']>>) =>
+      Object.fromEntries(
+        answer.slices.map(({ slice, owner, hashParts }) => [
+          slice,
+          { owner, hashParts: (hashParts.match(/.{32}/g) ?? []).sort() },
+        ]),
+      );
+    const empty = await meta.narInfoHashParts(null);
+    expect(empty.slices).toEqual([]);
+    expect(empty.cursor).toMatch(/^\d+$/);
+    await meta.bindSlice('b', { issuer: 'github', repositoryId: '7', repositoryOwnerId: '8' });
+    await meta.putNarInfo(record('a', 1, hash('1')), audit('a'));
+    await meta.putNarInfo(record('a', 2, hash('2')), audit('a'));
+    await meta.putNarInfo(record('b', 3, hash('1')), audit('b'));
+    const all = await meta.narInfoHashParts(null);
+    expect(byslice(all)).toEqual({
+      a: { owner: null, hashParts: [hash('1'), hash('2')] },
+      b: { owner: { issuer: 'github', repositoryId: '7', repositoryOwnerId: '8' }, hashParts: [hash('1')] },
+    });
+    // Nothing new: nothing (a store may repeat rows, but not these, long committed).
+    expect((await meta.narInfoHashParts(all.cursor)).slices).toEqual([]);
+    await meta.putNarInfo(record('b', 4, hash('3')), audit('b'));
+    expect(await meta.putNarInfo(record('a', 5, hash('1')), audit('a'))).toBe('exists');
+    const later = await meta.narInfoHashParts(all.cursor);
+    expect(byslice(later)).toEqual({
+      b: { owner: { issuer: 'github', repositoryId: '7', repositoryOwnerId: '8' }, hashParts: [hash('3')] },
+    });
+    expect((await meta.narInfoHashParts(later.cursor)).slices).toEqual([]);
+    expect(byslice(await meta.narInfoHashParts(null)).b?.hashParts).toEqual([hash('1'), hash('3')]);
+  });
+
   it('keeps the key a narinfo was signed with when stored', async () => {
     await meta.putNarInfo({ ...record('s', 1), signedBy: 'cache-1:AAAA' }, audit('s'));
     await meta.putNarInfo({ ...record('t', 2) }, audit('t'));

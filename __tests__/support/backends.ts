@@ -3,10 +3,15 @@
  * environment named them): a fresh database or bucket per test, so tests never see each other's
  * data. Missing services fail the test with the reason; they are never skipped.
  */
-import { CreateBucketCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+} from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,6 +108,8 @@ export interface BlobBackend {
   store: BlobStore;
   /** What the backend holds, visible or not: files (temp files too), or objects and uploads. */
   leftovers(): Promise<string[]>;
+  /** Leaves an upload of `key` unfinished, as a process killed mid-upload does. */
+  abandonUpload(key: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -112,7 +119,12 @@ export const blobBackends: [string, () => Promise<BlobBackend>][] = [
     async () => {
       const dir = mkdtempSync(join(tmpdir(), 'sluice-blobs-'));
       const store = await FsBlobStore.open(dir);
-      return { store, leftovers: async () => readdirSync(dir), close: async () => undefined };
+      return {
+        store,
+        leftovers: async () => readdirSync(dir),
+        abandonUpload: async (key) => writeFileSync(join(dir, `.upload-${key}`), 'partial'),
+        close: async () => undefined,
+      };
     },
   ],
   [
@@ -126,6 +138,13 @@ export const blobBackends: [string, () => Promise<BlobBackend>][] = [
         leftovers: async () => {
           const { objects, uploads } = await bucketContents(location);
           return [...objects, ...uploads.map((key) => `multipart upload of ${key}`)];
+        },
+        abandonUpload: async (key) => {
+          const command = new CreateMultipartUploadCommand({
+            Bucket: location.bucket,
+            Key: store.objectKey(key),
+          });
+          await store.client.send(command);
         },
         close: () => store.close(),
       };

@@ -6,9 +6,16 @@ import type { Clock } from '../../src/proxy/upstream/clock.js';
 
 export class ManualClock implements Clock {
   private offset = 0;
+  private frozenAt: number | undefined;
   private timers: { due: number; fn: () => void }[] = [];
 
-  readonly now = (): number => Date.now() + this.offset;
+  readonly now = (): number => (this.frozenAt ?? Date.now()) + this.offset;
+
+  /** Stops the real time from moving it: from now on only `advance` does. */
+  freeze(): this {
+    this.frozenAt = Date.now();
+    return this;
+  }
 
   setTimer(fn: () => void, ms: number): () => void {
     const timer = { due: this.now() + ms, fn };

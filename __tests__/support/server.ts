@@ -54,6 +54,10 @@ export interface TestServerOptions {
   now?: () => number;
   /** The upload verification threads, to watch or stop them (closed with the server). */
   verifiers?: VerifyPool;
+  /** Retention's clock (ms): tests move it to age what was pushed and read. */
+  clock?: () => number;
+  /** Runs just before the collector deletes a claimed NAR file (to force a race). */
+  beforeBlobDelete?: (key: string) => Promise<void>;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -80,6 +84,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     logDestination: { write: (line: string) => logs.push(line) },
     ...(options.now ? { exchange: { now: options.now } } : {}),
     ...(options.verifiers ? { verifiers: options.verifiers } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.beforeBlobDelete ? { beforeBlobDelete: options.beforeBlobDelete } : {}),
   });
   const { tokenKey } = await loadServerKeys(config, server.dataDir);
   // Read tokens are recorded in the server's database, as `sluice token create` records them.

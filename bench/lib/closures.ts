@@ -52,13 +52,13 @@ function chunksOf(groups: PathGroup[]): Chunk[][] {
   return builds;
 }
 
-function leavesExpr(chunks: Chunk[], tag: string): string {
+function leavesExpr(chunks: Chunk[], tag: string, prefix: string): string {
   const lists = chunks.map(
     (chunk) =>
       `(builtins.genList (i: leaf "g${chunk.group}" ${chunk.bytes} (i + ${chunk.first})) ${chunk.count})`,
   );
   return `leaf = group: size: i: derivation {
-      name = "sluice-bench-\${group}-\${toString i}";
+      name = "${prefix}-\${group}-\${toString i}";
       system = builtins.currentSystem;
       builder = "/bin/sh";
       salt = "${tag}";
@@ -77,21 +77,32 @@ function totalBytes(groups: PathGroup[]): number {
   return groups.reduce((sum, group) => sum + group.count * group.bytes, 0);
 }
 
-/** Independent paths (no references between them): what one job builds and pushes. */
-export async function buildPaths(groups: PathGroup[], machine?: NixMachine): Promise<Closure> {
+/**
+ * Independent paths (no references between them): what one job builds and pushes. Their names
+ * start with `prefix`, which a job's push-filter can tell from other processes' paths.
+ */
+export async function buildPaths(
+  groups: PathGroup[],
+  machine?: NixMachine,
+  prefix = 'sluice-bench',
+): Promise<Closure> {
   const tag = salt();
   const paths: string[] = [];
   for (const chunks of chunksOf(groups))
-    paths.push(...(await build(`let ${leavesExpr(chunks, tag)} in leaves`, machine)));
+    paths.push(...(await build(`let ${leavesExpr(chunks, tag, prefix)} in leaves`, machine)));
   return { paths, bytes: totalBytes(groups) };
 }
 
 /** Leaves plus one root path that refers to all of them: a closure to substitute by its root. */
-export async function buildFan(groups: PathGroup[], machine?: NixMachine): Promise<Closure> {
-  const leaves = await buildPaths(groups, machine);
+export async function buildFan(
+  groups: PathGroup[],
+  machine?: NixMachine,
+  prefix = 'sluice-bench',
+): Promise<Closure> {
+  const leaves = await buildPaths(groups, machine, prefix);
   // The root's builder mentions every leaf, so Nix finds them all as references.
   const expression = `derivation {
-      name = "sluice-bench-root";
+      name = "${prefix}-root";
       system = builtins.currentSystem;
       builder = "/bin/sh";
       salt = "${salt()}";

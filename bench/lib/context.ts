@@ -19,6 +19,18 @@ export interface Sizes {
   /** Growth: push `growthPush` paths and look up `growthLookups` narinfos, times 1, 4 and 16. */
   growthPush: PathGroup;
   growthLookups: number;
+  /** The one NAR streamed through the S3-backed server while its memory is watched. */
+  bigNar: number;
+  /** GitHub cache mode: the closure job 2 restores from the pack and substitutes (leaves; plus a root). */
+  ghaPack: PathGroup[];
+  /** GitHub cache mode: path counts of the jobs whose cache-service calls are counted. */
+  ghaCallPaths: number[];
+  /** Narinfos in the large cache the lookups run against (seeded directly into its database). */
+  largeCache: number;
+  /** Leaves of the mostly-missing job's closure (a tenth of them cached). */
+  missJob: number;
+  /** Narinfos in the garbage-collection scenario (5% of them removed). */
+  gcNarinfos: number;
 }
 
 export const FULL: Sizes = {
@@ -33,6 +45,15 @@ export const FULL: Sizes = {
   concurrentJobs: 8,
   growthPush: { count: 50, bytes: Math.round(0.1 * MiB) },
   growthLookups: 625,
+  bigNar: 1024 * MiB,
+  ghaPack: [
+    { count: 20, bytes: 50 * MiB },
+    { count: 200, bytes: Math.round(0.1 * MiB) },
+  ],
+  ghaCallPaths: [20, 200, 2_000],
+  largeCache: 1_000_000,
+  missJob: 1_000,
+  gcNarinfos: 100_000,
 };
 
 /** `--quick`: the same scenarios at a fraction of the size, for iterating on the benchmark itself. */
@@ -48,6 +69,16 @@ export const QUICK: Sizes = {
   concurrentJobs: 8,
   growthPush: { count: 10, bytes: Math.round(0.1 * MiB) },
   growthLookups: 100,
+  bigNar: 64 * MiB,
+  ghaPack: [
+    { count: 2, bytes: 10 * MiB },
+    { count: 20, bytes: Math.round(0.1 * MiB) },
+  ],
+  // The counts the issue names: tiny paths, cheap even at 2,000.
+  ghaCallPaths: [20, 200, 2_000],
+  largeCache: 50_000,
+  missJob: 100,
+  gcNarinfos: 10_000,
 };
 
 export interface Bundles {

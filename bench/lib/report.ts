@@ -8,7 +8,7 @@ export interface Row {
   /** 'growth' rows describe how cost grows; they have no target. */
   group?: 'growth';
   scenario: string;
-  unit: 's' | 'MB' | 'req/s' | 'ratio';
+  unit: 's' | 'MB' | 'req/s' | 'ratio' | 'calls';
   sluice: Side;
   baseline?: Side;
   target: string;
@@ -41,6 +41,7 @@ export function sideMedian(side: Side | undefined): number | undefined {
 function formatNumber(value: number, unit: Row['unit']): string {
   if (unit === 'req/s') return `${Math.round(value).toLocaleString('en-US')} req/s`;
   if (unit === 'ratio') return value.toFixed(2);
+  if (unit === 'calls') return `${value} calls`;
   const digits = value >= 100 ? 0 : value >= 10 ? 1 : 2;
   return `${value.toFixed(digits)} ${unit}`;
 }

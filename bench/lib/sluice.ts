@@ -48,6 +48,8 @@ export interface IdTokenSource {
 
 export interface SluiceServer {
   url: string;
+  /** Its data directory (the SQLite database is `sluice.db` there). */
+  dataDir: string;
   publicKey: string;
   pid: number;
   /** The tail of its log, for error messages. */
@@ -65,6 +67,9 @@ export interface Daemon {
   output(): string;
   peakRssMB(): number;
   cpuSeconds(): number;
+  stats(): Promise<DaemonStats>;
+  /** Waits until the daemon's first fetch of the narinfo set ended (loaded or not); its stats then. */
+  lookupSetLoaded(timeoutMs?: number): Promise<DaemonStats>;
   /** Pushes `paths` (and their closures) and waits until the queue is empty. */
   drain(paths: string[], deadlineSeconds?: number): Promise<DrainStats>;
   close(): Promise<void>;
@@ -156,6 +161,7 @@ export async function startSluiceServer(
   await waitForHttp(`${url}${HEALTH_PATH}`, 10_000, child);
   return {
     url,
+    dataDir: join(dir, 'data'),
     publicKey,
     pid: child.pid!,
     output: child.output,
@@ -242,6 +248,14 @@ export async function startDaemon(
     ready = readReadyFile(stateDir);
   }
   const url = `http://127.0.0.1:${ready.port}`;
+  const stats = async (): Promise<DaemonStats> => {
+    const response = await request(`${url}${controlPath(ControlRoute.Stats)}`, {
+      headers: { authorization },
+    });
+    const text = await response.body.text();
+    if (response.statusCode !== 200) throw new Error(`stats answered ${response.statusCode}: ${text}`);
+    return JSON.parse(text) as DaemonStats;
+  };
   await waitForHttp(`${url}${controlPath(ControlRoute.Health)}`, 10_000, child, { authorization });
   return {
     url: `${url}/${auth.cachePrefix}`,
@@ -249,6 +263,16 @@ export async function startDaemon(
     output: child.output,
     peakRssMB: () => peakRssMB(child.pid!),
     cpuSeconds: () => cpuSeconds(child.pid!),
+    stats,
+    lookupSetLoaded: async (timeoutMs = 60_000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const current = await stats();
+        if (current.lookupSet?.state !== 'loading') return current;
+        if (Date.now() > deadline) throw new Error('the daemon did not load its narinfo set in time');
+        await sleep(20);
+      }
+    },
     drain: async (paths, deadlineSeconds = 3600) => {
       // undici's request, not fetch: fetch gives up waiting for headers after 300 s, a big push may take longer.
       const response = await request(`${url}${controlPath(ControlRoute.Drain)}`, {

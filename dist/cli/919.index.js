@@ -169,6 +169,8 @@ const MIN_PART_SIZE = 5 * 1024 ** 2;
 class S3BlobStore {
     options;
     client;
+    /** Multipart uploads this process is writing now: never taken for abandoned ones. */
+    uploading = new Set();
     constructor(options) {
         this.options = options;
         if (options.partSize < MIN_PART_SIZE)
@@ -187,36 +189,26 @@ class S3BlobStore {
     async put(key, body) {
         const objectKey = this.objectKey(key);
         const chunks = body[Symbol.asyncIterator]();
-        let present;
-        try {
-            present = (await this.head(key)) !== null;
-        }
-        catch (error) {
-            // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
-            void chunks.return?.().catch(() => undefined);
-            throw error;
-        }
-        if (present) {
-            // Already stored: the body is still read to its end, so its checks run, but not sent.
-            for (let next = await chunks.next(); !next.done; next = await chunks.next())
-                ;
-            return 'exists';
-        }
         const upload = new PartUploader(this, objectKey);
+        const parts = new PartBuffers(this.options.partSize);
         try {
-            const gathered = [];
-            let gatheredBytes = 0;
             for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
-                // Copied: the body reuses a chunk's buffer once the next chunk is asked for.
-                gathered.push(Buffer.from(next.value));
-                gatheredBytes += next.value.length;
-                if (gatheredBytes >= this.options.partSize) {
-                    await upload.addPart(Buffer.concat(gathered, gatheredBytes));
-                    gathered.length = 0;
-                    gatheredBytes = 0;
+                for (let chunk = next.value; chunk.length > 0;) {
+                    // Copied: the body reuses a chunk's buffer once the next chunk is asked for.
+                    chunk = chunk.subarray(parts.fill(chunk));
+                    if (!parts.full)
+                        continue;
+                    // More than one part: asked before any is sent, so a stored NAR is not sent again. A
+                    // body of one part goes as one PutObject, whose If-None-Match answers the same question.
+                    if (!upload.started && (await this.head(key)) !== null) {
+                        for (next = await chunks.next(); !next.done; next = await chunks.next())
+                            ;
+                        return 'exists';
+                    }
+                    await upload.addPart(parts.take());
                 }
             }
-            const rest = Buffer.concat(gathered, gatheredBytes);
+            const rest = parts.take();
             if (!upload.started)
                 return await this.putWhole(objectKey, rest);
             if (rest.length > 0)
@@ -281,6 +273,21 @@ class S3BlobStore {
     async delete(key) {
         await (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .DeleteObjectCommand */ .k4j({ Bucket: this.options.bucket, Key: this.objectKey(key) })));
     }
+    /** Every object under the prefix whose name is a blob key, a page (1000) at a time. */
+    async *list(skip = () => false) {
+        const { bucket, prefix } = this.options;
+        let token;
+        do {
+            const page = await (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .ListObjectsV2Command */ .u6x({ Bucket: bucket, Prefix: prefix, ContinuationToken: token })));
+            for (const object of page.Contents ?? []) {
+                const key = object.Key?.slice(prefix.length);
+                if (key === undefined || !(0,_blob_store_js__WEBPACK_IMPORTED_MODULE_2__/* .isValidBlobKey */ .B)(key) || !object.LastModified || skip(key))
+                    continue;
+                yield { key, size: object.Size ?? 0, modifiedAt: object.LastModified };
+            }
+            token = page.IsTruncated ? page.NextContinuationToken : undefined;
+        } while (token);
+    }
     /**
      * Aborts multipart uploads under the prefix begun before `before`: those a replica killed
      * mid-upload left behind (they are never visible, but the store keeps their parts). Returns how
@@ -300,6 +307,8 @@ class S3BlobStore {
             for (const upload of page.Uploads ?? []) {
                 if (!upload.Key || !upload.UploadId || !upload.Initiated || upload.Initiated >= before)
                     continue;
+                if (this.uploading.has(upload.UploadId))
+                    continue;
                 await (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .AbortMultipartUploadCommand */ .tfP({
                     Bucket: this.options.bucket,
                     Key: upload.Key,
@@ -318,6 +327,49 @@ class S3BlobStore {
     }
     async close() {
         this.client.destroy();
+    }
+}
+/**
+ * Two buffers of one part each, filled in turn: one gathers the body while the part taken before
+ * it uploads. The first grows as the body does, so a small NAR never takes a whole part.
+ */
+class PartBuffers {
+    partSize;
+    current;
+    other;
+    filled = 0;
+    constructor(partSize) {
+        this.partSize = partSize;
+    }
+    get full() {
+        return this.filled === this.partSize;
+    }
+    /** Copies as much of `chunk` as the part has room for; returns how many bytes that was. */
+    fill(chunk) {
+        const taken = Math.min(this.partSize - this.filled, chunk.length);
+        const needed = this.filled + taken;
+        if (!this.current || needed > this.current.length) {
+            // Once a body has filled a part, the next part will be whole too (or the last).
+            const size = this.other?.length === this.partSize
+                ? this.partSize
+                : Math.min(this.partSize, Math.max(2 * (this.current?.length ?? 0), needed, 256 * 1024));
+            const grown = Buffer.allocUnsafe(size);
+            this.current?.copy(grown, 0, 0, this.filled);
+            this.current = grown;
+        }
+        chunk.copy(this.current, this.filled, 0, taken);
+        this.filled = needed;
+        return taken;
+    }
+    /**
+     * The bytes gathered, as a part; the other buffer gathers next. A part's buffer is written into
+     * again only after the following take, and PartUploader.addPart has waited for its upload by then.
+     */
+    take() {
+        const part = (this.current ?? Buffer.alloc(0)).subarray(0, this.filled);
+        [this.current, this.other] = [this.other, this.current];
+        this.filled = 0;
+        return part;
     }
 }
 /** One multipart upload: a part uploads while the next gathers; at most one is in flight. */
@@ -341,6 +393,8 @@ class PartUploader {
         if (!this.uploadId) {
             const created = await (0,_s3_client_js__WEBPACK_IMPORTED_MODULE_0__.guarded)(this.store.client.send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .CreateMultipartUploadCommand */ .nG4({ Bucket: this.bucket, Key: this.objectKey })));
             this.uploadId = created.UploadId;
+            if (this.uploadId)
+                this.store.uploading.add(this.uploadId);
         }
         // The previous part must be stored before another is sent: two parts in memory at most.
         await this.inFlight;
@@ -370,6 +424,7 @@ class PartUploader {
                 MultipartUpload: { Parts: this.parts },
                 IfNoneMatch: '*',
             })));
+            this.store.uploading.delete(this.uploadId);
             this.uploadId = undefined;
             return 'created';
         }
@@ -386,6 +441,7 @@ class PartUploader {
             return;
         const uploadId = this.uploadId;
         this.uploadId = undefined;
+        this.store.uploading.delete(uploadId);
         await this.inFlight?.catch(() => undefined);
         await this.store.client
             .send(new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_1__/* .AbortMultipartUploadCommand */ .tfP({ Bucket: this.bucket, Key: this.objectKey, UploadId: uploadId }))

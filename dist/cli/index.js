@@ -3572,7 +3572,7 @@ __webpack_unused_export__ = exports.Registry.OPENMETRICS_CONTENT_TYPE;
 /* unused reexport */ __nccwpck_require__(1539).validateMetricName;
 
 exports.Counter = __nccwpck_require__(8606);
-/* unused reexport */ __nccwpck_require__(7173);
+exports.Gauge = __nccwpck_require__(7173);
 /* unused reexport */ __nccwpck_require__(5416);
 /* unused reexport */ __nccwpck_require__(5910);
 /* unused reexport */ __nccwpck_require__(7524);
@@ -8610,7 +8610,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 9847:
+/***/ 2513:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -8633,17 +8633,17 @@ const external_node_net_namespaceObject = __WEBPACK_EXTERNAL_createRequire(impor
 
 /** The hosts the daemon may listen on: it holds the cache token, so never a routable address. */
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1']);
-class ListenError extends Error {
+class listen_ListenError extends Error {
 }
 /** `host:port` or `[ipv6]:port` \u2192 its parts; a ListenError saying the grammar otherwise. */
-function parseHostPort(value) {
+function listen_parseHostPort(value) {
     const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(String(value).trim());
     const port = match ? Number(match[3]) : NaN;
     if (!match || port > 65535)
-        throw new ListenError(`${JSON.stringify(String(value))} is not HOST:PORT`);
+        throw new listen_ListenError(`${JSON.stringify(String(value))} is not HOST:PORT`);
     return { host: (match[1] ?? match[2]), port };
 }
-function isLoopbackHost(host) {
+function listen_isLoopbackHost(host) {
     return LOOPBACK_HOSTS.has(host);
 }
 /** Any loopback address (127.0.0.0/8, ::1, localhost; brackets allowed), where plain http never leaves the machine. */
@@ -8667,7 +8667,7 @@ class ConfigError extends Error {
 /** Values in the server's config: durations, sizes, counts and listen addresses, each refused with a ConfigError naming the problem. */
 
 
-const DURATION_UNITS = { s: 1, m: 60, h: 3600, d: 86400 };
+const DURATION_UNITS = { s: 1, m: 60, h: 3600, d: 86400, w: 604800, y: 31536000 };
 const SIZE_UNITS = {
     '': 1,
     b: 1,
@@ -8714,10 +8714,10 @@ function parseCount(value, min = 1) {
 /** `host:port` or `[ipv6]:port` (the one listen grammar, src/contracts/listen.ts). */
 function parseListen(value) {
     try {
-        return parseHostPort(value);
+        return listen_parseHostPort(value);
     }
     catch (error) {
-        if (error instanceof ListenError)
+        if (error instanceof listen_ListenError)
             throw new ConfigError(error.message);
         throw error;
     }
@@ -8739,8 +8739,295 @@ function dataPaths(dataDir) {
 const external_node_sqlite_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:sqlite");
 // EXTERNAL MODULE: ./src/server/storage/metadata-rows.ts
 var metadata_rows = __nccwpck_require__(9848);
+;// CONCATENATED MODULE: ./src/server/storage/sqlite-retention.ts
+const RETENTION_SCHEMA = `
+CREATE TABLE IF NOT EXISTS nar_keys (
+  key TEXT PRIMARY KEY, used_at INTEGER NOT NULL, deleting_since INTEGER
+);
+CREATE TABLE IF NOT EXISTS pins (
+  slice TEXT NOT NULL, name TEXT NOT NULL, store_paths TEXT NOT NULL, created_at INTEGER NOT NULL,
+  expires_at INTEGER, PRIMARY KEY (slice, name)
+);
+CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS deletions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, slice TEXT, reason TEXT NOT NULL,
+  items TEXT NOT NULL, bytes INTEGER NOT NULL
+);
+`;
+/** A claim older than this was left by a collector that died between claim and delete. */
+const ABANDONED_CLAIM_MS = 60_000;
+/** Runs `body` in an IMMEDIATE transaction (the write lock first, so check-then-write is atomic). */
+function transaction(db, body) {
+    db.exec('BEGIN IMMEDIATE');
+    try {
+        const result = body();
+        db.exec('COMMIT');
+        return result;
+    }
+    catch (error) {
+        if (db.isTransaction)
+            db.exec('ROLLBACK');
+        throw error;
+    }
+}
+/** Databases made before retention lack `narinfos.last_accessed_at`: null reads as created_at. */
+function migrateRetention(db) {
+    db.exec(RETENTION_SCHEMA);
+    const columns = db.prepare('PRAGMA table_info(narinfos)').all();
+    if (!columns.some((column) => column.name === 'last_accessed_at'))
+        db.exec('ALTER TABLE narinfos ADD COLUMN last_accessed_at INTEGER');
+}
+function touchNarInfos(db, sql, keys, at) {
+    if (keys.length === 0)
+        return 0;
+    const statement = sql(`UPDATE narinfos SET last_accessed_at = ?1
+       WHERE slice = ?2 AND hash_part = ?3 AND coalesce(last_accessed_at, created_at) < ?1`);
+    const exists = sql('SELECT 1 FROM narinfos WHERE slice = ? AND hash_part = ?');
+    return transaction(db, () => {
+        let found = 0;
+        for (const key of keys) {
+            const changed = statement.run(+at, key.slice, key.hashPart).changes;
+            if (Number(changed) > 0 || exists.get(key.slice, key.hashPart))
+                found++;
+        }
+        return found;
+    });
+}
+function listSlices(sql) {
+    return sql('SELECT DISTINCT slice FROM narinfos ORDER BY slice').all().map((r) => String(r.slice));
+}
+function listNarInfos(sql, slice, after, limit) {
+    const rows = sql('SELECT * FROM narinfos WHERE slice = ? AND hash_part > ? ORDER BY hash_part LIMIT ?').all(slice, after, limit);
+    return rows.map((row) => ({
+        slice: String(row.slice),
+        hashPart: String(row.hash_part),
+        storePath: String(row.store_path),
+        narKey: String(row.nar_key),
+        narinfo: String(row.narinfo),
+        createdAt: new Date(Number(row.created_at)),
+        lastAccessedAt: new Date(Number(row.last_accessed_at ?? row.created_at)),
+    }));
+}
+function narKeysInUse(sql, usedSince) {
+    const keys = (text, ...args) => new Set(sql(text).all(...args).map((r) => String(r.key)));
+    return {
+        referenced: keys('SELECT DISTINCT nar_key AS key FROM narinfos'),
+        touched: keys('SELECT key FROM nar_keys WHERE used_at >= ?', +usedSince),
+    };
+}
+function insertDeletion(sql, record) {
+    sql('INSERT INTO deletions (time, slice, reason, items, bytes) VALUES (?, ?, ?, ?, ?)').run(+record.time, record.slice, record.reason, JSON.stringify(record.items), record.bytes);
+}
+function deleteNarInfos(db, sql, slice, hashParts, unusedBefore, record) {
+    const parts = JSON.stringify(hashParts);
+    return transaction(db, () => {
+        const fresh = sql(`SELECT count(*) AS n FROM narinfos WHERE slice = ? AND hash_part IN (SELECT value FROM json_each(?))
+         AND (created_at >= ?3 OR coalesce(last_accessed_at, created_at) >= ?3)`).get(slice, parts, +unusedBefore);
+        if (Number(fresh.n) > 0)
+            return false;
+        sql('DELETE FROM narinfos WHERE slice = ? AND hash_part IN (SELECT value FROM json_each(?))').run(slice, parts);
+        insertDeletion(sql, record);
+        return true;
+    });
+}
+function touchNar(db, sql, key, at) {
+    return transaction(db, () => {
+        const row = sql('SELECT deleting_since FROM nar_keys WHERE key = ?').get(key);
+        if (row?.deleting_since != null && Number(row.deleting_since) > +at - ABANDONED_CLAIM_MS)
+            return false;
+        sql(`INSERT INTO nar_keys (key, used_at, deleting_since) VALUES (?1, ?2, NULL)
+         ON CONFLICT (key) DO UPDATE SET used_at = max(used_at, ?2), deleting_since = NULL`).run(key, +at);
+        return true;
+    });
+}
+/** Whether a narinfo is being inserted for a NAR a collector claimed (the insert must not happen). */
+function isNarClaimed(sql, key, at) {
+    const row = sql('SELECT deleting_since FROM nar_keys WHERE key = ?').get(key);
+    return row?.deleting_since != null && Number(row.deleting_since) > +at - ABANDONED_CLAIM_MS;
+}
+function claimNarDeletion(db, sql, key, unusedBefore, at) {
+    return transaction(db, () => {
+        if (sql('SELECT 1 FROM narinfos WHERE nar_key = ? LIMIT 1').get(key))
+            return false;
+        const row = sql('SELECT used_at FROM nar_keys WHERE key = ?').get(key);
+        if (row && Number(row.used_at) >= +unusedBefore)
+            return false;
+        sql(`INSERT INTO nar_keys (key, used_at, deleting_since) VALUES (?1, 0, ?2)
+         ON CONFLICT (key) DO UPDATE SET deleting_since = ?2`).run(key, +at);
+        sql('DELETE FROM slice_nars WHERE key = ?').run(key);
+        return true;
+    });
+}
+function finishNarDeletion(db, sql, keys, record) {
+    transaction(db, () => {
+        const remove = sql('DELETE FROM nar_keys WHERE key = ? AND deleting_since IS NOT NULL');
+        for (const key of keys)
+            remove.run(key);
+        if (record)
+            insertDeletion(sql, record);
+    });
+}
+function pinOf(row) {
+    return {
+        slice: String(row.slice),
+        name: String(row.name),
+        storePaths: JSON.parse(String(row.store_paths)),
+        createdAt: new Date(Number(row.created_at)),
+        expiresAt: row.expires_at === null ? null : new Date(Number(row.expires_at)),
+    };
+}
+function putPin(db, sql, pin) {
+    transaction(db, () => {
+        const row = sql('SELECT * FROM pins WHERE slice = ? AND name = ?').get(pin.slice, pin.name);
+        const paths = new Set([...(row ? pinOf(row).storePaths : []), ...pin.storePaths]);
+        sql(`INSERT INTO pins (slice, name, store_paths, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (slice, name) DO UPDATE SET store_paths = excluded.store_paths,
+           expires_at = excluded.expires_at`).run(pin.slice, pin.name, JSON.stringify([...paths].sort()), +pin.createdAt, pin.expiresAt && +pin.expiresAt);
+    });
+}
+function listPins(sql, slice) {
+    const rows = sql('SELECT * FROM pins WHERE ?1 IS NULL OR slice = ?1 ORDER BY slice, name').all(slice ?? null);
+    return rows.map(pinOf);
+}
+function deletePin(sql, slice, name) {
+    return Number(sql('DELETE FROM pins WHERE slice = ? AND name = ?').run(slice, name).changes) > 0;
+}
+function acquireLease(db, sql, name, holder, until, at) {
+    return transaction(db, () => {
+        const row = sql('SELECT * FROM leases WHERE name = ?').get(name);
+        if (row && String(row.holder) !== holder && Number(row.expires_at) > +at)
+            return false;
+        sql(`INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at`).run(name, holder, +until);
+        return true;
+    });
+}
+function releaseLease(sql, name, holder) {
+    sql('DELETE FROM leases WHERE name = ? AND holder = ?').run(name, holder);
+}
+function listDeletions(sql, filter) {
+    const rows = sql('SELECT * FROM deletions WHERE time >= ? ORDER BY time, id LIMIT ?').all(filter.since ? +filter.since : 0, filter.limit ?? -1);
+    return rows.map((row) => ({
+        time: new Date(Number(row.time)),
+        slice: row.slice === null ? null : String(row.slice),
+        reason: String(row.reason),
+        items: JSON.parse(String(row.items)),
+        bytes: Number(row.bytes),
+    }));
+}
+
+;// CONCATENATED MODULE: ./src/nix/nix32.ts
+/**
+ * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
+ * the end, so the first character carries the most significant bits of the last byte.
+ */
+const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
+/** One nix32 character, as a regular-expression class. */
+const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
+const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
+/** Length in characters of the nix32 form of `byteLength` bytes. */
+function nix32Length(byteLength) {
+    return Math.ceil((byteLength * 8) / 5);
+}
+function encodeNix32(bytes) {
+    const length = nix32Length(bytes.length);
+    let out = '';
+    for (let n = length - 1; n >= 0; n--) {
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        const low = bytes[i] >> j;
+        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
+        out += NIX32_ALPHABET[(low | high) & 0x1f];
+    }
+    return out;
+}
+class Nix32Error extends Error {
+}
+function decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
+    if (text.length !== nix32Length(byteLength)) {
+        throw new Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
+    }
+    const bytes = Buffer.alloc(byteLength);
+    for (let n = 0; n < text.length; n++) {
+        const c = text[text.length - n - 1];
+        const digit = DIGIT_OF.get(c);
+        if (digit === undefined)
+            throw new Nix32Error(`invalid character '${c}' in nix32 string`);
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        bytes[i] |= (digit << j) & 0xff;
+        const carry = digit >> (8 - j);
+        if (i + 1 < byteLength)
+            bytes[i + 1] |= carry;
+        else if (carry !== 0)
+            throw new Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
+    }
+    return bytes;
+}
+function isNix32(text) {
+    for (const c of text)
+        if (!DIGIT_OF.has(c))
+            return false;
+    return true;
+}
+
+;// CONCATENATED MODULE: ./src/server/storage/sqlite-narinfo-set.ts
+
+
+const sliceHashParts = (row) => ({
+    slice: (0,metadata_rows/* str */.gx)(row.slice),
+    owner: (0,metadata_rows/* sliceOwnerOf */.du)(row, 'owner_'),
+    hashParts: (0,metadata_rows/* str */.gx)(row.hash_parts),
+});
+const INT64_MAX = 2n ** 63n - 1n;
+/** A cursor of digits as SQLite's integer (one beyond any counter value is as good as the largest). */
+const asInt64 = (digits) => (BigInt(digits) > INT64_MAX ? INT64_MAX : BigInt(digits));
+async function readHashParts(sql, since) {
+    const grouped = (rows) => `SELECT n.slice, group_concat(n.hash_part, '') AS hash_parts,
+      s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
+      s.repository_owner_id AS owner_repository_owner_id
+    FROM ${rows} n LEFT JOIN slices s ON s.name = n.slice GROUP BY n.slice`;
+    // Read first: writes are serialised, so every row numbered up to it is committed now. Rows
+    // committed after it have higher numbers, so the next delta has them (maybe again).
+    const counter = sql(`SELECT value FROM sequences WHERE name = 'narinfos'`).get();
+    const cursor = String(counter?.value ?? 0);
+    if (since !== null) {
+        // On the seq index: left to itself the planner walks every row in slice order.
+        const rows = sql(grouped('(SELECT slice, hash_part FROM narinfos INDEXED BY narinfos_by_seq WHERE seq > ?)')).all(asInt64(since));
+        return { cursor, slices: rows.map(sliceHashParts) };
+    }
+    // Everything, in 32 steps by the first character with a turn of the event loop between them:
+    // a million rows read at once held every other request for seconds.
+    const slices = new Map();
+    const step = sql(grouped('(SELECT slice, hash_part FROM narinfos INDEXED BY narinfos_by_hash_slice WHERE hash_part >= ? AND hash_part < ?)'));
+    for (let i = 0; i < NIX32_ALPHABET.length; i++) {
+        const upper = NIX32_ALPHABET[i + 1] ?? '{';
+        for (const row of step.all(NIX32_ALPHABET[i], upper)) {
+            const part = sliceHashParts(row);
+            const entry = slices.get(part.slice);
+            if (entry)
+                entry.parts.push(part.hashParts);
+            else
+                slices.set(part.slice, { ...part, parts: [part.hashParts] });
+        }
+        await new Promise((resolve) => setImmediate(resolve));
+    }
+    return {
+        cursor,
+        slices: [...slices.values()].map(({ slice, owner, parts }) => ({
+            slice,
+            owner,
+            hashParts: parts.join(''),
+        })),
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/server/storage/sqlite-metadata-store.ts
 /** MetadataStore on SQLite (`node:sqlite`), one file in the data directory, WAL mode. */
+
+
 
 
 const SCHEMA = `
@@ -8769,6 +9056,7 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_by_slice_time ON audit (slice, time);
 CREATE TABLE IF NOT EXISTS used_id_tokens (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS used_id_tokens_by_expiry ON used_id_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS read_tokens (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, read TEXT NOT NULL, created_at INTEGER NOT NULL,
   expires_at INTEGER NOT NULL, last_used_at INTEGER, revoked_at INTEGER
@@ -8787,9 +9075,14 @@ class SqliteMetadataStore {
         this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
         this.db.exec(SCHEMA);
         this.addFileHashColumn();
+        migrateRetention(this.db);
         this.addColumn('narinfos', 'signed_by', 'TEXT');
         // Bindings made before several issuers were kept apart were all made by the default issuer.
         this.addColumn('slices', 'issuer', `TEXT NOT NULL DEFAULT 'github'`);
+        // Insert order for the narinfo set's deltas: a counter, never reused (a rowid would be after a
+        // delete). Rows from before it have none and are only in full answers.
+        this.addColumn('narinfos', 'seq', 'INTEGER');
+        this.db.exec('CREATE INDEX IF NOT EXISTS narinfos_by_seq ON narinfos (seq)');
         // Slices are filtered inside the query, on the (hash_part, slice) index: a narinfo in a slice the
         // reader cannot see is never returned, so it costs (and times) about like one that does not exist.
         this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) => this.readable(String(slice), (0,metadata_rows/* sliceOwnerOf */.du)({ issuer, repository_id: repositoryId, repository_owner_id: repositoryOwnerId }))
@@ -8852,8 +9145,15 @@ class SqliteMetadataStore {
     async putNarInfo(record, audit) {
         this.db.exec('BEGIN IMMEDIATE');
         try {
-            const inserted = this.sql(`INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
-           VALUES (?, ?, ?, ?, ?, ?, ?)`).run(record.slice, record.hashPart, record.storePath, record.narKey, record.narinfo, +record.createdAt, record.signedBy ?? null);
+            if (isNarClaimed(this.run, record.narKey, record.createdAt)) {
+                this.db.exec('ROLLBACK');
+                return 'nar_missing';
+            }
+            // Writes are serialised (BEGIN IMMEDIATE), so sequence numbers commit in order.
+            const { value: seq } = this.sql(`INSERT INTO sequences (name, value) VALUES ('narinfos', 1)
+           ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value`).get();
+            const inserted = this.sql(`INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by, seq)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(record.slice, record.hashPart, record.storePath, record.narKey, record.narinfo, +record.createdAt, record.signedBy ?? null, seq);
             if (inserted.changes === 0) {
                 this.db.exec('ROLLBACK');
                 return 'exists';
@@ -8874,6 +9174,9 @@ class SqliteMetadataStore {
         const rows = this.filtered(readable, () => this.sql(`${metadata_rows/* NARINFOS_WITH_OWNER */.A7} WHERE n.hash_part IN (SELECT value FROM json_each(?))
            AND sluice_readable(n.slice, s.issuer, s.repository_id, s.repository_owner_id)`).all(JSON.stringify(hashParts)));
         return rows.map(metadata_rows/* narInfoRecord */.X8);
+    }
+    async narInfoHashParts(since) {
+        return readHashParts(this.run, since);
     }
     async isNarReadable(key, readable) {
         const rows = this.sql(`SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
@@ -8923,6 +9226,50 @@ class SqliteMetadataStore {
         const row = this.sql('UPDATE read_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ? RETURNING revoked_at').get(+at, id);
         return row ? { revoked: row.revoked_at !== null } : null;
     }
+    // RetentionStore: the queries live in sqlite-retention.ts.
+    run = this.sql.bind(this);
+    async touchNarInfos(keys, at) {
+        return touchNarInfos(this.db, this.run, keys, at);
+    }
+    async listSlices() {
+        return listSlices(this.run);
+    }
+    async listNarInfos(slice, after, limit) {
+        return listNarInfos(this.run, slice, after, limit);
+    }
+    async narKeysInUse(usedSince) {
+        return narKeysInUse(this.run, usedSince);
+    }
+    async deleteNarInfos(slice, hashParts, unusedBefore, record) {
+        return deleteNarInfos(this.db, this.run, slice, hashParts, unusedBefore, record);
+    }
+    async touchNar(key, at) {
+        return touchNar(this.db, this.run, key, at);
+    }
+    async claimNarDeletion(key, unusedBefore, at) {
+        return claimNarDeletion(this.db, this.run, key, unusedBefore, at);
+    }
+    async finishNarDeletion(keys, record) {
+        finishNarDeletion(this.db, this.run, keys, record);
+    }
+    async putPin(pin) {
+        putPin(this.db, this.run, pin);
+    }
+    async listPins(slice) {
+        return listPins(this.run, slice);
+    }
+    async deletePin(slice, name) {
+        return deletePin(this.run, slice, name);
+    }
+    async acquireLease(name, holder, until, at) {
+        return acquireLease(this.db, this.run, name, holder, until, at);
+    }
+    async releaseLease(name, holder) {
+        releaseLease(this.run, name, holder);
+    }
+    async listDeletions(filter) {
+        return listDeletions(this.run, filter);
+    }
     async close() {
         if (this.db.isOpen)
             this.db.close();
@@ -8951,7 +9298,7 @@ function parseSince(text, now = new Date()) {
 async function readAudit(config, query) {
     let store;
     if (config.database) {
-        const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(490)]).then(__nccwpck_require__.bind(__nccwpck_require__, 2490));
+        const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(493)]).then(__nccwpck_require__.bind(__nccwpck_require__, 3493));
         store = await PgMetadataStore.open(config.database.url);
     }
     else {
@@ -9011,7 +9358,7 @@ const HEALTH_PATH = '/_api/v1/health';
 /** `PUT <prefix><narhash>.nar[.ext]`: a NAR file named by the NarHash of the NAR inside it. */
 const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
 /** The `aud` CI ID tokens are requested with, unless the Action's `audience` input says otherwise. */
-const DEFAULT_AUDIENCE = 'sluice';
+const server_api_DEFAULT_AUDIENCE = 'sluice';
 /** An answer that is not the contract's: the server is not (this version of) Sluice. */
 class ServerAnswerError extends (/* unused pure expression or super */ null && (Error)) {
 }
@@ -9065,6 +9412,77 @@ function anonymousReadKeys(text) {
     return keys.length > 0 ? keys : undefined;
 }
 
+;// CONCATENATED MODULE: ./src/server/config/retention-config.ts
+/**
+ * Retention settings as the config holds them (docs/retention.md), and their parsing from YAML
+ * values. The parser gets the config's duration/size parsers and its `fail` (which adds
+ * file:line), so it needs no Validator.
+ */
+const DEFAULT_GC_INTERVAL_SECONDS = 3600;
+/** Paths read or pushed, and NAR files uploaded, this recently are never removed; also the orphans' grace. */
+const DEFAULT_GC_GRACE_SECONDS = 3600;
+function mapping(value, keys, fail) {
+    if (value === null || typeof value !== 'object' || Array.isArray(value))
+        fail([], 'expected a mapping');
+    for (const key of Object.keys(value)) {
+        if (!keys.includes(key))
+            fail([key], `unknown key (expected one of: ${keys.join(', ')})`);
+    }
+    return value;
+}
+function parsed(key, value, parser, fail) {
+    try {
+        return parser(value);
+    }
+    catch (error) {
+        return fail([key], error.message);
+    }
+}
+/** `{ max_age: 30d, max_size: 50GiB }` (either may be left out). */
+function parseRetention(value, parsers, fail) {
+    const raw = mapping(value, ['max_age', 'max_size'], fail);
+    const policy = {};
+    if (raw.max_age !== undefined)
+        policy.maxAgeSeconds = parsed('max_age', raw.max_age, parsers.duration, fail);
+    if (raw.max_size !== undefined)
+        policy.maxSizeBytes = parsed('max_size', raw.max_size, parsers.size, fail);
+    return policy;
+}
+/** `{ ttl: 7d }`. */
+function parsePullRequests(value, parsers, fail) {
+    const raw = mapping(value, ['ttl'], fail);
+    if (raw.ttl === undefined)
+        fail([], 'needs ttl (how long a pull request slice lives after its last push)');
+    return { ttlSeconds: parsed('ttl', raw.ttl, parsers.duration, fail) };
+}
+/** A slice's `retention` and `pull_requests` keys (`fail` takes key paths below the slice). */
+function parseSliceRetention(raw, parsers, fail) {
+    const below = (key) => (keys, problem) => fail([key, ...keys], problem);
+    return {
+        ...(raw.retention !== undefined
+            ? { retention: parseRetention(raw.retention, parsers, below('retention')) }
+            : {}),
+        ...(raw.pull_requests !== undefined
+            ? { pullRequests: parsePullRequests(raw.pull_requests, parsers, below('pull_requests')) }
+            : {}),
+    };
+}
+/** The top level's `retention`, `gc_interval` and `gc_grace`: only the keys present. */
+function parseServerRetention(raw, parsers, fail) {
+    const below = (key) => (keys, problem) => fail([key, ...keys], problem);
+    return {
+        ...(raw.retention !== undefined
+            ? { retention: parseRetention(raw.retention, parsers, below('retention')) }
+            : {}),
+        ...(raw.gc_interval !== undefined
+            ? { gcIntervalSeconds: parsed('gc_interval', raw.gc_interval, parsers.duration, fail) }
+            : {}),
+        ...(raw.gc_grace !== undefined
+            ? { gcGraceSeconds: parsed('gc_grace', raw.gc_grace, parsers.duration, fail) }
+            : {}),
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/server/config/upload-limits.ts
 /**
  * What one upload may cost the server, besides `max_nar_size`: how far a NAR may inflate, how much
@@ -9109,6 +9527,7 @@ function parseUploadLimit(kind, value) {
 /** The server's configuration as the code uses it: types, defaults, and the error a bad one gets. */
 
 
+
 const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
 const DEFAULT_MAX_NAR_SIZE = 10 * 1024 ** 3;
 function defaultConfig() {
@@ -9125,10 +9544,13 @@ function defaultConfig() {
         trustProxy: [],
         uploads: { ...DEFAULT_UPLOAD_LIMITS },
         issuers: [
-            { name: 'github', issuer: GITHUB_ISSUER, audience: DEFAULT_AUDIENCE, allowInsecureHttp: false },
+            { name: 'github', issuer: GITHUB_ISSUER, audience: server_api_DEFAULT_AUDIENCE, allowInsecureHttp: false },
         ],
         blobs: { type: 'fs' },
         keys: {},
+        retention: {},
+        gcIntervalSeconds: DEFAULT_GC_INTERVAL_SECONDS,
+        gcGraceSeconds: DEFAULT_GC_GRACE_SECONDS,
     };
 }
 
@@ -9244,8 +9666,11 @@ function fillTemplate(template, claims) {
 /** The policy's part of the config: `issuers` (whose ID tokens are trusted) and `slices` (who reads and writes what). */
 
 
+
+
 const ISSUER_KEYS = ['name', 'issuer', 'audience', 'jwks_uri', 'allow_insecure_http'];
-const SLICE_KEYS = ['name', 'public', 'read', 'write'];
+const SLICE_KEYS = ['name', 'public', 'read', 'write', 'retention', 'pull_requests'];
+const RETENTION_PARSERS = { duration: parseDuration, size: parseSize };
 const ISSUER_NAME = /^[a-z0-9][a-z0-9_-]*$/;
 const CLAIM_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]*$/;
 function parseIssuers(v, value) {
@@ -9260,7 +9685,7 @@ function parseIssuers(v, value) {
             ? false
             : v.boolean([...path, 'allow_insecure_http'], raw.allow_insecure_http);
         const issuer = v.url([...path, 'issuer'], raw.issuer, allowInsecureHttp);
-        const audience = raw.audience === undefined ? DEFAULT_AUDIENCE : v.string([...path, 'audience'], raw.audience);
+        const audience = raw.audience === undefined ? server_api_DEFAULT_AUDIENCE : v.string([...path, 'audience'], raw.audience);
         const jwksUri = raw.jwks_uri === undefined ? undefined : v.url([...path, 'jwks_uri'], raw.jwks_uri, allowInsecureHttp);
         return { name, issuer, audience, allowInsecureHttp, ...(jwksUri ? { jwksUri } : {}) };
     });
@@ -9331,7 +9756,13 @@ function parseSlices(v, value, issuers) {
             v.fail([...path, 'public'], 'a template slice cannot be public: list the public slices by name or pattern');
         if (!isPublic && read.length === 0 && write.length === 0)
             v.fail(path, 'grants nothing: add read or write rules, or public: true');
-        return { name: templated ? name : normalizeSliceName(name), public: isPublic, read, write };
+        if (/(^|\/)pr-\d+$/i.test(name))
+            v.fail([...path, 'name'], `'${name}' ends in pr-<number>, which names pull-request slices`);
+        const sliceRetention = parseSliceRetention(raw, RETENTION_PARSERS, (keys, problem) => v.fail([...path, ...keys], problem));
+        if (sliceRetention.pullRequests && (read.length === 0 || !isSliceName(shape)))
+            v.fail([...path, 'pull_requests'], 'needs a plain slice name with read rules (they pick the jobs)');
+        const normalized = templated ? name : normalizeSliceName(name);
+        return { name: normalized, public: isPublic, read, write, ...sliceRetention };
     });
     slices.forEach((slice, i) => {
         if (slices.findIndex((other) => other.name === slice.name) !== i)
@@ -9612,6 +10043,7 @@ class Validator {
 
 
 
+
 const TOP_LEVEL_KEYS = [
     'listen',
     'data',
@@ -9627,6 +10059,9 @@ const TOP_LEVEL_KEYS = [
     'storage',
     'database',
     'keys',
+    'retention',
+    'gc_interval',
+    'gc_grace',
 ];
 /** Parses and validates YAML config text. `source` names the file in error messages. */
 function parseConfig(text, source = 'config') {
@@ -9673,7 +10108,8 @@ function parseConfig(text, source = 'config') {
         config.database = parseDatabase(v, raw.database);
     if (raw.keys !== undefined)
         config.keys = parseKeys(v, raw.keys);
-    return config;
+    const parsers = { duration: parseDuration, size: parseSize };
+    return { ...config, ...parseServerRetention(raw, parsers, (keys, problem) => v.fail(keys, problem)) };
 }
 /** Reads the config file at `path`; without a path, the defaults. */
 async function loadConfig(path) {
@@ -9785,61 +10221,995 @@ async function runAudit(argv, io = process) {
 
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: ./src/nix/nix32.ts
+;// CONCATENATED MODULE: external "node:timers/promises"
+const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
+;// CONCATENATED MODULE: ./src/server/retention/pacer.ts
 /**
- * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
- * the end, so the first character carries the most significant bits of the last byte.
+ * Keeps a collection from crowding out the requests it shares the event loop with: the collector
+ * calls `pause()` between small steps (a page read, a batch deleted, a file claimed). A step that
+ * ran without the event loop turning (SQLite's synchronous queries) held the loop all along and
+ * counts as busy; once `budgetMs` of that is spent, the collector rests `restFactor` times as long,
+ * so it takes at most about 1 / (1 + restFactor) of the loop (11% by default: with 4, a fifth, the
+ * benchmark's lookups ran 16\u201322% slower during a collection, at the edge of its 1.2\u00d7 target). A step that waited
+ * on I/O (files, PostgreSQL, S3) let requests run meanwhile and costs nothing. A collection runs in
+ * the background every gc_interval: the lookups' speed matters more than its own (the benchmark in
+ * docs/benchmarks.md measures both).
  */
-const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
-/** One nix32 character, as a regular-expression class. */
-const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
-const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
-/** Length in characters of the nix32 form of `byteLength` bytes. */
-function nix32Length(byteLength) {
-    return Math.ceil((byteLength * 8) / 5);
-}
-function encodeNix32(bytes) {
-    const length = nix32Length(bytes.length);
-    let out = '';
-    for (let n = length - 1; n >= 0; n--) {
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        const low = bytes[i] >> j;
-        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
-        out += NIX32_ALPHABET[(low | high) & 0x1f];
+
+class Pacer {
+    budgetMs;
+    restFactor;
+    since = performance.now();
+    busy = 0;
+    turned = false;
+    constructor(budgetMs = 10, restFactor = 8) {
+        this.budgetMs = budgetMs;
+        this.restFactor = restFactor;
+        this.watch();
     }
-    return out;
-}
-class Nix32Error extends Error {
-}
-function decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
-    if (text.length !== nix32Length(byteLength)) {
-        throw new Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
+    /** Notes whether the event loop turns before the next pause (the step waited on I/O). */
+    watch() {
+        this.turned = false;
+        setImmediate(() => (this.turned = true));
     }
-    const bytes = Buffer.alloc(byteLength);
-    for (let n = 0; n < text.length; n++) {
-        const c = text[text.length - n - 1];
-        const digit = DIGIT_OF.get(c);
-        if (digit === undefined)
-            throw new Nix32Error(`invalid character '${c}' in nix32 string`);
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        bytes[i] |= (digit << j) & 0xff;
-        const carry = digit >> (8 - j);
-        if (i + 1 < byteLength)
-            bytes[i + 1] |= carry;
-        else if (carry !== 0)
-            throw new Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
+    async pause() {
+        if (!this.turned)
+            this.busy += performance.now() - this.since;
+        if (this.busy >= this.budgetMs) {
+            await (0,external_node_timers_promises_namespaceObject.setTimeout)(this.busy * this.restFactor);
+            this.busy = 0;
+        }
+        this.since = performance.now();
+        this.watch();
     }
-    return bytes;
 }
-function isNix32(text) {
-    for (const c of text)
-        if (!DIGIT_OF.has(c))
-            return false;
-    return true;
+
+;// CONCATENATED MODULE: ./src/server/retention/plan.ts
+/** The slice's reference graph by row index: references inside the slice only, itself excluded. */
+function referenceIndexes(entries) {
+    const index = new Map();
+    entries.forEach((entry, i) => index.set(entry.hashPart, i));
+    const refs = entries.map((entry, i) => {
+        const out = [];
+        for (const ref of entry.references) {
+            const j = index.get(ref);
+            if (j !== undefined && j !== i)
+                out.push(j);
+        }
+        return out;
+    });
+    return { refs, index };
+}
+/**
+ * Referrers before references (Kahn's order on the in-slice reference graph), as row indexes.
+ * Store paths cannot form cycles; should corrupt rows make one, its paths come last and are
+ * marked `cyclic`.
+ */
+function topologicalOrder(refs) {
+    const n = refs.length;
+    const referrers = new Int32Array(n);
+    for (const list of refs)
+        for (const j of list)
+            referrers[j]++;
+    const order = new Int32Array(n);
+    let length = 0;
+    for (let i = 0; i < n; i++)
+        if (referrers[i] === 0)
+            order[length++] = i;
+    for (let k = 0; k < length; k++) {
+        for (const j of refs[order[k]])
+            if (--referrers[j] === 0)
+                order[length++] = j;
+    }
+    const cyclic = new Uint8Array(n);
+    if (length < n) {
+        const placed = new Uint8Array(n);
+        for (let k = 0; k < length; k++)
+            placed[order[k]] = 1;
+        for (let i = 0; i < n; i++)
+            if (!placed[i]) {
+                order[length++] = i;
+                cyclic[i] = 1;
+            }
+    }
+    return { order, cyclic };
+}
+/** The pinned paths and everything they refer to in the slice, as a mark per row. */
+function closureOf(roots, index, refs) {
+    const seen = new Uint8Array(refs.length);
+    const stack = [];
+    for (const hash of roots) {
+        const i = index.get(hash);
+        if (i !== undefined)
+            stack.push(i);
+    }
+    while (stack.length > 0) {
+        const i = stack.pop();
+        if (seen[i])
+            continue;
+        seen[i] = 1;
+        for (const j of refs[i])
+            if (!seen[j])
+                stack.push(j);
+    }
+    return seen;
+}
+/**
+ * Row indexes and typed arrays rather than maps keyed by hash part: a slice of 100,000 paths is
+ * planned in tens of milliseconds, which matters because planning holds the event loop.
+ */
+function planSlice(input) {
+    const entries = input.entries;
+    const n = entries.length;
+    const { refs, index } = referenceIndexes(entries);
+    const { order, cyclic } = topologicalOrder(refs);
+    const rank = new Int32Array(n);
+    for (let k = 0; k < n; k++)
+        rank[order[k]] = k;
+    const pinned = closureOf(input.pinned, index, refs);
+    const graceStart = input.now - input.graceSeconds * 1000;
+    const effective = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+        const entry = entries[i];
+        const own = Math.max(entry.createdAt, entry.lastAccessedAt);
+        effective[i] = pinned[i] || own >= graceStart || cyclic[i] ? Infinity : own;
+    }
+    for (let k = 0; k < n; k++) {
+        const i = order[k];
+        for (const j of refs[i])
+            if (effective[j] < effective[i])
+                effective[j] = effective[i];
+    }
+    let lastPush = -Infinity;
+    for (const entry of entries)
+        lastPush = Math.max(lastPush, entry.createdAt);
+    const prExpired = input.pullRequestTtlSeconds !== undefined && lastPush < input.now - input.pullRequestTtlSeconds * 1000;
+    const ageCutoff = prExpired
+        ? Infinity
+        : input.policy.maxAgeSeconds !== undefined
+            ? input.now - input.policy.maxAgeSeconds * 1000
+            : -Infinity;
+    const removed = new Array(n);
+    const candidates = [];
+    for (let i = 0; i < n; i++) {
+        if (effective[i] < ageCutoff)
+            removed[i] = prExpired ? 'pr-ttl' : 'age';
+        else
+            candidates.push(i);
+    }
+    // Most recently used first; on equal times a reference before its referrers, so every prefix of
+    // this order is closed under references.
+    candidates.sort((a, b) => effective[b] - effective[a] || rank[b] - rank[a]);
+    const maxSize = input.policy.maxSizeBytes ?? Infinity;
+    let keptBytes = 0;
+    let full = false;
+    const keep = [];
+    for (const i of candidates) {
+        const entry = entries[i];
+        if (effective[i] !== Infinity && (full || keptBytes + entry.fileSize > maxSize)) {
+            full = true;
+            removed[i] = 'size';
+            continue;
+        }
+        keptBytes += entry.fileSize;
+        keep.push(entry);
+    }
+    const remove = [];
+    for (let k = 0; k < n; k++) {
+        const reason = removed[order[k]];
+        if (reason)
+            remove.push({ entry: entries[order[k]], reason });
+    }
+    let pinnedPaths = 0;
+    let pinnedBytes = 0;
+    for (let i = 0; i < n; i++)
+        if (pinned[i]) {
+            pinnedPaths++;
+            pinnedBytes += entries[i].fileSize;
+        }
+    return {
+        keep,
+        remove,
+        pinned: { paths: pinnedPaths, bytes: pinnedBytes },
+        overQuota: keptBytes > maxSize,
+    };
+}
+
+;// CONCATENATED MODULE: ./src/server/slices/pull-request-slices.ts
+/**
+ * Pull-request slices, `<slice>/pr-<number>` (docs/retention.md): written by that pull request's
+ * jobs and read by them only, so no pattern grant or public pattern reaches into one.
+ */
+
+const PULL_REQUEST_SLICE = /^(.+)\/pr-(\d+)$/;
+function pullRequestSlice(base, number) {
+    return `${base}/pr-${number}`;
+}
+/** The slice a pull-request slice belongs to, or undefined for any other slice. */
+function pullRequestBase(name) {
+    return PULL_REQUEST_SLICE.exec(name)?.[1];
+}
+function isPullRequestSlice(name) {
+    return PULL_REQUEST_SLICE.test(name);
+}
+/**
+ * Whether a read grant (or a public pattern) covers `slice`. A pull-request slice only by its exact
+ * name, which only that pull request's tokens carry: `acme/*` must not reach into `acme/app/pr-7`.
+ */
+function readCovers(pattern, slice) {
+    return isPullRequestSlice(slice) ? normalizeSliceName(pattern) === slice : sliceMatches(pattern, slice);
+}
+
+;// CONCATENATED MODULE: ./src/server/retention/slices.ts
+
+
+/**
+ * The first configured slice whose name matches (a template such as `${repository}` matches any
+ * name of its shape, `*` any run) gives the retention; else the server-wide one. A pull-request
+ * slice follows the slice it belongs to, plus its TTL.
+ */
+function retentionFor(config, slice) {
+    const base = pullRequestBase(slice);
+    if (base !== undefined) {
+        const entry = config.slices?.find((candidate) => candidate.pullRequests && candidate.name === base);
+        if (entry?.pullRequests)
+            return {
+                policy: entry.retention ?? config.retention,
+                pullRequestTtlSeconds: entry.pullRequests.ttlSeconds,
+            };
+    }
+    const entry = config.slices?.find((candidate) => {
+        const glob = isTemplate(candidate.name)
+            ? candidate.name.replace(/\$\{[A-Za-z_][A-Za-z0-9_]*\}/g, '*')
+            : candidate.name;
+        return globMatches(normalizeSliceName(glob), slice);
+    });
+    return { policy: entry?.retention ?? config.retention };
+}
+
+;// CONCATENATED MODULE: ./src/server/retention/slice-rows.ts
+
+const PAGE = 2000;
+/** FileSize and References from a stored narinfo (a line scan: the collector reads every row). */
+function pathEntry(row) {
+    let fileSize = 0;
+    let references = [];
+    for (const line of row.narinfo.split('\n')) {
+        if (line.startsWith('FileSize: '))
+            fileSize = Number(line.slice(10));
+        else if (line.startsWith('References: '))
+            references = line
+                .slice(12)
+                .split(' ')
+                .filter(Boolean)
+                .map((name) => name.slice(0, 32));
+    }
+    return {
+        hashPart: row.hashPart,
+        storePath: row.storePath,
+        narKey: row.narKey,
+        fileSize,
+        references,
+        createdAt: +row.createdAt,
+        lastAccessedAt: +row.lastAccessedAt,
+    };
+}
+/** Every row of the slice, as plan entries. */
+async function readSlice(store, slice, pacer = new Pacer()) {
+    const entries = [];
+    let after = '';
+    for (;;) {
+        const page = await store.listNarInfos(slice, after, PAGE);
+        for (const row of page)
+            entries.push(pathEntry(row));
+        if (page.length < PAGE)
+            return entries;
+        after = page[page.length - 1].hashPart;
+        await pacer.pause();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/retention/collector.ts
+/**
+ * One garbage collection: under the lease, per slice: plan (plan.ts), then delete narinfos in
+ * batches (referrers first, each batch refused if one of its rows was used meanwhile), then NAR
+ * files no narinfo uses any more and orphans, each claimed before its blob is deleted so a push of
+ * the same NAR waits rather than lose it. Talks to storage only through BlobStore and
+ * MetadataStore. A dry run plans the same and deletes nothing.
+ */
+
+
+
+
+
+const GC_LEASE = 'gc';
+const LEASE_MS = 15 * 60_000;
+const BATCH = 500;
+const tally = (entries) => ({
+    paths: entries.length,
+    bytes: entries.reduce((sum, entry) => sum + entry.fileSize, 0),
+});
+async function collectGarbage(deps, options = {}) {
+    const now = (deps.now ?? Date.now)();
+    const holder = (0,external_node_crypto_.randomUUID)();
+    const report = {
+        dryRun: options.dryRun === true,
+        time: new Date(now),
+        slices: [],
+        nars: [],
+        expiredPins: [],
+    };
+    if (!report.dryRun) {
+        const held = await deps.meta.acquireLease(GC_LEASE, holder, new Date(now + LEASE_MS), new Date(now));
+        if (!held)
+            return { ...report, skipped: 'another collector is running (it holds the gc lease)' };
+    }
+    try {
+        // Renewed before each slice: a paced collection of a big cache may outlast one lease.
+        const renewLease = async () => {
+            if (report.dryRun)
+                return;
+            const at = (deps.now ?? Date.now)();
+            if (!(await deps.meta.acquireLease(GC_LEASE, holder, new Date(at + LEASE_MS), new Date(at))))
+                throw new Error('the gc lease expired during the collection and another collector holds it now');
+        };
+        await collect({ ...deps, pacer: deps.pacer ?? new Pacer(), renewLease }, options, now, report);
+    }
+    finally {
+        if (!report.dryRun)
+            await deps.meta.releaseLease(GC_LEASE, holder);
+    }
+    return report;
+}
+async function collect(deps, options, now, report) {
+    const { meta, config, pacer } = deps;
+    const unusedBefore = new Date(now - config.gcGraceSeconds * 1000);
+    const pins = [];
+    for (const pin of await meta.listPins()) {
+        if (pin.expiresAt && +pin.expiresAt <= now) {
+            report.expiredPins.push({ slice: pin.slice, name: pin.name });
+            if (!report.dryRun)
+                await meta.deletePin(pin.slice, pin.name);
+        }
+        else
+            pins.push(pin);
+    }
+    const before = await meta.narKeysInUse(unusedBefore);
+    await pacer.pause();
+    // Keys that narinfos kept by this run (or in slices it does not touch) still use: for a dry run,
+    // which cannot ask the store afterwards.
+    const stillUsed = new Set();
+    for (const slice of await meta.listSlices()) {
+        await deps.renewLease();
+        const entries = await readSlice(meta, slice, pacer);
+        if (options.slice !== undefined && slice !== options.slice) {
+            for (const entry of entries)
+                stillUsed.add(entry.narKey);
+            continue;
+        }
+        const retention = retentionFor(config, slice);
+        const pinned = new Set(pins
+            .filter((pin) => pin.slice === slice)
+            .flatMap((pin) => pin.storePaths.map((path) => path.slice(11, 43))));
+        await pacer.pause();
+        const plan = planSlice({
+            entries,
+            pinned,
+            policy: retention.policy,
+            now,
+            graceSeconds: config.gcGraceSeconds,
+            ...(retention.pullRequestTtlSeconds !== undefined
+                ? { pullRequestTtlSeconds: retention.pullRequestTtlSeconds }
+                : {}),
+        });
+        const sliceReport = {
+            slice,
+            ...(retention.policy.maxAgeSeconds !== undefined
+                ? { maxAgeSeconds: retention.policy.maxAgeSeconds }
+                : {}),
+            ...(retention.policy.maxSizeBytes !== undefined ? { maxSizeBytes: retention.policy.maxSizeBytes } : {}),
+            ...(retention.pullRequestTtlSeconds !== undefined
+                ? { pullRequestTtlSeconds: retention.pullRequestTtlSeconds }
+                : {}),
+            kept: tally(plan.keep),
+            pinned: plan.pinned,
+            removed: {},
+            removedPaths: [],
+            overQuota: plan.overQuota,
+        };
+        for (const entry of plan.keep)
+            stillUsed.add(entry.narKey);
+        const done = report.dryRun
+            ? plan.remove
+            : await deleteInBatches(deps, slice, plan.remove, unusedBefore, now);
+        if (done.length < plan.remove.length) {
+            sliceReport.interrupted = `${plan.remove.length - done.length} paths were used during the collection and stay`;
+            for (const { entry } of plan.remove.slice(done.length))
+                stillUsed.add(entry.narKey);
+            sliceReport.kept = tally([...plan.keep, ...plan.remove.slice(done.length).map(({ entry }) => entry)]);
+        }
+        for (const { entry, reason } of done) {
+            const count = (sliceReport.removed[reason] ??= { paths: 0, bytes: 0 });
+            count.paths++;
+            count.bytes += entry.fileSize;
+            sliceReport.removedPaths.push({ storePath: entry.storePath, reason, bytes: entry.fileSize });
+        }
+        report.slices.push(sliceReport);
+    }
+    // A real run asks the store again (pushes may have come meanwhile); a dry run deleted nothing.
+    const after = report.dryRun
+        ? { referenced: stillUsed, touched: before.touched }
+        : await meta.narKeysInUse(unusedBefore);
+    await pacer.pause();
+    const inUse = new Set([...after.referenced, ...after.touched]);
+    await collectNars(deps, report, inUse, before.referenced, unusedBefore, now);
+}
+/** Deletes the planned narinfos, referrers first; stops at the first batch used meanwhile. */
+async function deleteInBatches(deps, slice, remove, unusedBefore, now) {
+    let done = 0;
+    while (done < remove.length) {
+        // A batch holds one reason, so its audit row says why.
+        const reason = remove[done].reason;
+        let end = done;
+        while (end < remove.length && end - done < BATCH && remove[end].reason === reason)
+            end++;
+        const batch = remove.slice(done, end).map(({ entry }) => entry);
+        const deleted = await deps.meta.deleteNarInfos(slice, batch.map((entry) => entry.hashPart), unusedBefore, { time: new Date(now), slice, reason, items: batch.map((entry) => entry.storePath), ...tally(batch) });
+        if (!deleted)
+            break;
+        await deps.pacer.pause();
+        done = end;
+    }
+    return remove.slice(0, done);
+}
+/** NAR files deleted at once: each file's I/O waits its turn behind the lookups, so they overlap. */
+const NAR_CHUNK = 32;
+/**
+ * NAR files no narinfo uses, not touched nor written within the grace window: claimed one by one,
+ * then a chunk's files deleted at once and its claims finished in one transaction.
+ */
+async function collectNars(deps, report, inUse, referencedBefore, unusedBefore, now) {
+    const deleted = { orphan: [], unused: [] };
+    const candidates = [];
+    for await (const blob of deps.blobs.list((key) => inUse.has(key)))
+        if (+blob.modifiedAt < +unusedBefore)
+            candidates.push(blob);
+    for (let i = 0; i < candidates.length; i += NAR_CHUNK) {
+        let chunk = candidates.slice(i, i + NAR_CHUNK);
+        if (!report.dryRun) {
+            const claimed = [];
+            for (const blob of chunk)
+                if (await deps.meta.claimNarDeletion(blob.key, unusedBefore, new Date(now)))
+                    claimed.push(blob);
+            try {
+                await Promise.all(claimed.map(async (blob) => {
+                    await deps.beforeBlobDelete?.(blob.key);
+                    await deps.blobs.delete(blob.key);
+                }));
+            }
+            finally {
+                await deps.meta.finishNarDeletion(claimed.map((blob) => blob.key));
+            }
+            chunk = claimed;
+        }
+        for (const blob of chunk) {
+            const reason = referencedBefore.has(blob.key) ? 'unused' : 'orphan';
+            deleted[reason].push({ key: blob.key, bytes: blob.size });
+            report.nars.push({ key: blob.key, bytes: blob.size, reason });
+        }
+        await deps.pacer.pause();
+    }
+    if (report.dryRun)
+        return;
+    report.abortedUploads = await deps.blobs.abortIncompleteUploads(unusedBefore);
+    for (const reason of ['orphan', 'unused']) {
+        const list = deleted[reason];
+        for (let i = 0; i < list.length; i += BATCH) {
+            const batch = list.slice(i, i + BATCH);
+            await deps.meta.finishNarDeletion([], {
+                time: new Date(now),
+                slice: null,
+                reason,
+                items: batch.map((nar) => nar.key),
+                bytes: batch.reduce((sum, nar) => sum + nar.bytes, 0),
+            });
+        }
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/retention/report.ts
+
+
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+function formatDuration(seconds) {
+    for (const [unit, size] of [
+        ['y', 31536000],
+        ['d', 86400],
+        ['h', 3600],
+        ['m', 60],
+    ]) {
+        if (seconds % size === 0)
+            return `${seconds / size}${unit}`;
+    }
+    return `${seconds}s`;
+}
+function limits(slice) {
+    const parts = [
+        slice.maxAgeSeconds !== undefined ? `max_age ${formatDuration(slice.maxAgeSeconds)}` : 'no max_age',
+        slice.maxSizeBytes !== undefined ? `max_size ${formatBytes(slice.maxSizeBytes)}` : 'no max_size',
+    ];
+    if (slice.pullRequestTtlSeconds !== undefined)
+        parts.push(`pull request ttl ${formatDuration(slice.pullRequestTtlSeconds)}`);
+    return parts.join(', ');
+}
+/** One block per slice, then the NAR files; every removed path or file on a line of its own. */
+function formatGcReport(report) {
+    if (report.skipped)
+        return `sluice gc: nothing done: ${report.skipped}\n`;
+    const lines = [];
+    if (report.dryRun)
+        lines.push('dry run: nothing was removed; a real run now would remove what follows');
+    for (const pin of report.expiredPins)
+        lines.push(`pin ${pin.slice} ${pin.name}: expired, removed`);
+    for (const slice of report.slices) {
+        const removed = Object.entries(slice.removed)
+            .map(([reason, tally]) => `${reason} ${tally.paths} (${formatBytes(tally.bytes)})`)
+            .join(', ');
+        lines.push(`slice ${slice.slice} (${limits(slice)}): kept ${slice.kept.paths} paths (${formatBytes(slice.kept.bytes)}), ` +
+            `pinned ${slice.pinned.paths} (${formatBytes(slice.pinned.bytes)}); removed ${slice.removedPaths.length}` +
+            (removed ? `: ${removed}` : ''));
+        if (slice.overQuota)
+            lines.push(`  over quota: pins and recently used paths alone exceed max_size; nothing pinned is removed`);
+        if (slice.interrupted)
+            lines.push(`  stopped early: ${slice.interrupted}`);
+        for (const path of slice.removedPaths)
+            lines.push(`  remove ${path.storePath} (${path.reason}, ${path.bytes} bytes)`);
+    }
+    const narBytes = report.nars.reduce((sum, nar) => sum + nar.bytes, 0);
+    lines.push(`NAR files: removed ${report.nars.length} (${formatBytes(narBytes)})`);
+    for (const nar of report.nars)
+        lines.push(`  remove nar/${nar.key} (${nar.reason}, ${nar.bytes} bytes)`);
+    return `${lines.join('\n')}\n`;
+}
+async function summarizeSlices(meta, config) {
+    const pins = await meta.listPins();
+    const names = new Set([...(await meta.listSlices()), ...pins.map((pin) => pin.slice)]);
+    const summaries = [];
+    for (const slice of [...names].sort()) {
+        const entries = await readSlice(meta, slice);
+        const { policy } = retentionFor(config, slice);
+        summaries.push({
+            slice,
+            paths: entries.length,
+            bytes: entries.reduce((sum, entry) => sum + entry.fileSize, 0),
+            ...(policy.maxSizeBytes !== undefined ? { maxSizeBytes: policy.maxSizeBytes } : {}),
+            lastPush: entries.length
+                ? new Date(entries.reduce((latest, entry) => Math.max(latest, entry.createdAt), 0))
+                : null,
+            pins: pins.filter((pin) => pin.slice === slice).map((pin) => pin.name),
+        });
+    }
+    return summaries;
+}
+const SLICE_COLUMNS = ['slice', 'paths', 'size', 'quota_use', 'last_push', 'pins'];
+function sliceRow(summary) {
+    return [
+        summary.slice,
+        String(summary.paths),
+        formatBytes(summary.bytes),
+        summary.maxSizeBytes
+            ? `${((summary.bytes / summary.maxSizeBytes) * 100).toFixed(1)}% of ${formatBytes(summary.maxSizeBytes)}`
+            : '-',
+        summary.lastPush?.toISOString() ?? '-',
+        summary.pins.join(',') || '-',
+    ];
+}
+
+// EXTERNAL MODULE: ./node_modules/pino/pino.js
+var pino = __nccwpck_require__(5005);
+;// CONCATENATED MODULE: ./src/server/server-log.ts
+/**
+ * Structured JSON logs (pino). Requests are logged from an explicit allow-list of fields, and
+ * anything named like a credential is redacted besides, so a token cannot reach the log.
+ */
+
+const REDACTED_PATHS = [
+    'authorization',
+    'token',
+    'idToken',
+    'password',
+    '*.authorization',
+    '*.token',
+    '*.idToken',
+    '*.password',
+    'req.headers.authorization',
+    'headers.authorization',
+];
+function createLogger(destination, level = process.env.SLUICE_LOG_LEVEL ?? 'info') {
+    const options = {
+        level,
+        base: { service: 'sluice' },
+        redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+    };
+    return destination ? (0,pino.pino)(options, destination) : (0,pino.pino)(options);
+}
+
+// EXTERNAL MODULE: ./src/nix/buffer-pool.ts
+var buffer_pool = __nccwpck_require__(6212);
+// EXTERNAL MODULE: ./src/server/storage/blob-store.ts
+var blob_store = __nccwpck_require__(382);
+;// CONCATENATED MODULE: ./src/server/storage/fs-blob-store.ts
+/**
+ * BlobStore on a local directory. A put writes a temp file in the same directory, fsyncs it, then
+ * hard-links it to its final name: `link` fails if the name exists, which gives put-if-absent
+ * atomically, and readers never see a partial file.
+ */
+
+
+
+
+
+const TEMP_PREFIX = '.upload-';
+/** Files looked up at once by list(). */
+const STAT_CHUNK = 64;
+/** Reads go into 256 KiB buffers, two per download (one read into while the other is sent). */
+const readBuffers = new buffer_pool/* BufferPool */.P(256 * 1024, 16);
+class FsBlobStore {
+    dir;
+    /** Temp files of this process's uploads in progress: never taken for abandoned ones. */
+    writing = new Set();
+    constructor(dir) {
+        this.dir = dir;
+    }
+    /** Opens (creating) the directory and removes temp files a crash may have left. */
+    static async open(dir) {
+        await (0,promises_.mkdir)(dir, { recursive: true });
+        for (const name of await (0,promises_.readdir)(dir)) {
+            if (name.startsWith(TEMP_PREFIX))
+                await (0,promises_.unlink)((0,external_node_path_.join)(dir, name)).catch(() => undefined);
+        }
+        return new FsBlobStore(dir);
+    }
+    path(key) {
+        if (!(0,blob_store/* isValidBlobKey */.B)(key))
+            throw new Error(`invalid blob key '${key}'`);
+        return (0,external_node_path_.join)(this.dir, key);
+    }
+    async put(key, body) {
+        const finalPath = this.path(key);
+        // Asking for the first chunk now reads the body while the temp file is being opened, and
+        // catches a failure of the body meanwhile; it is taken up by the loop below.
+        const chunks = body[Symbol.asyncIterator]();
+        const first = chunks.next();
+        first.catch(() => undefined);
+        const tempPath = (0,external_node_path_.join)(this.dir, `${TEMP_PREFIX}${(0,external_node_crypto_.randomBytes)(8).toString('hex')}`);
+        let file;
+        this.writing.add(tempPath);
+        try {
+            file = await (0,promises_.open)(tempPath, 'wx', 0o644);
+        }
+        catch (error) {
+            // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
+            void chunks.return?.().catch(() => undefined);
+            this.writing.delete(tempPath);
+            throw error;
+        }
+        try {
+            // A chunk at a time: the body's next chunk is asked for once this one is written, and a
+            // failed check of the body surfaces here.
+            try {
+                for (let next = await first; !next.done; next = await chunks.next())
+                    await file.write(next.value);
+            }
+            catch (error) {
+                // A failed write leaves the body unfinished: it is told to stop.
+                await chunks.return?.();
+                throw error;
+            }
+            await file.sync();
+            await file.close();
+            let outcome = 'created';
+            try {
+                await (0,promises_.link)(tempPath, finalPath);
+            }
+            catch (e) {
+                if (e.code !== 'EEXIST')
+                    throw e;
+                outcome = 'exists';
+            }
+            // Synced either way: the time an upload takes must not tell whether the file was there.
+            await syncDir(this.dir);
+            return outcome;
+        }
+        finally {
+            await file.close().catch(() => undefined);
+            await (0,promises_.unlink)(tempPath).catch(() => undefined);
+            this.writing.delete(tempPath);
+        }
+    }
+    async open(key, range) {
+        let file;
+        try {
+            file = await (0,promises_.open)(this.path(key), 'r');
+        }
+        catch (e) {
+            if (e.code === 'ENOENT')
+                return null;
+            throw e;
+        }
+        if (range)
+            return new FileReader(file, range.start, range.end + 1);
+        try {
+            return new FileReader(file, 0, (await file.stat()).size);
+        }
+        catch (e) {
+            await file.close();
+            throw e;
+        }
+    }
+    async head(key) {
+        try {
+            const info = await (0,promises_.stat)(this.path(key));
+            return { size: info.size };
+        }
+        catch (e) {
+            if (e.code === 'ENOENT')
+                return null;
+            throw e;
+        }
+    }
+    async delete(key) {
+        await (0,promises_.unlink)(this.path(key)).catch((e) => {
+            if (e.code !== 'ENOENT')
+                throw e;
+        });
+    }
+    async abortIncompleteUploads(before) {
+        let removed = 0;
+        for (const name of await (0,promises_.readdir)(this.dir)) {
+            if (!name.startsWith(TEMP_PREFIX) || this.writing.has((0,external_node_path_.join)(this.dir, name)))
+                continue;
+            // Another process's upload in progress writes its file continuously: its mtime is recent.
+            const info = await (0,promises_.stat)((0,external_node_path_.join)(this.dir, name)).catch(() => null);
+            if (!info || info.mtime >= before)
+                continue;
+            await (0,promises_.unlink)((0,external_node_path_.join)(this.dir, name)).then(() => removed++, () => undefined);
+        }
+        return removed;
+    }
+    async *list(skip = () => false) {
+        // One readdir (a single I/O wait however many files), then the candidates looked up 64 at a time.
+        const names = (await (0,promises_.readdir)(this.dir)).filter((name) => !name.startsWith(TEMP_PREFIX) && (0,blob_store/* isValidBlobKey */.B)(name) && !skip(name));
+        for (let i = 0; i < names.length; i += STAT_CHUNK) {
+            const chunk = names.slice(i, i + STAT_CHUNK);
+            // A file deleted since the listing is simply not there any more.
+            const infos = await Promise.all(chunk.map((name) => (0,promises_.stat)((0,external_node_path_.join)(this.dir, name)).catch(() => null)));
+            for (const [index, info] of infos.entries())
+                if (info?.isFile())
+                    yield { key: chunk[index], size: info.size, modifiedAt: info.mtime };
+        }
+    }
+}
+/**
+ * Sends a file from two reused buffers rather than a read stream's fresh buffer per read: on a
+ * busy server the allocations (page faults, then garbage collections) cost more than the copying.
+ */
+class FileReader {
+    file;
+    start;
+    end;
+    constructor(file, start, 
+    /** Exclusive. */
+    end) {
+        this.file = file;
+        this.start = start;
+        this.end = end;
+    }
+    async writeTo(sink, sent) {
+        const buffers = [readBuffers.take(), readBuffers.take()];
+        let sending;
+        try {
+            for (let position = this.start, turn = 0; position < this.end; turn++) {
+                const buffer = buffers[turn % 2];
+                const { bytesRead } = await this.file.read(buffer, 0, Math.min(buffer.length, this.end - position), position);
+                if (bytesRead === 0)
+                    throw new Error('the file is shorter than it was when opened');
+                position += bytesRead;
+                // The buffer read into now was last sent two turns ago, and that write has finished.
+                await sending;
+                sending = (0,buffer_pool/* written */.M)(sink, buffer.subarray(0, bytesRead)).then(() => sent?.(bytesRead));
+            }
+            await sending;
+        }
+        catch (error) {
+            // A write still in flight may fail later; its buffer stays with it.
+            sending?.catch(() => undefined);
+            throw error;
+        }
+        finally {
+            await this.close();
+        }
+        readBuffers.give(buffers);
+    }
+    async close() {
+        await this.file.close();
+    }
+}
+/** Makes the new directory entry durable too, not only the file's bytes. */
+async function syncDir(dir) {
+    const handle = await (0,promises_.open)(dir, 'r');
+    try {
+        await handle.sync();
+    }
+    finally {
+        await handle.close();
+    }
+}
+
+// EXTERNAL MODULE: ./src/server/storage/unavailable.ts
+var unavailable = __nccwpck_require__(7927);
+;// CONCATENATED MODULE: ./src/server/storage/open-storage.ts
+/**
+ * Opens the stores the config names: files or S3 for NARs, SQLite or PostgreSQL for metadata. A
+ * store that cannot be used stops the start with one line naming the config key and the problem.
+ */
+
+
+
+
+async function openStorage(config, paths, log) {
+    const meta = await openMetadata(config, paths.database);
+    try {
+        if (config.blobs.type === 'fs') {
+            const blobs = await FsBlobStore.open(paths.nars);
+            return { blobs, meta, close: () => meta.close() };
+        }
+        const s3 = await openBucket(config.blobs, log);
+        return {
+            blobs: s3,
+            meta,
+            s3: { store: s3, config: config.blobs },
+            close: async () => {
+                await meta.close();
+                await s3.close();
+            },
+        };
+    }
+    catch (error) {
+        await meta.close();
+        throw error;
+    }
+}
+async function openMetadata(config, sqlitePath) {
+    if (!config.database)
+        return new SqliteMetadataStore(sqlitePath);
+    // Loaded only when configured: the embedded default never pays for the PostgreSQL driver.
+    const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(493)]).then(__nccwpck_require__.bind(__nccwpck_require__, 3493));
+    try {
+        return await PgMetadataStore.open(config.database.url);
+    }
+    catch (error) {
+        const where = new URL(config.database.url);
+        throw new ConfigError(`${config.database.source}: cannot use the PostgreSQL database at ${where.hostname}:${where.port || 5432}${where.pathname}: ${(0,unavailable/* describeCause */.V$)(error)}`);
+    }
+}
+async function openBucket(blobs, log) {
+    // Loaded only when configured: the embedded default never pays for the AWS SDK.
+    const [{ S3BlobStore }, { httpStatusOf }] = await Promise.all([
+        Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(919)]).then(__nccwpck_require__.bind(__nccwpck_require__, 4919)),
+        Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(495)]).then(__nccwpck_require__.bind(__nccwpck_require__, 5495)),
+    ]);
+    const store = new S3BlobStore(blobs);
+    try {
+        await store.checkBucket();
+    }
+    catch (error) {
+        store.client.destroy();
+        throw new ConfigError(bucketProblem(blobs, httpStatusOf(error), error));
+    }
+    // Uploads a killed replica left unfinished: invisible, but their parts take space until aborted.
+    const before = new Date(Date.now() - blobs.abortIncompleteAfterSeconds * 1000);
+    store.abortIncompleteUploads(before).then((aborted) => {
+        if (aborted > 0)
+            log.info({ aborted }, 'aborted multipart uploads left unfinished');
+    }, (error) => log.warn({ reason: (0,unavailable/* describeCause */.V$)(error) }, 'could not list unfinished multipart uploads'));
+    return store;
+}
+function bucketProblem(blobs, status, error) {
+    const endpoint = blobs.endpoint ?? `AWS S3 (${blobs.region})`;
+    if (error.name === 'CredentialsProviderError')
+        return `storage.blobs: no S3 credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or use an instance role)`;
+    if (status === 404)
+        return `storage.blobs.bucket: bucket '${blobs.bucket}' does not exist at ${endpoint}`;
+    if (status === 403)
+        return `storage.blobs: access to bucket '${blobs.bucket}' at ${endpoint} denied: check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or role) and the bucket policy`;
+    if (status === 301 || status === 400)
+        return `storage.blobs.region: bucket '${blobs.bucket}' answered ${status}: is region '${blobs.region}' right?`;
+    if (status === undefined)
+        return `storage.blobs.endpoint: cannot reach ${endpoint}: ${(0,unavailable/* describeCause */.V$)(error)}`;
+    return `storage.blobs: bucket '${blobs.bucket}' at ${endpoint} answered HTTP ${status}: ${(0,unavailable/* describeCause */.V$)(error)}`;
+}
+
+;// CONCATENATED MODULE: ./src/cli/stores.ts
+/** The CLI's access to the configured stores (the commands that work beside the server: gc, pin, slices). */
+
+
+
+
+
+/** Runs `body` with the stores the config names (the data dir's, or PostgreSQL and a bucket), closing them after. */
+async function withStores(flags, body) {
+    const config = applyEnvironment(applyCliOverrides(await loadConfig(flags.config), { data: flags.data }));
+    const paths = dataPaths(config.data);
+    if (!config.database && !(0,external_node_fs_.existsSync)(paths.database))
+        throw new Error(`no Sluice database at ${paths.database} (is --data right?)`);
+    // Logs (the bucket's start-up sweep) go to stderr: stdout is the command's answer.
+    const storage = await openStorage(config, paths, createLogger(process.stderr, 'warn'));
+    try {
+        return await body({ config, blobs: storage.blobs, meta: storage.meta });
+    }
+    finally {
+        await storage.close();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/cli/gc.ts
+
+
+
+
+
+const GC_USAGE = `usage: sluice gc [--slice NAME] [--dry-run] [--json] [--data DIR] [--config FILE]
+
+Applies the configured retention now (the server also does, every gc_interval): per slice, removes
+paths past max_age and least recently used paths beyond max_size, never a pinned closure nor a path
+another kept path of the slice refers to; then NAR files no narinfo uses (and orphan uploads) older
+than gc_grace. Prints, per slice, what is kept and every removed path with its reason.
+
+  --slice NAME   only this slice (NAR files no slice uses are still collected)
+  --dry-run      change nothing; print what a run now would remove
+  --json         the report as JSON
+`;
+async function runGc(argv, io = process) {
+    let values;
+    try {
+        ({ values } = (0,external_node_util_.parseArgs)({
+            args: argv,
+            options: {
+                slice: { type: 'string' },
+                'dry-run': { type: 'boolean' },
+                json: { type: 'boolean' },
+                data: { type: 'string' },
+                config: { type: 'string' },
+            },
+            allowPositionals: false,
+        }));
+    }
+    catch (error) {
+        io.stderr.write(`sluice gc: ${error.message}\n${GC_USAGE}`);
+        return 2;
+    }
+    try {
+        const report = await withStores(values, (stores) => collectGarbage(stores, {
+            dryRun: values['dry-run'] === true,
+            ...(values.slice ? { slice: normalizeSliceName(values.slice) } : {}),
+        }));
+        io.stdout.write(values.json ? `${JSON.stringify(report)}\n` : formatGcReport(report));
+        return report.skipped ? 1 : 0;
+    }
+    catch (error) {
+        io.stderr.write(`sluice gc: ${error.message}\n`);
+        return 1;
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/nix/hash.ts
@@ -11054,7 +12424,7 @@ function isStringRecord(value) {
 }
 /** Re-checks a signed payload's shape: defence in depth should the key ever sign something odd. */
 function grantFromPayload(payload) {
-    const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners, jti, iat } = payload;
+    const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners, jti, iat, exp, } = payload;
     const validKind = kind === 'ci' || kind === 'read';
     const validRead = Array.isArray(read) && read.every((item) => typeof item === 'string' && isSlicePattern(item));
     const validWrite = write === null || (typeof write === 'string' && isSliceName(write) && kind === 'ci');
@@ -11083,6 +12453,7 @@ function grantFromPayload(payload) {
         ...(readOwners === undefined ? {} : { readOwners: readOwners }),
         identity: identity,
         ...(kind === 'read' ? { issued: { id: jti, at: iat } } : {}),
+        ...(typeof exp === 'number' ? { expiresAt: exp } : {}),
     };
 }
 function subjectOf(grant) {
@@ -11504,6 +12875,19 @@ function createOidcVerifier(issuers, options = {}) {
 
 
 
+
+/**
+ * A pull-request job's own slice, `<slice>/pr-<number>`, for a slice with `pull_requests` whose
+ * read rules the job matched: only on `pull_request` (GitHub gives fork pull requests no ID token;
+ * `pull_request_target` runs for forks with one, so it never qualifies).
+ */
+function pullRequestWriteSlice(slices, read, claims) {
+    const number = /^refs\/pull\/(\d+)\/(?:merge|head)$/.exec(claimString(claims.ref) ?? '')?.[1];
+    if (claimString(claims.event_name) !== 'pull_request' || number === undefined)
+        return null;
+    const slice = slices.find((candidate) => candidate.pullRequests && read.has(candidate.name));
+    return slice ? pullRequestSlice(slice.name, number) : null;
+}
 /** Events whose workflows run trusted code of the repository: never pull_request(_target). */
 const DEFAULT_WRITE_EVENTS = ['push', 'schedule', 'workflow_dispatch', 'merge_group', 'release'];
 /**
@@ -11619,6 +13003,12 @@ function createPolicy(slices) {
                             addRead(name.name, owner);
                     }
                 }
+            }
+            if (write === null) {
+                const readNames = new Set([...read.values()].map((grant) => grant.name));
+                write = pullRequestWriteSlice(slices, readNames, claims);
+                if (write !== null)
+                    addRead(write, null);
             }
             if (read.size === 0 && write === null) {
                 throw new ExchangeError('forbidden', `no slice is granted to this token: ${refusals.join('; ')}`, 'policy_denied');
@@ -11767,6 +13157,7 @@ async function loadOrCreateTokenKey(path) {
 
 
 
+
 const READ_TOKEN_NAME = /^[A-Za-z0-9._@-]{1,100}$/;
 function createExchange(config, tokenKey, options = {}) {
     const verifier = createOidcVerifier(config.issuers, options);
@@ -11792,6 +13183,11 @@ function createExchange(config, tokenKey, options = {}) {
             const grant = await cacheTokens.verify(token);
             await state?.checkReadToken(grant);
             return grant;
+        },
+        async checkGrant(grant) {
+            if (grant.expiresAt === undefined || now() >= grant.expiresAt * 1000)
+                throw unauthorized('cache token', 'expired', 'token_expired');
+            await state?.checkReadToken(grant);
         },
         async createReadToken({ read, ttlSeconds, name }) {
             if (read.length === 0)
@@ -12009,6 +13405,370 @@ async function runKeys(argv, io = process) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/contracts/daemon-config.ts
+/**
+ * The daemon's config file, written by the Action's main step and the benchmark (mode 0600: it
+ * holds the token), read by the daemon. Parsed strictly: a bad file is a clear error naming the
+ * field, before anything starts.
+ */
+
+
+
+
+
+/** Pin names, as the server's `POST /_api/v1/pins` and `sluice pin` take them. */
+const PIN_NAME_PATTERN = /^[A-Za-z0-9._@+-]{1,100}$/;
+class DaemonConfigError extends (/* unused pure expression or super */ null && (Error)) {
+}
+const DAEMON_CONFIG_FILE = 'daemon.json';
+const DEFAULT_UPSTREAM_CACHES = (/* unused pure expression or super */ null && (['https://cache.nixos.org']));
+const DEFAULT_PUSH_CONCURRENCY = 4;
+/** The daemon's `listen`: HOST:PORT on a loopback host (`localhost` listens on 127.0.0.1). */
+function parseDaemonListen(listen) {
+    let parsed;
+    try {
+        parsed = parseHostPort(listen);
+    }
+    catch (error) {
+        if (error instanceof ListenError)
+            throw new DaemonConfigError(`listen '${listen}' is not host:port`);
+        throw error;
+    }
+    if (!isLoopbackHost(parsed.host)) {
+        throw new DaemonConfigError(`listen host '${parsed.host}' is not a loopback address: the daemon only listens on 127.0.0.1`);
+    }
+    return { host: parsed.host === 'localhost' ? '127.0.0.1' : parsed.host, port: parsed.port };
+}
+/** An ISO 8601 date (the exchange's `expires_at`) \u2192 unix milliseconds; a DaemonConfigError otherwise. */
+function parseExpiry(value, field = 'tokenExpiresAt') {
+    const ms = typeof value === 'string' && !/^\d+$/.test(value) ? Date.parse(value) : NaN;
+    if (Number.isNaN(ms))
+        throw new DaemonConfigError(`${field} '${String(value)}' is not an ISO 8601 date`);
+    return ms;
+}
+function isRecord(value) {
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+function requireString(obj, key, where = '') {
+    const value = obj[key];
+    if (typeof value !== 'string' || value.length === 0) {
+        throw new DaemonConfigError(`${where}${key} must be a non-empty string`);
+    }
+    return value;
+}
+function requireUrl(value, field) {
+    let url;
+    try {
+        url = new URL(value);
+    }
+    catch {
+        throw new DaemonConfigError(`${field} '${value}' is not a URL`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+        throw new DaemonConfigError(`${field} '${value}' must be an http(s) URL`);
+    }
+    return value.replace(/\/+$/, '');
+}
+function parsePush(value) {
+    if (value === undefined) {
+        return {
+            enabled: false,
+            upstreamCaches: DEFAULT_UPSTREAM_CACHES,
+            compression: 'zstd',
+            concurrency: DEFAULT_PUSH_CONCURRENCY,
+        };
+    }
+    if (!isRecord(value))
+        throw new DaemonConfigError('push must be an object');
+    const push = {
+        enabled: value.enabled === true,
+        upstreamCaches: DEFAULT_UPSTREAM_CACHES,
+        compression: 'zstd',
+        concurrency: DEFAULT_PUSH_CONCURRENCY,
+    };
+    if (value.filter !== undefined && value.filter !== '') {
+        if (typeof value.filter !== 'string')
+            throw new DaemonConfigError('push.filter must be a string');
+        try {
+            new RegExp(value.filter);
+        }
+        catch (e) {
+            throw new DaemonConfigError(`push.filter is not a valid regular expression: ${e.message}`);
+        }
+        push.filter = value.filter;
+    }
+    if (value.upstreamCaches !== undefined) {
+        if (!Array.isArray(value.upstreamCaches) || value.upstreamCaches.some((u) => typeof u !== 'string')) {
+            throw new DaemonConfigError('push.upstreamCaches must be an array of URLs');
+        }
+        push.upstreamCaches = value.upstreamCaches
+            .filter((u) => u.trim() !== '')
+            .map((u, i) => requireUrl(u.trim(), `push.upstreamCaches[${i}]`));
+    }
+    if (value.compression !== undefined) {
+        if (value.compression !== 'zstd' && value.compression !== 'xz' && value.compression !== 'none') {
+            throw new DaemonConfigError(`push.compression '${String(value.compression)}' is not one of zstd, xz, none`);
+        }
+        push.compression = value.compression;
+    }
+    if (value.concurrency !== undefined) {
+        if (!Number.isInteger(value.concurrency) ||
+            value.concurrency < 1 ||
+            value.concurrency > 64) {
+            throw new DaemonConfigError('push.concurrency must be an integer from 1 to 64');
+        }
+        push.concurrency = value.concurrency;
+    }
+    return push;
+}
+function parsePackConfig(value) {
+    if (!isRecord(value))
+        throw new DaemonConfigError('pack must be an object');
+    const restoreKeys = value.restoreKeys;
+    if (!Array.isArray(restoreKeys) || restoreKeys.some((k) => typeof k !== 'string' || k === ''))
+        throw new DaemonConfigError('pack.restoreKeys must be an array of non-empty strings');
+    const cacheEnv = value.cacheEnv ?? {};
+    if (!isRecord(cacheEnv) || Object.values(cacheEnv).some((v) => typeof v !== 'string'))
+        throw new DaemonConfigError('pack.cacheEnv must be an object of strings');
+    return {
+        signingKey: requireString(value, 'signingKey', 'pack.'),
+        dir: requireString(value, 'dir', 'pack.'),
+        restoreKey: requireString(value, 'restoreKey', 'pack.'),
+        restoreKeys: restoreKeys,
+        cacheEnv: cacheEnv,
+    };
+}
+function parseAuth(value) {
+    if (!isRecord(value))
+        throw new DaemonConfigError('auth must be an object { cachePrefix, controlSecret }');
+    const auth = {
+        cachePrefix: requireString(value, 'cachePrefix', 'auth.'),
+        controlSecret: requireString(value, 'controlSecret', 'auth.'),
+    };
+    for (const [key, secret] of Object.entries(auth)) {
+        if (!SECRET_PATTERN.test(secret)) {
+            throw new DaemonConfigError(`auth.${key} must be 32 to 128 characters of base64url`);
+        }
+    }
+    if (auth.cachePrefix === auth.controlSecret) {
+        throw new DaemonConfigError('auth.cachePrefix and auth.controlSecret must differ');
+    }
+    return auth;
+}
+function parseSecretFiles(value) {
+    if (value === undefined)
+        return [];
+    if (!Array.isArray(value) || value.some((f) => typeof f !== 'string' || !isAbsolute(f))) {
+        throw new DaemonConfigError('secretFiles must be an array of absolute paths');
+    }
+    return value;
+}
+function parseDaemonConfig(value) {
+    if (!isRecord(value))
+        throw new DaemonConfigError('config must be a JSON object');
+    const listen = requireString(value, 'listen');
+    parseDaemonListen(listen);
+    const pack = value.pack === undefined ? undefined : parsePackConfig(value.pack);
+    const config = {
+        listen,
+        ...(pack ? { pack } : {}),
+        server: pack && !value.server ? '' : requireUrl(requireString(value, 'server'), 'server'),
+        token: value.token === null || value.token === undefined ? null : requireString(value, 'token'),
+        tokenExpiresAt: null,
+        audience: typeof value.audience === 'string' && value.audience !== '' ? value.audience : DEFAULT_AUDIENCE,
+        push: parsePush(value.push),
+        stateDir: requireString(value, 'stateDir'),
+        read: Array.isArray(value.read) ? value.read.filter((s) => typeof s === 'string') : [],
+        write: typeof value.write === 'string' ? value.write : null,
+        auth: parseAuth(value.auth),
+        secretFiles: parseSecretFiles(value.secretFiles),
+    };
+    if (config.token !== null) {
+        parseExpiry(value.tokenExpiresAt);
+        config.tokenExpiresAt = value.tokenExpiresAt;
+    }
+    if (value.pin !== undefined && value.pin !== null) {
+        if (!isRecord(value.pin))
+            throw new DaemonConfigError('pin must be an object { name, ttl? }');
+        const name = requireString(value.pin, 'name', 'pin.');
+        if (!PIN_NAME_PATTERN.test(name))
+            throw new DaemonConfigError(`pin.name '${name}' must be 1-100 letters, digits, . _ @ + -`);
+        config.pin = { name, ...(value.pin.ttl ? { ttl: requireString(value.pin, 'ttl', 'pin.') } : {}) };
+    }
+    if (value.idTokenRequest !== undefined && config.token !== null) {
+        if (!isRecord(value.idTokenRequest))
+            throw new DaemonConfigError('idTokenRequest must be an object { url, token }');
+        config.idTokenRequest = {
+            url: requireUrl(requireString(value.idTokenRequest, 'url', 'idTokenRequest.'), 'idTokenRequest.url'),
+            token: requireString(value.idTokenRequest, 'token', 'idTokenRequest.'),
+        };
+    }
+    return config;
+}
+/** Written then renamed, so the token never sits in a file with wider permissions, even briefly. */
+async function writeDaemonConfig(config) {
+    const file = join(config.stateDir, DAEMON_CONFIG_FILE);
+    await writeFile(`${file}.tmp`, JSON.stringify(config), { mode: 0o600 });
+    await rename(`${file}.tmp`, file);
+    return file;
+}
+async function readDaemonConfig(path) {
+    let text;
+    try {
+        text = await readFile(path, 'utf8');
+    }
+    catch (e) {
+        throw new DaemonConfigError(`cannot read config file ${path}: ${e.message}`);
+    }
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch (e) {
+        throw new DaemonConfigError(`config file ${path} is not JSON: ${e.message}`);
+    }
+    return parseDaemonConfig(json);
+}
+
+;// CONCATENATED MODULE: ./src/cli/pin.ts
+
+
+
+
+
+
+const PIN_USAGE = `usage: sluice pin add SLICE NAME PATH... [--ttl DURATION]
+       sluice pin list [SLICE] [--json]
+       sluice pin rm SLICE NAME
+  (each also takes --data DIR and --config FILE)
+
+A pin keeps store paths and their closures in a slice whatever max_age says (they still count
+against max_size). Adding to an existing pin adds the paths and sets the new expiry.
+
+  --ttl DURATION   the pin expires after this long (30d, 1y); default: never
+`;
+async function runPin(argv, io = process) {
+    let parsed;
+    try {
+        parsed = (0,external_node_util_.parseArgs)({
+            args: argv,
+            options: {
+                ttl: { type: 'string' },
+                json: { type: 'boolean' },
+                data: { type: 'string' },
+                config: { type: 'string' },
+            },
+            allowPositionals: true,
+        });
+    }
+    catch (error) {
+        io.stderr.write(`sluice pin: ${error.message}\n${PIN_USAGE}`);
+        return 2;
+    }
+    const { values, positionals } = parsed;
+    const [action, ...args] = positionals;
+    try {
+        if (action === 'add' && args.length >= 3)
+            return await add(values, args, io);
+        if (action === 'list' && args.length <= 1)
+            return await list(values, args[0], io);
+        if (action === 'rm' && args.length === 2)
+            return await remove(values, args, io);
+    }
+    catch (error) {
+        io.stderr.write(`sluice pin: ${error.message}\n`);
+        return 1;
+    }
+    io.stderr.write(`sluice pin: expected add, list or rm with their arguments\n${PIN_USAGE}`);
+    return 2;
+}
+function sliceArgument(text) {
+    if (!isSliceName(text))
+        throw new Error(`'${text}' is not a slice name`);
+    return normalizeSliceName(text);
+}
+function pinName(text) {
+    if (!PIN_NAME_PATTERN.test(text))
+        throw new Error(`pin name '${text}' must be 1-100 letters, digits, . _ @ + -`);
+    return text;
+}
+async function add(flags, [sliceText, nameText, ...pathTexts], io) {
+    const slice = sliceArgument(sliceText);
+    const name = pinName(nameText);
+    const paths = pathTexts.map((text) => store_path_StorePath.parse(text).toPath());
+    const ttlSeconds = flags.ttl === undefined ? undefined : parseDuration(flags.ttl);
+    return withStores(flags, async ({ meta }) => {
+        const rows = await meta.findNarInfos(paths.map((path) => path.slice(11, 43)), (candidate) => candidate === slice);
+        const found = new Set(rows.map((row) => row.hashPart));
+        const missing = paths.filter((path) => !found.has(path.slice(11, 43)));
+        if (missing.length > 0)
+            throw new Error(`not in slice '${slice}': ${missing.join(', ')}`);
+        const now = Date.now();
+        const expiresAt = ttlSeconds ? new Date(now + ttlSeconds * 1000) : null;
+        await meta.putPin({ slice, name, storePaths: paths, createdAt: new Date(now), expiresAt });
+        io.stdout.write(`pinned ${paths.length} path(s) in ${slice} as ${name}${expiresAt ? ` until ${expiresAt.toISOString()}` : ''}\n`);
+        return 0;
+    });
+}
+async function list(flags, sliceText, io) {
+    const slice = sliceText === undefined ? undefined : sliceArgument(sliceText);
+    const pins = await withStores(flags, ({ meta }) => meta.listPins(slice));
+    if (!flags.json)
+        io.stdout.write('slice\tname\tpaths\tcreated\texpires\n');
+    for (const pin of pins) {
+        io.stdout.write(flags.json
+            ? `${JSON.stringify(pin)}\n`
+            : `${pin.slice}\t${pin.name}\t${pin.storePaths.join(',')}\t${pin.createdAt.toISOString()}\t${pin.expiresAt?.toISOString() ?? 'never'}\n`);
+    }
+    return 0;
+}
+async function remove(flags, [sliceText, name], io) {
+    const slice = sliceArgument(sliceText);
+    const removed = await withStores(flags, ({ meta }) => meta.deletePin(slice, name));
+    if (!removed) {
+        io.stderr.write(`sluice pin: no pin '${name}' in slice '${slice}'\n`);
+        return 1;
+    }
+    io.stdout.write(`removed pin ${name} from ${slice}\n`);
+    return 0;
+}
+
+;// CONCATENATED MODULE: ./src/cli/slices.ts
+
+
+
+const SLICES_USAGE = `usage: sluice slices [--json] [--data DIR] [--config FILE]
+
+Lists every slice holding paths or pins: paths, size of its NAR files, use of its max_size, last
+push, pin names (tab-separated columns, or one JSON object per line).
+`;
+async function runSlices(argv, io = process) {
+    let values;
+    try {
+        ({ values } = (0,external_node_util_.parseArgs)({
+            args: argv,
+            options: { json: { type: 'boolean' }, data: { type: 'string' }, config: { type: 'string' } },
+            allowPositionals: false,
+        }));
+    }
+    catch (error) {
+        io.stderr.write(`sluice slices: ${error.message}\n${SLICES_USAGE}`);
+        return 2;
+    }
+    try {
+        const summaries = await withStores(values, ({ meta, config }) => summarizeSlices(meta, config));
+        if (!values.json)
+            io.stdout.write(`${SLICE_COLUMNS.join('\t')}\n`);
+        for (const summary of summaries)
+            io.stdout.write(values.json ? `${JSON.stringify(summary)}\n` : `${sliceRow(summary).join('\t')}\n`);
+        return 0;
+    }
+    catch (error) {
+        io.stderr.write(`sluice slices: ${error.message}\n`);
+        return 1;
+    }
+}
+
 // EXTERNAL MODULE: external "node:http"
 var external_node_http_ = __nccwpck_require__(7067);
 // EXTERNAL MODULE: external "node:stream"
@@ -12067,8 +13827,29 @@ function narUrl(hashNix32, compression) {
     return `nar/${narFileName(hashNix32, compression)}`;
 }
 
-// EXTERNAL MODULE: ./src/nix/buffer-pool.ts
-var buffer_pool = __nccwpck_require__(6212);
+;// CONCATENATED MODULE: ./src/server/cache/nar-in-use.ts
+/**
+ * A push that uses a NAR (uploads it, or skips uploading it because the slice has it) marks it used
+ * first, so a collector running at that moment leaves it alone; while a collector is deleting that
+ * very file, the push waits for it to finish and then uploads the NAR again (docs/retention.md,
+ * "Safety under concurrency").
+ */
+
+/** How long an upload waits for a collector to finish deleting the same NAR file (a few ms normally). */
+const DELETION_WAIT_MS = 10_000;
+const POLL_MS = 20;
+/** Marks the NAR as used by this upload; while a collector is deleting that key, waits for it. */
+async function markNarInUse(meta, key, now) {
+    const started = Date.now();
+    while (!(await meta.touchNar(key, new Date(now())))) {
+        if (Date.now() - started > DELETION_WAIT_MS)
+            throw new http_error/* HttpError */.j(503, `NAR ${key} is being deleted by the collector: retry`, 'nar_deleting', {
+                'retry-after': '1',
+            });
+        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
+}
+
 ;// CONCATENATED MODULE: external "node:v8"
 const external_node_v8_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:v8");
 ;// CONCATENATED MODULE: external "node:vm"
@@ -12087,7 +13868,7 @@ const external_node_vm_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import
  */
 
 
-let collect;
+let gc_pacer_collect;
 class GcPacer {
     everyBytes;
     since = 0;
@@ -12100,11 +13881,11 @@ class GcPacer {
         if (this.since < this.everyBytes)
             return;
         this.since = 0;
-        if (!collect) {
+        if (!gc_pacer_collect) {
             (0,external_node_v8_namespaceObject.setFlagsFromString)('--expose-gc');
-            collect = (0,external_node_vm_namespaceObject.runInNewContext)('gc');
+            gc_pacer_collect = (0,external_node_vm_namespaceObject.runInNewContext)('gc');
         }
-        collect({ type: 'minor' });
+        gc_pacer_collect({ type: 'minor' });
     }
 }
 
@@ -12307,7 +14088,7 @@ function grantRanking(grant) {
             return 0;
         for (const [index, pattern] of grant.read.entries()) {
             const required = grant.readOwners?.[index] ?? null;
-            if (sliceMatches(pattern, slice) && (required === null || ownerMatches(owner, required)))
+            if (readCovers(pattern, slice) && (required === null || ownerMatches(owner, required)))
                 return index + 1;
         }
         return null;
@@ -12354,8 +14135,13 @@ function reportConflict(deps, choice) {
     seen.add(key);
     deps.log.warn({ storePath: choice.record.storePath, served: choice.record.slice, conflicting: slices }, 'readable slices hold different narinfos for one store path: serving the one with precedence');
 }
+/** The narinfos to answer, each read recorded for retention (retention/access.ts) first. */
 async function lookupNarInfos(deps, access, hashParts) {
-    const choices = chooseNarInfos(await deps.meta.findNarInfos(hashParts, access.canRead), access.rank);
+    const choose = async () => chooseNarInfos(await deps.meta.findNarInfos(hashParts, access.canRead), access.rank);
+    let choices = await choose();
+    // A row removed by a collector between the lookup and the recording of the read: look again.
+    if (!(await deps.reads.record([...choices.values()].map((choice) => choice.record))))
+        choices = await choose();
     const found = new Map();
     for (const [hashPart, choice] of choices) {
         if (choice.conflicts.length > 0)
@@ -12363,6 +14149,279 @@ async function lookupNarInfos(deps, access, hashParts) {
         found.set(hashPart, choice.record);
     }
     return found;
+}
+
+;// CONCATENATED MODULE: ./src/contracts/narinfo-set.ts
+/**
+ * The narinfo set route as server and proxy both know it: `GET /_api/v1/narinfo-set[?since=<cursor>]`
+ * answers the store-path hashes the token's readable slices hold, as sorted 32-bit prefixes, so the
+ * proxy answers most misses from memory. A prefix is the first 32 of the hash part's 160 bits, so a
+ * hash the set does not hold is claimed with probability count / 2^32 (2.3e-4 for a million paths):
+ * a claimed path is still asked of the server, which has the last word.
+ *
+ * Body: one JSON header line `{"format", "cursor", "count", "full"}`, then `count` LEB128 varints:
+ * the first prefix, then the gaps between successive prefixes (strictly increasing). `full: false`
+ * answers `?since=`: the prefixes of narinfos committed after that cursor (maybe some already sent).
+ */
+
+const NARINFO_SET_PATH = '/_api/v1/narinfo-set';
+const NARINFO_SET_FORMAT = 'sluice-narinfo-set-1';
+const NARINFO_SET_CONTENT_TYPE = 'application/vnd.sluice.narinfo-set';
+/** A cursor is opaque to the proxy: the store's position (a counter or a transaction id), in digits. */
+const SET_CURSOR_PATTERN = /^[0-9]{1,20}$/;
+const DIGIT = new Int8Array(128).fill(-1);
+for (const [i, c] of [...NIX32_ALPHABET].entries())
+    DIGIT[c.charCodeAt(0)] = i;
+/**
+ * The first 32 bits of a hash part (32 nix32 characters of 5 bits each, most significant first):
+ * the alphabet is in ASCII order, so hash parts sorted as strings have sorted prefixes. `text` may
+ * hold many hash parts back to back; `offset` says which characters to read.
+ */
+function hashPrefix(text, offset = 0) {
+    let value = 0;
+    for (let i = 0; i < 7; i++)
+        value = value * 32 + DIGIT[text.charCodeAt(offset + i)];
+    // 35 bits read; the top 32 are the prefix.
+    return Math.floor(value / 8);
+}
+/** Sorts in place and drops repeats: the strictly increasing form the set is sent in. */
+function sortedUnique(prefixes) {
+    prefixes.sort();
+    let n = 0;
+    for (let i = 0; i < prefixes.length; i++) {
+        if (n === 0 || prefixes[i] !== prefixes[n - 1])
+            prefixes[n++] = prefixes[i];
+    }
+    return prefixes.subarray(0, n);
+}
+/** Whether a strictly increasing array holds `prefix` (binary search). */
+function hasPrefix(sorted, prefix) {
+    let low = 0;
+    let high = sorted.length - 1;
+    while (low <= high) {
+        const middle = (low + high) >>> 1;
+        const value = sorted[middle];
+        if (value === prefix)
+            return true;
+        if (value < prefix)
+            low = middle + 1;
+        else
+            high = middle - 1;
+    }
+    return false;
+}
+function encodeNarInfoSet(set) {
+    const header = Buffer.from(`${JSON.stringify({ format: NARINFO_SET_FORMAT, cursor: set.cursor, count: set.prefixes.length, full: set.full })}\n`);
+    // Gaps of a million random prefixes average 4,295: two bytes each, at most five.
+    const body = Buffer.allocUnsafe(header.length + set.prefixes.length * 5);
+    header.copy(body);
+    let at = header.length;
+    let previous = 0;
+    for (let i = 0; i < set.prefixes.length; i++) {
+        const value = set.prefixes[i];
+        let gap = value - previous;
+        previous = value;
+        while (gap >= 0x80) {
+            body[at++] = (gap & 0x7f) | 0x80;
+            gap = Math.floor(gap / 128);
+        }
+        body[at++] = gap;
+    }
+    return body.subarray(0, at);
+}
+class NarInfoSetError extends (/* unused pure expression or super */ null && (Error)) {
+}
+/** Reads a body `encodeNarInfoSet` wrote; throws NarInfoSetError naming what is wrong. */
+function decodeNarInfoSet(body) {
+    const newline = body.indexOf(10);
+    if (newline === -1)
+        throw new NarInfoSetError('narinfo set has no header line');
+    let header;
+    try {
+        header = JSON.parse(body.subarray(0, newline).toString('utf8'));
+    }
+    catch {
+        throw new NarInfoSetError('narinfo set header is not JSON');
+    }
+    const { format, cursor, count, full } = header ?? {};
+    if (format !== NARINFO_SET_FORMAT)
+        throw new NarInfoSetError(`unknown narinfo set format ${String(format)}`);
+    if (typeof cursor !== 'string' || !SET_CURSOR_PATTERN.test(cursor))
+        throw new NarInfoSetError('narinfo set cursor is not digits');
+    if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0)
+        throw new NarInfoSetError('narinfo set count is not a count');
+    if (typeof full !== 'boolean')
+        throw new NarInfoSetError('narinfo set says neither full nor not');
+    const prefixes = new Uint32Array(count);
+    let at = newline + 1;
+    let value = 0;
+    for (let i = 0; i < count; i++) {
+        let gap = 0;
+        let scale = 1;
+        for (;;) {
+            if (at >= body.length)
+                throw new NarInfoSetError(`narinfo set ends after ${i} of ${count} prefixes`);
+            const byte = body[at++];
+            gap += (byte & 0x7f) * scale;
+            scale *= 128;
+            if (byte < 0x80)
+                break;
+            if (scale > 2 ** 35)
+                throw new NarInfoSetError('narinfo set holds an overlong number');
+        }
+        if (i > 0 && gap === 0)
+            throw new NarInfoSetError('narinfo set prefixes are not strictly increasing');
+        value += gap;
+        if (value > 0xffffffff)
+            throw new NarInfoSetError('narinfo set prefix beyond 32 bits');
+        prefixes[i] = value;
+    }
+    if (at !== body.length)
+        throw new NarInfoSetError('narinfo set has bytes after its last prefix');
+    return { cursor, full, prefixes };
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/narinfo-set-index.ts
+/**
+ * The narinfo set (src/contracts/narinfo-set.ts) for a reader: the sorted 32-bit hash prefixes of
+ * every narinfo in the slices it may read. The server keeps each slice's prefixes in memory (4
+ * bytes a path), loaded once from the store and brought up to date by a delta query before every
+ * answer, so a full answer costs a merge of the reader's slices and an encoding, both cached per
+ * set of slices until something changes. Only slices the reader's filter admits contribute: a
+ * slice it may not read never shows in its set.
+ */
+
+/** Encoded unions kept: jobs that start together mostly read the same slices. */
+const CACHED_UNIONS = 8;
+const narinfo_set_index_HASH_PART_LENGTH = 32;
+function prefixesOf(hashParts) {
+    const prefixes = new Uint32Array(hashParts.length / narinfo_set_index_HASH_PART_LENGTH);
+    for (let i = 0; i < prefixes.length; i++)
+        prefixes[i] = hashPrefix(hashParts, i * narinfo_set_index_HASH_PART_LENGTH);
+    return prefixes;
+}
+/** The strictly increasing union of strictly increasing arrays. */
+function union(arrays) {
+    if (arrays.length === 1)
+        return arrays[0];
+    const all = new Uint32Array(arrays.reduce((sum, array) => sum + array.length, 0));
+    let at = 0;
+    for (const array of arrays) {
+        all.set(array, at);
+        at += array.length;
+    }
+    return sortedUnique(all);
+}
+class NarInfoSetIndex {
+    meta;
+    slices = new Map();
+    /** The store's cursor the slices are up to date with; null before the first load. */
+    cursor = null;
+    /** Bumped whenever a slice changed, so cached unions know they are stale. */
+    version = 0;
+    unions = new Map();
+    running;
+    next;
+    constructor(meta) {
+        this.meta = meta;
+    }
+    /** The whole set for `canRead`, covering every narinfo committed before this call. */
+    async full(canRead) {
+        await this.refresh();
+        const readable = [...this.slices.entries()]
+            .filter(([slice, entry]) => entry.prefixes.length > 0 && canRead(slice, entry.owner))
+            .sort(([a], [b]) => (a < b ? -1 : 1));
+        const key = readable.map(([slice]) => slice).join('\n');
+        const cached = this.unions.get(key);
+        if (cached?.version === this.version)
+            return cached;
+        const prefixes = union(readable.map(([, entry]) => entry.prefixes));
+        const answer = {
+            version: this.version,
+            body: encodeNarInfoSet({ cursor: this.cursor ?? '0', full: true, prefixes }),
+            count: prefixes.length,
+        };
+        this.unions.delete(key);
+        this.unions.set(key, answer);
+        if (this.unions.size > CACHED_UNIONS)
+            this.unions.delete(this.unions.keys().next().value);
+        return answer;
+    }
+    /** What `canRead` gained since `cursor`, asked of the store directly (small, and exact for any cursor). */
+    async since(canRead, cursor) {
+        const answer = await this.meta.narInfoHashParts(cursor);
+        const readable = answer.slices.filter(({ slice, owner }) => canRead(slice, owner));
+        const prefixes = union(readable.map(({ hashParts }) => sortedUnique(prefixesOf(hashParts))));
+        return {
+            body: encodeNarInfoSet({ cursor: answer.cursor, full: false, prefixes }),
+            count: prefixes.length,
+        };
+    }
+    /**
+     * Brings the slices up to date with a snapshot taken after this call: a refresh already running
+     * may have taken its snapshot before, so one more is queued after it (shared by all who wait).
+     */
+    refresh() {
+        if (!this.running)
+            return this.start();
+        this.next ??= this.running
+            .catch(() => undefined)
+            .then(() => {
+            this.next = undefined;
+            return this.start();
+        });
+        return this.next;
+    }
+    start() {
+        const run = this.load().finally(() => {
+            if (this.running === run)
+                this.running = undefined;
+        });
+        this.running = run;
+        return run;
+    }
+    async load() {
+        const answer = await this.meta.narInfoHashParts(this.cursor);
+        for (const part of answer.slices)
+            this.apply(part);
+        if (answer.slices.length > 0)
+            this.version++;
+        this.cursor = answer.cursor;
+    }
+    apply({ slice, owner, hashParts }) {
+        const added = sortedUnique(prefixesOf(hashParts));
+        const entry = this.slices.get(slice);
+        if (!entry)
+            this.slices.set(slice, { owner, prefixes: added });
+        else {
+            entry.owner = owner;
+            entry.prefixes = union([entry.prefixes, added]);
+        }
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/cache/pins.ts
+/**
+ * Pins added by a writer (the Action's `pin` input, through `POST /_api/v1/pins`): only into its
+ * own write slice, and only paths that slice holds, so a pin is possible exactly where the policy
+ * lets the job write. Pinned closures ignore `max_age` (docs/retention.md).
+ */
+
+const hashPartOf = (path) => path.slice(path.lastIndexOf('/') + 1).slice(0, 32);
+async function addPin(deps, writer, pin) {
+    const { slice } = writer;
+    const rows = await deps.meta.findNarInfos(pin.paths.map(hashPartOf), (candidate) => candidate === slice);
+    const found = new Set(rows.map((row) => row.hashPart));
+    const missing = pin.paths.filter((path) => !found.has(hashPartOf(path)));
+    const present = pin.paths.filter((path) => found.has(hashPartOf(path)));
+    if (missing.length > 0 && (!pin.skipMissing || present.length === 0)) {
+        throw new http_error/* HttpError */.j(400, `${missing.length} of the paths are not in slice '${slice}' (push them first): ${missing.slice(0, 5).join(', ')}`, 'pin_missing_path');
+    }
+    const now = deps.now();
+    const expiresAt = pin.ttlSeconds ? new Date(now + pin.ttlSeconds * 1000) : null;
+    await deps.meta.putPin({ slice, name: pin.name, storePaths: present, createdAt: new Date(now), expiresAt });
+    deps.log.info({ slice, pin: pin.name, paths: present.length, expiresAt }, 'pin added');
+    return { pinned: present.length, missing: missing.length, expiresAt };
 }
 
 ;// CONCATENATED MODULE: ./src/server/cache/slice-owner.ts
@@ -12408,10 +14467,19 @@ async function checkSliceOwner(meta, writer, bind) {
 
 
 
+
+
+
 class CacheService {
     deps;
+    sets;
     constructor(deps) {
         this.deps = deps;
+        this.sets = new NarInfoSetIndex(deps.meta);
+    }
+    /** The narinfo set of the reader's slices (src/contracts/narinfo-set.ts): whole, or what came after `since`. */
+    narInfoSet(reader, since) {
+        return since === null ? this.sets.full(reader.canRead) : this.sets.since(reader.canRead, since);
     }
     get maxNarSize() {
         return this.deps.narLimits.maxNarSize;
@@ -12445,8 +14513,10 @@ class CacheService {
         const ownUpload = reader.write !== null &&
             (await meta.uploadedNar(reader.write, key)) !== null &&
             (await this.holdsWriteSlice(reader, reader.write));
+        // A writer that sees the NAR will not upload it: mark it used so a collector leaves it alone
+        // (or, when one is deleting it right now, say no so the writer uploads it again).
         if (head && reader.write !== null)
-            return ownUpload;
+            return ownUpload && (await meta.touchNar(key, new Date(this.deps.now())));
         return ownUpload || (await meta.isNarReadable(key, reader.canRead));
     }
     /** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
@@ -12463,12 +14533,24 @@ class CacheService {
     narRedirectUrl(key) {
         return this.deps.narRedirect ? this.deps.narRedirect(key) : Promise.resolve(undefined);
     }
+    /** How long the URLs of `narRedirectUrl` work, when there are any. */
+    get narRedirectTtlSeconds() {
+        return this.deps.narRedirect ? this.deps.narRedirectTtlSeconds : undefined;
+    }
     countBytesOut(bytes) {
         this.deps.metrics.bytesOut.inc(bytes);
     }
     /** The checks a write passes before its body is read: the slice is the writer's to write. */
     checkWriter(writer) {
         return checkSliceOwner(this.deps.meta, writer, false);
+    }
+    /** Pins paths of the writer's slice (with their closures, as the collector keeps them). */
+    pin(writer, pin) {
+        return addPin(this.deps, writer, pin);
+    }
+    /** Before an upload's body is read: marks its NAR used, waiting while a collector deletes it. */
+    markNarInUse(key) {
+        return markNarInUse(this.deps.meta, key, this.deps.now);
     }
     /**
      * Streams an upload through the verification into the BlobStore and records it for the writer's
@@ -12530,6 +14612,10 @@ class CacheService {
         const { slice, identity } = writer;
         const nar = await checkNarInfo(this.deps, slice, hashPart, info);
         await checkSliceOwner(meta, writer, true);
+        const now = new Date(this.deps.now());
+        // The references this path needs in the slice count as used now, so a collection running at
+        // this moment keeps them (its batch that holds one of them is refused).
+        await meta.touchNarInfos(info.references.map((name) => ({ slice, hashPart: name.slice(0, 32) })), now);
         const stored = {
             ...info,
             url: `nar/${nar.key}`,
@@ -12537,7 +14623,6 @@ class CacheService {
             fileSize: nar.fileSize,
             sigs: [],
         };
-        const now = new Date();
         // Signed once here, from the narinfo parsed once, so the lookups that follow need not.
         const signed = narinfoSigner.signForStorage(stored);
         const outcome = await meta.putNarInfo({
@@ -12556,6 +14641,8 @@ class CacheService {
             narSize: nar.narSize,
             fileSize: nar.fileSize,
         });
+        if (outcome === 'nar_missing')
+            throw new http_error/* HttpError */.j(400, `its NAR ${info.url} was removed by the collector meanwhile: upload it again`, 'nar_missing');
         log.info({ slice, storePath: info.storePath, stored: outcome, repository: identity.repository }, 'narinfo uploaded');
         return outcome;
     }
@@ -13010,6 +15097,100 @@ class VerifyPool {
     }
 }
 
+;// CONCATENATED MODULE: ./src/server/cache/nar-link-signer.ts
+/**
+ * Signed NAR links: a URL that carries a cache token's read right for one NAR, for a short time,
+ * so that Nix can fetch the bytes from this server without the proxy in between and without the
+ * token. The link holds the grant the token carried (never the token), the NAR's key and an expiry,
+ * MACed with a key derived from the server's token key (HMAC-SHA256: replicas sharing the token key
+ * accept each other's links; a MAC is checked in about a microsecond, an EdDSA signature in ~50).
+ * A link's read is checked exactly as the token's would be: the grant's slices must read the NAR
+ * at the time of the GET, the token must not have expired (nor, for read tokens, been revoked),
+ * and the link works for its NAR only and not after its own expiry.
+ */
+
+
+/** How long a link works. Nix follows a redirect at once; the proxy asks again for a late one. */
+const NAR_LINK_TTL_SECONDS = 120;
+const MAC_CONTEXT = 'sluice signed NAR link v1';
+function refused(problem) {
+    return new http_error/* HttpError */.j(403, `signed NAR link ${problem}`, 'bad_link');
+}
+/** The grant without what a read does not need: the identity beyond what ranks slices. */
+function readGrant(grant) {
+    const identity = grant.identity;
+    const kept = grant.kind === 'read'
+        ? { name: identity.name ?? '' }
+        : {
+            issuer: identity.issuer ?? '',
+            ...(identity.repository_id ? { repository_id: identity.repository_id } : {}),
+        };
+    return {
+        kind: grant.kind,
+        read: grant.read,
+        ...(grant.readOwners ? { readOwners: grant.readOwners } : {}),
+        write: grant.write,
+        bindWrite: grant.bindWrite === true,
+        identity: kept,
+        ...(grant.issued ? { issued: grant.issued } : {}),
+        ...(grant.expiresAt !== undefined ? { expiresAt: grant.expiresAt } : {}),
+    };
+}
+class NarLinkSigner {
+    now;
+    ttlSeconds;
+    macKey;
+    constructor(tokenKey, now = Date.now, ttlSeconds = NAR_LINK_TTL_SECONDS) {
+        this.now = now;
+        this.ttlSeconds = ttlSeconds;
+        const secret = tokenKey.export({ type: 'pkcs8', format: 'der' });
+        this.macKey = Buffer.from((0,external_node_crypto_.hkdfSync)('sha256', secret, Buffer.alloc(0), MAC_CONTEXT, 32));
+    }
+    /**
+     * When links made now expire (seconds): after the link's lifetime (or `ttlSeconds`, if shorter),
+     * never after the token of `grant`.
+     */
+    expiry(grant, ttlSeconds = this.ttlSeconds) {
+        const own = this.nowSeconds() + Math.min(ttlSeconds, this.ttlSeconds);
+        return grant?.expiresAt === undefined ? own : Math.min(own, grant.expiresAt);
+    }
+    nowSeconds() {
+        return Math.floor(this.now() / 1000);
+    }
+    /** The value of the link's `sig` parameter for the NAR `key`. */
+    sign(key, grant, expiresAt = this.expiry(grant)) {
+        const payload = { k: key, e: expiresAt, g: readGrant(grant) };
+        const encoded = Buffer.from(JSON.stringify(payload)).toString('base64url');
+        return `${encoded}.${this.mac(encoded).toString('base64url')}`;
+    }
+    /** The grant a link carries for the NAR `key`; throws 403 naming what is wrong with it. */
+    verify(key, value) {
+        const dot = value.indexOf('.');
+        if (dot <= 0 || dot !== value.lastIndexOf('.'))
+            throw refused('is malformed');
+        const encoded = value.slice(0, dot);
+        const given = Buffer.from(value.slice(dot + 1), 'base64url');
+        const expected = this.mac(encoded);
+        if (given.length !== expected.length || !(0,external_node_crypto_.timingSafeEqual)(given, expected))
+            throw refused('has a bad signature (altered, or signed with another key)');
+        let payload;
+        try {
+            payload = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8'));
+        }
+        catch {
+            throw refused('is malformed');
+        }
+        if (payload.k !== key)
+            throw refused('is for another NAR');
+        if (typeof payload.e !== 'number' || this.now() >= payload.e * 1000)
+            throw refused(`expired at ${new Date((payload.e || 0) * 1000).toISOString()}`);
+        return payload.g;
+    }
+    mac(encoded) {
+        return (0,external_node_crypto_.createHmac)('sha256', this.macKey).update(encoded).digest();
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/rate-limit.ts
 
 
@@ -13177,9 +15358,16 @@ async function resolveAccess(req, verify, isPublic) {
             identity: {},
         };
     }
+    return verifiedAccess(() => verify(token), isPublic);
+}
+/** The access a signed NAR link's grant gives, checked as its token would be now. */
+function resolveGrantAccess(grant, verify, isPublic) {
+    return verifiedAccess(() => verify(grant), isPublic);
+}
+async function verifiedAccess(verify, isPublic) {
     let access;
     try {
-        access = await verify(token);
+        access = await verify();
     }
     catch (caught) {
         const error = exchangeErrorToHttp(caught);
@@ -13201,6 +15389,38 @@ function requireWriteSlice(access) {
     if (access.write === null)
         throw new http_error/* HttpError */.j(403, 'this cache token grants no write slice', 'read_only_token');
     return access.write;
+}
+
+;// CONCATENATED MODULE: ./src/contracts/nar-links.ts
+/**
+ * NAR links: where Nix may fetch a NAR's bytes without the proxy in between. The daemon asks the
+ * server for links to the NARs of the narinfos it answered and redirects Nix's NAR GETs to them.
+ * A link is either a path below the server's URL (`nar/<file>?sig=\u2026`: the read right of the
+ * daemon's token for that NAR alone, signed by the server, short-lived) or an absolute URL (a
+ * presigned bucket URL, when the server keeps NARs in one and presigns downloads).
+ */
+/** `POST` `{"nars": ["nar/<file hash>.nar[.ext]", ...]}` \u2192 `NarLinksResponse`. */
+const NAR_LINKS_PATH = '/_api/v1/nar-links';
+/** NAR URLs per request: the closures Nix substitutes at once. */
+const NAR_LINKS_LIMIT = 1000;
+/** The query parameter of a signed NAR link. */
+const NAR_LINK_PARAM = 'sig';
+/** The answer as the daemon uses it, or undefined when the body is not one. */
+function parseNarLinksResponse(text) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch {
+        return undefined;
+    }
+    const { links, expires_in: expiresIn } = (json ?? {});
+    if (typeof links !== 'object' || links === null || Array.isArray(links))
+        return undefined;
+    if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn))
+        return undefined;
+    const entries = Object.entries(links).filter((entry) => typeof entry[1] === 'string');
+    return { links: new Map(entries), expiresInSeconds: expiresIn };
 }
 
 ;// CONCATENATED MODULE: ./src/server/http/body.ts
@@ -13461,6 +15681,7 @@ async function beginWrite(cache, request, limit, what, accept = true) {
 /** A NAR upload: the preamble, an upload slot (429/503 when none is free), then the service. */
 async function storeNar(deps, request, writer, upload) {
     const { req, res } = request;
+    await deps.cache.markNarInUse(upload.key);
     const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
     try {
         acceptBody(req, res);
@@ -13520,6 +15741,89 @@ async function putNarInfo(cache, request, hashPart) {
     send(request.res, outcome === 'created' ? 201 : 200, {});
 }
 
+;// CONCATENATED MODULE: ./src/server/http/nar-links-handler.ts
+/**
+ * NAR links (src/contracts/nar-links.ts): `POST /_api/v1/nar-links` answers, for each NAR the
+ * request's token may read, where Nix may fetch it without the proxy: a presigned bucket URL, or
+ * `nar/<file>?sig=\u2026` on this server, which carries the token's read right for that NAR alone
+ * (`NarLinkSigner`). A NAR GET with `?sig=` is read with the link's grant instead of a header.
+ */
+
+
+
+
+
+
+/** 1000 NAR URLs as JSON are ~70 KB. */
+const NAR_LINKS_BODY_LIMIT = 128 * 1024;
+function badRequest(message) {
+    return new http_error/* HttpError */.j(400, message, 'bad_request');
+}
+/** `{"nars": ["nar/<file>", ...]}` \u2192 NAR URL \u2192 blob key, each checked; errors name the bad one. */
+function parseNarLinksRequest(body) {
+    let json;
+    try {
+        json = JSON.parse(body.toString('utf8'));
+    }
+    catch (error) {
+        throw badRequest(`request body is not JSON: ${error.message}`);
+    }
+    const nars = json?.nars;
+    if (typeof json !== 'object' || Array.isArray(json) || !Array.isArray(nars))
+        throw badRequest('request body must be {"nars": ["nar/<52-character nix32 hash>.nar[.ext]", ...]}');
+    if (nars.length > NAR_LINKS_LIMIT)
+        throw new http_error/* HttpError */.j(413, `${nars.length} NARs in one request; at most ${NAR_LINKS_LIMIT}`, 'too_many');
+    const keys = new Map();
+    nars.forEach((nar, index) => {
+        const name = typeof nar === 'string' ? parseNarUrl(nar) : undefined;
+        if (!name || name.compression === undefined)
+            throw badRequest(`nars[${index}] ${JSON.stringify(nar)?.slice(0, 100)} is not nar/<52-character nix32 hash>.nar[.zst|.xz]`);
+        keys.set(nar, name.key);
+    });
+    return keys;
+}
+async function postNarLinks(deps, request) {
+    const { req, res } = request;
+    const access = await request.access();
+    checkDeclaredLength(req, NAR_LINKS_BODY_LIMIT, 'NAR link request');
+    acceptBody(req, res);
+    const keys = parseNarLinksRequest(await readSmallBody(request.body(), NAR_LINKS_BODY_LIMIT, 'NAR link request'));
+    const { cache, signer } = deps;
+    const expiresAt = signer.expiry(access.grant, cache.narRedirectTtlSeconds);
+    const links = {};
+    await Promise.all([...keys].map(async ([nar, key]) => {
+        if (!(await cache.narVisible(access, key, false)))
+            return;
+        links[nar] =
+            (await cache.narRedirectUrl(key)) ??
+                // Without a token only public slices are read: the plain URL needs nothing more.
+                (access.grant
+                    ? `nar/${key}?${NAR_LINK_PARAM}=${signer.sign(key, access.grant, expiresAt)}`
+                    : `nar/${key}`);
+    }));
+    const answer = { links, expires_in: Math.max(0, expiresAt - signer.nowSeconds()) };
+    send(res, 200, { 'content-type': 'application/json', 'cache-control': 'no-store' }, JSON.stringify(answer));
+}
+/** The `sig` of a NAR GET's query, if it has one. */
+function linkSignature(url) {
+    const query = url?.split('?', 2)[1];
+    return query === undefined ? undefined : (new URLSearchParams(query).get(NAR_LINK_PARAM) ?? undefined);
+}
+/**
+ * The request as a NAR read sees it: with `?sig=`, the link's grant (checked now, as its token
+ * would be) is the access, whatever else the request carries; otherwise the request's token.
+ */
+function narReadRequest(deps, request, key) {
+    const signature = linkSignature(request.req.url);
+    if (signature === undefined)
+        return request;
+    let access;
+    return {
+        ...request,
+        access: () => (access ??= (async () => resolveGrantAccess(deps.signer.verify(key, signature), deps.verifyGrant, deps.isPublic))()),
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/narinfo-batch-handler.ts
 /**
  * `POST /_api/v1/narinfos`: many narinfo lookups in one request, for the Action's proxy, which
@@ -13536,7 +15840,7 @@ async function putNarInfo(cache, request, hashPart) {
 
 /** 1000 hash parts as JSON are ~35 KB. */
 const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
-function badRequest(message) {
+function narinfo_batch_handler_badRequest(message) {
     return new http_error/* HttpError */.j(400, message, 'bad_request');
 }
 /**
@@ -13549,17 +15853,17 @@ function parseBatchRequest(body) {
         json = JSON.parse(body.toString('utf8'));
     }
     catch (error) {
-        throw badRequest(`request body is not JSON: ${error.message}`);
+        throw narinfo_batch_handler_badRequest(`request body is not JSON: ${error.message}`);
     }
     const hashParts = json?.hashParts;
     if (typeof json !== 'object' || Array.isArray(json) || !Array.isArray(hashParts))
-        throw badRequest('request body must be {"hashParts": ["<32-character nix32 hash>", ...]}');
+        throw narinfo_batch_handler_badRequest('request body must be {"hashParts": ["<32-character nix32 hash>", ...]}');
     if (hashParts.length > NARINFO_BATCH_LIMIT) {
         throw new http_error/* HttpError */.j(413, `${hashParts.length} hash parts in one request; at most ${NARINFO_BATCH_LIMIT}`, 'too_many');
     }
     hashParts.forEach((hashPart, index) => {
         if (typeof hashPart !== 'string' || !HASH_PART_PATTERN.test(hashPart)) {
-            throw badRequest(`hashParts[${index}] ${JSON.stringify(hashPart)?.slice(0, 80)} is not a 32-character nix32 store path hash`);
+            throw narinfo_batch_handler_badRequest(`hashParts[${index}] ${JSON.stringify(hashPart)?.slice(0, 80)} is not a 32-character nix32 store path hash`);
         }
     });
     const scope = parseLookupScope(json.scope, 'scope');
@@ -13582,12 +15886,55 @@ async function postNarInfos(cache, request, publicReads) {
     send(res, 200, { 'content-type': 'application/json', 'cache-control': 'private, no-cache' }, JSON.stringify({ narinfos }));
 }
 
+;// CONCATENATED MODULE: ./src/server/http/narinfo-set-handler.ts
+/**
+ * `GET /_api/v1/narinfo-set[?since=<cursor>]`: the hash prefixes of the narinfos the token may read
+ * (src/contracts/narinfo-set.ts), for the Action's proxy, which answers most of Nix's misses from
+ * it. The access rules are those of the narinfo lookups (the union of readable slices, public
+ * slices without a token).
+ */
+
+
+/** The largest cursor any store hands out (xid8 and SQLite integers both fit below 2^63). */
+const CURSOR_LIMIT = 2n ** 63n;
+/** `?since=`: absent for the whole set, else a cursor an earlier answer gave. */
+function narinfo_set_handler_parseSince(url) {
+    const query = new URL(url ?? '/', 'http://sluice.invalid').searchParams;
+    const since = query.get('since');
+    if (since === null)
+        return null;
+    if (!SET_CURSOR_PATTERN.test(since) || BigInt(since) >= CURSOR_LIMIT) {
+        throw new http_error/* HttpError */.j(400, `query parameter since ${JSON.stringify(since.slice(0, 40))} is not a cursor (the digits of an earlier answer's "cursor")`, 'bad_cursor');
+    }
+    return since;
+}
+async function getNarInfoSet(cache, request, publicReads) {
+    const { req, res } = request;
+    const since = narinfo_set_handler_parseSince(req.url);
+    const access = await request.access();
+    if (!access.authenticated && !publicReads) {
+        throw new http_error/* HttpError */.j(401, 'the narinfo set needs a cache token: no slice is public', 'unauthenticated', {
+            'www-authenticate': 'Bearer',
+        });
+    }
+    const { body, count } = await cache.narInfoSet(access, since);
+    res.writeHead(200, {
+        'content-type': NARINFO_SET_CONTENT_TYPE,
+        'content-length': body.length,
+        'cache-control': 'private, no-store',
+        'x-sluice-set-count': count,
+    });
+    res.end(req.method === 'HEAD' ? undefined : body);
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/paths.ts
 /**
  * Request paths \u2192 routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
  * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
  * no decoding step for a traversal to hide behind.
  */
+
+
 
 
 
@@ -13643,8 +15990,14 @@ function matchRoute(rawUrl) {
             return { name: 'token' };
         case NARINFO_BATCH_PATH:
             return { name: 'narinfos' };
+        case NAR_LINKS_PATH:
+            return { name: 'nar-links' };
+        case NARINFO_SET_PATH:
+            return { name: 'narinfo-set' };
         case '/metrics':
             return { name: 'metrics' };
+        case '/_api/v1/pins':
+            return { name: 'pins' };
     }
     const hashPart = path.endsWith('.narinfo') ? path.slice(1, -'.narinfo'.length) : undefined;
     if (hashPart !== undefined && HASH_PART_PATTERN.test(hashPart))
@@ -13669,7 +16022,84 @@ function matchRoute(rawUrl) {
     throw new http_error/* HttpError */.j(404, `no such endpoint: ${path.slice(0, 120)}`, 'not_found');
 }
 
+;// CONCATENATED MODULE: ./src/server/http/pins.ts
+/**
+ * `POST /_api/v1/pins`: the Action's daemon pins what its job pushed (input `pin: NAME`), with its
+ * cache token: into the token's write slice only, so a pin is possible exactly where the policy
+ * lets the job write. Body `{ "name": "v1.2", "paths": ["/nix/store/\u2026"], "ttl": "1y" }`, and
+ * `"skip_missing": true` to pin those of the paths the slice holds (the daemon sends every path
+ * the job built; some were not pushed because another slice or an upstream cache has them).
+ */
+
+
+
+
+
+
+const MAX_PATHS = 10_000;
+const BODY_LIMIT = 2 * 1024 * 1024;
+function bad(message) {
+    return new http_error/* HttpError */.j(400, message, 'bad_pin');
+}
+function parsePinRequest(body) {
+    let json;
+    try {
+        json = JSON.parse(body.toString('utf8'));
+    }
+    catch (error) {
+        throw bad(`request body is not JSON: ${error.message}`);
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json))
+        throw bad('request body must be {"name": "...", "paths": ["/nix/store/..."], "ttl"?: "1y"}');
+    if (typeof json.name !== 'string' || !PIN_NAME_PATTERN.test(json.name))
+        throw bad(`pin name ${JSON.stringify(json.name)} must be 1-100 letters, digits, . _ @ + -`);
+    if (!Array.isArray(json.paths) || json.paths.length === 0)
+        throw bad('paths must be a non-empty list of store paths');
+    if (json.paths.length > MAX_PATHS)
+        throw bad(`${json.paths.length} paths in one pin; at most ${MAX_PATHS}`);
+    const paths = json.paths.map((path, index) => {
+        try {
+            return store_path_StorePath.parse(String(path)).toPath();
+        }
+        catch (error) {
+            throw bad(`paths[${index}] ${JSON.stringify(path)?.slice(0, 120)} is not a store path: ${error.message}`);
+        }
+    });
+    let ttlSeconds;
+    if (json.ttl !== undefined) {
+        try {
+            ttlSeconds = parseDuration(json.ttl);
+        }
+        catch (error) {
+            throw bad(`ttl: ${error.message}`);
+        }
+    }
+    if (json.skip_missing !== undefined && typeof json.skip_missing !== 'boolean')
+        throw bad('skip_missing must be true or false');
+    return {
+        name: json.name,
+        paths: [...new Set(paths)],
+        ...(ttlSeconds ? { ttlSeconds } : {}),
+        skipMissing: json.skip_missing === true,
+    };
+}
+async function postPin(cache, request) {
+    const writer = await beginWrite(cache, request, BODY_LIMIT, 'pin request');
+    const pin = parsePinRequest(await readSmallBody(request.body(), BODY_LIMIT, 'pin request'));
+    const outcome = await cache.pin(writer, pin);
+    send(request.res, 201, { 'content-type': 'application/json' }, JSON.stringify({
+        slice: writer.slice,
+        name: pin.name,
+        paths: outcome.pinned,
+        ...(outcome.missing ? { missing: outcome.missing } : {}),
+        expires_at: outcome.expiresAt?.toISOString() ?? null,
+    }));
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/router.ts
+
+
+
 
 
 
@@ -13678,7 +16108,16 @@ function matchRoute(rawUrl) {
 
 function routeTable(deps) {
     const narinfo = (route, request) => getNarInfo(deps.cache, request, route.hashPart);
-    const nar = (route, request) => getNar(deps.cache, request, route.key);
+    const links = {
+        cache: deps.cache,
+        signer: deps.narLinkSigner,
+        verifyGrant: deps.verifyGrant,
+        isPublic: deps.isPublic,
+    };
+    const nar = (route, request) => {
+        const { key } = route;
+        return getNar(deps.cache, narReadRequest(links, request, key), key);
+    };
     return {
         'nix-cache-info': {
             GET: (_route, request) => getNixCacheInfo(request),
@@ -13697,6 +16136,15 @@ function routeTable(deps) {
         },
         narinfos: {
             POST: (_route, request) => postNarInfos(deps.cache, request, deps.publicReads),
+        },
+        'nar-links': {
+            POST: (_route, request) => postNarLinks(links, request),
+        },
+        'narinfo-set': {
+            GET: (_route, request) => getNarInfoSet(deps.cache, request, deps.publicReads),
+        },
+        pins: {
+            POST: (_route, request) => postPin(deps.cache, request),
         },
         'nar-upload': {
             PUT: (route, request) => putNarByNarHash(deps, request, route),
@@ -13725,7 +16173,7 @@ function routeTable(deps) {
 }
 /** A narinfo (or nix-cache-info) read, alone or batched: Nix asks thousands per job. */
 function isLookup(req, routeName) {
-    if (routeName === 'narinfos')
+    if (routeName === 'narinfos' || routeName === 'narinfo-set')
         return true;
     return ((req.method === 'GET' || req.method === 'HEAD') &&
         (routeName === 'narinfo' || routeName === 'nix-cache-info'));
@@ -13776,7 +16224,7 @@ function createRouter(deps) {
                 deps.log.error({ err: error, path }, 'request failed');
             else if (error.status === 503)
                 deps.log.warn({ path, reason: error.message }, 'unavailable');
-            else if (hasBody(req) && routeName !== 'token' && routeName !== 'narinfos')
+            else if (hasBody(req) && !['token', 'narinfos', 'nar-links'].includes(routeName))
                 deps.metrics.rejectedUploads.inc({ reason: error.reason });
             // A body we did not read would be parsed as the next request: close the connection instead.
             if (hasBody(req) && !req.complete && !res.headersSent)
@@ -13873,35 +16321,6 @@ function createTokenHandler(options) {
     };
 }
 
-// EXTERNAL MODULE: ./node_modules/pino/pino.js
-var pino = __nccwpck_require__(5005);
-;// CONCATENATED MODULE: ./src/server/server-log.ts
-/**
- * Structured JSON logs (pino). Requests are logged from an explicit allow-list of fields, and
- * anything named like a credential is redacted besides, so a token cannot reach the log.
- */
-
-const REDACTED_PATHS = [
-    'authorization',
-    'token',
-    'idToken',
-    'password',
-    '*.authorization',
-    '*.token',
-    '*.idToken',
-    '*.password',
-    'req.headers.authorization',
-    'headers.authorization',
-];
-function createLogger(destination, level = process.env.SLUICE_LOG_LEVEL ?? 'info') {
-    const options = {
-        level,
-        base: { service: 'sluice' },
-        redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-    };
-    return destination ? (0,pino.pino)(options, destination) : (0,pino.pino)(options);
-}
-
 // EXTERNAL MODULE: ./node_modules/prom-client/index.js
 var prom_client = __nccwpck_require__(5222);
 ;// CONCATENATED MODULE: ./src/server/metrics.ts
@@ -13948,271 +16367,119 @@ class ServerMetrics {
         labelNames: ['limit'],
         registers: [this.registry],
     });
+    sliceBytes = new prom_client.Gauge({
+        name: 'sluice_slice_bytes',
+        help: 'Bytes of NAR files per slice, as of the last collection',
+        labelNames: ['slice'],
+        registers: [this.registry],
+    });
+    slicePaths = new prom_client.Gauge({
+        name: 'sluice_slice_paths',
+        help: 'Store paths per slice, as of the last collection',
+        labelNames: ['slice'],
+        registers: [this.registry],
+    });
+    gcCollectedBytes = new prom_client.Counter({
+        name: 'sluice_gc_collected_bytes_total',
+        help: 'Bytes removed by garbage collection: narinfos by reason (age, size, pr-ttl), NAR files (orphan, unused)',
+        labelNames: ['reason'],
+        registers: [this.registry],
+    });
+    gcRuns = new prom_client.Counter({
+        name: 'sluice_gc_runs_total',
+        help: 'Garbage collections by result (done, skipped, failed)',
+        labelNames: ['result'],
+        registers: [this.registry],
+    });
     constructor() {
         (0,prom_client.collectDefaultMetrics)({ register: this.registry, prefix: 'sluice_' });
     }
 }
 
-// EXTERNAL MODULE: ./src/server/storage/blob-store.ts
-var blob_store = __nccwpck_require__(382);
-;// CONCATENATED MODULE: ./src/server/storage/fs-blob-store.ts
-/**
- * BlobStore on a local directory. A put writes a temp file in the same directory, fsyncs it, then
- * hard-links it to its final name: `link` fails if the name exists, which gives put-if-absent
- * atomically, and readers never see a partial file.
- */
+;// CONCATENATED MODULE: ./src/server/retention/access.ts
+class ReadRecorder {
+    store;
+    now;
+    refreshMs;
+    constructor(store, now, refreshMs) {
+        this.store = store;
+        this.now = now;
+        this.refreshMs = refreshMs;
+    }
+    /**
+     * Records the reads of these rows before they are answered; false when one of them was deleted
+     * meanwhile (by a collector), so the caller looks it up again rather than serve a removed path.
+     */
+    async record(records) {
+        const now = this.now();
+        const stale = [...records].filter((record) => +(record.lastAccessedAt ?? record.createdAt) < now - this.refreshMs);
+        if (stale.length === 0)
+            return true;
+        const found = await this.store.touchNarInfos(stale, new Date(now));
+        return found === stale.length;
+    }
+}
 
+;// CONCATENATED MODULE: ./src/server/retention/scheduler.ts
 
-
-
-
-const TEMP_PREFIX = '.upload-';
-/** Reads go into 256 KiB buffers, two per download (one read into while the other is sent). */
-const readBuffers = new buffer_pool/* BufferPool */.P(256 * 1024, 16);
-class FsBlobStore {
-    dir;
-    constructor(dir) {
-        this.dir = dir;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+function recordReport(metrics, report) {
+    if (report.skipped) {
+        metrics.gcRuns.inc({ result: 'skipped' });
+        return;
     }
-    /** Opens (creating) the directory and removes temp files a crash may have left. */
-    static async open(dir) {
-        await (0,promises_.mkdir)(dir, { recursive: true });
-        for (const name of await (0,promises_.readdir)(dir)) {
-            if (name.startsWith(TEMP_PREFIX))
-                await (0,promises_.unlink)((0,external_node_path_.join)(dir, name)).catch(() => undefined);
-        }
-        return new FsBlobStore(dir);
-    }
-    path(key) {
-        if (!(0,blob_store/* isValidBlobKey */.B)(key))
-            throw new Error(`invalid blob key '${key}'`);
-        return (0,external_node_path_.join)(this.dir, key);
-    }
-    async put(key, body) {
-        const finalPath = this.path(key);
-        // Asking for the first chunk now reads the body while the temp file is being opened, and
-        // catches a failure of the body meanwhile; it is taken up by the loop below.
-        const chunks = body[Symbol.asyncIterator]();
-        const first = chunks.next();
-        first.catch(() => undefined);
-        const tempPath = (0,external_node_path_.join)(this.dir, `${TEMP_PREFIX}${(0,external_node_crypto_.randomBytes)(8).toString('hex')}`);
-        let file;
-        try {
-            file = await (0,promises_.open)(tempPath, 'wx', 0o644);
-        }
-        catch (error) {
-            // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
-            void chunks.return?.().catch(() => undefined);
-            throw error;
-        }
-        try {
-            // A chunk at a time: the body's next chunk is asked for once this one is written, and a
-            // failed check of the body surfaces here.
-            try {
-                for (let next = await first; !next.done; next = await chunks.next())
-                    await file.write(next.value);
-            }
-            catch (error) {
-                // A failed write leaves the body unfinished: it is told to stop.
-                await chunks.return?.();
-                throw error;
-            }
-            await file.sync();
-            await file.close();
-            let outcome = 'created';
-            try {
-                await (0,promises_.link)(tempPath, finalPath);
-            }
-            catch (e) {
-                if (e.code !== 'EEXIST')
-                    throw e;
-                outcome = 'exists';
-            }
-            // Synced either way: the time an upload takes must not tell whether the file was there.
-            await syncDir(this.dir);
-            return outcome;
-        }
-        finally {
-            await file.close().catch(() => undefined);
-            await (0,promises_.unlink)(tempPath).catch(() => undefined);
+    metrics.gcRuns.inc({ result: 'done' });
+    for (const slice of report.slices) {
+        metrics.sliceBytes.set({ slice: slice.slice }, slice.kept.bytes);
+        metrics.slicePaths.set({ slice: slice.slice }, slice.kept.paths);
+        for (const [reason, tally] of Object.entries(slice.removed))
+            metrics.gcCollectedBytes.inc({ reason }, tally.bytes);
+        // A slice emptied by this run no longer exists.
+        if (slice.kept.paths === 0) {
+            metrics.sliceBytes.remove({ slice: slice.slice });
+            metrics.slicePaths.remove({ slice: slice.slice });
         }
     }
-    async open(key, range) {
-        let file;
-        try {
-            file = await (0,promises_.open)(this.path(key), 'r');
-        }
-        catch (e) {
-            if (e.code === 'ENOENT')
-                return null;
-            throw e;
-        }
-        if (range)
-            return new FileReader(file, range.start, range.end + 1);
-        try {
-            return new FileReader(file, 0, (await file.stat()).size);
-        }
-        catch (e) {
-            await file.close();
-            throw e;
-        }
-    }
-    async head(key) {
-        try {
-            const info = await (0,promises_.stat)(this.path(key));
-            return { size: info.size };
-        }
-        catch (e) {
-            if (e.code === 'ENOENT')
-                return null;
-            throw e;
-        }
-    }
-    async delete(key) {
-        await (0,promises_.unlink)(this.path(key)).catch((e) => {
-            if (e.code !== 'ENOENT')
-                throw e;
+    for (const nar of report.nars)
+        metrics.gcCollectedBytes.inc({ reason: nar.reason }, nar.bytes);
+}
+function startGcScheduler(deps, intervalSeconds, metrics, log) {
+    let running;
+    const run = (options = {}) => {
+        const previous = running ?? Promise.resolve(undefined);
+        const next = previous
+            .catch(() => undefined)
+            .then(() => collectGarbage(deps, options))
+            .then((report) => {
+            if (!report.dryRun)
+                recordReport(metrics, report);
+            log.info({
+                dryRun: report.dryRun,
+                skipped: report.skipped,
+                removedPaths: report.slices.reduce((sum, slice) => sum + slice.removedPaths.length, 0),
+                removedNars: report.nars.length,
+                removedNarBytes: report.nars.reduce((sum, nar) => sum + nar.bytes, 0),
+                abortedUploads: report.abortedUploads,
+            }, 'garbage collection');
+            return report;
         });
-    }
-}
-/**
- * Sends a file from two reused buffers rather than a read stream's fresh buffer per read: on a
- * busy server the allocations (page faults, then garbage collections) cost more than the copying.
- */
-class FileReader {
-    file;
-    start;
-    end;
-    constructor(file, start, 
-    /** Exclusive. */
-    end) {
-        this.file = file;
-        this.start = start;
-        this.end = end;
-    }
-    async writeTo(sink, sent) {
-        const buffers = [readBuffers.take(), readBuffers.take()];
-        let sending;
-        try {
-            for (let position = this.start, turn = 0; position < this.end; turn++) {
-                const buffer = buffers[turn % 2];
-                const { bytesRead } = await this.file.read(buffer, 0, Math.min(buffer.length, this.end - position), position);
-                if (bytesRead === 0)
-                    throw new Error('the file is shorter than it was when opened');
-                position += bytesRead;
-                // The buffer read into now was last sent two turns ago, and that write has finished.
-                await sending;
-                sending = (0,buffer_pool/* written */.M)(sink, buffer.subarray(0, bytesRead)).then(() => sent?.(bytesRead));
-            }
-            await sending;
-        }
-        catch (error) {
-            // A write still in flight may fail later; its buffer stays with it.
-            sending?.catch(() => undefined);
-            throw error;
-        }
-        finally {
-            await this.close();
-        }
-        readBuffers.give(buffers);
-    }
-    async close() {
-        await this.file.close();
-    }
-}
-/** Makes the new directory entry durable too, not only the file's bytes. */
-async function syncDir(dir) {
-    const handle = await (0,promises_.open)(dir, 'r');
-    try {
-        await handle.sync();
-    }
-    finally {
-        await handle.close();
-    }
-}
-
-// EXTERNAL MODULE: ./src/server/storage/unavailable.ts
-var unavailable = __nccwpck_require__(7927);
-;// CONCATENATED MODULE: ./src/server/storage/open-storage.ts
-/**
- * Opens the stores the config names: files or S3 for NARs, SQLite or PostgreSQL for metadata. A
- * store that cannot be used stops the start with one line naming the config key and the problem.
- */
-
-
-
-
-async function openStorage(config, paths, log) {
-    const meta = await openMetadata(config, paths.database);
-    try {
-        if (config.blobs.type === 'fs') {
-            const blobs = await FsBlobStore.open(paths.nars);
-            return { blobs, meta, close: () => meta.close() };
-        }
-        const s3 = await openBucket(config.blobs, log);
-        return {
-            blobs: s3,
-            meta,
-            s3: { store: s3, config: config.blobs },
-            close: async () => {
-                await meta.close();
-                await s3.close();
-            },
-        };
-    }
-    catch (error) {
-        await meta.close();
-        throw error;
-    }
-}
-async function openMetadata(config, sqlitePath) {
-    if (!config.database)
-        return new SqliteMetadataStore(sqlitePath);
-    // Loaded only when configured: the embedded default never pays for the PostgreSQL driver.
-    const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(490)]).then(__nccwpck_require__.bind(__nccwpck_require__, 2490));
-    try {
-        return await PgMetadataStore.open(config.database.url);
-    }
-    catch (error) {
-        const where = new URL(config.database.url);
-        throw new ConfigError(`${config.database.source}: cannot use the PostgreSQL database at ${where.hostname}:${where.port || 5432}${where.pathname}: ${(0,unavailable/* describeCause */.V$)(error)}`);
-    }
-}
-async function openBucket(blobs, log) {
-    // Loaded only when configured: the embedded default never pays for the AWS SDK.
-    const [{ S3BlobStore }, { httpStatusOf }] = await Promise.all([
-        Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(919)]).then(__nccwpck_require__.bind(__nccwpck_require__, 4919)),
-        Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(495)]).then(__nccwpck_require__.bind(__nccwpck_require__, 5495)),
-    ]);
-    const store = new S3BlobStore(blobs);
-    try {
-        await store.checkBucket();
-    }
-    catch (error) {
-        store.client.destroy();
-        throw new ConfigError(bucketProblem(blobs, httpStatusOf(error), error));
-    }
-    // Uploads a killed replica left unfinished: invisible, but their parts take space until aborted.
-    const before = new Date(Date.now() - blobs.abortIncompleteAfterSeconds * 1000);
-    store.abortIncompleteUploads(before).then((aborted) => {
-        if (aborted > 0)
-            log.info({ aborted }, 'aborted multipart uploads left unfinished');
-    }, (error) => log.warn({ reason: (0,unavailable/* describeCause */.V$)(error) }, 'could not list unfinished multipart uploads'));
-    return store;
-}
-function bucketProblem(blobs, status, error) {
-    const endpoint = blobs.endpoint ?? `AWS S3 (${blobs.region})`;
-    if (error.name === 'CredentialsProviderError')
-        return `storage.blobs: no S3 credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or use an instance role)`;
-    if (status === 404)
-        return `storage.blobs.bucket: bucket '${blobs.bucket}' does not exist at ${endpoint}`;
-    if (status === 403)
-        return `storage.blobs: access to bucket '${blobs.bucket}' at ${endpoint} denied: check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or role) and the bucket policy`;
-    if (status === 301 || status === 400)
-        return `storage.blobs.region: bucket '${blobs.bucket}' answered ${status}: is region '${blobs.region}' right?`;
-    if (status === undefined)
-        return `storage.blobs.endpoint: cannot reach ${endpoint}: ${(0,unavailable/* describeCause */.V$)(error)}`;
-    return `storage.blobs: bucket '${blobs.bucket}' at ${endpoint} answered HTTP ${status}: ${(0,unavailable/* describeCause */.V$)(error)}`;
+        running = next;
+        next.catch((error) => {
+            metrics.gcRuns.inc({ result: 'failed' });
+            log.error({ err: error }, 'garbage collection failed');
+        });
+        return next;
+    };
+    // Node runs a longer delay than 2^31-1 ms (24.8 days) after 1 ms instead: cap it.
+    const timer = setInterval(() => void run().catch(() => undefined), Math.min(intervalSeconds * 1000, MAX_TIMER_MS));
+    timer.unref();
+    return {
+        run,
+        async stop() {
+            clearInterval(timer);
+            await running?.catch(() => undefined);
+        },
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/server/index.ts
@@ -14221,6 +16488,10 @@ function bucketProblem(blobs, status, error) {
  * token exchange and the cache protocol, listens. `close()` stops accepting connections and lets
  * requests in flight (uploads included) finish before the database closes.
  */
+
+
+
+
 
 
 
@@ -14253,6 +16524,7 @@ function writerIdentity(grant) {
 }
 function accessFromGrant(grant) {
     return {
+        grant,
         rank: grantRanking(grant),
         write: grant.write,
         bindWrite: grant.bindWrite === true,
@@ -14271,9 +16543,17 @@ async function startServer(config, options = {}) {
     const storage = await openStorage(config, paths, log);
     const { blobs, meta } = storage;
     const metrics = new ServerMetrics();
+    const now = options.clock ?? Date.now;
+    const gc = startGcScheduler({
+        blobs,
+        meta,
+        config,
+        now,
+        ...(options.beforeBlobDelete ? { beforeBlobDelete: options.beforeBlobDelete } : {}),
+    }, config.gcIntervalSeconds, metrics, log);
     const exchange = createExchange(config, tokenKey, { ...options.exchange, store: meta });
     const publicSlices = exchange.publicSlices();
-    const isPublic = (slice) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
+    const isPublic = (slice) => publicSlices.some((pattern) => readCovers(pattern, slice));
     let cacheUrl = config.publicUrl ?? '';
     let tokenHandler;
     const server = (0,external_node_http_.createServer)();
@@ -14285,6 +16565,7 @@ async function startServer(config, options = {}) {
         ...(storage.s3?.config.presignedDownloads
             ? {
                 narRedirect: (key) => storage.s3.store.presignedGetUrl(key, storage.s3.config.presignTtlSeconds),
+                narRedirectTtlSeconds: storage.s3.config.presignTtlSeconds,
             }
             : {}),
         narLimits: {
@@ -14295,6 +16576,8 @@ async function startServer(config, options = {}) {
         verifiers,
         metrics,
         log,
+        now,
+        reads: new ReadRecorder(meta, now, (config.gcGraceSeconds * 1000) / 4),
     });
     const router = createRouter({
         cache,
@@ -14303,6 +16586,11 @@ async function startServer(config, options = {}) {
         metrics,
         log,
         verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
+        verifyGrant: async (grant) => {
+            await exchange.checkGrant(grant);
+            return accessFromGrant(grant);
+        },
+        narLinkSigner: new NarLinkSigner(tokenKey, options.exchange?.now),
         isPublic,
         publicReads: publicSlices.length > 0,
         guard: createRequestGuard(config.rateLimits, config.trustProxy, options.exchange?.now, (limit) => metrics.rateLimited.inc({ limit })),
@@ -14339,6 +16627,7 @@ async function startServer(config, options = {}) {
             resolveListen();
         });
     }).catch(async (error) => {
+        await gc.stop();
         await storage.close();
         throw error;
     });
@@ -14351,8 +16640,10 @@ async function startServer(config, options = {}) {
         publicKey: signingKey.publicKey.text,
         dataDir,
         log,
+        collectGarbage: (collectOptions) => gc.run(collectOptions),
         close: () => (closing ??= (async () => {
             stopping = true;
+            await gc.stop();
             await new Promise((done) => {
                 server.close(() => done());
                 server.closeIdleConnections();
@@ -14502,7 +16793,7 @@ async function withStore(config, mustExist, use) {
     let store;
     if (config.database) {
         // The replicas' PostgreSQL (`database`, SLUICE_DATABASE_URL), loaded only when configured.
-        const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(490)]).then(__nccwpck_require__.bind(__nccwpck_require__, 2490));
+        const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(493)]).then(__nccwpck_require__.bind(__nccwpck_require__, 3493));
         store = await PgMetadataStore.open(config.database.url);
     }
     else {
@@ -14612,7 +16903,10 @@ function parseTtl(text) {
 }
 
 ;// CONCATENATED MODULE: ./src/cli/index.ts
-/** The `sluice` command line: `serve`, `token create`, `audit`, `keys generate`. */
+/** The `sluice` command line: `serve`, `token create`, `audit`, `keys generate`, `gc`, `pin`, `slices`. */
+
+
+
 
 
 
@@ -14622,6 +16916,9 @@ const COMMANDS = {
     token: { usage: TOKEN_USAGE, run: runToken },
     audit: { usage: AUDIT_USAGE, run: runAudit },
     keys: { usage: KEYS_USAGE, run: runKeys },
+    gc: { usage: GC_USAGE, run: runGc },
+    pin: { usage: PIN_USAGE, run: runPin },
+    slices: { usage: SLICES_USAGE, run: runSlices },
 };
 const USAGE = `usage: sluice <command> [options]
 
@@ -14631,6 +16928,9 @@ commands:
   token list     list read tokens; token revoke ID: refuse one from now on
   audit          list accepted writes
   keys generate  write key files for replicas that share one signing key
+  gc             collect garbage now (retention, pins, orphans); --dry-run shows what would go
+  pin            pin store paths and their closures in a slice (add, list, rm)
+  slices         list slices: size, paths, quota use, last push, pins
 
 'sluice <command> --help' explains a command.
 `;
@@ -14723,7 +17023,7 @@ function sendError(res, error) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(793);
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9847);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2513);
 
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(process.argv.slice(2));
@@ -14854,6 +17154,10 @@ function narInfoRecord(row) {
         narinfo: str(row.narinfo),
         createdAt: new Date(Number(row.created_at)),
         owner: sliceOwnerOf(row, 'owner_'),
+        // Absent until the first read recorded after the push (retention/access.ts): createdAt then.
+        ...(row.last_accessed_at === null || row.last_accessed_at === undefined
+            ? {}
+            : { lastAccessedAt: new Date(Number(row.last_accessed_at)) }),
         ...(signedBy === undefined ? {} : { signedBy }),
     };
 }

@@ -28370,7 +28370,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 3604:
+/***/ 7417:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -31349,6 +31349,8 @@ var Inputs;
     Inputs["DrainTimeout"] = "drain-timeout";
     Inputs["Strict"] = "strict";
     Inputs["Summary"] = "summary";
+    Inputs["Pin"] = "pin";
+    Inputs["PinTtl"] = "pin-ttl";
 })(Inputs || (Inputs = {}));
 var Outputs;
 (function (Outputs) {
@@ -31426,6 +31428,8 @@ function urlHost(host) {
 
 
 
+/** Pin names, as the server's `POST /_api/v1/pins` and `sluice pin` take them. */
+const PIN_NAME_PATTERN = /^[A-Za-z0-9._@+-]{1,100}$/;
 class DaemonConfigError extends (/* unused pure expression or super */ null && (Error)) {
 }
 const DAEMON_CONFIG_FILE = 'daemon.json';
@@ -31595,6 +31599,14 @@ function parseDaemonConfig(value) {
         parseExpiry(value.tokenExpiresAt);
         config.tokenExpiresAt = value.tokenExpiresAt;
     }
+    if (value.pin !== undefined && value.pin !== null) {
+        if (!isRecord(value.pin))
+            throw new DaemonConfigError('pin must be an object { name, ttl? }');
+        const name = requireString(value.pin, 'name', 'pin.');
+        if (!PIN_NAME_PATTERN.test(name))
+            throw new DaemonConfigError(`pin.name '${name}' must be 1-100 letters, digits, . _ @ + -`);
+        config.pin = { name, ...(value.pin.ttl ? { ttl: requireString(value.pin, 'ttl', 'pin.') } : {}) };
+    }
     if (value.idTokenRequest !== undefined && config.token !== null) {
         if (!isRecord(value.idTokenRequest))
             throw new DaemonConfigError('idTokenRequest must be an object { url, token }');
@@ -31628,250 +31640,6 @@ async function readDaemonConfig(path) {
         throw new DaemonConfigError(`config file ${path} is not JSON: ${e.message}`);
     }
     return parseDaemonConfig(json);
-}
-
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: external "node:timers/promises"
-const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
-;// CONCATENATED MODULE: ./src/contracts/control-api.ts
-/**
- * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
- * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
- */
-const CONTROL_PREFIX = '/_sluice/';
-const ControlRoute = {
-    /** `GET` \u2192 DaemonHealth. */
-    Health: 'health',
-    /** `GET` \u2192 DaemonStats. */
-    Stats: 'stats',
-    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
-    Built: 'built',
-    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
-    Drain: 'drain',
-    /** GitHub cache mode: `POST` `{ paths, maxBytes }` \u2192 NewPackReport (contracts/pack-api.ts). */
-    Pack: 'pack',
-    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
-    Shutdown: 'shutdown',
-};
-function control_api_controlPath(route) {
-    return `${CONTROL_PREFIX}${route}`;
-}
-/** Drain deadlines above this are refused. */
-const MAX_DRAIN_DEADLINE_SECONDS = (/* unused pure expression or super */ null && (6 * 3600));
-
-;// CONCATENATED MODULE: ./src/contracts/daemon-process.ts
-/**
- * How the daemon's Node process is started: the same for the Action's main step and the
- * benchmark. Measured on a 1 GiB push: peak RSS ~176 \u2192 ~118 MB, CPU no worse (with
- * the GC pacing below, ~118 \u2192 ~92 MB).
- */
-/**
- * A 1 MiB young generation (by default it grows to 16 MiB per semi-space): the daemon's JS objects
- * are few and short-lived, and the buffers they hold are freed at each scavenge rather than piling
- * up until a full GC. `--expose-gc`: the push collects its spent buffers on a schedule of bytes
- * (gc-pacer.ts).
- */
-const DAEMON_NODE_ARGS = ['--max-semi-space-size=1', '--expose-gc'];
-/**
- * One malloc arena: zstd allocates its work buffers on the thread-pool threads, and each such
- * thread would otherwise keep an arena (and its freed memory) of its own.
- */
-function daemonEnv(env) {
-    return { ...env, MALLOC_ARENA_MAX: env.MALLOC_ARENA_MAX ?? '1' };
-}
-
-;// CONCATENATED MODULE: ./src/contracts/ready-file.ts
-/**
- * How the daemon says it is listening: `<stateDir>/ready.json` `{ pid, port }`, written then
- * renamed so a reader never sees half a file. The Action and the benchmark wait for it.
- */
-
-
-
-const READY_FILE = 'ready.json';
-async function writeReadyFile(stateDir, ready) {
-    const path = join(stateDir, READY_FILE);
-    const tmp = `${path}.${ready.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify(ready));
-    await rename(tmp, path);
-}
-/** The ready file's content, or undefined while there is none. */
-function readReadyFile(stateDir) {
-    let text;
-    try {
-        text = (0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(stateDir, READY_FILE), 'utf8');
-    }
-    catch {
-        return undefined;
-    }
-    const json = JSON.parse(text);
-    if (typeof json.pid !== 'number' || typeof json.port !== 'number')
-        throw new Error(`${READY_FILE} is not { pid, port }: ${text.slice(0, 100)}`);
-    return { pid: json.pid, port: json.port };
-}
-
-;// CONCATENATED MODULE: ./src/action/daemon-client.ts
-/**
- * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
- * docs/architecture.md: a 0600 config file as argv (the daemon deletes it once read),
- * `<stateDir>/ready.json` once listening, `/_sluice/*` control endpoints on loopback that need the
- * job's control secret.
- */
-
-
-
-
-
-
-
-
-
-function newJobSecrets() {
-    return {
-        cachePrefix: (0,external_node_crypto_.randomBytes)(32).toString('base64url'),
-        controlSecret: (0,external_node_crypto_.randomBytes)(32).toString('base64url'),
-    };
-}
-/** The control secret's file (0600): the post-build hook and the post step read it. */
-function writeControlSecret(stateDir, secret) {
-    const file = (0,external_node_path_namespaceObject.join)(stateDir, 'control.secret');
-    (0,external_node_fs_namespaceObject.writeFileSync)(file, `${secret}\n`, { mode: 0o600 });
-    return file;
-}
-function readControlSecret(file) {
-    try {
-        return readFileSync(file, 'utf8').trim();
-    }
-    catch {
-        return undefined;
-    }
-}
-/** Deletes files holding the job's secrets; those already gone are fine. */
-function removeFiles(files) {
-    for (const file of files)
-        (0,external_node_fs_namespaceObject.rmSync)(file, { force: true });
-}
-class DaemonStartError extends Error {
-}
-const READY_TIMEOUT_MS = 20_000;
-/** Spawns the daemon detached, its output in a log file (never the step's pipes), and waits until it is ready. */
-async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
-    const logFile = (0,external_node_path_namespaceObject.join)(stateDir, 'daemon.log');
-    const logFd = (0,external_node_fs_namespaceObject.openSync)(logFile, 'a');
-    const child = (0,external_node_child_process_namespaceObject.spawn)(process.execPath, [...DAEMON_NODE_ARGS, bundle, configFile], {
-        env: daemonEnv(process.env),
-        detached: true,
-        stdio: ['ignore', logFd, logFd],
-    });
-    (0,external_node_fs_namespaceObject.closeSync)(logFd);
-    let exited;
-    child.on('exit', (code, signal) => (exited = signal ? `killed by ${signal}` : `exited with code ${code}`));
-    child.on('error', (error) => (exited = `could not start: ${error.message}`));
-    child.unref();
-    const pid = child.pid;
-    if (pid !== undefined)
-        (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(stateDir, 'daemon.pid'), `${pid}\n`);
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    while (Date.now() < deadline) {
-        if (exited)
-            throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
-        const ready = readReadyFile(stateDir);
-        if (ready) {
-            const url = `http://${urlHost(host)}:${ready.port}`;
-            if (await healthy(url, controlSecret))
-                return { pid: ready.pid, url, logFile };
-        }
-        await (0,external_node_timers_promises_namespaceObject.setTimeout)(100);
-    }
-    if (pid !== undefined)
-        killQuietly(pid, 'SIGKILL');
-    throw new DaemonStartError(`the proxy daemon was not ready within ${READY_TIMEOUT_MS / 1000} s.\n${tail(logFile)}`);
-}
-async function healthy(url, controlSecret) {
-    try {
-        const response = await fetch(`${url}${control_api_controlPath(ControlRoute.Health)}`, {
-            headers: { authorization: `Bearer ${controlSecret}` },
-            signal: AbortSignal.timeout(2_000),
-        });
-        await response.body?.cancel();
-        return response.ok;
-    }
-    catch {
-        return false;
-    }
-}
-/** The last lines of the daemon's log, to say why it failed. */
-function tail(logFile, lines = 20) {
-    try {
-        const text = (0,external_node_fs_namespaceObject.readFileSync)(logFile, 'utf8').trimEnd();
-        return text === '' ? '(the daemon log is empty)' : text.split('\n').slice(-lines).join('\n');
-    }
-    catch {
-        return '(no daemon log)';
-    }
-}
-async function control(url, controlSecret, route, body, timeoutMs) {
-    const authorization = `Bearer ${controlSecret}`;
-    const path = controlPath(route);
-    const response = await fetch(`${url}${path}`, {
-        method: body === undefined ? 'GET' : 'POST',
-        headers: body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(timeoutMs),
-    });
-    const text = await response.text();
-    if (!response.ok)
-        throw new Error(`${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
-    return (text ? JSON.parse(text) : {});
-}
-/** True while the process exists and is not a zombie (a reaped-late child counts as gone). */
-function isAlive(pid) {
-    try {
-        process.kill(pid, 0);
-    }
-    catch (error) {
-        return error.code === 'EPERM';
-    }
-    try {
-        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-        return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-    }
-    catch {
-        return true;
-    }
-}
-function killQuietly(pid, signal) {
-    try {
-        process.kill(pid, signal);
-    }
-    catch {
-        // Already gone.
-    }
-}
-async function waitForExit(pid, ms) {
-    const deadline = Date.now() + ms;
-    while (Date.now() < deadline) {
-        if (!isAlive(pid))
-            return true;
-        await sleep(50);
-    }
-    return !isAlive(pid);
-}
-/**
- * Makes sure the daemon is gone: give it `graceMs` to exit after a shutdown request, then SIGTERM,
- * then SIGKILL. Returns how it ended, for the log.
- */
-async function ensureStopped(pid, graceMs = 5_000) {
-    if (await waitForExit(pid, graceMs))
-        return 'exited';
-    killQuietly(pid, 'SIGTERM');
-    if (await waitForExit(pid, 3_000))
-        return 'terminated';
-    killQuietly(pid, 'SIGKILL');
-    return (await waitForExit(pid, 2_000)) ? 'killed' : 'survived';
 }
 
 ;// CONCATENATED MODULE: ./src/contracts/server-api.ts
@@ -32024,6 +31792,7 @@ function describeFetchError(error) {
 
 
 
+
 class InputError extends Error {
 }
 function readInputs() {
@@ -32047,7 +31816,21 @@ function readInputs() {
         drainTimeoutSeconds: parseSeconds(Inputs.DrainTimeout, getInput(Inputs.DrainTimeout) || '120'),
         strict: parseBoolean(Inputs.Strict, getInput(Inputs.Strict) || 'false'),
         summary: parseBoolean(Inputs.Summary, getInput(Inputs.Summary) || 'true'),
+        pin: parsePin(getInput(Inputs.Pin), getInput(Inputs.PinTtl)),
     };
+}
+/** `pin` names a pin (as `sluice pin` does); `pin-ttl` is a duration such as 90d or 1y. */
+function parsePin(name, ttl) {
+    if (name.trim() === '') {
+        if (ttl.trim() !== '')
+            throw new InputError(`Input 'pin-ttl' needs 'pin' (the pin's name).`);
+        return undefined;
+    }
+    if (!PIN_NAME_PATTERN.test(name.trim()))
+        throw new InputError(`Input 'pin' must be 1-100 letters, digits, . _ @ + -; got '${name}'.`);
+    if (ttl.trim() !== '' && !/^\d+[smhdwy]$/.test(ttl.trim()))
+        throw new InputError(`Input 'pin-ttl' must be a duration such as 90d or 1y; got '${ttl}'.`);
+    return { name: name.trim(), ...(ttl.trim() ? { ttl: ttl.trim() } : {}) };
 }
 /** `auto`: a server when `server` is set, the GitHub Actions cache otherwise. */
 function parseBackend(value, server) {
@@ -32483,6 +32266,299 @@ async function checkNixSeesProxy(url, problem) {
         // The list may hold our own URL under another port or an old secret: never print it whole.
         const shown = substituters.map((s) => s.replace(/^(https?:\/\/[^/]+)\/.*$/, '$1/\u2026'));
         problem(`Nix does not list Sluice's proxy among its substituters (${shown.join(' ') || 'none'}): another nix.conf may override it with \`substituters = \u2026\` in a later position.`);
+    }
+}
+
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: external "node:timers/promises"
+const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
+;// CONCATENATED MODULE: ./src/contracts/control-api.ts
+/**
+ * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
+ * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
+ */
+const CONTROL_PREFIX = '/_sluice/';
+const ControlRoute = {
+    /** `GET` \u2192 DaemonHealth. */
+    Health: 'health',
+    /** `GET` \u2192 DaemonStats. */
+    Stats: 'stats',
+    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
+    Built: 'built',
+    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
+    Drain: 'drain',
+    /** GitHub cache mode: `POST` `{ paths, maxBytes }` \u2192 NewPackReport (contracts/pack-api.ts). */
+    Pack: 'pack',
+    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
+    Shutdown: 'shutdown',
+};
+function control_api_controlPath(route) {
+    return `${CONTROL_PREFIX}${route}`;
+}
+/** Drain deadlines above this are refused. */
+const MAX_DRAIN_DEADLINE_SECONDS = (/* unused pure expression or super */ null && (6 * 3600));
+
+;// CONCATENATED MODULE: ./src/contracts/daemon-process.ts
+/**
+ * How the daemon's Node process is started: the same for the Action's main step and the
+ * benchmark. Measured on a 1 GiB push: peak RSS ~176 \u2192 ~118 MB, CPU no worse (with
+ * the GC pacing below, ~118 \u2192 ~92 MB).
+ */
+/**
+ * A 1 MiB young generation (by default it grows to 16 MiB per semi-space): the daemon's JS objects
+ * are few and short-lived, and the buffers they hold are freed at each scavenge rather than piling
+ * up until a full GC. `--expose-gc`: the push collects its spent buffers on a schedule of bytes
+ * (gc-pacer.ts).
+ */
+const DAEMON_NODE_ARGS = ['--max-semi-space-size=1', '--expose-gc'];
+/**
+ * One malloc arena: zstd allocates its work buffers on the thread-pool threads, and each such
+ * thread would otherwise keep an arena (and its freed memory) of its own.
+ */
+function daemonEnv(env) {
+    return { ...env, MALLOC_ARENA_MAX: env.MALLOC_ARENA_MAX ?? '1' };
+}
+
+;// CONCATENATED MODULE: ./src/contracts/ready-file.ts
+/**
+ * How the daemon says it is listening: `<stateDir>/ready.json` `{ pid, port }`, written then
+ * renamed so a reader never sees half a file. The Action and the benchmark wait for it.
+ */
+
+
+
+const READY_FILE = 'ready.json';
+async function writeReadyFile(stateDir, ready) {
+    const path = join(stateDir, READY_FILE);
+    const tmp = `${path}.${ready.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(ready));
+    await rename(tmp, path);
+}
+/** The ready file's content, or undefined while there is none. */
+function readReadyFile(stateDir) {
+    let text;
+    try {
+        text = (0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(stateDir, READY_FILE), 'utf8');
+    }
+    catch {
+        return undefined;
+    }
+    const json = JSON.parse(text);
+    if (typeof json.pid !== 'number' || typeof json.port !== 'number')
+        throw new Error(`${READY_FILE} is not { pid, port }: ${text.slice(0, 100)}`);
+    return { pid: json.pid, port: json.port };
+}
+
+;// CONCATENATED MODULE: ./src/action/daemon-client.ts
+/**
+ * Starting, talking to and stopping the proxy daemon (dist/proxy/index.js), to the contract in
+ * docs/architecture.md: a 0600 config file as argv (the daemon deletes it once read),
+ * `<stateDir>/ready.json` once listening, `/_sluice/*` control endpoints on loopback that need the
+ * job's control secret.
+ */
+
+
+
+
+
+
+
+
+
+function newJobSecrets() {
+    return {
+        cachePrefix: (0,external_node_crypto_.randomBytes)(32).toString('base64url'),
+        controlSecret: (0,external_node_crypto_.randomBytes)(32).toString('base64url'),
+    };
+}
+/** The control secret's file (0600): the post-build hook and the post step read it. */
+function writeControlSecret(stateDir, secret) {
+    const file = (0,external_node_path_namespaceObject.join)(stateDir, 'control.secret');
+    (0,external_node_fs_namespaceObject.writeFileSync)(file, `${secret}\n`, { mode: 0o600 });
+    return file;
+}
+function readControlSecret(file) {
+    try {
+        return readFileSync(file, 'utf8').trim();
+    }
+    catch {
+        return undefined;
+    }
+}
+/** Deletes files holding the job's secrets; those already gone are fine. */
+function removeFiles(files) {
+    for (const file of files)
+        (0,external_node_fs_namespaceObject.rmSync)(file, { force: true });
+}
+class DaemonStartError extends Error {
+}
+const READY_TIMEOUT_MS = 20_000;
+/** Spawns the daemon detached, its output in a log file (never the step's pipes), and waits until it is ready. */
+async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
+    const logFile = (0,external_node_path_namespaceObject.join)(stateDir, 'daemon.log');
+    const logFd = (0,external_node_fs_namespaceObject.openSync)(logFile, 'a');
+    const child = (0,external_node_child_process_namespaceObject.spawn)(process.execPath, [...DAEMON_NODE_ARGS, bundle, configFile], {
+        env: daemonEnv(process.env),
+        detached: true,
+        stdio: ['ignore', logFd, logFd],
+    });
+    (0,external_node_fs_namespaceObject.closeSync)(logFd);
+    let exited;
+    child.on('exit', (code, signal) => (exited = signal ? `killed by ${signal}` : `exited with code ${code}`));
+    child.on('error', (error) => (exited = `could not start: ${error.message}`));
+    child.unref();
+    const pid = child.pid;
+    if (pid !== undefined)
+        (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(stateDir, 'daemon.pid'), `${pid}\n`);
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+        if (exited)
+            throw new DaemonStartError(`the proxy daemon ${exited}.\n${tail(logFile)}`);
+        const ready = readReadyFile(stateDir);
+        if (ready) {
+            const url = `http://${urlHost(host)}:${ready.port}`;
+            if (await healthy(url, controlSecret))
+                return { pid: ready.pid, url, logFile };
+        }
+        await (0,external_node_timers_promises_namespaceObject.setTimeout)(100);
+    }
+    if (pid !== undefined)
+        killQuietly(pid, 'SIGKILL');
+    throw new DaemonStartError(`the proxy daemon was not ready within ${READY_TIMEOUT_MS / 1000} s.\n${tail(logFile)}`);
+}
+async function healthy(url, controlSecret) {
+    try {
+        const response = await fetch(`${url}${control_api_controlPath(ControlRoute.Health)}`, {
+            headers: { authorization: `Bearer ${controlSecret}` },
+            signal: AbortSignal.timeout(2_000),
+        });
+        await response.body?.cancel();
+        return response.ok;
+    }
+    catch {
+        return false;
+    }
+}
+/** The last lines of the daemon's log, to say why it failed. */
+function tail(logFile, lines = 20) {
+    try {
+        const text = (0,external_node_fs_namespaceObject.readFileSync)(logFile, 'utf8').trimEnd();
+        return text === '' ? '(the daemon log is empty)' : text.split('\n').slice(-lines).join('\n');
+    }
+    catch {
+        return '(no daemon log)';
+    }
+}
+async function control(url, controlSecret, route, body, timeoutMs) {
+    const authorization = `Bearer ${controlSecret}`;
+    const path = controlPath(route);
+    const response = await fetch(`${url}${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await response.text();
+    if (!response.ok)
+        throw new Error(`${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
+    return (text ? JSON.parse(text) : {});
+}
+/** True while the process exists and is not a zombie (a reaped-late child counts as gone). */
+function isAlive(pid) {
+    try {
+        process.kill(pid, 0);
+    }
+    catch (error) {
+        return error.code === 'EPERM';
+    }
+    try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+    }
+    catch {
+        return true;
+    }
+}
+function killQuietly(pid, signal) {
+    try {
+        process.kill(pid, signal);
+    }
+    catch {
+        // Already gone.
+    }
+}
+async function waitForExit(pid, ms) {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+        if (!isAlive(pid))
+            return true;
+        await sleep(50);
+    }
+    return !isAlive(pid);
+}
+/**
+ * Makes sure the daemon is gone: give it `graceMs` to exit after a shutdown request, then SIGTERM,
+ * then SIGKILL. Returns how it ended, for the log.
+ */
+async function ensureStopped(pid, graceMs = 5_000) {
+    if (await waitForExit(pid, graceMs))
+        return 'exited';
+    killQuietly(pid, 'SIGTERM');
+    if (await waitForExit(pid, 3_000))
+        return 'terminated';
+    killQuietly(pid, 'SIGKILL');
+    return (await waitForExit(pid, 2_000)) ? 'killed' : 'survived';
+}
+
+;// CONCATENATED MODULE: ./src/action/launch-proxy.ts
+/**
+ * Starting the proxy daemon, the same in server mode and GitHub cache mode: the job's two proxy
+ * secrets and the files that hold them, then the daemon started from its config file and waited
+ * for. A daemon that does not start is a problem for the summary, not an exception.
+ */
+
+
+
+
+/**
+ * Makes the proxy's per-job credentials, masked in case Nix prints its substituter's URL. The
+ * files are recorded in `state` at once: the post step deletes what is left, however the job went.
+ */
+function proxyCredentials(stateDir, state) {
+    const secrets = newJobSecrets();
+    setSecret(secrets.cachePrefix);
+    setSecret(secrets.controlSecret);
+    const controlSecretFile = writeControlSecret(stateDir, secrets.controlSecret);
+    const secretFiles = [
+        (0,external_node_path_namespaceObject.join)(stateDir, 'daemon.json'),
+        controlSecretFile,
+        (0,external_node_path_namespaceObject.join)(stateDir, 'nix-substituter.conf'),
+    ];
+    state.secretFiles = secretFiles;
+    state.controlSecretFile = controlSecretFile;
+    return { secrets, controlSecretFile, secretFiles };
+}
+/** Starts the daemon of `bundles` and waits until it is ready; undefined (and a problem) if it did not start. */
+async function launchProxy(bundles, configFile, stateDir, host, credentials, state, problem) {
+    try {
+        const daemon = await startDaemon((0,external_node_path_namespaceObject.join)(bundles, PROXY_BUNDLE, 'index.js'), configFile, stateDir, host, credentials.secrets.controlSecret);
+        state.daemon = daemon;
+        info(`Sluice's proxy is listening at ${daemon.url} (pid ${daemon.pid}).`);
+        return daemon;
+    }
+    catch (error) {
+        removeFiles(credentials.secretFiles);
+        if (!(error instanceof DaemonStartError))
+            throw error;
+        problem(`Sluice's proxy did not start, so this job runs without the cache: ${error.message}`);
+        return undefined;
+    }
+    finally {
+        // The daemon deletes its config (token, keys) once read; this covers a daemon that died first.
+        removeFiles([configFile]);
     }
 }
 
@@ -32981,6 +33057,8 @@ async function setUpPackCache(inputs, state, stateDir, problem) {
         return;
     }
     const keys = packKeys(process.env, inputs.key);
+    // `push: false`: restore and serve the pack, save none (and need no post-build hook).
+    const save = inputs.push !== 'false';
     const signingKey = generateSecretKey(`sluice-job-${process.env.GITHUB_RUN_ID || 'local'}`);
     const packDir = (0,external_node_path_namespaceObject.join)(stateDir, 'pack');
     (0,external_node_fs_namespaceObject.mkdirSync)(packDir, { mode: 0o700 });
@@ -32989,21 +33067,12 @@ async function setUpPackCache(inputs, state, stateDir, problem) {
         restoreKeys: keys.restoreKeys,
         maxBytes: inputs.maxPackBytes,
         dir: packDir,
+        save,
     };
-    info(`Sluice uses the GitHub Actions cache: restoring the newest pack of ${keys.restoreKeys.join(', ')}.`);
+    info(`Sluice uses the GitHub Actions cache: restoring the newest pack of ${keys.restoreKeys.join(', ')}${save ? '' : '; `push: false`, so no pack will be saved'}.`);
     const bundles = (0,external_node_path_namespaceObject.dirname)((0,external_node_path_namespaceObject.dirname)(process.argv[1]));
-    // The proxy's per-job credentials, as in server mode (src/action/main.ts).
-    const secrets = newJobSecrets();
-    setSecret(secrets.cachePrefix);
-    setSecret(secrets.controlSecret);
-    const controlSecretFile = writeControlSecret(stateDir, secrets.controlSecret);
-    const secretFiles = [
-        (0,external_node_path_namespaceObject.join)(stateDir, 'daemon.json'),
-        controlSecretFile,
-        (0,external_node_path_namespaceObject.join)(stateDir, 'nix-substituter.conf'),
-    ];
-    state.secretFiles = secretFiles;
-    state.controlSecretFile = controlSecretFile;
+    const credentials = proxyCredentials(stateDir, state);
+    const { secrets, controlSecretFile, secretFiles } = credentials;
     const configFile = await writeDaemonConfig({
         listen: `${inputs.listen.host}:${inputs.listen.port}`,
         server: '',
@@ -33011,7 +33080,7 @@ async function setUpPackCache(inputs, state, stateDir, problem) {
         tokenExpiresAt: null,
         audience: inputs.audience,
         push: {
-            enabled: true,
+            enabled: save,
             ...(inputs.pushFilter ? { filter: inputs.pushFilter } : {}),
             upstreamCaches: inputs.upstreamCaches,
             compression: 'zstd',
@@ -33029,23 +33098,9 @@ async function setUpPackCache(inputs, state, stateDir, problem) {
         auth: secrets,
         secretFiles: secretFiles.slice(1),
     });
-    let daemon;
-    try {
-        daemon = await startDaemon((0,external_node_path_namespaceObject.join)(bundles, PROXY_BUNDLE, 'index.js'), configFile, stateDir, inputs.listen.host, secrets.controlSecret);
-    }
-    catch (error) {
-        removeFiles(secretFiles);
-        if (!(error instanceof DaemonStartError))
-            throw error;
-        problem(`Sluice's proxy did not start, so this job runs without the cache: ${error.message}`);
+    const daemon = await launchProxy(bundles, configFile, stateDir, inputs.listen.host, credentials, state, problem);
+    if (!daemon)
         return;
-    }
-    finally {
-        // The daemon deletes its config (the signing key, the runtime token) once read.
-        removeFiles([configFile]);
-    }
-    state.daemon = daemon;
-    info(`Sluice's proxy is listening at ${daemon.url} (pid ${daemon.pid}).`);
     state.nixConfig = await configureNix({
         stateDir,
         proxyUrl: daemon.url,
@@ -33053,7 +33108,7 @@ async function setUpPackCache(inputs, state, stateDir, problem) {
         controlSecretFile,
         // Trusted by this job's nix.conf only, and gone with it: see docs/action.md, "Trust".
         publicKeys: [signingKey.publicKey.text],
-        hookBundle: (0,external_node_path_namespaceObject.join)(bundles, HOOK_BUNDLE, 'index.js'),
+        ...(save ? { hookBundle: (0,external_node_path_namespaceObject.join)(bundles, HOOK_BUNDLE, 'index.js') } : {}),
     }, problem);
     exportVariable(JobEnv.ProxyUrl, daemon.url);
     setOutput(Outputs.Substituter, daemon.url);
@@ -33170,19 +33225,8 @@ async function setUpServer(inputs, state, stateDir) {
     const listen = `${inputs.listen.host}:${inputs.listen.port}`;
     const idTokenUrl = process.env.ACTIONS_ID_TOKEN_REQUEST_URL;
     const idTokenRequestToken = process.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN;
-    // Per-job credentials of the proxy: masked in case Nix prints its substituter's URL.
-    const secrets = newJobSecrets();
-    setSecret(secrets.cachePrefix);
-    setSecret(secrets.controlSecret);
-    const controlSecretFile = writeControlSecret(stateDir, secrets.controlSecret);
-    const secretFiles = [
-        (0,external_node_path_namespaceObject.join)(stateDir, 'daemon.json'),
-        controlSecretFile,
-        (0,external_node_path_namespaceObject.join)(stateDir, 'nix-substituter.conf'),
-    ];
-    // Saved first: the post step deletes whatever of these is left, however the job went.
-    state.secretFiles = secretFiles;
-    state.controlSecretFile = controlSecretFile;
+    const credentials = proxyCredentials(stateDir, state);
+    const { secrets, controlSecretFile, secretFiles } = credentials;
     const configFile = await writeDaemonConfig({
         listen,
         server: inputs.server.href,
@@ -33202,26 +33246,13 @@ async function setUpServer(inputs, state, stateDir) {
         stateDir,
         read: access.grant?.read ?? [],
         write: access.grant?.write ?? null,
+        ...(inputs.pin ? { pin: inputs.pin } : {}),
         auth: secrets,
         secretFiles: secretFiles.slice(1),
     });
-    let daemon;
-    try {
-        daemon = await startDaemon((0,external_node_path_namespaceObject.join)(bundles, PROXY_BUNDLE, 'index.js'), configFile, stateDir, inputs.listen.host, secrets.controlSecret);
-    }
-    catch (error) {
-        removeFiles(secretFiles);
-        if (!(error instanceof DaemonStartError))
-            throw error;
-        problem(state, `Sluice's proxy did not start, so this job runs without the cache: ${error.message}`);
+    const daemon = await launchProxy(bundles, configFile, stateDir, inputs.listen.host, credentials, state, (message) => problem(state, message));
+    if (!daemon)
         return;
-    }
-    finally {
-        // The daemon deletes its config once read; this covers a daemon that died before reading it.
-        removeFiles([configFile]);
-    }
-    state.daemon = daemon;
-    info(`Sluice's proxy is listening at ${daemon.url} (pid ${daemon.pid}).`);
     state.nixConfig = await configureNix({
         stateDir,
         proxyUrl: daemon.url,
@@ -33296,7 +33327,7 @@ function trustedKeys(state, access) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3604);
+/* harmony import */ var _action_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7417);
 
 await (0,_action_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 process.exit(); // keep-alive sockets must not keep the step running

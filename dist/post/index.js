@@ -28400,6 +28400,8 @@ var Inputs;
     Inputs["DrainTimeout"] = "drain-timeout";
     Inputs["Strict"] = "strict";
     Inputs["Summary"] = "summary";
+    Inputs["Pin"] = "pin";
+    Inputs["PinTtl"] = "pin-ttl";
 })(Inputs || (Inputs = {}));
 var Outputs;
 (function (Outputs) {
@@ -29004,7 +29006,8 @@ async function finishPack(state, problems) {
     }
     let report;
     try {
-        const paths = state.storeListFile && (0,external_node_fs_.existsSync)(state.storeListFile)
+        // Without saving, the daemon only reports what came from the pack: no store diff needed.
+        const paths = pack.save && state.storeListFile && (0,external_node_fs_.existsSync)(state.storeListFile)
             ? await validPaths(newStorePaths(state.storeListFile))
             : [];
         lib_core/* info */.pq(`Planning the job's pack (${paths.length} new store paths found).`);
@@ -29140,6 +29143,8 @@ function buildSummary(state, stats, problems) {
         const write = stats ? stats.write : (state.write ?? null);
         summary.addRaw(`Slices read: ${read.length ? read.map((s) => `\`${s}\``).join(', ') : 'none'}. `, false);
         summary.addRaw(`Slice written: ${write ? `\`${write}\`` : 'none'}.`, true);
+        if (stats?.pin && !stats.pin.error)
+            summary.addRaw(`Pinned ${stats.pin.paths} paths as \`${escapeHtml(stats.pin.name)}\`.`, true);
     }
     if (state.nixConfig) {
         summary.addRaw(`Nix configuration: ${state.nixConfig.scope === 'system' ? 'system-wide (Nix daemon restarted)' : 'user'} nix.conf \`${state.nixConfig.file}\`.`, true);

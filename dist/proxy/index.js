@@ -47492,28 +47492,35 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6392);
+/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1984);
 
-await (0,_proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .eF)();
+await (0,_proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 6392:
+/***/ 1984:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  eF: () => (/* binding */ run)
+  e: () => (/* binding */ run)
 });
 
-// UNUSED EXPORTS: removeSecretFiles, startDaemon
+// UNUSED EXPORTS: startDaemon
 
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(1455);
+;// CONCATENATED MODULE: ./src/proxy/runtime/secret-files.ts
+/** The per-job secret files (proxy path, control bearer): removed when a daemon stops, whichever kind. */
+
+async function removeSecretFiles(files) {
+    await Promise.all(files.map((file) => (0,promises_.rm)(file, { force: true }).catch(() => undefined)));
+}
+
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
 // EXTERNAL MODULE: external "node:net"
@@ -47638,6 +47645,8 @@ function anonymousReadKeys(text) {
 
 
 
+/** Pin names, as the server's `POST /_api/v1/pins` and `sluice pin` take them. */
+const PIN_NAME_PATTERN = /^[A-Za-z0-9._@+-]{1,100}$/;
 class DaemonConfigError extends Error {
 }
 const DAEMON_CONFIG_FILE = 'daemon.json';
@@ -47807,6 +47816,14 @@ function parseDaemonConfig(value) {
         parseExpiry(value.tokenExpiresAt);
         config.tokenExpiresAt = value.tokenExpiresAt;
     }
+    if (value.pin !== undefined && value.pin !== null) {
+        if (!isRecord(value.pin))
+            throw new DaemonConfigError('pin must be an object { name, ttl? }');
+        const name = requireString(value.pin, 'name', 'pin.');
+        if (!PIN_NAME_PATTERN.test(name))
+            throw new DaemonConfigError(`pin.name '${name}' must be 1-100 letters, digits, . _ @ + -`);
+        config.pin = { name, ...(value.pin.ttl ? { ttl: requireString(value.pin, 'ttl', 'pin.') } : {}) };
+    }
     if (value.idTokenRequest !== undefined && config.token !== null) {
         if (!isRecord(value.idTokenRequest))
             throw new DaemonConfigError('idTokenRequest must be an object { url, token }');
@@ -47906,6 +47923,66 @@ function createLogger(secrets, destination) {
         timestamp: pino.pino.stdTimeFunctions.isoTime,
         hooks: { streamWrite: (line) => secrets.redact(line) },
     }, destination ?? pino.pino.destination({ dest: 1, sync: true }));
+}
+
+;// CONCATENATED MODULE: ./src/proxy/push/pinner.ts
+class Pinner {
+    server;
+    config;
+    stats;
+    log;
+    roots = new Set();
+    constructor(server, config, stats, log) {
+        this.server = server;
+        this.config = config;
+        this.stats = stats;
+        this.log = log;
+    }
+    add(paths) {
+        for (const path of paths)
+            if (!path.endsWith('.drv'))
+                this.roots.add(path);
+    }
+    async pin() {
+        const outcome = await this.request();
+        this.stats.pin = outcome;
+        if (outcome.error) {
+            this.stats.error(`pin ${outcome.name}: ${outcome.error}`);
+            this.log.warn(outcome, 'pin failed');
+        }
+        else
+            this.log.info(outcome, 'pinned');
+    }
+    async request() {
+        const name = this.config.name;
+        if (this.roots.size === 0)
+            return { name, paths: 0, error: 'the job produced no store paths to pin' };
+        const body = JSON.stringify({
+            name,
+            paths: [...this.roots],
+            skip_missing: true,
+            ...(this.config.ttl ? { ttl: this.config.ttl } : {}),
+        });
+        try {
+            const response = await this.server.requestText({
+                method: 'POST',
+                path: '/_api/v1/pins',
+                headers: { 'content-type': 'application/json' },
+                body: () => body,
+            });
+            if (response.statusCode !== 201) {
+                return {
+                    name,
+                    paths: 0,
+                    error: `the server answered ${response.statusCode}: ${response.text.slice(0, 300)}`,
+                };
+            }
+            return { name, paths: JSON.parse(response.text).paths };
+        }
+        catch (error) {
+            return { name, paths: 0, error: error.message };
+        }
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/contracts/narinfo-batch.ts
@@ -50295,7 +50372,535 @@ async function fetchWhole(server, path, pool) {
     return { headers: response.headers, chunks, size, release };
 }
 
+;// CONCATENATED MODULE: ./src/contracts/nar-links.ts
+/**
+ * NAR links: where Nix may fetch a NAR's bytes without the proxy in between. The daemon asks the
+ * server for links to the NARs of the narinfos it answered and redirects Nix's NAR GETs to them.
+ * A link is either a path below the server's URL (`nar/<file>?sig=\u2026`: the read right of the
+ * daemon's token for that NAR alone, signed by the server, short-lived) or an absolute URL (a
+ * presigned bucket URL, when the server keeps NARs in one and presigns downloads).
+ */
+/** `POST` `{"nars": ["nar/<file hash>.nar[.ext]", ...]}` \u2192 `NarLinksResponse`. */
+const NAR_LINKS_PATH = '/_api/v1/nar-links';
+/** NAR URLs per request: the closures Nix substitutes at once. */
+const NAR_LINKS_LIMIT = 1000;
+/** The query parameter of a signed NAR link. */
+const NAR_LINK_PARAM = 'sig';
+/** The answer as the daemon uses it, or undefined when the body is not one. */
+function parseNarLinksResponse(text) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch {
+        return undefined;
+    }
+    const { links, expires_in: expiresIn } = (json ?? {});
+    if (typeof links !== 'object' || links === null || Array.isArray(links))
+        return undefined;
+    if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn))
+        return undefined;
+    const entries = Object.entries(links).filter((entry) => typeof entry[1] === 'string');
+    return { links: new Map(entries), expiresInSeconds: expiresIn };
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pull/nar-links.ts
+/**
+ * NAR links (src/contracts/nar-links.ts): the bytes of a NAR go from the server (or its bucket) to
+ * Nix directly, not through this proxy. Nix's NAR GET is answered with a redirect to a link the
+ * server made for the job's token: a short-lived URL that reads that one NAR, never the token.
+ * Once Nix asks for a first NAR, the links of every narinfo hit it was given are asked for in one
+ * request, so the NARs that follow are redirected from memory. A server without the route (older
+ * than the daemon) is asked once; the NARs then stream through the proxy as before.
+ */
+
+
+
+
+/** A link is given to Nix only while it works at least this much longer (Nix follows it at once). */
+const FRESH_MARGIN_MS = 20_000;
+/** Narinfo hits remembered for asking their links; later ones are asked one by one. */
+const MAX_CANDIDATES = 10_000;
+const LINK_TIMEOUT_MS = 15_000;
+const LINK_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
+/** An absolute https URL, or http on a loopback host (tests, a bucket on the same machine). */
+function isSafeRedirect(location) {
+    let url;
+    try {
+        url = new URL(location);
+    }
+    catch {
+        return false;
+    }
+    return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackAddress(url.hostname));
+}
+class NarLinks {
+    server;
+    log;
+    now;
+    links = new Map();
+    /** NAR paths (`/nar/\u2026`) of the narinfo hits, in the order Nix was given them. */
+    candidates = new Set();
+    unsupported = false;
+    /** Links asked for and not answered yet, by NAR path. */
+    asking = new Map();
+    batches = new Batcher((paths) => this.fetch(paths), {
+        maxBatch: NAR_LINKS_LIMIT,
+        maxInFlight: 1,
+    });
+    constructor(server, log, now = Date.now) {
+        this.server = server;
+        this.log = log;
+        this.now = now;
+    }
+    /** False once the server said it has no links: NARs then stream through the proxy. */
+    get available() {
+        return !this.unsupported;
+    }
+    /** A narinfo hit Nix was given: its NAR's link is asked for with the others. */
+    noteHit(narinfo) {
+        const url = /^URL: (nar\/\S+)$/m.exec(narinfo)?.[1];
+        if (url && this.candidates.size < MAX_CANDIDATES)
+            this.candidates.add(`/${url}`);
+    }
+    /** Where Nix may fetch the NAR at `path` (`/nar/\u2026`) itself, or undefined: stream it. */
+    async link(path) {
+        if (this.unsupported)
+            return undefined;
+        const known = this.fresh(path);
+        if (known)
+            return known.location;
+        const asked = this.ask(path);
+        // With it, every other hit without a fresh link: one request for the closure, not one per NAR.
+        for (const other of this.candidates)
+            if (!this.fresh(other))
+                void this.ask(other);
+        return (await asked)?.location;
+    }
+    /** The link being asked for, or a new request for it: a path is never in two batches at once. */
+    ask(path) {
+        let asking = this.asking.get(path);
+        if (!asking) {
+            asking = this.batches
+                .lookup(path)
+                .catch(() => undefined)
+                .finally(() => this.asking.delete(path));
+            this.asking.set(path, asking);
+        }
+        return asking;
+    }
+    fresh(path) {
+        const link = this.links.get(path);
+        return link && link.freshUntil > this.now() ? link : undefined;
+    }
+    async fetch(paths) {
+        const found = new Map();
+        if (this.unsupported)
+            return found;
+        const asked = this.now();
+        let response;
+        try {
+            response = await this.server.requestText({
+                method: 'POST',
+                path: NAR_LINKS_PATH,
+                headers: { 'content-type': 'application/json' },
+                body: () => JSON.stringify({ nars: paths.map((path) => path.slice(1)) }),
+                retry: LINK_RETRY,
+                signal: AbortSignal.timeout(LINK_TIMEOUT_MS),
+            });
+        }
+        catch (error) {
+            this.log.warn({ err: describeNetworkError(error) }, 'NAR links failed: NARs stream through the proxy');
+            return found;
+        }
+        if (response.statusCode === 404 || response.statusCode === 405) {
+            this.unsupported = true;
+            this.log.info({ status: response.statusCode }, 'the cache server has no NAR links: NARs stream through the proxy');
+            return found;
+        }
+        const answer = response.statusCode === 200 ? parseNarLinksResponse(response.text) : undefined;
+        if (!answer) {
+            this.log.warn({ status: response.statusCode, body: response.text.slice(0, 200) }, 'NAR links answered unexpectedly: NARs stream through the proxy');
+            return found;
+        }
+        const freshUntil = asked + answer.expiresInSeconds * 1000 - FRESH_MARGIN_MS;
+        const base = this.server.baseUrl.replace(/\/+$/, '');
+        for (const [nar, link] of answer.links) {
+            // A path below the server's URL, or an absolute URL (a presigned bucket), only https or loopback.
+            const location = /^[a-z][a-z0-9+.-]*:/i.test(link) ? link : `${base}/${link}`;
+            if (!isSafeRedirect(location)) {
+                this.log.warn({ nar }, 'NAR link is not https: not used');
+                continue;
+            }
+            const entry = { location, freshUntil };
+            this.links.set(`/${nar}`, entry);
+            found.set(`/${nar}`, entry);
+        }
+        return found;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pull/narinfo-prefetch.ts
+/**
+ * Narinfos fetched ahead of Nix: once Nix is given a narinfo, the narinfos of its references are
+ * what it asks next (it walks the closure), so they are asked of the server at once, in the same
+ * batches as Nix's own lookups. Only paths the narinfo set may hold are fetched; each answer is
+ * handed over once, and dropped unasked after `ttlMs`. Only the server's answers are held: the
+ * server decides what the token reads, exactly as for a lookup Nix makes itself.
+ */
+const PREFETCH_LIMITS = { maxEntries: 10_000, ttlMs: 60_000 };
+/** The hash parts of a narinfo's `References:` line. */
+function referenceHashParts(narinfo) {
+    const line = /^References: ?(.*)$/m.exec(narinfo)?.[1] ?? '';
+    return line
+        .split(' ')
+        .filter((name) => name.length > 32)
+        .map((name) => name.slice(0, 32));
+}
+class NarInfoPrefetch {
+    lookup;
+    wanted;
+    now;
+    limits;
+    ahead = new Map();
+    /** Answers handed to Nix from here, for the stats. */
+    served = 0;
+    fetched = 0;
+    constructor(lookup, 
+    /** Whether a reference is worth asking for (the set may hold it, no recent miss). */
+    wanted, now, limits = PREFETCH_LIMITS) {
+        this.lookup = lookup;
+        this.wanted = wanted;
+        this.now = now;
+        this.limits = limits;
+    }
+    /** Nix was given this narinfo (of `hashPart`): fetch its references' ahead. */
+    noteHit(hashPart, narinfo) {
+        for (const reference of referenceHashParts(narinfo)) {
+            if (reference === hashPart || this.ahead.has(reference) || !this.wanted(reference))
+                continue;
+            if (this.ahead.size >= this.limits.maxEntries)
+                this.ahead.delete(this.ahead.keys().next().value);
+            const answer = this.lookup(reference);
+            // Nobody may ever take it: a failure must not become an unhandled rejection.
+            answer.catch(() => undefined);
+            this.ahead.set(reference, { answer, at: this.now() });
+            this.fetched++;
+        }
+    }
+    /** The answer fetched ahead for this path, if any and not too old; handed over once. */
+    take(hashPart) {
+        const entry = this.ahead.get(hashPart);
+        if (!entry)
+            return undefined;
+        this.ahead.delete(hashPart);
+        if (this.now() - entry.at > this.limits.ttlMs)
+            return undefined;
+        this.served++;
+        return entry.answer;
+    }
+    clear() {
+        this.ahead.clear();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/contracts/narinfo-set.ts
+/**
+ * The narinfo set route as server and proxy both know it: `GET /_api/v1/narinfo-set[?since=<cursor>]`
+ * answers the store-path hashes the token's readable slices hold, as sorted 32-bit prefixes, so the
+ * proxy answers most misses from memory. A prefix is the first 32 of the hash part's 160 bits, so a
+ * hash the set does not hold is claimed with probability count / 2^32 (2.3e-4 for a million paths):
+ * a claimed path is still asked of the server, which has the last word.
+ *
+ * Body: one JSON header line `{"format", "cursor", "count", "full"}`, then `count` LEB128 varints:
+ * the first prefix, then the gaps between successive prefixes (strictly increasing). `full: false`
+ * answers `?since=`: the prefixes of narinfos committed after that cursor (maybe some already sent).
+ */
+
+const NARINFO_SET_PATH = '/_api/v1/narinfo-set';
+const NARINFO_SET_FORMAT = 'sluice-narinfo-set-1';
+const NARINFO_SET_CONTENT_TYPE = 'application/vnd.sluice.narinfo-set';
+/** A cursor is opaque to the proxy: the store's position (a counter or a transaction id), in digits. */
+const SET_CURSOR_PATTERN = /^[0-9]{1,20}$/;
+const DIGIT = new Int8Array(128).fill(-1);
+for (const [i, c] of [...NIX32_ALPHABET].entries())
+    DIGIT[c.charCodeAt(0)] = i;
+/**
+ * The first 32 bits of a hash part (32 nix32 characters of 5 bits each, most significant first):
+ * the alphabet is in ASCII order, so hash parts sorted as strings have sorted prefixes. `text` may
+ * hold many hash parts back to back; `offset` says which characters to read.
+ */
+function hashPrefix(text, offset = 0) {
+    let value = 0;
+    for (let i = 0; i < 7; i++)
+        value = value * 32 + DIGIT[text.charCodeAt(offset + i)];
+    // 35 bits read; the top 32 are the prefix.
+    return Math.floor(value / 8);
+}
+/** Sorts in place and drops repeats: the strictly increasing form the set is sent in. */
+function sortedUnique(prefixes) {
+    prefixes.sort();
+    let n = 0;
+    for (let i = 0; i < prefixes.length; i++) {
+        if (n === 0 || prefixes[i] !== prefixes[n - 1])
+            prefixes[n++] = prefixes[i];
+    }
+    return prefixes.subarray(0, n);
+}
+/** Whether a strictly increasing array holds `prefix` (binary search). */
+function hasPrefix(sorted, prefix) {
+    let low = 0;
+    let high = sorted.length - 1;
+    while (low <= high) {
+        const middle = (low + high) >>> 1;
+        const value = sorted[middle];
+        if (value === prefix)
+            return true;
+        if (value < prefix)
+            low = middle + 1;
+        else
+            high = middle - 1;
+    }
+    return false;
+}
+function encodeNarInfoSet(set) {
+    const header = Buffer.from(`${JSON.stringify({ format: NARINFO_SET_FORMAT, cursor: set.cursor, count: set.prefixes.length, full: set.full })}\n`);
+    // Gaps of a million random prefixes average 4,295: two bytes each, at most five.
+    const body = Buffer.allocUnsafe(header.length + set.prefixes.length * 5);
+    header.copy(body);
+    let at = header.length;
+    let previous = 0;
+    for (let i = 0; i < set.prefixes.length; i++) {
+        const value = set.prefixes[i];
+        let gap = value - previous;
+        previous = value;
+        while (gap >= 0x80) {
+            body[at++] = (gap & 0x7f) | 0x80;
+            gap = Math.floor(gap / 128);
+        }
+        body[at++] = gap;
+    }
+    return body.subarray(0, at);
+}
+class NarInfoSetError extends Error {
+}
+/** Reads a body `encodeNarInfoSet` wrote; throws NarInfoSetError naming what is wrong. */
+function decodeNarInfoSet(body) {
+    const newline = body.indexOf(10);
+    if (newline === -1)
+        throw new NarInfoSetError('narinfo set has no header line');
+    let header;
+    try {
+        header = JSON.parse(body.subarray(0, newline).toString('utf8'));
+    }
+    catch {
+        throw new NarInfoSetError('narinfo set header is not JSON');
+    }
+    const { format, cursor, count, full } = header ?? {};
+    if (format !== NARINFO_SET_FORMAT)
+        throw new NarInfoSetError(`unknown narinfo set format ${String(format)}`);
+    if (typeof cursor !== 'string' || !SET_CURSOR_PATTERN.test(cursor))
+        throw new NarInfoSetError('narinfo set cursor is not digits');
+    if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0)
+        throw new NarInfoSetError('narinfo set count is not a count');
+    if (typeof full !== 'boolean')
+        throw new NarInfoSetError('narinfo set says neither full nor not');
+    const prefixes = new Uint32Array(count);
+    let at = newline + 1;
+    let value = 0;
+    for (let i = 0; i < count; i++) {
+        let gap = 0;
+        let scale = 1;
+        for (;;) {
+            if (at >= body.length)
+                throw new NarInfoSetError(`narinfo set ends after ${i} of ${count} prefixes`);
+            const byte = body[at++];
+            gap += (byte & 0x7f) * scale;
+            scale *= 128;
+            if (byte < 0x80)
+                break;
+            if (scale > 2 ** 35)
+                throw new NarInfoSetError('narinfo set holds an overlong number');
+        }
+        if (i > 0 && gap === 0)
+            throw new NarInfoSetError('narinfo set prefixes are not strictly increasing');
+        value += gap;
+        if (value > 0xffffffff)
+            throw new NarInfoSetError('narinfo set prefix beyond 32 bits');
+        prefixes[i] = value;
+    }
+    if (at !== body.length)
+        throw new NarInfoSetError('narinfo set has bytes after its last prefix');
+    return { cursor, full, prefixes };
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pull/path-set.ts
+/**
+ * The store paths the job's readable slices may hold (the narinfo set, src/contracts/narinfo-set.ts),
+ * so that the lookups of paths the cache does not have, most of a CI job's, are answered from
+ * memory. Fetched whole once at start (in the background: until it is here, every lookup asks
+ * the server), then kept fresh by deltas from the server's cursor, plus the job's own pushes.
+ *
+ * Freshness: a lookup is answered "absent" only from a set whose last sync request was sent at most
+ * `maxAgeMs` before the lookup; older, the lookup waits for a new delta first. A sync covers every
+ * narinfo committed before its request was sent, so a path whose narinfo was committed on the
+ * server more than `maxAgeMs` before Nix asks is always found, whatever the timing, and one this
+ * daemon pushed is found at once. A path the set holds is always asked of the server.
+ */
+
+
+
+const PATH_SET_DEFAULTS = { maxAgeMs: 1_000, retryAfterMs: 30_000, timeoutMs: 30_000 };
+/** Deltas and own pushes are merged into the sorted array once this many piled up. */
+const MERGE_AT = 4_096;
+class PathSet {
+    server;
+    clock;
+    log;
+    options;
+    sorted = new Uint32Array(0);
+    added = new Set();
+    state = 'loading';
+    cursor;
+    /** When the request of the last successful sync was sent (clock ms). */
+    syncedAt = -Infinity;
+    syncing;
+    failedAt = -Infinity;
+    fullLoad;
+    report = { bytes: 0, loadSeconds: 0, deltas: 0, absent: 0 };
+    constructor(server, clock, log, options = PATH_SET_DEFAULTS) {
+        this.server = server;
+        this.clock = clock;
+        this.log = log;
+        this.options = options;
+    }
+    get maxAgeMs() {
+        return this.options.maxAgeMs;
+    }
+    /** Starts fetching the whole set (the daemon calls it at start; lookups do not wait for it). */
+    start() {
+        if (this.fullLoad || this.state === 'unsupported')
+            return;
+        this.fullLoad = this.loadFull().finally(() => (this.fullLoad = undefined));
+    }
+    /** Resolves once the first fetch has ended, loaded or not (for tests and the benchmark). */
+    async ready() {
+        await this.fullLoad;
+    }
+    /** Whether the path may be in the cache: true unless a fresh enough set says it is not. */
+    async mayHold(hashPart) {
+        if (this.state !== 'loaded') {
+            if (this.state === 'failed' && this.clock.now() - this.failedAt >= this.options.retryAfterMs)
+                this.start();
+            return true;
+        }
+        const askedAt = this.clock.now();
+        // A sync sent at or after askedAt - maxAge covers what this lookup must find.
+        while (this.syncedAt < askedAt - this.options.maxAgeMs) {
+            if (!(await this.sync()))
+                return true;
+        }
+        if (this.holds(hashPart))
+            return true;
+        this.report.absent++;
+        return false;
+    }
+    /** Without syncing: whether the set as it is now may hold the path (the prefetch's guess). */
+    holds(hashPart) {
+        if (this.state !== 'loaded')
+            return true;
+        const prefix = hashPrefix(hashPart);
+        return this.added.has(prefix) || hasPrefix(this.sorted, prefix);
+    }
+    /** The job pushed this path: found from now on, whatever the server's next delta says. */
+    add(hashPart) {
+        this.addPrefix(hashPrefix(hashPart));
+    }
+    toJSON() {
+        return { state: this.state, prefixes: this.sorted.length + this.added.size, ...this.report };
+    }
+    addPrefix(prefix) {
+        if (hasPrefix(this.sorted, prefix))
+            return;
+        this.added.add(prefix);
+        if (this.added.size >= MERGE_AT)
+            this.merge();
+    }
+    merge() {
+        const merged = new Uint32Array(this.sorted.length + this.added.size);
+        merged.set(this.sorted);
+        merged.set([...this.added], this.sorted.length);
+        this.sorted = merged.sort();
+        this.added.clear();
+    }
+    /** One delta (shared by every lookup waiting); false when it failed (those lookups ask the server). */
+    async sync() {
+        const before = this.syncedAt;
+        this.syncing ??= this.fetch(`${NARINFO_SET_PATH}?since=${this.cursor}`)
+            .then((answer) => {
+            if (!answer)
+                return;
+            for (const prefix of answer.set.prefixes)
+                this.addPrefix(prefix);
+            this.cursor = answer.set.cursor;
+            this.syncedAt = answer.sentAt;
+            this.report.deltas++;
+        })
+            .finally(() => (this.syncing = undefined));
+        await this.syncing;
+        return this.syncedAt !== before;
+    }
+    async loadFull() {
+        const started = performance.now();
+        const answer = await this.fetch(NARINFO_SET_PATH);
+        if (!answer) {
+            if (this.state !== 'unsupported')
+                this.state = 'failed';
+            this.failedAt = this.clock.now();
+            return;
+        }
+        this.sorted = answer.set.prefixes;
+        this.cursor = answer.set.cursor;
+        this.syncedAt = answer.sentAt;
+        this.report.bytes = answer.bytes;
+        this.report.loadSeconds = Math.round(performance.now() - started) / 1000;
+        // Pushes made while it loaded are kept in `added`.
+        this.state = 'loaded';
+        this.log.info({ prefixes: this.sorted.length, bytes: answer.bytes }, 'narinfo set loaded');
+    }
+    /** The set or delta at `path`, with when its request was sent; undefined when there is none (logged). */
+    async fetch(path) {
+        const sentAt = this.clock.now();
+        try {
+            const response = await this.server.request({
+                method: 'GET',
+                path,
+                signal: AbortSignal.timeout(this.options.timeoutMs),
+                retry: { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 },
+            });
+            const body = Buffer.from(await response.body.arrayBuffer());
+            if (response.statusCode !== 200) {
+                if (batchRouteMissing(response.statusCode)) {
+                    this.state = 'unsupported';
+                    this.log.info('the cache server has no narinfo set: every lookup asks it');
+                }
+                else {
+                    this.log.warn({ status: response.statusCode, body: body.toString().slice(0, 200) }, 'narinfo set refused');
+                }
+                return undefined;
+            }
+            return { set: decodeNarInfoSet(body), sentAt, bytes: body.length };
+        }
+        catch (e) {
+            this.log.warn({ err: describeNetworkError(e) }, 'narinfo set fetch failed');
+            return undefined;
+        }
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/proxy/pull/nix-routes.ts
+
+
 
 
 
@@ -50310,17 +50915,6 @@ async function fetchWhole(server, path, pool) {
 const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
 const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-/** An absolute https URL, or http on a loopback host (tests, a bucket on the same machine). */
-function isSafeRedirect(location) {
-    let url;
-    try {
-        url = new URL(location);
-    }
-    catch {
-        return false;
-    }
-    return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackAddress(url.hostname));
-}
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
@@ -50333,30 +50927,63 @@ const PROXY_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
 const NARINFO_BATCHING = { maxBatch: 100, maxInFlight: 1 };
 const MISSING = { missing: true };
 const UNREACHABLE = { failed: 'the cache server is unreachable' };
+const MISSES_KEPT = 100_000;
 class CacheRoutes {
     server;
     stats;
     log;
-    /** Narinfo hash parts the server said it does not have: asked once per job. */
-    misses = new Set();
+    clock;
+    /**
+     * Narinfo hash parts the server said it does not have, with when they were asked: not asked
+     * again within the set's freshness bound (path-set.ts), which holds for these answers too.
+     */
+    misses = new Map();
+    /** The paths the readable slices may hold: most misses are answered from it. */
+    paths;
+    prefetch;
     serverDownUntil = 0;
     readahead;
+    links;
     /** Set when the server answered the batch route 404/405: it predates it. */
     batchUnsupported = false;
     narinfos = new Batcher((hashParts) => this.fetchNarInfos(hashParts), NARINFO_BATCHING);
-    constructor(server, stats, log) {
+    constructor(server, stats, log, clock) {
         this.server = server;
         this.stats = stats;
         this.log = log;
+        this.clock = clock;
         this.readahead = new Readahead(server, log);
+        this.links = new NarLinks(server, log);
+        this.paths = new PathSet(server, clock, log);
+        this.prefetch = new NarInfoPrefetch((hashPart) => this.lookupRemembered(hashPart), (hashPart) => this.paths.holds(hashPart) && !this.recentMiss(hashPart), () => clock.now());
+        stats.lookupSet = () => ({
+            ...this.paths.toJSON(),
+            prefetched: this.prefetch.fetched,
+            prefetchServed: this.prefetch.served,
+        });
     }
-    /** Drops the NARs fetched ahead. */
+    /** Starts fetching the narinfo set. */
+    start() {
+        this.paths.start();
+    }
+    /** Drops the NARs and narinfos fetched ahead. */
     close() {
         this.readahead.close();
+        this.prefetch.clear();
     }
-    /** The push engine just uploaded this narinfo: forget an earlier miss. */
+    /** The push engine just uploaded this narinfo: found from now on. */
     forgetMiss(hashPart) {
         this.misses.delete(hashPart);
+        this.paths.add(hashPart);
+    }
+    recentMiss(hashPart) {
+        const askedAt = this.misses.get(hashPart);
+        if (askedAt === undefined)
+            return false;
+        if (this.clock.now() - askedAt <= this.paths.maxAgeMs)
+            return true;
+        this.misses.delete(hashPart);
+        return false;
     }
     /** Answers the request if it is a cache route; false if not. */
     async handle(req, res, pathname) {
@@ -50420,34 +51047,61 @@ class CacheRoutes {
     }
     /** Answers Nix's lookup; the narinfo served, or undefined for a 404. */
     async answerNarInfo(method, hashPart, res) {
-        if (this.misses.has(hashPart))
+        if (this.recentMiss(hashPart))
             return this.miss(res, 'not in the cache');
-        if (Date.now() < this.serverDownUntil)
-            return this.miss(res, UNREACHABLE.failed);
         let answer;
         try {
-            answer = await this.narinfos.lookup(hashPart);
+            // A hit fetched ahead answers; a miss fetched ahead only within the freshness bound.
+            const ahead = await this.prefetch.take(hashPart);
+            if (ahead && 'narinfo' in ahead)
+                answer = ahead;
+            else if (ahead && 'missing' in ahead && this.recentMiss(hashPart))
+                return this.miss(res, 'not in the cache');
+            else {
+                if (Date.now() < this.serverDownUntil)
+                    return this.miss(res, UNREACHABLE.failed);
+                if (!(await this.paths.mayHold(hashPart)))
+                    return this.miss(res, 'not in the cache');
+                answer = await this.lookupRemembered(hashPart);
+                if (answer === undefined || 'missing' in answer)
+                    return this.miss(res, 'not in the cache');
+            }
         }
         catch (e) {
             // Not expected (lookups answer failures as such), but never a failed build over it.
             this.upstreamFailed(`narinfo lookup failed: ${e.message}`, false);
             return this.miss(res, 'the cache lookup failed');
         }
-        if (answer === undefined || 'missing' in answer) {
-            this.misses.add(hashPart);
-            return this.miss(res, 'not in the cache');
-        }
         if ('failed' in answer)
             return this.miss(res, answer.failed);
         this.stats.hits++;
-        if (method === 'GET')
+        if (method === 'GET') {
+            this.links.noteHit(answer.narinfo);
+            // Kept unparsed until a first NAR is streamed: used only if the server has no links.
             this.readahead.noteHit(answer.narinfo);
+            this.readahead.noteHit(answer.narinfo);
+            this.prefetch.noteHit(hashPart, answer.narinfo);
+        }
         res.writeHead(200, {
             'content-type': 'text/x-nix-narinfo',
             'content-length': Buffer.byteLength(answer.narinfo),
         });
         res.end(method === 'HEAD' ? undefined : answer.narinfo);
         return answer.narinfo;
+    }
+    /** A batch lookup whose miss is remembered, as when Nix asks (for the lookups fetched ahead). */
+    async lookupRemembered(hashPart) {
+        const askedAt = this.clock.now();
+        const answer = await this.narinfos.lookup(hashPart);
+        if (answer === undefined || 'missing' in answer)
+            this.rememberMiss(hashPart, askedAt);
+        return answer;
+    }
+    rememberMiss(hashPart, askedAt) {
+        // Bounded: old entries are past the bound anyway.
+        if (this.misses.size >= MISSES_KEPT)
+            this.misses.clear();
+        this.misses.set(hashPart, askedAt);
     }
     /**
      * One batch of narinfo lookups: one `POST /_api/v1/narinfos` for all of them. A server without
@@ -50513,9 +51167,20 @@ class CacheRoutes {
         return { failed: `the cache server answered HTTP ${status}` };
     }
     async nar(method, path, req, res) {
+        if (method === 'GET') {
+            // The bytes go from the server to Nix: the redirect carries a link for this NAR alone.
+            const location = await this.links.link(path);
+            if (location) {
+                this.stats.narRedirects++;
+                this.stats.paths.narServed(path);
+                res.writeHead(302, { location, 'cache-control': 'no-store', 'content-length': 0 });
+                res.end();
+                return;
+            }
+        }
         // A resumed download asks for the rest only: pass the range on, and the 206 back.
         const range = req.headers.range;
-        if (method === 'GET' && !range) {
+        if (method === 'GET' && !range && !this.links.available) {
             const nar = await this.readahead.take(path);
             if (nar) {
                 this.stats.narsReadAhead++;
@@ -50871,6 +51536,7 @@ async function built(req, res, ctx) {
         throw new HttpError(400, 'give outPaths or drvPath', 'bad_request');
     }
     const queue = ctx.queue;
+    ctx.pinner?.add(outPaths);
     sendJson(res, 202, { pushing: queue !== undefined });
     if (!queue)
         return;
@@ -50898,6 +51564,11 @@ async function drain(req, res, ctx) {
         await Promise.race([queue.idle(), deadline]);
         clearTimeout(timer);
         ctx.log.info({ queued: queue.queued }, queue.isIdle ? 'drained' : 'drain deadline reached');
+        // Pinned only once everything is pushed: a pin names paths the slice must already hold.
+        if (ctx.pinner && queue.isIdle) {
+            ctx.pinner.add(paths);
+            await ctx.pinner.pin();
+        }
     }
     sendJson(res, 200, ctx.stats.toJSON());
 }
@@ -51051,6 +51722,9 @@ class Stats {
     skippedUpstream = 0;
     skippedFiltered = 0;
     failed = [];
+    /** The narinfo set's report, when the daemon has one (pull/path-set.ts). */
+    lookupSet;
+    pin;
     errors = new Map();
     pushMs = 0;
     pushActiveSince;
@@ -51104,7 +51778,9 @@ class Stats {
             queued: this.queued(),
             read: this.read,
             write: this.write,
+            ...(this.lookupSet ? { lookupSet: this.lookupSet() } : {}),
             errors: [...this.errors].map(([message, count]) => count > 1 ? `${message} (${count} times)` : message),
+            ...(this.pin ? { pin: this.pin } : {}),
         };
     }
 }
@@ -52509,6 +53185,8 @@ async function newPack(ctx, body) {
         used: { paths: used.size, bytes: ctx.routes.usedBytes },
         built: ctx.collector.roots.size,
     };
+    if (!ctx.push.enabled)
+        return { ...report, reason: 'the `push` input is `false`' };
     const inRestoredPack = new Set(restored?.index.entries.map((e) => e.path) ?? []);
     const roots = [...new Set([...ctx.collector.roots.keys(), ...used.keys()])];
     if (roots.length === 0)
@@ -52694,6 +53372,7 @@ class PackRoutes {
 
 
 
+
 /**
  * Restores the pack: the reader comes as soon as the index has been downloaded (streamed out of
  * the archive as it lands), or, if that did not work, from what @actions/cache extracted. The
@@ -52783,7 +53462,7 @@ async function startPackDaemon(config, options = {}) {
         log.info({ stats: stats.toJSON() }, 'shutting down');
         routes.close();
         await proxy.close();
-        await Promise.all(config.secretFiles.map((file) => (0,promises_.rm)(file, { force: true }).catch(() => undefined)));
+        await removeSecretFiles(config.secretFiles);
         log.flush();
     })());
     const proxy = await startProxyServer(host, port, routes, {
@@ -52805,7 +53484,7 @@ async function startPackDaemon(config, options = {}) {
             ok: true,
             pid: process.pid,
             port: proxy.port,
-            pushing: true,
+            pushing: config.push.enabled,
             tokenExpiresAt: null,
             memory: process.memoryUsage(),
         }),
@@ -52971,10 +53650,10 @@ class TokenKeeper {
 
 
 
+
+
+
 /** Deletes the files that hold the job's secrets: they are no use once the daemon is gone. */
-async function removeSecretFiles(files) {
-    await Promise.all(files.map((file) => (0,promises_.rm)(file, { force: true }).catch(() => undefined)));
-}
 async function startDaemon(config, options = {}) {
     if (config.pack)
         return startPackDaemon({ ...config, pack: config.pack }, options);
@@ -53005,7 +53684,7 @@ async function startDaemon(config, options = {}) {
         onRetry: (info) => log.info(info, 'retrying a request to the cache server'),
     });
     const store = new LocalStore(options.env);
-    const routes = new CacheRoutes(server, stats, log);
+    const routes = new CacheRoutes(server, stats, log, options.clock ?? systemClock);
     if (config.push.enabled) {
         queue = new PushQueue({
             config: config.push,
@@ -53039,8 +53718,10 @@ async function startDaemon(config, options = {}) {
             tokenExpiresAt: Number.isFinite(tokens.expiresAt) ? new Date(tokens.expiresAt).toISOString() : null,
         }),
         shutdown: () => void close().then(options.onShutdown),
+        ...(config.pin && queue ? { pinner: new Pinner(server, config.pin, stats, log) } : {}),
     }, new RequestGate(config.auth), log);
     tokens.start();
+    routes.start();
     await writeReadyFile(config.stateDir, { pid: process.pid, port: proxy.port });
     log.info({
         port: proxy.port,

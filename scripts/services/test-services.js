@@ -103,12 +103,17 @@ export async function startTestServices(env = process.env) {
 /** Stops (and deletes) only the services startTestServices started. */
 export async function stopTestServices(env = process.env) {
   const stops = [];
+  // Only the directories of services started here: a directory named in the environment for a
+  // service that was already running (SLUICE_TEST_DATABASE_URL, SLUICE_TEST_S3_ENDPOINT) is not ours.
+  const stopped = [];
   if (env.SLUICE_TEST_STARTED_PG) {
+    stopped.push(env.SLUICE_TEST_PG_DIR);
     const pgEnv = { PG_PORT: env.SLUICE_TEST_PG_PORT, PG_DIR: env.SLUICE_TEST_PG_DIR };
     stops.push(run(POSTGRES_SCRIPT, ['stop'], { env: { ...process.env, ...pgEnv } }).catch(() => undefined));
     delete env.SLUICE_TEST_STARTED_PG;
   }
   if (env.SLUICE_TEST_STARTED_CEPH) {
+    stopped.push(env.SLUICE_TEST_CEPH_DIR);
     const cephEnv = {
       RGW_PORT: env.SLUICE_TEST_RGW_PORT,
       MON_PORT: env.SLUICE_TEST_CEPH_MON_PORT,
@@ -119,7 +124,7 @@ export async function stopTestServices(env = process.env) {
   }
   await Promise.all(stops);
   // The parents serviceDir made (empty once the scripts removed their directories).
-  for (const dir of [env.SLUICE_TEST_PG_DIR, env.SLUICE_TEST_CEPH_DIR]) {
+  for (const dir of stopped) {
     if (dir && dir.startsWith(tmpdir()) && dir.endsWith('/data'))
       rmSync(join(dir, '..'), { recursive: true, force: true });
   }

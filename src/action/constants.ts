@@ -14,6 +14,8 @@ export enum Inputs {
   DrainTimeout = 'drain-timeout',
   Strict = 'strict',
   Summary = 'summary',
+  Pin = 'pin',
+  PinTtl = 'pin-ttl',
 }
 
 export enum Outputs {

@@ -11,7 +11,7 @@ import {
   urlHost,
   type HostPort,
 } from '../contracts/listen.js';
-import type { PushCompression } from '../contracts/daemon-config.js';
+import { PIN_NAME_PATTERN, type PushCompression } from '../contracts/daemon-config.js';
 import { DEFAULT_AUDIENCE } from '../contracts/server-api.js';
 
 export type PushMode = 'auto' | 'true' | 'false';
@@ -38,6 +38,8 @@ export interface ActionInputs {
   drainTimeoutSeconds: number;
   strict: boolean;
   summary: boolean;
+  /** Pin what the job produced under this name in the write slice (releases). */
+  pin: { name: string; ttl?: string } | undefined;
 }
 
 export class InputError extends Error {}
@@ -63,7 +65,21 @@ export function readInputs(): ActionInputs {
     drainTimeoutSeconds: parseSeconds(Inputs.DrainTimeout, core.getInput(Inputs.DrainTimeout) || '120'),
     strict: parseBoolean(Inputs.Strict, core.getInput(Inputs.Strict) || 'false'),
     summary: parseBoolean(Inputs.Summary, core.getInput(Inputs.Summary) || 'true'),
+    pin: parsePin(core.getInput(Inputs.Pin), core.getInput(Inputs.PinTtl)),
   };
+}
+
+/** `pin` names a pin (as `sluice pin` does); `pin-ttl` is a duration such as 90d or 1y. */
+export function parsePin(name: string, ttl: string): { name: string; ttl?: string } | undefined {
+  if (name.trim() === '') {
+    if (ttl.trim() !== '') throw new InputError(`Input 'pin-ttl' needs 'pin' (the pin's name).`);
+    return undefined;
+  }
+  if (!PIN_NAME_PATTERN.test(name.trim()))
+    throw new InputError(`Input 'pin' must be 1-100 letters, digits, . _ @ + -; got '${name}'.`);
+  if (ttl.trim() !== '' && !/^\d+[smhdwy]$/.test(ttl.trim()))
+    throw new InputError(`Input 'pin-ttl' must be a duration such as 90d or 1y; got '${ttl}'.`);
+  return { name: name.trim(), ...(ttl.trim() ? { ttl: ttl.trim() } : {}) };
 }
 
 /** `auto`: a server when `server` is set, the GitHub Actions cache otherwise. */

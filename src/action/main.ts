@@ -7,20 +7,13 @@ import * as core from '@actions/core';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { HOOK_BUNDLE, JobEnv, Outputs, PROXY_BUNDLE } from './constants.js';
+import { HOOK_BUNDLE, JobEnv, Outputs } from './constants.js';
 import { writeDaemonConfig } from '../contracts/daemon-config.js';
 import type { ExchangedToken } from '../contracts/server-api.js';
-import {
-  DaemonStartError,
-  newJobSecrets,
-  removeFiles,
-  startDaemon,
-  writeControlSecret,
-  type RunningDaemon,
-} from './daemon-client.js';
 import { ExchangeRefusedError, exchangeToken, getIdToken, probeAnonymousReads } from './exchange-client.js';
 import { readInputs, type ActionInputs } from './inputs.js';
 import { configureNix } from './configure-nix.js';
+import { launchProxy, proxyCredentials } from './launch-proxy.js';
 import { nixVersion } from './nix-config.js';
 import { setUpPackCache } from './gha-cache/main.js';
 import { checkPublicKey, NixConfValueError } from './nix-conf-values.js';
@@ -109,19 +102,8 @@ async function setUpServer(inputs: ServerInputs, state: SavedState, stateDir: st
   const listen = `${inputs.listen.host}:${inputs.listen.port}`;
   const idTokenUrl = process.env.ACTIONS_ID_TOKEN_REQUEST_URL;
   const idTokenRequestToken = process.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN;
-  // Per-job credentials of the proxy: masked in case Nix prints its substituter's URL.
-  const secrets = newJobSecrets();
-  core.setSecret(secrets.cachePrefix);
-  core.setSecret(secrets.controlSecret);
-  const controlSecretFile = writeControlSecret(stateDir, secrets.controlSecret);
-  const secretFiles = [
-    join(stateDir, 'daemon.json'),
-    controlSecretFile,
-    join(stateDir, 'nix-substituter.conf'),
-  ];
-  // Saved first: the post step deletes whatever of these is left, however the job went.
-  state.secretFiles = secretFiles;
-  state.controlSecretFile = controlSecretFile;
+  const credentials = proxyCredentials(stateDir, state);
+  const { secrets, controlSecretFile, secretFiles } = credentials;
   const configFile = await writeDaemonConfig({
     listen,
     server: inputs.server.href,
@@ -141,30 +123,21 @@ async function setUpServer(inputs: ServerInputs, state: SavedState, stateDir: st
     stateDir,
     read: access.grant?.read ?? [],
     write: access.grant?.write ?? null,
+    ...(inputs.pin ? { pin: inputs.pin } : {}),
     auth: secrets,
     secretFiles: secretFiles.slice(1),
   });
 
-  let daemon: RunningDaemon;
-  try {
-    daemon = await startDaemon(
-      join(bundles, PROXY_BUNDLE, 'index.js'),
-      configFile,
-      stateDir,
-      inputs.listen.host,
-      secrets.controlSecret,
-    );
-  } catch (error) {
-    removeFiles(secretFiles);
-    if (!(error instanceof DaemonStartError)) throw error;
-    problem(state, `Sluice's proxy did not start, so this job runs without the cache: ${error.message}`);
-    return;
-  } finally {
-    // The daemon deletes its config once read; this covers a daemon that died before reading it.
-    removeFiles([configFile]);
-  }
-  state.daemon = daemon;
-  core.info(`Sluice's proxy is listening at ${daemon.url} (pid ${daemon.pid}).`);
+  const daemon = await launchProxy(
+    bundles,
+    configFile,
+    stateDir,
+    inputs.listen.host,
+    credentials,
+    state,
+    (message) => problem(state, message),
+  );
+  if (!daemon) return;
 
   state.nixConfig = await configureNix(
     {

@@ -13,7 +13,14 @@ export interface SavedState {
   /** How the main step ended up configuring the cache, for the summary. */
   mode?: 'read-write' | 'read-only' | 'anonymous' | 'github' | 'off';
   /** GitHub cache mode: where the pack goes and under which keys. */
-  pack?: { saveKey: string; restoreKeys: string[]; maxBytes: number; dir: string };
+  pack?: {
+    saveKey: string;
+    restoreKeys: string[];
+    maxBytes: number;
+    dir: string;
+    /** False with `push: false`: the post step saves no pack. */
+    save: boolean;
+  };
   stateDir?: string;
   daemon?: { pid: number; url: string; logFile: string };
   /** File listing the store's entries when the main step ran, for post's fallback diff. */

@@ -85,5 +85,31 @@ export interface DaemonStats {
   queued: number;
   read: string[];
   write: string | null;
+  /** The narinfo set the daemon answers misses from (absent in GitHub cache mode). */
+  lookupSet?: LookupSetStats;
   errors: string[];
+  /** With the Action's `pin` input: what the drain pinned. */
+  pin?: PinReport;
+}
+
+/** What the daemon pinned for the Action's `pin` input (paths: each kept with its closure). */
+export interface PinReport {
+  name: string;
+  paths: number;
+  error?: string;
+}
+
+export interface LookupSetStats {
+  state: 'loading' | 'loaded' | 'failed' | 'unsupported';
+  /** Hash prefixes held, and the size of the set as fetched. */
+  prefixes: number;
+  bytes: number;
+  loadSeconds: number;
+  /** Deltas fetched since. */
+  deltas: number;
+  /** Lookups answered "not in the cache" from the set alone. */
+  absent: number;
+  /** Narinfos fetched ahead of Nix (references of its hits), and how many Nix then asked for. */
+  prefetched: number;
+  prefetchServed: number;
 }

@@ -41,6 +41,16 @@ export interface PackConfig {
   cacheEnv: Record<string, string>;
 }
 
+/** The Action's `pin` input: the daemon pins what the job produced once drained (docs/retention.md). */
+export interface PinConfig {
+  name: string;
+  /** A duration such as `90d` or `1y`; absent: the pin never expires. */
+  ttl?: string;
+}
+
+/** Pin names, as the server's `POST /_api/v1/pins` and `sluice pin` take them. */
+export const PIN_NAME_PATTERN = /^[A-Za-z0-9._@+-]{1,100}$/;
+
 export interface DaemonConfig {
   /** `host:port`; the host must be a loopback address, the port may be 0. */
   listen: string;
@@ -59,6 +69,8 @@ export interface DaemonConfig {
   /** Slices the token may read / write, as the exchange answered: only reported in the stats. */
   read: string[];
   write: string | null;
+  /** The Action's `pin` input: pin what the job produced once drained. */
+  pin?: PinConfig;
   /** The per-job credentials every request must carry (src/contracts/proxy-auth.ts). */
   auth: ProxyAuth;
   /** Files holding the job's secrets, deleted when the daemon stops. */
@@ -244,6 +256,13 @@ export function parseDaemonConfig(value: unknown): DaemonConfig {
   if (config.token !== null) {
     parseExpiry(value.tokenExpiresAt);
     config.tokenExpiresAt = value.tokenExpiresAt as string;
+  }
+  if (value.pin !== undefined && value.pin !== null) {
+    if (!isRecord(value.pin)) throw new DaemonConfigError('pin must be an object { name, ttl? }');
+    const name = requireString(value.pin, 'name', 'pin.');
+    if (!PIN_NAME_PATTERN.test(name))
+      throw new DaemonConfigError(`pin.name '${name}' must be 1-100 letters, digits, . _ @ + -`);
+    config.pin = { name, ...(value.pin.ttl ? { ttl: requireString(value.pin, 'ttl', 'pin.') } : {}) };
   }
   if (value.idTokenRequest !== undefined && config.token !== null) {
     if (!isRecord(value.idTokenRequest))

@@ -9,17 +9,12 @@ import type { DestinationStream } from 'pino';
 import type { ServerHealth } from '../contracts/server-api.js';
 import type { Config } from './config/config-schema.js';
 import { dataPaths } from './data-dir.js';
-import {
-  createExchange,
-  sliceMatches,
-  type CacheGrant,
-  type CiIdentity,
-  type ExchangeOptions,
-} from './exchange/index.js';
+import { createExchange, type CacheGrant, type CiIdentity, type ExchangeOptions } from './exchange/index.js';
 import type { Access } from './http/auth.js';
 import { CacheService } from './cache/cache-service.js';
 import { NarInfoSigner } from './cache/narinfo-signer.js';
 import { VerifyPool } from './cache/verify-pool.js';
+import { NarLinkSigner } from './cache/nar-link-signer.js';
 import { createRequestGuard } from './http/rate-limit.js';
 import { createRouter } from './http/router.js';
 import { UploadSlots } from './http/upload-slots.js';
@@ -30,6 +25,10 @@ import { loadServerKeys } from './keys.js';
 import type { WriterIdentity } from './storage/metadata-store.js';
 import { openStorage } from './storage/open-storage.js';
 import { grantRanking } from './cache/union-read.js';
+import { ReadRecorder } from './retention/access.js';
+import type { CollectOptions, GcReport } from './retention/collector.js';
+import { startGcScheduler } from './retention/scheduler.js';
+import { readCovers } from './slices/pull-request-slices.js';
 
 export interface StartOptions {
   /** Where JSON logs go (default: stdout). */
@@ -37,6 +36,10 @@ export interface StartOptions {
   exchange?: ExchangeOptions;
   /** The threads that verify uploads (default: sized to the machine's cores); closed with the server. */
   verifiers?: VerifyPool;
+  /** Retention's clock in ms: access times, pushes, collections (tests move it to age what was pushed). */
+  clock?: () => number;
+  /** Test seam for the collector (see CollectorDeps.beforeBlobDelete). */
+  beforeBlobDelete?: (key: string) => Promise<void>;
 }
 
 export interface RunningServer {
@@ -45,6 +48,8 @@ export interface RunningServer {
   publicKey: string;
   dataDir: string;
   log: Logger;
+  /** Runs a garbage collection now (as the schedule does; one at a time). */
+  collectGarbage(options?: CollectOptions): Promise<GcReport>;
   close(): Promise<void>;
 }
 
@@ -65,6 +70,7 @@ function writerIdentity(grant: CacheGrant): WriterIdentity {
 
 function accessFromGrant(grant: CacheGrant): Omit<Access, 'authenticated' | 'canRead'> {
   return {
+    grant,
     rank: grantRanking(grant),
     write: grant.write,
     bindWrite: grant.bindWrite === true,
@@ -85,9 +91,22 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const storage = await openStorage(config, paths, log);
   const { blobs, meta } = storage;
   const metrics = new ServerMetrics();
+  const now = options.clock ?? Date.now;
+  const gc = startGcScheduler(
+    {
+      blobs,
+      meta,
+      config,
+      now,
+      ...(options.beforeBlobDelete ? { beforeBlobDelete: options.beforeBlobDelete } : {}),
+    },
+    config.gcIntervalSeconds,
+    metrics,
+    log,
+  );
   const exchange = createExchange(config, tokenKey, { ...options.exchange, store: meta });
   const publicSlices = exchange.publicSlices();
-  const isPublic = (slice: string) => publicSlices.some((pattern) => sliceMatches(pattern, slice));
+  const isPublic = (slice: string) => publicSlices.some((pattern) => readCovers(pattern, slice));
 
   let cacheUrl = config.publicUrl ?? '';
   let tokenHandler: ReturnType<typeof createTokenHandler> | undefined;
@@ -101,6 +120,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       ? {
           narRedirect: (key: string) =>
             storage.s3!.store.presignedGetUrl(key, storage.s3!.config.presignTtlSeconds),
+          narRedirectTtlSeconds: storage.s3.config.presignTtlSeconds,
         }
       : {}),
     narLimits: {
@@ -111,6 +131,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     verifiers,
     metrics,
     log,
+    now,
+    reads: new ReadRecorder(meta, now, (config.gcGraceSeconds * 1000) / 4),
   });
   const router = createRouter({
     cache,
@@ -119,6 +141,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     metrics,
     log,
     verifyToken: async (token) => accessFromGrant(await exchange.verifyCacheToken(token)),
+    verifyGrant: async (grant) => {
+      await exchange.checkGrant(grant);
+      return accessFromGrant(grant);
+    },
+    narLinkSigner: new NarLinkSigner(tokenKey, options.exchange?.now),
     isPublic,
     publicReads: publicSlices.length > 0,
     guard: createRequestGuard(config.rateLimits, config.trustProxy, options.exchange?.now, (limit) =>
@@ -160,6 +187,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       resolveListen();
     });
   }).catch(async (error: unknown) => {
+    await gc.stop();
     await storage.close();
     throw error;
   });
@@ -173,9 +201,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     publicKey: signingKey.publicKey.text,
     dataDir,
     log,
+    collectGarbage: (collectOptions) => gc.run(collectOptions),
     close: () =>
       (closing ??= (async () => {
         stopping = true;
+        await gc.stop();
         await new Promise<void>((done) => {
           server.close(() => done());
           server.closeIdleConnections();

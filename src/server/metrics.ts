@@ -1,5 +1,5 @@
 /** Prometheus metrics on a registry of the server's own (so two servers in one process don't mix). */
-import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
 export class ServerMetrics {
   readonly registry = new Registry();
@@ -40,6 +40,31 @@ export class ServerMetrics {
     name: 'sluice_rate_limited_total',
     help: 'Requests answered 429, by limit (token_exchanges, failed_auth)',
     labelNames: ['limit'] as const,
+    registers: [this.registry],
+  });
+
+  readonly sliceBytes = new Gauge({
+    name: 'sluice_slice_bytes',
+    help: 'Bytes of NAR files per slice, as of the last collection',
+    labelNames: ['slice'] as const,
+    registers: [this.registry],
+  });
+  readonly slicePaths = new Gauge({
+    name: 'sluice_slice_paths',
+    help: 'Store paths per slice, as of the last collection',
+    labelNames: ['slice'] as const,
+    registers: [this.registry],
+  });
+  readonly gcCollectedBytes = new Counter({
+    name: 'sluice_gc_collected_bytes_total',
+    help: 'Bytes removed by garbage collection: narinfos by reason (age, size, pr-ttl), NAR files (orphan, unused)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly gcRuns = new Counter({
+    name: 'sluice_gc_runs_total',
+    help: 'Garbage collections by result (done, skipped, failed)',
+    labelNames: ['result'] as const,
     registers: [this.registry],
   });
 

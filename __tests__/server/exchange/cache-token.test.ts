@@ -51,7 +51,7 @@ describe('cache tokens', () => {
   });
 
   it('refuses forged and foreign tokens with 401 naming the reason', async () => {
-    const { token, grant } = await exchange.exchange(await issuer.sign());
+    const { token, grant, expiresAt } = await exchange.exchange(await issuer.sign());
     const payload = { ...decodeJwt(token) };
     const [header, , signature] = token.split('.') as [string, string, string];
     const widened = Buffer.from(JSON.stringify({ ...payload, read: ['*'], write: 'other/app' })).toString(
@@ -79,7 +79,10 @@ describe('cache tokens', () => {
       const error = await expectHttpError(exchange.verifyCacheToken(await forged), 401, message);
       expect([name, error.message.startsWith('cache token: ')]).toEqual([name, true]);
     }
-    expect(await exchange.verifyCacheToken(token)).toEqual(grant);
+    expect(await exchange.verifyCacheToken(token)).toEqual({
+      ...grant,
+      expiresAt: expiresAt.getTime() / 1000,
+    });
   });
 
   it('makes read tokens that can read but never write', async () => {
@@ -95,6 +98,7 @@ describe('cache tokens', () => {
       bindWrite: false,
       identity: { name: 'laptop' },
       issued: { id: expect.any(String), at: expect.any(Number) },
+      expiresAt: expiresAt.getTime() / 1000,
     });
     expect(Math.round((expiresAt.getTime() - Date.now()) / 1000 / 3600)).toBe(24);
     const tokens = createCacheTokens(tokenKey);

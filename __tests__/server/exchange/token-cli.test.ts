@@ -52,6 +52,7 @@ describe('sluice token create', () => {
       bindWrite: false,
       identity: { name: 'laptop' },
       issued: { id: expect.any(String), at: expect.any(Number) },
+      expiresAt: expect.any(Number),
     });
   });
 

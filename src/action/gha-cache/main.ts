@@ -8,14 +8,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { generateSecretKey } from '../../nix/signing.js';
 import { configureNix } from '../configure-nix.js';
-import { HOOK_BUNDLE, JobEnv, Outputs, PROXY_BUNDLE } from '../constants.js';
-import {
-  DaemonStartError,
-  newJobSecrets,
-  removeFiles,
-  startDaemon,
-  writeControlSecret,
-} from '../daemon-client.js';
+import { HOOK_BUNDLE, JobEnv, Outputs } from '../constants.js';
+import { launchProxy, proxyCredentials } from '../launch-proxy.js';
 import { writeDaemonConfig } from '../../contracts/daemon-config.js';
 import type { ActionInputs } from '../inputs.js';
 import type { SavedState } from '../state.js';
@@ -39,6 +33,8 @@ export async function setUpPackCache(
     return;
   }
   const keys = packKeys(process.env, inputs.key);
+  // `push: false`: restore and serve the pack, save none (and need no post-build hook).
+  const save = inputs.push !== 'false';
   const signingKey = generateSecretKey(`sluice-job-${process.env.GITHUB_RUN_ID || 'local'}`);
   const packDir = join(stateDir, 'pack');
   mkdirSync(packDir, { mode: 0o700 });
@@ -47,24 +43,15 @@ export async function setUpPackCache(
     restoreKeys: keys.restoreKeys,
     maxBytes: inputs.maxPackBytes,
     dir: packDir,
+    save,
   };
   core.info(
-    `Sluice uses the GitHub Actions cache: restoring the newest pack of ${keys.restoreKeys.join(', ')}.`,
+    `Sluice uses the GitHub Actions cache: restoring the newest pack of ${keys.restoreKeys.join(', ')}${save ? '' : '; `push: false`, so no pack will be saved'}.`,
   );
 
   const bundles = dirname(dirname(process.argv[1]!));
-  // The proxy's per-job credentials, as in server mode (src/action/main.ts).
-  const secrets = newJobSecrets();
-  core.setSecret(secrets.cachePrefix);
-  core.setSecret(secrets.controlSecret);
-  const controlSecretFile = writeControlSecret(stateDir, secrets.controlSecret);
-  const secretFiles = [
-    join(stateDir, 'daemon.json'),
-    controlSecretFile,
-    join(stateDir, 'nix-substituter.conf'),
-  ];
-  state.secretFiles = secretFiles;
-  state.controlSecretFile = controlSecretFile;
+  const credentials = proxyCredentials(stateDir, state);
+  const { secrets, controlSecretFile, secretFiles } = credentials;
   const configFile = await writeDaemonConfig({
     listen: `${inputs.listen.host}:${inputs.listen.port}`,
     server: '',
@@ -72,7 +59,7 @@ export async function setUpPackCache(
     tokenExpiresAt: null,
     audience: inputs.audience,
     push: {
-      enabled: true,
+      enabled: save,
       ...(inputs.pushFilter ? { filter: inputs.pushFilter } : {}),
       upstreamCaches: inputs.upstreamCaches,
       compression: 'zstd',
@@ -90,26 +77,16 @@ export async function setUpPackCache(
     auth: secrets,
     secretFiles: secretFiles.slice(1),
   });
-  let daemon;
-  try {
-    daemon = await startDaemon(
-      join(bundles, PROXY_BUNDLE, 'index.js'),
-      configFile,
-      stateDir,
-      inputs.listen.host,
-      secrets.controlSecret,
-    );
-  } catch (error) {
-    removeFiles(secretFiles);
-    if (!(error instanceof DaemonStartError)) throw error;
-    problem(`Sluice's proxy did not start, so this job runs without the cache: ${error.message}`);
-    return;
-  } finally {
-    // The daemon deletes its config (the signing key, the runtime token) once read.
-    removeFiles([configFile]);
-  }
-  state.daemon = daemon;
-  core.info(`Sluice's proxy is listening at ${daemon.url} (pid ${daemon.pid}).`);
+  const daemon = await launchProxy(
+    bundles,
+    configFile,
+    stateDir,
+    inputs.listen.host,
+    credentials,
+    state,
+    problem,
+  );
+  if (!daemon) return;
   state.nixConfig = await configureNix(
     {
       stateDir,
@@ -118,7 +95,7 @@ export async function setUpPackCache(
       controlSecretFile,
       // Trusted by this job's nix.conf only, and gone with it: see docs/action.md, "Trust".
       publicKeys: [signingKey.publicKey.text],
-      hookBundle: join(bundles, HOOK_BUNDLE, 'index.js'),
+      ...(save ? { hookBundle: join(bundles, HOOK_BUNDLE, 'index.js') } : {}),
     },
     problem,
   );

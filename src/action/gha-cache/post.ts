@@ -45,8 +45,9 @@ export async function finishPack(
   }
   let report: NewPackReport | undefined;
   try {
+    // Without saving, the daemon only reports what came from the pack: no store diff needed.
     const paths =
-      state.storeListFile && existsSync(state.storeListFile)
+      pack.save && state.storeListFile && existsSync(state.storeListFile)
         ? await validPaths(newStorePaths(state.storeListFile))
         : [];
     core.info(`Planning the job's pack (${paths.length} new store paths found).`);

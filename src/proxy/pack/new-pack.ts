@@ -59,6 +59,7 @@ export async function newPack(ctx: NewPackContext, body: Record<string, unknown>
     used: { paths: used.size, bytes: ctx.routes.usedBytes },
     built: ctx.collector.roots.size,
   };
+  if (!ctx.push.enabled) return { ...report, reason: 'the `push` input is `false`' };
   const inRestoredPack = new Set(restored?.index.entries.map((e) => e.path) ?? []);
   const roots = [...new Set([...ctx.collector.roots.keys(), ...used.keys()])];
   if (roots.length === 0) return { ...report, reason: 'the job built nothing and took nothing from a pack' };

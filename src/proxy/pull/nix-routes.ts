@@ -8,7 +8,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { HttpError } from '../../contracts/http-error.js';
-import { isLoopbackAddress } from '../../contracts/listen.js';
 import { parseNarUrl } from '../../nix/nar-url.js';
 import { Batcher } from './lookup-batcher.js';
 import { ByteCounter } from './byte-counter.js';
@@ -16,6 +15,10 @@ import { forwardableHeaders } from './response-headers.js';
 import type { Logger } from '../report/daemon-log.js';
 import { batchRouteMissing, narInfoBatchRequest, parseNarInfoBatch } from '../upstream/batch-lookup.js';
 import { Readahead } from './readahead.js';
+import { isSafeRedirect, NarLinks } from './nar-links.js';
+import { NarInfoPrefetch } from './narinfo-prefetch.js';
+import { PathSet } from './path-set.js';
+import type { Clock } from '../upstream/clock.js';
 import type { Stats } from '../report/stats.js';
 import {
   describeNetworkError,
@@ -30,16 +33,6 @@ export const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority:
 const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
-/** An absolute https URL, or http on a loopback host (tests, a bucket on the same machine). */
-function isSafeRedirect(location: string): boolean {
-  let url: URL;
-  try {
-    url = new URL(location);
-  } catch {
-    return false;
-  }
-  return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackAddress(url.hostname));
-}
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
@@ -55,12 +48,20 @@ const NARINFO_BATCHING = { maxBatch: 100, maxInFlight: 1 };
 type NarInfoAnswer = { narinfo: string } | { missing: true } | { failed: string };
 const MISSING: NarInfoAnswer = { missing: true };
 const UNREACHABLE = { failed: 'the cache server is unreachable' };
+const MISSES_KEPT = 100_000;
 
 export class CacheRoutes {
-  /** Narinfo hash parts the server said it does not have: asked once per job. */
-  private readonly misses = new Set<string>();
+  /**
+   * Narinfo hash parts the server said it does not have, with when they were asked: not asked
+   * again within the set's freshness bound (path-set.ts), which holds for these answers too.
+   */
+  private readonly misses = new Map<string, number>();
+  /** The paths the readable slices may hold: most misses are answered from it. */
+  readonly paths: PathSet;
+  private readonly prefetch: NarInfoPrefetch<NarInfoAnswer>;
   private serverDownUntil = 0;
   private readonly readahead: Readahead;
+  private readonly links: NarLinks;
   /** Set when the server answered the batch route 404/405: it predates it. */
   private batchUnsupported = false;
   private readonly narinfos = new Batcher<NarInfoAnswer>(
@@ -72,18 +73,46 @@ export class CacheRoutes {
     private readonly server: Upstream,
     private readonly stats: Stats,
     private readonly log: Logger,
+    private readonly clock: Clock,
   ) {
     this.readahead = new Readahead(server, log);
+    this.links = new NarLinks(server, log);
+    this.paths = new PathSet(server, clock, log);
+    this.prefetch = new NarInfoPrefetch(
+      (hashPart) => this.lookupRemembered(hashPart),
+      (hashPart) => this.paths.holds(hashPart) && !this.recentMiss(hashPart),
+      () => clock.now(),
+    );
+    stats.lookupSet = () => ({
+      ...this.paths.toJSON(),
+      prefetched: this.prefetch.fetched,
+      prefetchServed: this.prefetch.served,
+    });
   }
 
-  /** Drops the NARs fetched ahead. */
+  /** Starts fetching the narinfo set. */
+  start(): void {
+    this.paths.start();
+  }
+
+  /** Drops the NARs and narinfos fetched ahead. */
   close(): void {
     this.readahead.close();
+    this.prefetch.clear();
   }
 
-  /** The push engine just uploaded this narinfo: forget an earlier miss. */
+  /** The push engine just uploaded this narinfo: found from now on. */
   forgetMiss(hashPart: string): void {
     this.misses.delete(hashPart);
+    this.paths.add(hashPart);
+  }
+
+  private recentMiss(hashPart: string): boolean {
+    const askedAt = this.misses.get(hashPart);
+    if (askedAt === undefined) return false;
+    if (this.clock.now() - askedAt <= this.paths.maxAgeMs) return true;
+    this.misses.delete(hashPart);
+    return false;
   }
 
   /** Answers the request if it is a cache route; false if not. */
@@ -150,29 +179,54 @@ export class CacheRoutes {
     hashPart: string,
     res: ServerResponse,
   ): Promise<string | undefined> {
-    if (this.misses.has(hashPart)) return this.miss(res, 'not in the cache');
-    if (Date.now() < this.serverDownUntil) return this.miss(res, UNREACHABLE.failed);
+    if (this.recentMiss(hashPart)) return this.miss(res, 'not in the cache');
     let answer: NarInfoAnswer | undefined;
     try {
-      answer = await this.narinfos.lookup(hashPart);
+      // A hit fetched ahead answers; a miss fetched ahead only within the freshness bound.
+      const ahead = await this.prefetch.take(hashPart);
+      if (ahead && 'narinfo' in ahead) answer = ahead;
+      else if (ahead && 'missing' in ahead && this.recentMiss(hashPart))
+        return this.miss(res, 'not in the cache');
+      else {
+        if (Date.now() < this.serverDownUntil) return this.miss(res, UNREACHABLE.failed);
+        if (!(await this.paths.mayHold(hashPart))) return this.miss(res, 'not in the cache');
+        answer = await this.lookupRemembered(hashPart);
+        if (answer === undefined || 'missing' in answer) return this.miss(res, 'not in the cache');
+      }
     } catch (e) {
       // Not expected (lookups answer failures as such), but never a failed build over it.
       this.upstreamFailed(`narinfo lookup failed: ${(e as Error).message}`, false);
       return this.miss(res, 'the cache lookup failed');
     }
-    if (answer === undefined || 'missing' in answer) {
-      this.misses.add(hashPart);
-      return this.miss(res, 'not in the cache');
-    }
     if ('failed' in answer) return this.miss(res, answer.failed);
     this.stats.hits++;
-    if (method === 'GET') this.readahead.noteHit(answer.narinfo);
+    if (method === 'GET') {
+      this.links.noteHit(answer.narinfo);
+      // Kept unparsed until a first NAR is streamed: used only if the server has no links.
+      this.readahead.noteHit(answer.narinfo);
+      this.readahead.noteHit(answer.narinfo);
+      this.prefetch.noteHit(hashPart, answer.narinfo);
+    }
     res.writeHead(200, {
       'content-type': 'text/x-nix-narinfo',
       'content-length': Buffer.byteLength(answer.narinfo),
     });
     res.end(method === 'HEAD' ? undefined : answer.narinfo);
     return answer.narinfo;
+  }
+
+  /** A batch lookup whose miss is remembered, as when Nix asks (for the lookups fetched ahead). */
+  private async lookupRemembered(hashPart: string): Promise<NarInfoAnswer | undefined> {
+    const askedAt = this.clock.now();
+    const answer = await this.narinfos.lookup(hashPart);
+    if (answer === undefined || 'missing' in answer) this.rememberMiss(hashPart, askedAt);
+    return answer;
+  }
+
+  private rememberMiss(hashPart: string, askedAt: number): void {
+    // Bounded: old entries are past the bound anyway.
+    if (this.misses.size >= MISSES_KEPT) this.misses.clear();
+    this.misses.set(hashPart, askedAt);
   }
 
   /**
@@ -252,9 +306,20 @@ export class CacheRoutes {
     req: IncomingMessage,
     res: ServerResponse,
   ): Promise<void> {
+    if (method === 'GET') {
+      // The bytes go from the server to Nix: the redirect carries a link for this NAR alone.
+      const location = await this.links.link(path);
+      if (location) {
+        this.stats.narRedirects++;
+        this.stats.paths.narServed(path);
+        res.writeHead(302, { location, 'cache-control': 'no-store', 'content-length': 0 });
+        res.end();
+        return;
+      }
+    }
     // A resumed download asks for the rest only: pass the range on, and the 206 back.
     const range = req.headers.range;
-    if (method === 'GET' && !range) {
+    if (method === 'GET' && !range && !this.links.available) {
       const nar = await this.readahead.take(path);
       if (nar) {
         this.stats.narsReadAhead++;

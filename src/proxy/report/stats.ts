@@ -1,5 +1,5 @@
 /** The daemon's counters, reported as the stats JSON of the Action ↔ daemon contract. */
-import type { DaemonStats } from '../../contracts/control-api.js';
+import type { DaemonStats, LookupSetStats, PinReport } from '../../contracts/control-api.js';
 import { PathStats } from './path-stats.js';
 
 /** Distinct error messages kept, so a long outage cannot grow the stats without bound. */
@@ -18,6 +18,9 @@ export class Stats {
   skippedUpstream = 0;
   skippedFiltered = 0;
   readonly failed: { path: string; error: string }[] = [];
+  /** The narinfo set's report, when the daemon has one (pull/path-set.ts). */
+  lookupSet: (() => LookupSetStats) | undefined;
+  pin: PinReport | undefined;
   private readonly errors = new Map<string, number>();
   private pushMs = 0;
   private pushActiveSince: number | undefined;
@@ -73,9 +76,11 @@ export class Stats {
       queued: this.queued(),
       read: this.read,
       write: this.write,
+      ...(this.lookupSet ? { lookupSet: this.lookupSet() } : {}),
       errors: [...this.errors].map(([message, count]) =>
         count > 1 ? `${message} (${count} times)` : message,
       ),
+      ...(this.pin ? { pin: this.pin } : {}),
     };
   }
 }

@@ -15,6 +15,7 @@ import { StorePath, StorePathError } from '../../nix/store-path.js';
 import type { Logger } from '../report/daemon-log.js';
 import { methodNotAllowed } from '../pull/nix-routes.js';
 import type { BuiltPaths } from '../push/built-paths.js';
+import type { Pinner } from '../push/pinner.js';
 import type { Stats } from '../report/stats.js';
 
 /** A store diff of a big job can list tens of thousands of paths. */
@@ -30,6 +31,8 @@ export interface ControlContext {
   health: () => DaemonHealth;
   /** Starts the shutdown once the answer is sent. */
   shutdown: () => void;
+  /** With the Action's `pin` input: told the paths the job produced, pins them after a full drain. */
+  pinner?: Pinner;
 }
 
 async function readJsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
@@ -127,6 +130,7 @@ async function built(req: IncomingMessage, res: ServerResponse, ctx: ControlCont
     throw new HttpError(400, 'give outPaths or drvPath', 'bad_request');
   }
   const queue = ctx.queue;
+  ctx.pinner?.add(outPaths);
   sendJson(res, 202, { pushing: queue !== undefined });
   if (!queue) return;
   if (outPaths.length > 0) queue.enqueue(outPaths);
@@ -158,6 +162,11 @@ async function drain(req: IncomingMessage, res: ServerResponse, ctx: ControlCont
     await Promise.race([queue.idle(), deadline]);
     clearTimeout(timer);
     ctx.log.info({ queued: queue.queued }, queue.isIdle ? 'drained' : 'drain deadline reached');
+    // Pinned only once everything is pushed: a pin names paths the slice must already hold.
+    if (ctx.pinner && queue.isIdle) {
+      ctx.pinner.add(paths);
+      await ctx.pinner.pin();
+    }
   }
   sendJson(res, 200, ctx.stats.toJSON());
 }

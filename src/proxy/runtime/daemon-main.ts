@@ -3,6 +3,7 @@
  * `<stateDir>/ready.json`, and shut down cleanly on `/_sluice/shutdown` or SIGTERM.
  */
 import { mkdir, rm } from 'node:fs/promises';
+import { removeSecretFiles } from './secret-files.js';
 import type { DestinationStream } from 'pino';
 import {
   parseDaemonListen,
@@ -12,6 +13,7 @@ import {
 } from '../../contracts/daemon-config.js';
 import { writeReadyFile } from '../../contracts/ready-file.js';
 import { createLogger, Secrets, type Logger } from '../report/daemon-log.js';
+import { Pinner } from '../push/pinner.js';
 import { PushQueue } from '../push/push-queue.js';
 import { CacheRoutes } from '../pull/nix-routes.js';
 import { startPackDaemon } from './pack-daemon.js';
@@ -19,7 +21,7 @@ import { startProxyServer } from './proxy-server.js';
 import { RequestGate } from './request-gate.js';
 import { Stats } from '../report/stats.js';
 import { LocalStore } from '../push/local-store.js';
-import type { Clock } from '../upstream/clock.js';
+import { systemClock, type Clock } from '../upstream/clock.js';
 import { TokenKeeper } from '../upstream/token-keeper.js';
 import { Upstream } from '../upstream/upstream-client.js';
 
@@ -44,10 +46,6 @@ export interface Daemon {
 }
 
 /** Deletes the files that hold the job's secrets: they are no use once the daemon is gone. */
-export async function removeSecretFiles(files: string[]): Promise<void> {
-  await Promise.all(files.map((file) => rm(file, { force: true }).catch(() => undefined)));
-}
-
 export async function startDaemon(config: DaemonConfig, options: DaemonOptions = {}): Promise<Daemon> {
   if (config.pack) return startPackDaemon({ ...config, pack: config.pack }, options);
   const secrets = new Secrets();
@@ -81,7 +79,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
     onRetry: (info) => log.info(info, 'retrying a request to the cache server'),
   });
   const store = new LocalStore(options.env);
-  const routes = new CacheRoutes(server, stats, log);
+  const routes = new CacheRoutes(server, stats, log, options.clock ?? systemClock);
   if (config.push.enabled) {
     queue = new PushQueue({
       config: config.push,
@@ -122,11 +120,13 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
         tokenExpiresAt: Number.isFinite(tokens.expiresAt) ? new Date(tokens.expiresAt).toISOString() : null,
       }),
       shutdown: () => void close().then(options.onShutdown),
+      ...(config.pin && queue ? { pinner: new Pinner(server, config.pin, stats, log) } : {}),
     },
     new RequestGate(config.auth),
     log,
   );
   tokens.start();
+  routes.start();
   await writeReadyFile(config.stateDir, { pid: process.pid, port: proxy.port });
   log.info(
     {

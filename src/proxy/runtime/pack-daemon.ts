@@ -3,7 +3,8 @@
  * in the background (lookups wait for it, nothing else does), verifies it as it is read, collects
  * what the job builds, and writes the new pack when the post step asks.
  */
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { removeSecretFiles } from './secret-files.js';
 import { join } from 'node:path';
 import type { DestinationStream } from 'pino';
 import { parseSecretKey } from '../../nix/signing.js';
@@ -138,7 +139,7 @@ export async function startPackDaemon(
       log.info({ stats: stats.toJSON() }, 'shutting down');
       routes.close();
       await proxy.close();
-      await Promise.all(config.secretFiles.map((file) => rm(file, { force: true }).catch(() => undefined)));
+      await removeSecretFiles(config.secretFiles);
       log.flush();
     })());
   const proxy = await startProxyServer(
@@ -168,7 +169,7 @@ export async function startPackDaemon(
         ok: true,
         pid: process.pid,
         port: proxy.port,
-        pushing: true,
+        pushing: config.push.enabled,
         tokenExpiresAt: null,
         memory: process.memoryUsage(),
       }),

@@ -13,14 +13,18 @@ import { narFileName } from '../../nix/nar-url.js';
 import type { NarCompression } from '../../nix/nar.js';
 import type { NarInfo } from '../../nix/narinfo.js';
 import type { ServerMetrics } from '../metrics.js';
+import type { ReadRecorder } from '../retention/access.js';
 import type { Logger } from '../server-log.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore, SliceFilter } from '../storage/metadata-store.js';
+import { markNarInUse } from './nar-in-use.js';
 import { verifyNarUpload, type NarUploadName } from './nar-verifier.js';
 import type { VerifyPool } from './verify-pool.js';
 import { checkNarInfo } from './narinfo-check.js';
 import { lookupNarInfos } from './narinfo-lookup.js';
+import { NarInfoSetIndex } from './narinfo-set-index.js';
 import type { NarInfoSigner } from './narinfo-signer.js';
+import { addPin, type PinOutcome, type PinRequest } from './pins.js';
 import { checkSliceOwner, type Writer } from './slice-owner.js';
 import type { SliceRank } from './union-read.js';
 import { toNarFacts, type VerifiedNar } from './verified-nar.js';
@@ -37,6 +41,12 @@ export interface CacheServiceDeps {
   log: Logger;
   /** When set, NAR GETs answer with a redirect to this URL (a presigned one) after the same checks. */
   narRedirect?: (key: string) => Promise<string>;
+  /** How long the URLs of `narRedirect` work. */
+  narRedirectTtlSeconds?: number;
+  /** The server's clock (ms): access times and pushes are recorded with it (injectable for tests). */
+  now: () => number;
+  /** Records reads for retention's `max_age`, batched (src/server/retention/access.ts). */
+  reads: ReadRecorder;
 }
 
 /** Who reads: the slices a request may see and their precedence, and the slice it writes (HEAD answers from that one). */
@@ -56,7 +66,16 @@ export interface NarUpload {
 }
 
 export class CacheService {
-  constructor(private readonly deps: CacheServiceDeps) {}
+  private readonly sets: NarInfoSetIndex;
+
+  constructor(private readonly deps: CacheServiceDeps) {
+    this.sets = new NarInfoSetIndex(deps.meta);
+  }
+
+  /** The narinfo set of the reader's slices (src/contracts/narinfo-set.ts): whole, or what came after `since`. */
+  narInfoSet(reader: Reader, since: string | null): Promise<{ body: Buffer; count: number }> {
+    return since === null ? this.sets.full(reader.canRead) : this.sets.since(reader.canRead, since);
+  }
 
   get maxNarSize(): number {
     return this.deps.narLimits.maxNarSize;
@@ -92,7 +111,10 @@ export class CacheService {
       reader.write !== null &&
       (await meta.uploadedNar(reader.write, key)) !== null &&
       (await this.holdsWriteSlice(reader, reader.write));
-    if (head && reader.write !== null) return ownUpload;
+    // A writer that sees the NAR will not upload it: mark it used so a collector leaves it alone
+    // (or, when one is deleting it right now, say no so the writer uploads it again).
+    if (head && reader.write !== null)
+      return ownUpload && (await meta.touchNar(key, new Date(this.deps.now())));
     return ownUpload || (await meta.isNarReadable(key, reader.canRead));
   }
 
@@ -112,6 +134,11 @@ export class CacheService {
     return this.deps.narRedirect ? this.deps.narRedirect(key) : Promise.resolve(undefined);
   }
 
+  /** How long the URLs of `narRedirectUrl` work, when there are any. */
+  get narRedirectTtlSeconds(): number | undefined {
+    return this.deps.narRedirect ? this.deps.narRedirectTtlSeconds : undefined;
+  }
+
   countBytesOut(bytes: number): void {
     this.deps.metrics.bytesOut.inc(bytes);
   }
@@ -119,6 +146,16 @@ export class CacheService {
   /** The checks a write passes before its body is read: the slice is the writer's to write. */
   checkWriter(writer: Writer): Promise<void> {
     return checkSliceOwner(this.deps.meta, writer, false);
+  }
+
+  /** Pins paths of the writer's slice (with their closures, as the collector keeps them). */
+  pin(writer: Writer, pin: PinRequest): Promise<PinOutcome> {
+    return addPin(this.deps, writer, pin);
+  }
+
+  /** Before an upload's body is read: marks its NAR used, waiting while a collector deletes it. */
+  markNarInUse(key: string): Promise<void> {
+    return markNarInUse(this.deps.meta, key, this.deps.now);
   }
 
   /**
@@ -193,6 +230,13 @@ export class CacheService {
     const { slice, identity } = writer;
     const nar = await checkNarInfo(this.deps, slice, hashPart, info);
     await checkSliceOwner(meta, writer, true);
+    const now = new Date(this.deps.now());
+    // The references this path needs in the slice count as used now, so a collection running at
+    // this moment keeps them (its batch that holds one of them is refused).
+    await meta.touchNarInfos(
+      info.references.map((name) => ({ slice, hashPart: name.slice(0, 32) })),
+      now,
+    );
     const stored: NarInfo = {
       ...info,
       url: `nar/${nar.key}`,
@@ -200,7 +244,6 @@ export class CacheService {
       fileSize: nar.fileSize,
       sigs: [],
     };
-    const now = new Date();
     // Signed once here, from the narinfo parsed once, so the lookups that follow need not.
     const signed = narinfoSigner.signForStorage(stored);
     const outcome = await meta.putNarInfo(
@@ -222,6 +265,12 @@ export class CacheService {
         fileSize: nar.fileSize,
       },
     );
+    if (outcome === 'nar_missing')
+      throw new HttpError(
+        400,
+        `its NAR ${info.url} was removed by the collector meanwhile: upload it again`,
+        'nar_missing',
+      );
     log.info(
       { slice, storePath: info.storePath, stored: outcome, repository: identity.repository },
       'narinfo uploaded',

@@ -6,6 +6,7 @@
  */
 import type { Logger } from '../server-log.js';
 import type { ServerMetrics } from '../metrics.js';
+import type { ReadRecorder } from '../retention/access.js';
 import type { MetadataStore, NarInfoRecord } from '../storage/metadata-store.js';
 import { chooseNarInfos, type NarInfoChoice, type SliceRank } from './union-read.js';
 import type { SliceFilter } from '../storage/metadata-store.js';
@@ -14,6 +15,7 @@ interface LookupDeps {
   meta: MetadataStore;
   metrics: ServerMetrics;
   log: Logger;
+  reads: ReadRecorder;
 }
 
 const REPORTED_LIMIT = 10_000;
@@ -34,12 +36,18 @@ function reportConflict(deps: LookupDeps, choice: NarInfoChoice): void {
   );
 }
 
+/** The narinfos to answer, each read recorded for retention (retention/access.ts) first. */
 export async function lookupNarInfos(
   deps: LookupDeps,
   access: { canRead: SliceFilter; rank: SliceRank },
   hashParts: readonly string[],
 ): Promise<Map<string, NarInfoRecord>> {
-  const choices = chooseNarInfos(await deps.meta.findNarInfos(hashParts, access.canRead), access.rank);
+  const choose = async () =>
+    chooseNarInfos(await deps.meta.findNarInfos(hashParts, access.canRead), access.rank);
+  let choices = await choose();
+  // A row removed by a collector between the lookup and the recording of the read: look again.
+  if (!(await deps.reads.record([...choices.values()].map((choice) => choice.record))))
+    choices = await choose();
   const found = new Map<string, NarInfoRecord>();
   for (const [hashPart, choice] of choices) {
     if (choice.conflicts.length > 0) reportConflict(deps, choice);

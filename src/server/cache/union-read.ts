@@ -9,7 +9,7 @@
  * not be able to replace another's path by being first (or last).
  */
 import type { CacheGrant, CiIdentity, OwnerRequirement } from '../exchange/index.js';
-import { sliceMatches } from '../slices/slice-names.js';
+import { readCovers } from '../slices/pull-request-slices.js';
 import type { NarInfoRecord, SliceFilter, SliceOwner } from '../storage/metadata-store.js';
 
 /** A slice's rank for a reader: lower answers first; null when the reader may not read it. */
@@ -32,7 +32,7 @@ export function grantRanking(grant: CacheGrant): SliceRank {
     if (slice === grant.write && (writeOwner === null || ownerMatches(owner, writeOwner))) return 0;
     for (const [index, pattern] of grant.read.entries()) {
       const required = grant.readOwners?.[index] ?? null;
-      if (sliceMatches(pattern, slice) && (required === null || ownerMatches(owner, required)))
+      if (readCovers(pattern, slice) && (required === null || ownerMatches(owner, required)))
         return index + 1;
     }
     return null;

@@ -1,6 +1,12 @@
 /** The server's configuration as the code uses it: types, defaults, and the error a bad one gets. */
 import { DEFAULT_AUDIENCE } from '../../contracts/server-api.js';
 import type { RateLimits } from './rate-limits.js';
+import {
+  DEFAULT_GC_GRACE_SECONDS,
+  DEFAULT_GC_INTERVAL_SECONDS,
+  type PullRequestSettings,
+  type RetentionPolicy,
+} from './retention-config.js';
 import type { BlobsConfig, DatabaseConfig, KeysConfig } from './storage-config.js';
 import { DEFAULT_UPLOAD_LIMITS, type UploadLimits } from './upload-limits.js';
 
@@ -37,6 +43,10 @@ export interface SliceConfig {
   public: boolean;
   read: Rule[];
   write: Rule[];
+  /** Overrides the server-wide retention for this slice. */
+  retention?: RetentionPolicy;
+  /** Same-repository pull-request jobs write `<name>/pr-<number>` (docs/retention.md). */
+  pullRequests?: PullRequestSettings;
 }
 
 export interface Config {
@@ -66,6 +76,12 @@ export interface Config {
   database?: DatabaseConfig;
   /** Key files; a key not named is kept (and created) in the data directory. */
   keys: KeysConfig;
+  /** Server-wide retention (each slice may override it); empty = keep paths forever. */
+  retention: RetentionPolicy;
+  /** How often the server collects garbage (seconds). */
+  gcIntervalSeconds: number;
+  /** Nothing read, pushed or uploaded this recently is removed (seconds); also the orphans' age. */
+  gcGraceSeconds: number;
 }
 
 export const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
@@ -89,6 +105,9 @@ export function defaultConfig(): Config {
     ],
     blobs: { type: 'fs' },
     keys: {},
+    retention: {},
+    gcIntervalSeconds: DEFAULT_GC_INTERVAL_SECONDS,
+    gcGraceSeconds: DEFAULT_GC_GRACE_SECONDS,
   };
 }
 

@@ -9,10 +9,13 @@ import {
   templateShape,
 } from '../slices/slice-names.js';
 import type { IssuerConfig, Rule, SliceConfig } from './config-schema.js';
+import { parseSliceRetention } from './retention-config.js';
+import { parseDuration, parseSize } from './units.js';
 import type { Path, Validator } from './yaml-validator.js';
 
 const ISSUER_KEYS = ['name', 'issuer', 'audience', 'jwks_uri', 'allow_insecure_http'] as const;
-const SLICE_KEYS = ['name', 'public', 'read', 'write'] as const;
+const SLICE_KEYS = ['name', 'public', 'read', 'write', 'retention', 'pull_requests'] as const;
+const RETENTION_PARSERS = { duration: parseDuration, size: parseSize };
 const ISSUER_NAME = /^[a-z0-9][a-z0-9_-]*$/;
 const CLAIM_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]*$/;
 
@@ -122,7 +125,15 @@ export function parseSlices(v: Validator, value: unknown, issuers: IssuerConfig[
       );
     if (!isPublic && read.length === 0 && write.length === 0)
       v.fail(path, 'grants nothing: add read or write rules, or public: true');
-    return { name: templated ? name : normalizeSliceName(name), public: isPublic, read, write };
+    if (/(^|\/)pr-\d+$/i.test(name))
+      v.fail([...path, 'name'], `'${name}' ends in pr-<number>, which names pull-request slices`);
+    const sliceRetention = parseSliceRetention(raw, RETENTION_PARSERS, (keys, problem) =>
+      v.fail([...path, ...keys], problem),
+    );
+    if (sliceRetention.pullRequests && (read.length === 0 || !isSliceName(shape)))
+      v.fail([...path, 'pull_requests'], 'needs a plain slice name with read rules (they pick the jobs)');
+    const normalized = templated ? name : normalizeSliceName(name);
+    return { name: normalized, public: isPublic, read, write, ...sliceRetention };
   });
   slices.forEach((slice, i) => {
     if (slices.findIndex((other) => other.name === slice.name) !== i)

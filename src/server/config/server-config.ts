@@ -7,6 +7,7 @@ import { LineCounter, parseDocument } from 'yaml';
 import { ConfigError, defaultConfig, type Config } from './config-schema.js';
 import { parseIssuers, parseSlices } from './policy-config.js';
 import { parseRateLimits, parseTrustProxy } from './rate-limits.js';
+import { parseServerRetention } from './retention-config.js';
 import { databaseUrlProblem, parseDatabase, parseKeys, parseStorage } from './storage-config.js';
 import { parseDuration, parseListen, parseSize } from './units.js';
 import { parseUploadLimit, UPLOAD_LIMIT_KEYS } from './upload-limits.js';
@@ -27,6 +28,9 @@ const TOP_LEVEL_KEYS = [
   'storage',
   'database',
   'keys',
+  'retention',
+  'gc_interval',
+  'gc_grace',
 ] as const;
 /** Parses and validates YAML config text. `source` names the file in error messages. */
 export function parseConfig(text: string, source = 'config'): Config {
@@ -64,7 +68,8 @@ export function parseConfig(text: string, source = 'config'): Config {
   if (raw.storage !== undefined) config.blobs = parseStorage(v, raw.storage, parseSize, parseDuration);
   if (raw.database !== undefined) config.database = parseDatabase(v, raw.database);
   if (raw.keys !== undefined) config.keys = parseKeys(v, raw.keys);
-  return config;
+  const parsers = { duration: parseDuration, size: parseSize };
+  return { ...config, ...parseServerRetention(raw, parsers, (keys, problem) => v.fail(keys, problem)) };
 }
 
 /** Reads the config file at `path`; without a path, the defaults. */

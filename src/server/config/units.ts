@@ -2,7 +2,7 @@
 import { ListenError, parseHostPort, type HostPort } from '../../contracts/listen.js';
 import { ConfigError } from './config-error.js';
 
-const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800, y: 31536000 };
 const SIZE_UNITS: Record<string, number> = {
   '': 1,
   b: 1,

@@ -49,6 +49,8 @@ export interface CacheGrant {
   identity: CiIdentity | ReadTokenIdentity;
   /** Read tokens only: the token's `jti` and `iat` (seconds), for revocation and the maximum lifetime. */
   issued?: { id: string; at: number };
+  /** The token's `exp` (seconds), once verified: what is derived from the token lives no longer. */
+  expiresAt?: number;
 }
 
 export interface CacheTokens {
@@ -73,7 +75,17 @@ function isStringRecord(value: unknown): value is Record<string, string> {
 
 /** Re-checks a signed payload's shape: defence in depth should the key ever sign something odd. */
 function grantFromPayload(payload: JWTPayload): CacheGrant {
-  const { kind, read, write, identity, bind_write: bindWrite, read_owners: readOwners, jti, iat } = payload;
+  const {
+    kind,
+    read,
+    write,
+    identity,
+    bind_write: bindWrite,
+    read_owners: readOwners,
+    jti,
+    iat,
+    exp,
+  } = payload;
   const validKind = kind === 'ci' || kind === 'read';
   const validRead =
     Array.isArray(read) && read.every((item) => typeof item === 'string' && isSlicePattern(item));
@@ -106,6 +118,7 @@ function grantFromPayload(payload: JWTPayload): CacheGrant {
     ...(readOwners === undefined ? {} : { readOwners: readOwners as (OwnerRequirement | null)[] }),
     identity: identity as CiIdentity | ReadTokenIdentity,
     ...(kind === 'read' ? { issued: { id: jti as string, at: iat as number } } : {}),
+    ...(typeof exp === 'number' ? { expiresAt: exp } : {}),
   };
 }
 

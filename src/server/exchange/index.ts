@@ -10,6 +10,7 @@ import { createOidcVerifier, type OidcOptions } from './oidc.js';
 import { createPolicy, defaultSlices } from './policy.js';
 import { isSlicePattern, normalizeSliceName } from '../slices/slice-names.js';
 import { createTokenState } from './token-state.js';
+import { unauthorized } from './jwt-errors.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 
 export type { CacheGrant, OwnerRequirement, ReadTokenIdentity } from './cache-token.js';
@@ -24,6 +25,11 @@ export interface Exchange {
   exchange(idToken: string): Promise<{ token: string; expiresAt: Date; grant: CacheGrant }>;
   /** Verifies a cache token. Throws ExchangeError (unauthorized) with the reason. */
   verifyCacheToken(token: string): Promise<CacheGrant>;
+  /**
+   * What `verifyCacheToken` checks beyond the signature, for a grant carried by something else the
+   * server signed (a NAR link): not expired, and a read token not revoked. Throws as it does.
+   */
+  checkGrant(grant: CacheGrant): Promise<void>;
   /** A token that can read `read` (slice names or patterns) and never write. */
   createReadToken(opts: {
     read: string[];
@@ -71,6 +77,12 @@ export function createExchange(config: Config, tokenKey: KeyObject, options: Exc
       const grant = await cacheTokens.verify(token);
       await state?.checkReadToken(grant);
       return grant;
+    },
+
+    async checkGrant(grant) {
+      if (grant.expiresAt === undefined || now() >= grant.expiresAt * 1000)
+        throw unauthorized('cache token', 'expired', 'token_expired');
+      await state?.checkReadToken(grant);
     },
 
     async createReadToken({ read, ttlSeconds, name }) {

@@ -5,6 +5,7 @@
  */
 import type { JWTPayload } from 'jose';
 import type { IssuerConfig, Rule, SliceConfig } from '../config/config-schema.js';
+import { pullRequestSlice } from '../slices/pull-request-slices.js';
 import { ExchangeError } from './exchange-error.js';
 import { claimString } from './identity.js';
 import type { OwnerRequirement } from './cache-token.js';
@@ -17,6 +18,18 @@ import {
   templateClaims,
   type TemplateResult,
 } from '../slices/slice-names.js';
+
+/**
+ * A pull-request job's own slice, `<slice>/pr-<number>`, for a slice with `pull_requests` whose
+ * read rules the job matched: only on `pull_request` (GitHub gives fork pull requests no ID token;
+ * `pull_request_target` runs for forks with one, so it never qualifies).
+ */
+function pullRequestWriteSlice(slices: SliceConfig[], read: Set<string>, claims: JWTPayload): string | null {
+  const number = /^refs\/pull\/(\d+)\/(?:merge|head)$/.exec(claimString(claims.ref) ?? '')?.[1];
+  if (claimString(claims.event_name) !== 'pull_request' || number === undefined) return null;
+  const slice = slices.find((candidate) => candidate.pullRequests && read.has(candidate.name));
+  return slice ? pullRequestSlice(slice.name, number) : null;
+}
 
 /** Events whose workflows run trusted code of the repository: never pull_request(_target). */
 export const DEFAULT_WRITE_EVENTS = ['push', 'schedule', 'workflow_dispatch', 'merge_group', 'release'];
@@ -161,6 +174,11 @@ export function createPolicy(slices: SliceConfig[]): Policy {
             if (access === 'read' || write === name.name) addRead(name.name, owner);
           }
         }
+      }
+      if (write === null) {
+        const readNames = new Set([...read.values()].map((grant) => grant.name));
+        write = pullRequestWriteSlice(slices, readNames, claims);
+        if (write !== null) addRead(write, null);
       }
       if (read.size === 0 && write === null) {
         throw new ExchangeError(

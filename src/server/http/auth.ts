@@ -7,6 +7,7 @@ import { HttpError } from '../../contracts/http-error.js';
 import type { SliceFilter, WriterIdentity } from '../storage/metadata-store.js';
 import { readableBy, withPublicSlices, type SliceRank } from '../cache/union-read.js';
 import { exchangeErrorToHttp } from './exchange-status.js';
+import type { CacheGrant } from '../exchange/index.js';
 
 /** What a request may do, resolved from its token (or the lack of one). */
 export interface Access {
@@ -19,10 +20,14 @@ export interface Access {
   /** Bind the write slice to the writer's repository on its first accepted narinfo. */
   bindWrite: boolean;
   identity: WriterIdentity;
+  /** The token's grant, when there is a token: what a signed NAR link carries. */
+  grant?: CacheGrant;
 }
 
 /** Verifies a cache token; throws (any error) when the token is unusable. */
 export type TokenVerifier = (token: string) => Promise<Omit<Access, 'authenticated' | 'canRead'>>;
+/** Checks a grant a signed NAR link carried as the token's own check would (expiry, revocation). */
+export type GrantVerifier = (grant: CacheGrant) => Promise<Omit<Access, 'authenticated' | 'canRead'>>;
 
 /** The one reading of `Authorization: Bearer <token>`: the token ('' if empty), or undefined for another scheme. */
 export function bearerCredential(header: string | undefined): string | undefined {
@@ -75,9 +80,25 @@ export async function resolveAccess(
       identity: {},
     };
   }
+  return verifiedAccess(() => verify(token), isPublic);
+}
+
+/** The access a signed NAR link's grant gives, checked as its token would be now. */
+export function resolveGrantAccess(
+  grant: CacheGrant,
+  verify: GrantVerifier,
+  isPublic: (slice: string) => boolean,
+): Promise<Access> {
+  return verifiedAccess(() => verify(grant), isPublic);
+}
+
+async function verifiedAccess(
+  verify: () => Promise<Omit<Access, 'authenticated' | 'canRead'>>,
+  isPublic: (slice: string) => boolean,
+): Promise<Access> {
   let access: Omit<Access, 'authenticated' | 'canRead'>;
   try {
-    access = await verify(token);
+    access = await verify();
   } catch (caught) {
     const error = exchangeErrorToHttp(caught);
     if (error instanceof HttpError && error.status === 401) throw error; // already names the problem

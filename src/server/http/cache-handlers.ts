@@ -144,7 +144,7 @@ export async function getNar(cache: CacheService, request: CacheRequest, key: st
  * size within `limit`, a slice the writer may write; then `100 Continue` (unless `accept` is false:
  * the caller sends it once it has taken what else the write needs).
  */
-async function beginWrite(
+export async function beginWrite(
   cache: CacheService,
   request: CacheRequest,
   limit: number,
@@ -171,6 +171,7 @@ async function storeNar(
   upload: NarUpload,
 ): Promise<{ outcome: 'created' | 'exists'; nar: VerifiedNar }> {
   const { req, res } = request;
+  await deps.cache.markNarInUse(upload.key);
   const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
   try {
     acceptBody(req, res);

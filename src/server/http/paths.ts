@@ -5,13 +5,18 @@
  */
 import { HttpError } from '../../contracts/http-error.js';
 import { NARINFO_BATCH_PATH } from '../../contracts/narinfo-batch.js';
+import { NAR_LINKS_PATH } from '../../contracts/nar-links.js';
+import { NARINFO_SET_PATH } from '../../contracts/narinfo-set.js';
 import { HEALTH_PATH, NAR_UPLOAD_PREFIX, TOKEN_EXCHANGE_PATH } from '../../contracts/server-api.js';
 import type { NarCompression } from '../../nix/nar.js';
 import { parseNarFileName, type NarFileName } from '../../nix/nar-url.js';
 import { HASH_PART_PATTERN } from '../../nix/store-path.js';
 
 export type Route =
-  | { name: 'nix-cache-info' | 'health' | 'token' | 'metrics' | 'narinfos' }
+  | {
+      name:
+        'nix-cache-info' | 'health' | 'token' | 'metrics' | 'narinfos' | 'nar-links' | 'narinfo-set' | 'pins';
+    }
   | { name: 'narinfo'; hashPart: string }
   | { name: 'nar'; fileHash: string; compression: NarCompression; key: string }
   | { name: 'nar-upload'; narHash: string; compression: NarCompression; key: string };
@@ -72,8 +77,14 @@ export function matchRoute(rawUrl: string): Route {
       return { name: 'token' };
     case NARINFO_BATCH_PATH:
       return { name: 'narinfos' };
+    case NAR_LINKS_PATH:
+      return { name: 'nar-links' };
+    case NARINFO_SET_PATH:
+      return { name: 'narinfo-set' };
     case '/metrics':
       return { name: 'metrics' };
+    case '/_api/v1/pins':
+      return { name: 'pins' };
   }
   const hashPart = path.endsWith('.narinfo') ? path.slice(1, -'.narinfo'.length) : undefined;
   if (hashPart !== undefined && HASH_PART_PATTERN.test(hashPart)) return { name: 'narinfo', hashPart };

@@ -7,7 +7,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError, sendError } from '../../contracts/http-error.js';
 import type { Logger } from '../server-log.js';
 import type { ServerMetrics } from '../metrics.js';
-import { resolveAccess, type Access, type TokenVerifier } from './auth.js';
+import { resolveAccess, type Access, type GrantVerifier, type TokenVerifier } from './auth.js';
+import { narReadRequest, postNarLinks, type NarLinkDeps } from './nar-links-handler.js';
+import type { NarLinkSigner } from '../cache/nar-link-signer.js';
 import {
   getNar,
   getNarInfo,
@@ -21,8 +23,10 @@ import {
 import { acceptBody, withIdleTimeout } from './body.js';
 import type { UploadSlots } from './upload-slots.js';
 import { postNarInfos } from './narinfo-batch-handler.js';
+import { getNarInfoSet } from './narinfo-set-handler.js';
 import type { CacheService } from '../cache/cache-service.js';
 import { matchRoute, type Route } from './paths.js';
+import { postPin } from './pins.js';
 import type { RequestGuard } from './rate-limit.js';
 
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
@@ -32,6 +36,9 @@ export interface RouterDeps {
   metrics: ServerMetrics;
   log: Logger;
   verifyToken: TokenVerifier;
+  /** Checks the grant of a signed NAR link (expiry, revocation) as its token would be. */
+  verifyGrant: GrantVerifier;
+  narLinkSigner: NarLinkSigner;
   isPublic: (slice: string) => boolean;
   /** Whether any slice is public (readable without a token). */
   publicReads: boolean;
@@ -50,7 +57,16 @@ type MethodTable = Partial<Record<string, Handler>>;
 function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
   const narinfo: Handler = (route, request) =>
     getNarInfo(deps.cache, request, (route as { hashPart: string }).hashPart);
-  const nar: Handler = (route, request) => getNar(deps.cache, request, (route as { key: string }).key);
+  const links: NarLinkDeps = {
+    cache: deps.cache,
+    signer: deps.narLinkSigner,
+    verifyGrant: deps.verifyGrant,
+    isPublic: deps.isPublic,
+  };
+  const nar: Handler = (route, request) => {
+    const { key } = route as { key: string };
+    return getNar(deps.cache, narReadRequest(links, request, key), key);
+  };
   return {
     'nix-cache-info': {
       GET: (_route, request) => getNixCacheInfo(request),
@@ -69,6 +85,15 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
     },
     narinfos: {
       POST: (_route, request) => postNarInfos(deps.cache, request, deps.publicReads),
+    },
+    'nar-links': {
+      POST: (_route, request) => postNarLinks(links, request),
+    },
+    'narinfo-set': {
+      GET: (_route, request) => getNarInfoSet(deps.cache, request, deps.publicReads),
+    },
+    pins: {
+      POST: (_route, request) => postPin(deps.cache, request),
     },
     'nar-upload': {
       PUT: (route, request) =>
@@ -99,7 +124,7 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
 
 /** A narinfo (or nix-cache-info) read, alone or batched: Nix asks thousands per job. */
 function isLookup(req: IncomingMessage, routeName: string): boolean {
-  if (routeName === 'narinfos') return true;
+  if (routeName === 'narinfos' || routeName === 'narinfo-set') return true;
   return (
     (req.method === 'GET' || req.method === 'HEAD') &&
     (routeName === 'narinfo' || routeName === 'nix-cache-info')
@@ -157,7 +182,7 @@ export function createRouter(deps: RouterDeps): RawHandler {
       if (error instanceof HttpError && error.status === 401) deps.guard?.refused(req, routeName);
       if (!(error instanceof HttpError)) deps.log.error({ err: error, path }, 'request failed');
       else if (error.status === 503) deps.log.warn({ path, reason: error.message }, 'unavailable');
-      else if (hasBody(req) && routeName !== 'token' && routeName !== 'narinfos')
+      else if (hasBody(req) && !['token', 'narinfos', 'nar-links'].includes(routeName))
         deps.metrics.rejectedUploads.inc({ reason: error.reason });
       // A body we did not read would be parsed as the next request: close the connection instead.
       if (hasBody(req) && !req.complete && !res.headersSent) res.setHeader('connection', 'close');

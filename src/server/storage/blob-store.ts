@@ -1,7 +1,7 @@
 /**
  * Where NAR files live. Keys are content-addressed file names (`<filehash>.nar.zst`), so a file is
  * stored once whatever slice uploaded it. The interface assumes only what S3 also offers:
- * put-if-absent of a complete object, ranged reads, head, delete. No rename or append.
+ * put-if-absent of a complete object, ranged reads, head, delete, listing. No rename or append.
  */
 import type { Writable } from 'node:stream';
 
@@ -24,6 +24,23 @@ export interface BlobStore {
   open(key: string, range?: ByteRange): Promise<BlobReader | null>;
   head(key: string): Promise<{ size: number } | null>;
   delete(key: string): Promise<void>;
+  /**
+   * Every complete object, for the collector (orphans): its key, size and when it was written.
+   * Keys `skip` says yes to are left out, so a store that must look each object up (files) does
+   * so only for the collector's candidates.
+   */
+  list(skip?: (key: string) => boolean): AsyncIterable<BlobInfo>;
+  /**
+   * Drops uploads begun before `before` and never finished (a process killed mid-upload): S3's
+   * multipart uploads, the directory's temp files. Returns how many.
+   */
+  abortIncompleteUploads(before: Date): Promise<number>;
+}
+
+export interface BlobInfo {
+  key: string;
+  size: number;
+  modifiedAt: Date;
 }
 
 /** An object opened for reading: written out once, or closed unread. */

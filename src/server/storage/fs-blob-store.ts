@@ -8,13 +8,24 @@ import { link, mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { BufferPool, written } from '../../nix/buffer-pool.js';
-import { isValidBlobKey, type BlobReader, type BlobStore, type ByteRange } from './blob-store.js';
+import {
+  isValidBlobKey,
+  type BlobInfo,
+  type BlobReader,
+  type BlobStore,
+  type ByteRange,
+} from './blob-store.js';
 
 const TEMP_PREFIX = '.upload-';
+/** Files looked up at once by list(). */
+const STAT_CHUNK = 64;
 /** Reads go into 256 KiB buffers, two per download (one read into while the other is sent). */
 const readBuffers = new BufferPool(256 * 1024, 16);
 
 export class FsBlobStore implements BlobStore {
+  /** Temp files of this process's uploads in progress: never taken for abandoned ones. */
+  private readonly writing = new Set<string>();
+
   private constructor(private readonly dir: string) {}
 
   /** Opens (creating) the directory and removes temp files a crash may have left. */
@@ -40,11 +51,13 @@ export class FsBlobStore implements BlobStore {
     first.catch(() => undefined);
     const tempPath = join(this.dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
     let file: FileHandle;
+    this.writing.add(tempPath);
     try {
       file = await open(tempPath, 'wx', 0o644);
     } catch (error) {
       // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
       void chunks.return?.().catch(() => undefined);
+      this.writing.delete(tempPath);
       throw error;
     }
     try {
@@ -72,6 +85,7 @@ export class FsBlobStore implements BlobStore {
     } finally {
       await file.close().catch(() => undefined);
       await unlink(tempPath).catch(() => undefined);
+      this.writing.delete(tempPath);
     }
   }
 
@@ -106,6 +120,35 @@ export class FsBlobStore implements BlobStore {
     await unlink(this.path(key)).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== 'ENOENT') throw e;
     });
+  }
+
+  async abortIncompleteUploads(before: Date): Promise<number> {
+    let removed = 0;
+    for (const name of await readdir(this.dir)) {
+      if (!name.startsWith(TEMP_PREFIX) || this.writing.has(join(this.dir, name))) continue;
+      // Another process's upload in progress writes its file continuously: its mtime is recent.
+      const info = await stat(join(this.dir, name)).catch(() => null);
+      if (!info || info.mtime >= before) continue;
+      await unlink(join(this.dir, name)).then(
+        () => removed++,
+        () => undefined,
+      );
+    }
+    return removed;
+  }
+
+  async *list(skip: (key: string) => boolean = () => false): AsyncIterable<BlobInfo> {
+    // One readdir (a single I/O wait however many files), then the candidates looked up 64 at a time.
+    const names = (await readdir(this.dir)).filter(
+      (name) => !name.startsWith(TEMP_PREFIX) && isValidBlobKey(name) && !skip(name),
+    );
+    for (let i = 0; i < names.length; i += STAT_CHUNK) {
+      const chunk = names.slice(i, i + STAT_CHUNK);
+      // A file deleted since the listing is simply not there any more.
+      const infos = await Promise.all(chunk.map((name) => stat(join(this.dir, name)).catch(() => null)));
+      for (const [index, info] of infos.entries())
+        if (info?.isFile()) yield { key: chunk[index]!, size: info.size, modifiedAt: info.mtime };
+    }
   }
 }
 

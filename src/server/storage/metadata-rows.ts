@@ -30,6 +30,10 @@ export function narInfoRecord(row: Row): NarInfoRecord {
     narinfo: str(row.narinfo),
     createdAt: new Date(Number(row.created_at)),
     owner: sliceOwnerOf(row, 'owner_'),
+    // Absent until the first read recorded after the push (retention/access.ts): createdAt then.
+    ...(row.last_accessed_at === null || row.last_accessed_at === undefined
+      ? {}
+      : { lastAccessedAt: new Date(Number(row.last_accessed_at)) }),
     ...(signedBy === undefined ? {} : { signedBy }),
   };
 }

@@ -3,6 +3,7 @@
  * NAR, who owns a slice, and the audit log. Every method is async so a networked database
  * (PostgreSQL) can implement the same interface; SQLite is the default.
  */
+import type { RetentionStore } from './retention-store.js';
 
 /** Facts about a NAR file, computed by the server while the upload streamed in. */
 export interface NarFacts {
@@ -30,6 +31,8 @@ export interface NarInfoRecord {
   /** The public key (`name:base64`) whose signature `narinfo` carries; absent when unsigned. */
   signedBy?: string;
   createdAt: Date;
+  /** The last read or push (as recorded, see retention/access.ts); absent = createdAt. */
+  lastAccessedAt?: Date;
   /** Filled by lookups: whom a template write bound the record's slice to (null: nobody). */
   owner?: SliceOwner | null;
 }
@@ -83,19 +86,48 @@ export interface ReadTokenRecord {
  */
 export type SliceFilter = (slice: string, owner: SliceOwner | null) => boolean;
 
-export interface MetadataStore {
+/** One slice's share of `narInfoHashParts`. */
+export interface SliceHashParts {
+  slice: string;
+  owner: SliceOwner | null;
+  /** The slice's hash parts (32 characters each) back to back, in any order: one string, not a million. */
+  hashParts: string;
+}
+
+/** The hash parts of narinfos committed after a cursor, and the cursor that follows them. */
+export interface HashPartsSince {
+  /**
+   * Opaque digits: every narinfo committed before the answer's snapshot is in this answer or in
+   * the answer to an earlier cursor; asking from it again returns only later ones (and perhaps a
+   * few repeated).
+   */
+  cursor: string;
+  slices: SliceHashParts[];
+}
+
+export interface MetadataStore extends RetentionStore {
   /** Records that `slice` uploaded (so provably holds) this NAR. Idempotent. */
   recordUpload(slice: string, facts: NarFacts): Promise<void>;
   /** The NAR's facts if `slice` uploaded it, else null: a writer may only reference its own NARs. */
   uploadedNar(slice: string, key: string): Promise<NarFacts | null>;
-  /** Inserts the narinfo and its audit row in one transaction, unless the slice has it already. */
-  putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists'>;
+  /**
+   * Inserts the narinfo and its audit row in one transaction, unless the slice has it already.
+   * `nar_missing` (nothing written) when a collector has claimed the NAR for deletion.
+   */
+  putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists' | 'nar_missing'>;
   /**
    * Every narinfo for these hash parts held by a slice the filter admits, each with its slice's
    * `owner`, in any order. Which one answers a lookup is decided by `chooseNarInfos`
    * (src/server/union-read.ts), the same for every store.
    */
   findNarInfos(hashParts: readonly string[], readable: SliceFilter): Promise<NarInfoRecord[]>;
+  /**
+   * The hash parts of every narinfo (`since` null) or of those committed after `since` (a cursor
+   * this store answered before), grouped by slice with the slice's binding, for the narinfo set
+   * (src/server/cache/narinfo-set-index.ts). Must not miss a narinfo whose commit the cursor's
+   * snapshot did not see, whatever order concurrent writers commit in.
+   */
+  narInfoHashParts(since: string | null): Promise<HashPartsSince>;
   /** Whether a narinfo in a slice the filter admits points to this NAR. */
   isNarReadable(key: string, readable: SliceFilter): Promise<boolean>;
   /** The repository a slice belongs to, or null before its first accepted write. */

@@ -1,12 +1,13 @@
 /**
  * MetadataStore on PostgreSQL (`pg`, one pool per process), for several replicas sharing one
  * database. The same guarantees as the SQLite store: put-if-absent through primary keys and
- * `ON CONFLICT DO NOTHING`, a narinfo and its audit row in one transaction. A database that cannot
+ * `ON CONFLICT DO NOTHING`, a narinfo and its audit row in one statement. A database that cannot
  * be reached (down, restarting, out of connections) makes requests fail with 503 + Retry-After.
  */
 import pg from 'pg';
 import type {
   AuditEntry,
+  HashPartsSince,
   MetadataStore,
   NarFacts,
   NarInfoRecord,
@@ -16,6 +17,8 @@ import type {
 } from './metadata-store.js';
 import { migrate } from './pg-migrations.js';
 import { NARINFOS_WITH_OWNER, auditEntry, narInfoRecord, sliceOwnerOf, str } from './metadata-rows.js';
+import * as retention from './pg-retention.js';
+import type { DeletionRecord, NarInfoKey, Pin, StoredNarInfo } from './retention-store.js';
 import { StorageUnavailableError } from './unavailable.js';
 
 export interface PgStoreOptions {
@@ -81,16 +84,20 @@ export class PgMetadataStore implements MetadataStore {
     return new PgMetadataStore(pool);
   }
 
-  private async query(text: string, values: unknown[] = []): Promise<pg.QueryResult<Row>> {
+  /**
+   * `name`: a prepared statement, parsed and planned once per connection, for statements every
+   * upload or download runs. Never for `SELECT *`: a migration by a newer replica that adds a
+   * column would make such a plan fail ("cached plan must not change result type").
+   */
+  private async query(text: string, values: unknown[] = [], name?: string): Promise<pg.QueryResult<Row>> {
     try {
-      return await this.pool.query<Row>(text, values);
+      return await this.pool.query<Row>(name ? { name, text, values } : { text, values });
     } catch (error) {
       if (isUnavailable(error)) throw new StorageUnavailableError('the database', error);
       throw error;
     }
   }
 
-  /** Runs `work` in one transaction on one connection. */
   private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     let client: pg.PoolClient;
     try {
@@ -147,11 +154,19 @@ export class PgMetadataStore implements MetadataStore {
     };
   }
 
-  async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists'> {
+  async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists' | 'nar_missing'> {
     return this.transaction(async (client) => {
-      const inserted = await client.query(
-        `INSERT INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
+      // Locks the NAR's key row a collector's claim also locks, so the two never interleave.
+      if (await retention.lockNarForInsert(client, record.narKey, record.createdAt)) return 'nar_missing';
+      // The audit row is inserted only from the narinfo row the statement inserted (none when it existed).
+      const { rowCount } = await client.query(
+        `WITH inserted AS (
+           INSERT INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING slice
+         )
+         INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
+             workflow, run_id, sha)
+           SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 FROM inserted`,
         [
           record.slice,
           record.hashPart,
@@ -160,13 +175,6 @@ export class PgMetadataStore implements MetadataStore {
           record.narinfo,
           +record.createdAt,
           record.signedBy ?? null,
-        ],
-      );
-      if (inserted.rowCount === 0) return 'exists';
-      await client.query(
-        `INSERT INTO audit (time, slice, store_path, nar_size, file_size, repository, repository_id, ref,
-             workflow, run_id, sha) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-        [
           +audit.time,
           audit.slice,
           audit.storePath,
@@ -180,7 +188,7 @@ export class PgMetadataStore implements MetadataStore {
           audit.sha ?? null,
         ],
       );
-      return 'created';
+      return rowCount === 1 ? 'created' : 'exists';
     });
   }
 
@@ -194,11 +202,36 @@ export class PgMetadataStore implements MetadataStore {
     return rows.map(narInfoRecord).filter((record) => readable(record.slice, record.owner ?? null));
   }
 
+  async narInfoHashParts(since: string | null): Promise<HashPartsSince> {
+    // One statement, one snapshot: every transaction below its xmin has ended, so each narinfo
+    // invisible to this snapshot has a txid >= xmin and is in the answer to `since = xmin`.
+    const { rows } = await this.query(
+      `WITH snap AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS cursor),
+            grouped AS (SELECT slice, string_agg(hash_part, '') AS hash_parts FROM narinfos
+                          WHERE txid >= $1::xid8 GROUP BY slice)
+       SELECT snap.cursor, g.slice, g.hash_parts, s.issuer AS owner_issuer,
+              s.repository_id AS owner_repository_id, s.repository_owner_id AS owner_repository_owner_id
+         FROM snap LEFT JOIN grouped g ON true LEFT JOIN slices s ON s.name = g.slice`,
+      [since ?? '0'],
+    );
+    return {
+      cursor: str(rows[0]?.cursor ?? '0'),
+      slices: rows
+        .filter((row) => row.slice !== null)
+        .map((row) => ({
+          slice: str(row.slice),
+          owner: sliceOwnerOf(row, 'owner_'),
+          hashParts: str(row.hash_parts),
+        })),
+    };
+  }
+
   async isNarReadable(key: string, readable: SliceFilter): Promise<boolean> {
     const { rows } = await this.query(
       `SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
          FROM narinfos n LEFT JOIN slices s ON s.name = n.slice WHERE n.nar_key = $1`,
       [key],
+      'sluice_nar_readers',
     );
     return rows.some((r) => readable(str(r.slice), sliceOwnerOf(r)));
   }
@@ -281,6 +314,52 @@ export class PgMetadataStore implements MetadataStore {
     );
     const row = rows[0];
     return row ? { revoked: row.revoked_at !== null } : null;
+  }
+
+  // RetentionStore: the queries live in pg-retention.ts.
+  private readonly run: retention.Query = (text, values) => this.query(text, values);
+  private readonly tx: retention.Transaction = (work) => this.transaction(work);
+  touchNarInfos(keys: readonly NarInfoKey[], at: Date): Promise<number> {
+    return retention.touchNarInfos(this.run, keys, at);
+  }
+  listSlices(): Promise<string[]> {
+    return retention.listSlices(this.run);
+  }
+  listNarInfos(slice: string, after: string, limit: number): Promise<StoredNarInfo[]> {
+    return retention.listNarInfoPage(this.run, slice, after, limit);
+  }
+  narKeysInUse(usedSince: Date): Promise<{ referenced: Set<string>; touched: Set<string> }> {
+    return retention.narKeysInUse(this.run, usedSince);
+  }
+  deleteNarInfos(slice: string, hashParts: readonly string[], unusedBefore: Date, record: DeletionRecord) {
+    return retention.deleteNarInfos(this.tx, slice, hashParts, unusedBefore, record);
+  }
+  touchNar(key: string, at: Date): Promise<boolean> {
+    return retention.touchNar(this.run, key, at);
+  }
+  claimNarDeletion(key: string, unusedBefore: Date, at: Date): Promise<boolean> {
+    return retention.claimNarDeletion(this.tx, key, unusedBefore, at);
+  }
+  finishNarDeletion(keys: readonly string[], record?: DeletionRecord): Promise<void> {
+    return retention.finishNarDeletion(this.tx, keys, record);
+  }
+  putPin(pin: Pin): Promise<void> {
+    return retention.putPin(this.tx, pin);
+  }
+  listPins(slice?: string): Promise<Pin[]> {
+    return retention.listPins(this.run, slice);
+  }
+  deletePin(slice: string, name: string): Promise<boolean> {
+    return retention.deletePin(this.run, slice, name);
+  }
+  acquireLease(name: string, holder: string, until: Date, at: Date): Promise<boolean> {
+    return retention.acquireLease(this.run, name, holder, until, at);
+  }
+  releaseLease(name: string, holder: string): Promise<void> {
+    return retention.releaseLease(this.run, name, holder);
+  }
+  listDeletions(filter: { since?: Date; limit?: number }): Promise<DeletionRecord[]> {
+    return retention.listDeletions(this.run, filter);
   }
 
   async close(): Promise<void> {

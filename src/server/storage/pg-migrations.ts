@@ -4,6 +4,7 @@
  * released migration never changes.
  */
 import type { PoolClient } from 'pg';
+import { RETENTION_MIGRATION } from './pg-retention.js';
 
 export const MIGRATIONS: readonly string[] = [
   // 1: the tables of the SQLite store, with times as milliseconds since the epoch.
@@ -43,6 +44,14 @@ export const MIGRATIONS: readonly string[] = [
      id TEXT PRIMARY KEY, name TEXT NOT NULL, read TEXT NOT NULL, created_at BIGINT NOT NULL,
      expires_at BIGINT NOT NULL, last_used_at BIGINT, revoked_at BIGINT
    );`,
+  // 4: insert order for the narinfo set's deltas: the inserting transaction's id. Commits come in
+  // any order, so a delta asks from the oldest transaction still running (the snapshot's xmin),
+  // not from the newest row seen. Older rows read as 0: only in full answers.
+  `ALTER TABLE narinfos ADD COLUMN txid xid8 NOT NULL DEFAULT '0';
+   ALTER TABLE narinfos ALTER COLUMN txid SET DEFAULT pg_current_xact_id();
+   CREATE INDEX narinfos_by_txid ON narinfos (txid);`,
+  // 5: retention: access times, NAR claims, pins, the collector's lease, deletion audit rows.
+  RETENTION_MIGRATION,
 ];
 
 /** An arbitrary constant naming Sluice's migration lock among the database's advisory locks. */

@@ -14,6 +14,7 @@ import {
   HeadBucketCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   UploadPartCommand,
   type CompletedPart,
@@ -22,7 +23,13 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Readable, Writable } from 'node:stream';
 import { written } from '../../nix/buffer-pool.js';
-import { isValidBlobKey, type BlobReader, type BlobStore, type ByteRange } from './blob-store.js';
+import {
+  isValidBlobKey,
+  type BlobInfo,
+  type BlobReader,
+  type BlobStore,
+  type ByteRange,
+} from './blob-store.js';
 import { createS3Client, isNotFound, isPreconditionFailed, guarded, type S3Location } from './s3-client.js';
 
 export interface S3BlobStoreOptions extends S3Location {
@@ -34,6 +41,8 @@ export const MIN_PART_SIZE = 5 * 1024 ** 2;
 
 export class S3BlobStore implements BlobStore {
   readonly client: S3Client;
+  /** Multipart uploads this process is writing now: never taken for abandoned ones. */
+  readonly uploading = new Set<string>();
 
   constructor(readonly options: S3BlobStoreOptions) {
     if (options.partSize < MIN_PART_SIZE)
@@ -54,34 +63,24 @@ export class S3BlobStore implements BlobStore {
   async put(key: string, body: AsyncIterable<Buffer>): Promise<'created' | 'exists'> {
     const objectKey = this.objectKey(key);
     const chunks = body[Symbol.asyncIterator]();
-    let present: boolean;
-    try {
-      present = (await this.head(key)) !== null;
-    } catch (error) {
-      // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
-      void chunks.return?.().catch(() => undefined);
-      throw error;
-    }
-    if (present) {
-      // Already stored: the body is still read to its end, so its checks run, but not sent.
-      for (let next = await chunks.next(); !next.done; next = await chunks.next());
-      return 'exists';
-    }
     const upload = new PartUploader(this, objectKey);
+    const parts = new PartBuffers(this.options.partSize);
     try {
-      const gathered: Buffer[] = [];
-      let gatheredBytes = 0;
       for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
-        // Copied: the body reuses a chunk's buffer once the next chunk is asked for.
-        gathered.push(Buffer.from(next.value));
-        gatheredBytes += next.value.length;
-        if (gatheredBytes >= this.options.partSize) {
-          await upload.addPart(Buffer.concat(gathered, gatheredBytes));
-          gathered.length = 0;
-          gatheredBytes = 0;
+        for (let chunk = next.value; chunk.length > 0;) {
+          // Copied: the body reuses a chunk's buffer once the next chunk is asked for.
+          chunk = chunk.subarray(parts.fill(chunk));
+          if (!parts.full) continue;
+          // More than one part: asked before any is sent, so a stored NAR is not sent again. A
+          // body of one part goes as one PutObject, whose If-None-Match answers the same question.
+          if (!upload.started && (await this.head(key)) !== null) {
+            for (next = await chunks.next(); !next.done; next = await chunks.next());
+            return 'exists';
+          }
+          await upload.addPart(parts.take());
         }
       }
-      const rest = Buffer.concat(gathered, gatheredBytes);
+      const rest = parts.take();
       if (!upload.started) return await this.putWhole(objectKey, rest);
       if (rest.length > 0) await upload.addPart(rest);
       return await upload.complete();
@@ -159,6 +158,25 @@ export class S3BlobStore implements BlobStore {
     );
   }
 
+  /** Every object under the prefix whose name is a blob key, a page (1000) at a time. */
+  async *list(skip: (key: string) => boolean = () => false): AsyncIterable<BlobInfo> {
+    const { bucket, prefix } = this.options;
+    let token: string | undefined;
+    do {
+      const page = await guarded(
+        this.client.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+        ),
+      );
+      for (const object of page.Contents ?? []) {
+        const key = object.Key?.slice(prefix.length);
+        if (key === undefined || !isValidBlobKey(key) || !object.LastModified || skip(key)) continue;
+        yield { key, size: object.Size ?? 0, modifiedAt: object.LastModified };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
   /**
    * Aborts multipart uploads under the prefix begun before `before`: those a replica killed
    * mid-upload left behind (they are never visible, but the store keeps their parts). Returns how
@@ -181,6 +199,7 @@ export class S3BlobStore implements BlobStore {
       );
       for (const upload of page.Uploads ?? []) {
         if (!upload.Key || !upload.UploadId || !upload.Initiated || upload.Initiated >= before) continue;
+        if (this.uploading.has(upload.UploadId)) continue;
         await guarded(
           this.client.send(
             new AbortMultipartUploadCommand({
@@ -202,6 +221,52 @@ export class S3BlobStore implements BlobStore {
 
   async close(): Promise<void> {
     this.client.destroy();
+  }
+}
+
+/**
+ * Two buffers of one part each, filled in turn: one gathers the body while the part taken before
+ * it uploads. The first grows as the body does, so a small NAR never takes a whole part.
+ */
+class PartBuffers {
+  private current: Buffer | undefined;
+  private other: Buffer | undefined;
+  private filled = 0;
+
+  constructor(private readonly partSize: number) {}
+
+  get full(): boolean {
+    return this.filled === this.partSize;
+  }
+
+  /** Copies as much of `chunk` as the part has room for; returns how many bytes that was. */
+  fill(chunk: Buffer): number {
+    const taken = Math.min(this.partSize - this.filled, chunk.length);
+    const needed = this.filled + taken;
+    if (!this.current || needed > this.current.length) {
+      // Once a body has filled a part, the next part will be whole too (or the last).
+      const size =
+        this.other?.length === this.partSize
+          ? this.partSize
+          : Math.min(this.partSize, Math.max(2 * (this.current?.length ?? 0), needed, 256 * 1024));
+      const grown = Buffer.allocUnsafe(size);
+      this.current?.copy(grown, 0, 0, this.filled);
+      this.current = grown;
+    }
+    chunk.copy(this.current, this.filled, 0, taken);
+    this.filled = needed;
+    return taken;
+  }
+
+  /**
+   * The bytes gathered, as a part; the other buffer gathers next. A part's buffer is written into
+   * again only after the following take, and PartUploader.addPart has waited for its upload by then.
+   */
+  take(): Buffer {
+    const part = (this.current ?? Buffer.alloc(0)).subarray(0, this.filled);
+    [this.current, this.other] = [this.other, this.current];
+    this.filled = 0;
+    return part;
   }
 }
 
@@ -232,6 +297,7 @@ class PartUploader {
         ),
       );
       this.uploadId = created.UploadId;
+      if (this.uploadId) this.store.uploading.add(this.uploadId);
     }
     // The previous part must be stored before another is sent: two parts in memory at most.
     await this.inFlight;
@@ -270,6 +336,7 @@ class PartUploader {
           }),
         ),
       );
+      this.store.uploading.delete(this.uploadId!);
       this.uploadId = undefined;
       return 'created';
     } catch (error) {
@@ -284,6 +351,7 @@ class PartUploader {
     if (!this.uploadId) return;
     const uploadId = this.uploadId;
     this.uploadId = undefined;
+    this.store.uploading.delete(uploadId);
     await this.inFlight?.catch(() => undefined);
     await this.store.client
       .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.objectKey, UploadId: uploadId }))

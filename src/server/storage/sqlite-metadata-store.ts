@@ -2,6 +2,7 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type {
   AuditEntry,
+  HashPartsSince,
   MetadataStore,
   NarFacts,
   NarInfoRecord,
@@ -17,6 +18,9 @@ import {
   sliceOwnerOf,
   str,
 } from './metadata-rows.js';
+import type { DeletionRecord, NarInfoKey, Pin, StoredNarInfo } from './retention-store.js';
+import * as retention from './sqlite-retention.js';
+import { readHashParts } from './sqlite-narinfo-set.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS slice_nars (
@@ -44,6 +48,7 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_by_slice_time ON audit (slice, time);
 CREATE TABLE IF NOT EXISTS used_id_tokens (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS used_id_tokens_by_expiry ON used_id_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS read_tokens (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, read TEXT NOT NULL, created_at INTEGER NOT NULL,
   expires_at INTEGER NOT NULL, last_used_at INTEGER, revoked_at INTEGER
@@ -66,9 +71,14 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
     this.db.exec(SCHEMA);
     this.addFileHashColumn();
+    retention.migrateRetention(this.db);
     this.addColumn('narinfos', 'signed_by', 'TEXT');
     // Bindings made before several issuers were kept apart were all made by the default issuer.
     this.addColumn('slices', 'issuer', `TEXT NOT NULL DEFAULT 'github'`);
+    // Insert order for the narinfo set's deltas: a counter, never reused (a rowid would be after a
+    // delete). Rows from before it have none and are only in full answers.
+    this.addColumn('narinfos', 'seq', 'INTEGER');
+    this.db.exec('CREATE INDEX IF NOT EXISTS narinfos_by_seq ON narinfos (seq)');
     // Slices are filtered inside the query, on the (hash_part, slice) index: a narinfo in a slice the
     // reader cannot see is never returned, so it costs (and times) about like one that does not exist.
     this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) =>
@@ -150,12 +160,21 @@ export class SqliteMetadataStore implements MetadataStore {
     };
   }
 
-  async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists'> {
+  async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists' | 'nar_missing'> {
     this.db.exec('BEGIN IMMEDIATE');
     try {
+      if (retention.isNarClaimed(this.run, record.narKey, record.createdAt)) {
+        this.db.exec('ROLLBACK');
+        return 'nar_missing';
+      }
+      // Writes are serialised (BEGIN IMMEDIATE), so sequence numbers commit in order.
+      const { value: seq } = this.sql(
+        `INSERT INTO sequences (name, value) VALUES ('narinfos', 1)
+           ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value`,
+      ).get() as { value: number };
       const inserted = this.sql(
-        `INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by)
-           VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT OR IGNORE INTO narinfos (slice, hash_part, store_path, nar_key, narinfo, created_at, signed_by, seq)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       ).run(
         record.slice,
         record.hashPart,
@@ -164,6 +183,7 @@ export class SqliteMetadataStore implements MetadataStore {
         record.narinfo,
         +record.createdAt,
         record.signedBy ?? null,
+        seq,
       );
       if (inserted.changes === 0) {
         this.db.exec('ROLLBACK');
@@ -202,6 +222,10 @@ export class SqliteMetadataStore implements MetadataStore {
       ).all(JSON.stringify(hashParts)),
     ) as Row[];
     return rows.map(narInfoRecord);
+  }
+
+  async narInfoHashParts(since: string | null): Promise<HashPartsSince> {
+    return readHashParts(this.run, since);
   }
 
   async isNarReadable(key: string, readable: SliceFilter): Promise<boolean> {
@@ -282,6 +306,56 @@ export class SqliteMetadataStore implements MetadataStore {
       'UPDATE read_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ? RETURNING revoked_at',
     ).get(+at, id) as Row | undefined;
     return row ? { revoked: row.revoked_at !== null } : null;
+  }
+
+  // RetentionStore: the queries live in sqlite-retention.ts.
+  private readonly run = this.sql.bind(this);
+  async touchNarInfos(keys: readonly NarInfoKey[], at: Date): Promise<number> {
+    return retention.touchNarInfos(this.db, this.run, keys, at);
+  }
+  async listSlices(): Promise<string[]> {
+    return retention.listSlices(this.run);
+  }
+  async listNarInfos(slice: string, after: string, limit: number): Promise<StoredNarInfo[]> {
+    return retention.listNarInfos(this.run, slice, after, limit);
+  }
+  async narKeysInUse(usedSince: Date): Promise<{ referenced: Set<string>; touched: Set<string> }> {
+    return retention.narKeysInUse(this.run, usedSince);
+  }
+  async deleteNarInfos(
+    slice: string,
+    hashParts: readonly string[],
+    unusedBefore: Date,
+    record: DeletionRecord,
+  ) {
+    return retention.deleteNarInfos(this.db, this.run, slice, hashParts, unusedBefore, record);
+  }
+  async touchNar(key: string, at: Date): Promise<boolean> {
+    return retention.touchNar(this.db, this.run, key, at);
+  }
+  async claimNarDeletion(key: string, unusedBefore: Date, at: Date): Promise<boolean> {
+    return retention.claimNarDeletion(this.db, this.run, key, unusedBefore, at);
+  }
+  async finishNarDeletion(keys: readonly string[], record?: DeletionRecord): Promise<void> {
+    retention.finishNarDeletion(this.db, this.run, keys, record);
+  }
+  async putPin(pin: Pin): Promise<void> {
+    retention.putPin(this.db, this.run, pin);
+  }
+  async listPins(slice?: string): Promise<Pin[]> {
+    return retention.listPins(this.run, slice);
+  }
+  async deletePin(slice: string, name: string): Promise<boolean> {
+    return retention.deletePin(this.run, slice, name);
+  }
+  async acquireLease(name: string, holder: string, until: Date, at: Date): Promise<boolean> {
+    return retention.acquireLease(this.db, this.run, name, holder, until, at);
+  }
+  async releaseLease(name: string, holder: string): Promise<void> {
+    retention.releaseLease(this.run, name, holder);
+  }
+  async listDeletions(filter: { since?: Date; limit?: number }): Promise<DeletionRecord[]> {
+    return retention.listDeletions(this.run, filter);
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,51 @@
+/**
+ * A slice's rows as the collector plans with them, read page by page: a slice of 100,000 paths is
+ * never one synchronous read (SQLite runs on the event loop), and lookups get their turn between
+ * pages.
+ */
+import type { RetentionStore, StoredNarInfo } from '../storage/retention-store.js';
+import { Pacer } from './pacer.js';
+import type { PathEntry } from './plan.js';
+
+const PAGE = 2000;
+
+/** FileSize and References from a stored narinfo (a line scan: the collector reads every row). */
+export function pathEntry(row: StoredNarInfo): PathEntry {
+  let fileSize = 0;
+  let references: string[] = [];
+  for (const line of row.narinfo.split('\n')) {
+    if (line.startsWith('FileSize: ')) fileSize = Number(line.slice(10));
+    else if (line.startsWith('References: '))
+      references = line
+        .slice(12)
+        .split(' ')
+        .filter(Boolean)
+        .map((name) => name.slice(0, 32));
+  }
+  return {
+    hashPart: row.hashPart,
+    storePath: row.storePath,
+    narKey: row.narKey,
+    fileSize,
+    references,
+    createdAt: +row.createdAt,
+    lastAccessedAt: +row.lastAccessedAt,
+  };
+}
+
+/** Every row of the slice, as plan entries. */
+export async function readSlice(
+  store: RetentionStore,
+  slice: string,
+  pacer = new Pacer(),
+): Promise<PathEntry[]> {
+  const entries: PathEntry[] = [];
+  let after = '';
+  for (;;) {
+    const page = await store.listNarInfos(slice, after, PAGE);
+    for (const row of page) entries.push(pathEntry(row));
+    if (page.length < PAGE) return entries;
+    after = page[page.length - 1]!.hashPart;
+    await pacer.pause();
+  }
+}
