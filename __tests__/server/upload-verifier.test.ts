@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { request, type IncomingHttpHeaders } from 'node:http';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { HttpError } from '../../src/contracts/http-error.js';
@@ -178,5 +179,50 @@ describe('a verification worker that stops during an upload (real server)', () =
     });
     expect(retry.status).toBe(201);
     expect(storedState(server.dataDir).files).toHaveLength(before.files.length + 1);
+  });
+});
+
+describe('a verification worker that crashes during an upload (real server)', () => {
+  let server: TestServer;
+  let pool: VerifyPool;
+
+  beforeAll(async () => {
+    // The real worker, crashing at its second chunk (an uncaught error): see the support file.
+    const script = join(import.meta.dirname, '..', 'support', 'crashing-verify-worker.ts');
+    pool = new VerifyPool({ threads: 1, script });
+    server = await startTestServer({ verifiers: pool });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('503 naming the crash, nothing stored; the next upload is checked by a new worker', async () => {
+    const token = await server.ciToken();
+    const put = async (nar: Buffer) => {
+      const file = await zstd(nar);
+      return fetch(`${server.url}/_api/v1/nar/${Hash.of('sha256', nar).nix32}.nar.zst`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${token}` },
+        body: new Uint8Array(file),
+      });
+    };
+    const before = storedState(server.dataDir);
+
+    // Three 1 MiB stages: the worker dies at the second.
+    const crashed = await put(regularFileNar(randomBytes(3 * MiB)));
+    expect(crashed.status).toBe(503);
+    expect(crashed.headers.get('retry-after')).toBe('2');
+    expect(await crashed.text()).toBe(
+      'the upload could not be verified: its verification thread stopped ' +
+        '(the verification worker crashed on purpose, code 1); nothing was stored, retry\n',
+    );
+    expect(storedState(server.dataDir)).toEqual(before);
+    expect(pool.running).toBe(0);
+
+    // One stage only: the new worker checks it before its second chunk ever comes.
+    const next = await put(regularFileNar(randomBytes(100 * 1024)));
+    expect(next.status).toBe(201);
+    expect(storedState(server.dataDir).files).toHaveLength(before.files.length + 1);
+    expect(pool.running).toBe(1);
   });
 });

@@ -39,7 +39,7 @@ export interface UploadCheck {
 export interface VerifyPoolOptions {
   /** Workers at most; default: one per core but one (the main thread's), at least 1, at most 4. */
   threads?: number;
-  /** The worker's script; default: the `verify-worker` bundle beside this one, or the sources. */
+  /** The worker's script (`.ts` runs from the sources); default: the `verify-worker` bundle beside this one, or the sources. */
   script?: string;
 }
 
@@ -57,7 +57,7 @@ const here = fileURLToPath(import.meta.url);
  * with types stripped and `.js` imports mapped to `.ts` as ts-jest and the bench do.
  */
 function workerStart(script?: string): { script: string; eval: boolean } {
-  if (script !== undefined) return { script, eval: false };
+  if (script !== undefined) return { script, eval: script.endsWith('.ts') };
   if (!here.endsWith('.ts'))
     return { script: join(dirname(here), '..', 'verify-worker', 'index.js'), eval: false };
   return { script: join(dirname(here), '..', '..', 'entrypoints', 'verify-worker.ts'), eval: true };
