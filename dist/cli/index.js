@@ -14929,7 +14929,7 @@ const here = (0,external_node_url_.fileURLToPath)(import.meta.url);
  */
 function workerStart(script) {
     if (script !== undefined)
-        return { script, eval: false };
+        return { script, eval: script.endsWith('.ts') };
     if (!here.endsWith('.ts'))
         return { script: (0,external_node_path_.join)((0,external_node_path_.dirname)(here), '..', 'verify-worker', 'index.js'), eval: false };
     return { script: (0,external_node_path_.join)((0,external_node_path_.dirname)(here), '..', '..', 'entrypoints', 'verify-worker.ts'), eval: true };
