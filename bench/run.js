@@ -38,7 +38,7 @@ if (!fromWorktree) {
   execFileSync('sh', ['-c', `git archive HEAD | tar -x -C '${sources}'`]);
   symlinkSync(join(process.cwd(), 'node_modules'), join(sources, 'node_modules'));
 }
-for (const name of ['cli', 'proxy', 'main', 'post', 'hook']) {
+for (const name of ['cli', 'verify-worker', 'proxy', 'main', 'post', 'hook']) {
   const entry = `src/entrypoints/${name}.ts`;
   if (!existsSync(join(sources, entry))) {
     unavailable[name] = `${entry} is not in the tree yet`;

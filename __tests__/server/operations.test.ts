@@ -4,6 +4,7 @@ import { connect } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { runAudit } from '../../src/cli/audit-command.js';
 import { serializeNarInfo } from '../../src/nix/narinfo.js';
+import { VerifyPool } from '../../src/server/cache/verify-pool.js';
 import { regularFileNar } from '../support/nar.js';
 import { makeNixMachine, nix, nixBuild, randomChainExpr } from '../support/nix.js';
 import {
@@ -165,8 +166,9 @@ describe('lookup logging', () => {
 });
 
 describe('graceful shutdown', () => {
-  it('close() lets an upload in flight finish, and refuses new connections', async () => {
-    const own = await startTestServer();
+  it('close() lets an upload in flight finish, refuses new connections, then stops the verification threads', async () => {
+    const verifiers = new VerifyPool({ threads: 1 });
+    const own = await startTestServer({ verifiers });
     const writer = await own.ciToken();
     const upload = await narUploadFor(closure[0] as string);
     const { hostname, port } = new URL(own.url);
@@ -174,17 +176,26 @@ describe('graceful shutdown', () => {
     await new Promise((resolve) => socket.once('connect', resolve));
     let response = '';
     socket.on('data', (chunk: Buffer) => (response += chunk));
+    // Listened for from the start: the server may let the connection go before close() resolves
+    // (it still stops the verification threads then).
+    const socketClosed = new Promise((resolve) => socket.once('close', resolve));
     socket.write(
       `PUT /${upload.narUrl} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${writer}\r\ncontent-length: ${upload.nar.length}\r\n\r\n`,
     );
     socket.write(upload.nar.subarray(0, 10));
     await new Promise((resolve) => setTimeout(resolve, 100));
+    // The upload's check is on a worker once the server reads the body.
+    for (let waited = 0; verifiers.running === 0 && waited < 100; waited++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(verifiers.running).toBe(1);
     const closed = own.close();
     await expect(fetch(`${own.url}/nix-cache-info`)).rejects.toThrow();
     socket.write(upload.nar.subarray(10));
     await closed; // resolves only once the upload was answered and its connection let go
-    await new Promise((resolve) => socket.once('close', resolve));
+    await socketClosed;
     expect(response).toMatch(/^HTTP\/1\.1 201 /);
     expect(storedState(own.dataDir).files).toEqual([upload.narUrl.slice(4)]);
+    expect(verifiers.running).toBe(0);
   });
 });

@@ -29,7 +29,7 @@ import { makeNixMachine, nix, type NixMachine } from './nix.js';
 const REPO = resolve(import.meta.dirname, '..', '..');
 /** Node 24, as `runs.using: node24` gives the steps. */
 export const NODE24 = realpathSync(join(REPO, 'node_modules', '.bin', 'node'));
-const ACTION_BUNDLES = ['main', 'post', 'hook', 'proxy', 'cli'];
+const ACTION_BUNDLES = ['main', 'post', 'hook', 'proxy', 'cli', 'verify-worker'];
 
 /**
  * Bundles the Action's entry points (and the CLI) from the current sources into a temporary dist/ (never the

@@ -19,6 +19,7 @@ import { loadServerKeys } from '../../src/server/keys.js';
 import type { MetadataStore } from '../../src/server/storage/metadata-store.js';
 import { PgMetadataStore } from '../../src/server/storage/pg-metadata-store.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
+import type { VerifyPool } from '../../src/server/cache/verify-pool.js';
 import { dataPaths } from '../../src/server/data-dir.js';
 import { SqliteMetadataStore } from '../../src/server/storage/sqlite-metadata-store.js';
 import type { UploadLimits } from '../../src/server/config/upload-limits.js';
@@ -51,6 +52,8 @@ export interface TestServerOptions {
   issuer?: OidcIssuer;
   /** The server's clock for tokens (ms), to step past caches and lifetimes without sleeping. */
   now?: () => number;
+  /** The upload verification threads, to watch or stop them (closed with the server). */
+  verifiers?: VerifyPool;
   /** Retention's clock (ms): tests move it to age what was pushed and read. */
   clock?: () => number;
   /** Runs just before the collector deletes a claimed NAR file (to force a race). */
@@ -80,6 +83,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const server = await startServer(config, {
     logDestination: { write: (line: string) => logs.push(line) },
     ...(options.now ? { exchange: { now: options.now } } : {}),
+    ...(options.verifiers ? { verifiers: options.verifiers } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.beforeBlobDelete ? { beforeBlobDelete: options.beforeBlobDelete } : {}),
   });

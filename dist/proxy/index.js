@@ -48484,15 +48484,22 @@ class BufferPool {
     size;
     maxKept;
     idleMs;
+    shared;
     free = [];
     idleTimer;
-    constructor(size, maxKept, idleMs) {
+    constructor(size, maxKept, idleMs, 
+    /** Each buffer a whole SharedArrayBuffer, which worker threads can read without a copy. */
+    shared = false) {
         this.size = size;
         this.maxKept = maxKept;
         this.idleMs = idleMs;
+        this.shared = shared;
     }
     take() {
-        return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+        const kept = this.free.pop();
+        if (kept)
+            return kept;
+        return this.shared ? Buffer.from(new SharedArrayBuffer(this.size)) : Buffer.allocUnsafeSlow(this.size);
     }
     /** Only buffers nothing reads or writes any more, and that came from `take`. */
     give(buffers) {

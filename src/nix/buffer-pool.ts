@@ -14,10 +14,14 @@ export class BufferPool {
     readonly size: number,
     private readonly maxKept: number,
     private readonly idleMs?: number,
+    /** Each buffer a whole SharedArrayBuffer, which worker threads can read without a copy. */
+    private readonly shared = false,
   ) {}
 
   take(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    const kept = this.free.pop();
+    if (kept) return kept;
+    return this.shared ? Buffer.from(new SharedArrayBuffer(this.size)) : Buffer.allocUnsafeSlow(this.size);
   }
 
   /** Only buffers nothing reads or writes any more, and that came from `take`. */

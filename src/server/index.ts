@@ -13,6 +13,7 @@ import { createExchange, type CacheGrant, type CiIdentity, type ExchangeOptions 
 import type { Access } from './http/auth.js';
 import { CacheService } from './cache/cache-service.js';
 import { NarInfoSigner } from './cache/narinfo-signer.js';
+import { VerifyPool } from './cache/verify-pool.js';
 import { NarLinkSigner } from './cache/nar-link-signer.js';
 import { createRequestGuard } from './http/rate-limit.js';
 import { createRouter } from './http/router.js';
@@ -33,6 +34,8 @@ export interface StartOptions {
   /** Where JSON logs go (default: stdout). */
   logDestination?: DestinationStream;
   exchange?: ExchangeOptions;
+  /** The threads that verify uploads (default: sized to the machine's cores); closed with the server. */
+  verifiers?: VerifyPool;
   /** Retention's clock in ms: access times, pushes, collections (tests move it to age what was pushed). */
   clock?: () => number;
   /** Test seam for the collector (see CollectorDeps.beforeBlobDelete). */
@@ -108,6 +111,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   let cacheUrl = config.publicUrl ?? '';
   let tokenHandler: ReturnType<typeof createTokenHandler> | undefined;
   const server: Server = createServer();
+  const verifiers = options.verifiers ?? new VerifyPool();
   const cache = new CacheService({
     blobs,
     meta,
@@ -124,6 +128,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       maxRatio: config.uploads.maxCompressionRatio,
       maxDecompressionMemory: config.uploads.maxDecompressionMemory,
     },
+    verifiers,
     metrics,
     log,
     now,
@@ -205,6 +210,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
           server.close(() => done());
           server.closeIdleConnections();
         });
+        await verifiers.close();
         await storage.close();
         log.info('sluice server stopped');
       })()),

@@ -19,6 +19,7 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore, SliceFilter } from '../storage/metadata-store.js';
 import { markNarInUse } from './nar-in-use.js';
 import { verifyNarUpload, type NarUploadName } from './nar-verifier.js';
+import type { VerifyPool } from './verify-pool.js';
 import { checkNarInfo } from './narinfo-check.js';
 import { lookupNarInfos } from './narinfo-lookup.js';
 import { NarInfoSetIndex } from './narinfo-set-index.js';
@@ -34,6 +35,8 @@ export interface CacheServiceDeps {
   narinfoSigner: NarInfoSigner;
   /** What a NAR upload may be: its size (as uploaded and inflated), ratio, decoder memory. */
   narLimits: NarLimits;
+  /** The worker threads that hash, decompress and check uploads. */
+  verifiers: VerifyPool;
   metrics: ServerMetrics;
   log: Logger;
   /** When set, NAR GETs answer with a redirect to this URL (a presigned one) after the same checks. */
@@ -169,11 +172,11 @@ export class CacheService {
   ): Promise<{ outcome: 'created' | 'exists'; nar: VerifiedNar }> {
     const { blobs, meta, metrics, log, narLimits } = this.deps;
     const hadIt = (await meta.uploadedNar(writer.slice, upload.key)) !== null;
-    const verified = verifyNarUpload(body, {
-      ...upload.name,
-      compression: upload.compression,
-      limits: narLimits,
-    });
+    const verified = verifyNarUpload(
+      body,
+      { ...upload.name, compression: upload.compression, limits: narLimits },
+      this.deps.verifiers,
+    );
     let outcome: 'created' | 'exists';
     try {
       outcome = await blobs.put(upload.key, verified.body);

@@ -1,0 +1,3 @@
+import { runVerifyWorker } from '../server/cache/verify-worker.js';
+
+runVerifyWorker();
