@@ -57,6 +57,27 @@ describe('a pack written from the store', () => {
     expect((await narOf(reader, 1)).equals(stdout)).toBe(true);
   });
 
+  it('leaves out paths deleted from the store after the plan: the rest is intact and verifies', async () => {
+    const [gone] = await nixBuild(randomChainExpr(2, 200_000));
+    const goneInfos = await new LocalStore().closureInfo([gone!]);
+    await execFileAsync('nix-store', ['--delete', ...goneInfos.map((i) => i.path)]);
+    const mixed = mkdtempSync(join(tmpdir(), 'sluice-pack-vanished-'));
+    // Deleted paths before, between and after the kept ones: what they began to write is overwritten or cut.
+    const plan = [goneInfos[0]!, infos[0]!, goneInfos[1]!, ...infos.slice(1), ...goneInfos.slice(2)];
+    const written = await writePack(mixed, plan);
+    expect(written.vanished.sort()).toEqual(goneInfos.map((i) => i.path).sort());
+    expect(written.index.entries.map((e) => e.path)).toEqual(infos.map((i) => i.path));
+    expect(readFileSync(join(mixed, PACK_CACHE_PATHS[1]!)).length).toBe(written.bytes);
+    const reader = await PackReader.open(mixed);
+    await reader.verify();
+    expect(reader.corrupt).toBeUndefined();
+    const { stdout } = await execFileAsync('nix-store', ['--dump', infos[2]!.path], {
+      encoding: 'buffer',
+      maxBuffer: 1 << 26,
+    });
+    expect((await narOf(reader, 2)).equals(stdout)).toBe(true);
+  });
+
   it('a NAR that does not match its index entry is never handed out, nor anything after it', async () => {
     const copy = mkdtempSync(join(tmpdir(), 'sluice-pack-bad-'));
     mkdirSync(join(copy, 'sluice-pack'));

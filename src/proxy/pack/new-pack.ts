@@ -97,9 +97,16 @@ export async function newPack(ctx: NewPackContext, body: Record<string, unknown>
   const started = Date.now();
   const written = await writePack(join(ctx.dir, 'save'), plan.paths);
   ctx.log.info(
-    { paths: plan.paths.length, bytes: written.bytes, seconds: (Date.now() - started) / 1000 },
+    {
+      paths: written.index.entries.length,
+      vanished: written.vanished.length,
+      bytes: written.bytes,
+      seconds: (Date.now() - started) / 1000,
+    },
     'pack written',
   );
+  if (written.index.entries.length === 0)
+    return { ...report, reason: 'every path planned for it was deleted from the store before it was written' };
   return {
     ...report,
     stats: ctx.stats.toJSON(),
