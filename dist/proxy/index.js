@@ -53104,19 +53104,31 @@ async function servedUpstream(caches, paths) {
 
 
 
+
 async function writePack(root, infos, now = new Date()) {
     const dir = (0,external_node_path_.join)(root, PACK_DIR);
     await (0,promises_.mkdir)(dir, { recursive: true });
     const file = await (0,promises_.open)((0,external_node_path_.join)(dir, PACK_NARS), 'w');
     const entries = [];
+    const vanished = [];
     let offset = 0;
     try {
         for (const info of infos) {
             let size = 0;
-            // Each chunk's buffer is reused once the next is asked for: written before that.
-            for await (const chunk of compressedNar(info, 'zstd')) {
-                await file.write(chunk);
-                size += chunk.length;
+            try {
+                // Each chunk's buffer is reused once the next is asked for: written before that.
+                for await (const chunk of compressedNar(info, 'zstd')) {
+                    await file.write(chunk, 0, chunk.length, offset + size);
+                    size += chunk.length;
+                }
+            }
+            catch (error) {
+                // The store is shared: a path deleted since the plan (a GC, `nix-store --delete`) is left
+                // out. Nix deletes a path only after every path referring to it, so the pack stays closed.
+                if ((0,external_node_fs_.existsSync)(info.path))
+                    throw error;
+                vanished.push(info.path);
+                continue;
             }
             const entry = {
                 path: info.path,
@@ -53138,8 +53150,10 @@ async function writePack(root, infos, now = new Date()) {
         await file.close();
     }
     const index = { createdAt: now.toISOString(), entries };
+    // What a vanished path left past the last entry is cut off.
+    await (0,promises_.truncate)((0,external_node_path_.join)(dir, PACK_NARS), offset);
     await (0,promises_.writeFile)((0,external_node_path_.join)(dir, PACK_INDEX), serializeIndex(index));
-    return { root, index, bytes: offset };
+    return { root, index, bytes: offset, vanished };
 }
 
 ;// CONCATENATED MODULE: ./src/proxy/pack/new-pack.ts
@@ -53218,7 +53232,14 @@ async function newPack(ctx, body) {
     }
     const started = Date.now();
     const written = await writePack((0,external_node_path_.join)(ctx.dir, 'save'), plan.paths);
-    ctx.log.info({ paths: plan.paths.length, bytes: written.bytes, seconds: (Date.now() - started) / 1000 }, 'pack written');
+    ctx.log.info({
+        paths: written.index.entries.length,
+        vanished: written.vanished.length,
+        bytes: written.bytes,
+        seconds: (Date.now() - started) / 1000,
+    }, 'pack written');
+    if (written.index.entries.length === 0)
+        return { ...report, reason: 'every path planned for it was deleted from the store before it was written' };
     return {
         ...report,
         stats: ctx.stats.toJSON(),
