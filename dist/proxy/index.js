@@ -53239,7 +53239,10 @@ async function newPack(ctx, body) {
         seconds: (Date.now() - started) / 1000,
     }, 'pack written');
     if (written.index.entries.length === 0)
-        return { ...report, reason: 'every path planned for it was deleted from the store before it was written' };
+        return {
+            ...report,
+            reason: 'every path planned for it was deleted from the store before it was written',
+        };
     return {
         ...report,
         stats: ctx.stats.toJSON(),

@@ -106,7 +106,10 @@ export async function newPack(ctx: NewPackContext, body: Record<string, unknown>
     'pack written',
   );
   if (written.index.entries.length === 0)
-    return { ...report, reason: 'every path planned for it was deleted from the store before it was written' };
+    return {
+      ...report,
+      reason: 'every path planned for it was deleted from the store before it was written',
+    };
   return {
     ...report,
     stats: ctx.stats.toJSON(),
