@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { PartBudget } from '../../src/server/storage/part-buffers.js';
+import { PartPool } from '../../src/server/storage/part-buffers.js';
 import { MIN_PART_SIZE, S3BlobStore } from '../../src/server/storage/s3-blob-store.js';
 import { bucketContents, freshBucket } from '../support/backends.js';
 
@@ -71,9 +71,9 @@ describe('part buffer budget', () => {
     );
 
     expect(outcomes).toEqual(bodies.map(() => 'created'));
-    expect(store.partBudget.peak).toBeGreaterThanOrEqual(MIN_PART_SIZE);
-    expect(store.partBudget.peak).toBeLessThanOrEqual(parts * MIN_PART_SIZE);
-    expect(store.partBudget.inUse).toBe(0);
+    expect(store.partPool.peak).toBeGreaterThanOrEqual(MIN_PART_SIZE);
+    expect(store.partPool.peak).toBeLessThanOrEqual(parts * MIN_PART_SIZE);
+    expect(store.partPool.inUse).toBe(0);
     for (const [i, body] of bodies.entries())
       expect(await sha256Of(store, `big${i}.nar`)).toBe(createHash('sha256').update(body).digest('hex'));
     expect((await bucketContents(location)).uploads).toEqual([]);
@@ -93,29 +93,33 @@ describe('part buffer budget', () => {
       throw new Error('the NAR does not hash to its name');
     }
     await expect(store.put('bad.nar', failing())).rejects.toThrow('does not hash to its name');
-    expect(store.partBudget.inUse).toBe(0);
+    expect(store.partPool.inUse).toBe(0);
 
     // The whole budget taken elsewhere: a 100 KiB NAR still goes through.
-    store.partBudget.tryTake(MIN_PART_SIZE);
+    const held = store.partPool.tryTake()!;
     expect(await store.put('small.nar', reusedChunks(randomBytes(100 * 1024)))).toBe('created');
-    store.partBudget.give(MIN_PART_SIZE);
+    store.partPool.give(held);
     expect((await bucketContents(location)).objects).toEqual(['small.nar']);
   });
 });
 
-describe('PartBudget', () => {
-  it('grants in order of asking, as space is given back', async () => {
-    const budget = new PartBudget(10);
-    const granted: string[] = [];
-    await budget.take(6);
-    const a = budget.take(6).then(() => granted.push('a'));
-    const b = budget.take(4).then(() => granted.push('b'));
-    // b would fit now, but a asked first: nobody overtakes a waiting upload.
-    expect(budget.tryTake(4)).toBe(false);
-    budget.give(6);
-    await Promise.all([a, b]);
-    expect(granted).toEqual(['a', 'b']);
-    expect(budget.inUse).toBe(10);
-    expect(() => budget.take(11)).toThrow('exceeds the part buffer budget');
+describe('PartPool', () => {
+  it('lends at most its limit, in order of asking, reusing what is given back', async () => {
+    const pool = new PartPool(4, 8);
+    const [a, b] = [pool.tryTake()!, pool.tryTake()!];
+    expect(pool.tryTake()).toBeUndefined();
+    const granted: Buffer[] = [];
+    const first = pool.take().then((buffer) => granted.push(buffer));
+    const second = pool.take().then((buffer) => granted.push(buffer));
+    pool.give(a);
+    // A buffer given back goes to the first waiter; nobody overtakes the second.
+    await first;
+    expect(pool.tryTake()).toBeUndefined();
+    pool.give(b);
+    await second;
+    expect(granted).toEqual([a, b]);
+    expect(granted[0]).toBe(a);
+    expect([pool.inUse, pool.peak]).toEqual([8, 8]);
+    expect(() => new PartPool(8, 4)).toThrow('must hold at least one part');
   });
 });

@@ -31,7 +31,7 @@ import {
   type BlobStore,
   type ByteRange,
 } from './blob-store.js';
-import { PartBudget, PartBuffers } from './part-buffers.js';
+import { PartBuffers, PartPool } from './part-buffers.js';
 import { createS3Client, isNotFound, isPreconditionFailed, guarded, type S3Location } from './s3-client.js';
 
 export interface S3BlobStoreOptions extends S3Location {
@@ -64,14 +64,15 @@ export class S3BlobStore implements BlobStore {
   /** Multipart uploads this process is writing now: never taken for abandoned ones. */
   readonly uploading = new Set<string>();
   /** Shared by every upload of this store: what keeps many large uploads within memory. */
-  readonly partBudget: PartBudget;
+  readonly partPool: PartPool;
 
   constructor(readonly options: S3BlobStoreOptions) {
     if (options.partSize < MIN_PART_SIZE)
       throw new Error(`part size must be at least ${MIN_PART_SIZE} bytes`);
-    const budget = options.partBuffers ?? defaultPartBuffers(options.partSize);
-    if (budget < options.partSize) throw new Error('the part buffer budget must hold at least one part');
-    this.partBudget = new PartBudget(budget);
+    this.partPool = new PartPool(
+      options.partSize,
+      options.partBuffers ?? defaultPartBuffers(options.partSize),
+    );
     this.client = createS3Client(options);
   }
 
@@ -89,7 +90,7 @@ export class S3BlobStore implements BlobStore {
     const objectKey = this.objectKey(key);
     const chunks = body[Symbol.asyncIterator]();
     const upload = new PartUploader(this, objectKey);
-    const parts = new PartBuffers(this.options.partSize, this.partBudget, () => upload.sent());
+    const parts = new PartBuffers(this.partPool, () => upload.sent());
     try {
       for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
         for (let chunk = next.value; chunk.length > 0;) {
@@ -99,6 +100,8 @@ export class S3BlobStore implements BlobStore {
           // More than one part: asked before any is sent, so a stored NAR is not sent again. A
           // body of one part goes as one PutObject, whose If-None-Match answers the same question.
           if (!upload.started && (await this.head(key)) !== null) {
+            // The rest is only read (and checked): its buffers are another upload's to use.
+            parts.release();
             for (next = await chunks.next(); !next.done; next = await chunks.next());
             return 'exists';
           }
