@@ -84,6 +84,42 @@ describe('presigned downloads', () => {
     expect(refused.status).toBe(404);
   });
 
+  it('a presigned URL never outlives the token it was made for, in a redirect or a NAR link', async () => {
+    const [path] = await nixBuild(randomChainExpr(1, 4000));
+    await push(path!);
+    const narinfo = await (
+      await fetch(`${server.url}/${hashPart(path!)}.narinfo`, {
+        headers: { authorization: `Bearer ${await server.readToken(['acme/*'])}` },
+      })
+    ).text();
+    const url = /^URL: (\S+)$/m.exec(narinfo)![1]!;
+    const lifetimes = async (token: string) => {
+      const headers = { authorization: `Bearer ${token}` };
+      const redirect = await rawRequest(server.url, 'GET', `/${url}`, { headers });
+      const links = (await (
+        await fetch(`${server.url}/_api/v1/nar-links`, {
+          method: 'POST',
+          headers: { ...headers, 'content-type': 'application/json' },
+          body: JSON.stringify({ nars: [url] }),
+        })
+      ).json()) as { links: Record<string, string>; expires_in: number };
+      const expires = (location: string | undefined) =>
+        Number(new URL(location!).searchParams.get('X-Amz-Expires'));
+      return [expires(redirect.headers.location), expires(links.links[url]), links.expires_in];
+    };
+    // A long-lived token: the redirect lives presign_ttl, a NAR link as long as its answer says.
+    const [redirect, link, answer] = await lifetimes(await server.readToken(['acme/*'], 3600));
+    expect([redirect, link]).toEqual([300, answer]);
+    expect(answer).toBeGreaterThan(100);
+    expect(answer).toBeLessThanOrEqual(120);
+    // A token with 30 s left: neither URL works past it.
+    const short = await lifetimes(await server.readToken(['acme/*'], 30));
+    for (const seconds of short) {
+      expect(seconds).toBeGreaterThan(25);
+      expect(seconds).toBeLessThanOrEqual(30);
+    }
+  });
+
   it('Nix 2.8 substitutes a closure through the redirects, trusting only the server key', async () => {
     const [top] = await nixBuild(randomChainExpr(3, 3000));
     await push(top!);

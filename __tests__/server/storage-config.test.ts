@@ -81,6 +81,8 @@ keys: { signing_key_file: /etc/sluice/signing.sec, token_key_file: /etc/sluice/t
       presignedDownloads: true,
       presignTtlSeconds: 300,
       partSize: 64 * 1024 ** 2,
+      // Two parts of 64 MiB: one upload always has both of its buffers.
+      partBuffers: 128 * 1024 ** 2,
       abortIncompleteAfterSeconds: 24 * 3600,
     });
     expect(config.database).toEqual({
@@ -108,6 +110,10 @@ keys: { signing_key_file: /etc/sluice/signing.sec, token_key_file: /etc/sluice/t
     [
       'storage:\n  blobs: { type: s3, bucket: bkt, part_size: 1MiB }\n',
       'storage.blobs.part_size: must be at least 5MiB',
+    ],
+    [
+      'storage:\n  blobs: { type: s3, bucket: bkt, part_size: 32MiB, part_buffers: 16MiB }\n',
+      'storage.blobs.part_buffers: must hold at least one part (part_size is 33554432 bytes)',
     ],
     ['storage:\n  blobs: { type: fs, bucket: bkt }\n', 'storage.blobs.bucket: only applies to type: s3'],
     ['storage:\n  blobs: { type: s3, bucket: bkt, colour: red }\n', 'storage.blobs.colour: unknown key'],

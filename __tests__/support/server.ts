@@ -36,7 +36,7 @@ export interface TestServer extends RunningServer {
   /** A cache token from the real exchange, for a GitHub-shaped ID token with these claims (from `issuerName`, default github). */
   ciToken(claims?: Claims, issuerName?: string): Promise<string>;
   /** A read-only token, as `sluice token create --read` makes. */
-  readToken(read: string[]): Promise<string>;
+  readToken(read: string[], ttlSeconds?: number): Promise<string>;
 }
 
 export interface TestServerOptions {
@@ -110,8 +110,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       if (res.status !== 200) throw new Error(`token exchange failed: ${res.status} ${await res.text()}`);
       return ((await res.json()) as { token: string }).token;
     },
-    async readToken(read) {
-      return (await exchange.createReadToken({ read, ttlSeconds: 600, name: 'test' })).token;
+    async readToken(read, ttlSeconds = 600) {
+      return (await exchange.createReadToken({ read, ttlSeconds, name: 'test' })).token;
     },
     async close() {
       await server.close();

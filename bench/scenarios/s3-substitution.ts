@@ -1,8 +1,10 @@
 /**
  * Substituting from S3: Nix (`nix-store --realise` into a fresh store) fetches a closure from a
- * Sluice server on S3 + PostgreSQL with presigned downloads (narinfos from the server, NAR GETs
- * answered 302 to the bucket), against Nix reading the same bucket as a public HTTP binary cache:
- * the same NAR objects, and the narinfos the server serves copied next to them.
+ * Sluice server on S3 + PostgreSQL with presigned downloads, two ways: straight from the server
+ * (narinfos from it, each NAR GET answered 302 to the bucket) and through the Action's proxy
+ * (narinfos through it; NAR GETs answered 302 from the proxy's memory, with the presigned URLs the
+ * server gave it in one NAR links answer). Both against Nix reading the same bucket as a public
+ * HTTP binary cache: the same NAR objects, and the narinfos the server serves copied next to them.
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { substituteIntoFreshStore, type Substituter } from '../lib/binary-cache.js';
@@ -25,6 +27,14 @@ export function s3SubstitutionUnavailable(why: string): Row[] {
   return [
     {
       scenario: 'S3 substitution: Nix through presigned redirects vs the bucket as a public HTTP cache',
+      unit: 's',
+      sluice: unavailable,
+      baseline: unavailable,
+      target: TARGET,
+    },
+    {
+      scenario:
+        'S3 substitution through the proxy: NAR links to the bucket vs the bucket as a public HTTP cache',
       unit: 's',
       sluice: unavailable,
       baseline: unavailable,
@@ -108,11 +118,21 @@ export async function s3SubstitutionScenarios(context: Context, backends: Backen
       netrcFile: writeNetrc(context.scratch('s3-netrc'), reader),
     };
     const fromBucket: Substituter = { url: bucketUrl, publicKey: stack.server.publicKey };
+    const viaProxy = async () => {
+      const daemon = await stack!.startJob(4);
+      try {
+        const from = { url: daemon.url, publicKey: stack!.server.publicKey };
+        return (await timed(() => substituteIntoFreshStore(closure!.root!, from))).seconds;
+      } finally {
+        await daemon.close();
+      }
+    };
     const repetitions = substitutionRepetitions(sizes);
-    log(`S3 substitution: ${repetitions} repetitions of Sluice (redirects) and the public bucket`);
-    const [redirected, direct] = await rotate(repetitions, [
+    log(`S3 substitution: ${repetitions} repetitions of Sluice (redirects), the proxy and the public bucket`);
+    const [redirected, direct, proxied] = await rotate(repetitions, [
       async () => (await timed(() => substituteIntoFreshStore(closure!.root!, viaSluice))).seconds,
       async () => (await timed(() => substituteIntoFreshStore(closure!.root!, fromBucket))).seconds,
+      viaProxy,
     ]);
     return [
       {
@@ -122,6 +142,15 @@ export async function s3SubstitutionScenarios(context: Context, backends: Backen
         baseline: { samples: direct! },
         target: TARGET,
         met: (_seconds, ratio) => ratio !== undefined && ratio <= 1.15,
+      },
+      {
+        scenario: `S3 substitution through the proxy: Nix substitutes the same closure through the Action's proxy (NAR links: one redirect, proxy → bucket) vs from the bucket as a public HTTP cache`,
+        unit: 's',
+        sluice: { samples: proxied! },
+        baseline: { samples: direct! },
+        target: TARGET,
+        met: (_seconds, ratio) => ratio !== undefined && ratio <= 1.15,
+        note: 'the daemon starts before the clock does (as in the substitution scenario)',
       },
     ];
   } catch (error) {

@@ -7,6 +7,7 @@ export const modules = {
 
 __webpack_require__.r(__webpack_exports__);
 /* harmony export */ __webpack_require__.d(__webpack_exports__, {
+/* harmony export */   UNSIGNED_PAYLOAD: () => (/* binding */ UNSIGNED_PAYLOAD),
 /* harmony export */   createS3Client: () => (/* binding */ createS3Client),
 /* harmony export */   guarded: () => (/* binding */ guarded),
 /* harmony export */   httpStatusOf: () => (/* binding */ httpStatusOf),
@@ -31,7 +32,7 @@ __webpack_require__.r(__webpack_exports__);
 
 function createS3Client(location) {
     const agentOptions = { keepAlive: true, maxSockets: 128 };
-    return new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_3__/* .S3Client */ .YxF({
+    const client = new _aws_sdk_client_s3__WEBPACK_IMPORTED_MODULE_3__/* .S3Client */ .YxF({
         region: location.region,
         ...(location.endpoint ? { endpoint: location.endpoint } : {}),
         forcePathStyle: location.forcePathStyle,
@@ -47,6 +48,23 @@ function createS3Client(location) {
             httpsAgent: new node_https__WEBPACK_IMPORTED_MODULE_1__.Agent(agentOptions),
         },
     });
+    signHeadersOnly(client);
+    return client;
+}
+/** SigV4's name for a body left out of the signature. */
+const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
+/**
+ * Byte bodies (parts, whole objects) are signed as UNSIGNED-PAYLOAD: SigV4 would otherwise hash
+ * every byte with SHA-256 (7% of the server's CPU in a push) only to prove what Sluice already
+ * verified; the part's CRC32 travels with it instead (docs/operations.md, "Integrity").
+ */
+function signHeadersOnly(client) {
+    client.middlewareStack.add((next) => async (args) => {
+        const request = args.request;
+        if (request.body instanceof Uint8Array && request.headers)
+            request.headers['x-amz-content-sha256'] = UNSIGNED_PAYLOAD;
+        return next(args);
+    }, { step: 'build', name: 'sluiceUnsignedPayload' });
 }
 function httpStatusOf(error) {
     return error?.$metadata?.httpStatusCode;

@@ -9857,6 +9857,8 @@ function parseTrustProxy(v, value) {
  * PostgreSQL URL; `SLUICE_DATABASE_URL` overrides it) and `keys` (key files shared by replicas).
  */
 const DEFAULT_PART_SIZE = 16 * 1024 ** 2;
+/** Four default parts: with a server's own ~130 MB, one process stays within 200 MB of RSS. */
+const DEFAULT_PART_BUFFERS = 64 * 1024 ** 2;
 const MIN_PART_SIZE = 5 * 1024 ** 2;
 const MAX_PRESIGN_TTL_SECONDS = 7 * 24 * 3600;
 const S3_KEYS = [
@@ -9869,6 +9871,7 @@ const S3_KEYS = [
     'presigned_downloads',
     'presign_ttl',
     'part_size',
+    'part_buffers',
     'abort_incomplete_after',
 ];
 function parseStorage(v, value, parseSize, parseDuration) {
@@ -9893,6 +9896,9 @@ function parseStorage(v, value, parseSize, parseDuration) {
     const partSize = optional('part_size', (x) => v.parse([...path, 'part_size'], x, parseSize), DEFAULT_PART_SIZE);
     if (partSize < MIN_PART_SIZE)
         v.fail([...path, 'part_size'], 'must be at least 5MiB (the S3 minimum)');
+    const partBuffers = optional('part_buffers', (x) => v.parse([...path, 'part_buffers'], x, parseSize), Math.max(DEFAULT_PART_BUFFERS, 2 * partSize));
+    if (partBuffers < partSize)
+        v.fail([...path, 'part_buffers'], `must hold at least one part (part_size is ${partSize} bytes)`);
     const presignTtlSeconds = optional('presign_ttl', (x) => v.parse([...path, 'presign_ttl'], x, parseDuration), 300);
     if (presignTtlSeconds > MAX_PRESIGN_TTL_SECONDS)
         v.fail([...path, 'presign_ttl'], 'must be at most 7d (the longest a SigV4 presigned URL lives)');
@@ -9907,6 +9913,7 @@ function parseStorage(v, value, parseSize, parseDuration) {
         presignedDownloads: optional('presigned_downloads', (x) => v.boolean([...path, 'presigned_downloads'], x), false),
         presignTtlSeconds,
         partSize,
+        partBuffers,
         abortIncompleteAfterSeconds: optional('abort_incomplete_after', (x) => v.parse([...path, 'abort_incomplete_after'], x, parseDuration), 24 * 3600),
     };
 }
@@ -11141,7 +11148,7 @@ async function openMetadata(config, sqlitePath) {
 async function openBucket(blobs, log) {
     // Loaded only when configured: the embedded default never pays for the AWS SDK.
     const [{ S3BlobStore }, { httpStatusOf }] = await Promise.all([
-        Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(919)]).then(__nccwpck_require__.bind(__nccwpck_require__, 4919)),
+        Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(83)]).then(__nccwpck_require__.bind(__nccwpck_require__, 83)),
         Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(495)]).then(__nccwpck_require__.bind(__nccwpck_require__, 5495)),
     ]);
     const store = new S3BlobStore(blobs);
@@ -14565,9 +14572,18 @@ class CacheService {
     get blobs() {
         return this.deps.blobs;
     }
-    /** Where a visible NAR's bytes are to be fetched instead of from this server (a presigned URL), if anywhere. */
-    narRedirectUrl(key) {
-        return this.deps.narRedirect ? this.deps.narRedirect(key) : Promise.resolve(undefined);
+    /**
+     * Where a visible NAR's bytes are to be fetched instead of from this server (a presigned URL),
+     * if anywhere. The URL stops working by `notAfter` (seconds since the epoch: the token's
+     * expiry, or a shorter link's), so it never outlives the right it was made from.
+     */
+    narRedirectUrl(key, notAfter) {
+        const { narRedirect, narRedirectTtlSeconds = 0 } = this.deps;
+        if (!narRedirect)
+            return Promise.resolve(undefined);
+        const left = notAfter === undefined ? Infinity : notAfter - Math.floor(this.deps.now() / 1000);
+        // SigV4 wants at least a second; a token this close to its end fails its next request anyway.
+        return narRedirect(key, Math.max(1, Math.min(narRedirectTtlSeconds, left)));
     }
     /** How long the URLs of `narRedirectUrl` work, when there are any. */
     get narRedirectTtlSeconds() {
@@ -15648,7 +15664,7 @@ async function getNar(cache, request, key) {
     const { req, res } = request;
     const access = await request.access();
     const visible = await cache.narVisible(access, key, req.method === 'HEAD');
-    const redirect = visible && req.method === 'GET' ? await cache.narRedirectUrl(key) : undefined;
+    const redirect = visible && req.method === 'GET' ? await cache.narRedirectUrl(key, access.grant?.expiresAt) : undefined;
     if (redirect !== undefined) {
         // The bytes come from the bucket, not through this server. The redirect itself lives only as
         // long as its signature, so nothing may keep it.
@@ -15831,7 +15847,8 @@ async function postNarLinks(deps, request) {
         if (!(await cache.narVisible(access, key, false)))
             return;
         links[nar] =
-            (await cache.narRedirectUrl(key)) ??
+            // A presigned URL lives exactly as long as the answer says its links do.
+            (await cache.narRedirectUrl(key, expiresAt)) ??
                 // Without a token only public slices are read: the plain URL needs nothing more.
                 (access.grant
                     ? `nar/${key}?${NAR_LINK_PARAM}=${signer.sign(key, access.grant, expiresAt)}`
@@ -16600,7 +16617,7 @@ async function startServer(config, options = {}) {
         narinfoSigner: new NarInfoSigner(signingKey),
         ...(storage.s3?.config.presignedDownloads
             ? {
-                narRedirect: (key) => storage.s3.store.presignedGetUrl(key, storage.s3.config.presignTtlSeconds),
+                narRedirect: (key, ttlSeconds) => storage.s3.store.presignedGetUrl(key, ttlSeconds),
                 narRedirectTtlSeconds: storage.s3.config.presignTtlSeconds,
             }
             : {}),

@@ -118,8 +118,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     narinfoSigner: new NarInfoSigner(signingKey),
     ...(storage.s3?.config.presignedDownloads
       ? {
-          narRedirect: (key: string) =>
-            storage.s3!.store.presignedGetUrl(key, storage.s3!.config.presignTtlSeconds),
+          narRedirect: (key: string, ttlSeconds: number) =>
+            storage.s3!.store.presignedGetUrl(key, ttlSeconds),
           narRedirectTtlSeconds: storage.s3.config.presignTtlSeconds,
         }
       : {}),

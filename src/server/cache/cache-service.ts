@@ -39,8 +39,8 @@ export interface CacheServiceDeps {
   verifiers: VerifyPool;
   metrics: ServerMetrics;
   log: Logger;
-  /** When set, NAR GETs answer with a redirect to this URL (a presigned one) after the same checks. */
-  narRedirect?: (key: string) => Promise<string>;
+  /** When set, NAR GETs answer with a redirect to this URL (a presigned one, working `ttlSeconds`) after the same checks. */
+  narRedirect?: (key: string, ttlSeconds: number) => Promise<string>;
   /** How long the URLs of `narRedirect` work. */
   narRedirectTtlSeconds?: number;
   /** The server's clock (ms): access times and pushes are recorded with it (injectable for tests). */
@@ -129,9 +129,17 @@ export class CacheService {
     return this.deps.blobs;
   }
 
-  /** Where a visible NAR's bytes are to be fetched instead of from this server (a presigned URL), if anywhere. */
-  narRedirectUrl(key: string): Promise<string | undefined> {
-    return this.deps.narRedirect ? this.deps.narRedirect(key) : Promise.resolve(undefined);
+  /**
+   * Where a visible NAR's bytes are to be fetched instead of from this server (a presigned URL),
+   * if anywhere. The URL stops working by `notAfter` (seconds since the epoch: the token's
+   * expiry, or a shorter link's), so it never outlives the right it was made from.
+   */
+  narRedirectUrl(key: string, notAfter?: number): Promise<string | undefined> {
+    const { narRedirect, narRedirectTtlSeconds = 0 } = this.deps;
+    if (!narRedirect) return Promise.resolve(undefined);
+    const left = notAfter === undefined ? Infinity : notAfter - Math.floor(this.deps.now() / 1000);
+    // SigV4 wants at least a second; a token this close to its end fails its next request anyway.
+    return narRedirect(key, Math.max(1, Math.min(narRedirectTtlSeconds, left)));
   }
 
   /** How long the URLs of `narRedirectUrl` work, when there are any. */

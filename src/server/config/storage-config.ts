@@ -21,6 +21,8 @@ export interface S3BlobsConfig {
   /** Lifetime of a presigned URL. */
   presignTtlSeconds: number;
   partSize: number;
+  /** Bytes of part buffers all uploads together may hold; uploads wait for room beyond it. */
+  partBuffers: number;
   /** Multipart uploads older than this (left by a killed replica) are aborted at start. */
   abortIncompleteAfterSeconds: number;
 }
@@ -55,6 +57,8 @@ interface Reader {
 type Parser = (value: unknown) => number;
 
 export const DEFAULT_PART_SIZE = 16 * 1024 ** 2;
+/** Four default parts: with a server's own ~130 MB, one process stays within 200 MB of RSS. */
+export const DEFAULT_PART_BUFFERS = 64 * 1024 ** 2;
 const MIN_PART_SIZE = 5 * 1024 ** 2;
 const MAX_PRESIGN_TTL_SECONDS = 7 * 24 * 3600;
 
@@ -68,6 +72,7 @@ const S3_KEYS = [
   'presigned_downloads',
   'presign_ttl',
   'part_size',
+  'part_buffers',
   'abort_incomplete_after',
 ] as const;
 
@@ -99,6 +104,13 @@ export function parseStorage(
     DEFAULT_PART_SIZE,
   );
   if (partSize < MIN_PART_SIZE) v.fail([...path, 'part_size'], 'must be at least 5MiB (the S3 minimum)');
+  const partBuffers = optional(
+    'part_buffers',
+    (x) => v.parse([...path, 'part_buffers'], x, parseSize),
+    Math.max(DEFAULT_PART_BUFFERS, 2 * partSize),
+  );
+  if (partBuffers < partSize)
+    v.fail([...path, 'part_buffers'], `must hold at least one part (part_size is ${partSize} bytes)`);
   const presignTtlSeconds = optional(
     'presign_ttl',
     (x) => v.parse([...path, 'presign_ttl'], x, parseDuration),
@@ -129,6 +141,7 @@ export function parseStorage(
     ),
     presignTtlSeconds,
     partSize,
+    partBuffers,
     abortIncompleteAfterSeconds: optional(
       'abort_incomplete_after',
       (x) => v.parse([...path, 'abort_incomplete_after'], x, parseDuration),

@@ -95,7 +95,8 @@ export async function getNar(cache: CacheService, request: CacheRequest, key: st
   const { req, res } = request;
   const access = await request.access();
   const visible = await cache.narVisible(access, key, req.method === 'HEAD');
-  const redirect = visible && req.method === 'GET' ? await cache.narRedirectUrl(key) : undefined;
+  const redirect =
+    visible && req.method === 'GET' ? await cache.narRedirectUrl(key, access.grant?.expiresAt) : undefined;
   if (redirect !== undefined) {
     // The bytes come from the bucket, not through this server. The redirect itself lives only as
     // long as its signature, so nothing may keep it.

@@ -67,7 +67,8 @@ export async function postNarLinks(deps: NarLinkDeps, request: CacheRequest): Pr
     [...keys].map(async ([nar, key]) => {
       if (!(await cache.narVisible(access, key, false))) return;
       links[nar] =
-        (await cache.narRedirectUrl(key)) ??
+        // A presigned URL lives exactly as long as the answer says its links do.
+        (await cache.narRedirectUrl(key, expiresAt)) ??
         // Without a token only public slices are read: the plain URL needs nothing more.
         (access.grant
           ? `nar/${key}?${NAR_LINK_PARAM}=${signer.sign(key, access.grant, expiresAt)}`

@@ -22,6 +22,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Readable, Writable } from 'node:stream';
+import { crc32 } from 'node:zlib';
 import { written } from '../../nix/buffer-pool.js';
 import {
   isValidBlobKey,
@@ -30,11 +31,30 @@ import {
   type BlobStore,
   type ByteRange,
 } from './blob-store.js';
+import { PartBuffers, PartPool } from './part-buffers.js';
 import { createS3Client, isNotFound, isPreconditionFailed, guarded, type S3Location } from './s3-client.js';
 
 export interface S3BlobStoreOptions extends S3Location {
   /** Bytes per multipart part (S3's minimum is 5 MiB); at most two parts per upload are in memory. */
   partSize: number;
+  /** Bytes of part buffers all uploads together may hold (at least `partSize`). */
+  partBuffers?: number;
+}
+
+/** Without a configured budget: four 16 MiB parts, or one upload's two if parts are larger. */
+function defaultPartBuffers(partSize: number): number {
+  return Math.max(64 * 1024 ** 2, 2 * partSize);
+}
+
+/**
+ * The CRC32 a part or object travels with (`x-amz-checksum-crc32`, base64 of the big-endian
+ * value): the body itself is not in the signature (UNSIGNED-PAYLOAD, s3-client.ts), and this is
+ * ~3× cheaper than the SHA-256 SigV4 would compute. docs/operations.md says why.
+ */
+export function checksumCrc32(bytes: Buffer): string {
+  const value = Buffer.allocUnsafe(4);
+  value.writeUInt32BE(crc32(bytes));
+  return value.toString('base64');
 }
 
 export const MIN_PART_SIZE = 5 * 1024 ** 2;
@@ -43,10 +63,16 @@ export class S3BlobStore implements BlobStore {
   readonly client: S3Client;
   /** Multipart uploads this process is writing now: never taken for abandoned ones. */
   readonly uploading = new Set<string>();
+  /** Shared by every upload of this store: what keeps many large uploads within memory. */
+  readonly partPool: PartPool;
 
   constructor(readonly options: S3BlobStoreOptions) {
     if (options.partSize < MIN_PART_SIZE)
       throw new Error(`part size must be at least ${MIN_PART_SIZE} bytes`);
+    this.partPool = new PartPool(
+      options.partSize,
+      options.partBuffers ?? defaultPartBuffers(options.partSize),
+    );
     this.client = createS3Client(options);
   }
 
@@ -64,16 +90,18 @@ export class S3BlobStore implements BlobStore {
     const objectKey = this.objectKey(key);
     const chunks = body[Symbol.asyncIterator]();
     const upload = new PartUploader(this, objectKey);
-    const parts = new PartBuffers(this.options.partSize);
+    const parts = new PartBuffers(this.partPool, () => upload.sent());
     try {
       for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
         for (let chunk = next.value; chunk.length > 0;) {
           // Copied: the body reuses a chunk's buffer once the next chunk is asked for.
-          chunk = chunk.subarray(parts.fill(chunk));
+          chunk = chunk.subarray(await parts.fill(chunk));
           if (!parts.full) continue;
           // More than one part: asked before any is sent, so a stored NAR is not sent again. A
           // body of one part goes as one PutObject, whose If-None-Match answers the same question.
           if (!upload.started && (await this.head(key)) !== null) {
+            // The rest is only read (and checked): its buffers are another upload's to use.
+            parts.release();
             for (next = await chunks.next(); !next.done; next = await chunks.next());
             return 'exists';
           }
@@ -88,6 +116,8 @@ export class S3BlobStore implements BlobStore {
       await chunks.return?.().catch(() => undefined);
       await upload.abort();
       throw error;
+    } finally {
+      parts.release();
     }
   }
 
@@ -100,6 +130,7 @@ export class S3BlobStore implements BlobStore {
             Key: objectKey,
             Body: bytes,
             ContentLength: bytes.length,
+            ChecksumCRC32: checksumCrc32(bytes),
             IfNoneMatch: '*',
           }),
         ),
@@ -224,52 +255,6 @@ export class S3BlobStore implements BlobStore {
   }
 }
 
-/**
- * Two buffers of one part each, filled in turn: one gathers the body while the part taken before
- * it uploads. The first grows as the body does, so a small NAR never takes a whole part.
- */
-class PartBuffers {
-  private current: Buffer | undefined;
-  private other: Buffer | undefined;
-  private filled = 0;
-
-  constructor(private readonly partSize: number) {}
-
-  get full(): boolean {
-    return this.filled === this.partSize;
-  }
-
-  /** Copies as much of `chunk` as the part has room for; returns how many bytes that was. */
-  fill(chunk: Buffer): number {
-    const taken = Math.min(this.partSize - this.filled, chunk.length);
-    const needed = this.filled + taken;
-    if (!this.current || needed > this.current.length) {
-      // Once a body has filled a part, the next part will be whole too (or the last).
-      const size =
-        this.other?.length === this.partSize
-          ? this.partSize
-          : Math.min(this.partSize, Math.max(2 * (this.current?.length ?? 0), needed, 256 * 1024));
-      const grown = Buffer.allocUnsafe(size);
-      this.current?.copy(grown, 0, 0, this.filled);
-      this.current = grown;
-    }
-    chunk.copy(this.current, this.filled, 0, taken);
-    this.filled = needed;
-    return taken;
-  }
-
-  /**
-   * The bytes gathered, as a part; the other buffer gathers next. A part's buffer is written into
-   * again only after the following take, and PartUploader.addPart has waited for its upload by then.
-   */
-  take(): Buffer {
-    const part = (this.current ?? Buffer.alloc(0)).subarray(0, this.filled);
-    [this.current, this.other] = [this.other, this.current];
-    this.filled = 0;
-    return part;
-  }
-}
-
 /** One multipart upload: a part uploads while the next gathers; at most one is in flight. */
 class PartUploader {
   private uploadId: string | undefined;
@@ -293,7 +278,11 @@ class PartUploader {
     if (!this.uploadId) {
       const created = await guarded(
         this.store.client.send(
-          new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.objectKey }),
+          new CreateMultipartUploadCommand({
+            Bucket: this.bucket,
+            Key: this.objectKey,
+            ChecksumAlgorithm: 'CRC32',
+          }),
         ),
       );
       this.uploadId = created.UploadId;
@@ -302,7 +291,7 @@ class PartUploader {
     // The previous part must be stored before another is sent: two parts in memory at most.
     await this.inFlight;
     const partNumber = this.parts.length + 1;
-    const part: CompletedPart = { PartNumber: partNumber };
+    const part: CompletedPart = { PartNumber: partNumber, ChecksumCRC32: checksumCrc32(bytes) };
     this.parts.push(part);
     this.inFlight = guarded(
       this.store.client.send(
@@ -313,6 +302,7 @@ class PartUploader {
           PartNumber: partNumber,
           Body: bytes,
           ContentLength: bytes.length,
+          ChecksumCRC32: part.ChecksumCRC32,
         }),
       ),
     ).then((answer) => {
@@ -320,6 +310,11 @@ class PartUploader {
     });
     // Its failure is taken up by the next addPart or complete; until then it is not unhandled.
     this.inFlight.catch(() => undefined);
+  }
+
+  /** Resolves once the part sent last is stored (or has failed: addPart or complete reports it). */
+  async sent(): Promise<void> {
+    await this.inFlight?.catch(() => undefined);
   }
 
   async complete(): Promise<'created' | 'exists'> {

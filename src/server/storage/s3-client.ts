@@ -20,7 +20,7 @@ export interface S3Location {
 
 export function createS3Client(location: S3Location): S3Client {
   const agentOptions = { keepAlive: true, maxSockets: 128 };
-  return new S3Client({
+  const client = new S3Client({
     region: location.region,
     ...(location.endpoint ? { endpoint: location.endpoint } : {}),
     forcePathStyle: location.forcePathStyle,
@@ -36,6 +36,28 @@ export function createS3Client(location: S3Location): S3Client {
       httpsAgent: new HttpsAgent(agentOptions),
     },
   });
+  signHeadersOnly(client);
+  return client;
+}
+
+/** SigV4's name for a body left out of the signature. */
+export const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
+
+/**
+ * Byte bodies (parts, whole objects) are signed as UNSIGNED-PAYLOAD: SigV4 would otherwise hash
+ * every byte with SHA-256 (7% of the server's CPU in a push) only to prove what Sluice already
+ * verified; the part's CRC32 travels with it instead (docs/operations.md, "Integrity").
+ */
+function signHeadersOnly(client: S3Client): void {
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const request = args.request as { body?: unknown; headers?: Record<string, string> };
+      if (request.body instanceof Uint8Array && request.headers)
+        request.headers['x-amz-content-sha256'] = UNSIGNED_PAYLOAD;
+      return next(args);
+    },
+    { step: 'build', name: 'sluiceUnsignedPayload' },
+  );
 }
 
 interface SdkError {
