@@ -20,7 +20,7 @@ import {
   type CompletedPart,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { ObjectPresigner } from './s3-presigner.js';
 import type { Readable, Writable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import { written } from '../../nix/buffer-pool.js';
@@ -61,6 +61,7 @@ export const MIN_PART_SIZE = 5 * 1024 ** 2;
 
 export class S3BlobStore implements BlobStore {
   readonly client: S3Client;
+  private readonly presigner: ObjectPresigner;
   /** Multipart uploads this process is writing now: never taken for abandoned ones. */
   readonly uploading = new Set<string>();
   /** Shared by every upload of this store: what keeps many large uploads within memory. */
@@ -74,6 +75,7 @@ export class S3BlobStore implements BlobStore {
       options.partBuffers ?? defaultPartBuffers(options.partSize),
     );
     this.client = createS3Client(options);
+    this.presigner = new ObjectPresigner(this.client, options.bucket);
   }
 
   /** Checks that the bucket exists and the credentials may use it; throws the SDK's error if not. */
@@ -174,13 +176,7 @@ export class S3BlobStore implements BlobStore {
 
   /** A URL that GETs the object without credentials for `ttlSeconds` (SigV4 query signing, no request made). */
   presignedGetUrl(key: string, ttlSeconds: number): Promise<string> {
-    return getSignedUrl(
-      this.client,
-      new GetObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }),
-      {
-        expiresIn: ttlSeconds,
-      },
-    );
+    return this.presigner.presignGet(this.objectKey(key), ttlSeconds);
   }
 
   async delete(key: string): Promise<void> {
