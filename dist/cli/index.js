@@ -11148,7 +11148,7 @@ async function openMetadata(config, sqlitePath) {
 async function openBucket(blobs, log) {
     // Loaded only when configured: the embedded default never pays for the AWS SDK.
     const [{ S3BlobStore }, { httpStatusOf }] = await Promise.all([
-        Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(83)]).then(__nccwpck_require__.bind(__nccwpck_require__, 83)),
+        Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(241)]).then(__nccwpck_require__.bind(__nccwpck_require__, 241)),
         Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(495)]).then(__nccwpck_require__.bind(__nccwpck_require__, 5495)),
     ]);
     const store = new S3BlobStore(blobs);
