@@ -52852,18 +52852,22 @@ async function tailArchive(tempDir, finished) {
         try {
             for (;;) {
                 const done = finished();
-                const buffer = Buffer.allocUnsafe(tail_READ_BYTES);
-                const { bytesRead } = await file.read(buffer, 0, tail_READ_BYTES, position);
-                if (bytesRead > 0) {
-                    position += bytesRead;
-                    yield buffer.subarray(0, bytesRead);
+                // Only what has landed: a buffer of READ_BYTES for each read of a few KiB would allocate
+                // several times the archive, each such buffer a call for V8's full GC (external memory).
+                const available = (await file.stat()).size - position;
+                if (available > 0) {
+                    const length = Math.min(available, tail_READ_BYTES);
+                    const buffer = Buffer.allocUnsafe(length);
+                    const { bytesRead } = await file.read(buffer, 0, length, position);
+                    if (bytesRead > 0) {
+                        position += bytesRead;
+                        yield bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+                        continue;
+                    }
                 }
-                else if (done) {
+                if (done)
                     return;
-                }
-                else {
-                    await (0,external_node_timers_promises_namespaceObject.setTimeout)(POLL_MS);
-                }
+                await (0,external_node_timers_promises_namespaceObject.setTimeout)(POLL_MS);
             }
         }
         finally {
