@@ -70,11 +70,11 @@ function keepDaemonProfile(context: Context, dir: string | undefined, pid: numbe
   if (!dir || !context.profileDir) return;
   try {
     if (pid === undefined) return;
-    const file = readdirSync(dir).find((name) => name.split('.')[3] === String(pid));
-    if (!file) return;
+    // The main thread's profile and its pack reader's thread's (CPU.<date>.<time>.<pid>.<thread>.<n>).
+    const files = readdirSync(dir).filter((name) => name.split('.')[3] === String(pid));
     mkdirSync(context.profileDir, { recursive: true });
-    renameSync(join(dir, file), join(context.profileDir, file));
-    context.processLabels.set(pid, 'gha-cache job 2: pack daemon');
+    for (const file of files) renameSync(join(dir, file), join(context.profileDir, file));
+    context.processLabels.set(pid, 'gha-cache job 2: pack daemon (thread 0: main, 1: pack reader)');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,3 +1,6 @@
+import { isStreamWorker, runStreamWorker } from '../proxy/pack/stream-worker.js';
 import { run } from '../proxy/runtime/daemon-main.js';
 
-await run();
+// The same bundle runs the thread that reads a restored pack (GitHub cache mode).
+if (isStreamWorker()) await runStreamWorker();
+else await run();
