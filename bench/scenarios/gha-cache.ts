@@ -70,11 +70,11 @@ function keepDaemonProfile(context: Context, dir: string | undefined, pid: numbe
   if (!dir || !context.profileDir) return;
   try {
     if (pid === undefined) return;
-    // The main thread's profile and its pack reader's thread's (CPU.<date>.<time>.<pid>.<thread>.<n>).
-    const files = readdirSync(dir).filter((name) => name.split('.')[3] === String(pid));
+    const file = readdirSync(dir).find((name) => name.split('.')[3] === String(pid));
+    if (!file) return;
     mkdirSync(context.profileDir, { recursive: true });
-    for (const file of files) renameSync(join(dir, file), join(context.profileDir, file));
-    context.processLabels.set(pid, 'gha-cache job 2: pack daemon (thread 0: main, 1: pack reader)');
+    renameSync(join(dir, file), join(context.profileDir, file));
+    context.processLabels.set(pid, 'gha-cache job 2: pack daemon');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -36331,7 +36331,7 @@ var __exportStar = (this && this.__exportStar) || function(m, exports) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Agent = void 0;
-const net = __importStar(__webpack_require__(9278));
+const net = __importStar(__webpack_require__(6897));
 const http = __importStar(__webpack_require__(8611));
 const https_1 = __webpack_require__(5692);
 __exportStar(__webpack_require__(3549), exports);
@@ -37395,7 +37395,7 @@ var __importDefault = (this && this.__importDefault) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.HttpProxyAgent = void 0;
-const net = __importStar(__webpack_require__(9278));
+const net = __importStar(__webpack_require__(6897));
 const tls = __importStar(__webpack_require__(4756));
 const debug_1 = __importDefault(__webpack_require__(4240));
 const events_1 = __webpack_require__(4434);
@@ -37549,7 +37549,7 @@ var __importDefault = (this && this.__importDefault) || function (mod) {
 };
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.HttpsProxyAgent = void 0;
-const net = __importStar(__webpack_require__(9278));
+const net = __importStar(__webpack_require__(6897));
 const tls = __importStar(__webpack_require__(4756));
 const assert_1 = __importDefault(__webpack_require__(2613));
 const debug_1 = __importDefault(__webpack_require__(4240));
@@ -38135,7 +38135,7 @@ module.exports = __webpack_require__(376);
 var __webpack_unused_export__;
 
 
-var net = __webpack_require__(9278);
+var net = __webpack_require__(6897);
 var tls = __webpack_require__(4756);
 var http = __webpack_require__(8611);
 var https = __webpack_require__(5692);

@@ -47488,1913 +47488,20 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1418:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   UX: () => (/* binding */ PACK_DIR),
-/* harmony export */   hR: () => (/* binding */ PACK_INDEX),
-/* harmony export */   kw: () => (/* binding */ PACK_CACHE_PATHS),
-/* harmony export */   tZ: () => (/* binding */ PACK_NARS)
-/* harmony export */ });
-const PACK_DIR = 'sluice-pack';
-const PACK_INDEX = 'index.json';
-const PACK_NARS = 'nars.zst';
-/** The paths given to @actions/cache, as written: the cache version is a hash of this exact text. */
-const PACK_CACHE_PATHS = [`${PACK_DIR}/${PACK_INDEX}`, `${PACK_DIR}/${PACK_NARS}`];
-
-
-/***/ }),
-
 /***/ 6216:
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _proxy_pack_stream_worker_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3512);
-/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3867);
+/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9278);
 
-
-// The same bundle runs the thread that reads a restored pack (GitHub cache mode).
-if ((0,_proxy_pack_stream_worker_js__WEBPACK_IMPORTED_MODULE_0__/* .isStreamWorker */ .$q)())
-    await (0,_proxy_pack_stream_worker_js__WEBPACK_IMPORTED_MODULE_0__/* .runStreamWorker */ .yA)();
-else
-    await (0,_proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
+await (0,_proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 7070:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   V: () => (/* binding */ Hash),
-/* harmony export */   x: () => (/* binding */ HashError)
-/* harmony export */ });
-/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
-/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var _nix32_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(530);
-/** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
-
-
-const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
-class HashError extends Error {
-}
-class Hash {
-    algorithm;
-    digest;
-    constructor(algorithm, digest) {
-        this.algorithm = algorithm;
-        this.digest = digest;
-        if (digest.length !== DIGEST_BYTES[algorithm]) {
-            throw new HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
-        }
-    }
-    /**
-     * Parses `algo:<nix32|base16|base64>` or SRI `algo-<base64>`. With `expected`, a bare digest
-     * without the algorithm prefix is accepted too.
-     */
-    static parse(text, expected) {
-        const sri = /^(md5|sha1|sha256|sha512)-([A-Za-z0-9+/]+={0,2})$/.exec(text);
-        if (sri) {
-            if (expected !== undefined && sri[1] !== expected)
-                throw new HashError(`expected a ${expected} hash, got '${text}'`);
-            return Hash.fromDigestText(sri[1], sri[2], 'base64', text);
-        }
-        const colon = text.indexOf(':');
-        let algorithm;
-        let digest;
-        if (colon === -1) {
-            algorithm = expected;
-            digest = text;
-        }
-        else {
-            algorithm = text.slice(0, colon);
-            digest = text.slice(colon + 1);
-        }
-        if (algorithm === undefined)
-            throw new HashError(`hash '${text}' does not name its algorithm`);
-        if (!(algorithm in DIGEST_BYTES))
-            throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
-        if (expected !== undefined && algorithm !== expected) {
-            throw new HashError(`expected a ${expected} hash, got '${text}'`);
-        }
-        return Hash.fromDigestText(algorithm, digest, undefined, text);
-    }
-    static fromDigestText(algorithm, digest, encoding, original) {
-        const bytes = DIGEST_BYTES[algorithm];
-        if (encoding === undefined) {
-            if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
-                return new Hash(algorithm, Buffer.from(digest, 'hex'));
-            }
-            if (digest.length === (0,_nix32_js__WEBPACK_IMPORTED_MODULE_1__/* .nix32Length */ .ps)(bytes) && (0,_nix32_js__WEBPACK_IMPORTED_MODULE_1__/* .isNix32 */ .XR)(digest)) {
-                try {
-                    return new Hash(algorithm, (0,_nix32_js__WEBPACK_IMPORTED_MODULE_1__/* .decodeNix32 */ .Fp)(digest, bytes));
-                }
-                catch (e) {
-                    if (e instanceof _nix32_js__WEBPACK_IMPORTED_MODULE_1__/* .Nix32Error */ .x8)
-                        throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
-                    throw e;
-                }
-            }
-        }
-        if (digest.length === Math.ceil(bytes / 3) * 4 && /^[A-Za-z0-9+/]+={0,2}$/.test(digest)) {
-            const decoded = Buffer.from(digest, 'base64');
-            // Node ignores stray bits in the last character: insist on the one canonical spelling.
-            if (decoded.length === bytes && decoded.toString('base64') === digest)
-                return new Hash(algorithm, decoded);
-        }
-        throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
-    }
-    static of(algorithm, data) {
-        return new Hash(algorithm, (0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.createHash)(algorithm).update(data).digest());
-    }
-    get nix32() {
-        return (0,_nix32_js__WEBPACK_IMPORTED_MODULE_1__/* .encodeNix32 */ .x3)(this.digest);
-    }
-    get base16() {
-        return this.digest.toString('hex');
-    }
-    get base64() {
-        return this.digest.toString('base64');
-    }
-    /** `sha256:<nix32>`, the form narinfo files use. */
-    toString() {
-        return `${this.algorithm}:${this.nix32}`;
-    }
-    toBase16String() {
-        return `${this.algorithm}:${this.base16}`;
-    }
-    toSRI() {
-        return `${this.algorithm}-${this.base64}`;
-    }
-    equals(other) {
-        return this.algorithm === other.algorithm && this.digest.equals(other.digest);
-    }
-}
-
-
-/***/ }),
-
-/***/ 6581:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   Li: () => (/* binding */ createDecompressor),
-/* harmony export */   OT: () => (/* binding */ createZstdDecoder),
-/* harmony export */   _S: () => (/* binding */ createCompressor),
-/* harmony export */   jA: () => (/* binding */ checkCompression)
-/* harmony export */ });
-/* unused harmony exports NAR_COMPRESSIONS, CompressionError, DecompressionMemoryError */
-/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1421);
-/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_child_process__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7075);
-/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_stream__WEBPACK_IMPORTED_MODULE_1__);
-/* harmony import */ var node_zlib__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8522);
-/* harmony import */ var node_zlib__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_zlib__WEBPACK_IMPORTED_MODULE_2__);
-/* harmony import */ var _zstd_frames_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(9600);
-/**
- * Streaming NAR hashing, compression and decompression. Nothing here holds a NAR in memory: data
- * flows through in chunks, so a multi-gigabyte upload costs a few buffers.
- *
- * zstd comes from Node 24's zlib. xz runs the system `xz` program as a child process, both ways:
- * Node has no xz, and the WASM decompressor on npm (xz-decompress) is correct (multi-block,
- * multi-stream, integrity checks) but serializes every decompression in the process behind one
- * global lock, so one slow xz upload would stall all others. `xz` is native, concurrent and
- * multi-threaded; the `xz` program (Debian: xz-utils) must be on PATH when xz is used.
- */
-
-
-
-
-/** Compressions Sluice can verify and produce (a subset of what Nix reads). */
-const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
-class CompressionError extends Error {
-}
-/** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
-class DecompressionMemoryError extends CompressionError {
-}
-/** Without a stated limit: xz -9 needs 65 MiB to decompress; a file asking for far more is refused. */
-const XZ_DECOMPRESS_MEMLIMIT = 256 * 1024 * 1024;
-const mib = (bytes) => `${Math.round((bytes / 2 ** 20) * 10) / 10} MiB`;
-function checkCompression(compression) {
-    if (!NAR_COMPRESSIONS.includes(compression)) {
-        throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
-    }
-    return compression;
-}
-/** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
-class ProcessStream extends node_stream__WEBPACK_IMPORTED_MODULE_1__.Duplex {
-    what;
-    explain;
-    child;
-    stderr = '';
-    constructor(command, args, what, 
-    /** Turns the program's stderr into a more specific error, where it recognises one. */
-    explain = () => undefined) {
-        super();
-        this.what = what;
-        this.explain = explain;
-        this.child = (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-        // EPIPE when the program quits early (corrupt input): its exit status tells why.
-        this.child.stdin.on('error', () => { });
-        this.child.stderr.setEncoding('utf8').on('data', (text) => {
-            if (this.stderr.length < 4096)
-                this.stderr += text;
-        });
-        this.child.stdout.on('data', (chunk) => {
-            if (!this.push(chunk))
-                this.child.stdout.pause();
-        });
-        this.child.on('error', (error) => {
-            this.destroy(error.code === 'ENOENT'
-                ? new CompressionError(`${what} needs the '${command}' program on PATH (Debian: apt-get install xz-utils)`)
-                : error);
-        });
-        this.child.on('close', (code, signal) => {
-            if (this.destroyed)
-                return;
-            if (code === 0)
-                this.push(null);
-            else {
-                const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
-                this.destroy(this.explain(this.stderr) ?? new CompressionError(`${this.what} failed: ${detail}`));
-            }
-        });
-    }
-    _read() {
-        this.child.stdout.resume();
-    }
-    _write(chunk, _encoding, callback) {
-        if (this.child.stdin.write(chunk))
-            callback();
-        else
-            this.child.stdin.once('drain', () => callback());
-    }
-    _final(callback) {
-        this.child.stdin.end();
-        callback();
-    }
-    _destroy(error, callback) {
-        if (this.child.exitCode === null && this.child.signalCode === null)
-            this.child.kill();
-        callback(error);
-    }
-}
-/**
- * Output chunk of Node's zstd streams. The default (16 KiB) costs a thread-pool round trip per
- * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
- */
-const ZSTD_CHUNK_BYTES = 256 * 1024;
-/** Node's zstd decoder, its window bounded by `maxMemory` (default: zstd's own limit, 128 MiB). */
-function createZstdDecoder(maxMemory) {
-    const windowLogMax = maxMemory === undefined ? undefined : Math.min(31, Math.max(10, Math.floor(Math.log2(maxMemory))));
-    return (0,node_zlib__WEBPACK_IMPORTED_MODULE_2__.createZstdDecompress)({
-        chunkSize: ZSTD_CHUNK_BYTES,
-        ...(windowLogMax === undefined ? {} : { params: { [node_zlib__WEBPACK_IMPORTED_MODULE_2__.constants.ZSTD_d_windowLogMax]: windowLogMax } }),
-    });
-}
-/** The `xz` program decompressing within `maxMemory`, on one thread (one dictionary per upload). */
-function createXzDecoder(maxMemory = XZ_DECOMPRESS_MEMLIMIT) {
-    return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', '--threads=1', `--memlimit-decompress=${maxMemory}`], 'xz decompression', (stderr) => /memory usage limit reached/i.test(stderr)
-        ? new DecompressionMemoryError(`xz data needs more memory to decompress than the limit of ${mib(maxMemory)} (its dictionary is larger)`)
-        : undefined);
-}
-/** A stream that turns a compressed NAR file back into the NAR. */
-function createDecompressor(compression, options = {}) {
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new node_stream__WEBPACK_IMPORTED_MODULE_1__.PassThrough();
-        case 'zstd':
-            // Node's decoder alone drops frames that follow another in the same chunk: split them first.
-            return new _zstd_frames_js__WEBPACK_IMPORTED_MODULE_3__/* .ZstdFrameSplitter */ .w5().compose(createZstdDecoder(options.maxMemory));
-        case 'xz':
-            return createXzDecoder(options.maxMemory);
-    }
-}
-/**
- * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
- * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
- */
-function createCompressor(compression, options = {}) {
-    const { level } = options;
-    switch (checkCompression(compression)) {
-        case 'none':
-            return new node_stream__WEBPACK_IMPORTED_MODULE_1__.PassThrough();
-        case 'zstd':
-            // With a checksum, as the zstd tool writes by default: corruption fails decompression loudly.
-            return (0,node_zlib__WEBPACK_IMPORTED_MODULE_2__.createZstdCompress)({
-                chunkSize: ZSTD_CHUNK_BYTES,
-                params: {
-                    [node_zlib__WEBPACK_IMPORTED_MODULE_2__.constants.ZSTD_c_checksumFlag]: 1,
-                    ...(level === undefined ? {} : { [node_zlib__WEBPACK_IMPORTED_MODULE_2__.constants.ZSTD_c_compressionLevel]: level }),
-                },
-            });
-        case 'xz': {
-            if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
-                throw new CompressionError(`xz level must be 0-9, got ${level}`);
-            }
-            const args = [
-                '--compress',
-                '--stdout',
-                '--quiet',
-                '--threads=0',
-                ...(level === undefined ? [] : [`-${level}`]),
-            ];
-            return new ProcessStream('xz', args, 'xz compression');
-        }
-    }
-}
-
-
-/***/ }),
-
-/***/ 530:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   $f: () => (/* binding */ NIX32_ALPHABET),
-/* harmony export */   Fp: () => (/* binding */ decodeNix32),
-/* harmony export */   XR: () => (/* binding */ isNix32),
-/* harmony export */   Yc: () => (/* binding */ NIX32_CLASS),
-/* harmony export */   ps: () => (/* binding */ nix32Length),
-/* harmony export */   x3: () => (/* binding */ encodeNix32),
-/* harmony export */   x8: () => (/* binding */ Nix32Error)
-/* harmony export */ });
-/**
- * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
- * the end, so the first character carries the most significant bits of the last byte.
- */
-const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
-/** One nix32 character, as a regular-expression class. */
-const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
-const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
-/** Length in characters of the nix32 form of `byteLength` bytes. */
-function nix32Length(byteLength) {
-    return Math.ceil((byteLength * 8) / 5);
-}
-function encodeNix32(bytes) {
-    const length = nix32Length(bytes.length);
-    let out = '';
-    for (let n = length - 1; n >= 0; n--) {
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        const low = bytes[i] >> j;
-        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
-        out += NIX32_ALPHABET[(low | high) & 0x1f];
-    }
-    return out;
-}
-class Nix32Error extends Error {
-}
-function decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
-    if (text.length !== nix32Length(byteLength)) {
-        throw new Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
-    }
-    const bytes = Buffer.alloc(byteLength);
-    for (let n = 0; n < text.length; n++) {
-        const c = text[text.length - n - 1];
-        const digit = DIGIT_OF.get(c);
-        if (digit === undefined)
-            throw new Nix32Error(`invalid character '${c}' in nix32 string`);
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        bytes[i] |= (digit << j) & 0xff;
-        const carry = digit >> (8 - j);
-        if (i + 1 < byteLength)
-            bytes[i + 1] |= carry;
-        else if (carry !== 0)
-            throw new Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
-    }
-    return bytes;
-}
-function isNix32(text) {
-    for (const c of text)
-        if (!DIGIT_OF.has(c))
-            return false;
-    return true;
-}
-
-
-/***/ }),
-
-/***/ 5601:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   BE: () => (/* binding */ StorePath),
-/* harmony export */   lm: () => (/* binding */ StorePathError),
-/* harmony export */   qC: () => (/* binding */ DEFAULT_STORE_DIR)
-/* harmony export */ });
-/* unused harmony exports HASH_PART_LENGTH, HASH_PART_PATTERN, MAX_NAME_LENGTH, validateHashPart, validateName */
-/* harmony import */ var _nix32_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(530);
-/** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
-
-const DEFAULT_STORE_DIR = '/nix/store';
-const HASH_PART_LENGTH = 32;
-/** A store path's hash part: 32 nix32 characters (160 bits). */
-const HASH_PART_PATTERN = new RegExp(`^${_nix32_js__WEBPACK_IMPORTED_MODULE_0__/* .NIX32_CLASS */ .Yc}{${HASH_PART_LENGTH}}$`);
-/** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
-const MAX_NAME_LENGTH = 211;
-const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
-class StorePathError extends Error {
-}
-/** Checks a store path hash part (the 32 nix32 characters); throws naming the problem. */
-function validateHashPart(hashPart) {
-    if (hashPart.length !== HASH_PART_LENGTH) {
-        throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
-    }
-    if (!(0,_nix32_js__WEBPACK_IMPORTED_MODULE_0__/* .isNix32 */ .XR)(hashPart))
-        throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
-    return hashPart;
-}
-/**
- * Checks a store path name. Nix 2.8 itself accepts any name made of the allowed characters (so
- * `.hidden` is a path Nix builds); like later Nix versions we also refuse `.`, `..` and names whose
- * first dash-separated part is one of those, which only ever serve path tricks.
- */
-function validateName(name, baseName = name) {
-    if (name.length === 0)
-        throw new StorePathError(`store path '${baseName}' has an empty name`);
-    if (name.length > MAX_NAME_LENGTH) {
-        throw new StorePathError(`store path name in '${baseName}' is longer than ${MAX_NAME_LENGTH} characters`);
-    }
-    const bad = NAME_PATTERN.test(name) ? undefined : [...name].find((c) => !NAME_PATTERN.test(c));
-    if (bad !== undefined) {
-        throw new StorePathError(`store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`);
-    }
-    const firstPart = name.split('-', 1)[0];
-    if (firstPart === '.' || firstPart === '..') {
-        throw new StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
-    }
-    return name;
-}
-function normalizeStoreDir(storeDir) {
-    const trimmed = storeDir.replace(/\/+$/, '');
-    const segments = trimmed.split('/').slice(1);
-    if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..')) {
-        throw new StorePathError(`store dir '${storeDir}' must be an absolute, canonical directory other than '/'`);
-    }
-    return trimmed;
-}
-class StorePath {
-    hashPart;
-    name;
-    constructor(hashPart, name) {
-        this.hashPart = hashPart;
-        this.name = name;
-    }
-    /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
-    static fromBaseName(baseName) {
-        if (baseName.length < HASH_PART_LENGTH + 1 || baseName[HASH_PART_LENGTH] !== '-') {
-            throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
-        }
-        const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
-        const name = validateName(baseName.slice(HASH_PART_LENGTH + 1), baseName);
-        return new StorePath(hashPart, name);
-    }
-    /** Parses a full path directly inside `storeDir` (default `/nix/store`). */
-    static parse(path, storeDir = DEFAULT_STORE_DIR) {
-        const prefix = `${normalizeStoreDir(storeDir)}/`;
-        if (!path.startsWith(prefix))
-            throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
-        const baseName = path.slice(prefix.length);
-        if (baseName.includes('/'))
-            throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
-        return StorePath.fromBaseName(baseName);
-    }
-    /** True when `path` is a valid store path in `storeDir`. */
-    static isValid(path, storeDir = DEFAULT_STORE_DIR) {
-        try {
-            StorePath.parse(path, storeDir);
-            return true;
-        }
-        catch (e) {
-            if (e instanceof StorePathError)
-                return false;
-            throw e;
-        }
-    }
-    get baseName() {
-        return `${this.hashPart}-${this.name}`;
-    }
-    toPath(storeDir = DEFAULT_STORE_DIR) {
-        return `${normalizeStoreDir(storeDir)}/${this.baseName}`;
-    }
-    toString() {
-        return this.baseName;
-    }
-}
-
-
-/***/ }),
-
-/***/ 9600:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   F7: () => (/* binding */ ZstdFrameScanner),
-/* harmony export */   w5: () => (/* binding */ ZstdFrameSplitter)
-/* harmony export */ });
-/* unused harmony exports ZstdFrameError, ZstdWindowError, ZstdSkippableFrameError */
-/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7075);
-/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_stream__WEBPACK_IMPORTED_MODULE_0__);
-/**
- * Node 24's zstd decompressor silently drops whatever follows the end of a frame within the same
- * chunk, so concatenated frames (pzstd, files compressed in parts) lose data or fail with "Unknown
- * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
- * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
- * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
- *
- * For uploads the walk also refuses what a NAR file has no use for: skippable frames (padding that
- * would be stored and served) and frames whose window needs more memory than allowed.
- */
-
-const ZSTD_MAGIC = 0xfd2fb528;
-const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
-const SKIPPABLE_MAGIC = 0x184d2a50;
-// Units whose bytes are parsed (the others are only counted).
-const PARSED = new Set(['magic', 'descriptor', 'headerRest', 'blockHeader', 'skipSize']);
-const DICT_ID_BYTES = [0, 1, 2, 4];
-const CONTENT_SIZE_BYTES = [0, 2, 4, 8];
-class ZstdFrameError extends Error {
-}
-/** A frame asks for a larger window (decoder memory) than `maxWindowBytes`. */
-class ZstdWindowError extends ZstdFrameError {
-}
-/** A skippable frame where `refuseSkippable` is set. */
-class ZstdSkippableFrameError extends ZstdFrameError {
-}
-const MiB = 1024 * 1024;
-const mib = (bytes) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
-/** A Transform over ZstdFrameScanner: what it emits, it pushes. */
-class ZstdFrameSplitter extends node_stream__WEBPACK_IMPORTED_MODULE_0__.Transform {
-    scanner = new ZstdFrameScanner();
-    _transform(chunk, _encoding, callback) {
-        try {
-            this.scanner.split(chunk, (piece) => this.push(piece));
-        }
-        catch (error) {
-            callback(error);
-            return;
-        }
-        callback();
-    }
-    _flush(callback) {
-        try {
-            this.scanner.finish();
-        }
-        catch (error) {
-            callback(error);
-            return;
-        }
-        callback();
-    }
-}
-/**
- * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
- * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
- */
-class ZstdFrameScanner {
-    rules;
-    unit = 'magic';
-    need = 4;
-    parsed = [];
-    checksum = false;
-    singleSegment = false;
-    dictIdBytes = 0;
-    /** Where the current frame began, for messages. */
-    frameStart = 0;
-    lastBlock = false;
-    /** Bytes of input consumed so far, for error messages. */
-    position = 0;
-    /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
-    forwarding = false;
-    /** Where the current `split` call emits (advance() emits a frame's magic number). */
-    emit = () => undefined;
-    constructor(rules = {}) {
-        this.rules = rules;
-    }
-    /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
-    split(chunk, emit) {
-        this.emit = emit;
-        let start = 0;
-        let i = 0;
-        while (i < chunk.length) {
-            const take = Math.min(this.need, chunk.length - i);
-            if (PARSED.has(this.unit))
-                this.parsed.push(...chunk.subarray(i, i + take));
-            i += take;
-            this.position += take;
-            this.need -= take;
-            if (this.need > 0)
-                break;
-            const unit = this.unit;
-            const frameEnded = this.advance();
-            if (unit === 'magic')
-                start = i; // advance() emitted the magic itself, once it knew the kind
-            if (frameEnded) {
-                if (this.forwarding && i > start)
-                    emit(chunk.subarray(start, i));
-                start = i;
-                this.forwarding = false;
-            }
-        }
-        if (this.forwarding && i > start)
-            emit(chunk.subarray(start, i));
-    }
-    /** Throws unless the data so far ended at the end of a frame. */
-    finish() {
-        if (this.unit !== 'magic' || this.need !== 4) {
-            throw new ZstdFrameError('zstd data ends in the middle of a frame (truncated)');
-        }
-    }
-    /** Moves past a completed unit; returns true when a frame (zstd or skippable) ended with it. */
-    advance() {
-        const bytes = Buffer.from(this.parsed);
-        this.parsed = [];
-        switch (this.unit) {
-            case 'magic': {
-                const magic = bytes.readUInt32LE(0);
-                this.frameStart = this.position - 4;
-                if (magic === ZSTD_MAGIC) {
-                    this.emit(bytes);
-                    this.forwarding = true;
-                    return this.next('descriptor', 1);
-                }
-                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) {
-                    if (this.rules.refuseSkippable) {
-                        throw new ZstdSkippableFrameError(`zstd skippable frame at byte ${this.frameStart}: padding is not accepted in a NAR file`);
-                    }
-                    return this.next('skipSize', 4);
-                }
-                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.frameStart}`);
-            }
-            case 'descriptor': {
-                const d = bytes[0];
-                if (d & 0x08)
-                    throw new ZstdFrameError('zstd frame header has its reserved bit set');
-                const singleSegment = (d >> 5) & 1;
-                const contentSizeFlag = d >> 6;
-                this.checksum = ((d >> 2) & 1) === 1;
-                this.singleSegment = singleSegment === 1;
-                this.dictIdBytes = DICT_ID_BYTES[d & 3];
-                const rest = (singleSegment ? 0 : 1) +
-                    DICT_ID_BYTES[d & 3] +
-                    (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
-                return this.next('headerRest', rest);
-            }
-            case 'headerRest':
-                this.checkWindow(bytes);
-                return this.next('blockHeader', 3);
-            case 'blockHeader': {
-                const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
-                this.lastBlock = (header & 1) === 1;
-                const type = (header >> 1) & 3;
-                if (type === 3)
-                    throw new ZstdFrameError('zstd block has the reserved block type');
-                return this.next('blockContent', type === 1 ? 1 : header >>> 3);
-            }
-            case 'blockContent':
-                if (!this.lastBlock)
-                    return this.next('blockHeader', 3);
-                if (this.checksum)
-                    return this.next('checksum', 4);
-                return this.endFrame();
-            case 'checksum':
-                return this.endFrame();
-            case 'skipSize':
-                return this.next('skipContent', bytes.readUInt32LE(0));
-            case 'skipContent':
-                return this.endFrame();
-        }
-    }
-    /** The window the frame header declares (RFC 8878 3.1.1.1.2), against `maxWindowBytes`. */
-    checkWindow(rest) {
-        const max = this.rules.maxWindowBytes;
-        if (max === undefined)
-            return;
-        let window;
-        if (this.singleSegment) {
-            // No window descriptor: the window is the whole content, whose size follows the dictionary id.
-            const sizeBytes = rest.subarray(this.dictIdBytes);
-            window =
-                sizeBytes.length === 2
-                    ? sizeBytes.readUInt16LE(0) + 256
-                    : sizeBytes.length === 8
-                        ? Number(sizeBytes.readBigUInt64LE(0))
-                        : sizeBytes.readUIntLE(0, sizeBytes.length);
-        }
-        else {
-            const descriptor = rest[0];
-            const base = 2 ** (10 + (descriptor >> 3));
-            window = base + (base / 8) * (descriptor & 7);
-        }
-        if (window > max) {
-            throw new ZstdWindowError(`zstd frame at byte ${this.frameStart} needs a ${mib(window)} window to decompress, over the limit of ${mib(max)}`);
-        }
-    }
-    next(unit, need) {
-        this.unit = unit;
-        this.need = need;
-        // Zero-length units (an empty header rest, an empty raw block) complete at once.
-        return need === 0 ? this.advance() : false;
-    }
-    endFrame() {
-        this.unit = 'magic';
-        this.need = 4;
-        return true;
-    }
-}
-
-
-/***/ }),
-
-/***/ 9654:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   A1: () => (/* binding */ parseIndex),
-/* harmony export */   Jt: () => (/* binding */ serializeIndex),
-/* harmony export */   Q3: () => (/* binding */ dataSize),
-/* harmony export */   UX: () => (/* reexport safe */ _contracts_pack_api_js__WEBPACK_IMPORTED_MODULE_2__.UX),
-/* harmony export */   bq: () => (/* binding */ PackFormatError),
-/* harmony export */   hR: () => (/* reexport safe */ _contracts_pack_api_js__WEBPACK_IMPORTED_MODULE_2__.hR),
-/* harmony export */   tZ: () => (/* reexport safe */ _contracts_pack_api_js__WEBPACK_IMPORTED_MODULE_2__.tZ)
-/* harmony export */ });
-/* unused harmony exports PACK_FORMAT, PACK_VERSION */
-/* harmony import */ var _nix_hash_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7070);
-/* harmony import */ var _nix_store_path_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5601);
-/* harmony import */ var _contracts_pack_api_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1418);
-/**
- * A pack: the store paths one CI job saved to the GitHub Actions cache, as one cache entry of two
- * files. `index.json` (read first, small) states each path's narinfo facts and where its NAR sits
- * in `nars.zst`, the zstd-compressed NARs concatenated, references before referrers. @actions/cache
- * tars the two files in this order, so the index arrives before the NARs.
- */
-
-
-
-const PACK_FORMAT = 'sluice-pack';
-const PACK_VERSION = 1;
-class PackFormatError extends Error {
-}
-function serializeIndex(index) {
-    return JSON.stringify({
-        format: PACK_FORMAT,
-        version: PACK_VERSION,
-        createdAt: index.createdAt,
-        entries: index.entries.map((e) => ({ ...e, narHash: e.narHash.toString() })),
-    });
-}
-function isRecord(value) {
-    return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-function count(value, field) {
-    if (!Number.isSafeInteger(value) || value < 0)
-        throw new PackFormatError(`${field} must be a non-negative integer`);
-    return value;
-}
-function baseName(value, field) {
-    if (typeof value !== 'string')
-        throw new PackFormatError(`${field} must be a store path base name`);
-    try {
-        _nix_store_path_js__WEBPACK_IMPORTED_MODULE_1__/* .StorePath */ .BE.fromBaseName(value);
-    }
-    catch (e) {
-        throw new PackFormatError(`${field}: ${e.message}`);
-    }
-    return value;
-}
-function parseEntry(raw, i, expectedOffset) {
-    const at = `entries[${i}]`;
-    if (!isRecord(raw))
-        throw new PackFormatError(`${at} must be an object`);
-    if (typeof raw.path !== 'string')
-        throw new PackFormatError(`${at}.path must be a store path`);
-    let narHash;
-    try {
-        _nix_store_path_js__WEBPACK_IMPORTED_MODULE_1__/* .StorePath */ .BE.parse(raw.path);
-        narHash = _nix_hash_js__WEBPACK_IMPORTED_MODULE_0__/* .Hash */ .V.parse(String(raw.narHash));
-    }
-    catch (e) {
-        throw new PackFormatError(`${at}: ${e.message}`);
-    }
-    if (narHash.algorithm !== 'sha256')
-        throw new PackFormatError(`${at}.narHash must be sha256`);
-    if (!Array.isArray(raw.references))
-        throw new PackFormatError(`${at}.references must be an array`);
-    const entry = {
-        path: raw.path,
-        narHash,
-        narSize: count(raw.narSize, `${at}.narSize`),
-        references: raw.references.map((r, j) => baseName(r, `${at}.references[${j}]`)),
-        offset: count(raw.offset, `${at}.offset`),
-        size: count(raw.size, `${at}.size`),
-    };
-    if (entry.offset !== expectedOffset)
-        throw new PackFormatError(`${at}.offset is ${entry.offset}, expected ${expectedOffset}`);
-    if (raw.deriver !== undefined)
-        entry.deriver = baseName(raw.deriver, `${at}.deriver`);
-    if (raw.ca !== undefined) {
-        if (typeof raw.ca !== 'string' || /[\n\r]/.test(raw.ca))
-            throw new PackFormatError(`${at}.ca must be a line`);
-        entry.ca = raw.ca;
-    }
-    return entry;
-}
-/** Parses and checks an index: offsets contiguous from 0, valid paths and hashes, no path twice. */
-function parseIndex(text) {
-    let json;
-    try {
-        json = JSON.parse(text);
-    }
-    catch (e) {
-        throw new PackFormatError(`the pack index is not JSON: ${e.message}`);
-    }
-    if (!isRecord(json) || json.format !== PACK_FORMAT)
-        throw new PackFormatError('the pack index is not a Sluice pack index');
-    if (json.version !== PACK_VERSION)
-        throw new PackFormatError(`pack format version ${String(json.version)} is not ${PACK_VERSION}`);
-    if (!Array.isArray(json.entries))
-        throw new PackFormatError('entries must be an array');
-    const entries = [];
-    const seen = new Set();
-    let offset = 0;
-    for (const [i, raw] of json.entries.entries()) {
-        const entry = parseEntry(raw, i, offset);
-        if (seen.has(entry.path))
-            throw new PackFormatError(`${entry.path} is in the pack twice`);
-        seen.add(entry.path);
-        offset += entry.size;
-        entries.push(entry);
-    }
-    return { createdAt: typeof json.createdAt === 'string' ? json.createdAt : '', entries };
-}
-/** Bytes of NAR data the index describes: nars.zst must be exactly this long. */
-function dataSize(index) {
-    const last = index.entries.at(-1);
-    return last ? last.offset + last.size : 0;
-}
-
-
-/***/ }),
-
-/***/ 1714:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  t: () => (/* binding */ PackReader)
-});
-
-// UNUSED EXPORTS: PackCorruptError
-
-// EXTERNAL MODULE: external "node:fs"
-var external_node_fs_ = __nccwpck_require__(3024);
-// EXTERNAL MODULE: external "node:fs/promises"
-var promises_ = __nccwpck_require__(1455);
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-// EXTERNAL MODULE: external "node:stream/promises"
-var external_node_stream_promises_ = __nccwpck_require__(6466);
-// EXTERNAL MODULE: ./src/nix/hash.ts
-var hash = __nccwpck_require__(7070);
-// EXTERNAL MODULE: ./src/nix/nar.ts
-var nar = __nccwpck_require__(6581);
-;// CONCATENATED MODULE: ./src/nix/nar-structure.ts
-/**
- * Checks, as the bytes stream past, that they are one NAR and nothing else: the `nix-archive-1`
- * magic, then nodes as Nix's parser accepts them (regular files, symlinks, directories with valid,
- * sorted entry names, zero padding), and no byte after the top node's end. Only the framing is
- * parsed: file contents are counted, not kept, so checking costs little besides the hash.
- *
- * Knowing the framing lets an upload be refused early: bytes that are not a NAR fail on their first
- * 8 bytes, and a file whose declared length passes a limit fails before its contents are inflated.
- */
-class NarFormatError extends Error {
-    reason;
-    constructor(message, 
-    /** `not_a_nar` (wrong start), `trailing_data` (bytes after the NAR) or `bad_nar` (malformed). */
-    reason) {
-        super(message);
-        this.reason = reason;
-    }
-}
-const MAGIC = 'nix-archive-1';
-/** Longest keyword of the format ('nix-archive-1'). */
-const KEYWORD_MAX = 16;
-/** NAME_MAX and PATH_MAX on Linux: longer names or link targets cannot be restored. */
-const NAME_MAX = 255;
-const TARGET_MAX = 4096;
-/** Deeper than PATH_MAX allows anyway (each level adds at least `x/`); bounds the memory kept per level. */
-const DEPTH_MAX = 2048;
-const padding = (length) => (8 - (length % 8)) % 8;
-class NarStructureChecker {
-    expect = 'magic';
-    /** Per open directory, the name of its last entry (entries must be sorted). */
-    directories = [];
-    phase = 'length';
-    /** Bytes still needed to complete the phase. */
-    need = 8;
-    gathered = [];
-    stringLength = 0;
-    finished = false;
-    /** Bytes checked so far. */
-    size = 0;
-    /**
-     * The least the NAR's size can be, given what it has declared: the bytes so far plus the rest of
-     * the file contents being read. Past a limit, the upload can be refused before inflating them.
-     */
-    get declaredSize() {
-        return this.phase === 'contents' ? this.size + this.need + padding(this.stringLength) : this.size;
-    }
-    /** Checks the next bytes; throws a NarFormatError at the first one that does not fit. */
-    update(chunk) {
-        for (let i = 0; i < chunk.length;) {
-            if (this.finished) {
-                throw new NarFormatError(`the NAR ends at byte ${this.size}, but more data follows it`, 'trailing_data');
-            }
-            const take = Math.min(this.need, chunk.length - i);
-            // Copied: the caller may reuse its buffer once this returns, and a string may span chunks.
-            if (this.phase !== 'contents')
-                this.gathered.push(Buffer.from(chunk.subarray(i, i + take)));
-            i += take;
-            this.need -= take;
-            this.size += take;
-            if (this.need === 0)
-                this.completePhase();
-        }
-    }
-    /** Throws unless the bytes so far are one whole NAR. */
-    end() {
-        if (this.finished)
-            return;
-        if (this.expect === 'magic')
-            this.fail('cut off');
-        throw new NarFormatError(`the NAR is cut off after ${this.size} bytes`, 'bad_nar');
-    }
-    fail(message) {
-        if (this.expect === 'magic') {
-            throw new NarFormatError(`the upload is not a NAR: it does not start with '${MAGIC}'`, 'not_a_nar');
-        }
-        throw new NarFormatError(`malformed NAR at byte ${this.size}: ${message}`, 'bad_nar');
-    }
-    take() {
-        const bytes = this.gathered.length === 1 ? this.gathered[0] : Buffer.concat(this.gathered);
-        this.gathered = [];
-        return bytes;
-    }
-    completePhase() {
-        // Zero-length phases (an empty string, empty contents, no padding) complete at once.
-        do {
-            switch (this.phase) {
-                case 'length':
-                    this.lengthRead(this.take().readBigUInt64LE(0));
-                    break;
-                case 'string': {
-                    const bytes = this.take();
-                    this.checkPadding(bytes.subarray(this.stringLength));
-                    this.phase = 'length';
-                    this.need = 8;
-                    this.token(bytes.subarray(0, this.stringLength));
-                    break;
-                }
-                case 'contents':
-                    this.phase = 'padding';
-                    this.need = padding(this.stringLength);
-                    break;
-                case 'padding':
-                    this.checkPadding(this.take());
-                    this.phase = 'length';
-                    this.need = 8;
-                    this.expect = 'close';
-                    break;
-            }
-        } while (this.need === 0 && !this.finished);
-    }
-    lengthRead(length) {
-        if (this.expect === 'contentsLength') {
-            if (length > BigInt(Number.MAX_SAFE_INTEGER))
-                this.fail(`a file of ${length} bytes`);
-            this.stringLength = Number(length);
-            this.phase = 'contents';
-            this.need = this.stringLength;
-            return;
-        }
-        const max = this.expect === 'name' ? NAME_MAX : this.expect === 'target' ? TARGET_MAX : KEYWORD_MAX;
-        if (length > BigInt(max))
-            this.fail(`a string of ${length} bytes where ${this.describe()} belongs`);
-        this.stringLength = Number(length);
-        this.phase = 'string';
-        this.need = this.stringLength + padding(this.stringLength);
-    }
-    checkPadding(bytes) {
-        if (bytes.some((byte) => byte !== 0))
-            this.fail('non-zero padding');
-    }
-    describe() {
-        return this.expect === 'name'
-            ? 'a file name'
-            : this.expect === 'target'
-                ? 'a symlink target'
-                : 'a keyword';
-    }
-    /** Moves on from a complete string (other than file contents). */
-    token(value) {
-        const text = this.expect === 'name' || this.expect === 'target' ? '' : value.toString('latin1');
-        const want = (keyword, next) => {
-            if (text !== keyword)
-                this.fail(`expected '${keyword}', found '${text.slice(0, 16)}'`);
-            this.expect = next;
-        };
-        switch (this.expect) {
-            case 'magic':
-                return want(MAGIC, 'open');
-            case 'open':
-                return want('(', 'typeKey');
-            case 'typeKey':
-                return want('type', 'type');
-            case 'type':
-                if (text === 'regular')
-                    this.expect = 'regularTag';
-                else if (text === 'symlink')
-                    this.expect = 'targetKey';
-                else if (text === 'directory')
-                    this.openDirectory();
-                else
-                    this.fail(`unknown node type '${text.slice(0, 16)}'`);
-                return;
-            case 'regularTag':
-                if (text === 'executable')
-                    this.expect = 'executableValue';
-                else
-                    want('contents', 'contentsLength');
-                return;
-            case 'executableValue':
-                return want('', 'contentsKey');
-            case 'contentsKey':
-                return want('contents', 'contentsLength');
-            case 'targetKey':
-                return want('target', 'target');
-            case 'target':
-                if (value.length === 0 || value.includes(0))
-                    this.fail('an empty symlink target or one with a NUL byte');
-                this.expect = 'close';
-                return;
-            case 'directoryTag':
-                if (text === ')')
-                    return this.closeDirectory();
-                return want('entry', 'entryOpen');
-            case 'entryOpen':
-                return want('(', 'nameKey');
-            case 'nameKey':
-                return want('name', 'name');
-            case 'name':
-                return this.entryName(value);
-            case 'nodeKey':
-                return want('node', 'open');
-            case 'entryClose':
-                return want(')', 'directoryTag');
-            case 'close':
-                want(')', 'close');
-                return this.nodeEnded();
-            case 'contentsLength':
-                throw new Error('unreachable: a file length is not a string');
-        }
-    }
-    openDirectory() {
-        if (this.directories.length >= DEPTH_MAX)
-            this.fail(`directories nested deeper than ${DEPTH_MAX}`);
-        this.directories.push(null);
-        this.expect = 'directoryTag';
-    }
-    closeDirectory() {
-        this.directories.pop();
-        this.nodeEnded();
-    }
-    entryName(name) {
-        const text = name.toString('latin1');
-        if (name.length === 0 || text === '.' || text === '..' || name.includes(0x2f) || name.includes(0)) {
-            this.fail(`invalid file name '${name.toString('utf8').slice(0, 64)}'`);
-        }
-        const depth = this.directories.length - 1;
-        const previous = this.directories[depth];
-        if (previous && Buffer.compare(previous, name) >= 0)
-            this.fail('directory entries are not sorted');
-        this.directories[depth] = name;
-        this.expect = 'nodeKey';
-    }
-    /** A node's closing `)` was read: the NAR ends, or the directory entry holding the node does. */
-    nodeEnded() {
-        if (this.directories.length === 0)
-            this.finished = true;
-        else
-            this.expect = 'entryClose';
-    }
-}
-
-// EXTERNAL MODULE: ./src/nix/zstd-frames.ts
-var zstd_frames = __nccwpck_require__(9600);
-;// CONCATENATED MODULE: ./src/nix/nar-hasher.ts
-/**
- * Decompresses a NAR file fed chunk by chunk and hashes the NAR inside, without a stream of its
- * own to pass through: the upload path feeds it the chunks it also writes to storage.
- *
- * Given limits (as the server's uploads are), it also refuses what is not worth inflating: bytes
- * that are not exactly one NAR, a NAR past the size limit (as soon as the NAR declares a file that
- * would pass it), output out of all proportion to the input, skippable zstd frames, and frames or
- * dictionaries that need more decoder memory than allowed. The decompressor stops at once.
- */
-
-
-
-
-
-
-/** Below this, any ratio is fine: inflating 64 MiB costs a fraction of a second. */
-const RATIO_FLOOR_BYTES = 64 * 1024 * 1024;
-class NarLimitError extends Error {
-    limit;
-    constructor(message, limit) {
-        super(message);
-        this.limit = limit;
-    }
-}
-function createNarHasher(compression, limits) {
-    const output = new NarOutput(limits);
-    switch ((0,nar/* checkCompression */.jA)(compression)) {
-        case 'none':
-            return new PlainNarHasher(output);
-        case 'zstd': {
-            // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
-            const scanner = new zstd_frames/* ZstdFrameScanner */.F7(limits ? { refuseSkippable: true, maxWindowBytes: limits.maxDecompressionMemory } : {});
-            return new StreamNarHasher(output, (0,nar/* createZstdDecoder */.OT)(limits?.maxDecompressionMemory), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
-        }
-        case 'xz':
-            // The program's stdin may still hold a written chunk after its callback: it gets a copy.
-            return new StreamNarHasher(output, (0,nar/* createDecompressor */.Li)('xz', { maxMemory: limits?.maxDecompressionMemory }), (chunk, write) => write(Buffer.from(chunk)));
-    }
-}
-/** Hashes and counts the NAR as it comes out of the decompressor, and checks it against the limits. */
-class NarOutput {
-    limits;
-    hasher = (0,external_node_crypto_.createHash)('sha256');
-    structure;
-    size = 0;
-    /** Compressed bytes given to the decompressor so far. */
-    fed = 0;
-    constructor(limits) {
-        this.limits = limits;
-        this.structure = limits ? new NarStructureChecker() : undefined;
-    }
-    /** Takes the next NAR bytes; throws if they break the format or a limit. */
-    take(chunk) {
-        this.structure?.update(chunk);
-        this.hasher.update(chunk);
-        this.size += chunk.length;
-        const limits = this.limits;
-        if (!limits || !this.structure)
-            return;
-        if (this.structure.declaredSize > limits.maxNarSize) {
-            throw new NarLimitError(`the NAR is larger than the limit of ${limits.maxNarSize} bytes` +
-                (this.structure.declaredSize > this.size
-                    ? ' (it declares a file that takes it past the limit)'
-                    : ''), 'nar_size');
-        }
-        if (limits.maxRatio > 0 && this.size > RATIO_FLOOR_BYTES && this.size > limits.maxRatio * this.fed) {
-            throw new NarLimitError(`the upload decompresses to more than ${limits.maxRatio} times its size ` +
-                `(${this.size} NAR bytes from ${this.fed} bytes so far)`, 'compression_ratio');
-        }
-    }
-    digest() {
-        this.structure?.end();
-        return { narHash: new hash/* Hash */.V('sha256', this.hasher.digest()), narSize: this.size };
-    }
-}
-class PlainNarHasher {
-    output;
-    constructor(output) {
-        this.output = output;
-    }
-    write(chunk) {
-        this.output.fed += chunk.length;
-        try {
-            this.output.take(chunk);
-        }
-        catch (error) {
-            return Promise.reject(error);
-        }
-        return Promise.resolve();
-    }
-    async end() {
-        return this.output.digest();
-    }
-    destroy() { }
-}
-/** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
-class StreamNarHasher {
-    output;
-    decompressor;
-    feed;
-    checkEnd;
-    failure;
-    /** Settles the promise of the write in progress. */
-    settle;
-    constructor(output, decompressor, 
-    /** Writes `chunk` into the decompressor, in one or more pieces. */
-    feed, 
-    /** Throws if the input so far cannot be a whole file. */
-    checkEnd = () => undefined) {
-        this.output = output;
-        this.decompressor = decompressor;
-        this.feed = feed;
-        this.checkEnd = checkEnd;
-        decompressor.on('data', (chunk) => {
-            if (this.failure)
-                return;
-            try {
-                output.take(chunk);
-            }
-            catch (error) {
-                // Not one more byte inflated for an upload that is refused anyway.
-                this.fail(error);
-                decompressor.destroy();
-            }
-        });
-        decompressor.on('error', (error) => this.fail(error));
-        decompressor.on('close', () => {
-            if (!decompressor.readableEnded)
-                this.fail(new Error('the decompressor closed early'));
-        });
-    }
-    fail(error) {
-        this.failure ??= error;
-        this.settle?.(this.failure);
-    }
-    write(chunk) {
-        if (this.failure)
-            return Promise.reject(this.failure);
-        const pieces = [];
-        try {
-            this.feed(chunk, (piece) => pieces.push(piece));
-        }
-        catch (error) {
-            this.failure ??= error;
-            return Promise.reject(this.failure);
-        }
-        this.output.fed += chunk.length;
-        if (pieces.length === 0)
-            return Promise.resolve();
-        return new Promise((resolve, reject) => {
-            this.settle = (error) => {
-                this.settle = undefined;
-                if (error)
-                    reject(error);
-                else
-                    resolve();
-            };
-            // Write callbacks run in order: the last one means every piece is consumed.
-            for (const [i, piece] of pieces.entries()) {
-                this.decompressor.write(piece, i === pieces.length - 1 ? (error) => this.settle?.(error) : undefined);
-            }
-        });
-    }
-    async end() {
-        if (this.failure)
-            throw this.failure;
-        this.checkEnd();
-        this.decompressor.end();
-        // A decompressor stopped by a refusal ends "prematurely": the refusal is the news.
-        await (0,external_node_stream_promises_.finished)(this.decompressor).catch((error) => {
-            throw this.failure ?? error;
-        });
-        if (this.failure)
-            throw this.failure;
-        return this.output.digest();
-    }
-    destroy() {
-        this.decompressor.destroy();
-    }
-}
-
-// EXTERNAL MODULE: ./src/nix/store-path.ts
-var store_path = __nccwpck_require__(5601);
-// EXTERNAL MODULE: ./src/proxy/pack/format.ts
-var format = __nccwpck_require__(9654);
-;// CONCATENATED MODULE: ./src/proxy/pack/reader.ts
-/**
- * Reads a restored pack: the index at once, then every NAR in the background, each decompressed
- * and hashed against the NarHash and NarSize its index entry states. A NAR is handed out only once
- * it passed; the first one that fails marks the whole pack corrupt, and nothing of it not yet
- * handed out ever is (the job then builds what it needs).
- */
-
-
-
-
-
-
-/** Read size while verifying: big reads keep the hashing pass cheap. */
-const READ_BYTES = 1024 * 1024;
-class PackCorruptError extends Error {
-}
-class PackReader {
-    index;
-    narsFile;
-    byHashPart = new Map();
-    byNarHash = new Map();
-    /** Entries verified so far: NARs before this index passed. */
-    verifiedUpTo = 0;
-    corruption;
-    waiters = [];
-    closed = false;
-    /** Called whenever a NAR passed or the pack turned out unusable (stream-worker.ts reports it on). */
-    onProgress;
-    constructor(index, narsFile) {
-        this.index = index;
-        this.narsFile = narsFile;
-        for (const entry of index.entries) {
-            this.byHashPart.set(store_path/* StorePath */.BE.parse(entry.path).hashPart, entry);
-            this.byNarHash.set(entry.narHash.nix32, entry);
-        }
-    }
-    /** Opens `<root>/sluice-pack/`: checks the index and that nars.zst is as long as it says. */
-    static async open(root) {
-        const dir = (0,external_node_path_.join)(root, format/* PACK_DIR */.UX);
-        const index = (0,format/* parseIndex */.A1)(await (0,promises_.readFile)((0,external_node_path_.join)(dir, format/* PACK_INDEX */.hR), 'utf8'));
-        const narsFile = (0,external_node_path_.join)(dir, format/* PACK_NARS */.tZ);
-        const size = (await (0,promises_.stat)(narsFile)).size;
-        if (size !== (0,format/* dataSize */.Q3)(index))
-            throw new format/* PackFormatError */.bq(`${format/* PACK_NARS */.tZ} is ${size} bytes, but the index describes ${(0,format/* dataSize */.Q3)(index)}`);
-        return new PackReader(index, narsFile);
-    }
-    get corrupt() {
-        return this.corruption?.message;
-    }
-    /** Bytes of compressed NARs in the pack. */
-    get bytes() {
-        return (0,format/* dataSize */.Q3)(this.index);
-    }
-    entryForHashPart(hashPart) {
-        return this.corruption ? undefined : this.byHashPart.get(hashPart);
-    }
-    entryForNarHash(narHashNix32) {
-        return this.byNarHash.get(narHashNix32);
-    }
-    /** A pack whose NARs are still arriving (`consume`): they are written to `narsFile` as they pass. */
-    static streaming(index, narsFile) {
-        return new PackReader(index, narsFile);
-    }
-    /** Hashes every NAR of the file in order; resolves when all passed or one failed (then `corrupt` says why). */
-    async verify() {
-        const stream = (0,external_node_fs_.createReadStream)(this.narsFile, { highWaterMark: READ_BYTES });
-        try {
-            await this.check(stream);
-        }
-        finally {
-            stream.destroy();
-        }
-    }
-    /** Takes the NARs as they arrive: each piece is written to the pack's file, then hashed. */
-    async consume(source) {
-        const sink = await (0,promises_.open)(this.narsFile, 'w');
-        try {
-            await this.check(source, sink);
-        }
-        finally {
-            await sink.close();
-        }
-    }
-    /** The file the NARs are (being) written to. */
-    get file() {
-        return this.narsFile;
-    }
-    /** How many NARs, in index order, passed their check so far. */
-    get verifiedCount() {
-        return this.verifiedUpTo;
-    }
-    /** For a reader that mirrors another's (stream-worker.ts): the first `count` NARs passed there. */
-    verifiedThrough(count) {
-        if (count <= this.verifiedUpTo)
-            return;
-        this.verifiedUpTo = Math.min(count, this.index.entries.length);
-        this.wake();
-    }
-    /** Marks the pack unusable from here on (its download broke off). */
-    fail(message) {
-        this.corruption ??= new PackCorruptError(message);
-        this.wake();
-    }
-    async check(source, sink) {
-        const entries = this.index.entries;
-        let position = 0;
-        let current = 0;
-        let hasher = entries.length > 0 ? createNarHasher('zstd') : undefined;
-        try {
-            for await (const chunk of source) {
-                if (this.closed || this.corruption)
-                    return;
-                if (position + chunk.length > (0,format/* dataSize */.Q3)(this.index))
-                    throw new PackCorruptError(`${format/* PACK_NARS */.tZ} holds more than the index describes`);
-                if (sink)
-                    await sink.write(chunk);
-                let at = 0;
-                while (at < chunk.length && current < entries.length) {
-                    const entry = entries[current];
-                    const end = entry.offset + entry.size;
-                    const take = Math.min(chunk.length - at, end - position);
-                    if (take > 0)
-                        await hasher.write(chunk.subarray(at, at + take));
-                    at += take;
-                    position += take;
-                    if (position === end) {
-                        this.compare(entry, await hasher.end());
-                        this.verifiedUpTo = ++current;
-                        this.wake();
-                        hasher = current < entries.length ? createNarHasher('zstd') : undefined;
-                    }
-                }
-            }
-            if (current < entries.length)
-                throw new PackCorruptError(`${format/* PACK_NARS */.tZ} ended before ${entries[current].path}`);
-        }
-        catch (e) {
-            hasher?.destroy();
-            const entry = entries[current];
-            this.corruption =
-                e instanceof PackCorruptError
-                    ? e
-                    : new PackCorruptError(`the NAR of ${entry?.path ?? 'an entry'} is corrupt: ${e.message}`);
-            this.wake();
-        }
-    }
-    compare(entry, digest) {
-        if (digest.narSize !== entry.narSize || digest.narHash.nix32 !== entry.narHash.nix32) {
-            throw new PackCorruptError(`the NAR of ${entry.path} does not match its index entry (NarHash sha256:${digest.narHash.nix32}, ${digest.narSize} bytes; expected ${entry.narHash.toString()}, ${entry.narSize} bytes)`);
-        }
-    }
-    wake() {
-        const waiters = this.waiters;
-        this.waiters = [];
-        for (const resolve of waiters)
-            resolve();
-        this.onProgress?.();
-    }
-    /** Resolves once `entry`'s NAR passed its check; rejects if the pack turned out corrupt first. */
-    async verified(entry) {
-        const position = this.index.entries.indexOf(entry);
-        while (position >= this.verifiedUpTo) {
-            if (this.corruption)
-                throw this.corruption;
-            await new Promise((resolve) => this.waiters.push(resolve));
-        }
-    }
-    /** The compressed NAR's bytes, once verified. */
-    async open(entry) {
-        await this.verified(entry);
-        return (0,external_node_fs_.createReadStream)(this.narsFile, {
-            start: entry.offset,
-            end: entry.offset + entry.size - 1,
-            highWaterMark: 256 * 1024,
-        });
-    }
-    close() {
-        this.closed = true;
-        this.corruption ??= new PackCorruptError('the proxy is shutting down');
-        this.wake();
-    }
-}
-
-
-/***/ }),
-
-/***/ 9663:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  L: () => (/* binding */ streamRestore)
-});
-
-// EXTERNAL MODULE: external "node:zlib"
-var external_node_zlib_ = __nccwpck_require__(8522);
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
-// EXTERNAL MODULE: external "node:fs/promises"
-var promises_ = __nccwpck_require__(1455);
-// EXTERNAL MODULE: ./src/nix/nar.ts
-var nar = __nccwpck_require__(6581);
-// EXTERNAL MODULE: ./src/proxy/pack/format.ts
-var format = __nccwpck_require__(9654);
-// EXTERNAL MODULE: ./src/proxy/pack/reader.ts + 2 modules
-var pack_reader = __nccwpck_require__(1714);
-;// CONCATENATED MODULE: ./src/proxy/pack/tar-stream.ts
-/**
- * Reads the files of a tar stream as they arrive (the archives @actions/cache writes with GNU tar:
- * ustar headers, GNU long names, pax headers), so a pack's index can be read before the rest of
- * the archive is downloaded.
- */
-const BLOCK = 512;
-/** Exact-length reads over an async stream of chunks. */
-class ByteReader {
-    source;
-    buffered = [];
-    length = 0;
-    done = false;
-    constructor(source) {
-        this.source = source;
-    }
-    /** Waits for at least `n` bytes (fewer only at the end of the stream). */
-    async fill(n) {
-        while (this.length < n && !this.done) {
-            const next = await this.source.next();
-            if (next.done)
-                this.done = true;
-            else if (next.value.length > 0) {
-                this.buffered.push(next.value);
-                this.length += next.value.length;
-            }
-        }
-    }
-    /** Up to `max` bytes already here or the next chunk's; empty at the end. */
-    async some(max) {
-        await this.fill(1);
-        if (this.length === 0)
-            return Buffer.alloc(0);
-        const first = this.buffered[0];
-        const piece = first.length <= max ? first : first.subarray(0, max);
-        if (piece === first)
-            this.buffered.shift();
-        else
-            this.buffered[0] = first.subarray(max);
-        this.length -= piece.length;
-        return piece;
-    }
-    /** Exactly `n` bytes, or fewer if the stream ends first. */
-    async read(n) {
-        await this.fill(n);
-        const all = Buffer.concat(this.buffered, this.length);
-        const out = all.subarray(0, Math.min(n, all.length));
-        const rest = all.subarray(out.length);
-        this.buffered = rest.length > 0 ? [rest] : [];
-        this.length = rest.length;
-        return out;
-    }
-    /** `n` bytes as a sequence of pieces; the caller must consume them all. */
-    async *stream(n) {
-        let left = n;
-        while (left > 0) {
-            const piece = await this.some(Math.min(left, 1024 * 1024));
-            if (piece.length === 0)
-                throw new Error(`the archive ended ${left} bytes early`);
-            left -= piece.length;
-            yield piece;
-        }
-    }
-}
-class TarError extends Error {
-}
-function tar_stream_text(block, start, length) {
-    const field = block.subarray(start, start + length);
-    const nul = field.indexOf(0);
-    return field.subarray(0, nul === -1 ? field.length : nul).toString('utf8');
-}
-function size(block) {
-    const field = block.subarray(124, 136);
-    // GNU base-256 for sizes beyond the 11 octal digits.
-    if (field[0] & 0x80)
-        return Number(field.readBigUInt64BE(4));
-    const octal = tar_stream_text(block, 124, 12).trim();
-    const value = octal === '' ? 0 : parseInt(octal, 8);
-    if (!Number.isSafeInteger(value))
-        throw new TarError(`bad size field '${octal}'`);
-    return value;
-}
-function checksumOk(block) {
-    let sum = 0;
-    for (let i = 0; i < BLOCK; i++)
-        sum += i >= 148 && i < 156 ? 32 : block[i];
-    return parseInt(tar_stream_text(block, 148, 8).trim(), 8) === sum;
-}
-function paxPath(content) {
-    for (const record of content.toString('utf8').split('\n')) {
-        const match = /^\d+ path=(.*)$/.exec(record);
-        if (match)
-            return match[1];
-    }
-    return undefined;
-}
-/**
- * Calls `onFile` for each regular file, in archive order, with its contents as pieces; `onFile`
- * must consume them all before returning.
- */
-async function readTar(reader, onFile) {
-    let longName;
-    for (;;) {
-        const block = await reader.read(BLOCK);
-        if (block.length < BLOCK)
-            throw new TarError('the archive ended inside a header');
-        if (block.every((b) => b === 0))
-            return;
-        if (!checksumOk(block))
-            throw new TarError('a header checksum does not match');
-        const type = String.fromCharCode(block[156]);
-        const length = size(block);
-        const padding = (BLOCK - (length % BLOCK)) % BLOCK;
-        const prefix = tar_stream_text(block, 257, 6).startsWith('ustar') ? tar_stream_text(block, 345, 155) : '';
-        const name = longName ?? (prefix ? `${prefix}/${tar_stream_text(block, 0, 100)}` : tar_stream_text(block, 0, 100));
-        longName = undefined;
-        if (type === 'L' || type === 'x') {
-            const content = await reader.read(length + padding);
-            longName = type === 'L' ? tar_stream_text(content, 0, length) : paxPath(content.subarray(0, length));
-            continue;
-        }
-        if (type === '0' || type === '\0' || type === '7') {
-            await onFile({ name: name.replace(/^\.\//, ''), size: length }, reader.stream(length));
-        }
-        else {
-            for await (const piece of reader.stream(length))
-                void piece;
-        }
-        if (padding > 0)
-            await reader.read(padding);
-    }
-}
-
-;// CONCATENATED MODULE: external "node:timers/promises"
-const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
-;// CONCATENATED MODULE: ./src/proxy/pack/tail.ts
-/**
- * Reads the archive @actions/cache is downloading while it downloads: it writes the archive front
- * to back (one GET streamed to the file, or 128 MiB segments in order from Azure) into a fresh
- * directory under RUNNER_TEMP, here the pack's own. The bytes are read as they land; the end is
- * known once the restore call has returned.
- */
-
-
-
-const POLL_MS = 20;
-const READ_BYTES = 1024 * 1024;
-const ARCHIVE_NAMES = ['cache.tzst', 'cache.tgz'];
-/** The archive's path once it appears in a directory below `tempDir`, or undefined if the restore ended first. */
-async function findArchive(tempDir, finished) {
-    for (;;) {
-        const done = finished();
-        for (const entry of await (0,promises_.readdir)(tempDir, { recursive: true }).catch(() => [])) {
-            const name = String(entry);
-            if (ARCHIVE_NAMES.some((archive) => name.endsWith(archive)))
-                return (0,external_node_path_.join)(tempDir, name);
-        }
-        if (done)
-            return undefined;
-        await (0,external_node_timers_promises_namespaceObject.setTimeout)(POLL_MS);
-    }
-}
-async function tailArchive(tempDir, finished) {
-    const path = await findArchive(tempDir, finished);
-    if (!path)
-        return undefined;
-    // Opened at once: @actions/cache deletes the archive after extracting it; the open file stays readable.
-    const file = await (0,promises_.open)(path, 'r').catch(() => undefined);
-    if (!file)
-        return undefined;
-    async function* chunks() {
-        let position = 0;
-        try {
-            for (;;) {
-                const done = finished();
-                // Only what has landed: a buffer of READ_BYTES for each read of a few KiB would allocate
-                // several times the archive, each such buffer a call for V8's full GC (external memory).
-                const available = (await file.stat()).size - position;
-                if (available > 0) {
-                    const length = Math.min(available, READ_BYTES);
-                    const buffer = Buffer.allocUnsafe(length);
-                    const { bytesRead } = await file.read(buffer, 0, length, position);
-                    if (bytesRead > 0) {
-                        position += bytesRead;
-                        yield bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
-                        continue;
-                    }
-                }
-                if (done)
-                    return;
-                await (0,external_node_timers_promises_namespaceObject.setTimeout)(POLL_MS);
-            }
-        }
-        finally {
-            await file.close();
-        }
-    }
-    return { path, chunks: chunks() };
-}
-
-;// CONCATENATED MODULE: ./src/proxy/pack/stream-restore.ts
-/**
- * Reads a pack out of the archive @actions/cache is still downloading: decompress, walk the tar,
- * and hand over a reader as soon as the index has arrived; the NARs follow in the background,
- * each written to the pack's file and checked as it passes. Undefined when the archive never
- * showed up or broke before its index (the caller then reads what @actions/cache extracted).
- */
-
-
-
-
-
-
-
-
-
-/** An index larger than this is not a Sluice pack's. */
-const MAX_INDEX_BYTES = 512 * 1024 * 1024;
-async function streamRestore(tempDir, finished, targetDir, onError) {
-    const archive = await tailArchive(tempDir, finished);
-    if (!archive)
-        return undefined;
-    await (0,promises_.mkdir)((0,external_node_path_.join)(targetDir, format/* PACK_DIR */.UX), { recursive: true });
-    const decompressor = archive.path.endsWith('.tgz') ? (0,external_node_zlib_.createGunzip)() : (0,nar/* createDecompressor */.Li)('zstd');
-    const bytes = external_node_stream_.Readable.from(archive.chunks).pipe(decompressor);
-    const input = new ByteReader(bytes[Symbol.asyncIterator]());
-    let reader;
-    let consumed = false;
-    let announce = () => undefined;
-    const announced = new Promise((resolve) => (announce = resolve));
-    const walk = readTar(input, async (file, contents) => {
-        if (file.name === `${format/* PACK_DIR */.UX}/${format/* PACK_INDEX */.hR}` && !reader) {
-            if (file.size > MAX_INDEX_BYTES)
-                throw new Error(`the pack index is ${file.size} bytes`);
-            const pieces = [];
-            for await (const piece of contents)
-                pieces.push(piece);
-            reader = pack_reader/* PackReader */.t.streaming((0,format/* parseIndex */.A1)(Buffer.concat(pieces).toString('utf8')), (0,external_node_path_.join)(targetDir, format/* PACK_DIR */.UX, format/* PACK_NARS */.tZ));
-            announce({ reader, finished: walk.then(() => undefined) });
-        }
-        else if (file.name === `${format/* PACK_DIR */.UX}/${format/* PACK_NARS */.tZ}` && reader && !consumed) {
-            consumed = true;
-            await reader.consume(contents);
-        }
-        else {
-            for await (const piece of contents)
-                void piece;
-        }
-    }).then(() => {
-        // An archive without the NARs after the index: nothing of it can be served.
-        if (reader && !consumed)
-            reader.fail(`the pack's archive holds no ${format/* PACK_NARS */.tZ}`);
-    }, (error) => {
-        const message = `the pack's download could not be read: ${error.message}`;
-        if (reader)
-            reader.fail(message);
-        else
-            onError(message);
-        bytes.destroy();
-    });
-    void walk.finally(() => announce(undefined));
-    return announced;
-}
-
-
-/***/ }),
-
-/***/ 3512:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   $q: () => (/* binding */ isStreamWorker),
-/* harmony export */   q2: () => (/* binding */ streamRestoreInWorker),
-/* harmony export */   yA: () => (/* binding */ runStreamWorker)
-/* harmony export */ });
-/* harmony import */ var node_worker_threads__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5919);
-/* harmony import */ var node_worker_threads__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_worker_threads__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var _format_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9654);
-/* harmony import */ var _reader_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1714);
-/* harmony import */ var _stream_restore_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(9663);
-/**
- * Reads the pack out of the download (stream-restore.ts) on a thread of its own, so that the
- * daemon's main thread is left to @actions/cache's download and to serving Nix. Reading a GiB
- * (decompressing the archive, walking the tar, writing the NARs' copy, decompressing and hashing
- * each NAR) allocates buffers the whole way; on the main thread, mixed with the download's and the
- * served NARs', they kept V8's full GC running every few tens of milliseconds. The worker is the
- * daemon's own bundle (its entry point starts `runStreamWorker` off the main thread); the main
- * thread's reader follows the worker's (index, then each verified NAR) and serves from the same file.
- */
-
-
-
-
-const POLL_MS = 20;
-/** Whether this thread is the pack reader's worker (the daemon's entry point asks). */
-function isStreamWorker() {
-    return node_worker_threads__WEBPACK_IMPORTED_MODULE_0__.parentPort !== null && node_worker_threads__WEBPACK_IMPORTED_MODULE_0__.workerData?.sluicePackStream === true;
-}
-/** The worker's side: reads the pack and reports. The main thread says when the download is done. */
-async function runStreamWorker() {
-    const port = node_worker_threads__WEBPACK_IMPORTED_MODULE_0__.parentPort;
-    const input = node_worker_threads__WEBPACK_IMPORTED_MODULE_0__.workerData;
-    const post = (message) => port.postMessage(message);
-    let done = false;
-    port.on('message', (message) => {
-        if (message === 'done')
-            done = true;
-    });
-    const streamed = await (0,_stream_restore_js__WEBPACK_IMPORTED_MODULE_3__/* .streamRestore */ .L)(input.tempDir, () => done, input.targetDir, (message) => post({ type: 'error', message }));
-    if (streamed) {
-        const { reader } = streamed;
-        post({ type: 'index', index: (0,_format_js__WEBPACK_IMPORTED_MODULE_1__/* .serializeIndex */ .Jt)(reader.index), narsFile: reader.file });
-        let reported = 0;
-        const report = () => {
-            if (reader.corrupt)
-                post({ type: 'corrupt', message: reader.corrupt });
-            else if (reader.verifiedCount > reported) {
-                reported = reader.verifiedCount;
-                post({ type: 'verified', upTo: reported });
-            }
-        };
-        reader.onProgress = report;
-        await streamed.finished;
-        report();
-    }
-    post({ type: 'finished' });
-    port.close();
-}
-/**
- * `streamRestore` on a worker running `script` (the daemon's bundle): the same answer, the reader a
- * mirror of the worker's. A worker that cannot start or stops early counts as reading that failed.
- */
-async function streamRestoreInWorker(script, tempDir, finished, targetDir, onError) {
-    const input = { sluicePackStream: true, tempDir, targetDir };
-    let worker;
-    try {
-        worker = new node_worker_threads__WEBPACK_IMPORTED_MODULE_0__.Worker(script, { workerData: input, argv: [], stdout: false, stderr: false });
-    }
-    catch (error) {
-        onError(`the pack reader's thread did not start: ${error.message}`);
-        return undefined;
-    }
-    // The download's end, passed on as it is seen.
-    const poll = setInterval(() => {
-        if (finished()) {
-            worker.postMessage('done');
-            clearInterval(poll);
-        }
-    }, POLL_MS);
-    let reader;
-    let settle = () => undefined;
-    const over = new Promise((resolve) => (settle = resolve));
-    return new Promise((announce) => {
-        let ended = false;
-        const end = (why) => {
-            if (ended)
-                return;
-            ended = true;
-            clearInterval(poll);
-            if (why !== undefined) {
-                if (reader)
-                    reader.fail(why);
-                else
-                    onError(why);
-            }
-            announce(undefined);
-            settle();
-        };
-        worker.on('message', (message) => {
-            switch (message.type) {
-                case 'index':
-                    reader = _reader_js__WEBPACK_IMPORTED_MODULE_2__/* .PackReader */ .t.streaming((0,_format_js__WEBPACK_IMPORTED_MODULE_1__/* .parseIndex */ .A1)(message.index), message.narsFile);
-                    announce({ reader, finished: over });
-                    return;
-                case 'verified':
-                    reader?.verifiedThrough(message.upTo);
-                    return;
-                case 'corrupt':
-                    reader?.fail(message.message);
-                    return;
-                case 'error':
-                    onError(message.message);
-                    return;
-                case 'finished':
-                    end();
-                    void worker.terminate();
-            }
-        });
-        worker.on('error', (error) => end(`the pack reader's thread failed: ${error.message}`));
-        worker.on('exit', (code) => end(`the pack reader's thread stopped (exit code ${code})`));
-    });
-}
-
-
-/***/ }),
-
-/***/ 3867:
+/***/ 9278:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -49888,19 +47995,271 @@ const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
 const NARINFO_BATCH_LIMIT = 1000;
 const NARINFO_LOOKUP_SCOPES = (/* unused pure expression or super */ null && (['union', 'write']));
 
-// EXTERNAL MODULE: ./src/nix/store-path.ts
-var store_path = __nccwpck_require__(5601);
-// EXTERNAL MODULE: ./src/nix/hash.ts
-var nix_hash = __nccwpck_require__(7070);
-// EXTERNAL MODULE: ./src/nix/nix32.ts
-var nix32 = __nccwpck_require__(530);
+;// CONCATENATED MODULE: ./src/nix/nix32.ts
+/**
+ * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
+ * the end, so the first character carries the most significant bits of the last byte.
+ */
+const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
+/** One nix32 character, as a regular-expression class. */
+const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
+const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
+/** Length in characters of the nix32 form of `byteLength` bytes. */
+function nix32Length(byteLength) {
+    return Math.ceil((byteLength * 8) / 5);
+}
+function encodeNix32(bytes) {
+    const length = nix32Length(bytes.length);
+    let out = '';
+    for (let n = length - 1; n >= 0; n--) {
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        const low = bytes[i] >> j;
+        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
+        out += NIX32_ALPHABET[(low | high) & 0x1f];
+    }
+    return out;
+}
+class Nix32Error extends Error {
+}
+function decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
+    if (text.length !== nix32Length(byteLength)) {
+        throw new Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
+    }
+    const bytes = Buffer.alloc(byteLength);
+    for (let n = 0; n < text.length; n++) {
+        const c = text[text.length - n - 1];
+        const digit = DIGIT_OF.get(c);
+        if (digit === undefined)
+            throw new Nix32Error(`invalid character '${c}' in nix32 string`);
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        bytes[i] |= (digit << j) & 0xff;
+        const carry = digit >> (8 - j);
+        if (i + 1 < byteLength)
+            bytes[i + 1] |= carry;
+        else if (carry !== 0)
+            throw new Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
+    }
+    return bytes;
+}
+function isNix32(text) {
+    for (const c of text)
+        if (!DIGIT_OF.has(c))
+            return false;
+    return true;
+}
+
+;// CONCATENATED MODULE: ./src/nix/store-path.ts
+/** Store paths: `<storeDir>/<32-char nix32 hash>-<name>`, validated as Nix does. */
+
+const store_path_DEFAULT_STORE_DIR = '/nix/store';
+const HASH_PART_LENGTH = 32;
+/** A store path's hash part: 32 nix32 characters (160 bits). */
+const HASH_PART_PATTERN = new RegExp(`^${NIX32_CLASS}{${HASH_PART_LENGTH}}$`);
+/** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
+const MAX_NAME_LENGTH = 211;
+const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
+class StorePathError extends Error {
+}
+/** Checks a store path hash part (the 32 nix32 characters); throws naming the problem. */
+function validateHashPart(hashPart) {
+    if (hashPart.length !== HASH_PART_LENGTH) {
+        throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
+    }
+    if (!isNix32(hashPart))
+        throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
+    return hashPart;
+}
+/**
+ * Checks a store path name. Nix 2.8 itself accepts any name made of the allowed characters (so
+ * `.hidden` is a path Nix builds); like later Nix versions we also refuse `.`, `..` and names whose
+ * first dash-separated part is one of those, which only ever serve path tricks.
+ */
+function validateName(name, baseName = name) {
+    if (name.length === 0)
+        throw new StorePathError(`store path '${baseName}' has an empty name`);
+    if (name.length > MAX_NAME_LENGTH) {
+        throw new StorePathError(`store path name in '${baseName}' is longer than ${MAX_NAME_LENGTH} characters`);
+    }
+    const bad = NAME_PATTERN.test(name) ? undefined : [...name].find((c) => !NAME_PATTERN.test(c));
+    if (bad !== undefined) {
+        throw new StorePathError(`store path name in '${baseName}' has the character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`);
+    }
+    const firstPart = name.split('-', 1)[0];
+    if (firstPart === '.' || firstPart === '..') {
+        throw new StorePathError(`store path name in '${baseName}' must not start with '${firstPart}'`);
+    }
+    return name;
+}
+function normalizeStoreDir(storeDir) {
+    const trimmed = storeDir.replace(/\/+$/, '');
+    const segments = trimmed.split('/').slice(1);
+    if (!trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..')) {
+        throw new StorePathError(`store dir '${storeDir}' must be an absolute, canonical directory other than '/'`);
+    }
+    return trimmed;
+}
+class store_path_StorePath {
+    hashPart;
+    name;
+    constructor(hashPart, name) {
+        this.hashPart = hashPart;
+        this.name = name;
+    }
+    /** Parses a base name such as `l74iprxx1nl7ni75j8rhax3368zxgkzn-chain-b`. */
+    static fromBaseName(baseName) {
+        if (baseName.length < HASH_PART_LENGTH + 1 || baseName[HASH_PART_LENGTH] !== '-') {
+            throw new StorePathError(`'${baseName}' is not a store path base name (<32-char hash>-<name>)`);
+        }
+        const hashPart = validateHashPart(baseName.slice(0, HASH_PART_LENGTH));
+        const name = validateName(baseName.slice(HASH_PART_LENGTH + 1), baseName);
+        return new store_path_StorePath(hashPart, name);
+    }
+    /** Parses a full path directly inside `storeDir` (default `/nix/store`). */
+    static parse(path, storeDir = store_path_DEFAULT_STORE_DIR) {
+        const prefix = `${normalizeStoreDir(storeDir)}/`;
+        if (!path.startsWith(prefix))
+            throw new StorePathError(`path '${path}' is not in the store '${storeDir}'`);
+        const baseName = path.slice(prefix.length);
+        if (baseName.includes('/'))
+            throw new StorePathError(`path '${path}' is inside a store path, not a store path`);
+        return store_path_StorePath.fromBaseName(baseName);
+    }
+    /** True when `path` is a valid store path in `storeDir`. */
+    static isValid(path, storeDir = store_path_DEFAULT_STORE_DIR) {
+        try {
+            store_path_StorePath.parse(path, storeDir);
+            return true;
+        }
+        catch (e) {
+            if (e instanceof StorePathError)
+                return false;
+            throw e;
+        }
+    }
+    get baseName() {
+        return `${this.hashPart}-${this.name}`;
+    }
+    toPath(storeDir = store_path_DEFAULT_STORE_DIR) {
+        return `${normalizeStoreDir(storeDir)}/${this.baseName}`;
+    }
+    toString() {
+        return this.baseName;
+    }
+}
+
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: ./src/nix/hash.ts
+/** Nix hashes and their text forms: `algo:nix32`, `algo:base16`, `algo:base64` and SRI `algo-base64`. */
+
+
+const DIGEST_BYTES = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
+class HashError extends Error {
+}
+class Hash {
+    algorithm;
+    digest;
+    constructor(algorithm, digest) {
+        this.algorithm = algorithm;
+        this.digest = digest;
+        if (digest.length !== DIGEST_BYTES[algorithm]) {
+            throw new HashError(`${algorithm} digest must be ${DIGEST_BYTES[algorithm]} bytes, got ${digest.length}`);
+        }
+    }
+    /**
+     * Parses `algo:<nix32|base16|base64>` or SRI `algo-<base64>`. With `expected`, a bare digest
+     * without the algorithm prefix is accepted too.
+     */
+    static parse(text, expected) {
+        const sri = /^(md5|sha1|sha256|sha512)-([A-Za-z0-9+/]+={0,2})$/.exec(text);
+        if (sri) {
+            if (expected !== undefined && sri[1] !== expected)
+                throw new HashError(`expected a ${expected} hash, got '${text}'`);
+            return Hash.fromDigestText(sri[1], sri[2], 'base64', text);
+        }
+        const colon = text.indexOf(':');
+        let algorithm;
+        let digest;
+        if (colon === -1) {
+            algorithm = expected;
+            digest = text;
+        }
+        else {
+            algorithm = text.slice(0, colon);
+            digest = text.slice(colon + 1);
+        }
+        if (algorithm === undefined)
+            throw new HashError(`hash '${text}' does not name its algorithm`);
+        if (!(algorithm in DIGEST_BYTES))
+            throw new HashError(`unknown hash algorithm '${algorithm}' in '${text}'`);
+        if (expected !== undefined && algorithm !== expected) {
+            throw new HashError(`expected a ${expected} hash, got '${text}'`);
+        }
+        return Hash.fromDigestText(algorithm, digest, undefined, text);
+    }
+    static fromDigestText(algorithm, digest, encoding, original) {
+        const bytes = DIGEST_BYTES[algorithm];
+        if (encoding === undefined) {
+            if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
+                return new Hash(algorithm, Buffer.from(digest, 'hex'));
+            }
+            if (digest.length === nix32Length(bytes) && isNix32(digest)) {
+                try {
+                    return new Hash(algorithm, decodeNix32(digest, bytes));
+                }
+                catch (e) {
+                    if (e instanceof Nix32Error)
+                        throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
+                    throw e;
+                }
+            }
+        }
+        if (digest.length === Math.ceil(bytes / 3) * 4 && /^[A-Za-z0-9+/]+={0,2}$/.test(digest)) {
+            const decoded = Buffer.from(digest, 'base64');
+            // Node ignores stray bits in the last character: insist on the one canonical spelling.
+            if (decoded.length === bytes && decoded.toString('base64') === digest)
+                return new Hash(algorithm, decoded);
+        }
+        throw new HashError(`'${original}' is not a valid ${algorithm} hash`);
+    }
+    static of(algorithm, data) {
+        return new Hash(algorithm, (0,external_node_crypto_.createHash)(algorithm).update(data).digest());
+    }
+    get nix32() {
+        return encodeNix32(this.digest);
+    }
+    get base16() {
+        return this.digest.toString('hex');
+    }
+    get base64() {
+        return this.digest.toString('base64');
+    }
+    /** `sha256:<nix32>`, the form narinfo files use. */
+    toString() {
+        return `${this.algorithm}:${this.nix32}`;
+    }
+    toBase16String() {
+        return `${this.algorithm}:${this.base16}`;
+    }
+    toSRI() {
+        return `${this.algorithm}-${this.base64}`;
+    }
+    equals(other) {
+        return this.algorithm === other.algorithm && this.digest.equals(other.digest);
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/nix/nar-url.ts
 
 /** File name extensions Nix gives compressed NARs. */
 const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
 const COMPRESSION_OF_EXTENSION = new Map(Object.entries(NAR_EXTENSIONS).map(([compression, ext]) => [ext, compression]));
 /** `<hash>.nar<ext>`, the file name part; the extension any `.[a-z0-9]+` so an unknown one can be named. */
-const NAR_FILE_NAME = new RegExp(`^(${nix32/* NIX32_CLASS */.Yc}{52})\\.nar((?:\\.[a-z0-9]+)?)$`);
+const NAR_FILE_NAME = new RegExp(`^(${NIX32_CLASS}{52})\\.nar((?:\\.[a-z0-9]+)?)$`);
 /** `<hash>.nar<ext>` \u2192 its parts; undefined when it is not that shape. */
 function parseNarFileName(name) {
     const match = NAR_FILE_NAME.exec(name);
@@ -49967,10 +48326,10 @@ function parseSize(field, value) {
 function parseHash(field, value) {
     let hash;
     try {
-        hash = nix_hash/* Hash */.V.parse(value);
+        hash = Hash.parse(value);
     }
     catch (e) {
-        if (e instanceof nix_hash/* HashError */.x)
+        if (e instanceof HashError)
             throw new NarInfoError(`${field}: ${e.message}`);
         throw e;
     }
@@ -49980,16 +48339,16 @@ function parseHash(field, value) {
 }
 function checkBaseName(field, value) {
     try {
-        return store_path/* StorePath */.BE.fromBaseName(value).baseName;
+        return store_path_StorePath.fromBaseName(value).baseName;
     }
     catch (e) {
-        if (e instanceof store_path/* StorePathError */.lm)
+        if (e instanceof StorePathError)
             throw new NarInfoError(`${field}: ${e.message}`);
         throw e;
     }
 }
 function parseNarInfo(text, options = {}) {
-    const storeDir = options.storeDir ?? store_path/* DEFAULT_STORE_DIR */.qC;
+    const storeDir = options.storeDir ?? store_path_DEFAULT_STORE_DIR;
     const maxBytes = options.maxBytes ?? NARINFO_MAX_BYTES;
     if (Buffer.byteLength(text) > maxBytes)
         throw new NarInfoError(`narinfo is larger than ${maxBytes} bytes`);
@@ -50030,10 +48389,10 @@ function parseNarInfo(text, options = {}) {
     };
     const storePath = required('StorePath');
     try {
-        store_path/* StorePath */.BE.parse(storePath, storeDir);
+        store_path_StorePath.parse(storePath, storeDir);
     }
     catch (e) {
-        if (e instanceof store_path/* StorePathError */.lm)
+        if (e instanceof StorePathError)
             throw new NarInfoError(`StorePath: ${e.message}`);
         throw e;
     }
@@ -50179,8 +48538,375 @@ function written(sink, chunk) {
     });
 }
 
-// EXTERNAL MODULE: ./src/nix/nar.ts
-var nar = __nccwpck_require__(6581);
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+// EXTERNAL MODULE: external "node:zlib"
+var external_node_zlib_ = __nccwpck_require__(8522);
+;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
+/**
+ * Node 24's zstd decompressor silently drops whatever follows the end of a frame within the same
+ * chunk, so concatenated frames (pzstd, files compressed in parts) lose data or fail with "Unknown
+ * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
+ * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
+ * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
+ *
+ * For uploads the walk also refuses what a NAR file has no use for: skippable frames (padding that
+ * would be stored and served) and frames whose window needs more memory than allowed.
+ */
+
+const ZSTD_MAGIC = 0xfd2fb528;
+const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
+const SKIPPABLE_MAGIC = 0x184d2a50;
+// Units whose bytes are parsed (the others are only counted).
+const PARSED = new Set(['magic', 'descriptor', 'headerRest', 'blockHeader', 'skipSize']);
+const DICT_ID_BYTES = [0, 1, 2, 4];
+const CONTENT_SIZE_BYTES = [0, 2, 4, 8];
+class ZstdFrameError extends Error {
+}
+/** A frame asks for a larger window (decoder memory) than `maxWindowBytes`. */
+class ZstdWindowError extends ZstdFrameError {
+}
+/** A skippable frame where `refuseSkippable` is set. */
+class ZstdSkippableFrameError extends ZstdFrameError {
+}
+const MiB = 1024 * 1024;
+const mib = (bytes) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
+/** A Transform over ZstdFrameScanner: what it emits, it pushes. */
+class ZstdFrameSplitter extends external_node_stream_.Transform {
+    scanner = new ZstdFrameScanner();
+    _transform(chunk, _encoding, callback) {
+        try {
+            this.scanner.split(chunk, (piece) => this.push(piece));
+        }
+        catch (error) {
+            callback(error);
+            return;
+        }
+        callback();
+    }
+    _flush(callback) {
+        try {
+            this.scanner.finish();
+        }
+        catch (error) {
+            callback(error);
+            return;
+        }
+        callback();
+    }
+}
+/**
+ * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
+ * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
+ */
+class ZstdFrameScanner {
+    rules;
+    unit = 'magic';
+    need = 4;
+    parsed = [];
+    checksum = false;
+    singleSegment = false;
+    dictIdBytes = 0;
+    /** Where the current frame began, for messages. */
+    frameStart = 0;
+    lastBlock = false;
+    /** Bytes of input consumed so far, for error messages. */
+    position = 0;
+    /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
+    forwarding = false;
+    /** Where the current `split` call emits (advance() emits a frame's magic number). */
+    emit = () => undefined;
+    constructor(rules = {}) {
+        this.rules = rules;
+    }
+    /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
+    split(chunk, emit) {
+        this.emit = emit;
+        let start = 0;
+        let i = 0;
+        while (i < chunk.length) {
+            const take = Math.min(this.need, chunk.length - i);
+            if (PARSED.has(this.unit))
+                this.parsed.push(...chunk.subarray(i, i + take));
+            i += take;
+            this.position += take;
+            this.need -= take;
+            if (this.need > 0)
+                break;
+            const unit = this.unit;
+            const frameEnded = this.advance();
+            if (unit === 'magic')
+                start = i; // advance() emitted the magic itself, once it knew the kind
+            if (frameEnded) {
+                if (this.forwarding && i > start)
+                    emit(chunk.subarray(start, i));
+                start = i;
+                this.forwarding = false;
+            }
+        }
+        if (this.forwarding && i > start)
+            emit(chunk.subarray(start, i));
+    }
+    /** Throws unless the data so far ended at the end of a frame. */
+    finish() {
+        if (this.unit !== 'magic' || this.need !== 4) {
+            throw new ZstdFrameError('zstd data ends in the middle of a frame (truncated)');
+        }
+    }
+    /** Moves past a completed unit; returns true when a frame (zstd or skippable) ended with it. */
+    advance() {
+        const bytes = Buffer.from(this.parsed);
+        this.parsed = [];
+        switch (this.unit) {
+            case 'magic': {
+                const magic = bytes.readUInt32LE(0);
+                this.frameStart = this.position - 4;
+                if (magic === ZSTD_MAGIC) {
+                    this.emit(bytes);
+                    this.forwarding = true;
+                    return this.next('descriptor', 1);
+                }
+                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) {
+                    if (this.rules.refuseSkippable) {
+                        throw new ZstdSkippableFrameError(`zstd skippable frame at byte ${this.frameStart}: padding is not accepted in a NAR file`);
+                    }
+                    return this.next('skipSize', 4);
+                }
+                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.frameStart}`);
+            }
+            case 'descriptor': {
+                const d = bytes[0];
+                if (d & 0x08)
+                    throw new ZstdFrameError('zstd frame header has its reserved bit set');
+                const singleSegment = (d >> 5) & 1;
+                const contentSizeFlag = d >> 6;
+                this.checksum = ((d >> 2) & 1) === 1;
+                this.singleSegment = singleSegment === 1;
+                this.dictIdBytes = DICT_ID_BYTES[d & 3];
+                const rest = (singleSegment ? 0 : 1) +
+                    DICT_ID_BYTES[d & 3] +
+                    (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
+                return this.next('headerRest', rest);
+            }
+            case 'headerRest':
+                this.checkWindow(bytes);
+                return this.next('blockHeader', 3);
+            case 'blockHeader': {
+                const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
+                this.lastBlock = (header & 1) === 1;
+                const type = (header >> 1) & 3;
+                if (type === 3)
+                    throw new ZstdFrameError('zstd block has the reserved block type');
+                return this.next('blockContent', type === 1 ? 1 : header >>> 3);
+            }
+            case 'blockContent':
+                if (!this.lastBlock)
+                    return this.next('blockHeader', 3);
+                if (this.checksum)
+                    return this.next('checksum', 4);
+                return this.endFrame();
+            case 'checksum':
+                return this.endFrame();
+            case 'skipSize':
+                return this.next('skipContent', bytes.readUInt32LE(0));
+            case 'skipContent':
+                return this.endFrame();
+        }
+    }
+    /** The window the frame header declares (RFC 8878 3.1.1.1.2), against `maxWindowBytes`. */
+    checkWindow(rest) {
+        const max = this.rules.maxWindowBytes;
+        if (max === undefined)
+            return;
+        let window;
+        if (this.singleSegment) {
+            // No window descriptor: the window is the whole content, whose size follows the dictionary id.
+            const sizeBytes = rest.subarray(this.dictIdBytes);
+            window =
+                sizeBytes.length === 2
+                    ? sizeBytes.readUInt16LE(0) + 256
+                    : sizeBytes.length === 8
+                        ? Number(sizeBytes.readBigUInt64LE(0))
+                        : sizeBytes.readUIntLE(0, sizeBytes.length);
+        }
+        else {
+            const descriptor = rest[0];
+            const base = 2 ** (10 + (descriptor >> 3));
+            window = base + (base / 8) * (descriptor & 7);
+        }
+        if (window > max) {
+            throw new ZstdWindowError(`zstd frame at byte ${this.frameStart} needs a ${mib(window)} window to decompress, over the limit of ${mib(max)}`);
+        }
+    }
+    next(unit, need) {
+        this.unit = unit;
+        this.need = need;
+        // Zero-length units (an empty header rest, an empty raw block) complete at once.
+        return need === 0 ? this.advance() : false;
+    }
+    endFrame() {
+        this.unit = 'magic';
+        this.need = 4;
+        return true;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar.ts
+/**
+ * Streaming NAR hashing, compression and decompression. Nothing here holds a NAR in memory: data
+ * flows through in chunks, so a multi-gigabyte upload costs a few buffers.
+ *
+ * zstd comes from Node 24's zlib. xz runs the system `xz` program as a child process, both ways:
+ * Node has no xz, and the WASM decompressor on npm (xz-decompress) is correct (multi-block,
+ * multi-stream, integrity checks) but serializes every decompression in the process behind one
+ * global lock, so one slow xz upload would stall all others. `xz` is native, concurrent and
+ * multi-threaded; the `xz` program (Debian: xz-utils) must be on PATH when xz is used.
+ */
+
+
+
+
+/** Compressions Sluice can verify and produce (a subset of what Nix reads). */
+const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
+class CompressionError extends Error {
+}
+/** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
+class DecompressionMemoryError extends CompressionError {
+}
+/** Without a stated limit: xz -9 needs 65 MiB to decompress; a file asking for far more is refused. */
+const XZ_DECOMPRESS_MEMLIMIT = 256 * 1024 * 1024;
+const nar_mib = (bytes) => `${Math.round((bytes / 2 ** 20) * 10) / 10} MiB`;
+function checkCompression(compression) {
+    if (!NAR_COMPRESSIONS.includes(compression)) {
+        throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
+    }
+    return compression;
+}
+/** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
+class ProcessStream extends external_node_stream_.Duplex {
+    what;
+    explain;
+    child;
+    stderr = '';
+    constructor(command, args, what, 
+    /** Turns the program's stderr into a more specific error, where it recognises one. */
+    explain = () => undefined) {
+        super();
+        this.what = what;
+        this.explain = explain;
+        this.child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+        // EPIPE when the program quits early (corrupt input): its exit status tells why.
+        this.child.stdin.on('error', () => { });
+        this.child.stderr.setEncoding('utf8').on('data', (text) => {
+            if (this.stderr.length < 4096)
+                this.stderr += text;
+        });
+        this.child.stdout.on('data', (chunk) => {
+            if (!this.push(chunk))
+                this.child.stdout.pause();
+        });
+        this.child.on('error', (error) => {
+            this.destroy(error.code === 'ENOENT'
+                ? new CompressionError(`${what} needs the '${command}' program on PATH (Debian: apt-get install xz-utils)`)
+                : error);
+        });
+        this.child.on('close', (code, signal) => {
+            if (this.destroyed)
+                return;
+            if (code === 0)
+                this.push(null);
+            else {
+                const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
+                this.destroy(this.explain(this.stderr) ?? new CompressionError(`${this.what} failed: ${detail}`));
+            }
+        });
+    }
+    _read() {
+        this.child.stdout.resume();
+    }
+    _write(chunk, _encoding, callback) {
+        if (this.child.stdin.write(chunk))
+            callback();
+        else
+            this.child.stdin.once('drain', () => callback());
+    }
+    _final(callback) {
+        this.child.stdin.end();
+        callback();
+    }
+    _destroy(error, callback) {
+        if (this.child.exitCode === null && this.child.signalCode === null)
+            this.child.kill();
+        callback(error);
+    }
+}
+/**
+ * Output chunk of Node's zstd streams. The default (16 KiB) costs a thread-pool round trip per
+ * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
+ */
+const ZSTD_CHUNK_BYTES = 256 * 1024;
+/** Node's zstd decoder, its window bounded by `maxMemory` (default: zstd's own limit, 128 MiB). */
+function createZstdDecoder(maxMemory) {
+    const windowLogMax = maxMemory === undefined ? undefined : Math.min(31, Math.max(10, Math.floor(Math.log2(maxMemory))));
+    return (0,external_node_zlib_.createZstdDecompress)({
+        chunkSize: ZSTD_CHUNK_BYTES,
+        ...(windowLogMax === undefined ? {} : { params: { [external_node_zlib_.constants.ZSTD_d_windowLogMax]: windowLogMax } }),
+    });
+}
+/** The `xz` program decompressing within `maxMemory`, on one thread (one dictionary per upload). */
+function createXzDecoder(maxMemory = XZ_DECOMPRESS_MEMLIMIT) {
+    return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', '--threads=1', `--memlimit-decompress=${maxMemory}`], 'xz decompression', (stderr) => /memory usage limit reached/i.test(stderr)
+        ? new DecompressionMemoryError(`xz data needs more memory to decompress than the limit of ${nar_mib(maxMemory)} (its dictionary is larger)`)
+        : undefined);
+}
+/** A stream that turns a compressed NAR file back into the NAR. */
+function createDecompressor(compression, options = {}) {
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new external_node_stream_.PassThrough();
+        case 'zstd':
+            // Node's decoder alone drops frames that follow another in the same chunk: split them first.
+            return new ZstdFrameSplitter().compose(createZstdDecoder(options.maxMemory));
+        case 'xz':
+            return createXzDecoder(options.maxMemory);
+    }
+}
+/**
+ * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
+ * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
+ */
+function createCompressor(compression, options = {}) {
+    const { level } = options;
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new external_node_stream_.PassThrough();
+        case 'zstd':
+            // With a checksum, as the zstd tool writes by default: corruption fails decompression loudly.
+            return (0,external_node_zlib_.createZstdCompress)({
+                chunkSize: ZSTD_CHUNK_BYTES,
+                params: {
+                    [external_node_zlib_.constants.ZSTD_c_checksumFlag]: 1,
+                    ...(level === undefined ? {} : { [external_node_zlib_.constants.ZSTD_c_compressionLevel]: level }),
+                },
+            });
+        case 'xz': {
+            if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
+                throw new CompressionError(`xz level must be 0-9, got ${level}`);
+            }
+            const args = [
+                '--compress',
+                '--stdout',
+                '--quiet',
+                '--threads=0',
+                ...(level === undefined ? [] : [`-${level}`]),
+            ];
+            return new ProcessStream('xz', args, 'xz compression');
+        }
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/proxy/push/gc-pacer.ts
 const collect = globalThis.gc;
 const MINOR_EVERY_BYTES = 2 * 1024 * 1024;
@@ -50204,8 +48930,6 @@ function buffersSpent(bytes) {
     }
 }
 
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: ./src/proxy/push/nar-dump.ts
 /**
  * Serializes a store path as a NAR in-process, the bytes `nix-store --dump` writes: starting one
@@ -50262,7 +48986,7 @@ async function* narPieces(path) {
         throw new Error(`${path.toString()} is neither a file, a directory nor a symlink`);
     }
 }
-async function* nar_dump_nar(path) {
+async function* nar(path) {
     yield tokens('nix-archive-1');
     yield* narPieces(Buffer.from(path));
 }
@@ -50274,7 +48998,7 @@ async function* nar_dump_nar(path) {
  */
 async function* narChunks(path, buffer) {
     let used = 0;
-    for await (const piece of nar_dump_nar(path)) {
+    for await (const piece of nar(path)) {
         if (Buffer.isBuffer(piece)) {
             for (let offset = 0; offset < piece.length;) {
                 const copied = piece.copy(buffer, used, offset);
@@ -50333,7 +49057,7 @@ const CHUNKS_AHEAD = 1;
 /** NAR chunks (one per upload in flight) and compressed chunks (a few per upload), kept for reuse. */
 const chunkBuffers = new BufferPool(CHUNK_BYTES, 24, 10_000);
 function compressor(compression) {
-    return (0,nar/* createCompressor */._S)(compression, compression === 'zstd' ? { level: ZSTD_LEVEL } : {});
+    return createCompressor(compression, compression === 'zstd' ? { level: ZSTD_LEVEL } : {});
 }
 /** The store path's NAR is not the size the Nix database says: sending it again would not help. */
 class NarSizeError extends Error {
@@ -50746,10 +49470,10 @@ function parseStoredNar(text, info, compression) {
         typeof fileSize !== 'number' ||
         typeof narHash !== 'string' ||
         narSize !== info.narSize ||
-        !nix_hash/* Hash */.V.parse(narHash).equals(info.narHash)) {
+        !Hash.parse(narHash).equals(info.narHash)) {
         throw new UpstreamError(`the server's answer to the NAR upload of ${info.path} does not fit it: ${text.slice(0, 300)}`);
     }
-    return { url, fileHash: nix_hash/* Hash */.V.parse(fileHash), fileSize };
+    return { url, fileHash: Hash.parse(fileHash), fileSize };
 }
 class Uploader {
     options;
@@ -50816,7 +49540,7 @@ class Uploader {
             stats.pushedBytes += file.fileSize + narinfoBytes;
             stats.paths.pushed(info.path, file.fileSize);
             log.info({ path: info.path, bytes: file.fileSize }, 'pushed');
-            this.options.onPushed?.(store_path/* StorePath */.BE.parse(info.path).hashPart);
+            this.options.onPushed?.(store_path_StorePath.parse(info.path).hashPart);
             ok = true;
         }
         catch (e) {
@@ -50859,16 +49583,16 @@ class Uploader {
             fileSize: file.fileSize,
             narHash: info.narHash,
             narSize: info.narSize,
-            references: info.references.map((r) => store_path/* StorePath */.BE.parse(r).baseName),
+            references: info.references.map((r) => store_path_StorePath.parse(r).baseName),
             sigs: [],
             extra: [],
         };
         if (info.deriver)
-            narinfo.deriver = store_path/* StorePath */.BE.parse(info.deriver).baseName;
+            narinfo.deriver = store_path_StorePath.parse(info.deriver).baseName;
         if (info.ca)
             narinfo.ca = info.ca;
         const text = serializeNarInfo(narinfo);
-        await this.put(`/${store_path/* StorePath */.BE.parse(info.path).hashPart}.narinfo`, () => text, {
+        await this.put(`/${store_path_StorePath.parse(info.path).hashPart}.narinfo`, () => text, {
             'content-type': 'text/x-nix-narinfo',
             'content-length': String(Buffer.byteLength(text)),
         });
@@ -51095,7 +49819,7 @@ class PushQueue {
         // Uploads start as soon as a path is found missing; narinfo order is kept by the uploader,
         // which knows (expect) every path that may still come.
         this.uploader.expect(candidates.map((info) => info.path));
-        const onServer = await this.serverHas(candidates.map((info) => store_path/* StorePath */.BE.parse(info.path).hashPart));
+        const onServer = await this.serverHas(candidates.map((info) => store_path_StorePath.parse(info.path).hashPart));
         await forEachLimited(candidates, CHECK_CONCURRENCY, async (info) => {
             const where = await this.whereCached(info.path, onServer);
             if (where === 'server')
@@ -51149,7 +49873,7 @@ class PushQueue {
      * the batch answer, when there is one.
      */
     async whereCached(path, onServer) {
-        const hashPart = store_path/* StorePath */.BE.parse(path).hashPart;
+        const hashPart = store_path_StorePath.parse(path).hashPart;
         if (onServer) {
             if (onServer.has(hashPart))
                 return 'server';
@@ -51201,8 +49925,8 @@ class PushQueue {
     }
 }
 
-// EXTERNAL MODULE: external "node:stream/promises"
-var external_node_stream_promises_ = __nccwpck_require__(6466);
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 ;// CONCATENATED MODULE: ./src/contracts/http-error.ts
 class HttpError extends Error {
     status;
@@ -51393,7 +50117,7 @@ function parseCandidate(narinfo) {
     let path;
     try {
         info = parseNarInfo(narinfo);
-        path = store_path/* StorePath */.BE.parse(info.storePath);
+        path = store_path_StorePath.parse(info.storePath);
     }
     catch {
         return undefined;
@@ -51899,7 +50623,7 @@ const NARINFO_SET_CONTENT_TYPE = 'application/vnd.sluice.narinfo-set';
 /** A cursor is opaque to the proxy: the store's position (a counter or a transaction id), in digits. */
 const SET_CURSOR_PATTERN = /^[0-9]{1,20}$/;
 const DIGIT = new Int8Array(128).fill(-1);
-for (const [i, c] of [...nix32/* NIX32_ALPHABET */.$f].entries())
+for (const [i, c] of [...NIX32_ALPHABET].entries())
     DIGIT[c.charCodeAt(0)] = i;
 /**
  * The first 32 bits of a hash part (32 nix32 characters of 5 bits each, most significant first):
@@ -52512,7 +51236,7 @@ class CacheRoutes {
         }
         const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
         try {
-            await (0,external_node_stream_promises_.pipeline)(response.body, counter, res);
+            await (0,external_node_stream_promises_namespaceObject.pipeline)(response.body, counter, res);
             if (response.statusCode === 200)
                 this.stats.paths.narServed(path);
         }
@@ -52529,8 +51253,6 @@ function methodNotAllowed(method, allowed) {
     });
 }
 
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/nix/signing.ts
 /**
  * Nix binary cache signatures: ed25519 over a path's fingerprint, keys in Nix's `name:base64` files.
@@ -52607,8 +51329,8 @@ function generateSecretKey(name) {
  * names. Nix holds references in a sorted set, so they are sorted and deduplicated here too: a
  * narinfo listing them in another order still gets the signature Nix expects.
  */
-function fingerprint(storePath, narHash, narSize, references, storeDir = store_path/* DEFAULT_STORE_DIR */.qC) {
-    const hash = typeof narHash === 'string' ? nix_hash/* Hash */.V.parse(narHash) : narHash;
+function fingerprint(storePath, narHash, narSize, references, storeDir = store_path_DEFAULT_STORE_DIR) {
+    const hash = typeof narHash === 'string' ? Hash.parse(narHash) : narHash;
     const dir = storeDir.replace(/\/+$/, '');
     const refs = [...new Set(references)]
         .sort()
@@ -52750,10 +51472,10 @@ function storePathField(value, field) {
     if (typeof value !== 'string')
         throw new HttpError(400, `${field} must be a store path string`, 'bad_request');
     try {
-        store_path/* StorePath */.BE.parse(value);
+        store_path_StorePath.parse(value);
     }
     catch (e) {
-        if (e instanceof store_path/* StorePathError */.lm)
+        if (e instanceof StorePathError)
             throw new HttpError(400, `${field}: ${e.message}`, 'bad_request');
         throw e;
     }
@@ -53062,8 +51784,6 @@ class Stats {
     }
 }
 
-// EXTERNAL MODULE: external "node:child_process"
-var external_node_child_process_ = __nccwpck_require__(1421);
 // EXTERNAL MODULE: external "node:util"
 var external_node_util_ = __nccwpck_require__(7975);
 ;// CONCATENATED MODULE: ./src/proxy/push/local-store.ts
@@ -53074,7 +51794,7 @@ var external_node_util_ = __nccwpck_require__(7975);
 
 
 
-const execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_.execFile);
+const execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
 /** `nix` with the CLI enabled whatever the machine's nix.conf says. */
 const NIX_COMMAND = ['--extra-experimental-features', 'nix-command'];
 const MAX_PATHS_PER_COMMAND = 1000;
@@ -53117,7 +51837,7 @@ class LocalStore {
             }
             const info = {
                 path: entry.path,
-                narHash: nix_hash/* Hash */.V.parse(entry.narHash),
+                narHash: Hash.parse(entry.narHash),
                 narSize: entry.narSize,
                 references: entry.references ?? [],
             };
@@ -53145,8 +51865,13 @@ class LocalStore {
     }
 }
 
-// EXTERNAL MODULE: ./src/contracts/pack-api.ts
-var pack_api = __nccwpck_require__(1418);
+;// CONCATENATED MODULE: ./src/contracts/pack-api.ts
+const PACK_DIR = 'sluice-pack';
+const PACK_INDEX = 'index.json';
+const PACK_NARS = 'nars.zst';
+/** The paths given to @actions/cache, as written: the cache version is a hash of this exact text. */
+const pack_api_PACK_CACHE_PATHS = [`${PACK_DIR}/${PACK_INDEX}`, `${PACK_DIR}/${PACK_NARS}`];
+
 ;// CONCATENATED MODULE: ./src/contracts/pack-cache.ts
 /**
  * The GitHub Actions cache through @actions/cache, one restore or save of a pack at a time.
@@ -53232,7 +51957,7 @@ async function restorePack(dir, key, restoreKeys, tempDir) {
     const cache = await __nccwpck_require__.e(/* import() */ 139).then(__nccwpck_require__.bind(__nccwpck_require__, 9139));
     const tarOptions = process.env.TAR_OPTIONS;
     try {
-        const { value, causes } = await inside(dir, () => cache.restoreCache([...pack_api/* PACK_CACHE_PATHS */.kw], key, restoreKeys), tempDir);
+        const { value, causes } = await inside(dir, () => cache.restoreCache([...pack_api_PACK_CACHE_PATHS], key, restoreKeys), tempDir);
         if (value !== undefined)
             return { ok: true, key: value };
         if (causes.length > 0)
@@ -53260,10 +51985,962 @@ async function savePack(dir, key) {
     }
 }
 
-// EXTERNAL MODULE: ./src/proxy/pack/stream-restore.ts + 3 modules
-var stream_restore = __nccwpck_require__(9663);
-// EXTERNAL MODULE: ./src/proxy/pack/stream-worker.ts
-var stream_worker = __nccwpck_require__(3512);
+;// CONCATENATED MODULE: ./src/proxy/pack/format.ts
+/**
+ * A pack: the store paths one CI job saved to the GitHub Actions cache, as one cache entry of two
+ * files. `index.json` (read first, small) states each path's narinfo facts and where its NAR sits
+ * in `nars.zst`, the zstd-compressed NARs concatenated, references before referrers. @actions/cache
+ * tars the two files in this order, so the index arrives before the NARs.
+ */
+
+
+
+const PACK_FORMAT = 'sluice-pack';
+const PACK_VERSION = 1;
+class PackFormatError extends Error {
+}
+function serializeIndex(index) {
+    return JSON.stringify({
+        format: PACK_FORMAT,
+        version: PACK_VERSION,
+        createdAt: index.createdAt,
+        entries: index.entries.map((e) => ({ ...e, narHash: e.narHash.toString() })),
+    });
+}
+function format_isRecord(value) {
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+function count(value, field) {
+    if (!Number.isSafeInteger(value) || value < 0)
+        throw new PackFormatError(`${field} must be a non-negative integer`);
+    return value;
+}
+function baseName(value, field) {
+    if (typeof value !== 'string')
+        throw new PackFormatError(`${field} must be a store path base name`);
+    try {
+        store_path_StorePath.fromBaseName(value);
+    }
+    catch (e) {
+        throw new PackFormatError(`${field}: ${e.message}`);
+    }
+    return value;
+}
+function parseEntry(raw, i, expectedOffset) {
+    const at = `entries[${i}]`;
+    if (!format_isRecord(raw))
+        throw new PackFormatError(`${at} must be an object`);
+    if (typeof raw.path !== 'string')
+        throw new PackFormatError(`${at}.path must be a store path`);
+    let narHash;
+    try {
+        store_path_StorePath.parse(raw.path);
+        narHash = Hash.parse(String(raw.narHash));
+    }
+    catch (e) {
+        throw new PackFormatError(`${at}: ${e.message}`);
+    }
+    if (narHash.algorithm !== 'sha256')
+        throw new PackFormatError(`${at}.narHash must be sha256`);
+    if (!Array.isArray(raw.references))
+        throw new PackFormatError(`${at}.references must be an array`);
+    const entry = {
+        path: raw.path,
+        narHash,
+        narSize: count(raw.narSize, `${at}.narSize`),
+        references: raw.references.map((r, j) => baseName(r, `${at}.references[${j}]`)),
+        offset: count(raw.offset, `${at}.offset`),
+        size: count(raw.size, `${at}.size`),
+    };
+    if (entry.offset !== expectedOffset)
+        throw new PackFormatError(`${at}.offset is ${entry.offset}, expected ${expectedOffset}`);
+    if (raw.deriver !== undefined)
+        entry.deriver = baseName(raw.deriver, `${at}.deriver`);
+    if (raw.ca !== undefined) {
+        if (typeof raw.ca !== 'string' || /[\n\r]/.test(raw.ca))
+            throw new PackFormatError(`${at}.ca must be a line`);
+        entry.ca = raw.ca;
+    }
+    return entry;
+}
+/** Parses and checks an index: offsets contiguous from 0, valid paths and hashes, no path twice. */
+function parseIndex(text) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch (e) {
+        throw new PackFormatError(`the pack index is not JSON: ${e.message}`);
+    }
+    if (!format_isRecord(json) || json.format !== PACK_FORMAT)
+        throw new PackFormatError('the pack index is not a Sluice pack index');
+    if (json.version !== PACK_VERSION)
+        throw new PackFormatError(`pack format version ${String(json.version)} is not ${PACK_VERSION}`);
+    if (!Array.isArray(json.entries))
+        throw new PackFormatError('entries must be an array');
+    const entries = [];
+    const seen = new Set();
+    let offset = 0;
+    for (const [i, raw] of json.entries.entries()) {
+        const entry = parseEntry(raw, i, offset);
+        if (seen.has(entry.path))
+            throw new PackFormatError(`${entry.path} is in the pack twice`);
+        seen.add(entry.path);
+        offset += entry.size;
+        entries.push(entry);
+    }
+    return { createdAt: typeof json.createdAt === 'string' ? json.createdAt : '', entries };
+}
+/** Bytes of NAR data the index describes: nars.zst must be exactly this long. */
+function dataSize(index) {
+    const last = index.entries.at(-1);
+    return last ? last.offset + last.size : 0;
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar-structure.ts
+/**
+ * Checks, as the bytes stream past, that they are one NAR and nothing else: the `nix-archive-1`
+ * magic, then nodes as Nix's parser accepts them (regular files, symlinks, directories with valid,
+ * sorted entry names, zero padding), and no byte after the top node's end. Only the framing is
+ * parsed: file contents are counted, not kept, so checking costs little besides the hash.
+ *
+ * Knowing the framing lets an upload be refused early: bytes that are not a NAR fail on their first
+ * 8 bytes, and a file whose declared length passes a limit fails before its contents are inflated.
+ */
+class NarFormatError extends Error {
+    reason;
+    constructor(message, 
+    /** `not_a_nar` (wrong start), `trailing_data` (bytes after the NAR) or `bad_nar` (malformed). */
+    reason) {
+        super(message);
+        this.reason = reason;
+    }
+}
+const MAGIC = 'nix-archive-1';
+/** Longest keyword of the format ('nix-archive-1'). */
+const KEYWORD_MAX = 16;
+/** NAME_MAX and PATH_MAX on Linux: longer names or link targets cannot be restored. */
+const NAME_MAX = 255;
+const TARGET_MAX = 4096;
+/** Deeper than PATH_MAX allows anyway (each level adds at least `x/`); bounds the memory kept per level. */
+const DEPTH_MAX = 2048;
+const padding = (length) => (8 - (length % 8)) % 8;
+class NarStructureChecker {
+    expect = 'magic';
+    /** Per open directory, the name of its last entry (entries must be sorted). */
+    directories = [];
+    phase = 'length';
+    /** Bytes still needed to complete the phase. */
+    need = 8;
+    gathered = [];
+    stringLength = 0;
+    finished = false;
+    /** Bytes checked so far. */
+    size = 0;
+    /**
+     * The least the NAR's size can be, given what it has declared: the bytes so far plus the rest of
+     * the file contents being read. Past a limit, the upload can be refused before inflating them.
+     */
+    get declaredSize() {
+        return this.phase === 'contents' ? this.size + this.need + padding(this.stringLength) : this.size;
+    }
+    /** Checks the next bytes; throws a NarFormatError at the first one that does not fit. */
+    update(chunk) {
+        for (let i = 0; i < chunk.length;) {
+            if (this.finished) {
+                throw new NarFormatError(`the NAR ends at byte ${this.size}, but more data follows it`, 'trailing_data');
+            }
+            const take = Math.min(this.need, chunk.length - i);
+            // Copied: the caller may reuse its buffer once this returns, and a string may span chunks.
+            if (this.phase !== 'contents')
+                this.gathered.push(Buffer.from(chunk.subarray(i, i + take)));
+            i += take;
+            this.need -= take;
+            this.size += take;
+            if (this.need === 0)
+                this.completePhase();
+        }
+    }
+    /** Throws unless the bytes so far are one whole NAR. */
+    end() {
+        if (this.finished)
+            return;
+        if (this.expect === 'magic')
+            this.fail('cut off');
+        throw new NarFormatError(`the NAR is cut off after ${this.size} bytes`, 'bad_nar');
+    }
+    fail(message) {
+        if (this.expect === 'magic') {
+            throw new NarFormatError(`the upload is not a NAR: it does not start with '${MAGIC}'`, 'not_a_nar');
+        }
+        throw new NarFormatError(`malformed NAR at byte ${this.size}: ${message}`, 'bad_nar');
+    }
+    take() {
+        const bytes = this.gathered.length === 1 ? this.gathered[0] : Buffer.concat(this.gathered);
+        this.gathered = [];
+        return bytes;
+    }
+    completePhase() {
+        // Zero-length phases (an empty string, empty contents, no padding) complete at once.
+        do {
+            switch (this.phase) {
+                case 'length':
+                    this.lengthRead(this.take().readBigUInt64LE(0));
+                    break;
+                case 'string': {
+                    const bytes = this.take();
+                    this.checkPadding(bytes.subarray(this.stringLength));
+                    this.phase = 'length';
+                    this.need = 8;
+                    this.token(bytes.subarray(0, this.stringLength));
+                    break;
+                }
+                case 'contents':
+                    this.phase = 'padding';
+                    this.need = padding(this.stringLength);
+                    break;
+                case 'padding':
+                    this.checkPadding(this.take());
+                    this.phase = 'length';
+                    this.need = 8;
+                    this.expect = 'close';
+                    break;
+            }
+        } while (this.need === 0 && !this.finished);
+    }
+    lengthRead(length) {
+        if (this.expect === 'contentsLength') {
+            if (length > BigInt(Number.MAX_SAFE_INTEGER))
+                this.fail(`a file of ${length} bytes`);
+            this.stringLength = Number(length);
+            this.phase = 'contents';
+            this.need = this.stringLength;
+            return;
+        }
+        const max = this.expect === 'name' ? NAME_MAX : this.expect === 'target' ? TARGET_MAX : KEYWORD_MAX;
+        if (length > BigInt(max))
+            this.fail(`a string of ${length} bytes where ${this.describe()} belongs`);
+        this.stringLength = Number(length);
+        this.phase = 'string';
+        this.need = this.stringLength + padding(this.stringLength);
+    }
+    checkPadding(bytes) {
+        if (bytes.some((byte) => byte !== 0))
+            this.fail('non-zero padding');
+    }
+    describe() {
+        return this.expect === 'name'
+            ? 'a file name'
+            : this.expect === 'target'
+                ? 'a symlink target'
+                : 'a keyword';
+    }
+    /** Moves on from a complete string (other than file contents). */
+    token(value) {
+        const text = this.expect === 'name' || this.expect === 'target' ? '' : value.toString('latin1');
+        const want = (keyword, next) => {
+            if (text !== keyword)
+                this.fail(`expected '${keyword}', found '${text.slice(0, 16)}'`);
+            this.expect = next;
+        };
+        switch (this.expect) {
+            case 'magic':
+                return want(MAGIC, 'open');
+            case 'open':
+                return want('(', 'typeKey');
+            case 'typeKey':
+                return want('type', 'type');
+            case 'type':
+                if (text === 'regular')
+                    this.expect = 'regularTag';
+                else if (text === 'symlink')
+                    this.expect = 'targetKey';
+                else if (text === 'directory')
+                    this.openDirectory();
+                else
+                    this.fail(`unknown node type '${text.slice(0, 16)}'`);
+                return;
+            case 'regularTag':
+                if (text === 'executable')
+                    this.expect = 'executableValue';
+                else
+                    want('contents', 'contentsLength');
+                return;
+            case 'executableValue':
+                return want('', 'contentsKey');
+            case 'contentsKey':
+                return want('contents', 'contentsLength');
+            case 'targetKey':
+                return want('target', 'target');
+            case 'target':
+                if (value.length === 0 || value.includes(0))
+                    this.fail('an empty symlink target or one with a NUL byte');
+                this.expect = 'close';
+                return;
+            case 'directoryTag':
+                if (text === ')')
+                    return this.closeDirectory();
+                return want('entry', 'entryOpen');
+            case 'entryOpen':
+                return want('(', 'nameKey');
+            case 'nameKey':
+                return want('name', 'name');
+            case 'name':
+                return this.entryName(value);
+            case 'nodeKey':
+                return want('node', 'open');
+            case 'entryClose':
+                return want(')', 'directoryTag');
+            case 'close':
+                want(')', 'close');
+                return this.nodeEnded();
+            case 'contentsLength':
+                throw new Error('unreachable: a file length is not a string');
+        }
+    }
+    openDirectory() {
+        if (this.directories.length >= DEPTH_MAX)
+            this.fail(`directories nested deeper than ${DEPTH_MAX}`);
+        this.directories.push(null);
+        this.expect = 'directoryTag';
+    }
+    closeDirectory() {
+        this.directories.pop();
+        this.nodeEnded();
+    }
+    entryName(name) {
+        const text = name.toString('latin1');
+        if (name.length === 0 || text === '.' || text === '..' || name.includes(0x2f) || name.includes(0)) {
+            this.fail(`invalid file name '${name.toString('utf8').slice(0, 64)}'`);
+        }
+        const depth = this.directories.length - 1;
+        const previous = this.directories[depth];
+        if (previous && Buffer.compare(previous, name) >= 0)
+            this.fail('directory entries are not sorted');
+        this.directories[depth] = name;
+        this.expect = 'nodeKey';
+    }
+    /** A node's closing `)` was read: the NAR ends, or the directory entry holding the node does. */
+    nodeEnded() {
+        if (this.directories.length === 0)
+            this.finished = true;
+        else
+            this.expect = 'entryClose';
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar-hasher.ts
+/**
+ * Decompresses a NAR file fed chunk by chunk and hashes the NAR inside, without a stream of its
+ * own to pass through: the upload path feeds it the chunks it also writes to storage.
+ *
+ * Given limits (as the server's uploads are), it also refuses what is not worth inflating: bytes
+ * that are not exactly one NAR, a NAR past the size limit (as soon as the NAR declares a file that
+ * would pass it), output out of all proportion to the input, skippable zstd frames, and frames or
+ * dictionaries that need more decoder memory than allowed. The decompressor stops at once.
+ */
+
+
+
+
+
+
+/** Below this, any ratio is fine: inflating 64 MiB costs a fraction of a second. */
+const RATIO_FLOOR_BYTES = 64 * 1024 * 1024;
+class NarLimitError extends Error {
+    limit;
+    constructor(message, limit) {
+        super(message);
+        this.limit = limit;
+    }
+}
+function createNarHasher(compression, limits) {
+    const output = new NarOutput(limits);
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new PlainNarHasher(output);
+        case 'zstd': {
+            // Node's decoder drops frames that follow another in one write: each write is one frame's bytes.
+            const scanner = new ZstdFrameScanner(limits ? { refuseSkippable: true, maxWindowBytes: limits.maxDecompressionMemory } : {});
+            return new StreamNarHasher(output, createZstdDecoder(limits?.maxDecompressionMemory), (chunk, write) => scanner.split(chunk, write), () => scanner.finish());
+        }
+        case 'xz':
+            // The program's stdin may still hold a written chunk after its callback: it gets a copy.
+            return new StreamNarHasher(output, createDecompressor('xz', { maxMemory: limits?.maxDecompressionMemory }), (chunk, write) => write(Buffer.from(chunk)));
+    }
+}
+/** Hashes and counts the NAR as it comes out of the decompressor, and checks it against the limits. */
+class NarOutput {
+    limits;
+    hasher = (0,external_node_crypto_.createHash)('sha256');
+    structure;
+    size = 0;
+    /** Compressed bytes given to the decompressor so far. */
+    fed = 0;
+    constructor(limits) {
+        this.limits = limits;
+        this.structure = limits ? new NarStructureChecker() : undefined;
+    }
+    /** Takes the next NAR bytes; throws if they break the format or a limit. */
+    take(chunk) {
+        this.structure?.update(chunk);
+        this.hasher.update(chunk);
+        this.size += chunk.length;
+        const limits = this.limits;
+        if (!limits || !this.structure)
+            return;
+        if (this.structure.declaredSize > limits.maxNarSize) {
+            throw new NarLimitError(`the NAR is larger than the limit of ${limits.maxNarSize} bytes` +
+                (this.structure.declaredSize > this.size
+                    ? ' (it declares a file that takes it past the limit)'
+                    : ''), 'nar_size');
+        }
+        if (limits.maxRatio > 0 && this.size > RATIO_FLOOR_BYTES && this.size > limits.maxRatio * this.fed) {
+            throw new NarLimitError(`the upload decompresses to more than ${limits.maxRatio} times its size ` +
+                `(${this.size} NAR bytes from ${this.fed} bytes so far)`, 'compression_ratio');
+        }
+    }
+    digest() {
+        this.structure?.end();
+        return { narHash: new Hash('sha256', this.hasher.digest()), narSize: this.size };
+    }
+}
+class PlainNarHasher {
+    output;
+    constructor(output) {
+        this.output = output;
+    }
+    write(chunk) {
+        this.output.fed += chunk.length;
+        try {
+            this.output.take(chunk);
+        }
+        catch (error) {
+            return Promise.reject(error);
+        }
+        return Promise.resolve();
+    }
+    async end() {
+        return this.output.digest();
+    }
+    destroy() { }
+}
+/** A decompressor whose output is hashed as it comes ('data' events, no queue, nothing piped). */
+class StreamNarHasher {
+    output;
+    decompressor;
+    feed;
+    checkEnd;
+    failure;
+    /** Settles the promise of the write in progress. */
+    settle;
+    constructor(output, decompressor, 
+    /** Writes `chunk` into the decompressor, in one or more pieces. */
+    feed, 
+    /** Throws if the input so far cannot be a whole file. */
+    checkEnd = () => undefined) {
+        this.output = output;
+        this.decompressor = decompressor;
+        this.feed = feed;
+        this.checkEnd = checkEnd;
+        decompressor.on('data', (chunk) => {
+            if (this.failure)
+                return;
+            try {
+                output.take(chunk);
+            }
+            catch (error) {
+                // Not one more byte inflated for an upload that is refused anyway.
+                this.fail(error);
+                decompressor.destroy();
+            }
+        });
+        decompressor.on('error', (error) => this.fail(error));
+        decompressor.on('close', () => {
+            if (!decompressor.readableEnded)
+                this.fail(new Error('the decompressor closed early'));
+        });
+    }
+    fail(error) {
+        this.failure ??= error;
+        this.settle?.(this.failure);
+    }
+    write(chunk) {
+        if (this.failure)
+            return Promise.reject(this.failure);
+        const pieces = [];
+        try {
+            this.feed(chunk, (piece) => pieces.push(piece));
+        }
+        catch (error) {
+            this.failure ??= error;
+            return Promise.reject(this.failure);
+        }
+        this.output.fed += chunk.length;
+        if (pieces.length === 0)
+            return Promise.resolve();
+        return new Promise((resolve, reject) => {
+            this.settle = (error) => {
+                this.settle = undefined;
+                if (error)
+                    reject(error);
+                else
+                    resolve();
+            };
+            // Write callbacks run in order: the last one means every piece is consumed.
+            for (const [i, piece] of pieces.entries()) {
+                this.decompressor.write(piece, i === pieces.length - 1 ? (error) => this.settle?.(error) : undefined);
+            }
+        });
+    }
+    async end() {
+        if (this.failure)
+            throw this.failure;
+        this.checkEnd();
+        this.decompressor.end();
+        // A decompressor stopped by a refusal ends "prematurely": the refusal is the news.
+        await (0,external_node_stream_promises_namespaceObject.finished)(this.decompressor).catch((error) => {
+            throw this.failure ?? error;
+        });
+        if (this.failure)
+            throw this.failure;
+        return this.output.digest();
+    }
+    destroy() {
+        this.decompressor.destroy();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pack/reader.ts
+/**
+ * Reads a restored pack: the index at once, then every NAR in the background, each decompressed
+ * and hashed against the NarHash and NarSize its index entry states. A NAR is handed out only once
+ * it passed; the first one that fails marks the whole pack corrupt, and nothing of it not yet
+ * handed out ever is (the job then builds what it needs).
+ */
+
+
+
+
+
+
+/** Read size while verifying: big reads keep the hashing pass cheap. */
+const READ_BYTES = 1024 * 1024;
+class PackCorruptError extends Error {
+}
+class PackReader {
+    index;
+    narsFile;
+    byHashPart = new Map();
+    byNarHash = new Map();
+    /** Entries verified so far: NARs before this index passed. */
+    verifiedUpTo = 0;
+    corruption;
+    waiters = [];
+    closed = false;
+    constructor(index, narsFile) {
+        this.index = index;
+        this.narsFile = narsFile;
+        for (const entry of index.entries) {
+            this.byHashPart.set(store_path_StorePath.parse(entry.path).hashPart, entry);
+            this.byNarHash.set(entry.narHash.nix32, entry);
+        }
+    }
+    /** Opens `<root>/sluice-pack/`: checks the index and that nars.zst is as long as it says. */
+    static async open(root) {
+        const dir = (0,external_node_path_.join)(root, PACK_DIR);
+        const index = parseIndex(await (0,promises_.readFile)((0,external_node_path_.join)(dir, PACK_INDEX), 'utf8'));
+        const narsFile = (0,external_node_path_.join)(dir, PACK_NARS);
+        const size = (await (0,promises_.stat)(narsFile)).size;
+        if (size !== dataSize(index))
+            throw new PackFormatError(`${PACK_NARS} is ${size} bytes, but the index describes ${dataSize(index)}`);
+        return new PackReader(index, narsFile);
+    }
+    get corrupt() {
+        return this.corruption?.message;
+    }
+    /** Bytes of compressed NARs in the pack. */
+    get bytes() {
+        return dataSize(this.index);
+    }
+    entryForHashPart(hashPart) {
+        return this.corruption ? undefined : this.byHashPart.get(hashPart);
+    }
+    entryForNarHash(narHashNix32) {
+        return this.byNarHash.get(narHashNix32);
+    }
+    /** A pack whose NARs are still arriving (`consume`): they are written to `narsFile` as they pass. */
+    static streaming(index, narsFile) {
+        return new PackReader(index, narsFile);
+    }
+    /** Hashes every NAR of the file in order; resolves when all passed or one failed (then `corrupt` says why). */
+    async verify() {
+        const stream = (0,external_node_fs_.createReadStream)(this.narsFile, { highWaterMark: READ_BYTES });
+        try {
+            await this.check(stream);
+        }
+        finally {
+            stream.destroy();
+        }
+    }
+    /** Takes the NARs as they arrive: each piece is written to the pack's file, then hashed. */
+    async consume(source) {
+        const sink = await (0,promises_.open)(this.narsFile, 'w');
+        try {
+            await this.check(source, sink);
+        }
+        finally {
+            await sink.close();
+        }
+    }
+    /** Marks the pack unusable from here on (its download broke off). */
+    fail(message) {
+        this.corruption ??= new PackCorruptError(message);
+        this.wake();
+    }
+    async check(source, sink) {
+        const entries = this.index.entries;
+        let position = 0;
+        let current = 0;
+        let hasher = entries.length > 0 ? createNarHasher('zstd') : undefined;
+        try {
+            for await (const chunk of source) {
+                if (this.closed || this.corruption)
+                    return;
+                if (position + chunk.length > dataSize(this.index))
+                    throw new PackCorruptError(`${PACK_NARS} holds more than the index describes`);
+                if (sink)
+                    await sink.write(chunk);
+                let at = 0;
+                while (at < chunk.length && current < entries.length) {
+                    const entry = entries[current];
+                    const end = entry.offset + entry.size;
+                    const take = Math.min(chunk.length - at, end - position);
+                    if (take > 0)
+                        await hasher.write(chunk.subarray(at, at + take));
+                    at += take;
+                    position += take;
+                    if (position === end) {
+                        this.compare(entry, await hasher.end());
+                        this.verifiedUpTo = ++current;
+                        this.wake();
+                        hasher = current < entries.length ? createNarHasher('zstd') : undefined;
+                    }
+                }
+            }
+            if (current < entries.length)
+                throw new PackCorruptError(`${PACK_NARS} ended before ${entries[current].path}`);
+        }
+        catch (e) {
+            hasher?.destroy();
+            const entry = entries[current];
+            this.corruption =
+                e instanceof PackCorruptError
+                    ? e
+                    : new PackCorruptError(`the NAR of ${entry?.path ?? 'an entry'} is corrupt: ${e.message}`);
+            this.wake();
+        }
+    }
+    compare(entry, digest) {
+        if (digest.narSize !== entry.narSize || digest.narHash.nix32 !== entry.narHash.nix32) {
+            throw new PackCorruptError(`the NAR of ${entry.path} does not match its index entry (NarHash sha256:${digest.narHash.nix32}, ${digest.narSize} bytes; expected ${entry.narHash.toString()}, ${entry.narSize} bytes)`);
+        }
+    }
+    wake() {
+        const waiters = this.waiters;
+        this.waiters = [];
+        for (const resolve of waiters)
+            resolve();
+    }
+    /** Resolves once `entry`'s NAR passed its check; rejects if the pack turned out corrupt first. */
+    async verified(entry) {
+        const position = this.index.entries.indexOf(entry);
+        while (position >= this.verifiedUpTo) {
+            if (this.corruption)
+                throw this.corruption;
+            await new Promise((resolve) => this.waiters.push(resolve));
+        }
+    }
+    /** The compressed NAR's bytes, once verified. */
+    async open(entry) {
+        await this.verified(entry);
+        return (0,external_node_fs_.createReadStream)(this.narsFile, {
+            start: entry.offset,
+            end: entry.offset + entry.size - 1,
+            highWaterMark: 256 * 1024,
+        });
+    }
+    close() {
+        this.closed = true;
+        this.corruption ??= new PackCorruptError('the proxy is shutting down');
+        this.wake();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pack/tar-stream.ts
+/**
+ * Reads the files of a tar stream as they arrive (the archives @actions/cache writes with GNU tar:
+ * ustar headers, GNU long names, pax headers), so a pack's index can be read before the rest of
+ * the archive is downloaded.
+ */
+const BLOCK = 512;
+/** Exact-length reads over an async stream of chunks. */
+class ByteReader {
+    source;
+    buffered = [];
+    length = 0;
+    done = false;
+    constructor(source) {
+        this.source = source;
+    }
+    /** Waits for at least `n` bytes (fewer only at the end of the stream). */
+    async fill(n) {
+        while (this.length < n && !this.done) {
+            const next = await this.source.next();
+            if (next.done)
+                this.done = true;
+            else if (next.value.length > 0) {
+                this.buffered.push(next.value);
+                this.length += next.value.length;
+            }
+        }
+    }
+    /** Up to `max` bytes already here or the next chunk's; empty at the end. */
+    async some(max) {
+        await this.fill(1);
+        if (this.length === 0)
+            return Buffer.alloc(0);
+        const first = this.buffered[0];
+        const piece = first.length <= max ? first : first.subarray(0, max);
+        if (piece === first)
+            this.buffered.shift();
+        else
+            this.buffered[0] = first.subarray(max);
+        this.length -= piece.length;
+        return piece;
+    }
+    /** Exactly `n` bytes, or fewer if the stream ends first. */
+    async read(n) {
+        await this.fill(n);
+        const all = Buffer.concat(this.buffered, this.length);
+        const out = all.subarray(0, Math.min(n, all.length));
+        const rest = all.subarray(out.length);
+        this.buffered = rest.length > 0 ? [rest] : [];
+        this.length = rest.length;
+        return out;
+    }
+    /** `n` bytes as a sequence of pieces; the caller must consume them all. */
+    async *stream(n) {
+        let left = n;
+        while (left > 0) {
+            const piece = await this.some(Math.min(left, 1024 * 1024));
+            if (piece.length === 0)
+                throw new Error(`the archive ended ${left} bytes early`);
+            left -= piece.length;
+            yield piece;
+        }
+    }
+}
+class TarError extends Error {
+}
+function tar_stream_text(block, start, length) {
+    const field = block.subarray(start, start + length);
+    const nul = field.indexOf(0);
+    return field.subarray(0, nul === -1 ? field.length : nul).toString('utf8');
+}
+function size(block) {
+    const field = block.subarray(124, 136);
+    // GNU base-256 for sizes beyond the 11 octal digits.
+    if (field[0] & 0x80)
+        return Number(field.readBigUInt64BE(4));
+    const octal = tar_stream_text(block, 124, 12).trim();
+    const value = octal === '' ? 0 : parseInt(octal, 8);
+    if (!Number.isSafeInteger(value))
+        throw new TarError(`bad size field '${octal}'`);
+    return value;
+}
+function checksumOk(block) {
+    let sum = 0;
+    for (let i = 0; i < BLOCK; i++)
+        sum += i >= 148 && i < 156 ? 32 : block[i];
+    return parseInt(tar_stream_text(block, 148, 8).trim(), 8) === sum;
+}
+function paxPath(content) {
+    for (const record of content.toString('utf8').split('\n')) {
+        const match = /^\d+ path=(.*)$/.exec(record);
+        if (match)
+            return match[1];
+    }
+    return undefined;
+}
+/**
+ * Calls `onFile` for each regular file, in archive order, with its contents as pieces; `onFile`
+ * must consume them all before returning.
+ */
+async function readTar(reader, onFile) {
+    let longName;
+    for (;;) {
+        const block = await reader.read(BLOCK);
+        if (block.length < BLOCK)
+            throw new TarError('the archive ended inside a header');
+        if (block.every((b) => b === 0))
+            return;
+        if (!checksumOk(block))
+            throw new TarError('a header checksum does not match');
+        const type = String.fromCharCode(block[156]);
+        const length = size(block);
+        const padding = (BLOCK - (length % BLOCK)) % BLOCK;
+        const prefix = tar_stream_text(block, 257, 6).startsWith('ustar') ? tar_stream_text(block, 345, 155) : '';
+        const name = longName ?? (prefix ? `${prefix}/${tar_stream_text(block, 0, 100)}` : tar_stream_text(block, 0, 100));
+        longName = undefined;
+        if (type === 'L' || type === 'x') {
+            const content = await reader.read(length + padding);
+            longName = type === 'L' ? tar_stream_text(content, 0, length) : paxPath(content.subarray(0, length));
+            continue;
+        }
+        if (type === '0' || type === '\0' || type === '7') {
+            await onFile({ name: name.replace(/^\.\//, ''), size: length }, reader.stream(length));
+        }
+        else {
+            for await (const piece of reader.stream(length))
+                void piece;
+        }
+        if (padding > 0)
+            await reader.read(padding);
+    }
+}
+
+;// CONCATENATED MODULE: external "node:timers/promises"
+const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
+;// CONCATENATED MODULE: ./src/proxy/pack/tail.ts
+/**
+ * Reads the archive @actions/cache is downloading while it downloads: it writes the archive front
+ * to back (one GET streamed to the file, or 128 MiB segments in order from Azure) into a fresh
+ * directory under RUNNER_TEMP, here the pack's own. The bytes are read as they land; the end is
+ * known once the restore call has returned.
+ */
+
+
+
+const POLL_MS = 20;
+const tail_READ_BYTES = 1024 * 1024;
+const ARCHIVE_NAMES = ['cache.tzst', 'cache.tgz'];
+/** The archive's path once it appears in a directory below `tempDir`, or undefined if the restore ended first. */
+async function findArchive(tempDir, finished) {
+    for (;;) {
+        const done = finished();
+        for (const entry of await (0,promises_.readdir)(tempDir, { recursive: true }).catch(() => [])) {
+            const name = String(entry);
+            if (ARCHIVE_NAMES.some((archive) => name.endsWith(archive)))
+                return (0,external_node_path_.join)(tempDir, name);
+        }
+        if (done)
+            return undefined;
+        await (0,external_node_timers_promises_namespaceObject.setTimeout)(POLL_MS);
+    }
+}
+async function tailArchive(tempDir, finished) {
+    const path = await findArchive(tempDir, finished);
+    if (!path)
+        return undefined;
+    // Opened at once: @actions/cache deletes the archive after extracting it; the open file stays readable.
+    const file = await (0,promises_.open)(path, 'r').catch(() => undefined);
+    if (!file)
+        return undefined;
+    async function* chunks() {
+        let position = 0;
+        try {
+            for (;;) {
+                const done = finished();
+                // Only what has landed: a buffer of READ_BYTES for each read of a few KiB would allocate
+                // several times the archive, each such buffer a call for V8's full GC (external memory).
+                const available = (await file.stat()).size - position;
+                if (available > 0) {
+                    const length = Math.min(available, tail_READ_BYTES);
+                    const buffer = Buffer.allocUnsafe(length);
+                    const { bytesRead } = await file.read(buffer, 0, length, position);
+                    if (bytesRead > 0) {
+                        position += bytesRead;
+                        yield bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+                        continue;
+                    }
+                }
+                if (done)
+                    return;
+                await (0,external_node_timers_promises_namespaceObject.setTimeout)(POLL_MS);
+            }
+        }
+        finally {
+            await file.close();
+        }
+    }
+    return { path, chunks: chunks() };
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pack/stream-restore.ts
+/**
+ * Reads a pack out of the archive @actions/cache is still downloading: decompress, walk the tar,
+ * and hand over a reader as soon as the index has arrived; the NARs follow in the background,
+ * each written to the pack's file and checked as it passes. Undefined when the archive never
+ * showed up or broke before its index (the caller then reads what @actions/cache extracted).
+ */
+
+
+
+
+
+
+
+
+
+/** An index larger than this is not a Sluice pack's. */
+const MAX_INDEX_BYTES = 512 * 1024 * 1024;
+async function streamRestore(tempDir, finished, targetDir, onError) {
+    const archive = await tailArchive(tempDir, finished);
+    if (!archive)
+        return undefined;
+    await (0,promises_.mkdir)((0,external_node_path_.join)(targetDir, PACK_DIR), { recursive: true });
+    const decompressor = archive.path.endsWith('.tgz') ? (0,external_node_zlib_.createGunzip)() : createDecompressor('zstd');
+    const bytes = external_node_stream_.Readable.from(archive.chunks).pipe(decompressor);
+    const input = new ByteReader(bytes[Symbol.asyncIterator]());
+    let reader;
+    let consumed = false;
+    let announce = () => undefined;
+    const announced = new Promise((resolve) => (announce = resolve));
+    const walk = readTar(input, async (file, contents) => {
+        if (file.name === `${PACK_DIR}/${PACK_INDEX}` && !reader) {
+            if (file.size > MAX_INDEX_BYTES)
+                throw new Error(`the pack index is ${file.size} bytes`);
+            const pieces = [];
+            for await (const piece of contents)
+                pieces.push(piece);
+            reader = PackReader.streaming(parseIndex(Buffer.concat(pieces).toString('utf8')), (0,external_node_path_.join)(targetDir, PACK_DIR, PACK_NARS));
+            announce({ reader, finished: walk.then(() => undefined) });
+        }
+        else if (file.name === `${PACK_DIR}/${PACK_NARS}` && reader && !consumed) {
+            consumed = true;
+            await reader.consume(contents);
+        }
+        else {
+            for await (const piece of contents)
+                void piece;
+        }
+    }).then(() => {
+        // An archive without the NARs after the index: nothing of it can be served.
+        if (reader && !consumed)
+            reader.fail(`the pack's archive holds no ${PACK_NARS}`);
+    }, (error) => {
+        const message = `the pack's download could not be read: ${error.message}`;
+        if (reader)
+            reader.fail(message);
+        else
+            onError(message);
+        bytes.destroy();
+    });
+    void walk.finally(() => announce(undefined));
+    return announced;
+}
+
 ;// CONCATENATED MODULE: ./src/proxy/pack/collector.ts
 class BuiltCollector {
     store;
@@ -53419,7 +53096,7 @@ async function servedUpstream(caches, paths) {
                 try {
                     const response = await cache.request({
                         method: 'HEAD',
-                        path: `/${store_path/* StorePath */.BE.parse(path).hashPart}.narinfo`,
+                        path: `/${store_path_StorePath.parse(path).hashPart}.narinfo`,
                         signal: AbortSignal.timeout(TIMEOUT_MS * 2),
                     });
                     await response.body.dump();
@@ -53441,8 +53118,6 @@ async function servedUpstream(caches, paths) {
     return served;
 }
 
-// EXTERNAL MODULE: ./src/proxy/pack/format.ts
-var format = __nccwpck_require__(9654);
 ;// CONCATENATED MODULE: ./src/proxy/pack/writer.ts
 /**
  * Writes a pack from the local store: each path's NAR serialized in-process and zstd-compressed
@@ -53455,9 +53130,9 @@ var format = __nccwpck_require__(9654);
 
 
 async function writePack(root, infos, now = new Date()) {
-    const dir = (0,external_node_path_.join)(root, format/* PACK_DIR */.UX);
+    const dir = (0,external_node_path_.join)(root, PACK_DIR);
     await (0,promises_.mkdir)(dir, { recursive: true });
-    const file = await (0,promises_.open)((0,external_node_path_.join)(dir, format/* PACK_NARS */.tZ), 'w');
+    const file = await (0,promises_.open)((0,external_node_path_.join)(dir, PACK_NARS), 'w');
     const entries = [];
     const vanished = [];
     let offset = 0;
@@ -53500,8 +53175,8 @@ async function writePack(root, infos, now = new Date()) {
     }
     const index = { createdAt: now.toISOString(), entries };
     // What a vanished path left past the last entry is cut off.
-    await (0,promises_.truncate)((0,external_node_path_.join)(dir, format/* PACK_NARS */.tZ), offset);
-    await (0,promises_.writeFile)((0,external_node_path_.join)(dir, format/* PACK_INDEX */.hR), (0,format/* serializeIndex */.Jt)(index));
+    await (0,promises_.truncate)((0,external_node_path_.join)(dir, PACK_NARS), offset);
+    await (0,promises_.writeFile)((0,external_node_path_.join)(dir, PACK_INDEX), serializeIndex(index));
     return { root, index, bytes: offset, vanished };
 }
 
@@ -53527,7 +53202,7 @@ function parseBody(body) {
         throw new HttpError(400, 'paths must be an array of store paths', 'bad_request');
     for (const [i, path] of paths.entries()) {
         try {
-            store_path/* StorePath */.BE.parse(String(path));
+            store_path_StorePath.parse(String(path));
         }
         catch (e) {
             throw new HttpError(400, `paths[${i}]: ${e.message}`, 'bad_request');
@@ -53616,8 +53291,6 @@ async function closureOfValid(store, roots) {
     }
 }
 
-// EXTERNAL MODULE: ./src/proxy/pack/reader.ts + 2 modules
-var pack_reader = __nccwpck_require__(1714);
 ;// CONCATENATED MODULE: ./src/proxy/pack/routes.ts
 
 
@@ -53728,7 +53401,7 @@ class PackRoutes {
         }
         const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
         try {
-            await (0,external_node_stream_promises_.pipeline)(body, counter, res);
+            await (0,external_node_stream_promises_namespaceObject.pipeline)(body, counter, res);
             this.stats.paths.narServed(`/nar/${narHash}.nar.zst`);
             if (!this.used.has(entry.path))
                 this.usedBytes += entry.size;
@@ -53764,7 +53437,6 @@ class PackRoutes {
 
 
 
-
 /**
  * Restores the pack: the reader comes as soon as the index has been downloaded (streamed out of
  * the archive as it lands), or, if that did not work, from what @actions/cache extracted. The
@@ -53782,19 +53454,14 @@ async function restore(pack, report, log) {
         Object.assign(process.env, pack.cacheEnv);
         let done = false;
         const restoring = restorePack(dir, pack.restoreKey, pack.restoreKeys, tempDir).finally(() => (done = true));
-        // Bundled, the daemon's own script runs the reading thread; from the sources it reads in-thread.
-        const script = process.argv[1];
-        const read = script?.endsWith('.js')
-            ? (...args) => (0,stream_worker/* streamRestoreInWorker */.q2)(script, ...args)
-            : stream_restore/* streamRestore */.L;
-        const streamed = await read(tempDir, () => done, (0,external_node_path_.join)(pack.dir, 'stream'), (message) => log.warn({ err: message }, 'reading the pack while it downloads failed; reading it once extracted'));
+        const streamed = await streamRestore(tempDir, () => done, (0,external_node_path_.join)(pack.dir, 'stream'), (message) => log.warn({ err: message }, 'reading the pack while it downloads failed; reading it once extracted'));
         if (streamed) {
             const { reader } = streamed;
             // The NARs are being read out of the download: tar need not write them a second time. Set
             // only now, so that a restore the stream could not read still extracts them for the fallback
             // below; a download that ends before this extracts them too, unused.
             if (!done)
-                skipWhenExtracting(`${pack_api/* PACK_DIR */.UX}/${pack_api/* PACK_NARS */.tZ}`);
+                skipWhenExtracting(`${PACK_DIR}/${PACK_NARS}`);
             Object.assign(report, { outcome: 'restored', paths: reader.index.entries.length, bytes: reader.bytes });
             report.indexSeconds = seconds();
             log.info({ report }, 'pack index read; its NARs follow');
@@ -53822,7 +53489,7 @@ async function restore(pack, report, log) {
             return undefined;
         }
         report.key = outcome.key;
-        const reader = await pack_reader/* PackReader */.t.open(dir);
+        const reader = await PackReader.open(dir);
         Object.assign(report, { outcome: 'restored', paths: reader.index.entries.length, bytes: reader.bytes });
         log.info({ report }, 'pack restored');
         void reader.verify().then(() => watchCorruption(reader, report, log));
@@ -54239,7 +53906,7 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("module");
 
 /***/ }),
 
-/***/ 9278:
+/***/ 6897:
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("net");
@@ -54264,13 +53931,6 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:async_h
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:buffer");
-
-/***/ }),
-
-/***/ 1421:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 
 /***/ }),
 
@@ -54404,13 +54064,6 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:sqlite"
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
-
-/***/ }),
-
-/***/ 6466:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 
 /***/ }),
 
@@ -57971,18 +57624,6 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 			return fn.r ? promise : getResult();
 /******/ 		}, (err) => ((err ? reject(promise[webpackError] = err) : outerResolve(exports)), resolveQueue(queue)));
 /******/ 		queue && queue.d < 0 && (queue.d = 0);
-/******/ 	};
-/******/ })();
-/******/ 
-/******/ /* webpack/runtime/compat get default export */
-/******/ (() => {
-/******/ 	// getDefaultExport function for compatibility with non-harmony modules
-/******/ 	__nccwpck_require__.n = (module) => {
-/******/ 		var getter = module && module.__esModule ?
-/******/ 			() => (module['default']) :
-/******/ 			() => (module);
-/******/ 		__nccwpck_require__.d(getter, { a: getter });
-/******/ 		return getter;
 /******/ 	};
 /******/ })();
 /******/ 

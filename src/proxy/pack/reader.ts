@@ -33,8 +33,6 @@ export class PackReader {
   private corruption: PackCorruptError | undefined;
   private waiters: (() => void)[] = [];
   private closed = false;
-  /** Called whenever a NAR passed or the pack turned out unusable (stream-worker.ts reports it on). */
-  onProgress: (() => void) | undefined;
 
   private constructor(
     readonly index: PackIndex,
@@ -99,23 +97,6 @@ export class PackReader {
     }
   }
 
-  /** The file the NARs are (being) written to. */
-  get file(): string {
-    return this.narsFile;
-  }
-
-  /** How many NARs, in index order, passed their check so far. */
-  get verifiedCount(): number {
-    return this.verifiedUpTo;
-  }
-
-  /** For a reader that mirrors another's (stream-worker.ts): the first `count` NARs passed there. */
-  verifiedThrough(count: number): void {
-    if (count <= this.verifiedUpTo) return;
-    this.verifiedUpTo = Math.min(count, this.index.entries.length);
-    this.wake();
-  }
-
   /** Marks the pack unusable from here on (its download broke off). */
   fail(message: string): void {
     this.corruption ??= new PackCorruptError(message);
@@ -176,7 +157,6 @@ export class PackReader {
     const waiters = this.waiters;
     this.waiters = [];
     for (const resolve of waiters) resolve();
-    this.onProgress?.();
   }
 
   /** Resolves once `entry`'s NAR passed its check; rejects if the pack turned out corrupt first. */

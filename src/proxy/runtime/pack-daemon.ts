@@ -16,7 +16,6 @@ import { Stats } from '../report/stats.js';
 import { LocalStore } from '../push/local-store.js';
 import { restorePack, skipWhenExtracting } from '../../contracts/pack-cache.js';
 import { streamRestore } from '../pack/stream-restore.js';
-import { streamRestoreInWorker } from '../pack/stream-worker.js';
 import { BuiltCollector } from '../pack/collector.js';
 import { newPack } from '../pack/new-pack.js';
 import { PackReader } from '../pack/reader.js';
@@ -60,12 +59,7 @@ async function restore(
     const restoring = restorePack(dir, pack.restoreKey, pack.restoreKeys, tempDir).finally(
       () => (done = true),
     );
-    // Bundled, the daemon's own script runs the reading thread; from the sources it reads in-thread.
-    const script = process.argv[1];
-    const read = script?.endsWith('.js')
-      ? (...args: Parameters<typeof streamRestore>) => streamRestoreInWorker(script, ...args)
-      : streamRestore;
-    const streamed = await read(
+    const streamed = await streamRestore(
       tempDir,
       () => done,
       join(pack.dir, 'stream'),
