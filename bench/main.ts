@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only lookups,large-cache,ci-misses,substitution,push,concurrent,storage,gha-cache,gc] [--repetitions N] [--profile]`
+ * `npm run bench [-- --quick] [--only lookups,large-cache,ci-misses,substitution,push,concurrent,storage,gha-cache,gha-restore,gc] [--repetitions N] [--profile]`
  *
  * Runs every scenario side by side with its baseline, prints a markdown table of medians and
  * ratios (Sluice / baseline), and writes bench/results/<date>[-quick].md and .json.
@@ -15,7 +15,7 @@ import { summariseProfiles } from './lib/profile.js';
 import { markdownTable, notesMarkdown, rowsAsJson, type Row } from './lib/report.js';
 import { ciMissesScenarios } from './scenarios/ci-misses.js';
 import { concurrentScenario } from './scenarios/concurrent.js';
-import { ghaCacheScenarios } from './scenarios/gha-cache.js';
+import { ghaCacheScenarios, ghaRestoreScenarios } from './scenarios/gha-cache.js';
 import { largeCacheScenarios } from './scenarios/large-cache.js';
 import { gcScenario } from './scenarios/gc.js';
 import { lookupScenarios } from './scenarios/lookups.js';
@@ -31,7 +31,9 @@ const SCENARIOS: Record<string, (context: Context) => Promise<Row[]>> = {
   push: pushScenarios,
   concurrent: concurrentScenario,
   storage: storageScenarios,
-  'gha-cache': ghaCacheScenarios,
+  'gha-cache': (context) => ghaCacheScenarios(context),
+  // gha-cache without the call counts: job 2's restore and substitution alone.
+  'gha-restore': ghaRestoreScenarios,
   gc: gcScenario,
 };
 
@@ -77,7 +79,10 @@ export async function run(argv: string[]): Promise<void> {
     process.stdout.write(BENCH_USAGE);
     return;
   }
-  const selected = values.only ? values.only.split(',') : Object.keys(SCENARIOS);
+  // gha-restore is a part of gha-cache, run alone only when asked for.
+  const selected = values.only
+    ? values.only.split(',')
+    : Object.keys(SCENARIOS).filter((name) => name !== 'gha-restore');
   const unknown = selected.filter((name) => !(name in SCENARIOS));
   if (unknown.length > 0)
     throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${Object.keys(SCENARIOS).join(', ')}`);

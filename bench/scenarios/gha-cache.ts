@@ -6,7 +6,7 @@
  * through the tests' runner harness, the cache service stand-in, the real Azurite behind it.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addTinyPaths, makeNixMachine, nix, salt } from '../../__tests__/support/nix.js';
@@ -39,15 +39,45 @@ function describeGroups(groups: PathGroup[]): string {
   return `${Math.round(total / MiB)} MiB (${parts.join(' + ')})`;
 }
 
-function newJob(context: Context, cache: ActionsCache, scope: Scope): { job: Job; token: string } {
+function newJob(
+  context: Context,
+  cache: ActionsCache,
+  scope: Scope,
+  env?: NodeJS.ProcessEnv,
+): { job: Job; token: string } {
   const token = cache.service.tokenFor(scope);
   const job = new Job({
     dist: context.bundles.dir,
     machine: makeNixMachine(RUNNER_TTLS),
     inputs: INPUTS,
     github: { ref: scope.ref, cache: { url: cache.service.url, token } },
+    ...(env ? { env } : {}),
   });
   return { job, token };
+}
+
+/**
+ * With `--profile`, job 2's steps run with V8's profiler (NODE_OPTIONS, which the main step's
+ * daemon inherits) into a directory of their own; only the pack daemon's profile is kept.
+ */
+function profiledEnv(context: Context): { env?: NodeJS.ProcessEnv; dir?: string } {
+  if (!context.profileDir) return {};
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-job2-profiles-'));
+  return { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` }, dir };
+}
+
+function keepDaemonProfile(context: Context, dir: string | undefined, pid: number | undefined): void {
+  if (!dir || !context.profileDir) return;
+  try {
+    if (pid === undefined) return;
+    const file = readdirSync(dir).find((name) => name.split('.')[3] === String(pid));
+    if (!file) return;
+    mkdirSync(context.profileDir, { recursive: true });
+    renameSync(join(dir, file), join(context.profileDir, file));
+    context.processLabels.set(pid, 'gha-cache job 2: pack daemon');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function expectClean(step: StepResult, name: string): void {
@@ -98,8 +128,10 @@ interface JobTwoSample {
 
 /** Job 2, timed from its main step until Nix has substituted `root`'s closure into a fresh store. */
 async function jobTwo(context: Context, cache: ActionsCache, closure: Closure): Promise<JobTwoSample> {
-  const { job, token } = newJob(context, cache, MAIN);
+  const profiling = profiledEnv(context);
+  const { job, token } = newJob(context, cache, MAIN, profiling.env);
   const store = freshStore();
+  let daemonPid: number | undefined;
   try {
     let mainSeconds = 0;
     const { seconds } = await timed(async () => {
@@ -110,6 +142,7 @@ async function jobTwo(context: Context, cache: ActionsCache, closure: Closure): 
     });
     const daemon = (job.savedState() as { daemon?: { pid: number } }).daemon;
     const daemonCpu = daemon ? cpuSeconds(daemon.pid) : NaN;
+    daemonPid = daemon?.pid;
     const post = await job.runPost();
     expectClean(post, 'job 2 post step');
     if (post.outputs['pack-used-paths'] !== String(closure.paths.length))
@@ -122,6 +155,7 @@ async function jobTwo(context: Context, cache: ActionsCache, closure: Closure): 
   } finally {
     rmSync(store, { recursive: true, force: true });
     discard(job);
+    keepDaemonProfile(context, profiling.dir, daemonPid);
   }
 }
 
@@ -272,7 +306,12 @@ async function rowsOrReason(what: string, target: string, rows: () => Promise<Ro
   }
 }
 
-export async function ghaCacheScenarios(context: Context): Promise<Row[]> {
+/** Only job 2's restore and substitution (`--only gha-restore`): no call counts. */
+export async function ghaRestoreScenarios(context: Context): Promise<Row[]> {
+  return ghaCacheScenarios(context, { calls: false });
+}
+
+export async function ghaCacheScenarios(context: Context, parts = { calls: true }): Promise<Row[]> {
   const missing = sluiceUnavailable(context, ['main', 'post', 'hook', 'proxy']);
   let cache: ActionsCache | undefined;
   try {
@@ -292,7 +331,9 @@ export async function ghaCacheScenarios(context: Context): Promise<Row[]> {
         '≤ 1.2× @actions/cache, ≤ 1.5× file://',
         () => restoreRows(context, ready()),
       )),
-      ...(await rowsOrReason('cache-service calls per job', '≤ 3 per job', () => callRows(context, ready()))),
+      ...(parts.calls
+        ? await rowsOrReason('cache-service calls per job', '≤ 3 per job', () => callRows(context, ready()))
+        : []),
     ];
   } finally {
     await cache?.close();

@@ -28526,11 +28526,28 @@ function cause(causes, fallback) {
     return causes.find((c) => /\(\d{3}\)|\d{3}|status|Too Many|already/i.test(c)) ?? causes[0] ?? fallback;
 }
 /**
+ * Asks the tar that @actions/cache runs once the download is done (`tar -xf \u2026 -P -C <dir>`, with
+ * `process.env` as it is then) to leave `member` out: GNU tar reads TAR_OPTIONS before its
+ * arguments. Only for the restore in progress: `restorePack` puts TAR_OPTIONS back when it
+ * returns. bsdtar (macOS without gtar) ignores TAR_OPTIONS and extracts everything, as before.
+ */
+function skipWhenExtracting(member) {
+    const option = `--exclude=${member}`;
+    if (/\s/.test(member))
+        throw new Error(`'${member}' cannot be passed in TAR_OPTIONS`);
+    const current = process.env.TAR_OPTIONS;
+    if (current?.split(/\s+/).includes(option))
+        return;
+    process.env.TAR_OPTIONS = current ? `${current} ${option}` : option;
+}
+/**
  * One GetCacheEntryDownloadURL call, then the download (into a new directory below `tempDir`,
- * where stream-restore.ts reads it as it lands) and extraction into `<dir>/sluice-pack/`.
+ * where stream-restore.ts reads it as it lands) and extraction into `<dir>/sluice-pack/` (less
+ * what `skipWhenExtracting` left out meanwhile).
  */
 async function restorePack(dir, key, restoreKeys, tempDir) {
     const cache = await __nccwpck_require__.e(/* import() */ 641).then(__nccwpck_require__.bind(__nccwpck_require__, 2641));
+    const tarOptions = process.env.TAR_OPTIONS;
     try {
         const { value, causes } = await inside(dir, () => cache.restoreCache([...PACK_CACHE_PATHS], key, restoreKeys), tempDir);
         if (value !== undefined)
@@ -28541,6 +28558,9 @@ async function restorePack(dir, key, restoreKeys, tempDir) {
     }
     catch (e) {
         return { ok: false, error: e.message };
+    }
+    finally {
+        restoreEnv('TAR_OPTIONS', tarOptions);
     }
 }
 /** CreateCacheEntry, the upload, FinalizeCacheEntryUpload: saves `<dir>/sluice-pack/` as `key`. */

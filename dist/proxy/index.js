@@ -51934,11 +51934,28 @@ function cause(causes, fallback) {
     return causes.find((c) => /\(\d{3}\)|\d{3}|status|Too Many|already/i.test(c)) ?? causes[0] ?? fallback;
 }
 /**
+ * Asks the tar that @actions/cache runs once the download is done (`tar -xf \u2026 -P -C <dir>`, with
+ * `process.env` as it is then) to leave `member` out: GNU tar reads TAR_OPTIONS before its
+ * arguments. Only for the restore in progress: `restorePack` puts TAR_OPTIONS back when it
+ * returns. bsdtar (macOS without gtar) ignores TAR_OPTIONS and extracts everything, as before.
+ */
+function skipWhenExtracting(member) {
+    const option = `--exclude=${member}`;
+    if (/\s/.test(member))
+        throw new Error(`'${member}' cannot be passed in TAR_OPTIONS`);
+    const current = process.env.TAR_OPTIONS;
+    if (current?.split(/\s+/).includes(option))
+        return;
+    process.env.TAR_OPTIONS = current ? `${current} ${option}` : option;
+}
+/**
  * One GetCacheEntryDownloadURL call, then the download (into a new directory below `tempDir`,
- * where stream-restore.ts reads it as it lands) and extraction into `<dir>/sluice-pack/`.
+ * where stream-restore.ts reads it as it lands) and extraction into `<dir>/sluice-pack/` (less
+ * what `skipWhenExtracting` left out meanwhile).
  */
 async function restorePack(dir, key, restoreKeys, tempDir) {
     const cache = await __nccwpck_require__.e(/* import() */ 329).then(__nccwpck_require__.bind(__nccwpck_require__, 5329));
+    const tarOptions = process.env.TAR_OPTIONS;
     try {
         const { value, causes } = await inside(dir, () => cache.restoreCache([...pack_api_PACK_CACHE_PATHS], key, restoreKeys), tempDir);
         if (value !== undefined)
@@ -51949,6 +51966,9 @@ async function restorePack(dir, key, restoreKeys, tempDir) {
     }
     catch (e) {
         return { ok: false, error: e.message };
+    }
+    finally {
+        restoreEnv('TAR_OPTIONS', tarOptions);
     }
 }
 /** CreateCacheEntry, the upload, FinalizeCacheEntryUpload: saves `<dir>/sluice-pack/` as `key`. */
@@ -52832,18 +52852,22 @@ async function tailArchive(tempDir, finished) {
         try {
             for (;;) {
                 const done = finished();
-                const buffer = Buffer.allocUnsafe(tail_READ_BYTES);
-                const { bytesRead } = await file.read(buffer, 0, tail_READ_BYTES, position);
-                if (bytesRead > 0) {
-                    position += bytesRead;
-                    yield buffer.subarray(0, bytesRead);
+                // Only what has landed: a buffer of READ_BYTES for each read of a few KiB would allocate
+                // several times the archive, each such buffer a call for V8's full GC (external memory).
+                const available = (await file.stat()).size - position;
+                if (available > 0) {
+                    const length = Math.min(available, tail_READ_BYTES);
+                    const buffer = Buffer.allocUnsafe(length);
+                    const { bytesRead } = await file.read(buffer, 0, length, position);
+                    if (bytesRead > 0) {
+                        position += bytesRead;
+                        yield bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+                        continue;
+                    }
                 }
-                else if (done) {
+                if (done)
                     return;
-                }
-                else {
-                    await (0,external_node_timers_promises_namespaceObject.setTimeout)(POLL_MS);
-                }
+                await (0,external_node_timers_promises_namespaceObject.setTimeout)(POLL_MS);
             }
         }
         finally {
@@ -53412,6 +53436,7 @@ class PackRoutes {
 
 
 
+
 /**
  * Restores the pack: the reader comes as soon as the index has been downloaded (streamed out of
  * the archive as it lands), or, if that did not work, from what @actions/cache extracted. The
@@ -53432,6 +53457,11 @@ async function restore(pack, report, log) {
         const streamed = await streamRestore(tempDir, () => done, (0,external_node_path_.join)(pack.dir, 'stream'), (message) => log.warn({ err: message }, 'reading the pack while it downloads failed; reading it once extracted'));
         if (streamed) {
             const { reader } = streamed;
+            // The NARs are being read out of the download: tar need not write them a second time. Set
+            // only now, so that a restore the stream could not read still extracts them for the fallback
+            // below; a download that ends before this extracts them too, unused.
+            if (!done)
+                skipWhenExtracting(`${PACK_DIR}/${PACK_NARS}`);
             Object.assign(report, { outcome: 'restored', paths: reader.index.entries.length, bytes: reader.bytes });
             report.indexSeconds = seconds();
             log.info({ report }, 'pack index read; its NARs follow');

@@ -67,8 +67,23 @@ function cause(causes: string[], fallback: string): string {
 }
 
 /**
+ * Asks the tar that @actions/cache runs once the download is done (`tar -xf … -P -C <dir>`, with
+ * `process.env` as it is then) to leave `member` out: GNU tar reads TAR_OPTIONS before its
+ * arguments. Only for the restore in progress: `restorePack` puts TAR_OPTIONS back when it
+ * returns. bsdtar (macOS without gtar) ignores TAR_OPTIONS and extracts everything, as before.
+ */
+export function skipWhenExtracting(member: string): void {
+  const option = `--exclude=${member}`;
+  if (/\s/.test(member)) throw new Error(`'${member}' cannot be passed in TAR_OPTIONS`);
+  const current = process.env.TAR_OPTIONS;
+  if (current?.split(/\s+/).includes(option)) return;
+  process.env.TAR_OPTIONS = current ? `${current} ${option}` : option;
+}
+
+/**
  * One GetCacheEntryDownloadURL call, then the download (into a new directory below `tempDir`,
- * where stream-restore.ts reads it as it lands) and extraction into `<dir>/sluice-pack/`.
+ * where stream-restore.ts reads it as it lands) and extraction into `<dir>/sluice-pack/` (less
+ * what `skipWhenExtracting` left out meanwhile).
  */
 export async function restorePack(
   dir: string,
@@ -77,6 +92,7 @@ export async function restorePack(
   tempDir?: string,
 ): Promise<CacheOutcome> {
   const cache = await import('@actions/cache');
+  const tarOptions = process.env.TAR_OPTIONS;
   try {
     const { value, causes } = await inside(
       dir,
@@ -88,6 +104,8 @@ export async function restorePack(
     return { ok: false, missing: true };
   } catch (e) {
     return { ok: false, error: (e as Error).message };
+  } finally {
+    restoreEnv('TAR_OPTIONS', tarOptions);
   }
 }
 

@@ -44,16 +44,21 @@ export async function tailArchive(
     try {
       for (;;) {
         const done = finished();
-        const buffer = Buffer.allocUnsafe(READ_BYTES);
-        const { bytesRead } = await file!.read(buffer, 0, READ_BYTES, position);
-        if (bytesRead > 0) {
-          position += bytesRead;
-          yield buffer.subarray(0, bytesRead);
-        } else if (done) {
-          return;
-        } else {
-          await sleep(POLL_MS);
+        // Only what has landed: a buffer of READ_BYTES for each read of a few KiB would allocate
+        // several times the archive, each such buffer a call for V8's full GC (external memory).
+        const available = (await file!.stat()).size - position;
+        if (available > 0) {
+          const length = Math.min(available, READ_BYTES);
+          const buffer = Buffer.allocUnsafe(length);
+          const { bytesRead } = await file!.read(buffer, 0, length, position);
+          if (bytesRead > 0) {
+            position += bytesRead;
+            yield bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+            continue;
+          }
         }
+        if (done) return;
+        await sleep(POLL_MS);
       }
     } finally {
       await file!.close();

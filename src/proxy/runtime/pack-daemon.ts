@@ -14,12 +14,12 @@ import { RequestGate } from './request-gate.js';
 import { startProxyServer } from './proxy-server.js';
 import { Stats } from '../report/stats.js';
 import { LocalStore } from '../push/local-store.js';
-import { restorePack } from '../../contracts/pack-cache.js';
+import { restorePack, skipWhenExtracting } from '../../contracts/pack-cache.js';
 import { streamRestore } from '../pack/stream-restore.js';
 import { BuiltCollector } from '../pack/collector.js';
 import { newPack } from '../pack/new-pack.js';
 import { PackReader } from '../pack/reader.js';
-import type { RestoreReport } from '../../contracts/pack-api.js';
+import { PACK_DIR, PACK_NARS, type RestoreReport } from '../../contracts/pack-api.js';
 import { PackRoutes } from '../pack/routes.js';
 
 export interface PackDaemonOptions {
@@ -68,6 +68,10 @@ async function restore(
     );
     if (streamed) {
       const { reader } = streamed;
+      // The NARs are being read out of the download: tar need not write them a second time. Set
+      // only now, so that a restore the stream could not read still extracts them for the fallback
+      // below; a download that ends before this extracts them too, unused.
+      if (!done) skipWhenExtracting(`${PACK_DIR}/${PACK_NARS}`);
       Object.assign(report, { outcome: 'restored', paths: reader.index.entries.length, bytes: reader.bytes });
       report.indexSeconds = seconds();
       log.info({ report }, 'pack index read; its NARs follow');

@@ -1,0 +1,195 @@
+/**
+ * How GitHub cache mode reads a restored pack, end to end (bundled steps, real Nix, the cache
+ * service stand-in, the real Azurite): read out of the download as it lands, with @actions/cache's
+ * tar then extracting the index alone (the NARs are not written a second time); and read from
+ * what tar extracted when reading the download failed before the index.
+ *
+ * Downloads pass through a relay that paces Azurite's answers like a network: the pack's index is
+ * read long before the download ends, as it is on a runner (a download of a few KiB from a local
+ * Azurite would often be over before the daemon looked at it).
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { salt } from '../support/nix.js';
+import { azuritePort, startAzurite, type Azurite } from '../support/azurite.js';
+import { startCacheService, type CacheService } from '../support/cache-service.js';
+import { buildActionBundles, Job } from '../support/runner.js';
+import { deletePaths } from './support.js';
+
+const AZURITE_PORT = azuritePort(2);
+const PREFIX = 'sluice-ghr';
+/** 24 MiB at 12 MiB/s: a 2 s download. */
+const BIG_BYTES = 24 * 1024 * 1024;
+const PACE_BYTES_PER_SECOND = 12 * 1024 * 1024;
+let dist: string;
+let azurite: Azurite;
+let paced: Server;
+let service: CacheService;
+
+/** A TCP relay that passes `target`'s answers on at `bytesPerSecond` (requests go through at once). */
+async function startPacedRelay(target: number, bytesPerSecond: number): Promise<Server> {
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(target, '127.0.0.1');
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.on('data', (chunk: Buffer) => {
+      upstream.pause();
+      client.write(chunk);
+      setTimeout(() => upstream.resume(), (chunk.length / bytesPerSecond) * 1000);
+    });
+    upstream.on('end', () => client.end());
+  });
+  server.on('close', () => sockets.forEach((socket) => socket.destroy()));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return server;
+}
+
+function job(ref: string): Job {
+  const token = service.tokenFor({ ref, readRefs: [] });
+  return new Job({
+    dist,
+    inputs: {
+      listen: '127.0.0.1:0',
+      'upstream-caches': '',
+      // Tests running at the same time add paths to the shared store: packs hold only this file's.
+      'push-filter': `^(?!/nix/store/[0-9a-z]{32}-${PREFIX}-)`,
+    },
+    github: { ref, cache: { url: service.url, token } },
+  });
+}
+
+/** Job 1 on `ref`: adds a big random file and a small one to the store, saves them as one pack. */
+async function savePack(ref: string): Promise<{ paths: string[]; sha256: string; key: string }> {
+  const j = job(ref);
+  expect((await j.runMain()).exitCode).toBe(0);
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-ghr-'));
+  try {
+    const tag = salt();
+    const big = randomBytes(BIG_BYTES);
+    writeFileSync(join(dir, `${PREFIX}-big-${tag}`), big);
+    writeFileSync(join(dir, `${PREFIX}-small-${tag}`), `${tag}\n`);
+    const paths = (
+      await j.run('nix-store', [
+        '--add',
+        join(dir, `${PREFIX}-big-${tag}`),
+        join(dir, `${PREFIX}-small-${tag}`),
+      ])
+    )
+      .trim()
+      .split('\n');
+    const post = await j.runPost();
+    expect(post.exitCode).toBe(0);
+    expect(post.outputs['pushed-paths']).toBe('2');
+    const key = post.outputs['pack-saved-key']!;
+    expect(key).not.toBe('');
+    await deletePaths(j, paths);
+    return { paths, sha256: createHash('sha256').update(big).digest('hex'), key };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Job 2 on `ref`: Nix substitutes `paths` (builds nothing); what the daemon restored, and its log. */
+async function restoreJob(ref: string, paths: string[]) {
+  const j = job(ref);
+  expect((await j.runMain()).exitCode).toBe(0);
+  await j.run('nix-store', ['--realise', '--max-jobs', '0', ...paths]);
+  const bigCopy = readFileSync(paths[0]!);
+  const post = await j.runPost();
+  const { stateDir, daemon } = j.savedState() as { stateDir: string; daemon: { logFile: string } };
+  const extracted = join(stateDir, 'pack', 'restore', 'sluice-pack');
+  await deletePaths(j, paths);
+  return {
+    post,
+    bigSha256: createHash('sha256').update(bigCopy).digest('hex'),
+    extracted: {
+      index: existsSync(join(extracted, 'index.json')),
+      nars: existsSync(join(extracted, 'nars.zst')),
+    },
+    daemonLog: readFileSync(daemon.logFile, 'utf8'),
+  };
+}
+
+beforeAll(async () => {
+  dist = buildActionBundles();
+  azurite = await startAzurite(AZURITE_PORT);
+  paced = await startPacedRelay(AZURITE_PORT, PACE_BYTES_PER_SECOND);
+  const { port } = paced.address() as { port: number };
+  // The signed URLs point at the relay; their signatures do not cover the host.
+  service = await startCacheService({
+    ...azurite,
+    url: azurite.url.replace(`:${AZURITE_PORT}/`, `:${port}/`),
+  });
+}, 600_000);
+afterAll(async () => {
+  await service?.close();
+  await new Promise((resolve) => paced?.close(resolve));
+  await azurite?.close();
+});
+
+describe('restoring a pack', () => {
+  it('reads the NARs out of the download; tar then extracts the index alone, not the NARs again', async () => {
+    const ref = 'refs/heads/streamed';
+    const { paths, sha256 } = await savePack(ref);
+    const restored = await restoreJob(ref, paths);
+    expect(restored.post.exitCode).toBe(0);
+    expect(restored.post.warnings).toEqual([]);
+    expect(restored.post.outputs['pack-used-paths']).toBe('2');
+    expect(restored.bigSha256).toBe(sha256);
+    expect(restored.post.summary).toMatch(/index read after [\d.]+ s \(streamed\)/);
+    expect(restored.extracted).toEqual({ index: true, nars: false });
+  }, 300_000);
+
+  it('reads what tar extracted when reading the download failed before the index', async () => {
+    const ref = 'refs/heads/extracted';
+    const { paths, sha256, key } = await savePack(ref);
+    const entry = service.entries.find((e) => e.key === key)!;
+    await service.writeBlob(entry, withSignedChecksum(await service.readBlob(entry)));
+    const restored = await restoreJob(ref, paths);
+    expect(restored.post.exitCode).toBe(0);
+    expect(restored.post.outputs['pack-used-paths']).toBe('2');
+    expect(restored.bigSha256).toBe(sha256);
+    expect(restored.post.summary).toContain('Pack restored');
+    expect(restored.post.summary).not.toContain('(streamed)');
+    expect(restored.daemonLog).toContain('a header checksum does not match');
+    expect(restored.extracted).toEqual({ index: true, nars: true });
+  }, 300_000);
+});
+
+/**
+ * The archive with its first tar header's checksum written as old tars did, a sum of signed bytes
+ * (a UTF-8 user name makes it differ). GNU tar accepts either sum; the daemon's own reader only
+ * the standard one, so reading the download fails at the first header, before the index.
+ */
+function withSignedChecksum(archive: Buffer): Buffer {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-ghr-archive-'));
+  try {
+    writeFileSync(join(dir, 'in.tzst'), archive);
+    execFileSync('zstd', ['-q', '-d', join(dir, 'in.tzst'), '-o', join(dir, 'in.tar')]);
+    const tar = readFileSync(join(dir, 'in.tar'));
+    const header = tar.subarray(0, 512);
+    header.fill(0, 265, 297);
+    header.write('r\u00fcnner', 265, 'utf8');
+    let sum = 0;
+    for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : (header[i]! << 24) >> 24;
+    header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    writeFileSync(join(dir, 'out.tar'), tar);
+    execFileSync('zstd', ['-q', join(dir, 'out.tar'), '-o', join(dir, 'out.tzst')]);
+    return readFileSync(join(dir, 'out.tzst'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
