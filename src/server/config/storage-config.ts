@@ -57,8 +57,13 @@ interface Reader {
 type Parser = (value: unknown) => number;
 
 export const DEFAULT_PART_SIZE = 16 * 1024 ** 2;
-/** Four default parts: with a server's own ~130 MB, one process stays within 200 MB of RSS. */
-export const DEFAULT_PART_BUFFERS = 64 * 1024 ** 2;
+/**
+ * Without a configured `part_buffers`: four default parts (with a server's own ~130 MB, one process
+ * stays within 200 MB of RSS), or one upload's two if parts are larger.
+ */
+export function defaultPartBuffers(partSize: number): number {
+  return Math.max(64 * 1024 ** 2, 2 * partSize);
+}
 const MIN_PART_SIZE = 5 * 1024 ** 2;
 const MAX_PRESIGN_TTL_SECONDS = 7 * 24 * 3600;
 
@@ -107,7 +112,7 @@ export function parseStorage(
   const partBuffers = optional(
     'part_buffers',
     (x) => v.parse([...path, 'part_buffers'], x, parseSize),
-    Math.max(DEFAULT_PART_BUFFERS, 2 * partSize),
+    defaultPartBuffers(partSize),
   );
   if (partBuffers < partSize)
     v.fail([...path, 'part_buffers'], `must hold at least one part (part_size is ${partSize} bytes)`);

@@ -1,13 +1,11 @@
 /**
  * The NAR keys the collector must not delete: those some narinfo points to, and those a push
- * marked within the grace window. Read page by page in key order (keyset paging), resting through
- * the pacer between pages: a cache of 100,000 NARs is never one statement holding the store (or,
- * for SQLite, the event loop that answers lookups).
+ * marked within the grace window, each table read page by page (pages.ts), with a rest through the
+ * pacer after each table.
  */
 import type { RetentionStore } from '../storage/retention-store.js';
 import type { Pacer } from './pacer.js';
-
-const PAGE = 2000;
+import { forEachPaged, PAGE } from './pages.js';
 
 export interface NarKeysInUse {
   referenced: Set<string>;
@@ -21,20 +19,24 @@ export async function narKeysInUse(
   page = PAGE,
 ): Promise<NarKeysInUse> {
   const referenced = new Set<string>();
-  for (let after = ''; ;) {
-    const keys = await store.listReferencedNarKeys(after, page);
-    for (const key of keys) referenced.add(key);
-    await pacer.pause();
-    if (keys.length < page) break;
-    after = keys[keys.length - 1]!;
-  }
+  await forEachPaged(
+    (after, limit) => store.listReferencedNarKeys(after, limit),
+    (key) => key,
+    (key) => referenced.add(key),
+    pacer,
+    page,
+  );
+  await pacer.pause();
   const touched = new Set<string>();
-  for (let after = ''; ;) {
-    const uses = await store.listNarKeyUses(after, page);
-    for (const { key, usedAt } of uses) if (+usedAt >= +usedSince) touched.add(key);
-    await pacer.pause();
-    if (uses.length < page) break;
-    after = uses[uses.length - 1]!.key;
-  }
+  await forEachPaged(
+    (after, limit) => store.listNarKeyUses(after, limit),
+    (use) => use.key,
+    ({ key, usedAt }) => {
+      if (+usedAt >= +usedSince) touched.add(key);
+    },
+    pacer,
+    page,
+  );
+  await pacer.pause();
   return { referenced, touched };
 }

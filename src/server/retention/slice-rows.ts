@@ -5,9 +5,8 @@
  */
 import type { RetentionStore, StoredNarInfo } from '../storage/retention-store.js';
 import { Pacer } from './pacer.js';
+import { forEachPaged } from './pages.js';
 import type { PathEntry } from './plan.js';
-
-const PAGE = 2000;
 
 /** FileSize and References from a stored narinfo (a line scan: the collector reads every row). */
 export function pathEntry(row: StoredNarInfo): PathEntry {
@@ -40,12 +39,11 @@ export async function readSlice(
   pacer = new Pacer(),
 ): Promise<PathEntry[]> {
   const entries: PathEntry[] = [];
-  let after = '';
-  for (;;) {
-    const page = await store.listNarInfos(slice, after, PAGE);
-    for (const row of page) entries.push(pathEntry(row));
-    if (page.length < PAGE) return entries;
-    after = page[page.length - 1]!.hashPart;
-    await pacer.pause();
-  }
+  await forEachPaged(
+    (after, limit) => store.listNarInfos(slice, after, limit),
+    (row) => row.hashPart,
+    (row) => entries.push(pathEntry(row)),
+    pacer,
+  );
+  return entries;
 }

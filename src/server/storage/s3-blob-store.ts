@@ -31,6 +31,7 @@ import {
   type BlobStore,
   type ByteRange,
 } from './blob-store.js';
+import { defaultPartBuffers } from '../config/storage-config.js';
 import { PartBuffers, PartPool } from './part-buffers.js';
 import { createS3Client, isNotFound, isPreconditionFailed, guarded, type S3Location } from './s3-client.js';
 
@@ -39,11 +40,6 @@ export interface S3BlobStoreOptions extends S3Location {
   partSize: number;
   /** Bytes of part buffers all uploads together may hold (at least `partSize`). */
   partBuffers?: number;
-}
-
-/** Without a configured budget: four 16 MiB parts, or one upload's two if parts are larger. */
-function defaultPartBuffers(partSize: number): number {
-  return Math.max(64 * 1024 ** 2, 2 * partSize);
 }
 
 /**
