@@ -37,6 +37,12 @@ export function refusal(error: unknown, compression: NarCompression): HttpError 
   );
 }
 
+/** The refusal as it travels to the main thread. */
+function refusalMessage(error: unknown, compression: NarCompression): Refusal {
+  const { status, message, reason } = refusal(error, compression);
+  return { status, message, reason };
+}
+
 /** The decompressor's output buffers, freed as they die young (gc-pacer.ts). */
 const pacer = new GcPacer(4 * 1024 * 1024);
 
@@ -59,9 +65,7 @@ export function runVerifyWorker(port: MessagePort | null = parentPort): void {
     session.refused = true;
     sessions.delete(id);
     session.nar.destroy();
-    const { status, message, reason } = refusal(error, session.compression);
-    const answer: Refusal = { status, message, reason };
-    post({ type: 'refused', id, refusal: answer });
+    post({ type: 'refused', id, refusal: refusalMessage(error, session.compression) });
   };
 
   /** Runs `step` after the session's earlier work, unless it was refused or ended meanwhile. */
@@ -83,8 +87,7 @@ export function runVerifyWorker(port: MessagePort | null = parentPort): void {
       try {
         nar = createNarHasher(compression, limits);
       } catch (error) {
-        const { status, message: text, reason } = refusal(error, compression);
-        post({ type: 'refused', id, refusal: { status, message: text, reason } });
+        post({ type: 'refused', id, refusal: refusalMessage(error, compression) });
         return;
       }
       sessions.set(id, { compression, file: new FileHasher(), nar, work: Promise.resolve(), refused: false });

@@ -16,6 +16,8 @@ interface BucketEndpoint {
   protocol: string;
   hostname: string;
   port: number | undefined;
+  /** `hostname[:port]`, the signed Host header. */
+  host: string;
   /** `/<bucket>` with path-style addressing, empty with virtual-hosted buckets. */
   pathPrefix: string;
   region: string;
@@ -43,7 +45,7 @@ export class ObjectPresigner {
   /** A URL that GETs `objectKey` without credentials for `expiresIn` seconds. */
   async presignGet(objectKey: string, expiresIn: number): Promise<string> {
     const endpoint = await this.resolved();
-    const host = endpoint.port === undefined ? endpoint.hostname : `${endpoint.hostname}:${endpoint.port}`;
+    const { host } = endpoint;
     const request: RequestToSign = {
       method: 'GET',
       protocol: endpoint.protocol,
@@ -93,6 +95,7 @@ export class ObjectPresigner {
       protocol: sample.protocol,
       hostname: sample.hostname,
       port: sample.port === '' ? undefined : Number(sample.port),
+      host: sample.host,
       pathPrefix: sample.pathname.slice(0, -(PLACEHOLDER_KEY.length + 1)),
       region,
       presigner: new S3RequestPresigner({
