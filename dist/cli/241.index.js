@@ -183,7 +183,7 @@ class ObjectPresigner {
     /** A URL that GETs `objectKey` without credentials for `expiresIn` seconds. */
     async presignGet(objectKey, expiresIn) {
         const endpoint = await this.resolved();
-        const host = endpoint.port === undefined ? endpoint.hostname : `${endpoint.hostname}:${endpoint.port}`;
+        const { host } = endpoint;
         const request = {
             method: 'GET',
             protocol: endpoint.protocol,
@@ -225,6 +225,7 @@ class ObjectPresigner {
             protocol: sample.protocol,
             hostname: sample.hostname,
             port: sample.port === '' ? undefined : Number(sample.port),
+            host: sample.host,
             pathPrefix: sample.pathname.slice(0, -(PLACEHOLDER_KEY.length + 1)),
             region,
             presigner: new s3_request_presigner_dist_cjs/* S3RequestPresigner */.n({
@@ -242,6 +243,8 @@ var external_node_zlib_ = __webpack_require__(8522);
 var buffer_pool = __webpack_require__(6212);
 // EXTERNAL MODULE: ./src/server/storage/blob-store.ts
 var blob_store = __webpack_require__(382);
+// EXTERNAL MODULE: ./src/server/config/storage-config.ts
+var storage_config = __webpack_require__(5578);
 ;// CONCATENATED MODULE: ./src/server/storage/part-buffers.ts
 /**
  * Memory for multipart parts on their way to S3. Each upload gathers its body in at most two part
@@ -410,10 +413,7 @@ var s3_client = __webpack_require__(5495);
 
 
 
-/** Without a configured budget: four 16 MiB parts, or one upload's two if parts are larger. */
-function defaultPartBuffers(partSize) {
-    return Math.max(64 * 1024 ** 2, 2 * partSize);
-}
+
 /**
  * The CRC32 a part or object travels with (`x-amz-checksum-crc32`, base64 of the big-endian
  * value): the body itself is not in the signature (UNSIGNED-PAYLOAD, s3-client.ts), and this is
@@ -437,7 +437,7 @@ class S3BlobStore {
         this.options = options;
         if (options.partSize < MIN_PART_SIZE)
             throw new Error(`part size must be at least ${MIN_PART_SIZE} bytes`);
-        this.partPool = new PartPool(options.partSize, options.partBuffers ?? defaultPartBuffers(options.partSize));
+        this.partPool = new PartPool(options.partSize, options.partBuffers ?? (0,storage_config/* defaultPartBuffers */.sY)(options.partSize));
         this.client = (0,s3_client.createS3Client)(options);
         this.presigner = new ObjectPresigner(this.client, options.bucket);
     }

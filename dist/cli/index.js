@@ -8610,7 +8610,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 4041:
+/***/ 6574:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -9850,107 +9850,8 @@ function parseTrustProxy(v, value) {
     return list;
 }
 
-;// CONCATENATED MODULE: ./src/server/config/storage-config.ts
-/**
- * The config keys for where the server keeps things: `storage.blobs` (files under the data
- * directory, or an S3-compatible bucket), `database` (SQLite under the data directory, or a
- * PostgreSQL URL; `SLUICE_DATABASE_URL` overrides it) and `keys` (key files shared by replicas).
- */
-const DEFAULT_PART_SIZE = 16 * 1024 ** 2;
-/** Four default parts: with a server's own ~130 MB, one process stays within 200 MB of RSS. */
-const DEFAULT_PART_BUFFERS = 64 * 1024 ** 2;
-const MIN_PART_SIZE = 5 * 1024 ** 2;
-const MAX_PRESIGN_TTL_SECONDS = 7 * 24 * 3600;
-const S3_KEYS = [
-    'type',
-    'bucket',
-    'endpoint',
-    'region',
-    'prefix',
-    'force_path_style',
-    'presigned_downloads',
-    'presign_ttl',
-    'part_size',
-    'part_buffers',
-    'abort_incomplete_after',
-];
-function parseStorage(v, value, parseSize, parseDuration) {
-    const storage = v.object(['storage'], value, ['blobs']);
-    if (storage.blobs === undefined)
-        return { type: 'fs' };
-    const path = ['storage', 'blobs'];
-    const raw = v.object(path, storage.blobs, S3_KEYS);
-    const type = raw.type === undefined ? 'fs' : v.string([...path, 'type'], raw.type);
-    if (type === 'fs') {
-        const extra = Object.keys(raw).find((key) => key !== 'type');
-        if (extra)
-            v.fail([...path, extra], `only applies to type: s3`, true);
-        return { type: 'fs' };
-    }
-    if (type !== 's3')
-        v.fail([...path, 'type'], `unknown type '${type}' (expected fs or s3)`);
-    const optional = (key, parse, fallback) => raw[key] === undefined ? fallback : parse(raw[key]);
-    const bucket = v.string([...path, 'bucket'], raw.bucket);
-    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
-        v.fail([...path, 'bucket'], `'${bucket}' is not an S3 bucket name`);
-    const partSize = optional('part_size', (x) => v.parse([...path, 'part_size'], x, parseSize), DEFAULT_PART_SIZE);
-    if (partSize < MIN_PART_SIZE)
-        v.fail([...path, 'part_size'], 'must be at least 5MiB (the S3 minimum)');
-    const partBuffers = optional('part_buffers', (x) => v.parse([...path, 'part_buffers'], x, parseSize), Math.max(DEFAULT_PART_BUFFERS, 2 * partSize));
-    if (partBuffers < partSize)
-        v.fail([...path, 'part_buffers'], `must hold at least one part (part_size is ${partSize} bytes)`);
-    const presignTtlSeconds = optional('presign_ttl', (x) => v.parse([...path, 'presign_ttl'], x, parseDuration), 300);
-    if (presignTtlSeconds > MAX_PRESIGN_TTL_SECONDS)
-        v.fail([...path, 'presign_ttl'], 'must be at most 7d (the longest a SigV4 presigned URL lives)');
-    const endpoint = optional('endpoint', (x) => v.url([...path, 'endpoint'], x, true).replace(/\/+$/, ''), undefined);
-    return {
-        type: 's3',
-        bucket,
-        ...(endpoint ? { endpoint } : {}),
-        region: optional('region', (x) => v.string([...path, 'region'], x), process.env.AWS_REGION || 'us-east-1'),
-        prefix: optional('prefix', (x) => (x === '' ? '' : v.string([...path, 'prefix'], x)), ''),
-        forcePathStyle: optional('force_path_style', (x) => v.boolean([...path, 'force_path_style'], x), false),
-        presignedDownloads: optional('presigned_downloads', (x) => v.boolean([...path, 'presigned_downloads'], x), false),
-        presignTtlSeconds,
-        partSize,
-        partBuffers,
-        abortIncompleteAfterSeconds: optional('abort_incomplete_after', (x) => v.parse([...path, 'abort_incomplete_after'], x, parseDuration), 24 * 3600),
-    };
-}
-/** A PostgreSQL URL; the problem is named without echoing the value (it may hold a password). */
-function databaseUrlProblem(text) {
-    let url;
-    try {
-        url = new URL(text);
-    }
-    catch {
-        return 'is not a URL (expected postgres://USER:PASSWORD@HOST:PORT/DATABASE)';
-    }
-    if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:')
-        return `must be a postgres:// URL, not ${url.protocol}// (omit it to keep SQLite under the data directory)`;
-    if (!url.hostname)
-        return 'names no host (expected postgres://USER:PASSWORD@HOST:PORT/DATABASE)';
-    return undefined;
-}
-function parseDatabase(v, value) {
-    const url = v.string(['database'], value);
-    const problem = databaseUrlProblem(url);
-    if (problem)
-        v.fail(['database'], problem);
-    return { url, source: 'database' };
-}
-function parseKeys(v, value) {
-    const raw = v.object(['keys'], value, ['signing_key_file', 'token_key_file']);
-    return {
-        ...(raw.signing_key_file === undefined
-            ? {}
-            : { signingKeyFile: v.string(['keys', 'signing_key_file'], raw.signing_key_file) }),
-        ...(raw.token_key_file === undefined
-            ? {}
-            : { tokenKeyFile: v.string(['keys', 'token_key_file'], raw.token_key_file) }),
-    };
-}
-
+// EXTERNAL MODULE: ./src/server/config/storage-config.ts
+var storage_config = __nccwpck_require__(5578);
 ;// CONCATENATED MODULE: ./src/server/config/yaml-validator.ts
 /** Checks a parsed YAML document key by key; every problem is a ConfigError naming its file, line and key path. */
 
@@ -10115,11 +10016,11 @@ function parseConfig(text, source = 'config') {
     if (raw.slices !== undefined)
         config.slices = parseSlices(v, raw.slices, config.issuers);
     if (raw.storage !== undefined)
-        config.blobs = parseStorage(v, raw.storage, parseSize, parseDuration);
+        config.blobs = (0,storage_config/* parseStorage */.Rw)(v, raw.storage, parseSize, parseDuration);
     if (raw.database !== undefined)
-        config.database = parseDatabase(v, raw.database);
+        config.database = (0,storage_config/* parseDatabase */.Jq)(v, raw.database);
     if (raw.keys !== undefined)
-        config.keys = parseKeys(v, raw.keys);
+        config.keys = (0,storage_config/* parseKeys */.Ss)(v, raw.keys);
     const parsers = { duration: parseDuration, size: parseSize };
     return { ...config, ...parseServerRetention(raw, parsers, (keys, problem) => v.fail(keys, problem)) };
 }
@@ -10141,7 +10042,7 @@ function applyEnvironment(config, env = process.env) {
     const url = env.SLUICE_DATABASE_URL;
     if (url === undefined || url === '')
         return config;
-    const problem = databaseUrlProblem(url);
+    const problem = (0,storage_config/* databaseUrlProblem */.SA)(url);
     if (problem)
         throw new ConfigError(`SLUICE_DATABASE_URL: ${problem}`);
     return { ...config, database: { url, source: 'SLUICE_DATABASE_URL' } };
@@ -10233,30 +10134,33 @@ async function runAudit(argv, io = process) {
 
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: ./src/server/retention/nar-keys.ts
+;// CONCATENATED MODULE: ./src/server/retention/pages.ts
 const PAGE = 2000;
+/** Calls `each` for every row `readPage` gives, page after page, until a page comes back short. */
+async function forEachPaged(readPage, keyOf, each, pacer, limit = PAGE) {
+    for (let after = '';;) {
+        const rows = await readPage(after, limit);
+        for (const row of rows)
+            each(row);
+        if (rows.length < limit)
+            return;
+        after = keyOf(rows[rows.length - 1]);
+        await pacer.pause();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/retention/nar-keys.ts
+
 async function narKeysInUse(store, usedSince, pacer, page = PAGE) {
     const referenced = new Set();
-    for (let after = '';;) {
-        const keys = await store.listReferencedNarKeys(after, page);
-        for (const key of keys)
-            referenced.add(key);
-        await pacer.pause();
-        if (keys.length < page)
-            break;
-        after = keys[keys.length - 1];
-    }
+    await forEachPaged((after, limit) => store.listReferencedNarKeys(after, limit), (key) => key, (key) => referenced.add(key), pacer, page);
+    await pacer.pause();
     const touched = new Set();
-    for (let after = '';;) {
-        const uses = await store.listNarKeyUses(after, page);
-        for (const { key, usedAt } of uses)
-            if (+usedAt >= +usedSince)
-                touched.add(key);
-        await pacer.pause();
-        if (uses.length < page)
-            break;
-        after = uses[uses.length - 1].key;
-    }
+    await forEachPaged((after, limit) => store.listNarKeyUses(after, limit), (use) => use.key, ({ key, usedAt }) => {
+        if (+usedAt >= +usedSince)
+            touched.add(key);
+    }, pacer, page);
+    await pacer.pause();
     return { referenced, touched };
 }
 
@@ -10508,7 +10412,7 @@ function retentionFor(config, slice) {
 
 ;// CONCATENATED MODULE: ./src/server/retention/slice-rows.ts
 
-const slice_rows_PAGE = 2000;
+
 /** FileSize and References from a stored narinfo (a line scan: the collector reads every row). */
 function pathEntry(row) {
     let fileSize = 0;
@@ -10536,16 +10440,8 @@ function pathEntry(row) {
 /** Every row of the slice, as plan entries. */
 async function readSlice(store, slice, pacer = new Pacer()) {
     const entries = [];
-    let after = '';
-    for (;;) {
-        const page = await store.listNarInfos(slice, after, slice_rows_PAGE);
-        for (const row of page)
-            entries.push(pathEntry(row));
-        if (page.length < slice_rows_PAGE)
-            return entries;
-        after = page[page.length - 1].hashPart;
-        await pacer.pause();
-    }
+    await forEachPaged((after, limit) => store.listNarInfos(slice, after, limit), (row) => row.hashPart, (row) => entries.push(pathEntry(row)), pacer);
+    return entries;
 }
 
 ;// CONCATENATED MODULE: ./src/server/retention/collector.ts
@@ -17076,7 +16972,7 @@ function sendError(res, error) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(793);
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4041);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6574);
 
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(process.argv.slice(2));
@@ -17155,6 +17051,125 @@ function written(sink, chunk) {
                 resolve();
         });
     });
+}
+
+
+/***/ }),
+
+/***/ 5578:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Jq: () => (/* binding */ parseDatabase),
+/* harmony export */   Rw: () => (/* binding */ parseStorage),
+/* harmony export */   SA: () => (/* binding */ databaseUrlProblem),
+/* harmony export */   Ss: () => (/* binding */ parseKeys),
+/* harmony export */   sY: () => (/* binding */ defaultPartBuffers)
+/* harmony export */ });
+/* unused harmony export DEFAULT_PART_SIZE */
+/**
+ * The config keys for where the server keeps things: `storage.blobs` (files under the data
+ * directory, or an S3-compatible bucket), `database` (SQLite under the data directory, or a
+ * PostgreSQL URL; `SLUICE_DATABASE_URL` overrides it) and `keys` (key files shared by replicas).
+ */
+const DEFAULT_PART_SIZE = 16 * 1024 ** 2;
+/**
+ * Without a configured `part_buffers`: four default parts (with a server's own ~130 MB, one process
+ * stays within 200 MB of RSS), or one upload's two if parts are larger.
+ */
+function defaultPartBuffers(partSize) {
+    return Math.max(64 * 1024 ** 2, 2 * partSize);
+}
+const MIN_PART_SIZE = 5 * 1024 ** 2;
+const MAX_PRESIGN_TTL_SECONDS = 7 * 24 * 3600;
+const S3_KEYS = [
+    'type',
+    'bucket',
+    'endpoint',
+    'region',
+    'prefix',
+    'force_path_style',
+    'presigned_downloads',
+    'presign_ttl',
+    'part_size',
+    'part_buffers',
+    'abort_incomplete_after',
+];
+function parseStorage(v, value, parseSize, parseDuration) {
+    const storage = v.object(['storage'], value, ['blobs']);
+    if (storage.blobs === undefined)
+        return { type: 'fs' };
+    const path = ['storage', 'blobs'];
+    const raw = v.object(path, storage.blobs, S3_KEYS);
+    const type = raw.type === undefined ? 'fs' : v.string([...path, 'type'], raw.type);
+    if (type === 'fs') {
+        const extra = Object.keys(raw).find((key) => key !== 'type');
+        if (extra)
+            v.fail([...path, extra], `only applies to type: s3`, true);
+        return { type: 'fs' };
+    }
+    if (type !== 's3')
+        v.fail([...path, 'type'], `unknown type '${type}' (expected fs or s3)`);
+    const optional = (key, parse, fallback) => raw[key] === undefined ? fallback : parse(raw[key]);
+    const bucket = v.string([...path, 'bucket'], raw.bucket);
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
+        v.fail([...path, 'bucket'], `'${bucket}' is not an S3 bucket name`);
+    const partSize = optional('part_size', (x) => v.parse([...path, 'part_size'], x, parseSize), DEFAULT_PART_SIZE);
+    if (partSize < MIN_PART_SIZE)
+        v.fail([...path, 'part_size'], 'must be at least 5MiB (the S3 minimum)');
+    const partBuffers = optional('part_buffers', (x) => v.parse([...path, 'part_buffers'], x, parseSize), defaultPartBuffers(partSize));
+    if (partBuffers < partSize)
+        v.fail([...path, 'part_buffers'], `must hold at least one part (part_size is ${partSize} bytes)`);
+    const presignTtlSeconds = optional('presign_ttl', (x) => v.parse([...path, 'presign_ttl'], x, parseDuration), 300);
+    if (presignTtlSeconds > MAX_PRESIGN_TTL_SECONDS)
+        v.fail([...path, 'presign_ttl'], 'must be at most 7d (the longest a SigV4 presigned URL lives)');
+    const endpoint = optional('endpoint', (x) => v.url([...path, 'endpoint'], x, true).replace(/\/+$/, ''), undefined);
+    return {
+        type: 's3',
+        bucket,
+        ...(endpoint ? { endpoint } : {}),
+        region: optional('region', (x) => v.string([...path, 'region'], x), process.env.AWS_REGION || 'us-east-1'),
+        prefix: optional('prefix', (x) => (x === '' ? '' : v.string([...path, 'prefix'], x)), ''),
+        forcePathStyle: optional('force_path_style', (x) => v.boolean([...path, 'force_path_style'], x), false),
+        presignedDownloads: optional('presigned_downloads', (x) => v.boolean([...path, 'presigned_downloads'], x), false),
+        presignTtlSeconds,
+        partSize,
+        partBuffers,
+        abortIncompleteAfterSeconds: optional('abort_incomplete_after', (x) => v.parse([...path, 'abort_incomplete_after'], x, parseDuration), 24 * 3600),
+    };
+}
+/** A PostgreSQL URL; the problem is named without echoing the value (it may hold a password). */
+function databaseUrlProblem(text) {
+    let url;
+    try {
+        url = new URL(text);
+    }
+    catch {
+        return 'is not a URL (expected postgres://USER:PASSWORD@HOST:PORT/DATABASE)';
+    }
+    if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:')
+        return `must be a postgres:// URL, not ${url.protocol}// (omit it to keep SQLite under the data directory)`;
+    if (!url.hostname)
+        return 'names no host (expected postgres://USER:PASSWORD@HOST:PORT/DATABASE)';
+    return undefined;
+}
+function parseDatabase(v, value) {
+    const url = v.string(['database'], value);
+    const problem = databaseUrlProblem(url);
+    if (problem)
+        v.fail(['database'], problem);
+    return { url, source: 'database' };
+}
+function parseKeys(v, value) {
+    const raw = v.object(['keys'], value, ['signing_key_file', 'token_key_file']);
+    return {
+        ...(raw.signing_key_file === undefined
+            ? {}
+            : { signingKeyFile: v.string(['keys', 'signing_key_file'], raw.signing_key_file) }),
+        ...(raw.token_key_file === undefined
+            ? {}
+            : { tokenKeyFile: v.string(['keys', 'token_key_file'], raw.token_key_file) }),
+    };
 }
 
 

@@ -1077,6 +1077,11 @@ function refusal(error, compression) {
     }
     return new HttpError(400, `NAR file does not decompress as ${compression}: ${error.message}`, 'corrupt_nar');
 }
+/** The refusal as it travels to the main thread. */
+function refusalMessage(error, compression) {
+    const { status, message, reason } = refusal(error, compression);
+    return { status, message, reason };
+}
 /** The decompressor's output buffers, freed as they die young (gc-pacer.ts). */
 const pacer = new GcPacer(4 * 1024 * 1024);
 function runVerifyWorker(port = external_node_worker_threads_namespaceObject.parentPort) {
@@ -1090,9 +1095,7 @@ function runVerifyWorker(port = external_node_worker_threads_namespaceObject.par
         session.refused = true;
         sessions.delete(id);
         session.nar.destroy();
-        const { status, message, reason } = refusal(error, session.compression);
-        const answer = { status, message, reason };
-        post({ type: 'refused', id, refusal: answer });
+        post({ type: 'refused', id, refusal: refusalMessage(error, session.compression) });
     };
     /** Runs `step` after the session's earlier work, unless it was refused or ended meanwhile. */
     const then = (id, session, step) => {
@@ -1115,8 +1118,7 @@ function runVerifyWorker(port = external_node_worker_threads_namespaceObject.par
                 nar = createNarHasher(compression, limits);
             }
             catch (error) {
-                const { status, message: text, reason } = refusal(error, compression);
-                post({ type: 'refused', id, refusal: { status, message: text, reason } });
+                post({ type: 'refused', id, refusal: refusalMessage(error, compression) });
                 return;
             }
             sessions.set(id, { compression, file: new FileHasher(), nar, work: Promise.resolve(), refused: false });
