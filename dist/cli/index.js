@@ -8610,7 +8610,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 6574:
+/***/ 5781:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -13793,39 +13793,50 @@ async function markNarInUse(meta, key, now) {
 const external_node_v8_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:v8");
 ;// CONCATENATED MODULE: external "node:vm"
 const external_node_vm_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:vm");
-;// CONCATENATED MODULE: ./src/server/cache/gc-pacer.ts
+;// CONCATENATED MODULE: ./src/nix/gc-pacer.ts
 /**
- * Young-generation collections paced by the bytes a thread has finished with. Node gives each
- * socket read and each decompressor output a fresh buffer; V8 frees one only when it collects its
- * small JS object, and a thread that allocates few JS objects (the server's upload path, once the
- * checks moved to workers) collects rarely: spent buffers piled up by tens of MB before V8's
- * external-memory limit started a collection. A young collection every few MiB frees them while
- * they are young, for well under a millisecond.
- *
- * `--expose-gc` is not allowed for workers and not passed to `sluice serve`, so it is turned on
- * here, for a context made after it (V8's flags are per process; the context is this thread's).
+ * Garbage collections paced by the bytes of buffers a thread has finished with. Node gives each
+ * socket read and each zlib output a fresh buffer; V8 frees one only when it collects its small JS
+ * object, and a byte path allocates too few JS objects for collections to come often: spent
+ * buffers piled up by tens of MB before V8's external-memory limit started one. A young
+ * collection every few MiB (well under a millisecond) frees those that die young; a full one,
+ * where asked for, those that lived long enough to be promoted.
  */
 
 
-let gc_pacer_collect;
 class GcPacer {
-    everyBytes;
-    since = 0;
-    constructor(everyBytes) {
-        this.everyBytes = everyBytes;
+    pace;
+    sinceMinor = 0;
+    sinceMajor = 0;
+    collect;
+    constructor(pace) {
+        this.pace = pace;
+        if (pace.collector === 'exposed')
+            this.collect = globalThis.gc;
     }
     /** `bytes` of buffers were used and dropped. */
     spent(bytes) {
-        this.since += bytes;
-        if (this.since < this.everyBytes)
+        const { minorEveryBytes, majorEveryBytes = Infinity, collector } = this.pace;
+        this.sinceMinor += bytes;
+        this.sinceMajor += bytes;
+        if (this.sinceMinor < minorEveryBytes && this.sinceMajor < majorEveryBytes)
             return;
-        this.since = 0;
-        if (!gc_pacer_collect) {
-            (0,external_node_v8_namespaceObject.setFlagsFromString)('--expose-gc');
-            gc_pacer_collect = (0,external_node_vm_namespaceObject.runInNewContext)('gc');
-        }
-        gc_pacer_collect({ type: 'minor' });
+        const type = this.sinceMajor >= majorEveryBytes ? 'major' : 'minor';
+        this.sinceMinor = 0;
+        if (type === 'major')
+            this.sinceMajor = 0;
+        if (!this.collect && collector === 'thread')
+            this.collect = threadCollector();
+        this.collect?.({ type });
     }
+}
+let exposed;
+function threadCollector() {
+    if (!exposed) {
+        (0,external_node_v8_namespaceObject.setFlagsFromString)('--expose-gc');
+        exposed = (0,external_node_vm_namespaceObject.runInNewContext)('gc');
+    }
+    return exposed;
 }
 
 ;// CONCATENATED MODULE: ./src/server/cache/nar-verifier.ts
@@ -13856,7 +13867,7 @@ class GcPacer {
  */
 const stageBuffers = new buffer_pool/* BufferPool */.P(1024 * 1024, 16, undefined, true);
 /** The request's chunks, each a fresh buffer from the socket, freed as they die young. */
-const receivePacer = new GcPacer(8 * 1024 * 1024);
+const receivePacer = new GcPacer({ minorEveryBytes: 8 * 1024 * 1024, collector: 'thread' });
 /** The error for a file or NAR that does not hash to its name, or undefined if it does. */
 function nameMismatch(expected, digest) {
     const [what, actual, wanted, reason] = 'fileHash' in expected
@@ -16972,7 +16983,7 @@ function sendError(res, error) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(793);
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6574);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5781);
 
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(process.argv.slice(2));

@@ -1006,39 +1006,50 @@ class StreamNarHasher {
 const external_node_v8_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:v8");
 ;// CONCATENATED MODULE: external "node:vm"
 const external_node_vm_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:vm");
-;// CONCATENATED MODULE: ./src/server/cache/gc-pacer.ts
+;// CONCATENATED MODULE: ./src/nix/gc-pacer.ts
 /**
- * Young-generation collections paced by the bytes a thread has finished with. Node gives each
- * socket read and each decompressor output a fresh buffer; V8 frees one only when it collects its
- * small JS object, and a thread that allocates few JS objects (the server's upload path, once the
- * checks moved to workers) collects rarely: spent buffers piled up by tens of MB before V8's
- * external-memory limit started a collection. A young collection every few MiB frees them while
- * they are young, for well under a millisecond.
- *
- * `--expose-gc` is not allowed for workers and not passed to `sluice serve`, so it is turned on
- * here, for a context made after it (V8's flags are per process; the context is this thread's).
+ * Garbage collections paced by the bytes of buffers a thread has finished with. Node gives each
+ * socket read and each zlib output a fresh buffer; V8 frees one only when it collects its small JS
+ * object, and a byte path allocates too few JS objects for collections to come often: spent
+ * buffers piled up by tens of MB before V8's external-memory limit started one. A young
+ * collection every few MiB (well under a millisecond) frees those that die young; a full one,
+ * where asked for, those that lived long enough to be promoted.
  */
 
 
-let collect;
 class GcPacer {
-    everyBytes;
-    since = 0;
-    constructor(everyBytes) {
-        this.everyBytes = everyBytes;
+    pace;
+    sinceMinor = 0;
+    sinceMajor = 0;
+    collect;
+    constructor(pace) {
+        this.pace = pace;
+        if (pace.collector === 'exposed')
+            this.collect = globalThis.gc;
     }
     /** `bytes` of buffers were used and dropped. */
     spent(bytes) {
-        this.since += bytes;
-        if (this.since < this.everyBytes)
+        const { minorEveryBytes, majorEveryBytes = Infinity, collector } = this.pace;
+        this.sinceMinor += bytes;
+        this.sinceMajor += bytes;
+        if (this.sinceMinor < minorEveryBytes && this.sinceMajor < majorEveryBytes)
             return;
-        this.since = 0;
-        if (!collect) {
-            (0,external_node_v8_namespaceObject.setFlagsFromString)('--expose-gc');
-            collect = (0,external_node_vm_namespaceObject.runInNewContext)('gc');
-        }
-        collect({ type: 'minor' });
+        const type = this.sinceMajor >= majorEveryBytes ? 'major' : 'minor';
+        this.sinceMinor = 0;
+        if (type === 'major')
+            this.sinceMajor = 0;
+        if (!this.collect && collector === 'thread')
+            this.collect = threadCollector();
+        this.collect?.({ type });
     }
+}
+let exposed;
+function threadCollector() {
+    if (!exposed) {
+        (0,external_node_v8_namespaceObject.setFlagsFromString)('--expose-gc');
+        exposed = (0,external_node_vm_namespaceObject.runInNewContext)('gc');
+    }
+    return exposed;
 }
 
 ;// CONCATENATED MODULE: ./src/server/cache/verify-worker.ts
@@ -1082,8 +1093,8 @@ function refusalMessage(error, compression) {
     const { status, message, reason } = refusal(error, compression);
     return { status, message, reason };
 }
-/** The decompressor's output buffers, freed as they die young (gc-pacer.ts). */
-const pacer = new GcPacer(4 * 1024 * 1024);
+/** The decompressor's output buffers, freed as they die young. */
+const pacer = new GcPacer({ minorEveryBytes: 4 * 1024 * 1024, collector: 'thread' });
 function runVerifyWorker(port = external_node_worker_threads_namespaceObject.parentPort) {
     if (!port)
         throw new Error('the verification worker runs only as a worker thread');

@@ -8,7 +8,7 @@
  * A 1 MiB young generation (by default it grows to 16 MiB per semi-space): the daemon's JS objects
  * are few and short-lived, and the buffers they hold are freed at each scavenge rather than piling
  * up until a full GC. `--expose-gc`: the push collects its spent buffers on a schedule of bytes
- * (gc-pacer.ts).
+ * (`GcPacer` in src/nix/gc-pacer.ts).
  */
 export const DAEMON_NODE_ARGS: readonly string[] = ['--max-semi-space-size=1', '--expose-gc'];
 

@@ -20,7 +20,7 @@ import { BufferPool } from '../../nix/buffer-pool.js';
 import type { Hash } from '../../nix/hash.js';
 import type { NarLimits } from '../../nix/nar-hasher.js';
 import type { NarCompression } from '../../nix/nar.js';
-import { GcPacer } from './gc-pacer.js';
+import { GcPacer } from '../../nix/gc-pacer.js';
 import type { NarFileDigest, VerifyPool } from './verify-pool.js';
 
 /** The hash an upload's name states: of the file as uploaded, or of the NAR inside it. */
@@ -52,7 +52,7 @@ export interface VerifiedNarUpload {
 const stageBuffers = new BufferPool(1024 * 1024, 16, undefined, true);
 
 /** The request's chunks, each a fresh buffer from the socket, freed as they die young. */
-const receivePacer = new GcPacer(8 * 1024 * 1024);
+const receivePacer = new GcPacer({ minorEveryBytes: 8 * 1024 * 1024, collector: 'thread' });
 
 /** The error for a file or NAR that does not hash to its name, or undefined if it does. */
 function nameMismatch(expected: ExpectedNarFile, digest: NarFileDigest): HttpError | undefined {

@@ -16,7 +16,7 @@ import { createNarHasher, NarLimitError, type NarHasher } from '../../nix/nar-ha
 import { NarFormatError } from '../../nix/nar-structure.js';
 import { DecompressionMemoryError, type NarCompression } from '../../nix/nar.js';
 import { ZstdSkippableFrameError, ZstdWindowError } from '../../nix/zstd-frames.js';
-import { GcPacer } from './gc-pacer.js';
+import { GcPacer } from '../../nix/gc-pacer.js';
 import type { FromWorker, Refusal, ToWorker } from './verify-protocol.js';
 
 /** The answer to a failed decompression or check: what was refused and why. */
@@ -43,8 +43,8 @@ function refusalMessage(error: unknown, compression: NarCompression): Refusal {
   return { status, message, reason };
 }
 
-/** The decompressor's output buffers, freed as they die young (gc-pacer.ts). */
-const pacer = new GcPacer(4 * 1024 * 1024);
+/** The decompressor's output buffers, freed as they die young. */
+const pacer = new GcPacer({ minorEveryBytes: 4 * 1024 * 1024, collector: 'thread' });
 
 interface Session {
   compression: NarCompression;
