@@ -103,7 +103,15 @@ start() {
   [ $up = 1 ] || fail "ceph-mon did not answer on port $MON_PORT"
   local osd_uuid osd_id
   osd_uuid=$(cat /proc/sys/kernel/random/uuid)
-  osd_id=$(ceph "${C[@]}" osd new "$osd_uuid")
+  # Right after its first answer the monitor may still refuse commands for a moment ("EPERM:
+  # problem getting command descriptions", seen on a loaded machine); `osd new` of one UUID is
+  # idempotent, so it is simply asked again.
+  osd_id=
+  for _ in $(seq 1 50); do
+    osd_id=$(ceph "${C[@]}" osd new "$osd_uuid" 2>>"$CEPH_DIR/log/osd-new.stderr") && break
+    sleep 0.2
+  done
+  [ -n "$osd_id" ] || fail "the monitor refused to create the OSD: $(tail -n 1 "$CEPH_DIR/log/osd-new.stderr")"
   mkdir -p "$CEPH_DIR/osd/ceph-$osd_id"
   ceph "${C[@]}" osd crush add "osd.$osd_id" 1.0 host=localhost root=default >/dev/null 2>&1
   ceph-osd "${C[@]}" -i "$osd_id" --mkfs --osd-uuid "$osd_uuid" >/dev/null 2>&1
