@@ -14460,14 +14460,16 @@ class CacheService {
      */
     async narVisible(reader, key, head) {
         const { meta } = this.deps;
-        const ownUpload = reader.write !== null &&
-            (await meta.uploadedNar(reader.write, key)) !== null &&
-            (await this.holdsWriteSlice(reader, reader.write));
+        const write = reader.write;
+        const ownUpload = async () => write !== null &&
+            (await meta.uploadedNar(write, key)) !== null &&
+            (await this.holdsWriteSlice(reader, write));
         // A writer that sees the NAR will not upload it: mark it used so a collector leaves it alone
         // (or, when one is deleting it right now, say no so the writer uploads it again).
-        if (head && reader.write !== null)
-            return ownUpload && (await meta.touchNar(key, new Date(this.deps.now())));
-        return ownUpload || (await meta.isNarReadable(key, reader.canRead));
+        if (head && write !== null)
+            return (await ownUpload()) && (await meta.touchNar(key, new Date(this.deps.now())));
+        // A download is nearly always of a NAR a readable narinfo points to: one query, asked first.
+        return (await meta.isNarReadable(key, reader.canRead)) || (await ownUpload());
     }
     /** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
     async holdsWriteSlice(reader, slice) {
