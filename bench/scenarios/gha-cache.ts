@@ -6,7 +6,7 @@
  * through the tests' runner harness, the cache service stand-in, the real Azurite behind it.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addTinyPaths, makeNixMachine, nix, salt } from '../../__tests__/support/nix.js';
@@ -16,7 +16,7 @@ import { restorePlainArchive, startActionsCache, type ActionsCache } from '../li
 import { copyToFileCache, makeSigningKey, substituteIntoFreshStore } from '../lib/binary-cache.js';
 import { buildFan, deletePaths, type Closure, type PathGroup } from '../lib/closures.js';
 import type { Context } from '../lib/context.js';
-import { cpuSeconds } from '../lib/processes.js';
+import { childrenCpuSeconds, cpuSeconds } from '../lib/processes.js';
 import type { Row, Side } from '../lib/report.js';
 import { reason, sluiceUnavailable } from '../lib/sluice.js';
 import { median, MiB, rotate, timed } from '../lib/stats.js';
@@ -61,9 +61,35 @@ function newJob(
  * daemon inherits) into a directory of their own; only the pack daemon's profile is kept.
  */
 function profiledEnv(context: Context): { env?: NodeJS.ProcessEnv; dir?: string } {
-  if (!context.profileDir) return {};
+  const traceGc = TRACE_GC ? ['--trace-gc'] : [];
+  if (!context.profileDir) return traceGc.length > 0 ? { env: { NODE_OPTIONS: traceGc.join(' ') } } : {};
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-job2-profiles-'));
-  return { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` }, dir };
+  return { env: { NODE_OPTIONS: [...traceGc, '--cpu-prof', `--cpu-prof-dir=${dir}`].join(' ') }, dir };
+}
+
+/**
+ * `SLUICE_BENCH_TRACE_GC=1`: job 2's steps run with `--trace-gc` too, and the note counts the
+ * collections in the daemon's log (V8 writes one line per collection, with the pid: the daemon's
+ * and those of processes it started with the same stdout, such as a restore process).
+ */
+const TRACE_GC = process.env.SLUICE_BENCH_TRACE_GC === '1';
+
+interface GcCounts {
+  daemon: { full: number; young: number };
+  others: { full: number; young: number };
+}
+
+function countCollections(logFile: string, daemonPid: number): GcCounts {
+  const counts: GcCounts = { daemon: { full: 0, young: 0 }, others: { full: 0, young: 0 } };
+  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+    const match =
+      /^\[(\d+):0x[0-9a-f]+\]\s+[\d.]+ ms: (Scavenge|Minor Mark-Sweep|Mark-Compact|Mark-Sweep)/.exec(line);
+    if (!match) continue;
+    const side = Number(match[1]) === daemonPid ? counts.daemon : counts.others;
+    if (match[2] === 'Mark-Compact' || match[2] === 'Mark-Sweep') side.full++;
+    else side.young++;
+  }
+  return counts;
 }
 
 function keepDaemonProfile(context: Context, dir: string | undefined, pid: number | undefined): void {
@@ -123,6 +149,9 @@ interface JobTwoSample {
   seconds: number;
   mainSeconds: number;
   daemonCpu: number;
+  /** CPU of the daemon's child processes (a restore run in a child, the nix commands it runs). */
+  childrenCpu: number;
+  gc?: GcCounts;
   summary: string;
 }
 
@@ -140,8 +169,9 @@ async function jobTwo(context: Context, cache: ActionsCache, closure: Closure): 
       mainSeconds = main.durationMs / 1000;
       await job.run('nix-store', ['--store', store, '--realise', closure.root!, '--max-jobs', '0']);
     });
-    const daemon = (job.savedState() as { daemon?: { pid: number } }).daemon;
+    const daemon = (job.savedState() as { daemon?: { pid: number; logFile: string } }).daemon;
     const daemonCpu = daemon ? cpuSeconds(daemon.pid) : NaN;
+    const childrenCpu = daemon ? childrenCpuSeconds(daemon.pid) : NaN;
     daemonPid = daemon?.pid;
     const post = await job.runPost();
     expectClean(post, 'job 2 post step');
@@ -151,12 +181,19 @@ async function jobTwo(context: Context, cache: ActionsCache, closure: Closure): 
       );
     const calls = cache.service.callsOf(token).length;
     if (calls !== 1) throw new Error(`job 2 made ${calls} cache-service calls, expected 1`);
-    return { seconds, mainSeconds, daemonCpu, summary: post.summary };
+    const gc = TRACE_GC && daemon ? countCollections(daemon.logFile, daemon.pid) : undefined;
+    return { seconds, mainSeconds, daemonCpu, childrenCpu, ...(gc ? { gc } : {}), summary: post.summary };
   } finally {
     rmSync(store, { recursive: true, force: true });
     discard(job);
     keepDaemonProfile(context, profiling.dir, daemonPid);
   }
+}
+
+/** ", collections (--trace-gc): daemon 120 full / 9,000 young, its children 2 / 300". */
+function gcNote(gc: GcCounts | undefined): string {
+  if (!gc) return '';
+  return `; collections (--trace-gc): daemon ${gc.daemon.full} full / ${gc.daemon.young} young, its children ${gc.others.full} / ${gc.others.young}`;
 }
 
 /** "index read after 0.4 s (streamed), restore done after 9.1 s" from job 2's summary. */
@@ -202,7 +239,7 @@ async function restoreRows(context: Context, cache: ActionsCache): Promise<Row[]
     const mid = [...samples].sort((a, b) => a.seconds - b.seconds)[Math.floor(samples.length / 2)]!;
     const note =
       `median job 2: ${mid.seconds.toFixed(1)} s (main step ${mid.mainSeconds.toFixed(1)} s, then nix-store --realise into an empty store); ` +
-      `${restoreTimes(mid.summary)}; daemon ${mid.daemonCpu.toFixed(1)} s CPU. ` +
+      `${restoreTimes(mid.summary)}; daemon ${mid.daemonCpu.toFixed(1)} s CPU, its child processes ${mid.childrenCpu.toFixed(1)} s${gcNote(mid.gc)}. ` +
       `Job 1's post step (pack written and saved): ${(first.post.durationMs / 1000).toFixed(1)} s`;
     const scenario = `GitHub cache mode: job 2 restores a ${closure.paths.length}-path, ${description} closure from the pack and Nix substitutes it`;
     return [
