@@ -58,49 +58,48 @@ function newJob(
 
 /**
  * With `--profile`, job 2's steps run with V8's profiler (NODE_OPTIONS, which the main step's
- * daemon inherits) into a directory of their own; only the pack daemon's profile is kept.
+ * daemon and the daemon's restore process inherit) into a directory of their own; only the pack
+ * daemon's profile and its restore process's are kept. (`--trace-gc` would count collections, but
+ * Node does not take it in NODE_OPTIONS.)
  */
 function profiledEnv(context: Context): { env?: NodeJS.ProcessEnv; dir?: string } {
-  const traceGc = TRACE_GC ? ['--trace-gc'] : [];
-  if (!context.profileDir) return traceGc.length > 0 ? { env: { NODE_OPTIONS: traceGc.join(' ') } } : {};
+  if (!context.profileDir) return {};
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-job2-profiles-'));
-  return { env: { NODE_OPTIONS: [...traceGc, '--cpu-prof', `--cpu-prof-dir=${dir}`].join(' ') }, dir };
+  return { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` }, dir };
 }
 
-/**
- * `SLUICE_BENCH_TRACE_GC=1`: job 2's steps run with `--trace-gc` too, and the note counts the
- * collections in the daemon's log (V8 writes one line per collection, with the pid: the daemon's
- * and those of processes it started with the same stdout, such as a restore process).
- */
-const TRACE_GC = process.env.SLUICE_BENCH_TRACE_GC === '1';
-
-interface GcCounts {
-  daemon: { full: number; young: number };
-  others: { full: number; young: number };
-}
-
-function countCollections(logFile: string, daemonPid: number): GcCounts {
-  const counts: GcCounts = { daemon: { full: 0, young: 0 }, others: { full: 0, young: 0 } };
+/** The pid of the daemon's restore process, from the line the daemon logs when it starts it. */
+function restoreChildPid(logFile: string): number | undefined {
   for (const line of readFileSync(logFile, 'utf8').split('\n')) {
-    const match =
-      /^\[(\d+):0x[0-9a-f]+\]\s+[\d.]+ ms: (Scavenge|Minor Mark-Sweep|Mark-Compact|Mark-Sweep)/.exec(line);
-    if (!match) continue;
-    const side = Number(match[1]) === daemonPid ? counts.daemon : counts.others;
-    if (match[2] === 'Mark-Compact' || match[2] === 'Mark-Sweep') side.full++;
-    else side.young++;
+    if (!line.includes('restoring the pack in a child process')) continue;
+    try {
+      const pid = (JSON.parse(line) as { pid?: unknown }).pid;
+      if (typeof pid === 'number') return pid;
+    } catch {
+      // not one of the daemon's JSON lines
+    }
   }
-  return counts;
+  return undefined;
 }
 
-function keepDaemonProfile(context: Context, dir: string | undefined, pid: number | undefined): void {
+function keepDaemonProfiles(
+  context: Context,
+  dir: string | undefined,
+  pids: { daemon?: number; restore?: number },
+): void {
   if (!dir || !context.profileDir) return;
   try {
-    if (pid === undefined) return;
-    const file = readdirSync(dir).find((name) => name.split('.')[3] === String(pid));
-    if (!file) return;
-    mkdirSync(context.profileDir, { recursive: true });
-    renameSync(join(dir, file), join(context.profileDir, file));
-    context.processLabels.set(pid, 'gha-cache job 2: pack daemon');
+    for (const [pid, label] of [
+      [pids.daemon, 'gha-cache job 2: pack daemon'],
+      [pids.restore, "gha-cache job 2: the daemon's restore process (@actions/cache)"],
+    ] as const) {
+      if (pid === undefined) continue;
+      const file = readdirSync(dir).find((name) => name.split('.')[3] === String(pid));
+      if (!file) continue;
+      mkdirSync(context.profileDir, { recursive: true });
+      renameSync(join(dir, file), join(context.profileDir, file));
+      context.processLabels.set(pid, label);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -151,7 +150,6 @@ interface JobTwoSample {
   daemonCpu: number;
   /** CPU of the daemon's child processes (a restore run in a child, the nix commands it runs). */
   childrenCpu: number;
-  gc?: GcCounts;
   summary: string;
 }
 
@@ -160,7 +158,7 @@ async function jobTwo(context: Context, cache: ActionsCache, closure: Closure): 
   const profiling = profiledEnv(context);
   const { job, token } = newJob(context, cache, MAIN, profiling.env);
   const store = freshStore();
-  let daemonPid: number | undefined;
+  const pids: { daemon?: number; restore?: number } = {};
   try {
     let mainSeconds = 0;
     const { seconds } = await timed(async () => {
@@ -172,7 +170,7 @@ async function jobTwo(context: Context, cache: ActionsCache, closure: Closure): 
     const daemon = (job.savedState() as { daemon?: { pid: number; logFile: string } }).daemon;
     const daemonCpu = daemon ? cpuSeconds(daemon.pid) : NaN;
     const childrenCpu = daemon ? childrenCpuSeconds(daemon.pid) : NaN;
-    daemonPid = daemon?.pid;
+    if (daemon) pids.daemon = daemon.pid;
     const post = await job.runPost();
     expectClean(post, 'job 2 post step');
     if (post.outputs['pack-used-paths'] !== String(closure.paths.length))
@@ -181,19 +179,14 @@ async function jobTwo(context: Context, cache: ActionsCache, closure: Closure): 
       );
     const calls = cache.service.callsOf(token).length;
     if (calls !== 1) throw new Error(`job 2 made ${calls} cache-service calls, expected 1`);
-    const gc = TRACE_GC && daemon ? countCollections(daemon.logFile, daemon.pid) : undefined;
-    return { seconds, mainSeconds, daemonCpu, childrenCpu, ...(gc ? { gc } : {}), summary: post.summary };
+    const restorePid = daemon ? restoreChildPid(daemon.logFile) : undefined;
+    if (restorePid !== undefined) pids.restore = restorePid;
+    return { seconds, mainSeconds, daemonCpu, childrenCpu, summary: post.summary };
   } finally {
     rmSync(store, { recursive: true, force: true });
     discard(job);
-    keepDaemonProfile(context, profiling.dir, daemonPid);
+    keepDaemonProfiles(context, profiling.dir, pids);
   }
-}
-
-/** ", collections (--trace-gc): daemon 120 full / 9,000 young, its children 2 / 300". */
-function gcNote(gc: GcCounts | undefined): string {
-  if (!gc) return '';
-  return `; collections (--trace-gc): daemon ${gc.daemon.full} full / ${gc.daemon.young} young, its children ${gc.others.full} / ${gc.others.young}`;
 }
 
 /** "index read after 0.4 s (streamed), restore done after 9.1 s" from job 2's summary. */
@@ -239,7 +232,7 @@ async function restoreRows(context: Context, cache: ActionsCache): Promise<Row[]
     const mid = [...samples].sort((a, b) => a.seconds - b.seconds)[Math.floor(samples.length / 2)]!;
     const note =
       `median job 2: ${mid.seconds.toFixed(1)} s (main step ${mid.mainSeconds.toFixed(1)} s, then nix-store --realise into an empty store); ` +
-      `${restoreTimes(mid.summary)}; daemon ${mid.daemonCpu.toFixed(1)} s CPU, its child processes ${mid.childrenCpu.toFixed(1)} s${gcNote(mid.gc)}. ` +
+      `${restoreTimes(mid.summary)}; daemon ${mid.daemonCpu.toFixed(1)} s CPU, its child processes ${mid.childrenCpu.toFixed(1)} s. ` +
       `Job 1's post step (pack written and saved): ${(first.post.durationMs / 1000).toFixed(1)} s`;
     const scenario = `GitHub cache mode: job 2 restores a ${closure.paths.length}-path, ${description} closure from the pack and Nix substitutes it`;
     return [
