@@ -60,12 +60,14 @@ function newJob(
  * With `--profile`, job 2's steps run with V8's profiler (NODE_OPTIONS, which the main step's
  * daemon and the daemon's restore process inherit) into a directory of their own; only the pack
  * daemon's profile and its restore process's are kept. (`--trace-gc` would count collections, but
- * Node does not take it in NODE_OPTIONS.)
+ * Node does not take it in NODE_OPTIONS.) `SLUICE_BENCH_JOB2_NODE_OPTIONS` adds options of one's
+ * own for job 2's steps, such as `--import=<a module counting collections>`.
  */
 function profiledEnv(context: Context): { env?: NodeJS.ProcessEnv; dir?: string } {
-  if (!context.profileDir) return {};
+  const extra = process.env.SLUICE_BENCH_JOB2_NODE_OPTIONS ?? '';
+  if (!context.profileDir) return extra ? { env: { NODE_OPTIONS: extra } } : {};
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-job2-profiles-'));
-  return { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` }, dir };
+  return { env: { NODE_OPTIONS: `${extra} --cpu-prof --cpu-prof-dir=${dir}`.trim() }, dir };
 }
 
 /** The pid of the daemon's restore process, from the line the daemon logs when it starts it. */
