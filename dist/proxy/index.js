@@ -48817,6 +48817,36 @@ function written(sink, chunk) {
         });
     });
 }
+/**
+ * Sends bytes `start` to `end` (exclusive) of `file` to `sink` through two buffers of `pool`, one
+ * read into while the other is being written, rather than a read stream's fresh buffer per read:
+ * on a busy machine those allocations (page faults, then full collections) cost more than the
+ * copying. `sent` hears of each piece once `sink` took it. The buffers go back to the pool only
+ * when every write finished; the caller closes `file`.
+ */
+async function sendFileRange(file, start, end, sink, pool, sent) {
+    const buffers = [pool.take(), pool.take()];
+    let sending;
+    try {
+        for (let position = start, turn = 0; position < end; turn++) {
+            const buffer = buffers[turn % 2];
+            const { bytesRead } = await file.read(buffer, 0, Math.min(buffer.length, end - position), position);
+            if (bytesRead === 0)
+                throw new Error('the file is shorter than it was when opened');
+            position += bytesRead;
+            // The buffer read into now was last sent two turns ago, and that write has finished.
+            await sending;
+            sending = written(sink, buffer.subarray(0, bytesRead)).then(() => sent?.(bytesRead));
+        }
+        await sending;
+    }
+    catch (error) {
+        // A write still in flight may fail later; its buffer stays with it.
+        sending?.catch(() => undefined);
+        throw error;
+    }
+    pool.give(buffers);
+}
 
 // EXTERNAL MODULE: external "node:child_process"
 var external_node_child_process_ = __nccwpck_require__(1421);
@@ -52688,8 +52718,14 @@ class StreamNarHasher {
 
 
 
+
 /** Read size while verifying: big reads keep the hashing pass cheap. */
 const READ_BYTES = 1024 * 1024;
+/**
+ * NARs are served from reused buffers, two per download: a read stream's fresh 256 KiB per read
+ * was another GiB of buffers per GiB served, each such GiB tens of V8's full collections.
+ */
+const SEND_BUFFERS = new BufferPool(256 * 1024, 32, 10_000);
 class PackCorruptError extends Error {
 }
 class PackReader {
@@ -52825,14 +52861,15 @@ class PackReader {
             await new Promise((resolve) => this.waiters.push(resolve));
         }
     }
-    /** The compressed NAR's bytes, once verified. */
-    async open(entry) {
-        await this.verified(entry);
-        return (0,external_node_fs_.createReadStream)(this.narsFile, {
-            start: entry.offset,
-            end: entry.offset + entry.size - 1,
-            highWaterMark: 256 * 1024,
-        });
+    /** Writes the compressed NAR's bytes to `sink` (call `verified` first); `sent` hears of each piece. */
+    async send(entry, sink, sent) {
+        const file = await (0,promises_.open)(this.narsFile, 'r');
+        try {
+            await sendFileRange(file, entry.offset, entry.offset + entry.size, sink, SEND_BUFFERS, sent);
+        }
+        finally {
+            await file.close();
+        }
     }
     close() {
         this.closed = true;
@@ -53461,7 +53498,6 @@ async function closureOfValid(store, roots) {
 
 
 
-
 const routes_NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
 const NAR_PATH = /^\/nar\/([0-9a-df-np-sv-z]{52})\.nar\.zst$/;
 class PackRoutes {
@@ -53548,9 +53584,8 @@ class PackRoutes {
         const entry = reader?.entryForNarHash(narHash);
         if (!reader || !entry)
             throw new HttpError(404, 'NAR not in the pack', 'not_found');
-        let body;
         try {
-            body = await reader.open(entry);
+            await reader.verified(entry);
         }
         catch (e) {
             this.stats.error(`the restored pack was not served further: ${e.message}`);
@@ -53559,13 +53594,13 @@ class PackRoutes {
         }
         res.writeHead(200, { 'content-type': 'application/x-nix-nar', 'content-length': entry.size });
         if (res.req.method === 'HEAD') {
-            body.destroy();
             res.end();
             return;
         }
-        const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
         try {
-            await (0,external_node_stream_promises_namespaceObject.pipeline)(body, counter, res);
+            await reader.send(entry, res, (n) => (this.stats.bytesDownloaded += n));
+            res.end();
+            await (0,external_node_stream_promises_namespaceObject.finished)(res);
             this.stats.paths.narServed(`/nar/${narHash}.nar.zst`);
             if (!this.used.has(entry.path))
                 this.usedBytes += entry.size;
