@@ -11,10 +11,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { salt } from '../support/nix.js';
 import { azuritePort, startAzurite, type Azurite } from '../support/azurite.js';
 import { startCacheService, type CacheService } from '../support/cache-service.js';
@@ -57,7 +58,7 @@ async function startPacedRelay(target: number, bytesPerSecond: number): Promise<
   return server;
 }
 
-function job(ref: string): Job {
+function job(ref: string, inputs: Record<string, string> = {}): Job {
   const token = service.tokenFor({ ref, readRefs: [] });
   return new Job({
     dist,
@@ -66,6 +67,7 @@ function job(ref: string): Job {
       'upstream-caches': '',
       // Tests running at the same time add paths to the shared store: packs hold only this file's.
       'push-filter': `^(?!/nix/store/[0-9a-z]{32}-${PREFIX}-)`,
+      ...inputs,
     },
     github: { ref, cache: { url: service.url, token } },
   });
@@ -123,6 +125,39 @@ async function restoreJob(ref: string, paths: string[]) {
   };
 }
 
+/** argv of a live process (NUL-separated in /proc), or undefined once it is gone. */
+function argvOf(pid: number): string[] | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The daemon's restore process (its child started with `--pack-restore`), waited for up to 10 s. */
+async function restoreChildOf(daemonPid: number): Promise<number> {
+  for (let tries = 0; tries < 200; tries++) {
+    for (const task of readdirSync(`/proc/${daemonPid}/task`)) {
+      const children = readFileSync(`/proc/${daemonPid}/task/${task}/children`, 'utf8').trim();
+      for (const pid of children ? children.split(' ').map(Number) : [])
+        if (argvOf(pid)?.includes('--pack-restore')) return pid;
+    }
+    await sleep(50);
+  }
+  throw new Error(`the daemon (pid ${daemonPid}) started no restore process`);
+}
+
+/** Job 2's main step on `ref`, and the pids of its daemon and of the daemon's restore process. */
+async function startRestoring(ref: string, inputs: Record<string, string> = {}) {
+  const j = job(ref, inputs);
+  expect((await j.runMain()).exitCode).toBe(0);
+  const { stateDir, daemon } = j.savedState() as {
+    stateDir: string;
+    daemon: { pid: number; logFile: string };
+  };
+  return { j, stateDir, daemon, child: await restoreChildOf(daemon.pid) };
+}
+
 beforeAll(async () => {
   dist = buildActionBundles();
   azurite = await startAzurite(AZURITE_PORT);
@@ -166,6 +201,49 @@ describe('restoring a pack', () => {
     expect(restored.post.summary).not.toContain('(streamed)');
     expect(restored.daemonLog).toContain('a header checksum does not match');
     expect(restored.extracted).toEqual({ index: true, nars: true });
+  }, 300_000);
+});
+
+describe('the restore process', () => {
+  it('downloads in a child of the daemon; killing it fails the restore open, the token not in its argv', async () => {
+    const ref = 'refs/heads/child-killed';
+    const { paths } = await savePack(ref);
+    const { j, daemon, child } = await startRestoring(ref);
+    expect(child).not.toBe(daemon.pid);
+    const argv = argvOf(child)!;
+    // The daemon's own bundle again, with nothing else in argv (the cache token is in its environment).
+    expect(argv).toHaveLength(3);
+    expect(argv[1]).toMatch(/\/proxy\/index\.js$/);
+    expect(argv[2]).toBe('--pack-restore');
+    // The download is paced over 4 s: it is still under way.
+    process.kill(child, 'SIGKILL');
+    await expect(j.run('nix-store', ['--realise', '--max-jobs', '0', ...paths])).rejects.toThrow();
+    const post = await j.runPost();
+    expect(post.exitCode).toBe(0);
+    expect(post.warnings.join('\n')).toMatch(
+      /could not restore a pack .*the restore process was killed \(SIGKILL\) before it finished/,
+    );
+    expect(post.summary).toMatch(/Pack restored: failed: the restore process was killed/);
+    expect(j.everything).not.toContain(service.tokenFor({ ref, readRefs: [] }));
+    const strict = await startRestoring(ref, { strict: 'true' });
+    process.kill(strict.child, 'SIGKILL');
+    expect((await strict.j.runPost()).exitCode).toBe(1);
+  }, 300_000);
+
+  it('ends with the daemon, with its tar, before the download is over', async () => {
+    const ref = 'refs/heads/daemon-killed';
+    await savePack(ref);
+    const { j, stateDir, daemon, child } = await startRestoring(ref);
+    process.kill(daemon.pid, 'SIGKILL');
+    const killedAt = Date.now();
+    while (argvOf(child) !== undefined && Date.now() - killedAt < 2_000) await sleep(20);
+    expect(argvOf(child)).toBeUndefined();
+    // Long enough for the paced download (4 s) and tar, had the child gone on.
+    await sleep(6_000);
+    expect(existsSync(join(stateDir, 'pack', 'restore', 'sluice-pack', 'index.json'))).toBe(false);
+    const post = await j.runPost();
+    expect(post.exitCode).toBe(0);
+    expect(post.warnings.join('\n')).toMatch(/died during the job/);
   }, 300_000);
 });
 

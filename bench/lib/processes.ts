@@ -1,6 +1,6 @@
 /** Child processes the benchmark starts (nginx, the Sluice server, proxy daemons) and their memory. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -96,10 +96,40 @@ export function peakRssMB(pid: number): number {
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on Linux). */
 const USER_HZ = 100;
 
+/** Fields of /proc/<pid>/stat after the parenthesised command name (field 3 onwards). */
+function statFields(pid: number): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 /** CPU seconds (user + system) a live process has used so far, from /proc/<pid>/stat. */
 export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the parenthesised command name; utime and stime are fields 14 and 15 overall.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = statFields(pid);
+  // utime and stime are fields 14 and 15 overall.
   return (Number(fields[11]) + Number(fields[12])) / USER_HZ;
+}
+
+/**
+ * CPU seconds of a live process's children so far: those it has waited for (cutime and cstime,
+ * fields 16 and 17) and those still running, with their own children. Zero for a process gone
+ * meanwhile.
+ */
+export function childrenCpuSeconds(pid: number): number {
+  try {
+    const fields = statFields(pid);
+    let seconds = (Number(fields[13]) + Number(fields[14])) / USER_HZ;
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const children = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+      for (const child of children ? children.split(' ') : []) {
+        try {
+          seconds += cpuSeconds(Number(child)) + childrenCpuSeconds(Number(child));
+        } catch {
+          // exited meanwhile
+        }
+      }
+    }
+    return seconds;
+  } catch {
+    return 0;
+  }
 }

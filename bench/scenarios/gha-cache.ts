@@ -6,7 +6,7 @@
  * through the tests' runner harness, the cache service stand-in, the real Azurite behind it.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addTinyPaths, makeNixMachine, nix, salt } from '../../__tests__/support/nix.js';
@@ -16,7 +16,7 @@ import { restorePlainArchive, startActionsCache, type ActionsCache } from '../li
 import { copyToFileCache, makeSigningKey, substituteIntoFreshStore } from '../lib/binary-cache.js';
 import { buildFan, deletePaths, type Closure, type PathGroup } from '../lib/closures.js';
 import type { Context } from '../lib/context.js';
-import { cpuSeconds } from '../lib/processes.js';
+import { childrenCpuSeconds, cpuSeconds } from '../lib/processes.js';
 import type { Row, Side } from '../lib/report.js';
 import { reason, sluiceUnavailable } from '../lib/sluice.js';
 import { median, MiB, rotate, timed } from '../lib/stats.js';
@@ -58,23 +58,50 @@ function newJob(
 
 /**
  * With `--profile`, job 2's steps run with V8's profiler (NODE_OPTIONS, which the main step's
- * daemon inherits) into a directory of their own; only the pack daemon's profile is kept.
+ * daemon and the daemon's restore process inherit) into a directory of their own; only the pack
+ * daemon's profile and its restore process's are kept. (`--trace-gc` would count collections, but
+ * Node does not take it in NODE_OPTIONS.) `SLUICE_BENCH_JOB2_NODE_OPTIONS` adds options of one's
+ * own for job 2's steps, such as `--import=<a module counting collections>`.
  */
 function profiledEnv(context: Context): { env?: NodeJS.ProcessEnv; dir?: string } {
-  if (!context.profileDir) return {};
+  const extra = process.env.SLUICE_BENCH_JOB2_NODE_OPTIONS ?? '';
+  if (!context.profileDir) return extra ? { env: { NODE_OPTIONS: extra } } : {};
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-job2-profiles-'));
-  return { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` }, dir };
+  return { env: { NODE_OPTIONS: `${extra} --cpu-prof --cpu-prof-dir=${dir}`.trim() }, dir };
 }
 
-function keepDaemonProfile(context: Context, dir: string | undefined, pid: number | undefined): void {
+/** The pid of the daemon's restore process, from the line the daemon logs when it starts it. */
+function restoreChildPid(logFile: string): number | undefined {
+  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+    if (!line.includes('restoring the pack in a child process')) continue;
+    try {
+      const pid = (JSON.parse(line) as { pid?: unknown }).pid;
+      if (typeof pid === 'number') return pid;
+    } catch {
+      // not one of the daemon's JSON lines
+    }
+  }
+  return undefined;
+}
+
+function keepDaemonProfiles(
+  context: Context,
+  dir: string | undefined,
+  pids: { daemon?: number; restore?: number },
+): void {
   if (!dir || !context.profileDir) return;
   try {
-    if (pid === undefined) return;
-    const file = readdirSync(dir).find((name) => name.split('.')[3] === String(pid));
-    if (!file) return;
-    mkdirSync(context.profileDir, { recursive: true });
-    renameSync(join(dir, file), join(context.profileDir, file));
-    context.processLabels.set(pid, 'gha-cache job 2: pack daemon');
+    for (const [pid, label] of [
+      [pids.daemon, 'gha-cache job 2: pack daemon'],
+      [pids.restore, "gha-cache job 2: the daemon's restore process (@actions/cache)"],
+    ] as const) {
+      if (pid === undefined) continue;
+      const file = readdirSync(dir).find((name) => name.split('.')[3] === String(pid));
+      if (!file) continue;
+      mkdirSync(context.profileDir, { recursive: true });
+      renameSync(join(dir, file), join(context.profileDir, file));
+      context.processLabels.set(pid, label);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -123,6 +150,8 @@ interface JobTwoSample {
   seconds: number;
   mainSeconds: number;
   daemonCpu: number;
+  /** CPU of the daemon's child processes (a restore run in a child, the nix commands it runs). */
+  childrenCpu: number;
   summary: string;
 }
 
@@ -131,7 +160,7 @@ async function jobTwo(context: Context, cache: ActionsCache, closure: Closure): 
   const profiling = profiledEnv(context);
   const { job, token } = newJob(context, cache, MAIN, profiling.env);
   const store = freshStore();
-  let daemonPid: number | undefined;
+  const pids: { daemon?: number; restore?: number } = {};
   try {
     let mainSeconds = 0;
     const { seconds } = await timed(async () => {
@@ -140,9 +169,10 @@ async function jobTwo(context: Context, cache: ActionsCache, closure: Closure): 
       mainSeconds = main.durationMs / 1000;
       await job.run('nix-store', ['--store', store, '--realise', closure.root!, '--max-jobs', '0']);
     });
-    const daemon = (job.savedState() as { daemon?: { pid: number } }).daemon;
+    const daemon = (job.savedState() as { daemon?: { pid: number; logFile: string } }).daemon;
     const daemonCpu = daemon ? cpuSeconds(daemon.pid) : NaN;
-    daemonPid = daemon?.pid;
+    const childrenCpu = daemon ? childrenCpuSeconds(daemon.pid) : NaN;
+    if (daemon) pids.daemon = daemon.pid;
     const post = await job.runPost();
     expectClean(post, 'job 2 post step');
     if (post.outputs['pack-used-paths'] !== String(closure.paths.length))
@@ -151,11 +181,13 @@ async function jobTwo(context: Context, cache: ActionsCache, closure: Closure): 
       );
     const calls = cache.service.callsOf(token).length;
     if (calls !== 1) throw new Error(`job 2 made ${calls} cache-service calls, expected 1`);
-    return { seconds, mainSeconds, daemonCpu, summary: post.summary };
+    const restorePid = daemon ? restoreChildPid(daemon.logFile) : undefined;
+    if (restorePid !== undefined) pids.restore = restorePid;
+    return { seconds, mainSeconds, daemonCpu, childrenCpu, summary: post.summary };
   } finally {
     rmSync(store, { recursive: true, force: true });
     discard(job);
-    keepDaemonProfile(context, profiling.dir, daemonPid);
+    keepDaemonProfiles(context, profiling.dir, pids);
   }
 }
 
@@ -202,7 +234,7 @@ async function restoreRows(context: Context, cache: ActionsCache): Promise<Row[]
     const mid = [...samples].sort((a, b) => a.seconds - b.seconds)[Math.floor(samples.length / 2)]!;
     const note =
       `median job 2: ${mid.seconds.toFixed(1)} s (main step ${mid.mainSeconds.toFixed(1)} s, then nix-store --realise into an empty store); ` +
-      `${restoreTimes(mid.summary)}; daemon ${mid.daemonCpu.toFixed(1)} s CPU. ` +
+      `${restoreTimes(mid.summary)}; daemon ${mid.daemonCpu.toFixed(1)} s CPU, its child processes ${mid.childrenCpu.toFixed(1)} s. ` +
       `Job 1's post step (pack written and saved): ${(first.post.durationMs / 1000).toFixed(1)} s`;
     const scenario = `GitHub cache mode: job 2 restores a ${closure.paths.length}-path, ${description} closure from the pack and Nix substitutes it`;
     return [

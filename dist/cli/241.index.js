@@ -691,7 +691,7 @@ class ObjectReader {
     async writeTo(sink, sent) {
         try {
             for await (const chunk of this.body) {
-                await (0,buffer_pool/* written */.M)(sink, chunk);
+                await (0,buffer_pool/* written */.Mp)(sink, chunk);
                 sent?.(chunk.length);
             }
         }

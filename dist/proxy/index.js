@@ -47488,20 +47488,300 @@ module.exports = {
 
 /***/ }),
 
+/***/ 6959:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   UX: () => (/* binding */ PACK_DIR),
+/* harmony export */   hR: () => (/* binding */ PACK_INDEX),
+/* harmony export */   kw: () => (/* binding */ PACK_CACHE_PATHS),
+/* harmony export */   tZ: () => (/* binding */ PACK_NARS)
+/* harmony export */ });
+const PACK_DIR = 'sluice-pack';
+const PACK_INDEX = 'index.json';
+const PACK_NARS = 'nars.zst';
+/** The paths given to @actions/cache, as written: the cache version is a hash of this exact text. */
+const PACK_CACHE_PATHS = [`${PACK_DIR}/${PACK_INDEX}`, `${PACK_DIR}/${PACK_NARS}`];
+
+
+/***/ }),
+
 /***/ 8699:
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4766);
+/* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3136);
+/* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_url__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var _proxy_pack_restore_child_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8388);
+/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(7592);
 
-await (0,_proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
+
+
+// The same bundle is the daemon and, started again by it, GitHub cache mode's restore process.
+if (process.argv[2] === _proxy_pack_restore_child_js__WEBPACK_IMPORTED_MODULE_1__/* .RESTORE_CHILD_ARG */ .TG)
+    (0,_proxy_pack_restore_child_js__WEBPACK_IMPORTED_MODULE_1__/* .runRestoreChild */ .YO)();
+else
+    await (0,_proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_2__/* .run */ .e)(process.argv[2], (0,node_url__WEBPACK_IMPORTED_MODULE_0__.fileURLToPath)(import.meta.url));
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 4766:
+/***/ 8388:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  TG: () => (/* binding */ RESTORE_CHILD_ARG),
+  QL: () => (/* binding */ restoreInChild),
+  RR: () => (/* binding */ restoreInProcess),
+  YO: () => (/* binding */ runRestoreChild)
+});
+
+// EXTERNAL MODULE: external "node:child_process"
+var external_node_child_process_ = __nccwpck_require__(1421);
+// EXTERNAL MODULE: ./src/contracts/pack-api.ts
+var pack_api = __nccwpck_require__(6959);
+;// CONCATENATED MODULE: ./src/contracts/pack-cache.ts
+/**
+ * The GitHub Actions cache through @actions/cache, one restore or save of a pack at a time.
+ * @actions/cache works relative to the process's cwd and GITHUB_WORKSPACE (where it tars from and
+ * extracts to), so each call runs inside the pack's own directory. It logs every failure to
+ * reserve an entry (409, 429, 5xx) as the same vague line and keeps the cause for debug output:
+ * the cause is caught from its output here, so the job summary can say what really happened.
+ */
+
+/** Lines @actions/cache writes that carry the real cause of a failure. */
+const CAUSES = [
+    /::debug::Failed to reserve cache: (.*)$/,
+    /Cache reservation failed: (.*)$/,
+    /Failed to (?:save|restore): (.*)$/,
+    /::(?:warning|error)::(.*)$/,
+];
+/** Runs `fn` inside `dir`, with stdout also read for the causes @actions/cache only logs. */
+async function inside(dir, fn, tempDir) {
+    const cwd = process.cwd();
+    const workspace = process.env.GITHUB_WORKSPACE;
+    const runnerTemp = process.env.RUNNER_TEMP;
+    const write = process.stdout.write.bind(process.stdout);
+    const causes = [];
+    process.stdout.write = ((chunk, ...rest) => {
+        const text = String(chunk);
+        for (const line of text.split('\n')) {
+            for (const pattern of CAUSES) {
+                const match = pattern.exec(line);
+                if (match) {
+                    causes.push(decodeURIComponent(match[1].replace(/%(?![0-9A-F]{2})/g, '%25')));
+                    break;
+                }
+            }
+        }
+        // Its warnings and errors would become annotations of their own; Sluice reports the cause once.
+        return write(text.replace(/^::(warning|error)::/gm, '@actions/cache $1: '), ...rest);
+    });
+    process.chdir(dir);
+    process.env.GITHUB_WORKSPACE = dir;
+    if (tempDir)
+        process.env.RUNNER_TEMP = tempDir;
+    try {
+        return { value: await fn(), causes };
+    }
+    finally {
+        process.stdout.write = write;
+        process.chdir(cwd);
+        restoreEnv('GITHUB_WORKSPACE', workspace);
+        restoreEnv('RUNNER_TEMP', runnerTemp);
+    }
+}
+function restoreEnv(name, value) {
+    if (value === undefined)
+        delete process.env[name];
+    else
+        process.env[name] = value;
+}
+/** The most telling cause: the first specific one (a debug line names the HTTP status). */
+function cause(causes, fallback) {
+    return causes.find((c) => /\(\d{3}\)|\d{3}|status|Too Many|already/i.test(c)) ?? causes[0] ?? fallback;
+}
+/**
+ * Asks the tar that @actions/cache runs once the download is done (`tar -xf \u2026 -P -C <dir>`, with
+ * `process.env` as it is then) to leave `member` out: GNU tar reads TAR_OPTIONS before its
+ * arguments. Only for the restore in progress: `restorePack` puts TAR_OPTIONS back when it
+ * returns. bsdtar (macOS without gtar) ignores TAR_OPTIONS and extracts everything, as before.
+ */
+function skipWhenExtracting(member) {
+    const option = `--exclude=${member}`;
+    if (/\s/.test(member))
+        throw new Error(`'${member}' cannot be passed in TAR_OPTIONS`);
+    const current = process.env.TAR_OPTIONS;
+    if (current?.split(/\s+/).includes(option))
+        return;
+    process.env.TAR_OPTIONS = current ? `${current} ${option}` : option;
+}
+/**
+ * One GetCacheEntryDownloadURL call, then the download (into a new directory below `tempDir`,
+ * where stream-restore.ts reads it as it lands) and extraction into `<dir>/sluice-pack/` (less
+ * what `skipWhenExtracting` left out meanwhile).
+ */
+async function restorePack(dir, key, restoreKeys, tempDir) {
+    const cache = await __nccwpck_require__.e(/* import() */ 329).then(__nccwpck_require__.bind(__nccwpck_require__, 5329));
+    const tarOptions = process.env.TAR_OPTIONS;
+    try {
+        const { value, causes } = await inside(dir, () => cache.restoreCache([...pack_api/* PACK_CACHE_PATHS */.kw], key, restoreKeys), tempDir);
+        if (value !== undefined)
+            return { ok: true, key: value };
+        if (causes.length > 0)
+            return { ok: false, error: cause(causes, 'the restore failed') };
+        return { ok: false, missing: true };
+    }
+    catch (e) {
+        return { ok: false, error: e.message };
+    }
+    finally {
+        restoreEnv('TAR_OPTIONS', tarOptions);
+    }
+}
+/** CreateCacheEntry, the upload, FinalizeCacheEntryUpload: saves `<dir>/sluice-pack/` as `key`. */
+async function savePack(dir, key) {
+    const cache = await __nccwpck_require__.e(/* import() */ 329).then(__nccwpck_require__.bind(__nccwpck_require__, 5329));
+    try {
+        const { value, causes } = await inside(dir, () => cache.saveCache([...PACK_CACHE_PATHS], key));
+        if (value !== -1)
+            return { ok: true, key };
+        return { ok: false, error: cause(causes, 'the cache service did not take the pack') };
+    }
+    catch (e) {
+        return { ok: false, error: e.message };
+    }
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pack/restore-child.ts
+/**
+ * `@actions/cache`'s restore (its download and tar) in a child process of the daemon, with a heap
+ * of its own: run in the daemon's thread, next to the daemon reading the same archive as it lands,
+ * the two made V8 run a full collection every 50\u201370 ms (docs/benchmarks.md, "Job 2's restore,
+ * profiled"). The child is the daemon's own bundle started with `RESTORE_CHILD_ARG`; they talk over
+ * the IPC channel: the daemon sends what to restore (and later which member tar is to leave out),
+ * the child answers with the outcome and exits. The cache service's token reaches the child in its
+ * environment, never in argv or a message. The child leads a process group of its own (with the
+ * tar it runs): it ends it when the daemon goes away, and the daemon ends it when it stops.
+ */
+
+
+/** argv[2] of the daemon's bundle that makes it the restore child. */
+const RESTORE_CHILD_ARG = '--pack-restore';
+/** The restore in the daemon's own process (its in-process form, for daemons not run from the bundle). */
+function restoreInProcess(request, env) {
+    // @actions/cache reads the runner's variables from the environment.
+    Object.assign(process.env, env);
+    return {
+        outcome: restorePack(request.dir, request.key, request.restoreKeys, request.tempDir),
+        exclude: (member) => skipWhenExtracting(member),
+        stop: () => undefined,
+    };
+}
+/**
+ * The restore in a child process: `script` is the daemon's bundle, started again with
+ * `RESTORE_CHILD_ARG` and `env` added to the daemon's environment. A child that dies before it
+ * answered (killed, out of memory) is a failed restore, as a failed download is.
+ */
+function restoreInChild(script, request, env) {
+    let child;
+    let answered = false;
+    const outcome = new Promise((resolve) => {
+        try {
+            child = (0,external_node_child_process_.fork)(script, [RESTORE_CHILD_ARG], {
+                env: { ...process.env, ...env },
+                // A plain Node, as a restore without Sluice runs: not the daemon's small young generation.
+                execArgv: [],
+                stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+                detached: true,
+            });
+        }
+        catch (e) {
+            resolve({ ok: false, error: `the restore process did not start: ${e.message}` });
+            return;
+        }
+        child.on('message', (message) => {
+            if (message.type !== 'outcome')
+                return;
+            answered = true;
+            resolve(message.outcome);
+        });
+        child.on('error', (e) => resolve({ ok: false, error: `the restore process failed: ${e.message}` }));
+        child.on('exit', (code, signal) => {
+            if (!answered)
+                resolve({
+                    ok: false,
+                    error: `the restore process ${signal ? `was killed (${signal})` : `exited with code ${code}`} before it finished`,
+                });
+        });
+        send({ type: 'restore', request });
+    });
+    function send(message) {
+        if (child?.connected)
+            child.send(message, (e) => void e);
+    }
+    return {
+        outcome,
+        ...(child?.pid !== undefined ? { pid: child.pid } : {}),
+        exclude: (member) => send({ type: 'exclude', member }),
+        stop: () => {
+            // Its group: the child and the tar it may be running. Only while the child is not reaped,
+            // so the group's id is still its.
+            if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null)
+                return;
+            try {
+                process.kill(-child.pid, 'SIGKILL');
+            }
+            catch {
+                child.kill('SIGKILL');
+            }
+        },
+    };
+}
+/** Ends this process and the tar it may be running (its process group, which it leads). */
+function endGroup() {
+    try {
+        process.kill(-process.pid, 'SIGKILL');
+    }
+    catch {
+        // Not a group leader (started otherwise than by restoreInChild): this process alone.
+    }
+    process.exit(1);
+}
+/** The child's side: one restore as the daemon asks, its outcome sent back, then exit. */
+function runRestoreChild() {
+    if (!process.send) {
+        process.stderr.write(`${RESTORE_CHILD_ARG} is started by the proxy daemon only\n`);
+        process.exit(2);
+    }
+    const answer = (outcome) => {
+        const message = { type: 'outcome', outcome };
+        process.send(message, undefined, {}, () => process.exit(0));
+    };
+    // The daemon went away (stopped, killed): the restore is of no use any more.
+    process.on('disconnect', endGroup);
+    process.on('uncaughtException', (e) => answer({ ok: false, error: e.message }));
+    process.on('unhandledRejection', (e) => answer({ ok: false, error: String(e) }));
+    let started = false;
+    process.on('message', (message) => {
+        if (message.type === 'exclude')
+            skipWhenExtracting(message.member);
+        else if (message.type === 'restore' && !started) {
+            started = true;
+            const { dir, key, restoreKeys, tempDir } = message.request;
+            void restorePack(dir, key, restoreKeys, tempDir).then(answer);
+        }
+    });
+}
+
+
+/***/ }),
+
+/***/ 7592:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -48537,6 +48817,36 @@ function written(sink, chunk) {
         });
     });
 }
+/**
+ * Sends bytes `start` to `end` (exclusive) of `file` to `sink` through two buffers of `pool`, one
+ * read into while the other is being written, rather than a read stream's fresh buffer per read:
+ * on a busy machine those allocations (page faults, then full collections) cost more than the
+ * copying. `sent` hears of each piece once `sink` took it. The buffers go back to the pool only
+ * when every write finished; the caller closes `file`.
+ */
+async function sendFileRange(file, start, end, sink, pool, sent) {
+    const buffers = [pool.take(), pool.take()];
+    let sending;
+    try {
+        for (let position = start, turn = 0; position < end; turn++) {
+            const buffer = buffers[turn % 2];
+            const { bytesRead } = await file.read(buffer, 0, Math.min(buffer.length, end - position), position);
+            if (bytesRead === 0)
+                throw new Error('the file is shorter than it was when opened');
+            position += bytesRead;
+            // The buffer read into now was last sent two turns ago, and that write has finished.
+            await sending;
+            sending = written(sink, buffer.subarray(0, bytesRead)).then(() => sent?.(bytesRead));
+        }
+        await sending;
+    }
+    catch (error) {
+        // A write still in flight may fail later; its buffer stays with it.
+        sending?.catch(() => undefined);
+        throw error;
+    }
+    pool.give(buffers);
+}
 
 ;// CONCATENATED MODULE: external "node:v8"
 const external_node_v8_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:v8");
@@ -48588,8 +48898,8 @@ function threadCollector() {
     return exposed;
 }
 
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+// EXTERNAL MODULE: external "node:child_process"
+var external_node_child_process_ = __nccwpck_require__(1421);
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
 // EXTERNAL MODULE: external "node:zlib"
@@ -48846,7 +49156,7 @@ class ProcessStream extends external_node_stream_.Duplex {
         super();
         this.what = what;
         this.explain = explain;
-        this.child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+        this.child = (0,external_node_child_process_.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
         // EPIPE when the program quits early (corrupt input): its exit status tells why.
         this.child.stdin.on('error', () => { });
         this.child.stderr.setEncoding('utf8').on('data', (text) => {
@@ -51831,7 +52141,7 @@ var external_node_util_ = __nccwpck_require__(7975);
 
 
 
-const execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
+const execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_.execFile);
 /** `nix` with the CLI enabled whatever the machine's nix.conf says. */
 const NIX_COMMAND = ['--extra-experimental-features', 'nix-command'];
 const MAX_PATHS_PER_COMMAND = 1000;
@@ -51902,126 +52212,10 @@ class LocalStore {
     }
 }
 
-;// CONCATENATED MODULE: ./src/contracts/pack-api.ts
-const PACK_DIR = 'sluice-pack';
-const PACK_INDEX = 'index.json';
-const PACK_NARS = 'nars.zst';
-/** The paths given to @actions/cache, as written: the cache version is a hash of this exact text. */
-const pack_api_PACK_CACHE_PATHS = [`${PACK_DIR}/${PACK_INDEX}`, `${PACK_DIR}/${PACK_NARS}`];
-
-;// CONCATENATED MODULE: ./src/contracts/pack-cache.ts
-/**
- * The GitHub Actions cache through @actions/cache, one restore or save of a pack at a time.
- * @actions/cache works relative to the process's cwd and GITHUB_WORKSPACE (where it tars from and
- * extracts to), so each call runs inside the pack's own directory. It logs every failure to
- * reserve an entry (409, 429, 5xx) as the same vague line and keeps the cause for debug output:
- * the cause is caught from its output here, so the job summary can say what really happened.
- */
-
-/** Lines @actions/cache writes that carry the real cause of a failure. */
-const CAUSES = [
-    /::debug::Failed to reserve cache: (.*)$/,
-    /Cache reservation failed: (.*)$/,
-    /Failed to (?:save|restore): (.*)$/,
-    /::(?:warning|error)::(.*)$/,
-];
-/** Runs `fn` inside `dir`, with stdout also read for the causes @actions/cache only logs. */
-async function inside(dir, fn, tempDir) {
-    const cwd = process.cwd();
-    const workspace = process.env.GITHUB_WORKSPACE;
-    const runnerTemp = process.env.RUNNER_TEMP;
-    const write = process.stdout.write.bind(process.stdout);
-    const causes = [];
-    process.stdout.write = ((chunk, ...rest) => {
-        const text = String(chunk);
-        for (const line of text.split('\n')) {
-            for (const pattern of CAUSES) {
-                const match = pattern.exec(line);
-                if (match) {
-                    causes.push(decodeURIComponent(match[1].replace(/%(?![0-9A-F]{2})/g, '%25')));
-                    break;
-                }
-            }
-        }
-        // Its warnings and errors would become annotations of their own; Sluice reports the cause once.
-        return write(text.replace(/^::(warning|error)::/gm, '@actions/cache $1: '), ...rest);
-    });
-    process.chdir(dir);
-    process.env.GITHUB_WORKSPACE = dir;
-    if (tempDir)
-        process.env.RUNNER_TEMP = tempDir;
-    try {
-        return { value: await fn(), causes };
-    }
-    finally {
-        process.stdout.write = write;
-        process.chdir(cwd);
-        restoreEnv('GITHUB_WORKSPACE', workspace);
-        restoreEnv('RUNNER_TEMP', runnerTemp);
-    }
-}
-function restoreEnv(name, value) {
-    if (value === undefined)
-        delete process.env[name];
-    else
-        process.env[name] = value;
-}
-/** The most telling cause: the first specific one (a debug line names the HTTP status). */
-function cause(causes, fallback) {
-    return causes.find((c) => /\(\d{3}\)|\d{3}|status|Too Many|already/i.test(c)) ?? causes[0] ?? fallback;
-}
-/**
- * Asks the tar that @actions/cache runs once the download is done (`tar -xf \u2026 -P -C <dir>`, with
- * `process.env` as it is then) to leave `member` out: GNU tar reads TAR_OPTIONS before its
- * arguments. Only for the restore in progress: `restorePack` puts TAR_OPTIONS back when it
- * returns. bsdtar (macOS without gtar) ignores TAR_OPTIONS and extracts everything, as before.
- */
-function skipWhenExtracting(member) {
-    const option = `--exclude=${member}`;
-    if (/\s/.test(member))
-        throw new Error(`'${member}' cannot be passed in TAR_OPTIONS`);
-    const current = process.env.TAR_OPTIONS;
-    if (current?.split(/\s+/).includes(option))
-        return;
-    process.env.TAR_OPTIONS = current ? `${current} ${option}` : option;
-}
-/**
- * One GetCacheEntryDownloadURL call, then the download (into a new directory below `tempDir`,
- * where stream-restore.ts reads it as it lands) and extraction into `<dir>/sluice-pack/` (less
- * what `skipWhenExtracting` left out meanwhile).
- */
-async function restorePack(dir, key, restoreKeys, tempDir) {
-    const cache = await __nccwpck_require__.e(/* import() */ 329).then(__nccwpck_require__.bind(__nccwpck_require__, 5329));
-    const tarOptions = process.env.TAR_OPTIONS;
-    try {
-        const { value, causes } = await inside(dir, () => cache.restoreCache([...pack_api_PACK_CACHE_PATHS], key, restoreKeys), tempDir);
-        if (value !== undefined)
-            return { ok: true, key: value };
-        if (causes.length > 0)
-            return { ok: false, error: cause(causes, 'the restore failed') };
-        return { ok: false, missing: true };
-    }
-    catch (e) {
-        return { ok: false, error: e.message };
-    }
-    finally {
-        restoreEnv('TAR_OPTIONS', tarOptions);
-    }
-}
-/** CreateCacheEntry, the upload, FinalizeCacheEntryUpload: saves `<dir>/sluice-pack/` as `key`. */
-async function savePack(dir, key) {
-    const cache = await __nccwpck_require__.e(/* import() */ 329).then(__nccwpck_require__.bind(__nccwpck_require__, 5329));
-    try {
-        const { value, causes } = await inside(dir, () => cache.saveCache([...PACK_CACHE_PATHS], key));
-        if (value !== -1)
-            return { ok: true, key };
-        return { ok: false, error: cause(causes, 'the cache service did not take the pack') };
-    }
-    catch (e) {
-        return { ok: false, error: e.message };
-    }
-}
-
+// EXTERNAL MODULE: ./src/proxy/pack/restore-child.ts + 1 modules
+var restore_child = __nccwpck_require__(8388);
+// EXTERNAL MODULE: ./src/contracts/pack-api.ts
+var pack_api = __nccwpck_require__(6959);
 ;// CONCATENATED MODULE: ./src/proxy/pack/format.ts
 /**
  * A pack: the store paths one CI job saved to the GitHub Actions cache, as one cache entry of two
@@ -52561,8 +52755,14 @@ class StreamNarHasher {
 
 
 
+
 /** Read size while verifying: big reads keep the hashing pass cheap. */
 const READ_BYTES = 1024 * 1024;
+/**
+ * NARs are served from reused buffers, two per download: a read stream's fresh 256 KiB per read
+ * was another GiB of buffers per GiB served, each such GiB tens of V8's full collections.
+ */
+const SEND_BUFFERS = new BufferPool(256 * 1024, 32, 10_000);
 class PackCorruptError extends Error {
 }
 class PackReader {
@@ -52585,12 +52785,12 @@ class PackReader {
     }
     /** Opens `<root>/sluice-pack/`: checks the index and that nars.zst is as long as it says. */
     static async open(root) {
-        const dir = (0,external_node_path_.join)(root, PACK_DIR);
-        const index = parseIndex(await (0,promises_.readFile)((0,external_node_path_.join)(dir, PACK_INDEX), 'utf8'));
-        const narsFile = (0,external_node_path_.join)(dir, PACK_NARS);
+        const dir = (0,external_node_path_.join)(root, pack_api/* PACK_DIR */.UX);
+        const index = parseIndex(await (0,promises_.readFile)((0,external_node_path_.join)(dir, pack_api/* PACK_INDEX */.hR), 'utf8'));
+        const narsFile = (0,external_node_path_.join)(dir, pack_api/* PACK_NARS */.tZ);
         const size = (await (0,promises_.stat)(narsFile)).size;
         if (size !== dataSize(index))
-            throw new PackFormatError(`${PACK_NARS} is ${size} bytes, but the index describes ${dataSize(index)}`);
+            throw new PackFormatError(`${pack_api/* PACK_NARS */.tZ} is ${size} bytes, but the index describes ${dataSize(index)}`);
         return new PackReader(index, narsFile);
     }
     get corrupt() {
@@ -52645,7 +52845,7 @@ class PackReader {
                 if (this.closed || this.corruption)
                     return;
                 if (position + chunk.length > dataSize(this.index))
-                    throw new PackCorruptError(`${PACK_NARS} holds more than the index describes`);
+                    throw new PackCorruptError(`${pack_api/* PACK_NARS */.tZ} holds more than the index describes`);
                 if (sink)
                     await sink.write(chunk);
                 let at = 0;
@@ -52666,7 +52866,7 @@ class PackReader {
                 }
             }
             if (current < entries.length)
-                throw new PackCorruptError(`${PACK_NARS} ended before ${entries[current].path}`);
+                throw new PackCorruptError(`${pack_api/* PACK_NARS */.tZ} ended before ${entries[current].path}`);
         }
         catch (e) {
             hasher?.destroy();
@@ -52698,14 +52898,15 @@ class PackReader {
             await new Promise((resolve) => this.waiters.push(resolve));
         }
     }
-    /** The compressed NAR's bytes, once verified. */
-    async open(entry) {
-        await this.verified(entry);
-        return (0,external_node_fs_.createReadStream)(this.narsFile, {
-            start: entry.offset,
-            end: entry.offset + entry.size - 1,
-            highWaterMark: 256 * 1024,
-        });
+    /** Writes the compressed NAR's bytes to `sink` (call `verified` first); `sent` hears of each piece. */
+    async send(entry, sink, sent) {
+        const file = await (0,promises_.open)(this.narsFile, 'r');
+        try {
+            await sendFileRange(file, entry.offset, entry.offset + entry.size, sink, SEND_BUFFERS, sent);
+        }
+        finally {
+            await file.close();
+        }
     }
     close() {
         this.closed = true;
@@ -52936,7 +53137,7 @@ async function streamRestore(tempDir, finished, targetDir, onError) {
     const archive = await tailArchive(tempDir, finished);
     if (!archive)
         return undefined;
-    await (0,promises_.mkdir)((0,external_node_path_.join)(targetDir, PACK_DIR), { recursive: true });
+    await (0,promises_.mkdir)((0,external_node_path_.join)(targetDir, pack_api/* PACK_DIR */.UX), { recursive: true });
     const decompressor = archive.path.endsWith('.tgz') ? (0,external_node_zlib_.createGunzip)() : createDecompressor('zstd');
     const bytes = external_node_stream_.Readable.from(archive.chunks).pipe(decompressor);
     const input = new ByteReader(bytes[Symbol.asyncIterator]());
@@ -52945,16 +53146,16 @@ async function streamRestore(tempDir, finished, targetDir, onError) {
     let announce = () => undefined;
     const announced = new Promise((resolve) => (announce = resolve));
     const walk = readTar(input, async (file, contents) => {
-        if (file.name === `${PACK_DIR}/${PACK_INDEX}` && !reader) {
+        if (file.name === `${pack_api/* PACK_DIR */.UX}/${pack_api/* PACK_INDEX */.hR}` && !reader) {
             if (file.size > MAX_INDEX_BYTES)
                 throw new Error(`the pack index is ${file.size} bytes`);
             const pieces = [];
             for await (const piece of contents)
                 pieces.push(piece);
-            reader = PackReader.streaming(parseIndex(Buffer.concat(pieces).toString('utf8')), (0,external_node_path_.join)(targetDir, PACK_DIR, PACK_NARS));
+            reader = PackReader.streaming(parseIndex(Buffer.concat(pieces).toString('utf8')), (0,external_node_path_.join)(targetDir, pack_api/* PACK_DIR */.UX, pack_api/* PACK_NARS */.tZ));
             announce({ reader, finished: walk.then(() => undefined) });
         }
-        else if (file.name === `${PACK_DIR}/${PACK_NARS}` && reader && !consumed) {
+        else if (file.name === `${pack_api/* PACK_DIR */.UX}/${pack_api/* PACK_NARS */.tZ}` && reader && !consumed) {
             consumed = true;
             await reader.consume(contents);
         }
@@ -52965,7 +53166,7 @@ async function streamRestore(tempDir, finished, targetDir, onError) {
     }).then(() => {
         // An archive without the NARs after the index: nothing of it can be served.
         if (reader && !consumed)
-            reader.fail(`the pack's archive holds no ${PACK_NARS}`);
+            reader.fail(`the pack's archive holds no ${pack_api/* PACK_NARS */.tZ}`);
     }, (error) => {
         const message = `the pack's download could not be read: ${error.message}`;
         if (reader)
@@ -53167,9 +53368,9 @@ async function servedUpstream(caches, paths) {
 
 
 async function writePack(root, infos, now = new Date()) {
-    const dir = (0,external_node_path_.join)(root, PACK_DIR);
+    const dir = (0,external_node_path_.join)(root, pack_api/* PACK_DIR */.UX);
     await (0,promises_.mkdir)(dir, { recursive: true });
-    const file = await (0,promises_.open)((0,external_node_path_.join)(dir, PACK_NARS), 'w');
+    const file = await (0,promises_.open)((0,external_node_path_.join)(dir, pack_api/* PACK_NARS */.tZ), 'w');
     const entries = [];
     const vanished = [];
     let offset = 0;
@@ -53212,8 +53413,8 @@ async function writePack(root, infos, now = new Date()) {
     }
     const index = { createdAt: now.toISOString(), entries };
     // What a vanished path left past the last entry is cut off.
-    await (0,promises_.truncate)((0,external_node_path_.join)(dir, PACK_NARS), offset);
-    await (0,promises_.writeFile)((0,external_node_path_.join)(dir, PACK_INDEX), serializeIndex(index));
+    await (0,promises_.truncate)((0,external_node_path_.join)(dir, pack_api/* PACK_NARS */.tZ), offset);
+    await (0,promises_.writeFile)((0,external_node_path_.join)(dir, pack_api/* PACK_INDEX */.hR), serializeIndex(index));
     return { root, index, bytes: offset, vanished };
 }
 
@@ -53334,7 +53535,6 @@ async function closureOfValid(store, roots) {
 
 
 
-
 const routes_NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
 const NAR_PATH = /^\/nar\/([0-9a-df-np-sv-z]{52})\.nar\.zst$/;
 class PackRoutes {
@@ -53421,9 +53621,8 @@ class PackRoutes {
         const entry = reader?.entryForNarHash(narHash);
         if (!reader || !entry)
             throw new HttpError(404, 'NAR not in the pack', 'not_found');
-        let body;
         try {
-            body = await reader.open(entry);
+            await reader.verified(entry);
         }
         catch (e) {
             this.stats.error(`the restored pack was not served further: ${e.message}`);
@@ -53432,13 +53631,13 @@ class PackRoutes {
         }
         res.writeHead(200, { 'content-type': 'application/x-nix-nar', 'content-length': entry.size });
         if (res.req.method === 'HEAD') {
-            body.destroy();
             res.end();
             return;
         }
-        const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
         try {
-            await (0,external_node_stream_promises_namespaceObject.pipeline)(body, counter, res);
+            await reader.send(entry, res, (n) => (this.stats.bytesDownloaded += n));
+            res.end();
+            await (0,external_node_stream_promises_namespaceObject.finished)(res);
             this.stats.paths.narServed(`/nar/${narHash}.nar.zst`);
             if (!this.used.has(entry.path))
                 this.usedBytes += entry.size;
@@ -53479,7 +53678,7 @@ class PackRoutes {
  * the archive as it lands), or, if that did not work, from what @actions/cache extracted. The
  * report says how it went. Never throws.
  */
-async function restore(pack, report, log) {
+async function restore(pack, report, log, start) {
     const started = Date.now();
     const seconds = () => (Date.now() - started) / 1000;
     const dir = (0,external_node_path_.join)(pack.dir, 'restore');
@@ -53487,10 +53686,11 @@ async function restore(pack, report, log) {
     try {
         await (0,promises_.mkdir)(dir, { recursive: true });
         await (0,promises_.mkdir)(tempDir, { recursive: true });
-        // @actions/cache reads the runner's variables from the environment.
-        Object.assign(process.env, pack.cacheEnv);
         let done = false;
-        const restoring = restorePack(dir, pack.restoreKey, pack.restoreKeys, tempDir).finally(() => (done = true));
+        const running = start({ dir, key: pack.restoreKey, restoreKeys: pack.restoreKeys, tempDir });
+        if (running.pid !== undefined)
+            log.info({ pid: running.pid }, 'restoring the pack in a child process');
+        const restoring = running.outcome.finally(() => (done = true));
         const streamed = await streamRestore(tempDir, () => done, (0,external_node_path_.join)(pack.dir, 'stream'), (message) => log.warn({ err: message }, 'reading the pack while it downloads failed; reading it once extracted'));
         if (streamed) {
             const { reader } = streamed;
@@ -53498,7 +53698,7 @@ async function restore(pack, report, log) {
             // only now, so that a restore the stream could not read still extracts them for the fallback
             // below; a download that ends before this extracts them too, unused.
             if (!done)
-                skipWhenExtracting(`${PACK_DIR}/${PACK_NARS}`);
+                running.exclude(`${pack_api/* PACK_DIR */.UX}/${pack_api/* PACK_NARS */.tZ}`);
             Object.assign(report, { outcome: 'restored', paths: reader.index.entries.length, bytes: reader.bytes });
             report.indexSeconds = seconds();
             log.info({ report }, 'pack index read; its NARs follow');
@@ -53561,11 +53761,16 @@ async function startPackDaemon(config, options = {}) {
     queued.count = () => collector.queued;
     const report = { outcome: 'pending' };
     let reader;
-    const restoring = restore(config.pack, report, log).then((r) => (reader = r));
+    let running;
+    const start = (request) => (running = options.restoreScript
+        ? (0,restore_child/* restoreInChild */.QL)(options.restoreScript, request, config.pack.cacheEnv)
+        : (0,restore_child/* restoreInProcess */.RR)(request, config.pack.cacheEnv));
+    const restoring = restore(config.pack, report, log, start).then((r) => (reader = r));
     const routes = new PackRoutes(restoring, key, stats, log);
     let closing;
     const close = () => (closing ??= (async () => {
         log.info({ stats: stats.toJSON() }, 'shutting down');
+        running?.stop();
         routes.close();
         await proxy.close();
         await removeSecretFiles(config.secretFiles);
@@ -53837,8 +54042,8 @@ async function startDaemon(config, options = {}) {
     }, 'listening');
     return { port: proxy.port, url: `http://127.0.0.1:${proxy.port}`, stats, log, close };
 }
-/** The bundle's entry: `node dist/proxy/index.js <config.json>`. */
-async function run(configPath = process.argv[2]) {
+/** The bundle's entry: `node dist/proxy/index.js <config.json>`; `bundle` is that index.js. */
+async function run(configPath = process.argv[2], bundle) {
     if (!configPath) {
         process.stderr.write('usage: sluice-proxy <config.json>\n');
         process.exit(2);
@@ -53861,7 +54066,10 @@ async function run(configPath = process.argv[2]) {
     }
     let daemon;
     try {
-        daemon = await startDaemon(config, { onShutdown: () => process.exit(0) });
+        daemon = await startDaemon(config, {
+            onShutdown: () => process.exit(0),
+            ...(bundle ? { restoreScript: bundle } : {}),
+        });
     }
     catch (e) {
         return failed(e, config.secretFiles);
@@ -53968,6 +54176,13 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:async_h
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:buffer");
+
+/***/ }),
+
+/***/ 1421:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 
 /***/ }),
 
@@ -57661,6 +57876,18 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ 			return fn.r ? promise : getResult();
 /******/ 		}, (err) => ((err ? reject(promise[webpackError] = err) : outerResolve(exports)), resolveQueue(queue)));
 /******/ 		queue && queue.d < 0 && (queue.d = 0);
+/******/ 	};
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/compat get default export */
+/******/ (() => {
+/******/ 	// getDefaultExport function for compatibility with non-harmony modules
+/******/ 	__nccwpck_require__.n = (module) => {
+/******/ 		var getter = module && module.__esModule ?
+/******/ 			() => (module['default']) :
+/******/ 			() => (module);
+/******/ 		__nccwpck_require__.d(getter, { a: getter });
+/******/ 		return getter;
 /******/ 	};
 /******/ })();
 /******/ 

@@ -6,11 +6,10 @@
  * served: the lookup answers 404 and Nix (with `fallback`) builds.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
+import { finished } from 'node:stream/promises';
 import { HttpError } from '../../contracts/http-error.js';
 import { serializeNarInfo } from '../../nix/narinfo.js';
 import { fingerprint, signFingerprint, type SecretKey } from '../../nix/signing.js';
-import { ByteCounter } from '../pull/byte-counter.js';
 import type { Logger } from '../report/daemon-log.js';
 import { methodNotAllowed, NIX_CACHE_INFO } from '../pull/nix-routes.js';
 import type { Stats } from '../report/stats.js';
@@ -106,9 +105,8 @@ export class PackRoutes {
     const reader = await this.pack;
     const entry = reader?.entryForNarHash(narHash);
     if (!reader || !entry) throw new HttpError(404, 'NAR not in the pack', 'not_found');
-    let body;
     try {
-      body = await reader.open(entry);
+      await reader.verified(entry);
     } catch (e) {
       this.stats.error(`the restored pack was not served further: ${(e as Error).message}`);
       this.log.warn({ path: entry.path, err: (e as Error).message }, 'pack NAR refused');
@@ -116,13 +114,13 @@ export class PackRoutes {
     }
     res.writeHead(200, { 'content-type': 'application/x-nix-nar', 'content-length': entry.size });
     if (res.req.method === 'HEAD') {
-      body.destroy();
       res.end();
       return;
     }
-    const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
     try {
-      await pipeline(body, counter, res);
+      await reader.send(entry, res, (n) => (this.stats.bytesDownloaded += n));
+      res.end();
+      await finished(res);
       this.stats.paths.narServed(`/nar/${narHash}.nar.zst`);
       if (!this.used.has(entry.path)) this.usedBytes += entry.size;
       this.used.set(entry.path, this.now());

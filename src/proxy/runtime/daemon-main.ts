@@ -34,6 +34,8 @@ export interface DaemonOptions {
   onShutdown?: () => void;
   /** The time the token handling reads (tests move it; the system clock otherwise). */
   clock?: Clock;
+  /** The daemon's bundle, which GitHub cache mode starts again for its restore (pack-daemon.ts). */
+  restoreScript?: string;
 }
 
 export interface Daemon {
@@ -140,8 +142,8 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
   return { port: proxy.port, url: `http://127.0.0.1:${proxy.port}`, stats, log, close };
 }
 
-/** The bundle's entry: `node dist/proxy/index.js <config.json>`. */
-export async function run(configPath = process.argv[2]): Promise<void> {
+/** The bundle's entry: `node dist/proxy/index.js <config.json>`; `bundle` is that index.js. */
+export async function run(configPath = process.argv[2], bundle?: string): Promise<void> {
   if (!configPath) {
     process.stderr.write('usage: sluice-proxy <config.json>\n');
     process.exit(2);
@@ -164,7 +166,10 @@ export async function run(configPath = process.argv[2]): Promise<void> {
   }
   let daemon: Daemon;
   try {
-    daemon = await startDaemon(config, { onShutdown: () => process.exit(0) });
+    daemon = await startDaemon(config, {
+      onShutdown: () => process.exit(0),
+      ...(bundle ? { restoreScript: bundle } : {}),
+    });
   } catch (e) {
     return failed(e, config.secretFiles);
   }

@@ -14,7 +14,12 @@ import { RequestGate } from './request-gate.js';
 import { startProxyServer } from './proxy-server.js';
 import { Stats } from '../report/stats.js';
 import { LocalStore } from '../push/local-store.js';
-import { restorePack, skipWhenExtracting } from '../../contracts/pack-cache.js';
+import {
+  restoreInChild,
+  restoreInProcess,
+  type RestoreRequest,
+  type RunningRestore,
+} from '../pack/restore-child.js';
 import { streamRestore } from '../pack/stream-restore.js';
 import { BuiltCollector } from '../pack/collector.js';
 import { newPack } from '../pack/new-pack.js';
@@ -26,6 +31,11 @@ export interface PackDaemonOptions {
   env?: NodeJS.ProcessEnv;
   logDestination?: DestinationStream;
   onShutdown?: () => void;
+  /**
+   * The daemon's bundle: @actions/cache's restore runs in a child process started from it, with a
+   * heap of its own (restore-child.ts). Without it (daemons started in-process), in this process.
+   */
+  restoreScript?: string;
 }
 
 export interface PackDaemon {
@@ -45,6 +55,7 @@ async function restore(
   pack: PackConfig,
   report: RestoreReport,
   log: Logger,
+  start: (request: RestoreRequest) => RunningRestore,
 ): Promise<PackReader | undefined> {
   const started = Date.now();
   const seconds = (): number => (Date.now() - started) / 1000;
@@ -53,12 +64,10 @@ async function restore(
   try {
     await mkdir(dir, { recursive: true });
     await mkdir(tempDir, { recursive: true });
-    // @actions/cache reads the runner's variables from the environment.
-    Object.assign(process.env, pack.cacheEnv);
     let done = false;
-    const restoring = restorePack(dir, pack.restoreKey, pack.restoreKeys, tempDir).finally(
-      () => (done = true),
-    );
+    const running = start({ dir, key: pack.restoreKey, restoreKeys: pack.restoreKeys, tempDir });
+    if (running.pid !== undefined) log.info({ pid: running.pid }, 'restoring the pack in a child process');
+    const restoring = running.outcome.finally(() => (done = true));
     const streamed = await streamRestore(
       tempDir,
       () => done,
@@ -71,7 +80,7 @@ async function restore(
       // The NARs are being read out of the download: tar need not write them a second time. Set
       // only now, so that a restore the stream could not read still extracts them for the fallback
       // below; a download that ends before this extracts them too, unused.
-      if (!done) skipWhenExtracting(`${PACK_DIR}/${PACK_NARS}`);
+      if (!done) running.exclude(`${PACK_DIR}/${PACK_NARS}`);
       Object.assign(report, { outcome: 'restored', paths: reader.index.entries.length, bytes: reader.bytes });
       report.indexSeconds = seconds();
       log.info({ report }, 'pack index read; its NARs follow');
@@ -134,13 +143,19 @@ export async function startPackDaemon(
   queued.count = () => collector.queued;
   const report: RestoreReport = { outcome: 'pending' };
   let reader: PackReader | undefined;
-  const restoring = restore(config.pack, report, log).then((r) => (reader = r));
+  let running: RunningRestore | undefined;
+  const start = (request: RestoreRequest): RunningRestore =>
+    (running = options.restoreScript
+      ? restoreInChild(options.restoreScript, request, config.pack.cacheEnv)
+      : restoreInProcess(request, config.pack.cacheEnv));
+  const restoring = restore(config.pack, report, log, start).then((r) => (reader = r));
   const routes = new PackRoutes(restoring, key, stats, log);
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
       log.info({ stats: stats.toJSON() }, 'shutting down');
+      running?.stop();
       routes.close();
       await proxy.close();
       await removeSecretFiles(config.secretFiles);

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { link, mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { BufferPool, written } from '../../nix/buffer-pool.js';
+import { BufferPool, sendFileRange } from '../../nix/buffer-pool.js';
 import {
   isValidBlobKey,
   type BlobInfo,
@@ -152,10 +152,7 @@ export class FsBlobStore implements BlobStore {
   }
 }
 
-/**
- * Sends a file from two reused buffers rather than a read stream's fresh buffer per read: on a
- * busy server the allocations (page faults, then garbage collections) cost more than the copying.
- */
+/** Sends a file from two reused buffers (sendFileRange). */
 class FileReader implements BlobReader {
   constructor(
     private readonly file: FileHandle,
@@ -165,32 +162,11 @@ class FileReader implements BlobReader {
   ) {}
 
   async writeTo(sink: Writable, sent?: (bytes: number) => void): Promise<void> {
-    const buffers = [readBuffers.take(), readBuffers.take()];
-    let sending: Promise<void> | undefined;
     try {
-      for (let position = this.start, turn = 0; position < this.end; turn++) {
-        const buffer = buffers[turn % 2]!;
-        const { bytesRead } = await this.file.read(
-          buffer,
-          0,
-          Math.min(buffer.length, this.end - position),
-          position,
-        );
-        if (bytesRead === 0) throw new Error('the file is shorter than it was when opened');
-        position += bytesRead;
-        // The buffer read into now was last sent two turns ago, and that write has finished.
-        await sending;
-        sending = written(sink, buffer.subarray(0, bytesRead)).then(() => sent?.(bytesRead));
-      }
-      await sending;
-    } catch (error) {
-      // A write still in flight may fail later; its buffer stays with it.
-      sending?.catch(() => undefined);
-      throw error;
+      await sendFileRange(this.file, this.start, this.end, sink, readBuffers, sent);
     } finally {
       await this.close();
     }
-    readBuffers.give(buffers);
   }
 
   async close(): Promise<void> {
