@@ -2,7 +2,7 @@
 import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /******/ var __webpack_modules__ = ({
 
-/***/ 9750:
+/***/ 4976:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -12,9 +12,9 @@ import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.ContextAPI = void 0;
-const NoopContextManager_1 = __nccwpck_require__(9522);
-const global_utils_1 = __nccwpck_require__(9923);
-const diag_1 = __nccwpck_require__(1230);
+const NoopContextManager_1 = __nccwpck_require__(6148);
+const global_utils_1 = __nccwpck_require__(4397);
+const diag_1 = __nccwpck_require__(4268);
 const API_NAME = 'context';
 const NOOP_CONTEXT_MANAGER = new NoopContextManager_1.NoopContextManager();
 /**
@@ -80,7 +80,7 @@ exports.ContextAPI = ContextAPI;
 
 /***/ }),
 
-/***/ 1230:
+/***/ 4268:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -90,10 +90,10 @@ exports.ContextAPI = ContextAPI;
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.DiagAPI = void 0;
-const ComponentLogger_1 = __nccwpck_require__(7723);
-const logLevelLogger_1 = __nccwpck_require__(3514);
-const types_1 = __nccwpck_require__(2573);
-const global_utils_1 = __nccwpck_require__(9923);
+const ComponentLogger_1 = __nccwpck_require__(6229);
+const logLevelLogger_1 = __nccwpck_require__(6188);
+const types_1 = __nccwpck_require__(3671);
+const global_utils_1 = __nccwpck_require__(4397);
 const API_NAME = 'diag';
 /**
  * Singleton object which represents the entry point to the OpenTelemetry internal
@@ -170,7 +170,7 @@ exports.DiagAPI = DiagAPI;
 
 /***/ }),
 
-/***/ 8692:
+/***/ 8654:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -180,9 +180,9 @@ exports.DiagAPI = DiagAPI;
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.MetricsAPI = void 0;
-const NoopMeterProvider_1 = __nccwpck_require__(2896);
-const global_utils_1 = __nccwpck_require__(9923);
-const diag_1 = __nccwpck_require__(1230);
+const NoopMeterProvider_1 = __nccwpck_require__(4338);
+const global_utils_1 = __nccwpck_require__(4397);
+const diag_1 = __nccwpck_require__(4268);
 const API_NAME = 'metrics';
 /**
  * Singleton object which represents the entry point to the OpenTelemetry Metrics API
@@ -226,7 +226,7 @@ exports.MetricsAPI = MetricsAPI;
 
 /***/ }),
 
-/***/ 7:
+/***/ 3217:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -236,12 +236,12 @@ exports.MetricsAPI = MetricsAPI;
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.PropagationAPI = void 0;
-const global_utils_1 = __nccwpck_require__(9923);
-const NoopTextMapPropagator_1 = __nccwpck_require__(4353);
-const TextMapPropagator_1 = __nccwpck_require__(7865);
-const context_helpers_1 = __nccwpck_require__(52);
-const utils_1 = __nccwpck_require__(8558);
-const diag_1 = __nccwpck_require__(1230);
+const global_utils_1 = __nccwpck_require__(4397);
+const NoopTextMapPropagator_1 = __nccwpck_require__(1043);
+const TextMapPropagator_1 = __nccwpck_require__(6783);
+const context_helpers_1 = __nccwpck_require__(2494);
+const utils_1 = __nccwpck_require__(1288);
+const diag_1 = __nccwpck_require__(4268);
 const API_NAME = 'propagation';
 const NOOP_TEXT_MAP_PROPAGATOR = new NoopTextMapPropagator_1.NoopTextMapPropagator();
 /**
@@ -312,7 +312,7 @@ exports.PropagationAPI = PropagationAPI;
 
 /***/ }),
 
-/***/ 4508:
+/***/ 3026:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -322,11 +322,11 @@ exports.PropagationAPI = PropagationAPI;
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.TraceAPI = void 0;
-const global_utils_1 = __nccwpck_require__(9923);
-const ProxyTracerProvider_1 = __nccwpck_require__(312);
-const spancontext_utils_1 = __nccwpck_require__(639);
-const context_utils_1 = __nccwpck_require__(2771);
-const diag_1 = __nccwpck_require__(1230);
+const global_utils_1 = __nccwpck_require__(4397);
+const ProxyTracerProvider_1 = __nccwpck_require__(7266);
+const spancontext_utils_1 = __nccwpck_require__(4509);
+const context_utils_1 = __nccwpck_require__(5801);
+const diag_1 = __nccwpck_require__(4268);
 const API_NAME = 'trace';
 /**
  * Singleton object which represents the entry point to the OpenTelemetry Tracing API
@@ -388,7 +388,7 @@ exports.TraceAPI = TraceAPI;
 
 /***/ }),
 
-/***/ 52:
+/***/ 2494:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -398,8 +398,8 @@ exports.TraceAPI = TraceAPI;
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.deleteBaggage = exports.setBaggage = exports.getActiveBaggage = exports.getBaggage = void 0;
-const context_1 = __nccwpck_require__(9750);
-const context_2 = __nccwpck_require__(7977);
+const context_1 = __nccwpck_require__(4976);
+const context_2 = __nccwpck_require__(6199);
 /**
  * Baggage key
  */
@@ -446,7 +446,7 @@ exports.deleteBaggage = deleteBaggage;
 
 /***/ }),
 
-/***/ 3274:
+/***/ 3960:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -496,7 +496,7 @@ exports.BaggageImpl = BaggageImpl;
 
 /***/ }),
 
-/***/ 3997:
+/***/ 6567:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -514,7 +514,7 @@ exports.baggageEntryMetadataSymbol = Symbol('BaggageEntryMetadata');
 
 /***/ }),
 
-/***/ 8558:
+/***/ 1288:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -524,9 +524,9 @@ exports.baggageEntryMetadataSymbol = Symbol('BaggageEntryMetadata');
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.baggageEntryMetadataFromString = exports.createBaggage = void 0;
-const diag_1 = __nccwpck_require__(1230);
-const baggage_impl_1 = __nccwpck_require__(3274);
-const symbol_1 = __nccwpck_require__(3997);
+const diag_1 = __nccwpck_require__(4268);
+const baggage_impl_1 = __nccwpck_require__(3960);
+const symbol_1 = __nccwpck_require__(6567);
 const diag = diag_1.DiagAPI.instance();
 /**
  * Create a new Baggage with optional entries
@@ -561,7 +561,7 @@ exports.baggageEntryMetadataFromString = baggageEntryMetadataFromString;
 
 /***/ }),
 
-/***/ 244:
+/***/ 3114:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -573,7 +573,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.context = void 0;
 // Split module-level variable definition into separate files to allow
 // tree-shaking on each api instance.
-const context_1 = __nccwpck_require__(9750);
+const context_1 = __nccwpck_require__(4976);
 /**
  * Entrypoint for context API
  * @since 1.0.0
@@ -583,7 +583,7 @@ exports.context = context_1.ContextAPI.getInstance();
 
 /***/ }),
 
-/***/ 9522:
+/***/ 6148:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -593,7 +593,7 @@ exports.context = context_1.ContextAPI.getInstance();
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.NoopContextManager = void 0;
-const context_1 = __nccwpck_require__(7977);
+const context_1 = __nccwpck_require__(6199);
 class NoopContextManager {
     active() {
         return context_1.ROOT_CONTEXT;
@@ -616,7 +616,7 @@ exports.NoopContextManager = NoopContextManager;
 
 /***/ }),
 
-/***/ 7977:
+/***/ 6199:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -674,7 +674,7 @@ exports.ROOT_CONTEXT = new BaseContext();
 
 /***/ }),
 
-/***/ 1414:
+/***/ 6488:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -686,7 +686,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.diag = void 0;
 // Split module-level variable definition into separate files to allow
 // tree-shaking on each api instance.
-const diag_1 = __nccwpck_require__(1230);
+const diag_1 = __nccwpck_require__(4268);
 /**
  * Entrypoint for Diag API.
  * Defines Diagnostic handler used for internal diagnostic logging operations.
@@ -700,7 +700,7 @@ exports.diag = diag_1.DiagAPI.instance();
 
 /***/ }),
 
-/***/ 7723:
+/***/ 6229:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -710,7 +710,7 @@ exports.diag = diag_1.DiagAPI.instance();
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.DiagComponentLogger = void 0;
-const global_utils_1 = __nccwpck_require__(9923);
+const global_utils_1 = __nccwpck_require__(4397);
 /**
  * Component Logger which is meant to be used as part of any component which
  * will add automatically additional namespace in front of the log message.
@@ -753,7 +753,7 @@ function logProxy(funcName, namespace, args) {
 
 /***/ }),
 
-/***/ 6769:
+/***/ 739:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -832,7 +832,7 @@ exports.DiagConsoleLogger = DiagConsoleLogger;
 
 /***/ }),
 
-/***/ 3514:
+/***/ 6188:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -842,7 +842,7 @@ exports.DiagConsoleLogger = DiagConsoleLogger;
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.createLogLevelDiagLogger = void 0;
-const types_1 = __nccwpck_require__(2573);
+const types_1 = __nccwpck_require__(3671);
 function createLogLevelDiagLogger(maxLevel, logger) {
     if (maxLevel < types_1.DiagLogLevel.NONE) {
         maxLevel = types_1.DiagLogLevel.NONE;
@@ -872,7 +872,7 @@ exports.createLogLevelDiagLogger = createLogLevelDiagLogger;
 
 /***/ }),
 
-/***/ 2573:
+/***/ 3671:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -911,7 +911,7 @@ var DiagLogLevel;
 
 /***/ }),
 
-/***/ 3914:
+/***/ 1688:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -921,60 +921,60 @@ var DiagLogLevel;
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.trace = exports.propagation = exports.metrics = exports.diag = exports.context = exports.INVALID_SPAN_CONTEXT = exports.INVALID_TRACEID = exports.INVALID_SPANID = exports.isValidSpanId = exports.isValidTraceId = exports.isSpanContextValid = exports.createTraceState = exports.TraceFlags = exports.SpanStatusCode = exports.SpanKind = exports.SamplingDecision = exports.ProxyTracerProvider = exports.ProxyTracer = exports.defaultTextMapSetter = exports.defaultTextMapGetter = exports.ValueType = exports.createNoopMeter = exports.DiagLogLevel = exports.DiagConsoleLogger = exports.ROOT_CONTEXT = exports.createContextKey = exports.baggageEntryMetadataFromString = void 0;
-var utils_1 = __nccwpck_require__(8558);
+var utils_1 = __nccwpck_require__(1288);
 Object.defineProperty(exports, "baggageEntryMetadataFromString", ({ enumerable: true, get: function () { return utils_1.baggageEntryMetadataFromString; } }));
 // Context APIs
-var context_1 = __nccwpck_require__(7977);
+var context_1 = __nccwpck_require__(6199);
 Object.defineProperty(exports, "createContextKey", ({ enumerable: true, get: function () { return context_1.createContextKey; } }));
 Object.defineProperty(exports, "ROOT_CONTEXT", ({ enumerable: true, get: function () { return context_1.ROOT_CONTEXT; } }));
 // Diag APIs
-var consoleLogger_1 = __nccwpck_require__(6769);
+var consoleLogger_1 = __nccwpck_require__(739);
 Object.defineProperty(exports, "DiagConsoleLogger", ({ enumerable: true, get: function () { return consoleLogger_1.DiagConsoleLogger; } }));
-var types_1 = __nccwpck_require__(2573);
+var types_1 = __nccwpck_require__(3671);
 Object.defineProperty(exports, "DiagLogLevel", ({ enumerable: true, get: function () { return types_1.DiagLogLevel; } }));
 // Metrics APIs
-var NoopMeter_1 = __nccwpck_require__(7017);
+var NoopMeter_1 = __nccwpck_require__(4435);
 Object.defineProperty(exports, "createNoopMeter", ({ enumerable: true, get: function () { return NoopMeter_1.createNoopMeter; } }));
-var Metric_1 = __nccwpck_require__(3814);
+var Metric_1 = __nccwpck_require__(468);
 Object.defineProperty(exports, "ValueType", ({ enumerable: true, get: function () { return Metric_1.ValueType; } }));
 // Propagation APIs
-var TextMapPropagator_1 = __nccwpck_require__(7865);
+var TextMapPropagator_1 = __nccwpck_require__(6783);
 Object.defineProperty(exports, "defaultTextMapGetter", ({ enumerable: true, get: function () { return TextMapPropagator_1.defaultTextMapGetter; } }));
 Object.defineProperty(exports, "defaultTextMapSetter", ({ enumerable: true, get: function () { return TextMapPropagator_1.defaultTextMapSetter; } }));
-var ProxyTracer_1 = __nccwpck_require__(4833);
+var ProxyTracer_1 = __nccwpck_require__(5379);
 Object.defineProperty(exports, "ProxyTracer", ({ enumerable: true, get: function () { return ProxyTracer_1.ProxyTracer; } }));
 // TODO: Remove ProxyTracerProvider export in the next major version.
-var ProxyTracerProvider_1 = __nccwpck_require__(312);
+var ProxyTracerProvider_1 = __nccwpck_require__(7266);
 Object.defineProperty(exports, "ProxyTracerProvider", ({ enumerable: true, get: function () { return ProxyTracerProvider_1.ProxyTracerProvider; } }));
-var SamplingResult_1 = __nccwpck_require__(434);
+var SamplingResult_1 = __nccwpck_require__(904);
 Object.defineProperty(exports, "SamplingDecision", ({ enumerable: true, get: function () { return SamplingResult_1.SamplingDecision; } }));
-var span_kind_1 = __nccwpck_require__(2347);
+var span_kind_1 = __nccwpck_require__(9525);
 Object.defineProperty(exports, "SpanKind", ({ enumerable: true, get: function () { return span_kind_1.SpanKind; } }));
-var status_1 = __nccwpck_require__(1524);
+var status_1 = __nccwpck_require__(1630);
 Object.defineProperty(exports, "SpanStatusCode", ({ enumerable: true, get: function () { return status_1.SpanStatusCode; } }));
-var trace_flags_1 = __nccwpck_require__(7221);
+var trace_flags_1 = __nccwpck_require__(8059);
 Object.defineProperty(exports, "TraceFlags", ({ enumerable: true, get: function () { return trace_flags_1.TraceFlags; } }));
-var utils_2 = __nccwpck_require__(969);
+var utils_2 = __nccwpck_require__(2375);
 Object.defineProperty(exports, "createTraceState", ({ enumerable: true, get: function () { return utils_2.createTraceState; } }));
-var spancontext_utils_1 = __nccwpck_require__(639);
+var spancontext_utils_1 = __nccwpck_require__(4509);
 Object.defineProperty(exports, "isSpanContextValid", ({ enumerable: true, get: function () { return spancontext_utils_1.isSpanContextValid; } }));
 Object.defineProperty(exports, "isValidTraceId", ({ enumerable: true, get: function () { return spancontext_utils_1.isValidTraceId; } }));
 Object.defineProperty(exports, "isValidSpanId", ({ enumerable: true, get: function () { return spancontext_utils_1.isValidSpanId; } }));
-var invalid_span_constants_1 = __nccwpck_require__(7088);
+var invalid_span_constants_1 = __nccwpck_require__(3434);
 Object.defineProperty(exports, "INVALID_SPANID", ({ enumerable: true, get: function () { return invalid_span_constants_1.INVALID_SPANID; } }));
 Object.defineProperty(exports, "INVALID_TRACEID", ({ enumerable: true, get: function () { return invalid_span_constants_1.INVALID_TRACEID; } }));
 Object.defineProperty(exports, "INVALID_SPAN_CONTEXT", ({ enumerable: true, get: function () { return invalid_span_constants_1.INVALID_SPAN_CONTEXT; } }));
 // Split module-level variable definition into separate files to allow
 // tree-shaking on each api instance.
-const context_api_1 = __nccwpck_require__(244);
+const context_api_1 = __nccwpck_require__(3114);
 Object.defineProperty(exports, "context", ({ enumerable: true, get: function () { return context_api_1.context; } }));
-const diag_api_1 = __nccwpck_require__(1414);
+const diag_api_1 = __nccwpck_require__(6488);
 Object.defineProperty(exports, "diag", ({ enumerable: true, get: function () { return diag_api_1.diag; } }));
-const metrics_api_1 = __nccwpck_require__(2053);
+const metrics_api_1 = __nccwpck_require__(4960);
 Object.defineProperty(exports, "metrics", ({ enumerable: true, get: function () { return metrics_api_1.metrics; } }));
-const propagation_api_1 = __nccwpck_require__(6389);
+const propagation_api_1 = __nccwpck_require__(4515);
 Object.defineProperty(exports, "propagation", ({ enumerable: true, get: function () { return propagation_api_1.propagation; } }));
-const trace_api_1 = __nccwpck_require__(6542);
+const trace_api_1 = __nccwpck_require__(5952);
 Object.defineProperty(exports, "trace", ({ enumerable: true, get: function () { return trace_api_1.trace; } }));
 // Default export.
 exports["default"] = {
@@ -988,7 +988,7 @@ exports["default"] = {
 
 /***/ }),
 
-/***/ 9923:
+/***/ 4397:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -998,8 +998,8 @@ exports["default"] = {
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.unregisterGlobal = exports.getGlobal = exports.registerGlobal = void 0;
-const version_1 = __nccwpck_require__(9390);
-const semver_1 = __nccwpck_require__(5088);
+const version_1 = __nccwpck_require__(3028);
+const semver_1 = __nccwpck_require__(6630);
 const major = version_1.VERSION.split('.')[0];
 const GLOBAL_OPENTELEMETRY_API_KEY = Symbol.for(`opentelemetry.js.api.${major}`);
 const _global = (typeof globalThis === 'object'
@@ -1054,7 +1054,7 @@ exports.unregisterGlobal = unregisterGlobal;
 
 /***/ }),
 
-/***/ 5088:
+/***/ 6630:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -1064,7 +1064,7 @@ exports.unregisterGlobal = unregisterGlobal;
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.isCompatible = exports._makeCompatibilityCheck = void 0;
-const version_1 = __nccwpck_require__(9390);
+const version_1 = __nccwpck_require__(3028);
 const re = /^(\d+)\.(\d+)\.(\d+)(-(.+))?$/;
 /**
  * Create a function to test an API version to see if it is compatible with the provided ownVersion.
@@ -1171,7 +1171,7 @@ exports.isCompatible = _makeCompatibilityCheck(version_1.VERSION);
 
 /***/ }),
 
-/***/ 2053:
+/***/ 4960:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -1183,7 +1183,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.metrics = void 0;
 // Split module-level variable definition into separate files to allow
 // tree-shaking on each api instance.
-const metrics_1 = __nccwpck_require__(8692);
+const metrics_1 = __nccwpck_require__(8654);
 /**
  * Entrypoint for metrics API
  *
@@ -1194,7 +1194,7 @@ exports.metrics = metrics_1.MetricsAPI.getInstance();
 
 /***/ }),
 
-/***/ 3814:
+/***/ 468:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -1218,7 +1218,7 @@ var ValueType;
 
 /***/ }),
 
-/***/ 7017:
+/***/ 4435:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -1342,7 +1342,7 @@ exports.createNoopMeter = createNoopMeter;
 
 /***/ }),
 
-/***/ 2896:
+/***/ 4338:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -1352,7 +1352,7 @@ exports.createNoopMeter = createNoopMeter;
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.NOOP_METER_PROVIDER = exports.NoopMeterProvider = void 0;
-const NoopMeter_1 = __nccwpck_require__(7017);
+const NoopMeter_1 = __nccwpck_require__(4435);
 /**
  * An implementation of the {@link MeterProvider} which returns an impotent Meter
  * for all calls to `getMeter`
@@ -1368,7 +1368,7 @@ exports.NOOP_METER_PROVIDER = new NoopMeterProvider();
 
 /***/ }),
 
-/***/ 6389:
+/***/ 4515:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -1380,7 +1380,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.propagation = void 0;
 // Split module-level variable definition into separate files to allow
 // tree-shaking on each api instance.
-const propagation_1 = __nccwpck_require__(7);
+const propagation_1 = __nccwpck_require__(3217);
 /**
  * Entrypoint for propagation API
  *
@@ -1391,7 +1391,7 @@ exports.propagation = propagation_1.PropagationAPI.getInstance();
 
 /***/ }),
 
-/***/ 4353:
+/***/ 1043:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -1420,7 +1420,7 @@ exports.NoopTextMapPropagator = NoopTextMapPropagator;
 
 /***/ }),
 
-/***/ 7865:
+/***/ 6783:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -1462,7 +1462,7 @@ exports.defaultTextMapSetter = {
 
 /***/ }),
 
-/***/ 6542:
+/***/ 5952:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -1474,7 +1474,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.trace = void 0;
 // Split module-level variable definition into separate files to allow
 // tree-shaking on each api instance.
-const trace_1 = __nccwpck_require__(4508);
+const trace_1 = __nccwpck_require__(3026);
 /**
  * Entrypoint for trace API
  *
@@ -1485,7 +1485,7 @@ exports.trace = trace_1.TraceAPI.getInstance();
 
 /***/ }),
 
-/***/ 7168:
+/***/ 8446:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -1495,7 +1495,7 @@ exports.trace = trace_1.TraceAPI.getInstance();
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.NonRecordingSpan = void 0;
-const invalid_span_constants_1 = __nccwpck_require__(7088);
+const invalid_span_constants_1 = __nccwpck_require__(3434);
 /**
  * The NonRecordingSpan is the default {@link Span} that is used when no Span
  * implementation is available. All operations are no-op including context
@@ -1549,7 +1549,7 @@ exports.NonRecordingSpan = NonRecordingSpan;
 
 /***/ }),
 
-/***/ 9051:
+/***/ 8373:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -1559,10 +1559,10 @@ exports.NonRecordingSpan = NonRecordingSpan;
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.NoopTracer = void 0;
-const context_1 = __nccwpck_require__(9750);
-const context_utils_1 = __nccwpck_require__(2771);
-const NonRecordingSpan_1 = __nccwpck_require__(7168);
-const spancontext_utils_1 = __nccwpck_require__(639);
+const context_1 = __nccwpck_require__(4976);
+const context_utils_1 = __nccwpck_require__(5801);
+const NonRecordingSpan_1 = __nccwpck_require__(8446);
+const spancontext_utils_1 = __nccwpck_require__(4509);
 const contextApi = context_1.ContextAPI.getInstance();
 /**
  * No-op implementations of {@link Tracer}.
@@ -1623,7 +1623,7 @@ function isSpanContext(spanContext) {
 
 /***/ }),
 
-/***/ 4602:
+/***/ 5340:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -1633,7 +1633,7 @@ function isSpanContext(spanContext) {
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.NoopTracerProvider = void 0;
-const NoopTracer_1 = __nccwpck_require__(9051);
+const NoopTracer_1 = __nccwpck_require__(8373);
 /**
  * An implementation of the {@link TracerProvider} which returns an impotent
  * Tracer for all calls to `getTracer`.
@@ -1650,7 +1650,7 @@ exports.NoopTracerProvider = NoopTracerProvider;
 
 /***/ }),
 
-/***/ 4833:
+/***/ 5379:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -1660,7 +1660,7 @@ exports.NoopTracerProvider = NoopTracerProvider;
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.ProxyTracer = void 0;
-const NoopTracer_1 = __nccwpck_require__(9051);
+const NoopTracer_1 = __nccwpck_require__(8373);
 const NOOP_TRACER = new NoopTracer_1.NoopTracer();
 /**
  * Proxy tracer provided by the proxy tracer provider
@@ -1702,7 +1702,7 @@ exports.ProxyTracer = ProxyTracer;
 
 /***/ }),
 
-/***/ 312:
+/***/ 7266:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -1712,8 +1712,8 @@ exports.ProxyTracer = ProxyTracer;
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.ProxyTracerProvider = void 0;
-const ProxyTracer_1 = __nccwpck_require__(4833);
-const NoopTracerProvider_1 = __nccwpck_require__(4602);
+const ProxyTracer_1 = __nccwpck_require__(5379);
+const NoopTracerProvider_1 = __nccwpck_require__(5340);
 const NOOP_TRACER_PROVIDER = new NoopTracerProvider_1.NoopTracerProvider();
 /**
  * Tracer provider which provides {@link ProxyTracer}s.
@@ -1754,7 +1754,7 @@ exports.ProxyTracerProvider = ProxyTracerProvider;
 
 /***/ }),
 
-/***/ 434:
+/***/ 904:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -1793,7 +1793,7 @@ var SamplingDecision;
 
 /***/ }),
 
-/***/ 2771:
+/***/ 5801:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -1803,9 +1803,9 @@ var SamplingDecision;
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.getSpanContext = exports.setSpanContext = exports.deleteSpan = exports.setSpan = exports.getActiveSpan = exports.getSpan = void 0;
-const context_1 = __nccwpck_require__(7977);
-const NonRecordingSpan_1 = __nccwpck_require__(7168);
-const context_2 = __nccwpck_require__(9750);
+const context_1 = __nccwpck_require__(6199);
+const NonRecordingSpan_1 = __nccwpck_require__(8446);
+const context_2 = __nccwpck_require__(4976);
 /**
  * span key
  */
@@ -1870,7 +1870,7 @@ exports.getSpanContext = getSpanContext;
 
 /***/ }),
 
-/***/ 7903:
+/***/ 4461:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -1880,7 +1880,7 @@ exports.getSpanContext = getSpanContext;
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.TraceStateImpl = void 0;
-const tracestate_validators_1 = __nccwpck_require__(5618);
+const tracestate_validators_1 = __nccwpck_require__(2808);
 const MAX_TRACE_STATE_ITEMS = 32;
 const MAX_TRACE_STATE_LEN = 512;
 const LIST_MEMBERS_SEPARATOR = ',';
@@ -1970,7 +1970,7 @@ exports.TraceStateImpl = TraceStateImpl;
 
 /***/ }),
 
-/***/ 5618:
+/***/ 2808:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -2011,7 +2011,7 @@ exports.validateValue = validateValue;
 
 /***/ }),
 
-/***/ 969:
+/***/ 2375:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -2021,7 +2021,7 @@ exports.validateValue = validateValue;
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.createTraceState = void 0;
-const tracestate_impl_1 = __nccwpck_require__(7903);
+const tracestate_impl_1 = __nccwpck_require__(4461);
 /**
  * @since 1.1.0
  */
@@ -2033,7 +2033,7 @@ exports.createTraceState = createTraceState;
 
 /***/ }),
 
-/***/ 7088:
+/***/ 3434:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -2043,7 +2043,7 @@ exports.createTraceState = createTraceState;
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.INVALID_SPAN_CONTEXT = exports.INVALID_TRACEID = exports.INVALID_SPANID = void 0;
-const trace_flags_1 = __nccwpck_require__(7221);
+const trace_flags_1 = __nccwpck_require__(8059);
 /**
  * @since 1.0.0
  */
@@ -2064,7 +2064,7 @@ exports.INVALID_SPAN_CONTEXT = {
 
 /***/ }),
 
-/***/ 2347:
+/***/ 9525:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -2108,7 +2108,7 @@ var SpanKind;
 
 /***/ }),
 
-/***/ 639:
+/***/ 4509:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -2118,8 +2118,8 @@ exports.wrapSpanContext = exports.isSpanContextValid = exports.isValidSpanId = e
  * Copyright The OpenTelemetry Authors
  * SPDX-License-Identifier: Apache-2.0
  */
-const invalid_span_constants_1 = __nccwpck_require__(7088);
-const NonRecordingSpan_1 = __nccwpck_require__(7168);
+const invalid_span_constants_1 = __nccwpck_require__(3434);
+const NonRecordingSpan_1 = __nccwpck_require__(8446);
 // Valid characters (0-9, a-f, A-F) are marked as 1.
 const isHex = new Uint8Array([
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -2180,7 +2180,7 @@ exports.wrapSpanContext = wrapSpanContext;
 
 /***/ }),
 
-/***/ 1524:
+/***/ 1630:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -2215,7 +2215,7 @@ var SpanStatusCode;
 
 /***/ }),
 
-/***/ 7221:
+/***/ 8059:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -2239,7 +2239,7 @@ var TraceFlags;
 
 /***/ }),
 
-/***/ 9390:
+/***/ 3028:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -2255,7 +2255,7 @@ exports.VERSION = '1.9.1';
 
 /***/ }),
 
-/***/ 7769:
+/***/ 8915:
 /***/ ((module) => {
 
 
@@ -2791,7 +2791,7 @@ module.exports = slowRedact
 
 /***/ }),
 
-/***/ 479:
+/***/ 4905:
 /***/ ((module) => {
 
 
@@ -2836,22 +2836,22 @@ if (typeof SharedArrayBuffer !== 'undefined' && typeof Atomics !== 'undefined') 
 
 /***/ }),
 
-/***/ 7750:
+/***/ 3636:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 module.exports = {
-    RBTree: __nccwpck_require__(5004),
-    BinTree: __nccwpck_require__(2663)
+    RBTree: __nccwpck_require__(1774),
+    BinTree: __nccwpck_require__(3885)
 };
 
 
 /***/ }),
 
-/***/ 2663:
+/***/ 3885:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-var TreeBase = __nccwpck_require__(253);
+var TreeBase = __nccwpck_require__(1079);
 
 function Node(data) {
     this.data = data;
@@ -2962,11 +2962,11 @@ module.exports = BinTree;
 
 /***/ }),
 
-/***/ 5004:
+/***/ 1774:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-var TreeBase = __nccwpck_require__(253);
+var TreeBase = __nccwpck_require__(1079);
 
 function Node(data) {
     this.data = data;
@@ -3187,7 +3187,7 @@ module.exports = RBTree;
 
 /***/ }),
 
-/***/ 253:
+/***/ 1079:
 /***/ ((module) => {
 
 
@@ -3429,7 +3429,7 @@ module.exports = TreeBase;
 
 /***/ }),
 
-/***/ 9761:
+/***/ 2007:
 /***/ ((module) => {
 
 
@@ -3544,7 +3544,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5222:
+/***/ 8864:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
@@ -3555,8 +3555,8 @@ var __webpack_unused_export__;
 
 
 
-exports.register = __nccwpck_require__(1627).globalRegistry;
-exports.Registry = __nccwpck_require__(1627);
+exports.register = __nccwpck_require__(5189).globalRegistry;
+exports.Registry = __nccwpck_require__(5189);
 __webpack_unused_export__ = ({
 	configurable: false,
 	enumerable: true,
@@ -3569,26 +3569,26 @@ __webpack_unused_export__ = ({
 });
 __webpack_unused_export__ = exports.Registry.PROMETHEUS_CONTENT_TYPE;
 __webpack_unused_export__ = exports.Registry.OPENMETRICS_CONTENT_TYPE;
-/* unused reexport */ __nccwpck_require__(1539).validateMetricName;
+/* unused reexport */ __nccwpck_require__(2809).validateMetricName;
 
-exports.Counter = __nccwpck_require__(8606);
-exports.Gauge = __nccwpck_require__(7173);
-/* unused reexport */ __nccwpck_require__(5416);
-/* unused reexport */ __nccwpck_require__(5910);
-/* unused reexport */ __nccwpck_require__(7524);
+exports.Counter = __nccwpck_require__(4132);
+exports.Gauge = __nccwpck_require__(8267);
+/* unused reexport */ __nccwpck_require__(3878);
+/* unused reexport */ __nccwpck_require__(6580);
+/* unused reexport */ __nccwpck_require__(6486);
 
-/* unused reexport */ __nccwpck_require__(964);
-/* unused reexport */ __nccwpck_require__(964);
+/* unused reexport */ __nccwpck_require__(3458);
+/* unused reexport */ __nccwpck_require__(3458);
 
-exports.collectDefaultMetrics = __nccwpck_require__(5106);
+exports.collectDefaultMetrics = __nccwpck_require__(524);
 
-/* unused reexport */ __nccwpck_require__(5924).aggregators;
-/* unused reexport */ __nccwpck_require__(816);
+/* unused reexport */ __nccwpck_require__(2934).aggregators;
+/* unused reexport */ __nccwpck_require__(2826);
 
 
 /***/ }),
 
-/***/ 964:
+/***/ 3458:
 /***/ ((__unused_webpack_module, exports) => {
 
 var __webpack_unused_export__;
@@ -3627,7 +3627,7 @@ __webpack_unused_export__ = (start, factor, count) => {
 
 /***/ }),
 
-/***/ 816:
+/***/ 2826:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -3640,9 +3640,9 @@ __webpack_unused_export__ = (start, factor, count) => {
  * cluster master.
  */
 
-const Registry = __nccwpck_require__(1627);
-const { Grouper } = __nccwpck_require__(9588);
-const { aggregators } = __nccwpck_require__(5924);
+const Registry = __nccwpck_require__(5189);
+const { Grouper } = __nccwpck_require__(3038);
+const { aggregators } = __nccwpck_require__(2934);
 // We need to lazy-load the 'cluster' module as some application servers -
 // namely Passenger - crash when it is imported.
 let cluster = () => {
@@ -3853,7 +3853,7 @@ module.exports = AggregatorRegistry;
 
 /***/ }),
 
-/***/ 8606:
+/***/ 4132:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /**
@@ -3868,10 +3868,10 @@ const {
 	getLabels,
 	removeLabels,
 	nowTimestamp,
-} = __nccwpck_require__(9588);
-const { validateLabel } = __nccwpck_require__(1539);
-const { Metric } = __nccwpck_require__(2476);
-const Exemplar = __nccwpck_require__(9024);
+} = __nccwpck_require__(3038);
+const { validateLabel } = __nccwpck_require__(2809);
+const { Metric } = __nccwpck_require__(6150);
+const Exemplar = __nccwpck_require__(5158);
 
 class Counter extends Metric {
 	constructor(config) {
@@ -4007,27 +4007,27 @@ module.exports = Counter;
 
 /***/ }),
 
-/***/ 5106:
+/***/ 524:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { isObject } = __nccwpck_require__(9588);
+const { isObject } = __nccwpck_require__(3038);
 
 // Default metrics.
-const processCpuTotal = __nccwpck_require__(8293);
-const processStartTime = __nccwpck_require__(8228);
-const osMemoryHeap = __nccwpck_require__(3981);
-const processOpenFileDescriptors = __nccwpck_require__(5217);
-const processMaxFileDescriptors = __nccwpck_require__(9655);
-const eventLoopLag = __nccwpck_require__(4460);
-const processHandles = __nccwpck_require__(5490);
-const processRequests = __nccwpck_require__(7439);
-const processResources = __nccwpck_require__(884);
-const heapSizeAndUsed = __nccwpck_require__(2365);
-const heapSpacesSizeAndUsed = __nccwpck_require__(3844);
-const version = __nccwpck_require__(3344);
-const gc = __nccwpck_require__(9336);
+const processCpuTotal = __nccwpck_require__(1383);
+const processStartTime = __nccwpck_require__(2010);
+const osMemoryHeap = __nccwpck_require__(8111);
+const processOpenFileDescriptors = __nccwpck_require__(107);
+const processMaxFileDescriptors = __nccwpck_require__(3717);
+const eventLoopLag = __nccwpck_require__(2866);
+const processHandles = __nccwpck_require__(2840);
+const processRequests = __nccwpck_require__(8029);
+const processResources = __nccwpck_require__(7842);
+const heapSizeAndUsed = __nccwpck_require__(6875);
+const heapSpacesSizeAndUsed = __nccwpck_require__(454);
+const version = __nccwpck_require__(2834);
+const gc = __nccwpck_require__(2562);
 
 const metrics = {
 	processCpuTotal,
@@ -4065,7 +4065,7 @@ module.exports.metricsList = metricsList;
 
 /***/ }),
 
-/***/ 9024:
+/***/ 5158:
 /***/ ((module) => {
 
 
@@ -4109,7 +4109,7 @@ module.exports = Exemplar;
 
 /***/ }),
 
-/***/ 7173:
+/***/ 8267:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /**
@@ -4126,9 +4126,9 @@ const {
 	hashObject,
 	isObject,
 	removeLabels,
-} = __nccwpck_require__(9588);
-const { validateLabel } = __nccwpck_require__(1539);
-const { Metric } = __nccwpck_require__(2476);
+} = __nccwpck_require__(3038);
+const { validateLabel } = __nccwpck_require__(2809);
+const { Metric } = __nccwpck_require__(6150);
 
 class Gauge extends Metric {
 	constructor(config) {
@@ -4289,7 +4289,7 @@ module.exports = Gauge;
 
 /***/ }),
 
-/***/ 5416:
+/***/ 3878:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /**
@@ -4304,10 +4304,10 @@ const {
 	isObject,
 	removeLabels,
 	nowTimestamp,
-} = __nccwpck_require__(9588);
-const { validateLabel } = __nccwpck_require__(1539);
-const { Metric } = __nccwpck_require__(2476);
-const Exemplar = __nccwpck_require__(9024);
+} = __nccwpck_require__(3038);
+const { validateLabel } = __nccwpck_require__(2809);
+const { Metric } = __nccwpck_require__(6150);
+const Exemplar = __nccwpck_require__(5158);
 
 class Histogram extends Metric {
 	constructor(config) {
@@ -4647,14 +4647,14 @@ module.exports = Histogram;
 
 /***/ }),
 
-/***/ 2476:
+/***/ 6150:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Registry = __nccwpck_require__(1627);
-const { isObject } = __nccwpck_require__(9588);
-const { validateMetricName, validateLabelName } = __nccwpck_require__(1539);
+const Registry = __nccwpck_require__(5189);
+const { isObject } = __nccwpck_require__(3038);
+const { validateMetricName, validateLabelName } = __nccwpck_require__(2809);
 
 /**
  * @abstract
@@ -4727,12 +4727,12 @@ module.exports = { Metric };
 
 /***/ }),
 
-/***/ 5924:
+/***/ 2934:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-const { Grouper, hashObject } = __nccwpck_require__(9588);
+const { Grouper, hashObject } = __nccwpck_require__(3038);
 
 /**
  * Returns a new function that applies the `aggregatorFn` to the values.
@@ -4815,12 +4815,12 @@ exports.aggregators = {
 
 /***/ }),
 
-/***/ 4460:
+/***/ 2866:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
+const Gauge = __nccwpck_require__(8267);
 
 // Check if perf_hooks module is available
 let perf_hooks;
@@ -4965,11 +4965,11 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 9336:
+/***/ 2562:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-const Histogram = __nccwpck_require__(5416);
+const Histogram = __nccwpck_require__(3878);
 
 let perf_hooks;
 
@@ -5030,13 +5030,13 @@ module.exports.metricNames = [NODEJS_GC_DURATION_SECONDS];
 
 /***/ }),
 
-/***/ 2365:
+/***/ 6875:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
-const safeMemoryUsage = __nccwpck_require__(1315);
+const Gauge = __nccwpck_require__(8267);
+const safeMemoryUsage = __nccwpck_require__(7437);
 
 const NODEJS_HEAP_SIZE_TOTAL = 'nodejs_heap_size_total_bytes';
 const NODEJS_HEAP_SIZE_USED = 'nodejs_heap_size_used_bytes';
@@ -5093,12 +5093,12 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 3844:
+/***/ 454:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
+const Gauge = __nccwpck_require__(8267);
 const v8 = __nccwpck_require__(1493);
 
 const METRICS = ['total', 'used', 'available'];
@@ -5157,7 +5157,7 @@ module.exports.metricNames = Object.values(NODEJS_HEAP_SIZE);
 
 /***/ }),
 
-/***/ 7965:
+/***/ 3143:
 /***/ ((module) => {
 
 
@@ -5196,7 +5196,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1315:
+/***/ 7437:
 /***/ ((module) => {
 
 
@@ -5215,14 +5215,14 @@ module.exports = safeMemoryUsage;
 
 /***/ }),
 
-/***/ 3981:
+/***/ 8111:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
-const linuxVariant = __nccwpck_require__(7567);
-const safeMemoryUsage = __nccwpck_require__(1315);
+const Gauge = __nccwpck_require__(8267);
+const linuxVariant = __nccwpck_require__(5537);
+const safeMemoryUsage = __nccwpck_require__(7437);
 
 const PROCESS_RESIDENT_MEMORY = 'process_resident_memory_bytes';
 
@@ -5260,12 +5260,12 @@ module.exports.metricNames =
 
 /***/ }),
 
-/***/ 7567:
+/***/ 5537:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
+const Gauge = __nccwpck_require__(8267);
 const fs = __nccwpck_require__(9896);
 
 const values = ['VmSize', 'VmRSS', 'VmData'];
@@ -5349,13 +5349,13 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 8293:
+/***/ 1383:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const OtelApi = __nccwpck_require__(3914);
-const Counter = __nccwpck_require__(8606);
+const OtelApi = __nccwpck_require__(1688);
+const Counter = __nccwpck_require__(4132);
 
 const PROCESS_CPU_USER_SECONDS = 'process_cpu_user_seconds_total';
 const PROCESS_CPU_SYSTEM_SECONDS = 'process_cpu_system_seconds_total';
@@ -5444,14 +5444,14 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 5490:
+/***/ 2840:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { aggregateByObjectName } = __nccwpck_require__(7965);
-const { updateMetrics } = __nccwpck_require__(7965);
-const Gauge = __nccwpck_require__(7173);
+const { aggregateByObjectName } = __nccwpck_require__(3143);
+const { updateMetrics } = __nccwpck_require__(3143);
+const Gauge = __nccwpck_require__(8267);
 
 const NODEJS_ACTIVE_HANDLES = 'nodejs_active_handles';
 const NODEJS_ACTIVE_HANDLES_TOTAL = 'nodejs_active_handles_total';
@@ -5497,12 +5497,12 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 9655:
+/***/ 3717:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
+const Gauge = __nccwpck_require__(8267);
 const fs = __nccwpck_require__(9896);
 
 const PROCESS_MAX_FDS = 'process_max_fds';
@@ -5549,12 +5549,12 @@ module.exports.metricNames = [PROCESS_MAX_FDS];
 
 /***/ }),
 
-/***/ 5217:
+/***/ 107:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
+const Gauge = __nccwpck_require__(8267);
 const fs = __nccwpck_require__(9896);
 const process = __nccwpck_require__(932);
 
@@ -5592,13 +5592,13 @@ module.exports.metricNames = [PROCESS_OPEN_FDS];
 
 /***/ }),
 
-/***/ 7439:
+/***/ 8029:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-const Gauge = __nccwpck_require__(7173);
-const { aggregateByObjectName } = __nccwpck_require__(7965);
-const { updateMetrics } = __nccwpck_require__(7965);
+const Gauge = __nccwpck_require__(8267);
+const { aggregateByObjectName } = __nccwpck_require__(3143);
+const { updateMetrics } = __nccwpck_require__(3143);
 
 const NODEJS_ACTIVE_REQUESTS = 'nodejs_active_requests';
 const NODEJS_ACTIVE_REQUESTS_TOTAL = 'nodejs_active_requests_total';
@@ -5644,12 +5644,12 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 884:
+/***/ 7842:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-const Gauge = __nccwpck_require__(7173);
-const { updateMetrics } = __nccwpck_require__(7965);
+const Gauge = __nccwpck_require__(8267);
+const { updateMetrics } = __nccwpck_require__(3143);
 
 const NODEJS_ACTIVE_RESOURCES = 'nodejs_active_resources';
 const NODEJS_ACTIVE_RESOURCES_TOTAL = 'nodejs_active_resources_total';
@@ -5708,12 +5708,12 @@ module.exports.metricNames = [
 
 /***/ }),
 
-/***/ 8228:
+/***/ 2010:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
+const Gauge = __nccwpck_require__(8267);
 const startInSeconds = Math.round(Date.now() / 1000 - process.uptime());
 
 const PROCESS_START_TIME = 'process_start_time_seconds';
@@ -5740,12 +5740,12 @@ module.exports.metricNames = [PROCESS_START_TIME];
 
 /***/ }),
 
-/***/ 3344:
+/***/ 2834:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Gauge = __nccwpck_require__(7173);
+const Gauge = __nccwpck_require__(8267);
 const version = process.version;
 const versionSegments = version.slice(1).split('.').map(Number);
 
@@ -5780,7 +5780,7 @@ module.exports.metricNames = [NODE_VERSION_INFO];
 
 /***/ }),
 
-/***/ 7524:
+/***/ 6486:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -5789,7 +5789,7 @@ const url = __nccwpck_require__(7016);
 const http = __nccwpck_require__(8611);
 const https = __nccwpck_require__(5692);
 const { gzipSync } = __nccwpck_require__(3106);
-const { globalRegistry } = __nccwpck_require__(1627);
+const { globalRegistry } = __nccwpck_require__(5189);
 
 class Pushgateway {
 	constructor(gatewayUrl, options, registry) {
@@ -5923,12 +5923,12 @@ module.exports = Pushgateway;
 
 /***/ }),
 
-/***/ 1627:
+/***/ 5189:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { getValueAsString } = __nccwpck_require__(9588);
+const { getValueAsString } = __nccwpck_require__(3038);
 
 class Registry {
 	static get PROMETHEUS_CONTENT_TYPE() {
@@ -6172,7 +6172,7 @@ module.exports.globalRegistry = new Registry();
 
 /***/ }),
 
-/***/ 5910:
+/***/ 6580:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /**
@@ -6181,10 +6181,10 @@ module.exports.globalRegistry = new Registry();
 
 
 const util = __nccwpck_require__(9023);
-const { getLabels, hashObject, removeLabels } = __nccwpck_require__(9588);
-const { validateLabel } = __nccwpck_require__(1539);
-const { Metric } = __nccwpck_require__(2476);
-const timeWindowQuantiles = __nccwpck_require__(7639);
+const { getLabels, hashObject, removeLabels } = __nccwpck_require__(3038);
+const { validateLabel } = __nccwpck_require__(2809);
+const { Metric } = __nccwpck_require__(6150);
+const timeWindowQuantiles = __nccwpck_require__(3501);
 
 const DEFAULT_COMPRESS_COUNT = 1000; // every 1000 measurements
 
@@ -6387,12 +6387,12 @@ module.exports = Summary;
 
 /***/ }),
 
-/***/ 7639:
+/***/ 3501:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { TDigest } = __nccwpck_require__(3528);
+const { TDigest } = __nccwpck_require__(1526);
 
 class TimeWindowQuantiles {
 	constructor(maxAgeSeconds, ageBuckets) {
@@ -6461,7 +6461,7 @@ module.exports = TimeWindowQuantiles;
 
 /***/ }),
 
-/***/ 9588:
+/***/ 3038:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -6598,7 +6598,7 @@ exports.Grouper = Grouper;
 
 /***/ }),
 
-/***/ 1539:
+/***/ 2809:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -6632,7 +6632,7 @@ exports.validateLabel = function validateLabel(savedLabels, labels) {
 
 /***/ }),
 
-/***/ 6868:
+/***/ 5466:
 /***/ ((module) => {
 
 
@@ -6748,7 +6748,7 @@ function format(f, args, opts) {
 
 /***/ }),
 
-/***/ 7467:
+/***/ 2393:
 /***/ ((module, exports) => {
 
 
@@ -7380,7 +7380,7 @@ function configure (options) {
 
 /***/ }),
 
-/***/ 3528:
+/***/ 1526:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 //
@@ -7388,7 +7388,7 @@ function configure (options) {
 //
 // approximate distribution percentiles from a stream of reals
 //
-var RBTree = (__nccwpck_require__(7750).RBTree);
+var RBTree = (__nccwpck_require__(3636).RBTree);
 
 function TDigest(delta, K, CX) {
     // allocate a TDigest structure.
@@ -7780,22 +7780,22 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1367:
+/***/ 5757:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { version } = __nccwpck_require__(5847)
+const { version } = __nccwpck_require__(6814)
 const { EventEmitter } = __nccwpck_require__(4434)
 const { Worker } = __nccwpck_require__(8167)
 const { join } = __nccwpck_require__(6928)
 const { pathToFileURL } = __nccwpck_require__(7016)
-const { wait } = __nccwpck_require__(8862)
+const { wait } = __nccwpck_require__(1368)
 const {
   WRITE_INDEX,
   READ_INDEX,
   SEQ_INDEX
-} = __nccwpck_require__(5835)
+} = __nccwpck_require__(8269)
 const buffer = __nccwpck_require__(181)
 const assert = __nccwpck_require__(2613)
 
@@ -8490,7 +8490,7 @@ module.exports = ThreadStream
 
 /***/ }),
 
-/***/ 5835:
+/***/ 8269:
 /***/ ((module) => {
 
 
@@ -8508,7 +8508,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8862:
+/***/ 1368:
 /***/ ((module) => {
 
 
@@ -8610,7 +8610,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 6574:
+/***/ 3347:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -8738,7 +8738,7 @@ function dataPaths(dataDir) {
 ;// CONCATENATED MODULE: external "node:sqlite"
 const external_node_sqlite_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:sqlite");
 // EXTERNAL MODULE: ./src/server/storage/metadata-rows.ts
-var metadata_rows = __nccwpck_require__(9848);
+var metadata_rows = __nccwpck_require__(5121);
 ;// CONCATENATED MODULE: ./src/server/storage/sqlite-retention.ts
 const RETENTION_SCHEMA = `
 CREATE TABLE IF NOT EXISTS nar_keys (
@@ -9303,7 +9303,7 @@ function parseSince(text, now = new Date()) {
 async function readAudit(config, query) {
     let store;
     if (config.database) {
-        const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(493)]).then(__nccwpck_require__.bind(__nccwpck_require__, 3493));
+        const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(995), __nccwpck_require__.e(127)]).then(__nccwpck_require__.bind(__nccwpck_require__, 9127));
         store = await PgMetadataStore.open(config.database.url);
     }
     else {
@@ -9349,8 +9349,8 @@ function auditRecord(entry) {
 
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(1455);
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
+// EXTERNAL MODULE: ../../main/node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(3645);
 ;// CONCATENATED MODULE: ./src/contracts/server-api.ts
 /**
  * The server's own API as its clients (the Action's main step, the daemon, the benchmark) see it:
@@ -9851,7 +9851,7 @@ function parseTrustProxy(v, value) {
 }
 
 // EXTERNAL MODULE: ./src/server/config/storage-config.ts
-var storage_config = __nccwpck_require__(5578);
+var storage_config = __nccwpck_require__(2679);
 ;// CONCATENATED MODULE: ./src/server/config/yaml-validator.ts
 /** Checks a parsed YAML document key by key; every problem is a ConfigError naming its file, line and key path. */
 
@@ -10753,8 +10753,8 @@ function sliceRow(summary) {
     ];
 }
 
-// EXTERNAL MODULE: ./node_modules/pino/pino.js
-var pino = __nccwpck_require__(5005);
+// EXTERNAL MODULE: ../../main/node_modules/pino/pino.js
+var pino = __nccwpck_require__(7607);
 ;// CONCATENATED MODULE: ./src/server/server-log.ts
 /**
  * Structured JSON logs (pino). Requests are logged from an explicit allow-list of fields, and
@@ -10783,9 +10783,9 @@ function createLogger(destination, level = process.env.SLUICE_LOG_LEVEL ?? 'info
 }
 
 // EXTERNAL MODULE: ./src/nix/buffer-pool.ts
-var buffer_pool = __nccwpck_require__(6212);
+var buffer_pool = __nccwpck_require__(3927);
 // EXTERNAL MODULE: ./src/server/storage/blob-store.ts
-var blob_store = __nccwpck_require__(382);
+var blob_store = __nccwpck_require__(8649);
 ;// CONCATENATED MODULE: ./src/server/storage/fs-blob-store.ts
 /**
  * BlobStore on a local directory. A put writes a temp file in the same directory, fsyncs it, then
@@ -10995,7 +10995,7 @@ async function syncDir(dir) {
 }
 
 // EXTERNAL MODULE: ./src/server/storage/unavailable.ts
-var unavailable = __nccwpck_require__(7927);
+var unavailable = __nccwpck_require__(8402);
 ;// CONCATENATED MODULE: ./src/server/storage/open-storage.ts
 /**
  * Opens the stores the config names: files or S3 for NARs, SQLite or PostgreSQL for metadata. A
@@ -11032,7 +11032,7 @@ async function openMetadata(config, sqlitePath) {
     if (!config.database)
         return new SqliteMetadataStore(sqlitePath);
     // Loaded only when configured: the embedded default never pays for the PostgreSQL driver.
-    const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(493)]).then(__nccwpck_require__.bind(__nccwpck_require__, 3493));
+    const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(995), __nccwpck_require__.e(127)]).then(__nccwpck_require__.bind(__nccwpck_require__, 9127));
     try {
         return await PgMetadataStore.open(config.database.url);
     }
@@ -11044,8 +11044,8 @@ async function openMetadata(config, sqlitePath) {
 async function openBucket(blobs, log) {
     // Loaded only when configured: the embedded default never pays for the AWS SDK.
     const [{ S3BlobStore }, { httpStatusOf }] = await Promise.all([
-        Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(241)]).then(__nccwpck_require__.bind(__nccwpck_require__, 241)),
-        Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(495)]).then(__nccwpck_require__.bind(__nccwpck_require__, 5495)),
+        Promise.all(/* import() */[__nccwpck_require__.e(265), __nccwpck_require__.e(459)]).then(__nccwpck_require__.bind(__nccwpck_require__, 1459)),
+        Promise.all(/* import() */[__nccwpck_require__.e(265), __nccwpck_require__.e(838)]).then(__nccwpck_require__.bind(__nccwpck_require__, 9457)),
     ]);
     const store = new S3BlobStore(blobs);
     try {
@@ -11455,7 +11455,7 @@ function verifyFingerprint(fp, sig, keys) {
     return keys.some((k) => k.name === name && verify(null, Buffer.from(fp), k.key, signature));
 }
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/buffer_utils.js
+;// CONCATENATED MODULE: ../../main/node_modules/jose/dist/webapi/lib/buffer_utils.js
 const buffer_utils_encoder = new TextEncoder(), decoder = new TextDecoder(), strictDecoder = new TextDecoder("utf-8", { fatal: !0 }), UINT32_RANGE = (/* unused pure expression or super */ null && (2 ** 32));
 function concat(...buffers) {
   const size = buffers.reduce((acc, { length }) => acc + length, 0), buf = new Uint8Array(size);
@@ -11521,7 +11521,7 @@ async function digest(algorithm, data) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/util/base64url.js
+;// CONCATENATED MODULE: ../../main/node_modules/jose/dist/webapi/util/base64url.js
 
 const invalid = "The input to be decoded is not correctly encoded.";
 function decode(input) {
@@ -11536,7 +11536,7 @@ function base64url_encode(input) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/util/errors.js
+;// CONCATENATED MODULE: ../../main/node_modules/jose/dist/webapi/util/errors.js
 class JOSEError extends Error {
   static code = "ERR_JOSE_GENERIC";
   code = "ERR_JOSE_GENERIC";
@@ -11631,7 +11631,7 @@ class JWSSignatureVerificationFailed extends JOSEError {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/key_descriptor.js
+;// CONCATENATED MODULE: ../../main/node_modules/jose/dist/webapi/lib/key_descriptor.js
 function table(entries) {
   const out = { __proto__: null };
   for (const alg in entries)
@@ -11640,7 +11640,7 @@ function table(entries) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/jws_algorithms.js
+;// CONCATENATED MODULE: ../../main/node_modules/jose/dist/webapi/lib/jws_algorithms.js
 
 
 const sig = [["verify"], ["sign"]];
@@ -11713,7 +11713,7 @@ function jwsAlgorithm(alg) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/validate.js
+;// CONCATENATED MODULE: ../../main/node_modules/jose/dist/webapi/lib/validate.js
 
 
 
@@ -11821,7 +11821,7 @@ function serializeJoseHeader(Err, header) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/key.js
+;// CONCATENATED MODULE: ../../main/node_modules/jose/dist/webapi/lib/key.js
 
 
 
@@ -11963,7 +11963,7 @@ async function rawKey(key, expected, usage, extractable = !1) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/jws_sign.js
+;// CONCATENATED MODULE: ../../main/node_modules/jose/dist/webapi/lib/jws_sign.js
 
 
 
@@ -12008,7 +12008,7 @@ async function createCompactSignature(payload, protectedHeader, crit, key, rejec
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/jwt_claims_set.js
+;// CONCATENATED MODULE: ../../main/node_modules/jose/dist/webapi/lib/jwt_claims_set.js
 
 
 
@@ -12154,7 +12154,7 @@ class JWTClaimsBuilder {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/jwt/sign.js
+;// CONCATENATED MODULE: ../../main/node_modules/jose/dist/webapi/jwt/sign.js
 
 
 
@@ -12173,7 +12173,7 @@ class SignJWT extends SignJWT_base {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/lib/jws_verify.js
+;// CONCATENATED MODULE: ../../main/node_modules/jose/dist/webapi/lib/jws_verify.js
 
 
 
@@ -12257,7 +12257,7 @@ async function verifyCompact(jws, shared, key) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/jwt/verify.js
+;// CONCATENATED MODULE: ../../main/node_modules/jose/dist/webapi/jwt/verify.js
 
 
 
@@ -12520,7 +12520,7 @@ function identityFromClaims(issuerName, claims) {
     return identity;
 }
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/jwks/local.js
+;// CONCATENATED MODULE: ../../main/node_modules/jose/dist/webapi/jwks/local.js
 
 
 
@@ -12580,7 +12580,7 @@ function createLocalJWKSet(jwks) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/jwks/remote.js
+;// CONCATENATED MODULE: ../../main/node_modules/jose/dist/webapi/jwks/remote.js
 
 
 
@@ -12681,7 +12681,7 @@ function createRemoteJWKSet(url, options) {
 }
 
 
-;// CONCATENATED MODULE: ./node_modules/jose/dist/webapi/util/decode_jwt.js
+;// CONCATENATED MODULE: ../../main/node_modules/jose/dist/webapi/util/decode_jwt.js
 
 
 
@@ -13713,7 +13713,7 @@ var external_node_http_ = __nccwpck_require__(7067);
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
 // EXTERNAL MODULE: ./src/contracts/http-error.ts
-var http_error = __nccwpck_require__(7288);
+var http_error = __nccwpck_require__(925);
 ;// CONCATENATED MODULE: ./src/nix/file-hash.ts
 /** The sha256 and size of a file fed chunk by chunk: a narinfo's FileHash and FileSize. */
 
@@ -16270,8 +16270,8 @@ function createTokenHandler(options) {
     };
 }
 
-// EXTERNAL MODULE: ./node_modules/prom-client/index.js
-var prom_client = __nccwpck_require__(5222);
+// EXTERNAL MODULE: ../../main/node_modules/prom-client/index.js
+var prom_client = __nccwpck_require__(8864);
 ;// CONCATENATED MODULE: ./src/server/metrics.ts
 /** Prometheus metrics on a registry of the server's own (so two servers in one process don't mix). */
 
@@ -16742,7 +16742,7 @@ async function withStore(config, mustExist, use) {
     let store;
     if (config.database) {
         // The replicas' PostgreSQL (`database`, SLUICE_DATABASE_URL), loaded only when configured.
-        const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(849), __nccwpck_require__.e(493)]).then(__nccwpck_require__.bind(__nccwpck_require__, 3493));
+        const { PgMetadataStore } = await Promise.all(/* import() */[__nccwpck_require__.e(995), __nccwpck_require__.e(127)]).then(__nccwpck_require__.bind(__nccwpck_require__, 9127));
         store = await PgMetadataStore.open(config.database.url);
     }
     else {
@@ -16905,7 +16905,7 @@ async function run(argv) {
 
 /***/ }),
 
-/***/ 793:
+/***/ 8800:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* unused harmony export NODE_NEEDED */
@@ -16924,7 +16924,7 @@ if (major < NODE_NEEDED) {
 
 /***/ }),
 
-/***/ 7288:
+/***/ 925:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
@@ -16967,12 +16967,12 @@ function sendError(res, error) {
 
 /***/ }),
 
-/***/ 9921:
+/***/ 8450:
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(793);
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6574);
+/* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8800);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3347);
 
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(process.argv.slice(2));
@@ -16982,7 +16982,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 6212:
+/***/ 3927:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
@@ -17056,7 +17056,7 @@ function written(sink, chunk) {
 
 /***/ }),
 
-/***/ 5578:
+/***/ 2679:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
@@ -17175,7 +17175,7 @@ function parseKeys(v, value) {
 
 /***/ }),
 
-/***/ 382:
+/***/ 8649:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
@@ -17189,7 +17189,7 @@ function isValidBlobKey(key) {
 
 /***/ }),
 
-/***/ 9848:
+/***/ 5121:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
@@ -17252,7 +17252,7 @@ function auditEntry(r) {
 
 /***/ }),
 
-/***/ 7927:
+/***/ 8402:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
@@ -17260,7 +17260,7 @@ function auditEntry(r) {
 /* harmony export */   y7: () => (/* binding */ StorageUnavailableError)
 /* harmony export */ });
 /* unused harmony export RETRY_AFTER_SECONDS */
-/* harmony import */ var _contracts_http_error_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7288);
+/* harmony import */ var _contracts_http_error_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(925);
 /**
  * A storage backend (PostgreSQL, the object store) that cannot be reached or is restarting: the
  * request gets 503 with Retry-After, which Nix and the Action's proxy retry, never a 500.
@@ -17571,15 +17571,15 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("zlib");
 
 /***/ }),
 
-/***/ 1245:
+/***/ 6799:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const errSerializer = __nccwpck_require__(4746)
-const errWithCauseSerializer = __nccwpck_require__(5037)
-const reqSerializers = __nccwpck_require__(7377)
-const resSerializers = __nccwpck_require__(6895)
+const errSerializer = __nccwpck_require__(1560)
+const errWithCauseSerializer = __nccwpck_require__(2147)
+const reqSerializers = __nccwpck_require__(9939)
+const resSerializers = __nccwpck_require__(8533)
 
 module.exports = {
   err: errSerializer,
@@ -17614,7 +17614,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1422:
+/***/ 9492:
 /***/ ((module) => {
 
 
@@ -17739,7 +17739,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1709:
+/***/ 5695:
 /***/ ((module) => {
 
 
@@ -17794,15 +17794,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5037:
+/***/ 2147:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 module.exports = errWithCauseSerializer
 
-const { isErrorLike } = __nccwpck_require__(1422)
-const { pinoErrProto, pinoErrorSymbols } = __nccwpck_require__(1709)
+const { isErrorLike } = __nccwpck_require__(9492)
+const { pinoErrProto, pinoErrorSymbols } = __nccwpck_require__(5695)
 const { seen } = pinoErrorSymbols
 
 const { toString } = Object.prototype
@@ -17849,15 +17849,15 @@ function errWithCauseSerializer (err) {
 
 /***/ }),
 
-/***/ 4746:
+/***/ 1560:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 module.exports = errSerializer
 
-const { messageWithCauses, stackWithCauses, isErrorLike } = __nccwpck_require__(1422)
-const { pinoErrProto, pinoErrorSymbols } = __nccwpck_require__(1709)
+const { messageWithCauses, stackWithCauses, isErrorLike } = __nccwpck_require__(9492)
+const { pinoErrProto, pinoErrorSymbols } = __nccwpck_require__(5695)
 const { seen } = pinoErrorSymbols
 
 const { toString } = Object.prototype
@@ -17901,7 +17901,7 @@ function errSerializer (err) {
 
 /***/ }),
 
-/***/ 7377:
+/***/ 9939:
 /***/ ((module) => {
 
 
@@ -18008,7 +18008,7 @@ function mapHttpRequest (req) {
 
 /***/ }),
 
-/***/ 6895:
+/***/ 8533:
 /***/ ((module) => {
 
 
@@ -18062,7 +18062,7 @@ function mapHttpResponse (res) {
 
 /***/ }),
 
-/***/ 450:
+/***/ 9108:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -18109,7 +18109,7 @@ module.exports = function getCallers () {
 
 /***/ }),
 
-/***/ 3256:
+/***/ 4574:
 /***/ ((module) => {
 
 /**
@@ -18144,7 +18144,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3114:
+/***/ 348:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -18157,9 +18157,9 @@ const {
   formattersSym,
   hooksSym,
   levelCompSym
-} = __nccwpck_require__(2520)
-const { noop, genLog } = __nccwpck_require__(2694)
-const { DEFAULT_LEVELS, SORTING_ORDER } = __nccwpck_require__(3256)
+} = __nccwpck_require__(1054)
+const { noop, genLog } = __nccwpck_require__(6528)
+const { DEFAULT_LEVELS, SORTING_ORDER } = __nccwpck_require__(4574)
 
 const levelMethods = {
   fatal: (hook) => {
@@ -18392,7 +18392,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4052:
+/***/ 6998:
 /***/ ((module) => {
 
 
@@ -18402,13 +18402,13 @@ module.exports = { version: '10.4.0' }
 
 /***/ }),
 
-/***/ 112:
+/***/ 1582:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const metadata = Symbol.for('pino.metadata')
-const { DEFAULT_LEVELS } = __nccwpck_require__(3256)
+const { DEFAULT_LEVELS } = __nccwpck_require__(4574)
 
 const DEFAULT_INFO_LEVEL = DEFAULT_LEVELS.info
 
@@ -18620,7 +18620,7 @@ module.exports = multistream
 
 /***/ }),
 
-/***/ 1239:
+/***/ 4457:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -18653,7 +18653,7 @@ const {
   stringifiersSym,
   msgPrefixSym,
   hooksSym
-} = __nccwpck_require__(2520)
+} = __nccwpck_require__(1054)
 const {
   getLevel,
   setLevel,
@@ -18662,18 +18662,18 @@ const {
   initialLsCache,
   genLsCache,
   assertNoLevelCollisions
-} = __nccwpck_require__(3114)
+} = __nccwpck_require__(348)
 const {
   asChindings,
   asJson,
   buildFormatters,
   stringify,
   noop
-} = __nccwpck_require__(2694)
+} = __nccwpck_require__(6528)
 const {
   version
-} = __nccwpck_require__(4052)
-const redaction = __nccwpck_require__(9096)
+} = __nccwpck_require__(6998)
+const redaction = __nccwpck_require__(1926)
 
 // note: use of class is satirical
 // https://github.com/pinojs/pino/pull/433#pullrequestreview-127703127
@@ -18883,13 +18883,13 @@ function flush (cb) {
 
 /***/ }),
 
-/***/ 9096:
+/***/ 1926:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Redact = __nccwpck_require__(7769)
-const { redactFmtSym, wildcardFirstSym } = __nccwpck_require__(2520)
+const Redact = __nccwpck_require__(8915)
+const { redactFmtSym, wildcardFirstSym } = __nccwpck_require__(1054)
 
 // Custom rx regex equivalent to fast-redact's rx
 const rx = /[^.[\]]+|\[([^[\]]*?)\]/g
@@ -19009,7 +19009,7 @@ module.exports = redaction
 
 /***/ }),
 
-/***/ 2520:
+/***/ 1054:
 /***/ ((module) => {
 
 
@@ -19092,7 +19092,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4416:
+/***/ 3490:
 /***/ ((module) => {
 
 
@@ -19138,7 +19138,7 @@ module.exports = { nullTime, epochTime, unixTime, isoTime, isoTimeNano }
 
 /***/ }),
 
-/***/ 2694:
+/***/ 6528:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -19146,10 +19146,10 @@ module.exports = { nullTime, epochTime, unixTime, isoTime, isoTimeNano }
 /* eslint no-prototype-builtins: 0 */
 
 const diagChan = __nccwpck_require__(3053)
-const format = __nccwpck_require__(6868)
-const { mapHttpRequest, mapHttpResponse } = __nccwpck_require__(1245)
-const SonicBoom = __nccwpck_require__(1037)
-const onExit = __nccwpck_require__(9761)
+const format = __nccwpck_require__(5466)
+const { mapHttpRequest, mapHttpResponse } = __nccwpck_require__(6799)
+const SonicBoom = __nccwpck_require__(2819)
+const onExit = __nccwpck_require__(2007)
 const {
   lsCacheSym,
   chindingsSym,
@@ -19167,9 +19167,9 @@ const {
   errorKeySym,
   nestedKeyStrSym,
   msgPrefixSym
-} = __nccwpck_require__(2520)
+} = __nccwpck_require__(1054)
 const { isMainThread } = __nccwpck_require__(8167)
-const transport = __nccwpck_require__(4124)
+const transport = __nccwpck_require__(4358)
 const [nodeMajor] = process.versions.node.split('.').map(v => Number(v))
 
 const asJsonChan = diagChan.tracingChannel('pino_asJson')
@@ -19572,21 +19572,21 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4124:
+/***/ 4358:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { createRequire } = __nccwpck_require__(3339)
 const { existsSync } = __nccwpck_require__(3024)
-const getCallers = __nccwpck_require__(450)
+const getCallers = __nccwpck_require__(9108)
 const { join, isAbsolute, sep } = __nccwpck_require__(6760)
 const { fileURLToPath } = __nccwpck_require__(3136)
-const sleep = __nccwpck_require__(479)
-const onExit = __nccwpck_require__(9761)
-const ThreadStream = __nccwpck_require__(1367)
+const sleep = __nccwpck_require__(4905)
+const onExit = __nccwpck_require__(2007)
+const ThreadStream = __nccwpck_require__(5757)
 
-const { transportUsesMultistreamSym } = __nccwpck_require__(2520)
+const { transportUsesMultistreamSym } = __nccwpck_require__(1054)
 
 function setupOnExit (stream) {
   // This is leak free, it does not leave event handlers
@@ -19881,21 +19881,21 @@ module.exports = transport
 
 /***/ }),
 
-/***/ 5005:
+/***/ 7607:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const os = __nccwpck_require__(8161)
-const stdSerializers = __nccwpck_require__(1245)
-const caller = __nccwpck_require__(450)
-const redaction = __nccwpck_require__(9096)
-const time = __nccwpck_require__(4416)
-const proto = __nccwpck_require__(1239)
-const symbols = __nccwpck_require__(2520)
-const { configure } = __nccwpck_require__(7467)
-const { assertDefaultLevelFound, mappings, genLsCache, genLevelComparison, assertLevelComparison } = __nccwpck_require__(3114)
-const { DEFAULT_LEVELS, SORTING_ORDER } = __nccwpck_require__(3256)
+const stdSerializers = __nccwpck_require__(6799)
+const caller = __nccwpck_require__(9108)
+const redaction = __nccwpck_require__(1926)
+const time = __nccwpck_require__(3490)
+const proto = __nccwpck_require__(4457)
+const symbols = __nccwpck_require__(1054)
+const { configure } = __nccwpck_require__(2393)
+const { assertDefaultLevelFound, mappings, genLsCache, genLevelComparison, assertLevelComparison } = __nccwpck_require__(348)
+const { DEFAULT_LEVELS, SORTING_ORDER } = __nccwpck_require__(4574)
 const {
   createArgsNormalizer,
   asChindings,
@@ -19904,8 +19904,8 @@ const {
   stringify,
   normalizeDestFileDescriptor,
   noop
-} = __nccwpck_require__(2694)
-const { version } = __nccwpck_require__(4052)
+} = __nccwpck_require__(6528)
+const { version } = __nccwpck_require__(6998)
 const {
   chindingsSym,
   redactFmtSym,
@@ -20131,8 +20131,8 @@ module.exports.destination = (dest = process.stdout.fd) => {
   }
 }
 
-module.exports.transport = __nccwpck_require__(4124)
-module.exports.multistream = __nccwpck_require__(112)
+module.exports.transport = __nccwpck_require__(4358)
+module.exports.multistream = __nccwpck_require__(1582)
 
 module.exports.levels = mappings()
 module.exports.stdSerializers = serializers
@@ -20147,7 +20147,7 @@ module.exports.pino = pino
 
 /***/ }),
 
-/***/ 1037:
+/***/ 2819:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -20156,7 +20156,7 @@ const fs = __nccwpck_require__(9896)
 const EventEmitter = __nccwpck_require__(4434)
 const inherits = (__nccwpck_require__(9023).inherits)
 const path = __nccwpck_require__(6928)
-const sleep = __nccwpck_require__(479)
+const sleep = __nccwpck_require__(4905)
 const assert = __nccwpck_require__(2613)
 
 const BUSY_WRITE_TIMEOUT = 100
@@ -20887,18 +20887,18 @@ module.exports = SonicBoom
 
 /***/ }),
 
-/***/ 7349:
+/***/ 2387:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
-var YAMLMap = __nccwpck_require__(4454);
-var YAMLSeq = __nccwpck_require__(2223);
-var resolveBlockMap = __nccwpck_require__(7103);
-var resolveBlockSeq = __nccwpck_require__(334);
-var resolveFlowCollection = __nccwpck_require__(3142);
+var identity = __nccwpck_require__(2617);
+var Scalar = __nccwpck_require__(9271);
+var YAMLMap = __nccwpck_require__(2448);
+var YAMLSeq = __nccwpck_require__(5125);
+var resolveBlockMap = __nccwpck_require__(1653);
+var resolveBlockSeq = __nccwpck_require__(2624);
+var resolveFlowCollection = __nccwpck_require__(692);
 
 function resolveCollection(CN, ctx, token, onError, tagName, tag) {
     const coll = token.type === 'block-map'
@@ -20984,15 +20984,15 @@ exports.composeCollection = composeCollection;
 
 /***/ }),
 
-/***/ 3683:
+/***/ 2873:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Document = __nccwpck_require__(3021);
-var composeNode = __nccwpck_require__(5937);
-var resolveEnd = __nccwpck_require__(7788);
-var resolveProps = __nccwpck_require__(4631);
+var Document = __nccwpck_require__(5755);
+var composeNode = __nccwpck_require__(3755);
+var resolveEnd = __nccwpck_require__(1462);
+var resolveProps = __nccwpck_require__(8017);
 
 function composeDoc(options, directives, { offset, start, value, end }, onError) {
     const opts = Object.assign({ _directives: directives }, options);
@@ -21036,17 +21036,17 @@ exports.composeDoc = composeDoc;
 
 /***/ }),
 
-/***/ 5937:
+/***/ 3755:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(4065);
-var identity = __nccwpck_require__(1127);
-var composeCollection = __nccwpck_require__(7349);
-var composeScalar = __nccwpck_require__(5413);
-var resolveEnd = __nccwpck_require__(7788);
-var utilEmptyScalarPosition = __nccwpck_require__(2599);
+var Alias = __nccwpck_require__(9671);
+var identity = __nccwpck_require__(2617);
+var composeCollection = __nccwpck_require__(2387);
+var composeScalar = __nccwpck_require__(4995);
+var resolveEnd = __nccwpck_require__(1462);
+var utilEmptyScalarPosition = __nccwpck_require__(9933);
 
 const CN = { composeNode, composeEmptyNode };
 function composeNode(ctx, token, props, onError) {
@@ -21155,15 +21155,15 @@ exports.composeNode = composeNode;
 
 /***/ }),
 
-/***/ 5413:
+/***/ 4995:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
-var resolveBlockScalar = __nccwpck_require__(8913);
-var resolveFlowScalar = __nccwpck_require__(6842);
+var identity = __nccwpck_require__(2617);
+var Scalar = __nccwpck_require__(9271);
+var resolveBlockScalar = __nccwpck_require__(599);
+var resolveFlowScalar = __nccwpck_require__(7120);
 
 function composeScalar(ctx, token, tagToken, onError) {
     const { value, type, comment, range } = token.type === 'block-scalar'
@@ -21250,18 +21250,18 @@ exports.composeScalar = composeScalar;
 
 /***/ }),
 
-/***/ 9984:
+/***/ 2750:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_process = __nccwpck_require__(932);
-var directives = __nccwpck_require__(1342);
-var Document = __nccwpck_require__(3021);
-var errors = __nccwpck_require__(1464);
-var identity = __nccwpck_require__(1127);
-var composeDoc = __nccwpck_require__(3683);
-var resolveEnd = __nccwpck_require__(7788);
+var directives = __nccwpck_require__(8144);
+var Document = __nccwpck_require__(5755);
+var errors = __nccwpck_require__(2130);
+var identity = __nccwpck_require__(2617);
+var composeDoc = __nccwpck_require__(2873);
+var resolveEnd = __nccwpck_require__(1462);
 
 function getErrorPos(src) {
     if (typeof src === 'number')
@@ -21481,17 +21481,17 @@ exports.Composer = Composer;
 
 /***/ }),
 
-/***/ 7103:
+/***/ 1653:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Pair = __nccwpck_require__(7165);
-var YAMLMap = __nccwpck_require__(4454);
-var resolveProps = __nccwpck_require__(4631);
-var utilContainsNewline = __nccwpck_require__(9499);
-var utilFlowIndentCheck = __nccwpck_require__(4051);
-var utilMapIncludes = __nccwpck_require__(1187);
+var Pair = __nccwpck_require__(2815);
+var YAMLMap = __nccwpck_require__(2448);
+var resolveProps = __nccwpck_require__(8017);
+var utilContainsNewline = __nccwpck_require__(6761);
+var utilFlowIndentCheck = __nccwpck_require__(4437);
+var utilMapIncludes = __nccwpck_require__(3485);
 
 const startColMsg = 'All mapping items must start at the same column';
 function resolveBlockMap({ composeNode, composeEmptyNode }, ctx, bm, onError, tag) {
@@ -21605,12 +21605,12 @@ exports.resolveBlockMap = resolveBlockMap;
 
 /***/ }),
 
-/***/ 8913:
+/***/ 599:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
+var Scalar = __nccwpck_require__(9271);
 
 function resolveBlockScalar(ctx, scalar, onError) {
     const start = scalar.offset;
@@ -21812,14 +21812,14 @@ exports.resolveBlockScalar = resolveBlockScalar;
 
 /***/ }),
 
-/***/ 334:
+/***/ 2624:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var YAMLSeq = __nccwpck_require__(2223);
-var resolveProps = __nccwpck_require__(4631);
-var utilFlowIndentCheck = __nccwpck_require__(4051);
+var YAMLSeq = __nccwpck_require__(5125);
+var resolveProps = __nccwpck_require__(8017);
+var utilFlowIndentCheck = __nccwpck_require__(4437);
 
 function resolveBlockSeq({ composeNode, composeEmptyNode }, ctx, bs, onError, tag) {
     const NodeClass = tag?.nodeClass ?? YAMLSeq.YAMLSeq;
@@ -21870,7 +21870,7 @@ exports.resolveBlockSeq = resolveBlockSeq;
 
 /***/ }),
 
-/***/ 7788:
+/***/ 1462:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -21916,19 +21916,19 @@ exports.resolveEnd = resolveEnd;
 
 /***/ }),
 
-/***/ 3142:
+/***/ 692:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var YAMLMap = __nccwpck_require__(4454);
-var YAMLSeq = __nccwpck_require__(2223);
-var resolveEnd = __nccwpck_require__(7788);
-var resolveProps = __nccwpck_require__(4631);
-var utilContainsNewline = __nccwpck_require__(9499);
-var utilMapIncludes = __nccwpck_require__(1187);
+var identity = __nccwpck_require__(2617);
+var Pair = __nccwpck_require__(2815);
+var YAMLMap = __nccwpck_require__(2448);
+var YAMLSeq = __nccwpck_require__(5125);
+var resolveEnd = __nccwpck_require__(1462);
+var resolveProps = __nccwpck_require__(8017);
+var utilContainsNewline = __nccwpck_require__(6761);
+var utilMapIncludes = __nccwpck_require__(3485);
 
 const blockMsg = 'Block collections are not allowed within flow collections';
 const isBlock = (token) => token && (token.type === 'block-map' || token.type === 'block-seq');
@@ -22132,13 +22132,13 @@ exports.resolveFlowCollection = resolveFlowCollection;
 
 /***/ }),
 
-/***/ 6842:
+/***/ 7120:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
-var resolveEnd = __nccwpck_require__(7788);
+var Scalar = __nccwpck_require__(9271);
+var resolveEnd = __nccwpck_require__(1462);
 
 function resolveFlowScalar(scalar, strict, onError) {
     const { offset, type, source, end } = scalar;
@@ -22367,7 +22367,7 @@ exports.resolveFlowScalar = resolveFlowScalar;
 
 /***/ }),
 
-/***/ 4631:
+/***/ 8017:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -22522,7 +22522,7 @@ exports.resolveProps = resolveProps;
 
 /***/ }),
 
-/***/ 9499:
+/***/ 6761:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -22565,7 +22565,7 @@ exports.containsNewline = containsNewline;
 
 /***/ }),
 
-/***/ 2599:
+/***/ 9933:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -22600,12 +22600,12 @@ exports.emptyScalarPosition = emptyScalarPosition;
 
 /***/ }),
 
-/***/ 4051:
+/***/ 4437:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var utilContainsNewline = __nccwpck_require__(9499);
+var utilContainsNewline = __nccwpck_require__(6761);
 
 function flowIndentCheck(indent, fc, onError) {
     if (fc?.type === 'flow-collection') {
@@ -22624,12 +22624,12 @@ exports.flowIndentCheck = flowIndentCheck;
 
 /***/ }),
 
-/***/ 1187:
+/***/ 3485:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
+var identity = __nccwpck_require__(2617);
 
 function mapIncludes(ctx, items, search) {
     const { uniqueKeys } = ctx.options;
@@ -22646,22 +22646,22 @@ exports.mapIncludes = mapIncludes;
 
 /***/ }),
 
-/***/ 3021:
+/***/ 5755:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(4065);
-var Collection = __nccwpck_require__(101);
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var toJS = __nccwpck_require__(4043);
-var Schema = __nccwpck_require__(5840);
-var stringifyDocument = __nccwpck_require__(6829);
-var anchors = __nccwpck_require__(1596);
-var applyReviver = __nccwpck_require__(3661);
-var createNode = __nccwpck_require__(2404);
-var directives = __nccwpck_require__(1342);
+var Alias = __nccwpck_require__(9671);
+var Collection = __nccwpck_require__(6039);
+var identity = __nccwpck_require__(2617);
+var Pair = __nccwpck_require__(2815);
+var toJS = __nccwpck_require__(3709);
+var Schema = __nccwpck_require__(4902);
+var stringifyDocument = __nccwpck_require__(5719);
+var anchors = __nccwpck_require__(5702);
+var applyReviver = __nccwpck_require__(2703);
+var createNode = __nccwpck_require__(9462);
+var directives = __nccwpck_require__(8144);
 
 class Document {
     constructor(value, replacer, options) {
@@ -22990,13 +22990,13 @@ exports.Document = Document;
 
 /***/ }),
 
-/***/ 1596:
+/***/ 5702:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var visit = __nccwpck_require__(204);
+var identity = __nccwpck_require__(2617);
+var visit = __nccwpck_require__(7182);
 
 /**
  * Verify that the input string is a valid anchor.
@@ -23073,7 +23073,7 @@ exports.findNewAnchor = findNewAnchor;
 
 /***/ }),
 
-/***/ 3661:
+/***/ 2703:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -23137,14 +23137,14 @@ exports.applyReviver = applyReviver;
 
 /***/ }),
 
-/***/ 2404:
+/***/ 9462:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(4065);
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
+var Alias = __nccwpck_require__(9671);
+var identity = __nccwpck_require__(2617);
+var Scalar = __nccwpck_require__(9271);
 
 const defaultTagPrefix = 'tag:yaml.org,2002:';
 function findTagObject(value, tagName, tags) {
@@ -23234,13 +23234,13 @@ exports.createNode = createNode;
 
 /***/ }),
 
-/***/ 1342:
+/***/ 8144:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var visit = __nccwpck_require__(204);
+var identity = __nccwpck_require__(2617);
+var visit = __nccwpck_require__(7182);
 
 const escapeChars = {
     '!': '%21',
@@ -23419,7 +23419,7 @@ exports.Directives = Directives;
 
 /***/ }),
 
-/***/ 1464:
+/***/ 2130:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -23488,28 +23488,28 @@ exports.prettifyError = prettifyError;
 
 /***/ }),
 
-/***/ 8815:
+/***/ 3645:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
 
 
-var composer = __nccwpck_require__(9984);
-var Document = __nccwpck_require__(3021);
-var Schema = __nccwpck_require__(5840);
-var errors = __nccwpck_require__(1464);
-var Alias = __nccwpck_require__(4065);
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var Scalar = __nccwpck_require__(3301);
-var YAMLMap = __nccwpck_require__(4454);
-var YAMLSeq = __nccwpck_require__(2223);
-var cst = __nccwpck_require__(3461);
-var lexer = __nccwpck_require__(361);
-var lineCounter = __nccwpck_require__(6628);
-var parser = __nccwpck_require__(3456);
-var publicApi = __nccwpck_require__(4047);
-var visit = __nccwpck_require__(204);
+var composer = __nccwpck_require__(2750);
+var Document = __nccwpck_require__(5755);
+var Schema = __nccwpck_require__(4902);
+var errors = __nccwpck_require__(2130);
+var Alias = __nccwpck_require__(9671);
+var identity = __nccwpck_require__(2617);
+var Pair = __nccwpck_require__(2815);
+var Scalar = __nccwpck_require__(9271);
+var YAMLMap = __nccwpck_require__(2448);
+var YAMLSeq = __nccwpck_require__(5125);
+var cst = __nccwpck_require__(3427);
+var lexer = __nccwpck_require__(795);
+var lineCounter = __nccwpck_require__(9706);
+var parser = __nccwpck_require__(7374);
+var publicApi = __nccwpck_require__(6205);
+var visit = __nccwpck_require__(7182);
 
 
 
@@ -23546,7 +23546,7 @@ __webpack_unused_export__ = visit.visitAsync;
 
 /***/ }),
 
-/***/ 7249:
+/***/ 9923:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -23572,16 +23572,16 @@ exports.warn = warn;
 
 /***/ }),
 
-/***/ 4065:
+/***/ 9671:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var anchors = __nccwpck_require__(1596);
-var visit = __nccwpck_require__(204);
-var identity = __nccwpck_require__(1127);
-var Node = __nccwpck_require__(6673);
-var toJS = __nccwpck_require__(4043);
+var anchors = __nccwpck_require__(5702);
+var visit = __nccwpck_require__(7182);
+var identity = __nccwpck_require__(2617);
+var Node = __nccwpck_require__(4615);
+var toJS = __nccwpck_require__(3709);
 
 class Alias extends Node.NodeBase {
     constructor(source) {
@@ -23699,14 +23699,14 @@ exports.Alias = Alias;
 
 /***/ }),
 
-/***/ 101:
+/***/ 6039:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(2404);
-var identity = __nccwpck_require__(1127);
-var Node = __nccwpck_require__(6673);
+var createNode = __nccwpck_require__(9462);
+var identity = __nccwpck_require__(2617);
+var Node = __nccwpck_require__(4615);
 
 function collectionFromPath(schema, path, value) {
     let v = value;
@@ -23857,14 +23857,14 @@ exports.isEmptyPath = isEmptyPath;
 
 /***/ }),
 
-/***/ 6673:
+/***/ 4615:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var applyReviver = __nccwpck_require__(3661);
-var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(4043);
+var applyReviver = __nccwpck_require__(2703);
+var identity = __nccwpck_require__(2617);
+var toJS = __nccwpck_require__(3709);
 
 class NodeBase {
     constructor(type) {
@@ -23904,15 +23904,15 @@ exports.NodeBase = NodeBase;
 
 /***/ }),
 
-/***/ 7165:
+/***/ 2815:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(2404);
-var stringifyPair = __nccwpck_require__(9748);
-var addPairToJSMap = __nccwpck_require__(7104);
-var identity = __nccwpck_require__(1127);
+var createNode = __nccwpck_require__(9462);
+var stringifyPair = __nccwpck_require__(1174);
+var addPairToJSMap = __nccwpck_require__(614);
+var identity = __nccwpck_require__(2617);
 
 function createPair(key, value, ctx) {
     const k = createNode.createNode(key, undefined, ctx);
@@ -23950,14 +23950,14 @@ exports.createPair = createPair;
 
 /***/ }),
 
-/***/ 3301:
+/***/ 9271:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Node = __nccwpck_require__(6673);
-var toJS = __nccwpck_require__(4043);
+var identity = __nccwpck_require__(2617);
+var Node = __nccwpck_require__(4615);
+var toJS = __nccwpck_require__(3709);
 
 const isScalarValue = (value) => !value || (typeof value !== 'function' && typeof value !== 'object');
 class Scalar extends Node.NodeBase {
@@ -23984,17 +23984,17 @@ exports.isScalarValue = isScalarValue;
 
 /***/ }),
 
-/***/ 4454:
+/***/ 2448:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyCollection = __nccwpck_require__(1212);
-var addPairToJSMap = __nccwpck_require__(7104);
-var Collection = __nccwpck_require__(101);
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var Scalar = __nccwpck_require__(3301);
+var stringifyCollection = __nccwpck_require__(8454);
+var addPairToJSMap = __nccwpck_require__(614);
+var Collection = __nccwpck_require__(6039);
+var identity = __nccwpck_require__(2617);
+var Pair = __nccwpck_require__(2815);
+var Scalar = __nccwpck_require__(9271);
 
 function findPair(items, key) {
     const k = identity.isScalar(key) ? key.value : key;
@@ -24138,17 +24138,17 @@ exports.findPair = findPair;
 
 /***/ }),
 
-/***/ 2223:
+/***/ 5125:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(2404);
-var stringifyCollection = __nccwpck_require__(1212);
-var Collection = __nccwpck_require__(101);
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
-var toJS = __nccwpck_require__(4043);
+var createNode = __nccwpck_require__(9462);
+var stringifyCollection = __nccwpck_require__(8454);
+var Collection = __nccwpck_require__(6039);
+var identity = __nccwpck_require__(2617);
+var Scalar = __nccwpck_require__(9271);
+var toJS = __nccwpck_require__(3709);
 
 class YAMLSeq extends Collection.Collection {
     static get tagName() {
@@ -24260,16 +24260,16 @@ exports.YAMLSeq = YAMLSeq;
 
 /***/ }),
 
-/***/ 7104:
+/***/ 614:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var log = __nccwpck_require__(7249);
-var merge = __nccwpck_require__(452);
-var stringify = __nccwpck_require__(2148);
-var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(4043);
+var log = __nccwpck_require__(9923);
+var merge = __nccwpck_require__(2610);
+var stringify = __nccwpck_require__(9666);
+var identity = __nccwpck_require__(2617);
+var toJS = __nccwpck_require__(3709);
 
 function addPairToJSMap(ctx, map, { key, value }) {
     if (identity.isNode(key) && key.addToJSMap)
@@ -24332,7 +24332,7 @@ exports.addPairToJSMap = addPairToJSMap;
 
 /***/ }),
 
-/***/ 1127:
+/***/ 2617:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -24392,12 +24392,12 @@ exports.isSeq = isSeq;
 
 /***/ }),
 
-/***/ 4043:
+/***/ 3709:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
+var identity = __nccwpck_require__(2617);
 
 /**
  * Recursively convert any node or its contents to native JavaScript
@@ -24438,15 +24438,15 @@ exports.toJS = toJS;
 
 /***/ }),
 
-/***/ 110:
+/***/ 8564:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var resolveBlockScalar = __nccwpck_require__(8913);
-var resolveFlowScalar = __nccwpck_require__(6842);
-var errors = __nccwpck_require__(1464);
-var stringifyString = __nccwpck_require__(3069);
+var resolveBlockScalar = __nccwpck_require__(599);
+var resolveFlowScalar = __nccwpck_require__(7120);
+var errors = __nccwpck_require__(2130);
+var stringifyString = __nccwpck_require__(6179);
 
 function resolveAsScalar(token, strict = true, onError) {
     if (token) {
@@ -24663,7 +24663,7 @@ exports.setScalarValue = setScalarValue;
 
 /***/ }),
 
-/***/ 1733:
+/***/ 7455:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -24733,7 +24733,7 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 7715:
+/***/ 4257:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -24839,14 +24839,14 @@ exports.visit = visit;
 
 /***/ }),
 
-/***/ 3461:
+/***/ 3427:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var cstScalar = __nccwpck_require__(110);
-var cstStringify = __nccwpck_require__(1733);
-var cstVisit = __nccwpck_require__(7715);
+var cstScalar = __nccwpck_require__(8564);
+var cstStringify = __nccwpck_require__(7455);
+var cstVisit = __nccwpck_require__(4257);
 
 /** The byte order mark */
 const BOM = '\u{FEFF}';
@@ -24958,12 +24958,12 @@ exports.tokenType = tokenType;
 
 /***/ }),
 
-/***/ 361:
+/***/ 795:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var cst = __nccwpck_require__(3461);
+var cst = __nccwpck_require__(3427);
 
 /*
 START -> stream
@@ -25688,7 +25688,7 @@ exports.Lexer = Lexer;
 
 /***/ }),
 
-/***/ 6628:
+/***/ 9706:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -25736,14 +25736,14 @@ exports.LineCounter = LineCounter;
 
 /***/ }),
 
-/***/ 3456:
+/***/ 7374:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_process = __nccwpck_require__(932);
-var cst = __nccwpck_require__(3461);
-var lexer = __nccwpck_require__(361);
+var cst = __nccwpck_require__(3427);
+var lexer = __nccwpck_require__(795);
 
 function includesToken(list, type) {
     for (let i = 0; i < list.length; ++i)
@@ -26723,18 +26723,18 @@ exports.Parser = Parser;
 
 /***/ }),
 
-/***/ 4047:
+/***/ 6205:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var composer = __nccwpck_require__(9984);
-var Document = __nccwpck_require__(3021);
-var errors = __nccwpck_require__(1464);
-var log = __nccwpck_require__(7249);
-var identity = __nccwpck_require__(1127);
-var lineCounter = __nccwpck_require__(6628);
-var parser = __nccwpck_require__(3456);
+var composer = __nccwpck_require__(2750);
+var Document = __nccwpck_require__(5755);
+var errors = __nccwpck_require__(2130);
+var log = __nccwpck_require__(9923);
+var identity = __nccwpck_require__(2617);
+var lineCounter = __nccwpck_require__(9706);
+var parser = __nccwpck_require__(7374);
 
 function parseOptions(options) {
     const prettyErrors = options.prettyErrors !== false;
@@ -26837,16 +26837,16 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 5840:
+/***/ 4902:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var map = __nccwpck_require__(7451);
-var seq = __nccwpck_require__(1706);
-var string = __nccwpck_require__(6464);
-var tags = __nccwpck_require__(18);
+var identity = __nccwpck_require__(2617);
+var map = __nccwpck_require__(8229);
+var seq = __nccwpck_require__(2400);
+var string = __nccwpck_require__(2374);
+var tags = __nccwpck_require__(1656);
 
 const sortMapEntriesByKey = (a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 class Schema {
@@ -26883,13 +26883,13 @@ exports.Schema = Schema;
 
 /***/ }),
 
-/***/ 7451:
+/***/ 8229:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var YAMLMap = __nccwpck_require__(4454);
+var identity = __nccwpck_require__(2617);
+var YAMLMap = __nccwpck_require__(2448);
 
 const map = {
     collection: 'map',
@@ -26909,12 +26909,12 @@ exports.map = map;
 
 /***/ }),
 
-/***/ 3632:
+/***/ 7890:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
+var Scalar = __nccwpck_require__(9271);
 
 const nullTag = {
     identify: value => value == null,
@@ -26933,13 +26933,13 @@ exports.nullTag = nullTag;
 
 /***/ }),
 
-/***/ 1706:
+/***/ 2400:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var YAMLSeq = __nccwpck_require__(2223);
+var identity = __nccwpck_require__(2617);
+var YAMLSeq = __nccwpck_require__(5125);
 
 const seq = {
     collection: 'seq',
@@ -26959,12 +26959,12 @@ exports.seq = seq;
 
 /***/ }),
 
-/***/ 6464:
+/***/ 2374:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyString = __nccwpck_require__(3069);
+var stringifyString = __nccwpck_require__(6179);
 
 const string = {
     identify: value => typeof value === 'string',
@@ -26982,12 +26982,12 @@ exports.string = string;
 
 /***/ }),
 
-/***/ 3959:
+/***/ 1477:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
+var Scalar = __nccwpck_require__(9271);
 
 const boolTag = {
     identify: value => typeof value === 'boolean',
@@ -27010,13 +27010,13 @@ exports.boolTag = boolTag;
 
 /***/ }),
 
-/***/ 8405:
+/***/ 8251:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
-var stringifyNumber = __nccwpck_require__(8689);
+var Scalar = __nccwpck_require__(9271);
+var stringifyNumber = __nccwpck_require__(2491);
 
 const floatNaN = {
     identify: value => typeof value === 'number',
@@ -27064,12 +27064,12 @@ exports.floatNaN = floatNaN;
 
 /***/ }),
 
-/***/ 9874:
+/***/ 7052:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(8689);
+var stringifyNumber = __nccwpck_require__(2491);
 
 const intIdentify = (value) => typeof value === 'bigint' || Number.isInteger(value);
 const intResolve = (str, offset, radix, { intAsBigInt }) => (intAsBigInt ? BigInt(str) : parseInt(str.substring(offset), radix));
@@ -27113,18 +27113,18 @@ exports.intOct = intOct;
 
 /***/ }),
 
-/***/ 896:
+/***/ 4810:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(7451);
-var _null = __nccwpck_require__(3632);
-var seq = __nccwpck_require__(1706);
-var string = __nccwpck_require__(6464);
-var bool = __nccwpck_require__(3959);
-var float = __nccwpck_require__(8405);
-var int = __nccwpck_require__(9874);
+var map = __nccwpck_require__(8229);
+var _null = __nccwpck_require__(7890);
+var seq = __nccwpck_require__(2400);
+var string = __nccwpck_require__(2374);
+var bool = __nccwpck_require__(1477);
+var float = __nccwpck_require__(8251);
+var int = __nccwpck_require__(7052);
 
 const schema = [
     map.map,
@@ -27145,14 +27145,14 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 3559:
+/***/ 7925:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
-var map = __nccwpck_require__(7451);
-var seq = __nccwpck_require__(1706);
+var Scalar = __nccwpck_require__(9271);
+var map = __nccwpck_require__(8229);
+var seq = __nccwpck_require__(2400);
 
 function intIdentify(value) {
     return typeof value === 'bigint' || Number.isInteger(value);
@@ -27216,27 +27216,27 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 18:
+/***/ 1656:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(7451);
-var _null = __nccwpck_require__(3632);
-var seq = __nccwpck_require__(1706);
-var string = __nccwpck_require__(6464);
-var bool = __nccwpck_require__(3959);
-var float = __nccwpck_require__(8405);
-var int = __nccwpck_require__(9874);
-var schema = __nccwpck_require__(896);
-var schema$1 = __nccwpck_require__(3559);
-var binary = __nccwpck_require__(6083);
-var merge = __nccwpck_require__(452);
-var omap = __nccwpck_require__(303);
-var pairs = __nccwpck_require__(8385);
-var schema$2 = __nccwpck_require__(5913);
-var set = __nccwpck_require__(1528);
-var timestamp = __nccwpck_require__(6752);
+var map = __nccwpck_require__(8229);
+var _null = __nccwpck_require__(7890);
+var seq = __nccwpck_require__(2400);
+var string = __nccwpck_require__(2374);
+var bool = __nccwpck_require__(1477);
+var float = __nccwpck_require__(8251);
+var int = __nccwpck_require__(7052);
+var schema = __nccwpck_require__(4810);
+var schema$1 = __nccwpck_require__(7925);
+var binary = __nccwpck_require__(6817);
+var merge = __nccwpck_require__(2610);
+var omap = __nccwpck_require__(61);
+var pairs = __nccwpck_require__(7815);
+var schema$2 = __nccwpck_require__(7755);
+var set = __nccwpck_require__(9138);
+var timestamp = __nccwpck_require__(6282);
 
 const schemas = new Map([
     ['core', schema.schema],
@@ -27322,14 +27322,14 @@ exports.getTags = getTags;
 
 /***/ }),
 
-/***/ 6083:
+/***/ 6817:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_buffer = __nccwpck_require__(181);
-var Scalar = __nccwpck_require__(3301);
-var stringifyString = __nccwpck_require__(3069);
+var Scalar = __nccwpck_require__(9271);
+var stringifyString = __nccwpck_require__(6179);
 
 const binary = {
     identify: value => value instanceof Uint8Array, // Buffer inherits from Uint8Array
@@ -27399,12 +27399,12 @@ exports.binary = binary;
 
 /***/ }),
 
-/***/ 8398:
+/***/ 3260:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
+var Scalar = __nccwpck_require__(9271);
 
 function boolStringify({ value, source }, ctx) {
     const boolObj = value ? trueTag : falseTag;
@@ -27435,13 +27435,13 @@ exports.trueTag = trueTag;
 
 /***/ }),
 
-/***/ 5782:
+/***/ 396:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
-var stringifyNumber = __nccwpck_require__(8689);
+var Scalar = __nccwpck_require__(9271);
+var stringifyNumber = __nccwpck_require__(2491);
 
 const floatNaN = {
     identify: value => typeof value === 'number',
@@ -27492,12 +27492,12 @@ exports.floatNaN = floatNaN;
 
 /***/ }),
 
-/***/ 873:
+/***/ 5883:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(8689);
+var stringifyNumber = __nccwpck_require__(2491);
 
 const intIdentify = (value) => typeof value === 'bigint' || Number.isInteger(value);
 function intResolve(str, offset, radix, { intAsBigInt }) {
@@ -27575,13 +27575,13 @@ exports.intOct = intOct;
 
 /***/ }),
 
-/***/ 452:
+/***/ 2610:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
+var identity = __nccwpck_require__(2617);
+var Scalar = __nccwpck_require__(9271);
 
 // If the value associated with a merge key is a single mapping node, each of
 // its key/value pairs is inserted into the current mapping, unless the key
@@ -27653,16 +27653,16 @@ exports.merge = merge;
 
 /***/ }),
 
-/***/ 303:
+/***/ 61:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(4043);
-var YAMLMap = __nccwpck_require__(4454);
-var YAMLSeq = __nccwpck_require__(2223);
-var pairs = __nccwpck_require__(8385);
+var identity = __nccwpck_require__(2617);
+var toJS = __nccwpck_require__(3709);
+var YAMLMap = __nccwpck_require__(2448);
+var YAMLSeq = __nccwpck_require__(5125);
+var pairs = __nccwpck_require__(7815);
 
 class YAMLOMap extends YAMLSeq.YAMLSeq {
     constructor() {
@@ -27737,15 +27737,15 @@ exports.omap = omap;
 
 /***/ }),
 
-/***/ 8385:
+/***/ 7815:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var Scalar = __nccwpck_require__(3301);
-var YAMLSeq = __nccwpck_require__(2223);
+var identity = __nccwpck_require__(2617);
+var Pair = __nccwpck_require__(2815);
+var Scalar = __nccwpck_require__(9271);
+var YAMLSeq = __nccwpck_require__(5125);
 
 function resolvePairs(seq, onError) {
     if (identity.isSeq(seq)) {
@@ -27826,24 +27826,24 @@ exports.resolvePairs = resolvePairs;
 
 /***/ }),
 
-/***/ 5913:
+/***/ 7755:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(7451);
-var _null = __nccwpck_require__(3632);
-var seq = __nccwpck_require__(1706);
-var string = __nccwpck_require__(6464);
-var binary = __nccwpck_require__(6083);
-var bool = __nccwpck_require__(8398);
-var float = __nccwpck_require__(5782);
-var int = __nccwpck_require__(873);
-var merge = __nccwpck_require__(452);
-var omap = __nccwpck_require__(303);
-var pairs = __nccwpck_require__(8385);
-var set = __nccwpck_require__(1528);
-var timestamp = __nccwpck_require__(6752);
+var map = __nccwpck_require__(8229);
+var _null = __nccwpck_require__(7890);
+var seq = __nccwpck_require__(2400);
+var string = __nccwpck_require__(2374);
+var binary = __nccwpck_require__(6817);
+var bool = __nccwpck_require__(3260);
+var float = __nccwpck_require__(396);
+var int = __nccwpck_require__(5883);
+var merge = __nccwpck_require__(2610);
+var omap = __nccwpck_require__(61);
+var pairs = __nccwpck_require__(7815);
+var set = __nccwpck_require__(9138);
+var timestamp = __nccwpck_require__(6282);
 
 const schema = [
     map.map,
@@ -27874,14 +27874,14 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 1528:
+/***/ 9138:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var YAMLMap = __nccwpck_require__(4454);
+var identity = __nccwpck_require__(2617);
+var Pair = __nccwpck_require__(2815);
+var YAMLMap = __nccwpck_require__(2448);
 
 class YAMLSet extends YAMLMap.YAMLMap {
     constructor(schema) {
@@ -27977,12 +27977,12 @@ exports.set = set;
 
 /***/ }),
 
-/***/ 6752:
+/***/ 6282:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(8689);
+var stringifyNumber = __nccwpck_require__(2491);
 
 /** Internal types handle bigint as number, because TS can't figure it out. */
 function parseSexagesimal(str, asBigInt) {
@@ -28089,7 +28089,7 @@ exports.timestamp = timestamp;
 
 /***/ }),
 
-/***/ 4475:
+/***/ 7089:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -28247,15 +28247,15 @@ exports.foldFlowLines = foldFlowLines;
 
 /***/ }),
 
-/***/ 2148:
+/***/ 9666:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var anchors = __nccwpck_require__(1596);
-var identity = __nccwpck_require__(1127);
-var stringifyComment = __nccwpck_require__(9799);
-var stringifyString = __nccwpck_require__(3069);
+var anchors = __nccwpck_require__(5702);
+var identity = __nccwpck_require__(2617);
+var stringifyComment = __nccwpck_require__(6949);
+var stringifyString = __nccwpck_require__(6179);
 
 function createStringifyContext(doc, options) {
     const opt = Object.assign({
@@ -28386,14 +28386,14 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 1212:
+/***/ 8454:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var stringify = __nccwpck_require__(2148);
-var stringifyComment = __nccwpck_require__(9799);
+var identity = __nccwpck_require__(2617);
+var stringify = __nccwpck_require__(9666);
+var stringifyComment = __nccwpck_require__(6949);
 
 function stringifyCollection(collection, ctx, options) {
     const flow = ctx.inFlow ?? collection.flow;
@@ -28548,7 +28548,7 @@ exports.stringifyCollection = stringifyCollection;
 
 /***/ }),
 
-/***/ 9799:
+/***/ 6949:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -28579,14 +28579,14 @@ exports.stringifyComment = stringifyComment;
 
 /***/ }),
 
-/***/ 6829:
+/***/ 5719:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var stringify = __nccwpck_require__(2148);
-var stringifyComment = __nccwpck_require__(9799);
+var identity = __nccwpck_require__(2617);
+var stringify = __nccwpck_require__(9666);
+var stringifyComment = __nccwpck_require__(6949);
 
 function stringifyDocument(doc, options) {
     const lines = [];
@@ -28673,7 +28673,7 @@ exports.stringifyDocument = stringifyDocument;
 
 /***/ }),
 
-/***/ 8689:
+/***/ 2491:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -28707,15 +28707,15 @@ exports.stringifyNumber = stringifyNumber;
 
 /***/ }),
 
-/***/ 9748:
+/***/ 1174:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
-var stringify = __nccwpck_require__(2148);
-var stringifyComment = __nccwpck_require__(9799);
+var identity = __nccwpck_require__(2617);
+var Scalar = __nccwpck_require__(9271);
+var stringify = __nccwpck_require__(9666);
+var stringifyComment = __nccwpck_require__(6949);
 
 function stringifyPair({ key, value }, ctx, onComment, onChompKeep) {
     const { allNullValues, doc, indent, indentStep, options: { commentString, indentSeq, simpleKeys } } = ctx;
@@ -28866,13 +28866,13 @@ exports.stringifyPair = stringifyPair;
 
 /***/ }),
 
-/***/ 3069:
+/***/ 6179:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
-var foldFlowLines = __nccwpck_require__(4475);
+var Scalar = __nccwpck_require__(9271);
+var foldFlowLines = __nccwpck_require__(7089);
 
 const getFoldOptions = (ctx, isBlock) => ({
     indentAtStart: isBlock ? ctx.indent.length : ctx.indentAtStart,
@@ -29211,12 +29211,12 @@ exports.stringifyString = stringifyString;
 
 /***/ }),
 
-/***/ 204:
+/***/ 7182:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
+var identity = __nccwpck_require__(2617);
 
 const BREAK = Symbol('break visit');
 const SKIP = Symbol('skip children');
@@ -29454,7 +29454,7 @@ exports.visitAsync = visitAsync;
 
 /***/ }),
 
-/***/ 5847:
+/***/ 6814:
 /***/ ((module) => {
 
 module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2.1","description":"A streaming way to send data to a Node.js Worker Thread","main":"index.js","types":"index.d.ts","engines":{"node":">=20"},"dependencies":{"real-require":"^1.0.0"},"devDependencies":{"@types/node":"^26.1.1","@yao-pkg/pkg":"^6.0.0","borp":"^1.0.0","desm":"^1.3.0","eslint":"^9.39.1","fastbench":"^1.0.1","neostandard":"^0.13.0","pino-elasticsearch":"^9.0.0","sonic-boom":"^5.0.0","ts-node":"^10.8.0","tsd":"^0.33.0","typescript":"~5.7.3"},"scripts":{"build":"tsc --noEmit","lint":"eslint","test":"npm run lint && npm run build && npm run test:types && npm run transpile && borp --expose-gc --pattern \\"test/*.test.{js,mjs}\\"","test:ci":"npm run lint && npm run test:types && npm run transpile && borp --expose-gc --pattern \\"test/*.test.{js,mjs}\\"","test:types":"tsd","test:yarn":"npm run transpile && borp --expose-gc --pattern \\"test/*.test.js\\"","transpile":"sh ./test/ts/transpile.sh"},"tsd":{"directory":"test/types"},"repository":{"type":"git","url":"git+https://github.com/mcollina/thread-stream.git"},"keywords":["worker","thread","threads","stream"],"author":"Matteo Collina <hello@matteocollina.com>","license":"MIT","bugs":{"url":"https://github.com/mcollina/thread-stream/issues"},"homepage":"https://github.com/mcollina/thread-stream#readme"}');
@@ -29729,6 +29729,6 @@ module.exports = /*#__PURE__*/JSON.parse('{"name":"thread-stream","version":"4.2
 /******/ // startup
 /******/ // Load entry module and return exports
 /******/ // This entry module used 'module' so it can't be inlined
-/******/ var __webpack_exports__ = __nccwpck_require__(9921);
+/******/ var __webpack_exports__ = __nccwpck_require__(8450);
 /******/ __webpack_exports__ = await __webpack_exports__;
 /******/ 

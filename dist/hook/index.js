@@ -1,7 +1,7 @@
 import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /******/ var __webpack_modules__ = ({
 
-/***/ 265:
+/***/ 563:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -74,11 +74,11 @@ async function run(argv, env = process.env) {
 
 /***/ }),
 
-/***/ 824:
+/***/ 321:
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _action_hook_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(265);
+/* harmony import */ var _action_hook_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(563);
 
 await (0,_action_hook_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)(process.argv.slice(2));
 
@@ -214,6 +214,6 @@ __webpack_async_result__();
 /******/ // startup
 /******/ // Load entry module and return exports
 /******/ // This entry module used 'module' so it can't be inlined
-/******/ var __webpack_exports__ = __nccwpck_require__(824);
+/******/ var __webpack_exports__ = __nccwpck_require__(321);
 /******/ __webpack_exports__ = await __webpack_exports__;
 /******/ 
