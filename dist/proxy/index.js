@@ -50426,6 +50426,10 @@ function forwardableHeaders(headers) {
     }
     return out;
 }
+/** The headers of a small answer given whole, flat as `writeHead` takes them (no object to walk). */
+function textHeaders(contentType, body) {
+    return ['content-type', contentType, 'content-length', String(Buffer.byteLength(body))];
+}
 
 ;// CONCATENATED MODULE: ./src/proxy/pull/readahead.ts
 /**
@@ -50935,6 +50939,10 @@ class NarInfoPrefetch {
             this.fetched++;
         }
     }
+    /** Whether an answer for this path was fetched ahead (or is being fetched), old or not. */
+    has(hashPart) {
+        return this.ahead.has(hashPart);
+    }
     /** The answer fetched ahead for this path, if any and not too old; handed over once. */
     take(hashPart) {
         const entry = this.ahead.get(hashPart);
@@ -51152,6 +51160,19 @@ class PathSet {
         this.report.absent++;
         return false;
     }
+    /**
+     * Without waiting: true when a set fresh enough for `mayHold` says the path is not there
+     * (counted as absent, as `mayHold` counts it); false when it may be, or when the set is not
+     * fresh enough to say (then `mayHold` syncs first).
+     */
+    absentNow(hashPart) {
+        if (this.state !== 'loaded' || this.syncedAt < this.clock.now() - this.options.maxAgeMs)
+            return false;
+        if (this.holds(hashPart))
+            return false;
+        this.report.absent++;
+        return true;
+    }
     /** Without syncing: whether the set as it is now may hold the path (the prefetch's guess). */
     holds(hashPart) {
         if (this.state !== 'loaded')
@@ -51275,6 +51296,9 @@ const NARINFO_BATCHING = { maxBatch: 100, maxInFlight: 1 };
 const MISSING = { missing: true };
 const UNREACHABLE = { failed: 'the cache server is unreachable' };
 const MISSES_KEPT = 100_000;
+/** The 404 most lookups get, made once. */
+const NOT_CACHED = 'not in the cache';
+const NOT_CACHED_BODY = `${NOT_CACHED}\n`;
 class CacheRoutes {
     server;
     stats;
@@ -51332,16 +51356,16 @@ class CacheRoutes {
         this.misses.delete(hashPart);
         return false;
     }
-    /** Answers the request if it is a cache route; false if not. */
-    async handle(req, res, pathname) {
+    /**
+     * Answers the request if it is a cache route; false if not. A lookup that memory answers (most
+     * of a job's: paths the narinfo set lacks) is answered before this returns, without a promise.
+     */
+    handle(req, res, pathname) {
         const method = req.method ?? 'GET';
         if (pathname === '/nix-cache-info') {
             if (method !== 'GET' && method !== 'HEAD')
                 throw methodNotAllowed(method, 'GET, HEAD');
-            res.writeHead(200, {
-                'content-type': 'text/x-nix-cache-info',
-                'content-length': NIX_CACHE_INFO.length,
-            });
+            res.writeHead(200, textHeaders('text/x-nix-cache-info', NIX_CACHE_INFO));
             res.end(method === 'HEAD' ? undefined : NIX_CACHE_INFO);
             return true;
         }
@@ -51349,24 +51373,35 @@ class CacheRoutes {
         if (narinfo) {
             if (method !== 'GET' && method !== 'HEAD')
                 throw methodNotAllowed(method, 'GET, HEAD');
-            await this.narinfo(method, narinfo[1], res);
-            return true;
+            const hashPart = narinfo[1];
+            if (this.knownAbsent(hashPart)) {
+                this.miss(res, NOT_CACHED);
+                this.stats.paths.miss(hashPart);
+                return true;
+            }
+            return this.narinfo(method, hashPart, res).then(() => true);
         }
         if (pathname.startsWith('/') && parseNarUrl(pathname.slice(1))) {
             if (method !== 'GET' && method !== 'HEAD')
                 throw methodNotAllowed(method, 'GET, HEAD');
-            await this.nar(method, pathname, req, res);
-            return true;
+            return this.nar(method, pathname, req, res).then(() => true);
         }
         return false;
     }
+    /**
+     * Whether memory alone says the cache lacks this path: a recent 404, or a fresh narinfo set
+     * without it. What was fetched ahead, a server marked down and a set too old to say take
+     * `answerNarInfo`'s way, which gives the same answer the same way when this one is true.
+     */
+    knownAbsent(hashPart) {
+        if (this.recentMiss(hashPart))
+            return true;
+        return (!this.prefetch.has(hashPart) && Date.now() >= this.serverDownUntil && this.paths.absentNow(hashPart));
+    }
     miss(res, why) {
         this.stats.misses++;
-        const body = `${why}\n`;
-        res.writeHead(404, {
-            'content-type': 'text/plain; charset=utf-8',
-            'content-length': Buffer.byteLength(body),
-        });
+        const body = why === NOT_CACHED ? NOT_CACHED_BODY : `${why}\n`;
+        res.writeHead(404, textHeaders('text/plain; charset=utf-8', body));
         res.end(res.req.method === 'HEAD' ? undefined : body);
     }
     upstreamFailed(message, network) {
@@ -51395,7 +51430,7 @@ class CacheRoutes {
     /** Answers Nix's lookup; the narinfo served, or undefined for a 404. */
     async answerNarInfo(method, hashPart, res) {
         if (this.recentMiss(hashPart))
-            return this.miss(res, 'not in the cache');
+            return this.miss(res, NOT_CACHED);
         let answer;
         try {
             // A hit fetched ahead answers; a miss fetched ahead only within the freshness bound.
@@ -51403,15 +51438,15 @@ class CacheRoutes {
             if (ahead && 'narinfo' in ahead)
                 answer = ahead;
             else if (ahead && 'missing' in ahead && this.recentMiss(hashPart))
-                return this.miss(res, 'not in the cache');
+                return this.miss(res, NOT_CACHED);
             else {
                 if (Date.now() < this.serverDownUntil)
                     return this.miss(res, UNREACHABLE.failed);
                 if (!(await this.paths.mayHold(hashPart)))
-                    return this.miss(res, 'not in the cache');
+                    return this.miss(res, NOT_CACHED);
                 answer = await this.lookupRemembered(hashPart);
                 if (answer === undefined || 'missing' in answer)
-                    return this.miss(res, 'not in the cache');
+                    return this.miss(res, NOT_CACHED);
             }
         }
         catch (e) {
@@ -51428,10 +51463,7 @@ class CacheRoutes {
             this.readahead.noteHit(answer.narinfo);
             this.prefetch.noteHit(hashPart, answer.narinfo);
         }
-        res.writeHead(200, {
-            'content-type': 'text/x-nix-narinfo',
-            'content-length': Buffer.byteLength(answer.narinfo),
-        });
+        res.writeHead(200, textHeaders('text/x-nix-narinfo', answer.narinfo));
         res.end(method === 'HEAD' ? undefined : answer.narinfo);
         return answer.narinfo;
     }
@@ -51716,19 +51748,34 @@ function verifyFingerprint(fp, sig, keys) {
  */
 
 
-function digest(value) {
-    return (0,external_node_crypto_.createHash)('sha256').update(value).digest();
-}
-/** Equal strings, in time that does not depend on where they differ. */
-function sameSecret(given, expected) {
-    return (0,external_node_crypto_.timingSafeEqual)(digest(given), expected);
+/**
+ * One secret, compared in time that does not depend on where a candidate differs from it. Every
+ * cache request is checked (Nix sends thousands), so without a hash per request: the candidate's
+ * bytes are copied into a buffer of the secret's size and compared with `timingSafeEqual`. Only
+ * the length can show, and it is no secret: the secrets are random base64url of a known size
+ * (SECRET_PATTERN).
+ */
+class Secret {
+    expected;
+    candidate;
+    constructor(value) {
+        this.expected = Buffer.from(value, 'utf8');
+        this.candidate = Buffer.alloc(this.expected.length);
+    }
+    matches(given) {
+        if (Buffer.byteLength(given, 'utf8') !== this.expected.length)
+            return false;
+        // Synchronous: no other request can use the buffer between the write and the comparison.
+        this.candidate.write(given, 'utf8');
+        return (0,external_node_crypto_.timingSafeEqual)(this.candidate, this.expected);
+    }
 }
 class RequestGate {
     cachePrefix;
     controlSecret;
     constructor(auth) {
-        this.cachePrefix = digest(auth.cachePrefix);
-        this.controlSecret = digest(auth.controlSecret);
+        this.cachePrefix = new Secret(auth.cachePrefix);
+        this.controlSecret = new Secret(auth.controlSecret);
     }
     /** Throws a 401 unless the control request carries the control secret. */
     checkControl(req) {
@@ -51737,7 +51784,7 @@ class RequestGate {
         if (!match) {
             throw unauthorized("the proxy's control routes need the job's control secret as `Authorization: Bearer`; this request has none", 'Bearer realm="sluice-proxy"');
         }
-        if (!sameSecret(match[1], this.controlSecret)) {
+        if (!this.controlSecret.matches(match[1])) {
             throw unauthorized("the control secret in this request is not this job's", 'Bearer realm="sluice-proxy", error="invalid_token"');
         }
     }
@@ -51748,7 +51795,7 @@ class RequestGate {
     cachePath(pathname) {
         const end = pathname.indexOf('/', 1);
         const prefix = end === -1 ? pathname.slice(1) : pathname.slice(1, end);
-        if (end === -1 || !sameSecret(prefix, this.cachePrefix)) {
+        if (end === -1 || !this.cachePrefix.matches(prefix)) {
             throw unauthorized("this proxy serves the binary cache only under the job's secret path (the substituter URL Sluice put in Nix's configuration); this request is not under it");
         }
         return pathname.slice(end);
@@ -51935,7 +51982,19 @@ function requestPath(target = '/') {
 }
 async function startProxyServer(host, port, routes, control, gate, log) {
     let refusals = 0;
-    const handle = async (req, res) => {
+    const failed = (req, res, pathname, e) => {
+        if (e instanceof HttpError && e.status === 401) {
+            // A few lines say someone tried; a flood of attempts cannot flood the log.
+            if (++refusals <= 20)
+                log.warn({ method: req.method, err: e.message }, 'refused a request');
+        }
+        else if (!(e instanceof HttpError))
+            log.error({ err: e.message, path: pathname }, 'request failed');
+        sendError(res, e);
+    };
+    const notServed = (pathname) => new HttpError(404, `${pathname} is not served here`, 'not_found');
+    /** Synchronous as far as the routes are: a lookup answered from memory costs no promise. */
+    const handle = (req, res) => {
         const target = requestPath(req.url);
         // Until the request is authenticated its path is only the caller's word: logs never show it.
         let pathname = '(unauthenticated)';
@@ -51943,27 +52002,26 @@ async function startProxyServer(host, port, routes, control, gate, log) {
             if (target.startsWith(CONTROL_PREFIX)) {
                 gate.checkControl(req);
                 pathname = target;
-                await handleControl(req, res, pathname, control);
+                handleControl(req, res, target, control).catch((e) => failed(req, res, target, e));
+                return;
             }
-            else {
-                pathname = gate.cachePath(target);
-                if (!(await routes.handle(req, res, pathname))) {
-                    throw new HttpError(404, `${pathname} is not served here`, 'not_found');
-                }
-            }
+            pathname = gate.cachePath(target);
+            const handled = routes.handle(req, res, pathname);
+            if (handled === true)
+                return;
+            if (handled === false)
+                throw notServed(pathname);
+            const cachePath = pathname;
+            handled.then((served) => {
+                if (!served)
+                    failed(req, res, cachePath, notServed(cachePath));
+            }, (e) => failed(req, res, cachePath, e));
         }
         catch (e) {
-            if (e instanceof HttpError && e.status === 401) {
-                // A few lines say someone tried; a flood of attempts cannot flood the log.
-                if (++refusals <= 20)
-                    log.warn({ method: req.method, err: e.message }, 'refused a request');
-            }
-            else if (!(e instanceof HttpError))
-                log.error({ err: e.message, path: pathname }, 'request failed');
-            sendError(res, e);
+            failed(req, res, pathname, e);
         }
     };
-    const server = (0,external_node_http_.createServer)({ keepAliveTimeout: 60_000 }, (req, res) => void handle(req, res));
+    const server = (0,external_node_http_.createServer)({ keepAliveTimeout: 60_000 }, handle);
     await new Promise((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => {
@@ -51999,7 +52057,14 @@ class Largest {
         return [...this.items];
     }
 }
-const field = (narinfo, name) => new RegExp(`^${name}: (.*)$`, 'm').exec(narinfo)?.[1];
+/** The fields a hit is counted by, each pattern made once (not per lookup). */
+const FIELDS = {
+    URL: /^URL: (.*)$/m,
+    StorePath: /^StorePath: (.*)$/m,
+    FileSize: /^FileSize: (.*)$/m,
+    NarSize: /^NarSize: (.*)$/m,
+};
+const field = (narinfo, name) => FIELDS[name].exec(narinfo)?.[1];
 class PathStats {
     found = new Set();
     notFound = new Set();

@@ -50,6 +50,11 @@ export class NarInfoPrefetch<A> {
     }
   }
 
+  /** Whether an answer for this path was fetched ahead (or is being fetched), old or not. */
+  has(hashPart: string): boolean {
+    return this.ahead.has(hashPart);
+  }
+
   /** The answer fetched ahead for this path, if any and not too old; handed over once. */
   take(hashPart: string): Promise<A | undefined> | undefined {
     const entry = this.ahead.get(hashPart);

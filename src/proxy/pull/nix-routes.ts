@@ -11,7 +11,7 @@ import { HttpError } from '../../contracts/http-error.js';
 import { parseNarUrl } from '../../nix/nar-url.js';
 import { Batcher } from './lookup-batcher.js';
 import { ByteCounter } from './byte-counter.js';
-import { forwardableHeaders } from './response-headers.js';
+import { forwardableHeaders, textHeaders } from './response-headers.js';
 import type { Logger } from '../report/daemon-log.js';
 import { batchRouteMissing, narInfoBatchRequest, parseNarInfoBatch } from '../upstream/batch-lookup.js';
 import { Readahead } from './readahead.js';
@@ -49,6 +49,9 @@ type NarInfoAnswer = { narinfo: string } | { missing: true } | { failed: string 
 const MISSING: NarInfoAnswer = { missing: true };
 const UNREACHABLE = { failed: 'the cache server is unreachable' };
 const MISSES_KEPT = 100_000;
+/** The 404 most lookups get, made once. */
+const NOT_CACHED = 'not in the cache';
+const NOT_CACHED_BODY = `${NOT_CACHED}\n`;
 
 export class CacheRoutes {
   /**
@@ -115,39 +118,52 @@ export class CacheRoutes {
     return false;
   }
 
-  /** Answers the request if it is a cache route; false if not. */
-  async handle(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<boolean> {
+  /**
+   * Answers the request if it is a cache route; false if not. A lookup that memory answers (most
+   * of a job's: paths the narinfo set lacks) is answered before this returns, without a promise.
+   */
+  handle(req: IncomingMessage, res: ServerResponse, pathname: string): boolean | Promise<boolean> {
     const method = req.method ?? 'GET';
     if (pathname === '/nix-cache-info') {
       if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method, 'GET, HEAD');
-      res.writeHead(200, {
-        'content-type': 'text/x-nix-cache-info',
-        'content-length': NIX_CACHE_INFO.length,
-      });
+      res.writeHead(200, textHeaders('text/x-nix-cache-info', NIX_CACHE_INFO));
       res.end(method === 'HEAD' ? undefined : NIX_CACHE_INFO);
       return true;
     }
     const narinfo = NARINFO_PATH.exec(pathname);
     if (narinfo) {
       if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method, 'GET, HEAD');
-      await this.narinfo(method, narinfo[1]!, res);
-      return true;
+      const hashPart = narinfo[1]!;
+      if (this.knownAbsent(hashPart)) {
+        this.miss(res, NOT_CACHED);
+        this.stats.paths.miss(hashPart);
+        return true;
+      }
+      return this.narinfo(method, hashPart, res).then(() => true);
     }
     if (pathname.startsWith('/') && parseNarUrl(pathname.slice(1))) {
       if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method, 'GET, HEAD');
-      await this.nar(method, pathname, req, res);
-      return true;
+      return this.nar(method, pathname, req, res).then(() => true);
     }
     return false;
   }
 
+  /**
+   * Whether memory alone says the cache lacks this path: a recent 404, or a fresh narinfo set
+   * without it. What was fetched ahead, a server marked down and a set too old to say take
+   * `answerNarInfo`'s way, which gives the same answer the same way when this one is true.
+   */
+  private knownAbsent(hashPart: string): boolean {
+    if (this.recentMiss(hashPart)) return true;
+    return (
+      !this.prefetch.has(hashPart) && Date.now() >= this.serverDownUntil && this.paths.absentNow(hashPart)
+    );
+  }
+
   private miss(res: ServerResponse, why: string): undefined {
     this.stats.misses++;
-    const body = `${why}\n`;
-    res.writeHead(404, {
-      'content-type': 'text/plain; charset=utf-8',
-      'content-length': Buffer.byteLength(body),
-    });
+    const body = why === NOT_CACHED ? NOT_CACHED_BODY : `${why}\n`;
+    res.writeHead(404, textHeaders('text/plain; charset=utf-8', body));
     res.end(res.req.method === 'HEAD' ? undefined : body);
   }
 
@@ -179,19 +195,18 @@ export class CacheRoutes {
     hashPart: string,
     res: ServerResponse,
   ): Promise<string | undefined> {
-    if (this.recentMiss(hashPart)) return this.miss(res, 'not in the cache');
+    if (this.recentMiss(hashPart)) return this.miss(res, NOT_CACHED);
     let answer: NarInfoAnswer | undefined;
     try {
       // A hit fetched ahead answers; a miss fetched ahead only within the freshness bound.
       const ahead = await this.prefetch.take(hashPart);
       if (ahead && 'narinfo' in ahead) answer = ahead;
-      else if (ahead && 'missing' in ahead && this.recentMiss(hashPart))
-        return this.miss(res, 'not in the cache');
+      else if (ahead && 'missing' in ahead && this.recentMiss(hashPart)) return this.miss(res, NOT_CACHED);
       else {
         if (Date.now() < this.serverDownUntil) return this.miss(res, UNREACHABLE.failed);
-        if (!(await this.paths.mayHold(hashPart))) return this.miss(res, 'not in the cache');
+        if (!(await this.paths.mayHold(hashPart))) return this.miss(res, NOT_CACHED);
         answer = await this.lookupRemembered(hashPart);
-        if (answer === undefined || 'missing' in answer) return this.miss(res, 'not in the cache');
+        if (answer === undefined || 'missing' in answer) return this.miss(res, NOT_CACHED);
       }
     } catch (e) {
       // Not expected (lookups answer failures as such), but never a failed build over it.
@@ -206,10 +221,7 @@ export class CacheRoutes {
       this.readahead.noteHit(answer.narinfo);
       this.prefetch.noteHit(hashPart, answer.narinfo);
     }
-    res.writeHead(200, {
-      'content-type': 'text/x-nix-narinfo',
-      'content-length': Buffer.byteLength(answer.narinfo),
-    });
+    res.writeHead(200, textHeaders('text/x-nix-narinfo', answer.narinfo));
     res.end(method === 'HEAD' ? undefined : answer.narinfo);
     return answer.narinfo;
   }

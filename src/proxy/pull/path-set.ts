@@ -90,6 +90,18 @@ export class PathSet {
     return false;
   }
 
+  /**
+   * Without waiting: true when a set fresh enough for `mayHold` says the path is not there
+   * (counted as absent, as `mayHold` counts it); false when it may be, or when the set is not
+   * fresh enough to say (then `mayHold` syncs first).
+   */
+  absentNow(hashPart: string): boolean {
+    if (this.state !== 'loaded' || this.syncedAt < this.clock.now() - this.options.maxAgeMs) return false;
+    if (this.holds(hashPart)) return false;
+    this.report.absent++;
+    return true;
+  }
+
   /** Without syncing: whether the set as it is now may hold the path (the prefetch's guess). */
   holds(hashPart: string): boolean {
     if (this.state !== 'loaded') return true;

@@ -31,3 +31,8 @@ export function forwardableHeaders(
   }
   return out;
 }
+
+/** The headers of a small answer given whole, flat as `writeHead` takes them (no object to walk). */
+export function textHeaders(contentType: string, body: string): string[] {
+  return ['content-type', contentType, 'content-length', String(Buffer.byteLength(body))];
+}

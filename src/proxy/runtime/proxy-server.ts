@@ -35,7 +35,17 @@ export async function startProxyServer(
   log: Logger,
 ): Promise<ProxyServer> {
   let refusals = 0;
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  const failed = (req: IncomingMessage, res: ServerResponse, pathname: string, e: unknown): void => {
+    if (e instanceof HttpError && e.status === 401) {
+      // A few lines say someone tried; a flood of attempts cannot flood the log.
+      if (++refusals <= 20) log.warn({ method: req.method, err: e.message }, 'refused a request');
+    } else if (!(e instanceof HttpError))
+      log.error({ err: (e as Error).message, path: pathname }, 'request failed');
+    sendError(res, e);
+  };
+  const notServed = (pathname: string) => new HttpError(404, `${pathname} is not served here`, 'not_found');
+  /** Synchronous as far as the routes are: a lookup answered from memory costs no promise. */
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const target = requestPath(req.url);
     // Until the request is authenticated its path is only the caller's word: logs never show it.
     let pathname = '(unauthenticated)';
@@ -43,23 +53,25 @@ export async function startProxyServer(
       if (target.startsWith(CONTROL_PREFIX)) {
         gate.checkControl(req);
         pathname = target;
-        await handleControl(req, res, pathname, control);
-      } else {
-        pathname = gate.cachePath(target);
-        if (!(await routes.handle(req, res, pathname))) {
-          throw new HttpError(404, `${pathname} is not served here`, 'not_found');
-        }
+        handleControl(req, res, target, control).catch((e: unknown) => failed(req, res, target, e));
+        return;
       }
+      pathname = gate.cachePath(target);
+      const handled = routes.handle(req, res, pathname);
+      if (handled === true) return;
+      if (handled === false) throw notServed(pathname);
+      const cachePath = pathname;
+      handled.then(
+        (served) => {
+          if (!served) failed(req, res, cachePath, notServed(cachePath));
+        },
+        (e: unknown) => failed(req, res, cachePath, e),
+      );
     } catch (e) {
-      if (e instanceof HttpError && e.status === 401) {
-        // A few lines say someone tried; a flood of attempts cannot flood the log.
-        if (++refusals <= 20) log.warn({ method: req.method, err: e.message }, 'refused a request');
-      } else if (!(e instanceof HttpError))
-        log.error({ err: (e as Error).message, path: pathname }, 'request failed');
-      sendError(res, e);
+      failed(req, res, pathname, e);
     }
   };
-  const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => void handle(req, res));
+  const server = createServer({ keepAliveTimeout: 60_000 }, handle);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

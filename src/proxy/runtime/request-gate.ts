@@ -6,27 +6,42 @@
  * `Authorization: Bearer` (read by the post-build hook and the post step from a 0600 file).
  * Anything else gets a 401 before any other work, and never reaches the cache server.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { HttpError } from '../../contracts/http-error.js';
 import type { ProxyAuth } from '../../contracts/proxy-auth.js';
 
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
-}
+/**
+ * One secret, compared in time that does not depend on where a candidate differs from it. Every
+ * cache request is checked (Nix sends thousands), so without a hash per request: the candidate's
+ * bytes are copied into a buffer of the secret's size and compared with `timingSafeEqual`. Only
+ * the length can show, and it is no secret: the secrets are random base64url of a known size
+ * (SECRET_PATTERN).
+ */
+class Secret {
+  private readonly expected: Buffer;
+  private readonly candidate: Buffer;
 
-/** Equal strings, in time that does not depend on where they differ. */
-function sameSecret(given: string, expected: Buffer): boolean {
-  return timingSafeEqual(digest(given), expected);
+  constructor(value: string) {
+    this.expected = Buffer.from(value, 'utf8');
+    this.candidate = Buffer.alloc(this.expected.length);
+  }
+
+  matches(given: string): boolean {
+    if (Buffer.byteLength(given, 'utf8') !== this.expected.length) return false;
+    // Synchronous: no other request can use the buffer between the write and the comparison.
+    this.candidate.write(given, 'utf8');
+    return timingSafeEqual(this.candidate, this.expected);
+  }
 }
 
 export class RequestGate {
-  private readonly cachePrefix: Buffer;
-  private readonly controlSecret: Buffer;
+  private readonly cachePrefix: Secret;
+  private readonly controlSecret: Secret;
 
   constructor(auth: ProxyAuth) {
-    this.cachePrefix = digest(auth.cachePrefix);
-    this.controlSecret = digest(auth.controlSecret);
+    this.cachePrefix = new Secret(auth.cachePrefix);
+    this.controlSecret = new Secret(auth.controlSecret);
   }
 
   /** Throws a 401 unless the control request carries the control secret. */
@@ -39,7 +54,7 @@ export class RequestGate {
         'Bearer realm="sluice-proxy"',
       );
     }
-    if (!sameSecret(match[1]!, this.controlSecret)) {
+    if (!this.controlSecret.matches(match[1]!)) {
       throw unauthorized(
         "the control secret in this request is not this job's",
         'Bearer realm="sluice-proxy", error="invalid_token"',
@@ -54,7 +69,7 @@ export class RequestGate {
   cachePath(pathname: string): string {
     const end = pathname.indexOf('/', 1);
     const prefix = end === -1 ? pathname.slice(1) : pathname.slice(1, end);
-    if (end === -1 || !sameSecret(prefix, this.cachePrefix)) {
+    if (end === -1 || !this.cachePrefix.matches(prefix)) {
       throw unauthorized(
         "this proxy serves the binary cache only under the job's secret path (the substituter URL Sluice put in Nix's configuration); this request is not under it",
       );
