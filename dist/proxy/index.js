@@ -51155,10 +51155,7 @@ class PathSet {
             if (!(await this.sync()))
                 return true;
         }
-        if (this.holds(hashPart))
-            return true;
-        this.report.absent++;
-        return false;
+        return !this.absentFromSet(hashPart);
     }
     /**
      * Without waiting: true when a set fresh enough for `mayHold` says the path is not there
@@ -51168,6 +51165,10 @@ class PathSet {
     absentNow(hashPart) {
         if (this.state !== 'loaded' || this.syncedAt < this.clock.now() - this.options.maxAgeMs)
             return false;
+        return this.absentFromSet(hashPart);
+    }
+    /** Whether the set as it is lacks the path, counted as an answer from the set when it does. */
+    absentFromSet(hashPart) {
         if (this.holds(hashPart))
             return false;
         this.report.absent++;
@@ -51427,10 +51428,8 @@ class CacheRoutes {
         else
             this.stats.paths.miss(hashPart);
     }
-    /** Answers Nix's lookup; the narinfo served, or undefined for a 404. */
+    /** Answers a lookup `knownAbsent` did not (nor a recent miss); the narinfo served, or undefined for a 404. */
     async answerNarInfo(method, hashPart, res) {
-        if (this.recentMiss(hashPart))
-            return this.miss(res, NOT_CACHED);
         let answer;
         try {
             // A hit fetched ahead answers; a miss fetched ahead only within the freshness bound.

@@ -189,13 +189,12 @@ export class CacheRoutes {
     else this.stats.paths.miss(hashPart);
   }
 
-  /** Answers Nix's lookup; the narinfo served, or undefined for a 404. */
+  /** Answers a lookup `knownAbsent` did not (nor a recent miss); the narinfo served, or undefined for a 404. */
   private async answerNarInfo(
     method: 'GET' | 'HEAD',
     hashPart: string,
     res: ServerResponse,
   ): Promise<string | undefined> {
-    if (this.recentMiss(hashPart)) return this.miss(res, NOT_CACHED);
     let answer: NarInfoAnswer | undefined;
     try {
       // A hit fetched ahead answers; a miss fetched ahead only within the freshness bound.

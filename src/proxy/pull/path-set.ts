@@ -85,9 +85,7 @@ export class PathSet {
     while (this.syncedAt < askedAt - this.options.maxAgeMs) {
       if (!(await this.sync())) return true;
     }
-    if (this.holds(hashPart)) return true;
-    this.report.absent++;
-    return false;
+    return !this.absentFromSet(hashPart);
   }
 
   /**
@@ -97,6 +95,11 @@ export class PathSet {
    */
   absentNow(hashPart: string): boolean {
     if (this.state !== 'loaded' || this.syncedAt < this.clock.now() - this.options.maxAgeMs) return false;
+    return this.absentFromSet(hashPart);
+  }
+
+  /** Whether the set as it is lacks the path, counted as an answer from the set when it does. */
+  private absentFromSet(hashPart: string): boolean {
     if (this.holds(hashPart)) return false;
     this.report.absent++;
     return true;
