@@ -47536,7 +47536,6 @@ __webpack_async_result__();
 __nccwpck_require__.d(__webpack_exports__, {
   TG: () => (/* binding */ RESTORE_CHILD_ARG),
   QL: () => (/* binding */ restoreInChild),
-  RR: () => (/* binding */ restoreInProcess),
   YO: () => (/* binding */ runRestoreChild)
 });
 
@@ -47672,16 +47671,6 @@ async function savePack(dir, key) {
 
 /** argv[2] of the daemon's bundle that makes it the restore child. */
 const RESTORE_CHILD_ARG = '--pack-restore';
-/** The restore in the daemon's own process (its in-process form, for daemons not run from the bundle). */
-function restoreInProcess(request, env) {
-    // @actions/cache reads the runner's variables from the environment.
-    Object.assign(process.env, env);
-    return {
-        outcome: restorePack(request.dir, request.key, request.restoreKeys, request.tempDir),
-        exclude: (member) => skipWhenExtracting(member),
-        stop: () => undefined,
-    };
-}
 /**
  * The restore in a child process: `script` is the daemon's bundle, started again with
  * `RESTORE_CHILD_ARG` and `env` added to the daemon's environment. A child that dies before it
@@ -53808,7 +53797,7 @@ function watchCorruption(reader, report, log) {
     report.corrupt = reader.corrupt;
     log.warn({ err: reader.corrupt }, 'restored pack is corrupt');
 }
-async function startPackDaemon(config, options = {}) {
+async function startPackDaemon(config, options) {
     const secrets = new Secrets();
     secrets.add(config.pack.signingKey);
     secrets.add(config.pack.cacheEnv.ACTIONS_RUNTIME_TOKEN);
@@ -53826,9 +53815,7 @@ async function startPackDaemon(config, options = {}) {
     const report = { outcome: 'pending' };
     let reader;
     let running;
-    const start = (request) => (running = options.restoreScript
-        ? (0,restore_child/* restoreInChild */.QL)(options.restoreScript, request, config.pack.cacheEnv)
-        : (0,restore_child/* restoreInProcess */.RR)(request, config.pack.cacheEnv));
+    const start = (request) => (running = (0,restore_child/* restoreInChild */.QL)(options.restoreScript, request, config.pack.cacheEnv));
     const restoring = restore(config.pack, report, log, start).then((r) => (reader = r));
     const routes = new PackRoutes(restoring, key, stats, log);
     let closing;
@@ -54028,10 +54015,13 @@ class TokenKeeper {
 
 
 
-/** Deletes the files that hold the job's secrets: they are no use once the daemon is gone. */
 async function startDaemon(config, options = {}) {
-    if (config.pack)
-        return startPackDaemon({ ...config, pack: config.pack }, options);
+    if (config.pack) {
+        const { restoreScript } = options;
+        if (!restoreScript)
+            throw new Error("GitHub cache mode runs its restore from the daemon's bundle: no bundle path was given");
+        return startPackDaemon({ ...config, pack: config.pack }, { ...options, restoreScript });
+    }
     const secrets = new Secrets();
     secrets.add(config.token);
     secrets.add(config.auth.cachePrefix);

@@ -26,7 +26,7 @@ export interface RestoreRequest {
 type ToChild = { type: 'restore'; request: RestoreRequest } | { type: 'exclude'; member: string };
 type FromChild = { type: 'outcome'; outcome: CacheOutcome };
 
-/** A restore under way, wherever it runs. */
+/** A restore under way in its child process. */
 export interface RunningRestore {
   /** Settles when the restore is over (download and extraction); never rejects. */
   outcome: Promise<CacheOutcome>;
@@ -34,19 +34,8 @@ export interface RunningRestore {
   exclude(member: string): void;
   /** Ends the restore (the daemon is stopping). */
   stop(): void;
-  /** The restore process's pid, when it runs in one of its own. */
+  /** The restore process's pid, once it started. */
   pid?: number;
-}
-
-/** The restore in the daemon's own process (its in-process form, for daemons not run from the bundle). */
-export function restoreInProcess(request: RestoreRequest, env: Record<string, string>): RunningRestore {
-  // @actions/cache reads the runner's variables from the environment.
-  Object.assign(process.env, env);
-  return {
-    outcome: restorePack(request.dir, request.key, request.restoreKeys, request.tempDir),
-    exclude: (member) => skipWhenExtracting(member),
-    stop: () => undefined,
-  };
 }
 
 /**

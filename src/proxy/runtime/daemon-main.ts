@@ -47,9 +47,15 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
-/** Deletes the files that hold the job's secrets: they are no use once the daemon is gone. */
 export async function startDaemon(config: DaemonConfig, options: DaemonOptions = {}): Promise<Daemon> {
-  if (config.pack) return startPackDaemon({ ...config, pack: config.pack }, options);
+  if (config.pack) {
+    const { restoreScript } = options;
+    if (!restoreScript)
+      throw new Error(
+        "GitHub cache mode runs its restore from the daemon's bundle: no bundle path was given",
+      );
+    return startPackDaemon({ ...config, pack: config.pack }, { ...options, restoreScript });
+  }
   const secrets = new Secrets();
   secrets.add(config.token);
   secrets.add(config.auth.cachePrefix);

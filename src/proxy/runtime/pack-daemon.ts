@@ -14,12 +14,7 @@ import { RequestGate } from './request-gate.js';
 import { startProxyServer } from './proxy-server.js';
 import { Stats } from '../report/stats.js';
 import { LocalStore } from '../push/local-store.js';
-import {
-  restoreInChild,
-  restoreInProcess,
-  type RestoreRequest,
-  type RunningRestore,
-} from '../pack/restore-child.js';
+import { restoreInChild, type RestoreRequest, type RunningRestore } from '../pack/restore-child.js';
 import { streamRestore } from '../pack/stream-restore.js';
 import { BuiltCollector } from '../pack/collector.js';
 import { newPack } from '../pack/new-pack.js';
@@ -33,9 +28,10 @@ export interface PackDaemonOptions {
   onShutdown?: () => void;
   /**
    * The daemon's bundle: @actions/cache's restore runs in a child process started from it, with a
-   * heap of its own (restore-child.ts). Without it (daemons started in-process), in this process.
+   * heap of its own (restore-child.ts). Never in the daemon's own process: it would put the cache
+   * service's token in the daemon's environment.
    */
-  restoreScript?: string;
+  restoreScript: string;
 }
 
 export interface PackDaemon {
@@ -125,7 +121,7 @@ function watchCorruption(reader: PackReader, report: RestoreReport, log: Logger)
 
 export async function startPackDaemon(
   config: DaemonConfig & { pack: PackConfig },
-  options: PackDaemonOptions = {},
+  options: PackDaemonOptions,
 ): Promise<PackDaemon> {
   const secrets = new Secrets();
   secrets.add(config.pack.signingKey);
@@ -145,9 +141,7 @@ export async function startPackDaemon(
   let reader: PackReader | undefined;
   let running: RunningRestore | undefined;
   const start = (request: RestoreRequest): RunningRestore =>
-    (running = options.restoreScript
-      ? restoreInChild(options.restoreScript, request, config.pack.cacheEnv)
-      : restoreInProcess(request, config.pack.cacheEnv));
+    (running = restoreInChild(options.restoreScript, request, config.pack.cacheEnv));
   const restoring = restore(config.pack, report, log, start).then((r) => (reader = r));
   const routes = new PackRoutes(restoring, key, stats, log);
 
