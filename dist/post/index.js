@@ -28960,13 +28960,44 @@ function listStore(dir) {
     // Derivations and temporary/lock entries are never pushed.
     return (0,external_node_fs_.readdirSync)(dir).filter((name) => /^[0-9a-z]{32}-/.test(name) && !name.endsWith('.drv') && !name.endsWith('.lock'));
 }
+/**
+ * How long the store directory must have gone unchanged before the main step for its timestamps to
+ * stand for its entries: wider than any file system's mtime granularity (FAT: 2 s) and small
+ * clock differences. A store that changed more recently is always listed again.
+ */
+const QUIET_MS = 5_000;
+/** The first line of the record: the directory's identity and timestamps, never a store entry's name. */
+const SNAPSHOT_PREFIX = '#store ';
+function snapshot(dir) {
+    const stat = (0,external_node_fs_.statSync)(dir, { bigint: true });
+    return {
+        line: `${SNAPSHOT_PREFIX}${stat.dev} ${stat.ino} ${stat.mtimeNs} ${stat.ctimeNs}`,
+        mtimeMs: Number(stat.mtimeMs),
+    };
+}
+/** Lists the store into `file`; returns the number of entries. */
 function recordStore(file, env = process.env) {
-    const names = listStore(storeDir(env));
-    writeFileSync(file, names.join('\n'));
+    const dir = storeDir(env);
+    const startedAt = Date.now();
+    const before = snapshot(dir);
+    const names = listStore(dir);
+    // Kept only when the directory had been quiet and did not change while it was listed.
+    const quiet = startedAt - before.mtimeMs > QUIET_MS && snapshot(dir).line === before.line;
+    writeFileSync(file, [...(quiet ? [before.line] : []), ...names].join('\n'));
     return names.length;
+}
+/**
+ * Whether the store directory is as it was when `recordStore` wrote `file`: adding or removing an
+ * entry changes its mtime and ctime. Listing a big store (300,000 entries: 0.6 s on a VM) is most
+ * of a post step that has nothing new to push.
+ */
+function storeUnchanged(file, env = process.env) {
+    return (0,external_node_fs_.readFileSync)(file, 'utf8').split('\n', 1)[0] === snapshot(storeDir(env)).line;
 }
 /** Full store paths that appeared since `recordStore` wrote `file`. */
 function newStorePaths(file, env = process.env) {
+    if (storeUnchanged(file, env))
+        return [];
     const dir = storeDir(env);
     const before = new Set((0,external_node_fs_.readFileSync)(file, 'utf8').split('\n'));
     return listStore(dir)
