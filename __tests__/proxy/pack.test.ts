@@ -179,6 +179,26 @@ describe('parseIndex', () => {
     expect(() => parseIndex(index([{ ...entry(0), references: ['../etc'] }]))).toThrow(/references\[0\]/);
   });
 
+  it("quotes a hostile index's own text cut short: errors go to the log, the warnings and the summary", () => {
+    const huge = 'x'.repeat(4 * 1024 * 1024);
+    const messageOf = (text: string): string => {
+      try {
+        parseIndex(text);
+      } catch (e) {
+        expect(e).toBeInstanceOf(PackFormatError);
+        return (e as Error).message;
+      }
+      throw new Error('parsed');
+    };
+    const messages = [
+      messageOf(JSON.stringify({ format: 'sluice-pack', version: huge, entries: [] })),
+      messageOf(index([{ ...entry(0), path: `/nix/store/${huge}` }])),
+      messageOf(index([{ ...entry(0), narHash: `sha256:${huge}` }])),
+      messageOf(index([{ ...entry(0), references: [huge] }])),
+    ];
+    for (const message of messages) expect(message.length).toBeLessThan(400);
+    expect(messages[0]).toMatch(/^pack format version "x{199}… \(4194306 characters\) is not 1$/);
+  });
 });
 
 /** A tar header block of `type` whose size field holds `size` (octal, or GNU base-256 when a Buffer). */
