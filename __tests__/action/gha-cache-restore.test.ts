@@ -11,7 +11,16 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -116,6 +125,7 @@ async function restoreJob(ref: string, paths: string[]) {
   await deletePaths(j, paths);
   return {
     post,
+    stateDir,
     bigSha256: createHash('sha256').update(bigCopy).digest('hex'),
     extracted: {
       index: existsSync(join(extracted, 'index.json')),
@@ -204,6 +214,30 @@ describe('restoring a pack', () => {
   }, 300_000);
 });
 
+describe('a pack whose archive names files outside its directory', () => {
+  it('has tar write them inside sluice-pack/ only (absolute, `..`, through a symlink), and still serves the pack', async () => {
+    const ref = 'refs/heads/escaping-members';
+    const { paths, sha256, key } = await savePack(ref);
+    const outside = mkdtempSync(join(tmpdir(), 'sluice-ghr-outside-'));
+    const tag = salt();
+    try {
+      const entry = service.entries.find((e) => e.key === key)!;
+      await service.writeBlob(entry, withEscapingMembers(await service.readBlob(entry), outside, tag));
+      const restored = await restoreJob(ref, paths);
+      expect(readdirSync(outside)).toEqual([]);
+      expect(existsSync(join(restored.stateDir, `escaped-dotdot-${tag}`))).toBe(false);
+      expect(restored.post.exitCode).toBe(0);
+      expect(restored.post.outputs['pack-used-paths']).toBe('2');
+      expect(restored.bigSha256).toBe(sha256);
+      // What tar did write, it wrote under the pack's own directory.
+      const extracted = join(restored.stateDir, 'pack', 'restore', 'sluice-pack');
+      expect(readFileSync(join(extracted, `escaped-abs-${tag}`), 'utf8')).toBe('pwned\n');
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
+  }, 300_000);
+});
+
 describe('the restore process', () => {
   it('downloads in a child of the daemon; killing it fails the restore open, the token not in its argv', async () => {
     const ref = 'refs/heads/child-killed';
@@ -266,6 +300,41 @@ function withSignedChecksum(archive: Buffer): Buffer {
     header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
     writeFileSync(join(dir, 'out.tar'), tar);
     execFileSync('zstd', ['-q', join(dir, 'out.tar'), '-o', join(dir, 'out.tzst')]);
+    return readFileSync(join(dir, 'out.tzst'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The archive with members appended after the pack's two files, as a hostile writer of the cache
+ * scope would add them: a file at an absolute path in `outside`, one at `../../` from the
+ * extraction directory, and a symlink to `outside` with a file written through it.
+ */
+function withEscapingMembers(archive: Buffer, outside: string, tag: string): Buffer {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-ghr-archive-'));
+  try {
+    writeFileSync(join(dir, 'in.tzst'), archive);
+    execFileSync('zstd', ['-q', '-d', join(dir, 'in.tzst'), '-o', join(dir, 'in.tar')]);
+    const work = join(dir, 'work');
+    mkdirSync(work);
+    writeFileSync(join(work, 'payload'), 'pwned\n');
+    symlinkSync(outside, join(work, 'link'));
+    const append = (member: string, as: string) =>
+      execFileSync('tar', [
+        '-rf',
+        join(dir, 'in.tar'),
+        '-P',
+        '-C',
+        work,
+        `--transform=s|^${member}$|${as}|`,
+        member,
+      ]);
+    append('payload', join(outside, `escaped-abs-${tag}`));
+    append('payload', `../../escaped-dotdot-${tag}`);
+    append('link', 'sluice-pack/link');
+    append('payload', `sluice-pack/link/escaped-link-${tag}`);
+    execFileSync('zstd', ['-q', join(dir, 'in.tar'), '-o', join(dir, 'out.tzst')]);
     return readFileSync(join(dir, 'out.tzst'));
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -17,6 +17,7 @@ import { planPack } from '../../src/proxy/pack/planner.js';
 import { PackReader } from '../../src/proxy/pack/reader.js';
 import { streamRestore } from '../../src/proxy/pack/stream-restore.js';
 import { writePack } from '../../src/proxy/pack/writer.js';
+import { ByteReader, readTar, TarError } from '../../src/proxy/pack/tar-stream.js';
 import { LocalStore, type PathInfo } from '../../src/proxy/push/local-store.js';
 import { nixBuild, randomChainExpr } from '../support/nix.js';
 
@@ -176,6 +177,83 @@ describe('parseIndex', () => {
     expect(() => parseIndex(index([entry(0), entry(10)]))).toThrow(/in the pack twice/);
     expect(() => parseIndex('{"format":"other"}')).toThrow(PackFormatError);
     expect(() => parseIndex(index([{ ...entry(0), references: ['../etc'] }]))).toThrow(/references\[0\]/);
+  });
+
+  it("quotes a hostile index's own text cut short: errors go to the log, the warnings and the summary", () => {
+    const huge = 'x'.repeat(4 * 1024 * 1024);
+    const messageOf = (text: string): string => {
+      try {
+        parseIndex(text);
+      } catch (e) {
+        expect(e).toBeInstanceOf(PackFormatError);
+        return (e as Error).message;
+      }
+      throw new Error('parsed');
+    };
+    const messages = [
+      messageOf(JSON.stringify({ format: 'sluice-pack', version: huge, entries: [] })),
+      messageOf(index([{ ...entry(0), path: `/nix/store/${huge}` }])),
+      messageOf(index([{ ...entry(0), narHash: `sha256:${huge}` }])),
+      messageOf(index([{ ...entry(0), references: [huge] }])),
+    ];
+    for (const message of messages) expect(message.length).toBeLessThan(400);
+    expect(messages[0]).toMatch(/^pack format version "x{199}… \(4194306 characters\) is not 1$/);
+  });
+});
+
+/** A tar header block of `type` whose size field holds `size` (octal, or GNU base-256 when a Buffer). */
+function tarHeader(name: string, type: string, size: number | Buffer): Buffer {
+  const block = Buffer.alloc(512);
+  block.write(name, 0, 'utf8');
+  block.write('0000644\0', 100, 'latin1');
+  if (typeof size === 'number') block.write(`${size.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+  else size.copy(block, 124);
+  block.write(type, 156, 'latin1');
+  block.write('ustar  \0', 257, 'latin1');
+  block.fill(32, 148, 156);
+  let sum = 0;
+  for (const byte of block) sum += byte;
+  block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return block;
+}
+
+/** `head`, then up to `zeros` zero bytes in 1 MiB chunks; `pulled` counts what the reader took. */
+function hostileTar(head: Buffer, zeros: number) {
+  const counter = { pulled: 0 };
+  async function* chunks(): AsyncGenerator<Buffer> {
+    counter.pulled += head.length;
+    yield head;
+    for (let left = zeros; left > 0; left -= 1 << 20) {
+      const chunk = Buffer.alloc(Math.min(left, 1 << 20));
+      counter.pulled += chunk.length;
+      yield chunk;
+    }
+  }
+  return { reader: new ByteReader(chunks()), counter };
+}
+
+describe('readTar on a hostile archive', () => {
+  it.each([
+    ['L', /a long name of 67108864 bytes/],
+    ['x', /a pax header of 67108864 bytes/],
+  ])('refuses a %s header that claims 64 MiB before holding it in memory', async (type, message) => {
+    const size = 64 * 1024 * 1024;
+    const { reader, counter } = hostileTar(tarHeader('././@LongLink', type, size), size);
+    const files: string[] = [];
+    await expect(readTar(reader, async (file) => void files.push(file.name))).rejects.toThrow(message);
+    expect(counter.pulled).toBeLessThanOrEqual(2 << 20);
+    expect(files).toEqual([]);
+  });
+
+  it('refuses a base-256 size beyond what a number holds exactly', async () => {
+    const field = Buffer.alloc(12);
+    field[0] = 0x80;
+    field.writeBigUInt64BE(2n ** 60n, 4);
+    const { reader } = hostileTar(tarHeader('sluice-pack/nars.zst', '0', field), 0);
+    await expect(readTar(reader, async () => undefined)).rejects.toThrow(TarError);
+    await expect(
+      readTar(hostileTar(tarHeader('x', '0', field), 0).reader, async () => undefined),
+    ).rejects.toThrow(/base-256 size field is negative or too large/);
   });
 });
 

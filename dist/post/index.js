@@ -28458,11 +28458,11 @@ function control_api_controlPath(route) {
 const MAX_DRAIN_DEADLINE_SECONDS = (/* unused pure expression or super */ null && (6 * 3600));
 
 ;// CONCATENATED MODULE: ./src/contracts/pack-api.ts
-const PACK_DIR = 'sluice-pack';
+const pack_api_PACK_DIR = 'sluice-pack';
 const PACK_INDEX = 'index.json';
 const PACK_NARS = 'nars.zst';
 /** The paths given to @actions/cache, as written: the cache version is a hash of this exact text. */
-const pack_api_PACK_CACHE_PATHS = [`${PACK_DIR}/${PACK_INDEX}`, `${PACK_DIR}/${PACK_NARS}`];
+const pack_api_PACK_CACHE_PATHS = [`${pack_api_PACK_DIR}/${PACK_INDEX}`, `${pack_api_PACK_DIR}/${PACK_NARS}`];
 
 ;// CONCATENATED MODULE: ./src/contracts/pack-cache.ts
 /**
@@ -28541,6 +28541,15 @@ function skipWhenExtracting(member) {
     process.env.TAR_OPTIONS = current ? `${current} ${option}` : option;
 }
 /**
+ * Keeps every member the restore's tar writes inside `<dir>/sluice-pack/`. @actions/cache extracts
+ * with `-P`, so GNU tar would follow a member named `/home/runner/.bashrc` or `../../x`, or one
+ * written through a symlink member, wherever it points: anyone who can write the cache scope could
+ * write any file the runner user can. Each name (and link target) is cut to its last component
+ * (`.` and `..` become `dot`) under `sluice-pack/`; a real pack's two names are unchanged.
+ * Backslashes would be eaten by TAR_OPTIONS's word splitting: `[.]`, not `\.`.
+ */
+const CONFINE_TO_PACK_DIR = (/* unused pure expression or super */ null && (`--transform=s,/*$,,;s,^.*/,,;s,^[.]*$,dot,;s,^,${PACK_DIR}/,`));
+/**
  * One GetCacheEntryDownloadURL call, then the download (into a new directory below `tempDir`,
  * where stream-restore.ts reads it as it lands) and extraction into `<dir>/sluice-pack/` (less
  * what `skipWhenExtracting` left out meanwhile).
@@ -28548,6 +28557,8 @@ function skipWhenExtracting(member) {
 async function restorePack(dir, key, restoreKeys, tempDir) {
     const cache = await __nccwpck_require__.e(/* import() */ 641).then(__nccwpck_require__.bind(__nccwpck_require__, 2641));
     const tarOptions = process.env.TAR_OPTIONS;
+    // Last, so that no transform of the runner's own TAR_OPTIONS comes after it.
+    process.env.TAR_OPTIONS = tarOptions ? `${tarOptions} ${CONFINE_TO_PACK_DIR}` : CONFINE_TO_PACK_DIR;
     try {
         const { value, causes } = await inside(dir, () => cache.restoreCache([...PACK_CACHE_PATHS], key, restoreKeys), tempDir);
         if (value !== undefined)

@@ -47620,6 +47620,15 @@ function skipWhenExtracting(member) {
     process.env.TAR_OPTIONS = current ? `${current} ${option}` : option;
 }
 /**
+ * Keeps every member the restore's tar writes inside `<dir>/sluice-pack/`. @actions/cache extracts
+ * with `-P`, so GNU tar would follow a member named `/home/runner/.bashrc` or `../../x`, or one
+ * written through a symlink member, wherever it points: anyone who can write the cache scope could
+ * write any file the runner user can. Each name (and link target) is cut to its last component
+ * (`.` and `..` become `dot`) under `sluice-pack/`; a real pack's two names are unchanged.
+ * Backslashes would be eaten by TAR_OPTIONS's word splitting: `[.]`, not `\.`.
+ */
+const CONFINE_TO_PACK_DIR = `--transform=s,/*$,,;s,^.*/,,;s,^[.]*$,dot,;s,^,${pack_api/* PACK_DIR */.UX}/,`;
+/**
  * One GetCacheEntryDownloadURL call, then the download (into a new directory below `tempDir`,
  * where stream-restore.ts reads it as it lands) and extraction into `<dir>/sluice-pack/` (less
  * what `skipWhenExtracting` left out meanwhile).
@@ -47627,6 +47636,8 @@ function skipWhenExtracting(member) {
 async function restorePack(dir, key, restoreKeys, tempDir) {
     const cache = await __nccwpck_require__.e(/* import() */ 329).then(__nccwpck_require__.bind(__nccwpck_require__, 5329));
     const tarOptions = process.env.TAR_OPTIONS;
+    // Last, so that no transform of the runner's own TAR_OPTIONS comes after it.
+    process.env.TAR_OPTIONS = tarOptions ? `${tarOptions} ${CONFINE_TO_PACK_DIR}` : CONFINE_TO_PACK_DIR;
     try {
         const { value, causes } = await inside(dir, () => cache.restoreCache([...pack_api/* PACK_CACHE_PATHS */.kw], key, restoreKeys), tempDir);
         if (value !== undefined)
@@ -52283,6 +52294,13 @@ const PACK_FORMAT = 'sluice-pack';
 const PACK_VERSION = 1;
 class PackFormatError extends Error {
 }
+/**
+ * An index's own text inside an error, cut short: errors reach the daemon's log, the post step's
+ * warnings and the job summary, and a hostile index could hold a string of hundreds of MiB.
+ */
+function clip(text) {
+    return text.length <= 200 ? text : `${text.slice(0, 200)}\u2026 (${text.length} characters)`;
+}
 function serializeIndex(index) {
     return JSON.stringify({
         format: PACK_FORMAT,
@@ -52306,7 +52324,7 @@ function baseName(value, field) {
         store_path_StorePath.fromBaseName(value);
     }
     catch (e) {
-        throw new PackFormatError(`${field}: ${e.message}`);
+        throw new PackFormatError(`${field}: ${clip(e.message)}`);
     }
     return value;
 }
@@ -52322,7 +52340,7 @@ function parseEntry(raw, i, expectedOffset) {
         narHash = Hash.parse(String(raw.narHash));
     }
     catch (e) {
-        throw new PackFormatError(`${at}: ${e.message}`);
+        throw new PackFormatError(`${at}: ${clip(e.message)}`);
     }
     if (narHash.algorithm !== 'sha256')
         throw new PackFormatError(`${at}.narHash must be sha256`);
@@ -52354,12 +52372,12 @@ function parseIndex(text) {
         json = JSON.parse(text);
     }
     catch (e) {
-        throw new PackFormatError(`the pack index is not JSON: ${e.message}`);
+        throw new PackFormatError(`the pack index is not JSON: ${clip(e.message)}`);
     }
     if (!format_isRecord(json) || json.format !== PACK_FORMAT)
         throw new PackFormatError('the pack index is not a Sluice pack index');
     if (json.version !== PACK_VERSION)
-        throw new PackFormatError(`pack format version ${String(json.version)} is not ${PACK_VERSION}`);
+        throw new PackFormatError(`pack format version ${clip(JSON.stringify(json.version) ?? 'undefined')} is not ${PACK_VERSION}`);
     if (!Array.isArray(json.entries))
         throw new PackFormatError('entries must be an array');
     const entries = [];
@@ -52975,6 +52993,11 @@ class PackReader {
  * the archive is downloaded.
  */
 const BLOCK = 512;
+/**
+ * A GNU long name or a pax header is held in memory whole: a hostile archive could claim gigabytes
+ * (zeros compress to almost nothing). Real ones are a path or a few records long.
+ */
+const MAX_META_BYTES = 1024 * 1024;
 /** Exact-length reads over an async stream of chunks. */
 class ByteReader {
     source;
@@ -53042,8 +53065,12 @@ function tar_stream_text(block, start, length) {
 function size(block) {
     const field = block.subarray(124, 136);
     // GNU base-256 for sizes beyond the 11 octal digits.
-    if (field[0] & 0x80)
-        return Number(field.readBigUInt64BE(4));
+    if (field[0] & 0x80) {
+        const value = field.readBigUInt64BE(4);
+        if (field[0] !== 0x80 || field.readUIntBE(1, 3) !== 0 || value > BigInt(Number.MAX_SAFE_INTEGER))
+            throw new TarError('a base-256 size field is negative or too large');
+        return Number(value);
+    }
     const octal = tar_stream_text(block, 124, 12).trim();
     const value = octal === '' ? 0 : parseInt(octal, 8);
     if (!Number.isSafeInteger(value))
@@ -53085,6 +53112,8 @@ async function readTar(reader, onFile) {
         const name = longName ?? (prefix ? `${prefix}/${tar_stream_text(block, 0, 100)}` : tar_stream_text(block, 0, 100));
         longName = undefined;
         if (type === 'L' || type === 'x') {
+            if (length > MAX_META_BYTES)
+                throw new TarError(`a ${type === 'L' ? 'long name' : 'pax header'} of ${length} bytes (at most ${MAX_META_BYTES})`);
             const content = await reader.read(length + padding);
             longName = type === 'L' ? tar_stream_text(content, 0, length) : paxPath(content.subarray(0, length));
             continue;

@@ -5,7 +5,7 @@
  * reserve an entry (409, 429, 5xx) as the same vague line and keeps the cause for debug output:
  * the cause is caught from its output here, so the job summary can say what really happened.
  */
-import { PACK_CACHE_PATHS } from './pack-api.js';
+import { PACK_CACHE_PATHS, PACK_DIR } from './pack-api.js';
 
 export type CacheOutcome =
   { ok: true; key: string } | { ok: false; missing: true } | { ok: false; missing?: false; error: string };
@@ -81,6 +81,16 @@ export function skipWhenExtracting(member: string): void {
 }
 
 /**
+ * Keeps every member the restore's tar writes inside `<dir>/sluice-pack/`. @actions/cache extracts
+ * with `-P`, so GNU tar would follow a member named `/home/runner/.bashrc` or `../../x`, or one
+ * written through a symlink member, wherever it points: anyone who can write the cache scope could
+ * write any file the runner user can. Each name (and link target) is cut to its last component
+ * (`.` and `..` become `dot`) under `sluice-pack/`; a real pack's two names are unchanged.
+ * Backslashes would be eaten by TAR_OPTIONS's word splitting: `[.]`, not `\.`.
+ */
+export const CONFINE_TO_PACK_DIR = `--transform=s,/*$,,;s,^.*/,,;s,^[.]*$,dot,;s,^,${PACK_DIR}/,`;
+
+/**
  * One GetCacheEntryDownloadURL call, then the download (into a new directory below `tempDir`,
  * where stream-restore.ts reads it as it lands) and extraction into `<dir>/sluice-pack/` (less
  * what `skipWhenExtracting` left out meanwhile).
@@ -93,6 +103,8 @@ export async function restorePack(
 ): Promise<CacheOutcome> {
   const cache = await import('@actions/cache');
   const tarOptions = process.env.TAR_OPTIONS;
+  // Last, so that no transform of the runner's own TAR_OPTIONS comes after it.
+  process.env.TAR_OPTIONS = tarOptions ? `${tarOptions} ${CONFINE_TO_PACK_DIR}` : CONFINE_TO_PACK_DIR;
   try {
     const { value, causes } = await inside(
       dir,

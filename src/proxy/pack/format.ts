@@ -32,6 +32,14 @@ export interface PackIndex {
 
 export class PackFormatError extends Error {}
 
+/**
+ * An index's own text inside an error, cut short: errors reach the daemon's log, the post step's
+ * warnings and the job summary, and a hostile index could hold a string of hundreds of MiB.
+ */
+function clip(text: string): string {
+  return text.length <= 200 ? text : `${text.slice(0, 200)}… (${text.length} characters)`;
+}
+
 export function serializeIndex(index: PackIndex): string {
   return JSON.stringify({
     format: PACK_FORMAT,
@@ -56,7 +64,7 @@ function baseName(value: unknown, field: string): string {
   try {
     StorePath.fromBaseName(value);
   } catch (e) {
-    throw new PackFormatError(`${field}: ${(e as Error).message}`);
+    throw new PackFormatError(`${field}: ${clip((e as Error).message)}`);
   }
   return value;
 }
@@ -70,7 +78,7 @@ function parseEntry(raw: unknown, i: number, expectedOffset: number): PackEntry 
     StorePath.parse(raw.path);
     narHash = Hash.parse(String(raw.narHash));
   } catch (e) {
-    throw new PackFormatError(`${at}: ${(e as Error).message}`);
+    throw new PackFormatError(`${at}: ${clip((e as Error).message)}`);
   }
   if (narHash.algorithm !== 'sha256') throw new PackFormatError(`${at}.narHash must be sha256`);
   if (!Array.isArray(raw.references)) throw new PackFormatError(`${at}.references must be an array`);
@@ -99,12 +107,14 @@ export function parseIndex(text: string): PackIndex {
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new PackFormatError(`the pack index is not JSON: ${(e as Error).message}`);
+    throw new PackFormatError(`the pack index is not JSON: ${clip((e as Error).message)}`);
   }
   if (!isRecord(json) || json.format !== PACK_FORMAT)
     throw new PackFormatError('the pack index is not a Sluice pack index');
   if (json.version !== PACK_VERSION)
-    throw new PackFormatError(`pack format version ${String(json.version)} is not ${PACK_VERSION}`);
+    throw new PackFormatError(
+      `pack format version ${clip(JSON.stringify(json.version) ?? 'undefined')} is not ${PACK_VERSION}`,
+    );
   if (!Array.isArray(json.entries)) throw new PackFormatError('entries must be an array');
   const entries: PackEntry[] = [];
   const seen = new Set<string>();

@@ -5,6 +5,11 @@
  */
 
 const BLOCK = 512;
+/**
+ * A GNU long name or a pax header is held in memory whole: a hostile archive could claim gigabytes
+ * (zeros compress to almost nothing). Real ones are a path or a few records long.
+ */
+export const MAX_META_BYTES = 1024 * 1024;
 
 /** Exact-length reads over an async stream of chunks. */
 export class ByteReader {
@@ -72,7 +77,12 @@ function text(block: Buffer, start: number, length: number): string {
 function size(block: Buffer): number {
   const field = block.subarray(124, 136);
   // GNU base-256 for sizes beyond the 11 octal digits.
-  if (field[0]! & 0x80) return Number(field.readBigUInt64BE(4));
+  if (field[0]! & 0x80) {
+    const value = field.readBigUInt64BE(4);
+    if (field[0] !== 0x80 || field.readUIntBE(1, 3) !== 0 || value > BigInt(Number.MAX_SAFE_INTEGER))
+      throw new TarError('a base-256 size field is negative or too large');
+    return Number(value);
+  }
   const octal = text(block, 124, 12).trim();
   const value = octal === '' ? 0 : parseInt(octal, 8);
   if (!Number.isSafeInteger(value)) throw new TarError(`bad size field '${octal}'`);
@@ -119,6 +129,10 @@ export async function readTar(
     const name = longName ?? (prefix ? `${prefix}/${text(block, 0, 100)}` : text(block, 0, 100));
     longName = undefined;
     if (type === 'L' || type === 'x') {
+      if (length > MAX_META_BYTES)
+        throw new TarError(
+          `a ${type === 'L' ? 'long name' : 'pax header'} of ${length} bytes (at most ${MAX_META_BYTES})`,
+        );
       const content = await reader.read(length + padding);
       longName = type === 'L' ? text(content, 0, length) : paxPath(content.subarray(0, length));
       continue;
