@@ -5,14 +5,30 @@
  */
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { promisify } from 'node:util';
 import { createDecompressor } from '../../src/nix/nar.js';
 import { Hash } from '../../src/nix/hash.js';
-import { PACK_CACHE_PATHS, parseIndex, PackFormatError } from '../../src/proxy/pack/format.js';
+import {
+  PACK_CACHE_PATHS,
+  PACK_DIR,
+  PACK_INDEX,
+  PACK_NARS,
+  parseIndex,
+  PackFormatError,
+} from '../../src/proxy/pack/format.js';
 import { planPack } from '../../src/proxy/pack/planner.js';
 import { PackReader } from '../../src/proxy/pack/reader.js';
 import { streamRestore } from '../../src/proxy/pack/stream-restore.js';
@@ -154,6 +170,32 @@ describe('a pack written from the store', () => {
     await streamed!.finished;
     expect(streamed!.reader.corrupt).toBeDefined();
     await expect(streamed!.reader.verified(streamed!.reader.index.entries.at(-1)!)).rejects.toThrow();
+  });
+  it('a pack whose NARs would not fit on the disk is refused before a byte of them is written', async () => {
+    // A few bytes of index can claim a petabyte: zstd packs runs of zeros a million to one.
+    const work = mkdtempSync(join(tmpdir(), 'sluice-pack-huge-'));
+    cpSync(root, join(work, 'pack'), { recursive: true });
+    const indexFile = join(work, 'pack', PACK_DIR, PACK_INDEX);
+    const index = JSON.parse(readFileSync(indexFile, 'utf8')) as { entries: { size: number }[] };
+    index.entries.at(-1)!.size = 2 ** 50;
+    writeFileSync(indexFile, JSON.stringify(index));
+    const archive = join(work, 'archive.tzst');
+    await execFileAsync('tar', ['--zstd', '-cf', archive, '-C', join(work, 'pack'), ...PACK_CACHE_PATHS]);
+    mkdirSync(join(work, 'tmp', 'x'), { recursive: true });
+    copyFileSync(archive, join(work, 'tmp', 'x', 'cache.tzst'));
+    const streamed = await streamRestore(
+      join(work, 'tmp'),
+      () => true,
+      join(work, 'out'),
+      () => undefined,
+    );
+    expect(streamed).toBeDefined();
+    await streamed!.finished;
+    expect(streamed!.reader.corrupt).toMatch(
+      /^the pack's NARs \(1048576\.0 GiB\) do not fit in the [\d.]+ GiB free on the disk \(1\.0 GiB kept for the job\): not restored$/,
+    );
+    expect(existsSync(join(work, 'out', PACK_DIR, PACK_NARS))).toBe(false);
+    await expect(streamed!.reader.verified(streamed!.reader.index.entries[0]!)).rejects.toThrow(/do not fit/);
   });
 });
 

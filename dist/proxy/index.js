@@ -53215,6 +53215,22 @@ async function tailArchive(tempDir, finished) {
 
 /** An index larger than this is not a Sluice pack's. */
 const MAX_INDEX_BYTES = 512 * 1024 * 1024;
+/** Disk space a restore leaves to the job: the pack's copy of the NARs never takes the last of it. */
+const DISK_RESERVE_BYTES = 1024 * 1024 * 1024;
+const GiB = 1024 * 1024 * 1024;
+const gib = (bytes) => `${(bytes / GiB).toFixed(1)} GiB`;
+/**
+ * Why the NARs an index describes are not copied, or undefined when they fit. The archive is
+ * compressed: a pack written to fill the disk (a few MB of zstd for terabytes of zeros) would
+ * otherwise fail the job, which a cache must never do.
+ */
+async function noRoomFor(bytes, dir) {
+    const { bavail, bsize } = await (0,promises_.statfs)(dir);
+    const free = bavail * bsize;
+    if (bytes <= free - DISK_RESERVE_BYTES)
+        return undefined;
+    return `the pack's NARs (${gib(bytes)}) do not fit in the ${gib(free)} free on the disk (${gib(DISK_RESERVE_BYTES)} kept for the job): not restored`;
+}
 async function streamRestore(tempDir, finished, targetDir, onError) {
     const archive = await tailArchive(tempDir, finished);
     if (!archive)
@@ -53234,8 +53250,15 @@ async function streamRestore(tempDir, finished, targetDir, onError) {
             const pieces = [];
             for await (const piece of contents)
                 pieces.push(piece);
-            reader = PackReader.streaming(parseIndex(Buffer.concat(pieces).toString('utf8')), (0,external_node_path_.join)(targetDir, pack_api/* PACK_DIR */.UX, pack_api/* PACK_NARS */.tZ));
+            const index = parseIndex(Buffer.concat(pieces).toString('utf8'));
+            reader = PackReader.streaming(index, (0,external_node_path_.join)(targetDir, pack_api/* PACK_DIR */.UX, pack_api/* PACK_NARS */.tZ));
+            const tooBig = await noRoomFor(dataSize(index), targetDir);
+            // Failed before it is announced: the daemon still tells tar to leave the NARs out.
+            if (tooBig)
+                reader.fail(tooBig);
             announce({ reader, finished: walk.then(() => undefined) });
+            if (tooBig)
+                throw new Error(tooBig);
         }
         else if (file.name === `${pack_api/* PACK_DIR */.UX}/${pack_api/* PACK_NARS */.tZ}` && reader && !consumed) {
             consumed = true;

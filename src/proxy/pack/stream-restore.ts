@@ -7,15 +7,31 @@
 import { createGunzip } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, statfs } from 'node:fs/promises';
 import { createDecompressor } from '../../nix/nar.js';
-import { PACK_DIR, PACK_INDEX, PACK_NARS, parseIndex } from './format.js';
+import { dataSize, PACK_DIR, PACK_INDEX, PACK_NARS, parseIndex } from './format.js';
 import { PackReader } from './reader.js';
 import { ByteReader, readTar } from './tar-stream.js';
 import { tailArchive } from './tail.js';
 
 /** An index larger than this is not a Sluice pack's. */
 const MAX_INDEX_BYTES = 512 * 1024 * 1024;
+/** Disk space a restore leaves to the job: the pack's copy of the NARs never takes the last of it. */
+export const DISK_RESERVE_BYTES = 1024 * 1024 * 1024;
+const GiB = 1024 * 1024 * 1024;
+const gib = (bytes: number) => `${(bytes / GiB).toFixed(1)} GiB`;
+
+/**
+ * Why the NARs an index describes are not copied, or undefined when they fit. The archive is
+ * compressed: a pack written to fill the disk (a few MB of zstd for terabytes of zeros) would
+ * otherwise fail the job, which a cache must never do.
+ */
+async function noRoomFor(bytes: number, dir: string): Promise<string | undefined> {
+  const { bavail, bsize } = await statfs(dir);
+  const free = bavail * bsize;
+  if (bytes <= free - DISK_RESERVE_BYTES) return undefined;
+  return `the pack's NARs (${gib(bytes)}) do not fit in the ${gib(free)} free on the disk (${gib(DISK_RESERVE_BYTES)} kept for the job): not restored`;
+}
 
 export interface StreamedPack {
   reader: PackReader;
@@ -44,11 +60,13 @@ export async function streamRestore(
       if (file.size > MAX_INDEX_BYTES) throw new Error(`the pack index is ${file.size} bytes`);
       const pieces: Buffer[] = [];
       for await (const piece of contents) pieces.push(piece);
-      reader = PackReader.streaming(
-        parseIndex(Buffer.concat(pieces).toString('utf8')),
-        join(targetDir, PACK_DIR, PACK_NARS),
-      );
+      const index = parseIndex(Buffer.concat(pieces).toString('utf8'));
+      reader = PackReader.streaming(index, join(targetDir, PACK_DIR, PACK_NARS));
+      const tooBig = await noRoomFor(dataSize(index), targetDir);
+      // Failed before it is announced: the daemon still tells tar to leave the NARs out.
+      if (tooBig) reader.fail(tooBig);
       announce({ reader, finished: walk.then(() => undefined) });
+      if (tooBig) throw new Error(tooBig);
     } else if (file.name === `${PACK_DIR}/${PACK_NARS}` && reader && !consumed) {
       consumed = true;
       await reader.consume(contents);
