@@ -115,7 +115,7 @@ describe('GitHub cache mode, job after job', () => {
     // It built nothing: no new pack, and the summary says why.
     expect(post.outputs['pack-saved-key']).toBe('');
     expect(post.summary).toContain('No pack saved: the job built nothing new');
-    expect(post.summary).toContain('Pack restored: `sluice-pack-v1');
+    expect(post.summary).toContain('Pack restored: sluice-pack-v1\\:Linux');
     // The index was read out of the archive while it downloaded, not after @actions/cache extracted it.
     expect(post.summary).toMatch(/index read after [\d.]+ s \(streamed\)/);
     // At most three calls; the restore is one of them.

@@ -29230,6 +29230,14 @@ function buildSummary(state, stats, problems) {
 function escapeHtml(text) {
     return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
+const HTML_ENTITIES = { '&': '&amp;', '<': '&lt;', '>': '&gt;' };
+/**
+ * Text from elsewhere (a cache entry's key, an error quoting a pack) as literal Markdown text on
+ * one line: no link, image, autolink, emphasis, code or HTML of its own.
+ */
+function markdownText(text) {
+    return text.replace(/\s+/g, ' ').replace(/[\\`*_~[\]()!:<>&]/g, (c) => HTML_ENTITIES[c] ?? `\\${c}`);
+}
 
 ;// CONCATENATED MODULE: ./src/action/gha-cache/summary.ts
 /** The job summary's part for GitHub cache mode: what came from the pack, what was built, what was saved. */
@@ -29244,16 +29252,16 @@ function addPackSummary(outcome) {
         restored = 'unknown (the proxy did not report)';
     else if (restore.outcome === 'restored')
         restored =
-            `\`${restore.key}\`: ${restore.paths} paths, ${formatBytes(restore.bytes ?? 0)}` +
+            `${markdownText(restore.key ?? '')}: ${restore.paths} paths, ${formatBytes(restore.bytes ?? 0)}` +
                 (restore.indexSeconds !== undefined
                     ? `, index read after ${restore.indexSeconds.toFixed(1)} s (streamed)`
                     : '') +
                 (restore.seconds !== undefined ? `, restore done after ${restore.seconds.toFixed(1)} s` : '') +
-                (restore.corrupt ? ` \u2014 **corrupt**, not served further: ${restore.corrupt}` : '');
+                (restore.corrupt ? ` \u2014 **corrupt**, not served further: ${markdownText(restore.corrupt)}` : '');
     else if (restore.outcome === 'none')
         restored = 'none found for these keys';
     else
-        restored = `failed: ${restore.error}${restore.corrupt ? ` (${restore.corrupt})` : ''}`;
+        restored = `failed: ${markdownText(restore.error ?? 'unknown')}${restore.corrupt ? ` (${markdownText(restore.corrupt)})` : ''}`;
     summary.addRaw(`Pack restored: ${restored}.`, true);
     if (report) {
         summary.addTable([

@@ -118,3 +118,13 @@ export function buildSummary(state: SavedState, stats: DaemonStats | undefined, 
 function escapeHtml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
+
+const HTML_ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;' };
+
+/**
+ * Text from elsewhere (a cache entry's key, an error quoting a pack) as literal Markdown text on
+ * one line: no link, image, autolink, emphasis, code or HTML of its own.
+ */
+export function markdownText(text: string): string {
+  return text.replace(/\s+/g, ' ').replace(/[\\`*_~[\]()!:<>&]/g, (c) => HTML_ENTITIES[c] ?? `\\${c}`);
+}

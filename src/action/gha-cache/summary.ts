@@ -1,6 +1,6 @@
 /** The job summary's part for GitHub cache mode: what came from the pack, what was built, what was saved. */
 import * as core from '@actions/core';
-import { formatBytes } from '../summary.js';
+import { formatBytes, markdownText } from '../summary.js';
 import type { PackOutcome } from './post.js';
 
 export function addPackSummary(outcome: PackOutcome): void {
@@ -11,14 +11,15 @@ export function addPackSummary(outcome: PackOutcome): void {
   if (!restore) restored = 'unknown (the proxy did not report)';
   else if (restore.outcome === 'restored')
     restored =
-      `\`${restore.key}\`: ${restore.paths} paths, ${formatBytes(restore.bytes ?? 0)}` +
+      `${markdownText(restore.key ?? '')}: ${restore.paths} paths, ${formatBytes(restore.bytes ?? 0)}` +
       (restore.indexSeconds !== undefined
         ? `, index read after ${restore.indexSeconds.toFixed(1)} s (streamed)`
         : '') +
       (restore.seconds !== undefined ? `, restore done after ${restore.seconds.toFixed(1)} s` : '') +
-      (restore.corrupt ? ` — **corrupt**, not served further: ${restore.corrupt}` : '');
+      (restore.corrupt ? ` — **corrupt**, not served further: ${markdownText(restore.corrupt)}` : '');
   else if (restore.outcome === 'none') restored = 'none found for these keys';
-  else restored = `failed: ${restore.error}${restore.corrupt ? ` (${restore.corrupt})` : ''}`;
+  else
+    restored = `failed: ${markdownText(restore.error ?? 'unknown')}${restore.corrupt ? ` (${markdownText(restore.corrupt)})` : ''}`;
   summary.addRaw(`Pack restored: ${restored}.`, true);
   if (report) {
     summary.addTable([
