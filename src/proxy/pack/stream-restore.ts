@@ -17,7 +17,7 @@ import { tailArchive } from './tail.js';
 /** An index larger than this is not a Sluice pack's. */
 const MAX_INDEX_BYTES = 512 * 1024 * 1024;
 /** Disk space a restore leaves to the job: the pack's copy of the NARs never takes the last of it. */
-export const DISK_RESERVE_BYTES = 1024 * 1024 * 1024;
+const DISK_RESERVE_BYTES = 1024 * 1024 * 1024;
 const GiB = 1024 * 1024 * 1024;
 const gib = (bytes: number) => `${(bytes / GiB).toFixed(1)} GiB`;
 
