@@ -31794,11 +31794,38 @@ function describeFetchError(error) {
     return cause?.code ?? cause?.message ?? error.message;
 }
 
+;// CONCATENATED MODULE: ./src/contracts/control-api.ts
+/**
+ * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
+ * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
+ */
+const CONTROL_PREFIX = '/_sluice/';
+const ControlRoute = {
+    /** `GET` \u2192 DaemonHealth. */
+    Health: 'health',
+    /** `GET` \u2192 DaemonStats. */
+    Stats: 'stats',
+    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
+    Built: 'built',
+    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
+    Drain: 'drain',
+    /** GitHub cache mode: `POST` `{ paths, maxBytes }` \u2192 NewPackReport (contracts/pack-api.ts). */
+    Pack: 'pack',
+    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
+    Shutdown: 'shutdown',
+};
+function control_api_controlPath(route) {
+    return `${CONTROL_PREFIX}${route}`;
+}
+/** Drain deadlines above this are refused. */
+const MAX_DRAIN_DEADLINE_SECONDS = 6 * 3600;
+
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
 /**
  * The Action's inputs, read once inside run() into a typed object. Every invalid value is misuse
  * of the Action, so it throws an error naming the input and what it accepts.
  */
+
 
 
 
@@ -31824,7 +31851,7 @@ function readInputs() {
             'none',
         ]),
         listen: parseListen(getInput(Inputs.Listen) || '127.0.0.1:0'),
-        drainTimeoutSeconds: parseSeconds(Inputs.DrainTimeout, getInput(Inputs.DrainTimeout) || '120'),
+        drainTimeoutSeconds: parseDrainTimeout(getInput(Inputs.DrainTimeout) || '120'),
         strict: parseBoolean(Inputs.Strict, getInput(Inputs.Strict) || 'false'),
         summary: parseBoolean(Inputs.Summary, getInput(Inputs.Summary) || 'true'),
         pin: parsePin(getInput(Inputs.Pin), getInput(Inputs.PinTtl)),
@@ -31960,6 +31987,17 @@ function parseSeconds(name, value) {
     if (!Number.isFinite(seconds) || seconds < 0) {
         throw new InputError(`Input '${name}' must be a number of seconds (0 or more); got '${value}'.`);
     }
+    return seconds;
+}
+/**
+ * The daemon refuses a drain deadline beyond MAX_DRAIN_DEADLINE_SECONDS (6 h, a hosted job's
+ * limit): taken here, such a value would make the post step push nothing, with a message about a
+ * timeout.
+ */
+function parseDrainTimeout(value) {
+    const seconds = parseSeconds(Inputs.DrainTimeout, value);
+    if (seconds > MAX_DRAIN_DEADLINE_SECONDS)
+        throw new InputError(`Input '${Inputs.DrainTimeout}' must be at most ${MAX_DRAIN_DEADLINE_SECONDS} seconds (6 hours); got '${value}'.`);
     return seconds;
 }
 
@@ -32286,32 +32324,6 @@ const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createReq
 var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: external "node:timers/promises"
 const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
-;// CONCATENATED MODULE: ./src/contracts/control-api.ts
-/**
- * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
- * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
- */
-const CONTROL_PREFIX = '/_sluice/';
-const ControlRoute = {
-    /** `GET` \u2192 DaemonHealth. */
-    Health: 'health',
-    /** `GET` \u2192 DaemonStats. */
-    Stats: 'stats',
-    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
-    Built: 'built',
-    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
-    Drain: 'drain',
-    /** GitHub cache mode: `POST` `{ paths, maxBytes }` \u2192 NewPackReport (contracts/pack-api.ts). */
-    Pack: 'pack',
-    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
-    Shutdown: 'shutdown',
-};
-function control_api_controlPath(route) {
-    return `${CONTROL_PREFIX}${route}`;
-}
-/** Drain deadlines above this are refused. */
-const MAX_DRAIN_DEADLINE_SECONDS = (/* unused pure expression or super */ null && (6 * 3600));
-
 ;// CONCATENATED MODULE: ./src/contracts/daemon-process.ts
 /**
  * How the daemon's Node process is started: the same for the Action's main step and the
