@@ -16,6 +16,18 @@ import { startOidcIssuer, type OidcIssuer } from '../support/oidc-issuer.js';
 const KEY = 'sluice-test-1:2Z6Zr4gvnL1lL9ZtcOQ8OTLnrtfl4FfKjRbNr/IMiJ4=';
 const INJECTED = 'post-build-hook = /tmp/sluice-pwned.sh';
 
+/**
+ * Workflow commands a line of the step's log can carry: the main step logs the slices and expiry of
+ * the grant, and a line of stdout that starts with `::` is a command to the runner (an annotation,
+ * a mask that hides any text of the log, `::stop-commands::`…).
+ */
+const COMMANDS: Record<string, Record<string, unknown>> = {
+  'read-command': { read: ['acme/app\n::error title=Sluice::pwned-by-read'] },
+  'write-command': { write: 'acme/app\n::add-mask::Sluice' },
+  // V8's Date.parse skips a parenthesised comment, newlines and all.
+  'expiry-command': { expires_at: '2099-01-01 (\n::error::pwned-by-expiry)' },
+};
+
 let dist: string;
 let issuer: OidcIssuer;
 let hostile: Server;
@@ -27,16 +39,19 @@ const BUNDLE_TIMEOUT_MS = 600_000;
 beforeAll(async () => {
   dist = buildActionBundles();
   issuer = await startOidcIssuer();
-  // Answers every exchange with a grant whose key smuggles in a nix.conf line.
+  // Answers every exchange with a grant whose key smuggles in a nix.conf line; under the path
+  // prefixes of COMMANDS, a valid key but a slice name or expiry that smuggles in a workflow command.
   hostile = createServer((req, res) => {
     req.resume();
+    const attack = COMMANDS[(req.url ?? '').split('/')[1] ?? ''];
     const body = JSON.stringify({
       token: 'hostile-cache-token-0123456789',
       expires_at: new Date(Date.now() + 3600_000).toISOString(),
       read: ['acme/app'],
       write: 'acme/app',
-      public_keys: [`${KEY}\n${INJECTED}`],
+      public_keys: [attack ? KEY : `${KEY}\n${INJECTED}`],
       cache_url: 'http://127.0.0.1:1',
+      ...attack,
     });
     res.writeHead(200, { 'content-type': 'application/json' }).end(body);
   });
@@ -73,6 +88,32 @@ describe('a server answering the exchange with a poisoned key', () => {
     expect(post.exitCode).toBe(0);
     expect(post.summary).toContain('is not a Nix public key');
   }, 120_000);
+});
+
+describe('a server answering the exchange with workflow commands in its slices or expiry', () => {
+  it.each(Object.keys(COMMANDS))(
+    '%s: no command reaches the runner; the job goes on without the cache',
+    async (prefix) => {
+      const job = new Job({
+        dist,
+        inputs: { server: `${hostileUrl}/${prefix}/`, 'upstream-caches': '' },
+        idTokenRequest: issuer.runner,
+      });
+      const main = await job.runMain();
+      expect(main.exitCode).toBe(0);
+      expect(main.errors).toEqual([]);
+      expect([...job.secrets]).not.toContain('Sluice');
+      expect(main.rawLog).not.toMatch(/^::(error|add-mask)[^\n]*(pwned|::Sluice)/m);
+      expect(main.warnings.join('\n')).toMatch(
+        /the token exchange answered an? (slice|expiry) that is not one/,
+      );
+      expect(job.exported).toEqual({});
+      expect((job.savedState() as { daemon?: unknown }).daemon).toBeUndefined();
+      const post = await job.runPost();
+      expect(post.exitCode).toBe(0);
+    },
+    120_000,
+  );
 });
 
 describe('values bound for nix.conf', () => {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packKeys } from '../../src/action/gha-cache/keys.js';
 import {
+  parseDrainTimeout,
   parseKey,
   parseListen,
   parsePin,
@@ -74,6 +75,14 @@ describe('input parsing', () => {
       "Input 'drain-timeout' must be a number of seconds",
     );
     expect(() => parseSeconds('drain-timeout', 'soon')).toThrow("got 'soon'");
+  });
+
+  it('refuses a drain-timeout the daemon would refuse (the post step would push nothing)', () => {
+    expect(parseDrainTimeout('21600')).toBe(21_600);
+    expect(() => parseDrainTimeout('21601')).toThrow(
+      "Input 'drain-timeout' must be at most 21600 seconds (6 hours); got '21601'.",
+    );
+    expect(() => parseDrainTimeout('1e9')).toThrow("Input 'drain-timeout' must be at most");
   });
 });
 

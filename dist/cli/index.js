@@ -9382,6 +9382,9 @@ function jsonObject(text, what) {
         throw new ServerAnswerError(`${what} did not answer a JSON object`);
     return json;
 }
+/** A slice name or `*` pattern as the server makes them (its own check is stricter: no `.`/`..` segments). */
+const SLICE_NAME_OR_PATTERN = /^[A-Za-z0-9._*-]+(\/[A-Za-z0-9._*-]+)*$/;
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 /** The one parser of the token exchange's answer. */
 function parseTokenExchangeResponse(text) {
     const json = jsonObject(text, 'the token exchange');
@@ -9396,6 +9399,14 @@ function parseTokenExchangeResponse(text) {
         typeof cache_url !== 'string') {
         throw new ServerAnswerError('the token exchange answered JSON without the expected fields');
     }
+    // These reach the step's log, where a line starting with `::` is a command to the runner: only
+    // what the server itself can send (slice names or patterns, toISOString) is taken.
+    for (const slice of write === null ? read : [...read, write]) {
+        if (slice.length > 200 || !SLICE_NAME_OR_PATTERN.test(slice))
+            throw new ServerAnswerError(`the token exchange answered a slice that is not one: ${JSON.stringify(slice.slice(0, 80))}`);
+    }
+    if (!ISO_TIME.test(expires_at))
+        throw new ServerAnswerError(`the token exchange answered an expiry that is not one (ISO 8601): ${JSON.stringify(expires_at.slice(0, 80))}`);
     return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
 }
 /** Whether anonymous reads are allowed, and with which keys; undefined when not. */
@@ -10225,8 +10236,8 @@ function referenceIndexes(entries) {
 }
 /**
  * Referrers before references (Kahn's order on the in-slice reference graph), as row indexes.
- * Store paths cannot form cycles; should corrupt rows make one, its paths come last and are
- * marked `cyclic`.
+ * Store paths cannot form cycles, but references are the uploader's word: rows on a cycle, and
+ * those they refer to, come last and are marked `cyclic`.
  */
 function topologicalOrder(refs) {
     const n = refs.length;
@@ -10256,6 +10267,34 @@ function topologicalOrder(refs) {
             }
     }
     return { order, cyclic };
+}
+/**
+ * Gives each `cyclic` row the most recent time of any row that reaches it, as the topological pass
+ * does for the others, so a cycle ages (and goes) as a whole. Highest first: a row's final value
+ * is that of the first root to reach it, and each row is visited once.
+ */
+function spreadOverCycles(effective, refs, cyclic) {
+    const roots = [];
+    for (let i = 0; i < cyclic.length; i++)
+        if (cyclic[i])
+            roots.push(i);
+    roots.sort((a, b) => effective[b] - effective[a]);
+    const done = new Uint8Array(cyclic.length);
+    for (const root of roots) {
+        if (done[root])
+            continue;
+        done[root] = 1;
+        const stack = [root];
+        while (stack.length > 0) {
+            const i = stack.pop();
+            effective[i] = effective[root];
+            for (const j of refs[i])
+                if (!done[j]) {
+                    done[j] = 1;
+                    stack.push(j);
+                }
+        }
+    }
 }
 /** The pinned paths and everything they refer to in the slice, as a mark per row. */
 function closureOf(roots, index, refs) {
@@ -10295,7 +10334,9 @@ function planSlice(input) {
     for (let i = 0; i < n; i++) {
         const entry = entries[i];
         const own = Math.max(entry.createdAt, entry.lastAccessedAt);
-        effective[i] = pinned[i] || own >= graceStart || cyclic[i] ? Infinity : own;
+        // Not Infinity for cyclic rows: any writer could then keep paths past max_age, max_size and
+        // a pull request's TTL by uploading two narinfos that name each other.
+        effective[i] = pinned[i] || own >= graceStart ? Infinity : own;
     }
     for (let k = 0; k < n; k++) {
         const i = order[k];
@@ -10303,6 +10344,7 @@ function planSlice(input) {
             if (effective[j] < effective[i])
                 effective[j] = effective[i];
     }
+    spreadOverCycles(effective, refs, cyclic);
     let lastPush = -Infinity;
     for (const entry of entries)
         lastPush = Math.max(lastPush, entry.createdAt);

@@ -31673,6 +31673,9 @@ function jsonObject(text, what) {
         throw new ServerAnswerError(`${what} did not answer a JSON object`);
     return json;
 }
+/** A slice name or `*` pattern as the server makes them (its own check is stricter: no `.`/`..` segments). */
+const SLICE_NAME_OR_PATTERN = /^[A-Za-z0-9._*-]+(\/[A-Za-z0-9._*-]+)*$/;
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 /** The one parser of the token exchange's answer. */
 function parseTokenExchangeResponse(text) {
     const json = jsonObject(text, 'the token exchange');
@@ -31687,6 +31690,14 @@ function parseTokenExchangeResponse(text) {
         typeof cache_url !== 'string') {
         throw new ServerAnswerError('the token exchange answered JSON without the expected fields');
     }
+    // These reach the step's log, where a line starting with `::` is a command to the runner: only
+    // what the server itself can send (slice names or patterns, toISOString) is taken.
+    for (const slice of write === null ? read : [...read, write]) {
+        if (slice.length > 200 || !SLICE_NAME_OR_PATTERN.test(slice))
+            throw new ServerAnswerError(`the token exchange answered a slice that is not one: ${JSON.stringify(slice.slice(0, 80))}`);
+    }
+    if (!ISO_TIME.test(expires_at))
+        throw new ServerAnswerError(`the token exchange answered an expiry that is not one (ISO 8601): ${JSON.stringify(expires_at.slice(0, 80))}`);
     return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
 }
 /** Whether anonymous reads are allowed, and with which keys; undefined when not. */
@@ -31783,11 +31794,38 @@ function describeFetchError(error) {
     return cause?.code ?? cause?.message ?? error.message;
 }
 
+;// CONCATENATED MODULE: ./src/contracts/control-api.ts
+/**
+ * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
+ * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
+ */
+const CONTROL_PREFIX = '/_sluice/';
+const ControlRoute = {
+    /** `GET` \u2192 DaemonHealth. */
+    Health: 'health',
+    /** `GET` \u2192 DaemonStats. */
+    Stats: 'stats',
+    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
+    Built: 'built',
+    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
+    Drain: 'drain',
+    /** GitHub cache mode: `POST` `{ paths, maxBytes }` \u2192 NewPackReport (contracts/pack-api.ts). */
+    Pack: 'pack',
+    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
+    Shutdown: 'shutdown',
+};
+function control_api_controlPath(route) {
+    return `${CONTROL_PREFIX}${route}`;
+}
+/** Drain deadlines above this are refused. */
+const MAX_DRAIN_DEADLINE_SECONDS = 6 * 3600;
+
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
 /**
  * The Action's inputs, read once inside run() into a typed object. Every invalid value is misuse
  * of the Action, so it throws an error naming the input and what it accepts.
  */
+
 
 
 
@@ -31813,7 +31851,7 @@ function readInputs() {
             'none',
         ]),
         listen: parseListen(getInput(Inputs.Listen) || '127.0.0.1:0'),
-        drainTimeoutSeconds: parseSeconds(Inputs.DrainTimeout, getInput(Inputs.DrainTimeout) || '120'),
+        drainTimeoutSeconds: parseDrainTimeout(getInput(Inputs.DrainTimeout) || '120'),
         strict: parseBoolean(Inputs.Strict, getInput(Inputs.Strict) || 'false'),
         summary: parseBoolean(Inputs.Summary, getInput(Inputs.Summary) || 'true'),
         pin: parsePin(getInput(Inputs.Pin), getInput(Inputs.PinTtl)),
@@ -31949,6 +31987,17 @@ function parseSeconds(name, value) {
     if (!Number.isFinite(seconds) || seconds < 0) {
         throw new InputError(`Input '${name}' must be a number of seconds (0 or more); got '${value}'.`);
     }
+    return seconds;
+}
+/**
+ * The daemon refuses a drain deadline beyond MAX_DRAIN_DEADLINE_SECONDS (6 h, a hosted job's
+ * limit): taken here, such a value would make the post step push nothing, with a message about a
+ * timeout.
+ */
+function parseDrainTimeout(value) {
+    const seconds = parseSeconds(Inputs.DrainTimeout, value);
+    if (seconds > MAX_DRAIN_DEADLINE_SECONDS)
+        throw new InputError(`Input '${Inputs.DrainTimeout}' must be at most ${MAX_DRAIN_DEADLINE_SECONDS} seconds (6 hours); got '${value}'.`);
     return seconds;
 }
 
@@ -32275,32 +32324,6 @@ const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createReq
 var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: external "node:timers/promises"
 const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
-;// CONCATENATED MODULE: ./src/contracts/control-api.ts
-/**
- * The daemon's control routes on loopback, as the Action's steps, the post-build hook and the
- * benchmark call them; everything else the daemon serves is the binary cache protocol for Nix.
- */
-const CONTROL_PREFIX = '/_sluice/';
-const ControlRoute = {
-    /** `GET` \u2192 DaemonHealth. */
-    Health: 'health',
-    /** `GET` \u2192 DaemonStats. */
-    Stats: 'stats',
-    /** `POST` BuiltRequest \u2192 202 `{ pushing }`, at once. */
-    Built: 'built',
-    /** `POST` DrainRequest \u2192 DaemonStats, by the deadline. */
-    Drain: 'drain',
-    /** GitHub cache mode: `POST` `{ paths, maxBytes }` \u2192 NewPackReport (contracts/pack-api.ts). */
-    Pack: 'pack',
-    /** `POST` \u2192 `{ shuttingDown: true }`, then the daemon exits. */
-    Shutdown: 'shutdown',
-};
-function control_api_controlPath(route) {
-    return `${CONTROL_PREFIX}${route}`;
-}
-/** Drain deadlines above this are refused. */
-const MAX_DRAIN_DEADLINE_SECONDS = (/* unused pure expression or super */ null && (6 * 3600));
-
 ;// CONCATENATED MODULE: ./src/contracts/daemon-process.ts
 /**
  * How the daemon's Node process is started: the same for the Action's main step and the

@@ -47879,6 +47879,9 @@ function jsonObject(text, what) {
         throw new ServerAnswerError(`${what} did not answer a JSON object`);
     return json;
 }
+/** A slice name or `*` pattern as the server makes them (its own check is stricter: no `.`/`..` segments). */
+const SLICE_NAME_OR_PATTERN = /^[A-Za-z0-9._*-]+(\/[A-Za-z0-9._*-]+)*$/;
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 /** The one parser of the token exchange's answer. */
 function parseTokenExchangeResponse(text) {
     const json = jsonObject(text, 'the token exchange');
@@ -47893,6 +47896,14 @@ function parseTokenExchangeResponse(text) {
         typeof cache_url !== 'string') {
         throw new ServerAnswerError('the token exchange answered JSON without the expected fields');
     }
+    // These reach the step's log, where a line starting with `::` is a command to the runner: only
+    // what the server itself can send (slice names or patterns, toISOString) is taken.
+    for (const slice of write === null ? read : [...read, write]) {
+        if (slice.length > 200 || !SLICE_NAME_OR_PATTERN.test(slice))
+            throw new ServerAnswerError(`the token exchange answered a slice that is not one: ${JSON.stringify(slice.slice(0, 80))}`);
+    }
+    if (!ISO_TIME.test(expires_at))
+        throw new ServerAnswerError(`the token exchange answered an expiry that is not one (ISO 8601): ${JSON.stringify(expires_at.slice(0, 80))}`);
     return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
 }
 /** Whether anonymous reads are allowed, and with which keys; undefined when not. */
@@ -53934,6 +53945,12 @@ const REQUEST_TIMEOUT_MS = 30_000;
 /** Refresh this long before expiry at most; a quarter of the remaining lifetime for short tokens. */
 const MAX_REFRESH_LEAD_MS = 120_000;
 const MAX_FAILED_RETRY_MS = 30_000;
+/**
+ * Least time between two refreshes that succeeded: a server whose tokens are already (nearly)
+ * expired by this runner's clock (a clock behind by more than a token's life, or a hostile server)
+ * would otherwise have the keeper ask for an ID token and an exchange again at once, for ever.
+ */
+const MIN_REFRESH_INTERVAL_MS = 10_000;
 /** How long to wait before refreshing a token that expires in `remainingMs`. */
 function refreshDelay(remainingMs) {
     if (remainingMs <= 0)
@@ -54006,8 +54023,14 @@ class TokenKeeper {
             const fresh = await this.exchange(await this.requestIdToken());
             this.options.secrets.add(fresh.token);
             this.token = fresh;
+            const remaining = fresh.expiresAt - this.clock.now();
             log.info({ expiresAt: new Date(fresh.expiresAt).toISOString() }, 'cache token refreshed');
-            this.schedule(refreshDelay(fresh.expiresAt - this.clock.now()));
+            if (remaining < MIN_REFRESH_INTERVAL_MS)
+                log.warn({
+                    expiresAt: new Date(fresh.expiresAt).toISOString(),
+                    now: new Date(this.clock.now()).toISOString(),
+                }, "the server's new cache token is already expired by this runner's clock, or nearly (check the server's clock): next refresh in 10 s");
+            this.schedule(Math.max(MIN_REFRESH_INTERVAL_MS, refreshDelay(remaining)));
             return true;
         }
         catch (e) {

@@ -12,6 +12,7 @@ import {
   type HostPort,
 } from '../contracts/listen.js';
 import { PIN_NAME_PATTERN, type PushCompression } from '../contracts/daemon-config.js';
+import { MAX_DRAIN_DEADLINE_SECONDS } from '../contracts/control-api.js';
 import { DEFAULT_AUDIENCE } from '../contracts/server-api.js';
 
 export type PushMode = 'auto' | 'true' | 'false';
@@ -62,7 +63,7 @@ export function readInputs(): ActionInputs {
       'none',
     ] as const),
     listen: parseListen(core.getInput(Inputs.Listen) || '127.0.0.1:0'),
-    drainTimeoutSeconds: parseSeconds(Inputs.DrainTimeout, core.getInput(Inputs.DrainTimeout) || '120'),
+    drainTimeoutSeconds: parseDrainTimeout(core.getInput(Inputs.DrainTimeout) || '120'),
     strict: parseBoolean(Inputs.Strict, core.getInput(Inputs.Strict) || 'false'),
     summary: parseBoolean(Inputs.Summary, core.getInput(Inputs.Summary) || 'true'),
     pin: parsePin(core.getInput(Inputs.Pin), core.getInput(Inputs.PinTtl)),
@@ -217,5 +218,19 @@ export function parseSeconds(name: string, value: string): number {
   if (!Number.isFinite(seconds) || seconds < 0) {
     throw new InputError(`Input '${name}' must be a number of seconds (0 or more); got '${value}'.`);
   }
+  return seconds;
+}
+
+/**
+ * The daemon refuses a drain deadline beyond MAX_DRAIN_DEADLINE_SECONDS (6 h, a hosted job's
+ * limit): taken here, such a value would make the post step push nothing, with a message about a
+ * timeout.
+ */
+export function parseDrainTimeout(value: string): number {
+  const seconds = parseSeconds(Inputs.DrainTimeout, value);
+  if (seconds > MAX_DRAIN_DEADLINE_SECONDS)
+    throw new InputError(
+      `Input '${Inputs.DrainTimeout}' must be at most ${MAX_DRAIN_DEADLINE_SECONDS} seconds (6 hours); got '${value}'.`,
+    );
   return seconds;
 }

@@ -56,6 +56,10 @@ function jsonObject(text: string, what: string): Record<string, unknown> {
   return json as Record<string, unknown>;
 }
 
+/** A slice name or `*` pattern as the server makes them (its own check is stricter: no `.`/`..` segments). */
+const SLICE_NAME_OR_PATTERN = /^[A-Za-z0-9._*-]+(\/[A-Za-z0-9._*-]+)*$/;
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+
 /** The one parser of the token exchange's answer. */
 export function parseTokenExchangeResponse(text: string): ExchangedToken {
   const json = jsonObject(text, 'the token exchange');
@@ -72,6 +76,18 @@ export function parseTokenExchangeResponse(text: string): ExchangedToken {
   ) {
     throw new ServerAnswerError('the token exchange answered JSON without the expected fields');
   }
+  // These reach the step's log, where a line starting with `::` is a command to the runner: only
+  // what the server itself can send (slice names or patterns, toISOString) is taken.
+  for (const slice of write === null ? read : [...read, write]) {
+    if (slice.length > 200 || !SLICE_NAME_OR_PATTERN.test(slice))
+      throw new ServerAnswerError(
+        `the token exchange answered a slice that is not one: ${JSON.stringify(slice.slice(0, 80))}`,
+      );
+  }
+  if (!ISO_TIME.test(expires_at))
+    throw new ServerAnswerError(
+      `the token exchange answered an expiry that is not one (ISO 8601): ${JSON.stringify(expires_at.slice(0, 80))}`,
+    );
   return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
 }
 

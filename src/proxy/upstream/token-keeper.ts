@@ -31,6 +31,12 @@ const REQUEST_TIMEOUT_MS = 30_000;
 /** Refresh this long before expiry at most; a quarter of the remaining lifetime for short tokens. */
 const MAX_REFRESH_LEAD_MS = 120_000;
 const MAX_FAILED_RETRY_MS = 30_000;
+/**
+ * Least time between two refreshes that succeeded: a server whose tokens are already (nearly)
+ * expired by this runner's clock (a clock behind by more than a token's life, or a hostile server)
+ * would otherwise have the keeper ask for an ID token and an exchange again at once, for ever.
+ */
+const MIN_REFRESH_INTERVAL_MS = 10_000;
 
 /** How long to wait before refreshing a token that expires in `remainingMs`. */
 export function refreshDelay(remainingMs: number): number {
@@ -117,8 +123,17 @@ export class TokenKeeper {
       const fresh = await this.exchange(await this.requestIdToken());
       this.options.secrets.add(fresh.token);
       this.token = fresh;
+      const remaining = fresh.expiresAt - this.clock.now();
       log.info({ expiresAt: new Date(fresh.expiresAt).toISOString() }, 'cache token refreshed');
-      this.schedule(refreshDelay(fresh.expiresAt - this.clock.now()));
+      if (remaining < MIN_REFRESH_INTERVAL_MS)
+        log.warn(
+          {
+            expiresAt: new Date(fresh.expiresAt).toISOString(),
+            now: new Date(this.clock.now()).toISOString(),
+          },
+          "the server's new cache token is already expired by this runner's clock, or nearly (check the server's clock): next refresh in 10 s",
+        );
+      this.schedule(Math.max(MIN_REFRESH_INTERVAL_MS, refreshDelay(remaining)));
       return true;
     } catch (e) {
       const message = `token refresh failed: ${(e as Error).message}`;

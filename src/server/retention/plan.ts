@@ -62,8 +62,8 @@ function referenceIndexes(entries: PathEntry[]): { refs: number[][]; index: Map<
 
 /**
  * Referrers before references (Kahn's order on the in-slice reference graph), as row indexes.
- * Store paths cannot form cycles; should corrupt rows make one, its paths come last and are
- * marked `cyclic`.
+ * Store paths cannot form cycles, but references are the uploader's word: rows on a cycle, and
+ * those they refer to, come last and are marked `cyclic`.
  */
 function topologicalOrder(refs: number[][]): { order: Int32Array; cyclic: Uint8Array } {
   const n = refs.length;
@@ -86,6 +86,32 @@ function topologicalOrder(refs: number[][]): { order: Int32Array; cyclic: Uint8A
       }
   }
   return { order, cyclic };
+}
+
+/**
+ * Gives each `cyclic` row the most recent time of any row that reaches it, as the topological pass
+ * does for the others, so a cycle ages (and goes) as a whole. Highest first: a row's final value
+ * is that of the first root to reach it, and each row is visited once.
+ */
+function spreadOverCycles(effective: Float64Array, refs: number[][], cyclic: Uint8Array): void {
+  const roots: number[] = [];
+  for (let i = 0; i < cyclic.length; i++) if (cyclic[i]) roots.push(i);
+  roots.sort((a, b) => effective[b]! - effective[a]!);
+  const done = new Uint8Array(cyclic.length);
+  for (const root of roots) {
+    if (done[root]) continue;
+    done[root] = 1;
+    const stack = [root];
+    while (stack.length > 0) {
+      const i = stack.pop()!;
+      effective[i] = effective[root]!;
+      for (const j of refs[i]!)
+        if (!done[j]) {
+          done[j] = 1;
+          stack.push(j);
+        }
+    }
+  }
 }
 
 /** The pinned paths and everything they refer to in the slice, as a mark per row. */
@@ -123,12 +149,15 @@ export function planSlice(input: PlanInput): SlicePlan {
   for (let i = 0; i < n; i++) {
     const entry = entries[i]!;
     const own = Math.max(entry.createdAt, entry.lastAccessedAt);
-    effective[i] = pinned[i] || own >= graceStart || cyclic[i] ? Infinity : own;
+    // Not Infinity for cyclic rows: any writer could then keep paths past max_age, max_size and
+    // a pull request's TTL by uploading two narinfos that name each other.
+    effective[i] = pinned[i] || own >= graceStart ? Infinity : own;
   }
   for (let k = 0; k < n; k++) {
     const i = order[k]!;
     for (const j of refs[i]!) if (effective[j]! < effective[i]!) effective[j] = effective[i]!;
   }
+  spreadOverCycles(effective, refs, cyclic);
 
   let lastPush = -Infinity;
   for (const entry of entries) lastPush = Math.max(lastPush, entry.createdAt);
