@@ -3,6 +3,7 @@
  * token, a server that hangs or goes away mid-job. Real Nix, real server, real daemon.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -100,6 +101,30 @@ describe('a proxy that dies mid-job', () => {
     expect(post.warnings.join('\n')).toContain(`proxy (pid ${pid}) died during the job`);
     expect(post.summary).toContain('died during the job');
     expect(readFileSync(`${job.machine.env.XDG_CONFIG_HOME}/nix/nix.conf`, 'utf8')).not.toContain('sluice');
+  }, 120_000);
+  it("never signals another process that has the dead proxy's pid by the post step", async () => {
+    const job = new Job({ dist, inputs: inputs(server.url), idTokenRequest: server.issuer.runner });
+    expect((await job.runMain()).exitCode).toBe(0);
+    const pid = daemonPid(job)!;
+    process.kill(pid, 'SIGKILL');
+    while (isAlive(pid)) await sleep(50);
+    // The kernel may give the pid to another of the runner user's processes: here, made so.
+    const bystander = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      const state = job.states.get('sluice')!;
+      const saved = JSON.parse(state.SLUICE_STATE!) as { daemon: { pid: number; startTime?: string } };
+      expect(saved.daemon.startTime).toMatch(/^\d+$/);
+      saved.daemon.pid = bystander.pid!;
+      state.SLUICE_STATE = JSON.stringify(saved);
+      const post = await job.runPost();
+      expect(post.exitCode).toBe(0);
+      expect(post.warnings.join('\n')).toContain(`proxy (pid ${bystander.pid}) died during the job`);
+      expect(bystander.exitCode).toBeNull();
+      expect(bystander.signalCode).toBeNull();
+      expect(isAlive(bystander.pid!)).toBe(true);
+    } finally {
+      bystander.kill('SIGKILL');
+    }
   }, 120_000);
 });
 

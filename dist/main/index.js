@@ -32443,8 +32443,10 @@ async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
         const ready = readReadyFile(stateDir);
         if (ready) {
             const url = `http://${urlHost(host)}:${ready.port}`;
-            if (await healthy(url, controlSecret))
-                return { pid: ready.pid, url, logFile };
+            if (await healthy(url, controlSecret)) {
+                const startTime = processStartTime(ready.pid);
+                return { pid: ready.pid, ...(startTime ? { startTime } : {}), url, logFile };
+            }
         }
         await (0,external_node_timers_promises_namespaceObject.setTimeout)(100);
     }
@@ -32489,8 +32491,26 @@ async function control(url, controlSecret, route, body, timeoutMs) {
         throw new Error(`${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
     return (text ? JSON.parse(text) : {});
 }
-/** True while the process exists and is not a zombie (a reaped-late child counts as gone). */
-function isAlive(pid) {
+/**
+ * The kernel's start time of `pid` (clock ticks after boot, field 22 of `/proc/<pid>/stat`); with
+ * the pid it names one process. Undefined where there is no /proc (macOS) or no such process.
+ */
+function processStartTime(pid) {
+    try {
+        const stat = (0,external_node_fs_namespaceObject.readFileSync)(`/proc/${pid}/stat`, 'utf8');
+        // Fields after the command's closing parenthesis start with field 3 (state).
+        return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    }
+    catch {
+        return undefined;
+    }
+}
+/**
+ * True while the process exists and is not a zombie (a reaped-late child counts as gone). With
+ * `startTime`, a process that has the pid but started at another time is not it: a daemon that
+ * died during the job may have left its pid to another of the runner's processes.
+ */
+function isAlive(pid, startTime) {
     try {
         process.kill(pid, 0);
     }
@@ -32499,7 +32519,8 @@ function isAlive(pid) {
     }
     try {
         const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-        return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return fields[0] !== 'Z' && (startTime === undefined || fields[19] === startTime);
     }
     catch {
         return true;
@@ -32513,27 +32534,29 @@ function killQuietly(pid, signal) {
         // Already gone.
     }
 }
-async function waitForExit(pid, ms) {
+async function waitForExit(pid, ms, startTime) {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline) {
-        if (!isAlive(pid))
+        if (!isAlive(pid, startTime))
             return true;
         await sleep(50);
     }
-    return !isAlive(pid);
+    return !isAlive(pid, startTime);
 }
 /**
  * Makes sure the daemon is gone: give it `graceMs` to exit after a shutdown request, then SIGTERM,
  * then SIGKILL. Returns how it ended, for the log.
  */
-async function ensureStopped(pid, graceMs = 5_000) {
-    if (await waitForExit(pid, graceMs))
+async function ensureStopped(daemon, graceMs = 5_000) {
+    const { pid, startTime } = daemon;
+    // Each signal only after checking the pid is still the daemon's.
+    if (await waitForExit(pid, graceMs, startTime))
         return 'exited';
     killQuietly(pid, 'SIGTERM');
-    if (await waitForExit(pid, 3_000))
+    if (await waitForExit(pid, 3_000, startTime))
         return 'terminated';
     killQuietly(pid, 'SIGKILL');
-    return (await waitForExit(pid, 2_000)) ? 'killed' : 'survived';
+    return (await waitForExit(pid, 2_000, startTime)) ? 'killed' : 'survived';
 }
 
 ;// CONCATENATED MODULE: ./src/action/launch-proxy.ts

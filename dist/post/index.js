@@ -28731,8 +28731,10 @@ async function startDaemon(bundle, configFile, stateDir, host, controlSecret) {
         const ready = readReadyFile(stateDir);
         if (ready) {
             const url = `http://${urlHost(host)}:${ready.port}`;
-            if (await healthy(url, controlSecret))
-                return { pid: ready.pid, url, logFile };
+            if (await healthy(url, controlSecret)) {
+                const startTime = processStartTime(ready.pid);
+                return { pid: ready.pid, ...(startTime ? { startTime } : {}), url, logFile };
+            }
         }
         await sleep(100);
     }
@@ -28777,8 +28779,26 @@ async function control(url, controlSecret, route, body, timeoutMs) {
         throw new Error(`${path} answered ${response.status}: ${text.trim().slice(0, 300)}`);
     return (text ? JSON.parse(text) : {});
 }
-/** True while the process exists and is not a zombie (a reaped-late child counts as gone). */
-function isAlive(pid) {
+/**
+ * The kernel's start time of `pid` (clock ticks after boot, field 22 of `/proc/<pid>/stat`); with
+ * the pid it names one process. Undefined where there is no /proc (macOS) or no such process.
+ */
+function processStartTime(pid) {
+    try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        // Fields after the command's closing parenthesis start with field 3 (state).
+        return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    }
+    catch {
+        return undefined;
+    }
+}
+/**
+ * True while the process exists and is not a zombie (a reaped-late child counts as gone). With
+ * `startTime`, a process that has the pid but started at another time is not it: a daemon that
+ * died during the job may have left its pid to another of the runner's processes.
+ */
+function isAlive(pid, startTime) {
     try {
         process.kill(pid, 0);
     }
@@ -28787,7 +28807,8 @@ function isAlive(pid) {
     }
     try {
         const stat = (0,external_node_fs_.readFileSync)(`/proc/${pid}/stat`, 'utf8');
-        return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return fields[0] !== 'Z' && (startTime === undefined || fields[19] === startTime);
     }
     catch {
         return true;
@@ -28801,27 +28822,29 @@ function killQuietly(pid, signal) {
         // Already gone.
     }
 }
-async function waitForExit(pid, ms) {
+async function waitForExit(pid, ms, startTime) {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline) {
-        if (!isAlive(pid))
+        if (!isAlive(pid, startTime))
             return true;
         await (0,promises_namespaceObject.setTimeout)(50);
     }
-    return !isAlive(pid);
+    return !isAlive(pid, startTime);
 }
 /**
  * Makes sure the daemon is gone: give it `graceMs` to exit after a shutdown request, then SIGTERM,
  * then SIGKILL. Returns how it ended, for the log.
  */
-async function ensureStopped(pid, graceMs = 5_000) {
-    if (await waitForExit(pid, graceMs))
+async function ensureStopped(daemon, graceMs = 5_000) {
+    const { pid, startTime } = daemon;
+    // Each signal only after checking the pid is still the daemon's.
+    if (await waitForExit(pid, graceMs, startTime))
         return 'exited';
     killQuietly(pid, 'SIGTERM');
-    if (await waitForExit(pid, 3_000))
+    if (await waitForExit(pid, 3_000, startTime))
         return 'terminated';
     killQuietly(pid, 'SIGKILL');
-    return (await waitForExit(pid, 2_000)) ? 'killed' : 'survived';
+    return (await waitForExit(pid, 2_000, startTime)) ? 'killed' : 'survived';
 }
 
 ;// CONCATENATED MODULE: ./src/action/exchange-client.ts
@@ -29056,14 +29079,14 @@ async function finishPack(state, problems) {
     const pack = state.pack;
     if (!daemon)
         return { outcome: { notSaved: 'the proxy did not start' } };
-    if (!isAlive(daemon.pid)) {
+    if (!isAlive(daemon.pid, daemon.startTime)) {
         problems.push(`Sluice's proxy (pid ${daemon.pid}) died during the job: no pack was saved. See its log below.`);
         return { outcome: { notSaved: 'the proxy died during the job' } };
     }
     const secret = state.controlSecretFile ? readControlSecret(state.controlSecretFile) : undefined;
     if (!secret) {
         problems.push(`Sluice's control secret is gone, so the proxy could not write the pack; it is stopped.`);
-        await ensureStopped(daemon.pid, 0);
+        await ensureStopped(daemon, 0);
         return { outcome: { notSaved: 'the control secret was gone' } };
     }
     let report;
@@ -29081,7 +29104,7 @@ async function finishPack(state, problems) {
             : `Sluice's proxy could not write the job's pack (${describeFetchError(error)}): no pack was saved.`);
     }
     await control(daemon.url, secret, control_api_ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
-    const ended = await ensureStopped(daemon.pid);
+    const ended = await ensureStopped(daemon);
     if (ended === 'survived')
         problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
     if (!report)
@@ -29557,14 +29580,14 @@ async function finish(state, problems) {
     const daemon = state.daemon;
     if (!daemon)
         return undefined;
-    if (!isAlive(daemon.pid)) {
+    if (!isAlive(daemon.pid, daemon.startTime)) {
         problems.push(`Sluice's proxy (pid ${daemon.pid}) died during the job; what it did not push is lost. See its log below.`);
         return undefined;
     }
     const secret = state.controlSecretFile ? readControlSecret(state.controlSecretFile) : undefined;
     if (!secret) {
         problems.push(`Sluice's control secret (${state.controlSecretFile ?? 'no file'}) is gone, so the proxy could not be asked to push; it is stopped.`);
-        await ensureStopped(daemon.pid, 0);
+        await ensureStopped(daemon, 0);
         return undefined;
     }
     let stats;
@@ -29580,7 +29603,7 @@ async function finish(state, problems) {
         stats = await control(daemon.url, secret, control_api_ControlRoute.Stats, undefined, 5_000).catch(() => undefined);
     }
     await control(daemon.url, secret, control_api_ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
-    const ended = await ensureStopped(daemon.pid);
+    const ended = await ensureStopped(daemon);
     if (ended === 'survived')
         problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
     else if (ended !== 'exited')

@@ -49,6 +49,8 @@ export function removeFiles(files: string[]): void {
 
 export interface RunningDaemon {
   pid: number;
+  /** When the kernel started it (`processStartTime`): the pid alone may name another process by the post step. */
+  startTime?: string;
   url: string;
   logFile: string;
 }
@@ -86,7 +88,10 @@ export async function startDaemon(
     const ready = readReadyFile(stateDir);
     if (ready) {
       const url = `http://${urlHost(host)}:${ready.port}`;
-      if (await healthy(url, controlSecret)) return { pid: ready.pid, url, logFile };
+      if (await healthy(url, controlSecret)) {
+        const startTime = processStartTime(ready.pid);
+        return { pid: ready.pid, ...(startTime ? { startTime } : {}), url, logFile };
+      }
     }
     await sleep(100);
   }
@@ -139,8 +144,26 @@ export async function control<T>(
   return (text ? JSON.parse(text) : {}) as T;
 }
 
-/** True while the process exists and is not a zombie (a reaped-late child counts as gone). */
-export function isAlive(pid: number): boolean {
+/**
+ * The kernel's start time of `pid` (clock ticks after boot, field 22 of `/proc/<pid>/stat`); with
+ * the pid it names one process. Undefined where there is no /proc (macOS) or no such process.
+ */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command's closing parenthesis start with field 3 (state).
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * True while the process exists and is not a zombie (a reaped-late child counts as gone). With
+ * `startTime`, a process that has the pid but started at another time is not it: a daemon that
+ * died during the job may have left its pid to another of the runner's processes.
+ */
+export function isAlive(pid: number, startTime?: string): boolean {
   try {
     process.kill(pid, 0);
   } catch (error) {
@@ -148,7 +171,8 @@ export function isAlive(pid: number): boolean {
   }
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[0] !== 'Z' && (startTime === undefined || fields[19] === startTime);
   } catch {
     return true;
   }
@@ -162,13 +186,13 @@ function killQuietly(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-async function waitForExit(pid: number, ms: number): Promise<boolean> {
+async function waitForExit(pid: number, ms: number, startTime?: string): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    if (!isAlive(pid)) return true;
+    if (!isAlive(pid, startTime)) return true;
     await sleep(50);
   }
-  return !isAlive(pid);
+  return !isAlive(pid, startTime);
 }
 
 /**
@@ -176,12 +200,14 @@ async function waitForExit(pid: number, ms: number): Promise<boolean> {
  * then SIGKILL. Returns how it ended, for the log.
  */
 export async function ensureStopped(
-  pid: number,
+  daemon: Pick<RunningDaemon, 'pid' | 'startTime'>,
   graceMs = 5_000,
 ): Promise<'exited' | 'terminated' | 'killed' | 'survived'> {
-  if (await waitForExit(pid, graceMs)) return 'exited';
+  const { pid, startTime } = daemon;
+  // Each signal only after checking the pid is still the daemon's.
+  if (await waitForExit(pid, graceMs, startTime)) return 'exited';
   killQuietly(pid, 'SIGTERM');
-  if (await waitForExit(pid, 3_000)) return 'terminated';
+  if (await waitForExit(pid, 3_000, startTime)) return 'terminated';
   killQuietly(pid, 'SIGKILL');
-  return (await waitForExit(pid, 2_000)) ? 'killed' : 'survived';
+  return (await waitForExit(pid, 2_000, startTime)) ? 'killed' : 'survived';
 }

@@ -79,7 +79,7 @@ export async function run(): Promise<void> {
 async function finish(state: SavedState, problems: string[]): Promise<DaemonStats | undefined> {
   const daemon = state.daemon;
   if (!daemon) return undefined;
-  if (!isAlive(daemon.pid)) {
+  if (!isAlive(daemon.pid, daemon.startTime)) {
     problems.push(
       `Sluice's proxy (pid ${daemon.pid}) died during the job; what it did not push is lost. See its log below.`,
     );
@@ -90,7 +90,7 @@ async function finish(state: SavedState, problems: string[]): Promise<DaemonStat
     problems.push(
       `Sluice's control secret (${state.controlSecretFile ?? 'no file'}) is gone, so the proxy could not be asked to push; it is stopped.`,
     );
-    await ensureStopped(daemon.pid, 0);
+    await ensureStopped(daemon, 0);
     return undefined;
   }
   let stats: DaemonStats | undefined;
@@ -118,7 +118,7 @@ async function finish(state: SavedState, problems: string[]): Promise<DaemonStat
     );
   }
   await control(daemon.url, secret, ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
-  const ended = await ensureStopped(daemon.pid);
+  const ended = await ensureStopped(daemon);
   if (ended === 'survived') problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
   else if (ended !== 'exited') core.info(`Sluice's proxy did not exit on request and was ${ended}.`);
 

@@ -1,6 +1,7 @@
 /** What the main step hands to the post step, through saved state (the only channel between them). */
 import * as core from '@actions/core';
 import { State } from './constants.js';
+import type { RunningDaemon } from './daemon-client.js';
 
 export interface SavedState {
   /** This use of the Action found Sluice already configured by an earlier use: post does nothing. */
@@ -22,7 +23,7 @@ export interface SavedState {
     save: boolean;
   };
   stateDir?: string;
-  daemon?: { pid: number; url: string; logFile: string };
+  daemon?: RunningDaemon;
   /** File listing the store's entries when the main step ran, for post's fallback diff. */
   storeListFile?: string;
   nixConfig?: { file: string; scope: 'user' | 'system' };

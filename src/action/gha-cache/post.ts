@@ -31,7 +31,7 @@ export async function finishPack(
   const daemon = state.daemon;
   const pack = state.pack!;
   if (!daemon) return { outcome: { notSaved: 'the proxy did not start' } };
-  if (!isAlive(daemon.pid)) {
+  if (!isAlive(daemon.pid, daemon.startTime)) {
     problems.push(
       `Sluice's proxy (pid ${daemon.pid}) died during the job: no pack was saved. See its log below.`,
     );
@@ -40,7 +40,7 @@ export async function finishPack(
   const secret = state.controlSecretFile ? readControlSecret(state.controlSecretFile) : undefined;
   if (!secret) {
     problems.push(`Sluice's control secret is gone, so the proxy could not write the pack; it is stopped.`);
-    await ensureStopped(daemon.pid, 0);
+    await ensureStopped(daemon, 0);
     return { outcome: { notSaved: 'the control secret was gone' } };
   }
   let report: NewPackReport | undefined;
@@ -66,7 +66,7 @@ export async function finishPack(
     );
   }
   await control(daemon.url, secret, ControlRoute.Shutdown, {}, 5_000).catch(() => undefined);
-  const ended = await ensureStopped(daemon.pid);
+  const ended = await ensureStopped(daemon);
   if (ended === 'survived') problems.push(`Sluice's proxy (pid ${daemon.pid}) survived SIGKILL.`);
   if (!report) return { outcome: { notSaved: 'the proxy did not write the pack' } };
 
