@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { markdownText } from '../../src/action/summary.js';
+import { escapeHtml, markdownText } from '../../src/action/summary.js';
 
 // What a pack's writer controls (its key's suffix, text its index quotes in an error) reaches the
 // job summary, which GitHub renders as Markdown.
@@ -17,6 +17,12 @@ describe('text from a pack in the job summary', () => {
   it('leaves a plain key as it is but for its colons', () => {
     expect(markdownText('sluice-pack-v1:Linux:X64::refs/heads/main:1')).toBe(
       'sluice-pack-v1\\:Linux\\:X64\\:\\:refs/heads/main\\:1',
+    );
+  });
+
+  it('keeps error text inside the HTML list it is written to (no blank line ends the block)', () => {
+    expect(escapeHtml('refused:\n\n![x](https://evil.example/p.png)\n<b>bold</b> & more')).toBe(
+      'refused: ![x](https://evil.example/p.png) &lt;b&gt;bold&lt;/b&gt; &amp; more',
     );
   });
 });

@@ -29250,8 +29250,12 @@ function buildSummary(state, stats, problems) {
         summary.addDetails(`${stats.failed.length} paths failed to push`, stats.failed.map((f) => escapeHtml(`${f.path}: ${f.error}`)).join('<br>'));
     }
 }
+/**
+ * Text inside the summary's HTML (lists, details): escaped, and on one line as the browser shows it
+ * anyway. A blank line would end the HTML block and let a server's error text be Markdown again.
+ */
 function escapeHtml(text) {
-    return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+    return text.replace(/\s+/g, ' ').replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 const HTML_ENTITIES = { '&': '&amp;', '<': '&lt;', '>': '&gt;' };
 /**

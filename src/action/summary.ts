@@ -115,8 +115,12 @@ export function buildSummary(state: SavedState, stats: DaemonStats | undefined, 
   }
 }
 
-function escapeHtml(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+/**
+ * Text inside the summary's HTML (lists, details): escaped, and on one line as the browser shows it
+ * anyway. A blank line would end the HTML block and let a server's error text be Markdown again.
+ */
+export function escapeHtml(text: string): string {
+  return text.replace(/\s+/g, ' ').replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
 const HTML_ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;' };
