@@ -116,8 +116,12 @@ describe('GitHub cache mode, job after job', () => {
     expect(post.outputs['pack-saved-key']).toBe('');
     expect(post.summary).toContain('No pack saved: the job built nothing new');
     expect(post.summary).toContain('Pack restored: sluice-pack-v1\\:Linux');
-    // The index was read out of the archive while it downloaded, not after @actions/cache extracted it.
-    expect(post.summary).toMatch(/index read after [\d.]+ s \(streamed\)/);
+    // Read out of the archive while it downloaded, or, when this 270-byte download was over and
+    // extracted before the daemon saw it (a busy machine), from what @actions/cache extracted:
+    // gha-cache-restore.test.ts paces a download to check the streaming itself.
+    expect(post.summary).toMatch(
+      /: 2 paths, [^,]+, (index read after [\d.]+ s \(streamed\), )?restore done after [\d.]+ s/,
+    );
     // At most three calls; the restore is one of them.
     expect(service.callsOf(token).map((c) => c.method)).toEqual(['GetCacheEntryDownloadURL']);
   }, 240_000);
