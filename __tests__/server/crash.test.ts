@@ -74,12 +74,25 @@ async function cacheToken(url: string): Promise<string> {
   return ((await res.json()) as { token: string }).token;
 }
 
-function copy(machine: NixMachine, url: string, token: string, path: string): Promise<string> {
+/**
+ * `nix copy` to the server. One whose server is killed under it gets `timeoutMs`: Nix 2.8 can hang
+ * for ever (threads waiting on a futex, no socket left) when its connection dies at the wrong moment.
+ */
+function copy(
+  machine: NixMachine,
+  url: string,
+  token: string,
+  path: string,
+  timeoutMs?: number,
+): Promise<string> {
   const netrc = writeNetrc(machine.dir, token);
   return nix('nix', ['copy', '--option', 'netrc-file', netrc, '--to', `${url}?compression=none`, path], {
     machine,
+    ...(timeoutMs ? { timeoutMs } : {}),
   });
 }
+
+const INTERRUPTED_COPY_MS = 60_000;
 
 const tempFiles = () => readdirSync(join(data, 'nars')).filter((name) => name.startsWith('.upload-'));
 
@@ -135,7 +148,9 @@ describe('the server killed with SIGKILL', () => {
 
     // 1. Killed while receiving a NAR (after at least one path is complete).
     let server = await serve();
-    const firstPush = copy(pusher, server.url, await cacheToken(server.url), big!).catch((e: Error) => e);
+    const firstPush = copy(pusher, server.url, await cacheToken(server.url), big!, INTERRUPTED_COPY_MS).catch(
+      (e: Error) => e,
+    );
     await until(() => narinfoCount() >= 1 && tempFiles().length > 0);
     await server.kill();
     expect(await firstPush).toHaveProperty('message'); // nix copy failed with the server gone
@@ -150,7 +165,13 @@ describe('the server killed with SIGKILL', () => {
 
     // 2. Killed among narinfo writes.
     const before = narinfoCount();
-    const secondPush = copy(pusher, server.url, await cacheToken(server.url), small!).catch((e: Error) => e);
+    const secondPush = copy(
+      pusher,
+      server.url,
+      await cacheToken(server.url),
+      small!,
+      INTERRUPTED_COPY_MS,
+    ).catch((e: Error) => e);
     await until(() => narinfoCount() >= before + 3);
     await server.kill();
     await secondPush;

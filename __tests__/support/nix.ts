@@ -51,13 +51,21 @@ const defaultMachine = makeNixMachine();
 export async function nix(
   command: string,
   args: string[],
-  options: { machine?: NixMachine; input?: string; maxBuffer?: number; env?: NodeJS.ProcessEnv } = {},
+  options: {
+    machine?: NixMachine;
+    input?: string;
+    maxBuffer?: number;
+    env?: NodeJS.ProcessEnv;
+    /** Kills the command (SIGKILL) after this long and rejects. */
+    timeoutMs?: number;
+  } = {},
 ): Promise<string> {
   const machine = options.machine ?? defaultMachine;
   const execOptions: ExecFileOptions = {
     env: { ...machine.env, ...options.env },
     maxBuffer: options.maxBuffer ?? 64 * 1024 * 1024,
     encoding: 'utf8',
+    ...(options.timeoutMs ? { timeout: options.timeoutMs, killSignal: 'SIGKILL' as const } : {}),
   };
   const { stdout } = await execFileAsync(command, args, execOptions);
   return String(stdout);
