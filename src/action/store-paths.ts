@@ -46,20 +46,27 @@ export function recordStore(file: string, env: NodeJS.ProcessEnv = process.env):
   return names.length;
 }
 
+/** Whether `record` (what `recordStore` wrote) opens with the store directory's snapshot as it is now. */
+function unchangedSince(record: string, dir: string): boolean {
+  const end = record.indexOf('\n');
+  return (end === -1 ? record : record.slice(0, end)) === snapshot(dir).line;
+}
+
 /**
  * Whether the store directory is as it was when `recordStore` wrote `file`: adding or removing an
  * entry changes its mtime and ctime. Listing a big store (300,000 entries: 0.6 s on a VM) is most
  * of a post step that has nothing new to push.
  */
 export function storeUnchanged(file: string, env: NodeJS.ProcessEnv = process.env): boolean {
-  return readFileSync(file, 'utf8').split('\n', 1)[0] === snapshot(storeDir(env)).line;
+  return unchangedSince(readFileSync(file, 'utf8'), storeDir(env));
 }
 
 /** Full store paths that appeared since `recordStore` wrote `file`. */
 export function newStorePaths(file: string, env: NodeJS.ProcessEnv = process.env): string[] {
-  if (storeUnchanged(file, env)) return [];
   const dir = storeDir(env);
-  const before = new Set(readFileSync(file, 'utf8').split('\n'));
+  const record = readFileSync(file, 'utf8');
+  if (unchangedSince(record, dir)) return [];
+  const before = new Set(record.split('\n'));
   return listStore(dir)
     .filter((name) => !before.has(name))
     .map((name) => join(dir, name));
