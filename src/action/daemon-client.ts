@@ -145,17 +145,21 @@ export async function control<T>(
 }
 
 /**
- * The kernel's start time of `pid` (clock ticks after boot, field 22 of `/proc/<pid>/stat`); with
- * the pid it names one process. Undefined where there is no /proc (macOS) or no such process.
+ * Fields 3 onwards of `/proc/<pid>/stat` (state first, start time at index 19), read after the
+ * command's closing parenthesis; undefined where there is no /proc (macOS) or no such process.
  */
-export function processStartTime(pid: number): string | undefined {
+function procStat(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command's closing parenthesis start with field 3 (state).
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return undefined;
   }
+}
+
+/** The kernel's start time of `pid` (clock ticks after boot, field 22): with the pid it names one process. */
+export function processStartTime(pid: number): string | undefined {
+  return procStat(pid)?.[19];
 }
 
 /**
@@ -169,13 +173,9 @@ export function isAlive(pid: number, startTime?: string): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[0] !== 'Z' && (startTime === undefined || fields[19] === startTime);
-  } catch {
-    return true;
-  }
+  const fields = procStat(pid);
+  if (!fields) return true;
+  return fields[0] !== 'Z' && (startTime === undefined || fields[19] === startTime);
 }
 
 function killQuietly(pid: number, signal: NodeJS.Signals): void {
