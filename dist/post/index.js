@@ -28780,18 +28780,21 @@ async function control(url, controlSecret, route, body, timeoutMs) {
     return (text ? JSON.parse(text) : {});
 }
 /**
- * The kernel's start time of `pid` (clock ticks after boot, field 22 of `/proc/<pid>/stat`); with
- * the pid it names one process. Undefined where there is no /proc (macOS) or no such process.
+ * Fields 3 onwards of `/proc/<pid>/stat` (state first, start time at index 19), read after the
+ * command's closing parenthesis; undefined where there is no /proc (macOS) or no such process.
  */
-function processStartTime(pid) {
+function procStat(pid) {
     try {
-        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-        // Fields after the command's closing parenthesis start with field 3 (state).
-        return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+        const stat = (0,external_node_fs_.readFileSync)(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     }
     catch {
         return undefined;
     }
+}
+/** The kernel's start time of `pid` (clock ticks after boot, field 22): with the pid it names one process. */
+function processStartTime(pid) {
+    return procStat(pid)?.[19];
 }
 /**
  * True while the process exists and is not a zombie (a reaped-late child counts as gone). With
@@ -28805,14 +28808,10 @@ function isAlive(pid, startTime) {
     catch (error) {
         return error.code === 'EPERM';
     }
-    try {
-        const stat = (0,external_node_fs_.readFileSync)(`/proc/${pid}/stat`, 'utf8');
-        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        return fields[0] !== 'Z' && (startTime === undefined || fields[19] === startTime);
-    }
-    catch {
+    const fields = procStat(pid);
+    if (!fields)
         return true;
-    }
+    return fields[0] !== 'Z' && (startTime === undefined || fields[19] === startTime);
 }
 function killQuietly(pid, signal) {
     try {
@@ -29020,20 +29019,26 @@ function recordStore(file, env = process.env) {
     writeFileSync(file, [...(quiet ? [before.line] : []), ...names].join('\n'));
     return names.length;
 }
+/** Whether `record` (what `recordStore` wrote) opens with the store directory's snapshot as it is now. */
+function unchangedSince(record, dir) {
+    const end = record.indexOf('\n');
+    return (end === -1 ? record : record.slice(0, end)) === snapshot(dir).line;
+}
 /**
  * Whether the store directory is as it was when `recordStore` wrote `file`: adding or removing an
  * entry changes its mtime and ctime. Listing a big store (300,000 entries: 0.6 s on a VM) is most
  * of a post step that has nothing new to push.
  */
 function storeUnchanged(file, env = process.env) {
-    return (0,external_node_fs_.readFileSync)(file, 'utf8').split('\n', 1)[0] === snapshot(storeDir(env)).line;
+    return unchangedSince(readFileSync(file, 'utf8'), storeDir(env));
 }
 /** Full store paths that appeared since `recordStore` wrote `file`. */
 function newStorePaths(file, env = process.env) {
-    if (storeUnchanged(file, env))
-        return [];
     const dir = storeDir(env);
-    const before = new Set((0,external_node_fs_.readFileSync)(file, 'utf8').split('\n'));
+    const record = (0,external_node_fs_.readFileSync)(file, 'utf8');
+    if (unchangedSince(record, dir))
+        return [];
+    const before = new Set(record.split('\n'));
     return listStore(dir)
         .filter((name) => !before.has(name))
         .map((name) => (0,external_node_path_.join)(dir, name));
@@ -29250,14 +29255,14 @@ function buildSummary(state, stats, problems) {
         summary.addDetails(`${stats.failed.length} paths failed to push`, stats.failed.map((f) => escapeHtml(`${f.path}: ${f.error}`)).join('<br>'));
     }
 }
+const HTML_ENTITIES = { '&': '&amp;', '<': '&lt;', '>': '&gt;' };
 /**
  * Text inside the summary's HTML (lists, details): escaped, and on one line as the browser shows it
  * anyway. A blank line would end the HTML block and let a server's error text be Markdown again.
  */
 function escapeHtml(text) {
-    return text.replace(/\s+/g, ' ').replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+    return text.replace(/\s+/g, ' ').replace(/[&<>]/g, (c) => HTML_ENTITIES[c]);
 }
-const HTML_ENTITIES = { '&': '&amp;', '<': '&lt;', '>': '&gt;' };
 /**
  * Text from elsewhere (a cache entry's key, an error quoting a pack) as literal Markdown text on
  * one line: no link, image, autolink, emphasis, code or HTML of its own.

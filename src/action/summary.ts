@@ -115,15 +115,15 @@ export function buildSummary(state: SavedState, stats: DaemonStats | undefined, 
   }
 }
 
+const HTML_ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;' };
+
 /**
  * Text inside the summary's HTML (lists, details): escaped, and on one line as the browser shows it
  * anyway. A blank line would end the HTML block and let a server's error text be Markdown again.
  */
 export function escapeHtml(text: string): string {
-  return text.replace(/\s+/g, ' ').replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  return text.replace(/\s+/g, ' ').replace(/[&<>]/g, (c) => HTML_ENTITIES[c]!);
 }
-
-const HTML_ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;' };
 
 /**
  * Text from elsewhere (a cache entry's key, an error quoting a pack) as literal Markdown text on
