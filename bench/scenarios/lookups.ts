@@ -2,16 +2,17 @@
  * narinfo lookups: distinct GETs, half hits, through the proxy (proxy → server) against nginx
  * serving the same narinfo files statically. Also how lookup time grows with the request count.
  */
+import { startBareHttp, type BareHttpServer } from '../lib/bare-http.js';
 import { copyToFileCache, makeSigningKey } from '../lib/binary-cache.js';
 import { buildPaths } from '../lib/closures.js';
 import type { Context } from '../lib/context.js';
 import { lookupRequests } from '../lib/hashes.js';
 import { expectHitsAndMisses, getAll } from '../lib/load.js';
 import { NGINX_INSTALL_HINT, startNginx, type StaticServer } from '../lib/nginx.js';
-import { cpuNote, type CpuSample, type Row, type Side } from '../lib/report.js';
+import { cpuNote, sideMedian, type CpuSample, type Row, type Side } from '../lib/report.js';
 import { reason } from '../lib/sluice.js';
 import { startStack, type Stack } from '../lib/stack.js';
-import { rotate } from '../lib/stats.js';
+import { median, rotate } from '../lib/stats.js';
 
 export const GROWTH_FACTORS = [1, 4, 16];
 
@@ -30,6 +31,7 @@ export async function lookupScenarios(context: Context): Promise<Row[]> {
   if (context.nginx) nginx = await startNginx(context.nginx, cacheDir, context.scratch('nginx'));
   else nginxMissing = `nginx is not installed (${NGINX_INSTALL_HINT})`;
 
+  let floor: BareHttpServer | undefined;
   let stack: Stack | undefined;
   let sluiceMissing: string | undefined;
   try {
@@ -44,8 +46,14 @@ export async function lookupScenarios(context: Context): Promise<Row[]> {
     stack = undefined;
   }
 
-  /** Each repetition gets fresh misses and a fresh daemon (a new job), so nothing is answered from memory. */
-  const measure = async (total: number): Promise<{ sluice: Side; baseline: Side; note?: string }> => {
+  /**
+   * Each repetition gets fresh misses and a fresh daemon (a new job), so nothing is answered from
+   * memory. With `floor`, a bare node:http server answering fixed text is measured alongside.
+   */
+  const measure = async (
+    total: number,
+    floor?: BareHttpServer,
+  ): Promise<{ sluice: Side; baseline: Side; note?: string }> => {
     const cpu: CpuSample[] = [];
     const answeredFromSet: number[] = [];
     const viaProxy = async () => {
@@ -81,21 +89,37 @@ export async function lookupScenarios(context: Context): Promise<Row[]> {
       expectHitsAndMisses(result, requests.hits, total, 'nginx');
       return result.seconds;
     };
-    const sides = [...(stack ? [viaProxy] : []), ...(nginx ? [viaNginx] : [])];
+    const floorCpu: number[] = [];
+    const viaFloor = async () => {
+      const requests = lookupRequests(known.paths, total);
+      const before = floor!.cpuSeconds();
+      const result = await getAll(floor!.url, requests.paths);
+      floorCpu.push(floor!.cpuSeconds() - before);
+      return result.seconds;
+    };
+    const sides = [...(stack ? [viaProxy] : []), ...(nginx ? [viaNginx] : []), ...(floor ? [viaFloor] : [])];
     const samples = await rotate(sizes.repetitions, sides);
     const sluice: Side = stack ? { samples: samples[0]! } : { unavailable: sluiceMissing! };
     const baseline: Side = nginx ? { samples: samples[stack ? 1 : 0]! } : { unavailable: nginxMissing! };
     const setNote = answeredFromSet.length
       ? `; misses answered from the daemon's narinfo set: ${answeredFromSet.join(', ')} of ${total - Math.floor(total / 2)} per run`
       : '';
+    const floorSamples = floor ? samples[sides.length - 1]! : [];
+    const nginxMedian = sideMedian(baseline);
+    const floorNote = floor
+      ? `; the floor of any proxy on Node's HTTP server, a bare node:http server in its own process answering every GET with the same fixed text: ${median(floorSamples).toFixed(2)} s` +
+        (nginxMedian ? ` (${(median(floorSamples) / nginxMedian).toFixed(2)}× nginx)` : '') +
+        `, ${median(floorCpu).toFixed(2)} s CPU`
+      : '';
     const cpuText = cpuNote(cpu, 2);
-    const note = cpuText ? cpuText + setNote : undefined;
+    const note = cpuText ? cpuText + setNote + floorNote : undefined;
     return { sluice, baseline, ...(note ? { note } : {}) };
   };
 
   try {
-    log(`lookups: ${sizes.lookups} GETs, proxy vs nginx`);
-    const main = await measure(sizes.lookups);
+    log(`lookups: ${sizes.lookups} GETs, proxy vs nginx (and a bare node:http server)`);
+    floor = await startBareHttp(context.scratch('bare-http'));
+    const main = await measure(sizes.lookups, floor);
     const rows: Row[] = [
       {
         scenario: `narinfo lookups: ${sizes.lookups.toLocaleString('en-US')} distinct GETs, half hits (proxy → server vs nginx)`,
@@ -118,6 +142,7 @@ export async function lookupScenarios(context: Context): Promise<Row[]> {
     }
     return rows;
   } finally {
+    await floor?.close();
     await nginx?.close();
     await stack?.close();
   }
