@@ -1,7 +1,7 @@
 /**
  * The lookup batcher's rules: what is asked in one turn goes out together, a key asked twice is
  * fetched once, batches are bounded in size and in number at once, and what arrives while a batch
- * is out goes in the next one.
+ * is out goes in the next one, which leaves after the last one's answers, in the turn they came.
  */
 import { describe, expect, it } from '@jest/globals';
 import { Batcher } from '../../src/proxy/pull/lookup-batcher.js';
@@ -44,12 +44,31 @@ describe('Batcher', () => {
     expect(batches.map((b) => b.keys)).toEqual([['a']]); // one batch at a time
     batches[0]!.answer({ a: 1 });
     expect(await first).toBe(1);
+    await nextTurn();
     expect(batches.map((b) => b.keys)).toEqual([['a'], ['b', 'c']]);
     batches[1]!.answer({ b: 2 });
+    expect(await later[0]).toBe(2);
     await nextTurn();
     expect(batches.map((b) => b.keys)).toEqual([['a'], ['b', 'c'], ['d']]);
     batches[2]!.answer({ d: 4 });
     expect(await Promise.all(later)).toEqual([2, undefined, 4]);
+  });
+
+  it('answers a batch before sending the next, which takes what is asked in the turn the answers came', async () => {
+    const { batches, fetch } = controlledFetch();
+    const batcher = new Batcher(fetch, { maxBatch: 10, maxInFlight: 1 });
+    const first = batcher.lookup('a');
+    await nextTurn();
+    const waiting = batcher.lookup('b');
+    batches[0]!.answer({ a: 1 });
+    expect(await first).toBe(1);
+    // As Nix asks again on the connections just answered: one batch for both, not one each.
+    const askedAfter = batcher.lookup('c');
+    expect(batches.map((b) => b.keys)).toEqual([['a']]);
+    await nextTurn();
+    expect(batches.map((b) => b.keys)).toEqual([['a'], ['b', 'c']]);
+    batches[1]!.answer({ b: 2, c: 3 });
+    expect(await Promise.all([waiting, askedAfter])).toEqual([2, 3]);
   });
 
   it('fails every asker of a failed batch and goes on with the next', async () => {

@@ -274,4 +274,14 @@ describe('uploads held open', () => {
     expect(storedState(server.dataDir)).toEqual(before);
     expect((await put(server, token, path, file)).status).toBe(201);
   });
+  it('a small body of declared length that goes quiet (a narinfo): 408 after body_idle_timeout too', async () => {
+    const token = await server.ciToken({ repository: 'acme/slow', repository_id: '4' });
+    const slow = openUpload(server.url, `/${'1'.repeat(32)}.narinfo`, token, 100);
+    expect(await slow.continued).toBe(true);
+    slow.send(Buffer.from('StorePath: '));
+    const answer = await slow.answer;
+    expect(answer.status).toBe(408);
+    expect(answer.text).toBe('the request body sent nothing for 0.3 s (body_idle_timeout): abandoned\n');
+    expect(answer.headers.connection).toBe('close');
+  });
 });

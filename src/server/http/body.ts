@@ -23,20 +23,66 @@ export function acceptBody(req: IncomingMessage, res: ServerResponse): void {
   if (/100-continue/i.test(req.headers.expect ?? '')) res.writeContinue();
 }
 
-export async function readSmallBody(
-  body: AsyncIterable<Buffer>,
-  limit: number,
-  what: string,
-): Promise<Buffer> {
+/** What `readSmallBody` reads: the request, and its body with the idle timeout (router.ts). */
+export interface SmallBodySource {
+  req: IncomingMessage;
+  body(): AsyncIterable<Buffer>;
+  /** How long the body may send nothing before it is abandoned (408). */
+  bodyIdleTimeoutMs: number;
+}
+
+/**
+ * A body of at most `limit` bytes, whole: one of declared length within the limit read as it comes,
+ * any other through `body()`, counted against the limit while read.
+ */
+export async function readSmallBody(source: SmallBodySource, limit: number, what: string): Promise<Buffer> {
+  const declared = source.req.headers['content-length'];
+  if (declared !== undefined && Number(declared) <= limit)
+    return readDeclaredBody(source.req, source.bodyIdleTimeoutMs);
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of body) {
+  for await (const chunk of source.body()) {
     size += chunk.length;
     if (size > limit)
       throw new HttpError(413, `${what} is larger than the limit of ${limit} bytes`, 'too_large');
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
+}
+
+/**
+ * A body whose Content-Length is within the limit (Node's parser holds it to that length), read
+ * with the request's own events and one idle timer rather than an async iterator with a timer per
+ * chunk: most bodies are the proxy's batch lookups, ~300 bytes, and that was ~10% of the server's
+ * CPU for each. Ends as `withIdleTimeout` does: 408 after `idleMs` of silence, the request left as
+ * it is so that the 408 can still be sent.
+ */
+function readDeclaredBody(req: IncomingMessage, idleMs: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const settle = (error?: unknown) => {
+      clearTimeout(timer);
+      req.off('data', onData).off('end', settle).off('error', settle).off('close', onClose);
+      if (error) reject(error);
+      else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+    };
+    const timer = setTimeout(() => settle(idleBodyError(idleMs)), idleMs);
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      timer.refresh();
+    };
+    const onClose = () =>
+      settle(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    req.on('data', onData).on('end', settle).on('error', settle).on('close', onClose);
+  });
+}
+
+function idleBodyError(idleMs: number): HttpError {
+  return new HttpError(
+    408,
+    `the request body sent nothing for ${idleMs / 1000} s (body_idle_timeout): abandoned`,
+    'idle_body',
+  );
 }
 
 /**
@@ -59,13 +105,7 @@ export function withIdleTimeout(source: AsyncIterable<Buffer>, idleMs: number): 
               timedOut = true;
               // The chunk asked for may still come, or the connection fail: neither matters now.
               next.catch(() => undefined);
-              reject(
-                new HttpError(
-                  408,
-                  `the request body sent nothing for ${idleMs / 1000} s (body_idle_timeout): abandoned`,
-                  'idle_body',
-                ),
-              );
+              reject(idleBodyError(idleMs));
             }, idleMs);
           });
           return Promise.race([next, timeout]).finally(() => clearTimeout(timer));

@@ -33,6 +33,8 @@ export interface CacheRequest {
   access(): Promise<Access>;
   /** The request body, failing with 408 when the client goes quiet. */
   body(): AsyncIterable<Buffer>;
+  /** How long the body may send nothing before it is abandoned (408). */
+  bodyIdleTimeoutMs: number;
 }
 
 /** What the NAR upload routes need besides the cache: the slots that bound uploads in progress. */
@@ -61,10 +63,11 @@ export function getNixCacheInfo({ res }: CacheRequest): void {
 }
 
 /** Nix PUTs a nix-cache-info when it finds none: ours is fixed, so the upload is read and dropped. */
-export async function putNixCacheInfo({ req, res, body }: CacheRequest): Promise<void> {
+export async function putNixCacheInfo(request: CacheRequest): Promise<void> {
+  const { req, res } = request;
   checkDeclaredLength(req, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
   acceptBody(req, res);
-  await readSmallBody(body(), NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
+  await readSmallBody(request, NARINFO_UPLOAD_LIMIT, 'nix-cache-info');
   send(res, 204, {});
 }
 
@@ -232,7 +235,7 @@ export async function putNarInfo(
   hashPart: string,
 ): Promise<void> {
   const writer = await beginWrite(cache, request, NARINFO_UPLOAD_LIMIT, 'narinfo');
-  const text = (await readSmallBody(request.body(), NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
+  const text = (await readSmallBody(request, NARINFO_UPLOAD_LIMIT, 'narinfo')).toString('utf8');
   let info: NarInfo;
   try {
     info = parseNarInfo(text, { maxBytes: NARINFO_UPLOAD_LIMIT });

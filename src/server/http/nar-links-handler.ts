@@ -57,9 +57,7 @@ export async function postNarLinks(deps: NarLinkDeps, request: CacheRequest): Pr
   const access = await request.access();
   checkDeclaredLength(req, NAR_LINKS_BODY_LIMIT, 'NAR link request');
   acceptBody(req, res);
-  const keys = parseNarLinksRequest(
-    await readSmallBody(request.body(), NAR_LINKS_BODY_LIMIT, 'NAR link request'),
-  );
+  const keys = parseNarLinksRequest(await readSmallBody(request, NAR_LINKS_BODY_LIMIT, 'NAR link request'));
   const { cache, signer } = deps;
   const expiresAt = signer.expiry(access.grant, cache.narRedirectTtlSeconds);
   const links: Record<string, string> = {};

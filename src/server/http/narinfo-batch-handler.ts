@@ -70,7 +70,7 @@ export async function postNarInfos(
   checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
   acceptBody(req, res);
   const { hashParts, scope } = parseBatchRequest(
-    await readSmallBody(request.body(), NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'),
+    await readSmallBody(request, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'),
   );
   const narinfos = await cache.narInfos(hashParts, scopedAccess(access, scope));
   send(

@@ -64,7 +64,7 @@ export function parsePinRequest(body: Buffer): PinRequest {
 
 export async function postPin(cache: CacheService, request: CacheRequest): Promise<void> {
   const writer = await beginWrite(cache, request, BODY_LIMIT, 'pin request');
-  const pin = parsePinRequest(await readSmallBody(request.body(), BODY_LIMIT, 'pin request'));
+  const pin = parsePinRequest(await readSmallBody(request, BODY_LIMIT, 'pin request'));
   const outcome = await cache.pin(writer, pin);
   send(
     request.res,

@@ -176,6 +176,7 @@ export function createRouter(deps: RouterDeps): RawHandler {
         res,
         access: () => (access ??= resolveAccess(req, deps.verifyToken, deps.isPublic)),
         body: () => withIdleTimeout(req, deps.bodyIdleTimeoutMs),
+        bodyIdleTimeoutMs: deps.bodyIdleTimeoutMs,
       };
       await handler(route, request);
     } catch (error) {
