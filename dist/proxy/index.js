@@ -50323,8 +50323,9 @@ function sendError(res, error) {
 /**
  * Coalesces lookups into batches: keys asked in the same event-loop turn, or while the batches in
  * flight are out, go to `fetch` together (at most `maxBatch` keys each, at most `maxInFlight`
- * batches at once). A batch that comes back is answered before the next leaves, in the next turn. Nix asks for many narinfos at once (25 connections by default), so one
- * request to the server can answer all of them instead of one request each.
+ * batches at once). A batch that comes back is answered before the next leaves, in the next turn.
+ * Nix asks for many narinfos at once (25 connections by default), so one request to the server can
+ * answer all of them instead of one request each.
  */
 class Batcher {
     fetch;
