@@ -48816,7 +48816,7 @@ class BufferPool {
  * was (as `Buffer.copy`). `fill` rather than `copy`: when either side is a SharedArrayBuffer's,
  * `copy` goes through V8's `TypedArray.set`, which copies a word at a time with relaxed atomics
  * (about 3x slower here than the native memcpy `fill` uses); the upload path copies every byte
- * into or out of shared stages.
+ * into or out of shared stages. The two must not overlap (`copy` allows that; `fill` does not).
  */
 function copyInto(target, targetStart, source) {
     const count = Math.min(target.length - targetStart, source.length);
