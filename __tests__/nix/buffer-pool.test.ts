@@ -1,6 +1,6 @@
 /** The pool of reused buffers that NAR bytes pass through in the server and the proxy. */
 import { describe, expect, it } from '@jest/globals';
-import { BufferPool } from '../../src/nix/buffer-pool.js';
+import { BufferPool, copyInto } from '../../src/nix/buffer-pool.js';
 
 describe('BufferPool', () => {
   it('hands out buffers of its size, keeps no more than its bound, and none once idle', async () => {
@@ -22,5 +22,22 @@ describe('BufferPool', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(pool.kept).toBe(1);
     expect(pool.take()).toBe(buffer);
+  });
+});
+
+describe('copyInto', () => {
+  it('copies as much as fits, into shared and plain buffers alike, as Buffer.copy does', () => {
+    const source = Buffer.from('0123456789');
+    for (const target of [Buffer.from(new SharedArrayBuffer(8)), Buffer.alloc(8)]) {
+      target.fill('.');
+      expect(copyInto(target, 2, source.subarray(0, 3))).toBe(3);
+      expect(target.toString()).toBe('..012...');
+      // Only what fits.
+      expect(copyInto(target, 5, source)).toBe(3);
+      expect(target.toString()).toBe('..012012');
+      expect(copyInto(target, 8, source)).toBe(0);
+      expect(copyInto(target, 0, Buffer.alloc(0))).toBe(0);
+      expect(target.toString()).toBe('..012012');
+    }
   });
 });

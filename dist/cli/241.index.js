@@ -255,6 +255,7 @@ var storage_config = __webpack_require__(5578);
  * garbage collector (which frees such external memory late: RSS grew with every upload before).
  * Small bodies (most NARs) never touch the pool: their one buffer stays under `UNPOOLED_BYTES`.
  */
+
 /** A body this small gathers in its own buffer (the upload slots bound how many do at once). */
 const UNPOOLED_BYTES = 1024 * 1024;
 /** Part buffers of `partSize` bytes, at most `limit` bytes of them; takers queue in order. */
@@ -349,7 +350,7 @@ class PartBuffers {
         const needed = this.filled + taken;
         if (!this.current || needed > this.current.length)
             await this.grow(needed);
-        chunk.copy(this.current, this.filled, 0, taken);
+        (0,buffer_pool/* copyInto */.s)(this.current, this.filled, chunk.subarray(0, taken));
         this.filled = needed;
         return taken;
     }
@@ -391,7 +392,8 @@ class PartBuffers {
         const grown = size > UNPOOLED_BYTES ? await this.pool.take() : Buffer.allocUnsafe(size);
         if (size > UNPOOLED_BYTES)
             this.pooled.push(grown);
-        this.current?.copy(grown, 0, 0, this.filled);
+        if (this.current)
+            (0,buffer_pool/* copyInto */.s)(grown, 0, this.current.subarray(0, this.filled));
         this.current = grown;
     }
 }

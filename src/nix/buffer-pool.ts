@@ -45,6 +45,20 @@ export class BufferPool {
 }
 
 /**
+ * `source` copied into `target` from `targetStart`, as much as fits; returns how many bytes that
+ * was (as `Buffer.copy`). `fill` rather than `copy`: when either side is a SharedArrayBuffer's,
+ * `copy` goes through V8's `TypedArray.set`, which copies a word at a time with relaxed atomics
+ * (about 3x slower here than the native memcpy `fill` uses); the upload path copies every byte
+ * into or out of shared stages. The two must not overlap (`copy` allows that; `fill` does not).
+ */
+export function copyInto(target: Buffer, targetStart: number, source: Buffer): number {
+  const count = Math.min(target.length - targetStart, source.length);
+  if (count <= 0) return 0;
+  target.fill(count === source.length ? source : source.subarray(0, count), targetStart, targetStart + count);
+  return count;
+}
+
+/**
  * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
  * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
  */

@@ -16,7 +16,7 @@
  * received chunk, and reused buffers cost no allocations (page faults, garbage collections).
  */
 import { HttpError } from '../../contracts/http-error.js';
-import { BufferPool } from '../../nix/buffer-pool.js';
+import { BufferPool, copyInto } from '../../nix/buffer-pool.js';
 import type { Hash } from '../../nix/hash.js';
 import type { NarLimits } from '../../nix/nar-hasher.js';
 import type { NarCompression } from '../../nix/nar.js';
@@ -110,7 +110,7 @@ export function verifyNarUpload(
           );
         }
         for (let offset = 0; offset < chunk.length;) {
-          const copied = chunk.copy(stage, filled, offset);
+          const copied = copyInto(stage, filled, offset === 0 ? chunk : chunk.subarray(offset));
           offset += copied;
           filled += copied;
           if (filled < stage.length) continue;

@@ -7,6 +7,7 @@
  * garbage collector (which frees such external memory late: RSS grew with every upload before).
  * Small bodies (most NARs) never touch the pool: their one buffer stays under `UNPOOLED_BYTES`.
  */
+import { copyInto } from '../../nix/buffer-pool.js';
 
 /** A body this small gathers in its own buffer (the upload slots bound how many do at once). */
 export const UNPOOLED_BYTES = 1024 * 1024;
@@ -104,7 +105,7 @@ export class PartBuffers {
     const taken = Math.min(this.partSize - this.filled, chunk.length);
     const needed = this.filled + taken;
     if (!this.current || needed > this.current.length) await this.grow(needed);
-    chunk.copy(this.current!, this.filled, 0, taken);
+    copyInto(this.current!, this.filled, chunk.subarray(0, taken));
     this.filled = needed;
     return taken;
   }
@@ -146,7 +147,7 @@ export class PartBuffers {
     const size = Math.min(this.partSize, Math.max(2 * (this.current?.length ?? 0), needed, 256 * 1024));
     const grown = size > UNPOOLED_BYTES ? await this.pool.take() : Buffer.allocUnsafe(size);
     if (size > UNPOOLED_BYTES) this.pooled.push(grown);
-    this.current?.copy(grown, 0, 0, this.filled);
+    if (this.current) copyInto(grown, 0, this.current.subarray(0, this.filled));
     this.current = grown;
   }
 }
