@@ -8610,7 +8610,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 5781:
+/***/ 8675:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -8918,63 +8918,8 @@ function listDeletions(sql, filter) {
     }));
 }
 
-;// CONCATENATED MODULE: ./src/nix/nix32.ts
-/**
- * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
- * the end, so the first character carries the most significant bits of the last byte.
- */
-const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
-/** One nix32 character, as a regular-expression class. */
-const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
-const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
-/** Length in characters of the nix32 form of `byteLength` bytes. */
-function nix32Length(byteLength) {
-    return Math.ceil((byteLength * 8) / 5);
-}
-function encodeNix32(bytes) {
-    const length = nix32Length(bytes.length);
-    let out = '';
-    for (let n = length - 1; n >= 0; n--) {
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        const low = bytes[i] >> j;
-        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
-        out += NIX32_ALPHABET[(low | high) & 0x1f];
-    }
-    return out;
-}
-class Nix32Error extends Error {
-}
-function decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
-    if (text.length !== nix32Length(byteLength)) {
-        throw new Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
-    }
-    const bytes = Buffer.alloc(byteLength);
-    for (let n = 0; n < text.length; n++) {
-        const c = text[text.length - n - 1];
-        const digit = DIGIT_OF.get(c);
-        if (digit === undefined)
-            throw new Nix32Error(`invalid character '${c}' in nix32 string`);
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        bytes[i] |= (digit << j) & 0xff;
-        const carry = digit >> (8 - j);
-        if (i + 1 < byteLength)
-            bytes[i + 1] |= carry;
-        else if (carry !== 0)
-            throw new Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
-    }
-    return bytes;
-}
-function isNix32(text) {
-    for (const c of text)
-        if (!DIGIT_OF.has(c))
-            return false;
-    return true;
-}
-
+// EXTERNAL MODULE: ./src/nix/nix32.ts
+var nix32 = __nccwpck_require__(1229);
 ;// CONCATENATED MODULE: ./src/server/storage/sqlite-narinfo-set.ts
 
 
@@ -9004,9 +8949,9 @@ async function readHashParts(sql, since) {
     // a million rows read at once held every other request for seconds.
     const slices = new Map();
     const step = sql(grouped('(SELECT slice, hash_part FROM narinfos INDEXED BY narinfos_by_hash_slice WHERE hash_part >= ? AND hash_part < ?)'));
-    for (let i = 0; i < NIX32_ALPHABET.length; i++) {
-        const upper = NIX32_ALPHABET[i + 1] ?? '{';
-        for (const row of step.all(NIX32_ALPHABET[i], upper)) {
+    for (let i = 0; i < nix32/* NIX32_ALPHABET */.$f.length; i++) {
+        const upper = nix32/* NIX32_ALPHABET */.$f[i + 1] ?? '{';
+        for (const row of step.all(nix32/* NIX32_ALPHABET */.$f[i], upper)) {
             const part = sliceHashParts(row);
             const entry = slices.get(part.slice);
             if (entry)
@@ -10989,7 +10934,7 @@ class FsBlobStore {
     }
     async *list(skip = () => false) {
         // One readdir (a single I/O wait however many files), then the candidates looked up 64 at a time.
-        const names = (await (0,promises_.readdir)(this.dir)).filter((name) => !name.startsWith(TEMP_PREFIX) && (0,blob_store/* isValidBlobKey */.B)(name) && !skip(name));
+        const names = (await (0,promises_.readdir)(this.dir)).filter((name) => (0,blob_store/* isNarBlobKey */.Q)(name) && !skip(name));
         for (let i = 0; i < names.length; i += STAT_CHUNK) {
             const chunk = names.slice(i, i + STAT_CHUNK);
             // A file deleted since the listing is simply not there any more.
@@ -11246,12 +11191,12 @@ class Hash {
             if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
                 return new Hash(algorithm, Buffer.from(digest, 'hex'));
             }
-            if (digest.length === nix32Length(bytes) && isNix32(digest)) {
+            if (digest.length === (0,nix32/* nix32Length */.ps)(bytes) && (0,nix32/* isNix32 */.XR)(digest)) {
                 try {
-                    return new Hash(algorithm, decodeNix32(digest, bytes));
+                    return new Hash(algorithm, (0,nix32/* decodeNix32 */.Fp)(digest, bytes));
                 }
                 catch (e) {
-                    if (e instanceof Nix32Error)
+                    if (e instanceof nix32/* Nix32Error */.x8)
                         throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
                     throw e;
                 }
@@ -11269,7 +11214,7 @@ class Hash {
         return new Hash(algorithm, (0,external_node_crypto_.createHash)(algorithm).update(data).digest());
     }
     get nix32() {
-        return encodeNix32(this.digest);
+        return (0,nix32/* encodeNix32 */.x3)(this.digest);
     }
     get base16() {
         return this.digest.toString('hex');
@@ -11298,7 +11243,7 @@ class Hash {
 const store_path_DEFAULT_STORE_DIR = '/nix/store';
 const HASH_PART_LENGTH = 32;
 /** A store path's hash part: 32 nix32 characters (160 bits). */
-const HASH_PART_PATTERN = new RegExp(`^${NIX32_CLASS}{${HASH_PART_LENGTH}}$`);
+const HASH_PART_PATTERN = new RegExp(`^${nix32/* NIX32_CLASS */.Yc}{${HASH_PART_LENGTH}}$`);
 /** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
 const store_path_MAX_NAME_LENGTH = 211;
 const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
@@ -11309,7 +11254,7 @@ function validateHashPart(hashPart) {
     if (hashPart.length !== HASH_PART_LENGTH) {
         throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
     }
-    if (!isNix32(hashPart))
+    if (!(0,nix32/* isNix32 */.XR)(hashPart))
         throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
     return hashPart;
 }
@@ -13776,37 +13721,8 @@ class FileHasher {
     }
 }
 
-;// CONCATENATED MODULE: ./src/nix/nar-url.ts
-
-/** File name extensions Nix gives compressed NARs. */
-const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
-const COMPRESSION_OF_EXTENSION = new Map(Object.entries(NAR_EXTENSIONS).map(([compression, ext]) => [ext, compression]));
-/** `<hash>.nar<ext>`, the file name part; the extension any `.[a-z0-9]+` so an unknown one can be named. */
-const NAR_FILE_NAME = new RegExp(`^(${NIX32_CLASS}{52})\\.nar((?:\\.[a-z0-9]+)?)$`);
-/** `<hash>.nar<ext>` \u2192 its parts; undefined when it is not that shape. */
-function parseNarFileName(name) {
-    const match = NAR_FILE_NAME.exec(name);
-    if (!match)
-        return undefined;
-    const extension = match[2];
-    return {
-        hash: match[1],
-        extension,
-        compression: COMPRESSION_OF_EXTENSION.get(extension),
-        key: name,
-    };
-}
-/** A narinfo's `URL:` (`nar/<hash>.nar<ext>`) \u2192 its parts; undefined when it is not that shape. */
-function parseNarUrl(url) {
-    return url.startsWith('nar/') ? parseNarFileName(url.slice('nar/'.length)) : undefined;
-}
-function narFileName(hashNix32, compression) {
-    return `${hashNix32}.nar${NAR_EXTENSIONS[compression]}`;
-}
-function narUrl(hashNix32, compression) {
-    return `nar/${narFileName(hashNix32, compression)}`;
-}
-
+// EXTERNAL MODULE: ./src/nix/nar-url.ts
+var nar_url = __nccwpck_require__(9378);
 ;// CONCATENATED MODULE: ./src/server/cache/nar-in-use.ts
 /**
  * A push that uses a NAR (uploads it, or skips uploading it because the slice has it) marks it used
@@ -14031,7 +13947,7 @@ async function checkNarInfo(stores, slice, hashPart, info) {
     if (storePath.hashPart !== hashPart) {
         throw mismatch(`StorePath ${info.storePath} does not match the uploaded name ${hashPart}.narinfo`);
     }
-    const url = parseNarUrl(info.url);
+    const url = (0,nar_url/* parseNarUrl */.q$)(info.url);
     if (!url)
         throw mismatch(`URL '${info.url}' is not nar/<hash>.nar[.zst|.xz]`);
     if (url.compression !== info.compression) {
@@ -14161,7 +14077,7 @@ const NARINFO_SET_CONTENT_TYPE = 'application/vnd.sluice.narinfo-set';
 /** A cursor is opaque to the proxy: the store's position (a counter or a transaction id), in digits. */
 const SET_CURSOR_PATTERN = /^[0-9]{1,20}$/;
 const DIGIT = new Int8Array(128).fill(-1);
-for (const [i, c] of [...NIX32_ALPHABET].entries())
+for (const [i, c] of [...nix32/* NIX32_ALPHABET */.$f].entries())
     DIGIT[c.charCodeAt(0)] = i;
 /**
  * The first 32 bits of a hash part (32 nix32 characters of 5 bits each, most significant first):
@@ -14657,7 +14573,7 @@ class CacheService {
  */
 function narHashKey(slice, narHash, compression) {
     const hash = Hash.of('sha256', Buffer.from(`sluice nar upload\0${slice}\0${narHash}`));
-    return narFileName(hash.nix32, compression);
+    return (0,nar_url/* narFileName */.vU)(hash.nix32, compression);
 }
 
 ;// CONCATENATED MODULE: ./src/nix/narinfo.ts
@@ -15777,7 +15693,7 @@ function parseNarLinksRequest(body) {
         throw new http_error/* HttpError */.j(413, `${nars.length} NARs in one request; at most ${NAR_LINKS_LIMIT}`, 'too_many');
     const keys = new Map();
     nars.forEach((nar, index) => {
-        const name = typeof nar === 'string' ? parseNarUrl(nar) : undefined;
+        const name = typeof nar === 'string' ? (0,nar_url/* parseNarUrl */.q$)(nar) : undefined;
         if (!name || name.compression === undefined)
             throw badRequest(`nars[${index}] ${JSON.stringify(nar)?.slice(0, 100)} is not nar/<52-character nix32 hash>.nar[.zst|.xz]`);
         keys.set(nar, name.key);
@@ -16008,14 +15924,14 @@ function matchRoute(rawUrl) {
     if (path.endsWith('.narinfo') && !path.slice(1).includes('/')) {
         throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not <32-character nix32 store path hash>.narinfo`, 'bad_name');
     }
-    const nar = path.startsWith('/nar/') ? parseNarFileName(path.slice('/nar/'.length)) : undefined;
+    const nar = path.startsWith('/nar/') ? (0,nar_url/* parseNarFileName */.Ib)(path.slice('/nar/'.length)) : undefined;
     if (nar)
         return { name: 'nar', fileHash: nar.hash, compression: compressionOf(nar), key: nar.key };
     if (path.startsWith('/nar/')) {
         throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`, 'bad_name');
     }
     const upload = path.startsWith(NAR_UPLOAD_PREFIX)
-        ? parseNarFileName(path.slice(NAR_UPLOAD_PREFIX.length))
+        ? (0,nar_url/* parseNarFileName */.Ib)(path.slice(NAR_UPLOAD_PREFIX.length))
         : undefined;
     if (upload)
         return { name: 'nar-upload', narHash: upload.hash, compression: compressionOf(upload), key: upload.key };
@@ -17026,7 +16942,7 @@ function sendError(res, error) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(793);
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5781);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8675);
 
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(process.argv.slice(2));
@@ -17136,6 +17052,120 @@ async function sendFileRange(file, start, end, sink, pool, sent) {
         throw error;
     }
     pool.give(buffers);
+}
+
+
+/***/ }),
+
+/***/ 9378:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Ib: () => (/* binding */ parseNarFileName),
+/* harmony export */   q$: () => (/* binding */ parseNarUrl),
+/* harmony export */   vU: () => (/* binding */ narFileName)
+/* harmony export */ });
+/* unused harmony exports NAR_EXTENSIONS, narUrl */
+/* harmony import */ var _nix32_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1229);
+
+/** File name extensions Nix gives compressed NARs. */
+const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
+const COMPRESSION_OF_EXTENSION = new Map(Object.entries(NAR_EXTENSIONS).map(([compression, ext]) => [ext, compression]));
+/** `<hash>.nar<ext>`, the file name part; the extension any `.[a-z0-9]+` so an unknown one can be named. */
+const NAR_FILE_NAME = new RegExp(`^(${_nix32_js__WEBPACK_IMPORTED_MODULE_0__/* .NIX32_CLASS */ .Yc}{52})\\.nar((?:\\.[a-z0-9]+)?)$`);
+/** `<hash>.nar<ext>` \u2192 its parts; undefined when it is not that shape. */
+function parseNarFileName(name) {
+    const match = NAR_FILE_NAME.exec(name);
+    if (!match)
+        return undefined;
+    const extension = match[2];
+    return {
+        hash: match[1],
+        extension,
+        compression: COMPRESSION_OF_EXTENSION.get(extension),
+        key: name,
+    };
+}
+/** A narinfo's `URL:` (`nar/<hash>.nar<ext>`) \u2192 its parts; undefined when it is not that shape. */
+function parseNarUrl(url) {
+    return url.startsWith('nar/') ? parseNarFileName(url.slice('nar/'.length)) : undefined;
+}
+function narFileName(hashNix32, compression) {
+    return `${hashNix32}.nar${NAR_EXTENSIONS[compression]}`;
+}
+function narUrl(hashNix32, compression) {
+    return `nar/${narFileName(hashNix32, compression)}`;
+}
+
+
+/***/ }),
+
+/***/ 1229:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   $f: () => (/* binding */ NIX32_ALPHABET),
+/* harmony export */   Fp: () => (/* binding */ decodeNix32),
+/* harmony export */   XR: () => (/* binding */ isNix32),
+/* harmony export */   Yc: () => (/* binding */ NIX32_CLASS),
+/* harmony export */   ps: () => (/* binding */ nix32Length),
+/* harmony export */   x3: () => (/* binding */ encodeNix32),
+/* harmony export */   x8: () => (/* binding */ Nix32Error)
+/* harmony export */ });
+/**
+ * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
+ * the end, so the first character carries the most significant bits of the last byte.
+ */
+const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
+/** One nix32 character, as a regular-expression class. */
+const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
+const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
+/** Length in characters of the nix32 form of `byteLength` bytes. */
+function nix32Length(byteLength) {
+    return Math.ceil((byteLength * 8) / 5);
+}
+function encodeNix32(bytes) {
+    const length = nix32Length(bytes.length);
+    let out = '';
+    for (let n = length - 1; n >= 0; n--) {
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        const low = bytes[i] >> j;
+        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
+        out += NIX32_ALPHABET[(low | high) & 0x1f];
+    }
+    return out;
+}
+class Nix32Error extends Error {
+}
+function decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
+    if (text.length !== nix32Length(byteLength)) {
+        throw new Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
+    }
+    const bytes = Buffer.alloc(byteLength);
+    for (let n = 0; n < text.length; n++) {
+        const c = text[text.length - n - 1];
+        const digit = DIGIT_OF.get(c);
+        if (digit === undefined)
+            throw new Nix32Error(`invalid character '${c}' in nix32 string`);
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        bytes[i] |= (digit << j) & 0xff;
+        const carry = digit >> (8 - j);
+        if (i + 1 < byteLength)
+            bytes[i + 1] |= carry;
+        else if (carry !== 0)
+            throw new Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
+    }
+    return bytes;
+}
+function isNix32(text) {
+    for (const c of text)
+        if (!DIGIT_OF.has(c))
+            return false;
+    return true;
 }
 
 
@@ -17264,11 +17294,22 @@ function parseKeys(v, value) {
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   B: () => (/* binding */ isValidBlobKey)
+/* harmony export */   B: () => (/* binding */ isValidBlobKey),
+/* harmony export */   Q: () => (/* binding */ isNarBlobKey)
 /* harmony export */ });
+/* harmony import */ var _nix_nar_url_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9378);
+
 /** Blob keys are plain file names: no separators, no dot segments, nothing to encode. */
 function isValidBlobKey(key) {
     return /^[0-9a-z][0-9a-z.]{0,99}$/.test(key) && !key.includes('..');
+}
+/**
+ * Whether a listed name is one Sluice stores (`<nix32 hash>.nar[.zst|.xz]`): the collector deletes
+ * and aborts only those, so other objects under a bucket's prefix (another tool's, another
+ * tenant's) are never taken for orphans.
+ */
+function isNarBlobKey(key) {
+    return (0,_nix_nar_url_js__WEBPACK_IMPORTED_MODULE_0__/* .parseNarFileName */ .Ib)(key)?.compression !== undefined;
 }
 
 
