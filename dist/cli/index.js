@@ -14428,6 +14428,10 @@ class CacheService {
         // A download is nearly always of a NAR a readable narinfo points to: one query, asked first.
         return (await meta.isNarReadable(key, reader.canRead)) || (await ownUpload());
     }
+    /** Whether the reader may read this slice (its name included: metrics are filtered by it). */
+    async canReadSlice(reader, slice) {
+        return reader.canRead(slice, await this.deps.meta.sliceOwner(slice));
+    }
     /** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
     async holdsWriteSlice(reader, slice) {
         if (!reader.bindWrite)
@@ -16082,8 +16086,12 @@ function routeTable(deps) {
             },
         },
         metrics: {
-            GET: async (_route, { res }) => {
-                const body = await deps.metrics.registry.metrics();
+            GET: async (_route, request) => {
+                const { res } = request;
+                const access = await request.access();
+                // Per-slice series only for slices the request may read: anonymous scrapes see public ones
+                // (whoever owns them, so no owner lookup).
+                const body = await deps.metrics.text(async (slice) => access.authenticated ? deps.cache.canReadSlice(access, slice) : access.canRead(slice, null));
                 res.writeHead(200, { 'content-type': deps.metrics.registry.contentType });
                 res.end(body);
             },
@@ -16313,6 +16321,28 @@ class ServerMetrics {
     constructor() {
         (0,prom_client.collectDefaultMetrics)({ register: this.registry, prefix: 'sluice_' });
     }
+    /**
+     * The Prometheus text, with the per-slice series only of slices `shown` says yes to: a slice's
+     * name (a repository's, a pull request's) is as much the reader's business as its narinfos.
+     */
+    async text(shown) {
+        const lines = (await this.registry.metrics()).split('\n');
+        const slices = new Set(lines.map(sliceOf).filter((slice) => slice !== undefined));
+        const visible = new Set();
+        for (const slice of slices)
+            if (await shown(slice))
+                visible.add(slice);
+        return lines
+            .filter((line) => {
+            const slice = sliceOf(line);
+            return slice === undefined || visible.has(slice);
+        })
+            .join('\n');
+    }
+}
+/** The slice a line of `sluice_slice_bytes` or `sluice_slice_paths` is about (names need no escaping). */
+function sliceOf(line) {
+    return /^sluice_slice_(?:bytes|paths)\{(?:.*,)?slice="([^"]*)"/.exec(line)?.[1];
 }
 
 ;// CONCATENATED MODULE: ./src/server/retention/access.ts

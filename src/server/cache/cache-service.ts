@@ -120,6 +120,11 @@ export class CacheService {
     return (await meta.isNarReadable(key, reader.canRead)) || (await ownUpload());
   }
 
+  /** Whether the reader may read this slice (its name included: metrics are filtered by it). */
+  async canReadSlice(reader: Reader, slice: string): Promise<boolean> {
+    return reader.canRead(slice, await this.deps.meta.sliceOwner(slice));
+  }
+
   /** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
   private async holdsWriteSlice(reader: Reader, slice: string): Promise<boolean> {
     if (!reader.bindWrite) return true;

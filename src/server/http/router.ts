@@ -113,8 +113,14 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
       },
     },
     metrics: {
-      GET: async (_route, { res }) => {
-        const body = await deps.metrics.registry.metrics();
+      GET: async (_route, request) => {
+        const { res } = request;
+        const access = await request.access();
+        // Per-slice series only for slices the request may read: anonymous scrapes see public ones
+        // (whoever owns them, so no owner lookup).
+        const body = await deps.metrics.text(async (slice) =>
+          access.authenticated ? deps.cache.canReadSlice(access, slice) : access.canRead(slice, null),
+        );
         res.writeHead(200, { 'content-type': deps.metrics.registry.contentType });
         res.end(body);
       },
