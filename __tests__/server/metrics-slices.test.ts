@@ -19,7 +19,7 @@ afterAll(async () => {
 async function sliceSeries(token?: string): Promise<string[]> {
   const headers = token ? { authorization: `Bearer ${token}` } : undefined;
   const res = await fetch(`${server.url}/metrics`, { headers });
-  expect(res.status).toBe(200);
+  expect([res.status, res.headers.get('cache-control')]).toEqual([200, 'private, no-store']);
   const text = await res.text();
   return [...text.matchAll(/^sluice_slice_bytes\{slice="([^"]*)"\}/gm)].map((m) => m[1] as string).sort();
 }

@@ -16092,7 +16092,11 @@ function routeTable(deps) {
                 // Per-slice series only for slices the request may read: anonymous scrapes see public ones
                 // (whoever owns them, so no owner lookup).
                 const body = await deps.metrics.text(async (slice) => access.authenticated ? deps.cache.canReadSlice(access, slice) : access.canRead(slice, null));
-                res.writeHead(200, { 'content-type': deps.metrics.registry.contentType });
+                // Differs by token now: never kept by a shared cache for another caller.
+                res.writeHead(200, {
+                    'content-type': deps.metrics.registry.contentType,
+                    'cache-control': 'private, no-store',
+                });
                 res.end(body);
             },
         },

@@ -121,7 +121,11 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
         const body = await deps.metrics.text(async (slice) =>
           access.authenticated ? deps.cache.canReadSlice(access, slice) : access.canRead(slice, null),
         );
-        res.writeHead(200, { 'content-type': deps.metrics.registry.contentType });
+        // Differs by token now: never kept by a shared cache for another caller.
+        res.writeHead(200, {
+          'content-type': deps.metrics.registry.contentType,
+          'cache-control': 'private, no-store',
+        });
         res.end(body);
       },
     },
