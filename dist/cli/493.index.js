@@ -505,6 +505,10 @@ class PgMetadataStore {
         const row = rows[0];
         return row ? (0,metadata_rows/* sliceOwnerOf */.du)(row) : null;
     }
+    async sliceOwners(slices) {
+        const { rows } = await this.query('SELECT * FROM slices WHERE name = ANY($1::text[])', [slices]);
+        return new Map(rows.map((row) => [(0,metadata_rows/* str */.gx)(row.name), (0,metadata_rows/* sliceOwnerOf */.du)(row)]));
+    }
     async bindSlice(slice, owner) {
         await this.query(`INSERT INTO slices (name, repository_id, repository_owner_id, created_at, issuer)
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, [slice, owner.repositoryId, owner.repositoryOwnerId, Date.now(), owner.issuer]);

@@ -9134,6 +9134,10 @@ class SqliteMetadataStore {
         const row = this.sql('SELECT * FROM slices WHERE name = ?').get(slice);
         return row ? (0,metadata_rows/* sliceOwnerOf */.du)(row) : null;
     }
+    async sliceOwners(slices) {
+        const rows = this.sql('SELECT * FROM slices WHERE name IN (SELECT value FROM json_each(?))').all(JSON.stringify(slices));
+        return new Map(rows.map((row) => [(0,metadata_rows/* str */.gx)(row.name), (0,metadata_rows/* sliceOwnerOf */.du)(row)]));
+    }
     async bindSlice(slice, owner) {
         this.sql(`INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at, issuer)
          VALUES (?, ?, ?, ?, ?)`).run(slice, owner.repositoryId, owner.repositoryOwnerId, Date.now(), owner.issuer);
@@ -14428,9 +14432,10 @@ class CacheService {
         // A download is nearly always of a NAR a readable narinfo points to: one query, asked first.
         return (await meta.isNarReadable(key, reader.canRead)) || (await ownUpload());
     }
-    /** Whether the reader may read this slice (its name included: metrics are filtered by it). */
-    async canReadSlice(reader, slice) {
-        return reader.canRead(slice, await this.deps.meta.sliceOwner(slice));
+    /** Those of `slices` the reader may read (their names included: metrics are filtered by it). */
+    async readableSlices(reader, slices) {
+        const owners = await this.deps.meta.sliceOwners(slices);
+        return new Set(slices.filter((slice) => reader.canRead(slice, owners.get(slice) ?? null)));
     }
     /** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
     async holdsWriteSlice(reader, slice) {
@@ -16090,8 +16095,10 @@ function routeTable(deps) {
                 const { res } = request;
                 const access = await request.access();
                 // Per-slice series only for slices the request may read: anonymous scrapes see public ones
-                // (whoever owns them, so no owner lookup).
-                const body = await deps.metrics.text(async (slice) => access.authenticated ? deps.cache.canReadSlice(access, slice) : access.canRead(slice, null));
+                // (whoever owns them, so no owner lookup); a token's owners are looked up in one query.
+                const body = await deps.metrics.text(async (slices) => access.authenticated
+                    ? deps.cache.readableSlices(access, slices)
+                    : new Set(slices.filter((slice) => access.canRead(slice, null))));
                 // Differs by token now: never kept by a shared cache for another caller.
                 res.writeHead(200, {
                     'content-type': deps.metrics.registry.contentType,
@@ -16332,10 +16339,7 @@ class ServerMetrics {
     async text(shown) {
         const lines = (await this.registry.metrics()).split('\n');
         const slices = new Set(lines.map(sliceOf).filter((slice) => slice !== undefined));
-        const visible = new Set();
-        for (const slice of slices)
-            if (await shown(slice))
-                visible.add(slice);
+        const visible = await shown([...slices]);
         return lines
             .filter((line) => {
             const slice = sliceOf(line);

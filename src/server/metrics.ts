@@ -76,11 +76,10 @@ export class ServerMetrics {
    * The Prometheus text, with the per-slice series only of slices `shown` says yes to: a slice's
    * name (a repository's, a pull request's) is as much the reader's business as its narinfos.
    */
-  async text(shown: (slice: string) => Promise<boolean>): Promise<string> {
+  async text(shown: (slices: string[]) => Promise<Set<string>>): Promise<string> {
     const lines = (await this.registry.metrics()).split('\n');
     const slices = new Set(lines.map(sliceOf).filter((slice) => slice !== undefined));
-    const visible = new Set<string>();
-    for (const slice of slices) if (await shown(slice)) visible.add(slice);
+    const visible = await shown([...slices]);
     return lines
       .filter((line) => {
         const slice = sliceOf(line);

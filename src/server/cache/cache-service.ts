@@ -120,9 +120,10 @@ export class CacheService {
     return (await meta.isNarReadable(key, reader.canRead)) || (await ownUpload());
   }
 
-  /** Whether the reader may read this slice (its name included: metrics are filtered by it). */
-  async canReadSlice(reader: Reader, slice: string): Promise<boolean> {
-    return reader.canRead(slice, await this.deps.meta.sliceOwner(slice));
+  /** Those of `slices` the reader may read (their names included: metrics are filtered by it). */
+  async readableSlices(reader: Reader, slices: readonly string[]): Promise<Set<string>> {
+    const owners = await this.deps.meta.sliceOwners(slices);
+    return new Set(slices.filter((slice) => reader.canRead(slice, owners.get(slice) ?? null)));
   }
 
   /** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */

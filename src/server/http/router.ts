@@ -117,9 +117,11 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
         const { res } = request;
         const access = await request.access();
         // Per-slice series only for slices the request may read: anonymous scrapes see public ones
-        // (whoever owns them, so no owner lookup).
-        const body = await deps.metrics.text(async (slice) =>
-          access.authenticated ? deps.cache.canReadSlice(access, slice) : access.canRead(slice, null),
+        // (whoever owns them, so no owner lookup); a token's owners are looked up in one query.
+        const body = await deps.metrics.text(async (slices) =>
+          access.authenticated
+            ? deps.cache.readableSlices(access, slices)
+            : new Set(slices.filter((slice) => access.canRead(slice, null))),
         );
         // Differs by token now: never kept by a shared cache for another caller.
         res.writeHead(200, {

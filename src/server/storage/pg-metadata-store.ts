@@ -252,6 +252,11 @@ export class PgMetadataStore implements MetadataStore {
     return row ? sliceOwnerOf(row) : null;
   }
 
+  async sliceOwners(slices: readonly string[]): Promise<Map<string, SliceOwner>> {
+    const { rows } = await this.query('SELECT * FROM slices WHERE name = ANY($1::text[])', [slices]);
+    return new Map(rows.map((row) => [str(row.name), sliceOwnerOf(row) as SliceOwner]));
+  }
+
   async bindSlice(slice: string, owner: SliceOwner): Promise<SliceOwner> {
     await this.query(
       `INSERT INTO slices (name, repository_id, repository_owner_id, created_at, issuer)
