@@ -1,9 +1,13 @@
 /** What only the PostgreSQL store has: versioned migrations, applied once by replicas starting together. */
 import { expect, it } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { Hash } from '../../src/nix/hash.js';
 import { MIGRATIONS } from '../../src/server/storage/pg-migrations.js';
 import { PgMetadataStore } from '../../src/server/storage/pg-metadata-store.js';
-import { freshDatabase } from '../support/backends.js';
+import { freshDatabase, sharedBackends } from '../support/backends.js';
+import { regularFileNar } from '../support/nar.js';
+import { startTestServer } from '../support/server.js';
 
 async function versions(url: string): Promise<number[]> {
   const client = new pg.Client({ connectionString: url });
@@ -111,3 +115,41 @@ it('a narinfo committed after a cursor was taken, by a transaction that began be
     await store.close();
   }
 });
+
+it('a request waiting on a row another session holds locked answers 503 instead of hanging', async () => {
+  // A replica stopped (paused, cut off) in the middle of a transaction holds its row locks until
+  // its connection dies: every push of that NAR would wait on it, each holding one of the pool's
+  // connections, until the whole replica stops answering.
+  const backends = await sharedBackends();
+  const server = await startTestServer({ yaml: backends.yaml });
+  const stalled = new pg.Client({ connectionString: backends.databaseUrl });
+  await stalled.connect();
+  try {
+    const token = await server.ciToken();
+    const bytes = regularFileNar(randomBytes(1024));
+    const key = `${Hash.of('sha256', bytes).nix32}.nar`;
+    await stalled.query('BEGIN');
+    await stalled.query('INSERT INTO nar_keys (key, used_at) VALUES ($1, 0)', [key]);
+    const started = Date.now();
+    const put = await fetch(`${server.url}/nar/${key}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${token}` },
+      body: new Uint8Array(bytes),
+      signal: AbortSignal.timeout(30_000),
+    });
+    expect([put.status, put.headers.get('retry-after')]).toEqual([503, '2']);
+    expect(await put.text()).toMatch(/^the database is unavailable: .*lock/);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    // Once the lock is gone, the same push goes through.
+    await stalled.query('ROLLBACK');
+    const retry = await fetch(`${server.url}/nar/${key}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${token}` },
+      body: new Uint8Array(bytes),
+    });
+    expect(retry.status).toBe(201);
+  } finally {
+    await stalled.end();
+    await server.close();
+  }
+}, 60_000);

@@ -256,6 +256,9 @@ describe.each(backends)('RetentionStore on %s', (_name, open) => {
   });
 });
 
+/** A NAR file's name (what the stores list): 52 nix32 characters of `c`. */
+const nar = (c: string, ext = ''): string => `${c.repeat(52)}.nar${ext}`;
+
 async function put(store: BlobStore, key: string, text: string): Promise<void> {
   expect(await store.put(key, Readable.from([Buffer.from(text)]))).toBe('created');
 }
@@ -271,13 +274,13 @@ describe.each(blobBackends)('BlobStore listing on %s', (_name, open) => {
 
   it('lists every complete object with its size and time, and nothing unfinished', async () => {
     const before = Date.now() - 5000;
-    await put(store, 'a.nar', 'aaa');
-    await put(store, 'b.nar.zst', 'b');
+    await put(store, nar('a'), 'aaa');
+    await put(store, nar('b', '.zst'), 'b');
     // An upload in progress: its body waits until the listing is done.
     let finish!: () => void;
     const gate = new Promise<void>((resolve) => (finish = resolve));
     const pending = store.put(
-      'c.nar',
+      nar('c'),
       (async function* () {
         yield Buffer.alloc(6 * 1024 ** 2, 1);
         await gate;
@@ -291,21 +294,21 @@ describe.each(blobBackends)('BlobStore listing on %s', (_name, open) => {
     finish();
     expect(await pending).toBe('created');
     expect(listed.map((blob) => [blob.key, blob.size]).sort()).toEqual([
-      ['a.nar', 3],
-      ['b.nar.zst', 1],
+      [nar('a'), 3],
+      [nar('b', '.zst'), 1],
     ]);
     for (const blob of listed) expect(+blob.modifiedAt).toBeGreaterThan(before);
     const unskipped = [];
-    for await (const blob of store.list((key) => key !== 'b.nar.zst')) unskipped.push(blob.key);
-    expect(unskipped).toEqual(['b.nar.zst']);
+    for await (const blob of store.list((key) => key !== nar('b', '.zst'))) unskipped.push(blob.key);
+    expect(unskipped).toEqual([nar('b', '.zst')]);
   });
 
   it('aborts uploads left unfinished before the cut-off, and only those', async () => {
-    await put(store, 'kept.nar', 'x');
-    await backend.abandonUpload('gone.nar');
+    await put(store, nar('k'), 'x');
+    await backend.abandonUpload(nar('g'));
     expect(await store.abortIncompleteUploads(new Date(Date.now() - 60_000))).toBe(0);
-    expect((await backend.leftovers()).some((item) => item.includes('gone.nar'))).toBe(true);
+    expect((await backend.leftovers()).some((item) => item.includes(nar('g')))).toBe(true);
     expect(await store.abortIncompleteUploads(new Date(Date.now() + 60_000))).toBe(1);
-    expect((await backend.leftovers()).map((item) => item.replace(/^nars\//, ''))).toEqual(['kept.nar']);
+    expect((await backend.leftovers()).map((item) => item.replace(/^nars\//, ''))).toEqual([nar('k')]);
   });
 });

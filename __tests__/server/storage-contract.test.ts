@@ -269,6 +269,9 @@ describe.each(metadataBackends)('MetadataStore on %s', (_name, open) => {
       first,
     );
     expect(await meta.sliceOwner('s')).toEqual(first);
+    // Many at once: only the bound ones.
+    expect(await meta.sliceOwners(['s', 'unbound'])).toEqual(new Map([['s', first]]));
+    expect(await meta.sliceOwners([])).toEqual(new Map());
   });
 
   it('takes an ID token once until it expires, and drops it then', async () => {

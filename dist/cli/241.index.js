@@ -543,7 +543,7 @@ class S3BlobStore {
     async delete(key) {
         await (0,s3_client.guarded)(this.client.send(new dist_cjs/* DeleteObjectCommand */.k4j({ Bucket: this.options.bucket, Key: this.objectKey(key) })));
     }
-    /** Every object under the prefix whose name is a blob key, a page (1000) at a time. */
+    /** Every object under the prefix named as a NAR file, a page (1000) at a time. */
     async *list(skip = () => false) {
         const { bucket, prefix } = this.options;
         let token;
@@ -551,7 +551,7 @@ class S3BlobStore {
             const page = await (0,s3_client.guarded)(this.client.send(new dist_cjs/* ListObjectsV2Command */.u6x({ Bucket: bucket, Prefix: prefix, ContinuationToken: token })));
             for (const object of page.Contents ?? []) {
                 const key = object.Key?.slice(prefix.length);
-                if (key === undefined || !(0,blob_store/* isValidBlobKey */.B)(key) || !object.LastModified || skip(key))
+                if (key === undefined || !(0,blob_store/* isNarBlobKey */.Q)(key) || !object.LastModified || skip(key))
                     continue;
                 yield { key, size: object.Size ?? 0, modifiedAt: object.LastModified };
             }
@@ -559,9 +559,9 @@ class S3BlobStore {
         } while (token);
     }
     /**
-     * Aborts multipart uploads under the prefix begun before `before`: those a replica killed
-     * mid-upload left behind (they are never visible, but the store keeps their parts). Returns how
-     * many it aborted.
+     * Aborts multipart uploads of NAR files under the prefix begun before `before`: those a replica
+     * killed mid-upload left behind (they are never visible, but the store keeps their parts).
+     * Returns how many it aborted.
      */
     async abortIncompleteUploads(before) {
         let aborted = 0;
@@ -576,6 +576,8 @@ class S3BlobStore {
             })));
             for (const upload of page.Uploads ?? []) {
                 if (!upload.Key || !upload.UploadId || !upload.Initiated || upload.Initiated >= before)
+                    continue;
+                if (!(0,blob_store/* isNarBlobKey */.Q)(upload.Key.slice(this.options.prefix.length)))
                     continue;
                 if (this.uploading.has(upload.UploadId))
                     continue;

@@ -11,7 +11,7 @@ __webpack_require__.d(__webpack_exports__, {
   PgMetadataStore: () => (/* binding */ PgMetadataStore)
 });
 
-// UNUSED EXPORTS: isUnavailable
+// UNUSED EXPORTS: LOCK_TIMEOUT_MS, isUnavailable
 
 // EXTERNAL MODULE: ./node_modules/pg/esm/index.mjs
 var esm = __webpack_require__(3849);
@@ -255,6 +255,8 @@ const MIGRATION_LOCK = 0x51_75_1c_e0;
 async function migrate(client) {
     await client.query('BEGIN');
     try {
+        // A replica starting while another migrates waits for it, however long that takes.
+        await client.query('SET LOCAL lock_timeout = 0');
         await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
         await client.query('CREATE TABLE IF NOT EXISTS sluice_schema (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())');
         const { rows } = await client.query('SELECT max(version) AS version FROM sluice_schema');
@@ -291,6 +293,8 @@ var unavailable = __webpack_require__(7927);
 
 
 
+/** How long a statement waits for a lock another session holds (lock_timeout). */
+const LOCK_TIMEOUT_MS = 10_000;
 /** Errors that mean "the database is not there right now", as opposed to a bug or bad data. */
 const UNAVAILABLE_CODES = new Set([
     'ECONNREFUSED',
@@ -305,8 +309,9 @@ function isUnavailable(error) {
     if (typeof error !== 'object' || error === null)
         return false;
     const { code, errors, message } = error;
-    // SQLSTATE classes 08 (connection), 57P (shutting down, starting up), 53 (out of resources).
-    if (/^(08|57P|53)/.test(String(code ?? '')) || UNAVAILABLE_CODES.has(String(code ?? '')))
+    // SQLSTATE classes 08 (connection), 57P (shutting down, starting up), 53 (out of resources);
+    // 55P03: lock_timeout (a lock held by a stalled session: retry later).
+    if (/^(08|57P|53|55P03)/.test(String(code ?? '')) || UNAVAILABLE_CODES.has(String(code ?? '')))
         return true;
     // Node's AggregateError: a connect to every address of a host failed.
     if (Array.isArray(errors) && errors.some(isUnavailable))
@@ -328,6 +333,12 @@ class PgMetadataStore {
             max: options.poolSize ?? 10,
             connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
             idleTimeoutMillis: 30_000,
+            // A row another session holds locked (a replica paused or cut off mid-transaction holds its
+            // locks until its connection dies): wait this long, then 503, rather than pile up requests on
+            // it until the pool is gone. Our own transactions never wait on anything but the database,
+            // so a session idle inside one this long is such a replica; the server ends it.
+            lock_timeout: LOCK_TIMEOUT_MS,
+            idle_in_transaction_session_timeout: 60_000,
             // A connection the server dropped (restart) reports here; the next query opens a new one.
             allowExitOnIdle: false,
         });
@@ -493,6 +504,10 @@ class PgMetadataStore {
         const { rows } = await this.query('SELECT * FROM slices WHERE name = $1', [slice]);
         const row = rows[0];
         return row ? (0,metadata_rows/* sliceOwnerOf */.du)(row) : null;
+    }
+    async sliceOwners(slices) {
+        const { rows } = await this.query('SELECT * FROM slices WHERE name = ANY($1::text[])', [slices]);
+        return new Map(rows.map((row) => [(0,metadata_rows/* str */.gx)(row.name), (0,metadata_rows/* sliceOwnerOf */.du)(row)]));
     }
     async bindSlice(slice, owner) {
         await this.query(`INSERT INTO slices (name, repository_id, repository_owner_id, created_at, issuer)

@@ -8610,7 +8610,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 5781:
+/***/ 8675:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -8918,63 +8918,8 @@ function listDeletions(sql, filter) {
     }));
 }
 
-;// CONCATENATED MODULE: ./src/nix/nix32.ts
-/**
- * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
- * the end, so the first character carries the most significant bits of the last byte.
- */
-const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
-/** One nix32 character, as a regular-expression class. */
-const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
-const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
-/** Length in characters of the nix32 form of `byteLength` bytes. */
-function nix32Length(byteLength) {
-    return Math.ceil((byteLength * 8) / 5);
-}
-function encodeNix32(bytes) {
-    const length = nix32Length(bytes.length);
-    let out = '';
-    for (let n = length - 1; n >= 0; n--) {
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        const low = bytes[i] >> j;
-        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
-        out += NIX32_ALPHABET[(low | high) & 0x1f];
-    }
-    return out;
-}
-class Nix32Error extends Error {
-}
-function decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
-    if (text.length !== nix32Length(byteLength)) {
-        throw new Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
-    }
-    const bytes = Buffer.alloc(byteLength);
-    for (let n = 0; n < text.length; n++) {
-        const c = text[text.length - n - 1];
-        const digit = DIGIT_OF.get(c);
-        if (digit === undefined)
-            throw new Nix32Error(`invalid character '${c}' in nix32 string`);
-        const bit = n * 5;
-        const i = bit >> 3;
-        const j = bit & 7;
-        bytes[i] |= (digit << j) & 0xff;
-        const carry = digit >> (8 - j);
-        if (i + 1 < byteLength)
-            bytes[i + 1] |= carry;
-        else if (carry !== 0)
-            throw new Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
-    }
-    return bytes;
-}
-function isNix32(text) {
-    for (const c of text)
-        if (!DIGIT_OF.has(c))
-            return false;
-    return true;
-}
-
+// EXTERNAL MODULE: ./src/nix/nix32.ts
+var nix32 = __nccwpck_require__(1229);
 ;// CONCATENATED MODULE: ./src/server/storage/sqlite-narinfo-set.ts
 
 
@@ -9004,9 +8949,9 @@ async function readHashParts(sql, since) {
     // a million rows read at once held every other request for seconds.
     const slices = new Map();
     const step = sql(grouped('(SELECT slice, hash_part FROM narinfos INDEXED BY narinfos_by_hash_slice WHERE hash_part >= ? AND hash_part < ?)'));
-    for (let i = 0; i < NIX32_ALPHABET.length; i++) {
-        const upper = NIX32_ALPHABET[i + 1] ?? '{';
-        for (const row of step.all(NIX32_ALPHABET[i], upper)) {
+    for (let i = 0; i < nix32/* NIX32_ALPHABET */.$f.length; i++) {
+        const upper = nix32/* NIX32_ALPHABET */.$f[i + 1] ?? '{';
+        for (const row of step.all(nix32/* NIX32_ALPHABET */.$f[i], upper)) {
             const part = sliceHashParts(row);
             const entry = slices.get(part.slice);
             if (entry)
@@ -9188,6 +9133,10 @@ class SqliteMetadataStore {
     async sliceOwner(slice) {
         const row = this.sql('SELECT * FROM slices WHERE name = ?').get(slice);
         return row ? (0,metadata_rows/* sliceOwnerOf */.du)(row) : null;
+    }
+    async sliceOwners(slices) {
+        const rows = this.sql('SELECT * FROM slices WHERE name IN (SELECT value FROM json_each(?))').all(JSON.stringify(slices));
+        return new Map(rows.map((row) => [(0,metadata_rows/* str */.gx)(row.name), (0,metadata_rows/* sliceOwnerOf */.du)(row)]));
     }
     async bindSlice(slice, owner) {
         this.sql(`INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at, issuer)
@@ -10644,6 +10593,11 @@ async function deleteInBatches(deps, slice, remove, unusedBefore, now) {
 /** NAR files deleted at once: each file's I/O waits its turn behind the lookups, so they overlap. */
 const NAR_CHUNK = 32;
 /**
+ * A claim lapses a minute after its time (a push then takes the file over, as from a dead
+ * collector): one older than this when its file is about to be deleted is taken again first.
+ */
+const RECLAIM_AFTER_MS = 10_000;
+/**
  * NAR files no narinfo uses, not touched nor written within the grace window: claimed one by one,
  * then a chunk's files deleted at once and its claims finished in one transaction.
  */
@@ -10653,24 +10607,39 @@ async function collectNars(deps, report, inUse, referencedBefore, unusedBefore, 
     for await (const blob of deps.blobs.list((key) => inUse.has(key)))
         if (+blob.modifiedAt < +unusedBefore)
             candidates.push(blob);
+    const clock = deps.now ?? Date.now;
+    // Stamped with the time it is made, not the run's start: a run that is minutes old would
+    // otherwise make claims that have already lapsed, and a push could reuse the file it deletes.
+    const claim = async (key) => {
+        const at = clock();
+        return (await deps.meta.claimNarDeletion(key, unusedBefore, new Date(at))) ? at : undefined;
+    };
     for (let i = 0; i < candidates.length; i += NAR_CHUNK) {
         let chunk = candidates.slice(i, i + NAR_CHUNK);
         if (!report.dryRun) {
             await deps.renewLease();
             const claimed = [];
-            for (const blob of chunk)
-                if (await deps.meta.claimNarDeletion(blob.key, unusedBefore, new Date(now)))
-                    claimed.push(blob);
+            for (const blob of chunk) {
+                const at = await claim(blob.key);
+                if (at !== undefined)
+                    claimed.push({ blob, at });
+            }
+            const deleted = [];
             try {
-                await Promise.all(claimed.map(async (blob) => {
+                await Promise.all(claimed.map(async ({ blob, at }) => {
                     await deps.beforeBlobDelete?.(blob.key);
+                    // Slow deletes or a paused process: a claim near its end is renewed (same checks) or
+                    // the file stays, since a push may have used it meanwhile.
+                    if (clock() - at > RECLAIM_AFTER_MS && (await claim(blob.key)) === undefined)
+                        return;
                     await deps.blobs.delete(blob.key);
+                    deleted.push(blob);
                 }));
             }
             finally {
-                await deps.meta.finishNarDeletion(claimed.map((blob) => blob.key));
+                await deps.meta.finishNarDeletion(claimed.map(({ blob }) => blob.key));
             }
-            chunk = claimed;
+            chunk = chunk.filter((blob) => deleted.includes(blob));
         }
         for (const blob of chunk) {
             const reason = referencedBefore.has(blob.key) ? 'unused' : 'orphan';
@@ -10969,7 +10938,7 @@ class FsBlobStore {
     }
     async *list(skip = () => false) {
         // One readdir (a single I/O wait however many files), then the candidates looked up 64 at a time.
-        const names = (await (0,promises_.readdir)(this.dir)).filter((name) => !name.startsWith(TEMP_PREFIX) && (0,blob_store/* isValidBlobKey */.B)(name) && !skip(name));
+        const names = (await (0,promises_.readdir)(this.dir)).filter((name) => (0,blob_store/* isNarBlobKey */.Q)(name) && !skip(name));
         for (let i = 0; i < names.length; i += STAT_CHUNK) {
             const chunk = names.slice(i, i + STAT_CHUNK);
             // A file deleted since the listing is simply not there any more.
@@ -11226,12 +11195,12 @@ class Hash {
             if (digest.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(digest)) {
                 return new Hash(algorithm, Buffer.from(digest, 'hex'));
             }
-            if (digest.length === nix32Length(bytes) && isNix32(digest)) {
+            if (digest.length === (0,nix32/* nix32Length */.ps)(bytes) && (0,nix32/* isNix32 */.XR)(digest)) {
                 try {
-                    return new Hash(algorithm, decodeNix32(digest, bytes));
+                    return new Hash(algorithm, (0,nix32/* decodeNix32 */.Fp)(digest, bytes));
                 }
                 catch (e) {
-                    if (e instanceof Nix32Error)
+                    if (e instanceof nix32/* Nix32Error */.x8)
                         throw new HashError(`'${original}' is not a valid ${algorithm} hash: ${e.message}`);
                     throw e;
                 }
@@ -11249,7 +11218,7 @@ class Hash {
         return new Hash(algorithm, (0,external_node_crypto_.createHash)(algorithm).update(data).digest());
     }
     get nix32() {
-        return encodeNix32(this.digest);
+        return (0,nix32/* encodeNix32 */.x3)(this.digest);
     }
     get base16() {
         return this.digest.toString('hex');
@@ -11278,7 +11247,7 @@ class Hash {
 const store_path_DEFAULT_STORE_DIR = '/nix/store';
 const HASH_PART_LENGTH = 32;
 /** A store path's hash part: 32 nix32 characters (160 bits). */
-const HASH_PART_PATTERN = new RegExp(`^${NIX32_CLASS}{${HASH_PART_LENGTH}}$`);
+const HASH_PART_PATTERN = new RegExp(`^${nix32/* NIX32_CLASS */.Yc}{${HASH_PART_LENGTH}}$`);
 /** Nix's limit on the name after the hash and dash ("name must be less than 212 characters"). */
 const store_path_MAX_NAME_LENGTH = 211;
 const NAME_PATTERN = /^[A-Za-z0-9+\-._?=]+$/;
@@ -11289,7 +11258,7 @@ function validateHashPart(hashPart) {
     if (hashPart.length !== HASH_PART_LENGTH) {
         throw new StorePathError(`store path hash '${hashPart}' must be ${HASH_PART_LENGTH} characters`);
     }
-    if (!isNix32(hashPart))
+    if (!(0,nix32/* isNix32 */.XR)(hashPart))
         throw new StorePathError(`store path hash '${hashPart}' is not nix32`);
     return hashPart;
 }
@@ -13756,37 +13725,8 @@ class FileHasher {
     }
 }
 
-;// CONCATENATED MODULE: ./src/nix/nar-url.ts
-
-/** File name extensions Nix gives compressed NARs. */
-const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
-const COMPRESSION_OF_EXTENSION = new Map(Object.entries(NAR_EXTENSIONS).map(([compression, ext]) => [ext, compression]));
-/** `<hash>.nar<ext>`, the file name part; the extension any `.[a-z0-9]+` so an unknown one can be named. */
-const NAR_FILE_NAME = new RegExp(`^(${NIX32_CLASS}{52})\\.nar((?:\\.[a-z0-9]+)?)$`);
-/** `<hash>.nar<ext>` \u2192 its parts; undefined when it is not that shape. */
-function parseNarFileName(name) {
-    const match = NAR_FILE_NAME.exec(name);
-    if (!match)
-        return undefined;
-    const extension = match[2];
-    return {
-        hash: match[1],
-        extension,
-        compression: COMPRESSION_OF_EXTENSION.get(extension),
-        key: name,
-    };
-}
-/** A narinfo's `URL:` (`nar/<hash>.nar<ext>`) \u2192 its parts; undefined when it is not that shape. */
-function parseNarUrl(url) {
-    return url.startsWith('nar/') ? parseNarFileName(url.slice('nar/'.length)) : undefined;
-}
-function narFileName(hashNix32, compression) {
-    return `${hashNix32}.nar${NAR_EXTENSIONS[compression]}`;
-}
-function narUrl(hashNix32, compression) {
-    return `nar/${narFileName(hashNix32, compression)}`;
-}
-
+// EXTERNAL MODULE: ./src/nix/nar-url.ts
+var nar_url = __nccwpck_require__(9378);
 ;// CONCATENATED MODULE: ./src/server/cache/nar-in-use.ts
 /**
  * A push that uses a NAR (uploads it, or skips uploading it because the slice has it) marks it used
@@ -14011,7 +13951,7 @@ async function checkNarInfo(stores, slice, hashPart, info) {
     if (storePath.hashPart !== hashPart) {
         throw mismatch(`StorePath ${info.storePath} does not match the uploaded name ${hashPart}.narinfo`);
     }
-    const url = parseNarUrl(info.url);
+    const url = (0,nar_url/* parseNarUrl */.q$)(info.url);
     if (!url)
         throw mismatch(`URL '${info.url}' is not nar/<hash>.nar[.zst|.xz]`);
     if (url.compression !== info.compression) {
@@ -14141,7 +14081,7 @@ const NARINFO_SET_CONTENT_TYPE = 'application/vnd.sluice.narinfo-set';
 /** A cursor is opaque to the proxy: the store's position (a counter or a transaction id), in digits. */
 const SET_CURSOR_PATTERN = /^[0-9]{1,20}$/;
 const DIGIT = new Int8Array(128).fill(-1);
-for (const [i, c] of [...NIX32_ALPHABET].entries())
+for (const [i, c] of [...nix32/* NIX32_ALPHABET */.$f].entries())
     DIGIT[c.charCodeAt(0)] = i;
 /**
  * The first 32 bits of a hash part (32 nix32 characters of 5 bits each, most significant first):
@@ -14492,6 +14432,11 @@ class CacheService {
         // A download is nearly always of a NAR a readable narinfo points to: one query, asked first.
         return (await meta.isNarReadable(key, reader.canRead)) || (await ownUpload());
     }
+    /** Those of `slices` the reader may read (their names included: metrics are filtered by it). */
+    async readableSlices(reader, slices) {
+        const owners = await this.deps.meta.sliceOwners(slices);
+        return new Set(slices.filter((slice) => reader.canRead(slice, owners.get(slice) ?? null)));
+    }
     /** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
     async holdsWriteSlice(reader, slice) {
         if (!reader.bindWrite)
@@ -14637,7 +14582,7 @@ class CacheService {
  */
 function narHashKey(slice, narHash, compression) {
     const hash = Hash.of('sha256', Buffer.from(`sluice nar upload\0${slice}\0${narHash}`));
-    return narFileName(hash.nix32, compression);
+    return (0,nar_url/* narFileName */.vU)(hash.nix32, compression);
 }
 
 ;// CONCATENATED MODULE: ./src/nix/narinfo.ts
@@ -15795,7 +15740,7 @@ function parseNarLinksRequest(body) {
         throw new http_error/* HttpError */.j(413, `${nars.length} NARs in one request; at most ${NAR_LINKS_LIMIT}`, 'too_many');
     const keys = new Map();
     nars.forEach((nar, index) => {
-        const name = typeof nar === 'string' ? parseNarUrl(nar) : undefined;
+        const name = typeof nar === 'string' ? (0,nar_url/* parseNarUrl */.q$)(nar) : undefined;
         if (!name || name.compression === undefined)
             throw badRequest(`nars[${index}] ${JSON.stringify(nar)?.slice(0, 100)} is not nar/<52-character nix32 hash>.nar[.zst|.xz]`);
         keys.set(nar, name.key);
@@ -16026,14 +15971,14 @@ function matchRoute(rawUrl) {
     if (path.endsWith('.narinfo') && !path.slice(1).includes('/')) {
         throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not <32-character nix32 store path hash>.narinfo`, 'bad_name');
     }
-    const nar = path.startsWith('/nar/') ? parseNarFileName(path.slice('/nar/'.length)) : undefined;
+    const nar = path.startsWith('/nar/') ? (0,nar_url/* parseNarFileName */.Ib)(path.slice('/nar/'.length)) : undefined;
     if (nar)
         return { name: 'nar', fileHash: nar.hash, compression: compressionOf(nar), key: nar.key };
     if (path.startsWith('/nar/')) {
         throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`, 'bad_name');
     }
     const upload = path.startsWith(NAR_UPLOAD_PREFIX)
-        ? parseNarFileName(path.slice(NAR_UPLOAD_PREFIX.length))
+        ? (0,nar_url/* parseNarFileName */.Ib)(path.slice(NAR_UPLOAD_PREFIX.length))
         : undefined;
     if (upload)
         return { name: 'nar-upload', narHash: upload.hash, compression: compressionOf(upload), key: upload.key };
@@ -16184,9 +16129,19 @@ function routeTable(deps) {
             },
         },
         metrics: {
-            GET: async (_route, { res }) => {
-                const body = await deps.metrics.registry.metrics();
-                res.writeHead(200, { 'content-type': deps.metrics.registry.contentType });
+            GET: async (_route, request) => {
+                const { res } = request;
+                const access = await request.access();
+                // Per-slice series only for slices the request may read: anonymous scrapes see public ones
+                // (whoever owns them, so no owner lookup); a token's owners are looked up in one query.
+                const body = await deps.metrics.text(async (slices) => access.authenticated
+                    ? deps.cache.readableSlices(access, slices)
+                    : new Set(slices.filter((slice) => access.canRead(slice, null))));
+                // Differs by token now: never kept by a shared cache for another caller.
+                res.writeHead(200, {
+                    'content-type': deps.metrics.registry.contentType,
+                    'cache-control': 'private, no-store',
+                });
                 res.end(body);
             },
         },
@@ -16416,6 +16371,25 @@ class ServerMetrics {
     constructor() {
         (0,prom_client.collectDefaultMetrics)({ register: this.registry, prefix: 'sluice_' });
     }
+    /**
+     * The Prometheus text, with the per-slice series only of slices `shown` says yes to: a slice's
+     * name (a repository's, a pull request's) is as much the reader's business as its narinfos.
+     */
+    async text(shown) {
+        const lines = (await this.registry.metrics()).split('\n');
+        const slices = new Set(lines.map(sliceOf).filter((slice) => slice !== undefined));
+        const visible = await shown([...slices]);
+        return lines
+            .filter((line) => {
+            const slice = sliceOf(line);
+            return slice === undefined || visible.has(slice);
+        })
+            .join('\n');
+    }
+}
+/** The slice a line of `sluice_slice_bytes` or `sluice_slice_paths` is about (names need no escaping). */
+function sliceOf(line) {
+    return /^sluice_slice_(?:bytes|paths)\{(?:.*,)?slice="([^"]*)"/.exec(line)?.[1];
 }
 
 ;// CONCATENATED MODULE: ./src/server/retention/access.ts
@@ -17045,7 +17019,7 @@ function sendError(res, error) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(793);
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5781);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8675);
 
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(process.argv.slice(2));
@@ -17175,6 +17149,120 @@ async function sendFileRange(file, start, end, sink, pool, sent) {
 
 /***/ }),
 
+/***/ 9378:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Ib: () => (/* binding */ parseNarFileName),
+/* harmony export */   q$: () => (/* binding */ parseNarUrl),
+/* harmony export */   vU: () => (/* binding */ narFileName)
+/* harmony export */ });
+/* unused harmony exports NAR_EXTENSIONS, narUrl */
+/* harmony import */ var _nix32_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1229);
+
+/** File name extensions Nix gives compressed NARs. */
+const NAR_EXTENSIONS = { none: '', zstd: '.zst', xz: '.xz' };
+const COMPRESSION_OF_EXTENSION = new Map(Object.entries(NAR_EXTENSIONS).map(([compression, ext]) => [ext, compression]));
+/** `<hash>.nar<ext>`, the file name part; the extension any `.[a-z0-9]+` so an unknown one can be named. */
+const NAR_FILE_NAME = new RegExp(`^(${_nix32_js__WEBPACK_IMPORTED_MODULE_0__/* .NIX32_CLASS */ .Yc}{52})\\.nar((?:\\.[a-z0-9]+)?)$`);
+/** `<hash>.nar<ext>` \u2192 its parts; undefined when it is not that shape. */
+function parseNarFileName(name) {
+    const match = NAR_FILE_NAME.exec(name);
+    if (!match)
+        return undefined;
+    const extension = match[2];
+    return {
+        hash: match[1],
+        extension,
+        compression: COMPRESSION_OF_EXTENSION.get(extension),
+        key: name,
+    };
+}
+/** A narinfo's `URL:` (`nar/<hash>.nar<ext>`) \u2192 its parts; undefined when it is not that shape. */
+function parseNarUrl(url) {
+    return url.startsWith('nar/') ? parseNarFileName(url.slice('nar/'.length)) : undefined;
+}
+function narFileName(hashNix32, compression) {
+    return `${hashNix32}.nar${NAR_EXTENSIONS[compression]}`;
+}
+function narUrl(hashNix32, compression) {
+    return `nar/${narFileName(hashNix32, compression)}`;
+}
+
+
+/***/ }),
+
+/***/ 1229:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   $f: () => (/* binding */ NIX32_ALPHABET),
+/* harmony export */   Fp: () => (/* binding */ decodeNix32),
+/* harmony export */   XR: () => (/* binding */ isNix32),
+/* harmony export */   Yc: () => (/* binding */ NIX32_CLASS),
+/* harmony export */   ps: () => (/* binding */ nix32Length),
+/* harmony export */   x3: () => (/* binding */ encodeNix32),
+/* harmony export */   x8: () => (/* binding */ Nix32Error)
+/* harmony export */ });
+/**
+ * Nix's base-32 encoding ("nix32"): a custom alphabet without e, o, t, u, and the bytes read from
+ * the end, so the first character carries the most significant bits of the last byte.
+ */
+const NIX32_ALPHABET = '0123456789abcdfghijklmnpqrsvwxyz';
+/** One nix32 character, as a regular-expression class. */
+const NIX32_CLASS = `[${NIX32_ALPHABET}]`;
+const DIGIT_OF = new Map([...NIX32_ALPHABET].map((c, i) => [c, i]));
+/** Length in characters of the nix32 form of `byteLength` bytes. */
+function nix32Length(byteLength) {
+    return Math.ceil((byteLength * 8) / 5);
+}
+function encodeNix32(bytes) {
+    const length = nix32Length(bytes.length);
+    let out = '';
+    for (let n = length - 1; n >= 0; n--) {
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        const low = bytes[i] >> j;
+        const high = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
+        out += NIX32_ALPHABET[(low | high) & 0x1f];
+    }
+    return out;
+}
+class Nix32Error extends Error {
+}
+function decodeNix32(text, byteLength = Math.floor((text.length * 5) / 8)) {
+    if (text.length !== nix32Length(byteLength)) {
+        throw new Nix32Error(`nix32 string of ${text.length} characters cannot hold ${byteLength} bytes`);
+    }
+    const bytes = Buffer.alloc(byteLength);
+    for (let n = 0; n < text.length; n++) {
+        const c = text[text.length - n - 1];
+        const digit = DIGIT_OF.get(c);
+        if (digit === undefined)
+            throw new Nix32Error(`invalid character '${c}' in nix32 string`);
+        const bit = n * 5;
+        const i = bit >> 3;
+        const j = bit & 7;
+        bytes[i] |= (digit << j) & 0xff;
+        const carry = digit >> (8 - j);
+        if (i + 1 < byteLength)
+            bytes[i + 1] |= carry;
+        else if (carry !== 0)
+            throw new Nix32Error(`nix32 string has bits beyond ${byteLength} bytes`);
+    }
+    return bytes;
+}
+function isNix32(text) {
+    for (const c of text)
+        if (!DIGIT_OF.has(c))
+            return false;
+    return true;
+}
+
+
+/***/ }),
+
 /***/ 5578:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
@@ -17298,11 +17386,22 @@ function parseKeys(v, value) {
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   B: () => (/* binding */ isValidBlobKey)
+/* harmony export */   B: () => (/* binding */ isValidBlobKey),
+/* harmony export */   Q: () => (/* binding */ isNarBlobKey)
 /* harmony export */ });
+/* harmony import */ var _nix_nar_url_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9378);
+
 /** Blob keys are plain file names: no separators, no dot segments, nothing to encode. */
 function isValidBlobKey(key) {
     return /^[0-9a-z][0-9a-z.]{0,99}$/.test(key) && !key.includes('..');
+}
+/**
+ * Whether a listed name is one Sluice stores (`<nix32 hash>.nar[.zst|.xz]`): the collector deletes
+ * and aborts only those, so other objects under a bucket's prefix (another tool's, another
+ * tenant's) are never taken for orphans.
+ */
+function isNarBlobKey(key) {
+    return (0,_nix_nar_url_js__WEBPACK_IMPORTED_MODULE_0__/* .parseNarFileName */ .Ib)(key)?.compression !== undefined;
 }
 
 

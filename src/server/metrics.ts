@@ -71,4 +71,25 @@ export class ServerMetrics {
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
   }
+
+  /**
+   * The Prometheus text, with the per-slice series only of slices `shown` says yes to: a slice's
+   * name (a repository's, a pull request's) is as much the reader's business as its narinfos.
+   */
+  async text(shown: (slices: string[]) => Promise<Set<string>>): Promise<string> {
+    const lines = (await this.registry.metrics()).split('\n');
+    const slices = new Set(lines.map(sliceOf).filter((slice) => slice !== undefined));
+    const visible = await shown([...slices]);
+    return lines
+      .filter((line) => {
+        const slice = sliceOf(line);
+        return slice === undefined || visible.has(slice);
+      })
+      .join('\n');
+  }
+}
+
+/** The slice a line of `sluice_slice_bytes` or `sluice_slice_paths` is about (names need no escaping). */
+function sliceOf(line: string): string | undefined {
+  return /^sluice_slice_(?:bytes|paths)\{(?:.*,)?slice="([^"]*)"/.exec(line)?.[1];
 }

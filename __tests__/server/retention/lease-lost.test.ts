@@ -43,6 +43,8 @@ const backends: [string, () => Promise<Pair>][] = [
 ];
 
 const hash = (i: number) => String(i).padStart(32, '0');
+/** A NAR file's name, as the collector lists them (52 nix32 characters). */
+const narKey = (i: number) => `${String(i).padStart(52, '0')}.nar`;
 
 /** A pacer that, on its first pause once `when` says so, lets `act` run (between two steps). */
 class PacerWithHook extends Pacer {
@@ -83,13 +85,13 @@ describe.each(backends)('a collection that loses its lease, on %s', (_name, open
           slice: SLICE,
           hashPart: hash(i),
           storePath,
-          narKey: `k${i}.nar`,
-          narinfo: `StorePath: ${storePath}\nURL: nar/k${i}.nar\nFileSize: 10\nReferences: \n`,
+          narKey: narKey(i),
+          narinfo: `StorePath: ${storePath}\nURL: nar/${narKey(i)}\nFileSize: 10\nReferences: \n`,
           createdAt,
         },
         { time: createdAt, slice: SLICE, storePath, narSize: 10, fileSize: 10 },
       );
-      writeFileSync(join(narDir, `k${i}.nar`), 'ten bytes.');
+      writeFileSync(join(narDir, narKey(i)), 'ten bytes.');
     }
   });
   afterEach(async () => {

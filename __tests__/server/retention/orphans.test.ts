@@ -4,10 +4,13 @@
  * leaves an audit row.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { CreateMultipartUploadCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { serializeNarInfo } from '../../../src/nix/narinfo.js';
 import { SqliteMetadataStore } from '../../../src/server/storage/sqlite-metadata-store.js';
+import { createS3Client } from '../../../src/server/storage/s3-client.js';
+import { bucketContents, sharedBackends } from '../../support/backends.js';
 import { addTinyPaths } from '../../support/nix.js';
 import { DAY, TestClock } from '../../support/retention.js';
 import { narUploadFor, pushRaw, startTestServer, type TestServer } from '../../support/server.js';
@@ -79,4 +82,40 @@ describe('orphan NAR files', () => {
     });
     expect([res.status, await res.text()]).toEqual([400, expect.stringContaining('upload the NAR first')]);
   });
+});
+
+describe('a bucket prefix shared with other objects', () => {
+  it('loses only orphan NAR files to the collector: other objects and uploads stay', async () => {
+    const backends = await sharedBackends();
+    const s3 = await startTestServer({ clock: clock.now, yaml: backends.yaml });
+    const client = createS3Client(backends.bucket);
+    try {
+      const token = await s3.ciToken();
+      const [path] = await addTinyPaths(1, 'orphan-s3');
+      const orphan = await narUploadFor(path as string);
+      const res = await fetch(`${s3.url}/${orphan.narUrl}`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${token}` },
+        body: new Uint8Array(orphan.nar),
+      });
+      expect(res.status).toBe(201);
+      // Another tool's objects and its unfinished upload, under the same prefix (`cache/`).
+      const { bucket, prefix } = backends.bucket;
+      const foreign = ['index.html', 'backup.2026.tar', 'nix-cache-info'].map((name) => prefix + name);
+      for (const Key of foreign)
+        await client.send(new PutObjectCommand({ Bucket: bucket, Key, Body: 'not a nar' }));
+      await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: `${prefix}dump.sql` }));
+
+      clock.set(clock.time + 2 * DAY);
+      const report = await s3.collectGarbage();
+      expect(report.nars.map((nar) => nar.key)).toEqual([orphan.narUrl.slice('nar/'.length)]);
+      expect(report.abortedUploads).toBe(0);
+      const left = await bucketContents(backends.bucket);
+      expect(left.objects.sort()).toEqual([...foreign].sort());
+      expect(left.uploads).toEqual([`${prefix}dump.sql`]);
+    } finally {
+      client.destroy();
+      await s3.close();
+    }
+  }, 60_000);
 });

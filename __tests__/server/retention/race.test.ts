@@ -91,6 +91,29 @@ describe.each(BACKENDS)('a push racing the collector on %s', (_name, backendYaml
     }
   }, 60_000);
 
+  it('ends with the path served when the claim is over a minute old at the deletion', async () => {
+    // A claim lapses after a minute, and a push then reuses the file as left by a dead collector:
+    // a delete that comes later (a slow store, a paused process, a long run) must not go ahead.
+    const [path] = await addTinyPaths(1, 'race-late');
+    const upload = await narUploadFor(path as string);
+    expect(await pushRaw(server.url, token, upload)).toEqual([201, 201]);
+    clock.set(clock.time + 40 * DAY);
+    const deleted: string[] = [];
+    atDeletion = async (key) => {
+      if (key !== upload.narUrl.slice('nar/'.length)) return;
+      deleted.push(key);
+      clock.set(clock.time + 90_000);
+      expect(await pushRaw(server.url, token, upload)).toEqual([201, 201]);
+    };
+    try {
+      await server.collectGarbage();
+    } finally {
+      atDeletion = undefined;
+    }
+    expect(deleted).toContain(upload.narUrl.slice('nar/'.length));
+    await expectServed(upload);
+  }, 60_000);
+
   it('ends with the path served when nix copy is the pusher (HEAD, then upload)', async () => {
     const [path] = await addTinyPaths(1, 'race-nix');
     const upload = await narUploadFor(path as string);

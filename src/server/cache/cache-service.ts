@@ -120,6 +120,12 @@ export class CacheService {
     return (await meta.isNarReadable(key, reader.canRead)) || (await ownUpload());
   }
 
+  /** Those of `slices` the reader may read (their names included: metrics are filtered by it). */
+  async readableSlices(reader: Reader, slices: readonly string[]): Promise<Set<string>> {
+    const owners = await this.deps.meta.sliceOwners(slices);
+    return new Set(slices.filter((slice) => reader.canRead(slice, owners.get(slice) ?? null)));
+  }
+
   /** Whether the write slice is this writer's: not bound yet, or bound to its issuer and repository. */
   private async holdsWriteSlice(reader: Reader, slice: string): Promise<boolean> {
     if (!reader.bindWrite) return true;

@@ -216,6 +216,11 @@ async function deleteInBatches(
 
 /** NAR files deleted at once: each file's I/O waits its turn behind the lookups, so they overlap. */
 const NAR_CHUNK = 32;
+/**
+ * A claim lapses a minute after its time (a push then takes the file over, as from a dead
+ * collector): one older than this when its file is about to be deleted is taken again first.
+ */
+const RECLAIM_AFTER_MS = 10_000;
 
 /**
  * NAR files no narinfo uses, not touched nor written within the grace window: claimed one by one,
@@ -233,24 +238,38 @@ async function collectNars(
   const candidates: BlobInfo[] = [];
   for await (const blob of deps.blobs.list((key) => inUse.has(key)))
     if (+blob.modifiedAt < +unusedBefore) candidates.push(blob);
+  const clock = deps.now ?? Date.now;
+  // Stamped with the time it is made, not the run's start: a run that is minutes old would
+  // otherwise make claims that have already lapsed, and a push could reuse the file it deletes.
+  const claim = async (key: string): Promise<number | undefined> => {
+    const at = clock();
+    return (await deps.meta.claimNarDeletion(key, unusedBefore, new Date(at))) ? at : undefined;
+  };
   for (let i = 0; i < candidates.length; i += NAR_CHUNK) {
     let chunk = candidates.slice(i, i + NAR_CHUNK);
     if (!report.dryRun) {
       await deps.renewLease();
-      const claimed: BlobInfo[] = [];
-      for (const blob of chunk)
-        if (await deps.meta.claimNarDeletion(blob.key, unusedBefore, new Date(now))) claimed.push(blob);
+      const claimed: { blob: BlobInfo; at: number }[] = [];
+      for (const blob of chunk) {
+        const at = await claim(blob.key);
+        if (at !== undefined) claimed.push({ blob, at });
+      }
+      const deleted: BlobInfo[] = [];
       try {
         await Promise.all(
-          claimed.map(async (blob) => {
+          claimed.map(async ({ blob, at }) => {
             await deps.beforeBlobDelete?.(blob.key);
+            // Slow deletes or a paused process: a claim near its end is renewed (same checks) or
+            // the file stays, since a push may have used it meanwhile.
+            if (clock() - at > RECLAIM_AFTER_MS && (await claim(blob.key)) === undefined) return;
             await deps.blobs.delete(blob.key);
+            deleted.push(blob);
           }),
         );
       } finally {
-        await deps.meta.finishNarDeletion(claimed.map((blob) => blob.key));
+        await deps.meta.finishNarDeletion(claimed.map(({ blob }) => blob.key));
       }
-      chunk = claimed;
+      chunk = chunk.filter((blob) => deleted.includes(blob));
     }
     for (const blob of chunk) {
       const reason: NarReason = referencedBefore.has(blob.key) ? 'unused' : 'orphan';

@@ -4,6 +4,7 @@
  * put-if-absent of a complete object, ranged reads, head, delete, listing. No rename or append.
  */
 import type { Writable } from 'node:stream';
+import { parseNarFileName } from '../../nix/nar-url.js';
 
 export interface ByteRange {
   /** First byte, inclusive. */
@@ -25,7 +26,8 @@ export interface BlobStore {
   head(key: string): Promise<{ size: number } | null>;
   delete(key: string): Promise<void>;
   /**
-   * Every complete object, for the collector (orphans): its key, size and when it was written.
+   * Every complete NAR file (isNarBlobKey), for the collector (orphans): its key, size and when
+   * it was written.
    * Keys `skip` says yes to are left out, so a store that must look each object up (files) does
    * so only for the collector's candidates.
    */
@@ -57,4 +59,13 @@ export interface BlobReader {
 /** Blob keys are plain file names: no separators, no dot segments, nothing to encode. */
 export function isValidBlobKey(key: string): boolean {
   return /^[0-9a-z][0-9a-z.]{0,99}$/.test(key) && !key.includes('..');
+}
+
+/**
+ * Whether a listed name is one Sluice stores (`<nix32 hash>.nar[.zst|.xz]`): the collector deletes
+ * and aborts only those, so other objects under a bucket's prefix (another tool's, another
+ * tenant's) are never taken for orphans.
+ */
+export function isNarBlobKey(key: string): boolean {
+  return parseNarFileName(key)?.compression !== undefined;
 }

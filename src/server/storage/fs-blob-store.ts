@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { BufferPool, sendFileRange } from '../../nix/buffer-pool.js';
 import {
+  isNarBlobKey,
   isValidBlobKey,
   type BlobInfo,
   type BlobReader,
@@ -139,9 +140,7 @@ export class FsBlobStore implements BlobStore {
 
   async *list(skip: (key: string) => boolean = () => false): AsyncIterable<BlobInfo> {
     // One readdir (a single I/O wait however many files), then the candidates looked up 64 at a time.
-    const names = (await readdir(this.dir)).filter(
-      (name) => !name.startsWith(TEMP_PREFIX) && isValidBlobKey(name) && !skip(name),
-    );
+    const names = (await readdir(this.dir)).filter((name) => isNarBlobKey(name) && !skip(name));
     for (let i = 0; i < names.length; i += STAT_CHUNK) {
       const chunk = names.slice(i, i + STAT_CHUNK);
       // A file deleted since the listing is simply not there any more.

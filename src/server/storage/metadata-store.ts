@@ -132,6 +132,8 @@ export interface MetadataStore extends RetentionStore {
   isNarReadable(key: string, readable: SliceFilter): Promise<boolean>;
   /** The repository a slice belongs to, or null before its first accepted write. */
   sliceOwner(slice: string): Promise<SliceOwner | null>;
+  /** The owners of those of `slices` that have one, in one query. */
+  sliceOwners(slices: readonly string[]): Promise<Map<string, SliceOwner>>;
   /** Binds the slice to `owner` if it has no owner yet; returns the owner it has now. */
   bindSlice(slice: string, owner: SliceOwner): Promise<SliceOwner>;
   listAudit(filter: { slice?: string; since?: Date; limit?: number }): Promise<AuditEntry[]>;

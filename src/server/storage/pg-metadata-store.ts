@@ -30,6 +30,9 @@ export interface PgStoreOptions {
 
 type Row = Record<string, unknown>;
 
+/** How long a statement waits for a lock another session holds (lock_timeout). */
+export const LOCK_TIMEOUT_MS = 10_000;
+
 /** Errors that mean "the database is not there right now", as opposed to a bug or bad data. */
 const UNAVAILABLE_CODES = new Set([
   'ECONNREFUSED',
@@ -44,8 +47,9 @@ export function isUnavailable(error: unknown): boolean {
   // Duck-typed, not `instanceof Error`: errors from Node's sockets may come from another realm.
   if (typeof error !== 'object' || error === null) return false;
   const { code, errors, message } = error as { code?: unknown; errors?: unknown; message?: unknown };
-  // SQLSTATE classes 08 (connection), 57P (shutting down, starting up), 53 (out of resources).
-  if (/^(08|57P|53)/.test(String(code ?? '')) || UNAVAILABLE_CODES.has(String(code ?? ''))) return true;
+  // SQLSTATE classes 08 (connection), 57P (shutting down, starting up), 53 (out of resources);
+  // 55P03: lock_timeout (a lock held by a stalled session: retry later).
+  if (/^(08|57P|53|55P03)/.test(String(code ?? '')) || UNAVAILABLE_CODES.has(String(code ?? ''))) return true;
   // Node's AggregateError: a connect to every address of a host failed.
   if (Array.isArray(errors) && errors.some(isUnavailable)) return true;
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
@@ -66,6 +70,12 @@ export class PgMetadataStore implements MetadataStore {
       max: options.poolSize ?? 10,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
       idleTimeoutMillis: 30_000,
+      // A row another session holds locked (a replica paused or cut off mid-transaction holds its
+      // locks until its connection dies): wait this long, then 503, rather than pile up requests on
+      // it until the pool is gone. Our own transactions never wait on anything but the database,
+      // so a session idle inside one this long is such a replica; the server ends it.
+      lock_timeout: LOCK_TIMEOUT_MS,
+      idle_in_transaction_session_timeout: 60_000,
       // A connection the server dropped (restart) reports here; the next query opens a new one.
       allowExitOnIdle: false,
     });
@@ -240,6 +250,11 @@ export class PgMetadataStore implements MetadataStore {
     const { rows } = await this.query('SELECT * FROM slices WHERE name = $1', [slice]);
     const row = rows[0];
     return row ? sliceOwnerOf(row) : null;
+  }
+
+  async sliceOwners(slices: readonly string[]): Promise<Map<string, SliceOwner>> {
+    const { rows } = await this.query('SELECT * FROM slices WHERE name = ANY($1::text[])', [slices]);
+    return new Map(rows.map((row) => [str(row.name), sliceOwnerOf(row) as SliceOwner]));
   }
 
   async bindSlice(slice: string, owner: SliceOwner): Promise<SliceOwner> {

@@ -61,6 +61,8 @@ const MIGRATION_LOCK = 0x51_75_1c_e0;
 export async function migrate(client: PoolClient): Promise<number> {
   await client.query('BEGIN');
   try {
+    // A replica starting while another migrates waits for it, however long that takes.
+    await client.query('SET LOCAL lock_timeout = 0');
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
     await client.query(
       'CREATE TABLE IF NOT EXISTS sluice_schema (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())',

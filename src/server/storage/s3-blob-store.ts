@@ -25,6 +25,7 @@ import type { Readable, Writable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import { written } from '../../nix/buffer-pool.js';
 import {
+  isNarBlobKey,
   isValidBlobKey,
   type BlobInfo,
   type BlobReader,
@@ -181,7 +182,7 @@ export class S3BlobStore implements BlobStore {
     );
   }
 
-  /** Every object under the prefix whose name is a blob key, a page (1000) at a time. */
+  /** Every object under the prefix named as a NAR file, a page (1000) at a time. */
   async *list(skip: (key: string) => boolean = () => false): AsyncIterable<BlobInfo> {
     const { bucket, prefix } = this.options;
     let token: string | undefined;
@@ -193,7 +194,7 @@ export class S3BlobStore implements BlobStore {
       );
       for (const object of page.Contents ?? []) {
         const key = object.Key?.slice(prefix.length);
-        if (key === undefined || !isValidBlobKey(key) || !object.LastModified || skip(key)) continue;
+        if (key === undefined || !isNarBlobKey(key) || !object.LastModified || skip(key)) continue;
         yield { key, size: object.Size ?? 0, modifiedAt: object.LastModified };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
@@ -201,9 +202,9 @@ export class S3BlobStore implements BlobStore {
   }
 
   /**
-   * Aborts multipart uploads under the prefix begun before `before`: those a replica killed
-   * mid-upload left behind (they are never visible, but the store keeps their parts). Returns how
-   * many it aborted.
+   * Aborts multipart uploads of NAR files under the prefix begun before `before`: those a replica
+   * killed mid-upload left behind (they are never visible, but the store keeps their parts).
+   * Returns how many it aborted.
    */
   async abortIncompleteUploads(before: Date): Promise<number> {
     let aborted = 0;
@@ -222,6 +223,7 @@ export class S3BlobStore implements BlobStore {
       );
       for (const upload of page.Uploads ?? []) {
         if (!upload.Key || !upload.UploadId || !upload.Initiated || upload.Initiated >= before) continue;
+        if (!isNarBlobKey(upload.Key.slice(this.options.prefix.length))) continue;
         if (this.uploading.has(upload.UploadId)) continue;
         await guarded(
           this.client.send(

@@ -241,6 +241,13 @@ export class SqliteMetadataStore implements MetadataStore {
     return row ? sliceOwnerOf(row) : null;
   }
 
+  async sliceOwners(slices: readonly string[]): Promise<Map<string, SliceOwner>> {
+    const rows = this.sql('SELECT * FROM slices WHERE name IN (SELECT value FROM json_each(?))').all(
+      JSON.stringify(slices),
+    ) as Row[];
+    return new Map(rows.map((row) => [str(row.name), sliceOwnerOf(row) as SliceOwner]));
+  }
+
   async bindSlice(slice: string, owner: SliceOwner): Promise<SliceOwner> {
     this.sql(
       `INSERT OR IGNORE INTO slices (name, repository_id, repository_owner_id, created_at, issuer)
