@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from '@jest/globals';
 import { once } from 'node:events';
-import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -234,8 +234,25 @@ describe('sluice keys generate', () => {
         headers: { authorization: 'Bearer nope' },
       });
       expect(bad.status).toBe(401);
+      expect(a.logs.join('\n')).not.toContain('key file is readable');
     } finally {
       await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('warns at start about a key file that others than its owner may read', async () => {
+    const dir = join(tempDir(), 'keys');
+    expect(await runKeys(['generate', dir], { stdout: capture().stream, stderr: capture().stream })).toBe(0);
+    chmodSync(join(dir, 'token-key.pem'), 0o644);
+    const yaml = `keys: { signing_key_file: ${dir}/signing-key.sec, token_key_file: ${dir}/token-key.pem }\n`;
+    const server = await startTestServer({ yaml });
+    try {
+      const warnings = server.logs.filter((line) => line.includes('key file is readable'));
+      expect(warnings.map((line) => (JSON.parse(line) as { file: string }).file)).toEqual([
+        join(dir, 'token-key.pem'),
+      ]);
+    } finally {
+      await server.close();
     }
   });
 });

@@ -13225,6 +13225,13 @@ async function loadOrCreateSigningKey(dataDir, name) {
 
 
 
+/**
+ * Whether a key file is readable by its group or by everyone. A warning, not a refusal: Kubernetes
+ * mounts secrets 0644 by default, inside a container only the server's user sees.
+ */
+async function exposed(path) {
+    return ((await (0,promises_.stat)(path)).mode & 0o044) !== 0;
+}
 async function readKeyFile(key, path, parse) {
     let text;
     try {
@@ -13250,7 +13257,12 @@ async function loadServerKeys(config, dataDir) {
     const tokenKey = tokenKeyFile
         ? await readKeyFile('token_key_file', tokenKeyFile, (pem) => parseTokenKey(pem, tokenKeyFile))
         : (await loadOrCreateTokenKey(tokenKeyPath(dataDir))).key;
-    return { signingKey, tokenKey };
+    const named = [signingKeyFile, tokenKeyFile].filter((path) => path !== undefined);
+    const exposedKeyFiles = [];
+    for (const path of named)
+        if (await exposed(path))
+            exposedKeyFiles.push(path);
+    return { signingKey, tokenKey, exposedKeyFiles };
 }
 /** The token key's file for tools that sign tokens (`sluice token create`): the config's, else the data dir's. */
 function tokenKeyFileOf(config) {
@@ -13791,13 +13803,13 @@ class GcPacer {
         this.collect?.({ type });
     }
 }
-let exposed;
+let gc_pacer_exposed;
 function threadCollector() {
-    if (!exposed) {
+    if (!gc_pacer_exposed) {
         (0,external_node_v8_namespaceObject.setFlagsFromString)('--expose-gc');
-        exposed = (0,external_node_vm_namespaceObject.runInNewContext)('gc');
+        gc_pacer_exposed = (0,external_node_vm_namespaceObject.runInNewContext)('gc');
     }
-    return exposed;
+    return gc_pacer_exposed;
 }
 
 ;// CONCATENATED MODULE: ./src/server/cache/nar-verifier.ts
@@ -16535,7 +16547,9 @@ async function startServer(config, options = {}) {
     const log = createLogger(options.logDestination);
     const paths = dataPaths(config.data);
     const dataDir = paths.root;
-    const { signingKey, tokenKey } = await loadServerKeys(config, dataDir);
+    const { signingKey, tokenKey, exposedKeyFiles } = await loadServerKeys(config, dataDir);
+    for (const file of exposedKeyFiles)
+        log.warn({ file }, 'key file is readable by other users than its owner: chmod 600 it');
     const storage = await openStorage(config, paths, log);
     const { blobs, meta } = storage;
     const metrics = new ServerMetrics();

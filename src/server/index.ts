@@ -87,7 +87,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const log = createLogger(options.logDestination);
   const paths = dataPaths(config.data);
   const dataDir = paths.root;
-  const { signingKey, tokenKey } = await loadServerKeys(config, dataDir);
+  const { signingKey, tokenKey, exposedKeyFiles } = await loadServerKeys(config, dataDir);
+  for (const file of exposedKeyFiles)
+    log.warn({ file }, 'key file is readable by other users than its owner: chmod 600 it');
   const storage = await openStorage(config, paths, log);
   const { blobs, meta } = storage;
   const metrics = new ServerMetrics();

@@ -5,7 +5,7 @@
  * file must exist, as a replica that made up its own key would sign what the others cannot verify.
  */
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateSecretKey, parseSecretKey, type SecretKey } from '../nix/signing.js';
 import { ConfigError, type Config } from './config/config-schema.js';
@@ -15,6 +15,16 @@ import { defaultKeyName, loadOrCreateSigningKey } from './signing-key.js';
 export interface ServerKeys {
   signingKey: SecretKey;
   tokenKey: KeyObject;
+  /** Named key files that others than their owner may read: worth a warning at start. */
+  exposedKeyFiles: string[];
+}
+
+/**
+ * Whether a key file is readable by its group or by everyone. A warning, not a refusal: Kubernetes
+ * mounts secrets 0644 by default, inside a container only the server's user sees.
+ */
+async function exposed(path: string): Promise<boolean> {
+  return ((await stat(path)).mode & 0o044) !== 0;
 }
 
 async function readKeyFile<T>(key: string, path: string, parse: (text: string) => T): Promise<T> {
@@ -42,7 +52,10 @@ export async function loadServerKeys(config: Config, dataDir: string): Promise<S
   const tokenKey = tokenKeyFile
     ? await readKeyFile('token_key_file', tokenKeyFile, (pem) => parseTokenKey(pem, tokenKeyFile))
     : (await loadOrCreateTokenKey(tokenKeyPath(dataDir))).key;
-  return { signingKey, tokenKey };
+  const named = [signingKeyFile, tokenKeyFile].filter((path) => path !== undefined);
+  const exposedKeyFiles: string[] = [];
+  for (const path of named) if (await exposed(path)) exposedKeyFiles.push(path);
+  return { signingKey, tokenKey, exposedKeyFiles };
 }
 
 /** The token key's file for tools that sign tokens (`sluice token create`): the config's, else the data dir's. */
