@@ -16084,6 +16084,7 @@ async function postPin(cache, request) {
 
 
 
+
 function routeTable(deps) {
     const narinfo = (route, request) => getNarInfo(deps.cache, request, route.hashPart);
     const links = {
@@ -16211,8 +16212,10 @@ function createRouter(deps) {
                 deps.guard?.refused(req, routeName);
             if (!(error instanceof http_error/* HttpError */.j))
                 deps.log.error({ err: error, path }, 'request failed');
-            else if (error.status === 503)
-                deps.log.warn({ path, reason: error.message }, 'unavailable');
+            else if (error.status === 503) {
+                const detail = error instanceof unavailable/* StorageUnavailableError */.y7 ? { detail: error.detail } : {};
+                deps.log.warn({ path, reason: error.message, ...detail }, 'unavailable');
+            }
             else if (hasBody(req) && !['token', 'narinfos', 'nar-links'].includes(routeName))
                 deps.metrics.rejectedUploads.inc({ reason: error.reason });
             // A body we did not read would be parsed as the next request: close the connection instead.
@@ -17501,11 +17504,36 @@ function auditEntry(r) {
 /** Seconds a client should wait before retrying: a restarting database is back within seconds. */
 const RETRY_AFTER_SECONDS = 2;
 class StorageUnavailableError extends _contracts_http_error_js__WEBPACK_IMPORTED_MODULE_0__/* .HttpError */ .j {
+    /**
+     * The cause in full, for the server's log only: a driver's message names the host and port it
+     * tried (`connect ECONNREFUSED 10.0.0.5:5432`), which is no business of whoever sent the request.
+     */
+    detail;
     constructor(what, cause) {
-        super(503, `${what} is unavailable: ${describeCause(cause)}`, 'storage_unavailable', {
+        const code = publicCode(cause);
+        super(503, `${what} is unavailable${code ? ` (${code})` : ''}: retry shortly`, 'storage_unavailable', {
             'retry-after': String(RETRY_AFTER_SECONDS),
         });
+        this.detail = describeCause(cause);
     }
+}
+/**
+ * The cause's error code (ECONNREFUSED, PostgreSQL's 57P01) or class name: nothing else of its
+ * message. The AWS SDK wraps socket errors in one whose message alone names the errno.
+ */
+function publicCode(cause) {
+    if (typeof cause !== 'object' || cause === null)
+        return undefined;
+    const { code, errors, message, name } = cause;
+    const codes = [code, Array.isArray(errors) ? errors[0]?.code : undefined];
+    if (typeof message === 'string')
+        codes.push(/\b(E[A-Z]{3,20})\b/.exec(message)?.[1]);
+    const found = codes.find((candidate) => typeof candidate === 'string' && /^[A-Z0-9_]{2,40}$/.test(candidate));
+    if (typeof found === 'string')
+        return found;
+    if (typeof name === 'string' && /^[A-Za-z]{1,40}Error$/.test(name) && name !== 'Error')
+        return name;
+    return undefined;
 }
 /** One line naming the cause, without stack or credentials (messages from the drivers carry neither). */
 function describeCause(cause) {

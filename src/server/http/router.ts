@@ -28,6 +28,7 @@ import type { CacheService } from '../cache/cache-service.js';
 import { matchRoute, type Route } from './paths.js';
 import { postPin } from './pins.js';
 import type { RequestGuard } from './rate-limit.js';
+import { StorageUnavailableError } from '../storage/unavailable.js';
 
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
@@ -194,8 +195,10 @@ export function createRouter(deps: RouterDeps): RawHandler {
     } catch (error) {
       if (error instanceof HttpError && error.status === 401) deps.guard?.refused(req, routeName);
       if (!(error instanceof HttpError)) deps.log.error({ err: error, path }, 'request failed');
-      else if (error.status === 503) deps.log.warn({ path, reason: error.message }, 'unavailable');
-      else if (hasBody(req) && !['token', 'narinfos', 'nar-links'].includes(routeName))
+      else if (error.status === 503) {
+        const detail = error instanceof StorageUnavailableError ? { detail: error.detail } : {};
+        deps.log.warn({ path, reason: error.message, ...detail }, 'unavailable');
+      } else if (hasBody(req) && !['token', 'narinfos', 'nar-links'].includes(routeName))
         deps.metrics.rejectedUploads.inc({ reason: error.reason });
       // A body we did not read would be parsed as the next request: close the connection instead.
       if (hasBody(req) && !req.complete && !res.headersSent) res.setHeader('connection', 'close');

@@ -8,11 +8,41 @@ import { HttpError } from '../../contracts/http-error.js';
 export const RETRY_AFTER_SECONDS = 2;
 
 export class StorageUnavailableError extends HttpError {
+  /**
+   * The cause in full, for the server's log only: a driver's message names the host and port it
+   * tried (`connect ECONNREFUSED 10.0.0.5:5432`), which is no business of whoever sent the request.
+   */
+  readonly detail: string;
+
   constructor(what: string, cause: unknown) {
-    super(503, `${what} is unavailable: ${describeCause(cause)}`, 'storage_unavailable', {
+    const code = publicCode(cause);
+    super(503, `${what} is unavailable${code ? ` (${code})` : ''}: retry shortly`, 'storage_unavailable', {
       'retry-after': String(RETRY_AFTER_SECONDS),
     });
+    this.detail = describeCause(cause);
   }
+}
+
+/**
+ * The cause's error code (ECONNREFUSED, PostgreSQL's 57P01) or class name: nothing else of its
+ * message. The AWS SDK wraps socket errors in one whose message alone names the errno.
+ */
+function publicCode(cause: unknown): string | undefined {
+  if (typeof cause !== 'object' || cause === null) return undefined;
+  const { code, errors, message, name } = cause as {
+    code?: unknown;
+    errors?: { code?: unknown }[];
+    message?: unknown;
+    name?: unknown;
+  };
+  const codes = [code, Array.isArray(errors) ? errors[0]?.code : undefined];
+  if (typeof message === 'string') codes.push(/\b(E[A-Z]{3,20})\b/.exec(message)?.[1]);
+  const found = codes.find(
+    (candidate) => typeof candidate === 'string' && /^[A-Z0-9_]{2,40}$/.test(candidate),
+  );
+  if (typeof found === 'string') return found;
+  if (typeof name === 'string' && /^[A-Za-z]{1,40}Error$/.test(name) && name !== 'Error') return name;
+  return undefined;
 }
 
 /** One line naming the cause, without stack or credentials (messages from the drivers carry neither). */
