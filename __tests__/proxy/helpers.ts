@@ -1,5 +1,6 @@
 /** Shared by the proxy tests: start the real daemon in-process from a real config file, capture its log. */
 import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +22,21 @@ export interface TestDaemon extends Daemon {
   /** Everything the daemon logged so far. */
   logText(): string;
   control<T = StatsJson>(path: string, body?: unknown): Promise<{ status: number; json: T }>;
+}
+
+/**
+ * A listening `node:http` server playing the cache server's part, and a reading job's daemon in
+ * front of it: for what the daemon does with answers the real server never gives.
+ */
+export async function startDaemonBefore(server: Server): Promise<TestDaemon> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return startTestDaemon({
+    server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    token: 'cache-token-0123456789',
+    tokenExpiresAt: new Date(Date.now() + 3600_000).toISOString(),
+    read: ['acme/app'],
+    write: null,
+  });
 }
 
 export async function startTestDaemon(

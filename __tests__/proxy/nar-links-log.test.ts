@@ -5,9 +5,8 @@
  */
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { NAR_LINKS_PATH } from '../../src/contracts/nar-links.js';
-import { startTestDaemon, type TestDaemon } from './helpers.js';
+import { startDaemonBefore, type TestDaemon } from './helpers.js';
 
 const NAR = `nar/${'1'.repeat(52)}.nar.zst`;
 const SIGNED = `${NAR}?sig=signed-read-right-for-this-nar`;
@@ -28,14 +27,7 @@ beforeAll(async () => {
       res.writeHead(404).end();
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  daemon = await startTestDaemon({
-    server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    token: 'cache-token-0123456789',
-    tokenExpiresAt: new Date(Date.now() + 3600_000).toISOString(),
-    read: ['acme/app'],
-    write: null,
-  });
+  daemon = await startDaemonBefore(server);
 });
 afterAll(async () => {
   await daemon?.close();

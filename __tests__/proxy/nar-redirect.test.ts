@@ -5,8 +5,7 @@
  */
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { startTestDaemon, type TestDaemon } from './helpers.js';
+import { startDaemonBefore, type TestDaemon } from './helpers.js';
 
 let hostile: Server;
 let daemon: TestDaemon;
@@ -25,14 +24,7 @@ beforeAll(async () => {
     if (location) res.writeHead(302, { location, 'content-length': 0 }).end();
     else res.writeHead(404).end();
   });
-  await new Promise<void>((resolve) => hostile.listen(0, '127.0.0.1', resolve));
-  daemon = await startTestDaemon({
-    server: `http://127.0.0.1:${(hostile.address() as AddressInfo).port}`,
-    token: 'cache-token-0123456789',
-    tokenExpiresAt: new Date(Date.now() + 3600_000).toISOString(),
-    read: ['acme/app'],
-    write: null,
-  });
+  daemon = await startDaemonBefore(hostile);
 });
 afterAll(async () => {
   await daemon?.close();
