@@ -100,7 +100,7 @@ function runNote(runs: ServerRun[], sdkRuns: UploadRun[] = []): string {
 function floorNote(verifyCpu: number, runs: ServerRun[], sdkRuns: UploadRun[]): string {
   const sluice = medianRun(runs);
   const sdk = medianRun(sdkRuns);
-  const verification = `Verification alone (FileHash, zstd, NarHash of the same files, one thread): ${verifyCpu.toFixed(1)} s CPU`;
+  const verification = `Verification alone (FileHash, zstd, NarHash of the same files, on a verification worker as the server runs it): ${verifyCpu.toFixed(1)} s CPU`;
   if (sluice.objectStoreCpu === undefined) return verification;
   const cores = availableParallelism();
   const seconds = (sluice.clientCpu + sluice.objectStoreCpu + verifyCpu + sdk.clientCpu) / cores;
