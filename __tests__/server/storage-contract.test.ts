@@ -339,15 +339,25 @@ describe.each(metadataBackends)('MetadataStore on %s', (_name, open) => {
       a: { owner: null, hashParts: [hash('1'), hash('2')] },
       b: { owner: { issuer: 'github', repositoryId: '7', repositoryOwnerId: '8' }, hashParts: [hash('1')] },
     });
-    // Nothing new: nothing (a store may repeat rows, but not these, long committed).
-    expect((await meta.narInfoHashParts(all.cursor)).slices).toEqual([]);
+    // From a cursor: whatever came after it, and possibly rows already listed (PostgreSQL's cursor
+    // is the cluster's oldest running transaction, which another session may hold back), nothing else.
+    const only = (answer: Awaited<ReturnType<MetadataStore['narInfoHashParts']>>, known: string[]) =>
+      expect(
+        answer.slices
+          .flatMap(({ slice, hashParts }) => (hashParts.match(/.{32}/g) ?? []).map((h) => `${slice} ${h}`))
+          .filter((row) => !known.includes(row)),
+      ).toEqual([]);
+    const listed = [`a ${hash('1')}`, `a ${hash('2')}`, `b ${hash('1')}`];
+    only(await meta.narInfoHashParts(all.cursor), listed);
     await meta.putNarInfo(record('b', 4, hash('3')), audit('b'));
     expect(await meta.putNarInfo(record('a', 5, hash('1')), audit('a'))).toBe('exists');
     const later = await meta.narInfoHashParts(all.cursor);
-    expect(byslice(later)).toEqual({
-      b: { owner: { issuer: 'github', repositoryId: '7', repositoryOwnerId: '8' }, hashParts: [hash('3')] },
+    expect(byslice(later).b).toEqual({
+      owner: { issuer: 'github', repositoryId: '7', repositoryOwnerId: '8' },
+      hashParts: expect.arrayContaining([hash('3')]),
     });
-    expect((await meta.narInfoHashParts(later.cursor)).slices).toEqual([]);
+    only(later, [...listed, `b ${hash('3')}`]);
+    only(await meta.narInfoHashParts(later.cursor), [...listed, `b ${hash('3')}`]);
     expect(byslice(await meta.narInfoHashParts(null)).b?.hashParts).toEqual([hash('1'), hash('3')]);
   });
 
