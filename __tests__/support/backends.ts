@@ -11,7 +11,15 @@ import {
 } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -190,7 +198,29 @@ export interface PrivateServices {
   stop(): Promise<void>;
 }
 
-export async function startPrivateServices(): Promise<PrivateServices> {
+/** The last lines of every log under `dir`, for an error that must say why a service did not start. */
+function logTails(dir: string, lines = 5): string {
+  const tails: string[] = [];
+  const walk = (path: string) => {
+    for (const entry of readdirSync(path, { withFileTypes: true })) {
+      const file = join(path, entry.name);
+      if (entry.isDirectory()) walk(file);
+      else if (/\.(log|stderr)$/.test(entry.name)) {
+        let tail = '';
+        try {
+          tail = readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+        } catch {
+          // A log of another user's (PostgreSQL's) may be unreadable: the others still tell.
+        }
+        if (tail) tails.push(`${file}:\n${tail}`);
+      }
+    }
+  };
+  if (existsSync(dir)) walk(dir);
+  return tails.join('\n');
+}
+
+export async function startPrivateServices(attempt = 1): Promise<PrivateServices> {
   const dir = mkdtempSync(join(process.env.SLUICE_TEST_SERVICES_TMPDIR || '/tmp', 'sluice-outage-'));
   chmodSync(dir, 0o755);
   const pgEnv = {
@@ -220,9 +250,14 @@ export async function startPrivateServices(): Promise<PrivateServices> {
       stop,
     };
   } catch (error) {
+    const logs = logTails(dir);
     await stop();
+    // Now and then Ceph fails a step of its start on a loaded 2-core machine: once more, on fresh
+    // ports, before the outage tests fail for it.
+    const fixedPorts = process.env.SLUICE_TEST_OUTAGE_RGW_PORT || process.env.SLUICE_TEST_OUTAGE_PG_PORT;
+    if (attempt === 1 && !fixedPorts) return startPrivateServices(2);
     throw new Error(
-      `cannot start the outage tests' own PostgreSQL and Ceph RGW: ${(error as { stderr?: string }).stderr ?? error}`,
+      `cannot start the outage tests' own PostgreSQL and Ceph RGW: ${(error as { stderr?: string }).stderr ?? error}\n${logs}`,
     );
   }
 }
