@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import type { StaticServer } from './nginx.js';
-import { cpuSeconds, freePort, startProcess, stopProcess, waitForHttp } from './processes.js';
+import { cpuSeconds, freePort, startProcess, stopProcess, waitUntilServing } from './processes.js';
 
 /** About the size of a narinfo, so the writes cost what the proxy's answers cost. */
 const SERVER_SCRIPT = `
@@ -31,11 +31,6 @@ export async function startBareHttp(workDir: string): Promise<BareHttpServer> {
     join(workDir, 'bare-http.log'),
   );
   const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitForHttp(`${url}/nix-cache-info`, 10_000, child);
-  } catch (error) {
-    await stopProcess(child);
-    throw new Error(`the bare node:http server did not start: ${String(error)}\n${child.output()}`);
-  }
+  await waitUntilServing(child, url, 'the bare node:http server');
   return { url, cpuSeconds: () => cpuSeconds(child.pid!), close: () => stopProcess(child) };
 }

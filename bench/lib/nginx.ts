@@ -4,7 +4,7 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, startProcess, stopProcess, waitForHttp } from './processes.js';
+import { freePort, startProcess, stopProcess, waitUntilServing } from './processes.js';
 
 export const NGINX_INSTALL_HINT = 'apt-get install -y nginx-light   (Debian/Ubuntu; any nginx ≥ 1.19 works)';
 
@@ -48,11 +48,6 @@ http {
     join(workDir, 'nginx.out'),
   );
   const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitForHttp(`${url}/nix-cache-info`, 10_000, child);
-  } catch (error) {
-    await stopProcess(child);
-    throw new Error(`nginx did not start: ${String(error)}\n${child.output()}`);
-  }
+  await waitUntilServing(child, url, 'nginx');
   return { url, close: () => stopProcess(child) };
 }

@@ -62,6 +62,20 @@ export function startProcess(
   return Object.assign(child, { output });
 }
 
+/** Waits until a cache server we started answers `url`/nix-cache-info; else stops it and says why, with its log. */
+export async function waitUntilServing(
+  child: ChildProcess & { output: () => string },
+  url: string,
+  what: string,
+): Promise<void> {
+  try {
+    await waitForHttp(`${url}/nix-cache-info`, 10_000, child);
+  } catch (error) {
+    await stopProcess(child);
+    throw new Error(`${what} did not start: ${String(error)}\n${child.output()}`);
+  }
+}
+
 function hasExited(child: ChildProcess): boolean {
   return child.exitCode !== null || child.signalCode !== null;
 }
