@@ -117,13 +117,8 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
       GET: async (_route, request) => {
         const { res } = request;
         const access = await request.access();
-        // Per-slice series only for slices the request may read: anonymous scrapes see public ones
-        // (whoever owns them, so no owner lookup); a token's owners are looked up in one query.
-        const body = await deps.metrics.text(async (slices) =>
-          access.authenticated
-            ? deps.cache.readableSlices(access, slices)
-            : new Set(slices.filter((slice) => access.canRead(slice, null))),
-        );
+        // Per-slice series only for slices the request may read: anonymous scrapes see public ones.
+        const body = await deps.metrics.text((slices) => deps.cache.readableSlices(access, slices));
         // Differs by token now: never kept by a shared cache for another caller.
         res.writeHead(200, {
           'content-type': deps.metrics.registry.contentType,
