@@ -165,6 +165,7 @@ describe('narinfo lookups through the proxy', () => {
       failures: 3, // the first try and both retries
       status: 500,
       failWhen: (method) => method === 'POST',
+      refuseRecent: true,
     });
     cleanups.push(front.close);
     const d = await daemonFor(front.url);
@@ -183,9 +184,10 @@ describe('narinfo lookups through the proxy', () => {
     const front = await startFront(stack.server.url, {
       failures: 1000,
       status: 404,
-      // Older than the batch route, so older than the narinfo set too.
+      // Older than the batch route, so older than the narinfo set and the recent narinfos too.
       failWhen: (method, url) =>
         (method === 'POST' && url === '/_api/v1/narinfos') || url === '/_api/v1/narinfo-set',
+      refuseRecent: true,
     });
     cleanups.push(front.close);
     const d = await daemonFor(front.url);

@@ -219,7 +219,7 @@ describe('lookups answered from the narinfo set', () => {
     const app = await stack.server.ciToken();
     for (const upload of uploads) expect(await pushRaw(stack.server.url, app, upload)).toEqual([201, 201]);
     const [leaf, middle, top] = uploads;
-    const front = await startFront(stack.server.url);
+    const front = await startFront(stack.server.url, { refuseRecent: true });
     cleanups.push(front.close);
     const d = await daemonFor(front.url, new ManualClock().freeze());
     expect(await setState(d)).toBe('loaded');

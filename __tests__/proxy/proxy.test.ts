@@ -7,7 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StorePath } from '../../src/nix/store-path.js';
-import { NARINFO_BATCH_LIMIT } from '../../src/contracts/narinfo-batch.js';
+import { NARINFO_BATCH_LIMIT, RECENT_NARINFOS_PATH } from '../../src/contracts/narinfo-batch.js';
 import { NAR_LINKS_PATH } from '../../src/contracts/nar-links.js';
 import { addTinyPaths, makeNixMachine, nix, nixBuild, randomChainExpr, salt } from '../support/nix.js';
 import { createLogger, Secrets } from '../../src/proxy/report/daemon-log.js';
@@ -452,7 +452,9 @@ describe('pushing', () => {
     const again = (await second.control('drain', { deadlineSeconds: 60, paths })).json;
     expect(again.pushed.paths).toBe(0);
     expect(again.skipped).toEqual({ alreadyCached: count, upstream: 0, filtered: 0 });
-    const checks = front.requests.filter((r) => !r.startsWith('GET /_api/v1/narinfo-set'));
+    const checks = front.requests.filter(
+      (r) => !r.startsWith('GET /_api/v1/narinfo-set') && r !== `GET ${RECENT_NARINFOS_PATH}`,
+    );
     expect(checks).toEqual(batches.map(() => 'POST /_api/v1/narinfos'));
   });
 

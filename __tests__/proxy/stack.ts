@@ -12,6 +12,7 @@ import {
 } from '../../src/contracts/server-api.js';
 import { githubClaims } from '../support/oidc-issuer.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { RECENT_NARINFOS_PATH } from '../../src/contracts/narinfo-batch.js';
 
 export interface Stack {
   server: TestServer;
@@ -77,6 +78,8 @@ export async function startFront(
     status?: number;
     retryAfter?: string;
     failWhen?: (method: string, url: string) => boolean;
+    /** Answer the recent narinfos' route 404, as a server from before it: hits go to the batches. */
+    refuseRecent?: boolean;
   } = {},
 ): Promise<{
   url: string;
@@ -95,6 +98,10 @@ export async function startFront(
       const entry = { url: req.url ?? '', body: '' };
       posted.push(entry);
       req.on('data', (chunk: Buffer) => (entry.body += chunk.toString('utf8')));
+    }
+    if (options.refuseRecent && req.url === RECENT_NARINFOS_PATH) {
+      res.writeHead(404).end('no such endpoint');
+      return;
     }
     if (
       (options.failWhen?.(req.method ?? '', req.url ?? '') ?? true) &&

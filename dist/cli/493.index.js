@@ -248,6 +248,9 @@ const MIGRATIONS = [
    CREATE INDEX narinfos_by_txid ON narinfos (txid);`,
     // 5: retention: access times, NAR claims, pins, the collector's lease, deletion audit rows.
     RETENTION_MIGRATION,
+    // 6: the recent narinfos a job's proxy is handed (each slice's, newest use first).
+    // (the ORDER BY of metadata-rows.ts's recentNarInfosSql).
+    `CREATE INDEX narinfos_by_slice_use ON narinfos (slice, (coalesce(last_accessed_at, created_at)))`,
 ];
 /** An arbitrary constant naming Sluice's migration lock among the database's advisory locks. */
 const MIGRATION_LOCK = 0x51_75_1c_e0;
@@ -474,6 +477,9 @@ class PgMetadataStore {
             hashParts,
         ]);
         return rows.map(metadata_rows/* narInfoRecord */.X8).filter((record) => readable(record.slice, record.owner ?? null));
+    }
+    async recentNarInfos(slice, limit) {
+        return (await this.query((0,metadata_rows/* recentNarInfosSql */.WK)('$1', '$2'), [slice, limit])).rows.map(metadata_rows/* recentNarInfo */.Vb);
     }
     async narInfoHashParts(since) {
         // One statement, one snapshot: every transaction below its xmin has ended, so each narinfo

@@ -8610,7 +8610,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 8675:
+/***/ 3807:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -9030,6 +9030,8 @@ class SqliteMetadataStore {
         // delete). Rows from before it have none and are only in full answers.
         this.addColumn('narinfos', 'seq', 'INTEGER');
         this.db.exec('CREATE INDEX IF NOT EXISTS narinfos_by_seq ON narinfos (seq)');
+        // The recent narinfos' order (metadata-rows.ts's recentNarInfosSql), read backwards per slice.
+        this.db.exec('CREATE INDEX IF NOT EXISTS narinfos_by_slice_use ON narinfos (slice, coalesce(last_accessed_at, created_at))');
         // Slices are filtered inside the query, on the (hash_part, slice) index: a narinfo in a slice the
         // reader cannot see is never returned, so it costs (and times) about like one that does not exist.
         this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) => this.readable(String(slice), (0,metadata_rows/* sliceOwnerOf */.du)({ issuer, repository_id: repositoryId, repository_owner_id: repositoryOwnerId }))
@@ -9124,6 +9126,9 @@ class SqliteMetadataStore {
     }
     async narInfoHashParts(since) {
         return readHashParts(this.run, since);
+    }
+    async recentNarInfos(slice, limit) {
+        return this.sql((0,metadata_rows/* recentNarInfosSql */.WK)('?', '?')).all(slice, limit).map(metadata_rows/* recentNarInfo */.Vb);
     }
     async isNarReadable(key, readable) {
         const rows = this.sql(`SELECT DISTINCT n.slice, s.issuer, s.repository_id, s.repository_owner_id
@@ -14250,10 +14255,7 @@ class NarInfoSetIndex {
     }
     /** The whole set for `canRead`, covering every narinfo committed before this call. */
     async full(canRead) {
-        await this.refresh();
-        const readable = [...this.slices.entries()]
-            .filter(([slice, entry]) => entry.prefixes.length > 0 && canRead(slice, entry.owner))
-            .sort(([a], [b]) => (a < b ? -1 : 1));
+        const readable = await this.readable(canRead);
         const key = readable.map(([slice]) => slice).join('\n');
         const cached = this.unions.get(key);
         if (cached?.version === this.version)
@@ -14269,6 +14271,13 @@ class NarInfoSetIndex {
         if (this.unions.size > CACHED_UNIONS)
             this.unions.delete(this.unions.keys().next().value);
         return answer;
+    }
+    /** The slices holding narinfos that `canRead` admits, by name, as of now. */
+    async readable(canRead) {
+        await this.refresh();
+        return [...this.slices.entries()]
+            .filter(([slice, entry]) => entry.prefixes.length > 0 && canRead(slice, entry.owner))
+            .sort(([a], [b]) => (a < b ? -1 : 1));
     }
     /** What `canRead` gained since `cursor`, asked of the store directly (small, and exact for any cursor). */
     async since(canRead, cursor) {
@@ -14321,6 +14330,75 @@ class NarInfoSetIndex {
             entry.prefixes = union([entry.prefixes, added]);
         }
     }
+}
+
+;// CONCATENATED MODULE: ./src/contracts/narinfo-batch.ts
+/**
+ * The batch narinfo lookup route as server and proxy both know it: where it is, how many hash
+ * parts one request may name, and which slices a lookup may ask.
+ */
+const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
+/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
+const NARINFO_BATCH_LIMIT = 1000;
+/**
+ * `GET /_api/v1/narinfos/recent`: the narinfos of the readable slices most recently used (read or
+ * pushed), newest first, in the batch answer's form, for the proxy to answer Nix's hits from memory
+ * (src/server/cache/recent-narinfos.ts, src/proxy/pull/recent-narinfos.ts). At most this many, and
+ * this much narinfo text.
+ */
+const RECENT_NARINFOS_PATH = '/_api/v1/narinfos/recent';
+const RECENT_NARINFOS_LIMIT = 10_000;
+const RECENT_NARINFOS_BYTES = 8 * 1024 * 1024;
+const NARINFO_LOOKUP_SCOPES = ['union', 'write'];
+
+;// CONCATENATED MODULE: ./src/server/cache/recent-narinfos.ts
+/**
+ * The recent narinfos a job's proxy is handed at start (`GET /_api/v1/narinfos/recent`): the
+ * narinfos of the reader's slices that were used last (read, else pushed), newest first, so that
+ * Nix's hits on what the previous jobs used are answered from the proxy's memory. A CI job mostly
+ * asks for what the last run of it asked for.
+ *
+ * Every answer is the one a lookup of that hash part would give now: the candidates come from the
+ * readable slices' newest rows, and are then looked up in the union of all readable slices with the
+ * lookup's precedence. The reads are not recorded here (that would keep whatever is listed alive
+ * for ever): the proxy reports the paths Nix actually read, through the batch lookup route.
+ */
+
+
+/**
+ * Slices asked for their newest rows, those of highest precedence first: one indexed query each,
+ * so a read token granted hundreds of slices costs what sixteen do.
+ */
+const RECENT_SLICES = 16;
+const RECENT_LIMITS = { count: RECENT_NARINFOS_LIMIT, bytes: RECENT_NARINFOS_BYTES };
+/** The newest `limit` distinct hash parts of several slices' newest-first lists. */
+function newestHashParts(lists, limit) {
+    const all = lists.flat().sort((a, b) => b.usedAt - a.usedAt);
+    return [...new Set(all.map((entry) => entry.hashPart))].slice(0, limit);
+}
+/** The signed narinfos to hand the reader, keyed by hash part, newest use first. */
+async function recentNarInfos(deps, reader, readable, limits = RECENT_LIMITS) {
+    const slices = readable
+        .map(([slice, entry]) => ({ slice, rank: reader.rank(slice, entry.owner) ?? Number.MAX_SAFE_INTEGER }))
+        .sort((a, b) => a.rank - b.rank)
+        .slice(0, RECENT_SLICES);
+    const lists = await Promise.all(slices.map(({ slice }) => deps.meta.recentNarInfos(slice, limits.count)));
+    const hashParts = newestHashParts(lists, limits.count);
+    const choices = chooseNarInfos(await deps.meta.findNarInfos(hashParts, reader.canRead), reader.rank);
+    const narinfos = {};
+    let bytes = 0;
+    for (const hashPart of hashParts) {
+        const choice = choices.get(hashPart);
+        // Gone since (a collector): not handed out.
+        if (!choice)
+            continue;
+        const text = deps.narinfoSigner.served(choice.record);
+        bytes += text.length;
+        if (bytes > limits.bytes)
+            break;
+        narinfos[hashPart] = text;
+    }
+    return narinfos;
 }
 
 ;// CONCATENATED MODULE: ./src/server/cache/pins.ts
@@ -14393,6 +14471,7 @@ async function checkSliceOwner(meta, writer, bind) {
 
 
 
+
 class CacheService {
     deps;
     sets;
@@ -14403,6 +14482,10 @@ class CacheService {
     /** The narinfo set of the reader's slices (src/contracts/narinfo-set.ts): whole, or what came after `since`. */
     narInfoSet(reader, since) {
         return since === null ? this.sets.full(reader.canRead) : this.sets.since(reader.canRead, since);
+    }
+    /** The narinfos of the reader's slices used last, newest first (recent-narinfos.ts). */
+    async recentNarInfos(reader) {
+        return recentNarInfos(this.deps, reader, await this.sets.readable(reader.canRead));
     }
     get maxNarSize() {
         return this.deps.narLimits.maxNarSize;
@@ -15491,16 +15574,6 @@ function parseRange(header, size) {
     return { start, end };
 }
 
-;// CONCATENATED MODULE: ./src/contracts/narinfo-batch.ts
-/**
- * The batch narinfo lookup route as server and proxy both know it: where it is, how many hash
- * parts one request may name, and which slices a lookup may ask.
- */
-const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
-/** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
-const NARINFO_BATCH_LIMIT = 1000;
-const NARINFO_LOOKUP_SCOPES = ['union', 'write'];
-
 ;// CONCATENATED MODULE: ./src/server/http/lookup-scope.ts
 
 
@@ -15808,7 +15881,7 @@ function narReadRequest(deps, request, key) {
  * gathers the lookups Nix makes at the same moment. The access rules are those of
  * `GET /<hash>.narinfo` (the union of readable slices, public slices without a token; only the
  * write slice with `"scope": "write"`); the answer holds the signed narinfo of every hit and nothing
- * for a miss.
+ * for a miss. `GET /_api/v1/narinfos/recent` answers the same way with the narinfos used last.
  */
 
 
@@ -15818,6 +15891,7 @@ function narReadRequest(deps, request, key) {
 
 /** 1000 hash parts as JSON are ~35 KB. */
 const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
+const ANSWER_HEADERS = { 'content-type': 'application/json', 'cache-control': 'private, no-cache' };
 function narinfo_batch_handler_badRequest(message) {
     return new http_error/* HttpError */.j(400, message, 'bad_request');
 }
@@ -15847,21 +15921,32 @@ function parseBatchRequest(body) {
     const scope = parseLookupScope(json.scope, 'scope');
     return { hashParts: [...new Set(hashParts)], scope };
 }
-async function postNarInfos(cache, request, publicReads) {
-    const { req, res } = request;
+/** A GET without a token is answered from public slices; with none, say what is missing. */
+async function lookupAccess(request, publicReads) {
     const access = await request.access();
-    // A GET without a token is answered from public slices; with none, say what is missing
-    // rather than answer every lookup with a miss.
     if (!access.authenticated && !publicReads) {
         throw new http_error/* HttpError */.j(401, 'narinfo lookups need a cache token: no slice is public', 'unauthenticated', {
             'www-authenticate': 'Bearer',
         });
     }
+    return access;
+}
+async function postNarInfos(cache, request, publicReads) {
+    const { req, res } = request;
+    const access = await lookupAccess(request, publicReads);
     checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
     acceptBody(req, res);
     const { hashParts, scope } = parseBatchRequest(await readSmallBody(request, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'));
     const narinfos = await cache.narInfos(hashParts, scopedAccess(access, scope));
-    send(res, 200, { 'content-type': 'application/json', 'cache-control': 'private, no-cache' }, JSON.stringify({ narinfos }));
+    send(res, 200, ANSWER_HEADERS, JSON.stringify({ narinfos }));
+}
+/**
+ * `GET /_api/v1/narinfos/recent`: the narinfos of the readable slices used last, in the batch
+ * answer's form (src/contracts/narinfo-batch.ts), by the same access rules.
+ */
+async function getRecentNarInfos(cache, request, publicReads) {
+    const narinfos = await cache.recentNarInfos(await lookupAccess(request, publicReads));
+    send(request.res, 200, ANSWER_HEADERS, JSON.stringify({ narinfos }));
 }
 
 ;// CONCATENATED MODULE: ./src/server/http/narinfo-set-handler.ts
@@ -15968,6 +16053,8 @@ function matchRoute(rawUrl) {
             return { name: 'token' };
         case NARINFO_BATCH_PATH:
             return { name: 'narinfos' };
+        case RECENT_NARINFOS_PATH:
+            return { name: 'recent-narinfos' };
         case NAR_LINKS_PATH:
             return { name: 'nar-links' };
         case NARINFO_SET_PATH:
@@ -16116,6 +16203,9 @@ function routeTable(deps) {
         narinfos: {
             POST: (_route, request) => postNarInfos(deps.cache, request, deps.publicReads),
         },
+        'recent-narinfos': {
+            GET: (_route, request) => getRecentNarInfos(deps.cache, request, deps.publicReads),
+        },
         'nar-links': {
             POST: (_route, request) => postNarLinks(links, request),
         },
@@ -16159,7 +16249,7 @@ function routeTable(deps) {
 }
 /** A narinfo (or nix-cache-info) read, alone or batched: Nix asks thousands per job. */
 function isLookup(req, routeName) {
-    if (routeName === 'narinfos' || routeName === 'narinfo-set')
+    if (routeName === 'narinfos' || routeName === 'narinfo-set' || routeName === 'recent-narinfos')
         return true;
     return ((req.method === 'GET' || req.method === 'HEAD') &&
         (routeName === 'narinfo' || routeName === 'nix-cache-info'));
@@ -17033,7 +17123,7 @@ function sendError(res, error) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(793);
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8675);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3807);
 
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(process.argv.slice(2));
@@ -17427,6 +17517,8 @@ function isNarBlobKey(key) {
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   A7: () => (/* binding */ NARINFOS_WITH_OWNER),
 /* harmony export */   GE: () => (/* binding */ auditEntry),
+/* harmony export */   Vb: () => (/* binding */ recentNarInfo),
+/* harmony export */   WK: () => (/* binding */ recentNarInfosSql),
 /* harmony export */   X8: () => (/* binding */ narInfoRecord),
 /* harmony export */   du: () => (/* binding */ sliceOwnerOf),
 /* harmony export */   gx: () => (/* binding */ str),
@@ -17465,6 +17557,17 @@ function narInfoRecord(row) {
 const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
     s.repository_owner_id AS owner_repository_owner_id
   FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
+/**
+ * A slice's narinfos by last use, newest first (`MetadataStore.recentNarInfos`), with the
+ * placeholders of the store's dialect. The ORDER BY is the expression of the index
+ * `narinfos_by_slice_use`, so both stores read it backwards from the slice's newest row.
+ */
+const recentNarInfosSql = (slice, limit) => `SELECT hash_part, coalesce(last_accessed_at, created_at) AS used_at FROM narinfos
+     WHERE slice = ${slice} ORDER BY coalesce(last_accessed_at, created_at) DESC LIMIT ${limit}`;
+const recentNarInfo = (row) => ({
+    hashPart: String(row.hash_part),
+    usedAt: Number(row.used_at),
+});
 function auditEntry(r) {
     return {
         time: new Date(Number(r.time)),

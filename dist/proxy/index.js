@@ -47513,7 +47513,7 @@ __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __we
 /* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3136);
 /* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_url__WEBPACK_IMPORTED_MODULE_0__);
 /* harmony import */ var _proxy_pack_restore_child_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8388);
-/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(7592);
+/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4105);
 
 
 
@@ -47781,7 +47781,7 @@ function runRestoreChild() {
 
 /***/ }),
 
-/***/ 7592:
+/***/ 4105:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -48284,6 +48284,15 @@ class Pinner {
 const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
 /** Hash parts per request: far more than Nix has in flight (http-connections, 25 by default). */
 const NARINFO_BATCH_LIMIT = 1000;
+/**
+ * `GET /_api/v1/narinfos/recent`: the narinfos of the readable slices most recently used (read or
+ * pushed), newest first, in the batch answer's form, for the proxy to answer Nix's hits from memory
+ * (src/server/cache/recent-narinfos.ts, src/proxy/pull/recent-narinfos.ts). At most this many, and
+ * this much narinfo text.
+ */
+const RECENT_NARINFOS_PATH = '/_api/v1/narinfos/recent';
+const RECENT_NARINFOS_LIMIT = 10_000;
+const RECENT_NARINFOS_BYTES = 8 * 1024 * 1024;
 const NARINFO_LOOKUP_SCOPES = (/* unused pure expression or super */ null && (['union', 'write']));
 
 ;// CONCATENATED MODULE: ./src/nix/nix32.ts
@@ -50297,8 +50306,6 @@ class PushQueue {
     }
 }
 
-;// CONCATENATED MODULE: external "node:stream/promises"
-const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 ;// CONCATENATED MODULE: ./src/contracts/http-error.ts
 class HttpError extends Error {
     status;
@@ -50409,23 +50416,6 @@ class Batcher {
     }
 }
 
-;// CONCATENATED MODULE: ./src/proxy/pull/byte-counter.ts
-
-/** A passthrough that counts bytes, calling `onBytes` per chunk (for live stats). */
-class ByteCounter extends external_node_stream_.Transform {
-    onBytes;
-    bytes = 0;
-    constructor(onBytes) {
-        super();
-        this.onBytes = onBytes;
-    }
-    _transform(chunk, _encoding, done) {
-        this.bytes += chunk.length;
-        this.onBytes?.(chunk.length);
-        done(null, chunk);
-    }
-}
-
 ;// CONCATENATED MODULE: ./src/proxy/pull/response-headers.ts
 /** The one place that decides which upstream response headers reach Nix. */
 /** RFC 9110 \u00a77.6.1 hop-by-hop headers, plus what undici or Node set themselves. */
@@ -50460,6 +50450,195 @@ function forwardableHeaders(headers) {
 /** The headers of a small answer given whole, flat as `writeHead` takes them (no object to walk). */
 function textHeaders(contentType, body) {
     return ['content-type', contentType, 'content-length', String(Buffer.byteLength(body))];
+}
+
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+;// CONCATENATED MODULE: ./src/proxy/pull/byte-counter.ts
+
+/** A passthrough that counts bytes, calling `onBytes` per chunk (for live stats). */
+class ByteCounter extends external_node_stream_.Transform {
+    onBytes;
+    bytes = 0;
+    constructor(onBytes) {
+        super();
+        this.onBytes = onBytes;
+    }
+    _transform(chunk, _encoding, done) {
+        this.bytes += chunk.length;
+        this.onBytes?.(chunk.length);
+        done(null, chunk);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/contracts/nar-links.ts
+/**
+ * NAR links: where Nix may fetch a NAR's bytes without the proxy in between. The daemon asks the
+ * server for links to the NARs of the narinfos it answered and redirects Nix's NAR GETs to them.
+ * A link is either a path below the server's URL (`nar/<file>?sig=\u2026`: the read right of the
+ * daemon's token for that NAR alone, signed by the server, short-lived) or an absolute URL (a
+ * presigned bucket URL, when the server keeps NARs in one and presigns downloads).
+ */
+/** `POST` `{"nars": ["nar/<file hash>.nar[.ext]", ...]}` \u2192 `NarLinksResponse`. */
+const NAR_LINKS_PATH = '/_api/v1/nar-links';
+/** NAR URLs per request: the closures Nix substitutes at once. */
+const NAR_LINKS_LIMIT = 1000;
+/** The query parameter of a signed NAR link. */
+const NAR_LINK_PARAM = 'sig';
+/** The answer as the daemon uses it, or undefined when the body is not one. */
+function parseNarLinksResponse(text) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch {
+        return undefined;
+    }
+    const { links, expires_in: expiresIn } = (json ?? {});
+    if (typeof links !== 'object' || links === null || Array.isArray(links))
+        return undefined;
+    if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn))
+        return undefined;
+    const entries = Object.entries(links).filter((entry) => typeof entry[1] === 'string');
+    return { links: new Map(entries), expiresInSeconds: expiresIn };
+}
+
+;// CONCATENATED MODULE: ./src/proxy/pull/nar-links.ts
+/**
+ * NAR links (src/contracts/nar-links.ts): the bytes of a NAR go from the server (or its bucket) to
+ * Nix directly, not through this proxy. Nix's NAR GET is answered with a redirect to a link the
+ * server made for the job's token: a short-lived URL that reads that one NAR, never the token.
+ * Once Nix asks for a first NAR, the links of every narinfo hit it was given are asked for in one
+ * request, so the NARs that follow are redirected from memory. A server without the route (older
+ * than the daemon) is asked once; the NARs then stream through the proxy as before.
+ */
+
+
+
+
+/** A link is given to Nix only while it works at least this much longer (Nix follows it at once). */
+const FRESH_MARGIN_MS = 20_000;
+/** Narinfo hits remembered for asking their links; later ones are asked one by one. */
+const MAX_CANDIDATES = 10_000;
+const LINK_TIMEOUT_MS = 15_000;
+const LINK_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
+/** An absolute https URL, or http on a loopback host (tests, a bucket on the same machine). */
+function isSafeRedirect(location) {
+    let url;
+    try {
+        url = new URL(location);
+    }
+    catch {
+        return false;
+    }
+    return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackAddress(url.hostname));
+}
+class NarLinks {
+    server;
+    log;
+    now;
+    links = new Map();
+    /** NAR paths (`/nar/\u2026`) of the narinfo hits, in the order Nix was given them. */
+    candidates = new Set();
+    unsupported = false;
+    /** Links asked for and not answered yet, by NAR path. */
+    asking = new Map();
+    batches = new Batcher((paths) => this.fetch(paths), {
+        maxBatch: NAR_LINKS_LIMIT,
+        maxInFlight: 1,
+    });
+    constructor(server, log, now = Date.now) {
+        this.server = server;
+        this.log = log;
+        this.now = now;
+    }
+    /** False once the server said it has no links: NARs then stream through the proxy. */
+    get available() {
+        return !this.unsupported;
+    }
+    /** A narinfo hit Nix was given: its NAR's link is asked for with the others. */
+    noteHit(narinfo) {
+        const url = /^URL: (nar\/\S+)$/m.exec(narinfo)?.[1];
+        if (url && this.candidates.size < MAX_CANDIDATES)
+            this.candidates.add(`/${url}`);
+    }
+    /** Where Nix may fetch the NAR at `path` (`/nar/\u2026`) itself, or undefined: stream it. */
+    async link(path) {
+        if (this.unsupported)
+            return undefined;
+        const known = this.fresh(path);
+        if (known)
+            return known.location;
+        const asked = this.ask(path);
+        // With it, every other hit without a fresh link: one request for the closure, not one per NAR.
+        for (const other of this.candidates)
+            if (!this.fresh(other))
+                void this.ask(other);
+        return (await asked)?.location;
+    }
+    /** The link being asked for, or a new request for it: a path is never in two batches at once. */
+    ask(path) {
+        let asking = this.asking.get(path);
+        if (!asking) {
+            asking = this.batches
+                .lookup(path)
+                .catch(() => undefined)
+                .finally(() => this.asking.delete(path));
+            this.asking.set(path, asking);
+        }
+        return asking;
+    }
+    fresh(path) {
+        const link = this.links.get(path);
+        return link && link.freshUntil > this.now() ? link : undefined;
+    }
+    async fetch(paths) {
+        const found = new Map();
+        if (this.unsupported)
+            return found;
+        const asked = this.now();
+        let response;
+        try {
+            response = await this.server.requestText({
+                method: 'POST',
+                path: NAR_LINKS_PATH,
+                headers: { 'content-type': 'application/json' },
+                body: () => JSON.stringify({ nars: paths.map((path) => path.slice(1)) }),
+                retry: LINK_RETRY,
+                signal: AbortSignal.timeout(LINK_TIMEOUT_MS),
+            });
+        }
+        catch (error) {
+            this.log.warn({ err: describeNetworkError(error) }, 'NAR links failed: NARs stream through the proxy');
+            return found;
+        }
+        if (response.statusCode === 404 || response.statusCode === 405) {
+            this.unsupported = true;
+            this.log.info({ status: response.statusCode }, 'the cache server has no NAR links: NARs stream through the proxy');
+            return found;
+        }
+        const answer = response.statusCode === 200 ? parseNarLinksResponse(response.text) : undefined;
+        if (!answer) {
+            // A 200's body may hold signed links, and the post step prints this log: its size only.
+            const body = response.statusCode === 200 ? { bytes: response.text.length } : { body: response.text.slice(0, 200) };
+            this.log.warn({ status: response.statusCode, ...body }, 'NAR links answered unexpectedly: NARs stream through the proxy');
+            return found;
+        }
+        const freshUntil = asked + answer.expiresInSeconds * 1000 - FRESH_MARGIN_MS;
+        const base = this.server.baseUrl.replace(/\/+$/, '');
+        for (const [nar, link] of answer.links) {
+            // A path below the server's URL, or an absolute URL (a presigned bucket), only https or loopback.
+            const location = /^[a-z][a-z0-9+.-]*:/i.test(link) ? link : `${base}/${link}`;
+            if (!isSafeRedirect(location)) {
+                this.log.warn({ nar }, 'NAR link is not https: not used');
+                continue;
+            }
+            const entry = { location, freshUntil };
+            this.links.set(`/${nar}`, entry);
+            found.set(`/${nar}`, entry);
+        }
+        return found;
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/proxy/pull/readahead.ts
@@ -50754,173 +50933,131 @@ async function fetchWhole(server, path, pool) {
     return { headers: response.headers, chunks, size, release };
 }
 
-;// CONCATENATED MODULE: ./src/contracts/nar-links.ts
-/**
- * NAR links: where Nix may fetch a NAR's bytes without the proxy in between. The daemon asks the
- * server for links to the NARs of the narinfos it answered and redirects Nix's NAR GETs to them.
- * A link is either a path below the server's URL (`nar/<file>?sig=\u2026`: the read right of the
- * daemon's token for that NAR alone, signed by the server, short-lived) or an absolute URL (a
- * presigned bucket URL, when the server keeps NARs in one and presigns downloads).
- */
-/** `POST` `{"nars": ["nar/<file hash>.nar[.ext]", ...]}` \u2192 `NarLinksResponse`. */
-const NAR_LINKS_PATH = '/_api/v1/nar-links';
-/** NAR URLs per request: the closures Nix substitutes at once. */
-const NAR_LINKS_LIMIT = 1000;
-/** The query parameter of a signed NAR link. */
-const NAR_LINK_PARAM = 'sig';
-/** The answer as the daemon uses it, or undefined when the body is not one. */
-function parseNarLinksResponse(text) {
-    let json;
-    try {
-        json = JSON.parse(text);
-    }
-    catch {
-        return undefined;
-    }
-    const { links, expires_in: expiresIn } = (json ?? {});
-    if (typeof links !== 'object' || links === null || Array.isArray(links))
-        return undefined;
-    if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn))
-        return undefined;
-    const entries = Object.entries(links).filter((entry) => typeof entry[1] === 'string');
-    return { links: new Map(entries), expiresInSeconds: expiresIn };
-}
-
-;// CONCATENATED MODULE: ./src/proxy/pull/nar-links.ts
-/**
- * NAR links (src/contracts/nar-links.ts): the bytes of a NAR go from the server (or its bucket) to
- * Nix directly, not through this proxy. Nix's NAR GET is answered with a redirect to a link the
- * server made for the job's token: a short-lived URL that reads that one NAR, never the token.
- * Once Nix asks for a first NAR, the links of every narinfo hit it was given are asked for in one
- * request, so the NARs that follow are redirected from memory. A server without the route (older
- * than the daemon) is asked once; the NARs then stream through the proxy as before.
- */
+;// CONCATENATED MODULE: ./src/proxy/pull/nar-downloads.ts
 
 
 
 
-/** A link is given to Nix only while it works at least this much longer (Nix follows it at once). */
-const FRESH_MARGIN_MS = 20_000;
-/** Narinfo hits remembered for asking their links; later ones are asked one by one. */
-const MAX_CANDIDATES = 10_000;
-const LINK_TIMEOUT_MS = 15_000;
-const LINK_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
-/** An absolute https URL, or http on a loopback host (tests, a bucket on the same machine). */
-function isSafeRedirect(location) {
-    let url;
-    try {
-        url = new URL(location);
-    }
-    catch {
-        return false;
-    }
-    return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackAddress(url.hostname));
-}
-class NarLinks {
+
+
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const NAR_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
+class NarDownloads {
     server;
-    log;
-    now;
-    links = new Map();
-    /** NAR paths (`/nar/\u2026`) of the narinfo hits, in the order Nix was given them. */
-    candidates = new Set();
-    unsupported = false;
-    /** Links asked for and not answered yet, by NAR path. */
-    asking = new Map();
-    batches = new Batcher((paths) => this.fetch(paths), {
-        maxBatch: NAR_LINKS_LIMIT,
-        maxInFlight: 1,
-    });
-    constructor(server, log, now = Date.now) {
+    stats;
+    failed;
+    readahead;
+    links;
+    constructor(server, stats, log, 
+    /** Records a failure; `network` marks the server down for a while. */
+    failed) {
         this.server = server;
-        this.log = log;
-        this.now = now;
+        this.stats = stats;
+        this.failed = failed;
+        this.readahead = new Readahead(server, log);
+        this.links = new NarLinks(server, log);
     }
-    /** False once the server said it has no links: NARs then stream through the proxy. */
-    get available() {
-        return !this.unsupported;
-    }
-    /** A narinfo hit Nix was given: its NAR's link is asked for with the others. */
+    /** Nix was given this narinfo: its NAR is what it asks next. */
     noteHit(narinfo) {
-        const url = /^URL: (nar\/\S+)$/m.exec(narinfo)?.[1];
-        if (url && this.candidates.size < MAX_CANDIDATES)
-            this.candidates.add(`/${url}`);
+        this.links.noteHit(narinfo);
+        // Kept unparsed until a first NAR is streamed: used only if the server has no links.
+        this.readahead.noteHit(narinfo);
     }
-    /** Where Nix may fetch the NAR at `path` (`/nar/\u2026`) itself, or undefined: stream it. */
-    async link(path) {
-        if (this.unsupported)
-            return undefined;
-        const known = this.fresh(path);
-        if (known)
-            return known.location;
-        const asked = this.ask(path);
-        // With it, every other hit without a fresh link: one request for the closure, not one per NAR.
-        for (const other of this.candidates)
-            if (!this.fresh(other))
-                void this.ask(other);
-        return (await asked)?.location;
+    /** Drops the NARs read ahead. */
+    close() {
+        this.readahead.close();
     }
-    /** The link being asked for, or a new request for it: a path is never in two batches at once. */
-    ask(path) {
-        let asking = this.asking.get(path);
-        if (!asking) {
-            asking = this.batches
-                .lookup(path)
-                .catch(() => undefined)
-                .finally(() => this.asking.delete(path));
-            this.asking.set(path, asking);
-        }
-        return asking;
-    }
-    fresh(path) {
-        const link = this.links.get(path);
-        return link && link.freshUntil > this.now() ? link : undefined;
-    }
-    async fetch(paths) {
-        const found = new Map();
-        if (this.unsupported)
-            return found;
-        const asked = this.now();
-        let response;
+    /** The server's answer, or undefined after a network failure (recorded; the server is marked down). */
+    async ask(what, request) {
         try {
-            response = await this.server.requestText({
-                method: 'POST',
-                path: NAR_LINKS_PATH,
-                headers: { 'content-type': 'application/json' },
-                body: () => JSON.stringify({ nars: paths.map((path) => path.slice(1)) }),
-                retry: LINK_RETRY,
-                signal: AbortSignal.timeout(LINK_TIMEOUT_MS),
-            });
+            return await this.server.request({ retry: NAR_RETRY, ...request });
         }
-        catch (error) {
-            this.log.warn({ err: describeNetworkError(error) }, 'NAR links failed: NARs stream through the proxy');
-            return found;
+        catch (e) {
+            this.failed(`${what} failed: ${describeNetworkError(e)}`, true);
+            return undefined;
         }
-        if (response.statusCode === 404 || response.statusCode === 405) {
-            this.unsupported = true;
-            this.log.info({ status: response.statusCode }, 'the cache server has no NAR links: NARs stream through the proxy');
-            return found;
-        }
-        const answer = response.statusCode === 200 ? parseNarLinksResponse(response.text) : undefined;
-        if (!answer) {
-            // A 200's body may hold signed links, and the post step prints this log: its size only.
-            const body = response.statusCode === 200 ? { bytes: response.text.length } : { body: response.text.slice(0, 200) };
-            this.log.warn({ status: response.statusCode, ...body }, 'NAR links answered unexpectedly: NARs stream through the proxy');
-            return found;
-        }
-        const freshUntil = asked + answer.expiresInSeconds * 1000 - FRESH_MARGIN_MS;
-        const base = this.server.baseUrl.replace(/\/+$/, '');
-        for (const [nar, link] of answer.links) {
-            // A path below the server's URL, or an absolute URL (a presigned bucket), only https or loopback.
-            const location = /^[a-z][a-z0-9+.-]*:/i.test(link) ? link : `${base}/${link}`;
-            if (!isSafeRedirect(location)) {
-                this.log.warn({ nar }, 'NAR link is not https: not used');
-                continue;
+    }
+    async serve(method, path, req, res) {
+        if (method === 'GET') {
+            // The bytes go from the server to Nix: the redirect carries a link for this NAR alone.
+            const location = await this.links.link(path);
+            if (location) {
+                this.stats.narRedirects++;
+                this.stats.paths.narServed(path);
+                res.writeHead(302, { location, 'cache-control': 'no-store', 'content-length': 0 });
+                res.end();
+                return;
             }
-            const entry = { location, freshUntil };
-            this.links.set(`/${nar}`, entry);
-            found.set(`/${nar}`, entry);
         }
-        return found;
+        // A resumed download asks for the rest only: pass the range on, and the 206 back.
+        const range = req.headers.range;
+        if (method === 'GET' && !range && !this.links.available) {
+            const nar = await this.readahead.take(path);
+            if (nar) {
+                this.stats.narsReadAhead++;
+                this.stats.bytesDownloaded += nar.size;
+                // The pages go back to the pool once the socket is done with them.
+                res.once('close', nar.release);
+                this.stats.paths.narServed(path);
+                res.writeHead(200, forwardableHeaders(nar.headers));
+                res.cork();
+                for (const chunk of nar.chunks)
+                    res.write(chunk);
+                res.end();
+                return;
+            }
+        }
+        const response = await this.ask('NAR download', {
+            method,
+            path,
+            ...(range ? { headers: { range } } : {}),
+        });
+        if (!response)
+            throw new HttpError(502, 'the cache server is unreachable', 'upstream');
+        if (method === 'GET' && REDIRECTS.has(response.statusCode) && response.headers.location) {
+            // The server sends NAR reads straight to its bucket (a presigned URL): Nix follows the
+            // redirect itself, so the bytes pass through neither the server nor this proxy. Only to
+            // https, or to plain http on loopback, as for the server itself.
+            await response.body.dump();
+            if (!isSafeRedirect(String(response.headers.location))) {
+                this.failed(`NAR download redirected to a URL that is not https: refused`, false);
+                throw new HttpError(502, 'the cache server redirected to a URL that is not https', 'upstream');
+            }
+            this.stats.narRedirects++;
+            res.writeHead(response.statusCode, {
+                location: String(response.headers.location),
+                'content-length': 0,
+            });
+            res.end();
+            return;
+        }
+        if (response.statusCode !== 200 && response.statusCode !== 206) {
+            const text = (await response.body.text()).slice(0, 200).trim();
+            if (response.statusCode === 404)
+                throw new HttpError(404, 'NAR not in the cache', 'not_found');
+            if (response.statusCode === 416)
+                throw new HttpError(416, 'range not satisfiable', 'range');
+            this.failed(`NAR download answered HTTP ${response.statusCode}: ${text}`, false);
+            throw new HttpError(502, `the cache server answered HTTP ${response.statusCode}`, 'upstream');
+        }
+        res.writeHead(response.statusCode, forwardableHeaders(response.headers));
+        if (method === 'HEAD') {
+            await response.body.dump();
+            res.end();
+            return;
+        }
+        const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
+        try {
+            await (0,external_node_stream_promises_namespaceObject.pipeline)(response.body, counter, res);
+            if (response.statusCode === 200)
+                this.stats.paths.narServed(path);
+        }
+        catch (e) {
+            // Headers are sent: all that is left is to cut the connection so Nix sees a short NAR.
+            this.failed(`NAR download broke off: ${describeNetworkError(e)}`, false);
+            res.destroy();
+        }
     }
 }
 
@@ -51300,9 +51437,195 @@ class PathSet {
     }
 }
 
+;// CONCATENATED MODULE: ./src/proxy/pull/recent-narinfos.ts
+/**
+ * The narinfos the job's readable slices used last (src/server/cache/recent-narinfos.ts), fetched
+ * once at start in the background, so that Nix's hits on what earlier jobs used are answered from
+ * memory as its misses are (by the narinfo set), without a request to the server each.
+ *
+ * What the server handed out is what a lookup would have answered then. It is trusted for
+ * `trustMs`, and dropped for a path this job pushes (the job's own slice answers first). Reads
+ * answered from here never reach the server, and retention ages paths by their reads: so the paths
+ * Nix read are reported every `reportEveryMs` (and at close) through the batch lookup route, which
+ * records reads as any lookup does. A path the server no longer has is dropped when reported.
+ */
+
+
+
+
+const RECENT_DEFAULTS = {
+    trustMs: 10 * 60_000,
+    reportEveryMs: 2_000,
+    timeoutMs: 30_000,
+};
+const REQUEST_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
+class RecentNarInfos {
+    server;
+    clock;
+    log;
+    options;
+    narinfos = new Map();
+    fetchedAt = -Infinity;
+    /** Hash parts Nix read from here, not yet reported. */
+    unreported = new Set();
+    cancelReport;
+    reporting = Promise.resolve();
+    loading;
+    report = {
+        state: 'loading',
+        held: 0,
+        bytes: 0,
+        loadSeconds: 0,
+        served: 0,
+        reported: 0,
+        dropped: 0,
+    };
+    constructor(server, clock, log, options = RECENT_DEFAULTS) {
+        this.server = server;
+        this.clock = clock;
+        this.log = log;
+        this.options = options;
+    }
+    /** Starts the fetch (lookups do not wait for it). */
+    start() {
+        this.loading ??= this.load();
+    }
+    /** Resolves once the fetch has ended, loaded or not (for tests and the benchmark). */
+    async ready() {
+        await this.loading;
+    }
+    /** Whether a narinfo for the path is held and still trusted. */
+    has(hashPart) {
+        return this.trusted() && this.narinfos.has(hashPart);
+    }
+    /** The narinfo to answer Nix with, if held and still trusted; its read will be reported. */
+    take(hashPart) {
+        if (!this.trusted())
+            return undefined;
+        const narinfo = this.narinfos.get(hashPart);
+        if (narinfo === undefined)
+            return undefined;
+        this.report.served++;
+        this.unreported.add(hashPart);
+        if (this.unreported.size >= NARINFO_BATCH_LIMIT)
+            this.flush();
+        else
+            this.cancelReport ??= this.clock.setTimer(() => this.flush(), this.options.reportEveryMs);
+        return narinfo;
+    }
+    /** This job pushed the path: its own slice answers now, so the server is asked. */
+    forget(hashPart) {
+        this.narinfos.delete(hashPart);
+    }
+    /** Reports what is left to report; for the daemon's shutdown. */
+    async close() {
+        this.flush();
+        await this.reporting;
+    }
+    toJSON() {
+        return { ...this.report, held: this.narinfos.size };
+    }
+    trusted() {
+        if (this.narinfos.size === 0)
+            return false;
+        if (this.clock.now() - this.fetchedAt <= this.options.trustMs)
+            return true;
+        this.narinfos = new Map();
+        return false;
+    }
+    /** Sends the reads noted so far, after any report still under way (one at a time). */
+    flush() {
+        this.cancelReport?.();
+        this.cancelReport = undefined;
+        if (this.unreported.size === 0)
+            return;
+        const hashParts = [...this.unreported];
+        this.unreported.clear();
+        this.reporting = this.reporting.then(async () => {
+            for (let i = 0; i < hashParts.length; i += NARINFO_BATCH_LIMIT)
+                await this.reportReads(hashParts.slice(i, i + NARINFO_BATCH_LIMIT));
+        });
+    }
+    /** One batch lookup of paths Nix read: the server records the reads; what it lacks now is dropped. */
+    async reportReads(hashParts) {
+        try {
+            const response = await this.server.requestText({
+                ...narInfoBatchRequest(hashParts),
+                retry: REQUEST_RETRY,
+                signal: AbortSignal.timeout(this.options.timeoutMs),
+            });
+            const answer = response.statusCode === 200 ? parseNarInfoBatch(response.text) : undefined;
+            if (!answer) {
+                this.log.warn({ status: response.statusCode, paths: hashParts.length }, 'recent narinfo reads not reported');
+                return;
+            }
+            this.report.reported += hashParts.length;
+            for (const hashPart of hashParts) {
+                if (typeof answer[hashPart] === 'string')
+                    continue;
+                if (this.narinfos.delete(hashPart))
+                    this.report.dropped++;
+            }
+        }
+        catch (e) {
+            this.log.warn({ err: describeNetworkError(e), paths: hashParts.length }, 'recent narinfo reads not reported');
+        }
+    }
+    async load() {
+        const started = performance.now();
+        const sentAt = this.clock.now();
+        try {
+            const response = await this.server.request({
+                method: 'GET',
+                path: RECENT_NARINFOS_PATH,
+                signal: AbortSignal.timeout(this.options.timeoutMs),
+                retry: REQUEST_RETRY,
+            });
+            const text = await response.body.text();
+            if (response.statusCode !== 200) {
+                this.report.state = batchRouteMissing(response.statusCode) ? 'unsupported' : 'failed';
+                if (this.report.state === 'failed')
+                    this.log.warn({ status: response.statusCode, body: text.slice(0, 200) }, 'recent narinfos refused');
+                return;
+            }
+            const answer = parseNarInfoBatch(text);
+            if (!answer) {
+                this.report.state = 'failed';
+                // By its size only: it may be anything, and this log ends up in the job's log.
+                this.log.warn({ bytes: text.length }, 'recent narinfos answered an unexpected body');
+                return;
+            }
+            this.narinfos = recentAnswer(answer);
+            this.fetchedAt = sentAt;
+            this.report.state = 'loaded';
+            this.report.bytes = text.length;
+            this.report.loadSeconds = Math.round(performance.now() - started) / 1000;
+            this.log.info({ narinfos: this.narinfos.size, bytes: text.length }, 'recent narinfos loaded');
+        }
+        catch (e) {
+            this.report.state = 'failed';
+            this.log.warn({ err: describeNetworkError(e) }, 'recent narinfos fetch failed');
+        }
+    }
+}
+/** The answer's narinfos, each keyed by a valid hash part it names, within the size the route allows. */
+function recentAnswer(answer) {
+    const narinfos = new Map();
+    let bytes = 0;
+    for (const [hashPart, narinfo] of Object.entries(answer)) {
+        if (typeof narinfo !== 'string' || !HASH_PART_PATTERN.test(hashPart))
+            continue;
+        if (!narinfo.includes(`StorePath: /nix/store/${hashPart}-`))
+            continue;
+        bytes += narinfo.length;
+        if (bytes > RECENT_NARINFOS_BYTES)
+            break;
+        narinfos.set(hashPart, narinfo);
+    }
+    return narinfos;
+}
+
 ;// CONCATENATED MODULE: ./src/proxy/pull/nix-routes.ts
-
-
 
 
 
@@ -51316,7 +51639,6 @@ class PathSet {
 /** Priority 30 sorts before cache.nixos.org (40), so Nix asks the proxy first. */
 const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
 const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
@@ -51345,10 +51667,11 @@ class CacheRoutes {
     misses = new Map();
     /** The paths the readable slices may hold: most misses are answered from it. */
     paths;
+    /** The narinfos the readable slices used last: most hits are answered from them. */
+    recent;
     prefetch;
     serverDownUntil = 0;
-    readahead;
-    links;
+    nars;
     /** Set when the server answered the batch route 404/405: it predates it. */
     batchUnsupported = false;
     narinfos = new Batcher((hashParts) => this.fetchNarInfos(hashParts), NARINFO_BATCHING);
@@ -51357,29 +51680,33 @@ class CacheRoutes {
         this.stats = stats;
         this.log = log;
         this.clock = clock;
-        this.readahead = new Readahead(server, log);
-        this.links = new NarLinks(server, log);
+        this.nars = new NarDownloads(server, stats, log, (message, network) => this.upstreamFailed(message, network));
         this.paths = new PathSet(server, clock, log);
-        this.prefetch = new NarInfoPrefetch((hashPart) => this.lookupRemembered(hashPart), (hashPart) => this.paths.holds(hashPart) && !this.recentMiss(hashPart), () => clock.now());
+        this.recent = new RecentNarInfos(server, clock, log);
+        this.prefetch = new NarInfoPrefetch((hashPart) => this.lookupRemembered(hashPart), (hashPart) => this.paths.holds(hashPart) && !this.recentMiss(hashPart) && !this.recent.has(hashPart), () => clock.now());
         stats.lookupSet = () => ({
             ...this.paths.toJSON(),
             prefetched: this.prefetch.fetched,
             prefetchServed: this.prefetch.served,
+            recent: this.recent.toJSON(),
         });
     }
-    /** Starts fetching the narinfo set. */
+    /** Starts fetching the narinfo set and the recent narinfos. */
     start() {
         this.paths.start();
+        this.recent.start();
     }
-    /** Drops the NARs and narinfos fetched ahead. */
-    close() {
-        this.readahead.close();
+    /** Drops the NARs and narinfos fetched ahead; reports the reads the server has not seen. */
+    async close() {
+        this.nars.close();
         this.prefetch.clear();
+        await this.recent.close();
     }
-    /** The push engine just uploaded this narinfo: found from now on. */
+    /** The push engine just uploaded this narinfo: found from now on, in the job's own slice. */
     forgetMiss(hashPart) {
         this.misses.delete(hashPart);
         this.paths.add(hashPart);
+        this.recent.forget(hashPart);
     }
     recentMiss(hashPart) {
         const askedAt = this.misses.get(hashPart);
@@ -51408,6 +51735,12 @@ class CacheRoutes {
             if (method !== 'GET' && method !== 'HEAD')
                 throw methodNotAllowed(method, 'GET, HEAD');
             const hashPart = narinfo[1];
+            const recent = this.recent.take(hashPart);
+            if (recent !== undefined) {
+                this.serveHit(method, hashPart, recent, res);
+                this.stats.paths.hit(hashPart, recent);
+                return true;
+            }
             if (this.knownAbsent(hashPart)) {
                 this.miss(res, NOT_CACHED);
                 this.stats.paths.miss(hashPart);
@@ -51418,7 +51751,7 @@ class CacheRoutes {
         if (pathname.startsWith('/') && parseNarUrl(pathname.slice(1))) {
             if (method !== 'GET' && method !== 'HEAD')
                 throw methodNotAllowed(method, 'GET, HEAD');
-            return this.nar(method, pathname, req, res).then(() => true);
+            return this.nars.serve(method, pathname, req, res).then(() => true);
         }
         return false;
     }
@@ -51443,16 +51776,6 @@ class CacheRoutes {
         this.log.warn({ err: message }, 'cache server lookup failed');
         if (network)
             this.serverDownUntil = Date.now() + SERVER_DOWN_BACKOFF_MS;
-    }
-    /** The server's answer, or undefined after a network failure (recorded; the server is marked down). */
-    async ask(what, request) {
-        try {
-            return await this.server.request({ retry: PROXY_RETRY, ...request });
-        }
-        catch (e) {
-            this.upstreamFailed(`${what} failed: ${describeNetworkError(e)}`, true);
-            return undefined;
-        }
     }
     async narinfo(method, hashPart, res) {
         const answer = await this.answerNarInfo(method, hashPart, res);
@@ -51488,16 +51811,17 @@ class CacheRoutes {
         }
         if ('failed' in answer)
             return this.miss(res, answer.failed);
+        this.serveHit(method, hashPart, answer.narinfo, res);
+        return answer.narinfo;
+    }
+    serveHit(method, hashPart, narinfo, res) {
         this.stats.hits++;
         if (method === 'GET') {
-            this.links.noteHit(answer.narinfo);
-            // Kept unparsed until a first NAR is streamed: used only if the server has no links.
-            this.readahead.noteHit(answer.narinfo);
-            this.prefetch.noteHit(hashPart, answer.narinfo);
+            this.nars.noteHit(narinfo);
+            this.prefetch.noteHit(hashPart, narinfo);
         }
-        res.writeHead(200, textHeaders('text/x-nix-narinfo', answer.narinfo));
-        res.end(method === 'HEAD' ? undefined : answer.narinfo);
-        return answer.narinfo;
+        res.writeHead(200, textHeaders('text/x-nix-narinfo', narinfo));
+        res.end(method === 'HEAD' ? undefined : narinfo);
     }
     /** A batch lookup whose miss is remembered, as when Nix asks (for the lookups fetched ahead). */
     async lookupRemembered(hashPart) {
@@ -51575,87 +51899,6 @@ class CacheRoutes {
     lookupFailed(status, text) {
         this.upstreamFailed(`narinfo lookup answered HTTP ${status}: ${text.slice(0, 200).trim()}`, false);
         return { failed: `the cache server answered HTTP ${status}` };
-    }
-    async nar(method, path, req, res) {
-        if (method === 'GET') {
-            // The bytes go from the server to Nix: the redirect carries a link for this NAR alone.
-            const location = await this.links.link(path);
-            if (location) {
-                this.stats.narRedirects++;
-                this.stats.paths.narServed(path);
-                res.writeHead(302, { location, 'cache-control': 'no-store', 'content-length': 0 });
-                res.end();
-                return;
-            }
-        }
-        // A resumed download asks for the rest only: pass the range on, and the 206 back.
-        const range = req.headers.range;
-        if (method === 'GET' && !range && !this.links.available) {
-            const nar = await this.readahead.take(path);
-            if (nar) {
-                this.stats.narsReadAhead++;
-                this.stats.bytesDownloaded += nar.size;
-                // The pages go back to the pool once the socket is done with them.
-                res.once('close', nar.release);
-                this.stats.paths.narServed(path);
-                res.writeHead(200, forwardableHeaders(nar.headers));
-                res.cork();
-                for (const chunk of nar.chunks)
-                    res.write(chunk);
-                res.end();
-                return;
-            }
-        }
-        const response = await this.ask('NAR download', {
-            method,
-            path,
-            ...(range ? { headers: { range } } : {}),
-        });
-        if (!response)
-            throw new HttpError(502, 'the cache server is unreachable', 'upstream');
-        if (method === 'GET' && REDIRECTS.has(response.statusCode) && response.headers.location) {
-            // The server sends NAR reads straight to its bucket (a presigned URL): Nix follows the
-            // redirect itself, so the bytes pass through neither the server nor this proxy. Only to
-            // https, or to plain http on loopback, as for the server itself.
-            await response.body.dump();
-            if (!isSafeRedirect(String(response.headers.location))) {
-                this.upstreamFailed(`NAR download redirected to a URL that is not https: refused`, false);
-                throw new HttpError(502, 'the cache server redirected to a URL that is not https', 'upstream');
-            }
-            this.stats.narRedirects++;
-            res.writeHead(response.statusCode, {
-                location: String(response.headers.location),
-                'content-length': 0,
-            });
-            res.end();
-            return;
-        }
-        if (response.statusCode !== 200 && response.statusCode !== 206) {
-            const text = (await response.body.text()).slice(0, 200).trim();
-            if (response.statusCode === 404)
-                throw new HttpError(404, 'NAR not in the cache', 'not_found');
-            if (response.statusCode === 416)
-                throw new HttpError(416, 'range not satisfiable', 'range');
-            this.upstreamFailed(`NAR download answered HTTP ${response.statusCode}: ${text}`, false);
-            throw new HttpError(502, `the cache server answered HTTP ${response.statusCode}`, 'upstream');
-        }
-        res.writeHead(response.statusCode, forwardableHeaders(response.headers));
-        if (method === 'HEAD') {
-            await response.body.dump();
-            res.end();
-            return;
-        }
-        const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
-        try {
-            await (0,external_node_stream_promises_namespaceObject.pipeline)(response.body, counter, res);
-            if (response.statusCode === 200)
-                this.stats.paths.narServed(path);
-        }
-        catch (e) {
-            // Headers are sent: all that is left is to cut the connection so Nix sees a short NAR.
-            this.upstreamFailed(`NAR download broke off: ${describeNetworkError(e)}`, false);
-            res.destroy();
-        }
     }
 }
 function methodNotAllowed(method, allowed) {
@@ -54162,7 +54405,7 @@ async function startDaemon(config, options = {}) {
         log.info({ stats: stats.toJSON() }, 'shutting down');
         tokens.stop();
         await queue?.close();
-        routes.close();
+        await routes.close();
         await Promise.all([proxy.close(), server.destroy()]);
         await removeSecretFiles(config.secretFiles);
         log.flush();

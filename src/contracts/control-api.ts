@@ -112,4 +112,18 @@ export interface LookupSetStats {
   /** Narinfos fetched ahead of Nix (references of its hits), and how many Nix then asked for. */
   prefetched: number;
   prefetchServed: number;
+  /** The recent narinfos (src/proxy/pull/recent-narinfos.ts). */
+  recent?: RecentNarInfoStats;
+}
+
+export interface RecentNarInfoStats {
+  state: 'loading' | 'loaded' | 'failed' | 'unsupported';
+  /** Narinfos held now, and the size of the answer as fetched. */
+  held: number;
+  bytes: number;
+  loadSeconds: number;
+  /** Lookups answered from them; reads reported to the server; paths dropped as gone there. */
+  served: number;
+  reported: number;
+  dropped: number;
 }

@@ -8,6 +8,16 @@ export const NARINFO_BATCH_PATH = '/_api/v1/narinfos';
 export const NARINFO_BATCH_LIMIT = 1000;
 
 /**
+ * `GET /_api/v1/narinfos/recent`: the narinfos of the readable slices most recently used (read or
+ * pushed), newest first, in the batch answer's form, for the proxy to answer Nix's hits from memory
+ * (src/server/cache/recent-narinfos.ts, src/proxy/pull/recent-narinfos.ts). At most this many, and
+ * this much narinfo text.
+ */
+export const RECENT_NARINFOS_PATH = '/_api/v1/narinfos/recent';
+export const RECENT_NARINFOS_LIMIT = 10_000;
+export const RECENT_NARINFOS_BYTES = 8 * 1024 * 1024;
+
+/**
  * Which slices a narinfo lookup asks: the union of readable slices (what Nix substitutes from, the
  * default), or only the token's write slice, for a push's "already cached?" check: a path another
  * readable slice holds must still be pushed, so the job's own copy answers by precedence. The batch

@@ -1,37 +1,30 @@
 /**
  * What Nix sees: a binary cache at the daemon's address. `/nix-cache-info` is answered here;
- * narinfo lookups and NAR downloads go to the server with the token, lookups gathered into
- * batches (one `POST /_api/v1/narinfos` for all Nix asks at once). Upstream trouble becomes a
- * 404 for narinfos (Nix then builds: a cache outage must not fail a build) and a 502 for NARs,
- * and is recorded in the stats.
+ * narinfo lookups from memory when it can (the recent narinfos for hits, the narinfo set for
+ * misses), else from the server with the token, gathered into batches (one `POST
+ * /_api/v1/narinfos` for all Nix asks at once); NAR downloads by nar-downloads.ts. Upstream trouble
+ * becomes a 404 for narinfos (Nix then builds: a cache outage must not fail a build) and a 502 for
+ * NARs, and is recorded in the stats.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import { HttpError } from '../../contracts/http-error.js';
 import { parseNarUrl } from '../../nix/nar-url.js';
 import { Batcher } from './lookup-batcher.js';
-import { ByteCounter } from './byte-counter.js';
-import { forwardableHeaders, textHeaders } from './response-headers.js';
+import { textHeaders } from './response-headers.js';
 import type { Logger } from '../report/daemon-log.js';
 import { batchRouteMissing, narInfoBatchRequest, parseNarInfoBatch } from '../upstream/batch-lookup.js';
-import { Readahead } from './readahead.js';
-import { isSafeRedirect, NarLinks } from './nar-links.js';
+import { NarDownloads } from './nar-downloads.js';
 import { NarInfoPrefetch } from './narinfo-prefetch.js';
 import { PathSet } from './path-set.js';
+import { RecentNarInfos } from './recent-narinfos.js';
 import type { Clock } from '../upstream/clock.js';
 import type { Stats } from '../report/stats.js';
-import {
-  describeNetworkError,
-  type Upstream,
-  type UpstreamRequest,
-  type UpstreamResponse,
-} from '../upstream/upstream-client.js';
+import { describeNetworkError, type Upstream, type UpstreamRequest } from '../upstream/upstream-client.js';
 
 /** Priority 30 sorts before cache.nixos.org (40), so Nix asks the proxy first. */
 export const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
 
 const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
@@ -61,10 +54,11 @@ export class CacheRoutes {
   private readonly misses = new Map<string, number>();
   /** The paths the readable slices may hold: most misses are answered from it. */
   readonly paths: PathSet;
+  /** The narinfos the readable slices used last: most hits are answered from them. */
+  readonly recent: RecentNarInfos;
   private readonly prefetch: NarInfoPrefetch<NarInfoAnswer>;
   private serverDownUntil = 0;
-  private readonly readahead: Readahead;
-  private readonly links: NarLinks;
+  private readonly nars: NarDownloads;
   /** Set when the server answered the batch route 404/405: it predates it. */
   private batchUnsupported = false;
   private readonly narinfos = new Batcher<NarInfoAnswer>(
@@ -78,36 +72,42 @@ export class CacheRoutes {
     private readonly log: Logger,
     private readonly clock: Clock,
   ) {
-    this.readahead = new Readahead(server, log);
-    this.links = new NarLinks(server, log);
+    this.nars = new NarDownloads(server, stats, log, (message, network) =>
+      this.upstreamFailed(message, network),
+    );
     this.paths = new PathSet(server, clock, log);
+    this.recent = new RecentNarInfos(server, clock, log);
     this.prefetch = new NarInfoPrefetch(
       (hashPart) => this.lookupRemembered(hashPart),
-      (hashPart) => this.paths.holds(hashPart) && !this.recentMiss(hashPart),
+      (hashPart) => this.paths.holds(hashPart) && !this.recentMiss(hashPart) && !this.recent.has(hashPart),
       () => clock.now(),
     );
     stats.lookupSet = () => ({
       ...this.paths.toJSON(),
       prefetched: this.prefetch.fetched,
       prefetchServed: this.prefetch.served,
+      recent: this.recent.toJSON(),
     });
   }
 
-  /** Starts fetching the narinfo set. */
+  /** Starts fetching the narinfo set and the recent narinfos. */
   start(): void {
     this.paths.start();
+    this.recent.start();
   }
 
-  /** Drops the NARs and narinfos fetched ahead. */
-  close(): void {
-    this.readahead.close();
+  /** Drops the NARs and narinfos fetched ahead; reports the reads the server has not seen. */
+  async close(): Promise<void> {
+    this.nars.close();
     this.prefetch.clear();
+    await this.recent.close();
   }
 
-  /** The push engine just uploaded this narinfo: found from now on. */
+  /** The push engine just uploaded this narinfo: found from now on, in the job's own slice. */
   forgetMiss(hashPart: string): void {
     this.misses.delete(hashPart);
     this.paths.add(hashPart);
+    this.recent.forget(hashPart);
   }
 
   private recentMiss(hashPart: string): boolean {
@@ -134,6 +134,12 @@ export class CacheRoutes {
     if (narinfo) {
       if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method, 'GET, HEAD');
       const hashPart = narinfo[1]!;
+      const recent = this.recent.take(hashPart);
+      if (recent !== undefined) {
+        this.serveHit(method, hashPart, recent, res);
+        this.stats.paths.hit(hashPart, recent);
+        return true;
+      }
       if (this.knownAbsent(hashPart)) {
         this.miss(res, NOT_CACHED);
         this.stats.paths.miss(hashPart);
@@ -143,7 +149,7 @@ export class CacheRoutes {
     }
     if (pathname.startsWith('/') && parseNarUrl(pathname.slice(1))) {
       if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method, 'GET, HEAD');
-      return this.nar(method, pathname, req, res).then(() => true);
+      return this.nars.serve(method, pathname, req, res).then(() => true);
     }
     return false;
   }
@@ -171,16 +177,6 @@ export class CacheRoutes {
     this.stats.error(message);
     this.log.warn({ err: message }, 'cache server lookup failed');
     if (network) this.serverDownUntil = Date.now() + SERVER_DOWN_BACKOFF_MS;
-  }
-
-  /** The server's answer, or undefined after a network failure (recorded; the server is marked down). */
-  private async ask(what: string, request: UpstreamRequest): Promise<UpstreamResponse | undefined> {
-    try {
-      return await this.server.request({ retry: PROXY_RETRY, ...request });
-    } catch (e) {
-      this.upstreamFailed(`${what} failed: ${describeNetworkError(e)}`, true);
-      return undefined;
-    }
   }
 
   private async narinfo(method: 'GET' | 'HEAD', hashPart: string, res: ServerResponse): Promise<void> {
@@ -213,16 +209,18 @@ export class CacheRoutes {
       return this.miss(res, 'the cache lookup failed');
     }
     if ('failed' in answer) return this.miss(res, answer.failed);
+    this.serveHit(method, hashPart, answer.narinfo, res);
+    return answer.narinfo;
+  }
+
+  private serveHit(method: 'GET' | 'HEAD', hashPart: string, narinfo: string, res: ServerResponse): void {
     this.stats.hits++;
     if (method === 'GET') {
-      this.links.noteHit(answer.narinfo);
-      // Kept unparsed until a first NAR is streamed: used only if the server has no links.
-      this.readahead.noteHit(answer.narinfo);
-      this.prefetch.noteHit(hashPart, answer.narinfo);
+      this.nars.noteHit(narinfo);
+      this.prefetch.noteHit(hashPart, narinfo);
     }
-    res.writeHead(200, textHeaders('text/x-nix-narinfo', answer.narinfo));
-    res.end(method === 'HEAD' ? undefined : answer.narinfo);
-    return answer.narinfo;
+    res.writeHead(200, textHeaders('text/x-nix-narinfo', narinfo));
+    res.end(method === 'HEAD' ? undefined : narinfo);
   }
 
   /** A batch lookup whose miss is remembered, as when Nix asks (for the lookups fetched ahead). */
@@ -308,87 +306,6 @@ export class CacheRoutes {
   private lookupFailed(status: number, text: string): NarInfoAnswer {
     this.upstreamFailed(`narinfo lookup answered HTTP ${status}: ${text.slice(0, 200).trim()}`, false);
     return { failed: `the cache server answered HTTP ${status}` };
-  }
-
-  private async nar(
-    method: 'GET' | 'HEAD',
-    path: string,
-    req: IncomingMessage,
-    res: ServerResponse,
-  ): Promise<void> {
-    if (method === 'GET') {
-      // The bytes go from the server to Nix: the redirect carries a link for this NAR alone.
-      const location = await this.links.link(path);
-      if (location) {
-        this.stats.narRedirects++;
-        this.stats.paths.narServed(path);
-        res.writeHead(302, { location, 'cache-control': 'no-store', 'content-length': 0 });
-        res.end();
-        return;
-      }
-    }
-    // A resumed download asks for the rest only: pass the range on, and the 206 back.
-    const range = req.headers.range;
-    if (method === 'GET' && !range && !this.links.available) {
-      const nar = await this.readahead.take(path);
-      if (nar) {
-        this.stats.narsReadAhead++;
-        this.stats.bytesDownloaded += nar.size;
-        // The pages go back to the pool once the socket is done with them.
-        res.once('close', nar.release);
-        this.stats.paths.narServed(path);
-        res.writeHead(200, forwardableHeaders(nar.headers));
-        res.cork();
-        for (const chunk of nar.chunks) res.write(chunk);
-        res.end();
-        return;
-      }
-    }
-    const response = await this.ask('NAR download', {
-      method,
-      path,
-      ...(range ? { headers: { range } } : {}),
-    });
-    if (!response) throw new HttpError(502, 'the cache server is unreachable', 'upstream');
-    if (method === 'GET' && REDIRECTS.has(response.statusCode) && response.headers.location) {
-      // The server sends NAR reads straight to its bucket (a presigned URL): Nix follows the
-      // redirect itself, so the bytes pass through neither the server nor this proxy. Only to
-      // https, or to plain http on loopback, as for the server itself.
-      await response.body.dump();
-      if (!isSafeRedirect(String(response.headers.location))) {
-        this.upstreamFailed(`NAR download redirected to a URL that is not https: refused`, false);
-        throw new HttpError(502, 'the cache server redirected to a URL that is not https', 'upstream');
-      }
-      this.stats.narRedirects++;
-      res.writeHead(response.statusCode, {
-        location: String(response.headers.location),
-        'content-length': 0,
-      });
-      res.end();
-      return;
-    }
-    if (response.statusCode !== 200 && response.statusCode !== 206) {
-      const text = (await response.body.text()).slice(0, 200).trim();
-      if (response.statusCode === 404) throw new HttpError(404, 'NAR not in the cache', 'not_found');
-      if (response.statusCode === 416) throw new HttpError(416, 'range not satisfiable', 'range');
-      this.upstreamFailed(`NAR download answered HTTP ${response.statusCode}: ${text}`, false);
-      throw new HttpError(502, `the cache server answered HTTP ${response.statusCode}`, 'upstream');
-    }
-    res.writeHead(response.statusCode, forwardableHeaders(response.headers));
-    if (method === 'HEAD') {
-      await response.body.dump();
-      res.end();
-      return;
-    }
-    const counter = new ByteCounter((n) => (this.stats.bytesDownloaded += n));
-    try {
-      await pipeline(response.body, counter, res);
-      if (response.statusCode === 200) this.stats.paths.narServed(path);
-    } catch (e) {
-      // Headers are sent: all that is left is to cut the connection so Nix sees a short NAR.
-      this.upstreamFailed(`NAR download broke off: ${describeNetworkError(e)}`, false);
-      res.destroy();
-    }
   }
 }
 

@@ -105,7 +105,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
       log.info({ stats: stats.toJSON() }, 'shutting down');
       tokens.stop();
       await queue?.close();
-      routes.close();
+      await routes.close();
       await Promise.all([proxy.close(), server.destroy()]);
       await removeSecretFiles(config.secretFiles);
       log.flush();

@@ -23,6 +23,7 @@ import type { VerifyPool } from './verify-pool.js';
 import { checkNarInfo } from './narinfo-check.js';
 import { lookupNarInfos } from './narinfo-lookup.js';
 import { NarInfoSetIndex } from './narinfo-set-index.js';
+import { recentNarInfos } from './recent-narinfos.js';
 import type { NarInfoSigner } from './narinfo-signer.js';
 import { addPin, type PinOutcome, type PinRequest } from './pins.js';
 import { checkSliceOwner, type Writer } from './slice-owner.js';
@@ -75,6 +76,11 @@ export class CacheService {
   /** The narinfo set of the reader's slices (src/contracts/narinfo-set.ts): whole, or what came after `since`. */
   narInfoSet(reader: Reader, since: string | null): Promise<{ body: Buffer; count: number }> {
     return since === null ? this.sets.full(reader.canRead) : this.sets.since(reader.canRead, since);
+  }
+
+  /** The narinfos of the reader's slices used last, newest first (recent-narinfos.ts). */
+  async recentNarInfos(reader: Reader): Promise<Record<string, string>> {
+    return recentNarInfos(this.deps, reader, await this.sets.readable(reader.canRead));
   }
 
   get maxNarSize(): number {

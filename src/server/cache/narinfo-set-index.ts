@@ -9,7 +9,7 @@
 import { encodeNarInfoSet, hashPrefix, sortedUnique } from '../../contracts/narinfo-set.js';
 import type { MetadataStore, SliceFilter, SliceHashParts, SliceOwner } from '../storage/metadata-store.js';
 
-interface SliceEntry {
+export interface SliceEntry {
   owner: SliceOwner | null;
   /** Strictly increasing. */
   prefixes: Uint32Array;
@@ -51,10 +51,7 @@ export class NarInfoSetIndex {
 
   /** The whole set for `canRead`, covering every narinfo committed before this call. */
   async full(canRead: SliceFilter): Promise<{ body: Buffer; count: number }> {
-    await this.refresh();
-    const readable = [...this.slices.entries()]
-      .filter(([slice, entry]) => entry.prefixes.length > 0 && canRead(slice, entry.owner))
-      .sort(([a], [b]) => (a < b ? -1 : 1));
+    const readable = await this.readable(canRead);
     const key = readable.map(([slice]) => slice).join('\n');
     const cached = this.unions.get(key);
     if (cached?.version === this.version) return cached;
@@ -68,6 +65,14 @@ export class NarInfoSetIndex {
     this.unions.set(key, answer);
     if (this.unions.size > CACHED_UNIONS) this.unions.delete(this.unions.keys().next().value!);
     return answer;
+  }
+
+  /** The slices holding narinfos that `canRead` admits, by name, as of now. */
+  async readable(canRead: SliceFilter): Promise<[string, SliceEntry][]> {
+    await this.refresh();
+    return [...this.slices.entries()]
+      .filter(([slice, entry]) => entry.prefixes.length > 0 && canRead(slice, entry.owner))
+      .sort(([a], [b]) => (a < b ? -1 : 1));
   }
 
   /** What `canRead` gained since `cursor`, asked of the store directly (small, and exact for any cursor). */

@@ -3,7 +3,7 @@
  * gathers the lookups Nix makes at the same moment. The access rules are those of
  * `GET /<hash>.narinfo` (the union of readable slices, public slices without a token; only the
  * write slice with `"scope": "write"`); the answer holds the signed narinfo of every hit and nothing
- * for a miss.
+ * for a miss. `GET /_api/v1/narinfos/recent` answers the same way with the narinfos used last.
  */
 import { HttpError } from '../../contracts/http-error.js';
 import { NARINFO_BATCH_LIMIT } from '../../contracts/narinfo-batch.js';
@@ -13,9 +13,12 @@ import type { CacheService } from '../cache/cache-service.js';
 import { send, type CacheRequest } from './cache-handlers.js';
 import type { NarInfoLookupScope } from '../../contracts/narinfo-batch.js';
 import { parseLookupScope, scopedAccess } from './lookup-scope.js';
+import type { Access } from './auth.js';
 
 /** 1000 hash parts as JSON are ~35 KB. */
 export const NARINFO_BATCH_BODY_LIMIT = 64 * 1024;
+
+const ANSWER_HEADERS = { 'content-type': 'application/json', 'cache-control': 'private, no-cache' };
 
 function badRequest(message: string): HttpError {
   return new HttpError(400, message, 'bad_request');
@@ -53,30 +56,42 @@ export function parseBatchRequest(body: Buffer): { hashParts: string[]; scope: N
   return { hashParts: [...new Set(hashParts as string[])], scope };
 }
 
+/** A GET without a token is answered from public slices; with none, say what is missing. */
+async function lookupAccess(request: CacheRequest, publicReads: boolean): Promise<Access> {
+  const access = await request.access();
+  if (!access.authenticated && !publicReads) {
+    throw new HttpError(401, 'narinfo lookups need a cache token: no slice is public', 'unauthenticated', {
+      'www-authenticate': 'Bearer',
+    });
+  }
+  return access;
+}
+
 export async function postNarInfos(
   cache: CacheService,
   request: CacheRequest,
   publicReads: boolean,
 ): Promise<void> {
   const { req, res } = request;
-  const access = await request.access();
-  // A GET without a token is answered from public slices; with none, say what is missing
-  // rather than answer every lookup with a miss.
-  if (!access.authenticated && !publicReads) {
-    throw new HttpError(401, 'narinfo lookups need a cache token: no slice is public', 'unauthenticated', {
-      'www-authenticate': 'Bearer',
-    });
-  }
+  const access = await lookupAccess(request, publicReads);
   checkDeclaredLength(req, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request');
   acceptBody(req, res);
   const { hashParts, scope } = parseBatchRequest(
     await readSmallBody(request, NARINFO_BATCH_BODY_LIMIT, 'narinfo lookup request'),
   );
   const narinfos = await cache.narInfos(hashParts, scopedAccess(access, scope));
-  send(
-    res,
-    200,
-    { 'content-type': 'application/json', 'cache-control': 'private, no-cache' },
-    JSON.stringify({ narinfos }),
-  );
+  send(res, 200, ANSWER_HEADERS, JSON.stringify({ narinfos }));
+}
+
+/**
+ * `GET /_api/v1/narinfos/recent`: the narinfos of the readable slices used last, in the batch
+ * answer's form (src/contracts/narinfo-batch.ts), by the same access rules.
+ */
+export async function getRecentNarInfos(
+  cache: CacheService,
+  request: CacheRequest,
+  publicReads: boolean,
+): Promise<void> {
+  const narinfos = await cache.recentNarInfos(await lookupAccess(request, publicReads));
+  send(request.res, 200, ANSWER_HEADERS, JSON.stringify({ narinfos }));
 }

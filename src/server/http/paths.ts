@@ -4,7 +4,7 @@
  * no decoding step for a traversal to hide behind.
  */
 import { HttpError } from '../../contracts/http-error.js';
-import { NARINFO_BATCH_PATH } from '../../contracts/narinfo-batch.js';
+import { NARINFO_BATCH_PATH, RECENT_NARINFOS_PATH } from '../../contracts/narinfo-batch.js';
 import { NAR_LINKS_PATH } from '../../contracts/nar-links.js';
 import { NARINFO_SET_PATH } from '../../contracts/narinfo-set.js';
 import { HEALTH_PATH, NAR_UPLOAD_PREFIX, TOKEN_EXCHANGE_PATH } from '../../contracts/server-api.js';
@@ -15,7 +15,15 @@ import { HASH_PART_PATTERN } from '../../nix/store-path.js';
 export type Route =
   | {
       name:
-        'nix-cache-info' | 'health' | 'token' | 'metrics' | 'narinfos' | 'nar-links' | 'narinfo-set' | 'pins';
+        | 'nix-cache-info'
+        | 'health'
+        | 'token'
+        | 'metrics'
+        | 'narinfos'
+        | 'recent-narinfos'
+        | 'nar-links'
+        | 'narinfo-set'
+        | 'pins';
     }
   | { name: 'narinfo'; hashPart: string }
   | { name: 'nar'; fileHash: string; compression: NarCompression; key: string }
@@ -77,6 +85,8 @@ export function matchRoute(rawUrl: string): Route {
       return { name: 'token' };
     case NARINFO_BATCH_PATH:
       return { name: 'narinfos' };
+    case RECENT_NARINFOS_PATH:
+      return { name: 'recent-narinfos' };
     case NAR_LINKS_PATH:
       return { name: 'nar-links' };
     case NARINFO_SET_PATH:

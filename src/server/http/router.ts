@@ -22,7 +22,7 @@ import {
 } from './cache-handlers.js';
 import { acceptBody, withIdleTimeout } from './body.js';
 import type { UploadSlots } from './upload-slots.js';
-import { postNarInfos } from './narinfo-batch-handler.js';
+import { getRecentNarInfos, postNarInfos } from './narinfo-batch-handler.js';
 import { getNarInfoSet } from './narinfo-set-handler.js';
 import type { CacheService } from '../cache/cache-service.js';
 import { matchRoute, type Route } from './paths.js';
@@ -87,6 +87,9 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
     narinfos: {
       POST: (_route, request) => postNarInfos(deps.cache, request, deps.publicReads),
     },
+    'recent-narinfos': {
+      GET: (_route, request) => getRecentNarInfos(deps.cache, request, deps.publicReads),
+    },
     'nar-links': {
       POST: (_route, request) => postNarLinks(links, request),
     },
@@ -132,7 +135,7 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
 
 /** A narinfo (or nix-cache-info) read, alone or batched: Nix asks thousands per job. */
 function isLookup(req: IncomingMessage, routeName: string): boolean {
-  if (routeName === 'narinfos' || routeName === 'narinfo-set') return true;
+  if (routeName === 'narinfos' || routeName === 'narinfo-set' || routeName === 'recent-narinfos') return true;
   return (
     (req.method === 'GET' || req.method === 'HEAD') &&
     (routeName === 'narinfo' || routeName === 'nix-cache-info')

@@ -2,7 +2,7 @@
  * Row mappers shared by the SQLite and PostgreSQL metadata stores: both keep the same columns, so a
  * narinfo row (with its slice's binding joined in) reads the same way from either.
  */
-import type { AuditEntry, NarInfoRecord, SliceOwner } from './metadata-store.js';
+import type { AuditEntry, NarInfoRecord, RecentNarInfo, SliceOwner } from './metadata-store.js';
 
 type Row = Record<string, unknown>;
 
@@ -42,6 +42,20 @@ export function narInfoRecord(row: Row): NarInfoRecord {
 export const NARINFOS_WITH_OWNER = `SELECT n.*, s.issuer AS owner_issuer, s.repository_id AS owner_repository_id,
     s.repository_owner_id AS owner_repository_owner_id
   FROM narinfos n LEFT JOIN slices s ON s.name = n.slice`;
+
+/**
+ * A slice's narinfos by last use, newest first (`MetadataStore.recentNarInfos`), with the
+ * placeholders of the store's dialect. The ORDER BY is the expression of the index
+ * `narinfos_by_slice_use`, so both stores read it backwards from the slice's newest row.
+ */
+export const recentNarInfosSql = (slice: string, limit: string): string =>
+  `SELECT hash_part, coalesce(last_accessed_at, created_at) AS used_at FROM narinfos
+     WHERE slice = ${slice} ORDER BY coalesce(last_accessed_at, created_at) DESC LIMIT ${limit}`;
+
+export const recentNarInfo = (row: Row): RecentNarInfo => ({
+  hashPart: String(row.hash_part),
+  usedAt: Number(row.used_at),
+});
 
 export function auditEntry(r: Row): AuditEntry {
   return {

@@ -105,6 +105,12 @@ export interface HashPartsSince {
   slices: SliceHashParts[];
 }
 
+/** A narinfo's hash part and when it was last used (read, else stored), in ms since the epoch. */
+export interface RecentNarInfo {
+  hashPart: string;
+  usedAt: number;
+}
+
 export interface MetadataStore extends RetentionStore {
   /** Records that `slice` uploaded (so provably holds) this NAR. Idempotent. */
   recordUpload(slice: string, facts: NarFacts): Promise<void>;
@@ -128,6 +134,12 @@ export interface MetadataStore extends RetentionStore {
    * snapshot did not see, whatever order concurrent writers commit in.
    */
   narInfoHashParts(since: string | null): Promise<HashPartsSince>;
+  /**
+   * Up to `limit` of the slice's narinfos, most recently used first (read, else stored: the time
+   * retention ages them by), as hash parts with that time; for the recent narinfos a job's proxy
+   * holds (src/server/cache/recent-narinfos.ts). Ties in any order.
+   */
+  recentNarInfos(slice: string, limit: number): Promise<RecentNarInfo[]>;
   /** Whether a narinfo in a slice the filter admits points to this NAR. */
   isNarReadable(key: string, readable: SliceFilter): Promise<boolean>;
   /** The repository a slice belongs to, or null before its first accepted write. */

@@ -12,11 +12,20 @@ import type {
   NarFacts,
   NarInfoRecord,
   ReadTokenRecord,
+  RecentNarInfo,
   SliceFilter,
   SliceOwner,
 } from './metadata-store.js';
 import { migrate } from './pg-migrations.js';
-import { NARINFOS_WITH_OWNER, auditEntry, narInfoRecord, sliceOwnerOf, str } from './metadata-rows.js';
+import {
+  NARINFOS_WITH_OWNER,
+  auditEntry,
+  narInfoRecord,
+  recentNarInfo,
+  recentNarInfosSql,
+  sliceOwnerOf,
+  str,
+} from './metadata-rows.js';
 import * as retention from './pg-retention.js';
 import type { DeletionRecord, NarInfoKey, Pin, StoredNarInfo } from './retention-store.js';
 import { StorageUnavailableError } from './unavailable.js';
@@ -210,6 +219,10 @@ export class PgMetadataStore implements MetadataStore {
       hashParts,
     ]);
     return rows.map(narInfoRecord).filter((record) => readable(record.slice, record.owner ?? null));
+  }
+
+  async recentNarInfos(slice: string, limit: number): Promise<RecentNarInfo[]> {
+    return (await this.query(recentNarInfosSql('$1', '$2'), [slice, limit])).rows.map(recentNarInfo);
   }
 
   async narInfoHashParts(since: string | null): Promise<HashPartsSince> {

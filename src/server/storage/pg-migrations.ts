@@ -52,6 +52,9 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX narinfos_by_txid ON narinfos (txid);`,
   // 5: retention: access times, NAR claims, pins, the collector's lease, deletion audit rows.
   RETENTION_MIGRATION,
+  // 6: the recent narinfos a job's proxy is handed (each slice's, newest use first).
+  // (the ORDER BY of metadata-rows.ts's recentNarInfosSql).
+  `CREATE INDEX narinfos_by_slice_use ON narinfos (slice, (coalesce(last_accessed_at, created_at)))`,
 ];
 
 /** An arbitrary constant naming Sluice's migration lock among the database's advisory locks. */

@@ -7,10 +7,13 @@ import type {
   NarFacts,
   NarInfoRecord,
   ReadTokenRecord,
+  RecentNarInfo,
   SliceFilter,
   SliceOwner,
 } from './metadata-store.js';
 import {
+  recentNarInfo,
+  recentNarInfosSql,
   NARINFOS_WITH_OWNER,
   auditEntry,
   narInfoRecord,
@@ -79,6 +82,10 @@ export class SqliteMetadataStore implements MetadataStore {
     // delete). Rows from before it have none and are only in full answers.
     this.addColumn('narinfos', 'seq', 'INTEGER');
     this.db.exec('CREATE INDEX IF NOT EXISTS narinfos_by_seq ON narinfos (seq)');
+    // The recent narinfos' order (metadata-rows.ts's recentNarInfosSql), read backwards per slice.
+    this.db.exec(
+      'CREATE INDEX IF NOT EXISTS narinfos_by_slice_use ON narinfos (slice, coalesce(last_accessed_at, created_at))',
+    );
     // Slices are filtered inside the query, on the (hash_part, slice) index: a narinfo in a slice the
     // reader cannot see is never returned, so it costs (and times) about like one that does not exist.
     this.db.function('sluice_readable', (slice, issuer, repositoryId, repositoryOwnerId) =>
@@ -226,6 +233,10 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async narInfoHashParts(since: string | null): Promise<HashPartsSince> {
     return readHashParts(this.run, since);
+  }
+
+  async recentNarInfos(slice: string, limit: number): Promise<RecentNarInfo[]> {
+    return (this.sql(recentNarInfosSql('?', '?')).all(slice, limit) as Row[]).map(recentNarInfo);
   }
 
   async isNarReadable(key: string, readable: SliceFilter): Promise<boolean> {

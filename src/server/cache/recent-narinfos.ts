@@ -1,0 +1,64 @@
+/**
+ * The recent narinfos a job's proxy is handed at start (`GET /_api/v1/narinfos/recent`): the
+ * narinfos of the reader's slices that were used last (read, else pushed), newest first, so that
+ * Nix's hits on what the previous jobs used are answered from the proxy's memory. A CI job mostly
+ * asks for what the last run of it asked for.
+ *
+ * Every answer is the one a lookup of that hash part would give now: the candidates come from the
+ * readable slices' newest rows, and are then looked up in the union of all readable slices with the
+ * lookup's precedence. The reads are not recorded here (that would keep whatever is listed alive
+ * for ever): the proxy reports the paths Nix actually read, through the batch lookup route.
+ */
+import { RECENT_NARINFOS_BYTES, RECENT_NARINFOS_LIMIT } from '../../contracts/narinfo-batch.js';
+import type { MetadataStore, RecentNarInfo } from '../storage/metadata-store.js';
+import type { SliceEntry } from './narinfo-set-index.js';
+import type { NarInfoSigner } from './narinfo-signer.js';
+import { chooseNarInfos, type SliceRank } from './union-read.js';
+import type { SliceFilter } from '../storage/metadata-store.js';
+
+/**
+ * Slices asked for their newest rows, those of highest precedence first: one indexed query each,
+ * so a read token granted hundreds of slices costs what sixteen do.
+ */
+export const RECENT_SLICES = 16;
+
+export interface RecentLimits {
+  count: number;
+  bytes: number;
+}
+
+export const RECENT_LIMITS: RecentLimits = { count: RECENT_NARINFOS_LIMIT, bytes: RECENT_NARINFOS_BYTES };
+
+/** The newest `limit` distinct hash parts of several slices' newest-first lists. */
+export function newestHashParts(lists: RecentNarInfo[][], limit: number): string[] {
+  const all = lists.flat().sort((a, b) => b.usedAt - a.usedAt);
+  return [...new Set(all.map((entry) => entry.hashPart))].slice(0, limit);
+}
+
+/** The signed narinfos to hand the reader, keyed by hash part, newest use first. */
+export async function recentNarInfos(
+  deps: { meta: MetadataStore; narinfoSigner: NarInfoSigner },
+  reader: { canRead: SliceFilter; rank: SliceRank },
+  readable: [string, SliceEntry][],
+  limits: RecentLimits = RECENT_LIMITS,
+): Promise<Record<string, string>> {
+  const slices = readable
+    .map(([slice, entry]) => ({ slice, rank: reader.rank(slice, entry.owner) ?? Number.MAX_SAFE_INTEGER }))
+    .sort((a, b) => a.rank - b.rank)
+    .slice(0, RECENT_SLICES);
+  const lists = await Promise.all(slices.map(({ slice }) => deps.meta.recentNarInfos(slice, limits.count)));
+  const hashParts = newestHashParts(lists, limits.count);
+  const choices = chooseNarInfos(await deps.meta.findNarInfos(hashParts, reader.canRead), reader.rank);
+  const narinfos: Record<string, string> = {};
+  let bytes = 0;
+  for (const hashPart of hashParts) {
+    const choice = choices.get(hashPart);
+    // Gone since (a collector): not handed out.
+    if (!choice) continue;
+    const text = deps.narinfoSigner.served(choice.record);
+    bytes += text.length;
+    if (bytes > limits.bytes) break;
+    narinfos[hashPart] = text;
+  }
+  return narinfos;
+}
