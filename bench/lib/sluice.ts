@@ -69,6 +69,7 @@ export interface Daemon {
   cpuSeconds(): number;
   stats(): Promise<DaemonStats>;
   /** Waits until the daemon's first fetch of the narinfo set ended (loaded or not); its stats then. */
+  /** Waits until the narinfo set and the recent narinfos are fetched (or failed), as a job's are before Nix asks. */
   lookupSetLoaded(timeoutMs?: number): Promise<DaemonStats>;
   /** Pushes `paths` (and their closures) and waits until the queue is empty. */
   drain(paths: string[], deadlineSeconds?: number): Promise<DrainStats>;
@@ -268,7 +269,8 @@ export async function startDaemon(
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const current = await stats();
-        if (current.lookupSet?.state !== 'loading') return current;
+        const set = current.lookupSet;
+        if (set?.state !== 'loading' && set?.recent?.state !== 'loading') return current;
         if (Date.now() > deadline) throw new Error('the daemon did not load its narinfo set in time');
         await sleep(20);
       }

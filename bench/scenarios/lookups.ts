@@ -56,6 +56,7 @@ export async function lookupScenarios(context: Context): Promise<Row[]> {
   ): Promise<{ sluice: Side; baseline: Side; note?: string }> => {
     const cpu: CpuSample[] = [];
     const answeredFromSet: number[] = [];
+    const answeredFromRecent: number[] = [];
     const viaProxy = async () => {
       const daemon = await stack!.startJob();
       try {
@@ -78,6 +79,7 @@ export async function lookupScenarios(context: Context): Promise<Row[]> {
         expectHitsAndMisses(result, requests.hits, total, 'the proxy');
         const set = (await daemon.stats()).lookupSet;
         if (set) answeredFromSet.push(set.absent);
+        if (set?.recent) answeredFromRecent.push(set.recent.served);
         return result.seconds;
       } finally {
         await daemon.close();
@@ -104,6 +106,10 @@ export async function lookupScenarios(context: Context): Promise<Row[]> {
     const setNote = answeredFromSet.length
       ? `; misses answered from the daemon's narinfo set: ${answeredFromSet.join(', ')} of ${total - Math.floor(total / 2)} per run`
       : '';
+    // The seeder pushed the hits just before: they are the slice's newest, so the daemon holds them.
+    const recentNote = answeredFromRecent.length
+      ? `; hits answered from the daemon's recent narinfos (the slice's newest; the seeder pushed them): ${answeredFromRecent.join(', ')} of ${Math.floor(total / 2)} per run`
+      : '';
     const floorSamples = floor ? samples[sides.length - 1]! : [];
     const nginxMedian = sideMedian(baseline);
     const floorNote = floor
@@ -112,7 +118,7 @@ export async function lookupScenarios(context: Context): Promise<Row[]> {
         `, ${median(floorCpu).toFixed(2)} s CPU`
       : '';
     const cpuText = cpuNote(cpu, 2);
-    const note = cpuText ? cpuText + setNote + floorNote : undefined;
+    const note = cpuText ? cpuText + setNote + recentNote + floorNote : undefined;
     return { sluice, baseline, ...(note ? { note } : {}) };
   };
 

@@ -14376,6 +14376,15 @@ function newestHashParts(lists, limit) {
     const all = lists.flat().sort((a, b) => b.usedAt - a.usedAt);
     return [...new Set(all.map((entry) => entry.hashPart))].slice(0, limit);
 }
+/** The text a lookup answers; undefined for a stored narinfo that no longer parses (left to lookups). */
+function servedText(signer, record) {
+    try {
+        return signer.served(record);
+    }
+    catch {
+        return undefined;
+    }
+}
 /** The signed narinfos to hand the reader, keyed by hash part, newest use first. */
 async function recentNarInfos(deps, reader, readable, limits = RECENT_LIMITS) {
     const slices = readable
@@ -14392,7 +14401,9 @@ async function recentNarInfos(deps, reader, readable, limits = RECENT_LIMITS) {
         // Gone since (a collector): not handed out.
         if (!choice)
             continue;
-        const text = deps.narinfoSigner.served(choice.record);
+        const text = servedText(deps.narinfoSigner, choice.record);
+        if (text === undefined)
+            continue;
         bytes += text.length;
         if (bytes > limits.bytes)
             break;

@@ -10,7 +10,7 @@
  * for ever): the proxy reports the paths Nix actually read, through the batch lookup route.
  */
 import { RECENT_NARINFOS_BYTES, RECENT_NARINFOS_LIMIT } from '../../contracts/narinfo-batch.js';
-import type { MetadataStore, RecentNarInfo } from '../storage/metadata-store.js';
+import type { MetadataStore, NarInfoRecord, RecentNarInfo } from '../storage/metadata-store.js';
 import type { SliceEntry } from './narinfo-set-index.js';
 import type { NarInfoSigner } from './narinfo-signer.js';
 import { chooseNarInfos, type SliceRank } from './union-read.js';
@@ -35,6 +35,15 @@ export function newestHashParts(lists: RecentNarInfo[][], limit: number): string
   return [...new Set(all.map((entry) => entry.hashPart))].slice(0, limit);
 }
 
+/** The text a lookup answers; undefined for a stored narinfo that no longer parses (left to lookups). */
+function servedText(signer: NarInfoSigner, record: NarInfoRecord): string | undefined {
+  try {
+    return signer.served(record);
+  } catch {
+    return undefined;
+  }
+}
+
 /** The signed narinfos to hand the reader, keyed by hash part, newest use first. */
 export async function recentNarInfos(
   deps: { meta: MetadataStore; narinfoSigner: NarInfoSigner },
@@ -55,7 +64,8 @@ export async function recentNarInfos(
     const choice = choices.get(hashPart);
     // Gone since (a collector): not handed out.
     if (!choice) continue;
-    const text = deps.narinfoSigner.served(choice.record);
+    const text = servedText(deps.narinfoSigner, choice.record);
+    if (text === undefined) continue;
     bytes += text.length;
     if (bytes > limits.bytes) break;
     narinfos[hashPart] = text;
