@@ -361,6 +361,26 @@ describe.each(metadataBackends)('MetadataStore on %s', (_name, open) => {
     expect(byslice(await meta.narInfoHashParts(null)).b?.hashParts).toEqual([hash('1'), hash('3')]);
   });
 
+  it("lists a slice's narinfos by last use, newest first, up to a limit", async () => {
+    const hash = (c: string) => c.repeat(32);
+    await meta.putNarInfo(record('s', 1_000, hash('1')), audit('s'));
+    await meta.putNarInfo(record('s', 2_000, hash('2')), audit('s'));
+    await meta.putNarInfo(record('s', 3_000, hash('3')), audit('s'));
+    await meta.putNarInfo(record('t', 9_000, hash('4')), audit('t'));
+    expect(await meta.recentNarInfos('s', 10)).toEqual([
+      { hashPart: hash('3'), usedAt: 3_000 },
+      { hashPart: hash('2'), usedAt: 2_000 },
+      { hashPart: hash('1'), usedAt: 1_000 },
+    ]);
+    // A read counts as a use: the oldest path, read last, comes first.
+    expect(await meta.touchNarInfos([{ slice: 's', hashPart: hash('1') }], new Date(5_000))).toBe(1);
+    expect(await meta.recentNarInfos('s', 2)).toEqual([
+      { hashPart: hash('1'), usedAt: 5_000 },
+      { hashPart: hash('3'), usedAt: 3_000 },
+    ]);
+    expect(await meta.recentNarInfos('none', 2)).toEqual([]);
+  });
+
   it('keeps the key a narinfo was signed with when stored', async () => {
     await meta.putNarInfo({ ...record('s', 1), signedBy: 'cache-1:AAAA' }, audit('s'));
     await meta.putNarInfo({ ...record('t', 2) }, audit('t'));
