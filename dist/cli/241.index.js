@@ -517,7 +517,7 @@ class S3BlobStore {
                 Key: this.objectKey(key),
                 ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
             })));
-            return new ObjectReader(answer.Body);
+            return new ObjectReader(answer.Body, answer.ContentLength ?? 0);
         }
         catch (error) {
             if ((0,s3_client.isNotFound)(error))
@@ -689,8 +689,10 @@ class PartUploader {
 /** A GetObject answer's body, written out with the destination's backpressure. */
 class ObjectReader {
     body;
-    constructor(body) {
+    length;
+    constructor(body, length) {
         this.body = body;
+        this.length = length;
     }
     async writeTo(sink, sent) {
         try {

@@ -48871,6 +48871,9 @@ async function sendFileRange(file, start, end, sink, pool, sent) {
             // The buffer read into now was last sent two turns ago, and that write has finished.
             await sending;
             sending = written(sink, buffer.subarray(0, bytesRead)).then(() => sent?.(bytesRead));
+            // Awaited after the next read: a client gone meanwhile must not make it an unhandled
+            // rejection, which would end the server's process.
+            sending.catch(() => undefined);
         }
         await sending;
     }

@@ -10,6 +10,7 @@ import type { NarCompression } from '../../nix/nar.js';
 import { NarInfoError, parseNarInfo, type NarInfo } from '../../nix/narinfo.js';
 import { narHashKey, type CacheService, type NarUpload, type Writer } from '../cache/cache-service.js';
 import type { VerifiedNar } from '../cache/verified-nar.js';
+import type { BlobReader } from '../storage/blob-store.js';
 import { requestToken, requireWriteSlice, type Access } from './auth.js';
 import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
 import { parseRange } from './range.js';
@@ -107,8 +108,7 @@ export async function getNar(cache: CacheService, request: CacheRequest, key: st
     res.end();
     return;
   }
-  const head = visible ? await cache.blobs.head(key) : null;
-  if (!head) throw notFound(`nar/${key}`);
+  if (!visible) throw notFound(`nar/${key}`);
   const etag = `"${key}"`;
   const headers: Record<string, string | number> = {
     'content-type': 'application/x-nix-nar',
@@ -117,21 +117,40 @@ export async function getNar(cache: CacheService, request: CacheRequest, key: st
     etag,
     'accept-ranges': 'bytes',
   };
+  if (req.method === 'GET' && req.headers.range === undefined && req.headers['if-none-match'] !== etag) {
+    // A plain GET, nearly every download: opened at once, its size taken from the open blob. A
+    // head first cost a trip to the thread pool (on S3, a request to the bucket) per NAR.
+    const body = await cache.blobs.open(key);
+    if (!body) throw notFound(`nar/${key}`);
+    headers['content-length'] = body.length;
+    return sendBlob(cache, res, 200, headers, body);
+  }
+  const head = await cache.blobs.head(key);
+  if (!head) throw notFound(`nar/${key}`);
   if (req.headers['if-none-match'] === etag) {
     res.writeHead(304, headers).end();
     return;
   }
   const range = parseRange(req.headers.range, head.size);
   const status = range ? 206 : 200;
-  const length = range ? range.end - range.start + 1 : head.size;
   if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${head.size}`;
-  headers['content-length'] = length;
+  headers['content-length'] = range ? range.end - range.start + 1 : head.size;
   if (req.method === 'HEAD') {
     res.writeHead(status, headers).end();
     return;
   }
   const body = await cache.blobs.open(key, range ?? undefined);
   if (!body) throw notFound(`nar/${key}`);
+  return sendBlob(cache, res, status, headers, body);
+}
+
+async function sendBlob(
+  cache: CacheService,
+  res: ServerResponse,
+  status: number,
+  headers: Record<string, string | number>,
+  body: BlobReader,
+): Promise<void> {
   res.writeHead(status, headers);
   try {
     await body.writeTo(res, (bytes) => cache.countBytesOut(bytes));

@@ -47,6 +47,8 @@ export interface BlobInfo {
 
 /** An object opened for reading: written out once, or closed unread. */
 export interface BlobReader {
+  /** How many bytes `writeTo` writes (the range's, or the whole blob's). */
+  readonly length: number;
   /**
    * Writes the bytes into `sink` (without ending it), calling `sent` with each chunk's size once
    * `sink` has it, then closes. A chunk's buffer may be reused as soon as its write callback has

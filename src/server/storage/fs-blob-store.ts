@@ -21,7 +21,9 @@ const TEMP_PREFIX = '.upload-';
 /** Files looked up at once by list(). */
 const STAT_CHUNK = 64;
 /** Reads go into 256 KiB buffers, two per download (one read into while the other is sent). */
-const readBuffers = new BufferPool(256 * 1024, 16);
+// A NAR of up to 1 MiB (most of them) goes in one read and one write: each read is a trip to
+// libuv's thread pool, and fewer of them took ~0.4 ms off each such download (docs/benchmarks.md).
+const readBuffers = new BufferPool(1024 * 1024, 8);
 
 export class FsBlobStore implements BlobStore {
   /** Temp files of this process's uploads in progress: never taken for abandoned ones. */
@@ -153,18 +155,24 @@ export class FsBlobStore implements BlobStore {
 
 /** Sends a file from two reused buffers (sendFileRange). */
 class FileReader implements BlobReader {
+  readonly length: number;
+
   constructor(
     private readonly file: FileHandle,
     private readonly start: number,
     /** Exclusive. */
     private readonly end: number,
-  ) {}
+  ) {
+    this.length = end - start;
+  }
 
   async writeTo(sink: Writable, sent?: (bytes: number) => void): Promise<void> {
     try {
       await sendFileRange(this.file, this.start, this.end, sink, readBuffers, sent);
     } finally {
-      await this.close();
+      // Not awaited: the answer need not wait for another trip to the thread pool, and closing a
+      // file only read from loses nothing if it fails.
+      this.close().catch(() => undefined);
     }
   }
 

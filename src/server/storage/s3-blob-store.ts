@@ -152,7 +152,7 @@ export class S3BlobStore implements BlobStore {
           }),
         ),
       );
-      return new ObjectReader(answer.Body as Readable);
+      return new ObjectReader(answer.Body as Readable, answer.ContentLength ?? 0);
     } catch (error) {
       if (isNotFound(error)) return null;
       throw error;
@@ -350,7 +350,10 @@ class PartUploader {
 
 /** A GetObject answer's body, written out with the destination's backpressure. */
 class ObjectReader implements BlobReader {
-  constructor(private readonly body: Readable) {}
+  constructor(
+    private readonly body: Readable,
+    readonly length: number,
+  ) {}
 
   async writeTo(sink: Writable, sent?: (bytes: number) => void): Promise<void> {
     try {
