@@ -28,6 +28,8 @@ async function read(store: BlobStore, key: string, range?: { start: number; end:
   await reader.writeTo(sink, (bytes) => (reported += bytes));
   const bytes = Buffer.concat(chunks);
   expect(reported).toBe(bytes.length);
+  // What a download's Content-Length is taken from.
+  expect(reader.length).toBe(bytes.length);
   return bytes;
 }
 
