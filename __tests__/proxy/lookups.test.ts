@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import { nixBuild, randomChainExpr } from '../support/nix.js';
 import { narUploadFor, pushRaw } from '../support/server.js';
 import { refusedUrl, startTestDaemon, type TestDaemon } from './helpers.js';
-import { startFront, startStack, type Stack } from './stack.js';
+import { askedHashParts, startFront, startStack, type Stack } from './stack.js';
 import { ManualClock } from '../support/clock.js';
 
 const OTHER_OWNER = { repository: 'other/thing', repository_id: '3001', repository_owner_id: '7001' };
@@ -85,19 +85,18 @@ async function signedText(hashPart: string): Promise<string> {
 }
 
 /** Hash parts named in the batch requests a front saw. */
-function batchedHashParts(front: { posted: { url: string; body: string }[] }): string[] {
-  return front.posted
-    .filter((post) => post.url === '/_api/v1/narinfos')
-    .flatMap((post) => (JSON.parse(post.body) as { hashParts: string[] }).hashParts);
-}
+const batchedHashParts = askedHashParts;
 
 describe('narinfo lookups through the proxy', () => {
   it('answers a burst with the right hits and misses in a few batch requests, and remembers the misses', async () => {
-    // A server without the narinfo set: every lookup is asked of it (narinfo-set.test.ts has the set).
+    // A server without the narinfo set, the recent narinfos and the stream: every lookup is asked of
+    // it in batch requests (narinfo-set.test.ts, recent-narinfos.test.ts, narinfo-stream.test.ts).
     const front = await startFront(stack.server.url, {
       failures: 1000,
       status: 404,
       failWhen: (method, url) => method === 'GET' && url === '/_api/v1/narinfo-set',
+      refuseRecent: true,
+      refuseStream: true,
     });
     cleanups.push(front.close);
     // Misses are remembered within the freshness bound (1 s): the clock stands still here.
@@ -166,6 +165,7 @@ describe('narinfo lookups through the proxy', () => {
       status: 500,
       failWhen: (method) => method === 'POST',
       refuseRecent: true,
+      refuseStream: true,
     });
     cleanups.push(front.close);
     const d = await daemonFor(front.url);
@@ -188,6 +188,7 @@ describe('narinfo lookups through the proxy', () => {
       failWhen: (method, url) =>
         (method === 'POST' && url === '/_api/v1/narinfos') || url === '/_api/v1/narinfo-set',
       refuseRecent: true,
+      refuseStream: true,
     });
     cleanups.push(front.close);
     const d = await daemonFor(front.url);
@@ -226,9 +227,12 @@ describe('token refresh on lookups', () => {
       201, 201,
     ]);
     const grant = await shortStack.cacheToken();
+    // Every lookup goes to the server as a batch request: what the expired token is refused on.
+    const front = await startFront(shortStack.server.url, { refuseRecent: true, refuseStream: true });
+    cleanups.push(front.close);
     const d = await startTestDaemon(
       {
-        server: shortStack.server.url,
+        server: front.url,
         token: grant.token,
         // The daemon believes the token lives an hour, so only the server's 401 can tell it expired.
         tokenExpiresAt: new Date(Date.now() + 3_600_000).toISOString(),

@@ -17,7 +17,7 @@ import { ManualClock } from '../support/clock.js';
 import { nix, nixBuild, randomChainExpr } from '../support/nix.js';
 import { narUploadFor, pushRaw, substituteFresh, type NarUpload } from '../support/server.js';
 import { startTestDaemon, type TestDaemon } from './helpers.js';
-import { startFront, startStack, type Stack } from './stack.js';
+import { askedHashParts, startFront, startStack, type Stack } from './stack.js';
 
 const OTHER_OWNER = { repository: 'other/thing', repository_id: '3001', repository_owner_id: '7001' };
 const NIX32 = '0123456789abcdfghijklmnpqrsvwxyz';
@@ -85,8 +85,7 @@ async function status(url: string, hashPart: string): Promise<number> {
 }
 
 /** Hash parts the daemon asked the server for in batch lookups. */
-const batched = (front: { posted: { url: string; body: string }[] }) =>
-  front.posted.flatMap((post) => (JSON.parse(post.body) as { hashParts: string[] }).hashParts);
+const batched = askedHashParts;
 
 describe('the narinfo set format', () => {
   it('round-trips sorted prefixes, orders them as the hash parts sort, and refuses damaged bodies', () => {

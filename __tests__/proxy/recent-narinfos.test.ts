@@ -6,13 +6,12 @@
  * hit asks the server again.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { NARINFO_BATCH_PATH } from '../../src/contracts/narinfo-batch.js';
 import { RECENT_DEFAULTS } from '../../src/proxy/pull/recent-narinfos.js';
 import { ManualClock } from '../support/clock.js';
 import { nixBuild, randomChainExpr } from '../support/nix.js';
 import { narUploadFor, pushRaw, substituteFresh, type NarUpload } from '../support/server.js';
 import { startTestDaemon, type TestDaemon } from './helpers.js';
-import { startFront, startStack, type Stack } from './stack.js';
+import { askedHashParts, startFront, startStack, type Stack } from './stack.js';
 
 const OTHER_OWNER = { repository: 'other/thing', repository_id: '3001', repository_owner_id: '7001' };
 
@@ -61,12 +60,8 @@ async function get(url: string, hashPart: string): Promise<{ status: number; tex
   return { status: response.status, text: await response.text() };
 }
 
-/** The hash parts named in the front's batch lookups (Nix's lookups and the reported reads). */
-function batched(front: { posted: { url: string; body: string }[] }): string[] {
-  return front.posted
-    .filter((post) => post.url === NARINFO_BATCH_PATH)
-    .flatMap((post) => (JSON.parse(post.body) as { hashParts: string[] }).hashParts);
-}
+/** The hash parts the daemon asked the server for (Nix's lookups and the reported reads). */
+const batched = askedHashParts;
 
 async function recentStats(d: TestDaemon) {
   return (await d.control('stats')).json.lookupSet!.recent!;

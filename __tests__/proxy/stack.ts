@@ -12,7 +12,11 @@ import {
 } from '../../src/contracts/server-api.js';
 import { githubClaims } from '../support/oidc-issuer.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { RECENT_NARINFOS_PATH } from '../../src/contracts/narinfo-batch.js';
+import {
+  NARINFO_BATCH_PATH,
+  NARINFO_STREAM_PATH,
+  RECENT_NARINFOS_PATH,
+} from '../../src/contracts/narinfo-batch.js';
 
 export interface Stack {
   server: TestServer;
@@ -80,6 +84,10 @@ export async function startFront(
     failWhen?: (method: string, url: string) => boolean;
     /** Answer the recent narinfos' route 404, as a server from before it: hits go to the batches. */
     refuseRecent?: boolean;
+    /** Answer the narinfo stream's route 404, as a server from before it: batches go to the batch route. */
+    refuseStream?: boolean;
+    /** Forward a stream's body only once it has ended, as a reverse proxy buffering request bodies does. */
+    holdStreamBodies?: boolean;
   } = {},
 ): Promise<{
   url: string;
@@ -99,7 +107,11 @@ export async function startFront(
       posted.push(entry);
       req.on('data', (chunk: Buffer) => (entry.body += chunk.toString('utf8')));
     }
-    if (options.refuseRecent && req.url === RECENT_NARINFOS_PATH) {
+    if (
+      (options.refuseRecent && req.url === RECENT_NARINFOS_PATH) ||
+      (options.refuseStream && req.url === NARINFO_STREAM_PATH)
+    ) {
+      req.resume();
       res.writeHead(404).end('no such endpoint');
       return;
     }
@@ -128,7 +140,12 @@ export async function startFront(
       },
     );
     forward.on('error', () => res.destroy());
-    req.pipe(forward);
+    if (options.holdStreamBodies && req.url === NARINFO_STREAM_PATH) {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => forward.end(Buffer.concat(chunks)));
+      req.on('close', () => forward.destroy());
+    } else req.pipe(forward);
   });
   const url = await listen(server);
   return {
@@ -140,4 +157,12 @@ export async function startFront(
     },
     close: closer(server),
   };
+}
+
+/** The hash parts a front saw the daemon ask the server for: in batch lookups and stream lines. */
+export function askedHashParts(front: { posted: { url: string; body: string }[] }): string[] {
+  return front.posted
+    .filter((post) => post.url === NARINFO_BATCH_PATH || post.url === NARINFO_STREAM_PATH)
+    .flatMap((post) => post.body.split('\n').filter(Boolean))
+    .flatMap((line) => (JSON.parse(line) as { hashParts?: string[] }).hashParts ?? []);
 }

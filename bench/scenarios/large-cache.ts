@@ -127,6 +127,7 @@ export async function largeCacheScenarios(context: Context): Promise<Row[]> {
   };
   const loads: { seconds: number; bytes: number; prefixes: number }[] = [];
   const fromRecent: number[] = [];
+  const streamed: number[] = [];
   const rss: number[] = [];
   const viaProxy = async () => {
     let daemon: Daemon | undefined;
@@ -137,7 +138,9 @@ export async function largeCacheScenarios(context: Context): Promise<Row[]> {
       loads.push({ seconds: set.loadSeconds, bytes: set.bytes, prefixes: set.prefixes });
       const result = await getAll(daemon.url, requests());
       expectHitsAndMisses(result, hits, sizes.lookups, 'the proxy');
-      fromRecent.push((await daemon.stats()).lookupSet?.recent?.served ?? 0);
+      const after = (await daemon.stats()).lookupSet;
+      fromRecent.push(after?.recent?.served ?? 0);
+      streamed.push(after?.streamed ?? 0);
       rss.push(daemon.peakRssMB());
       return result.seconds;
     } finally {
@@ -164,7 +167,8 @@ export async function largeCacheScenarios(context: Context): Promise<Row[]> {
           ? `, ${median(loads.slice(1).map((l) => l.seconds)).toFixed(2)} s after (median)`
           : '') +
         // The seeded hits are not the slice's newest rows: they go to the server, every run.
-        `; hits answered from the daemon's recent narinfos: ${fromRecent.join(', ')} of ${hits} per run`
+        `; hits answered from the daemon's recent narinfos: ${fromRecent.join(', ')} of ${hits} per run` +
+        `; batches answered over the narinfo stream: ${streamed.join(', ')} per run`
       : undefined;
     return [
       {

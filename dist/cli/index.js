@@ -8610,7 +8610,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 3807:
+/***/ 2833:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -14355,6 +14355,13 @@ const NARINFO_BATCH_LIMIT = 1000;
 const RECENT_NARINFOS_PATH = '/_api/v1/narinfos/recent';
 const RECENT_NARINFOS_LIMIT = 10_000;
 const RECENT_NARINFOS_BYTES = 8 * 1024 * 1024;
+/**
+ * `POST /_api/v1/narinfos/stream`: the batch lookups of one proxy as lines of one long request
+ * (src/server/http/narinfo-stream-handler.ts, src/proxy/upstream/narinfo-stream.ts). The server
+ * ends a stream at the token's expiry, `lifetimeMs` after it opened, or `idleMs` after its last line.
+ */
+const NARINFO_STREAM_PATH = '/_api/v1/narinfos/stream';
+const NARINFO_STREAM_LIMITS = { lifetimeMs: 60_000, idleMs: 10_000 };
 const NARINFO_LOOKUP_SCOPES = ['union', 'write'];
 
 ;// CONCATENATED MODULE: ./src/server/cache/recent-narinfos.ts
@@ -15930,16 +15937,24 @@ function narinfo_batch_handler_badRequest(message) {
  * the scope; errors name the bad one.
  */
 function parseBatchRequest(body) {
+    return parseBatchJson(body.toString('utf8'), 'request body');
+}
+/** The same for one JSON text (`what` names it in errors): a request body, or a line of a stream. */
+function parseBatchJson(text, what) {
     let json;
     try {
-        json = JSON.parse(body.toString('utf8'));
+        json = JSON.parse(text);
     }
     catch (error) {
-        throw narinfo_batch_handler_badRequest(`request body is not JSON: ${error.message}`);
+        throw narinfo_batch_handler_badRequest(`${what} is not JSON: ${error.message}`);
     }
+    return checkBatchJson(json, what);
+}
+/** The same for a parsed JSON value. */
+function checkBatchJson(json, what) {
     const hashParts = json?.hashParts;
     if (typeof json !== 'object' || Array.isArray(json) || !Array.isArray(hashParts))
-        throw narinfo_batch_handler_badRequest('request body must be {"hashParts": ["<32-character nix32 hash>", ...]}');
+        throw narinfo_batch_handler_badRequest(`${what} must be {"hashParts": ["<32-character nix32 hash>", ...]}`);
     if (hashParts.length > NARINFO_BATCH_LIMIT) {
         throw new http_error/* HttpError */.j(413, `${hashParts.length} hash parts in one request; at most ${NARINFO_BATCH_LIMIT}`, 'too_many');
     }
@@ -15949,7 +15964,7 @@ function parseBatchRequest(body) {
         }
     });
     const scope = parseLookupScope(json.scope, 'scope');
-    return { hashParts: [...new Set(hashParts)], scope };
+    return { json: json, hashParts: [...new Set(hashParts)], scope };
 }
 /** A GET without a token is answered from public slices; with none, say what is missing. */
 async function lookupAccess(request, publicReads) {
@@ -16020,6 +16035,141 @@ async function getNarInfoSet(cache, request, publicReads) {
     res.end(req.method === 'HEAD' ? undefined : body);
 }
 
+// EXTERNAL MODULE: external "node:events"
+var external_node_events_ = __nccwpck_require__(8474);
+;// CONCATENATED MODULE: ./src/server/http/narinfo-stream-handler.ts
+/**
+ * `POST /_api/v1/narinfos/stream`: the batch lookups of one job's proxy over one long request, so
+ * that a batch costs a line each way instead of an HTTP request and answer. The request body is
+ * lines of `{"id": N, "hashParts": [...]}` (the batch route's body plus an id; the union of readable
+ * slices only); the answer, sent as they are done and in order, lines of `{"id": N, "narinfos":
+ * {...}}`, or `{"id": N, "error": "..."}` for a line that could not be answered, after which the
+ * stream ends. The token is checked once, when the stream opens: so the stream ends at the token's
+ * expiry, `lifetimeMs` after it opened (a revoked read token stops within that), and after
+ * `idleMs` without a line. The lines received before the end are answered; the proxy opens another
+ * stream, or uses the batch route, for the rest.
+ */
+
+
+
+
+
+/** Lines read ahead of the one being answered; beyond it the request is paused (backpressure). */
+const LINES_AHEAD = 16;
+/** A line that cannot be answered: its message, and its id when it has one. */
+class LineError extends http_error/* HttpError */.j {
+    id;
+    constructor(message, id) {
+        super(400, message, 'bad_request');
+        this.id = id;
+    }
+}
+/** A line's id and hash parts; a LineError names the problem (and the line's id, if it has one). */
+function parseStreamLine(line) {
+    let json;
+    try {
+        json = JSON.parse(line);
+    }
+    catch (error) {
+        throw new LineError(`a line is not JSON: ${error.message}`);
+    }
+    const raw = json?.id;
+    const id = Number.isSafeInteger(raw) && raw >= 0 ? raw : undefined;
+    if (id === undefined)
+        throw new LineError(`a line's "id" ${JSON.stringify(raw)?.slice(0, 40)} is not a whole number`);
+    try {
+        const { hashParts, scope } = checkBatchJson(json, 'a line');
+        if (scope !== 'union')
+            throw new LineError('a stream line asks the union of readable slices: use the batch route for "scope"', id);
+        return { id, hashParts };
+    }
+    catch (error) {
+        throw error instanceof LineError ? error : new LineError(error.message, id);
+    }
+}
+async function streamNarInfos(cache, request, publicReads, limits = NARINFO_STREAM_LIMITS) {
+    const { req, res } = request;
+    const access = await lookupAccess(request, publicReads);
+    acceptBody(req, res);
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'private, no-store' });
+    res.flushHeaders();
+    const expiresAt = access.grant?.expiresAt === undefined ? Infinity : access.grant.expiresAt * 1000;
+    const lifetime = Math.max(0, Math.min(limits.lifetimeMs, expiresAt - Date.now()));
+    let stopped = false;
+    let failed = false;
+    let pending = '';
+    let queued = 0;
+    let answering = Promise.resolve();
+    const ended = new Promise((resolve) => {
+        const stop = () => {
+            if (stopped)
+                return;
+            stopped = true;
+            clearTimeout(lifeTimer);
+            clearTimeout(idleTimer);
+            req.off('data', onData);
+            void answering.then(() => {
+                if (!res.destroyed)
+                    res.end();
+                resolve();
+            });
+        };
+        const write = async (reply) => {
+            if (res.destroyed)
+                return;
+            if (!res.write(`${JSON.stringify(reply)}\n`))
+                await Promise.race([(0,external_node_events_.once)(res, 'drain'), (0,external_node_events_.once)(res, 'close')]);
+        };
+        /** An error line ends the stream: the proxy asks the batch route, which answers it properly. */
+        const fail = (reply) => {
+            failed = true;
+            stop();
+            return write(reply);
+        };
+        const answer = async (line) => {
+            if (failed)
+                return;
+            let id;
+            try {
+                const parsed = parseStreamLine(line);
+                id = parsed.id;
+                await write({ id, narinfos: await cache.narInfos(parsed.hashParts, access) });
+            }
+            catch (error) {
+                id = error instanceof LineError ? error.id : id;
+                const message = error instanceof http_error/* HttpError */.j ? error.message : 'the lookup failed';
+                await fail({ ...(id === undefined ? {} : { id }), error: message });
+            }
+            if (--queued < LINES_AHEAD && req.isPaused())
+                req.resume();
+        };
+        const onData = (chunk) => {
+            idleTimer.refresh();
+            pending += chunk;
+            for (let newline = pending.indexOf('\n'); newline >= 0 && !stopped; newline = pending.indexOf('\n')) {
+                const line = pending.slice(0, newline);
+                pending = pending.slice(newline + 1);
+                queued++;
+                answering = answering.then(() => answer(line));
+                if (queued >= LINES_AHEAD)
+                    req.pause();
+            }
+            if (pending.length > NARINFO_BATCH_BODY_LIMIT && !stopped) {
+                const error = `a line longer than ${NARINFO_BATCH_BODY_LIMIT} bytes`;
+                answering = answering.then(() => fail({ error }));
+            }
+        };
+        const lifeTimer = setTimeout(stop, lifetime);
+        const idleTimer = setTimeout(stop, limits.idleMs);
+        req.setEncoding('utf8');
+        req.on('data', onData);
+        req.once('end', stop);
+        req.once('error', stop);
+        res.once('close', stop);
+    });
+    await ended;
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/paths.ts
 /**
  * Request paths \u2192 routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
@@ -16085,6 +16235,8 @@ function matchRoute(rawUrl) {
             return { name: 'narinfos' };
         case RECENT_NARINFOS_PATH:
             return { name: 'recent-narinfos' };
+        case NARINFO_STREAM_PATH:
+            return { name: 'narinfo-stream' };
         case NAR_LINKS_PATH:
             return { name: 'nar-links' };
         case NARINFO_SET_PATH:
@@ -16202,6 +16354,7 @@ async function postPin(cache, request) {
 
 
 
+
 function routeTable(deps) {
     const narinfo = (route, request) => getNarInfo(deps.cache, request, route.hashPart);
     const links = {
@@ -16232,6 +16385,9 @@ function routeTable(deps) {
         },
         narinfos: {
             POST: (_route, request) => postNarInfos(deps.cache, request, deps.publicReads),
+        },
+        'narinfo-stream': {
+            POST: (_route, request) => streamNarInfos(deps.cache, request, deps.publicReads),
         },
         'recent-narinfos': {
             GET: (_route, request) => getRecentNarInfos(deps.cache, request, deps.publicReads),
@@ -16279,7 +16435,7 @@ function routeTable(deps) {
 }
 /** A narinfo (or nix-cache-info) read, alone or batched: Nix asks thousands per job. */
 function isLookup(req, routeName) {
-    if (routeName === 'narinfos' || routeName === 'narinfo-set' || routeName === 'recent-narinfos')
+    if (['narinfos', 'narinfo-set', 'recent-narinfos', 'narinfo-stream'].includes(routeName))
         return true;
     return ((req.method === 'GET' || req.method === 'HEAD') &&
         (routeName === 'narinfo' || routeName === 'nix-cache-info'));
@@ -16333,7 +16489,7 @@ function createRouter(deps) {
                 const detail = error instanceof unavailable/* StorageUnavailableError */.y7 ? { detail: error.detail } : {};
                 deps.log.warn({ path, reason: error.message, ...detail }, 'unavailable');
             }
-            else if (hasBody(req) && !['token', 'narinfos', 'nar-links'].includes(routeName))
+            else if (hasBody(req) && !['token', 'narinfos', 'narinfo-stream', 'nar-links'].includes(routeName))
                 deps.metrics.rejectedUploads.inc({ reason: error.reason });
             // A body we did not read would be parsed as the next request: close the connection instead.
             if (hasBody(req) && !req.complete && !res.headersSent)
@@ -17153,7 +17309,7 @@ function sendError(res, error) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(793);
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3807);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2833);
 
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(process.argv.slice(2));

@@ -47513,7 +47513,7 @@ __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __we
 /* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3136);
 /* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_url__WEBPACK_IMPORTED_MODULE_0__);
 /* harmony import */ var _proxy_pack_restore_child_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8388);
-/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4105);
+/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(7976);
 
 
 
@@ -47781,7 +47781,7 @@ function runRestoreChild() {
 
 /***/ }),
 
-/***/ 4105:
+/***/ 7976:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -48293,6 +48293,13 @@ const NARINFO_BATCH_LIMIT = 1000;
 const RECENT_NARINFOS_PATH = '/_api/v1/narinfos/recent';
 const RECENT_NARINFOS_LIMIT = 10_000;
 const RECENT_NARINFOS_BYTES = 8 * 1024 * 1024;
+/**
+ * `POST /_api/v1/narinfos/stream`: the batch lookups of one proxy as lines of one long request
+ * (src/server/http/narinfo-stream-handler.ts, src/proxy/upstream/narinfo-stream.ts). The server
+ * ends a stream at the token's expiry, `lifetimeMs` after it opened, or `idleMs` after its last line.
+ */
+const NARINFO_STREAM_PATH = '/_api/v1/narinfos/stream';
+const NARINFO_STREAM_LIMITS = { lifetimeMs: 60_000, idleMs: 10_000 };
 const NARINFO_LOOKUP_SCOPES = (/* unused pure expression or super */ null && (['union', 'write']));
 
 ;// CONCATENATED MODULE: ./src/nix/nix32.ts
@@ -49772,6 +49779,22 @@ class Upstream {
             else
                 sendBody(request, body).catch((error) => request.destroy(error));
         });
+    }
+    /**
+     * A request on a connection of its own, its headers sent, for the caller to write a body into
+     * over time and read the answer as it comes (the narinfo stream). Not retried: the caller owns it.
+     */
+    openDuplex(path, headers) {
+        const request = (this.target.https ? external_node_https_.request : external_node_http_.request)({
+            agent: false,
+            hostname: this.target.hostname,
+            port: this.target.port,
+            method: 'POST',
+            path: this.basePath + path,
+            headers: this.headers({ method: 'POST', path, headers }),
+        });
+        request.flushHeaders();
+        return request;
     }
     async close() {
         this.agent.destroy();
@@ -51628,7 +51651,155 @@ function recentAnswer(answer) {
     return narinfos;
 }
 
+;// CONCATENATED MODULE: ./src/proxy/upstream/narinfo-stream.ts
+
+
+const NARINFO_STREAM_DEFAULTS = {
+    firstAnswerMs: 2_000,
+    answerTimeoutMs: 15_000,
+    retryAfterMs: 30_000,
+};
+/** One open stream: lines written, answers matched to them by id. */
+class OpenStream {
+    request;
+    options;
+    onEnd;
+    waiting = new Map();
+    nextId = 1;
+    buffered = '';
+    answered = false;
+    timer;
+    ended = false;
+    constructor(request, options, 
+    /** Called once, when the stream ends; `status` when the server refused it. */
+    onEnd) {
+        this.request = request;
+        this.options = options;
+        this.onEnd = onEnd;
+        request.on('response', (response) => {
+            if (response.statusCode !== 200) {
+                response.resume();
+                this.end({ status: response.statusCode ?? 0 });
+                return;
+            }
+            response.setEncoding('utf8');
+            response.on('data', (chunk) => this.take(chunk));
+            response.on('end', () => this.end({}));
+            response.on('error', () => this.end({}));
+        });
+        request.on('error', () => this.end({}));
+        request.on('close', () => this.end({}));
+    }
+    ask(hashParts) {
+        if (this.ended)
+            return Promise.resolve(undefined);
+        const id = this.nextId++;
+        return new Promise((resolve) => {
+            this.waiting.set(id, resolve);
+            this.request.write(`${JSON.stringify({ id, hashParts })}\n`);
+            this.arm();
+        });
+    }
+    close() {
+        this.request.destroy();
+        this.end({});
+    }
+    /** The oldest line's deadline: the first answer's is short (a buffering proxy never answers). */
+    arm() {
+        if (this.timer || this.waiting.size === 0)
+            return;
+        const ms = this.answered ? this.options.answerTimeoutMs : this.options.firstAnswerMs;
+        this.timer = setTimeout(() => {
+            this.request.destroy();
+            this.end({ buffered: !this.answered });
+        }, ms);
+        this.timer.unref();
+    }
+    take(chunk) {
+        this.buffered += chunk;
+        for (let newline = this.buffered.indexOf('\n'); newline >= 0; newline = this.buffered.indexOf('\n')) {
+            const line = this.buffered.slice(0, newline);
+            this.buffered = this.buffered.slice(newline + 1);
+            let reply;
+            try {
+                reply = JSON.parse(line);
+            }
+            catch {
+                this.request.destroy();
+                return this.end({});
+            }
+            const resolve = typeof reply.id === 'number' ? this.waiting.get(reply.id) : undefined;
+            if (!resolve)
+                continue;
+            this.waiting.delete(reply.id);
+            this.answered = true;
+            const narinfos = reply.narinfos;
+            resolve(typeof narinfos === 'object' && narinfos !== null ? narinfos : undefined);
+        }
+        clearTimeout(this.timer);
+        this.timer = undefined;
+        this.arm();
+    }
+    end(why) {
+        if (this.ended)
+            return;
+        this.ended = true;
+        clearTimeout(this.timer);
+        for (const resolve of this.waiting.values())
+            resolve(undefined);
+        this.waiting.clear();
+        this.onEnd(why);
+    }
+}
+class NarInfoStream {
+    server;
+    log;
+    options;
+    current;
+    off = false;
+    refusedAt = -Infinity;
+    /** Batches answered over streams, for the stats. */
+    answered = 0;
+    constructor(server, log, options = NARINFO_STREAM_DEFAULTS) {
+        this.server = server;
+        this.log = log;
+        this.options = options;
+    }
+    /** The answers for a batch of hash parts (hits only), or undefined: ask the batch route. */
+    async lookup(hashParts) {
+        if (this.off || Date.now() - this.refusedAt < this.options.retryAfterMs)
+            return undefined;
+        this.current ??= this.open();
+        const answers = await this.current.ask(hashParts);
+        if (answers)
+            this.answered++;
+        return answers;
+    }
+    close() {
+        this.current?.close();
+    }
+    open() {
+        const request = this.server.openDuplex(NARINFO_STREAM_PATH, { 'content-type': 'application/x-ndjson' });
+        const stream = new OpenStream(request, this.options, (why) => {
+            if (this.current === stream)
+                this.current = undefined;
+            if (why.buffered) {
+                this.off = true;
+                this.log.info('no answer on the narinfo stream (a proxy in between holds request bodies back?): batch lookups from now on');
+            }
+            else if (why.status !== undefined) {
+                if (batchRouteMissing(why.status))
+                    this.off = true;
+                else
+                    this.refusedAt = Date.now();
+            }
+        });
+        return stream;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/proxy/pull/nix-routes.ts
+
 
 
 
@@ -51658,6 +51829,13 @@ const MISSES_KEPT = 100_000;
 /** The 404 most lookups get, made once. */
 const NOT_CACHED = 'not in the cache';
 const NOT_CACHED_BODY = `${NOT_CACHED}\n`;
+/** Each hash part's answer in a batch answer (`{"<hash part>": "<narinfo>"}`, hits only). */
+function answersOf(hashParts, narinfos) {
+    return new Map(hashParts.map((hashPart) => {
+        const narinfo = narinfos[hashPart];
+        return [hashPart, typeof narinfo === 'string' ? { narinfo } : MISSING];
+    }));
+}
 class CacheRoutes {
     server;
     stats;
@@ -51675,6 +51853,7 @@ class CacheRoutes {
     prefetch;
     serverDownUntil = 0;
     nars;
+    stream;
     /** Set when the server answered the batch route 404/405: it predates it. */
     batchUnsupported = false;
     narinfos = new Batcher((hashParts) => this.fetchNarInfos(hashParts), NARINFO_BATCHING);
@@ -51686,12 +51865,14 @@ class CacheRoutes {
         this.nars = new NarDownloads(server, stats, log, (message, network) => this.upstreamFailed(message, network));
         this.paths = new PathSet(server, clock, log);
         this.recent = new RecentNarInfos(server, clock, log);
+        this.stream = new NarInfoStream(server, log);
         this.prefetch = new NarInfoPrefetch((hashPart) => this.lookupRemembered(hashPart), (hashPart) => this.paths.holds(hashPart) && !this.recentMiss(hashPart) && !this.recent.has(hashPart), () => clock.now());
         stats.lookupSet = () => ({
             ...this.paths.toJSON(),
             prefetched: this.prefetch.fetched,
             prefetchServed: this.prefetch.served,
             recent: this.recent.toJSON(),
+            streamed: this.stream.answered,
         });
     }
     /** Starts fetching the narinfo set and the recent narinfos. */
@@ -51703,6 +51884,7 @@ class CacheRoutes {
     async close() {
         this.nars.close();
         this.prefetch.clear();
+        this.stream.close();
         await this.recent.close();
     }
     /** The push engine just uploaded this narinfo: found from now on, in the job's own slice. */
@@ -51850,6 +52032,9 @@ class CacheRoutes {
         if (Date.now() < this.serverDownUntil)
             return everyone(UNREACHABLE);
         if (!this.batchUnsupported) {
+            const streamed = await this.stream.lookup(hashParts);
+            if (streamed)
+                return answersOf(hashParts, streamed);
             const response = await this.lookupRequest(narInfoBatchRequest(hashParts));
             if ('failed' in response)
                 return everyone(response);
@@ -51860,10 +52045,7 @@ class CacheRoutes {
                     this.upstreamFailed(`narinfo lookup answered an unexpected body: ${text.slice(0, 100)}`, false);
                     return everyone({ failed: 'the cache server answered something unexpected' });
                 }
-                return new Map(hashParts.map((hashPart) => {
-                    const narinfo = narinfos[hashPart];
-                    return [hashPart, typeof narinfo === 'string' ? { narinfo } : MISSING];
-                }));
+                return answersOf(hashParts, narinfos);
             }
             if (!batchRouteMissing(status))
                 return everyone(this.lookupFailed(status, text));

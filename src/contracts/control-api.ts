@@ -114,6 +114,8 @@ export interface LookupSetStats {
   prefetchServed: number;
   /** The recent narinfos (src/proxy/pull/recent-narinfos.ts). */
   recent?: RecentNarInfoStats;
+  /** Batch lookups answered over the narinfo stream (src/proxy/upstream/narinfo-stream.ts). */
+  streamed?: number;
 }
 
 export interface RecentNarInfoStats {

@@ -18,6 +18,20 @@ export const RECENT_NARINFOS_LIMIT = 10_000;
 export const RECENT_NARINFOS_BYTES = 8 * 1024 * 1024;
 
 /**
+ * `POST /_api/v1/narinfos/stream`: the batch lookups of one proxy as lines of one long request
+ * (src/server/http/narinfo-stream-handler.ts, src/proxy/upstream/narinfo-stream.ts). The server
+ * ends a stream at the token's expiry, `lifetimeMs` after it opened, or `idleMs` after its last line.
+ */
+export const NARINFO_STREAM_PATH = '/_api/v1/narinfos/stream';
+
+export interface NarInfoStreamLimits {
+  lifetimeMs: number;
+  idleMs: number;
+}
+
+export const NARINFO_STREAM_LIMITS: NarInfoStreamLimits = { lifetimeMs: 60_000, idleMs: 10_000 };
+
+/**
  * Which slices a narinfo lookup asks: the union of readable slices (what Nix substitutes from, the
  * default), or only the token's write slice, for a push's "already cached?" check: a path another
  * readable slice holds must still be pushed, so the job's own copy answers by precedence. The batch

@@ -17,6 +17,7 @@ import { NarDownloads } from './nar-downloads.js';
 import { NarInfoPrefetch } from './narinfo-prefetch.js';
 import { PathSet } from './path-set.js';
 import { RecentNarInfos } from './recent-narinfos.js';
+import { NarInfoStream } from '../upstream/narinfo-stream.js';
 import type { Clock } from '../upstream/clock.js';
 import type { Stats } from '../report/stats.js';
 import { describeNetworkError, type Upstream, type UpstreamRequest } from '../upstream/upstream-client.js';
@@ -46,6 +47,16 @@ const MISSES_KEPT = 100_000;
 const NOT_CACHED = 'not in the cache';
 const NOT_CACHED_BODY = `${NOT_CACHED}\n`;
 
+/** Each hash part's answer in a batch answer (`{"<hash part>": "<narinfo>"}`, hits only). */
+function answersOf(hashParts: string[], narinfos: Record<string, unknown>): Map<string, NarInfoAnswer> {
+  return new Map(
+    hashParts.map((hashPart) => {
+      const narinfo = narinfos[hashPart];
+      return [hashPart, typeof narinfo === 'string' ? { narinfo } : MISSING];
+    }),
+  );
+}
+
 export class CacheRoutes {
   /**
    * Narinfo hash parts the server said it does not have, with when they were asked: not asked
@@ -59,6 +70,7 @@ export class CacheRoutes {
   private readonly prefetch: NarInfoPrefetch<NarInfoAnswer>;
   private serverDownUntil = 0;
   private readonly nars: NarDownloads;
+  private readonly stream: NarInfoStream;
   /** Set when the server answered the batch route 404/405: it predates it. */
   private batchUnsupported = false;
   private readonly narinfos = new Batcher<NarInfoAnswer>(
@@ -77,6 +89,7 @@ export class CacheRoutes {
     );
     this.paths = new PathSet(server, clock, log);
     this.recent = new RecentNarInfos(server, clock, log);
+    this.stream = new NarInfoStream(server, log);
     this.prefetch = new NarInfoPrefetch(
       (hashPart) => this.lookupRemembered(hashPart),
       (hashPart) => this.paths.holds(hashPart) && !this.recentMiss(hashPart) && !this.recent.has(hashPart),
@@ -87,6 +100,7 @@ export class CacheRoutes {
       prefetched: this.prefetch.fetched,
       prefetchServed: this.prefetch.served,
       recent: this.recent.toJSON(),
+      streamed: this.stream.answered,
     });
   }
 
@@ -100,6 +114,7 @@ export class CacheRoutes {
   async close(): Promise<void> {
     this.nars.close();
     this.prefetch.clear();
+    this.stream.close();
     await this.recent.close();
   }
 
@@ -246,6 +261,8 @@ export class CacheRoutes {
     // Lookups that queued while the previous batch found the server down need not wait again.
     if (Date.now() < this.serverDownUntil) return everyone(UNREACHABLE);
     if (!this.batchUnsupported) {
+      const streamed = await this.stream.lookup(hashParts);
+      if (streamed) return answersOf(hashParts, streamed);
       const response = await this.lookupRequest(narInfoBatchRequest(hashParts));
       if ('failed' in response) return everyone(response);
       const { status, text } = response;
@@ -255,12 +272,7 @@ export class CacheRoutes {
           this.upstreamFailed(`narinfo lookup answered an unexpected body: ${text.slice(0, 100)}`, false);
           return everyone({ failed: 'the cache server answered something unexpected' });
         }
-        return new Map(
-          hashParts.map((hashPart) => {
-            const narinfo = narinfos[hashPart];
-            return [hashPart, typeof narinfo === 'string' ? { narinfo } : MISSING];
-          }),
-        );
+        return answersOf(hashParts, narinfos);
       }
       if (!batchRouteMissing(status)) return everyone(this.lookupFailed(status, text));
       this.batchUnsupported = true;

@@ -238,6 +238,23 @@ export class Upstream {
     });
   }
 
+  /**
+   * A request on a connection of its own, its headers sent, for the caller to write a body into
+   * over time and read the answer as it comes (the narinfo stream). Not retried: the caller owns it.
+   */
+  openDuplex(path: string, headers: Record<string, string>): ClientRequest {
+    const request = (this.target.https ? httpsRequest : httpRequest)({
+      agent: false,
+      hostname: this.target.hostname,
+      port: this.target.port,
+      method: 'POST',
+      path: this.basePath + path,
+      headers: this.headers({ method: 'POST', path, headers }),
+    });
+    request.flushHeaders();
+    return request;
+  }
+
   async close(): Promise<void> {
     this.agent.destroy();
     await this.pool.close();

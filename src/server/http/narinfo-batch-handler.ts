@@ -29,15 +29,31 @@ function badRequest(message: string): HttpError {
  * the scope; errors name the bad one.
  */
 export function parseBatchRequest(body: Buffer): { hashParts: string[]; scope: NarInfoLookupScope } {
+  return parseBatchJson(body.toString('utf8'), 'request body');
+}
+
+/** The same for one JSON text (`what` names it in errors): a request body, or a line of a stream. */
+export function parseBatchJson(
+  text: string,
+  what: string,
+): { json: object; hashParts: string[]; scope: NarInfoLookupScope } {
   let json: unknown;
   try {
-    json = JSON.parse(body.toString('utf8'));
+    json = JSON.parse(text);
   } catch (error) {
-    throw badRequest(`request body is not JSON: ${(error as Error).message}`);
+    throw badRequest(`${what} is not JSON: ${(error as Error).message}`);
   }
+  return checkBatchJson(json, what);
+}
+
+/** The same for a parsed JSON value. */
+export function checkBatchJson(
+  json: unknown,
+  what: string,
+): { json: object; hashParts: string[]; scope: NarInfoLookupScope } {
   const hashParts = (json as { hashParts?: unknown } | null)?.hashParts;
   if (typeof json !== 'object' || Array.isArray(json) || !Array.isArray(hashParts))
-    throw badRequest('request body must be {"hashParts": ["<32-character nix32 hash>", ...]}');
+    throw badRequest(`${what} must be {"hashParts": ["<32-character nix32 hash>", ...]}`);
   if (hashParts.length > NARINFO_BATCH_LIMIT) {
     throw new HttpError(
       413,
@@ -53,11 +69,11 @@ export function parseBatchRequest(body: Buffer): { hashParts: string[]; scope: N
     }
   });
   const scope = parseLookupScope((json as { scope?: unknown }).scope, 'scope');
-  return { hashParts: [...new Set(hashParts as string[])], scope };
+  return { json: json as object, hashParts: [...new Set(hashParts as string[])], scope };
 }
 
 /** A GET without a token is answered from public slices; with none, say what is missing. */
-async function lookupAccess(request: CacheRequest, publicReads: boolean): Promise<Access> {
+export async function lookupAccess(request: CacheRequest, publicReads: boolean): Promise<Access> {
   const access = await request.access();
   if (!access.authenticated && !publicReads) {
     throw new HttpError(401, 'narinfo lookups need a cache token: no slice is public', 'unauthenticated', {

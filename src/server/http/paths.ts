@@ -4,7 +4,11 @@
  * no decoding step for a traversal to hide behind.
  */
 import { HttpError } from '../../contracts/http-error.js';
-import { NARINFO_BATCH_PATH, RECENT_NARINFOS_PATH } from '../../contracts/narinfo-batch.js';
+import {
+  NARINFO_BATCH_PATH,
+  NARINFO_STREAM_PATH,
+  RECENT_NARINFOS_PATH,
+} from '../../contracts/narinfo-batch.js';
 import { NAR_LINKS_PATH } from '../../contracts/nar-links.js';
 import { NARINFO_SET_PATH } from '../../contracts/narinfo-set.js';
 import { HEALTH_PATH, NAR_UPLOAD_PREFIX, TOKEN_EXCHANGE_PATH } from '../../contracts/server-api.js';
@@ -21,6 +25,7 @@ export type Route =
         | 'metrics'
         | 'narinfos'
         | 'recent-narinfos'
+        | 'narinfo-stream'
         | 'nar-links'
         | 'narinfo-set'
         | 'pins';
@@ -87,6 +92,8 @@ export function matchRoute(rawUrl: string): Route {
       return { name: 'narinfos' };
     case RECENT_NARINFOS_PATH:
       return { name: 'recent-narinfos' };
+    case NARINFO_STREAM_PATH:
+      return { name: 'narinfo-stream' };
     case NAR_LINKS_PATH:
       return { name: 'nar-links' };
     case NARINFO_SET_PATH:

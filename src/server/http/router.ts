@@ -24,6 +24,7 @@ import { acceptBody, withIdleTimeout } from './body.js';
 import type { UploadSlots } from './upload-slots.js';
 import { getRecentNarInfos, postNarInfos } from './narinfo-batch-handler.js';
 import { getNarInfoSet } from './narinfo-set-handler.js';
+import { streamNarInfos } from './narinfo-stream-handler.js';
 import type { CacheService } from '../cache/cache-service.js';
 import { matchRoute, type Route } from './paths.js';
 import { postPin } from './pins.js';
@@ -87,6 +88,9 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
     narinfos: {
       POST: (_route, request) => postNarInfos(deps.cache, request, deps.publicReads),
     },
+    'narinfo-stream': {
+      POST: (_route, request) => streamNarInfos(deps.cache, request, deps.publicReads),
+    },
     'recent-narinfos': {
       GET: (_route, request) => getRecentNarInfos(deps.cache, request, deps.publicReads),
     },
@@ -135,7 +139,7 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
 
 /** A narinfo (or nix-cache-info) read, alone or batched: Nix asks thousands per job. */
 function isLookup(req: IncomingMessage, routeName: string): boolean {
-  if (routeName === 'narinfos' || routeName === 'narinfo-set' || routeName === 'recent-narinfos') return true;
+  if (['narinfos', 'narinfo-set', 'recent-narinfos', 'narinfo-stream'].includes(routeName)) return true;
   return (
     (req.method === 'GET' || req.method === 'HEAD') &&
     (routeName === 'narinfo' || routeName === 'nix-cache-info')
@@ -196,7 +200,7 @@ export function createRouter(deps: RouterDeps): RawHandler {
       else if (error.status === 503) {
         const detail = error instanceof StorageUnavailableError ? { detail: error.detail } : {};
         deps.log.warn({ path, reason: error.message, ...detail }, 'unavailable');
-      } else if (hasBody(req) && !['token', 'narinfos', 'nar-links'].includes(routeName))
+      } else if (hasBody(req) && !['token', 'narinfos', 'narinfo-stream', 'nar-links'].includes(routeName))
         deps.metrics.rejectedUploads.inc({ reason: error.reason });
       // A body we did not read would be parsed as the next request: close the connection instead.
       if (hasBody(req) && !req.complete && !res.headersSent) res.setHeader('connection', 'close');
