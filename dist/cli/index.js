@@ -14251,8 +14251,8 @@ class NarInfoSetIndex {
     slices = new Map();
     /** The store's cursor the slices are up to date with; null before the first load. */
     cursor = null;
-    /** Bumped whenever a slice changed, so cached unions know they are stale. */
-    version = 0;
+    /** Bumped whenever a slice changed, so cached unions (and recent narinfos) know they are stale. */
+    changes = 0;
     unions = new Map();
     running;
     next;
@@ -14264,11 +14264,11 @@ class NarInfoSetIndex {
         const readable = await this.readable(canRead);
         const key = readable.map(([slice]) => slice).join('\n');
         const cached = this.unions.get(key);
-        if (cached?.version === this.version)
+        if (cached?.version === this.changes)
             return cached;
         const prefixes = union(readable.map(([, entry]) => entry.prefixes));
         const answer = {
-            version: this.version,
+            version: this.changes,
             body: encodeNarInfoSet({ cursor: this.cursor ?? '0', full: true, prefixes }),
             count: prefixes.length,
         };
@@ -14277,6 +14277,10 @@ class NarInfoSetIndex {
         if (this.unions.size > CACHED_UNIONS)
             this.unions.delete(this.unions.keys().next().value);
         return answer;
+    }
+    /** Changes whenever a narinfo was added (as of the last refresh). */
+    get version() {
+        return this.changes;
     }
     /** The slices holding narinfos that `canRead` admits, by name, as of now. */
     async readable(canRead) {
@@ -14323,7 +14327,7 @@ class NarInfoSetIndex {
         for (const part of answer.slices)
             this.apply(part);
         if (answer.slices.length > 0)
-            this.version++;
+            this.changes++;
         this.cursor = answer.cursor;
     }
     apply({ slice, owner, hashParts }) {
@@ -14398,12 +14402,45 @@ function servedText(signer, record) {
         return undefined;
     }
 }
-/** The signed narinfos to hand the reader, keyed by hash part, newest use first. */
-async function recentNarInfos(deps, reader, readable, limits = RECENT_LIMITS) {
-    const slices = readable
-        .map(([slice, entry]) => ({ slice, rank: reader.rank(slice, entry.owner) ?? Number.MAX_SAFE_INTEGER }))
-        .sort((a, b) => a.rank - b.rank)
-        .slice(0, RECENT_SLICES);
+/**
+ * Answers kept this long per set of slices and their precedence, while no narinfo was added: jobs
+ * that start together share one, and asking again and again (anonymously, for public slices)
+ * costs a lookup in this map. Reads recorded meanwhile change the order only.
+ */
+const KEPT_MS = 5_000;
+const KEPT_ANSWERS = 16;
+class RecentNarInfos {
+    deps;
+    limits;
+    kept = new Map();
+    constructor(deps, limits = RECENT_LIMITS) {
+        this.deps = deps;
+        this.limits = limits;
+    }
+    /**
+     * The signed narinfos to hand the reader, keyed by hash part, newest use first. `version` changes
+     * whenever a narinfo was added: a kept answer is used only while it has not.
+     */
+    answer(reader, readable, version) {
+        const slices = readable
+            .map(([slice, entry]) => ({ slice, rank: reader.rank(slice, entry.owner) ?? Number.MAX_SAFE_INTEGER }))
+            .sort((a, b) => a.rank - b.rank || (a.slice < b.slice ? -1 : 1));
+        const key = `${version}\n${slices.map(({ slice, rank }) => `${rank} ${slice}`).join('\n')}`;
+        const now = this.deps.now();
+        const kept = this.kept.get(key);
+        if (kept && now - kept.at < KEPT_MS)
+            return kept.answer;
+        const answer = recentNarInfos(this.deps, reader, slices.slice(0, RECENT_SLICES), this.limits);
+        // A failed answer is not kept: the next request asks again.
+        answer.catch(() => this.kept.delete(key));
+        this.kept.delete(key);
+        this.kept.set(key, { at: now, answer });
+        if (this.kept.size > KEPT_ANSWERS)
+            this.kept.delete(this.kept.keys().next().value);
+        return answer;
+    }
+}
+async function recentNarInfos(deps, reader, slices, limits) {
     const lists = await Promise.all(slices.map(({ slice }) => deps.meta.recentNarInfos(slice, limits.count)));
     const hashParts = newestHashParts(lists, limits.count);
     const choices = chooseNarInfos(await deps.meta.findNarInfos(hashParts, reader.canRead), reader.rank);
@@ -14499,9 +14536,11 @@ async function checkSliceOwner(meta, writer, bind) {
 class CacheService {
     deps;
     sets;
+    recent;
     constructor(deps) {
         this.deps = deps;
         this.sets = new NarInfoSetIndex(deps.meta);
+        this.recent = new RecentNarInfos(deps);
     }
     /** The narinfo set of the reader's slices (src/contracts/narinfo-set.ts): whole, or what came after `since`. */
     narInfoSet(reader, since) {
@@ -14509,7 +14548,8 @@ class CacheService {
     }
     /** The narinfos of the reader's slices used last, newest first (recent-narinfos.ts). */
     async recentNarInfos(reader) {
-        return recentNarInfos(this.deps, reader, await this.sets.readable(reader.canRead));
+        const readable = await this.sets.readable(reader.canRead);
+        return this.recent.answer(reader, readable, this.sets.version);
     }
     get maxNarSize() {
         return this.deps.narLimits.maxNarSize;

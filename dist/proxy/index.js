@@ -51701,7 +51701,6 @@ class OpenStream {
         });
     }
     close() {
-        this.request.destroy();
         this.end({});
     }
     /** The oldest line's deadline: the first answer's is short (a buffering proxy never answers). */
@@ -51709,10 +51708,7 @@ class OpenStream {
         if (this.timer || this.waiting.size === 0)
             return;
         const ms = this.answered ? this.options.answerTimeoutMs : this.options.firstAnswerMs;
-        this.timer = setTimeout(() => {
-            this.request.destroy();
-            this.end({ buffered: !this.answered });
-        }, ms);
+        this.timer = setTimeout(() => this.end({ buffered: !this.answered }), ms);
         this.timer.unref();
     }
     take(chunk) {
@@ -51725,7 +51721,6 @@ class OpenStream {
                 reply = JSON.parse(line);
             }
             catch {
-                this.request.destroy();
                 return this.end({});
             }
             const resolve = typeof reply.id === 'number' ? this.waiting.get(reply.id) : undefined;
@@ -51745,6 +51740,9 @@ class OpenStream {
             return;
         this.ended = true;
         clearTimeout(this.timer);
+        // The server ended its answer: the request body it no longer reads goes too, with the
+        // connection (a stream's own), or both ends would keep it open.
+        this.request.destroy();
         for (const resolve of this.waiting.values())
             resolve(undefined);
         this.waiting.clear();

@@ -73,7 +73,6 @@ class OpenStream {
   }
 
   close(): void {
-    this.request.destroy();
     this.end({});
   }
 
@@ -81,10 +80,7 @@ class OpenStream {
   private arm(): void {
     if (this.timer || this.waiting.size === 0) return;
     const ms = this.answered ? this.options.answerTimeoutMs : this.options.firstAnswerMs;
-    this.timer = setTimeout(() => {
-      this.request.destroy();
-      this.end({ buffered: !this.answered });
-    }, ms);
+    this.timer = setTimeout(() => this.end({ buffered: !this.answered }), ms);
     this.timer.unref();
   }
 
@@ -97,7 +93,6 @@ class OpenStream {
       try {
         reply = JSON.parse(line) as typeof reply;
       } catch {
-        this.request.destroy();
         return this.end({});
       }
       const resolve = typeof reply.id === 'number' ? this.waiting.get(reply.id) : undefined;
@@ -116,6 +111,9 @@ class OpenStream {
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.timer);
+    // The server ended its answer: the request body it no longer reads goes too, with the
+    // connection (a stream's own), or both ends would keep it open.
+    this.request.destroy();
     for (const resolve of this.waiting.values()) resolve(undefined);
     this.waiting.clear();
     this.onEnd(why);

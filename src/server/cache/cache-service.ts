@@ -23,7 +23,7 @@ import type { VerifyPool } from './verify-pool.js';
 import { checkNarInfo } from './narinfo-check.js';
 import { lookupNarInfos } from './narinfo-lookup.js';
 import { NarInfoSetIndex } from './narinfo-set-index.js';
-import { recentNarInfos } from './recent-narinfos.js';
+import { RecentNarInfos } from './recent-narinfos.js';
 import type { NarInfoSigner } from './narinfo-signer.js';
 import { addPin, type PinOutcome, type PinRequest } from './pins.js';
 import { checkSliceOwner, type Writer } from './slice-owner.js';
@@ -68,9 +68,11 @@ export interface NarUpload {
 
 export class CacheService {
   private readonly sets: NarInfoSetIndex;
+  private readonly recent: RecentNarInfos;
 
   constructor(private readonly deps: CacheServiceDeps) {
     this.sets = new NarInfoSetIndex(deps.meta);
+    this.recent = new RecentNarInfos(deps);
   }
 
   /** The narinfo set of the reader's slices (src/contracts/narinfo-set.ts): whole, or what came after `since`. */
@@ -80,7 +82,8 @@ export class CacheService {
 
   /** The narinfos of the reader's slices used last, newest first (recent-narinfos.ts). */
   async recentNarInfos(reader: Reader): Promise<Record<string, string>> {
-    return recentNarInfos(this.deps, reader, await this.sets.readable(reader.canRead));
+    const readable = await this.sets.readable(reader.canRead);
+    return this.recent.answer(reader, readable, this.sets.version);
   }
 
   get maxNarSize(): number {

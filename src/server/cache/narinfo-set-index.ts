@@ -41,8 +41,8 @@ export class NarInfoSetIndex {
   private readonly slices = new Map<string, SliceEntry>();
   /** The store's cursor the slices are up to date with; null before the first load. */
   private cursor: string | null = null;
-  /** Bumped whenever a slice changed, so cached unions know they are stale. */
-  private version = 0;
+  /** Bumped whenever a slice changed, so cached unions (and recent narinfos) know they are stale. */
+  private changes = 0;
   private readonly unions = new Map<string, { version: number; body: Buffer; count: number }>();
   private running: Promise<void> | undefined;
   private next: Promise<void> | undefined;
@@ -54,10 +54,10 @@ export class NarInfoSetIndex {
     const readable = await this.readable(canRead);
     const key = readable.map(([slice]) => slice).join('\n');
     const cached = this.unions.get(key);
-    if (cached?.version === this.version) return cached;
+    if (cached?.version === this.changes) return cached;
     const prefixes = union(readable.map(([, entry]) => entry.prefixes));
     const answer = {
-      version: this.version,
+      version: this.changes,
       body: encodeNarInfoSet({ cursor: this.cursor ?? '0', full: true, prefixes }),
       count: prefixes.length,
     };
@@ -65,6 +65,11 @@ export class NarInfoSetIndex {
     this.unions.set(key, answer);
     if (this.unions.size > CACHED_UNIONS) this.unions.delete(this.unions.keys().next().value!);
     return answer;
+  }
+
+  /** Changes whenever a narinfo was added (as of the last refresh). */
+  get version(): number {
+    return this.changes;
   }
 
   /** The slices holding narinfos that `canRead` admits, by name, as of now. */
@@ -112,7 +117,7 @@ export class NarInfoSetIndex {
   private async load(): Promise<void> {
     const answer = await this.meta.narInfoHashParts(this.cursor);
     for (const part of answer.slices) this.apply(part);
-    if (answer.slices.length > 0) this.version++;
+    if (answer.slices.length > 0) this.changes++;
     this.cursor = answer.cursor;
   }
 

@@ -44,17 +44,54 @@ function servedText(signer: NarInfoSigner, record: NarInfoRecord): string | unde
   }
 }
 
-/** The signed narinfos to hand the reader, keyed by hash part, newest use first. */
-export async function recentNarInfos(
+/**
+ * Answers kept this long per set of slices and their precedence, while no narinfo was added: jobs
+ * that start together share one, and asking again and again (anonymously, for public slices)
+ * costs a lookup in this map. Reads recorded meanwhile change the order only.
+ */
+const KEPT_MS = 5_000;
+const KEPT_ANSWERS = 16;
+
+export class RecentNarInfos {
+  private readonly kept = new Map<string, { at: number; answer: Promise<Record<string, string>> }>();
+
+  constructor(
+    private readonly deps: { meta: MetadataStore; narinfoSigner: NarInfoSigner; now: () => number },
+    private readonly limits: RecentLimits = RECENT_LIMITS,
+  ) {}
+
+  /**
+   * The signed narinfos to hand the reader, keyed by hash part, newest use first. `version` changes
+   * whenever a narinfo was added: a kept answer is used only while it has not.
+   */
+  answer(
+    reader: { canRead: SliceFilter; rank: SliceRank },
+    readable: [string, SliceEntry][],
+    version: number,
+  ) {
+    const slices = readable
+      .map(([slice, entry]) => ({ slice, rank: reader.rank(slice, entry.owner) ?? Number.MAX_SAFE_INTEGER }))
+      .sort((a, b) => a.rank - b.rank || (a.slice < b.slice ? -1 : 1));
+    const key = `${version}\n${slices.map(({ slice, rank }) => `${rank} ${slice}`).join('\n')}`;
+    const now = this.deps.now();
+    const kept = this.kept.get(key);
+    if (kept && now - kept.at < KEPT_MS) return kept.answer;
+    const answer = recentNarInfos(this.deps, reader, slices.slice(0, RECENT_SLICES), this.limits);
+    // A failed answer is not kept: the next request asks again.
+    answer.catch(() => this.kept.delete(key));
+    this.kept.delete(key);
+    this.kept.set(key, { at: now, answer });
+    if (this.kept.size > KEPT_ANSWERS) this.kept.delete(this.kept.keys().next().value!);
+    return answer;
+  }
+}
+
+async function recentNarInfos(
   deps: { meta: MetadataStore; narinfoSigner: NarInfoSigner },
   reader: { canRead: SliceFilter; rank: SliceRank },
-  readable: [string, SliceEntry][],
-  limits: RecentLimits = RECENT_LIMITS,
+  slices: { slice: string }[],
+  limits: RecentLimits,
 ): Promise<Record<string, string>> {
-  const slices = readable
-    .map(([slice, entry]) => ({ slice, rank: reader.rank(slice, entry.owner) ?? Number.MAX_SAFE_INTEGER }))
-    .sort((a, b) => a.rank - b.rank)
-    .slice(0, RECENT_SLICES);
   const lists = await Promise.all(slices.map(({ slice }) => deps.meta.recentNarInfos(slice, limits.count)));
   const hashParts = newestHashParts(lists, limits.count);
   const choices = chooseNarInfos(await deps.meta.findNarInfos(hashParts, reader.canRead), reader.rank);
