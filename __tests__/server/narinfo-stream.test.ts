@@ -120,6 +120,23 @@ describe('the narinfo stream', () => {
     stream.req.destroy();
   });
 
+  it('answers a line longer than the batch route allows with an error line, once, and ends', async () => {
+    const stream = openStream(await server.ciToken(APP));
+    stream.req.write(`${JSON.stringify({ id: 1, hashParts: [hash.app] })}\n`);
+    stream.req.write('x'.repeat(40 * 1024));
+    stream.req.write('x'.repeat(40 * 1024));
+    stream.req.write('x'.repeat(40 * 1024));
+    const lines = (await stream.ended).text
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { id?: number; error?: string });
+    expect(lines).toEqual([
+      { id: 1, narinfos: { [hash.app]: expect.any(String) } },
+      { error: 'a line longer than 65536 bytes' },
+    ]);
+    stream.req.destroy();
+  });
+
   it('refuses a request without a token when no slice is public, and a bad token', async () => {
     for (const token of [null, 'not-a-token']) {
       const { status, text } = await openStream(token).ended;

@@ -16195,6 +16195,9 @@ async function streamNarInfos(cache, request, publicReads, limits = NARINFO_STRE
                     req.pause();
             }
             if (pending.length > NARINFO_BATCH_BODY_LIMIT && !stopped) {
+                // Nothing more is read; the lines before it are answered first.
+                req.off('data', onData);
+                pending = '';
                 const error = `a line longer than ${NARINFO_BATCH_BODY_LIMIT} bytes`;
                 answering = answering.then(() => fail({ error }));
             }

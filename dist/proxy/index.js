@@ -51485,6 +51485,7 @@ const RECENT_DEFAULTS = {
     timeoutMs: 30_000,
 };
 const REQUEST_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
+const CLOSE_WAIT_MS = 5_000;
 class RecentNarInfos {
     server;
     clock;
@@ -51543,10 +51544,18 @@ class RecentNarInfos {
     forget(hashPart) {
         this.narinfos.delete(hashPart);
     }
-    /** Reports what is left to report; for the daemon's shutdown. */
+    /**
+     * Reports what is left to report, for the daemon's shutdown: waiting `CLOSE_WAIT_MS` at most, so
+     * a server that does not answer cannot hold the post step (the reads are then lost to retention).
+     */
     async close() {
         this.flush();
-        await this.reporting;
+        let timer;
+        await Promise.race([
+            this.reporting,
+            new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS).unref())),
+        ]);
+        clearTimeout(timer);
     }
     toJSON() {
         return { ...this.report, held: this.narinfos.size };
@@ -51667,7 +51676,7 @@ class OpenStream {
     waiting = new Map();
     nextId = 1;
     buffered = '';
-    answered = false;
+    responded = false;
     timer;
     ended = false;
     constructor(request, options, 
@@ -51682,6 +51691,10 @@ class OpenStream {
                 this.end({ status: response.statusCode ?? 0 });
                 return;
             }
+            this.responded = true;
+            clearTimeout(this.timer);
+            this.timer = undefined;
+            this.arm();
             response.setEncoding('utf8');
             response.on('data', (chunk) => this.take(chunk));
             response.on('end', () => this.end({}));
@@ -51703,12 +51716,12 @@ class OpenStream {
     close() {
         this.end({});
     }
-    /** The oldest line's deadline: the first answer's is short (a buffering proxy never answers). */
+    /** The oldest line's deadline; before the answer's headers, the short one (a buffering proxy never sends them). */
     arm() {
         if (this.timer || this.waiting.size === 0)
             return;
-        const ms = this.answered ? this.options.answerTimeoutMs : this.options.firstAnswerMs;
-        this.timer = setTimeout(() => this.end({ buffered: !this.answered }), ms);
+        const ms = this.responded ? this.options.answerTimeoutMs : this.options.firstAnswerMs;
+        this.timer = setTimeout(() => this.end({ buffered: !this.responded }), ms);
         this.timer.unref();
     }
     take(chunk) {
@@ -51727,7 +51740,6 @@ class OpenStream {
             if (!resolve)
                 continue;
             this.waiting.delete(reply.id);
-            this.answered = true;
             const narinfos = reply.narinfos;
             resolve(typeof narinfos === 'object' && narinfos !== null ? narinfos : undefined);
         }

@@ -35,6 +35,7 @@ export const RECENT_DEFAULTS: RecentOptions = {
 };
 
 const REQUEST_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
+const CLOSE_WAIT_MS = 5_000;
 
 export class RecentNarInfos {
   private narinfos = new Map<string, string>();
@@ -93,10 +94,18 @@ export class RecentNarInfos {
     this.narinfos.delete(hashPart);
   }
 
-  /** Reports what is left to report; for the daemon's shutdown. */
+  /**
+   * Reports what is left to report, for the daemon's shutdown: waiting `CLOSE_WAIT_MS` at most, so
+   * a server that does not answer cannot hold the post step (the reads are then lost to retention).
+   */
   async close(): Promise<void> {
     this.flush();
-    await this.reporting;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.reporting,
+      new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS).unref())),
+    ]);
+    clearTimeout(timer);
   }
 
   toJSON(): RecentNarInfoStats {

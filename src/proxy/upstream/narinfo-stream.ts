@@ -7,7 +7,7 @@
  * stream yet, one that ended or failed, an error line), and the caller then asks the batch route,
  * which retries, refreshes the token and reports errors as it always did. A server without the
  * route, or anything in between that holds the request body back until it ends (a buffering
- * reverse proxy: no answer to the first line within `firstAnswerMs`), turns streams off for the job.
+ * reverse proxy: no answer's headers within `firstAnswerMs`), turns streams off for the job.
  */
 import type { ClientRequest } from 'node:http';
 import { NARINFO_STREAM_PATH } from '../../contracts/narinfo-batch.js';
@@ -16,7 +16,10 @@ import { batchRouteMissing } from './batch-lookup.js';
 import type { Upstream } from './upstream-client.js';
 
 export interface NarInfoStreamOptions {
-  /** Without an answer to a stream's first line in this time, streams are off for the job. */
+  /**
+   * Without the answer's headers in this time, streams are off for the job. The server sends them
+   * as soon as the token is checked; a proxy that holds the body back never forwards the request.
+   */
   firstAnswerMs: number;
   /** A line unanswered this long ends the stream (its batches go to the batch route). */
   answerTimeoutMs: number;
@@ -37,7 +40,7 @@ class OpenStream {
   private readonly waiting = new Map<number, (answers: Answers | undefined) => void>();
   private nextId = 1;
   private buffered = '';
-  private answered = false;
+  private responded = false;
   private timer: NodeJS.Timeout | undefined;
   ended = false;
 
@@ -53,6 +56,10 @@ class OpenStream {
         this.end({ status: response.statusCode ?? 0 });
         return;
       }
+      this.responded = true;
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.arm();
       response.setEncoding('utf8');
       response.on('data', (chunk: string) => this.take(chunk));
       response.on('end', () => this.end({}));
@@ -76,11 +83,11 @@ class OpenStream {
     this.end({});
   }
 
-  /** The oldest line's deadline: the first answer's is short (a buffering proxy never answers). */
+  /** The oldest line's deadline; before the answer's headers, the short one (a buffering proxy never sends them). */
   private arm(): void {
     if (this.timer || this.waiting.size === 0) return;
-    const ms = this.answered ? this.options.answerTimeoutMs : this.options.firstAnswerMs;
-    this.timer = setTimeout(() => this.end({ buffered: !this.answered }), ms);
+    const ms = this.responded ? this.options.answerTimeoutMs : this.options.firstAnswerMs;
+    this.timer = setTimeout(() => this.end({ buffered: !this.responded }), ms);
     this.timer.unref();
   }
 
@@ -98,7 +105,6 @@ class OpenStream {
       const resolve = typeof reply.id === 'number' ? this.waiting.get(reply.id) : undefined;
       if (!resolve) continue;
       this.waiting.delete(reply.id as number);
-      this.answered = true;
       const narinfos = reply.narinfos;
       resolve(typeof narinfos === 'object' && narinfos !== null ? (narinfos as Answers) : undefined);
     }
