@@ -15977,20 +15977,16 @@ function narinfo_batch_handler_badRequest(message) {
  * the scope; errors name the bad one.
  */
 function parseBatchRequest(body) {
-    return parseBatchJson(body.toString('utf8'), 'request body');
-}
-/** The same for one JSON text (`what` names it in errors): a request body, or a line of a stream. */
-function parseBatchJson(text, what) {
     let json;
     try {
-        json = JSON.parse(text);
+        json = JSON.parse(body.toString('utf8'));
     }
     catch (error) {
-        throw narinfo_batch_handler_badRequest(`${what} is not JSON: ${error.message}`);
+        throw narinfo_batch_handler_badRequest(`request body is not JSON: ${error.message}`);
     }
-    return checkBatchJson(json, what);
+    return checkBatchJson(json, 'request body');
 }
-/** The same for a parsed JSON value. */
+/** The same for a parsed JSON value (`what` names it in errors): a request body, or a stream's line. */
 function checkBatchJson(json, what) {
     const hashParts = json?.hashParts;
     if (typeof json !== 'object' || Array.isArray(json) || !Array.isArray(hashParts))
@@ -16004,7 +16000,7 @@ function checkBatchJson(json, what) {
         }
     });
     const scope = parseLookupScope(json.scope, 'scope');
-    return { json: json, hashParts: [...new Set(hashParts)], scope };
+    return { hashParts: [...new Set(hashParts)], scope };
 }
 /** A GET without a token is answered from public slices; with none, say what is missing. */
 async function lookupAccess(request, publicReads) {

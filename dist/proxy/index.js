@@ -49578,6 +49578,11 @@ const DEFAULT_RETRY_POLICY = {
     maxDelayMs: 10_000,
     maxRetryAfterMs: 30_000,
 };
+/**
+ * For what Nix waits on (lookups, NAR links and downloads, the narinfo set): two more tries, soon.
+ * A server that stays down is then answered as a miss, and Nix builds.
+ */
+const PULL_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
 /** 429 and 5xx are worth another try; 501 and 505 say the request itself is wrong. */
 function isRetryableStatus(status) {
     return status === 429 || (status >= 500 && status !== 501 && status !== 505);
@@ -49750,12 +49755,9 @@ class Upstream {
             headers['content-length'] = String(Buffer.byteLength(body));
         const timeoutMs = this.options.headersTimeoutMs ?? 120_000;
         return new Promise((resolve, reject) => {
-            const request = (this.target.https ? external_node_https_.request : external_node_http_.request)({
+            const request = this.nodeRequest(req.path, {
                 agent: this.agent,
-                hostname: this.target.hostname,
-                port: this.target.port,
                 method: req.method,
-                path: this.basePath + req.path,
                 headers,
                 timeout: timeoutMs,
                 ...(req.signal ? { signal: req.signal } : {}),
@@ -49785,16 +49787,23 @@ class Upstream {
      * over time and read the answer as it comes (the narinfo stream). Not retried: the caller owns it.
      */
     openDuplex(path, headers) {
-        const request = (this.target.https ? external_node_https_.request : external_node_http_.request)({
+        const request = this.nodeRequest(path, {
             agent: false,
-            hostname: this.target.hostname,
-            port: this.target.port,
             method: 'POST',
-            path: this.basePath + path,
             headers: this.headers({ method: 'POST', path, headers }),
         });
         request.flushHeaders();
         return request;
+    }
+    /** A node:http(s) request to the server, `path` below the base URL. */
+    nodeRequest(path, options, onResponse) {
+        const target = {
+            ...options,
+            hostname: this.target.hostname,
+            port: this.target.port,
+            path: this.basePath + path,
+        };
+        return (this.target.https ? external_node_https_.request : external_node_http_.request)(target, onResponse);
     }
     async close() {
         this.agent.destroy();
@@ -50542,12 +50551,12 @@ function parseNarLinksResponse(text) {
 
 
 
+
 /** A link is given to Nix only while it works at least this much longer (Nix follows it at once). */
 const FRESH_MARGIN_MS = 20_000;
 /** Narinfo hits remembered for asking their links; later ones are asked one by one. */
 const MAX_CANDIDATES = 10_000;
 const LINK_TIMEOUT_MS = 15_000;
-const LINK_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
 /** An absolute https URL, or http on a loopback host (tests, a bucket on the same machine). */
 function isSafeRedirect(location) {
     let url;
@@ -50630,7 +50639,7 @@ class NarLinks {
                 path: NAR_LINKS_PATH,
                 headers: { 'content-type': 'application/json' },
                 body: () => JSON.stringify({ nars: paths.map((path) => path.slice(1)) }),
-                retry: LINK_RETRY,
+                retry: PULL_RETRY,
                 signal: AbortSignal.timeout(LINK_TIMEOUT_MS),
             });
         }
@@ -50967,8 +50976,8 @@ async function fetchWhole(server, path, pool) {
 
 
 
+
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-const NAR_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
 class NarDownloads {
     server;
     stats;
@@ -50997,7 +51006,7 @@ class NarDownloads {
     /** The server's answer, or undefined after a network failure (recorded; the server is marked down). */
     async ask(what, request) {
         try {
-            return await this.server.request({ retry: NAR_RETRY, ...request });
+            return await this.server.request({ retry: PULL_RETRY, ...request });
         }
         catch (e) {
             this.failed(`${what} failed: ${describeNetworkError(e)}`, true);
@@ -51301,6 +51310,7 @@ function decodeNarInfoSet(body) {
 
 
 
+
 const PATH_SET_DEFAULTS = { maxAgeMs: 1_000, retryAfterMs: 30_000, timeoutMs: 30_000 };
 /** Deltas and own pushes are merged into the sorted array once this many piled up. */
 const MERGE_AT = 4_096;
@@ -51441,7 +51451,7 @@ class PathSet {
                 method: 'GET',
                 path,
                 signal: AbortSignal.timeout(this.options.timeoutMs),
-                retry: { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 },
+                retry: PULL_RETRY,
             });
             const body = Buffer.from(await response.body.arrayBuffer());
             if (response.statusCode !== 200) {
@@ -51479,12 +51489,12 @@ class PathSet {
 
 
 
+
 const RECENT_DEFAULTS = {
     trustMs: 10 * 60_000,
     reportEveryMs: 2_000,
     timeoutMs: 30_000,
 };
-const REQUEST_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
 const CLOSE_WAIT_MS = 5_000;
 class RecentNarInfos {
     server;
@@ -51586,7 +51596,7 @@ class RecentNarInfos {
         try {
             const response = await this.server.requestText({
                 ...narInfoBatchRequest(hashParts),
-                retry: REQUEST_RETRY,
+                retry: PULL_RETRY,
                 signal: AbortSignal.timeout(this.options.timeoutMs),
             });
             const answer = response.statusCode === 200 ? parseNarInfoBatch(response.text) : undefined;
@@ -51614,7 +51624,7 @@ class RecentNarInfos {
                 method: 'GET',
                 path: RECENT_NARINFOS_PATH,
                 signal: AbortSignal.timeout(this.options.timeoutMs),
-                retry: REQUEST_RETRY,
+                retry: PULL_RETRY,
             });
             const text = await response.body.text();
             if (response.statusCode !== 200) {
@@ -51820,13 +51830,13 @@ class NarInfoStream {
 
 
 
+
 /** Priority 30 sorts before cache.nixos.org (40), so Nix asks the proxy first. */
 const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
 const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
-const PROXY_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
 /**
  * Lookups per batch and batches at once. Nix has at most `http-connections` (25) lookups in
  * flight, so a batch holds what arrived while the previous one was out. One batch at a time cost
@@ -52079,7 +52089,7 @@ class CacheRoutes {
     async lookupRequest(request) {
         try {
             const response = await this.server.requestText({
-                retry: PROXY_RETRY,
+                retry: PULL_RETRY,
                 ...request,
                 signal: AbortSignal.timeout(NARINFO_TIMEOUT_MS),
             });

@@ -18,9 +18,9 @@ import { ByteCounter } from './byte-counter.js';
 import { isSafeRedirect, NarLinks } from './nar-links.js';
 import { Readahead } from './readahead.js';
 import { forwardableHeaders } from './response-headers.js';
+import { PULL_RETRY } from '../upstream/retry.js';
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-const NAR_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
 
 export class NarDownloads {
   private readonly readahead: Readahead;
@@ -52,7 +52,7 @@ export class NarDownloads {
   /** The server's answer, or undefined after a network failure (recorded; the server is marked down). */
   private async ask(what: string, request: UpstreamRequest): Promise<UpstreamResponse | undefined> {
     try {
-      return await this.server.request({ retry: NAR_RETRY, ...request });
+      return await this.server.request({ retry: PULL_RETRY, ...request });
     } catch (e) {
       this.failed(`${what} failed: ${describeNetworkError(e)}`, true);
       return undefined;

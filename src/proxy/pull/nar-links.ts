@@ -11,13 +11,13 @@ import { isLoopbackAddress } from '../../contracts/listen.js';
 import type { Logger } from '../report/daemon-log.js';
 import { describeNetworkError, type Upstream } from '../upstream/upstream-client.js';
 import { Batcher } from './lookup-batcher.js';
+import { PULL_RETRY } from '../upstream/retry.js';
 
 /** A link is given to Nix only while it works at least this much longer (Nix follows it at once). */
 const FRESH_MARGIN_MS = 20_000;
 /** Narinfo hits remembered for asking their links; later ones are asked one by one. */
 const MAX_CANDIDATES = 10_000;
 const LINK_TIMEOUT_MS = 15_000;
-const LINK_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
 
 /** An absolute https URL, or http on a loopback host (tests, a bucket on the same machine). */
 export function isSafeRedirect(location: string): boolean {
@@ -105,7 +105,7 @@ export class NarLinks {
         path: NAR_LINKS_PATH,
         headers: { 'content-type': 'application/json' },
         body: () => JSON.stringify({ nars: paths.map((path) => path.slice(1)) }),
-        retry: LINK_RETRY,
+        retry: PULL_RETRY,
         signal: AbortSignal.timeout(LINK_TIMEOUT_MS),
       });
     } catch (error) {

@@ -21,6 +21,7 @@ import { NarInfoStream } from '../upstream/narinfo-stream.js';
 import type { Clock } from '../upstream/clock.js';
 import type { Stats } from '../report/stats.js';
 import { describeNetworkError, type Upstream, type UpstreamRequest } from '../upstream/upstream-client.js';
+import { PULL_RETRY } from '../upstream/retry.js';
 
 /** Priority 30 sorts before cache.nixos.org (40), so Nix asks the proxy first. */
 export const NIX_CACHE_INFO = 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n';
@@ -30,7 +31,6 @@ const NARINFO_PATH = /^\/([0-9a-df-np-sv-z]{32})\.narinfo$/;
 /** After a network failure, narinfo lookups answer 404 at once for this long instead of waiting again. */
 const SERVER_DOWN_BACKOFF_MS = 10_000;
 const NARINFO_TIMEOUT_MS = 15_000;
-const PROXY_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
 /**
  * Lookups per batch and batches at once. Nix has at most `http-connections` (25) lookups in
  * flight, so a batch holds what arrived while the previous one was out. One batch at a time cost
@@ -303,7 +303,7 @@ export class CacheRoutes {
   ): Promise<{ status: number; text: string } | { failed: string }> {
     try {
       const response = await this.server.requestText({
-        retry: PROXY_RETRY,
+        retry: PULL_RETRY,
         ...request,
         signal: AbortSignal.timeout(NARINFO_TIMEOUT_MS),
       });

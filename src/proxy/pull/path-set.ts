@@ -15,6 +15,7 @@ import type { Logger } from '../report/daemon-log.js';
 import type { Clock } from '../upstream/clock.js';
 import { describeNetworkError, type Upstream } from '../upstream/upstream-client.js';
 import { batchRouteMissing } from '../upstream/batch-lookup.js';
+import { PULL_RETRY } from '../upstream/retry.js';
 
 export interface PathSetOptions {
   /** How old (since its request was sent) the last sync may be for a lookup answered from the set. */
@@ -177,7 +178,7 @@ export class PathSet {
         method: 'GET',
         path,
         signal: AbortSignal.timeout(this.options.timeoutMs),
-        retry: { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 },
+        retry: PULL_RETRY,
       });
       const body = Buffer.from(await response.body.arrayBuffer());
       if (response.statusCode !== 200) {

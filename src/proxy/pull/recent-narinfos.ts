@@ -20,6 +20,7 @@ import type { Logger } from '../report/daemon-log.js';
 import { batchRouteMissing, narInfoBatchRequest, parseNarInfoBatch } from '../upstream/batch-lookup.js';
 import type { Clock } from '../upstream/clock.js';
 import { describeNetworkError, type Upstream } from '../upstream/upstream-client.js';
+import { PULL_RETRY } from '../upstream/retry.js';
 
 export interface RecentOptions {
   /** How long after the fetch the narinfos answer Nix; after it, lookups ask the server again. */
@@ -34,7 +35,6 @@ export const RECENT_DEFAULTS: RecentOptions = {
   timeoutMs: 30_000,
 };
 
-const REQUEST_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
 const CLOSE_WAIT_MS = 5_000;
 
 export class RecentNarInfos {
@@ -137,7 +137,7 @@ export class RecentNarInfos {
     try {
       const response = await this.server.requestText({
         ...narInfoBatchRequest(hashParts),
-        retry: REQUEST_RETRY,
+        retry: PULL_RETRY,
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });
       const answer = response.statusCode === 200 ? parseNarInfoBatch(response.text) : undefined;
@@ -169,7 +169,7 @@ export class RecentNarInfos {
         method: 'GET',
         path: RECENT_NARINFOS_PATH,
         signal: AbortSignal.timeout(this.options.timeoutMs),
-        retry: REQUEST_RETRY,
+        retry: PULL_RETRY,
       });
       const text = await response.body.text();
       if (response.statusCode !== 200) {

@@ -19,6 +19,12 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = {
   maxRetryAfterMs: 30_000,
 };
 
+/**
+ * For what Nix waits on (lookups, NAR links and downloads, the narinfo set): two more tries, soon.
+ * A server that stays down is then answered as a miss, and Nix builds.
+ */
+export const PULL_RETRY: Partial<RetryPolicy> = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
+
 /** 429 and 5xx are worth another try; 501 and 505 say the request itself is wrong. */
 export function isRetryableStatus(status: number): boolean {
   return status === 429 || (status >= 500 && status !== 501 && status !== 505);

@@ -12,6 +12,8 @@ import {
   request as httpRequest,
   type ClientRequest,
   type IncomingHttpHeaders,
+  type IncomingMessage,
+  type RequestOptions,
 } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Readable } from 'node:stream';
@@ -203,13 +205,11 @@ export class Upstream {
     if (isWhole(body) && body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
     const timeoutMs = this.options.headersTimeoutMs ?? 120_000;
     return new Promise((resolve, reject) => {
-      const request = (this.target.https ? httpsRequest : httpRequest)(
+      const request = this.nodeRequest(
+        req.path,
         {
           agent: this.agent,
-          hostname: this.target.hostname,
-          port: this.target.port,
           method: req.method,
-          path: this.basePath + req.path,
           headers,
           timeout: timeoutMs,
           ...(req.signal ? { signal: req.signal } : {}),
@@ -243,16 +243,28 @@ export class Upstream {
    * over time and read the answer as it comes (the narinfo stream). Not retried: the caller owns it.
    */
   openDuplex(path: string, headers: Record<string, string>): ClientRequest {
-    const request = (this.target.https ? httpsRequest : httpRequest)({
+    const request = this.nodeRequest(path, {
       agent: false,
-      hostname: this.target.hostname,
-      port: this.target.port,
       method: 'POST',
-      path: this.basePath + path,
       headers: this.headers({ method: 'POST', path, headers }),
     });
     request.flushHeaders();
     return request;
+  }
+
+  /** A node:http(s) request to the server, `path` below the base URL. */
+  private nodeRequest(
+    path: string,
+    options: Omit<RequestOptions, 'hostname' | 'port' | 'path'>,
+    onResponse?: (response: IncomingMessage) => void,
+  ): ClientRequest {
+    const target = {
+      ...options,
+      hostname: this.target.hostname,
+      port: this.target.port,
+      path: this.basePath + path,
+    };
+    return (this.target.https ? httpsRequest : httpRequest)(target, onResponse);
   }
 
   async close(): Promise<void> {

@@ -29,28 +29,20 @@ function badRequest(message: string): HttpError {
  * the scope; errors name the bad one.
  */
 export function parseBatchRequest(body: Buffer): { hashParts: string[]; scope: NarInfoLookupScope } {
-  return parseBatchJson(body.toString('utf8'), 'request body');
-}
-
-/** The same for one JSON text (`what` names it in errors): a request body, or a line of a stream. */
-export function parseBatchJson(
-  text: string,
-  what: string,
-): { json: object; hashParts: string[]; scope: NarInfoLookupScope } {
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = JSON.parse(body.toString('utf8'));
   } catch (error) {
-    throw badRequest(`${what} is not JSON: ${(error as Error).message}`);
+    throw badRequest(`request body is not JSON: ${(error as Error).message}`);
   }
-  return checkBatchJson(json, what);
+  return checkBatchJson(json, 'request body');
 }
 
-/** The same for a parsed JSON value. */
+/** The same for a parsed JSON value (`what` names it in errors): a request body, or a stream's line. */
 export function checkBatchJson(
   json: unknown,
   what: string,
-): { json: object; hashParts: string[]; scope: NarInfoLookupScope } {
+): { hashParts: string[]; scope: NarInfoLookupScope } {
   const hashParts = (json as { hashParts?: unknown } | null)?.hashParts;
   if (typeof json !== 'object' || Array.isArray(json) || !Array.isArray(hashParts))
     throw badRequest(`${what} must be {"hashParts": ["<32-character nix32 hash>", ...]}`);
@@ -69,7 +61,7 @@ export function checkBatchJson(
     }
   });
   const scope = parseLookupScope((json as { scope?: unknown }).scope, 'scope');
-  return { json: json as object, hashParts: [...new Set(hashParts as string[])], scope };
+  return { hashParts: [...new Set(hashParts as string[])], scope };
 }
 
 /** A GET without a token is answered from public slices; with none, say what is missing. */
