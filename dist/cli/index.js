@@ -14387,7 +14387,6 @@ const NARINFO_LOOKUP_SCOPES = ['union', 'write'];
  * so a read token granted hundreds of slices costs what sixteen do.
  */
 const RECENT_SLICES = 16;
-const RECENT_LIMITS = { count: RECENT_NARINFOS_LIMIT, bytes: RECENT_NARINFOS_BYTES };
 /** The newest `limit` distinct hash parts of several slices' newest-first lists. */
 function newestHashParts(lists, limit) {
     const all = lists.flat().sort((a, b) => b.usedAt - a.usedAt);
@@ -14411,11 +14410,9 @@ const KEPT_MS = 5_000;
 const KEPT_ANSWERS = 16;
 class RecentNarInfos {
     deps;
-    limits;
     kept = new Map();
-    constructor(deps, limits = RECENT_LIMITS) {
+    constructor(deps) {
         this.deps = deps;
-        this.limits = limits;
     }
     /**
      * The signed narinfos to hand the reader, keyed by hash part, newest use first. `version` changes
@@ -14430,9 +14427,12 @@ class RecentNarInfos {
         const kept = this.kept.get(key);
         if (kept && now - kept.at < KEPT_MS)
             return kept.answer;
-        const answer = recentNarInfos(this.deps, reader, slices.slice(0, RECENT_SLICES), this.limits);
+        const answer = recentNarInfos(this.deps, reader, slices.slice(0, RECENT_SLICES));
         // A failed answer is not kept: the next request asks again.
-        answer.catch(() => this.kept.delete(key));
+        answer.catch(() => {
+            if (this.kept.get(key)?.answer === answer)
+                this.kept.delete(key);
+        });
         this.kept.delete(key);
         this.kept.set(key, { at: now, answer });
         if (this.kept.size > KEPT_ANSWERS)
@@ -14440,9 +14440,9 @@ class RecentNarInfos {
         return answer;
     }
 }
-async function recentNarInfos(deps, reader, slices, limits) {
-    const lists = await Promise.all(slices.map(({ slice }) => deps.meta.recentNarInfos(slice, limits.count)));
-    const hashParts = newestHashParts(lists, limits.count);
+async function recentNarInfos(deps, reader, slices) {
+    const lists = await Promise.all(slices.map(({ slice }) => deps.meta.recentNarInfos(slice, RECENT_NARINFOS_LIMIT)));
+    const hashParts = newestHashParts(lists, RECENT_NARINFOS_LIMIT);
     const choices = chooseNarInfos(await deps.meta.findNarInfos(hashParts, reader.canRead), reader.rank);
     const narinfos = {};
     let bytes = 0;
@@ -14455,7 +14455,7 @@ async function recentNarInfos(deps, reader, slices, limits) {
         if (text === undefined)
             continue;
         bytes += text.length;
-        if (bytes > limits.bytes)
+        if (bytes > RECENT_NARINFOS_BYTES)
             break;
         narinfos[hashPart] = text;
     }
@@ -16123,14 +16123,14 @@ function parseStreamLine(line) {
         throw error instanceof LineError ? error : new LineError(error.message, id);
     }
 }
-async function streamNarInfos(cache, request, publicReads, limits = NARINFO_STREAM_LIMITS) {
+async function streamNarInfos(cache, request, publicReads) {
     const { req, res } = request;
     const access = await lookupAccess(request, publicReads);
     acceptBody(req, res);
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'private, no-store' });
     res.flushHeaders();
     const expiresAt = access.grant?.expiresAt === undefined ? Infinity : access.grant.expiresAt * 1000;
-    const lifetime = Math.max(0, Math.min(limits.lifetimeMs, expiresAt - Date.now()));
+    const lifetime = Math.max(0, Math.min(NARINFO_STREAM_LIMITS.lifetimeMs, expiresAt - Date.now()));
     let stopped = false;
     let failed = false;
     let pending = '';
@@ -16199,7 +16199,7 @@ async function streamNarInfos(cache, request, publicReads, limits = NARINFO_STRE
             }
         };
         const lifeTimer = setTimeout(stop, lifetime);
-        const idleTimer = setTimeout(stop, limits.idleMs);
+        const idleTimer = setTimeout(stop, NARINFO_STREAM_LIMITS.idleMs);
         req.setEncoding('utf8');
         req.on('data', onData);
         req.once('end', stop);

@@ -51344,10 +51344,6 @@ class PathSet {
             return;
         this.fullLoad = this.loadFull().finally(() => (this.fullLoad = undefined));
     }
-    /** Resolves once the first fetch has ended, loaded or not (for tests and the benchmark). */
-    async ready() {
-        await this.fullLoad;
-    }
     /** Whether the path may be in the cache: true unless a fresh enough set says it is not. */
     async mayHold(hashPart) {
         if (this.state !== 'loaded') {
@@ -51526,10 +51522,6 @@ class RecentNarInfos {
     /** Starts the fetch (lookups do not wait for it). */
     start() {
         this.loading ??= this.load();
-    }
-    /** Resolves once the fetch has ended, loaded or not (for tests and the benchmark). */
-    async ready() {
-        await this.loading;
     }
     /** Whether a narinfo for the path is held and still trusted. */
     has(hashPart) {

@@ -24,12 +24,7 @@ export const RECENT_NARINFOS_BYTES = 8 * 1024 * 1024;
  */
 export const NARINFO_STREAM_PATH = '/_api/v1/narinfos/stream';
 
-export interface NarInfoStreamLimits {
-  lifetimeMs: number;
-  idleMs: number;
-}
-
-export const NARINFO_STREAM_LIMITS: NarInfoStreamLimits = { lifetimeMs: 60_000, idleMs: 10_000 };
+export const NARINFO_STREAM_LIMITS = { lifetimeMs: 60_000, idleMs: 10_000 };
 
 /**
  * Which slices a narinfo lookup asks: the union of readable slices (what Nix substitutes from, the

@@ -69,11 +69,6 @@ export class PathSet {
     this.fullLoad = this.loadFull().finally(() => (this.fullLoad = undefined));
   }
 
-  /** Resolves once the first fetch has ended, loaded or not (for tests and the benchmark). */
-  async ready(): Promise<void> {
-    await this.fullLoad;
-  }
-
   /** Whether the path may be in the cache: true unless a fresh enough set says it is not. */
   async mayHold(hashPart: string): Promise<boolean> {
     if (this.state !== 'loaded') {

@@ -67,11 +67,6 @@ export class RecentNarInfos {
     this.loading ??= this.load();
   }
 
-  /** Resolves once the fetch has ended, loaded or not (for tests and the benchmark). */
-  async ready(): Promise<void> {
-    await this.loading;
-  }
-
   /** Whether a narinfo for the path is held and still trusted. */
   has(hashPart: string): boolean {
     return this.trusted() && this.narinfos.has(hashPart);

@@ -20,14 +20,7 @@ import type { SliceFilter } from '../storage/metadata-store.js';
  * Slices asked for their newest rows, those of highest precedence first: one indexed query each,
  * so a read token granted hundreds of slices costs what sixteen do.
  */
-export const RECENT_SLICES = 16;
-
-export interface RecentLimits {
-  count: number;
-  bytes: number;
-}
-
-export const RECENT_LIMITS: RecentLimits = { count: RECENT_NARINFOS_LIMIT, bytes: RECENT_NARINFOS_BYTES };
+const RECENT_SLICES = 16;
 
 /** The newest `limit` distinct hash parts of several slices' newest-first lists. */
 export function newestHashParts(lists: RecentNarInfo[][], limit: number): string[] {
@@ -57,7 +50,6 @@ export class RecentNarInfos {
 
   constructor(
     private readonly deps: { meta: MetadataStore; narinfoSigner: NarInfoSigner; now: () => number },
-    private readonly limits: RecentLimits = RECENT_LIMITS,
   ) {}
 
   /**
@@ -76,9 +68,11 @@ export class RecentNarInfos {
     const now = this.deps.now();
     const kept = this.kept.get(key);
     if (kept && now - kept.at < KEPT_MS) return kept.answer;
-    const answer = recentNarInfos(this.deps, reader, slices.slice(0, RECENT_SLICES), this.limits);
+    const answer = recentNarInfos(this.deps, reader, slices.slice(0, RECENT_SLICES));
     // A failed answer is not kept: the next request asks again.
-    answer.catch(() => this.kept.delete(key));
+    answer.catch(() => {
+      if (this.kept.get(key)?.answer === answer) this.kept.delete(key);
+    });
     this.kept.delete(key);
     this.kept.set(key, { at: now, answer });
     if (this.kept.size > KEPT_ANSWERS) this.kept.delete(this.kept.keys().next().value!);
@@ -90,10 +84,11 @@ async function recentNarInfos(
   deps: { meta: MetadataStore; narinfoSigner: NarInfoSigner },
   reader: { canRead: SliceFilter; rank: SliceRank },
   slices: { slice: string }[],
-  limits: RecentLimits,
 ): Promise<Record<string, string>> {
-  const lists = await Promise.all(slices.map(({ slice }) => deps.meta.recentNarInfos(slice, limits.count)));
-  const hashParts = newestHashParts(lists, limits.count);
+  const lists = await Promise.all(
+    slices.map(({ slice }) => deps.meta.recentNarInfos(slice, RECENT_NARINFOS_LIMIT)),
+  );
+  const hashParts = newestHashParts(lists, RECENT_NARINFOS_LIMIT);
   const choices = chooseNarInfos(await deps.meta.findNarInfos(hashParts, reader.canRead), reader.rank);
   const narinfos: Record<string, string> = {};
   let bytes = 0;
@@ -104,7 +99,7 @@ async function recentNarInfos(
     const text = servedText(deps.narinfoSigner, choice.record);
     if (text === undefined) continue;
     bytes += text.length;
-    if (bytes > limits.bytes) break;
+    if (bytes > RECENT_NARINFOS_BYTES) break;
     narinfos[hashPart] = text;
   }
   return narinfos;

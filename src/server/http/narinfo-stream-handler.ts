@@ -11,7 +11,7 @@
  */
 import { once } from 'node:events';
 import { HttpError } from '../../contracts/http-error.js';
-import { NARINFO_STREAM_LIMITS, type NarInfoStreamLimits } from '../../contracts/narinfo-batch.js';
+import { NARINFO_STREAM_LIMITS } from '../../contracts/narinfo-batch.js';
 import type { CacheService } from '../cache/cache-service.js';
 import { acceptBody } from './body.js';
 import type { CacheRequest } from './cache-handlers.js';
@@ -31,7 +31,7 @@ class LineError extends HttpError {
 }
 
 /** A line's id and hash parts; a LineError names the problem (and the line's id, if it has one). */
-export function parseStreamLine(line: string): { id: number; hashParts: string[] } {
+function parseStreamLine(line: string): { id: number; hashParts: string[] } {
   let json: unknown;
   try {
     json = JSON.parse(line);
@@ -59,7 +59,6 @@ export async function streamNarInfos(
   cache: CacheService,
   request: CacheRequest,
   publicReads: boolean,
-  limits: NarInfoStreamLimits = NARINFO_STREAM_LIMITS,
 ): Promise<void> {
   const { req, res } = request;
   const access = await lookupAccess(request, publicReads);
@@ -67,7 +66,7 @@ export async function streamNarInfos(
   res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'private, no-store' });
   res.flushHeaders();
   const expiresAt = access.grant?.expiresAt === undefined ? Infinity : access.grant.expiresAt * 1000;
-  const lifetime = Math.max(0, Math.min(limits.lifetimeMs, expiresAt - Date.now()));
+  const lifetime = Math.max(0, Math.min(NARINFO_STREAM_LIMITS.lifetimeMs, expiresAt - Date.now()));
 
   let stopped = false;
   let failed = false;
@@ -130,7 +129,7 @@ export async function streamNarInfos(
       }
     };
     const lifeTimer = setTimeout(stop, lifetime);
-    const idleTimer = setTimeout(stop, limits.idleMs);
+    const idleTimer = setTimeout(stop, NARINFO_STREAM_LIMITS.idleMs);
     req.setEncoding('utf8');
     req.on('data', onData);
     req.once('end', stop);
