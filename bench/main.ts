@@ -41,6 +41,9 @@ function machineMarkdown(machine: MachineDescription): string {
   return [
     `- CPU: ${machine.cpuModel}, ${machine.nproc} cores (nproc); memory ${machine.memoryGiB} GiB`,
     `- ${machine.kernel}; Node ${machine.node}; ${machine.nix}; ${machine.nginx}`,
+    machine.pageCacheDropped
+      ? '- before each push sample (both sides): `sync`, the page cache dropped, the closure read back'
+      : '- before each push sample (both sides): `sync` only; dropping the page cache needs root',
   ].join('\n');
 }
 

@@ -1,6 +1,7 @@
 /** A description of the machine a run happened on, stored next to its results. */
 import { spawnSync } from 'node:child_process';
 import { availableParallelism, cpus, totalmem } from 'node:os';
+import { canDropPageCache } from './page-cache.js';
 
 export interface MachineDescription {
   nproc: number;
@@ -10,6 +11,8 @@ export interface MachineDescription {
   nix: string;
   nginx: string;
   kernel: string;
+  /** Whether the push samples start from a dropped page cache (`page-cache.ts`). */
+  pageCacheDropped: boolean;
 }
 
 /** First line a command prints on stdout or stderr (`nginx -v` uses stderr), or why it could not run. */
@@ -28,5 +31,6 @@ export function describeMachine(nginxBinary: string | undefined): MachineDescrip
     nix: versionOf('nix', ['--version']),
     nginx: nginxBinary ? versionOf(nginxBinary, ['-v']) : 'not installed',
     kernel: versionOf('uname', ['-sr']),
+    pageCacheDropped: canDropPageCache(),
   };
 }

@@ -8,6 +8,7 @@ import type { Row } from '../lib/report.js';
 import { reason } from '../lib/sluice.js';
 import { startStack, type Stack } from '../lib/stack.js';
 import { MiB, rotate, timed } from '../lib/stats.js';
+import { settlePageCache } from '../lib/page-cache.js';
 
 export async function concurrentScenario(context: Context): Promise<Row[]> {
   const { sizes, log } = context;
@@ -36,6 +37,7 @@ export async function concurrentScenario(context: Context): Promise<Row[]> {
 
   const together = async () => {
     const closures = await Promise.all(Array.from({ length: jobs }, build));
+    settlePageCache(closures.flatMap((closure) => closure.paths));
     const daemons = await Promise.all(closures.map(() => stack.startJob(nextJob++)));
     try {
       return (await timed(() => Promise.all(daemons.map((daemon, i) => daemon.drain(closures[i]!.paths)))))
@@ -47,6 +49,7 @@ export async function concurrentScenario(context: Context): Promise<Row[]> {
   // One job alone, scaled to the same amount of work: what 8 jobs cost back to back.
   const aloneTimesJobs = async () => {
     const closure = await build();
+    settlePageCache(closure.paths);
     const daemon = await stack.startJob(nextJob++);
     try {
       return jobs * (await timed(() => daemon.drain(closure.paths))).seconds;

@@ -7,6 +7,7 @@ import { rmSync } from 'node:fs';
 import { copyToFileCache, makeSigningKey, type SigningKey } from '../lib/binary-cache.js';
 import { buildPaths, deletePaths, type Closure, type PathGroup } from '../lib/closures.js';
 import type { Context } from '../lib/context.js';
+import { settlePageCache } from '../lib/page-cache.js';
 import { cpuNote, type CpuSample, type Row, type Side } from '../lib/report.js';
 import { Job } from '../../__tests__/support/runner.js';
 import { reason, sluiceUnavailable } from '../lib/sluice.js';
@@ -47,6 +48,7 @@ async function comparePush(
   const cpu: PushComparison['cpu'] = [];
   const viaSluice = async (repetition: number) => {
     const closure = await closureFor(repetition);
+    settlePageCache(closure.paths);
     const daemon = await stack!.startJob(10 + repetition);
     try {
       const serverCpuBefore = stack!.server.cpuSeconds();
@@ -69,6 +71,7 @@ async function comparePush(
   };
   const viaNixCopy = async (repetition: number) => {
     const closure = await closureFor(repetition);
+    settlePageCache(closure.paths);
     const dir = context.scratch('push-file-cache');
     try {
       return (await timed(() => copyToFileCache(closure.paths, dir, key))).seconds;
