@@ -42,8 +42,8 @@ function machineMarkdown(machine: MachineDescription): string {
     `- CPU: ${machine.cpuModel}, ${machine.nproc} cores (nproc); memory ${machine.memoryGiB} GiB`,
     `- ${machine.kernel}; Node ${machine.node}; ${machine.nix}; ${machine.nginx}`,
     machine.pageCacheDropped
-      ? '- before each push sample (both sides): `sync`, the page cache dropped, the closure read back'
-      : '- before each push sample (both sides): `sync` only; dropping the page cache needs root',
+      ? '- before each push and concurrent-push sample (both sides): `sync`, the page cache dropped, the closure read back'
+      : '- before each push and concurrent-push sample (both sides): `sync` only; dropping the page cache needs root',
   ].join('\n');
 }
 

@@ -23,7 +23,6 @@ import { startStack } from '../lib/stack.js';
 import { median, MiB, rotate, timed } from '../lib/stats.js';
 import { verificationCpuSeconds } from '../lib/verify-floor.js';
 import { createS3Client } from '../../src/server/storage/s3-client.js';
-import { settlePageCache } from '../lib/page-cache.js';
 
 /** Store paths in flight on both sides: the Action's proxy uploads 4 at a time. */
 export const UPLOAD_CONCURRENCY = 4;
@@ -192,14 +191,12 @@ export async function s3PushScenarios(context: Context, backends: Backends): Pro
     log(`S3 push: ${push.paths.length} paths, ${sizes.repetitions} repetitions per side`);
     const runs: ServerRun[] = [];
     const viaSluice = async (repetition: number) => {
-      settlePageCache([push!.dir]);
       const result = await throughSluice(context, backends, push!, UPLOAD_CONCURRENCY, 10 + repetition);
       runs.push(result);
       return result.seconds;
     };
     const sdkRuns: UploadRun[] = [];
     const viaSdk = async () => {
-      settlePageCache([push!.dir]);
       const result = await throughSdk(backends, push!, UPLOAD_CONCURRENCY);
       sdkRuns.push(result);
       return result.seconds;
