@@ -28,13 +28,14 @@ const SCENARIOS: Record<string, (context: Context) => Promise<Row[]>> = {
   'large-cache': largeCacheScenarios,
   'ci-misses': ciMissesScenarios,
   substitution: substitutionScenarios,
-  push: pushScenarios,
-  concurrent: concurrentScenario,
   storage: storageScenarios,
   'gha-cache': (context) => ghaCacheScenarios(context),
   // gha-cache without the call counts: job 2's restore and substitution alone.
   'gha-restore': ghaRestoreScenarios,
   gc: gcScenario,
+  // Last: their samples drop the page cache (page-cache.ts), which slowed the scenarios after them.
+  push: pushScenarios,
+  concurrent: concurrentScenario,
 };
 
 function machineMarkdown(machine: MachineDescription): string {

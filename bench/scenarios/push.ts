@@ -102,6 +102,24 @@ export async function pushScenarios(context: Context): Promise<Row[]> {
   }
   const unavailable: Side = { unavailable: sluiceMissing };
   try {
+    // First: the push samples below drop the page cache, which the steps would then find cold.
+    log('nothing new: main step, no build, post step');
+    let nothingNewSide: Side = unavailable;
+    if (stack) {
+      try {
+        nothingNewSide = { samples: await nothingNew(context, stack) };
+      } catch (error) {
+        nothingNewSide = { unavailable: reason(error) };
+      }
+    }
+    const nothingNewRow: Row = {
+      scenario: 'nothing new: post step when the job built nothing',
+      unit: 's',
+      sluice: nothingNewSide,
+      target: '≤ 1 s',
+      met: (seconds) => seconds <= 1,
+    };
+
     log(`push: ${describe(sizes.push)}, ${sizes.repetitions} repetitions`);
     const push = await comparePush(context, sizes.push, stack, sluiceMissing, key);
     const rows: Row[] = [
@@ -128,24 +146,8 @@ export async function pushScenarios(context: Context): Promise<Row[]> {
         target: '≤ 200 MB',
         met: (megabytes) => megabytes <= 200,
       },
+      nothingNewRow,
     ];
-
-    log('nothing new: main step, no build, post step');
-    let nothingNewSide: Side = unavailable;
-    if (stack) {
-      try {
-        nothingNewSide = { samples: await nothingNew(context, stack) };
-      } catch (error) {
-        nothingNewSide = { unavailable: reason(error) };
-      }
-    }
-    rows.push({
-      scenario: 'nothing new: post step when the job built nothing',
-      unit: 's',
-      sluice: nothingNewSide,
-      target: '≤ 1 s',
-      met: (seconds) => seconds <= 1,
-    });
 
     for (const factor of GROWTH_FACTORS) {
       const groups = [{ ...sizes.growthPush, count: factor * sizes.growthPush.count }];
