@@ -5,7 +5,8 @@
  * kernel CPU per GiB once about a GiB of recently freed memory is used up, against ~0.3 s before
  * (`dd` of 1 GiB files, 2026-12-07: 0.28, 0.27, 0.30, then 8.2 and 8.0 s, `sync` between them;
  * after dropping the clean cache 0.4–1.1 s again). The cause was not pinned down: touching 1.5 GiB
- * of anonymous memory first took 0.8 s and did not help; compacting memory helped once. A scenario
+ * of anonymous memory first took 0.8 s and did not help; compacting memory helped once; the guest
+ * runs a DAMON `pageout` scheme (`kdamond`), the likeliest suspect. A scenario
  * that keeps what it wrote (the server's NARs, the closures built for later repetitions) handed
  * that cost to whichever sample came next, Sluice's or the baseline's: the push's samples ranged
  * 3.3–11 s on both sides.
