@@ -92,9 +92,7 @@ describe('narinfo lookups through the proxy', () => {
     // A server without the narinfo set, the recent narinfos and the stream: every lookup is asked of
     // it in batch requests (narinfo-set.test.ts, recent-narinfos.test.ts, narinfo-stream.test.ts).
     const front = await startFront(stack.server.url, {
-      failures: 1000,
-      status: 404,
-      failWhen: (method, url) => method === 'GET' && url === '/_api/v1/narinfo-set',
+      refuseSet: true,
       refuseRecent: true,
       refuseStream: true,
     });

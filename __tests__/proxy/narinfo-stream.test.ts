@@ -59,9 +59,7 @@ describe('lookups over the narinfo stream', () => {
   it('go as lines of one request and answer what the batch route answers', async () => {
     // Without the narinfo set and the recent narinfos: every lookup is asked of the server.
     const front = await startFront(stack.server.url, {
-      failures: 1000,
-      status: 404,
-      failWhen: (method, url) => method === 'GET' && url === '/_api/v1/narinfo-set',
+      refuseSet: true,
       refuseRecent: true,
     });
     cleanups.push(front.close);
@@ -78,9 +76,7 @@ describe('lookups over the narinfo stream', () => {
 
   it('are given up behind a proxy that holds request bodies back: the batch route answers', async () => {
     const front = await startFront(stack.server.url, {
-      failures: 1000,
-      status: 404,
-      failWhen: (method, url) => method === 'GET' && url === '/_api/v1/narinfo-set',
+      refuseSet: true,
       refuseRecent: true,
       holdStreamBodies: true,
     });

@@ -17,6 +17,7 @@ import {
   NARINFO_STREAM_PATH,
   RECENT_NARINFOS_PATH,
 } from '../../src/contracts/narinfo-batch.js';
+import { NARINFO_SET_PATH } from '../../src/contracts/narinfo-set.js';
 
 export interface Stack {
   server: TestServer;
@@ -82,6 +83,8 @@ export async function startFront(
     status?: number;
     retryAfter?: string;
     failWhen?: (method: string, url: string) => boolean;
+    /** Answer the narinfo set's route 404, as a server from before it: misses go to the server too. */
+    refuseSet?: boolean;
     /** Answer the recent narinfos' route 404, as a server from before it: hits go to the batches. */
     refuseRecent?: boolean;
     /** Answer the narinfo stream's route 404, as a server from before it: batches go to the batch route. */
@@ -108,6 +111,7 @@ export async function startFront(
       req.on('data', (chunk: Buffer) => (entry.body += chunk.toString('utf8')));
     }
     if (
+      (options.refuseSet && req.url === NARINFO_SET_PATH) ||
       (options.refuseRecent && req.url === RECENT_NARINFOS_PATH) ||
       (options.refuseStream && req.url === NARINFO_STREAM_PATH)
     ) {
