@@ -10,7 +10,12 @@
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { Duplex, PassThrough, type Readable, type Writable } from 'node:stream';
-import { constants as zlibConstants, createZstdCompress, createZstdDecompress } from 'node:zlib';
+import {
+  constants as zlibConstants,
+  createZstdCompress,
+  createZstdDecompress,
+  zstdCompressSync,
+} from 'node:zlib';
 import type { Hash } from './hash.js';
 import { ZstdFrameSplitter } from './zstd-frames.js';
 
@@ -147,6 +152,26 @@ export function createDecompressor(compression: string, options: DecompressorOpt
   }
 }
 
+/** With a checksum, as the zstd tool writes by default: corruption fails decompression loudly. */
+function zstdParams(level: number | undefined): Record<number, number> {
+  return {
+    [zlibConstants.ZSTD_c_checksumFlag]: 1,
+    ...(level === undefined ? {} : { [zlibConstants.ZSTD_c_compressionLevel]: level }),
+  };
+}
+
+/**
+ * A small NAR compressed in one call, as `createCompressor` would stream it: no stream, and none of
+ * the output buffer of its chunk size that a stream allocates however small the NAR.
+ */
+export function compressWhole(
+  compression: 'none' | 'zstd',
+  nar: Buffer,
+  options: { level?: number } = {},
+): Buffer {
+  return compression === 'none' ? nar : zstdCompressSync(nar, { params: zstdParams(options.level) });
+}
+
 /**
  * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
  * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
@@ -157,14 +182,7 @@ export function createCompressor(compression: string, options: { level?: number 
     case 'none':
       return new PassThrough();
     case 'zstd':
-      // With a checksum, as the zstd tool writes by default: corruption fails decompression loudly.
-      return createZstdCompress({
-        chunkSize: ZSTD_CHUNK_BYTES,
-        params: {
-          [zlibConstants.ZSTD_c_checksumFlag]: 1,
-          ...(level === undefined ? {} : { [zlibConstants.ZSTD_c_compressionLevel]: level }),
-        },
-      });
+      return createZstdCompress({ chunkSize: ZSTD_CHUNK_BYTES, params: zstdParams(level) });
     case 'xz': {
       if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
         throw new CompressionError(`xz level must be 0-9, got ${level}`);

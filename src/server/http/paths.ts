@@ -11,6 +11,7 @@ import {
 } from '../../contracts/narinfo-batch.js';
 import { NAR_LINKS_PATH } from '../../contracts/nar-links.js';
 import { NARINFO_SET_PATH } from '../../contracts/narinfo-set.js';
+import { PATH_BATCH_PATH } from '../../contracts/path-batch.js';
 import { HEALTH_PATH, NAR_UPLOAD_PREFIX, TOKEN_EXCHANGE_PATH } from '../../contracts/server-api.js';
 import type { NarCompression } from '../../nix/nar.js';
 import { parseNarFileName, type NarFileName } from '../../nix/nar-url.js';
@@ -28,7 +29,8 @@ export type Route =
         | 'narinfo-stream'
         | 'nar-links'
         | 'narinfo-set'
-        | 'pins';
+        | 'pins'
+        | 'path-batch';
     }
   | { name: 'narinfo'; hashPart: string }
   | { name: 'nar'; fileHash: string; compression: NarCompression; key: string }
@@ -102,6 +104,8 @@ export function matchRoute(rawUrl: string): Route {
       return { name: 'metrics' };
     case '/_api/v1/pins':
       return { name: 'pins' };
+    case PATH_BATCH_PATH:
+      return { name: 'path-batch' };
   }
   const hashPart = path.endsWith('.narinfo') ? path.slice(1, -'.narinfo'.length) : undefined;
   if (hashPart !== undefined && HASH_PART_PATTERN.test(hashPart)) return { name: 'narinfo', hashPart };

@@ -27,6 +27,7 @@ import { getNarInfoSet } from './narinfo-set-handler.js';
 import { streamNarInfos } from './narinfo-stream-handler.js';
 import type { CacheService } from '../cache/cache-service.js';
 import { matchRoute, type Route } from './paths.js';
+import { postPathBatch } from './path-batch-handler.js';
 import { postPin } from './pins.js';
 import type { RequestGuard } from './rate-limit.js';
 import { StorageUnavailableError } from '../storage/unavailable.js';
@@ -102,6 +103,9 @@ function routeTable(deps: RouterDeps): Record<Route['name'], MethodTable> {
     },
     pins: {
       POST: (_route, request) => postPin(deps.cache, request),
+    },
+    'path-batch': {
+      POST: (_route, request) => postPathBatch(deps, request),
     },
     'nar-upload': {
       PUT: (route, request) =>
