@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { StorePath } from '../../src/nix/store-path.js';
 import { NARINFO_BATCH_LIMIT, RECENT_NARINFOS_PATH } from '../../src/contracts/narinfo-batch.js';
 import { NAR_LINKS_PATH } from '../../src/contracts/nar-links.js';
+import { PATH_BATCH_PATH } from '../../src/contracts/path-batch.js';
 import { addTinyPaths, makeNixMachine, nix, nixBuild, randomChainExpr, salt } from '../support/nix.js';
 import { createLogger, Secrets } from '../../src/proxy/report/daemon-log.js';
 import {
@@ -94,6 +95,19 @@ async function narinfoStatus(path: string, token: string): Promise<number> {
   });
   await response.arrayBuffer();
   return response.status;
+}
+
+/** How the paths went up through `front`: in batches (how many, with how many paths), or alone. */
+function uploadsSeen(front: { requests: string[]; posted: { url: string; body: string }[] }) {
+  const count = (pattern: RegExp) => front.requests.filter((r) => pattern.test(r)).length;
+  const batchBodies = front.posted.filter((p) => p.url === PATH_BATCH_PATH).map((p) => p.body);
+  return {
+    batches: count(/^POST \/_api\/v1\/paths$/),
+    batched: batchBodies.flatMap((body) => body.match(/\{"store_path":"\/nix\/store\/[0-9a-z]{32}-/g) ?? [])
+      .length,
+    alone: count(/^PUT \/_api\/v1\/nar\//),
+    narinfoPuts: count(/^PUT \/[0-9a-z]{32}\.narinfo$/),
+  };
 }
 
 const drv = (name: string, tag: string, script: string) =>
@@ -435,9 +449,11 @@ describe('pushing', () => {
     }
     expect(batches.flat().sort()).toEqual(paths.map(hashPart).sort());
     expect(front.requests.filter((r) => r.startsWith('HEAD /'))).toEqual([]);
-    const puts = (pattern: RegExp) => front.requests.filter((r) => pattern.test(r)).length;
-    expect(puts(/^PUT \/_api\/v1\/nar\//)).toBe(count - cached.length);
-    expect(puts(/^PUT \/[0-9a-z]{32}\.narinfo$/)).toBe(count - cached.length);
+    // Tiny paths go up many to a request; the few that went alone took a NAR and a narinfo PUT each.
+    const pushedAs = uploadsSeen(front);
+    expect(pushedAs.batched + pushedAs.alone).toBe(count - cached.length);
+    expect(pushedAs.batches).toBeLessThan((count - cached.length) / 10);
+    expect(pushedAs.narinfoPuts).toBe(pushedAs.alone);
     const missing: string[] = [];
     for (let i = 0; i < paths.length; i += 50) {
       const group = paths.slice(i, i + 50);
@@ -456,6 +472,44 @@ describe('pushing', () => {
       (r) => !r.startsWith('GET /_api/v1/narinfo-set') && r !== `GET ${RECENT_NARINFOS_PATH}`,
     );
     expect(checks).toEqual(batches.map(() => 'POST /_api/v1/narinfos'));
+  });
+
+  it('pushes small paths many to a request, references first; a refused batch goes up path by path', async () => {
+    const chainOf = async (count: number) => {
+      const [top] = await nixBuild(randomChainExpr(count, 2000));
+      return (await nix('nix-store', ['-qR', top!])).trim().split('\n');
+    };
+    const paths = await chainOf(12);
+    const front = await startFront(stack.server.url);
+    cleanups.push(front.close);
+    const { d, token } = await daemonFor(front.url, { concurrency: 2 });
+    const stats = (await d.control('drain', { deadlineSeconds: 60, paths })).json;
+    expect(stats.failed).toEqual([]);
+    expect(stats.pushed.paths).toBe(12);
+    const seen = uploadsSeen(front);
+    expect(seen.batches).toBeGreaterThan(0);
+    expect(seen.batched + seen.alone).toBe(12);
+    for (const path of paths) expect(await narinfoStatus(path, token)).toBe(200);
+    const top = paths.find((p) => p.endsWith('-sluice-test-12'))!;
+    expect((await substituteIntoFreshStore(top, d.url)).split('\n').sort()).toEqual([...paths].sort());
+
+    // Every batch refused once (a bad path in it, say): its paths go up one by one, all of them.
+    const more = await chainOf(6);
+    const refusing = await startFront(stack.server.url, {
+      failures: 1000,
+      status: 400,
+      failWhen: (method, url) => method === 'POST' && url === PATH_BATCH_PATH,
+    });
+    cleanups.push(refusing.close);
+    const { d: second } = await daemonFor(refusing.url, { concurrency: 2 });
+    const again = (await second.control('drain', { deadlineSeconds: 60, paths: more })).json;
+    expect(again.failed).toEqual([]);
+    expect(again.pushed.paths).toBe(6);
+    const refused = uploadsSeen(refusing);
+    expect(refusing.failed).toBeGreaterThan(0);
+    expect([refused.alone, refused.narinfoPuts]).toEqual([6, 6]);
+    expect(second.logText()).toContain('batch push failed: pushing its paths one by one');
+    for (const path of more) expect(await narinfoStatus(path, token)).toBe(200);
   });
 
   it('pushes the valid paths of a drain list and reports the ones no longer in the store', async () => {
@@ -528,7 +582,9 @@ describe('pushing', () => {
     const front = await startFront(stack.server.url, {
       failures: 1000,
       status: 500,
-      failWhen: (method, url) => method === 'PUT' && url === failingNarInfo,
+      // Batches refused too, so that both paths go up on their own and the narinfo PUT fails.
+      failWhen: (method, url) =>
+        (method === 'PUT' && url === failingNarInfo) || (method === 'POST' && url === PATH_BATCH_PATH),
     });
     cleanups.push(front.close);
     const { d, token } = await daemonFor(front.url, {});

@@ -8610,7 +8610,7 @@ module.exports = { wait, waitDiff }
 
 /***/ }),
 
-/***/ 2833:
+/***/ 3270:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -9319,7 +9319,7 @@ const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
 /** The `aud` CI ID tokens are requested with, unless the Action's `audience` input says otherwise. */
 const server_api_DEFAULT_AUDIENCE = 'sluice';
 /** An answer that is not the contract's: the server is not (this version of) Sluice. */
-class ServerAnswerError extends (/* unused pure expression or super */ null && (Error)) {
+class server_api_ServerAnswerError extends (/* unused pure expression or super */ null && (Error)) {
 }
 function isStringArray(value) {
     return Array.isArray(value) && value.every((v) => typeof v === 'string');
@@ -9330,10 +9330,10 @@ function jsonObject(text, what) {
         json = JSON.parse(text);
     }
     catch {
-        throw new ServerAnswerError(`${what} answered something that is not JSON`);
+        throw new server_api_ServerAnswerError(`${what} answered something that is not JSON`);
     }
     if (typeof json !== 'object' || json === null || Array.isArray(json))
-        throw new ServerAnswerError(`${what} did not answer a JSON object`);
+        throw new server_api_ServerAnswerError(`${what} did not answer a JSON object`);
     return json;
 }
 /** A slice name or `*` pattern as the server makes them (its own check is stricter: no `.`/`..` segments). */
@@ -9351,16 +9351,16 @@ function parseTokenExchangeResponse(text) {
         !(write === null || typeof write === 'string') ||
         !isStringArray(public_keys) ||
         typeof cache_url !== 'string') {
-        throw new ServerAnswerError('the token exchange answered JSON without the expected fields');
+        throw new server_api_ServerAnswerError('the token exchange answered JSON without the expected fields');
     }
     // These reach the step's log, where a line starting with `::` is a command to the runner: only
     // what the server itself can send (slice names or patterns, toISOString) is taken.
     for (const slice of write === null ? read : [...read, write]) {
         if (slice.length > 200 || !SLICE_NAME_OR_PATTERN.test(slice))
-            throw new ServerAnswerError(`the token exchange answered a slice that is not one: ${JSON.stringify(slice.slice(0, 80))}`);
+            throw new server_api_ServerAnswerError(`the token exchange answered a slice that is not one: ${JSON.stringify(slice.slice(0, 80))}`);
     }
     if (!ISO_TIME.test(expires_at))
-        throw new ServerAnswerError(`the token exchange answered an expiry that is not one (ISO 8601): ${JSON.stringify(expires_at.slice(0, 80))}`);
+        throw new server_api_ServerAnswerError(`the token exchange answered an expiry that is not one (ISO 8601): ${JSON.stringify(expires_at.slice(0, 80))}`);
     return { token, expiresAt: expires_at, read, write, publicKeys: public_keys, cacheUrl: cache_url };
 }
 /** Whether anonymous reads are allowed, and with which keys; undefined when not. */
@@ -16209,12 +16209,53 @@ async function streamNarInfos(cache, request, publicReads) {
     await ended;
 }
 
+;// CONCATENATED MODULE: ./src/contracts/path-batch.ts
+/**
+ * `POST /_api/v1/paths`: many small store paths pushed in one request, each NAR with its narinfo,
+ * as server (src/server/http/path-batch-handler.ts) and proxy (src/proxy/push/path-batch.ts) both
+ * know it. Two requests per path (NAR, then narinfo) cost the server and the proxy more than the
+ * bytes of a small path do, and each is a round trip to a remote server.
+ *
+ * The body is, for each path in turn, one header line (a JSON `PathBatchEntry`, then `\n`)
+ * followed by exactly `file_size` bytes: the compressed NAR. The server verifies and stores every
+ * NAR as it streams by, then, once all are in, stores the narinfos in the order given (references
+ * first), so a batch never shows a path whose references it lacks.
+ */
+
+const PATH_BATCH_PATH = '/_api/v1/paths';
+const PATH_BATCH_CONTENT_TYPE = 'application/x-sluice-path-batch';
+/** Paths per request. */
+const PATH_BATCH_MAX_PATHS = 1000;
+/** A header line, as a narinfo upload may be. */
+const PATH_BATCH_MAX_HEADER_BYTES = 64 * 1024;
+/** The answer to a batch of `storePaths`, checked to be one result for each, in order. */
+function parsePathBatchResponse(text, storePaths) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch {
+        throw new ServerAnswerError('the path batch answered something that is not JSON');
+    }
+    const paths = json?.paths;
+    const fits = Array.isArray(paths) &&
+        paths.length === storePaths.length &&
+        paths.every((result, index) => result?.store_path === storePaths[index] &&
+            (result.outcome === 'created' || result.outcome === 'exists') &&
+            typeof result.url === 'string' &&
+            Number.isSafeInteger(result.file_size));
+    if (!fits)
+        throw new ServerAnswerError(`the path batch's answer does not fit the paths sent: ${text.slice(0, 300)}`);
+    return paths;
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/paths.ts
 /**
  * Request paths \u2192 routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
  * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
  * no decoding step for a traversal to hide behind.
  */
+
 
 
 
@@ -16284,6 +16325,8 @@ function matchRoute(rawUrl) {
             return { name: 'metrics' };
         case '/_api/v1/pins':
             return { name: 'pins' };
+        case PATH_BATCH_PATH:
+            return { name: 'path-batch' };
     }
     const hashPart = path.endsWith('.narinfo') ? path.slice(1, -'.narinfo'.length) : undefined;
     if (hashPart !== undefined && HASH_PART_PATTERN.test(hashPart))
@@ -16306,6 +16349,592 @@ function matchRoute(rawUrl) {
         throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not ${NAR_UPLOAD_PREFIX.slice(1)}<52-character nix32 NarHash>.nar[.zst|.xz]`, 'bad_name');
     }
     throw new http_error/* HttpError */.j(404, `no such endpoint: ${path.slice(0, 120)}`, 'not_found');
+}
+
+// EXTERNAL MODULE: external "node:child_process"
+var external_node_child_process_ = __nccwpck_require__(1421);
+// EXTERNAL MODULE: external "node:zlib"
+var external_node_zlib_ = __nccwpck_require__(8522);
+;// CONCATENATED MODULE: ./src/nix/zstd-frames.ts
+/**
+ * Node 24's zstd decompressor silently drops whatever follows the end of a frame within the same
+ * chunk, so concatenated frames (pzstd, files compressed in parts) lose data or fail with "Unknown
+ * frame descriptor". This Transform walks the zstd frame format (RFC 8878: frame header, block
+ * headers, checksum) and re-chunks the input so that no chunk spans two frames; skippable frames
+ * are dropped. The decompressor after it then sees each frame on its own and decodes them all.
+ *
+ * For uploads the walk also refuses what a NAR file has no use for: skippable frames (padding that
+ * would be stored and served) and frames whose window needs more memory than allowed.
+ */
+
+const ZSTD_MAGIC = 0xfd2fb528;
+const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
+const SKIPPABLE_MAGIC = 0x184d2a50;
+// Units whose bytes are parsed (the others are only counted).
+const PARSED = new Set(['magic', 'descriptor', 'headerRest', 'blockHeader', 'skipSize']);
+const DICT_ID_BYTES = (/* unused pure expression or super */ null && ([0, 1, 2, 4]));
+const CONTENT_SIZE_BYTES = (/* unused pure expression or super */ null && ([0, 2, 4, 8]));
+class ZstdFrameError extends (/* unused pure expression or super */ null && (Error)) {
+}
+/** A frame asks for a larger window (decoder memory) than `maxWindowBytes`. */
+class ZstdWindowError extends (/* unused pure expression or super */ null && (ZstdFrameError)) {
+}
+/** A skippable frame where `refuseSkippable` is set. */
+class ZstdSkippableFrameError extends (/* unused pure expression or super */ null && (ZstdFrameError)) {
+}
+const MiB = (/* unused pure expression or super */ null && (1024 * 1024));
+const mib = (bytes) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
+/** A Transform over ZstdFrameScanner: what it emits, it pushes. */
+class zstd_frames_ZstdFrameSplitter extends (/* unused pure expression or super */ null && (Transform)) {
+    scanner = new ZstdFrameScanner();
+    _transform(chunk, _encoding, callback) {
+        try {
+            this.scanner.split(chunk, (piece) => this.push(piece));
+        }
+        catch (error) {
+            callback(error);
+            return;
+        }
+        callback();
+    }
+    _flush(callback) {
+        try {
+            this.scanner.finish();
+        }
+        catch (error) {
+            callback(error);
+            return;
+        }
+        callback();
+    }
+}
+/**
+ * The frame walk itself, without a stream: `split` emits each chunk's zstd-frame bytes in pieces
+ * that never span two frames (views of the chunk, except a frame's magic number, which is a copy).
+ */
+class ZstdFrameScanner {
+    rules;
+    unit = 'magic';
+    need = 4;
+    parsed = [];
+    checksum = false;
+    singleSegment = false;
+    dictIdBytes = 0;
+    /** Where the current frame began, for messages. */
+    frameStart = 0;
+    lastBlock = false;
+    /** Bytes of input consumed so far, for error messages. */
+    position = 0;
+    /** Whether the bytes now passing belong to a zstd frame (forwarded) rather than a skippable one. */
+    forwarding = false;
+    /** Where the current `split` call emits (advance() emits a frame's magic number). */
+    emit = () => undefined;
+    constructor(rules = {}) {
+        this.rules = rules;
+    }
+    /** Emits the pieces of `chunk`; throws a ZstdFrameError where the data is not zstd frames. */
+    split(chunk, emit) {
+        this.emit = emit;
+        let start = 0;
+        let i = 0;
+        while (i < chunk.length) {
+            const take = Math.min(this.need, chunk.length - i);
+            if (PARSED.has(this.unit))
+                this.parsed.push(...chunk.subarray(i, i + take));
+            i += take;
+            this.position += take;
+            this.need -= take;
+            if (this.need > 0)
+                break;
+            const unit = this.unit;
+            const frameEnded = this.advance();
+            if (unit === 'magic')
+                start = i; // advance() emitted the magic itself, once it knew the kind
+            if (frameEnded) {
+                if (this.forwarding && i > start)
+                    emit(chunk.subarray(start, i));
+                start = i;
+                this.forwarding = false;
+            }
+        }
+        if (this.forwarding && i > start)
+            emit(chunk.subarray(start, i));
+    }
+    /** Throws unless the data so far ended at the end of a frame. */
+    finish() {
+        if (this.unit !== 'magic' || this.need !== 4) {
+            throw new ZstdFrameError('zstd data ends in the middle of a frame (truncated)');
+        }
+    }
+    /** Moves past a completed unit; returns true when a frame (zstd or skippable) ended with it. */
+    advance() {
+        const bytes = Buffer.from(this.parsed);
+        this.parsed = [];
+        switch (this.unit) {
+            case 'magic': {
+                const magic = bytes.readUInt32LE(0);
+                this.frameStart = this.position - 4;
+                if (magic === ZSTD_MAGIC) {
+                    this.emit(bytes);
+                    this.forwarding = true;
+                    return this.next('descriptor', 1);
+                }
+                if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) {
+                    if (this.rules.refuseSkippable) {
+                        throw new ZstdSkippableFrameError(`zstd skippable frame at byte ${this.frameStart}: padding is not accepted in a NAR file`);
+                    }
+                    return this.next('skipSize', 4);
+                }
+                throw new ZstdFrameError(`not zstd data: no frame magic number at byte ${this.frameStart}`);
+            }
+            case 'descriptor': {
+                const d = bytes[0];
+                if (d & 0x08)
+                    throw new ZstdFrameError('zstd frame header has its reserved bit set');
+                const singleSegment = (d >> 5) & 1;
+                const contentSizeFlag = d >> 6;
+                this.checksum = ((d >> 2) & 1) === 1;
+                this.singleSegment = singleSegment === 1;
+                this.dictIdBytes = DICT_ID_BYTES[d & 3];
+                const rest = (singleSegment ? 0 : 1) +
+                    DICT_ID_BYTES[d & 3] +
+                    (contentSizeFlag === 0 ? singleSegment : CONTENT_SIZE_BYTES[contentSizeFlag]);
+                return this.next('headerRest', rest);
+            }
+            case 'headerRest':
+                this.checkWindow(bytes);
+                return this.next('blockHeader', 3);
+            case 'blockHeader': {
+                const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
+                this.lastBlock = (header & 1) === 1;
+                const type = (header >> 1) & 3;
+                if (type === 3)
+                    throw new ZstdFrameError('zstd block has the reserved block type');
+                return this.next('blockContent', type === 1 ? 1 : header >>> 3);
+            }
+            case 'blockContent':
+                if (!this.lastBlock)
+                    return this.next('blockHeader', 3);
+                if (this.checksum)
+                    return this.next('checksum', 4);
+                return this.endFrame();
+            case 'checksum':
+                return this.endFrame();
+            case 'skipSize':
+                return this.next('skipContent', bytes.readUInt32LE(0));
+            case 'skipContent':
+                return this.endFrame();
+        }
+    }
+    /** The window the frame header declares (RFC 8878 3.1.1.1.2), against `maxWindowBytes`. */
+    checkWindow(rest) {
+        const max = this.rules.maxWindowBytes;
+        if (max === undefined)
+            return;
+        let window;
+        if (this.singleSegment) {
+            // No window descriptor: the window is the whole content, whose size follows the dictionary id.
+            const sizeBytes = rest.subarray(this.dictIdBytes);
+            window =
+                sizeBytes.length === 2
+                    ? sizeBytes.readUInt16LE(0) + 256
+                    : sizeBytes.length === 8
+                        ? Number(sizeBytes.readBigUInt64LE(0))
+                        : sizeBytes.readUIntLE(0, sizeBytes.length);
+        }
+        else {
+            const descriptor = rest[0];
+            const base = 2 ** (10 + (descriptor >> 3));
+            window = base + (base / 8) * (descriptor & 7);
+        }
+        if (window > max) {
+            throw new ZstdWindowError(`zstd frame at byte ${this.frameStart} needs a ${mib(window)} window to decompress, over the limit of ${mib(max)}`);
+        }
+    }
+    next(unit, need) {
+        this.unit = unit;
+        this.need = need;
+        // Zero-length units (an empty header rest, an empty raw block) complete at once.
+        return need === 0 ? this.advance() : false;
+    }
+    endFrame() {
+        this.unit = 'magic';
+        this.need = 4;
+        return true;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/nar.ts
+/**
+ * Streaming NAR hashing, compression and decompression. Nothing here holds a NAR in memory: data
+ * flows through in chunks, so a multi-gigabyte upload costs a few buffers.
+ *
+ * zstd comes from Node 24's zlib. xz runs the system `xz` program as a child process, both ways:
+ * Node has no xz, and the WASM decompressor on npm (xz-decompress) is correct (multi-block,
+ * multi-stream, integrity checks) but serializes every decompression in the process behind one
+ * global lock, so one slow xz upload would stall all others. `xz` is native, concurrent and
+ * multi-threaded; the `xz` program (Debian: xz-utils) must be on PATH when xz is used.
+ */
+
+
+
+
+/** Compressions Sluice can verify and produce (a subset of what Nix reads). */
+const NAR_COMPRESSIONS = ['none', 'zstd', 'xz'];
+class CompressionError extends Error {
+}
+/** A decompressor needs more memory than it is allowed (xz's dictionary, zstd's window). */
+class DecompressionMemoryError extends (/* unused pure expression or super */ null && (CompressionError)) {
+}
+/** Without a stated limit: xz -9 needs 65 MiB to decompress; a file asking for far more is refused. */
+const XZ_DECOMPRESS_MEMLIMIT = (/* unused pure expression or super */ null && (256 * 1024 * 1024));
+const nar_mib = (bytes) => `${Math.round((bytes / 2 ** 20) * 10) / 10} MiB`;
+function checkCompression(compression) {
+    if (!NAR_COMPRESSIONS.includes(compression)) {
+        throw new CompressionError(`unsupported compression '${compression}' (supported: ${NAR_COMPRESSIONS.join(', ')})`);
+    }
+    return compression;
+}
+/** A Duplex over a filter program's stdin/stdout; a non-zero exit becomes an error naming stderr. */
+class ProcessStream extends external_node_stream_.Duplex {
+    what;
+    explain;
+    child;
+    stderr = '';
+    constructor(command, args, what, 
+    /** Turns the program's stderr into a more specific error, where it recognises one. */
+    explain = () => undefined) {
+        super();
+        this.what = what;
+        this.explain = explain;
+        this.child = (0,external_node_child_process_.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+        // EPIPE when the program quits early (corrupt input): its exit status tells why.
+        this.child.stdin.on('error', () => { });
+        this.child.stderr.setEncoding('utf8').on('data', (text) => {
+            if (this.stderr.length < 4096)
+                this.stderr += text;
+        });
+        this.child.stdout.on('data', (chunk) => {
+            if (!this.push(chunk))
+                this.child.stdout.pause();
+        });
+        this.child.on('error', (error) => {
+            this.destroy(error.code === 'ENOENT'
+                ? new CompressionError(`${what} needs the '${command}' program on PATH (Debian: apt-get install xz-utils)`)
+                : error);
+        });
+        this.child.on('close', (code, signal) => {
+            if (this.destroyed)
+                return;
+            if (code === 0)
+                this.push(null);
+            else {
+                const detail = this.stderr.trim() || (signal ? `killed by ${signal}` : `exit code ${code}`);
+                this.destroy(this.explain(this.stderr) ?? new CompressionError(`${this.what} failed: ${detail}`));
+            }
+        });
+    }
+    _read() {
+        this.child.stdout.resume();
+    }
+    _write(chunk, _encoding, callback) {
+        if (this.child.stdin.write(chunk))
+            callback();
+        else
+            this.child.stdin.once('drain', () => callback());
+    }
+    _final(callback) {
+        this.child.stdin.end();
+        callback();
+    }
+    _destroy(error, callback) {
+        if (this.child.exitCode === null && this.child.signalCode === null)
+            this.child.kill();
+        callback(error);
+    }
+}
+/**
+ * Output chunk of Node's zstd streams. The default (16 KiB) costs a thread-pool round trip per
+ * 16 KiB: on incompressible data that is 3\u00d7 the CPU of 256 KiB chunks.
+ */
+const ZSTD_CHUNK_BYTES = (/* unused pure expression or super */ null && (256 * 1024));
+/** Node's zstd decoder, its window bounded by `maxMemory` (default: zstd's own limit, 128 MiB). */
+function createZstdDecoder(maxMemory) {
+    const windowLogMax = maxMemory === undefined ? undefined : Math.min(31, Math.max(10, Math.floor(Math.log2(maxMemory))));
+    return createZstdDecompress({
+        chunkSize: ZSTD_CHUNK_BYTES,
+        ...(windowLogMax === undefined ? {} : { params: { [zlibConstants.ZSTD_d_windowLogMax]: windowLogMax } }),
+    });
+}
+/** The `xz` program decompressing within `maxMemory`, on one thread (one dictionary per upload). */
+function createXzDecoder(maxMemory = XZ_DECOMPRESS_MEMLIMIT) {
+    return new ProcessStream('xz', ['--decompress', '--stdout', '--quiet', '--threads=1', `--memlimit-decompress=${maxMemory}`], 'xz decompression', (stderr) => /memory usage limit reached/i.test(stderr)
+        ? new DecompressionMemoryError(`xz data needs more memory to decompress than the limit of ${nar_mib(maxMemory)} (its dictionary is larger)`)
+        : undefined);
+}
+/** A stream that turns a compressed NAR file back into the NAR. */
+function createDecompressor(compression, options = {}) {
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new PassThrough();
+        case 'zstd':
+            // Node's decoder alone drops frames that follow another in the same chunk: split them first.
+            return new ZstdFrameSplitter().compose(createZstdDecoder(options.maxMemory));
+        case 'xz':
+            return createXzDecoder(options.maxMemory);
+    }
+}
+/** With a checksum, as the zstd tool writes by default: corruption fails decompression loudly. */
+function zstdParams(level) {
+    return {
+        [zlibConstants.ZSTD_c_checksumFlag]: 1,
+        ...(level === undefined ? {} : { [zlibConstants.ZSTD_c_compressionLevel]: level }),
+    };
+}
+/**
+ * A small NAR compressed in one call, as `createCompressor` would stream it: no stream, and none of
+ * the output buffer of its chunk size that a stream allocates however small the NAR.
+ */
+function compressWhole(compression, nar, options = {}) {
+    return compression === 'none' ? nar : zstdCompressSync(nar, { params: zstdParams(options.level) });
+}
+/**
+ * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
+ * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
+ */
+function createCompressor(compression, options = {}) {
+    const { level } = options;
+    switch (checkCompression(compression)) {
+        case 'none':
+            return new PassThrough();
+        case 'zstd':
+            return createZstdCompress({ chunkSize: ZSTD_CHUNK_BYTES, params: zstdParams(level) });
+        case 'xz': {
+            if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
+                throw new CompressionError(`xz level must be 0-9, got ${level}`);
+            }
+            const args = [
+                '--compress',
+                '--stdout',
+                '--quiet',
+                '--threads=0',
+                ...(level === undefined ? [] : [`-${level}`]),
+            ];
+            return new ProcessStream('xz', args, 'xz compression');
+        }
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/http/framed-body.ts
+/**
+ * A request body of header lines each followed by a counted run of bytes (the path batch), read as
+ * it streams: a line at a time, then the bytes as they come, never the whole body in memory.
+ */
+
+const NEWLINE = 0x0a;
+class FramedBody {
+    limit;
+    what;
+    chunks;
+    /** Read from the body, not yet taken. */
+    pending = Buffer.alloc(0);
+    received = 0;
+    ended = false;
+    constructor(body, 
+    /** The most the whole body may weigh (413 beyond it). */
+    limit, what) {
+        this.limit = limit;
+        this.what = what;
+        this.chunks = body[Symbol.asyncIterator]();
+    }
+    /** Reads one more chunk into `pending`; false where the body ends. */
+    async fill() {
+        if (this.ended)
+            return false;
+        const next = await this.chunks.next();
+        if (next.done) {
+            this.ended = true;
+            return false;
+        }
+        this.received += next.value.length;
+        if (this.received > this.limit)
+            throw new http_error/* HttpError */.j(413, `${this.what} is larger than the limit of ${this.limit} bytes`, 'too_large');
+        this.pending = this.pending.length === 0 ? next.value : Buffer.concat([this.pending, next.value]);
+        return true;
+    }
+    /** The next line without its `\n`; null where the body ends cleanly, before any of a line. */
+    async line(maxBytes) {
+        for (let searched = 0;;) {
+            const end = this.pending.indexOf(NEWLINE, searched);
+            if (end >= 0 && end <= maxBytes) {
+                const text = this.pending.subarray(0, end).toString('utf8');
+                this.pending = this.pending.subarray(end + 1);
+                return text;
+            }
+            if (end > maxBytes || this.pending.length > maxBytes)
+                throw new http_error/* HttpError */.j(400, `a header line of the ${this.what} is longer than ${maxBytes} bytes`, 'bad_batch');
+            searched = this.pending.length;
+            if (!(await this.fill())) {
+                if (this.pending.length === 0)
+                    return null;
+                throw new http_error/* HttpError */.j(400, `the ${this.what} ends inside a header line`, 'truncated');
+            }
+        }
+    }
+    /** The next `size` bytes, as they come; a 400 if the body ends before them. */
+    async *bytes(size) {
+        for (let left = size; left > 0;) {
+            if (this.pending.length === 0 && !(await this.fill()))
+                throw new http_error/* HttpError */.j(400, `the ${this.what} ends ${left} bytes before its NAR does`, 'truncated');
+            const taken = this.pending.subarray(0, Math.min(left, this.pending.length));
+            this.pending = this.pending.subarray(taken.length);
+            left -= taken.length;
+            yield taken;
+        }
+    }
+}
+
+;// CONCATENATED MODULE: ./src/server/http/path-batch-handler.ts
+/**
+ * `POST /_api/v1/paths` (src/contracts/path-batch.ts): the Action's proxy pushes small store paths
+ * many to a request. Each NAR goes through the very checks of `PUT /_api/v1/nar/<narhash>\u2026` as it
+ * streams by; only once every NAR of the batch is in are the narinfos stored, through the checks of
+ * `PUT /<hash>.narinfo`, in the order sent. A batch with a bad entry stores no narinfo: its NARs
+ * that came before stay as uploads without one, as after a job cancelled between the two requests.
+ */
+
+
+
+
+
+
+
+
+
+
+
+const WHAT = 'path batch';
+const isString = (value) => typeof value === 'string';
+const isSize = (value) => Number.isSafeInteger(value) && value >= 0;
+/**
+ * A header line \u2192 the path's narinfo (its URL the slice's own key; FileHash and FileSize follow from
+ * the bytes) and its upload. The narinfo is written and parsed back, so it passes the parser a
+ * narinfo upload passes; a 400 names what is wrong.
+ */
+function parseEntry(line, slice) {
+    let json;
+    try {
+        json = JSON.parse(line);
+    }
+    catch {
+        throw new http_error/* HttpError */.j(400, 'its header line is not JSON', 'bad_batch');
+    }
+    const { store_path, nar_hash, nar_size, references, deriver, ca, compression, file_size } = json ?? {};
+    if (!isString(store_path) ||
+        !isString(nar_hash) ||
+        !isSize(nar_size) ||
+        !Array.isArray(references) ||
+        !references.every(isString) ||
+        !(deriver === undefined || isString(deriver)) ||
+        !(ca === undefined || isString(ca)) ||
+        !isString(compression) ||
+        !isSize(file_size)) {
+        throw new http_error/* HttpError */.j(400, 'its header line lacks a field or has one of the wrong type (store_path, nar_hash, nar_size, ' +
+            'references, compression, file_size; deriver, ca)', 'bad_batch');
+    }
+    try {
+        const narHash = Hash.parse(nar_hash);
+        if (narHash.algorithm !== 'sha256')
+            throw new HashError(`nar_hash '${nar_hash}' is not a sha256 hash`);
+        const upload = {
+            key: narHashKey(slice, narHash.nix32, checkCompression(compression)),
+            compression: checkCompression(compression),
+            name: { narHash },
+        };
+        const text = serializeNarInfo({
+            storePath: store_path,
+            url: `nar/${upload.key}`,
+            compression: upload.compression,
+            narHash,
+            narSize: nar_size,
+            references,
+            deriver,
+            ca,
+            sigs: [],
+            extra: [],
+        });
+        return { info: parseNarInfo(text, { maxBytes: NARINFO_UPLOAD_LIMIT }), upload, fileSize: file_size };
+    }
+    catch (error) {
+        if (error instanceof NarInfoError || error instanceof HashError || error instanceof CompressionError)
+            throw new http_error/* HttpError */.j(400, error.message, 'bad_batch');
+        throw error;
+    }
+}
+/** The error of the batch's path `index`, its message saying which path it was. */
+function ofEntry(error, index, storePath) {
+    if (!(error instanceof http_error/* HttpError */.j))
+        return error;
+    const which = storePath === undefined ? `paths[${index}]` : `paths[${index}] (${storePath})`;
+    return new http_error/* HttpError */.j(error.status, `${which}: ${error.message}`, error.reason, error.headers);
+}
+async function postPathBatch(deps, request) {
+    const { req, res } = request;
+    const { cache } = deps;
+    // A batch weighs no more than one NAR may: what bounds it is what bounds an upload.
+    const writer = await beginWrite(cache, request, cache.maxNarSize, WHAT, false);
+    const stored = [];
+    const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
+    try {
+        acceptBody(req, res);
+        const body = new FramedBody(request.body(), cache.maxNarSize, WHAT);
+        for (let index = 0;; index++) {
+            let entry;
+            try {
+                const line = await body.line(PATH_BATCH_MAX_HEADER_BYTES);
+                if (line === null)
+                    break;
+                if (index === PATH_BATCH_MAX_PATHS)
+                    throw new http_error/* HttpError */.j(413, `a ${WHAT} holds at most ${PATH_BATCH_MAX_PATHS} paths`, 'too_large');
+                entry = parseEntry(line, writer.slice);
+            }
+            catch (error) {
+                throw ofEntry(error, index);
+            }
+            const { info, upload } = entry;
+            try {
+                await cache.markNarInUse(upload.key);
+                const { nar } = await cache.storeNar(writer, upload, body.bytes(entry.fileSize), () => req.readableAborted);
+                // The NarHash is the name, checked; NarSize is the narinfo's one other fact about the NAR, so
+                // with it checked here too, the narinfos below fail only on a race (a collector) or a store failure.
+                if (nar.narSize !== info.narSize)
+                    throw new http_error/* HttpError */.j(400, `NarSize ${info.narSize} does not match the uploaded NAR (${nar.narSize} bytes)`, 'narinfo_mismatch');
+                const file = { url: `nar/${nar.key}`, fileHash: nar.fileHash, fileSize: nar.fileSize };
+                stored.push({
+                    info: { ...info, ...file },
+                    result: { store_path: info.storePath, outcome: 'created', url: file.url, file_size: file.fileSize },
+                });
+            }
+            catch (error) {
+                throw ofEntry(error, index, info.storePath);
+            }
+        }
+    }
+    finally {
+        release();
+    }
+    if (stored.length === 0)
+        throw new http_error/* HttpError */.j(400, `the ${WHAT} holds no paths`, 'bad_batch');
+    for (const [index, { info, result }] of stored.entries()) {
+        try {
+            result.outcome = await cache.storeNarInfo(writer, store_path_StorePath.parse(info.storePath).hashPart, info);
+        }
+        catch (error) {
+            throw ofEntry(error, index, info.storePath);
+        }
+    }
+    const answer = { paths: stored.map(({ result }) => result) };
+    send(res, 200, { 'content-type': 'application/json' }, JSON.stringify(answer));
 }
 
 ;// CONCATENATED MODULE: ./src/server/http/pins.ts
@@ -16394,6 +17023,7 @@ async function postPin(cache, request) {
 
 
 
+
 function routeTable(deps) {
     const narinfo = (route, request) => getNarInfo(deps.cache, request, route.hashPart);
     const links = {
@@ -16439,6 +17069,9 @@ function routeTable(deps) {
         },
         pins: {
             POST: (_route, request) => postPin(deps.cache, request),
+        },
+        'path-batch': {
+            POST: (_route, request) => postPathBatch(deps, request),
         },
         'nar-upload': {
             PUT: (route, request) => putNarByNarHash(deps, request, route),
@@ -17348,7 +17981,7 @@ function sendError(res, error) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _cli_node_version_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(793);
-/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2833);
+/* harmony import */ var _cli_index_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3270);
 
 
 await (0,_cli_index_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(process.argv.slice(2));

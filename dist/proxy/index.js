@@ -47513,7 +47513,7 @@ __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __we
 /* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3136);
 /* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_url__WEBPACK_IMPORTED_MODULE_0__);
 /* harmony import */ var _proxy_pack_restore_child_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8388);
-/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(7976);
+/* harmony import */ var _proxy_runtime_daemon_main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9359);
 
 
 
@@ -47781,7 +47781,7 @@ function runRestoreChild() {
 
 /***/ }),
 
-/***/ 7976:
+/***/ 9359:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -49277,6 +49277,20 @@ function createDecompressor(compression, options = {}) {
             return createXzDecoder(options.maxMemory);
     }
 }
+/** With a checksum, as the zstd tool writes by default: corruption fails decompression loudly. */
+function zstdParams(level) {
+    return {
+        [external_node_zlib_.constants.ZSTD_c_checksumFlag]: 1,
+        ...(level === undefined ? {} : { [external_node_zlib_.constants.ZSTD_c_compressionLevel]: level }),
+    };
+}
+/**
+ * A small NAR compressed in one call, as `createCompressor` would stream it: no stream, and none of
+ * the output buffer of its chunk size that a stream allocates however small the NAR.
+ */
+function compressWhole(compression, nar, options = {}) {
+    return compression === 'none' ? nar : (0,external_node_zlib_.zstdCompressSync)(nar, { params: zstdParams(options.level) });
+}
 /**
  * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
  * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
@@ -49287,14 +49301,7 @@ function createCompressor(compression, options = {}) {
         case 'none':
             return new external_node_stream_.PassThrough();
         case 'zstd':
-            // With a checksum, as the zstd tool writes by default: corruption fails decompression loudly.
-            return (0,external_node_zlib_.createZstdCompress)({
-                chunkSize: ZSTD_CHUNK_BYTES,
-                params: {
-                    [external_node_zlib_.constants.ZSTD_c_checksumFlag]: 1,
-                    ...(level === undefined ? {} : { [external_node_zlib_.constants.ZSTD_c_compressionLevel]: level }),
-                },
-            });
+            return (0,external_node_zlib_.createZstdCompress)({ chunkSize: ZSTD_CHUNK_BYTES, params: zstdParams(level) });
         case 'xz': {
             if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
                 throw new CompressionError(`xz level must be 0-9, got ${level}`);
@@ -49559,6 +49566,74 @@ async function* compressedNar(info, compression) {
         if (!ended)
             out.destroy();
     }
+}
+/** The NarSize up to which `smallNarFile` takes a path: its NAR fits one chunk buffer. */
+const SMALL_NAR_BYTES = CHUNK_BYTES - 1;
+/**
+ * A small path's compressed NAR, whole (for the path batch, whose header line states the file's
+ * size before its bytes): the NAR read into a reused chunk buffer, compressed in one call.
+ */
+async function smallNarFile(info, compression) {
+    if (info.narSize > SMALL_NAR_BYTES)
+        throw new Error(`${info.path} is too large for a path batch`);
+    const buffer = chunkBuffers.take();
+    try {
+        // Read into `narSize + 1` bytes: a NAR that fills them is larger than the store says.
+        let nar = Buffer.alloc(0);
+        for await (const chunk of narChunks(info.path, buffer.subarray(0, info.narSize + 1))) {
+            nar = chunk;
+            break;
+        }
+        if (nar.length !== info.narSize)
+            throw sizeError(info, nar.length);
+        const file = compression === 'none' ? Buffer.from(nar) : compressWhole(compression, nar, { level: ZSTD_LEVEL });
+        // Garbage once sent: young collections free it (pacer).
+        pacer.spent(file.length);
+        return file;
+    }
+    finally {
+        chunkBuffers.give([buffer]);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/contracts/path-batch.ts
+/**
+ * `POST /_api/v1/paths`: many small store paths pushed in one request, each NAR with its narinfo,
+ * as server (src/server/http/path-batch-handler.ts) and proxy (src/proxy/push/path-batch.ts) both
+ * know it. Two requests per path (NAR, then narinfo) cost the server and the proxy more than the
+ * bytes of a small path do, and each is a round trip to a remote server.
+ *
+ * The body is, for each path in turn, one header line (a JSON `PathBatchEntry`, then `\n`)
+ * followed by exactly `file_size` bytes: the compressed NAR. The server verifies and stores every
+ * NAR as it streams by, then, once all are in, stores the narinfos in the order given (references
+ * first), so a batch never shows a path whose references it lacks.
+ */
+
+const PATH_BATCH_PATH = '/_api/v1/paths';
+const PATH_BATCH_CONTENT_TYPE = 'application/x-sluice-path-batch';
+/** Paths per request. */
+const PATH_BATCH_MAX_PATHS = 1000;
+/** A header line, as a narinfo upload may be. */
+const PATH_BATCH_MAX_HEADER_BYTES = (/* unused pure expression or super */ null && (64 * 1024));
+/** The answer to a batch of `storePaths`, checked to be one result for each, in order. */
+function parsePathBatchResponse(text, storePaths) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch {
+        throw new ServerAnswerError('the path batch answered something that is not JSON');
+    }
+    const paths = json?.paths;
+    const fits = Array.isArray(paths) &&
+        paths.length === storePaths.length &&
+        paths.every((result, index) => result?.store_path === storePaths[index] &&
+            (result.outcome === 'created' || result.outcome === 'exists') &&
+            typeof result.url === 'string' &&
+            Number.isSafeInteger(result.file_size));
+    if (!fits)
+        throw new ServerAnswerError(`the path batch's answer does not fit the paths sent: ${text.slice(0, 300)}`);
+    return paths;
 }
 
 // EXTERNAL MODULE: external "node:http"
@@ -49839,6 +49914,58 @@ function describeNetworkError(error) {
     return `${code ? `${code} ` : ''}${error.message}${causeText}`;
 }
 
+;// CONCATENATED MODULE: ./src/proxy/push/path-batch.ts
+/**
+ * Small store paths pushed many to a request (`POST /_api/v1/paths`, src/contracts/path-batch.ts):
+ * each path's header line and compressed NAR are made as the body is sent, one path in memory at a
+ * time. Two requests per path cost the server and this daemon more than a small path's bytes, and
+ * each is a round trip to the server.
+ */
+
+
+
+
+const BATCH_MAX_PATHS = 64;
+/** NarSize of a batch's paths together: a batch that fails is pushed again path by path. */
+const BATCH_MAX_NAR_BYTES = 8 * 1024 * 1024;
+/**
+ * Whether a path goes in a batch: small (up to 256 KiB of NAR; larger ones stream on their own),
+ * and compressed in-process (xz is a program per NAR).
+ */
+function batchable(info, compression) {
+    return compression !== 'xz' && info.narSize <= SMALL_NAR_BYTES;
+}
+async function* batchBody(infos, compression) {
+    for (const info of infos) {
+        const file = await smallNarFile(info, compression);
+        const entry = {
+            store_path: info.path,
+            nar_hash: info.narHash.toString(),
+            nar_size: info.narSize,
+            references: info.references.map((ref) => store_path_StorePath.parse(ref).baseName),
+            ...(info.deriver ? { deriver: store_path_StorePath.parse(info.deriver).baseName } : {}),
+            ...(info.ca ? { ca: info.ca } : {}),
+            compression,
+            file_size: file.length,
+        };
+        yield Buffer.from(`${JSON.stringify(entry)}\n`);
+        yield file;
+    }
+}
+/** Pushes `infos` (references first) in one request: every path is on the server, or the request failed. */
+async function pushBatch(server, infos, compression, signal) {
+    const { statusCode, text } = await server.requestText({
+        method: 'POST',
+        path: PATH_BATCH_PATH,
+        body: () => batchBody(infos, compression),
+        headers: { 'content-type': PATH_BATCH_CONTENT_TYPE },
+        signal,
+    });
+    if (statusCode !== 200)
+        throw new UpstreamError(`POST ${PATH_BATCH_PATH}: HTTP ${statusCode} ${text.slice(0, 300).trim()}`, statusCode);
+    return parsePathBatchResponse(text, infos.map((info) => info.path));
+}
+
 ;// CONCATENATED MODULE: ./src/proxy/push/uploader.ts
 /**
  * Uploads store paths: a bounded number of NARs compressed and streamed to the server at once, in
@@ -49848,8 +49975,10 @@ function describeNetworkError(error) {
  *
  * A NAR goes to `PUT /_api/v1/nar/<narhash>.nar<ext>`: named by the NarHash the Nix database holds,
  * so it streams as it is compressed; the server verifies the NAR against the name and answers the
- * file's URL, FileHash and FileSize, which the narinfo then states.
+ * file's URL, FileHash and FileSize, which the narinfo then states. Small paths whose references
+ * are up go many to a request instead (path-batch.ts), NAR and narinfo together.
  */
+
 
 
 
@@ -49894,17 +50023,25 @@ function parseStoredNar(text, info, compression) {
 class Uploader {
     options;
     queue = [];
+    /** Uploads holding one of the `concurrency` slots: a path's NAR, or a batch. */
     active = 0;
-    /** NAR uploaded, narinfo waiting for its references or being put. */
-    finishing = 0;
+    /** Paths taken from the queue and not settled yet. */
+    inFlight = new Set();
     /** Per path given to this uploader: resolves to whether its narinfo made it to the server. */
     outcomes = new Map();
     settle = new Map();
+    /** Paths given to this uploader that are on the server (pushed, or found there). */
+    up = new Set();
+    /** False once the server has no batch route (an older server): every path goes on its own. */
+    batching = true;
+    pumpSoon = false;
+    /** Paths of a batch that failed: pushed on their own, so one bad path fails alone. */
+    alone = new Set();
     constructor(options) {
         this.options = options;
     }
     get pending() {
-        return this.queue.length + this.active + this.finishing;
+        return this.queue.length + this.inFlight.size;
     }
     /**
      * Announces paths that may be added soon (still being checked): a referrer added before them
@@ -49919,23 +50056,107 @@ class Uploader {
     }
     /** An expected path that needs no upload after all (the cache or an upstream cache has it). */
     skip(path) {
-        this.settle.get(path)?.(true);
+        this.finish(path, true);
+    }
+    finish(path, ok) {
+        this.inFlight.delete(path);
+        if (ok)
+            this.up.add(path);
+        this.settle.get(path)?.(ok);
     }
     add(infos) {
         const ordered = referencesFirst(infos);
         this.expect(ordered.map((info) => info.path));
         this.queue.push(...ordered);
-        this.pump();
+        // Paths found missing one by one in the same turn (a planned closure) are taken together, so
+        // that batches form from all of them and not from what is left after the first few.
+        if (!this.pumpSoon) {
+            this.pumpSoon = true;
+            setImmediate(() => {
+                this.pumpSoon = false;
+                this.pump();
+            });
+        }
     }
     pump() {
         while (this.active < this.options.concurrency && this.queue.length > 0 && !this.options.signal.aborted) {
-            const info = this.queue.shift();
             this.active++;
-            void this.run(info);
+            const batch = this.takeBatch();
+            if (batch.length > 1)
+                void this.runBatch(batch);
+            else
+                void this.run(batch[0] ?? this.queue.shift());
+        }
+    }
+    /**
+     * Small paths from the front of the queue whose references are up or earlier in the batch (the
+     * server stores a batch's narinfos in order, once all its NARs are in). A path that does not fit
+     * stays in the queue for later (or goes on its own when nothing fits).
+     */
+    takeBatch() {
+        if (!this.batching)
+            return [];
+        const batch = [];
+        const members = new Set();
+        let bytes = 0;
+        // A bounded look ahead: the queue may hold a whole closure.
+        for (const info of referencesFirst(this.queue.slice(0, 4 * BATCH_MAX_PATHS))) {
+            if (batch.length === BATCH_MAX_PATHS)
+                break;
+            const fits = batchable(info, this.options.compression) &&
+                !this.alone.has(info.path) &&
+                bytes + info.narSize <= BATCH_MAX_NAR_BYTES &&
+                info.references.every((ref) => ref === info.path || members.has(ref) || this.up.has(ref) || !this.outcomes.has(ref));
+            if (!fits)
+                continue;
+            batch.push(info);
+            members.add(info.path);
+            bytes += info.narSize;
+        }
+        if (batch.length > 0)
+            this.queue.splice(0, this.queue.length, ...this.queue.filter((i) => !members.has(i.path)));
+        return batch;
+    }
+    async runBatch(batch) {
+        const { stats, log, server, signal, compression } = this.options;
+        for (const info of batch)
+            this.inFlight.add(info.path);
+        stats.pushStarted();
+        try {
+            const results = await pushBatch(server, batch, compression, signal);
+            for (const [index, info] of batch.entries()) {
+                const { file_size: fileSize, outcome } = results[index];
+                stats.pushedPaths++;
+                stats.pushedBytes += fileSize;
+                stats.paths.pushed(info.path, fileSize);
+                log.info({ path: info.path, bytes: fileSize, batch: batch.length, stored: outcome }, 'pushed');
+                this.options.onPushed?.(store_path_StorePath.parse(info.path).hashPart);
+                this.finish(info.path, true);
+            }
+        }
+        catch (e) {
+            const status = e instanceof UpstreamError ? e.status : undefined;
+            // A server from before the batch route: 404 (no such endpoint) or 405.
+            if (status === 404 || status === 405)
+                this.batching = false;
+            for (const info of batch)
+                this.alone.add(info.path);
+            const error = e instanceof UpstreamError ? e.message : describeNetworkError(e);
+            log.info({ paths: batch.length, err: error }, 'batch push failed: pushing its paths one by one');
+            for (const info of batch)
+                this.inFlight.delete(info.path);
+            this.queue.unshift(...batch);
+        }
+        finally {
+            this.active--;
+            stats.pushFinished();
+            this.pump();
+            this.options.onSettled();
         }
     }
     async run(info) {
         const { stats, log } = this.options;
+        this.inFlight.add(info.path);
         stats.pushStarted();
         let file;
         let ok = false;
@@ -49945,7 +50166,6 @@ class Uploader {
             }
             finally {
                 this.active--;
-                this.finishing++;
                 this.pump();
             }
             const failedRef = await this.failedReference(info);
@@ -49965,8 +50185,7 @@ class Uploader {
             log.warn({ path: info.path, err: error }, 'push failed');
         }
         finally {
-            this.finishing--;
-            this.settle.get(info.path)(ok);
+            this.finish(info.path, ok);
             stats.pushFinished();
             this.options.onSettled();
         }

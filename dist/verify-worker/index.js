@@ -554,6 +554,20 @@ function createDecompressor(compression, options = {}) {
             return createXzDecoder(options.maxMemory);
     }
 }
+/** With a checksum, as the zstd tool writes by default: corruption fails decompression loudly. */
+function zstdParams(level) {
+    return {
+        [zlibConstants.ZSTD_c_checksumFlag]: 1,
+        ...(level === undefined ? {} : { [zlibConstants.ZSTD_c_compressionLevel]: level }),
+    };
+}
+/**
+ * A small NAR compressed in one call, as `createCompressor` would stream it: no stream, and none of
+ * the output buffer of its chunk size that a stream allocates however small the NAR.
+ */
+function compressWhole(compression, nar, options = {}) {
+    return compression === 'none' ? nar : zstdCompressSync(nar, { params: zstdParams(options.level) });
+}
 /**
  * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
  * (zstd 3, xz 6, as `nix copy` uses); xz uses all cores, which makes multi-block files Nix reads.
@@ -564,14 +578,7 @@ function createCompressor(compression, options = {}) {
         case 'none':
             return new PassThrough();
         case 'zstd':
-            // With a checksum, as the zstd tool writes by default: corruption fails decompression loudly.
-            return createZstdCompress({
-                chunkSize: ZSTD_CHUNK_BYTES,
-                params: {
-                    [zlibConstants.ZSTD_c_checksumFlag]: 1,
-                    ...(level === undefined ? {} : { [zlibConstants.ZSTD_c_compressionLevel]: level }),
-                },
-            });
+            return createZstdCompress({ chunkSize: ZSTD_CHUNK_BYTES, params: zstdParams(level) });
         case 'xz': {
             if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
                 throw new CompressionError(`xz level must be 0-9, got ${level}`);

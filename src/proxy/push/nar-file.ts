@@ -8,7 +8,7 @@
 import type { Duplex, Writable } from 'node:stream';
 import { BufferPool, written } from '../../nix/buffer-pool.js';
 import { GcPacer } from '../../nix/gc-pacer.js';
-import { createCompressor } from '../../nix/nar.js';
+import { compressWhole, createCompressor } from '../../nix/nar.js';
 import type { PushCompression } from '../../contracts/daemon-config.js';
 import { narChunks } from './nar-dump.js';
 import type { PathInfo } from './local-store.js';
@@ -150,5 +150,33 @@ export async function* compressedNar(info: PathInfo, compression: PushCompressio
     failure ??= new Error('the upload body was abandoned');
     roomMade = wake(roomMade);
     if (!ended) out.destroy();
+  }
+}
+
+/** The NarSize up to which `smallNarFile` takes a path: its NAR fits one chunk buffer. */
+export const SMALL_NAR_BYTES = CHUNK_BYTES - 1;
+
+/**
+ * A small path's compressed NAR, whole (for the path batch, whose header line states the file's
+ * size before its bytes): the NAR read into a reused chunk buffer, compressed in one call.
+ */
+export async function smallNarFile(info: PathInfo, compression: 'none' | 'zstd'): Promise<Buffer> {
+  if (info.narSize > SMALL_NAR_BYTES) throw new Error(`${info.path} is too large for a path batch`);
+  const buffer = chunkBuffers.take();
+  try {
+    // Read into `narSize + 1` bytes: a NAR that fills them is larger than the store says.
+    let nar: Buffer = Buffer.alloc(0);
+    for await (const chunk of narChunks(info.path, buffer.subarray(0, info.narSize + 1))) {
+      nar = chunk;
+      break;
+    }
+    if (nar.length !== info.narSize) throw sizeError(info, nar.length);
+    const file =
+      compression === 'none' ? Buffer.from(nar) : compressWhole(compression, nar, { level: ZSTD_LEVEL });
+    // Garbage once sent: young collections free it (pacer).
+    pacer.spent(file.length);
+    return file;
+  } finally {
+    chunkBuffers.give([buffer]);
   }
 }

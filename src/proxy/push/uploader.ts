@@ -6,7 +6,8 @@
  *
  * A NAR goes to `PUT /_api/v1/nar/<narhash>.nar<ext>`: named by the NarHash the Nix database holds,
  * so it streams as it is compressed; the server verifies the NAR against the name and answers the
- * file's URL, FileHash and FileSize, which the narinfo then states.
+ * file's URL, FileHash and FileSize, which the narinfo then states. Small paths whose references
+ * are up go many to a request instead (path-batch.ts), NAR and narinfo together.
  */
 import { Hash } from '../../nix/hash.js';
 import { narFileName, parseNarUrl } from '../../nix/nar-url.js';
@@ -16,6 +17,7 @@ import type { PushCompression } from '../../contracts/daemon-config.js';
 import { NAR_UPLOAD_PREFIX, type NarUploadResponse } from '../../contracts/server-api.js';
 import type { Logger } from '../report/daemon-log.js';
 import { compressedNar } from './nar-file.js';
+import { BATCH_MAX_NAR_BYTES, BATCH_MAX_PATHS, batchable, pushBatch } from './path-batch.js';
 import type { Stats } from '../report/stats.js';
 import type { PathInfo } from './local-store.js';
 import { describeNetworkError, type Upstream, UpstreamError } from '../upstream/upstream-client.js';
@@ -80,17 +82,25 @@ function parseStoredNar(text: string, info: PathInfo, compression: PushCompressi
 
 export class Uploader {
   private readonly queue: PathInfo[] = [];
+  /** Uploads holding one of the `concurrency` slots: a path's NAR, or a batch. */
   private active = 0;
-  /** NAR uploaded, narinfo waiting for its references or being put. */
-  private finishing = 0;
+  /** Paths taken from the queue and not settled yet. */
+  private readonly inFlight = new Set<string>();
   /** Per path given to this uploader: resolves to whether its narinfo made it to the server. */
   private readonly outcomes = new Map<string, Promise<boolean>>();
   private readonly settle = new Map<string, (ok: boolean) => void>();
+  /** Paths given to this uploader that are on the server (pushed, or found there). */
+  private readonly up = new Set<string>();
+  /** False once the server has no batch route (an older server): every path goes on its own. */
+  private batching = true;
+  private pumpSoon = false;
+  /** Paths of a batch that failed: pushed on their own, so one bad path fails alone. */
+  private readonly alone = new Set<string>();
 
   constructor(private readonly options: UploaderOptions) {}
 
   get pending(): number {
-    return this.queue.length + this.active + this.finishing;
+    return this.queue.length + this.inFlight.size;
   }
 
   /**
@@ -107,26 +117,104 @@ export class Uploader {
 
   /** An expected path that needs no upload after all (the cache or an upstream cache has it). */
   skip(path: string): void {
-    this.settle.get(path)?.(true);
+    this.finish(path, true);
+  }
+
+  private finish(path: string, ok: boolean): void {
+    this.inFlight.delete(path);
+    if (ok) this.up.add(path);
+    this.settle.get(path)?.(ok);
   }
 
   add(infos: PathInfo[]): void {
     const ordered = referencesFirst(infos);
     this.expect(ordered.map((info) => info.path));
     this.queue.push(...ordered);
-    this.pump();
+    // Paths found missing one by one in the same turn (a planned closure) are taken together, so
+    // that batches form from all of them and not from what is left after the first few.
+    if (!this.pumpSoon) {
+      this.pumpSoon = true;
+      setImmediate(() => {
+        this.pumpSoon = false;
+        this.pump();
+      });
+    }
   }
 
   private pump(): void {
     while (this.active < this.options.concurrency && this.queue.length > 0 && !this.options.signal.aborted) {
-      const info = this.queue.shift()!;
       this.active++;
-      void this.run(info);
+      const batch = this.takeBatch();
+      if (batch.length > 1) void this.runBatch(batch);
+      else void this.run(batch[0] ?? this.queue.shift()!);
+    }
+  }
+
+  /**
+   * Small paths from the front of the queue whose references are up or earlier in the batch (the
+   * server stores a batch's narinfos in order, once all its NARs are in). A path that does not fit
+   * stays in the queue for later (or goes on its own when nothing fits).
+   */
+  private takeBatch(): PathInfo[] {
+    if (!this.batching) return [];
+    const batch: PathInfo[] = [];
+    const members = new Set<string>();
+    let bytes = 0;
+    // A bounded look ahead: the queue may hold a whole closure.
+    for (const info of referencesFirst(this.queue.slice(0, 4 * BATCH_MAX_PATHS))) {
+      if (batch.length === BATCH_MAX_PATHS) break;
+      const fits =
+        batchable(info, this.options.compression) &&
+        !this.alone.has(info.path) &&
+        bytes + info.narSize <= BATCH_MAX_NAR_BYTES &&
+        info.references.every(
+          (ref) => ref === info.path || members.has(ref) || this.up.has(ref) || !this.outcomes.has(ref),
+        );
+      if (!fits) continue;
+      batch.push(info);
+      members.add(info.path);
+      bytes += info.narSize;
+    }
+    if (batch.length > 0)
+      this.queue.splice(0, this.queue.length, ...this.queue.filter((i) => !members.has(i.path)));
+    return batch;
+  }
+
+  private async runBatch(batch: PathInfo[]): Promise<void> {
+    const { stats, log, server, signal, compression } = this.options;
+    for (const info of batch) this.inFlight.add(info.path);
+    stats.pushStarted();
+    try {
+      const results = await pushBatch(server, batch, compression as 'none' | 'zstd', signal);
+      for (const [index, info] of batch.entries()) {
+        const { file_size: fileSize, outcome } = results[index]!;
+        stats.pushedPaths++;
+        stats.pushedBytes += fileSize;
+        stats.paths.pushed(info.path, fileSize);
+        log.info({ path: info.path, bytes: fileSize, batch: batch.length, stored: outcome }, 'pushed');
+        this.options.onPushed?.(StorePath.parse(info.path).hashPart);
+        this.finish(info.path, true);
+      }
+    } catch (e) {
+      const status = e instanceof UpstreamError ? e.status : undefined;
+      // A server from before the batch route: 404 (no such endpoint) or 405.
+      if (status === 404 || status === 405) this.batching = false;
+      for (const info of batch) this.alone.add(info.path);
+      const error = e instanceof UpstreamError ? e.message : describeNetworkError(e);
+      log.info({ paths: batch.length, err: error }, 'batch push failed: pushing its paths one by one');
+      for (const info of batch) this.inFlight.delete(info.path);
+      this.queue.unshift(...batch);
+    } finally {
+      this.active--;
+      stats.pushFinished();
+      this.pump();
+      this.options.onSettled();
     }
   }
 
   private async run(info: PathInfo): Promise<void> {
     const { stats, log } = this.options;
+    this.inFlight.add(info.path);
     stats.pushStarted();
     let file: StoredNar | undefined;
     let ok = false;
@@ -135,7 +223,6 @@ export class Uploader {
         file = await this.uploadNar(info);
       } finally {
         this.active--;
-        this.finishing++;
         this.pump();
       }
       const failedRef = await this.failedReference(info);
@@ -152,8 +239,7 @@ export class Uploader {
       stats.pushFailed(info.path, error);
       log.warn({ path: info.path, err: error }, 'push failed');
     } finally {
-      this.finishing--;
-      this.settle.get(info.path)!(ok);
+      this.finish(info.path, ok);
       stats.pushFinished();
       this.options.onSettled();
     }
