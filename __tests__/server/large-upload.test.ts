@@ -7,16 +7,14 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/glo
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { buffer } from 'node:stream/consumers';
 import { Hash } from '../../src/nix/hash.js';
-import { createCompressor } from '../../src/nix/nar.js';
 import {
   rawRequest,
   startTestServer,
   storedState,
   type StoredState,
   type TestServer,
+  zstdFile as zstd,
 } from '../support/server.js';
 import { regularFileNar } from '../support/nar.js';
 
@@ -33,10 +31,6 @@ afterAll(async () => {
 });
 
 const auth = (token: string) => ({ authorization: `Bearer ${token}` });
-
-async function zstd(bytes: Buffer): Promise<Buffer> {
-  return buffer(Readable.from([bytes]).pipe(createCompressor('zstd')));
-}
 
 /** A NAR of one 5 MiB file and a file of it in three zstd frames. */
 async function multiFrameFile(): Promise<{ nar: Buffer; file: Buffer }> {

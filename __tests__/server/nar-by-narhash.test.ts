@@ -5,9 +5,7 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { Readable } from 'node:stream';
-import { buffer } from 'node:stream/consumers';
 import { Hash } from '../../src/nix/hash.js';
-import { createCompressor } from '../../src/nix/nar.js';
 import { parseNarInfo, serializeNarInfo } from '../../src/nix/narinfo.js';
 import { nix, nixBuild, randomChainExpr } from '../support/nix.js';
 import {
@@ -19,6 +17,7 @@ import {
   type NarUpload,
   type StoredState,
   type TestServer,
+  zstdFile as zstd,
 } from '../support/server.js';
 
 const MAX_NAR = 256 * 1024;
@@ -34,10 +33,6 @@ afterAll(async () => {
 });
 
 const auth = (token: string) => ({ authorization: `Bearer ${token}` });
-
-async function zstd(bytes: Buffer, level?: number): Promise<Buffer> {
-  return buffer(Readable.from([bytes]).pipe(createCompressor('zstd', level === undefined ? {} : { level })));
-}
 
 async function freshUpload(bytes = 1000): Promise<NarUpload> {
   return narUploadFor((await nixBuild(randomChainExpr(1, bytes)))[0] as string);

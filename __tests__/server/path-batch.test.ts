@@ -5,11 +5,8 @@
  * wrong, and stores no narinfo.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
-import { Readable } from 'node:stream';
-import { buffer } from 'node:stream/consumers';
 import { PATH_BATCH_PATH, type PathBatchEntry } from '../../src/contracts/path-batch.js';
 import { Hash } from '../../src/nix/hash.js';
-import { createCompressor } from '../../src/nix/nar.js';
 import { parseNarInfo } from '../../src/nix/narinfo.js';
 import { nix, nixBuild, randomChainExpr } from '../support/nix.js';
 import {
@@ -21,6 +18,7 @@ import {
   type NarUpload,
   type StoredState,
   type TestServer,
+  zstdFile as zstd,
 } from '../support/server.js';
 
 const MAX_NAR = 256 * 1024;
@@ -36,10 +34,6 @@ afterAll(async () => {
 });
 
 const auth = (token: string) => ({ authorization: `Bearer ${token}` });
-
-async function zstd(bytes: Buffer): Promise<Buffer> {
-  return buffer(Readable.from([bytes]).pipe(createCompressor('zstd')));
-}
 
 /** A chain of `count` paths, references first, each with its upload. */
 async function chain(count: number, bytes = 1000): Promise<NarUpload[]> {

@@ -19,6 +19,7 @@ import {
   substituteFresh,
   type NarUpload,
   type TestServer,
+  zstdFile as zstd,
 } from '../support/server.js';
 
 const MiB = 1024 * 1024;
@@ -38,10 +39,6 @@ afterAll(async () => {
 });
 
 const auth = (token: string) => ({ authorization: `Bearer ${token}` });
-
-async function zstd(bytes: Buffer, level?: number): Promise<Buffer> {
-  return buffer(Readable.from([bytes]).pipe(createCompressor('zstd', level === undefined ? {} : { level })));
-}
 
 async function freshUpload(): Promise<NarUpload> {
   return narUploadFor((await nixBuild(randomChainExpr(1, 5000)))[0] as string);

@@ -7,10 +7,13 @@ import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { DatabaseSync } from 'node:sqlite';
 import { Hash } from '../../src/nix/hash.js';
+import { createCompressor } from '../../src/nix/nar.js';
 import { serializeNarInfo, type NarInfo } from '../../src/nix/narinfo.js';
 import type { Config } from '../../src/server/config/config-schema.js';
 import { parseConfig } from '../../src/server/config/server-config.js';
@@ -311,4 +314,9 @@ export async function substituteFresh(
     .split('\n')
     .sort();
   return { machine, store, closure };
+}
+
+/** `bytes` compressed with zstd (at `level`, else the default), as a NAR file is uploaded. */
+export async function zstdFile(bytes: Buffer, level?: number): Promise<Buffer> {
+  return buffer(Readable.from([bytes]).pipe(createCompressor('zstd', level === undefined ? {} : { level })));
 }
