@@ -510,6 +510,19 @@ describe('pushing', () => {
     expect([refused.alone, refused.narinfoPuts]).toEqual([6, 6]);
     expect(second.logText()).toContain('batch push failed: pushing its paths one by one');
     for (const path of more) expect(await narinfoStatus(path, token)).toBe(200);
+
+    // A server from before the route (404): asked once, then every path goes on its own.
+    const older = await startFront(stack.server.url, {
+      failures: 1000,
+      status: 404,
+      failWhen: (method, url) => method === 'POST' && url === PATH_BATCH_PATH,
+    });
+    cleanups.push(older.close);
+    const { d: third } = await daemonFor(older.url, { concurrency: 2 });
+    const last = await chainOf(6);
+    const pushed = (await third.control('drain', { deadlineSeconds: 60, paths: last })).json;
+    expect([pushed.failed, pushed.pushed.paths, older.failed]).toEqual([[], 6, 1]);
+    expect(uploadsSeen(older).alone).toBe(6);
   });
 
   it('pushes the valid paths of a drain list and reports the ones no longer in the store', async () => {
