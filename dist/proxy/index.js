@@ -50114,7 +50114,7 @@ class Uploader {
             bytes += info.narSize;
         }
         if (batch.length > 0)
-            this.queue.splice(0, this.queue.length, ...this.queue.filter((i) => !members.has(i.path)));
+            this.queue = this.queue.filter((info) => !members.has(info.path));
         return batch;
     }
     async runBatch(batch) {

@@ -81,7 +81,7 @@ function parseStoredNar(text: string, info: PathInfo, compression: PushCompressi
 }
 
 export class Uploader {
-  private readonly queue: PathInfo[] = [];
+  private queue: PathInfo[] = [];
   /** Uploads holding one of the `concurrency` slots: a path's NAR, or a batch. */
   private active = 0;
   /** Paths taken from the queue and not settled yet. */
@@ -175,8 +175,7 @@ export class Uploader {
       members.add(info.path);
       bytes += info.narSize;
     }
-    if (batch.length > 0)
-      this.queue.splice(0, this.queue.length, ...this.queue.filter((i) => !members.has(i.path)));
+    if (batch.length > 0) this.queue = this.queue.filter((info) => !members.has(info.path));
     return batch;
   }
 
