@@ -493,16 +493,22 @@ describe('pushing', () => {
     const top = paths.find((p) => p.endsWith('-sluice-test-12'))!;
     expect((await substituteIntoFreshStore(top, d.url)).split('\n').sort()).toEqual([...paths].sort());
 
-    // Every batch refused once (a bad path in it, say): its paths go up one by one, all of them.
+    /** A daemon behind a front that answers every batch `status`, and what it did with `chain`. */
+    const refusingBatches = async (status: number, chain: string[]) => {
+      const front = await startFront(stack.server.url, {
+        failures: 1000,
+        status,
+        failWhen: (method, url) => method === 'POST' && url === PATH_BATCH_PATH,
+      });
+      cleanups.push(front.close);
+      const { d: daemon } = await daemonFor(front.url, { concurrency: 2 });
+      const stats = (await daemon.control('drain', { deadlineSeconds: 60, paths: chain })).json;
+      return { front, daemon, stats };
+    };
+
+    // Every batch refused (a bad path in it, say): its paths go up one by one, all of them.
     const more = await chainOf(6);
-    const refusing = await startFront(stack.server.url, {
-      failures: 1000,
-      status: 400,
-      failWhen: (method, url) => method === 'POST' && url === PATH_BATCH_PATH,
-    });
-    cleanups.push(refusing.close);
-    const { d: second } = await daemonFor(refusing.url, { concurrency: 2 });
-    const again = (await second.control('drain', { deadlineSeconds: 60, paths: more })).json;
+    const { front: refusing, daemon: second, stats: again } = await refusingBatches(400, more);
     expect(again.failed).toEqual([]);
     expect(again.pushed.paths).toBe(6);
     const refused = uploadsSeen(refusing);
@@ -512,15 +518,7 @@ describe('pushing', () => {
     for (const path of more) expect(await narinfoStatus(path, token)).toBe(200);
 
     // A server from before the route (404): asked once, then every path goes on its own.
-    const older = await startFront(stack.server.url, {
-      failures: 1000,
-      status: 404,
-      failWhen: (method, url) => method === 'POST' && url === PATH_BATCH_PATH,
-    });
-    cleanups.push(older.close);
-    const { d: third } = await daemonFor(older.url, { concurrency: 2 });
-    const last = await chainOf(6);
-    const pushed = (await third.control('drain', { deadlineSeconds: 60, paths: last })).json;
+    const { front: older, stats: pushed } = await refusingBatches(404, await chainOf(6));
     expect([pushed.failed, pushed.pushed.paths, older.failed]).toEqual([[], 6, 1]);
     expect(uploadsSeen(older).alone).toBe(6);
   });
