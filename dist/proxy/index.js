@@ -49289,7 +49289,12 @@ function zstdParams(level) {
  * the output buffer of its chunk size that a stream allocates however small the NAR.
  */
 function compressWhole(compression, nar, options = {}) {
-    return compression === 'none' ? nar : (0,external_node_zlib_.zstdCompressSync)(nar, { params: zstdParams(options.level) });
+    if (compression === 'none')
+        return nar;
+    // Room for all of the output in one buffer (zstd adds at most ~0.4% to incompressible data): in
+    // 16 KiB chunks, as zlib writes by default, the output would be allocated twice (chunks, concat).
+    const chunkSize = nar.length + (nar.length >> 7) + 1024;
+    return (0,external_node_zlib_.zstdCompressSync)(nar, { params: zstdParams(options.level), chunkSize });
 }
 /**
  * A stream that compresses a NAR as `compression`. `level` defaults to the tools' own defaults
