@@ -13968,6 +13968,10 @@ function fromNarFacts(facts) {
 function mismatch(message, reason = 'narinfo_mismatch') {
     return new http_error/* HttpError */.j(400, message, reason);
 }
+/** The 400 for a narinfo whose NarSize is not that of the NAR uploaded. */
+function narSizeMismatch(stated, uploaded) {
+    return mismatch(`NarSize ${stated} does not match the uploaded NAR (${uploaded} bytes)`);
+}
 /** The NAR the narinfo describes, as the slice uploaded it; a 400 naming the first field that disagrees. */
 async function checkNarInfo(stores, slice, hashPart, info) {
     const storePath = store_path_StorePath.parse(info.storePath);
@@ -13994,7 +13998,7 @@ async function checkNarInfo(stores, slice, hashPart, info) {
         throw mismatch(`NarHash ${info.narHash.toString()} does not match the uploaded NAR (${nar.narHash.toString()})`);
     }
     if (info.narSize !== nar.narSize) {
-        throw mismatch(`NarSize ${info.narSize} does not match the uploaded NAR (${nar.narSize} bytes)`);
+        throw narSizeMismatch(info.narSize, nar.narSize);
     }
     if (!(await stores.blobs.head(url.key)))
         throw mismatch(`its NAR ${info.url} is no longer stored`, 'nar_missing');
@@ -16692,12 +16696,10 @@ function zstdParams(level) {
     };
 }
 /**
- * A small NAR compressed in one call, as `createCompressor` would stream it: no stream, and none of
- * the output buffer of its chunk size that a stream allocates however small the NAR.
+ * A small NAR compressed with zstd in one call, as `createCompressor` would stream it: no stream,
+ * and none of the output buffer of its chunk size that a stream allocates however small the NAR.
  */
-function compressWhole(compression, nar, options = {}) {
-    if (compression === 'none')
-        return nar;
+function zstdCompressWhole(nar, options = {}) {
     // Room for all of the output in one buffer (zstd adds at most ~0.4% to incompressible data): in
     // 16 KiB chunks, as zlib writes by default, the output would be allocated twice (chunks, concat).
     const chunkSize = nar.length + (nar.length >> 7) + 1024;
@@ -16818,6 +16820,7 @@ class FramedBody {
 
 
 
+
 const WHAT = 'path batch';
 const isString = (value) => typeof value === 'string';
 const isSize = (value) => Number.isSafeInteger(value) && value >= 0;
@@ -16848,12 +16851,12 @@ function parseEntry(line, slice) {
             'references, compression, file_size; deriver, ca)', 'bad_batch');
     }
     try {
+        // A hash of another algorithm names a key here, then fails the parse below (NarHash: sha256).
         const narHash = Hash.parse(nar_hash);
-        if (narHash.algorithm !== 'sha256')
-            throw new HashError(`nar_hash '${nar_hash}' is not a sha256 hash`);
+        const checked = checkCompression(compression);
         const upload = {
-            key: narHashKey(slice, narHash.nix32, checkCompression(compression)),
-            compression: checkCompression(compression),
+            key: narHashKey(slice, narHash.nix32, checked),
+            compression: checked,
             name: { narHash },
         };
         const text = serializeNarInfo({
@@ -16913,7 +16916,7 @@ async function postPathBatch(deps, request) {
                 // The NarHash is the name, checked; NarSize is the narinfo's one other fact about the NAR, so
                 // with it checked here too, the narinfos below fail only on a race (a collector) or a store failure.
                 if (nar.narSize !== info.narSize)
-                    throw new http_error/* HttpError */.j(400, `NarSize ${info.narSize} does not match the uploaded NAR (${nar.narSize} bytes)`, 'narinfo_mismatch');
+                    throw narSizeMismatch(info.narSize, nar.narSize);
                 const file = { url: `nar/${nar.key}`, fileHash: nar.fileHash, fileSize: nar.fileSize };
                 stored.push({
                     info: { ...info, ...file },

@@ -49285,12 +49285,10 @@ function zstdParams(level) {
     };
 }
 /**
- * A small NAR compressed in one call, as `createCompressor` would stream it: no stream, and none of
- * the output buffer of its chunk size that a stream allocates however small the NAR.
+ * A small NAR compressed with zstd in one call, as `createCompressor` would stream it: no stream,
+ * and none of the output buffer of its chunk size that a stream allocates however small the NAR.
  */
-function compressWhole(compression, nar, options = {}) {
-    if (compression === 'none')
-        return nar;
+function zstdCompressWhole(nar, options = {}) {
     // Room for all of the output in one buffer (zstd adds at most ~0.4% to incompressible data): in
     // 16 KiB chunks, as zlib writes by default, the output would be allocated twice (chunks, concat).
     const chunkSize = nar.length + (nar.length >> 7) + 1024;
@@ -49591,7 +49589,7 @@ async function smallNarFile(info, compression) {
         }
         if (nar.length !== info.narSize)
             throw sizeError(info, nar.length);
-        const file = compression === 'none' ? Buffer.from(nar) : compressWhole(compression, nar, { level: ZSTD_LEVEL });
+        const file = compression === 'none' ? Buffer.from(nar) : zstdCompressWhole(nar, { level: ZSTD_LEVEL });
         // Garbage once sent: young collections free it (pacer).
         pacer.spent(file.length);
         return file;

@@ -562,12 +562,10 @@ function zstdParams(level) {
     };
 }
 /**
- * A small NAR compressed in one call, as `createCompressor` would stream it: no stream, and none of
- * the output buffer of its chunk size that a stream allocates however small the NAR.
+ * A small NAR compressed with zstd in one call, as `createCompressor` would stream it: no stream,
+ * and none of the output buffer of its chunk size that a stream allocates however small the NAR.
  */
-function compressWhole(compression, nar, options = {}) {
-    if (compression === 'none')
-        return nar;
+function zstdCompressWhole(nar, options = {}) {
     // Room for all of the output in one buffer (zstd adds at most ~0.4% to incompressible data): in
     // 16 KiB chunks, as zlib writes by default, the output would be allocated twice (chunks, concat).
     const chunkSize = nar.length + (nar.length >> 7) + 1024;

@@ -8,7 +8,7 @@
 import type { Duplex, Writable } from 'node:stream';
 import { BufferPool, written } from '../../nix/buffer-pool.js';
 import { GcPacer } from '../../nix/gc-pacer.js';
-import { compressWhole, createCompressor } from '../../nix/nar.js';
+import { createCompressor, zstdCompressWhole } from '../../nix/nar.js';
 import type { PushCompression } from '../../contracts/daemon-config.js';
 import { narChunks } from './nar-dump.js';
 import type { PathInfo } from './local-store.js';
@@ -171,8 +171,7 @@ export async function smallNarFile(info: PathInfo, compression: 'none' | 'zstd')
       break;
     }
     if (nar.length !== info.narSize) throw sizeError(info, nar.length);
-    const file =
-      compression === 'none' ? Buffer.from(nar) : compressWhole(compression, nar, { level: ZSTD_LEVEL });
+    const file = compression === 'none' ? Buffer.from(nar) : zstdCompressWhole(nar, { level: ZSTD_LEVEL });
     // Garbage once sent: young collections free it (pacer).
     pacer.spent(file.length);
     return file;

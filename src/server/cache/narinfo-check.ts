@@ -14,6 +14,11 @@ function mismatch(message: string, reason = 'narinfo_mismatch'): HttpError {
   return new HttpError(400, message, reason);
 }
 
+/** The 400 for a narinfo whose NarSize is not that of the NAR uploaded. */
+export function narSizeMismatch(stated: number, uploaded: number): HttpError {
+  return mismatch(`NarSize ${stated} does not match the uploaded NAR (${uploaded} bytes)`);
+}
+
 /** The NAR the narinfo describes, as the slice uploaded it; a 400 naming the first field that disagrees. */
 export async function checkNarInfo(
   stores: { meta: MetadataStore; blobs: BlobStore },
@@ -51,7 +56,7 @@ export async function checkNarInfo(
     );
   }
   if (info.narSize !== nar.narSize) {
-    throw mismatch(`NarSize ${info.narSize} does not match the uploaded NAR (${nar.narSize} bytes)`);
+    throw narSizeMismatch(info.narSize, nar.narSize);
   }
   if (!(await stores.blobs.head(url.key)))
     throw mismatch(`its NAR ${info.url} is no longer stored`, 'nar_missing');

@@ -17,6 +17,7 @@ import { checkCompression, CompressionError } from '../../nix/nar.js';
 import { NarInfoError, parseNarInfo, serializeNarInfo, type NarInfo } from '../../nix/narinfo.js';
 import { StorePath } from '../../nix/store-path.js';
 import { narHashKey, type NarUpload } from '../cache/cache-service.js';
+import { narSizeMismatch } from '../cache/narinfo-check.js';
 import { requestToken } from './auth.js';
 import { acceptBody } from './body.js';
 import {
@@ -72,11 +73,12 @@ function parseEntry(line: string, slice: string): BatchEntry {
     );
   }
   try {
+    // A hash of another algorithm names a key here, then fails the parse below (NarHash: sha256).
     const narHash = Hash.parse(nar_hash);
-    if (narHash.algorithm !== 'sha256') throw new HashError(`nar_hash '${nar_hash}' is not a sha256 hash`);
+    const checked = checkCompression(compression);
     const upload: NarUpload = {
-      key: narHashKey(slice, narHash.nix32, checkCompression(compression)),
-      compression: checkCompression(compression),
+      key: narHashKey(slice, narHash.nix32, checked),
+      compression: checked,
       name: { narHash },
     };
     const text = serializeNarInfo({
@@ -138,12 +140,7 @@ export async function postPathBatch(deps: UploadDeps, request: CacheRequest): Pr
         );
         // The NarHash is the name, checked; NarSize is the narinfo's one other fact about the NAR, so
         // with it checked here too, the narinfos below fail only on a race (a collector) or a store failure.
-        if (nar.narSize !== info.narSize)
-          throw new HttpError(
-            400,
-            `NarSize ${info.narSize} does not match the uploaded NAR (${nar.narSize} bytes)`,
-            'narinfo_mismatch',
-          );
+        if (nar.narSize !== info.narSize) throw narSizeMismatch(info.narSize, nar.narSize);
         const file = { url: `nar/${nar.key}`, fileHash: nar.fileHash, fileSize: nar.fileSize };
         stored.push({
           info: { ...info, ...file },
