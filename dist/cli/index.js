@@ -15686,6 +15686,7 @@ function scopedAccess(access, scope) {
 
 
 
+
 /** Narinfos can change which slice answers (a new push, a policy change): a CDN may keep them briefly. */
 const NARINFO_MAX_AGE_SECONDS = 60;
 /**
@@ -15816,7 +15817,7 @@ async function storeNar(deps, request, writer, upload) {
     const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
     try {
         acceptBody(req, res);
-        return await deps.cache.storeNar(writer, upload, request.body(), () => req.readableAborted);
+        return await deps.cache.storeNar(writer, upload, (0,buffer_pool/* releasedAfterUse */.nW)(request.body()), () => req.readableAborted);
     }
     finally {
         release();
@@ -18006,8 +18007,13 @@ __webpack_async_result__();
 /* harmony export */   EA: () => (/* binding */ sendFileRange),
 /* harmony export */   Mp: () => (/* binding */ written),
 /* harmony export */   Pt: () => (/* binding */ BufferPool),
+/* harmony export */   nW: () => (/* binding */ releasedAfterUse),
 /* harmony export */   s: () => (/* binding */ copyInto)
 /* harmony export */ });
+/* unused harmony exports releaseMemory, releaseSpent */
+/* harmony import */ var node_util__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7975);
+/* harmony import */ var node_util__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_util__WEBPACK_IMPORTED_MODULE_0__);
+
 /**
  * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
  * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
@@ -18037,9 +18043,12 @@ class BufferPool {
     }
     /** Only buffers nothing reads or writes any more, and that came from `take`. */
     give(buffers) {
-        for (const buffer of buffers)
+        for (const buffer of buffers) {
             if (this.free.length < this.maxKept)
                 this.free.push(buffer);
+            else if (!this.shared)
+                releaseMemory(buffer);
+        }
         if (this.idleMs === undefined)
             return;
         clearTimeout(this.idleTimer);
@@ -18052,6 +18061,41 @@ class BufferPool {
     clear() {
         clearTimeout(this.idleTimer);
         this.free.length = 0;
+    }
+}
+/**
+ * Frees a buffer's memory now, for a buffer that has memory of its own (not a view into someone
+ * else's) and that nothing reads any more. Otherwise such memory is freed when V8 collects the
+ * buffer's small JS object: young collections catch most, but a buffer that lived through two of
+ * them (an upload waiting for its socket) waits for a full collection, and on a push such memory
+ * piled up by tens of MB between them (the daemon ran a full collection every 32 MiB to stay
+ * within 100 MB: ~0.5 s of CPU per GiB). Small buffers, which may be slices of Node's shared
+ * pool, are left to the collector.
+ */
+function releaseMemory(buffer) {
+    const memory = buffer.buffer;
+    // A slice of the pool never spans all of it, and the pool's memory is `poolSize` bytes.
+    const own = (buffer.byteOffset === 0 && buffer.length === memory.byteLength) || memory.byteLength > Buffer.poolSize;
+    if (own && node_util__WEBPACK_IMPORTED_MODULE_0__.types.isArrayBuffer(memory) && !memory.detached)
+        memory.transfer(0);
+}
+/**
+ * `releaseMemory` for a chunk that reaches the end of its memory: a socket's chunk (memory of its
+ * own), or a zlib stream's output slice that fills the stream's buffer (zlib moves on to a fresh
+ * one then, and the slices before it were read already).
+ */
+function releaseSpent(chunk) {
+    if (chunk.byteOffset + chunk.length === chunk.buffer.byteLength)
+        releaseMemory(chunk);
+}
+/**
+ * The chunks of `source`, each freed (`releaseSpent`) once the next is asked for: for a request
+ * body read by one consumer that keeps no chunk (it copies them).
+ */
+async function* releasedAfterUse(source) {
+    for await (const chunk of source) {
+        yield chunk;
+        releaseSpent(chunk);
     }
 }
 /**

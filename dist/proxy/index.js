@@ -48780,7 +48780,10 @@ function narInfoHashPart(info, storeDir = DEFAULT_STORE_DIR) {
     return StorePath.parse(info.storePath, storeDir).hashPart;
 }
 
+// EXTERNAL MODULE: external "node:util"
+var external_node_util_ = __nccwpck_require__(7975);
 ;// CONCATENATED MODULE: ./src/nix/buffer-pool.ts
+
 /**
  * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
  * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
@@ -48810,9 +48813,12 @@ class BufferPool {
     }
     /** Only buffers nothing reads or writes any more, and that came from `take`. */
     give(buffers) {
-        for (const buffer of buffers)
+        for (const buffer of buffers) {
             if (this.free.length < this.maxKept)
                 this.free.push(buffer);
+            else if (!this.shared)
+                releaseMemory(buffer);
+        }
         if (this.idleMs === undefined)
             return;
         clearTimeout(this.idleTimer);
@@ -48825,6 +48831,41 @@ class BufferPool {
     clear() {
         clearTimeout(this.idleTimer);
         this.free.length = 0;
+    }
+}
+/**
+ * Frees a buffer's memory now, for a buffer that has memory of its own (not a view into someone
+ * else's) and that nothing reads any more. Otherwise such memory is freed when V8 collects the
+ * buffer's small JS object: young collections catch most, but a buffer that lived through two of
+ * them (an upload waiting for its socket) waits for a full collection, and on a push such memory
+ * piled up by tens of MB between them (the daemon ran a full collection every 32 MiB to stay
+ * within 100 MB: ~0.5 s of CPU per GiB). Small buffers, which may be slices of Node's shared
+ * pool, are left to the collector.
+ */
+function releaseMemory(buffer) {
+    const memory = buffer.buffer;
+    // A slice of the pool never spans all of it, and the pool's memory is `poolSize` bytes.
+    const own = (buffer.byteOffset === 0 && buffer.length === memory.byteLength) || memory.byteLength > Buffer.poolSize;
+    if (own && external_node_util_.types.isArrayBuffer(memory) && !memory.detached)
+        memory.transfer(0);
+}
+/**
+ * `releaseMemory` for a chunk that reaches the end of its memory: a socket's chunk (memory of its
+ * own), or a zlib stream's output slice that fills the stream's buffer (zlib moves on to a fresh
+ * one then, and the slices before it were read already).
+ */
+function releaseSpent(chunk) {
+    if (chunk.byteOffset + chunk.length === chunk.buffer.byteLength)
+        releaseMemory(chunk);
+}
+/**
+ * The chunks of `source`, each freed (`releaseSpent`) once the next is asked for: for a request
+ * body read by one consumer that keeps no chunk (it copies them).
+ */
+async function* releasedAfterUse(source) {
+    for await (const chunk of source) {
+        yield chunk;
+        releaseSpent(chunk);
     }
 }
 /**
@@ -49448,15 +49489,11 @@ const CHUNKS_AHEAD = 1;
 /** NAR chunks (one per upload in flight) and compressed chunks (a few per upload), kept for reuse. */
 const chunkBuffers = new BufferPool(CHUNK_BYTES, 24, 10_000);
 /**
- * zlib's spent output buffers: a young collection every 2 MiB, a full one every 32 MiB (~15 ms)
- * for those promoted while their upload waited for the socket. On a 1 GiB push: peak RSS ~118 MB
- * without pacing, ~97 with full collections every 16 MiB before the copies, ~92 now.
+ * What is left after `releaseSpent`: each stream's last, partly filled output buffer and the small
+ * JS objects of the rest, collected young every 2 MiB. Full collections every 32 MiB (~15 ms each,
+ * ~0.5 s of CPU on a 1 GiB push) were needed to stay within 100 MB before the release.
  */
-const pacer = new GcPacer({
-    minorEveryBytes: 2 * 1024 * 1024,
-    majorEveryBytes: 32 * 1024 * 1024,
-    collector: 'exposed',
-});
+const pacer = new GcPacer({ minorEveryBytes: 2 * 1024 * 1024, collector: 'exposed' });
 function compressor(compression) {
     return createCompressor(compression, compression === 'zstd' ? { level: ZSTD_LEVEL } : {});
 }
@@ -49506,6 +49543,7 @@ async function* compressedNar(info, compression) {
     /** Full chunks, and last the partial one, each with the length of its bytes. */
     const ready = [];
     let filling;
+    let lastOutput;
     let used = 0;
     let ended = false;
     let failure;
@@ -49529,10 +49567,15 @@ async function* compressedNar(info, compression) {
             }
         }
         // zlib's buffer for this output is garbage now (its stream's, once full).
+        releaseSpent(chunk);
+        lastOutput = chunk;
         pacer.spent(chunk.length);
         chunkArrived = wake(chunkArrived);
     });
     out.on('end', () => {
+        // The stream's last buffer, partly filled: the stream writes no more.
+        if (lastOutput)
+            releaseMemory(lastOutput);
         if (filling)
             ready.push({ buffer: filling, length: used });
         ended = true;
@@ -49590,7 +49633,7 @@ async function smallNarFile(info, compression) {
         if (nar.length !== info.narSize)
             throw sizeError(info, nar.length);
         const file = compression === 'none' ? Buffer.from(nar) : zstdCompressWhole(nar, { level: ZSTD_LEVEL });
-        // Garbage once sent: young collections free it (pacer).
+        // The batch frees it once sent (small ones, from Node's pool, at a young collection).
         pacer.spent(file.length);
         return file;
     }
@@ -49928,6 +49971,7 @@ function describeNetworkError(error) {
 
 
 
+
 const BATCH_MAX_PATHS = 64;
 /** NarSize of a batch's paths together: a batch that fails is pushed again path by path. */
 const BATCH_MAX_NAR_BYTES = 8 * 1024 * 1024;
@@ -49953,6 +49997,8 @@ async function* batchBody(infos, compression) {
         };
         yield Buffer.from(`${JSON.stringify(entry)}\n`);
         yield file;
+        // Sent (the body asks for the next chunk once the socket took this one).
+        releaseMemory(file);
     }
 }
 /** Pushes `infos` (references first) in one request: every path is on the server, or the request failed. */
@@ -52890,8 +52936,6 @@ class Stats {
     }
 }
 
-// EXTERNAL MODULE: external "node:util"
-var external_node_util_ = __nccwpck_require__(7975);
 ;// CONCATENATED MODULE: ./src/proxy/push/local-store.ts
 /**
  * What the push engine asks of the local Nix store, through the real `nix` commands: path
@@ -53342,6 +53386,7 @@ class NarStructureChecker {
 
 
 
+
 /** Below this, any ratio is fine: inflating 64 MiB costs a fraction of a second. */
 const RATIO_FLOOR_BYTES = 64 * 1024 * 1024;
 class NarLimitError extends Error {
@@ -53445,6 +53490,7 @@ class StreamNarHasher {
                 return;
             try {
                 output.take(chunk);
+                releaseSpent(chunk);
             }
             catch (error) {
                 // Not one more byte inflated for an upload that is refused anyway.

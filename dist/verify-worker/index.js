@@ -219,6 +219,159 @@ class FileHasher {
 
 ;// CONCATENATED MODULE: external "node:stream/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+;// CONCATENATED MODULE: external "node:util"
+const external_node_util_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util");
+;// CONCATENATED MODULE: ./src/nix/buffer-pool.ts
+
+/**
+ * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
+ * on, a fresh buffer per chunk costs more than the copying it serves: its pages fault in, and
+ * V8 runs full collections over the churn. Only a bounded number are kept, and with `idleMs`
+ * none once the pool has gone unused that long.
+ */
+class BufferPool {
+    size;
+    maxKept;
+    idleMs;
+    shared;
+    free = [];
+    idleTimer;
+    constructor(size, maxKept, idleMs, 
+    /** Each buffer a whole SharedArrayBuffer, which worker threads can read without a copy. */
+    shared = false) {
+        this.size = size;
+        this.maxKept = maxKept;
+        this.idleMs = idleMs;
+        this.shared = shared;
+    }
+    take() {
+        const kept = this.free.pop();
+        if (kept)
+            return kept;
+        return this.shared ? Buffer.from(new SharedArrayBuffer(this.size)) : Buffer.allocUnsafeSlow(this.size);
+    }
+    /** Only buffers nothing reads or writes any more, and that came from `take`. */
+    give(buffers) {
+        for (const buffer of buffers) {
+            if (this.free.length < this.maxKept)
+                this.free.push(buffer);
+            else if (!this.shared)
+                releaseMemory(buffer);
+        }
+        if (this.idleMs === undefined)
+            return;
+        clearTimeout(this.idleTimer);
+        this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
+    }
+    /** Buffers kept for the next `take`s. */
+    get kept() {
+        return this.free.length;
+    }
+    clear() {
+        clearTimeout(this.idleTimer);
+        this.free.length = 0;
+    }
+}
+/**
+ * Frees a buffer's memory now, for a buffer that has memory of its own (not a view into someone
+ * else's) and that nothing reads any more. Otherwise such memory is freed when V8 collects the
+ * buffer's small JS object: young collections catch most, but a buffer that lived through two of
+ * them (an upload waiting for its socket) waits for a full collection, and on a push such memory
+ * piled up by tens of MB between them (the daemon ran a full collection every 32 MiB to stay
+ * within 100 MB: ~0.5 s of CPU per GiB). Small buffers, which may be slices of Node's shared
+ * pool, are left to the collector.
+ */
+function releaseMemory(buffer) {
+    const memory = buffer.buffer;
+    // A slice of the pool never spans all of it, and the pool's memory is `poolSize` bytes.
+    const own = (buffer.byteOffset === 0 && buffer.length === memory.byteLength) || memory.byteLength > Buffer.poolSize;
+    if (own && external_node_util_namespaceObject.types.isArrayBuffer(memory) && !memory.detached)
+        memory.transfer(0);
+}
+/**
+ * `releaseMemory` for a chunk that reaches the end of its memory: a socket's chunk (memory of its
+ * own), or a zlib stream's output slice that fills the stream's buffer (zlib moves on to a fresh
+ * one then, and the slices before it were read already).
+ */
+function releaseSpent(chunk) {
+    if (chunk.byteOffset + chunk.length === chunk.buffer.byteLength)
+        releaseMemory(chunk);
+}
+/**
+ * The chunks of `source`, each freed (`releaseSpent`) once the next is asked for: for a request
+ * body read by one consumer that keeps no chunk (it copies them).
+ */
+async function* releasedAfterUse(source) {
+    for await (const chunk of source) {
+        yield chunk;
+        releaseSpent(chunk);
+    }
+}
+/**
+ * `source` copied into `target` from `targetStart`, as much as fits; returns how many bytes that
+ * was (as `Buffer.copy`). `fill` rather than `copy`: when either side is a SharedArrayBuffer's,
+ * `copy` goes through V8's `TypedArray.set`, which copies a word at a time with relaxed atomics
+ * (about 3x slower here than the native memcpy `fill` uses); the upload path copies every byte
+ * into or out of shared stages. The two must not overlap (`copy` allows that; `fill` does not).
+ */
+function copyInto(target, targetStart, source) {
+    const count = Math.min(target.length - targetStart, source.length);
+    if (count <= 0)
+        return 0;
+    target.fill(count === source.length ? source : source.subarray(0, count), targetStart, targetStart + count);
+    return count;
+}
+/**
+ * Resolves once `sink` is done with `chunk`, so that its buffer may be reused (for a socket or
+ * zlib, once the write callback has run); rejects if the write fails or `sink` closes first.
+ */
+function written(sink, chunk) {
+    return new Promise((resolve, reject) => {
+        const closed = () => reject(new Error('the destination closed before taking all the bytes'));
+        sink.once('close', closed);
+        sink.write(chunk, (error) => {
+            sink.off('close', closed);
+            if (error)
+                reject(error);
+            else
+                resolve();
+        });
+    });
+}
+/**
+ * Sends bytes `start` to `end` (exclusive) of `file` to `sink` through two buffers of `pool`, one
+ * read into while the other is being written, rather than a read stream's fresh buffer per read:
+ * on a busy machine those allocations (page faults, then full collections) cost more than the
+ * copying. `sent` hears of each piece once `sink` took it. The buffers go back to the pool only
+ * when every write finished; the caller closes `file`.
+ */
+async function sendFileRange(file, start, end, sink, pool, sent) {
+    const buffers = [pool.take(), pool.take()];
+    let sending;
+    try {
+        for (let position = start, turn = 0; position < end; turn++) {
+            const buffer = buffers[turn % 2];
+            const { bytesRead } = await file.read(buffer, 0, Math.min(buffer.length, end - position), position);
+            if (bytesRead === 0)
+                throw new Error('the file is shorter than it was when opened');
+            position += bytesRead;
+            // The buffer read into now was last sent two turns ago, and that write has finished.
+            await sending;
+            sending = written(sink, buffer.subarray(0, bytesRead)).then(() => sent?.(bytesRead));
+            // Awaited after the next read: a client gone meanwhile must not make it an unhandled
+            // rejection, which would end the server's process.
+            sending.catch(() => undefined);
+        }
+        await sending;
+    }
+    catch (error) {
+        // A write still in flight may fail later; its buffer stays with it.
+        sending?.catch(() => undefined);
+        throw error;
+    }
+    pool.give(buffers);
+}
+
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 ;// CONCATENATED MODULE: external "node:stream"
@@ -846,6 +999,7 @@ class NarStructureChecker {
 
 
 
+
 /** Below this, any ratio is fine: inflating 64 MiB costs a fraction of a second. */
 const RATIO_FLOOR_BYTES = 64 * 1024 * 1024;
 class NarLimitError extends Error {
@@ -949,6 +1103,7 @@ class StreamNarHasher {
                 return;
             try {
                 output.take(chunk);
+                releaseSpent(chunk);
             }
             catch (error) {
                 // Not one more byte inflated for an upload that is refused anyway.

@@ -1,5 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
+import { types } from 'node:util';
 
 /**
  * Buffers of one size that NAR bytes pass through, kept for reuse. On the machines Sluice runs
@@ -27,7 +28,10 @@ export class BufferPool {
 
   /** Only buffers nothing reads or writes any more, and that came from `take`. */
   give(buffers: Iterable<Buffer>): void {
-    for (const buffer of buffers) if (this.free.length < this.maxKept) this.free.push(buffer);
+    for (const buffer of buffers) {
+      if (this.free.length < this.maxKept) this.free.push(buffer);
+      else if (!this.shared) releaseMemory(buffer);
+    }
     if (this.idleMs === undefined) return;
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => this.clear(), this.idleMs).unref();
@@ -41,6 +45,43 @@ export class BufferPool {
   clear(): void {
     clearTimeout(this.idleTimer);
     this.free.length = 0;
+  }
+}
+
+/**
+ * Frees a buffer's memory now, for a buffer that has memory of its own (not a view into someone
+ * else's) and that nothing reads any more. Otherwise such memory is freed when V8 collects the
+ * buffer's small JS object: young collections catch most, but a buffer that lived through two of
+ * them (an upload waiting for its socket) waits for a full collection, and on a push such memory
+ * piled up by tens of MB between them (the daemon ran a full collection every 32 MiB to stay
+ * within 100 MB: ~0.5 s of CPU per GiB). Small buffers, which may be slices of Node's shared
+ * pool, are left to the collector.
+ */
+export function releaseMemory(buffer: Buffer): void {
+  const memory = buffer.buffer;
+  // A slice of the pool never spans all of it, and the pool's memory is `poolSize` bytes.
+  const own =
+    (buffer.byteOffset === 0 && buffer.length === memory.byteLength) || memory.byteLength > Buffer.poolSize;
+  if (own && types.isArrayBuffer(memory) && !memory.detached) memory.transfer(0);
+}
+
+/**
+ * `releaseMemory` for a chunk that reaches the end of its memory: a socket's chunk (memory of its
+ * own), or a zlib stream's output slice that fills the stream's buffer (zlib moves on to a fresh
+ * one then, and the slices before it were read already).
+ */
+export function releaseSpent(chunk: Buffer): void {
+  if (chunk.byteOffset + chunk.length === chunk.buffer.byteLength) releaseMemory(chunk);
+}
+
+/**
+ * The chunks of `source`, each freed (`releaseSpent`) once the next is asked for: for a request
+ * body read by one consumer that keeps no chunk (it copies them).
+ */
+export async function* releasedAfterUse(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    yield chunk;
+    releaseSpent(chunk);
   }
 }
 

@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { finished } from 'node:stream/promises';
+import { releaseSpent } from './buffer-pool.js';
 import { Hash } from './hash.js';
 import { checkCompression, createDecompressor, createZstdDecoder, type NarDigest } from './nar.js';
 import { NarStructureChecker } from './nar-structure.js';
@@ -153,6 +154,7 @@ class StreamNarHasher implements NarHasher {
       if (this.failure) return;
       try {
         output.take(chunk);
+        releaseSpent(chunk);
       } catch (error) {
         // Not one more byte inflated for an upload that is refused anyway.
         this.fail(error as Error);

@@ -6,7 +6,7 @@
  * its FileHash, the NAR against the name).
  */
 import type { Duplex, Writable } from 'node:stream';
-import { BufferPool, written } from '../../nix/buffer-pool.js';
+import { BufferPool, releaseMemory, releaseSpent, written } from '../../nix/buffer-pool.js';
 import { GcPacer } from '../../nix/gc-pacer.js';
 import { createCompressor, zstdCompressWhole } from '../../nix/nar.js';
 import type { PushCompression } from '../../contracts/daemon-config.js';
@@ -22,15 +22,11 @@ const CHUNKS_AHEAD = 1;
 /** NAR chunks (one per upload in flight) and compressed chunks (a few per upload), kept for reuse. */
 const chunkBuffers = new BufferPool(CHUNK_BYTES, 24, 10_000);
 /**
- * zlib's spent output buffers: a young collection every 2 MiB, a full one every 32 MiB (~15 ms)
- * for those promoted while their upload waited for the socket. On a 1 GiB push: peak RSS ~118 MB
- * without pacing, ~97 with full collections every 16 MiB before the copies, ~92 now.
+ * What is left after `releaseSpent`: each stream's last, partly filled output buffer and the small
+ * JS objects of the rest, collected young every 2 MiB. Full collections every 32 MiB (~15 ms each,
+ * ~0.5 s of CPU on a 1 GiB push) were needed to stay within 100 MB before the release.
  */
-const pacer = new GcPacer({
-  minorEveryBytes: 2 * 1024 * 1024,
-  majorEveryBytes: 32 * 1024 * 1024,
-  collector: 'exposed',
-});
+const pacer = new GcPacer({ minorEveryBytes: 2 * 1024 * 1024, collector: 'exposed' });
 
 function compressor(compression: PushCompression): Duplex {
   return createCompressor(compression, compression === 'zstd' ? { level: ZSTD_LEVEL } : {});
@@ -88,6 +84,7 @@ export async function* compressedNar(info: PathInfo, compression: PushCompressio
   /** Full chunks, and last the partial one, each with the length of its bytes. */
   const ready: { buffer: Buffer; length: number }[] = [];
   let filling: Buffer | undefined;
+  let lastOutput: Buffer | undefined;
   let used = 0;
   let ended = false;
   let failure: Error | undefined;
@@ -113,10 +110,14 @@ export async function* compressedNar(info: PathInfo, compression: PushCompressio
       }
     }
     // zlib's buffer for this output is garbage now (its stream's, once full).
+    releaseSpent(chunk);
+    lastOutput = chunk;
     pacer.spent(chunk.length);
     chunkArrived = wake(chunkArrived);
   });
   out.on('end', () => {
+    // The stream's last buffer, partly filled: the stream writes no more.
+    if (lastOutput) releaseMemory(lastOutput);
     if (filling) ready.push({ buffer: filling, length: used });
     ended = true;
     chunkArrived = wake(chunkArrived);
@@ -172,7 +173,7 @@ export async function smallNarFile(info: PathInfo, compression: 'none' | 'zstd')
     }
     if (nar.length !== info.narSize) throw sizeError(info, nar.length);
     const file = compression === 'none' ? Buffer.from(nar) : zstdCompressWhole(nar, { level: ZSTD_LEVEL });
-    // Garbage once sent: young collections free it (pacer).
+    // The batch frees it once sent (small ones, from Node's pool, at a young collection).
     pacer.spent(file.length);
     return file;
   } finally {

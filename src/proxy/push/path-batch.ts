@@ -14,6 +14,7 @@ import {
 import type { PushCompression } from '../../contracts/daemon-config.js';
 import { StorePath } from '../../nix/store-path.js';
 import type { PathInfo } from './local-store.js';
+import { releaseMemory } from '../../nix/buffer-pool.js';
 import { SMALL_NAR_BYTES, smallNarFile } from './nar-file.js';
 import { type Upstream, UpstreamError } from '../upstream/upstream-client.js';
 
@@ -44,6 +45,8 @@ async function* batchBody(infos: readonly PathInfo[], compression: 'none' | 'zst
     };
     yield Buffer.from(`${JSON.stringify(entry)}\n`);
     yield file;
+    // Sent (the body asks for the next chunk once the socket took this one).
+    releaseMemory(file);
   }
 }
 

@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from '../../contracts/http-error.js';
 import type { NarUploadResponse } from '../../contracts/server-api.js';
+import { releasedAfterUse } from '../../nix/buffer-pool.js';
 import { Hash } from '../../nix/hash.js';
 import type { NarCompression } from '../../nix/nar.js';
 import { NarInfoError, parseNarInfo, type NarInfo } from '../../nix/narinfo.js';
@@ -198,7 +199,12 @@ async function storeNar(
   const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
   try {
     acceptBody(req, res);
-    return await deps.cache.storeNar(writer, upload, request.body(), () => req.readableAborted);
+    return await deps.cache.storeNar(
+      writer,
+      upload,
+      releasedAfterUse(request.body()),
+      () => req.readableAborted,
+    );
   } finally {
     release();
   }
