@@ -1258,7 +1258,10 @@ function refusalMessage(error, compression) {
     const { status, message, reason } = refusal(error, compression);
     return { status, message, reason };
 }
-/** The decompressor's output buffers, freed as they die young. */
+/**
+ * What hashing leaves behind: the decompressor's output buffers are freed as they are hashed
+ * (`releaseSpent`); their small JS objects die young.
+ */
 const pacer = new GcPacer({ minorEveryBytes: 4 * 1024 * 1024, collector: 'thread' });
 function runVerifyWorker(port = external_node_worker_threads_namespaceObject.parentPort) {
     if (!port)

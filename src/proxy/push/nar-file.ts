@@ -74,8 +74,8 @@ async function feed(
  *
  * Why the copy: zlib hands out its output in fresh 256 KiB buffers. Sent as they were, they waited
  * in the socket's queue long enough to reach V8's old generation, where only full collections free
- * them. Copied out as soon as they are made, most die young, and the cheap young-generation
- * collections free them (`pacer`).
+ * them. Copied out as soon as they are made, each of zlib's buffers is freed once filled
+ * (`releaseSpent`).
  */
 export async function* compressedNar(info: PathInfo, compression: PushCompression): AsyncGenerator<Buffer> {
   const out = compressor(compression);

@@ -51,7 +51,10 @@ export interface VerifiedNarUpload {
  */
 const stageBuffers = new BufferPool(1024 * 1024, 16, undefined, true);
 
-/** The request's chunks, each a fresh buffer from the socket, freed as they die young. */
+/**
+ * The request's chunks, each a fresh buffer from the socket: a NAR upload's are freed once copied
+ * (`releasedAfterUse`), a path batch's die young.
+ */
 const receivePacer = new GcPacer({ minorEveryBytes: 8 * 1024 * 1024, collector: 'thread' });
 
 /** The error for a file or NAR that does not hash to its name, or undefined if it does. */

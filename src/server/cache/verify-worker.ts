@@ -43,7 +43,10 @@ function refusalMessage(error: unknown, compression: NarCompression): Refusal {
   return { status, message, reason };
 }
 
-/** The decompressor's output buffers, freed as they die young. */
+/**
+ * What hashing leaves behind: the decompressor's output buffers are freed as they are hashed
+ * (`releaseSpent`); their small JS objects die young.
+ */
 const pacer = new GcPacer({ minorEveryBytes: 4 * 1024 * 1024, collector: 'thread' });
 
 interface Session {
