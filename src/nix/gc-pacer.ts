@@ -3,17 +3,17 @@
  * socket read and each zlib output a fresh buffer; V8 frees one only when it collects its small JS
  * object, and a byte path allocates too few JS objects for collections to come often: spent
  * buffers piled up by tens of MB before V8's external-memory limit started one. A young
- * collection every few MiB (well under a millisecond) frees those that die young; a full one,
- * where asked for, those that lived long enough to be promoted.
+ * collection every few MiB (well under a millisecond) frees those that die young. Those that may
+ * live long enough to be promoted are freed as they are spent instead (`releaseSpent` in
+ * buffer-pool.ts): the full collections that freed them cost the push ~0.5 s of CPU per GiB.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
-type Collect = (options: { type: 'minor' | 'major' }) => void;
+type Collect = (options: { type: 'minor' }) => void;
 
 export interface GcPace {
   minorEveryBytes: number;
-  majorEveryBytes?: number;
   /**
    * `exposed`: only when the process runs with `--expose-gc` (the proxy daemon does; the tests'
    * in-process daemons do not, and collect as V8 likes). `thread`: exposes the collector for this
@@ -25,7 +25,6 @@ export interface GcPace {
 
 export class GcPacer {
   private sinceMinor = 0;
-  private sinceMajor = 0;
   private collect: Collect | undefined;
 
   constructor(private readonly pace: GcPace) {
@@ -34,15 +33,11 @@ export class GcPacer {
 
   /** `bytes` of buffers were used and dropped. */
   spent(bytes: number): void {
-    const { minorEveryBytes, majorEveryBytes = Infinity, collector } = this.pace;
     this.sinceMinor += bytes;
-    this.sinceMajor += bytes;
-    if (this.sinceMinor < minorEveryBytes && this.sinceMajor < majorEveryBytes) return;
-    const type = this.sinceMajor >= majorEveryBytes ? 'major' : 'minor';
+    if (this.sinceMinor < this.pace.minorEveryBytes) return;
     this.sinceMinor = 0;
-    if (type === 'major') this.sinceMajor = 0;
-    if (!this.collect && collector === 'thread') this.collect = threadCollector();
-    this.collect?.({ type });
+    if (!this.collect && this.pace.collector === 'thread') this.collect = threadCollector();
+    this.collect?.({ type: 'minor' });
   }
 }
 
