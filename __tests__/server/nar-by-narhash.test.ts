@@ -1,7 +1,7 @@
 /**
  * `PUT /_api/v1/nar/<narhash>.nar[.ext]`, the route the Action's proxy streams NARs to: the NAR
- * inside must hash to the name; the answer gives the narinfo its URL, FileHash and FileSize; a
- * fresh store substitutes the result. Bad uploads get a 4xx naming the problem and change nothing.
+ * inside must hash to the name; the answer gives the narinfo its URL, FileSize and, unless the upload
+ * asked for none (`?file_hash=omit`, as the proxy does), FileHash; a fresh store substitutes the result. Bad uploads get a 4xx naming the problem and change nothing.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { Readable } from 'node:stream';
@@ -133,6 +133,84 @@ describe('a good upload', () => {
     expect(res.status).toBe(400);
     expect(res.text).toContain(`does not match the file uploaded (${Hash.of('sha256', first).toString()})`);
   });
+});
+
+describe('an upload without a FileHash (?file_hash=omit)', () => {
+  const omitting = (upload: NarUpload) => `${uploadPath(upload)}?file_hash=omit`;
+
+  it('answers no file_hash; its narinfo states none, and Nix substitutes it', async () => {
+    const upload = await freshUpload();
+    const file = await zstd(upload.nar);
+    const res = await rawRequest(server.url, 'PUT', omitting(upload), { headers: auth(writer), body: file });
+    expect(res.status).toBe(201);
+    const answer = JSON.parse(res.text) as Record<string, unknown>;
+    expect(answer).toEqual({
+      url: answer.url,
+      compression: 'zstd',
+      file_size: file.length,
+      nar_hash: upload.narinfo.narHash.toString(),
+      nar_size: upload.nar.length,
+    });
+    const narinfo = { ...upload.narinfo, url: answer.url as string, compression: 'zstd' as const };
+    delete narinfo.fileHash;
+
+    // A FileHash the server never computed cannot be checked, even the right one: refused, nothing stored.
+    const before = storedState(server.dataDir);
+    const stating = await rawRequest(server.url, 'PUT', `/${upload.hashPart}.narinfo`, {
+      headers: auth(writer),
+      body: serializeNarInfo({ ...narinfo, fileHash: Hash.of('sha256', file), fileSize: file.length }),
+    });
+    expect([stating.status, stating.text]).toEqual([
+      400,
+      `FileHash ${Hash.of('sha256', file).toString()} cannot be checked: its NAR ${answer.url as string} ` +
+        'was uploaded without one (file_hash=omit), so the narinfo must state none\n',
+    ]);
+    expect(storedState(server.dataDir)).toEqual(before);
+
+    const put = await rawRequest(server.url, 'PUT', `/${upload.hashPart}.narinfo`, {
+      headers: auth(writer),
+      body: serializeNarInfo({ ...narinfo, fileSize: file.length }),
+    });
+    expect(put.status).toBe(201);
+    const reader = await server.readToken(['acme/*']);
+    const text = await (
+      await fetch(`${server.url}/${upload.hashPart}.narinfo`, { headers: auth(reader) })
+    ).text();
+    expect(text).not.toContain('FileHash:');
+    expect(parseNarInfo(text).fileSize).toBe(file.length);
+    const { closure } = await substituteFresh(server, upload.storePath, reader);
+    expect(closure).toEqual([upload.storePath]);
+  });
+
+  it("the same NAR again, compressed differently: 200 with the stored file's size, still no file_hash", async () => {
+    const upload = await freshUpload();
+    const first = await zstd(upload.nar, 1);
+    const second = await zstd(upload.nar, 19);
+    const put = (body: Buffer) =>
+      rawRequest(server.url, 'PUT', omitting(upload), { headers: auth(writer), body });
+    expect((await put(first)).status).toBe(201);
+    const again = await put(second);
+    expect(again.status).toBe(200);
+    const answer = JSON.parse(again.text) as Record<string, unknown>;
+    expect([answer.file_size, 'file_hash' in answer]).toEqual([first.length, false]);
+  });
+
+  it.each(['file_hash=skip', 'file_hash=omit&x=1', 'file_hash='])(
+    'a query of ?%s: 400, nothing stored',
+    async (query) => {
+      const upload = await freshUpload();
+      const before = storedState(server.dataDir);
+      const res = await rawRequest(server.url, 'PUT', `${uploadPath(upload)}?${query}`, {
+        headers: auth(writer),
+        body: await zstd(upload.nar),
+      });
+      expect([res.status, res.text]).toEqual([
+        400,
+        "the NAR upload's query must be 'file_hash=omit' or none\n",
+      ]);
+      expect(storedState(server.dataDir)).toEqual(before);
+    },
+  );
 });
 
 describe('uploads that do not check out', () => {

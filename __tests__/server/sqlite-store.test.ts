@@ -30,6 +30,37 @@ it('opens a database made before uploads recorded their FileHash, reading it fro
   await meta.close();
 });
 
+it('fills the FileHash of rows an earlier version left null from their keys, once', async () => {
+  const path = join(mkdtempSync(join(tmpdir(), 'sluice-storage-')), 'sluice.db');
+  const legacy = '2'.repeat(52);
+  const old = new DatabaseSync(path);
+  // The column as the version that added it made it: rows from before it kept a null.
+  old.exec(`CREATE TABLE slice_nars (
+    slice TEXT NOT NULL, key TEXT NOT NULL, compression TEXT NOT NULL, file_size INTEGER NOT NULL,
+    nar_hash TEXT NOT NULL, nar_size INTEGER NOT NULL, created_at INTEGER NOT NULL, file_hash TEXT,
+    PRIMARY KEY (slice, key))`);
+  old
+    .prepare('INSERT INTO slice_nars VALUES (?, ?, ?, ?, ?, ?, ?, NULL)')
+    .run('a', `${legacy}.nar`, 'none', 7, 'sha256:x', 7, 0);
+  old.close();
+  let meta = new SqliteMetadataStore(path);
+  expect((await meta.uploadedNar('a', `${legacy}.nar`))?.fileHash).toBe(`sha256:${legacy}`);
+  // Uploaded without a FileHash after the upgrade: still none when the database is opened again.
+  const omitted = {
+    key: `${'3'.repeat(52)}.nar`,
+    compression: 'none' as const,
+    fileSize: 7,
+    narHash: 'sha256:y',
+    narSize: 7,
+  };
+  await meta.recordUpload('a', omitted);
+  await meta.close();
+  meta = new SqliteMetadataStore(path);
+  expect(await meta.uploadedNar('a', omitted.key)).toEqual(omitted);
+  expect((await meta.uploadedNar('a', `${legacy}.nar`))?.fileHash).toBe(`sha256:${legacy}`);
+  await meta.close();
+});
+
 it("opens a database whose slice bindings predate issuers: they were the default issuer's", async () => {
   const path = join(mkdtempSync(join(tmpdir(), 'sluice-storage-')), 'sluice.db');
   const old = new DatabaseSync(path);

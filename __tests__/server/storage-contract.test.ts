@@ -191,6 +191,15 @@ describe.each(metadataBackends)('MetadataStore on %s', (_name, open) => {
     fileSize: 3,
   });
 
+  it('keeps an upload recorded without a FileHash without one', async () => {
+    const { fileHash: _none, ...withoutFileHash } = { ...facts, key: 'n.nar' };
+    await meta.recordUpload('a', withoutFileHash);
+    await meta.recordUpload('a', { ...facts, key: 'n.nar' });
+    expect(await meta.uploadedNar('a', 'n.nar')).toEqual(withoutFileHash);
+    await meta.recordUpload('b', { ...facts, key: 'n.nar' });
+    expect(await meta.uploadedNar('b', 'n.nar')).toEqual({ ...facts, key: 'n.nar' });
+  });
+
   it('answers lookups only from the slices the filter admits', async () => {
     await meta.recordUpload('a', facts);
     await meta.recordUpload('a', facts);

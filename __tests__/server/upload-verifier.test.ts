@@ -74,7 +74,7 @@ describe('the verification pool', () => {
     });
     const digest = await good.end();
     expect(digest.narHash.equals(Hash.of('sha256', nar))).toBe(true);
-    expect(digest.fileHash.equals(Hash.of('sha256', file))).toBe(true);
+    expect(digest.fileHash?.equals(Hash.of('sha256', file))).toBe(true);
     expect([digest.narSize, digest.fileSize]).toEqual([nar.length, file.length]);
     bad.destroy();
     good.destroy();

@@ -251,6 +251,8 @@ const MIGRATIONS = [
     // 6: the recent narinfos a job's proxy is handed (each slice's, newest use first).
     // (the ORDER BY of metadata-rows.ts's recentNarInfosSql).
     `CREATE INDEX narinfos_by_slice_use ON narinfos (slice, (coalesce(last_accessed_at, created_at)))`,
+    // 7: NARs uploaded by their NarHash without a FileHash (the upload's `file_hash=omit`).
+    `ALTER TABLE slice_nars ALTER COLUMN file_hash DROP NOT NULL`,
 ];
 /** An arbitrary constant naming Sluice's migration lock among the database's advisory locks. */
 const MIGRATION_LOCK = 0x51_75_1c_e0;
@@ -412,7 +414,7 @@ class PgMetadataStore {
             slice,
             facts.key,
             facts.compression,
-            facts.fileHash,
+            facts.fileHash ?? null,
             facts.fileSize,
             facts.narHash,
             facts.narSize,
@@ -422,16 +424,7 @@ class PgMetadataStore {
     async uploadedNar(slice, key) {
         const { rows } = await this.query('SELECT * FROM slice_nars WHERE slice = $1 AND key = $2', [slice, key]);
         const row = rows[0];
-        if (!row)
-            return null;
-        return {
-            key: (0,metadata_rows/* str */.gx)(row.key),
-            compression: (0,metadata_rows/* str */.gx)(row.compression),
-            fileHash: (0,metadata_rows/* str */.gx)(row.file_hash),
-            fileSize: Number(row.file_size),
-            narHash: (0,metadata_rows/* str */.gx)(row.nar_hash),
-            narSize: Number(row.nar_size),
-        };
+        return row ? (0,metadata_rows/* narFactsOf */.CU)(row) : null;
     }
     async putNarInfo(record, audit) {
         return this.transaction(async (client) => {

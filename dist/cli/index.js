@@ -9056,13 +9056,19 @@ class SqliteMetadataStore {
     }
     /**
      * Databases made before NARs could be named by their NarHash lack `file_hash`: their keys are all
-     * `<filehash>.nar[.ext]`, so a null there is read from the key.
+     * `<filehash>.nar[.ext]`, so it is filled from the key. Until uploads could leave it out (user
+     * version 1), such rows kept a null, read from the key then: filled the same way, once, so that a
+     * null now means "uploaded without a FileHash".
      */
     addFileHashColumn() {
-        const columns = this.db.prepare('PRAGMA table_info(slice_nars)').all();
-        if (!columns.some((column) => column.name === 'file_hash')) {
-            this.db.exec('ALTER TABLE slice_nars ADD COLUMN file_hash TEXT');
-        }
+        this.addColumn('slice_nars', 'file_hash', 'TEXT');
+        const { user_version: version } = this.db.prepare('PRAGMA user_version').get();
+        if (Number(version) >= 1)
+            return;
+        this.db.exec(`BEGIN;
+      UPDATE slice_nars SET file_hash = 'sha256:' || substr(key, 1, 52) WHERE file_hash IS NULL;
+      PRAGMA user_version = 1;
+      COMMIT;`);
     }
     /** Prepared once, reused: narinfo lookups are the hot path (Nix asks for every path of a closure). */
     sql(text) {
@@ -9076,20 +9082,11 @@ class SqliteMetadataStore {
     async recordUpload(slice, facts) {
         this.sql(`INSERT OR IGNORE INTO slice_nars
          (slice, key, compression, file_hash, file_size, nar_hash, nar_size, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(slice, facts.key, facts.compression, facts.fileHash, facts.fileSize, facts.narHash, facts.narSize, Date.now());
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(slice, facts.key, facts.compression, facts.fileHash ?? null, facts.fileSize, facts.narHash, facts.narSize, Date.now());
     }
     async uploadedNar(slice, key) {
         const row = this.sql('SELECT * FROM slice_nars WHERE slice = ? AND key = ?').get(slice, key);
-        if (!row)
-            return null;
-        return {
-            key: (0,metadata_rows/* str */.gx)(row.key),
-            compression: (0,metadata_rows/* str */.gx)(row.compression),
-            fileHash: (0,metadata_rows/* optional */.lq)(row.file_hash) ?? `sha256:${(0,metadata_rows/* str */.gx)(row.key).slice(0, 52)}`,
-            fileSize: Number(row.file_size),
-            narHash: (0,metadata_rows/* str */.gx)(row.nar_hash),
-            narSize: Number(row.nar_size),
-        };
+        return row ? (0,metadata_rows/* narFactsOf */.CU)(row) : null;
     }
     async putNarInfo(record, audit) {
         this.db.exec('BEGIN IMMEDIATE');
@@ -9316,6 +9313,12 @@ const TOKEN_EXCHANGE_PATH = '/_api/v1/token';
 const HEALTH_PATH = '/_api/v1/health';
 /** `PUT <prefix><narhash>.nar[.ext]`: a NAR file named by the NarHash of the NAR inside it. */
 const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
+/**
+ * The NAR upload's query for an uploader whose narinfos state no FileHash: the server then skips
+ * hashing the file (a SHA-256 pass over every byte) and its answer has no `file_hash`. Without it,
+ * as older proxies upload, the answer has one.
+ */
+const NAR_UPLOAD_WITHOUT_FILE_HASH = 'file_hash=omit';
 /** The `aud` CI ID tokens are requested with, unless the Action's `audience` input says otherwise. */
 const server_api_DEFAULT_AUDIENCE = 'sluice';
 /** An answer that is not the contract's: the server is not (this version of) Sluice. */
@@ -13821,7 +13824,7 @@ function threadCollector() {
 ;// CONCATENATED MODULE: ./src/server/cache/nar-verifier.ts
 /**
  * The verifying pass every NAR upload goes through on its way to the BlobStore. It hands the
- * file's bytes on, and meanwhile has them hashed (FileHash/FileSize) and the NAR inside
+ * file's bytes on, and meanwhile has them counted and, where wanted, hashed (FileSize, FileHash) and the NAR inside
  * decompressed and hashed (NarHash/NarSize) by a verification worker (verify-pool.ts). It ends in
  * an error, so the store commits nothing, when the file is larger than allowed, does not
  * decompress, or does not hash to the name it was uploaded as: the file's hash (Nix's
@@ -13855,9 +13858,9 @@ function nameMismatch(expected, digest) {
     const [what, actual, wanted, reason] = 'fileHash' in expected
         ? ['NAR file', digest.fileHash, expected.fileHash, 'file_hash_mismatch']
         : ['NAR', digest.narHash, expected.narHash, 'nar_hash_mismatch'];
-    if (actual.equals(wanted))
+    if (actual?.equals(wanted))
         return undefined;
-    return new http_error/* HttpError */.j(400, `${what} hashes to ${actual.toString()}, not to ${wanted.toString()} as its name says`, reason);
+    return new http_error/* HttpError */.j(400, `${what} hashes to ${actual?.toString()}, not to ${wanted.toString()} as its name says`, reason);
 }
 /**
  * What compressors add to incompressible data, with room to spare: zstd ~700 bytes on 30 MB,
@@ -13870,7 +13873,7 @@ function verifyNarUpload(source, expected, verifiers) {
     let digest;
     const { limits, compression } = expected;
     async function* body() {
-        const check = verifiers.session(compression, limits);
+        const check = verifiers.session(compression, limits, 'fileHash' in expected || expected.hashFile);
         const stages = [stageBuffers.take()];
         let stage = stages[0];
         let filled = 0;
@@ -13947,11 +13950,15 @@ function verifyNarUpload(source, expected, verifiers) {
  * below are the only places one becomes the other.
  */
 
-function toNarFacts(nar) {
-    return { ...nar, fileHash: nar.fileHash.toString(), narHash: nar.narHash.toString() };
+function toNarFacts({ fileHash, ...nar }) {
+    return { ...nar, ...(fileHash && { fileHash: fileHash.toString() }), narHash: nar.narHash.toString() };
 }
-function fromNarFacts(facts) {
-    return { ...facts, fileHash: Hash.parse(facts.fileHash), narHash: Hash.parse(facts.narHash) };
+function fromNarFacts({ fileHash, ...facts }) {
+    return {
+        ...facts,
+        ...(fileHash && { fileHash: Hash.parse(fileHash) }),
+        narHash: Hash.parse(facts.narHash),
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/server/cache/narinfo-check.ts
@@ -13986,7 +13993,11 @@ async function checkNarInfo(stores, slice, hashPart, info) {
     if (!facts)
         throw mismatch(`its NAR ${info.url} was not uploaded to slice '${slice}': upload the NAR first`, 'nar_missing');
     const nar = fromNarFacts(facts);
-    if (info.fileHash && !info.fileHash.equals(nar.fileHash)) {
+    if (info.fileHash && !nar.fileHash) {
+        throw mismatch(`FileHash ${info.fileHash.toString()} cannot be checked: its NAR ${info.url} was uploaded without ` +
+            'one (file_hash=omit), so the narinfo must state none');
+    }
+    if (info.fileHash && nar.fileHash && !info.fileHash.equals(nar.fileHash)) {
         throw mismatch(`FileHash ${info.fileHash.toString()} does not match the file uploaded (${nar.fileHash.toString()})`);
     }
     if (info.fileSize !== undefined && info.fileSize !== nar.fileSize) {
@@ -14666,12 +14677,13 @@ class CacheService {
         metrics.bytesIn.inc(digest.fileSize);
         // A key named by FileHash holds these very bytes. One named by NarHash is the slice's own
         // (narHashKey), but may hold other bytes it uploaded before (another compressor or level): the
-        // narinfo must describe the file that is served, so that one is hashed.
-        const stored = outcome === 'exists' && 'narHash' in upload.name ? await this.storedFileDigest(upload.key) : digest;
+        // narinfo must describe the file that is served, so that one is measured (and hashed if wanted).
+        const { name } = upload;
+        const stored = outcome === 'exists' && 'narHash' in name ? await this.storedFile(upload.key, name.hashFile) : digest;
         const nar = {
             key: upload.key,
             compression: upload.compression,
-            fileHash: stored.fileHash,
+            ...(stored.fileHash && { fileHash: stored.fileHash }),
             fileSize: stored.fileSize,
             narHash: digest.narHash,
             narSize: digest.narSize,
@@ -14680,10 +14692,17 @@ class CacheService {
         log.info({ slice: writer.slice, nar: upload.key, fileSize: nar.fileSize, stored: outcome }, 'NAR uploaded');
         return { outcome: hadIt ? 'exists' : 'created', nar };
     }
-    async storedFileDigest(key) {
+    async storedFile(key, hashFile) {
+        const vanished = () => new Error(`NAR file ${key} vanished while being uploaded again`);
+        if (!hashFile) {
+            const head = await this.deps.blobs.head(key);
+            if (!head)
+                throw vanished();
+            return { fileSize: head.size };
+        }
         const body = await this.deps.blobs.open(key);
         if (!body)
-            throw new Error(`NAR file ${key} vanished while being uploaded again`);
+            throw vanished();
         const hasher = new FileHasher();
         const sink = new external_node_stream_.Writable({
             write: (chunk, _encoding, done) => {
@@ -14704,13 +14723,10 @@ class CacheService {
         // The references this path needs in the slice count as used now, so a collection running at
         // this moment keeps them (its batch that holds one of them is refused).
         await meta.touchNarInfos(info.references.map((name) => ({ slice, hashPart: name.slice(0, 32) })), now);
-        const stored = {
-            ...info,
-            url: `nar/${nar.key}`,
-            fileHash: nar.fileHash,
-            fileSize: nar.fileSize,
-            sigs: [],
-        };
+        // A FileHash stated is the server's own (checkNarInfo); one left out is added if the server has one.
+        const stored = { ...info, url: `nar/${nar.key}`, fileSize: nar.fileSize, sigs: [] };
+        if (nar.fileHash)
+            stored.fileHash = nar.fileHash;
         // Signed once here, from the narinfo parsed once, so the lookups that follow need not.
         const signed = narinfoSigner.signForStorage(stored);
         const outcome = await meta.putNarInfo({
@@ -15068,7 +15084,7 @@ class Session {
             this.digest = { resolve: resolve, reject };
             this.slot.send({ type: 'end', id: this.id });
         }).then((digest) => ({
-            fileHash: new Hash('sha256', Buffer.from(digest.fileHash)),
+            ...(digest.fileHash && { fileHash: new Hash('sha256', Buffer.from(digest.fileHash)) }),
             fileSize: digest.fileSize,
             narHash: new Hash('sha256', Buffer.from(digest.narHash)),
             narSize: digest.narSize,
@@ -15151,14 +15167,17 @@ class VerifyPool {
         this.threads = Math.max(1, options.threads ?? Math.min(4, (0,external_node_os_.availableParallelism)() - 1));
         this.start = workerStart(options.script);
     }
-    /** A check for one upload, on the least busy worker (a new one while there are fewer than `threads`). */
-    session(compression, limits) {
+    /**
+     * A check for one upload, on the least busy worker (a new one while there are fewer than
+     * `threads`). Without `hashFile` the digest has no FileHash, and the worker one pass less.
+     */
+    session(compression, limits, hashFile = true) {
         let slot = this.slots.reduce((best, candidate) => (best && best.sessions.size <= candidate.sessions.size ? best : candidate), undefined);
         if (!slot || (slot.sessions.size > 0 && this.slots.length < this.threads))
             slot = this.spawn();
         const session = new Session(this.nextId++, slot);
         slot.sessions.set(session.id, session);
-        slot.send({ type: 'start', id: session.id, compression, limits });
+        slot.send({ type: 'start', id: session.id, compression, limits, hashFile });
         return session;
     }
     /** Workers running now. */
@@ -15685,6 +15704,7 @@ function scopedAccess(access, scope) {
 
 
 
+
 /** Narinfos can change which slice answers (a new push, a policy change): a CDN may keep them briefly. */
 const NARINFO_MAX_AGE_SECONDS = 60;
 /**
@@ -15832,22 +15852,36 @@ async function putNar(deps, request, nar) {
     send(request.res, outcome === 'created' ? 201 : 200, {});
 }
 /**
+ * Whether a NAR upload by NarHash wants the file's FileHash: yes unless its query is
+ * NAR_UPLOAD_WITHOUT_FILE_HASH (older proxies send no query and put the FileHash in their narinfos).
+ */
+function wantsFileHash(url) {
+    const query = new URL(url ?? '/', 'http://sluice.invalid').searchParams;
+    const value = query.get('file_hash');
+    if (value === null)
+        return true;
+    if (value === 'omit' && query.size === 1)
+        return false;
+    throw new http_error/* HttpError */.j(400, `the NAR upload's query must be '${NAR_UPLOAD_WITHOUT_FILE_HASH}' or none`, 'bad_query');
+}
+/**
  * `PUT /_api/v1/nar/<narhash>.nar[.ext]`, as the Action's proxy uploads: the NAR inside must hash to
  * the name, which the uploader knows before compressing, so it streams without a FileHash pass of
  * its own. It is stored under the slice's own key (narHashKey), and the answer tells the uploader
- * what its narinfo must say about the file: its URL, FileHash and FileSize.
+ * what its narinfo must say about the file: its URL, FileSize and (unless it asked for none) FileHash.
  */
 async function putNarByNarHash(deps, request, nar) {
     const writer = await beginWrite(deps.cache, request, deps.cache.maxNarSize, 'NAR file', false);
+    const hashFile = wantsFileHash(request.req.url);
     const { outcome, nar: stored } = await storeNar(deps, request, writer, {
         key: narHashKey(writer.slice, nar.narHash, nar.compression),
         compression: nar.compression,
-        name: { narHash: Hash.parse(`sha256:${nar.narHash}`) },
+        name: { narHash: Hash.parse(`sha256:${nar.narHash}`), hashFile },
     });
     const answer = {
         url: `nar/${stored.key}`,
         compression: stored.compression,
-        file_hash: stored.fileHash.toString(),
+        ...(stored.fileHash && { file_hash: stored.fileHash.toString() }),
         file_size: stored.fileSize,
         nar_hash: stored.narHash.toString(),
         nar_size: stored.narSize,
@@ -16824,8 +16858,8 @@ const WHAT = 'path batch';
 const isString = (value) => typeof value === 'string';
 const isSize = (value) => Number.isSafeInteger(value) && value >= 0;
 /**
- * A header line \u2192 the path's narinfo (its URL the slice's own key; FileHash and FileSize follow from
- * the bytes) and its upload. The narinfo is written and parsed back, so it passes the parser a
+ * A header line \u2192 the path's narinfo (its URL the slice's own key; FileSize follows from the bytes;
+ * no FileHash) and its upload. The narinfo is written and parsed back, so it passes the parser a
  * narinfo upload passes; a 400 names what is wrong.
  */
 function parseEntry(line, slice) {
@@ -16856,7 +16890,8 @@ function parseEntry(line, slice) {
         const upload = {
             key: narHashKey(slice, narHash.nix32, checked),
             compression: checked,
-            name: { narHash },
+            // The batch's narinfos are the server's own: like the proxy's, they state no FileHash.
+            name: { narHash, hashFile: false },
         };
         const text = serializeNarInfo({
             storePath: store_path,
@@ -16916,10 +16951,10 @@ async function postPathBatch(deps, request) {
                 // with it checked here too, the narinfos below fail only on a race (a collector) or a store failure.
                 if (nar.narSize !== info.narSize)
                     throw narSizeMismatch(info.narSize, nar.narSize);
-                const file = { url: `nar/${nar.key}`, fileHash: nar.fileHash, fileSize: nar.fileSize };
+                const url = `nar/${nar.key}`;
                 stored.push({
-                    info: { ...info, ...file },
-                    result: { store_path: info.storePath, outcome: 'created', url: file.url, file_size: file.fileSize },
+                    info: { ...info, url, fileSize: nar.fileSize },
+                    result: { store_path: info.storePath, outcome: 'created', url, file_size: nar.fileSize },
                 });
             }
             catch (error) {
@@ -18427,14 +18462,15 @@ function isNarBlobKey(key) {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   A7: () => (/* binding */ NARINFOS_WITH_OWNER),
+/* harmony export */   CU: () => (/* binding */ narFactsOf),
 /* harmony export */   GE: () => (/* binding */ auditEntry),
 /* harmony export */   Vb: () => (/* binding */ recentNarInfo),
 /* harmony export */   WK: () => (/* binding */ recentNarInfosSql),
 /* harmony export */   X8: () => (/* binding */ narInfoRecord),
 /* harmony export */   du: () => (/* binding */ sliceOwnerOf),
-/* harmony export */   gx: () => (/* binding */ str),
-/* harmony export */   lq: () => (/* binding */ optional)
+/* harmony export */   gx: () => (/* binding */ str)
 /* harmony export */ });
+/* unused harmony export optional */
 const str = (v) => String(v);
 const optional = (v) => v === null || v === undefined ? undefined : String(v);
 /** A slice binding from a row's columns (with `prefix`), or null for an unbound slice. */
@@ -18445,6 +18481,18 @@ function sliceOwnerOf(row, prefix = '') {
         issuer: str(row[`${prefix}issuer`]),
         repositoryId: str(row[`${prefix}repository_id`]),
         repositoryOwnerId: str(row[`${prefix}repository_owner_id`]),
+    };
+}
+/** A `slice_nars` row: what a slice's upload of a NAR file proved. */
+function narFactsOf(row) {
+    const fileHash = optional(row.file_hash);
+    return {
+        key: str(row.key),
+        compression: str(row.compression),
+        ...(fileHash && { fileHash }),
+        fileSize: Number(row.file_size),
+        narHash: str(row.nar_hash),
+        narSize: Number(row.nar_size),
     };
 }
 function narInfoRecord(row) {

@@ -31653,6 +31653,12 @@ const TOKEN_EXCHANGE_PATH = '/_api/v1/token';
 const HEALTH_PATH = '/_api/v1/health';
 /** `PUT <prefix><narhash>.nar[.ext]`: a NAR file named by the NarHash of the NAR inside it. */
 const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
+/**
+ * The NAR upload's query for an uploader whose narinfos state no FileHash: the server then skips
+ * hashing the file (a SHA-256 pass over every byte) and its answer has no `file_hash`. Without it,
+ * as older proxies upload, the answer has one.
+ */
+const NAR_UPLOAD_WITHOUT_FILE_HASH = 'file_hash=omit';
 /** The `aud` CI ID tokens are requested with, unless the Action's `audience` input says otherwise. */
 const server_api_DEFAULT_AUDIENCE = 'sluice';
 /** An answer that is not the contract's: the server is not (this version of) Sluice. */

@@ -47859,6 +47859,12 @@ const TOKEN_EXCHANGE_PATH = '/_api/v1/token';
 const HEALTH_PATH = '/_api/v1/health';
 /** `PUT <prefix><narhash>.nar[.ext]`: a NAR file named by the NarHash of the NAR inside it. */
 const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
+/**
+ * The NAR upload's query for an uploader whose narinfos state no FileHash: the server then skips
+ * hashing the file (a SHA-256 pass over every byte) and its answer has no `file_hash`. Without it,
+ * as older proxies upload, the answer has one.
+ */
+const NAR_UPLOAD_WITHOUT_FILE_HASH = 'file_hash=omit';
 /** The `aud` CI ID tokens are requested with, unless the Action's `audience` input says otherwise. */
 const DEFAULT_AUDIENCE = 'sluice';
 /** An answer that is not the contract's: the server is not (this version of) Sluice. */
@@ -50019,7 +50025,7 @@ async function pushBatch(server, infos, compression, signal) {
  *
  * A NAR goes to `PUT /_api/v1/nar/<narhash>.nar<ext>`: named by the NarHash the Nix database holds,
  * so it streams as it is compressed; the server verifies the NAR against the name and answers the
- * file's URL, FileHash and FileSize, which the narinfo then states. Small paths whose references
+ * file's URL and FileSize, which the narinfo then states (no FileHash: see StoredNar). Small paths whose references
  * are up go many to a request instead (path-batch.ts), NAR and narinfo together.
  */
 
@@ -50052,17 +50058,16 @@ function referencesFirst(infos) {
 /** The server's answer to a NAR upload, checked against the path it was for. */
 function parseStoredNar(text, info, compression) {
     const answer = JSON.parse(text);
-    const { url, file_hash: fileHash, file_size: fileSize, nar_hash: narHash, nar_size: narSize } = answer;
+    const { url, file_size: fileSize, nar_hash: narHash, nar_size: narSize } = answer;
     if (typeof url !== 'string' ||
         parseNarUrl(url)?.compression !== compression ||
-        typeof fileHash !== 'string' ||
         typeof fileSize !== 'number' ||
         typeof narHash !== 'string' ||
         narSize !== info.narSize ||
         !Hash.parse(narHash).equals(info.narHash)) {
         throw new UpstreamError(`the server's answer to the NAR upload of ${info.path} does not fit it: ${text.slice(0, 300)}`);
     }
-    return { url, fileHash: Hash.parse(fileHash), fileSize };
+    return { url, fileSize };
 }
 class Uploader {
     options;
@@ -50245,7 +50250,7 @@ class Uploader {
     }
     async uploadNar(info) {
         const { compression } = this.options;
-        const path = `${NAR_UPLOAD_PREFIX}${narFileName(info.narHash.nix32, compression)}`;
+        const path = `${NAR_UPLOAD_PREFIX}${narFileName(info.narHash.nix32, compression)}?${NAR_UPLOAD_WITHOUT_FILE_HASH}`;
         // No Content-Length: the compressed size is known only once it is sent (chunked encoding).
         const text = await this.put(path, () => compressedNar(info, compression), {
             'content-type': 'application/x-nix-nar',
@@ -50258,7 +50263,6 @@ class Uploader {
             storePath: info.path,
             url: file.url,
             compression: this.options.compression,
-            fileHash: file.fileHash,
             fileSize: file.fileSize,
             narHash: info.narHash,
             narSize: info.narSize,

@@ -1215,7 +1215,7 @@ function threadCollector() {
 ;// CONCATENATED MODULE: ./src/server/cache/verify-worker.ts
 /**
  * A verification worker (a thread, started by verify-pool.ts): for each upload it is given, it
- * hashes the file as uploaded (FileHash/FileSize), decompresses it and hashes and checks the NAR
+ * counts and, if asked, hashes the file as uploaded (FileSize, FileHash), decompresses it and hashes and checks the NAR
  * inside (NarHash/NarSize, structure, size, ratio and decoder-memory limits: nar-hasher.ts), on
  * the bytes the main thread received, as they arrive. The main thread meanwhile only receives and
  * stores, so on a machine with two cores both work, and the worker's small heap makes the
@@ -1286,7 +1286,7 @@ function runVerifyWorker(port = external_node_worker_threads_namespaceObject.par
     };
     port.on('message', (message) => {
         if (message.type === 'start') {
-            const { id, compression, limits } = message;
+            const { id, compression, limits, hashFile } = message;
             let nar;
             try {
                 nar = createNarHasher(compression, limits);
@@ -1295,7 +1295,8 @@ function runVerifyWorker(port = external_node_worker_threads_namespaceObject.par
                 post({ type: 'refused', id, refusal: refusalMessage(error, compression) });
                 return;
             }
-            sessions.set(id, { compression, file: new FileHasher(), nar, work: Promise.resolve(), refused: false });
+            const file = hashFile ? new FileHasher() : undefined;
+            sessions.set(id, { compression, file, fileSize: 0, nar, work: Promise.resolve(), refused: false });
             return;
         }
         const session = sessions.get(message.id);
@@ -1306,7 +1307,8 @@ function runVerifyWorker(port = external_node_worker_threads_namespaceObject.par
             case 'chunk': {
                 const chunk = Buffer.from(message.bytes, 0, message.length);
                 then(id, session, async () => {
-                    session.file.update(chunk);
+                    session.file?.update(chunk);
+                    session.fileSize += chunk.length;
                     await session.nar.write(chunk);
                     post({ type: 'consumed', id });
                     pacer.spent(chunk.length);
@@ -1316,14 +1318,14 @@ function runVerifyWorker(port = external_node_worker_threads_namespaceObject.par
             case 'end':
                 then(id, session, async () => {
                     const nar = await session.nar.end();
-                    const file = session.file.digest();
+                    const fileHash = session.file?.digest().fileHash;
                     sessions.delete(id);
                     post({
                         type: 'digest',
                         id,
                         digest: {
-                            fileHash: new Uint8Array(file.fileHash.digest),
-                            fileSize: file.fileSize,
+                            ...(fileHash && { fileHash: new Uint8Array(fileHash.digest) }),
+                            fileSize: session.fileSize,
                             narHash: new Uint8Array(nar.narHash.digest),
                             narSize: nar.narSize,
                         },

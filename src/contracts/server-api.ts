@@ -9,6 +9,12 @@ export const TOKEN_EXCHANGE_PATH = '/_api/v1/token';
 export const HEALTH_PATH = '/_api/v1/health';
 /** `PUT <prefix><narhash>.nar[.ext]`: a NAR file named by the NarHash of the NAR inside it. */
 export const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
+/**
+ * The NAR upload's query for an uploader whose narinfos state no FileHash: the server then skips
+ * hashing the file (a SHA-256 pass over every byte) and its answer has no `file_hash`. Without it,
+ * as older proxies upload, the answer has one.
+ */
+export const NAR_UPLOAD_WITHOUT_FILE_HASH = 'file_hash=omit';
 
 /** The `aud` CI ID tokens are requested with, unless the Action's `audience` input says otherwise. */
 export const DEFAULT_AUDIENCE = 'sluice';
@@ -121,8 +127,8 @@ export function anonymousReadKeys(text: string): string[] | undefined {
 export interface NarUploadResponse {
   url: string;
   compression: string;
-  /** `sha256:<nix32>`. */
-  file_hash: string;
+  /** `sha256:<nix32>`; absent when the upload asked for none (NAR_UPLOAD_WITHOUT_FILE_HASH). */
+  file_hash?: string;
   file_size: number;
   nar_hash: string;
   nar_size: number;

@@ -6,7 +6,7 @@
  *
  * A NAR goes to `PUT /_api/v1/nar/<narhash>.nar<ext>`: named by the NarHash the Nix database holds,
  * so it streams as it is compressed; the server verifies the NAR against the name and answers the
- * file's URL, FileHash and FileSize, which the narinfo then states. Small paths whose references
+ * file's URL and FileSize, which the narinfo then states (no FileHash: see StoredNar). Small paths whose references
  * are up go many to a request instead (path-batch.ts), NAR and narinfo together.
  */
 import { Hash } from '../../nix/hash.js';
@@ -14,7 +14,11 @@ import { narFileName, parseNarUrl } from '../../nix/nar-url.js';
 import { serializeNarInfo, type NarInfo } from '../../nix/narinfo.js';
 import { StorePath } from '../../nix/store-path.js';
 import type { PushCompression } from '../../contracts/daemon-config.js';
-import { NAR_UPLOAD_PREFIX, type NarUploadResponse } from '../../contracts/server-api.js';
+import {
+  NAR_UPLOAD_PREFIX,
+  NAR_UPLOAD_WITHOUT_FILE_HASH,
+  type NarUploadResponse,
+} from '../../contracts/server-api.js';
 import type { Logger } from '../report/daemon-log.js';
 import { compressedNar } from './nar-file.js';
 import { BATCH_MAX_NAR_BYTES, BATCH_MAX_PATHS, batchable, pushBatch } from './path-batch.js';
@@ -53,21 +57,23 @@ export function referencesFirst(infos: PathInfo[]): PathInfo[] {
   return ordered;
 }
 
-/** What the server stored for a NAR: what the narinfo must say about the file. */
+/**
+ * What the server stored for a NAR: what the narinfo must say about the file. No FileHash: the
+ * upload asks for none (NAR_UPLOAD_WITHOUT_FILE_HASH), which spares the server a SHA-256 pass over
+ * every byte; Nix checks the NarHash of what it substitutes, never the FileHash.
+ */
 export interface StoredNar {
   url: string;
-  fileHash: Hash;
   fileSize: number;
 }
 
 /** The server's answer to a NAR upload, checked against the path it was for. */
 function parseStoredNar(text: string, info: PathInfo, compression: PushCompression): StoredNar {
   const answer = JSON.parse(text) as Partial<Record<keyof NarUploadResponse, unknown>>;
-  const { url, file_hash: fileHash, file_size: fileSize, nar_hash: narHash, nar_size: narSize } = answer;
+  const { url, file_size: fileSize, nar_hash: narHash, nar_size: narSize } = answer;
   if (
     typeof url !== 'string' ||
     parseNarUrl(url)?.compression !== compression ||
-    typeof fileHash !== 'string' ||
     typeof fileSize !== 'number' ||
     typeof narHash !== 'string' ||
     narSize !== info.narSize ||
@@ -77,7 +83,7 @@ function parseStoredNar(text: string, info: PathInfo, compression: PushCompressi
       `the server's answer to the NAR upload of ${info.path} does not fit it: ${text.slice(0, 300)}`,
     );
   }
-  return { url, fileHash: Hash.parse(fileHash), fileSize };
+  return { url, fileSize };
 }
 
 export class Uploader {
@@ -255,7 +261,7 @@ export class Uploader {
 
   private async uploadNar(info: PathInfo): Promise<StoredNar> {
     const { compression } = this.options;
-    const path = `${NAR_UPLOAD_PREFIX}${narFileName(info.narHash.nix32, compression)}`;
+    const path = `${NAR_UPLOAD_PREFIX}${narFileName(info.narHash.nix32, compression)}?${NAR_UPLOAD_WITHOUT_FILE_HASH}`;
     // No Content-Length: the compressed size is known only once it is sent (chunked encoding).
     const text = await this.put(path, () => compressedNar(info, compression), {
       'content-type': 'application/x-nix-nar',
@@ -269,7 +275,6 @@ export class Uploader {
       storePath: info.path,
       url: file.url,
       compression: this.options.compression,
-      fileHash: file.fileHash,
       fileSize: file.fileSize,
       narHash: info.narHash,
       narSize: info.narSize,

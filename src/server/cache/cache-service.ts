@@ -6,7 +6,7 @@
  */
 import { Writable } from 'node:stream';
 import { HttpError } from '../../contracts/http-error.js';
-import { FileHasher, type FileDigest } from '../../nix/file-hash.js';
+import { FileHasher } from '../../nix/file-hash.js';
 import { Hash } from '../../nix/hash.js';
 import type { NarLimits } from '../../nix/nar-hasher.js';
 import { narFileName } from '../../nix/nar-url.js';
@@ -216,13 +216,14 @@ export class CacheService {
     metrics.bytesIn.inc(digest.fileSize);
     // A key named by FileHash holds these very bytes. One named by NarHash is the slice's own
     // (narHashKey), but may hold other bytes it uploaded before (another compressor or level): the
-    // narinfo must describe the file that is served, so that one is hashed.
-    const stored: FileDigest =
-      outcome === 'exists' && 'narHash' in upload.name ? await this.storedFileDigest(upload.key) : digest;
+    // narinfo must describe the file that is served, so that one is measured (and hashed if wanted).
+    const { name } = upload;
+    const stored =
+      outcome === 'exists' && 'narHash' in name ? await this.storedFile(upload.key, name.hashFile) : digest;
     const nar: VerifiedNar = {
       key: upload.key,
       compression: upload.compression,
-      fileHash: stored.fileHash,
+      ...(stored.fileHash && { fileHash: stored.fileHash }),
       fileSize: stored.fileSize,
       narHash: digest.narHash,
       narSize: digest.narSize,
@@ -235,9 +236,15 @@ export class CacheService {
     return { outcome: hadIt ? 'exists' : 'created', nar };
   }
 
-  private async storedFileDigest(key: string): Promise<FileDigest> {
+  private async storedFile(key: string, hashFile: boolean): Promise<{ fileHash?: Hash; fileSize: number }> {
+    const vanished = () => new Error(`NAR file ${key} vanished while being uploaded again`);
+    if (!hashFile) {
+      const head = await this.deps.blobs.head(key);
+      if (!head) throw vanished();
+      return { fileSize: head.size };
+    }
     const body = await this.deps.blobs.open(key);
-    if (!body) throw new Error(`NAR file ${key} vanished while being uploaded again`);
+    if (!body) throw vanished();
     const hasher = new FileHasher();
     const sink = new Writable({
       write: (chunk: Buffer, _encoding, done) => {
@@ -262,13 +269,9 @@ export class CacheService {
       info.references.map((name) => ({ slice, hashPart: name.slice(0, 32) })),
       now,
     );
-    const stored: NarInfo = {
-      ...info,
-      url: `nar/${nar.key}`,
-      fileHash: nar.fileHash,
-      fileSize: nar.fileSize,
-      sigs: [],
-    };
+    // A FileHash stated is the server's own (checkNarInfo); one left out is added if the server has one.
+    const stored: NarInfo = { ...info, url: `nar/${nar.key}`, fileSize: nar.fileSize, sigs: [] };
+    if (nar.fileHash) stored.fileHash = nar.fileHash;
     // Signed once here, from the narinfo parsed once, so the lookups that follow need not.
     const signed = narinfoSigner.signForStorage(stored);
     const outcome = await meta.putNarInfo(

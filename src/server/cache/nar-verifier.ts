@@ -1,6 +1,6 @@
 /**
  * The verifying pass every NAR upload goes through on its way to the BlobStore. It hands the
- * file's bytes on, and meanwhile has them hashed (FileHash/FileSize) and the NAR inside
+ * file's bytes on, and meanwhile has them counted and, where wanted, hashed (FileSize, FileHash) and the NAR inside
  * decompressed and hashed (NarHash/NarSize) by a verification worker (verify-pool.ts). It ends in
  * an error, so the store commits nothing, when the file is larger than allowed, does not
  * decompress, or does not hash to the name it was uploaded as: the file's hash (Nix's
@@ -23,8 +23,12 @@ import type { NarCompression } from '../../nix/nar.js';
 import { GcPacer } from '../../nix/gc-pacer.js';
 import type { NarFileDigest, VerifyPool } from './verify-pool.js';
 
-/** The hash an upload's name states: of the file as uploaded, or of the NAR inside it. */
-export type NarUploadName = { fileHash: Hash } | { narHash: Hash };
+/**
+ * The hash an upload's name states: of the file as uploaded, or of the NAR inside it. A file named
+ * by its NarHash is hashed as a file too only if `hashFile` (its uploader's narinfo states a
+ * FileHash).
+ */
+export type NarUploadName = { fileHash: Hash } | { narHash: Hash; hashFile: boolean };
 
 export type ExpectedNarFile = NarUploadName & {
   compression: NarCompression;
@@ -63,10 +67,10 @@ function nameMismatch(expected: ExpectedNarFile, digest: NarFileDigest): HttpErr
     'fileHash' in expected
       ? ['NAR file', digest.fileHash, expected.fileHash, 'file_hash_mismatch']
       : ['NAR', digest.narHash, expected.narHash, 'nar_hash_mismatch'];
-  if (actual.equals(wanted)) return undefined;
+  if (actual?.equals(wanted)) return undefined;
   return new HttpError(
     400,
-    `${what} hashes to ${actual.toString()}, not to ${wanted.toString()} as its name says`,
+    `${what} hashes to ${actual?.toString()}, not to ${wanted.toString()} as its name says`,
     reason,
   );
 }
@@ -88,7 +92,7 @@ export function verifyNarUpload(
   const { limits, compression } = expected;
 
   async function* body(): AsyncGenerator<Buffer> {
-    const check = verifiers.session(compression, limits);
+    const check = verifiers.session(compression, limits, 'fileHash' in expected || expected.hashFile);
     const stages = [stageBuffers.take()];
     let stage = stages[0]!;
     let filled = 0;

@@ -42,7 +42,13 @@ export async function checkNarInfo(
       'nar_missing',
     );
   const nar = fromNarFacts(facts);
-  if (info.fileHash && !info.fileHash.equals(nar.fileHash)) {
+  if (info.fileHash && !nar.fileHash) {
+    throw mismatch(
+      `FileHash ${info.fileHash.toString()} cannot be checked: its NAR ${info.url} was uploaded without ` +
+        'one (file_hash=omit), so the narinfo must state none',
+    );
+  }
+  if (info.fileHash && nar.fileHash && !info.fileHash.equals(nar.fileHash)) {
     throw mismatch(
       `FileHash ${info.fileHash.toString()} does not match the file uploaded (${nar.fileHash.toString()})`,
     );

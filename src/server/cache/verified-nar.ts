@@ -11,16 +11,21 @@ export interface VerifiedNar {
   /** The blob key: `<hash>.nar[.ext]`. */
   key: string;
   compression: NarCompression;
-  fileHash: Hash;
+  /** Absent for a file uploaded by its NarHash without one (NAR_UPLOAD_WITHOUT_FILE_HASH). */
+  fileHash?: Hash;
   fileSize: number;
   narHash: Hash;
   narSize: number;
 }
 
-export function toNarFacts(nar: VerifiedNar): NarFacts {
-  return { ...nar, fileHash: nar.fileHash.toString(), narHash: nar.narHash.toString() };
+export function toNarFacts({ fileHash, ...nar }: VerifiedNar): NarFacts {
+  return { ...nar, ...(fileHash && { fileHash: fileHash.toString() }), narHash: nar.narHash.toString() };
 }
 
-export function fromNarFacts(facts: NarFacts): VerifiedNar {
-  return { ...facts, fileHash: Hash.parse(facts.fileHash), narHash: Hash.parse(facts.narHash) };
+export function fromNarFacts({ fileHash, ...facts }: NarFacts): VerifiedNar {
+  return {
+    ...facts,
+    ...(fileHash && { fileHash: Hash.parse(fileHash) }),
+    narHash: Hash.parse(facts.narHash),
+  };
 }

@@ -16,7 +16,8 @@ import type { NarCompression } from '../../nix/nar.js';
 import type { DigestMessage, FromWorker, ToWorker } from './verify-protocol.js';
 
 export interface NarFileDigest {
-  fileHash: Hash;
+  /** The file's sha256, when the session was asked for it. */
+  fileHash?: Hash;
   fileSize: number;
   narHash: Hash;
   narSize: number;
@@ -114,7 +115,7 @@ class Session implements UploadCheck {
       this.digest = { resolve: resolve as (value: never) => void, reject };
       this.slot.send({ type: 'end', id: this.id });
     }).then((digest) => ({
-      fileHash: new Hash('sha256', Buffer.from(digest.fileHash)),
+      ...(digest.fileHash && { fileHash: new Hash('sha256', Buffer.from(digest.fileHash)) }),
       fileSize: digest.fileSize,
       narHash: new Hash('sha256', Buffer.from(digest.narHash)),
       narSize: digest.narSize,
@@ -209,8 +210,11 @@ export class VerifyPool {
     this.start = workerStart(options.script);
   }
 
-  /** A check for one upload, on the least busy worker (a new one while there are fewer than `threads`). */
-  session(compression: NarCompression, limits: NarLimits): UploadCheck {
+  /**
+   * A check for one upload, on the least busy worker (a new one while there are fewer than
+   * `threads`). Without `hashFile` the digest has no FileHash, and the worker one pass less.
+   */
+  session(compression: NarCompression, limits: NarLimits, hashFile = true): UploadCheck {
     let slot = this.slots.reduce<Slot | undefined>(
       (best, candidate) => (best && best.sessions.size <= candidate.sessions.size ? best : candidate),
       undefined,
@@ -218,7 +222,7 @@ export class VerifyPool {
     if (!slot || (slot.sessions.size > 0 && this.slots.length < this.threads)) slot = this.spawn();
     const session = new Session(this.nextId++, slot);
     slot.sessions.set(session.id, session);
-    slot.send({ type: 'start', id: session.id, compression, limits });
+    slot.send({ type: 'start', id: session.id, compression, limits, hashFile });
     return session;
   }
 

@@ -7,7 +7,8 @@ import type { NarLimits } from '../../nix/nar-hasher.js';
 import type { NarCompression } from '../../nix/nar.js';
 
 export type ToWorker =
-  | { type: 'start'; id: number; compression: NarCompression; limits: NarLimits }
+  /** `hashFile`: whether the file's own hash (FileHash) is wanted too. */
+  | { type: 'start'; id: number; compression: NarCompression; limits: NarLimits; hashFile: boolean }
   /** Bytes `[0, length)` of `bytes`: hashed as the file, decompressed and checked as the NAR. */
   | { type: 'chunk'; id: number; bytes: SharedArrayBuffer; length: number }
   | { type: 'end'; id: number }
@@ -23,7 +24,8 @@ export interface Refusal {
 
 /** Digests as raw sha256 bytes (a Hash does not survive structured cloning). */
 export interface DigestMessage {
-  fileHash: Uint8Array;
+  /** Absent when the session was started without `hashFile`. */
+  fileHash?: Uint8Array;
   fileSize: number;
   narHash: Uint8Array;
   narSize: number;

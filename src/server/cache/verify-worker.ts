@@ -1,6 +1,6 @@
 /**
  * A verification worker (a thread, started by verify-pool.ts): for each upload it is given, it
- * hashes the file as uploaded (FileHash/FileSize), decompresses it and hashes and checks the NAR
+ * counts and, if asked, hashes the file as uploaded (FileSize, FileHash), decompresses it and hashes and checks the NAR
  * inside (NarHash/NarSize, structure, size, ratio and decoder-memory limits: nar-hasher.ts), on
  * the bytes the main thread received, as they arrive. The main thread meanwhile only receives and
  * stores, so on a machine with two cores both work, and the worker's small heap makes the
@@ -51,7 +51,9 @@ const pacer = new GcPacer({ minorEveryBytes: 4 * 1024 * 1024, collector: 'thread
 
 interface Session {
   compression: NarCompression;
-  file: FileHasher;
+  /** The FileHash's hasher, when it was asked for. */
+  file: FileHasher | undefined;
+  fileSize: number;
   nar: NarHasher;
   /** Chunks run one after the other; this is the last one's. */
   work: Promise<void>;
@@ -85,7 +87,7 @@ export function runVerifyWorker(port: MessagePort | null = parentPort): void {
 
   port.on('message', (message: ToWorker) => {
     if (message.type === 'start') {
-      const { id, compression, limits } = message;
+      const { id, compression, limits, hashFile } = message;
       let nar: NarHasher;
       try {
         nar = createNarHasher(compression, limits);
@@ -93,7 +95,8 @@ export function runVerifyWorker(port: MessagePort | null = parentPort): void {
         post({ type: 'refused', id, refusal: refusalMessage(error, compression) });
         return;
       }
-      sessions.set(id, { compression, file: new FileHasher(), nar, work: Promise.resolve(), refused: false });
+      const file = hashFile ? new FileHasher() : undefined;
+      sessions.set(id, { compression, file, fileSize: 0, nar, work: Promise.resolve(), refused: false });
       return;
     }
     const session = sessions.get(message.id);
@@ -103,7 +106,8 @@ export function runVerifyWorker(port: MessagePort | null = parentPort): void {
       case 'chunk': {
         const chunk = Buffer.from(message.bytes, 0, message.length);
         then(id, session, async () => {
-          session.file.update(chunk);
+          session.file?.update(chunk);
+          session.fileSize += chunk.length;
           await session.nar.write(chunk);
           post({ type: 'consumed', id });
           pacer.spent(chunk.length);
@@ -113,14 +117,14 @@ export function runVerifyWorker(port: MessagePort | null = parentPort): void {
       case 'end':
         then(id, session, async () => {
           const nar = await session.nar.end();
-          const file = session.file.digest();
+          const fileHash = session.file?.digest().fileHash;
           sessions.delete(id);
           post({
             type: 'digest',
             id,
             digest: {
-              fileHash: new Uint8Array(file.fileHash.digest),
-              fileSize: file.fileSize,
+              ...(fileHash && { fileHash: new Uint8Array(fileHash.digest) }),
+              fileSize: session.fileSize,
               narHash: new Uint8Array(nar.narHash.digest),
               narSize: nar.narSize,
             },

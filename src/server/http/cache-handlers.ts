@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from '../../contracts/http-error.js';
-import type { NarUploadResponse } from '../../contracts/server-api.js';
+import { NAR_UPLOAD_WITHOUT_FILE_HASH, type NarUploadResponse } from '../../contracts/server-api.js';
 import { releasedAfterUse } from '../../nix/buffer-pool.js';
 import { Hash } from '../../nix/hash.js';
 import type { NarCompression } from '../../nix/nar.js';
@@ -226,10 +226,26 @@ export async function putNar(
 }
 
 /**
+ * Whether a NAR upload by NarHash wants the file's FileHash: yes unless its query is
+ * NAR_UPLOAD_WITHOUT_FILE_HASH (older proxies send no query and put the FileHash in their narinfos).
+ */
+function wantsFileHash(url: string | undefined): boolean {
+  const query = new URL(url ?? '/', 'http://sluice.invalid').searchParams;
+  const value = query.get('file_hash');
+  if (value === null) return true;
+  if (value === 'omit' && query.size === 1) return false;
+  throw new HttpError(
+    400,
+    `the NAR upload's query must be '${NAR_UPLOAD_WITHOUT_FILE_HASH}' or none`,
+    'bad_query',
+  );
+}
+
+/**
  * `PUT /_api/v1/nar/<narhash>.nar[.ext]`, as the Action's proxy uploads: the NAR inside must hash to
  * the name, which the uploader knows before compressing, so it streams without a FileHash pass of
  * its own. It is stored under the slice's own key (narHashKey), and the answer tells the uploader
- * what its narinfo must say about the file: its URL, FileHash and FileSize.
+ * what its narinfo must say about the file: its URL, FileSize and (unless it asked for none) FileHash.
  */
 export async function putNarByNarHash(
   deps: UploadDeps,
@@ -237,15 +253,16 @@ export async function putNarByNarHash(
   nar: { narHash: string; compression: NarCompression },
 ): Promise<void> {
   const writer = await beginWrite(deps.cache, request, deps.cache.maxNarSize, 'NAR file', false);
+  const hashFile = wantsFileHash(request.req.url);
   const { outcome, nar: stored } = await storeNar(deps, request, writer, {
     key: narHashKey(writer.slice, nar.narHash, nar.compression),
     compression: nar.compression,
-    name: { narHash: Hash.parse(`sha256:${nar.narHash}`) },
+    name: { narHash: Hash.parse(`sha256:${nar.narHash}`), hashFile },
   });
   const answer: NarUploadResponse = {
     url: `nar/${stored.key}`,
     compression: stored.compression,
-    file_hash: stored.fileHash.toString(),
+    ...(stored.fileHash && { file_hash: stored.fileHash.toString() }),
     file_size: stored.fileSize,
     nar_hash: stored.narHash.toString(),
     nar_size: stored.narSize,

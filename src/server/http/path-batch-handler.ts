@@ -42,8 +42,8 @@ const isString = (value: unknown): value is string => typeof value === 'string';
 const isSize = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0;
 
 /**
- * A header line → the path's narinfo (its URL the slice's own key; FileHash and FileSize follow from
- * the bytes) and its upload. The narinfo is written and parsed back, so it passes the parser a
+ * A header line → the path's narinfo (its URL the slice's own key; FileSize follows from the bytes;
+ * no FileHash) and its upload. The narinfo is written and parsed back, so it passes the parser a
  * narinfo upload passes; a 400 names what is wrong.
  */
 function parseEntry(line: string, slice: string): BatchEntry {
@@ -79,7 +79,8 @@ function parseEntry(line: string, slice: string): BatchEntry {
     const upload: NarUpload = {
       key: narHashKey(slice, narHash.nix32, checked),
       compression: checked,
-      name: { narHash },
+      // The batch's narinfos are the server's own: like the proxy's, they state no FileHash.
+      name: { narHash, hashFile: false },
     };
     const text = serializeNarInfo({
       storePath: store_path,
@@ -141,10 +142,10 @@ export async function postPathBatch(deps: UploadDeps, request: CacheRequest): Pr
         // The NarHash is the name, checked; NarSize is the narinfo's one other fact about the NAR, so
         // with it checked here too, the narinfos below fail only on a race (a collector) or a store failure.
         if (nar.narSize !== info.narSize) throw narSizeMismatch(info.narSize, nar.narSize);
-        const file = { url: `nar/${nar.key}`, fileHash: nar.fileHash, fileSize: nar.fileSize };
+        const url = `nar/${nar.key}`;
         stored.push({
-          info: { ...info, ...file },
-          result: { store_path: info.storePath, outcome: 'created', url: file.url, file_size: file.fileSize },
+          info: { ...info, url, fileSize: nar.fileSize },
+          result: { store_path: info.storePath, outcome: 'created', url, file_size: nar.fileSize },
         });
       } catch (error) {
         throw ofEntry(error, index, info.storePath);

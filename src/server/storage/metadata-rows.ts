@@ -2,7 +2,7 @@
  * Row mappers shared by the SQLite and PostgreSQL metadata stores: both keep the same columns, so a
  * narinfo row (with its slice's binding joined in) reads the same way from either.
  */
-import type { AuditEntry, NarInfoRecord, RecentNarInfo, SliceOwner } from './metadata-store.js';
+import type { AuditEntry, NarFacts, NarInfoRecord, RecentNarInfo, SliceOwner } from './metadata-store.js';
 
 type Row = Record<string, unknown>;
 
@@ -17,6 +17,19 @@ export function sliceOwnerOf(row: Row, prefix = ''): SliceOwner | null {
     issuer: str(row[`${prefix}issuer`]),
     repositoryId: str(row[`${prefix}repository_id`]),
     repositoryOwnerId: str(row[`${prefix}repository_owner_id`]),
+  };
+}
+
+/** A `slice_nars` row: what a slice's upload of a NAR file proved. */
+export function narFactsOf(row: Row): NarFacts {
+  const fileHash = optional(row.file_hash);
+  return {
+    key: str(row.key),
+    compression: str(row.compression) as NarFacts['compression'],
+    ...(fileHash && { fileHash }),
+    fileSize: Number(row.file_size),
+    narHash: str(row.nar_hash),
+    narSize: Number(row.nar_size),
   };
 }
 

@@ -10,8 +10,11 @@ export interface NarFacts {
   /** The blob key: `<filehash>.nar[.ext]` (Nix's uploads) or `<narhash>.nar[.ext]` (the Action's). */
   key: string;
   compression: 'none' | 'xz' | 'zstd';
-  /** `sha256:<nix32>` of the stored file. */
-  fileHash: string;
+  /**
+   * `sha256:<nix32>` of the stored file; absent for one uploaded by its NarHash whose uploader
+   * wanted none (its narinfos then state no FileHash).
+   */
+  fileHash?: string;
   fileSize: number;
   /** `sha256:<nix32>` of the uncompressed NAR. */
   narHash: string;

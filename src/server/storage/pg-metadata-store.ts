@@ -20,6 +20,7 @@ import { migrate } from './pg-migrations.js';
 import {
   NARINFOS_WITH_OWNER,
   auditEntry,
+  narFactsOf,
   narInfoRecord,
   recentNarInfo,
   recentNarInfosSql,
@@ -150,7 +151,7 @@ export class PgMetadataStore implements MetadataStore {
         slice,
         facts.key,
         facts.compression,
-        facts.fileHash,
+        facts.fileHash ?? null,
         facts.fileSize,
         facts.narHash,
         facts.narSize,
@@ -162,15 +163,7 @@ export class PgMetadataStore implements MetadataStore {
   async uploadedNar(slice: string, key: string): Promise<NarFacts | null> {
     const { rows } = await this.query('SELECT * FROM slice_nars WHERE slice = $1 AND key = $2', [slice, key]);
     const row = rows[0];
-    if (!row) return null;
-    return {
-      key: str(row.key),
-      compression: str(row.compression) as NarFacts['compression'],
-      fileHash: str(row.file_hash),
-      fileSize: Number(row.file_size),
-      narHash: str(row.nar_hash),
-      narSize: Number(row.nar_size),
-    };
+    return row ? narFactsOf(row) : null;
   }
 
   async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists' | 'nar_missing'> {

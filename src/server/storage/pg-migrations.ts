@@ -55,6 +55,8 @@ export const MIGRATIONS: readonly string[] = [
   // 6: the recent narinfos a job's proxy is handed (each slice's, newest use first).
   // (the ORDER BY of metadata-rows.ts's recentNarInfosSql).
   `CREATE INDEX narinfos_by_slice_use ON narinfos (slice, (coalesce(last_accessed_at, created_at)))`,
+  // 7: NARs uploaded by their NarHash without a FileHash (the upload's `file_hash=omit`).
+  `ALTER TABLE slice_nars ALTER COLUMN file_hash DROP NOT NULL`,
 ];
 
 /** An arbitrary constant naming Sluice's migration lock among the database's advisory locks. */

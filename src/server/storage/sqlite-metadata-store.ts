@@ -16,8 +16,8 @@ import {
   recentNarInfosSql,
   NARINFOS_WITH_OWNER,
   auditEntry,
+  narFactsOf,
   narInfoRecord,
-  optional,
   sliceOwnerOf,
   str,
 } from './metadata-rows.js';
@@ -117,13 +117,18 @@ export class SqliteMetadataStore implements MetadataStore {
 
   /**
    * Databases made before NARs could be named by their NarHash lack `file_hash`: their keys are all
-   * `<filehash>.nar[.ext]`, so a null there is read from the key.
+   * `<filehash>.nar[.ext]`, so it is filled from the key. Until uploads could leave it out (user
+   * version 1), such rows kept a null, read from the key then: filled the same way, once, so that a
+   * null now means "uploaded without a FileHash".
    */
   private addFileHashColumn(): void {
-    const columns = this.db.prepare('PRAGMA table_info(slice_nars)').all() as Row[];
-    if (!columns.some((column) => column.name === 'file_hash')) {
-      this.db.exec('ALTER TABLE slice_nars ADD COLUMN file_hash TEXT');
-    }
+    this.addColumn('slice_nars', 'file_hash', 'TEXT');
+    const { user_version: version } = this.db.prepare('PRAGMA user_version').get() as Row;
+    if (Number(version) >= 1) return;
+    this.db.exec(`BEGIN;
+      UPDATE slice_nars SET file_hash = 'sha256:' || substr(key, 1, 52) WHERE file_hash IS NULL;
+      PRAGMA user_version = 1;
+      COMMIT;`);
   }
 
   /** Prepared once, reused: narinfo lookups are the hot path (Nix asks for every path of a closure). */
@@ -145,7 +150,7 @@ export class SqliteMetadataStore implements MetadataStore {
       slice,
       facts.key,
       facts.compression,
-      facts.fileHash,
+      facts.fileHash ?? null,
       facts.fileSize,
       facts.narHash,
       facts.narSize,
@@ -156,15 +161,7 @@ export class SqliteMetadataStore implements MetadataStore {
   async uploadedNar(slice: string, key: string): Promise<NarFacts | null> {
     const row = this.sql('SELECT * FROM slice_nars WHERE slice = ? AND key = ?').get(slice, key) as
       Row | undefined;
-    if (!row) return null;
-    return {
-      key: str(row.key),
-      compression: str(row.compression) as NarFacts['compression'],
-      fileHash: optional(row.file_hash) ?? `sha256:${str(row.key).slice(0, 52)}`,
-      fileSize: Number(row.file_size),
-      narHash: str(row.nar_hash),
-      narSize: Number(row.nar_size),
-    };
+    return row ? narFactsOf(row) : null;
   }
 
   async putNarInfo(record: NarInfoRecord, audit: AuditEntry): Promise<'created' | 'exists' | 'nar_missing'> {
