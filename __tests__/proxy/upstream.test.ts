@@ -123,6 +123,14 @@ describe('Upstream', () => {
     expect(seen).toHaveLength(1);
   });
 
+  it.each([501, 505, 507])('does not retry %i: the request cannot be taken as it is', async (code) => {
+    const { url, seen } = await scriptedServer([status(code), status(200)]);
+    const response = await client(url).request({ method: 'PUT', path: '/z', body: () => 'payload' });
+    expect(response.statusCode).toBe(code);
+    await response.body.dump();
+    expect(seen).toHaveLength(1);
+  });
+
   it('sends the body again on a retry and injects the current token', async () => {
     const { url, seen } = await scriptedServer([status(500), status(201)]);
     let token = 'first-token-value';

@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseNarInfo } from '../../src/nix/narinfo.js';
 import { makeNixMachine, nix, nixBuild, randomChainExpr, type NixMachine } from '../support/nix.js';
 import { startOidcIssuer, type OidcIssuer } from '../support/oidc-issuer.js';
-import { spawnCli, substituteFresh, writeNetrc } from '../support/server.js';
+import { serveCli, spawnCli, substituteFresh, writeNetrc } from '../support/server.js';
 
 let issuer: OidcIssuer;
 let dir: string;
@@ -37,33 +37,8 @@ afterAll(async () => {
   await issuer?.close();
 });
 
-/** `sluice serve` as its own process on the data directory; resolves once it prints its URL. */
-async function serve() {
-  const child = spawnCli(['serve', '--config', config, '--listen', '127.0.0.1:0'], { cwd: dir });
-  child.stdout.resume();
-  let banner = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr.on('data', (chunk: Buffer) => {
-      banner += chunk;
-      const found =
-        /serving the cache at (http:\/\/\S+)\n[\s\S]*public key \(for trusted-public-keys\): (\S+)\n/.exec(
-          banner,
-        );
-      if (found) resolve(found[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`sluice serve exited with ${code}: ${banner}`)));
-  });
-  const publicKey = /public key \(for trusted-public-keys\): (\S+)\n/.exec(banner)![1]!;
-  return {
-    url,
-    publicKey,
-    async kill() {
-      const exited = once(child, 'exit');
-      child.kill('SIGKILL');
-      await exited;
-    },
-  };
-}
+/** `sluice serve` as its own process on the data directory. */
+const serve = () => serveCli(config, { cwd: dir });
 
 async function cacheToken(url: string): Promise<string> {
   const res = await fetch(`${url}/_api/v1/token`, {

@@ -3,6 +3,7 @@
  * helpers (exchanged CI tokens, read tokens) and a netrc writer so real Nix can authenticate.
  */
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -139,19 +140,58 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
  * `npx sluice` runs the bundle: a separate process, its own cwd, real signals. The sources rather
  * than dist/, because dist/ is rebuilt by the lead and may lag behind the code under test.
  */
-export function spawnCli(args: string[], options: { cwd: string }): ChildProcessWithoutNullStreams {
-  return spawn(
+export function spawnCli(
+  args: string[],
+  options: {
+    cwd: string;
+    /** `ulimit -f`: writes past it fail with EFBIG, as on a full disk. */ maxFileKiB?: number;
+  },
+): ChildProcessWithoutNullStreams {
+  const command = [
     join(ROOT, 'node_modules/.bin/node'),
-    [
-      '--experimental-transform-types',
-      '--no-warnings',
-      '--import',
-      join(ROOT, '__tests__/support/ts-loader.mjs'),
-      join(ROOT, 'src/entrypoints/cli.ts'),
-      ...args,
-    ],
-    { cwd: options.cwd, env: { ...process.env, NODE_OPTIONS: '' }, stdio: 'pipe' },
-  );
+    '--experimental-transform-types',
+    '--no-warnings',
+    '--import',
+    join(ROOT, '__tests__/support/ts-loader.mjs'),
+    join(ROOT, 'src/entrypoints/cli.ts'),
+    ...args,
+  ];
+  const [file, ...rest] =
+    options.maxFileKiB === undefined
+      ? command
+      : ['/bin/sh', '-c', `ulimit -f ${options.maxFileKiB} && exec "$0" "$@"`, ...command];
+  return spawn(file!, rest, { cwd: options.cwd, env: { ...process.env, NODE_OPTIONS: '' }, stdio: 'pipe' });
+}
+
+/** `sluice serve` as its own process; resolves once it prints its URL. */
+export async function serveCli(config: string, options: { cwd: string; maxFileKiB?: number }) {
+  const child = spawnCli(['serve', '--config', config, '--listen', '127.0.0.1:0'], options);
+  let logged = '';
+  child.stdout.on('data', (chunk: Buffer) => (logged += chunk));
+  let banner = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr.on('data', (chunk: Buffer) => {
+      banner += chunk;
+      const found =
+        /serving the cache at (http:\/\/\S+)\n[\s\S]*public key \(for trusted-public-keys\): (\S+)\n/.exec(
+          banner,
+        );
+      if (found) resolve(found[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`sluice serve exited with ${code}: ${banner}`)));
+  });
+  const publicKey = /public key \(for trusted-public-keys\): (\S+)\n/.exec(banner)![1]!;
+  return {
+    url,
+    publicKey,
+    /** Its log so far (JSON lines). */
+    log: () => logged,
+    async kill() {
+      const exited = once(child, 'exit');
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
 }
 
 /** A store path's NAR (uncompressed) and the narinfo `nix copy` would upload for it. */

@@ -10803,6 +10803,8 @@ function createLogger(destination, level = process.env.SLUICE_LOG_LEVEL ?? 'info
 
 // EXTERNAL MODULE: ./src/nix/buffer-pool.ts
 var buffer_pool = __nccwpck_require__(6212);
+// EXTERNAL MODULE: ./src/server/storage/unavailable.ts
+var unavailable = __nccwpck_require__(7927);
 // EXTERNAL MODULE: ./src/server/storage/blob-store.ts
 var blob_store = __nccwpck_require__(382);
 ;// CONCATENATED MODULE: ./src/server/storage/fs-blob-store.ts
@@ -10811,6 +10813,7 @@ var blob_store = __nccwpck_require__(382);
  * hard-links it to its final name: `link` fails if the name exists, which gives put-if-absent
  * atomically, and readers never see a partial file.
  */
+
 
 
 
@@ -10861,7 +10864,7 @@ class FsBlobStore {
             // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
             void chunks.return?.().catch(() => undefined);
             this.writing.delete(tempPath);
-            throw error;
+            throw fullOr(error);
         }
         try {
             // A chunk at a time: the body's next chunk is asked for once this one is written, and a
@@ -10873,9 +10876,9 @@ class FsBlobStore {
             catch (error) {
                 // A failed write leaves the body unfinished: it is told to stop.
                 await chunks.return?.();
-                throw error;
+                throw fullOr(error);
             }
-            await file.sync();
+            await file.sync().catch((error) => Promise.reject(fullOr(error)));
             await file.close();
             let outcome = 'created';
             try {
@@ -10959,6 +10962,10 @@ class FsBlobStore {
         }
     }
 }
+/** A write that found the disk full as a StorageFullError (507); any other error as it is. */
+function fullOr(error) {
+    return (0,unavailable/* isStorageFull */.vm)(error) ? new unavailable/* StorageFullError */.$m('the NAR store', error) : error;
+}
 /** Sends a file from two reused buffers (sendFileRange). */
 class FileReader {
     file;
@@ -10998,8 +11005,6 @@ async function syncDir(dir) {
     }
 }
 
-// EXTERNAL MODULE: ./src/server/storage/unavailable.ts
-var unavailable = __nccwpck_require__(7927);
 ;// CONCATENATED MODULE: ./src/server/storage/open-storage.ts
 /**
  * Opens the stores the config names: files or S3 for NARs, SQLite or PostgreSQL for metadata. A
@@ -14653,14 +14658,15 @@ class CacheService {
     }
     /**
      * Streams an upload through the verification into the BlobStore and records it for the writer's
-     * slice. `aborted` tells a client that went away from a failing store. The outcome depends only
-     * on the slice's own uploads: `exists` if it had uploaded this NAR before, else `created`,
-     * whether or not another slice holds the same file (which a writer must not learn).
+     * slice. The outcome depends only on the slice's own uploads: `exists` if it had uploaded this
+     * NAR before, else `created`, whether or not another slice holds the same file (which a writer
+     * must not learn).
      */
-    async storeNar(writer, upload, body, aborted) {
+    async storeNar(writer, upload, body) {
         const { blobs, meta, metrics, log, narLimits } = this.deps;
         const hadIt = (await meta.uploadedNar(writer.slice, upload.key)) !== null;
-        const verified = verifyNarUpload(body, { ...upload.name, compression: upload.compression, limits: narLimits }, this.deps.verifiers);
+        const received = new ReceiveWatch(body);
+        const verified = verifyNarUpload(received.body, { ...upload.name, compression: upload.compression, limits: narLimits }, this.deps.verifiers);
         let outcome;
         try {
             outcome = await blobs.put(upload.key, verified.body);
@@ -14668,7 +14674,10 @@ class CacheService {
         catch (error) {
             if (error instanceof http_error/* HttpError */.j)
                 throw error;
-            if (aborted() || error.code === 'ERR_STREAM_PREMATURE_CLOSE') {
+            // The client's side failed (it went away mid-body), not the store: whatever the store made of
+            // that, the answer says what happened. A store's own failure (a full disk, a broken bucket)
+            // is its own error, 5xx, even though the request was cut short after it.
+            if (received.failed) {
                 throw new http_error/* HttpError */.j(400, 'the upload ended before its body was complete', 'truncated');
             }
             throw error;
@@ -14749,6 +14758,23 @@ class CacheService {
             throw new http_error/* HttpError */.j(400, `its NAR ${info.url} was removed by the collector meanwhile: upload it again`, 'nar_missing');
         log.info({ slice, storePath: info.storePath, stored: outcome, repository: identity.repository }, 'narinfo uploaded');
         return outcome;
+    }
+}
+/** A request body, and whether reading it failed (the client's side) rather than what consumed it. */
+class ReceiveWatch {
+    failed = false;
+    body;
+    constructor(source) {
+        this.body = this.watched(source);
+    }
+    async *watched(source) {
+        try {
+            yield* source;
+        }
+        catch (error) {
+            this.failed = true;
+            throw error;
+        }
     }
 }
 /**
@@ -15835,7 +15861,7 @@ async function storeNar(deps, request, writer, upload) {
     const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
     try {
         acceptBody(req, res);
-        return await deps.cache.storeNar(writer, upload, (0,buffer_pool/* releasedAfterUse */.nW)(request.body()), () => req.readableAborted);
+        return await deps.cache.storeNar(writer, upload, (0,buffer_pool/* releasedAfterUse */.nW)(request.body()));
     }
     finally {
         release();
@@ -16946,7 +16972,7 @@ async function postPathBatch(deps, request) {
             const { info, upload } = entry;
             try {
                 await cache.markNarInUse(upload.key);
-                const { nar } = await cache.storeNar(writer, upload, body.bytes(entry.fileSize), () => req.readableAborted);
+                const { nar } = await cache.storeNar(writer, upload, body.bytes(entry.fileSize));
                 // The NarHash is the name, checked; NarSize is the narinfo's one other fact about the NAR, so
                 // with it checked here too, the narinfos below fail only on a race (a collector) or a store failure.
                 if (nar.narSize !== info.narSize)
@@ -17202,6 +17228,9 @@ function createRouter(deps) {
             else if (error.status === 503) {
                 const detail = error instanceof unavailable/* StorageUnavailableError */.y7 ? { detail: error.detail } : {};
                 deps.log.warn({ path, reason: error.message, ...detail }, 'unavailable');
+            }
+            else if (error instanceof unavailable/* StorageFullError */.$m) {
+                deps.log.error({ path, reason: error.message, detail: error.detail }, 'storage full');
             }
             else if (hasBody(req) && !['token', 'narinfos', 'narinfo-stream', 'nar-links'].includes(routeName))
                 deps.metrics.rejectedUploads.inc({ reason: error.reason });
@@ -18550,7 +18579,9 @@ function auditEntry(r) {
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   $m: () => (/* binding */ StorageFullError),
 /* harmony export */   V$: () => (/* binding */ describeCause),
+/* harmony export */   vm: () => (/* binding */ isStorageFull),
 /* harmony export */   y7: () => (/* binding */ StorageUnavailableError)
 /* harmony export */ });
 /* unused harmony export RETRY_AFTER_SECONDS */
@@ -18573,6 +18604,23 @@ class StorageUnavailableError extends _contracts_http_error_js__WEBPACK_IMPORTED
         super(503, `${what} is unavailable${code ? ` (${code})` : ''}: retry shortly`, 'storage_unavailable', {
             'retry-after': String(RETRY_AFTER_SECONDS),
         });
+        this.detail = describeCause(cause);
+    }
+}
+/** Errors of a disk with no room left for the write: no space, over quota, over the file size limit. */
+const FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+function isStorageFull(error) {
+    return FULL_CODES.has(error?.code ?? '');
+}
+/**
+ * A write the disk had no room for: 507, which the Action's proxy does not retry (the room comes
+ * back only when the collector or an operator frees some). Never a 400: the upload was fine.
+ */
+class StorageFullError extends _contracts_http_error_js__WEBPACK_IMPORTED_MODULE_0__/* .HttpError */ .j {
+    /** The cause in full, for the server's log only (it names the path). */
+    detail;
+    constructor(what, cause) {
+        super(507, `${what} is full (${publicCode(cause)}): nothing was stored`, 'storage_full');
         this.detail = describeCause(cause);
     }
 }

@@ -49705,9 +49705,12 @@ const DEFAULT_RETRY_POLICY = {
  * A server that stays down is then answered as a miss, and Nix builds.
  */
 const PULL_RETRY = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
-/** 429 and 5xx are worth another try; 501 and 505 say the request itself is wrong. */
+/**
+ * 429 and 5xx are worth another try; 501 and 505 say the request itself is wrong, and 507 that the
+ * server's disk is full, which the next seconds will not change (and the upload would be sent again).
+ */
 function isRetryableStatus(status) {
-    return status === 429 || (status >= 500 && status !== 501 && status !== 505);
+    return status === 429 || (status >= 500 && status !== 501 && status !== 505 && status !== 507);
 }
 /** `Retry-After` as delta-seconds or an HTTP date, in milliseconds from `now`; undefined if absent or bad. */
 function parseRetryAfter(value, now = Date.now()) {

@@ -25,9 +25,12 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = {
  */
 export const PULL_RETRY: Partial<RetryPolicy> = { retries: 2, maxDelayMs: 1_000, maxRetryAfterMs: 2_000 };
 
-/** 429 and 5xx are worth another try; 501 and 505 say the request itself is wrong. */
+/**
+ * 429 and 5xx are worth another try; 501 and 505 say the request itself is wrong, and 507 that the
+ * server's disk is full, which the next seconds will not change (and the upload would be sent again).
+ */
 export function isRetryableStatus(status: number): boolean {
-  return status === 429 || (status >= 500 && status !== 501 && status !== 505);
+  return status === 429 || (status >= 500 && status !== 501 && status !== 505 && status !== 507);
 }
 
 /** `Retry-After` as delta-seconds or an HTTP date, in milliseconds from `now`; undefined if absent or bad. */

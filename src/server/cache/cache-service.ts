@@ -185,20 +185,20 @@ export class CacheService {
 
   /**
    * Streams an upload through the verification into the BlobStore and records it for the writer's
-   * slice. `aborted` tells a client that went away from a failing store. The outcome depends only
-   * on the slice's own uploads: `exists` if it had uploaded this NAR before, else `created`,
-   * whether or not another slice holds the same file (which a writer must not learn).
+   * slice. The outcome depends only on the slice's own uploads: `exists` if it had uploaded this
+   * NAR before, else `created`, whether or not another slice holds the same file (which a writer
+   * must not learn).
    */
   async storeNar(
     writer: Writer,
     upload: NarUpload,
     body: AsyncIterable<Buffer>,
-    aborted: () => boolean,
   ): Promise<{ outcome: 'created' | 'exists'; nar: VerifiedNar }> {
     const { blobs, meta, metrics, log, narLimits } = this.deps;
     const hadIt = (await meta.uploadedNar(writer.slice, upload.key)) !== null;
+    const received = new ReceiveWatch(body);
     const verified = verifyNarUpload(
-      body,
+      received.body,
       { ...upload.name, compression: upload.compression, limits: narLimits },
       this.deps.verifiers,
     );
@@ -207,7 +207,10 @@ export class CacheService {
       outcome = await blobs.put(upload.key, verified.body);
     } catch (error) {
       if (error instanceof HttpError) throw error;
-      if (aborted() || (error as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') {
+      // The client's side failed (it went away mid-body), not the store: whatever the store made of
+      // that, the answer says what happened. A store's own failure (a full disk, a broken bucket)
+      // is its own error, 5xx, even though the request was cut short after it.
+      if (received.failed) {
         throw new HttpError(400, 'the upload ended before its body was complete', 'truncated');
       }
       throw error;
@@ -308,6 +311,25 @@ export class CacheService {
 }
 
 export type { Writer } from './slice-owner.js';
+
+/** A request body, and whether reading it failed (the client's side) rather than what consumed it. */
+class ReceiveWatch {
+  failed = false;
+  readonly body: AsyncIterable<Buffer>;
+
+  constructor(source: AsyncIterable<Buffer>) {
+    this.body = this.watched(source);
+  }
+
+  private async *watched(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    try {
+      yield* source;
+    } catch (error) {
+      this.failed = true;
+      throw error;
+    }
+  }
+}
 
 /**
  * The blob key of a NAR uploaded by its NarHash: one per slice and NAR. Keyed by the NarHash alone,

@@ -199,12 +199,7 @@ async function storeNar(
   const release = deps.uploadSlots.acquire(requestToken(req) ?? '');
   try {
     acceptBody(req, res);
-    return await deps.cache.storeNar(
-      writer,
-      upload,
-      releasedAfterUse(request.body()),
-      () => req.readableAborted,
-    );
+    return await deps.cache.storeNar(writer, upload, releasedAfterUse(request.body()));
   } finally {
     release();
   }

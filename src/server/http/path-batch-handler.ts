@@ -133,12 +133,7 @@ export async function postPathBatch(deps: UploadDeps, request: CacheRequest): Pr
       const { info, upload } = entry;
       try {
         await cache.markNarInUse(upload.key);
-        const { nar } = await cache.storeNar(
-          writer,
-          upload,
-          body.bytes(entry.fileSize),
-          () => req.readableAborted,
-        );
+        const { nar } = await cache.storeNar(writer, upload, body.bytes(entry.fileSize));
         // The NarHash is the name, checked; NarSize is the narinfo's one other fact about the NAR, so
         // with it checked here too, the narinfos below fail only on a race (a collector) or a store failure.
         if (nar.narSize !== info.narSize) throw narSizeMismatch(info.narSize, nar.narSize);

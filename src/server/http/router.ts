@@ -30,7 +30,7 @@ import { matchRoute, type Route } from './paths.js';
 import { postPathBatch } from './path-batch-handler.js';
 import { postPin } from './pins.js';
 import type { RequestGuard } from './rate-limit.js';
-import { StorageUnavailableError } from '../storage/unavailable.js';
+import { StorageFullError, StorageUnavailableError } from '../storage/unavailable.js';
 
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
@@ -204,6 +204,8 @@ export function createRouter(deps: RouterDeps): RawHandler {
       else if (error.status === 503) {
         const detail = error instanceof StorageUnavailableError ? { detail: error.detail } : {};
         deps.log.warn({ path, reason: error.message, ...detail }, 'unavailable');
+      } else if (error instanceof StorageFullError) {
+        deps.log.error({ path, reason: error.message, detail: error.detail }, 'storage full');
       } else if (hasBody(req) && !['token', 'narinfos', 'narinfo-stream', 'nar-links'].includes(routeName))
         deps.metrics.rejectedUploads.inc({ reason: error.reason });
       // A body we did not read would be parsed as the next request: close the connection instead.

@@ -8,6 +8,7 @@ import { link, mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { BufferPool, sendFileRange } from '../../nix/buffer-pool.js';
+import { isStorageFull, StorageFullError } from './unavailable.js';
 import {
   isNarBlobKey,
   isValidBlobKey,
@@ -61,7 +62,7 @@ export class FsBlobStore implements BlobStore {
       // Told to stop once it next yields; not awaited, as that waits for the client's bytes.
       void chunks.return?.().catch(() => undefined);
       this.writing.delete(tempPath);
-      throw error;
+      throw fullOr(error);
     }
     try {
       // A chunk at a time: the body's next chunk is asked for once this one is written, and a
@@ -71,9 +72,9 @@ export class FsBlobStore implements BlobStore {
       } catch (error) {
         // A failed write leaves the body unfinished: it is told to stop.
         await chunks.return?.();
-        throw error;
+        throw fullOr(error);
       }
-      await file.sync();
+      await file.sync().catch((error: unknown) => Promise.reject(fullOr(error)));
       await file.close();
       let outcome: 'created' | 'exists' = 'created';
       try {
@@ -151,6 +152,11 @@ export class FsBlobStore implements BlobStore {
         if (info?.isFile()) yield { key: chunk[index]!, size: info.size, modifiedAt: info.mtime };
     }
   }
+}
+
+/** A write that found the disk full as a StorageFullError (507); any other error as it is. */
+function fullOr(error: unknown): unknown {
+  return isStorageFull(error) ? new StorageFullError('the NAR store', error) : error;
 }
 
 /** Sends a file from two reused buffers (sendFileRange). */

@@ -23,6 +23,27 @@ export class StorageUnavailableError extends HttpError {
   }
 }
 
+/** Errors of a disk with no room left for the write: no space, over quota, over the file size limit. */
+const FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+
+export function isStorageFull(error: unknown): boolean {
+  return FULL_CODES.has((error as NodeJS.ErrnoException | undefined)?.code ?? '');
+}
+
+/**
+ * A write the disk had no room for: 507, which the Action's proxy does not retry (the room comes
+ * back only when the collector or an operator frees some). Never a 400: the upload was fine.
+ */
+export class StorageFullError extends HttpError {
+  /** The cause in full, for the server's log only (it names the path). */
+  readonly detail: string;
+
+  constructor(what: string, cause: unknown) {
+    super(507, `${what} is full (${publicCode(cause)}): nothing was stored`, 'storage_full');
+    this.detail = describeCause(cause);
+  }
+}
+
 /**
  * The cause's error code (ECONNREFUSED, PostgreSQL's 57P01) or class name: nothing else of its
  * message. The AWS SDK wraps socket errors in one whose message alone names the errno.
