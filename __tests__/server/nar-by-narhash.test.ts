@@ -1,7 +1,8 @@
 /**
  * `PUT /_api/v1/nar/<narhash>.nar[.ext]`, the route the Action's proxy streams NARs to: the NAR
- * inside must hash to the name; the answer gives the narinfo its URL, FileSize and, unless the upload
- * asked for none (`?file_hash=omit`, as the proxy does), FileHash; a fresh store substitutes the result. Bad uploads get a 4xx naming the problem and change nothing.
+ * inside must hash to the name; the answer gives the narinfo its URL, FileSize and, unless the
+ * upload asked for none (`?file_hash=omit`, as the proxy does), FileHash; a fresh store substitutes
+ * the result. Bad uploads get a 4xx naming the problem and change nothing.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { Readable } from 'node:stream';

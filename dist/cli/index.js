@@ -13829,11 +13829,11 @@ function threadCollector() {
 ;// CONCATENATED MODULE: ./src/server/cache/nar-verifier.ts
 /**
  * The verifying pass every NAR upload goes through on its way to the BlobStore. It hands the
- * file's bytes on, and meanwhile has them counted and, where wanted, hashed (FileSize, FileHash) and the NAR inside
- * decompressed and hashed (NarHash/NarSize) by a verification worker (verify-pool.ts). It ends in
- * an error, so the store commits nothing, when the file is larger than allowed, does not
- * decompress, or does not hash to the name it was uploaded as: the file's hash (Nix's
- * `PUT /nar/<filehash>`) or the NAR's (`PUT /_api/v1/nar/<narhash>`). Within the limits
+ * file's bytes on, and meanwhile has them counted and, where wanted, hashed (FileSize, FileHash)
+ * and the NAR inside decompressed and hashed (NarHash/NarSize) by a verification worker
+ * (verify-pool.ts). It ends in an error, so the store commits nothing, when the file is larger
+ * than allowed, does not decompress, or does not hash to the name it was uploaded as: the file's
+ * hash (Nix's `PUT /nar/<filehash>`) or the NAR's (`PUT /_api/v1/nar/<narhash>`). Within the limits
  * (NarHasher's, checked on the worker): exactly one NAR, no padding, bounded size, ratio and
  * decoder memory, so that a few kilobytes cannot buy minutes of CPU, gigabytes of memory, or a
  * file larger than the NAR it holds.

@@ -6,8 +6,8 @@
  *
  * A NAR goes to `PUT /_api/v1/nar/<narhash>.nar<ext>`: named by the NarHash the Nix database holds,
  * so it streams as it is compressed; the server verifies the NAR against the name and answers the
- * file's URL and FileSize, which the narinfo then states (no FileHash: see StoredNar). Small paths whose references
- * are up go many to a request instead (path-batch.ts), NAR and narinfo together.
+ * file's URL and FileSize, which the narinfo then states (no FileHash: see StoredNar). Small paths
+ * whose references are up go many to a request instead (path-batch.ts), NAR and narinfo together.
  */
 import { Hash } from '../../nix/hash.js';
 import { narFileName, parseNarUrl } from '../../nix/nar-url.js';

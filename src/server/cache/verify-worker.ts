@@ -1,10 +1,10 @@
 /**
  * A verification worker (a thread, started by verify-pool.ts): for each upload it is given, it
- * counts and, if asked, hashes the file as uploaded (FileSize, FileHash), decompresses it and hashes and checks the NAR
- * inside (NarHash/NarSize, structure, size, ratio and decoder-memory limits: nar-hasher.ts), on
- * the bytes the main thread received, as they arrive. The main thread meanwhile only receives and
- * stores, so on a machine with two cores both work, and the worker's small heap makes the
- * decompressor's buffers cheap to collect.
+ * counts and, if asked, hashes the file as uploaded (FileSize, FileHash), decompresses it and
+ * hashes and checks the NAR inside (NarHash/NarSize, structure, size, ratio and decoder-memory
+ * limits: nar-hasher.ts), on the bytes the main thread received, as they arrive. The main thread
+ * meanwhile only receives and stores, so on a machine with two cores both work, and the worker's
+ * small heap makes the decompressor's buffers cheap to collect.
  *
  * A refusal is sent as soon as it is known; the main thread then fails the upload's body, so the
  * store keeps nothing.
