@@ -4,7 +4,7 @@
  */
 import { startBareHttp, type BareHttpServer } from '../lib/bare-http.js';
 import { copyToFileCache, makeSigningKey } from '../lib/binary-cache.js';
-import { buildPaths } from '../lib/closures.js';
+import { buildPaths, deletePaths } from '../lib/closures.js';
 import type { Context } from '../lib/context.js';
 import { lookupRequests } from '../lib/hashes.js';
 import { expectHitsAndMisses, getAll } from '../lib/load.js';
@@ -151,5 +151,7 @@ export async function lookupScenarios(context: Context): Promise<Row[]> {
     await floor?.close();
     await nginx?.close();
     await stack?.close();
+    // Thousands of small paths a run: left in the store, they add up over many runs.
+    await deletePaths(known);
   }
 }

@@ -7,7 +7,7 @@
  * SLUICE_TEST_DATABASE_URL / SLUICE_TEST_S3_ENDPOINT name); when they cannot start, every row says why.
  */
 import type { Context } from '../lib/context.js';
-import { buildPaths } from '../lib/closures.js';
+import { buildPaths, deletePaths, type Closure } from '../lib/closures.js';
 import { lookupRequests } from '../lib/hashes.js';
 import { expectHitsAndMisses, getAll } from '../lib/load.js';
 import type { Row, Side } from '../lib/report.js';
@@ -65,8 +65,10 @@ export async function storageScenarios(context: Context): Promise<Row[]> {
 async function postgresLookups(context: Context, backends: Backends): Promise<Row[]> {
   const { sizes, log } = context;
   const stacks: Stack[] = [];
+  let built: Closure | undefined;
   try {
     const known = await buildPaths([{ count: sizes.lookups / 2, bytes: 1024 }]);
+    built = known;
     const sqlite = await startStack(context, ['cli', 'proxy']);
     stacks.push(sqlite);
     const postgres = await startStack(
@@ -106,5 +108,6 @@ async function postgresLookups(context: Context, backends: Backends): Promise<Ro
     return lookupsUnavailable(reason(error));
   } finally {
     for (const stack of stacks) await stack.close();
+    if (built) await deletePaths(built);
   }
 }
