@@ -15685,7 +15685,154 @@ function parseRange(header, size) {
     return { start, end };
 }
 
+;// CONCATENATED MODULE: ./src/contracts/path-batch.ts
+/**
+ * `POST /_api/v1/paths`: many small store paths pushed in one request, each NAR with its narinfo,
+ * as server (src/server/http/path-batch-handler.ts) and proxy (src/proxy/push/path-batch.ts) both
+ * know it. Two requests per path (NAR, then narinfo) cost the server and the proxy more than the
+ * bytes of a small path do, and each is a round trip to a remote server.
+ *
+ * The body is, for each path in turn, one header line (a JSON `PathBatchEntry`, then `\n`)
+ * followed by exactly `file_size` bytes: the compressed NAR. The server verifies and stores every
+ * NAR as it streams by, then, once all are in, stores the narinfos in the order given (references
+ * first), so a batch never shows a path whose references it lacks.
+ */
+
+const PATH_BATCH_PATH = '/_api/v1/paths';
+const PATH_BATCH_CONTENT_TYPE = 'application/x-sluice-path-batch';
+/** Paths per request. */
+const PATH_BATCH_MAX_PATHS = 1000;
+/** A header line, as a narinfo upload may be. */
+const PATH_BATCH_MAX_HEADER_BYTES = 64 * 1024;
+/** The answer to a batch of `storePaths`, checked to be one result for each, in order. */
+function parsePathBatchResponse(text, storePaths) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch {
+        throw new ServerAnswerError('the path batch answered something that is not JSON');
+    }
+    const paths = json?.paths;
+    const fits = Array.isArray(paths) &&
+        paths.length === storePaths.length &&
+        paths.every((result, index) => result?.store_path === storePaths[index] &&
+            (result.outcome === 'created' || result.outcome === 'exists') &&
+            typeof result.url === 'string' &&
+            Number.isSafeInteger(result.file_size));
+    if (!fits)
+        throw new ServerAnswerError(`the path batch's answer does not fit the paths sent: ${text.slice(0, 300)}`);
+    return paths;
+}
+
+;// CONCATENATED MODULE: ./src/server/http/paths.ts
+/**
+ * Request paths \u2192 routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
+ * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
+ * no decoding step for a traversal to hide behind.
+ */
+
+
+
+
+
+
+
+
+/** Repeatedly percent-decodes (bounded), so double encoding cannot hide a `..` or a separator. */
+function fullyDecoded(path) {
+    let current = path;
+    for (let i = 0; i < 4; i++) {
+        let next;
+        try {
+            next = decodeURIComponent(current);
+        }
+        catch {
+            return current;
+        }
+        if (next === current)
+            break;
+        current = next;
+    }
+    return current;
+}
+/** A request target's query parameters (none for a target without `?`). */
+function queryOf(rawUrl) {
+    return new URL(rawUrl ?? '/', 'http://sluice.invalid').searchParams;
+}
+function checkPath(rawUrl) {
+    if (!rawUrl.startsWith('/'))
+        throw new http_error/* HttpError */.j(400, `request target '${rawUrl.slice(0, 100)}' is not a path`, 'bad_path');
+    const path = rawUrl.split('?', 1)[0];
+    const decoded = fullyDecoded(path);
+    if (decoded.includes('\\') ||
+        decoded.split('/').some((segment) => segment === '..' || segment === '.') ||
+        /\0/.test(decoded)) {
+        throw new http_error/* HttpError */.j(400, 'path traversal is not allowed', 'bad_path');
+    }
+    if (path.includes('%'))
+        throw new http_error/* HttpError */.j(400, 'percent-encoded characters are not allowed in cache paths', 'bad_path');
+    if (path.includes('//'))
+        throw new http_error/* HttpError */.j(400, 'empty path segments are not allowed', 'bad_path');
+    return path;
+}
+function compressionOf(name) {
+    if (name.compression === undefined) {
+        throw new http_error/* HttpError */.j(400, `unsupported NAR compression '${name.extension}' (use .nar, .nar.zst or .nar.xz)`, 'bad_name');
+    }
+    return name.compression;
+}
+function matchRoute(rawUrl) {
+    const path = checkPath(rawUrl);
+    switch (path) {
+        case '/nix-cache-info':
+            return { name: 'nix-cache-info' };
+        case HEALTH_PATH:
+            return { name: 'health' };
+        case TOKEN_EXCHANGE_PATH:
+            return { name: 'token' };
+        case NARINFO_BATCH_PATH:
+            return { name: 'narinfos' };
+        case RECENT_NARINFOS_PATH:
+            return { name: 'recent-narinfos' };
+        case NARINFO_STREAM_PATH:
+            return { name: 'narinfo-stream' };
+        case NAR_LINKS_PATH:
+            return { name: 'nar-links' };
+        case NARINFO_SET_PATH:
+            return { name: 'narinfo-set' };
+        case '/metrics':
+            return { name: 'metrics' };
+        case '/_api/v1/pins':
+            return { name: 'pins' };
+        case PATH_BATCH_PATH:
+            return { name: 'path-batch' };
+    }
+    const hashPart = path.endsWith('.narinfo') ? path.slice(1, -'.narinfo'.length) : undefined;
+    if (hashPart !== undefined && HASH_PART_PATTERN.test(hashPart))
+        return { name: 'narinfo', hashPart };
+    if (path.endsWith('.narinfo') && !path.slice(1).includes('/')) {
+        throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not <32-character nix32 store path hash>.narinfo`, 'bad_name');
+    }
+    const nar = path.startsWith('/nar/') ? (0,nar_url/* parseNarFileName */.Ib)(path.slice('/nar/'.length)) : undefined;
+    if (nar)
+        return { name: 'nar', fileHash: nar.hash, compression: compressionOf(nar), key: nar.key };
+    if (path.startsWith('/nar/')) {
+        throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`, 'bad_name');
+    }
+    const upload = path.startsWith(NAR_UPLOAD_PREFIX)
+        ? (0,nar_url/* parseNarFileName */.Ib)(path.slice(NAR_UPLOAD_PREFIX.length))
+        : undefined;
+    if (upload)
+        return { name: 'nar-upload', narHash: upload.hash, compression: compressionOf(upload), key: upload.key };
+    if (path.startsWith(NAR_UPLOAD_PREFIX)) {
+        throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not ${NAR_UPLOAD_PREFIX.slice(1)}<52-character nix32 NarHash>.nar[.zst|.xz]`, 'bad_name');
+    }
+    throw new http_error/* HttpError */.j(404, `no such endpoint: ${path.slice(0, 120)}`, 'not_found');
+}
+
 ;// CONCATENATED MODULE: ./src/server/http/lookup-scope.ts
+
 
 
 
@@ -15700,8 +15847,7 @@ function parseLookupScope(value, where) {
 }
 /** The `?scope=` of a narinfo GET/HEAD. */
 function queryLookupScope(req) {
-    const query = new URL(req.url ?? '/', 'http://sluice.invalid').searchParams;
-    return parseLookupScope(query.get('scope'), 'query parameter scope');
+    return parseLookupScope(queryOf(req.url).get('scope'), 'query parameter scope');
 }
 /**
  * `access` narrowed to `scope`: for "write", only the slice that ranks first because it is the
@@ -15721,6 +15867,7 @@ function scopedAccess(access, scope) {
 }
 
 ;// CONCATENATED MODULE: ./src/server/http/cache-handlers.ts
+
 
 
 
@@ -15882,11 +16029,10 @@ async function putNar(deps, request, nar) {
  * NAR_UPLOAD_WITHOUT_FILE_HASH (older proxies send no query and put the FileHash in their narinfos).
  */
 function wantsFileHash(url) {
-    const query = new URL(url ?? '/', 'http://sluice.invalid').searchParams;
-    const value = query.get('file_hash');
-    if (value === null)
+    const query = queryOf(url);
+    if (query.size === 0)
         return true;
-    if (value === 'omit' && query.size === 1)
+    if (query.toString() === NAR_UPLOAD_WITHOUT_FILE_HASH)
         return false;
     throw new http_error/* HttpError */.j(400, `the NAR upload's query must be '${NAR_UPLOAD_WITHOUT_FILE_HASH}' or none`, 'bad_query');
 }
@@ -16102,12 +16248,12 @@ async function getRecentNarInfos(cache, request, publicReads) {
  */
 
 
+
 /** The largest cursor any store hands out (xid8 and SQLite integers both fit below 2^63). */
 const CURSOR_LIMIT = 2n ** 63n;
 /** `?since=`: absent for the whole set, else a cursor an earlier answer gave. */
 function narinfo_set_handler_parseSince(url) {
-    const query = new URL(url ?? '/', 'http://sluice.invalid').searchParams;
-    const since = query.get('since');
+    const since = queryOf(url).get('since');
     if (since === null)
         return null;
     if (!SET_CURSOR_PATTERN.test(since) || BigInt(since) >= CURSOR_LIMIT) {
@@ -16270,148 +16416,6 @@ async function streamNarInfos(cache, request, publicReads) {
         res.once('close', stop);
     });
     await ended;
-}
-
-;// CONCATENATED MODULE: ./src/contracts/path-batch.ts
-/**
- * `POST /_api/v1/paths`: many small store paths pushed in one request, each NAR with its narinfo,
- * as server (src/server/http/path-batch-handler.ts) and proxy (src/proxy/push/path-batch.ts) both
- * know it. Two requests per path (NAR, then narinfo) cost the server and the proxy more than the
- * bytes of a small path do, and each is a round trip to a remote server.
- *
- * The body is, for each path in turn, one header line (a JSON `PathBatchEntry`, then `\n`)
- * followed by exactly `file_size` bytes: the compressed NAR. The server verifies and stores every
- * NAR as it streams by, then, once all are in, stores the narinfos in the order given (references
- * first), so a batch never shows a path whose references it lacks.
- */
-
-const PATH_BATCH_PATH = '/_api/v1/paths';
-const PATH_BATCH_CONTENT_TYPE = 'application/x-sluice-path-batch';
-/** Paths per request. */
-const PATH_BATCH_MAX_PATHS = 1000;
-/** A header line, as a narinfo upload may be. */
-const PATH_BATCH_MAX_HEADER_BYTES = 64 * 1024;
-/** The answer to a batch of `storePaths`, checked to be one result for each, in order. */
-function parsePathBatchResponse(text, storePaths) {
-    let json;
-    try {
-        json = JSON.parse(text);
-    }
-    catch {
-        throw new ServerAnswerError('the path batch answered something that is not JSON');
-    }
-    const paths = json?.paths;
-    const fits = Array.isArray(paths) &&
-        paths.length === storePaths.length &&
-        paths.every((result, index) => result?.store_path === storePaths[index] &&
-            (result.outcome === 'created' || result.outcome === 'exists') &&
-            typeof result.url === 'string' &&
-            Number.isSafeInteger(result.file_size));
-    if (!fits)
-        throw new ServerAnswerError(`the path batch's answer does not fit the paths sent: ${text.slice(0, 300)}`);
-    return paths;
-}
-
-;// CONCATENATED MODULE: ./src/server/http/paths.ts
-/**
- * Request paths \u2192 routes. Every name the protocol uses is plain ASCII (nix32 hashes, fixed
- * suffixes), so anything encoded, any dot segment or backslash is refused before routing: there is
- * no decoding step for a traversal to hide behind.
- */
-
-
-
-
-
-
-
-
-/** Repeatedly percent-decodes (bounded), so double encoding cannot hide a `..` or a separator. */
-function fullyDecoded(path) {
-    let current = path;
-    for (let i = 0; i < 4; i++) {
-        let next;
-        try {
-            next = decodeURIComponent(current);
-        }
-        catch {
-            return current;
-        }
-        if (next === current)
-            break;
-        current = next;
-    }
-    return current;
-}
-function checkPath(rawUrl) {
-    if (!rawUrl.startsWith('/'))
-        throw new http_error/* HttpError */.j(400, `request target '${rawUrl.slice(0, 100)}' is not a path`, 'bad_path');
-    const path = rawUrl.split('?', 1)[0];
-    const decoded = fullyDecoded(path);
-    if (decoded.includes('\\') ||
-        decoded.split('/').some((segment) => segment === '..' || segment === '.') ||
-        /\0/.test(decoded)) {
-        throw new http_error/* HttpError */.j(400, 'path traversal is not allowed', 'bad_path');
-    }
-    if (path.includes('%'))
-        throw new http_error/* HttpError */.j(400, 'percent-encoded characters are not allowed in cache paths', 'bad_path');
-    if (path.includes('//'))
-        throw new http_error/* HttpError */.j(400, 'empty path segments are not allowed', 'bad_path');
-    return path;
-}
-function compressionOf(name) {
-    if (name.compression === undefined) {
-        throw new http_error/* HttpError */.j(400, `unsupported NAR compression '${name.extension}' (use .nar, .nar.zst or .nar.xz)`, 'bad_name');
-    }
-    return name.compression;
-}
-function matchRoute(rawUrl) {
-    const path = checkPath(rawUrl);
-    switch (path) {
-        case '/nix-cache-info':
-            return { name: 'nix-cache-info' };
-        case HEALTH_PATH:
-            return { name: 'health' };
-        case TOKEN_EXCHANGE_PATH:
-            return { name: 'token' };
-        case NARINFO_BATCH_PATH:
-            return { name: 'narinfos' };
-        case RECENT_NARINFOS_PATH:
-            return { name: 'recent-narinfos' };
-        case NARINFO_STREAM_PATH:
-            return { name: 'narinfo-stream' };
-        case NAR_LINKS_PATH:
-            return { name: 'nar-links' };
-        case NARINFO_SET_PATH:
-            return { name: 'narinfo-set' };
-        case '/metrics':
-            return { name: 'metrics' };
-        case '/_api/v1/pins':
-            return { name: 'pins' };
-        case PATH_BATCH_PATH:
-            return { name: 'path-batch' };
-    }
-    const hashPart = path.endsWith('.narinfo') ? path.slice(1, -'.narinfo'.length) : undefined;
-    if (hashPart !== undefined && HASH_PART_PATTERN.test(hashPart))
-        return { name: 'narinfo', hashPart };
-    if (path.endsWith('.narinfo') && !path.slice(1).includes('/')) {
-        throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not <32-character nix32 store path hash>.narinfo`, 'bad_name');
-    }
-    const nar = path.startsWith('/nar/') ? (0,nar_url/* parseNarFileName */.Ib)(path.slice('/nar/'.length)) : undefined;
-    if (nar)
-        return { name: 'nar', fileHash: nar.hash, compression: compressionOf(nar), key: nar.key };
-    if (path.startsWith('/nar/')) {
-        throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not nar/<52-character nix32 sha256>.nar[.zst|.xz]`, 'bad_name');
-    }
-    const upload = path.startsWith(NAR_UPLOAD_PREFIX)
-        ? (0,nar_url/* parseNarFileName */.Ib)(path.slice(NAR_UPLOAD_PREFIX.length))
-        : undefined;
-    if (upload)
-        return { name: 'nar-upload', narHash: upload.hash, compression: compressionOf(upload), key: upload.key };
-    if (path.startsWith(NAR_UPLOAD_PREFIX)) {
-        throw new http_error/* HttpError */.j(400, `'${path.slice(1, 120)}' is not ${NAR_UPLOAD_PREFIX.slice(1)}<52-character nix32 NarHash>.nar[.zst|.xz]`, 'bad_name');
-    }
-    throw new http_error/* HttpError */.j(404, `no such endpoint: ${path.slice(0, 120)}`, 'not_found');
 }
 
 // EXTERNAL MODULE: external "node:child_process"

@@ -17,6 +17,7 @@ import { acceptBody, checkDeclaredLength, readSmallBody } from './body.js';
 import { parseRange } from './range.js';
 import { queryLookupScope, scopedAccess } from './lookup-scope.js';
 import type { UploadSlots } from './upload-slots.js';
+import { queryOf } from './paths.js';
 
 /** Narinfos can change which slice answers (a new push, a policy change): a CDN may keep them briefly. */
 export const NARINFO_MAX_AGE_SECONDS = 60;
@@ -225,10 +226,9 @@ export async function putNar(
  * NAR_UPLOAD_WITHOUT_FILE_HASH (older proxies send no query and put the FileHash in their narinfos).
  */
 function wantsFileHash(url: string | undefined): boolean {
-  const query = new URL(url ?? '/', 'http://sluice.invalid').searchParams;
-  const value = query.get('file_hash');
-  if (value === null) return true;
-  if (value === 'omit' && query.size === 1) return false;
+  const query = queryOf(url);
+  if (query.size === 0) return true;
+  if (query.toString() === NAR_UPLOAD_WITHOUT_FILE_HASH) return false;
   throw new HttpError(
     400,
     `the NAR upload's query must be '${NAR_UPLOAD_WITHOUT_FILE_HASH}' or none`,

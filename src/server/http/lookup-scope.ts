@@ -7,6 +7,7 @@ import { HttpError } from '../../contracts/http-error.js';
 import { NARINFO_LOOKUP_SCOPES, type NarInfoLookupScope } from '../../contracts/narinfo-batch.js';
 import { readableBy, type SliceRank } from '../cache/union-read.js';
 import type { Access } from './auth.js';
+import { queryOf } from './paths.js';
 
 /** A scope as a request names it (`where` says where, for the error); absent means the union. */
 export function parseLookupScope(value: unknown, where: string): NarInfoLookupScope {
@@ -23,8 +24,7 @@ export function parseLookupScope(value: unknown, where: string): NarInfoLookupSc
 
 /** The `?scope=` of a narinfo GET/HEAD. */
 export function queryLookupScope(req: IncomingMessage): NarInfoLookupScope {
-  const query = new URL(req.url ?? '/', 'http://sluice.invalid').searchParams;
-  return parseLookupScope(query.get('scope'), 'query parameter scope');
+  return parseLookupScope(queryOf(req.url).get('scope'), 'query parameter scope');
 }
 
 /**

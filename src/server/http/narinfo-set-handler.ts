@@ -8,14 +8,14 @@ import { HttpError } from '../../contracts/http-error.js';
 import { NARINFO_SET_CONTENT_TYPE, SET_CURSOR_PATTERN } from '../../contracts/narinfo-set.js';
 import type { CacheService } from '../cache/cache-service.js';
 import type { CacheRequest } from './cache-handlers.js';
+import { queryOf } from './paths.js';
 
 /** The largest cursor any store hands out (xid8 and SQLite integers both fit below 2^63). */
 const CURSOR_LIMIT = 2n ** 63n;
 
 /** `?since=`: absent for the whole set, else a cursor an earlier answer gave. */
 export function parseSince(url: string | undefined): string | null {
-  const query = new URL(url ?? '/', 'http://sluice.invalid').searchParams;
-  const since = query.get('since');
+  const since = queryOf(url).get('since');
   if (since === null) return null;
   if (!SET_CURSOR_PATTERN.test(since) || BigInt(since) >= CURSOR_LIMIT) {
     throw new HttpError(

@@ -52,6 +52,11 @@ function fullyDecoded(path: string): string {
   return current;
 }
 
+/** A request target's query parameters (none for a target without `?`). */
+export function queryOf(rawUrl: string | undefined): URLSearchParams {
+  return new URL(rawUrl ?? '/', 'http://sluice.invalid').searchParams;
+}
+
 export function checkPath(rawUrl: string): string {
   if (!rawUrl.startsWith('/'))
     throw new HttpError(400, `request target '${rawUrl.slice(0, 100)}' is not a path`, 'bad_path');
