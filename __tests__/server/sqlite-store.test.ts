@@ -6,18 +6,26 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { SqliteMetadataStore } from '../../src/server/storage/sqlite-metadata-store.js';
 
-it('opens a database made before uploads recorded their FileHash, reading it from the key', async () => {
+/** A database file as an earlier version left it: one table made by `schema`, holding `row`. */
+function oldDatabase(schema: string, insert: string, row: (string | number)[]): string {
   const path = join(mkdtempSync(join(tmpdir(), 'sluice-storage-')), 'sluice.db');
-  const fileHash = '1'.repeat(52);
   const old = new DatabaseSync(path);
-  old.exec(`CREATE TABLE slice_nars (
+  old.exec(schema);
+  old.prepare(insert).run(...row);
+  old.close();
+  return path;
+}
+
+it('opens a database made before uploads recorded their FileHash, reading it from the key', async () => {
+  const fileHash = '1'.repeat(52);
+  const path = oldDatabase(
+    `CREATE TABLE slice_nars (
     slice TEXT NOT NULL, key TEXT NOT NULL, compression TEXT NOT NULL, file_size INTEGER NOT NULL,
     nar_hash TEXT NOT NULL, nar_size INTEGER NOT NULL, created_at INTEGER NOT NULL,
-    PRIMARY KEY (slice, key))`);
-  old
-    .prepare('INSERT INTO slice_nars VALUES (?, ?, ?, ?, ?, ?, ?)')
-    .run('a', `${fileHash}.nar.zst`, 'zstd', 7, 'sha256:x', 9, 0);
-  old.close();
+    PRIMARY KEY (slice, key))`,
+    'INSERT INTO slice_nars VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ['a', `${fileHash}.nar.zst`, 'zstd', 7, 'sha256:x', 9, 0],
+  );
   const meta = new SqliteMetadataStore(path);
   expect(await meta.uploadedNar('a', `${fileHash}.nar.zst`)).toEqual({
     key: `${fileHash}.nar.zst`,
@@ -31,18 +39,16 @@ it('opens a database made before uploads recorded their FileHash, reading it fro
 });
 
 it('fills the FileHash of rows an earlier version left null from their keys, once', async () => {
-  const path = join(mkdtempSync(join(tmpdir(), 'sluice-storage-')), 'sluice.db');
   const legacy = '2'.repeat(52);
-  const old = new DatabaseSync(path);
   // The column as the version that added it made it: rows from before it kept a null.
-  old.exec(`CREATE TABLE slice_nars (
+  const path = oldDatabase(
+    `CREATE TABLE slice_nars (
     slice TEXT NOT NULL, key TEXT NOT NULL, compression TEXT NOT NULL, file_size INTEGER NOT NULL,
     nar_hash TEXT NOT NULL, nar_size INTEGER NOT NULL, created_at INTEGER NOT NULL, file_hash TEXT,
-    PRIMARY KEY (slice, key))`);
-  old
-    .prepare('INSERT INTO slice_nars VALUES (?, ?, ?, ?, ?, ?, ?, NULL)')
-    .run('a', `${legacy}.nar`, 'none', 7, 'sha256:x', 7, 0);
-  old.close();
+    PRIMARY KEY (slice, key))`,
+    'INSERT INTO slice_nars VALUES (?, ?, ?, ?, ?, ?, ?, NULL)',
+    ['a', `${legacy}.nar`, 'none', 7, 'sha256:x', 7, 0],
+  );
   let meta = new SqliteMetadataStore(path);
   expect((await meta.uploadedNar('a', `${legacy}.nar`))?.fileHash).toBe(`sha256:${legacy}`);
   // Uploaded without a FileHash after the upgrade: still none when the database is opened again.
@@ -62,12 +68,12 @@ it('fills the FileHash of rows an earlier version left null from their keys, onc
 });
 
 it("opens a database whose slice bindings predate issuers: they were the default issuer's", async () => {
-  const path = join(mkdtempSync(join(tmpdir(), 'sluice-storage-')), 'sluice.db');
-  const old = new DatabaseSync(path);
-  old.exec(`CREATE TABLE slices (name TEXT PRIMARY KEY, repository_id TEXT NOT NULL,
-    repository_owner_id TEXT NOT NULL, created_at INTEGER NOT NULL)`);
-  old.prepare('INSERT INTO slices VALUES (?, ?, ?, ?)').run('acme/app', '1', '9', 0);
-  old.close();
+  const path = oldDatabase(
+    `CREATE TABLE slices (name TEXT PRIMARY KEY, repository_id TEXT NOT NULL,
+    repository_owner_id TEXT NOT NULL, created_at INTEGER NOT NULL)`,
+    'INSERT INTO slices VALUES (?, ?, ?, ?)',
+    ['acme/app', '1', '9', 0],
+  );
   const meta = new SqliteMetadataStore(path);
   expect(await meta.sliceOwner('acme/app')).toEqual({
     issuer: 'github',

@@ -144,7 +144,8 @@ export function spawnCli(
   args: string[],
   options: {
     cwd: string;
-    /** `ulimit -f`: writes past it fail with EFBIG, as on a full disk. */ maxFileKiB?: number;
+    /** `ulimit -f`: writes past it fail with EFBIG, as on a full disk. */
+    maxFileKiB?: number;
   },
 ): ChildProcessWithoutNullStreams {
   const command = [

@@ -13998,12 +13998,14 @@ async function checkNarInfo(stores, slice, hashPart, info) {
     if (!facts)
         throw mismatch(`its NAR ${info.url} was not uploaded to slice '${slice}': upload the NAR first`, 'nar_missing');
     const nar = fromNarFacts(facts);
-    if (info.fileHash && !nar.fileHash) {
-        throw mismatch(`FileHash ${info.fileHash.toString()} cannot be checked: its NAR ${info.url} was uploaded without ` +
-            'one (file_hash=omit), so the narinfo must state none');
-    }
-    if (info.fileHash && nar.fileHash && !info.fileHash.equals(nar.fileHash)) {
-        throw mismatch(`FileHash ${info.fileHash.toString()} does not match the file uploaded (${nar.fileHash.toString()})`);
+    if (info.fileHash) {
+        if (!nar.fileHash) {
+            throw mismatch(`FileHash ${info.fileHash.toString()} cannot be checked: its NAR ${info.url} was uploaded without ` +
+                'one (file_hash=omit), so the narinfo must state none');
+        }
+        if (!info.fileHash.equals(nar.fileHash)) {
+            throw mismatch(`FileHash ${info.fileHash.toString()} does not match the file uploaded (${nar.fileHash.toString()})`);
+        }
     }
     if (info.fileSize !== undefined && info.fileSize !== nar.fileSize) {
         throw mismatch(`FileSize ${info.fileSize} does not match the ${nar.fileSize} bytes uploaded`);
