@@ -1,14 +1,18 @@
 /**
  * A disk with no room for an upload: the real server process runs under `ulimit -f`, so its writes
  * past 2 MiB fail (EFBIG, as ENOSPC on a full disk). The upload gets 507 naming the cause, never a
- * 400 blaming the client; nothing is left behind; smaller uploads still work; the log says why.
+ * 400 blaming the client; nothing is left behind; smaller uploads still work; the log says why. A
+ * job's proxy stops pushing at the first 507 rather than sending every path to be refused.
  */
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseTokenExchangeResponse, type ExchangedToken } from '../../src/contracts/server-api.js';
 import { Hash } from '../../src/nix/hash.js';
+import { nix, nixBuild, randomChainExpr } from '../support/nix.js';
+import { startTestDaemon } from '../proxy/helpers.js';
 import { startOidcIssuer, type OidcIssuer } from '../support/oidc-issuer.js';
 import { regularFileNar } from '../support/nar.js';
 import { rawRequest, serveCli } from '../support/server.js';
@@ -19,6 +23,7 @@ let issuer: OidcIssuer;
 let server: Awaited<ReturnType<typeof serveCli>>;
 let data: string;
 let token: string;
+let grant: ExchangedToken;
 
 beforeAll(async () => {
   issuer = await startOidcIssuer();
@@ -34,7 +39,8 @@ beforeAll(async () => {
     method: 'POST',
     headers: { authorization: `Bearer ${await issuer.sign()}` },
   });
-  token = ((await res.json()) as { token: string }).token;
+  grant = parseTokenExchangeResponse(await res.text());
+  token = grant.token;
 });
 afterAll(async () => {
   await server?.kill();
@@ -70,3 +76,35 @@ it.each([
   expect(stored.status).toBe(201);
   expect(narFiles()).toHaveLength(before.length + 1);
 });
+
+it("a job's proxy stops pushing at the first 507: the rest of its paths fail at once, unsent", async () => {
+  // Four paths of 3 MiB of random bytes each (zstd cannot shrink them below the 2 MiB limit).
+  const [top] = await nixBuild(randomChainExpr(4, 3 * 1024 * 1024));
+  const closure = (await nix('nix-store', ['-qR', top!])).trim().split('\n');
+  const before = narFiles();
+  const refusals = () => server.log().split('"msg":"storage full"').length - 1;
+  const refusedBefore = refusals();
+  const daemon = await startTestDaemon({
+    server: server.url,
+    token: grant.token,
+    tokenExpiresAt: grant.expiresAt,
+    read: grant.read,
+    write: grant.write,
+    // One upload at a time, so that exactly one reaches the full disk.
+    push: { enabled: true, upstreamCaches: [], concurrency: 1 },
+  });
+  try {
+    const stats = (await daemon.control('drain', { deadlineSeconds: 60, paths: [top] })).json;
+    expect([stats.pushed.paths, stats.queued, stats.failed.length]).toEqual([0, 0, closure.length]);
+    const refused = stats.failed.filter((f) => /HTTP 507 the NAR store is full \(EFBIG\)/.test(f.error));
+    const unsent = stats.failed.filter(
+      (f) => f.error === 'not pushed: the cache server has no room for uploads (HTTP 507)',
+    );
+    expect([refused.length, unsent.length]).toEqual([1, closure.length - 1]);
+    expect(refusals() - refusedBefore).toBe(1);
+    expect(narFiles()).toEqual(before);
+    expect(daemon.logText().split('this job pushes nothing more').length - 1).toBe(1);
+  } finally {
+    await daemon.close();
+  }
+}, 120_000);

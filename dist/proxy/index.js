@@ -50089,6 +50089,11 @@ class Uploader {
     pumpSoon = false;
     /** Paths of a batch that failed: pushed on their own, so one bad path fails alone. */
     alone = new Set();
+    /**
+     * Why nothing more goes up, once the server said it has no room (507): every later upload would
+     * send its bytes only to be refused, so the paths still queued fail at once instead.
+     */
+    storageFull;
     constructor(options) {
         this.options = options;
     }
@@ -50131,6 +50136,8 @@ class Uploader {
         }
     }
     pump() {
+        if (this.storageFull !== undefined)
+            this.failQueued(this.storageFull);
         while (this.active < this.options.concurrency && this.queue.length > 0 && !this.options.signal.aborted) {
             this.active++;
             const batch = this.takeBatch();
@@ -50139,6 +50146,23 @@ class Uploader {
             else
                 void this.run(batch[0] ?? this.queue.shift());
         }
+    }
+    /** Fails every queued path without trying it. */
+    failQueued(reason) {
+        if (this.queue.length === 0)
+            return;
+        for (const info of this.queue.splice(0)) {
+            this.options.stats.pushFailed(info.path, `not pushed: ${reason}`);
+            this.finish(info.path, false);
+        }
+        this.options.onSettled();
+    }
+    /** Notes a 507: the first one says once why the rest of the job's paths are not pushed. */
+    noteStorageFull(error) {
+        if (this.storageFull !== undefined || !(error instanceof UpstreamError) || error.status !== 507)
+            return;
+        this.storageFull = 'the cache server has no room for uploads (HTTP 507)';
+        this.options.log.warn({ err: error.message }, `${this.storageFull}: this job pushes nothing more`);
     }
     /**
      * Small paths from the front of the queue whose references are up or earlier in the batch (the
@@ -50191,10 +50215,12 @@ class Uploader {
             // A server from before the batch route: 404 (no such endpoint) or 405.
             if (status === 404 || status === 405)
                 this.batching = false;
+            this.noteStorageFull(e);
             for (const info of batch)
                 this.alone.add(info.path);
             const error = e instanceof UpstreamError ? e.message : describeNetworkError(e);
-            log.info({ paths: batch.length, err: error }, 'batch push failed: pushing its paths one by one');
+            if (this.storageFull === undefined)
+                log.info({ paths: batch.length, err: error }, 'batch push failed: pushing its paths one by one');
             for (const info of batch)
                 this.inFlight.delete(info.path);
             this.queue.unshift(...batch);
@@ -50215,6 +50241,11 @@ class Uploader {
         try {
             try {
                 file = await this.uploadNar(info);
+            }
+            catch (e) {
+                // Before the next upload is taken.
+                this.noteStorageFull(e);
+                throw e;
             }
             finally {
                 this.active--;

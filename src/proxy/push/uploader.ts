@@ -102,6 +102,11 @@ export class Uploader {
   private pumpSoon = false;
   /** Paths of a batch that failed: pushed on their own, so one bad path fails alone. */
   private readonly alone = new Set<string>();
+  /**
+   * Why nothing more goes up, once the server said it has no room (507): every later upload would
+   * send its bytes only to be refused, so the paths still queued fail at once instead.
+   */
+  private storageFull: string | undefined;
 
   constructor(private readonly options: UploaderOptions) {}
 
@@ -148,12 +153,30 @@ export class Uploader {
   }
 
   private pump(): void {
+    if (this.storageFull !== undefined) this.failQueued(this.storageFull);
     while (this.active < this.options.concurrency && this.queue.length > 0 && !this.options.signal.aborted) {
       this.active++;
       const batch = this.takeBatch();
       if (batch.length > 1) void this.runBatch(batch);
       else void this.run(batch[0] ?? this.queue.shift()!);
     }
+  }
+
+  /** Fails every queued path without trying it. */
+  private failQueued(reason: string): void {
+    if (this.queue.length === 0) return;
+    for (const info of this.queue.splice(0)) {
+      this.options.stats.pushFailed(info.path, `not pushed: ${reason}`);
+      this.finish(info.path, false);
+    }
+    this.options.onSettled();
+  }
+
+  /** Notes a 507: the first one says once why the rest of the job's paths are not pushed. */
+  private noteStorageFull(error: unknown): void {
+    if (this.storageFull !== undefined || !(error instanceof UpstreamError) || error.status !== 507) return;
+    this.storageFull = 'the cache server has no room for uploads (HTTP 507)';
+    this.options.log.warn({ err: error.message }, `${this.storageFull}: this job pushes nothing more`);
   }
 
   /**
@@ -204,9 +227,11 @@ export class Uploader {
       const status = e instanceof UpstreamError ? e.status : undefined;
       // A server from before the batch route: 404 (no such endpoint) or 405.
       if (status === 404 || status === 405) this.batching = false;
+      this.noteStorageFull(e);
       for (const info of batch) this.alone.add(info.path);
       const error = e instanceof UpstreamError ? e.message : describeNetworkError(e);
-      log.info({ paths: batch.length, err: error }, 'batch push failed: pushing its paths one by one');
+      if (this.storageFull === undefined)
+        log.info({ paths: batch.length, err: error }, 'batch push failed: pushing its paths one by one');
       for (const info of batch) this.inFlight.delete(info.path);
       this.queue.unshift(...batch);
     } finally {
@@ -226,6 +251,10 @@ export class Uploader {
     try {
       try {
         file = await this.uploadNar(info);
+      } catch (e) {
+        // Before the next upload is taken.
+        this.noteStorageFull(e);
+        throw e;
       } finally {
         this.active--;
         this.pump();
