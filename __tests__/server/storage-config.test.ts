@@ -93,6 +93,10 @@ keys: { signing_key_file: /etc/sluice/signing.sec, token_key_file: /etc/sluice/t
       signingKeyFile: '/etc/sluice/signing.sec',
       tokenKeyFile: '/etc/sluice/token.pem',
     });
+    expect(parseConfig('storage:\n  blobs: { x_accel_redirect: /_sluice_nars/ }\n').blobs).toEqual({
+      type: 'fs',
+      xAccelRedirect: '/_sluice_nars/',
+    });
     const defaults = parseConfig('');
     expect([defaults.blobs, defaults.database, defaults.keys]).toEqual([{ type: 'fs' }, undefined, {}]);
   });
@@ -116,6 +120,14 @@ keys: { signing_key_file: /etc/sluice/signing.sec, token_key_file: /etc/sluice/t
       'storage.blobs.part_buffers: must hold at least one part (part_size is 33554432 bytes)',
     ],
     ['storage:\n  blobs: { type: fs, bucket: bkt }\n', 'storage.blobs.bucket: only applies to type: s3'],
+    [
+      'storage:\n  blobs: { type: s3, bucket: bkt, x_accel_redirect: /n/ }\n',
+      'storage.blobs.x_accel_redirect: only applies to type: fs',
+    ],
+    ...['nars/', '/nars', '/../etc/', '/a b/', '/n/?x/', '/n\r\nX-Evil: 1/', '//'].map((prefix) => [
+      `storage:\n  blobs: { type: fs, x_accel_redirect: ${JSON.stringify(prefix)} }\n`,
+      `storage.blobs.x_accel_redirect: ${JSON.stringify(prefix)} is not an nginx location prefix such as /_sluice_nars/`,
+    ]),
     ['storage:\n  blobs: { type: s3, bucket: bkt, colour: red }\n', 'storage.blobs.colour: unknown key'],
     ['database: mysql://u:hunter2@h/db\n', 'sluice.yml:1: database: must be a postgres:// URL, not mysql://'],
     ['keys: { signing_key: /x }\n', 'keys.signing_key: unknown key'],

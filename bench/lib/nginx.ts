@@ -51,3 +51,57 @@ http {
   await waitUntilServing(child, url, 'nginx');
   return { url, close: () => stopProcess(child) };
 }
+
+/** The X-Accel-Redirect prefix the front and the server agree on (docs/operations.md). */
+export const ACCEL_PREFIX = '/_sluice_nars/';
+
+/**
+ * nginx in front of a Sluice server as docs/operations.md sets one up for the files backend
+ * ("nginx sends the NAR files"), without TLS: requests go to the server, and the NAR files the
+ * server names with X-Accel-Redirect are sent by nginx from `narsDir`.
+ */
+export async function startNginxFront(
+  binary: string,
+  upstream: string,
+  narsDir: string,
+  workDir: string,
+): Promise<StaticServer> {
+  mkdirSync(join(workDir, 'temp'), { recursive: true });
+  const port = await freePort();
+  const temp = (name: string) => `${name}_temp_path ${join(workDir, 'temp', name)};`;
+  const config = `
+worker_processes auto;
+pid ${join(workDir, 'nginx.pid')};
+error_log ${join(workDir, 'error.log')} warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  keepalive_requests 100000;
+  ${temp('client_body')} ${temp('proxy')} ${temp('fastcgi')} ${temp('uwsgi')} ${temp('scgi')}
+  upstream sluice { server ${new URL(upstream).host}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    client_max_body_size 10g;
+    proxy_request_buffering off;
+    proxy_buffering off;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host $host;
+    proxy_set_header X-Sluice-Accel on;
+    location / { proxy_pass http://sluice; }
+    location ${ACCEL_PREFIX} { internal; alias ${narsDir}/; }
+  }
+}
+`;
+  const configFile = join(workDir, 'nginx.conf');
+  writeFileSync(configFile, config);
+  const child = startProcess(
+    binary,
+    ['-p', workDir, '-e', join(workDir, 'error.log'), '-c', configFile, '-g', 'daemon off;'],
+    join(workDir, 'nginx.out'),
+  );
+  const url = `http://127.0.0.1:${port}`;
+  await waitUntilServing(child, url, 'nginx in front of the server');
+  return { url, close: () => stopProcess(child) };
+}

@@ -1,6 +1,8 @@
 /**
  * Substitution: Nix fetches a whole closure into an empty store through the proxy, directly from
- * the server, and from a file:// binary cache with the same compression (the local limit).
+ * the server, and from a file:// binary cache with the same compression (the local limit). With
+ * nginx installed, also both ways through nginx in front of the same server, sending the NAR files
+ * itself (X-Accel-Redirect, docs/operations.md), beside nginx serving the file:// cache's files.
  */
 import {
   copyToFileCache,
@@ -9,10 +11,18 @@ import {
   type Substituter,
 } from '../lib/binary-cache.js';
 import { buildFan } from '../lib/closures.js';
-import { NGINX_INSTALL_HINT, startNginx } from '../lib/nginx.js';
+import { chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  ACCEL_PREFIX,
+  NGINX_INSTALL_HINT,
+  startNginx,
+  startNginxFront,
+  type StaticServer,
+} from '../lib/nginx.js';
 import type { Context, Sizes } from '../lib/context.js';
 import type { Row, Side } from '../lib/report.js';
-import { reason, writeNetrc } from '../lib/sluice.js';
+import { reason, startDaemon, writeNetrc } from '../lib/sluice.js';
 import { startStack, type Stack } from '../lib/stack.js';
 import { median, MiB, rotate, timed } from '../lib/stats.js';
 
@@ -40,10 +50,15 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
     : undefined;
 
   let stack: Stack | undefined;
+  let front: StaticServer | undefined;
   let sluiceMissing = '';
   let direct: Substituter | undefined;
   try {
-    stack = await startStack(context, ['cli', 'proxy']);
+    // Requests straight to the server get the bytes from it; only nginx's say that nginx sends them.
+    const accel = context.nginx
+      ? `storage:\n  blobs:\n    type: fs\n    x_accel_redirect: ${ACCEL_PREFIX}\n`
+      : '';
+    stack = await startStack(context, ['cli', 'proxy'], accel);
     const pusher = await stack.startJob();
     await pusher.drain([closure.root!]);
     await pusher.close();
@@ -53,6 +68,16 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
       publicKey: stack.server.publicKey,
       netrcFile: writeNetrc(context.scratch('netrc'), reader.token),
     };
+    if (context.nginx) {
+      // The server makes its data directory 0700 (keys); nginx's workers need passage to nars/.
+      chmodSync(stack.server.dataDir, 0o711);
+      front = await startNginxFront(
+        context.nginx,
+        stack.server.url,
+        join(stack.server.dataDir, 'nars'),
+        context.scratch('nginx-front'),
+      );
+    }
   } catch (error) {
     sluiceMissing = reason(error);
     await stack?.close();
@@ -67,8 +92,20 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
       )
     ).seconds;
   const viaServer = async () => (await timed(() => substituteIntoFreshStore(closure.root!, direct!))).seconds;
-  const viaProxy = async () => {
-    const daemon = await stack!.startJob(3);
+  const viaFront = async () =>
+    (await timed(() => substituteIntoFreshStore(closure.root!, { ...direct!, url: front!.url }))).seconds;
+  const viaProxy = async () => viaDaemon(await stack!.startJob(3));
+  // The job's daemon talks to nginx, which the server's links then point to.
+  const viaProxyFront = async () =>
+    viaDaemon(
+      await startDaemon(
+        context,
+        { ...stack!.server, url: front!.url },
+        await stack!.token(4),
+        'daemon of job 4',
+      ),
+    );
+  const viaDaemon = async (daemon: Awaited<ReturnType<Stack['startJob']>>) => {
     try {
       const from = { url: daemon.url, publicKey: stack!.server.publicKey };
       return (await timed(() => substituteIntoFreshStore(closure.root!, from))).seconds;
@@ -79,8 +116,16 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
 
   try {
     const repetitions = substitutionRepetitions(sizes);
-    log(`substitution: ${repetitions} repetitions of ${stack ? 'proxy, server, file://' : 'file://'}`);
-    const sides = [...(stack ? [viaProxy, viaServer] : []), viaFile, ...(nginx ? [viaNginx] : [])];
+    log(
+      `substitution: ${repetitions} repetitions of ${stack ? 'proxy, server, file://' : 'file://'}` +
+        (front ? ', nginx, and proxy and server behind nginx' : ''),
+    );
+    const sides = [
+      ...(stack ? [viaProxy, viaServer] : []),
+      viaFile,
+      ...(nginx ? [viaNginx] : []),
+      ...(front ? [viaProxyFront, viaFront] : []),
+    ];
     const samples = await rotate(repetitions, sides);
     const unavailable: Side = { unavailable: sluiceMissing };
     const proxy: Side = stack ? { samples: samples[0]! } : unavailable;
@@ -109,9 +154,33 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
         met: (_seconds, ratio) => ratio !== undefined && ratio <= 1.5,
         note: httpNote,
       },
+      ...(front ? behindNginxRows(description, samples[4]!, samples[5]!, file) : []),
     ];
   } finally {
+    await front?.close();
     await nginx?.close();
     await stack?.close();
   }
+}
+
+/** The same two targets with nginx in front of the server, sending the NAR files (X-Accel-Redirect). */
+function behindNginxRows(description: string, proxy: number[], server: number[], file: Side): Row[] {
+  return [
+    {
+      scenario: `behind nginx: proxy overhead: Nix substitutes the ${description} through the proxy vs directly, the server behind nginx, which sends the NAR files (X-Accel-Redirect)`,
+      unit: 's',
+      sluice: { samples: proxy },
+      baseline: { samples: server },
+      target: '≤ 1.15×',
+      met: (_seconds, ratio) => ratio !== undefined && ratio <= 1.15,
+    },
+    {
+      scenario: `behind nginx: substitution vs the local limit: same closure through the proxy (server behind nginx) vs from file:// (zstd)`,
+      unit: 's',
+      sluice: { samples: proxy },
+      baseline: file,
+      target: '≤ 1.5×',
+      met: (_seconds, ratio) => ratio !== undefined && ratio <= 1.5,
+    },
+  ];
 }

@@ -9319,6 +9319,12 @@ const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
  * as older proxies upload, the answer has one.
  */
 const NAR_UPLOAD_WITHOUT_FILE_HASH = 'file_hash=omit';
+/**
+ * Set by nginx in front of a server with `storage.blobs.x_accel_redirect` (docs/operations.md):
+ * `X-Sluice-Accel: on` says that whoever sent the request sends files named by `X-Accel-Redirect`.
+ * Requests without it (straight to the server) get the bytes from the server itself.
+ */
+const ACCEL_REQUEST_HEADER = 'x-sluice-accel';
 /** The `aud` CI ID tokens are requested with, unless the Action's `audience` input says otherwise. */
 const server_api_DEFAULT_AUDIENCE = 'sluice';
 /** An answer that is not the contract's: the server is not (this version of) Sluice. */
@@ -14639,6 +14645,11 @@ class CacheService {
         // SigV4 wants at least a second; a token this close to its end fails its next request anyway.
         return narRedirect(key, Math.max(1, Math.min(narRedirectTtlSeconds, left)));
     }
+    /** The `X-Accel-Redirect` that has nginx send a visible NAR's file, when nginx sends them. */
+    narAccelPath(key) {
+        const prefix = this.deps.narAccelPrefix;
+        return prefix === undefined ? undefined : `${prefix}${key}`;
+    }
     /** How long the URLs of `narRedirectUrl` work, when there are any. */
     get narRedirectTtlSeconds() {
         return this.deps.narRedirect ? this.deps.narRedirectTtlSeconds : undefined;
@@ -15943,6 +15954,13 @@ async function getNar(cache, request, key) {
         'accept-ranges': 'bytes',
     };
     if (req.method === 'GET' && req.headers.range === undefined && req.headers['if-none-match'] !== etag) {
+        const accel = req.headers[ACCEL_REQUEST_HEADER] === 'on' ? cache.narAccelPath(key) : undefined;
+        if (accel !== undefined) {
+            // nginx sends the file with sendfile, keeping this answer's Content-Type and Cache-Control;
+            // a file gone meanwhile is its 404.
+            res.writeHead(200, { ...headers, 'x-accel-redirect': accel, 'content-length': 0 }).end();
+            return;
+        }
         // A plain GET, nearly every download: opened at once, its size taken from the open blob. A
         // head first cost a trip to the thread pool (on S3, a request to the bucket) per NAR.
         const body = await cache.blobs.open(key);
@@ -17603,6 +17621,9 @@ async function startServer(config, options = {}) {
                 narRedirectTtlSeconds: storage.s3.config.presignTtlSeconds,
             }
             : {}),
+        ...(config.blobs.type === 'fs' && config.blobs.xAccelRedirect !== undefined
+            ? { narAccelPrefix: config.blobs.xAccelRedirect }
+            : {}),
         narLimits: {
             maxNarSize: config.maxNarSize,
             maxRatio: config.uploads.maxCompressionRatio,
@@ -18387,21 +18408,31 @@ const S3_KEYS = [
     'part_buffers',
     'abort_incomplete_after',
 ];
+const FS_KEYS = ['type', 'x_accel_redirect'];
 function parseStorage(v, value, parseSize, parseDuration) {
     const storage = v.object(['storage'], value, ['blobs']);
     if (storage.blobs === undefined)
         return { type: 'fs' };
     const path = ['storage', 'blobs'];
-    const raw = v.object(path, storage.blobs, S3_KEYS);
+    const raw = v.object(path, storage.blobs, [...S3_KEYS, ...FS_KEYS]);
     const type = raw.type === undefined ? 'fs' : v.string([...path, 'type'], raw.type);
     if (type === 'fs') {
-        const extra = Object.keys(raw).find((key) => key !== 'type');
+        const extra = Object.keys(raw).find((key) => !FS_KEYS.includes(key));
         if (extra)
             v.fail([...path, extra], `only applies to type: s3`, true);
-        return { type: 'fs' };
+        if (raw.x_accel_redirect === undefined)
+            return { type: 'fs' };
+        const prefix = v.string([...path, 'x_accel_redirect'], raw.x_accel_redirect);
+        // Only what an nginx location prefix needs: no `..` (no segment starts with a dot), query,
+        // spaces or bytes that would break the header.
+        if (!/^(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)+\/$/.test(prefix))
+            v.fail([...path, 'x_accel_redirect'], `${JSON.stringify(prefix.slice(0, 100))} is not an nginx location prefix such as /_sluice_nars/ (letters, digits, '.', '_', '-' between slashes; starting and ending with '/')`);
+        return { type: 'fs', xAccelRedirect: prefix };
     }
     if (type !== 's3')
         v.fail([...path, 'type'], `unknown type '${type}' (expected fs or s3)`);
+    if (raw.x_accel_redirect !== undefined)
+        v.fail([...path, 'x_accel_redirect'], 'only applies to type: fs', true);
     const optional = (key, parse, fallback) => raw[key] === undefined ? fallback : parse(raw[key]);
     const bucket = v.string([...path, 'bucket'], raw.bucket);
     if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))

@@ -16,6 +16,13 @@ export const NAR_UPLOAD_PREFIX = '/_api/v1/nar/';
  */
 export const NAR_UPLOAD_WITHOUT_FILE_HASH = 'file_hash=omit';
 
+/**
+ * Set by nginx in front of a server with `storage.blobs.x_accel_redirect` (docs/operations.md):
+ * `X-Sluice-Accel: on` says that whoever sent the request sends files named by `X-Accel-Redirect`.
+ * Requests without it (straight to the server) get the bytes from the server itself.
+ */
+export const ACCEL_REQUEST_HEADER = 'x-sluice-accel';
+
 /** The `aud` CI ID tokens are requested with, unless the Action's `audience` input says otherwise. */
 export const DEFAULT_AUDIENCE = 'sluice';
 

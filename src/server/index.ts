@@ -125,6 +125,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
           narRedirectTtlSeconds: storage.s3.config.presignTtlSeconds,
         }
       : {}),
+    ...(config.blobs.type === 'fs' && config.blobs.xAccelRedirect !== undefined
+      ? { narAccelPrefix: config.blobs.xAccelRedirect }
+      : {}),
     narLimits: {
       maxNarSize: config.maxNarSize,
       maxRatio: config.uploads.maxCompressionRatio,

@@ -44,6 +44,8 @@ export interface CacheServiceDeps {
   narRedirect?: (key: string, ttlSeconds: number) => Promise<string>;
   /** How long the URLs of `narRedirect` work. */
   narRedirectTtlSeconds?: number;
+  /** Where nginx finds NAR files (`storage.blobs.x_accel_redirect`), when it sends them. */
+  narAccelPrefix?: string;
   /** The server's clock (ms): access times and pushes are recorded with it (injectable for tests). */
   now: () => number;
   /** Records reads for retention's `max_age`, batched (src/server/retention/access.ts). */
@@ -157,6 +159,12 @@ export class CacheService {
     const left = notAfter === undefined ? Infinity : notAfter - Math.floor(this.deps.now() / 1000);
     // SigV4 wants at least a second; a token this close to its end fails its next request anyway.
     return narRedirect(key, Math.max(1, Math.min(narRedirectTtlSeconds, left)));
+  }
+
+  /** The `X-Accel-Redirect` that has nginx send a visible NAR's file, when nginx sends them. */
+  narAccelPath(key: string): string | undefined {
+    const prefix = this.deps.narAccelPrefix;
+    return prefix === undefined ? undefined : `${prefix}${key}`;
   }
 
   /** How long the URLs of `narRedirectUrl` work, when there are any. */

@@ -6,6 +6,12 @@
 
 export interface FsBlobsConfig {
   type: 'fs';
+  /**
+   * Behind nginx: plain NAR GETs that nginx marks (ACCEL_REQUEST_HEADER, contracts/server-api.ts)
+   * are answered with `X-Accel-Redirect: <this prefix><file>` after the usual checks, and nginx
+   * sends the file: no byte passes through the server's process.
+   */
+  xAccelRedirect?: string;
 }
 
 export interface S3BlobsConfig {
@@ -80,6 +86,7 @@ const S3_KEYS = [
   'part_buffers',
   'abort_incomplete_after',
 ] as const;
+const FS_KEYS = ['type', 'x_accel_redirect'] as const;
 
 export function parseStorage(
   v: Reader,
@@ -90,14 +97,25 @@ export function parseStorage(
   const storage = v.object(['storage'], value, ['blobs']);
   if (storage.blobs === undefined) return { type: 'fs' };
   const path = ['storage', 'blobs'];
-  const raw = v.object(path, storage.blobs, S3_KEYS);
+  const raw = v.object(path, storage.blobs, [...S3_KEYS, ...FS_KEYS]);
   const type = raw.type === undefined ? 'fs' : v.string([...path, 'type'], raw.type);
   if (type === 'fs') {
-    const extra = Object.keys(raw).find((key) => key !== 'type');
+    const extra = Object.keys(raw).find((key) => !(FS_KEYS as readonly string[]).includes(key));
     if (extra) v.fail([...path, extra], `only applies to type: s3`, true);
-    return { type: 'fs' };
+    if (raw.x_accel_redirect === undefined) return { type: 'fs' };
+    const prefix = v.string([...path, 'x_accel_redirect'], raw.x_accel_redirect);
+    // Only what an nginx location prefix needs: no `..` (no segment starts with a dot), query,
+    // spaces or bytes that would break the header.
+    if (!/^(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)+\/$/.test(prefix))
+      v.fail(
+        [...path, 'x_accel_redirect'],
+        `${JSON.stringify(prefix.slice(0, 100))} is not an nginx location prefix such as /_sluice_nars/ (letters, digits, '.', '_', '-' between slashes; starting and ending with '/')`,
+      );
+    return { type: 'fs', xAccelRedirect: prefix };
   }
   if (type !== 's3') v.fail([...path, 'type'], `unknown type '${type}' (expected fs or s3)`);
+  if (raw.x_accel_redirect !== undefined)
+    v.fail([...path, 'x_accel_redirect'], 'only applies to type: fs', true);
   const optional = <T>(key: string, parse: (value: unknown) => T, fallback: T): T =>
     raw[key] === undefined ? fallback : parse(raw[key]);
   const bucket = v.string([...path, 'bucket'], raw.bucket);

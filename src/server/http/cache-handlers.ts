@@ -4,7 +4,11 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from '../../contracts/http-error.js';
-import { NAR_UPLOAD_WITHOUT_FILE_HASH, type NarUploadResponse } from '../../contracts/server-api.js';
+import {
+  ACCEL_REQUEST_HEADER,
+  NAR_UPLOAD_WITHOUT_FILE_HASH,
+  type NarUploadResponse,
+} from '../../contracts/server-api.js';
 import { releasedAfterUse } from '../../nix/buffer-pool.js';
 import { Hash } from '../../nix/hash.js';
 import type { NarCompression } from '../../nix/nar.js';
@@ -120,6 +124,13 @@ export async function getNar(cache: CacheService, request: CacheRequest, key: st
     'accept-ranges': 'bytes',
   };
   if (req.method === 'GET' && req.headers.range === undefined && req.headers['if-none-match'] !== etag) {
+    const accel = req.headers[ACCEL_REQUEST_HEADER] === 'on' ? cache.narAccelPath(key) : undefined;
+    if (accel !== undefined) {
+      // nginx sends the file with sendfile, keeping this answer's Content-Type and Cache-Control;
+      // a file gone meanwhile is its 404.
+      res.writeHead(200, { ...headers, 'x-accel-redirect': accel, 'content-length': 0 }).end();
+      return;
+    }
     // A plain GET, nearly every download: opened at once, its size taken from the open blob. A
     // head first cost a trip to the thread pool (on S3, a request to the bucket) per NAR.
     const body = await cache.blobs.open(key);
