@@ -5,58 +5,25 @@
  * and only after the server's checks. The files' location answers no client.
  */
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { parseTokenExchangeResponse, TOKEN_EXCHANGE_PATH } from '../../src/contracts/server-api.js';
 import { githubClaims } from '../support/oidc-issuer.js';
+import { nginxExample, startNginx, type RunningNginx } from '../support/nginx.js';
 import { makeNixMachine, nix, nixBuild, randomChainExpr } from '../support/nix.js';
 import { startTestServer, substituteFresh, writeNetrc, type TestServer } from '../support/server.js';
 import { startTestDaemon } from '../proxy/helpers.js';
 import { hashPart } from '../action/support.js';
 
-const NGINX = '/usr/sbin/nginx';
-const DOC = fileURLToPath(new URL('../../docs/operations.md', import.meta.url));
 const PREFIX = '/_sluice_nars/';
 
 let server: TestServer;
-let nginx: ChildProcess;
+let nginx: RunningNginx;
 let url: string;
 let data: string;
 let top: string;
 let reader: string;
-
-async function freePort(): Promise<number> {
-  const listener = createServer().listen(0, '127.0.0.1');
-  await once(listener, 'listening');
-  const { port } = listener.address() as AddressInfo;
-  listener.close();
-  await once(listener, 'close');
-  return port;
-}
-
-/** The doc's example (the one with X-Accel) with the test's addresses; fails if the doc changed. */
-function configFromDoc(upstream: string, port: number, nars: string): string {
-  const blocks = [...readFileSync(DOC, 'utf8').matchAll(/```nginx\n([\s\S]*?)```/g)].map((m) => m[1]!);
-  const block = blocks.find((text) => text.includes('X-Sluice-Accel'));
-  if (!block) throw new Error('docs/operations.md has no ```nginx block with X-Sluice-Accel');
-  const replacements: [string, string][] = [
-    ['listen 443 ssl http2;', `listen 127.0.0.1:${port};`],
-    ['server 127.0.0.1:8080;', `server ${upstream};`],
-    ['alias /var/lib/sluice/nars/;', `alias ${nars}/;`],
-  ];
-  let config = block;
-  for (const [from, to] of replacements) {
-    if (!config.includes(from)) throw new Error(`the nginx example no longer contains '${from}'`);
-    config = config.replace(from, to);
-  }
-  return config;
-}
 
 /** What the server counted as NAR bytes it sent itself. */
 async function bytesOut(): Promise<number> {
@@ -74,50 +41,23 @@ async function narUrl(path: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(NGINX)) throw new Error(`${NGINX} not found: apt-get install -y nginx-light`);
-  const root = mkdtempSync(join(tmpdir(), 'sluice-accel-'));
-  data = join(root, 'data');
+  data = join(mkdtempSync(join(tmpdir(), 'sluice-accel-')), 'data');
   server = await startTestServer({
     dataDir: data,
     yaml: `storage:\n  blobs:\n    type: fs\n    x_accel_redirect: ${PREFIX}\n`,
   });
-  const dir = join(root, 'nginx');
-  mkdirSync(join(dir, 'temp'), { recursive: true });
-  const port = await freePort();
-  const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']
-    .map((name) => `${name}_temp_path ${join(dir, 'temp', name)};`)
-    .join(' ');
-  writeFileSync(
-    join(dir, 'nginx.conf'),
-    // Its workers read the NAR files, which lie under the tests' private temporary directory.
-    `user root;
-pid ${join(dir, 'nginx.pid')};
-error_log ${join(dir, 'error.log')} warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  ${temp}
-  ${configFromDoc(new URL(server.url).host, port, join(data, 'nars'))}
-}
-`,
+  // The doc's example (the one with X-Accel) with the test's addresses. Its workers read the NAR
+  // files, which lie under the tests' private temporary directory.
+  nginx = await startNginx(
+    (port) =>
+      nginxExample('X-Sluice-Accel', [
+        ['listen 443 ssl http2;', `listen 127.0.0.1:${port};`],
+        ['server 127.0.0.1:8080;', `server ${new URL(server.url).host};`],
+        ['alias /var/lib/sluice/nars/;', `alias ${join(data, 'nars')}/;`],
+      ]),
+    'user root;',
   );
-  nginx = spawn(
-    NGINX,
-    ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'],
-    { stdio: 'ignore' },
-  );
-  url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    if (nginx.exitCode !== null)
-      throw new Error(`nginx exited: ${readFileSync(join(dir, 'error.log'), 'utf8')}`);
-    const ok = await fetch(`${url}/nix-cache-info`).then(
-      (res) => res.status === 200,
-      () => false,
-    );
-    if (ok) break;
-    if (i === 100) throw new Error('nginx did not answer');
-    await sleep(100);
-  }
+  url = nginx.url;
   // Pushed through nginx by Nix itself, as a CI job without the Action would.
   const pusher = makeNixMachine();
   const netrc = writeNetrc(pusher.dir, await server.ciToken());
@@ -128,7 +68,7 @@ http {
   reader = await server.readToken(['acme/*']);
 });
 afterAll(async () => {
-  nginx?.kill('SIGTERM');
+  nginx?.close();
   await server?.close();
 });
 

@@ -1,6 +1,7 @@
 /**
- * nginx (the Debian package) serving a directory of narinfo files on loopback: the lookup baseline.
- * It runs with a config of its own (own pid, logs and temp dirs); the system nginx config is never read.
+ * nginx (the Debian package) on loopback, with a config of its own (own pid, logs and temp dirs; the
+ * system nginx config is never read): serving a directory of files (the lookup and substitution
+ * baselines), or in front of a Sluice server, sending the NAR files it names.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,38 +19,17 @@ export interface StaticServer {
 }
 
 export async function startNginx(binary: string, root: string, workDir: string): Promise<StaticServer> {
-  mkdirSync(join(workDir, 'temp'), { recursive: true });
-  const port = await freePort();
-  const temp = (name: string) => `${name}_temp_path ${join(workDir, 'temp', name)};`;
-  // As Debian ships it: one worker per core, sendfile; access log off as any cache operator would.
-  const config = `
-worker_processes auto;
-pid ${join(workDir, 'nginx.pid')};
-error_log ${join(workDir, 'error.log')} warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  keepalive_requests 100000;
-  ${temp('client_body')} ${temp('proxy')} ${temp('fastcgi')} ${temp('uwsgi')} ${temp('scgi')}
-  types { text/x-nix-narinfo narinfo; text/plain nix-cache-info; }
-  default_type application/octet-stream;
-  server {
+  return runNginx(
+    binary,
+    workDir,
+    'nginx',
+    `types { text/x-nix-narinfo narinfo; text/plain nix-cache-info; }
+  default_type application/octet-stream;`,
+    (port) => `server {
     listen 127.0.0.1:${port};
     root ${root};
-  }
-}
-`;
-  const configFile = join(workDir, 'nginx.conf');
-  writeFileSync(configFile, config);
-  const child = startProcess(
-    binary,
-    ['-p', workDir, '-e', join(workDir, 'error.log'), '-c', configFile, '-g', 'daemon off;'],
-    join(workDir, 'nginx.out'),
+  }`,
   );
-  const url = `http://127.0.0.1:${port}`;
-  await waitUntilServing(child, url, 'nginx');
-  return { url, close: () => stopProcess(child) };
 }
 
 /** The X-Accel-Redirect prefix the front and the server agree on (docs/operations.md). */
@@ -66,21 +46,12 @@ export async function startNginxFront(
   narsDir: string,
   workDir: string,
 ): Promise<StaticServer> {
-  mkdirSync(join(workDir, 'temp'), { recursive: true });
-  const port = await freePort();
-  const temp = (name: string) => `${name}_temp_path ${join(workDir, 'temp', name)};`;
-  const config = `
-worker_processes auto;
-pid ${join(workDir, 'nginx.pid')};
-error_log ${join(workDir, 'error.log')} warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  keepalive_requests 100000;
-  ${temp('client_body')} ${temp('proxy')} ${temp('fastcgi')} ${temp('uwsgi')} ${temp('scgi')}
-  upstream sluice { server ${new URL(upstream).host}; keepalive 64; }
-  server {
+  return runNginx(
+    binary,
+    workDir,
+    'nginx in front of the server',
+    `upstream sluice { server ${new URL(upstream).host}; keepalive 64; }`,
+    (port) => `server {
     listen 127.0.0.1:${port};
     client_max_body_size 10g;
     proxy_request_buffering off;
@@ -91,7 +62,34 @@ http {
     proxy_set_header X-Sluice-Accel on;
     location / { proxy_pass http://sluice; }
     location ${ACCEL_PREFIX} { internal; alias ${narsDir}/; }
-  }
+  }`,
+  );
+}
+
+/** nginx with a config of its own in `workDir`, its `http` block holding `http` and `server(port)`. */
+async function runNginx(
+  binary: string,
+  workDir: string,
+  what: string,
+  http: string,
+  server: (port: number) => string,
+): Promise<StaticServer> {
+  mkdirSync(join(workDir, 'temp'), { recursive: true });
+  const port = await freePort();
+  const temp = (name: string) => `${name}_temp_path ${join(workDir, 'temp', name)};`;
+  // As Debian ships it: one worker per core, sendfile; access log off as any cache operator would.
+  const config = `
+worker_processes auto;
+pid ${join(workDir, 'nginx.pid')};
+error_log ${join(workDir, 'error.log')} warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  keepalive_requests 100000;
+  ${temp('client_body')} ${temp('proxy')} ${temp('fastcgi')} ${temp('uwsgi')} ${temp('scgi')}
+  ${http}
+  ${server(port)}
 }
 `;
   const configFile = join(workDir, 'nginx.conf');
@@ -102,6 +100,6 @@ http {
     join(workDir, 'nginx.out'),
   );
   const url = `http://127.0.0.1:${port}`;
-  await waitUntilServing(child, url, 'nginx in front of the server');
+  await waitUntilServing(child, url, what);
   return { url, close: () => stopProcess(child) };
 }

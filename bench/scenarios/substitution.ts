@@ -4,6 +4,8 @@
  * nginx installed, also both ways through nginx in front of the same server, sending the NAR files
  * itself (X-Accel-Redirect, docs/operations.md), beside nginx serving the file:// cache's files.
  */
+import { chmodSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   copyToFileCache,
   makeSigningKey,
@@ -11,8 +13,6 @@ import {
   type Substituter,
 } from '../lib/binary-cache.js';
 import { buildFan } from '../lib/closures.js';
-import { chmodSync } from 'node:fs';
-import { join } from 'node:path';
 import {
   ACCEL_PREFIX,
   NGINX_INSTALL_HINT,
@@ -22,7 +22,7 @@ import {
 } from '../lib/nginx.js';
 import type { Context, Sizes } from '../lib/context.js';
 import type { Row, Side } from '../lib/report.js';
-import { reason, startDaemon, writeNetrc } from '../lib/sluice.js';
+import { reason, startDaemon, writeNetrc, type Daemon } from '../lib/sluice.js';
 import { startStack, type Stack } from '../lib/stack.js';
 import { median, MiB, rotate, timed } from '../lib/stats.js';
 
@@ -105,7 +105,7 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
         'daemon of job 4',
       ),
     );
-  const viaDaemon = async (daemon: Awaited<ReturnType<Stack['startJob']>>) => {
+  const viaDaemon = async (daemon: Daemon) => {
     try {
       const from = { url: daemon.url, publicKey: stack!.server.publicKey };
       return (await timed(() => substituteIntoFreshStore(closure.root!, from))).seconds;
