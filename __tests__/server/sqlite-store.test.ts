@@ -1,6 +1,9 @@
-/** What only the SQLite store has: databases made by earlier versions (the contract is in storage-contract). */
+/**
+ * What only the SQLite store has: its files' mode, databases made by earlier versions (the contract
+ * is in storage-contract).
+ */
 import { expect, it } from '@jest/globals';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -81,4 +84,17 @@ it("opens a database whose slice bindings predate issuers: they were the default
     repositoryOwnerId: '9',
   });
   await meta.close();
+});
+
+it('makes its database owner-only, with the files SQLite adds beside it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-storage-'));
+  const store = new SqliteMetadataStore(join(dir, 'sluice.db'));
+  try {
+    await store.bindSlice('acme/app', { issuer: 'github', repositoryId: '1', repositoryOwnerId: '2' });
+    const files = readdirSync(dir).sort();
+    expect(files).toEqual(['sluice.db', 'sluice.db-shm', 'sluice.db-wal']);
+    for (const file of files) expect([file, statSync(join(dir, file)).mode & 0o777]).toEqual([file, 0o600]);
+  } finally {
+    await store.close();
+  }
 });

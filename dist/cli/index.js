@@ -8977,6 +8977,7 @@ async function readHashParts(sql, since) {
 
 
 
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS slice_nars (
   slice TEXT NOT NULL, key TEXT NOT NULL, compression TEXT NOT NULL, file_size INTEGER NOT NULL,
@@ -9015,6 +9016,10 @@ class SqliteMetadataStore {
     /** The filter of the query running now, for `sluice_readable(slice)` (queries run synchronously). */
     readable = () => false;
     constructor(path) {
+        // Owner-only, like the key files: the database holds every slice's narinfos and the audit log,
+        // and a data directory opened for nginx's workers (x_accel_redirect) must not open it too.
+        // SQLite gives its -wal and -shm files the database file's mode.
+        (0,external_node_fs_.closeSync)((0,external_node_fs_.openSync)(path, 'a', 0o600));
         this.db = new external_node_sqlite_namespaceObject.DatabaseSync(path);
         // WAL + synchronous=NORMAL: no fsync per commit (FULL's fsync blocked the event loop ~2 ms per
         // upload and per narinfo). The database stays consistent; a power loss may drop the last commits,

@@ -1,4 +1,5 @@
 /** MetadataStore on SQLite (`node:sqlite`), one file in the data directory, WAL mode. */
+import { closeSync, openSync } from 'node:fs';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type {
   AuditEntry,
@@ -67,6 +68,10 @@ export class SqliteMetadataStore implements MetadataStore {
   private readable: SliceFilter = () => false;
 
   constructor(path: string) {
+    // Owner-only, like the key files: the database holds every slice's narinfos and the audit log,
+    // and a data directory opened for nginx's workers (x_accel_redirect) must not open it too.
+    // SQLite gives its -wal and -shm files the database file's mode.
+    closeSync(openSync(path, 'a', 0o600));
     this.db = new DatabaseSync(path);
     // WAL + synchronous=NORMAL: no fsync per commit (FULL's fsync blocked the event loop ~2 ms per
     // upload and per narinfo). The database stays consistent; a power loss may drop the last commits,
