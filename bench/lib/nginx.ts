@@ -5,6 +5,7 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ACCEL_REQUEST_HEADER } from '../../src/contracts/server-api.js';
 import { freePort, startProcess, stopProcess, waitUntilServing } from './processes.js';
 
 export const NGINX_INSTALL_HINT = 'apt-get install -y nginx-light   (Debian/Ubuntu; any nginx ≥ 1.19 works)';
@@ -59,7 +60,7 @@ export async function startNginxFront(
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     proxy_set_header Host $host;
-    proxy_set_header X-Sluice-Accel on;
+    proxy_set_header ${ACCEL_REQUEST_HEADER} on;
     location / { proxy_pass http://sluice; }
     location ${ACCEL_PREFIX} { internal; alias ${narsDir}/; }
   }`,

@@ -50078,6 +50078,8 @@ function parseStoredNar(text, info, compression) {
     }
     return { url, fileSize };
 }
+/** Why a path was not pushed once the server's storage is full. */
+const STORAGE_FULL = 'the cache server has no room for uploads (HTTP 507)';
 class Uploader {
     options;
     queue = [];
@@ -50096,10 +50098,10 @@ class Uploader {
     /** Paths of a batch that failed: pushed on their own, so one bad path fails alone. */
     alone = new Set();
     /**
-     * Why nothing more goes up, once the server said it has no room (507): every later upload would
-     * send its bytes only to be refused, so the paths still queued fail at once instead.
+     * Set once the server said it has no room (507): every later upload would send its bytes only to
+     * be refused, so the paths still queued fail at once instead.
      */
-    storageFull;
+    storageFull = false;
     constructor(options) {
         this.options = options;
     }
@@ -50142,8 +50144,8 @@ class Uploader {
         }
     }
     pump() {
-        if (this.storageFull !== undefined)
-            this.failQueued(this.storageFull);
+        if (this.storageFull)
+            this.failQueued(STORAGE_FULL);
         while (this.active < this.options.concurrency && this.queue.length > 0 && !this.options.signal.aborted) {
             this.active++;
             const batch = this.takeBatch();
@@ -50165,10 +50167,10 @@ class Uploader {
     }
     /** Notes a 507: the first one says once why the rest of the job's paths are not pushed. */
     noteStorageFull(error) {
-        if (this.storageFull !== undefined || !(error instanceof UpstreamError) || error.status !== 507)
+        if (this.storageFull || !(error instanceof UpstreamError) || error.status !== 507)
             return;
-        this.storageFull = 'the cache server has no room for uploads (HTTP 507)';
-        this.options.log.warn({ err: error.message }, `${this.storageFull}: this job pushes nothing more`);
+        this.storageFull = true;
+        this.options.log.warn({ err: error.message }, `${STORAGE_FULL}: this job pushes nothing more`);
     }
     /**
      * Small paths from the front of the queue whose references are up or earlier in the batch (the
@@ -50225,7 +50227,7 @@ class Uploader {
             for (const info of batch)
                 this.alone.add(info.path);
             const error = e instanceof UpstreamError ? e.message : describeNetworkError(e);
-            if (this.storageFull === undefined)
+            if (!this.storageFull)
                 log.info({ paths: batch.length, err: error }, 'batch push failed: pushing its paths one by one');
             for (const info of batch)
                 this.inFlight.delete(info.path);

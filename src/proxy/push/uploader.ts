@@ -86,6 +86,9 @@ function parseStoredNar(text: string, info: PathInfo, compression: PushCompressi
   return { url, fileSize };
 }
 
+/** Why a path was not pushed once the server's storage is full. */
+const STORAGE_FULL = 'the cache server has no room for uploads (HTTP 507)';
+
 export class Uploader {
   private queue: PathInfo[] = [];
   /** Uploads holding one of the `concurrency` slots: a path's NAR, or a batch. */
@@ -103,10 +106,10 @@ export class Uploader {
   /** Paths of a batch that failed: pushed on their own, so one bad path fails alone. */
   private readonly alone = new Set<string>();
   /**
-   * Why nothing more goes up, once the server said it has no room (507): every later upload would
-   * send its bytes only to be refused, so the paths still queued fail at once instead.
+   * Set once the server said it has no room (507): every later upload would send its bytes only to
+   * be refused, so the paths still queued fail at once instead.
    */
-  private storageFull: string | undefined;
+  private storageFull = false;
 
   constructor(private readonly options: UploaderOptions) {}
 
@@ -153,7 +156,7 @@ export class Uploader {
   }
 
   private pump(): void {
-    if (this.storageFull !== undefined) this.failQueued(this.storageFull);
+    if (this.storageFull) this.failQueued(STORAGE_FULL);
     while (this.active < this.options.concurrency && this.queue.length > 0 && !this.options.signal.aborted) {
       this.active++;
       const batch = this.takeBatch();
@@ -174,9 +177,9 @@ export class Uploader {
 
   /** Notes a 507: the first one says once why the rest of the job's paths are not pushed. */
   private noteStorageFull(error: unknown): void {
-    if (this.storageFull !== undefined || !(error instanceof UpstreamError) || error.status !== 507) return;
-    this.storageFull = 'the cache server has no room for uploads (HTTP 507)';
-    this.options.log.warn({ err: error.message }, `${this.storageFull}: this job pushes nothing more`);
+    if (this.storageFull || !(error instanceof UpstreamError) || error.status !== 507) return;
+    this.storageFull = true;
+    this.options.log.warn({ err: error.message }, `${STORAGE_FULL}: this job pushes nothing more`);
   }
 
   /**
@@ -230,7 +233,7 @@ export class Uploader {
       this.noteStorageFull(e);
       for (const info of batch) this.alone.add(info.path);
       const error = e instanceof UpstreamError ? e.message : describeNetworkError(e);
-      if (this.storageFull === undefined)
+      if (!this.storageFull)
         log.info({ paths: batch.length, err: error }, 'batch push failed: pushing its paths one by one');
       for (const info of batch) this.inFlight.delete(info.path);
       this.queue.unshift(...batch);
