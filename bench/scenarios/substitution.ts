@@ -2,7 +2,9 @@
  * Substitution: Nix fetches a whole closure into an empty store through the proxy, directly from
  * the server, and from a file:// binary cache with the same compression (the local limit). With
  * nginx installed, also both ways through nginx in front of the same server, sending the NAR files
- * itself (X-Accel-Redirect, docs/operations.md), beside nginx serving the file:// cache's files.
+ * itself (X-Accel-Redirect, docs/operations.md), beside nginx serving the file:// cache's files. And
+ * the floor of the proxy's design: a bare Node process answering the narinfos from memory and
+ * redirecting every NAR GET to the server, as the proxy's NAR links do, with no other work.
  */
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,6 +22,7 @@ import {
   startNginxFront,
   type StaticServer,
 } from '../lib/nginx.js';
+import { startBareRedirector } from '../lib/bare-http.js';
 import type { Context, Sizes } from '../lib/context.js';
 import type { Row, Side } from '../lib/report.js';
 import { reason, startDaemon, writeNetrc, type Daemon } from '../lib/sluice.js';
@@ -51,6 +54,7 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
 
   let stack: Stack | undefined;
   let front: StaticServer | undefined;
+  let floor: StaticServer | undefined;
   let sluiceMissing = '';
   let direct: Substituter | undefined;
   try {
@@ -68,6 +72,11 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
       publicKey: stack.server.publicKey,
       netrcFile: writeNetrc(context.scratch('netrc'), reader.token),
     };
+    floor = await startBareRedirector(
+      context.scratch('bare-redirector'),
+      await serverNarInfos(stack.server.url, reader.token, closure.paths),
+      stack.server.url,
+    );
     if (context.nginx) {
       // The server makes its data directory 0700 (keys); nginx's workers need passage to nars/.
       chmodSync(stack.server.dataDir, 0o711);
@@ -80,6 +89,8 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
     }
   } catch (error) {
     sluiceMissing = reason(error);
+    await floor?.close();
+    floor = undefined;
     await stack?.close();
     stack = undefined;
   }
@@ -92,6 +103,9 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
       )
     ).seconds;
   const viaServer = async () => (await timed(() => substituteIntoFreshStore(closure.root!, direct!))).seconds;
+  // The same netrc: Nix sends the token to the server after each redirect, as a link would carry it.
+  const viaFloor = async () =>
+    (await timed(() => substituteIntoFreshStore(closure.root!, { ...direct!, url: floor!.url }))).seconds;
   const viaFront = async () =>
     (await timed(() => substituteIntoFreshStore(closure.root!, { ...direct!, url: front!.url }))).seconds;
   const viaProxy = async () => viaDaemon(await stack!.startJob(3));
@@ -125,6 +139,7 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
       viaFile,
       ...(nginx ? [viaNginx] : []),
       ...(front ? [viaProxyFront, viaFront] : []),
+      ...(stack ? [viaFloor] : []),
     ];
     const samples = await rotate(repetitions, sides);
     const unavailable: Side = { unavailable: sluiceMissing };
@@ -136,6 +151,11 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
       ? `for reference, nginx serving the same files over HTTP: ${median(nginxSamples).toFixed(2)} s, ` +
         `${(median(nginxSamples) / median(samples[stack ? 2 : 0]!)).toFixed(2)}× file://`
       : `nginx is not installed (${NGINX_INSTALL_HINT}): no HTTP reference`;
+    const floorSamples = stack ? samples[sides.length - 1]! : undefined;
+    const floorNote = floorSamples
+      ? `the floor of any proxy that redirects NARs, a bare node:http server in its own process answering the same narinfos from memory and every NAR GET with a redirect to the server: ` +
+        `${median(floorSamples).toFixed(2)} s, ${(median(floorSamples) / median(samples[1]!)).toFixed(2)}× direct`
+      : undefined;
     return [
       {
         scenario: `proxy overhead: Nix substitutes a ${description} through the proxy vs directly from the server`,
@@ -144,6 +164,7 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
         baseline: server,
         target: '≤ 1.15×',
         met: (_seconds, ratio) => ratio !== undefined && ratio <= 1.15,
+        ...(floorNote ? { note: floorNote } : {}),
       },
       {
         scenario: `substitution vs the local limit: same closure through the proxy vs from file:// (zstd)`,
@@ -158,9 +179,28 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
     ];
   } finally {
     await front?.close();
+    await floor?.close();
     await nginx?.close();
     await stack?.close();
   }
+}
+
+/** The server's narinfos of `paths` by request path, read with `token` as Nix would. */
+async function serverNarInfos(
+  server: string,
+  token: string,
+  paths: string[],
+): Promise<Record<string, string>> {
+  const narinfos: Record<string, string> = {};
+  const authorization = `Basic ${Buffer.from(`:${token}`).toString('base64')}`;
+  for (const path of paths) {
+    const request = `/${path.slice('/nix/store/'.length, '/nix/store/'.length + 32)}.narinfo`;
+    const response = await fetch(`${server}${request}`, { headers: { authorization } });
+    if (response.status !== 200)
+      throw new Error(`the server answered ${request} with HTTP ${response.status}`);
+    narinfos[request] = await response.text();
+  }
+  return narinfos;
 }
 
 /** The same two targets with nginx in front of the server, sending the NAR files (X-Accel-Redirect). */
