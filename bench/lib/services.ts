@@ -16,6 +16,8 @@ import { cpuSeconds } from './processes.js';
 import { startTestServices, stopTestServices } from '../../scripts/services/test-services.js';
 
 const run = promisify(execFile);
+/** Deleting a 1 GiB bucket takes the test Ceph a few seconds. */
+const DROP_TIMEOUT_MS = 120_000;
 
 export interface Backends {
   /** A new, empty database on the PostgreSQL; its URL. */
@@ -95,15 +97,24 @@ export async function makePublic(bucket: TestBucket): Promise<void> {
 export async function dropBucket(bucket: TestBucket): Promise<void> {
   const cephDir = process.env.SLUICE_TEST_CEPH_DIR;
   if (cephDir && existsSync(join(cephDir, 'ceph.conf'))) {
-    await run('radosgw-admin', [
-      '-c',
-      join(cephDir, 'ceph.conf'),
-      'bucket',
-      'rm',
-      `--bucket=${bucket.bucket}`,
-      '--purge-objects',
-      '--bypass-gc',
-    ]);
+    const config = join(cephDir, 'ceph.conf');
+    try {
+      await run(
+        'radosgw-admin',
+        ['-c', config, 'bucket', 'rm', `--bucket=${bucket.bucket}`, '--purge-objects', '--bypass-gc'],
+        {
+          timeout: DROP_TIMEOUT_MS,
+          killSignal: 'SIGKILL',
+        },
+      );
+    } catch (error) {
+      // A full OSD blocks deletes (and writes) for good: say so rather than wait for ever.
+      const timedOut = (error as { killed?: boolean }).killed === true;
+      throw new Error(
+        `the test Ceph ${timedOut ? `did not delete bucket ${bucket.bucket} within ${DROP_TIMEOUT_MS / 1000} s (a full OSD blocks deletes)` : `could not delete bucket ${bucket.bucket}: ${(error as Error).message.split('\n')[0]}`}; ` +
+          `\`ceph -c ${config} -s\` shows its health`,
+      );
+    }
     return;
   }
   const client = createS3Client(bucket);
