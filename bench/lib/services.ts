@@ -109,11 +109,11 @@ export async function dropBucket(bucket: TestBucket): Promise<void> {
       );
     } catch (error) {
       // A full OSD blocks deletes (and writes) for good: say so rather than wait for ever.
-      const timedOut = (error as { killed?: boolean }).killed === true;
-      throw new Error(
-        `the test Ceph ${timedOut ? `did not delete bucket ${bucket.bucket} within ${DROP_TIMEOUT_MS / 1000} s (a full OSD blocks deletes)` : `could not delete bucket ${bucket.bucket}: ${(error as Error).message.split('\n')[0]}`}; ` +
-          `\`ceph -c ${config} -s\` shows its health`,
-      );
+      const problem =
+        (error as { killed?: boolean }).killed === true
+          ? `did not delete bucket ${bucket.bucket} within ${DROP_TIMEOUT_MS / 1000} s (a full OSD blocks deletes)`
+          : `could not delete bucket ${bucket.bucket}: ${(error as Error).message.split('\n')[0]}`;
+      throw new Error(`the test Ceph ${problem}; \`ceph -c ${config} -s\` shows its health`);
     }
     return;
   }

@@ -8,6 +8,7 @@
  */
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
+import { StorePath } from '../../src/nix/store-path.js';
 import {
   copyToFileCache,
   makeSigningKey,
@@ -194,7 +195,7 @@ async function serverNarInfos(
   const narinfos: Record<string, string> = {};
   const authorization = `Basic ${Buffer.from(`:${token}`).toString('base64')}`;
   for (const path of paths) {
-    const request = `/${path.slice('/nix/store/'.length, '/nix/store/'.length + 32)}.narinfo`;
+    const request = `/${StorePath.parse(path).hashPart}.narinfo`;
     const response = await fetch(`${server}${request}`, { headers: { authorization } });
     if (response.status !== 200)
       throw new Error(`the server answered ${request} with HTTP ${response.status}`);
