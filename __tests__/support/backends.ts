@@ -20,7 +20,6 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +33,7 @@ import { PgMetadataStore } from '../../src/server/storage/pg-metadata-store.js';
 import { createS3Client } from '../../src/server/storage/s3-client.js';
 import { MIN_PART_SIZE, S3BlobStore } from '../../src/server/storage/s3-blob-store.js';
 import { SqliteMetadataStore } from '../../src/server/storage/sqlite-metadata-store.js';
+import { freePort } from './ports.js';
 
 const run = promisify(execFile);
 const SERVICES = fileURLToPath(new URL('../../scripts/services/', import.meta.url));
@@ -168,14 +168,6 @@ export const metadataBackends: [string, () => Promise<MetadataStore>][] = [
   ['PostgreSQL', async () => PgMetadataStore.open(await freshDatabase())],
 ];
 
-async function freePort(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return String(port);
-}
-
 /** `KEY=value` lines of a service script's output. */
 function parseOutput(stdout: string): Record<string, string> {
   return Object.fromEntries(
@@ -226,13 +218,13 @@ export async function startPrivateServices(attempt = 1): Promise<PrivateServices
   const pgEnv = {
     ...process.env,
     PG_DIR: join(dir, 'pg'),
-    PG_PORT: process.env.SLUICE_TEST_OUTAGE_PG_PORT || (await freePort()),
+    PG_PORT: process.env.SLUICE_TEST_OUTAGE_PG_PORT || String(await freePort()),
   };
   const cephEnv = {
     ...process.env,
     CEPH_DIR: join(dir, 'ceph'),
-    RGW_PORT: process.env.SLUICE_TEST_OUTAGE_RGW_PORT || (await freePort()),
-    MON_PORT: process.env.SLUICE_TEST_OUTAGE_MON_PORT || (await freePort()),
+    RGW_PORT: process.env.SLUICE_TEST_OUTAGE_RGW_PORT || String(await freePort()),
+    MON_PORT: process.env.SLUICE_TEST_OUTAGE_MON_PORT || String(await freePort()),
   };
   const postgres = (args: string[]) => run(join(SERVICES, 'postgres.sh'), args, { env: pgEnv });
   const ceph = (args: string[]) => run(join(SERVICES, 'ceph-rgw.sh'), args, { env: cephEnv });

@@ -4,13 +4,12 @@
  * pid, logs and temp dirs; the system's is never read).
  */
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './ports.js';
 
 const NGINX = '/usr/sbin/nginx';
 const DOC = fileURLToPath(new URL('../../docs/operations.md', import.meta.url));
@@ -31,15 +30,6 @@ export function nginxExample(marker: string, replacements: [string, string][]): 
     config = config.replace(from, to);
   }
   return config;
-}
-
-async function freePort(): Promise<number> {
-  const listener = createServer().listen(0, '127.0.0.1');
-  await once(listener, 'listening');
-  const { port } = listener.address() as AddressInfo;
-  listener.close();
-  await once(listener, 'close');
-  return port;
 }
 
 /**
