@@ -96,19 +96,15 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
     stack = undefined;
   }
 
-  const viaFile = async () => (await timed(() => substituteIntoFreshStore(closure.root!, fromFile))).seconds;
-  const viaNginx = async () =>
-    (
-      await timed(() =>
-        substituteIntoFreshStore(closure.root!, { url: nginx!.url, publicKey: key.publicKey }),
-      )
-    ).seconds;
-  const viaServer = async () => (await timed(() => substituteIntoFreshStore(closure.root!, direct!))).seconds;
+  // Each side is read when its sample runs: those that need the server exist only when it started.
+  const from = (substituter: () => Substituter) => async () =>
+    (await timed(() => substituteIntoFreshStore(closure.root!, substituter()))).seconds;
+  const viaFile = from(() => fromFile);
+  const viaNginx = from(() => ({ url: nginx!.url, publicKey: key.publicKey }));
+  const viaServer = from(() => direct!);
   // The same netrc: Nix sends the token to the server after each redirect, as a link would carry it.
-  const viaFloor = async () =>
-    (await timed(() => substituteIntoFreshStore(closure.root!, { ...direct!, url: floor!.url }))).seconds;
-  const viaFront = async () =>
-    (await timed(() => substituteIntoFreshStore(closure.root!, { ...direct!, url: front!.url }))).seconds;
+  const viaFloor = from(() => ({ ...direct!, url: floor!.url }));
+  const viaFront = from(() => ({ ...direct!, url: front!.url }));
   const viaProxy = async () => viaDaemon(await stack!.startJob(3));
   // The job's daemon talks to nginx, which the server's links then point to.
   const viaProxyFront = async () =>
@@ -122,8 +118,7 @@ export async function substitutionScenarios(context: Context): Promise<Row[]> {
     );
   const viaDaemon = async (daemon: Daemon) => {
     try {
-      const from = { url: daemon.url, publicKey: stack!.server.publicKey };
-      return (await timed(() => substituteIntoFreshStore(closure.root!, from))).seconds;
+      return await from(() => ({ url: daemon.url, publicKey: stack!.server.publicKey }))();
     } finally {
       await daemon.close();
     }
